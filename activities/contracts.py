@@ -1,0 +1,80 @@
+"""What workflows send to activities and get back. Pure pydantic: safe in the workflow sandbox.
+
+No PII crosses here: ids, amounts and keys only. Activities read contact details from the
+database themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# One activity per channel; several ladder actions may share one (with `action` telling which).
+ACTIVITY_FOR_ACTION: dict[str, str] = {
+    "sms": "send_sms",
+    "email": "send_email",
+    "letter": "send_letter",
+    "call": "place_call",
+    "visit": "schedule_field_visit",
+    "law_firm": "instruct_law_firm",
+    "bureau_notice": "credit_bureau",
+    "bureau_report": "credit_bureau",
+    "agency_place": "collection_agency",
+    "lawsuit": "court_filing",
+    "payment_order": "court_filing",
+    "enforcement": "court_filing",
+}
+CHANNEL_FOR_ACTION: dict[str, str] = {
+    "sms": "sms", "email": "email", "letter": "letter", "call": "call", "visit": "visit",
+    "law_firm": "law_firm", "bureau_notice": "credit_bureau", "bureau_report": "credit_bureau",
+    "agency_place": "agency", "lawsuit": "court", "payment_order": "court", "enforcement": "court",
+}
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelRequest(Contract):
+    workflow_id: str
+    loan_id: str
+    borrower_id: str
+    guarantor_id: str | None = None
+    step: str
+    action: str
+    idempotency_key: str
+    policy: str
+    stage: str
+    dpd: int
+    currency: str
+    outstanding: dict[str, str]
+    due_date: dt.date
+    letter: str | None = None
+
+
+class LedgerEntry(Contract):
+    workflow_id: str
+    loan_id: str
+    payment_id: str
+    amount: str
+    currency: str
+    paid_at: dt.datetime
+    allocation: dict[str, str]
+    outstanding: str
+
+
+class CaseClosed(Contract):
+    workflow_id: str
+    loan_id: str
+    outcome: Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+    outstanding: str
+    total_paid: str
+    currency: str
+    closed_at: dt.datetime
+
+
+def idempotency_key(workflow_id: str, opened_at: dt.datetime, step: str, action: str) -> str:
+    """Stable across retries, worker crashes and continue-as-new; distinct for a later case on the same loan."""
+    return f"{workflow_id}:{opened_at:%Y%m%dT%H%M%S}:{step}:{action}"

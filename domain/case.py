@@ -1,0 +1,464 @@
+"""One collection case as a pure state machine.
+
+The workflow owns a `Case`, feeds it the time (`workflow.now()`) and the inputs, runs the
+activities it asks for, and reports their results back. Every rule of the ladder lives here:
+when the next step is due, what pauses the case, how payments, promises, plans, holds and
+outcomes change it, and when it closes. Nothing here does I/O, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.allocation import allocate
+from domain.dates import CaseClock, bucket, days_past_due
+from domain.errors import InvalidInput
+from domain.models import (
+    CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, VISIT_OUTCOMES, Awaiting, Balances, CaseInput,
+    CaseState, CaseStatus, ContactResult, Event, Hold, HoldIn, NextAction, OutcomeIn, PaymentIn,
+    PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult,
+)
+from domain.money import format_amount, parse_amount
+from domain.plans import build_plan, evaluate_plan, next_plan_deadline
+from domain.policy import Step
+from domain.promises import evaluate_promise, make_promise
+
+MAX_EVENTS = 30
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class Case:
+    def __init__(self, inp: CaseInput, now: datetime) -> None:
+        self.inp = inp
+        self.policy = inp.policy
+        if inp.state is None:
+            balances = Balances(principal=inp.principal, interest=inp.interest, fees=inp.fees)
+            opened_dpd = days_past_due(inp.due_date, inp.timezone, now)
+            self.state = CaseState(opened_at=now, opened_dpd=opened_dpd, original=balances, balances=balances)
+            self.state.catch_up_to = self._catch_up_target(opened_dpd)
+            self.event(now, "opened", f"DPD {opened_dpd}, outstanding {self.money(balances.total)}, policy {self.policy.name} {self.policy.version}")
+        else:
+            self.state = inp.state
+            self.state.runs += 1
+        s = self.state
+        self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
+
+    # ---------------------------------------------------------------- reading
+
+    def money(self, minor: int) -> str:
+        return f"{self.inp.currency} {format_amount(minor, self.inp.currency)}"
+
+    def amount(self, minor: int) -> str:
+        return format_amount(minor, self.inp.currency)
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.policy.steps
+
+    def dpd(self, now: datetime) -> int:
+        return self.clock.dpd(now)
+
+    def holds_pausing(self) -> list[Hold]:
+        return [h for h in self.state.holds if h.kind not in CLOSING_HOLDS]
+
+    def enforcing(self) -> bool:
+        """Enforcement has been applied for: a payoff now is a recovery."""
+        return any("enforcement" in self.steps[self.policy.step_index(k)].actions for k in self.state.steps_done)
+
+    def plan_active(self) -> bool:
+        return self.state.plan is not None and self.state.plan.status == "active"
+
+    def promise_active(self) -> bool:
+        return self.state.promise is not None and self.state.promise.status == "active"
+
+    def pause_reason(self) -> str | None:
+        """Why the ladder is paused (a hold, a plan or a promise), or None."""
+        holds = self.holds_pausing()
+        if holds:
+            return "on hold: " + ", ".join(h.kind for h in holds)
+        if self.plan_active():
+            return f"repayment plan ({self.state.plan.kind})"
+        if self.promise_active():
+            return f"promise to pay {self.money(self.state.promise.amount)} by {self.state.promise.date}"
+        return None
+
+    def status_name(self) -> str:
+        if self.state.closed:
+            return "closed"
+        return "paused" if self.pause_reason() else "active"
+
+    def step_at(self, idx: int) -> datetime:
+        """When step `idx` may run: its DPD, and not before the gap after the previous step."""
+        step = self.steps[idx]
+        at = self.clock.dpd_instant(step.dpd)
+        if self.state.last_step_at is not None:
+            gap = step.min_days_after_previous
+            if gap is None:
+                gap = self.policy.min_gap_days
+            at = max(at, self.state.last_step_at + self.clock.days(gap))
+        return at
+
+    def _pending_step(self) -> int | None:
+        s = self.state
+        if s.closed or self.pause_reason() or s.awaiting or s.next_step >= len(self.steps):
+            return None
+        if self.steps[s.next_step].requires == "judgment" and s.judgment_at is None:
+            return None
+        return s.next_step
+
+    def due_step(self, now: datetime) -> int | None:
+        """The index of the step to run now, if one is due."""
+        idx = self._pending_step()
+        if idx is not None and self.step_at(idx) <= now:
+            return idx
+        return None
+
+    def write_off_at(self) -> datetime:
+        return self.clock.dpd_instant(self.policy.write_off_dpd)
+
+    def deadlines(self) -> list[tuple[datetime, str]]:
+        """Every future moment at which the case must look at itself again, with what it is."""
+        s = self.state
+        out: list[tuple[datetime, str]] = []
+        if s.closed:
+            return out
+        idx = self._pending_step()
+        if idx is not None:
+            out.append((self.step_at(idx), f"step {self.steps[idx].key}"))
+        for h in s.holds:
+            if h.until is not None:
+                out.append((h.until, f"{h.kind} hold ends"))
+        if self.promise_active():
+            out.append((s.promise.deadline, "promise deadline"))
+        if self.plan_active():
+            when = next_plan_deadline(s.plan, s.total_paid)
+            if when is not None:
+                out.append((when, "plan instalment deadline"))
+        if s.awaiting:
+            out.append((s.awaiting.until, f"{s.awaiting.kind} outcome overdue"))
+        if not self.plan_active():
+            out.append((self.write_off_at(), "write-off"))
+        return out
+
+    def wake_at(self) -> datetime | None:
+        d = self.deadlines()
+        return min(d)[0] if d else None
+
+    def next_action(self) -> NextAction:
+        s = self.state
+        if s.closed:
+            return NextAction(what=f"none: closed as {s.outcome}")
+        d = self.deadlines()
+        reason = self.pause_reason()
+        if s.awaiting:
+            what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {s.awaiting.until:%Y-%m-%d %H:%M}Z"
+        elif (s.next_step < len(self.steps) and self.steps[s.next_step].requires == "judgment"
+              and s.judgment_at is None and not reason):
+            what = f"awaiting the judgment before {self.steps[s.next_step].key}"
+        elif reason:
+            what = f"paused, {reason}"
+        else:
+            what = ""
+        if not d:
+            return NextAction(what=what or "waiting for an operator")
+        at, label = min(d)
+        return NextAction(what=(what + "; next: " if what else "") + label, at=at)
+
+    # ---------------------------------------------------------------- writing
+
+    def event(self, now: datetime, kind: str, detail: str = "") -> None:
+        ev = self.state.events
+        ev.append(Event(at=now, kind=kind, detail=detail))
+        del ev[:-MAX_EVENTS]
+
+    def close(self, outcome: str, now: datetime, detail: str = "") -> None:
+        s = self.state
+        if s.closed:
+            return
+        s.closed, s.outcome, s.closed_at, s.awaiting = True, outcome, now, None
+        self.event(now, "closed", f"{outcome}" + (f": {detail}" if detail else ""))
+
+    def tick(self, now: datetime) -> None:
+        """Handle every deadline that has passed: hold ends, promises, instalments, waits, write-off."""
+        s = self.state
+        if s.closed:
+            return
+        for h in [h for h in s.holds if h.until is not None and h.until <= now]:
+            s.holds.remove(h)
+            self.event(now, "hold_released", f"{h.kind} ended on its end date")
+        if self.promise_active():
+            verdict = evaluate_promise(s.promise, s.total_paid, now)
+            if verdict != "active":
+                s.promise.status = verdict
+                self.event(now, f"promise_{verdict}", f"{self.money(s.promise.amount)} by {s.promise.date}")
+        if self.plan_active() and evaluate_plan(s.plan, s.total_paid, now) == "broken":
+            self._break_plan(now, "an instalment was not paid in time")
+        if s.awaiting and s.awaiting.until <= now:
+            self.event(now, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
+            s.awaiting = None
+        if not self.plan_active() and now >= self.write_off_at():
+            self.close("written_off", now, f"DPD {self.policy.write_off_dpd} reached with {self.money(s.balances.total)} outstanding")
+
+    def _break_plan(self, now: datetime, why: str) -> None:
+        s = self.state
+        s.plan.status = "broken"
+        s.balances = s.balances.model_copy(update={"interest": s.balances.interest + s.plan.waived})
+        self.event(now, "plan_broken", f"{s.plan.kind}: {why}; the ladder resumes")
+
+    def _catch_up_target(self, dpd: int) -> int | None:
+        """A case opened late sends step 0 first, then goes to the step its DPD calls for."""
+        reached = [i for i, st in enumerate(self.steps) if st.dpd <= dpd]
+        return reached[-1] if reached and reached[-1] >= 2 else None
+
+    def begin_step(self, idx: int, now: datetime) -> Step:
+        step = self.steps[idx]
+        self.state.stage = step.stage
+        self.event(now, "step_started", step.key)
+        return step
+
+    def finish_step(self, idx: int, results: list[ContactResult], now: datetime) -> None:
+        s, step = self.state, self.steps[idx]
+        s.steps_done.append(step.key)
+        s.last_step_at = now
+        for r in results:
+            if r.status == "delivered":
+                s.contacts[r.channel] = s.contacts.get(r.channel, 0) + 1
+            self.event(now, f"contact_{r.status}", f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""))
+        if "visit" in step.actions:
+            s.visit_scheduled = True
+        if "lawsuit" in step.actions or "payment_order" in step.actions:
+            s.lawsuit_filed = True
+        nxt = idx + 1
+        if s.catch_up_to is not None:
+            while nxt < s.catch_up_to and not self.steps[nxt].mandatory:
+                self.event(now, "step_skipped", f"{self.steps[nxt].key}: case opened at DPD {s.opened_dpd}")
+                nxt += 1
+            if nxt >= s.catch_up_to:
+                s.catch_up_to = None
+        s.next_step = nxt
+        if step.await_outcome_days and not s.closed:
+            kind = "court" if {"lawsuit", "payment_order", "enforcement"} & set(step.actions) else "visit"
+            s.awaiting = Awaiting(step=step.key, kind=kind, until=now + self.clock.days(step.await_outcome_days))
+        for r in results:
+            if r.outcome == "dispute":
+                self._hold(HoldIn(kind="dispute", reference=f"{step.key} {r.channel}"), now)
+            elif r.outcome == "promise" and r.promise_amount and r.promise_date:
+                try:
+                    self.check_promise(PromiseIn(amount=r.promise_amount, date=r.promise_date), now)
+                except InvalidInput as exc:
+                    self.event(now, "promise_not_recorded", str(exc))
+                else:
+                    self.apply_promise(PromiseIn(amount=r.promise_amount, date=r.promise_date), now)
+
+    # ---------------------------------------------------------------- inputs: each has check_* (pure, raises InvalidInput) and apply_*
+
+    def _open(self) -> None:
+        if self.state.closed:
+            raise InvalidInput("case", f"is closed ({self.state.outcome}); nothing can change it")
+
+    def check_payment(self, p: PaymentIn, now: datetime) -> int | None:
+        """The amount in minor units, or None for a payment id already recorded (a duplicate)."""
+        if p.payment_id in self.state.payments:
+            return None
+        self._open()
+        if p.currency != self.inp.currency:
+            raise InvalidInput("currency", f"{p.currency} does not match the loan's currency {self.inp.currency}")
+        minor = parse_amount(p.amount, p.currency, "amount")
+        if p.paid_at is not None and p.paid_at > now + CLOCK_SKEW:
+            raise InvalidInput("paid_at", f"{p.paid_at.isoformat()} is in the future")
+        tolerance = parse_amount(self.policy.allocation.overpayment_tolerance, p.currency, "overpayment_tolerance", allow_zero=True)
+        outstanding = self.state.balances.total
+        if minor > outstanding + tolerance:
+            raise InvalidInput("amount", f"{p.amount} is more than the outstanding {self.amount(outstanding)}"
+                               + (f" plus the tolerance {self.amount(tolerance)}" if tolerance else "")
+                               + "; refund or apply the surplus elsewhere")
+        return minor
+
+    def apply_payment(self, p: PaymentIn, now: datetime) -> PaymentResult:
+        s = self.state
+        if p.payment_id in s.payments:
+            rec = s.payments[p.payment_id]
+            return self._payment_result(p.payment_id, rec, duplicate=True)
+        minor = self.check_payment(p, now)
+        allocation, s.balances, surplus = allocate(minor, s.balances, self.policy.allocation.order)
+        if surplus:
+            allocation["surplus"] = surplus
+        s.total_paid += minor
+        rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
+        s.payments[p.payment_id] = rec
+        self.event(now, "payment", f"{p.payment_id}: {self.money(minor)}, outstanding {self.money(s.balances.total)}")
+        self._after_payment(now)
+        return self._payment_result(p.payment_id, rec)
+
+    def _after_payment(self, now: datetime) -> None:
+        s = self.state
+        if self.promise_active() and evaluate_promise(s.promise, s.total_paid, now) == "kept":
+            s.promise.status = "kept"
+            self.event(now, "promise_kept", f"{self.money(s.promise.amount)} by {s.promise.date}")
+        in_plan = self.plan_active()
+        if in_plan and evaluate_plan(s.plan, s.total_paid, now) == "completed":
+            s.plan.status = "completed"
+            waived = s.plan.waived
+            self.event(now, "plan_completed", f"{s.plan.kind}" + (f", interest waived {self.money(waived)}" if waived else ""))
+            if s.balances.total == 0:
+                self.close("settled", now)
+        if s.balances.total == 0 and not s.closed:
+            self.close("settled" if in_plan else "recovered" if self.enforcing() else "paid", now)
+
+    def _payment_result(self, pid: str, rec: PaymentRecord, duplicate: bool = False) -> PaymentResult:
+        return PaymentResult(
+            payment_id=pid, applied=self.amount(rec.amount),
+            allocation={k: self.amount(v) for k, v in rec.allocation.items()},
+            outstanding=self.amount(self.state.balances.total), duplicate=duplicate,
+            status=self.status_name(), outcome=self.state.outcome,
+        )
+
+    def _result(self, message: str) -> UpdateResult:
+        return UpdateResult(message=message, status=self.status_name(), outcome=self.state.outcome)
+
+    def check_promise(self, p: PromiseIn, now: datetime) -> None:
+        self._open()
+        if self.plan_active():
+            raise InvalidInput("case", "a repayment plan is active; a promise cannot replace it")
+        if self.promise_active():
+            raise InvalidInput("case", f"a promise is already active (due {self.state.promise.date})")
+        make_promise(p.amount, p.date, self.state.balances.total, self.inp.currency, self.policy.promise,
+                     self.clock, now, self.state.total_paid)
+
+    def apply_promise(self, p: PromiseIn, now: datetime) -> UpdateResult:
+        self.check_promise(p, now)
+        s = self.state
+        s.promise = make_promise(p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise,
+                                 self.clock, now, s.total_paid)
+        self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
+        return self._result(f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {s.promise.deadline:%Y-%m-%d %H:%M}Z")
+
+    def _build_plan(self, p: PlanIn, now: datetime):
+        self._open()
+        if self.plan_active():
+            raise InvalidInput("case", f"a {self.state.plan.kind} plan is already active")
+        return build_plan(p, self.state.balances, self.policy.plans, self.clock, now, self.state.total_paid)
+
+    def check_plan(self, p: PlanIn, now: datetime) -> None:
+        self._build_plan(p, now)
+
+    def apply_plan(self, p: PlanIn, now: datetime) -> PlanResult:
+        s = self.state
+        plan = self._build_plan(p, now)
+        if self.promise_active():
+            self.event(now, "promise_superseded", "replaced by a repayment plan")
+            s.promise = None
+        s.balances = s.balances.model_copy(update={"interest": s.balances.interest - plan.waived})
+        s.plan = plan
+        self.event(now, "plan_agreed", f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}")
+        return PlanResult(
+            message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused",
+            status=self.status_name(), outcome=s.outcome, total=self.amount(plan.total),
+            waived=self.amount(plan.waived), schedule=[(i.due, self.amount(i.amount)) for i in plan.schedule],
+        )
+
+    def check_hold(self, h: HoldIn, now: datetime) -> None:
+        self._open()
+        if any(x.kind == h.kind for x in self.state.holds):
+            raise InvalidInput("kind", f"the case is already on a {h.kind} hold")
+        if h.kind == "hardship":
+            today = self.clock.today(now)
+            if h.until is None:
+                raise InvalidInput("until", "a hardship hold needs its end date")
+            if h.until <= today:
+                raise InvalidInput("until", f"{h.until} is not after today ({today})")
+            limit = self.policy.holds.max_hardship_days
+            if (h.until - today).days > limit:
+                raise InvalidInput("until", f"{h.until} is more than {limit} days ahead; the policy allows at most {limit}")
+        elif h.until is not None:
+            raise InvalidInput("until", f"only a hardship hold has an end date, not {h.kind}")
+
+    def apply_hold(self, h: HoldIn, now: datetime) -> UpdateResult:
+        self.check_hold(h, now)
+        self._hold(h, now)
+        return self._result(f"{h.kind} hold placed" + (f"; case closed as {self.state.outcome}" if self.state.closed else "; contact stopped"))
+
+    def _hold(self, h: HoldIn, now: datetime) -> None:
+        s = self.state
+        if s.closed or any(x.kind == h.kind for x in s.holds):
+            return
+        until = self.clock.date_deadline(h.until, 0) if h.until else None
+        s.holds.append(Hold(kind=h.kind, placed_at=now, until=until, reference=h.reference))
+        self.event(now, "hold_placed", h.kind + (f" until {h.until}" if h.until else ""))
+        if h.kind in CLOSING_HOLDS:
+            self.close(CLOSING_HOLDS[h.kind], now, h.reference)
+
+    def check_release(self, r: ReleaseIn, now: datetime) -> None:
+        self._open()
+        if not any(x.kind == r.kind for x in self.state.holds):
+            held = ", ".join(x.kind for x in self.state.holds) or "none"
+            raise InvalidInput("kind", f"there is no {r.kind} hold on this case (holds: {held})")
+        if r.kind == "complaint" and not r.reviewer:
+            raise InvalidInput("reviewer", "a complaint hold is released only by a compliance reviewer; name them")
+
+    def apply_release(self, r: ReleaseIn, now: datetime) -> UpdateResult:
+        self.check_release(r, now)
+        s = self.state
+        s.holds = [x for x in s.holds if x.kind != r.kind]
+        self.event(now, "hold_released", r.kind + (f" by {r.reviewer}" if r.reviewer else "") + (f": {r.resolution}" if r.resolution else ""))
+        return self._result(f"{r.kind} hold released")
+
+    def check_outcome(self, o: OutcomeIn, now: datetime) -> None:
+        self._open()
+        s = self.state
+        allowed = {"call": CALL_OUTCOMES, "visit": VISIT_OUTCOMES, "court": COURT_EVENTS}[o.kind]
+        if o.outcome not in allowed:
+            raise InvalidInput("outcome", f"{o.outcome!r} is not a {o.kind} outcome (one of: {', '.join(allowed)})")
+        if o.kind == "visit" and not s.visit_scheduled:
+            raise InvalidInput("kind", "no home visit has been scheduled for this case")
+        if o.kind == "court":
+            if not s.lawsuit_filed:
+                raise InvalidInput("kind", "no lawsuit or payment order has been filed for this case")
+            if o.outcome == "judgment" and s.judgment_at is not None:
+                raise InvalidInput("outcome", f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}")
+            if o.outcome in ("enforcement_result", "enforcement_closed") and not self.enforcing():
+                raise InvalidInput("outcome", "enforcement has not been applied for on this case")
+            if o.outcome == "enforcement_result":
+                if o.amount is None:
+                    raise InvalidInput("amount", "an enforcement result carries the amount recovered")
+                minor = parse_amount(o.amount, self.inp.currency, "amount")
+                if minor > s.balances.total:
+                    raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
+        if o.outcome == "promise":
+            if o.amount is None or o.date is None:
+                raise InvalidInput("amount" if o.amount is None else "date", "a promise outcome carries the promised amount and date")
+            self.check_promise(PromiseIn(amount=o.amount, date=o.date), now)
+
+    def apply_outcome(self, o: OutcomeIn, now: datetime) -> UpdateResult:
+        self.check_outcome(o, now)
+        s = self.state
+        self.event(now, f"{o.kind}_outcome", o.outcome + (f" {o.reference}" if o.reference else ""))
+        if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
+            s.awaiting = None
+        if o.outcome == "judgment":
+            s.judgment_at = now
+        if o.outcome == "enforcement_result":
+            n = sum(1 for k in s.payments if k.startswith("enforcement-"))
+            self.apply_payment(PaymentIn(payment_id=f"enforcement-{n + 1}", amount=o.amount, currency=self.inp.currency), now)
+        if o.outcome == "promise":
+            self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
+        elif o.outcome == "dispute":
+            self._hold(HoldIn(kind="dispute", reference=f"{o.kind} outcome"), now)
+        return self._result(f"{o.kind} outcome {o.outcome} recorded")
+
+    # ---------------------------------------------------------------- views
+
+    def status(self, now: datetime) -> CaseStatus:
+        s, dpd = self.state, self.dpd(now)
+        b = s.balances
+        return CaseStatus(
+            loan_id=self.inp.loan_id, workflow_id=self.inp.workflow_id, policy=self.policy.name,
+            policy_version=self.policy.version, segment=self.inp.segment, stage=s.stage,
+            status=self.status_name(), outcome=s.outcome, dpd=dpd, bucket=bucket(dpd),
+            currency=self.inp.currency,
+            outstanding={"principal": self.amount(b.principal), "interest": self.amount(b.interest),
+                         "fees": self.amount(b.fees), "total": self.amount(b.total)},
+            total_paid=self.amount(s.total_paid), holds=s.holds, plan=s.plan, promise=s.promise,
+            awaiting=s.awaiting, next_action=self.next_action(), steps_done=s.steps_done,
+            contacts=s.contacts, events=s.events[-15:], as_of=now,
+        )

@@ -1,0 +1,287 @@
+"""The shapes that cross the workflow boundary: case input, update inputs, state and results.
+
+Everything here is a pydantic model carried by temporalio's pydantic data converter.
+Amounts inside the case are integer minor units of the case currency; amounts typed by
+people (update inputs) are decimal strings, parsed strictly by domain.money.
+No PII: ids and amounts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domain.dates import zone
+from domain.money import check_currency
+from domain.policy import Policy
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+HoldKind = Literal["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
+CaseStatusName = Literal["active", "paused", "closed"]
+Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+CLOSING_HOLDS = {"bankruptcy": "bankrupt", "deceased": "deceased"}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Balances(Model):
+    principal: int = Field(default=0, ge=0)
+    interest: int = Field(default=0, ge=0)
+    fees: int = Field(default=0, ge=0)
+
+    @property
+    def total(self) -> int:
+        return self.principal + self.interest + self.fees
+
+
+class CaseInput(Model):
+    """What starts a case. The policy content is pinned here so a running case keeps its strategy."""
+
+    loan_id: str = Field(pattern=ID_PATTERN)
+    borrower_id: str = Field(pattern=ID_PATTERN)
+    currency: str
+    principal: int = Field(ge=0, description="outstanding principal, minor units")
+    interest: int = Field(default=0, ge=0)
+    fees: int = Field(default=0, ge=0)
+    due_date: dt.date
+    timezone: str = "Asia/Shanghai"
+    segment: str = Field(default="retail", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    product: str = Field(default="personal_loan", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    guarantor_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    policy: Policy
+    history_limit: int | None = Field(default=None, ge=50, description="continue-as-new past this many events (tests)")
+    state: CaseState | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        check_currency(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zone(v)
+        except ValueError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+        return v
+
+    @model_validator(mode="after")
+    def _owes_something(self) -> CaseInput:
+        if self.principal + self.interest + self.fees <= 0:
+            raise ValueError("principal: the loan owes nothing (principal + interest + fees must be above zero)")
+        return self
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id(self.loan_id)
+
+
+def workflow_id(loan_id: str) -> str:
+    return f"loan-{loan_id}"
+
+
+# ---- update inputs (typed by people or sent by the bank's systems) ----
+
+class PaymentIn(Model):
+    payment_id: str = Field(pattern=ID_PATTERN)
+    amount: str = Field(description="decimal string in major units, e.g. '1234.56'")
+    currency: str
+    paid_at: AwareDatetime | None = None
+
+
+class PromiseIn(Model):
+    amount: str
+    date: dt.date
+
+
+class PlanIn(Model):
+    kind: Literal["deferral", "instalments", "interest_waiver"]
+    until: dt.date | None = Field(default=None, description="deferral: the new due date for the whole balance")
+    instalments: int | None = Field(default=None, description="instalments: how many")
+    first_due: dt.date | None = Field(default=None, description="instalments: date of the first")
+    interval_months: int = Field(default=1, ge=1, le=12)
+    waiver_percent: int = Field(default=0, description="share of the outstanding interest waived on completion")
+    pay_by: dt.date | None = Field(default=None, description="interest_waiver: pay the rest by this date")
+
+
+class HoldIn(Model):
+    kind: HoldKind
+    until: dt.date | None = Field(default=None, description="hardship: the end date")
+    reference: str = Field(default="", max_length=200)
+
+
+class ReleaseIn(Model):
+    kind: HoldKind
+    reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
+    resolution: str = Field(default="", max_length=200)
+
+
+CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute")
+VISIT_OUTCOMES = ("met_borrower", "not_home", "refused", "moved", "promise", "dispute")
+COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "objection_filed", "judgment",
+                "enforcement_result", "enforcement_closed")
+
+
+class OutcomeIn(Model):
+    kind: Literal["call", "visit", "court"]
+    outcome: str
+    amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
+    date: dt.date | None = Field(default=None, description="promise date")
+    reference: str = Field(default="", max_length=100, description="court case number, visit report id, ...")
+
+
+# ---- state ----
+
+class Event(Model):
+    at: datetime
+    kind: str
+    detail: str = ""
+
+
+class Hold(Model):
+    kind: HoldKind
+    placed_at: datetime
+    until: datetime | None = None
+    reference: str = ""
+
+
+class Promise(Model):
+    amount: int
+    date: dt.date
+    deadline: datetime
+    made_at: datetime
+    paid_before: int = Field(description="total paid on the case when the promise was made")
+    status: Literal["active", "kept", "broken"] = "active"
+
+
+class Instalment(Model):
+    due: dt.date
+    amount: int
+    deadline: datetime
+
+
+class Plan(Model):
+    kind: Literal["deferral", "instalments", "interest_waiver"]
+    made_at: datetime
+    schedule: list[Instalment]
+    total: int = Field(description="what the borrower pays under the plan")
+    waived: int = Field(default=0, description="interest forgiven when the plan completes")
+    paid_before: int
+    status: Literal["active", "completed", "broken"] = "active"
+
+
+class Awaiting(Model):
+    step: str
+    kind: Literal["visit", "court"]
+    until: datetime
+
+
+class PaymentRecord(Model):
+    amount: int
+    allocation: dict[str, int]
+    at: datetime
+
+
+class CaseState(Model):
+    opened_at: datetime
+    opened_dpd: int
+    original: Balances
+    balances: Balances
+    total_paid: int = 0
+    stage: str = "new"
+    closed: bool = False
+    outcome: Outcome | None = None
+    closed_at: datetime | None = None
+    next_step: int = 0
+    last_step_at: datetime | None = None
+    catch_up_to: int | None = None
+    steps_done: list[str] = []
+    awaiting: Awaiting | None = None
+    lawsuit_filed: bool = False
+    visit_scheduled: bool = False
+    judgment_at: datetime | None = None
+    holds: list[Hold] = []
+    promise: Promise | None = None
+    plan: Plan | None = None
+    payments: dict[str, PaymentRecord] = {}
+    contacts: dict[str, int] = {}
+    events: list[Event] = []
+    runs: int = 1
+
+
+CaseInput.model_rebuild()
+
+
+# ---- results ----
+
+class PaymentResult(Model):
+    payment_id: str
+    applied: str
+    allocation: dict[str, str]
+    outstanding: str
+    duplicate: bool = False
+    status: CaseStatusName
+    outcome: Outcome | None = None
+
+
+class UpdateResult(Model):
+    accepted: bool = True
+    message: str
+    status: CaseStatusName
+    outcome: Outcome | None = None
+
+
+class PlanResult(UpdateResult):
+    total: str
+    waived: str
+    schedule: list[tuple[dt.date, str]]
+
+
+class NextAction(Model):
+    what: str
+    at: datetime | None = None
+
+
+class CaseStatus(Model):
+    loan_id: str
+    workflow_id: str
+    policy: str
+    policy_version: str
+    segment: str
+    stage: str
+    status: CaseStatusName
+    outcome: Outcome | None
+    dpd: int
+    bucket: str
+    currency: str
+    outstanding: dict[str, str]
+    total_paid: str
+    holds: list[Hold]
+    plan: Plan | None
+    promise: Promise | None
+    awaiting: Awaiting | None
+    next_action: NextAction
+    steps_done: list[str]
+    contacts: dict[str, int]
+    events: list[Event]
+    as_of: datetime
+
+
+class ContactResult(Model):
+    """What one channel action of a step came back with (from its activity)."""
+
+    action: str
+    channel: str
+    status: Literal["delivered", "failed", "refused"] = "delivered"
+    outcome: str | None = Field(default=None, description="call: answered / no_answer / wrong_number / promise / dispute")
+    reason: str | None = None
+    reference: str | None = None
+    promise_amount: str | None = None
+    promise_date: dt.date | None = None

@@ -1,0 +1,160 @@
+"""A collections policy: the ladder, allocation and plan limits, as validated data.
+
+One TOML file per product or segment lives in `policies/`. Loading validates it and every
+error names the file, the field and the reason. A running case keeps the policy it started
+with: the whole content travels in its input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from domain.errors import InvalidInput
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+# What a step can do; each maps to one activity (see workflows/case.py ACTIONS).
+Action = Literal[
+    "sms", "email", "letter", "call", "visit", "law_firm",
+    "bureau_notice", "bureau_report", "agency_place", "lawsuit", "payment_order", "enforcement",
+]
+Component = Literal["fees", "interest", "principal"]
+LEGAL_MAX_TERM_MONTHS = 60
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="stable id of the step (idempotency keys use it)")
+    stage: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="value of the CollectionStage search attribute")
+    dpd: int = Field(ge=0, le=3650, description="days past due at which the step starts")
+    actions: list[Action] = Field(min_length=1)
+    title: str = ""
+    letter: str | None = Field(default=None, description="letter template for a 'letter' action")
+    await_outcome_days: int | None = Field(default=None, ge=1, le=1000, description="wait this long for a visit report or court event")
+    min_days_after_previous: int | None = Field(default=None, ge=0, le=365, description="notice period after the previous step")
+    mandatory: bool = Field(default=False, description="never skipped when a late case catches up")
+    requires: Literal["judgment"] | None = None
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("actions must not repeat")
+        return v
+
+
+class PlanLimits(_Strict):
+    max_deferral_days: int = Field(default=90, ge=1, le=365)
+    max_instalments: int = Field(default=24, ge=2, le=LEGAL_MAX_TERM_MONTHS)
+    max_term_months: int = Field(default=LEGAL_MAX_TERM_MONTHS, ge=1, le=LEGAL_MAX_TERM_MONTHS)
+    max_interest_waiver_percent: int = Field(default=50, ge=0, le=100)
+    waiver_pay_within_days: int = Field(default=30, ge=1, le=365)
+    first_instalment_within_days: int = Field(default=31, ge=1, le=365)
+    grace_days: int = Field(default=5, ge=0, le=60)
+
+
+class PromiseRules(_Strict):
+    grace_days: int = Field(default=3, ge=0, le=60)
+    max_days_ahead: int = Field(default=14, ge=1, le=365)
+
+
+class HoldRules(_Strict):
+    max_hardship_days: int = Field(default=180, ge=1, le=730)
+
+
+class Allocation(_Strict):
+    order: list[Component] = ["fees", "interest", "principal"]
+    overpayment_tolerance: str = Field(default="0", description="accepted above the balance, major units")
+
+    @field_validator("order")
+    @classmethod
+    def _permutation(cls, v: list[str]) -> list[str]:
+        if sorted(v) != ["fees", "interest", "principal"]:
+            raise ValueError("must list fees, interest and principal, each exactly once")
+        return v
+
+
+class Policy(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    version: str = Field(min_length=1)
+    description: str = ""
+    day_seconds: int = Field(default=86400, ge=1, le=86400, description="86400 = real calendar; less compresses days (demo)")
+    min_gap_days: int = Field(default=2, ge=0, le=90, description="least time between two steps")
+    write_off_dpd: int = Field(default=720, ge=1, le=3650)
+    steps: list[Step] = Field(min_length=1)
+    allocation: Allocation = Allocation()
+    plans: PlanLimits = PlanLimits()
+    promise: PromiseRules = PromiseRules()
+    holds: HoldRules = HoldRules()
+
+    @model_validator(mode="after")
+    def _ladder(self) -> Policy:
+        keys = [s.key for s in self.steps]
+        for i, s in enumerate(self.steps):
+            if keys.count(s.key) > 1:
+                raise ValueError(f"steps[{i}].key: {s.key!r} is used by more than one step")
+            if i and s.dpd < self.steps[i - 1].dpd:
+                raise ValueError(f"steps[{i}].dpd: {s.dpd} is earlier than the step before it ({self.steps[i - 1].dpd}); steps run in order")
+            if "letter" in s.actions and not s.letter:
+                raise ValueError(f"steps[{i}].letter: a step with a 'letter' action names its letter template")
+            if s.requires == "judgment" and not any(
+                a in p.actions for p in self.steps[:i] for a in ("lawsuit", "payment_order")
+            ):
+                raise ValueError(f"steps[{i}].requires: needs a judgment but no earlier step files a lawsuit or payment order")
+            if s.dpd >= self.write_off_dpd:
+                raise ValueError(f"steps[{i}].dpd: {s.dpd} is not before write_off_dpd {self.write_off_dpd}")
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+    def step_index(self, key: str) -> int:
+        return [s.key for s in self.steps].index(key)
+
+
+def _first_error(source: str, exc: ValidationError) -> InvalidInput:
+    err = exc.errors()[0]
+    loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    msg = err["msg"].removeprefix("Value error, ")
+    if not loc and ": " in msg:  # model-level rule that names its own field
+        loc, msg = msg.split(": ", 1)
+    return InvalidInput(f"{source}: {loc or 'policy'}", msg)
+
+
+def parse_policy(data: dict, source: str = "policy") -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(source, exc) from None
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(str(path), "no such policy file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(str(path), f"not valid TOML: {exc}") from None
+    return parse_policy(data, str(path))
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """A policy by name (policies/NAME.toml) or by path to a TOML file."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        return load_policy_file(name_or_path)
+    path = POLICY_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in POLICY_DIR.glob("*.toml")))
+        raise InvalidInput("policy", f"no policy named {name_or_path!r} (known: {known})")
+    return load_policy_file(path)

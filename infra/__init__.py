@@ -1,0 +1,1 @@
+"""Configuration, logging and connections shared by the worker, the starter and the stack."""

@@ -1,0 +1,97 @@
+"""Shared fixtures: one time-skipping Temporal test server and one worker for the session."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.dates import local_date
+from domain.models import CaseInput, workflow_id
+from domain.policy import load_policy
+from infra.binaries import find
+from workflows import search
+from workflows.case import CollectionCase
+from worker import build_worker
+
+TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+TASK_QUEUE = "collections-test"
+
+
+async def register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={key.name: TYPES[t] for key, t in search.CLI_TYPES.items()},
+    ))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=find("temporal-test-server"),
+    )
+    await register_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def worker(env):
+    w = build_worker(env.client, task_queue=TASK_QUEUE)
+    async with w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def default_policy():
+    return load_policy("default")
+
+
+class Cases:
+    """Starts cases on the test server; due dates are relative to the server's clock."""
+
+    def __init__(self, env: WorkflowEnvironment):
+        self.env = env
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def start(self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", **fields) -> WorkflowHandle:
+        now = await self.now()
+        loan_id = fields.pop("loan_id", f"T{uuid.uuid4().hex[:10]}")
+        inp = CaseInput(
+            loan_id=loan_id, borrower_id=fields.pop("borrower_id", f"B{loan_id}"), currency=fields.pop("currency", "CNY"),
+            principal=fields.pop("principal", 1_000_000), interest=fields.pop("interest", 50_000), fees=fields.pop("fees", 2_000),
+            due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
+            policy=policy or load_policy("default"), **fields,
+        )
+        return await self.env.client.start_workflow(
+            CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=TASK_QUEUE,
+        )
+
+    async def status(self, handle: WorkflowHandle):
+        return await handle.query(CollectionCase.status)
+
+    async def advance(self, days: float = 0, hours: float = 0) -> None:
+        await self.env.sleep(timedelta(days=days, hours=hours))
+
+
+@pytest_asyncio.fixture
+async def cases(env, worker) -> Cases:
+    return Cases(env)
+
+
+def today_in(now: datetime, tz: str = "Asia/Shanghai") -> date:
+    return local_date(now, tz)

@@ -1,0 +1,256 @@
+"""CollectionCase: one durable workflow per delinquent loan (id `loan-<loan_id>`).
+
+Orchestration only. The rules live in `domain.case.Case`; this class feeds it the workflow
+clock and the inputs, runs the activities it asks for, and keeps the search attributes and
+the Web UI text current. Deterministic: time from workflow.now(), waits through
+wait_condition, every side effect through an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, CaseClosed, ChannelRequest, LedgerEntry, idempotency_key,
+    )
+    from domain.case import Case
+    from domain.dates import dpd_start
+    from domain.errors import InvalidInput
+    from domain.models import (
+        CaseInput, CaseStatus, ContactResult, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
+        PlanResult, PromiseIn, ReleaseIn, UpdateResult,
+    )
+    from domain.money import format_amount, to_major
+    from domain.policy import Step
+
+from workflows import search
+
+TASK_QUEUE = "collections"
+
+CHANNEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10), non_retryable_error_types=["InvalidRequest"],
+)
+RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
+    """Run a domain check in a validator; bad input becomes a rejection that names the field."""
+    try:
+        check(arg, workflow.now())
+    except InvalidInput as exc:
+        raise ApplicationError(str(exc), {"field": exc.field, "reason": exc.reason},
+                               type="InvalidInput", non_retryable=True) from None
+
+
+@workflow.defn(name="CollectionCase")
+class CollectionCase:
+    @workflow.init
+    def __init__(self, inp: CaseInput) -> None:
+        self.inp = inp
+        self.case = Case(inp, workflow.now())
+        self._changed = False
+        self._published: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ main loop
+
+    @workflow.run
+    async def run(self, inp: CaseInput) -> CaseStatus:
+        case = self.case
+        while True:
+            now = workflow.now()
+            case.tick(now)
+            self._publish()
+            if case.state.closed:
+                break
+            if self._continue_as_new_due():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.inp.model_copy(update={"state": case.state}))
+            idx = case.due_step(now)
+            if idx is not None:
+                await self._run_step(idx)
+                continue
+            await self._sleep_until(case.wake_at(), now)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._record_closed()
+        return case.status(workflow.now())
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        limit = self.inp.history_limit
+        return info.is_continue_as_new_suggested() or (limit is not None and info.get_current_history_length() > limit)
+
+    async def _sleep_until(self, wake: datetime | None, now: datetime) -> None:
+        """Sleep until the next deadline, or until an update changes the case."""
+        self._changed = False
+        timeout = None if wake is None else max(wake - now, timedelta(seconds=1))
+        try:
+            await workflow.wait_condition(lambda: self._changed, timeout=timeout,
+                                          timeout_summary=self.case.next_action().what[:200])
+        except asyncio.TimeoutError:
+            pass
+
+    async def _run_step(self, idx: int) -> None:
+        step = self.case.begin_step(idx, workflow.now())
+        self._publish()
+        results = await asyncio.gather(*(self._act(step, action) for action in step.actions))
+        self.case.finish_step(idx, list(results), workflow.now())
+
+    async def _act(self, step: Step, action: str) -> ContactResult:
+        case, now = self.case, workflow.now()
+        b = case.state.balances
+        req = ChannelRequest(
+            workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, borrower_id=self.inp.borrower_id,
+            guarantor_id=self.inp.guarantor_id, step=step.key, action=action,
+            idempotency_key=idempotency_key(self.inp.workflow_id, case.state.opened_at, step.key, action),
+            policy=case.policy.name, stage=step.stage, dpd=case.dpd(now), currency=self.inp.currency,
+            outstanding={"principal": case.amount(b.principal), "interest": case.amount(b.interest),
+                         "fees": case.amount(b.fees), "total": case.amount(b.total)},
+            due_date=self.inp.due_date, letter=step.letter if action == "letter" else None,
+        )
+        return await workflow.execute_activity(
+            ACTIVITY_FOR_ACTION[action], req, result_type=ContactResult,
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=CHANNEL_RETRY,
+            summary=f"{step.key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({step.letter})" if action == "letter" else ""),
+        )
+
+    async def _record_closed(self) -> None:
+        s = self.case.state
+        await workflow.execute_activity(
+            "record_case_closed",
+            CaseClosed(workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, outcome=s.outcome,
+                       outstanding=self.case.amount(s.balances.total), total_paid=self.case.amount(s.total_paid),
+                       currency=self.inp.currency, closed_at=s.closed_at),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            summary=f"closed: {s.outcome}",
+        )
+
+    # ------------------------------------------------------------------ UI: search attributes and details
+
+    def _publish(self) -> None:
+        case, s = self.case, self.case.state
+        nxt = case.next_action()
+        values: dict[Any, Any] = {
+            search.STAGE: s.stage,
+            search.STATUS: case.status_name(),
+            search.ON_HOLD: bool(s.holds),
+            search.OUTSTANDING: to_major(s.balances.total, self.inp.currency),
+            search.DELINQUENT_SINCE: dpd_start(self.inp.due_date, self.inp.timezone, 1),
+            search.NEXT_ACTION_AT: nxt.at,
+            search.POLICY: case.policy.name,
+            search.SEGMENT: self.inp.segment,
+        }
+        updates = []
+        for key, value in values.items():
+            if self._published.get(key.name, ...) != value:
+                self._published[key.name] = value
+                updates.append(key.value_unset() if value is None else key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        b, cur = s.balances, self.inp.currency
+        now = workflow.now()
+        workflow.set_current_details(
+            f"**{case.status_name()}** at stage **{s.stage}**"
+            + (f", outcome **{s.outcome}**" if s.outcome else "")
+            + f" · DPD {case.dpd(now)}\n\n"
+            f"Outstanding {cur} {format_amount(b.total, cur)} (principal {format_amount(b.principal, cur)},"
+            f" interest {format_amount(b.interest, cur)}, fees {format_amount(b.fees, cur)}) · paid {format_amount(s.total_paid, cur)}\n\n"
+            f"Next: {nxt.what}" + (f" at {nxt.at:%Y-%m-%d %H:%M} UTC" if nxt.at else "")
+            + (f"\n\nHolds: {', '.join(h.kind for h in s.holds)}" if s.holds else "")
+        )
+
+    def _touch(self) -> None:
+        self._changed = True
+        self._publish()
+
+    # ------------------------------------------------------------------ queries and updates
+
+    @workflow.query
+    def status(self) -> CaseStatus:
+        return self.case.status(workflow.now())
+
+    @workflow.update
+    async def record_payment(self, p: PaymentIn) -> PaymentResult:
+        result = self.case.apply_payment(p, workflow.now())
+        self._touch()
+        if not result.duplicate:
+            await self._ledger(p.payment_id)
+        return result
+
+    async def _ledger(self, payment_id: str) -> None:
+        """Write an applied payment to the ledger (exactly once: the payment id is unique there)."""
+        case, rec = self.case, self.case.state.payments[payment_id]
+        await workflow.execute_activity(
+            "record_payment",
+            LedgerEntry(workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, payment_id=payment_id,
+                        amount=case.amount(rec.amount), currency=self.inp.currency, paid_at=rec.at,
+                        allocation={k: case.amount(v) for k, v in rec.allocation.items()},
+                        outstanding=case.amount(case.state.balances.total)),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            summary=f"ledger: payment {payment_id}",
+        )
+
+    @record_payment.validator
+    def _validate_payment(self, p: PaymentIn) -> None:
+        _reject(self.case.check_payment, p)
+
+    @workflow.update
+    def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
+        result = self.case.apply_promise(p, workflow.now())
+        self._touch()
+        return result
+
+    @promise_to_pay.validator
+    def _validate_promise(self, p: PromiseIn) -> None:
+        _reject(self.case.check_promise, p)
+
+    @workflow.update
+    def agree_plan(self, p: PlanIn) -> PlanResult:
+        result = self.case.apply_plan(p, workflow.now())
+        self._touch()
+        return result
+
+    @agree_plan.validator
+    def _validate_plan(self, p: PlanIn) -> None:
+        _reject(self.case.check_plan, p)
+
+    @workflow.update
+    def place_hold(self, h: HoldIn) -> UpdateResult:
+        result = self.case.apply_hold(h, workflow.now())
+        self._touch()
+        return result
+
+    @place_hold.validator
+    def _validate_hold(self, h: HoldIn) -> None:
+        _reject(self.case.check_hold, h)
+
+    @workflow.update
+    def release_hold(self, r: ReleaseIn) -> UpdateResult:
+        result = self.case.apply_release(r, workflow.now())
+        self._touch()
+        return result
+
+    @release_hold.validator
+    def _validate_release(self, r: ReleaseIn) -> None:
+        _reject(self.case.check_release, r)
+
+    @workflow.update
+    async def record_outcome(self, o: OutcomeIn) -> UpdateResult:
+        before = set(self.case.state.payments)
+        result = self.case.apply_outcome(o, workflow.now())
+        self._touch()
+        for pid in sorted(set(self.case.state.payments) - before):  # an enforcement result is a payment
+            await self._ledger(pid)
+        return result
+
+    @record_outcome.validator
+    def _validate_outcome(self, o: OutcomeIn) -> None:
+        _reject(self.case.check_outcome, o)
