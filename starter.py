@@ -126,8 +126,8 @@ async def send_update(handle: WorkflowHandle, command: str, fields: dict[str, An
         msg = _rejection(exc)
         raise BadInput(msg or f"update rejected: {exc.cause or exc}") from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BadInput(f"loan: no open case for {handle.id} (closed or never started)") from None
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise BadInput(f"loan: no open case {handle.id} (closed or never started); nothing was changed") from None
         raise
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType as ET
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
@@ -77,9 +79,24 @@ class Cases:
             due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
             policy=policy or load_policy("default"), **fields,
         )
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=TASK_QUEUE,
         )
+        await self.settle(handle)
+        return handle
+
+    async def settle(self, handle: WorkflowHandle) -> None:
+        """Wait (real time, briefly) until the case has no activity or workflow task in flight."""
+        for _ in range(250):
+            events = [e.event_type for e in (await handle.fetch_history()).events]
+            open_activities = events.count(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
+                events.count(t) for t in (ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, ET.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+                                          ET.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, ET.EVENT_TYPE_ACTIVITY_TASK_CANCELED))
+            tasks = events.count(ET.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) - events.count(ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+            if open_activities == 0 and tasks == 0:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{handle.id} did not settle")
 
     async def status(self, handle: WorkflowHandle):
         return await handle.query(CollectionCase.status)

@@ -25,5 +25,5 @@ async def assert_rejected(handle: WorkflowHandle, update, arg, field: str, fragm
     assert cause.message.startswith(f"{field}:"), cause.message
     assert fragment in cause.message, cause.message
     after = comparable(await handle.query(CollectionCase.status))
-    assert before == after
+    assert before == after, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     return cause.message
