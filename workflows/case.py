@@ -100,7 +100,7 @@ class CollectionCase:
 
     async def _run_step(self, idx: int) -> None:
         step = self.case.begin_step(idx, workflow.now())
-        self._publish()
+        self._details()  # search attributes follow once the step is done: one upsert per step
         results = await asyncio.gather(*(self._act(step, action) for action in step.actions))
         self.case.finish_step(idx, list(results), workflow.now())
 
@@ -155,6 +155,12 @@ class CollectionCase:
                 updates.append(key.value_unset() if value is None else key.value_set(value))
         if updates:
             workflow.upsert_search_attributes(updates)
+        self._details()
+
+    def _details(self) -> None:
+        """The Web UI's current details (markdown); costs no history event."""
+        case, s = self.case, self.case.state
+        nxt = case.next_action()
         b, cur = s.balances, self.inp.currency
         now = workflow.now()
         workflow.set_current_details(

@@ -1,0 +1,92 @@
+"""Record workflow histories for the replay test.
+
+    python -m tests.record_histories      # rewrites tests/histories/*.json
+
+Run it when a workflow change is meant to be visible to new cases only, after guarding the
+change with workflow.patched(...): the old histories must still replay, the new ones join them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
+from infra.binaries import find
+from tests.conftest import TASK_QUEUE, Cases, register_search_attributes, today_in
+from worker import build_worker
+from workflows.case import CollectionCase as W
+
+OUT = Path(__file__).parent / "histories"
+
+
+async def ladder(cases: Cases):
+    h = await cases.start(dpd=1, loan_id="R-LADDER")
+    await cases.advance(days=130)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await cases.advance(days=30)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
+    return h
+
+
+async def plans_and_promises(cases: Cases):
+    h = await cases.start(dpd=1, loan_id="R-PLANS")
+    today = today_in(await cases.now())
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="P1", amount="100.00", currency="CNY"))
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="P1", amount="100.00", currency="CNY"))
+    await h.execute_update(W.promise_to_pay, PromiseIn(amount="500.00", date=today + timedelta(days=5)))
+    await cases.advance(days=10)
+    today = today_in(await cases.now())
+    r = await h.execute_update(W.agree_plan, PlanIn(kind="instalments", instalments=3, first_due=today + timedelta(days=3)))
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="I1", amount=r.schedule[0][1], currency="CNY"))
+    await cases.advance(days=45)
+    await h.execute_update(W.place_hold, HoldIn(kind="dispute"))
+    await cases.advance(days=5)
+    await h.execute_update(W.release_hold, ReleaseIn(kind="dispute"))
+    await cases.advance(days=40)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="visit", outcome="met_borrower"))
+    await h.execute_update(W.place_hold, HoldIn(kind="bankruptcy"))
+    return h
+
+
+async def continued(cases: Cases):
+    h = await cases.start(dpd=75, loan_id="R-CONTINUED", history_limit=50)
+    for i in range(5):
+        await h.execute_update(W.record_payment, PaymentIn(payment_id=f"C{i}", amount="10.00", currency="CNY"))
+        await cases.advance(days=10)
+    await h.execute_update(W.place_hold, HoldIn(kind="deceased"))
+    return h
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=find("temporal-test-server"))
+    try:
+        await register_search_attributes(env.client)
+        async with build_worker(env.client, task_queue=TASK_QUEUE):
+            cases = Cases(env)
+            for scenario in (ladder, plans_and_promises, continued):
+                h = await scenario(cases)
+                await h.result()
+                run_id, n = h.result_run_id, 0
+                while run_id:  # follow the continue-as-new chain
+                    hist = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
+                    path = OUT / f"{scenario.__name__}-{n}.json"
+                    path.write_text(hist.to_json())
+                    print(f"{path.name}: {len(hist.events)} events")
+                    last = hist.events[-1]
+                    run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                              if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
+                    n += 1
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
