@@ -1,0 +1,118 @@
+"""Search attributes a person finds cases by, and the operator's command line against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from domain.models import HoldIn
+from tests.conftest import TASK_QUEUE, today_in
+from workflows import search
+from workflows.case import CollectionCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+async def test_search_attributes_follow_the_case(cases):
+    h = await cases.start(dpd=1, segment="sme")
+    await cases.advance(days=8)
+    sa = (await h.describe()).typed_search_attributes
+    assert sa.get(search.STAGE) == "first_call"
+    assert sa.get(search.STATUS) == "active"
+    assert sa.get(search.ON_HOLD) is False
+    assert sa.get(search.OUTSTANDING) == pytest.approx(10520.00)
+    assert sa.get(search.POLICY) == "default" and sa.get(search.SEGMENT) == "sme"
+    st = await cases.status(h)
+    assert sa.get(search.NEXT_ACTION_AT) == st.next_action.at
+    assert sa.get(search.DELINQUENT_SINCE) < await cases.now()
+    await h.execute_update(CollectionCase.place_hold, HoldIn(kind="dispute"))
+    sa = (await h.describe()).typed_search_attributes
+    assert sa.get(search.ON_HOLD) is True and sa.get(search.STATUS) == "paused"
+    assert sa.get(search.NEXT_ACTION_AT) is not None  # the write-off date still stands
+
+
+async def cli(env, *args: str) -> subprocess.CompletedProcess:
+    """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
+    target = env.client.service_client.config.target_host
+    e = dict(os.environ, TEMPORAL_ADDRESS=target, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+async def test_cli_start_pay_plan_hold_status(env, cases):
+    now = await cases.now()
+    due = (today_in(now) - timedelta(days=3)).isoformat()
+    r = await cli(env, "start", "--loan-id", "CLI1", "--borrower-id", "B9", "--principal", "5000.00", "--interest", "120.50",
+            "--fees", "15", "--due-date", due, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"workflow_id": "loan-CLI1", "started": True}
+    again = await cli(env, "start", "--loan-id", "CLI1", "--borrower-id", "B9", "--principal", "5000.00", "--due-date", due)
+    assert again.returncode == 0 and "already running" in again.stdout
+
+    r = await cli(env, "pay", "CLI1", "--payment-id", "BANK-1", "--amount", "135.50", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["allocation"] == {"fees": "15.00", "interest": "120.50"}
+    r = await cli(env, "pay", "CLI1", "--payment-id", "BANK-1", "--amount", "135.50")
+    assert r.returncode == 0 and "duplicate" in r.stdout
+
+    first = (today_in(now) + timedelta(days=7)).isoformat()
+    r = await cli(env, "plan", "CLI1", "--kind", "instalments", "--instalments", "5", "--first-due", first, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total"] == "5000.00"
+
+    r = await cli(env, "status", "CLI1", "--json")
+    st = json.loads(r.stdout)
+    assert st["status"] == "paused" and st["plan"]["kind"] == "instalments"
+    human = await cli(env, "status", "CLI1")
+    assert "PAUSED" in human.stdout and "plan: instalments active" in human.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["pay", "CLI2", "--payment-id", "X1", "--amount", "-3"], "error: amount: must not be negative"),
+    (["pay", "CLI2", "--payment-id", "X1", "--amount", "1.001"], "error: amount: has 3 decimals"),
+    (["pay", "CLI2", "--payment-id", "X1", "--amount", "5", "--currency", "USD"], "error: currency: USD does not match"),
+    (["pay", "CLI2", "--payment-id", "bad id!", "--amount", "5"], "error: payment_id: String should match pattern"),
+    (["hold", "CLI2", "--kind", "hardship"], "error: until: a hardship hold needs its end date"),
+    (["release", "CLI2", "--kind", "dispute"], "error: kind: there is no dispute hold"),
+    (["plan", "CLI2", "--kind", "instalments", "--instalments", "70", "--first-due", "2030-01-01"], "error: instalments:"),
+    (["outcome", "CLI2", "--kind", "court", "--outcome", "judgment"], "error: kind: no lawsuit"),
+    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan: no open case loan-NOPE"),
+])
+async def test_cli_bad_input_exits_2_and_changes_nothing(env, cases, args, message):
+    h = await cases.start(dpd=1, loan_id="CLI2") if not await _exists(env, "loan-CLI2") else env.client.get_workflow_handle("loan-CLI2")
+    before = (await h.query(CollectionCase.status)).model_dump(exclude={"as_of"})
+    r = await cli(env, *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert (await h.query(CollectionCase.status)).model_dump(exclude={"as_of"}) == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "abc", "--due-date", "2026-01-01"], "error: principal: is not a plain decimal"),
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--currency", "XYZ"], "error: currency: unknown"),
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--timezone", "Moon/Base"], "error: timezone: unknown IANA"),
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "0", "--due-date", "2026-01-01"], "error: principal: the loan owes nothing"),
+    (["start", "--loan-id", "S 1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01"], "error: loan_id:"),
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-02-30"], "not a date"),
+    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--policy", "nosuch"], "error: policy: no policy named 'nosuch'"),
+])
+async def test_cli_start_rejects_bad_flags(env, args, message):
+    r = await cli(env, *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+
+
+async def _exists(env, wid: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(wid).describe()
+        return True
+    except Exception:
+        return False
