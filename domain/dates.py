@@ -101,7 +101,13 @@ class CaseClock:
         return timedelta(seconds=n * self.day_seconds)
 
     def date_deadline(self, day: date, grace_days: int) -> datetime:
-        """Deadline for a calendar date given by a person (promise, instalment) plus policy grace."""
+        """Deadline for a calendar date given by a person (promise, instalment) plus policy grace.
+
+        On the real calendar the grace is counted in the borrower's calendar days, so the
+        deadline is a local midnight even when a DST change falls within the grace.
+        """
+        if self.real_calendar:
+            return end_of_day_plus(day, self.tz, grace_days)
         return local_midnight(day + timedelta(days=1), self.tz) + self.days(grace_days)
 
     def today(self, now: datetime) -> date:

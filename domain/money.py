@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 from domain.errors import InvalidInput
 
@@ -14,7 +13,10 @@ MINOR_UNITS: dict[str, int] = {
     "SGD": 2, "AUD": 2, "CAD": 2, "CHF": 2, "JPY": 0, "KRW": 0, "KWD": 3, "BHD": 3,
 }
 
-_AMOUNT = re.compile(r"\d+(\.\d+)?")
+# ASCII digits only: `\d` would also accept Arabic-Indic or full-width digits.
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
+# Minor units must fit a signed 64-bit ledger column.
+MAX_MINOR = 2**63 - 1
 
 
 def check_currency(currency: str, field: str = "currency") -> str:
@@ -39,7 +41,14 @@ def parse_amount(text: str, currency: str, field: str = "amount", *, allow_zero:
     decimals = len(raw.partition(".")[2])
     if decimals > exponent:
         raise InvalidInput(field, f"has {decimals} decimals but {currency} allows at most {exponent} ({text!r})")
-    minor = int(Decimal(raw).scaleb(exponent))
+    whole, _, frac = raw.partition(".")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > 19:
+        raise InvalidInput(field, f"is too large ({text!r})")
+    # Exact integer arithmetic: Decimal.scaleb rounds to the context's 28 digits.
+    minor = int(whole + frac.ljust(exponent, "0"))
+    if minor > MAX_MINOR:
+        raise InvalidInput(field, f"is too large ({text!r})")
     if minor == 0 and not allow_zero:
         raise InvalidInput(field, "must be greater than zero")
     return minor

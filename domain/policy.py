@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -74,6 +75,13 @@ class HoldRules(_Strict):
 class Allocation(_Strict):
     order: list[Component] = ["fees", "interest", "principal"]
     overpayment_tolerance: str = Field(default="0", description="accepted above the balance, major units")
+
+    @field_validator("overpayment_tolerance")
+    @classmethod
+    def _plain_amount(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", v):
+            raise ValueError(f"{v!r} is not a plain non-negative decimal amount such as '0' or '1.00'")
+        return v
 
     @field_validator("order")
     @classmethod
@@ -146,6 +154,8 @@ def load_policy_file(path: str | Path) -> Policy:
         raise InvalidInput(str(path), "no such policy file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(str(path), f"not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise InvalidInput(str(path), f"cannot read the policy file: {exc.strerror or exc}") from None
     return parse_policy(data, str(path))
 
 
