@@ -1,0 +1,170 @@
+"""Reads and writes of the system of record. Synchronous SQLAlchemy sessions; activities
+call these through asyncio.to_thread. Each write is idempotent: a retry or a rerun after a
+crash writes nothing twice (unique keys with ON CONFLICT DO NOTHING)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, LoanRow, PaymentRow, utcnow
+
+
+def _insert(engine_or_session, model: type[SQLModel]):
+    name = (engine_or_session.bind if isinstance(engine_or_session, Session) else engine_or_session).dialect.name
+    return (postgresql if name == "postgresql" else sqlite).insert(model.__table__)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class Repo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ---- borrowers and loans (import / start)
+
+    def upsert_borrower(self, **fields: Any) -> None:
+        fields.setdefault("updated_at", utcnow())
+        with self.session() as s:
+            stmt = _insert(s, BorrowerRow).values(created_at=utcnow(), **fields)
+            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in fields}))
+            s.commit()
+
+    def upsert_loan(self, **fields: Any) -> None:
+        fields.setdefault("updated_at", utcnow())
+        with self.session() as s:
+            stmt = _insert(s, LoanRow).values(created_at=utcnow(), **fields)
+            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in fields}))
+            s.commit()
+
+    def borrower(self, borrower_id: str) -> BorrowerRow | None:
+        with self.session() as s:
+            return s.get(BorrowerRow, borrower_id)
+
+    def loan(self, loan_id: str) -> LoanRow | None:
+        with self.session() as s:
+            return s.get(LoanRow, loan_id)
+
+    # ---- the case projection
+
+    def project_case(self, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,
+                     status: str | None = None, outstanding: int | None = None, total_paid: int | None = None,
+                     outcome: str | None = None, closed_at: datetime | None = None) -> None:
+        now = utcnow()
+        values = {k: v for k, v in dict(stage=stage, status=status, outstanding=outstanding, total_paid=total_paid,
+                                        outcome=outcome, closed_at=closed_at).items() if v is not None}
+        with self.session() as s:
+            stmt = _insert(s, CaseRow).values(workflow_id=workflow_id, loan_id=loan_id, currency=currency,
+                                              opened_at=now, updated_at=now,
+                                              **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values})
+            s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
+            s.commit()
+
+    def case_row(self, workflow_id: str) -> CaseRow | None:
+        with self.session() as s:
+            return s.get(CaseRow, workflow_id)
+
+    # ---- payments ledger
+
+    def record_payment(self, *, payment_id: str, loan_id: str, workflow_id: str | None, amount: int, currency: str,
+                       paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "") -> bool:
+        """Write a payment once. True if this call wrote it, False if the payment id was already there."""
+        with self.session() as s:
+            stmt = _insert(s, PaymentRow).values(
+                payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
+                paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
+                recorded_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["payment_id"])
+            written = s.execute(stmt).rowcount == 1
+            s.commit()
+            return written
+
+    def payments(self, loan_id: str | None = None, status: str | None = None) -> list[PaymentRow]:
+        with self.session() as s:
+            q = select(PaymentRow).order_by(PaymentRow.recorded_at)
+            if loan_id:
+                q = q.where(PaymentRow.loan_id == loan_id)
+            if status:
+                q = q.where(PaymentRow.status == status)
+            return list(s.scalars(q))
+
+    # ---- contacts
+
+    def begin_contact(self, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
+                      channel: str, action: str) -> ContactRow:
+        """The contact row of this step and action, created on the first attempt; attempts counted."""
+        now = utcnow()
+        with self.session() as s:
+            s.execute(_insert(s, ContactRow).values(
+                idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id, borrower_id=borrower_id,
+                step=step, channel=channel, action=action, status="pending", attempts=0, created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
+                      .values(attempts=ContactRow.attempts + 1, updated_at=now))
+            s.commit()
+            return s.scalars(select(ContactRow).where(ContactRow.idempotency_key == idempotency_key)).one()
+
+    def finish_contact(self, idempotency_key: str, *, status: str, outcome: str | None = None,
+                       reason: str | None = None, reference: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key).values(
+                status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow()))
+            s.commit()
+
+    def note_contact_error(self, idempotency_key: str, reason: str) -> None:
+        with self.session() as s:
+            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
+                      .values(reason=reason[:500], updated_at=utcnow()))
+            s.commit()
+
+    def contacts(self, loan_id: str | None = None, workflow_id: str | None = None) -> list[ContactRow]:
+        with self.session() as s:
+            q = select(ContactRow).order_by(ContactRow.id)
+            if loan_id:
+                q = q.where(ContactRow.loan_id == loan_id)
+            if workflow_id:
+                q = q.where(ContactRow.workflow_id == workflow_id)
+            return list(s.scalars(q))
+
+    # ---- audit trail
+
+    def record_event(self, *, workflow_id: str, loan_id: str, kind: str, detail: str = "",
+                     cause: dict | None = None, at: datetime | None = None, dedupe_key: str | None = None) -> bool:
+        with self.session() as s:
+            stmt = _insert(s, EventRow).values(
+                workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
+                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key,
+            ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            written = s.execute(stmt).rowcount == 1
+            s.commit()
+            return written
+
+    def events(self, workflow_id: str) -> list[EventRow]:
+        with self.session() as s:
+            return list(s.scalars(select(EventRow).where(EventRow.workflow_id == workflow_id).order_by(EventRow.id)))
+
+
+@dataclass(frozen=True)
+class ContactDetails:
+    """What an activity reads to reach a borrower; never returned to a workflow."""
+
+    name: str
+    phone: str | None
+    email: str | None
+    address: str | None
+    language: str
+    due_date: date

@@ -1,0 +1,117 @@
+"""SQLModel tables. Money in integer minor units; times stored in UTC.
+
+The schema is created by Alembic migrations (db/migrations); tests check that the
+migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+
+class BorrowerRow(SQLModel, table=True):
+    __tablename__ = "borrowers"
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+    address: str | None = Field(default=None, max_length=500)
+    id_number: str | None = Field(default=None, max_length=32)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    language: str = Field(default="zh", max_length=8)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LoanRow(SQLModel, table=True):
+    __tablename__ = "loans"
+    id: str = Field(primary_key=True, max_length=64)
+    borrower_id: str = Field(foreign_key="borrowers.id", index=True, max_length=64)
+    guarantor_id: str | None = Field(default=None, foreign_key="borrowers.id", max_length=64)
+    currency: str = Field(max_length=3)
+    principal: int = Field(sa_column=Column(BigInteger, nullable=False))
+    interest: int = Field(sa_column=Column(BigInteger, nullable=False))
+    fees: int = Field(sa_column=Column(BigInteger, nullable=False))
+    due_date: date
+    product: str = Field(default="personal_loan", max_length=32)
+    segment: str = Field(default="retail", max_length=32)
+    policy: str = Field(default="default", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CaseRow(SQLModel, table=True):
+    """A projection of each case for reporting; the workflow is the source of truth."""
+
+    __tablename__ = "cases"
+    workflow_id: str = Field(primary_key=True, max_length=80)
+    loan_id: str = Field(index=True, max_length=64)
+    stage: str = Field(default="new", max_length=40, index=True)
+    status: str = Field(default="active", max_length=16, index=True)
+    outcome: str | None = Field(default=None, max_length=16)
+    currency: str = Field(max_length=3)
+    outstanding: int = Field(sa_column=Column(BigInteger, nullable=False))
+    total_paid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class PaymentRow(SQLModel, table=True):
+    """The payments ledger: one row per payment id, ever."""
+
+    __tablename__ = "payments"
+    payment_id: str = Field(primary_key=True, max_length=64)
+    loan_id: str = Field(index=True, max_length=64)
+    workflow_id: str | None = Field(default=None, max_length=80)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = Field(default="applied", max_length=16, index=True)  # applied | unapplied
+    allocation: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    note: str = Field(default="", max_length=200)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ContactRow(SQLModel, table=True):
+    """One row per contact attempt of a step (idempotency key unique): never two for one delivery."""
+
+    __tablename__ = "contact_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    workflow_id: str = Field(max_length=80, index=True)
+    loan_id: str = Field(max_length=64, index=True)
+    borrower_id: str = Field(max_length=64, index=True)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    action: str = Field(max_length=32)
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    outcome: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reference: str | None = Field(default=None, max_length=100)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class EventRow(SQLModel, table=True):
+    """The audit trail: every step, decision and input of a case, with time and cause."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_case_events_dedupe_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(max_length=80, index=True)
+    loan_id: str = Field(max_length=64, index=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    kind: str = Field(max_length=40)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    cause: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    dedupe_key: str | None = Field(default=None, max_length=220)
