@@ -12,6 +12,11 @@ Examples:
   python starter.py release L1001 --kind complaint --reviewer "Wang Li"
   python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"
   python starter.py status L1001 --json
+  python starter.py payments --unapplied
+
+A payment for a loan with no open case is kept in the ledger as unapplied (never dropped);
+`payments --unapplied` lists them. Borrower contact details given to `start` go to the
+database only, never into Temporal.
 
 Amounts are written in major units with at most the currency's decimals (CNY: 1234.56).
 Dates are the borrower's calendar dates, YYYY-MM-DD. Exit codes: 0 done, 1 cannot reach
@@ -24,11 +29,14 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -131,6 +139,57 @@ async def send_update(handle: WorkflowHandle, command: str, fields: dict[str, An
         raise
 
 
+def repo():
+    from db.engine import make_engine
+    from db.repo import Repo
+
+    return Repo(make_engine())
+
+
+async def is_open(handle: WorkflowHandle) -> bool:
+    """Is the loan's case running? (Raw describe: only the status is needed.)"""
+    try:
+        desc = await handle._client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
+            namespace=handle._client.namespace, execution=WorkflowExecution(workflow_id=handle.id)))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return desc.workflow_execution_info.status == WorkflowExecutionStatus.RUNNING.value
+
+
+def record_unapplied(a: argparse.Namespace, fields: dict[str, Any]) -> int:
+    """A payment for a loan with no open case: kept in the ledger as unapplied, never dropped."""
+    r = repo()
+    loan = r.loan(a.loan_id)
+    if loan is None:
+        raise BadInput(f"loan: {a.loan_id} is unknown (no open case and not in the system of record); nothing recorded")
+    fields["currency"] = fields["currency"] or loan.currency
+    p = build(PaymentIn, **fields)
+    if p.currency != loan.currency:
+        raise BadInput(f"currency: {p.currency} does not match the loan's currency {loan.currency}")
+    try:
+        minor = parse_amount(p.amount, p.currency, "amount")
+    except InvalidInput as exc:
+        raise BadInput(str(exc)) from None
+    written = r.record_payment(payment_id=p.payment_id, loan_id=a.loan_id, workflow_id=None, amount=minor,
+                               currency=p.currency, paid_at=p.paid_at or dt.datetime.now(dt.timezone.utc),
+                               status="unapplied", note="no open case when received")
+    result = {"payment_id": p.payment_id, "status": "unapplied", "recorded": written}
+    print(dump(result) if a.json else f"no open case for loan {a.loan_id}: payment {p.payment_id} kept as unapplied"
+          + ("" if written else " (already recorded)"))
+    return 0
+
+
+def save_borrower_and_loan(inp: CaseInput, a: argparse.Namespace) -> None:
+    r = repo()
+    r.upsert_borrower(id=inp.borrower_id, name=a.name, phone=a.phone, email=a.email, address=a.address,
+                      id_number=a.id_number, timezone=inp.timezone, language=a.language)
+    r.upsert_loan(id=inp.loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id, currency=inp.currency,
+                  principal=inp.principal, interest=inp.interest, fees=inp.fees, due_date=inp.due_date,
+                  product=inp.product, segment=inp.segment, policy=inp.policy.name)
+
+
 def dump(obj: Any) -> str:
     if isinstance(obj, BaseModel):
         return obj.model_dump_json(indent=2)
@@ -159,8 +218,22 @@ def show_status(st) -> str:
 
 
 async def run(a: argparse.Namespace) -> int:
+    if a.command == "payments":
+        rows = repo().payments(loan_id=a.loan, status="unapplied" if a.unapplied else None)
+        items = [{"payment_id": r.payment_id, "loan_id": r.loan_id, "amount": format_amount(r.amount, r.currency),
+                  "currency": r.currency, "status": r.status, "paid_at": r.paid_at.isoformat(), "note": r.note} for r in rows]
+        if a.json:
+            print(dump(items))
+        else:
+            print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
+            for i in items:
+                print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
+            print(f"{len(items)} payment(s)")
+        return 0
     if a.command == "start":
         inp = case_input(a)  # validate before connecting
+        if a.name:
+            save_borrower_and_loan(inp, a)
         client = await connect()
         started = await start_case(client, inp)
         msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
@@ -178,6 +251,8 @@ async def run(a: argparse.Namespace) -> int:
         print(dump(st) if a.json else show_status(st))
         return 0
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
+    if a.command == "pay" and not await is_open(handle):
+        return record_unapplied(a, fields)
     if a.command == "pay" and fields["currency"] is None:
         fields["currency"] = (await handle.query(CollectionCase.status)).currency
     result = await send_update(handle, a.command, fields)
@@ -229,6 +304,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--segment", default="retail")
     c.add_argument("--product", default="personal_loan")
     c.add_argument("--policy", default="default", help="a policy name from policies/ or a path to a .toml file")
+    c.add_argument("--name", help="borrower's name (kept in the database only)")
+    c.add_argument("--phone", help="borrower's mobile, e.g. 13812345678")
+    c.add_argument("--email")
+    c.add_argument("--address")
+    c.add_argument("--id-number", help="resident identity card number")
+    c.add_argument("--language", default="zh", choices=["zh", "en"], help="language of messages and letters")
 
     c = cmd("pay", "record a payment received from the borrower (idempotent by payment id)")
     c.add_argument("--payment-id", required=True)
@@ -270,6 +351,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--reference")
 
     cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events")
+
+    c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False)
+    c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
+    c.add_argument("--loan", help="only this loan")
     return p
 
 
@@ -288,4 +373,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter finalisation: the Temporal client's core threads may still call
+    # back into Python while it tears down, which aborts the process (seen as exit -6).
+    os._exit(code)

@@ -1,6 +1,7 @@
 """The worker: runs CollectionCase workflows and their activities on the `collections` task queue.
 
-    python worker.py            # connects to TEMPORAL_ADDRESS (default localhost:7233)
+    python worker.py    # TEMPORAL_ADDRESS (localhost:7233), DATABASE_URL (SQLite under var/),
+                        # GATEWAY_URL (http://127.0.0.1:8700) and GATEWAY_API_KEY
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.case import CaseActivities
+from activities.gateway import GatewayClient
+from db.engine import make_engine
+from db.repo import Repo
 from infra import logging as applog
 from infra.config import settings
 from infra.temporal import connect
@@ -21,14 +25,12 @@ from workflows.case import CollectionCase
 log = structlog.get_logger("worker")
 
 
-def build_worker(client: Client, activities: CaseActivities | None = None, task_queue: str | None = None,
-                 **tuning) -> Worker:
-    acts = activities or CaseActivities()
+def build_worker(client: Client, activities: CaseActivities, task_queue: str | None = None, **tuning) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,
         workflows=[CollectionCase],
-        activities=acts.all(),
+        activities=activities.all(),
         **tuning,
     )
 
@@ -37,7 +39,8 @@ async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
     client = await connect()
-    worker = build_worker(client)
+    gateway = GatewayClient()  # one HTTP client per worker
+    worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,6 +48,7 @@ async def main() -> None:
     log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue)
     async with worker:
         await stop.wait()
+    await gateway.aclose()
     log.info("worker stopped")
 
 

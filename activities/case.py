@@ -1,19 +1,35 @@
-"""The case's activities: channels, the payments ledger and the case projection.
+"""The case's activities: channels over HTTP, the payments ledger, the case projection, the audit trail.
 
-One instance per worker. Every channel request carries an idempotency key derived from the
-workflow id, the case's opening time and the step, so a retry or a rerun after a crash
-delivers once.
+One instance per worker, holding the worker's one gateway client and database engine.
+Idempotent under retries and crashes: the contact row is keyed by the idempotency key,
+the gateway delivers once per key, the ledger once per payment id, the audit trail once
+per event (dedupe key). A 4xx from the gateway is final: the attempt is recorded as
+failed with the reason and the case moves on.
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.contracts import CHANNEL_FOR_ACTION, CaseClosed, ChannelRequest, LedgerEntry
-from domain.models import ContactResult
+from activities import messages
+from activities.contracts import (
+    CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, LedgerEntry,
+)
+from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
+from db.repo import Repo
+from domain.dates import local_date
+from domain.models import ContactResult, Event
+from domain.money import parse_amount
 
 log = structlog.get_logger("activities")
+
+REQUIRED = {"sms": "phone", "call": "phone", "email": "email", "letter": "address", "visit": "address",
+            "law_firm": "address", "court": "address"}
 
 
 def _bound(**kw):
@@ -23,13 +39,77 @@ def _bound(**kw):
 
 
 class CaseActivities:
-    """Log-only bodies: each records the step and returns a typed result."""
+    def __init__(self, repo: Repo, gateway: GatewayClient) -> None:
+        self.repo = repo
+        self.gateway = gateway
+
+    # ------------------------------------------------------------------ audit
+
+    def _audit(self, workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> None:
+        """The workflow's own events (inputs, decisions) into the audit trail, once each.
+
+        Contacts are written by the channel activity itself, with their key and cause, so the
+        workflow's copy of them is left out here.
+        """
+        for e in events:
+            if e.kind.startswith("contact_"):
+                continue
+            self.repo.record_event(workflow_id=workflow_id, loan_id=loan_id, at=e.at, kind=e.kind, detail=e.detail,
+                                   cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}")
+
+    # ------------------------------------------------------------------ channels
 
     async def _deliver(self, req: ChannelRequest) -> ContactResult:
         channel = CHANNEL_FOR_ACTION[req.action]
-        _bound(loan_id=req.loan_id, step=req.step, action=req.action).info("delivered", key=req.idempotency_key)
-        outcome = "answered" if req.action == "call" else None
-        return ContactResult(action=req.action, channel=channel, outcome=outcome, reference=req.idempotency_key)
+        lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
+        row = await asyncio.to_thread(
+            self.repo.begin_contact, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
+            loan_id=req.loan_id, borrower_id=req.borrower_id, step=req.step, channel=channel, action=req.action)
+        if row.status != "pending":  # a rerun after the first attempt finished: report what happened
+            lg.info("contact already finished", status=row.status)
+            return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
+                                 reason=row.reason, reference=row.reference)
+        borrower = await asyncio.to_thread(self.repo.borrower, req.borrower_id)
+        if borrower is None:
+            return await self._failed(req, channel, f"borrower {req.borrower_id} is not in the system of record", lg)
+        missing = REQUIRED.get(channel)
+        if missing and not getattr(borrower, missing):
+            return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
+        today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone)
+        body = messages.body(channel, req, borrower, today)
+        try:
+            resp = await self.gateway.send(channel, body, req.idempotency_key)
+        except GatewayRejected as exc:
+            return await self._failed(req, channel, str(exc), lg)
+        except GatewayRetryable as exc:
+            await asyncio.to_thread(self.repo.note_contact_error, req.idempotency_key, str(exc))
+            lg.warning("gateway unavailable, will retry", reason=str(exc), retry_after=exc.retry_after)
+            raise ApplicationError(f"{channel} gateway: {exc}", type="GatewayUnavailable",
+                                   next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None) from None
+        result = ContactResult(action=req.action, channel=channel, outcome=resp.get("outcome"),
+                               reference=resp.get("id"), promise_amount=resp.get("promise_amount"),
+                               promise_date=resp.get("promise_date"))
+        await asyncio.to_thread(self._finish, req, channel, result)
+        lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
+        return result
+
+    async def _failed(self, req: ChannelRequest, channel: str, reason: str, lg) -> ContactResult:
+        result = ContactResult(action=req.action, channel=channel, status="failed", reason=reason)
+        await asyncio.to_thread(self._finish, req, channel, result)
+        lg.warning("contact failed", reason=reason)
+        return result
+
+    def _finish(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
+        repo = self.repo
+        repo.finish_contact(req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference)
+        repo.record_event(workflow_id=req.workflow_id, loan_id=req.loan_id, kind=f"contact_{r.status}",
+                          detail=f"{req.step}/{req.action} via {channel}" + (f": {r.outcome}" if r.outcome else "")
+                          + (f" ({r.reason})" if r.reason else ""),
+                          cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
+                          dedupe_key=f"contact:{req.idempotency_key}")
+        repo.project_case(req.workflow_id, req.loan_id, req.currency, stage=req.stage,
+                          outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True))
+        self._audit(req.workflow_id, req.loan_id, req.case_key, req.events)
 
     @activity.defn(name="send_sms")
     async def send_sms(self, req: ChannelRequest) -> ContactResult:
@@ -67,15 +147,48 @@ class CaseActivities:
     async def court_filing(self, req: ChannelRequest) -> ContactResult:
         return await self._deliver(req)
 
+    # ------------------------------------------------------------------ ledger, projection, audit
+
     @activity.defn(name="record_payment")
-    async def record_payment(self, entry: LedgerEntry) -> None:
-        _bound(loan_id=entry.loan_id).info("payment recorded", payment_id=entry.payment_id, amount=entry.amount)
+    async def record_payment(self, entry: LedgerEntry) -> bool:
+        amount = parse_amount(entry.amount, entry.currency)
+
+        def write() -> bool:
+            written = self.repo.record_payment(
+                payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id, amount=amount,
+                currency=entry.currency, paid_at=entry.paid_at,
+                allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()})
+            self.repo.project_case(entry.workflow_id, entry.loan_id, entry.currency,
+                                   outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
+                                   total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True))
+            self._audit(entry.workflow_id, entry.loan_id, entry.case_key, entry.events)
+            return written
+
+        written = await asyncio.to_thread(write)
+        _bound(loan_id=entry.loan_id).info("payment recorded", payment_id=entry.payment_id, amount=entry.amount,
+                                           first_write=written)
+        return written
+
+    @activity.defn(name="record_events")
+    async def record_events(self, batch: AuditEvents) -> None:
+        await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
 
     @activity.defn(name="record_case_closed")
     async def record_case_closed(self, closed: CaseClosed) -> None:
+        cur = closed.currency
+
+        def write() -> None:
+            self.repo.project_case(closed.workflow_id, closed.loan_id, cur, status="closed", outcome=closed.outcome,
+                                   outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
+                                   total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
+                                   closed_at=closed.closed_at)
+            self._audit(closed.workflow_id, closed.loan_id, closed.case_key, closed.events)
+
+        await asyncio.to_thread(write)
         _bound(loan_id=closed.loan_id).info("case closed", outcome=closed.outcome)
 
     def all(self) -> list:
         return [self.send_sms, self.send_email, self.send_letter, self.place_call, self.schedule_field_visit,
                 self.instruct_law_firm, self.credit_bureau, self.collection_agency, self.court_filing,
-                self.record_payment, self.record_case_closed]
+                self.record_payment, self.record_events, self.record_case_closed]
+

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.models import Event
 
 # One activity per channel; several ladder actions may share one (with `action` telling which).
 ACTIVITY_FOR_ACTION: dict[str, str] = {
@@ -19,17 +21,20 @@ ACTIVITY_FOR_ACTION: dict[str, str] = {
     "call": "place_call",
     "visit": "schedule_field_visit",
     "law_firm": "instruct_law_firm",
-    "bureau_notice": "credit_bureau",
+    "bureau_notice": "send_letter",
     "bureau_report": "credit_bureau",
+    "bureau_correction": "credit_bureau",
     "agency_place": "collection_agency",
+    "agency_recall": "collection_agency",
     "lawsuit": "court_filing",
     "payment_order": "court_filing",
     "enforcement": "court_filing",
 }
 CHANNEL_FOR_ACTION: dict[str, str] = {
     "sms": "sms", "email": "email", "letter": "letter", "call": "call", "visit": "visit",
-    "law_firm": "law_firm", "bureau_notice": "credit_bureau", "bureau_report": "credit_bureau",
-    "agency_place": "agency", "lawsuit": "court", "payment_order": "court", "enforcement": "court",
+    "law_firm": "law_firm", "bureau_notice": "letter", "bureau_report": "credit_bureau",
+    "bureau_correction": "credit_bureau", "agency_place": "agency", "agency_recall": "agency",
+    "lawsuit": "court", "payment_order": "court", "enforcement": "court",
 }
 
 
@@ -39,6 +44,7 @@ class Contract(BaseModel):
 
 class ChannelRequest(Contract):
     workflow_id: str
+    case_key: str
     loan_id: str
     borrower_id: str
     guarantor_id: str | None = None
@@ -52,10 +58,14 @@ class ChannelRequest(Contract):
     outstanding: dict[str, str]
     due_date: dt.date
     letter: str | None = None
+    next_step: str | None = Field(default=None, description="what happens next, for the message")
+    next_dpd: int | None = None
+    events: list[Event] = Field(default=[], description="audit events not yet in the database")
 
 
 class LedgerEntry(Contract):
     workflow_id: str
+    case_key: str
     loan_id: str
     payment_id: str
     amount: str
@@ -63,18 +73,30 @@ class LedgerEntry(Contract):
     paid_at: dt.datetime
     allocation: dict[str, str]
     outstanding: str
+    total_paid: str
+    events: list[Event] = []
+
+
+class AuditEvents(Contract):
+    workflow_id: str
+    case_key: str
+    loan_id: str
+    events: list[Event]
 
 
 class CaseClosed(Contract):
     workflow_id: str
+    case_key: str
     loan_id: str
     outcome: Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
     outstanding: str
     total_paid: str
     currency: str
     closed_at: dt.datetime
+    events: list[Event] = []
 
 
-def idempotency_key(workflow_id: str, opened_at: dt.datetime, step: str, action: str) -> str:
-    """Stable across retries, worker crashes and continue-as-new; distinct for a later case on the same loan."""
-    return f"{workflow_id}:{opened_at:%Y%m%dT%H%M%S}:{step}:{action}"
+def case_key(workflow_id: str, opened_at: dt.datetime) -> str:
+    """Names one case of a loan: stable across retries, crashes and continue-as-new; a later case differs."""
+    return f"{workflow_id}:{opened_at:%Y%m%dT%H%M%S}"
+

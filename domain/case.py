@@ -167,9 +167,27 @@ class Case:
     # ---------------------------------------------------------------- writing
 
     def event(self, now: datetime, kind: str, detail: str = "") -> None:
-        ev = self.state.events
-        ev.append(Event(at=now, kind=kind, detail=detail))
-        del ev[:-MAX_EVENTS]
+        s = self.state
+        s.event_seq += 1
+        s.events.append(Event(at=now, kind=kind, detail=detail, seq=s.event_seq))
+        del s.events[:-MAX_EVENTS]
+
+    def unaudited(self) -> list[Event]:
+        """Events not yet written to the database's audit trail (the newest MAX_EVENTS at most)."""
+        return [e for e in self.state.events if e.seq > self.state.audited_seq]
+
+    def audited(self, upto: int) -> None:
+        self.state.audited_seq = max(self.state.audited_seq, upto)
+
+    def closing_actions(self) -> list[str]:
+        """What a closed case must undo: a credit report corrected after payment, an agency placement recalled."""
+        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        out = []
+        if "bureau_report" in done and self.state.outcome in ("paid", "settled", "recovered"):
+            out.append("bureau_correction")
+        if "agency_place" in done:
+            out.append("agency_recall")
+        return out
 
     def close(self, outcome: str, now: datetime, detail: str = "") -> None:
         s = self.state
@@ -205,6 +223,11 @@ class Case:
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest + s.plan.waived})
         self.event(now, "plan_broken", f"{s.plan.kind}: {why}; the ladder resumes")
 
+    @staticmethod
+    def _kept_on_catch_up(step: Step) -> bool:
+        """Mandatory steps, and filings a later step's judgment depends on, are never skipped."""
+        return step.mandatory or bool({"lawsuit", "payment_order"} & set(step.actions))
+
     def _catch_up_target(self, dpd: int) -> int | None:
         """A case opened late sends step 0 first, then goes to the step its DPD calls for."""
         reached = [i for i, st in enumerate(self.steps) if st.dpd <= dpd]
@@ -230,7 +253,7 @@ class Case:
             s.lawsuit_filed = True
         nxt = idx + 1
         if s.catch_up_to is not None:
-            while nxt < s.catch_up_to and not self.steps[nxt].mandatory:
+            while nxt < s.catch_up_to and not self._kept_on_catch_up(self.steps[nxt]):
                 self.event(now, "step_skipped", f"{self.steps[nxt].key}: case opened at DPD {s.opened_dpd}")
                 nxt += 1
             if nxt >= s.catch_up_to:
@@ -438,8 +461,10 @@ class Case:
         if o.outcome == "judgment":
             s.judgment_at = now
         if o.outcome == "enforcement_result":
-            n = sum(1 for k in s.payments if k.startswith("enforcement-"))
-            self.apply_payment(PaymentIn(payment_id=f"enforcement-{n + 1}", amount=o.amount, currency=self.inp.currency), now)
+            n = 1
+            while f"enforcement-{n}" in s.payments:  # never collide with an id already in the ledger
+                n += 1
+            self.apply_payment(PaymentIn(payment_id=f"enforcement-{n}", amount=o.amount, currency=self.inp.currency), now)
         if o.outcome == "promise":
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":

@@ -143,6 +143,7 @@ class Event(Model):
     at: datetime
     kind: str
     detail: str = ""
+    seq: int = Field(default=0, description="position in the case's audit trail, from 1")
 
 
 class Hold(Model):
@@ -213,6 +214,8 @@ class CaseState(Model):
     payments: dict[str, PaymentRecord] = {}
     contacts: dict[str, int] = {}
     events: list[Event] = []
+    event_seq: int = 0
+    audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
     runs: int = 1
 
 

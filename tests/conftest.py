@@ -15,10 +15,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from db.engine import make_engine, migrate
+from db.repo import Repo
 from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy
 from infra.binaries import find
+from sandbox.gateway import running_gateway
 from workflows import search
 from workflows.case import CollectionCase
 from worker import build_worker
@@ -49,11 +54,28 @@ async def env():
     await env.shutdown()
 
 
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory) -> Repo:
+    """The system of record for the session: a migrated SQLite file."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'collections.db'}"
+    migrate(url)
+    return Repo(make_engine(url))
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """The sandbox channel gateway, a real HTTP server on a free loopback port."""
+    with running_gateway(api_key="test-key") as gw:
+        yield gw
+
+
 @pytest_asyncio.fixture(scope="session")
-async def worker(env):
-    w = build_worker(env.client, task_queue=TASK_QUEUE)
+async def worker(env, repo, gateway):
+    client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    w = build_worker(env.client, CaseActivities(repo, client), task_queue=TASK_QUEUE)
     async with w:
         yield w
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +84,30 @@ def default_policy():
 
 
 class Cases:
-    """Starts cases on the test server; due dates are relative to the server's clock."""
+    """Starts cases on the test server; due dates are relative to the server's clock.
 
-    def __init__(self, env: WorkflowEnvironment):
+    Each case's borrower and loan are written to the system of record first, as an import would.
+    """
+
+    def __init__(self, env: WorkflowEnvironment, repo: Repo | None = None, task_queue: str = TASK_QUEUE):
         self.env = env
+        self.repo = repo
+        self.task_queue = task_queue
+        self.started: list[WorkflowHandle] = []
+
+    async def terminate_all(self) -> None:
+        """End the test's cases so that later time skipping does not drive them on."""
+        for h in self.started:
+            try:
+                await h.terminate("test finished")
+            except Exception:  # already closed
+                pass
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
 
-    async def start(self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", **fields) -> WorkflowHandle:
+    async def start(self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", contact: dict | None = None,
+                    **fields) -> WorkflowHandle:
         now = await self.now()
         loan_id = fields.pop("loan_id", f"T{uuid.uuid4().hex[:10]}")
         inp = CaseInput(
@@ -79,14 +116,25 @@ class Cases:
             due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
             policy=policy or load_policy("default"), **fields,
         )
+        if self.repo is not None:
+            borrower = {"name": "张伟", "phone": "13812345678", "email": "zhang.wei@example.cn",
+                        "address": "上海市黄浦区南京东路1号", "language": "zh", **(contact or {})}
+            self.repo.upsert_borrower(id=inp.borrower_id, timezone=tz, **borrower)
+            self.repo.upsert_loan(id=loan_id, borrower_id=inp.borrower_id, currency=inp.currency, principal=inp.principal,
+                                  interest=inp.interest, fees=inp.fees, due_date=inp.due_date, policy=inp.policy.name)
         handle = await self.env.client.start_workflow(
-            CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=TASK_QUEUE,
+            CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue,
         )
-        await self.settle(handle)
+        self.started.append(handle)
+        await self.settle(handle, must=False)
         return handle
 
-    async def settle(self, handle: WorkflowHandle) -> None:
-        """Wait (real time, briefly) until the case has no activity or workflow task in flight."""
+    async def settle(self, handle: WorkflowHandle, must: bool = True) -> None:
+        """Wait (real time, briefly) until the case has no activity or workflow task in flight.
+
+        An activity waiting for a retry counts as in flight; with `must=False` give up quietly
+        (time skipping will move the retries on).
+        """
         for _ in range(250):
             events = [e.event_type for e in (await handle.fetch_history()).events]
             open_activities = events.count(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
@@ -96,7 +144,8 @@ class Cases:
             if open_activities == 0 and tasks == 0:
                 return
             await asyncio.sleep(0.02)
-        raise AssertionError(f"{handle.id} did not settle")
+        if must:
+            raise AssertionError(f"{handle.id} did not settle")
 
     async def status(self, handle: WorkflowHandle):
         return await handle.query(CollectionCase.status)
@@ -106,8 +155,10 @@ class Cases:
 
 
 @pytest_asyncio.fixture
-async def cases(env, worker) -> Cases:
-    return Cases(env)
+async def cases(env, worker, repo):
+    c = Cases(env, repo)
+    yield c
+    await c.terminate_all()
 
 
 def today_in(now: datetime, tz: str = "Asia/Shanghai") -> date:

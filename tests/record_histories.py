@@ -9,6 +9,7 @@ change with workflow.patched(...): the old histories must still replay, the new 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from db.engine import make_engine, migrate
+from db.repo import Repo
 from infra.binaries import find
+from sandbox.gateway import running_gateway
 from tests.conftest import TASK_QUEUE, Cases, register_search_attributes, today_in
 from worker import build_worker
 from workflows.case import CollectionCase as W
@@ -63,27 +69,35 @@ async def continued(cases: Cases):
     return h
 
 
+async def record(env: WorkflowEnvironment, cases: Cases) -> None:
+    for scenario in (ladder, plans_and_promises, continued):
+        h = await scenario(cases)
+        await h.result()
+        run_id, n = h.result_run_id, 0
+        while run_id:  # follow the continue-as-new chain
+            hist = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
+            path = OUT / f"{scenario.__name__}-{n}.json"
+            path.write_text(hist.to_json())
+            print(f"{path.name}: {len(hist.events)} events")
+            last = hist.events[-1]
+            run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                      if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
+            n += 1
+
+
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=find("temporal-test-server"))
     try:
         await register_search_attributes(env.client)
-        async with build_worker(env.client, task_queue=TASK_QUEUE):
-            cases = Cases(env)
-            for scenario in (ladder, plans_and_promises, continued):
-                h = await scenario(cases)
-                await h.result()
-                run_id, n = h.result_run_id, 0
-                while run_id:  # follow the continue-as-new chain
-                    hist = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
-                    path = OUT / f"{scenario.__name__}-{n}.json"
-                    path.write_text(hist.to_json())
-                    print(f"{path.name}: {len(hist.events)} events")
-                    last = hist.events[-1]
-                    run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                              if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
-                    n += 1
+        with tempfile.TemporaryDirectory() as tmp, running_gateway(api_key="k") as gw:
+            url = f"sqlite:///{tmp}/c.db"
+            migrate(url)
+            repo = Repo(make_engine(url))
+            acts = CaseActivities(repo, GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key)))
+            async with build_worker(env.client, acts, task_queue=TASK_QUEUE):
+                await record(env, Cases(env, repo))
     finally:
         await env.shutdown()
 

@@ -269,25 +269,12 @@ def test_late_start_catches_up_to_the_step_its_dpd_calls_for(dpd, expected):
     assert r.when(expected[1]) == T0 + timedelta(days=2)
 
 
-@pytest.mark.xfail(strict=True, reason="domain/case.py bug: a case opened past the enforcement DPD skips litigation "
-                                       "(not mandatory) on catch-up, then waits forever for a judgment that cannot "
-                                       "be recorded because no lawsuit was filed")
 def test_late_start_past_enforcement_files_the_lawsuit_first():
     r = Runner.open(dpd=200).run_until(T0 + timedelta(days=60))
     assert "litigation" in r.keys()
     r.outcome("court", "judgment")  # rejected today: "no lawsuit or payment order has been filed"
     r.run_for(days=10)
     assert r.keys()[-1] == "enforcement"
-
-
-def test_late_start_past_enforcement_today_gets_stuck_until_write_off():
-    """Documents the current behaviour behind the xfail above."""
-    r = Runner.open(dpd=200).run_until(T0 + timedelta(days=60))
-    assert r.keys() == ["reminder_notice", "bureau_notice", "bureau_report"]
-    assert "litigation: case opened at DPD 200" in r.events("step_skipped")
-    assert not r.state.lawsuit_filed
-    with pytest.raises(InvalidInput, match="no lawsuit"):
-        r.outcome("court", "judgment")
 
 
 # ---------------------------------------------------------------- payments
@@ -640,10 +627,6 @@ def test_outcomes_need_their_step():
     rejected(r, r.outcome, "amount", "carries the promised amount", "call", "promise")
 
 
-@pytest.mark.xfail(strict=True, reason="domain/case.py bug: an enforcement result is booked as payment id "
-                                       "'enforcement-<n+1>' (n = ids already starting with 'enforcement-'), so an "
-                                       "earlier payment whose id happens to be 'enforcement-2' swallows the recovery "
-                                       "as a duplicate while the outcome reports success")
 def test_enforcement_result_is_never_swallowed_by_a_payment_id():
     r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
     r.outcome("court", "judgment")

@@ -37,10 +37,19 @@ async def test_search_attributes_follow_the_case(cases):
     assert sa.get(search.NEXT_ACTION_AT) is not None  # the write-off date still stands
 
 
+DB_URL = ""
+
+
+@pytest.fixture(autouse=True)
+def _database_url(repo):
+    global DB_URL
+    DB_URL = repo.engine.url.render_as_string(hide_password=False)
+
+
 async def cli(env, *args: str) -> subprocess.CompletedProcess:
     """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
     target = env.client.service_client.config.target_host
-    e = dict(os.environ, TEMPORAL_ADDRESS=target, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json")
+    e = dict(os.environ, TEMPORAL_ADDRESS=target, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json", DATABASE_URL=DB_URL)
     proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -84,10 +93,12 @@ async def test_cli_start_pay_plan_hold_status(env, cases):
     (["release", "CLI2", "--kind", "dispute"], "error: kind: there is no dispute hold"),
     (["plan", "CLI2", "--kind", "instalments", "--instalments", "70", "--first-due", "2030-01-01"], "error: instalments:"),
     (["outcome", "CLI2", "--kind", "court", "--outcome", "judgment"], "error: kind: no lawsuit"),
-    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan: no open case loan-NOPE"),
+    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan: NOPE is unknown"),
 ])
 async def test_cli_bad_input_exits_2_and_changes_nothing(env, cases, args, message):
-    h = await cases.start(dpd=1, loan_id="CLI2") if not await _exists(env, "loan-CLI2") else env.client.get_workflow_handle("loan-CLI2")
+    loan = f"CLI2-{abs(hash(tuple(args))) % 10**8}"
+    h = await cases.start(dpd=1, loan_id=loan)
+    args = [loan if a == "CLI2" else a for a in args]
     before = (await h.query(CollectionCase.status)).model_dump(exclude={"as_of"})
     r = await cli(env, *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -110,9 +121,18 @@ async def test_cli_start_rejects_bad_flags(env, args, message):
     assert message in r.stderr, r.stderr
 
 
-async def _exists(env, wid: str) -> bool:
-    try:
-        await env.client.get_workflow_handle(wid).describe()
-        return True
-    except Exception:
-        return False
+async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(env, cases, repo):
+    h = await cases.start(dpd=1, loan_id="CLI-CLOSED")
+    await h.execute_update(CollectionCase.record_payment, __import__("domain.models", fromlist=["PaymentIn"]).PaymentIn(
+        payment_id="FULL", amount="10520.00", currency="CNY"))
+    await h.result()
+    r = await cli(env, "pay", "CLI-CLOSED", "--payment-id", "LATE-1", "--amount", "50.00")
+    assert r.returncode == 0, r.stderr
+    assert "kept as unapplied" in r.stdout
+    again = await cli(env, "pay", "CLI-CLOSED", "--payment-id", "LATE-1", "--amount", "50.00")
+    assert "already recorded" in again.stdout
+    rows = repo.payments(loan_id="CLI-CLOSED")
+    assert [(p.payment_id, p.status, p.amount) for p in rows] == [("FULL", "applied", 1_052_000), ("LATE-1", "unapplied", 5_000)]
+    listed = json.loads((await cli(env, "payments", "--unapplied", "--json")).stdout)
+    assert {"payment_id": "LATE-1", "loan_id": "CLI-CLOSED", "amount": "50.00", "currency": "CNY", "status": "unapplied"}.items() <= next(
+        p for p in listed if p["payment_id"] == "LATE-1").items()

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, CaseClosed, ChannelRequest, LedgerEntry, idempotency_key,
+        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, LedgerEntry, case_key,
     )
     from domain.case import Case
     from domain.dates import dpd_start
@@ -57,6 +57,7 @@ class CollectionCase:
     def __init__(self, inp: CaseInput) -> None:
         self.inp = inp
         self.case = Case(inp, workflow.now())
+        self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
         self._published: dict[str, Any] = {}
 
@@ -80,6 +81,9 @@ class CollectionCase:
                 continue
             await self._sleep_until(case.wake_at(), now)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        closing = case.closing_actions()
+        if closing:
+            await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in closing))
         await self._record_closed()
         return case.status(workflow.now())
 
@@ -101,34 +105,64 @@ class CollectionCase:
     async def _run_step(self, idx: int) -> None:
         step = self.case.begin_step(idx, workflow.now())
         self._details()  # search attributes follow once the step is done: one upsert per step
-        results = await asyncio.gather(*(self._act(step, action) for action in step.actions))
+        nxt = self.case.steps[idx + 1] if idx + 1 < len(self.case.steps) else None
+        results = await asyncio.gather(*(
+            self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in step.actions))
         self.case.finish_step(idx, list(results), workflow.now())
 
-    async def _act(self, step: Step, action: str) -> ContactResult:
+    def _audited(self, events: list) -> None:
+        if events:
+            self.case.audited(events[-1].seq)
+
+    async def _act(self, step_key: str, stage: str, action: str, letter: str | None = None,
+                   next_step: Step | None = None) -> ContactResult:
         case, now = self.case, workflow.now()
         b = case.state.balances
+        if action == "bureau_notice":
+            letter = "bureau_notice"
+        elif action != "letter":
+            letter = None
+        events = self.case.unaudited()
         req = ChannelRequest(
-            workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, borrower_id=self.inp.borrower_id,
-            guarantor_id=self.inp.guarantor_id, step=step.key, action=action,
-            idempotency_key=idempotency_key(self.inp.workflow_id, case.state.opened_at, step.key, action),
-            policy=case.policy.name, stage=step.stage, dpd=case.dpd(now), currency=self.inp.currency,
+            workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
+            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key, action=action,
+            idempotency_key=f"{self.case_key}:{step_key}:{action}",
+            policy=case.policy.name, stage=stage, dpd=case.dpd(now), currency=self.inp.currency,
             outstanding={"principal": case.amount(b.principal), "interest": case.amount(b.interest),
                          "fees": case.amount(b.fees), "total": case.amount(b.total)},
-            due_date=self.inp.due_date, letter=step.letter if action == "letter" else None,
+            due_date=self.inp.due_date, letter=letter,
+            next_step=(next_step.title or next_step.key) if next_step else None,
+            next_dpd=next_step.dpd if next_step else None, events=events,
         )
-        return await workflow.execute_activity(
+        result = await workflow.execute_activity(
             ACTIVITY_FOR_ACTION[action], req, result_type=ContactResult,
             start_to_close_timeout=timedelta(seconds=60), retry_policy=CHANNEL_RETRY,
-            summary=f"{step.key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({step.letter})" if action == "letter" else ""),
+            summary=f"{step_key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({letter})" if letter else ""),
         )
+        self._audited(events)
+        return result
+
+    async def _record_events(self) -> None:
+        """Write the case's new events (an input was just applied) to the audit trail."""
+        events = self.case.unaudited()
+        if not events:
+            return
+        await workflow.execute_activity(
+            "record_events", AuditEvents(workflow_id=self.inp.workflow_id, case_key=self.case_key,
+                                         loan_id=self.inp.loan_id, events=events),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY, summary="audit trail",
+        )
+        self._audited(events)
 
     async def _record_closed(self) -> None:
         s = self.case.state
+        events = self.case.unaudited()
         await workflow.execute_activity(
             "record_case_closed",
-            CaseClosed(workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, outcome=s.outcome,
-                       outstanding=self.case.amount(s.balances.total), total_paid=self.case.amount(s.total_paid),
-                       currency=self.inp.currency, closed_at=s.closed_at),
+            CaseClosed(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
+                       outcome=s.outcome, outstanding=self.case.amount(s.balances.total),
+                       total_paid=self.case.amount(s.total_paid), currency=self.inp.currency,
+                       closed_at=s.closed_at, events=events),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"closed: {s.outcome}",
         )
@@ -194,24 +228,28 @@ class CollectionCase:
     async def _ledger(self, payment_id: str) -> None:
         """Write an applied payment to the ledger (exactly once: the payment id is unique there)."""
         case, rec = self.case, self.case.state.payments[payment_id]
+        events = self.case.unaudited()
         await workflow.execute_activity(
             "record_payment",
-            LedgerEntry(workflow_id=self.inp.workflow_id, loan_id=self.inp.loan_id, payment_id=payment_id,
-                        amount=case.amount(rec.amount), currency=self.inp.currency, paid_at=rec.at,
-                        allocation={k: case.amount(v) for k, v in rec.allocation.items()},
-                        outstanding=case.amount(case.state.balances.total)),
+            LedgerEntry(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
+                        payment_id=payment_id, amount=case.amount(rec.amount), currency=self.inp.currency,
+                        paid_at=rec.at, allocation={k: case.amount(v) for k, v in rec.allocation.items()},
+                        outstanding=case.amount(case.state.balances.total),
+                        total_paid=case.amount(case.state.total_paid), events=events),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"ledger: payment {payment_id}",
         )
+        self._audited(events)
 
     @record_payment.validator
     def _validate_payment(self, p: PaymentIn) -> None:
         _reject(self.case.check_payment, p)
 
     @workflow.update
-    def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
+    async def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
         result = self.case.apply_promise(p, workflow.now())
         self._touch()
+        await self._record_events()
         return result
 
     @promise_to_pay.validator
@@ -219,9 +257,10 @@ class CollectionCase:
         _reject(self.case.check_promise, p)
 
     @workflow.update
-    def agree_plan(self, p: PlanIn) -> PlanResult:
+    async def agree_plan(self, p: PlanIn) -> PlanResult:
         result = self.case.apply_plan(p, workflow.now())
         self._touch()
+        await self._record_events()
         return result
 
     @agree_plan.validator
@@ -229,9 +268,10 @@ class CollectionCase:
         _reject(self.case.check_plan, p)
 
     @workflow.update
-    def place_hold(self, h: HoldIn) -> UpdateResult:
+    async def place_hold(self, h: HoldIn) -> UpdateResult:
         result = self.case.apply_hold(h, workflow.now())
         self._touch()
+        await self._record_events()
         return result
 
     @place_hold.validator
@@ -239,9 +279,10 @@ class CollectionCase:
         _reject(self.case.check_hold, h)
 
     @workflow.update
-    def release_hold(self, r: ReleaseIn) -> UpdateResult:
+    async def release_hold(self, r: ReleaseIn) -> UpdateResult:
         result = self.case.apply_release(r, workflow.now())
         self._touch()
+        await self._record_events()
         return result
 
     @release_hold.validator
@@ -255,6 +296,7 @@ class CollectionCase:
         self._touch()
         for pid in sorted(set(self.case.state.payments) - before):  # an enforcement result is a payment
             await self._ledger(pid)
+        await self._record_events()
         return result
 
     @record_outcome.validator

@@ -1,0 +1,97 @@
+"""The channel gateway client: one httpx.AsyncClient per worker.
+
+Base URL and API key from the environment (GATEWAY_URL, GATEWAY_API_KEY). Every request
+carries an Idempotency-Key; the gateway delivers once per key. 5xx, timeouts and 429 are
+retryable (Retry-After honoured through the activity's next retry delay); any other 4xx
+says the request is wrong and is final.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+PATHS = {
+    "sms": "/v1/sms", "email": "/v1/email", "letter": "/v1/letters", "call": "/v1/calls", "visit": "/v1/visits",
+    "law_firm": "/v1/law-firm", "court": "/v1/court", "credit_bureau": "/v1/credit-bureau", "agency": "/v1/agency",
+}
+
+
+class GatewayRetryable(Exception):
+    """The gateway may accept the same request later (5xx, timeout, 429)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class GatewayRejected(Exception):
+    """The gateway says the request itself is wrong (4xx): do not retry."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    url: str
+    api_key: str
+    timeout: float = 10.0
+    max_connections: int = 100
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        return cls(url=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8700"),
+                   api_key=os.environ.get("GATEWAY_API_KEY", "sandbox-key"),
+                   timeout=float(os.environ.get("GATEWAY_TIMEOUT", "10")),
+                   max_connections=int(os.environ.get("GATEWAY_MAX_CONNECTIONS", "100")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _reason(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error", {})
+        return f"{err.get('field', '?')}: {err.get('reason', resp.text[:200])}"
+    except (ValueError, AttributeError):
+        return resp.text[:200] or resp.reason_phrase
+
+
+class GatewayClient:
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        self.settings = settings or GatewaySettings.from_env()
+        self._client = httpx.AsyncClient(
+            base_url=self.settings.url,
+            headers={"Authorization": f"Bearer {self.settings.api_key}"},
+            timeout=httpx.Timeout(self.settings.timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=self.settings.max_connections,
+                                max_keepalive_connections=self.settings.max_connections // 2),
+        )
+
+    async def send(self, channel: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        try:
+            resp = await self._client.post(PATHS[channel], json=body, headers={"Idempotency-Key": idempotency_key})
+        except httpx.TimeoutException as exc:
+            raise GatewayRetryable(f"timeout: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise GatewayRetryable(f"transport: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code == 429:
+            raise GatewayRetryable("HTTP 429: rate limited", _retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code >= 500:
+            raise GatewayRetryable(f"HTTP {resp.status_code}: {_reason(resp)}", _retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code >= 400:
+            raise GatewayRejected(resp.status_code, _reason(resp))
+        return resp.json()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

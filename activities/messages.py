@@ -1,0 +1,74 @@
+"""What each channel sends: request bodies rendered from Jinja2 templates in zh-CN and en.
+
+Contact details and names are read from the database by the activity and used only here;
+nothing rendered goes back to the workflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from activities.contracts import ChannelRequest
+from db.tables import BorrowerRow
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+BANK = {"zh": "示范银行", "en": "Demo Bank"}
+HOTLINE = "95500"
+
+_env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
+                   keep_trailing_newline=False, trim_blocks=True)
+
+
+def language(borrower: BorrowerRow) -> str:
+    return "en" if borrower.language == "en" else "zh"
+
+
+def render(template: str, lang: str, **ctx: Any) -> str:
+    return _env.get_template(f"{lang}/{template}.j2").render(**ctx).strip()
+
+
+def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[str, Any]:
+    lang = language(borrower)
+    o = req.outstanding
+    return dict(
+        bank=BANK[lang], hotline=HOTLINE, name=borrower.name, loan_tail=req.loan_id[-4:], dpd=req.dpd,
+        currency=req.currency, total=o["total"], principal=o["principal"], interest=o["interest"], fees=o["fees"],
+        due_date=req.due_date.isoformat(), next_step=req.next_step, next_dpd=req.next_dpd,
+        today=today.isoformat(), notice_days=14,
+    )
+
+
+def body(channel: str, req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[str, Any]:
+    """The gateway request body for one channel action."""
+    lang = language(borrower)
+    ctx = context(req, borrower, today)
+    amount = {"amount": req.outstanding["total"], "currency": req.currency}
+    base = {"loan_id": req.loan_id}
+    if channel == "sms":
+        return {**base, "to": borrower.phone, "text": render("sms", lang, **ctx), "language": lang}
+    if channel == "email":
+        return {**base, "to": borrower.email, "subject": render("email_subject", lang, **ctx),
+                "body": render("email_body", lang, **ctx), "language": lang}
+    if channel == "letter":
+        kind = req.letter or "reminder_notice"
+        return {**base, "kind": kind, "recipient": borrower.name, "address": borrower.address,
+                "content": render(f"letter_{kind}", lang, **ctx), "language": lang}
+    if channel == "call":
+        return {**base, "to": borrower.phone, "script": render("call_script", lang, **ctx), "language": lang}
+    if channel == "visit":
+        return {**base, "address": borrower.address, "notes": render("visit_notes", lang, **ctx)}
+    if channel == "law_firm":
+        return {**base, "recipient": borrower.name, "address": borrower.address, **amount,
+                "content": render("letter_lawyers_letter", lang, **ctx)}
+    if channel == "court":
+        return {**base, "kind": req.action, "defendant": borrower.name, "address": borrower.address, **amount}
+    if channel == "credit_bureau":
+        kind = {"bureau_report": "report", "bureau_correction": "correction"}[req.action]
+        return {**base, "kind": kind, **amount, "dpd": max(req.dpd, 0)}
+    if channel == "agency":
+        return {**base, "kind": "recall" if req.action == "agency_recall" else "place", **amount}
+    raise ValueError(f"no message for channel {channel}")
