@@ -1,0 +1,676 @@
+"""The local stack: Temporal CLI dev server (SQLite, WAL) with its Web UI, then the worker.
+
+Between them, when this checkout has them: the database migration (db/, one-shot) and the
+sandbox channel gateway (sandbox/, port GATEWAY_PORT, default 8700; the worker gets GATEWAY_URL).
+
+    python -m infra.stack up       # foreground; Ctrl-C (or SIGTERM) stops the worker, then the server
+    python -m infra.stack start    # the same in the background; returns once everything is ready
+    python -m infra.stack stop     # stops a background (or foreground) stack
+    python -m infra.stack status   # what is running
+
+Ports come from TEMPORAL_ADDRESS (default localhost:7233) and TEMPORAL_UI_PORT (8233); state,
+the SQLite file and logs live under COLLECTIONS_VAR_DIR (default var/):
+
+    var/temporal.db          the dev server's store: cases survive a restart
+    var/gateway.db           the sandbox gateway's outbox (collections.db: the app database, db/)
+    var/stack.pid            pid of the supervisor (`up`), present while it runs
+    var/stack.json           its children (name, pid, process group) and whether it is ready
+    var/logs/<child>.log     each child's output; var/logs/stack.log the background supervisor's
+
+The stack is a list of child specs (`children()`), started in order, each one waited on until
+its readiness probe passes (or, for a one-shot step, until it exits 0), and stopped in reverse
+order. A further service (the API) is one more entry, after the worker.
+Each child runs in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
+which then stops the children in order): SIGTERM to the group, wait, SIGKILL after a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from infra import binaries
+from infra.config import ROOT, Settings, settings
+
+
+def var_dir() -> Path:
+    # Read at call time (not infra.config.VAR's import-time value) so a caller can point
+    # COLLECTIONS_VAR_DIR elsewhere; same default.
+    return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
+
+
+def pid_file() -> Path:
+    return var_dir() / "stack.pid"
+
+
+def state_file() -> Path:
+    return var_dir() / "stack.json"
+
+
+def log_dir() -> Path:
+    return var_dir() / "logs"
+
+
+READY_TIMEOUT = 60.0
+START_TIMEOUT = 150.0   # `start` waits this long for the whole stack
+
+
+def say(msg: str) -> None:
+    print(f"{datetime.now():%H:%M:%S} stack: {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------- addresses
+
+@dataclass(frozen=True)
+class Endpoints:
+    host: str           # what clients dial (from TEMPORAL_ADDRESS)
+    ip: str             # what the server binds
+    port: int
+    ui_port: int
+    namespace: str
+    task_queue: str
+
+    @property
+    def dial(self) -> str:
+        """What this process connects to: the bound IP for a local name, else the name (a container's)."""
+        host = self.ip if self.host == "localhost" or self.host == self.ip else self.host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        host = "localhost" if self.ip in ("127.0.0.1", "::1", "0.0.0.0") else self.ip
+        return f"http://{host}:{self.ui_port}"
+
+    @classmethod
+    def from_settings(cls, cfg: Settings) -> Endpoints:
+        host, sep, port = cfg.temporal_address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise SystemExit(f"TEMPORAL_ADDRESS: {cfg.temporal_address!r} is not host:port")
+        host = host.strip("[]") or "localhost"
+        try:
+            ip = str(ipaddress.ip_address(host))
+        except ValueError:
+            ip = "127.0.0.1"   # a name (localhost, ...): the local stack binds loopback only
+        return cls(host=host, ip=ip, port=int(port), ui_port=cfg.ui_port,
+                   namespace=cfg.temporal_namespace, task_queue=cfg.task_queue)
+
+
+def port_free(ip: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server does: TIME_WAIT is not "in use"
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------- child specs
+
+Probe = Callable[["Running"], Awaitable[bool]]
+
+
+@dataclass
+class Child:
+    """One process of the stack."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready: Probe | None = None            # polled until True (or ready_timeout)
+    ready_timeout: float = READY_TIMEOUT
+    stop_timeout: float = 15.0            # SIGTERM, then SIGKILL after this long
+    restart: bool = False                 # restart when it exits on its own (else the stack stops)
+    max_restarts: int = 5
+    oneshot: bool = False                 # a step that must exit 0 (within ready_timeout) before the next child
+    ports: tuple[int, ...] = ()           # loopback ports it binds: checked free before anything starts
+
+
+@dataclass
+class Running:
+    spec: Child
+    proc: subprocess.Popen
+    log: Path
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+async def _client(ep: Endpoints):
+    from infra.temporal import connect
+    return await asyncio.wait_for(connect(ep.dial, ep.namespace), timeout=5)
+
+
+def server_ready(ep: Endpoints) -> Probe:
+    async def probe(_: Running) -> bool:
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        client = await _client(ep)
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=ep.namespace),
+                                                         timeout=timedelta(seconds=5))
+        if ep.ui_port:
+            import httpx
+            async with httpx.AsyncClient(timeout=3) as http:
+                ui_host = f"[{ep.ip}]" if ":" in ep.ip else ep.ip
+                (await http.get(f"http://{ui_host}:{ep.ui_port}/")).raise_for_status()
+        return True
+    return probe
+
+
+async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None = None) -> bool:
+    """Whether the worker process `pid` (identity `<pid>@<host>`) polls the task queue right now.
+
+    Also the worker container's health check in docker-compose.yml (there the worker is pid 1).
+    """
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    ep = ep or Endpoints.from_settings(settings())
+    identity = f"{pid}@{host or socket.gethostname()}"
+    client = await _client(ep)
+    resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=ep.namespace, task_queue=TaskQueue(name=ep.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    ), timeout=timedelta(seconds=5))
+    return any(p.identity == identity for p in resp.pollers)
+
+
+def worker_ready(ep: Endpoints) -> Probe:
+    """Ready when this very worker process polls the task queue."""
+    async def probe(run: Running) -> bool:
+        return await worker_polling(run.pid, ep)
+    return probe
+
+
+def gateway_ready(url: str, instance: str) -> Probe:
+    """Ready when /health answers from this very gateway process (its instance id)."""
+    async def probe(_: Running) -> bool:
+        import httpx
+        async with httpx.AsyncClient(timeout=2) as http:
+            r = await http.get(f"{url}/health")
+        return r.status_code == 200 and r.headers.get("X-Gateway-Instance") == instance
+    return probe
+
+
+def _importable(*modules: str) -> bool:
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def gateway_port() -> int:
+    """GATEWAY_PORT, else the port of GATEWAY_URL, else 8700 (the worker's default GATEWAY_URL)."""
+    from urllib.parse import urlsplit
+    if os.environ.get("GATEWAY_PORT"):
+        return int(os.environ["GATEWAY_PORT"])
+    url = os.environ.get("GATEWAY_URL")
+    return (urlsplit(url).port or 80) if url else 8700
+
+
+def children(cfg: Settings | None = None) -> list[Child]:
+    """The stack, in start order (stopped in reverse).
+
+    temporal -> migrate (one-shot, when db/ is present) -> gateway (when sandbox/ and its
+    dependencies are present) -> worker. An API service would go after the worker.
+    """
+    import uuid
+
+    from workflows.search import CLI_TYPES
+
+    cfg = cfg or settings()
+    ep = Endpoints.from_settings(cfg)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()))
+    server = [
+        binaries.find("temporal"), "server", "start-dev",
+        "--db-filename", str(var_dir() / "temporal.db"),
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        "--ip", ep.ip, "--port", str(ep.port), "--ui-port", str(ep.ui_port),
+        "--namespace", ep.namespace, "--log-level", "warn",
+    ]
+    for key, typ in CLI_TYPES.items():
+        server += ["--search-attribute", f"{key.name}={typ}"]
+    specs = [Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port))]
+
+    if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
+        specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
+
+    worker_env = dict(env)
+    if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
+        port, instance = gateway_port(), uuid.uuid4().hex
+        url = f"http://127.0.0.1:{port}"
+        gateway_env = dict(env, GATEWAY_INSTANCE=instance)
+        specs.append(Child("gateway", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
+                                       "--db", str(var_dir() / "gateway.db")], gateway_env,
+                           ready=gateway_ready(url, instance), restart=True, ports=(port,)))
+        worker_env.setdefault("GATEWAY_URL", url)
+
+    specs.append(Child("worker", [sys.executable, str(ROOT / "worker.py")], worker_env, ready=worker_ready(ep),
+                       stop_timeout=20, restart=True))
+    return specs
+
+
+# ---------------------------------------------------------------------------- process helpers
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):   # a zombie is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rpartition(")")[2].split()[0] == "Z":
+            return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmdline(pid: int) -> str | None:
+    """The command line of a process, or None where /proc is not available."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def is_stack(pid: int) -> bool:
+    if not alive(pid):
+        return False
+    cmd = cmdline(pid)
+    return cmd is None or "infra.stack" in cmd
+
+
+def killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def stop_process(run: Running) -> int | None:
+    """SIGTERM the child's process group, wait, SIGKILL after its timeout. Returns the exit code."""
+    proc, spec = run.proc, run.spec
+    if proc.poll() is None:
+        say(f"stopping {spec.name} (pid {proc.pid})")
+        killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(spec.stop_timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{spec.name} did not stop within {spec.stop_timeout:.0f}s; killing it")
+            killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    killpg(proc.pid, signal.SIGKILL)   # anything it left behind in its group
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join("    | " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def read_state() -> dict:
+    try:
+        return json.loads(state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def running_pid() -> int | None:
+    """The pid of a live supervisor, cleaning up stale files."""
+    try:
+        pid = int(pid_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if is_stack(pid) else None
+
+
+# ---------------------------------------------------------------------------- the supervisor (`up`)
+
+class Supervisor:
+    def __init__(self, specs: list[Child], ep: Endpoints) -> None:
+        self.specs = specs
+        self.ep = ep
+        self.running: list[Running] = []
+        self.stop = asyncio.Event()
+        self.signals = 0
+        self.ready = False
+
+    def _on_signal(self, signame: str) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            say(f"{signame}: stopping (worker first, then server)")
+            self.stop.set()
+        else:
+            say(f"{signame} again: killing the children now")
+            for run in self.running:
+                killpg(run.pid, signal.SIGKILL)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(), "ready": self.ready, "address": self.ep.dial, "ui": self.ep.ui_url,
+            "namespace": self.ep.namespace, "task_queue": self.ep.task_queue, "var": str(var_dir()),
+            "children": [{"name": r.spec.name, "pid": r.pid, "pgid": r.pid, "log": str(r.log),
+                          "argv0": r.spec.argv[0]} for r in self.running],
+        }
+        tmp = state_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_file())
+
+    def _spawn(self, spec: Child) -> Running:
+        log = log_dir() / f"{spec.name}.log"
+        with log.open("ab") as fh:
+            fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} start {spec.name}: {' '.join(spec.argv)}\n".encode())
+            fh.flush()
+            proc = subprocess.Popen(spec.argv, env=spec.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=fh,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        return Running(spec, proc, log)
+
+    async def _wait_ready(self, run: Running) -> bool:
+        spec = run.spec
+        if spec.ready is None:
+            return True
+        deadline = time.monotonic() + spec.ready_timeout
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                return False
+            if run.proc.poll() is not None:
+                say(f"{spec.name} exited with code {run.proc.returncode} while starting; last lines of {run.log}:\n{tail(run.log)}")
+                return False
+            try:
+                if await asyncio.wait_for(spec.ready(run), timeout=10):
+                    say(f"{spec.name} ready (pid {run.pid}, {time.monotonic() - run.started_at:.1f}s)")
+                    return True
+            except Exception as exc:  # not up yet
+                last_error = exc
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=0.5)
+        say(f"{spec.name} not ready after {spec.ready_timeout:.0f}s (last error: {last_error!r}); last lines of {run.log}:\n{tail(run.log)}")
+        return False
+
+    async def _start_all(self) -> bool:
+        for spec in self.specs:
+            if self.stop.is_set():
+                return False
+            say(f"starting {spec.name}")
+            run = self._spawn(spec)
+            if spec.oneshot:
+                if not await self._wait_done(run):
+                    return False
+                continue
+            self.running.append(run)
+            self._write_state()
+            if not await self._wait_ready(run):
+                return False
+        return True
+
+    async def _wait_done(self, run: Running) -> bool:
+        """A one-shot step: it must exit 0 within its timeout."""
+        deadline = time.monotonic() + run.spec.ready_timeout
+        while run.proc.poll() is None and time.monotonic() < deadline and not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=0.2)
+        if run.proc.poll() is None:
+            stop_process(run)
+            if not self.stop.is_set():
+                say(f"{run.spec.name} did not finish within {run.spec.ready_timeout:.0f}s; last lines of {run.log}:\n{tail(run.log)}")
+            return False
+        if run.proc.returncode != 0:
+            say(f"{run.spec.name} failed (exit code {run.proc.returncode}); last lines of {run.log}:\n{tail(run.log)}")
+            return False
+        say(f"{run.spec.name} done ({time.monotonic() - run.started_at:.1f}s)")
+        return True
+
+    async def _watch(self) -> int:
+        """Until a signal: restart children that may be restarted; any other exit stops the stack."""
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=0.5)
+            if self.stop.is_set():
+                break
+            for i, run in enumerate(self.running):
+                code = run.proc.poll()
+                if code is None:
+                    continue
+                say(f"{run.spec.name} (pid {run.pid}) exited with code {code}; last lines of {run.log}:\n{tail(run.log, 10)}")
+                if not run.spec.restart or run.restarts >= run.spec.max_restarts:
+                    say("stopping the stack")
+                    return 1
+                await asyncio.sleep(min(2 ** run.restarts, 10))
+                new = self._spawn(run.spec)
+                new.restarts = run.restarts + 1
+                self.running[i] = new
+                self._write_state()
+                say(f"restarted {run.spec.name} (pid {new.pid}, restart {new.restarts}/{run.spec.max_restarts})")
+        return 0
+
+    def shutdown(self) -> None:
+        for run in reversed(self.running):
+            code = stop_process(run)
+            how = f"by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            say(f"{run.spec.name} stopped ({how})")
+        self.running.clear()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        try:
+            if not await self._start_all():
+                return 0 if self.stop.is_set() else 1
+            self.ready = True
+            self._write_state()
+            banner(self.ep, foreground=sys.stdout.isatty())
+            return await self._watch()
+        finally:
+            self.shutdown()
+            say("stopped")
+
+
+def banner(ep: Endpoints, foreground: bool) -> None:
+    print(f"""
+  Temporal   {ep.host}:{ep.port}  (namespace {ep.namespace}, task queue {ep.task_queue})
+  Web UI     {ep.ui_url}
+  Logs       {log_dir()}/
+""" + ("  Ctrl-C stops the worker, then the server.\n" if foreground else ""), flush=True)
+
+
+def _claim_pid_file() -> bool:
+    """Create var/stack.pid for this process; False if a live stack already holds it."""
+    path = pid_file()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid = running_pid()
+            if pid is not None and pid != os.getpid():
+                return False
+            cleanup_orphans()
+            path.unlink(missing_ok=True)
+            state_file().unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return True
+    return False
+
+
+def up() -> int:
+    cfg = settings()
+    ep = Endpoints.from_settings(cfg)
+    log_dir().mkdir(parents=True, exist_ok=True)
+    if not _claim_pid_file():
+        say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m infra.stack stop` stops it.")
+        return 1
+    try:
+        specs = children(cfg)
+        for spec in specs:
+            for port in spec.ports:
+                if not port_free(ep.ip if spec.name == "temporal" else "127.0.0.1", port):
+                    say(f"{spec.name}: port {port} is in use (another stack?); set TEMPORAL_ADDRESS, "
+                        "TEMPORAL_UI_PORT or GATEWAY_PORT to other ports, or stop it")
+                    return 1
+        return asyncio.run(Supervisor(specs, ep).run())
+    finally:
+        state_file().unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file().read_text()) == os.getpid():
+                pid_file().unlink()
+
+
+# ---------------------------------------------------------------------------- start / stop / status
+
+def cleanup_orphans(quiet: bool = False) -> int:
+    """Kill the process groups of children a dead supervisor left behind (it was SIGKILLed)."""
+    killed = 0
+    for ch in reversed(read_state().get("children", [])):
+        pgid = ch.get("pgid")
+        if not pgid or not group_alive(pgid):
+            continue
+        cmd = cmdline(pgid)
+        if cmd is not None and ch.get("argv0") and ch["argv0"] not in cmd:
+            continue   # the pid was reused by something else
+        if not quiet:
+            say(f"killing leftover {ch['name']} (pid {pgid})")
+        killpg(pgid, signal.SIGTERM)
+        for _ in range(50):
+            if not group_alive(pgid):
+                break
+            time.sleep(0.2)
+        killpg(pgid, signal.SIGKILL)
+        killed += 1
+    return killed
+
+
+def start() -> int:
+    cfg = settings()
+    ep = Endpoints.from_settings(cfg)
+    pid = running_pid()
+    if pid is not None:
+        state = read_state()
+        if state.get("ready"):
+            say(f"already running (pid {pid}): Temporal {ep.host}:{ep.port}, Web UI {ep.ui_url}")
+            return 0
+        say(f"already starting (pid {pid}); waiting for it")
+        return _wait_started(pid, None, ep)
+    log_dir().mkdir(parents=True, exist_ok=True)
+    log = log_dir() / "stack.log"
+    with log.open("ab") as fh:
+        fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} stack start\n".encode())
+        fh.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "infra.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    say(f"starting in the background (pid {proc.pid}, log {log})")
+    return _wait_started(proc.pid, proc, ep)
+
+
+def _wait_started(pid: int, proc: subprocess.Popen | None, ep: Endpoints) -> int:
+    log = log_dir() / "stack.log"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        state = read_state()
+        if state.get("pid") == pid and state.get("ready"):
+            banner(ep, foreground=False)
+            return 0
+        exited = proc.poll() is not None if proc else not alive(pid)
+        if exited:
+            say(f"the stack did not start; last lines of {log}:\n{tail(log)}")
+            return 1
+        time.sleep(0.3)
+    say(f"the stack was not ready after {START_TIMEOUT:.0f}s; stopping it. Last lines of {log}:\n{tail(log)}")
+    stop()
+    return 1
+
+
+def stop(timeout: float = 60.0) -> int:
+    pid = running_pid()
+    if pid is None:
+        if cleanup_orphans():
+            state_file().unlink(missing_ok=True)
+            pid_file().unlink(missing_ok=True)
+            say("stopped leftovers of a stack that had died")
+        else:
+            pid_file().unlink(missing_ok=True)
+            state_file().unlink(missing_ok=True)
+            say("not running")
+        return 0
+    say(f"stopping the stack (pid {pid})")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.2)
+    if alive(pid):
+        say(f"the supervisor did not stop within {timeout:.0f}s; killing it and its children")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    cleanup_orphans()
+    pid_file().unlink(missing_ok=True)
+    state_file().unlink(missing_ok=True)
+    say("stopped")
+    return 0
+
+
+def status() -> int:
+    cfg = settings()
+    ep = Endpoints.from_settings(cfg)
+    pid = running_pid()
+    state = read_state()
+    if pid is None:
+        leftovers = [c for c in state.get("children", []) if group_alive(c.get("pgid", 0) or -1)]
+        print("stack: not running" + (f" (leftover processes: {', '.join(c['name'] for c in leftovers)}; "
+                                      "`python -m infra.stack stop` removes them)" if leftovers else ""))
+        return 3
+    print(f"stack: {'running' if state.get('ready') else 'starting'} (supervisor pid {pid}, var {var_dir()})")
+    for ch in state.get("children", []):
+        print(f"  {ch['name']:<10} pid {ch['pid']:<8} {'up' if alive(ch['pid']) else 'DOWN'}   log {ch['log']}")
+    print(f"  Temporal   {ep.host}:{ep.port} namespace {ep.namespace}\n  Web UI     {ep.ui_url}")
+
+    async def probe() -> str:
+        client = await _client(ep)
+        running = await client.count_workflows('WorkflowType = "CollectionCase" AND ExecutionStatus = "Running"')
+        total = await client.count_workflows('WorkflowType = "CollectionCase"')
+        return f"answers: {running.count} open cases, {total.count} in all"
+
+    try:
+        print(f"  frontend   {asyncio.run(asyncio.wait_for(probe(), 10))}")
+    except Exception as exc:
+        print(f"  frontend   not answering ({exc.__class__.__name__}: {exc})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "start", "stop", "status"])
+    args = parser.parse_args(argv)
+    return {"up": up, "start": start, "stop": stop, "status": status}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
