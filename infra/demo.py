@@ -1,0 +1,385 @@
+"""Load a demo portfolio into a running local stack (`python -m infra.stack start` first).
+
+    python -m infra.demo                  # 40 loans on the `demo` policy, then a few updates
+    python -m infra.demo --no-wait        # skip waiting for a lawsuit to record a judgment
+
+Due dates lie in the past so that cases open at every stage of the ladder; the demo policy
+runs a policy day in a few seconds, so they keep moving while you watch the Web UI. After the
+first steps have run, some cases get a payment, a promise, a plan, a hold or a judgment.
+Idempotent: loans already loaded are left alone (their workflow ids are fixed), and updates
+go only to cases this run started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from urllib.parse import quote
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from domain.dates import local_date
+from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
+from domain.money import format_amount
+from domain.policy import Policy, load_policy
+from infra.config import settings
+from infra.temporal import connect
+from workflows.case import CollectionCase
+
+SEGMENTS = ["retail", "retail", "sme", "student"]
+ZONES = ["Asia/Shanghai", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Urumqi"]
+PREFIX = "DEMO-"
+CURRENCY = "CNY"
+UPDATE_TIMEOUT = 30.0
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def dpds(policy: Policy, count: int = 40) -> list[int]:
+    """Days past due at which the demo cases open: at and just after every step, and between."""
+    steps = sorted({s.dpd for s in policy.steps})
+    chosen: set[int] = set()
+    for d in steps:
+        chosen |= {d, d + 1}
+    for a, b in zip(steps, steps[1:]):
+        chosen.add((a + b) // 2)
+    last, end = steps[-1], policy.write_off_dpd
+    extra = [last + (end - last) * k // 6 for k in range(1, 6)] + [end - 2]   # late cases, one about to be written off
+    chosen |= {d for d in extra if 0 < d < end}
+    fill = 2
+    while len(chosen) < count:
+        chosen.add(fill)
+        fill += 3
+    return sorted(chosen)[:count]
+
+
+def amount(minor: int) -> str:
+    return format_amount(minor, CURRENCY)
+
+
+def pretty(minor: int) -> str:
+    return f"{Decimal(minor).scaleb(-2):,.2f}"
+
+
+def portfolio(policy: Policy, now: datetime, count: int = 40) -> list[CaseInput]:
+    cases = []
+    for i, dpd in enumerate(dpds(policy, count), start=1):
+        rng = random.Random(f"demo-loan-{i}")
+        segment = SEGMENTS[i % len(SEGMENTS)]
+        tz = ZONES[(i * 7) % len(ZONES)]
+        low, high = {"retail": (5_000, 80_000), "sme": (50_000, 500_000), "student": (2_000, 30_000)}[segment]
+        principal = rng.randrange(low, high) * 100 + rng.choice([0, 0, 50, 88])
+        interest = principal * rng.randrange(3, 12) // 100
+        fees = rng.choice([0, 5_000, 15_000, 30_000, 50_000])
+        loan_id = f"{PREFIX}{i:04d}"
+        cases.append(CaseInput(
+            loan_id=loan_id, borrower_id=f"BOR-{i:04d}", currency=CURRENCY,
+            principal=principal, interest=interest, fees=fees,
+            due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
+            segment=segment, policy=policy,
+        ))
+    return cases
+
+
+def seed_records(cases: list[CaseInput]) -> str:
+    """Borrowers and loans into the system of record (activities read contact details there).
+
+    Synthetic people only: reserved example.com addresses, 1380000xxxx numbers. Loans already
+    recorded are left as they are. Skipped when the project has no database layer.
+    """
+    try:
+        from db.engine import make_engine
+        from db.repo import Repo
+    except ImportError:
+        return "no database layer in this checkout; borrowers not recorded"
+    try:
+        repo = Repo(make_engine())
+        added = 0
+        for i, c in enumerate(cases, start=1):
+            if repo.loan(c.loan_id) is not None:
+                continue
+            repo.upsert_borrower(id=c.borrower_id, name=f"演示借款人{i:02d}", phone=f"1380000{i:04d}",
+                                 email=f"borrower{i:02d}@example.com", address=f"演示市演示路{i}号",
+                                 timezone=c.timezone, language="zh")
+            repo.upsert_loan(id=c.loan_id, borrower_id=c.borrower_id, currency=c.currency, principal=c.principal,
+                             interest=c.interest, fees=c.fees, due_date=c.due_date, product=c.product,
+                             segment=c.segment, policy=c.policy.name)
+            added += 1
+        return f"{added} borrower(s) and loan(s) recorded, {len(cases) - added} already there"
+    except Exception as exc:  # the demo goes on: the cases run, their contacts fail
+        return f"could not record borrowers and loans ({exc.__class__.__name__}: {str(exc)[:200]})"
+
+
+async def start_all(client: Client, cases: list[CaseInput]) -> tuple[dict[str, WorkflowHandle], set[str]]:
+    """Start every case; the ids already taken (running or closed) are left as they are."""
+    queue = settings().task_queue
+
+    async def start(inp: CaseInput) -> tuple[WorkflowHandle, bool]:
+        total = inp.principal + inp.interest + inp.fees
+        try:
+            handle = await client.start_workflow(
+                CollectionCase.run, inp, id=inp.workflow_id, task_queue=queue,
+                static_summary=f"Loan {inp.loan_id} · CNY {pretty(total)} · demo policy",
+                static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (infra/demo.py)",
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            return handle, True
+        except WorkflowAlreadyStartedError:
+            return client.get_workflow_handle(inp.workflow_id), False
+
+    results = await asyncio.gather(*(start(c) for c in cases))
+    handles = {c.loan_id: h for c, (h, _) in zip(cases, results)}
+    new = {c.loan_id for c, (_, started) in zip(cases, results) if started}
+    return handles, new
+
+
+async def worker_polling(client: Client) -> bool:
+    resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=settings().task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    ))
+    return bool(resp.pollers)
+
+
+async def status_of(handle: WorkflowHandle) -> CaseStatus | None:
+    try:
+        return await asyncio.wait_for(handle.query(CollectionCase.status), timeout=15)
+    except Exception:
+        return None
+
+
+async def statuses(handles: dict[str, WorkflowHandle]) -> dict[str, CaseStatus | None]:
+    got = await asyncio.gather(*(status_of(h) for h in handles.values()))
+    return dict(zip(handles, got))
+
+
+async def wait_first_steps(handles: dict[str, WorkflowHandle], limit: float = 20.0) -> None:
+    """Until every case has run its first step (or `limit` seconds)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        st = await statuses(handles)
+        if all(s is not None and s.steps_done for s in st.values()):
+            return
+        await asyncio.sleep(1)
+
+
+@dataclass
+class Outcome:
+    loan_id: str
+    what: str
+    ok: bool
+    message: str
+
+
+async def send(handle: WorkflowHandle, loan_id: str, what: str, update, arg) -> Outcome:
+    try:
+        result = await asyncio.wait_for(handle.execute_update(update, arg), timeout=UPDATE_TIMEOUT)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        return Outcome(loan_id, what, False, getattr(cause, "message", None) or str(cause or exc))
+    except asyncio.TimeoutError:
+        return Outcome(loan_id, what, False, f"no answer within {UPDATE_TIMEOUT:.0f}s (is the worker running?)")
+    except Exception as exc:
+        return Outcome(loan_id, what, False, f"{exc.__class__.__name__}: {exc}")
+    message = getattr(result, "message", None)
+    if message is None and hasattr(result, "outstanding"):
+        message = f"applied {result.applied}, outstanding {result.outstanding}, status {result.status}" + (
+            f", outcome {result.outcome}" if result.outcome else "")
+    return Outcome(loan_id, what, True, message or str(result))
+
+
+def by_dpd(cases: list[CaseInput], now: datetime, new: set[str]) -> dict[int, CaseInput]:
+    out: dict[int, CaseInput] = {}
+    for c in cases:
+        if c.loan_id in new:
+            out.setdefault((local_date(now, c.timezone) - c.due_date).days, c)
+    return out
+
+
+def pick(index: dict[int, CaseInput], wanted: int, used: set[str]) -> CaseInput | None:
+    """The newly started case that opened nearest to `wanted` DPD (at or after it preferred)."""
+    options = sorted((d, c) for d, c in index.items() if c.loan_id not in used)
+    if not options:
+        return None
+    d, c = min(options, key=lambda dc: (abs(dc[0] - wanted) + (0 if dc[0] >= wanted else 0.5)))
+    used.add(c.loan_id)
+    return c
+
+
+async def updates(client: Client, cases: list[CaseInput], handles: dict[str, WorkflowHandle], new: set[str],
+                  now: datetime, judgment_wait: float) -> list[Outcome]:
+    index = by_dpd(cases, now, new)
+    used: set[str] = set()
+    sent: list[asyncio.Future] = []
+    plan: list[tuple[CaseInput, str, object, object]] = []
+
+    def today(c: CaseInput) -> date:
+        return local_date(datetime.now(timezone.utc), c.timezone)
+
+    def total(c: CaseInput) -> int:
+        return c.principal + c.interest + c.fees
+
+    if c := pick(index, 20, used):
+        part = total(c) * 3 // 10
+        plan.append((c, f"partial payment CNY {pretty(part)}", CollectionCase.record_payment,
+                     PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(part), currency=CURRENCY)))
+    if c := pick(index, 8, used):
+        plan.append((c, f"full payment CNY {pretty(total(c))}", CollectionCase.record_payment,
+                     PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(total(c)), currency=CURRENCY)))
+    if c := pick(index, 31, used):
+        half = total(c) // 2
+        plan.append((c, f"promise to pay CNY {pretty(half)} in 7 days", CollectionCase.promise_to_pay,
+                     PromiseIn(amount=amount(half), date=today(c) + timedelta(days=7))))
+    if c := pick(index, 46, used):
+        plan.append((c, "plan: 6 monthly instalments from today+10", CollectionCase.agree_plan,
+                     PlanIn(kind="instalments", instalments=6, first_due=today(c) + timedelta(days=10))))
+    if c := pick(index, 61, used):
+        plan.append((c, "dispute hold", CollectionCase.place_hold,
+                     HoldIn(kind="dispute", reference="borrower disputes the interest charged")))
+    if c := pick(index, 91, used):
+        plan.append((c, "hardship hold for 30 days", CollectionCase.place_hold,
+                     HoldIn(kind="hardship", until=today(c) + timedelta(days=30), reference="job loss")))
+    for c, what, update, arg in plan:
+        sent.append(asyncio.ensure_future(send(handles[c.loan_id], c.loan_id, what, update, arg)))
+    results = list(await asyncio.gather(*sent))
+    for r in results:
+        say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
+
+    # A judgment needs a filed lawsuit: wait for the case opened at the litigation DPD to get there.
+    lit_dpd = next((s.dpd for s in cases[0].policy.steps if "lawsuit" in s.actions), None)
+    c = pick(index, lit_dpd + 1, used) if lit_dpd is not None else None
+    if c is not None:
+        handle = handles[c.loan_id]
+        if judgment_wait > 0:
+            day = cases[0].policy.day_seconds
+            say(f"\nWaiting up to {judgment_wait:.0f}s for {c.loan_id} to file its lawsuit (it sends the bureau notice "
+                f"first and waits its notice period: ~{(14 + 2) * day}s at {day}s a policy day) ...")
+            deadline, shown = time.monotonic() + judgment_wait, 0.0
+            while time.monotonic() < deadline:
+                st = await status_of(handle)
+                if st is None or st.status == "closed" or "litigation" in st.steps_done or (
+                        st.awaiting is not None and st.awaiting.kind == "court"):
+                    break
+                if time.monotonic() - shown > 15:
+                    shown = time.monotonic()
+                    say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
+                await asyncio.sleep(2)
+        r = await send(handle, c.loan_id, "court judgment", CollectionCase.record_outcome,
+                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号"))
+        say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
+        results.append(r)
+    return results
+
+
+def summary(cases: list[CaseInput], st: dict[str, CaseStatus | None]) -> None:
+    policy = cases[0].policy
+    order = ["new"] + list(dict.fromkeys(s.stage for s in policy.steps))
+    table: dict[str, Counter] = defaultdict(Counter)
+    outcomes: Counter = Counter()
+    unknown = 0
+    for s in st.values():
+        if s is None:
+            unknown += 1
+            continue
+        table[s.stage][s.status] += 1
+        if s.outcome:
+            outcomes[s.outcome] += 1
+    stages = order + sorted(set(table) - set(order))
+    say(f"\n  {'stage':<16}{'active':>8}{'paused':>8}{'closed':>8}{'cases':>8}")
+    say("  " + "-" * 48)
+    for stage in stages:
+        row = table.get(stage)
+        if not row:
+            continue
+        say(f"  {stage:<16}{row['active']:>8}{row['paused']:>8}{row['closed']:>8}{sum(row.values()):>8}")
+    say("  " + "-" * 48)
+    totals = Counter()
+    for row in table.values():
+        totals.update(row)
+    say(f"  {'all':<16}{totals['active']:>8}{totals['paused']:>8}{totals['closed']:>8}{sum(totals.values()):>8}")
+    if outcomes:
+        say("  closed as: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    if unknown:
+        say(f"  ({unknown} case(s) did not answer the status query)")
+
+
+QUERIES = [
+    'CollectionStage = "litigation"',
+    "OnHold = true",
+    "OutstandingAmount > 10000",
+    'CaseStatus = "paused"',
+    'PolicyName = "demo" AND Segment = "sme" ORDER BY OutstandingAmount DESC',
+]
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
+    parser.add_argument("--policy", default="demo", help="policy name or file (default demo)")
+    parser.add_argument("--judgment-wait", type=float, default=150.0,
+                        help="seconds to wait for a case to file its lawsuit before recording a judgment (default 150)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the lawsuit (same as --judgment-wait 0)")
+    args = parser.parse_args(argv)
+    cfg = settings()
+    try:
+        client = await asyncio.wait_for(connect(), timeout=15)
+    except Exception as exc:
+        say(f"demo: cannot reach Temporal at {cfg.temporal_address} ({exc.__class__.__name__}: {exc}).\n"
+            "Start the local stack first: `python -m infra.stack start` (or `make demo`).")
+        return 1
+    policy = load_policy(args.policy)
+    now = datetime.now(timezone.utc)
+    cases = portfolio(policy, now, args.count)
+    say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
+    handles, new = await start_all(client, cases)
+    say(f"demo: {len(new)} case(s) started, {len(cases) - len(new)} already loaded "
+        f"(policy {policy.name} {policy.version}, a policy day lasts {policy.day_seconds}s)")
+
+    results: list[Outcome] = []
+    if new:
+        if not await worker_polling(client):
+            say(f"demo: no worker polls task queue {cfg.task_queue!r}; cases will wait for one "
+                "(`python worker.py`). Skipping the updates.")
+        else:
+            say("demo: waiting for the first steps to run ...")
+            await wait_first_steps({k: v for k, v in handles.items() if k in new})
+            say("demo: updates")
+            results = await updates(client, cases, handles, new, now, 0 if args.no_wait else args.judgment_wait)
+            failed = [r for r in results if not r.ok]
+            if failed:
+                say(f"demo: {len(failed)} update(s) were refused (see above); the rest applied")
+    else:
+        say("demo: the portfolio is already loaded; no updates sent (rerun after `make clean` for a fresh one)")
+
+    summary(cases, await statuses(handles))
+    ui = f"http://localhost:{cfg.ui_port}"
+    ns = cfg.temporal_namespace
+    say(f"\nWeb UI: {ui}/namespaces/{ns}/workflows")
+    say("Try these visibility queries in the UI's search box (or `temporal workflow list --query '...'`):")
+    for q in QUERIES:
+        say(f"  {q}")
+        say(f"      {ui}/namespaces/{ns}/workflows?query={quote(q)}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(asyncio.run(main()))
+    except BrokenPipeError:   # piped into head
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
