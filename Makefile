@@ -1,0 +1,75 @@
+# Loan collections on Temporal: the README's commands.
+#
+#   make demo    virtualenv + install, local stack in the background, demo portfolio, Web UI address
+#   make test    virtualenv + install, the whole test suite
+#   make up      the local stack in the foreground (Ctrl-C stops all of it)
+#   make down    stop a background stack
+#
+# Needs only Python 3.11+ (python3); everything else goes into .venv. Ports and paths come from
+# the environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_UI_PORT (8233), COLLECTIONS_VAR_DIR (var/).
+
+SHELL := /bin/sh
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The first interpreter on PATH that is Python 3.11 or newer (override: make PYTHON=/path/to/python3).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.14 python3.13 python3.12 python3.11; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; \
+	then echo $$p; break; fi; done)
+endif
+
+UI_URL = http://localhost:$${TEMPORAL_UI_PORT:-8233}
+
+.PHONY: help venv demo up down status test worker clean distclean
+
+help:
+	@sed -n '3,6p' Makefile | sed 's/^# \{0,1\}//'
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (or the virtualenv is gone or broken).
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "make: Python 3.11 or newer is needed (python3 on PATH, or make PYTHON=...)" >&2; exit 1; fi
+	@if ! $(PY) -c 'import pip' >/dev/null 2>&1; then \
+		echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) -c 'import sys; print(sys.version.split()[0])'))"; \
+		rm -rf $(VENV); \
+		if $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; then :; \
+		elif $(PYTHON) -m venv --without-pip $(VENV) && $(PYTHON) -m pip --python $(PY) install -q pip; then :; \
+		else echo "make: could not create $(VENV): this Python has no venv/ensurepip module" \
+			"(Debian/Ubuntu: apt install python3-venv)" >&2; rm -rf $(VENV); exit 1; fi; \
+	fi
+	@echo "installing the project and its dev dependencies into $(VENV) ..."
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(PY) -m infra.stack start
+	$(PY) -m infra.demo
+	@echo
+	@echo "Temporal Web UI: $(UI_URL)"
+	@echo "make down to stop"
+
+up: venv
+	$(PY) -m infra.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.stack stop; else echo "not running (no $(VENV))"; fi
+
+status: venv
+	@$(PY) -m infra.stack status || true
+
+test: venv
+	$(PY) -m pytest -q
+
+worker: venv
+	$(PY) worker.py
+
+# Stops the stack and removes var/ (the dev server's database: all local cases, and logs) and caches.
+clean: down
+	rm -rf var .pytest_cache .hypothesis build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
