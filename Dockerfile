@@ -1,0 +1,21 @@
+# The worker image (production sketch; see docker-compose.yml). One image, N replicas on one task queue.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LOG_FORMAT=json
+
+WORKDIR /app
+RUN useradd --create-home --uid 10001 app
+
+# The project (.dockerignore keeps out .venv, var/, tests and caches); `pip install .` brings the
+# pinned dependencies, and the code runs from /app.
+COPY . .
+RUN pip install . && rm -rf build *.egg-info
+
+USER app
+# The worker drains in-flight tasks on SIGTERM; compose gives it stop_grace_period to do so.
+STOPSIGNAL SIGTERM
+CMD ["python", "worker.py"]
