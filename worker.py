@@ -40,7 +40,10 @@ async def main() -> None:
     applog.configure(cfg.log_format, cfg.log_level)
     client = await connect()
     gateway = GatewayClient()  # one HTTP client per worker
-    worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway))
+    worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway),
+                          max_cached_workflows=cfg.max_cached_workflows,
+                          max_concurrent_activities=cfg.max_concurrent_activities,
+                          max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,9 @@ class Settings:
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
     task_queue: str = field(default_factory=lambda: _env("TEMPORAL_TASK_QUEUE", "collections"))
     ui_port: int = field(default_factory=lambda: int(_env("TEMPORAL_UI_PORT", "8233")))
+    max_cached_workflows: int = field(default_factory=lambda: int(_env("WORKER_MAX_CACHED_WORKFLOWS", "10000")))
+    max_concurrent_activities: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_ACTIVITIES", "200")))
+    max_concurrent_workflow_tasks: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "100")))
     log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "auto"))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "info"))
 

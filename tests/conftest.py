@@ -107,7 +107,7 @@ class Cases:
         return await self.env.get_current_time()
 
     async def start(self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", contact: dict | None = None,
-                    **fields) -> WorkflowHandle:
+                    settle: bool = True, **fields) -> WorkflowHandle:
         now = await self.now()
         loan_id = fields.pop("loan_id", f"T{uuid.uuid4().hex[:10]}")
         inp = CaseInput(
@@ -126,16 +126,19 @@ class Cases:
             CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue,
         )
         self.started.append(handle)
-        await self.settle(handle, must=False)
+        if settle:
+            await self.settle(handle, must=False)
         return handle
 
-    async def settle(self, handle: WorkflowHandle, must: bool = True) -> None:
+    async def settle(self, handle: WorkflowHandle, must: bool = True, timeout: float = 5.0) -> None:
         """Wait (real time, briefly) until the case has no activity or workflow task in flight.
 
         An activity waiting for a retry counts as in flight; with `must=False` give up quietly
         (time skipping will move the retries on).
         """
-        for _ in range(250):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
             events = [e.event_type for e in (await handle.fetch_history()).events]
             open_activities = events.count(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
                 events.count(t) for t in (ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, ET.EVENT_TYPE_ACTIVITY_TASK_FAILED,
@@ -145,7 +148,7 @@ class Cases:
                 return
             await asyncio.sleep(0.02)
         if must:
-            raise AssertionError(f"{handle.id} did not settle")
+            raise AssertionError(f"{handle.id} did not settle: {[ET.Name(e) for e in events][-12:]}")
 
     async def status(self, handle: WorkflowHandle):
         return await handle.query(CollectionCase.status)

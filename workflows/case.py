@@ -39,6 +39,9 @@ CHANNEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10), non_retryable_error_types=["InvalidRequest"],
 )
+# A channel activity heartbeats before and after its one HTTP call (at most the gateway timeout):
+# a worker that dies under it is noticed after this long, not after the whole start-to-close.
+CHANNEL_HEARTBEAT = timedelta(seconds=20)
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -136,7 +139,8 @@ class CollectionCase:
         )
         result = await workflow.execute_activity(
             ACTIVITY_FOR_ACTION[action], req, result_type=ContactResult,
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=CHANNEL_RETRY,
+            start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=CHANNEL_HEARTBEAT,
+            retry_policy=CHANNEL_RETRY,
             summary=f"{step_key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({letter})" if letter else ""),
         )
         self._audited(events)
