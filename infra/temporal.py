@@ -1,17 +1,18 @@
-"""Connecting to Temporal with the project's data converter."""
+"""Connecting to Temporal with the project's data converter (pydantic, payloads encrypted: infra/codec.py)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from infra.codec import data_converter_for
 from infra.config import settings
 
 
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
     cfg = settings()
+    address = address or cfg.temporal_address
     return await Client.connect(
-        address or cfg.temporal_address,
+        address,
         namespace=namespace or cfg.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter_for(address),   # PAYLOAD_KEYS, or the local stack's dev key
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import date, datetime, timedelta
 
@@ -12,7 +13,6 @@ from temporalio.api.enums.v1 import EventType as ET
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
@@ -22,6 +22,7 @@ from db.repo import Repo
 from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy
+from infra import codec
 from infra.binaries import find
 from sandbox.gateway import running_gateway
 from workflows import search
@@ -36,6 +37,15 @@ TYPES = {
 }
 TASK_QUEUE = "collections-test"
 
+# The whole suite runs with payload encryption on (infra/codec.py), with a key for tests only that is
+# never deployed: 32 bytes reading "TEST ONLY - never use this key!!". It is in the environment so that
+# the processes the tests start (the CLI, the stack, the worker) encrypt with it too, and it is fixed so
+# that the encrypted histories in tests/histories/ stay readable.
+TEST_KEY_ID = "test-only-2026"
+os.environ["PAYLOAD_KEYS"] = f"{TEST_KEY_ID}:VEVTVCBPTkxZIC0gbmV2ZXIgdXNlIHRoaXMga2V5ISE="
+os.environ["PAYLOAD_KEY_ID"] = TEST_KEY_ID
+DATA_CONVERTER = codec.data_converter(codec.Keyring.from_env())
+
 
 async def register_search_attributes(client: Client) -> None:
     await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
@@ -47,7 +57,7 @@ async def register_search_attributes(client: Client) -> None:
 @pytest_asyncio.fixture(scope="session")
 async def env():
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=find("temporal-test-server"),
+        data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server"),
     )
     await register_search_attributes(env.client)
     yield env

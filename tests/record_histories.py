@@ -1,9 +1,10 @@
 """Record workflow histories for the replay test.
 
-    python -m tests.record_histories      # rewrites tests/histories/*.json
+    python -m tests.record_histories      # writes tests/histories/<scenario>-<key id>-<n>.json
 
 Run it when a workflow change is meant to be visible to new cases only, after guarding the
 change with workflow.patched(...): the old histories must still replay, the new ones join them.
+Payloads are encrypted with the suite's fixed test key (tests/conftest.py), whose id names the files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
@@ -23,7 +23,7 @@ from db.engine import make_engine, migrate
 from db.repo import Repo
 from infra.binaries import find
 from sandbox.gateway import running_gateway
-from tests.conftest import TASK_QUEUE, Cases, register_search_attributes, today_in
+from tests.conftest import DATA_CONVERTER, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
 from worker import build_worker
 from workflows.case import CollectionCase as W
 
@@ -76,7 +76,7 @@ async def record(env: WorkflowEnvironment, cases: Cases) -> None:
         run_id, n = h.result_run_id, 0
         while run_id:  # follow the continue-as-new chain
             hist = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
-            path = OUT / f"{scenario.__name__}-{n}.json"
+            path = OUT / f"{scenario.__name__}-{TEST_KEY_ID}-{n}.json"
             path.write_text(hist.to_json())
             print(f"{path.name}: {len(hist.events)} events")
             last = hist.events[-1]
@@ -88,7 +88,7 @@ async def record(env: WorkflowEnvironment, cases: Cases) -> None:
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=find("temporal-test-server"))
+        data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server"))
     try:
         await register_search_attributes(env.client)
         with tempfile.TemporaryDirectory() as tmp, running_gateway(api_key="k") as gw:

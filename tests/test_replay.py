@@ -2,6 +2,10 @@
 
 When such a change is intended, guard it with workflow.patched() and add new histories with
 `python -m tests.record_histories` (keep the old ones).
+
+The replayer decodes with the suite's converter (payloads encrypted with the test key, infra/codec.py):
+the histories recorded before encryption was on are plaintext and still decode, as those of cases
+started before encryption do in production; the `*-test-only-2026-*` ones are encrypted.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio import workflow
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+from tests.conftest import DATA_CONVERTER
 from workflows.case import CollectionCase
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -26,7 +30,7 @@ def test_histories_are_present():
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[CollectionCase], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
@@ -43,7 +47,7 @@ async def test_a_nondeterministic_change_is_caught(monkeypatch):
 
     monkeypatch.setattr(CollectionCase, "_run_step", no_activities)
     # unsandboxed, so that the patched class is the one that runs
-    replayer = Replayer(workflows=[CollectionCase], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER,
                         workflow_runner=UnsandboxedWorkflowRunner())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     monkeypatch.setattr(CollectionCase, "_run_step", original)

@@ -1,0 +1,302 @@
+"""The codec server: lets the Temporal Web UI (and the `temporal` CLI) show encrypted payloads decrypted,
+to those who hold its token.
+
+    python -m infra.codec_server            # CODEC_TOKEN and PAYLOAD_KEYS (as the worker's) required
+    CODEC_DEV=1 python -m infra.codec_server  # local stack: a development token and key kept under var/
+
+It implements the UI's remote codec protocol: `POST /decode` and `POST /encode` take and return
+`{"payloads": [...]}` in protobuf JSON (metadata values and data base64), with the payload keys of
+infra/codec.py. Nothing is decoded for a caller without a valid token:
+
+- `Authorization: Bearer <CODEC_TOKEN>`: programs, and the CLI
+  (`temporal workflow show -w loan-L1001 --codec-endpoint http://localhost:8081 --codec-auth "Bearer $CODEC_TOKEN"`);
+- the Web UI cannot send a header of its own, so a person signs in once at `GET /login` with the
+  token; that sets an HttpOnly, SameSite=Strict session cookie (8 h, an HMAC of the token, never the
+  token itself) that the UI's requests carry once "Include cross-origin credentials" is ticked in
+  the UI's Codec Server settings.
+
+Requests with a cookie must be `application/json` (so a cross-origin one always needs a CORS
+preflight), and CORS admits only the UI's origins: CODEC_CORS_ORIGINS (comma-separated; default
+http://localhost:<TEMPORAL_UI_PORT> and http://127.0.0.1:<TEMPORAL_UI_PORT>, the UI port 8233).
+
+Environment: CODEC_PORT (8081), CODEC_HOST (127.0.0.1), CODEC_TOKEN, CODEC_DEV, CODEC_CORS_ORIGINS,
+CODEC_COOKIE_SECURE=1 (behind HTTPS), PAYLOAD_KEYS / PAYLOAD_KEY_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import html
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from infra.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError, ensure_dev_keyring, var_dir
+
+DEFAULT_PORT = 8081
+COOKIE = "codec_session"
+SESSION_SECONDS = 8 * 3600
+MIN_TOKEN_CHARS = 24
+
+
+@dataclass(frozen=True)
+class Config:
+    token: str
+    keyring: Keyring
+    origins: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    secure_cookie: bool = False
+    dev: bool = False
+
+
+def dev_token_path() -> Path:
+    return var_dir() / "codec-token"
+
+
+def dev_token() -> str:
+    """The local stack's codec token: random, created once under var/ (0600)."""
+    path = dev_token_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+    for _ in range(50):           # another process may be writing it right now
+        token = path.read_text().strip()
+        if token:
+            return token
+        time.sleep(0.02)
+    raise CodecConfigError(f"{path} is empty")
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    dev = env.get("CODEC_DEV", "") in ("1", "true", "yes")
+    host = env.get("CODEC_HOST") or "127.0.0.1"
+    token = env.get("CODEC_TOKEN", "").strip()
+    if not token:
+        if not dev:
+            raise CodecConfigError("CODEC_TOKEN is not set: the codec server decrypts payloads only for holders of "
+                                   "its token (set CODEC_TOKEN to a long random string, or CODEC_DEV=1 on a developer "
+                                   "machine for a development token)")
+        token = dev_token()
+    elif len(token) < MIN_TOKEN_CHARS and not dev:
+        raise CodecConfigError(f"CODEC_TOKEN is {len(token)} characters; use at least {MIN_TOKEN_CHARS} random ones")
+    keyring = Keyring.from_env(env)
+    if keyring is None:
+        if not dev:
+            raise CodecConfigError("PAYLOAD_KEYS is not set: give the codec server the same keys as the workers")
+        keyring = ensure_dev_keyring()
+    ui_port = env.get("TEMPORAL_UI_PORT") or "8233"
+    origins = env.get("CODEC_CORS_ORIGINS") or f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}"
+    return Config(token=token, keyring=keyring, origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
+                  host=host, port=int(env.get("CODEC_PORT") or DEFAULT_PORT),
+                  secure_cookie=env.get("CODEC_COOKIE_SECURE", "") in ("1", "true", "yes"), dev=dev)
+
+
+# ---------------------------------------------------------------------------- sessions
+
+def _sign(token: str, expires: int) -> str:
+    return hmac.new(token.encode(), f"codec-session:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def session_value(token: str, now: float | None = None) -> str:
+    expires = int((now or time.time()) + SESSION_SECONDS)
+    return f"{expires}.{_sign(token, expires)}"
+
+
+def session_valid(token: str, value: str | None, now: float | None = None) -> bool:
+    if not value:
+        return False
+    expires_s, _, mac = value.partition(".")
+    if not expires_s.isdigit() or int(expires_s) < (now or time.time()):
+        return False
+    return hmac.compare_digest(mac, _sign(token, int(expires_s)))
+
+
+LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Codec server sign-in</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;line-height:1.5}}
+input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}button{{font-size:1rem;padding:.4rem 1rem;margin-top:.6rem}}
+.msg{{padding:.6rem;border-radius:.3rem;background:#eef}}</style></head><body>
+<h1>Loan collections: codec server</h1>
+{message}
+<form method="post" action="/login"><label for="token">Codec token</label>
+<input id="token" name="token" type="password" autocomplete="off" autofocus>
+<button type="submit">Sign in</button></form>
+<p>Then, in the Temporal UI: Codec Server settings, use your browser's setting, endpoint <code>{endpoint}</code>,
+and tick <em>Include cross-origin credentials</em>. The session lasts 8 hours;
+<form method="post" action="/logout" style="display:inline"><button type="submit">sign out</button></form></p>
+</body></html>"""
+
+
+# ---------------------------------------------------------------------------- the app
+
+def create_app(cfg: Config) -> FastAPI:
+    codec = EncryptionCodec(cfg.keyring)
+    app = FastAPI(title="Loan collections codec server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(CORSMiddleware, allow_origins=list(cfg.origins), allow_credentials=True,
+                       allow_methods=["POST"], max_age=600,
+                       allow_headers=["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"])
+
+    def authorized(request: Request) -> tuple[bool, bool]:
+        """(authorized, by cookie)"""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and given:
+            return hmac.compare_digest(given.strip().encode(), cfg.token.encode()), False
+        return session_valid(cfg.token, request.cookies.get(COOKIE)), True
+
+    def refuse(status: int, detail: str) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    async def transcode(request: Request, decode: bool) -> Response:
+        ok, by_cookie = authorized(request)
+        if not ok:
+            return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
+        if by_cookie and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return refuse(415, "Content-Type must be application/json")
+        try:
+            payloads = json_format.Parse(await request.body(), Payloads(), ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            return refuse(400, f'body is not {{"payloads": [...]}} in protobuf JSON: {exc}')
+        try:
+            out = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
+        except PayloadDecryptionError as exc:
+            return refuse(422, str(exc))
+        return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))
+
+    @app.post("/decode")
+    async def decode(request: Request) -> Response:
+        return await transcode(request, decode=True)
+
+    @app.post("/encode")
+    async def encode(request: Request) -> Response:
+        return await transcode(request, decode=False)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    endpoint = f"http://{'localhost' if cfg.host in ('127.0.0.1', '::1') else cfg.host}:{cfg.port}"
+
+    def page(message: str = "", status: int = 200) -> HTMLResponse:
+        return HTMLResponse(LOGIN_PAGE.format(message=message, endpoint=html.escape(endpoint)), status_code=status,
+                            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+    @app.get("/login")
+    async def login_form(request: Request) -> HTMLResponse:
+        if session_valid(cfg.token, request.cookies.get(COOKIE)):
+            return page('<p class="msg">You are signed in.</p>')
+        return page()
+
+    @app.post("/login")
+    async def login(request: Request) -> HTMLResponse:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        given = (form.get("token") or [""])[0].strip()
+        if not given or not hmac.compare_digest(given.encode(), cfg.token.encode()):
+            return page('<p class="msg">That is not the codec token.</p>', status=401)
+        resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>')
+        resp.set_cookie(COOKIE, session_value(cfg.token), max_age=SESSION_SECONDS, httponly=True,
+                        samesite="strict", secure=cfg.secure_cookie, path="/")
+        return resp
+
+    @app.post("/logout")
+    async def logout() -> HTMLResponse:
+        resp = page('<p class="msg">Signed out.</p>')
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=cfg.secure_cookie)
+        return resp
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.codec_server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", help="address to bind (CODEC_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help=f"port (CODEC_PORT, default {DEFAULT_PORT})")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    if args.host:
+        env["CODEC_HOST"] = args.host
+    if args.port:
+        env["CODEC_PORT"] = str(args.port)
+    try:
+        cfg = config_from_env(env)
+    except CodecConfigError as exc:
+        print(f"codec server: {exc}", file=sys.stderr)
+        return 2
+    if cfg.dev:
+        if cfg.host not in ("127.0.0.1", "::1", "localhost"):
+            print("codec server: CODEC_DEV=1 serves on a loopback address only", file=sys.stderr)
+            return 2
+        where = "CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else str(dev_token_path())
+        print(f"codec server: CODEC_DEV=1: development mode, token from {where}, key id {cfg.keyring.current}. "
+              f"Sign in at http://localhost:{cfg.port}/login", flush=True)
+
+    import uvicorn
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=os.environ.get("CODEC_LOG_LEVEL", "info"),
+                server_header=False)
+    return 0
+
+
+# ---------------------------------------------------------------------------- for tests and the stack
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_codec_server(env: Mapping[str, str], port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
+    """`python -m infra.codec_server` in a subprocess on a free loopback port; yields its URL once /health answers."""
+    import httpx
+    port = port or free_port()
+    proc_env = {**os.environ, **env, "CODEC_PORT": str(port), "CODEC_HOST": "127.0.0.1", "CODEC_LOG_LEVEL": "warning"}
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "infra.codec_server"], env=proc_env, cwd=Path(__file__).parent.parent,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"codec server exited {proc.returncode}: {log.read().decode(errors='replace')}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"codec server not answering on {url} after {timeout}s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
