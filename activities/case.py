@@ -18,10 +18,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities import messages
 from activities.contracts import (
-    CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, LedgerEntry,
+    CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
 )
+from domain import compliance
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
-from db.repo import Repo
+from db.repo import GateRequest, GateStore, Repo
 from domain.dates import local_date
 from domain.models import ContactResult, Event
 from domain.money import parse_amount
@@ -42,6 +43,48 @@ class CaseActivities:
     def __init__(self, repo: Repo, gateway: GatewayClient) -> None:
         self.repo = repo
         self.gateway = gateway
+        self.gate = GateStore(repo)
+
+    # ------------------------------------------------------------------ the contact gate
+
+    @activity.defn(name="check_contacts")
+    async def check_contacts(self, check: GateCheck) -> list[GateDecision]:
+        """Decide every action of a step before it is made (run as a local activity).
+
+        Reads the borrower's holds and contacts across all their loans and channels inside one
+        transaction that locks the borrower, reserves the allowed contacts, and records every
+        decision with its rule and inputs in the audit trail.
+        """
+        requests = [GateRequest(idempotency_key=f"{check.case_key}:{check.step}:{a}", workflow_id=check.workflow_id,
+                                loan_id=check.loan_id, step=check.step, action=a, channel=CHANNEL_FOR_ACTION[a])
+                    for a in check.actions]
+
+        def decide(q: GateRequest, tz: str, holds, history):
+            return compliance.decide(action=q.action, channel=q.channel, loan_id=q.loan_id, now=check.now, tz=tz,
+                                     rules=check.rules, holds=holds, history=history,
+                                     bundle=f"{q.workflow_id}:{q.step}")
+
+        decisions = await asyncio.to_thread(self.gate.check, check.borrower_id, check.now, requests, decide)
+        out = [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason, retry_at=d.retry_at,
+                            final=d.final) for q, d in zip(requests, decisions)]
+        refused = [f"{d.action}:{d.rule}" for d in out if not d.allowed]
+        if refused:
+            _bound(loan_id=check.loan_id, step=check.step).info("contacts refused", refused=refused)
+        return out
+
+    @activity.defn(name="record_hold")
+    async def record_hold(self, change: HoldChange) -> None:
+        def write() -> None:
+            if change.released:
+                self.gate.release_hold(workflow_id=change.workflow_id, kind=change.kind, released_at=change.at,
+                                       released_by=change.released_by)
+            else:
+                self.gate.place_hold(borrower_id=change.borrower_id, loan_id=change.loan_id,
+                                     workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
+                                     until=change.until, reference=change.reference)
+            self._audit(change.workflow_id, change.loan_id, change.case_key, change.events)
+
+        await asyncio.to_thread(write)
 
     # ------------------------------------------------------------------ audit
 
@@ -189,7 +232,7 @@ class CaseActivities:
         _bound(loan_id=closed.loan_id).info("case closed", outcome=closed.outcome)
 
     def all(self) -> list:
-        return [self.send_sms, self.send_email, self.send_letter, self.place_call, self.schedule_field_visit,
+        return [self.check_contacts, self.record_hold, self.send_sms, self.send_email, self.send_letter, self.place_call, self.schedule_field_visit,
                 self.instruct_law_firm, self.credit_bureau, self.collection_agency, self.court_filing,
                 self.record_payment, self.record_events, self.record_case_closed]
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import Event
+from domain.policy import ContactRules
 
 # One activity per channel; several ladder actions may share one (with `action` telling which).
 ACTIVITY_FOR_ACTION: dict[str, str] = {
@@ -82,6 +83,42 @@ class AuditEvents(Contract):
     case_key: str
     loan_id: str
     events: list[Event]
+
+
+class GateCheck(Contract):
+    """Ask the contact gate about the actions of one step, at the case's time."""
+
+    workflow_id: str
+    case_key: str
+    loan_id: str
+    borrower_id: str
+    step: str
+    actions: list[str]
+    now: dt.datetime
+    rules: ContactRules
+
+
+class GateDecision(Contract):
+    action: str
+    allowed: bool
+    rule: str
+    reason: str
+    retry_at: dt.datetime | None = None
+    final: bool = False
+
+
+class HoldChange(Contract):
+    workflow_id: str
+    case_key: str
+    loan_id: str
+    borrower_id: str
+    kind: str
+    at: dt.datetime
+    until: dt.datetime | None = None
+    reference: str = ""
+    released: bool = False
+    released_by: str | None = None
+    events: list[Event] = []
 
 
 class CaseClosed(Contract):

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, LoanRow, PaymentRow, utcnow
+from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentRow, utcnow
 
 
 def _insert(engine_or_session, model: type[SQLModel]):
@@ -171,3 +171,89 @@ class ContactDetails:
     address: str | None
     language: str
     due_date: date
+
+
+# ---------------------------------------------------------------- the contact gate
+
+@dataclass(frozen=True)
+class GateRequest:
+    idempotency_key: str
+    workflow_id: str
+    loan_id: str
+    step: str
+    action: str
+    channel: str
+
+
+class GateStore:
+    """The database side of the contact gate: one transaction per check, holding the borrower's row lock,
+    so that two loans of one borrower cannot both take the last slot under a cap."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+
+    def check(self, borrower_id: str, now: datetime, requests: list[GateRequest], decide) -> list:
+        """`decide(request, tz, holds, history)` -> Decision; allowed contacts are reserved (a pending row)."""
+        from domain.compliance import ActiveHold, Decision, PastContact
+
+        with self.repo.session() as s:
+            locked = s.execute(update(BorrowerRow).where(BorrowerRow.id == borrower_id)
+                               .values(updated_at=BorrowerRow.updated_at)).rowcount
+            borrower = s.get(BorrowerRow, borrower_id) if locked else None
+            tz = borrower.timezone if borrower else "Asia/Shanghai"
+            holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
+                     for h in s.scalars(select(HoldRow).where(HoldRow.borrower_id == borrower_id,
+                                                              HoldRow.released_at.is_(None)))]
+            since = now - timedelta(days=8)
+            rows = list(s.scalars(select(ContactRow).where(
+                ContactRow.borrower_id == borrower_id, ContactRow.status.in_(("pending", "delivered")),
+                ContactRow.at.is_not(None), ContactRow.at >= since)))
+            history = [PastContact(at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id,
+                                   bundle=f"{r.workflow_id}:{r.step}") for r in rows]
+            existing = {r.idempotency_key: r for r in s.scalars(select(ContactRow).where(
+                ContactRow.idempotency_key.in_([q.idempotency_key for q in requests])))}
+            out = []
+            for q in requests:
+                prior = existing.get(q.idempotency_key)
+                if prior is not None:  # a rerun after a crash: the first check already allowed and reserved it
+                    out.append(Decision(True, "already_allowed", f"allowed earlier ({prior.status})"))
+                    continue
+                d = decide(q, tz, holds, history)
+                if d.allowed:
+                    s.execute(_insert(s, ContactRow).values(
+                        idempotency_key=q.idempotency_key, workflow_id=q.workflow_id, loan_id=q.loan_id,
+                        borrower_id=borrower_id, step=q.step, channel=q.channel, action=q.action, status="pending",
+                        attempts=0, at=now, created_at=utcnow(), updated_at=utcnow(),
+                    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+                    history.append(PastContact(at=now, channel=q.channel, loan_id=q.loan_id,
+                                               bundle=f"{q.workflow_id}:{q.step}"))
+                s.execute(_insert(s, EventRow).values(
+                    workflow_id=q.workflow_id, loan_id=q.loan_id, at=now,
+                    kind="contact_allowed" if d.allowed else "contact_refused",
+                    detail=f"{q.step}/{q.action}: {d.rule}: {d.reason}",
+                    cause=json.dumps({"rule": d.rule, "retry_at": d.retry_at.isoformat() if d.retry_at else None,
+                                      "final": d.final, **d.inputs}, sort_keys=True, default=str, ensure_ascii=False),
+                    dedupe_key=None))
+                out.append(d)
+            s.commit()
+            return out
+
+    def place_hold(self, *, borrower_id: str, loan_id: str, workflow_id: str, kind: str, placed_at: datetime,
+                   until: datetime | None, reference: str) -> None:
+        with self.repo.session() as s:
+            s.execute(_insert(s, HoldRow).values(
+                borrower_id=borrower_id, loan_id=loan_id, workflow_id=workflow_id, kind=kind, reference=reference,
+                placed_at=placed_at, until=until).on_conflict_do_nothing(
+                index_elements=["workflow_id", "kind", "placed_at"]))
+            s.commit()
+
+    def release_hold(self, *, workflow_id: str, kind: str, released_at: datetime, released_by: str | None) -> None:
+        with self.repo.session() as s:
+            s.execute(update(HoldRow).where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind,
+                                            HoldRow.released_at.is_(None))
+                      .values(released_at=released_at, released_by=released_by))
+            s.commit()
+
+    def holds(self, borrower_id: str) -> list[HoldRow]:
+        with self.repo.session() as s:
+            return list(s.scalars(select(HoldRow).where(HoldRow.borrower_id == borrower_id).order_by(HoldRow.id)))

@@ -125,8 +125,27 @@ class ContactRow(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: str | None = Field(default=None, max_length=100)
     attempts: int = 0
+    at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True),
+                                description="when the gate allowed it, on the case's clock; caps count by this")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class HoldRow(SQLModel, table=True):
+    """Holds by borrower: the contact gate reads them for every loan of the borrower."""
+
+    __tablename__ = "holds"
+    __table_args__ = (UniqueConstraint("workflow_id", "kind", "placed_at", name="uq_holds_case_kind_placed"),)
+    id: int | None = Field(default=None, primary_key=True)
+    borrower_id: str = Field(max_length=64, index=True)
+    loan_id: str = Field(max_length=64)
+    workflow_id: str = Field(max_length=80)
+    kind: str = Field(max_length=16)
+    reference: str = Field(default="", max_length=200)
+    placed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    released_by: str | None = Field(default=None, max_length=100)
 
 
 class EventRow(SQLModel, table=True):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain import compliance
 from domain.allocation import allocate
-from domain.dates import CaseClock, bucket, days_past_due
+from domain.compliance import Decision
+from domain.dates import CaseClock, bucket, days_past_due, dpd_start
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, VISIT_OUTCOMES, Awaiting, Balances, CaseInput,
-    CaseState, CaseStatus, ContactResult, Event, Hold, HoldIn, NextAction, OutcomeIn, PaymentIn,
+    CaseState, CaseStatus, ContactResult, Event, GateRecord, Hold, HoldIn, NextAction, OutcomeIn, PaymentIn,
     PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult,
 )
 from domain.money import format_amount, parse_amount
@@ -59,7 +61,9 @@ class Case:
         return self.clock.dpd(now)
 
     def holds_pausing(self) -> list[Hold]:
-        return [h for h in self.state.holds if h.kind not in CLOSING_HOLDS]
+        """Holds that pause the ladder. cease_contact does not: the gate refuses contacts but lets
+        legally required notices and legal steps go on."""
+        return [h for h in self.state.holds if h.kind not in CLOSING_HOLDS and h.kind != "cease_contact"]
 
     def enforcing(self) -> bool:
         """Enforcement has been applied for: a payoff now is a recovery."""
@@ -88,9 +92,12 @@ class Case:
         return "paused" if self.pause_reason() else "active"
 
     def step_at(self, idx: int) -> datetime:
-        """When step `idx` may run: its DPD, and not before the gap after the previous step."""
+        """When step `idx` may run: its DPD, not before the gap after the previous step, and not
+        before the gate said to ask again."""
         step = self.steps[idx]
         at = self.clock.dpd_instant(step.dpd)
+        if self.state.deferred_until is not None:
+            at = max(at, self.state.deferred_until)
         if self.state.last_step_at is not None:
             gap = step.min_days_after_previous
             if gap is None:
@@ -102,9 +109,14 @@ class Case:
         s = self.state
         if s.closed or self.pause_reason() or s.awaiting or s.next_step >= len(self.steps):
             return None
-        if self.steps[s.next_step].requires == "judgment" and s.judgment_at is None:
+        if self.steps[s.next_step].requires == "judgment" and not self.enforceable():
             return None
         return s.next_step
+
+    def enforceable(self) -> bool:
+        """A judgment, or a payment order the borrower did not object to."""
+        s = self.state
+        return s.judgment_at is not None or (s.payment_order_at is not None and not s.objection)
 
     def due_step(self, now: datetime) -> int | None:
         """The index of the step to run now, if one is due."""
@@ -136,6 +148,8 @@ class Case:
                 out.append((when, "plan instalment deadline"))
         if s.awaiting:
             out.append((s.awaiting.until, f"{s.awaiting.kind} outcome overdue"))
+        if s.dispute_answer_due is not None:
+            out.append((s.dispute_answer_due, "answer to the credit report dispute due"))
         if not self.plan_active():
             out.append((self.write_off_at(), "write-off"))
         return out
@@ -153,7 +167,7 @@ class Case:
         if s.awaiting:
             what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {s.awaiting.until:%Y-%m-%d %H:%M}Z"
         elif (s.next_step < len(self.steps) and self.steps[s.next_step].requires == "judgment"
-              and s.judgment_at is None and not reason):
+              and not self.enforceable() and not reason):
             what = f"awaiting the judgment before {self.steps[s.next_step].key}"
         elif reason:
             what = f"paused, {reason}"
@@ -179,15 +193,18 @@ class Case:
     def audited(self, upto: int) -> None:
         self.state.audited_seq = max(self.state.audited_seq, upto)
 
+    def recall_needed(self) -> list[str]:
+        """An agency placement still out (placed, not yet recalled)."""
+        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        return ["agency_recall"] if "agency_place" in done and not self.state.agency_recalled else []
+
     def closing_actions(self) -> list[str]:
         """What a closed case must undo: a credit report corrected after payment, an agency placement recalled."""
         done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
         out = []
         if "bureau_report" in done and self.state.outcome in ("paid", "settled", "recovered"):
             out.append("bureau_correction")
-        if "agency_place" in done:
-            out.append("agency_recall")
-        return out
+        return out + self.recall_needed()
 
     def close(self, outcome: str, now: datetime, detail: str = "") -> None:
         s = self.state
@@ -211,6 +228,10 @@ class Case:
                 self.event(now, f"promise_{verdict}", f"{self.money(s.promise.amount)} by {s.promise.date}")
         if self.plan_active() and evaluate_plan(s.plan, s.total_paid, now) == "broken":
             self._break_plan(now, "an instalment was not paid in time")
+        if s.dispute_answer_due is not None and s.dispute_answer_due <= now:
+            self.event(now, "dispute_answer_overdue", f"the credit report dispute was not answered within "
+                       f"{self.policy.legal.bureau_dispute_answer_days} days (征信业管理条例 art. 25); escalate to compliance")
+            s.dispute_answer_due = None
         if s.awaiting and s.awaiting.until <= now:
             self.event(now, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
             s.awaiting = None
@@ -236,21 +257,61 @@ class Case:
     def begin_step(self, idx: int, now: datetime) -> Step:
         step = self.steps[idx]
         self.state.stage = step.stage
-        self.event(now, "step_started", step.key)
+        if self.state.deferred_until is None:  # not again when the gate had deferred it
+            self.event(now, "step_started", step.key)
         return step
 
-    def finish_step(self, idx: int, results: list[ContactResult], now: datetime) -> None:
+    def legal_refusal(self, action: str, now: datetime) -> Decision | None:
+        """A court action outside its legal clock (limitation, enforcement deadline, objection window)."""
+        s = self.state
+        return compliance.legal_check(action, now, self.policy.legal, limitation_from=self.limitation_from(),
+                                      judgment_at=s.judgment_at, payment_order_at=s.payment_order_at,
+                                      objection=s.objection)
+
+    def limitation_from(self) -> datetime:
+        return self.state.limitation_from or dpd_start(self.inp.due_date, self.inp.timezone, 1)
+
+    def pending_actions(self, idx: int) -> list[str]:
+        return [a for a in self.steps[idx].actions if a not in self.state.step_actions_done]
+
+    def settle_step(self, idx: int, results: list[ContactResult], refusals: list[GateRecord], now: datetime) -> bool:
+        """Take what a step's actions came back with. True when the step is complete; False when the
+        gate deferred some action (the step runs again for those at `deferred_until`)."""
+        s, step = self.state, self.steps[idx]
+        for d in refusals:
+            self.decide(d)
+            self.event(now, "contact_refused", f"{step.key}/{d.action}: {d.rule}: {d.reason}"
+                       + ("" if d.final else f"; asks again at {d.retry_at:%Y-%m-%d %H:%M}Z" if d.retry_at else ""))
+            if d.final:
+                s.step_actions_done.append(d.action)
+        for r in results:
+            s.step_actions_done.append(r.action)
+            if r.status == "delivered":
+                s.contacts[r.channel] = s.contacts.get(r.channel, 0) + 1
+                if r.action == "visit":
+                    s.visit_scheduled = True
+                if r.action in ("lawsuit", "payment_order"):
+                    s.lawsuit_filed = True
+                if r.action == "bureau_report":
+                    s.bureau_reported = True
+            self.event(now, f"contact_{r.status}", f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""))
+        self._take_outcomes(step, results, now)
+        deferred = [d for d in refusals if not d.final]
+        if deferred and not s.closed:
+            s.deferred_until = min(d.retry_at or now + compliance.INDEFINITE_RECHECK for d in deferred)
+            return False
+        self.finish_step(idx, now)
+        return True
+
+    def decide(self, d: GateRecord) -> None:
+        self.state.decisions.append(d)
+        del self.state.decisions[:-10]
+
+    def finish_step(self, idx: int, now: datetime) -> None:
         s, step = self.state, self.steps[idx]
         s.steps_done.append(step.key)
         s.last_step_at = now
-        for r in results:
-            if r.status == "delivered":
-                s.contacts[r.channel] = s.contacts.get(r.channel, 0) + 1
-            self.event(now, f"contact_{r.status}", f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""))
-        if "visit" in step.actions:
-            s.visit_scheduled = True
-        if "lawsuit" in step.actions or "payment_order" in step.actions:
-            s.lawsuit_filed = True
+        s.step_actions_done, s.deferred_until = [], None
         nxt = idx + 1
         if s.catch_up_to is not None:
             while nxt < s.catch_up_to and not self._kept_on_catch_up(self.steps[nxt]):
@@ -259,9 +320,12 @@ class Case:
             if nxt >= s.catch_up_to:
                 s.catch_up_to = None
         s.next_step = nxt
-        if step.await_outcome_days and not s.closed:
-            kind = "court" if {"lawsuit", "payment_order", "enforcement"} & set(step.actions) else "visit"
-            s.awaiting = Awaiting(step=step.key, kind=kind, until=now + self.clock.days(step.await_outcome_days))
+        filed = {"lawsuit", "payment_order", "enforcement"} & set(step.actions)
+        if step.await_outcome_days and not s.closed and (s.lawsuit_filed if filed else s.visit_scheduled):
+            s.awaiting = Awaiting(step=step.key, kind="court" if filed else "visit",
+                                  until=now + self.clock.days(step.await_outcome_days))
+
+    def _take_outcomes(self, step: Step, results: list[ContactResult], now: datetime) -> None:
         for r in results:
             if r.outcome == "dispute":
                 self._hold(HoldIn(kind="dispute", reference=f"{step.key} {r.channel}"), now)
@@ -307,6 +371,7 @@ class Case:
         if surplus:
             allocation["surplus"] = surplus
         s.total_paid += minor
+        s.limitation_from = now  # a payment restarts the limitation period (Civil Code art. 195)
         rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
         s.payments[p.payment_id] = rec
         self.event(now, "payment", f"{p.payment_id}: {self.money(minor)}, outstanding {self.money(s.balances.total)}")
@@ -353,6 +418,7 @@ class Case:
         s = self.state
         s.promise = make_promise(p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise,
                                  self.clock, now, s.total_paid)
+        s.limitation_from = now  # so does a promise
         self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
         return self._result(f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {s.promise.deadline:%Y-%m-%d %H:%M}Z")
 
@@ -408,6 +474,10 @@ class Case:
         until = self.clock.date_deadline(h.until, 0) if h.until else None
         s.holds.append(Hold(kind=h.kind, placed_at=now, until=until, reference=h.reference))
         self.event(now, "hold_placed", h.kind + (f" until {h.until}" if h.until else ""))
+        if h.kind == "dispute" and s.bureau_reported:
+            s.dispute_answer_due = now + self.clock.days(self.policy.legal.bureau_dispute_answer_days)
+            self.event(now, "bureau_report_disputed", f"credit report flagged as disputed; answer due by "
+                       f"{s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)")
         if h.kind in CLOSING_HOLDS:
             self.close(CLOSING_HOLDS[h.kind], now, h.reference)
 
@@ -423,6 +493,8 @@ class Case:
         self.check_release(r, now)
         s = self.state
         s.holds = [x for x in s.holds if x.kind != r.kind]
+        if r.kind == "dispute":
+            s.dispute_answer_due = None
         self.event(now, "hold_released", r.kind + (f" by {r.reviewer}" if r.reviewer else "") + (f": {r.resolution}" if r.resolution else ""))
         return self._result(f"{r.kind} hold released")
 
@@ -460,6 +532,10 @@ class Case:
             s.awaiting = None
         if o.outcome == "judgment":
             s.judgment_at = now
+        if o.outcome == "payment_order_issued":
+            s.payment_order_at = now
+        if o.outcome == "objection_filed":
+            s.objection = True
         if o.outcome == "enforcement_result":
             n = 1
             while f"enforcement-{n}" in s.payments:  # never collide with an id already in the ledger
@@ -485,5 +561,7 @@ class Case:
                          "fees": self.amount(b.fees), "total": self.amount(b.total)},
             total_paid=self.amount(s.total_paid), holds=s.holds, plan=s.plan, promise=s.promise,
             awaiting=s.awaiting, next_action=self.next_action(), steps_done=s.steps_done,
+            decisions=s.decisions, limitation_ends=compliance.limitation_ends(self.limitation_from(), self.policy.legal),
+            dispute_answer_due=s.dispute_answer_due,
             contacts=s.contacts, events=s.events[-15:], as_of=now,
         )

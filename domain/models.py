@@ -184,6 +184,19 @@ class Awaiting(Model):
     until: datetime
 
 
+class GateRecord(Model):
+    """One decision of the contact gate or a legal clock, as the case keeps it for `status`."""
+
+    at: datetime
+    step: str
+    action: str
+    allowed: bool
+    rule: str
+    reason: str = ""
+    retry_at: datetime | None = None
+    final: bool = False
+
+
 class PaymentRecord(Model):
     amount: int
     allocation: dict[str, int]
@@ -214,6 +227,15 @@ class CaseState(Model):
     payments: dict[str, PaymentRecord] = {}
     contacts: dict[str, int] = {}
     events: list[Event] = []
+    step_actions_done: list[str] = Field(default=[], description="actions of the current step already settled")
+    deferred_until: datetime | None = Field(default=None, description="the gate deferred the current step until then")
+    decisions: list[GateRecord] = []
+    limitation_from: datetime | None = Field(default=None, description="start of the limitation period (Civil Code art. 188/195)")
+    payment_order_at: datetime | None = None
+    objection: bool = False
+    bureau_reported: bool = False
+    agency_recalled: bool = False
+    dispute_answer_due: datetime | None = None
     event_seq: int = 0
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
     runs: int = 1
@@ -271,6 +293,9 @@ class CaseStatus(Model):
     promise: Promise | None
     awaiting: Awaiting | None
     next_action: NextAction
+    decisions: list[GateRecord] = []
+    limitation_ends: datetime | None = None
+    dispute_answer_due: datetime | None = None
     steps_done: list[str]
     contacts: dict[str, int]
     events: list[Event]

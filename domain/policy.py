@@ -72,6 +72,54 @@ class HoldRules(_Strict):
     max_hardship_days: int = Field(default=180, ge=1, le=730)
 
 
+def _minutes(text: str) -> int:
+    m = re.fullmatch(r"([01][0-9]|2[0-4]):([0-5][0-9])", text)
+    if not m or int(m[1]) * 60 + int(m[2]) > 1440:
+        raise ValueError(f"{text!r} is not a time of day HH:MM (00:00..24:00)")
+    return int(m[1]) * 60 + int(m[2])
+
+
+class ContactRules(_Strict):
+    """When and how often a borrower may be contacted (all loans and channels of one borrower together)."""
+
+    window_start: str = Field(default="08:00", description="local time, HH:MM")
+    window_end: str = Field(default="21:00", description="local time, HH:MM; contact must start before it")
+    timed_channels: list[str] = ["sms", "email", "call", "visit"]
+    public_holidays: bool = Field(default=True, description="no contact on PRC public holidays")
+    weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
+    daily_caps: dict[str, int] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
+    call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
+    no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")
+    min_minutes_between_contacts: int = Field(default=60, ge=0, le=1440)
+
+    @model_validator(mode="after")
+    def _window(self) -> ContactRules:
+        if _minutes(self.window_start) >= _minutes(self.window_end):
+            raise ValueError(f"contact.window_end: {self.window_end} is not after window_start {self.window_start}")
+        for ch, cap in self.daily_caps.items():
+            if cap < 0:
+                raise ValueError(f"contact.daily_caps.{ch}: {cap} is negative")
+        return self
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        _minutes(v)
+        return v
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return _minutes(self.window_start), _minutes(self.window_end)
+
+
+class LegalRules(_Strict):
+    bureau_dispute_answer_days: int = Field(default=20, ge=1, le=60, description="征信业管理条例 art. 25")
+    limitation_years: int = Field(default=3, ge=1, le=20, description="Civil Code art. 188")
+    enforcement_within_years: int = Field(default=2, ge=1, le=10, description="Civil Procedure Law art. 250")
+    payment_order_objection_days: int = Field(default=15, ge=1, le=60)
+    audit_retention_days: int = Field(default=730, ge=730, le=36500, description="audit records kept at least 2 years")
+
+
 class Allocation(_Strict):
     order: list[Component] = ["fees", "interest", "principal"]
     overpayment_tolerance: str = Field(default="0", description="accepted above the balance, major units")
@@ -103,6 +151,8 @@ class Policy(_Strict):
     plans: PlanLimits = PlanLimits()
     promise: PromiseRules = PromiseRules()
     holds: HoldRules = HoldRules()
+    contact: ContactRules = ContactRules()
+    legal: LegalRules = LegalRules()
 
     @model_validator(mode="after")
     def _ladder(self) -> Policy:

@@ -71,7 +71,7 @@ async def test_update_to_a_closed_case_is_refused(cases):
 
     h = await cases.start(dpd=1)
     await h.execute_update(W.record_payment, PaymentIn(payment_id="ALL", amount="10520.00", currency="CNY"))
-    assert (await h.result()).outcome == "paid"
+    assert (await cases.result(h)).outcome == "paid"
     with pytest.raises((RPCError, WorkflowUpdateFailedError)):
         await h.execute_update(W.record_payment, PaymentIn(payment_id="LATE", amount="1.00", currency="CNY"))
     st = await h.query(W.status)

@@ -76,7 +76,7 @@ class Runner:
             idx = case.due_step(self.now)
             if idx is not None:
                 step = case.begin_step(idx, self.now)
-                case.finish_step(idx, self.results(step), self.now)
+                case.settle_step(idx, self.results(step), [], self.now)
                 self.ran.append((step.key, self.now))
                 continue
             wake = case.wake_at()

@@ -8,10 +8,10 @@ import pytest
 
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.policy import load_policy, parse_policy
-from tests.conftest import today_in
+from tests.conftest import open_hours, today_in
 from workflows.case import CollectionCase
 
-DEFAULT = load_policy("default")
+DEFAULT = load_policy("default")  # ladder tests run it with open contact hours (tests/conftest.py)
 FULL = "10520.00"  # 10000.00 principal + 500.00 interest + 20.00 fees (conftest defaults)
 
 
@@ -39,7 +39,7 @@ async def test_full_payment_at_each_step_closes_the_case(cases, step):
     assert st.stage == target.stage
     r = await h.execute_update(CollectionCase.record_payment, pay("P1", FULL))
     assert r.status == "closed" and r.outstanding == "0.00"
-    result = await h.result()
+    result = await cases.result(h)
     assert result.outcome == ("recovered" if step == "enforcement" else "paid")
     assert result.steps_done[-1] == step
 
@@ -107,7 +107,7 @@ async def test_instalment_plan_kept_settles_the_case(cases):
         if i < 2:
             assert st.status == "paused" and st.plan.status == "active"
             await cases.advance(days=30)
-    result = await h.result()
+    result = await cases.result(h)
     assert result.outcome == "settled" and result.plan.status == "completed"
     assert result.steps_done == ["reminder_notice"]
 
@@ -136,7 +136,7 @@ async def test_deferral_kept_and_broken(cases):
     await cases.advance(days=50)
     assert (await cases.status(kept)).steps_done == ["reminder_notice"]
     await kept.execute_update(CollectionCase.record_payment, pay("D1", FULL))
-    assert (await kept.result()).outcome == "settled"
+    assert (await cases.result(kept)).outcome == "settled"
 
     broken = await cases.start(dpd=1)
     today = today_in(await cases.now())
@@ -153,10 +153,11 @@ async def test_interest_waiver_kept_forgives_the_interest_and_broken_restores_it
     assert r.waived == "200.00" and r.total == "10320.00"
     assert (await cases.status(kept)).outstanding["interest"] == "300.00"
     await kept.execute_update(CollectionCase.record_payment, pay("W1", "10320.00"))
-    result = await kept.result()
+    result = await cases.result(kept)
     assert result.outcome == "settled" and result.total_paid == "10320.00"
 
     broken = await cases.start(dpd=1)
+    today = today_in(await cases.now())
     await broken.execute_update(CollectionCase.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=40, pay_by=today + timedelta(days=10)))
     await cases.advance(days=16)
     st = await cases.status(broken)
@@ -164,7 +165,7 @@ async def test_interest_waiver_kept_forgives_the_interest_and_broken_restores_it
     assert "first_call" in st.steps_done
 
 
-@pytest.mark.parametrize("kind", ["dispute", "cease_contact", "complaint"])
+@pytest.mark.parametrize("kind", ["dispute", "complaint"])
 async def test_pausing_holds_stop_the_ladder_until_released(cases, kind):
     h = await cases.start(dpd=1)
     r = await h.execute_update(CollectionCase.place_hold, HoldIn(kind=kind, reference="ticket 42"))
@@ -177,6 +178,19 @@ async def test_pausing_holds_stop_the_ladder_until_released(cases, kind):
     await cases.advance(hours=1)
     st = await cases.status(h)
     assert st.status == "active" and "first_call" in st.steps_done and not st.holds
+
+
+async def test_cease_contact_stops_contact_but_not_the_ladder(cases):
+    h = await cases.start(dpd=1)
+    await h.execute_update(CollectionCase.place_hold, HoldIn(kind="cease_contact", reference="borrower's letter"))
+    assert (await cases.status(h)).status == "active"
+    await cases.advance(days=80)
+    st = await cases.status(h)
+    assert st.steps_done[:6] == ["reminder_notice", "first_call", "home_visit", "overdue_letter", "lawyers_letter", "bureau_notice"]
+    assert st.contacts == {"sms": 1, "email": 1, "letter": 2}  # the reminder before the hold, then only the legal notice
+    refused = [e.detail.split(":")[0] for e in st.events if e.kind == "contact_refused"]
+    assert refused == ["first_call/call", "home_visit/visit", "overdue_letter/letter", "lawyers_letter/law_firm"]
+    assert all(d.rule == "cease_contact" and d.final for d in st.decisions if not d.allowed)
 
 
 async def test_hardship_hold_ends_on_its_end_date(cases):
@@ -195,7 +209,7 @@ async def test_bankruptcy_and_death_close_the_case(cases, kind, outcome):
     h = await cases.start(dpd=1)
     r = await h.execute_update(CollectionCase.place_hold, HoldIn(kind=kind, reference="court notice"))
     assert r.outcome == outcome
-    assert (await h.result()).outcome == outcome
+    assert (await cases.result(h)).outcome == outcome
 
 
 async def test_late_start_at_dpd_75_sends_the_reminder_then_the_step_its_dpd_calls_for(cases):
@@ -218,7 +232,7 @@ async def test_a_policy_with_another_order_of_steps(cases):
         {"key": "agency", "stage": "agency", "dpd": 10, "actions": ["agency_place"]},
         {"key": "payment_order", "stage": "litigation", "dpd": 20, "actions": ["payment_order"], "await_outcome_days": 15},
     ])
-    h = await cases.start(dpd=1, policy=parse_policy(data))
+    h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
     await cases.advance(days=25)
     st = await cases.status(h)
     assert st.policy == "fast-legal"
@@ -229,7 +243,7 @@ async def test_a_policy_with_another_order_of_steps(cases):
 async def test_write_off_when_nothing_is_recovered(cases):
     h = await cases.start(dpd=1)
     await cases.advance(days=725)
-    result = await h.result()
+    result = await cases.result(h)
     assert result.outcome == "written_off" and result.stage == "litigation"
     assert result.outstanding["total"] == FULL
 

@@ -34,7 +34,7 @@ async def walk_whole_ladder(cases, loan_id: str):
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
-    return await h.result()
+    return await cases.result(h)
 
 
 def shape(items: list[dict]) -> list[tuple]:

@@ -38,8 +38,10 @@ async def test_worker_killed_mid_step_resumes_without_duplicates(env, repo, gate
     first = await start_worker(env, repo, gateway)
     second = None
     try:
+        arrived = gateway.stats()["requests"]
         h = await cases.start(dpd=1, loan_id="CRASH-1", settle=False)
-        await wait_for(lambda: len([r for r in repo.contacts(loan_id="CRASH-1") if r.status == "pending"]) == 3)
+        # the three requests of the reminder have reached the gateway and are waiting out the latency
+        await wait_for(lambda: gateway.stats()["requests"] >= arrived + 3)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         gateway.clear_faults()

@@ -19,5 +19,5 @@ async def test_whole_ladder_to_enforcement_and_recovery(cases):
     assert st.stage == "enforcement"
     r = await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=st.outstanding["total"]))
     assert r.outcome == "recovered"
-    result = await h.result()
+    result = await cases.result(h)
     assert result.status == "closed" and result.outcome == "recovered"

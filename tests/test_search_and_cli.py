@@ -63,13 +63,14 @@ async def test_cli_start_pay_plan_hold_status(env, cases):
             "--fees", "15", "--due-date", due, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"workflow_id": "loan-CLI1", "started": True}
+    cases.started.append(env.client.get_workflow_handle("loan-CLI1"))  # ended with the test
     again = await cli(env, "start", "--loan-id", "CLI1", "--borrower-id", "B9", "--principal", "5000.00", "--due-date", due)
     assert again.returncode == 0 and "already running" in again.stdout
 
-    r = await cli(env, "pay", "CLI1", "--payment-id", "BANK-1", "--amount", "135.50", "--json")
+    r = await cli(env, "pay", "CLI1", "--payment-id", "CLI-BANK-1", "--amount", "135.50", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["allocation"] == {"fees": "15.00", "interest": "120.50"}
-    r = await cli(env, "pay", "CLI1", "--payment-id", "BANK-1", "--amount", "135.50")
+    r = await cli(env, "pay", "CLI1", "--payment-id", "CLI-BANK-1", "--amount", "135.50")
     assert r.returncode == 0 and "duplicate" in r.stdout
 
     first = (today_in(now) + timedelta(days=7)).isoformat()
@@ -88,12 +89,12 @@ async def test_cli_start_pay_plan_hold_status(env, cases):
     (["pay", "CLI2", "--payment-id", "X1", "--amount", "-3"], "error: amount: must not be negative"),
     (["pay", "CLI2", "--payment-id", "X1", "--amount", "1.001"], "error: amount: has 3 decimals"),
     (["pay", "CLI2", "--payment-id", "X1", "--amount", "5", "--currency", "USD"], "error: currency: USD does not match"),
-    (["pay", "CLI2", "--payment-id", "bad id!", "--amount", "5"], "error: payment_id: String should match pattern"),
+    (["pay", "CLI2", "--payment-id", "bad id!", "--amount", "5"], "error: payment_id: 'bad id!' is not an id"),
     (["hold", "CLI2", "--kind", "hardship"], "error: until: a hardship hold needs its end date"),
     (["release", "CLI2", "--kind", "dispute"], "error: kind: there is no dispute hold"),
     (["plan", "CLI2", "--kind", "instalments", "--instalments", "70", "--first-due", "2030-01-01"], "error: instalments:"),
     (["outcome", "CLI2", "--kind", "court", "--outcome", "judgment"], "error: kind: no lawsuit"),
-    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan: NOPE is unknown"),
+    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan_id: NOPE is unknown"),
 ])
 async def test_cli_bad_input_exits_2_and_changes_nothing(env, cases, args, message):
     loan = f"CLI2-{abs(hash(tuple(args))) % 10**8}"
@@ -125,7 +126,7 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(env, 
     h = await cases.start(dpd=1, loan_id="CLI-CLOSED")
     await h.execute_update(CollectionCase.record_payment, __import__("domain.models", fromlist=["PaymentIn"]).PaymentIn(
         payment_id="FULL", amount="10520.00", currency="CNY"))
-    await h.result()
+    await cases.result(h)
     r = await cli(env, "pay", "CLI-CLOSED", "--payment-id", "LATE-1", "--amount", "50.00")
     assert r.returncode == 0, r.stderr
     assert "kept as unapplied" in r.stdout

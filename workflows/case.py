@@ -19,13 +19,14 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, LedgerEntry, case_key,
+        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
+        HoldChange, LedgerEntry, case_key,
     )
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
     from domain.models import (
-        CaseInput, CaseStatus, ContactResult, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
+        CaseInput, CaseStatus, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
         PlanResult, PromiseIn, ReleaseIn, UpdateResult,
     )
     from domain.money import format_amount, to_major
@@ -62,6 +63,7 @@ class CollectionCase:
         self.case = Case(inp, workflow.now())
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
+        self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
         self._published: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ main loop
@@ -106,16 +108,50 @@ class CollectionCase:
             pass
 
     async def _run_step(self, idx: int) -> None:
-        step = self.case.begin_step(idx, workflow.now())
+        """Run the step's actions that the legal clocks and the contact gate allow now."""
+        await workflow.wait_condition(lambda: self._hold_syncs == 0)  # the gate must see the holds as they are
+        case, now = self.case, workflow.now()
+        step = case.begin_step(idx, now)
         self._details()  # search attributes follow once the step is done: one upsert per step
-        nxt = self.case.steps[idx + 1] if idx + 1 < len(self.case.steps) else None
+        nxt = case.steps[idx + 1] if idx + 1 < len(case.steps) else None
+        refusals: list[GateRecord] = []
+        gated = []
+        for action in case.pending_actions(idx):
+            legal = case.legal_refusal(action, now)
+            if legal is None:
+                gated.append(action)
+            else:
+                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
+                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
+        allowed = await self._gate(step.key, gated, refusals) if gated else []
         results = await asyncio.gather(*(
-            self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in step.actions))
-        self.case.finish_step(idx, list(results), workflow.now())
+            self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in allowed))
+        case.settle_step(idx, list(results), refusals, workflow.now())
 
     def _audited(self, events: list) -> None:
         if events:
             self.case.audited(events[-1].seq)
+
+    async def _gate(self, step_key: str, actions: list[str], refusals: list) -> list[str]:
+        """Ask the contact gate (a local activity: one marker in history) about `actions`; return the allowed ones."""
+        now = workflow.now()
+        decisions = await workflow.execute_local_activity(
+            "check_contacts",
+            GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
+                      borrower_id=self.inp.borrower_id, step=step_key, actions=actions, now=now,
+                      rules=self.case.policy.contact),
+            result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            summary=f"{step_key}: contact gate",
+        )
+        allowed = []
+        for d in decisions:
+            if d.allowed:
+                allowed.append(d.action)
+                self.case.decide(GateRecord(at=now, step=step_key, action=d.action, allowed=True, rule=d.rule, reason=d.reason))
+            else:
+                refusals.append(GateRecord(at=now, step=step_key, action=d.action, allowed=False, rule=d.rule,
+                                           reason=d.reason, retry_at=d.retry_at, final=d.final))
+        return allowed
 
     async def _act(self, step_key: str, stage: str, action: str, letter: str | None = None,
                    next_step: Step | None = None) -> ContactResult:
@@ -273,10 +309,33 @@ class CollectionCase:
 
     @workflow.update
     async def place_hold(self, h: HoldIn) -> UpdateResult:
-        result = self.case.apply_hold(h, workflow.now())
+        now = workflow.now()
+        result = self.case.apply_hold(h, now)
         self._touch()
-        await self._record_events()
+        hold = next(x for x in self.case.state.holds if x.kind == h.kind)
+        await self._hold_change(h.kind, now, until=hold.until, reference=h.reference)
+        if h.kind == "complaint" and self.case.recall_needed():  # a complaint recalls any agency placement
+            recall = await self._act("complaint", self.case.state.stage, "agency_recall")
+            self.case.state.agency_recalled = recall.status == "delivered"
         return result
+
+    async def _hold_change(self, kind: str, at: datetime, until: datetime | None = None, reference: str = "",
+                           released_by: str | None = None, released: bool = False) -> None:
+        """Holds live in the database too: the contact gate applies them to every loan of the borrower."""
+        events = self.case.unaudited()
+        self._hold_syncs += 1
+        try:
+            await workflow.execute_activity(
+                "record_hold",
+                HoldChange(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
+                           borrower_id=self.inp.borrower_id, kind=kind, at=at, until=until, reference=reference,
+                           released=released, released_by=released_by, events=events),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+                summary=f"{'release' if released else 'place'} {kind} hold",
+            )
+        finally:
+            self._hold_syncs -= 1
+        self._audited(events)
 
     @place_hold.validator
     def _validate_hold(self, h: HoldIn) -> None:
@@ -284,9 +343,10 @@ class CollectionCase:
 
     @workflow.update
     async def release_hold(self, r: ReleaseIn) -> UpdateResult:
-        result = self.case.apply_release(r, workflow.now())
+        now = workflow.now()
+        result = self.case.apply_release(r, now)
         self._touch()
-        await self._record_events()
+        await self._hold_change(r.kind, now, released=True, released_by=r.reviewer)
         return result
 
     @release_hold.validator
