@@ -1,0 +1,77 @@
+"""The contact gate end to end: real workflows, the real gate over the database, two loans of one borrower."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.models import HoldIn, ReleaseIn
+from domain.policy import parse_policy
+from tests.conftest import LADDER_POLICY
+from workflows.case import CollectionCase
+
+
+def calls_policy():
+    data = LADDER_POLICY.model_dump(mode="json")
+    data.update(name="many-calls", min_gap_days=0, steps=[
+        {"key": f"call_{i}", "stage": "calls", "dpd": i, "actions": ["call"]} for i in range(1, 5)])
+    data["contact"].update(call_cap_7d=3, no_call_after_conversation_days=0, daily_caps={"call": 3})
+    return parse_policy(data)
+
+
+async def test_two_loans_of_one_borrower_share_the_seven_day_call_cap(cases, repo):
+    policy = calls_policy()
+    a = await cases.start(dpd=1, loan_id="GATE-A", borrower_id="GATE-B1", policy=policy)
+    b = await cases.start(dpd=1, loan_id="GATE-B", borrower_id="GATE-B1", policy=policy)
+    await cases.advance(days=30)
+    rows = [r for r in repo.contacts() if r.borrower_id == "GATE-B1" and r.channel == "call"]
+    delivered = sorted(r.at for r in rows if r.status == "delivered")
+    assert len(delivered) == 8  # every call step of both loans happened in the end
+    for i, t in enumerate(delivered):  # and no 7-day window holds more than the cap, across both loans
+        assert sum(1 for u in delivered if t <= u < t + timedelta(days=7)) <= 3, delivered
+    refusals = [d for h in (a, b) for d in (await cases.status(h)).decisions if not d.allowed]
+    events = [e for h in (a, b) for e in (await cases.status(h)).events if e.kind == "contact_refused"]
+    assert any("call_cap_7d" in e.detail for e in events) or any(d.rule == "call_cap_7d" for d in refusals)
+    audit = [e for e in repo.events("loan-GATE-A") + repo.events("loan-GATE-B") if e.kind == "contact_refused"]
+    assert audit and all("call_cap_7d" in e.detail for e in audit)
+
+
+async def test_a_complaint_on_one_loan_stops_every_contact_on_both(cases, repo):
+    a = await cases.start(dpd=1, loan_id="CMP-A", borrower_id="CMP-B1")
+    b = await cases.start(dpd=1, loan_id="CMP-B", borrower_id="CMP-B1")
+    await a.execute_update(CollectionCase.place_hold, HoldIn(kind="complaint", reference="called the police"))
+    await cases.advance(days=10)
+    sa, sb = await cases.status(a), await cases.status(b)
+    assert sa.steps_done == ["reminder_notice"] and sa.status == "paused"
+    assert sb.steps_done == ["reminder_notice"]  # its first call (DPD 7) was refused by the gate
+    assert sb.contacts == {"sms": 1, "email": 1, "letter": 1}
+    assert [d.rule for d in sb.decisions if not d.allowed][-1] == "complaint"
+    assert sb.next_action.at is not None  # it asks again, it does not give up
+    calls_b = [r for r in repo.contacts(loan_id="CMP-B") if r.channel == "call"]
+    assert calls_b == []
+    await a.execute_update(CollectionCase.release_hold, ReleaseIn(kind="complaint", reviewer="Compliance: Li Na"))
+    await cases.advance(days=2)
+    sa, sb = await cases.status(a), await cases.status(b)
+    assert "first_call" in sa.steps_done  # contact resumes...
+    # ...but one call only: having spoken with the borrower on loan A, no call on loan B for 7 days
+    assert "first_call" not in sb.steps_done and sb.decisions[-1].rule == "after_conversation"
+    await cases.advance(days=8)
+    sb = await cases.status(b)
+    assert "first_call" in sb.steps_done
+    assert [r.status for r in repo.contacts(loan_id="CMP-B") if r.channel == "call"] == ["delivered"]
+    holds = [(h.kind, h.released_by) for h in __import__("db.repo", fromlist=["GateStore"]).GateStore(repo).holds("CMP-B1")]
+    assert holds == [("complaint", "Compliance: Li Na")]
+
+
+async def test_contact_outside_hours_waits_for_the_window(cases, repo):
+    """With the real default rules: a reminder due at local midnight goes out at 08:00 local, not before."""
+    from domain.policy import load_policy
+    from zoneinfo import ZoneInfo
+
+    h = await cases.start(dpd=0, loan_id="HOURS-1", policy=load_policy("default"))  # due today: DPD 1 from midnight
+    await cases.advance(days=2)
+    st = await cases.status(h)
+    assert "reminder_notice" in st.steps_done
+    for r in repo.contacts(loan_id="HOURS-1"):
+        if r.channel in ("sms", "email"):
+            loc = r.at.astimezone(ZoneInfo("Asia/Shanghai"))
+            assert 8 <= loc.hour < 21, loc
