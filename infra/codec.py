@@ -9,7 +9,9 @@ encrypted, attribute). What stays plaintext, by design:
   event types: Temporal routes by them;
 - the search attributes (CollectionStage, CaseStatus, OnHold, OutstandingAmount, DelinquentSince,
   NextActionAt, PolicyName, Segment): the server must read them to answer visibility queries, so
-  the outstanding amount of a case is visible to whoever may list cases. No PII is in them.
+  the outstanding amount of a case is visible to whoever may list cases. No PII is in them;
+- the SDK core's own marker bookkeeping, which does not pass through a codec: a local activity's
+  sequence number, type and times (its result is encrypted), and `workflow.patched` ids.
 
 Keys come from the environment:
 

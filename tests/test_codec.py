@@ -165,6 +165,13 @@ def payloads_in(msg: Message, path: str = "") -> list[tuple[str, Payload]]:
     return found
 
 
+# Written by the SDK's core, not through the codec: a local activity's marker metadata (sequence number,
+# activity type, times; its result is encrypted) and a patch marker's patch id. No case data, and
+# checked below to hold none.
+SDK_BOOKKEEPING = (".marker_recorded_event_attributes.details[data]",
+                   ".marker_recorded_event_attributes.details[patch-data]")
+
+
 async def test_a_case_leaves_no_amounts_or_ids_in_temporal(env, cases, monkeypatch):
     loan = f"ENC{uuid.uuid4().hex[:8]}"
     start_workflow = env.client.start_workflow
@@ -197,8 +204,9 @@ async def test_a_case_leaves_no_amounts_or_ids_in_temporal(env, cases, monkeypat
         for where, p in found:
             if ".search_attributes" in where:     # plaintext by design: the server indexes them
                 continue
-            assert p.metadata["encoding"] == b"binary/encrypted", where
-            assert p.metadata["encryption-key-id"] == TEST_KEY_ID.encode(), where
+            if not where.startswith(SDK_BOOKKEEPING):
+                assert p.metadata["encoding"] == b"binary/encrypted", where
+                assert p.metadata["encryption-key-id"] == TEST_KEY_ID.encode(), where
             for s in (loan.encode(), b"10520", b"10420", b"first_call", b"reminder"):    # nor in any payload
                 assert s not in p.SerializeToString(), (where, s)
     # the ids visible by design: the workflow id (loan-<loan id>) and the search attributes
