@@ -1,26 +1,41 @@
 """The operator's command line for collection cases.
 
-Examples:
-  python starter.py start --loan-id L1001 --borrower-id B77 --principal 12000.00 --interest 640.50 \\
-      --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai
-  python starter.py pay L1001 --payment-id BANK-889 --amount 500.00
-  python starter.py promise L1001 --amount 2000 --date 2026-12-05
-  python starter.py plan L1001 --kind instalments --instalments 6 --first-due 2026-12-15
-  python starter.py plan L1001 --kind deferral --until 2027-01-31
-  python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20
-  python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"
-  python starter.py release L1001 --kind complaint --reviewer "Wang Li"
-  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"
-  python starter.py status L1001 --json
-  python starter.py payments --unapplied
+Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
 
-A payment for a loan with no open case is kept in the ledger as unapplied (never dropped);
-`payments --unapplied` lists them. Borrower contact details given to `start` go to the
-database only, never into Temporal.
+  Load a portfolio of delinquent loans and open their cases (safe to run twice):
+    python starter.py import portfolio.csv
+    python starter.py import portfolio.csv --dry-run          # check the file only, change nothing
+  Find cases:
+    python starter.py list --stage litigation
+    python starter.py list --on-hold --segment sme
+    python starter.py list --status active --min-amount 10000 --limit 50
+    python starter.py list --query 'NextActionAt < "2026-12-01T00:00:00Z"'
+  Look at one case:
+    python starter.py status L1001
+  Record what the borrower did or agreed:
+    python starter.py pay L1001 --payment-id BANK-889 --amount 500.00        # same id twice = once
+    python starter.py promise L1001 --amount 2000 --date 2026-12-05
+    python starter.py plan L1001 --kind instalments --instalments 6 --first-due 2026-12-15
+    python starter.py plan L1001 --kind deferral --until 2027-01-31
+    python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20
+    python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"
+    python starter.py release L1001 --kind complaint --reviewer "Wang Li"
+    python starter.py outcome L1001 --kind visit --outcome not_home
+    python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"
+  Open one case by hand:
+    python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\
+        --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai
+  Payments that found no open case (kept as unapplied, never dropped):
+    python starter.py payments --unapplied
 
-Amounts are written in major units with at most the currency's decimals (CNY: 1234.56).
-Dates are the borrower's calendar dates, YYYY-MM-DD. Exit codes: 0 done, 1 cannot reach
-Temporal or another failure, 2 bad input (nothing was changed).
+Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
+explains each command. Amounts are in major units with at most the currency's decimals
+(CNY: 1234.56). Dates are the borrower's calendar dates, YYYY-MM-DD. Borrower contact details
+go to the database only, never into Temporal.
+
+Exit codes: 0 done; 1 some rows of an import were rejected, or Temporal / the database could
+not be reached; 2 bad input (the message names the field and the reason; nothing was changed).
+Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -33,110 +48,65 @@ import os
 import sys
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from pydantic import BaseModel
 
-from domain.errors import InvalidInput
-from domain.models import CaseInput, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, workflow_id
-from domain.money import format_amount, parse_amount
-from domain.policy import load_policy
+from infra import operations as ops
 from infra.config import settings
-from infra.temporal import connect
-from workflows.case import CollectionCase
+from infra.operations import BadInput
+
+IMPORT_HELP = """\
+Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
+
+  loan_id, borrower_id, name, phone, email, address, timezone, currency,
+  principal, interest, fees, due_date, product, segment
+
+  loan_id,borrower_id,name,phone,email,address,timezone,currency,principal,interest,fees,due_date,product,segment
+  L1001,B77,张伟,13812345678,zhang.wei@example.cn,上海市黄浦区南京东路1号,Asia/Shanghai,CNY,12000.00,640.50,30,2026-10-15,personal_loan,retail
+
+Required in every row: loan_id, borrower_id, name, timezone, currency, principal, due_date.
+Empty interest or fees mean 0; empty product/segment mean personal_loan/retail.
+Each borrower and loan is written to the database (updated if already there), then one case
+is opened per loan. Running the same file again opens nothing new: loans whose case is
+already running are counted as "already running".
+
+A bad row is reported with its line, column and reason, e.g.
+  line 7: due_date: '2026-02-30' is not a date (YYYY-MM-DD)
+and the other rows are still imported; the exit code is then 1. A loan id that appears twice
+is rejected the second time. A missing file, a wrong header or an unknown --policy stops the
+import before anything is written (exit 2).
+
+Policy: --policy NAME for all rows; otherwise each row's segment uses policies/<segment>.toml
+if it exists, else the default policy.
+
+Examples:
+  python starter.py import portfolio.csv
+  python starter.py import portfolio.csv --dry-run
+  python starter.py import portfolio.csv --policy default --json > result.json
+"""
+
+LIST_HELP = """\
+Lists cases from Temporal's search attributes (the same data the Web UI searches). Filters
+are combined with AND. Newest cases first; at most --limit (default 100).
+
+Examples:
+  python starter.py list --stage litigation
+  python starter.py list --status paused --on-hold
+  python starter.py list --min-amount 10000 --segment sme
+  python starter.py list --policy demo --not-on-hold --json
+  python starter.py list --query 'CollectionStage = "lawyers_letter" AND OutstandingAmount > 5000'
+
+Stages of the default policy: new, reminder, first_call, home_visit, overdue_letter,
+lawyers_letter, credit_bureau, litigation, enforcement. Statuses: active, paused (a plan, a
+promise or a hold), closed. Outstanding amounts are in major units (CNY 10000 = 10000).
+"""
 
 
-class BadInput(Exception):
-    """Bad input: printed as 'error: field: reason', exit code 2, nothing changed."""
-
-
-def pydantic_error(exc: ValidationError) -> BadInput:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "input"
-    msg = err["msg"].removeprefix("Value error, ")
-    if ": " in msg and field == "input":
-        field, msg = msg.split(": ", 1)
-    return BadInput(f"{field}: {msg}")
-
-
-def build(model: type[BaseModel], **fields: Any) -> BaseModel:
-    try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise pydantic_error(exc) from None
-
-
-def case_input(a: argparse.Namespace) -> CaseInput:
-    try:
-        policy = load_policy(a.policy)
-        amounts = {f: parse_amount(getattr(a, f), a.currency, f, allow_zero=True) for f in ("principal", "interest", "fees")}
-    except InvalidInput as exc:
-        raise BadInput(str(exc)) from None
-    return build(CaseInput, loan_id=a.loan_id, borrower_id=a.borrower_id, currency=a.currency, due_date=a.due_date,
-                 timezone=a.timezone, segment=a.segment, product=a.product, guarantor_id=a.guarantor_id,
-                 policy=policy, **amounts)
-
-
-async def start_case(client: Client, inp: CaseInput, task_queue: str | None = None) -> bool:
-    """Start the case for a loan; False when one is already running (nothing started)."""
-    total = format_amount(inp.principal + inp.interest + inp.fees, inp.currency)
-    try:
-        await client.start_workflow(
-            CollectionCase.run, inp, id=inp.workflow_id, task_queue=task_queue or settings().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"Loan {inp.loan_id} · {inp.currency} {total} · policy {inp.policy.name}",
-            static_details=f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
-                           f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
-        )
-    except WorkflowAlreadyStartedError:
-        return False
-    return True
-
-
-UPDATES = {
-    "pay": (CollectionCase.record_payment, PaymentIn),
-    "promise": (CollectionCase.promise_to_pay, PromiseIn),
-    "plan": (CollectionCase.agree_plan, PlanIn),
-    "hold": (CollectionCase.place_hold, HoldIn),
-    "release": (CollectionCase.release_hold, ReleaseIn),
-    "outcome": (CollectionCase.record_outcome, OutcomeIn),
-}
-FIELDS = {
-    "pay": ("payment_id", "amount", "currency", "paid_at"),
-    "promise": ("amount", "date"),
-    "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
-    "hold": ("kind", "until", "reference"),
-    "release": ("kind", "reviewer", "resolution"),
-    "outcome": ("kind", "outcome", "amount", "date", "reference"),
-}
-
-
-def _rejection(exc: BaseException) -> str | None:
-    """The validator's message if an update was rejected as bad input."""
-    cause = exc.__cause__ or getattr(exc, "cause", None)
-    while cause is not None:
-        if isinstance(cause, ApplicationError) and cause.type == "InvalidInput":
-            return cause.message
-        cause = cause.__cause__ or getattr(cause, "cause", None)
-    return None
-
-
-async def send_update(handle: WorkflowHandle, command: str, fields: dict[str, Any]) -> Any:
-    update, model = UPDATES[command]
-    arg = build(model, **fields)
-    try:
-        return await handle.execute_update(update, arg)
-    except WorkflowUpdateFailedError as exc:
-        msg = _rejection(exc)
-        raise BadInput(msg or f"update rejected: {exc.cause or exc}") from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise BadInput(f"loan: no open case {handle.id} (closed or never started); nothing was changed") from None
-        raise
+def dump(obj: Any) -> str:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump_json(indent=2)
+    if isinstance(obj, list) and obj and isinstance(obj[0], BaseModel):
+        return json.dumps([o.model_dump(mode="json") for o in obj], indent=2, ensure_ascii=False)
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=str)
 
 
 def repo():
@@ -146,54 +116,10 @@ def repo():
     return Repo(make_engine())
 
 
-async def is_open(handle: WorkflowHandle) -> bool:
-    """Is the loan's case running? (Raw describe: only the status is needed.)"""
-    try:
-        desc = await handle._client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-            namespace=handle._client.namespace, execution=WorkflowExecution(workflow_id=handle.id)))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return desc.workflow_execution_info.status == WorkflowExecutionStatus.RUNNING.value
+async def client():
+    from infra.temporal import connect
 
-
-def record_unapplied(a: argparse.Namespace, fields: dict[str, Any]) -> int:
-    """A payment for a loan with no open case: kept in the ledger as unapplied, never dropped."""
-    r = repo()
-    loan = r.loan(a.loan_id)
-    if loan is None:
-        raise BadInput(f"loan: {a.loan_id} is unknown (no open case and not in the system of record); nothing recorded")
-    fields["currency"] = fields["currency"] or loan.currency
-    p = build(PaymentIn, **fields)
-    if p.currency != loan.currency:
-        raise BadInput(f"currency: {p.currency} does not match the loan's currency {loan.currency}")
-    try:
-        minor = parse_amount(p.amount, p.currency, "amount")
-    except InvalidInput as exc:
-        raise BadInput(str(exc)) from None
-    written = r.record_payment(payment_id=p.payment_id, loan_id=a.loan_id, workflow_id=None, amount=minor,
-                               currency=p.currency, paid_at=p.paid_at or dt.datetime.now(dt.timezone.utc),
-                               status="unapplied", note="no open case when received")
-    result = {"payment_id": p.payment_id, "status": "unapplied", "recorded": written}
-    print(dump(result) if a.json else f"no open case for loan {a.loan_id}: payment {p.payment_id} kept as unapplied"
-          + ("" if written else " (already recorded)"))
-    return 0
-
-
-def save_borrower_and_loan(inp: CaseInput, a: argparse.Namespace) -> None:
-    r = repo()
-    r.upsert_borrower(id=inp.borrower_id, name=a.name, phone=a.phone, email=a.email, address=a.address,
-                      id_number=a.id_number, timezone=inp.timezone, language=a.language)
-    r.upsert_loan(id=inp.loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id, currency=inp.currency,
-                  principal=inp.principal, interest=inp.interest, fees=inp.fees, due_date=inp.due_date,
-                  product=inp.product, segment=inp.segment, policy=inp.policy.name)
-
-
-def dump(obj: Any) -> str:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump_json(indent=2)
-    return json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    return await connect()
 
 
 def show_status(st) -> str:
@@ -217,11 +143,71 @@ def show_status(st) -> str:
     return "\n".join(lines)
 
 
+def show_cases(items: list[ops.CaseSummary]) -> str:
+    def when(t: dt.datetime | None) -> str:
+        return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+
+    rows = [(c.workflow_id, c.stage or "-", c.status or "-",
+             "-" if c.on_hold is None else ("yes" if c.on_hold else "no"), c.outstanding or "-",
+             when(c.next_action_at)) for c in items]
+    head = ("WORKFLOW ID", "STAGE", "STATUS", "ON HOLD", "OUTSTANDING", "NEXT ACTION AT (UTC)")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:{'>' if i == 4 else '<'}{w}}}" for i, w in enumerate(widths))
+    out = [fmt.format(*head), *(fmt.format(*r) for r in rows)]
+    out.append(f"{len(items)} case(s)")
+    return "\n".join(out)
+
+
+def show_import(s: ops.ImportSummary, listed: int = 50) -> str:
+    if s.dry_run:
+        lines = [f"checked {s.file}: {s.rows} row(s), {s.valid} valid, {s.rejected} rejected; nothing was changed (dry run)"]
+    else:
+        lines = [f"imported {s.file}: {s.rows} row(s) in {s.seconds:.1f}s ({s.rows_per_second:.0f} rows/s)",
+                 f"  started          {s.started}",
+                 f"  already running  {s.already_running}",
+                 f"  rejected         {s.rejected}"]
+        if s.failed:
+            lines.append(f"  not started      {s.failed} (Temporal error; run the import again)")
+        if s.started == 0 and s.already_running and not s.failed:
+            lines.append("nothing new started: every valid loan's case was already running")
+    if s.rejections:
+        lines.append("rejected rows:" if s.rejected else "problems:")
+        lines += [f"  {r}" for r in s.rejections[:listed]]
+        more = len(s.rejections) - listed + s.rejections_not_listed
+        if more > 0:
+            lines.append(f"  ... and {more} more (use --json for all)")
+    return "\n".join(lines)
+
+
+async def run_import(a: argparse.Namespace) -> int:
+    path = a.file
+    progress_bar = None
+    ops.read_portfolio(path, a.policy).close()  # file, header and policy errors before anything else
+    c, r = (None, None) if a.dry_run else (await client(), repo())
+    if not a.json and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress_bar = Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+        task = progress_bar.add_task("import", total=ops.count_rows(path))
+        progress_bar.start()
+    try:
+        summary = await ops.import_portfolio(
+            c, r, path, policy=a.policy, concurrency=a.concurrency, dry_run=a.dry_run,
+            progress=(lambda n: progress_bar.advance(task, n)) if progress_bar else None)
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+    print(dump(summary) if a.json else show_import(summary))
+    return 1 if summary.rejected or summary.failed else 0
+
+
 async def run(a: argparse.Namespace) -> int:
+    if a.command == "import":
+        return await run_import(a)
     if a.command == "payments":
-        rows = repo().payments(loan_id=a.loan, status="unapplied" if a.unapplied else None)
-        items = [{"payment_id": r.payment_id, "loan_id": r.loan_id, "amount": format_amount(r.amount, r.currency),
-                  "currency": r.currency, "status": r.status, "paid_at": r.paid_at.isoformat(), "note": r.note} for r in rows]
+        items = ops.payments(repo(), loan_id=a.loan, unapplied=a.unapplied)
         if a.json:
             print(dump(items))
         else:
@@ -230,36 +216,45 @@ async def run(a: argparse.Namespace) -> int:
                 print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
             print(f"{len(items)} payment(s)")
         return 0
-    if a.command == "start":
-        inp = case_input(a)  # validate before connecting
-        if a.name:
-            save_borrower_and_loan(inp, a)
-        client = await connect()
-        started = await start_case(client, inp)
-        msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
-        print(dump({"workflow_id": inp.workflow_id, "started": started}) if a.json else msg)
+    if a.command == "list":
+        query = ops.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                     segment=a.segment, policy=a.policy, query=a.query)
+        items = await ops.list_cases(await client(), query, a.limit)
+        print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
         return 0
-    client = await connect()
-    handle = client.get_workflow_handle(workflow_id(a.loan_id))
+    if a.command == "start":
+        inp = ops.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
+                             fees=a.fees, currency=a.currency, due_date=a.due_date, timezone=a.timezone,
+                             segment=a.segment, product=a.product, guarantor_id=a.guarantor_id, policy=a.policy)
+        contact = ops.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
+                              language=a.language) if a.name else None
+        result = await ops.open_case(await client(), repo() if contact else None, inp, contact)
+        print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
+        return 0
+    ops.check_id(a.loan_id)
+    c = await client()
     if a.command == "status":
-        try:
-            st = await handle.query(CollectionCase.status)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise BadInput(f"loan: no case for {a.loan_id}") from None
-            raise
+        st = await ops.case_status(c, a.loan_id)
         print(dump(st) if a.json else show_status(st))
         return 0
+    if a.command == "pay":
+        outcome = await ops.record_payment(c, repo(), a.loan_id, payment_id=a.payment_id, amount=a.amount,
+                                           currency=a.currency, paid_at=a.paid_at)
+        print(dump(outcome) if a.json else outcome.message)
+        return 0
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
-    if a.command == "pay" and not await is_open(handle):
-        return record_unapplied(a, fields)
-    if a.command == "pay" and fields["currency"] is None:
-        fields["currency"] = (await handle.query(CollectionCase.status)).currency
-    result = await send_update(handle, a.command, fields)
-    print(dump(result) if a.json else getattr(result, "message", None) or
-          f"payment {result.payment_id}: applied {result.applied}{' (duplicate, nothing changed)' if result.duplicate else ''}, "
-          f"outstanding {result.outstanding}, case {result.status}" + (f" ({result.outcome})" if result.outcome else ""))
+    result = await ops.send_update(c, a.loan_id, a.command, fields)
+    print(dump(result) if a.json else result.message)
     return 0
+
+
+FIELDS = {
+    "promise": ("amount", "date"),
+    "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
+    "hold": ("kind", "until", "reference"),
+    "release": ("kind", "reviewer", "resolution"),
+    "outcome": ("kind", "outcome", "amount", "date", "reference"),
+}
 
 
 def _date(text: str) -> dt.date:
@@ -279,19 +274,68 @@ def _datetime(text: str) -> dt.datetime:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
-    def cmd(name: str, help: str, loan: bool = True) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help, description=help)
+
+class Parser(argparse.ArgumentParser):
+    """argparse that says 'error: FIELD: reason' (exit 2), as every other bad input does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        if message.startswith("argument "):
+            name, _, reason = message.removeprefix("argument ").partition(": ")
+            flag = name.split("/")[0].lstrip("-").replace("-", "_")
+            message = f"{flag}: {reason}"
+        if "--json" in sys.argv:
+            print(dump({"error": {"field": None, "reason": message}}))
+        self.exit(2, f"error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    p = Parser(prog="starter.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 1)[1],
+               formatter_class=raw)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name: str, help: str, loan: bool = True, epilog: str | None = None) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=raw)
         if loan:
-            c.add_argument("loan_id", metavar="LOAN_ID", help="the loan's id (the case is loan-LOAN_ID)")
+            c.add_argument("loan_id", metavar="LOAN_ID", help="the loan's id (its case is loan-LOAN_ID)")
         c.add_argument("--json", action="store_true", help="print the result as JSON")
         return c
 
-    c = cmd("start", "open the collection case of one delinquent loan", loan=False)
+    c = cmd("import", "import a portfolio CSV: write borrowers and loans, open one case per loan",
+            loan=False, epilog=IMPORT_HELP)
+    c.add_argument("file", metavar="FILE.csv", help="the portfolio file (UTF-8 CSV with a header row)")
+    c.add_argument("--policy", help="policy for every row (a name from policies/ or a .toml path); "
+                   "default: policies/<segment>.toml if it exists, else default")
+    c.add_argument("--dry-run", action="store_true", help="only check the file: report bad rows, change nothing")
+    c.add_argument("--concurrency", type=_positive, default=50, help="cases opened at once (default 50)")
+
+    c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False,
+            epilog=LIST_HELP)
+    c.add_argument("--stage", help="only cases at this step, e.g. litigation")
+    c.add_argument("--status", choices=list(ops.STATUSES), help="active, paused (plan, promise or hold) or closed")
+    hold = c.add_mutually_exclusive_group()
+    hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
+    hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
+    c.add_argument("--min-amount", help="only cases owing at least this much (major units), e.g. 10000")
+    c.add_argument("--segment", help="only this segment, e.g. sme")
+    c.add_argument("--policy", help="only cases on this policy, e.g. default")
+    c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
+    c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
+
+    c = cmd("start", "open the collection case of one delinquent loan", loan=False,
+            epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
+                   "      --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai\n\n"
+                   "A case already running for the loan is left alone (\"already running; nothing started\").")
     c.add_argument("--loan-id", required=True)
     c.add_argument("--borrower-id", required=True)
     c.add_argument("--guarantor-id")
@@ -303,7 +347,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timezone", default="Asia/Shanghai", help="the borrower's IANA time zone")
     c.add_argument("--segment", default="retail")
     c.add_argument("--product", default="personal_loan")
-    c.add_argument("--policy", default="default", help="a policy name from policies/ or a path to a .toml file")
+    c.add_argument("--policy", help="a policy name from policies/ or a path to a .toml file "
+                   "(default: policies/<segment>.toml if it exists, else default)")
     c.add_argument("--name", help="borrower's name (kept in the database only)")
     c.add_argument("--phone", help="borrower's mobile, e.g. 13812345678")
     c.add_argument("--email")
@@ -311,17 +356,23 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--id-number", help="resident identity card number")
     c.add_argument("--language", default="zh", choices=["zh", "en"], help="language of messages and letters")
 
-    c = cmd("pay", "record a payment received from the borrower (idempotent by payment id)")
-    c.add_argument("--payment-id", required=True)
-    c.add_argument("--amount", required=True)
+    c = cmd("pay", "record a payment received from the borrower (idempotent by payment id)",
+            epilog="A payment for a loan with no open case is kept in the ledger as unapplied.\n\n"
+                   "Example:\n  python starter.py pay L1001 --payment-id BANK-889 --amount 500.00")
+    c.add_argument("--payment-id", required=True, help="the bank's id of the payment (sending it twice applies it once)")
+    c.add_argument("--amount", required=True, help="e.g. 500.00")
     c.add_argument("--currency", help="defaults to the loan's currency")
     c.add_argument("--paid-at", type=_datetime, help="when it was paid, ISO date-time with offset")
 
-    c = cmd("promise", "record a promise to pay: pauses the ladder until the date plus grace")
+    c = cmd("promise", "record a promise to pay: pauses the ladder until the date plus grace",
+            epilog="Example:\n  python starter.py promise L1001 --amount 2000 --date 2026-12-05")
     c.add_argument("--amount", required=True)
     c.add_argument("--date", required=True, type=_date)
 
-    c = cmd("plan", "agree a repayment plan: deferral, instalments or interest waiver")
+    c = cmd("plan", "agree a repayment plan: deferral, instalments or interest waiver",
+            epilog="Examples:\n  python starter.py plan L1001 --kind instalments --instalments 6 --first-due 2026-12-15\n"
+                   "  python starter.py plan L1001 --kind deferral --until 2027-01-31\n"
+                   "  python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20")
     c.add_argument("--kind", required=True, choices=["deferral", "instalments", "interest_waiver"])
     c.add_argument("--until", type=_date, help="deferral: new due date for the whole balance")
     c.add_argument("--instalments", type=int, help="instalments: how many")
@@ -331,17 +382,22 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--pay-by", type=_date, help="interest_waiver: pay the rest by this date")
 
     kinds = ["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
-    c = cmd("hold", "stop contact: dispute, cease_contact, hardship (with --until), complaint; bankruptcy and deceased close the case")
+    c = cmd("hold", "stop contact: dispute, cease_contact, hardship (with --until), complaint; "
+            "bankruptcy and deceased close the case",
+            epilog='Example:\n  python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"')
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
 
-    c = cmd("release", "release a hold (a complaint needs --reviewer)")
+    c = cmd("release", "release a hold (a complaint needs --reviewer)",
+            epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"')
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--reviewer")
     c.add_argument("--resolution")
 
-    c = cmd("outcome", "record a call or visit outcome, or a court event")
+    c = cmd("outcome", "record a call or visit outcome, or a court event",
+            epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
+                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"')
     c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
     c.add_argument("--outcome", required=True, help="call: answered|no_answer|wrong_number|promise|dispute; "
                    "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
@@ -350,9 +406,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--date", type=_date, help="promise date")
     c.add_argument("--reference")
 
-    cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events")
+    cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events",
+        epilog="Example:\n  python starter.py status L1001 --json")
 
-    c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False)
+    c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
+            epilog="Example:\n  python starter.py payments --unapplied")
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
     c.add_argument("--loan", help="only this loan")
     return p
@@ -364,12 +422,25 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(a))
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(a, "json", False):
+            print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
         return 2
-    except RuntimeError as exc:
-        if "connect" in str(exc).lower():
-            print(f"error: cannot reach Temporal at {settings().temporal_address}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except KeyboardInterrupt:
+        print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - an operator gets one line, not a traceback
+        from temporalio.service import RPCError
+
+        if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
+            msg = f"cannot reach Temporal at {settings().temporal_address}: {exc}"
+        elif isinstance(exc, RPCError):
+            msg = f"Temporal: {exc.message}"
+        else:
+            msg = f"{type(exc).__name__}: {exc}"
+        print(f"error: {msg}", file=sys.stderr)
+        if getattr(a, "json", False):
+            print(dump({"error": {"field": None, "reason": msg}}))
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""python -m api [--host 127.0.0.1] [--port 8800]: the payments and case API under uvicorn.
+
+Environment:
+  API_HOST / API_PORT        where to listen (127.0.0.1 / 8800)
+  API_TOKEN                  the bearer token clients send (comma-separated to rotate);
+                             "dev-token" when unset, for the local stack only
+  API_REQUIRE_TOKEN=1        refuse to start unless API_TOKEN is set (and not "dev-token")
+  API_UPDATE_TIMEOUT         seconds to wait for a case to answer an input (30)
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL: as for the worker
+  LOG_FORMAT / LOG_LEVEL
+
+Readiness: GET /health answers 200 without a token. The OpenAPI document is /openapi.json
+(interactive: /docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def _exit_with_parent(pid: int) -> None:
+    """Stop gracefully when the process that started us is gone (a killed test run)."""
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api", description="Loan collections payments and case API",
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=os.environ.get("API_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT") or 8800))
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    from infra import logging as applog
+    from infra.config import settings
+
+    cfg = settings()
+    applog.configure(cfg.log_format, cfg.log_level)
+
+    import structlog
+    import uvicorn
+
+    from api.app import ConfigError, create_app, tokens_from_env
+
+    try:
+        tokens = tokens_from_env()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.exit_with_parent:
+        _exit_with_parent(args.exit_with_parent)
+    app = create_app(tokens)
+    structlog.get_logger("api").info("api listening", url=f"http://{args.host}:{args.port}",
+                                     openapi=f"http://{args.host}:{args.port}/openapi.json",
+                                     temporal=cfg.temporal_address, task_queue=cfg.task_queue)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
