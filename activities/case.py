@@ -120,7 +120,6 @@ class CaseActivities:
             return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
         today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone)
         body = messages.body(channel, req, borrower, today)
-        activity.heartbeat("sending")
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
         except GatewayRejected as exc:

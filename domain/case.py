@@ -147,7 +147,12 @@ class Case:
             if when is not None:
                 out.append((when, "plan instalment deadline"))
         if s.awaiting:
-            out.append((s.awaiting.until, f"{s.awaiting.kind} outcome overdue"))
+            nxt = self.steps[s.next_step] if s.next_step < len(self.steps) else None
+            if nxt and not self.pause_reason() and (nxt.requires != "judgment" or self.enforceable()):
+                # nothing to do when the wait ends but the next step: wake once, for that step
+                out.append((max(s.awaiting.until, self.step_at(s.next_step)), f"step {nxt.key}"))
+            else:
+                out.append((s.awaiting.until, f"{s.awaiting.kind} outcome overdue"))
         if s.dispute_answer_due is not None:
             out.append((s.dispute_answer_due, "answer to the credit report dispute due"))
         if not self.plan_active():
@@ -233,7 +238,7 @@ class Case:
                        f"{self.policy.legal.bureau_dispute_answer_days} days (征信业管理条例 art. 25); escalate to compliance")
             s.dispute_answer_due = None
         if s.awaiting and s.awaiting.until <= now:
-            self.event(now, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
+            self.event(s.awaiting.until, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
             s.awaiting = None
         if not self.plan_active() and now >= self.write_off_at():
             self.close("written_off", now, f"DPD {self.policy.write_off_dpd} reached with {self.money(s.balances.total)} outstanding")

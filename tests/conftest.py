@@ -169,7 +169,9 @@ class Cases:
             open_activities = events.count(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
                 events.count(t) for t in (ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, ET.EVENT_TYPE_ACTIVITY_TASK_FAILED,
                                           ET.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, ET.EVENT_TYPE_ACTIVITY_TASK_CANCELED))
-            tasks = events.count(ET.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) - events.count(ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+            tasks = events.count(ET.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) - sum(
+                events.count(t) for t in (ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, ET.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+                                          ET.EVENT_TYPE_WORKFLOW_TASK_FAILED))
             if open_activities == 0 and tasks == 0:
                 return
             await asyncio.sleep(0.02)

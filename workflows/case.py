@@ -37,12 +37,15 @@ from workflows import search
 TASK_QUEUE = "collections"
 
 CHANNEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+    initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10), non_retryable_error_types=["InvalidRequest"],
 )
-# A channel activity heartbeats before and after its one HTTP call (at most the gateway timeout):
-# a worker that dies under it is noticed after this long, not after the whole start-to-close.
-CHANNEL_HEARTBEAT = timedelta(seconds=20)
+# Every activity of a case runs as a local activity: in the worker that runs the workflow task,
+# recorded as one marker event, with no task queue round trip. A case that walks the whole ladder
+# keeps a short history, and a step's sends take one workflow task. Each one is idempotent
+# (idempotency keys, unique rows), so the re-execution after a worker crash changes nothing.
+# Backoffs longer than this wait on a durable timer instead of in the worker.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -60,7 +63,10 @@ class CollectionCase:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         self.inp = inp
-        self.case = Case(inp, workflow.now())
+        # The case opens at the run's start time, not at workflow.now(): if the worker dies during the first
+        # workflow task (whose local activities already sent messages), the task runs again later, and the
+        # idempotency keys, built from the opening time, must come out the same.
+        self.case = Case(inp, workflow.info().workflow_start_time)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
@@ -86,10 +92,9 @@ class CollectionCase:
                 continue
             await self._sleep_until(case.wake_at(), now)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        closing = case.closing_actions()
-        if closing:
-            await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in closing))
-        await self._record_closed()
+        # undo what a closed case must (credit report correction, agency recall) while recording the closure
+        await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in case.closing_actions()),
+                             self._record_closed())
         return case.status(workflow.now())
 
     def _continue_as_new_due(self) -> bool:
@@ -173,10 +178,10 @@ class CollectionCase:
             next_step=(next_step.title or next_step.key) if next_step else None,
             next_dpd=next_step.dpd if next_step else None, events=events,
         )
-        result = await workflow.execute_activity(
+        result = await workflow.execute_local_activity(
             ACTIVITY_FOR_ACTION[action], req, result_type=ContactResult,
-            start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=CHANNEL_HEARTBEAT,
-            retry_policy=CHANNEL_RETRY,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=CHANNEL_RETRY,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
             summary=f"{step_key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({letter})" if letter else ""),
         )
         self._audited(events)
@@ -187,7 +192,7 @@ class CollectionCase:
         events = self.case.unaudited()
         if not events:
             return
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             "record_events", AuditEvents(workflow_id=self.inp.workflow_id, case_key=self.case_key,
                                          loan_id=self.inp.loan_id, events=events),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY, summary="audit trail",
@@ -197,7 +202,7 @@ class CollectionCase:
     async def _record_closed(self) -> None:
         s = self.case.state
         events = self.case.unaudited()
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             "record_case_closed",
             CaseClosed(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                        outcome=s.outcome, outstanding=self.case.amount(s.balances.total),
@@ -269,7 +274,7 @@ class CollectionCase:
         """Write an applied payment to the ledger (exactly once: the payment id is unique there)."""
         case, rec = self.case, self.case.state.payments[payment_id]
         events = self.case.unaudited()
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             "record_payment",
             LedgerEntry(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                         payment_id=payment_id, amount=case.amount(rec.amount), currency=self.inp.currency,
@@ -325,7 +330,7 @@ class CollectionCase:
         events = self.case.unaudited()
         self._hold_syncs += 1
         try:
-            await workflow.execute_activity(
+            await workflow.execute_local_activity(
                 "record_hold",
                 HoldChange(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                            borrower_id=self.inp.borrower_id, kind=kind, at=at, until=until, reference=reference,
