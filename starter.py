@@ -138,6 +138,14 @@ def show_status(st) -> str:
         lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
+    if st.limitation_ends:
+        lines.append(f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
+                     + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else ""))
+    if st.decisions:
+        lines.append("  latest contact decisions:")
+        lines += [f"    {d.at:%Y-%m-%d %H:%M} {d.step}/{d.action}: {'allowed' if d.allowed else 'REFUSED'} ({d.rule})"
+                  + ("" if d.allowed else f" {d.reason}" + (f"; asks again {d.retry_at:%Y-%m-%d %H:%M}" if d.retry_at else ""))
+                  for d in st.decisions[-5:]]
     lines.append("  latest events:")
     lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}" for e in st.events[-8:]]
     return "\n".join(lines)

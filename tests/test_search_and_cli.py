@@ -83,6 +83,8 @@ async def test_cli_start_pay_plan_hold_status(env, cases):
     assert st["status"] == "paused" and st["plan"]["kind"] == "instalments"
     human = await cli(env, "status", "CLI1")
     assert "PAUSED" in human.stdout and "plan: instalments active" in human.stdout
+    # letters are not bound to contact hours, so this holds whatever the time of day
+    assert "latest contact decisions:" in human.stdout and "reminder_notice/letter: allowed" in human.stdout
 
 
 @pytest.mark.parametrize("args,message", [
