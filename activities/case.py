@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import messages
 from activities.contracts import (
-    CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
+    CHANNEL_FOR_ACTION, base_action, for_guarantor, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
 )
 from domain import compliance
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
@@ -55,18 +55,23 @@ class CaseActivities:
         transaction that locks the borrower, reserves the allowed contacts, and records every
         decision with its rule and inputs in the audit trail.
         """
-        requests = [GateRequest(idempotency_key=f"{check.case_key}:{check.step}:{a}", workflow_id=check.workflow_id,
-                                loan_id=check.loan_id, step=check.step, action=a, channel=CHANNEL_FOR_ACTION[a])
-                    for a in check.actions]
-
         def decide(q: GateRequest, tz: str, holds, history):
-            return compliance.decide(action=q.action, channel=q.channel, loan_id=q.loan_id, now=check.now, tz=tz,
-                                     rules=check.rules, holds=holds, history=history,
+            return compliance.decide(action=base_action(q.action), channel=q.channel, loan_id=q.loan_id, now=check.now,
+                                     tz=tz, rules=check.rules, holds=holds, history=history,
                                      bundle=f"{q.workflow_id}:{q.step}")
 
-        decisions = await asyncio.to_thread(self.gate.check, check.borrower_id, check.now, requests, decide)
-        out = [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason, retry_at=d.retry_at,
-                            final=d.final) for q, d in zip(requests, decisions)]
+        out = []
+        # the borrower's contacts are judged on the borrower's record, the guarantor's on the guarantor's
+        for person, actions in ((check.borrower_id, [a for a in check.actions if not for_guarantor(a)]),
+                                (check.guarantor_id, [a for a in check.actions if for_guarantor(a)])):
+            if not actions or person is None:
+                continue
+            requests = [GateRequest(idempotency_key=f"{check.case_key}:{check.step}:{a}", workflow_id=check.workflow_id,
+                                    loan_id=check.loan_id, step=check.step, action=a,
+                                    channel=CHANNEL_FOR_ACTION[base_action(a)]) for a in actions]
+            decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
+            out += [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason,
+                                 retry_at=d.retry_at, final=d.final) for q, d in zip(requests, decisions)]
         refused = [f"{d.action}:{d.rule}" for d in out if not d.allowed]
         if refused:
             _bound(loan_id=check.loan_id, step=check.step).info("contacts refused", refused=refused)
@@ -103,23 +108,25 @@ class CaseActivities:
     # ------------------------------------------------------------------ channels
 
     async def _deliver(self, req: ChannelRequest) -> ContactResult:
-        channel = CHANNEL_FOR_ACTION[req.action]
+        channel = CHANNEL_FOR_ACTION[base_action(req.action)]
+        recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
         row = await asyncio.to_thread(
             self.repo.begin_contact, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
-            loan_id=req.loan_id, borrower_id=req.borrower_id, step=req.step, channel=channel, action=req.action)
+            loan_id=req.loan_id, borrower_id=recipient_id, step=req.step, channel=channel, action=req.action)
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
             return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
                                  reason=row.reason, reference=row.reference)
-        borrower = await asyncio.to_thread(self.repo.borrower, req.borrower_id)
+        borrower = await asyncio.to_thread(self.repo.borrower, recipient_id)
         if borrower is None:
-            return await self._failed(req, channel, f"borrower {req.borrower_id} is not in the system of record", lg)
+            return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
         missing = REQUIRED.get(channel)
         if missing and not getattr(borrower, missing):
             return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
         today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone)
-        body = messages.body(channel, req, borrower, today)
+        debtor = await asyncio.to_thread(self.repo.borrower, req.borrower_id) if for_guarantor(req.action) else None
+        body = messages.body(channel, req, borrower, today, debtor=debtor)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
         except GatewayRejected as exc:

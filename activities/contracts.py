@@ -39,6 +39,15 @@ CHANNEL_FOR_ACTION: dict[str, str] = {
 }
 
 
+def base_action(action: str) -> str:
+    """`letter@guarantor` -> `letter`: the same channel, addressed to the guarantor."""
+    return action.split("@", 1)[0]
+
+
+def for_guarantor(action: str) -> bool:
+    return action.endswith("@guarantor")
+
+
 class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +105,7 @@ class GateCheck(Contract):
     actions: list[str]
     now: dt.datetime
     rules: ContactRules
+    guarantor_id: str | None = None
 
 
 class GateDecision(Contract):

@@ -42,10 +42,20 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
     )
 
 
-def body(channel: str, req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[str, Any]:
-    """The gateway request body for one channel action."""
+def body(channel: str, req: ChannelRequest, borrower: BorrowerRow, today: dt.date,
+         debtor: BorrowerRow | None = None) -> dict[str, Any]:
+    """The gateway request body for one channel action.
+
+    `borrower` is the recipient: the borrower, or the loan's guarantor (then `debtor` is the borrower,
+    and the letter opens by saying why the guarantor receives it)."""
     lang = language(borrower)
     ctx = context(req, borrower, today)
+    if debtor is not None:
+        prefix = render("guarantor_prefix", lang, guarantor=borrower.name, debtor=debtor.name, loan_tail=ctx["loan_tail"])
+        result = body(channel, req, borrower, today)
+        if "content" in result:
+            result["content"] = prefix + "\n\n" + result["content"]
+        return result
     amount = {"amount": req.outstanding["total"], "currency": req.currency}
     base = {"loan_id": req.loan_id}
     if channel == "sms":

@@ -26,6 +26,8 @@ from domain.policy import Step
 from domain.promises import evaluate_promise, make_promise
 
 MAX_EVENTS = 30
+GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
+GUARANTOR_ACTIONS = {"letter", "law_firm"}
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -276,8 +278,16 @@ class Case:
     def limitation_from(self) -> datetime:
         return self.state.limitation_from or dpd_start(self.inp.due_date, self.inp.timezone, 1)
 
+    def step_actions(self, idx: int) -> list[str]:
+        """The step's actions, plus its letters to the guarantor (`letter@guarantor`) where the loan names one."""
+        step = self.steps[idx]
+        actions = list(step.actions)
+        if step.notify_guarantor and self.inp.guarantor_id:
+            actions += [f"{a}{GUARANTOR}" for a in step.actions if a in GUARANTOR_ACTIONS]
+        return actions
+
     def pending_actions(self, idx: int) -> list[str]:
-        return [a for a in self.steps[idx].actions if a not in self.state.step_actions_done]
+        return [a for a in self.step_actions(idx) if a not in self.state.step_actions_done]
 
     def settle_step(self, idx: int, results: list[ContactResult], refusals: list[GateRecord], now: datetime) -> bool:
         """Take what a step's actions came back with. True when the step is complete; False when the
@@ -292,7 +302,8 @@ class Case:
         for r in results:
             s.step_actions_done.append(r.action)
             if r.status == "delivered":
-                s.contacts[r.channel] = s.contacts.get(r.channel, 0) + 1
+                key = r.channel + (GUARANTOR if r.action.endswith(GUARANTOR) else "")
+                s.contacts[key] = s.contacts.get(key, 0) + 1
                 if r.action == "visit":
                     s.visit_scheduled = True
                 if r.action in ("lawsuit", "payment_order"):

@@ -44,6 +44,7 @@ class Step(_Strict):
     min_days_after_previous: int | None = Field(default=None, ge=0, le=365, description="notice period after the previous step")
     mandatory: bool = Field(default=False, description="never skipped when a late case catches up")
     requires: Literal["judgment"] | None = None
+    notify_guarantor: bool = Field(default=False, description="also send the step's letters to the loan's guarantor, if any")
 
     @field_validator("actions")
     @classmethod

@@ -146,7 +146,11 @@ class Cases:
             borrower = {"name": "张伟", "phone": "13812345678", "email": "zhang.wei@example.cn",
                         "address": "上海市黄浦区南京东路1号", "language": "zh", **(contact or {})}
             self.repo.upsert_borrower(id=inp.borrower_id, timezone=tz, **borrower)
-            self.repo.upsert_loan(id=loan_id, borrower_id=inp.borrower_id, currency=inp.currency, principal=inp.principal,
+            if inp.guarantor_id:
+                self.repo.upsert_borrower(id=inp.guarantor_id, timezone=tz, name="李强", phone="13900001111",
+                                          email="li.qiang@example.cn", address="北京市东城区王府井大街2号", language="zh")
+            self.repo.upsert_loan(id=loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id,
+                                  currency=inp.currency, principal=inp.principal,
                                   interest=inp.interest, fees=inp.fees, due_date=inp.due_date, policy=inp.policy.name)
         handle = await self.env.client.start_workflow(
             CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue,

@@ -75,3 +75,19 @@ async def test_contact_outside_hours_waits_for_the_window(cases, repo):
         if r.channel in ("sms", "email"):
             loc = r.at.astimezone(ZoneInfo("Asia/Shanghai"))
             assert 8 <= loc.hour < 21, loc
+
+
+async def test_a_guarantor_gets_the_formal_letters_and_nothing_else(cases, repo, gateway):
+    h = await cases.start(dpd=1, loan_id="GUAR-1", guarantor_id="GUAR-G1")
+    await cases.advance(days=70)
+    st = await cases.status(h)
+    assert st.contacts["letter@guarantor"] == 1 and st.contacts["law_firm@guarantor"] == 1
+    rows = [r for r in repo.contacts(loan_id="GUAR-1") if r.borrower_id == "GUAR-G1"]
+    assert sorted((r.step, r.channel, r.status) for r in rows) == [
+        ("lawyers_letter", "law_firm", "delivered"), ("overdue_letter", "letter", "delivered")]
+    items = [i for i in gateway.outbox(loan_id="GUAR-1") if i["body"].get("recipient") == "李强"]
+    assert len(items) == 2
+    letter = next(i for i in items if i["channel"] == "letter")["body"]
+    assert letter["address"].startswith("北京市") and "保证人" in letter["content"] and "张伟" in letter["content"]
+    # calls, SMS and visits go to the borrower only
+    assert all(i["body"].get("to") != "13900001111" for i in gateway.outbox(loan_id="GUAR-1"))

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
-        HoldChange, LedgerEntry, case_key,
+        HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
     )
     from domain.case import Case
     from domain.dates import dpd_start
@@ -143,8 +143,8 @@ class CollectionCase:
         decisions = await workflow.execute_local_activity(
             "check_contacts",
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-                      borrower_id=self.inp.borrower_id, step=step_key, actions=actions, now=now,
-                      rules=self.case.policy.contact),
+                      borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
+                      actions=actions, now=now, rules=self.case.policy.contact),
             result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
@@ -164,7 +164,7 @@ class CollectionCase:
         b = case.state.balances
         if action == "bureau_notice":
             letter = "bureau_notice"
-        elif action != "letter":
+        elif base_action(action) != "letter":
             letter = None
         events = self.case.unaudited()
         req = ChannelRequest(
@@ -179,10 +179,11 @@ class CollectionCase:
             next_dpd=next_step.dpd if next_step else None, events=events,
         )
         result = await workflow.execute_local_activity(
-            ACTIVITY_FOR_ACTION[action], req, result_type=ContactResult,
+            ACTIVITY_FOR_ACTION[base_action(action)], req, result_type=ContactResult,
             start_to_close_timeout=timedelta(seconds=30), retry_policy=CHANNEL_RETRY,
             local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            summary=f"{step_key}: {CHANNEL_FOR_ACTION[action]}" + (f" ({letter})" if letter else ""),
+            summary=f"{step_key}: {CHANNEL_FOR_ACTION[base_action(action)]}" + (f" ({letter})" if letter else "")
+            + (" to the guarantor" if for_guarantor(action) else ""),
         )
         self._audited(events)
         return result
