@@ -18,6 +18,7 @@ from activities.gateway import GatewayClient
 from db.engine import make_engine
 from db.repo import Repo
 from infra import logging as applog
+from infra import metrics
 from infra.config import settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
@@ -38,7 +39,7 @@ def build_worker(client: Client, activities: CaseActivities, task_queue: str | N
 async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
-    client = await connect()
+    client = await connect(runtime=metrics.runtime(cfg.metrics_address))
     gateway = GatewayClient()  # one HTTP client per worker
     worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway),
                           max_cached_workflows=cfg.max_cached_workflows,
@@ -48,7 +49,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue)
+    log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue,
+             metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off")
     async with worker:
         await stop.wait()
     await gateway.aclose()

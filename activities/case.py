@@ -21,6 +21,7 @@ from activities.contracts import (
     CHANNEL_FOR_ACTION, base_action, for_guarantor, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
 )
 from domain import compliance
+from infra import metrics
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo
 from domain.dates import local_date
@@ -72,6 +73,9 @@ class CaseActivities:
             decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
             out += [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason,
                                  retry_at=d.retry_at, final=d.final) for q, d in zip(requests, decisions)]
+        for d in out:
+            if not d.allowed:
+                metrics.count(activity.metric_meter(), "collections_refusals", "Contacts refused, by rule", rule=d.rule)
         refused = [f"{d.action}:{d.rule}" for d in out if not d.allowed]
         if refused:
             _bound(loan_id=check.loan_id, step=check.step).info("contacts refused", refused=refused)
@@ -139,15 +143,20 @@ class CaseActivities:
         result = ContactResult(action=req.action, channel=channel, outcome=resp.get("outcome"),
                                reference=resp.get("id"), promise_amount=resp.get("promise_amount"),
                                promise_date=resp.get("promise_date"))
-        await asyncio.to_thread(self._finish, req, channel, result)
+        await self._record(req, channel, result)
         lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
         return result
 
     async def _failed(self, req: ChannelRequest, channel: str, reason: str, lg) -> ContactResult:
         result = ContactResult(action=req.action, channel=channel, status="failed", reason=reason)
-        await asyncio.to_thread(self._finish, req, channel, result)
+        await self._record(req, channel, result)
         lg.warning("contact failed", reason=reason)
         return result
+
+    async def _record(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
+        await asyncio.to_thread(self._finish, req, channel, r)
+        metrics.count(activity.metric_meter(), "collections_contacts", "Contacts made, by channel and outcome",
+                      channel=channel, outcome=r.outcome or r.status)
 
     def _finish(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
         repo = self.repo
@@ -215,6 +224,11 @@ class CaseActivities:
             return written
 
         written = await asyncio.to_thread(write)
+        if written:
+            meter = activity.metric_meter()
+            metrics.count(meter, "collections_payments", "Payments written to the ledger", currency=entry.currency)
+            metrics.count(meter, "collections_payment_amount", "Amount of payments, major units",
+                          float(entry.amount), currency=entry.currency)
         _bound(loan_id=entry.loan_id).info("payment recorded", payment_id=entry.payment_id, amount=entry.amount,
                                            first_write=written)
         return written

@@ -23,6 +23,7 @@ class Settings:
     max_cached_workflows: int = field(default_factory=lambda: int(_env("WORKER_MAX_CACHED_WORKFLOWS", "10000")))
     max_concurrent_activities: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_ACTIVITIES", "200")))
     max_concurrent_workflow_tasks: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "100")))
+    metrics_address: str = field(default_factory=lambda: os.environ.get("WORKER_METRICS_ADDRESS", "127.0.0.1:9464"))
     log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "auto"))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "info"))
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.money import format_amount, to_major
     from domain.policy import Step
+    from infra import metrics
 
 from workflows import search
 
@@ -92,6 +93,8 @@ class CollectionCase:
                 continue
             await self._sleep_until(case.wake_at(), now)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
+                      outcome=case.state.outcome)
         # undo what a closed case must (credit report correction, agency recall) while recording the closure
         await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in case.closing_actions()),
                              self._record_closed())
@@ -116,6 +119,9 @@ class CollectionCase:
         """Run the step's actions that the legal clocks and the contact gate allow now."""
         await workflow.wait_condition(lambda: self._hold_syncs == 0)  # the gate must see the holds as they are
         case, now = self.case, workflow.now()
+        if case.state.deferred_until is None:
+            metrics.count(workflow.metric_meter(), "collections_steps", "Ladder steps started, by stage",
+                          stage=case.steps[idx].stage)
         step = case.begin_step(idx, now)
         self._details()  # search attributes follow once the step is done: one upsert per step
         nxt = case.steps[idx + 1] if idx + 1 < len(case.steps) else None
