@@ -230,7 +230,9 @@ class CollectionCase:
             search.ON_HOLD: bool(s.holds),
             search.OUTSTANDING: to_major(s.balances.total, self.inp.currency),
             search.DELINQUENT_SINCE: dpd_start(self.inp.due_date, self.inp.timezone, 1),
-            search.NEXT_ACTION_AT: nxt.at,
+            # never unset (an unset Datetime attribute breaks describe() on some servers): a closed case shows
+            # when it closed
+            search.NEXT_ACTION_AT: nxt.at or s.closed_at or workflow.now(),
             search.POLICY: case.policy.name,
             search.SEGMENT: self.inp.segment,
         }
