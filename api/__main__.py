@@ -17,26 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
-import time
 
-
-def _exit_with_parent(pid: int) -> None:
-    """Stop gracefully when the process that started us is gone (a killed test run)."""
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+from infra.process import exit_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.exit_with_parent:
-        _exit_with_parent(args.exit_with_parent)
+        exit_with_parent(args.exit_with_parent)
     app = create_app(tokens)
     structlog.get_logger("api").info("api listening", url=f"http://{args.host}:{args.port}",
                                      openapi=f"http://{args.host}:{args.port}/openapi.json",

@@ -8,25 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import threading
-import time
 
-
-def _exit_with_parent(pid: int) -> None:
-    """Stop gracefully when the process that started us is gone (a killed test run)."""
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+from infra.process import exit_with_parent
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from sandbox.gateway import create_app
 
     if args.exit_with_parent:
-        _exit_with_parent(args.exit_with_parent)
+        exit_with_parent(args.exit_with_parent)
     app = create_app(db_path=args.db)
     structlog.get_logger("sandbox").info(
         "gateway listening", url=f"http://{args.host}:{args.port}",
