@@ -1,0 +1,148 @@
+"""`python -m bench`: every benchmark, each beside its baseline, printed as tables and saved as JSON.
+
+    python -m bench                 # full size
+    python -m bench --small         # the test suite's size (about a minute)
+    python -m bench --only start,memory,reaction,import --live 2000
+    python -m bench --profile       # py-spy the worker during items 1-3 and 5 and during item 4
+
+Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process;
+item 4 runs on the time-skipping test server with a worker process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+FULL = dict(start=1000, concurrency=32, idle=2000, live=10_000, samples=1000, portfolio=10_000, days=365, spread=30,
+            import_rows=1000)
+SMALL = dict(start=30, concurrency=16, idle=30, live=200, samples=40, portfolio=40, days=365, spread=5, import_rows=30)
+ITEMS = ("start", "memory", "reaction", "portfolio", "import")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", action="store_true", help="the test suite's sizes (default: full size)")
+    p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {', '.join(ITEMS)}")
+    p.add_argument("--start", type=int, help="item 1: workflows of each kind (full 1000)")
+    p.add_argument("--concurrency", type=int, help="starts and updates in flight (full 32)")
+    p.add_argument("--idle", type=int, help="item 2: idle workflows and cases measured (full 2000)")
+    p.add_argument("--live", type=int, help="item 3: live cases on the server (full 10000)")
+    p.add_argument("--samples", type=int, help="item 3: updates of each kind (full 1000)")
+    p.add_argument("--portfolio", type=int, help="item 4: loans (full 10000)")
+    p.add_argument("--days", type=int, help="item 4: days walked (365)")
+    p.add_argument("--spread", type=int, help="item 4: days over which the loans fall delinquent (full 30)")
+    p.add_argument("--import-rows", type=int, dest="import_rows", help="item 5: CSV rows (full 1000)")
+    p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="system of record: a SQLite file (the local stack's) or a throwaway PostgreSQL (production's)")
+    p.add_argument("--server-db", choices=("memory", "file"), default="file",
+                   help="the dev server's SQLite: a temp file with WAL (the local stack's) or in memory")
+    p.add_argument("--max-cached-workflows", type=int, help="worker cache (default: enough for every live workflow)")
+    p.add_argument("--max-concurrent-workflow-tasks", type=int)
+    p.add_argument("--gateway-max-connections", type=int, default=10,
+                   help="GATEWAY_MAX_CONNECTIONS of the worker (production default 100; 10 measured faster)")
+    p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
+    p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
+    p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
+    return p
+
+
+def sizes(args: argparse.Namespace) -> dict:
+    base = dict(SMALL if args.small else FULL)
+    for k in base:
+        v = getattr(args, k, None)
+        if v is not None:
+            base[k] = v
+    return base
+
+
+async def main(args: argparse.Namespace) -> int:
+    from bench import harness, importing, live, portfolio, report, start
+    from bench.profiling import Profiler
+    from infra.config import ROOT
+
+    console = Console(width=max(Console().width, 140))
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(ITEMS)
+    if unknown:
+        console.print(f"[red]unknown item(s): {', '.join(sorted(unknown))}[/]")
+        return 2
+    sz = sizes(args)
+    harness.ensure_keys()
+    machine = report.machine()
+    console.print(report.machine_table(machine))
+    tables: list[report.Table] = []
+    out = args.json or ROOT / "var" / "bench" / "latest.json"
+    tuning = {}
+    if args.max_concurrent_workflow_tasks:
+        tuning["max_concurrent_workflow_tasks"] = args.max_concurrent_workflow_tasks
+    wkw = dict(gateway_max_connections=args.gateway_max_connections, threads=args.threads)
+    started = time.perf_counter()
+    profiles: dict[str, str] = {}
+
+    with harness.tmpdir() as tmp, harness.gateway() as gw:
+        folder = Path(tmp)
+        if only & {"start", "memory", "reaction", "import"}:
+            with harness.database(args.database, folder) as db:
+                async with harness.dev_server(folder / "temporal.db" if args.server_db == "file" else None) as env:
+                    cache = args.max_cached_workflows or (sz["start"] + sz["idle"] * 2 + sz["live"] + sz["import_rows"] + 1000)
+                    w = harness.WorkerProcess(harness.target(env.client), "bench", db.url, gw.url, gw.api_key,
+                                              tuning={"max_cached_workflows": cache, **tuning}, **wkw)
+                    async with w, harness.FirstSteps(db.engine) as watcher:
+                        prof = Profiler("worker-dev-server", w.pid) if args.profile else None
+                        with prof or contextlib.nullcontext():
+                            s = await start.run(env.client, db, watcher, "bench", sz["start"], sz["concurrency"],
+                                                warmup=min(20, sz["start"]))
+                            s.table.facts["worker start (s)"] = round(w.started_in, 2)
+                            tables.append(s.table)
+                            console.print(s.table.render())
+                            if only & {"memory", "reaction"}:
+                                mem, react = await live.run(env.client, db, watcher, w, "bench", s.live, sz["live"],
+                                                            sz["idle"], sz["samples"], sz["concurrency"])
+                                for t in (mem, react):
+                                    tables.append(t)
+                                    console.print(t.render())
+                            if "import" in only:
+                                t = await importing.run(env.client, db, watcher, "bench", folder, sz["import_rows"],
+                                                        sz["concurrency"], s.noop_rate, s.case_rate)
+                                tables.append(t)
+                                console.print(t.render())
+                        if prof:
+                            profiles[prof.name] = prof.summary_path
+        if "portfolio" in only:
+            prof_holder: dict = {}
+
+            def db_factory():
+                return harness.database(args.database, folder / "portfolio")
+
+            (folder / "portfolio").mkdir()
+            t = await portfolio.run(sz["portfolio"], sz["days"], sz["spread"], sz["concurrency"], db_factory, gw,
+                                    tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
+                                    worker_kw=wkw, profile=args.profile, profiles=profiles)
+            tables.append(t)
+            console.print(t.render())
+
+    console.print()
+    console.rule("all tables")
+    report.print_tables(console, tables)
+    elapsed = time.perf_counter() - started
+    settings = {"sizes": sz, "database": args.database, "server_db": args.server_db, "tuning": tuning, **wkw,
+                "command": "python -m bench " + " ".join(sys.argv[1:]), "seconds": round(elapsed, 1)}
+    console.print(f"command: {settings['command']}   total {elapsed:.0f} s   results: {out}")
+    if profiles:
+        console.print("profiles: " + ", ".join(profiles.values()))
+    report.save(out, {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "machine": machine, "settings": settings,
+                      "tables": [t.to_json() for t in tables], "profiles": profiles})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parser().parse_args())))

@@ -1,0 +1,157 @@
+"""2. Memory per cached live case and 3. reaction time of record_payment, on the worker of item 1.
+
+Memory: the worker's RSS (after gc and malloc_trim) is read before and after starting M idle
+workflows (baseline: one timer each), then before and after the cases that bring the live count to
+N (each after its first step, waiting on the timer of its next one); each delta over its count.
+
+Reaction: with N live cases (and the idle workflows) on the server, one at a time and alternating,
+a record_payment update on a random live case and a no-op update on a random idle workflow, timed
+from the caller; p50, p95 and p99 of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import time
+import uuid
+
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from bench.harness import Database, FirstSteps, WorkerProcess, case_inputs
+from bench.noop import BaselineModules, Idle
+from bench.probe import SandboxModules
+from bench.report import Row, Table
+from bench.start import closed_loop
+from domain.models import PaymentIn, workflow_id
+from infra.operations import start_case
+from workflows.case import CollectionCase
+
+HEAVY = ("httpx", "httpcore", "sqlalchemy", "sqlmodel", "structlog", "pydantic", "pydantic_core", "jinja2", "fastapi",
+         "starlette", "holidays", "psycopg", "cryptography", "alembic", "anyio", "uvicorn", "rich")
+MIB = 1024 * 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_idle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 600) -> None:
+    """Until the process uses less than `below` of a core over `window` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(window)
+        if (cpu_seconds(pid) - before) / window < below:
+            return
+
+
+def percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    k = (len(s) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+async def sandbox_modules(client: Client, task_queue: str) -> tuple[list[str], list[str], float, float]:
+    """(modules the case's sandbox imports anew, the baseline's, seconds to run each probe)."""
+    t = time.perf_counter()
+    ours = await client.execute_workflow(SandboxModules.run, id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
+    t_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    base = await client.execute_workflow(BaselineModules.run, id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=task_queue)
+    return ours, base, t_ours, time.perf_counter() - t
+
+
+async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerProcess, task_queue: str,
+              live: list[str], n_live: int, m_idle: int, samples: int, concurrency: int) -> tuple[Table, Table]:
+    tag = uuid.uuid4().hex[:6]
+    ours_mods, base_mods, t_ours, t_base = await sandbox_modules(client, task_queue)
+    heavy = sorted(m for m in ours_mods if m.split(".")[0] in HEAVY)
+
+    # memory: idle baseline first, then the cases that bring the live count to n_live
+    rss0 = await worker.rss()
+
+    async def idle(i: int) -> None:
+        op = WithStartWorkflowOperation(Idle.run, 30, id=f"idle-{tag}-{i}", task_queue=task_queue,
+                                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+        await client.execute_update_with_start_workflow(Idle.ready, start_workflow_operation=op)
+
+    t_idle, _ = await closed_loop(range(m_idle), concurrency, idle)
+    rss1 = await worker.rss()
+    now = dt.datetime.now(dt.timezone.utc)
+    inputs = case_inputs(f"M{tag}", m_idle, now)
+    await asyncio.to_thread(db.seed, inputs)
+
+    async def case(inp) -> None:
+        assert await start_case(client, inp, task_queue)
+        await watcher.wait(inp.loan_id)
+
+    t_cases, _ = await closed_loop(inputs, concurrency, case)
+    rss2 = await worker.rss()
+    live = live + [i.loan_id for i in inputs]
+    per_idle = (rss1 - rss0) / m_idle
+    per_case = (rss2 - rss1) / m_idle
+
+    # the rest of the N live cases: opened the day before their due date, so each waits for DPD 1 on a timer
+    quiet = case_inputs(f"Q{tag}", max(0, n_live - len(live)), now, dpd=-1)
+    await asyncio.to_thread(db.seed, quiet)
+
+    async def start_quiet(inp) -> None:
+        assert await start_case(client, inp, task_queue)
+
+    t_quiet, _ = await closed_loop(quiet, concurrency, start_quiet)
+    if quiet:  # their first tasks are done once the last ones answer a query and the worker is idle
+        for inp in quiet[-20:]:
+            await client.get_workflow_handle(workflow_id(inp.loan_id)).query(CollectionCase.status)
+        await wait_idle(worker.pid)
+        rss3 = await worker.rss()
+    live = live + [i.loan_id for i in quiet]
+
+    memory = Table("2. Memory per cached live workflow (worker RSS after gc)").add(
+        Row("RSS per live case", per_case / 1024, per_idle / 1024, "KiB", "<= 1.2",
+            note="case after its first step, waiting on its next timer; baseline: a workflow waiting on a timer"),
+        Row("heavy libraries imported inside the case's sandbox", len(heavy), None, "modules", "<= 0", goal_on="ours",
+            note=", ".join(heavy)),
+        Row("modules imported anew per sandboxed case", len(ours_mods), len(base_mods), "modules",
+            note=", ".join(ours_mods)),
+    )
+    if quiet:
+        memory.add(Row("RSS per live case not yet delinquent (no step run)", (rss3 - rss2) / len(quiet) / 1024,
+                       per_idle / 1024, "KiB", note="cases opened the day before their due date (item 3's filler)"))
+    memory.facts = {"cases and idle workflows measured": m_idle,
+                    "worker RSS (MiB) at start/after idle/after cases": f"{rss0 / MIB:.0f}/{rss1 / MIB:.0f}/{rss2 / MIB:.0f}",
+                    "first probe (case sandbox) / baseline probe (s)": f"{t_ours:.2f}/{t_base:.2f}"}
+
+    # reaction
+    rng = random.Random(7)
+    targets = rng.sample(live, min(samples, len(live)))
+    lat_case: list[float] = []
+    lat_noop: list[float] = []
+    for k, loan_id in enumerate(targets):
+        h = client.get_workflow_handle(workflow_id(loan_id))
+        t = time.perf_counter()
+        r = await h.execute_update(CollectionCase.record_payment,
+                                   PaymentIn(payment_id=f"PAY-{tag}-{k}", amount="10.00", currency="CNY"))
+        lat_case.append((time.perf_counter() - t) * 1000)
+        assert r.status == "active" and not r.duplicate, r
+        hi = client.get_workflow_handle(f"idle-{tag}-{rng.randrange(m_idle)}")
+        t = time.perf_counter()
+        await hi.execute_update(Idle.noop)
+        lat_noop.append((time.perf_counter() - t) * 1000)
+
+    reaction = Table(f"3. Reaction: update latency from the caller, {len(live):,} live cases on the server").add(
+        *(Row(f"record_payment p{p}", percentile(lat_case, p), percentile(lat_noop, p), "ms",
+              "<= 1.5" if p == 99 else "") for p in (50, 95, 99)),
+    )
+    reaction.facts = {"updates each": len(targets), "live cases": len(live), "of which not yet delinquent": len(quiet),
+                      "idle workflows": m_idle,
+                      "order": "one at a time, alternating payment / no-op",
+                      "payment": "10.00 CNY partial, written to the ledger by a local activity"}
+    return memory, reaction

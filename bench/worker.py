@@ -1,0 +1,99 @@
+"""The bench's worker process: `worker.build_worker` (CollectionCase and the real activities) plus the
+bench's trivial workflows, on one task queue, in a process of its own so that its RSS is its own.
+
+    python -m bench.worker '<json settings>'
+
+Settings: address, namespace, task_queue, database_url, gateway_url, gateway_api_key, tuning (Worker
+keyword arguments), log_level. Commands on stdin, one per line, answered on stdout as one JSON line:
+`rss` (after gc and malloc_trim), `quit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import json
+import os
+import sys
+import time
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from bench.noop import WORKFLOWS
+from bench.probe import SandboxModules
+from db.engine import make_engine
+from db.repo import Repo
+from infra import codec
+from infra import logging as applog
+from worker import build_worker
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def settle_memory() -> None:
+    """Collect garbage and give freed heap pages back, so that RSS counts what is still alive."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+
+
+async def bench_worker(client: Client, activities: CaseActivities, task_queue: str, **tuning) -> Worker:
+    """The production worker (worker.build_worker, same settings) with the bench's workflows beside CollectionCase.
+
+    build_worker fixes the workflow list, so its configuration is read from a worker built on a second,
+    throwaway connection (the SDK allows one worker per task queue and connection) and reused here.
+    """
+    scratch = await Client.connect(client.service_client.config.target_host, namespace=client.namespace,
+                                   data_converter=client.data_converter)
+    config = build_worker(scratch, activities, task_queue, **tuning).config()
+    config["client"] = client
+    config["workflows"] = [*config["workflows"], *WORKFLOWS, SandboxModules]
+    return Worker(**config)
+
+
+async def main(settings: dict) -> None:
+    applog.configure("json", settings.get("log_level", "info"))
+    client = await Client.connect(settings["address"], namespace=settings.get("namespace", "default"),
+                                  data_converter=codec.data_converter(codec.Keyring.from_env()))
+    gw = GatewaySettings.from_env()  # GATEWAY_TIMEOUT, GATEWAY_MAX_CONNECTIONS as in production
+    gateway = GatewayClient(GatewaySettings(url=settings["gateway_url"], api_key=settings["gateway_api_key"],
+                                            timeout=gw.timeout, max_connections=settings.get("gateway_max_connections") or gw.max_connections))
+    if settings.get("threads"):  # the pool asyncio.to_thread uses (the activities' database calls)
+        from concurrent.futures import ThreadPoolExecutor
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
+    repo = Repo(make_engine(settings["database_url"]))
+    worker = await bench_worker(client, CaseActivities(repo, gateway), settings["task_queue"], **settings.get("tuning", {}))
+    loop = asyncio.get_running_loop()
+    out = sys.stdout
+
+    def answer(obj: dict) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    async with worker:
+        answer({"ready": True, "pid": os.getpid()})
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := (await reader.readline()).decode().strip():
+            if line == "rss":
+                t = time.perf_counter()
+                settle_memory()
+                answer({"rss": rss_bytes(), "gc_seconds": round(time.perf_counter() - t, 3)})
+            elif line == "quit":
+                break
+            else:
+                answer({"error": f"unknown command {line!r}"})
+    await gateway.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
