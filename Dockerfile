@@ -1,4 +1,5 @@
-# The worker image (production sketch; see docker-compose.yml). One image, N replicas on one task queue.
+# The project image (production sketch; see docker-compose.yml): the workers (N replicas on one task
+# queue), the payments and case API, the codec server, the sandbox gateway and the migration all run it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

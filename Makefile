@@ -1,12 +1,13 @@
 # Loan collections on Temporal: the README's commands.
 #
-#   make demo    virtualenv + install, local stack in the background, demo portfolio, Web UI address
+#   make demo    virtualenv + install, local stack in the background, demo portfolio, the addresses
 #   make test    virtualenv + install, the whole test suite
 #   make up      the local stack in the foreground (Ctrl-C stops all of it)
 #   make down    stop a background stack
 #
 # Needs only Python 3.11+ (python3); everything else goes into .venv. Ports and paths come from
-# the environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_UI_PORT (8233), COLLECTIONS_VAR_DIR (var/).
+# the environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_UI_PORT (8233), GATEWAY_PORT (8700),
+# API_PORT (8800), CODEC_PORT (8081), WORKER_METRICS_ADDRESS (127.0.0.1:9464), COLLECTIONS_VAR_DIR (var/).
 
 SHELL := /bin/sh
 VENV  := .venv
@@ -19,8 +20,6 @@ PYTHON := $(shell for p in python3 python3.14 python3.13 python3.12 python3.11; 
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; \
 	then echo $$p; break; fi; done)
 endif
-
-UI_URL = http://localhost:$${TEMPORAL_UI_PORT:-8233}
 
 .PHONY: help venv demo up down status test worker clean distclean
 
@@ -47,8 +46,7 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(PY) -m infra.stack start
 	$(PY) -m infra.demo
-	@echo
-	@echo "Temporal Web UI: $(UI_URL)"
+	@$(PY) -m infra.stack urls
 	@echo "make down to stop"
 
 up: venv

@@ -2,24 +2,33 @@
 
 Between them, when this checkout has them: the database migration (db/, one-shot) and the
 sandbox channel gateway (sandbox/, port GATEWAY_PORT, default 8700; the worker gets GATEWAY_URL).
+After the worker: the payments and case API (api/, port API_PORT, default 8800, token API_TOKEN,
+default "dev-token") and the codec server for the Web UI (infra/codec_server.py, CODEC_DEV=1, port
+CODEC_PORT, default 8081; the dev server's UI is pointed at it with --ui-codec-endpoint).
 
-    python -m infra.stack up       # foreground; Ctrl-C (or SIGTERM) stops the worker, then the server
+    python -m infra.stack up       # foreground; Ctrl-C (or SIGTERM) stops the children in reverse order
     python -m infra.stack start    # the same in the background; returns once everything is ready
     python -m infra.stack stop     # stops a background (or foreground) stack
     python -m infra.stack status   # what is running
+    python -m infra.stack urls     # the addresses of a running stack (UI, outbox, API, codec sign-in)
 
-Ports come from TEMPORAL_ADDRESS (default localhost:7233) and TEMPORAL_UI_PORT (8233); state,
-the SQLite file and logs live under COLLECTIONS_VAR_DIR (default var/):
+Ports come from TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_UI_PORT (8233), GATEWAY_PORT
+(8700), API_PORT (8800), CODEC_PORT (8081) and WORKER_METRICS_ADDRESS (the worker's /metrics,
+127.0.0.1:9464); state, the SQLite files, the development keys and logs live under
+COLLECTIONS_VAR_DIR (default var/):
 
     var/temporal.db          the dev server's store: cases survive a restart
     var/gateway.db           the sandbox gateway's outbox (collections.db: the app database, db/)
+    var/payload-keys.env     the development payload key (infra/codec.py), unless PAYLOAD_KEYS is set;
+                             every child (worker, API, codec server) and starter.py read the same one
+    var/codec-token          the codec server's development sign-in token, unless CODEC_TOKEN is set
     var/stack.pid            pid of the supervisor (`up`), present while it runs
     var/stack.json           its children (name, pid, process group) and whether it is ready
     var/logs/<child>.log     each child's output; var/logs/stack.log the background supervisor's
 
 The stack is a list of child specs (`children()`), started in order, each one waited on until
 its readiness probe passes (or, for a one-shot step, until it exits 0), and stopped in reverse
-order. A further service (the API) is one more entry, after the worker.
+order.
 Each child runs in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
 which then stops the children in order): SIGTERM to the group, wait, SIGKILL after a timeout.
 """
@@ -138,6 +147,7 @@ class Child:
     max_restarts: int = 5
     oneshot: bool = False                 # a step that must exit 0 (within ready_timeout) before the next child
     ports: tuple[int, ...] = ()           # loopback ports it binds: checked free before anything starts
+    link: tuple[str, str] | None = None   # (label, address and how to use it) for the banner
 
 
 @dataclass
@@ -208,6 +218,16 @@ def gateway_ready(url: str, instance: str) -> Probe:
     return probe
 
 
+def http_ready(url: str) -> Probe:
+    """Ready when GET `url` answers 200 (the API's and the codec server's /health)."""
+    async def probe(_: Running) -> bool:
+        import httpx
+        async with httpx.AsyncClient(timeout=2) as http:
+            r = await http.get(url)
+        return r.status_code == 200
+    return probe
+
+
 def _importable(*modules: str) -> bool:
     import importlib.util
     return all(importlib.util.find_spec(m) is not None for m in modules)
@@ -222,11 +242,31 @@ def gateway_port() -> int:
     return (urlsplit(url).port or 80) if url else 8700
 
 
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{name}: {value!r} is not a port number")
+    return int(value)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a person types it here: relative to the checkout when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def children(cfg: Settings | None = None) -> list[Child]:
     """The stack, in start order (stopped in reverse).
 
     temporal -> migrate (one-shot, when db/ is present) -> gateway (when sandbox/ and its
-    dependencies are present) -> worker. An API service would go after the worker.
+    dependencies are present) -> worker -> api (when api/ is present) -> codec (the codec server
+    for the Web UI).
+
+    Every child gets the same environment (TEMPORAL_*, DATABASE_URL, PAYLOAD_KEYS/PAYLOAD_KEY_ID
+    and COLLECTIONS_VAR_DIR): without PAYLOAD_KEYS they all read the one development key in
+    var/payload-keys.env, so the worker, the API, the codec server and starter.py agree.
     """
     import uuid
 
@@ -244,7 +284,13 @@ def children(cfg: Settings | None = None) -> list[Child]:
     ]
     for key, typ in CLI_TYPES.items():
         server += ["--search-attribute", f"{key.name}={typ}"]
-    specs = [Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port))]
+    codec = (ROOT / "infra" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
+    if codec:
+        codec_port = _env_port("CODEC_PORT", 8081)
+        server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
+    temporal = Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port),
+                     link=("Web UI", ep.ui_url))
+    specs = [temporal]
 
     if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
         specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
@@ -254,13 +300,40 @@ def children(cfg: Settings | None = None) -> list[Child]:
         port, instance = gateway_port(), uuid.uuid4().hex
         url = f"http://127.0.0.1:{port}"
         gateway_env = dict(env, GATEWAY_INSTANCE=instance)
+        key = os.environ.get("GATEWAY_API_KEY") or "sandbox-key"
         specs.append(Child("gateway", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
                                        "--db", str(var_dir() / "gateway.db")], gateway_env,
-                           ready=gateway_ready(url, instance), restart=True, ports=(port,)))
+                           ready=gateway_ready(url, instance), restart=True, ports=(port,),
+                           link=("Outbox", f"{url}/outbox.html?key={key}")))
         worker_env.setdefault("GATEWAY_URL", url)
 
+    metrics_host, _, metrics_port = (getattr(cfg, "metrics_address", "") or "").rpartition(":")
+    local_metrics = metrics_port.isdigit() and metrics_host.strip("[]") in ("127.0.0.1", "localhost", "0.0.0.0", "")
     specs.append(Child("worker", [sys.executable, str(ROOT / "worker.py")], worker_env, ready=worker_ready(ep),
-                       stop_timeout=20, restart=True))
+                       stop_timeout=20, restart=True, ports=(int(metrics_port),) if local_metrics else (),
+                       link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None))
+
+    if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
+        port = _env_port("API_PORT", 8800)
+        own_token = bool(os.environ.get("API_TOKEN"))
+        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=os.environ.get("API_TOKEN") or "dev-token")
+        url = f"http://127.0.0.1:{port}"
+        specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
+                           ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
+                           link=("API", f"{url}/docs  (token {'from API_TOKEN' if own_token else 'dev-token'})")))
+
+    if codec:
+        url = f"http://127.0.0.1:{codec_port}"
+        codec_env = dict(worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port),
+                         TEMPORAL_UI_PORT=str(ep.ui_port))
+        if not os.environ.get("CODEC_CORS_ORIGINS"):
+            codec_env["CODEC_CORS_ORIGINS"] = ",".join(dict.fromkeys(
+                [ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"]))
+        token = "from CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else f"in {shown_path(var_dir() / 'codec-token')}"
+        specs.append(Child("codec", [sys.executable, "-m", "infra.codec_server"], codec_env,
+                           ready=http_ready(f"{url}/health"), restart=True, ports=(codec_port,),
+                           link=("Codec", f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
+                                          "Web UI's Codec Server settings, tick \"Include cross-origin credentials\"")))
     return specs
 
 
@@ -363,7 +436,7 @@ class Supervisor:
     def _on_signal(self, signame: str) -> None:
         self.signals += 1
         if self.signals == 1:
-            say(f"{signame}: stopping (worker first, then server)")
+            say(f"{signame}: stopping (in reverse order: the server last)")
             self.stop.set()
         else:
             say(f"{signame} again: killing the children now")
@@ -374,6 +447,7 @@ class Supervisor:
         state = {
             "pid": os.getpid(), "ready": self.ready, "address": self.ep.dial, "ui": self.ep.ui_url,
             "namespace": self.ep.namespace, "task_queue": self.ep.task_queue, "var": str(var_dir()),
+            "links": links(self.specs),
             "children": [{"name": r.spec.name, "pid": r.pid, "pgid": r.pid, "log": str(r.log),
                           "argv0": r.spec.argv[0]} for r in self.running],
         }
@@ -485,19 +559,23 @@ class Supervisor:
                 return 0 if self.stop.is_set() else 1
             self.ready = True
             self._write_state()
-            banner(self.ep, foreground=sys.stdout.isatty())
+            banner(self.ep, links(self.specs), foreground=sys.stdout.isatty())
             return await self._watch()
         finally:
             self.shutdown()
             say("stopped")
 
 
-def banner(ep: Endpoints, foreground: bool) -> None:
-    print(f"""
-  Temporal   {ep.host}:{ep.port}  (namespace {ep.namespace}, task queue {ep.task_queue})
-  Web UI     {ep.ui_url}
-  Logs       {log_dir()}/
-""" + ("  Ctrl-C stops the worker, then the server.\n" if foreground else ""), flush=True)
+def links(specs: list[Child]) -> list[list[str]]:
+    return [list(s.link) for s in specs if s.link]
+
+
+def banner(ep: Endpoints, shown: list[list[str]], foreground: bool = False) -> None:
+    lines = [f"  {'Temporal':<10} {ep.host}:{ep.port}  (namespace {ep.namespace}, task queue {ep.task_queue})"]
+    lines += [f"  {label:<10} " + text.replace("\n", "\n" + " " * 13) for label, text in shown]
+    lines.append(f"  {'Logs':<10} {shown_path(log_dir())}/")
+    print("\n" + "\n".join(lines) + "\n" + ("  Ctrl-C stops the children in reverse order, the server last.\n"
+                                            if foreground else ""), flush=True)
 
 
 def _claim_pid_file() -> bool:
@@ -529,11 +607,17 @@ def up() -> int:
         return 1
     try:
         specs = children(cfg)
+        taken: dict[int, str] = {}
         for spec in specs:
             for port in spec.ports:
+                if port in taken:
+                    say(f"{spec.name} and {taken[port]} are both set to port {port}; set TEMPORAL_ADDRESS, "
+                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to different ports")
+                    return 1
+                taken[port] = spec.name
                 if not port_free(ep.ip if spec.name == "temporal" else "127.0.0.1", port):
                     say(f"{spec.name}: port {port} is in use (another stack?); set TEMPORAL_ADDRESS, "
-                        "TEMPORAL_UI_PORT or GATEWAY_PORT to other ports, or stop it")
+                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to other ports, or stop it")
                     return 1
         return asyncio.run(Supervisor(specs, ep).run())
     finally:
@@ -574,7 +658,8 @@ def start() -> int:
     if pid is not None:
         state = read_state()
         if state.get("ready"):
-            say(f"already running (pid {pid}): Temporal {ep.host}:{ep.port}, Web UI {ep.ui_url}")
+            say(f"already running (pid {pid})")
+            banner(ep, state.get("links", []))
             return 0
         say(f"already starting (pid {pid}); waiting for it")
         return _wait_started(pid, None, ep)
@@ -596,7 +681,7 @@ def _wait_started(pid: int, proc: subprocess.Popen | None, ep: Endpoints) -> int
     while time.monotonic() < deadline:
         state = read_state()
         if state.get("pid") == pid and state.get("ready"):
-            banner(ep, foreground=False)
+            banner(ep, state.get("links", []))
             return 0
         exited = proc.poll() is not None if proc else not alive(pid)
         if exited:
@@ -650,7 +735,9 @@ def status() -> int:
     print(f"stack: {'running' if state.get('ready') else 'starting'} (supervisor pid {pid}, var {var_dir()})")
     for ch in state.get("children", []):
         print(f"  {ch['name']:<10} pid {ch['pid']:<8} {'up' if alive(ch['pid']) else 'DOWN'}   log {ch['log']}")
-    print(f"  Temporal   {ep.host}:{ep.port} namespace {ep.namespace}\n  Web UI     {ep.ui_url}")
+    print(f"  {'Temporal':<10} {ep.host}:{ep.port} namespace {ep.namespace}")
+    for label, text in state.get("links", []):
+        print(f"  {label:<10} " + text.replace("\n", "\n" + " " * 13))
 
     async def probe() -> str:
         client = await _client(ep)
@@ -665,11 +752,21 @@ def status() -> int:
     return 0
 
 
+def urls() -> int:
+    """The addresses of the running stack (what `start` printed), e.g. after the demo's output."""
+    state = read_state()
+    if running_pid() is None or not state.get("ready"):
+        print("stack: not running (`python -m infra.stack start`, or `make demo`)")
+        return 3
+    banner(Endpoints.from_settings(settings()), state.get("links", []))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "start", "stop", "status"])
+    parser.add_argument("command", choices=["up", "start", "stop", "status", "urls"])
     args = parser.parse_args(argv)
-    return {"up": up, "start": start, "stop": stop, "status": status}[args.command]()
+    return {"up": up, "start": start, "stop": stop, "status": status, "urls": urls}[args.command]()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The local stack for real: the Temporal CLI dev server (SQLite) and the worker, on free loopback ports.
+"""The local stack for real: the Temporal CLI dev server (SQLite), the worker, the API and the codec
+server, on free loopback ports.
 
 Real time, real processes: `python -m infra.stack start`, a demo-policy case, `stop`, and a
-restart that finds the case again in the SQLite file.
+restart that finds the case again in the SQLite file. The first test runs without PAYLOAD_KEYS, as
+`make demo` does: every child must read the one development key the stack keeps in its var dir.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -25,6 +30,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import load_policy
+from infra import codec
 from infra.config import ROOT
 from infra.stack import alive, port_free
 from infra.temporal import connect
@@ -49,14 +55,25 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, dev_keys: bool = False) -> None:
         self.var = var
+        self.dev_keys = dev_keys
         self.port, self.ui_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.api_port, self.codec_port, self.metrics_port = free_port(), free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_URL", "DATABASE_URL")}
+        drop = {"GATEWAY_URL", "DATABASE_URL", "API_TOKEN", "API_REQUIRE_TOKEN", "CODEC_TOKEN", "CODEC_CORS_ORIGINS"}
+        if dev_keys:   # as `make demo` runs: no keys in the environment, the stack's development key
+            drop |= {"PAYLOAD_KEYS", "PAYLOAD_KEY_ID"}
+        env = {k: v for k, v in os.environ.items() if k not in drop}
         self.env = dict(env, TEMPORAL_ADDRESS=self.address, TEMPORAL_UI_PORT=str(self.ui_port),
-                        GATEWAY_PORT=str(self.gateway_port), TEMPORAL_NAMESPACE="default",
+                        GATEWAY_PORT=str(self.gateway_port), API_PORT=str(self.api_port),
+                        CODEC_PORT=str(self.codec_port), WORKER_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+                        TEMPORAL_NAMESPACE="default",
                         TEMPORAL_TASK_QUEUE=TASK_QUEUE, COLLECTIONS_VAR_DIR=str(var))
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self.port, self.ui_port, self.gateway_port, self.api_port, self.codec_port, self.metrics_port
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "infra.stack", command], cwd=ROOT, env=self.env,
@@ -68,7 +85,8 @@ class Stack:
         assert done.returncode == 0, f"stack start failed:\n{done.stdout}\n{done.stderr}\n{self.logs()}"
         assert time.monotonic() - began < 60
         state = json.loads((self.var / "stack.json").read_text())
-        assert state["ready"] and {c["name"] for c in state["children"]} >= {"temporal", "worker"}
+        assert state["ready"] and {c["name"] for c in state["children"]} >= {"temporal", "worker", "api", "codec"}
+        self.banner = done.stdout
         return state
 
     def stop(self) -> None:
@@ -82,12 +100,15 @@ class Stack:
         return "\n".join(out)
 
     async def client(self) -> Client:
+        if self.dev_keys:   # the key the stack made for itself
+            ring = codec.ensure_dev_keyring(self.var / "payload-keys.env")
+            return await Client.connect(self.address, namespace="default", data_converter=codec.data_converter(ring))
         return await connect(self.address, "default")
 
 
 @pytest.fixture
-def stack(tmp_path):
-    s = Stack(tmp_path / "var")
+def stack(tmp_path, request):
+    s = Stack(tmp_path / "var", dev_keys=getattr(request, "param", False))
     yield s
     s.run("stop")   # whatever happened in the test
 
@@ -120,10 +141,22 @@ async def wait_stage(handle: WorkflowHandle, stage: str, within: float = 30.0):
     raise AssertionError(f"{handle.id} did not reach {stage!r} within {within}s (last: {last!r})")
 
 
+@pytest.mark.parametrize("stack", [True], indirect=True, ids=["dev-key"])
 async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     state = stack.start()
     pids = [state["pid"]] + [c["pid"] for c in state["children"]]
     assert all(alive(p) for p in pids)
+    api, codec_url = f"http://127.0.0.1:{stack.api_port}", f"http://127.0.0.1:{stack.codec_port}"
+    assert f"{api}/docs" in stack.banner and f"http://localhost:{stack.codec_port}/login" in stack.banner
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{api}/health")).status_code == 200
+        refused = await http.get(f"{api}/v1/cases")
+        assert refused.status_code == 401 and refused.json()["error"]["field"] == "authorization"
+        assert (await http.get(f"{codec_url}/health")).status_code == 200
+        assert (await http.post(f"{codec_url}/decode", json={"payloads": []})).status_code == 401
+        ui = (await http.get(f"http://127.0.0.1:{stack.ui_port}/api/v1/settings")).json()
+        assert ui["Codec"]["Endpoint"] == f"http://localhost:{stack.codec_port}"   # the UI decodes through it
 
     client = await stack.client()
     resp = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
@@ -134,13 +167,34 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     status = await wait_stage(handle, "reminder")
     assert status.status == "active" and status.policy == "demo"
 
+    # One key for all: the worker wrote the case, the API and starter.py read it, the codec server
+    # decrypts its history, each with the development key in the stack's var dir.
+    loan_id = handle.id.removeprefix("loan-")
+    dev_key = codec.ensure_dev_keyring(stack.var / "payload-keys.env")
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    assert started.metadata["encryption-key-id"].decode() == dev_key.current
+    token = (stack.var / "codec-token").read_text().strip()
+    async with httpx.AsyncClient(timeout=30) as http:
+        got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": "Bearer dev-token"})
+        assert got.status_code == 200, got.text
+        assert got.json()["workflow_id"] == handle.id and got.json()["policy"] == "demo"
+        decoded = await http.post(f"{codec_url}/decode", json=json_format.MessageToDict(Payloads(payloads=[started])),
+                                  headers={"Authorization": f"Bearer {token}"})
+    assert decoded.status_code == 200, decoded.text
+    plain = json_format.ParseDict(decoded.json(), Payloads()).payloads[0]
+    assert json.loads(plain.data)["loan_id"] == loan_id
+    cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=stack.env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
+
     stack.stop()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
     assert not any(alive(p) for p in pids), "a stack process outlived `stop`"
     assert not (stack.var / "stack.pid").exists() and not (stack.var / "stack.json").exists()
-    assert all(port_free("127.0.0.1", p) for p in (stack.port, stack.ui_port, stack.gateway_port))
+    assert all(port_free("127.0.0.1", p) for p in stack.ports)
     assert stack.run("status").returncode == 3
 
 
