@@ -295,7 +295,9 @@ class Case:
         s, step = self.state, self.steps[idx]
         for d in refusals:
             self.decide(d)
-            self.event(now, "contact_refused", f"{step.key}/{d.action}: {d.rule}: {d.reason}"
+            # the gate writes its own refusals to the audit trail; a legal clock's refusal is the case's to record
+            kind = "legal_refused" if d.rule in compliance.LEGAL_RULES else "contact_refused"
+            self.event(now, kind, f"{step.key}/{d.action}: {d.rule}: {d.reason}"
                        + ("" if d.final else f"; asks again at {d.retry_at:%Y-%m-%d %H:%M}Z" if d.retry_at else ""))
             if d.final:
                 s.step_actions_done.append(d.action)

@@ -28,6 +28,7 @@ LEGAL_NOTICES = {"bureau_notice"}
 CONVERSATION = {"answered", "promise", "dispute"}
 BORROWER_HOLDS = {"cease_contact", "complaint", "hardship", "bankruptcy", "deceased"}  # dispute: one loan
 INDEFINITE_RECHECK = timedelta(days=1)
+LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"}
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ def check_window(channel: str, now: datetime, tz: str, rules: ContactRules) -> D
 
 def check_spacing(now: datetime, history: list[PastContact], rules: ContactRules, bundle: str = "") -> Decision | None:
     gap = timedelta(minutes=rules.min_minutes_between_contacts)
-    recent = [c.at for c in history if c.at <= now and now - c.at < gap and not (bundle and c.bundle == bundle)]
+    # a contact reserved by another case's gate a moment "later" (its workflow clock ran ahead) counts too
+    recent = [c.at for c in history if abs(now - c.at) < gap and not (bundle and c.bundle == bundle)]
     if recent:
         last = max(recent)
         return Decision(False, "min_interval", f"another contact at {last:%Y-%m-%d %H:%M}Z; at least "
@@ -152,7 +154,7 @@ def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastCont
     if cap is None:
         return None
     today = now.astimezone(zone(tz)).date()
-    used = sum(1 for c in history if c.channel == channel and c.at.astimezone(zone(tz)).date() == today and c.at <= now)
+    used = sum(1 for c in history if c.channel == channel and c.at.astimezone(zone(tz)).date() == today)
     if used >= cap:
         tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone(tz))
         return Decision(False, "daily_cap", f"{used} {channel} contact(s) already today; the cap is {cap}",
@@ -161,11 +163,13 @@ def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastCont
 
 
 def check_calls(now: datetime, history: list[PastContact], rules: ContactRules) -> Decision | None:
-    calls = sorted(c.at for c in history if c.channel == "call" and now - timedelta(days=7) < c.at <= now)
+    # any 7-day window holding this call must stay under the cap, including calls other cases reserved
+    # a moment "after" now on their own workflow clocks
+    calls = sorted(c.at for c in history if c.channel == "call" and abs(now - c.at) < timedelta(days=7))
     if len(calls) >= rules.call_cap_7d:
         oldest = calls[len(calls) - rules.call_cap_7d]
-        return Decision(False, "call_cap_7d", f"{len(calls)} calls in the last 7 days; the cap is {rules.call_cap_7d}",
-                        retry_at=oldest + timedelta(days=7))
+        return Decision(False, "call_cap_7d", f"{len(calls)} calls within 7 days; the cap is {rules.call_cap_7d}",
+                        retry_at=max(oldest + timedelta(days=7), now + timedelta(minutes=1)))
     days = rules.no_call_after_conversation_days
     if days:
         talks = [c.at for c in history if c.channel == "call" and c.outcome in CONVERSATION and c.at <= now]

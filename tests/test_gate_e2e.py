@@ -91,3 +91,17 @@ async def test_a_guarantor_gets_the_formal_letters_and_nothing_else(cases, repo,
     assert letter["address"].startswith("北京市") and "保证人" in letter["content"] and "张伟" in letter["content"]
     # calls, SMS and visits go to the borrower only
     assert all(i["body"].get("to") != "13900001111" for i in gateway.outbox(loan_id="GUAR-1"))
+
+
+async def test_a_lawsuit_outside_the_limitation_period_is_refused_and_audited(cases, repo):
+    """Opened at DPD 1,200 (over 3 years, nothing paid): the case never sues, and says why."""
+    data = LADDER_POLICY.model_dump(mode="json")
+    data["write_off_dpd"] = 2000
+    h = await cases.start(dpd=1200, loan_id="LIMIT-1", policy=parse_policy(data))
+    await cases.advance(days=20)
+    st = await cases.status(h)
+    assert "litigation" in st.steps_done and st.contacts.get("court") is None
+    refusal = next(d for d in st.decisions if d.action == "lawsuit")
+    assert refusal.rule == "limitation_period" and refusal.final
+    audit = [e for e in repo.events("loan-LIMIT-1") if e.kind == "legal_refused"]
+    assert len(audit) == 1 and "limitation_period" in audit[0].detail

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
         HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
     )
+    from domain import compliance
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -138,6 +139,8 @@ class CollectionCase:
         results = await asyncio.gather(*(
             self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in allowed))
         case.settle_step(idx, list(results), refusals, workflow.now())
+        if any(r.rule in compliance.LEGAL_RULES for r in refusals):
+            await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
         if events:
