@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--portfolio", type=int, help="item 4: loans (full 10000)")
     p.add_argument("--days", type=int, help="item 4: days walked (365)")
     p.add_argument("--spread", type=int, help="item 4: days over which the loans fall delinquent (full 30)")
+    p.add_argument("--portfolio-activities", default="real,stub",
+                   help="item 4 with the real activities (database, gateway), the in-memory stubs, or both (default)")
     p.add_argument("--import-rows", type=int, dest="import_rows", help="item 5: CSV rows (full 1000)")
     p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                    help="system of record: a SQLite file (the local stack's) or a throwaway PostgreSQL (production's)")
@@ -50,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway-max-connections", type=int, default=10,
                    help="GATEWAY_MAX_CONNECTIONS of the worker (production default 100; 10 measured faster)")
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
+    p.add_argument("--sandbox", choices=("default", "passthrough"), default="default",
+                   help="passthrough: the workflow modules pass through the sandbox (imported once per worker)")
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
     return p
@@ -84,7 +88,7 @@ async def main(args: argparse.Namespace) -> int:
     tuning = {}
     if args.max_concurrent_workflow_tasks:
         tuning["max_concurrent_workflow_tasks"] = args.max_concurrent_workflow_tasks
-    wkw = dict(gateway_max_connections=args.gateway_max_connections, threads=args.threads)
+    wkw = dict(gateway_max_connections=args.gateway_max_connections, threads=args.threads, sandbox=args.sandbox)
     started = time.perf_counter()
     profiles: dict[str, str] = {}
 
@@ -123,12 +127,13 @@ async def main(args: argparse.Namespace) -> int:
             def db_factory():
                 return harness.database(args.database, folder / "portfolio")
 
-            (folder / "portfolio").mkdir()
-            t = await portfolio.run(sz["portfolio"], sz["days"], sz["spread"], sz["concurrency"], db_factory, gw,
-                                    tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
-                                    worker_kw=wkw, profile=args.profile, profiles=profiles)
-            tables.append(t)
-            console.print(t.render())
+            (folder / "portfolio").mkdir(exist_ok=True)
+            for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
+                t = await portfolio.run(sz["portfolio"], sz["days"], sz["spread"], sz["concurrency"], db_factory, gw,
+                                        tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
+                                        worker_kw=wkw, profile=args.profile, profiles=profiles, activities=kind)
+                tables.append(t)
+                console.print(t.render())
 
     console.print()
     console.rule("all tables")

@@ -251,8 +251,11 @@ class WorkerProcess:
     log_level: str = "info"
     gateway_max_connections: int | None = None
     threads: int | None = None
+    sandbox: str = "default"
+    activities: str = "real"
     env: dict = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
+    stray: list = field(default_factory=list)
     started_in: float = 0.0
 
     async def start(self) -> WorkerProcess:
@@ -260,7 +263,8 @@ class WorkerProcess:
         settings = dict(address=self.address, task_queue=self.task_queue, database_url=self.database_url,
                         gateway_url=self.gateway_url, gateway_api_key=self.gateway_api_key, tuning=self.tuning,
                         log_level=self.log_level, gateway_max_connections=self.gateway_max_connections,
-                        threads=self.threads)
+                        threads=self.threads, sandbox=self.sandbox,
+                        activities=self.activities)
         t = time.perf_counter()
         self._log = open(LOGS / f"{self.name}.log", "wb")
         self.proc = await asyncio.create_subprocess_exec(
@@ -279,10 +283,14 @@ class WorkerProcess:
 
     async def _answer(self, timeout: float = 120) -> dict:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            raise RuntimeError(f"{self.name} exited ({await self.proc.wait()}); see {LOGS / (self.name + '.log')}")
-        return json.loads(line)
+        deadline = time.monotonic() + timeout
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+            if not line:
+                raise RuntimeError(f"{self.name} exited ({await self.proc.wait()}); see {LOGS / (self.name + '.log')}")
+            if line.startswith(b"@@bench "):
+                return json.loads(line[len(b"@@bench "):])
+            self.stray.append(line.decode(errors="replace").rstrip())
 
     async def command(self, cmd: str, timeout: float = 300) -> dict:
         assert self.proc is not None and self.proc.stdin is not None

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from bench.harness import TZ, OPEN_DEFAULT, Database, case_inputs, target, time_skipping_server, WorkerProcess
+from bench.live import cpu_seconds
 from bench.profiling import Profiler
 from bench.report import Row, Table
 from db.tables import CaseRow, ContactRow
@@ -134,13 +135,14 @@ class Simulation:
 
 async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, tuning: dict,
               history_sample: int = 20, worker_kw: dict | None = None, profile: bool = False,
-              profiles: dict | None = None) -> Table:
+              profiles: dict | None = None, activities: str = "real") -> Table:
     tag = uuid.uuid4().hex[:6]
     async with time_skipping_server() as env:
         with db_factory() as db:
             task_queue = f"portfolio-{tag}"
             async with WorkerProcess(target(env.client), task_queue, db.url, gw.url, gw.api_key, tuning=tuning,
-                                     name="portfolio-worker", **(worker_kw or {})) as worker:
+                                     name=f"portfolio-worker-{activities}", activities=activities,
+                                     **(worker_kw or {})) as worker:
                 now = await env.get_current_time()
                 day0 = local_date(now, TZ)
                 inputs = case_inputs(f"F{tag}", n, now, dpd=1, policy=OPEN_DEFAULT)
@@ -158,11 +160,13 @@ async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, 
                     req.duration.FromTimedelta(dt.timedelta(days=1))
                     await env.client.test_service.unlock_time_skipping_with_sleep(req, timeout=dt.timedelta(minutes=30))
 
-                prof = Profiler("worker-portfolio", worker.pid) if profile else None
+                prof = Profiler(f"worker-portfolio-{activities}", worker.pid) if profile else None
+                cpu0 = cpu_seconds(worker.pid)
                 t = time.perf_counter()
                 with prof or contextlib.nullcontext():
                     await sim.run(days, one_day)
                 wall = time.perf_counter() - t
+                cpu = cpu_seconds(worker.pid) - cpu0
                 if prof is not None and profiles is not None:
                     profiles[prof.name] = prof.summary_path
 
@@ -187,11 +191,14 @@ async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, 
     ladder = sizes.get("ladder", [0])
     cps = n / wall
     fit = 600 * cps  # loans this machine walks through 365 days in 10 minutes at this rate
-    table = Table(f"4. Portfolio: {n:,} loans × {days} days of the default ladder (time-skipping server)").add(
+    what = "real activities: SQLite/PostgreSQL and the sandbox gateway" if activities == "real" else \
+        "in-memory activities (bench/stubs.py): the workflows alone"
+    table = Table(f"4. Portfolio: {n:,} loans × {days} days of the default ladder, time-skipping server, {what}").add(
         Row("wall time", wall, None, "s"),
         Row("cases per second (whole year each)", cps, None, "/s"),
         Row("loans walked in 10 minutes at this rate", fit, 10_000, "loans", ">= 1.0",
             note="extrapolated linearly from this run" if n < 10_000 else ""),
+        Row("worker CPU per loan-year", cpu / n * 1000, None, "ms"),
         Row("history events, case walking the whole ladder (max)", max(ladder), None, "events", "<= 150", goal_on="ours"),
         Row("history events, case walking the whole ladder (mean)", sum(ladder) / len(ladder), None, "events"),
     )
@@ -199,5 +206,5 @@ async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, 
                    "updates refused (case closed or not due)": dict(sim.refused), "cases by status:outcome": dict(by_status),
                    "contacts recorded": contacts, "ladder cases' stage at the end (sample)": dict(stages),
                    "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
-                   "concurrency": concurrency}
+                   "concurrency": concurrency, "worker CPU (s)": round(cpu, 1)}
     return table

@@ -32,6 +32,9 @@ from infra import logging as applog
 from worker import build_worker
 
 
+MARK = "@@bench "  # answers start with this; anything else a library prints on stdout is skipped
+
+
 def rss_bytes(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -71,12 +74,28 @@ async def main(settings: dict) -> None:
         from concurrent.futures import ThreadPoolExecutor
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
     repo = Repo(make_engine(settings["database_url"]))
-    worker = await bench_worker(client, CaseActivities(repo, gateway), settings["task_queue"], **settings.get("tuning", {}))
+    tuning = dict(settings.get("tuning", {}))
+    if settings.get("sandbox") == "passthrough":
+        # the workflow modules themselves pass through: imported once per worker instead of once per cached
+        # workflow (the sandbox's restrictions still apply to what the workflow code calls)
+        from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+        tuning["workflow_runner"] = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "bench"))
+    activities = CaseActivities(repo, gateway)
+    if settings.get("activities") == "stub":
+        from bench.stubs import StubActivities, missing_from_stubs
+
+        missing = missing_from_stubs([a.__temporal_activity_definition.name for a in activities.all()])
+        if missing:
+            raise SystemExit(f"bench/stubs.py lacks the activities {missing}: add them")
+        activities = StubActivities()
+    worker = await bench_worker(client, activities, settings["task_queue"], **tuning)
     loop = asyncio.get_running_loop()
     out = sys.stdout
 
     def answer(obj: dict) -> None:
-        out.write(json.dumps(obj) + "\n")
+        out.write(MARK + json.dumps(obj) + "\n")
         out.flush()
 
     async with worker:
