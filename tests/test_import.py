@@ -82,10 +82,24 @@ def write_csv(path: Path, rows: list[str]) -> Path:
 GOOD = ["IMP-001", "IMP-002", "IMP-003", "IMP-004", "IMP-005"]
 
 
-async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, worker, repo):
+async def portfolio_due_now(env, tmp_path: Path) -> Path:
+    """The portfolio with its due dates moved to the test server's clock (which other tests skip ahead
+    by years), keeping their distance from 2026-11-28, so the cases open at the same DPD every run."""
+    today = (await env.get_current_time()).date()
+    text = (DATA / "portfolio.csv").read_text(encoding="utf-8")
+    for day in ("2026-10-15", "2026-11-01", "2026-09-20", "2026-10-30", "2026-10-01"):
+        shifted = today - (date(2026, 11, 28) - date.fromisoformat(day))
+        text = text.replace(f",{day},", f",{shifted.isoformat()},")
+    path = tmp_path / "portfolio.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, worker, repo, tmp_path):
     run = runner(env, repo)
+    portfolio = await portfolio_due_now(env, tmp_path)
     try:
-        r = await run("import", str(DATA / "portfolio.csv"), "--json")
+        r = await run("import", str(portfolio), "--json")
         assert r.returncode == 1, r.stderr  # some rows were rejected
         s = json.loads(r.stdout)
         assert (s["rows"], s["started"], s["already_running"], s["rejected"], s["failed"]) == (13, 5, 0, 8, 0)
@@ -122,7 +136,7 @@ async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, wo
 
         # idempotent: a second run opens nothing and says so; the bad rows are reported again
         runs = {loan_id: (await env.client.get_workflow_handle(f"loan-{loan_id}").describe()).run_id for loan_id in GOOD}
-        again = await run("import", str(DATA / "portfolio.csv"))
+        again = await run("import", str(portfolio))
         assert again.returncode == 1
         assert "started          0" in again.stdout and "already running  5" in again.stdout, again.stdout
         assert "nothing new started" in again.stdout
@@ -346,7 +360,7 @@ def test_every_command_has_json_and_help_with_examples():
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     assert set(sub.choices) == {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome",
-                                "status", "payments"}
+                                "status", "payments", "simulate"}
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name
