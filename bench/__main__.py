@@ -124,11 +124,12 @@ async def main(args: argparse.Namespace) -> int:
         if "portfolio" in only:
             prof_holder: dict = {}
 
-            def db_factory():
-                return harness.database(args.database, folder / "portfolio")
-
-            (folder / "portfolio").mkdir(exist_ok=True)
             for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
+                (folder / f"portfolio-{kind}").mkdir(exist_ok=True)
+
+                def db_factory(kind=kind):
+                    return harness.database(args.database, folder / f"portfolio-{kind}")
+
                 t = await portfolio.run(sz["portfolio"], sz["days"], sz["spread"], sz["concurrency"], db_factory, gw,
                                         tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
                                         worker_kw=wkw, profile=args.profile, profiles=profiles, activities=kind)

@@ -20,6 +20,7 @@ import uuid
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 
 from bench.harness import Database, FirstSteps, WorkerProcess, case_inputs
 from bench.noop import BaselineModules, Idle
@@ -108,8 +109,15 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
 
     t_quiet, _ = await closed_loop(quiet, concurrency, start_quiet)
     if quiet:  # their first tasks are done once the last ones answer a query and the worker is idle
+        await wait_idle(worker.pid)
         for inp in quiet[-20:]:
-            await client.get_workflow_handle(workflow_id(inp.loan_id)).query(CollectionCase.status)
+            for attempt in range(30):  # a busy server times a query out while first tasks are queued
+                try:
+                    await client.get_workflow_handle(workflow_id(inp.loan_id)).query(
+                        CollectionCase.status, rpc_timeout=dt.timedelta(seconds=20))
+                    break
+                except RPCError:
+                    await asyncio.sleep(1)
         await wait_idle(worker.pid)
         rss3 = await worker.rss()
     live = live + [i.loan_id for i in quiet]
