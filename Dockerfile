@@ -14,7 +14,8 @@ RUN useradd --create-home --uid 10001 app
 # The project (.dockerignore keeps out .venv, var/, tests and caches); `pip install .` brings the
 # pinned dependencies, and the code runs from /app.
 COPY . .
-RUN pip install . && rm -rf build *.egg-info
+RUN pip install . && rm -rf build *.egg-info \
+    && python -m compileall -q /app  # workflow modules are compiled once, not per cached case
 
 USER app
 # The worker drains in-flight tasks on SIGTERM; compose gives it stop_grace_period to do so.

@@ -42,14 +42,14 @@ class GatewaySettings:
     url: str
     api_key: str
     timeout: float = 10.0
-    max_connections: int = 100
+    max_connections: int = 16
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
         return cls(url=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8700"),
                    api_key=os.environ.get("GATEWAY_API_KEY", "sandbox-key"),
                    timeout=float(os.environ.get("GATEWAY_TIMEOUT", "10")),
-                   max_connections=int(os.environ.get("GATEWAY_MAX_CONNECTIONS", "100")))
+                   max_connections=int(os.environ.get("GATEWAY_MAX_CONNECTIONS", "16")))
 
 
 def _retry_after(value: str | None) -> float | None:
