@@ -103,8 +103,8 @@ ARCHETYPES: dict[str, tuple] = {
 }
 # archetype mix by DPD at the start: early debt is mostly forgetful or responsive, old debt is what is left
 MIX = {
-    "early": {"forgetful": 0.45, "responsive": 0.22, "legal_sensitive": 0.06, "partial_payer": 0.06,
-              "promise_breaker": 0.05, "hardship": 0.05, "disputer": 0.02, "complainer": 0.02, "skip": 0.07},
+    "early": {"forgetful": 0.50, "responsive": 0.22, "legal_sensitive": 0.05, "partial_payer": 0.05,
+              "promise_breaker": 0.05, "hardship": 0.04, "disputer": 0.02, "complainer": 0.02, "skip": 0.05},
     "middle": {"forgetful": 0.08, "responsive": 0.16, "legal_sensitive": 0.16, "partial_payer": 0.12,
                "promise_breaker": 0.10, "hardship": 0.12, "disputer": 0.04, "complainer": 0.04, "skip": 0.18},
     "late": {"forgetful": 0.02, "responsive": 0.10, "legal_sensitive": 0.20, "partial_payer": 0.12,

@@ -69,8 +69,10 @@ def read(engine) -> dict[str, list]:
                           "ORDER BY loan_id, paid_at, payment_id"),
             "contacts": q("SELECT loan_id, step, channel, action, status, outcome, at FROM contact_attempts "
                           "ORDER BY loan_id, at, action"),
+            # the contact gate's refusals carry their rule in `cause`; the legal clocks' (the case's own) in `detail`
             "refusals": q("SELECT loan_id, json_extract(cause, '$.rule') AS rule, count(*) AS n FROM case_events "
                           "WHERE kind = 'contact_refused' GROUP BY loan_id, rule ORDER BY loan_id, rule"),
+            "legal_refusals": q("SELECT loan_id, detail FROM case_events WHERE kind = 'legal_refused' ORDER BY loan_id, id"),
             "events": q("SELECT loan_id, kind, detail, at FROM case_events WHERE kind IN ('promise', 'promise_kept', "
                         "'promise_broken', 'plan_agreed', 'plan_completed', 'plan_broken', 'hold_placed') "
                         "ORDER BY loan_id, id"),
@@ -80,7 +82,8 @@ def read(engine) -> dict[str, list]:
 
 # ------------------------------------------------------------------------------------------ figures
 
-def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int) -> dict:
+def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
+            recoveries: dict[str, list] | None = None) -> dict:
     arm_of = {ln.loan_id: ln.arm for ln in loans}
     by_id = {ln.loan_id: ln for ln in loans}
 
@@ -116,24 +119,46 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int)
         if base == "enforcement":
             enforcement[arm].add(r.loan_id)
 
+    # The ledger should hold every payment; check it against what each case says it was paid. An
+    # enforcement result missing from the ledger (its payment id collides with another loan's: see the
+    # report's note) is counted at the time it was recorded, so the figures match the cases.
+    payments = [(p.loan_id, _aware(p.paid_at), p.amount) for p in data["payments"]]
+    ledger = Counter()
+    for loan_id, _, amount in payments:
+        ledger[loan_id] += amount
+    missing = {a: [0, 0] for a in ARMS}   # loans, amount
+    for r in data["cases"]:
+        gap = (r.total_paid or 0) - ledger.get(r.loan_id, 0)
+        arm = arm_of.get(r.loan_id)
+        if gap > 0 and arm is not None:
+            missing[arm][0] += 1
+            missing[arm][1] += gap
+            when = [t for t, _ in (recoveries or {}).get(r.loan_id, [])]
+            payments.append((r.loan_id, when[-1] if when else checkpoints[-1], gap))
+    payments.sort(key=lambda p: (p[0], p[1]))
+
     recovered = {a: 0 for a in ARMS}
     by_step = {a: Counter() for a in ARMS}
     daily = {a: [0] * (days + 1) for a in ARMS}
-    for p in data["payments"]:
-        arm = arm_of.get(p.loan_id)
+    for loan_id, at, amount in payments:
+        arm = arm_of.get(loan_id)
         if arm is None:
             continue
-        at = _aware(p.paid_at)
-        recovered[arm] += p.amount
-        daily[arm][min(days, day_of(at))] += p.amount
-        before = [s for t, s in steps_of.get(p.loan_id, []) if t <= at]
-        by_step[arm][before[-1] if before else "(before any step)"] += p.amount
+        recovered[arm] += amount
+        daily[arm][min(days, day_of(at))] += amount
+        before = [s for t, s in steps_of.get(loan_id, []) if t <= at]
+        by_step[arm][before[-1] if before else "(before any step)"] += amount
 
     refusals = {a: Counter() for a in ARMS}
     for r in data["refusals"]:
         arm = arm_of.get(r.loan_id)
         if arm is not None:
             refusals[arm][r.rule or "?"] += r.n
+    for r in data["legal_refusals"]:  # "step/action: rule: reason"
+        arm = arm_of.get(r.loan_id)
+        parts = r.detail.split(": ")
+        if arm is not None:
+            refusals[arm][parts[1] if len(parts) > 2 else "legal"] += 1
 
     events = {a: Counter() for a in ARMS}
     plans: dict[str, list[list]] = defaultdict(list)  # loan -> [[agreed day, ended day or None], ...]
@@ -200,6 +225,7 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int)
             "recovered_by_step": dict(sorted(by_step[arm].items())),
             "case_events": dict(sorted(events[arm].items())),
             "actions": dict(sorted(actions[arm].items())),
+            "missing_from_ledger": {"loans": missing[arm][0], "amount": missing[arm][1]},
             "estimated_cost_cny": round(cost, 2),
             "cost_per_cny_recovered": round(cost / rec_cny, 4) if rec_cny else None,
         }
@@ -245,7 +271,7 @@ def rows(summary: dict) -> list[tuple[str, str, str]]:
             lambda a, k=key: f"{rate(a['roll_rates'][k]['rate'])} ({a['roll_rates'][k]['rolled']}/{a['roll_rates'][k]['from']})")
     add("contacts (sms, email, letter, call, visit, lawyer)", lambda a: f"{a['contacts']:,}")
     add("contacts per 10,000 CNY recovered", lambda a: "n/a" if a["contacts_per_10k_cny"] is None else f"{a['contacts_per_10k_cny']:.2f}")
-    add("refusals by the contact gate", lambda a: f"{a['refusals']:,}")
+    add("refusals (contact gate and legal clocks)", lambda a: f"{a['refusals']:,}")
     rules = sorted(set(c["refusals_by_rule"]) | set(h["refusals_by_rule"]))
     for rule in rules:
         add(f"  refused: {rule}", lambda a, r=rule: f"{a['refusals_by_rule'].get(r, 0):,}")
@@ -415,7 +441,8 @@ def markdown(summary: dict, files: list[str]) -> str:
         "M3+ = 91 and over) whose DPD reached the start of B within the simulation, the share still open then "
         "and not under a repayment plan that is being kept (a restructured loan does not roll). "
         "Counts of loans, not balances.",
-        "- **Refusals**: the contact gate's refusals, by rule, from the audit trail (`case_events`). "
+        "- **Refusals**: the contact gate's refusals and the legal clocks' (limitation period, enforcement deadline, "
+        "objection window), by rule, from the audit trail (`case_events`). "
         "A refusal that defers a contact is counted each time the case asks again.",
         "- **Contacts**: delivered SMS, emails, letters, calls, visits and lawyer's letters (guarantors included).",
         "- Borrower behaviour is a model (`sim/behaviour.py`): the absolute numbers mean little; the difference "
@@ -428,6 +455,15 @@ def markdown(summary: dict, files: list[str]) -> str:
                    for k in sorted(set(summary["inputs"]["champion"]) | set(summary["inputs"]["challenger"]))]),
         "",
     ]
+    gaps = {a: summary["arms"][a]["missing_from_ledger"] for a in ARMS}
+    if any(g["loans"] for g in gaps.values()):
+        parts += ["## Ledger check", "",
+                  "Payments the cases applied but the payments ledger does not hold (counted above from the cases' "
+                  "own totals): " + "; ".join(f"{a}: {g['loans']} loan(s), CNY {_cny(g['amount'])}" for a, g in gaps.items())
+                  + ". These are enforcement results: the case names them `enforcement-1`, `enforcement-2`, ... "
+                  "(domain/case.py, apply_outcome), but the ledger's payment id is unique across all loans "
+                  "(payments.payment_id), so only the first loan's `enforcement-1` is written and the others are "
+                  "dropped as duplicates.", ""]
     rejected = summary["rejected"]
     if rejected["champion"] or rejected["challenger"]:
         parts += ["Inputs the cases refused (the borrower model asked for something the case did not allow):", "",
@@ -441,7 +477,7 @@ def build(out: Path, opts, policies, loans, engine, trace) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = read(engine)
-    figures = compute(loans, policies, data, trace.checkpoints, opts.days)
+    figures = compute(loans, policies, data, trace.checkpoints, opts.days, trace.recoveries)
     order: list[str] = []
     for arm in ARMS:
         order += [s.key for s in policies[arm].steps if s.key not in order]

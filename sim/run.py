@@ -42,6 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.dates import zone
 from domain.models import CaseInput
+from domain.money import parse_amount
 from domain.policy import Policy, load_policy
 from sim.behaviour import Action, Borrower, call_script
 from sim.generate import SimLoan, guarantor_row, loan_rng, portfolio
@@ -89,6 +90,7 @@ class Trace:
     rejected: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))   # arm -> "label: field"
     rejections: list[str] = field(default_factory=list)          # the first few, in full
     failed_workflows: list[str] = field(default_factory=list)
+    recoveries: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # loan -> [(time, minor)]
     wall: dict[str, float] = field(default_factory=dict)
     drift: timedelta = timedelta(0)
 
@@ -233,6 +235,8 @@ class Simulation:
                 b.closed = True
                 return
             trace.accepted[arm][update.label] += 1
+            if update.label == "court_enforcement_result":  # to check the ledger against (see sim.report)
+                trace.recoveries[b.loan.loan_id].append((trace.checkpoints[-1], parse_amount(update.arg.amount, "CNY")))
             b.accepted(a, update, result)
 
     @staticmethod
@@ -351,6 +355,10 @@ async def simulate(opts: Options) -> dict:
                 worker = build_worker(
                     env.client, CaseActivities(repo, gateway), task_queue=TASK_QUEUE,
                     max_cached_workflows=len(loans) + 100,      # every case stays cached: no replays
+                    # when thousands of cases wake at the same simulated instant (08:00 after a holiday), their
+                    # tasks queue on this worker's sticky queue longer than the default 10 s; moved to the normal
+                    # queue they would be replayed from their history
+                    sticky_queue_schedule_to_start_timeout=timedelta(hours=1),
                     max_concurrent_workflow_tasks=100, max_concurrent_local_activities=200,
                     workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
                 )

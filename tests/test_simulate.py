@@ -84,7 +84,7 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path):
         header = next(line for line in md.splitlines() if line.startswith("| metric"))
         assert "champion: default" in header and "challenger: challenger-early-legal" in header
         for row in ("| cure rate (paid or settled) |", "| roll rate M2 → M3 |", "| recovered (CNY) |",
-                    "| refusals by the contact gate |", "| cases reaching litigation |", "| write-offs |"):
+                    "| refusals (contact gate and legal clocks) |", "| cases reaching litigation |", "| write-offs |"):
             assert row in md, row
         assert "![recovery curves](recovery_curves.png)" in md
 
