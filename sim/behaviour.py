@@ -264,9 +264,9 @@ class Borrower:
             if self.rng.random() < 0.15:
                 self.schedule(issued + self.rng.randint(2, 10), "court", outcome="objection_filed")
         if base == "enforcement":
-            if self.rng.random() < self.p.assets:
+            if self.rng.random() < 0.6 * self.p.assets:  # seizable assets: some of the debt, rarely all of it
                 got = day + self.rng.randint(30, 150)
-                self.schedule(got, "court", outcome="enforcement_result", share=self.rng.uniform(0.25, 1.0))
+                self.schedule(got, "court", outcome="enforcement_result", share=min(1.0, self.rng.uniform(0.1, 0.8)))
                 self.schedule(got + self.rng.randint(10, 60), "court", outcome="enforcement_closed")
             else:
                 self.schedule(day + self.rng.randint(90, 200), "court", outcome="enforcement_closed")
