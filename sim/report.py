@@ -343,7 +343,7 @@ def plots(out: Path, summary: dict, series: dict, checkpoints: list[datetime]) -
     days = list(range(len(series["champion"]["recovered_cum"])))
     files = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), sharey=True)
     colors = {"M1": "#f6c85f", "M2": "#f08a4b", "M3": "#d1495b", "M4-M6": "#8c2155", "M7+": "#4a1038",
               "plan": "#7fb3d5", "cured": "#3a9d5d", "closed_other": "#9aa5b1"}
     labels = {"cured": "cured (paid / settled)", "closed_other": "closed otherwise", "plan": "open, on a repayment plan"}
@@ -360,9 +360,9 @@ def plots(out: Path, summary: dict, series: dict, checkpoints: list[datetime]) -
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share of loans (%)")
     handles, labs = axes[0].get_legend_handles_labels()
-    fig.legend(handles[::-1], labs[::-1], loc="center right")
+    fig.legend(handles[::-1], labs[::-1], loc="lower center", ncol=4, frameon=False)
     fig.suptitle("DPD distribution over time (open cases by bucket, closed cases by result)")
-    fig.tight_layout(rect=(0, 0, 0.85, 1))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "dpd_distribution.png", dpi=110)
     plt.close(fig)
     files.append("dpd_distribution.png")
