@@ -1,0 +1,141 @@
+"""Resilience: the chaos run at its small size, and the bugs it found, each reproduced on its own.
+
+- `test_chaos_run_small`: bench/chaos.py with 100 cases, 3 worker SIGKILLs and 1 Temporal server restart,
+  gateway faults at 30%, payments (with duplicates), promises, plans and holds throughout; every check of
+  the run must pass (the table is printed). Known bugs the run meets (B1, B2 below) are counted in its
+  table without failing it; their own tests here are xfail(strict=True).
+- B1: a step re-run after a worker crash sends its request again under the same idempotency key but with a
+  body rendered at the re-run's time (the DPD, and the date, have moved on), so the gateway answers 409 and
+  the contact it did deliver is recorded as failed.
+- B2: while a case's workflow task is being retried (after a worker crash), Temporal refuses updates with
+  FAILED_PRECONDITION "Workflow Task in failed state"; infra.operations.send_update turns that into "no open
+  case for loan ..." (HTTP 404), and infra.operations.record_payment then keeps the payment as *unapplied*
+  although the case is open: the case never gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import pytest
+import pytest_asyncio
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities import messages
+from activities.case import CaseActivities
+from activities.contracts import ChannelRequest, case_key
+from activities.gateway import GatewayClient, GatewaySettings
+from bench.chaos import ChaosConfig, run
+from domain.dates import local_date
+from infra import codec
+from infra import operations as ops
+from infra.binaries import find
+from tests.conftest import DATA_CONVERTER
+from workflows import search
+from worker import build_worker
+
+
+async def test_chaos_run_small(tmp_path):
+    report = await run(ChaosConfig(cases=100, kills=3, server_restarts=1, faults=0.3, seed=20261128, day_seconds=2,
+                                   window=75, workdir=tmp_path / "chaos"))
+    table = report.table()
+    print("\n" + table)
+    assert not report.failures, table
+    checks = {c.name: c for c in report.checks}
+    assert checks["state as inputs imply"].checked == 100 and checks["no case stuck"].checked > 50
+
+
+# --------------------------------------------------------------------------- B1
+
+@pytest.mark.xfail(strict=True, reason="B1: a step re-run after a worker crash re-renders its request (DPD and date "
+                   "at the re-run), the gateway answers 409 for the reused idempotency key, and the delivered contact "
+                   "is recorded as failed (activities/case.py, activities/messages.py, workflows/case.py _act)")
+async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(repo, gateway):
+    """The state a SIGKILL leaves: the contact row begun and the gateway holding the request, then nothing.
+    The next worker runs the step again some seconds later; on the demo's 6-second day its DPD is 2 days on."""
+    loan = f"B1-{uuid.uuid4().hex[:8]}"
+    repo.upsert_borrower(id=f"B-{loan}", name="张伟", phone="13812345678", email="zhang.wei@example.cn",
+                         address="上海市黄浦区南京东路1号", timezone="Asia/Shanghai", language="zh")
+    opened = dt.datetime.now(dt.timezone.utc)
+    key = case_key(f"loan-{loan}", opened)
+    req = ChannelRequest(workflow_id=f"loan-{loan}", case_key=key, loan_id=loan, borrower_id=f"B-{loan}",
+                         step="reminder_notice", action="sms", idempotency_key=f"{key}:reminder_notice:sms",
+                         policy="demo", stage="reminder", dpd=3, currency="CNY",
+                         outstanding={"principal": "10000.00", "interest": "500.00", "fees": "20.00", "total": "10520.00"},
+                         due_date=local_date(opened, "Asia/Shanghai") - dt.timedelta(days=3), next_step="First call",
+                         next_dpd=7)
+    client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    try:
+        # the killed worker's attempt: its contact row, and its request accepted by the gateway
+        repo.begin_contact(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id, loan_id=loan,
+                           borrower_id=req.borrower_id, step=req.step, channel="sms", action="sms")
+        body = messages.body("sms", req, repo.borrower(req.borrower_id), local_date(opened, "Asia/Shanghai"))
+        first = await client.send("sms", body, req.idempotency_key)
+        # the re-run of the step by the next worker, as workflows/case.py _act builds it then
+        rerun = req.model_copy(update={"dpd": 5})
+        result = await ActivityEnvironment().run(CaseActivities(repo, client).send_sms, rerun)
+    finally:
+        await client.aclose()
+    assert len(gateway.outbox(loan_id=loan)) == 1        # delivered once: this holds
+    [row] = repo.contacts(loan_id=loan)
+    assert (result.status, result.reference) == ("delivered", first["id"]), result
+    assert row.status == "delivered", (row.status, row.reason)
+
+
+# --------------------------------------------------------------------------- B2
+
+@pytest_asyncio.fixture
+async def failing_case(repo):
+    """A dev server and an open case whose workflow task keeps failing (its worker cannot read its payloads:
+    the same state as a case whose worker was killed twice in a row)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, data_converter=DATA_CONVERTER,
+        dev_server_log_level="error", ui=False, dev_server_startup_timeout=dt.timedelta(seconds=60))
+    wrong_keys = Client(env.client.service_client, namespace=env.client.namespace,
+                        data_converter=codec.data_converter(codec.Keyring.parse(codec.new_key_entry("elsewhere"))))
+    gw = GatewayClient(GatewaySettings(url="http://127.0.0.1:9", api_key="unused"))
+    loan = f"B2-{uuid.uuid4().hex[:8]}"
+    inp = ops.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal="1000.00",
+                         due_date=dt.date.today() - dt.timedelta(days=3))
+    ops.save_borrower_and_loan(repo, inp, ops.Contact(name="张伟", phone="13812345678"))
+    try:
+        async with build_worker(wrong_keys, CaseActivities(repo, gw), task_queue="collections-b2"):
+            await ops.start_case(env.client, inp, "collections-b2")
+            for _ in range(300):   # until the server retries the failed workflow task
+                desc = await env.client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
+                    namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=inp.workflow_id)))
+                if desc.pending_workflow_task.attempt >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the workflow task was not retried")
+            yield env.client, loan
+    finally:
+        await gw.aclose()
+        await env.shutdown()
+
+
+@pytest.mark.xfail(strict=True, reason="B2: infra/operations.py send_update maps FAILED_PRECONDITION ('Workflow Task "
+                   "in failed state', transient) to NotFound 'no open case', and record_payment then keeps the payment "
+                   "as unapplied although the case is open")
+async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_not_kept_as_unapplied(failing_case, repo):
+    client, loan = failing_case
+    assert await ops.open_run(client, loan) is not None           # the case is open
+    try:
+        outcome = await asyncio.wait_for(ops.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
+    except (ops.NotFound, asyncio.TimeoutError):
+        outcome = None
+    except Exception:  # noqa: BLE001 - a retryable error (Temporal unavailable) is a right answer here
+        outcome = None
+    # expected: a retryable error and nothing recorded, or the payment applied once the task recovers;
+    # actual: "no open case for loan ...: payment kept as unapplied", and the ledger holds it as unapplied
+    assert outcome is None or outcome.status == "applied", outcome
+    assert [p.status for p in repo.payments(loan_id=loan)] in ([], ["applied"])
+    with pytest.raises(Exception) as info:
+        await asyncio.wait_for(ops.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
+    assert not isinstance(info.value, ops.NotFound), f"an open case answered as not open: {info.value}"
