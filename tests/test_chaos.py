@@ -11,6 +11,9 @@
   FAILED_PRECONDITION "Workflow Task in failed state"; infra.operations.send_update turns that into "no open
   case for loan ..." (HTTP 404), and infra.operations.record_payment then keeps the payment as *unapplied*
   although the case is open: the case never gets it.
+- B6: a payment for a loan whose case has closed, while its workflow still runs the closing actions (an agency
+  recall or a credit report correction retried through a gateway outage), is refused ("case: is closed")
+  instead of being kept in the ledger as unapplied.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from activities.contracts import ChannelRequest, case_key
 from activities.gateway import GatewayClient, GatewaySettings
 from bench.chaos import ChaosConfig, run
 from domain.dates import local_date
+from domain.policy import parse_policy
 from infra import codec
 from infra import operations as ops
 from infra.binaries import find
-from tests.conftest import DATA_CONVERTER
+from tests.conftest import DATA_CONVERTER, LADDER_POLICY
 from workflows import search
 from worker import build_worker
 
@@ -139,3 +143,31 @@ async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_not_kept_as
     with pytest.raises(Exception) as info:
         await asyncio.wait_for(ops.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
     assert not isinstance(info.value, ops.NotFound), f"an open case answered as not open: {info.value}"
+
+
+# --------------------------------------------------------------------------- B6
+
+@pytest.mark.xfail(strict=True, reason="B6: infra/operations.py record_payment refuses a payment for a closed case whose "
+                   "workflow is still running its closing actions ('case: is closed (paid)', HTTP 422) instead of keeping "
+                   "it as unapplied, as it does once the workflow has finished (README: 'never dropped')")
+async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retry(cases, env, repo, gateway):
+    data = LADDER_POLICY.model_dump(mode="json")
+    data.update(name="agency-first", steps=[{"key": "agency_placement", "stage": "agency", "dpd": 1,
+                                             "actions": ["agency_place"]}])
+    handle = await cases.start(dpd=2, policy=parse_policy(data))         # placed with an agency at once
+    loan = handle.id.removeprefix("loan-")
+    total = (await cases.status(handle)).outstanding["total"]
+    gateway.set_faults(error_rate=1.0)                                    # the agency recall on closing keeps failing
+    try:
+        paid = await asyncio.wait_for(ops.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total), 60)
+        assert (paid.status, paid.case_status) == ("applied", "closed")
+        assert await ops.open_run(env.client, loan) is not None          # the workflow still runs its closing actions
+        try:
+            late = await ops.record_payment(env.client, repo, loan, payment_id=f"LATE-{loan}", amount="5.00")
+        except ops.BadInput as exc:                                        # actual: "case: is closed (paid); ..."
+            late = exc
+        assert getattr(late, "status", None) == "unapplied", late
+        assert [(p.payment_id, p.status) for p in repo.payments(loan_id=loan)] == [
+            (f"FULL-{loan}", "applied"), (f"LATE-{loan}", "unapplied")]
+    finally:
+        gateway.clear_faults()
