@@ -18,10 +18,7 @@ from functools import lru_cache
 import holidays
 
 from domain.dates import zone
-from domain.policy import ContactRules, LegalRules
-
-# Actions that reach the borrower; the others (bureau report, filings, agency) are not contacts.
-CONTACT_CHANNELS = {"sms", "email", "letter", "call", "visit", "law_firm"}
+from domain.policy import CONTACT_CHANNELS, ContactRules, LegalRules  # noqa: F401 - contacts: the channels that reach a person
 # Notices the law requires even when the borrower asked not to be contacted.
 LEGAL_NOTICES = {"bureau_notice"}
 # Outcomes of a call in which the borrower was actually spoken to.

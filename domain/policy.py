@@ -12,9 +12,9 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from domain.errors import InvalidInput
 
@@ -26,6 +26,8 @@ Action = Literal[
     "bureau_notice", "bureau_report", "agency_place", "lawsuit", "payment_order", "enforcement",
 ]
 Component = Literal["fees", "interest", "principal"]
+# The channels that reach a person; the contact rules (hours, caps) speak of these.
+CONTACT_CHANNELS = ("sms", "email", "letter", "call", "visit", "law_firm")
 LEGAL_MAX_TERM_MONTHS = 60
 
 
@@ -80,6 +82,11 @@ def _minutes(text: str) -> int:
     return int(m[1]) * 60 + int(m[2])
 
 
+def _contact_channel(ch: str) -> None:
+    if ch not in CONTACT_CHANNELS:
+        raise ValueError(f"{ch} is not a contact channel (one of {', '.join(CONTACT_CHANNELS)})")
+
+
 class ContactRules(_Strict):
     """When and how often a borrower may be contacted (all loans and channels of one borrower together)."""
 
@@ -88,24 +95,37 @@ class ContactRules(_Strict):
     timed_channels: list[str] = ["sms", "email", "call", "visit"]
     public_holidays: bool = Field(default=True, description="no contact on PRC public holidays")
     weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
-    daily_caps: dict[str, int] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
+    daily_caps: dict[str, Annotated[int, Field(ge=0, le=100)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
     call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
     no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")
     min_minutes_between_contacts: int = Field(default=60, ge=0, le=1440)
-
-    @model_validator(mode="after")
-    def _window(self) -> ContactRules:
-        if _minutes(self.window_start) >= _minutes(self.window_end):
-            raise ValueError(f"contact.window_end: {self.window_end} is not after window_start {self.window_start}")
-        for ch, cap in self.daily_caps.items():
-            if cap < 0:
-                raise ValueError(f"contact.daily_caps.{ch}: {cap} is negative")
-        return self
 
     @field_validator("window_start", "window_end")
     @classmethod
     def _hhmm(cls, v: str) -> str:
         _minutes(v)
+        return v
+
+    @field_validator("window_end")
+    @classmethod
+    def _window(cls, v: str, info: ValidationInfo) -> str:
+        start = info.data.get("window_start")
+        if start is not None and _minutes(start) >= _minutes(v):
+            raise ValueError(f"{v} is not after window_start {start}")
+        return v
+
+    @field_validator("timed_channels")
+    @classmethod
+    def _known_channels(cls, v: list[str]) -> list[str]:
+        for ch in v:
+            _contact_channel(ch)
+        return v
+
+    @field_validator("daily_caps")
+    @classmethod
+    def _caps(cls, v: dict[str, int]) -> dict[str, int]:
+        for ch in v:
+            _contact_channel(ch)
         return v
 
     @property
