@@ -359,7 +359,9 @@ async def simulate(opts: Options) -> dict:
                     # tasks queue on this worker's sticky queue longer than the default 10 s; moved to the normal
                     # queue they would be replayed from their history
                     sticky_queue_schedule_to_start_timeout=timedelta(hours=1),
-                    max_concurrent_workflow_tasks=100, max_concurrent_local_activities=200,
+                    # activations run in threads under one GIL: many at once only starve each other (and trip the
+                    # SDK's 2-second deadlock detector); the local activities overlap their I/O
+                    max_concurrent_workflow_tasks=16, max_concurrent_local_activities=200,
                     workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
                 )
                 progress = _progress(opts) if opts.progress else None
