@@ -468,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - an operator gets one line, not a traceback
         from temporalio.service import RPCError
 
-        if isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
+        if isinstance(exc, ops.Busy):
+            msg = str(exc)
+        elif isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
             msg = f"cannot reach Temporal at {settings().temporal_address}: {exc}"
         elif isinstance(exc, RPCError):
             msg = f"Temporal: {exc.message}"

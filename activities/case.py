@@ -10,7 +10,8 @@ failed with the reason and the case moves on.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import json
+from datetime import date, timedelta
 
 import structlog
 from temporalio import activity
@@ -32,6 +33,18 @@ log = structlog.get_logger("activities")
 
 REQUIRED = {"sms": "phone", "call": "phone", "email": "email", "letter": "address", "visit": "address",
             "law_firm": "address", "court": "address"}
+
+
+def _freeze(req: ChannelRequest, today: date) -> str:
+    """What a message is rendered from, besides the borrower's record: no PII, no audit events."""
+    return json.dumps({"req": req.model_dump(mode="json", exclude={"events"}), "today": today.isoformat()})
+
+
+def _thaw(frozen: str | None, req: ChannelRequest, today: date) -> tuple[ChannelRequest, date]:
+    if not frozen:  # a row begun before requests were kept
+        return req, today
+    data = json.loads(frozen)
+    return ChannelRequest.model_validate(data["req"]), date.fromisoformat(data["today"])
 
 
 def _bound(**kw):
@@ -115,22 +128,26 @@ class CaseActivities:
         channel = CHANNEL_FOR_ACTION[base_action(req.action)]
         recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
+        borrower = await asyncio.to_thread(self.repo.borrower, recipient_id)
+        # What the message is rendered from is kept by the first attempt: a re-run after a crash (its DPD,
+        # date and balance read later) must send the very body the gateway may already hold under this key.
+        today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone if borrower else "UTC")
         row = await asyncio.to_thread(
             self.repo.begin_contact, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
-            loan_id=req.loan_id, borrower_id=recipient_id, step=req.step, channel=channel, action=req.action)
+            loan_id=req.loan_id, borrower_id=recipient_id, step=req.step, channel=channel, action=req.action,
+            frozen=_freeze(req, today))
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
             return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
                                  reason=row.reason, reference=row.reference)
-        borrower = await asyncio.to_thread(self.repo.borrower, recipient_id)
         if borrower is None:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
         missing = REQUIRED.get(channel)
         if missing and not getattr(borrower, missing):
             return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
-        today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone)
+        first, today = _thaw(row.frozen, req, today)
         debtor = await asyncio.to_thread(self.repo.borrower, req.borrower_id) if for_guarantor(req.action) else None
-        body = messages.body(channel, req, borrower, today, debtor=debtor)
+        body = messages.body(channel, first, borrower, today, debtor=debtor)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
         except GatewayRejected as exc:

@@ -5,7 +5,7 @@ Every /v1 route needs `Authorization: Bearer <token>`; a request without a valid
 
 - 401 no or wrong token; 404 unknown loan or no case; 422 bad input (the field and the reason;
   a case's own refusal, e.g. an amount above the balance, comes back the same way);
-- 503 Temporal could not be reached, or the case did not answer in time (retry: inputs are
+- 503 Temporal could not be reached, the case did not answer in time or is recovering from a crash (retry: inputs are
   idempotent by payment id, and a repeated plan/hold is refused, not applied twice).
 
 The logic is in infra.operations, shared with the command line (starter.py).
@@ -216,6 +216,10 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @app.exception_handler(ops.NotFound)
     async def _not_found(_r: Request, exc: ops.NotFound) -> JSONResponse:
         return error(404, exc.field, exc.reason)
+
+    @app.exception_handler(ops.Busy)
+    async def _busy(_r: Request, exc: ops.Busy) -> JSONResponse:
+        return error(503, None, str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(ops.BadInput)
     async def _bad_input(_r: Request, exc: ops.BadInput) -> JSONResponse:

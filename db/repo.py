@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
@@ -108,8 +108,11 @@ class Repo:
     # ---- contacts
 
     def begin_contact(self, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
-                      channel: str, action: str) -> ContactRow:
-        """The contact row of this step and action, created on the first attempt; attempts counted."""
+                      channel: str, action: str, frozen: str | None = None) -> ContactRow:
+        """The contact row of this step and action, created on the first attempt; attempts counted.
+
+        `frozen` (what the message is rendered from) is kept from the first attempt that gives one:
+        the returned row's `frozen` is what every attempt must send."""
         now = utcnow()
         with self.session() as s:
             s.execute(_insert(s, ContactRow).values(
@@ -117,7 +120,8 @@ class Repo:
                 step=step, channel=channel, action=action, status="pending", attempts=0, created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
             s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
-                      .values(attempts=ContactRow.attempts + 1, updated_at=now))
+                      .values(attempts=ContactRow.attempts + 1, updated_at=now,
+                              **({"frozen": func.coalesce(ContactRow.frozen, frozen)} if frozen is not None else {})))
             s.commit()
             return s.scalars(select(ContactRow).where(ContactRow.idempotency_key == idempotency_key)).one()
 

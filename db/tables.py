@@ -127,6 +127,9 @@ class ContactRow(SQLModel, table=True):
     attempts: int = 0
     at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True),
                                 description="when the gate allowed it, on the case's clock; caps count by this")
+    frozen: str | None = Field(default=None, sa_column=Column(Text, nullable=True),
+                               description="what the message was first rendered from (JSON, no PII): a re-run after "
+                                           "a crash sends the same body under the same idempotency key")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 

@@ -31,6 +31,9 @@ GUARANTOR_ACTIONS = {"letter", "law_firm"}
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+# How a closed case refuses every input (operators keep a payment refused so as unapplied).
+CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
+
 class Case:
     def __init__(self, inp: CaseInput, now: datetime) -> None:
         self.inp = inp
@@ -359,7 +362,7 @@ class Case:
 
     def _open(self) -> None:
         if self.state.closed:
-            raise InvalidInput("case", f"is closed ({self.state.outcome}); nothing can change it")
+            raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({self.state.outcome}); nothing can change it")
 
     def check_payment(self, p: PaymentIn, now: datetime) -> int | None:
         """The amount in minor units, or None for a payment id already recorded (a duplicate)."""

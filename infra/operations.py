@@ -32,6 +32,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.case import CLOSED_FIELD, CLOSED_REASON
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import (
@@ -52,6 +53,15 @@ class BadInput(InvalidInput):
 
 class NotFound(BadInput):
     """No such loan or case; nothing was changed (CLI exit 2, HTTP 404)."""
+
+
+class Busy(Exception):
+    """The case is open but cannot take input just now (its workflow task is being retried, e.g. after a
+    worker crash); nothing was changed; send the same input again (CLI exit 1, HTTP 503)."""
+
+
+# How long an input waits for a case whose workflow task is being retried before the caller is told to retry.
+BUSY_WAIT = (0.2, 0.5, 1.0, 2.0, 3.0)
 
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -253,6 +263,11 @@ def rejection(exc: BaseException) -> BadInput | None:
     return None
 
 
+def closed_refusal(exc: BadInput) -> bool:
+    """The case's refusal of any input because it has closed (domain/case.py Case.check_open)."""
+    return exc.field == CLOSED_FIELD and exc.reason.startswith(CLOSED_REASON)
+
+
 def no_open_case(loan_id: str) -> NotFound:
     return NotFound("loan_id", f"no open case for loan {loan_id} (closed or never started); nothing was changed")
 
@@ -263,14 +278,25 @@ async def send_update(client: Client, loan_id: str, command: str, fields: dict[s
     update, model = UPDATES[command]
     arg = fields if isinstance(fields, model) else build(model, **dict(fields))
     handle = client.get_workflow_handle(workflow_id(loan_id))
-    try:
-        return await handle.execute_update(update, arg)
-    except WorkflowUpdateFailedError as exc:
-        raise (rejection(exc) or BadInput("input", f"update rejected: {exc.cause or exc}")) from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise no_open_case(loan_id) from None
-        raise
+    for pause in (*BUSY_WAIT, None):
+        try:
+            return await handle.execute_update(update, arg)
+        except WorkflowUpdateFailedError as exc:
+            raise (rejection(exc) or BadInput("input", f"update rejected: {exc.cause or exc}")) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise no_open_case(loan_id) from None
+            if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            # FAILED_PRECONDITION is either a closed case or an open one whose workflow task is failing
+            # ("Workflow Task in failed state", transient): only the first is "no open case"
+            if await open_run(client, loan_id) is None:
+                raise no_open_case(loan_id) from None
+            if pause is None:
+                raise Busy(f"the case for loan {loan_id} is open but recovering ({exc.message}); nothing was "
+                           "changed; send the same input again") from None
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -369,6 +395,10 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
             if loan is None:
                 raise
             run = None  # the case closed in between: keep the payment as unapplied
+        except BadInput as exc:
+            if loan is None or not closed_refusal(exc):
+                raise
+            run = None  # closed, its workflow still finishing its closing actions: kept as unapplied too
         else:
             return _applied(loan_id, format_amount(minor, p.currency), p.currency, result)
     written = await asyncio.to_thread(

@@ -2,18 +2,17 @@
 
 - `test_chaos_run_small`: bench/chaos.py with 100 cases, 3 worker SIGKILLs and 1 Temporal server restart,
   gateway faults at 30%, payments (with duplicates), promises, plans and holds throughout; every check of
-  the run must pass (the table is printed). Known bugs the run meets (B1, B2 below) are counted in its
-  table without failing it; their own tests here are xfail(strict=True).
+  the run must pass (the table is printed).
+- The bugs the chaos run found, each reproduced on its own and now fixed:
 - B1: a step re-run after a worker crash sends its request again under the same idempotency key but with a
-  body rendered at the re-run's time (the DPD, and the date, have moved on), so the gateway answers 409 and
-  the contact it did deliver is recorded as failed.
+  body rendered at the re-run's time (the DPD, and the date, have moved on); the gateway answered 409 and
+  the contact it did deliver was recorded as failed.
 - B2: while a case's workflow task is being retried (after a worker crash), Temporal refuses updates with
-  FAILED_PRECONDITION "Workflow Task in failed state"; infra.operations.send_update turns that into "no open
-  case for loan ..." (HTTP 404), and infra.operations.record_payment then keeps the payment as *unapplied*
-  although the case is open: the case never gets it.
+  FAILED_PRECONDITION "Workflow Task in failed state"; this was reported as "no open case" and the payment
+  kept as unapplied although the case was open. Now it is ops.Busy (HTTP 503): nothing recorded, send again.
 - B6: a payment for a loan whose case has closed, while its workflow still runs the closing actions (an agency
-  recall or a credit report correction retried through a gateway outage), is refused ("case: is closed")
-  instead of being kept in the ledger as unapplied.
+  recall or a credit report correction retried through a gateway outage), was refused ("case: is closed");
+  it is now kept in the ledger as unapplied, as after the workflow has finished.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities import case as case_activities
 from activities import messages
 from activities.case import CaseActivities
 from activities.contracts import ChannelRequest, case_key
@@ -56,9 +56,6 @@ async def test_chaos_run_small(tmp_path):
 
 # --------------------------------------------------------------------------- B1
 
-@pytest.mark.xfail(strict=True, reason="B1: a step re-run after a worker crash re-renders its request (DPD and date "
-                   "at the re-run), the gateway answers 409 for the reused idempotency key, and the delivered contact "
-                   "is recorded as failed (activities/case.py, activities/messages.py, workflows/case.py _act)")
 async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(repo, gateway):
     """The state a SIGKILL leaves: the contact row begun and the gateway holding the request, then nothing.
     The next worker runs the step again some seconds later; on the demo's 6-second day its DPD is 2 days on."""
@@ -75,10 +72,12 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
                          next_dpd=7)
     client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     try:
-        # the killed worker's attempt: its contact row, and its request accepted by the gateway
+        # the killed worker's attempt: its contact row (with what it rendered from), and its request accepted
+        today = local_date(opened, "Asia/Shanghai")
         repo.begin_contact(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id, loan_id=loan,
-                           borrower_id=req.borrower_id, step=req.step, channel="sms", action="sms")
-        body = messages.body("sms", req, repo.borrower(req.borrower_id), local_date(opened, "Asia/Shanghai"))
+                           borrower_id=req.borrower_id, step=req.step, channel="sms", action="sms",
+                           frozen=case_activities._freeze(req, today))
+        body = messages.body("sms", req, repo.borrower(req.borrower_id), today)
         first = await client.send("sms", body, req.idempotency_key)
         # the re-run of the step by the next worker, as workflows/case.py _act builds it then
         rerun = req.model_copy(update={"dpd": 5})
@@ -124,32 +123,18 @@ async def failing_case(repo):
         await env.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="B2: infra/operations.py send_update maps FAILED_PRECONDITION ('Workflow Task "
-                   "in failed state', transient) to NotFound 'no open case', and record_payment then keeps the payment "
-                   "as unapplied although the case is open")
-async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_not_kept_as_unapplied(failing_case, repo):
+async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_refused_as_retryable(failing_case, repo):
     client, loan = failing_case
     assert await ops.open_run(client, loan) is not None           # the case is open
-    try:
-        outcome = await asyncio.wait_for(ops.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
-    except (ops.NotFound, asyncio.TimeoutError):
-        outcome = None
-    except Exception:  # noqa: BLE001 - a retryable error (Temporal unavailable) is a right answer here
-        outcome = None
-    # expected: a retryable error and nothing recorded, or the payment applied once the task recovers;
-    # actual: "no open case for loan ...: payment kept as unapplied", and the ledger holds it as unapplied
-    assert outcome is None or outcome.status == "applied", outcome
-    assert [p.status for p in repo.payments(loan_id=loan)] in ([], ["applied"])
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ops.Busy, match="recovering"):
+        await asyncio.wait_for(ops.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
+    assert repo.payments(loan_id=loan) == []                       # nothing recorded: the caller sends it again
+    with pytest.raises(ops.Busy):
         await asyncio.wait_for(ops.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
-    assert not isinstance(info.value, ops.NotFound), f"an open case answered as not open: {info.value}"
 
 
 # --------------------------------------------------------------------------- B6
 
-@pytest.mark.xfail(strict=True, reason="B6: infra/operations.py record_payment refuses a payment for a closed case whose "
-                   "workflow is still running its closing actions ('case: is closed (paid)', HTTP 422) instead of keeping "
-                   "it as unapplied, as it does once the workflow has finished (README: 'never dropped')")
 async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retry(cases, env, repo, gateway):
     data = LADDER_POLICY.model_dump(mode="json")
     data.update(name="agency-first", steps=[{"key": "agency_placement", "stage": "agency", "dpd": 1,

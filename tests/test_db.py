@@ -235,6 +235,15 @@ def test_begin_contact_counts_attempts_on_one_row(repo, engine):
     ]
 
 
+def test_begin_contact_keeps_what_the_first_attempt_rendered_from(repo):
+    """A re-run after a crash gets back the first attempt's render inputs, whatever it brings itself."""
+    key = "case-L1/d1-sms/frozen"
+    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen is None          # a row begun by the gate
+    assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 3}').frozen == '{"dpd": 3}'
+    assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 5}').frozen == '{"dpd": 3}'
+    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen == '{"dpd": 3}'
+
+
 def test_concurrent_begin_contact_counts_every_attempt_on_one_row(repo, engine):
     key = "case-L1/d1-sms/reminder"
     rows = run_together(THREADS, lambda i: repo.begin_contact(idempotency_key=key, **CONTACT))
