@@ -36,10 +36,10 @@ Checks, once the last input has its answer and the gateway is healthy again:
   5. holds: no contact was decided for a disputed case after its dispute hold was placed;
   6. not stuck: every open case has a next action time, and none is overdue by more than a tolerance.
 
-Two known bugs the run meets are counted in its table without failing it (each has its own strict
-xfail test in tests/test_chaos.py): B1, a step re-run after a crash is recorded as failed (HTTP 409) though
-the gateway did deliver it once; B2, an open case whose workflow task is being retried is answered "no open
-case" (the driver sends such an input again).
+A step re-run after a worker crash sends the body its first attempt rendered (kept in its contact row),
+so the gateway answers it as a duplicate and it is recorded as the delivery it was (check "rerun recorded as
+delivered"); an input to an open case whose workflow task is being retried is answered "busy" (Busy, HTTP
+503) and sent again.
 
 Exit code 0 when every check passes, 1 otherwise; the table goes to stdout.
 """
@@ -95,7 +95,6 @@ CUR = "CNY"
 KEY_ID = "chaos-only"
 INPUT_TIMEOUT = 20.0        # one attempt of one input
 INPUT_GIVE_UP = 300.0       # an input still unanswered this long after the chaos is reported as unresolved
-FAILED_TASK = "Workflow Task in failed state"
 KINDS = ("quiet", "partial", "full", "promise", "promise_kept", "waiver", "instalments", "hold", "hold_release", "bad")
 
 
@@ -293,7 +292,6 @@ class Counters:
     refused: int = 0
     duplicates: int = 0
     unresolved: int = 0
-    b2: int = 0
     errors: Counter = field(default_factory=Counter)
 
 
@@ -322,18 +320,6 @@ class Driver:
             try:
                 return "ok", await asyncio.wait_for(call(), INPUT_TIMEOUT)
             except ops.BadInput as exc:
-                if isinstance(exc, ops.NotFound) and FAILED_TASK in str(exc.__context__):
-                    # bug B2: infra.operations.send_update answers "no open case" while the case's workflow
-                    # task is being retried after a worker crash; the case is open: no answer, send again
-                    self.c.b2 += 1
-                    ambiguous = True
-                    m.retries += 1
-                    if self.give_up_at is not None and time.monotonic() > self.give_up_at:
-                        self.c.unresolved += 1
-                        m.unresolved.append(f"{what}: still 'no open case' (bug B2) after {attempt} attempts")
-                        return "unresolved", None
-                    await asyncio.sleep(min(0.5 * attempt, 3.0))
-                    continue
                 if ambiguous and any(f in exc.reason for f in settled_by):
                     return "settled", exc
                 self.c.refused += 1
@@ -352,7 +338,7 @@ class Driver:
 
     async def pay(self, m: Model, pid: str, minor: int) -> None:
         """A payment to the open case: its `pay` update through infra.operations.send_update (what
-        infra.operations.record_payment sends for a loan with an open case, without its bug B2 fallback)."""
+        infra.operations.record_payment sends for a loan with an open case)."""
         amount = format_amount(minor, CUR)
         status, res = await self._send(m, f"payment {pid} {amount}", lambda: ops.send_update(
             self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}))
@@ -519,7 +505,6 @@ class Check:
     name: str
     checked: int = 0
     failures: list[str] = field(default_factory=list)
-    known_bug: str | None = None    # failures here are a known bug, reported but not failing the run
 
     def fail(self, msg: str) -> None:
         self.failures.append(msg)
@@ -704,11 +689,7 @@ class Report:
 
     @property
     def failures(self) -> list[str]:
-        return [f"{c.name}: {f}" for c in self.checks if not c.known_bug for f in c.failures]
-
-    @property
-    def known(self) -> list[str]:
-        return [f"{c.known_bug}: {f}" for c in self.checks if c.known_bug for f in c.failures]
+        return [f"{c.name}: {f}" for c in self.checks for f in c.failures]
 
     def table(self, limit: int = 8) -> str:
         w = max(len(k) for k, _ in self.rows)
@@ -717,17 +698,14 @@ class Report:
         lines.append(f"{'check':<28} {'checked':>7}  result")
         lines.append(f"{'-' * 28} {'-' * 7}  {'-' * 40}")
         for c in self.checks:
-            verdict = "PASS" if not c.failures else (f"KNOWN BUG {c.known_bug} ({len(c.failures)})" if c.known_bug
-                                                      else f"FAIL ({len(c.failures)})")
+            verdict = "PASS" if not c.failures else f"FAIL ({len(c.failures)})"
             lines.append(f"{c.name:<28} {c.checked:>7}  {verdict}")
             for f in c.failures[:limit]:
                 lines.append(f"{'':<38}- {f}")
             if len(c.failures) > limit:
                 lines.append(f"{'':<38}- ... {len(c.failures) - limit} more")
         lines.append("")
-        known = [c.known_bug for c in self.checks if c.known_bug and c.failures]
-        lines.append(f"{'RESULT':<28} {'':>7}  {'PASS' if not self.failures else 'FAIL'} in {self.seconds:.0f}s"
-                     + (f" (known bugs met: {', '.join(known)}; see tests/test_chaos.py)" if known else ""))
+        lines.append(f"{'RESULT':<28} {'':>7}  {'PASS' if not self.failures else 'FAIL'} in {self.seconds:.0f}s")
         return "\n".join(lines)
 
 
@@ -968,7 +946,7 @@ async def run(cfg: ChaosConfig) -> Report:
         led = Check("ledger once per payment id")
         ledger(by_loan, statuses, payments, led)
         dl = Check("one delivery per step/action")
-        b1 = Check("rerun recorded as delivered", known_bug="B1")
+        b1 = Check("rerun recorded as delivered")
         dstats = deliveries(by_loan, statuses, contacts, outbox, later, policy, dl, b1)
         hh = Check("no contact under a dispute")
         holds_honoured(by_loan, statuses, contacts, hh)
@@ -976,11 +954,7 @@ async def run(cfg: ChaosConfig) -> Report:
         stuck, worst = not_stuck(statuses, cfg.tolerance)
         for s_ in stuck:
             sk.fail(s_)
-        b2 = Check("open case said not open", checked=counters.attempts, known_bug="B2")
-        if counters.b2:
-            b2.fail(f"{counters.b2} answer(s) 'no open case' (HTTP 404 from the API) to an open case whose workflow "
-                    f"task was being retried after a worker crash; sent again")
-        checks = [answers, state, bal, led, dl, hh, sk, b1, b2]
+        checks = [answers, state, bal, led, dl, hh, sk, b1]
 
         finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
         stages = Counter(statuses[m.loan_id].stage for m in models)
