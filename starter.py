@@ -266,7 +266,10 @@ async def run(a: argparse.Namespace) -> int:
         print(dump(outcome) if a.json else outcome.message)
         return 0
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
-    result = await ops.send_update(c, a.loan_id, a.command, fields)
+    if a.command == "hold":
+        result = await ops.place_hold(c, repo(), a.loan_id, fields)
+    else:
+        result = await ops.send_update(c, a.loan_id, a.command, fields)
     print(dump(result) if a.json else result.message)
     return 0
 

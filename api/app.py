@@ -339,7 +339,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
              summary="Place a hold (dispute, cease_contact, hardship, complaint, bankruptcy, deceased)",
              responses={**E404, **E422})
     async def hold(loan_id: LoanId, body: HoldIn) -> Any:
-        return await update(loan_id, "hold", body)
+        return await within_timeout(ops.place_hold(await backend.client(), backend.repo(), loan_id, body))
 
     @v1.post("/loans/{loan_id}/holds/{kind}/release", tags=["inputs"], response_model=UpdateResult,
              summary="Release a hold (a complaint needs a reviewer)", responses={**E404, **E422})

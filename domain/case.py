@@ -34,6 +34,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 # How a closed case refuses every input (operators keep a payment refused so as unapplied).
 CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 
+
 class Case:
     def __init__(self, inp: CaseInput, now: datetime) -> None:
         self.inp = inp
@@ -323,6 +324,15 @@ class Case:
             return False
         self.finish_step(idx, now)
         return True
+
+    @staticmethod
+    def borrower_closure(refusals: list[GateRecord]) -> GateRecord | None:
+        """The gate's final refusal because the borrower was recorded bankrupt or deceased (on any of their
+        loans): the case closes as if the hold had been placed on it."""
+        return next((d for d in refusals if d.final and d.rule in CLOSING_HOLDS), None)
+
+    def close_for_borrower(self, d: GateRecord, now: datetime) -> None:
+        self.close(CLOSING_HOLDS[d.rule], now, f"recorded on another of the borrower's loans ({d.reason})")
 
     def decide(self, d: GateRecord) -> None:
         self.state.decisions.append(d)

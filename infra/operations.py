@@ -36,7 +36,7 @@ from domain.case import CLOSED_FIELD, CLOSED_REASON
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import (
-    CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn, PromiseIn, ReleaseIn, workflow_id,
+    CLOSING_HOLDS, CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn, PromiseIn, ReleaseIn, workflow_id,
 )
 from domain.money import check_currency, format_amount, parse_amount
 from domain.policy import POLICY_DIR, Policy, load_policy
@@ -297,6 +297,44 @@ async def send_update(client: Client, loan_id: str, command: str, fields: dict[s
                            "changed; send the same input again") from None
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn) -> Any:
+    """A hold on the loan's case. A bankruptcy or death concerns the borrower, not one loan: once the named
+    case has taken it, the borrower's other open cases get the same hold at once (each closes). A case missed
+    here (the caller gave up half way) still closes at its next step, when the contact gate meets the hold."""
+    hold = fields if isinstance(fields, HoldIn) else build(HoldIn, **dict(fields))
+    result = await send_update(client, loan_id, "hold", hold)
+    if hold.kind not in CLOSING_HOLDS:
+        return result
+    closed = []
+    for other in await asyncio.to_thread(_other_loans, repo, loan_id):
+        note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
+        try:
+            await send_update(client, other, "hold", HoldIn(kind=hold.kind, reference=note[:200]))
+        except BadInput as exc:
+            if isinstance(exc, NotFound) or closed_refusal(exc):
+                continue  # no open case for that loan
+            raise
+        closed.append(other)
+    if not closed:
+        return result
+    return result.model_copy(update={"message": f"{result.message}; the borrower's other open cases closed too: "
+                                                f"{', '.join(closed)}"})
+
+
+def _other_loans(repo, loan_id: str) -> list[str]:
+    """The ids of the other loans of this loan's borrower, from the system of record."""
+    from sqlalchemy import select
+
+    from db.tables import LoanRow
+
+    with repo.session() as s:
+        borrower = s.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
+        if borrower is None:
+            return []
+        return list(s.scalars(select(LoanRow.id).where(LoanRow.borrower_id == borrower, LoanRow.id != loan_id)
+                              .order_by(LoanRow.id)))
 
 
 @dataclass(frozen=True)

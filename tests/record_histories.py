@@ -1,6 +1,7 @@
 """Record workflow histories for the replay test.
 
-    python -m tests.record_histories      # writes tests/histories/<scenario>-<key id>-<n>.json
+    python -m tests.record_histories                      # every scenario: tests/histories/<scenario>-<key id>-<n>.json
+    python -m tests.record_histories borrower_closure     # only the named ones (keep the old histories as they are)
 
 Run it when a workflow change is meant to be visible to new cases only, after guarding the
 change with workflow.patched(...): the old histories must still replay, the new ones join them.
@@ -10,6 +11,7 @@ Payloads are encrypted with the suite's fixed test key (tests/conftest.py), whos
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -69,8 +71,20 @@ async def continued(cases: Cases):
     return h
 
 
-async def record(env: WorkflowEnvironment, cases: Cases) -> None:
-    for scenario in (ladder, plans_and_promises, continued):
+async def borrower_closure(cases: Cases):
+    """The borrower recorded deceased on another loan: this case closes at its next step (patched)."""
+    other = await cases.start(dpd=1, loan_id="R-CLOSURE-A", borrower_id="R-CLOSURE-B")
+    h = await cases.start(dpd=1, loan_id="R-CLOSURE", borrower_id="R-CLOSURE-B")
+    await other.execute_update(W.place_hold, HoldIn(kind="deceased"))
+    await cases.advance(days=10)
+    return h
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure)
+
+
+async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:
+    for scenario in (s for s in SCENARIOS if not names or s.__name__ in names):
         h = await scenario(cases)
         await h.result()
         run_id, n = h.result_run_id, 0
@@ -85,7 +99,10 @@ async def record(env: WorkflowEnvironment, cases: Cases) -> None:
             n += 1
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    unknown = set(names) - {s.__name__ for s in SCENARIOS}
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: {[s.__name__ for s in SCENARIOS]}")
     OUT.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server"))
@@ -97,10 +114,10 @@ async def main() -> None:
             repo = Repo(make_engine(url))
             acts = CaseActivities(repo, GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key)))
             async with build_worker(env.client, acts, task_queue=TASK_QUEUE):
-                await record(env, Cases(env, repo))
+                await record(env, Cases(env, repo), names)
     finally:
         await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -105,3 +105,41 @@ async def test_a_lawsuit_outside_the_limitation_period_is_refused_and_audited(ca
     assert refusal.rule == "limitation_period" and refusal.final
     audit = [e for e in repo.events("loan-LIMIT-1") if e.kind == "legal_refused"]
     assert len(audit) == 1 and "limitation_period" in audit[0].detail
+
+
+async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once(cases, env, repo):
+    """Operators record it once (CLI and API go through infra.operations.place_hold): every open case closes."""
+    from infra import operations as ops
+
+    a = await cases.start(dpd=1, loan_id="BK-A", borrower_id="BK-B1")
+    b = await cases.start(dpd=40, loan_id="BK-B", borrower_id="BK-B1")
+    other = await cases.start(dpd=1, loan_id="BK-X", borrower_id="BK-B2")      # another borrower: untouched
+    result = await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy", "reference": "court case 2026-17"})
+    assert result.outcome == "bankrupt" and "BK-B" in result.message
+    sa, sb, sx = await cases.status(a), await cases.status(b), await cases.status(other)
+    assert (sa.status, sa.outcome) == ("closed", "bankrupt")
+    assert (sb.status, sb.outcome) == ("closed", "bankrupt")
+    assert any("recorded on loan BK-A" in e.detail for e in sb.events if e.kind == "closed")
+    assert sx.status != "closed"
+    # sent again (the caller lost the answer): the named case is closed (or finished), nothing else changes
+    try:
+        await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy"})
+    except ops.BadInput as exc:
+        assert isinstance(exc, ops.NotFound) or ops.closed_refusal(exc), exc
+    else:
+        raise AssertionError("a closed case took a second hold")
+
+
+async def test_a_case_the_fan_out_missed_closes_at_its_next_step(cases, repo):
+    """The hold placed on loan A's workflow only (as if the caller died before the fan-out): loan B meets it
+    at the contact gate on its next step, and closes as bankrupt instead of walking a ladder of refusals."""
+    a = await cases.start(dpd=1, loan_id="BK2-A", borrower_id="BK2-B1")
+    b = await cases.start(dpd=1, loan_id="BK2-B", borrower_id="BK2-B1")
+    await a.execute_update(CollectionCase.place_hold, HoldIn(kind="deceased", reference="death certificate"))
+    assert (await cases.status(b)).status != "closed"
+    await cases.advance(days=10)                                   # loan B's first call is due at DPD 7
+    sb = await cases.status(b)
+    assert (sb.status, sb.outcome) == ("closed", "deceased"), sb.events[-3:]
+    assert sb.steps_done == ["reminder_notice", "first_call"]     # the call step, refused by the gate
+    assert [d.rule for d in sb.decisions if not d.allowed] == ["deceased"]
+    assert [r.channel for r in repo.contacts(loan_id="BK2-B") if r.channel == "call"] == []

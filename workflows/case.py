@@ -60,6 +60,10 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
                                type="InvalidInput", non_retryable=True) from None
 
 
+# workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
+PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
+
+
 @workflow.defn(name="CollectionCase")
 class CollectionCase:
     @workflow.init
@@ -139,6 +143,9 @@ class CollectionCase:
         results = await asyncio.gather(*(
             self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in allowed))
         case.settle_step(idx, list(results), refusals, workflow.now())
+        closure = case.borrower_closure(refusals)
+        if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
+            case.close_for_borrower(closure, workflow.now())
         if any(r.rule in compliance.LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
