@@ -116,11 +116,14 @@ class CaseActivities:
         Contacts are written by the channel activity itself, with their key and cause, so the
         workflow's copy of them is left out here.
         """
-        for e in events:
-            if e.kind.startswith("contact_"):
-                continue
-            self.repo.record_event(workflow_id=workflow_id, loan_id=loan_id, at=e.at, kind=e.kind, detail=e.detail,
-                                   cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}")
+        self.repo.record_events(self._audit_rows(workflow_id, loan_id, case_key, events))
+
+    @staticmethod
+    def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
+        """`Repo.record_event` arguments for the workflow's events, deduplicated by case key and sequence number."""
+        return [dict(workflow_id=workflow_id, loan_id=loan_id, at=e.at, kind=e.kind, detail=e.detail,
+                     cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}")
+                for e in events if not e.kind.startswith("contact_")]
 
     # ------------------------------------------------------------------ channels
 
@@ -128,14 +131,20 @@ class CaseActivities:
         channel = CHANNEL_FOR_ACTION[base_action(req.action)]
         recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
-        borrower = await asyncio.to_thread(self.repo.borrower, recipient_id)
+        scheduled = activity.info().current_attempt_scheduled_time
+
+        def today_for(borrower) -> date:
+            return local_date(scheduled, borrower.timezone if borrower else "UTC")
+
         # What the message is rendered from is kept by the first attempt: a re-run after a crash (its DPD,
         # date and balance read later) must send the very body the gateway may already hold under this key.
-        today = local_date(activity.info().current_attempt_scheduled_time, borrower.timezone if borrower else "UTC")
-        row = await asyncio.to_thread(
-            self.repo.begin_contact, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
+        # The recipient (and, for a guarantor, the debtor) is read in the transaction that begins the contact.
+        borrower, debtor, row = await asyncio.to_thread(
+            self.repo.begin_send, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
             loan_id=req.loan_id, borrower_id=recipient_id, step=req.step, channel=channel, action=req.action,
-            frozen=_freeze(req, today))
+            frozen=lambda b: _freeze(req, today_for(b)),
+            debtor_id=req.borrower_id if for_guarantor(req.action) else None)
+        today = today_for(borrower)
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
             return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
@@ -146,7 +155,6 @@ class CaseActivities:
         if missing and not getattr(borrower, missing):
             return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
         first, today = _thaw(row.frozen, req, today)
-        debtor = await asyncio.to_thread(self.repo.borrower, req.borrower_id) if for_guarantor(req.action) else None
         body = messages.body(channel, first, borrower, today, debtor=debtor)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
@@ -176,16 +184,18 @@ class CaseActivities:
                       channel=channel, outcome=r.outcome or r.status)
 
     def _finish(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
-        repo = self.repo
-        repo.finish_contact(req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference)
-        repo.record_event(workflow_id=req.workflow_id, loan_id=req.loan_id, kind=f"contact_{r.status}",
-                          detail=f"{req.step}/{req.action} via {channel}" + (f": {r.outcome}" if r.outcome else "")
-                          + (f" ({r.reason})" if r.reason else ""),
-                          cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
-                          dedupe_key=f"contact:{req.idempotency_key}")
-        repo.project_case(req.workflow_id, req.loan_id, req.currency, stage=req.stage,
-                          outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True))
-        self._audit(req.workflow_id, req.loan_id, req.case_key, req.events)
+        """The contact's result, its audit event, the case projection and the workflow's events: one transaction."""
+        self.repo.finish_send(
+            contact=dict(idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason,
+                         reference=r.reference),
+            event=dict(workflow_id=req.workflow_id, loan_id=req.loan_id, kind=f"contact_{r.status}",
+                       detail=f"{req.step}/{req.action} via {channel}" + (f": {r.outcome}" if r.outcome else "")
+                       + (f" ({r.reason})" if r.reason else ""),
+                       cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
+                       dedupe_key=f"contact:{req.idempotency_key}"),
+            case=dict(workflow_id=req.workflow_id, loan_id=req.loan_id, currency=req.currency, stage=req.stage,
+                      outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True)),
+            events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events))
 
     @activity.defn(name="send_sms")
     async def send_sms(self, req: ChannelRequest) -> ContactResult:
@@ -229,16 +239,15 @@ class CaseActivities:
     async def record_payment(self, entry: LedgerEntry) -> bool:
         amount = parse_amount(entry.amount, entry.currency)
 
-        def write() -> bool:
-            written = self.repo.record_payment(
-                payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id, amount=amount,
-                currency=entry.currency, paid_at=entry.paid_at,
-                allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()})
-            self.repo.project_case(entry.workflow_id, entry.loan_id, entry.currency,
-                                   outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
-                                   total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True))
-            self._audit(entry.workflow_id, entry.loan_id, entry.case_key, entry.events)
-            return written
+        def write() -> bool:  # the ledger row, the case projection and the workflow's events: one transaction
+            return self.repo.record_payment_of_case(
+                payment=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
+                             amount=amount, currency=entry.currency, paid_at=entry.paid_at,
+                             allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()}),
+                case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=entry.currency,
+                          outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
+                          total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True)),
+                events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events))
 
         written = await asyncio.to_thread(write)
         if written:

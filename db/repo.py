@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,14 +64,9 @@ class Repo:
     def project_case(self, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,
                      status: str | None = None, outstanding: int | None = None, total_paid: int | None = None,
                      outcome: str | None = None, closed_at: datetime | None = None) -> None:
-        now = utcnow()
-        values = {k: v for k, v in dict(stage=stage, status=status, outstanding=outstanding, total_paid=total_paid,
-                                        outcome=outcome, closed_at=closed_at).items() if v is not None}
         with self.session() as s:
-            stmt = _insert(s, CaseRow).values(workflow_id=workflow_id, loan_id=loan_id, currency=currency,
-                                              opened_at=now, updated_at=now,
-                                              **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values})
-            s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
+            _project_case(s, workflow_id, loan_id, currency, stage=stage, status=status, outstanding=outstanding,
+                          total_paid=total_paid, outcome=outcome, closed_at=closed_at)
             s.commit()
 
     def case_row(self, workflow_id: str) -> CaseRow | None:
@@ -84,15 +79,20 @@ class Repo:
                        paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "") -> bool:
         """Write a payment once. True if this call wrote it, False if the payment id was already there."""
         with self.session() as s:
-            stmt = _insert(s, PaymentRow).values(
-                payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
-                paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
-                recorded_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["payment_id"]).returning(PaymentRow.__table__.c.payment_id)
-            # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
-            # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
-            # on PostgreSQL. A row comes back only when this statement inserted it.
-            written = s.execute(stmt).first() is not None
+            written = _record_payment(s, payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount,
+                                      currency=currency, paid_at=paid_at, status=status, allocation=allocation, note=note)
+            s.commit()
+            return written
+
+    def record_payment_of_case(self, *, payment: dict, case: dict, events: list[dict]) -> bool:
+        """`record_payment`, `project_case` and `record_events` of one ledger entry in one transaction.
+
+        `payment` holds record_payment's arguments, `case` project_case's, `events` record_events'.
+        The same rows as the three calls one after the other; True if this call wrote the payment."""
+        with self.session() as s:
+            written = _record_payment(s, **payment)
+            _project_case(s, **case)
+            _record_events(s, events)
             s.commit()
             return written
 
@@ -113,23 +113,45 @@ class Repo:
 
         `frozen` (what the message is rendered from) is kept from the first attempt that gives one:
         the returned row's `frozen` is what every attempt must send."""
-        now = utcnow()
         with self.session() as s:
-            s.execute(_insert(s, ContactRow).values(
-                idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id, borrower_id=borrower_id,
-                step=step, channel=channel, action=action, status="pending", attempts=0, created_at=now, updated_at=now,
-            ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
-            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
-                      .values(attempts=ContactRow.attempts + 1, updated_at=now,
-                              **({"frozen": func.coalesce(ContactRow.frozen, frozen)} if frozen is not None else {})))
+            row = _begin_contact(s, idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id,
+                                 borrower_id=borrower_id, step=step, channel=channel, action=action, frozen=frozen)
             s.commit()
-            return s.scalars(select(ContactRow).where(ContactRow.idempotency_key == idempotency_key)).one()
+            return row
+
+    def begin_send(self, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
+                   channel: str, action: str, frozen: Callable[[BorrowerRow | None], str],
+                   debtor_id: str | None = None) -> tuple[BorrowerRow | None, BorrowerRow | None, ContactRow]:
+        """What a send reads and writes before it calls the gateway, in one transaction:
+        (the recipient's record, the debtor's record if `debtor_id`, `begin_contact`'s row).
+
+        `frozen(recipient)` gives begin_contact's `frozen` (it depends on the recipient's time zone).
+        The reads come first and the transaction begins at the first write (SQLite), as with the
+        separate calls."""
+        with self.session() as s:
+            borrower = s.get(BorrowerRow, borrower_id)
+            debtor = s.get(BorrowerRow, debtor_id) if debtor_id is not None else None
+            row = _begin_contact(s, idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id,
+                                 borrower_id=borrower_id, step=step, channel=channel, action=action,
+                                 frozen=frozen(borrower))
+            s.commit()
+            return borrower, debtor, row
 
     def finish_contact(self, idempotency_key: str, *, status: str, outcome: str | None = None,
                        reason: str | None = None, reference: str | None = None) -> None:
         with self.session() as s:
-            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key).values(
-                status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow()))
+            _finish_contact(s, idempotency_key, status=status, outcome=outcome, reason=reason, reference=reference)
+            s.commit()
+
+    def finish_send(self, *, contact: dict, event: dict, case: dict, events: list[dict]) -> None:
+        """What a send writes once the gateway answered, in one transaction: `finish_contact(**contact)`,
+        `record_event(**event)` (the contact's own event), `project_case(**case)` and `record_events(events)`
+        (the workflow's events it carried). The same rows, in the same order, as those calls one after the other."""
+        with self.session() as s:
+            _finish_contact(s, **contact)
+            _record_events(s, [event])
+            _project_case(s, **case)
+            _record_events(s, events)
             s.commit()
 
     def note_contact_error(self, idempotency_key: str, reason: str) -> None:
@@ -152,17 +174,85 @@ class Repo:
     def record_event(self, *, workflow_id: str, loan_id: str, kind: str, detail: str = "",
                      cause: dict | None = None, at: datetime | None = None, dedupe_key: str | None = None) -> bool:
         with self.session() as s:
-            stmt = _insert(s, EventRow).values(
-                workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
-                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key,
-            ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(EventRow.__table__.c.id)
+            stmt = _insert(s, EventRow).values(**_event_values(
+                workflow_id=workflow_id, loan_id=loan_id, kind=kind, detail=detail, cause=cause, at=at,
+                dedupe_key=dedupe_key)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(EventRow.__table__.c.id)
             written = s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
             s.commit()
             return written
 
+    def record_events(self, events: list[dict]) -> None:
+        """`record_event(**e)` for each of `events`, in one transaction and one INSERT (the same rows, in order;
+        an event whose dedupe key is already there is skipped, as record_event skips it)."""
+        if not events:
+            return
+        with self.session() as s:
+            _record_events(s, events)
+            s.commit()
+
     def events(self, workflow_id: str) -> list[EventRow]:
         with self.session() as s:
             return list(s.scalars(select(EventRow).where(EventRow.workflow_id == workflow_id).order_by(EventRow.id)))
+
+
+# ---------------------------------------------------------------- statements shared by the one-transaction writers
+
+def _event_values(*, workflow_id: str, loan_id: str, kind: str, detail: str = "", cause: dict | None = None,
+                  at: datetime | None = None, dedupe_key: str | None = None) -> dict:
+    return dict(workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
+                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key)
+
+
+def _record_events(s: Session, events: list[dict]) -> None:
+    """One multi-row INSERT ... ON CONFLICT (dedupe_key) DO NOTHING: rows keep the list's order."""
+    if events:
+        s.execute(_insert(s, EventRow).values([_event_values(**e) for e in events])
+                  .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+def _project_case(s: Session, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,
+                  status: str | None = None, outstanding: int | None = None, total_paid: int | None = None,
+                  outcome: str | None = None, closed_at: datetime | None = None) -> None:
+    now = utcnow()
+    values = {k: v for k, v in dict(stage=stage, status=status, outstanding=outstanding, total_paid=total_paid,
+                                    outcome=outcome, closed_at=closed_at).items() if v is not None}
+    stmt = _insert(s, CaseRow).values(workflow_id=workflow_id, loan_id=loan_id, currency=currency,
+                                      opened_at=now, updated_at=now,
+                                      **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values})
+    s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
+
+
+def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: str | None, amount: int, currency: str,
+                    paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "") -> bool:
+    stmt = _insert(s, PaymentRow).values(
+        payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
+        paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
+        recorded_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["payment_id"]).returning(PaymentRow.__table__.c.payment_id)
+    # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
+    # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
+    # on PostgreSQL. A row comes back only when this statement inserted it.
+    return s.execute(stmt).first() is not None
+
+
+def _begin_contact(s: Session, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
+                   channel: str, action: str, frozen: str | None) -> ContactRow:
+    now = utcnow()
+    s.execute(_insert(s, ContactRow).values(
+        idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id, borrower_id=borrower_id,
+        step=step, channel=channel, action=action, status="pending", attempts=0, created_at=now, updated_at=now,
+    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
+              .values(attempts=ContactRow.attempts + 1, updated_at=now,
+                      **({"frozen": func.coalesce(ContactRow.frozen, frozen)} if frozen is not None else {})))
+    # read inside the transaction that wrote it (the row lock is held): no second transaction
+    return s.scalars(select(ContactRow).where(ContactRow.idempotency_key == idempotency_key)).one()
+
+
+def _finish_contact(s: Session, idempotency_key: str, *, status: str, outcome: str | None = None,
+                    reason: str | None = None, reference: str | None = None) -> None:
+    s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key).values(
+        status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow()))
 
 
 @dataclass(frozen=True)
