@@ -12,6 +12,7 @@ import signal
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient
@@ -26,7 +27,25 @@ from workflows.case import CollectionCase
 log = structlog.get_logger("worker")
 
 
+# The project's workflow modules pass through the sandbox: imported once per worker, not once per cached
+# workflow (the SDK's default re-imports a workflow's module in every workflow's sandbox). That isolation is
+# only needed for module-level state a run mutates, and workflows/ has none: its module globals are
+# constants (strings, a timedelta, retry policies only ever passed as arguments, frozen search attribute
+# keys and their lists) and all of a case's state lives on its CollectionCase instance.
+# What is lost: the sandbox's proxies of restricted calls (datetime.now, random, I/O) no longer wrap
+# workflows/ itself, as they already did not wrap domain/ and activities.contracts; tests/test_replay.py
+# replays the recorded histories under the SDK's default sandbox, which still checks them.
+WORKFLOW_MODULES = ("workflows",)
+
+
+def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
+    """The production sandbox: the SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES, *more_modules))
+
+
 def build_worker(client: Client, activities: CaseActivities, task_queue: str | None = None, **tuning) -> Worker:
+    tuning.setdefault("workflow_runner", workflow_runner())
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,

@@ -52,8 +52,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway-max-connections", type=int, default=10,
                    help="GATEWAY_MAX_CONNECTIONS of the worker (production default 100; 10 measured faster)")
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
-    p.add_argument("--sandbox", choices=("default", "passthrough"), default="default",
-                   help="passthrough: the workflow modules pass through the sandbox (imported once per worker)")
+    p.add_argument("--sandbox", choices=("passthrough", "default"), default="passthrough",
+                   help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
+                        "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
+                        "again for every cached workflow")
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
     return p

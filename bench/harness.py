@@ -251,7 +251,7 @@ class WorkerProcess:
     log_level: str = "info"
     gateway_max_connections: int | None = None
     threads: int | None = None
-    sandbox: str = "default"
+    sandbox: str = "passthrough"  # production's (worker.workflow_runner)
     activities: str = "real"
     env: dict = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None

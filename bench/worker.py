@@ -29,7 +29,7 @@ from db.engine import make_engine
 from db.repo import Repo
 from infra import codec
 from infra import logging as applog
-from worker import build_worker
+from worker import build_worker, workflow_runner
 
 
 MARK = "@@bench "  # answers start with this; anything else a library prints on stdout is skipped
@@ -75,13 +75,16 @@ async def main(settings: dict) -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
     repo = Repo(make_engine(settings["database_url"]))
     tuning = dict(settings.get("tuning", {}))
-    if settings.get("sandbox") == "passthrough":
-        # the workflow modules themselves pass through: imported once per worker instead of once per cached
-        # workflow (the sandbox's restrictions still apply to what the workflow code calls)
-        from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+    if settings.get("sandbox", "passthrough") == "default":
+        # the SDK's default sandbox, which re-imports every workflow module per cached workflow (for comparison)
+        from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-        tuning["workflow_runner"] = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "bench"))
+        tuning["workflow_runner"] = SandboxedWorkflowRunner()
+    else:
+        # production's sandbox (worker.workflow_runner: the workflow modules pass through), and the bench's own
+        # workflow modules (the baselines, the probe) pass through the same way, so that baseline and case compare
+        # under one rule
+        tuning["workflow_runner"] = workflow_runner("bench")
     activities = CaseActivities(repo, gateway)
     if settings.get("activities") == "stub":
         from bench.stubs import StubActivities, missing_from_stubs
