@@ -16,6 +16,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
@@ -96,9 +97,12 @@ def gateway():
 @pytest_asyncio.fixture(scope="session")
 async def worker(env, repo, gateway):
     client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
-    # a bug in workflow code fails the test's workflow at once instead of retrying its task for ever
+    # a bug in workflow code fails the test's workflow at once instead of retrying its task for ever.
+    # The suite runs the SDK's strict default sandbox, not production's (worker.workflow_runner passes
+    # workflows/ through to save memory): a restricted call (datetime.now, random, I/O) added to workflows/
+    # fails every workflow test here instead of reaching production unnoticed.
     w = build_worker(env.client, CaseActivities(repo, client), task_queue=TASK_QUEUE,
-                     workflow_failure_exception_types=[Exception])
+                     workflow_failure_exception_types=[Exception], workflow_runner=SandboxedWorkflowRunner())
     async with w:
         yield w
     await client.aclose()
