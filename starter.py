@@ -260,6 +260,10 @@ async def run(a: argparse.Namespace) -> int:
         st = await ops.case_status(c, a.loan_id)
         print(dump(st) if a.json else show_status(st))
         return 0
+    if a.command == "apply-unapplied":
+        outcomes = await ops.apply_unapplied(c, repo(), a.loan_id, a.payment_id or None)
+        print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
+        return 0
     if a.command == "pay":
         outcome = await ops.record_payment(c, repo(), a.loan_id, payment_id=a.payment_id, amount=a.amount,
                                            currency=a.currency, paid_at=a.paid_at)
@@ -448,6 +452,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--start", type=_date, help="simulated first day, in the future (default 1 January next year)")
     c.add_argument("--concurrency", type=_positive, default=64, help="case starts and updates in flight (default 64)")
     c.add_argument("--keep-db", action="store_true", help="keep the simulation's database in the report folder")
+
+    c = cmd("apply-unapplied", "apply the loan's unapplied payments to its open case (after checking the case's "
+            "opening balance does not already count them)",
+            epilog="Payments that arrived while the loan had no open case are kept as unapplied and never applied\n"
+                   "on their own: the balance a new case opens with may already count them.\n\n"
+                   "Examples:\n  python starter.py apply-unapplied L1001\n"
+                   "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
+    c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
 
     c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
             epilog="Example:\n  python starter.py payments --unapplied")

@@ -128,6 +128,11 @@ class PaymentBody(Model):
     paid_at: AwareDatetime | None = Field(default=None, description="when it was paid (with UTC offset)")
 
 
+class ApplyUnappliedBody(Model):
+    payment_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default=[], max_length=100, description="only these unapplied payments; empty: all of the loan's")
+
+
 class ReleaseBody(Model):
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
@@ -321,6 +326,13 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
             await backend.client(), backend.repo(), loan_id, payment_id=body.payment_id, amount=body.amount,
             currency=body.currency, paid_at=body.paid_at))
         return JSONResponse(outcome.model_dump(mode="json"), status_code=200 if outcome.status == "applied" else 202)
+
+    @v1.post("/loans/{loan_id}/payments/apply-unapplied", tags=["inputs"], response_model=list[ops.PaymentOutcome],
+             summary="Apply the loan's unapplied payments to its open case (never done automatically: the case's "
+                     "opening balance may already count them)", responses={**E404, **E422})
+    async def apply_unapplied(loan_id: LoanId, body: ApplyUnappliedBody) -> Any:
+        return await within_timeout(ops.apply_unapplied(await backend.client(), backend.repo(), loan_id,
+                                                        body.payment_ids or None))
 
     async def update(loan_id: str, command: str, arg: BaseModel):
         return await within_timeout(ops.send_update(await backend.client(), loan_id, command, arg))

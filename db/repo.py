@@ -228,7 +228,19 @@ def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: s
         payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
         paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
         recorded_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["payment_id"]).returning(PaymentRow.__table__.c.payment_id)
+    )
+    if status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
+        t = PaymentRow.__table__
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["payment_id"],
+            set_=dict(status="applied", workflow_id=workflow_id, allocation=stmt.excluded.allocation,
+                      note="kept as unapplied (no open case), applied to the case later",
+                      recorded_at=stmt.excluded.recorded_at),
+            where=(t.c.status == "unapplied") & (t.c.loan_id == loan_id) & (t.c.amount == amount)
+            & (t.c.currency == currency))
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"])
+    stmt = stmt.returning(PaymentRow.__table__.c.payment_id)
     # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
     # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
     # on PostgreSQL. A row comes back only when this statement inserted it.

@@ -206,6 +206,8 @@ class StartResult(BaseModel):
     workflow_id: str
     started: bool
     message: str
+    unapplied_payments: list[str] = Field(default=[], description="payments kept for this loan while it had no open "
+                                          "case; not applied automatically (see apply-unapplied)")
 
 
 async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | None,
@@ -224,7 +226,12 @@ async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | Non
         await asyncio.to_thread(save_borrower_and_loan, repo, inp, contact)
     started = await start_case(client, inp, task_queue)
     msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
-    return StartResult(workflow_id=inp.workflow_id, started=started, message=msg)
+    waiting = await asyncio.to_thread(repo.payments, loan_id=inp.loan_id, status="unapplied") if repo is not None else []
+    if waiting:
+        msg += (f"; the loan has {len(waiting)} unapplied payment(s) ({', '.join(p.payment_id for p in waiting)}): if the "
+                f"opening balance does not count them, apply them with `starter.py apply-unapplied {inp.loan_id}`")
+    return StartResult(workflow_id=inp.workflow_id, started=started, message=msg,
+                       unapplied_payments=[p.payment_id for p in waiting])
 
 
 # --------------------------------------------------------------------------- inputs to a case
@@ -373,6 +380,38 @@ class PaymentOutcome(BaseModel):
     case_status: Literal["active", "paused", "closed"] | None = None
     case_outcome: str | None = None
     message: str
+
+
+async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[str] | None = None) -> list[PaymentOutcome]:
+    """Apply the loan's unapplied payments (all, or the ones named) to its open case, oldest first.
+
+    Never automatic: they arrived while the loan had no open case, and the balance a new case opens with
+    comes from the loan system, which may already count them. An operator who has checked says so here.
+    Each is applied once (by payment id); its ledger row becomes applied to the case."""
+    check_id(loan_id)
+    for pid in payment_ids or []:
+        check_id(pid, "payment_id")
+    if await open_run(client, loan_id) is None:
+        raise no_open_case(loan_id)
+    rows = await asyncio.to_thread(repo.payments, loan_id=loan_id, status="unapplied")
+    by_id = {r.payment_id: r for r in rows}
+    for pid in payment_ids or []:
+        if pid not in by_id:
+            raise BadInput("payment_id", f"{pid} is not an unapplied payment of loan {loan_id} "
+                                         f"(unapplied: {', '.join(by_id) or 'none'}); nothing applied")
+    chosen = [by_id[pid] for pid in payment_ids] if payment_ids else rows
+    if not chosen:
+        raise BadInput("loan_id", f"loan {loan_id} has no unapplied payments; nothing applied")
+    out = []
+    for r in chosen:
+        amount = format_amount(r.amount, r.currency)
+        p = PaymentIn(payment_id=r.payment_id, amount=amount, currency=r.currency, paid_at=_utc(r.paid_at))
+        out.append(_applied(loan_id, amount, r.currency, await send_update(client, loan_id, "pay", p)))
+    return out
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _payment_row(repo, payment_id: str):

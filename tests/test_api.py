@@ -169,7 +169,7 @@ async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api,
 
 async def test_open_a_case_post_payments_and_read_the_status(api):
     result = await api.start("API-1")
-    assert result == {"workflow_id": "loan-API-1", "started": True, "message": "started loan-API-1"}
+    assert result == {"workflow_id": "loan-API-1", "started": True, "message": "started loan-API-1", "unapplied_payments": []}
     assert api.repo.borrower("B-API-1").name == "张伟" and api.repo.loan("API-1").principal == 500_000
     async with api.http() as c:
         again = await c.post("/v1/cases", json={"loan_id": "API-1", "borrower_id": "B-API-1", "principal": "5000.00",
@@ -220,6 +220,38 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(api):
         assert (await c.post("/v1/loans/NOPE-1/holds", json={"kind": "dispute"})).status_code == 404
     assert [(p.payment_id, p.status, p.amount) for p in api.repo.payments(loan_id="API-U")] == [("LATE-U1", "unapplied", 5_000)]
     assert api.repo.payments(loan_id="NOPE-1") == []
+
+
+async def test_unapplied_payments_are_named_when_a_case_opens_and_applied_only_when_asked(api):
+    api.repo.upsert_borrower(id="B-API-UA", name="李娜", timezone="Asia/Shanghai", language="zh")
+    api.repo.upsert_loan(id="API-UA", borrower_id="B-API-UA", currency="CNY", principal=500_000, interest=12_050,
+                         fees=1_500, due_date=date.today() - timedelta(days=3), policy="default")
+    async with api.http() as c:
+        for pid, amount in (("EARLY-1", "100.00"), ("EARLY-2", "20.00")):
+            r = await c.post("/v1/loans/API-UA/payments", json={"payment_id": pid, "amount": amount})
+            assert r.status_code == 202, r.text
+        none_open = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={})
+        assert none_open.status_code == 404 and error_of(none_open)[0] == "loan_id"
+    opened = await api.start("API-UA", borrower_id="B-API-UA")
+    assert opened["unapplied_payments"] == ["EARLY-1", "EARLY-2"] and "apply-unapplied" in opened["message"]
+    before = await api.status("API-UA")
+    assert before["total_paid"] == "0.00"                               # nothing applied on its own
+    async with api.http() as c:
+        bad = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["NOT-THERE"]})
+        assert bad.status_code == 422 and error_of(bad)[0] == "payment_id", bad.text
+        assert (await api.status("API-UA"))["total_paid"] == "0.00"     # a refusal changes nothing
+        one = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["EARLY-2"]})
+        assert one.status_code == 200, one.text
+        assert [(o["payment_id"], o["status"], o["applied"]) for o in one.json()] == [("EARLY-2", "applied", "20.00")]
+        rest = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={})
+        assert [o["payment_id"] for o in rest.json()] == ["EARLY-1"]
+        empty = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={})
+        assert empty.status_code == 422 and "no unapplied payments" in error_of(empty)[1]
+    after = await api.status("API-UA")
+    assert after["total_paid"] == "120.00"
+    rows = {p.payment_id: p for p in api.repo.payments(loan_id="API-UA")}
+    assert {k: (v.status, v.workflow_id) for k, v in rows.items()} == {
+        "EARLY-1": ("applied", "loan-API-UA"), "EARLY-2": ("applied", "loan-API-UA")}
 
 
 async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):

@@ -191,6 +191,19 @@ def test_unapplied_payments_are_kept_and_listed(repo):
     assert repo.payments(status="applied") == []
 
 
+def test_an_unapplied_payment_becomes_applied_only_to_its_own_loan_and_amount(repo):
+    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
+    base = dict(payment_id="PAY-U", loan_id="L9", amount=5_000, currency="CNY", paid_at=paid)
+    assert repo.record_payment(**base, workflow_id=None, status="unapplied")
+    assert not repo.record_payment(**{**base, "loan_id": "L8"}, workflow_id="loan-L8")      # another loan's case
+    assert not repo.record_payment(**{**base, "amount": 6_000}, workflow_id="loan-L9")      # another amount
+    assert [(p.status, p.workflow_id) for p in repo.payments(loan_id="L9")] == [("unapplied", None)]
+    assert repo.record_payment(**base, workflow_id="loan-L9", allocation={"fees": 5_000})   # its own case: applied
+    [row] = repo.payments(loan_id="L9")
+    assert (row.status, row.workflow_id, row.allocation) == ("applied", "loan-L9", '{"fees": 5000}')
+    assert not repo.record_payment(**base, workflow_id="loan-L9")                           # and only once
+
+
 def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
     """The ledger's promise under a race: 16 threads record the same payment id at the same instant."""
     add_borrower_and_loan(repo)
