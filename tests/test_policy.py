@@ -182,3 +182,13 @@ def test_broken_policy_rejected_naming_file_field_and_reason(path):
     with pytest.raises(InvalidInput) as exc2:
         load_policy(str(path))
     assert str(exc2.value) == str(err)
+
+
+def test_cases_on_one_policy_share_one_copy_of_it():
+    from domain.policy import Policy, load_policy, shared
+
+    a = load_policy("default")
+    b = Policy.model_validate_json(a.model_dump_json())          # what each case's input decodes to
+    assert b is not a and shared(a) is shared(b) is a
+    other = load_policy("demo")
+    assert shared(other) is other and shared(other) is not a
