@@ -328,8 +328,10 @@ class Case:
     @staticmethod
     def borrower_closure(refusals: list[GateRecord]) -> GateRecord | None:
         """The gate's final refusal because the borrower was recorded bankrupt or deceased (on any of their
-        loans): the case closes as if the hold had been placed on it."""
-        return next((d for d in refusals if d.final and d.rule in CLOSING_HOLDS), None)
+        loans): the case closes as if the hold had been placed on it. A guarantor's own bankruptcy or death
+        (refusing a letter to the guarantor) does not close the borrower's case."""
+        return next((d for d in refusals
+                     if d.final and d.rule in CLOSING_HOLDS and not d.action.endswith(GUARANTOR)), None)
 
     def close_for_borrower(self, d: GateRecord, now: datetime) -> None:
         self.close(CLOSING_HOLDS[d.rule], now, f"recorded on another of the borrower's loans ({d.reason})")

@@ -102,12 +102,13 @@ def next_window_open(now: datetime, tz: str, rules: ContactRules, timed: bool = 
 
 def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold], now: datetime) -> Decision | None:
     contact = channel in CONTACT_CHANNELS
+    holds = [h for h in holds if h.until is None or h.until > now]
+    # a bankruptcy or death first, whatever else is held: it closes the case (Case.borrower_closure)
     for h in holds:
-        if h.until is not None and h.until <= now:
-            continue
-        mine = h.loan_id == loan_id
         if h.kind in ("bankruptcy", "deceased"):
             return Decision(False, h.kind, f"borrower {h.kind}: no collection action", final=True)
+    for h in holds:
+        mine = h.loan_id == loan_id
         if h.kind == "complaint" and action != "agency_recall":
             return Decision(False, "complaint", "complaint under compliance review: everything stops until a reviewer releases it",
                             retry_at=now + INDEFINITE_RECHECK)

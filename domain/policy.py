@@ -82,6 +82,14 @@ def _minutes(text: str) -> int:
     return int(m[1]) * 60 + int(m[2])
 
 
+MAX_DAILY_CAP = 100
+NEW_POLICY = {"new_policy": True}  # validation context of a policy read from its file (not a case's pinned copy)
+
+
+def _new(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("new_policy"))
+
+
 def _contact_channel(ch: str) -> None:
     if ch not in CONTACT_CHANNELS:
         raise ValueError(f"{ch} is not a contact channel (one of {', '.join(CONTACT_CHANNELS)})")
@@ -95,7 +103,7 @@ class ContactRules(_Strict):
     timed_channels: list[str] = ["sms", "email", "call", "visit"]
     public_holidays: bool = Field(default=True, description="no contact on PRC public holidays")
     weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
-    daily_caps: dict[str, Annotated[int, Field(ge=0, le=100)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
+    daily_caps: dict[str, Annotated[int, Field(ge=0)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
     call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
     no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")
     min_minutes_between_contacts: int = Field(default=60, ge=0, le=1440)
@@ -106,26 +114,30 @@ class ContactRules(_Strict):
         _minutes(v)
         return v
 
-    @field_validator("window_end")
-    @classmethod
-    def _window(cls, v: str, info: ValidationInfo) -> str:
-        start = info.data.get("window_start")
-        if start is not None and _minutes(start) >= _minutes(v):
-            raise ValueError(f"{v} is not after window_start {start}")
-        return v
+    @model_validator(mode="after")
+    def _window(self) -> ContactRules:
+        if _minutes(self.window_start) >= _minutes(self.window_end):
+            raise ValueError(f"window_end: {self.window_end} is not after window_start {self.window_start}")
+        return self
 
+    # Checks added after cases were already pinned to their policies run only when a policy is read from its
+    # file (parse_policy's context), never when a running case's input is decoded: an old case stays readable.
     @field_validator("timed_channels")
     @classmethod
-    def _known_channels(cls, v: list[str]) -> list[str]:
-        for ch in v:
-            _contact_channel(ch)
+    def _known_channels(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if _new(info):
+            for ch in v:
+                _contact_channel(ch)
         return v
 
     @field_validator("daily_caps")
     @classmethod
-    def _caps(cls, v: dict[str, int]) -> dict[str, int]:
-        for ch in v:
-            _contact_channel(ch)
+    def _caps(cls, v: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        for ch, cap in v.items():
+            if _new(info):
+                _contact_channel(ch)
+                if cap > MAX_DAILY_CAP:
+                    raise ValueError(f"{ch}: {cap} is more than {MAX_DAILY_CAP} a day")
         return v
 
     @property
@@ -222,14 +234,15 @@ def _first_error(source: str, exc: ValidationError) -> InvalidInput:
     err = exc.errors()[0]
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
     msg = err["msg"].removeprefix("Value error, ")
-    if not loc and ": " in msg:  # model-level rule that names its own field
-        loc, msg = msg.split(": ", 1)
+    head, sep, tail = msg.partition(": ")
+    if sep and re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z0-9_]+|\[[0-9]+\])*", head):  # a rule naming its own field
+        loc, msg = (f"{loc}.{head}" if loc else head), tail
     return InvalidInput(f"{source}: {loc or 'policy'}", msg)
 
 
 def parse_policy(data: dict, source: str = "policy") -> Policy:
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, context=NEW_POLICY)
     except ValidationError as exc:
         raise _first_error(source, exc) from None
 

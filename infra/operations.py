@@ -36,7 +36,8 @@ from domain.case import CLOSED_FIELD, CLOSED_REASON
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import (
-    CLOSING_HOLDS, CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn, PromiseIn, ReleaseIn, workflow_id,
+    CLOSING_HOLDS, CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn, PromiseIn, ReleaseIn,
+    UpdateResult, workflow_id,
 )
 from domain.money import check_currency, format_amount, parse_amount
 from domain.policy import POLICY_DIR, Policy, load_policy
@@ -308,13 +309,23 @@ async def send_update(client: Client, loan_id: str, command: str, fields: dict[s
 
 async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn) -> Any:
     """A hold on the loan's case. A bankruptcy or death concerns the borrower, not one loan: once the named
-    case has taken it, the borrower's other open cases get the same hold at once (each closes). A case missed
-    here (the caller gave up half way) still closes at its next step, when the contact gate meets the hold."""
+    case has taken it, the borrower's other open cases get the same hold at once (each closes).
+
+    Sent again (an answer lost, a timeout half way), it carries on: the named case, already closed by this
+    hold, counts as done and the other loans are sent it again. A case not reached (recovering from a crash)
+    is named in the answer; it also closes by itself at its next step, when the contact gate meets the hold."""
     hold = fields if isinstance(fields, HoldIn) else build(HoldIn, **dict(fields))
-    result = await send_update(client, loan_id, "hold", hold)
     if hold.kind not in CLOSING_HOLDS:
-        return result
-    closed = []
+        return await send_update(client, loan_id, "hold", hold)
+    outcome = CLOSING_HOLDS[hold.kind]
+    try:
+        result = await send_update(client, loan_id, "hold", hold)
+    except BadInput as exc:
+        if not await _closed_as(client, loan_id, outcome, exc):
+            raise
+        result = UpdateResult(message=f"the case was already closed as {outcome} (this hold, sent before)",
+                              status="closed", outcome=outcome)
+    closed, missed = [], []
     for other in await asyncio.to_thread(_other_loans, repo, loan_id):
         note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
         try:
@@ -323,11 +334,28 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
             if isinstance(exc, NotFound) or closed_refusal(exc):
                 continue  # no open case for that loan
             raise
+        except Exception as exc:  # noqa: BLE001 - Busy, Temporal unavailable: named, and the gate closes it later
+            missed.append(f"{other} ({exc})")
+            continue
         closed.append(other)
-    if not closed:
-        return result
-    return result.model_copy(update={"message": f"{result.message}; the borrower's other open cases closed too: "
-                                                f"{', '.join(closed)}"})
+    message = result.message
+    if closed:
+        message += f"; the borrower's other open cases closed too: {', '.join(closed)}"
+    if missed:
+        message += (f"; not reached yet: {'; '.join(missed)}: send the hold again (or each closes at its next step)")
+    return result.model_copy(update={"message": message})
+
+
+async def _closed_as(client: Client, loan_id: str, outcome: str, exc: BadInput) -> bool:
+    """The named case refused the hold because it is already closed with this outcome (a hold sent again)."""
+    if closed_refusal(exc):
+        return f"({outcome})" in exc.reason
+    if isinstance(exc, NotFound):
+        try:
+            return (await case_status(client, loan_id)).outcome == outcome
+        except Exception:  # noqa: BLE001 - no case at all, or it cannot be queried: the refusal stands
+            return False
+    return False
 
 
 def _other_loans(repo, loan_id: str) -> list[str]:
@@ -383,30 +411,45 @@ class PaymentOutcome(BaseModel):
 
 
 async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[str] | None = None) -> list[PaymentOutcome]:
-    """Apply the loan's unapplied payments (all, or the ones named) to its open case, oldest first.
+    """Apply the loan's unapplied payments (all, or the ones named) to its open case, oldest first: one
+    outcome each.
 
     Never automatic: they arrived while the loan had no open case, and the balance a new case opens with
     comes from the loan system, which may already count them. An operator who has checked says so here.
-    Each is applied once (by payment id); its ledger row becomes applied to the case."""
+    Each is applied once (by payment id) and its ledger row becomes applied to the case; one the case
+    refuses (more than the balance left) stays unapplied, with the case's reason, and the rest go on.
+    Sent again, a payment this call already applied answers as a duplicate."""
     check_id(loan_id)
     for pid in payment_ids or []:
         check_id(pid, "payment_id")
-    if await open_run(client, loan_id) is None:
+    run = await open_run(client, loan_id)
+    if run is None:
         raise no_open_case(loan_id)
-    rows = await asyncio.to_thread(repo.payments, loan_id=loan_id, status="unapplied")
-    by_id = {r.payment_id: r for r in rows}
-    for pid in payment_ids or []:
-        if pid not in by_id:
-            raise BadInput("payment_id", f"{pid} is not an unapplied payment of loan {loan_id} "
-                                         f"(unapplied: {', '.join(by_id) or 'none'}); nothing applied")
-    chosen = [by_id[pid] for pid in payment_ids] if payment_ids else rows
-    if not chosen:
+    rows = {r.payment_id: r for r in await asyncio.to_thread(repo.payments, loan_id=loan_id)}
+    waiting = [r for r in rows.values() if r.status == "unapplied"]
+    if payment_ids:
+        for pid in payment_ids:
+            r = rows.get(pid)
+            if r is None or (r.status != "unapplied" and r.workflow_id != workflow_id(loan_id)):
+                raise BadInput("payment_id", f"{pid} is not an unapplied payment of loan {loan_id} (unapplied: "
+                                             f"{', '.join(w.payment_id for w in waiting) or 'none'}); nothing applied")
+        chosen = [rows[pid] for pid in dict.fromkeys(payment_ids)]
+    elif waiting:
+        chosen = waiting
+    else:
         raise BadInput("loan_id", f"loan {loan_id} has no unapplied payments; nothing applied")
     out = []
     for r in chosen:
         amount = format_amount(r.amount, r.currency)
         p = PaymentIn(payment_id=r.payment_id, amount=amount, currency=r.currency, paid_at=_utc(r.paid_at))
-        out.append(_applied(loan_id, amount, r.currency, await send_update(client, loan_id, "pay", p)))
+        try:
+            out.append(_applied(loan_id, amount, r.currency, await send_update(client, loan_id, "pay", p)))
+        except BadInput as exc:
+            if isinstance(exc, NotFound):
+                raise
+            out.append(PaymentOutcome(payment_id=r.payment_id, loan_id=loan_id, status="unapplied", duplicate=False,
+                                      amount=amount, currency=r.currency,
+                                      message=f"payment {r.payment_id} refused by the case ({exc}); still unapplied"))
     return out
 
 

@@ -247,11 +247,31 @@ async def test_unapplied_payments_are_named_when_a_case_opens_and_applied_only_w
         assert [o["payment_id"] for o in rest.json()] == ["EARLY-1"]
         empty = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={})
         assert empty.status_code == 422 and "no unapplied payments" in error_of(empty)[1]
+        again = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["EARLY-2"]})
+        assert again.status_code == 200 and again.json()[0]["duplicate"] is True     # a retry: nothing changes
     after = await api.status("API-UA")
     assert after["total_paid"] == "120.00"
     rows = {p.payment_id: p for p in api.repo.payments(loan_id="API-UA")}
     assert {k: (v.status, v.workflow_id) for k, v in rows.items()} == {
         "EARLY-1": ("applied", "loan-API-UA"), "EARLY-2": ("applied", "loan-API-UA")}
+
+
+async def test_apply_unapplied_goes_on_past_a_payment_the_case_refuses(api):
+    api.repo.upsert_borrower(id="B-API-UB", name="李娜", timezone="Asia/Shanghai", language="zh")
+    api.repo.upsert_loan(id="API-UB", borrower_id="B-API-UB", currency="CNY", principal=10_000, interest=0,
+                         fees=0, due_date=date.today() - timedelta(days=3), policy="default")
+    async with api.http() as c:
+        for pid, amount in (("UB-1", "60.00"), ("UB-2", "80.00"), ("UB-3", "10.00")):
+            assert (await c.post("/v1/loans/API-UB/payments", json={"payment_id": pid, "amount": amount})).status_code == 202
+        await api.start("API-UB", borrower_id="B-API-UB", principal="100.00", interest="0", fees="0")
+        r = await c.post("/v1/loans/API-UB/payments/apply-unapplied", json={})
+        assert r.status_code == 200, r.text
+    assert [(o["payment_id"], o["status"]) for o in r.json()] == [
+        ("UB-1", "applied"), ("UB-2", "unapplied"), ("UB-3", "applied")]
+    assert "more than the outstanding" in r.json()[1]["message"]
+    assert {p.payment_id: p.status for p in api.repo.payments(loan_id="API-UB")} == {
+        "UB-1": "applied", "UB-2": "unapplied", "UB-3": "applied"}
+    assert (await api.status("API-UB"))["total_paid"] == "70.00"
 
 
 async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):

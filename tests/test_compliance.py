@@ -277,3 +277,27 @@ def test_no_contact_breaks_a_rule_and_every_allowed_step_eventually_happens(popu
                     break  # stays refused until a person releases it; released holds are tested end to end
                 now, tries = d.retry_at, tries + 1
                 assert tries < 60, f"never allowed: {d}"  # liveness: once nothing forbids it, it happens
+
+
+def test_a_bankruptcy_is_the_answer_whatever_else_is_held():
+    """cease_contact on one loan and a bankruptcy on another: the third loan's SMS is refused for the
+    bankruptcy (final, and it closes that case), not for the cease_contact met first."""
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    holds = [c.ActiveHold("cease_contact", "L1"), c.ActiveHold("complaint", "L1"), c.ActiveHold("bankruptcy", "L2")]
+    d = c.check_holds("sms", "sms", "L3", holds, now)
+    assert (d.allowed, d.rule, d.final) == (False, "bankruptcy", True)
+
+
+def test_only_the_borrowers_own_bankruptcy_or_death_closes_the_case():
+    from domain.case import Case
+    from domain.models import GateRecord
+
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+
+    def refused(action, rule):
+        return GateRecord(at=now, step="overdue_letter", action=action, allowed=False, rule=rule, reason="r", final=True)
+
+    assert Case.borrower_closure([refused("letter@guarantor", "deceased")]) is None     # the guarantor died
+    assert Case.borrower_closure([refused("letter", "cease_contact")]) is None
+    mine = refused("letter", "deceased")
+    assert Case.borrower_closure([refused("letter@guarantor", "deceased"), mine]) is mine

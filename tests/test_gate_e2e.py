@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from domain.models import HoldIn, ReleaseIn
 from domain.policy import parse_policy
 from tests.conftest import LADDER_POLICY
@@ -121,13 +123,31 @@ async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once
     assert (sb.status, sb.outcome) == ("closed", "bankrupt")
     assert any("recorded on loan BK-A" in e.detail for e in sb.events if e.kind == "closed")
     assert sx.status != "closed"
-    # sent again (the caller lost the answer): the named case is closed (or finished), nothing else changes
-    try:
-        await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy"})
-    except ops.BadInput as exc:
-        assert isinstance(exc, ops.NotFound) or ops.closed_refusal(exc), exc
-    else:
-        raise AssertionError("a closed case took a second hold")
+    # sent again (the caller lost the answer): the named case counts as done, the others are already closed
+    again = await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy"})
+    assert (again.status, again.outcome) == ("closed", "bankrupt") and "already closed" in again.message
+    assert (await cases.status(other)).status != "closed"
+    # a case closed for another reason is not a bankruptcy: the refusal stands
+    c = await cases.start(dpd=1, loan_id="BK-C", borrower_id="BK-B3")
+    total = (await cases.status(c)).outstanding["total"]
+    await ops.record_payment(env.client, repo, "BK-C", payment_id="BK-C-FULL", amount=total)
+    await cases.result(c)
+    with pytest.raises(ops.NotFound):
+        await ops.place_hold(env.client, repo, "BK-C", {"kind": "bankruptcy"})
+
+
+async def test_a_bankruptcy_sent_again_after_a_partial_fan_out_reaches_the_rest(cases, env, repo):
+    """The caller stopped after the named case (as if the API's timeout fired): sent again, the rest close."""
+    from infra import operations as ops
+
+    a = await cases.start(dpd=1, loan_id="BKR-A", borrower_id="BKR-B1")
+    b = await cases.start(dpd=1, loan_id="BKR-B", borrower_id="BKR-B1")
+    await ops.send_update(env.client, "BKR-A", "hold", {"kind": "bankruptcy"})      # only the named case
+    assert (await cases.status(b)).status != "closed"
+    result = await ops.place_hold(env.client, repo, "BKR-A", {"kind": "bankruptcy"})
+    assert "BKR-B" in result.message
+    assert ((await cases.status(b)).status, (await cases.status(b)).outcome) == ("closed", "bankrupt")
+    assert (await cases.status(a)).outcome == "bankrupt"
 
 
 async def test_a_case_the_fan_out_missed_closes_at_its_next_step(cases, repo):

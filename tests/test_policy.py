@@ -192,3 +192,42 @@ def test_cases_on_one_policy_share_one_copy_of_it():
     assert b is not a and shared(a) is shared(b) is a
     other = load_policy("demo")
     assert shared(other) is other and shared(other) is not a
+
+
+def test_a_case_pinned_to_a_policy_from_before_the_channel_checks_still_decodes():
+    """The channel and cap checks came after cases were pinned to their policies: a running case's input
+    (decoded without parse_policy's context) must stay readable, or its workflow task fails for ever."""
+    from domain.errors import InvalidInput
+    from domain.models import CaseInput
+    from domain.policy import Policy, load_policy, parse_policy
+
+    data = load_policy("default").model_dump(mode="json")
+    data["contact"].update(timed_channels=["SMS", "call"], daily_caps={"smss": 1, "call": 500})
+    old = Policy.model_validate(data)                                   # as the data converter decodes it
+    assert old.contact.timed_channels == ["SMS", "call"]
+    assert CaseInput.model_fields["policy"].annotation is Policy
+    with pytest.raises(InvalidInput) as info:                           # as a policy file is read
+        parse_policy(data)
+    assert info.value.field == "policy: contact.timed_channels"
+    data["contact"]["timed_channels"] = ["sms"]
+    with pytest.raises(InvalidInput) as info:
+        parse_policy(data)
+    assert (info.value.field, info.value.reason.startswith("smss is not a contact channel")) == (
+        "policy: contact.daily_caps", True)
+    data["contact"]["daily_caps"] = {"call": 500}
+    with pytest.raises(InvalidInput) as info:
+        parse_policy(data)
+    assert (info.value.field, info.value.reason) == ("policy: contact.daily_caps.call", "500 is more than 100 a day")
+
+
+def test_a_window_that_ends_before_it_starts_is_refused_with_either_end_left_out():
+    from domain.errors import InvalidInput
+    from domain.policy import load_policy, parse_policy
+
+    data = load_policy("default").model_dump(mode="json")
+    for contact in ({"window_start": "22:00"}, {"window_end": "07:00"}):
+        d = {**data, "contact": {k: v for k, v in data["contact"].items() if k not in ("window_start", "window_end")}
+             | contact}
+        with pytest.raises(InvalidInput) as info:
+            parse_policy(d)
+        assert info.value.field == "policy: contact.window_end", info.value
