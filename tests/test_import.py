@@ -360,7 +360,7 @@ def test_every_command_has_json_and_help_with_examples():
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     assert set(sub.choices) == {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome",
-                                "status", "payments", "simulate"}
+                                "status", "payments", "apply-unapplied", "simulate"}
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name
