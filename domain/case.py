@@ -8,6 +8,7 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from domain import compliance
@@ -372,6 +373,13 @@ class Case:
 
     # ---------------------------------------------------------------- inputs: each has check_* (pure, raises InvalidInput) and apply_*
 
+    def enforcement_payment_id(self, n: int) -> str:
+        """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole
+        ledger, so it names the case (a digest of its workflow id and opening time, to stay within the id's 64
+        characters): `enforcement-1` alone was written for the first loan only and dropped for every other."""
+        digest = hashlib.sha256(f"{self.inp.workflow_id}@{self.state.opened_at.isoformat()}".encode()).hexdigest()[:16]
+        return f"enforcement-{digest}-{n}"
+
     def _open(self) -> None:
         if self.state.closed:
             raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({self.state.outcome}); nothing can change it")
@@ -571,9 +579,10 @@ class Case:
             s.objection = True
         if o.outcome == "enforcement_result":
             n = 1
-            while f"enforcement-{n}" in s.payments:  # never collide with an id already in the ledger
+            while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
                 n += 1
-            self.apply_payment(PaymentIn(payment_id=f"enforcement-{n}", amount=o.amount, currency=self.inp.currency), now)
+            self.apply_payment(PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount,
+                                         currency=self.inp.currency), now)
         if o.outcome == "promise":
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":

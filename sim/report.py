@@ -119,9 +119,9 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
         if base == "enforcement":
             enforcement[arm].add(r.loan_id)
 
-    # The ledger should hold every payment; check it against what each case says it was paid. An
-    # enforcement result missing from the ledger (its payment id collides with another loan's: see the
-    # report's note) is counted at the time it was recorded, so the figures match the cases.
+    # The ledger should hold every payment; check it against what each case says it was paid. A payment
+    # missing from the ledger (there should be none) is counted at the time it was recorded, so the figures
+    # match the cases, and the report names the gap.
     payments = [(p.loan_id, _aware(p.paid_at), p.amount) for p in data["payments"]]
     ledger = Counter()
     for loan_id, _, amount in payments:
@@ -460,10 +460,7 @@ def markdown(summary: dict, files: list[str]) -> str:
         parts += ["## Ledger check", "",
                   "Payments the cases applied but the payments ledger does not hold (counted above from the cases' "
                   "own totals): " + "; ".join(f"{a}: {g['loans']} loan(s), CNY {_cny(g['amount'])}" for a, g in gaps.items())
-                  + ". These are enforcement results: the case names them `enforcement-1`, `enforcement-2`, ... "
-                  "(domain/case.py, apply_outcome), but the ledger's payment id is unique across all loans "
-                  "(payments.payment_id), so only the first loan's `enforcement-1` is written and the others are "
-                  "dropped as duplicates.", ""]
+                  + ". There should be none: every payment a case applies is written to the ledger once.", ""]
     rejected = summary["rejected"]
     if rejected["champion"] or rejected["challenger"]:
         parts += ["Inputs the cases refused (the borrower model asked for something the case did not allow):", "",

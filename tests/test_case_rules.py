@@ -631,10 +631,22 @@ def test_enforcement_result_is_never_swallowed_by_a_payment_id():
     r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
     r.outcome("court", "judgment")
     r.run_until(r.dpd_at(151))
-    r.pay("100.00", "enforcement-2")  # an id the bank's system happened to use
+    r.pay("100.00", r.case.enforcement_payment_id(2))  # an id the ledger already holds
     paid = r.state.total_paid
     r.outcome("court", "enforcement_result", amount="500.00")
     assert r.state.total_paid == paid + 50_000
+
+
+def test_enforcement_recoveries_of_two_cases_have_distinct_ledger_ids():
+    """Payment ids are unique across the whole ledger: `enforcement-1` of every case was one row."""
+    import re
+
+    from domain.models import ID_PATTERN
+
+    a, b = Runner.open(dpd=1), Runner.open(dpd=1)
+    b.case.inp = b.case.inp.model_copy(update={"loan_id": "OTHER"})
+    ids = {a.case.enforcement_payment_id(1), b.case.enforcement_payment_id(1), a.case.enforcement_payment_id(2)}
+    assert len(ids) == 3 and all(re.fullmatch(ID_PATTERN, i) for i in ids)
 
 
 # ---------------------------------------------------------------- write-off

@@ -97,6 +97,7 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path):
         assert arm["recovered"] > 0 and 0 < arm["recovery_rate"] < 1
         assert sum(arm["outcomes"].values()) == arm["loans"]
         assert set(arm["roll_rates"]) == {"M1->M2", "M2->M3", "M3->M3+"}
+        assert arm["missing_from_ledger"] == {"loans": 0, "amount": 0}   # every applied payment is in the ledger
     # what differs between the ladders shows: only the champion visits, the challenger sues sooner
     assert arms["champion"]["actions"].get("visit", 0) > 0 and "visit" not in arms["challenger"]["actions"]
     assert "home_visit" not in arms["challenger"]["recovered_by_step"]
