@@ -11,8 +11,8 @@ it; a legal clock that has run out). Nothing is skipped silently and nothing is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 
 import holidays
@@ -181,6 +181,10 @@ def check_calls(now: datetime, history: list[PastContact], rules: ContactRules) 
 def decide(*, action: str, channel: str, loan_id: str, now: datetime, tz: str, rules: ContactRules,
            holds: list[ActiveHold], history: list[PastContact], bundle: str = "") -> Decision:
     """May `action` reach the borrower now? Holds, then (for contacts) window, holidays, spacing and caps."""
+    # elapsed time in UTC: two aware datetimes with the same zone subtract as wall clocks, an hour off across a
+    # DST change (7 days back from a London or New York `now` is not 168 hours)
+    now = now.astimezone(timezone.utc)
+    history = [c if c.at.tzinfo is timezone.utc else replace(c, at=c.at.astimezone(timezone.utc)) for c in history]
     inputs = {"action": action, "channel": channel, "now": now.isoformat(), "tz": tz,
               "holds": sorted({h.kind for h in holds}), "contacts_7d": sum(1 for c in history if now - c.at < timedelta(days=7))}
     d = check_holds(action, channel, loan_id, holds, now)

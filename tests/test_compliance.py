@@ -239,7 +239,10 @@ def check_allowed(d, *, channel, action, loan, now, tz, rules, holds, history):
         same_day = [p for p in history if p.channel == channel and p.at.astimezone(ZoneInfo(tz)).date() == loc.date()]
         assert len(same_day) < rules.daily_caps.get(channel, 10**9), "over the daily cap"
         if channel == "call":
-            week = [p for p in history if p.channel == "call" and now - timedelta(days=7) < p.at <= now]
+            # in elapsed time (UTC): an aware local `now` minus 7 days is wall-clock arithmetic, an hour off
+            # across a DST change (found by hypothesis: Europe/London, 2026-10-26)
+            utc_now = now.astimezone(UTC)
+            week = [p for p in history if p.channel == "call" and utc_now - timedelta(days=7) < p.at <= utc_now]
             assert len(week) < rules.call_cap_7d, "over the 7-day call cap"
     for h in holds:
         if h.until is not None and h.until <= now:
