@@ -213,23 +213,6 @@ class Policy(_Strict):
         return [s.key for s in self.steps].index(key)
 
 
-_SHARED: dict[str, Policy] = {}
-_SHARED_MAX = 64
-
-
-def shared(policy: Policy) -> Policy:
-    """One object for every case pinned to the same policy (policies are frozen): thousands of cached
-    cases on one worker hold one copy of it instead of a copy each (about 19 KiB)."""
-    key = policy.fingerprint
-    found = _SHARED.get(key)
-    if found is not None:
-        return found
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()
-    _SHARED[key] = policy
-    return policy
-
-
 def _first_error(source: str, exc: ValidationError) -> InvalidInput:
     err = exc.errors()[0]
     loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")

@@ -184,18 +184,6 @@ def test_broken_policy_rejected_naming_file_field_and_reason(path):
     assert str(exc2.value) == str(err)
 
 
-def test_cases_on_one_policy_share_one_copy_of_it():
-    from domain.policy import Policy, load_policy, shared
-
-    import uuid
-
-    a = load_policy("default").model_copy(update={"description": f"a copy {uuid.uuid4()}"})   # not yet shared
-    b = Policy.model_validate_json(a.model_dump_json())          # what each case's input decodes to
-    assert b is not a and shared(a) is a and shared(b) is a
-    other = load_policy("demo")
-    assert shared(other) is shared(Policy.model_validate_json(other.model_dump_json())) is not a
-
-
 def test_a_case_pinned_to_a_policy_from_before_the_channel_checks_still_decodes():
     """The channel and cap checks came after cases were pinned to their policies: a running case's input
     (decoded without parse_policy's context) must stay readable, or its workflow task fails for ever."""

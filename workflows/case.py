@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         PlanResult, PromiseIn, ReleaseIn, UpdateResult,
     )
     from domain.money import format_amount, to_major
-    from domain.policy import Step, shared
+    from domain.policy import Step
     from infra import metrics
 
 from workflows import search
@@ -68,7 +68,6 @@ PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
 class CollectionCase:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
-        inp = inp.model_copy(update={"policy": shared(inp.policy)})  # one copy per worker, not per case
         self.inp = inp
         # The case opens at the run's start time, not at workflow.now(): if the worker dies during the first
         # workflow task (whose local activities already sent messages), the task runs again later, and the
