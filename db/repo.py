@@ -59,6 +59,15 @@ class Repo:
         with self.session() as s:
             return s.get(LoanRow, loan_id)
 
+    def other_loans(self, loan_id: str) -> list[str]:
+        """The ids of the other loans of this loan's borrower."""
+        with self.session() as s:
+            borrower = s.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
+            if borrower is None:
+                return []
+            return list(s.scalars(select(LoanRow.id).where(LoanRow.borrower_id == borrower, LoanRow.id != loan_id)
+                                  .order_by(LoanRow.id)))
+
     # ---- the case projection
 
     def project_case(self, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,

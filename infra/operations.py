@@ -326,7 +326,7 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
         result = UpdateResult(message=f"the case was already closed as {outcome} (this hold, sent before)",
                               status="closed", outcome=outcome)
     closed, missed = [], []
-    for other in await asyncio.to_thread(_other_loans, repo, loan_id):
+    for other in await asyncio.to_thread(repo.other_loans, loan_id):
         note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
         try:
             await send_update(client, other, "hold", HoldIn(kind=hold.kind, reference=note[:200]))
@@ -356,20 +356,6 @@ async def _closed_as(client: Client, loan_id: str, outcome: str, exc: BadInput) 
         except Exception:  # noqa: BLE001 - no case at all, or it cannot be queried: the refusal stands
             return False
     return False
-
-
-def _other_loans(repo, loan_id: str) -> list[str]:
-    """The ids of the other loans of this loan's borrower, from the system of record."""
-    from sqlalchemy import select
-
-    from db.tables import LoanRow
-
-    with repo.session() as s:
-        borrower = s.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
-        if borrower is None:
-            return []
-        return list(s.scalars(select(LoanRow.id).where(LoanRow.borrower_id == borrower, LoanRow.id != loan_id)
-                              .order_by(LoanRow.id)))
 
 
 @dataclass(frozen=True)
