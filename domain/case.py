@@ -28,7 +28,7 @@ from domain.promises import evaluate_promise, make_promise
 
 MAX_EVENTS = 30
 GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
-GUARANTOR_ACTIONS = {"letter", "law_firm"}
+from domain.channels import GUARANTOR_ACTIONS  # noqa: E402 - which actions a guarantor may receive: the registry's
 CLOCK_SKEW = timedelta(minutes=5)
 
 
