@@ -257,12 +257,13 @@ class CaseActivities:
             if scheduled is not None and scheduled >= at and visits.inside(scheduled, windows):
                 return resp
             last = n == VISIT_REBOOKS
-            detail = (f"{req.step}/{req.action}: the provider booked visit {resp.get('id')} for "
+            visit = resp.get("visit_id") or resp.get("id")
+            detail = (f"{req.step}/{req.action}: the provider booked visit {visit} for "
                       f"{resp.get('scheduled_for')}, outside the allowed dates and hours"
                       + ("; refused" if last else "; booking it again"))
             await asyncio.to_thread(self.repo.record_event, workflow_id=req.workflow_id, loan_id=req.loan_id,
                                     kind="visit_refused" if last else "visit_rebooked", detail=detail,
-                                    cause={"key": req.idempotency_key, "visit": resp.get("id"),
+                                    cause={"key": req.idempotency_key, "visit": visit,
                                            "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
                                     at=at, dedupe_key=f"visit:{req.idempotency_key}:{n + 1}")
             lg.warning("visit booked outside the allowed dates and hours", scheduled_for=resp.get("scheduled_for"),
@@ -272,7 +273,7 @@ class CaseActivities:
                                     f"{VISIT_REBOOKS + 1} times (last for {resp.get('scheduled_for')}); refused")
             windows = _visit_windows(first.model_copy(update={"now": at}), borrower.timezone)
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows],
-                     "replaces": resp.get("id")}
+                     "replaces": visit}
             body = messages.body("visit", first, borrower, today, debtor=debtor, extra=extra)
             resp = await self.gateway.send("visit", body, f"{req.idempotency_key}:rebook-{n + 1}")
         return resp

@@ -8,12 +8,13 @@ hours, these answers learn with it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from domain import compliance
+from domain.dates import zone
 from domain.policy import CONTACT_CHANNELS, ContactRules
 
-VISIT_HORIZON_DAYS = 14           # a visit request offers the allowed dates and hours of the next 14 days
+VISIT_HORIZON_DAYS = 14           # a visit request offers the allowed dates and hours of today and the next 14 days
 _STEP = timedelta(minutes=15)
 _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(days=1)
@@ -35,8 +36,10 @@ def time_refusal(channel: str, now: datetime, tz: str, rules: ContactRules) -> c
 
 
 def visit_windows(now: datetime, tz: str, rules: ContactRules, days: int = VISIT_HORIZON_DAYS) -> list[tuple[datetime, datetime]]:
-    """The spans [start, end) within the next `days` days in which a visit may start, as the gate would allow it."""
-    horizon = now + timedelta(days=days)
+    """The spans [start, end) in which a visit may start, as the gate would allow it: from `now` to the end of the
+    `days`-th local day after today."""
+    local = now.astimezone(zone(tz))
+    horizon = datetime.combine(local.date() + timedelta(days=days + 1), time(0), tzinfo=zone(tz))
     out: list[tuple[datetime, datetime]] = []
     t = now
     while t < horizon:

@@ -163,3 +163,32 @@ async def test_a_case_the_fan_out_missed_closes_at_its_next_step(cases, repo):
     assert sb.steps_done == ["reminder_notice", "first_call"]     # the call step, refused by the gate
     assert [d.rule for d in sb.decisions if not d.allowed] == ["deceased"]
     assert [r.channel for r in repo.contacts(loan_id="BK2-B") if r.channel == "call"] == []
+
+
+async def test_a_conversation_an_operator_records_blocks_the_next_call(cases, repo, gateway):
+    """The provider's calls go unanswered; an operator then records that they spoke with the borrower (the
+    record_outcome update, as the CLI and API send it). That conversation is in the contact ledger, and the next
+    call step is refused by the rule after_conversation, for 7 days from when it was recorded."""
+    from domain.models import OutcomeIn
+
+    data = LADDER_POLICY.model_dump(mode="json")
+    data.update(name="two-calls", min_gap_days=0, steps=[
+        {"key": "call_1", "stage": "calls", "dpd": 1, "actions": ["call"]},
+        {"key": "call_2", "stage": "calls", "dpd": 3, "actions": ["call"]}])
+    gateway.script_calls({"CONV-1": {"outcome": "no_answer"}})
+    try:
+        h = await cases.start(dpd=1, loan_id="CONV-1", policy=parse_policy(data))
+        assert [(r.step, r.outcome) for r in repo.contacts(loan_id="CONV-1")] == [("call_1", "no_answer")]
+        await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="call", outcome="answered"))
+        recorded = [r for r in repo.contacts(loan_id="CONV-1") if r.step == "operator"]
+        assert [(r.channel, r.status, r.outcome) for r in recorded] == [("call", "delivered", "answered")]
+        await cases.advance(days=3)
+        st = await cases.status(h)
+        assert "call_2" not in st.steps_done
+        refusal = st.decisions[-1]
+        assert (refusal.action, refusal.allowed, refusal.rule) == ("call", False, "after_conversation")
+        assert refusal.retry_at == recorded[0].at + timedelta(days=7)
+        await cases.advance(days=6)
+        assert "call_2" in (await cases.status(h)).steps_done
+    finally:
+        gateway.script_calls({"CONV-1": None})

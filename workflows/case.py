@@ -48,12 +48,12 @@ CHANNEL_RETRY = RetryPolicy(
 # (idempotency keys, unique rows), so the re-execution after a worker crash changes nothing.
 # Backoffs longer than this wait on a durable timer instead of in the worker.
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=LOCAL_RETRY_SECONDS)
-# A send's attempts within one local activity (0.5 + 1 + 2 + 4 s apart); after them the workflow waits on its own
+# A send's attempts within one local activity (0.5 s, then 1 s apart); after them the workflow waits on its own
 # durable timer (SEND_BACKOFF, doubling up to SEND_BACKOFF_MAX) and schedules the send again with its clock, so
 # that every attempt, however late, re-checks the contact window (PATCH_SEND_RECHECK).
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0, maximum_interval=LOCAL_RETRY_THRESHOLD,
-    maximum_attempts=5, non_retryable_error_types=["InvalidRequest"],
+    maximum_attempts=3, non_retryable_error_types=["InvalidRequest"],
 )
 SEND_BACKOFF = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=10)
