@@ -222,6 +222,36 @@ async def run_import(a: argparse.Namespace) -> int:
     return 1 if summary.rejected or summary.failed else 0
 
 
+def run_check(a: argparse.Namespace) -> int:
+    """`check`: every official holiday calendar file loads, and next year's is there (warned from 1 November).
+    0 when all is well, 1 with a warning (a file missing soon or now), 2 when a file is invalid."""
+    from zoneinfo import ZoneInfo
+
+    from domain import calendar
+    from domain.errors import InvalidInput
+
+    today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    years = calendar.years_available()
+    try:
+        loaded = [calendar.year_calendar(y) for y in years]
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warning = calendar.missing_warning(today)
+    left = calendar.days_of_calendar_left(today)
+    if a.json:
+        print(dump({"today": today.isoformat(), "years": years, "days_left": left, "warning": warning,
+                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded}}))
+    else:
+        for c in loaded:
+            print(f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
+                  f"{len(c.working)} make-up working days)")
+        print(f"{left} day(s) of official calendar left from {today}")
+        if warning:
+            print(f"WARNING {warning}", file=sys.stderr)
+    return 1 if warning else 0
+
+
 async def run(a: argparse.Namespace) -> int:
     if a.command == "simulate":
         from sim.run import main as simulate
@@ -461,6 +491,11 @@ def parser() -> argparse.ArgumentParser:
                    "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
 
+    c = cmd("check", "check the official holiday calendars: every file valid, next year's there (from 1 November)",
+            loan=False, epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
+                               "Example:\n  python starter.py check")
+    c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
+
     c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
             epilog="Example:\n  python starter.py payments --unapplied")
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
@@ -470,6 +505,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    if a.command == "check":
+        return run_check(a)
     try:
         return asyncio.run(run(a))
     except BadInput as exc:

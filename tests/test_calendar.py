@@ -217,3 +217,69 @@ def test_broken_toml_is_refused_naming_the_file(tmp_path, monkeypatch):
     with pytest.raises(InvalidInput) as e:
         cal.is_rest_day(date(2026, 2, 16))
     assert e.value.field == str(tmp_path / "cn-2026.toml") and "not valid TOML" in e.value.reason
+
+
+# ---------------------------------------------------------------- warn ahead: gauge, worker log, `starter.py check`, demo
+
+@pytest.fixture
+def only_2026(tmp_path, monkeypatch):
+    """The calendars as they stand on 30 November 2026: 2026's file, none for 2027."""
+    src = Path(__file__).resolve().parent.parent / "policies" / "calendars" / "cn-2026.toml"
+    monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
+    monkeypatch.setattr(cal, "_loaded", {})
+    (tmp_path / "cn-2026.toml").write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def test_the_gauge_gives_the_days_left_on_the_worker_metrics_endpoint(only_2026):
+    import socket
+    import urllib.request
+
+    import structlog
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from infra import metrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+    with structlog.testing.capture_logs() as logs:
+        left = metrics.check_calendar(rt.metric_meter, structlog.get_logger("t"), today=date(2026, 11, 30))
+    assert left == 32  # 30 November to 1 January
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    line = next(x for x in body.splitlines() if x.startswith(metrics.CALENDAR_DAYS_LEFT))
+    assert float(line.split()[-1]) == left
+    assert [e["log_level"] for e in logs] == ["warning"] and "cn-2027.toml" in logs[0]["detail"]
+    with structlog.testing.capture_logs() as logs:
+        metrics.check_calendar(None, structlog.get_logger("t"), today=date(2026, 10, 31))
+    assert logs == []  # before 1 November: no warning yet
+
+
+def test_starter_check_command(only_2026, capsys):
+    import starter
+
+    assert starter.main(["check", "--today", "2026-10-31"]) == 0
+    out = capsys.readouterr()
+    assert "国办发明电〔2025〕7号" in out.out and "WARNING" not in out.err
+    rc = starter.main(["check", "--today", "2026-11-01"])
+    out = capsys.readouterr()
+    assert rc == 1 and "cn-2027.toml" in out.err and "61 day" in out.err
+
+
+def test_starter_check_refuses_an_invalid_file(tmp_path, monkeypatch, capsys):
+    import starter
+
+    monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
+    monkeypatch.setattr(cal, "_loaded", {})
+    (tmp_path / "cn-2026.toml").write_text(GOOD.replace("days = 3", "days = 4"), encoding="utf-8")
+    assert starter.main(["check", "--today", "2026-06-01"]) == 2
+    assert "cn-2026.toml: breaks[0].rest" in capsys.readouterr().err
+
+
+def test_the_demo_warns_from_1_november(only_2026):
+    from datetime import datetime, timezone
+
+    from infra import demo
+
+    assert demo.calendar_warning(datetime(2026, 10, 31, 12, tzinfo=timezone.utc)) is None
+    assert "cn-2027.toml" in demo.calendar_warning(datetime(2026, 11, 1, 12, tzinfo=timezone.utc))
