@@ -283,3 +283,33 @@ def test_the_demo_warns_from_1_november(only_2026):
 
     assert demo.calendar_warning(datetime(2026, 10, 31, 12, tzinfo=timezone.utc)) is None
     assert "cn-2027.toml" in demo.calendar_warning(datetime(2026, 11, 1, 12, tzinfo=timezone.utc))
+
+
+# ---------------------------------------------------------------- end to end: a case waits for the calendar file
+
+async def test_a_case_waits_for_a_missing_calendar_and_the_file_releases_it(cases, tmp_path, monkeypatch):
+    """On the test server's clock, with no calendar file at all: the reminder is refused as calendar_missing and
+    asked again daily; once a file for the year is added, the next ask sends it (no worker restart)."""
+    from tests.conftest import LADDER_POLICY
+
+    monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
+    monkeypatch.setattr(cal, "_loaded", {})
+    contact = LADDER_POLICY.contact.model_copy(update={"public_holidays": True})  # any hour, but bound to rest days
+    policy = LADDER_POLICY.model_copy(update={"contact": contact})
+    h = await cases.start(dpd=1, loan_id="CAL-MISSING-1", policy=policy)
+    await cases.advance(hours=2)
+    st = await cases.status(h)
+    assert "reminder_notice" not in st.steps_done
+    refused = [d for d in st.decisions if not d.allowed]
+    assert refused and {d.rule for d in refused} == {"calendar_missing"}
+    assert all("cn-" in d.reason and ".toml" in d.reason for d in refused)
+    # the file arrives (test data for whatever year the test server is in: one break far from today)
+    now = await cases.now()
+    for year in {now.year, (now + timedelta(days=3)).year}:
+        far = date(year, 7, 1) if now.month < 4 or now.month > 9 else date(year, 1, 1)
+        (tmp_path / f"cn-{year}.toml").write_text(
+            f'year = {year}\n[source]\ntitle = "国务院办公厅关于{year}年部分节假日安排的通知"\nnumber = "test data"\n'
+            f'date = {year - 1}-11-01\n[[breaks]]\nname = "test"\nrest = [{far.isoformat()}]\n', encoding="utf-8")
+    await cases.advance(days=1, hours=1)
+    st = await cases.status(h)
+    assert "reminder_notice" in st.steps_done
