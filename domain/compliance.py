@@ -27,9 +27,8 @@ BORROWER_HOLDS = {"cease_contact", "complaint", "hardship", "bankruptcy", "decea
 INDEFINITE_RECHECK = timedelta(days=1)
 LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"}
 DAY = 86400
-# The PRC's clock: 《国务院关于在我国统一实行北京时间的通知》 puts the whole country on Beijing time; the contact
-# window of 《互联网金融逾期债务催收自律公约（试行）》 art. 19 (08:00-21:00) is read on it as well as on the zone
-# recorded for the borrower when the policy's `window_in_beijing_time` is on.
+# Beijing time (UTC+8) is the PRC's one standard time; in Xinjiang much of daily life keeps Urumqi time (UTC+6).
+# With the policy's `window_in_beijing_time` the contact window and the rest days hold on both clocks.
 BEIJING = "Asia/Shanghai"
 
 
