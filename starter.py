@@ -50,9 +50,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from infra import operations as ops
+from app import operations as ops
 from infra.config import settings
-from infra.operations import BadInput
+from app.operations import BadInput
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):

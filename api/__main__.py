@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
     import uvicorn
 
-    from api.app import ConfigError, create_app, tokens_from_env
+    from api.server import ConfigError, create_app, tokens_from_env
 
     try:
         tokens = tokens_from_env()

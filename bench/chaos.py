@@ -12,8 +12,8 @@ What runs (all on loopback, under a fresh work directory):
     with the search attributes registered (the local stack's server, headless);
   - the application database (SQLite, migrated) and the sandbox gateway (its outbox in <dir>/gateway.db);
   - one `python worker.py` at a time (SIGKILLed at random moments, restarted at once or after a pause);
-  - this process: opens the cases through infra.operations.start_case and sends the inputs through
-    infra.operations.record_payment / send_update, as the CLI and the API do. An input that gets no
+  - this process: opens the cases through app.operations.start_case and sends the inputs through
+    app.operations.record_payment / send_update, as the CLI and the API do. An input that gets no
     answer (worker dead, server down, timeout) is sent again until it gets one; payments are
     idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which
     after an unanswered first attempt counts as its answer.
@@ -82,9 +82,9 @@ from domain.dates import local_date  # noqa: E402
 from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
-from infra import codec  # noqa: E402
-from infra import operations as ops  # noqa: E402
-from infra.binaries import find  # noqa: E402
+from encryption import codec  # noqa: E402
+from app import operations as ops  # noqa: E402
+from devstack.binaries import find  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -337,8 +337,8 @@ class Driver:
                 await asyncio.sleep(min(0.5 * attempt, 3.0))
 
     async def pay(self, m: Model, pid: str, minor: int) -> None:
-        """A payment to the open case: its `pay` update through infra.operations.send_update (what
-        infra.operations.record_payment sends for a loan with an open case)."""
+        """A payment to the open case: its `pay` update through app.operations.send_update (what
+        app.operations.record_payment sends for a loan with an open case)."""
         amount = format_amount(minor, CUR)
         status, res = await self._send(m, f"payment {pid} {amount}", lambda: ops.send_update(
             self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}))

@@ -2,13 +2,13 @@
 names the field and the reason, and nothing changes.
 
     csv/*.csv         portfolio files (csv/expected.json: line, field, reason fragment), imported for real
-                      (infra.operations.import_portfolio): the bad row is reported and nothing of it is written
+                      (app.operations.import_portfolio): the bad row is reported and nothing of it is written
     cli/*.json        starter.py argv ({loan}: an open case): exit 2 and "error: FIELD: reason"
     api/*.json        requests to the API (create_app, in process): the status and {"error": {field, reason}}
-    updates/*.json    inputs to a case through infra.operations.send_update (what the CLI and the API call),
+    updates/*.json    inputs to a case through app.operations.send_update (what the CLI and the API call),
                       some after a setup (a plan, a hold, a payment in full that closes the case)
     policies/*.toml   broken policy files ("# expect: FIELD :: reason" on the first line), opened through
-                      infra.operations.case_input as `starter.py start --policy FILE` and the import do; the 29
+                      app.operations.case_input as `starter.py start --policy FILE` and the import do; the 29
                       files of tests/data/policies/bad/ are run the same way
 
 For every input aimed at a case, the case's `status` query is identical before and after (`as_of` aside).
@@ -34,8 +34,8 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.service import RPCError
 
-from api.app import create_app
-from infra import operations as ops
+from api.server import create_app
+from app import operations as ops
 from tests.conftest import TASK_QUEUE, Cases, today_in
 from tests.workflow_helpers import comparable
 from workflows.case import CollectionCase

@@ -36,9 +36,9 @@ from activities.gateway import GatewayClient, GatewaySettings
 from bench.chaos import ChaosConfig, run
 from domain.dates import local_date
 from domain.policy import parse_policy
-from infra import codec
-from infra import operations as ops
-from infra.binaries import find
+from encryption import codec
+from app import operations as ops
+from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, LADDER_POLICY
 from workflows import search
 from worker import build_worker

@@ -110,8 +110,8 @@ async def test_a_lawsuit_outside_the_limitation_period_is_refused_and_audited(ca
 
 
 async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once(cases, env, repo):
-    """Operators record it once (CLI and API go through infra.operations.place_hold): every open case closes."""
-    from infra import operations as ops
+    """Operators record it once (CLI and API go through app.operations.place_hold): every open case closes."""
+    from app import operations as ops
 
     a = await cases.start(dpd=1, loan_id="BK-A", borrower_id="BK-B1")
     b = await cases.start(dpd=40, loan_id="BK-B", borrower_id="BK-B1")
@@ -138,7 +138,7 @@ async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once
 
 async def test_a_bankruptcy_sent_again_after_a_partial_fan_out_reaches_the_rest(cases, env, repo):
     """The caller stopped after the named case (as if the API's timeout fired): sent again, the rest close."""
-    from infra import operations as ops
+    from app import operations as ops
 
     a = await cases.start(dpd=1, loan_id="BKR-A", borrower_id="BKR-B1")
     b = await cases.start(dpd=1, loan_id="BKR-B", borrower_id="BKR-B1")

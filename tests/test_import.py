@@ -28,8 +28,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
-from infra import operations as ops
-from infra.binaries import find
+from app import operations as ops
+from devstack.binaries import find
 from infra.temporal import connect
 from tests.conftest import TASK_QUEUE, Cases
 from workflows import search

@@ -2,7 +2,7 @@
 
 1. A demo-like run on a real Temporal dev server (the local stack's server): six borrowers with names,
    phones, resident ID numbers, emails and addresses (and a guarantor) in the database, their cases
-   opened through infra.operations.open_case on a 1-second-day copy of the demo policy, walked through
+   opened through app.operations.open_case on a 1-second-day copy of the demo policy, walked through
    several steps with payments (one paying in full), a promise, an instalment plan, dispute, hardship and
    complaint holds (released), a visit outcome, and a borrower whose phone the gateway refuses (a failure
    path). Then every workflow in the namespace (listed through visibility) is read back:
@@ -13,7 +13,7 @@
    and none of the names, phones, ID numbers, emails or addresses appears, in UTF-8 or JSON-escaped form.
    The case status the API serves is checked the same way.
 2. The payments API (`python -m api`) answers 401 to every /v1 operation of its OpenAPI document without
-   a valid bearer token and changes nothing; the codec server (`python -m infra.codec_server`) decrypts
+   a valid bearer token and changes nothing; the codec server (`python -m encryption.codec_server`) decrypts
    nothing without its token; the sandbox gateway (`python -m sandbox`) serves nothing and stores nothing
    without its API key.
 """
@@ -43,10 +43,10 @@ from activities.gateway import GatewayClient, GatewaySettings
 from domain.dates import local_date
 from domain.money import format_amount
 from domain.policy import load_policy, parse_policy
-from infra import codec
-from infra import operations as ops
-from infra.binaries import find
-from infra.codec_server import COOKIE, running_codec_server
+from encryption import codec
+from app import operations as ops
+from devstack.binaries import find
+from encryption.codec_server import COOKIE, running_codec_server
 from tests.conftest import DATA_CONVERTER
 from workflows import search
 from worker import build_worker

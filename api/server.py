@@ -8,7 +8,7 @@ Every /v1 route needs `Authorization: Bearer <token>`; a request without a valid
 - 503 Temporal could not be reached, the case did not answer in time or is recovering from a crash (retry: inputs are
   idempotent by payment id, and a repeated plan/hold is refused, not applied twice).
 
-The logic is in infra.operations, shared with the command line (starter.py).
+The logic is in app.operations, shared with the command line (starter.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.models import (
     ID_PATTERN, CaseStatus, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult,
 )
-from infra import operations as ops
+from app import operations as ops
 from infra.config import settings
 
 log = structlog.get_logger("api")
