@@ -35,7 +35,8 @@ go to the database only, never into Temporal.
 
 Exit codes: 0 done; 1 some rows of an import were rejected, or Temporal / the database could
 not be reached; 2 bad input (the message names the field and the reason; nothing was changed).
-Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL.
+Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
+TEMPORAL_PROFILE (a profile in TEMPORAL_CONFIG_FILE), TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pydantic import BaseModel
 
 from app import errors, inputs, opening, portfolio, visibility
 from app.errors import BadInput
-from infra.config import settings
+from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -519,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
+        return 2
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)
