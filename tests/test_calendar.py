@@ -279,7 +279,7 @@ def test_starter_check_refuses_an_invalid_file(tmp_path, monkeypatch, capsys):
 def test_the_demo_warns_from_1_november(only_2026):
     from datetime import datetime, timezone
 
-    from infra import demo
+    from devstack import demo
 
     assert demo.calendar_warning(datetime(2026, 10, 31, 12, tzinfo=timezone.utc)) is None
     assert "cn-2027.toml" in demo.calendar_warning(datetime(2026, 11, 1, 12, tzinfo=timezone.utc))
