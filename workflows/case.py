@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
         HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
     )
-    from domain import compliance
+    from domain import legal
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -62,6 +62,9 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
 
 # workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
 PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
+# the legal clocks counted as the law counts them (domain/legal.py): enforcement after the performance period, the
+# objection window from service, limitation restarts by day and cause, the credit report after a delivered notice
+PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
 
 
 @workflow.defn(name="CollectionCase")
@@ -73,6 +76,8 @@ class CollectionCase:
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
+        # a case whose history began before the legal clocks keeps the old counting, so that it replays as it ran
+        self.case.legal_clocks = workflow.patched(PATCH_LEGAL_CLOCKS)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
@@ -146,7 +151,7 @@ class CollectionCase:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in compliance.LEGAL_RULES for r in refusals):
+        if any(r.rule in legal.LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
