@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
         HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
     )
-    from domain import legal
+    from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -151,7 +151,7 @@ class CollectionCase:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in legal.LEGAL_RULES for r in refusals):
+        if any(r.rule in LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
