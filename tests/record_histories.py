@@ -18,6 +18,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.test_ladder import JUDGMENT_DATES
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
@@ -35,7 +36,7 @@ OUT = Path(__file__).parent / "histories"
 async def ladder(cases: Cases):
     h = await cases.start(dpd=1, loan_id="R-LADDER")
     await cases.advance(days=130)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))

@@ -351,3 +351,52 @@ def test_a_retry_time_in_beijing_time_is_written_in_utc_with_z():
     r.case.settle_step(0, [], [refusal], r.now)
     detail = r.state.events[-1].detail
     assert "asks again at 2026-11-30 16:00Z" in detail and "2026-12-01 00:00Z" not in detail
+
+
+# ---------------------------------------------------------------- on the time-skipping server
+
+async def test_enforcement_waits_for_the_judgments_dates_and_its_performance_period_in_the_workflow(cases):
+    from domain.policy import parse_policy
+    from tests.conftest import open_hours, today_in
+    from workflows.case import CollectionCase as W
+
+    today = today_in(await cases.now())
+    try:  # the server's clock is the wall clock: the clocks below must end in a year with a calendar file
+        calendar.next_working_day(today + timedelta(days=25))
+    except calendar.CalendarMissing as exc:
+        pytest.skip(f"{exc} (the case's clocks would wait for it, as they must)")
+    data = DEFAULT.model_dump(mode="json")
+    data.update(name="fast-court", steps=[
+        {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["sms"]},
+        {"key": "litigation", "stage": "litigation", "dpd": 3, "actions": ["lawsuit"], "await_outcome_days": 60},
+        {"key": "enforcement", "stage": "enforcement", "dpd": 4, "actions": ["enforcement"], "requires": "judgment",
+         "await_outcome_days": 30},
+    ])
+    h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
+    await cases.advance(days=3)
+    assert (await cases.status(h)).steps_done[-1] == "litigation"
+    # a judgment recorded without its dates: the case never applies for enforcement, and says what it needs
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初9号"))
+    await cases.advance(days=5)
+    st = await cases.status(h)
+    assert "enforcement" not in st.steps_done
+    assert "effective_on" in st.next_action.what and "performance_ends" in st.next_action.what
+    # the dates arrive: enforcement waits for 24:00 of the performance period's last day (moved past rest days)
+    today = today_in(await cases.now())
+    ends = today + timedelta(days=10)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", effective_on=today,
+                                                       performance_ends=ends))
+    opens = legal.period(ends, SH).ends
+    st = await cases.status(h)
+    clock = next(c for c in st.legal_clocks if c.name == "enforcement_opens")
+    assert clock.at == opens and "art. 250" in clock.source
+    await cases.advance(hours=(opens - await cases.now()).total_seconds() / 3600 - 1)
+    st = await cases.status(h)
+    assert "enforcement" not in st.steps_done
+    refused = [e for e in st.events if e.kind == "legal_refused" and "performance_period" in e.detail]
+    assert refused and f"asks again at {opens:%Y-%m-%d %H:%M}Z" in refused[-1].detail
+    await cases.advance(hours=2)
+    st = await cases.status(h)
+    assert st.steps_done[-1] == "enforcement"
+    limitation = next(c for c in st.legal_clocks if c.name == "limitation")
+    assert limitation.restart_cause == "lawsuit filed" and "195" in limitation.source
