@@ -27,6 +27,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
         --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai
   Payments that found no open case (kept as unapplied, never dropped):
     python starter.py payments --unapplied
+  The official holiday calendars (policies/calendars/): all valid, next year's there (exit 1 if not):
+    python starter.py check
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals
@@ -35,7 +37,8 @@ go to the database only, never into Temporal.
 
 Exit codes: 0 done; 1 some rows of an import were rejected, or Temporal / the database could
 not be reached; 2 bad input (the message names the field and the reason; nothing was changed).
-Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL.
+Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
+TEMPORAL_PROFILE (a profile in TEMPORAL_CONFIG_FILE), TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from pydantic import BaseModel
 
 from app import errors, inputs, opening, portfolio, visibility
 from app.errors import BadInput
-from infra.config import settings
+from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -228,6 +231,36 @@ async def cmd_import(a: argparse.Namespace) -> int:
     return 1 if summary.rejected or summary.failed else 0
 
 
+async def cmd_check(a: argparse.Namespace) -> int:
+    """`check`: every official holiday calendar file loads, and next year's is there (warned from 1 November).
+    0 when all is well, 1 with a warning (a file missing soon or now), 2 when a file is invalid."""
+    from zoneinfo import ZoneInfo
+
+    from domain import calendar
+    from domain.errors import InvalidInput
+
+    today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    years = calendar.years_available()
+    try:
+        loaded = [calendar.year_calendar(y) for y in years]
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warning = calendar.missing_warning(today)
+    left = calendar.days_of_calendar_left(today)
+    if a.json:
+        print(dump({"today": today.isoformat(), "years": years, "days_left": left, "warning": warning,
+                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded}}))
+    else:
+        for c in loaded:
+            print(f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
+                  f"{len(c.working)} make-up working days)")
+        print(f"{left} day(s) of official calendar left from {today}")
+        if warning:
+            print(f"WARNING {warning}", file=sys.stderr)
+    return 1 if warning else 0
+
+
 async def cmd_simulate(a: argparse.Namespace) -> int:
     from sim.run import main as simulate
 
@@ -328,6 +361,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "simulate": cmd_simulate,
     "apply-unapplied": cmd_apply_unapplied,
     "payments": cmd_payments,
+    "check": cmd_check,
 }
 
 
@@ -517,6 +551,11 @@ def parser() -> argparse.ArgumentParser:
                    "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
 
+    c = cmd("check", "check the official holiday calendars: every file valid, next year's there (from 1 November)",
+            loan=False, epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
+                               "Example:\n  python starter.py check")
+    c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
+
     c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
             epilog="Example:\n  python starter.py payments --unapplied")
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
@@ -532,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
+        return 2
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)

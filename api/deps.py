@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 from typing import Annotated, Any
 
 from fastapi import Path, Request, Security
@@ -13,22 +12,28 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from domain.models import ID_PATTERN
-from infra.config import settings
+from infra.config import ApiSettings, SettingsError, load, settings
 
 DEFAULT_TOKEN = "dev-token"
 DEFAULT_PORT = 8800
-UPDATE_TIMEOUT = float(os.environ.get("API_UPDATE_TIMEOUT", "30"))
 
 
 class ConfigError(Exception):
     """The API refuses to start (e.g. API_REQUIRE_TOKEN=1 and no API_TOKEN)."""
 
 
+def api_settings(env: dict[str, str] | None = None) -> ApiSettings:
+    try:
+        return load(ApiSettings, env)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def tokens_from_env(env: dict[str, str] | None = None) -> list[str]:
     """API_TOKEN (comma-separated for rotation); "dev-token" unless API_REQUIRE_TOKEN=1."""
-    env = dict(os.environ) if env is None else env
-    tokens = [t.strip() for t in (env.get("API_TOKEN") or "").split(",") if t.strip()]
-    if env.get("API_REQUIRE_TOKEN", "").strip().lower() in ("1", "true", "yes"):
+    cfg = api_settings(env)
+    tokens = [t.strip() for t in (cfg.tokens or "").split(",") if t.strip()]
+    if cfg.require_token:
         if not tokens:
             raise ConfigError("API_REQUIRE_TOKEN=1 but API_TOKEN is not set: refusing to start without a token")
         if DEFAULT_TOKEN in tokens:
@@ -125,13 +130,14 @@ async def authorized(request: Request, creds: HTTPAuthorizationCredentials | Non
 
 
 async def within_timeout(coro):
+    seconds = api_settings().update_timeout
     try:
-        async with asyncio.timeout(UPDATE_TIMEOUT):
+        async with asyncio.timeout(seconds):
             return await coro
     except TimeoutError:
         raise ApiError(
             503,
             None,
-            f"the case did not answer within {UPDATE_TIMEOUT:.0f}s; "
+            f"the case did not answer within {seconds:.0f}s; "
             "retry (a payment with the same payment_id is applied once)",
         ) from None

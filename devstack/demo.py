@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -30,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain.calendar import missing_warning
 from domain.dates import local_date
 from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
 from domain.money import format_amount
@@ -329,6 +331,10 @@ QUERIES = [
 ]
 
 
+def calendar_warning(now: datetime) -> str | None:
+    return missing_warning(now.astimezone(ZoneInfo("Asia/Shanghai")).date())
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
@@ -346,6 +352,9 @@ async def main(argv: list[str] | None = None) -> int:
         return 1
     policy = load_policy(args.policy)
     now = datetime.now(timezone.utc)
+    warning = calendar_warning(now)  # warn ahead: next year's official holiday calendar
+    if warning:
+        say(f"demo: WARNING {warning}")
     cases = portfolio(policy, now, args.count)
     say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
     handles, new = await start_all(client, cases)

@@ -176,6 +176,15 @@ def years_available() -> list[int]:
     return sorted(out)
 
 
+def days_of_calendar_left(today: date) -> int:
+    """Days from `today` to the first day with no calendar file (0: today's year has none). The gauge's value."""
+    have = set(years_available())
+    year = today.year
+    while year in have:
+        year += 1
+    return max(0, (date(year, 1, 1) - today).days)
+
+
 def days_until_missing(today: date) -> int | None:
     """Days from `today` to the first day of the first year (this one or the next) with no calendar file.
 
