@@ -400,3 +400,29 @@ async def test_enforcement_waits_for_the_judgments_dates_and_its_performance_per
     assert st.steps_done[-1] == "enforcement"
     limitation = next(c for c in st.legal_clocks if c.name == "limitation")
     assert limitation.restart_cause == "lawsuit filed" and "195" in limitation.source
+
+
+async def test_a_notice_without_an_address_goes_by_sms_and_with_no_channel_the_report_never_goes(cases):
+    from domain.policy import parse_policy
+    from tests.conftest import open_hours
+    from workflows.case import CollectionCase as W  # noqa: F401
+
+    data = DEFAULT.model_dump(mode="json")
+    data.update(name="fast-bureau", steps=[
+        {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["email"]},
+        {"key": "bureau_notice", "stage": "credit_bureau", "dpd": 2, "actions": ["bureau_notice"], "mandatory": True},
+        {"key": "bureau_report", "stage": "credit_bureau", "dpd": 3, "actions": ["bureau_report"], "mandatory": True},
+    ])
+    policy = open_hours(parse_policy(data))
+    by_sms = await cases.start(dpd=1, policy=policy, contact={"address": None})
+    nowhere = await cases.start(dpd=1, policy=policy, contact={"address": None, "phone": None, "email": None})
+    await cases.advance(days=4)
+    st = await cases.status(by_sms)
+    assert "bureau_notice" in st.steps_done and "bureau_report" not in st.steps_done  # 14 days from delivery
+    assert st.contacts.get("sms") == 1 and any(e.kind == "bureau_notice_failed" and "trying sms" in e.detail for e in st.events)
+    gone = await cases.status(nowhere)
+    assert gone.next_action.what.startswith("notice undeliverable: verify the address")
+    await cases.advance(days=13)  # the notice went on the third day: the report on the 17th
+    assert "bureau_report" in (await cases.status(by_sms)).steps_done
+    gone = await cases.status(nowhere)
+    assert "bureau_report" not in gone.steps_done and gone.contacts.get("credit_bureau") is None
