@@ -43,13 +43,21 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
     )
 
 
+def _notice(req) -> bool:
+    """The credit-bureau notice sent by sms or email (the letter failed): its own templates."""
+    return channels.row(req.action).kind == "bureau_notice"
+
+
 def _sms(req, borrower, lang, ctx, base, amount, extra):
-    return {**base, "to": borrower.phone, "text": render("sms", lang, **ctx), "language": lang}
+    return {**base, "to": borrower.phone, "text": render("sms_bureau_notice" if _notice(req) else "sms", lang, **ctx),
+            "language": lang}
 
 
 def _email(req, borrower, lang, ctx, base, amount, extra):
-    return {**base, "to": borrower.email, "subject": render("email_subject", lang, **ctx),
-            "body": render("email_body", lang, **ctx), "language": lang}
+    notice = _notice(req)
+    return {**base, "to": borrower.email,
+            "subject": render("email_subject_bureau_notice" if notice else "email_subject", lang, **ctx),
+            "body": render("letter_bureau_notice" if notice else "email_body", lang, **ctx), "language": lang}
 
 
 def _letter(req, borrower, lang, ctx, base, amount, extra):

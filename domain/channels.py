@@ -23,10 +23,12 @@ from domain.policy import Action
 # Actions no step names: the case takes them itself when it closes (undo a credit report, recall an agency).
 ClosingAction = Literal["bureau_correction", "agency_recall"]
 ContactField = Literal["phone", "email", "address"]
+# The credit-bureau notice by the next channel the policy names when the letter failed (domain.legal.NOTICE_ACTIONS).
+NoticeAction = Literal["bureau_notice_sms", "bureau_notice_email"]
 # A step's action addressed to the loan's guarantor (the rows with guarantor=True).
 GuarantorAction = Literal["letter@guarantor", "law_firm@guarantor"]
 # What a ChannelRequest's `action` may be.
-ActionName = Action | ClosingAction | GuarantorAction
+ActionName = Action | ClosingAction | NoticeAction | GuarantorAction
 
 # Activity names: recorded in the history of every running case. Never rename one; add a new one.
 SEND_SMS = "send_sms"
@@ -72,6 +74,10 @@ REGISTRY: tuple[ChannelAction, ...] = (
                   ("letter_lawyers_letter", "guarantor_prefix")),
     ChannelAction("bureau_notice", SEND_LETTER, "letter", "/v1/letters", "address", False, ("letter_bureau_notice",),
                   kind="bureau_notice"),
+    ChannelAction("bureau_notice_sms", SEND_SMS, "sms", "/v1/sms", "phone", False, ("sms_bureau_notice",),
+                  kind="bureau_notice"),
+    ChannelAction("bureau_notice_email", SEND_EMAIL, "email", "/v1/email", "email", False,
+                  ("email_subject_bureau_notice", "letter_bureau_notice"), kind="bureau_notice"),
     ChannelAction("bureau_report", CREDIT_BUREAU, "credit_bureau", "/v1/credit-bureau", None, False, (), kind="report"),
     ChannelAction("bureau_correction", CREDIT_BUREAU, "credit_bureau", "/v1/credit-bureau", None, False, (),
                   kind="correction"),
@@ -85,6 +91,7 @@ REGISTRY: tuple[ChannelAction, ...] = (
 BY_ACTION: dict[str, ChannelAction] = {r.action: r for r in REGISTRY}
 STEP_ACTIONS: tuple[str, ...] = get_args(Action)
 CLOSING_ACTIONS: tuple[str, ...] = get_args(ClosingAction)
+NOTICE_ACTIONS: tuple[str, ...] = get_args(NoticeAction)
 # one activity per name, in registry order (several actions may share one: `action` tells which)
 ACTIVITIES: tuple[str, ...] = tuple(dict.fromkeys(r.activity for r in REGISTRY))
 GUARANTOR_ACTIONS: frozenset[str] = frozenset(r.action for r in REGISTRY if r.guarantor)

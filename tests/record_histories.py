@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.test_ladder import JUDGMENT_DATES
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
@@ -38,7 +39,7 @@ OUT = Path(__file__).parent / "histories"
 async def ladder(cases: Cases):
     h = await cases.start(dpd=1, loan_id="R-LADDER")
     await cases.advance(days=130)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
@@ -106,7 +107,24 @@ async def window_retry(cases: Cases, gateway):
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry)
+async def legal_clocks(cases: Cases):
+    """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
+    comes without its dates and then with them, and enforcement follows its performance period."""
+    h = await cases.start(dpd=110, loan_id="R-LEGAL")
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="L1", amount="100.00", currency="CNY"))
+    await cases.advance(days=40)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await cases.advance(days=3)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await cases.advance(days=3)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
+    return h
+
+
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:

@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
         GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
         GateDecision, HoldChange, LedgerEntry, WindowClosed, base_action, case_key, for_guarantor,
     )
-    from domain import channels, compliance
+    from domain import channels
+    from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -83,6 +84,11 @@ class SendDeferred(Exception):
         self.record = record
 
 
+# the legal clocks counted as the law counts them (domain/legal.py): enforcement after the performance period, the
+# objection window from service, limitation restarts by day and cause, the credit report after a delivered notice
+PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
+
+
 @workflow.defn(name="CollectionCase")
 class CollectionCase:
     @workflow.init
@@ -92,6 +98,8 @@ class CollectionCase:
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
+        # a case whose history began before the legal clocks keeps the old counting, so that it replays as it ran
+        self.case.legal_clocks = workflow.patched(PATCH_LEGAL_CLOCKS)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
@@ -173,7 +181,7 @@ class CollectionCase:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in compliance.LEGAL_RULES for r in refusals):
+        if any(r.rule in LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
