@@ -148,7 +148,8 @@ def test_the_registry_is_the_one_source_of_every_channel_action():
     from sandbox.gateway import CHANNELS
 
     assert [r.action for r in channels.REGISTRY] == list(dict.fromkeys(r.action for r in channels.REGISTRY))
-    assert set(channels.BY_ACTION) == set(get_args(Action)) | set(get_args(channels.ClosingAction))
+    assert set(channels.BY_ACTION) == (set(get_args(Action)) | set(get_args(channels.ClosingAction))
+                                       | set(get_args(channels.NoticeAction)))
     real = {a.__temporal_activity_definition.name for a in CaseActivities(None, None).all()}
     stubs = {a.__temporal_activity_definition.name for a in StubActivities().all()}
     assert set(channels.ACTIVITIES) <= real and real == stubs
