@@ -136,13 +136,18 @@ async def client():
 def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
-        f"  DPD {st.dpd} ({st.bucket}) · policy {st.policy} {st.policy_version} · segment {st.segment}",
+        f"  DPD {st.dpd} ({st.bucket}) · risk class {st.risk_class} · policy {st.policy} {st.policy_version} · segment {st.segment}",
         f"  outstanding {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
         f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
     ]
     if st.holds:
         lines.append("  holds: " + ", ".join(h.kind for h in st.holds))
+    if st.write_off or st.write_off_deferred:
+        lines.append(f"  write-off (核销): {st.write_off or 'deferred: ' + str(st.write_off_deferred)}; the case stays open")
+    if st.reversed_payments or st.reopened_from:
+        lines.append("  reversed payments: " + (", ".join(st.reversed_payments) or "none")
+                     + (f" · reopened from run(s) {', '.join(st.reopened_from)}" if st.reopened_from else ""))
     if st.plan:
         lines.append(f"  plan: {st.plan.kind} {st.plan.status}, {len(st.plan.schedule)} payment(s)")
     if st.promise:
@@ -264,6 +269,10 @@ async def run(a: argparse.Namespace) -> int:
         outcomes = await ops.apply_unapplied(c, repo(), a.loan_id, a.payment_id or None)
         print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
         return 0
+    if a.command == "reverse":
+        reversal = await ops.reverse_payment(c, a.loan_id, payment_id=a.payment_id, reason=a.reason or "", at=a.at)
+        print(dump(reversal) if a.json else reversal.message)
+        return 0
     if a.command == "pay":
         outcome = await ops.record_payment(c, repo(), a.loan_id, payment_id=a.payment_id, amount=a.amount,
                                            currency=a.currency, paid_at=a.paid_at)
@@ -284,6 +293,8 @@ FIELDS = {
     "hold": ("kind", "until", "reference"),
     "release": ("kind", "reviewer", "resolution"),
     "outcome": ("kind", "outcome", "amount", "date", "reference"),
+    "close": ("outcome", "reason", "operator"),
+    "confirm-write-off": ("approver", "reference"),
 }
 
 
@@ -393,6 +404,25 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--amount", required=True, help="e.g. 500.00")
     c.add_argument("--currency", help="defaults to the loan's currency")
     c.add_argument("--paid-at", type=_datetime, help="when it was paid, ISO date-time with offset")
+
+    c = cmd("reverse", "reverse a payment (returned transfer, failed debit): the balance comes back; a case closed "
+            "as paid by it reopens as a new run",
+            epilog='Example:\n  python starter.py reverse L1001 --payment-id BANK-889 --reason "returned transfer"')
+    c.add_argument("--payment-id", required=True, help="the id of the payment to reverse")
+    c.add_argument("--reason", required=True, help="why it was taken back")
+    c.add_argument("--at", type=_datetime, help="when the bank learnt of it, ISO date-time with offset (default now)")
+
+    c = cmd("close", "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, "
+            "sold, error)",
+            epilog='Example:\n  python starter.py close L1001 --outcome sold --reason "portfolio sale 2026-11" --operator "Li Na"')
+    c.add_argument("--outcome", required=True, help="settled_by_agreement | uncollectable | sold | error")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--operator")
+
+    c = cmd("confirm-write-off", "confirm a proposed write-off (核销): an accounting event; the case stays open",
+            epilog='Example:\n  python starter.py confirm-write-off L1001 --approver "Chen Jie" --reference WO-2026-7')
+    c.add_argument("--approver", required=True)
+    c.add_argument("--reference")
 
     c = cmd("promise", "record a promise to pay: pauses the ladder until the date plus grace",
             epilog="Example:\n  python starter.py promise L1001 --amount 2000 --date 2026-12-05")

@@ -31,7 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import (
-    ID_PATTERN, CaseStatus, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult,
+    ID_PATTERN, CaseStatus, CloseIn, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn,
+    UpdateResult, WriteOffConfirmIn,
 )
 from infra import operations as ops
 from infra.config import settings
@@ -131,6 +132,11 @@ class PaymentBody(Model):
 class ApplyUnappliedBody(Model):
     payment_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
         default=[], max_length=100, description="only these unapplied payments; empty: all of the loan's")
+
+
+class ReversalBody(Model):
+    reason: str = Field(min_length=1, max_length=200, description="why the payment was taken back (returned transfer, failed debit)")
+    at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (with UTC offset); default now")
 
 
 class ReleaseBody(Model):
@@ -333,6 +339,25 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     async def apply_unapplied(loan_id: LoanId, body: ApplyUnappliedBody) -> Any:
         return await within_timeout(ops.apply_unapplied(await backend.client(), backend.repo(), loan_id,
                                                         body.payment_ids or None))
+
+    @v1.post("/loans/{loan_id}/payments/{payment_id}/reversal", tags=["inputs"], response_model=ops.ReversalOutcome,
+             summary="Reverse a payment (returned transfer, failed debit): the balance comes back; a case closed as "
+                     "paid by it reopens as a new run", responses={**E404, **E422})
+    async def reversal(loan_id: LoanId, payment_id: Annotated[str, Path(pattern=ID_PATTERN)], body: ReversalBody) -> Any:
+        return await within_timeout(ops.reverse_payment(await backend.client(), loan_id, payment_id=payment_id,
+                                                        reason=body.reason, at=body.at))
+
+    @v1.post("/loans/{loan_id}/closure", tags=["inputs"], response_model=UpdateResult,
+             summary="Close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, "
+                     "sold, error)", responses={**E404, **E422})
+    async def close(loan_id: LoanId, body: CloseIn) -> Any:
+        return await update(loan_id, "close", body)
+
+    @v1.post("/loans/{loan_id}/write-off/confirmation", tags=["inputs"], response_model=UpdateResult,
+             summary="Confirm a proposed write-off (核销): an accounting event, the case stays open",
+             responses={**E404, **E422})
+    async def confirm_write_off(loan_id: LoanId, body: WriteOffConfirmIn) -> Any:
+        return await update(loan_id, "confirm-write-off", body)
 
     async def update(loan_id: str, command: str, arg: BaseModel):
         return await within_timeout(ops.send_update(await backend.client(), loan_id, command, arg))
