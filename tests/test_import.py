@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -32,9 +29,10 @@ from app import portfolio
 from devstack.binaries import find
 from infra.temporal import connect
 from tests.conftest import TASK_QUEUE, Cases
+from tests.workflow_helpers import free_port, run_starter
+from worker import build_worker
 from workflows import search
 from workflows.case import CollectionCase
-from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "import"
@@ -46,13 +44,7 @@ def db_url(repo) -> str:
 
 
 async def cli(address: str, task_queue: str, repo, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
-    e = dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=task_queue, LOG_FORMAT="json",
-             DATABASE_URL=db_url(repo))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return await run_starter(address, task_queue, db_url(repo), *args, timeout=timeout)
 
 
 def runner(env, repo):
@@ -258,12 +250,6 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
 
 
 # --------------------------------------------------------------------------- list, on a dev server
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Dev:

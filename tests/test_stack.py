@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,13 +26,14 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from devstack.stack import alive, port_free
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import load_policy
 from encryption import codec
 from infra.config import ROOT
-from devstack.stack import alive, port_free
 from infra.temporal import connect
+from tests.workflow_helpers import free_port
 from workflows import search
 from workflows.case import CollectionCase
 
@@ -46,12 +46,6 @@ TYPES = {
     "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
 TASK_QUEUE = "collections-stack-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
