@@ -10,6 +10,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
     python starter.py list --on-hold --segment sme
     python starter.py list --status active --min-amount 10000 --limit 50
     python starter.py list --query 'NextActionAt < "2026-12-01T00:00:00Z"'
+  Count cases:
+    python starter.py count --by stage
   Look at one case:
     python starter.py status L1001
   Record what the borrower did or agreed:
@@ -139,7 +141,7 @@ def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
         f"  DPD {st.dpd} ({st.bucket}) · policy {st.policy} {st.policy_version} · segment {st.segment}",
-        f"  outstanding {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
+        f"  current balance {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
         f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
     ]
@@ -168,6 +170,7 @@ def show_cases(items: list[visibility.CaseSummary]) -> str:
     def when(t: dt.datetime | None) -> str:
         return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
+    # a closed case has no next action and no hold to act on: shown as "-" (list_cases leaves them out)
     rows = [(c.workflow_id, c.stage or "-", c.status or "-",
              "-" if c.on_hold is None else ("yes" if c.on_hold else "no"), c.outstanding or "-",
              when(c.next_action_at)) for c in items]
@@ -243,10 +246,30 @@ async def cmd_payments(a: argparse.Namespace) -> int:
 
 
 async def cmd_list(a: argparse.Namespace) -> int:
+    visibility.check_filters(repo(), stage=a.stage, segment=a.segment, policy=a.policy)
     query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
                                         segment=a.segment, policy=a.policy, query=a.query)
     items = await visibility.list_cases(await client(), query, a.limit)
     print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
+    return 0
+
+
+async def cmd_count(a: argparse.Namespace) -> int:
+    r = repo()
+    visibility.check_filters(r, stage=a.stage, segment=a.segment, policy=a.policy)
+    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                        segment=a.segment, policy=a.policy, query=a.query)
+    result = await visibility.count_by(await client(), r, a.by, query)
+    if a.json:
+        print(dump(result))
+    else:
+        width = max(len(a.by.upper()), *(len(v) for v in result.counts), len("(other)"))
+        print(f"{a.by.upper():<{width}}  CASES")
+        for value, n in result.counts.items():
+            print(f"{value:<{width}}  {n:>5}")
+        if result.other:
+            print(f"{'(other)':<{width}}  {result.other:>5}")
+        print(f"{result.total} case(s)")
     return 0
 
 
@@ -313,6 +336,7 @@ FIELDS = {
 HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "import": cmd_import,
     "list": cmd_list,
+    "count": cmd_count,
     "start": cmd_start,
     "pay": cmd_pay,
     "promise": cmd_update,
@@ -405,6 +429,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", help="only cases on this policy, e.g. default")
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
     c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
+
+    c = cmd("count", "count cases per stage, status, segment or policy (from the search attributes)", loan=False,
+            epilog="One count query per value (the dev server does not take GROUP BY); the filters of `list` apply.\n\n"
+                   "Examples:\n  python starter.py count --by stage\n  python starter.py count --by status --segment sme")
+    c.add_argument("--by", required=True, choices=list(visibility.COUNT_BY), help="what to count by")
+    c.add_argument("--stage", help="only cases at this step, e.g. litigation")
+    c.add_argument("--status", choices=list(visibility.STATUSES))
+    hold = c.add_mutually_exclusive_group()
+    hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
+    hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
+    c.add_argument("--min-amount", help="only cases owing at least this much (major units)")
+    c.add_argument("--segment", help="only this segment")
+    c.add_argument("--policy", help="only this policy")
+    c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
 
     c = cmd("start", "open the collection case of one delinquent loan", loan=False,
             epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
@@ -524,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)
         return 130
@@ -544,9 +584,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def quiet_on_closed_pipe() -> int:
+    """The reader went away (`starter.py list --json | head -1`): stop quietly, as the Python docs advise
+    (point stdout at /dev/null so the interpreter's last flush does not fail again), exit 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = quiet_on_closed_pipe()
     sys.stderr.flush()
     # Leave without interpreter finalisation: the Temporal client's core threads may still call
     # back into Python while it tears down, which aborts the process (seen as exit -6).

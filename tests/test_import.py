@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -333,6 +335,48 @@ async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(de
     bad = await dev.cli("list", "--status", "open")
     assert bad.returncode == 2 and "error: status: invalid choice" in bad.stderr
 
+    # a typo in a stage, segment or policy name is refused with the names there are, not "0 case(s)"
+    bad = await dev.cli("list", "--stage", "litgation")
+    assert bad.returncode == 2 and "error: stage: 'litgation' is not a stage" in bad.stderr and "litigation" in bad.stderr
+    bad = await dev.cli("list", "--segment", "listc")
+    assert bad.returncode == 2 and "error: segment: 'listc' is not a known segment" in bad.stderr
+    assert "lista" in bad.stderr and "listb" in bad.stderr
+    bad = await dev.cli("count", "--by", "stage", "--policy", "defualt")
+    assert bad.returncode == 2 and "error: policy: 'defualt' is not a known policy" in bad.stderr
+
+    # the summary in the Web UI says which balance it shows
+    desc = await dev.client.get_workflow_handle("loan-LST-1").describe()
+    assert "opening balance CNY 1000.00" in (await desc.static_summary() or "")
+
+    # counts per value, one count query each; a closed case shows no next action and no hold
+    closed = await dev.cli("hold", "LST-4", "--kind", "deceased", "--reference", "T-2")
+    assert closed.returncode == 0, closed.stderr
+    gone = await poll_list(dev, "--segment", "lista", "--status", "closed", want=1)
+    assert gone[0]["loan_id"] == "LST-4" and gone[0]["next_action_at"] is None and gone[0]["on_hold"] is None
+    row = next(line for line in (await dev.cli("list", "--segment", "lista", "--status", "closed")).stdout.splitlines()
+               if line.startswith("loan-LST-4 "))
+    assert row.split()[2:4] == ["closed", "-"] and row.split()[-1] == "-", row
+    deadline = time.monotonic() + 30
+    while True:
+        r = await dev.cli("count", "--by", "status", "--segment", "lista", "--json")
+        assert r.returncode == 0, r.stderr
+        counted = json.loads(r.stdout)
+        if counted["counts"] == {"active": 6, "paused": 1, "closed": 1} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert counted["counts"] == {"active": 6, "paused": 1, "closed": 1} and counted["total"] == 8, counted
+    text = await dev.cli("count", "--by", "segment")
+    assert text.returncode == 0 and any(line.split() == ["listb", "4"] for line in text.stdout.splitlines()), text.stdout
+
+    # a reader that goes away (`list --json | head -1`) ends the command quietly
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, TEMPORAL_ADDRESS=dev.address, TEMPORAL_TASK_QUEUE=dev.task_queue, DATABASE_URL=db_url(dev.repo))
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "starter.py", "list", "--json"], cwd=ROOT, env=env,
+                                   stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr and done.returncode == 1, done.stderr
+
 
 # --------------------------------------------------------------------------- help
 
@@ -346,7 +390,7 @@ def test_every_command_has_json_and_help_with_examples():
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     assert set(sub.choices) == {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome",
-                                "status", "payments", "apply-unapplied", "simulate"}
+                                "status", "payments", "apply-unapplied", "simulate", "count"}
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name
