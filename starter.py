@@ -550,8 +550,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+STACK_VARS = {"address": "TEMPORAL_ADDRESS", "namespace": "TEMPORAL_NAMESPACE", "task_queue": "TEMPORAL_TASK_QUEUE"}
+
+
+def use_running_stack(environ=os.environ) -> dict[str, str]:
+    """In a new shell after `make demo`: connect to the running local stack, at the address, namespace and task
+    queue in its own record (var/stack.json), unless the environment names a Temporal (variables or a profile)."""
+    if any(environ.get(v) for v in (*STACK_VARS.values(), "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")):
+        return {}
+    from devstack.stack import running_stack
+
+    state = running_stack() or {}
+    found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
+    environ.update(found)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    if a.command != "simulate":
+        use_running_stack()
     try:
         return asyncio.run(run(a))
     except BadInput as exc:

@@ -111,6 +111,16 @@ def error_of(r: httpx.Response) -> tuple[str | None, str]:
 
 # --------------------------------------------------------------------------- the document
 
+
+async def test_health_connects_at_start_and_says_so(api):
+    """Before any request that needs Temporal, the API has connected (it did so at start) and /health says so."""
+    async with httpx.AsyncClient() as h:
+        deadline = time.monotonic() + 15
+        while (body := (await h.get(f"{api.url}/health")).json())["temporal"] != "connected":
+            assert body["temporal"] == "connecting" and time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+    assert body == {"status": "ok", "temporal": "connected", "detail": None}
+
 async def test_the_openapi_document_is_served_and_describes_every_route(api):
     async with api.http(auth=False) as c:
         r = await c.get("/openapi.json")

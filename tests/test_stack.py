@@ -181,6 +181,11 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=stack.env,
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
+    # a new shell, no TEMPORAL_* set: starter.py finds the running stack in its record (var/stack.json)
+    bare = {k: v for k, v in stack.env.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE")}
+    cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=bare,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
 
     stack.stop()
     deadline = time.monotonic() + 5
@@ -208,3 +213,14 @@ async def test_cases_survive_a_server_restart(stack):
     status = await again.query(CollectionCase.status)   # the new worker replays it from the saved history
     assert status.stage in ("reminder", "first_call") and status.status == "active"
     stack.stop()
+
+
+def test_the_cli_keeps_an_address_it_was_given(tmp_path, monkeypatch):
+    """The stack's record is used only when the environment names no Temporal."""
+    import starter
+
+    environ = {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
+    assert starter.use_running_stack(environ) == {} and environ == {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
+    monkeypatch.setenv("COLLECTIONS_VAR_DIR", str(tmp_path))   # no stack running there
+    environ = {}
+    assert starter.use_running_stack(environ) == {} and environ == {}
