@@ -10,6 +10,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
     python starter.py list --on-hold --segment sme
     python starter.py list --status active --min-amount 10000 --limit 50
     python starter.py list --query 'NextActionAt < "2026-12-01T00:00:00Z"'
+  Count cases:
+    python starter.py count --by stage
   Look at one case:
     python starter.py status L1001
   Record what the borrower did or agreed:
@@ -35,7 +37,8 @@ go to the database only, never into Temporal.
 
 Exit codes: 0 done; 1 some rows of an import were rejected, or Temporal / the database could
 not be reached; 2 bad input (the message names the field and the reason; nothing was changed).
-Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL.
+Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
+TEMPORAL_PROFILE (a profile in TEMPORAL_CONFIG_FILE), TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from infra import operations as ops
-from infra.config import settings
-from infra.operations import BadInput
+from app import errors, inputs, opening, portfolio, reversal, visibility
+from app.errors import BadInput
+from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -137,7 +141,7 @@ def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
         f"  DPD {st.dpd} ({st.bucket}) · risk class {st.risk_class} · policy {st.policy} {st.policy_version} · segment {st.segment}",
-        f"  outstanding {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
+        f"  current balance {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
         f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
     ]
@@ -167,10 +171,11 @@ def show_status(st) -> str:
     return "\n".join(lines)
 
 
-def show_cases(items: list[ops.CaseSummary]) -> str:
+def show_cases(items: list[visibility.CaseSummary]) -> str:
     def when(t: dt.datetime | None) -> str:
         return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
+    # a closed case has no next action and no hold to act on: shown as "-" (list_cases leaves them out)
     rows = [(c.workflow_id, c.stage or "-", c.status or "-",
              "-" if c.on_hold is None else ("yes" if c.on_hold else "no"), c.outstanding or "-",
              when(c.next_action_at)) for c in items]
@@ -182,7 +187,7 @@ def show_cases(items: list[ops.CaseSummary]) -> str:
     return "\n".join(out)
 
 
-def show_import(s: ops.ImportSummary, listed: int = 50) -> str:
+def show_import(s: portfolio.ImportSummary, listed: int = 50) -> str:
     if s.dry_run:
         lines = [f"checked {s.file}: {s.rows} row(s), {s.valid} valid, {s.rejected} rejected; nothing was changed (dry run)"]
     else:
@@ -203,10 +208,10 @@ def show_import(s: ops.ImportSummary, listed: int = 50) -> str:
     return "\n".join(lines)
 
 
-async def run_import(a: argparse.Namespace) -> int:
+async def cmd_import(a: argparse.Namespace) -> int:
     path = a.file
     progress_bar = None
-    ops.read_portfolio(path, a.policy).close()  # file, header and policy errors before anything else
+    portfolio.read_portfolio(path, a.policy).close()  # file, header and policy errors before anything else
     c, r = (None, None) if a.dry_run else (await client(), repo())
     if not a.json and sys.stderr.isatty():
         from rich.console import Console
@@ -214,10 +219,10 @@ async def run_import(a: argparse.Namespace) -> int:
 
         progress_bar = Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                 console=Console(stderr=True), transient=False)
-        task = progress_bar.add_task("import", total=ops.count_rows(path))
+        task = progress_bar.add_task("import", total=portfolio.count_rows(path))
         progress_bar.start()
     try:
-        summary = await ops.import_portfolio(
+        summary = await portfolio.import_portfolio(
             c, r, path, policy=a.policy, concurrency=a.concurrency, dry_run=a.dry_run,
             progress=(lambda n: progress_bar.advance(task, n)) if progress_bar else None)
     finally:
@@ -227,62 +232,105 @@ async def run_import(a: argparse.Namespace) -> int:
     return 1 if summary.rejected or summary.failed else 0
 
 
-async def run(a: argparse.Namespace) -> int:
-    if a.command == "simulate":
-        from sim.run import main as simulate
+async def cmd_simulate(a: argparse.Namespace) -> int:
+    from sim.run import main as simulate
 
-        return await simulate(a)
-    if a.command == "import":
-        return await run_import(a)
-    if a.command == "payments":
-        items = ops.payments(repo(), loan_id=a.loan, unapplied=a.unapplied)
-        if a.json:
-            print(dump(items))
-        else:
-            print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
-            for i in items:
-                print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
-            print(f"{len(items)} payment(s)")
-        return 0
-    if a.command == "list":
-        query = ops.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
-                                     segment=a.segment, policy=a.policy, query=a.query)
-        items = await ops.list_cases(await client(), query, a.limit)
-        print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
-        return 0
-    if a.command == "start":
-        inp = ops.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
+    return await simulate(a)
+
+
+async def cmd_payments(a: argparse.Namespace) -> int:
+    items = inputs.payments(repo(), loan_id=a.loan, unapplied=a.unapplied)
+    if a.json:
+        print(dump(items))
+    else:
+        print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
+        for i in items:
+            print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
+        print(f"{len(items)} payment(s)")
+    return 0
+
+
+async def cmd_list(a: argparse.Namespace) -> int:
+    visibility.check_filters(repo(), stage=a.stage, segment=a.segment, policy=a.policy)
+    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                        segment=a.segment, policy=a.policy, query=a.query)
+    items = await visibility.list_cases(await client(), query, a.limit)
+    print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
+    return 0
+
+
+async def cmd_count(a: argparse.Namespace) -> int:
+    r = repo()
+    visibility.check_filters(r, stage=a.stage, segment=a.segment, policy=a.policy)
+    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                        segment=a.segment, policy=a.policy, query=a.query)
+    result = await visibility.count_by(await client(), r, a.by, query)
+    if a.json:
+        print(dump(result))
+    else:
+        width = max(len(a.by.upper()), *(len(v) for v in result.counts), len("(other)"))
+        print(f"{a.by.upper():<{width}}  CASES")
+        for value, n in result.counts.items():
+            print(f"{value:<{width}}  {n:>5}")
+        if result.other:
+            print(f"{'(other)':<{width}}  {result.other:>5}")
+        print(f"{result.total} case(s)")
+    return 0
+
+
+async def cmd_start(a: argparse.Namespace) -> int:
+    inp = opening.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
                              fees=a.fees, currency=a.currency, due_date=a.due_date, timezone=a.timezone,
                              segment=a.segment, product=a.product, guarantor_id=a.guarantor_id, policy=a.policy)
-        contact = ops.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
+    contact = opening.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
                               language=a.language) if a.name else None
-        result = await ops.open_case(await client(), repo() if contact else None, inp, contact)
-        print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
-        return 0
-    ops.check_id(a.loan_id)
-    c = await client()
-    if a.command == "status":
-        st = await ops.case_status(c, a.loan_id)
-        print(dump(st) if a.json else show_status(st))
-        return 0
-    if a.command == "apply-unapplied":
-        outcomes = await ops.apply_unapplied(c, repo(), a.loan_id, a.payment_id or None)
-        print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
-        return 0
-    if a.command == "reverse":
-        reversal = await ops.reverse_payment(c, a.loan_id, payment_id=a.payment_id, reason=a.reason or "", at=a.at)
-        print(dump(reversal) if a.json else reversal.message)
-        return 0
-    if a.command == "pay":
-        outcome = await ops.record_payment(c, repo(), a.loan_id, payment_id=a.payment_id, amount=a.amount,
-                                           currency=a.currency, paid_at=a.paid_at)
-        print(dump(outcome) if a.json else outcome.message)
-        return 0
+    result = await opening.open_case(await client(), repo() if contact else None, inp, contact)
+    print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
+    return 0
+
+
+async def cmd_status(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)  # checked before connecting
+    st = await visibility.case_status(await client(), loan_id)
+    print(dump(st) if a.json else show_status(st))
+    return 0
+
+
+async def cmd_apply_unapplied(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    outcomes = await inputs.apply_unapplied(await client(), repo(), loan_id, a.payment_id or None)
+    print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
+    return 0
+
+
+async def cmd_pay(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    outcome = await inputs.record_payment(await client(), repo(), loan_id, payment_id=a.payment_id,
+                                          amount=a.amount, currency=a.currency, paid_at=a.paid_at)
+    print(dump(outcome) if a.json else outcome.message)
+    return 0
+
+
+async def cmd_reverse(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    out = await reversal.reverse_payment(await client(), loan_id, payment_id=a.payment_id, reason=a.reason or "", at=a.at)
+    print(dump(out) if a.json else out.message)
+    return 0
+
+
+async def cmd_hold(a: argparse.Namespace) -> int:
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
-    if a.command == "hold":
-        result = await ops.place_hold(c, repo(), a.loan_id, fields)
-    else:
-        result = await ops.send_update(c, a.loan_id, a.command, fields)
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.place_hold(await client(), repo(), loan_id, fields)
+    print(dump(result) if a.json else result.message)
+    return 0
+
+
+async def cmd_update(a: argparse.Namespace) -> int:
+    """promise, plan, release, outcome: one update to the case, its fields named in FIELDS."""
+    fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.send_update(await client(), loan_id, a.command, fields)
     print(dump(result) if a.json else result.message)
     return 0
 
@@ -296,6 +344,32 @@ FIELDS = {
     "close": ("outcome", "reason", "operator"),
     "confirm-write-off": ("approver", "reference"),
 }
+
+
+# command -> handler; parser() declares each command's arguments under the same name.
+HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "import": cmd_import,
+    "list": cmd_list,
+    "count": cmd_count,
+    "start": cmd_start,
+    "pay": cmd_pay,
+    "promise": cmd_update,
+    "plan": cmd_update,
+    "hold": cmd_hold,
+    "release": cmd_update,
+    "outcome": cmd_update,
+    "reverse": cmd_reverse,
+    "close": cmd_update,
+    "confirm-write-off": cmd_update,
+    "status": cmd_status,
+    "simulate": cmd_simulate,
+    "apply-unapplied": cmd_apply_unapplied,
+    "payments": cmd_payments,
+}
+
+
+async def run(a: argparse.Namespace) -> int:
+    return await HANDLERS[a.command](a)
 
 
 def _date(text: str) -> dt.date:
@@ -363,7 +437,7 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False,
             epilog=LIST_HELP)
     c.add_argument("--stage", help="only cases at this step, e.g. litigation")
-    c.add_argument("--status", choices=list(ops.STATUSES), help="active, paused (plan, promise or hold) or closed")
+    c.add_argument("--status", choices=list(visibility.STATUSES), help="active, paused (plan, promise or hold) or closed")
     hold = c.add_mutually_exclusive_group()
     hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
     hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
@@ -372,6 +446,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", help="only cases on this policy, e.g. default")
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
     c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
+
+    c = cmd("count", "count cases per stage, status, segment or policy (from the search attributes)", loan=False,
+            epilog="One count query per value (the dev server does not take GROUP BY); the filters of `list` apply.\n\n"
+                   "Examples:\n  python starter.py count --by stage\n  python starter.py count --by status --segment sme")
+    c.add_argument("--by", required=True, choices=list(visibility.COUNT_BY), help="what to count by")
+    c.add_argument("--stage", help="only cases at this step, e.g. litigation")
+    c.add_argument("--status", choices=list(visibility.STATUSES))
+    hold = c.add_mutually_exclusive_group()
+    hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
+    hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
+    c.add_argument("--min-amount", help="only cases owing at least this much (major units)")
+    c.add_argument("--segment", help="only this segment")
+    c.add_argument("--policy", help="only this policy")
+    c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
 
     c = cmd("start", "open the collection case of one delinquent loan", loan=False,
             epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
@@ -498,8 +586,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+STACK_VARS = {"address": "TEMPORAL_ADDRESS", "namespace": "TEMPORAL_NAMESPACE", "task_queue": "TEMPORAL_TASK_QUEUE"}
+
+
+def use_running_stack(environ=os.environ) -> dict[str, str]:
+    """In a new shell after `make demo`: connect to the running local stack, at the address, namespace and task
+    queue in its own record (var/stack.json), unless the environment names a Temporal (variables or a profile)."""
+    if any(environ.get(v) for v in (*STACK_VARS.values(), "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")):
+        return {}
+    from devstack.stack import running_stack
+
+    state = running_stack() or {}
+    found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
+    environ.update(found)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    if a.command != "simulate":
+        use_running_stack()
     try:
         return asyncio.run(run(a))
     except BadInput as exc:
@@ -507,13 +613,18 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
         return 2
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - an operator gets one line, not a traceback
         from temporalio.service import RPCError
 
-        if isinstance(exc, ops.Busy):
+        if isinstance(exc, errors.Busy):
             msg = str(exc)
         elif isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
             msg = f"cannot reach Temporal at {settings().temporal_address}: {exc}"
@@ -527,9 +638,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def quiet_on_closed_pipe() -> int:
+    """The reader went away (`starter.py list --json | head -1`): stop quietly, as the Python docs advise
+    (point stdout at /dev/null so the interpreter's last flush does not fail again), exit 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = quiet_on_closed_pipe()
     sys.stderr.flush()
     # Leave without interpreter finalisation: the Temporal client's core threads may still call
     # back into Python while it tears down, which aborts the process (seen as exit -6).

@@ -1,4 +1,4 @@
-"""Payload encryption (infra/codec.py) and the codec server (infra/codec_server.py).
+"""Payload encryption (encryption/codec.py) and the codec server (encryption/codec_server.py).
 
 Unit tests of the codec and its keys; a case on the time-skipping server whose raw history holds no
 amount, payment id or loan id in any payload; and the real codec server over HTTP.
@@ -17,18 +17,18 @@ import uuid
 import httpx
 import pytest
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from domain.models import PaymentIn
-from infra import codec
-from infra.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError
-from infra.codec_server import COOKIE, running_codec_server, session_valid
+from encryption import codec
+from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError
+from encryption.codec_server import COOKIE, running_codec_server, session_valid
 from infra.config import ROOT
 from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
+from tests.workflow_helpers import payloads_in
 from workflows.case import CollectionCase
 
 
@@ -137,33 +137,12 @@ def test_keys_come_from_the_environment_or_the_local_dev_key_or_nowhere(tmp_path
 
 
 def test_new_key_command_prints_a_usable_entry():
-    out = subprocess.run([sys.executable, "-m", "infra.codec", "new-key", "--id", "prod-2026a"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "encryption.codec", "new-key", "--id", "prod-2026a"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert Keyring.parse(out).keys["prod-2026a"] and len(Keyring.parse(out).keys["prod-2026a"]) == 32
 
 
 # ---------------------------------------------------------------------------- a case, encrypted
-
-def payloads_in(msg: Message, path: str = "") -> list[tuple[str, Payload]]:
-    """Every Payload inside a protobuf message, with where it was found."""
-    if msg.DESCRIPTOR.full_name == "temporal.api.common.v1.Payload":
-        return [(path, msg)]
-    found = []
-    for field, value in msg.ListFields():
-        where = f"{path}.{field.name}"
-        if field.message_type is None:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            if field.message_type.fields_by_name["value"].message_type is not None:
-                for k, m in value.items():
-                    found += payloads_in(m, f"{where}[{k}]")
-        elif isinstance(value, Message):
-            found += payloads_in(value, where)
-        else:                                   # repeated
-            for i, m in enumerate(value):
-                found += payloads_in(m, f"{where}[{i}]")
-    return found
-
 
 # Written by the SDK's core, not through the codec: a local activity's marker metadata (sequence number,
 # activity type, times; its result is encrypted) and a patch marker's patch id. No case data, and
@@ -310,12 +289,12 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
 
 def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CODEC_TOKEN", "CODEC_DEV")}
-    done = subprocess.run([sys.executable, "-m", "infra.codec_server", "--port", "1"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "encryption.codec_server", "--port", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "CODEC_TOKEN is not set" in done.stderr
     dev_env = dict(env, CODEC_DEV="1", COLLECTIONS_VAR_DIR=str(tmp_path), PAYLOAD_KEYS="", PAYLOAD_KEY_ID="",
                    CODEC_PORT="0", CODEC_HOST="0.0.0.0")
-    done = subprocess.run([sys.executable, "-m", "infra.codec_server"], cwd=ROOT, env=dev_env,
+    done = subprocess.run([sys.executable, "-m", "encryption.codec_server"], cwd=ROOT, env=dev_env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "loopback" in done.stderr
     with running_codec_server(dict(dev_env, CODEC_HOST="127.0.0.1")) as url:
@@ -325,7 +304,7 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
         sealed = EncryptionCodec(dev_key).encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'"dev"'))
         r = httpx.post(f"{url}/decode", json=as_json([sealed]), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["data"]) == b'"dev"'
-    proc = subprocess.Popen([sys.executable, "-m", "infra.codec_server", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "encryption.codec_server", "--port", "0"], cwd=ROOT,
                             env=dict(dev_env, CODEC_HOST="127.0.0.1"), stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,13 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
-from infra import operations as ops
-from infra.binaries import find
+from app import portfolio
+from devstack.binaries import find
 from infra.temporal import connect
 from tests.conftest import TASK_QUEUE, Cases
+from tests.workflow_helpers import free_port, run_starter
+from worker import build_worker
 from workflows import search
 from workflows.case import CollectionCase
-from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "import"
@@ -46,13 +46,7 @@ def db_url(repo) -> str:
 
 
 async def cli(address: str, task_queue: str, repo, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
-    e = dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=task_queue, LOG_FORMAT="json",
-             DATABASE_URL=db_url(repo))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return await run_starter(address, task_queue, db_url(repo), *args, timeout=timeout)
 
 
 def runner(env, repo):
@@ -97,9 +91,9 @@ async def portfolio_due_now(env, tmp_path: Path) -> Path:
 
 async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, worker, repo, tmp_path):
     run = runner(env, repo)
-    portfolio = await portfolio_due_now(env, tmp_path)
+    csv_path = await portfolio_due_now(env, tmp_path)
     try:
-        r = await run("import", str(portfolio), "--json")
+        r = await run("import", str(csv_path), "--json")
         assert r.returncode == 1, r.stderr  # some rows were rejected
         s = json.loads(r.stdout)
         assert (s["rows"], s["started"], s["already_running"], s["rejected"], s["failed"]) == (13, 5, 0, 8, 0)
@@ -136,7 +130,7 @@ async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, wo
 
         # idempotent: a second run opens nothing and says so; the bad rows are reported again
         runs = {loan_id: (await env.client.get_workflow_handle(f"loan-{loan_id}").describe()).run_id for loan_id in GOOD}
-        again = await run("import", str(portfolio))
+        again = await run("import", str(csv_path))
         assert again.returncode == 1
         assert "started          0" in again.stdout and "already running  5" in again.stdout, again.stdout
         assert "nothing new started" in again.stdout
@@ -206,7 +200,7 @@ def generate(path: Path, n: int, prefix: str, due: str = "2026-10-15", segment: 
 def _peak_while_reading(path: Path) -> tuple[int, int]:
     tracemalloc.start()
     try:
-        valid = sum(1 for r in ops.read_portfolio(path) if isinstance(r, ops.ImportRow))
+        valid = sum(1 for r in portfolio.read_portfolio(path) if isinstance(r, portfolio.ImportRow))
         return valid, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -249,7 +243,7 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
     f = generate(tmp_path / "many.csv", 3_000, "CC")
     fake = FakeTemporal()
     ticks = []
-    s = await ops.import_portfolio(fake, repo, f, concurrency=25, progress=ticks.append)
+    s = await portfolio.import_portfolio(fake, repo, f, concurrency=25, progress=ticks.append)
     assert fake.max_in_flight == 25
     assert (s.rows, s.started, s.already_running, s.rejected, s.failed) == (3_000, 2_700, 300, 0, 0)
     assert sum(ticks) == 3_000  # the progress bar reached the end
@@ -258,12 +252,6 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
 
 
 # --------------------------------------------------------------------------- list, on a dev server
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Dev:
@@ -347,6 +335,48 @@ async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(de
     bad = await dev.cli("list", "--status", "open")
     assert bad.returncode == 2 and "error: status: invalid choice" in bad.stderr
 
+    # a typo in a stage, segment or policy name is refused with the names there are, not "0 case(s)"
+    bad = await dev.cli("list", "--stage", "litgation")
+    assert bad.returncode == 2 and "error: stage: 'litgation' is not a stage" in bad.stderr and "litigation" in bad.stderr
+    bad = await dev.cli("list", "--segment", "listc")
+    assert bad.returncode == 2 and "error: segment: 'listc' is not a known segment" in bad.stderr
+    assert "lista" in bad.stderr and "listb" in bad.stderr
+    bad = await dev.cli("count", "--by", "stage", "--policy", "defualt")
+    assert bad.returncode == 2 and "error: policy: 'defualt' is not a known policy" in bad.stderr
+
+    # the summary in the Web UI says which balance it shows
+    desc = await dev.client.get_workflow_handle("loan-LST-1").describe()
+    assert "opening balance CNY 1000.00" in (await desc.static_summary() or "")
+
+    # counts per value, one count query each; a closed case shows no next action and no hold
+    closed = await dev.cli("hold", "LST-4", "--kind", "deceased", "--reference", "T-2")
+    assert closed.returncode == 0, closed.stderr
+    gone = await poll_list(dev, "--segment", "lista", "--status", "closed", want=1)
+    assert gone[0]["loan_id"] == "LST-4" and gone[0]["next_action_at"] is None and gone[0]["on_hold"] is None
+    row = next(line for line in (await dev.cli("list", "--segment", "lista", "--status", "closed")).stdout.splitlines()
+               if line.startswith("loan-LST-4 "))
+    assert row.split()[2:4] == ["closed", "-"] and row.split()[-1] == "-", row
+    deadline = time.monotonic() + 30
+    while True:
+        r = await dev.cli("count", "--by", "status", "--segment", "lista", "--json")
+        assert r.returncode == 0, r.stderr
+        counted = json.loads(r.stdout)
+        if counted["counts"] == {"active": 6, "paused": 1, "closed": 1} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert counted["counts"] == {"active": 6, "paused": 1, "closed": 1} and counted["total"] == 8, counted
+    text = await dev.cli("count", "--by", "segment")
+    assert text.returncode == 0 and any(line.split() == ["listb", "4"] for line in text.stdout.splitlines()), text.stdout
+
+    # a reader that goes away (`list --json | head -1`) ends the command quietly
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, TEMPORAL_ADDRESS=dev.address, TEMPORAL_TASK_QUEUE=dev.task_queue, DATABASE_URL=db_url(dev.repo))
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "starter.py", "list", "--json"], cwd=ROOT, env=env,
+                                   stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr and done.returncode == 1, done.stderr
+
 
 # --------------------------------------------------------------------------- help
 
@@ -360,7 +390,7 @@ def test_every_command_has_json_and_help_with_examples():
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     assert set(sub.choices) == {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome",
-                                "status", "payments", "apply-unapplied", "simulate"}
+                                "status", "payments", "apply-unapplied", "simulate", "count"}
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name

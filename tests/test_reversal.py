@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from domain.models import PaymentIn, PlanIn, PromiseIn, ReversalIn
-from infra import operations as ops
+from app import reversal as ops
+from app.errors import BadInput
 from tests.conftest import TASK_QUEUE, today_in
 from tests.test_case_rules import T0, TOTAL, Runner, rejected
 from tests.workflow_helpers import assert_rejected
@@ -78,7 +79,7 @@ async def test_a_reversal_reopens_a_paid_case_breaks_the_promise_it_kept_and_the
     closed_run = (await h.describe()).run_id
     await cases.advance(days=8)  # the promise's date and its grace days have passed
 
-    with pytest.raises(ops.BadInput) as exc:
+    with pytest.raises(BadInput) as exc:
         await ops.reverse_payment(cases.env.client, loan_id, payment_id="NOPE", reason="returned", task_queue=TASK_QUEUE)
     assert exc.value.field == "payment_id" and "not a payment" in exc.value.reason
     out = await ops.reverse_payment(cases.env.client, loan_id, payment_id=f"{loan_id}-P1",
@@ -107,7 +108,7 @@ async def test_a_reversal_reopens_a_paid_case_breaks_the_promise_it_kept_and_the
     # the reopened case goes on with the ladder, and a second reversal of the same payment is refused
     await cases.advance(days=2)
     assert "first_call" in (await new.query(CollectionCase.status)).steps_done
-    with pytest.raises(ops.BadInput) as exc:
+    with pytest.raises(BadInput) as exc:
         await ops.reverse_payment(cases.env.client, loan_id, payment_id=f"{loan_id}-P1", reason="again", task_queue=TASK_QUEUE)
     assert exc.value.field == "payment_id" and "already reversed" in exc.value.reason
     assert len(repo.reversals(loan_id=loan_id)) == 1
