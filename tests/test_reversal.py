@@ -125,3 +125,25 @@ async def test_a_reversal_on_an_open_case_goes_through_the_update(cases, repo):
     assert not out.reopened and out.outstanding == FULL
     [reversal] = repo.reversals(loan_id=loan_id)
     assert reversal.amount == 10_000 and reversal.reason == "failed debit"
+
+
+async def test_the_api_reverses_a_payment_and_names_the_field_it_refuses(cases, repo, env):
+    import httpx
+
+    from api.server import create_app
+
+    h = await cases.start(dpd=1)
+    loan_id = h.id.removeprefix("loan-")
+    await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"{loan_id}-API", amount="20.00", currency="CNY"))
+    app = create_app(["t0ken-for-tests"], client=env.client, repo=repo)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                 headers={"Authorization": "Bearer t0ken-for-tests"}, timeout=60) as http:
+        path = f"/v1/loans/{loan_id}/payments/{loan_id}-API/reversal"
+        r = await http.post(path, json={})
+        assert r.status_code == 422 and "reason" in r.text
+        r = await http.post(path, json={"reason": "failed debit"})
+        assert r.status_code == 200, r.text
+        assert r.json()["outstanding"] == FULL and r.json()["reopened"] is False
+        r = await http.post(path, json={"reason": "failed debit"})
+        assert r.status_code == 422 and "already reversed" in r.text
+    assert [x.payment_id for x in repo.reversals(loan_id=loan_id)] == [f"{loan_id}-API"]
