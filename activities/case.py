@@ -21,6 +21,7 @@ from activities import messages, visits
 from activities.contracts import (
     GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
     GateDecision, HoldChange, LedgerEntry, WindowClosed, base_action, for_guarantor,
+    ReversalEntry,
 )
 from domain import channels, compliance
 from infra import metrics
@@ -332,6 +333,26 @@ class CaseActivities:
                                            first_write=written)
         return written
 
+    @activity.defn(name=channels.RECORD_REVERSAL)
+    async def record_reversal(self, entry: ReversalEntry) -> bool:
+        cur = entry.currency
+
+        def write() -> bool:  # the reversal row, the case projection and the workflow's events: one transaction
+            return self.repo.record_reversal_of_case(
+                reversal=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
+                              run_id=entry.run_id, amount=parse_amount(entry.amount, cur), currency=cur,
+                              reason=entry.reason, reversed_at=entry.reversed_at),
+                case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=cur,
+                          outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
+                          total_paid=parse_amount(entry.total_paid, cur, allow_zero=True)),
+                events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
+                reopened=entry.reopened)
+
+        written = await asyncio.to_thread(write)
+        _bound(loan_id=entry.loan_id).info("payment reversal recorded", payment_id=entry.payment_id,
+                                           amount=entry.amount, first_write=written, reopened=entry.reopened)
+        return written
+
     @activity.defn(name=channels.RECORD_EVENTS)
     async def record_events(self, batch: AuditEvents) -> None:
         await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
@@ -352,7 +373,7 @@ class CaseActivities:
 
     def all(self) -> list:
         return [self.check_contacts, self.record_hold, *(getattr(self, n) for n in channels.ACTIVITIES),
-                self.record_payment, self.record_events, self.record_case_closed]
+                self.record_payment, self.record_reversal, self.record_events, self.record_case_closed]
 
 
 class _VisitRefused(Exception):

@@ -7,13 +7,12 @@ database themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # The channel registry (domain/channels.py) says which activity and gateway channel each action uses.
 from domain.channels import ActionName, base_action, for_guarantor  # noqa: F401 - re-exported
-from domain.models import Event
+from domain.models import Event, Outcome
 from domain.policy import ContactRules
 
 # A timed send found its contact window closed (or its day not a contact day) when the attempt came: nothing
@@ -76,6 +75,24 @@ class LedgerEntry(Contract):
     events: list[Event] = []
 
 
+class ReversalEntry(Contract):
+    """A payment reversal for the ledger (the payment's row stays; the reversal gets its own)."""
+
+    workflow_id: str
+    run_id: str
+    case_key: str
+    loan_id: str
+    payment_id: str
+    amount: str
+    currency: str
+    reason: str
+    reversed_at: dt.datetime
+    outstanding: str
+    total_paid: str
+    reopened: bool = False
+    events: list[Event] = []
+
+
 class AuditEvents(Contract):
     workflow_id: str
     case_key: str
@@ -125,7 +142,7 @@ class CaseClosed(Contract):
     workflow_id: str
     case_key: str
     loan_id: str
-    outcome: Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+    outcome: Outcome
     outstanding: str
     total_paid: str
     currency: str

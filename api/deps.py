@@ -82,9 +82,21 @@ class Backend:
         self._repo = repo
         self._lock = asyncio.Lock()
 
+    last_error: str | None = None
+
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    async def keep_connecting(self, pause: float = 2.0) -> None:
+        """At start: connect now, not at the first request, and retry until it works (what /health reports)."""
+        while self._client is None:
+            try:
+                await self.client()
+            except ApiError as exc:
+                self.last_error = exc.reason
+                await asyncio.sleep(pause)
+        self.last_error = None
 
     async def client(self):
         if self._client is None:

@@ -19,6 +19,7 @@ from app.visibility import case_status
 from domain.errors import InvalidInput
 from domain.models import (
     CLOSING_HOLDS,
+    CloseIn,
     HoldIn,
     OutcomeIn,
     PaymentIn,
@@ -26,7 +27,9 @@ from domain.models import (
     PlanIn,
     PromiseIn,
     ReleaseIn,
+    ReversalIn,
     UpdateResult,
+    WriteOffConfirmIn,
     workflow_id,
 )
 from domain.money import format_amount, parse_amount
@@ -43,6 +46,9 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
     "hold": (CollectionCase.place_hold, HoldIn),
     "release": (CollectionCase.release_hold, ReleaseIn),
     "outcome": (CollectionCase.record_outcome, OutcomeIn),
+    "reverse": (CollectionCase.reverse_payment, ReversalIn),
+    "close": (CollectionCase.close_case, CloseIn),
+    "confirm-write-off": (CollectionCase.confirm_write_off, WriteOffConfirmIn),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.contracts import (
-    AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
+    AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry, ReversalEntry,
 )
 from domain import channels
 from domain.models import ContactResult
@@ -45,6 +45,10 @@ class StubActivities:
     async def record_payment(self, entry: LedgerEntry) -> bool:
         return True
 
+    @activity.defn(name=channels.RECORD_REVERSAL)
+    async def record_reversal(self, entry: ReversalEntry) -> bool:
+        return True
+
     @activity.defn(name=channels.RECORD_EVENTS)
     async def record_events(self, batch: AuditEvents) -> None:
         return None
@@ -55,7 +59,7 @@ class StubActivities:
 
     def all(self) -> list:
         return [getattr(self, n) for n in (
-            "check_contacts", "record_hold", *channels.ACTIVITIES, "record_payment", "record_events",
+            "check_contacts", "record_hold", *channels.ACTIVITIES, "record_payment", "record_reversal", "record_events",
             "record_case_closed")]
 
 

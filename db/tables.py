@@ -83,7 +83,7 @@ class CaseRow(SQLModel, table=True):
     loan_id: str = Field(index=True, max_length=64)
     stage: str = Field(default="new", max_length=40, index=True)
     status: str = Field(default="active", max_length=16, index=True)
-    outcome: str | None = Field(default=None, max_length=16)
+    outcome: str | None = Field(default=None, max_length=32)  # settled_by_agreement: 20
     currency: str = Field(max_length=3)
     outstanding: int = Field(sa_column=Column(BigInteger, nullable=False))
     total_paid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -105,6 +105,21 @@ class PaymentRow(SQLModel, table=True):
     status: str = Field(default="applied", max_length=16, index=True)  # applied | unapplied
     allocation: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     note: str = Field(default="", max_length=200)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class PaymentReversalRow(SQLModel, table=True):
+    """A payment taken back (returned transfer, failed debit): its own row beside the payment's, which stays."""
+
+    __tablename__ = "payment_reversals"
+    payment_id: str = Field(primary_key=True, foreign_key="payments.payment_id", max_length=64)
+    loan_id: str = Field(index=True, max_length=64)
+    workflow_id: str = Field(max_length=80)
+    run_id: str | None = Field(default=None, max_length=64, description="the run that applied it (a reopened case: the new run)")
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    reason: str = Field(max_length=200)
+    reversed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 

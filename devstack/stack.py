@@ -412,6 +412,13 @@ def read_state() -> dict:
         return {}
 
 
+def running_stack() -> dict | None:
+    """The record (var/stack.json) of a local stack that is running and ready, else None."""
+    state = read_state()
+    pid = state.get("pid")
+    return state if isinstance(pid, int) and state.get("ready") and is_stack(pid) else None
+
+
 def running_pid() -> int | None:
     """The pid of a live supervisor, cleaning up stale files."""
     try:

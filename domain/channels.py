@@ -45,6 +45,7 @@ COURT_FILING = "court_filing"
 CHECK_CONTACTS = "check_contacts"
 RECORD_HOLD = "record_hold"
 RECORD_PAYMENT = "record_payment"
+RECORD_REVERSAL = "record_reversal"
 RECORD_EVENTS = "record_events"
 RECORD_CASE_CLOSED = "record_case_closed"
 

@@ -2,7 +2,7 @@
 
 Pure rules, one function per rule, evaluated in a fixed order by `decide`. Rest days come from the official
 calendar files (domain/calendar.py); a year without one fails closed (rule calendar_missing). The gate activity
-(activities/gate.py) feeds them what the database knows about the borrower across all of
+(activities/case.py, check_contacts) feeds them what the database knows about the borrower across all of
 their loans and channels, inside a lock on the borrower, and records every decision.
 
 A refusal either *defers* the action (it is asked again at `retry_at`, or daily while a hold

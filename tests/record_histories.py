@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 from temporalio.testing import WorkflowEnvironment
 
 from tests.test_ladder import JUDGMENT_DATES
-from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
+from domain.models import (
+    CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, ReversalIn, WriteOffConfirmIn,
+)
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
@@ -107,6 +109,33 @@ async def window_retry(cases: Cases, gateway):
     return h
 
 
+async def write_off(cases: Cases):
+    """A lawsuit filed and no judgment when the write-off DPD comes (recorded while write-off closed the case;
+    the case now stays open with a write-off proposal: PATCH_WRITE_OFF_PROPOSAL)."""
+    h = await cases.start(dpd=1, loan_id="R-WRITEOFF")
+    await cases.advance(days=200)
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="WO1", amount="100.00", currency="CNY"))
+    await cases.advance(days=530)
+    if (await cases.status(h)).status != "closed":  # today the case stays open: an operator ends the recording
+        await h.execute_update(W.close_case, CloseIn(outcome="error", reason="end of the recording"))
+    return h
+
+
+async def write_off_proposal(cases: Cases):
+    """Write-off proposed and kept open (账销案存), confirmed, a payment applied then reversed, closed by an operator."""
+    h = await cases.start(dpd=700, loan_id="R-WRITEOFF-2")
+    await cases.advance(days=25)
+    await h.execute_update(W.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie", reference="WO-1"))
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="WO2-P1", amount="500.00", currency="CNY"))
+    await cases.advance(days=3)
+    await h.execute_update(W.reverse_payment, ReversalIn(payment_id="WO2-P1", reason="returned transfer"))
+    await cases.advance(days=3)
+    await h.execute_update(W.close_case, CloseIn(outcome="uncollectable", reason="borrower cannot be traced"))
+    return h
+
+
+
+
 async def legal_clocks(cases: Cases):
     """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
     comes without its dates and then with them, and enforcement follows its performance period."""
@@ -124,7 +153,8 @@ async def legal_clocks(cases: Cases):
 
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks)
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks, write_off,
+             write_off_proposal)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:

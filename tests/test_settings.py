@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
@@ -28,6 +26,7 @@ from infra.config import (
     WorkerSettings,
     load,
 )
+from tests.workflow_helpers import free_port
 
 TEMPORAL_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS", "TEMPORAL_PROFILE",
                  "TEMPORAL_CONFIG_FILE", "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH",
@@ -115,14 +114,8 @@ async def test_an_api_key_alone_turns_tls_on(clean_temporal_env, monkeypatch):
     assert temporal.connect_config()["target_host"] == "localhost:7233"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_a_dev_server_is_reached_through_a_profile(clean_temporal_env, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find("temporal"), namespace="collections-profile", ip="127.0.0.1", port=port,
         ui=False)
