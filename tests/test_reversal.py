@@ -29,7 +29,8 @@ def test_a_reversal_restores_the_balance_and_undoes_the_allocation():
     assert r.state.balances.total == TOTAL and r.state.balances.fees == 2_000 and r.state.total_paid == 0
     assert r.state.payments["P1"].reversed_at == r.now  # the payment stays, marked
     assert "the limitation restart it caused stands" in r.events("payment_reversed")[0]
-    assert r.state.limitation_from == T0  # the payment's restart of the limitation period stays
+    # the payment's restart of the limitation period stays (counted from the day it was paid, domain/legal.py)
+    assert r.case.limitation_start() == r.today() and r.state.limitation_restarts[-1].cause.startswith("payment")
 
 
 def test_the_reversal_is_refused_for_an_unknown_id_a_second_time_or_without_a_reason():

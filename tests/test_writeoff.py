@@ -9,10 +9,12 @@ time-skipping server.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from domain.models import CloseIn, ContactResult, OutcomeIn, PaymentIn, PromiseIn, WriteOffConfirmIn, HoldIn
 from tests.conftest import today_in
+from tests.test_ladder import JUDGMENT_DATES
 from tests.test_case_rules import DEFAULT, T0, TOTAL, Runner, delivered, rejected
 from tests.workflow_helpers import assert_rejected
 from workflows import search
@@ -52,11 +54,14 @@ def test_an_open_promise_defers_the_proposal_and_a_kept_one_lets_it_follow():
 
 
 def test_a_pending_lawsuit_goes_on_after_the_proposal_to_judgment_and_enforcement():
-    r = Runner.open(dpd=1).run_until(T0)
+    # opened late enough that the write-off DPD, the judgment and its performance period all fall in 2026, a year
+    # with an official calendar (a period's last day on a rest day moves: domain/legal.py)
+    r = Runner.open(dpd=560).run_until(T0)
     r.run_until(r.dpd_at(DEFAULT.write_off_dpd) + timedelta(days=1))
     assert r.state.lawsuit_filed and r.state.write_off == "proposed" and not r.state.closed
-    r.outcome("court", "judgment")
-    r.run_for(days=3)
+    today = r.today()
+    r.outcome("court", "judgment", effective_on=today - timedelta(days=1), performance_ends=today + timedelta(days=3))
+    r.run_for(days=10)
     assert "enforcement" in r.state.steps_done  # the legal route goes on after write-off
     r.outcome("court", "enforcement_result", amount="10520.00")
     assert r.state.closed and r.state.outcome == "recovered"
@@ -88,8 +93,9 @@ def test_an_operator_closes_a_case_only_with_an_allowed_outcome_and_a_reason():
 def test_the_case_closes_when_the_limitation_period_has_run_out_and_nothing_else_is_left():
     """No lawsuit could be filed (the court refused the filing each time): after the write-off proposal the case
     waits, and closes as time_barred at the end of the limitation period (Civil Code art. 188: three years from
-    the first day overdue, restarted by the promise at T0, art. 195)."""
-    r = Runner.open(dpd=600).run_until(T0)
+    the first day overdue, art. 195). Opened at DPD 980 so that the period ends in 2026 (September), a year with an
+    official calendar: a period whose last day falls in a year without one is never declared run out."""
+    r = Runner.open(dpd=980).run_until(T0)
 
     def no_court(step):
         return [ContactResult(action=a, channel=a, status="failed" if a == "lawsuit" else "delivered", reason="court refused")
@@ -98,8 +104,11 @@ def test_the_case_closes_when_the_limitation_period_has_run_out_and_nothing_else
     r.results = no_court
     r.run_until(r.dpd_at(DEFAULT.write_off_dpd))
     assert r.state.write_off == "proposed" and not r.state.lawsuit_filed and not r.state.closed
-    ends = r.dpd_at(1).replace(year=r.dpd_at(1).year + 3)
-    r.run_until(ends - timedelta(days=1))
+    # due 25 September 2023; three years end on 26 September 2026, a Saturday: art. 203 moves the last day to the
+    # next working day, Monday 28 September, which ends at 24:00 (Beijing time)
+    assert r.case.inp.due_date == date(2023, 9, 25)
+    ends = datetime(2026, 9, 29, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    r.run_until(ends - timedelta(minutes=1))
     assert not r.state.closed
     r.run_until(ends + timedelta(days=1))  # Runner asserts no busy loop on the way
     assert r.state.closed and r.state.outcome == "time_barred"
@@ -166,7 +175,8 @@ async def test_write_off_with_a_lawsuit_pending_goes_on_to_judgment_enforcement_
     sa = await search_attributes(h)
     assert sa.get(search.WRITE_OFF) == "confirmed" and sa.get(search.CASE_OUTCOME) == "written_off"
     assert sa.get(search.RISK_CLASS) == "loss"
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    # the judgment's performance period ends in 2026, a year with an official calendar (domain/legal.py)
+    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=3)
     assert "enforcement" in (await cases.status(h)).steps_done
     await h.execute_update(CollectionCase.record_payment, pay("AFTER-WO", "520.00"))
