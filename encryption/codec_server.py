@@ -143,18 +143,21 @@ def session_valid(token: str, value: str | None, now: float | None = None) -> bo
     return hmac.compare_digest(mac, _sign(token, int(expires_s)))
 
 
+SIGN_IN_FORM = """<form method="post" action="/login"><label for="token">Codec token</label>
+<input id="token" name="token" type="password" autocomplete="off" autofocus>
+<button type="submit">Sign in</button></form>"""
+SIGN_OUT_FORM = """<form method="post" action="/logout"><button type="submit">Sign out</button></form>"""
+
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Codec server sign-in</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;line-height:1.5}}
 input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}button{{font-size:1rem;padding:.4rem 1rem;margin-top:.6rem}}
 .msg{{padding:.6rem;border-radius:.3rem;background:#eef}}</style></head><body>
 <h1>Loan collections: codec server</h1>
 {message}
-<form method="post" action="/login"><label for="token">Codec token</label>
-<input id="token" name="token" type="password" autocomplete="off" autofocus>
-<button type="submit">Sign in</button></form>
-<p>Then, in the Temporal UI: Codec Server settings, use your browser's setting, endpoint <code>{endpoint}</code>,
-and tick <em>Include cross-origin credentials</em>. The session lasts 8 hours;
-<form method="post" action="/logout" style="display:inline"><button type="submit">sign out</button></form></p>
+{form}
+<p>Then, in the Temporal Web UI: open the Codec Server settings (the data encoder icon at the top), choose
+<em>Use my browser setting</em>, paste the endpoint <code>{endpoint}</code>, tick
+<em>Include cross-origin credentials</em> and apply. The session lasts 8 hours.</p>
 </body></html>"""
 
 
@@ -208,14 +211,17 @@ def create_app(cfg: Config) -> FastAPI:
 
     endpoint = f"http://{'localhost' if cfg.host in ('127.0.0.1', '::1') else cfg.host}:{cfg.port}"
 
-    def page(message: str = "", status: int = 200) -> HTMLResponse:
-        return HTMLResponse(LOGIN_PAGE.format(message=message, endpoint=html.escape(endpoint)), status_code=status,
+    def page(message: str = "", status: int = 200, signed_in: bool = False) -> HTMLResponse:
+        """The sign-in page: the form to sign in, or (signed in) only the way to sign out."""
+        form = SIGN_OUT_FORM if signed_in else SIGN_IN_FORM
+        return HTMLResponse(LOGIN_PAGE.format(message=message, form=form, endpoint=html.escape(endpoint)),
+                            status_code=status,
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
     @app.get("/login")
     async def login_form(request: Request) -> HTMLResponse:
         if session_valid(cfg.token, request.cookies.get(COOKIE)):
-            return page('<p class="msg">You are signed in.</p>')
+            return page('<p class="msg">You are signed in.</p>', signed_in=True)
         return page()
 
     @app.post("/login")
@@ -224,7 +230,7 @@ def create_app(cfg: Config) -> FastAPI:
         given = (form.get("token") or [""])[0].strip()
         if not given or not hmac.compare_digest(given.encode(), cfg.token.encode()):
             return page('<p class="msg">That is not the codec token.</p>', status=401)
-        resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>')
+        resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>', signed_in=True)
         resp.set_cookie(COOKIE, session_value(cfg.token), max_age=SESSION_SECONDS, httponly=True,
                         samesite="strict", secure=cfg.secure_cookie, path="/")
         return resp

@@ -345,8 +345,13 @@ class Store:
             return "accepted", response
 
     def items(self, *, loan_id: str | None = None, channel: str | None = None,
-              idempotency_key: str | None = None, limit: int = 1000, newest_first: bool = False) -> list[dict]:
+              idempotency_key: str | None = None, limit: int = 1000, newest_first: bool = False,
+              before: int | None = None) -> list[dict]:
+        """Deliveries in acceptance order; `before` (a seq) pages back from there, newest first."""
         where, args = [], []
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
         for column, value in (("loan_id", loan_id), ("channel", channel), ("idempotency_key", idempotency_key)):
             if value:
                 where.append(f"{column} = ?")
@@ -358,7 +363,7 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [{
-            "id": r["id"], "channel": r["channel"], "loan_id": r["loan_id"],
+            "id": r["id"], "seq": r["seq"], "channel": r["channel"], "loan_id": r["loan_id"],
             "idempotency_key": r["idempotency_key"], "accepted_at": r["accepted_at"],
             "body": json.loads(r["body"]), "response": json.loads(r["response"]), "presented": r["presented"],
         } for r in rows]
@@ -598,17 +603,22 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
                      limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> JSONResponse:
         gw.check_key(request)
         _check_channel(channel)
-        items = gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit)
+        items = [{k: v for k, v in i.items() if k != "seq"}   # seq: the HTML page's paging cursor only
+                 for i in gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit)]
         return JSONResponse({"items": items, "count": len(items)})
 
     @app.get("/outbox.html", response_class=HTMLResponse)
     async def outbox_page(request: Request, loan_id: str | None = None, channel: str | None = None,
-                          limit: Annotated[int, Query(ge=1, le=100_000)] = 200) -> HTMLResponse:
+                          limit: Annotated[int, Query(ge=1, le=100_000)] = 200,
+                          before: Annotated[int | None, Query(ge=1, description="older than this seq (paging)")] = None,
+                          ) -> HTMLResponse:
         gw.check_key(request, allow_query=True)
         _check_channel(channel)
-        items = gw.store.items(loan_id=loan_id, channel=channel, limit=limit, newest_first=True)
-        return HTMLResponse(_render_page(items, loan_id=loan_id, channel=channel,
-                                         key=request.query_params.get("key"), stats=gw.stats.as_dict()))
+        items = gw.store.items(loan_id=loan_id, channel=channel, limit=limit + 1, newest_first=True, before=before)
+        older = items[limit - 1]["seq"] if len(items) > limit else None   # one more row read: is there a next page
+        return HTMLResponse(_render_page(items[:limit], loan_id=loan_id, channel=channel,
+                                         key=request.query_params.get("key"), stats=gw.stats.as_dict(),
+                                         limit=limit, before=before, older=older))
 
     # ---------------------------------------------------------------- admin
 
@@ -710,7 +720,7 @@ th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}pre{white-space:p
 
 
 def _render_page(items: list[dict], *, loan_id: str | None, channel: str | None, key: str | None,
-                 stats: dict) -> str:
+                 stats: dict, limit: int = 200, before: int | None = None, older: int | None = None) -> str:
     e = lambda v: html.escape("" if v is None else str(v), quote=True)  # noqa: E731
 
     def link(**params: str | None) -> str:
@@ -742,7 +752,7 @@ def _render_page(items: list[dict], *, loan_id: str | None, channel: str | None,
         "<meta name=viewport content=\"width=device-width,initial-scale=1\">"
         f"<title>Sandbox gateway outbox</title><style>{_CSS}</style></head><body>"
         "<h1>Sandbox gateway outbox</h1>"
-        f"<p><small>{len(items)} deliveries shown, newest first{(' · ' + filters) if filters else ''} · "
+        f"<p><small>{len(items)} deliveries shown, newest first{' (an older page)' if before else ''}{(' · ' + filters) if filters else ''} · "
         f"requests {e(stats['requests'])}, accepted {e(stats['accepted'])}, duplicates {e(stats['duplicates'])}, "
         f"rejected {e(stats['rejected'])}, faults {e(stats['faults'])}</small></p>"
         "<form method=get action=/outbox.html>"
@@ -753,7 +763,12 @@ def _render_page(items: list[dict], *, loan_id: str | None, channel: str | None,
         "<table><thead><tr><th>accepted at (UTC)</th><th>channel</th><th>loan</th><th>summary</th>"
         "<th>gateway id / idempotency key</th><th>presented</th><th>detail</th></tr></thead><tbody>"
         + ("".join(rows) or "<tr><td colspan=7>no deliveries</td></tr>")
-        + "</tbody></table></body></html>")
+        + "</tbody></table>"
+        + "<p class=pages>"
+        + (f"<a href=\"{e(link(loan_id=loan_id, channel=channel))}\">newest</a> " if before else "")
+        + (f"<a rel=next href=\"{e(link(loan_id=loan_id, channel=channel, before=str(older), limit=str(limit)))}\">"
+           f"older {limit} →</a>" if older else "")
+        + "</p></body></html>")
 
 
 # --------------------------------------------------------------------------- test helper

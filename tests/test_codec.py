@@ -272,8 +272,14 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
     async with httpx.AsyncClient(base_url=server, timeout=5) as http:
         r = await http.post("/login", data={"token": "wrong"})
         assert r.status_code == 401 and COOKIE not in r.cookies
+        assert ">Sign in</button>" in r.text and "Sign out" not in r.text
         r = await http.post("/login", data={"token": TOKEN})
         assert r.status_code == 200 and "Signed in" in r.text
+        # signed in: the page offers signing out, not signing in again, and says how to point the UI here
+        assert ">Sign in</button>" not in r.text and ">Sign out</button>" in r.text
+        assert "Use my browser setting" in r.text and "Include cross-origin credentials" in r.text
+        again = await http.get("/login")
+        assert "You are signed in" in again.text and ">Sign in</button>" not in again.text
         set_cookie = r.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
         value = r.cookies[COOKIE]
@@ -282,7 +288,8 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
         assert r.status_code == 200 and "payloads" in r.json()
         r = await http.post("/decode", content=json.dumps(sealed), headers={"Content-Type": "text/plain"})
         assert r.status_code == 415                                        # no simple (preflight-free) requests
-        await http.post("/logout")
+        out = await http.post("/logout")
+        assert ">Sign in</button>" in out.text and ">Sign out</button>" not in out.text
         assert (await http.post("/decode", json=sealed)).status_code == 401
     assert not session_valid(TOKEN, value, now=10**10)                      # sessions expire
 
@@ -313,3 +320,14 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_the_readme_codec_steps_are_complete():
+    """A newcomer following the README reaches decrypted payloads: every UI step, and the CLI with --detailed."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("**The codec server**"):text.index("## Policies")]
+    for step in ("/login", "var/codec-token", "Use my browser setting", "paste the endpoint", "http://localhost:8081",
+                 "Include cross-origin credentials", "Apply"):
+        assert step in section, f"README codec steps: {step!r} missing"
+    cli = next(line for line in section.splitlines() if "temporal workflow show" in line)
+    assert "--detailed" in cli and "--codec-endpoint" in cli

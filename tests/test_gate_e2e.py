@@ -141,7 +141,7 @@ async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once
 
 async def test_a_bankruptcy_sent_again_after_a_partial_fan_out_reaches_the_rest(cases, env, repo):
     """The caller stopped after the named case (as if the API's timeout fired): sent again, the rest close."""
-    from app import errors, inputs
+    from app import inputs
 
     a = await cases.start(dpd=1, loan_id="BKR-A", borrower_id="BKR-B1")
     b = await cases.start(dpd=1, loan_id="BKR-B", borrower_id="BKR-B1")

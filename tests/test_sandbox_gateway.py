@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -241,6 +244,21 @@ def test_outbox_page_escapes_content_and_shows_chinese(gw, client):
     assert "请还款" in page and "L-1001" in page
     filtered = httpx.get(gw.url + "/outbox.html", params={"key": API_KEY, "loan_id": "L-other"}).text
     assert "请还款" not in filtered and "no deliveries" in filtered
+
+
+def test_outbox_page_pages_back_past_its_limit(gw, client):
+    """The page shows `limit` deliveries, newest first, with a link to the older ones until none are left."""
+    for i in range(5):
+        post(client, "/v1/sms", VALID["/v1/sms"] | {"loan_id": f"L-PG{i}"})
+    seen, url = [], gw.url + "/outbox.html?" + urlencode({"key": API_KEY, "limit": 2})
+    for _ in range(5):
+        page = httpx.get(url).text
+        seen += re.findall(r">(L-PG[0-9])</a>", page)
+        more = re.search(r'<a rel=next href="([^"]+)"', page)
+        if not more:
+            break
+        url = gw.url + html.unescape(more.group(1))
+    assert seen == [f"L-PG{i}" for i in range(4, -1, -1)], seen
 
 
 # ------------------------------------------------------------------ faults
