@@ -470,10 +470,11 @@ def markdown(summary: dict, files: list[str]) -> str:
     return "\n".join(parts)
 
 
-def build(out: Path, opts, policies, loans, engine, trace) -> dict:
+def build(out: Path, opts, policies, loans, engine, trace, data: dict | None = None) -> dict:
+    """The report; from the simulation's database, or from `data` (the same rows, from the direct engine)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = read(engine)
+    data = read(engine) if data is None else data
     figures = compute(loans, policies, data, trace.checkpoints, opts.days, trace.recoveries)
     order: list[str] = []
     for arm in ARMS:
@@ -482,6 +483,7 @@ def build(out: Path, opts, policies, loans, engine, trace) -> dict:
         "run": {
             "champion": opts.champion, "challenger": opts.challenger, "loans": opts.loans, "days": opts.days,
             "seed": opts.seed, "split": opts.split, "start": trace.start.isoformat(),
+            "engine": getattr(opts, "engine", "temporal"),
             "first_checkpoint": trace.checkpoints[0].strftime("%Y-%m-%d %H:%M UTC"),
             "last_checkpoint": trace.checkpoints[-1].strftime("%Y-%m-%d %H:%M UTC"),
             "checkpoint_drift": str(trace.drift).split(".")[0],

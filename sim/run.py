@@ -70,6 +70,9 @@ class Options:
     concurrency: int = 64
     keep_db: bool = False
     progress: bool = True
+    engine: str = "direct"          # direct: the pure cases on an event queue (sim.direct); temporal: the real workflows
+    workers: int | None = None      # direct: processes (default: the core count)
+    finals: bool = False            # also return each case's final figures (the engines' agreement test)
 
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
@@ -365,6 +368,7 @@ async def simulate(opts: Options) -> dict:
                     workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
                 )
                 progress = _progress(opts) if opts.progress else None
+                finals = None
                 async with worker:
                     try:
                         await sim.run(env, engine, trace, progress.tick if progress else None)
@@ -373,6 +377,8 @@ async def simulate(opts: Options) -> dict:
                             progress.close()
                     await asyncio.to_thread(sim.read_closed, engine)
                     trace.failed_workflows = await _failed(env.client, sim)
+                    if opts.finals:
+                        finals = await _finals(env.client, sim)
                 trace.wall["total_sim"] = time.perf_counter() - wall0
                 summary = await asyncio.to_thread(report.build, out, opts, policies, loans, engine, trace)
             finally:
@@ -382,7 +388,64 @@ async def simulate(opts: Options) -> dict:
     finally:
         tmp.cleanup()
     summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
+    if finals is not None:
+        summary["finals"] = finals
     return summary
+
+
+async def _finals(client: Client, sim: Simulation) -> dict[str, dict]:
+    """Each case's final figures, from its status query (what sim.direct.final_of gives for the direct engine)."""
+    from workflows.case import CollectionCase
+
+    async def one(ln: SimLoan) -> tuple[str, dict]:
+        async with sim.sem:
+            st = await client.get_workflow_handle(ln.workflow_id).query(CollectionCase.status)
+        return ln.loan_id, {"status": st.status, "outcome": st.outcome, "total_paid": parse_amount(st.total_paid, "CNY", allow_zero=True),
+                            "steps_done": list(st.steps_done), "contacts": dict(sorted(st.contacts.items()))}
+
+    return dict(await asyncio.gather(*(one(ln) for ln in sim.loans)))
+
+
+def simulate_direct(opts: Options) -> dict:
+    """The comparison on the direct engine (sim.direct): the same portfolio, borrowers, rules and report."""
+    from sim import direct, report
+
+    wall0 = time.perf_counter()
+    policies = {"champion": load_policy(opts.champion), "challenger": load_policy(opts.challenger)}
+    names = (policies["champion"].name, policies["challenger"].name)
+    out = opts.report_dir(names)
+    start = opts.start or default_start(datetime.now(timezone.utc))
+    anchor = checkpoint_anchor(start)
+    job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split)
+    res = direct.run(job, opts.loans, opts.workers)
+    trace = trace_of(res, anchor, start, opts.days)
+    trace.wall["simulate"] = time.perf_counter() - wall0
+    trace.wall["total_sim"] = trace.wall["simulate"]
+    summary = report.build(out, opts, policies, portfolio(opts.seed, opts.loans, opts.split), None, trace, data=res.data())
+    summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
+    summary["cpu_seconds"] = round(res.cpu, 1)
+    if opts.finals:
+        summary["finals"] = res.finals
+    return summary
+
+
+def checkpoint_anchor(start: date) -> datetime:
+    """Day 0's checkpoint: 11:00 Beijing time on the start date, in UTC."""
+    return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
+
+
+def trace_of(res, anchor: datetime, start: date, days: int) -> Trace:
+    """The direct engine's results as the report reads a run's trace (checkpoints without drift)."""
+    trace = Trace(anchor=anchor, start=start)
+    trace.checkpoints = [anchor + timedelta(days=d) for d in range(days + 1)]
+    for arm, c in res.accepted.items():
+        trace.accepted[arm].update(c)
+    for arm, c in res.rejected.items():
+        trace.rejected[arm].update(c)
+    trace.rejections = [text for _, _, text in res.rejections[:50]]
+    for loan_id, rec in res.recoveries.items():
+        trace.recoveries[loan_id] = list(rec)
+    return trace
 
 
 def _runtime():
@@ -441,15 +504,35 @@ async def main(a) -> int:
     from infra.operations import BadInput
     from sim import report
 
+    if a.challenger is None and not getattr(a, "sweep", None):
+        raise BadInput("challenger", "a challenger policy is required (or --sweep to vary the champion)")
     for field, name in (("policy", a.policy), ("challenger", a.challenger)):
+        if name is None:
+            continue
         try:
             load_policy(name)
         except InvalidInput as exc:
             raise BadInput(field, exc.reason if exc.field == "policy" else str(exc)) from None
+    engine = getattr(a, "engine", "direct")
+    workers = getattr(a, "workers", None)
+    if workers is not None and workers < 1:
+        raise BadInput("workers", f"{workers} must be at least 1")
+    sweeps = getattr(a, "sweep", None) or []
+    if sweeps:
+        from sim import sweep
+
+        if engine != "direct":
+            raise BadInput("engine", "a sweep runs on the direct engine only (--engine direct)")
+        return sweep.main(a, sweeps)
     opts = Options(champion=a.policy, challenger=a.challenger, loans=a.loans, days=a.days, seed=a.seed,
                    out=Path(a.out) if a.out else None, split=a.split, start=a.start, concurrency=a.concurrency,
-                   keep_db=a.keep_db, progress=not a.json)
-    summary = await simulate(opts)
+                   keep_db=a.keep_db, progress=not a.json, engine=engine, workers=workers)
+    if engine == "direct":
+        if a.keep_db:
+            raise BadInput("keep-db", "the direct engine keeps no database (use --engine temporal)")
+        summary = await asyncio.to_thread(simulate_direct, opts)
+    else:
+        summary = await simulate(opts)
     if a.json:
         import json
 
