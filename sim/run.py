@@ -41,7 +41,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.dates import zone
-from domain.models import CaseInput
+from domain.models import CaseInput, CaseStatus
 from domain.money import parse_amount
 from domain.policy import Policy, load_policy
 from sim.behaviour import Action, Borrower, call_script
@@ -398,8 +398,9 @@ async def _finals(client: Client, sim: Simulation) -> dict[str, dict]:
     from workflows.case import CollectionCase
 
     async def one(ln: SimLoan) -> tuple[str, dict]:
-        async with sim.sem:
-            st = await client.get_workflow_handle(ln.workflow_id).query(CollectionCase.status)
+        handle = client.get_workflow_handle(ln.workflow_id, result_type=CaseStatus)
+        async with sim.sem:  # a closed case returned its status; a running one is asked
+            st = await (handle.result() if ln.loan_id in sim.closed else handle.query(CollectionCase.status))
         return ln.loan_id, {"status": st.status, "outcome": st.outcome, "total_paid": parse_amount(st.total_paid, "CNY", allow_zero=True),
                             "steps_done": list(st.steps_done), "contacts": dict(sorted(st.contacts.items()))}
 

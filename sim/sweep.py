@@ -87,7 +87,10 @@ def apply(policy: Policy, changes: list[tuple[str, object]]) -> Policy:
         node[last] = value
     label = ", ".join(f"{p}={v}" for p, v in changes)
     data["version"] = f"{policy.version} [{label}]"
-    return parse_policy(data, f"sweep {label}")
+    try:
+        return parse_policy(data, label)
+    except InvalidInput as exc:
+        raise InvalidInput("sweep", str(exc)) from None  # "<variant>: <field>: <reason>"
 
 
 def grid(policy: Policy, dims: list[Dimension]) -> list[tuple[str, Policy]]:
@@ -195,7 +198,7 @@ def main(a, specs: list[str]) -> int:
         policy = load_policy(a.policy)
         grid(policy, dims)  # every variant valid before anything runs
     except InvalidInput as exc:
-        raise BadInput(exc.field if exc.field == "sweep" else "sweep", exc.reason if exc.field == "sweep" else str(exc)) from None
+        raise BadInput("sweep", exc.reason) if exc.field == "sweep" else BadInput(exc.field, exc.reason) from None
     paths = [d.path for d in dims]
     if len(set(paths)) != len(paths):
         raise BadInput("sweep", "a path is swept twice")
