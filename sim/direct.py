@@ -9,7 +9,7 @@ What it shares with the real run (`sim.run`, `--engine temporal`), so that the t
   reads for each person (their holds, and their contacts of the last 8 days, pending or delivered);
 - the channels: a call is answered by the sandbox gateway's own rule (`sandbox.gateway.play_call`,
   the loan's call script played in order), and a send fails for the same missing contact detail as
-  the channel activity (`activities.case.REQUIRED`);
+  the channel activity (the channel registry's `needs`, or `activities.case.REQUIRED` before it);
 - the borrowers: `sim.behaviour.Borrower`, unchanged, seeing their contacts at the next daily
   checkpoint and answering through the same inputs (check_* then apply_*, as the updates' validators
   and handlers do), one per loan per checkpoint.
@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from itertools import count
 
-from activities.case import REQUIRED
-from activities.contracts import CHANNEL_FOR_ACTION, base_action, case_key, for_guarantor
+from activities.contracts import base_action, case_key, for_guarantor
 from domain import compliance
 from domain.case import CLOSE, STEP, Case
 from domain.compliance import ActiveHold, Decision, PastContact
@@ -52,6 +51,25 @@ from domain.policy import Policy
 from sandbox.gateway import CallScript, play_call
 from sim.behaviour import Borrower, call_script
 from sim.generate import SimLoan, assign_arm, guarantor_row, loan_rng, make_loan
+
+try:  # the channel registry (domain/channels.py): each action's channel and the contact detail it needs
+    from domain.channels import channel_of, row as _channel_row
+
+    def needs_of(action: str) -> str | None:
+        return _channel_row(action).needs
+except ImportError:  # before the registry: the channel activity's own tables
+    from activities.case import REQUIRED
+    from activities.contracts import CHANNEL_FOR_ACTION
+
+    def channel_of(action: str) -> str:
+        return CHANNEL_FOR_ACTION[base_action(action)]
+
+    def needs_of(action: str) -> str | None:
+        return REQUIRED.get(channel_of(action))
+try:  # call and visit outcomes an operator records join the contact ledger, where the activities do so
+    from activities.case import OPERATOR_CONTACTS
+except ImportError:
+    OPERATOR_CONTACTS = {}
 
 DAY = timedelta(days=1)
 GATE_LOOKBACK = timedelta(days=8)     # what the database gate reads of a person's contacts (db/repo.py GateStore)
@@ -167,6 +185,7 @@ class _Loan:
         self.wake_token = 0
         self.cp_day = 0
         self.cp_pushed: set[int] = set()
+        self.read_day = 1                            # the checkpoint at which what happens now is seen
 
 
 @dataclass
@@ -280,6 +299,7 @@ class Engine:
 
     def _turn(self, r: _Loan, now: datetime, read_day: int) -> None:
         case = r.case
+        r.read_day = read_day
         while True:
             move = case.next_move(now)
             if move.kind == CLOSE:
@@ -320,7 +340,7 @@ class Engine:
                              (ln.guarantor_id, [a for a in actions if for_guarantor(a)])):
             if not mine or person is None:
                 continue
-            requests = [(f"{r.key}:{step_key}:{a}", a, CHANNEL_FOR_ACTION[base_action(a)]) for a in mine]
+            requests = [(f"{r.key}:{step_key}:{a}", a, channel_of(a)) for a in mine]
             tz = r.people[person].timezone if person in r.people else "Asia/Shanghai"
             decided += zip(mine, self.gate.check(person, tz, now, requests, case.policy.contact, r, step_key))
         allowed = []
@@ -336,7 +356,7 @@ class Engine:
 
     def _send(self, r: _Loan, step_key: str, action: str, now: datetime, read_day: int) -> ContactResult:
         """A channel activity (CaseActivities._deliver) with the sandbox gateway's answer."""
-        channel = CHANNEL_FOR_ACTION[base_action(action)]
+        channel = channel_of(action)
         key = f"{r.key}:{step_key}:{action}"
         row = r.sent.get(key)
         if row is None:
@@ -346,7 +366,7 @@ class Engine:
             return ContactResult(action=action, channel=channel, status=row.status, outcome=row.outcome, reason=row.reason)
         recipient = r.ln.guarantor_id if for_guarantor(action) else r.ln.borrower_id
         person = r.people.get(recipient)
-        missing = REQUIRED.get(channel)
+        missing = needs_of(action)
         if person is None:
             result = ContactResult(action=action, channel=channel, status="failed",
                                    reason=f"borrower {recipient} is not in the system of record")
@@ -388,6 +408,7 @@ class Engine:
         for later in actions[1:]:
             b.schedule(day + 1, later.kind, **later.args)
         a = actions[0]
+        r.read_day = day + 1
         update = b.answer(a, case.status(now))
         if update is None:
             return
@@ -457,7 +478,21 @@ class Engine:
                 r.events.append(EventRow(r.loan_id, e.kind, e.detail, e.at))
             elif e.kind == "legal_refused":
                 r.legal.append(LegalRow(r.loan_id, e.detail))
+            elif e.kind in OPERATOR_CONTACTS:
+                self._conversation(r, e)
         r.audited = r.case.state.event_seq
+
+    def _conversation(self, r: _Loan, e) -> None:
+        """A call or visit outcome an operator recorded: a delivered contact at that time (CaseActivities._conversations)."""
+        channel, outcomes = OPERATOR_CONTACTS[e.kind]
+        outcome = (e.detail.split() or [""])[0]
+        if outcome not in outcomes:
+            return
+        c = _Contact(r.loan_id, "operator", channel, channel, at=e.at, bundle=f"{r.workflow_id}:operator",
+                     status="delivered", outcome=outcome)
+        self.gate.contacts[r.ln.borrower_id].append(c)
+        r.contacts.append(c)
+        r.inbox.append((r.read_day, c.at, c.action, c.status, c.outcome or ""))
 
     def _collect(self, r: _Loan) -> None:
         out, s, case = self.out, r.case.state, r.case
