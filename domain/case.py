@@ -658,6 +658,14 @@ class Move:
     step: int | None = None
     until: datetime | None = None
 
+    @property
+    def closes(self) -> bool:
+        return self.kind == CLOSE
+
+    @property
+    def runs_step(self) -> bool:
+        return self.kind == STEP
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepPlan:

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
     )
     from domain import compliance
-    from domain.case import CLOSE, STEP, Case
+    from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
     from domain.models import (
@@ -87,12 +87,12 @@ class CollectionCase:
             now = workflow.now()
             move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
-            if move.kind == CLOSE:
+            if move.closes:
                 break
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.inp.model_copy(update={"state": case.state}))
-            if move.kind == STEP:
+            if move.runs_step:
                 await self._run_step(move.step)
                 continue
             await self._sleep_until(move.until, now)
