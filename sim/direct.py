@@ -42,7 +42,7 @@ from itertools import count
 
 from activities.contracts import base_action, case_key, for_guarantor
 from domain import compliance
-from domain.case import CLOSE, STEP, Case
+from domain.case import Case
 from domain.compliance import ActiveHold, Decision, PastContact
 from domain.errors import InvalidInput
 from domain.models import CaseInput, ContactResult, GateRecord
@@ -302,11 +302,11 @@ class Engine:
         r.read_day = read_day
         while True:
             move = case.next_move(now)
-            if move.kind == CLOSE:
+            if move.closes:
                 self._close(r, now, read_day)
                 r.wake_token += 1
                 return
-            if move.kind == STEP:
+            if move.runs_step:
                 self._step(r, move.step, now, read_day)
                 continue
             break
@@ -561,10 +561,11 @@ def chunks(n: int, size: int) -> list[range]:
     return [range(i, min(n, i + size - 1) + 1) for i in range(1, n + 1, size)]
 
 
-def run(job: Job, n: int, workers: int | None = None, chunk: int = 250) -> ChunkResult:
-    """Loans 1..n over `workers` processes (default: the core count); merged and sorted."""
+def run(job: Job, n: int, workers: int | None = None, chunk: int | None = None) -> ChunkResult:
+    """Loans 1..n over `workers` processes (default: the core count); merged and sorted. The chunks are a few per
+    worker (at most 250 loans), so their size, like the number of workers, must not change any result."""
     workers = workers or os.cpu_count() or 1
-    parts = chunks(n, chunk)
+    parts = chunks(n, chunk or max(1, min(250, -(-n // (4 * workers)))))
     total = ChunkResult()
     if workers == 1 or len(parts) == 1:
         for part in parts:

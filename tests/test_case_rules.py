@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from domain.case import CLOSE, MIN_SLEEP, STEP, Case
+from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
 from domain.models import (
@@ -71,9 +71,9 @@ class Runner:
         case = self.case
         for _ in range(10_000):
             move = case.next_move(self.now)  # the workflow's own loop decision
-            if move.kind == CLOSE:
+            if move.closes:
                 return self
-            if move.kind == STEP:
+            if move.runs_step:
                 step = case.begin_step(move.step, self.now)
                 case.settle_step(move.step, self.results(step), [], self.now)
                 self.ran.append((step.key, self.now))
