@@ -233,8 +233,10 @@ class ChunkResult:
 class Engine:
     """Runs loans (all of each borrower's) on the pure case; see the module's docstring."""
 
-    def __init__(self, policies: dict[str, Policy], seed: int, days: int, start: date, anchor: datetime) -> None:
+    def __init__(self, policies: dict[str, Policy], seed: int, days: int, start: date, anchor: datetime,
+                 finals: bool = False) -> None:
         self.policies, self.seed, self.days, self.start, self.anchor = policies, seed, days, start, anchor
+        self.finals = finals
         self.end = anchor + days * DAY
         self.out = ChunkResult()
         self._seq = count()
@@ -503,7 +505,8 @@ class Engine:
         out.events += r.events
         out.cases.append(CaseRow(r.loan_id, "closed" if s.closed else case.status_name(), s.outcome, s.closed_at,
                                  s.balances.total, s.total_paid))
-        out.finals[r.loan_id] = final_of(case)
+        if self.finals:
+            out.finals[r.loan_id] = final_of(case)
 
 
 def final_of(case: Case) -> dict:
@@ -544,6 +547,7 @@ class Job:
     anchor: datetime
     split: str = "alternate"
     arm: str | None = None    # every loan to this arm (a sweep's variant), else the split
+    finals: bool = False      # keep each case's final figures (the agreement test)
 
 
 def loans_of(job: Job, indices) -> list[SimLoan]:
@@ -552,7 +556,7 @@ def loans_of(job: Job, indices) -> list[SimLoan]:
 
 def _run_chunk(args: tuple[Job, range]) -> ChunkResult:
     job, indices = args
-    return Engine(job.policies, job.seed, job.days, job.start, job.anchor).run(loans_of(job, indices))
+    return Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans_of(job, indices))
 
 
 def chunks(n: int, size: int) -> list[range]:

@@ -417,7 +417,8 @@ def simulate_direct(opts: Options) -> dict:
     out = opts.report_dir(names)
     start = opts.start or default_start(datetime.now(timezone.utc))
     anchor = checkpoint_anchor(start)
-    job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split)
+    job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split,
+                     finals=opts.finals)
     res = direct.run(job, opts.loans, opts.workers)
     trace = trace_of(res, anchor, start, opts.days)
     trace.wall["simulate"] = time.perf_counter() - wall0
