@@ -113,7 +113,7 @@ async def main(args: argparse.Namespace) -> int:
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
                         with prof or contextlib.nullcontext():
                             s = await start.run(env.client, db, watcher, "bench", sz["start"], sz["concurrency"],
-                                                warmup=min(20, sz["start"]))
+                                                warmup=min(20, sz["start"]), worker_pid=w.pid)
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)
                             tables.append(s.table)
                             console.print(s.table.render())

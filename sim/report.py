@@ -406,9 +406,13 @@ def markdown(summary: dict, files: list[str]) -> str:
         f"# Strategy simulation: {c['policy']} (champion) vs {h['policy']} (challenger)",
         "",
         f"{run['loans']:,} synthetic loans (seed {run['seed']}, split `{run['split']}`) over {run['days']} simulated days "
-        f"from {run['start']} ({run['first_checkpoint']} to {run['last_checkpoint']}), on the real `CollectionCase` "
-        "workflows, activities, contact gate, database and sandbox gateway, with the time-skipping Temporal test server. "
-        "Simulated borrowers answered through the operators' updates.",
+        f"from {run['start']} ({run['first_checkpoint']} to {run['last_checkpoint']}), "
+        + ("on the direct engine: the pure `Case` of every loan on an event queue, with the real contact-gate rules "
+           "over in-memory contact histories and holds, and the sandbox gateway's call rule (sim/direct.py). "
+           "Simulated borrowers answered through the same inputs as the operators' updates."
+           if run.get("engine") == "direct" else
+           "on the real `CollectionCase` workflows, activities, contact gate, database and sandbox gateway, with the "
+           "time-skipping Temporal test server. Simulated borrowers answered through the operators' updates."),
         "",
         f"Wall time: {run['wall_seconds']:.0f} s. Checkpoint drift (wall time spent applying updates, carried into the "
         f"simulated clock): {run['checkpoint_drift']}. Workflows failed: {len(run['failed_workflows'])}.",
