@@ -106,6 +106,7 @@ class GateCheck(Contract):
     now: dt.datetime
     rules: ContactRules
     guarantor_id: str | None = None
+    day_seconds: int = 86400  # the policy's day: the gate's caps, 7-day window and spacing count policy days
 
 
 class GateDecision(Contract):

@@ -101,8 +101,13 @@ class ContactRules(_Strict):
     window_start: str = Field(default="08:00", description="local time, HH:MM")
     window_end: str = Field(default="21:00", description="local time, HH:MM; contact must start before it")
     timed_channels: list[str] = ["sms", "email", "call", "visit"]
-    public_holidays: bool = Field(default=True, description="no contact on PRC public holidays")
+    public_holidays: bool = Field(default=True, description="no contact on any rest day of an official break (the "
+                                  "weekend days inside it included), from policies/calendars/; a year without a file "
+                                  "refuses contact (calendar_missing)")
     weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
+    window_in_beijing_time: bool = Field(default=False, description="the window and the rest days hold on Beijing time "
+                                         "(Asia/Shanghai) as well as in the borrower's recorded zone: every borrower of "
+                                         "the policy is treated as a PRC borrower")
     daily_caps: dict[str, Annotated[int, Field(ge=0)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
     call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
     no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")

@@ -77,9 +77,9 @@ class Options:
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
             return Path(self.out)
-        from infra.config import VAR
+        from infra.config import var_dir
 
-        return VAR / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
+        return var_dir() / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
 
 
 @dataclass
@@ -248,7 +248,7 @@ class Simulation:
             trace.rejections.append(line)
 
     async def start_cases(self, client: Client, start: date) -> None:
-        from infra.operations import start_case
+        from app.opening import start_case
 
         async def one(ln: SimLoan) -> None:
             inp = CaseInput(loan_id=ln.loan_id, borrower_id=ln.borrower_id, guarantor_id=ln.guarantor_id,
@@ -306,8 +306,8 @@ async def simulate(opts: Options) -> dict:
     from activities.gateway import GatewayClient, GatewaySettings
     from db.engine import make_engine, migrate
     from db.repo import Repo
-    from infra import codec
-    from infra.binaries import find
+    from encryption import codec
+    from devstack.binaries import find
     from sandbox.gateway import running_gateway
     from sim import report
     from worker import build_worker
@@ -346,7 +346,7 @@ async def simulate(opts: Options) -> dict:
                 start = opts.start or default_start(now)
                 anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
                 if anchor <= now:
-                    from infra.operations import BadInput
+                    from app.errors import BadInput
 
                     raise BadInput("start", f"{start} is not in the future (the simulated clock can only move forward "
                                      f"from today, {now:%Y-%m-%d})")
@@ -503,7 +503,7 @@ class _progress:
 async def main(a) -> int:
     """`starter.py simulate` (argparse namespace in, exit code out)."""
     from domain.errors import InvalidInput
-    from infra.operations import BadInput
+    from app.errors import BadInput
     from sim import report
 
     if a.challenger is None and not getattr(a, "sweep", None):

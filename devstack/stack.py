@@ -3,14 +3,14 @@
 Between them, when this checkout has them: the database migration (db/, one-shot) and the
 sandbox channel gateway (sandbox/, port GATEWAY_PORT, default 8700; the worker gets GATEWAY_URL).
 After the worker: the payments and case API (api/, port API_PORT, default 8800, token API_TOKEN,
-default "dev-token") and the codec server for the Web UI (infra/codec_server.py, CODEC_DEV=1, port
+default "dev-token") and the codec server for the Web UI (encryption/codec_server.py, CODEC_DEV=1, port
 CODEC_PORT, default 8081; the dev server's UI is pointed at it with --ui-codec-endpoint).
 
-    python -m infra.stack up       # foreground; Ctrl-C (or SIGTERM) stops the children in reverse order
-    python -m infra.stack start    # the same in the background; returns once everything is ready
-    python -m infra.stack stop     # stops a background (or foreground) stack
-    python -m infra.stack status   # what is running
-    python -m infra.stack urls     # the addresses of a running stack (UI, outbox, API, codec sign-in)
+    python -m devstack.stack up       # foreground; Ctrl-C (or SIGTERM) stops the children in reverse order
+    python -m devstack.stack start    # the same in the background; returns once everything is ready
+    python -m devstack.stack stop     # stops a background (or foreground) stack
+    python -m devstack.stack status   # what is running
+    python -m devstack.stack urls     # the addresses of a running stack (UI, outbox, API, codec sign-in)
 
 Ports come from TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_UI_PORT (8233), GATEWAY_PORT
 (8700), API_PORT (8800), CODEC_PORT (8081) and WORKER_METRICS_ADDRESS (the worker's /metrics,
@@ -19,7 +19,7 @@ COLLECTIONS_VAR_DIR (default var/):
 
     var/temporal.db          the dev server's store: cases survive a restart
     var/gateway.db           the sandbox gateway's outbox (collections.db: the app database, db/)
-    var/payload-keys.env     the development payload key (infra/codec.py), unless PAYLOAD_KEYS is set;
+    var/payload-keys.env     the development payload key (encryption/codec.py), unless PAYLOAD_KEYS is set;
                              every child (worker, API, codec server) and starter.py read the same one
     var/codec-token          the codec server's development sign-in token, unless CODEC_TOKEN is set
     var/stack.pid            pid of the supervisor (`up`), present while it runs
@@ -51,14 +51,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from infra import binaries
-from infra.config import ROOT, Settings, settings
+from devstack import binaries
+from infra import config
+from infra.config import ROOT, StackSettings, load
 
 
 def var_dir() -> Path:
-    # Read at call time (not infra.config.VAR's import-time value) so a caller can point
-    # COLLECTIONS_VAR_DIR elsewhere; same default.
-    return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
+    return config.var_dir()
 
 
 def pid_file() -> Path:
@@ -104,7 +103,7 @@ class Endpoints:
         return f"http://{host}:{self.ui_port}"
 
     @classmethod
-    def from_settings(cls, cfg: Settings) -> Endpoints:
+    def from_settings(cls, cfg: StackSettings) -> Endpoints:
         host, sep, port = cfg.temporal_address.rpartition(":")
         if not sep or not port.isdigit():
             raise SystemExit(f"TEMPORAL_ADDRESS: {cfg.temporal_address!r} is not host:port")
@@ -191,7 +190,7 @@ async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    ep = ep or Endpoints.from_settings(settings())
+    ep = ep or Endpoints.from_settings(stack_settings())
     identity = f"{pid}@{host or socket.gethostname()}"
     client = await _client(ep)
     resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
@@ -233,20 +232,20 @@ def _importable(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def gateway_port() -> int:
-    """GATEWAY_PORT, else the port of GATEWAY_URL, else 8700 (the worker's default GATEWAY_URL)."""
+def stack_settings() -> StackSettings:
+    """The stack's settings; a bad value stops it with the variable's name and the reason."""
+    try:
+        return load(StackSettings)
+    except config.SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def gateway_port(cfg: StackSettings | None = None) -> int:
+    """GATEWAY_PORT, else the port of GATEWAY_URL (the worker's, default http://127.0.0.1:8700)."""
     from urllib.parse import urlsplit
-    if os.environ.get("GATEWAY_PORT"):
-        return int(os.environ["GATEWAY_PORT"])
-    url = os.environ.get("GATEWAY_URL")
-    return (urlsplit(url).port or 80) if url else 8700
 
-
-def _env_port(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise SystemExit(f"{name}: {value!r} is not a port number")
-    return int(value)
+    cfg = cfg or stack_settings()
+    return cfg.gateway_port or urlsplit(cfg.gateway_url).port or 80
 
 
 def shown_path(path: Path) -> str:
@@ -257,7 +256,7 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def children(cfg: Settings | None = None) -> list[Child]:
+def children(cfg: StackSettings | None = None) -> list[Child]:
     """The stack, in start order (stopped in reverse).
 
     temporal -> migrate (one-shot, when db/ is present) -> gateway (when sandbox/ and its
@@ -272,7 +271,7 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     from workflows.search import CLI_TYPES
 
-    cfg = cfg or settings()
+    cfg = cfg or stack_settings()
     ep = Endpoints.from_settings(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()))
     server = [
@@ -284,9 +283,9 @@ def children(cfg: Settings | None = None) -> list[Child]:
     ]
     for key, typ in CLI_TYPES.items():
         server += ["--search-attribute", f"{key.name}={typ}"]
-    codec = (ROOT / "infra" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
+    codec = (ROOT / "encryption" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
     if codec:
-        codec_port = _env_port("CODEC_PORT", 8081)
+        codec_port = cfg.codec_port
         server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
     temporal = Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port),
                      link=("Web UI", ep.ui_url))
@@ -297,10 +296,10 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     worker_env = dict(env)
     if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port, instance = gateway_port(), uuid.uuid4().hex
+        port, instance = gateway_port(cfg), uuid.uuid4().hex
         url = f"http://127.0.0.1:{port}"
         gateway_env = dict(env, GATEWAY_INSTANCE=instance)
-        key = os.environ.get("GATEWAY_API_KEY") or "sandbox-key"
+        key = cfg.gateway_api_key
         specs.append(Child("gateway", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
                                        "--db", str(var_dir() / "gateway.db")], gateway_env,
                            ready=gateway_ready(url, instance), restart=True, ports=(port,),
@@ -314,9 +313,9 @@ def children(cfg: Settings | None = None) -> list[Child]:
                        link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None))
 
     if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port = _env_port("API_PORT", 8800)
-        own_token = bool(os.environ.get("API_TOKEN"))
-        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=os.environ.get("API_TOKEN") or "dev-token")
+        port = cfg.api_port
+        own_token = bool(cfg.api_token)
+        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=cfg.api_token or "dev-token")
         url = f"http://127.0.0.1:{port}"
         specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
@@ -326,11 +325,11 @@ def children(cfg: Settings | None = None) -> list[Child]:
         url = f"http://127.0.0.1:{codec_port}"
         codec_env = dict(worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port),
                          TEMPORAL_UI_PORT=str(ep.ui_port))
-        if not os.environ.get("CODEC_CORS_ORIGINS"):
+        if not cfg.codec_cors_origins:
             codec_env["CODEC_CORS_ORIGINS"] = ",".join(dict.fromkeys(
                 [ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"]))
-        token = "from CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else f"in {shown_path(var_dir() / 'codec-token')}"
-        specs.append(Child("codec", [sys.executable, "-m", "infra.codec_server"], codec_env,
+        token = "from CODEC_TOKEN" if cfg.codec_token else f"in {shown_path(var_dir() / 'codec-token')}"
+        specs.append(Child("codec", [sys.executable, "-m", "encryption.codec_server"], codec_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(codec_port,),
                            link=("Codec", f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
                                           "Web UI's Codec Server settings, tick \"Include cross-origin credentials\"")))
@@ -375,7 +374,7 @@ def is_stack(pid: int) -> bool:
     if not alive(pid):
         return False
     cmd = cmdline(pid)
-    return cmd is None or "infra.stack" in cmd
+    return cmd is None or "devstack.stack" in cmd
 
 
 def killpg(pgid: int, sig: int) -> None:
@@ -599,11 +598,11 @@ def _claim_pid_file() -> bool:
 
 
 def up() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     log_dir().mkdir(parents=True, exist_ok=True)
     if not _claim_pid_file():
-        say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m infra.stack stop` stops it.")
+        say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m devstack.stack stop` stops it.")
         return 1
     try:
         specs = children(cfg)
@@ -652,7 +651,7 @@ def cleanup_orphans(quiet: bool = False) -> int:
 
 
 def start() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     pid = running_pid()
     if pid is not None:
@@ -668,7 +667,7 @@ def start() -> int:
     with log.open("ab") as fh:
         fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} stack start\n".encode())
         fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "infra.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "devstack.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
     say(f"starting in the background (pid {proc.pid}, log {log})")
@@ -723,14 +722,14 @@ def stop(timeout: float = 60.0) -> int:
 
 
 def status() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     pid = running_pid()
     state = read_state()
     if pid is None:
         leftovers = [c for c in state.get("children", []) if group_alive(c.get("pgid", 0) or -1)]
         print("stack: not running" + (f" (leftover processes: {', '.join(c['name'] for c in leftovers)}; "
-                                      "`python -m infra.stack stop` removes them)" if leftovers else ""))
+                                      "`python -m devstack.stack stop` removes them)" if leftovers else ""))
         return 3
     print(f"stack: {'running' if state.get('ready') else 'starting'} (supervisor pid {pid}, var {var_dir()})")
     for ch in state.get("children", []):
@@ -756,14 +755,14 @@ def urls() -> int:
     """The addresses of the running stack (what `start` printed), e.g. after the demo's output."""
     state = read_state()
     if running_pid() is None or not state.get("ready"):
-        print("stack: not running (`python -m infra.stack start`, or `make demo`)")
+        print("stack: not running (`python -m devstack.stack start`, or `make demo`)")
         return 3
-    banner(Endpoints.from_settings(settings()), state.get("links", []))
+    banner(Endpoints.from_settings(stack_settings()), state.get("links", []))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "start", "stop", "status", "urls"])
     args = parser.parse_args(argv)
     return {"up": up, "start": start, "stop": stop, "status": status, "urls": urls}[args.command]()

@@ -1,7 +1,7 @@
-"""Load a demo portfolio into a running local stack (`python -m infra.stack start` first).
+"""Load a demo portfolio into a running local stack (`python -m devstack.stack start` first).
 
-    python -m infra.demo                  # 40 loans on the `demo` policy, then a few updates
-    python -m infra.demo --no-wait        # skip waiting for a lawsuit to record a judgment
+    python -m devstack.demo                  # 40 loans on the `demo` policy, then a few updates
+    python -m devstack.demo --no-wait        # skip waiting for a lawsuit to record a judgment
 
 Due dates lie in the past so that cases open at every stage of the ladder; the demo policy
 runs a policy day in a few seconds, so they keep moving while you watch the Web UI. After the
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -30,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain.calendar import missing_warning
 from domain.dates import local_date
 from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
 from domain.money import format_amount
@@ -134,7 +136,7 @@ async def start_all(client: Client, cases: list[CaseInput]) -> tuple[dict[str, W
             handle = await client.start_workflow(
                 CollectionCase.run, inp, id=inp.workflow_id, task_queue=queue,
                 static_summary=f"Loan {inp.loan_id} · CNY {pretty(total)} · demo policy",
-                static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (infra/demo.py)",
+                static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (devstack/demo.py)",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
             return handle, True
@@ -326,8 +328,12 @@ QUERIES = [
 ]
 
 
+def calendar_warning(now: datetime) -> str | None:
+    return missing_warning(now.astimezone(ZoneInfo("Asia/Shanghai")).date())
+
+
 async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
     parser.add_argument("--policy", default="demo", help="policy name or file (default demo)")
     parser.add_argument("--judgment-wait", type=float, default=150.0,
@@ -339,10 +345,13 @@ async def main(argv: list[str] | None = None) -> int:
         client = await asyncio.wait_for(connect(), timeout=15)
     except Exception as exc:
         say(f"demo: cannot reach Temporal at {cfg.temporal_address} ({exc.__class__.__name__}: {exc}).\n"
-            "Start the local stack first: `python -m infra.stack start` (or `make demo`).")
+            "Start the local stack first: `python -m devstack.stack start` (or `make demo`).")
         return 1
     policy = load_policy(args.policy)
     now = datetime.now(timezone.utc)
+    warning = calendar_warning(now)  # warn ahead: next year's official holiday calendar
+    if warning:
+        say(f"demo: WARNING {warning}")
     cases = portfolio(policy, now, args.count)
     say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
     handles, new = await start_all(client, cases)
