@@ -526,7 +526,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="report folder (default var/sim/CHAMPION-vs-CHALLENGER-seedS-NxDd)")
     c.add_argument("--split", choices=["alternate", "hash"], default="alternate",
                    help="how loans are shared between the policies (default alternate)")
-    c.add_argument("--start", type=_date, help="simulated first day, in the future (default 1 January next year)")
+    c.add_argument("--start", type=_date, help="simulated first day (temporal engine: in the future; default 1 January "
+                   "next year; direct engine: default the same, or 1 January of the latest year with an official "
+                   "holiday calendar on file)")
     c.add_argument("--concurrency", type=_positive, default=64, help="case starts and updates in flight (default 64)")
     c.add_argument("--keep-db", action="store_true", help="keep the simulation's database in the report folder")
     c.add_argument("--engine", choices=["direct", "temporal"], default="direct",

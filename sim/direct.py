@@ -143,7 +143,8 @@ class GateData:
                 out.append(Decision(True, "already_allowed", f"allowed earlier ({run.sent[key].status})"))
                 continue
             d = compliance.decide(action=base_action(action), channel=channel, loan_id=run.loan_id, now=now, tz=tz,
-                                  rules=rules, holds=holds, history=history, bundle=bundle)
+                                  rules=rules, holds=holds, history=history, bundle=bundle,
+                                  day_seconds=run.case.policy.day_seconds)
             if d.allowed:
                 c = _Contact(run.loan_id, step, channel, action, at=now, bundle=bundle)
                 mine.append(c)

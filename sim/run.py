@@ -103,6 +103,34 @@ def default_start(now: datetime) -> date:
     return date(now.year + 1, 1, 1)
 
 
+def direct_default_start(now: datetime) -> date:
+    """The direct engine's clock need not be in the future: 1 January of next year when its official calendar is
+    on file, else 1 January of the latest year that has one (a year without is refused every contact)."""
+    from domain.calendar import years_available
+
+    nxt = default_start(now)
+    years = years_available()
+    return nxt if nxt.year in years or not years else date(max(years), 1, 1)
+
+
+def calendar_gaps(start: date, days: int) -> list[int]:
+    """Years of the simulated period with no official holiday calendar: there the gate refuses every contact
+    (it fails closed, rule calendar_missing), so the simulation says so up front."""
+    from domain.calendar import years_available
+
+    have = set(years_available())
+    return [y for y in range(start.year, (start + timedelta(days=days)).year + 1) if y not in have]
+
+
+def warn_calendar(start: date, days: int) -> list[int]:
+    gaps = calendar_gaps(start, days)
+    if gaps:
+        print(f"warning: no official holiday calendar for {', '.join(map(str, gaps))} "
+              f"(policies/calendars/cn-YYYY.toml): the contact gate refuses every contact then (calendar_missing)",
+              file=sys.stderr)
+    return gaps
+
+
 # ------------------------------------------------------------------------------------------ setup
 
 async def register_search_attributes(client: Client) -> None:
@@ -344,6 +372,7 @@ async def simulate(opts: Options) -> dict:
                 await register_search_attributes(env.client)
                 now = await env.get_current_time()
                 start = opts.start or default_start(now)
+                warn_calendar(start, opts.days)
                 anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
                 if anchor <= now:
                     from app.errors import BadInput
@@ -415,7 +444,8 @@ def simulate_direct(opts: Options) -> dict:
     policies = {"champion": load_policy(opts.champion), "challenger": load_policy(opts.challenger)}
     names = (policies["champion"].name, policies["challenger"].name)
     out = opts.report_dir(names)
-    start = opts.start or default_start(datetime.now(timezone.utc))
+    start = opts.start or direct_default_start(datetime.now(timezone.utc))
+    gaps = warn_calendar(start, opts.days)
     anchor = checkpoint_anchor(start)
     job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split,
                      finals=opts.finals)
@@ -426,6 +456,7 @@ def simulate_direct(opts: Options) -> dict:
     summary = report.build(out, opts, policies, portfolio(opts.seed, opts.loans, opts.split), None, trace, data=res.data())
     summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
     summary["cpu_seconds"] = round(res.cpu, 1)
+    summary["run"]["calendar_missing"] = gaps
     if opts.finals:
         summary["finals"] = res.finals
     return summary

@@ -109,11 +109,12 @@ def run(policy: Policy, dims: list[Dimension], loans: int, days: int, seed: int,
     from datetime import datetime, timezone
 
     from sim import direct, report
-    from sim.run import checkpoint_anchor, default_start
+    from sim.run import checkpoint_anchor, direct_default_start, warn_calendar
 
     t0 = time.perf_counter()
     variants = grid(policy, dims)
-    start = start or default_start(datetime.now(timezone.utc))
+    start = start or direct_default_start(datetime.now(timezone.utc))
+    warn_calendar(start, days)
     anchor = checkpoint_anchor(start)
     jobs = [direct.Job(policies={"champion": p}, seed=seed, days=days, start=start, anchor=anchor, arm="champion")
             for _, p in variants]
@@ -191,7 +192,7 @@ def plot(path: Path, summary: dict) -> None:
 
 def main(a, specs: list[str]) -> int:
     """`starter.py simulate --sweep ...`: the champion policy (--policy) varied."""
-    from infra.operations import BadInput
+    from app.errors import BadInput
 
     try:
         dims = [parse_sweep(s) for s in specs]
@@ -204,9 +205,9 @@ def main(a, specs: list[str]) -> int:
         raise BadInput("sweep", "a path is swept twice")
     out = Path(a.out) if a.out else None
     if out is None:
-        from infra.config import VAR
+        from infra.config import var_dir
 
-        out = VAR / "sim" / f"sweep-{policy.name}-seed{a.seed}-{a.loans}x{a.days}d"
+        out = var_dir() / "sim" / f"sweep-{policy.name}-seed{a.seed}-{a.loans}x{a.days}d"
     summary = run(policy, dims, a.loans, a.days, a.seed, a.start, getattr(a, "workers", None), out)
     if a.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sim.run import MAX_DRIFT, Options, simulate, simulate_direct
+from sim.run import MAX_DRIFT, Options, default_start, simulate, simulate_direct
+from tests.test_simulate import next_year_calendar  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +53,10 @@ def _diff(real: dict, direct: dict) -> list[str]:
     return out
 
 
-async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property):
+async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property, next_year_calendar):
     t0 = time.perf_counter()
-    common = dict(champion="default", challenger=CHALLENGER, progress=False, finals=True, **SIZE)
+    start = default_start(datetime.now(timezone.utc))  # the real workflows' clock can only move forward
+    common = dict(champion="default", challenger=CHALLENGER, progress=False, finals=True, start=start, **SIZE)
     real = await simulate(Options(engine="temporal", out=tmp_path / "temporal", **common))
     t1 = time.perf_counter()
     direct = await asyncio.to_thread(simulate_direct, Options(engine="direct", out=tmp_path / "direct", workers=2, **common))
