@@ -153,7 +153,12 @@ def show_status(st) -> str:
         lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
-    if st.limitation_ends:
+    if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)
+        lines.append("  legal clocks:")
+        lines += [f"    {c.name} {c.kind}: {c.note or (f'{c.at:%Y-%m-%d %H:%M}Z' if c.at else 'unknown')}"
+                  + (f" (restarted {c.restarted_on}: {c.restart_cause})" if c.restarted_on else "") + f" [{c.source}]"
+                  for c in st.legal_clocks]
+    elif st.limitation_ends:
         lines.append(f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
                      + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else ""))
     if st.decisions:
@@ -335,9 +340,9 @@ async def cmd_update(a: argparse.Namespace) -> int:
 FIELDS = {
     "promise": ("amount", "date"),
     "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
-    "hold": ("kind", "until", "reference"),
+    "hold": ("kind", "until", "reference", "received_on"),
     "release": ("kind", "reviewer", "resolution"),
-    "outcome": ("kind", "outcome", "amount", "date", "reference"),
+    "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
 }
 
 
@@ -495,6 +500,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
+    c.add_argument("--received-on", type=_date, help="dispute: the day it was received (the credit-report answer "
+                   "is due 20 days after it, 征信业管理条例 art. 25)")
 
     c = cmd("release", "release a hold (a complaint needs --reviewer)",
             epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"')
@@ -504,14 +511,20 @@ def parser() -> argparse.ArgumentParser:
 
     c = cmd("outcome", "record a call or visit outcome, or a court event",
             epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
-                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"')
+                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
+                   '--effective-on 2026-12-01 --performance-ends 2026-12-11')
     c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
     c.add_argument("--outcome", required=True, help="call: answered|no_answer|wrong_number|promise|dispute; "
                    "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
-                   "payment_order_issued|objection_filed|judgment|enforcement_result|enforcement_closed")
+                   "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed")
     c.add_argument("--amount", help="promise amount, or amount recovered by enforcement")
     c.add_argument("--date", type=_date, help="promise date")
     c.add_argument("--reference")
+    c.add_argument("--effective-on", type=_date, help="judgment: the day it took effect")
+    c.add_argument("--performance-ends", type=_date, help="judgment: the last day of its performance period "
+                   "(enforcement is applied for after it, within 2 years, 民事诉讼法 art. 250)")
+    c.add_argument("--served-on", type=_date, help="payment order: the day it was served (the 15-day objection "
+                   "window counts from the next day, 民事诉讼法 art. 227)")
 
     cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events",
         epilog="Example:\n  python starter.py status L1001 --json")

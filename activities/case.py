@@ -11,28 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import messages
+from activities import messages, visits
 from activities.contracts import (
-    CHANNEL_FOR_ACTION, base_action, for_guarantor, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
+    GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
+    GateDecision, HoldChange, LedgerEntry, WindowClosed, base_action, for_guarantor,
 )
-from domain import compliance
+from domain import channels, compliance
 from infra import metrics
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo
 from domain.dates import local_date
-from domain.models import ContactResult, Event
+from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event
 from domain.money import parse_amount
 
 log = structlog.get_logger("activities")
 
-REQUIRED = {"sms": "phone", "call": "phone", "email": "email", "letter": "address", "visit": "address",
-            "law_firm": "address", "court": "address"}
+VISIT_REBOOKS = 1  # a visit booked outside the allowed dates and hours is asked for again once, then refused
+# What an operator records (the record_outcome update) that is a contact with the borrower: it joins the
+# contact ledger the gate reads, so the no-call-after-a-conversation rule and the caps count it.
+OPERATOR_CONTACTS = {"call_outcome": ("call", CALL_OUTCOMES), "visit_outcome": ("visit", VISIT_OUTCOMES)}
 
 
 def _freeze(req: ChannelRequest, today: date) -> str:
@@ -53,15 +56,34 @@ def _bound(**kw):
                     attempt=info.attempt, **kw)
 
 
+def _attempt_now(req: ChannelRequest) -> datetime:
+    """The case's clock at this attempt: the workflow's time when it scheduled the send, plus what has passed
+    since (the local activity's retries run in the worker, on its clock). Time skipping in tests moves only
+    the workflow's clock, which is why the request carries it."""
+    assert req.now is not None
+    elapsed = datetime.now(timezone.utc) - activity.info().scheduled_time
+    return req.now + max(elapsed, timedelta(0))
+
+
 class CaseActivities:
     def __init__(self, repo: Repo, gateway: GatewayClient) -> None:
         self.repo = repo
         self.gateway = gateway
         self.gate = GateStore(repo)
+        # one activity per name of the channel registry (several actions may share one: `action` tells which)
+        for name in channels.ACTIVITIES:
+            setattr(self, name, self._channel_activity(name))
+
+    def _channel_activity(self, name: str):
+        async def send(req: ChannelRequest) -> ContactResult:
+            return await self._deliver(req)
+
+        send.__name__ = send.__qualname__ = name
+        return activity.defn(name=name)(send)
 
     # ------------------------------------------------------------------ the contact gate
 
-    @activity.defn(name="check_contacts")
+    @activity.defn(name=channels.CHECK_CONTACTS)
     async def check_contacts(self, check: GateCheck) -> list[GateDecision]:
         """Decide every action of a step before it is made (run as a local activity).
 
@@ -69,7 +91,7 @@ class CaseActivities:
         transaction that locks the borrower, reserves the allowed contacts, and records every
         decision with its rule and inputs in the audit trail.
         """
-        def decide(q: GateRequest, tz: str, holds, history):
+        def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
             return compliance.decide(action=base_action(q.action), channel=q.channel, loan_id=q.loan_id, now=check.now,
                                      tz=tz, rules=check.rules, holds=holds, history=history,
                                      bundle=f"{q.workflow_id}:{q.step}", day_seconds=check.day_seconds)
@@ -82,7 +104,7 @@ class CaseActivities:
                 continue
             requests = [GateRequest(idempotency_key=f"{check.case_key}:{check.step}:{a}", workflow_id=check.workflow_id,
                                     loan_id=check.loan_id, step=check.step, action=a,
-                                    channel=CHANNEL_FOR_ACTION[base_action(a)]) for a in actions]
+                                    channel=channels.channel_of(a)) for a in actions]
             decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
             out += [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason,
                                  retry_at=d.retry_at, final=d.final) for q, d in zip(requests, decisions)]
@@ -94,7 +116,7 @@ class CaseActivities:
             _bound(loan_id=check.loan_id, step=check.step).info("contacts refused", refused=refused)
         return out
 
-    @activity.defn(name="record_hold")
+    @activity.defn(name=channels.RECORD_HOLD)
     async def record_hold(self, change: HoldChange) -> None:
         def write() -> None:
             if change.released:
@@ -117,6 +139,25 @@ class CaseActivities:
         workflow's copy of them is left out here.
         """
         self.repo.record_events(self._audit_rows(workflow_id, loan_id, case_key, events))
+        self._conversations(workflow_id, loan_id, case_key, events)
+
+    def _conversations(self, workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> None:
+        """Call and visit outcomes an operator recorded (CLI, API: the record_outcome update) into the contact
+        ledger, once each (keyed by the case and the event's sequence number), at the time they were recorded."""
+        rows = []
+        for e in events:
+            kind = OPERATOR_CONTACTS.get(e.kind)
+            if kind is None:
+                continue
+            channel, outcomes = kind
+            outcome = (e.detail.split() or [""])[0]  # "<outcome>[ <reference>]" (Case.apply_outcome)
+            if outcome not in outcomes:
+                log.warning("operator outcome not understood; not in the contact ledger", kind=e.kind, seq=e.seq)
+                continue
+            rows.append(dict(idempotency_key=f"{case_key}:operator:{e.seq}", workflow_id=workflow_id, loan_id=loan_id,
+                             step="operator", channel=channel, action=channel, outcome=outcome, at=e.at))
+        if rows:
+            self.repo.record_operator_contacts(rows)
 
     @staticmethod
     def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
@@ -128,13 +169,16 @@ class CaseActivities:
     # ------------------------------------------------------------------ channels
 
     async def _deliver(self, req: ChannelRequest) -> ContactResult:
-        channel = CHANNEL_FOR_ACTION[base_action(req.action)]
+        spec = channels.row(req.action)
+        channel = spec.channel
         recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
         scheduled = activity.info().current_attempt_scheduled_time
+        rechecked = req.now is not None and req.rules is not None  # sent by a case that re-checks every attempt
+        now = _attempt_now(req) if rechecked else None
 
         def today_for(borrower) -> date:
-            return local_date(scheduled, borrower.timezone if borrower else "UTC")
+            return local_date(now or scheduled, borrower.timezone if borrower else "UTC")
 
         # What the message is rendered from is kept by the first attempt: a re-run after a crash (its DPD,
         # date and balance read later) must send the very body the gateway may already hold under this key.
@@ -145,32 +189,94 @@ class CaseActivities:
             frozen=lambda b: _freeze(req, today_for(b)),
             debtor_id=req.borrower_id if for_guarantor(req.action) else None)
         today = today_for(borrower)
+        if row.status == "deferred":  # an earlier attempt gave the gate's reservation back: ask the gate first
+            raise _window_closed(WindowClosed(rule="gate_again", reason="the send was deferred; the gate decides anew",
+                                              retry_at=now or scheduled))
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
             return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
                                  reason=row.reason, reference=row.reference)
         if borrower is None:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
-        missing = REQUIRED.get(channel)
-        if missing and not getattr(borrower, missing):
-            return await self._failed(req, channel, f"borrower has no {missing} on record", lg)
+        if spec.needs and not getattr(borrower, spec.needs):
+            return await self._failed(req, channel, f"borrower has no {spec.needs} on record", lg)
+        if rechecked:
+            # every attempt of a timed send, not only the first, goes out only inside the window and on a contact day
+            refused = visits.time_refusal(channel, now, borrower.timezone, req.rules)
+            if refused is not None:
+                await asyncio.to_thread(self.repo.defer_contact, req.idempotency_key, event=dict(
+                    workflow_id=req.workflow_id, loan_id=req.loan_id, kind="contact_deferred",
+                    detail=f"{req.step}/{req.action} via {channel}: not sent on attempt {row.attempts}: {refused.rule}: "
+                           f"{refused.reason}; asks the gate again at {refused.retry_at.isoformat()}",
+                    cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "rule": refused.rule,
+                           "attempt": row.attempts, "retry_at": refused.retry_at.isoformat()},
+                    at=now, dedupe_key=f"deferred:{req.idempotency_key}:{row.attempts}"))
+                lg.info("window closed: not sent", rule=refused.rule, retry_at=refused.retry_at.isoformat())
+                raise _window_closed(WindowClosed(rule=refused.rule, reason=refused.reason, retry_at=refused.retry_at))
         first, today = _thaw(row.frozen, req, today)
-        body = messages.body(channel, first, borrower, today, debtor=debtor)
+        extra: dict = {}
+        windows: list = []
+        if channel == "visit":
+            windows = _visit_windows(first, borrower.timezone)
+            extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
+        body = messages.body(channel, first, borrower, today, debtor=debtor, extra=extra)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
+            if channel == "visit":
+                resp = await self._booked_inside(req, borrower, debtor, first, today, resp, windows, now, lg)
         except GatewayRejected as exc:
             return await self._failed(req, channel, str(exc), lg)
         except GatewayRetryable as exc:
             await asyncio.to_thread(self.repo.note_contact_error, req.idempotency_key, str(exc))
             lg.warning("gateway unavailable, will retry", reason=str(exc), retry_after=exc.retry_after)
+            if rechecked and exc.retry_after and exc.retry_after > LOCAL_RETRY_SECONDS:
+                # a wait this long is the workflow's durable timer, after which the window is checked again
+                raise ApplicationError(f"{channel} gateway: {exc}", {"retry_after": exc.retry_after},
+                                       type=GATEWAY_BACKOFF, non_retryable=True) from None
             raise ApplicationError(f"{channel} gateway: {exc}", type="GatewayUnavailable",
                                    next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None) from None
+        except _VisitRefused as exc:
+            return await self._failed(req, channel, str(exc), lg)
         result = ContactResult(action=req.action, channel=channel, outcome=resp.get("outcome"),
                                reference=resp.get("id"), promise_amount=resp.get("promise_amount"),
                                promise_date=resp.get("promise_date"))
         await self._record(req, channel, result)
         lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
         return result
+
+    async def _booked_inside(self, req: ChannelRequest, borrower, debtor, first: ChannelRequest, today: date,
+                             resp: dict, windows: list, now: datetime | None, lg) -> dict:
+        """The provider's `scheduled_for` must fall inside the dates and hours the request offered (and not in the
+        past). A booking outside them is asked for again (under its own key, offering the windows from now), and
+        after VISIT_REBOOKS tries refused. Each outside booking is an audit event."""
+        if not windows:  # nothing was offered (a case begun before visits carried their dates): nothing to hold to
+            return resp
+        at = now or datetime.now(timezone.utc)
+        for n in range(VISIT_REBOOKS + 1):
+            scheduled = _parse_time(resp.get("scheduled_for"))
+            if scheduled is not None and scheduled >= at and visits.inside(scheduled, windows):
+                return resp
+            last = n == VISIT_REBOOKS
+            visit = resp.get("visit_id") or resp.get("id")
+            detail = (f"{req.step}/{req.action}: the provider booked visit {visit} for "
+                      f"{resp.get('scheduled_for')}, outside the allowed dates and hours"
+                      + ("; refused" if last else "; booking it again"))
+            await asyncio.to_thread(self.repo.record_event, workflow_id=req.workflow_id, loan_id=req.loan_id,
+                                    kind="visit_refused" if last else "visit_rebooked", detail=detail,
+                                    cause={"key": req.idempotency_key, "visit": visit,
+                                           "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
+                                    at=at, dedupe_key=f"visit:{req.idempotency_key}:{n + 1}")
+            lg.warning("visit booked outside the allowed dates and hours", scheduled_for=resp.get("scheduled_for"),
+                       rebook=not last)
+            if last:
+                raise _VisitRefused(f"the provider booked the visit outside the allowed dates and hours "
+                                    f"{VISIT_REBOOKS + 1} times (last for {resp.get('scheduled_for')}); refused")
+            windows = _visit_windows(first.model_copy(update={"now": at}), borrower.timezone)
+            extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows],
+                     "replaces": visit}
+            body = messages.body("visit", first, borrower, today, debtor=debtor, extra=extra)
+            resp = await self.gateway.send("visit", body, f"{req.idempotency_key}:rebook-{n + 1}")
+        return resp
 
     async def _failed(self, req: ChannelRequest, channel: str, reason: str, lg) -> ContactResult:
         result = ContactResult(action=req.action, channel=channel, status="failed", reason=reason)
@@ -180,6 +286,8 @@ class CaseActivities:
 
     async def _record(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
         await asyncio.to_thread(self._finish, req, channel, r)
+        if req.events:
+            await asyncio.to_thread(self._conversations, req.workflow_id, req.loan_id, req.case_key, req.events)
         metrics.count(activity.metric_meter(), "collections_contacts", "Contacts made, by channel and outcome",
                       channel=channel, outcome=r.outcome or r.status)
 
@@ -197,45 +305,9 @@ class CaseActivities:
                       outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True)),
             events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events))
 
-    @activity.defn(name="send_sms")
-    async def send_sms(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="send_email")
-    async def send_email(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="send_letter")
-    async def send_letter(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="place_call")
-    async def place_call(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="schedule_field_visit")
-    async def schedule_field_visit(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="instruct_law_firm")
-    async def instruct_law_firm(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="credit_bureau")
-    async def credit_bureau(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="collection_agency")
-    async def collection_agency(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
-    @activity.defn(name="court_filing")
-    async def court_filing(self, req: ChannelRequest) -> ContactResult:
-        return await self._deliver(req)
-
     # ------------------------------------------------------------------ ledger, projection, audit
 
-    @activity.defn(name="record_payment")
+    @activity.defn(name=channels.RECORD_PAYMENT)
     async def record_payment(self, entry: LedgerEntry) -> bool:
         amount = parse_amount(entry.amount, entry.currency)
 
@@ -250,6 +322,7 @@ class CaseActivities:
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events))
 
         written = await asyncio.to_thread(write)
+        await asyncio.to_thread(self._conversations, entry.workflow_id, entry.loan_id, entry.case_key, entry.events)
         if written:
             meter = activity.metric_meter()
             metrics.count(meter, "collections_payments", "Payments written to the ledger", currency=entry.currency)
@@ -259,11 +332,11 @@ class CaseActivities:
                                            first_write=written)
         return written
 
-    @activity.defn(name="record_events")
+    @activity.defn(name=channels.RECORD_EVENTS)
     async def record_events(self, batch: AuditEvents) -> None:
         await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
 
-    @activity.defn(name="record_case_closed")
+    @activity.defn(name=channels.RECORD_CASE_CLOSED)
     async def record_case_closed(self, closed: CaseClosed) -> None:
         cur = closed.currency
 
@@ -278,7 +351,31 @@ class CaseActivities:
         _bound(loan_id=closed.loan_id).info("case closed", outcome=closed.outcome)
 
     def all(self) -> list:
-        return [self.check_contacts, self.record_hold, self.send_sms, self.send_email, self.send_letter, self.place_call, self.schedule_field_visit,
-                self.instruct_law_firm, self.credit_bureau, self.collection_agency, self.court_filing,
+        return [self.check_contacts, self.record_hold, *(getattr(self, n) for n in channels.ACTIVITIES),
                 self.record_payment, self.record_events, self.record_case_closed]
+
+
+class _VisitRefused(Exception):
+    pass
+
+
+def _window_closed(details: WindowClosed) -> ApplicationError:
+    return ApplicationError(f"not sent: {details.rule}: {details.reason}", details.model_dump(mode="json"),
+                            type=WINDOW_CLOSED, non_retryable=True)
+
+
+def _parse_time(value) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return t if t is not None and t.tzinfo is not None else None
+
+
+def _visit_windows(req: ChannelRequest, tz: str) -> list:
+    """The dates and hours a visit may take place, from the case's contact rules at the request's time. A case
+    that does not send its rules (begun before they were sent) offers none, and the provider chooses as before."""
+    if req.now is None or req.rules is None:
+        return []
+    return visits.visit_windows(req.now, tz, req.rules)
 

@@ -11,41 +11,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The channel registry (domain/channels.py) says which activity and gateway channel each action uses.
+from domain.channels import ActionName, base_action, for_guarantor  # noqa: F401 - re-exported
 from domain.models import Event
 from domain.policy import ContactRules
 
-# One activity per channel; several ladder actions may share one (with `action` telling which).
-ACTIVITY_FOR_ACTION: dict[str, str] = {
-    "sms": "send_sms",
-    "email": "send_email",
-    "letter": "send_letter",
-    "call": "place_call",
-    "visit": "schedule_field_visit",
-    "law_firm": "instruct_law_firm",
-    "bureau_notice": "send_letter",
-    "bureau_report": "credit_bureau",
-    "bureau_correction": "credit_bureau",
-    "agency_place": "collection_agency",
-    "agency_recall": "collection_agency",
-    "lawsuit": "court_filing",
-    "payment_order": "court_filing",
-    "enforcement": "court_filing",
-}
-CHANNEL_FOR_ACTION: dict[str, str] = {
-    "sms": "sms", "email": "email", "letter": "letter", "call": "call", "visit": "visit",
-    "law_firm": "law_firm", "bureau_notice": "letter", "bureau_report": "credit_bureau",
-    "bureau_correction": "credit_bureau", "agency_place": "agency", "agency_recall": "agency",
-    "lawsuit": "court", "payment_order": "court", "enforcement": "court",
-}
-
-
-def base_action(action: str) -> str:
-    """`letter@guarantor` -> `letter`: the same channel, addressed to the guarantor."""
-    return action.split("@", 1)[0]
-
-
-def for_guarantor(action: str) -> bool:
-    return action.endswith("@guarantor")
+# A timed send found its contact window closed (or its day not a contact day) when the attempt came: nothing
+# went out; the workflow waits for `retry_at` and asks the gate again. Non-retryable.
+WINDOW_CLOSED = "ContactWindowClosed"
+# The gateway is unavailable and the attempts of one local activity are used up (or it asked to wait longer
+# than a local retry may): the workflow waits on a durable timer and sends again. Non-retryable.
+GATEWAY_BACKOFF = "GatewayBackoff"
+# Longest wait between two attempts of one local activity; longer waits are the workflow's durable timers.
+LOCAL_RETRY_SECONDS = 10
 
 
 class Contract(BaseModel):
@@ -59,7 +37,7 @@ class ChannelRequest(Contract):
     borrower_id: str
     guarantor_id: str | None = None
     step: str
-    action: str
+    action: ActionName
     idempotency_key: str
     policy: str
     stage: str
@@ -71,6 +49,17 @@ class ChannelRequest(Contract):
     next_step: str | None = Field(default=None, description="what happens next, for the message")
     next_dpd: int | None = None
     events: list[Event] = Field(default=[], description="audit events not yet in the database")
+    now: dt.datetime | None = Field(default=None, description="the case's clock when the send was scheduled; with "
+                                    "`rules`, every attempt re-checks the contact window and day before it goes out")
+    rules: ContactRules | None = None
+
+
+class WindowClosed(Contract):
+    """The details of a WINDOW_CLOSED failure."""
+
+    rule: str
+    reason: str
+    retry_at: dt.datetime
 
 
 class LedgerEntry(Contract):
@@ -102,7 +91,7 @@ class GateCheck(Contract):
     loan_id: str
     borrower_id: str
     step: str
-    actions: list[str]
+    actions: list[ActionName]
     now: dt.datetime
     rules: ContactRules
     guarantor_id: str | None = None
@@ -110,7 +99,7 @@ class GateCheck(Contract):
 
 
 class GateDecision(Contract):
-    action: str
+    action: ActionName
     allowed: bool
     rule: str
     reason: str

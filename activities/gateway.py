@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 
-PATHS = {
-    "sms": "/v1/sms", "email": "/v1/email", "letter": "/v1/letters", "call": "/v1/calls", "visit": "/v1/visits",
-    "law_firm": "/v1/law-firm", "court": "/v1/court", "credit_bureau": "/v1/credit-bureau", "agency": "/v1/agency",
-}
+from domain.channels import REGISTRY
+
+PATHS = {r.channel: r.path for r in REGISTRY}  # from the channel registry (domain/channels.py)
 
 
 class GatewayRetryable(Exception):

@@ -163,6 +163,32 @@ class Repo:
             _record_events(s, events)
             s.commit()
 
+    def defer_contact(self, idempotency_key: str, *, event: dict) -> None:
+        """A send found its window closed when its attempt came: nothing went out. The row gives its reservation
+        back (status `deferred`: the gate's caps no longer count it) until the gate allows it again
+        (GateStore.check); the deferral is an audit event (`record_event(**event)`). One transaction."""
+        with self.session() as s:
+            s.execute(update(CONTACTS).where(CONTACTS.c.idempotency_key == idempotency_key,
+                                             CONTACTS.c.status == "pending")
+                      .values(status="deferred", updated_at=utcnow()))
+            _record_events(s, [event])
+            s.commit()
+
+    def record_operator_contacts(self, rows: list[dict]) -> None:
+        """Conversations an operator recorded (a call or visit outcome): delivered contacts in the ledger, at the
+        time they were recorded, with their outcome; the borrower is the loan's. Once per idempotency key."""
+        if not rows:
+            return
+        with self.session() as s:
+            borrowers = dict(s.execute(select(LoanRow.id, LoanRow.borrower_id).where(
+                LoanRow.id.in_({r["loan_id"] for r in rows}))).all())
+            now = utcnow()
+            values = [dict(r, borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0, created_at=now,
+                           updated_at=now) for r in rows if r["loan_id"] in borrowers]
+            if values:
+                s.execute(_insert(s, ContactRow).on_conflict_do_nothing(index_elements=["idempotency_key"]), values)
+            s.commit()
+
     def note_contact_error(self, idempotency_key: str, reason: str) -> None:
         with self.session() as s:
             s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
@@ -336,11 +362,16 @@ class GateStore:
             out = []
             for q in requests:
                 prior = existing.get(q.idempotency_key)
-                if prior is not None:  # a rerun after a crash: the first check already allowed and reserved it
+                # a rerun after a crash: the first check already allowed and reserved it. A send deferred because
+                # its window closed before it went out gave its reservation back: it is decided anew.
+                if prior is not None and prior.status != "deferred":
                     out.append(Decision(True, "already_allowed", f"allowed earlier ({prior.status})"))
                     continue
                 d = decide(q, tz, holds, history)
-                if d.allowed:
+                if d.allowed and prior is not None:
+                    s.execute(update(CONTACTS).where(CONTACTS.c.idempotency_key == q.idempotency_key)
+                              .values(status="pending", at=now, updated_at=utcnow()))
+                elif d.allowed:
                     s.execute(_insert(s, ContactRow).values(
                         idempotency_key=q.idempotency_key, workflow_id=q.workflow_id, loan_id=q.loan_id,
                         borrower_id=borrower_id, step=q.step, channel=q.channel, action=q.action, status="pending",

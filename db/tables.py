@@ -120,7 +120,7 @@ class ContactRow(SQLModel, table=True):
     step: str = Field(max_length=64)
     channel: str = Field(max_length=32)
     action: str = Field(max_length=32)
-    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed | deferred (window closed)
     outcome: str | None = Field(default=None, max_length=32)
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: str | None = Field(default=None, max_length=100)

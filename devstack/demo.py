@@ -281,7 +281,10 @@ async def updates(client: Client, cases: list[CaseInput], handles: dict[str, Wor
                     say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
                 await asyncio.sleep(2)
         r = await send(handle, c.loan_id, "court judgment", CollectionCase.record_outcome,
-                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号"))
+                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号",
+                                 # the law's dates are real days, not the demo's short ones: a judgment whose
+                                 # performance period ended 5 days ago, so that enforcement may follow in the demo
+                                 effective_on=today(c) - timedelta(days=15), performance_ends=today(c) - timedelta(days=5)))
         say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
         results.append(r)
     return results

@@ -18,14 +18,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from domain import calendar
 from domain.calendar import CalendarMissing
 from domain.dates import zone
-from domain.policy import CONTACT_CHANNELS, ContactRules, LegalRules  # noqa: F401 - contacts: the channels that reach a person
-# Notices the law requires even when the borrower asked not to be contacted.
-LEGAL_NOTICES = {"bureau_notice"}
+from domain.policy import CONTACT_CHANNELS, ContactRules  # noqa: F401 - contacts: the channels that reach a person
+# Notices the law requires even when the borrower asked not to be contacted: the credit-bureau notice
+# (征信业管理条例 art. 15) by any of its channels (domain.legal.NOTICE_ACTIONS).
+LEGAL_NOTICES = {"bureau_notice", "bureau_notice_sms", "bureau_notice_email"}
 # Outcomes of a call in which the borrower was actually spoken to.
 CONVERSATION = {"answered", "promise", "dispute"}
 BORROWER_HOLDS = {"cease_contact", "complaint", "hardship", "bankruptcy", "deceased"}  # dispute: one loan
 INDEFINITE_RECHECK = timedelta(days=1)
-LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"}
 DAY = 86400
 # Beijing time (UTC+8) is the PRC's one standard time; in Xinjiang much of daily life keeps Urumqi time (UTC+6).
 # With the policy's `window_in_beijing_time` the contact window and the rest days hold on both clocks.
@@ -147,7 +147,7 @@ def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold]
         if h.kind == "complaint" and action != "agency_recall":
             return Decision(False, "complaint", "complaint under compliance review: everything stops until a reviewer releases it",
                             retry_at=now + INDEFINITE_RECHECK)
-        if h.kind == "dispute" and mine and (contact or action in ("bureau_report", "bureau_notice")):
+        if h.kind == "dispute" and mine and (contact or action == "bureau_report" or action in LEGAL_NOTICES):
             return Decision(False, "dispute", "the debt is disputed: no contact or credit reporting until resolved",
                             retry_at=now + INDEFINITE_RECHECK)
         if h.kind == "hardship" and contact:
@@ -281,42 +281,3 @@ def decide(*, action: str, channel: str, loan_id: str, now: datetime, tz: str, r
              or (check_calls(now, history, rules, day_seconds) if channel == "call" else None))
     d = d or _allow()
     return Decision(d.allowed, d.rule, d.reason, d.retry_at, d.final, inputs)
-
-
-# ---------------------------------------------------------------- legal clocks (case level)
-
-def _add_years(t: datetime, years: int) -> datetime:
-    try:
-        return t.replace(year=t.year + years)
-    except ValueError:  # 29 February
-        return t.replace(year=t.year + years, day=28)
-
-
-def limitation_ends(since: datetime, rules: LegalRules) -> datetime:
-    """Civil Code art. 188: three years, restarted (art. 195) by a payment, a promise or an acknowledgement."""
-    return _add_years(since, rules.limitation_years)
-
-
-def legal_check(action: str, now: datetime, rules: LegalRules, *, limitation_from: datetime,
-                judgment_at: datetime | None, payment_order_at: datetime | None, objection: bool) -> Decision | None:
-    """Court actions within their legal clocks; None when the action may go ahead."""
-    if action in ("lawsuit", "payment_order"):
-        ends = limitation_ends(limitation_from, rules)
-        if now >= ends:
-            return Decision(False, "limitation_period", f"the {rules.limitation_years}-year limitation period ran out "
-                            f"on {ends:%Y-%m-%d} (last restarted {limitation_from:%Y-%m-%d})", final=True)
-    if action == "enforcement":
-        if judgment_at is not None:
-            ends = _add_years(judgment_at, rules.enforcement_within_years)
-            if now >= ends:
-                return Decision(False, "enforcement_deadline", f"enforcement must be applied for within "
-                                f"{rules.enforcement_within_years} years of the judgment ({ends:%Y-%m-%d})", final=True)
-        elif payment_order_at is not None:
-            if objection:
-                return Decision(False, "payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
-                                final=True)
-            opens = payment_order_at + timedelta(days=rules.payment_order_objection_days)
-            if now < opens:
-                return Decision(False, "objection_window", f"the {rules.payment_order_objection_days}-day objection window "
-                                f"runs until {opens:%Y-%m-%d %H:%M}Z", retry_at=opens)
-    return None

@@ -150,12 +150,28 @@ class ContactRules(_Strict):
         return _minutes(self.window_start), _minutes(self.window_end)
 
 
+NoticeChannel = Literal["letter", "sms", "email"]
+
+
 class LegalRules(_Strict):
+    """The legal clocks' lengths (counted in domain/legal.py, which names each source)."""
+
     bureau_dispute_answer_days: int = Field(default=20, ge=1, le=60, description="征信业管理条例 art. 25")
-    limitation_years: int = Field(default=3, ge=1, le=20, description="Civil Code art. 188")
-    enforcement_within_years: int = Field(default=2, ge=1, le=10, description="Civil Procedure Law art. 250")
-    payment_order_objection_days: int = Field(default=15, ge=1, le=60)
+    limitation_years: int = Field(default=3, ge=1, le=20, description="民法典 art. 188")
+    enforcement_within_years: int = Field(default=2, ge=1, le=10, description="民事诉讼法 (2023) art. 250")
+    payment_order_objection_days: int = Field(default=15, ge=1, le=60, description="民事诉讼法 (2023) art. 227")
+    bureau_notice_days: int = Field(default=14, ge=1, le=90, description="days from the delivered notice to the credit "
+                                    "report (征信业管理条例 art. 15: the borrower is told first; the notice letter says 14)")
+    notice_channels: list[NoticeChannel] = Field(default=["letter", "sms", "email"], min_length=1, description=
+                                                 "the credit-bureau notice's channels, tried in order while one fails")
     audit_retention_days: int = Field(default=730, ge=730, le=36500, description="audit records kept at least 2 years")
+
+    @field_validator("notice_channels")
+    @classmethod
+    def _distinct_channels(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a channel is listed twice")
+        return v
 
 
 class Allocation(_Strict):

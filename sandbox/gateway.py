@@ -129,9 +129,29 @@ class CallRequest(Body):
     language: Language
 
 
+class VisitWindow(BaseModel):
+    """A span in which the visit may start: [start, end), timezone-aware ISO 8601 times."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: dt.datetime
+    end: dt.datetime
+
+    @model_validator(mode="after")
+    def _aware_and_ordered(self) -> VisitWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end must carry their UTC offset")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class VisitRequest(Body):
     address: Text(500)
     notes: Annotated[str, Field(max_length=5000)]
+    windows: list[VisitWindow] = Field(default=[], max_length=400,
+                                       description="the dates and hours the visit may take place; the visit is "
+                                                   "booked inside one of them (none given: two days from now)")
+    replaces: str | None = Field(default=None, max_length=64, description="a visit booked earlier, booked again")
 
 
 class LawFirmRequest(Body):
@@ -204,6 +224,7 @@ class FaultSettings(BaseModel):
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     burst_429: int = Field(default=0, ge=0)
     retry_after_s: int = Field(default=1, ge=0, le=3600)
+    visit_outside: int = Field(default=0, ge=0, description="book the next N visits outside the windows they were sent")
     seed: int | None = None
 
 
@@ -386,16 +407,18 @@ class Gateway:
         self.stats = Stats()
         self.faults = FaultSettings()
         self.burst_left = 0
+        self.visits_outside_left = 0
         self.rng = random.Random()
         self.call_scripts: dict[str, list[CallScript]] = {}
 
     def set_faults(self, settings: FaultSettings) -> None:
         self.faults = settings
         self.burst_left = settings.burst_429
+        self.visits_outside_left = settings.visit_outside
         self.rng = random.Random(settings.seed)
 
     def faults_view(self) -> dict:
-        return self.faults.model_dump() | {"burst_429": self.burst_left}
+        return self.faults.model_dump() | {"burst_429": self.burst_left, "visit_outside": self.visits_outside_left}
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
@@ -429,7 +452,7 @@ def _channel_fields(channel: Channel, body: BaseModel, now: dt.datetime, gateway
     if channel.name == "call":
         return gateway.next_call_result(body.loan_id)
     if channel.name == "visit":
-        return {"visit_id": f"VIS-{_short_id()}", "scheduled_for": (now + dt.timedelta(days=2)).isoformat()}
+        return {"visit_id": f"VIS-{_short_id()}", "scheduled_for": _book_visit(body, now, gateway).isoformat()}
     if channel.name == "law_firm":
         return {"matter_id": f"LF-{now:%Y}-{_short_id()}"}
     if channel.name == "court":
@@ -439,6 +462,19 @@ def _channel_fields(channel: Channel, body: BaseModel, now: dt.datetime, gateway
     if channel.name == "agency":
         return {"placement_id": f"AG-{_short_id()}"}
     return {}
+
+
+def _book_visit(body: VisitRequest, now: dt.datetime, gateway: Gateway) -> dt.datetime:
+    """The first window still open, an hour in (or half way, if shorter); with the `visit_outside` fault, an hour
+    after that window's end instead. No windows: two days from now, as a provider that is told nothing would."""
+    if not body.windows:
+        return now + dt.timedelta(days=2)
+    window = next((w for w in body.windows if w.end > now), body.windows[-1])
+    start = max(window.start, now) if window.end > now else window.start
+    if gateway.visits_outside_left > 0:
+        gateway.visits_outside_left -= 1
+        return window.end + dt.timedelta(hours=1)
+    return start + min(dt.timedelta(hours=1), (window.end - start) / 2)
 
 
 # --------------------------------------------------------------------------- the app
@@ -530,7 +566,7 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
             raise ApiError(503, None, "service unavailable (injected fault); nothing was delivered")
 
         body_model = _parse(channel.model, await request.body())
-        body = body_model.model_dump(mode="json")
+        body = body_model.model_dump(mode="json", exclude_unset=True)  # as sent: defaults not added
         fingerprint = hashlib.sha256(_dumps({"channel": channel.name, "body": body}).encode()).hexdigest()
 
         def make_response() -> dict:

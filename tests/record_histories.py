@@ -11,13 +11,16 @@ Payloads are encrypted with the suite's fixed test key (tests/conftest.py), whos
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.test_ladder import JUDGMENT_DATES
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
@@ -25,7 +28,8 @@ from db.engine import make_engine, migrate
 from db.repo import Repo
 from devstack.binaries import find
 from sandbox.gateway import running_gateway
-from tests.conftest import DATA_CONVERTER, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
+from domain.policy import parse_policy
+from tests.conftest import LADDER_POLICY, DATA_CONVERTER, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
 from worker import build_worker
 from workflows.case import CollectionCase as W
 
@@ -35,7 +39,7 @@ OUT = Path(__file__).parent / "histories"
 async def ladder(cases: Cases):
     h = await cases.start(dpd=1, loan_id="R-LADDER")
     await cases.advance(days=130)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
@@ -80,12 +84,52 @@ async def borrower_closure(cases: Cases):
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure)
+async def window_retry(cases: Cases, gateway):
+    """A reminder allowed at 20:58 local meets a gateway outage that lasts past 21:00, when the contact window
+    closes; the outage ends at 21:28. Recorded before sends re-checked the window on every attempt: the history
+    holds the local activity's backoff markers and timers of a retry that crossed the window's close."""
+    data = LADDER_POLICY.model_dump(mode="json")
+    data["contact"].update(window_start="08:00", window_end="21:00", public_holidays=False, weekends=True)
+    policy = parse_policy(data)
+    now = await cases.now()
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    target = local.replace(hour=20, minute=58, second=0, microsecond=0)
+    if target <= local:
+        target += timedelta(days=1)
+    await cases.env.sleep(target - local)
+    gateway.set_faults(error_rate=1.0)
+    h = await cases.start(dpd=1, loan_id="R-WINDOW", policy=policy)
+    await cases.advance(hours=0.5)
+    gateway.clear_faults()
+    await cases.advance(hours=12)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="W1", amount=total, currency="CNY"))
+    return h
 
 
-async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:
+async def legal_clocks(cases: Cases):
+    """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
+    comes without its dates and then with them, and enforcement follows its performance period."""
+    h = await cases.start(dpd=110, loan_id="R-LEGAL")
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="L1", amount="100.00", currency="CNY"))
+    await cases.advance(days=40)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await cases.advance(days=3)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await cases.advance(days=3)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
+    return h
+
+
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks)
+
+
+async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:
     for scenario in (s for s in SCENARIOS if not names or s.__name__ in names):
-        h = await scenario(cases)
+        h = await (scenario(cases, gateway) if "gateway" in inspect.signature(scenario).parameters else scenario(cases))
         await h.result()
         run_id, n = h.result_run_id, 0
         while run_id:  # follow the continue-as-new chain
@@ -114,7 +158,7 @@ async def main(names: list[str]) -> None:
             repo = Repo(make_engine(url))
             acts = CaseActivities(repo, GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key)))
             async with build_worker(env.client, acts, task_queue=TASK_QUEUE):
-                await record(env, Cases(env, repo), names)
+                await record(env, Cases(env, repo), names, gw)
     finally:
         await env.shutdown()
 

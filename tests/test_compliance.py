@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from domain import calendar
 from domain import compliance as c
-from domain.policy import ContactRules, LegalRules
+from domain.policy import ContactRules
 
 SH = "Asia/Shanghai"
 RULES = ContactRules()
@@ -313,40 +313,7 @@ def test_a_dispute_stops_contact_and_reporting_on_its_own_loan_only():
     assert decide("sms", now=now, holds=hold, loan="L2").allowed
 
 
-# ---------------------------------------------------------------- legal clocks
-
-def test_limitation_period_three_years_restarted():
-    since = datetime(2023, 3, 1, tzinfo=UTC)
-    rules = LegalRules()
-    kw = dict(judgment_at=None, payment_order_at=None, objection=False)
-    assert c.legal_check("lawsuit", datetime(2026, 2, 28, 23, tzinfo=UTC), rules, limitation_from=since, **kw) is None
-    late = c.legal_check("lawsuit", datetime(2026, 3, 1, tzinfo=UTC), rules, limitation_from=since, **kw)
-    assert late.rule == "limitation_period" and late.final
-    restarted = datetime(2025, 6, 1, tzinfo=UTC)  # a payment in 2025 restarts it (art. 195)
-    assert c.legal_check("lawsuit", datetime(2026, 3, 1, tzinfo=UTC), rules, limitation_from=restarted, **kw) is None
-
-
-def test_enforcement_within_two_years_of_the_judgment():
-    j = datetime(2026, 1, 10, tzinfo=UTC)
-    rules = LegalRules()
-    assert c.legal_check("enforcement", datetime(2028, 1, 9, tzinfo=UTC), rules, limitation_from=j, judgment_at=j,
-                         payment_order_at=None, objection=False) is None
-    d = c.legal_check("enforcement", datetime(2028, 1, 10, tzinfo=UTC), rules, limitation_from=j, judgment_at=j,
-                      payment_order_at=None, objection=False)
-    assert d.rule == "enforcement_deadline" and d.final
-
-
-def test_payment_order_objection_window():
-    issued = datetime(2026, 5, 1, tzinfo=UTC)
-    rules = LegalRules()
-    d = c.legal_check("enforcement", issued + timedelta(days=14), rules, limitation_from=issued, judgment_at=None,
-                      payment_order_at=issued, objection=False)
-    assert d.rule == "objection_window" and d.retry_at == issued + timedelta(days=15) and not d.final
-    assert c.legal_check("enforcement", issued + timedelta(days=15), rules, limitation_from=issued, judgment_at=None,
-                         payment_order_at=issued, objection=False) is None
-    objected = c.legal_check("enforcement", issued + timedelta(days=20), rules, limitation_from=issued,
-                             judgment_at=None, payment_order_at=issued, objection=True)
-    assert objected.rule == "payment_order_objection" and objected.final
+# the legal clocks (limitation, enforcement, objection window) are tested in tests/test_legal.py
 
 
 # ---------------------------------------------------------------- properties over generated borrowers

@@ -166,3 +166,73 @@ async def test_a_case_the_fan_out_missed_closes_at_its_next_step(cases, repo):
     assert sb.steps_done == ["reminder_notice", "first_call"]     # the call step, refused by the gate
     assert [d.rule for d in sb.decisions if not d.allowed] == ["deceased"]
     assert [r.channel for r in repo.contacts(loan_id="BK2-B") if r.channel == "call"] == []
+
+
+async def test_a_conversation_an_operator_records_blocks_the_next_call(cases, repo, gateway):
+    """The provider's calls go unanswered; an operator then records that they spoke with the borrower (the
+    record_outcome update, as the CLI and API send it). That conversation is in the contact ledger, and the next
+    call step is refused by the rule after_conversation, for 7 days from when it was recorded."""
+    from domain.models import OutcomeIn
+
+    data = LADDER_POLICY.model_dump(mode="json")
+    data.update(name="two-calls", min_gap_days=0, steps=[
+        {"key": "call_1", "stage": "calls", "dpd": 1, "actions": ["call"]},
+        {"key": "call_2", "stage": "calls", "dpd": 3, "actions": ["call"]}])
+    gateway.script_calls({"CONV-1": {"outcome": "no_answer"}})
+    try:
+        h = await cases.start(dpd=1, loan_id="CONV-1", policy=parse_policy(data))
+        assert [(r.step, r.outcome) for r in repo.contacts(loan_id="CONV-1")] == [("call_1", "no_answer")]
+        await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="call", outcome="answered"))
+        recorded = [r for r in repo.contacts(loan_id="CONV-1") if r.step == "operator"]
+        assert [(r.channel, r.status, r.outcome) for r in recorded] == [("call", "delivered", "answered")]
+        await cases.advance(days=3)
+        st = await cases.status(h)
+        assert "call_2" not in st.steps_done
+        refusal = st.decisions[-1]
+        assert (refusal.action, refusal.allowed, refusal.rule) == ("call", False, "after_conversation")
+        assert refusal.retry_at == recorded[0].at + timedelta(days=7)
+        await cases.advance(days=6)
+        assert "call_2" in (await cases.status(h)).steps_done
+    finally:
+        gateway.script_calls({"CONV-1": None})
+
+
+def test_a_deferred_send_is_decided_anew_by_the_gate_with_the_caps_as_they_are_then(repo):
+    """A send whose window closed before it went out gave its reservation back: asked again, the gate does not
+    answer 'already allowed' but decides anew, and a cap filled in between (another loan's SMS) refuses it."""
+    from datetime import datetime, timezone
+
+    from db.repo import GateRequest, GateStore
+    from domain import compliance
+    from domain.policy import ContactRules
+
+    rules = ContactRules(window_start="00:00", window_end="24:00", public_holidays=False, daily_caps={"sms": 1},
+                         min_minutes_between_contacts=0)
+    repo.upsert_borrower(id="DEF-B", timezone="Asia/Shanghai", name="n", phone="13812345678", language="zh")
+    store = GateStore(repo)
+
+    def decide(q, tz, holds, history):
+        return compliance.decide(action=q.action, channel=q.channel, loan_id=q.loan_id, now=q_now, tz=tz,
+                                 rules=rules, holds=holds, history=history)
+
+    def ask(key, loan, at):
+        nonlocal q_now
+        q_now = at
+        return store.check("DEF-B", at, [GateRequest(idempotency_key=key, workflow_id=f"loan-{loan}", loan_id=loan,
+                                                     step="s", action="sms", channel="sms")], decide)[0]
+
+    q_now = None
+    day1 = datetime(2031, 3, 4, 2, 0, tzinfo=timezone.utc)
+    assert ask("DEF-1", "DEF-L1", day1).allowed
+    repo.defer_contact("DEF-1", event=dict(workflow_id="loan-DEF-L1", loan_id="DEF-L1", kind="contact_deferred"))
+    assert [r.status for r in repo.contacts(loan_id="DEF-L1")] == ["deferred"]
+    assert ask("DEF-2", "DEF-L2", day1).allowed          # the deferred one no longer holds the day's one SMS...
+    again = ask("DEF-1", "DEF-L1", day1)                  # ...so, asked again, it meets the cap
+    assert (again.allowed, again.rule) == (False, "daily_cap")
+    assert [r.status for r in repo.contacts(loan_id="DEF-L1")] == ["deferred"]
+    day2 = datetime(2031, 3, 5, 2, 0, tzinfo=timezone.utc)
+    allowed = ask("DEF-1", "DEF-L1", day2)
+    assert (allowed.allowed, allowed.rule) == (True, "allowed")
+    [row] = repo.contacts(loan_id="DEF-L1")
+    assert row.status == "pending" and row.at == day2     # reserved again, counted on the day it was allowed
+    assert ask("DEF-1", "DEF-L1", day2).rule == "already_allowed"  # and a rerun of that check changes nothing

@@ -306,7 +306,8 @@ def test_fault_settings_are_validated_and_reset(gw, client):
     assert r.status_code == 422 and r.json()["error"]["field"] == "error_rate"
     gw.set_faults(error_rate=0.2, latency_ms=5)
     assert client.delete("/admin/faults").json() == {
-        "error_rate": 0.0, "lost_response_rate": 0.0, "latency_ms": 0, "burst_429": 0, "retry_after_s": 1, "seed": None}
+        "error_rate": 0.0, "lost_response_rate": 0.0, "latency_ms": 0, "burst_429": 0, "retry_after_s": 1, "seed": None,
+        "visit_outside": 0}
 
 
 # ------------------------------------------------------------------ scripted calls
@@ -356,3 +357,50 @@ def test_start_in_subprocess_returns_url_and_process():
         process.terminate()
         process.wait(10)
     assert process.returncode is not None
+
+
+# ------------------------------------------------------------------ visits: the dates and hours they may take place
+
+def _windows(*spans: tuple[str, str]) -> list[dict]:
+    return [{"start": s, "end": e} for s, e in spans]
+
+
+def test_a_visit_is_booked_inside_the_dates_and_hours_it_is_sent(gw, client):
+    windows = _windows(("2031-03-04T08:00:00+08:00", "2031-03-04T21:00:00+08:00"),
+                       ("2031-03-05T08:00:00+08:00", "2031-03-05T21:00:00+08:00"))
+    r = post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows})
+    assert r.status_code == 200, r.text
+    at = dt.datetime.fromisoformat(r.json()["scheduled_for"])
+    assert dt.datetime.fromisoformat("2031-03-04T08:00:00+08:00") <= at < dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
+    # the windows are kept with the request, as sent
+    assert gw.outbox()[0]["body"]["windows"] == windows
+
+
+def test_a_window_already_past_is_not_booked(gw, client):
+    now = dt.datetime.now(dt.UTC)
+    windows = _windows(((now - dt.timedelta(days=2)).isoformat(), (now - dt.timedelta(days=1)).isoformat()),
+                       ((now + dt.timedelta(days=1)).isoformat(), (now + dt.timedelta(days=1, hours=8)).isoformat()))
+    at = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"])
+    assert now + dt.timedelta(days=1) <= at < now + dt.timedelta(days=1, hours=8)
+
+
+def test_the_visit_outside_fault_books_outside_the_windows_then_stops(gw, client):
+    windows = _windows(("2031-03-04T08:00:00+08:00", "2031-03-04T21:00:00+08:00"))
+    gw.set_faults(visit_outside=1)
+    first = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"])
+    second = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows,
+                                                                    "replaces": "VIS-1"}).json()["scheduled_for"])
+    assert first >= dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
+    assert dt.datetime.fromisoformat("2031-03-04T08:00:00+08:00") <= second < dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
+    assert gw._call("GET", "/admin/faults")["visit_outside"] == 0
+
+
+@pytest.mark.parametrize("window, field", [
+    ({"start": "2031-03-04T08:00:00", "end": "2031-03-04T21:00:00+08:00"}, "windows.0"),
+    ({"start": "2031-03-04T21:00:00+08:00", "end": "2031-03-04T08:00:00+08:00"}, "windows.0"),
+    ({"start": "tomorrow", "end": "2031-03-04T21:00:00+08:00"}, "windows.0.start"),
+])
+def test_bad_visit_windows_are_refused_naming_the_field(gw, client, window, field):
+    r = post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": [window]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert gw.outbox() == []

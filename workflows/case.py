@@ -15,14 +15,15 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
-        HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
+        GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
+        GateDecision, HoldChange, LedgerEntry, WindowClosed, base_action, case_key, for_guarantor,
     )
-    from domain import compliance
+    from domain import channels
+    from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -47,7 +48,16 @@ CHANNEL_RETRY = RetryPolicy(
 # keeps a short history, and a step's sends take one workflow task. Each one is idempotent
 # (idempotency keys, unique rows), so the re-execution after a worker crash changes nothing.
 # Backoffs longer than this wait on a durable timer instead of in the worker.
-LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=LOCAL_RETRY_SECONDS)
+# A send's attempts within one local activity (0.5 s, then 1 s apart); after them the workflow waits on its own
+# durable timer (SEND_BACKOFF, doubling up to SEND_BACKOFF_MAX) and schedules the send again with its clock, so
+# that every attempt, however late, re-checks the contact window (PATCH_SEND_RECHECK).
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0, maximum_interval=LOCAL_RETRY_THRESHOLD,
+    maximum_attempts=3, non_retryable_error_types=["InvalidRequest"],
+)
+SEND_BACKOFF = timedelta(seconds=15)
+SEND_BACKOFF_MAX = timedelta(minutes=10)
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -62,6 +72,21 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
 
 # workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
 PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
+PATCH_SEND_RECHECK = "send-rechecks-window-on-every-attempt"
+
+
+class SendDeferred(Exception):
+    """A send found the contact window closed when its attempt came: nothing went out. Carries the refusal,
+    which the step takes as the gate's (it waits until `retry_at` and asks the gate again)."""
+
+    def __init__(self, record: GateRecord) -> None:
+        super().__init__(record.reason)
+        self.record = record
+
+
+# the legal clocks counted as the law counts them (domain/legal.py): enforcement after the performance period, the
+# objection window from service, limitation restarts by day and cause, the credit report after a delivered notice
+PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
 
 
 @workflow.defn(name="CollectionCase")
@@ -73,6 +98,8 @@ class CollectionCase:
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
+        # a case whose history began before the legal clocks keeps the old counting, so that it replays as it ran
+        self.case.legal_clocks = workflow.patched(PATCH_LEGAL_CLOCKS)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
@@ -139,13 +166,21 @@ class CollectionCase:
                 refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
                                            reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
         allowed = await self._gate(step.key, gated, refusals) if gated else []
-        results = await asyncio.gather(*(
-            self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt) for action in allowed))
-        case.settle_step(idx, list(results), refusals, workflow.now())
+
+        async def send(action: str) -> ContactResult | GateRecord:
+            try:
+                return await self._act(step.key, step.stage, action, letter=step.letter, next_step=nxt)
+            except SendDeferred as deferred:  # the window closed before it went out: deferred like a gate refusal
+                return deferred.record
+
+        outs = await asyncio.gather(*(send(action) for action in allowed))
+        results = [o for o in outs if isinstance(o, ContactResult)]
+        refusals += [o for o in outs if isinstance(o, GateRecord)]
+        case.settle_step(idx, results, refusals, workflow.now())
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in compliance.LEGAL_RULES for r in refusals):
+        if any(r.rule in LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
@@ -156,7 +191,7 @@ class CollectionCase:
         """Ask the contact gate (a local activity: one marker in history) about `actions`; return the allowed ones."""
         now = workflow.now()
         decisions = await workflow.execute_local_activity(
-            "check_contacts",
+            channels.CHECK_CONTACTS,
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                       borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
                       actions=actions, now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
@@ -193,15 +228,45 @@ class CollectionCase:
             next_step=(next_step.title or next_step.key) if next_step else None,
             next_dpd=next_step.dpd if next_step else None, events=events,
         )
-        result = await workflow.execute_local_activity(
-            ACTIVITY_FOR_ACTION[base_action(action)], req, result_type=ContactResult,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=CHANNEL_RETRY,
-            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            summary=f"{step_key}: {CHANNEL_FOR_ACTION[base_action(action)]}" + (f" ({letter})" if letter else "")
-            + (" to the guarantor" if for_guarantor(action) else ""),
-        )
+        summary = (f"{step_key}: {channels.channel_of(action)}" + (f" ({letter})" if letter else "")
+                   + (" to the guarantor" if for_guarantor(action) else ""))
+        if not workflow.patched(PATCH_SEND_RECHECK):  # a case begun before: its retries as they were recorded
+            result = await workflow.execute_local_activity(
+                channels.activity_of(action), req, result_type=ContactResult,
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=CHANNEL_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD, summary=summary,
+            )
+            self._audited(events)
+            return result
+        result = await self._send(action, req.model_copy(update={"now": now, "rules": case.policy.contact}), summary)
         self._audited(events)
         return result
+
+    async def _send(self, action: str, req: ChannelRequest, summary: str) -> ContactResult:
+        """Run a send; while the gateway is down, wait on durable timers and send again with the case's clock.
+        Every attempt re-checks the contact window in the activity; a closed one raises SendDeferred."""
+        wait = SEND_BACKOFF
+        while True:
+            try:
+                return await workflow.execute_local_activity(
+                    channels.activity_of(action), req, result_type=ContactResult,
+                    start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
+                    local_retry_threshold=LOCAL_RETRY_THRESHOLD, summary=summary,
+                )
+            except FailureError as exc:  # a local activity's failure comes as the error itself or wrapped
+                cause = exc.cause if isinstance(exc, ActivityError) else exc
+                if isinstance(cause, ApplicationError) and cause.type == WINDOW_CLOSED:
+                    d = WindowClosed.model_validate(cause.details[0])
+                    raise SendDeferred(GateRecord(at=workflow.now(), step=req.step, action=action, allowed=False,
+                                                  rule=d.rule, reason=d.reason, retry_at=d.retry_at)) from None
+                delay = wait
+                if isinstance(cause, ApplicationError) and cause.type == GATEWAY_BACKOFF:
+                    delay = max(wait, timedelta(seconds=float((cause.details or [{}])[0].get("retry_after") or 0)))
+                elif isinstance(cause, ApplicationError) and cause.type in SEND_RETRY.non_retryable_error_types:
+                    raise  # the request itself is wrong: as before, not retried
+            await workflow.sleep(delay, summary=f"{summary}: gateway unavailable, sends again")
+            wait = min(wait * 2, SEND_BACKOFF_MAX)
+            req = req.model_copy(update={"now": workflow.now()})
 
     async def _record_events(self) -> None:
         """Write the case's new events (an input was just applied) to the audit trail."""
