@@ -45,6 +45,7 @@ from domain import compliance
 from domain.case import Case
 from domain.compliance import ActiveHold, Decision, PastContact
 from domain.errors import InvalidInput
+from domain.legal import LEGAL_RULES
 from domain.models import CaseInput, ContactResult, GateRecord
 from domain.money import parse_amount
 from domain.policy import Policy
@@ -331,7 +332,7 @@ class Engine:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed:
             case.close_for_borrower(closure, now)
-        if any(d.rule in compliance.LEGAL_RULES for d in refusals):
+        if any(d.rule in LEGAL_RULES for d in refusals):
             self._audit(r)
 
     def _gate(self, r: _Loan, step_key: str, actions: list[str], refusals: list[GateRecord], now: datetime) -> list[str]:

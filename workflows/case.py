@@ -155,17 +155,9 @@ class CollectionCase:
                           stage=case.steps[idx].stage)
         step = case.begin_step(idx, now)
         self._details()  # search attributes follow once the step is done: one upsert per step
-        nxt = case.steps[idx + 1] if idx + 1 < len(case.steps) else None
-        refusals: list[GateRecord] = []
-        gated = []
-        for action in case.pending_actions(idx):
-            legal = case.legal_refusal(action, now)
-            if legal is None:
-                gated.append(action)
-            else:
-                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
-                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
-        allowed = await self._gate(step.key, gated, refusals) if gated else []
+        plan = case.plan_step(idx, now)  # the actions not done yet: legal clocks' refusals, the rest to the gate
+        nxt, refusals = plan.next_step, list(plan.refusals)
+        allowed = await self._gate(step.key, plan.gated, refusals) if plan.gated else []
 
         async def send(action: str) -> ContactResult | GateRecord:
             try:
