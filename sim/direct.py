@@ -495,8 +495,7 @@ class Engine:
         c = _Contact(r.loan_id, "operator", channel, channel, at=e.at, bundle=f"{r.workflow_id}:operator",
                      status="delivered", outcome=outcome)
         self.gate.contacts[r.ln.borrower_id].append(c)
-        r.contacts.append(c)
-        r.inbox.append((r.read_day, c.at, c.action, c.status, c.outcome or ""))
+        r.contacts.append(c)  # not to the borrower's inbox: sim.run skips these rows too (OPERATOR_STEP)
 
     def _collect(self, r: _Loan) -> None:
         out, s, case = self.out, r.case.state, r.case

@@ -111,8 +111,8 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
     enforcement = {a: set() for a in ARMS}
     for r in data["contacts"]:
         arm = arm_of.get(r.loan_id)
-        if arm is None or r.status != "delivered":
-            continue
+        if arm is None or r.status != "delivered" or r.step == "operator":
+            continue  # an operator's recorded outcome of a visit or call already counted as that visit or call
         base = r.action.split("@", 1)[0]
         if r.at is not None:
             steps_of[r.loan_id].append((_aware(r.at), r.step))

@@ -48,6 +48,9 @@ from sim.behaviour import Action, Borrower, call_script
 from sim.generate import SimLoan, guarantor_row, loan_rng, portfolio
 
 TASK_QUEUE = "simulation"
+# contact rows an operator's recorded call or visit outcome adds to the ledger (activities: step "operator"); the
+# simulated borrower made them, by its own visit report: showing them to it again as a visit started a loop of reports
+OPERATOR_STEP = "operator"
 CHECKPOINT_TZ = "Asia/Shanghai"
 CHECKPOINT_AT = dtime(11, 0)          # 09:00 in Urumqi, 11:00 in Hong Kong: inside every contact window
 MAX_DRIFT = timedelta(hours=7)
@@ -207,11 +210,13 @@ class Simulation:
         ids = ",".join(str(i) for i in sorted(self.pending)) or "-1"
         with engine.connect() as conn:
             rows = conn.execute(text(
-                f"SELECT id, loan_id, action, status, outcome, at FROM contact_attempts "
+                f"SELECT id, loan_id, step, action, status, outcome, at FROM contact_attempts "
                 f"WHERE id > :w OR id IN ({ids})"), {"w": self.watermark}).all()
         out: dict[str, list[tuple]] = defaultdict(list)
         for r in rows:
             self.watermark = max(self.watermark, r.id)
+            if r.step == OPERATOR_STEP:
+                continue  # a conversation the borrower's own input recorded (a visit report): not a new contact to answer
             if r.status == "pending":
                 self.pending.add(r.id)
                 continue
