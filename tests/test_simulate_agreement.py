@@ -9,7 +9,7 @@ machine (load average about 8): 255 s, of which the real workflows 249 s and the
 For every loan, both engines must give the same final status and outcome, total paid, steps done and
 contact counts. The per-loan figures are identical by construction (the same Case, run loop, gate rules,
 call rule and borrowers); what may differ between the engines is listed in KNOWN_DIFFERENCES with the
-reason and a bound, and checked against it.
+reason and a bound, and checked against it (the gate's spacing after an operator-recorded conversation).
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ KNOWN_DIFFERENCES = {
     "run.last_checkpoint": "the drift again",
     "run.wall_seconds, run.wall_breakdown": "the point of the direct engine",
     "run.engine": "which engine ran",
+    # An operator-recorded visit or call outcome joins the contact ledger through the update's audit activity; a step
+    # the update makes due runs in the same workflow task, and its gate check (another local activity) may run before
+    # that row is written, so the real gate may not yet count the conversation for the 60-minute spacing. The direct
+    # engine writes the row at once, and refuses such a step's contacts for an hour more (min_interval): the same
+    # contacts go out an hour later, so every per-loan figure stays identical. Bounded below.
+    "arms.*.refusals, arms.*.refusals_by_rule.min_interval": "the gate's race with the update's audit activity",
 }
+SPACING_SLACK = (5, 0.01)   # at most this many more min_interval refusals in the direct engine, or this share of all
 
 
 def _diff(real: dict, direct: dict) -> list[str]:
@@ -79,7 +86,17 @@ async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property
     assert sum(1 for f in finals if "bureau_report" in f["steps_done"]) > 5
 
     # the report's figures per policy agree too (they are computed from the same rows), and so do the inputs
-    assert real["arms"] == direct["arms"]
+    differ = {(arm, k): (v, direct["arms"][arm].get(k)) for arm, fig in real["arms"].items() for k, v in fig.items()
+              if direct["arms"][arm].get(k) != v}
+    assert {k for _, k in differ} <= {"refusals", "refusals_by_rule"}, differ
+    for arm in {arm for arm, _ in differ}:
+        a, b = real["arms"][arm], direct["arms"][arm]
+        other = {r for r in set(a["refusals_by_rule"]) | set(b["refusals_by_rule"])
+                 if a["refusals_by_rule"].get(r) != b["refusals_by_rule"].get(r)}
+        assert other <= {"min_interval"}, (arm, other)
+        extra = b["refusals_by_rule"].get("min_interval", 0) - a["refusals_by_rule"].get("min_interval", 0)
+        assert extra == b["refusals"] - a["refusals"]
+        assert 0 <= extra <= max(SPACING_SLACK[0], SPACING_SLACK[1] * a["refusals"]), (arm, extra)
     assert real["inputs"] == direct["inputs"] and real["rejected"] == direct["rejected"]
     differing = {k for k in real["run"] if real["run"][k] != direct["run"].get(k)}
     assert differing <= {"checkpoint_drift", "last_checkpoint", "wall_seconds", "wall_breakdown", "engine"}, differing
