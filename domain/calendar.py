@@ -12,6 +12,7 @@ the file releases what waited for it without a restart). No other I/O; pure othe
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -19,7 +20,11 @@ from pathlib import Path
 
 from domain.errors import InvalidInput
 
-CALENDAR_DIR = Path(__file__).resolve().parent.parent / "policies" / "calendars"
+OFFICIAL_DIR = Path(__file__).resolve().parent.parent / "policies" / "calendars"
+# The folder read: the official files. COLLECTIONS_CALENDAR_DIR names another folder, for the test suite only (its
+# time-skipping clock runs years ahead, into years whose notice is not out: tests/conftest.py puts test-only
+# stand-ins for those beside copies of the official files). Production never sets it.
+CALENDAR_DIR = Path(os.environ.get("COLLECTIONS_CALENDAR_DIR") or OFFICIAL_DIR)
 WARN_FROM = (11, 1)  # from 1 November, a missing file for next year is warned about (notices come out Oct-Dec)
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -22,6 +26,7 @@ from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
 from db.repo import Repo
+from domain import calendar
 from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy, parse_policy
@@ -48,6 +53,46 @@ TEST_KEY_ID = "test-only-2026"
 os.environ["PAYLOAD_KEYS"] = f"{TEST_KEY_ID}:VEVTVCBPTkxZIC0gbmV2ZXIgdXNlIHRoaXMga2V5ISE="
 os.environ["PAYLOAD_KEY_ID"] = TEST_KEY_ID
 DATA_CONVERTER = codec.data_converter(codec.Keyring.from_env())
+
+# The test server's clock starts today and runs years ahead as the suite skips time, into years whose State Council
+# notice is not out. The gate and the legal clocks fail closed in such a year (domain/calendar.py), which is right in
+# production and tested as such (tests/test_calendar.py, each with a folder of its own). For everything else the
+# suite reads a folder holding copies of the official files and, for every later year up to 2075, a TEST ONLY
+# stand-in (1 January the only holiday, weekends rest days), never in policies/calendars/. The processes the tests
+# start read it through COLLECTIONS_CALENDAR_DIR.
+TEST_ONLY_CALENDAR = """# TEST ONLY: a stand-in for a year whose notice is not on file; not from any notice.
+year = {year}
+
+[source]
+title = "国务院办公厅关于{year}年部分节假日安排的通知"
+number = "TEST-ONLY"
+date = {prev}-11-01
+
+[[breaks]]
+name = "元旦"
+notice = "test only"
+days = 1
+rest = [{year}-01-01]
+working = []
+"""
+
+
+def _suite_calendars() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="lc-calendars-"))
+    atexit.register(shutil.rmtree, folder, True)
+    official = sorted(calendar.OFFICIAL_DIR.glob("cn-*.toml"))
+    for f in official:
+        shutil.copy(f, folder)
+    last = max(int(f.stem.split("-")[1]) for f in official)
+    for year in range(last + 1, 2076):
+        (folder / f"cn-{year}.toml").write_text(TEST_ONLY_CALENDAR.format(year=year, prev=year - 1), encoding="utf-8")
+    return folder
+
+
+SUITE_CALENDARS = _suite_calendars()
+os.environ["COLLECTIONS_CALENDAR_DIR"] = str(SUITE_CALENDARS)
+calendar.CALENDAR_DIR = SUITE_CALENDARS
+calendar.clear_cache()
 
 
 def open_hours(policy):

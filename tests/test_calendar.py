@@ -125,7 +125,9 @@ def test_the_holidays_package_agrees_where_it_speaks():
 
 # ---------------------------------------------------------------- a missing year fails closed
 
-def test_a_year_with_no_file_raises_calendar_missing():
+def test_a_year_with_no_file_raises_calendar_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)  # the suite's folder has test-only stand-ins for later years
+    cal.clear_cache()
     with pytest.raises(cal.CalendarMissing) as e:
         cal.is_rest_day(date(2031, 3, 3))
     assert e.value.year == 2031 and e.value.path.name == "cn-2031.toml"

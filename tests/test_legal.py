@@ -53,6 +53,17 @@ def calendar_2028(tmp_path, monkeypatch):
     calendar.clear_cache()
 
 
+@pytest.fixture
+def only_2026(tmp_path, monkeypatch):
+    """2026's official file alone: the years after it have no file (the suite's own folder has test-only stand-ins
+    for them, tests/conftest.py)."""
+    (tmp_path / "cn-2026.toml").write_text(calendar.calendar_path(2026).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(calendar, "CALENDAR_DIR", Path(tmp_path))
+    calendar.clear_cache()
+    yield
+    calendar.clear_cache()
+
+
 # ---------------------------------------------------------------- counting
 
 def test_the_start_day_is_not_counted_and_the_last_day_ends_at_24_00():
@@ -79,6 +90,7 @@ def test_a_period_of_years_ends_on_the_corresponding_day_or_the_months_last_day(
     assert legal.nominal_last_day(date(2024, 2, 29), years=2) == date(2026, 2, 28)  # 民法典 art. 202
 
 
+@pytest.mark.usefixtures("only_2026")
 def test_a_missing_calendar_year_leaves_the_end_unknown():
     p = legal.period(date(2026, 12, 25), SH, days=15)  # ends in 2027, no file
     assert p.nominal == date(2027, 1, 9) and p.last_day is None and p.ends is None
@@ -110,6 +122,7 @@ def test_a_payment_order_without_its_service_date_or_with_an_objection_never_enf
     assert d.rule == "payment_order_objection" and d.final
 
 
+@pytest.mark.usefixtures("only_2026")
 def test_an_objection_window_ending_in_a_year_with_no_calendar_fails_closed():
     d = check("enforcement", at(date(2027, 1, 12)), payment_order=True, served_on=date(2026, 12, 25))
     assert d.rule == "calendar_missing" and not d.final and "cn-2027.toml" in d.reason
@@ -138,6 +151,7 @@ def test_enforcement_is_refused_after_two_years_from_the_performance_periods_las
     assert d.rule == "enforcement_deadline" and d.final and "2028-06-12" in d.reason and "art. 250" in d.reason
 
 
+@pytest.mark.usefixtures("only_2026")
 def test_the_enforcement_deadline_in_a_year_with_no_calendar_is_never_declared_run_out():
     kw = dict(judgment=True, effective_on=date(2026, 5, 20), performance_ends=date(2026, 6, 10))
     assert check("enforcement", at(date(2028, 6, 10), 12), **kw) is None  # before the nominal end: known open

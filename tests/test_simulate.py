@@ -28,21 +28,7 @@ ARGS = dict(loans=40, days=120, seed=11)
 # The real workflows' clock starts in the future (1 January next year), and a year with no official calendar file
 # is refused every contact (the gate fails closed). Until that year's notice is out and transcribed, the runs on the
 # real workflows use this stand-in: TEST ONLY, not transcribed from any notice, never in policies/calendars/.
-TEST_ONLY_CALENDAR = """# TEST ONLY: a stand-in for a year whose notice is not on file; not from any notice.
-year = {year}
-
-[source]
-title = "国务院办公厅关于{year}年部分节假日安排的通知"
-number = "TEST-ONLY"
-date = {prev}-11-01
-
-[[breaks]]
-name = "元旦"
-notice = "test only"
-days = 1
-rest = [{year}-01-01]
-working = []
-"""
+from tests.conftest import TEST_ONLY_CALENDAR  # noqa: E402 - the suite's stand-in for a year with no notice
 # runs starter.py with domain.calendar reading the folder given as the first argument
 WITH_CALENDARS = ("import runpy, sys; from pathlib import Path; import domain.calendar as c; "
                   "c.CALENDAR_DIR = Path(sys.argv.pop(1)); sys.argv[0] = 'starter.py'; "
