@@ -174,8 +174,11 @@ class CaseActivities:
         channel = spec.channel
         recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
+        if recipient_id is None:  # a guarantor's letter on a request that names no guarantor: nobody to send it to
+            return await self._failed(req, channel, "the loan names no guarantor", lg)
         scheduled = activity.info().current_attempt_scheduled_time
-        rechecked = req.now is not None and req.rules is not None  # sent by a case that re-checks every attempt
+        rules = req.rules if req.now is not None else None  # sent by a case that re-checks every attempt
+        rechecked = rules is not None
         now = _attempt_now(req) if rechecked else None
 
         def today_for(borrower) -> date:
@@ -201,9 +204,9 @@ class CaseActivities:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
         if spec.needs and not getattr(borrower, spec.needs):
             return await self._failed(req, channel, f"borrower has no {spec.needs} on record", lg)
-        if rechecked:
+        if rules is not None and now is not None:
             # every attempt of a timed send, not only the first, goes out only inside the window and on a contact day
-            refused = visits.time_refusal(channel, now, borrower.timezone, req.rules)
+            refused = visits.time_refusal(channel, now, borrower.timezone, rules)
             if refused is not None:
                 await asyncio.to_thread(self.repo.defer_contact, req.idempotency_key, event=dict(
                     workflow_id=req.workflow_id, loan_id=req.loan_id, kind="contact_deferred",

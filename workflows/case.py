@@ -138,7 +138,7 @@ class CollectionCase:
             await self._sleep_until(case.wake_at(), now)
         await workflow.wait_condition(workflow.all_handlers_finished)
         metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
-                      outcome=case.state.outcome)
+                      outcome=case.state.outcome or "none")  # the loop ends closed: an outcome is set
         # undo what a closed case must (credit report correction, agency recall) while recording the closure
         await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in case.closing_actions()),
                              self._record_closed())
@@ -275,7 +275,7 @@ class CollectionCase:
                 delay = wait
                 if isinstance(cause, ApplicationError) and cause.type == GATEWAY_BACKOFF:
                     delay = max(wait, timedelta(seconds=float((cause.details or [{}])[0].get("retry_after") or 0)))
-                elif isinstance(cause, ApplicationError) and cause.type in SEND_RETRY.non_retryable_error_types:
+                elif isinstance(cause, ApplicationError) and cause.type in (SEND_RETRY.non_retryable_error_types or ()):
                     raise  # the request itself is wrong: as before, not retried
             await workflow.sleep(delay, summary=f"{summary}: gateway unavailable, sends again")
             wait = min(wait * 2, SEND_BACKOFF_MAX)
