@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import date, datetime, timedelta, timezone
+from typing import Literal
 
 import structlog
 from temporalio import activity
@@ -55,6 +56,11 @@ def _bound(**kw):
     info = activity.info()
     return log.bind(workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type,
                     attempt=info.attempt, **kw)
+
+
+# a contact row's finished status as a ContactResult's (KeyError names any other, as validation did)
+_FINISHED: dict[str, Literal["delivered", "failed", "refused"]] = {"delivered": "delivered", "failed": "failed",
+                                                                  "refused": "refused"}
 
 
 def _attempt_now(req: ChannelRequest) -> datetime:
@@ -107,8 +113,8 @@ class CaseActivities:
                                     loan_id=check.loan_id, step=check.step, action=a,
                                     channel=channels.channel_of(a)) for a in actions]
             decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
-            out += [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason,
-                                 retry_at=d.retry_at, final=d.final) for q, d in zip(requests, decisions)]
+            out += [GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason,
+                                 retry_at=d.retry_at, final=d.final) for a, d in zip(actions, decisions)]
         for d in out:
             if not d.allowed:
                 metrics.count(activity.metric_meter(), "collections_refusals", "Contacts refused, by rule", rule=d.rule)
@@ -198,7 +204,7 @@ class CaseActivities:
                                               retry_at=now or scheduled))
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
-            return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
+            return ContactResult(action=req.action, channel=channel, status=_FINISHED[row.status], outcome=row.outcome,
                                  reason=row.reason, reference=row.reference)
         if borrower is None:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)

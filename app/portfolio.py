@@ -197,9 +197,11 @@ def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> Impor
     loan_id = v["loan_id"] or None
     if errors:
         return [Rejection(line=line, column=c, reason=r, loan_id=loan_id) for c, r in errors]
+    assert due is not None and policy is not None  # both set whenever no error was found
     try:
         inp = CaseInput(loan_id=v["loan_id"], borrower_id=v["borrower_id"], currency=v["currency"], due_date=due,
-                        timezone=v["timezone"], segment=segment, product=product, policy=policy, **amounts)
+                        timezone=v["timezone"], segment=segment, product=product, policy=policy,
+                        principal=amounts["principal"], interest=amounts["interest"], fees=amounts["fees"])
     except ValidationError as exc:
         col, reason = field_and_reason(exc.errors())
         return [Rejection(line=line, column=col, reason=reason, loan_id=loan_id)]

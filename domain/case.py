@@ -20,7 +20,7 @@ from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
-    Balances, CaseInput, CaseState, CaseStatus, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, LegalClock,
+    Balances, CaseInput, CaseState, CaseStatus, CaseStatusName, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, LegalClock,
     LimitationRestart, NextAction, Outcome, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, Plan, PlanIn, PlanResult, Promise,
     PromiseIn, ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
 )
@@ -117,7 +117,7 @@ class Case:
             return f"promise to pay {self.money(promise.amount)} by {promise.date}"
         return None
 
-    def status_name(self) -> str:
+    def status_name(self) -> CaseStatusName:
         if self.state.closed:
             return "closed"
         return "paused" if self.pause_reason() else "active"
@@ -482,10 +482,10 @@ class Case:
         last = s.limitation_restarts[-1] if s.limitation_restarts else None
         out = []
         for c in legal.clocks(self.legal_facts(), self.policy.legal):
-            extra = {}
-            if c.name == "limitation" and last is not None and last.on == self.limitation_start():
-                extra = dict(restarted_on=last.on, restart_cause=last.cause)
-            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note, **extra))
+            restart = last if c.name == "limitation" and last is not None and last.on == self.limitation_start() else None
+            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note,
+                                  restarted_on=restart.on if restart else None,
+                                  restart_cause=restart.cause if restart else None))
         if s.dispute_answer_due is not None:
             out.append(LegalClock(name="bureau_dispute_answer", kind="ends", at=s.dispute_answer_due, source=legal.SRC_DISPUTE))
         return out
@@ -970,13 +970,13 @@ class Case:
             self.restart_limitation("lawsuit filed", self.clock.today(now), now)  # 民法典 art. 195(三)
         if o.outcome == "objection_filed":
             s.objection = True
-        if o.outcome == "enforcement_result":
+        if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
             n = 1
             while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
                 n += 1
             self.apply_payment(PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount,
                                          currency=self.inp.currency), now)
-        if o.outcome == "promise":
+        if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":
             self._hold(HoldIn(kind="dispute", reference=f"{o.kind} outcome"), now)

@@ -207,7 +207,7 @@ class CollectionCase:
             channels.CHECK_CONTACTS,
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                       borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-                      actions=actions, now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
+                      actions=[channels.action_name(a) for a in actions], now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
             result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
@@ -232,8 +232,8 @@ class CollectionCase:
         events = self.case.unaudited()
         req = ChannelRequest(
             workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key, action=action,
-            idempotency_key=f"{self.case_key}:{step_key}:{action}",
+            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
+            action=channels.action_name(action), idempotency_key=f"{self.case_key}:{step_key}:{action}",
             policy=case.policy.name, stage=stage, dpd=case.dpd(now), currency=self.inp.currency,
             outstanding={"principal": case.amount(b.principal), "interest": case.amount(b.interest),
                          "fees": case.amount(b.fees), "total": case.amount(b.total)},
@@ -295,6 +295,7 @@ class CollectionCase:
 
     async def _record_closed(self) -> None:
         s = self.case.state
+        assert s.outcome is not None and s.closed_at is not None  # recorded once the case has closed
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_CASE_CLOSED,
@@ -516,6 +517,7 @@ class CollectionCase:
     async def _ledger_reversal(self, payment_id: str, reopened: bool = False) -> None:
         """Write a payment reversal to the ledger (exactly once: the payment id is its key there)."""
         case, rec = self.case, self.case.state.payments[payment_id]
+        assert rec.reversed_at is not None  # written once the reversal was applied
         events = case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REVERSAL,
