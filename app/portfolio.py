@@ -241,7 +241,8 @@ def read_portfolio(path: str | Path, policy: str | None = None) -> Generator[Imp
     return _rows(f, lines, reader, index, choose)
 
 
-def _rows(f, lines: _Lines, reader, index: dict[str, int], choose: _PolicyChooser) -> Generator[ImportRow | list[Rejection], None, None]:
+def _rows(f, lines: _Lines, reader, index: dict[str, int],
+          choose: _PolicyChooser) -> Generator[ImportRow | list[Rejection], None, None]:
     seen: dict[str, int] = {}
     width = len(index)
     try:

@@ -20,9 +20,9 @@ from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
-    Balances, CaseInput, CaseState, CaseStatus, CaseStatusName, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, LegalClock,
-    LimitationRestart, NextAction, Outcome, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, Plan, PlanIn, PlanResult, Promise,
-    PromiseIn, ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
+    Balances, CaseInput, CaseState, CaseStatus, CaseStatusName, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn,
+    LegalClock, LimitationRestart, NextAction, Outcome, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, Plan, PlanIn,
+    PlanResult, Promise, PromiseIn, ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline

@@ -207,7 +207,8 @@ class CollectionCase:
             channels.CHECK_CONTACTS,
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                       borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-                      actions=[channels.action_name(a) for a in actions], now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
+                      actions=[channels.action_name(a) for a in actions], now=now, rules=self.case.policy.contact,
+                      day_seconds=self.case.policy.day_seconds),
             result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
