@@ -124,18 +124,18 @@ class CollectionCase:
             await self._ledger_reversal(self._reopened, reopened=True)
         while True:
             now = workflow.now()
-            case.tick(now)
+            move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
-            if case.state.closed:
+            if move.closes:
                 break
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.inp.model_copy(update={"state": case.state}))
-            idx = case.due_step(now)
-            if idx is not None:
-                await self._run_step(idx)
+            if move.runs_step:
+                assert move.step is not None  # a step move names its step
+                await self._run_step(move.step)
                 continue
-            await self._sleep_until(case.wake_at(), now)
+            await self._sleep_until(move.until, now)
         await workflow.wait_condition(workflow.all_handlers_finished)
         metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
                       outcome=case.state.outcome or "none")  # the loop ends closed: an outcome is set
@@ -150,9 +150,9 @@ class CollectionCase:
         return info.is_continue_as_new_suggested() or (limit is not None and info.get_current_history_length() > limit)
 
     async def _sleep_until(self, wake: datetime | None, now: datetime) -> None:
-        """Sleep until the next deadline, or until an update changes the case."""
+        """Sleep until `wake` (at least a second ahead: Case.next_move), or until an update changes the case."""
         self._changed = False
-        timeout = None if wake is None else max(wake - now, timedelta(seconds=1))
+        timeout = None if wake is None else wake - now
         try:
             await workflow.wait_condition(lambda: self._changed, timeout=timeout,
                                           timeout_summary=self.case.next_action().what[:200])
@@ -168,17 +168,9 @@ class CollectionCase:
                           stage=case.steps[idx].stage)
         step = case.begin_step(idx, now)
         self._details()  # search attributes follow once the step is done: one upsert per step
-        nxt = case.steps[idx + 1] if idx + 1 < len(case.steps) else None
-        refusals: list[GateRecord] = []
-        gated = []
-        for action in case.pending_actions(idx):
-            legal = case.legal_refusal(action, now)
-            if legal is None:
-                gated.append(action)
-            else:
-                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
-                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
-        allowed = await self._gate(step.key, gated, refusals) if gated else []
+        plan = case.plan_step(idx, now)  # the actions not done yet: legal clocks' refusals, the rest to the gate
+        nxt, refusals = plan.next_step, list(plan.refusals)
+        allowed = await self._gate(step.key, plan.gated, refusals) if plan.gated else []
 
         async def send(action: str) -> ContactResult | GateRecord:
             try:
