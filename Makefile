@@ -1,7 +1,8 @@
 # Loan collections on Temporal: the README's commands.
 #
 #   make demo    virtualenv + install, local stack in the background, demo portfolio, the addresses
-#   make test    virtualenv + install, the whole test suite
+#   make test    virtualenv + install, lint and types (make lint), then the whole test suite
+#   make lint    ruff (lint and format check) and mypy (the packages in pyproject.toml [tool.mypy] files)
 #   make up      the local stack in the foreground (Ctrl-C stops all of it)
 #   make down    stop a background stack
 #
@@ -21,10 +22,10 @@ PYTHON := $(shell for p in python3 python3.14 python3.13 python3.12 python3.11; 
 	then echo $$p; break; fi; done)
 endif
 
-.PHONY: help venv demo up down status test worker clean distclean
+.PHONY: help venv demo up down status lint test worker clean distclean
 
 help:
-	@sed -n '3,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(STAMP)
 
@@ -58,7 +59,13 @@ down:
 status: venv
 	@$(PY) -m devstack.stack status || true
 
-test: venv
+# Lint and format check (ruff) and types (mypy, its packages from pyproject.toml); make test runs it first.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: venv lint
 	$(PY) -m pytest -q
 
 worker: venv

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import date, datetime, timedelta, timezone
+from typing import Literal
 
 import structlog
 from temporalio import activity
@@ -55,6 +56,11 @@ def _bound(**kw):
     info = activity.info()
     return log.bind(workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type,
                     attempt=info.attempt, **kw)
+
+
+# a contact row's finished status as a ContactResult's (KeyError names any other, as validation did)
+_FINISHED: dict[str, Literal["delivered", "failed", "refused"]] = {"delivered": "delivered", "failed": "failed",
+                                                                  "refused": "refused"}
 
 
 def _attempt_now(req: ChannelRequest) -> datetime:
@@ -107,8 +113,8 @@ class CaseActivities:
                                     loan_id=check.loan_id, step=check.step, action=a,
                                     channel=channels.channel_of(a)) for a in actions]
             decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
-            out += [GateDecision(action=q.action, allowed=d.allowed, rule=d.rule, reason=d.reason,
-                                 retry_at=d.retry_at, final=d.final) for q, d in zip(requests, decisions)]
+            out += [GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason,
+                                 retry_at=d.retry_at, final=d.final) for a, d in zip(actions, decisions)]
         for d in out:
             if not d.allowed:
                 metrics.count(activity.metric_meter(), "collections_refusals", "Contacts refused, by rule", rule=d.rule)
@@ -174,8 +180,11 @@ class CaseActivities:
         channel = spec.channel
         recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
         lg = _bound(loan_id=req.loan_id, step=req.step, action=req.action, channel=channel)
+        if recipient_id is None:  # a guarantor's letter on a request that names no guarantor: nobody to send it to
+            return await self._failed(req, channel, "the loan names no guarantor", lg)
         scheduled = activity.info().current_attempt_scheduled_time
-        rechecked = req.now is not None and req.rules is not None  # sent by a case that re-checks every attempt
+        rules = req.rules if req.now is not None else None  # sent by a case that re-checks every attempt
+        rechecked = rules is not None
         now = _attempt_now(req) if rechecked else None
 
         def today_for(borrower) -> date:
@@ -195,15 +204,15 @@ class CaseActivities:
                                               retry_at=now or scheduled))
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
-            return ContactResult(action=req.action, channel=channel, status=row.status, outcome=row.outcome,
+            return ContactResult(action=req.action, channel=channel, status=_FINISHED[row.status], outcome=row.outcome,
                                  reason=row.reason, reference=row.reference)
         if borrower is None:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
         if spec.needs and not getattr(borrower, spec.needs):
             return await self._failed(req, channel, f"borrower has no {spec.needs} on record", lg)
-        if rechecked:
+        if rules is not None and now is not None:
             # every attempt of a timed send, not only the first, goes out only inside the window and on a contact day
-            refused = visits.time_refusal(channel, now, borrower.timezone, req.rules)
+            refused = visits.time_refusal(channel, now, borrower.timezone, rules)
             if refused is not None:
                 await asyncio.to_thread(self.repo.defer_contact, req.idempotency_key, event=dict(
                     workflow_id=req.workflow_id, loan_id=req.loan_id, kind="contact_deferred",

@@ -8,6 +8,7 @@ hours, these answers learn with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from domain import compliance
@@ -20,7 +21,16 @@ _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(days=1)
 
 
-def time_refusal(channel: str, now: datetime, tz: str, rules: ContactRules) -> compliance.Decision | None:
+@dataclass(frozen=True)
+class TimeRefusal:
+    """The gate's refusal on time grounds, with the time to ask again (always known)."""
+
+    rule: str
+    reason: str
+    retry_at: datetime
+
+
+def time_refusal(channel: str, now: datetime, tz: str, rules: ContactRules) -> TimeRefusal | None:
     """The gate's refusal of a contact through `channel` at `now` on time grounds alone; None if the time is allowed.
 
     A refusal always carries `retry_at` (the next opening the gate names, or a day later when it names none)."""
@@ -31,8 +41,8 @@ def time_refusal(channel: str, now: datetime, tz: str, rules: ContactRules) -> c
     if d.allowed:
         return None
     if d.retry_at is None or d.retry_at <= now:
-        return compliance.Decision(False, d.rule, d.reason, now + _DAY, d.final, d.inputs)
-    return d
+        return TimeRefusal(d.rule, d.reason, now + _DAY)
+    return TimeRefusal(d.rule, d.reason, d.retry_at)
 
 
 def visit_windows(now: datetime, tz: str, rules: ContactRules, days: int = VISIT_HORIZON_DAYS) -> list[tuple[datetime, datetime]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -48,7 +48,7 @@ def check_id(value: str, field: str = "loan_id") -> str:
     return value
 
 
-def field_and_reason(errors: list[dict], skip: tuple[str, ...] = ()) -> tuple[str, str]:
+def field_and_reason(errors: Sequence[Mapping[str, Any]], skip: tuple[str, ...] = ()) -> tuple[str, str]:
     """The first pydantic error as (field, reason), in words an operator reads."""
     err = errors[0]
     loc = [str(p) for p in err.get("loc", ()) if str(p) not in skip]

@@ -259,7 +259,7 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
             raise BadInput("payment_id", f"{p.payment_id} was already recorded with amount {known.currency} "
                            f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused")
         if known.status == "unapplied" or run is None or known.recorded_at < run.started_at:
-            status = "unapplied" if known.status == "unapplied" else "applied"
+            status: Literal["applied", "unapplied"] = "unapplied" if known.status == "unapplied" else "applied"
             return PaymentOutcome(
                 payment_id=p.payment_id, loan_id=loan_id, status=status, duplicate=True,
                 amount=format_amount(minor, p.currency), currency=p.currency,

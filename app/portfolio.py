@@ -7,7 +7,7 @@ import codecs
 import csv
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,9 +197,11 @@ def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> Impor
     loan_id = v["loan_id"] or None
     if errors:
         return [Rejection(line=line, column=c, reason=r, loan_id=loan_id) for c, r in errors]
+    assert due is not None and policy is not None  # both set whenever no error was found
     try:
         inp = CaseInput(loan_id=v["loan_id"], borrower_id=v["borrower_id"], currency=v["currency"], due_date=due,
-                        timezone=v["timezone"], segment=segment, product=product, policy=policy, **amounts)
+                        timezone=v["timezone"], segment=segment, product=product, policy=policy,
+                        principal=amounts["principal"], interest=amounts["interest"], fees=amounts["fees"])
     except ValidationError as exc:
         col, reason = field_and_reason(exc.errors())
         return [Rejection(line=line, column=col, reason=reason, loan_id=loan_id)]
@@ -207,7 +209,7 @@ def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> Impor
     return ImportRow(line=line, inp=inp, contact=contact, product=product)
 
 
-def read_portfolio(path: str | Path, policy: str | None = None) -> Iterator[ImportRow | list[Rejection]]:
+def read_portfolio(path: str | Path, policy: str | None = None) -> Generator[ImportRow | list[Rejection], None, None]:
     """Stream a portfolio CSV: one validated ImportRow, or the row's rejections, per data row.
 
     Reads the file row by row and never holds it whole. A missing or unreadable file, a bad
@@ -239,7 +241,8 @@ def read_portfolio(path: str | Path, policy: str | None = None) -> Iterator[Impo
     return _rows(f, lines, reader, index, choose)
 
 
-def _rows(f, lines: _Lines, reader, index: dict[str, int], choose: _PolicyChooser) -> Iterator[ImportRow | list[Rejection]]:
+def _rows(f, lines: _Lines, reader, index: dict[str, int],
+          choose: _PolicyChooser) -> Generator[ImportRow | list[Rejection], None, None]:
     seen: dict[str, int] = {}
     width = len(index)
     try:
@@ -294,7 +297,7 @@ def _upsert(repo, batch: list[ImportRow]) -> None:
     """Borrowers and loans of a batch in one transaction (insert, or update what the file says)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from db.tables import BorrowerRow, LoanRow, utcnow
+    from db.tables import BorrowerRow, LoanRow, table_of, utcnow
 
     now = utcnow()
     borrowers: dict[str, dict[str, Any]] = {}
@@ -307,12 +310,12 @@ def _upsert(repo, batch: list[ImportRow]) -> None:
                   product=r.inp.product, segment=r.inp.segment, policy=r.inp.policy.name, updated_at=now)
              for r in batch]
     with repo.session() as s:
-        dialect = postgresql if s.bind.dialect.name == "postgresql" else sqlite
-        b = dialect.insert(BorrowerRow.__table__)
+        dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+        b = dialect.insert(table_of(BorrowerRow))
         s.execute(b.on_conflict_do_update(index_elements=["id"], set_={k: b.excluded[k] for k in
                   ("name", "phone", "email", "address", "timezone", "updated_at")}),
                   [{**row, "created_at": now, "language": "zh", "id_number": None} for row in borrowers.values()])
-        ln = dialect.insert(LoanRow.__table__)
+        ln = dialect.insert(table_of(LoanRow))
         s.execute(ln.on_conflict_do_update(index_elements=["id"], set_={k: ln.excluded[k] for k in
                   ("borrower_id", "currency", "principal", "interest", "fees", "due_date", "product", "segment",
                    "policy", "updated_at")}),
@@ -331,6 +334,8 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
     """
     if not 1 <= concurrency <= 500:
         raise BadInput("concurrency", f"{concurrency} is not between 1 and 500")
+    if client is None and not dry_run:
+        raise BadInput("client", "a Temporal client is needed to start cases (only a dry run goes without)")
     rows = read_portfolio(path, policy)  # header, file and policy errors raise here, before any change
     summary = ImportSummary(file=str(path), dry_run=dry_run)
     started_at = time.perf_counter()
@@ -347,7 +352,7 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
 
     queue: asyncio.Queue[ImportRow | None] = asyncio.Queue(maxsize=concurrency * 2)
 
-    async def starter() -> None:
+    async def starter(client: Client) -> None:
         while (row := await queue.get()) is not None:
             try:
                 if await start_case(client, row.inp, task_queue):
@@ -362,7 +367,7 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
                                                         loan_id=row.inp.loan_id))
             tick(1)
 
-    workers = [] if dry_run else [asyncio.create_task(starter()) for _ in range(concurrency)]
+    workers = [] if dry_run or client is None else [asyncio.create_task(starter(client)) for _ in range(concurrency)]
     batch: list[ImportRow] = []
 
     async def flush() -> None:

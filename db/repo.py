@@ -7,22 +7,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, cast, overload
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 from db.tables import (
-    BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentReversalRow, PaymentRow, utcnow,
+    BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentReversalRow, PaymentRow, table_of, utcnow,
 )
 
 
-def _insert(engine_or_session, model: type[SQLModel]):
-    name = (engine_or_session.bind if isinstance(engine_or_session, Session) else engine_or_session).dialect.name
-    return (postgresql if name == "postgresql" else sqlite).insert(model.__table__)
+def _insert(session: Session, model: type[SQLModel]) -> Any:
+    """The dialect's INSERT (PostgreSQL's or SQLite's: both have ON CONFLICT) of `model`'s table. `Any`: the two
+    dialects' Insert classes share no base with on_conflict_do_nothing/_update, and callers use both."""
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table_of(model))
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
+@overload
+def _aware(value: datetime | None) -> datetime | None: ...
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     if value is not None and value.tzinfo is None:
@@ -64,11 +71,12 @@ class Repo:
     def other_loans(self, loan_id: str) -> list[str]:
         """The ids of the other loans of this loan's borrower."""
         with self.session() as s:
-            borrower = s.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
+            borrower = s.scalar(select(col(LoanRow.borrower_id)).where(col(LoanRow.id) == loan_id))
             if borrower is None:
                 return []
-            return list(s.scalars(select(LoanRow.id).where(LoanRow.borrower_id == borrower, LoanRow.id != loan_id)
-                                  .order_by(LoanRow.id)))
+            return list(s.scalars(select(col(LoanRow.id)).where(col(LoanRow.borrower_id) == borrower,
+                                                          col(LoanRow.id) != loan_id)
+                                  .order_by(col(LoanRow.id))))
 
     # ---- the case projection
 
@@ -114,11 +122,11 @@ class Repo:
         with self.session() as s:
             stmt = _insert(s, PaymentReversalRow).values(**reversal, recorded_at=utcnow())
             stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(
-                PaymentReversalRow.__table__.c.payment_id)
+                table_of(PaymentReversalRow).c.payment_id)
             written = s.execute(stmt).first() is not None
             _project_case(s, **case)
             if reopened:
-                s.execute(update(CaseRow).where(CaseRow.workflow_id == case["workflow_id"])
+                s.execute(update(CaseRow).where(col(CaseRow.workflow_id) == case["workflow_id"])
                           .values(outcome=None, closed_at=None, status="active", updated_at=utcnow()))
             _record_events(s, events)
             s.commit()
@@ -126,18 +134,18 @@ class Repo:
 
     def reversals(self, loan_id: str | None = None) -> list[PaymentReversalRow]:
         with self.session() as s:
-            q = select(PaymentReversalRow).order_by(PaymentReversalRow.recorded_at)
+            q = select(PaymentReversalRow).order_by(col(PaymentReversalRow.recorded_at))
             if loan_id:
-                q = q.where(PaymentReversalRow.loan_id == loan_id)
+                q = q.where(col(PaymentReversalRow.loan_id) == loan_id)
             return list(s.scalars(q))
 
     def payments(self, loan_id: str | None = None, status: str | None = None) -> list[PaymentRow]:
         with self.session() as s:
-            q = select(PaymentRow).order_by(PaymentRow.recorded_at)
+            q = select(PaymentRow).order_by(col(PaymentRow.recorded_at))
             if loan_id:
-                q = q.where(PaymentRow.loan_id == loan_id)
+                q = q.where(col(PaymentRow.loan_id) == loan_id)
             if status:
-                q = q.where(PaymentRow.status == status)
+                q = q.where(col(PaymentRow.status) == status)
             return list(s.scalars(q))
 
     # ---- contacts
@@ -206,8 +214,8 @@ class Repo:
         if not rows:
             return
         with self.session() as s:
-            borrowers = dict(s.execute(select(LoanRow.id, LoanRow.borrower_id).where(
-                LoanRow.id.in_({r["loan_id"] for r in rows}))).all())
+            borrowers: dict[str, str] = {loan: borrower for loan, borrower in s.execute(
+                select(col(LoanRow.id), col(LoanRow.borrower_id)).where(col(LoanRow.id).in_({r["loan_id"] for r in rows})))}
             now = utcnow()
             values = [dict(r, borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0, created_at=now,
                            updated_at=now) for r in rows if r["loan_id"] in borrowers]
@@ -217,17 +225,17 @@ class Repo:
 
     def note_contact_error(self, idempotency_key: str, reason: str) -> None:
         with self.session() as s:
-            s.execute(update(ContactRow).where(ContactRow.idempotency_key == idempotency_key)
+            s.execute(update(ContactRow).where(col(ContactRow.idempotency_key) == idempotency_key)
                       .values(reason=reason[:500], updated_at=utcnow()))
             s.commit()
 
     def contacts(self, loan_id: str | None = None, workflow_id: str | None = None) -> list[ContactRow]:
         with self.session() as s:
-            q = select(ContactRow).order_by(ContactRow.id)
+            q = select(ContactRow).order_by(col(ContactRow.id))
             if loan_id:
-                q = q.where(ContactRow.loan_id == loan_id)
+                q = q.where(col(ContactRow.loan_id) == loan_id)
             if workflow_id:
-                q = q.where(ContactRow.workflow_id == workflow_id)
+                q = q.where(col(ContactRow.workflow_id) == workflow_id)
             return list(s.scalars(q))
 
     # ---- audit trail
@@ -237,7 +245,7 @@ class Repo:
         with self.session() as s:
             stmt = _insert(s, EventRow).values(**_event_values(
                 workflow_id=workflow_id, loan_id=loan_id, kind=kind, detail=detail, cause=cause, at=at,
-                dedupe_key=dedupe_key)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(EventRow.__table__.c.id)
+                dedupe_key=dedupe_key)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table_of(EventRow).c.id)
             written = s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
             s.commit()
             return written
@@ -253,7 +261,8 @@ class Repo:
 
     def events(self, workflow_id: str) -> list[EventRow]:
         with self.session() as s:
-            return list(s.scalars(select(EventRow).where(EventRow.workflow_id == workflow_id).order_by(EventRow.id)))
+            return list(s.scalars(select(EventRow).where(col(EventRow.workflow_id) == workflow_id)
+                                    .order_by(col(EventRow.id))))
 
 
 # ---------------------------------------------------------------- statements shared by the one-transaction writers
@@ -292,7 +301,7 @@ def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: s
         recorded_at=utcnow(),
     )
     if status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
-        t = PaymentRow.__table__
+        t = table_of(PaymentRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["payment_id"],
             set_=dict(status="applied", workflow_id=workflow_id, allocation=stmt.excluded.allocation,
@@ -302,14 +311,14 @@ def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: s
             & (t.c.currency == currency))
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"])
-    stmt = stmt.returning(PaymentRow.__table__.c.payment_id)
+    stmt = stmt.returning(table_of(PaymentRow).c.payment_id)
     # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
     # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
     # on PostgreSQL. A row comes back only when this statement inserted it.
     return s.execute(stmt).first() is not None
 
 
-CONTACTS = ContactRow.__table__
+CONTACTS = table_of(ContactRow)
 
 
 def _begin_contact(s: Session, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
@@ -324,7 +333,7 @@ def _begin_contact(s: Session, *, idempotency_key: str, workflow_id: str, loan_i
               .values(attempts=c.attempts + 1, updated_at=now,
                       **({"frozen": func.coalesce(c.frozen, frozen)} if frozen is not None else {})))
     # read inside the transaction that wrote it (the row lock is held): no second transaction
-    return s.scalars(select(ContactRow).where(ContactRow.idempotency_key == idempotency_key)).one()
+    return s.scalars(select(ContactRow).where(col(ContactRow.idempotency_key) == idempotency_key)).one()
 
 
 def _finish_contact(s: Session, idempotency_key: str, *, status: str, outcome: str | None = None,
@@ -369,22 +378,24 @@ class GateStore:
         from domain.compliance import ActiveHold, Decision, PastContact
 
         with self.repo.session() as s:
-            b = BorrowerRow.__table__.c  # a Core UPDATE (the row lock), without the ORM's bulk-update bookkeeping
-            locked = s.execute(update(BorrowerRow.__table__).where(b.id == borrower_id)
-                               .values(updated_at=b.updated_at)).rowcount
+            borrowers = table_of(BorrowerRow)  # a Core UPDATE (the row lock), without the ORM's bulk-update bookkeeping
+            b = borrowers.c
+            # an UPDATE's result is a CursorResult (Session.execute is typed for any statement)
+            locked = cast(CursorResult[Any], s.execute(update(borrowers).where(b.id == borrower_id)
+                                                       .values(updated_at=b.updated_at))).rowcount
             borrower = s.get(BorrowerRow, borrower_id) if locked else None
             tz = borrower.timezone if borrower else "Asia/Shanghai"
             holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
-                     for h in s.scalars(select(HoldRow).where(HoldRow.borrower_id == borrower_id,
-                                                              HoldRow.released_at.is_(None)))]
+                     for h in s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id,
+                                                              col(HoldRow.released_at).is_(None)))]
             since = now - timedelta(days=8)
             rows = list(s.scalars(select(ContactRow).where(
-                ContactRow.borrower_id == borrower_id, ContactRow.status.in_(("pending", "delivered")),
-                ContactRow.at.is_not(None), ContactRow.at >= since)))
+                col(ContactRow.borrower_id) == borrower_id, col(ContactRow.status).in_(("pending", "delivered")),
+                col(ContactRow.at).is_not(None), col(ContactRow.at) >= since)))
             history = [PastContact(at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id,
-                                   bundle=f"{r.workflow_id}:{r.step}") for r in rows]
+                                   bundle=f"{r.workflow_id}:{r.step}") for r in rows if r.at is not None]
             existing = {r.idempotency_key: r for r in s.scalars(select(ContactRow).where(
-                ContactRow.idempotency_key.in_([q.idempotency_key for q in requests])))}
+                col(ContactRow.idempotency_key).in_([q.idempotency_key for q in requests])))}
             out = []
             for q in requests:
                 prior = existing.get(q.idempotency_key)
@@ -427,11 +438,12 @@ class GateStore:
 
     def release_hold(self, *, workflow_id: str, kind: str, released_at: datetime, released_by: str | None) -> None:
         with self.repo.session() as s:
-            s.execute(update(HoldRow).where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind,
-                                            HoldRow.released_at.is_(None))
+            s.execute(update(HoldRow).where(col(HoldRow.workflow_id) == workflow_id, col(HoldRow.kind) == kind,
+                                            col(HoldRow.released_at).is_(None))
                       .values(released_at=released_at, released_by=released_by))
             s.commit()
 
     def holds(self, borrower_id: str) -> list[HoldRow]:
         with self.repo.session() as s:
-            return list(s.scalars(select(HoldRow).where(HoldRow.borrower_id == borrower_id).order_by(HoldRow.id)))
+            return list(s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id)
+                                  .order_by(col(HoldRow.id))))

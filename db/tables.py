@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Table, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -179,3 +179,12 @@ class EventRow(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     cause: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=220)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model. SQLModel's types do not declare `__table__` (SQLAlchemy sets it when the
+    class is mapped), so this is the one place that reads it."""
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table

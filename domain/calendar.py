@@ -93,7 +93,9 @@ def parse_calendar(data: dict, path: Path, year: int) -> YearCalendar:
     raw = data.get("breaks")
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(f"{src}: breaks", "at least one break is required")
-    breaks, rest, working = [], set(), set()
+    breaks: list[Break] = []
+    rest: set[date] = set()
+    working: set[date] = set()
     for i, b in enumerate(raw):
         where = f"{src}: breaks[{i}]"
         if not isinstance(b, dict) or not isinstance(b.get("name"), str) or not b["name"]:

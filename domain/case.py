@@ -20,9 +20,9 @@ from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
-    Balances, CaseInput, CaseState, CaseStatus, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, LegalClock,
-    LimitationRestart, NextAction, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn,
-    ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
+    Balances, CaseInput, CaseState, CaseStatus, CaseStatusName, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn,
+    LegalClock, LimitationRestart, NextAction, Outcome, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, Plan, PlanIn,
+    PlanResult, Promise, PromiseIn, ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline
@@ -92,24 +92,32 @@ class Case:
         """Enforcement has been applied for: a payoff now is a recovery."""
         return any("enforcement" in self.steps[self.policy.step_index(k)].actions for k in self.state.steps_done)
 
+    def active_plan(self) -> Plan | None:
+        plan = self.state.plan
+        return plan if plan is not None and plan.status == "active" else None
+
+    def active_promise(self) -> Promise | None:
+        promise = self.state.promise
+        return promise if promise is not None and promise.status == "active" else None
+
     def plan_active(self) -> bool:
-        return self.state.plan is not None and self.state.plan.status == "active"
+        return self.active_plan() is not None
 
     def promise_active(self) -> bool:
-        return self.state.promise is not None and self.state.promise.status == "active"
+        return self.active_promise() is not None
 
     def pause_reason(self) -> str | None:
         """Why the ladder is paused (a hold, a plan or a promise), or None."""
         holds = self.holds_pausing()
         if holds:
             return "on hold: " + ", ".join(h.kind for h in holds)
-        if self.plan_active():
-            return f"repayment plan ({self.state.plan.kind})"
-        if self.promise_active():
-            return f"promise to pay {self.money(self.state.promise.amount)} by {self.state.promise.date}"
+        if (plan := self.active_plan()) is not None:
+            return f"repayment plan ({plan.kind})"
+        if (promise := self.active_promise()) is not None:
+            return f"promise to pay {self.money(promise.amount)} by {promise.date}"
         return None
 
-    def status_name(self) -> str:
+    def status_name(self) -> CaseStatusName:
         if self.state.closed:
             return "closed"
         return "paused" if self.pause_reason() else "active"
@@ -197,10 +205,10 @@ class Case:
         for h in s.holds:
             if h.until is not None:
                 out.append((h.until, f"{h.kind} hold ends"))
-        if self.promise_active():
-            out.append((s.promise.deadline, "promise deadline"))
-        if self.plan_active():
-            when = next_plan_deadline(s.plan, s.total_paid)
+        if (promise := self.active_promise()) is not None:
+            out.append((promise.deadline, "promise deadline"))
+        if (plan := self.active_plan()) is not None:
+            when = next_plan_deadline(plan, s.total_paid)
             if when is not None:
                 out.append((when, "plan instalment deadline"))
         if s.awaiting:
@@ -277,7 +285,7 @@ class Case:
             out.append("bureau_correction")
         return out + self.recall_needed()
 
-    def close(self, outcome: str, now: datetime, detail: str = "") -> None:
+    def close(self, outcome: Outcome, now: datetime, detail: str = "") -> None:
         s = self.state
         if s.closed:
             return
@@ -292,13 +300,13 @@ class Case:
         for h in [h for h in s.holds if h.until is not None and h.until <= now]:
             s.holds.remove(h)
             self.event(now, "hold_released", f"{h.kind} ended on its end date")
-        if self.promise_active():
-            verdict = evaluate_promise(s.promise, s.total_paid, now)
+        if (promise := self.active_promise()) is not None:
+            verdict = evaluate_promise(promise, s.total_paid, now)
             if verdict != "active":
-                s.promise.status = verdict
-                self.event(now, f"promise_{verdict}", f"{self.money(s.promise.amount)} by {s.promise.date}")
-        if self.plan_active() and evaluate_plan(s.plan, s.total_paid, now) == "broken":
-            self._break_plan(now, "an instalment was not paid in time")
+                promise.status = verdict
+                self.event(now, f"promise_{verdict}", f"{self.money(promise.amount)} by {promise.date}")
+        if (plan := self.active_plan()) is not None and evaluate_plan(plan, s.total_paid, now) == "broken":
+            self._break_plan(plan, now, "an instalment was not paid in time")
         if s.dispute_answer_due is not None and s.dispute_answer_due <= now:
             self.event(now, "dispute_answer_overdue", f"the credit report dispute was not answered within "
                        f"{self.policy.legal.bureau_dispute_answer_days} days (征信业管理条例 art. 25); escalate to compliance")
@@ -325,8 +333,8 @@ class Case:
         holds = self.holds_pausing()
         if holds:
             return "on hold: " + ", ".join(h.kind for h in holds)
-        if self.promise_active():
-            return f"promise to pay {self.money(self.state.promise.amount)} by {self.state.promise.date}"
+        if (promise := self.active_promise()) is not None:
+            return f"promise to pay {self.money(promise.amount)} by {promise.date}"
         return None
 
     def _write_off_due(self, now: datetime) -> None:
@@ -394,14 +402,15 @@ class Case:
 
     def apply_close(self, c: CloseIn, now: datetime) -> UpdateResult:
         self.check_close(c, now)
-        self.close(c.outcome, now, f"closed by operator{' ' + c.operator if c.operator else ''}: {c.reason.strip()}")
+        outcome = next(o for o in OPERATOR_OUTCOMES if o == c.outcome)  # the Outcome check_close found it to be
+        self.close(outcome, now, f"closed by operator{' ' + c.operator if c.operator else ''}: {c.reason.strip()}")
         return self._result(f"case closed as {c.outcome}")
 
-    def _break_plan(self, now: datetime, why: str) -> None:
+    def _break_plan(self, plan: Plan, now: datetime, why: str) -> None:
         s = self.state
-        s.plan.status = "broken"
-        s.balances = s.balances.model_copy(update={"interest": s.balances.interest + s.plan.waived})
-        self.event(now, "plan_broken", f"{s.plan.kind}: {why}; the ladder resumes")
+        plan.status = "broken"
+        s.balances = s.balances.model_copy(update={"interest": s.balances.interest + plan.waived})
+        self.event(now, "plan_broken", f"{plan.kind}: {why}; the ladder resumes")
 
     @staticmethod
     def _kept_on_catch_up(step: Step) -> bool:
@@ -473,10 +482,10 @@ class Case:
         last = s.limitation_restarts[-1] if s.limitation_restarts else None
         out = []
         for c in legal.clocks(self.legal_facts(), self.policy.legal):
-            extra = {}
-            if c.name == "limitation" and last is not None and last.on == self.limitation_start():
-                extra = dict(restarted_on=last.on, restart_cause=last.cause)
-            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note, **extra))
+            restart = last if c.name == "limitation" and last is not None and last.on == self.limitation_start() else None
+            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note,
+                                  restarted_on=restart.on if restart else None,
+                                  restart_cause=restart.cause if restart else None))
         if s.dispute_answer_due is not None:
             out.append(LegalClock(name="bureau_dispute_answer", kind="ends", at=s.dispute_answer_due, source=legal.SRC_DISPUTE))
         return out
@@ -484,7 +493,7 @@ class Case:
     def step_actions(self, idx: int) -> list[str]:
         """The step's actions, plus its letters to the guarantor (`letter@guarantor`) where the loan names one."""
         step = self.steps[idx]
-        actions = list(step.actions)
+        actions: list[str] = list(step.actions)
         if self.legal_clocks and "bureau_notice" in actions:  # the notice by the policy's next channel while one fails
             ch = self.notice_channel()
             actions = [a for a in actions if a != "bureau_notice"] + ([legal.NOTICE_ACTIONS[ch]] if ch else [])
@@ -643,6 +652,7 @@ class Case:
             rec = s.payments[p.payment_id]
             return self._payment_result(p.payment_id, rec, duplicate=True)
         minor = self.check_payment(p, now)
+        assert minor is not None  # None only for a duplicate, answered above
         allocation, s.balances, surplus = allocate(minor, s.balances, self.policy.allocation.order)
         if surplus:
             allocation["surplus"] = surplus
@@ -660,14 +670,15 @@ class Case:
 
     def _after_payment(self, now: datetime) -> None:
         s = self.state
-        if self.promise_active() and evaluate_promise(s.promise, s.total_paid, now) == "kept":
-            s.promise.status = "kept"
-            self.event(now, "promise_kept", f"{self.money(s.promise.amount)} by {s.promise.date}")
-        in_plan = self.plan_active()
-        if in_plan and evaluate_plan(s.plan, s.total_paid, now) == "completed":
-            s.plan.status = "completed"
-            waived = s.plan.waived
-            self.event(now, "plan_completed", f"{s.plan.kind}" + (f", interest waived {self.money(waived)}" if waived else ""))
+        if (promise := self.active_promise()) is not None and evaluate_promise(promise, s.total_paid, now) == "kept":
+            promise.status = "kept"
+            self.event(now, "promise_kept", f"{self.money(promise.amount)} by {promise.date}")
+        plan = self.active_plan()
+        in_plan = plan is not None
+        if plan is not None and evaluate_plan(plan, s.total_paid, now) == "completed":
+            plan.status = "completed"
+            waived = plan.waived
+            self.event(now, "plan_completed", f"{plan.kind}" + (f", interest waived {self.money(waived)}" if waived else ""))
             if s.balances.total == 0:
                 self.close("settled", now)
         if s.balances.total == 0 and not s.closed:
@@ -725,13 +736,13 @@ class Case:
         if s.plan is not None and s.plan.status in ("active", "completed"):
             if made_before <= s.plan.made_at:
                 s.plan.paid_before = max(0, s.plan.paid_before - rec.amount)
-            verdict = evaluate_plan(s.plan, s.total_paid, now)
-            if verdict != "completed" and s.plan.status == "completed":
+            plan_verdict = evaluate_plan(s.plan, s.total_paid, now)
+            if plan_verdict != "completed" and s.plan.status == "completed":
                 s.plan.status = "active"
-                if verdict == "active":
+                if plan_verdict == "active":
                     self.event(now, "plan_reopened", f"{s.plan.kind}: payment {r.payment_id} was reversed")
-            if verdict == "broken" and s.plan.status == "active":
-                self._break_plan(now, f"payment {r.payment_id} was reversed")
+            if plan_verdict == "broken" and s.plan.status == "active":
+                self._break_plan(s.plan, now, f"payment {r.payment_id} was reversed")
         return self._result(f"payment {r.payment_id} reversed; outstanding {self.money(s.balances.total)}")
 
     def reopen(self, ro: ReopenIn, now: datetime) -> None:
@@ -763,8 +774,8 @@ class Case:
         self._open()
         if self.plan_active():
             raise InvalidInput("case", "a repayment plan is active; a promise cannot replace it")
-        if self.promise_active():
-            raise InvalidInput("case", f"a promise is already active (due {self.state.promise.date})")
+        if (promise := self.active_promise()) is not None:
+            raise InvalidInput("case", f"a promise is already active (due {promise.date})")
         make_promise(p.amount, p.date, self.state.balances.total, self.inp.currency, self.policy.promise,
                      self.clock, now, self.state.total_paid)
 
@@ -781,8 +792,8 @@ class Case:
 
     def _build_plan(self, p: PlanIn, now: datetime):
         self._open()
-        if self.plan_active():
-            raise InvalidInput("case", f"a {self.state.plan.kind} plan is already active")
+        if (plan := self.active_plan()) is not None:
+            raise InvalidInput("case", f"a {plan.kind} plan is already active")
         return build_plan(p, self.state.balances, self.policy.plans, self.clock, now, self.state.total_paid)
 
     def check_plan(self, p: PlanIn, now: datetime) -> None:
@@ -922,7 +933,7 @@ class Case:
         if o.effective_on is not None:
             if o.effective_on > today:
                 raise InvalidInput("effective_on", f"{o.effective_on} is in the future (today is {today})")
-            if o.performance_ends < o.effective_on:
+            if o.performance_ends is not None and o.performance_ends < o.effective_on:  # set together (above)
                 raise InvalidInput("performance_ends", f"{o.performance_ends} is before effective_on {o.effective_on}")
         if o.outcome == "payment_order_served" and o.served_on is None:
             raise InvalidInput("served_on", "payment_order_served carries the day the order was served (served_on)")
@@ -959,13 +970,13 @@ class Case:
             self.restart_limitation("lawsuit filed", self.clock.today(now), now)  # 民法典 art. 195(三)
         if o.outcome == "objection_filed":
             s.objection = True
-        if o.outcome == "enforcement_result":
+        if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
             n = 1
             while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
                 n += 1
             self.apply_payment(PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount,
                                          currency=self.inp.currency), now)
-        if o.outcome == "promise":
+        if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":
             self._hold(HoldIn(kind="dispute", reference=f"{o.kind} outcome"), now)

@@ -16,7 +16,7 @@ templates, its request body in activities/messages.py, and a test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from domain.policy import Action
 
@@ -29,6 +29,15 @@ NoticeAction = Literal["bureau_notice_sms", "bureau_notice_email"]
 GuarantorAction = Literal["letter@guarantor", "law_firm@guarantor"]
 # What a ChannelRequest's `action` may be.
 ActionName = Action | ClosingAction | NoticeAction | GuarantorAction
+ACTION_NAMES: frozenset[str] = frozenset(a for part in get_args(ActionName) for a in get_args(part))
+
+
+def action_name(value: str) -> ActionName:
+    """`value` as an ActionName (a step's actions are composed as text: `letter@guarantor`); ValueError names one
+    that is none, as the request's validation would."""
+    if value not in ACTION_NAMES:
+        raise ValueError(f"{value!r} is not an action a channel request may carry (domain/channels.py ActionName)")
+    return cast(ActionName, value)  # checked against the Literal's own values just above
 
 # Activity names: recorded in the history of every running case. Never rename one; add a new one.
 SEND_SMS = "send_sms"

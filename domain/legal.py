@@ -211,6 +211,7 @@ def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | 
             opens = objection_window(f, rules)
         else:
             return None
+        assert opens is not None  # the dates it is counted from were required above
         rule = "performance_period" if f.judgment else "objection_window"
         if opens.ends is None:
             return _missing("the " + ("performance period" if f.judgment else "objection window"), opens, now)

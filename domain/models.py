@@ -22,14 +22,14 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 HoldKind = Literal["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
 CaseStatusName = Literal["active", "paused", "closed"]
 # How an operator may close a case (close_case), always with a reason
-OPERATOR_OUTCOMES = ("settled_by_agreement", "uncollectable", "sold", "error")
+OPERATOR_OUTCOMES: tuple[Outcome, ...] = ("settled_by_agreement", "uncollectable", "sold", "error")
 # "written_off" closes only the cases that reached write-off before write-off became an accounting event
 # (workflows/case.py PATCH_WRITE_OFF_PROPOSAL); "time_barred": the limitation period has truly run out
 Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered", "time_barred",
                   "settled_by_agreement", "uncollectable", "sold", "error"]
 PAID_OUTCOMES = ("paid", "settled", "recovered")  # closed by payments: a reversal reopens the case
 WriteOffStatus = Literal["proposed", "confirmed"]
-CLOSING_HOLDS = {"bankruptcy": "bankrupt", "deceased": "deceased"}
+CLOSING_HOLDS: dict[str, Outcome] = {"bankruptcy": "bankrupt", "deceased": "deceased"}
 
 
 class Model(BaseModel):

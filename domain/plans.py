@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from domain.dates import CaseClock, add_months
 from domain.errors import InvalidInput
@@ -80,7 +81,7 @@ def build_plan(req: PlanIn, balances: Balances, limits: PlanLimits, clock: CaseC
     return Plan(kind=req.kind, made_at=now, schedule=schedule, total=total, waived=waived, paid_before=paid_before)
 
 
-def evaluate_plan(plan: Plan, total_paid: int, now: datetime) -> str:
+def evaluate_plan(plan: Plan, total_paid: int, now: datetime) -> Literal["active", "completed", "broken"]:
     """'completed' once the plan total is paid, 'broken' once a deadline passes short, else 'active'."""
     paid = total_paid - plan.paid_before
     if paid >= plan.total:

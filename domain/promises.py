@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from domain.dates import CaseClock
 from domain.errors import InvalidInput
@@ -27,7 +28,7 @@ def make_promise(amount: str, day: date | None, outstanding: int, currency: str,
                    made_at=now, paid_before=paid_before)
 
 
-def evaluate_promise(promise: Promise, total_paid: int, now: datetime) -> str:
+def evaluate_promise(promise: Promise, total_paid: int, now: datetime) -> Literal["active", "kept", "broken"]:
     if total_paid - promise.paid_before >= promise.amount:
         return "kept"
     return "broken" if now >= promise.deadline else "active"

@@ -175,12 +175,12 @@ def ensure_dev_keyring(path: Path | None = None) -> Keyring:
         if sep and not name.startswith("#"):
             values[name.strip()] = value.strip()
     try:
-        ring = Keyring.from_env(values)
+        read = Keyring.from_env(values)
     except CodecConfigError as exc:
         raise CodecConfigError(f"{path}: {exc}") from None
-    if ring is None:
+    if read is None:
         raise CodecConfigError(f"{path}: no PAYLOAD_KEYS line")
-    return ring
+    return read
 
 
 def is_loopback(address: str) -> bool:

@@ -49,5 +49,5 @@ async def connect(address: str | None = None, namespace: str | None = None, runt
     return await Client.connect(
         **config,
         data_converter=data_converter_for(config["target_host"]),   # PAYLOAD_KEYS, or the local stack's dev key
-        **({"runtime": runtime} if runtime else {}),
+        runtime=runtime,  # None: the SDK's default runtime
     )

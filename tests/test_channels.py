@@ -187,6 +187,35 @@ def test_a_misspelt_action_fails_at_validation_not_at_run_time():
     assert "actions.0" in str(info.value)
 
 
+async def test_a_letter_to_a_guarantor_on_a_request_naming_none_fails_as_a_contact(repo, gateway):
+    """Nobody to send it to: a failed contact with its reason, and nothing sent. (It used to begin a contact row
+    with no borrower, which the database refuses, so the activity failed on every attempt.)"""
+    import datetime as dt
+    import uuid
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.case import CaseActivities
+    from activities.contracts import ChannelRequest
+    from activities.gateway import GatewayClient, GatewaySettings
+    from domain import channels
+
+    loan = f"G-{uuid.uuid4().hex[:8]}"
+    req = ChannelRequest(workflow_id=f"loan-{loan}", case_key=f"k-{loan}", loan_id=loan, borrower_id=f"B-{loan}",
+                         step="legal_letter", action="letter@guarantor", idempotency_key=f"k-{loan}:legal_letter:g",
+                         policy="default", stage="legal", dpd=60, currency="CNY", outstanding={"total": "100.00"},
+                         due_date=dt.date(2026, 10, 1))
+    client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    try:
+        acts = CaseActivities(repo, client)
+        result = await ActivityEnvironment().run(getattr(acts, channels.activity_of("letter@guarantor")), req)
+    finally:
+        await client.aclose()
+    assert (result.status, result.reason) == ("failed", "the loan names no guarantor")
+    assert repo.contacts(loan_id=loan) == []
+    assert gateway.outbox(loan_id=loan) == []
+
+
 # ------------------------------------------------------------------ no send outside the rules on a retry
 
 SHANGHAI = "Asia/Shanghai"

@@ -186,6 +186,19 @@ async def test_a_dry_run_checks_the_file_and_changes_nothing(env, repo, tmp_path
         await env.client.get_workflow_handle("loan-DRY-1").describe()
 
 
+async def test_an_import_without_a_temporal_client_is_refused_before_any_change(repo, tmp_path):
+    """Only a dry run goes without a client: a live one without it used to write every row to the database and then
+    fail each case start (None has no start_workflow)."""
+    f = write_csv(tmp_path / "noclient.csv", [
+        "NOC-1,B-NOC1,钱多多,13800000001,,,Asia/Shanghai,CNY,100.00,0,0,2026-10-01,personal_loan,retail"])
+    with pytest.raises(portfolio.BadInput) as exc:
+        await portfolio.import_portfolio(None, repo, f)
+    assert exc.value.field == "client"
+    assert repo.loan("NOC-1") is None
+    s = await portfolio.import_portfolio(None, repo, f, dry_run=True)
+    assert (s.rows, s.valid, s.started) == (1, 1, 0)
+
+
 # --------------------------------------------------------------------------- streaming and bounded concurrency
 
 def generate(path: Path, n: int, prefix: str, due: str = "2026-10-15", segment: str = "retail") -> Path:

@@ -132,12 +132,13 @@ class CollectionCase:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.inp.model_copy(update={"state": case.state}))
             if move.runs_step:
+                assert move.step is not None  # a step move names its step
                 await self._run_step(move.step)
                 continue
             await self._sleep_until(move.until, now)
         await workflow.wait_condition(workflow.all_handlers_finished)
         metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
-                      outcome=case.state.outcome)
+                      outcome=case.state.outcome or "none")  # the loop ends closed: an outcome is set
         # undo what a closed case must (credit report correction, agency recall) while recording the closure
         await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in case.closing_actions()),
                              self._record_closed())
@@ -198,7 +199,8 @@ class CollectionCase:
             channels.CHECK_CONTACTS,
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                       borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-                      actions=actions, now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
+                      actions=[channels.action_name(a) for a in actions], now=now, rules=self.case.policy.contact,
+                      day_seconds=self.case.policy.day_seconds),
             result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
@@ -223,8 +225,8 @@ class CollectionCase:
         events = self.case.unaudited()
         req = ChannelRequest(
             workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key, action=action,
-            idempotency_key=f"{self.case_key}:{step_key}:{action}",
+            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
+            action=channels.action_name(action), idempotency_key=f"{self.case_key}:{step_key}:{action}",
             policy=case.policy.name, stage=stage, dpd=case.dpd(now), currency=self.inp.currency,
             outstanding={"principal": case.amount(b.principal), "interest": case.amount(b.interest),
                          "fees": case.amount(b.fees), "total": case.amount(b.total)},
@@ -266,7 +268,7 @@ class CollectionCase:
                 delay = wait
                 if isinstance(cause, ApplicationError) and cause.type == GATEWAY_BACKOFF:
                     delay = max(wait, timedelta(seconds=float((cause.details or [{}])[0].get("retry_after") or 0)))
-                elif isinstance(cause, ApplicationError) and cause.type in SEND_RETRY.non_retryable_error_types:
+                elif isinstance(cause, ApplicationError) and cause.type in (SEND_RETRY.non_retryable_error_types or ()):
                     raise  # the request itself is wrong: as before, not retried
             await workflow.sleep(delay, summary=f"{summary}: gateway unavailable, sends again")
             wait = min(wait * 2, SEND_BACKOFF_MAX)
@@ -286,6 +288,7 @@ class CollectionCase:
 
     async def _record_closed(self) -> None:
         s = self.case.state
+        assert s.outcome is not None and s.closed_at is not None  # recorded once the case has closed
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_CASE_CLOSED,
@@ -507,6 +510,7 @@ class CollectionCase:
     async def _ledger_reversal(self, payment_id: str, reopened: bool = False) -> None:
         """Write a payment reversal to the ledger (exactly once: the payment id is its key there)."""
         case, rec = self.case, self.case.state.payments[payment_id]
+        assert rec.reversed_at is not None  # written once the reversal was applied
         events = case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REVERSAL,
