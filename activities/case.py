@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities import messages
 from activities.contracts import (
     CHANNEL_FOR_ACTION, base_action, for_guarantor, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry,
+    ReversalEntry,
 )
 from domain import compliance
 from infra import metrics
@@ -259,6 +260,26 @@ class CaseActivities:
                                            first_write=written)
         return written
 
+    @activity.defn(name="record_reversal")
+    async def record_reversal(self, entry: ReversalEntry) -> bool:
+        cur = entry.currency
+
+        def write() -> bool:  # the reversal row, the case projection and the workflow's events: one transaction
+            return self.repo.record_reversal_of_case(
+                reversal=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
+                              run_id=entry.run_id, amount=parse_amount(entry.amount, cur), currency=cur,
+                              reason=entry.reason, reversed_at=entry.reversed_at),
+                case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=cur,
+                          outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
+                          total_paid=parse_amount(entry.total_paid, cur, allow_zero=True)),
+                events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
+                reopened=entry.reopened)
+
+        written = await asyncio.to_thread(write)
+        _bound(loan_id=entry.loan_id).info("payment reversal recorded", payment_id=entry.payment_id,
+                                           amount=entry.amount, first_write=written, reopened=entry.reopened)
+        return written
+
     @activity.defn(name="record_events")
     async def record_events(self, batch: AuditEvents) -> None:
         await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
@@ -280,5 +301,5 @@ class CaseActivities:
     def all(self) -> list:
         return [self.check_contacts, self.record_hold, self.send_sms, self.send_email, self.send_letter, self.place_call, self.schedule_field_visit,
                 self.instruct_law_firm, self.credit_bureau, self.collection_agency, self.court_filing,
-                self.record_payment, self.record_events, self.record_case_closed]
+                self.record_payment, self.record_reversal, self.record_events, self.record_case_closed]
 

@@ -87,6 +87,24 @@ class LedgerEntry(Contract):
     events: list[Event] = []
 
 
+class ReversalEntry(Contract):
+    """A payment reversal for the ledger (the payment's row stays; the reversal gets its own)."""
+
+    workflow_id: str
+    run_id: str
+    case_key: str
+    loan_id: str
+    payment_id: str
+    amount: str
+    currency: str
+    reason: str
+    reversed_at: dt.datetime
+    outstanding: str
+    total_paid: str
+    reopened: bool = False
+    events: list[Event] = []
+
+
 class AuditEvents(Contract):
     workflow_id: str
     case_key: str

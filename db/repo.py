@@ -13,7 +13,9 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
-from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentRow, utcnow
+from db.tables import (
+    BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentReversalRow, PaymentRow, utcnow,
+)
 
 
 def _insert(engine_or_session, model: type[SQLModel]):
@@ -104,6 +106,30 @@ class Repo:
             _record_events(s, events)
             s.commit()
             return written
+
+    def record_reversal_of_case(self, *, reversal: dict, case: dict, events: list[dict], reopened: bool = False) -> bool:
+        """A payment reversal, the case projection and the workflow's events, in one transaction. The payment's own
+        row stays; the reversal is a row of its own, written once (the payment id is its key). `reopened`: a case
+        closed as paid opens again, so its projection loses the outcome and closing time. True if this call wrote it."""
+        with self.session() as s:
+            stmt = _insert(s, PaymentReversalRow).values(**reversal, recorded_at=utcnow())
+            stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(
+                PaymentReversalRow.__table__.c.payment_id)
+            written = s.execute(stmt).first() is not None
+            _project_case(s, **case)
+            if reopened:
+                s.execute(update(CaseRow).where(CaseRow.workflow_id == case["workflow_id"])
+                          .values(outcome=None, closed_at=None, status="active", updated_at=utcnow()))
+            _record_events(s, events)
+            s.commit()
+            return written
+
+    def reversals(self, loan_id: str | None = None) -> list[PaymentReversalRow]:
+        with self.session() as s:
+            q = select(PaymentReversalRow).order_by(PaymentReversalRow.recorded_at)
+            if loan_id:
+                q = q.where(PaymentReversalRow.loan_id == loan_id)
+            return list(s.scalars(q))
 
     def payments(self, loan_id: str | None = None, status: str | None = None) -> list[PaymentRow]:
         with self.session() as s:

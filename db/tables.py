@@ -109,6 +109,21 @@ class PaymentRow(SQLModel, table=True):
     recorded_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
 
 
+class PaymentReversalRow(SQLModel, table=True):
+    """A payment taken back (returned transfer, failed debit): its own row beside the payment's, which stays."""
+
+    __tablename__ = "payment_reversals"
+    payment_id: str = Field(primary_key=True, foreign_key="payments.payment_id", max_length=64)
+    loan_id: str = Field(index=True, max_length=64)
+    workflow_id: str = Field(max_length=80)
+    run_id: str | None = Field(default=None, max_length=64, description="the run that applied it (a reopened case: the new run)")
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    reason: str = Field(max_length=200)
+    reversed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
 class ContactRow(SQLModel, table=True):
     """One row per contact attempt of a step (idempotency key unique): never two for one delivery."""
 

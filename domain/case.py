@@ -11,15 +11,18 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from domain import compliance
+from collections.abc import Callable
+
+from domain import compliance, risk
 from domain.allocation import allocate
 from domain.compliance import Decision
 from domain.dates import CaseClock, bucket, days_past_due, dpd_start
 from domain.errors import InvalidInput
 from domain.models import (
-    CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, VISIT_OUTCOMES, Awaiting, Balances, CaseInput,
-    CaseState, CaseStatus, ContactResult, Event, GateRecord, Hold, HoldIn, NextAction, OutcomeIn, PaymentIn,
-    PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult,
+    CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
+    Balances, CaseInput, CaseState, CaseStatus, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, NextAction,
+    OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn, ReleaseIn, ReopenIn,
+    ReversalIn, UpdateResult, WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline
@@ -51,6 +54,10 @@ class Case:
             self.state.runs += 1
         s = self.state
         self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
+        # Asked once, when a case first reaches its write-off DPD: True closes it as written_off, as every case did
+        # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
+        # history closed it that way replays the same); everyone else keeps the case open (账销案存).
+        self.write_off_closes: Callable[[], bool] = lambda: False
 
     # ---------------------------------------------------------------- reading
 
@@ -162,8 +169,12 @@ class Case:
                 out.append((s.awaiting.until, f"{s.awaiting.kind} outcome overdue"))
         if s.dispute_answer_due is not None:
             out.append((s.dispute_answer_due, "answer to the credit report dispute due"))
-        if not self.plan_active():
-            out.append((self.write_off_at(), "write-off"))
+        if s.write_off is None and not self.plan_active() and s.write_off_deferred is None:
+            # once deferred (noted at the write-off DPD), the end of the hold or promise wakes the case instead
+            out.append((self.write_off_at(), "write-off proposal"))
+        if s.time_bar_check is not None and self._recovery_over():
+            # after the write-off proposal, the case looks at itself again when the limitation period runs out
+            out.append((s.time_bar_check, "limitation period ends"))
         return out
 
     def wake_at(self) -> datetime | None:
@@ -214,7 +225,7 @@ class Case:
         """What a closed case must undo: a credit report corrected after payment, an agency placement recalled."""
         done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
         out = []
-        if "bureau_report" in done and self.state.outcome in ("paid", "settled", "recovered"):
+        if "bureau_report" in done and self.state.outcome in (*PAID_OUTCOMES, "settled_by_agreement"):
             out.append("bureau_correction")
         return out + self.recall_needed()
 
@@ -247,8 +258,97 @@ class Case:
         if s.awaiting and s.awaiting.until <= now:
             self.event(s.awaiting.until, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
             s.awaiting = None
-        if not self.plan_active() and now >= self.write_off_at():
-            self.close("written_off", now, f"DPD {self.policy.write_off_dpd} reached with {self.money(s.balances.total)} outstanding")
+        if not self.plan_active() and now >= self.write_off_at() and s.write_off is None:
+            self._write_off_due(now)
+        barred = self.time_barred(now)
+        if barred:
+            self.close("time_barred", now, barred)
+        elif self._recovery_over():
+            # when to look again: the period's end, and never sooner than a day from now (so a clock that counts
+            # a day longer than this estimate costs a daily wake, not a busy loop)
+            ends = compliance.limitation_ends(self.limitation_from(), self.policy.legal)
+            s.time_bar_check = max(ends, now + self.clock.days(1))
+
+    # ---------------------------------------------------------------- write-off (核销) and the end of recovery
+
+    def write_off_deferral(self) -> str | None:
+        """What keeps a write-off from being proposed: a hold that pauses the case or an open promise (an active
+        plan keeps the write-off DPD from being looked at at all). They end, the proposal follows."""
+        holds = self.holds_pausing()
+        if holds:
+            return "on hold: " + ", ".join(h.kind for h in holds)
+        if self.promise_active():
+            return f"promise to pay {self.money(self.state.promise.amount)} by {self.state.promise.date}"
+        return None
+
+    def _write_off_due(self, now: datetime) -> None:
+        """The write-off DPD is reached. Write-off is an accounting event (核销): it is proposed for an operator to
+        confirm, and the case stays open; the claim, the legal clocks and the recovery go on (账销案存)."""
+        s = self.state
+        detail = f"DPD {self.policy.write_off_dpd} reached with {self.money(s.balances.total)} outstanding"
+        if self.write_off_closes():
+            self.close("written_off", now, detail)
+            return
+        why = self.write_off_deferral()
+        if why:
+            if s.write_off_deferred != why:
+                s.write_off_deferred = why
+                self.event(now, "write_off_deferred", f"{detail}; proposal deferred: {why}")
+            return
+        s.write_off, s.write_off_proposed_at, s.write_off_deferred = "proposed", now, None
+        self.event(now, "write_off_proposed", f"{detail}; 核销 proposed for confirmation, recovery goes on (账销案存)")
+
+    def time_barred(self, now: datetime) -> str | None:
+        """Why the case must close because the limitation period has truly run out, or None.
+
+        The hook on the legal clocks: the case asks `legal_refusal("lawsuit", now)` (domain/compliance.py today,
+        domain/legal.py as the clocks are reworked) and closes only when that refusal is final for the limitation
+        period and nothing else is left: write-off proposed (the ladder is over), no lawsuit or payment order filed
+        (a filing interrupts the period, Civil Code art. 195, and the court's clocks take over), nothing awaited,
+        no step pending, no hold, promise or plan, and no dispute answer due."""
+        if not self._recovery_over():
+            return None
+        refusal = self.legal_refusal("lawsuit", now)
+        if refusal is None or refusal.rule != "limitation_period" or not refusal.final:
+            return None
+        return refusal.reason
+
+    def _recovery_over(self) -> bool:
+        s = self.state
+        return not (s.closed or s.write_off is None or s.lawsuit_filed or s.awaiting or s.dispute_answer_due is not None
+                    or self.pause_reason() or self._pending_step() is not None)
+
+    def check_confirm_write_off(self, c: WriteOffConfirmIn, now: datetime) -> None:
+        self._open()
+        s = self.state
+        if s.write_off == "confirmed":
+            raise InvalidInput("case", f"the write-off was already confirmed on {s.write_off_confirmed_at:%Y-%m-%d}")
+        if s.write_off is None:
+            raise InvalidInput("case", "no write-off has been proposed" + (
+                f" (deferred: {s.write_off_deferred})" if s.write_off_deferred else
+                f" (it is proposed at DPD {self.policy.write_off_dpd})"))
+        if not c.approver.strip():
+            raise InvalidInput("approver", "is required: the operator who approves the write-off")
+
+    def apply_confirm_write_off(self, c: WriteOffConfirmIn, now: datetime) -> UpdateResult:
+        self.check_confirm_write_off(c, now)
+        s = self.state
+        s.write_off, s.write_off_confirmed_at = "confirmed", now
+        self.event(now, "write_off_confirmed", f"by {c.approver}" + (f" ({c.reference})" if c.reference else "")
+                   + f", {self.money(s.balances.total)}; the claim and the recovery go on (账销案存)")
+        return self._result("write-off confirmed; the case stays open and recovery goes on")
+
+    def check_close(self, c: CloseIn, now: datetime) -> None:
+        self._open()
+        if c.outcome not in OPERATOR_OUTCOMES:
+            raise InvalidInput("outcome", f"{c.outcome!r} is not an operator's closing outcome (one of: {', '.join(OPERATOR_OUTCOMES)})")
+        if not c.reason.strip():
+            raise InvalidInput("reason", "is required: why the case is closed")
+
+    def apply_close(self, c: CloseIn, now: datetime) -> UpdateResult:
+        self.check_close(c, now)
+        self.close(c.outcome, now, f"closed by operator{' ' + c.operator if c.operator else ''}: {c.reason.strip()}")
+        return self._result(f"case closed as {c.outcome}")
 
     def _break_plan(self, now: datetime, why: str) -> None:
         s = self.state
@@ -434,6 +534,81 @@ class Case:
         if s.balances.total == 0 and not s.closed:
             self.close("settled" if in_plan else "recovered" if self.enforcing() else "paid", now)
 
+    # ---- payment reversal (a returned transfer, a failed debit)
+
+    def check_reversal(self, r: ReversalIn, now: datetime, reopening: bool = False) -> PaymentRecord:
+        """The payment to reverse. `reopening`: the case is closed as paid and reopens as a new run for it."""
+        s = self.state
+        if not r.payment_id:
+            raise InvalidInput("payment_id", "is required: the id of the payment to reverse")
+        rec = s.payments.get(r.payment_id)
+        if rec is None:
+            raise InvalidInput("payment_id", f"{r.payment_id} is not a payment of this case")
+        if rec.reversed_at is not None:
+            raise InvalidInput("payment_id", f"{r.payment_id} was already reversed on {rec.reversed_at:%Y-%m-%d} ({rec.reversal_reason})")
+        if not r.reason.strip():
+            raise InvalidInput("reason", "is required: why the payment was taken back (returned transfer, failed debit, ...)")
+        if r.at is not None and r.at > now + CLOCK_SKEW:
+            raise InvalidInput("at", f"{r.at.isoformat()} is in the future")
+        if s.closed and not (reopening and s.outcome in PAID_OUTCOMES):
+            if s.outcome in PAID_OUTCOMES:
+                raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({s.outcome}); the reversal reopens it as a new run")
+            raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({s.outcome}); a reversal does not reopen a case closed so")
+        return rec
+
+    def apply_reversal(self, r: ReversalIn, now: datetime, reopening: bool = False) -> UpdateResult:
+        """Undo the payment's allocation; judge again the promise or plan it had kept, as if it had never come.
+
+        A kept promise whose payment is reversed is broken once its deadline (date + grace) has passed, and open
+        again before that: the borrower still has until the deadline the bank gave, as for any promise. A plan it
+        completed is active again (or broken, with its waiver restored, if an instalment's deadline has passed).
+        The limitation restart the payment caused stands: paying acknowledged the debt (Civil Code art. 195,
+        同意履行义务), and a bank's failure to receive the money does not undo the borrower's acknowledgement."""
+        rec = self.check_reversal(r, now, reopening)
+        s = self.state
+        a, b = rec.allocation, s.balances
+        s.balances = Balances(principal=b.principal + a.get("principal", 0), interest=b.interest + a.get("interest", 0),
+                              fees=b.fees + a.get("fees", 0))
+        s.total_paid -= rec.amount
+        rec.reversed_at, rec.reversal_reason = r.at or now, r.reason.strip()
+        self.event(now, "payment_reversed", f"{r.payment_id}: {self.money(rec.amount)} ({rec.reversal_reason}), "
+                   f"outstanding {self.money(s.balances.total)}; the limitation restart it caused stands")
+        made_before = rec.at  # a payment made before a promise or plan was counted in its paid_before
+        if s.promise is not None and s.promise.status != "broken":
+            if made_before <= s.promise.made_at:
+                s.promise.paid_before = max(0, s.promise.paid_before - rec.amount)
+            if s.promise.status == "kept":
+                verdict = evaluate_promise(s.promise, s.total_paid, now)
+                if verdict != "kept":
+                    s.promise.status = verdict
+                    self.event(now, "promise_broken" if verdict == "broken" else "promise_reopened",
+                               f"{self.money(s.promise.amount)} by {s.promise.date}: payment {r.payment_id} was reversed")
+        if s.plan is not None and s.plan.status in ("active", "completed"):
+            if made_before <= s.plan.made_at:
+                s.plan.paid_before = max(0, s.plan.paid_before - rec.amount)
+            verdict = evaluate_plan(s.plan, s.total_paid, now)
+            if verdict != "completed" and s.plan.status == "completed":
+                s.plan.status = "active"
+                if verdict == "active":
+                    self.event(now, "plan_reopened", f"{s.plan.kind}: payment {r.payment_id} was reversed")
+            if verdict == "broken" and s.plan.status == "active":
+                self._break_plan(now, f"payment {r.payment_id} was reversed")
+        return self._result(f"payment {r.payment_id} reversed; outstanding {self.money(s.balances.total)}")
+
+    def reopen(self, ro: ReopenIn, now: datetime) -> None:
+        """A new run of a case closed as paid whose payment was reversed: open again, carrying the closed run's id,
+        and apply the reversal. Done once (a continue-as-new carries `reopen` along and finds it done)."""
+        s = self.state
+        if not s.closed or ro.previous_run_id in s.reopened_from:
+            return
+        self.check_reversal(ro.reversal, now, reopening=True)
+        outcome = s.outcome
+        s.reopened_from.append(ro.previous_run_id)
+        s.closed, s.outcome, s.closed_at = False, None, None
+        self.event(now, "reopened", f"closed as {outcome} in run {ro.previous_run_id}; payment "
+                   f"{ro.reversal.payment_id} reversed")
+        self.apply_reversal(ro.reversal, now, reopening=True)
+
     def _payment_result(self, pid: str, rec: PaymentRecord, duplicate: bool = False) -> PaymentResult:
         return PaymentResult(
             payment_id=pid, applied=self.amount(rec.amount),
@@ -591,6 +766,10 @@ class Case:
 
     # ---------------------------------------------------------------- views
 
+    def risk_class(self, now: datetime) -> risk.RiskClass:
+        """The five-class category by days past due (domain/risk.py); nothing outstanding is normal."""
+        return risk.classify(self.dpd(now)) if self.state.balances.total else "normal"
+
     def status(self, now: datetime) -> CaseStatus:
         s, dpd = self.state, self.dpd(now)
         b = s.balances
@@ -604,6 +783,11 @@ class Case:
             total_paid=self.amount(s.total_paid), holds=s.holds, plan=s.plan, promise=s.promise,
             awaiting=s.awaiting, next_action=self.next_action(), steps_done=s.steps_done,
             decisions=s.decisions, limitation_ends=compliance.limitation_ends(self.limitation_from(), self.policy.legal),
-            dispute_answer_due=s.dispute_answer_due,
+            dispute_answer_due=s.dispute_answer_due, risk_class=self.risk_class(now),
+            risk_basis=risk.basis(dpd) if b.total else "正常: nothing outstanding",
+            write_off=s.write_off, write_off_proposed_at=s.write_off_proposed_at,
+            write_off_deferred=s.write_off_deferred,
+            reversed_payments=[pid for pid, p in s.payments.items() if p.reversed_at is not None],
+            reopened_from=s.reopened_from,
             contacts=s.contacts, events=s.events[-15:], as_of=now,
         )

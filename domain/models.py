@@ -21,7 +21,14 @@ from domain.policy import Policy
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 HoldKind = Literal["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
 CaseStatusName = Literal["active", "paused", "closed"]
-Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+# How an operator may close a case (close_case), always with a reason
+OPERATOR_OUTCOMES = ("settled_by_agreement", "uncollectable", "sold", "error")
+# "written_off" closes only the cases that reached write-off before write-off became an accounting event
+# (workflows/case.py PATCH_WRITE_OFF_PROPOSAL); "time_barred": the limitation period has truly run out
+Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered", "time_barred",
+                  "settled_by_agreement", "uncollectable", "sold", "error"]
+PAID_OUTCOMES = ("paid", "settled", "recovered")  # closed by payments: a reversal reopens the case
+WriteOffStatus = Literal["proposed", "confirmed"]
 CLOSING_HOLDS = {"bankruptcy": "bankrupt", "deceased": "deceased"}
 
 
@@ -56,6 +63,7 @@ class CaseInput(Model):
     policy: Policy
     history_limit: int | None = Field(default=None, ge=50, description="continue-as-new past this many events (tests)")
     state: CaseState | None = None
+    reopen: ReopenIn | None = Field(default=None, description="a closed run reopened by a payment reversal")
 
     @field_validator("currency")
     @classmethod
@@ -121,6 +129,36 @@ class ReleaseIn(Model):
     kind: HoldKind
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
+
+
+class CloseIn(Model):
+    """An operator closes a case (closed_by_operator): the outcome and the reason are required."""
+
+    outcome: str = Field(description="one of " + ", ".join(OPERATOR_OUTCOMES))
+    reason: str = Field(default="", max_length=500)
+    operator: str = Field(default="", max_length=100)
+
+
+class WriteOffConfirmIn(Model):
+    """An operator confirms a proposed write-off (核销): an accounting event, the case stays open (账销案存)."""
+
+    approver: str = Field(default="", max_length=100)
+    reference: str = Field(default="", max_length=200, description="the write-off approval's number")
+
+
+class ReversalIn(Model):
+    """A payment taken back (returned transfer, failed debit), by its payment id."""
+
+    payment_id: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=200)
+    at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (default: now)")
+
+
+class ReopenIn(Model):
+    """A case closed as paid whose payment was reversed opens again as a new run of the same workflow id."""
+
+    previous_run_id: str
+    reversal: ReversalIn
 
 
 CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute")
@@ -201,6 +239,8 @@ class PaymentRecord(Model):
     amount: int
     allocation: dict[str, int]
     at: datetime
+    reversed_at: datetime | None = None
+    reversal_reason: str = ""
 
 
 class CaseState(Model):
@@ -239,6 +279,12 @@ class CaseState(Model):
     event_seq: int = 0
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
     runs: int = 1
+    write_off: WriteOffStatus | None = Field(default=None, description="核销: proposed at the write-off DPD, confirmed by an operator")
+    write_off_proposed_at: datetime | None = None
+    write_off_deferred: str | None = Field(default=None, description="what defers the write-off proposal (hold, promise, plan)")
+    write_off_confirmed_at: datetime | None = None
+    time_bar_check: datetime | None = Field(default=None, description="when to ask again whether the limitation ran out")
+    reopened_from: list[str] = Field(default=[], description="run ids of the closed runs this case reopened from")
 
 
 CaseInput.model_rebuild()
@@ -296,6 +342,13 @@ class CaseStatus(Model):
     decisions: list[GateRecord] = []
     limitation_ends: datetime | None = None
     dispute_answer_due: datetime | None = None
+    risk_class: str = Field(default="normal", description="商业银行金融资产风险分类办法 (2023): normal ... loss")
+    risk_basis: str = ""
+    write_off: WriteOffStatus | None = None
+    write_off_proposed_at: datetime | None = None
+    write_off_deferred: str | None = None
+    reversed_payments: list[str] = []
+    reopened_from: list[str] = []
     steps_done: list[str]
     contacts: dict[str, int]
     events: list[Event]

@@ -80,7 +80,17 @@ async def borrower_closure(cases: Cases):
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure)
+async def write_off(cases: Cases):
+    """A lawsuit filed and no judgment when the write-off DPD comes (recorded while write-off closed the case;
+    the case now stays open with a write-off proposal: PATCH_WRITE_OFF_PROPOSAL)."""
+    h = await cases.start(dpd=1, loan_id="R-WRITEOFF")
+    await cases.advance(days=200)
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="WO1", amount="100.00", currency="CNY"))
+    await cases.advance(days=530)
+    return h
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:

@@ -538,9 +538,10 @@ def test_an_active_plan_holds_off_the_write_off_until_it_breaks():
     assert write_off == r.dpd_at(720)
     r.run_until(write_off + timedelta(days=1))
     assert not r.state.closed  # first deadline is DPD 735
+    assert r.state.write_off is None
     r.run_until(r.state.plan.schedule[0].deadline)
     assert r.state.plan.status == "broken"
-    assert r.state.closed and r.state.outcome == "written_off"
+    assert r.state.write_off == "proposed" and not r.state.closed  # write-off is proposed; the case stays open
 
 
 # ---------------------------------------------------------------- holds
@@ -660,15 +661,18 @@ def test_write_off_at_the_policy_dpd():
     r.run_until(write_off - US)
     assert not r.state.closed
     r.run_until(write_off)
-    assert r.state.closed and r.state.outcome == "written_off" and r.state.closed_at == write_off
-    assert "DPD 720 reached with CNY 10520.00 outstanding" in r.events("closed")[0]
+    assert not r.state.closed and r.state.write_off == "proposed" and r.state.write_off_proposed_at == write_off
+    assert "DPD 720 reached with CNY 10520.00 outstanding" in r.events("write_off_proposed")[0]
 
 
-def test_write_off_happens_even_on_hold():
+def test_a_hold_defers_the_write_off_proposal_until_it_is_released():
     r = Runner.open(dpd=700).run_until(T0)
     r.hold("dispute")
     r.run_for(days=30)
-    assert r.state.outcome == "written_off"
+    assert not r.state.closed and r.state.write_off is None and r.state.write_off_deferred == "on hold: dispute"
+    r.release("dispute")
+    r.run_for(hours=1)
+    assert r.state.write_off == "proposed" and not r.state.closed
 
 
 # ---------------------------------------------------------------- other zones and the demo clock
@@ -699,7 +703,7 @@ def test_demo_policy_runs_the_ladder_in_minutes():
     assert r.state.stage == "litigation"
     assert r.case.dpd(r.now) == 1 + 16 * 60 // 6
     r.run_until(r.dpd_at(DEMO.write_off_dpd))
-    assert r.state.outcome == "written_off"
+    assert r.state.write_off == "proposed" and not r.state.closed
     assert r.now - T0 < timedelta(hours=1)
 
 

@@ -240,12 +240,12 @@ async def test_a_policy_with_another_order_of_steps(cases):
     assert st.contacts == {"call": 1, "law_firm": 1, "sms": 1, "letter": 1, "agency": 1, "court": 1}
 
 
-async def test_write_off_when_nothing_is_recovered(cases):
+async def test_write_off_is_proposed_when_nothing_is_recovered_and_the_case_stays_open(cases):
     h = await cases.start(dpd=1)
     await cases.advance(days=725)
-    result = await cases.result(h)
-    assert result.outcome == "written_off" and result.stage == "litigation"
-    assert result.outstanding["total"] == FULL
+    st = await cases.status(h)
+    assert st.status != "closed" and st.write_off == "proposed" and st.stage == "litigation"
+    assert st.outstanding["total"] == FULL
 
 
 async def test_visit_outcome_ends_the_wait_and_court_events_are_recorded(cases):

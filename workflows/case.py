@@ -20,15 +20,15 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
-        HoldChange, LedgerEntry, base_action, case_key, for_guarantor,
+        HoldChange, LedgerEntry, ReversalEntry, base_action, case_key, for_guarantor,
     )
     from domain import compliance
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
     from domain.models import (
-        CaseInput, CaseStatus, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
-        PlanResult, PromiseIn, ReleaseIn, UpdateResult,
+        CaseInput, CaseStatus, CloseIn, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
+        PlanResult, PromiseIn, ReleaseIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
     )
     from domain.money import format_amount, to_major
     from domain.policy import Step
@@ -62,6 +62,10 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
 
 # workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
 PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
+# Reaching the write-off DPD proposes a write-off and the case stays open (账销案存); before, it closed the case.
+# Asked only at that moment (Case.write_off_closes), so a case that closed that way replays the same, and a
+# running case that reaches it after the change stays open (tests/histories/write_off-*).
+PATCH_WRITE_OFF_PROPOSAL = "write-off-is-an-accounting-event"
 
 
 @workflow.defn(name="CollectionCase")
@@ -73,7 +77,13 @@ class CollectionCase:
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
+        self.case.write_off_closes = lambda: not workflow.patched(PATCH_WRITE_OFF_PROPOSAL)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
+        # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
+        self._reopened: str | None = None
+        if inp.reopen is not None and self.case.state.closed:
+            self.case.reopen(inp.reopen, workflow.info().workflow_start_time)
+            self._reopened = inp.reopen.reversal.payment_id
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
         self._published: dict[str, Any] = {}
@@ -83,6 +93,8 @@ class CollectionCase:
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseStatus:
         case = self.case
+        if self._reopened:  # the reversal that reopened the case goes to the ledger first
+            await self._ledger_reversal(self._reopened, reopened=True)
         while True:
             now = workflow.now()
             case.tick(now)
@@ -231,7 +243,7 @@ class CollectionCase:
 
     # ------------------------------------------------------------------ UI: search attributes and details
 
-    def _publish(self) -> None:
+    def _publish(self, force: bool = False) -> None:
         case, s = self.case, self.case.state
         nxt = case.next_action()
         values: dict[Any, Any] = {
@@ -251,9 +263,22 @@ class CollectionCase:
             if self._published.get(key.name, ...) != value:
                 self._published[key.name] = value
                 updates.append(key.value_unset() if value is None else key.value_set(value))
+        # The attributes added later ride along with an upsert the case makes anyway (so a running case emits no
+        # command its history lacks), or go out at once from the updates that did not exist before them (force).
+        if updates or force:
+            for key, value in self._later_attributes().items():
+                if self._published.get(key.name, None) != value:
+                    self._published[key.name] = value
+                    updates.append(key.value_unset() if value is None else key.value_set(value))
         if updates:
             workflow.upsert_search_attributes(updates)
         self._details()
+
+    def _later_attributes(self) -> dict[Any, Any]:
+        case, s = self.case, self.case.state
+        outcome = s.outcome if s.closed else ("written_off" if s.write_off == "confirmed" else None)
+        return {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()),
+                search.WRITE_OFF: s.write_off}
 
     def _details(self) -> None:
         """The Web UI's current details (markdown); costs no history event."""
@@ -271,9 +296,9 @@ class CollectionCase:
             + (f"\n\nHolds: {', '.join(h.kind for h in s.holds)}" if s.holds else "")
         )
 
-    def _touch(self) -> None:
+    def _touch(self, force: bool = False) -> None:
         self._changed = True
-        self._publish()
+        self._publish(force)
 
     # ------------------------------------------------------------------ queries and updates
 
@@ -390,3 +415,56 @@ class CollectionCase:
     @record_outcome.validator
     def _validate_outcome(self, o: OutcomeIn) -> None:
         _reject(self.case.check_outcome, o)
+
+    @workflow.update
+    async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
+        result = self.case.apply_confirm_write_off(c, workflow.now())
+        self._touch(force=True)
+        await self._record_events()
+        return result
+
+    @confirm_write_off.validator
+    def _validate_confirm_write_off(self, c: WriteOffConfirmIn) -> None:
+        _reject(self.case.check_confirm_write_off, c)
+
+    @workflow.update
+    async def close_case(self, c: CloseIn) -> UpdateResult:
+        result = self.case.apply_close(c, workflow.now())
+        self._touch(force=True)
+        return result  # the run loop sees the case closed and records the closure
+
+    @close_case.validator
+    def _validate_close(self, c: CloseIn) -> None:
+        _reject(self.case.check_close, c)
+
+    @workflow.update
+    async def reverse_payment(self, r: ReversalIn) -> UpdateResult:
+        result = self.case.apply_reversal(r, workflow.now())
+        self._touch(force=True)
+        await self._ledger_reversal(r.payment_id)
+        return result
+
+    @reverse_payment.validator
+    def _validate_reversal(self, r: ReversalIn) -> None:
+        _reject(self.case.check_reversal, r)
+
+    async def _ledger_reversal(self, payment_id: str, reopened: bool = False) -> None:
+        """Write a payment reversal to the ledger (exactly once: the payment id is its key there)."""
+        case, rec = self.case, self.case.state.payments[payment_id]
+        events = case.unaudited()
+        await workflow.execute_local_activity(
+            "record_reversal",
+            ReversalEntry(workflow_id=self.inp.workflow_id, run_id=workflow.info().run_id, case_key=self.case_key,
+                          loan_id=self.inp.loan_id, payment_id=payment_id, amount=case.amount(rec.amount),
+                          currency=self.inp.currency, reason=rec.reversal_reason, reversed_at=rec.reversed_at,
+                          outstanding=case.amount(case.state.balances.total),
+                          total_paid=case.amount(case.state.total_paid), reopened=reopened, events=events),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            summary=f"ledger: reversal of {payment_id}",
+        )
+        self._audited(events)
+
+    @workflow.query
+    def snapshot(self) -> CaseInput:
+        """The case's input with its state as it is now: what a reopened run starts from (app: reverse a payment)."""
+        return self.inp.model_copy(update={"state": self.case.state, "reopen": None})

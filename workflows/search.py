@@ -10,11 +10,20 @@ DELINQUENT_SINCE = SearchAttributeKey.for_datetime("DelinquentSince")
 NEXT_ACTION_AT = SearchAttributeKey.for_datetime("NextActionAt")
 POLICY = SearchAttributeKey.for_keyword("PolicyName")
 SEGMENT = SearchAttributeKey.for_keyword("Segment")
+# How a case ended (paid, settled, recovered, bankrupt, deceased, time_barred, an operator's outcome), or
+# written_off for an open case whose write-off an operator confirmed (账销案存: it stays open); unset otherwise
+CASE_OUTCOME = SearchAttributeKey.for_keyword("CaseOutcome")
+# 商业银行金融资产风险分类办法 (2023) class by days past due: normal, special_mention, substandard, doubtful, loss
+RISK_CLASS = SearchAttributeKey.for_keyword("RiskClass")
+# 核销: proposed (write-off DPD reached) or confirmed (by an operator); unset before
+WRITE_OFF = SearchAttributeKey.for_keyword("WriteOff")
 
-ALL = [STAGE, STATUS, ON_HOLD, OUTSTANDING, DELINQUENT_SINCE, NEXT_ACTION_AT, POLICY, SEGMENT]
+ALL = [STAGE, STATUS, ON_HOLD, OUTSTANDING, DELINQUENT_SINCE, NEXT_ACTION_AT, POLICY, SEGMENT,
+       CASE_OUTCOME, RISK_CLASS, WRITE_OFF]
 
 # Names as the Temporal CLI takes them: --search-attribute Name=Type
 CLI_TYPES = {
     STAGE: "Keyword", STATUS: "Keyword", ON_HOLD: "Bool", OUTSTANDING: "Double",
     DELINQUENT_SINCE: "Datetime", NEXT_ACTION_AT: "Datetime", POLICY: "Keyword", SEGMENT: "Keyword",
+    CASE_OUTCOME: "Keyword", RISK_CLASS: "Keyword", WRITE_OFF: "Keyword",
 }
