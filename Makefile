@@ -44,19 +44,19 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: venv
-	$(PY) -m infra.stack start
-	$(PY) -m infra.demo
-	@$(PY) -m infra.stack urls
+	$(PY) -m devstack.stack start
+	$(PY) -m devstack.demo
+	@$(PY) -m devstack.stack urls
 	@echo "make down to stop"
 
 up: venv
-	$(PY) -m infra.stack up
+	$(PY) -m devstack.stack up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m infra.stack stop; else echo "not running (no $(VENV))"; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.stack stop; else echo "not running (no $(VENV))"; fi
 
 status: venv
-	@$(PY) -m infra.stack status || true
+	@$(PY) -m devstack.stack status || true
 
 test: venv
 	$(PY) -m pytest -q

@@ -46,13 +46,14 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from infra import operations as ops
+from app import errors, inputs, opening, portfolio, visibility
+from app.errors import BadInput
 from infra.config import settings
-from infra.operations import BadInput
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -162,7 +163,7 @@ def show_status(st) -> str:
     return "\n".join(lines)
 
 
-def show_cases(items: list[ops.CaseSummary]) -> str:
+def show_cases(items: list[visibility.CaseSummary]) -> str:
     def when(t: dt.datetime | None) -> str:
         return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
@@ -177,7 +178,7 @@ def show_cases(items: list[ops.CaseSummary]) -> str:
     return "\n".join(out)
 
 
-def show_import(s: ops.ImportSummary, listed: int = 50) -> str:
+def show_import(s: portfolio.ImportSummary, listed: int = 50) -> str:
     if s.dry_run:
         lines = [f"checked {s.file}: {s.rows} row(s), {s.valid} valid, {s.rejected} rejected; nothing was changed (dry run)"]
     else:
@@ -198,10 +199,10 @@ def show_import(s: ops.ImportSummary, listed: int = 50) -> str:
     return "\n".join(lines)
 
 
-async def run_import(a: argparse.Namespace) -> int:
+async def cmd_import(a: argparse.Namespace) -> int:
     path = a.file
     progress_bar = None
-    ops.read_portfolio(path, a.policy).close()  # file, header and policy errors before anything else
+    portfolio.read_portfolio(path, a.policy).close()  # file, header and policy errors before anything else
     c, r = (None, None) if a.dry_run else (await client(), repo())
     if not a.json and sys.stderr.isatty():
         from rich.console import Console
@@ -209,10 +210,10 @@ async def run_import(a: argparse.Namespace) -> int:
 
         progress_bar = Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                 console=Console(stderr=True), transient=False)
-        task = progress_bar.add_task("import", total=ops.count_rows(path))
+        task = progress_bar.add_task("import", total=portfolio.count_rows(path))
         progress_bar.start()
     try:
-        summary = await ops.import_portfolio(
+        summary = await portfolio.import_portfolio(
             c, r, path, policy=a.policy, concurrency=a.concurrency, dry_run=a.dry_run,
             progress=(lambda n: progress_bar.advance(task, n)) if progress_bar else None)
     finally:
@@ -222,58 +223,78 @@ async def run_import(a: argparse.Namespace) -> int:
     return 1 if summary.rejected or summary.failed else 0
 
 
-async def run(a: argparse.Namespace) -> int:
-    if a.command == "simulate":
-        from sim.run import main as simulate
+async def cmd_simulate(a: argparse.Namespace) -> int:
+    from sim.run import main as simulate
 
-        return await simulate(a)
-    if a.command == "import":
-        return await run_import(a)
-    if a.command == "payments":
-        items = ops.payments(repo(), loan_id=a.loan, unapplied=a.unapplied)
-        if a.json:
-            print(dump(items))
-        else:
-            print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
-            for i in items:
-                print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
-            print(f"{len(items)} payment(s)")
-        return 0
-    if a.command == "list":
-        query = ops.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
-                                     segment=a.segment, policy=a.policy, query=a.query)
-        items = await ops.list_cases(await client(), query, a.limit)
-        print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
-        return 0
-    if a.command == "start":
-        inp = ops.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
+    return await simulate(a)
+
+
+async def cmd_payments(a: argparse.Namespace) -> int:
+    items = inputs.payments(repo(), loan_id=a.loan, unapplied=a.unapplied)
+    if a.json:
+        print(dump(items))
+    else:
+        print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
+        for i in items:
+            print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
+        print(f"{len(items)} payment(s)")
+    return 0
+
+
+async def cmd_list(a: argparse.Namespace) -> int:
+    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                        segment=a.segment, policy=a.policy, query=a.query)
+    items = await visibility.list_cases(await client(), query, a.limit)
+    print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
+    return 0
+
+
+async def cmd_start(a: argparse.Namespace) -> int:
+    inp = opening.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
                              fees=a.fees, currency=a.currency, due_date=a.due_date, timezone=a.timezone,
                              segment=a.segment, product=a.product, guarantor_id=a.guarantor_id, policy=a.policy)
-        contact = ops.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
+    contact = opening.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
                               language=a.language) if a.name else None
-        result = await ops.open_case(await client(), repo() if contact else None, inp, contact)
-        print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
-        return 0
-    ops.check_id(a.loan_id)
-    c = await client()
-    if a.command == "status":
-        st = await ops.case_status(c, a.loan_id)
-        print(dump(st) if a.json else show_status(st))
-        return 0
-    if a.command == "apply-unapplied":
-        outcomes = await ops.apply_unapplied(c, repo(), a.loan_id, a.payment_id or None)
-        print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
-        return 0
-    if a.command == "pay":
-        outcome = await ops.record_payment(c, repo(), a.loan_id, payment_id=a.payment_id, amount=a.amount,
-                                           currency=a.currency, paid_at=a.paid_at)
-        print(dump(outcome) if a.json else outcome.message)
-        return 0
+    result = await opening.open_case(await client(), repo() if contact else None, inp, contact)
+    print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
+    return 0
+
+
+async def cmd_status(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)  # checked before connecting
+    st = await visibility.case_status(await client(), loan_id)
+    print(dump(st) if a.json else show_status(st))
+    return 0
+
+
+async def cmd_apply_unapplied(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    outcomes = await inputs.apply_unapplied(await client(), repo(), loan_id, a.payment_id or None)
+    print(dump(outcomes) if a.json else "\n".join(o.message for o in outcomes))
+    return 0
+
+
+async def cmd_pay(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    outcome = await inputs.record_payment(await client(), repo(), loan_id, payment_id=a.payment_id,
+                                          amount=a.amount, currency=a.currency, paid_at=a.paid_at)
+    print(dump(outcome) if a.json else outcome.message)
+    return 0
+
+
+async def cmd_hold(a: argparse.Namespace) -> int:
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
-    if a.command == "hold":
-        result = await ops.place_hold(c, repo(), a.loan_id, fields)
-    else:
-        result = await ops.send_update(c, a.loan_id, a.command, fields)
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.place_hold(await client(), repo(), loan_id, fields)
+    print(dump(result) if a.json else result.message)
+    return 0
+
+
+async def cmd_update(a: argparse.Namespace) -> int:
+    """promise, plan, release, outcome: one update to the case, its fields named in FIELDS."""
+    fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.send_update(await client(), loan_id, a.command, fields)
     print(dump(result) if a.json else result.message)
     return 0
 
@@ -285,6 +306,28 @@ FIELDS = {
     "release": ("kind", "reviewer", "resolution"),
     "outcome": ("kind", "outcome", "amount", "date", "reference"),
 }
+
+
+# command -> handler; parser() declares each command's arguments under the same name.
+HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "import": cmd_import,
+    "list": cmd_list,
+    "start": cmd_start,
+    "pay": cmd_pay,
+    "promise": cmd_update,
+    "plan": cmd_update,
+    "hold": cmd_hold,
+    "release": cmd_update,
+    "outcome": cmd_update,
+    "status": cmd_status,
+    "simulate": cmd_simulate,
+    "apply-unapplied": cmd_apply_unapplied,
+    "payments": cmd_payments,
+}
+
+
+async def run(a: argparse.Namespace) -> int:
+    return await HANDLERS[a.command](a)
 
 
 def _date(text: str) -> dt.date:
@@ -352,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False,
             epilog=LIST_HELP)
     c.add_argument("--stage", help="only cases at this step, e.g. litigation")
-    c.add_argument("--status", choices=list(ops.STATUSES), help="active, paused (plan, promise or hold) or closed")
+    c.add_argument("--status", choices=list(visibility.STATUSES), help="active, paused (plan, promise or hold) or closed")
     hold = c.add_mutually_exclusive_group()
     hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
     hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
@@ -483,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - an operator gets one line, not a traceback
         from temporalio.service import RPCError
 
-        if isinstance(exc, ops.Busy):
+        if isinstance(exc, errors.Busy):
             msg = str(exc)
         elif isinstance(exc, RuntimeError) and "connect" in str(exc).lower():
             msg = f"cannot reach Temporal at {settings().temporal_address}: {exc}"

@@ -1,1 +1,1 @@
-"""The payments and case API for the bank's systems: `python -m api` (see api/app.py)."""
+"""The payments and case API for the bank's systems: `python -m api` (see api/server.py)."""

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
     import uvicorn
 
-    from api.app import ConfigError, create_app, tokens_from_env
+    from api.deps import ConfigError, tokens_from_env
+    from api.server import create_app
 
     try:
         tokens = tokens_from_env()

@@ -12,8 +12,8 @@ What runs (all on loopback, under a fresh work directory):
     with the search attributes registered (the local stack's server, headless);
   - the application database (SQLite, migrated) and the sandbox gateway (its outbox in <dir>/gateway.db);
   - one `python worker.py` at a time (SIGKILLed at random moments, restarted at once or after a pause);
-  - this process: opens the cases through infra.operations.start_case and sends the inputs through
-    infra.operations.record_payment / send_update, as the CLI and the API do. An input that gets no
+  - this process: opens the cases through app.opening.start_case and sends the inputs through
+    app.inputs.record_payment / send_update, as the CLI and the API do. An input that gets no
     answer (worker dead, server down, timeout) is sent again until it gets one; payments are
     idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which
     after an unanswered first attempt counts as its answer.
@@ -82,9 +82,9 @@ from domain.dates import local_date  # noqa: E402
 from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
-from infra import codec  # noqa: E402
-from infra import operations as ops  # noqa: E402
-from infra.binaries import find  # noqa: E402
+from encryption import codec  # noqa: E402
+from app import errors, inputs, opening  # noqa: E402
+from devstack.binaries import find  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -319,7 +319,7 @@ class Driver:
             self.c.attempts += 1
             try:
                 return "ok", await asyncio.wait_for(call(), INPUT_TIMEOUT)
-            except ops.BadInput as exc:
+            except errors.BadInput as exc:
                 if ambiguous and any(f in exc.reason for f in settled_by):
                     return "settled", exc
                 self.c.refused += 1
@@ -337,10 +337,10 @@ class Driver:
                 await asyncio.sleep(min(0.5 * attempt, 3.0))
 
     async def pay(self, m: Model, pid: str, minor: int) -> None:
-        """A payment to the open case: its `pay` update through infra.operations.send_update (what
-        infra.operations.record_payment sends for a loan with an open case)."""
+        """A payment to the open case: its `pay` update through app.inputs.send_update (what
+        app.inputs.record_payment sends for a loan with an open case)."""
         amount = format_amount(minor, CUR)
-        status, res = await self._send(m, f"payment {pid} {amount}", lambda: ops.send_update(
+        status, res = await self._send(m, f"payment {pid} {amount}", lambda: inputs.send_update(
             self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}))
         if status == "ok":
             if res.duplicate:
@@ -349,7 +349,7 @@ class Driver:
             if res.applied != amount:
                 m.unexpected.append(f"payment {pid}: answered applied {res.applied}, sent {amount}")
         elif status == "refused":
-            if isinstance(res, ops.NotFound):
+            if isinstance(res, errors.NotFound):
                 # the case's workflow has finished (this very payment, sent before without an answer, may be what
                 # closed it): ask again as the API and `starter.py pay` do, through the ledger
                 await self.pay_after_close(m, pid, minor, expect="applied")
@@ -361,7 +361,7 @@ class Driver:
     async def pay_after_close(self, m: Model, pid: str, minor: int, expect: str = "unapplied") -> None:
         """A payment notification for a loan whose case has closed: kept in the ledger as unapplied."""
         amount = format_amount(minor, CUR)
-        status, res = await self._send(m, f"late payment {pid} {amount}", lambda: ops.record_payment(
+        status, res = await self._send(m, f"late payment {pid} {amount}", lambda: inputs.record_payment(
             self.client, self.repo, m.loan_id, payment_id=pid, amount=amount))
         if status == "ok":
             (m.applied if res.status == "applied" else m.unapplied)[pid] = minor
@@ -376,13 +376,13 @@ class Driver:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                if await asyncio.wait_for(ops.open_run(self.client, m.loan_id), 10) is None:
+                if await asyncio.wait_for(inputs.open_run(self.client, m.loan_id), 10) is None:
                     return
             await asyncio.sleep(1)
         m.unexpected.append(f"the case's workflow had not finished {timeout:.0f}s after its last payment")
 
     async def bad_payment(self, m: Model, pid: str, amount: str, currency: str, field_: str) -> None:
-        status, res = await self._send(m, f"bad payment {pid}", lambda: ops.send_update(
+        status, res = await self._send(m, f"bad payment {pid}", lambda: inputs.send_update(
             self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": currency}))
         m.refused_payment_ids.add(pid)
         if status == "refused" and res.field == field_:
@@ -392,7 +392,7 @@ class Driver:
 
     async def update(self, m: Model, command: str, fields: dict, settled_by: tuple[str, ...] = (),
                      expect_refusal: str | None = None) -> Any:
-        status, res = await self._send(m, f"{command} {fields}", lambda: ops.send_update(
+        status, res = await self._send(m, f"{command} {fields}", lambda: inputs.send_update(
             self.client, m.loan_id, command, fields), settled_by)
         if expect_refusal is not None:
             if status == "refused" and res.field == expect_refusal:
@@ -834,7 +834,7 @@ async def run(cfg: ChaosConfig) -> Report:
             async with sem:
                 for attempt in range(20):
                     try:
-                        await ops.start_case(client, inp, TASK_QUEUE)
+                        await opening.start_case(client, inp, TASK_QUEUE)
                         return
                     except Exception:  # noqa: BLE001
                         await asyncio.sleep(1 + attempt)

@@ -26,8 +26,8 @@ from db.tables import BorrowerRow, ContactRow, LoanRow, utcnow
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import Policy, load_policy, parse_policy
-from infra import codec
-from infra.binaries import find
+from encryption import codec
+from devstack.binaries import find
 from infra.config import ROOT
 from sandbox.gateway import running_gateway
 from workflows import search

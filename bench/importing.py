@@ -1,4 +1,4 @@
-"""5. Import: CSV rows per second into started cases (infra.operations.import_portfolio, what
+"""5. Import: CSV rows per second into started cases (app.portfolio.import_portfolio, what
 `starter.py import` runs), against the raw start rate of item 1 on the same server and worker."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from temporalio.client import Client
 from bench.harness import TZ, Database, FirstSteps, open_hours_toml
 from bench.report import Row, Table
 from domain.dates import local_date
-from infra.operations import COLUMNS, import_portfolio
+from app.portfolio import COLUMNS, import_portfolio
 
 
 def write_csv(path: Path, prefix: str, n: int) -> list[str]:

@@ -28,7 +28,7 @@ from bench.probe import SandboxModules
 from bench.report import Row, Table
 from bench.start import closed_loop
 from domain.models import PaymentIn, workflow_id
-from infra.operations import start_case
+from app.opening import start_case
 from workflows.case import CollectionCase
 
 HEAVY = ("httpx", "httpcore", "sqlalchemy", "sqlmodel", "structlog", "pydantic", "pydantic_core", "jinja2", "fastapi",

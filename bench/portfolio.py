@@ -27,7 +27,7 @@ from bench.report import Row, Table
 from db.tables import CaseRow, ContactRow
 from domain.dates import local_date
 from domain.models import CaseInput, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, workflow_id
-from infra.operations import start_case
+from app.opening import start_case
 from workflows.case import CollectionCase
 
 FULL = "10520.00"  # 10,000.00 principal + 500.00 interest + 20.00 fees (harness.case_inputs)

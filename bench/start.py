@@ -16,7 +16,7 @@ from bench.harness import Database, FirstSteps, case_inputs
 from bench.noop import Noop
 from bench.report import Row, Table
 from domain.models import CaseInput
-from infra.operations import start_case
+from app.opening import start_case
 
 
 async def closed_loop(items: Iterable, concurrency: int, one: Callable[[object], Awaitable[None]]) -> tuple[float, list[float]]:

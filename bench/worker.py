@@ -27,7 +27,7 @@ from bench.noop import WORKFLOWS
 from bench.probe import SandboxModules
 from db.engine import make_engine
 from db.repo import Repo
-from infra import codec
+from encryption import codec
 from infra import logging as applog
 from worker import build_worker, workflow_runner
 

@@ -1,11 +1,11 @@
-"""Connecting to Temporal with the project's data converter (pydantic, payloads encrypted: infra/codec.py)."""
+"""Connecting to Temporal with the project's data converter (pydantic, payloads encrypted: encryption/codec.py)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from infra.codec import data_converter_for
+from encryption.codec import data_converter_for
 from infra.config import settings
 
 

@@ -245,7 +245,7 @@ class Simulation:
             trace.rejections.append(line)
 
     async def start_cases(self, client: Client, start: date) -> None:
-        from infra.operations import start_case
+        from app.opening import start_case
 
         async def one(ln: SimLoan) -> None:
             inp = CaseInput(loan_id=ln.loan_id, borrower_id=ln.borrower_id, guarantor_id=ln.guarantor_id,
@@ -303,8 +303,8 @@ async def simulate(opts: Options) -> dict:
     from activities.gateway import GatewayClient, GatewaySettings
     from db.engine import make_engine, migrate
     from db.repo import Repo
-    from infra import codec
-    from infra.binaries import find
+    from encryption import codec
+    from devstack.binaries import find
     from sandbox.gateway import running_gateway
     from sim import report
     from worker import build_worker
@@ -343,7 +343,7 @@ async def simulate(opts: Options) -> dict:
                 start = opts.start or default_start(now)
                 anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
                 if anchor <= now:
-                    from infra.operations import BadInput
+                    from app.errors import BadInput
 
                     raise BadInput("start", f"{start} is not in the future (the simulated clock can only move forward "
                                      f"from today, {now:%Y-%m-%d})")
@@ -438,7 +438,7 @@ class _progress:
 async def main(a) -> int:
     """`starter.py simulate` (argparse namespace in, exit code out)."""
     from domain.errors import InvalidInput
-    from infra.operations import BadInput
+    from app.errors import BadInput
     from sim import report
 
     for field, name in (("policy", a.policy), ("challenger", a.challenger)):

@@ -25,8 +25,8 @@ from db.repo import Repo
 from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy, parse_policy
-from infra import codec
-from infra.binaries import find
+from encryption import codec
+from devstack.binaries import find
 from sandbox.gateway import running_gateway
 from workflows import search
 from workflows.case import CollectionCase
@@ -40,7 +40,7 @@ TYPES = {
 }
 TASK_QUEUE = "collections-test"
 
-# The whole suite runs with payload encryption on (infra/codec.py), with a key for tests only that is
+# The whole suite runs with payload encryption on (encryption/codec.py), with a key for tests only that is
 # never deployed: 32 bytes reading "TEST ONLY - never use this key!!". It is in the environment so that
 # the processes the tests start (the CLI, the stack, the worker) encrypt with it too, and it is fixed so
 # that the encrypted histories in tests/histories/ stay readable.

@@ -23,7 +23,7 @@ from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
 from db.repo import Repo
-from infra.binaries import find
+from devstack.binaries import find
 from sandbox.gateway import running_gateway
 from tests.conftest import DATA_CONVERTER, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
 from worker import build_worker

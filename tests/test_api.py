@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
-from infra.binaries import find
+from devstack.binaries import find
 from infra.temporal import connect
 from workflows import search
 from worker import build_worker

@@ -2,13 +2,13 @@
 names the field and the reason, and nothing changes.
 
     csv/*.csv         portfolio files (csv/expected.json: line, field, reason fragment), imported for real
-                      (infra.operations.import_portfolio): the bad row is reported and nothing of it is written
+                      (app.portfolio.import_portfolio): the bad row is reported and nothing of it is written
     cli/*.json        starter.py argv ({loan}: an open case): exit 2 and "error: FIELD: reason"
     api/*.json        requests to the API (create_app, in process): the status and {"error": {field, reason}}
-    updates/*.json    inputs to a case through infra.operations.send_update (what the CLI and the API call),
+    updates/*.json    inputs to a case through app.inputs.send_update (what the CLI and the API call),
                       some after a setup (a plan, a hold, a payment in full that closes the case)
     policies/*.toml   broken policy files ("# expect: FIELD :: reason" on the first line), opened through
-                      infra.operations.case_input as `starter.py start --policy FILE` and the import do; the 29
+                      app.opening.case_input as `starter.py start --policy FILE` and the import do; the 29
                       files of tests/data/policies/bad/ are run the same way
 
 For every input aimed at a case, the case's `status` query is identical before and after (`as_of` aside).
@@ -34,8 +34,8 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.service import RPCError
 
-from api.app import create_app
-from infra import operations as ops
+from api.server import create_app
+from app import errors, inputs, opening, portfolio
 from tests.conftest import TASK_QUEUE, Cases, today_in
 from tests.workflow_helpers import comparable
 from workflows.case import CollectionCase
@@ -112,12 +112,12 @@ async def test_csv(name, env, worker, repo):
     exp, path = CSV[name], DATA / "csv" / name
     mentioned = sorted(set(re.findall(rb"CSVBAD-[A-Z0-9-]+", path.read_bytes())))
     if exp["line"] == 1:  # the file or its header: refused before anything is written
-        with pytest.raises(ops.BadInput) as info:
-            await ops.import_portfolio(env.client, repo, path, task_queue=TASK_QUEUE)
+        with pytest.raises(errors.BadInput) as info:
+            await portfolio.import_portfolio(env.client, repo, path, task_queue=TASK_QUEUE)
         assert info.value.field == exp["field"] and exp["reason"] in info.value.reason, str(info.value)
         kept: set[str] = set()
     else:
-        summary = await ops.import_portfolio(env.client, repo, path, task_queue=TASK_QUEUE)
+        summary = await portfolio.import_portfolio(env.client, repo, path, task_queue=TASK_QUEUE)
         assert (summary.rejected, summary.valid) == (1, exp.get("valid", 0)), summary
         [rej] = summary.rejections
         assert (rej.line, rej.column) == (exp["line"], exp["field"]), str(rej)
@@ -153,8 +153,8 @@ POLICIES = files("policies", "*.toml") + sorted(OLD_POLICIES.glob("*.toml"))
     {"bug": policy_expectation(p)[2]})) for p in POLICIES])
 def test_policy_file(path):
     field, reason, _ = policy_expectation(path)
-    with pytest.raises(ops.BadInput) as info:
-        ops.case_input(loan_id="POLBAD-1", borrower_id="B-POLBAD", principal="100.00", due_date="2026-10-01",
+    with pytest.raises(errors.BadInput) as info:
+        opening.case_input(loan_id="POLBAD-1", borrower_id="B-POLBAD", principal="100.00", due_date="2026-10-01",
                        policy=str(path))
     err = info.value
     assert err.field.startswith(str(path)) and err.field.endswith(field), (err.field, field)
@@ -177,12 +177,12 @@ async def test_update(path, env, shared, cases):
     now = await cases.now()
     today = today_in(now)
     for command, fields in spec.get("setup", []):
-        await ops.send_update(env.client, loan, command, fill(fields, loan, today, now))
+        await inputs.send_update(env.client, loan, command, fill(fields, loan, today, now))
     if spec.get("wait_closed"):
         assert (await cases.result(handle)).status == "closed"
     before = await snapshot(handle)
-    with pytest.raises(ops.BadInput) as info:
-        await ops.send_update(env.client, loan, spec["command"], fill(spec["fields"], loan, today, now))
+    with pytest.raises(errors.BadInput) as info:
+        await inputs.send_update(env.client, loan, spec["command"], fill(spec["fields"], loan, today, now))
     assert (info.value.field, spec["reason"] in info.value.reason) == (spec["field"], True), str(info.value)
     assert await snapshot(handle) == before
 

@@ -24,9 +24,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from domain.policy import load_policy, parse_policy
-from infra import codec
-from infra.binaries import find
-from infra.codec_server import free_port, running_codec_server
+from encryption import codec
+from devstack.binaries import find
+from encryption.codec_server import free_port, running_codec_server
 from tests.conftest import DATA_CONVERTER, Cases
 from workflows import search
 from worker import build_worker

@@ -9,7 +9,7 @@
   the contact it did deliver was recorded as failed.
 - B2: while a case's workflow task is being retried (after a worker crash), Temporal refuses updates with
   FAILED_PRECONDITION "Workflow Task in failed state"; this was reported as "no open case" and the payment
-  kept as unapplied although the case was open. Now it is ops.Busy (HTTP 503): nothing recorded, send again.
+  kept as unapplied although the case was open. Now it is errors.Busy (HTTP 503): nothing recorded, send again.
 - B6: a payment for a loan whose case has closed, while its workflow still runs the closing actions (an agency
   recall or a credit report correction retried through a gateway outage), was refused ("case: is closed");
   it is now kept in the ledger as unapplied, as after the workflow has finished.
@@ -36,9 +36,9 @@ from activities.gateway import GatewayClient, GatewaySettings
 from bench.chaos import ChaosConfig, run
 from domain.dates import local_date
 from domain.policy import parse_policy
-from infra import codec
-from infra import operations as ops
-from infra.binaries import find
+from encryption import codec
+from app import errors, inputs, opening
+from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, LADDER_POLICY
 from workflows import search
 from worker import build_worker
@@ -103,12 +103,12 @@ async def failing_case(repo):
                         data_converter=codec.data_converter(codec.Keyring.parse(codec.new_key_entry("elsewhere"))))
     gw = GatewayClient(GatewaySettings(url="http://127.0.0.1:9", api_key="unused"))
     loan = f"B2-{uuid.uuid4().hex[:8]}"
-    inp = ops.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal="1000.00",
+    inp = opening.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal="1000.00",
                          due_date=dt.date.today() - dt.timedelta(days=3))
-    ops.save_borrower_and_loan(repo, inp, ops.Contact(name="张伟", phone="13812345678"))
+    opening.save_borrower_and_loan(repo, inp, opening.Contact(name="张伟", phone="13812345678"))
     try:
         async with build_worker(wrong_keys, CaseActivities(repo, gw), task_queue="collections-b2"):
-            await ops.start_case(env.client, inp, "collections-b2")
+            await opening.start_case(env.client, inp, "collections-b2")
             for _ in range(300):   # until the server retries the failed workflow task
                 desc = await env.client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
                     namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=inp.workflow_id)))
@@ -125,12 +125,12 @@ async def failing_case(repo):
 
 async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_refused_as_retryable(failing_case, repo):
     client, loan = failing_case
-    assert await ops.open_run(client, loan) is not None           # the case is open
-    with pytest.raises(ops.Busy, match="recovering"):
-        await asyncio.wait_for(ops.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
+    assert await inputs.open_run(client, loan) is not None           # the case is open
+    with pytest.raises(errors.Busy, match="recovering"):
+        await asyncio.wait_for(inputs.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
     assert repo.payments(loan_id=loan) == []                       # nothing recorded: the caller sends it again
-    with pytest.raises(ops.Busy):
-        await asyncio.wait_for(ops.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
+    with pytest.raises(errors.Busy):
+        await asyncio.wait_for(inputs.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
 
 
 # --------------------------------------------------------------------------- B6
@@ -144,12 +144,12 @@ async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retr
     total = (await cases.status(handle)).outstanding["total"]
     gateway.set_faults(error_rate=1.0)                                    # the agency recall on closing keeps failing
     try:
-        paid = await asyncio.wait_for(ops.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total), 60)
+        paid = await asyncio.wait_for(inputs.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total), 60)
         assert (paid.status, paid.case_status) == ("applied", "closed")
-        assert await ops.open_run(env.client, loan) is not None          # the workflow still runs its closing actions
+        assert await inputs.open_run(env.client, loan) is not None          # the workflow still runs its closing actions
         try:
-            late = await ops.record_payment(env.client, repo, loan, payment_id=f"LATE-{loan}", amount="5.00")
-        except ops.BadInput as exc:                                        # actual: "case: is closed (paid); ..."
+            late = await inputs.record_payment(env.client, repo, loan, payment_id=f"LATE-{loan}", amount="5.00")
+        except errors.BadInput as exc:                                        # actual: "case: is closed (paid); ..."
             late = exc
         assert getattr(late, "status", None) == "unapplied", late
         assert [(p.payment_id, p.status) for p in repo.payments(loan_id=loan)] == [

@@ -1,4 +1,4 @@
-"""Payload encryption (infra/codec.py) and the codec server (infra/codec_server.py).
+"""Payload encryption (encryption/codec.py) and the codec server (encryption/codec_server.py).
 
 Unit tests of the codec and its keys; a case on the time-skipping server whose raw history holds no
 amount, payment id or loan id in any payload; and the real codec server over HTTP.
@@ -24,9 +24,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from domain.models import PaymentIn
-from infra import codec
-from infra.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError
-from infra.codec_server import COOKIE, running_codec_server, session_valid
+from encryption import codec
+from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError
+from encryption.codec_server import COOKIE, running_codec_server, session_valid
 from infra.config import ROOT
 from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
 from workflows.case import CollectionCase
@@ -137,7 +137,7 @@ def test_keys_come_from_the_environment_or_the_local_dev_key_or_nowhere(tmp_path
 
 
 def test_new_key_command_prints_a_usable_entry():
-    out = subprocess.run([sys.executable, "-m", "infra.codec", "new-key", "--id", "prod-2026a"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "encryption.codec", "new-key", "--id", "prod-2026a"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert Keyring.parse(out).keys["prod-2026a"] and len(Keyring.parse(out).keys["prod-2026a"]) == 32
 
@@ -310,12 +310,12 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
 
 def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CODEC_TOKEN", "CODEC_DEV")}
-    done = subprocess.run([sys.executable, "-m", "infra.codec_server", "--port", "1"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "encryption.codec_server", "--port", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "CODEC_TOKEN is not set" in done.stderr
     dev_env = dict(env, CODEC_DEV="1", COLLECTIONS_VAR_DIR=str(tmp_path), PAYLOAD_KEYS="", PAYLOAD_KEY_ID="",
                    CODEC_PORT="0", CODEC_HOST="0.0.0.0")
-    done = subprocess.run([sys.executable, "-m", "infra.codec_server"], cwd=ROOT, env=dev_env,
+    done = subprocess.run([sys.executable, "-m", "encryption.codec_server"], cwd=ROOT, env=dev_env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "loopback" in done.stderr
     with running_codec_server(dict(dev_env, CODEC_HOST="127.0.0.1")) as url:
@@ -325,7 +325,7 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
         sealed = EncryptionCodec(dev_key).encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'"dev"'))
         r = httpx.post(f"{url}/decode", json=as_json([sealed]), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["data"]) == b'"dev"'
-    proc = subprocess.Popen([sys.executable, "-m", "infra.codec_server", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "encryption.codec_server", "--port", "0"], cwd=ROOT,
                             env=dict(dev_env, CODEC_HOST="127.0.0.1"), stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

@@ -177,7 +177,7 @@ def test_the_production_topology_is_all_there(services):
 
 
 def test_the_ui_shows_payloads_through_the_authenticated_codec_server(services):
-    [codec] = [n for n, c in commands(services).items() if "infra.codec_server" in c]
+    [codec] = [n for n, c in commands(services).items() if "encryption.codec_server" in c]
     port = re.search(r"--port\s+(\d+)", commands(services)[codec]).group(1)
     assert any(str(p).endswith(f":{port}") for p in services[codec]["ports"])
     env = env_of(services[codec])
@@ -191,7 +191,7 @@ def test_the_ui_shows_payloads_through_the_authenticated_codec_server(services):
     # every process that reads or writes payloads has the same keys, and refuses to start without them
     for name, svc in services.items():
         cmd = commands(services)[name]
-        if runs_project_code(svc) and any(m in cmd for m in ("worker.py", "infra.codec_server", "api")):
+        if runs_project_code(svc) and any(m in cmd for m in ("worker.py", "encryption.codec_server", "api")):
             keys = env_of(svc)
             assert keys.get("PAYLOAD_KEYS", "").startswith("${PAYLOAD_KEYS:?"), name
             assert keys.get("PAYLOAD_KEY_ID", "").startswith("${PAYLOAD_KEY_ID:?"), name

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from infra.binaries import find
+from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, Cases
 from workflows import search
 

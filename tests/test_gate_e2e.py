@@ -110,13 +110,13 @@ async def test_a_lawsuit_outside_the_limitation_period_is_refused_and_audited(ca
 
 
 async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once(cases, env, repo):
-    """Operators record it once (CLI and API go through infra.operations.place_hold): every open case closes."""
-    from infra import operations as ops
+    """Operators record it once (CLI and API go through app.inputs.place_hold): every open case closes."""
+    from app import errors, inputs
 
     a = await cases.start(dpd=1, loan_id="BK-A", borrower_id="BK-B1")
     b = await cases.start(dpd=40, loan_id="BK-B", borrower_id="BK-B1")
     other = await cases.start(dpd=1, loan_id="BK-X", borrower_id="BK-B2")      # another borrower: untouched
-    result = await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy", "reference": "court case 2026-17"})
+    result = await inputs.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy", "reference": "court case 2026-17"})
     assert result.outcome == "bankrupt" and "BK-B" in result.message
     sa, sb, sx = await cases.status(a), await cases.status(b), await cases.status(other)
     assert (sa.status, sa.outcome) == ("closed", "bankrupt")
@@ -124,27 +124,27 @@ async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once
     assert any("recorded on loan BK-A" in e.detail for e in sb.events if e.kind == "closed")
     assert sx.status != "closed"
     # sent again (the caller lost the answer): the named case counts as done, the others are already closed
-    again = await ops.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy"})
+    again = await inputs.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy"})
     assert (again.status, again.outcome) == ("closed", "bankrupt") and "already closed" in again.message
     assert (await cases.status(other)).status != "closed"
     # a case closed for another reason is not a bankruptcy: the refusal stands
     c = await cases.start(dpd=1, loan_id="BK-C", borrower_id="BK-B3")
     total = (await cases.status(c)).outstanding["total"]
-    await ops.record_payment(env.client, repo, "BK-C", payment_id="BK-C-FULL", amount=total)
+    await inputs.record_payment(env.client, repo, "BK-C", payment_id="BK-C-FULL", amount=total)
     await cases.result(c)
-    with pytest.raises(ops.NotFound):
-        await ops.place_hold(env.client, repo, "BK-C", {"kind": "bankruptcy"})
+    with pytest.raises(errors.NotFound):
+        await inputs.place_hold(env.client, repo, "BK-C", {"kind": "bankruptcy"})
 
 
 async def test_a_bankruptcy_sent_again_after_a_partial_fan_out_reaches_the_rest(cases, env, repo):
     """The caller stopped after the named case (as if the API's timeout fired): sent again, the rest close."""
-    from infra import operations as ops
+    from app import errors, inputs
 
     a = await cases.start(dpd=1, loan_id="BKR-A", borrower_id="BKR-B1")
     b = await cases.start(dpd=1, loan_id="BKR-B", borrower_id="BKR-B1")
-    await ops.send_update(env.client, "BKR-A", "hold", {"kind": "bankruptcy"})      # only the named case
+    await inputs.send_update(env.client, "BKR-A", "hold", {"kind": "bankruptcy"})      # only the named case
     assert (await cases.status(b)).status != "closed"
-    result = await ops.place_hold(env.client, repo, "BKR-A", {"kind": "bankruptcy"})
+    result = await inputs.place_hold(env.client, repo, "BKR-A", {"kind": "bankruptcy"})
     assert "BKR-B" in result.message
     assert ((await cases.status(b)).status, (await cases.status(b)).outcome) == ("closed", "bankrupt")
     assert (await cases.status(a)).outcome == "bankrupt"

@@ -28,8 +28,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
-from infra import operations as ops
-from infra.binaries import find
+from app import portfolio
+from devstack.binaries import find
 from infra.temporal import connect
 from tests.conftest import TASK_QUEUE, Cases
 from workflows import search
@@ -97,9 +97,9 @@ async def portfolio_due_now(env, tmp_path: Path) -> Path:
 
 async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, worker, repo, tmp_path):
     run = runner(env, repo)
-    portfolio = await portfolio_due_now(env, tmp_path)
+    csv_path = await portfolio_due_now(env, tmp_path)
     try:
-        r = await run("import", str(portfolio), "--json")
+        r = await run("import", str(csv_path), "--json")
         assert r.returncode == 1, r.stderr  # some rows were rejected
         s = json.loads(r.stdout)
         assert (s["rows"], s["started"], s["already_running"], s["rejected"], s["failed"]) == (13, 5, 0, 8, 0)
@@ -136,7 +136,7 @@ async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, wo
 
         # idempotent: a second run opens nothing and says so; the bad rows are reported again
         runs = {loan_id: (await env.client.get_workflow_handle(f"loan-{loan_id}").describe()).run_id for loan_id in GOOD}
-        again = await run("import", str(portfolio))
+        again = await run("import", str(csv_path))
         assert again.returncode == 1
         assert "started          0" in again.stdout and "already running  5" in again.stdout, again.stdout
         assert "nothing new started" in again.stdout
@@ -206,7 +206,7 @@ def generate(path: Path, n: int, prefix: str, due: str = "2026-10-15", segment: 
 def _peak_while_reading(path: Path) -> tuple[int, int]:
     tracemalloc.start()
     try:
-        valid = sum(1 for r in ops.read_portfolio(path) if isinstance(r, ops.ImportRow))
+        valid = sum(1 for r in portfolio.read_portfolio(path) if isinstance(r, portfolio.ImportRow))
         return valid, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -249,7 +249,7 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
     f = generate(tmp_path / "many.csv", 3_000, "CC")
     fake = FakeTemporal()
     ticks = []
-    s = await ops.import_portfolio(fake, repo, f, concurrency=25, progress=ticks.append)
+    s = await portfolio.import_portfolio(fake, repo, f, concurrency=25, progress=ticks.append)
     assert fake.max_in_flight == 25
     assert (s.rows, s.started, s.already_running, s.rejected, s.failed) == (3_000, 2_700, 300, 0, 0)
     assert sum(ticks) == 3_000  # the progress bar reached the end

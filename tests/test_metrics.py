@@ -11,7 +11,7 @@ from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from domain.models import HoldIn, PaymentIn
 from infra import metrics
-from infra.binaries import find
+from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, Cases, register_search_attributes
 from worker import build_worker
 from workflows.case import CollectionCase

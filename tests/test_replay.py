@@ -3,7 +3,7 @@
 When such a change is intended, guard it with workflow.patched() and add new histories with
 `python -m tests.record_histories` (keep the old ones).
 
-The replayer decodes with the suite's converter (payloads encrypted with the test key, infra/codec.py):
+The replayer decodes with the suite's converter (payloads encrypted with the test key, encryption/codec.py):
 the histories recorded before encryption was on are plaintext and still decode, as those of cases
 started before encryption do in production; the `*-test-only-2026-*` ones are encrypted.
 """

@@ -2,7 +2,7 @@
 
 1. A demo-like run on a real Temporal dev server (the local stack's server): six borrowers with names,
    phones, resident ID numbers, emails and addresses (and a guarantor) in the database, their cases
-   opened through infra.operations.open_case on a 1-second-day copy of the demo policy, walked through
+   opened through app.opening.open_case on a 1-second-day copy of the demo policy, walked through
    several steps with payments (one paying in full), a promise, an instalment plan, dispute, hardship and
    complaint holds (released), a visit outcome, and a borrower whose phone the gateway refuses (a failure
    path). Then every workflow in the namespace (listed through visibility) is read back:
@@ -13,7 +13,7 @@
    and none of the names, phones, ID numbers, emails or addresses appears, in UTF-8 or JSON-escaped form.
    The case status the API serves is checked the same way.
 2. The payments API (`python -m api`) answers 401 to every /v1 operation of its OpenAPI document without
-   a valid bearer token and changes nothing; the codec server (`python -m infra.codec_server`) decrypts
+   a valid bearer token and changes nothing; the codec server (`python -m encryption.codec_server`) decrypts
    nothing without its token; the sandbox gateway (`python -m sandbox`) serves nothing and stores nothing
    without its API key.
 """
@@ -43,10 +43,10 @@ from activities.gateway import GatewayClient, GatewaySettings
 from domain.dates import local_date
 from domain.money import format_amount
 from domain.policy import load_policy, parse_policy
-from infra import codec
-from infra import operations as ops
-from infra.binaries import find
-from infra.codec_server import COOKIE, running_codec_server
+from encryption import codec
+from app import inputs, opening, visibility
+from devstack.binaries import find
+from encryption.codec_server import COOKIE, running_codec_server
 from tests.conftest import DATA_CONVERTER
 from workflows import search
 from worker import build_worker
@@ -59,18 +59,18 @@ TZ = "Asia/Shanghai"
 
 # (loan, dpd, contact) — synthetic people with every kind of PII the database holds
 BORROWERS = [
-    ("SEC-1", 2, ops.Contact(name="欧阳建国", phone="13812349876", email="ouyang.jianguo@example.cn",
+    ("SEC-1", 2, opening.Contact(name="欧阳建国", phone="13812349876", email="ouyang.jianguo@example.cn",
                              address="上海市黄浦区南京东路100号3室", id_number="31010119850307123X")),
-    ("SEC-2", 8, ops.Contact(name="司马婉清", phone="13987654321", email="wanqing.sima@example.cn",
+    ("SEC-2", 8, opening.Contact(name="司马婉清", phone="13987654321", email="wanqing.sima@example.cn",
                              address="北京市朝阳区建国路88号2单元1501", id_number="110105199208154321")),
-    ("SEC-3", 31, ops.Contact(name="Harriet Quill-Ashdown", phone="+8613711112222", email="h.quillashdown@example.org",
+    ("SEC-3", 31, opening.Contact(name="Harriet Quill-Ashdown", phone="+8613711112222", email="h.quillashdown@example.org",
                               address="Flat 7, 29 Larkspur Lane, Kowloon", id_number="440301198812250017", language="en")),
-    ("SEC-4", 46, ops.Contact(name="诸葛明远", phone="13655557777", email="zhuge.mingyuan@example.cn",
+    ("SEC-4", 46, opening.Contact(name="诸葛明远", phone="13655557777", email="zhuge.mingyuan@example.cn",
                               address="广州市天河区体育西路191号", id_number="440106197701019876")),
-    ("SEC-5", 75, ops.Contact(name="慕容雪梅", phone="13500001234", email="murong.xuemei@example.cn",
+    ("SEC-5", 75, opening.Contact(name="慕容雪梅", phone="13500001234", email="murong.xuemei@example.cn",
                               address="成都市锦江区春熙路38号", id_number="510104199512120028")),
     # a phone the gateway refuses (the SMS and the call fail with the gateway's reason): a failure path
-    ("SEC-6", 95, ops.Contact(name="上官飞燕", phone="5550100", email="shangguan.feiyan@example.cn",
+    ("SEC-6", 95, opening.Contact(name="上官飞燕", phone="5550100", email="shangguan.feiyan@example.cn",
                               address="杭州市西湖区北山街12号", id_number="330106198403033333")),
 ]
 GUARANTOR = dict(id="G-SEC-4", name="端木长风", phone="13722223333", email="duanmu.changfeng@example.cn",
@@ -137,19 +137,19 @@ async def demo_run(repo, gateway):
         async with build_worker(client, CaseActivities(repo, gw), task_queue=QUEUE):
             repo.upsert_borrower(**GUARANTOR)
             for i, (loan, dpd, contact) in enumerate(BORROWERS):
-                inp = ops.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal=f"{8000 + 1000 * i}.00",
+                inp = opening.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal=f"{8000 + 1000 * i}.00",
                                      interest="420.50", fees="30", due_date=today - dt.timedelta(days=dpd),
                                      timezone=TZ, policy=policy, guarantor_id="G-SEC-4" if loan == "SEC-4" else None)
-                result = await ops.open_case(client, repo, inp, contact, QUEUE)
+                result = await opening.open_case(client, repo, inp, contact, QUEUE)
                 assert result.started, result
             await asyncio.sleep(4)   # the first steps run (a policy day is a second)
 
             async def send(loan, command, fields):
-                return await asyncio.wait_for(ops.send_update(client, loan, command, fields), 30)
+                return await asyncio.wait_for(inputs.send_update(client, loan, command, fields), 30)
 
             tomorrow = today + dt.timedelta(days=1)
-            await ops.record_payment(client, repo, "SEC-1", payment_id="SEC-PAY-1", amount="1000.00")
-            await ops.record_payment(client, repo, "SEC-1", payment_id="SEC-PAY-1", amount="1000.00")   # duplicate
+            await inputs.record_payment(client, repo, "SEC-1", payment_id="SEC-PAY-1", amount="1000.00")
+            await inputs.record_payment(client, repo, "SEC-1", payment_id="SEC-PAY-1", amount="1000.00")   # duplicate
             await send("SEC-2", "promise", {"amount": "2000.00", "date": tomorrow})
             await send("SEC-3", "plan", {"kind": "instalments", "instalments": 6, "first_due": tomorrow})
             await send("SEC-4", "hold", {"kind": "dispute", "reference": "disputes the fees"})
@@ -158,14 +158,14 @@ async def demo_run(repo, gateway):
             await send("SEC-6", "hold", {"kind": "complaint", "reference": "call at dinner time"})
             await send("SEC-6", "release", {"kind": "complaint", "reviewer": "Compliance Desk"})
             await asyncio.sleep(12)  # more steps: visits, letters, the law firm, the credit bureau
-            st = await ops.case_status(client, "SEC-3")
+            st = await visibility.case_status(client, "SEC-3")
             if st.awaiting is not None and st.awaiting.kind == "visit":
                 await send("SEC-3", "outcome", {"kind": "visit", "outcome": "not_home", "reference": "VR-1"})
             await send("SEC-4", "release", {"kind": "dispute", "resolution": "fees explained"})
-            await ops.record_payment(client, repo, "SEC-3", payment_id="SEC-PAY-3",
+            await inputs.record_payment(client, repo, "SEC-3", payment_id="SEC-PAY-3",
                                      amount=format_amount(st.plan.schedule[0].amount, "CNY"))
-            total = (await ops.case_status(client, "SEC-2")).outstanding["total"]
-            await ops.record_payment(client, repo, "SEC-2", payment_id="SEC-PAY-2", amount=total)   # closes it
+            total = (await visibility.case_status(client, "SEC-2")).outstanding["total"]
+            await inputs.record_payment(client, repo, "SEC-2", payment_id="SEC-PAY-2", amount=total)   # closes it
             await asyncio.sleep(4)
             yield env, [loan for loan, _, _ in BORROWERS]
     finally:
@@ -181,7 +181,7 @@ async def test_no_borrower_pii_in_any_workflow_history(demo_run, repo, gateway):
     for loan, _, contact in BORROWERS:
         b = repo.borrower(f"B-{loan}")
         assert (b.name, b.phone, b.id_number) == (contact.name, contact.phone, contact.id_number)
-    statuses = {loan: await ops.case_status(env.client, loan) for loan in loans}
+    statuses = {loan: await visibility.case_status(env.client, loan) for loan in loans}
     assert all(len(s.steps_done) >= 2 for s in statuses.values()), {k: s.steps_done for k, s in statuses.items()}
     assert statuses["SEC-2"].outcome == "paid" and statuses["SEC-3"].plan is not None
     assert any(c.status == "failed" for c in repo.contacts(loan_id="SEC-6"))          # the refused phone
@@ -272,7 +272,7 @@ async def test_the_api_refuses_every_operation_without_a_valid_token(api_process
         doc = (await http.get("/openapi.json")).json()
         ops_ = [(m.upper(), p) for p, item in doc["paths"].items() if p.startswith("/v1/") for m in item]
         assert len(ops_) >= 9, ops_
-        before = essentials(await ops.case_status(env.client, "SEC-1"))
+        before = essentials(await visibility.case_status(env.client, "SEC-1"))
         bodies = {"/v1/loans/{loan_id}/payments": {"payment_id": "SEC-NOAUTH", "amount": "1.00"},
                   "/v1/loans/{loan_id}/holds": {"kind": "dispute"},
                   "/v1/cases": {"loan_id": "SEC-NOAUTH", "borrower_id": "B-X", "principal": "10", "due_date": "2026-10-01"}}
@@ -292,7 +292,7 @@ async def test_the_api_refuses_every_operation_without_a_valid_token(api_process
         assert r.status_code == 200 and not leaks(r.content)
     assert repo.payments(loan_id="SEC-1") and all(p.payment_id != "SEC-NOAUTH" for p in repo.payments(loan_id="SEC-1"))
     assert repo.loan("SEC-NOAUTH") is None
-    assert essentials(await ops.case_status(env.client, "SEC-1")) == before
+    assert essentials(await visibility.case_status(env.client, "SEC-1")) == before
 
 
 async def test_the_codec_server_decrypts_nothing_without_its_token(demo_run):

@@ -1,7 +1,7 @@
 """The local stack for real: the Temporal CLI dev server (SQLite), the worker, the API and the codec
 server, on free loopback ports.
 
-Real time, real processes: `python -m infra.stack start`, a demo-policy case, `stop`, and a
+Real time, real processes: `python -m devstack.stack start`, a demo-policy case, `stop`, and a
 restart that finds the case again in the SQLite file. The first test runs without PAYLOAD_KEYS, as
 `make demo` does: every child must read the one development key the stack keeps in its var dir.
 """
@@ -30,9 +30,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import load_policy
-from infra import codec
+from encryption import codec
 from infra.config import ROOT
-from infra.stack import alive, port_free
+from devstack.stack import alive, port_free
 from infra.temporal import connect
 from workflows import search
 from workflows.case import CollectionCase
@@ -76,7 +76,7 @@ class Stack:
         return self.port, self.ui_port, self.gateway_port, self.api_port, self.codec_port, self.metrics_port
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "infra.stack", command], cwd=ROOT, env=self.env,
+        return subprocess.run([sys.executable, "-m", "devstack.stack", command], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
 
     def start(self) -> dict:

@@ -1,12 +1,12 @@
 """The codec server: lets the Temporal Web UI (and the `temporal` CLI) show encrypted payloads decrypted,
 to those who hold its token.
 
-    python -m infra.codec_server            # CODEC_TOKEN and PAYLOAD_KEYS (as the worker's) required
-    CODEC_DEV=1 python -m infra.codec_server  # local stack: a development token and key kept under var/
+    python -m encryption.codec_server            # CODEC_TOKEN and PAYLOAD_KEYS (as the worker's) required
+    CODEC_DEV=1 python -m encryption.codec_server  # local stack: a development token and key kept under var/
 
 It implements the UI's remote codec protocol: `POST /decode` and `POST /encode` take and return
 `{"payloads": [...]}` in protobuf JSON (metadata values and data base64), with the payload keys of
-infra/codec.py. Nothing is decoded for a caller without a valid token:
+encryption/codec.py. Nothing is decoded for a caller without a valid token:
 
 - `Authorization: Bearer <CODEC_TOKEN>`: programs, and the CLI
   (`temporal workflow show -w loan-L1001 --codec-endpoint http://localhost:8081 --codec-auth "Bearer $CODEC_TOKEN"`);
@@ -48,7 +48,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from infra.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError, ensure_dev_keyring, var_dir
+from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError, ensure_dev_keyring, var_dir
 
 DEFAULT_PORT = 8081
 COOKIE = "codec_session"
@@ -229,7 +229,7 @@ def create_app(cfg: Config) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.codec_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m encryption.codec_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", help="address to bind (CODEC_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help=f"port (CODEC_PORT, default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
@@ -267,12 +267,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_codec_server(env: Mapping[str, str], port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
-    """`python -m infra.codec_server` in a subprocess on a free loopback port; yields its URL once /health answers."""
+    """`python -m encryption.codec_server` in a subprocess on a free loopback port; yields its URL once /health answers."""
     import httpx
     port = port or free_port()
     proc_env = {**os.environ, **env, "CODEC_PORT": str(port), "CODEC_HOST": "127.0.0.1", "CODEC_LOG_LEVEL": "warning"}
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "infra.codec_server"], env=proc_env, cwd=Path(__file__).parent.parent,
+    proc = subprocess.Popen([sys.executable, "-m", "encryption.codec_server"], env=proc_env, cwd=Path(__file__).parent.parent,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -3,14 +3,14 @@
 Between them, when this checkout has them: the database migration (db/, one-shot) and the
 sandbox channel gateway (sandbox/, port GATEWAY_PORT, default 8700; the worker gets GATEWAY_URL).
 After the worker: the payments and case API (api/, port API_PORT, default 8800, token API_TOKEN,
-default "dev-token") and the codec server for the Web UI (infra/codec_server.py, CODEC_DEV=1, port
+default "dev-token") and the codec server for the Web UI (encryption/codec_server.py, CODEC_DEV=1, port
 CODEC_PORT, default 8081; the dev server's UI is pointed at it with --ui-codec-endpoint).
 
-    python -m infra.stack up       # foreground; Ctrl-C (or SIGTERM) stops the children in reverse order
-    python -m infra.stack start    # the same in the background; returns once everything is ready
-    python -m infra.stack stop     # stops a background (or foreground) stack
-    python -m infra.stack status   # what is running
-    python -m infra.stack urls     # the addresses of a running stack (UI, outbox, API, codec sign-in)
+    python -m devstack.stack up       # foreground; Ctrl-C (or SIGTERM) stops the children in reverse order
+    python -m devstack.stack start    # the same in the background; returns once everything is ready
+    python -m devstack.stack stop     # stops a background (or foreground) stack
+    python -m devstack.stack status   # what is running
+    python -m devstack.stack urls     # the addresses of a running stack (UI, outbox, API, codec sign-in)
 
 Ports come from TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_UI_PORT (8233), GATEWAY_PORT
 (8700), API_PORT (8800), CODEC_PORT (8081) and WORKER_METRICS_ADDRESS (the worker's /metrics,
@@ -19,7 +19,7 @@ COLLECTIONS_VAR_DIR (default var/):
 
     var/temporal.db          the dev server's store: cases survive a restart
     var/gateway.db           the sandbox gateway's outbox (collections.db: the app database, db/)
-    var/payload-keys.env     the development payload key (infra/codec.py), unless PAYLOAD_KEYS is set;
+    var/payload-keys.env     the development payload key (encryption/codec.py), unless PAYLOAD_KEYS is set;
                              every child (worker, API, codec server) and starter.py read the same one
     var/codec-token          the codec server's development sign-in token, unless CODEC_TOKEN is set
     var/stack.pid            pid of the supervisor (`up`), present while it runs
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from infra import binaries
+from devstack import binaries
 from infra.config import ROOT, Settings, settings
 
 
@@ -284,7 +284,7 @@ def children(cfg: Settings | None = None) -> list[Child]:
     ]
     for key, typ in CLI_TYPES.items():
         server += ["--search-attribute", f"{key.name}={typ}"]
-    codec = (ROOT / "infra" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
+    codec = (ROOT / "encryption" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
     if codec:
         codec_port = _env_port("CODEC_PORT", 8081)
         server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
@@ -330,7 +330,7 @@ def children(cfg: Settings | None = None) -> list[Child]:
             codec_env["CODEC_CORS_ORIGINS"] = ",".join(dict.fromkeys(
                 [ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"]))
         token = "from CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else f"in {shown_path(var_dir() / 'codec-token')}"
-        specs.append(Child("codec", [sys.executable, "-m", "infra.codec_server"], codec_env,
+        specs.append(Child("codec", [sys.executable, "-m", "encryption.codec_server"], codec_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(codec_port,),
                            link=("Codec", f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
                                           "Web UI's Codec Server settings, tick \"Include cross-origin credentials\"")))
@@ -375,7 +375,7 @@ def is_stack(pid: int) -> bool:
     if not alive(pid):
         return False
     cmd = cmdline(pid)
-    return cmd is None or "infra.stack" in cmd
+    return cmd is None or "devstack.stack" in cmd
 
 
 def killpg(pgid: int, sig: int) -> None:
@@ -603,7 +603,7 @@ def up() -> int:
     ep = Endpoints.from_settings(cfg)
     log_dir().mkdir(parents=True, exist_ok=True)
     if not _claim_pid_file():
-        say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m infra.stack stop` stops it.")
+        say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m devstack.stack stop` stops it.")
         return 1
     try:
         specs = children(cfg)
@@ -668,7 +668,7 @@ def start() -> int:
     with log.open("ab") as fh:
         fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} stack start\n".encode())
         fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "infra.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "devstack.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
     say(f"starting in the background (pid {proc.pid}, log {log})")
@@ -730,7 +730,7 @@ def status() -> int:
     if pid is None:
         leftovers = [c for c in state.get("children", []) if group_alive(c.get("pgid", 0) or -1)]
         print("stack: not running" + (f" (leftover processes: {', '.join(c['name'] for c in leftovers)}; "
-                                      "`python -m infra.stack stop` removes them)" if leftovers else ""))
+                                      "`python -m devstack.stack stop` removes them)" if leftovers else ""))
         return 3
     print(f"stack: {'running' if state.get('ready') else 'starting'} (supervisor pid {pid}, var {var_dir()})")
     for ch in state.get("children", []):
@@ -756,14 +756,14 @@ def urls() -> int:
     """The addresses of the running stack (what `start` printed), e.g. after the demo's output."""
     state = read_state()
     if running_pid() is None or not state.get("ready"):
-        print("stack: not running (`python -m infra.stack start`, or `make demo`)")
+        print("stack: not running (`python -m devstack.stack start`, or `make demo`)")
         return 3
     banner(Endpoints.from_settings(settings()), state.get("links", []))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "start", "stop", "status", "urls"])
     args = parser.parse_args(argv)
     return {"up": up, "start": start, "stop": stop, "status": status, "urls": urls}[args.command]()

@@ -1,7 +1,7 @@
-"""Load a demo portfolio into a running local stack (`python -m infra.stack start` first).
+"""Load a demo portfolio into a running local stack (`python -m devstack.stack start` first).
 
-    python -m infra.demo                  # 40 loans on the `demo` policy, then a few updates
-    python -m infra.demo --no-wait        # skip waiting for a lawsuit to record a judgment
+    python -m devstack.demo                  # 40 loans on the `demo` policy, then a few updates
+    python -m devstack.demo --no-wait        # skip waiting for a lawsuit to record a judgment
 
 Due dates lie in the past so that cases open at every stage of the ladder; the demo policy
 runs a policy day in a few seconds, so they keep moving while you watch the Web UI. After the
@@ -134,7 +134,7 @@ async def start_all(client: Client, cases: list[CaseInput]) -> tuple[dict[str, W
             handle = await client.start_workflow(
                 CollectionCase.run, inp, id=inp.workflow_id, task_queue=queue,
                 static_summary=f"Loan {inp.loan_id} · CNY {pretty(total)} · demo policy",
-                static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (infra/demo.py)",
+                static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (devstack/demo.py)",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
             return handle, True
@@ -327,7 +327,7 @@ QUERIES = [
 
 
 async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
     parser.add_argument("--policy", default="demo", help="policy name or file (default demo)")
     parser.add_argument("--judgment-wait", type=float, default=150.0,
@@ -339,7 +339,7 @@ async def main(argv: list[str] | None = None) -> int:
         client = await asyncio.wait_for(connect(), timeout=15)
     except Exception as exc:
         say(f"demo: cannot reach Temporal at {cfg.temporal_address} ({exc.__class__.__name__}: {exc}).\n"
-            "Start the local stack first: `python -m infra.stack start` (or `make demo`).")
+            "Start the local stack first: `python -m devstack.stack start` (or `make demo`).")
         return 1
     policy = load_policy(args.policy)
     now = datetime.now(timezone.utc)

@@ -21,7 +21,7 @@ Keys come from the environment:
 Each encrypted payload names its key id in its metadata (`encoding: binary/encrypted`,
 `encryption-key-id: 2026a`), so rotating is: add the new key to PAYLOAD_KEYS everywhere, then
 switch PAYLOAD_KEY_ID; keep old keys while any history (retention period) still uses them.
-`python -m infra.codec new-key [--id ID]` prints a fresh key entry.
+`python -m encryption.codec new-key [--id ID]` prints a fresh key entry.
 
 Where no PAYLOAD_KEYS is set:
 
@@ -161,7 +161,7 @@ def ensure_dev_keyring(path: Path | None = None) -> Keyring:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write("# Development payload key of the local stack (infra/codec.py). Never use it elsewhere.\n")
+            fh.write("# Development payload key of the local stack (encryption/codec.py). Never use it elsewhere.\n")
             fh.writelines(f"{k}={v}\n" for k, v in ring.to_env().items())
         try:
             os.link(tmp, path)
@@ -203,7 +203,7 @@ def keyring_for(address: str, env: Mapping[str, str] | None = None) -> Keyring:
     raise CodecConfigError(
         f"PAYLOAD_KEYS is not set, and Temporal at {address} is not on this machine: payloads must be "
         f"encrypted with the deployment's keys. Set PAYLOAD_KEYS=id:base64key[,...] and PAYLOAD_KEY_ID=id "
-        f"(a new key: python -m infra.codec new-key)")
+        f"(a new key: python -m encryption.codec new-key)")
 
 
 # ---------------------------------------------------------------------------- the codec
@@ -261,7 +261,7 @@ def data_converter_for(address: str) -> DataConverter:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.codec", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m encryption.codec", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     new = sub.add_parser("new-key", help="print a new PAYLOAD_KEYS entry (id:base64 of 32 random bytes)")
     new.add_argument("--id", help="key id (default k<date>-<random>)")

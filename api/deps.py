@@ -1,0 +1,137 @@
+"""What every route shares: the backend (Temporal client and system of record), the bearer-token check,
+the error shapes, and the timeout on a case's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from typing import Annotated, Any
+
+from fastapi import Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from domain.models import ID_PATTERN
+from infra.config import settings
+
+DEFAULT_TOKEN = "dev-token"
+DEFAULT_PORT = 8800
+UPDATE_TIMEOUT = float(os.environ.get("API_UPDATE_TIMEOUT", "30"))
+
+
+class ConfigError(Exception):
+    """The API refuses to start (e.g. API_REQUIRE_TOKEN=1 and no API_TOKEN)."""
+
+
+def tokens_from_env(env: dict[str, str] | None = None) -> list[str]:
+    """API_TOKEN (comma-separated for rotation); "dev-token" unless API_REQUIRE_TOKEN=1."""
+    env = dict(os.environ) if env is None else env
+    tokens = [t.strip() for t in (env.get("API_TOKEN") or "").split(",") if t.strip()]
+    if env.get("API_REQUIRE_TOKEN", "").strip().lower() in ("1", "true", "yes"):
+        if not tokens:
+            raise ConfigError("API_REQUIRE_TOKEN=1 but API_TOKEN is not set: refusing to start without a token")
+        if DEFAULT_TOKEN in tokens:
+            raise ConfigError(f"API_REQUIRE_TOKEN=1 but API_TOKEN is the development token {DEFAULT_TOKEN!r}")
+    return tokens or [DEFAULT_TOKEN]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(description="the input field at fault (null when none)")
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str | None, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.field, self.reason, self.headers = status, field, reason, headers
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+E401 = {401: _err("no valid bearer token; nothing was changed")}
+E404 = {404: _err("unknown loan, or no (open) case for it; nothing was changed")}
+E422 = {422: _err("bad input: the field and the reason; nothing was changed")}
+E503 = {503: _err("Temporal unreachable or the case did not answer in time; retry")}
+LoanId = Annotated[str, Path(pattern=ID_PATTERN, description="the bank's loan id (the case is loan-<loan_id>)")]
+
+
+E401 = {401: _err("no valid bearer token; nothing was changed")}
+E404 = {404: _err("unknown loan, or no (open) case for it; nothing was changed")}
+E422 = {422: _err("bad input: the field and the reason; nothing was changed")}
+E503 = {503: _err("Temporal unreachable or the case did not answer in time; retry")}
+LoanId = Annotated[str, Path(pattern=ID_PATTERN, description="the bank's loan id (the case is loan-<loan_id>)")]
+
+
+class Backend:
+    """The Temporal client (connected on first use) and the system of record."""
+
+    def __init__(self, client=None, repo=None) -> None:
+        self._client = client
+        self._repo = repo
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def client(self):
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    from infra.temporal import connect
+
+                    try:
+                        self._client = await connect()
+                    except RuntimeError as exc:
+                        raise ApiError(
+                            503, None, f"cannot reach Temporal at {settings().temporal_address}: {exc}"
+                        ) from None
+        return self._client
+
+    def repo(self):
+        if self._repo is None:
+            from db.engine import make_engine
+            from db.repo import Repo
+
+            self._repo = Repo(make_engine())
+        return self._repo
+
+
+def backend(request: Request) -> Backend:
+    """The app's backend (a route dependency)."""
+    return request.app.state.backend
+
+
+bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service", scheme_name="bearerAuth")
+
+
+async def authorized(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+    given = (creds.credentials if creds and creds.scheme.lower() == "bearer" else "").encode()
+    # compare with every token (constant time each), so timing says nothing about which matched
+    if not given or not any([hmac.compare_digest(given, s) for s in request.app.state.secrets]):
+        raise ApiError(
+            401,
+            "authorization",
+            "a valid bearer token is needed (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def within_timeout(coro):
+    try:
+        async with asyncio.timeout(UPDATE_TIMEOUT):
+            return await coro
+    except TimeoutError:
+        raise ApiError(
+            503,
+            None,
+            f"the case did not answer within {UPDATE_TIMEOUT:.0f}s; "
+            "retry (a payment with the same payment_id is applied once)",
+        ) from None

@@ -1,0 +1,83 @@
+"""/v1/loans/{loan_id}/promises, plans, holds (and their release), outcomes: inputs to an open case."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from app import errors, inputs
+from domain.models import HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+BackendDep = Annotated[Backend, Depends(backend)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReleaseBody(Model):
+    reviewer: str | None = Field(default=None, max_length=100, description="complaint: the reviewer releasing it")
+    resolution: str = Field(default="", max_length=200)
+
+
+async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
+    return await within_timeout(inputs.send_update(await be.client(), loan_id, command, arg))
+
+
+@router.post(
+    "/loans/{loan_id}/promises",
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="A promise to pay: pauses the ladder until the date plus grace",
+    responses={**E404, **E422},
+)
+async def promise(be: BackendDep, loan_id: LoanId, body: PromiseIn) -> Any:
+    return await update(be, loan_id, "promise", body)
+
+
+@router.post(
+    "/loans/{loan_id}/plans",
+    tags=["inputs"],
+    response_model=PlanResult,
+    summary="Agree a repayment plan (deferral, instalments, interest waiver)",
+    responses={**E404, **E422},
+)
+async def plan(be: BackendDep, loan_id: LoanId, body: PlanIn) -> Any:
+    return await update(be, loan_id, "plan", body)
+
+
+@router.post(
+    "/loans/{loan_id}/holds",
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="Place a hold (dispute, cease_contact, hardship, complaint, bankruptcy, deceased)",
+    responses={**E404, **E422},
+)
+async def hold(be: BackendDep, loan_id: LoanId, body: HoldIn) -> Any:
+    return await within_timeout(inputs.place_hold(await be.client(), be.repo(), loan_id, body))
+
+
+@router.post(
+    "/loans/{loan_id}/holds/{kind}/release",
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="Release a hold (a complaint needs a reviewer)",
+    responses={**E404, **E422},
+)
+async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: ReleaseBody) -> Any:
+    return await update(be, loan_id, "release", errors.build(ReleaseIn, kind=kind, **body.model_dump()))
+
+
+@router.post(
+    "/loans/{loan_id}/outcomes",
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="A call or visit outcome, or a court event",
+    responses={**E404, **E422},
+)
+async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
+    return await update(be, loan_id, "outcome", body)

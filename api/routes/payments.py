@@ -1,0 +1,72 @@
+"""/v1/loans/{loan_id}/payments: payment notifications and applying the unapplied ones."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from app import inputs
+from domain.models import ID_PATTERN
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+BackendDep = Annotated[Backend, Depends(backend)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PaymentBody(Model):
+    payment_id: str = Field(pattern=ID_PATTERN, description="the bank's payment id: sending it again changes nothing")
+    amount: str = Field(description="decimal string in major units, e.g. '500.00'")
+    currency: str | None = Field(default=None, description="defaults to the loan's currency")
+    paid_at: AwareDatetime | None = Field(default=None, description="when it was paid (with UTC offset)")
+
+
+class ApplyUnappliedBody(Model):
+    payment_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default=[], max_length=100, description="only these unapplied payments; empty: all of the loan's"
+    )
+
+
+@router.post(
+    "/loans/{loan_id}/payments",
+    tags=["inputs"],
+    response_model=inputs.PaymentOutcome,
+    summary="A payment notification (idempotent by payment_id)",
+    responses={
+        200: {"description": "applied to the open case (or a duplicate of an applied one)"},
+        202: {"model": inputs.PaymentOutcome, "description": "no open case: kept in the ledger as unapplied"},
+        **E404,
+        **E422,
+    },
+)
+async def payment(be: BackendDep, loan_id: LoanId, body: PaymentBody) -> JSONResponse:
+    outcome = await within_timeout(
+        inputs.record_payment(
+            await be.client(),
+            be.repo(),
+            loan_id,
+            payment_id=body.payment_id,
+            amount=body.amount,
+            currency=body.currency,
+            paid_at=body.paid_at,
+        )
+    )
+    return JSONResponse(outcome.model_dump(mode="json"), status_code=200 if outcome.status == "applied" else 202)
+
+
+@router.post(
+    "/loans/{loan_id}/payments/apply-unapplied",
+    tags=["inputs"],
+    response_model=list[inputs.PaymentOutcome],
+    summary="Apply the loan's unapplied payments to its open case (never done automatically: the case's "
+    "opening balance may already count them)",
+    responses={**E404, **E422},
+)
+async def apply_unapplied(be: BackendDep, loan_id: LoanId, body: ApplyUnappliedBody) -> Any:
+    return await within_timeout(inputs.apply_unapplied(await be.client(), be.repo(), loan_id, body.payment_ids or None))

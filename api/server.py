@@ -1,0 +1,128 @@
+"""The payments and case API for the bank's systems (FastAPI).
+
+Every /v1 route needs `Authorization: Bearer <token>`; a request without a valid token gets
+401 and changes nothing. Errors always have one shape: {"error": {"field": ..., "reason": ...}}:
+
+- 401 no or wrong token; 404 unknown loan or no case; 422 bad input (the field and the reason;
+  a case's own refusal, e.g. an amount above the balance, comes back the same way);
+- 503 Temporal could not be reached, the case did not answer in time or is recovering from a crash (retry: inputs are
+  idempotent by payment id, and a repeated plan/hold is refused, not applied twice).
+
+Routes: api/routes/ (one module per resource). The logic is in app/, shared with the command line (starter.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Literal
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import ApiError, Backend, tokens_from_env
+from api.routes import cases, inputs, payments
+from app import errors
+from infra.config import settings
+
+log = structlog.get_logger("api")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    temporal: Literal["connected", "not connected yet"]
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastAPI:
+    tokens = tokens if tokens is not None else tokens_from_env()
+    secrets = [t.encode() for t in tokens]
+    backend = Backend(client, repo)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        log.info("api started", temporal=settings().temporal_address, task_queue=settings().task_queue)
+        yield
+        log.info("api stopped")
+
+    app = FastAPI(
+        title="Loan collections API",
+        version="1",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        lifespan=lifespan,
+    )
+
+    def error(status: int, field: str | None, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.field, exc.reason, exc.headers)
+
+    @app.exception_handler(errors.NotFound)
+    async def _not_found(_r: Request, exc: errors.NotFound) -> JSONResponse:
+        return error(404, exc.field, exc.reason)
+
+    @app.exception_handler(errors.Busy)
+    async def _busy(_r: Request, exc: errors.Busy) -> JSONResponse:
+        return error(503, None, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(errors.BadInput)
+    async def _bad_input(_r: Request, exc: errors.BadInput) -> JSONResponse:
+        return error(422, exc.field, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = list(exc.errors())
+        if errs and errs[0].get("type") == "json_invalid":
+            return error(422, "body", "is not valid JSON")
+        name, reason = errors.field_and_reason(errs, skip=("body", "path", "query", "header"))
+        return error(422, "body" if name == "input" else name, reason)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. bytes that are not UTF-8)
+            return error(422, "body", "is not valid JSON (UTF-8)")
+        return error(exc.status_code, None, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_r: Request, exc: RPCError) -> JSONResponse:
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
+            return error(503, None, f"Temporal is unavailable: {exc.message}; retry")
+        log.error("temporal error", status=exc.status.name if exc.status else None, message=exc.message)
+        return error(500, None, "internal error talking to Temporal")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", error=type(exc).__name__)
+        return error(500, None, "internal error")
+
+    @app.middleware("http")
+    async def _log(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    @app.get("/health", response_model=Health, tags=["service"], summary="Liveness (no token needed)")
+    async def health() -> Health:
+        return Health(status="ok", temporal="connected" if backend.connected else "not connected yet")
+
+    for r in (cases.router, payments.router, inputs.router):
+        app.include_router(r)
+    app.state.secrets = secrets
+    app.state.backend = backend
+    return app

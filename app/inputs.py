@@ -1,0 +1,292 @@
+"""Inputs to an open case (payment, promise, plan, hold, release, outcome), sent as workflow updates,
+and payments kept for loans with no open case."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.errors import BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
+from app.visibility import case_status
+from domain.errors import InvalidInput
+from domain.models import (
+    CLOSING_HOLDS,
+    HoldIn,
+    OutcomeIn,
+    PaymentIn,
+    PaymentResult,
+    PlanIn,
+    PromiseIn,
+    ReleaseIn,
+    UpdateResult,
+    workflow_id,
+)
+from domain.money import format_amount, parse_amount
+from workflows.case import CollectionCase
+
+# How long an input waits for a case whose workflow task is being retried before the caller is told to retry.
+BUSY_WAIT = (0.2, 0.5, 1.0, 2.0, 3.0)
+
+
+UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
+    "pay": (CollectionCase.record_payment, PaymentIn),
+    "promise": (CollectionCase.promise_to_pay, PromiseIn),
+    "plan": (CollectionCase.agree_plan, PlanIn),
+    "hold": (CollectionCase.place_hold, HoldIn),
+    "release": (CollectionCase.release_hold, ReleaseIn),
+    "outcome": (CollectionCase.record_outcome, OutcomeIn),
+}
+
+
+async def send_update(client: Client, loan_id: str, command: str, fields: dict[str, Any] | BaseModel) -> Any:
+    """Send one input to the loan's open case; the workflow's validator may refuse it (BadInput)."""
+    check_id(loan_id)
+    update, model = UPDATES[command]
+    arg = fields if isinstance(fields, model) else build(model, **dict(fields))
+    handle = client.get_workflow_handle(workflow_id(loan_id))
+    for pause in (*BUSY_WAIT, None):
+        try:
+            return await handle.execute_update(update, arg)
+        except WorkflowUpdateFailedError as exc:
+            raise (rejection(exc) or BadInput("input", f"update rejected: {exc.cause or exc}")) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise no_open_case(loan_id) from None
+            if exc.status != RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            # FAILED_PRECONDITION is either a closed case or an open one whose workflow task is failing
+            # ("Workflow Task in failed state", transient): only the first is "no open case"
+            if await open_run(client, loan_id) is None:
+                raise no_open_case(loan_id) from None
+            if pause is None:
+                raise Busy(f"the case for loan {loan_id} is open but recovering ({exc.message}); nothing was "
+                           "changed; send the same input again") from None
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn) -> Any:
+    """A hold on the loan's case. A bankruptcy or death concerns the borrower, not one loan: once the named
+    case has taken it, the borrower's other open cases get the same hold at once (each closes).
+
+    Sent again (an answer lost, a timeout half way), it carries on: the named case, already closed by this
+    hold, counts as done and the other loans are sent it again. A case not reached (recovering from a crash)
+    is named in the answer; it also closes by itself at its next step, when the contact gate meets the hold."""
+    hold = fields if isinstance(fields, HoldIn) else build(HoldIn, **dict(fields))
+    if hold.kind not in CLOSING_HOLDS:
+        return await send_update(client, loan_id, "hold", hold)
+    outcome = CLOSING_HOLDS[hold.kind]
+    try:
+        result = await send_update(client, loan_id, "hold", hold)
+    except BadInput as exc:
+        if not await _closed_as(client, loan_id, outcome, exc):
+            raise
+        result = UpdateResult(message=f"the case was already closed as {outcome} (this hold, sent before)",
+                              status="closed", outcome=outcome)
+    closed, missed = [], []
+    for other in await asyncio.to_thread(repo.other_loans, loan_id):
+        note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
+        try:
+            await send_update(client, other, "hold", HoldIn(kind=hold.kind, reference=note[:200]))
+        except BadInput as exc:
+            if isinstance(exc, NotFound) or closed_refusal(exc):
+                continue  # no open case for that loan
+            raise
+        except Exception as exc:  # noqa: BLE001 - Busy, Temporal unavailable: named, and the gate closes it later
+            missed.append(f"{other} ({exc})")
+            continue
+        closed.append(other)
+    message = result.message
+    if closed:
+        message += f"; the borrower's other open cases closed too: {', '.join(closed)}"
+    if missed:
+        message += (f"; not reached yet: {'; '.join(missed)}: send the hold again (or each closes at its next step)")
+    return result.model_copy(update={"message": message})
+
+
+async def _closed_as(client: Client, loan_id: str, outcome: str, exc: BadInput) -> bool:
+    """The named case refused the hold because it is already closed with this outcome (a hold sent again)."""
+    if closed_refusal(exc):
+        return f"({outcome})" in exc.reason
+    if isinstance(exc, NotFound):
+        try:
+            return (await case_status(client, loan_id)).outcome == outcome
+        except Exception:  # noqa: BLE001 - no case at all, or it cannot be queried: the refusal stands
+            return False
+    return False
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    run_id: str
+    started_at: dt.datetime
+
+
+async def open_run(client: Client, loan_id: str) -> OpenRun | None:
+    """The loan's running case, if any (a raw describe: only status and start time are needed)."""
+    try:
+        desc = await client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
+            namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id(loan_id))))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    info = desc.workflow_execution_info
+    if info.status != WorkflowExecutionStatus.RUNNING.value:
+        return None
+    return OpenRun(run_id=info.execution.run_id, started_at=info.start_time.ToDatetime(tzinfo=dt.timezone.utc))
+
+
+class PaymentOutcome(BaseModel):
+    """What became of a payment notification: applied to the open case, or kept as unapplied."""
+
+    payment_id: str
+    loan_id: str
+    status: Literal["applied", "unapplied"]
+    duplicate: bool = Field(description="the payment id was already known: nothing changed")
+    amount: str
+    currency: str
+    applied: str | None = Field(default=None, description="amount applied to the case")
+    allocation: dict[str, str] = {}
+    outstanding: str | None = Field(default=None, description="the case's outstanding balance after it")
+    case_status: Literal["active", "paused", "closed"] | None = None
+    case_outcome: str | None = None
+    message: str
+
+
+async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[str] | None = None) -> list[PaymentOutcome]:
+    """Apply the loan's unapplied payments (all, or the ones named) to its open case, oldest first: one
+    outcome each.
+
+    Never automatic: they arrived while the loan had no open case, and the balance a new case opens with
+    comes from the loan system, which may already count them. An operator who has checked says so here.
+    Each is applied once (by payment id) and its ledger row becomes applied to the case; one the case
+    refuses (more than the balance left) stays unapplied, with the case's reason, and the rest go on.
+    Sent again, a payment this call already applied answers as a duplicate."""
+    check_id(loan_id)
+    for pid in payment_ids or []:
+        check_id(pid, "payment_id")
+    run = await open_run(client, loan_id)
+    if run is None:
+        raise no_open_case(loan_id)
+    rows = {r.payment_id: r for r in await asyncio.to_thread(repo.payments, loan_id=loan_id)}
+    waiting = [r for r in rows.values() if r.status == "unapplied"]
+    if payment_ids:
+        for pid in payment_ids:
+            r = rows.get(pid)
+            if r is None or (r.status != "unapplied" and r.workflow_id != workflow_id(loan_id)):
+                raise BadInput("payment_id", f"{pid} is not an unapplied payment of loan {loan_id} (unapplied: "
+                                             f"{', '.join(w.payment_id for w in waiting) or 'none'}); nothing applied")
+        chosen = [rows[pid] for pid in dict.fromkeys(payment_ids)]
+    elif waiting:
+        chosen = waiting
+    else:
+        raise BadInput("loan_id", f"loan {loan_id} has no unapplied payments; nothing applied")
+    out = []
+    for r in chosen:
+        amount = format_amount(r.amount, r.currency)
+        p = PaymentIn(payment_id=r.payment_id, amount=amount, currency=r.currency, paid_at=_utc(r.paid_at))
+        try:
+            out.append(_applied(loan_id, amount, r.currency, await send_update(client, loan_id, "pay", p)))
+        except BadInput as exc:
+            if isinstance(exc, NotFound):
+                raise
+            out.append(PaymentOutcome(payment_id=r.payment_id, loan_id=loan_id, status="unapplied", duplicate=False,
+                                      amount=amount, currency=r.currency,
+                                      message=f"payment {r.payment_id} refused by the case ({exc}); still unapplied"))
+    return out
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _payment_row(repo, payment_id: str):
+    from db.tables import PaymentRow
+
+    with repo.session() as s:
+        return s.get(PaymentRow, payment_id)
+
+
+def _applied(loan_id: str, amount: str, currency: str, r: PaymentResult) -> PaymentOutcome:
+    msg = (f"payment {r.payment_id}: applied {r.applied}{' (duplicate, nothing changed)' if r.duplicate else ''}, "
+           f"outstanding {r.outstanding}, case {r.status}" + (f" ({r.outcome})" if r.outcome else ""))
+    return PaymentOutcome(payment_id=r.payment_id, loan_id=loan_id, status="applied", duplicate=r.duplicate,
+                          amount=amount, currency=currency, applied=r.applied, allocation=r.allocation,
+                          outstanding=r.outstanding, case_status=r.status, case_outcome=r.outcome, message=msg)
+
+
+async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str, amount: str,
+                         currency: str | None = None, paid_at: dt.datetime | None = None) -> PaymentOutcome:
+    """A payment notification, idempotent by payment id.
+
+    Applied to the loan's open case; for a loan with no open case it is kept in the ledger as
+    unapplied (never dropped). A payment id already in the ledger changes nothing.
+    """
+    check_id(loan_id)
+    loan, run = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), open_run(client, loan_id))
+    if loan is None and run is None:
+        raise NotFound("loan_id", f"{loan_id} is unknown (no open case and not in the system of record); nothing recorded")
+    if currency is None:
+        currency = loan.currency if loan is not None else (await case_status(client, loan_id)).currency
+    p: PaymentIn = build(PaymentIn, payment_id=payment_id, amount=amount, currency=currency, paid_at=paid_at)
+    try:
+        minor = parse_amount(p.amount, p.currency, "amount")
+    except InvalidInput as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    if loan is not None and p.currency != loan.currency:
+        raise BadInput("currency", f"{p.currency} does not match the loan's currency {loan.currency}")
+
+    known = await asyncio.to_thread(_payment_row, repo, p.payment_id)
+    if known is not None:
+        if known.loan_id != loan_id:
+            raise BadInput("payment_id", f"{p.payment_id} was already recorded for another loan; payment ids are unique")
+        if known.amount != minor or known.currency != p.currency:
+            raise BadInput("payment_id", f"{p.payment_id} was already recorded with amount {known.currency} "
+                           f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused")
+        if known.status == "unapplied" or run is None or known.recorded_at < run.started_at:
+            status = "unapplied" if known.status == "unapplied" else "applied"
+            return PaymentOutcome(
+                payment_id=p.payment_id, loan_id=loan_id, status=status, duplicate=True,
+                amount=format_amount(minor, p.currency), currency=p.currency,
+                message=(f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied (already recorded)"
+                         if status == "unapplied" else
+                         f"payment {p.payment_id} was already applied (duplicate, nothing changed)"))
+    if run is not None:
+        try:
+            result = await send_update(client, loan_id, "pay", p)
+        except NotFound:
+            if loan is None:
+                raise
+            run = None  # the case closed in between: keep the payment as unapplied
+        except BadInput as exc:
+            if loan is None or not closed_refusal(exc):
+                raise
+            run = None  # closed, its workflow still finishing its closing actions: kept as unapplied too
+        else:
+            return _applied(loan_id, format_amount(minor, p.currency), p.currency, result)
+    written = await asyncio.to_thread(
+        repo.record_payment, payment_id=p.payment_id, loan_id=loan_id, workflow_id=None, amount=minor,
+        currency=p.currency, paid_at=p.paid_at or dt.datetime.now(dt.timezone.utc), status="unapplied",
+        note="no open case when received")
+    return PaymentOutcome(
+        payment_id=p.payment_id, loan_id=loan_id, status="unapplied", duplicate=not written,
+        amount=format_amount(minor, p.currency), currency=p.currency,
+        message=f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied"
+                + ("" if written else " (already recorded)"))
+
+
+def payments(repo, loan_id: str | None = None, unapplied: bool = False) -> list[dict[str, Any]]:
+    if loan_id is not None:
+        check_id(loan_id)
+    rows = repo.payments(loan_id=loan_id, status="unapplied" if unapplied else None)
+    return [{"payment_id": r.payment_id, "loan_id": r.loan_id, "amount": format_amount(r.amount, r.currency),
+             "currency": r.currency, "status": r.status, "paid_at": r.paid_at.isoformat(), "note": r.note} for r in rows]

@@ -1,0 +1,135 @@
+"""Opening cases: validate what opens a case, write the borrower and loan, start the workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from app.errors import EARLIEST_DUE, KEYWORD_RE, LATEST_DUE, POLICY_NAME_RE, BadInput, build, check_date
+from domain.dates import zone
+from domain.errors import InvalidInput
+from domain.models import CaseInput
+from domain.money import check_currency, format_amount, parse_amount
+from domain.policy import POLICY_DIR, Policy, load_policy
+from infra.config import settings
+from workflows.case import CollectionCase
+
+_POLICIES: dict[str, Policy] = {}
+
+
+def policy_for(segment: str, policy: str | None = None, *, allow_paths: bool = True) -> Policy:
+    """The named policy, or the segment's own (policies/<segment>.toml) if there is one, else `default`."""
+    if policy is None:
+        name = segment if KEYWORD_RE.fullmatch(segment or "") and (POLICY_DIR / f"{segment}.toml").exists() else "default"
+    else:
+        name = policy
+        if not allow_paths and not POLICY_NAME_RE.fullmatch(name):
+            raise BadInput("policy", f"{name!r} is not a policy name (e.g. default)")
+    if name not in _POLICIES:
+        try:
+            _POLICIES[name] = load_policy(name)
+        except InvalidInput as exc:
+            raise BadInput(exc.field, exc.reason) from None
+    return _POLICIES[name]
+
+
+def case_input(*, loan_id: str, borrower_id: str, principal: str, interest: str = "0", fees: str = "0",
+               currency: str = "CNY", due_date: dt.date | str, timezone: str = "Asia/Shanghai",
+               segment: str = "retail", product: str = "personal_loan", guarantor_id: str | None = None,
+               policy: str | Policy | None = None, allow_policy_paths: bool = True) -> CaseInput:
+    """Validate what opens a case; amounts are decimal strings in major units."""
+    try:
+        check_currency(currency)
+        amounts = {f: parse_amount(v, currency, f, allow_zero=True)
+                   for f, v in (("principal", principal), ("interest", interest), ("fees", fees))}
+        zone(timezone)
+    except InvalidInput as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    if isinstance(due_date, str):
+        due_date = check_date(due_date, "due_date")
+    if not EARLIEST_DUE <= due_date <= LATEST_DUE:
+        raise BadInput("due_date", f"{due_date.isoformat()} is outside {EARLIEST_DUE}..{LATEST_DUE}")
+    if not isinstance(policy, Policy):
+        if not isinstance(segment, str) or not KEYWORD_RE.fullmatch(segment):
+            raise BadInput("segment", f"{segment!r} is not a segment name (1-32 letters, digits, _ or -)")
+        policy = policy_for(segment, policy, allow_paths=allow_policy_paths)
+    return build(CaseInput, loan_id=loan_id, borrower_id=borrower_id, currency=currency, due_date=due_date,
+                 timezone=timezone, segment=segment, product=product, guarantor_id=guarantor_id, policy=policy,
+                 **amounts)
+
+
+@dataclass
+class Contact:
+    """Borrower details: kept in the database only, never in Temporal."""
+
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    address: str | None = None
+    id_number: str | None = None
+    language: str = "zh"
+
+
+def save_borrower_and_loan(repo, inp: CaseInput, contact: Contact | None) -> None:
+    """The borrower (when given) and the loan, in the system of record (insert or update)."""
+    if contact is not None:
+        repo.upsert_borrower(id=inp.borrower_id, name=contact.name, phone=contact.phone, email=contact.email,
+                             address=contact.address, id_number=contact.id_number, timezone=inp.timezone,
+                             language=contact.language)
+    repo.upsert_loan(id=inp.loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id, currency=inp.currency,
+                     principal=inp.principal, interest=inp.interest, fees=inp.fees, due_date=inp.due_date,
+                     product=inp.product, segment=inp.segment, policy=inp.policy.name)
+
+
+async def start_case(client: Client, inp: CaseInput, task_queue: str | None = None) -> bool:
+    """Start the case for a loan; False when one is already running (nothing started)."""
+    total = format_amount(inp.principal + inp.interest + inp.fees, inp.currency)
+    try:
+        await client.start_workflow(
+            CollectionCase.run, inp, id=inp.workflow_id, task_queue=task_queue or settings().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"Loan {inp.loan_id} · {inp.currency} {total} · policy {inp.policy.name}",
+            static_details=f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
+                           f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+class StartResult(BaseModel):
+    workflow_id: str
+    started: bool
+    message: str
+    unapplied_payments: list[str] = Field(default=[], description="payments kept for this loan while it had no open "
+                                          "case; not applied automatically (see apply-unapplied)")
+
+
+async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | None,
+                    task_queue: str | None = None, *, require_borrower: bool = False) -> StartResult:
+    """Write the borrower and loan, then start the case (idempotent).
+
+    Without contact details the borrower must already be in the system of record when
+    `require_borrower` (the API: a case nobody can contact helps no one); the command line
+    then opens the case without touching the database, as it always has.
+    """
+    if contact is None and require_borrower:
+        if await asyncio.to_thread(repo.borrower, inp.borrower_id) is None:
+            raise BadInput("borrower", f"{inp.borrower_id} is not in the system of record: "
+                                       "send the borrower's contact details with the case")
+    if contact is not None or require_borrower:
+        await asyncio.to_thread(save_borrower_and_loan, repo, inp, contact)
+    started = await start_case(client, inp, task_queue)
+    msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
+    waiting = await asyncio.to_thread(repo.payments, loan_id=inp.loan_id, status="unapplied") if repo is not None else []
+    if waiting:
+        msg += (f"; the loan has {len(waiting)} unapplied payment(s) ({', '.join(p.payment_id for p in waiting)}): if the "
+                f"opening balance does not count them, apply them with `starter.py apply-unapplied {inp.loan_id}`")
+    return StartResult(workflow_id=inp.workflow_id, started=started, message=msg,
+                       unapplied_payments=[p.payment_id for p in waiting])
