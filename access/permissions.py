@@ -13,6 +13,7 @@ approval by another who holds a role in `approve` for that kind (see domain appr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 
 from domain.actor import Actor
 
@@ -48,6 +49,9 @@ USE_CASES: dict[str, str] = {
     "approval.release": "approve or reject a proposed complaint release",
     "operators.manage": "add and disable operators, issue and revoke tokens",
 }
+
+HOLD_PLACE = tuple(u for u in USE_CASES if u.startswith("hold.place."))
+HOLD_RELEASE = tuple(u for u in USE_CASES if u.startswith("hold.release."))
 
 # The table. A role not listed for a use case gets 403 and nothing changes.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -142,3 +146,36 @@ def table_markdown() -> str:
     for role in ROLES:
         lines.append(f"| `{role}` | {', '.join(sorted(PERMISSIONS[role]))} |")
     return "\n".join(lines)
+
+
+# ---- who is calling: set once by the entry point (the API's token check, the CLI's --token), read by
+# every use case of the application layer through require(). In-process callers that are no operator
+# (the demo loader, benchmarks, tests) leave it unset and act as `system`, recorded as such.
+
+_CURRENT: ContextVar[Caller | None] = ContextVar("collections_caller", default=None)
+
+
+class _System(Caller):
+    def __init__(self) -> None:
+        super().__init__("system", ROLES, via="internal")
+
+    def actor(self, use_case: str) -> Actor:
+        roles_for(use_case)
+        return Actor(operator_id="system", role="system")
+
+
+SYSTEM_CALLER: Caller = _System()
+
+
+def acting_as(caller: Caller | None):
+    """Make `caller` the current operator of this task (returns the contextvar token to reset with)."""
+    return _CURRENT.set(caller)
+
+
+def current() -> Caller:
+    return _CURRENT.get() or SYSTEM_CALLER
+
+
+def require(use_case: str) -> Actor:
+    """The check every use case makes before it reads or changes anything: the current caller's actor."""
+    return authorize(current(), use_case)

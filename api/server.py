@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import cases, inputs, payments
 from app import errors
@@ -65,6 +66,10 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
         return error(exc.status, exc.field, exc.reason, exc.headers)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_r: Request, exc: Forbidden) -> JSONResponse:
+        return error(403, "authorization", exc.reason)
 
     @app.exception_handler(errors.NotFound)
     async def _not_found(_r: Request, exc: errors.NotFound) -> JSONResponse:

@@ -14,6 +14,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import require
 from app.errors import BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
 from domain.errors import InvalidInput
@@ -46,11 +47,19 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
 }
 
 
+def use_case(command: str, arg: BaseModel) -> str:
+    """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
+    kind = getattr(arg, "kind", None)
+    return {"pay": "payment.record", "promise": "promise", "plan": "plan.agree", "hold": f"hold.place.{kind}",
+            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}"}.get(command, f"case.{command}")
+
+
 async def send_update(client: Client, loan_id: str, command: str, fields: dict[str, Any] | BaseModel) -> Any:
     """Send one input to the loan's open case; the workflow's validator may refuse it (BadInput)."""
     check_id(loan_id)
     update, model = UPDATES[command]
     arg = fields if isinstance(fields, model) else build(model, **dict(fields))
+    require(use_case(command, arg))
     handle = client.get_workflow_handle(workflow_id(loan_id))
     for pause in (*BUSY_WAIT, None):
         try:
@@ -171,6 +180,7 @@ async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[
     Each is applied once (by payment id) and its ledger row becomes applied to the case; one the case
     refuses (more than the balance left) stays unapplied, with the case's reason, and the rest go on.
     Sent again, a payment this call already applied answers as a duplicate."""
+    require("payment.apply_unapplied")
     check_id(loan_id)
     for pid in payment_ids or []:
         check_id(pid, "payment_id")
@@ -231,6 +241,7 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
     Applied to the loan's open case; for a loan with no open case it is kept in the ledger as
     unapplied (never dropped). A payment id already in the ledger changes nothing.
     """
+    require("payment.record")
     check_id(loan_id)
     loan, run = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), open_run(client, loan_id))
     if loan is None and run is None:
@@ -285,6 +296,7 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
 
 
 def payments(repo, loan_id: str | None = None, unapplied: bool = False) -> list[dict[str, Any]]:
+    require("payments.read")
     if loan_id is not None:
         check_id(loan_id)
     rows = repo.payments(loan_id=loan_id, status="unapplied" if unapplied else None)

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from access.permissions import require
 from app.errors import EARLIEST_DUE, KEYWORD_RE, LATEST_DUE, POLICY_NAME_RE, BadInput, build, check_date
 from domain.dates import zone
 from domain.errors import InvalidInput
@@ -119,6 +120,7 @@ async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | Non
     `require_borrower` (the API: a case nobody can contact helps no one); the command line
     then opens the case without touching the database, as it always has.
     """
+    require("case.open")
     if contact is None and require_borrower:
         if await asyncio.to_thread(repo.borrower, inp.borrower_id) is None:
             raise BadInput("borrower", f"{inp.borrower_id} is not in the system of record: "

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client
 
+from access.permissions import require
 from app.errors import EARLIEST_DUE, ID_RE, KEYWORD_RE, LATEST_DUE, BadInput, check_date, field_and_reason
 from app.opening import Contact, policy_for, start_case
 from domain.dates import zone
@@ -329,6 +330,7 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
     starts are in flight. Rejected rows are reported and the good ones still imported. A dry
     run validates the whole file and changes nothing. `progress(n)` is called as rows finish.
     """
+    require("case.open")
     if not 1 <= concurrency <= 500:
         raise BadInput("concurrency", f"{concurrency} is not between 1 and 500")
     rows = read_portfolio(path, policy)  # header, file and policy errors raise here, before any change

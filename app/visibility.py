@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import require
 from app.errors import DECIMAL_RE, KEYWORD_RE, BadInput, NotFound, check_id
 from domain.models import CaseStatus, workflow_id
 from workflows import search
@@ -16,6 +17,7 @@ from workflows.case import CollectionCase
 
 
 async def case_status(client: Client, loan_id: str) -> CaseStatus:
+    require("case.read")
     check_id(loan_id)
     try:
         return await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
@@ -81,6 +83,7 @@ def visibility_query(*, stage: str | None = None, status: str | None = None, on_
 
 
 async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseSummary]:
+    require("case.list")
     if not 1 <= limit <= 10_000:
         raise BadInput("limit", f"{limit} is not between 1 and 10000")
     out: list[CaseSummary] = []

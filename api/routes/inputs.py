@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
+from access.permissions import HOLD_PLACE, HOLD_RELEASE
 from app import errors, inputs
 from domain.models import HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
 
 
@@ -30,6 +31,7 @@ async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
 
 @router.post(
     "/loans/{loan_id}/promises",
+    **guard("promise"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="A promise to pay: pauses the ladder until the date plus grace",
@@ -41,6 +43,7 @@ async def promise(be: BackendDep, loan_id: LoanId, body: PromiseIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/plans",
+    **guard("plan.agree"),
     tags=["inputs"],
     response_model=PlanResult,
     summary="Agree a repayment plan (deferral, instalments, interest waiver)",
@@ -52,6 +55,7 @@ async def plan(be: BackendDep, loan_id: LoanId, body: PlanIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/holds",
+    **guard(*HOLD_PLACE),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Place a hold (dispute, cease_contact, hardship, complaint, bankruptcy, deceased)",
@@ -63,6 +67,7 @@ async def hold(be: BackendDep, loan_id: LoanId, body: HoldIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/holds/{kind}/release",
+    **guard(*HOLD_RELEASE),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Release a hold (a complaint needs a reviewer)",
@@ -74,6 +79,7 @@ async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: Release
 
 @router.post(
     "/loans/{loan_id}/outcomes",
+    **guard("outcome.call", "outcome.visit", "outcome.court"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="A call or visit outcome, or a court event",
