@@ -50,6 +50,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         log.info("api started", temporal=settings().temporal_address, task_queue=settings().task_queue)
+        log.warning("API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
+                    "operators act with their own tokens (starter.py operators token NAME)",
+                    bootstrap_tokens=len(secrets))
         yield
         log.info("api stopped")
 
