@@ -18,8 +18,9 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
-    VAR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{VAR / 'collections.db'}"
+    from infra.private import private_file
+
+    return f"sqlite:///{private_file(Path(VAR) / 'collections.db')}"
 
 
 def make_engine(url: str | None = None) -> Engine:

@@ -53,12 +53,19 @@ from pathlib import Path
 
 from devstack import binaries
 from infra.config import ROOT, Settings, settings
+from infra.private import private_dir, private_umask
 
 
 def var_dir() -> Path:
     # Read at call time (not infra.config.VAR's import-time value) so a caller can point
     # COLLECTIONS_VAR_DIR elsewhere; same default.
     return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
+
+
+def private_var() -> None:
+    """var/ 0700, and every file the stack and its children create 0600 (they inherit the umask)."""
+    private_umask()
+    private_dir(var_dir())
 
 
 def pid_file() -> Path:
@@ -294,6 +301,8 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
         specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
+        # the `dev` operator (every role) and a second one to approve its proposals, tokens in var/
+        specs.append(Child("operators", [sys.executable, "-m", "access.devadmin"], env, oneshot=True))
 
     worker_env = dict(env)
     if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
@@ -320,7 +329,8 @@ def children(cfg: Settings | None = None) -> list[Child]:
         url = f"http://127.0.0.1:{port}"
         specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
-                           link=("API", f"{url}/docs  (token {'from API_TOKEN' if own_token else 'dev-token'})")))
+                           link=("API", f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
+                                       f"{'' if own_token else 'dev-token '}is the bootstrap admin token)")))
 
     if codec:
         url = f"http://127.0.0.1:{codec_port}"
@@ -583,7 +593,7 @@ def _claim_pid_file() -> bool:
     path = pid_file()
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             pid = running_pid()
             if pid is not None and pid != os.getpid():
@@ -601,6 +611,7 @@ def _claim_pid_file() -> bool:
 def up() -> int:
     cfg = settings()
     ep = Endpoints.from_settings(cfg)
+    private_var()
     log_dir().mkdir(parents=True, exist_ok=True)
     if not _claim_pid_file():
         say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m devstack.stack stop` stops it.")
@@ -663,6 +674,7 @@ def start() -> int:
             return 0
         say(f"already starting (pid {pid}); waiting for it")
         return _wait_started(pid, None, ep)
+    private_var()
     log_dir().mkdir(parents=True, exist_ok=True)
     log = log_dir() / "stack.log"
     with log.open("ab") as fh:
