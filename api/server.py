@@ -29,6 +29,7 @@ from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import cases, inputs, payments
 from app import errors
+import console
 from infra.config import settings
 
 log = structlog.get_logger("api")
@@ -61,6 +62,8 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         version="1",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         lifespan=lifespan,
+        docs_url=None,   # /docs and /redoc come from console/ with local assets (no CDN)
+        redoc_url=None,
     )
 
     def error(status: int, field: str | None, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -131,6 +134,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     for r in (cases.router, payments.router, inputs.router):
         app.include_router(r)
+    console.install(app)  # the console's pages, and /docs and /redoc from local assets
     app.state.secrets = secrets
     app.state.backend = backend
     return app
