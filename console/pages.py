@@ -192,6 +192,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
         may_contact=any(allowed(sess.roles, u) for u in CONTACT_USE_CASES),
         call_outcomes=CALL_OUTCOMES, visit_outcomes=VISIT_OUTCOMES, court_events=COURT_EVENTS,
         clocks=worklists.legal_clocks(status),
+        releasable_kinds=[u.removeprefix("hold.release.") for u in HOLD_RELEASE if allowed(sess.roles, u)],
     )
 
 

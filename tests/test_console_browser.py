@@ -77,10 +77,12 @@ async def _started(server) -> bool:
 
 
 async def _projected(repo, n: int) -> bool:
+    from sqlalchemy import func, select
+
     from db.tables import CaseRow
 
     with repo.session() as s:
-        return len(list(s.query(CaseRow).all())) >= n
+        return (s.scalar(select(func.count()).select_from(CaseRow)) or 0) >= n
 
 
 async def sign_in(page, base: str, token: str) -> None:
