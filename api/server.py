@@ -26,12 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import Forbidden
+from infra.bodycap import BodyCap
 from api.deps import ApiError, Backend, tokens_from_env
-from api.routes import cases, inputs, payments
+from api.routes import borrowers, cases, inputs, payments
 from app import errors
 from infra.config import settings
 
 log = structlog.get_logger("api")
+BODY_CAP = 64 * 1024   # the largest input (a case with its borrower's details) is under 2 KB
 
 
 class Health(BaseModel):
@@ -129,7 +131,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     async def health() -> Health:
         return Health(status="ok", temporal="connected" if backend.connected else "not connected yet")
 
-    for r in (cases.router, payments.router, inputs.router):
+    app.add_middleware(BodyCap, cap=BODY_CAP)   # outermost: before routing and the token check
+
+    for r in (cases.router, payments.router, inputs.router, borrowers.router):
         app.include_router(r)
     app.state.secrets = secrets
     app.state.backend = backend

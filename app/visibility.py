@@ -78,8 +78,40 @@ def visibility_query(*, stage: str | None = None, status: str | None = None, on_
             raise BadInput("query", "is empty")
         if len(q) > 2000 or any(ord(c) < 32 for c in q):
             raise BadInput("query", "must be one line of at most 2000 characters")
+        check_framed(q)
         parts.append(f"({q})")
     return " AND ".join(parts)
+
+
+def check_framed(q: str) -> None:
+    """The raw query goes inside `WorkflowType = "CollectionCase" AND (...)`: it may only narrow that list.
+    Its parentheses must balance without ever closing the frame's (`) OR (WorkflowType != "CollectionCase"`
+    listed other teams' workflows: issue 14, hole 5), and its quotes must close; ORDER BY is not a filter."""
+    depth, quote, escaped = 0, "", False
+    for i, c in enumerate(q):
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+            continue
+        if c in "'\"`":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                raise BadInput("query", f"closes a parenthesis it did not open (at character {i + 1}): the query "
+                                        "can only narrow the list of cases")
+    if quote:
+        raise BadInput("query", f"has an unclosed {quote} quote")
+    if depth:
+        raise BadInput("query", f"leaves {depth} parenthesis(es) open")
+    if re.search(r"\border\s+by\b", re.sub(r"(['\"`])(?:\\.|(?!\1).)*\1", "", q), re.IGNORECASE):
+        raise BadInput("query", "ORDER BY is not a filter; cases are listed newest first")
 
 
 async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseSummary]:

@@ -281,7 +281,7 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     cfg = cfg or settings()
     ep = Endpoints.from_settings(cfg)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     server = [
         binaries.find("temporal"), "server", "start-dev",
         "--db-filename", str(var_dir() / "temporal.db"),

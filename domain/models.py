@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.dates import zone
+from domain.errors import InvalidInput
+from domain.text import clean_text
 from domain.money import check_currency
 from domain.policy import Policy
 
@@ -30,6 +32,14 @@ Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "rec
 PAID_OUTCOMES = ("paid", "settled", "recovered")  # closed by payments: a reversal reopens the case
 WriteOffStatus = Literal["proposed", "confirmed"]
 CLOSING_HOLDS = {"bankruptcy": "bankrupt", "deceased": "deceased"}
+
+
+def _clean(value: str, field: str, max_length: int, required: bool = False) -> str:
+    """domain.text.clean_text as a pydantic validator's error (NFKC, trimmed, no control/format characters)."""
+    try:
+        return clean_text(value, field, max_length, required=required)
+    except InvalidInput as exc:
+        raise ValueError(exc.reason) from None
 
 
 class Model(BaseModel):
@@ -118,17 +128,41 @@ class PlanIn(Model):
     waiver_percent: int = Field(default=0, description="share of the outstanding interest waived on completion")
     pay_by: dt.date | None = Field(default=None, description="interest_waiver: pay the rest by this date")
 
+    @field_validator("instalments", "interval_months", "waiver_percent", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, v):
+        # JSON true is not 1: pydantic's lax mode took `"waiver_percent": true` as 1% (issue 14, hole 7)
+        if isinstance(v, bool):
+            raise ValueError("must be a whole number, not true/false")
+        return v
+
 
 class HoldIn(Model):
     kind: HoldKind
     until: dt.date | None = Field(default=None, description="hardship: the end date")
     reference: str = Field(default="", max_length=200)
 
+    @field_validator("reference")
+    @classmethod
+    def _clean_reference(cls, v: str) -> str:
+        return _clean(v, "reference", 200)
+
 
 class ReleaseIn(Model):
     kind: HoldKind
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
+
+    @field_validator("reviewer")
+    @classmethod
+    def _clean_reviewer(cls, v: str | None) -> str | None:
+        # a reviewer of whitespace, a zero-width space or an RTL mark released a complaint (issue 14, hole 3)
+        return None if v is None else _clean(v, "reviewer", 100, required=True)
+
+    @field_validator("resolution")
+    @classmethod
+    def _clean_resolution(cls, v: str) -> str:
+        return _clean(v, "resolution", 200)
 
 
 class CloseIn(Model):
@@ -173,6 +207,11 @@ class OutcomeIn(Model):
     amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
     date: dt.date | None = Field(default=None, description="promise date")
     reference: str = Field(default="", max_length=100, description="court case number, visit report id, ...")
+
+    @field_validator("reference")
+    @classmethod
+    def _clean_reference(cls, v: str) -> str:
+        return _clean(v, "reference", 100)
 
 
 # ---- state ----

@@ -42,6 +42,7 @@ EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
     "case.list": ("GET", "/v1/cases", None),
     "case.open": ("POST", "/v1/cases", {"loan_id": "L1", "borrower_id": "B1", "principal": "100.00",
                                         "due_date": "2026-10-01", "borrower": {"name": "Zhang"}}),
+    "contact.update": ("POST", "/v1/borrowers/B1/contact", {"phone": "13900000000"}),
     "payment.record": ("POST", "/v1/loans/L1/payments", {"payment_id": "P1", "amount": "1.00", "currency": "CNY"}),
     "payment.apply_unapplied": ("POST", "/v1/loans/L1/payments/apply-unapplied", {}),
     "promise": ("POST", "/v1/loans/L1/promises", {"amount": "1.00", "date": "2030-01-01"}),
