@@ -1,7 +1,11 @@
 """The worker: runs CollectionCase workflows and their activities on the `collections` task queue.
 
-    python worker.py    # TEMPORAL_ADDRESS (localhost:7233), DATABASE_URL (SQLite under var/),
-                        # GATEWAY_URL (http://127.0.0.1:8700) and GATEWAY_API_KEY
+    python worker.py
+
+Settings (infra/config.py WorkerSettings): DATABASE_URL (SQLite under var/), GATEWAY_URL
+(http://127.0.0.1:8700), GATEWAY_API_KEY, WORKER_*; Temporal through the SDK's environment
+configuration (infra/temporal.py: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+TEMPORAL_TLS_*, TEMPORAL_PROFILE). A bad value stops the worker with the variable's name.
 """
 
 from __future__ import annotations
@@ -77,4 +81,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from infra.config import SettingsError
+
+    try:
+        asyncio.run(main())
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None

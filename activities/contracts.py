@@ -7,11 +7,10 @@ database themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.models import Event
+from domain.models import Event, Outcome
 from domain.policy import ContactRules
 
 # One activity per channel; several ladder actions may share one (with `action` telling which).
@@ -153,7 +152,7 @@ class CaseClosed(Contract):
     workflow_id: str
     case_key: str
     loan_id: str
-    outcome: Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+    outcome: Outcome
     outstanding: str
     total_paid: str
     currency: str

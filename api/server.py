@@ -13,6 +13,7 @@ Routes: api/routes/ (one module per resource). The logic is in app/, shared with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Literal
@@ -21,7 +22,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -38,7 +39,8 @@ BODY_CAP = 64 * 1024   # the largest input (a case with its borrower's details) 
 
 class Health(BaseModel):
     status: Literal["ok"]
-    temporal: Literal["connected", "not connected yet"]
+    temporal: Literal["connected", "connecting"] = Field(description="the API connects at start and retries")
+    detail: str | None = Field(default=None, description="why it is not connected yet (the last attempt's error)")
 
 
 # --------------------------------------------------------------------------- app
@@ -55,7 +57,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         log.warning("API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
                     "operators act with their own tokens (starter.py operators token NAME)",
                     bootstrap_tokens=len(secrets))
+        connecting = asyncio.create_task(backend.keep_connecting())
         yield
+        connecting.cancel()
         log.info("api stopped")
 
     app = FastAPI(
@@ -129,7 +133,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     @app.get("/health", response_model=Health, tags=["service"], summary="Liveness (no token needed)")
     async def health() -> Health:
-        return Health(status="ok", temporal="connected" if backend.connected else "not connected yet")
+        if backend.connected:
+            return Health(status="ok", temporal="connected")
+        return Health(status="ok", temporal="connecting", detail=backend.last_error)
 
     app.add_middleware(BodyCap, cap=BODY_CAP)   # outermost: before routing and the token check
 

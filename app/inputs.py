@@ -20,6 +20,7 @@ from app.visibility import case_status
 from domain.errors import InvalidInput
 from domain.models import (
     CLOSING_HOLDS,
+    CloseIn,
     HoldIn,
     OutcomeIn,
     PaymentIn,
@@ -27,7 +28,9 @@ from domain.models import (
     PlanIn,
     PromiseIn,
     ReleaseIn,
+    ReversalIn,
     UpdateResult,
+    WriteOffConfirmIn,
     workflow_id,
 )
 from domain.money import format_amount, parse_amount
@@ -44,6 +47,9 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
     "hold": (CollectionCase.place_hold, HoldIn),
     "release": (CollectionCase.release_hold, ReleaseIn),
     "outcome": (CollectionCase.record_outcome, OutcomeIn),
+    "reverse": (CollectionCase.reverse_payment, ReversalIn),
+    "close": (CollectionCase.close_case, CloseIn),
+    "confirm-write-off": (CollectionCase.confirm_write_off, WriteOffConfirmIn),
 }
 
 
@@ -51,7 +57,9 @@ def use_case(command: str, arg: BaseModel) -> str:
     """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
     kind = getattr(arg, "kind", None)
     return {"pay": "payment.record", "promise": "promise", "plan": "plan.agree", "hold": f"hold.place.{kind}",
-            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}"}.get(command, f"case.{command}")
+            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}",
+            "reverse": "payment.reverse", "close": "case.close", "confirm-write-off": "writeoff.confirm",
+            }.get(command, f"case.{command}")
 
 
 async def send_update(client: Client, loan_id: str, command: str, fields: dict[str, Any] | BaseModel) -> Any:

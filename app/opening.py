@@ -113,8 +113,11 @@ async def start_case(client: Client, inp: CaseInput, task_queue: str | None = No
         await client.start_workflow(
             CollectionCase.run, inp, id=inp.workflow_id, task_queue=task_queue or settings().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"Loan {inp.loan_id} · {inp.currency} {total} · policy {inp.policy.name}",
-            static_details=f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
+            static_summary=f"Loan {inp.loan_id} · opening balance {inp.currency} {total} · policy {inp.policy.name}",
+            static_details=f"Opening balance (when the case opened; the current one is in the case's status and the "
+                           f"OutstandingAmount search attribute): principal {format_amount(inp.principal, inp.currency)}, "
+                           f"interest {format_amount(inp.interest, inp.currency)}, fees {format_amount(inp.fees, inp.currency)}. "
+                           f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
                            f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
         )
     except WorkflowAlreadyStartedError:

@@ -1,7 +1,7 @@
 """Borrower protection: whether a contact may be made now, and if not, until when.
 
 Pure rules, one function per rule, evaluated in a fixed order by `decide`. The gate activity
-(activities/gate.py) feeds them what the database knows about the borrower across all of
+(activities/case.py, check_contacts) feeds them what the database knows about the borrower across all of
 their loans and channels, inside a lock on the borrower, and records every decision.
 
 A refusal either *defers* the action (it is asked again at `retry_at`, or daily while a hold

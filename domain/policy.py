@@ -20,7 +20,7 @@ from domain.errors import InvalidInput
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
-# What a step can do; each maps to one activity (see workflows/case.py ACTIONS).
+# What a step can do; each maps to one activity (see activities/contracts.py ACTIVITY_FOR_ACTION).
 Action = Literal[
     "sms", "email", "letter", "call", "visit", "law_firm",
     "bureau_notice", "bureau_report", "agency_place", "lawsuit", "payment_order", "enforcement",

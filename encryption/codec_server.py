@@ -59,7 +59,14 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from infra.bodycap import BodyCap
-from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError, ensure_dev_keyring, var_dir
+from encryption.codec import (
+    CodecConfigError,
+    EncryptionCodec,
+    Keyring,
+    PayloadDecryptionError,
+    ensure_dev_keyring,
+    var_dir,
+)
 
 log = structlog.get_logger("codec_server")
 DEFAULT_PORT = 8081
@@ -77,6 +84,7 @@ class Config:
     port: int = DEFAULT_PORT
     secure_cookie: bool = False
     dev: bool = False
+    log_level: str = "info"
 
 
 def dev_token_path() -> Path:
@@ -101,28 +109,30 @@ def dev_token() -> str:
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
-    dev = env.get("CODEC_DEV", "") in ("1", "true", "yes")
-    host = env.get("CODEC_HOST") or "127.0.0.1"
-    token = env.get("CODEC_TOKEN", "").strip()
+    from infra.config import CodecServerSettings, SettingsError, load
+
+    try:
+        cfg = load(CodecServerSettings, None if env is None else dict(env))
+    except SettingsError as exc:
+        raise CodecConfigError(str(exc)) from None
+    token = (cfg.token or "").strip()
     if not token:
-        if not dev:
+        if not cfg.dev:
             raise CodecConfigError("CODEC_TOKEN is not set: the codec server decrypts payloads only for holders of "
                                    "its token (set CODEC_TOKEN to a long random string, or CODEC_DEV=1 on a developer "
                                    "machine for a development token)")
         token = dev_token()
-    elif len(token) < MIN_TOKEN_CHARS and not dev:
+    elif len(token) < MIN_TOKEN_CHARS and not cfg.dev:
         raise CodecConfigError(f"CODEC_TOKEN is {len(token)} characters; use at least {MIN_TOKEN_CHARS} random ones")
     keyring = Keyring.from_env(env)
     if keyring is None:
-        if not dev:
+        if not cfg.dev:
             raise CodecConfigError("PAYLOAD_KEYS is not set: give the codec server the same keys as the workers")
         keyring = ensure_dev_keyring()
-    ui_port = env.get("TEMPORAL_UI_PORT") or "8233"
-    origins = env.get("CODEC_CORS_ORIGINS") or f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}"
+    origins = cfg.cors_origins or f"http://localhost:{cfg.ui_port},http://127.0.0.1:{cfg.ui_port}"
     return Config(token=token, keyring=keyring, origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
-                  host=host, port=int(env.get("CODEC_PORT") or DEFAULT_PORT),
-                  secure_cookie=env.get("CODEC_COOKIE_SECURE", "") in ("1", "true", "yes"), dev=dev)
+                  host=cfg.host, port=cfg.port, secure_cookie=cfg.cookie_secure, dev=cfg.dev,
+                  log_level=cfg.server_log_level)
 
 
 # ---------------------------------------------------------------------------- sessions
@@ -336,12 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.host not in ("127.0.0.1", "::1", "localhost"):
             print("codec server: CODEC_DEV=1 serves on a loopback address only", file=sys.stderr)
             return 2
-        where = "CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else str(dev_token_path())
+        where = "CODEC_TOKEN" if env.get("CODEC_TOKEN") else str(dev_token_path())
         print(f"codec server: CODEC_DEV=1: development mode, token from {where}, key id {cfg.keyring.current}. "
               f"Sign in at http://localhost:{cfg.port}/login", flush=True)
 
     import uvicorn
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=os.environ.get("CODEC_LOG_LEVEL", "info"),
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                 server_header=False)
     return 0
 

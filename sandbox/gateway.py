@@ -441,9 +441,12 @@ def _channel_fields(channel: Channel, body: BaseModel, now: dt.datetime, gateway
 def create_app(api_key: str | None = None, db_path: str | None = None, *, instance: str | None = None) -> FastAPI:
     """The gateway app. api_key defaults to $GATEWAY_API_KEY or "sandbox-key"; db_path to
     $GATEWAY_DB or an in-process (":memory:") store."""
-    api_key = api_key or os.environ.get("GATEWAY_API_KEY") or DEFAULT_API_KEY
-    db_path = db_path or os.environ.get("GATEWAY_DB") or MEMORY
-    instance = instance or os.environ.get("GATEWAY_INSTANCE") or uuid.uuid4().hex
+    from infra.config import GatewaySettings, load
+
+    cfg = load(GatewaySettings)
+    api_key = api_key or cfg.api_key or DEFAULT_API_KEY
+    db_path = db_path or cfg.db or MEMORY
+    instance = instance or cfg.instance or uuid.uuid4().hex
     gw = Gateway(api_key, db_path)
 
     @contextlib.asynccontextmanager

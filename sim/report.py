@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import text
 
+from domain.risk import CHINESE, CLASSES, count_by_class
+
 
 CONTACT_CHANNELS = ("sms", "email", "letter", "call", "visit", "law_firm")
 BUCKETS = ("M1", "M2", "M3", "M3+")
@@ -222,6 +224,9 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
             "litigation": len(litigation[arm]),
             "enforcement": len(enforcement[arm]),
             "write_offs": outcomes.get("written_off", 0),
+            "write_off_proposals": events[arm].get("write_off_proposed", 0),
+            # cases still open at the end, by the regulation's five classes (domain/risk.py)
+            "risk_classes": count_by_class(ln.start_dpd + days for ln in mine if close_day.get(ln.loan_id) is None),
             "recovered_by_step": dict(sorted(by_step[arm].items())),
             "case_events": dict(sorted(events[arm].items())),
             "actions": dict(sorted(actions[arm].items())),
@@ -278,6 +283,9 @@ def rows(summary: dict) -> list[tuple[str, str, str]]:
     add("cases reaching litigation", lambda a: f"{a['litigation']:,}")
     add("cases reaching enforcement", lambda a: f"{a['enforcement']:,}")
     add("write-offs", lambda a: f"{a['write_offs']:,}")
+    add("write-off proposals (case stays open)", lambda a: f"{a.get('write_off_proposals', 0):,}")
+    for cls in CLASSES:
+        add(f"  open at the end, risk class {cls} ({CHINESE[cls]})", lambda a, k=cls: f"{a.get('risk_classes', {}).get(k, 0):,}")
     for o in sorted(set(c["outcomes"]) | set(h["outcomes"])):
         add(f"  outcome: {o}", lambda a, o=o: f"{a['outcomes'].get(o, 0):,}")
     for kind in ("promise", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken"):

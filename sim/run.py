@@ -74,9 +74,9 @@ class Options:
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
             return Path(self.out)
-        from infra.config import VAR
+        from infra.config import var_dir
 
-        return VAR / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
+        return var_dir() / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
 
 
 @dataclass

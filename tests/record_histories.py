@@ -18,7 +18,9 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
+from domain.models import (
+    CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, ReversalIn, WriteOffConfirmIn,
+)
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
@@ -87,10 +89,25 @@ async def write_off(cases: Cases):
     await cases.advance(days=200)
     await h.execute_update(W.record_payment, PaymentIn(payment_id="WO1", amount="100.00", currency="CNY"))
     await cases.advance(days=530)
+    if (await cases.status(h)).status != "closed":  # today the case stays open: an operator ends the recording
+        await h.execute_update(W.close_case, CloseIn(outcome="error", reason="end of the recording"))
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off)
+async def write_off_proposal(cases: Cases):
+    """Write-off proposed and kept open (账销案存), confirmed, a payment applied then reversed, closed by an operator."""
+    h = await cases.start(dpd=700, loan_id="R-WRITEOFF-2")
+    await cases.advance(days=25)
+    await h.execute_update(W.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie", reference="WO-1"))
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="WO2-P1", amount="500.00", currency="CNY"))
+    await cases.advance(days=3)
+    await h.execute_update(W.reverse_payment, ReversalIn(payment_id="WO2-P1", reason="returned transfer"))
+    await cases.advance(days=3)
+    await h.execute_update(W.close_case, CloseIn(outcome="uncollectable", reason="borrower cannot be traced"))
+    return h
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off, write_off_proposal)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:

@@ -19,7 +19,6 @@ import uuid
 import httpx
 import pytest
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
@@ -31,6 +30,7 @@ from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, Payload
 from encryption.codec_server import COOKIE, running_codec_server
 from infra.config import ROOT
 from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
+from tests.workflow_helpers import payloads_in
 from workflows.case import CollectionCase
 
 
@@ -145,27 +145,6 @@ def test_new_key_command_prints_a_usable_entry():
 
 
 # ---------------------------------------------------------------------------- a case, encrypted
-
-def payloads_in(msg: Message, path: str = "") -> list[tuple[str, Payload]]:
-    """Every Payload inside a protobuf message, with where it was found."""
-    if msg.DESCRIPTOR.full_name == "temporal.api.common.v1.Payload":
-        return [(path, msg)]
-    found = []
-    for field, value in msg.ListFields():
-        where = f"{path}.{field.name}"
-        if field.message_type is None:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            if field.message_type.fields_by_name["value"].message_type is not None:
-                for k, m in value.items():
-                    found += payloads_in(m, f"{where}[{k}]")
-        elif isinstance(value, Message):
-            found += payloads_in(value, where)
-        else:                                   # repeated
-            for i, m in enumerate(value):
-                found += payloads_in(m, f"{where}[{i}]")
-    return found
-
 
 # Written by the SDK's core, not through the codec: a local activity's marker metadata (sequence number,
 # activity type, times; its result is encrypted) and a patch marker's patch id. No case data, and
