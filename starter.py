@@ -29,6 +29,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
         --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai
   Payments that found no open case (kept as unapplied, never dropped):
     python starter.py payments --unapplied
+  The official holiday calendars (policies/calendars/): all valid, next year's there (exit 1 if not):
+    python starter.py check
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals
@@ -161,7 +163,12 @@ def show_status(st) -> str:
         lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
-    if st.limitation_ends:
+    if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)
+        lines.append("  legal clocks:")
+        lines += [f"    {c.name} {c.kind}: {c.note or (f'{c.at:%Y-%m-%d %H:%M}Z' if c.at else 'unknown')}"
+                  + (f" (restarted {c.restarted_on}: {c.restart_cause})" if c.restarted_on else "") + f" [{c.source}]"
+                  for c in st.legal_clocks]
+    elif st.limitation_ends:
         lines.append(f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
                      + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else ""))
     if st.decisions:
@@ -233,6 +240,36 @@ async def cmd_import(a: argparse.Namespace) -> int:
             progress_bar.stop()
     print(dump(summary) if a.json else show_import(summary))
     return 1 if summary.rejected or summary.failed else 0
+
+
+async def cmd_check(a: argparse.Namespace) -> int:
+    """`check`: every official holiday calendar file loads, and next year's is there (warned from 1 November).
+    0 when all is well, 1 with a warning (a file missing soon or now), 2 when a file is invalid."""
+    from zoneinfo import ZoneInfo
+
+    from domain import calendar
+    from domain.errors import InvalidInput
+
+    today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    years = calendar.years_available()
+    try:
+        loaded = [calendar.year_calendar(y) for y in years]
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warning = calendar.missing_warning(today)
+    left = calendar.days_of_calendar_left(today)
+    if a.json:
+        print(dump({"today": today.isoformat(), "years": years, "days_left": left, "warning": warning,
+                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded}}))
+    else:
+        for c in loaded:
+            print(f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
+                  f"{len(c.working)} make-up working days)")
+        print(f"{left} day(s) of official calendar left from {today}")
+        if warning:
+            print(f"WARNING {warning}", file=sys.stderr)
+    return 1 if warning else 0
 
 
 async def cmd_simulate(a: argparse.Namespace) -> int:
@@ -341,9 +378,9 @@ async def cmd_update(a: argparse.Namespace) -> int:
 FIELDS = {
     "promise": ("amount", "date"),
     "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
-    "hold": ("kind", "until", "reference"),
+    "hold": ("kind", "until", "reference", "received_on"),
     "release": ("kind", "reviewer", "resolution"),
-    "outcome": ("kind", "outcome", "amount", "date", "reference"),
+    "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
     "close": ("outcome", "reason", "operator"),
     "confirm-write-off": ("approver", "reference"),
 }
@@ -368,6 +405,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "simulate": cmd_simulate,
     "apply-unapplied": cmd_apply_unapplied,
     "payments": cmd_payments,
+    "check": cmd_check,
 }
 
 
@@ -623,6 +661,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
+    c.add_argument("--received-on", type=_date, help="dispute: the day it was received (the credit-report answer "
+                   "is due 20 days after it, 征信业管理条例 art. 25)")
 
     c = cmd("release", "release a hold (a complaint needs --reviewer)",
             epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"')
@@ -632,14 +672,20 @@ def parser() -> argparse.ArgumentParser:
 
     c = cmd("outcome", "record a call or visit outcome, or a court event",
             epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
-                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"')
+                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
+                   '--effective-on 2026-12-01 --performance-ends 2026-12-11')
     c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
     c.add_argument("--outcome", required=True, help="call: answered|no_answer|wrong_number|promise|dispute; "
                    "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
-                   "payment_order_issued|objection_filed|judgment|enforcement_result|enforcement_closed")
+                   "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed")
     c.add_argument("--amount", help="promise amount, or amount recovered by enforcement")
     c.add_argument("--date", type=_date, help="promise date")
     c.add_argument("--reference")
+    c.add_argument("--effective-on", type=_date, help="judgment: the day it took effect")
+    c.add_argument("--performance-ends", type=_date, help="judgment: the last day of its performance period "
+                   "(enforcement is applied for after it, within 2 years, 民事诉讼法 art. 250)")
+    c.add_argument("--served-on", type=_date, help="payment order: the day it was served (the 15-day objection "
+                   "window counts from the next day, 民事诉讼法 art. 227)")
 
     cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events",
         epilog="Example:\n  python starter.py status L1001 --json")
@@ -665,6 +711,11 @@ def parser() -> argparse.ArgumentParser:
                    "Examples:\n  python starter.py apply-unapplied L1001\n"
                    "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
+
+    c = cmd("check", "check the official holiday calendars: every file valid, next year's there (from 1 November)",
+            loan=False, epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
+                               "Example:\n  python starter.py check")
+    c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
 
     c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
             epilog="Example:\n  python starter.py payments --unapplied")

@@ -62,7 +62,8 @@ def build_worker(client: Client, activities: CaseActivities, task_queue: str | N
 async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
-    client = await connect(runtime=metrics.runtime(cfg.metrics_address))
+    runtime = metrics.runtime(cfg.metrics_address)
+    client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
     worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway),
                           max_cached_workflows=cfg.max_cached_workflows,
@@ -74,8 +75,10 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue,
              metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off")
+    watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
         await stop.wait()
+    watch.cancel()
     await gateway.aclose()
     log.info("worker stopped")
 

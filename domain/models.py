@@ -141,6 +141,8 @@ class HoldIn(Model):
     kind: HoldKind
     until: dt.date | None = Field(default=None, description="hardship: the end date")
     reference: str = Field(default="", max_length=200)
+    received_on: dt.date | None = Field(default=None, description="dispute: the day the dispute was received "
+                                        "(the credit-report answer is due within 20 days of it, 征信业管理条例 art. 25)")
 
     @field_validator("reference")
     @classmethod
@@ -197,7 +199,7 @@ class ReopenIn(Model):
 
 CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute")
 VISIT_OUTCOMES = ("met_borrower", "not_home", "refused", "moved", "promise", "dispute")
-COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "objection_filed", "judgment",
+COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "payment_order_served", "objection_filed", "judgment",
                 "enforcement_result", "enforcement_closed")
 
 
@@ -207,6 +209,9 @@ class OutcomeIn(Model):
     amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
     date: dt.date | None = Field(default=None, description="promise date")
     reference: str = Field(default="", max_length=100, description="court case number, visit report id, ...")
+    effective_on: dt.date | None = Field(default=None, description="judgment: the day it took effect")
+    performance_ends: dt.date | None = Field(default=None, description="judgment: the last day of its performance period")
+    served_on: dt.date | None = Field(default=None, description="payment order: the day it was served on the borrower")
 
     @field_validator("reference")
     @classmethod
@@ -274,6 +279,27 @@ class GateRecord(Model):
     final: bool = False
 
 
+class LimitationRestart(Model):
+    """One interruption of the limitation period (民法典 art. 195): the new period counts from `on`, not counted."""
+
+    cause: str
+    on: dt.date
+    recorded_at: datetime
+
+
+class LegalClock(Model):
+    """A legal clock as `status` shows it: what it is, when it ends or opens, and its source."""
+
+    name: str
+    kind: Literal["ends", "opens"]
+    at: datetime | None = Field(default=None, description="the instant it ends/opens (24:00 of the last day); None if unknown")
+    last_day: dt.date | None = None
+    source: str
+    note: str = ""
+    restarted_on: dt.date | None = None
+    restart_cause: str | None = None
+
+
 class PaymentRecord(Model):
     amount: int
     allocation: dict[str, int]
@@ -315,6 +341,14 @@ class CaseState(Model):
     bureau_reported: bool = False
     agency_recalled: bool = False
     dispute_answer_due: datetime | None = None
+    # the legal clocks' facts (domain.legal); a case started before them keeps the fields above
+    limitation_start: dt.date | None = Field(default=None, description="day the limitation period counts from (not counted)")
+    limitation_restarts: list[LimitationRestart] = []
+    judgment_effective_on: dt.date | None = None
+    performance_ends: dt.date | None = None
+    payment_order_served_on: dt.date | None = None
+    bureau_notice_delivered_at: datetime | None = None
+    bureau_notice_failed: list[str] = Field(default=[], description="notice channels that failed, in order")
     event_seq: int = 0
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
     runs: int = 1
@@ -380,6 +414,7 @@ class CaseStatus(Model):
     next_action: NextAction
     decisions: list[GateRecord] = []
     limitation_ends: datetime | None = None
+    legal_clocks: list[LegalClock] = []
     dispute_answer_due: datetime | None = None
     risk_class: str = Field(default="normal", description="商业银行金融资产风险分类办法 (2023): normal ... loss")
     risk_basis: str = ""

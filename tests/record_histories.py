@@ -18,6 +18,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.test_ladder import JUDGMENT_DATES
 from domain.models import (
     CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, ReversalIn, WriteOffConfirmIn,
 )
@@ -37,7 +38,7 @@ OUT = Path(__file__).parent / "histories"
 async def ladder(cases: Cases):
     h = await cases.start(dpd=1, loan_id="R-LADDER")
     await cases.advance(days=130)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
@@ -107,7 +108,22 @@ async def write_off_proposal(cases: Cases):
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off, write_off_proposal)
+async def legal_clocks(cases: Cases):
+    """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
+    comes without its dates and then with them, and enforcement follows its performance period."""
+    h = await cases.start(dpd=110, loan_id="R-LEGAL")
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="L1", amount="100.00", currency="CNY"))
+    await cases.advance(days=40)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await cases.advance(days=3)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await cases.advance(days=3)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
+    return h
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off, write_off_proposal, legal_clocks)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:

@@ -310,6 +310,9 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         before = essentials(st)
         r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment"})
         assert r.status_code == 422 and error_of(r)[0] == "kind" and error_of(r)[1].startswith("no lawsuit"), r.text
+        r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment",
+                                                          "effective_on": today.isoformat()})
+        assert r.status_code == 422 and error_of(r)[0] == "performance_ends", r.text  # the judgment's dates come together
         r = await c.post("/v1/loans/API-2/holds/complaint/release", json={})
         assert r.status_code == 422 and error_of(r)[0] == "kind", r.text
         r = await c.post("/v1/loans/API-2/payments", json={"payment_id": "TOO-MUCH", "amount": "999999.00"})

@@ -203,7 +203,9 @@ def test_whole_ladder_on_the_real_calendar():
     # the lawsuit waits for the court (180 days), then for a judgment before enforcement
     assert r.state.awaiting.kind == "court" and r.state.awaiting.until == r.dpd_at(120) + timedelta(days=180)
     assert "awaiting court outcome" in r.case.next_action().what
-    r.outcome("court", "judgment", reference="(2026)沪0101民初1号")
+    # effective the day before; its performance period ends on DPD 149 (a Tuesday), so enforcement opens at its 24:00
+    r.outcome("court", "judgment", reference="(2026)沪0101民初1号", effective_on=r.case.clock.today(r.now) - timedelta(days=1),
+              performance_ends=r.case.inp.due_date + timedelta(days=149))
     assert r.state.awaiting is None and r.state.judgment_at == r.now
     r.run_until(r.dpd_at(151))
     assert r.keys()[-1] == "enforcement" and r.when("enforcement") == r.dpd_at(150)
@@ -272,7 +274,8 @@ def test_late_start_catches_up_to_the_step_its_dpd_calls_for(dpd, expected):
 def test_late_start_past_enforcement_files_the_lawsuit_first():
     r = Runner.open(dpd=200).run_until(T0 + timedelta(days=60))
     assert "litigation" in r.keys()
-    r.outcome("court", "judgment")  # rejected today: "no lawsuit or payment order has been filed"
+    today = r.case.clock.today(r.now)  # rejected today: "no lawsuit or payment order has been filed"
+    r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=3))
     r.run_for(days=10)
     assert r.keys()[-1] == "enforcement"
 
@@ -630,7 +633,8 @@ def test_outcomes_need_their_step():
 
 def test_enforcement_result_is_never_swallowed_by_a_payment_id():
     r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
-    r.outcome("court", "judgment")
+    today = r.case.clock.today(r.now)
+    r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=10))
     r.run_until(r.dpd_at(151))
     r.pay("100.00", r.case.enforcement_payment_id(2))  # an id the ledger already holds
     paid = r.state.total_paid

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_FOR_ACTION, CHANNEL_FOR_ACTION, AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision,
         HoldChange, LedgerEntry, ReversalEntry, base_action, case_key, for_guarantor,
     )
-    from domain import compliance
+    from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
@@ -66,6 +66,9 @@ PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
 # Asked only at that moment (Case.write_off_closes), so a case that closed that way replays the same, and a
 # running case that reaches it after the change stays open (tests/histories/write_off-*).
 PATCH_WRITE_OFF_PROPOSAL = "write-off-is-an-accounting-event"
+# the legal clocks counted as the law counts them (domain/legal.py): enforcement after the performance period, the
+# objection window from service, limitation restarts by day and cause, the credit report after a delivered notice
+PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
 
 
 @workflow.defn(name="CollectionCase")
@@ -78,6 +81,8 @@ class CollectionCase:
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
         self.case.write_off_closes = lambda: not workflow.patched(PATCH_WRITE_OFF_PROPOSAL)
+        # a case whose history began before the legal clocks keeps the old counting, so that it replays as it ran
+        self.case.legal_clocks = workflow.patched(PATCH_LEGAL_CLOCKS)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -158,7 +163,7 @@ class CollectionCase:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in compliance.LEGAL_RULES for r in refusals):
+        if any(r.rule in LEGAL_RULES for r in refusals):
             await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
 
     def _audited(self, events: list) -> None:
@@ -172,7 +177,7 @@ class CollectionCase:
             "check_contacts",
             GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
                       borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-                      actions=actions, now=now, rules=self.case.policy.contact),
+                      actions=actions, now=now, rules=self.case.policy.contact, day_seconds=self.case.policy.day_seconds),
             result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
