@@ -693,16 +693,25 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("simulate", "compare a challenger policy with the champion on a synthetic portfolio (what-if)",
             loan=False, epilog=SIMULATE_HELP)
     c.add_argument("--policy", default="default", help="the champion policy: a name from policies/ or a .toml path")
-    c.add_argument("--challenger", required=True, help="the challenger policy: a name or a .toml path")
+    c.add_argument("--challenger", help="the challenger policy: a name or a .toml path (required unless --sweep)")
     c.add_argument("--loans", type=_positive, default=1000, help="loans in the portfolio (default 1000)")
     c.add_argument("--days", type=_positive, default=365, help="simulated days (default 365)")
     c.add_argument("--seed", type=int, default=7, help="same seed, same portfolio, same numbers (default 7)")
     c.add_argument("--out", help="report folder (default var/sim/CHAMPION-vs-CHALLENGER-seedS-NxDd)")
     c.add_argument("--split", choices=["alternate", "hash"], default="alternate",
                    help="how loans are shared between the policies (default alternate)")
-    c.add_argument("--start", type=_date, help="simulated first day, in the future (default 1 January next year)")
+    c.add_argument("--start", type=_date, help="simulated first day (temporal engine: in the future; default 1 January "
+                   "next year; direct engine: default the same, or 1 January of the latest year with an official "
+                   "holiday calendar on file)")
     c.add_argument("--concurrency", type=_positive, default=64, help="case starts and updates in flight (default 64)")
     c.add_argument("--keep-db", action="store_true", help="keep the simulation's database in the report folder")
+    c.add_argument("--engine", choices=["direct", "temporal"], default="direct",
+                   help="direct (default): the pure cases on an event queue, in seconds; temporal: the real "
+                        "workflows on the time-skipping server (faithful, slow)")
+    c.add_argument("--workers", type=int, help="direct engine: processes (default: the core count)")
+    c.add_argument("--sweep", action="append", metavar="PATH=V1,V2,...",
+                   help="run the champion policy over a grid (direct engine), e.g. 'steps.home_visit.dpd=20,30,45' "
+                        "'plans.max_instalments=6,12'; repeat for more dimensions")
 
     c = cmd("apply-unapplied", "apply the loan's unapplied payments to its open case (after checking the case's "
             "opening balance does not already count them)",

@@ -1004,3 +1004,71 @@ class Case:
             reopened_from=s.reopened_from,
             contacts=s.contacts, events=s.events[-15:], as_of=now,
         )
+
+    # ---------------------------------------------------------------- the run loop every driver shares
+
+    def next_move(self, now: datetime) -> Move:
+        """One turn of the run loop: handle the deadlines that have passed (`tick`), then say what comes
+        next: close, run step i now, or sleep until the next deadline (or until an input changes the case).
+
+        The workflow's `run()`, the test suite's `Runner` and the direct simulator all turn this one loop,
+        so that what they do between two inputs cannot drift apart."""
+        self.tick(now)
+        if self.state.closed:
+            return Move(CLOSE)
+        idx = self.due_step(now)
+        if idx is not None:
+            return Move(STEP, step=idx)
+        wake = self.wake_at()
+        # a timer shorter than a second is not worth one: a deadline at `now` is handled on the next turn
+        return Move(SLEEP, until=None if wake is None else max(wake, now + MIN_SLEEP))
+
+    def plan_step(self, idx: int, now: datetime) -> StepPlan:
+        """What running step `idx` now asks for, before any I/O: the actions not yet done, split into those
+        the legal clocks refuse (as gate records) and those to put to the contact gate. Call after `begin_step`."""
+        step = self.steps[idx]
+        gated: list[str] = []
+        refusals: list[GateRecord] = []
+        for action in self.pending_actions(idx):
+            legal = self.legal_refusal(action, now)
+            if legal is None:
+                gated.append(action)
+            else:
+                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
+                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
+        nxt = self.steps[idx + 1] if idx + 1 < len(self.steps) else None
+        return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt)
+
+
+import dataclasses  # noqa: E402 - the run loop's values, kept beside the loop (added after the class)
+
+MIN_SLEEP = timedelta(seconds=1)
+STEP, SLEEP, CLOSE = "step", "sleep", "close"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Move:
+    """What a case does next (`Case.next_move`): run step `step`, sleep until `until` (None: until an
+    input), or close (run the closing actions and record the closure)."""
+
+    kind: str
+    step: int | None = None
+    until: datetime | None = None
+
+    @property
+    def closes(self) -> bool:
+        return self.kind == CLOSE
+
+    @property
+    def runs_step(self) -> bool:
+        return self.kind == STEP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepPlan:
+    """A step's decisions before any I/O (`Case.plan_step`)."""
+
+    step: Step
+    gated: list[str]             # to ask the contact gate about
+    refusals: list[GateRecord]   # refused by a legal clock (limitation, enforcement deadline, objection window)
+    next_step: Step | None       # what the messages announce as coming next

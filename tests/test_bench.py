@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ITEMS = ("1. Start throughput", "2. Memory", "3. Reaction", "4. Portfolio", "5. Import")
+ITEMS = ("1. Start throughput", "2. Memory", "3. Reaction", "4. Portfolio", "5. Import", "6. Direct simulator")
 
 
 def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
@@ -26,7 +26,7 @@ def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
     result = json.loads(out.read_text())
     assert result["machine"]["nproc"] >= 1 and result["machine"]["temporalio"]
     tables = {t["title"].split(":")[0].split(" (")[0]: t for t in result["tables"]}
-    assert len(tables) == 5, list(tables)
+    assert len(tables) == 6, list(tables)
     for table in result["tables"]:
         assert table["rows"], table["title"]
         for row in table["rows"]:

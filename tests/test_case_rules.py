@@ -1,7 +1,7 @@
 """The Case state machine, driven directly with datetimes (no Temporal).
 
-`Runner` plays the workflow's part: tick, run the due step (every action delivered), sleep until
-`wake_at()`. Updates are applied with check_* then apply_*, as the workflow's validators do.
+`Runner` plays the workflow's part with the workflow's own loop (`Case.next_move`): run the due step
+(every action delivered) or sleep until the next deadline. Updates are applied with check_* then apply_*, as the workflow's validators do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from domain.case import Case
+from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
 from domain.models import (
@@ -70,22 +70,25 @@ class Runner:
     def run_until(self, until: datetime) -> Runner:
         case = self.case
         for _ in range(10_000):
-            case.tick(self.now)
-            if case.state.closed:
+            move = case.next_move(self.now)  # the workflow's own loop decision
+            if move.closes:
                 return self
-            idx = case.due_step(self.now)
-            if idx is not None:
-                step = case.begin_step(idx, self.now)
-                case.settle_step(idx, self.results(step), [], self.now)
+            if move.runs_step:
+                step = case.begin_step(move.step, self.now)
+                case.settle_step(move.step, self.results(step), [], self.now)
                 self.ran.append((step.key, self.now))
                 continue
+            # nothing left undone at `now`: the next deadline lies ahead (no busy loop); the sleep is the
+            # workflow's, at least a second
             wake = case.wake_at()
-            # nothing left undone at `now`: the next deadline lies ahead (no busy loop)
             assert wake is None or wake > self.now, (wake, self.now, case.deadlines())
-            if wake is None or wake > until:
-                self.now = max(self.now, until)
-                return self
-            self.now = wake
+            assert move.until == (None if wake is None else max(wake, self.now + MIN_SLEEP)), (move, wake)
+            if move.until is None or move.until > until:
+                if self.now >= until:
+                    return self
+                self.now = until  # one more turn at `until`, as when an input wakes the workflow then
+                continue
+            self.now = move.until
         raise AssertionError("the case never settled")
 
     def run_for(self, **delta) -> Runner:

@@ -102,18 +102,17 @@ class CollectionCase:
             await self._ledger_reversal(self._reopened, reopened=True)
         while True:
             now = workflow.now()
-            case.tick(now)
+            move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
-            if case.state.closed:
+            if move.closes:
                 break
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.inp.model_copy(update={"state": case.state}))
-            idx = case.due_step(now)
-            if idx is not None:
-                await self._run_step(idx)
+            if move.runs_step:
+                await self._run_step(move.step)
                 continue
-            await self._sleep_until(case.wake_at(), now)
+            await self._sleep_until(move.until, now)
         await workflow.wait_condition(workflow.all_handlers_finished)
         metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
                       outcome=case.state.outcome)
@@ -128,9 +127,9 @@ class CollectionCase:
         return info.is_continue_as_new_suggested() or (limit is not None and info.get_current_history_length() > limit)
 
     async def _sleep_until(self, wake: datetime | None, now: datetime) -> None:
-        """Sleep until the next deadline, or until an update changes the case."""
+        """Sleep until `wake` (at least a second ahead: Case.next_move), or until an update changes the case."""
         self._changed = False
-        timeout = None if wake is None else max(wake - now, timedelta(seconds=1))
+        timeout = None if wake is None else wake - now
         try:
             await workflow.wait_condition(lambda: self._changed, timeout=timeout,
                                           timeout_summary=self.case.next_action().what[:200])
