@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.actor import Actor
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.text import clean_text
@@ -108,6 +110,8 @@ def workflow_id(loan_id: str) -> str:
 # ---- update inputs (typed by people or sent by the bank's systems) ----
 
 class PaymentIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     payment_id: str = Field(pattern=ID_PATTERN)
     amount: str = Field(description="decimal string in major units, e.g. '1234.56'")
     currency: str
@@ -115,11 +119,15 @@ class PaymentIn(Model):
 
 
 class PromiseIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     amount: str
     date: dt.date
 
 
 class PlanIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: Literal["deferral", "instalments", "interest_waiver"]
     until: dt.date | None = Field(default=None, description="deferral: the new due date for the whole balance")
     instalments: int | None = Field(default=None, description="instalments: how many")
@@ -138,6 +146,10 @@ class PlanIn(Model):
 
 
 class HoldIn(Model):
+    approved: SkipJsonSchema[bool] = Field(default=False, description="set by the application layer only: a closure "
+                                           "already approved in the borrower's other case")
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: HoldKind
     until: dt.date | None = Field(default=None, description="hardship: the end date")
     reference: str = Field(default="", max_length=200)
@@ -151,6 +163,8 @@ class HoldIn(Model):
 
 
 class ReleaseIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: HoldKind
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
@@ -170,6 +184,8 @@ class ReleaseIn(Model):
 class CloseIn(Model):
     """An operator closes a case (closed_by_operator): the outcome and the reason are required."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     outcome: str = Field(description="one of " + ", ".join(OPERATOR_OUTCOMES))
     reason: str = Field(default="", max_length=500)
     operator: str = Field(default="", max_length=100)
@@ -178,6 +194,8 @@ class CloseIn(Model):
 class WriteOffConfirmIn(Model):
     """An operator confirms a proposed write-off (核销): an accounting event, the case stays open (账销案存)."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     approver: str = Field(default="", max_length=100)
     reference: str = Field(default="", max_length=200, description="the write-off approval's number")
 
@@ -185,6 +203,8 @@ class WriteOffConfirmIn(Model):
 class ReversalIn(Model):
     """A payment taken back (returned transfer, failed debit), by its payment id."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     payment_id: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=200)
     at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (default: now)")
@@ -204,6 +224,8 @@ COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "payment_order_served",
 
 
 class OutcomeIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: Literal["call", "visit", "court"]
     outcome: str
     amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
@@ -219,12 +241,42 @@ class OutcomeIn(Model):
         return _clean(v, "reference", 100)
 
 
+ApprovalKind = Literal["plan", "closure", "release", "close", "write_off"]
+
+
+class PendingApproval(Model):
+    """A decision that takes two people, proposed by its maker and waiting for a checker (four-eyes)."""
+
+    kind: ApprovalKind
+    summary: str
+    maker: Actor
+    at: datetime
+    expires_at: datetime
+    plan: PlanIn | None = None
+    hold: HoldIn | None = None
+    release: ReleaseIn | None = None
+    close: CloseIn | None = None
+    confirm: WriteOffConfirmIn | None = None
+
+
+class ApprovalDecisionIn(Model):
+    decision: Literal["approve", "reject"]
+    note: str = Field(default="", max_length=200)
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer")
+
+    @field_validator("note")
+    @classmethod
+    def _clean_note(cls, v: str) -> str:
+        return _clean(v, "note", 200)
+
+
 # ---- state ----
 
 class Event(Model):
     at: datetime
     kind: str
     detail: str = ""
+    actor: str | None = Field(default=None, description="who, for a human step: operator id:role (never a name)")
     seq: int = Field(default=0, description="position in the case's audit trail, from 1")
 
 
@@ -351,6 +403,7 @@ class CaseState(Model):
     bureau_notice_failed: list[str] = Field(default=[], description="notice channels that failed, in order")
     event_seq: int = 0
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
+    pending: PendingApproval | None = Field(default=None, description="a proposal waiting for a second person")
     runs: int = 1
     write_off: WriteOffStatus | None = Field(default=None, description="核销: proposed at the write-off DPD, confirmed by an operator")
     write_off_proposed_at: datetime | None = None
@@ -427,6 +480,9 @@ class CaseStatus(Model):
     contacts: dict[str, int]
     events: list[Event]
     as_of: datetime
+    pending_approval: PendingApproval | None = None
+    names: dict[str, str] = Field(default={}, description="operators' display names by id, from the database (filled "
+                                  "by the application layer; never in workflow history)")
 
 
 class ContactResult(Model):
