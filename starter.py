@@ -10,6 +10,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
     python starter.py list --on-hold --segment sme
     python starter.py list --status active --min-amount 10000 --limit 50
     python starter.py list --query 'NextActionAt < "2026-12-01T00:00:00Z"'
+  Count cases:
+    python starter.py count --by stage
   Look at one case:
     python starter.py status L1001
   Record what the borrower did or agreed:
@@ -27,6 +29,8 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
         --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai
   Payments that found no open case (kept as unapplied, never dropped):
     python starter.py payments --unapplied
+  The official holiday calendars (policies/calendars/): all valid, next year's there (exit 1 if not):
+    python starter.py check
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals
@@ -38,7 +42,8 @@ not be reached; 2 bad input (the message names the field and the reason; nothing
 3 the operator's token or roles do not allow it (nothing was changed).
 Operator: --token or COLLECTIONS_TOKEN (`starter.py operators token NAME`); without one, only on the
 local dev stack (Temporal on loopback), the command acts as the local admin and is recorded as such.
-Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL.
+Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
+TEMPORAL_PROFILE (a profile in TEMPORAL_CONFIG_FILE), TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -54,9 +59,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app import errors, inputs, opening, portfolio, visibility
+from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
-from infra.config import settings
+from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -140,20 +145,30 @@ async def client():
 def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
-        f"  DPD {st.dpd} ({st.bucket}) · policy {st.policy} {st.policy_version} · segment {st.segment}",
-        f"  outstanding {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
+        f"  DPD {st.dpd} ({st.bucket}) · risk class {st.risk_class} · policy {st.policy} {st.policy_version} · segment {st.segment}",
+        f"  current balance {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
         f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
     ]
     if st.holds:
         lines.append("  holds: " + ", ".join(h.kind for h in st.holds))
+    if st.write_off or st.write_off_deferred:
+        lines.append(f"  write-off (核销): {st.write_off or 'deferred: ' + str(st.write_off_deferred)}; the case stays open")
+    if st.reversed_payments or st.reopened_from:
+        lines.append("  reversed payments: " + (", ".join(st.reversed_payments) or "none")
+                     + (f" · reopened from run(s) {', '.join(st.reopened_from)}" if st.reopened_from else ""))
     if st.plan:
         lines.append(f"  plan: {st.plan.kind} {st.plan.status}, {len(st.plan.schedule)} payment(s)")
     if st.promise:
         lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
-    if st.limitation_ends:
+    if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)
+        lines.append("  legal clocks:")
+        lines += [f"    {c.name} {c.kind}: {c.note or (f'{c.at:%Y-%m-%d %H:%M}Z' if c.at else 'unknown')}"
+                  + (f" (restarted {c.restarted_on}: {c.restart_cause})" if c.restarted_on else "") + f" [{c.source}]"
+                  for c in st.legal_clocks]
+    elif st.limitation_ends:
         lines.append(f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
                      + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else ""))
     if st.decisions:
@@ -170,6 +185,7 @@ def show_cases(items: list[visibility.CaseSummary]) -> str:
     def when(t: dt.datetime | None) -> str:
         return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
+    # a closed case has no next action and no hold to act on: shown as "-" (list_cases leaves them out)
     rows = [(c.workflow_id, c.stage or "-", c.status or "-",
              "-" if c.on_hold is None else ("yes" if c.on_hold else "no"), c.outstanding or "-",
              when(c.next_action_at)) for c in items]
@@ -226,6 +242,36 @@ async def cmd_import(a: argparse.Namespace) -> int:
     return 1 if summary.rejected or summary.failed else 0
 
 
+async def cmd_check(a: argparse.Namespace) -> int:
+    """`check`: every official holiday calendar file loads, and next year's is there (warned from 1 November).
+    0 when all is well, 1 with a warning (a file missing soon or now), 2 when a file is invalid."""
+    from zoneinfo import ZoneInfo
+
+    from domain import calendar
+    from domain.errors import InvalidInput
+
+    today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    years = calendar.years_available()
+    try:
+        loaded = [calendar.year_calendar(y) for y in years]
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warning = calendar.missing_warning(today)
+    left = calendar.days_of_calendar_left(today)
+    if a.json:
+        print(dump({"today": today.isoformat(), "years": years, "days_left": left, "warning": warning,
+                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded}}))
+    else:
+        for c in loaded:
+            print(f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
+                  f"{len(c.working)} make-up working days)")
+        print(f"{left} day(s) of official calendar left from {today}")
+        if warning:
+            print(f"WARNING {warning}", file=sys.stderr)
+    return 1 if warning else 0
+
+
 async def cmd_simulate(a: argparse.Namespace) -> int:
     from sim.run import main as simulate
 
@@ -245,10 +291,30 @@ async def cmd_payments(a: argparse.Namespace) -> int:
 
 
 async def cmd_list(a: argparse.Namespace) -> int:
+    visibility.check_filters(repo(), stage=a.stage, segment=a.segment, policy=a.policy)
     query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
                                         segment=a.segment, policy=a.policy, query=a.query)
     items = await visibility.list_cases(await client(), query, a.limit)
     print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
+    return 0
+
+
+async def cmd_count(a: argparse.Namespace) -> int:
+    r = repo()
+    visibility.check_filters(r, stage=a.stage, segment=a.segment, policy=a.policy)
+    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
+                                        segment=a.segment, policy=a.policy, query=a.query)
+    result = await visibility.count_by(await client(), r, a.by, query)
+    if a.json:
+        print(dump(result))
+    else:
+        width = max(len(a.by.upper()), *(len(v) for v in result.counts), len("(other)"))
+        print(f"{a.by.upper():<{width}}  CASES")
+        for value, n in result.counts.items():
+            print(f"{value:<{width}}  {n:>5}")
+        if result.other:
+            print(f"{'(other)':<{width}}  {result.other:>5}")
+        print(f"{result.total} case(s)")
     return 0
 
 
@@ -285,6 +351,13 @@ async def cmd_pay(a: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_reverse(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    out = await reversal.reverse_payment(await client(), loan_id, payment_id=a.payment_id, reason=a.reason or "", at=a.at)
+    print(dump(out) if a.json else out.message)
+    return 0
+
+
 async def cmd_hold(a: argparse.Namespace) -> int:
     fields = {f: getattr(a, f, None) for f in FIELDS[a.command]}
     loan_id = errors.check_id(a.loan_id)
@@ -305,9 +378,11 @@ async def cmd_update(a: argparse.Namespace) -> int:
 FIELDS = {
     "promise": ("amount", "date"),
     "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
-    "hold": ("kind", "until", "reference"),
+    "hold": ("kind", "until", "reference", "received_on"),
     "release": ("kind", "reviewer", "resolution"),
-    "outcome": ("kind", "outcome", "amount", "date", "reference"),
+    "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
+    "close": ("outcome", "reason", "operator"),
+    "confirm-write-off": ("approver", "reference"),
 }
 
 
@@ -315,6 +390,7 @@ FIELDS = {
 HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "import": cmd_import,
     "list": cmd_list,
+    "count": cmd_count,
     "start": cmd_start,
     "pay": cmd_pay,
     "promise": cmd_update,
@@ -322,10 +398,14 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "hold": cmd_hold,
     "release": cmd_update,
     "outcome": cmd_update,
+    "reverse": cmd_reverse,
+    "close": cmd_update,
+    "confirm-write-off": cmd_update,
     "status": cmd_status,
     "simulate": cmd_simulate,
     "apply-unapplied": cmd_apply_unapplied,
     "payments": cmd_payments,
+    "check": cmd_check,
 }
 
 
@@ -492,6 +572,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
     c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
 
+    c = cmd("count", "count cases per stage, status, segment or policy (from the search attributes)", loan=False,
+            epilog="One count query per value (the dev server does not take GROUP BY); the filters of `list` apply.\n\n"
+                   "Examples:\n  python starter.py count --by stage\n  python starter.py count --by status --segment sme")
+    c.add_argument("--by", required=True, choices=list(visibility.COUNT_BY), help="what to count by")
+    c.add_argument("--stage", help="only cases at this step, e.g. litigation")
+    c.add_argument("--status", choices=list(visibility.STATUSES))
+    hold = c.add_mutually_exclusive_group()
+    hold.add_argument("--on-hold", dest="on_hold", action="store_const", const=True, help="only cases on hold")
+    hold.add_argument("--not-on-hold", dest="on_hold", action="store_const", const=False, help="only cases not on hold")
+    c.add_argument("--min-amount", help="only cases owing at least this much (major units)")
+    c.add_argument("--segment", help="only this segment")
+    c.add_argument("--policy", help="only this policy")
+    c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
+
     c = cmd("start", "open the collection case of one delinquent loan", loan=False,
             epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
                    "      --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai\n\n"
@@ -524,6 +618,25 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--currency", help="defaults to the loan's currency")
     c.add_argument("--paid-at", type=_datetime, help="when it was paid, ISO date-time with offset")
 
+    c = cmd("reverse", "reverse a payment (returned transfer, failed debit): the balance comes back; a case closed "
+            "as paid by it reopens as a new run",
+            epilog='Example:\n  python starter.py reverse L1001 --payment-id BANK-889 --reason "returned transfer"')
+    c.add_argument("--payment-id", required=True, help="the id of the payment to reverse")
+    c.add_argument("--reason", required=True, help="why it was taken back")
+    c.add_argument("--at", type=_datetime, help="when the bank learnt of it, ISO date-time with offset (default now)")
+
+    c = cmd("close", "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, "
+            "sold, error)",
+            epilog='Example:\n  python starter.py close L1001 --outcome sold --reason "portfolio sale 2026-11" --operator "Li Na"')
+    c.add_argument("--outcome", required=True, help="settled_by_agreement | uncollectable | sold | error")
+    c.add_argument("--reason", required=True)
+    c.add_argument("--operator")
+
+    c = cmd("confirm-write-off", "confirm a proposed write-off (核销): an accounting event; the case stays open",
+            epilog='Example:\n  python starter.py confirm-write-off L1001 --approver "Chen Jie" --reference WO-2026-7')
+    c.add_argument("--approver", required=True)
+    c.add_argument("--reference")
+
     c = cmd("promise", "record a promise to pay: pauses the ladder until the date plus grace",
             epilog="Example:\n  python starter.py promise L1001 --amount 2000 --date 2026-12-05")
     c.add_argument("--amount", required=True)
@@ -548,6 +661,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
+    c.add_argument("--received-on", type=_date, help="dispute: the day it was received (the credit-report answer "
+                   "is due 20 days after it, 征信业管理条例 art. 25)")
 
     c = cmd("release", "release a hold (a complaint needs --reviewer)",
             epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"')
@@ -557,14 +672,20 @@ def parser() -> argparse.ArgumentParser:
 
     c = cmd("outcome", "record a call or visit outcome, or a court event",
             epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
-                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号"')
+                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
+                   '--effective-on 2026-12-01 --performance-ends 2026-12-11')
     c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
     c.add_argument("--outcome", required=True, help="call: answered|no_answer|wrong_number|promise|dispute; "
                    "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
-                   "payment_order_issued|objection_filed|judgment|enforcement_result|enforcement_closed")
+                   "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed")
     c.add_argument("--amount", help="promise amount, or amount recovered by enforcement")
     c.add_argument("--date", type=_date, help="promise date")
     c.add_argument("--reference")
+    c.add_argument("--effective-on", type=_date, help="judgment: the day it took effect")
+    c.add_argument("--performance-ends", type=_date, help="judgment: the last day of its performance period "
+                   "(enforcement is applied for after it, within 2 years, 民事诉讼法 art. 250)")
+    c.add_argument("--served-on", type=_date, help="payment order: the day it was served (the 15-day objection "
+                   "window counts from the next day, 民事诉讼法 art. 227)")
 
     cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events",
         epilog="Example:\n  python starter.py status L1001 --json")
@@ -572,16 +693,25 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("simulate", "compare a challenger policy with the champion on a synthetic portfolio (what-if)",
             loan=False, epilog=SIMULATE_HELP)
     c.add_argument("--policy", default="default", help="the champion policy: a name from policies/ or a .toml path")
-    c.add_argument("--challenger", required=True, help="the challenger policy: a name or a .toml path")
+    c.add_argument("--challenger", help="the challenger policy: a name or a .toml path (required unless --sweep)")
     c.add_argument("--loans", type=_positive, default=1000, help="loans in the portfolio (default 1000)")
     c.add_argument("--days", type=_positive, default=365, help="simulated days (default 365)")
     c.add_argument("--seed", type=int, default=7, help="same seed, same portfolio, same numbers (default 7)")
     c.add_argument("--out", help="report folder (default var/sim/CHAMPION-vs-CHALLENGER-seedS-NxDd)")
     c.add_argument("--split", choices=["alternate", "hash"], default="alternate",
                    help="how loans are shared between the policies (default alternate)")
-    c.add_argument("--start", type=_date, help="simulated first day, in the future (default 1 January next year)")
+    c.add_argument("--start", type=_date, help="simulated first day (temporal engine: in the future; default 1 January "
+                   "next year; direct engine: default the same, or 1 January of the latest year with an official "
+                   "holiday calendar on file)")
     c.add_argument("--concurrency", type=_positive, default=64, help="case starts and updates in flight (default 64)")
     c.add_argument("--keep-db", action="store_true", help="keep the simulation's database in the report folder")
+    c.add_argument("--engine", choices=["direct", "temporal"], default="direct",
+                   help="direct (default): the pure cases on an event queue, in seconds; temporal: the real "
+                        "workflows on the time-skipping server (faithful, slow)")
+    c.add_argument("--workers", type=int, help="direct engine: processes (default: the core count)")
+    c.add_argument("--sweep", action="append", metavar="PATH=V1,V2,...",
+                   help="run the champion policy over a grid (direct engine), e.g. 'steps.home_visit.dpd=20,30,45' "
+                        "'plans.max_instalments=6,12'; repeat for more dimensions")
 
     c = cmd("apply-unapplied", "apply the loan's unapplied payments to its open case (after checking the case's "
             "opening balance does not already count them)",
@@ -590,6 +720,11 @@ def parser() -> argparse.ArgumentParser:
                    "Examples:\n  python starter.py apply-unapplied L1001\n"
                    "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
+
+    c = cmd("check", "check the official holiday calendars: every file valid, next year's there (from 1 November)",
+            loan=False, epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
+                               "Example:\n  python starter.py check")
+    c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
 
     c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
             epilog="Example:\n  python starter.py payments --unapplied")
@@ -607,10 +742,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+STACK_VARS = {"address": "TEMPORAL_ADDRESS", "namespace": "TEMPORAL_NAMESPACE", "task_queue": "TEMPORAL_TASK_QUEUE"}
+
+
+def use_running_stack(environ=os.environ) -> dict[str, str]:
+    """In a new shell after `make demo`: connect to the running local stack, at the address, namespace and task
+    queue in its own record (var/stack.json), unless the environment names a Temporal (variables or a profile)."""
+    if any(environ.get(v) for v in (*STACK_VARS.values(), "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE")):
+        return {}
+    from devstack.stack import running_stack
+
+    state = running_stack() or {}
+    found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
+    environ.update(found)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     from access.permissions import Forbidden
 
     a = parser().parse_args(argv)
+    if a.command != "simulate":
+        use_running_stack()
     try:
         return asyncio.run(run(a))
     except Forbidden as exc:
@@ -623,6 +776,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
         return 2
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print("interrupted: inputs already sent stand; an import can be run again safely", file=sys.stderr)
         return 130
@@ -643,9 +801,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def quiet_on_closed_pipe() -> int:
+    """The reader went away (`starter.py list --json | head -1`): stop quietly, as the Python docs advise
+    (point stdout at /dev/null so the interpreter's last flush does not fail again), exit 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = quiet_on_closed_pipe()
     sys.stderr.flush()
     # Leave without interpreter finalisation: the Temporal client's core threads may still call
     # back into Python while it tears down, which aborts the process (seen as exit -6).

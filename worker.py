@@ -1,7 +1,11 @@
 """The worker: runs CollectionCase workflows and their activities on the `collections` task queue.
 
-    python worker.py    # TEMPORAL_ADDRESS (localhost:7233), DATABASE_URL (SQLite under var/),
-                        # GATEWAY_URL (http://127.0.0.1:8700) and GATEWAY_API_KEY
+    python worker.py
+
+Settings (infra/config.py WorkerSettings): DATABASE_URL (SQLite under var/), GATEWAY_URL
+(http://127.0.0.1:8700), GATEWAY_API_KEY, WORKER_*; Temporal through the SDK's environment
+configuration (infra/temporal.py: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+TEMPORAL_TLS_*, TEMPORAL_PROFILE). A bad value stops the worker with the variable's name.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def build_worker(client: Client, activities: CaseActivities, task_queue: str | N
 async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
-    client = await connect(runtime=metrics.runtime(cfg.metrics_address))
+    runtime = metrics.runtime(cfg.metrics_address)
+    client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
     worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway),
                           max_cached_workflows=cfg.max_cached_workflows,
@@ -70,11 +75,18 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue,
              metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off")
+    watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
         await stop.wait()
+    watch.cancel()
     await gateway.aclose()
     log.info("worker stopped")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from infra.config import SettingsError
+
+    try:
+        asyncio.run(main())
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 
 from access.permissions import ROLES, Caller
+from domain.errors import InvalidInput
+from domain.text import clean_text
 from db.tables import OperatorRow, OperatorTokenRow
 
 TOKEN_RE = re.compile(r"ct_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -42,19 +44,11 @@ def _hash(secret: str) -> str:
 
 
 def clean_name(value: str, field: str = "name", max_length: int = 100) -> str:
-    """A person's name or a free-text reference: NFKC-normalised, trimmed; control and format characters
-    (zero-width, RTL marks) refused; not blank."""
-    if not isinstance(value, str):
-        raise OperatorError(field, "must be text")
-    text = unicodedata.normalize("NFKC", value).strip()
-    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")), None)
-    if bad is not None:
-        raise OperatorError(field, f"contains the control or format character U+{ord(bad):04X}")
-    if not text:
-        raise OperatorError(field, "is blank")
-    if len(text) > max_length:
-        raise OperatorError(field, f"is longer than {max_length} characters")
-    return text
+    """A person's name: NFKC-normalised, trimmed, not blank, no control or format characters (domain.text)."""
+    try:
+        return clean_text(value, field, max_length)
+    except InvalidInput as exc:
+        raise OperatorError(exc.field, exc.reason) from None
 
 
 def check_roles(roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:

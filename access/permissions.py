@@ -43,6 +43,10 @@ USE_CASES: dict[str, str] = {
     "hold.release.complaint": "propose releasing a complaint hold",
     "payment.record": "record a payment (the bank's payment feed)",
     "payment.apply_unapplied": "apply a loan's unapplied payments to its case",
+    "payment.reverse": "reverse a payment (returned transfer, failed debit)",
+    "case.close": "propose closing a case by an operator's decision",
+    "writeoff.confirm": "propose confirming a proposed write-off",
+    "approval.close": "approve or reject an operator's closure or a write-off confirmation",
     "plan.agree": "agree a repayment plan (beyond the plain limits or a large waiver: a proposal)",
     "approval.plan": "approve or reject a proposed plan",
     "approval.closure": "approve or reject a proposed closure for bankruptcy or death",
@@ -60,9 +64,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
                             "hold.place.hardship", "hold.place.dispute", "hold.place.cease_contact",
                             "hold.release.hardship", "hold.release.cease_contact",
                             "hold.place.bankruptcy", "hold.place.deceased"}),
-    "payments": frozenset({"case.read", "payments.read", "payment.record", "payment.apply_unapplied"}),
+    "payments": frozenset({"case.read", "payments.read", "payment.record", "payment.apply_unapplied",
+                           "payment.reverse"}),
     "supervisor": frozenset({"case.read", "case.list", "payments.read", "approvals.list", "case.open",
-                             "contact.update", "plan.agree", "approval.plan"}),
+                             "contact.update", "plan.agree", "approval.plan", "case.close", "writeoff.confirm",
+                             "approval.close"}),
     "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court"}),
     "compliance": frozenset({"case.read", "case.list", "approvals.list", "hold.place.complaint",
                              "hold.release.complaint", "hold.release.dispute", "hold.place.bankruptcy",
@@ -75,6 +81,7 @@ TWO_PERSON: dict[str, str] = {
     "plan": "approval.plan",          # a waiver over approval.waiver_percent_over, a plan beyond the plain limits
     "closure": "approval.closure",    # bankruptcy or death (and so the borrower's other cases)
     "release": "approval.release",    # releasing a complaint hold
+    "close": "approval.close",        # an operator's explicit closure, or a write-off confirmation
 }
 
 

@@ -73,7 +73,7 @@ class CaseActivities:
         def decide(q: GateRequest, tz: str, holds, history):
             return compliance.decide(action=base_action(q.action), channel=q.channel, loan_id=q.loan_id, now=check.now,
                                      tz=tz, rules=check.rules, holds=holds, history=history,
-                                     bundle=f"{q.workflow_id}:{q.step}")
+                                     bundle=f"{q.workflow_id}:{q.step}", day_seconds=check.day_seconds)
 
         out = []
         # the borrower's contacts are judged on the borrower's record, the guarantor's on the guarantor's

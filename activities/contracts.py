@@ -7,11 +7,10 @@ database themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.models import Event
+from domain.models import Event, Outcome
 from domain.policy import ContactRules
 
 # One activity per channel; several ladder actions may share one (with `action` telling which).
@@ -23,6 +22,8 @@ ACTIVITY_FOR_ACTION: dict[str, str] = {
     "visit": "schedule_field_visit",
     "law_firm": "instruct_law_firm",
     "bureau_notice": "send_letter",
+    "bureau_notice_sms": "send_sms",      # the notice by the policy's next channel when the letter failed
+    "bureau_notice_email": "send_email",  # (domain.legal.NOTICE_ACTIONS, LegalRules.notice_channels)
     "bureau_report": "credit_bureau",
     "bureau_correction": "credit_bureau",
     "agency_place": "collection_agency",
@@ -33,7 +34,8 @@ ACTIVITY_FOR_ACTION: dict[str, str] = {
 }
 CHANNEL_FOR_ACTION: dict[str, str] = {
     "sms": "sms", "email": "email", "letter": "letter", "call": "call", "visit": "visit",
-    "law_firm": "law_firm", "bureau_notice": "letter", "bureau_report": "credit_bureau",
+    "law_firm": "law_firm", "bureau_notice": "letter", "bureau_notice_sms": "sms",
+    "bureau_notice_email": "email", "bureau_report": "credit_bureau",
     "bureau_correction": "credit_bureau", "agency_place": "agency", "agency_recall": "agency",
     "lawsuit": "court", "payment_order": "court", "enforcement": "court",
 }
@@ -124,6 +126,7 @@ class GateCheck(Contract):
     now: dt.datetime
     rules: ContactRules
     guarantor_id: str | None = None
+    day_seconds: int = 86400  # the policy's day: the gate's caps, 7-day window and spacing count policy days
 
 
 class GateDecision(Contract):
@@ -153,7 +156,7 @@ class CaseClosed(Contract):
     workflow_id: str
     case_key: str
     loan_id: str
-    outcome: Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered"]
+    outcome: Outcome
     outstanding: str
     total_paid: str
     currency: str

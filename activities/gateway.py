@@ -8,7 +8,6 @@ says the request is wrong and is final.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +45,11 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
-        return cls(url=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8700"),
-                   api_key=os.environ.get("GATEWAY_API_KEY", "sandbox-key"),
-                   timeout=float(os.environ.get("GATEWAY_TIMEOUT", "10")),
-                   max_connections=int(os.environ.get("GATEWAY_MAX_CONNECTIONS", "16")))
+        from infra.config import settings
+
+        cfg = settings()
+        return cls(url=cfg.gateway_url, api_key=cfg.gateway_api_key, timeout=cfg.gateway_timeout,
+                   max_connections=cfg.gateway_max_connections)
 
 
 def _retry_after(value: str | None) -> float | None:

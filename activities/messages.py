@@ -58,11 +58,14 @@ def body(channel: str, req: ChannelRequest, borrower: BorrowerRow, today: dt.dat
         return result
     amount = {"amount": req.outstanding["total"], "currency": req.currency}
     base = {"loan_id": req.loan_id}
+    notice = req.action in ("bureau_notice_sms", "bureau_notice_email")  # the credit-bureau notice by sms or email
     if channel == "sms":
-        return {**base, "to": borrower.phone, "text": render("sms", lang, **ctx), "language": lang}
+        return {**base, "to": borrower.phone, "text": render("sms_bureau_notice" if notice else "sms", lang, **ctx),
+                "language": lang}
     if channel == "email":
-        return {**base, "to": borrower.email, "subject": render("email_subject", lang, **ctx),
-                "body": render("email_body", lang, **ctx), "language": lang}
+        return {**base, "to": borrower.email,
+                "subject": render("email_subject_bureau_notice" if notice else "email_subject", lang, **ctx),
+                "body": render("letter_bureau_notice" if notice else "email_body", lang, **ctx), "language": lang}
     if channel == "letter":
         kind = req.letter or "reminder_notice"
         return {**base, "kind": kind, "recipient": borrower.name, "address": borrower.address,

@@ -16,7 +16,6 @@ Readiness: GET /health answers 200 without a token. The OpenAPI document is /ope
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from infra.process import exit_with_parent
@@ -25,28 +24,26 @@ from infra.process import exit_with_parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api", description="Loan collections payments and case API",
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default=os.environ.get("API_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT") or 8800))
+    parser.add_argument("--host", help="address to bind (API_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (API_PORT, default 8800)")
     parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    from infra import logging as applog
-    from infra.config import settings
-
-    cfg = settings()
-    applog.configure(cfg.log_format, cfg.log_level)
 
     import structlog
     import uvicorn
 
-    from api.deps import ConfigError, tokens_from_env
+    from api.deps import ConfigError, api_settings, tokens_from_env
     from api.server import create_app
+    from infra import logging as applog
 
     try:
+        cfg = api_settings()
         tokens = tokens_from_env()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    applog.configure(cfg.log_format, cfg.log_level)
+    args.host, args.port = args.host or cfg.host, args.port or cfg.port
     if args.exit_with_parent:
         exit_with_parent(args.exit_with_parent)
     app = create_app(tokens)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Security
@@ -14,22 +13,28 @@ from pydantic import BaseModel, Field
 
 from access.permissions import Caller, acting_as, roles_for
 from domain.models import ID_PATTERN
-from infra.config import settings
+from infra.config import ApiSettings, SettingsError, load, settings
 
 DEFAULT_TOKEN = "dev-token"
 DEFAULT_PORT = 8800
-UPDATE_TIMEOUT = float(os.environ.get("API_UPDATE_TIMEOUT", "30"))
 
 
 class ConfigError(Exception):
     """The API refuses to start (e.g. API_REQUIRE_TOKEN=1 and no API_TOKEN)."""
 
 
+def api_settings(env: dict[str, str] | None = None) -> ApiSettings:
+    try:
+        return load(ApiSettings, env)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def tokens_from_env(env: dict[str, str] | None = None) -> list[str]:
     """API_TOKEN (comma-separated for rotation); "dev-token" unless API_REQUIRE_TOKEN=1."""
-    env = dict(os.environ) if env is None else env
-    tokens = [t.strip() for t in (env.get("API_TOKEN") or "").split(",") if t.strip()]
-    if env.get("API_REQUIRE_TOKEN", "").strip().lower() in ("1", "true", "yes"):
+    cfg = api_settings(env)
+    tokens = [t.strip() for t in (cfg.tokens or "").split(",") if t.strip()]
+    if cfg.require_token:
         if not tokens:
             raise ConfigError("API_REQUIRE_TOKEN=1 but API_TOKEN is not set: refusing to start without a token")
         if DEFAULT_TOKEN in tokens:
@@ -71,9 +76,21 @@ class Backend:
         self._repo = repo
         self._lock = asyncio.Lock()
 
+    last_error: str | None = None
+
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    async def keep_connecting(self, pause: float = 2.0) -> None:
+        """At start: connect now, not at the first request, and retry until it works (what /health reports)."""
+        while self._client is None:
+            try:
+                await self.client()
+            except ApiError as exc:
+                self.last_error = exc.reason
+                await asyncio.sleep(pause)
+        self.last_error = None
 
     async def client(self):
         if self._client is None:
@@ -164,13 +181,14 @@ def guard(*use_cases: str) -> dict[str, Any]:
 
 
 async def within_timeout(coro):
+    seconds = api_settings().update_timeout
     try:
-        async with asyncio.timeout(UPDATE_TIMEOUT):
+        async with asyncio.timeout(seconds):
             return await coro
     except TimeoutError:
         raise ApiError(
             503,
             None,
-            f"the case did not answer within {UPDATE_TIMEOUT:.0f}s; "
+            f"the case did not answer within {seconds:.0f}s; "
             "retry (a payment with the same payment_id is applied once)",
         ) from None

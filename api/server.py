@@ -13,6 +13,7 @@ Routes: api/routes/ (one module per resource). The logic is in app/, shared with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Literal
@@ -21,23 +22,26 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import Forbidden
+from infra.bodycap import BodyCap
 from api.deps import ApiError, Backend, tokens_from_env
-from api.routes import cases, inputs, payments
+from api.routes import borrowers, cases, inputs, payments
 from app import errors
 import console
 from infra.config import settings
 
 log = structlog.get_logger("api")
+BODY_CAP = 64 * 1024   # the largest input (a case with its borrower's details) is under 2 KB
 
 
 class Health(BaseModel):
     status: Literal["ok"]
-    temporal: Literal["connected", "not connected yet"]
+    temporal: Literal["connected", "connecting"] = Field(description="the API connects at start and retries")
+    detail: str | None = Field(default=None, description="why it is not connected yet (the last attempt's error)")
 
 
 # --------------------------------------------------------------------------- app
@@ -54,7 +58,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         log.warning("API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
                     "operators act with their own tokens (starter.py operators token NAME)",
                     bootstrap_tokens=len(secrets))
+        connecting = asyncio.create_task(backend.keep_connecting())
         yield
+        connecting.cancel()
         log.info("api stopped")
 
     app = FastAPI(
@@ -130,9 +136,13 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     @app.get("/health", response_model=Health, tags=["service"], summary="Liveness (no token needed)")
     async def health() -> Health:
-        return Health(status="ok", temporal="connected" if backend.connected else "not connected yet")
+        if backend.connected:
+            return Health(status="ok", temporal="connected")
+        return Health(status="ok", temporal="connecting", detail=backend.last_error)
 
-    for r in (cases.router, payments.router, inputs.router):
+    app.add_middleware(BodyCap, cap=BODY_CAP)   # outermost: before routing and the token check
+
+    for r in (cases.router, payments.router, inputs.router, borrowers.router):
         app.include_router(r)
     console.install(app)  # the console's pages, and /docs and /redoc from local assets
     app.state.secrets = secrets

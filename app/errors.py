@@ -111,7 +111,7 @@ def rejection(exc: BaseException) -> BadInput | None:
 
 
 def closed_refusal(exc: BadInput) -> bool:
-    """The case's refusal of any input because it has closed (domain/case.py Case.check_open)."""
+    """The case's refusal of any input because it has closed (domain/case.py Case._open)."""
     return exc.field == CLOSED_FIELD and exc.reason.startswith(CLOSED_REASON)
 
 

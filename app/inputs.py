@@ -15,11 +15,12 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import require
-from app.errors import BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
+from app.errors import EARLIEST_DUE, BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
 from domain.errors import InvalidInput
 from domain.models import (
     CLOSING_HOLDS,
+    CloseIn,
     HoldIn,
     OutcomeIn,
     PaymentIn,
@@ -27,7 +28,9 @@ from domain.models import (
     PlanIn,
     PromiseIn,
     ReleaseIn,
+    ReversalIn,
     UpdateResult,
+    WriteOffConfirmIn,
     workflow_id,
 )
 from domain.money import format_amount, parse_amount
@@ -44,6 +47,9 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
     "hold": (CollectionCase.place_hold, HoldIn),
     "release": (CollectionCase.release_hold, ReleaseIn),
     "outcome": (CollectionCase.record_outcome, OutcomeIn),
+    "reverse": (CollectionCase.reverse_payment, ReversalIn),
+    "close": (CollectionCase.close_case, CloseIn),
+    "confirm-write-off": (CollectionCase.confirm_write_off, WriteOffConfirmIn),
 }
 
 
@@ -51,7 +57,9 @@ def use_case(command: str, arg: BaseModel) -> str:
     """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
     kind = getattr(arg, "kind", None)
     return {"pay": "payment.record", "promise": "promise", "plan": "plan.agree", "hold": f"hold.place.{kind}",
-            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}"}.get(command, f"case.{command}")
+            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}",
+            "reverse": "payment.reverse", "close": "case.close", "confirm-write-off": "writeoff.confirm",
+            }.get(command, f"case.{command}")
 
 
 async def send_update(client: Client, loan_id: str, command: str, fields: dict[str, Any] | BaseModel) -> Any:
@@ -234,6 +242,25 @@ def _applied(loan_id: str, amount: str, currency: str, r: PaymentResult) -> Paym
                           outstanding=r.outstanding, case_status=r.status, case_outcome=r.outcome, message=msg)
 
 
+# How far a payment's paid_at may lie before the missed due date. The policies have no setting for it yet
+# (issue 14 asks for "the policy's window"): a year, the longest a payment can belong to this delinquency.
+PAID_AT_BEFORE_DUE = dt.timedelta(days=366)
+PAID_AT_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def check_paid_at(paid_at: dt.datetime, due: dt.date | None, now: dt.datetime | None = None) -> None:
+    """paid_at of year 1 or 1970 was applied (issue 14, hole 7): it is bounded by the loan's due date less a
+    year and by now (a few minutes of clock skew allowed)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if paid_at > now + PAID_AT_CLOCK_SKEW:
+        raise BadInput("paid_at", f"{paid_at.isoformat()} is in the future")
+    earliest = (dt.datetime.combine(due, dt.time(), dt.timezone.utc) - PAID_AT_BEFORE_DUE if due is not None
+                else dt.datetime.combine(EARLIEST_DUE, dt.time(), dt.timezone.utc))
+    if paid_at < earliest:
+        raise BadInput("paid_at", f"{paid_at.isoformat()} is before {earliest.date()} "
+                                  f"({'a year before the loan is due' if due is not None else 'the earliest date taken'})")
+
+
 async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str, amount: str,
                          currency: str | None = None, paid_at: dt.datetime | None = None) -> PaymentOutcome:
     """A payment notification, idempotent by payment id.
@@ -255,6 +282,8 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
         raise BadInput(exc.field, exc.reason) from None
     if loan is not None and p.currency != loan.currency:
         raise BadInput("currency", f"{p.currency} does not match the loan's currency {loan.currency}")
+    if p.paid_at is not None:
+        check_paid_at(p.paid_at, loan.due_date if loan is not None else None)
 
     known = await asyncio.to_thread(_payment_row, repo, p.payment_id)
     if known is not None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
 from pydantic import BaseModel, Field
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import require
 from app.errors import DECIMAL_RE, KEYWORD_RE, BadInput, NotFound, check_id
+from domain.errors import InvalidInput
 from domain.models import CaseStatus, workflow_id
+from domain.policy import POLICY_DIR, load_policy
 from workflows import search
 from workflows.case import CollectionCase
 
@@ -48,6 +51,45 @@ class CaseSummary(BaseModel):
 STATUSES = ("active", "paused", "closed")
 
 
+def known_stages() -> list[str]:
+    """Every stage a case can be at: 'new' and the stages of the policies in policies/."""
+    names = {"new"}
+    for path in sorted(POLICY_DIR.glob("*.toml")):
+        try:
+            names |= {step.stage for step in load_policy(path.stem).steps}
+        except InvalidInput:
+            continue
+    return sorted(names)
+
+
+def known_names(repo, column: str) -> list[str] | None:
+    """The segments (or policies) there are: the loans' in the system of record, plus the default segment or
+    the policy files; None when the system of record cannot be read (then nothing is refused)."""
+    from sqlalchemy import distinct, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.tables import LoanRow
+
+    names = {"retail"} if column == "segment" else {p.stem for p in POLICY_DIR.glob("*.toml")}
+    try:
+        with repo.session() as s:
+            names |= {v for v in s.execute(select(distinct(getattr(LoanRow, column)))).scalars() if v}
+    except SQLAlchemyError:
+        return None
+    return sorted(names)
+
+
+def check_filters(repo, *, stage: str | None = None, segment: str | None = None, policy: str | None = None) -> None:
+    """A stage, segment or policy nobody has is a typo: refused with the names there are (not '0 cases')."""
+    if stage is not None and stage not in (stages := known_stages()):
+        raise BadInput("stage", f"{stage!r} is not a stage of any policy (stages: {', '.join(stages)})")
+    for field, value in (("segment", segment), ("policy", policy)):
+        if value is None or repo is None or (names := known_names(repo, field)) is None:
+            continue
+        if value not in names:
+            raise BadInput(field, f"{value!r} is not a known {field} (known: {', '.join(names)})")
+
+
 def visibility_query(*, stage: str | None = None, status: str | None = None, on_hold: bool | None = None,
                      min_amount: str | None = None, segment: str | None = None, policy: str | None = None,
                      query: str | None = None) -> str:
@@ -78,8 +120,40 @@ def visibility_query(*, stage: str | None = None, status: str | None = None, on_
             raise BadInput("query", "is empty")
         if len(q) > 2000 or any(ord(c) < 32 for c in q):
             raise BadInput("query", "must be one line of at most 2000 characters")
+        check_framed(q)
         parts.append(f"({q})")
     return " AND ".join(parts)
+
+
+def check_framed(q: str) -> None:
+    """The raw query goes inside `WorkflowType = "CollectionCase" AND (...)`: it may only narrow that list.
+    Its parentheses must balance without ever closing the frame's (`) OR (WorkflowType != "CollectionCase"`
+    listed other teams' workflows: issue 14, hole 5), and its quotes must close; ORDER BY is not a filter."""
+    depth, quote, escaped = 0, "", False
+    for i, c in enumerate(q):
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+            continue
+        if c in "'\"`":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                raise BadInput("query", f"closes a parenthesis it did not open (at character {i + 1}): the query "
+                                        "can only narrow the list of cases")
+    if quote:
+        raise BadInput("query", f"has an unclosed {quote} quote")
+    if depth:
+        raise BadInput("query", f"leaves {depth} parenthesis(es) open")
+    if re.search(r"\border\s+by\b", re.sub(r"(['\"`])(?:\\.|(?!\1).)*\1", "", q), re.IGNORECASE):
+        raise BadInput("query", "ORDER BY is not a filter; cases are listed newest first")
 
 
 async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseSummary]:
@@ -91,12 +165,16 @@ async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseS
         async for wf in client.list_workflows(query, limit=limit, page_size=min(limit, 1000)):
             sa = wf.typed_search_attributes
             amount = sa.get(search.OUTSTANDING)
+            status = sa.get(search.STATUS)
+            closed = status == "closed" or (wf.status is not None and wf.status != WorkflowExecutionStatus.RUNNING)
             out.append(CaseSummary(
                 workflow_id=wf.id, loan_id=wf.id.removeprefix("loan-"), run_id=wf.run_id,
                 execution=wf.status.name.title() if wf.status else "Unknown",
-                stage=sa.get(search.STAGE), status=sa.get(search.STATUS), on_hold=sa.get(search.ON_HOLD),
-                outstanding=None if amount is None else f"{amount:.2f}",
-                next_action_at=sa.get(search.NEXT_ACTION_AT), delinquent_since=sa.get(search.DELINQUENT_SINCE),
+                stage=sa.get(search.STAGE), status=status,
+                on_hold=None if closed else sa.get(search.ON_HOLD),   # a closed case's last hold, or its
+                outstanding=None if amount is None else f"{amount:.2f}",  # next action, is nothing to act on
+                next_action_at=None if closed else sa.get(search.NEXT_ACTION_AT),
+                delinquent_since=sa.get(search.DELINQUENT_SINCE),
                 policy=sa.get(search.POLICY), segment=sa.get(search.SEGMENT), started_at=wf.start_time,
             ))
     except RPCError as exc:
@@ -104,3 +182,37 @@ async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseS
             raise BadInput("query", f"Temporal refused the query: {exc.message} (the query was: {query})") from None
         raise
     return out
+
+
+COUNT_BY = {"stage": search.STAGE, "status": search.STATUS, "segment": search.SEGMENT, "policy": search.POLICY}
+
+
+class Count(BaseModel):
+    by: str
+    query: str = Field(description="the filter every count is ANDed with")
+    counts: dict[str, int] = Field(description="cases per value, one count query each")
+    other: int = Field(description="cases with another value, or none (total minus the counts)")
+    total: int
+
+
+async def count_by(client: Client, repo, by: str, query: str) -> Count:
+    """Cases per stage, status, segment or policy, from the search attributes: one count query per value
+    (the dev server does not take GROUP BY), and the total."""
+    if by not in COUNT_BY:
+        raise BadInput("by", f"{by!r} is not one of {', '.join(COUNT_BY)}")
+    values = {"stage": known_stages, "status": lambda: list(STATUSES)}.get(by, lambda: known_names(repo, by))()
+    if values is None:
+        raise BadInput("by", f"the {by} names come from the system of record, which could not be read")
+    key = COUNT_BY[by]
+
+    async def one(q: str) -> int:
+        try:
+            return (await client.count_workflows(q)).count
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise BadInput("query", f"Temporal refused the query: {exc.message} (the query was: {q})") from None
+            raise
+
+    total, *each = await asyncio.gather(one(query), *(one(f'{query} AND {key.name} = "{v}"') for v in values))
+    counts = dict(zip(values, each, strict=True))
+    return Count(by=by, query=query, counts=counts, other=total - sum(counts.values()), total=total)

@@ -4,6 +4,7 @@
     python -m bench --small         # the test suite's size (about a minute)
     python -m bench --only start,memory,reaction,import --live 2000
     python -m bench --profile       # py-spy the worker during items 1-3 and 5 and during item 4
+    python -m bench --only direct --direct-loans 10000,100000 --direct-sweep 10000   # item 6 at the sizes
 
 Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process;
 item 4 runs on the time-skipping test server with a worker process of its own.
@@ -23,9 +24,10 @@ from pathlib import Path
 from rich.console import Console
 
 FULL = dict(start=1000, concurrency=32, idle=2000, live=10_000, samples=1000, portfolio=10_000, days=365, spread=30,
-            import_rows=1000)
-SMALL = dict(start=30, concurrency=16, idle=30, live=200, samples=40, portfolio=40, days=365, spread=5, import_rows=30)
-ITEMS = ("start", "memory", "reaction", "portfolio", "import")
+            import_rows=1000, direct_loans="10000", direct_sweep=0)
+SMALL = dict(start=30, concurrency=16, idle=30, live=200, samples=40, portfolio=40, days=365, spread=5, import_rows=30,
+             direct_loans="200", direct_sweep=0)
+ITEMS = ("start", "memory", "reaction", "portfolio", "import", "direct")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--portfolio-activities", default="real,stub",
                    help="item 4 with the real activities (database, gateway), the in-memory stubs, or both (default)")
     p.add_argument("--import-rows", type=int, dest="import_rows", help="item 5: CSV rows (full 1000)")
+    p.add_argument("--direct-loans", dest="direct_loans",
+                   help="item 6: portfolio sizes for the direct simulator, comma-separated (full 10000; 100000 too for the big figure)")
+    p.add_argument("--direct-sweep", type=int, dest="direct_sweep",
+                   help="item 6: also a 12-variant sweep of this many loans (0: none)")
+    p.add_argument("--direct-workers", type=int, dest="direct_workers", help="item 6: processes (default: the core count)")
     p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                    help="system of record: a SQLite file (the local stack's) or a throwaway PostgreSQL (production's)")
     p.add_argument("--server-db", choices=("memory", "file"), default="file",
@@ -106,7 +113,7 @@ async def main(args: argparse.Namespace) -> int:
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
                         with prof or contextlib.nullcontext():
                             s = await start.run(env.client, db, watcher, "bench", sz["start"], sz["concurrency"],
-                                                warmup=min(20, sz["start"]))
+                                                warmup=min(20, sz["start"]), worker_pid=w.pid)
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)
                             tables.append(s.table)
                             console.print(s.table.render())
@@ -137,6 +144,14 @@ async def main(args: argparse.Namespace) -> int:
                                         worker_kw=wkw, profile=args.profile, profiles=profiles, activities=kind)
                 tables.append(t)
                 console.print(t.render())
+
+    if "direct" in only:
+        from bench import direct
+
+        t = await asyncio.to_thread(direct.run, [int(x) for x in str(sz["direct_loans"]).split(",") if x.strip()],
+                                    sz["days"], sz["direct_sweep"] or None, args.direct_workers)
+        tables.append(t)
+        console.print(t.render())
 
     console.print()
     console.rule("all tables")

@@ -72,7 +72,10 @@ class Simulation:
         s, c, i = loan.start_day, loan.cohort, loan.n
         self.at(s, loan, "start")
         if c == "ladder":
-            self.at(s + 128, loan, "outcome", OutcomeIn(kind="court", outcome="judgment", reference=f"(2026)沪0101民初{i}号"))
+            # effective the day it is recorded, performance within 10 days (the dates the enforcement clock counts from)
+            self.at(s + 128, loan, "outcome", OutcomeIn(kind="court", outcome="judgment", reference=f"(2026)沪0101民初{i}号",
+                                                        effective_on=self.date(s + 128),
+                                                        performance_ends=self.date(s + 138)))
         elif c == "paid":
             self.at(s + 3 + (i * 7) % 170, loan, "pay", FULL)
         elif c == "partial":

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-from infra.config import VAR
+from infra.config import Common, load
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
+    cfg = load(Common)
+    url = cfg.database_url
     if url:
         return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
     from infra.private import private_file
 
-    return f"sqlite:///{private_file(Path(VAR) / 'collections.db')}"
+    return f"sqlite:///{private_file(cfg.var_dir / 'collections.db')}"
 
 
 def make_engine(url: str | None = None) -> Engine:

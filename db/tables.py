@@ -83,7 +83,7 @@ class CaseRow(SQLModel, table=True):
     loan_id: str = Field(index=True, max_length=64)
     stage: str = Field(default="new", max_length=40, index=True)
     status: str = Field(default="active", max_length=16, index=True)
-    outcome: str | None = Field(default=None, max_length=16)
+    outcome: str | None = Field(default=None, max_length=32)  # settled_by_agreement: 20
     currency: str = Field(max_length=3)
     outstanding: int = Field(sa_column=Column(BigInteger, nullable=False))
     total_paid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -30,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain.calendar import missing_warning
 from domain.dates import local_date
 from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
 from domain.money import format_amount
@@ -279,7 +281,10 @@ async def updates(client: Client, cases: list[CaseInput], handles: dict[str, Wor
                     say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
                 await asyncio.sleep(2)
         r = await send(handle, c.loan_id, "court judgment", CollectionCase.record_outcome,
-                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号"))
+                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号",
+                                 # the law's dates are real days, not the demo's short ones: a judgment whose
+                                 # performance period ended 5 days ago, so that enforcement may follow in the demo
+                                 effective_on=today(c) - timedelta(days=15), performance_ends=today(c) - timedelta(days=5)))
         say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
         results.append(r)
     return results
@@ -326,6 +331,10 @@ QUERIES = [
 ]
 
 
+def calendar_warning(now: datetime) -> str | None:
+    return missing_warning(now.astimezone(ZoneInfo("Asia/Shanghai")).date())
+
+
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
@@ -343,6 +352,9 @@ async def main(argv: list[str] | None = None) -> int:
         return 1
     policy = load_policy(args.policy)
     now = datetime.now(timezone.utc)
+    warning = calendar_warning(now)  # warn ahead: next year's official holiday calendar
+    if warning:
+        say(f"demo: WARNING {warning}")
     cases = portfolio(policy, now, args.count)
     say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
     handles, new = await start_all(client, cases)

@@ -52,14 +52,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from devstack import binaries
-from infra.config import ROOT, Settings, settings
+from infra import config
+from infra.config import ROOT, StackSettings, load
 from infra.private import private_dir, private_umask
 
 
 def var_dir() -> Path:
-    # Read at call time (not infra.config.VAR's import-time value) so a caller can point
-    # COLLECTIONS_VAR_DIR elsewhere; same default.
-    return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
+    return config.var_dir()
 
 
 def private_var() -> None:
@@ -111,7 +110,7 @@ class Endpoints:
         return f"http://{host}:{self.ui_port}"
 
     @classmethod
-    def from_settings(cls, cfg: Settings) -> Endpoints:
+    def from_settings(cls, cfg: StackSettings) -> Endpoints:
         host, sep, port = cfg.temporal_address.rpartition(":")
         if not sep or not port.isdigit():
             raise SystemExit(f"TEMPORAL_ADDRESS: {cfg.temporal_address!r} is not host:port")
@@ -198,7 +197,7 @@ async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    ep = ep or Endpoints.from_settings(settings())
+    ep = ep or Endpoints.from_settings(stack_settings())
     identity = f"{pid}@{host or socket.gethostname()}"
     client = await _client(ep)
     resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
@@ -240,20 +239,20 @@ def _importable(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
-def gateway_port() -> int:
-    """GATEWAY_PORT, else the port of GATEWAY_URL, else 8700 (the worker's default GATEWAY_URL)."""
+def stack_settings() -> StackSettings:
+    """The stack's settings; a bad value stops it with the variable's name and the reason."""
+    try:
+        return load(StackSettings)
+    except config.SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def gateway_port(cfg: StackSettings | None = None) -> int:
+    """GATEWAY_PORT, else the port of GATEWAY_URL (the worker's, default http://127.0.0.1:8700)."""
     from urllib.parse import urlsplit
-    if os.environ.get("GATEWAY_PORT"):
-        return int(os.environ["GATEWAY_PORT"])
-    url = os.environ.get("GATEWAY_URL")
-    return (urlsplit(url).port or 80) if url else 8700
 
-
-def _env_port(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise SystemExit(f"{name}: {value!r} is not a port number")
-    return int(value)
+    cfg = cfg or stack_settings()
+    return cfg.gateway_port or urlsplit(cfg.gateway_url).port or 80
 
 
 def shown_path(path: Path) -> str:
@@ -264,7 +263,7 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def children(cfg: Settings | None = None) -> list[Child]:
+def children(cfg: StackSettings | None = None) -> list[Child]:
     """The stack, in start order (stopped in reverse).
 
     temporal -> migrate (one-shot, when db/ is present) -> gateway (when sandbox/ and its
@@ -279,9 +278,9 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     from workflows.search import CLI_TYPES
 
-    cfg = cfg or settings()
+    cfg = cfg or stack_settings()
     ep = Endpoints.from_settings(cfg)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     server = [
         binaries.find("temporal"), "server", "start-dev",
         "--db-filename", str(var_dir() / "temporal.db"),
@@ -293,7 +292,7 @@ def children(cfg: Settings | None = None) -> list[Child]:
         server += ["--search-attribute", f"{key.name}={typ}"]
     codec = (ROOT / "encryption" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
     if codec:
-        codec_port = _env_port("CODEC_PORT", 8081)
+        codec_port = cfg.codec_port
         server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
     temporal = Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port),
                      link=("Web UI", ep.ui_url))
@@ -306,10 +305,10 @@ def children(cfg: Settings | None = None) -> list[Child]:
 
     worker_env = dict(env)
     if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port, instance = gateway_port(), uuid.uuid4().hex
+        port, instance = gateway_port(cfg), uuid.uuid4().hex
         url = f"http://127.0.0.1:{port}"
         gateway_env = dict(env, GATEWAY_INSTANCE=instance)
-        key = os.environ.get("GATEWAY_API_KEY") or "sandbox-key"
+        key = cfg.gateway_api_key
         specs.append(Child("gateway", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
                                        "--db", str(var_dir() / "gateway.db")], gateway_env,
                            ready=gateway_ready(url, instance), restart=True, ports=(port,),
@@ -323,9 +322,9 @@ def children(cfg: Settings | None = None) -> list[Child]:
                        link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None))
 
     if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port = _env_port("API_PORT", 8800)
-        own_token = bool(os.environ.get("API_TOKEN"))
-        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=os.environ.get("API_TOKEN") or "dev-token")
+        port = cfg.api_port
+        own_token = bool(cfg.api_token)
+        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=cfg.api_token or "dev-token")
         url = f"http://127.0.0.1:{port}"
         specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
@@ -336,10 +335,10 @@ def children(cfg: Settings | None = None) -> list[Child]:
         url = f"http://127.0.0.1:{codec_port}"
         codec_env = dict(worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port),
                          TEMPORAL_UI_PORT=str(ep.ui_port))
-        if not os.environ.get("CODEC_CORS_ORIGINS"):
+        if not cfg.codec_cors_origins:
             codec_env["CODEC_CORS_ORIGINS"] = ",".join(dict.fromkeys(
                 [ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"]))
-        token = "from CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else f"in {shown_path(var_dir() / 'codec-token')}"
+        token = "from CODEC_TOKEN" if cfg.codec_token else f"in {shown_path(var_dir() / 'codec-token')}"
         specs.append(Child("codec", [sys.executable, "-m", "encryption.codec_server"], codec_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(codec_port,),
                            link=("Codec", f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
@@ -421,6 +420,13 @@ def read_state() -> dict:
         return json.loads(state_file().read_text())
     except (OSError, ValueError):
         return {}
+
+
+def running_stack() -> dict | None:
+    """The record (var/stack.json) of a local stack that is running and ready, else None."""
+    state = read_state()
+    pid = state.get("pid")
+    return state if isinstance(pid, int) and state.get("ready") and is_stack(pid) else None
 
 
 def running_pid() -> int | None:
@@ -609,7 +615,7 @@ def _claim_pid_file() -> bool:
 
 
 def up() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     private_var()
     log_dir().mkdir(parents=True, exist_ok=True)
@@ -663,7 +669,7 @@ def cleanup_orphans(quiet: bool = False) -> int:
 
 
 def start() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     pid = running_pid()
     if pid is not None:
@@ -735,7 +741,7 @@ def stop(timeout: float = 60.0) -> int:
 
 
 def status() -> int:
-    cfg = settings()
+    cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
     pid = running_pid()
     state = read_state()
@@ -770,7 +776,7 @@ def urls() -> int:
     if running_pid() is None or not state.get("ready"):
         print("stack: not running (`python -m devstack.stack start`, or `make demo`)")
         return 3
-    banner(Endpoints.from_settings(settings()), state.get("links", []))
+    banner(Endpoints.from_settings(stack_settings()), state.get("links", []))
     return 0
 
 

@@ -9,20 +9,20 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from collections.abc import Callable
 
-from domain import compliance, risk
+from domain import compliance, legal, risk
 from domain.allocation import allocate
 from domain.compliance import Decision
-from domain.dates import CaseClock, bucket, days_past_due, dpd_start
+from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
-    Balances, CaseInput, CaseState, CaseStatus, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, NextAction,
-    OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn, ReleaseIn, ReopenIn,
-    ReversalIn, UpdateResult, WriteOffConfirmIn,
+    Balances, CaseInput, CaseState, CaseStatus, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn, LegalClock,
+    LimitationRestart, NextAction, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, PlanIn, PlanResult, PromiseIn,
+    ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline
@@ -37,6 +37,12 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 # How a closed case refuses every input (operators keep a payment refused so as unapplied).
 CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
+MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
+
+
+def utc(t: datetime) -> str:
+    """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
+    return f"{t.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z"
 
 
 class Case:
@@ -58,6 +64,9 @@ class Case:
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
+        # the legal clocks as domain/legal.py counts them; False only for a case replaying a history recorded before
+        # them (workflows.case PATCH_LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
+        self.legal_clocks = True
 
     # ---------------------------------------------------------------- reading
 
@@ -117,6 +126,9 @@ class Case:
             if gap is None:
                 gap = self.policy.min_gap_days
             at = max(at, self.state.last_step_at + self.clock.days(gap))
+        delivered = self.state.bureau_notice_delivered_at
+        if self.legal_clocks and delivered is not None and "bureau_report" in step.actions:
+            at = max(at, delivered + self.clock.days(self.policy.legal.bureau_notice_days))  # 征信业管理条例 art. 15
         return at
 
     def _pending_step(self) -> int | None:
@@ -125,12 +137,43 @@ class Case:
             return None
         if self.steps[s.next_step].requires == "judgment" and not self.enforceable():
             return None
+        if self.notice_undeliverable(s.next_step):
+            return None
         return s.next_step
 
     def enforceable(self) -> bool:
-        """A judgment, or a payment order the borrower did not object to."""
+        """A judgment with its dates, or a payment order served and not objected to (before the legal clocks:
+        any judgment or payment order). When enforcement may be applied for is legal.check's to say."""
         s = self.state
-        return s.judgment_at is not None or (s.payment_order_at is not None and not s.objection)
+        if not self.legal_clocks:
+            return s.judgment_at is not None or (s.payment_order_at is not None and not s.objection)
+        if s.judgment_at is not None:
+            return s.judgment_effective_on is not None and s.performance_ends is not None
+        return s.payment_order_at is not None and s.payment_order_served_on is not None and not s.objection
+
+    def enforcement_wait(self) -> str | None:
+        """What enforcement waits for that only a person can supply (a judgment's dates, a service date)."""
+        s = self.state
+        if not self.legal_clocks:
+            return None
+        if s.judgment_at is not None and (s.judgment_effective_on is None or s.performance_ends is None):
+            return ("the judgment's dates: record a court outcome judgment with effective_on (the day it took effect) "
+                    "and performance_ends (the last day of its performance period)")
+        if s.judgment_at is None and s.payment_order_at is not None and s.payment_order_served_on is None and not s.objection:
+            return "the payment order's service date: record a court outcome payment_order_served with served_on"
+        return None
+
+    # ---------------------------------------------------------------- the credit-bureau notice (征信业管理条例 art. 15)
+
+    def notice_channel(self) -> str | None:
+        """The channel the notice goes by next: the first of the policy's that has not failed; None when all have."""
+        failed = self.state.bureau_notice_failed
+        return next((ch for ch in self.policy.legal.notice_channels if ch not in failed), None)
+
+    def notice_undeliverable(self, idx: int) -> bool:
+        """Step `idx` sends the notice, no channel reached the borrower and none is left: the case waits."""
+        return (self.legal_clocks and "bureau_notice" in self.steps[idx].actions
+                and self.state.bureau_notice_delivered_at is None and self.notice_channel() is None)
 
     def due_step(self, now: datetime) -> int | None:
         """The index of the step to run now, if one is due."""
@@ -187,11 +230,16 @@ class Case:
             return NextAction(what=f"none: closed as {s.outcome}")
         d = self.deadlines()
         reason = self.pause_reason()
+        wait = self.enforcement_wait()
         if s.awaiting:
-            what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {s.awaiting.until:%Y-%m-%d %H:%M}Z"
+            what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {utc(s.awaiting.until)}"
         elif (s.next_step < len(self.steps) and self.steps[s.next_step].requires == "judgment"
               and not self.enforceable() and not reason):
-            what = f"awaiting the judgment before {self.steps[s.next_step].key}"
+            what = (f"awaiting {wait} before {self.steps[s.next_step].key}" if wait else
+                    f"awaiting the judgment before {self.steps[s.next_step].key}")
+        elif s.next_step < len(self.steps) and self.notice_undeliverable(s.next_step) and not reason:
+            tried = ", ".join(s.bureau_notice_failed)
+            what = f"notice undeliverable: verify the address (the credit-bureau notice failed by {tried}; no report until it is delivered)"
         elif reason:
             what = f"paused, {reason}"
         else:
@@ -373,20 +421,74 @@ class Case:
             self.event(now, "step_started", step.key)
         return step
 
-    def legal_refusal(self, action: str, now: datetime) -> Decision | None:
-        """A court action outside its legal clock (limitation, enforcement deadline, objection window)."""
+    def legal_refusal(self, action: str, now: datetime) -> legal.Refusal | None:
+        """A court or bureau action outside its legal clock (limitation, performance period, objection window,
+        enforcement deadline, the credit-bureau notice); see domain/legal.py for each clock's source."""
         s = self.state
-        return compliance.legal_check(action, now, self.policy.legal, limitation_from=self.limitation_from(),
-                                      judgment_at=s.judgment_at, payment_order_at=s.payment_order_at,
-                                      objection=s.objection)
+        if not self.legal_clocks:
+            return legal.legacy_check(action, now, self.policy.legal, limitation_from=self.limitation_from(),
+                                      judgment_at=s.judgment_at, payment_order_at=s.payment_order_at, objection=s.objection)
+        return legal.check(action, now, self.policy.legal, self.legal_facts())
 
     def limitation_from(self) -> datetime:
+        """Before the legal clocks: the instant the limitation period was counted from."""
         return self.state.limitation_from or dpd_start(self.inp.due_date, self.inp.timezone, 1)
+
+    def limitation_start(self) -> date:
+        """The day the limitation period counts from, that day not counted (民法典 art. 201): the due date (art. 189:
+        自最后一期履行期限届满之日起计算), or the day of its last restart (art. 195). A state from before the legal clocks
+        carries its restart as an instant: its local day."""
+        s = self.state
+        if s.limitation_start is not None:
+            return s.limitation_start
+        if s.limitation_from is not None:
+            return max(self.inp.due_date, local_date(s.limitation_from, self.inp.timezone))
+        return self.inp.due_date
+
+    def restart_limitation(self, cause: str, on: date, now: datetime) -> None:
+        """民法典 art. 195: the period restarts from the day of the interruption. A day before the current start (a
+        payment made long ago, recorded late) restarts nothing."""
+        if not self.legal_clocks:
+            return
+        s = self.state
+        if on < self.limitation_start():
+            return
+        s.limitation_start = on
+        s.limitation_restarts.append(LimitationRestart(cause=cause, on=on, recorded_at=now))
+        del s.limitation_restarts[:-MAX_RESTARTS]
+        p = legal.limitation(self.legal_facts(), self.policy.legal)
+        self.event(now, "limitation_restarted", f"{cause} on {on} (民法典 art. 195): {p.describe(self.inp.timezone)}")
+
+    def legal_facts(self) -> legal.Facts:
+        s = self.state
+        return legal.Facts(
+            tz=self.inp.timezone, limitation_start=self.limitation_start(), judgment=s.judgment_at is not None,
+            effective_on=s.judgment_effective_on, performance_ends=s.performance_ends,
+            payment_order=s.payment_order_at is not None, served_on=s.payment_order_served_on, objection=s.objection,
+            notice_delivered_at=s.bureau_notice_delivered_at)
+
+    def legal_clock_views(self) -> list[LegalClock]:
+        if not self.legal_clocks:
+            return []
+        s = self.state
+        last = s.limitation_restarts[-1] if s.limitation_restarts else None
+        out = []
+        for c in legal.clocks(self.legal_facts(), self.policy.legal):
+            extra = {}
+            if c.name == "limitation" and last is not None and last.on == self.limitation_start():
+                extra = dict(restarted_on=last.on, restart_cause=last.cause)
+            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note, **extra))
+        if s.dispute_answer_due is not None:
+            out.append(LegalClock(name="bureau_dispute_answer", kind="ends", at=s.dispute_answer_due, source=legal.SRC_DISPUTE))
+        return out
 
     def step_actions(self, idx: int) -> list[str]:
         """The step's actions, plus its letters to the guarantor (`letter@guarantor`) where the loan names one."""
         step = self.steps[idx]
         actions = list(step.actions)
+        if self.legal_clocks and "bureau_notice" in actions:  # the notice by the policy's next channel while one fails
+            ch = self.notice_channel()
+            actions = [a for a in actions if a != "bureau_notice"] + ([legal.NOTICE_ACTIONS[ch]] if ch else [])
         if step.notify_guarantor and self.inp.guarantor_id:
             actions += [f"{a}{GUARANTOR}" for a in step.actions if a in GUARANTOR_ACTIONS]
         return actions
@@ -401,9 +503,9 @@ class Case:
         for d in refusals:
             self.decide(d)
             # the gate writes its own refusals to the audit trail; a legal clock's refusal is the case's to record
-            kind = "legal_refused" if d.rule in compliance.LEGAL_RULES else "contact_refused"
+            kind = "legal_refused" if d.rule in legal.LEGAL_RULES else "contact_refused"
             self.event(now, kind, f"{step.key}/{d.action}: {d.rule}: {d.reason}"
-                       + ("" if d.final else f"; asks again at {d.retry_at:%Y-%m-%d %H:%M}Z" if d.retry_at else ""))
+                       + ("" if d.final else f"; asks again at {utc(d.retry_at)}" if d.retry_at else ""))
             if d.final:
                 s.step_actions_done.append(d.action)
         for r in results:
@@ -418,13 +520,47 @@ class Case:
                 if r.action == "bureau_report":
                     s.bureau_reported = True
             self.event(now, f"contact_{r.status}", f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""))
+            self._legal_effects(r, now)
         self._take_outcomes(step, results, now)
         deferred = [d for d in refusals if not d.final]
         if deferred and not s.closed:
             s.deferred_until = min(d.retry_at or now + compliance.INDEFINITE_RECHECK for d in deferred)
             return False
+        if self.legal_clocks and "bureau_notice" in step.actions and s.bureau_notice_delivered_at is None and not s.closed:
+            # the notice failed (征信业管理条例 art. 15: no report before the borrower is told): the next channel now,
+            # or, with none left, the case waits (notice_undeliverable) and the step stays open
+            s.deferred_until = now if self.notice_channel() else None
+            return False
         self.finish_step(idx, now)
         return True
+
+    def _legal_effects(self, r: ContactResult, now: datetime) -> None:
+        """What a channel result does to the legal clocks: a delivered lawyer's letter is a demand (民法典 art. 195(一)),
+        a filed lawsuit or payment order an interruption (art. 195(三), (四)); the credit-bureau notice reached the
+        borrower, or failed and blocks the report."""
+        if not self.legal_clocks:
+            return
+        s, today = self.state, self.clock.today(now)
+        if r.action in legal.NOTICE_ACTION_SET:
+            if r.status == "delivered":
+                if s.bureau_notice_delivered_at is None:
+                    s.bureau_notice_delivered_at = now
+                    self.event(now, "bureau_notice_delivered", f"by {r.channel}; the report may follow from "
+                               f"{utc(now + self.clock.days(self.policy.legal.bureau_notice_days))} ({legal.SRC_NOTICE})")
+            else:
+                s.bureau_notice_failed.append(r.channel if r.channel in legal.NOTICE_ACTIONS else
+                                              next(k for k, v in legal.NOTICE_ACTIONS.items() if v == r.action))
+                nxt = self.notice_channel()
+                self.event(now, "bureau_notice_failed", f"by {r.channel}" + (f" ({r.reason})" if r.reason else "")
+                           + (f"; trying {nxt}" if nxt else "; no channel left: notice undeliverable, verify the address")
+                           + "; the credit report waits")
+            return
+        if r.status != "delivered":
+            return
+        if r.action == "law_firm":
+            self.restart_limitation("lawyer's letter delivered (a demand)", today, now)
+        elif r.action in ("lawsuit", "payment_order"):
+            self.restart_limitation(f"{r.action.replace('_', ' ')} filed", today, now)
 
     @staticmethod
     def borrower_closure(refusals: list[GateRecord]) -> GateRecord | None:
@@ -512,10 +648,14 @@ class Case:
         if surplus:
             allocation["surplus"] = surplus
         s.total_paid += minor
-        s.limitation_from = now  # a payment restarts the limitation period (Civil Code art. 195)
+        if not self.legal_clocks:
+            s.limitation_from = now  # (before the legal clocks: restarted at the recording time)
         rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
         s.payments[p.payment_id] = rec
         self.event(now, "payment", f"{p.payment_id}: {self.money(minor)}, outstanding {self.money(s.balances.total)}")
+        # a part payment acknowledges the debt (民法典 art. 195(二)): the period restarts from the day it was made,
+        # in the borrower's zone, not from when it was recorded
+        self.restart_limitation("payment", self.clock.today(p.paid_at or now), now)
         self._after_payment(now)
         return self._payment_result(p.payment_id, rec)
 
@@ -634,9 +774,11 @@ class Case:
         s = self.state
         s.promise = make_promise(p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise,
                                  self.clock, now, s.total_paid)
-        s.limitation_from = now  # so does a promise
+        if not self.legal_clocks:
+            s.limitation_from = now
         self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
-        return self._result(f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {s.promise.deadline:%Y-%m-%d %H:%M}Z")
+        self.restart_limitation("promise to pay (义务人同意履行义务)", self.clock.today(now), now)  # 民法典 art. 195(二)
+        return self._result(f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {utc(s.promise.deadline)}")
 
     def _build_plan(self, p: PlanIn, now: datetime):
         self._open()
@@ -656,6 +798,7 @@ class Case:
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest - plan.waived})
         s.plan = plan
         self.event(now, "plan_agreed", f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}")
+        self.restart_limitation("repayment plan agreed (an acknowledgement)", self.clock.today(now), now)  # 民法典 art. 195(二)
         return PlanResult(
             message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused",
             status=self.status_name(), outcome=s.outcome, total=self.amount(plan.total),
@@ -677,6 +820,12 @@ class Case:
                 raise InvalidInput("until", f"{h.until} is more than {limit} days ahead; the policy allows at most {limit}")
         elif h.until is not None:
             raise InvalidInput("until", f"only a hardship hold has an end date, not {h.kind}")
+        if h.received_on is not None:
+            if h.kind != "dispute":
+                raise InvalidInput("received_on", f"only a dispute hold has a received date, not {h.kind}")
+            today = self.clock.today(now)
+            if h.received_on > today:
+                raise InvalidInput("received_on", f"{h.received_on} is in the future (today is {today})")
 
     def apply_hold(self, h: HoldIn, now: datetime) -> UpdateResult:
         self.check_hold(h, now)
@@ -691,9 +840,18 @@ class Case:
         s.holds.append(Hold(kind=h.kind, placed_at=now, until=until, reference=h.reference))
         self.event(now, "hold_placed", h.kind + (f" until {h.until}" if h.until else ""))
         if h.kind == "dispute" and s.bureau_reported:
-            s.dispute_answer_due = now + self.clock.days(self.policy.legal.bureau_dispute_answer_days)
-            self.event(now, "bureau_report_disputed", f"credit report flagged as disputed; answer due by "
-                       f"{s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)")
+            days = self.policy.legal.bureau_dispute_answer_days
+            if self.legal_clocks and self.clock.real_calendar:
+                # 征信业管理条例 art. 25: 20 days from the day the dispute was received (that day not counted), to 24:00
+                received = h.received_on or self.clock.today(now)
+                s.dispute_answer_due = legal.dispute_answer_due(received, self.inp.timezone, self.policy.legal)
+                last = received + timedelta(days=days)
+                self.event(now, "bureau_report_disputed", f"credit report flagged as disputed (received {received}); answer "
+                           f"due by {last}, 24:00 {self.inp.timezone} ({legal.SRC_DISPUTE})")
+            else:
+                s.dispute_answer_due = now + self.clock.days(days)
+                self.event(now, "bureau_report_disputed", f"credit report flagged as disputed; answer due by "
+                           f"{s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)")
         if h.kind in CLOSING_HOLDS:
             self.close(CLOSING_HOLDS[h.kind], now, h.reference)
 
@@ -722,11 +880,14 @@ class Case:
             raise InvalidInput("outcome", f"{o.outcome!r} is not a {o.kind} outcome (one of: {', '.join(allowed)})")
         if o.kind == "visit" and not s.visit_scheduled:
             raise InvalidInput("kind", "no home visit has been scheduled for this case")
+        self._check_court_dates(o, now)
         if o.kind == "court":
             if not s.lawsuit_filed:
                 raise InvalidInput("kind", "no lawsuit or payment order has been filed for this case")
-            if o.outcome == "judgment" and s.judgment_at is not None:
-                raise InvalidInput("outcome", f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}")
+            if o.outcome == "judgment" and s.judgment_at is not None and not self._supplies_judgment_dates(o):
+                raise InvalidInput("outcome", f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}"
+                                   + (" (it may be sent again only to supply effective_on and performance_ends)"
+                                      if self.enforcement_wait() else ""))
             if o.outcome in ("enforcement_result", "enforcement_closed") and not self.enforcing():
                 raise InvalidInput("outcome", "enforcement has not been applied for on this case")
             if o.outcome == "enforcement_result":
@@ -740,16 +901,63 @@ class Case:
                 raise InvalidInput("amount" if o.amount is None else "date", "a promise outcome carries the promised amount and date")
             self.check_promise(PromiseIn(amount=o.amount, date=o.date), now)
 
+    def _supplies_judgment_dates(self, o: OutcomeIn) -> bool:
+        s = self.state
+        return (self.legal_clocks and s.judgment_at is not None and s.performance_ends is None
+                and o.effective_on is not None and o.performance_ends is not None)
+
+    def _check_court_dates(self, o: OutcomeIn, now: datetime) -> None:
+        """The dates the legal clocks count from: each on the outcome it belongs to, none in the future but the end of
+        a performance period, and in order."""
+        today = self.clock.today(now)
+        for name in ("effective_on", "performance_ends"):
+            if getattr(o, name) is not None and (o.kind, o.outcome) != ("court", "judgment"):
+                raise InvalidInput(name, f"only a court judgment carries {name}, not a {o.kind} {o.outcome}")
+        if o.served_on is not None and (o.kind != "court" or o.outcome not in ("payment_order_issued", "payment_order_served")):
+            raise InvalidInput("served_on", f"only a payment order (payment_order_issued or payment_order_served) carries "
+                               f"served_on, not a {o.kind} {o.outcome}")
+        if (o.effective_on is None) != (o.performance_ends is None):
+            missing = "effective_on" if o.effective_on is None else "performance_ends"
+            raise InvalidInput(missing, "a judgment's dates come together: effective_on (the day it took effect) and "
+                               "performance_ends (the last day of its performance period)")
+        if o.effective_on is not None:
+            if o.effective_on > today:
+                raise InvalidInput("effective_on", f"{o.effective_on} is in the future (today is {today})")
+            if o.performance_ends < o.effective_on:
+                raise InvalidInput("performance_ends", f"{o.performance_ends} is before effective_on {o.effective_on}")
+        if o.outcome == "payment_order_served" and o.served_on is None:
+            raise InvalidInput("served_on", "payment_order_served carries the day the order was served (served_on)")
+        if o.served_on is not None:
+            if o.served_on > today:
+                raise InvalidInput("served_on", f"{o.served_on} is in the future (today is {today})")
+            s = self.state
+            if self.legal_clocks and s.payment_order_served_on is not None:
+                raise InvalidInput("served_on", f"the payment order's service on {s.payment_order_served_on} is already recorded")
+            issued = local_date(s.payment_order_at, self.inp.timezone) if s.payment_order_at else None
+            if issued is not None and o.served_on < issued:
+                raise InvalidInput("served_on", f"{o.served_on} is before the order was recorded as issued ({issued})")
+
     def apply_outcome(self, o: OutcomeIn, now: datetime) -> UpdateResult:
         self.check_outcome(o, now)
         s = self.state
-        self.event(now, f"{o.kind}_outcome", o.outcome + (f" {o.reference}" if o.reference else ""))
+        self.event(now, f"{o.kind}_outcome", o.outcome + (f" {o.reference}" if o.reference else "")
+                   + (f" effective {o.effective_on}, performance period to {o.performance_ends}" if o.effective_on else "")
+                   + (f" served {o.served_on}" if o.served_on else ""))
         if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
             s.awaiting = None
         if o.outcome == "judgment":
-            s.judgment_at = now
-        if o.outcome == "payment_order_issued":
+            if s.judgment_at is None:
+                s.judgment_at = now
+            if self.legal_clocks and o.effective_on is not None:
+                s.judgment_effective_on, s.performance_ends = o.effective_on, o.performance_ends
+        if o.outcome == "payment_order_issued" and not self.legal_clocks:
             s.payment_order_at = now
+        elif o.outcome in ("payment_order_issued", "payment_order_served") and s.payment_order_at is None:
+            s.payment_order_at = now
+        if o.served_on is not None and self.legal_clocks:
+            s.payment_order_served_on = o.served_on
+        if o.outcome == "lawsuit_filed":
+            self.restart_limitation("lawsuit filed", self.clock.today(now), now)  # 民法典 art. 195(三)
         if o.outcome == "objection_filed":
             s.objection = True
         if o.outcome == "enforcement_result":
@@ -770,6 +978,11 @@ class Case:
         """The five-class category by days past due (domain/risk.py); nothing outstanding is normal."""
         return risk.classify(self.dpd(now)) if self.state.balances.total else "normal"
 
+    def _limitation_ends(self) -> datetime | None:
+        if not self.legal_clocks:
+            return legal.legacy_limitation_ends(self.limitation_from(), self.policy.legal)
+        return legal.limitation(self.legal_facts(), self.policy.legal).ends
+
     def status(self, now: datetime) -> CaseStatus:
         s, dpd = self.state, self.dpd(now)
         b = s.balances
@@ -782,7 +995,7 @@ class Case:
                          "fees": self.amount(b.fees), "total": self.amount(b.total)},
             total_paid=self.amount(s.total_paid), holds=s.holds, plan=s.plan, promise=s.promise,
             awaiting=s.awaiting, next_action=self.next_action(), steps_done=s.steps_done,
-            decisions=s.decisions, limitation_ends=compliance.limitation_ends(self.limitation_from(), self.policy.legal),
+            decisions=s.decisions, limitation_ends=self._limitation_ends(), legal_clocks=self.legal_clock_views(),
             dispute_answer_due=s.dispute_answer_due, risk_class=self.risk_class(now),
             risk_basis=risk.basis(dpd) if b.total else "正常: nothing outstanding",
             write_off=s.write_off, write_off_proposed_at=s.write_off_proposed_at,
@@ -791,3 +1004,71 @@ class Case:
             reopened_from=s.reopened_from,
             contacts=s.contacts, events=s.events[-15:], as_of=now,
         )
+
+    # ---------------------------------------------------------------- the run loop every driver shares
+
+    def next_move(self, now: datetime) -> Move:
+        """One turn of the run loop: handle the deadlines that have passed (`tick`), then say what comes
+        next: close, run step i now, or sleep until the next deadline (or until an input changes the case).
+
+        The workflow's `run()`, the test suite's `Runner` and the direct simulator all turn this one loop,
+        so that what they do between two inputs cannot drift apart."""
+        self.tick(now)
+        if self.state.closed:
+            return Move(CLOSE)
+        idx = self.due_step(now)
+        if idx is not None:
+            return Move(STEP, step=idx)
+        wake = self.wake_at()
+        # a timer shorter than a second is not worth one: a deadline at `now` is handled on the next turn
+        return Move(SLEEP, until=None if wake is None else max(wake, now + MIN_SLEEP))
+
+    def plan_step(self, idx: int, now: datetime) -> StepPlan:
+        """What running step `idx` now asks for, before any I/O: the actions not yet done, split into those
+        the legal clocks refuse (as gate records) and those to put to the contact gate. Call after `begin_step`."""
+        step = self.steps[idx]
+        gated: list[str] = []
+        refusals: list[GateRecord] = []
+        for action in self.pending_actions(idx):
+            legal = self.legal_refusal(action, now)
+            if legal is None:
+                gated.append(action)
+            else:
+                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
+                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
+        nxt = self.steps[idx + 1] if idx + 1 < len(self.steps) else None
+        return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt)
+
+
+import dataclasses  # noqa: E402 - the run loop's values, kept beside the loop (added after the class)
+
+MIN_SLEEP = timedelta(seconds=1)
+STEP, SLEEP, CLOSE = "step", "sleep", "close"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Move:
+    """What a case does next (`Case.next_move`): run step `step`, sleep until `until` (None: until an
+    input), or close (run the closing actions and record the closure)."""
+
+    kind: str
+    step: int | None = None
+    until: datetime | None = None
+
+    @property
+    def closes(self) -> bool:
+        return self.kind == CLOSE
+
+    @property
+    def runs_step(self) -> bool:
+        return self.kind == STEP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepPlan:
+    """A step's decisions before any I/O (`Case.plan_step`)."""
+
+    step: Step
+    gated: list[str]             # to ask the contact gate about
+    refusals: list[GateRecord]   # refused by a legal clock (limitation, enforcement deadline, objection window)
+    next_step: Step | None       # what the messages announce as coming next

@@ -1,6 +1,7 @@
 """Borrower protection: whether a contact may be made now, and if not, until when.
 
-Pure rules, one function per rule, evaluated in a fixed order by `decide`. The gate activity
+Pure rules, one function per rule, evaluated in a fixed order by `decide`. Rest days come from the official
+calendar files (domain/calendar.py); a year without one fails closed (rule calendar_missing). The gate activity
 (activities/gate.py) feeds them what the database knows about the borrower across all of
 their loans and channels, inside a lock on the borrower, and records every decision.
 
@@ -13,19 +14,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
-from functools import lru_cache
 
-import holidays
-
+from domain import calendar
+from domain.calendar import CalendarMissing
 from domain.dates import zone
-from domain.policy import CONTACT_CHANNELS, ContactRules, LegalRules  # noqa: F401 - contacts: the channels that reach a person
-# Notices the law requires even when the borrower asked not to be contacted.
-LEGAL_NOTICES = {"bureau_notice"}
+from domain.policy import CONTACT_CHANNELS, ContactRules  # noqa: F401 - contacts: the channels that reach a person
+# Notices the law requires even when the borrower asked not to be contacted: the credit-bureau notice
+# (征信业管理条例 art. 15) by any of its channels (domain.legal.NOTICE_ACTIONS).
+LEGAL_NOTICES = {"bureau_notice", "bureau_notice_sms", "bureau_notice_email"}
 # Outcomes of a call in which the borrower was actually spoken to.
 CONVERSATION = {"answered", "promise", "dispute"}
 BORROWER_HOLDS = {"cease_contact", "complaint", "hardship", "bankruptcy", "deceased"}  # dispute: one loan
 INDEFINITE_RECHECK = timedelta(days=1)
-LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"}
+DAY = 86400
+# Beijing time (UTC+8) is the PRC's one standard time; in Xinjiang much of daily life keeps Urumqi time (UTC+6).
+# With the policy's `window_in_beijing_time` the contact window and the rest days hold on both clocks.
+BEIJING = "Asia/Shanghai"
 
 
 @dataclass(frozen=True)
@@ -58,26 +62,33 @@ def _allow(rule: str = "allowed", reason: str = "all rules pass") -> Decision:
     return Decision(True, rule, reason)
 
 
-@lru_cache(maxsize=64)
-def _calendar(year: int) -> holidays.HolidayBase:
-    return holidays.China(years=year)
+# The official calendar (domain/calendar.py, one file per year from the State Council's notice).
+is_public_holiday = calendar.is_public_holiday
+is_working_day = calendar.is_working_day
+is_rest_day = calendar.is_rest_day
 
 
-def is_public_holiday(day: date) -> bool:
-    return day in _calendar(day.year)
-
-
-def is_working_day(day: date) -> bool:
-    """Weekdays, and the Saturdays and Sundays made working days (调休); not public holidays."""
-    return _calendar(day.year).is_working_day(day)
+def binds_calendar(rules: ContactRules) -> bool:
+    """Whether the rules depend on the official calendar (and so fail closed on a year without one)."""
+    return rules.public_holidays or not rules.weekends
 
 
 def day_allowed(day: date, rules: ContactRules) -> bool:
-    if rules.public_holidays and is_public_holiday(day):
+    """No contact on a rest day inside an official break (public_holidays), nor on any rest day (weekends=false);
+    make-up working days (调休) are working days. CalendarMissing when the day's year has no calendar file."""
+    if not binds_calendar(rules):
+        return True
+    if rules.public_holidays and calendar.is_public_holiday(day):
         return False
-    if not rules.weekends and not is_working_day(day):
+    if not rules.weekends and calendar.is_rest_day(day):
         return False
     return True
+
+
+def clocks(tz: str, rules: ContactRules) -> tuple[str, ...]:
+    """The zones whose clock and calendar day a contact must satisfy: the recorded one, and Beijing time for a
+    policy with `window_in_beijing_time` (every borrower of such a policy is a PRC borrower)."""
+    return (tz, BEIJING) if rules.window_in_beijing_time and tz != BEIJING else (tz,)
 
 
 def _at(day: date, minutes: int, tz: str) -> datetime:
@@ -86,18 +97,42 @@ def _at(day: date, minutes: int, tz: str) -> datetime:
     return datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=zone(tz))
 
 
-def next_window_open(now: datetime, tz: str, rules: ContactRules, timed: bool = True) -> datetime:
-    """The first instant at or after `now` at which a contact may start (day and time of day)."""
+def _next_open_in(now: datetime, tz: str, rules: ContactRules, timed: bool) -> datetime:
+    """The first instant at or after `now` at which a contact may start on the clock and calendar of `tz`.
+
+    A day whose year has no calendar file counts as open here (its start is returned): the gate then refuses
+    it as calendar_missing, so the case asks again and is released when the file is added.
+    """
     start, end = rules.window if timed else (0, 1440)
     local = now.astimezone(zone(tz))
     day = local.date()
     for _ in range(60):
-        if day_allowed(day, rules):
+        try:
+            allowed = day_allowed(day, rules)
+        except CalendarMissing:
+            return max(now, _at(day, 0, tz))
+        if allowed:
             opens, closes = _at(day, start, tz), _at(day, end, tz)
             if now < closes:
                 return max(now, opens)
         day += timedelta(days=1)
     raise ValueError("no allowed contact day within 60 days: check the policy's contact rules")
+
+
+def next_window_open(now: datetime, tz: str, rules: ContactRules, timed: bool = True) -> datetime:
+    """The first instant at or after `now` at which a contact may start (day and time of day), on every clock
+    that binds the borrower (see `clocks`)."""
+    zones = clocks(tz, rules)
+    t = now
+    for _ in range(200):
+        moved = False
+        for z in zones:
+            nxt = _next_open_in(t, z, rules, timed)
+            if nxt != t:
+                t, moved = nxt, True
+        if not moved:
+            return t
+    raise ValueError("no instant open on both clocks within reach: check the policy's contact rules")
 
 
 def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold], now: datetime) -> Decision | None:
@@ -112,7 +147,7 @@ def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold]
         if h.kind == "complaint" and action != "agency_recall":
             return Decision(False, "complaint", "complaint under compliance review: everything stops until a reviewer releases it",
                             retry_at=now + INDEFINITE_RECHECK)
-        if h.kind == "dispute" and mine and (contact or action in ("bureau_report", "bureau_notice")):
+        if h.kind == "dispute" and mine and (contact or action == "bureau_report" or action in LEGAL_NOTICES):
             return Decision(False, "dispute", "the debt is disputed: no contact or credit reporting until resolved",
                             retry_at=now + INDEFINITE_RECHECK)
         if h.kind == "hardship" and contact:
@@ -123,112 +158,126 @@ def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold]
     return None
 
 
+def check_calendar(now: datetime, tz: str, rules: ContactRules) -> Decision | None:
+    """Fail closed: a contact bound to rest days, on a day whose year has no official calendar file, is refused
+    (rule calendar_missing) and asked again the next day, so adding the file releases it."""
+    if not binds_calendar(rules):
+        return None
+    for z in clocks(tz, rules):
+        day = now.astimezone(zone(z)).date()
+        try:
+            calendar.year_calendar(day.year)
+        except CalendarMissing as e:
+            return Decision(False, "calendar_missing", f"no official holiday calendar for {e.year}: {e.path.name} is "
+                            f"missing (policies/calendars/); contacts bound to rest days wait for it",
+                            retry_at=now + INDEFINITE_RECHECK)
+    return None
+
+
 def check_window(channel: str, now: datetime, tz: str, rules: ContactRules) -> Decision | None:
     timed = channel in rules.timed_channels
     opens = next_window_open(now, tz, rules, timed)
     if opens <= now:
         return None
-    local = now.astimezone(zone(tz))
-    if not day_allowed(local.date(), rules):
-        why = "public holiday" if rules.public_holidays and is_public_holiday(local.date()) else "weekend"
-        return Decision(False, "holiday", f"{local.date()} is a {why} in the borrower's calendar", retry_at=opens)
-    return Decision(False, "contact_window",
-                    f"{local:%H:%M} local is outside {rules.window_start}-{rules.window_end}", retry_at=opens)
+    for z in clocks(tz, rules):
+        local = now.astimezone(zone(z))
+        where = "the borrower's calendar" if z == tz else "Beijing time"
+        if not day_allowed(local.date(), rules):
+            why = "rest day of an official break" if rules.public_holidays and is_public_holiday(local.date()) else "rest day"
+            name = calendar.year_calendar(local.date().year).break_of(local.date())
+            return Decision(False, "holiday", f"{local.date()} is a {why}{f' ({name})' if name else ''} in {where}",
+                            retry_at=opens)
+    for z in clocks(tz, rules):
+        local = now.astimezone(zone(z))
+        start, end = rules.window if timed else (0, 1440)
+        if not start <= local.hour * 60 + local.minute < end:
+            what = "local" if z == tz else "Beijing time"
+            return Decision(False, "contact_window",
+                            f"{local:%H:%M} {what} is outside {rules.window_start}-{rules.window_end}", retry_at=opens)
+    return Decision(False, "contact_window", f"not open until {opens:%Y-%m-%d %H:%M}Z", retry_at=opens)
 
 
-def check_spacing(now: datetime, history: list[PastContact], rules: ContactRules, bundle: str = "") -> Decision | None:
-    gap = timedelta(minutes=rules.min_minutes_between_contacts)
+def _days(n: float, day_seconds: int) -> timedelta:
+    """n policy days: real days on the real calendar (86400 s), `day_seconds` each on a compressed one (the demo)."""
+    return timedelta(seconds=n * day_seconds)
+
+
+def check_spacing(now: datetime, history: list[PastContact], rules: ContactRules, bundle: str = "",
+                  day_seconds: int = DAY) -> Decision | None:
+    gap = _days(rules.min_minutes_between_contacts / 1440, day_seconds)
     # a contact reserved by another case's gate a moment "later" (its workflow clock ran ahead) counts too
     recent = [c.at for c in history if abs(now - c.at) < gap and not (bundle and c.bundle == bundle)]
     if recent:
         last = max(recent)
-        return Decision(False, "min_interval", f"another contact at {last:%Y-%m-%d %H:%M}Z; at least "
-                        f"{rules.min_minutes_between_contacts} minutes between contacts", retry_at=last + gap)
+        scaled = "" if day_seconds == DAY else f" (policy minutes: a day lasts {day_seconds}s)"
+        return Decision(False, "min_interval", f"another contact at {last:%Y-%m-%d %H:%M:%S}Z; at least "
+                        f"{rules.min_minutes_between_contacts} minutes between contacts{scaled}", retry_at=last + gap)
     return None
 
 
-def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastContact], rules: ContactRules) -> Decision | None:
+def _policy_day(t: datetime, tz: str, day_seconds: int):
+    """The day a contact counts in for the daily caps: the borrower's local date on the real calendar; on a
+    compressed one, the `day_seconds` slice of time since the Unix epoch."""
+    if day_seconds == DAY:
+        return t.astimezone(zone(tz)).date()
+    return int(t.timestamp() // day_seconds)
+
+
+def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastContact], rules: ContactRules,
+                    day_seconds: int = DAY) -> Decision | None:
     cap = rules.daily_caps.get(channel)
     if cap is None:
         return None
-    today = now.astimezone(zone(tz)).date()
-    used = sum(1 for c in history if c.channel == channel and c.at.astimezone(zone(tz)).date() == today)
+    today = _policy_day(now, tz, day_seconds)
+    used = sum(1 for c in history if c.channel == channel and _policy_day(c.at, tz, day_seconds) == today)
     if used >= cap:
-        tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone(tz))
+        if day_seconds == DAY:
+            tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone(tz))
+        else:
+            tomorrow = datetime.fromtimestamp((today + 1) * day_seconds, tz=timezone.utc)
         return Decision(False, "daily_cap", f"{used} {channel} contact(s) already today; the cap is {cap}",
                         retry_at=tomorrow)
     return None
 
 
-def check_calls(now: datetime, history: list[PastContact], rules: ContactRules) -> Decision | None:
+def check_calls(now: datetime, history: list[PastContact], rules: ContactRules, day_seconds: int = DAY) -> Decision | None:
     # any 7-day window holding this call must stay under the cap, including calls other cases reserved
     # a moment "after" now on their own workflow clocks
-    calls = sorted(c.at for c in history if c.channel == "call" and abs(now - c.at) < timedelta(days=7))
+    week = _days(7, day_seconds)
+    calls = sorted(c.at for c in history if c.channel == "call" and abs(now - c.at) < week)
     if len(calls) >= rules.call_cap_7d:
         oldest = calls[len(calls) - rules.call_cap_7d]
         return Decision(False, "call_cap_7d", f"{len(calls)} calls within 7 days; the cap is {rules.call_cap_7d}",
-                        retry_at=max(oldest + timedelta(days=7), now + timedelta(minutes=1)))
+                        retry_at=max(oldest + week, now + min(timedelta(minutes=1), _days(1 / 1440, day_seconds))))
     days = rules.no_call_after_conversation_days
     if days:
         talks = [c.at for c in history if c.channel == "call" and c.outcome in CONVERSATION and c.at <= now]
-        if talks and now - max(talks) < timedelta(days=days):
+        if talks and now - max(talks) < _days(days, day_seconds):
             last = max(talks)
             return Decision(False, "after_conversation", f"spoke with the borrower at {last:%Y-%m-%d %H:%M}Z; no call "
-                            f"within {days} days of a conversation", retry_at=last + timedelta(days=days))
+                            f"within {days} days of a conversation", retry_at=last + _days(days, day_seconds))
     return None
 
 
 def decide(*, action: str, channel: str, loan_id: str, now: datetime, tz: str, rules: ContactRules,
-           holds: list[ActiveHold], history: list[PastContact], bundle: str = "") -> Decision:
-    """May `action` reach the borrower now? Holds, then (for contacts) window, holidays, spacing and caps."""
+           holds: list[ActiveHold], history: list[PastContact], bundle: str = "", day_seconds: int = DAY) -> Decision:
+    """May `action` reach the borrower now? Holds, then (for contacts) the calendar, window, rest days, spacing
+    and caps. `day_seconds` is the policy's day: caps per day, the 7-day call window, spacing and the days
+    after a conversation count policy days, so a compressed demo day scales them with the ladder."""
     # elapsed time in UTC: two aware datetimes with the same zone subtract as wall clocks, an hour off across a
     # DST change (7 days back from a London or New York `now` is not 168 hours)
     now = now.astimezone(timezone.utc)
     history = [c if c.at.tzinfo is timezone.utc else replace(c, at=c.at.astimezone(timezone.utc)) for c in history]
     inputs = {"action": action, "channel": channel, "now": now.isoformat(), "tz": tz,
-              "holds": sorted({h.kind for h in holds}), "contacts_7d": sum(1 for c in history if now - c.at < timedelta(days=7))}
+              "holds": sorted({h.kind for h in holds}),
+              "contacts_7d": sum(1 for c in history if now - c.at < _days(7, day_seconds))}
+    if day_seconds != DAY:
+        inputs["day_seconds"] = day_seconds
     d = check_holds(action, channel, loan_id, holds, now)
     if d is None and channel in CONTACT_CHANNELS:
-        d = (check_window(channel, now, tz, rules) or check_spacing(now, history, rules, bundle)
-             or check_daily_cap(channel, now, tz, history, rules) or (check_calls(now, history, rules) if channel == "call" else None))
+        d = (check_calendar(now, tz, rules) or check_window(channel, now, tz, rules)
+             or check_spacing(now, history, rules, bundle, day_seconds)
+             or check_daily_cap(channel, now, tz, history, rules, day_seconds)
+             or (check_calls(now, history, rules, day_seconds) if channel == "call" else None))
     d = d or _allow()
     return Decision(d.allowed, d.rule, d.reason, d.retry_at, d.final, inputs)
-
-
-# ---------------------------------------------------------------- legal clocks (case level)
-
-def _add_years(t: datetime, years: int) -> datetime:
-    try:
-        return t.replace(year=t.year + years)
-    except ValueError:  # 29 February
-        return t.replace(year=t.year + years, day=28)
-
-
-def limitation_ends(since: datetime, rules: LegalRules) -> datetime:
-    """Civil Code art. 188: three years, restarted (art. 195) by a payment, a promise or an acknowledgement."""
-    return _add_years(since, rules.limitation_years)
-
-
-def legal_check(action: str, now: datetime, rules: LegalRules, *, limitation_from: datetime,
-                judgment_at: datetime | None, payment_order_at: datetime | None, objection: bool) -> Decision | None:
-    """Court actions within their legal clocks; None when the action may go ahead."""
-    if action in ("lawsuit", "payment_order"):
-        ends = limitation_ends(limitation_from, rules)
-        if now >= ends:
-            return Decision(False, "limitation_period", f"the {rules.limitation_years}-year limitation period ran out "
-                            f"on {ends:%Y-%m-%d} (last restarted {limitation_from:%Y-%m-%d})", final=True)
-    if action == "enforcement":
-        if judgment_at is not None:
-            ends = _add_years(judgment_at, rules.enforcement_within_years)
-            if now >= ends:
-                return Decision(False, "enforcement_deadline", f"enforcement must be applied for within "
-                                f"{rules.enforcement_within_years} years of the judgment ({ends:%Y-%m-%d})", final=True)
-        elif payment_order_at is not None:
-            if objection:
-                return Decision(False, "payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
-                                final=True)
-            opens = payment_order_at + timedelta(days=rules.payment_order_objection_days)
-            if now < opens:
-                return Decision(False, "objection_window", f"the {rules.payment_order_objection_days}-day objection window "
-                                f"runs until {opens:%Y-%m-%d %H:%M}Z", retry_at=opens)
-    return None

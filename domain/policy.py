@@ -20,7 +20,7 @@ from domain.errors import InvalidInput
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
-# What a step can do; each maps to one activity (see workflows/case.py ACTIONS).
+# What a step can do; each maps to one activity (see activities/contracts.py ACTIVITY_FOR_ACTION).
 Action = Literal[
     "sms", "email", "letter", "call", "visit", "law_firm",
     "bureau_notice", "bureau_report", "agency_place", "lawsuit", "payment_order", "enforcement",
@@ -101,8 +101,13 @@ class ContactRules(_Strict):
     window_start: str = Field(default="08:00", description="local time, HH:MM")
     window_end: str = Field(default="21:00", description="local time, HH:MM; contact must start before it")
     timed_channels: list[str] = ["sms", "email", "call", "visit"]
-    public_holidays: bool = Field(default=True, description="no contact on PRC public holidays")
+    public_holidays: bool = Field(default=True, description="no contact on any rest day of an official break (the "
+                                  "weekend days inside it included), from policies/calendars/; a year without a file "
+                                  "refuses contact (calendar_missing)")
     weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
+    window_in_beijing_time: bool = Field(default=False, description="the window and the rest days hold on Beijing time "
+                                         "(Asia/Shanghai) as well as in the borrower's recorded zone: every borrower of "
+                                         "the policy is treated as a PRC borrower")
     daily_caps: dict[str, Annotated[int, Field(ge=0)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
     call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
     no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")
@@ -145,12 +150,28 @@ class ContactRules(_Strict):
         return _minutes(self.window_start), _minutes(self.window_end)
 
 
+NoticeChannel = Literal["letter", "sms", "email"]
+
+
 class LegalRules(_Strict):
+    """The legal clocks' lengths (counted in domain/legal.py, which names each source)."""
+
     bureau_dispute_answer_days: int = Field(default=20, ge=1, le=60, description="征信业管理条例 art. 25")
-    limitation_years: int = Field(default=3, ge=1, le=20, description="Civil Code art. 188")
-    enforcement_within_years: int = Field(default=2, ge=1, le=10, description="Civil Procedure Law art. 250")
-    payment_order_objection_days: int = Field(default=15, ge=1, le=60)
+    limitation_years: int = Field(default=3, ge=1, le=20, description="民法典 art. 188")
+    enforcement_within_years: int = Field(default=2, ge=1, le=10, description="民事诉讼法 (2023) art. 250")
+    payment_order_objection_days: int = Field(default=15, ge=1, le=60, description="民事诉讼法 (2023) art. 227")
+    bureau_notice_days: int = Field(default=14, ge=1, le=90, description="days from the delivered notice to the credit "
+                                    "report (征信业管理条例 art. 15: the borrower is told first; the notice letter says 14)")
+    notice_channels: list[NoticeChannel] = Field(default=["letter", "sms", "email"], min_length=1, description=
+                                                 "the credit-bureau notice's channels, tried in order while one fails")
     audit_retention_days: int = Field(default=730, ge=730, le=36500, description="audit records kept at least 2 years")
+
+    @field_validator("notice_channels")
+    @classmethod
+    def _distinct_channels(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a channel is listed twice")
+        return v
 
 
 class Allocation(_Strict):
@@ -172,6 +193,15 @@ class Allocation(_Strict):
         return v
 
 
+class ApprovalRules(_Strict):
+    """Four-eyes (issue 14): what needs a second person, and how long a proposal waits for one."""
+
+    waiver_percent_over: int = Field(default=20, ge=0, le=100, description="an interest waiver above this share")
+    plain_max_instalments: int | None = Field(default=None, ge=1, le=60, description="more instalments need approval")
+    plain_max_deferral_days: int | None = Field(default=None, ge=1, le=365, description="a longer deferral needs approval")
+    expiry_days: int = Field(default=3, ge=1, le=30, description="an unanswered proposal is dropped after this")
+
+
 class Policy(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -186,6 +216,7 @@ class Policy(_Strict):
     holds: HoldRules = HoldRules()
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
+    approval: ApprovalRules = ApprovalRules()
 
     @model_validator(mode="after")
     def _ladder(self) -> Policy:

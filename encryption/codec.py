@@ -63,8 +63,6 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
-from infra.config import ROOT
-
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
 KEY_BYTES = 32          # AES-256
@@ -142,7 +140,9 @@ def new_key_entry(key_id: str | None = None) -> str:
 
 
 def var_dir() -> Path:
-    return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
+    from infra.config import var_dir
+
+    return var_dir()
 
 
 def dev_keyring_path() -> Path:

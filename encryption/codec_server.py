@@ -6,14 +6,22 @@ to those who hold its token.
 
 It implements the UI's remote codec protocol: `POST /decode` and `POST /encode` take and return
 `{"payloads": [...]}` in protobuf JSON (metadata values and data base64), with the payload keys of
-encryption/codec.py. Nothing is decoded for a caller without a valid token:
+encryption/codec.py. Nothing is decoded for a caller without a valid token, and every decode is logged with who asked
+(operator id and role, or `codec-token`), the namespace and, when the UI's page names it, the workflow:
 
+- `Authorization: Bearer <operator token>`: an operator whose roles may read cases (access.permissions;
+  the token is checked against the database, DATABASE_URL);
 - `Authorization: Bearer <CODEC_TOKEN>`: programs, and the CLI
   (`temporal workflow show -w loan-L1001 --codec-endpoint http://localhost:8081 --codec-auth "Bearer $CODEC_TOKEN"`);
 - the Web UI cannot send a header of its own, so a person signs in once at `GET /login` with the
-  token; that sets an HttpOnly, SameSite=Strict session cookie (8 h, an HMAC of the token, never the
-  token itself) that the UI's requests carry once "Include cross-origin credentials" is ticked in
-  the UI's Codec Server settings.
+  operator's token (or CODEC_TOKEN); that sets an HttpOnly, SameSite=Strict session cookie (8 h, a
+  random id the server keeps, never the token; signing out ends it at once) that the UI's requests carry
+  once "Include cross-origin credentials" is ticked in the UI's Codec Server settings. Five failed
+  sign-ins from one address in a minute get 429 until the minute has passed.
+
+There is no `/encode`: the Web UI is read-only for operators, so it has nothing to encode, and a token
+holder could otherwise mint payloads under the live key. Bodies are capped (4 KB for /login, 8 MB for
+/decode) by Content-Length before they are read.
 
 Requests with a cookie must be `application/json` (so a cross-origin one always needs a CORS
 preflight), and CORS admits only the UI's origins: CODEC_CORS_ORIGINS (comma-separated; default
@@ -26,6 +34,7 @@ CODEC_COOKIE_SECURE=1 (behind HTTPS), PAYLOAD_KEYS / PAYLOAD_KEY_ID.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -42,14 +51,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError, ensure_dev_keyring, var_dir
+from infra.bodycap import BodyCap
+from encryption.codec import (
+    CodecConfigError,
+    EncryptionCodec,
+    Keyring,
+    PayloadDecryptionError,
+    ensure_dev_keyring,
+    var_dir,
+)
 
+log = structlog.get_logger("codec_server")
 DEFAULT_PORT = 8081
 COOKIE = "codec_session"
 SESSION_SECONDS = 8 * 3600
@@ -65,6 +84,7 @@ class Config:
     port: int = DEFAULT_PORT
     secure_cookie: bool = False
     dev: bool = False
+    log_level: str = "info"
 
 
 def dev_token_path() -> Path:
@@ -89,48 +109,75 @@ def dev_token() -> str:
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
-    dev = env.get("CODEC_DEV", "") in ("1", "true", "yes")
-    host = env.get("CODEC_HOST") or "127.0.0.1"
-    token = env.get("CODEC_TOKEN", "").strip()
+    from infra.config import CodecServerSettings, SettingsError, load
+
+    try:
+        cfg = load(CodecServerSettings, None if env is None else dict(env))
+    except SettingsError as exc:
+        raise CodecConfigError(str(exc)) from None
+    token = (cfg.token or "").strip()
     if not token:
-        if not dev:
+        if not cfg.dev:
             raise CodecConfigError("CODEC_TOKEN is not set: the codec server decrypts payloads only for holders of "
                                    "its token (set CODEC_TOKEN to a long random string, or CODEC_DEV=1 on a developer "
                                    "machine for a development token)")
         token = dev_token()
-    elif len(token) < MIN_TOKEN_CHARS and not dev:
+    elif len(token) < MIN_TOKEN_CHARS and not cfg.dev:
         raise CodecConfigError(f"CODEC_TOKEN is {len(token)} characters; use at least {MIN_TOKEN_CHARS} random ones")
     keyring = Keyring.from_env(env)
     if keyring is None:
-        if not dev:
+        if not cfg.dev:
             raise CodecConfigError("PAYLOAD_KEYS is not set: give the codec server the same keys as the workers")
         keyring = ensure_dev_keyring()
-    ui_port = env.get("TEMPORAL_UI_PORT") or "8233"
-    origins = env.get("CODEC_CORS_ORIGINS") or f"http://localhost:{ui_port},http://127.0.0.1:{ui_port}"
+    origins = cfg.cors_origins or f"http://localhost:{cfg.ui_port},http://127.0.0.1:{cfg.ui_port}"
     return Config(token=token, keyring=keyring, origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
-                  host=host, port=int(env.get("CODEC_PORT") or DEFAULT_PORT),
-                  secure_cookie=env.get("CODEC_COOKIE_SECURE", "") in ("1", "true", "yes"), dev=dev)
+                  host=cfg.host, port=cfg.port, secure_cookie=cfg.cookie_secure, dev=cfg.dev,
+                  log_level=cfg.server_log_level)
 
 
 # ---------------------------------------------------------------------------- sessions
 
-def _sign(token: str, expires: int) -> str:
-    return hmac.new(token.encode(), f"codec-session:{expires}".encode(), hashlib.sha256).hexdigest()
+class Sessions:
+    """Server-side sign-in sessions: the cookie is a random id, the server keeps who it belongs to and until
+    when. Signing out deletes it, so the cookie is dead at once (an HMAC cookie still decoded after logout:
+    issue 14, hole 7). A restart signs everybody out."""
+
+    def __init__(self, seconds: int = SESSION_SECONDS) -> None:
+        self.seconds = seconds
+        self._live: dict[str, tuple[str, float]] = {}
+
+    def new(self, who: str, now: float | None = None) -> str:
+        now = now or time.time()
+        self._live = {k: v for k, v in self._live.items() if v[1] > now}
+        sid = secrets.token_urlsafe(32)
+        self._live[sid] = (who, now + self.seconds)
+        return sid
+
+    def who(self, sid: str | None, now: float | None = None) -> str | None:
+        found = self._live.get(sid or "")
+        if found is None or found[1] <= (now or time.time()):
+            return None
+        return found[0]
+
+    def end(self, sid: str | None) -> None:
+        self._live.pop(sid or "", None)
 
 
-def session_value(token: str, now: float | None = None) -> str:
-    expires = int((now or time.time()) + SESSION_SECONDS)
-    return f"{expires}.{_sign(token, expires)}"
+class LoginLimiter:
+    """At most `tries` failed sign-ins per client address in `window` seconds (429 after that)."""
 
+    def __init__(self, tries: int = 5, window: float = 60.0) -> None:
+        self.tries, self.window = tries, window
+        self._failures: dict[str, list[float]] = {}
 
-def session_valid(token: str, value: str | None, now: float | None = None) -> bool:
-    if not value:
-        return False
-    expires_s, _, mac = value.partition(".")
-    if not expires_s.isdigit() or int(expires_s) < (now or time.time()):
-        return False
-    return hmac.compare_digest(mac, _sign(token, int(expires_s)))
+    def blocked(self, client: str, now: float | None = None) -> float:
+        now = now or time.time()
+        recent = [t for t in self._failures.get(client, []) if t > now - self.window]
+        self._failures[client] = recent
+        return (recent[0] + self.window - now) if len(recent) >= self.tries else 0.0
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        self._failures.setdefault(client, []).append(now or time.time())
 
 
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Codec server sign-in</title>
@@ -150,27 +197,65 @@ and tick <em>Include cross-origin credentials</em>. The session lasts 8 hours;
 
 # ---------------------------------------------------------------------------- the app
 
-def create_app(cfg: Config) -> FastAPI:
+def operator_lookup(token: str) -> str | None:
+    """An operator token (ct_...) whose operator may read cases: 'operator-id:role', else None."""
+    from access.operators import TOKEN_RE, Operators
+    from access.permissions import Forbidden
+
+    if not TOKEN_RE.fullmatch(token):
+        return None
+    from db.engine import make_engine
+    from db.repo import Repo
+
+    global _REPO
+    if _REPO is None:
+        _REPO = Repo(make_engine())
+    caller = Operators(_REPO).authenticate(token)
+    if caller is None:
+        return None
+    try:
+        actor = caller.actor("case.read")
+    except Forbidden:
+        return None
+    return f"{actor.operator_id}:{actor.role}"
+
+
+_REPO = None
+LOGIN_CAP, CODEC_CAP = 4 * 1024, 8 * 1024 * 1024
+
+
+def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
+    """`lookup(token)` names the operator of an operator token allowed to read cases (None otherwise)."""
     codec = EncryptionCodec(cfg.keyring)
+    sessions, limiter = Sessions(), LoginLimiter()
     app = FastAPI(title="Loan collections codec server", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(CORSMiddleware, allow_origins=list(cfg.origins), allow_credentials=True,
                        allow_methods=["POST"], max_age=600,
                        allow_headers=["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"])
+    # outermost: a large body is refused by its length before it is read, before any token check
+    app.add_middleware(BodyCap, cap=CODEC_CAP, caps={"/login": LOGIN_CAP}, check_json=False,
+                       error=lambda field, reason: {"detail": f"{field} {reason}"})
 
-    def authorized(request: Request) -> tuple[bool, bool]:
-        """(authorized, by cookie)"""
+    def who_is(token: str) -> str | None:
+        """'codec-token' for the service token, 'op-...:role' for an operator allowed to read cases."""
+        if hmac.compare_digest(token.encode(), cfg.token.encode()):
+            return "codec-token"
+        return lookup(token) if len(token) <= 200 else None
+
+    async def authorized(request: Request) -> tuple[str | None, bool]:
+        """(who, by cookie)"""
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given:
-            return hmac.compare_digest(given.strip().encode(), cfg.token.encode()), False
-        return session_valid(cfg.token, request.cookies.get(COOKIE)), True
+            return await asyncio.to_thread(who_is, given.strip()), False
+        return sessions.who(request.cookies.get(COOKIE)), True
 
     def refuse(status: int, detail: str) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     async def transcode(request: Request, decode: bool) -> Response:
-        ok, by_cookie = authorized(request)
-        if not ok:
+        who, by_cookie = await authorized(request)
+        if who is None:
             return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
         if by_cookie and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return refuse(415, "Content-Type must be application/json")
@@ -182,15 +267,18 @@ def create_app(cfg: Config) -> FastAPI:
             out = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
         except PayloadDecryptionError as exc:
             return refuse(422, str(exc))
+        referer = request.headers.get("referer", "")
+        workflow = referer.split("/workflows/", 1)[1].split("/", 1)[0] if "/workflows/" in referer else None
+        log.info("decoded", who=who, via="session" if by_cookie else "bearer",
+                 namespace=request.headers.get("x-namespace"), workflow=workflow, payloads=len(out))
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))
 
     @app.post("/decode")
     async def decode(request: Request) -> Response:
         return await transcode(request, decode=True)
 
-    @app.post("/encode")
-    async def encode(request: Request) -> Response:
-        return await transcode(request, decode=False)
+    # No /encode: it let a token holder mint payloads under the live key, and the Web UI, read-only for
+    # operators (no signal, update, start or reset from it), has nothing to encode.
 
     @app.get("/health")
     async def health() -> dict:
@@ -204,23 +292,34 @@ def create_app(cfg: Config) -> FastAPI:
 
     @app.get("/login")
     async def login_form(request: Request) -> HTMLResponse:
-        if session_valid(cfg.token, request.cookies.get(COOKIE)):
+        if sessions.who(request.cookies.get(COOKIE)):
             return page('<p class="msg">You are signed in.</p>')
         return page()
 
     @app.post("/login")
     async def login(request: Request) -> HTMLResponse:
+        client = request.client.host if request.client else "?"
+        wait = limiter.blocked(client)
+        if wait:
+            resp = page(f'<p class="msg">Too many failed sign-ins: try again in {int(wait) + 1} s.</p>', status=429)
+            resp.headers["Retry-After"] = str(int(wait) + 1)
+            return resp
         form = parse_qs((await request.body()).decode(errors="replace"))
         given = (form.get("token") or [""])[0].strip()
-        if not given or not hmac.compare_digest(given.encode(), cfg.token.encode()):
-            return page('<p class="msg">That is not the codec token.</p>', status=401)
+        who = await asyncio.to_thread(who_is, given) if given else None
+        if who is None:
+            limiter.failed(client)
+            log.warning("sign-in refused", client=client)
+            return page('<p class="msg">That is not a token that may read cases.</p>', status=401)
+        log.info("signed in", who=who)
         resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>')
-        resp.set_cookie(COOKIE, session_value(cfg.token), max_age=SESSION_SECONDS, httponly=True,
+        resp.set_cookie(COOKIE, sessions.new(who), max_age=SESSION_SECONDS, httponly=True,
                         samesite="strict", secure=cfg.secure_cookie, path="/")
         return resp
 
     @app.post("/logout")
-    async def logout() -> HTMLResponse:
+    async def logout(request: Request) -> HTMLResponse:
+        sessions.end(request.cookies.get(COOKIE))
         resp = page('<p class="msg">Signed out.</p>')
         resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=cfg.secure_cookie)
         return resp
@@ -247,12 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.host not in ("127.0.0.1", "::1", "localhost"):
             print("codec server: CODEC_DEV=1 serves on a loopback address only", file=sys.stderr)
             return 2
-        where = "CODEC_TOKEN" if os.environ.get("CODEC_TOKEN") else str(dev_token_path())
+        where = "CODEC_TOKEN" if env.get("CODEC_TOKEN") else str(dev_token_path())
         print(f"codec server: CODEC_DEV=1: development mode, token from {where}, key id {cfg.keyring.current}. "
               f"Sign in at http://localhost:{cfg.port}/login", flush=True)
 
     import uvicorn
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=os.environ.get("CODEC_LOG_LEVEL", "info"),
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level,
                 server_header=False)
     return 0
 

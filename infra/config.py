@@ -1,32 +1,166 @@
-"""Settings from the environment, with the local stack's defaults."""
+"""Settings: every environment variable the processes read, typed, in one place (pydantic-settings).
+
+One model per process; each takes the shared ones (`Common`) and its own:
+
+    WorkerSettings        worker.py                  WORKER_*, GATEWAY_URL/_API_KEY/_TIMEOUT/_MAX_CONNECTIONS
+    ApiSettings           python -m api              API_*
+    CodecServerSettings   python -m encryption.codec_server   CODEC_*
+    GatewaySettings       python -m sandbox          GATEWAY_*
+    StackSettings         python -m devstack.stack   the ports of the local stack
+
+A bad value stops the process with a `SettingsError` that names the variable and the reason
+("API_PORT: Input should be a valid integer"). An empty variable counts as unset (its default),
+except WORKER_METRICS_ADDRESS, where empty turns the metrics endpoint off.
+
+The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not here:
+it is the SDK's environment configuration (temporalio.envconfig), read by infra/temporal.py.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = Path(os.environ.get("COLLECTIONS_VAR_DIR", ROOT / "var"))
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+class SettingsError(ValueError):
+    """A bad environment variable: 'NAME: reason'."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "localhost:7233"))
-    temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
-    task_queue: str = field(default_factory=lambda: _env("TEMPORAL_TASK_QUEUE", "collections"))
-    ui_port: int = field(default_factory=lambda: int(_env("TEMPORAL_UI_PORT", "8233")))
-    max_cached_workflows: int = field(default_factory=lambda: int(_env("WORKER_MAX_CACHED_WORKFLOWS", "10000")))
-    max_concurrent_activities: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_ACTIVITIES", "200")))
-    max_concurrent_workflow_tasks: int = field(default_factory=lambda: int(_env("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "100")))
-    metrics_address: str = field(default_factory=lambda: os.environ.get("WORKER_METRICS_ADDRESS", "127.0.0.1:9464"))
-    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "auto"))
-    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "info"))
+def _blank_is_default(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise PydanticUseDefault()
+    return value
 
 
-def settings() -> Settings:
-    return Settings()
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Str = Annotated[str, BeforeValidator(_blank_is_default)]
+Int = Annotated[int, BeforeValidator(_blank_is_default)]
+Float = Annotated[float, BeforeValidator(_blank_is_default)]
+Flag = Annotated[bool, BeforeValidator(_blank_is_default)]
+Port = Annotated[int, Field(gt=0, lt=65536), BeforeValidator(_blank_is_default)]
+ListenPort = Annotated[int, Field(ge=0, lt=65536), BeforeValidator(_blank_is_default)]   # 0: any free port
+LogLevel = Annotated[Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower),
+                     BeforeValidator(_blank_is_default)]
+# Values never echoed in an error message (a database URL may hold a password).
+SECRET = ("TOKEN", "KEY", "DATABASE_URL", "PAYLOAD")
+
+
+def env(name: str, default: Any = None, **constraints: Any) -> Any:
+    return Field(default, validation_alias=name, **constraints)
+
+
+class _Env(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True)
+
+
+class Common(_Env):
+    var_dir: Annotated[Path, BeforeValidator(_blank_is_default)] = env("COLLECTIONS_VAR_DIR", ROOT / "var")
+    task_queue: Str = env("TEMPORAL_TASK_QUEUE", "collections", min_length=1)
+    log_format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower),
+                          BeforeValidator(_blank_is_default)] = env("LOG_FORMAT", "auto")
+    log_level: LogLevel = env("LOG_LEVEL", "info")
+    database_url: Str | None = env("DATABASE_URL")
+
+    @property
+    def temporal_address(self) -> str:
+        from infra.temporal import connect_config
+
+        return connect_config()["target_host"]
+
+    @property
+    def temporal_namespace(self) -> str:
+        from infra.temporal import connect_config
+
+        return connect_config()["namespace"]
+
+
+class WorkerSettings(Common):
+    max_cached_workflows: Int = env("WORKER_MAX_CACHED_WORKFLOWS", 10_000, ge=0)
+    max_concurrent_activities: Int = env("WORKER_MAX_CONCURRENT_ACTIVITIES", 200, ge=1)
+    max_concurrent_workflow_tasks: Int = env("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", 100, ge=2)
+    metrics_address: str = env("WORKER_METRICS_ADDRESS", "127.0.0.1:9464",
+                               pattern=r"^$|^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")
+    gateway_url: Str = env("GATEWAY_URL", "http://127.0.0.1:8700", pattern=r"^https?://")
+    gateway_api_key: Str = env("GATEWAY_API_KEY", "sandbox-key")
+    gateway_timeout: Float = env("GATEWAY_TIMEOUT", 10.0, gt=0)
+    gateway_max_connections: Int = env("GATEWAY_MAX_CONNECTIONS", 16, ge=1)
+
+
+class ApiSettings(Common):
+    host: Str = env("API_HOST", "127.0.0.1")
+    port: ListenPort = env("API_PORT", 8800)
+    tokens: Str | None = env("API_TOKEN", None, description="bearer tokens, comma-separated for rotation")
+    require_token: Flag = env("API_REQUIRE_TOKEN", False)
+    update_timeout: Float = env("API_UPDATE_TIMEOUT", 30.0, gt=0)
+
+
+class CodecServerSettings(Common):
+    host: Str = env("CODEC_HOST", "127.0.0.1")
+    port: ListenPort = env("CODEC_PORT", 8081)
+    token: Str | None = env("CODEC_TOKEN")
+    dev: Flag = env("CODEC_DEV", False)
+    cors_origins: Str | None = env("CODEC_CORS_ORIGINS")
+    cookie_secure: Flag = env("CODEC_COOKIE_SECURE", False)
+    server_log_level: LogLevel = env("CODEC_LOG_LEVEL", "info")
+    ui_port: Port = env("TEMPORAL_UI_PORT", 8233)
+
+
+class GatewaySettings(Common):
+    host: Str = env("GATEWAY_HOST", "127.0.0.1")
+    port: ListenPort = env("GATEWAY_PORT", 8700)
+    db: Str | None = env("GATEWAY_DB")
+    server_log_level: LogLevel = env("GATEWAY_LOG_LEVEL", "info")
+    api_key: Str | None = env("GATEWAY_API_KEY")
+    instance: Str | None = env("GATEWAY_INSTANCE")
+
+
+class StackSettings(WorkerSettings):
+    ui_port: Port = env("TEMPORAL_UI_PORT", 8233)
+    gateway_port: Port | None = env("GATEWAY_PORT")
+    api_port: Port = env("API_PORT", 8800)
+    api_token: Str | None = env("API_TOKEN")
+    codec_port: Port = env("CODEC_PORT", 8081)
+    codec_token: Str | None = env("CODEC_TOKEN")
+    codec_cors_origins: Str | None = env("CODEC_CORS_ORIGINS")
+
+
+S = TypeVar("S", bound=_Env)
+
+
+def load(model: type[S], environ: dict[str, str] | None = None) -> S:
+    """The model from the environment (or from `environ` alone); a bad value raises SettingsError naming it."""
+    try:
+        if environ is None:
+            return model()
+        names = {f.validation_alias for f in model.model_fields.values()}
+        return model.model_validate({k: v for k, v in environ.items() if k in names})
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    out = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        shown = "" if any(s in name for s in SECRET) else f" (got {err.get('input')!r})"
+        out.append(f"{name}: {err.get('msg', 'invalid')}{shown}")
+    return "; ".join(out)
+
+
+def settings() -> WorkerSettings:
+    """The worker's settings (the CLI and the tools share them: task queue, logging, paths)."""
+    return load(WorkerSettings)
+
+
+def var_dir() -> Path:
+    """COLLECTIONS_VAR_DIR (default var/ in the checkout), read at call time."""
+    return load(Common).var_dir.resolve()

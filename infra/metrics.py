@@ -11,11 +11,21 @@ repeated when a workflow replays:
   collections_payment_amount{currency}         their amount, in major units
   collections_steps{stage}                     ladder steps started, by stage
   collections_cases_closed{outcome}            cases closed, by outcome
+  collections_calendar_days_left               days until the first day with no official holiday calendar
+                                               file (policies/calendars/cn-YYYY.toml); 0: contacts bound to
+                                               rest days are being refused (calendar_missing)
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import structlog
 from temporalio.common import MetricMeter
+
+from domain import calendar
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 
@@ -31,3 +41,30 @@ def count(meter: MetricMeter, name: str, description: str, value: int | float = 
         meter.create_counter(name, description).add(int(round(value)), labels)  # the SDK's counters are integers
     else:
         meter.create_counter(name, description).add(value, labels)
+
+
+CALENDAR_DAYS_LEFT = "collections_calendar_days_left"
+
+
+def beijing_today() -> dt.date:
+    return dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
+def check_calendar(meter: MetricMeter | None, log, today: dt.date | None = None) -> int:
+    """Set the calendar gauge and warn (from 1 November) that next year's calendar file is missing."""
+    today = today or beijing_today()
+    left = calendar.days_of_calendar_left(today)
+    if meter is not None:
+        meter.create_gauge(CALENDAR_DAYS_LEFT, "days until the first day with no official holiday calendar file").set(left)
+    warning = calendar.missing_warning(today)
+    if warning:
+        log.warning("holiday calendar missing", days_left=left, detail=warning)
+    return left
+
+
+async def watch_calendar(meter: MetricMeter | None, every: float = 3600.0) -> None:
+    """Keep the gauge current and the warning repeated (once at start, then every `every` seconds)."""
+    log = structlog.get_logger("calendar")
+    while True:
+        check_calendar(meter, log)
+        await asyncio.sleep(every)

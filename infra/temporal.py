@@ -1,20 +1,53 @@
-"""Connecting to Temporal with the project's data converter (pydantic, payloads encrypted: encryption/codec.py)."""
+"""Connecting to Temporal: the SDK's environment configuration, the project's data converter.
+
+Where to connect comes from `temporalio.envconfig`, as for the `temporal` CLI, so the same code
+reaches the local dev server, a self-hosted cluster with mTLS, or Temporal Cloud:
+
+    TEMPORAL_ADDRESS            host:port (default localhost:7233)
+    TEMPORAL_NAMESPACE          (default "default")
+    TEMPORAL_API_KEY            an API key (turns TLS on)
+    TEMPORAL_TLS                true/false
+    TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH   mTLS client certificate and key
+    TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME    a private CA, an SNI override
+    TEMPORAL_CONFIG_FILE        a TOML file of profiles (default ~/.config/temporalio/temporal.toml)
+    TEMPORAL_PROFILE            the profile to use from it (default "default")
+
+Environment variables override the profile's values. Payloads are encrypted (encryption/codec.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from temporalio.client import Client
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.runtime import Runtime
 
 from encryption.codec import data_converter_for
-from infra.config import settings
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
 
 
-async def connect(address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None) -> Client:
-    cfg = settings()
-    address = address or cfg.temporal_address
+def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | None = None) -> ClientConnectConfig:
+    """Client.connect's arguments from the profile file and the TEMPORAL_* variables (or `environ` alone)."""
+    prof = ClientConfigProfile.load(profile=profile, override_env_vars=environ)
+    config = prof.to_client_connect_config()
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    config.setdefault("namespace", DEFAULT_NAMESPACE)
+    return config
+
+
+async def connect(address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None,
+                  *, profile: str | None = None) -> Client:
+    """A client; `address` and `namespace` override the configuration (the tests' own servers)."""
+    config = connect_config(profile=profile)
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
     return await Client.connect(
-        address,
-        namespace=namespace or cfg.temporal_namespace,
-        data_converter=data_converter_for(address),   # PAYLOAD_KEYS, or the local stack's dev key
+        **config,
+        data_converter=data_converter_for(config["target_host"]),   # PAYLOAD_KEYS, or the local stack's dev key
         **({"runtime": runtime} if runtime else {}),
     )

@@ -7,17 +7,22 @@ GATEWAY_API_KEY (default "sandbox-key").
 from __future__ import annotations
 
 import argparse
-import os
 
 from infra.process import exit_with_parent
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Sandbox channel gateway")
-    parser.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8700")))
-    parser.add_argument("--db", default=os.environ.get("GATEWAY_DB"), help="SQLite file for the outbox")
-    parser.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    from infra.config import GatewaySettings, SettingsError, load
+
+    try:
+        cfg = load(GatewaySettings)
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    parser.add_argument("--host", default=cfg.host)
+    parser.add_argument("--port", type=int, default=cfg.port)
+    parser.add_argument("--db", default=cfg.db, help="SQLite file for the outbox")
+    parser.add_argument("--log-level", default=cfg.server_log_level)
     parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -188,6 +188,15 @@ class CallScript(BaseModel):
         return out
 
 
+def play_call(script: list[CallScript] | None) -> dict:
+    """The outcome of the next call to a loan: its script played in order, the last entry repeating (the list
+    is consumed); answered when it has none. Pure: the simulator's direct engine answers calls with it too."""
+    if not script:
+        return {"outcome": "answered"}
+    step = script.pop(0) if len(script) > 1 else script[0]
+    return step.result()
+
+
 class FaultSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -392,11 +401,7 @@ class Gateway:
         return rate > 0 and self.rng.random() < rate
 
     def next_call_result(self, loan_id: str) -> dict:
-        script = self.call_scripts.get(loan_id)
-        if not script:
-            return {"outcome": "answered"}
-        step = script.pop(0) if len(script) > 1 else script[0]
-        return step.result()
+        return play_call(self.call_scripts.get(loan_id))
 
     def reset(self) -> None:
         self.store.clear()
@@ -441,9 +446,12 @@ def _channel_fields(channel: Channel, body: BaseModel, now: dt.datetime, gateway
 def create_app(api_key: str | None = None, db_path: str | None = None, *, instance: str | None = None) -> FastAPI:
     """The gateway app. api_key defaults to $GATEWAY_API_KEY or "sandbox-key"; db_path to
     $GATEWAY_DB or an in-process (":memory:") store."""
-    api_key = api_key or os.environ.get("GATEWAY_API_KEY") or DEFAULT_API_KEY
-    db_path = db_path or os.environ.get("GATEWAY_DB") or MEMORY
-    instance = instance or os.environ.get("GATEWAY_INSTANCE") or uuid.uuid4().hex
+    from infra.config import GatewaySettings, load
+
+    cfg = load(GatewaySettings)
+    api_key = api_key or cfg.api_key or DEFAULT_API_KEY
+    db_path = db_path or cfg.db or MEMORY
+    instance = instance or cfg.instance or uuid.uuid4().hex
     gw = Gateway(api_key, db_path)
 
     @contextlib.asynccontextmanager

@@ -412,8 +412,13 @@ class Borrower:
             if amount <= 0:
                 return None
             amount = _amount_text(amount)
+        dates = {}
+        if outcome in ("judgment", "payment_order_issued"):  # the dates the legal clocks count from (domain/legal.py)
+            today = self.start + timedelta(days=a.day)
+            dates = (dict(effective_on=today, performance_ends=today + timedelta(days=10)) if outcome == "judgment"
+                     else dict(served_on=today))
         return Update("record_outcome", OutcomeIn(kind="court", outcome=outcome, amount=amount,
-                                                  reference=f"court {self.loan.loan_id}"), f"court_{outcome}")
+                                                  reference=f"court {self.loan.loan_id}", **dates), f"court_{outcome}")
 
     # ---- after the case answered
 

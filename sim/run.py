@@ -41,7 +41,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.dates import zone
-from domain.models import CaseInput
+from domain.models import CaseInput, CaseStatus
 from domain.money import parse_amount
 from domain.policy import Policy, load_policy
 from sim.behaviour import Action, Borrower, call_script
@@ -70,13 +70,16 @@ class Options:
     concurrency: int = 64
     keep_db: bool = False
     progress: bool = True
+    engine: str = "direct"          # direct: the pure cases on an event queue (sim.direct); temporal: the real workflows
+    workers: int | None = None      # direct: processes (default: the core count)
+    finals: bool = False            # also return each case's final figures (the engines' agreement test)
 
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
             return Path(self.out)
-        from infra.config import VAR
+        from infra.config import var_dir
 
-        return VAR / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
+        return var_dir() / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
 
 
 @dataclass
@@ -98,6 +101,34 @@ class Trace:
 def default_start(now: datetime) -> date:
     """1 January of next year: a fixed calendar (holidays, weekends) for a whole year of runs."""
     return date(now.year + 1, 1, 1)
+
+
+def direct_default_start(now: datetime) -> date:
+    """The direct engine's clock need not be in the future: 1 January of next year when its official calendar is
+    on file, else 1 January of the latest year that has one (a year without is refused every contact)."""
+    from domain.calendar import years_available
+
+    nxt = default_start(now)
+    years = years_available()
+    return nxt if nxt.year in years or not years else date(max(years), 1, 1)
+
+
+def calendar_gaps(start: date, days: int) -> list[int]:
+    """Years of the simulated period with no official holiday calendar: there the gate refuses every contact
+    (it fails closed, rule calendar_missing), so the simulation says so up front."""
+    from domain.calendar import years_available
+
+    have = set(years_available())
+    return [y for y in range(start.year, (start + timedelta(days=days)).year + 1) if y not in have]
+
+
+def warn_calendar(start: date, days: int) -> list[int]:
+    gaps = calendar_gaps(start, days)
+    if gaps:
+        print(f"warning: no official holiday calendar for {', '.join(map(str, gaps))} "
+              f"(policies/calendars/cn-YYYY.toml): the contact gate refuses every contact then (calendar_missing)",
+              file=sys.stderr)
+    return gaps
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -341,6 +372,7 @@ async def simulate(opts: Options) -> dict:
                 await register_search_attributes(env.client)
                 now = await env.get_current_time()
                 start = opts.start or default_start(now)
+                warn_calendar(start, opts.days)
                 anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
                 if anchor <= now:
                     from app.errors import BadInput
@@ -365,6 +397,7 @@ async def simulate(opts: Options) -> dict:
                     workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
                 )
                 progress = _progress(opts) if opts.progress else None
+                finals = None
                 async with worker:
                     try:
                         await sim.run(env, engine, trace, progress.tick if progress else None)
@@ -373,6 +406,8 @@ async def simulate(opts: Options) -> dict:
                             progress.close()
                     await asyncio.to_thread(sim.read_closed, engine)
                     trace.failed_workflows = await _failed(env.client, sim)
+                    if opts.finals:
+                        finals = await _finals(env.client, sim)
                 trace.wall["total_sim"] = time.perf_counter() - wall0
                 summary = await asyncio.to_thread(report.build, out, opts, policies, loans, engine, trace)
             finally:
@@ -382,7 +417,68 @@ async def simulate(opts: Options) -> dict:
     finally:
         tmp.cleanup()
     summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
+    if finals is not None:
+        summary["finals"] = finals
     return summary
+
+
+async def _finals(client: Client, sim: Simulation) -> dict[str, dict]:
+    """Each case's final figures, from its status query (what sim.direct.final_of gives for the direct engine)."""
+    from workflows.case import CollectionCase
+
+    async def one(ln: SimLoan) -> tuple[str, dict]:
+        handle = client.get_workflow_handle(ln.workflow_id, result_type=CaseStatus)
+        async with sim.sem:  # a closed case returned its status; a running one is asked
+            st = await (handle.result() if ln.loan_id in sim.closed else handle.query(CollectionCase.status))
+        return ln.loan_id, {"status": st.status, "outcome": st.outcome, "total_paid": parse_amount(st.total_paid, "CNY", allow_zero=True),
+                            "steps_done": list(st.steps_done), "contacts": dict(sorted(st.contacts.items()))}
+
+    return dict(await asyncio.gather(*(one(ln) for ln in sim.loans)))
+
+
+def simulate_direct(opts: Options) -> dict:
+    """The comparison on the direct engine (sim.direct): the same portfolio, borrowers, rules and report."""
+    from sim import direct, report
+
+    wall0 = time.perf_counter()
+    policies = {"champion": load_policy(opts.champion), "challenger": load_policy(opts.challenger)}
+    names = (policies["champion"].name, policies["challenger"].name)
+    out = opts.report_dir(names)
+    start = opts.start or direct_default_start(datetime.now(timezone.utc))
+    gaps = warn_calendar(start, opts.days)
+    anchor = checkpoint_anchor(start)
+    job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split,
+                     finals=opts.finals)
+    res = direct.run(job, opts.loans, opts.workers)
+    trace = trace_of(res, anchor, start, opts.days)
+    trace.wall["simulate"] = time.perf_counter() - wall0
+    trace.wall["total_sim"] = trace.wall["simulate"]
+    summary = report.build(out, opts, policies, portfolio(opts.seed, opts.loans, opts.split), None, trace, data=res.data())
+    summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
+    summary["cpu_seconds"] = round(res.cpu, 1)
+    summary["run"]["calendar_missing"] = gaps
+    if opts.finals:
+        summary["finals"] = res.finals
+    return summary
+
+
+def checkpoint_anchor(start: date) -> datetime:
+    """Day 0's checkpoint: 11:00 Beijing time on the start date, in UTC."""
+    return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
+
+
+def trace_of(res, anchor: datetime, start: date, days: int) -> Trace:
+    """The direct engine's results as the report reads a run's trace (checkpoints without drift)."""
+    trace = Trace(anchor=anchor, start=start)
+    trace.checkpoints = [anchor + timedelta(days=d) for d in range(days + 1)]
+    for arm, c in res.accepted.items():
+        trace.accepted[arm].update(c)
+    for arm, c in res.rejected.items():
+        trace.rejected[arm].update(c)
+    trace.rejections = [text for _, _, text in res.rejections[:50]]
+    for loan_id, rec in res.recoveries.items():
+        trace.recoveries[loan_id] = list(rec)
+    return trace
 
 
 def _runtime():
@@ -441,15 +537,35 @@ async def main(a) -> int:
     from app.errors import BadInput
     from sim import report
 
+    if a.challenger is None and not getattr(a, "sweep", None):
+        raise BadInput("challenger", "a challenger policy is required (or --sweep to vary the champion)")
     for field, name in (("policy", a.policy), ("challenger", a.challenger)):
+        if name is None:
+            continue
         try:
             load_policy(name)
         except InvalidInput as exc:
             raise BadInput(field, exc.reason if exc.field == "policy" else str(exc)) from None
+    engine = getattr(a, "engine", "direct")
+    workers = getattr(a, "workers", None)
+    if workers is not None and workers < 1:
+        raise BadInput("workers", f"{workers} must be at least 1")
+    sweeps = getattr(a, "sweep", None) or []
+    if sweeps:
+        from sim import sweep
+
+        if engine != "direct":
+            raise BadInput("engine", "a sweep runs on the direct engine only (--engine direct)")
+        return sweep.main(a, sweeps)
     opts = Options(champion=a.policy, challenger=a.challenger, loans=a.loans, days=a.days, seed=a.seed,
                    out=Path(a.out) if a.out else None, split=a.split, start=a.start, concurrency=a.concurrency,
-                   keep_db=a.keep_db, progress=not a.json)
-    summary = await simulate(opts)
+                   keep_db=a.keep_db, progress=not a.json, engine=engine, workers=workers)
+    if engine == "direct":
+        if a.keep_db:
+            raise BadInput("keep-db", "the direct engine keeps no database (use --engine temporal)")
+        summary = await asyncio.to_thread(simulate_direct, opts)
+    else:
+        summary = await simulate(opts)
     if a.json:
         import json
 

@@ -18,7 +18,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
+from tests.test_ladder import JUDGMENT_DATES
+from domain.models import (
+    CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, ReversalIn, WriteOffConfirmIn,
+)
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
@@ -35,7 +38,7 @@ OUT = Path(__file__).parent / "histories"
 async def ladder(cases: Cases):
     h = await cases.start(dpd=1, loan_id="R-LADDER")
     await cases.advance(days=130)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
@@ -87,10 +90,40 @@ async def write_off(cases: Cases):
     await cases.advance(days=200)
     await h.execute_update(W.record_payment, PaymentIn(payment_id="WO1", amount="100.00", currency="CNY"))
     await cases.advance(days=530)
+    if (await cases.status(h)).status != "closed":  # today the case stays open: an operator ends the recording
+        await h.execute_update(W.close_case, CloseIn(outcome="error", reason="end of the recording"))
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off)
+async def write_off_proposal(cases: Cases):
+    """Write-off proposed and kept open (账销案存), confirmed, a payment applied then reversed, closed by an operator."""
+    h = await cases.start(dpd=700, loan_id="R-WRITEOFF-2")
+    await cases.advance(days=25)
+    await h.execute_update(W.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie", reference="WO-1"))
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="WO2-P1", amount="500.00", currency="CNY"))
+    await cases.advance(days=3)
+    await h.execute_update(W.reverse_payment, ReversalIn(payment_id="WO2-P1", reason="returned transfer"))
+    await cases.advance(days=3)
+    await h.execute_update(W.close_case, CloseIn(outcome="uncollectable", reason="borrower cannot be traced"))
+    return h
+
+
+async def legal_clocks(cases: Cases):
+    """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
+    comes without its dates and then with them, and enforcement follows its performance period."""
+    h = await cases.start(dpd=110, loan_id="R-LEGAL")
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="L1", amount="100.00", currency="CNY"))
+    await cases.advance(days=40)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await cases.advance(days=3)
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await cases.advance(days=3)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))
+    return h
+
+
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, write_off, write_off_proposal, legal_clocks)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str]) -> None:

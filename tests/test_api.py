@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,9 @@ from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from devstack.binaries import find
 from infra.temporal import connect
-from workflows import search
+from tests.workflow_helpers import free_port
 from worker import build_worker
+from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = "test-token-0123456789"   # API_TOKEN: the bootstrap admin token (operators only)
@@ -54,12 +54,6 @@ class Api:
             r = await c.get(f"/v1/loans/{loan_id}")
         assert r.status_code == 200, r.text
         return r.json()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def essentials(st: dict) -> dict:
@@ -124,6 +118,16 @@ def error_of(r: httpx.Response) -> tuple[str | None, str]:
 
 
 # --------------------------------------------------------------------------- the document
+
+
+async def test_health_connects_at_start_and_says_so(api):
+    """Before any request that needs Temporal, the API has connected (it did so at start) and /health says so."""
+    async with httpx.AsyncClient() as h:
+        deadline = time.monotonic() + 15
+        while (body := (await h.get(f"{api.url}/health")).json())["temporal"] != "connected":
+            assert body["temporal"] == "connecting" and time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+    assert body == {"status": "ok", "temporal": "connected", "detail": None}
 
 async def test_the_openapi_document_is_served_and_describes_every_route(api):
     async with api.http(auth=False) as c:
@@ -306,6 +310,9 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         before = essentials(st)
         r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment"})
         assert r.status_code == 422 and error_of(r)[0] == "kind" and error_of(r)[1].startswith("no lawsuit"), r.text
+        r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment",
+                                                          "effective_on": today.isoformat()})
+        assert r.status_code == 422 and error_of(r)[0] == "performance_ends", r.text  # the judgment's dates come together
         r = await c.post("/v1/loans/API-2/holds/complaint/release", json={})
         assert r.status_code == 422 and error_of(r)[0] == "kind", r.text
         r = await c.post("/v1/loans/API-2/payments", json={"payment_id": "TOO-MUCH", "amount": "999999.00"})

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ITEMS = ("1. Start throughput", "2. Memory", "3. Reaction", "4. Portfolio", "5. Import")
+ITEMS = ("1. Start throughput", "2. Memory", "3. Reaction", "4. Portfolio", "5. Import", "6. Direct simulator")
 
 
 def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
@@ -26,7 +26,7 @@ def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
     result = json.loads(out.read_text())
     assert result["machine"]["nproc"] >= 1 and result["machine"]["temporalio"]
     tables = {t["title"].split(":")[0].split(" (")[0]: t for t in result["tables"]}
-    assert len(tables) == 5, list(tables)
+    assert len(tables) == 6, list(tables)
     for table in result["tables"]:
         assert table["rows"], table["title"]
         for row in table["rows"]:
@@ -35,10 +35,12 @@ def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
                 continue
             if "modules imported anew" in row["metric"]:
                 # production passes the workflow modules through the sandbox: none may be imported anew
-                assert row["ours"] is not None and row["ours"] >= 0, row
+                assert row["ours"] == 0, row
                 continue
             assert row["ours"] is not None and row["ours"] > 0, row
             if row["baseline"] is not None:
                 assert row["baseline"] > 0 and row["ratio"] > 0, row
-            if row["goal"]:
-                assert row["met"] in (True, False), row
+            if row["goal"] and row["goal_on"] == "ours":
+                assert row["met"] is True, row   # a limit on our own figure (history events): met even at this size
+            elif row["goal"]:
+                assert row["met"] is not None, row   # a goal on a ratio: evaluated (a tiny run's ratio says little)

@@ -1,7 +1,7 @@
 """The Case state machine, driven directly with datetimes (no Temporal).
 
-`Runner` plays the workflow's part: tick, run the due step (every action delivered), sleep until
-`wake_at()`. Updates are applied with check_* then apply_*, as the workflow's validators do.
+`Runner` plays the workflow's part with the workflow's own loop (`Case.next_move`): run the due step
+(every action delivered) or sleep until the next deadline. Updates are applied with check_* then apply_*, as the workflow's validators do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from domain.case import Case
+from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
 from domain.models import (
@@ -70,22 +70,25 @@ class Runner:
     def run_until(self, until: datetime) -> Runner:
         case = self.case
         for _ in range(10_000):
-            case.tick(self.now)
-            if case.state.closed:
+            move = case.next_move(self.now)  # the workflow's own loop decision
+            if move.closes:
                 return self
-            idx = case.due_step(self.now)
-            if idx is not None:
-                step = case.begin_step(idx, self.now)
-                case.settle_step(idx, self.results(step), [], self.now)
+            if move.runs_step:
+                step = case.begin_step(move.step, self.now)
+                case.settle_step(move.step, self.results(step), [], self.now)
                 self.ran.append((step.key, self.now))
                 continue
+            # nothing left undone at `now`: the next deadline lies ahead (no busy loop); the sleep is the
+            # workflow's, at least a second
             wake = case.wake_at()
-            # nothing left undone at `now`: the next deadline lies ahead (no busy loop)
             assert wake is None or wake > self.now, (wake, self.now, case.deadlines())
-            if wake is None or wake > until:
-                self.now = max(self.now, until)
-                return self
-            self.now = wake
+            assert move.until == (None if wake is None else max(wake, self.now + MIN_SLEEP)), (move, wake)
+            if move.until is None or move.until > until:
+                if self.now >= until:
+                    return self
+                self.now = until  # one more turn at `until`, as when an input wakes the workflow then
+                continue
+            self.now = move.until
         raise AssertionError("the case never settled")
 
     def run_for(self, **delta) -> Runner:
@@ -203,7 +206,9 @@ def test_whole_ladder_on_the_real_calendar():
     # the lawsuit waits for the court (180 days), then for a judgment before enforcement
     assert r.state.awaiting.kind == "court" and r.state.awaiting.until == r.dpd_at(120) + timedelta(days=180)
     assert "awaiting court outcome" in r.case.next_action().what
-    r.outcome("court", "judgment", reference="(2026)沪0101民初1号")
+    # effective the day before; its performance period ends on DPD 149 (a Tuesday), so enforcement opens at its 24:00
+    r.outcome("court", "judgment", reference="(2026)沪0101民初1号", effective_on=r.case.clock.today(r.now) - timedelta(days=1),
+              performance_ends=r.case.inp.due_date + timedelta(days=149))
     assert r.state.awaiting is None and r.state.judgment_at == r.now
     r.run_until(r.dpd_at(151))
     assert r.keys()[-1] == "enforcement" and r.when("enforcement") == r.dpd_at(150)
@@ -272,7 +277,8 @@ def test_late_start_catches_up_to_the_step_its_dpd_calls_for(dpd, expected):
 def test_late_start_past_enforcement_files_the_lawsuit_first():
     r = Runner.open(dpd=200).run_until(T0 + timedelta(days=60))
     assert "litigation" in r.keys()
-    r.outcome("court", "judgment")  # rejected today: "no lawsuit or payment order has been filed"
+    today = r.case.clock.today(r.now)  # rejected today: "no lawsuit or payment order has been filed"
+    r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=3))
     r.run_for(days=10)
     assert r.keys()[-1] == "enforcement"
 
@@ -630,7 +636,8 @@ def test_outcomes_need_their_step():
 
 def test_enforcement_result_is_never_swallowed_by_a_payment_id():
     r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
-    r.outcome("court", "judgment")
+    today = r.case.clock.today(r.now)
+    r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=10))
     r.run_until(r.dpd_at(151))
     r.pay("100.00", r.case.enforcement_payment_id(2))  # an id the ledger already holds
     paid = r.state.total_paid

@@ -10,6 +10,7 @@ from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, Relea
 from domain.policy import load_policy, parse_policy
 from tests.conftest import open_hours, today_in
 from workflows.case import CollectionCase
+from tests.test_ladder import JUDGMENT_DATES
 
 DEFAULT = load_policy("default")  # ladder tests run it with open contact hours (tests/conftest.py)
 FULL = "10520.00"  # 10000.00 principal + 500.00 interest + 20.00 fees (conftest defaults)
@@ -33,7 +34,7 @@ async def test_full_payment_at_each_step_closes_the_case(cases, step):
     target = DEFAULT.steps[DEFAULT.step_index(step)]
     if target.requires == "judgment":
         await until_step(cases, h, "litigation")
-        await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+        await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await until_step(cases, h, step)
     st = await cases.status(h)
     assert st.stage == target.stage

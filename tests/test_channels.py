@@ -10,6 +10,7 @@ import pytest
 
 from domain.models import OutcomeIn, PaymentIn
 from workflows.case import CollectionCase
+from tests.test_ladder import JUDGMENT_DATES
 
 LADDER = [  # (channel, letter kind or None) in the order a whole ladder delivers them
     ("sms", None), ("email", None), ("letter", "reminder_notice"), ("call", None), ("visit", None),
@@ -30,7 +31,7 @@ def outbox(gateway, loan_id: str) -> list[dict]:
 async def walk_whole_ladder(cases, loan_id: str):
     h = await cases.start(dpd=1, loan_id=loan_id)
     await cases.advance(days=130)
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment"))
+    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))

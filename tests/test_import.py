@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +31,10 @@ from app import portfolio
 from devstack.binaries import find
 from infra.temporal import connect
 from tests.conftest import TASK_QUEUE, Cases
+from tests.workflow_helpers import free_port, run_starter
+from worker import build_worker
 from workflows import search
 from workflows.case import CollectionCase
-from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "import"
@@ -46,13 +46,7 @@ def db_url(repo) -> str:
 
 
 async def cli(address: str, task_queue: str, repo, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
-    e = dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=task_queue, LOG_FORMAT="json",
-             DATABASE_URL=db_url(repo))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return await run_starter(address, task_queue, db_url(repo), *args, timeout=timeout)
 
 
 def runner(env, repo):
@@ -259,12 +253,6 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
 
 # --------------------------------------------------------------------------- list, on a dev server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Dev:
     address: str
@@ -347,6 +335,48 @@ async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(de
     bad = await dev.cli("list", "--status", "open")
     assert bad.returncode == 2 and "error: status: invalid choice" in bad.stderr
 
+    # a typo in a stage, segment or policy name is refused with the names there are, not "0 case(s)"
+    bad = await dev.cli("list", "--stage", "litgation")
+    assert bad.returncode == 2 and "error: stage: 'litgation' is not a stage" in bad.stderr and "litigation" in bad.stderr
+    bad = await dev.cli("list", "--segment", "listc")
+    assert bad.returncode == 2 and "error: segment: 'listc' is not a known segment" in bad.stderr
+    assert "lista" in bad.stderr and "listb" in bad.stderr
+    bad = await dev.cli("count", "--by", "stage", "--policy", "defualt")
+    assert bad.returncode == 2 and "error: policy: 'defualt' is not a known policy" in bad.stderr
+
+    # the summary in the Web UI says which balance it shows
+    desc = await dev.client.get_workflow_handle("loan-LST-1").describe()
+    assert "opening balance CNY 1000.00" in (await desc.static_summary() or "")
+
+    # counts per value, one count query each; a closed case shows no next action and no hold
+    closed = await dev.cli("hold", "LST-4", "--kind", "deceased", "--reference", "T-2")
+    assert closed.returncode == 0, closed.stderr
+    gone = await poll_list(dev, "--segment", "lista", "--status", "closed", want=1)
+    assert gone[0]["loan_id"] == "LST-4" and gone[0]["next_action_at"] is None and gone[0]["on_hold"] is None
+    row = next(line for line in (await dev.cli("list", "--segment", "lista", "--status", "closed")).stdout.splitlines()
+               if line.startswith("loan-LST-4 "))
+    assert row.split()[2:4] == ["closed", "-"] and row.split()[-1] == "-", row
+    deadline = time.monotonic() + 30
+    while True:
+        r = await dev.cli("count", "--by", "status", "--segment", "lista", "--json")
+        assert r.returncode == 0, r.stderr
+        counted = json.loads(r.stdout)
+        if counted["counts"] == {"active": 6, "paused": 1, "closed": 1} or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert counted["counts"] == {"active": 6, "paused": 1, "closed": 1} and counted["total"] == 8, counted
+    text = await dev.cli("count", "--by", "segment")
+    assert text.returncode == 0 and any(line.split() == ["listb", "4"] for line in text.stdout.splitlines()), text.stdout
+
+    # a reader that goes away (`list --json | head -1`) ends the command quietly
+    read, write = os.pipe()
+    os.close(read)
+    env = dict(os.environ, TEMPORAL_ADDRESS=dev.address, TEMPORAL_TASK_QUEUE=dev.task_queue, DATABASE_URL=db_url(dev.repo))
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "starter.py", "list", "--json"], cwd=ROOT, env=env,
+                                   stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr and done.returncode == 1, done.stderr
+
 
 # --------------------------------------------------------------------------- help
 
@@ -360,7 +390,7 @@ def test_every_command_has_json_and_help_with_examples():
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     assert set(sub.choices) == {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome",
-                                "status", "payments", "apply-unapplied", "simulate"}
+                                "status", "payments", "apply-unapplied", "simulate", "count"}
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name

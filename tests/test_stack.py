@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,13 +26,14 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from devstack.stack import alive, port_free
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import load_policy
 from encryption import codec
 from infra.config import ROOT
-from devstack.stack import alive, port_free
 from infra.temporal import connect
+from tests.workflow_helpers import free_port
 from workflows import search
 from workflows.case import CollectionCase
 
@@ -46,12 +46,6 @@ TYPES = {
     "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
 }
 TASK_QUEUE = "collections-stack-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -176,7 +170,8 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     assert started.metadata["encryption-key-id"].decode() == dev_key.current
     token = (stack.var / "codec-token").read_text().strip()
     async with httpx.AsyncClient(timeout=30) as http:
-        got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": "Bearer dev-token"})
+        dev = (stack.var / "dev-token").read_text().strip()   # the dev operator's; dev-token only bootstraps
+        got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": f"Bearer {dev}"})
         assert got.status_code == 200, got.text
         assert got.json()["workflow_id"] == handle.id and got.json()["policy"] == "demo"
         decoded = await http.post(f"{codec_url}/decode", json=json_format.MessageToDict(Payloads(payloads=[started])),
@@ -185,6 +180,11 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     plain = json_format.ParseDict(decoded.json(), Payloads()).payloads[0]
     assert json.loads(plain.data)["loan_id"] == loan_id
     cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=stack.env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
+    # a new shell, no TEMPORAL_* set: starter.py finds the running stack in its record (var/stack.json)
+    bare = {k: v for k, v in stack.env.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE")}
+    cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=bare,
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
 
@@ -214,3 +214,14 @@ async def test_cases_survive_a_server_restart(stack):
     status = await again.query(CollectionCase.status)   # the new worker replays it from the saved history
     assert status.stage in ("reminder", "first_call") and status.status == "active"
     stack.stop()
+
+
+def test_the_cli_keeps_an_address_it_was_given(tmp_path, monkeypatch):
+    """The stack's record is used only when the environment names no Temporal."""
+    import starter
+
+    environ = {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
+    assert starter.use_running_stack(environ) == {} and environ == {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
+    monkeypatch.setenv("COLLECTIONS_VAR_DIR", str(tmp_path))   # no stack running there
+    environ = {}
+    assert starter.use_running_stack(environ) == {} and environ == {}

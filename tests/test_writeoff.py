@@ -177,7 +177,7 @@ async def test_write_off_with_a_lawsuit_pending_goes_on_to_judgment_enforcement_
     assert (await search_attributes(h)).get(search.CASE_OUTCOME) == "recovered"
 
 
-async def test_an_operator_closes_a_case_with_a_reason(cases):
+async def test_an_operator_closes_a_case_with_a_reason(cases, repo):
     h = await cases.start(dpd=30)
     await assert_rejected(h, CollectionCase.close_case, CloseIn(outcome="uncollectable"), "reason", "is required")
     await assert_rejected(h, CollectionCase.close_case, CloseIn(outcome="gone", reason="x"), "outcome", "uncollectable")
@@ -186,4 +186,7 @@ async def test_an_operator_closes_a_case_with_a_reason(cases):
     assert r.status == "closed" and r.outcome == "uncollectable"
     result = await cases.result(h)
     assert result.outcome == "uncollectable"
+    assert (await h.describe()).status.name == "COMPLETED"  # the closure was recorded, the run ended cleanly
+    row = repo.case_row(h.id)
+    assert row.status == "closed" and row.outcome == "uncollectable"
     assert (await search_attributes(h)).get(search.CASE_OUTCOME) == "uncollectable"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Annotated, Literal
 
@@ -123,6 +124,7 @@ async def list_cases(
     query: Annotated[str | None, Query(max_length=2000, description="raw Temporal visibility query, ANDed")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CaseList:
+    await asyncio.to_thread(visibility.check_filters, be.repo(), stage=stage, segment=segment, policy=policy)
     q = visibility.visibility_query(
         stage=stage, status=status, on_hold=on_hold, min_amount=min_amount, segment=segment, policy=policy, query=query
     )

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
 from access.permissions import HOLD_PLACE, HOLD_RELEASE
 from app import errors, inputs
-from domain.models import HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult
+from domain.models import (
+    CloseIn, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult, WriteOffConfirmIn,
+)
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
@@ -87,3 +89,27 @@ async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: Release
 )
 async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
     return await update(be, loan_id, "outcome", body)
+
+
+@router.post(
+    "/loans/{loan_id}/closure",
+    **guard("case.close"),
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="Close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, sold, error)",
+    responses={**E404, **E422},
+)
+async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
+    return await update(be, loan_id, "close", body)
+
+
+@router.post(
+    "/loans/{loan_id}/write-off/confirmation",
+    **guard("writeoff.confirm"),
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="Confirm a proposed write-off (核销): an accounting event, the case stays open",
+    responses={**E404, **E422},
+)
+async def confirm_write_off(be: BackendDep, loan_id: LoanId, body: WriteOffConfirmIn) -> Any:
+    return await update(be, loan_id, "confirm-write-off", body)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
-from app import inputs
+from app import inputs, reversal
 from domain.models import ID_PATTERN
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
@@ -25,6 +25,11 @@ class PaymentBody(Model):
     amount: str = Field(description="decimal string in major units, e.g. '500.00'")
     currency: str | None = Field(default=None, description="defaults to the loan's currency")
     paid_at: AwareDatetime | None = Field(default=None, description="when it was paid (with UTC offset)")
+
+
+class ReversalBody(Model):
+    reason: str = Field(min_length=1, max_length=200, description="why the payment was taken back (returned transfer, failed debit)")
+    at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (with UTC offset); default now")
 
 
 class ApplyUnappliedBody(Model):
@@ -72,3 +77,20 @@ async def payment(be: BackendDep, loan_id: LoanId, body: PaymentBody) -> JSONRes
 )
 async def apply_unapplied(be: BackendDep, loan_id: LoanId, body: ApplyUnappliedBody) -> Any:
     return await within_timeout(inputs.apply_unapplied(await be.client(), be.repo(), loan_id, body.payment_ids or None))
+
+
+@router.post(
+    "/loans/{loan_id}/payments/{payment_id}/reversal",
+    **guard("payment.reverse"),
+    tags=["inputs"],
+    response_model=reversal.ReversalOutcome,
+    summary="Reverse a payment (returned transfer, failed debit): the balance comes back; a case closed as paid by it "
+    "reopens as a new run",
+    responses={**E404, **E422},
+)
+async def reverse(
+    be: BackendDep, loan_id: LoanId, payment_id: Annotated[str, Path(pattern=ID_PATTERN)], body: ReversalBody
+) -> Any:
+    return await within_timeout(
+        reversal.reverse_payment(await be.client(), loan_id, payment_id=payment_id, reason=body.reason, at=body.at)
+    )

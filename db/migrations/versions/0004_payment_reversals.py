@@ -1,4 +1,5 @@
-"""payment reversals: a returned transfer or failed debit, a row of its own beside the payment's
+"""payment reversals: a returned transfer or failed debit, a row of its own beside the payment's; a case's
+outcome up to 32 characters (an operator's closure: settled_by_agreement)
 
 Revision ID: 0004
 Revises: 0003
@@ -31,9 +32,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('payment_reversals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payment_reversals_loan_id'), ['loan_id'], unique=False)
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.alter_column('outcome', existing_type=sqlmodel.sql.sqltypes.AutoString(length=16),
+                              type_=sqlmodel.sql.sqltypes.AutoString(length=32), existing_nullable=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.alter_column('outcome', existing_type=sqlmodel.sql.sqltypes.AutoString(length=32),
+                              type_=sqlmodel.sql.sqltypes.AutoString(length=16), existing_nullable=True)
     with op.batch_alter_table('payment_reversals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payment_reversals_loan_id'))
     op.drop_table('payment_reversals')

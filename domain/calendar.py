@@ -1,0 +1,211 @@
+"""The PRC's official working calendar, one data file per year, as the State Council publishes it.
+
+Source: each year's 国务院办公厅关于YYYY年部分节假日安排的通知 (the notice is named, dated and numbered in
+its file, `policies/calendars/cn-YYYY.toml`). The notice lists each break (放假调休) and the Saturdays and
+Sundays that become working days (调休上班); every other Saturday and Sunday is a rest day, every other
+weekday a working day (《全国年节及纪念日放假办法》, 《国务院关于职工工作时间的规定》 art. 7).
+
+A year with no file is not guessed: every question about it raises `CalendarMissing`, and the gate fails
+closed. Files are read once and kept in memory (a missing year is looked for again on every question, so adding
+the file releases what waited for it without a restart). No other I/O; pure otherwise.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from domain.errors import InvalidInput
+
+CALENDAR_DIR = Path(__file__).resolve().parent.parent / "policies" / "calendars"
+WARN_FROM = (11, 1)  # from 1 November, a missing file for next year is warned about (notices come out Oct-Dec)
+
+
+class CalendarMissing(Exception):
+    """No official calendar file for `year`: whatever depends on rest days must not go ahead."""
+
+    def __init__(self, year: int, path: Path) -> None:
+        super().__init__(f"no official holiday calendar for {year}: {path} is missing (transcribe it from "
+                         f"国务院办公厅关于{year}年部分节假日安排的通知)")
+        self.year = year
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    rest: tuple[date, ...]
+    working: tuple[date, ...]
+
+
+@dataclass(frozen=True)
+class YearCalendar:
+    year: int
+    title: str
+    number: str
+    published: date
+    breaks: tuple[Break, ...]
+    rest: frozenset[date]      # every rest day inside a break
+    working: frozenset[date]   # make-up working days (Saturdays and Sundays)
+    path: Path
+
+    def break_of(self, day: date) -> str | None:
+        return next((b.name for b in self.breaks if day in b.rest), None)
+
+
+def calendar_path(year: int) -> Path:
+    return CALENDAR_DIR / f"cn-{year}.toml"
+
+
+def _dates(v, where: str, year: int) -> tuple[date, ...]:
+    if not isinstance(v, list) or not all(type(d) is date for d in v):
+        raise InvalidInput(where, "must be a list of dates written YYYY-MM-DD (TOML dates, not strings)")
+    for d in v:
+        if d.year != year:
+            raise InvalidInput(where, f"{d} is not in {year}")
+    if len(set(v)) != len(v):
+        raise InvalidInput(where, "a date is listed twice")
+    return tuple(sorted(v))
+
+
+def parse_calendar(data: dict, path: Path, year: int) -> YearCalendar:
+    """Validate one year's file; the first error names the file and the field."""
+    src = str(path)
+    if data.get("year") != year:
+        raise InvalidInput(f"{src}: year", f"{data.get('year')!r} is not {year}, the year in the file name")
+    source = data.get("source")
+    if not isinstance(source, dict):
+        raise InvalidInput(f"{src}: source", "the notice (title, number, date) is required")
+    for key in ("title", "number"):
+        if not isinstance(source.get(key), str) or not source[key].strip():
+            raise InvalidInput(f"{src}: source.{key}", "required: copy it from the notice")
+    if str(year) not in source["title"]:
+        raise InvalidInput(f"{src}: source.title", f"{source['title']!r} is not the notice for {year}")
+    if type(source.get("date")) is not date:
+        raise InvalidInput(f"{src}: source.date", "required: the notice's date, YYYY-MM-DD")
+    raw = data.get("breaks")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(f"{src}: breaks", "at least one break is required")
+    breaks, rest, working = [], set(), set()
+    for i, b in enumerate(raw):
+        where = f"{src}: breaks[{i}]"
+        if not isinstance(b, dict) or not isinstance(b.get("name"), str) or not b["name"]:
+            raise InvalidInput(f"{where}.name", "required")
+        r = _dates(b.get("rest"), f"{where}.rest", year)
+        w = _dates(b.get("working", []), f"{where}.working", year)
+        if not r:
+            raise InvalidInput(f"{where}.rest", "a break has at least one rest day")
+        if (r[-1] - r[0]).days + 1 != len(r):
+            raise InvalidInput(f"{where}.rest", f"not contiguous: {r[0]}..{r[-1]} is {(r[-1] - r[0]).days + 1} days "
+                               f"but {len(r)} are listed (a break lists every day, weekend days included)")
+        if "days" in b and b["days"] != len(r):
+            raise InvalidInput(f"{where}.rest", f"{len(r)} days listed but the notice says {b['days']} (共{b['days']}天)")
+        for d in w:
+            if d.weekday() < 5:
+                raise InvalidInput(f"{where}.working", f"{d} is a weekday; make-up working days are Saturdays or Sundays")
+        clash = (set(r) | rest) & (set(w) | working)
+        if clash:
+            raise InvalidInput(f"{where}", f"{min(clash)} is both a rest day and a working day")
+        overlap = rest & set(r)
+        if overlap:
+            raise InvalidInput(f"{where}.rest", f"{min(overlap)} is already in another break")
+        rest |= set(r)
+        working |= set(w)
+        breaks.append(Break(b["name"], r, w))
+    return YearCalendar(year, source["title"], source["number"], source["date"], tuple(breaks),
+                        frozenset(rest), frozenset(working), path)
+
+
+_loaded: dict[int, YearCalendar] = {}
+
+
+def _load(year: int, path: Path) -> YearCalendar:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(str(path), f"not valid TOML: {exc}") from None
+    return parse_calendar(data, path, year)
+
+
+def year_calendar(year: int) -> YearCalendar:
+    """The year's calendar; CalendarMissing when its file does not exist (looked for again on every call)."""
+    cal = _loaded.get(year)
+    if cal is None:
+        path = calendar_path(year)
+        if not path.is_file():
+            raise CalendarMissing(year, path)
+        cal = _loaded[year] = _load(year, path)
+    return cal
+
+
+def clear_cache() -> None:
+    _loaded.clear()
+
+
+def is_public_holiday(day: date) -> bool:
+    """Inside an official break (放假调休), whatever the day of the week."""
+    return day in year_calendar(day.year).rest
+
+
+def is_rest_day(day: date) -> bool:
+    """A day of an official break, or a Saturday or Sunday that the notice does not make a working day."""
+    cal = year_calendar(day.year)
+    return day in cal.rest or (day.weekday() >= 5 and day not in cal.working)
+
+
+def is_working_day(day: date) -> bool:
+    return not is_rest_day(day)
+
+
+def next_working_day(day: date) -> date:
+    """The first working day on or after `day` (CalendarMissing if the search enters a year with no file)."""
+    while is_rest_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+def years_available() -> list[int]:
+    out = []
+    for p in CALENDAR_DIR.glob("cn-*.toml"):
+        try:
+            out.append(int(p.stem.removeprefix("cn-")))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def days_of_calendar_left(today: date) -> int:
+    """Days from `today` to the first day with no calendar file (0: today's year has none). The gauge's value."""
+    have = set(years_available())
+    year = today.year
+    while year in have:
+        year += 1
+    return max(0, (date(year, 1, 1) - today).days)
+
+
+def days_until_missing(today: date) -> int | None:
+    """Days from `today` to the first day of the first year (this one or the next) with no calendar file.
+
+    0 when this year's own file is missing; None when both this year's and next year's files exist.
+    """
+    have = set(years_available())
+    if today.year not in have:
+        return 0
+    if today.year + 1 not in have:
+        return (date(today.year + 1, 1, 1) - today).days
+    return None
+
+
+def missing_warning(today: date) -> str | None:
+    """The warning to give from 1 November (or at once, if this year's file is missing), else None."""
+    left = days_until_missing(today)
+    if left is None:
+        return None
+    year = today.year if left == 0 else today.year + 1
+    if left > 0 and (today.month, today.day) < WARN_FROM:
+        return None
+    when = "now" if left == 0 else f"in {left} day(s), on {year}-01-01"
+    return (f"{calendar_path(year)} is missing: contacts bound to rest days will be refused (calendar_missing) {when}. "
+            f"Transcribe 国务院办公厅关于{year}年部分节假日安排的通知 into it.")

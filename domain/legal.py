@@ -1,0 +1,319 @@
+"""The legal clocks of a case, counted as the law counts them. Pure: no I/O but the calendar files.
+
+Each clock names its source beside its code. The texts were read (November 2026) in these sources:
+
+- 《中华人民共和国民法典》 (Civil Code, 2020):
+  art. 188: 诉讼时效期间为三年 ... 自权利人知道或者应当知道权利受到损害以及义务人之日起计算;
+  art. 189: 当事人约定同一债务分期履行的, 诉讼时效期间自最后一期履行期限届满之日起计算;
+  art. 195: 诉讼时效中断, 从中断、有关程序终结时起, 诉讼时效期间重新计算: (一) 权利人向义务人提出履行请求;
+            (二) 义务人同意履行义务; (三) 权利人提起诉讼或者申请仲裁; (四) 与提起诉讼或者申请仲裁具有同等效力的
+            其他情形 (an application for a payment order is one, as the commentaries on art. 195 list);
+  art. 201: 按照年、月、日计算期间的, 开始的当日不计入, 自下一日开始计算;
+  art. 202: 按照年、月计算期间的, 到期月的对应日为期间的最后一日; 没有对应日的, 月末日为期间的最后一日;
+  art. 203: 期间的最后一日是法定休假日的, 以法定休假日结束的次日为期间的最后一日。
+            期间的最后一日的截止时间为二十四时.
+- 《中华人民共和国民事诉讼法》 (Civil Procedure Law, as amended 2023, in force 1 January 2024):
+  art. 85: 期间开始的时和日, 不计算在期间内。期间届满的最后一日是法定休假日的, 以法定休假日后的第一日为期间届满的日期
+           (text read in the 2021 numbering, art. 85; no dated copy of the 2023 text of this article was found, and the
+           2023 amendment's added articles (+4) fall after it, as art. 223 -> 227 and 246 -> 250 show);
+  art. 227: 债务人应当自收到支付令之日起十五日内清偿债务, 或者向人民法院提出书面异议 (2023 numbering, read in the
+            Supreme People's Court library's article-by-article text; art. 223 in the 2021 text);
+  art. 250: 申请执行的期间为二年 ... 从法律文书规定履行期间的最后一日起计算 ... 法律文书未规定履行期间的, 从法律文书
+            生效之日起计算 (2023 numbering; art. 246 in 2021, art. 239 in 2017).
+  A Saturday or Sunday is a 法定休假日 for these periods (the Supreme People's Court's answer of 12 December 2014 on the
+  same rule, then art. 82: 如星期六、星期日、"五一"、"十一"、元旦、春节等); the rest days are those of the official
+  calendar files (domain.calendar), every Saturday and Sunday that is not a make-up working day included.
+- 《征信业管理条例》 (Regulation on the Administration of the Credit Reporting Industry, 2013):
+  art. 15: 信息提供者向征信机构提供个人不良信息, 应当事先告知信息主体本人;
+  art. 25: 征信机构或者信息提供者收到异议 ... 自收到异议之日起20日内进行核查和处理, 并将结果书面答复异议人.
+
+A clock whose last day falls in a year with no calendar file cannot say whether a rest day moves it: it fails
+closed. It is never declared run out (no final refusal, no closure) and never declared open (enforcement waits):
+the action waits a day and asks again, and the reason names the missing file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Literal
+
+from domain import calendar
+from domain.dates import local_date, local_midnight
+from domain.policy import LegalRules
+
+RECHECK = timedelta(days=1)  # a clock waiting for a calendar file or a date asks again daily
+
+# Rules of the legal clocks' refusals (the gate's rules are in domain.compliance).
+LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window",
+               "performance_period", "judgment_dates", "payment_order_service", "bureau_notice", "calendar_missing"}
+
+# The credit-bureau notice (征信业管理条例 art. 15) by each channel a policy may name for it; the first is the letter.
+NOTICE_ACTIONS = {"letter": "bureau_notice", "sms": "bureau_notice_sms", "email": "bureau_notice_email"}
+NOTICE_ACTION_SET = set(NOTICE_ACTIONS.values())
+
+SRC_LIMITATION = "民法典 art. 188 (3 years), 189 (from the due date), 195 (restarts), 201-203 (counting)"
+SRC_PERFORMANCE = "民事诉讼法 (2023) art. 250 (enforcement after the performance period), art. 85 (rest days)"
+SRC_ENFORCEMENT = "民事诉讼法 (2023) art. 250 (2 years from the performance period's last day), art. 85"
+SRC_OBJECTION = "民事诉讼法 (2023) art. 227 (15 days from service), art. 85 (service day excluded, rest days)"
+SRC_NOTICE = "征信业管理条例 art. 15 (the borrower told before a negative report)"
+SRC_DISPUTE = "征信业管理条例 art. 25 (answer within 20 days of receiving the dispute)"
+
+
+# ---------------------------------------------------------------- counting periods
+
+def add_years(day: date, years: int) -> date:
+    """民法典 art. 202: the corresponding day of the last year; none (29 February) -> the month's last day."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def nominal_last_day(start: date, *, days: int = 0, years: int = 0) -> date:
+    """The last day of a period begun on `start`, before any rest-day extension.
+
+    民法典 art. 201 / 民事诉讼法 art. 85: the start day is not counted, so `days` days after it end on start + days;
+    art. 202: a period of years ends on the corresponding day."""
+    return add_years(start, years) + timedelta(days=days)
+
+
+def end_of_day(day: date, tz: str) -> datetime:
+    """民法典 art. 203: the last day ends at 24:00, that is the next local midnight (returned in UTC)."""
+    return local_midnight(day + timedelta(days=1), tz)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A period's end. `last_day`/`ends` are None when a calendar file needed to move it is missing."""
+
+    nominal: date
+    last_day: date | None
+    ends: datetime | None
+    earliest: datetime          # 24:00 of the nominal last day: the period cannot end before it
+    missing: str | None = None  # why the end is not known
+
+    @property
+    def moved(self) -> bool:
+        return self.last_day is not None and self.last_day != self.nominal
+
+    def describe(self, tz: str) -> str:
+        if self.last_day is None:
+            return f"last day {self.nominal} or later ({self.missing})"
+        moved = f", moved from {self.nominal} (a rest day)" if self.moved else ""
+        return f"last day {self.last_day}{moved}, ends 24:00 {tz}"
+
+
+def period(start: date, tz: str, *, days: int = 0, years: int = 0, rest_days_move: bool = True) -> Period:
+    """A period counted as 民法典 arts. 201-203 and 民事诉讼法 art. 85 count it; a last day on a rest day moves to the
+    first working day after it (民法典 art. 203: 法定休假日结束的次日)."""
+    nominal = nominal_last_day(start, days=days, years=years)
+    earliest = end_of_day(nominal, tz)
+    if not rest_days_move:
+        return Period(nominal, nominal, earliest, earliest)
+    try:
+        last = calendar.next_working_day(nominal)
+    except calendar.CalendarMissing as exc:
+        return Period(nominal, None, None, earliest, f"{exc.path.name} is missing, so whether a rest day moves it is unknown")
+    return Period(nominal, last, end_of_day(last, tz), earliest)
+
+
+# ---------------------------------------------------------------- the clocks
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str
+    reason: str
+    retry_at: datetime | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the clocks are counted from, as the case knows it."""
+
+    tz: str
+    limitation_start: date                 # due date, or the day of the last restart
+    judgment: bool = False                 # a judgment was recorded
+    effective_on: date | None = None       # the day it took effect
+    performance_ends: date | None = None   # the last day of its performance period
+    payment_order: bool = False            # a payment order was issued
+    served_on: date | None = None          # the day it was served on the borrower
+    objection: bool = False
+    notice_delivered_at: datetime | None = None
+
+
+def limitation(f: Facts, rules: LegalRules) -> Period:
+    """民法典 art. 188: three years; art. 189: from the day the (last) instalment fell due, that day not counted
+    (art. 201); restarted by art. 195 from the day of the interruption; a last day on a rest day moves (art. 203)."""
+    return period(f.limitation_start, f.tz, years=rules.limitation_years)
+
+
+def performance(f: Facts) -> Period | None:
+    """The judgment's performance period ends at 24:00 of its last day, moved past rest days (民事诉讼法 art. 85)."""
+    if f.performance_ends is None:
+        return None
+    return period(f.performance_ends, f.tz)  # the stated last day itself (0 days after it), extended if a rest day
+
+
+def objection_window(f: Facts, rules: LegalRules) -> Period | None:
+    """民事诉讼法 art. 227: 15 days from service; art. 85: the service day not counted, a rest day moves the end."""
+    if f.served_on is None:
+        return None
+    return period(f.served_on, f.tz, days=rules.payment_order_objection_days)
+
+
+def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
+    """民事诉讼法 art. 250: two years from the last day of the performance period the document sets (the stated day,
+    not counted, art. 85); for a payment order, the last day of its 15 days; for a judgment that sets none, the day
+    it took effect."""
+    if f.judgment:
+        base = f.performance_ends or f.effective_on
+    elif f.payment_order:
+        w = objection_window(f, rules)
+        base = w.nominal if w else None
+    else:
+        base = None
+    if base is None:
+        return None
+    return period(base, f.tz, years=rules.enforcement_within_years)
+
+
+def _missing(what: str, p: Period, now: datetime) -> Refusal:
+    return Refusal("calendar_missing", f"{what}: {p.describe('')}; waits until the calendar file is added",
+                   retry_at=now + RECHECK)
+
+
+def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
+    """May this court or bureau action go ahead now under its clock? None when it may."""
+    if action in ("lawsuit", "payment_order"):
+        p = limitation(f, rules)
+        if now >= p.earliest:
+            if p.ends is None:
+                return _missing(f"the limitation period (restarted {f.limitation_start})", p, now)
+            if now >= p.ends:
+                return Refusal("limitation_period", f"the {rules.limitation_years}-year limitation period ran out: last day "
+                               f"{p.last_day}, 24:00 {f.tz} (counted from {f.limitation_start}; {SRC_LIMITATION})", final=True)
+    if action == "enforcement":
+        if f.judgment:
+            if f.performance_ends is None or f.effective_on is None:
+                return Refusal("judgment_dates", "the judgment's effective date and the last day of its performance period "
+                               "are needed (record a court outcome with effective_on and performance_ends)",
+                               retry_at=now + RECHECK)
+            opens = performance(f)
+        elif f.payment_order:
+            if f.objection:
+                return Refusal("payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
+                               final=True)
+            if f.served_on is None:
+                return Refusal("payment_order_service", "the payment order's service date is needed (record a court "
+                               "outcome payment_order_served with served_on)", retry_at=now + RECHECK)
+            opens = objection_window(f, rules)
+        else:
+            return None
+        rule = "performance_period" if f.judgment else "objection_window"
+        if opens.ends is None:
+            return _missing("the " + ("performance period" if f.judgment else "objection window"), opens, now)
+        if now < opens.ends:
+            what = (f"the judgment's performance period ({SRC_PERFORMANCE})" if f.judgment else
+                    f"the {rules.payment_order_objection_days}-day objection window from service on {f.served_on} "
+                    f"({SRC_OBJECTION})")
+            return Refusal(rule, f"{what}: {opens.describe(f.tz)}", retry_at=opens.ends)
+        w = enforcement_window(f, rules)
+        if w is not None and now >= w.earliest:
+            if w.ends is None:
+                return _missing("the enforcement period", w, now)
+            if now >= w.ends:
+                return Refusal("enforcement_deadline", f"enforcement must be applied for within {rules.enforcement_within_years} "
+                               f"years: {w.describe(f.tz)} ({SRC_ENFORCEMENT})", final=True)
+    if action == "bureau_report" and f.notice_delivered_at is None:
+        return Refusal("bureau_notice", f"no notice has reached the borrower ({SRC_NOTICE}): notice undeliverable: "
+                       "verify the address", retry_at=now + RECHECK)
+    return None
+
+
+def dispute_answer_due(received_on: date, tz: str, rules: LegalRules) -> datetime:
+    """征信业管理条例 art. 25: within 20 days of receiving the dispute (that day not counted). Not moved past rest days:
+    the regulation is not a civil period under 民法典 art. 204, and the earlier end is the borrower's side."""
+    return period(received_on, tz, days=rules.bureau_dispute_answer_days, rest_days_move=False).ends  # type: ignore[return-value]
+
+
+Kind = Literal["ends", "opens"]
+
+
+@dataclass(frozen=True)
+class ClockView:
+    name: str
+    kind: Kind
+    source: str
+    at: datetime | None
+    last_day: date | None
+    note: str = ""
+
+
+def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
+    """Every clock running on the case, for `status`."""
+    out = []
+    p = limitation(f, rules)
+    out.append(ClockView("limitation", "ends", SRC_LIMITATION, p.ends, p.last_day or None, p.describe(f.tz)))
+    if f.judgment:
+        perf = performance(f)
+        if perf is None:
+            out.append(ClockView("enforcement_opens", "opens", SRC_PERFORMANCE, None, None,
+                                 "waiting for the judgment's effective_on and performance_ends"))
+        else:
+            out.append(ClockView("enforcement_opens", "opens", SRC_PERFORMANCE, perf.ends, perf.last_day, perf.describe(f.tz)))
+    elif f.payment_order:
+        w = objection_window(f, rules)
+        if w is None:
+            out.append(ClockView("objection_window", "ends", SRC_OBJECTION, None, None, "waiting for the service date (served_on)"))
+        else:
+            out.append(ClockView("objection_window", "ends", SRC_OBJECTION, w.ends, w.last_day,
+                                 ("objection filed; " if f.objection else "") + w.describe(f.tz)))
+    e = enforcement_window(f, rules)
+    if e is not None:
+        out.append(ClockView("enforcement_deadline", "ends", SRC_ENFORCEMENT, e.ends, e.last_day, e.describe(f.tz)))
+    return out
+
+
+# ---------------------------------------------------------------- the rules before PATCH_LEGAL_CLOCKS
+
+def _legacy_add_years(t: datetime, years: int) -> datetime:
+    try:
+        return t.replace(year=t.year + years)
+    except ValueError:
+        return t.replace(year=t.year + years, day=28)
+
+
+def legacy_limitation_ends(since: datetime, rules: LegalRules) -> datetime:
+    return _legacy_add_years(since, rules.limitation_years)
+
+
+def legacy_check(action: str, now: datetime, rules: LegalRules, *, limitation_from: datetime,
+                 judgment_at: datetime | None, payment_order_at: datetime | None, objection: bool) -> Refusal | None:
+    """The clocks as cases started before the legal-clocks change counted them (recording times, 15 x 24 h). Kept only
+    so that those cases replay as they ran (workflows.case PATCH_LEGAL_CLOCKS); new runs never use it."""
+    if action in ("lawsuit", "payment_order"):
+        ends = legacy_limitation_ends(limitation_from, rules)
+        if now >= ends:
+            return Refusal("limitation_period", f"the {rules.limitation_years}-year limitation period ran out "
+                           f"on {ends:%Y-%m-%d} (last restarted {limitation_from:%Y-%m-%d})", final=True)
+    if action == "enforcement":
+        if judgment_at is not None:
+            ends = _legacy_add_years(judgment_at, rules.enforcement_within_years)
+            if now >= ends:
+                return Refusal("enforcement_deadline", f"enforcement must be applied for within "
+                               f"{rules.enforcement_within_years} years of the judgment ({ends:%Y-%m-%d})", final=True)
+        elif payment_order_at is not None:
+            if objection:
+                return Refusal("payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
+                               final=True)
+            opens = payment_order_at + timedelta(days=rules.payment_order_objection_days)
+            if now < opens:
+                return Refusal("objection_window", f"the {rules.payment_order_objection_days}-day objection window "
+                               f"runs until {opens.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z", retry_at=opens)
+    return None
+
+
+def local_day(t: datetime, tz: str) -> date:
+    return local_date(t, tz)
