@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from collections import deque
@@ -115,12 +114,12 @@ def still_live(repo, sess: Session) -> bool:
 
 
 def secure_request(request: Request) -> bool:
-    if os.environ.get("CONSOLE_COOKIE_SECURE", "") in ("1", "true", "yes"):
+    from console.config import console_settings
+
+    cfg = console_settings()
+    if cfg.cookie_secure or request.url.scheme == "https":
         return True
-    if request.url.scheme == "https":
-        return True
-    return (os.environ.get("CONSOLE_TRUST_PROXY", "") in ("1", "true", "yes")
-            and request.headers.get("x-forwarded-proto", "").lower() == "https")
+    return cfg.trust_proxy and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
 def set_cookie(response, request: Request, sid: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,14 +19,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from temporalio.service import RPCError
 
-from access.permissions import HOLD_PLACE, HOLD_RELEASE, USE_CASES, Forbidden, acting_as, allowed, require
+from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON, USE_CASES, Forbidden, acting_as, allowed, require
 from app import errors, inputs, visibility
 from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, worklists
 from console.assets import url as asset_url
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount
-from infra.config import settings
+from console.config import console_settings
 
 log = structlog.get_logger("console")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -46,6 +45,9 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, type]] = {
     "hold": (tuple(u for u in USE_CASES if u.startswith("hold.place.")), "hold", HoldIn),
     "release": (tuple(u for u in USE_CASES if u.startswith("hold.release.")), "release", ReleaseIn),
 }
+
+# Approving or rejecting a four-eyes proposal: the application layer's call, once it has one
+DECIDE = getattr(inputs, "decide_approval", None)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -182,16 +184,22 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id),
                                         asyncio.to_thread(repo.events, status.workflow_id))
     actors = {e.actor.split(":")[0] for e in events if e.actor}
+    pending = getattr(status, "pending_approval", None)
+    if pending is not None:
+        actors.add(pending.maker.operator_id)
     from access.operators import Operators
 
     names = await asyncio.to_thread(Operators(repo).names, actors) if actors else {}
-    ui = os.environ.get("TEMPORAL_UI_URL") or f"http://localhost:{settings().ui_port}"
+    cfg = console_settings()
+    ui = cfg.temporal_ui
     return dict(
         s=status, loan=loan, timeline=[worklists.business(e, names) for e in sorted(events, key=lambda e: (e.at, e.id), reverse=True)],
-        temporal_url=f"{ui}/namespaces/{quote(settings().temporal_namespace)}/workflows/{quote(status.workflow_id)}",
+        temporal_url=f"{ui}/namespaces/{quote(cfg.temporal_namespace)}/workflows/{quote(status.workflow_id)}",
         may_contact=any(allowed(sess.roles, u) for u in CONTACT_USE_CASES),
         call_outcomes=CALL_OUTCOMES, visit_outcomes=VISIT_OUTCOMES, court_events=COURT_EVENTS,
         clocks=worklists.legal_clocks(status),
+        names=names, approver_use_case=TWO_PERSON.get(pending.kind, "approval.close") if pending else None,
+        decide_available=DECIDE is not None,
         releasable_kinds=[u.removeprefix("hold.release.") for u in HOLD_RELEASE if allowed(sess.roles, u)],
     )
 

@@ -85,7 +85,20 @@ def _undeliverable(today: dt.date):
             .where(c.status == "failed", c.updated_at >= since).order_by(c.updated_at.desc(), c.loan_id))
 
 
+def _approvals(_today: dt.date):
+    """Cases whose latest approval event is a proposal (not yet approved, rejected or expired)."""
+    e = EventRow
+    latest = (select(e.workflow_id, func.max(e.id).label("id")).where(e.kind.like("approval\\_%", escape="\\"))
+              .group_by(e.workflow_id).subquery())
+    return (select(e.loan_id, e.detail, e.at, e.actor, CaseRow.stage, CaseRow.status)
+            .join(latest, latest.c.id == e.id).join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+            .where(e.kind == "approval_proposed", CaseRow.status != "closed").order_by(e.at, e.loan_id))
+
+
 LISTS: dict[str, Worklist] = {
+    "approvals": Worklist("Approvals waiting", ("loan", "proposal", "proposed", "by", "stage", "status"),
+                          _approvals, "four-eyes proposals waiting for a second person (never the maker: the case "
+                                      "page offers approval only to a checker with the role for it)"),
     "promises-due": Worklist("Promises due today", ("loan", "promise", "made", "stage", "outstanding"),
                              _promises_due, "the latest promise of each open case, when it falls due today"),
     "promises-broken": Worklist("Promises broken yesterday", ("loan", "promise", "broken at", "stage", "outstanding"),
@@ -116,14 +129,16 @@ PHRASES = {
     "write_off_proposed": "Write-off proposed", "write_off_deferred": "Write-off deferred",
     "write_off_confirmed": "Write-off confirmed", "closed": "Case closed", "reopened": "Case reopened",
     "bureau_report_disputed": "Credit report disputed", "dispute_answer_overdue": "Dispute answer overdue",
-    "contact_details_viewed": "Contact details viewed",
+    "contact_details_viewed": "Contact details viewed", "approval_proposed": "Proposed (waits for a second person)",
+    "approval_approved": "Approved", "approval_rejected": "Rejected", "approval_expired": "Proposal expired",
 }
 
 
 # Inputs that a person makes (an operator, or the bank's payment feed for payments): their actor is shown,
 # and named "not recorded" where the event has none (cases from before actors were recorded).
 HUMAN_KINDS = {"promise", "plan_agreed", "hold_placed", "hold_released", "call_outcome", "visit_outcome",
-               "court_outcome", "write_off_confirmed", "contact_details_viewed", "payment_reversed"}
+               "court_outcome", "write_off_confirmed", "contact_details_viewed", "payment_reversed",
+               "approval_proposed", "approval_approved", "approval_rejected"}
 
 
 def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
@@ -143,19 +158,28 @@ def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- legal clocks
 
 def legal_clocks(status) -> list[dict[str, Any]]:
-    """The case's legal clocks with the source each one counts by (from the case's status query)."""
+    """The case's legal clocks with the source each one counts by (from the case's status query): the
+    clocks the case reports (`legal_clocks`, each naming its law and article), else the limitation end;
+    the credit-report dispute answer; legal refusals of the gate; the risk class and its basis."""
     out = []
-    if status.limitation_ends is not None:
-        out.append({"what": "Limitation period ends", "at": status.limitation_ends,
+    for c in getattr(status, "legal_clocks", None) or []:
+        what = c.name.replace("_", " ").capitalize() + (" opens" if c.kind == "opens" else " ends")
+        note = "; ".join(x for x in (c.note, f"restarted on {c.restarted_on} ({c.restart_cause})"
+                                     if c.restarted_on else "") if x)
+        out.append({"what": what, "at": c.at, "day": c.last_day, "source": c.source, "note": note})
+    if not out and status.limitation_ends is not None:
+        out.append({"what": "Limitation period ends", "at": status.limitation_ends, "day": None, "note": "",
                     "source": "Civil Code art. 188 (three years; restarted by a payment or acknowledgement, art. 195)"})
     if status.dispute_answer_due is not None:
-        out.append({"what": "Answer to the credit-report dispute due", "at": status.dispute_answer_due,
-                    "source": "征信业管理条例 (Credit Reporting Regulation) art. 25"})
+        out.append({"what": "Answer to the credit-report dispute due", "at": status.dispute_answer_due, "day": None,
+                    "note": "", "source": "征信业管理条例 (Credit Reporting Regulation) art. 25"})
     for d in status.decisions:
         if d.rule in ("limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"):
-            out.append({"what": d.rule.replace("_", " ").capitalize(), "at": d.retry_at or d.at, "source": d.reason})
+            out.append({"what": d.rule.replace("_", " ").capitalize(), "at": d.retry_at or d.at, "day": None,
+                        "note": "", "source": d.reason})
     if status.risk_basis:
-        out.append({"what": f"Risk class: {status.risk_class}", "at": None, "source": status.risk_basis})
+        out.append({"what": f"Risk class: {status.risk_class}", "at": None, "day": None, "note": "",
+                    "source": status.risk_basis})
     return out
 
 

@@ -106,10 +106,18 @@ async def test_sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_
         assert (await c.get("/console/dashboard")).status_code == 303, "the old cookie still works after sign-out"
 
 
-async def test_the_cookie_is_secure_behind_https(fresh):
+async def test_the_cookie_is_secure_behind_https(fresh, monkeypatch):
     token = token_for(fresh, "bo", ["viewer"])
     async with client(fresh, "https://console.test") as c:
         r = await sign_in(c, token)
+        assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+    proxied = {"Origin": BASE, "X-Forwarded-Proto": "https"}
+    async with client(fresh) as c:               # a proxy's header is believed only when told to
+        r = await c.post("/console/login", data={"token": token}, headers=proxied)
+        assert r.status_code == 303 and "Secure" not in r.headers["set-cookie"]
+    monkeypatch.setenv("CONSOLE_TRUST_PROXY", "1")
+    async with client(fresh) as c:
+        r = await c.post("/console/login", data={"token": token}, headers=proxied)
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
 
 

@@ -112,6 +112,12 @@ async def collector_flow(browser, base, token, loan, shots, cases, handle) -> No
     await page.goto(f"{base}/console/cases/{loan}")
     assert await page.locator("[data-testid=stage]").inner_text() == "reminder"
     assert PHONE not in await page.inner_text("body")
+    link = await page.get_by_text("Open in the Temporal Web UI").get_attribute("href")
+    assert link.endswith(f"/namespaces/default/workflows/loan-{loan}"), link
+    assert "opening balance" in await page.locator("[data-testid=balance]").inner_text()
+    clocks = await page.locator("[data-testid=clock]").all_inner_texts()
+    assert clocks and all("Source:" in c for c in clocks), clocks
+    assert any("art." in c for c in clocks), clocks
     await page.click("[data-testid=show-contact]")
     await page.locator("[data-testid=phone]").wait_for()
     assert await page.locator("[data-testid=phone]").inner_text() == PHONE
