@@ -19,15 +19,27 @@ from workflows import search
 from workflows.case import CollectionCase
 
 
-async def case_status(client: Client, loan_id: str) -> CaseStatus:
+async def case_status(client: Client, loan_id: str, repo=None) -> CaseStatus:
+    """The case's status; with the system of record, the display names of the operators who took its human
+    steps (names are never in workflow history: events carry operator ids)."""
     require("case.read")
     check_id(loan_id)
     try:
-        return await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
+        st = await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("loan_id", f"no case for loan {loan_id}") from None
         raise
+    if repo is not None:
+        ids = {e.actor.split(":", 1)[0] for e in st.events if e.actor}
+        if st.pending_approval is not None:
+            ids.add(st.pending_approval.maker.operator_id)
+        ids = {i for i in ids if i.startswith("op-")}
+        if ids:
+            from access.operators import Operators
+
+            st = st.model_copy(update={"names": await asyncio.to_thread(Operators(repo).names, ids)})
+    return st
 
 
 class CaseSummary(BaseModel):

@@ -141,4 +141,4 @@ async def list_cases(
     responses={**E404, **E422},
 )
 async def status(be: BackendDep, loan_id: LoanId) -> CaseStatus:
-    return await within_timeout(visibility.case_status(await be.client(), loan_id))
+    return await within_timeout(visibility.case_status(await be.client(), loan_id, be.repo()))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
-from access.permissions import HOLD_PLACE, HOLD_RELEASE
+from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON
 from app import errors, inputs
 from domain.models import (
     CloseIn, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult, WriteOffConfirmIn,
@@ -113,3 +113,31 @@ async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
 )
 async def confirm_write_off(be: BackendDep, loan_id: LoanId, body: WriteOffConfirmIn) -> Any:
     return await update(be, loan_id, "confirm-write-off", body)
+
+
+class DecisionBody(Model):
+    decision: Literal["approve", "reject"]
+    note: str = Field(default="", max_length=200)
+
+
+@router.post(
+    "/loans/{loan_id}/approval",
+    **guard(*sorted(set(TWO_PERSON.values()))),
+    tags=["approvals"],
+    response_model=UpdateResult,
+    summary="Approve or reject what waits for approval in the case (never by its maker; the role depends on its kind)",
+    responses={**E404, **E422},
+)
+async def decide(be: BackendDep, loan_id: LoanId, body: DecisionBody) -> Any:
+    return await within_timeout(inputs.decide(await be.client(), be.repo(), loan_id, body.decision, body.note))
+
+
+@router.get(
+    "/approvals",
+    **guard("approvals.list"),
+    tags=["approvals"],
+    response_model=list[inputs.WaitingApproval],
+    summary="What waits for approval that the caller's roles may decide",
+)
+async def approvals(be: BackendDep) -> Any:
+    return await within_timeout(inputs.list_approvals(await be.client(), be.repo()))
