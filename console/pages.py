@@ -46,8 +46,6 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, type]] = {
     "release": (tuple(u for u in USE_CASES if u.startswith("hold.release.")), "release", ReleaseIn),
 }
 
-# Approving or rejecting a four-eyes proposal: the application layer's call, once it has one
-DECIDE = getattr(inputs, "decide_approval", None)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -199,7 +197,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
         call_outcomes=CALL_OUTCOMES, visit_outcomes=VISIT_OUTCOMES, court_events=COURT_EVENTS,
         clocks=worklists.legal_clocks(status),
         names=names, approver_use_case=TWO_PERSON.get(pending.kind, "approval.close") if pending else None,
-        decide_available=DECIDE is not None,
+        decide_available=True,
         releasable_kinds=[u.removeprefix("hold.release.") for u in HOLD_RELEASE if allowed(sess.roles, u)],
     )
 
@@ -261,7 +259,7 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
     sess = await _session(request)
     if sess is None:
         return _to_login(request)
-    if action not in ACTIONS:
+    if action not in ACTIONS and action != "decide":
         return render(request, "error.html", sess, 404, message=f"no action {action!r}")
     try:
         form = await auth.read_form(request)
@@ -270,11 +268,14 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         return render(request, "error.html", sess, 413, message="the form is too large")
     except auth.CsrfError:
         return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
-    _uses, command, _model = ACTIONS[action]
+    command = ACTIONS[action][1] if action in ACTIONS else action
     fields = {k: v for k, v in form.items() if k not in ("csrf",) and v != ""}
     be = _backend(request)
     try:
-        if command == "hold":
+        if command == "decide":
+            result = await inputs.decide(await be.client(), be.repo(), loan_id, fields.get("decision", ""),
+                                         fields.get("note", ""))
+        elif command == "hold":
             result = await inputs.place_hold(await be.client(), be.repo(), loan_id, fields)
         else:
             result = await inputs.send_update(await be.client(), loan_id, command, fields)
@@ -307,9 +308,38 @@ async def worklist_page(request: Request, name: str, page: int = 1, q: str = "")
         return render(request, "error.html", sess, 403, message=exc.reason)
     page = max(1, min(page, 10_000))
     q = q.strip()[:64]
-    rows, more = await asyncio.to_thread(wl.fetch, _backend(request).repo(), sess, q, page)
+    if name == "approvals":
+        rows, more = await _approvals(request, sess, q, page)
+    else:
+        rows, more = await asyncio.to_thread(wl.fetch, _backend(request).repo(), sess, q, page)
     template = "_worklist_rows.html" if request.headers.get("hx-request") else "worklist.html"
     return render(request, template, sess, wl=wl, name=name, rows=rows, page=page, more=more, q=q)
+
+
+async def _approvals(request: Request, sess: auth.Session, q: str, page: int) -> tuple[list[tuple], bool]:
+    """What waits for this operator's approval: the cases whose latest approval event is a proposal (from the
+    database), each asked for its pending proposal, kept when the operator's roles may decide its kind
+    (access.permissions.TWO_PERSON) and the operator is not its maker."""
+    be = _backend(request)
+    client, repo = await be.client(), be.repo()
+    loans = await asyncio.to_thread(worklists.pending_proposals, repo, q)
+
+    async def pending(loan_id: str):
+        try:
+            return loan_id, (await visibility.case_status(client, loan_id)).pending_approval
+        except (BadInput, RPCError):
+            return loan_id, None
+
+    found = [(loan_id, p) for loan_id, p in await asyncio.gather(*(pending(x) for x in loans))
+             if p is not None and p.maker.operator_id != sess.operator_id
+             and allowed(sess.roles, TWO_PERSON.get(p.kind, "approval.close"))]
+    from access.operators import Operators
+
+    names = await asyncio.to_thread(Operators(repo).names, {p.maker.operator_id for _, p in found})
+    rows = [(loan_id, p.kind, p.summary, f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({p.maker.role})",
+             p.at, p.expires_at) for loan_id, p in found]
+    start = (page - 1) * worklists.PAGE
+    return rows[start:start + worklists.PAGE], len(rows) > start + worklists.PAGE
 
 
 def install(app) -> None:

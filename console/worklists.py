@@ -19,7 +19,7 @@ PAGE = 25
 class Worklist:
     title: str
     columns: tuple[str, ...]
-    query: Callable[..., Any]       # (today) -> a select whose first column is the loan id
+    query: Callable[..., Any] | None  # (today) -> a select whose first column is the loan id (None: see pages)
     explain: str
 
     def fetch(self, repo, sess, q: str, page: int) -> tuple[list[tuple], bool]:
@@ -85,20 +85,23 @@ def _undeliverable(today: dt.date):
             .where(c.status == "failed", c.updated_at >= since).order_by(c.updated_at.desc(), c.loan_id))
 
 
-def _approvals(_today: dt.date):
-    """Cases whose latest approval event is a proposal (not yet approved, rejected or expired)."""
+def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
+    """Loans whose case's latest approval event is a proposal (not yet approved, rejected or expired), oldest
+    first: the candidates for the approvals worklist, from the database rather than Temporal visibility."""
     e = EventRow
     latest = (select(e.workflow_id, func.max(e.id).label("id")).where(e.kind.like("approval\\_%", escape="\\"))
               .group_by(e.workflow_id).subquery())
-    return (select(e.loan_id, e.detail, e.at, e.actor, CaseRow.stage, CaseRow.status)
-            .join(latest, latest.c.id == e.id).join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-            .where(e.kind == "approval_proposed", CaseRow.status != "closed").order_by(e.at, e.loan_id))
+    stmt = (select(e.loan_id).join(latest, latest.c.id == e.id).join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+            .where(e.kind == "approval_proposed", CaseRow.status != "closed").order_by(e.at, e.loan_id).limit(limit))
+    if q:
+        stmt = stmt.where(e.loan_id.startswith(q, autoescape=True))
+    with repo.session() as s:
+        return list(s.scalars(stmt))
 
 
 LISTS: dict[str, Worklist] = {
-    "approvals": Worklist("Approvals waiting", ("loan", "proposal", "proposed", "by", "stage", "status"),
-                          _approvals, "four-eyes proposals waiting for a second person (never the maker: the case "
-                                      "page offers approval only to a checker with the role for it)"),
+    "approvals": Worklist("Approvals waiting for me", ("loan", "kind", "proposal", "proposed by", "at", "expires"),
+                          None, "four-eyes proposals whose kind your roles may approve, other than your own"),
     "promises-due": Worklist("Promises due today", ("loan", "promise", "made", "stage", "outstanding"),
                              _promises_due, "the latest promise of each open case, when it falls due today"),
     "promises-broken": Worklist("Promises broken yesterday", ("loan", "promise", "broken at", "stage", "outstanding"),

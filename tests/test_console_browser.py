@@ -1,7 +1,9 @@
 """The console in a real browser (Playwright driving Debian's Chromium, as tests/test_browser.py does):
 sign in, the dashboard shows the stages of running cases, a collector sees the borrower's phone (the
 view is logged), records a promise through the case page (a bad amount gets its field error first) and
-the case pauses; the promise is on today's worklist; a viewer sees no action and no phone number.
+the case pauses; the promise is on today's worklist; a viewer sees no action and no phone number; a
+supervisor's plan with a waiver over the policy's threshold waits for a second supervisor, who finds it on
+the approvals worklist and approves it (its maker cannot).
 
 Cases run on the time-skipping test server with a worker of their own and a fresh database; the API
 (with the console) runs in this process on a loopback port. Screenshots go to var/screenshots/console-*.png.
@@ -41,7 +43,8 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
     repo = Repo(make_engine(url))
     store = Operators(repo)
     tokens = {name: store.issue_token(store.ensure(name, roles).id).token for name, roles in
-              (("Li Na", ["collector"]), ("Viewer Wu", ["viewer"]))}
+              (("Li Na", ["collector"]), ("Viewer Wu", ["viewer"]), ("Zhao Maker", ["supervisor"]),
+               ("Qian Checker", ["supervisor"]))}
 
     app = create_app(tokens=["console-browser-bootstrap-0123456789"], client=env.client, repo=repo)
     port = free_port()
@@ -62,6 +65,8 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
                     try:
                         await collector_flow(browser, base, tokens["Li Na"], loan, shots, cases, handles[0])
                         await viewer_flow(browser, base, tokens["Viewer Wu"], loan)
+                        await four_eyes_flow(browser, base, tokens["Zhao Maker"], tokens["Qian Checker"],
+                                             handles[1], cases, shots)
                     finally:
                         await browser.close()
             finally:
@@ -164,3 +169,36 @@ async def viewer_flow(browser, base, token, loan) -> None:
     assert await page.locator("main form").count() == 0, "a viewer is offered a form"
     assert await page.locator("[data-testid=show-contact]").count() == 0
     await context.close()
+
+
+async def four_eyes_flow(browser, base, maker_token, checker_token, handle, cases, shots) -> None:
+    loan = handle.id.removeprefix("loan-")
+    pay_by = ((await cases.now()).date() + dt.timedelta(days=20)).isoformat()
+    maker = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
+    maker.set_default_timeout(20_000)
+    await sign_in(maker, base, maker_token)
+    await maker.goto(f"{base}/console/cases/{loan}")
+    plan = maker.locator("form[action$='/plan']")
+    await plan.locator("select[name=kind]").select_option("interest_waiver")
+    await plan.locator("input[name=waiver_percent]").fill("30")
+    await plan.locator("input[name=pay_by]").fill(pay_by)
+    await plan.locator("button").click()
+    await maker.locator("[data-testid=pending-approval]").wait_for()
+    assert "You proposed it" in await maker.locator("[data-testid=pending-approval]").inner_text()
+    assert await maker.locator("[data-testid=approve]").count() == 0, "the maker is offered the approval"
+    assert (await cases.status(handle)).plan is None
+
+    checker = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
+    checker.set_default_timeout(20_000)
+    await sign_in(checker, base, checker_token)
+    await checker.goto(f"{base}/console/worklists/approvals")
+    await checker.locator("[data-testid=worklist]").get_by_text(loan).click()
+    await checker.locator("[data-testid=pending-approval]").wait_for()
+    assert "Zhao Maker" in await checker.locator("[data-testid=pending-approval]").inner_text()
+    await checker.screenshot(path=str(shots / "console-approval.png"), full_page=True)
+    await checker.click("[data-testid=approve]")
+    await checker.locator("[data-testid=done]").wait_for()
+    st = await cases.status(handle)
+    assert st.plan is not None and st.plan.kind == "interest_waiver" and st.pending_approval is None
+    timeline = await checker.locator("[data-testid=timeline]").inner_text()
+    assert "Approved" in timeline and "Qian Checker (supervisor)" in timeline and "Zhao Maker (supervisor)" in timeline
