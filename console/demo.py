@@ -3,7 +3,9 @@
 Creates (once) a collector `demo-collector`, a supervisor `demo-supervisor` and a viewer `demo-viewer`,
 writes each one's token to var/<name>-token (0600, kept while it still works), and prints where to sign
 in. The demo's cases fill the dashboard and the worklists (its promise, plan, dispute and hardship holds,
-and the lawsuit waiting for a judgment)."""
+and the lawsuit waiting for a judgment). Then `demo-supervisor` proposes an interest waiver of 30% on
+one open case without a plan: over the policy's four-eyes threshold, it waits on the approvals worklist
+for a second supervisor (`dev-checker`, token in var/dev-checker-token)."""
 
 from __future__ import annotations
 
@@ -30,11 +32,59 @@ def ensure(repo) -> dict[str, str]:
     return out
 
 
+async def propose_waiver(repo) -> str | None:
+    """demo-supervisor proposes a 30% interest waiver on the first open demo case with no plan or proposal."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from access.permissions import acting_as
+    from app import inputs, visibility
+    from app.errors import BadInput
+    from db.tables import CaseRow
+    from infra.temporal import connect
+
+    store = Operators(repo)
+    caller = store.authenticate((var_dir() / "demo-supervisor-token").read_text().strip())
+    if caller is None:
+        return None
+    with repo.session() as s:
+        loans = list(s.scalars(select(CaseRow.loan_id).where(CaseRow.status != "closed",
+                                                             CaseRow.loan_id.like("DEMO-%")).order_by(CaseRow.loan_id)))
+    client = await connect()
+    acting_as(caller)
+    for loan in loans:
+        try:
+            st = await visibility.case_status(client, loan)
+        except BadInput:
+            continue
+        if st.plan is not None or st.pending_approval is not None or st.holds or st.promise is not None:
+            continue
+        try:
+            await inputs.send_update(client, loan, "plan", {"kind": "interest_waiver", "waiver_percent": 30,
+                                                            "pay_by": dt.date.today() + dt.timedelta(days=20)})
+        except BadInput:
+            continue
+        return loan
+    return None
+
+
 def main() -> int:
+    import asyncio
+
     from db.engine import make_engine
     from db.repo import Repo
 
-    paths = ensure(Repo(make_engine()))
+    repo = Repo(make_engine())
+    paths = ensure(repo)
+    try:
+        loan = asyncio.run(propose_waiver(repo))
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without the proposal
+        loan, why = None, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "no open demo case could take it"
+    print(f"demo: demo-supervisor proposed a 30% interest waiver on {loan}; it waits for a second supervisor"
+          if loan else f"demo: no waiver proposed ({why})")
     port = os.environ.get("API_PORT", "8800")
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
     for name, path in paths.items():

@@ -249,3 +249,19 @@ async def test_worklists_filter_and_page(fresh):
     assert listed(one) == ["D107"] and "<html" not in one.text       # an htmx fragment
     assert listed(court) == ["D201"]
     assert missing.status_code == 404
+
+
+def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
+    from console.worklists import pending_proposals
+
+    for i, kinds in enumerate((["approval_proposed"], ["approval_proposed", "approval_approved"],
+                               ["approval_proposed", "approval_rejected", "approval_proposed"],
+                               ["approval_proposed", "approval_expired"], ["promise"])):
+        _case(fresh, 300 + i, dpd=20, stage="first_call")
+        for n, kind in enumerate(kinds):
+            _event(fresh, f"D{300 + i}", kind, days_ago=5 - n)
+    _case(fresh, 310, dpd=20, stage="first_call", status="closed", outcome="deceased", closed_days_ago=1)
+    _event(fresh, "D310", "approval_proposed")
+    assert pending_proposals(fresh) == ["D300", "D302"]
+    assert pending_proposals(fresh, "D302") == ["D302"]
+    assert pending_proposals(fresh, "D30_") == [], "the filter's _ is not a wildcard"
