@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from temporalio.service import RPCError
 
 from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON, USE_CASES, Forbidden, acting_as, allowed, require
+from api.deps import ApiError
 from app import errors, inputs, visibility
 from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, worklists
@@ -222,6 +223,8 @@ async def _render_case(request: Request, sess: auth.Session, loan_id: str, statu
         return render(request, "error.html", sess, 422, message=f"{exc.field}: {exc.reason}")
     except RPCError as exc:
         return render(request, "error.html", sess, 503, message=f"Temporal could not be asked: {exc.message}")
+    except ApiError as exc:
+        return render(request, "error.html", sess, exc.status, message=exc.reason)
     return render(request, "case.html", sess, status_code, loan_id=loan_id, **ctx, **extra)
 
 
@@ -272,6 +275,8 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
     fields = {k: v for k, v in form.items() if k not in ("csrf",) and v != ""}
     be = _backend(request)
     try:
+        # a first check before Temporal is asked anything: a role with none of the action's use cases
+        sess.caller().require_any(ACTIONS[action][0] if action in ACTIONS else tuple(TWO_PERSON.values()))
         if command == "decide":
             result = await inputs.decide(await be.client(), be.repo(), loan_id, fields.get("decision", ""),
                                          fields.get("note", ""))
@@ -280,7 +285,9 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         else:
             result = await inputs.send_update(await be.client(), loan_id, command, fields)
     except Forbidden as exc:
-        return await _render_case(request, sess, loan_id, 403, form_error=(action, "authorization", exc.reason), form=form)
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except ApiError as exc:
+        return render(request, "error.html", sess, exc.status, message=exc.reason)
     except NotFound as exc:
         return render(request, "error.html", sess, 404, message=exc.reason)
     except BadInput as exc:

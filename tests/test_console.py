@@ -265,3 +265,16 @@ def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_propos
     assert pending_proposals(fresh) == ["D300", "D302"]
     assert pending_proposals(fresh, "D302") == ["D302"]
     assert pending_proposals(fresh, "D30_") == [], "the filter's _ is not a wildcard"
+
+
+async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_temporal(fresh):
+    token = token_for(fresh, "gus", ["viewer"])
+    async with client(fresh) as c:           # no Temporal client: a request that got that far would be a 503
+        await sign_in(c, token)
+        csrf = csrf_of((await c.get("/console/dashboard")).text)
+        for action, data in (("promise", {"amount": "10", "date": "2030-01-01"}), ("decide", {"decision": "approve"}),
+                             ("hold", {"kind": "hardship"})):
+            r = await c.post(f"/console/cases/L1/{action}", data={"csrf": csrf, **data}, headers=ORIGIN)
+            assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
+        r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)
+        assert r.status_code == 403
