@@ -18,7 +18,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background
         "--disable-component-update", "--disable-sync"]
 
 
-async def shoot(url: str, token: str, out: Path, loan: str | None) -> list[Path]:
+async def shoot(url: str, token: str, out: Path, loan: str | None, worklist: str | None = None) -> list[Path]:
     from playwright.async_api import async_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -33,7 +33,7 @@ async def shoot(url: str, token: str, out: Path, loan: str | None) -> list[Path]
         await page.wait_for_function("() => window.Chart && Chart.getChart('chart-stage')")
         saved.append(out / "console-dashboard.png")
         await page.screenshot(path=str(saved[-1]), full_page=True)
-        for name in ("promises-due", "reviews", "court", "undeliverable", "promises-broken"):
+        for name in ([worklist] if worklist else []) + ["promises-due", "reviews", "court", "undeliverable"]:
             await page.goto(f"{url}/console/worklists/{name}")
             rows = await page.locator("[data-testid=worklist] a").all_inner_texts()
             if rows:
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token-file", required=True, type=Path)
     ap.add_argument("--out", default=Path("docs"), type=Path)
     ap.add_argument("--loan", default=None, help="the case page's loan (default: the first on a worklist)")
+    ap.add_argument("--worklist", default=None, help="the worklist to show first (e.g. approvals)")
     args = ap.parse_args(argv)
     token = args.token_file.read_text().strip()
     if args.loan and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", args.loan):
         ap.error("--loan is not a loan id")
-    for p in asyncio.run(shoot(args.url.rstrip("/"), token, args.out, args.loan)):
+    for p in asyncio.run(shoot(args.url.rstrip("/"), token, args.out, args.loan, args.worklist)):
         print(p)
     return 0
 
