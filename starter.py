@@ -176,8 +176,18 @@ def show_status(st) -> str:
         lines += [f"    {d.at:%Y-%m-%d %H:%M} {d.step}/{d.action}: {'allowed' if d.allowed else 'REFUSED'} ({d.rule})"
                   + ("" if d.allowed else f" {d.reason}" + (f"; asks again {d.retry_at:%Y-%m-%d %H:%M}" if d.retry_at else ""))
                   for d in st.decisions[-5:]]
+    def who(actor: str | None) -> str:
+        if not actor:
+            return ""
+        op, _, role = actor.partition(":")
+        return f" [by {st.names.get(op, op)} as {role}]"
+
+    p = st.pending_approval
+    if p is not None:
+        lines.append(f"  WAITING FOR APPROVAL: {p.summary}, proposed by {st.names.get(p.maker.operator_id, p.maker.operator_id)}"
+                     f" ({p.maker.role}) at {p.at:%Y-%m-%d %H:%M} UTC; expires {p.expires_at:%Y-%m-%d %H:%M} UTC")
     lines.append("  latest events:")
-    lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}" for e in st.events[-8:]]
+    lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}{who(e.actor)}" for e in st.events[-8:]]
     return "\n".join(lines)
 
 
@@ -331,7 +341,7 @@ async def cmd_start(a: argparse.Namespace) -> int:
 
 async def cmd_status(a: argparse.Namespace) -> int:
     loan_id = errors.check_id(a.loan_id)  # checked before connecting
-    st = await visibility.case_status(await client(), loan_id)
+    st = await visibility.case_status(await client(), loan_id, repo())
     print(dump(st) if a.json else show_status(st))
     return 0
 
@@ -493,6 +503,28 @@ async def cmd_operators(a: argparse.Namespace) -> int:
 
 
 HANDLERS["operators"] = cmd_operators
+
+
+async def cmd_approvals(a: argparse.Namespace) -> int:
+    items = await inputs.list_approvals(await client(), repo())
+    if a.json:
+        print(dump([i.model_dump(mode="json") for i in items]))
+    else:
+        for i in items:
+            print(f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {i.at:%Y-%m-%d %H:%M} UTC; "
+                  f"expires {i.expires_at:%Y-%m-%d %H:%M} UTC; approved by {', '.join(i.approver_roles)})")
+        print(f"{len(items)} waiting for your roles")
+    return 0
+
+
+async def cmd_decide(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.decide(await client(), repo(), loan_id, a.command, a.note or "")
+    print(dump(result) if a.json else result.message)
+    return 0
+
+
+HANDLERS.update({"approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide})
 
 
 def _date(text: str) -> dt.date:
@@ -730,6 +762,13 @@ def parser() -> argparse.ArgumentParser:
             epilog="Example:\n  python starter.py payments --unapplied")
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
     c.add_argument("--loan", help="only this loan")
+
+    cmd("approvals", "list what waits for approval that your roles may decide (four-eyes)", loan=False,
+        epilog="Example:\n  python starter.py approvals --token $COLLECTIONS_TOKEN")
+    for verb in ("approve", "reject"):
+        c = cmd(verb, f"{verb} what waits for approval in the loan's case (never your own proposal)",
+                epilog=f"Example:\n  python starter.py {verb} L1001 --note 'checked the file'")
+        c.add_argument("--note", help="why (kept in the case's events)")
 
     c = cmd("operators", "manage operators and their tokens (role admin)", loan=False,
             epilog="Examples:\n  python starter.py operators add 'Wang Li' --role supervisor --role collector\n"
