@@ -5,7 +5,8 @@ writes each one's token to var/<name>-token (0600, kept while it still works), a
 in. The demo's cases fill the dashboard and the worklists (its promise, plan, dispute and hardship holds,
 and the lawsuit waiting for a judgment). Then `demo-supervisor` proposes an interest waiver of 30% on
 one open case without a plan: over the policy's four-eyes threshold, it waits on the approvals worklist
-for a second supervisor (`dev-checker`, token in var/dev-checker-token)."""
+for a second supervisor (`dev-checker`, token in var/dev-checker-token); and `demo-collector` records a
+small promise due today on another. Run again, it adds neither a second time."""
 
 from __future__ import annotations
 
@@ -32,6 +33,54 @@ def ensure(repo) -> dict[str, str]:
     return out
 
 
+async def promise_to_break(repo, skip: str | None) -> str | None:
+    """demo-collector records a small promise due today on another open demo case: it is on today's promises
+    worklist, and once its deadline passes unpaid the case breaks it and the dashboard counts it broken."""
+    import datetime as dt
+
+    from access.permissions import acting_as
+    from app import inputs, visibility
+    from app.errors import BadInput
+    from infra.temporal import connect
+
+    from sqlalchemy import select
+
+    from db.tables import EventRow
+
+    caller = Operators(repo).authenticate((var_dir() / "demo-collector-token").read_text().strip())
+    if caller is None:
+        return None
+    with repo.session() as s:      # run before: its promise is there already
+        before = s.scalar(select(EventRow.loan_id).where(EventRow.kind == "promise",
+                                                         EventRow.actor.startswith(f"{caller.operator_id}:")))
+    if before is not None:
+        return before
+    client = await connect()
+    acting_as(caller)
+    for loan in _open_demo_loans(repo):
+        if loan == skip:
+            continue
+        try:
+            st = await visibility.case_status(client, loan)
+            if st.plan is not None or st.pending_approval is not None or st.holds or st.promise is not None:
+                continue
+            await inputs.send_update(client, loan, "promise", {"amount": "100.00", "date": dt.date.today()})
+        except BadInput:
+            continue
+        return loan
+    return None
+
+
+def _open_demo_loans(repo) -> list[str]:
+    from sqlalchemy import select
+
+    from db.tables import CaseRow
+
+    with repo.session() as s:
+        return list(s.scalars(select(CaseRow.loan_id).where(CaseRow.status != "closed", CaseRow.loan_id.like("DEMO-%"))
+                              .order_by(CaseRow.loan_id)))
+
+
 async def propose_waiver(repo) -> str | None:
     """demo-supervisor proposes a 30% interest waiver on the first open demo case with no plan or proposal."""
     import datetime as dt
@@ -44,10 +93,15 @@ async def propose_waiver(repo) -> str | None:
     from db.tables import CaseRow
     from infra.temporal import connect
 
+    from console.worklists import pending_proposals
+
     store = Operators(repo)
     caller = store.authenticate((var_dir() / "demo-supervisor-token").read_text().strip())
     if caller is None:
         return None
+    waiting = [x for x in pending_proposals(repo, "DEMO-")]
+    if waiting:            # run before: its proposal still waits
+        return waiting[0]
     with repo.session() as s:
         loans = list(s.scalars(select(CaseRow.loan_id).where(CaseRow.status != "closed",
                                                              CaseRow.loan_id.like("DEMO-%")).order_by(CaseRow.loan_id)))
@@ -85,6 +139,12 @@ def main() -> int:
         why = "no open demo case could take it"
     print(f"demo: demo-supervisor proposed a 30% interest waiver on {loan}; it waits for a second supervisor"
           if loan else f"demo: no waiver proposed ({why})")
+    try:
+        promised = asyncio.run(promise_to_break(repo, loan))
+    except Exception as exc:  # noqa: BLE001
+        promised, why = None, f"{type(exc).__name__}: {exc}"
+    print(f"demo: demo-collector recorded a promise of CNY 100.00 due today on {promised}; it is on today's "
+          "promises worklist, and broken (on the dashboard) once its deadline passes unpaid" if promised else f"demo: no promise recorded ({why})")
     port = os.environ.get("API_PORT", "8800")
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
     for name, path in paths.items():
