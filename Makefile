@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(PY) -m devstack.stack start
 	$(PY) -m devstack.demo
+	$(PY) -m console.demo
 	@$(PY) -m devstack.stack urls
 	@echo "make down to stop"
 

@@ -38,7 +38,10 @@ explains each command. Amounts are in major units with at most the currency's de
 go to the database only, never into Temporal.
 
 Exit codes: 0 done; 1 some rows of an import were rejected, or Temporal / the database could
-not be reached; 2 bad input (the message names the field and the reason; nothing was changed).
+not be reached; 2 bad input (the message names the field and the reason; nothing was changed);
+3 the operator's token or roles do not allow it (nothing was changed).
+Operator: --token or COLLECTIONS_TOKEN (`starter.py operators token NAME`); without one, only on the
+local dev stack (Temporal on loopback), the command acts as the local admin and is recorded as such.
 Connection: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
 TEMPORAL_PROFILE (a profile in TEMPORAL_CONFIG_FILE), TEMPORAL_TASK_QUEUE, DATABASE_URL.
 """
@@ -173,8 +176,18 @@ def show_status(st) -> str:
         lines += [f"    {d.at:%Y-%m-%d %H:%M} {d.step}/{d.action}: {'allowed' if d.allowed else 'REFUSED'} ({d.rule})"
                   + ("" if d.allowed else f" {d.reason}" + (f"; asks again {d.retry_at:%Y-%m-%d %H:%M}" if d.retry_at else ""))
                   for d in st.decisions[-5:]]
+    def who(actor: str | None) -> str:
+        if not actor:
+            return ""
+        op, _, role = actor.partition(":")
+        return f" [by {st.names.get(op, op)} as {role}]"
+
+    p = st.pending_approval
+    if p is not None:
+        lines.append(f"  WAITING FOR APPROVAL: {p.summary}, proposed by {st.names.get(p.maker.operator_id, p.maker.operator_id)}"
+                     f" ({p.maker.role}) at {p.at:%Y-%m-%d %H:%M} UTC; expires {p.expires_at:%Y-%m-%d %H:%M} UTC")
     lines.append("  latest events:")
-    lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}" for e in st.events[-8:]]
+    lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}{who(e.actor)}" for e in st.events[-8:]]
     return "\n".join(lines)
 
 
@@ -328,7 +341,7 @@ async def cmd_start(a: argparse.Namespace) -> int:
 
 async def cmd_status(a: argparse.Namespace) -> int:
     loan_id = errors.check_id(a.loan_id)  # checked before connecting
-    st = await visibility.case_status(await client(), loan_id)
+    st = await visibility.case_status(await client(), loan_id, repo())
     print(dump(st) if a.json else show_status(st))
     return 0
 
@@ -406,8 +419,112 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
 }
 
 
+LOCAL_ADMIN_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def resolve_caller(a: argparse.Namespace):
+    """The operator the command acts as: --token or COLLECTIONS_TOKEN, checked against the database; without
+    one, on the local dev stack only (Temporal on loopback, COLLECTIONS_LOCAL_ADMIN not 0), the local admin,
+    recorded as `local-admin` on every step it takes."""
+    from access.operators import Operators
+    from access.permissions import ROLES, Caller, Forbidden
+
+    token = getattr(a, "token", None) or os.environ.get("COLLECTIONS_TOKEN", "").strip()
+    if token:
+        caller = Operators(repo()).authenticate(token)
+        if caller is None:
+            raise Forbidden("the token is unknown, expired or revoked (or its operator disabled)")
+        caller.via = "cli-token"
+        return caller
+    host = settings().temporal_address.rsplit(":", 1)[0]
+    if host in LOCAL_ADMIN_HOSTS and os.environ.get("COLLECTIONS_LOCAL_ADMIN", "1").strip() != "0":
+        return Caller("local-admin", ROLES, via="local-admin")
+    raise Forbidden("give --token or set COLLECTIONS_TOKEN (an operator's token: starter.py operators token NAME); "
+                    "only the local dev stack may act without one")
+
+
+# commands that act on no case and need no operator (an in-process what-if run)
+NO_OPERATOR = {"simulate"}
+
+
 async def run(a: argparse.Namespace) -> int:
+    from access.permissions import acting_as
+
+    if a.command not in NO_OPERATOR:
+        acting_as(resolve_caller(a))
     return await HANDLERS[a.command](a)
+
+
+async def cmd_operators(a: argparse.Namespace) -> int:
+    """operators add NAME --role R..., token NAME [--days N], revoke TOKEN_ID, disable NAME, list."""
+    from access.operators import OperatorError, Operators
+    from access.permissions import require
+
+    require("operators.manage")
+    store = Operators(repo())
+    try:
+        if a.action == "list":
+            rows = store.list()
+            if a.json:
+                print(dump([{"id": o.id, "name": o.display_name, "roles": list(o.roles), "active": o.active,
+                             "created_at": o.created_at, "disabled_at": o.disabled_at,
+                             "tokens": [{"id": t[0], "expires_at": t[1], "revoked_at": t[2]} for t in o.tokens]}
+                            for o in rows]))
+            else:
+                for o in rows:
+                    live = [t for t in o.tokens if t[2] is None and t[1] > dt.datetime.now(dt.timezone.utc)]
+                    print(f"{o.id}  {o.display_name:<24} {','.join(o.roles):<30} "
+                          f"{'active' if o.active else 'disabled'}  live tokens: {', '.join(t[0] for t in live) or '-'}")
+                print(f"{len(rows)} operator(s)")
+            return 0
+        if not a.target:
+            raise BadInput("target", f"operators {a.action} needs a NAME" + (" or TOKEN_ID" if a.action == "revoke" else ""))
+        if a.action == "add":
+            o = store.add(a.target, a.role or [])
+            print(dump({"id": o.id, "name": o.display_name, "roles": list(o.roles)}) if a.json
+                  else f"added {o.id} ({', '.join(o.roles)}); issue a token with: starter.py operators token {o.id}")
+        elif a.action == "token":
+            t = store.issue_token(a.target, a.days)
+            print(dump({"token": t.token, "token_id": t.token_id, "operator_id": t.operator_id,
+                        "expires_at": t.expires_at}) if a.json else
+                  f"{t.token}\n(token {t.token_id} of {t.operator_id}, expires {t.expires_at:%Y-%m-%d %H:%M} UTC; "
+                  "shown once, only its hash is kept)")
+        elif a.action == "revoke":
+            if not store.revoke(a.target):
+                raise BadInput("token_id", f"no live token {a.target!r}")
+            print(f"revoked {a.target}")
+        elif a.action == "disable":
+            if not store.disable(a.target):
+                raise BadInput("operator", f"no operator {a.target!r}")
+            print(f"disabled {a.target}")
+    except OperatorError as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    return 0
+
+
+HANDLERS["operators"] = cmd_operators
+
+
+async def cmd_approvals(a: argparse.Namespace) -> int:
+    items = await inputs.list_approvals(await client(), repo())
+    if a.json:
+        print(dump([i.model_dump(mode="json") for i in items]))
+    else:
+        for i in items:
+            print(f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {i.at:%Y-%m-%d %H:%M} UTC; "
+                  f"expires {i.expires_at:%Y-%m-%d %H:%M} UTC; approved by {', '.join(i.approver_roles)})")
+        print(f"{len(items)} waiting for your roles")
+    return 0
+
+
+async def cmd_decide(a: argparse.Namespace) -> int:
+    loan_id = errors.check_id(a.loan_id)
+    result = await inputs.decide(await client(), repo(), loan_id, a.command, a.note or "")
+    print(dump(result) if a.json else result.message)
+    return 0
+
+
+HANDLERS.update({"approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide})
 
 
 def _date(text: str) -> dt.date:
@@ -462,6 +579,8 @@ def parser() -> argparse.ArgumentParser:
         if loan:
             c.add_argument("loan_id", metavar="LOAN_ID", help="the loan's id (its case is loan-LOAN_ID)")
         c.add_argument("--json", action="store_true", help="print the result as JSON")
+        c.add_argument("--token", help="act as the operator of this token (default: $COLLECTIONS_TOKEN; on the "
+                                       "local dev stack, without one: the local admin)")
         return c
 
     c = cmd("import", "import a portfolio CSV: write borrowers and loans, open one case per loan",
@@ -643,6 +762,22 @@ def parser() -> argparse.ArgumentParser:
             epilog="Example:\n  python starter.py payments --unapplied")
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
     c.add_argument("--loan", help="only this loan")
+
+    cmd("approvals", "list what waits for approval that your roles may decide (four-eyes)", loan=False,
+        epilog="Example:\n  python starter.py approvals --token $COLLECTIONS_TOKEN")
+    for verb in ("approve", "reject"):
+        c = cmd(verb, f"{verb} what waits for approval in the loan's case (never your own proposal)",
+                epilog=f"Example:\n  python starter.py {verb} L1001 --note 'checked the file'")
+        c.add_argument("--note", help="why (kept in the case's events)")
+
+    c = cmd("operators", "manage operators and their tokens (role admin)", loan=False,
+            epilog="Examples:\n  python starter.py operators add 'Wang Li' --role supervisor --role collector\n"
+                   "  python starter.py operators token 'Wang Li' --days 30     # prints a new token once\n"
+                   "  python starter.py operators revoke 3f9a1c2b7d10\n  python starter.py operators list")
+    c.add_argument("action", choices=["add", "token", "revoke", "disable", "list"])
+    c.add_argument("target", nargs="?", metavar="NAME|TOKEN_ID")
+    c.add_argument("--role", action="append", help="add: a role (repeat for several)")
+    c.add_argument("--days", type=_positive, default=90, help="token: days until it expires (default 90)")
     return p
 
 
@@ -663,11 +798,18 @@ def use_running_stack(environ=os.environ) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from access.permissions import Forbidden
+
     a = parser().parse_args(argv)
     if a.command != "simulate":
         use_running_stack()
     try:
         return asyncio.run(run(a))
+    except Forbidden as exc:
+        print(f"error: authorization: {exc.reason}", file=sys.stderr)
+        if getattr(a, "json", False):
+            print(dump({"error": {"field": "authorization", "reason": exc.reason}}))
+        return 3
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         if getattr(a, "json", False):

@@ -133,6 +133,10 @@ class CaseActivities:
                 self.gate.place_hold(borrower_id=change.borrower_id, loan_id=change.loan_id,
                                      workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
                                      until=change.until, reference=change.reference)
+                actor = next((e.actor for e in change.events if e.actor), None)
+                if actor is not None:  # who placed it (the actor of the update that placed it)
+                    self.repo.hold_placed_by(workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
+                                             actor=actor)
             self._audit(change.workflow_id, change.loan_id, change.case_key, change.events)
 
         await asyncio.to_thread(write)
@@ -170,7 +174,7 @@ class CaseActivities:
     def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
         """`Repo.record_event` arguments for the workflow's events, deduplicated by case key and sequence number."""
         return [dict(workflow_id=workflow_id, loan_id=loan_id, at=e.at, kind=e.kind, detail=e.detail,
-                     cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}")
+                     cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}", actor=e.actor)
                 for e in events if not e.kind.startswith("contact_")]
 
     # ------------------------------------------------------------------ channels
@@ -325,7 +329,8 @@ class CaseActivities:
             return self.repo.record_payment_of_case(
                 payment=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
                              amount=amount, currency=entry.currency, paid_at=entry.paid_at,
-                             allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()}),
+                             allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()},
+                             recorded_by=next((e.actor for e in entry.events if e.actor), None)),
                 case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=entry.currency,
                           outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
                           total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True)),

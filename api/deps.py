@@ -7,10 +7,11 @@ import asyncio
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Path, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from access.permissions import Caller, acting_as, roles_for
 from domain.models import ID_PATTERN
 from infra.config import ApiSettings, SettingsError, load, settings
 
@@ -58,13 +59,6 @@ class ApiError(Exception):
 
 def _err(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
-
-
-E401 = {401: _err("no valid bearer token; nothing was changed")}
-E404 = {404: _err("unknown loan, or no (open) case for it; nothing was changed")}
-E422 = {422: _err("bad input: the field and the reason; nothing was changed")}
-E503 = {503: _err("Temporal unreachable or the case did not answer in time; retry")}
-LoanId = Annotated[str, Path(pattern=ID_PATTERN, description="the bank's loan id (the case is loan-<loan_id>)")]
 
 
 E401 = {401: _err("no valid bearer token; nothing was changed")}
@@ -126,19 +120,64 @@ def backend(request: Request) -> Backend:
     return request.app.state.backend
 
 
-bearer = HTTPBearer(auto_error=False, description="API_TOKEN of the service", scheme_name="bearerAuth")
+bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth",
+                    description="an operator's token (`starter.py operators token NAME`); API_TOKEN is only a "
+                                "bootstrap admin token, for managing operators")
+E403 = {403: _err("the operator's roles do not allow this (field: authorization); nothing was changed")}
 
 
-async def authorized(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
-    given = (creds.credentials if creds and creds.scheme.lower() == "bearer" else "").encode()
-    # compare with every token (constant time each), so timing says nothing about which matched
-    if not given or not any([hmac.compare_digest(given, s) for s in request.app.state.secrets]):
-        raise ApiError(
-            401,
-            "authorization",
-            "a valid bearer token is needed (Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+def _unauthorized() -> ApiError:
+    return ApiError(401, "authorization", "a valid bearer token is needed (Authorization: Bearer <token>)",
+                    headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticated(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> Caller:
+    """The operator behind the bearer token (401 otherwise), made the current caller of the use cases.
+
+    API_TOKEN (the bootstrap secrets) is compared with every secret in constant time and gives the
+    `bootstrap` admin, which may manage operators and nothing else; any other token is an operator's,
+    checked against its hash in the database (access.operators)."""
+    cached = getattr(request.state, "caller", None)
+    if cached is not None:
+        acting_as(cached)
+        return cached
+    given = creds.credentials if creds and creds.scheme.lower() == "bearer" else ""
+    if not given or len(given) > 200:
+        raise _unauthorized()
+    raw = given.encode()
+    if any([hmac.compare_digest(raw, s) for s in request.app.state.secrets]):
+        caller = Caller("bootstrap", ["admin"], via="bootstrap")
+    else:
+        from access.operators import Operators
+
+        be: Backend = request.app.state.backend
+        caller = await asyncio.to_thread(Operators(be.repo()).authenticate, given)
+        if caller is None:
+            raise _unauthorized()
+    request.state.caller = caller
+    acting_as(caller)
+    return caller
+
+
+# kept for the routes that only need a valid token
+authorized = authenticated
+CallerDep = Annotated[Caller, Depends(authenticated)]
+
+
+def guard(*use_cases: str) -> dict[str, Any]:
+    """Route keyword arguments: the roles that may use it, checked before the body is read into the use
+    case (403 otherwise), and stated in the OpenAPI document (x-roles, and in the description). The
+    roles come from the one permission table (access.permissions)."""
+    roles = roles_for(*use_cases)
+
+    async def permitted(caller: CallerDep) -> None:
+        caller.require_any(use_cases)
+
+    return {
+        "dependencies": [Depends(permitted)],
+        "openapi_extra": {"x-roles": list(roles), "x-use-cases": list(use_cases)},
+        "description": f"Roles: {', '.join(roles)}.",
+    }
 
 
 async def within_timeout(coro):

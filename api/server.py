@@ -26,12 +26,16 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import Forbidden
+from infra.bodycap import BodyCap
 from api.deps import ApiError, Backend, tokens_from_env
-from api.routes import cases, inputs, payments
+from api.routes import borrowers, cases, inputs, payments
 from app import errors
+import console
 from infra.config import settings
 
 log = structlog.get_logger("api")
+BODY_CAP = 64 * 1024   # the largest input (a case with its borrower's details) is under 2 KB
 
 
 class Health(BaseModel):
@@ -51,6 +55,9 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         log.info("api started", temporal=settings().temporal_address, task_queue=settings().task_queue)
+        log.warning("API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
+                    "operators act with their own tokens (starter.py operators token NAME)",
+                    bootstrap_tokens=len(secrets))
         connecting = asyncio.create_task(backend.keep_connecting())
         yield
         connecting.cancel()
@@ -61,6 +68,8 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         version="1",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         lifespan=lifespan,
+        docs_url=None,   # /docs and /redoc come from console/ with local assets (no CDN)
+        redoc_url=None,
     )
 
     def error(status: int, field: str | None, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -69,6 +78,10 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
         return error(exc.status, exc.field, exc.reason, exc.headers)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_r: Request, exc: Forbidden) -> JSONResponse:
+        return error(403, "authorization", exc.reason)
 
     @app.exception_handler(errors.NotFound)
     async def _not_found(_r: Request, exc: errors.NotFound) -> JSONResponse:
@@ -127,8 +140,11 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
             return Health(status="ok", temporal="connected")
         return Health(status="ok", temporal="connecting", detail=backend.last_error)
 
-    for r in (cases.router, payments.router, inputs.router):
+    app.add_middleware(BodyCap, cap=BODY_CAP)   # outermost: before routing and the token check
+
+    for r in (cases.router, payments.router, inputs.router, borrowers.router):
         app.include_router(r)
+    console.install(app)  # the console's pages, and /docs and /redoc from local assets
     app.state.secrets = secrets
     app.state.backend = backend
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import asyncio
 import datetime as dt
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from access.permissions import require
 from app.errors import EARLIEST_DUE, KEYWORD_RE, LATEST_DUE, POLICY_NAME_RE, BadInput, build, check_date
 from domain.dates import zone
 from domain.errors import InvalidInput
@@ -21,6 +23,20 @@ from infra.config import settings
 from workflows.case import CollectionCase
 
 _POLICIES: dict[str, Policy] = {}
+
+
+def dev_stack() -> bool:
+    """The local development stack (devstack/stack.py sets COLLECTIONS_DEV_STACK=1 for its children)."""
+    return os.environ.get("COLLECTIONS_DEV_STACK", "").strip() in ("1", "true", "yes")
+
+
+def check_not_demo(policy: Policy, field: str) -> Policy:
+    """A demo policy (days compressed, contact at any hour) is refused outside the dev stack when it comes
+    from the API or a CSV's segment (issue 14, hole 7: `segment: "demo"` picked it)."""
+    if policy.day_seconds < 86400 and not dev_stack():
+        raise BadInput(field, f"policy {policy.name!r} is a demo policy (a day of {policy.day_seconds}s, contact at "
+                              "any hour): refused outside the local dev stack")
+    return policy
 
 
 def policy_for(segment: str, policy: str | None = None, *, allow_paths: bool = True) -> Policy:
@@ -58,7 +74,10 @@ def case_input(*, loan_id: str, borrower_id: str, principal: str, interest: str 
     if not isinstance(policy, Policy):
         if not isinstance(segment, str) or not KEYWORD_RE.fullmatch(segment):
             raise BadInput("segment", f"{segment!r} is not a segment name (1-32 letters, digits, _ or -)")
+        named = policy
         policy = policy_for(segment, policy, allow_paths=allow_policy_paths)
+        if not allow_policy_paths:  # the API: the bank's systems, not an operator's explicit choice
+            check_not_demo(policy, "policy" if named is not None else "segment")
     return build(CaseInput, loan_id=loan_id, borrower_id=borrower_id, currency=currency, due_date=due_date,
                  timezone=timezone, segment=segment, product=product, guarantor_id=guarantor_id, policy=policy,
                  **amounts)
@@ -106,6 +125,28 @@ async def start_case(client: Client, inp: CaseInput, task_queue: str | None = No
     return True
 
 
+FROZEN_TERMS = ("borrower_id", "currency", "principal", "due_date")
+
+
+def frozen_difference(loan, inp: CaseInput) -> tuple[str, str] | None:
+    """The first loan term of `inp` that differs from the loan row of a running case, as (field, reason)."""
+    for name in FROZEN_TERMS:
+        have, want = getattr(loan, name), getattr(inp, name)
+        if have != want:
+            if name == "principal":
+                have, want = format_amount(have, loan.currency), format_amount(want, inp.currency)
+            return name, (f"{want} differs from {have} of loan {inp.loan_id}, whose case is open: its terms are frozen "
+                           "while the case runs (contact details change through a contact update); nothing was changed")
+    return None
+
+
+def check_frozen(loan, inp: CaseInput) -> None:
+    """A repeated open of a running case overwrote its borrower and loan (issue 14, hole 1): refused."""
+    diff = frozen_difference(loan, inp)
+    if diff is not None:
+        raise BadInput(*diff)
+
+
 class StartResult(BaseModel):
     workflow_id: str
     started: bool
@@ -122,14 +163,27 @@ async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | Non
     `require_borrower` (the API: a case nobody can contact helps no one); the command line
     then opens the case without touching the database, as it always has.
     """
+    require("case.open")
     if contact is None and require_borrower:
         if await asyncio.to_thread(repo.borrower, inp.borrower_id) is None:
             raise BadInput("borrower", f"{inp.borrower_id} is not in the system of record: "
                                        "send the borrower's contact details with the case")
-    if contact is not None or require_borrower:
+    frozen = False
+    if repo is not None:
+        from app.inputs import open_run
+
+        if await open_run(client, inp.loan_id) is not None:
+            loan = await asyncio.to_thread(repo.loan, inp.loan_id)
+            if loan is not None:
+                check_frozen(loan, inp)
+                frozen = True   # the running case's loan and borrower rows stay as they are
+    if (contact is not None or require_borrower) and not frozen:
         await asyncio.to_thread(save_borrower_and_loan, repo, inp, contact)
     started = await start_case(client, inp, task_queue)
     msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
+    if frozen and contact is not None:
+        msg += ("; its borrower's contact details were not changed (send a contact update for that: "
+                "POST /v1/borrowers/{borrower_id}/contact)")
     waiting = await asyncio.to_thread(repo.payments, loan_id=inp.loan_id, status="unapplied") if repo is not None else []
     if waiting:
         msg += (f"; the loan has {len(waiting)} unapplied payment(s) ({', '.join(p.payment_id for p in waiting)}): if the "

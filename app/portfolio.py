@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client
 
+from access.permissions import require
 from app.errors import EARLIEST_DUE, ID_RE, KEYWORD_RE, LATEST_DUE, BadInput, check_date, field_and_reason
-from app.opening import Contact, policy_for, start_case
+from app.opening import Contact, check_not_demo, frozen_difference, policy_for, start_case
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import CaseInput
@@ -115,7 +116,7 @@ class _PolicyChooser:
             return self.fixed
         if segment not in self.by_segment:
             try:
-                self.by_segment[segment] = policy_for(segment)
+                self.by_segment[segment] = check_not_demo(policy_for(segment), "segment")
             except BadInput as exc:
                 self.by_segment[segment] = BadInput("segment", f"its policy cannot be loaded: {exc}")
         found = self.by_segment[segment]
@@ -293,22 +294,47 @@ def count_rows(path: str | Path) -> int:
     return max(0, n - 1 + (last != b"\n"))
 
 
-def _upsert(repo, batch: list[ImportRow]) -> None:
-    """Borrowers and loans of a batch in one transaction (insert, or update what the file says)."""
+def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
+    """Borrowers and loans of a batch in one transaction (insert, or update what the file says).
+
+    A loan whose case is open (by the case projection) keeps its rows: the same terms are left alone (the
+    row counts as already running), different ones are returned as rejections naming the field (issue 14,
+    hole 1); they are taken out of `batch`."""
+    from sqlalchemy import select
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from db.tables import BorrowerRow, LoanRow, table_of, utcnow
+    from db.tables import BorrowerRow, CaseRow, LoanRow, table_of, utcnow
 
     now = utcnow()
-    borrowers: dict[str, dict[str, Any]] = {}
+    rejected: list[Rejection] = []
+    with repo.session() as s:
+        ids = [r.inp.workflow_id for r in batch]
+        open_ids = set(s.scalars(select(CaseRow.loan_id).where(CaseRow.workflow_id.in_(ids), CaseRow.status != "closed")))
+        loans_open = {ln.id: ln for ln in s.scalars(select(LoanRow).where(LoanRow.id.in_(open_ids)))} if open_ids else {}
+    keep, frozen = [], []
     for r in batch:
+        loan = loans_open.get(r.inp.loan_id)
+        if loan is None:
+            keep.append(r)
+            continue
+        diff = frozen_difference(loan, r.inp)
+        if diff is not None:
+            rejected.append(Rejection(line=r.line, column=diff[0], reason=diff[1], loan_id=r.inp.loan_id))
+        else:
+            frozen.append(r)
+    batch[:] = keep + frozen
+    if not keep:
+        return rejected
+    writes = keep
+    borrowers: dict[str, dict[str, Any]] = {}
+    for r in writes:
         c = r.contact
         borrowers[r.inp.borrower_id] = dict(id=r.inp.borrower_id, name=c.name, phone=c.phone, email=c.email,
                                             address=c.address, timezone=r.inp.timezone, updated_at=now)
     loans = [dict(id=r.inp.loan_id, borrower_id=r.inp.borrower_id, guarantor_id=None, currency=r.inp.currency,
                   principal=r.inp.principal, interest=r.inp.interest, fees=r.inp.fees, due_date=r.inp.due_date,
                   product=r.inp.product, segment=r.inp.segment, policy=r.inp.policy.name, updated_at=now)
-             for r in batch]
+             for r in writes]
     with repo.session() as s:
         dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
         b = dialect.insert(table_of(BorrowerRow))
@@ -321,6 +347,7 @@ def _upsert(repo, batch: list[ImportRow]) -> None:
                    "policy", "updated_at")}),
                   [{**row, "created_at": now} for row in loans])
         s.commit()
+    return rejected
 
 
 async def import_portfolio(client: Client | None, repo, path: str | Path, *, policy: str | None = None,
@@ -332,6 +359,7 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
     starts are in flight. Rejected rows are reported and the good ones still imported. A dry
     run validates the whole file and changes nothing. `progress(n)` is called as rows finish.
     """
+    require("case.open")
     if not 1 <= concurrency <= 500:
         raise BadInput("concurrency", f"{concurrency} is not between 1 and 500")
     if client is None and not dry_run:
@@ -372,7 +400,10 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
 
     async def flush() -> None:
         if batch:
-            await asyncio.to_thread(_upsert, repo, list(batch))
+            refused = await asyncio.to_thread(_upsert, repo, batch)
+            for rej in refused:
+                summary.valid -= 1
+                reject([rej])
             for r in batch:
                 await queue.put(r)
             batch.clear()

@@ -13,6 +13,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import require
 from app.errors import BadInput, NotFound, build, check_id, closed_refusal
 from app.inputs import BUSY_WAIT, open_run, send_update
 from app.visibility import case_status
@@ -40,6 +41,7 @@ async def reverse_payment(client: Client, loan_id: str, *, payment_id: str, reas
     a missing reason). A case closed as paid (or settled, recovered) by it opens again: a new run of the same
     workflow id starts from the closed run's state, carrying that run's id, and applies the reversal first.
     A case closed otherwise (bankrupt, deceased, an operator's closure) is not reopened: refused, nothing changed."""
+    require("payment.reverse")
     check_id(loan_id)
     check_id(payment_id, "payment_id")
     r: ReversalIn = build(ReversalIn, payment_id=payment_id, reason=reason, at=at)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from access.permissions import require
 from app.errors import DECIMAL_RE, KEYWORD_RE, BadInput, NotFound, check_id
 from domain.errors import InvalidInput
 from domain.models import CaseStatus, workflow_id
@@ -18,14 +19,27 @@ from workflows import search
 from workflows.case import CollectionCase
 
 
-async def case_status(client: Client, loan_id: str) -> CaseStatus:
+async def case_status(client: Client, loan_id: str, repo=None) -> CaseStatus:
+    """The case's status; with the system of record, the display names of the operators who took its human
+    steps (names are never in workflow history: events carry operator ids)."""
+    require("case.read")
     check_id(loan_id)
     try:
-        return await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
+        st = await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("loan_id", f"no case for loan {loan_id}") from None
         raise
+    if repo is not None:
+        ids = {e.actor.split(":", 1)[0] for e in st.events if e.actor}
+        if st.pending_approval is not None:
+            ids.add(st.pending_approval.maker.operator_id)
+        ids = {i for i in ids if i.startswith("op-")}
+        if ids:
+            from access.operators import Operators
+
+            st = st.model_copy(update={"names": await asyncio.to_thread(Operators(repo).names, ids)})
+    return st
 
 
 class CaseSummary(BaseModel):
@@ -118,11 +132,44 @@ def visibility_query(*, stage: str | None = None, status: str | None = None, on_
             raise BadInput("query", "is empty")
         if len(q) > 2000 or any(ord(c) < 32 for c in q):
             raise BadInput("query", "must be one line of at most 2000 characters")
+        check_framed(q)
         parts.append(f"({q})")
     return " AND ".join(parts)
 
 
+def check_framed(q: str) -> None:
+    """The raw query goes inside `WorkflowType = "CollectionCase" AND (...)`: it may only narrow that list.
+    Its parentheses must balance without ever closing the frame's (`) OR (WorkflowType != "CollectionCase"`
+    listed other teams' workflows: issue 14, hole 5), and its quotes must close; ORDER BY is not a filter."""
+    depth, quote, escaped = 0, "", False
+    for i, c in enumerate(q):
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+            continue
+        if c in "'\"`":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                raise BadInput("query", f"closes a parenthesis it did not open (at character {i + 1}): the query "
+                                        "can only narrow the list of cases")
+    if quote:
+        raise BadInput("query", f"has an unclosed {quote} quote")
+    if depth:
+        raise BadInput("query", f"leaves {depth} parenthesis(es) open")
+    if re.search(r"\border\s+by\b", re.sub(r"(['\"`])(?:\\.|(?!\1).)*\1", "", q), re.IGNORECASE):
+        raise BadInput("query", "ORDER BY is not a filter; cases are listed newest first")
+
+
 async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseSummary]:
+    require("case.list")
     if not 1 <= limit <= 10_000:
         raise BadInput("limit", f"{limit} is not between 1 and 10000")
     out: list[CaseSummary] = []

@@ -18,8 +18,9 @@ def database_url() -> str:
     url = cfg.database_url
     if url:
         return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
-    cfg.var_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{cfg.var_dir / 'collections.db'}"
+    from infra.private import private_file
+
+    return f"sqlite:///{private_file(cfg.var_dir / 'collections.db')}"
 
 
 def make_engine(url: str | None = None) -> Engine:

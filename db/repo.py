@@ -268,9 +268,10 @@ class Repo:
 # ---------------------------------------------------------------- statements shared by the one-transaction writers
 
 def _event_values(*, workflow_id: str, loan_id: str, kind: str, detail: str = "", cause: dict | None = None,
-                  at: datetime | None = None, dedupe_key: str | None = None) -> dict:
+                  at: datetime | None = None, dedupe_key: str | None = None, actor: str | None = None) -> dict:
     return dict(workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
-                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key)
+                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key,
+                actor=actor)
 
 
 def _record_events(s: Session, events: list[dict]) -> None:
@@ -294,11 +295,12 @@ def _project_case(s: Session, workflow_id: str, loan_id: str, currency: str, *, 
 
 
 def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: str | None, amount: int, currency: str,
-                    paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "") -> bool:
+                    paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "",
+                    recorded_by: str | None = None) -> bool:
     stmt = _insert(s, PaymentRow).values(
         payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
         paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
-        recorded_at=utcnow(),
+        recorded_at=utcnow(), recorded_by=recorded_by,
     )
     if status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
         t = table_of(PaymentRow)
@@ -434,6 +436,13 @@ class GateStore:
                 borrower_id=borrower_id, loan_id=loan_id, workflow_id=workflow_id, kind=kind, reference=reference,
                 placed_at=placed_at, until=until).on_conflict_do_nothing(
                 index_elements=["workflow_id", "kind", "placed_at"]))
+            s.commit()
+
+    def hold_placed_by(self, *, workflow_id: str, kind: str, placed_at: datetime, actor: str) -> None:
+        """The actor (operator id:role) on a hold row (audit; issue 14)."""
+        with self.session() as s:
+            s.execute(update(HoldRow).where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind,
+                                            HoldRow.placed_at == placed_at).values(placed_by=actor))
             s.commit()
 
     def release_hold(self, *, workflow_id: str, kind: str, released_at: datetime, released_by: str | None) -> None:

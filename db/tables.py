@@ -106,6 +106,7 @@ class PaymentRow(SQLModel, table=True):
     allocation: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     note: str = Field(default="", max_length=200)
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    recorded_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
 
 
 class PaymentReversalRow(SQLModel, table=True):
@@ -164,6 +165,7 @@ class HoldRow(SQLModel, table=True):
     until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     released_by: str | None = Field(default=None, max_length=100)
+    placed_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
 
 
 class EventRow(SQLModel, table=True):
@@ -179,6 +181,45 @@ class EventRow(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     cause: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=220)
+    actor: str | None = Field(default=None, max_length=40, description="who (operator id:role) for a human step")
+
+
+class OperatorRow(SQLModel, table=True):
+    """A named person (or bank system) who acts on cases. The id is opaque and is what case events and
+    workflow histories carry; the display name stays here."""
+
+    __tablename__ = "operators"
+    id: str = Field(primary_key=True, max_length=20)
+    display_name: str = Field(max_length=100, unique=True)
+    roles: str = Field(max_length=200, description="comma-separated, from access.permissions.ROLES")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class OperatorTokenRow(SQLModel, table=True):
+    """An API token of an operator: only the SHA-256 of its secret is kept (the token is shown once)."""
+
+    __tablename__ = "operator_tokens"
+    id: str = Field(primary_key=True, max_length=16, description="public part of the token (its prefix)")
+    operator_id: str = Field(foreign_key="operators.id", index=True, max_length=20)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class ContactChangeRow(SQLModel, table=True):
+    """An audited change of a borrower's contact detail: who changed what and when, the old value kept."""
+
+    __tablename__ = "contact_changes"
+    id: int | None = Field(default=None, primary_key=True)
+    borrower_id: str = Field(foreign_key="borrowers.id", index=True, max_length=64)
+    field: str = Field(max_length=16)
+    old_value: str | None = Field(default=None, max_length=500)
+    new_value: str | None = Field(default=None, max_length=500)
+    actor: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -36,7 +36,7 @@ from domain.dates import local_date
 from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
 from domain.money import format_amount
 from domain.policy import Policy, load_policy
-from infra.config import settings
+from infra.config import StackSettings, load, settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
 
@@ -378,7 +378,7 @@ async def main(argv: list[str] | None = None) -> int:
         say("demo: the portfolio is already loaded; no updates sent (rerun after `make clean` for a fresh one)")
 
     summary(cases, await statuses(handles))
-    ui = f"http://localhost:{cfg.ui_port}"
+    ui = f"http://localhost:{load(StackSettings).ui_port}"
     ns = cfg.temporal_namespace
     say(f"\nWeb UI: {ui}/namespaces/{ns}/workflows")
     say("Try these visibility queries in the UI's search box (or `temporal workflow list --query '...'`):")

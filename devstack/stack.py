@@ -54,10 +54,17 @@ from pathlib import Path
 from devstack import binaries
 from infra import config
 from infra.config import ROOT, StackSettings, load
+from infra.private import private_dir, private_umask
 
 
 def var_dir() -> Path:
     return config.var_dir()
+
+
+def private_var() -> None:
+    """var/ 0700, and every file the stack and its children create 0600 (they inherit the umask)."""
+    private_umask()
+    private_dir(var_dir())
 
 
 def pid_file() -> Path:
@@ -273,7 +280,7 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
 
     cfg = cfg or stack_settings()
     ep = Endpoints.from_settings(cfg)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     server = [
         binaries.find("temporal"), "server", "start-dev",
         "--db-filename", str(var_dir() / "temporal.db"),
@@ -293,6 +300,8 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
 
     if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
         specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
+        # the `dev` operator (every role) and a second one to approve its proposals, tokens in var/
+        specs.append(Child("operators", [sys.executable, "-m", "access.devadmin"], env, oneshot=True))
 
     worker_env = dict(env)
     if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
@@ -319,7 +328,8 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
         url = f"http://127.0.0.1:{port}"
         specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
                            ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
-                           link=("API", f"{url}/docs  (token {'from API_TOKEN' if own_token else 'dev-token'})")))
+                           link=("API", f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
+                                       f"{'' if own_token else 'dev-token '}is the bootstrap admin token)")))
 
     if codec:
         url = f"http://127.0.0.1:{codec_port}"
@@ -589,7 +599,7 @@ def _claim_pid_file() -> bool:
     path = pid_file()
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             pid = running_pid()
             if pid is not None and pid != os.getpid():
@@ -607,6 +617,7 @@ def _claim_pid_file() -> bool:
 def up() -> int:
     cfg = stack_settings()
     ep = Endpoints.from_settings(cfg)
+    private_var()
     log_dir().mkdir(parents=True, exist_ok=True)
     if not _claim_pid_file():
         say(f"already running (pid {running_pid()}); Web UI {ep.ui_url}. `python -m devstack.stack stop` stops it.")
@@ -669,6 +680,7 @@ def start() -> int:
             return 0
         say(f"already starting (pid {pid}); waiting for it")
         return _wait_started(pid, None, ep)
+    private_var()
     log_dir().mkdir(parents=True, exist_ok=True)
     log = log_dir() / "stack.log"
     with log.open("ab") as fh:

@@ -11,19 +11,32 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, shown
 
 DAY = 86400
 
 
+# Keys that name no place: the machine's own zone and tzdata's placeholder. A borrower's zone is a place.
+NOT_A_PLACE = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@lru_cache(maxsize=1)
+def _zone_keys() -> frozenset[str]:
+    return frozenset(available_timezones()) - NOT_A_PLACE
+
+
 @lru_cache(maxsize=512)
 def zone(name: str, field: str = "timezone") -> ZoneInfo:
+    """The IANA zone `name`, checked against the zone keys tzdata ships: `Asia` (a folder: IsADirectoryError from
+    ZoneInfo) and `localtime` or `Factory` (not a place) are refused like any unknown name, naming the field."""
+    if not isinstance(name, str) or name not in _zone_keys():
+        raise InvalidInput(field, f"unknown IANA time zone {shown(name)} (e.g. Asia/Shanghai)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise InvalidInput(field, f"unknown IANA time zone {name!r} (e.g. Asia/Shanghai)") from None
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        raise InvalidInput(field, f"unknown IANA time zone {shown(name)} (e.g. Asia/Shanghai)") from None
 
 
 def local_date(now: datetime, tz: str) -> date:

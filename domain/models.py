@@ -13,8 +13,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from domain.actor import Actor
 from domain.dates import zone
+from domain.errors import InvalidInput
+from domain.text import clean_text
 from domain.money import check_currency
 from domain.policy import Policy
 
@@ -30,6 +34,14 @@ Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "rec
 PAID_OUTCOMES = ("paid", "settled", "recovered")  # closed by payments: a reversal reopens the case
 WriteOffStatus = Literal["proposed", "confirmed"]
 CLOSING_HOLDS: dict[str, Outcome] = {"bankruptcy": "bankrupt", "deceased": "deceased"}
+
+
+def _clean(value: str, field: str, max_length: int, required: bool = False) -> str:
+    """domain.text.clean_text as a pydantic validator's error (NFKC, trimmed, no control/format characters)."""
+    try:
+        return clean_text(value, field, max_length, required=required)
+    except InvalidInput as exc:
+        raise ValueError(exc.reason) from None
 
 
 class Model(BaseModel):
@@ -98,6 +110,8 @@ def workflow_id(loan_id: str) -> str:
 # ---- update inputs (typed by people or sent by the bank's systems) ----
 
 class PaymentIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     payment_id: str = Field(pattern=ID_PATTERN)
     amount: str = Field(description="decimal string in major units, e.g. '1234.56'")
     currency: str
@@ -105,11 +119,15 @@ class PaymentIn(Model):
 
 
 class PromiseIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     amount: str
     date: dt.date
 
 
 class PlanIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: Literal["deferral", "instalments", "interest_waiver"]
     until: dt.date | None = Field(default=None, description="deferral: the new due date for the whole balance")
     instalments: int | None = Field(default=None, description="instalments: how many")
@@ -118,24 +136,56 @@ class PlanIn(Model):
     waiver_percent: int = Field(default=0, description="share of the outstanding interest waived on completion")
     pay_by: dt.date | None = Field(default=None, description="interest_waiver: pay the rest by this date")
 
+    @field_validator("instalments", "interval_months", "waiver_percent", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, v):
+        # JSON true is not 1: pydantic's lax mode took `"waiver_percent": true` as 1% (issue 14, hole 7)
+        if isinstance(v, bool):
+            raise ValueError("must be a whole number, not true/false")
+        return v
+
 
 class HoldIn(Model):
+    approved: SkipJsonSchema[bool] = Field(default=False, description="set by the application layer only: a closure "
+                                           "already approved in the borrower's other case")
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: HoldKind
     until: dt.date | None = Field(default=None, description="hardship: the end date")
     reference: str = Field(default="", max_length=200)
     received_on: dt.date | None = Field(default=None, description="dispute: the day the dispute was received "
                                         "(the credit-report answer is due within 20 days of it, 征信业管理条例 art. 25)")
 
+    @field_validator("reference")
+    @classmethod
+    def _clean_reference(cls, v: str) -> str:
+        return _clean(v, "reference", 200)
+
 
 class ReleaseIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: HoldKind
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
+
+    @field_validator("reviewer")
+    @classmethod
+    def _clean_reviewer(cls, v: str | None) -> str | None:
+        # a reviewer of whitespace, a zero-width space or an RTL mark released a complaint (issue 14, hole 3)
+        return None if v is None else _clean(v, "reviewer", 100, required=True)
+
+    @field_validator("resolution")
+    @classmethod
+    def _clean_resolution(cls, v: str) -> str:
+        return _clean(v, "resolution", 200)
 
 
 class CloseIn(Model):
     """An operator closes a case (closed_by_operator): the outcome and the reason are required."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     outcome: str = Field(description="one of " + ", ".join(OPERATOR_OUTCOMES))
     reason: str = Field(default="", max_length=500)
     operator: str = Field(default="", max_length=100)
@@ -144,6 +194,8 @@ class CloseIn(Model):
 class WriteOffConfirmIn(Model):
     """An operator confirms a proposed write-off (核销): an accounting event, the case stays open (账销案存)."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     approver: str = Field(default="", max_length=100)
     reference: str = Field(default="", max_length=200, description="the write-off approval's number")
 
@@ -151,6 +203,8 @@ class WriteOffConfirmIn(Model):
 class ReversalIn(Model):
     """A payment taken back (returned transfer, failed debit), by its payment id."""
 
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     payment_id: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=200)
     at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (default: now)")
@@ -170,6 +224,8 @@ COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "payment_order_served",
 
 
 class OutcomeIn(Model):
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
+                                                "authenticated operator; never taken from a client")
     kind: Literal["call", "visit", "court"]
     outcome: str
     amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
@@ -179,6 +235,40 @@ class OutcomeIn(Model):
     performance_ends: dt.date | None = Field(default=None, description="judgment: the last day of its performance period")
     served_on: dt.date | None = Field(default=None, description="payment order: the day it was served on the borrower")
 
+    @field_validator("reference")
+    @classmethod
+    def _clean_reference(cls, v: str) -> str:
+        return _clean(v, "reference", 100)
+
+
+ApprovalKind = Literal["plan", "closure", "release", "close", "write_off"]
+
+
+class PendingApproval(Model):
+    """A decision that takes two people, proposed by its maker and waiting for a checker (four-eyes)."""
+
+    kind: ApprovalKind
+    summary: str
+    maker: Actor
+    at: datetime
+    expires_at: datetime
+    plan: PlanIn | None = None
+    hold: HoldIn | None = None
+    release: ReleaseIn | None = None
+    close: CloseIn | None = None
+    confirm: WriteOffConfirmIn | None = None
+
+
+class ApprovalDecisionIn(Model):
+    decision: Literal["approve", "reject"]
+    note: str = Field(default="", max_length=200)
+    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer")
+
+    @field_validator("note")
+    @classmethod
+    def _clean_note(cls, v: str) -> str:
+        return _clean(v, "note", 200)
+
 
 # ---- state ----
 
@@ -186,6 +276,7 @@ class Event(Model):
     at: datetime
     kind: str
     detail: str = ""
+    actor: str | None = Field(default=None, description="who, for a human step: operator id:role (never a name)")
     seq: int = Field(default=0, description="position in the case's audit trail, from 1")
 
 
@@ -312,6 +403,7 @@ class CaseState(Model):
     bureau_notice_failed: list[str] = Field(default=[], description="notice channels that failed, in order")
     event_seq: int = 0
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
+    pending: PendingApproval | None = Field(default=None, description="a proposal waiting for a second person")
     runs: int = 1
     write_off: WriteOffStatus | None = Field(default=None, description="核销: proposed at the write-off DPD, confirmed by an operator")
     write_off_proposed_at: datetime | None = None
@@ -388,6 +480,9 @@ class CaseStatus(Model):
     contacts: dict[str, int]
     events: list[Event]
     as_of: datetime
+    pending_approval: PendingApproval | None = None
+    names: dict[str, str] = Field(default={}, description="operators' display names by id, from the database (filled "
+                                  "by the application layer; never in workflow history)")
 
 
 class ContactResult(Model):

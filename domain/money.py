@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, shown
 
 # ISO 4217 minor-unit exponents of the currencies a lender here deals in.
 MINOR_UNITS: dict[str, int] = {
@@ -21,7 +21,7 @@ MAX_MINOR = 2**63 - 1
 
 def check_currency(currency: str, field: str = "currency") -> str:
     if currency not in MINOR_UNITS:
-        raise InvalidInput(field, f"unknown or unsupported currency {currency!r} (ISO 4217 code, e.g. CNY)")
+        raise InvalidInput(field, f"unknown or unsupported currency {shown(currency)} (ISO 4217 code, e.g. CNY)")
     return currency
 
 
@@ -33,22 +33,24 @@ def parse_amount(text: str, currency: str, field: str = "amount", *, allow_zero:
     raw = text.strip()
     if raw == "":
         raise InvalidInput(field, "is empty")
+    if raw != text:
+        raise InvalidInput(field, f"has spaces or line breaks around it ({shown(text)}); send the digits alone, e.g. '1234.56'")
     if raw.startswith("-"):
-        raise InvalidInput(field, f"must not be negative ({text!r})")
+        raise InvalidInput(field, f"must not be negative ({shown(text)})")
     if not _AMOUNT.fullmatch(raw):
-        raise InvalidInput(field, f"is not a plain decimal amount ({text!r}); write digits with an optional '.', e.g. 1234.56")
+        raise InvalidInput(field, f"is not a plain decimal amount ({shown(text)}); write digits with an optional '.', e.g. 1234.56")
     exponent = MINOR_UNITS[currency]
     decimals = len(raw.partition(".")[2])
     if decimals > exponent:
-        raise InvalidInput(field, f"has {decimals} decimals but {currency} allows at most {exponent} ({text!r})")
+        raise InvalidInput(field, f"has {decimals} decimals but {currency} allows at most {exponent} ({shown(text)})")
     whole, _, frac = raw.partition(".")
     whole = whole.lstrip("0") or "0"
     if len(whole) > 19:
-        raise InvalidInput(field, f"is too large ({text!r})")
+        raise InvalidInput(field, f"is too large ({shown(text)})")
     # Exact integer arithmetic: Decimal.scaleb rounds to the context's 28 digits.
     minor = int(whole + frac.ljust(exponent, "0"))
     if minor > MAX_MINOR:
-        raise InvalidInput(field, f"is too large ({text!r})")
+        raise InvalidInput(field, f"is too large ({shown(text)})")
     if minor == 0 and not allow_zero:
         raise InvalidInput(field, "must be greater than zero")
     return minor

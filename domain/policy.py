@@ -193,6 +193,15 @@ class Allocation(_Strict):
         return v
 
 
+class ApprovalRules(_Strict):
+    """Four-eyes (issue 14): what needs a second person, and how long a proposal waits for one."""
+
+    waiver_percent_over: int = Field(default=20, ge=0, le=100, description="an interest waiver above this share")
+    plain_max_instalments: int | None = Field(default=None, ge=1, le=60, description="more instalments need approval")
+    plain_max_deferral_days: int | None = Field(default=None, ge=1, le=365, description="a longer deferral needs approval")
+    expiry_days: int = Field(default=3, ge=1, le=30, description="an unanswered proposal is dropped after this")
+
+
 class Policy(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -207,6 +216,7 @@ class Policy(_Strict):
     holds: HoldRules = HoldRules()
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
+    approval: ApprovalRules = ApprovalRules()
 
     @model_validator(mode="after")
     def _ladder(self) -> Policy:

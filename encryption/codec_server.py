@@ -6,14 +6,22 @@ to those who hold its token.
 
 It implements the UI's remote codec protocol: `POST /decode` and `POST /encode` take and return
 `{"payloads": [...]}` in protobuf JSON (metadata values and data base64), with the payload keys of
-encryption/codec.py. Nothing is decoded for a caller without a valid token:
+encryption/codec.py. Nothing is decoded for a caller without a valid token, and every decode is logged with who asked
+(operator id and role, or `codec-token`), the namespace and, when the UI's page names it, the workflow:
 
+- `Authorization: Bearer <operator token>`: an operator whose roles may read cases (access.permissions;
+  the token is checked against the database, DATABASE_URL);
 - `Authorization: Bearer <CODEC_TOKEN>`: programs, and the CLI
   (`temporal workflow show -w loan-L1001 --codec-endpoint http://localhost:8081 --codec-auth "Bearer $CODEC_TOKEN"`);
 - the Web UI cannot send a header of its own, so a person signs in once at `GET /login` with the
-  token; that sets an HttpOnly, SameSite=Strict session cookie (8 h, an HMAC of the token, never the
-  token itself) that the UI's requests carry once "Include cross-origin credentials" is ticked in
-  the UI's Codec Server settings.
+  operator's token (or CODEC_TOKEN); that sets an HttpOnly, SameSite=Strict session cookie (8 h, a
+  random id the server keeps, never the token; signing out ends it at once) that the UI's requests carry
+  once "Include cross-origin credentials" is ticked in the UI's Codec Server settings. Five failed
+  sign-ins from one address in a minute get 429 until the minute has passed.
+
+There is no `/encode`: the Web UI is read-only for operators, so it has nothing to encode, and a token
+holder could otherwise mint payloads under the live key. Bodies are capped (4 KB for /login, 8 MB for
+/decode) by Content-Length before they are read.
 
 Requests with a cookie must be `application/json` (so a cross-origin one always needs a CORS
 preflight), and CORS admits only the UI's origins: CODEC_CORS_ORIGINS (comma-separated; default
@@ -26,6 +34,7 @@ CODEC_COOKIE_SECURE=1 (behind HTTPS), PAYLOAD_KEYS / PAYLOAD_KEY_ID.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -42,12 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from infra.bodycap import BodyCap
 from encryption.codec import (
     CodecConfigError,
     EncryptionCodec,
@@ -57,6 +68,7 @@ from encryption.codec import (
     var_dir,
 )
 
+log = structlog.get_logger("codec_server")
 DEFAULT_PORT = 8081
 COOKIE = "codec_session"
 SESSION_SECONDS = 8 * 3600
@@ -125,22 +137,47 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
 
 # ---------------------------------------------------------------------------- sessions
 
-def _sign(token: str, expires: int) -> str:
-    return hmac.new(token.encode(), f"codec-session:{expires}".encode(), hashlib.sha256).hexdigest()
+class Sessions:
+    """Server-side sign-in sessions: the cookie is a random id, the server keeps who it belongs to and until
+    when. Signing out deletes it, so the cookie is dead at once (an HMAC cookie still decoded after logout:
+    issue 14, hole 7). A restart signs everybody out."""
+
+    def __init__(self, seconds: int = SESSION_SECONDS) -> None:
+        self.seconds = seconds
+        self._live: dict[str, tuple[str, float]] = {}
+
+    def new(self, who: str, now: float | None = None) -> str:
+        now = now or time.time()
+        self._live = {k: v for k, v in self._live.items() if v[1] > now}
+        sid = secrets.token_urlsafe(32)
+        self._live[sid] = (who, now + self.seconds)
+        return sid
+
+    def who(self, sid: str | None, now: float | None = None) -> str | None:
+        found = self._live.get(sid or "")
+        if found is None or found[1] <= (now or time.time()):
+            return None
+        return found[0]
+
+    def end(self, sid: str | None) -> None:
+        self._live.pop(sid or "", None)
 
 
-def session_value(token: str, now: float | None = None) -> str:
-    expires = int((now or time.time()) + SESSION_SECONDS)
-    return f"{expires}.{_sign(token, expires)}"
+class LoginLimiter:
+    """At most `tries` failed sign-ins per client address in `window` seconds (429 after that)."""
 
+    def __init__(self, tries: int = 5, window: float = 60.0) -> None:
+        self.tries, self.window = tries, window
+        self._failures: dict[str, list[float]] = {}
 
-def session_valid(token: str, value: str | None, now: float | None = None) -> bool:
-    if not value:
-        return False
-    expires_s, _, mac = value.partition(".")
-    if not expires_s.isdigit() or int(expires_s) < (now or time.time()):
-        return False
-    return hmac.compare_digest(mac, _sign(token, int(expires_s)))
+    def blocked(self, client: str, now: float | None = None) -> float:
+        now = now or time.time()
+        recent = [t for t in self._failures.get(client, []) if t > now - self.window]
+        self._failures[client] = recent
+        return (recent[0] + self.window - now) if len(recent) >= self.tries else 0.0
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        self._failures.setdefault(client, []).append(now or time.time())
 
 
 SIGN_IN_FORM = """<form method="post" action="/login"><label for="token">Codec token</label>
@@ -163,27 +200,65 @@ input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}button{{fo
 
 # ---------------------------------------------------------------------------- the app
 
-def create_app(cfg: Config) -> FastAPI:
+def operator_lookup(token: str) -> str | None:
+    """An operator token (ct_...) whose operator may read cases: 'operator-id:role', else None."""
+    from access.operators import TOKEN_RE, Operators
+    from access.permissions import Forbidden
+
+    if not TOKEN_RE.fullmatch(token):
+        return None
+    from db.engine import make_engine
+    from db.repo import Repo
+
+    global _REPO
+    if _REPO is None:
+        _REPO = Repo(make_engine())
+    caller = Operators(_REPO).authenticate(token)
+    if caller is None:
+        return None
+    try:
+        actor = caller.actor("case.read")
+    except Forbidden:
+        return None
+    return f"{actor.operator_id}:{actor.role}"
+
+
+_REPO = None
+LOGIN_CAP, CODEC_CAP = 4 * 1024, 8 * 1024 * 1024
+
+
+def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
+    """`lookup(token)` names the operator of an operator token allowed to read cases (None otherwise)."""
     codec = EncryptionCodec(cfg.keyring)
+    sessions, limiter = Sessions(), LoginLimiter()
     app = FastAPI(title="Loan collections codec server", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(CORSMiddleware, allow_origins=list(cfg.origins), allow_credentials=True,
                        allow_methods=["POST"], max_age=600,
                        allow_headers=["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"])
+    # outermost: a large body is refused by its length before it is read, before any token check
+    app.add_middleware(BodyCap, cap=CODEC_CAP, caps={"/login": LOGIN_CAP}, check_json=False,
+                       error=lambda field, reason: {"detail": f"{field} {reason}"})
 
-    def authorized(request: Request) -> tuple[bool, bool]:
-        """(authorized, by cookie)"""
+    def who_is(token: str) -> str | None:
+        """'codec-token' for the service token, 'op-...:role' for an operator allowed to read cases."""
+        if hmac.compare_digest(token.encode(), cfg.token.encode()):
+            return "codec-token"
+        return lookup(token) if len(token) <= 200 else None
+
+    async def authorized(request: Request) -> tuple[str | None, bool]:
+        """(who, by cookie)"""
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given:
-            return hmac.compare_digest(given.strip().encode(), cfg.token.encode()), False
-        return session_valid(cfg.token, request.cookies.get(COOKIE)), True
+            return await asyncio.to_thread(who_is, given.strip()), False
+        return sessions.who(request.cookies.get(COOKIE)), True
 
     def refuse(status: int, detail: str) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     async def transcode(request: Request, decode: bool) -> Response:
-        ok, by_cookie = authorized(request)
-        if not ok:
+        who, by_cookie = await authorized(request)
+        if who is None:
             return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
         if by_cookie and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return refuse(415, "Content-Type must be application/json")
@@ -195,15 +270,18 @@ def create_app(cfg: Config) -> FastAPI:
             out = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
         except PayloadDecryptionError as exc:
             return refuse(422, str(exc))
+        referer = request.headers.get("referer", "")
+        workflow = referer.split("/workflows/", 1)[1].split("/", 1)[0] if "/workflows/" in referer else None
+        log.info("decoded", who=who, via="session" if by_cookie else "bearer",
+                 namespace=request.headers.get("x-namespace"), workflow=workflow, payloads=len(out))
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))
 
     @app.post("/decode")
     async def decode(request: Request) -> Response:
         return await transcode(request, decode=True)
 
-    @app.post("/encode")
-    async def encode(request: Request) -> Response:
-        return await transcode(request, decode=False)
+    # No /encode: it let a token holder mint payloads under the live key, and the Web UI, read-only for
+    # operators (no signal, update, start or reset from it), has nothing to encode.
 
     @app.get("/health")
     async def health() -> dict:
@@ -220,23 +298,34 @@ def create_app(cfg: Config) -> FastAPI:
 
     @app.get("/login")
     async def login_form(request: Request) -> HTMLResponse:
-        if session_valid(cfg.token, request.cookies.get(COOKIE)):
+        if sessions.who(request.cookies.get(COOKIE)):
             return page('<p class="msg">You are signed in.</p>', signed_in=True)
         return page()
 
     @app.post("/login")
     async def login(request: Request) -> HTMLResponse:
+        client = request.client.host if request.client else "?"
+        wait = limiter.blocked(client)
+        if wait:
+            resp = page(f'<p class="msg">Too many failed sign-ins: try again in {int(wait) + 1} s.</p>', status=429)
+            resp.headers["Retry-After"] = str(int(wait) + 1)
+            return resp
         form = parse_qs((await request.body()).decode(errors="replace"))
         given = (form.get("token") or [""])[0].strip()
-        if not given or not hmac.compare_digest(given.encode(), cfg.token.encode()):
-            return page('<p class="msg">That is not the codec token.</p>', status=401)
+        who = await asyncio.to_thread(who_is, given) if given else None
+        if who is None:
+            limiter.failed(client)
+            log.warning("sign-in refused", client=client)
+            return page('<p class="msg">That is not a token that may read cases.</p>', status=401)
+        log.info("signed in", who=who)
         resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>', signed_in=True)
-        resp.set_cookie(COOKIE, session_value(cfg.token), max_age=SESSION_SECONDS, httponly=True,
+        resp.set_cookie(COOKIE, sessions.new(who), max_age=SESSION_SECONDS, httponly=True,
                         samesite="strict", secure=cfg.secure_cookie, path="/")
         return resp
 
     @app.post("/logout")
-    async def logout() -> HTMLResponse:
+    async def logout(request: Request) -> HTMLResponse:
+        sessions.end(request.cookies.get(COOKIE))
         resp = page('<p class="msg">Signed out.</p>')
         resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=cfg.secure_cookie)
         return resp

@@ -27,8 +27,9 @@ from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "test-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BOOTSTRAP = "test-token-0123456789"   # API_TOKEN: the bootstrap admin token (operators only)
+TOKEN = ""                             # an operator with every role but admin, made by the api fixture
+AUTH: dict[str, str] = {}
 TASK_QUEUE = "collections-api-test"
 
 
@@ -37,7 +38,7 @@ class Api:
         self.url, self.client, self.repo, self.process, self.log = url, client, repo, process, log
 
     def http(self, auth: bool = True) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=AUTH if auth else {}, timeout=30)
+        return httpx.AsyncClient(base_url=self.url, headers=dict(AUTH) if auth else {}, timeout=30)
 
     async def start(self, loan_id: str, dpd: int = 3, principal: str = "5000.00", **extra) -> dict:
         body = {"loan_id": loan_id, "borrower_id": f"B-{loan_id}", "principal": principal, "interest": "120.50",
@@ -63,12 +64,19 @@ def essentials(st: dict) -> dict:
 
 def api_env(address: str, repo, **extra: str) -> dict[str, str]:
     return dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json",
-                DATABASE_URL=repo.engine.url.render_as_string(hide_password=False), API_TOKEN=TOKEN, **extra)
+                DATABASE_URL=repo.engine.url.render_as_string(hide_password=False), API_TOKEN=BOOTSTRAP, **extra)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def api(repo, gateway, tmp_path_factory):
     """Dev server + worker + the API as its own process, as the stack runs it."""
+    global TOKEN, AUTH
+    from access.operators import Operators
+    from access.permissions import ROLES
+
+    store = Operators(repo)
+    TOKEN = store.issue_token(store.ensure("api test", [r for r in ROLES if r != "admin"]).id).token
+    AUTH = {"Authorization": f"Bearer {TOKEN}"}
     port = free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find("temporal"), search_attributes=search.ALL, ip="127.0.0.1", port=port, ui=False)
@@ -132,7 +140,8 @@ async def test_the_openapi_document_is_served_and_describes_every_route(api):
                    ("POST", "/v1/loans/{loan_id}/holds/{kind}/release"), ("POST", "/v1/loans/{loan_id}/outcomes"),
                    ("GET", "/v1/loans/{loan_id}"), ("GET", "/v1/cases"), ("POST", "/v1/cases")}
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "API_TOKEN of the service"}
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"]}
+    assert "bootstrap" in doc["components"]["securitySchemes"]["bearerAuth"]["description"]
     for path, item in doc["paths"].items():
         if not path.startswith("/v1/"):
             continue
@@ -146,9 +155,10 @@ async def test_the_openapi_document_is_served_and_describes_every_route(api):
 
 # --------------------------------------------------------------------------- auth
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                                     {"Authorization": TOKEN}])
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic {TOKEN}"},
+                                     {"Authorization": "{TOKEN}"}])
 async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api, headers):
+    headers = {k: v.replace("{TOKEN}", TOKEN) for k, v in headers.items()}
     loan = f"AUTH-{abs(hash(json.dumps(headers))) % 10**6}"
     await api.start(loan)
     before = await api.status(loan)

@@ -6,6 +6,8 @@ amount, payment id or loan id in any payload; and the real codec server over HTT
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import json
 import os
@@ -25,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 from domain.models import PaymentIn
 from encryption import codec
 from encryption.codec import CodecConfigError, EncryptionCodec, Keyring, PayloadDecryptionError
-from encryption.codec_server import COOKIE, running_codec_server, session_valid
+from encryption.codec_server import COOKIE, running_codec_server
 from infra.config import ROOT
 from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
 from tests.workflow_helpers import payloads_in
@@ -219,13 +221,10 @@ async def test_codec_server_decodes_for_the_token_holder(server):
         decoded = json_format.ParseDict(r.json(), Payloads()).payloads
         assert DATA_CONVERTER.payload_converter.from_payloads(decoded, [PaymentIn, str]) == [PAYMENT, "plain text 10520.00"]
         assert json.loads(decoded[0].data)["payment_id"] == "BANK-889-SECRET"
-        # /encode, as the UI uses for signal/update input: decodable by the workers' converter
+        # no /encode: the UI is read-only, and nobody mints payloads under the live key (issue 14, hole 7)
         plain = DATA_CONVERTER.payload_converter.to_payloads(["from the UI"])
         r = await http.post("/encode", json=as_json(plain), headers=auth)
-        assert r.status_code == 200
-        enc = json_format.ParseDict(r.json(), Payloads()).payloads
-        assert enc[0].metadata["encoding"] == b"binary/encrypted"
-        assert await DATA_CONVERTER.decode(enc, [str]) == ["from the UI"]
+        assert r.status_code in (404, 405) and "payloads" not in r.text
         # a payload under an unknown key: a clear refusal
         [foreign] = await codec.data_converter(ring("elsewhere")).encode([PAYMENT])
         r = await http.post("/decode", json=as_json([foreign]), headers=auth)
@@ -239,7 +238,7 @@ async def test_codec_server_refuses_without_a_valid_token(server):
     async with httpx.AsyncClient(base_url=server, timeout=5) as http:
         for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {TOKEN}"},
                         {"Authorization": f"Bearer {TOKEN}x"}):
-            for path in ("/decode", "/encode"):
+            for path in ("/decode",):
                 r = await http.post(path, json=sealed, headers=headers)
                 assert r.status_code == 401, (path, headers)
                 assert r.headers["www-authenticate"].startswith("Bearer")
@@ -283,7 +282,7 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
         set_cookie = r.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
         value = r.cookies[COOKIE]
-        assert TOKEN not in value and session_valid(TOKEN, value)
+        assert TOKEN not in value
         r = await http.post("/decode", json=sealed)                       # the cookie, as the UI sends it
         assert r.status_code == 200 and "payloads" in r.json()
         r = await http.post("/decode", content=json.dumps(sealed), headers={"Content-Type": "text/plain"})
@@ -291,7 +290,9 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
         out = await http.post("/logout")
         assert ">Sign in</button>" in out.text and ">Sign out</button>" not in out.text
         assert (await http.post("/decode", json=sealed)).status_code == 401
-    assert not session_valid(TOKEN, value, now=10**10)                      # sessions expire
+    async with httpx.AsyncClient(base_url=server, timeout=5) as http:
+        http.cookies.set(COOKIE, value)                 # the old cookie, kept by a copy: dead after sign-out
+        assert (await http.post("/decode", json=sealed)).status_code == 401
 
 
 def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(tmp_path):
@@ -331,3 +332,64 @@ def test_the_readme_codec_steps_are_complete():
         assert step in section, f"README codec steps: {step!r} missing"
     cli = next(line for line in section.splitlines() if "temporal workflow show" in line)
     assert "--detailed" in cli and "--codec-endpoint" in cli
+
+
+def test_sessions_end_at_sign_out_and_expire():
+    from encryption.codec_server import Sessions
+
+    sessions = Sessions(seconds=60)
+    sid = sessions.new("op-000000000001:viewer", now=1000)
+    assert sessions.who(sid, now=1001) == "op-000000000001:viewer"
+    assert sessions.who(sid, now=1061) is None
+    sid = sessions.new("codec-token", now=2000)
+    sessions.end(sid)
+    assert sessions.who(sid, now=2001) is None and sessions.who("forged", now=2001) is None
+
+
+@pytest.fixture(scope="module")
+def operator_server(tmp_path_factory):
+    """The codec server with an operators database: one viewer, one admin (who may not read cases)."""
+    from access.operators import Operators
+    from db.engine import make_engine, migrate
+    from db.repo import Repo
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('codec-ops') / 'ops.db'}"
+    migrate(url)
+    store = Operators(Repo(make_engine(url)))
+    viewer = store.issue_token(store.add("codec viewer", ["viewer"]).id)
+    admin = store.issue_token(store.add("codec admin", ["admin"]).id)
+    with running_codec_server({"CODEC_TOKEN": TOKEN, "CODEC_DEV": "", "TEMPORAL_UI_PORT": "8233",
+                               "DATABASE_URL": url, "LOG_FORMAT": "json"}) as server:
+        yield server, viewer, admin
+
+
+async def test_codec_server_decodes_for_operators_who_may_read_cases_only(operator_server):
+    server, viewer, admin = operator_server
+    sealed = as_json(await DATA_CONVERTER.encode([PAYMENT]))
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        r = await http.post("/decode", json=sealed, headers={"Authorization": f"Bearer {viewer.token}"})
+        assert r.status_code == 200 and "payloads" in r.json()
+        r = await http.post("/decode", json=sealed, headers={"Authorization": f"Bearer {admin.token}"})
+        assert r.status_code == 401, "admin manages operators; it does not read cases"
+        r = await http.post("/login", data={"token": viewer.token})
+        assert r.status_code == 200 and viewer.token not in r.cookies[COOKIE]
+        assert (await http.post("/decode", json=sealed)).status_code == 200
+
+
+async def test_login_is_rate_limited_and_bodies_are_capped_before_reading(operator_server):
+    server, _, _ = operator_server
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        codes = [(await http.post("/login", data={"token": f"guess-{i}"})).status_code for i in range(7)]
+        assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+        r = await http.post("/login", content=b"token=" + b"x" * 100_000,
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 413
+    # a client that announces 100 MB and sends nothing: answered 413 at once, from the headers alone
+    host, port = server.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST /decode HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {100 * 1024 * 1024}\r\n\r\n".encode())
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 413 " in status, status

@@ -186,6 +186,8 @@ def test_the_ui_shows_payloads_through_the_authenticated_codec_server(services):
     ui_env = env_of(ui)
     assert ui_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{port}"
     assert ui_env["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"     # the session cookie from /login
+    assert ui_env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"          # operators act through the API/CLI
+    assert env["DATABASE_URL"].startswith("postgresql://"), "operator tokens are checked against the app database"
     ui_origin = f"http://localhost:{ui['ports'][0].split(':')[0]}"
     assert ui_origin in env["CODEC_CORS_ORIGINS"].split(",")
     # every process that reads or writes payloads has the same keys, and refuses to start without them

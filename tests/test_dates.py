@@ -267,3 +267,14 @@ def test_compressed_clock_round_trips(day_seconds, opened_dpd, dpd, opened):
     assert clock.dpd(at) == dpd
     assert clock.dpd(at - US) == dpd - 1
     assert clock.dpd_instant(dpd + 1) - at == timedelta(seconds=day_seconds)
+
+
+@pytest.mark.parametrize("name", ["Asia", "America/", "localtime", "Factory", "posixrules", "asia/shanghai",
+                                  " Asia/Shanghai", "Asia/Shanghai\n", "../../etc/passwd", "Asia/Shanghai" * 10000])
+def test_zone_refuses_folders_non_places_and_near_misses(name):
+    # `Asia` is a folder of tzdata: ZoneInfo raised IsADirectoryError, which the API answered with a 500
+    with pytest.raises(InvalidInput) as exc:
+        zone(name, "borrower.timezone")
+    assert exc.value.field == "borrower.timezone"
+    assert "unknown IANA time zone" in exc.value.reason
+    assert len(exc.value.reason) < 200  # a long input is not echoed whole

@@ -1,6 +1,6 @@
 """The layout's one rule, checked over the whole tree: imports point down.
 
-    entry points (api/, starter.py, worker.py, devstack/, sandbox/, sim/, bench/)
+    entry points (api/, console/, starter.py, worker.py, devstack/, sandbox/, sim/, bench/)
       -> app/ (the use cases)
         -> workflows/, activities/
           -> db/
@@ -26,7 +26,7 @@ LEVEL = {
     "db": 2,
     "workflows": 3, "activities": 3,
     "app": 4,
-    "api": 5, "starter": 5, "worker": 5, "devstack": 5, "sandbox": 5, "sim": 5, "bench": 5,
+    "api": 5, "starter": 5, "worker": 5, "devstack": 5, "sandbox": 5, "sim": 5, "bench": 5, "console": 5,
 }
 # Rooms no production room may import (test-only helpers live in tests/) ...
 NEVER_IMPORTED = {"tests"}

@@ -170,7 +170,8 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     assert started.metadata["encryption-key-id"].decode() == dev_key.current
     token = (stack.var / "codec-token").read_text().strip()
     async with httpx.AsyncClient(timeout=30) as http:
-        got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": "Bearer dev-token"})
+        dev = (stack.var / "dev-token").read_text().strip()   # the dev operator's; dev-token only bootstraps
+        got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": f"Bearer {dev}"})
         assert got.status_code == 200, got.text
         assert got.json()["workflow_id"] == handle.id and got.json()["policy"] == "demo"
         decoded = await http.post(f"{codec_url}/decode", json=json_format.MessageToDict(Payloads(payloads=[started])),

@@ -23,12 +23,14 @@ with workflow.unsafe.imports_passed_through():
         GateDecision, HoldChange, LedgerEntry, ReversalEntry, WindowClosed, base_action, case_key, for_guarantor,
     )
     from domain import channels
+    from domain import approvals
+    from domain.actor import Actor
     from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
     from domain.models import (
-        CaseInput, CaseStatus, CloseIn, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
+        ApprovalDecisionIn, CaseInput, CaseStatus, CloseIn, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
         PlanResult, PromiseIn, ReleaseIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
     )
     from domain.money import format_amount, to_major
@@ -91,6 +93,14 @@ PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
 # Asked only at that moment (Case.write_off_closes), so a case that closed that way replays the same, and a
 # running case that reaches it after the change stays open (tests/histories/write_off-*).
 PATCH_WRITE_OFF_PROPOSAL = "write-off-is-an-accounting-event"
+# Four-eyes: an operator's waiver over the policy's threshold, a closure for bankruptcy or death, a complaint's
+# release, an operator's closure or write-off confirmation become proposals that wait for a second person.
+# Asked only when such an input carries an actor, so a history recorded before replays as it ran.
+PATCH_FOUR_EYES = "four-eyes-approval"
+
+
+def _tag(actor: Actor | None) -> str | None:
+    return None if actor is None else f"{actor.operator_id}:{actor.role}"
 
 
 @workflow.defn(name="CollectionCase")
@@ -150,17 +160,152 @@ class CollectionCase:
         return info.is_continue_as_new_suggested() or (limit is not None and info.get_current_history_length() > limit)
 
     async def _sleep_until(self, wake: datetime | None, now: datetime) -> None:
-        """Sleep until `wake` (at least a second ahead: Case.next_move), or until an update changes the case."""
+        """Sleep until `wake` (at least a second ahead: Case.next_move), or until an update changes the case,
+        or until a waiting proposal expires."""
         self._changed = False
+        pending = self.case.state.pending
+        if pending is not None and (wake is None or pending.expires_at < wake):
+            wake = max(pending.expires_at, now + timedelta(seconds=1))
         timeout = None if wake is None else wake - now
         try:
             await workflow.wait_condition(lambda: self._changed, timeout=timeout,
                                           timeout_summary=self.case.next_action().what[:200])
         except asyncio.TimeoutError:
             pass
+        await self._expire_proposal()
+
+    # ------------------------------------------------------------------ four-eyes
+
+    def _stamp(self, actor: Actor | None, since: int) -> None:
+        """The actor (operator id and role, never a name) on the events an update made."""
+        tag = _tag(actor)
+        if tag is None:
+            return
+        for e in self.case.state.events:
+            if e.seq > since and e.actor is None:
+                e.actor = tag
+
+    def _proposal_kind(self, arg: Any) -> str | None:
+        """The approval this input needs, if it came from an operator (the application layer sets the actor)."""
+        if getattr(arg, "actor", None) is None:
+            return None
+        kind = approvals.needs_approval(arg, self.case.policy)
+        if kind is None and isinstance(arg, PlanIn) and \
+                approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now())):
+            kind = "plan"
+        if kind is None or not workflow.patched(PATCH_FOUR_EYES):
+            return None
+        return kind
+
+    def _check_no_proposal_waiting(self, arg: Any) -> None:
+        """Validator part: a second proposal while one waits is refused before it touches history."""
+        s = self.case.state
+        if s.pending is not None and getattr(arg, "actor", None) is not None \
+                and approvals.needs_approval(arg, self.case.policy) is not None:
+            _reject(lambda a, now: approvals.propose("plan", a, a.actor, now, self.case.policy, s.pending), arg)
+
+    async def _propose(self, kind: str, arg: Any) -> UpdateResult:
+        now, s = workflow.now(), self.case.state
+        before = s.event_seq
+        try:
+            s.pending = approvals.propose(kind, arg, arg.actor, now, self.case.policy, s.pending)
+        except InvalidInput as exc:
+            raise ApplicationError(str(exc), {"field": exc.field, "reason": exc.reason},
+                                   type="InvalidInput", non_retryable=True) from None
+        p = s.pending
+        self.case.event(now, "approval_proposed", f"{p.summary}: waits for a second person until "
+                                                  f"{p.expires_at:%Y-%m-%d %H:%M} UTC")
+        self._stamp(arg.actor, before)
+        self._touch(force=True)
+        await self._record_events()
+        return UpdateResult(accepted=False, status=self.case.status_name(),
+                            message=f"proposed: {p.summary}; nothing takes effect until another operator with the "
+                                    f"right role approves it (before {p.expires_at:%Y-%m-%d %H:%M} UTC)")
+
+    async def _expire_proposal(self) -> None:
+        s, now = self.case.state, workflow.now()
+        p = s.pending
+        if p is None or p.expires_at > now:
+            return
+        s.pending = None
+        self.case.event(now, "approval_expired", f"{p.summary} (proposed by {p.maker.operator_id}): nobody approved "
+                                                 "it in time; dropped, nothing changed")
+        self._touch(force=True)
+        await self._record_events()
+
+    def _closure_waiting(self) -> bool:
+        p = self.case.state.pending
+        return p is not None and p.kind == "closure"
+
+    async def _hold_contact_for_closure(self) -> bool:
+        """A proposed closure for bankruptcy or death stops contact at once: no step runs until it is decided
+        or expires. True when it waited."""
+        waited = False
+        while self._closure_waiting() and not self.case.state.closed:
+            waited = True
+            wait = max(self.case.state.pending.expires_at - workflow.now(), timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(lambda: not self._closure_waiting(), timeout=wait,
+                                              timeout_summary="closure proposed: contact stopped until decided")
+            except asyncio.TimeoutError:
+                pass
+            await self._expire_proposal()
+        return waited
+
+    @workflow.update
+    async def decide_approval(self, d: ApprovalDecisionIn) -> UpdateResult:
+        now, s = workflow.now(), self.case.state
+        p = s.pending
+        before = s.event_seq
+        s.pending = None
+        note = f": {d.note}" if d.note else ""
+        if d.decision == "reject":
+            self.case.event(now, "approval_rejected", f"{p.summary} (proposed by {p.maker.operator_id}) rejected{note}")
+            self._stamp(d.actor, before)
+            self._touch(force=True)
+            await self._record_events()
+            return UpdateResult(message=f"rejected: {p.summary}; nothing changed", status=self.case.status_name())
+        self.case.event(now, "approval_approved", f"{p.summary} (proposed by {p.maker.operator_id}) approved{note}")
+        arg = approvals.payload(p)
+        if p.kind == "plan":
+            result = self.case.apply_plan(arg, now)
+            self._stamp(d.actor, before)
+            self._touch()
+            await self._record_events()
+        elif p.kind == "closure":
+            result = await self._do_hold(arg, now, d.actor, before)
+        elif p.kind == "release":
+            result = await self._do_release(arg.model_copy(update={"reviewer": d.actor.operator_id}), now, d.actor,
+                                            before)
+        elif p.kind == "close":
+            result = self.case.apply_close(arg, now)
+            self._stamp(d.actor, before)
+            self._touch(force=True)
+        else:
+            result = self.case.apply_confirm_write_off(arg, now)
+            self._stamp(d.actor, before)
+            self._touch(force=True)
+            await self._record_events()
+        return UpdateResult(message=f"approved: {p.summary} (proposed by {p.maker.operator_id}); {result.message}",
+                            status=self.case.status_name(), outcome=result.outcome)
+
+    @decide_approval.validator
+    def _validate_decision(self, d: ApprovalDecisionIn) -> None:
+        s = self.case.state
+        _reject(lambda a, now: approvals.check_decision(s.pending, a.actor, now), d)
+        if d.decision == "approve":
+            p = s.pending
+            arg = approvals.payload(p)
+            check = {"plan": self.case.check_plan, "closure": self.case.check_hold,
+                     "release": lambda r, now: self.case.check_release(
+                         r.model_copy(update={"reviewer": d.actor.operator_id}), now),
+                     "close": self.case.check_close, "write_off": self.case.check_confirm_write_off}[p.kind]
+            _reject(check, arg)
 
     async def _run_step(self, idx: int) -> None:
         """Run the step's actions that the legal clocks and the contact gate allow now."""
+        if await self._hold_contact_for_closure() and self.case.state.closed:
+            return
         await workflow.wait_condition(lambda: self._hold_syncs == 0)  # the gate must see the holds as they are
         case, now = self.case, workflow.now()
         if case.state.deferred_until is None:
@@ -336,8 +481,12 @@ class CollectionCase:
     def _later_attributes(self) -> dict[Any, Any]:
         case, s = self.case, self.case.state
         outcome = s.outcome if s.closed else ("written_off" if s.write_off == "confirmed" else None)
-        return {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()),
-                search.WRITE_OFF: s.write_off}
+        values = {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()),
+                  search.WRITE_OFF: s.write_off}
+        # only a case that has had a proposal sets it (so no running case upserts an attribute it never had)
+        if s.pending is not None or search.PENDING_APPROVAL.name in self._published:
+            values[search.PENDING_APPROVAL] = s.pending is not None
+        return values
 
     def _details(self) -> None:
         """The Web UI's current details (markdown); costs no history event."""
@@ -363,11 +512,13 @@ class CollectionCase:
 
     @workflow.query
     def status(self) -> CaseStatus:
-        return self.case.status(workflow.now())
+        return self.case.status(workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
 
     @workflow.update
     async def record_payment(self, p: PaymentIn) -> PaymentResult:
+        before = self.case.state.event_seq
         result = self.case.apply_payment(p, workflow.now())
+        self._stamp(p.actor, before)
         self._touch()
         if not result.duplicate:
             await self._ledger(p.payment_id)
@@ -395,7 +546,9 @@ class CollectionCase:
 
     @workflow.update
     async def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
+        before = self.case.state.event_seq
         result = self.case.apply_promise(p, workflow.now())
+        self._stamp(p.actor, before)
         self._touch()
         await self._record_events()
         return result
@@ -406,7 +559,13 @@ class CollectionCase:
 
     @workflow.update
     async def agree_plan(self, p: PlanIn) -> PlanResult:
+        kind = self._proposal_kind(p)
+        if kind is not None:  # a proposed plan does not pause the ladder until it is approved
+            proposed = await self._propose(kind, p)
+            return PlanResult(**proposed.model_dump(), total="", waived="", schedule=[])
+        before = self.case.state.event_seq
         result = self.case.apply_plan(p, workflow.now())
+        self._stamp(p.actor, before)
         self._touch()
         await self._record_events()
         return result
@@ -414,13 +573,23 @@ class CollectionCase:
     @agree_plan.validator
     def _validate_plan(self, p: PlanIn) -> None:
         _reject(self.case.check_plan, p)
+        self._check_no_proposal_waiting(p)
 
     @workflow.update
     async def place_hold(self, h: HoldIn) -> UpdateResult:
-        now = workflow.now()
+        kind = self._proposal_kind(h)
+        if kind is not None:  # a proposed closure stops contact at once (_hold_contact_for_closure)
+            return await self._propose(kind, h)
+        return await self._do_hold(h, workflow.now(), h.actor, self.case.state.event_seq)
+
+    async def _do_hold(self, h: HoldIn, now: datetime, actor: Actor | None, before: int) -> UpdateResult:
         result = self.case.apply_hold(h, now)
+        self._stamp(actor, before)
         self._touch()
-        hold = next(x for x in self.case.state.holds if x.kind == h.kind)
+        hold = next((x for x in self.case.state.holds if x.kind == h.kind), None)
+        if hold is None:  # a closing hold closed the case at once
+            await self._hold_change(h.kind, now, reference=h.reference)
+            return result
         await self._hold_change(h.kind, now, until=hold.until, reference=h.reference)
         if h.kind == "complaint" and self.case.recall_needed():  # a complaint recalls any agency placement
             recall = await self._act("complaint", self.case.state.stage, "agency_recall")
@@ -448,11 +617,18 @@ class CollectionCase:
     @place_hold.validator
     def _validate_hold(self, h: HoldIn) -> None:
         _reject(self.case.check_hold, h)
+        self._check_no_proposal_waiting(h)
 
     @workflow.update
     async def release_hold(self, r: ReleaseIn) -> UpdateResult:
-        now = workflow.now()
+        kind = self._proposal_kind(r)
+        if kind is not None:
+            return await self._propose(kind, r)
+        return await self._do_release(r, workflow.now(), r.actor, self.case.state.event_seq)
+
+    async def _do_release(self, r: ReleaseIn, now: datetime, actor: Actor | None, before: int) -> UpdateResult:
         result = self.case.apply_release(r, now)
+        self._stamp(actor, before)
         self._touch()
         await self._hold_change(r.kind, now, released=True, released_by=r.reviewer)
         return result
@@ -460,11 +636,14 @@ class CollectionCase:
     @release_hold.validator
     def _validate_release(self, r: ReleaseIn) -> None:
         _reject(self.case.check_release, r)
+        self._check_no_proposal_waiting(r)
 
     @workflow.update
     async def record_outcome(self, o: OutcomeIn) -> UpdateResult:
         before = set(self.case.state.payments)
+        seq = self.case.state.event_seq
         result = self.case.apply_outcome(o, workflow.now())
+        self._stamp(o.actor, seq)
         self._touch()
         for pid in sorted(set(self.case.state.payments) - before):  # an enforcement result is a payment
             await self._ledger(pid)
@@ -477,7 +656,12 @@ class CollectionCase:
 
     @workflow.update
     async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
+        kind = self._proposal_kind(c)
+        if kind is not None:
+            return await self._propose(kind, c)
+        before = self.case.state.event_seq
         result = self.case.apply_confirm_write_off(c, workflow.now())
+        self._stamp(c.actor, before)
         self._touch(force=True)
         await self._record_events()
         return result
@@ -485,20 +669,29 @@ class CollectionCase:
     @confirm_write_off.validator
     def _validate_confirm_write_off(self, c: WriteOffConfirmIn) -> None:
         _reject(self.case.check_confirm_write_off, c)
+        self._check_no_proposal_waiting(c)
 
     @workflow.update
     async def close_case(self, c: CloseIn) -> UpdateResult:
+        kind = self._proposal_kind(c)
+        if kind is not None:
+            return await self._propose(kind, c)
+        before = self.case.state.event_seq
         result = self.case.apply_close(c, workflow.now())
+        self._stamp(c.actor, before)
         self._touch(force=True)
         return result  # the run loop sees the case closed and records the closure
 
     @close_case.validator
     def _validate_close(self, c: CloseIn) -> None:
         _reject(self.case.check_close, c)
+        self._check_no_proposal_waiting(c)
 
     @workflow.update
     async def reverse_payment(self, r: ReversalIn) -> UpdateResult:
+        before = self.case.state.event_seq
         result = self.case.apply_reversal(r, workflow.now())
+        self._stamp(r.actor, before)
         self._touch(force=True)
         await self._ledger_reversal(r.payment_id)
         return result

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
 from app import opening, visibility
 from domain.models import ID_PATTERN, CaseStatus
 from infra.config import settings
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
 
 
@@ -68,6 +68,7 @@ class CaseList(BaseModel):
 
 @router.post(
     "/cases",
+    **guard("case.open"),
     tags=["cases"],
     summary="Open the case of one delinquent loan (idempotent)",
     status_code=201,
@@ -103,6 +104,7 @@ async def start_case(be: BackendDep, body: StartCase) -> JSONResponse:
 
 @router.get(
     "/cases",
+    **guard("case.list"),
     tags=["cases"],
     summary="List cases by their search attributes",
     response_model=CaseList,
@@ -132,10 +134,11 @@ async def list_cases(
 
 @router.get(
     "/loans/{loan_id}",
+    **guard("case.read"),
     tags=["cases"],
     summary="The loan's case: stage, status, balances, next action",
     response_model=CaseStatus,
     responses={**E404, **E422},
 )
 async def status(be: BackendDep, loan_id: LoanId) -> CaseStatus:
-    return await within_timeout(visibility.case_status(await be.client(), loan_id))
+    return await within_timeout(visibility.case_status(await be.client(), loan_id, be.repo()))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
+from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON
 from app import errors, inputs
 from domain.models import (
     CloseIn, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult, WriteOffConfirmIn,
 )
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
 
 
@@ -32,6 +33,7 @@ async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
 
 @router.post(
     "/loans/{loan_id}/promises",
+    **guard("promise"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="A promise to pay: pauses the ladder until the date plus grace",
@@ -43,6 +45,7 @@ async def promise(be: BackendDep, loan_id: LoanId, body: PromiseIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/plans",
+    **guard("plan.agree"),
     tags=["inputs"],
     response_model=PlanResult,
     summary="Agree a repayment plan (deferral, instalments, interest waiver)",
@@ -54,6 +57,7 @@ async def plan(be: BackendDep, loan_id: LoanId, body: PlanIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/holds",
+    **guard(*HOLD_PLACE),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Place a hold (dispute, cease_contact, hardship, complaint, bankruptcy, deceased)",
@@ -65,6 +69,7 @@ async def hold(be: BackendDep, loan_id: LoanId, body: HoldIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/holds/{kind}/release",
+    **guard(*HOLD_RELEASE),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Release a hold (a complaint needs a reviewer)",
@@ -76,6 +81,7 @@ async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: Release
 
 @router.post(
     "/loans/{loan_id}/outcomes",
+    **guard("outcome.call", "outcome.visit", "outcome.court"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="A call or visit outcome, or a court event",
@@ -87,6 +93,7 @@ async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/closure",
+    **guard("case.close"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, sold, error)",
@@ -98,6 +105,7 @@ async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
 
 @router.post(
     "/loans/{loan_id}/write-off/confirmation",
+    **guard("writeoff.confirm"),
     tags=["inputs"],
     response_model=UpdateResult,
     summary="Confirm a proposed write-off (核销): an accounting event, the case stays open",
@@ -105,3 +113,31 @@ async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
 )
 async def confirm_write_off(be: BackendDep, loan_id: LoanId, body: WriteOffConfirmIn) -> Any:
     return await update(be, loan_id, "confirm-write-off", body)
+
+
+class DecisionBody(Model):
+    decision: Literal["approve", "reject"]
+    note: str = Field(default="", max_length=200)
+
+
+@router.post(
+    "/loans/{loan_id}/approval",
+    **guard(*sorted(set(TWO_PERSON.values()))),
+    tags=["approvals"],
+    response_model=UpdateResult,
+    summary="Approve or reject what waits for approval in the case (never by its maker; the role depends on its kind)",
+    responses={**E404, **E422},
+)
+async def decide(be: BackendDep, loan_id: LoanId, body: DecisionBody) -> Any:
+    return await within_timeout(inputs.decide(await be.client(), be.repo(), loan_id, body.decision, body.note))
+
+
+@router.get(
+    "/approvals",
+    **guard("approvals.list"),
+    tags=["approvals"],
+    response_model=list[inputs.WaitingApproval],
+    summary="What waits for approval that the caller's roles may decide",
+)
+async def approvals(be: BackendDep) -> Any:
+    return await within_timeout(inputs.list_approvals(await be.client(), be.repo()))

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.deps import E401, E404, E422, E503, Backend, LoanId, authorized, backend, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
 from app import inputs, reversal
 from domain.models import ID_PATTERN
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E503})
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
 
 
@@ -40,6 +40,7 @@ class ApplyUnappliedBody(Model):
 
 @router.post(
     "/loans/{loan_id}/payments",
+    **guard("payment.record"),
     tags=["inputs"],
     response_model=inputs.PaymentOutcome,
     summary="A payment notification (idempotent by payment_id)",
@@ -67,6 +68,7 @@ async def payment(be: BackendDep, loan_id: LoanId, body: PaymentBody) -> JSONRes
 
 @router.post(
     "/loans/{loan_id}/payments/apply-unapplied",
+    **guard("payment.apply_unapplied"),
     tags=["inputs"],
     response_model=list[inputs.PaymentOutcome],
     summary="Apply the loan's unapplied payments to its open case (never done automatically: the case's "
@@ -79,6 +81,7 @@ async def apply_unapplied(be: BackendDep, loan_id: LoanId, body: ApplyUnappliedB
 
 @router.post(
     "/loans/{loan_id}/payments/{payment_id}/reversal",
+    **guard("payment.reverse"),
     tags=["inputs"],
     response_model=reversal.ReversalOutcome,
     summary="Reverse a payment (returned transfer, failed debit): the balance comes back; a case closed as paid by it "

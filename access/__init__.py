@@ -1,0 +1,1 @@
+"""Operators, their tokens and roles: who may do what (the permission table), checked in one place."""

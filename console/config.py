@@ -1,0 +1,21 @@
+"""The console's settings, from the environment (infra.config's conventions: a bad value names itself)."""
+
+from __future__ import annotations
+
+from infra.config import Common, Flag, Port, Str, env, load
+
+
+class ConsoleSettings(Common):
+    ui_url: Str | None = env("TEMPORAL_UI_URL", None, pattern=r"^https?://",
+                             description="the Temporal Web UI as operators reach it (default http://localhost:<TEMPORAL_UI_PORT>)")
+    ui_port: Port = env("TEMPORAL_UI_PORT", 8233)
+    cookie_secure: Flag = env("CONSOLE_COOKIE_SECURE", False, description="always mark the session cookie Secure")
+    trust_proxy: Flag = env("CONSOLE_TRUST_PROXY", False, description="believe X-Forwarded-Proto from a proxy")
+
+    @property
+    def temporal_ui(self) -> str:
+        return (self.ui_url or f"http://localhost:{self.ui_port}").rstrip("/")
+
+
+def console_settings() -> ConsoleSettings:
+    return load(ConsoleSettings)

@@ -1,0 +1,280 @@
+"""The console and the API's docs without a browser: local assets, sign-in, sessions and CSRF, the
+dashboard's figures from the projection, and the worklists (an in-process app over a fresh database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+
+import httpx
+import pytest
+
+from access.operators import Operators
+from api.server import create_app
+from console import assets, dashboard
+from console.bench_dashboard import seed
+from db.engine import make_engine, migrate
+from db.repo import Repo
+from db.tables import BorrowerRow, CaseRow, EventRow, LoanRow
+
+BASE = "http://console.test"
+ORIGIN = {"Origin": BASE}
+BOOTSTRAP = "console-test-bootstrap-0123456789"
+
+
+@pytest.fixture
+def fresh(tmp_path) -> Repo:
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    migrate(url)
+    return Repo(make_engine(url))
+
+
+def client(repo, base: str = BASE) -> httpx.AsyncClient:
+    app = create_app(tokens=[BOOTSTRAP], repo=repo)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
+
+
+def token_for(repo, name: str, roles: list[str]) -> str:
+    store = Operators(repo)
+    return store.issue_token(store.ensure(name, roles).id).token
+
+
+async def sign_in(c: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await c.post("/console/login", data={"token": token, "next": "/console/dashboard"},
+                        headers={"Origin": str(c.base_url).rstrip("/")})
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+# --------------------------------------------------------------------------- docs and assets
+
+
+def test_the_vendored_assets_are_the_package_files_listed():
+    assert assets.check_vendored() == []
+    for path, (_pkg, version, _digest) in assets.VENDORED.items():
+        assert version in (assets.STATIC_DIR / "vendor" / "VENDOR.md").read_text(), path
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_reference_only_same_origin_assets_and_they_are_served(fresh, page):
+    async with client(fresh) as c:
+        r = await c.get(page)
+        assert r.status_code == 200
+        refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', r.text) + re.findall(r"url\(['\"]?([^'\")]+)", r.text)
+        refs += re.findall(r"url:\s*['\"]([^'\"]+)", r.text) + re.findall(r'spec-url="([^"]+)"', r.text)
+        assert refs, r.text
+        assert not re.search(r"https?://", r.text), "the page names another origin"
+        for ref in refs:
+            assert ref.startswith("/"), ref
+            got = await c.get(ref)
+            assert got.status_code == 200, ref
+            assert len(got.content) > 100, ref
+        js = [ref for ref in refs if ref.endswith(".js")]
+        assert js, "no script found on the page"
+        for ref in js:
+            body = (await c.get(ref)).content
+            listed = assets.VENDORED[ref.removeprefix(assets.STATIC_URL + "/")]
+            assert hashlib.sha256(body).hexdigest() == listed[2]
+
+
+# --------------------------------------------------------------------------- sign-in, sessions, CSRF
+
+
+async def test_sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_it(fresh):
+    token = token_for(fresh, "ana", ["viewer"])
+    async with client(fresh) as c:
+        r = await c.get("/console/dashboard")
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+        bad = await sign_in(c, token[:-2] + "xx")
+        assert bad.status_code == 401 and "token" in bad.text and "set-cookie" not in bad.headers
+        r = await sign_in(c, token)
+        assert r.status_code == 303 and r.headers["location"] == "/console/dashboard"
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+        assert "Secure" not in cookie          # plain http on loopback
+        assert token not in cookie
+        page = await c.get("/console/dashboard")
+        assert page.status_code == 200 and "ana" in page.text
+        old = c.cookies.get("console_session")
+        out = await c.post("/console/logout", data={"csrf": csrf_of(page.text)}, headers=ORIGIN)
+        assert out.status_code == 303
+        c.cookies.set("console_session", old, domain="console.test", path="/console")
+        assert (await c.get("/console/dashboard")).status_code == 303, "the old cookie still works after sign-out"
+
+
+async def test_the_cookie_is_secure_behind_https(fresh, monkeypatch):
+    token = token_for(fresh, "bo", ["viewer"])
+    async with client(fresh, "https://console.test") as c:
+        r = await sign_in(c, token)
+        assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+    proxied = {"Origin": BASE, "X-Forwarded-Proto": "https"}
+    async with client(fresh) as c:               # a proxy's header is believed only when told to
+        r = await c.post("/console/login", data={"token": token}, headers=proxied)
+        assert r.status_code == 303 and "Secure" not in r.headers["set-cookie"]
+    monkeypatch.setenv("CONSOLE_TRUST_PROXY", "1")
+    async with client(fresh) as c:
+        r = await c.post("/console/login", data={"token": token}, headers=proxied)
+        assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+
+
+async def test_a_revoked_token_ends_its_console_session(fresh):
+    store = Operators(fresh)
+    issued = store.issue_token(store.ensure("cy", ["viewer"]).id)
+    async with client(fresh) as c:
+        assert (await sign_in(c, issued.token)).status_code == 303
+        assert (await c.get("/console/dashboard")).status_code == 200
+        store.revoke(issued.token_id)
+        assert (await c.get("/console/dashboard")).status_code == 303
+
+
+async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(fresh):
+    token = token_for(fresh, "di", ["collector"])
+    async with client(fresh) as c:
+        assert (await sign_in(c, token)).status_code == 303
+        page = await c.get("/console/dashboard")
+        csrf = csrf_of(page.text)
+        r = await c.post("/console/cases/L1/promise", data={"amount": "10", "date": "2030-01-01"}, headers=ORIGIN)
+        assert r.status_code == 403 and "CSRF" in r.text
+        r = await c.post("/console/cases/L1/promise", data={"csrf": csrf, "amount": "10"},
+                         headers={"Origin": "http://evil.test"})
+        assert r.status_code == 403
+        r = await c.post("/console/logout", data={"csrf": "wrong"}, headers=ORIGIN)
+        assert r.status_code == 403
+        # and a sign-in posted from another site is refused before the token is looked at
+        r = await c.post("/console/login", data={"token": token}, headers={"Origin": "http://evil.test"})
+        assert r.status_code == 403
+
+
+async def test_sign_in_attempts_are_limited(fresh):
+    async with client(fresh) as c:
+        codes = [(await sign_in(c, "ct_000000000000_" + "x" * 43)).status_code for _ in range(12)]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def _case(repo, i: int, *, dpd: int, stage: str, status: str = "active", outcome: str | None = None,
+          opened_days_ago: int = 40, closed_days_ago: int | None = None, amount: int = 100_00) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    loan = f"D{i}"
+    with repo.session() as s:
+        s.add(BorrowerRow(id=f"B{i}", name="x", phone="13800000000"))
+        s.add(LoanRow(id=loan, borrower_id=f"B{i}", currency="CNY", principal=amount, interest=0, fees=0,
+                      due_date=now.date() - dt.timedelta(days=dpd)))
+        s.add(CaseRow(workflow_id=f"loan-{loan}", loan_id=loan, stage=stage, status=status, outcome=outcome,
+                      currency="CNY", outstanding=0 if outcome == "paid" else amount,
+                      opened_at=now - dt.timedelta(days=opened_days_ago),
+                      closed_at=None if closed_days_ago is None else now - dt.timedelta(days=closed_days_ago)))
+        s.commit()
+
+
+def _event(repo, loan: str, kind: str, detail: str = "", days_ago: float = 1, cause: dict | None = None) -> None:
+    with repo.session() as s:
+        s.add(EventRow(workflow_id=f"loan-{loan}", loan_id=loan, kind=kind, detail=detail,
+                       at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago), cause=json.dumps(cause or {})))
+        s.commit()
+
+
+def test_the_dashboard_counts_stages_buckets_rolls_promises_and_refusals_from_the_projection(fresh):
+    _case(fresh, 1, dpd=10, stage="reminder", opened_days_ago=5)               # M1 now, not open 30 days ago
+    _case(fresh, 2, dpd=45, stage="first_call", opened_days_ago=40)            # M1 then (15), M2 now: rolled
+    _case(fresh, 3, dpd=50, stage="first_call", opened_days_ago=40, status="closed", outcome="paid",
+          closed_days_ago=3)                                                   # M1 then, cured
+    _case(fresh, 4, dpd=75, stage="home_visit", opened_days_ago=60)            # M2 then (45), M3 now: rolled
+    _case(fresh, 5, dpd=20, stage="reminder", opened_days_ago=40, status="paused")  # M0 then (not yet due)
+    _event(fresh, "D1", "promise", "CNY 10.00 by 2030-01-01")
+    _event(fresh, "D2", "promise_broken")
+    _event(fresh, "D2", "contact_refused", "first_call/call: contact_window: ...", cause={"rule": "contact_window"})
+    _event(fresh, "D4", "contact_refused", "...", cause={"rule": "contact_window"})
+    _event(fresh, "D4", "contact_refused", "...", cause={"rule": "daily_cap"})
+    _event(fresh, "D4", "contact_refused", "old", days_ago=45, cause={"rule": "daily_cap"})
+    d = dashboard.build(fresh)
+    assert d.total_cases == 5 and d.open_cases == 4
+    assert {r.key: r.cases for r in d.by_stage} == {"reminder": 2, "first_call": 1, "home_visit": 1}
+    assert {r.key: r.cases for r in d.by_bucket} == {"M1": 2, "M2": 1, "M3": 1}
+    assert [r.key for r in d.by_bucket] == ["M1", "M2", "M3"]
+    assert {r.key: r.amounts["CNY"] for r in d.by_stage}["reminder"] == 200_00
+    assert {r.key: r.cases for r in d.by_status} == {"active": 3, "paused": 1, "closed: paid": 1}
+    assert d.roll == {"M1": {"M2": 1, "cured": 1}, "M2": {"M3": 1}, "M0": {"M1": 1}}
+    assert d.roll_rate("M1") == 0.5 and d.roll_rate("M2") == 1.0 and d.roll_rate("M3") is None
+    assert d.promises == {"made": 1, "broken": 1}
+    assert d.refused == {"contact_window": 2, "daily_cap": 1}
+    assert d.cures == {"first_call": 1}
+
+
+async def test_the_dashboard_page_shows_the_stages_to_a_viewer(fresh):
+    seed(fresh, 300)
+    token = token_for(fresh, "eve", ["viewer"])
+    async with client(fresh) as c:
+        await sign_in(c, token)
+        r = await c.get("/console/dashboard")
+    assert r.status_code == 200
+    stages = r.text.split('data-testid="by-stage"')[1].split("</table>")[0]
+    for stage in ("reminder", "first_call", "home_visit", "litigation", "enforcement"):
+        assert f"<td>{stage}</td>" in stages
+    assert "M3+" in r.text and "contact_window" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "<script>" not in r.text, "an inline script would be blocked by the CSP"
+
+
+# --------------------------------------------------------------------------- worklists
+
+
+async def test_worklists_filter_and_page(fresh):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for i in range(30):
+        _case(fresh, 100 + i, dpd=20, stage="first_call")
+        _event(fresh, f"D{100 + i}", "promise", f"CNY 10.00 by {today.isoformat()}; ladder paused", days_ago=2)
+    _case(fresh, 200, dpd=20, stage="first_call")
+    _event(fresh, "D200", "promise", f"CNY 10.00 by {today.isoformat()}; ladder paused", days_ago=3)
+    _event(fresh, "D200", "promise_kept", "", days_ago=1)                     # no longer due
+    _case(fresh, 201, dpd=200, stage="litigation")
+    token = token_for(fresh, "fay", ["viewer"])
+    async with client(fresh) as c:
+        await sign_in(c, token)
+        p1 = await c.get("/console/worklists/promises-due")
+        p2 = await c.get("/console/worklists/promises-due?page=2")
+        one = await c.get("/console/worklists/promises-due?q=D107", headers={"HX-Request": "true"})
+        court = await c.get("/console/worklists/court")
+        missing = await c.get("/console/worklists/nope")
+    listed = lambda r: re.findall(r'href="/console/cases/(D\d+)"', r.text)  # noqa: E731
+    assert len(listed(p1)) == 25 and "next" in p1.text
+    assert len(listed(p2)) == 5 and not set(listed(p1)) & set(listed(p2))
+    assert "D200" not in listed(p1) + listed(p2)
+    assert listed(one) == ["D107"] and "<html" not in one.text       # an htmx fragment
+    assert listed(court) == ["D201"]
+    assert missing.status_code == 404
+
+
+def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
+    from console.worklists import pending_proposals
+
+    for i, kinds in enumerate((["approval_proposed"], ["approval_proposed", "approval_approved"],
+                               ["approval_proposed", "approval_rejected", "approval_proposed"],
+                               ["approval_proposed", "approval_expired"], ["promise"])):
+        _case(fresh, 300 + i, dpd=20, stage="first_call")
+        for n, kind in enumerate(kinds):
+            _event(fresh, f"D{300 + i}", kind, days_ago=5 - n)
+    _case(fresh, 310, dpd=20, stage="first_call", status="closed", outcome="deceased", closed_days_ago=1)
+    _event(fresh, "D310", "approval_proposed")
+    assert pending_proposals(fresh) == ["D300", "D302"]
+    assert pending_proposals(fresh, "D302") == ["D302"]
+    assert pending_proposals(fresh, "D30_") == [], "the filter's _ is not a wildcard"
+
+
+async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_temporal(fresh):
+    token = token_for(fresh, "gus", ["viewer"])
+    async with client(fresh) as c:           # no Temporal client: a request that got that far would be a 503
+        await sign_in(c, token)
+        csrf = csrf_of((await c.get("/console/dashboard")).text)
+        for action, data in (("promise", {"amount": "10", "date": "2030-01-01"}), ("decide", {"decision": "approve"}),
+                             ("hold", {"kind": "hardship"})):
+            r = await c.post(f"/console/cases/L1/{action}", data={"csrf": csrf, **data}, headers=ORIGIN)
+            assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
+        r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)
+        assert r.status_code == 403

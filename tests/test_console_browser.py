@@ -1,0 +1,204 @@
+"""The console in a real browser (Playwright driving Debian's Chromium, as tests/test_browser.py does):
+sign in, the dashboard shows the stages of running cases, a collector sees the borrower's phone (the
+view is logged), records a promise through the case page (a bad amount gets its field error first) and
+the case pauses; the promise is on today's worklist; a viewer sees no action and no phone number; a
+supervisor's plan with a waiver over the policy's threshold waits for a second supervisor, who finds it on
+the approvals worklist and approves it (its maker cannot).
+
+Cases run on the time-skipping test server with a worker of their own and a fresh database; the API
+(with the console) runs in this process on a loopback port. Screenshots go to var/screenshots/console-*.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+
+import pytest
+import uvicorn
+
+from access.operators import Operators
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from api.server import create_app
+from db.engine import make_engine, migrate
+from db.repo import Repo
+from encryption import codec
+from encryption.codec_server import free_port
+from tests.conftest import Cases
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, wait_for
+from worker import build_worker
+
+TASK_QUEUE = "collections-console-browser"
+PHONE = "13812345678"
+
+
+async def test_the_console_in_a_browser(env, gateway, tmp_path):
+    async_playwright = browser_or_skip()
+    shots = codec.var_dir() / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    migrate(url)
+    repo = Repo(make_engine(url))
+    store = Operators(repo)
+    tokens = {name: store.issue_token(store.ensure(name, roles).id).token for name, roles in
+              (("Li Na", ["collector"]), ("Viewer Wu", ["viewer"]), ("Zhao Maker", ["supervisor"]),
+               ("Qian Checker", ["supervisor"]))}
+
+    app = create_app(tokens=["console-browser-bootstrap-0123456789"], client=env.client, repo=repo)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}"
+    gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    try:
+        await wait_for("the API to start", lambda: _started(server))
+        async with build_worker(env.client, CaseActivities(repo, gw), task_queue=TASK_QUEUE):
+            cases = Cases(env, repo, task_queue=TASK_QUEUE)
+            try:
+                handles = [await cases.start(dpd=1), await cases.start(dpd=2)]
+                loan = handles[0].id.removeprefix("loan-")
+                await wait_for("the projection", lambda: _projected(repo, len(handles)))
+                async with async_playwright() as pw:
+                    browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                    try:
+                        await collector_flow(browser, base, tokens["Li Na"], loan, shots, cases, handles[0])
+                        await viewer_flow(browser, base, tokens["Viewer Wu"], loan)
+                        await four_eyes_flow(browser, base, tokens["Zhao Maker"], tokens["Qian Checker"],
+                                             handles[1], cases, shots)
+                    finally:
+                        await browser.close()
+            finally:
+                await cases.terminate_all()
+    finally:
+        server.should_exit = True
+        await serving
+        await gw.aclose()
+
+
+async def _started(server) -> bool:
+    return server.started
+
+
+async def _projected(repo, n: int) -> bool:
+    from sqlalchemy import func, select
+
+    from db.tables import CaseRow
+
+    with repo.session() as s:
+        return (s.scalar(select(func.count()).select_from(CaseRow)) or 0) >= n
+
+
+async def sign_in(page, base: str, token: str) -> None:
+    await page.goto(f"{base}/console/dashboard")
+    assert "/console/login" in page.url
+    await page.fill("#token", token)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/console/dashboard")
+
+
+async def collector_flow(browser, base, token, loan, shots, cases, handle) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(20_000)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    await sign_in(page, base, token)
+
+    # the dashboard: the stages of the running cases, charts drawn by the locally served chart.js
+    stages = page.locator("[data-testid=by-stage]")
+    await stages.get_by_text("reminder").first.wait_for()
+    await page.wait_for_function("() => window.Chart && Chart.getChart('chart-stage')")
+    await page.screenshot(path=str(shots / "console-dashboard.png"), full_page=True)
+    assert all(u.startswith(base) for u in requests), [u for u in requests if not u.startswith(base)]
+
+    # the case page: no phone until asked; asked, it is shown and the view is logged
+    await page.goto(f"{base}/console/cases/{loan}")
+    assert await page.locator("[data-testid=stage]").inner_text() == "reminder"
+    assert PHONE not in await page.inner_text("body")
+    link = await page.get_by_text("Open in the Temporal Web UI").get_attribute("href")
+    assert link.endswith(f"/namespaces/default/workflows/loan-{loan}"), link
+    assert "opening balance" in await page.locator("[data-testid=balance]").inner_text()
+    clocks = await page.locator("[data-testid=clock]").all_inner_texts()
+    assert clocks and all("Source:" in c for c in clocks), clocks
+    assert any("art." in c for c in clocks), clocks
+    await page.click("[data-testid=show-contact]")
+    await page.locator("[data-testid=phone]").wait_for()
+    assert await page.locator("[data-testid=phone]").inner_text() == PHONE
+
+    # a promise with a bad amount: the field's error, next to the field; then a good one pauses the case
+    promise = page.locator("form[action$='/promise']")
+    await promise.locator("input[name=amount]").fill("12.345")
+    today = (await cases.now()).date()
+    await promise.locator("input[name=date]").fill(today.isoformat())
+    await promise.locator("button").click()
+    err = page.locator("[data-testid=error-promise-amount]")
+    await err.wait_for()
+    assert "amount" in (await page.content()) and await err.inner_text()
+    promise = page.locator("form[action$='/promise']")
+    assert await promise.locator("input[name=amount]").input_value() == "12.345", "the form keeps what was typed"
+    await promise.locator("input[name=amount]").fill("500.00")
+    await promise.locator("input[name=date]").fill(today.isoformat())
+    await promise.locator("button").click()
+    await page.locator("[data-testid=done]").wait_for()
+    assert "promise recorded" in await page.locator("[data-testid=done]").inner_text()
+    st = await cases.status(handle)
+    assert st.status == "paused" and st.promise is not None and st.promise.amount == 500_00
+    timeline = await page.locator("[data-testid=timeline]").inner_text()
+    assert "Promise to pay recorded" in timeline and "Contact details viewed" in timeline
+    await page.screenshot(path=str(shots / "console-case.png"), full_page=True)
+
+    # today's promises worklist lists it
+    await page.goto(f"{base}/console/worklists/promises-due")
+    await page.locator("[data-testid=worklist]").get_by_text(loan).wait_for()
+    await page.screenshot(path=str(shots / "console-worklist.png"), full_page=True)
+    await context.close()
+
+
+async def viewer_flow(browser, base, token, loan) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(20_000)
+    await sign_in(page, base, token)
+    await page.goto(f"{base}/console/cases/{loan}")
+    await page.locator("[data-testid=no-contact]").wait_for()
+    body = await page.inner_text("body")
+    assert PHONE not in body and not re.search(r"1[3-9]\d{9}", body)
+    assert await page.locator("[data-testid=actions]").count() == 0
+    assert await page.locator("main form").count() == 0, "a viewer is offered a form"
+    assert await page.locator("[data-testid=show-contact]").count() == 0
+    await context.close()
+
+
+async def four_eyes_flow(browser, base, maker_token, checker_token, handle, cases, shots) -> None:
+    loan = handle.id.removeprefix("loan-")
+    pay_by = ((await cases.now()).date() + dt.timedelta(days=20)).isoformat()
+    maker = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
+    maker.set_default_timeout(20_000)
+    await sign_in(maker, base, maker_token)
+    await maker.goto(f"{base}/console/cases/{loan}")
+    plan = maker.locator("form[action$='/plan']")
+    await plan.locator("select[name=kind]").select_option("interest_waiver")
+    await plan.locator("input[name=waiver_percent]").fill("30")
+    await plan.locator("input[name=pay_by]").fill(pay_by)
+    await plan.locator("button").click()
+    await maker.locator("[data-testid=pending-approval]").wait_for()
+    assert "You proposed it" in await maker.locator("[data-testid=pending-approval]").inner_text()
+    assert await maker.locator("[data-testid=approve]").count() == 0, "the maker is offered the approval"
+    assert (await cases.status(handle)).plan is None
+
+    checker = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
+    checker.set_default_timeout(20_000)
+    await sign_in(checker, base, checker_token)
+    await checker.goto(f"{base}/console/worklists/approvals")
+    await checker.locator("[data-testid=worklist]").get_by_text(loan).click()
+    await checker.locator("[data-testid=pending-approval]").wait_for()
+    assert "Zhao Maker" in await checker.locator("[data-testid=pending-approval]").inner_text()
+    await checker.screenshot(path=str(shots / "console-approval.png"), full_page=True)
+    await checker.click("[data-testid=approve]")
+    await checker.locator("[data-testid=done]").wait_for()
+    st = await cases.status(handle)
+    assert st.plan is not None and st.plan.kind == "interest_waiver" and st.pending_approval is None
+    timeline = await checker.locator("[data-testid=timeline]").inner_text()
+    assert "Approved" in timeline and "Qian Checker (supervisor)" in timeline and "Zhao Maker (supervisor)" in timeline
