@@ -135,7 +135,7 @@ class CaseActivities:
                                      until=change.until, reference=change.reference)
                 actor = next((e.actor for e in change.events if e.actor), None)
                 if actor is not None:  # who placed it (the actor of the update that placed it)
-                    self.repo.hold_placed_by(workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
+                    self.gate.hold_placed_by(workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
                                              actor=actor)
             self._audit(change.workflow_id, change.loan_id, change.case_key, change.events)
 

@@ -14,7 +14,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from access.permissions import TWO_PERSON, current, require
+from access.permissions import TWO_PERSON, USE_CASES, current, require
 from domain.actor import Actor
 from app.errors import EARLIEST_DUE, BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
@@ -92,7 +92,10 @@ async def send_update(client: Client, loan_id: str, command: str, fields: dict[s
         if command == "release" and fields.get("kind") == "complaint" and current().operator_id != "system":
             fields.setdefault("reviewer", current().operator_id)
         arg = build(model, **fields)
-    arg = with_actor(arg, require(use_case_name or use_case(command, arg)), approved=approved)
+    name = use_case_name or use_case(command, arg)
+    if name not in USE_CASES:  # e.g. releasing a bankruptcy or a death: nobody may; the case would refuse it too
+        raise BadInput("kind", f"{getattr(arg, 'kind', command)!r} cannot be {command}d by anyone; nothing was changed")
+    arg = with_actor(arg, require(name), approved=approved)
     handle = client.get_workflow_handle(workflow_id(loan_id))
     for pause in (*BUSY_WAIT, None):
         try:

@@ -440,7 +440,7 @@ class GateStore:
 
     def hold_placed_by(self, *, workflow_id: str, kind: str, placed_at: datetime, actor: str) -> None:
         """The actor (operator id:role) on a hold row (audit; issue 14)."""
-        with self.session() as s:
+        with self.repo.session() as s:
             s.execute(update(HoldRow).where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind,
                                             HoldRow.placed_at == placed_at).values(placed_by=actor))
             s.commit()

@@ -186,8 +186,9 @@ async def test_open_a_case_post_payments_and_read_the_status(api):
     assert result == {"workflow_id": "loan-API-1", "started": True, "message": "started loan-API-1", "unapplied_payments": []}
     assert api.repo.borrower("B-API-1").name == "张伟" and api.repo.loan("API-1").principal == 500_000
     async with api.http() as c:
+        # the running case's own terms (other terms are refused: issue 14, hole 1)
         again = await c.post("/v1/cases", json={"loan_id": "API-1", "borrower_id": "B-API-1", "principal": "5000.00",
-                                                "due_date": "2026-10-01"})
+                                                "due_date": api.repo.loan("API-1").due_date.isoformat()})
         assert again.status_code == 200 and again.json()["started"] is False
 
         st = (await c.get("/v1/loans/API-1")).json()

@@ -134,6 +134,10 @@ async def list_cases(
 
 @router.get(
     "/loans/{loan_id}",
+    # a proposal's input is shown as clients send it: the actor set by the application layer is in the
+    # proposal's `maker`, and the hidden fields are not part of the documented input shapes
+    response_model_exclude={"pending_approval": {"plan": {"actor"}, "hold": {"actor", "approved"},
+                                                 "release": {"actor"}, "close": {"actor"}, "confirm": {"actor"}}},
     **guard("case.read"),
     tags=["cases"],
     summary="The loan's case: stage, status, balances, next action",

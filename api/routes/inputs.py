@@ -138,6 +138,7 @@ async def decide(be: BackendDep, loan_id: LoanId, body: DecisionBody) -> Any:
     tags=["approvals"],
     response_model=list[inputs.WaitingApproval],
     summary="What waits for approval that the caller's roles may decide",
+    responses={**E422},
 )
 async def approvals(be: BackendDep) -> Any:
     return await within_timeout(inputs.list_approvals(await be.client(), be.repo()))
