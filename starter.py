@@ -155,8 +155,11 @@ def show_status(st) -> str:
     if st.write_off or st.write_off_deferred:
         lines.append(f"  write-off (核销): {st.write_off or 'deferred: ' + str(st.write_off_deferred)}; the case stays open")
     if st.reversed_payments or st.reopened_from:
-        lines.append("  reversed payments: " + (", ".join(st.reversed_payments) or "none")
-                     + (f" · reopened from run(s) {', '.join(st.reopened_from)}" if st.reopened_from else ""))
+        lines.append(
+            "  reversed payments: "
+            + (", ".join(st.reversed_payments) or "none")
+            + (f" · reopened from run(s) {', '.join(st.reopened_from)}" if st.reopened_from else "")
+        )
     if st.plan:
         lines.append(f"  plan: {st.plan.kind} {st.plan.status}, {len(st.plan.schedule)} payment(s)")
     if st.promise:
@@ -165,17 +168,25 @@ def show_status(st) -> str:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
     if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)
         lines.append("  legal clocks:")
-        lines += [f"    {c.name} {c.kind}: {c.note or (f'{c.at:%Y-%m-%d %H:%M}Z' if c.at else 'unknown')}"
-                  + (f" (restarted {c.restarted_on}: {c.restart_cause})" if c.restarted_on else "") + f" [{c.source}]"
-                  for c in st.legal_clocks]
+        lines += [
+            f"    {c.name} {c.kind}: {c.note or (f'{c.at:%Y-%m-%d %H:%M}Z' if c.at else 'unknown')}"
+            + (f" (restarted {c.restarted_on}: {c.restart_cause})" if c.restarted_on else "")
+            + f" [{c.source}]"
+            for c in st.legal_clocks
+        ]
     elif st.limitation_ends:
-        lines.append(f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
-                     + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else ""))
+        lines.append(
+            f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
+            + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else "")
+        )
     if st.decisions:
         lines.append("  latest contact decisions:")
-        lines += [f"    {d.at:%Y-%m-%d %H:%M} {d.step}/{d.action}: {'allowed' if d.allowed else 'REFUSED'} ({d.rule})"
-                  + ("" if d.allowed else f" {d.reason}" + (f"; asks again {d.retry_at:%Y-%m-%d %H:%M}" if d.retry_at else ""))
-                  for d in st.decisions[-5:]]
+        lines += [
+            f"    {d.at:%Y-%m-%d %H:%M} {d.step}/{d.action}: {'allowed' if d.allowed else 'REFUSED'} ({d.rule})"
+            + ("" if d.allowed else f" {d.reason}" + (f"; asks again {d.retry_at:%Y-%m-%d %H:%M}" if d.retry_at else ""))
+            for d in st.decisions[-5:]
+        ]
+
     def who(actor: str | None) -> str:
         if not actor:
             return ""
@@ -184,8 +195,10 @@ def show_status(st) -> str:
 
     p = st.pending_approval
     if p is not None:
-        lines.append(f"  WAITING FOR APPROVAL: {p.summary}, proposed by {st.names.get(p.maker.operator_id, p.maker.operator_id)}"
-                     f" ({p.maker.role}) at {p.at:%Y-%m-%d %H:%M} UTC; expires {p.expires_at:%Y-%m-%d %H:%M} UTC")
+        lines.append(
+            f"  WAITING FOR APPROVAL: {p.summary}, proposed by {st.names.get(p.maker.operator_id, p.maker.operator_id)}"
+            f" ({p.maker.role}) at {p.at:%Y-%m-%d %H:%M} UTC; expires {p.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
     lines.append("  latest events:")
     lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}{who(e.actor)}" for e in st.events[-8:]]
     return "\n".join(lines)
@@ -196,9 +209,17 @@ def show_cases(items: list[visibility.CaseSummary]) -> str:
         return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
     # a closed case has no next action and no hold to act on: shown as "-" (list_cases leaves them out)
-    rows = [(c.workflow_id, c.stage or "-", c.status or "-",
-             "-" if c.on_hold is None else ("yes" if c.on_hold else "no"), c.outstanding or "-",
-             when(c.next_action_at)) for c in items]
+    rows = [
+        (
+            c.workflow_id,
+            c.stage or "-",
+            c.status or "-",
+            "-" if c.on_hold is None else ("yes" if c.on_hold else "no"),
+            c.outstanding or "-",
+            when(c.next_action_at),
+        )
+        for c in items
+    ]
     head = ("WORKFLOW ID", "STAGE", "STATUS", "ON HOLD", "OUTSTANDING", "NEXT ACTION AT (UTC)")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:{'>' if i == 4 else '<'}{w}}}" for i, w in enumerate(widths))
@@ -211,10 +232,12 @@ def show_import(s: portfolio.ImportSummary, listed: int = 50) -> str:
     if s.dry_run:
         lines = [f"checked {s.file}: {s.rows} row(s), {s.valid} valid, {s.rejected} rejected; nothing was changed (dry run)"]
     else:
-        lines = [f"imported {s.file}: {s.rows} row(s) in {s.seconds:.1f}s ({s.rows_per_second:.0f} rows/s)",
-                 f"  started          {s.started}",
-                 f"  already running  {s.already_running}",
-                 f"  rejected         {s.rejected}"]
+        lines = [
+            f"imported {s.file}: {s.rows} row(s) in {s.seconds:.1f}s ({s.rows_per_second:.0f} rows/s)",
+            f"  started          {s.started}",
+            f"  already running  {s.already_running}",
+            f"  rejected         {s.rejected}",
+        ]
         if s.failed:
             lines.append(f"  not started      {s.failed} (Temporal error; run the import again)")
         if s.started == 0 and s.already_running and not s.failed:
@@ -237,14 +260,26 @@ async def cmd_import(a: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        progress_bar = Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
+        progress_bar = Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
         task = progress_bar.add_task("import", total=portfolio.count_rows(path))
         progress_bar.start()
     try:
         summary = await portfolio.import_portfolio(
-            c, r, path, policy=a.policy, concurrency=a.concurrency, dry_run=a.dry_run,
-            progress=(lambda n: progress_bar.advance(task, n)) if progress_bar else None)
+            c,
+            r,
+            path,
+            policy=a.policy,
+            concurrency=a.concurrency,
+            dry_run=a.dry_run,
+            progress=(lambda n: progress_bar.advance(task, n)) if progress_bar else None,
+        )
     finally:
         if progress_bar is not None:
             progress_bar.stop()
@@ -270,12 +305,23 @@ async def cmd_check(a: argparse.Namespace) -> int:
     warning = calendar.missing_warning(today)
     left = calendar.days_of_calendar_left(today)
     if a.json:
-        print(dump({"today": today.isoformat(), "years": years, "days_left": left, "warning": warning,
-                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded}}))
+        print(
+            dump(
+                {
+                    "today": today.isoformat(),
+                    "years": years,
+                    "days_left": left,
+                    "warning": warning,
+                    "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded},
+                }
+            )
+        )
     else:
         for c in loaded:
-            print(f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
-                  f"{len(c.working)} make-up working days)")
+            print(
+                f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
+                f"{len(c.working)} make-up working days)"
+            )
         print(f"{left} day(s) of official calendar left from {today}")
         if warning:
             print(f"WARNING {warning}", file=sys.stderr)
@@ -295,15 +341,24 @@ async def cmd_payments(a: argparse.Namespace) -> int:
     else:
         print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
         for i in items:
-            print(f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}")
+            print(
+                f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}"
+            )
         print(f"{len(items)} payment(s)")
     return 0
 
 
 async def cmd_list(a: argparse.Namespace) -> int:
     visibility.check_filters(repo(), stage=a.stage, segment=a.segment, policy=a.policy)
-    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
-                                        segment=a.segment, policy=a.policy, query=a.query)
+    query = visibility.visibility_query(
+        stage=a.stage,
+        status=a.status,
+        on_hold=a.on_hold,
+        min_amount=a.min_amount,
+        segment=a.segment,
+        policy=a.policy,
+        query=a.query,
+    )
     items = await visibility.list_cases(await client(), query, a.limit)
     print(dump([i.model_dump(mode="json") for i in items]) if a.json else show_cases(items))
     return 0
@@ -312,8 +367,15 @@ async def cmd_list(a: argparse.Namespace) -> int:
 async def cmd_count(a: argparse.Namespace) -> int:
     r = repo()
     visibility.check_filters(r, stage=a.stage, segment=a.segment, policy=a.policy)
-    query = visibility.visibility_query(stage=a.stage, status=a.status, on_hold=a.on_hold, min_amount=a.min_amount,
-                                        segment=a.segment, policy=a.policy, query=a.query)
+    query = visibility.visibility_query(
+        stage=a.stage,
+        status=a.status,
+        on_hold=a.on_hold,
+        min_amount=a.min_amount,
+        segment=a.segment,
+        policy=a.policy,
+        query=a.query,
+    )
     result = await visibility.count_by(await client(), r, a.by, query)
     if a.json:
         print(dump(result))
@@ -329,11 +391,25 @@ async def cmd_count(a: argparse.Namespace) -> int:
 
 
 async def cmd_start(a: argparse.Namespace) -> int:
-    inp = opening.case_input(loan_id=a.loan_id, borrower_id=a.borrower_id, principal=a.principal, interest=a.interest,
-                             fees=a.fees, currency=a.currency, due_date=a.due_date, timezone=a.timezone,
-                             segment=a.segment, product=a.product, guarantor_id=a.guarantor_id, policy=a.policy)
-    contact = opening.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number,
-                              language=a.language) if a.name else None
+    inp = opening.case_input(
+        loan_id=a.loan_id,
+        borrower_id=a.borrower_id,
+        principal=a.principal,
+        interest=a.interest,
+        fees=a.fees,
+        currency=a.currency,
+        due_date=a.due_date,
+        timezone=a.timezone,
+        segment=a.segment,
+        product=a.product,
+        guarantor_id=a.guarantor_id,
+        policy=a.policy,
+    )
+    contact = (
+        opening.Contact(name=a.name, phone=a.phone, email=a.email, address=a.address, id_number=a.id_number, language=a.language)
+        if a.name
+        else None
+    )
     result = await opening.open_case(await client(), repo() if contact else None, inp, contact)
     print(dump({"workflow_id": result.workflow_id, "started": result.started}) if a.json else result.message)
     return 0
@@ -355,8 +431,9 @@ async def cmd_apply_unapplied(a: argparse.Namespace) -> int:
 
 async def cmd_pay(a: argparse.Namespace) -> int:
     loan_id = errors.check_id(a.loan_id)
-    outcome = await inputs.record_payment(await client(), repo(), loan_id, payment_id=a.payment_id,
-                                          amount=a.amount, currency=a.currency, paid_at=a.paid_at)
+    outcome = await inputs.record_payment(
+        await client(), repo(), loan_id, payment_id=a.payment_id, amount=a.amount, currency=a.currency, paid_at=a.paid_at
+    )
     print(dump(outcome) if a.json else outcome.message)
     return 0
 
@@ -439,8 +516,10 @@ def resolve_caller(a: argparse.Namespace):
     host = settings().temporal_address.rsplit(":", 1)[0]
     if host in LOCAL_ADMIN_HOSTS and os.environ.get("COLLECTIONS_LOCAL_ADMIN", "1").strip() != "0":
         return Caller("local-admin", ROLES, via="local-admin")
-    raise Forbidden("give --token or set COLLECTIONS_TOKEN (an operator's token: starter.py operators token NAME); "
-                    "only the local dev stack may act without one")
+    raise Forbidden(
+        "give --token or set COLLECTIONS_TOKEN (an operator's token: starter.py operators token NAME); "
+        "only the local dev stack may act without one"
+    )
 
 
 # commands that act on no case and need no operator (an in-process what-if run)
@@ -466,29 +545,48 @@ async def cmd_operators(a: argparse.Namespace) -> int:
         if a.action == "list":
             rows = store.list()
             if a.json:
-                print(dump([{"id": o.id, "name": o.display_name, "roles": list(o.roles), "active": o.active,
-                             "created_at": o.created_at, "disabled_at": o.disabled_at,
-                             "tokens": [{"id": t[0], "expires_at": t[1], "revoked_at": t[2]} for t in o.tokens]}
-                            for o in rows]))
+                print(
+                    dump(
+                        [
+                            {
+                                "id": o.id,
+                                "name": o.display_name,
+                                "roles": list(o.roles),
+                                "active": o.active,
+                                "created_at": o.created_at,
+                                "disabled_at": o.disabled_at,
+                                "tokens": [{"id": t[0], "expires_at": t[1], "revoked_at": t[2]} for t in o.tokens],
+                            }
+                            for o in rows
+                        ]
+                    )
+                )
             else:
                 for o in rows:
-                    live = [t for t in o.tokens if t[2] is None and t[1] > dt.datetime.now(dt.timezone.utc)]
-                    print(f"{o.id}  {o.display_name:<24} {','.join(o.roles):<30} "
-                          f"{'active' if o.active else 'disabled'}  live tokens: {', '.join(t[0] for t in live) or '-'}")
+                    live = [t for t in o.tokens if t[2] is None and t[1] > dt.datetime.now(dt.UTC)]
+                    print(
+                        f"{o.id}  {o.display_name:<24} {','.join(o.roles):<30} "
+                        f"{'active' if o.active else 'disabled'}  live tokens: {', '.join(t[0] for t in live) or '-'}"
+                    )
                 print(f"{len(rows)} operator(s)")
             return 0
         if not a.target:
             raise BadInput("target", f"operators {a.action} needs a NAME" + (" or TOKEN_ID" if a.action == "revoke" else ""))
         if a.action == "add":
             o = store.add(a.target, a.role or [])
-            print(dump({"id": o.id, "name": o.display_name, "roles": list(o.roles)}) if a.json
-                  else f"added {o.id} ({', '.join(o.roles)}); issue a token with: starter.py operators token {o.id}")
+            print(
+                dump({"id": o.id, "name": o.display_name, "roles": list(o.roles)})
+                if a.json
+                else f"added {o.id} ({', '.join(o.roles)}); issue a token with: starter.py operators token {o.id}"
+            )
         elif a.action == "token":
             t = store.issue_token(a.target, a.days)
-            print(dump({"token": t.token, "token_id": t.token_id, "operator_id": t.operator_id,
-                        "expires_at": t.expires_at}) if a.json else
-                  f"{t.token}\n(token {t.token_id} of {t.operator_id}, expires {t.expires_at:%Y-%m-%d %H:%M} UTC; "
-                  "shown once, only its hash is kept)")
+            print(
+                dump({"token": t.token, "token_id": t.token_id, "operator_id": t.operator_id, "expires_at": t.expires_at})
+                if a.json
+                else f"{t.token}\n(token {t.token_id} of {t.operator_id}, expires {t.expires_at:%Y-%m-%d %H:%M} UTC; "
+                "shown once, only its hash is kept)"
+            )
         elif a.action == "revoke":
             if not store.revoke(a.target):
                 raise BadInput("token_id", f"no live token {a.target!r}")
@@ -511,8 +609,10 @@ async def cmd_approvals(a: argparse.Namespace) -> int:
         print(dump([i.model_dump(mode="json") for i in items]))
     else:
         for i in items:
-            print(f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {i.at:%Y-%m-%d %H:%M} UTC; "
-                  f"expires {i.expires_at:%Y-%m-%d %H:%M} UTC; approved by {', '.join(i.approver_roles)})")
+            print(
+                f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {i.at:%Y-%m-%d %H:%M} UTC; "
+                f"expires {i.expires_at:%Y-%m-%d %H:%M} UTC; approved by {', '.join(i.approver_roles)})"
+            )
         print(f"{len(items)} waiting for your roles")
     return 0
 
@@ -570,8 +670,7 @@ class Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
-    p = Parser(prog="starter.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 1)[1],
-               formatter_class=raw)
+    p = Parser(prog="starter.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 1)[1], formatter_class=raw)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def cmd(name: str, help: str, loan: bool = True, epilog: str | None = None) -> argparse.ArgumentParser:
@@ -579,20 +678,24 @@ def parser() -> argparse.ArgumentParser:
         if loan:
             c.add_argument("loan_id", metavar="LOAN_ID", help="the loan's id (its case is loan-LOAN_ID)")
         c.add_argument("--json", action="store_true", help="print the result as JSON")
-        c.add_argument("--token", help="act as the operator of this token (default: $COLLECTIONS_TOKEN; on the "
-                                       "local dev stack, without one: the local admin)")
+        c.add_argument(
+            "--token",
+            help="act as the operator of this token (default: $COLLECTIONS_TOKEN; on the "
+            "local dev stack, without one: the local admin)",
+        )
         return c
 
-    c = cmd("import", "import a portfolio CSV: write borrowers and loans, open one case per loan",
-            loan=False, epilog=IMPORT_HELP)
+    c = cmd("import", "import a portfolio CSV: write borrowers and loans, open one case per loan", loan=False, epilog=IMPORT_HELP)
     c.add_argument("file", metavar="FILE.csv", help="the portfolio file (UTF-8 CSV with a header row)")
-    c.add_argument("--policy", help="policy for every row (a name from policies/ or a .toml path); "
-                   "default: policies/<segment>.toml if it exists, else default")
+    c.add_argument(
+        "--policy",
+        help="policy for every row (a name from policies/ or a .toml path); "
+        "default: policies/<segment>.toml if it exists, else default",
+    )
     c.add_argument("--dry-run", action="store_true", help="only check the file: report bad rows, change nothing")
     c.add_argument("--concurrency", type=_positive, default=50, help="cases opened at once (default 50)")
 
-    c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False,
-            epilog=LIST_HELP)
+    c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False, epilog=LIST_HELP)
     c.add_argument("--stage", help="only cases at this step, e.g. litigation")
     c.add_argument("--status", choices=list(visibility.STATUSES), help="active, paused (plan, promise or hold) or closed")
     hold = c.add_mutually_exclusive_group()
@@ -604,9 +707,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
     c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
 
-    c = cmd("count", "count cases per stage, status, segment or policy (from the search attributes)", loan=False,
-            epilog="One count query per value (the dev server does not take GROUP BY); the filters of `list` apply.\n\n"
-                   "Examples:\n  python starter.py count --by stage\n  python starter.py count --by status --segment sme")
+    c = cmd(
+        "count",
+        "count cases per stage, status, segment or policy (from the search attributes)",
+        loan=False,
+        epilog="One count query per value (the dev server does not take GROUP BY); the filters of `list` apply.\n\n"
+        "Examples:\n  python starter.py count --by stage\n  python starter.py count --by status --segment sme",
+    )
     c.add_argument("--by", required=True, choices=list(visibility.COUNT_BY), help="what to count by")
     c.add_argument("--stage", help="only cases at this step, e.g. litigation")
     c.add_argument("--status", choices=list(visibility.STATUSES))
@@ -618,10 +725,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", help="only this policy")
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
 
-    c = cmd("start", "open the collection case of one delinquent loan", loan=False,
-            epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
-                   "      --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai\n\n"
-                   "A case already running for the loan is left alone (\"already running; nothing started\").")
+    c = cmd(
+        "start",
+        "open the collection case of one delinquent loan",
+        loan=False,
+        epilog="Example:\n  python starter.py start --loan-id L1001 --borrower-id B77 --name 张伟 --phone 13812345678 \\\n"
+        "      --principal 12000.00 --interest 640.50 --fees 30 --due-date 2026-10-15 --timezone Asia/Shanghai\n\n"
+        'A case already running for the loan is left alone ("already running; nothing started").',
+    )
     c.add_argument("--loan-id", required=True)
     c.add_argument("--borrower-id", required=True)
     c.add_argument("--guarantor-id")
@@ -633,8 +744,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timezone", default="Asia/Shanghai", help="the borrower's IANA time zone")
     c.add_argument("--segment", default="retail")
     c.add_argument("--product", default="personal_loan")
-    c.add_argument("--policy", help="a policy name from policies/ or a path to a .toml file "
-                   "(default: policies/<segment>.toml if it exists, else default)")
+    c.add_argument(
+        "--policy",
+        help="a policy name from policies/ or a path to a .toml file "
+        "(default: policies/<segment>.toml if it exists, else default)",
+    )
     c.add_argument("--name", help="borrower's name (kept in the database only)")
     c.add_argument("--phone", help="borrower's mobile, e.g. 13812345678")
     c.add_argument("--email")
@@ -642,42 +756,59 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--id-number", help="resident identity card number")
     c.add_argument("--language", default="zh", choices=["zh", "en"], help="language of messages and letters")
 
-    c = cmd("pay", "record a payment received from the borrower (idempotent by payment id)",
-            epilog="A payment for a loan with no open case is kept in the ledger as unapplied.\n\n"
-                   "Example:\n  python starter.py pay L1001 --payment-id BANK-889 --amount 500.00")
+    c = cmd(
+        "pay",
+        "record a payment received from the borrower (idempotent by payment id)",
+        epilog="A payment for a loan with no open case is kept in the ledger as unapplied.\n\n"
+        "Example:\n  python starter.py pay L1001 --payment-id BANK-889 --amount 500.00",
+    )
     c.add_argument("--payment-id", required=True, help="the bank's id of the payment (sending it twice applies it once)")
     c.add_argument("--amount", required=True, help="e.g. 500.00")
     c.add_argument("--currency", help="defaults to the loan's currency")
     c.add_argument("--paid-at", type=_datetime, help="when it was paid, ISO date-time with offset")
 
-    c = cmd("reverse", "reverse a payment (returned transfer, failed debit): the balance comes back; a case closed "
-            "as paid by it reopens as a new run",
-            epilog='Example:\n  python starter.py reverse L1001 --payment-id BANK-889 --reason "returned transfer"')
+    c = cmd(
+        "reverse",
+        "reverse a payment (returned transfer, failed debit): the balance comes back; a case closed "
+        "as paid by it reopens as a new run",
+        epilog='Example:\n  python starter.py reverse L1001 --payment-id BANK-889 --reason "returned transfer"',
+    )
     c.add_argument("--payment-id", required=True, help="the id of the payment to reverse")
     c.add_argument("--reason", required=True, help="why it was taken back")
     c.add_argument("--at", type=_datetime, help="when the bank learnt of it, ISO date-time with offset (default now)")
 
-    c = cmd("close", "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, "
-            "sold, error)",
-            epilog='Example:\n  python starter.py close L1001 --outcome sold --reason "portfolio sale 2026-11" --operator "Li Na"')
+    c = cmd(
+        "close",
+        "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, sold, error)",
+        epilog='Example:\n  python starter.py close L1001 --outcome sold --reason "portfolio sale 2026-11" --operator "Li Na"',
+    )
     c.add_argument("--outcome", required=True, help="settled_by_agreement | uncollectable | sold | error")
     c.add_argument("--reason", required=True)
     c.add_argument("--operator")
 
-    c = cmd("confirm-write-off", "confirm a proposed write-off (核销): an accounting event; the case stays open",
-            epilog='Example:\n  python starter.py confirm-write-off L1001 --approver "Chen Jie" --reference WO-2026-7')
+    c = cmd(
+        "confirm-write-off",
+        "confirm a proposed write-off (核销): an accounting event; the case stays open",
+        epilog='Example:\n  python starter.py confirm-write-off L1001 --approver "Chen Jie" --reference WO-2026-7',
+    )
     c.add_argument("--approver", required=True)
     c.add_argument("--reference")
 
-    c = cmd("promise", "record a promise to pay: pauses the ladder until the date plus grace",
-            epilog="Example:\n  python starter.py promise L1001 --amount 2000 --date 2026-12-05")
+    c = cmd(
+        "promise",
+        "record a promise to pay: pauses the ladder until the date plus grace",
+        epilog="Example:\n  python starter.py promise L1001 --amount 2000 --date 2026-12-05",
+    )
     c.add_argument("--amount", required=True)
     c.add_argument("--date", required=True, type=_date)
 
-    c = cmd("plan", "agree a repayment plan: deferral, instalments or interest waiver",
-            epilog="Examples:\n  python starter.py plan L1001 --kind instalments --instalments 6 --first-due 2026-12-15\n"
-                   "  python starter.py plan L1001 --kind deferral --until 2027-01-31\n"
-                   "  python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20")
+    c = cmd(
+        "plan",
+        "agree a repayment plan: deferral, instalments or interest waiver",
+        epilog="Examples:\n  python starter.py plan L1001 --kind instalments --instalments 6 --first-due 2026-12-15\n"
+        "  python starter.py plan L1001 --kind deferral --until 2027-01-31\n"
+        "  python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20",
+    )
     c.add_argument("--kind", required=True, choices=["deferral", "instalments", "interest_waiver"])
     c.add_argument("--until", type=_date, help="deferral: new due date for the whole balance")
     c.add_argument("--instalments", type=int, help="instalments: how many")
@@ -687,93 +818,160 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--pay-by", type=_date, help="interest_waiver: pay the rest by this date")
 
     kinds = ["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
-    c = cmd("hold", "stop contact: dispute, cease_contact, hardship (with --until), complaint; "
-            "bankruptcy and deceased close the case",
-            epilog='Example:\n  python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"')
+    c = cmd(
+        "hold",
+        "stop contact: dispute, cease_contact, hardship (with --until), complaint; bankruptcy and deceased close the case",
+        epilog='Example:\n  python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"',
+    )
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
-    c.add_argument("--received-on", type=_date, help="dispute: the day it was received (the credit-report answer "
-                   "is due 20 days after it, 征信业管理条例 art. 25)")
+    c.add_argument(
+        "--received-on",
+        type=_date,
+        help="dispute: the day it was received (the credit-report answer is due 20 days after it, 征信业管理条例 art. 25)",
+    )
 
-    c = cmd("release", "release a hold (a complaint needs --reviewer)",
-            epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"')
+    c = cmd(
+        "release",
+        "release a hold (a complaint needs --reviewer)",
+        epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"',
+    )
     c.add_argument("--kind", required=True, choices=kinds)
     c.add_argument("--reviewer")
     c.add_argument("--resolution")
 
-    c = cmd("outcome", "record a call or visit outcome, or a court event",
-            epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
-                   '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
-                   '--effective-on 2026-12-01 --performance-ends 2026-12-11')
+    c = cmd(
+        "outcome",
+        "record a call or visit outcome, or a court event",
+        epilog="Examples:\n  python starter.py outcome L1001 --kind visit --outcome not_home\n"
+        '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
+        "--effective-on 2026-12-01 --performance-ends 2026-12-11",
+    )
     c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
-    c.add_argument("--outcome", required=True, help="call: answered|no_answer|wrong_number|promise|dispute; "
-                   "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
-                   "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed")
+    c.add_argument(
+        "--outcome",
+        required=True,
+        help="call: answered|no_answer|wrong_number|promise|dispute; "
+        "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
+        "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed",
+    )
     c.add_argument("--amount", help="promise amount, or amount recovered by enforcement")
     c.add_argument("--date", type=_date, help="promise date")
     c.add_argument("--reference")
     c.add_argument("--effective-on", type=_date, help="judgment: the day it took effect")
-    c.add_argument("--performance-ends", type=_date, help="judgment: the last day of its performance period "
-                   "(enforcement is applied for after it, within 2 years, 民事诉讼法 art. 250)")
-    c.add_argument("--served-on", type=_date, help="payment order: the day it was served (the 15-day objection "
-                   "window counts from the next day, 民事诉讼法 art. 227)")
+    c.add_argument(
+        "--performance-ends",
+        type=_date,
+        help="judgment: the last day of its performance period "
+        "(enforcement is applied for after it, within 2 years, 民事诉讼法 art. 250)",
+    )
+    c.add_argument(
+        "--served-on",
+        type=_date,
+        help="payment order: the day it was served (the 15-day objection window counts from the next day, 民事诉讼法 art. 227)",
+    )
 
-    cmd("status", "show a case: stage, status, balances, holds, plan, next action, latest events",
-        epilog="Example:\n  python starter.py status L1001 --json")
+    cmd(
+        "status",
+        "show a case: stage, status, balances, holds, plan, next action, latest events",
+        epilog="Example:\n  python starter.py status L1001 --json",
+    )
 
-    c = cmd("simulate", "compare a challenger policy with the champion on a synthetic portfolio (what-if)",
-            loan=False, epilog=SIMULATE_HELP)
+    c = cmd(
+        "simulate",
+        "compare a challenger policy with the champion on a synthetic portfolio (what-if)",
+        loan=False,
+        epilog=SIMULATE_HELP,
+    )
     c.add_argument("--policy", default="default", help="the champion policy: a name from policies/ or a .toml path")
     c.add_argument("--challenger", help="the challenger policy: a name or a .toml path (required unless --sweep)")
     c.add_argument("--loans", type=_positive, default=1000, help="loans in the portfolio (default 1000)")
     c.add_argument("--days", type=_positive, default=365, help="simulated days (default 365)")
     c.add_argument("--seed", type=int, default=7, help="same seed, same portfolio, same numbers (default 7)")
     c.add_argument("--out", help="report folder (default var/sim/CHAMPION-vs-CHALLENGER-seedS-NxDd)")
-    c.add_argument("--split", choices=["alternate", "hash"], default="alternate",
-                   help="how loans are shared between the policies (default alternate)")
-    c.add_argument("--start", type=_date, help="simulated first day (temporal engine: in the future; default 1 January "
-                   "next year; direct engine: default the same, or 1 January of the latest year with an official "
-                   "holiday calendar on file)")
+    c.add_argument(
+        "--split",
+        choices=["alternate", "hash"],
+        default="alternate",
+        help="how loans are shared between the policies (default alternate)",
+    )
+    c.add_argument(
+        "--start",
+        type=_date,
+        help="simulated first day (temporal engine: in the future; default 1 January "
+        "next year; direct engine: default the same, or 1 January of the latest year with an official "
+        "holiday calendar on file)",
+    )
     c.add_argument("--concurrency", type=_positive, default=64, help="case starts and updates in flight (default 64)")
     c.add_argument("--keep-db", action="store_true", help="keep the simulation's database in the report folder")
-    c.add_argument("--engine", choices=["direct", "temporal"], default="direct",
-                   help="direct (default): the pure cases on an event queue, in seconds; temporal: the real "
-                        "workflows on the time-skipping server (faithful, slow)")
+    c.add_argument(
+        "--engine",
+        choices=["direct", "temporal"],
+        default="direct",
+        help="direct (default): the pure cases on an event queue, in seconds; temporal: the real "
+        "workflows on the time-skipping server (faithful, slow)",
+    )
     c.add_argument("--workers", type=int, help="direct engine: processes (default: the core count)")
-    c.add_argument("--sweep", action="append", metavar="PATH=V1,V2,...",
-                   help="run the champion policy over a grid (direct engine), e.g. 'steps.home_visit.dpd=20,30,45' "
-                        "'plans.max_instalments=6,12'; repeat for more dimensions")
+    c.add_argument(
+        "--sweep",
+        action="append",
+        metavar="PATH=V1,V2,...",
+        help="run the champion policy over a grid (direct engine), e.g. 'steps.home_visit.dpd=20,30,45' "
+        "'plans.max_instalments=6,12'; repeat for more dimensions",
+    )
 
-    c = cmd("apply-unapplied", "apply the loan's unapplied payments to its open case (after checking the case's "
-            "opening balance does not already count them)",
-            epilog="Payments that arrived while the loan had no open case are kept as unapplied and never applied\n"
-                   "on their own: the balance a new case opens with may already count them.\n\n"
-                   "Examples:\n  python starter.py apply-unapplied L1001\n"
-                   "  python starter.py apply-unapplied L1001 --payment-id PAY-77")
+    c = cmd(
+        "apply-unapplied",
+        "apply the loan's unapplied payments to its open case (after checking the case's "
+        "opening balance does not already count them)",
+        epilog="Payments that arrived while the loan had no open case are kept as unapplied and never applied\n"
+        "on their own: the balance a new case opens with may already count them.\n\n"
+        "Examples:\n  python starter.py apply-unapplied L1001\n"
+        "  python starter.py apply-unapplied L1001 --payment-id PAY-77",
+    )
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
 
-    c = cmd("check", "check the official holiday calendars: every file valid, next year's there (from 1 November)",
-            loan=False, epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
-                               "Example:\n  python starter.py check")
+    c = cmd(
+        "check",
+        "check the official holiday calendars: every file valid, next year's there (from 1 November)",
+        loan=False,
+        epilog="Exit status: 0 all well, 1 a calendar file is missing (soon or now), 2 a file is invalid.\n\n"
+        "Example:\n  python starter.py check",
+    )
     c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
 
-    c = cmd("payments", "list the payments ledger (e.g. payments received for loans with no open case)", loan=False,
-            epilog="Example:\n  python starter.py payments --unapplied")
+    c = cmd(
+        "payments",
+        "list the payments ledger (e.g. payments received for loans with no open case)",
+        loan=False,
+        epilog="Example:\n  python starter.py payments --unapplied",
+    )
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
     c.add_argument("--loan", help="only this loan")
 
-    cmd("approvals", "list what waits for approval that your roles may decide (four-eyes)", loan=False,
-        epilog="Example:\n  python starter.py approvals --token $COLLECTIONS_TOKEN")
+    cmd(
+        "approvals",
+        "list what waits for approval that your roles may decide (four-eyes)",
+        loan=False,
+        epilog="Example:\n  python starter.py approvals --token $COLLECTIONS_TOKEN",
+    )
     for verb in ("approve", "reject"):
-        c = cmd(verb, f"{verb} what waits for approval in the loan's case (never your own proposal)",
-                epilog=f"Example:\n  python starter.py {verb} L1001 --note 'checked the file'")
+        c = cmd(
+            verb,
+            f"{verb} what waits for approval in the loan's case (never your own proposal)",
+            epilog=f"Example:\n  python starter.py {verb} L1001 --note 'checked the file'",
+        )
         c.add_argument("--note", help="why (kept in the case's events)")
 
-    c = cmd("operators", "manage operators and their tokens (role admin)", loan=False,
-            epilog="Examples:\n  python starter.py operators add 'Wang Li' --role supervisor --role collector\n"
-                   "  python starter.py operators token 'Wang Li' --days 30     # prints a new token once\n"
-                   "  python starter.py operators revoke 3f9a1c2b7d10\n  python starter.py operators list")
+    c = cmd(
+        "operators",
+        "manage operators and their tokens (role admin)",
+        loan=False,
+        epilog="Examples:\n  python starter.py operators add 'Wang Li' --role supervisor --role collector\n"
+        "  python starter.py operators token 'Wang Li' --days 30     # prints a new token once\n"
+        "  python starter.py operators revoke 3f9a1c2b7d10\n  python starter.py operators list",
+    )
     c.add_argument("action", choices=["add", "token", "revoke", "disable", "list"])
     c.add_argument("target", nargs="?", metavar="NAME|TOKEN_ID")
     c.add_argument("--role", action="append", help="add: a role (repeat for several)")

@@ -45,7 +45,8 @@ WORKFLOW_MODULES = ("workflows",)
 def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
     """The production sandbox: the SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES, *more_modules))
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES, *more_modules)
+    )
 
 
 def build_worker(client: Client, activities: CaseActivities, task_queue: str | None = None, **tuning) -> Worker:
@@ -65,16 +66,24 @@ async def main() -> None:
     runtime = metrics.runtime(cfg.metrics_address)
     client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
-    worker = build_worker(client, CaseActivities(Repo(make_engine()), gateway),
-                          max_cached_workflows=cfg.max_cached_workflows,
-                          max_concurrent_activities=cfg.max_concurrent_activities,
-                          max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks)
+    worker = build_worker(
+        client,
+        CaseActivities(Repo(make_engine()), gateway),
+        max_cached_workflows=cfg.max_cached_workflows,
+        max_concurrent_activities=cfg.max_concurrent_activities,
+        max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", address=cfg.temporal_address, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue,
-             metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off")
+    log.info(
+        "worker started",
+        address=cfg.temporal_address,
+        namespace=cfg.temporal_namespace,
+        task_queue=cfg.task_queue,
+        metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off",
+    )
     watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
         await stop.wait()

@@ -14,14 +14,14 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
 from access.permissions import ROLES, Caller
+from db.tables import OperatorRow, OperatorTokenRow
 from domain.errors import InvalidInput
 from domain.text import clean_text
-from db.tables import OperatorRow, OperatorTokenRow
 
 TOKEN_RE = re.compile(r"ct_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 DEFAULT_TOKEN_DAYS = 90
@@ -36,7 +36,7 @@ class OperatorError(ValueError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _hash(secret: str) -> str:
@@ -60,7 +60,7 @@ def check_roles(roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    token: str        # shown once, never stored
+    token: str  # shown once, never stored
     token_id: str
     operator_id: str
     expires_at: datetime
@@ -125,9 +125,11 @@ class Operators:
         m = TOKEN_RE.fullmatch(token_id)
         token_id = m.group(1) if m else token_id
         with self.repo.session() as s:
-            n = s.execute(update(OperatorTokenRow).where(OperatorTokenRow.id == token_id,
-                                                         OperatorTokenRow.revoked_at.is_(None))
-                          .values(revoked_at=_now())).rowcount
+            n = s.execute(
+                update(OperatorTokenRow)
+                .where(OperatorTokenRow.id == token_id, OperatorTokenRow.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            ).rowcount
             s.commit()
         return bool(n)
 
@@ -175,5 +177,12 @@ class Operators:
 
     @staticmethod
     def _info(o: OperatorRow, tokens: tuple = ()) -> OperatorInfo:
-        return OperatorInfo(id=o.id, display_name=o.display_name, roles=tuple(o.roles.split(",")), active=o.active,
-                            created_at=o.created_at, disabled_at=o.disabled_at, tokens=tokens)
+        return OperatorInfo(
+            id=o.id,
+            display_name=o.display_name,
+            roles=tuple(o.roles.split(",")),
+            active=o.active,
+            created_at=o.created_at,
+            disabled_at=o.disabled_at,
+            tokens=tokens,
+        )

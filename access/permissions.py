@@ -60,28 +60,63 @@ HOLD_RELEASE = tuple(u for u in USE_CASES if u.startswith("hold.release."))
 # The table. A role not listed for a use case gets 403 and nothing changes.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"case.read", "case.list", "payments.read", "approvals.list"}),
-    "collector": frozenset({"case.read", "case.list", "approvals.list", "outcome.call", "outcome.visit", "promise",
-                            "hold.place.hardship", "hold.place.dispute", "hold.place.cease_contact",
-                            "hold.release.hardship", "hold.release.cease_contact",
-                            "hold.place.bankruptcy", "hold.place.deceased"}),
-    "payments": frozenset({"case.read", "payments.read", "payment.record", "payment.apply_unapplied",
-                           "payment.reverse"}),
-    "supervisor": frozenset({"case.read", "case.list", "payments.read", "approvals.list", "case.open",
-                             "contact.update", "plan.agree", "approval.plan", "case.close", "writeoff.confirm",
-                             "approval.close"}),
+    "collector": frozenset(
+        {
+            "case.read",
+            "case.list",
+            "approvals.list",
+            "outcome.call",
+            "outcome.visit",
+            "promise",
+            "hold.place.hardship",
+            "hold.place.dispute",
+            "hold.place.cease_contact",
+            "hold.release.hardship",
+            "hold.release.cease_contact",
+            "hold.place.bankruptcy",
+            "hold.place.deceased",
+        }
+    ),
+    "payments": frozenset({"case.read", "payments.read", "payment.record", "payment.apply_unapplied", "payment.reverse"}),
+    "supervisor": frozenset(
+        {
+            "case.read",
+            "case.list",
+            "payments.read",
+            "approvals.list",
+            "case.open",
+            "contact.update",
+            "plan.agree",
+            "approval.plan",
+            "case.close",
+            "writeoff.confirm",
+            "approval.close",
+        }
+    ),
     "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court"}),
-    "compliance": frozenset({"case.read", "case.list", "approvals.list", "hold.place.complaint",
-                             "hold.release.complaint", "hold.release.dispute", "hold.place.bankruptcy",
-                             "hold.place.deceased", "approval.closure", "approval.release"}),
+    "compliance": frozenset(
+        {
+            "case.read",
+            "case.list",
+            "approvals.list",
+            "hold.place.complaint",
+            "hold.release.complaint",
+            "hold.release.dispute",
+            "hold.place.bankruptcy",
+            "hold.place.deceased",
+            "approval.closure",
+            "approval.release",
+        }
+    ),
     "admin": frozenset({"operators.manage"}),
 }
 
 # Decisions that take two different people: what is proposed -> the use case whose role approves it.
 TWO_PERSON: dict[str, str] = {
-    "plan": "approval.plan",          # a waiver over approval.waiver_percent_over, a plan beyond the plain limits
-    "closure": "approval.closure",    # bankruptcy or death (and so the borrower's other cases)
-    "release": "approval.release",    # releasing a complaint hold
-    "close": "approval.close",        # an operator's explicit closure, or a write-off confirmation
+    "plan": "approval.plan",  # a waiver over approval.waiver_percent_over, a plan beyond the plain limits
+    "closure": "approval.closure",  # bankruptcy or death (and so the borrower's other cases)
+    "release": "approval.release",  # releasing a complaint hold
+    "close": "approval.close",  # an operator's explicit closure, or a write-off confirmation
 }
 
 
@@ -110,8 +145,9 @@ def allowed(roles: Iterable[str], use_case: str) -> bool:
 class Caller:
     """An authenticated operator: id, the roles held, and how they were authenticated (never the token)."""
 
-    def __init__(self, operator_id: str, roles: Iterable[str], *, via: str = "token", token_id: str | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, operator_id: str, roles: Iterable[str], *, via: str = "token", token_id: str | None = None, name: str | None = None
+    ) -> None:
         self.operator_id = operator_id
         self.roles = tuple(r for r in ROLES if r in set(roles))
         self.via, self.token_id, self.name = via, token_id, name
@@ -128,15 +164,17 @@ class Caller:
             if role in self.roles:
                 return Actor(operator_id=self.operator_id, role=role)
         needed = ", ".join(roles_for(use_case)) or "no role"
-        raise Forbidden(f"{USE_CASES[use_case]} needs the role {needed}; operator {self.operator_id} has "
-                        f"{', '.join(self.roles) or 'no role'}")
+        raise Forbidden(
+            f"{USE_CASES[use_case]} needs the role {needed}; operator {self.operator_id} has {', '.join(self.roles) or 'no role'}"
+        )
 
     def require_any(self, use_cases: Iterable[str]) -> None:
         use_cases = tuple(use_cases)
         if not any(self.may(u) for u in use_cases):
             needed = ", ".join(roles_for(*use_cases)) or "no role"
-            raise Forbidden(f"this needs one of the roles {needed}; operator {self.operator_id} has "
-                            f"{', '.join(self.roles) or 'no role'}")
+            raise Forbidden(
+                f"this needs one of the roles {needed}; operator {self.operator_id} has {', '.join(self.roles) or 'no role'}"
+            )
 
 
 def authorize(caller: Caller | None, use_case: str) -> Actor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import structlog
@@ -20,17 +20,28 @@ from temporalio.exceptions import ApplicationError
 
 from activities import messages, visits
 from activities.contracts import (
-    GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
-    GateDecision, HoldChange, LedgerEntry, WindowClosed, base_action, for_guarantor,
+    GATEWAY_BACKOFF,
+    LOCAL_RETRY_SECONDS,
+    WINDOW_CLOSED,
+    AuditEvents,
+    CaseClosed,
+    ChannelRequest,
+    GateCheck,
+    GateDecision,
+    HoldChange,
+    LedgerEntry,
     ReversalEntry,
+    WindowClosed,
+    base_action,
+    for_guarantor,
 )
-from domain import channels, compliance
-from infra import metrics
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo
+from domain import channels, compliance
 from domain.dates import local_date
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event
 from domain.money import parse_amount
+from infra import metrics
 
 log = structlog.get_logger("activities")
 
@@ -54,13 +65,17 @@ def _thaw(frozen: str | None, req: ChannelRequest, today: date) -> tuple[Channel
 
 def _bound(**kw):
     info = activity.info()
-    return log.bind(workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type,
-                    attempt=info.attempt, **kw)
+    return log.bind(
+        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type, attempt=info.attempt, **kw
+    )
 
 
 # a contact row's finished status as a ContactResult's (KeyError names any other, as validation did)
-_FINISHED: dict[str, Literal["delivered", "failed", "refused"]] = {"delivered": "delivered", "failed": "failed",
-                                                                  "refused": "refused"}
+_FINISHED: dict[str, Literal["delivered", "failed", "refused"]] = {
+    "delivered": "delivered",
+    "failed": "failed",
+    "refused": "refused",
+}
 
 
 def _attempt_now(req: ChannelRequest) -> datetime:
@@ -68,7 +83,7 @@ def _attempt_now(req: ChannelRequest) -> datetime:
     since (the local activity's retries run in the worker, on its clock). Time skipping in tests moves only
     the workflow's clock, which is why the request carries it."""
     assert req.now is not None
-    elapsed = datetime.now(timezone.utc) - activity.info().scheduled_time
+    elapsed = datetime.now(UTC) - activity.info().scheduled_time
     return req.now + max(elapsed, timedelta(0))
 
 
@@ -98,23 +113,45 @@ class CaseActivities:
         transaction that locks the borrower, reserves the allowed contacts, and records every
         decision with its rule and inputs in the audit trail.
         """
+
         def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
-            return compliance.decide(action=base_action(q.action), channel=q.channel, loan_id=q.loan_id, now=check.now,
-                                     tz=tz, rules=check.rules, holds=holds, history=history,
-                                     bundle=f"{q.workflow_id}:{q.step}", day_seconds=check.day_seconds)
+            return compliance.decide(
+                action=base_action(q.action),
+                channel=q.channel,
+                loan_id=q.loan_id,
+                now=check.now,
+                tz=tz,
+                rules=check.rules,
+                holds=holds,
+                history=history,
+                bundle=f"{q.workflow_id}:{q.step}",
+                day_seconds=check.day_seconds,
+            )
 
         out = []
         # the borrower's contacts are judged on the borrower's record, the guarantor's on the guarantor's
-        for person, actions in ((check.borrower_id, [a for a in check.actions if not for_guarantor(a)]),
-                                (check.guarantor_id, [a for a in check.actions if for_guarantor(a)])):
+        for person, actions in (
+            (check.borrower_id, [a for a in check.actions if not for_guarantor(a)]),
+            (check.guarantor_id, [a for a in check.actions if for_guarantor(a)]),
+        ):
             if not actions or person is None:
                 continue
-            requests = [GateRequest(idempotency_key=f"{check.case_key}:{check.step}:{a}", workflow_id=check.workflow_id,
-                                    loan_id=check.loan_id, step=check.step, action=a,
-                                    channel=channels.channel_of(a)) for a in actions]
+            requests = [
+                GateRequest(
+                    idempotency_key=f"{check.case_key}:{check.step}:{a}",
+                    workflow_id=check.workflow_id,
+                    loan_id=check.loan_id,
+                    step=check.step,
+                    action=a,
+                    channel=channels.channel_of(a),
+                )
+                for a in actions
+            ]
             decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
-            out += [GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason,
-                                 retry_at=d.retry_at, final=d.final) for a, d in zip(actions, decisions)]
+            out += [
+                GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason, retry_at=d.retry_at, final=d.final)
+                for a, d in zip(actions, decisions, strict=False)
+            ]
         for d in out:
             if not d.allowed:
                 metrics.count(activity.metric_meter(), "collections_refusals", "Contacts refused, by rule", rule=d.rule)
@@ -127,16 +164,22 @@ class CaseActivities:
     async def record_hold(self, change: HoldChange) -> None:
         def write() -> None:
             if change.released:
-                self.gate.release_hold(workflow_id=change.workflow_id, kind=change.kind, released_at=change.at,
-                                       released_by=change.released_by)
+                self.gate.release_hold(
+                    workflow_id=change.workflow_id, kind=change.kind, released_at=change.at, released_by=change.released_by
+                )
             else:
-                self.gate.place_hold(borrower_id=change.borrower_id, loan_id=change.loan_id,
-                                     workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
-                                     until=change.until, reference=change.reference)
+                self.gate.place_hold(
+                    borrower_id=change.borrower_id,
+                    loan_id=change.loan_id,
+                    workflow_id=change.workflow_id,
+                    kind=change.kind,
+                    placed_at=change.at,
+                    until=change.until,
+                    reference=change.reference,
+                )
                 actor = next((e.actor for e in change.events if e.actor), None)
                 if actor is not None:  # who placed it (the actor of the update that placed it)
-                    self.gate.hold_placed_by(workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at,
-                                             actor=actor)
+                    self.gate.hold_placed_by(workflow_id=change.workflow_id, kind=change.kind, placed_at=change.at, actor=actor)
             self._audit(change.workflow_id, change.loan_id, change.case_key, change.events)
 
         await asyncio.to_thread(write)
@@ -165,17 +208,38 @@ class CaseActivities:
             if outcome not in outcomes:
                 log.warning("operator outcome not understood; not in the contact ledger", kind=e.kind, seq=e.seq)
                 continue
-            rows.append(dict(idempotency_key=f"{case_key}:operator:{e.seq}", workflow_id=workflow_id, loan_id=loan_id,
-                             step="operator", channel=channel, action=channel, outcome=outcome, at=e.at))
+            rows.append(
+                dict(
+                    idempotency_key=f"{case_key}:operator:{e.seq}",
+                    workflow_id=workflow_id,
+                    loan_id=loan_id,
+                    step="operator",
+                    channel=channel,
+                    action=channel,
+                    outcome=outcome,
+                    at=e.at,
+                )
+            )
         if rows:
             self.repo.record_operator_contacts(rows)
 
     @staticmethod
     def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
         """`Repo.record_event` arguments for the workflow's events, deduplicated by case key and sequence number."""
-        return [dict(workflow_id=workflow_id, loan_id=loan_id, at=e.at, kind=e.kind, detail=e.detail,
-                     cause={"source": "workflow", "seq": e.seq}, dedupe_key=f"{case_key}:{e.seq}", actor=e.actor)
-                for e in events if not e.kind.startswith("contact_")]
+        return [
+            dict(
+                workflow_id=workflow_id,
+                loan_id=loan_id,
+                at=e.at,
+                kind=e.kind,
+                detail=e.detail,
+                cause={"source": "workflow", "seq": e.seq},
+                dedupe_key=f"{case_key}:{e.seq}",
+                actor=e.actor,
+            )
+            for e in events
+            if not e.kind.startswith("contact_")
+        ]
 
     # ------------------------------------------------------------------ channels
 
@@ -198,18 +262,32 @@ class CaseActivities:
         # date and balance read later) must send the very body the gateway may already hold under this key.
         # The recipient (and, for a guarantor, the debtor) is read in the transaction that begins the contact.
         borrower, debtor, row = await asyncio.to_thread(
-            self.repo.begin_send, idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
-            loan_id=req.loan_id, borrower_id=recipient_id, step=req.step, channel=channel, action=req.action,
+            self.repo.begin_send,
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            loan_id=req.loan_id,
+            borrower_id=recipient_id,
+            step=req.step,
+            channel=channel,
+            action=req.action,
             frozen=lambda b: _freeze(req, today_for(b)),
-            debtor_id=req.borrower_id if for_guarantor(req.action) else None)
+            debtor_id=req.borrower_id if for_guarantor(req.action) else None,
+        )
         today = today_for(borrower)
         if row.status == "deferred":  # an earlier attempt gave the gate's reservation back: ask the gate first
-            raise _window_closed(WindowClosed(rule="gate_again", reason="the send was deferred; the gate decides anew",
-                                              retry_at=now or scheduled))
+            raise _window_closed(
+                WindowClosed(rule="gate_again", reason="the send was deferred; the gate decides anew", retry_at=now or scheduled)
+            )
         if row.status != "pending":  # a rerun after the first attempt finished: report what happened
             lg.info("contact already finished", status=row.status)
-            return ContactResult(action=req.action, channel=channel, status=_FINISHED[row.status], outcome=row.outcome,
-                                 reason=row.reason, reference=row.reference)
+            return ContactResult(
+                action=req.action,
+                channel=channel,
+                status=_FINISHED[row.status],
+                outcome=row.outcome,
+                reason=row.reason,
+                reference=row.reference,
+            )
         if borrower is None:
             return await self._failed(req, channel, f"borrower {recipient_id} is not in the system of record", lg)
         if spec.needs and not getattr(borrower, spec.needs):
@@ -218,13 +296,27 @@ class CaseActivities:
             # every attempt of a timed send, not only the first, goes out only inside the window and on a contact day
             refused = visits.time_refusal(channel, now, borrower.timezone, rules)
             if refused is not None:
-                await asyncio.to_thread(self.repo.defer_contact, req.idempotency_key, event=dict(
-                    workflow_id=req.workflow_id, loan_id=req.loan_id, kind="contact_deferred",
-                    detail=f"{req.step}/{req.action} via {channel}: not sent on attempt {row.attempts}: {refused.rule}: "
-                           f"{refused.reason}; asks the gate again at {refused.retry_at.isoformat()}",
-                    cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "rule": refused.rule,
-                           "attempt": row.attempts, "retry_at": refused.retry_at.isoformat()},
-                    at=now, dedupe_key=f"deferred:{req.idempotency_key}:{row.attempts}"))
+                await asyncio.to_thread(
+                    self.repo.defer_contact,
+                    req.idempotency_key,
+                    event=dict(
+                        workflow_id=req.workflow_id,
+                        loan_id=req.loan_id,
+                        kind="contact_deferred",
+                        detail=f"{req.step}/{req.action} via {channel}: not sent on attempt {row.attempts}: {refused.rule}: "
+                        f"{refused.reason}; asks the gate again at {refused.retry_at.isoformat()}",
+                        cause={
+                            "step": req.step,
+                            "action": req.action,
+                            "key": req.idempotency_key,
+                            "rule": refused.rule,
+                            "attempt": row.attempts,
+                            "retry_at": refused.retry_at.isoformat(),
+                        },
+                        at=now,
+                        dedupe_key=f"deferred:{req.idempotency_key}:{row.attempts}",
+                    ),
+                )
                 lg.info("window closed: not sent", rule=refused.rule, retry_at=refused.retry_at.isoformat())
                 raise _window_closed(WindowClosed(rule=refused.rule, reason=refused.reason, retry_at=refused.retry_at))
         first, today = _thaw(row.frozen, req, today)
@@ -245,49 +337,77 @@ class CaseActivities:
             lg.warning("gateway unavailable, will retry", reason=str(exc), retry_after=exc.retry_after)
             if rechecked and exc.retry_after and exc.retry_after > LOCAL_RETRY_SECONDS:
                 # a wait this long is the workflow's durable timer, after which the window is checked again
-                raise ApplicationError(f"{channel} gateway: {exc}", {"retry_after": exc.retry_after},
-                                       type=GATEWAY_BACKOFF, non_retryable=True) from None
-            raise ApplicationError(f"{channel} gateway: {exc}", type="GatewayUnavailable",
-                                   next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None) from None
+                raise ApplicationError(
+                    f"{channel} gateway: {exc}", {"retry_after": exc.retry_after}, type=GATEWAY_BACKOFF, non_retryable=True
+                ) from None
+            raise ApplicationError(
+                f"{channel} gateway: {exc}",
+                type="GatewayUnavailable",
+                next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
+            ) from None
         except _VisitRefused as exc:
             return await self._failed(req, channel, str(exc), lg)
-        result = ContactResult(action=req.action, channel=channel, outcome=resp.get("outcome"),
-                               reference=resp.get("id"), promise_amount=resp.get("promise_amount"),
-                               promise_date=resp.get("promise_date"))
+        result = ContactResult(
+            action=req.action,
+            channel=channel,
+            outcome=resp.get("outcome"),
+            reference=resp.get("id"),
+            promise_amount=resp.get("promise_amount"),
+            promise_date=resp.get("promise_date"),
+        )
         await self._record(req, channel, result)
         lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
         return result
 
-    async def _booked_inside(self, req: ChannelRequest, borrower, debtor, first: ChannelRequest, today: date,
-                             resp: dict, windows: list, now: datetime | None, lg) -> dict:
+    async def _booked_inside(
+        self,
+        req: ChannelRequest,
+        borrower,
+        debtor,
+        first: ChannelRequest,
+        today: date,
+        resp: dict,
+        windows: list,
+        now: datetime | None,
+        lg,
+    ) -> dict:
         """The provider's `scheduled_for` must fall inside the dates and hours the request offered (and not in the
         past). A booking outside them is asked for again (under its own key, offering the windows from now), and
         after VISIT_REBOOKS tries refused. Each outside booking is an audit event."""
         if not windows:  # nothing was offered (a case begun before visits carried their dates): nothing to hold to
             return resp
-        at = now or datetime.now(timezone.utc)
+        at = now or datetime.now(UTC)
         for n in range(VISIT_REBOOKS + 1):
             scheduled = _parse_time(resp.get("scheduled_for"))
             if scheduled is not None and scheduled >= at and visits.inside(scheduled, windows):
                 return resp
             last = n == VISIT_REBOOKS
             visit = resp.get("visit_id") or resp.get("id")
-            detail = (f"{req.step}/{req.action}: the provider booked visit {visit} for "
-                      f"{resp.get('scheduled_for')}, outside the allowed dates and hours"
-                      + ("; refused" if last else "; booking it again"))
-            await asyncio.to_thread(self.repo.record_event, workflow_id=req.workflow_id, loan_id=req.loan_id,
-                                    kind="visit_refused" if last else "visit_rebooked", detail=detail,
-                                    cause={"key": req.idempotency_key, "visit": visit,
-                                           "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
-                                    at=at, dedupe_key=f"visit:{req.idempotency_key}:{n + 1}")
-            lg.warning("visit booked outside the allowed dates and hours", scheduled_for=resp.get("scheduled_for"),
-                       rebook=not last)
+            detail = (
+                f"{req.step}/{req.action}: the provider booked visit {visit} for "
+                f"{resp.get('scheduled_for')}, outside the allowed dates and hours"
+                + ("; refused" if last else "; booking it again")
+            )
+            await asyncio.to_thread(
+                self.repo.record_event,
+                workflow_id=req.workflow_id,
+                loan_id=req.loan_id,
+                kind="visit_refused" if last else "visit_rebooked",
+                detail=detail,
+                cause={"key": req.idempotency_key, "visit": visit, "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
+                at=at,
+                dedupe_key=f"visit:{req.idempotency_key}:{n + 1}",
+            )
+            lg.warning(
+                "visit booked outside the allowed dates and hours", scheduled_for=resp.get("scheduled_for"), rebook=not last
+            )
             if last:
-                raise _VisitRefused(f"the provider booked the visit outside the allowed dates and hours "
-                                    f"{VISIT_REBOOKS + 1} times (last for {resp.get('scheduled_for')}); refused")
+                raise _VisitRefused(
+                    f"the provider booked the visit outside the allowed dates and hours "
+                    f"{VISIT_REBOOKS + 1} times (last for {resp.get('scheduled_for')}); refused"
+                )
             windows = _visit_windows(first.model_copy(update={"now": at}), borrower.timezone)
-            extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows],
-                     "replaces": visit}
+            extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows], "replaces": visit}
             body = messages.body("visit", first, borrower, today, debtor=debtor, extra=extra)
             resp = await self.gateway.send("visit", body, f"{req.idempotency_key}:rebook-{n + 1}")
         return resp
@@ -302,22 +422,39 @@ class CaseActivities:
         await asyncio.to_thread(self._finish, req, channel, r)
         if req.events:
             await asyncio.to_thread(self._conversations, req.workflow_id, req.loan_id, req.case_key, req.events)
-        metrics.count(activity.metric_meter(), "collections_contacts", "Contacts made, by channel and outcome",
-                      channel=channel, outcome=r.outcome or r.status)
+        metrics.count(
+            activity.metric_meter(),
+            "collections_contacts",
+            "Contacts made, by channel and outcome",
+            channel=channel,
+            outcome=r.outcome or r.status,
+        )
 
     def _finish(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
         """The contact's result, its audit event, the case projection and the workflow's events: one transaction."""
         self.repo.finish_send(
-            contact=dict(idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason,
-                         reference=r.reference),
-            event=dict(workflow_id=req.workflow_id, loan_id=req.loan_id, kind=f"contact_{r.status}",
-                       detail=f"{req.step}/{req.action} via {channel}" + (f": {r.outcome}" if r.outcome else "")
-                       + (f" ({r.reason})" if r.reason else ""),
-                       cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
-                       dedupe_key=f"contact:{req.idempotency_key}"),
-            case=dict(workflow_id=req.workflow_id, loan_id=req.loan_id, currency=req.currency, stage=req.stage,
-                      outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True)),
-            events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events))
+            contact=dict(
+                idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference
+            ),
+            event=dict(
+                workflow_id=req.workflow_id,
+                loan_id=req.loan_id,
+                kind=f"contact_{r.status}",
+                detail=f"{req.step}/{req.action} via {channel}"
+                + (f": {r.outcome}" if r.outcome else "")
+                + (f" ({r.reason})" if r.reason else ""),
+                cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
+                dedupe_key=f"contact:{req.idempotency_key}",
+            ),
+            case=dict(
+                workflow_id=req.workflow_id,
+                loan_id=req.loan_id,
+                currency=req.currency,
+                stage=req.stage,
+                outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True),
+            ),
+            events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events),
+        )
 
     # ------------------------------------------------------------------ ledger, projection, audit
 
@@ -327,24 +464,41 @@ class CaseActivities:
 
         def write() -> bool:  # the ledger row, the case projection and the workflow's events: one transaction
             return self.repo.record_payment_of_case(
-                payment=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
-                             amount=amount, currency=entry.currency, paid_at=entry.paid_at,
-                             allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()},
-                             recorded_by=next((e.actor for e in entry.events if e.actor), None)),
-                case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=entry.currency,
-                          outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
-                          total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True)),
-                events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events))
+                payment=dict(
+                    payment_id=entry.payment_id,
+                    loan_id=entry.loan_id,
+                    workflow_id=entry.workflow_id,
+                    amount=amount,
+                    currency=entry.currency,
+                    paid_at=entry.paid_at,
+                    allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()},
+                    recorded_by=next((e.actor for e in entry.events if e.actor), None),
+                ),
+                case=dict(
+                    workflow_id=entry.workflow_id,
+                    loan_id=entry.loan_id,
+                    currency=entry.currency,
+                    outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
+                    total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True),
+                ),
+                events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
+            )
 
         written = await asyncio.to_thread(write)
         await asyncio.to_thread(self._conversations, entry.workflow_id, entry.loan_id, entry.case_key, entry.events)
         if written:
             meter = activity.metric_meter()
             metrics.count(meter, "collections_payments", "Payments written to the ledger", currency=entry.currency)
-            metrics.count(meter, "collections_payment_amount", "Amount of payments, major units",
-                          float(entry.amount), currency=entry.currency)
-        _bound(loan_id=entry.loan_id).info("payment recorded", payment_id=entry.payment_id, amount=entry.amount,
-                                           first_write=written)
+            metrics.count(
+                meter,
+                "collections_payment_amount",
+                "Amount of payments, major units",
+                float(entry.amount),
+                currency=entry.currency,
+            )
+        _bound(loan_id=entry.loan_id).info(
+            "payment recorded", payment_id=entry.payment_id, amount=entry.amount, first_write=written
+        )
         return written
 
     @activity.defn(name=channels.RECORD_REVERSAL)
@@ -353,18 +507,35 @@ class CaseActivities:
 
         def write() -> bool:  # the reversal row, the case projection and the workflow's events: one transaction
             return self.repo.record_reversal_of_case(
-                reversal=dict(payment_id=entry.payment_id, loan_id=entry.loan_id, workflow_id=entry.workflow_id,
-                              run_id=entry.run_id, amount=parse_amount(entry.amount, cur), currency=cur,
-                              reason=entry.reason, reversed_at=entry.reversed_at),
-                case=dict(workflow_id=entry.workflow_id, loan_id=entry.loan_id, currency=cur,
-                          outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
-                          total_paid=parse_amount(entry.total_paid, cur, allow_zero=True)),
+                reversal=dict(
+                    payment_id=entry.payment_id,
+                    loan_id=entry.loan_id,
+                    workflow_id=entry.workflow_id,
+                    run_id=entry.run_id,
+                    amount=parse_amount(entry.amount, cur),
+                    currency=cur,
+                    reason=entry.reason,
+                    reversed_at=entry.reversed_at,
+                ),
+                case=dict(
+                    workflow_id=entry.workflow_id,
+                    loan_id=entry.loan_id,
+                    currency=cur,
+                    outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
+                    total_paid=parse_amount(entry.total_paid, cur, allow_zero=True),
+                ),
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
-                reopened=entry.reopened)
+                reopened=entry.reopened,
+            )
 
         written = await asyncio.to_thread(write)
-        _bound(loan_id=entry.loan_id).info("payment reversal recorded", payment_id=entry.payment_id,
-                                           amount=entry.amount, first_write=written, reopened=entry.reopened)
+        _bound(loan_id=entry.loan_id).info(
+            "payment reversal recorded",
+            payment_id=entry.payment_id,
+            amount=entry.amount,
+            first_write=written,
+            reopened=entry.reopened,
+        )
         return written
 
     @activity.defn(name=channels.RECORD_EVENTS)
@@ -376,18 +547,31 @@ class CaseActivities:
         cur = closed.currency
 
         def write() -> None:
-            self.repo.project_case(closed.workflow_id, closed.loan_id, cur, status="closed", outcome=closed.outcome,
-                                   outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
-                                   total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
-                                   closed_at=closed.closed_at)
+            self.repo.project_case(
+                closed.workflow_id,
+                closed.loan_id,
+                cur,
+                status="closed",
+                outcome=closed.outcome,
+                outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
+                total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
+                closed_at=closed.closed_at,
+            )
             self._audit(closed.workflow_id, closed.loan_id, closed.case_key, closed.events)
 
         await asyncio.to_thread(write)
         _bound(loan_id=closed.loan_id).info("case closed", outcome=closed.outcome)
 
     def all(self) -> list:
-        return [self.check_contacts, self.record_hold, *(getattr(self, n) for n in channels.ACTIVITIES),
-                self.record_payment, self.record_reversal, self.record_events, self.record_case_closed]
+        return [
+            self.check_contacts,
+            self.record_hold,
+            *(getattr(self, n) for n in channels.ACTIVITIES),
+            self.record_payment,
+            self.record_reversal,
+            self.record_events,
+            self.record_case_closed,
+        ]
 
 
 class _VisitRefused(Exception):
@@ -395,8 +579,9 @@ class _VisitRefused(Exception):
 
 
 def _window_closed(details: WindowClosed) -> ApplicationError:
-    return ApplicationError(f"not sent: {details.rule}: {details.reason}", details.model_dump(mode="json"),
-                            type=WINDOW_CLOSED, non_retryable=True)
+    return ApplicationError(
+        f"not sent: {details.rule}: {details.reason}", details.model_dump(mode="json"), type=WINDOW_CLOSED, non_retryable=True
+    )
 
 
 def _parse_time(value) -> datetime | None:
@@ -413,4 +598,3 @@ def _visit_windows(req: ChannelRequest, tz: str) -> list:
     if req.now is None or req.rules is None:
         return []
     return visits.visit_windows(req.now, tz, req.rules)
-

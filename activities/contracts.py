@@ -48,8 +48,11 @@ class ChannelRequest(Contract):
     next_step: str | None = Field(default=None, description="what happens next, for the message")
     next_dpd: int | None = None
     events: list[Event] = Field(default=[], description="audit events not yet in the database")
-    now: dt.datetime | None = Field(default=None, description="the case's clock when the send was scheduled; with "
-                                    "`rules`, every attempt re-checks the contact window and day before it goes out")
+    now: dt.datetime | None = Field(
+        default=None,
+        description="the case's clock when the send was scheduled; with "
+        "`rules`, every attempt re-checks the contact window and day before it goes out",
+    )
     rules: ContactRules | None = None
 
 
@@ -153,4 +156,3 @@ class CaseClosed(Contract):
 def case_key(workflow_id: str, opened_at: dt.datetime) -> str:
     """Names one case of a loan: stable across retries, crashes and continue-as-new; a later case differs."""
     return f"{workflow_id}:{opened_at:%Y%m%dT%H%M%S}"
-

@@ -47,8 +47,12 @@ class GatewaySettings:
         from infra.config import settings
 
         cfg = settings()
-        return cls(url=cfg.gateway_url, api_key=cfg.gateway_api_key, timeout=cfg.gateway_timeout,
-                   max_connections=cfg.gateway_max_connections)
+        return cls(
+            url=cfg.gateway_url,
+            api_key=cfg.gateway_api_key,
+            timeout=cfg.gateway_timeout,
+            max_connections=cfg.gateway_max_connections,
+        )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -73,8 +77,9 @@ class GatewayClient:
             base_url=self.settings.url,
             headers={"Authorization": f"Bearer {self.settings.api_key}"},
             timeout=httpx.Timeout(self.settings.timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=self.settings.max_connections,
-                                max_keepalive_connections=self.settings.max_connections // 2),
+            limits=httpx.Limits(
+                max_connections=self.settings.max_connections, max_keepalive_connections=self.settings.max_connections // 2
+            ),
         )
 
     async def send(self, channel: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:

@@ -13,15 +13,16 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from activities.contracts import ChannelRequest
-from domain import channels
 from db.tables import BorrowerRow
+from domain import channels
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BANK = {"zh": "示范银行", "en": "Demo Bank"}
 HOTLINE = "95500"
 
-_env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
-                   keep_trailing_newline=False, trim_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, trim_blocks=True
+)
 
 
 def language(borrower: BorrowerRow) -> str:
@@ -36,10 +37,21 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
     lang = language(borrower)
     o = req.outstanding
     return dict(
-        bank=BANK[lang], hotline=HOTLINE, name=borrower.name, loan_tail=req.loan_id[-4:], dpd=req.dpd,
-        currency=req.currency, total=o["total"], principal=o["principal"], interest=o["interest"], fees=o["fees"],
-        due_date=req.due_date.isoformat(), next_step=req.next_step, next_dpd=req.next_dpd,
-        today=today.isoformat(), notice_days=14,
+        bank=BANK[lang],
+        hotline=HOTLINE,
+        name=borrower.name,
+        loan_tail=req.loan_id[-4:],
+        dpd=req.dpd,
+        currency=req.currency,
+        total=o["total"],
+        principal=o["principal"],
+        interest=o["interest"],
+        fees=o["fees"],
+        due_date=req.due_date.isoformat(),
+        next_step=req.next_step,
+        next_dpd=req.next_dpd,
+        today=today.isoformat(),
+        notice_days=14,
     )
 
 
@@ -49,21 +61,35 @@ def _notice(req) -> bool:
 
 
 def _sms(req, borrower, lang, ctx, base, amount, extra):
-    return {**base, "to": borrower.phone, "text": render("sms_bureau_notice" if _notice(req) else "sms", lang, **ctx),
-            "language": lang}
+    return {
+        **base,
+        "to": borrower.phone,
+        "text": render("sms_bureau_notice" if _notice(req) else "sms", lang, **ctx),
+        "language": lang,
+    }
 
 
 def _email(req, borrower, lang, ctx, base, amount, extra):
     notice = _notice(req)
-    return {**base, "to": borrower.email,
-            "subject": render("email_subject_bureau_notice" if notice else "email_subject", lang, **ctx),
-            "body": render("letter_bureau_notice" if notice else "email_body", lang, **ctx), "language": lang}
+    return {
+        **base,
+        "to": borrower.email,
+        "subject": render("email_subject_bureau_notice" if notice else "email_subject", lang, **ctx),
+        "body": render("letter_bureau_notice" if notice else "email_body", lang, **ctx),
+        "language": lang,
+    }
 
 
 def _letter(req, borrower, lang, ctx, base, amount, extra):
     kind = req.letter or channels.row(req.action).kind or "reminder_notice"
-    return {**base, "kind": kind, "recipient": borrower.name, "address": borrower.address,
-            "content": render(f"letter_{kind}", lang, **ctx), "language": lang}
+    return {
+        **base,
+        "kind": kind,
+        "recipient": borrower.name,
+        "address": borrower.address,
+        "content": render(f"letter_{kind}", lang, **ctx),
+        "language": lang,
+    }
 
 
 def _call(req, borrower, lang, ctx, base, amount, extra):
@@ -75,13 +101,17 @@ def _visit(req, borrower, lang, ctx, base, amount, extra):
 
 
 def _law_firm(req, borrower, lang, ctx, base, amount, extra):
-    return {**base, "recipient": borrower.name, "address": borrower.address, **amount,
-            "content": render("letter_lawyers_letter", lang, **ctx)}
+    return {
+        **base,
+        "recipient": borrower.name,
+        "address": borrower.address,
+        **amount,
+        "content": render("letter_lawyers_letter", lang, **ctx),
+    }
 
 
 def _court(req, borrower, lang, ctx, base, amount, extra):
-    return {**base, "kind": channels.row(req.action).kind, "defendant": borrower.name, "address": borrower.address,
-            **amount}
+    return {**base, "kind": channels.row(req.action).kind, "defendant": borrower.name, "address": borrower.address, **amount}
 
 
 def _credit_bureau(req, borrower, lang, ctx, base, amount, extra):
@@ -94,12 +124,27 @@ def _agency(req, borrower, lang, ctx, base, amount, extra):
 
 # The request body of each gateway channel of the registry (domain/channels.py); tests/test_channels.py checks
 # that every registry channel has one.
-BODIES = {"sms": _sms, "email": _email, "letter": _letter, "call": _call, "visit": _visit, "law_firm": _law_firm,
-          "court": _court, "credit_bureau": _credit_bureau, "agency": _agency}
+BODIES = {
+    "sms": _sms,
+    "email": _email,
+    "letter": _letter,
+    "call": _call,
+    "visit": _visit,
+    "law_firm": _law_firm,
+    "court": _court,
+    "credit_bureau": _credit_bureau,
+    "agency": _agency,
+}
 
 
-def body(channel: str, req: ChannelRequest, borrower: BorrowerRow, today: dt.date,
-         debtor: BorrowerRow | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def body(
+    channel: str,
+    req: ChannelRequest,
+    borrower: BorrowerRow,
+    today: dt.date,
+    debtor: BorrowerRow | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The gateway request body for one channel action.
 
     `borrower` is the recipient: the borrower, or the loan's guarantor (then `debtor` is the borrower,

@@ -15,7 +15,7 @@ from domain import compliance
 from domain.dates import zone
 from domain.policy import CONTACT_CHANNELS, ContactRules
 
-VISIT_HORIZON_DAYS = 14           # a visit request offers the allowed dates and hours of today and the next 14 days
+VISIT_HORIZON_DAYS = 14  # a visit request offers the allowed dates and hours of today and the next 14 days
 _STEP = timedelta(minutes=15)
 _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(days=1)
@@ -36,8 +36,7 @@ def time_refusal(channel: str, now: datetime, tz: str, rules: ContactRules) -> T
     A refusal always carries `retry_at` (the next opening the gate names, or a day later when it names none)."""
     if channel not in CONTACT_CHANNELS:
         return None
-    d = compliance.decide(action=channel, channel=channel, loan_id="", now=now, tz=tz, rules=rules, holds=[],
-                          history=[])
+    d = compliance.decide(action=channel, channel=channel, loan_id="", now=now, tz=tz, rules=rules, holds=[], history=[])
     if d.allowed:
         return None
     if d.retry_at is None or d.retry_at <= now:

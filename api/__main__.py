@@ -22,8 +22,12 @@ from infra.process import exit_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api", description="Loan collections payments and case API",
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description="Loan collections payments and case API",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="address to bind (API_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (API_PORT, default 8800)")
     parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
@@ -47,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.exit_with_parent:
         exit_with_parent(args.exit_with_parent)
     app = create_app(tokens)
-    structlog.get_logger("api").info("api listening", url=f"http://{args.host}:{args.port}",
-                                     openapi=f"http://{args.host}:{args.port}/openapi.json",
-                                     temporal=cfg.temporal_address, task_queue=cfg.task_queue)
+    structlog.get_logger("api").info(
+        "api listening",
+        url=f"http://{args.host}:{args.port}",
+        openapi=f"http://{args.host}:{args.port}/openapi.json",
+        temporal=cfg.temporal_address,
+        task_queue=cfg.task_queue,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 

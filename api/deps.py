@@ -101,9 +101,7 @@ class Backend:
                     try:
                         self._client = await connect()
                     except RuntimeError as exc:
-                        raise ApiError(
-                            503, None, f"cannot reach Temporal at {settings().temporal_address}: {exc}"
-                        ) from None
+                        raise ApiError(503, None, f"cannot reach Temporal at {settings().temporal_address}: {exc}") from None
         return self._client
 
     def repo(self):
@@ -120,15 +118,22 @@ def backend(request: Request) -> Backend:
     return request.app.state.backend
 
 
-bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth",
-                    description="an operator's token (`starter.py operators token NAME`); API_TOKEN is only a "
-                                "bootstrap admin token, for managing operators")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="an operator's token (`starter.py operators token NAME`); API_TOKEN is only a "
+    "bootstrap admin token, for managing operators",
+)
 E403 = {403: _err("the operator's roles do not allow this (field: authorization); nothing was changed")}
 
 
 def _unauthorized() -> ApiError:
-    return ApiError(401, "authorization", "a valid bearer token is needed (Authorization: Bearer <token>)",
-                    headers={"WWW-Authenticate": "Bearer"})
+    return ApiError(
+        401,
+        "authorization",
+        "a valid bearer token is needed (Authorization: Bearer <token>)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 async def authenticated(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> Caller:
@@ -189,6 +194,5 @@ async def within_timeout(coro):
         raise ApiError(
             503,
             None,
-            f"the case did not answer within {seconds:.0f}s; "
-            "retry (a payment with the same payment_id is applied once)",
+            f"the case did not answer within {seconds:.0f}s; retry (a payment with the same payment_id is applied once)",
         ) from None

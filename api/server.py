@@ -26,16 +26,16 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+import console
 from access.permissions import Forbidden
-from infra.bodycap import BodyCap
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import borrowers, cases, inputs, payments
 from app import errors
-import console
+from infra.bodycap import BodyCap
 from infra.config import settings
 
 log = structlog.get_logger("api")
-BODY_CAP = 64 * 1024   # the largest input (a case with its borrower's details) is under 2 KB
+BODY_CAP = 64 * 1024  # the largest input (a case with its borrower's details) is under 2 KB
 
 
 class Health(BaseModel):
@@ -55,9 +55,11 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         log.info("api started", temporal=settings().temporal_address, task_queue=settings().task_queue)
-        log.warning("API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
-                    "operators act with their own tokens (starter.py operators token NAME)",
-                    bootstrap_tokens=len(secrets))
+        log.warning(
+            "API_TOKEN is a bootstrap admin token: it may manage operators and tokens only; "
+            "operators act with their own tokens (starter.py operators token NAME)",
+            bootstrap_tokens=len(secrets),
+        )
         connecting = asyncio.create_task(backend.keep_connecting())
         yield
         connecting.cancel()
@@ -68,7 +70,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         version="1",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         lifespan=lifespan,
-        docs_url=None,   # /docs and /redoc come from console/ with local assets (no CDN)
+        docs_url=None,  # /docs and /redoc come from console/ with local assets (no CDN)
         redoc_url=None,
     )
 
@@ -140,7 +142,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
             return Health(status="ok", temporal="connected")
         return Health(status="ok", temporal="connecting", detail=backend.last_error)
 
-    app.add_middleware(BodyCap, cap=BODY_CAP)   # outermost: before routing and the token check
+    app.add_middleware(BodyCap, cap=BODY_CAP)  # outermost: before routing and the token check
 
     for r in (cases.router, payments.router, inputs.router, borrowers.router):
         app.include_router(r)

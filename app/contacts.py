@@ -52,12 +52,26 @@ def update_contact(repo, borrower_id: str, update: ContactUpdate) -> ContactChan
         now = utcnow()
         changed = [k for k, v in given.items() if getattr(row, k) != v]
         for k in changed:
-            s.add(ContactChangeRow(borrower_id=borrower_id, field=k, old_value=getattr(row, k), new_value=given[k],
-                                   actor=f"{actor.operator_id}:{actor.role}", at=now))
+            s.add(
+                ContactChangeRow(
+                    borrower_id=borrower_id,
+                    field=k,
+                    old_value=getattr(row, k),
+                    new_value=given[k],
+                    actor=f"{actor.operator_id}:{actor.role}",
+                    at=now,
+                )
+            )
             setattr(row, k, given[k])
         if changed:
             row.updated_at = now
         s.commit()
-    return ContactChanged(borrower_id=borrower_id, changed=changed,
-                          message=(f"changed {', '.join(changed)} of borrower {borrower_id}; used from the next contact on"
-                                   if changed else "nothing to change: the details were already these"))
+    return ContactChanged(
+        borrower_id=borrower_id,
+        changed=changed,
+        message=(
+            f"changed {', '.join(changed)} of borrower {borrower_id}; used from the next contact on"
+            if changed
+            else "nothing to change: the details were already these"
+        ),
+    )

@@ -15,9 +15,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import TWO_PERSON, USE_CASES, current, require
-from domain.actor import Actor
 from app.errors import EARLIEST_DUE, BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
+from domain.actor import Actor
 from domain.errors import InvalidInput
 from domain.models import (
     CLOSING_HOLDS,
@@ -59,10 +59,17 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
 def use_case(command: str, arg: BaseModel) -> str:
     """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
     kind = getattr(arg, "kind", None)
-    return {"pay": "payment.record", "promise": "promise", "plan": "plan.agree", "hold": f"hold.place.{kind}",
-            "release": f"hold.release.{kind}", "outcome": f"outcome.{kind}",
-            "reverse": "payment.reverse", "close": "case.close", "confirm-write-off": "writeoff.confirm",
-            }.get(command, f"case.{command}")
+    return {
+        "pay": "payment.record",
+        "promise": "promise",
+        "plan": "plan.agree",
+        "hold": f"hold.place.{kind}",
+        "release": f"hold.release.{kind}",
+        "outcome": f"outcome.{kind}",
+        "reverse": "payment.reverse",
+        "close": "case.close",
+        "confirm-write-off": "writeoff.confirm",
+    }.get(command, f"case.{command}")
 
 
 def with_actor(arg: BaseModel, actor: Actor, *, approved: bool = False) -> BaseModel:
@@ -76,12 +83,19 @@ def with_actor(arg: BaseModel, actor: Actor, *, approved: bool = False) -> BaseM
     if "approved" in type(arg).model_fields:
         update["approved"] = approved
     if operator is not None and isinstance(arg, ReleaseIn) and arg.kind == "complaint":
-        update["reviewer"] = operator.operator_id   # the reviewer is the authenticated operator, not a typed name
+        update["reviewer"] = operator.operator_id  # the reviewer is the authenticated operator, not a typed name
     return arg.model_copy(update=update) if update else arg
 
 
-async def send_update(client: Client, loan_id: str, command: str, fields: dict[str, Any] | BaseModel, *,
-                      approved: bool = False, use_case_name: str | None = None) -> Any:
+async def send_update(
+    client: Client,
+    loan_id: str,
+    command: str,
+    fields: dict[str, Any] | BaseModel,
+    *,
+    approved: bool = False,
+    use_case_name: str | None = None,
+) -> Any:
     """Send one input to the loan's open case; the workflow's validator may refuse it (BadInput)."""
     check_id(loan_id)
     update, model = UPDATES[command]
@@ -112,14 +126,15 @@ async def send_update(client: Client, loan_id: str, command: str, fields: dict[s
             if await open_run(client, loan_id) is None:
                 raise no_open_case(loan_id) from None
             if pause is None:
-                raise Busy(f"the case for loan {loan_id} is open but recovering ({exc.message}); nothing was "
-                           "changed; send the same input again") from None
+                raise Busy(
+                    f"the case for loan {loan_id} is open but recovering ({exc.message}); nothing was "
+                    "changed; send the same input again"
+                ) from None
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")
 
 
-async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn, *,
-                     approved: bool = False) -> Any:
+async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn, *, approved: bool = False) -> Any:
     """A hold on the loan's case. A bankruptcy or death concerns the borrower, not one loan: once the named
     case has taken it, the borrower's other open cases get the same hold at once (each closes).
 
@@ -137,8 +152,9 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
     except BadInput as exc:
         if not await _closed_as(client, loan_id, outcome, exc):
             raise
-        result = UpdateResult(message=f"the case was already closed as {outcome} (this hold, sent before)",
-                              status="closed", outcome=outcome)
+        result = UpdateResult(
+            message=f"the case was already closed as {outcome} (this hold, sent before)", status="closed", outcome=outcome
+        )
     closed, missed = [], []
     for other in await asyncio.to_thread(repo.other_loans, loan_id):
         note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
@@ -156,7 +172,7 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
     if closed:
         message += f"; the borrower's other open cases closed too: {', '.join(closed)}"
     if missed:
-        message += (f"; not reached yet: {'; '.join(missed)}: send the hold again (or each closes at its next step)")
+        message += f"; not reached yet: {'; '.join(missed)}: send the hold again (or each closes at its next step)"
     return result.model_copy(update={"message": message})
 
 
@@ -181,8 +197,11 @@ class OpenRun:
 async def open_run(client: Client, loan_id: str) -> OpenRun | None:
     """The loan's running case, if any (a raw describe: only status and start time are needed)."""
     try:
-        desc = await client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-            namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id(loan_id))))
+        desc = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id(loan_id))
+            )
+        )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
@@ -190,7 +209,7 @@ async def open_run(client: Client, loan_id: str) -> OpenRun | None:
     info = desc.workflow_execution_info
     if info.status != WorkflowExecutionStatus.RUNNING.value:
         return None
-    return OpenRun(run_id=info.execution.run_id, started_at=info.start_time.ToDatetime(tzinfo=dt.timezone.utc))
+    return OpenRun(run_id=info.execution.run_id, started_at=info.start_time.ToDatetime(tzinfo=dt.UTC))
 
 
 class PaymentOutcome(BaseModel):
@@ -232,8 +251,11 @@ async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[
         for pid in payment_ids:
             r = rows.get(pid)
             if r is None or (r.status != "unapplied" and r.workflow_id != workflow_id(loan_id)):
-                raise BadInput("payment_id", f"{pid} is not an unapplied payment of loan {loan_id} (unapplied: "
-                                             f"{', '.join(w.payment_id for w in waiting) or 'none'}); nothing applied")
+                raise BadInput(
+                    "payment_id",
+                    f"{pid} is not an unapplied payment of loan {loan_id} (unapplied: "
+                    f"{', '.join(w.payment_id for w in waiting) or 'none'}); nothing applied",
+                )
         chosen = [rows[pid] for pid in dict.fromkeys(payment_ids)]
     elif waiting:
         chosen = waiting
@@ -248,14 +270,22 @@ async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[
         except BadInput as exc:
             if isinstance(exc, NotFound):
                 raise
-            out.append(PaymentOutcome(payment_id=r.payment_id, loan_id=loan_id, status="unapplied", duplicate=False,
-                                      amount=amount, currency=r.currency,
-                                      message=f"payment {r.payment_id} refused by the case ({exc}); still unapplied"))
+            out.append(
+                PaymentOutcome(
+                    payment_id=r.payment_id,
+                    loan_id=loan_id,
+                    status="unapplied",
+                    duplicate=False,
+                    amount=amount,
+                    currency=r.currency,
+                    message=f"payment {r.payment_id} refused by the case ({exc}); still unapplied",
+                )
+            )
     return out
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _payment_row(repo, payment_id: str):
@@ -266,11 +296,24 @@ def _payment_row(repo, payment_id: str):
 
 
 def _applied(loan_id: str, amount: str, currency: str, r: PaymentResult) -> PaymentOutcome:
-    msg = (f"payment {r.payment_id}: applied {r.applied}{' (duplicate, nothing changed)' if r.duplicate else ''}, "
-           f"outstanding {r.outstanding}, case {r.status}" + (f" ({r.outcome})" if r.outcome else ""))
-    return PaymentOutcome(payment_id=r.payment_id, loan_id=loan_id, status="applied", duplicate=r.duplicate,
-                          amount=amount, currency=currency, applied=r.applied, allocation=r.allocation,
-                          outstanding=r.outstanding, case_status=r.status, case_outcome=r.outcome, message=msg)
+    msg = (
+        f"payment {r.payment_id}: applied {r.applied}{' (duplicate, nothing changed)' if r.duplicate else ''}, "
+        f"outstanding {r.outstanding}, case {r.status}" + (f" ({r.outcome})" if r.outcome else "")
+    )
+    return PaymentOutcome(
+        payment_id=r.payment_id,
+        loan_id=loan_id,
+        status="applied",
+        duplicate=r.duplicate,
+        amount=amount,
+        currency=currency,
+        applied=r.applied,
+        allocation=r.allocation,
+        outstanding=r.outstanding,
+        case_status=r.status,
+        case_outcome=r.outcome,
+        message=msg,
+    )
 
 
 # How far a payment's paid_at may lie before the missed due date. The policies have no setting for it yet
@@ -282,18 +325,32 @@ PAID_AT_CLOCK_SKEW = dt.timedelta(minutes=5)
 def check_paid_at(paid_at: dt.datetime, due: dt.date | None, now: dt.datetime | None = None) -> None:
     """paid_at of year 1 or 1970 was applied (issue 14, hole 7): it is bounded by the loan's due date less a
     year and by now (a few minutes of clock skew allowed)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if paid_at > now + PAID_AT_CLOCK_SKEW:
         raise BadInput("paid_at", f"{paid_at.isoformat()} is in the future")
-    earliest = (dt.datetime.combine(due, dt.time(), dt.timezone.utc) - PAID_AT_BEFORE_DUE if due is not None
-                else dt.datetime.combine(EARLIEST_DUE, dt.time(), dt.timezone.utc))
+    earliest = (
+        dt.datetime.combine(due, dt.time(), dt.UTC) - PAID_AT_BEFORE_DUE
+        if due is not None
+        else dt.datetime.combine(EARLIEST_DUE, dt.time(), dt.UTC)
+    )
     if paid_at < earliest:
-        raise BadInput("paid_at", f"{paid_at.isoformat()} is before {earliest.date()} "
-                                  f"({'a year before the loan is due' if due is not None else 'the earliest date taken'})")
+        raise BadInput(
+            "paid_at",
+            f"{paid_at.isoformat()} is before {earliest.date()} "
+            f"({'a year before the loan is due' if due is not None else 'the earliest date taken'})",
+        )
 
 
-async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str, amount: str,
-                         currency: str | None = None, paid_at: dt.datetime | None = None) -> PaymentOutcome:
+async def record_payment(
+    client: Client,
+    repo,
+    loan_id: str,
+    *,
+    payment_id: str,
+    amount: str,
+    currency: str | None = None,
+    paid_at: dt.datetime | None = None,
+) -> PaymentOutcome:
     """A payment notification, idempotent by payment id.
 
     Applied to the loan's open case; for a loan with no open case it is kept in the ledger as
@@ -321,16 +378,26 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
         if known.loan_id != loan_id:
             raise BadInput("payment_id", f"{p.payment_id} was already recorded for another loan; payment ids are unique")
         if known.amount != minor or known.currency != p.currency:
-            raise BadInput("payment_id", f"{p.payment_id} was already recorded with amount {known.currency} "
-                           f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused")
+            raise BadInput(
+                "payment_id",
+                f"{p.payment_id} was already recorded with amount {known.currency} "
+                f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused",
+            )
         if known.status == "unapplied" or run is None or known.recorded_at < run.started_at:
             status: Literal["applied", "unapplied"] = "unapplied" if known.status == "unapplied" else "applied"
             return PaymentOutcome(
-                payment_id=p.payment_id, loan_id=loan_id, status=status, duplicate=True,
-                amount=format_amount(minor, p.currency), currency=p.currency,
-                message=(f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied (already recorded)"
-                         if status == "unapplied" else
-                         f"payment {p.payment_id} was already applied (duplicate, nothing changed)"))
+                payment_id=p.payment_id,
+                loan_id=loan_id,
+                status=status,
+                duplicate=True,
+                amount=format_amount(minor, p.currency),
+                currency=p.currency,
+                message=(
+                    f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied (already recorded)"
+                    if status == "unapplied"
+                    else f"payment {p.payment_id} was already applied (duplicate, nothing changed)"
+                ),
+            )
     if run is not None:
         try:
             result = await send_update(client, loan_id, "pay", p)
@@ -345,14 +412,26 @@ async def record_payment(client: Client, repo, loan_id: str, *, payment_id: str,
         else:
             return _applied(loan_id, format_amount(minor, p.currency), p.currency, result)
     written = await asyncio.to_thread(
-        repo.record_payment, payment_id=p.payment_id, loan_id=loan_id, workflow_id=None, amount=minor,
-        currency=p.currency, paid_at=p.paid_at or dt.datetime.now(dt.timezone.utc), status="unapplied",
-        note="no open case when received")
+        repo.record_payment,
+        payment_id=p.payment_id,
+        loan_id=loan_id,
+        workflow_id=None,
+        amount=minor,
+        currency=p.currency,
+        paid_at=p.paid_at or dt.datetime.now(dt.UTC),
+        status="unapplied",
+        note="no open case when received",
+    )
     return PaymentOutcome(
-        payment_id=p.payment_id, loan_id=loan_id, status="unapplied", duplicate=not written,
-        amount=format_amount(minor, p.currency), currency=p.currency,
+        payment_id=p.payment_id,
+        loan_id=loan_id,
+        status="unapplied",
+        duplicate=not written,
+        amount=format_amount(minor, p.currency),
+        currency=p.currency,
         message=f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied"
-                + ("" if written else " (already recorded)"))
+        + ("" if written else " (already recorded)"),
+    )
 
 
 def payments(repo, loan_id: str | None = None, unapplied: bool = False) -> list[dict[str, Any]]:
@@ -360,8 +439,18 @@ def payments(repo, loan_id: str | None = None, unapplied: bool = False) -> list[
     if loan_id is not None:
         check_id(loan_id)
     rows = repo.payments(loan_id=loan_id, status="unapplied" if unapplied else None)
-    return [{"payment_id": r.payment_id, "loan_id": r.loan_id, "amount": format_amount(r.amount, r.currency),
-             "currency": r.currency, "status": r.status, "paid_at": r.paid_at.isoformat(), "note": r.note} for r in rows]
+    return [
+        {
+            "payment_id": r.payment_id,
+            "loan_id": r.loan_id,
+            "amount": format_amount(r.amount, r.currency),
+            "currency": r.currency,
+            "status": r.status,
+            "paid_at": r.paid_at.isoformat(),
+            "note": r.note,
+        }
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------- four-eyes
@@ -420,8 +509,17 @@ async def list_approvals(client: Client, repo=None, limit: int = 200) -> list[Wa
         use = TWO_PERSON.get(p.kind, "approval.close")
         if not caller.may(use):
             continue
-        out.append(WaitingApproval(loan_id=loan_id, kind=p.kind, summary=p.summary, maker=p.maker.operator_id,
-                                   at=p.at, expires_at=p.expires_at, approver_roles=list(roles_for(use))))
+        out.append(
+            WaitingApproval(
+                loan_id=loan_id,
+                kind=p.kind,
+                summary=p.summary,
+                maker=p.maker.operator_id,
+                at=p.at,
+                expires_at=p.expires_at,
+                approver_roles=list(roles_for(use)),
+            )
+        )
     if repo is not None and out:
         from access.operators import Operators
 

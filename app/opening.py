@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import asyncio
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -34,8 +34,11 @@ def check_not_demo(policy: Policy, field: str) -> Policy:
     """A demo policy (days compressed, contact at any hour) is refused outside the dev stack when it comes
     from the API or a CSV's segment (issue 14, hole 7: `segment: "demo"` picked it)."""
     if policy.day_seconds < 86400 and not dev_stack():
-        raise BadInput(field, f"policy {policy.name!r} is a demo policy (a day of {policy.day_seconds}s, contact at "
-                              "any hour): refused outside the local dev stack")
+        raise BadInput(
+            field,
+            f"policy {policy.name!r} is a demo policy (a day of {policy.day_seconds}s, contact at "
+            "any hour): refused outside the local dev stack",
+        )
     return policy
 
 
@@ -55,15 +58,29 @@ def policy_for(segment: str, policy: str | None = None, *, allow_paths: bool = T
     return _POLICIES[name]
 
 
-def case_input(*, loan_id: str, borrower_id: str, principal: str, interest: str = "0", fees: str = "0",
-               currency: str = "CNY", due_date: dt.date | str, timezone: str = "Asia/Shanghai",
-               segment: str = "retail", product: str = "personal_loan", guarantor_id: str | None = None,
-               policy: str | Policy | None = None, allow_policy_paths: bool = True) -> CaseInput:
+def case_input(
+    *,
+    loan_id: str,
+    borrower_id: str,
+    principal: str,
+    interest: str = "0",
+    fees: str = "0",
+    currency: str = "CNY",
+    due_date: dt.date | str,
+    timezone: str = "Asia/Shanghai",
+    segment: str = "retail",
+    product: str = "personal_loan",
+    guarantor_id: str | None = None,
+    policy: str | Policy | None = None,
+    allow_policy_paths: bool = True,
+) -> CaseInput:
     """Validate what opens a case; amounts are decimal strings in major units."""
     try:
         check_currency(currency)
-        amounts = {f: parse_amount(v, currency, f, allow_zero=True)
-                   for f, v in (("principal", principal), ("interest", interest), ("fees", fees))}
+        amounts = {
+            f: parse_amount(v, currency, f, allow_zero=True)
+            for f, v in (("principal", principal), ("interest", interest), ("fees", fees))
+        }
         zone(timezone)
     except InvalidInput as exc:
         raise BadInput(exc.field, exc.reason) from None
@@ -78,9 +95,19 @@ def case_input(*, loan_id: str, borrower_id: str, principal: str, interest: str 
         policy = policy_for(segment, policy, allow_paths=allow_policy_paths)
         if not allow_policy_paths:  # the API: the bank's systems, not an operator's explicit choice
             check_not_demo(policy, "policy" if named is not None else "segment")
-    return build(CaseInput, loan_id=loan_id, borrower_id=borrower_id, currency=currency, due_date=due_date,
-                 timezone=timezone, segment=segment, product=product, guarantor_id=guarantor_id, policy=policy,
-                 **amounts)
+    return build(
+        CaseInput,
+        loan_id=loan_id,
+        borrower_id=borrower_id,
+        currency=currency,
+        due_date=due_date,
+        timezone=timezone,
+        segment=segment,
+        product=product,
+        guarantor_id=guarantor_id,
+        policy=policy,
+        **amounts,
+    )
 
 
 @dataclass
@@ -98,12 +125,29 @@ class Contact:
 def save_borrower_and_loan(repo, inp: CaseInput, contact: Contact | None) -> None:
     """The borrower (when given) and the loan, in the system of record (insert or update)."""
     if contact is not None:
-        repo.upsert_borrower(id=inp.borrower_id, name=contact.name, phone=contact.phone, email=contact.email,
-                             address=contact.address, id_number=contact.id_number, timezone=inp.timezone,
-                             language=contact.language)
-    repo.upsert_loan(id=inp.loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id, currency=inp.currency,
-                     principal=inp.principal, interest=inp.interest, fees=inp.fees, due_date=inp.due_date,
-                     product=inp.product, segment=inp.segment, policy=inp.policy.name)
+        repo.upsert_borrower(
+            id=inp.borrower_id,
+            name=contact.name,
+            phone=contact.phone,
+            email=contact.email,
+            address=contact.address,
+            id_number=contact.id_number,
+            timezone=inp.timezone,
+            language=contact.language,
+        )
+    repo.upsert_loan(
+        id=inp.loan_id,
+        borrower_id=inp.borrower_id,
+        guarantor_id=inp.guarantor_id,
+        currency=inp.currency,
+        principal=inp.principal,
+        interest=inp.interest,
+        fees=inp.fees,
+        due_date=inp.due_date,
+        product=inp.product,
+        segment=inp.segment,
+        policy=inp.policy.name,
+    )
 
 
 async def start_case(client: Client, inp: CaseInput, task_queue: str | None = None) -> bool:
@@ -111,14 +155,18 @@ async def start_case(client: Client, inp: CaseInput, task_queue: str | None = No
     total = format_amount(inp.principal + inp.interest + inp.fees, inp.currency)
     try:
         await client.start_workflow(
-            CollectionCase.run, inp, id=inp.workflow_id, task_queue=task_queue or settings().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            CollectionCase.run,
+            inp,
+            id=inp.workflow_id,
+            task_queue=task_queue or settings().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"Loan {inp.loan_id} · opening balance {inp.currency} {total} · policy {inp.policy.name}",
             static_details=f"Opening balance (when the case opened; the current one is in the case's status and the "
-                           f"OutstandingAmount search attribute): principal {format_amount(inp.principal, inp.currency)}, "
-                           f"interest {format_amount(inp.interest, inp.currency)}, fees {format_amount(inp.fees, inp.currency)}. "
-                           f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
-                           f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
+            f"OutstandingAmount search attribute): principal {format_amount(inp.principal, inp.currency)}, "
+            f"interest {format_amount(inp.interest, inp.currency)}, fees {format_amount(inp.fees, inp.currency)}. "
+            f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
+            f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
         )
     except WorkflowAlreadyStartedError:
         return False
@@ -135,8 +183,10 @@ def frozen_difference(loan, inp: CaseInput) -> tuple[str, str] | None:
         if have != want:
             if name == "principal":
                 have, want = format_amount(have, loan.currency), format_amount(want, inp.currency)
-            return name, (f"{want} differs from {have} of loan {inp.loan_id}, whose case is open: its terms are frozen "
-                           "while the case runs (contact details change through a contact update); nothing was changed")
+            return name, (
+                f"{want} differs from {have} of loan {inp.loan_id}, whose case is open: its terms are frozen "
+                "while the case runs (contact details change through a contact update); nothing was changed"
+            )
     return None
 
 
@@ -151,12 +201,21 @@ class StartResult(BaseModel):
     workflow_id: str
     started: bool
     message: str
-    unapplied_payments: list[str] = Field(default=[], description="payments kept for this loan while it had no open "
-                                          "case; not applied automatically (see apply-unapplied)")
+    unapplied_payments: list[str] = Field(
+        default=[],
+        description="payments kept for this loan while it had no open case; not applied automatically (see apply-unapplied)",
+    )
 
 
-async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | None,
-                    task_queue: str | None = None, *, require_borrower: bool = False) -> StartResult:
+async def open_case(
+    client: Client,
+    repo,
+    inp: CaseInput,
+    contact: Contact | None,
+    task_queue: str | None = None,
+    *,
+    require_borrower: bool = False,
+) -> StartResult:
     """Write the borrower and loan, then start the case (idempotent).
 
     Without contact details the borrower must already be in the system of record when
@@ -166,8 +225,9 @@ async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | Non
     require("case.open")
     if contact is None and require_borrower:
         if await asyncio.to_thread(repo.borrower, inp.borrower_id) is None:
-            raise BadInput("borrower", f"{inp.borrower_id} is not in the system of record: "
-                                       "send the borrower's contact details with the case")
+            raise BadInput(
+                "borrower", f"{inp.borrower_id} is not in the system of record: send the borrower's contact details with the case"
+            )
     frozen = False
     if repo is not None:
         from app.inputs import open_run
@@ -176,17 +236,22 @@ async def open_case(client: Client, repo, inp: CaseInput, contact: Contact | Non
             loan = await asyncio.to_thread(repo.loan, inp.loan_id)
             if loan is not None:
                 check_frozen(loan, inp)
-                frozen = True   # the running case's loan and borrower rows stay as they are
+                frozen = True  # the running case's loan and borrower rows stay as they are
     if (contact is not None or require_borrower) and not frozen:
         await asyncio.to_thread(save_borrower_and_loan, repo, inp, contact)
     started = await start_case(client, inp, task_queue)
     msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
     if frozen and contact is not None:
-        msg += ("; its borrower's contact details were not changed (send a contact update for that: "
-                "POST /v1/borrowers/{borrower_id}/contact)")
+        msg += (
+            "; its borrower's contact details were not changed (send a contact update for that: "
+            "POST /v1/borrowers/{borrower_id}/contact)"
+        )
     waiting = await asyncio.to_thread(repo.payments, loan_id=inp.loan_id, status="unapplied") if repo is not None else []
     if waiting:
-        msg += (f"; the loan has {len(waiting)} unapplied payment(s) ({', '.join(p.payment_id for p in waiting)}): if the "
-                f"opening balance does not count them, apply them with `starter.py apply-unapplied {inp.loan_id}`")
-    return StartResult(workflow_id=inp.workflow_id, started=started, message=msg,
-                       unapplied_payments=[p.payment_id for p in waiting])
+        msg += (
+            f"; the loan has {len(waiting)} unapplied payment(s) ({', '.join(p.payment_id for p in waiting)}): if the "
+            f"opening balance does not count them, apply them with `starter.py apply-unapplied {inp.loan_id}`"
+        )
+    return StartResult(
+        workflow_id=inp.workflow_id, started=started, message=msg, unapplied_payments=[p.payment_id for p in waiting]
+    )

@@ -24,8 +24,22 @@ from domain.models import CaseInput
 from domain.money import check_currency, parse_amount
 from domain.policy import Policy
 
-COLUMNS = ("loan_id", "borrower_id", "name", "phone", "email", "address", "timezone", "currency",
-           "principal", "interest", "fees", "due_date", "product", "segment")
+COLUMNS = (
+    "loan_id",
+    "borrower_id",
+    "name",
+    "phone",
+    "email",
+    "address",
+    "timezone",
+    "currency",
+    "principal",
+    "interest",
+    "fees",
+    "due_date",
+    "product",
+    "segment",
+)
 PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{4,30}")
 EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -100,8 +114,14 @@ def _check_header(header: list[str]) -> dict[str, int]:
     missing = [c for c in COLUMNS if c not in names]
     unknown = [n for n in names if n not in COLUMNS]
     if missing or unknown:
-        reason = "; ".join(x for x in (f"missing column(s): {', '.join(missing)}" if missing else "",
-                                       f"unknown column(s): {', '.join(unknown)}" if unknown else "") if x)
+        reason = "; ".join(
+            x
+            for x in (
+                f"missing column(s): {', '.join(missing)}" if missing else "",
+                f"unknown column(s): {', '.join(unknown)}" if unknown else "",
+            )
+            if x
+        )
         raise BadInput("header", f"{reason} (expected: {', '.join(COLUMNS)})")
     return {n: i for i, n in enumerate(names)}
 
@@ -200,9 +220,19 @@ def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> Impor
         return [Rejection(line=line, column=c, reason=r, loan_id=loan_id) for c, r in errors]
     assert due is not None and policy is not None  # both set whenever no error was found
     try:
-        inp = CaseInput(loan_id=v["loan_id"], borrower_id=v["borrower_id"], currency=v["currency"], due_date=due,
-                        timezone=v["timezone"], segment=segment, product=product, policy=policy,
-                        principal=amounts["principal"], interest=amounts["interest"], fees=amounts["fees"])
+        inp = CaseInput(
+            loan_id=v["loan_id"],
+            borrower_id=v["borrower_id"],
+            currency=v["currency"],
+            due_date=due,
+            timezone=v["timezone"],
+            segment=segment,
+            product=product,
+            policy=policy,
+            principal=amounts["principal"],
+            interest=amounts["interest"],
+            fees=amounts["fees"],
+        )
     except ValidationError as exc:
         col, reason = field_and_reason(exc.errors())
         return [Rejection(line=line, column=col, reason=reason, loan_id=loan_id)]
@@ -242,8 +272,9 @@ def read_portfolio(path: str | Path, policy: str | None = None) -> Generator[Imp
     return _rows(f, lines, reader, index, choose)
 
 
-def _rows(f, lines: _Lines, reader, index: dict[str, int],
-          choose: _PolicyChooser) -> Generator[ImportRow | list[Rejection], None, None]:
+def _rows(
+    f, lines: _Lines, reader, index: dict[str, int], choose: _PolicyChooser
+) -> Generator[ImportRow | list[Rejection], None, None]:
     seen: dict[str, int] = {}
     width = len(index)
     try:
@@ -266,16 +297,21 @@ def _rows(f, lines: _Lines, reader, index: dict[str, int],
                 yield [Rejection(line=start, column=col, reason=f"not valid UTF-8 ({bad[0]}); save the file as UTF-8")]
                 continue
             if len(record) != width:
-                yield [Rejection(line=start, column=None,
-                                 reason=f"has {len(record)} fields but the header has {width}")]
+                yield [Rejection(line=start, column=None, reason=f"has {len(record)} fields but the header has {width}")]
                 continue
             values = {c: record[i].strip() for c, i in index.items()}
             result = _validate_row(start, values, choose)
             if isinstance(result, ImportRow):
                 first = seen.get(result.inp.loan_id)
                 if first is not None:
-                    yield [Rejection(line=start, column="loan_id", loan_id=result.inp.loan_id,
-                                     reason=f"{result.inp.loan_id} already appears on line {first}; each loan once")]
+                    yield [
+                        Rejection(
+                            line=start,
+                            column="loan_id",
+                            loan_id=result.inp.loan_id,
+                            reason=f"{result.inp.loan_id} already appears on line {first}; each loan once",
+                        )
+                    ]
                     continue
                 seen[result.inp.loan_id] = start
             yield result
@@ -329,30 +365,80 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
     borrowers: dict[str, dict[str, Any]] = {}
     for r in writes:
         c = r.contact
-        borrowers[r.inp.borrower_id] = dict(id=r.inp.borrower_id, name=c.name, phone=c.phone, email=c.email,
-                                            address=c.address, timezone=r.inp.timezone, updated_at=now)
-    loans = [dict(id=r.inp.loan_id, borrower_id=r.inp.borrower_id, guarantor_id=None, currency=r.inp.currency,
-                  principal=r.inp.principal, interest=r.inp.interest, fees=r.inp.fees, due_date=r.inp.due_date,
-                  product=r.inp.product, segment=r.inp.segment, policy=r.inp.policy.name, updated_at=now)
-             for r in writes]
+        borrowers[r.inp.borrower_id] = dict(
+            id=r.inp.borrower_id,
+            name=c.name,
+            phone=c.phone,
+            email=c.email,
+            address=c.address,
+            timezone=r.inp.timezone,
+            updated_at=now,
+        )
+    loans = [
+        dict(
+            id=r.inp.loan_id,
+            borrower_id=r.inp.borrower_id,
+            guarantor_id=None,
+            currency=r.inp.currency,
+            principal=r.inp.principal,
+            interest=r.inp.interest,
+            fees=r.inp.fees,
+            due_date=r.inp.due_date,
+            product=r.inp.product,
+            segment=r.inp.segment,
+            policy=r.inp.policy.name,
+            updated_at=now,
+        )
+        for r in writes
+    ]
     with repo.session() as s:
         dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
         b = dialect.insert(table_of(BorrowerRow))
-        s.execute(b.on_conflict_do_update(index_elements=["id"], set_={k: b.excluded[k] for k in
-                  ("name", "phone", "email", "address", "timezone", "updated_at")}),
-                  [{**row, "created_at": now, "language": "zh", "id_number": None} for row in borrowers.values()])
+        s.execute(
+            b.on_conflict_do_update(
+                index_elements=["id"],
+                set_={k: b.excluded[k] for k in ("name", "phone", "email", "address", "timezone", "updated_at")},
+            ),
+            [{**row, "created_at": now, "language": "zh", "id_number": None} for row in borrowers.values()],
+        )
         ln = dialect.insert(table_of(LoanRow))
-        s.execute(ln.on_conflict_do_update(index_elements=["id"], set_={k: ln.excluded[k] for k in
-                  ("borrower_id", "currency", "principal", "interest", "fees", "due_date", "product", "segment",
-                   "policy", "updated_at")}),
-                  [{**row, "created_at": now} for row in loans])
+        s.execute(
+            ln.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    k: ln.excluded[k]
+                    for k in (
+                        "borrower_id",
+                        "currency",
+                        "principal",
+                        "interest",
+                        "fees",
+                        "due_date",
+                        "product",
+                        "segment",
+                        "policy",
+                        "updated_at",
+                    )
+                },
+            ),
+            [{**row, "created_at": now} for row in loans],
+        )
         s.commit()
     return rejected
 
 
-async def import_portfolio(client: Client | None, repo, path: str | Path, *, policy: str | None = None,
-                           task_queue: str | None = None, concurrency: int = 50, batch_size: int = 200,
-                           dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ImportSummary:
+async def import_portfolio(
+    client: Client | None,
+    repo,
+    path: str | Path,
+    *,
+    policy: str | None = None,
+    task_queue: str | None = None,
+    concurrency: int = 50,
+    batch_size: int = 200,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
     """Import a portfolio CSV: upsert borrowers and loans, start one case per loan (idempotent).
 
     Streams the file; at most `batch_size` rows wait for the database and `concurrency` case
@@ -391,8 +477,9 @@ async def import_portfolio(client: Client | None, repo, path: str | Path, *, pol
                 summary.failed += 1
                 reject_reason = f"case not started: {getattr(exc, 'message', None) or exc}"
                 if len(summary.rejections) < MAX_LISTED_REJECTIONS:
-                    summary.rejections.append(Rejection(line=row.line, column=None, reason=reject_reason,
-                                                        loan_id=row.inp.loan_id))
+                    summary.rejections.append(
+                        Rejection(line=row.line, column=None, reason=reject_reason, loan_id=row.inp.loan_id)
+                    )
             tick(1)
 
     workers = [] if dry_run or client is None else [asyncio.create_task(starter(client)) for _ in range(concurrency)]

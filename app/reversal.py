@@ -23,6 +23,7 @@ from domain.models import CaseInput, ReopenIn, ReversalIn, workflow_id
 from infra.config import settings
 from workflows.case import CollectionCase
 
+
 class ReversalOutcome(BaseModel):
     loan_id: str
     payment_id: str
@@ -33,8 +34,9 @@ class ReversalOutcome(BaseModel):
     message: str
 
 
-async def reverse_payment(client: Client, loan_id: str, *, payment_id: str, reason: str,
-                          at: dt.datetime | None = None, task_queue: str | None = None) -> ReversalOutcome:
+async def reverse_payment(
+    client: Client, loan_id: str, *, payment_id: str, reason: str, at: dt.datetime | None = None, task_queue: str | None = None
+) -> ReversalOutcome:
     """Take back a payment (a returned transfer, a failed debit) by its payment id, with a reason.
 
     The loan's open case takes it as an update (its validator refuses an unknown id, a payment already reversed,
@@ -56,8 +58,14 @@ async def reverse_payment(client: Client, loan_id: str, *, payment_id: str, reas
             # closed as paid while we asked; its run is finishing: reopen it as below
         else:
             status = await case_status(client, loan_id)
-            return ReversalOutcome(loan_id=loan_id, payment_id=payment_id, reopened=False, status=result.status,
-                                   outstanding=status.outstanding["total"], message=result.message)
+            return ReversalOutcome(
+                loan_id=loan_id,
+                payment_id=payment_id,
+                reopened=False,
+                status=result.status,
+                outstanding=status.outstanding["total"],
+                message=result.message,
+            )
     handle = client.get_workflow_handle(workflow_id(loan_id))
     try:
         desc = await handle.describe()
@@ -69,17 +77,21 @@ async def reverse_payment(client: Client, loan_id: str, *, payment_id: str, reas
     if desc.status == WorkflowExecutionStatus.RUNNING:  # a run started in between (reopened by another call)
         return await reverse_payment(client, loan_id, payment_id=payment_id, reason=reason, at=at, task_queue=task_queue)
     try:
-        Case(snap, dt.datetime.now(dt.timezone.utc)).check_reversal(r, dt.datetime.now(dt.timezone.utc), reopening=True)
+        Case(snap, dt.datetime.now(dt.UTC)).check_reversal(r, dt.datetime.now(dt.UTC), reopening=True)
     except InvalidInput as exc:
         raise BadInput(exc.field, exc.reason) from None
     reopened = snap.model_copy(update={"reopen": ReopenIn(previous_run_id=desc.run_id, reversal=r)})
     try:
         new = await client.start_workflow(
-            CollectionCase.run, reopened, id=reopened.workflow_id, task_queue=task_queue or settings().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            CollectionCase.run,
+            reopened,
+            id=reopened.workflow_id,
+            task_queue=task_queue or settings().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"Loan {loan_id} · reopened: payment {payment_id} reversed",
             static_details=f"reopened from run {desc.run_id} ({snap.state.outcome if snap.state else '?'}): "
-                           f"payment {payment_id} reversed: {r.reason}",
+            f"payment {payment_id} reversed: {r.reason}",
         )
     except WorkflowAlreadyStartedError:
         return await reverse_payment(client, loan_id, payment_id=payment_id, reason=reason, at=at, task_queue=task_queue)
@@ -91,8 +103,14 @@ async def reverse_payment(client: Client, loan_id: str, *, payment_id: str, reas
             if pause is None or exc.status != RPCStatusCode.FAILED_PRECONDITION:
                 raise
             await asyncio.sleep(pause)
-    return ReversalOutcome(loan_id=loan_id, payment_id=payment_id, reopened=True, previous_run_id=desc.run_id,
-                           status=st.status, outstanding=st.outstanding["total"],
-                           message=f"payment {payment_id} reversed; the case had closed as "
-                                   f"{snap.state.outcome if snap.state else '?'} and is open again (run {new.result_run_id},"
-                                   f" reopened from {desc.run_id}); outstanding {st.outstanding['total']}")
+    return ReversalOutcome(
+        loan_id=loan_id,
+        payment_id=payment_id,
+        reopened=True,
+        previous_run_id=desc.run_id,
+        status=st.status,
+        outstanding=st.outstanding["total"],
+        message=f"payment {payment_id} reversed; the case had closed as "
+        f"{snap.state.outcome if snap.state else '?'} and is open again (run {new.result_run_id},"
+        f" reopened from {desc.run_id}); outstanding {st.outstanding['total']}",
+    )

@@ -102,9 +102,16 @@ def check_filters(repo, *, stage: str | None = None, segment: str | None = None,
             raise BadInput(field, f"{value!r} is not a known {field} (known: {', '.join(names)})")
 
 
-def visibility_query(*, stage: str | None = None, status: str | None = None, on_hold: bool | None = None,
-                     min_amount: str | None = None, segment: str | None = None, policy: str | None = None,
-                     query: str | None = None) -> str:
+def visibility_query(
+    *,
+    stage: str | None = None,
+    status: str | None = None,
+    on_hold: bool | None = None,
+    min_amount: str | None = None,
+    segment: str | None = None,
+    policy: str | None = None,
+    query: str | None = None,
+) -> str:
     """A Temporal visibility query over collection cases from the filters (all ANDed)."""
     parts = ['WorkflowType = "CollectionCase"']
     if stage is not None:
@@ -158,8 +165,10 @@ def check_framed(q: str) -> None:
         elif c == ")":
             depth -= 1
             if depth < 0:
-                raise BadInput("query", f"closes a parenthesis it did not open (at character {i + 1}): the query "
-                                        "can only narrow the list of cases")
+                raise BadInput(
+                    "query",
+                    f"closes a parenthesis it did not open (at character {i + 1}): the query can only narrow the list of cases",
+                )
     if quote:
         raise BadInput("query", f"has an unclosed {quote} quote")
     if depth:
@@ -179,16 +188,23 @@ async def list_cases(client: Client, query: str, limit: int = 100) -> list[CaseS
             amount = sa.get(search.OUTSTANDING)
             status = sa.get(search.STATUS)
             closed = status == "closed" or (wf.status is not None and wf.status != WorkflowExecutionStatus.RUNNING)
-            out.append(CaseSummary(
-                workflow_id=wf.id, loan_id=wf.id.removeprefix("loan-"), run_id=wf.run_id,
-                execution=wf.status.name.title() if wf.status else "Unknown",
-                stage=sa.get(search.STAGE), status=status,
-                on_hold=None if closed else sa.get(search.ON_HOLD),   # a closed case's last hold, or its
-                outstanding=None if amount is None else f"{amount:.2f}",  # next action, is nothing to act on
-                next_action_at=None if closed else sa.get(search.NEXT_ACTION_AT),
-                delinquent_since=sa.get(search.DELINQUENT_SINCE),
-                policy=sa.get(search.POLICY), segment=sa.get(search.SEGMENT), started_at=wf.start_time,
-            ))
+            out.append(
+                CaseSummary(
+                    workflow_id=wf.id,
+                    loan_id=wf.id.removeprefix("loan-"),
+                    run_id=wf.run_id,
+                    execution=wf.status.name.title() if wf.status else "Unknown",
+                    stage=sa.get(search.STAGE),
+                    status=status,
+                    on_hold=None if closed else sa.get(search.ON_HOLD),  # a closed case's last hold, or its
+                    outstanding=None if amount is None else f"{amount:.2f}",  # next action, is nothing to act on
+                    next_action_at=None if closed else sa.get(search.NEXT_ACTION_AT),
+                    delinquent_since=sa.get(search.DELINQUENT_SINCE),
+                    policy=sa.get(search.POLICY),
+                    segment=sa.get(search.SEGMENT),
+                    started_at=wf.start_time,
+                )
+            )
     except RPCError as exc:
         if exc.status == RPCStatusCode.INVALID_ARGUMENT:
             raise BadInput("query", f"Temporal refused the query: {exc.message} (the query was: {query})") from None

@@ -16,17 +16,38 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-FULL = dict(start=1000, concurrency=32, idle=2000, live=10_000, samples=1000, portfolio=10_000, days=365, spread=30,
-            import_rows=1000, direct_loans="10000", direct_sweep=0)
-SMALL = dict(start=30, concurrency=16, idle=30, live=200, samples=40, portfolio=40, days=365, spread=5, import_rows=30,
-             direct_loans="200", direct_sweep=0)
+FULL = dict(
+    start=1000,
+    concurrency=32,
+    idle=2000,
+    live=10_000,
+    samples=1000,
+    portfolio=10_000,
+    days=365,
+    spread=30,
+    import_rows=1000,
+    direct_loans="10000",
+    direct_sweep=0,
+)
+SMALL = dict(
+    start=30,
+    concurrency=16,
+    idle=30,
+    live=200,
+    samples=40,
+    portfolio=40,
+    days=365,
+    spread=5,
+    import_rows=30,
+    direct_loans="200",
+    direct_sweep=0,
+)
 ITEMS = ("start", "memory", "reaction", "portfolio", "import", "direct")
 
 
@@ -42,27 +63,50 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--portfolio", type=int, help="item 4: loans (full 10000)")
     p.add_argument("--days", type=int, help="item 4: days walked (365)")
     p.add_argument("--spread", type=int, help="item 4: days over which the loans fall delinquent (full 30)")
-    p.add_argument("--portfolio-activities", default="real,stub",
-                   help="item 4 with the real activities (database, gateway), the in-memory stubs, or both (default)")
+    p.add_argument(
+        "--portfolio-activities",
+        default="real,stub",
+        help="item 4 with the real activities (database, gateway), the in-memory stubs, or both (default)",
+    )
     p.add_argument("--import-rows", type=int, dest="import_rows", help="item 5: CSV rows (full 1000)")
-    p.add_argument("--direct-loans", dest="direct_loans",
-                   help="item 6: portfolio sizes for the direct simulator, comma-separated (full 10000; 100000 too for the big figure)")
-    p.add_argument("--direct-sweep", type=int, dest="direct_sweep",
-                   help="item 6: also a 12-variant sweep of this many loans (0: none)")
+    p.add_argument(
+        "--direct-loans",
+        dest="direct_loans",
+        help="item 6: portfolio sizes for the direct simulator, comma-separated (full 10000; 100000 too for the big figure)",
+    )
+    p.add_argument(
+        "--direct-sweep", type=int, dest="direct_sweep", help="item 6: also a 12-variant sweep of this many loans (0: none)"
+    )
     p.add_argument("--direct-workers", type=int, dest="direct_workers", help="item 6: processes (default: the core count)")
-    p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
-                   help="system of record: a SQLite file (the local stack's) or a throwaway PostgreSQL (production's)")
-    p.add_argument("--server-db", choices=("memory", "file"), default="file",
-                   help="the dev server's SQLite: a temp file with WAL (the local stack's) or in memory")
+    p.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="system of record: a SQLite file (the local stack's) or a throwaway PostgreSQL (production's)",
+    )
+    p.add_argument(
+        "--server-db",
+        choices=("memory", "file"),
+        default="file",
+        help="the dev server's SQLite: a temp file with WAL (the local stack's) or in memory",
+    )
     p.add_argument("--max-cached-workflows", type=int, help="worker cache (default: enough for every live workflow)")
     p.add_argument("--max-concurrent-workflow-tasks", type=int)
-    p.add_argument("--gateway-max-connections", type=int, default=10,
-                   help="GATEWAY_MAX_CONNECTIONS of the worker (production default 100; 10 measured faster)")
+    p.add_argument(
+        "--gateway-max-connections",
+        type=int,
+        default=10,
+        help="GATEWAY_MAX_CONNECTIONS of the worker (production default 100; 10 measured faster)",
+    )
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
-    p.add_argument("--sandbox", choices=("passthrough", "default"), default="passthrough",
-                   help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
-                        "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
-                        "again for every cached workflow")
+    p.add_argument(
+        "--sandbox",
+        choices=("passthrough", "default"),
+        default="passthrough",
+        help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
+        "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
+        "again for every cached workflow",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
     return p
@@ -107,31 +151,64 @@ async def main(args: argparse.Namespace) -> int:
             with harness.database(args.database, folder) as db:
                 async with harness.dev_server(folder / "temporal.db" if args.server_db == "file" else None) as env:
                     cache = args.max_cached_workflows or (sz["start"] + sz["idle"] * 2 + sz["live"] + sz["import_rows"] + 1000)
-                    w = harness.WorkerProcess(harness.target(env.client), "bench", db.url, gw.url, gw.api_key,
-                                              tuning={"max_cached_workflows": cache, **tuning}, **wkw)
+                    w = harness.WorkerProcess(
+                        harness.target(env.client),
+                        "bench",
+                        db.url,
+                        gw.url,
+                        gw.api_key,
+                        tuning={"max_cached_workflows": cache, **tuning},
+                        **wkw,
+                    )
                     async with w, harness.FirstSteps(db.engine) as watcher:
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
                         with prof or contextlib.nullcontext():
-                            s = await start.run(env.client, db, watcher, "bench", sz["start"], sz["concurrency"],
-                                                warmup=min(20, sz["start"]), worker_pid=w.pid)
+                            s = await start.run(
+                                env.client,
+                                db,
+                                watcher,
+                                "bench",
+                                sz["start"],
+                                sz["concurrency"],
+                                warmup=min(20, sz["start"]),
+                                worker_pid=w.pid,
+                            )
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)
                             tables.append(s.table)
                             console.print(s.table.render())
                             if only & {"memory", "reaction"}:
-                                mem, react = await live.run(env.client, db, watcher, w, "bench", s.live, sz["live"],
-                                                            sz["idle"], sz["samples"], sz["concurrency"])
+                                mem, react = await live.run(
+                                    env.client,
+                                    db,
+                                    watcher,
+                                    w,
+                                    "bench",
+                                    s.live,
+                                    sz["live"],
+                                    sz["idle"],
+                                    sz["samples"],
+                                    sz["concurrency"],
+                                )
                                 for t in (mem, react):
                                     tables.append(t)
                                     console.print(t.render())
                             if "import" in only:
-                                t = await importing.run(env.client, db, watcher, "bench", folder, sz["import_rows"],
-                                                        sz["concurrency"], s.noop_rate, s.case_rate)
+                                t = await importing.run(
+                                    env.client,
+                                    db,
+                                    watcher,
+                                    "bench",
+                                    folder,
+                                    sz["import_rows"],
+                                    sz["concurrency"],
+                                    s.noop_rate,
+                                    s.case_rate,
+                                )
                                 tables.append(t)
                                 console.print(t.render())
                         if prof:
                             profiles[prof.name] = prof.summary_path
         if "portfolio" in only:
-            prof_holder: dict = {}
 
             for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
                 (folder / f"portfolio-{kind}").mkdir(exist_ok=True)
@@ -139,17 +216,32 @@ async def main(args: argparse.Namespace) -> int:
                 def db_factory(kind=kind):
                     return harness.database(args.database, folder / f"portfolio-{kind}")
 
-                t = await portfolio.run(sz["portfolio"], sz["days"], sz["spread"], sz["concurrency"], db_factory, gw,
-                                        tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
-                                        worker_kw=wkw, profile=args.profile, profiles=profiles, activities=kind)
+                t = await portfolio.run(
+                    sz["portfolio"],
+                    sz["days"],
+                    sz["spread"],
+                    sz["concurrency"],
+                    db_factory,
+                    gw,
+                    tuning={"max_cached_workflows": max(1000, sz["portfolio"] + 100), **tuning},
+                    worker_kw=wkw,
+                    profile=args.profile,
+                    profiles=profiles,
+                    activities=kind,
+                )
                 tables.append(t)
                 console.print(t.render())
 
     if "direct" in only:
         from bench import direct
 
-        t = await asyncio.to_thread(direct.run, [int(x) for x in str(sz["direct_loans"]).split(",") if x.strip()],
-                                    sz["days"], sz["direct_sweep"] or None, args.direct_workers)
+        t = await asyncio.to_thread(
+            direct.run,
+            [int(x) for x in str(sz["direct_loans"]).split(",") if x.strip()],
+            sz["days"],
+            sz["direct_sweep"] or None,
+            args.direct_workers,
+        )
         tables.append(t)
         console.print(t.render())
 
@@ -157,13 +249,28 @@ async def main(args: argparse.Namespace) -> int:
     console.rule("all tables")
     report.print_tables(console, tables)
     elapsed = time.perf_counter() - started
-    settings = {"sizes": sz, "database": args.database, "server_db": args.server_db, "tuning": tuning, **wkw,
-                "command": "python -m bench " + " ".join(sys.argv[1:]), "seconds": round(elapsed, 1)}
+    settings = {
+        "sizes": sz,
+        "database": args.database,
+        "server_db": args.server_db,
+        "tuning": tuning,
+        **wkw,
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "seconds": round(elapsed, 1),
+    }
     console.print(f"command: {settings['command']}   total {elapsed:.0f} s   results: {out}")
     if profiles:
         console.print("profiles: " + ", ".join(profiles.values()))
-    report.save(out, {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "machine": machine, "settings": settings,
-                      "tables": [t.to_json() for t in tables], "profiles": profiles})
+    report.save(
+        out,
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "machine": machine,
+            "settings": settings,
+            "tables": [t.to_json() for t in tables],
+            "profiles": profiles,
+        },
+    )
     return 0
 
 

@@ -75,16 +75,16 @@ from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
+from app import errors, inputs, opening  # noqa: E402
 from db.engine import make_engine, migrate  # noqa: E402
 from db.repo import Repo  # noqa: E402
 from db.tables import BorrowerRow, ContactRow, LoanRow, PaymentRow, utcnow  # noqa: E402
+from devstack.binaries import find  # noqa: E402
 from domain.dates import local_date  # noqa: E402
 from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
-from app import errors, inputs, opening  # noqa: E402
-from devstack.binaries import find  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -93,8 +93,8 @@ TASK_QUEUE = "collections-chaos"
 TZ = "Asia/Shanghai"
 CUR = "CNY"
 KEY_ID = "chaos-only"
-INPUT_TIMEOUT = 20.0        # one attempt of one input
-INPUT_GIVE_UP = 300.0       # an input still unanswered this long after the chaos is reported as unresolved
+INPUT_TIMEOUT = 20.0  # one attempt of one input
+INPUT_GIVE_UP = 300.0  # an input still unanswered this long after the chaos is reported as unresolved
 KINDS = ("quiet", "partial", "full", "promise", "promise_kept", "waiver", "instalments", "hold", "hold_release", "bad")
 
 
@@ -104,6 +104,7 @@ def say(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- configuration
 
+
 @dataclass
 class ChaosConfig:
     cases: int = 1000
@@ -111,10 +112,10 @@ class ChaosConfig:
     server_restarts: int = 2
     faults: float = 0.3
     seed: int = 20261128
-    day_seconds: int = 6                 # the demo policy's day
-    window: float | None = None          # seconds of chaos; default grows with the number of cases
+    day_seconds: int = 6  # the demo policy's day
+    window: float | None = None  # seconds of chaos; default grows with the number of cases
     settle_timeout: float | None = None  # how long the cases get to catch up after the chaos
-    tolerance: float | None = None       # how overdue an open case's next action may be at the end
+    tolerance: float | None = None  # how overdue an open case's next action may be at the end
     workdir: Path | None = None
     keep: bool = False
     quiet: bool = False
@@ -131,8 +132,12 @@ class ChaosConfig:
 def chaos_policy(day_seconds: int) -> Policy:
     """The demo ladder (open contact hours), with a `day_seconds` day and a write-off far beyond the run."""
     data = load_policy("demo").model_dump(mode="json")
-    data.update(name="chaos", day_seconds=day_seconds, write_off_dpd=3000,
-                description=f"chaos run: the demo ladder with a {day_seconds}-second day")
+    data.update(
+        name="chaos",
+        day_seconds=day_seconds,
+        write_off_dpd=3000,
+        description=f"chaos run: the demo ladder with a {day_seconds}-second day",
+    )
     return parse_policy(data, "chaos")
 
 
@@ -144,6 +149,7 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------------------- processes
 
+
 class DevServer:
     """`temporal server start-dev` on a SQLite file: stopped and started again on the same file and port."""
 
@@ -153,28 +159,47 @@ class DevServer:
         self.address = f"127.0.0.1:{port}"
         self.log = workdir / "temporal.log"
         self.proc: subprocess.Popen | None = None
-        self.restarts: list[float] = []   # seconds of downtime per restart
+        self.restarts: list[float] = []  # seconds of downtime per restart
 
     def argv(self) -> list[str]:
-        argv = [find("temporal"), "server", "start-dev", "--headless", "--db-filename", str(self.db),
-                "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-                "--ip", "127.0.0.1", "--port", str(self.port), "--namespace", "default", "--log-level", "error"]
+        argv = [
+            find("temporal"),
+            "server",
+            "start-dev",
+            "--headless",
+            "--db-filename",
+            str(self.db),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--namespace",
+            "default",
+            "--log-level",
+            "error",
+        ]
         for key, typ in search.CLI_TYPES.items():
             argv += ["--search-attribute", f"{key.name}={typ}"]
         return argv
 
     async def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"temporal dev server exited with {self.proc.returncode}; see {self.log}")
             try:
                 c = await asyncio.wait_for(Client.connect(self.address), 5)
-                await c.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"),
-                                                            timeout=dt.timedelta(seconds=5))
+                await c.workflow_service.describe_namespace(
+                    DescribeNamespaceRequest(namespace="default"), timeout=dt.timedelta(seconds=5)
+                )
                 return
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
@@ -217,8 +242,15 @@ class WorkerProc:
         with open(self.log, "ab") as out:
             out.write(f"\n==== start {dt.datetime.now().isoformat()}\n".encode())
             out.flush()
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py")],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.starts += 1
         identity = f"{self.proc.pid}@{socket.gethostname()}"
         deadline = time.monotonic() + 60
@@ -226,9 +258,14 @@ class WorkerProc:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode} while starting; see {self.log}")
             with contextlib.suppress(Exception):
-                resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                    namespace="default", task_queue=TaskQueue(name=TASK_QUEUE),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW), timeout=dt.timedelta(seconds=5))
+                resp = await client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace="default",
+                        task_queue=TaskQueue(name=TASK_QUEUE),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    ),
+                    timeout=dt.timedelta(seconds=5),
+                )
                 if any(p.identity == identity for p in resp.pollers):
                     return
             await asyncio.sleep(0.2)
@@ -252,6 +289,7 @@ class WorkerProc:
 
 # ---------------------------------------------------------------------------- the model of each case
 
+
 @dataclass
 class Model:
     """What the run told a case and what it answered: the expected state follows from this."""
@@ -262,16 +300,16 @@ class Model:
     interest: int
     fees: int
     dpd: int
-    applied: dict[str, int] = field(default_factory=dict)      # payment id -> amount, acknowledged as applied
-    unapplied: dict[str, int] = field(default_factory=dict)    # acknowledged as kept unapplied (no open case)
-    refused: dict[str, str] = field(default_factory=dict)      # input -> "field: reason"
+    applied: dict[str, int] = field(default_factory=dict)  # payment id -> amount, acknowledged as applied
+    unapplied: dict[str, int] = field(default_factory=dict)  # acknowledged as kept unapplied (no open case)
+    refused: dict[str, str] = field(default_factory=dict)  # input -> "field: reason"
     refused_payment_ids: set[str] = field(default_factory=set)
     promise: int | None = None
     plan: str | None = None
     waived: int = 0
     holds: set[str] = field(default_factory=set)
     unresolved: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)        # an answer that was not the expected one
+    unexpected: list[str] = field(default_factory=list)  # an answer that was not the expected one
     sent: int = 0
     retries: int = 0
 
@@ -302,10 +340,11 @@ class Driver:
         self.client = client
         self.repo = repo
         self.c = counters
-        self.give_up_at: float | None = None   # set when the chaos ends: inputs are sent until answered till then
+        self.give_up_at: float | None = None  # set when the chaos ends: inputs are sent until answered till then
 
-    async def _send(self, m: Model, what: str, call: Callable[[], Awaitable[Any]],
-                    settled_by: tuple[str, ...] = ()) -> tuple[str, Any]:
+    async def _send(
+        self, m: Model, what: str, call: Callable[[], Awaitable[Any]], settled_by: tuple[str, ...] = ()
+    ) -> tuple[str, Any]:
         """("ok", result) | ("refused", BadInput) | ("settled", BadInput) | ("unresolved", None).
 
         `settled_by`: fragments of a refusal that, after an unanswered attempt, mean the first
@@ -340,8 +379,11 @@ class Driver:
         """A payment to the open case: its `pay` update through app.inputs.send_update (what
         app.inputs.record_payment sends for a loan with an open case)."""
         amount = format_amount(minor, CUR)
-        status, res = await self._send(m, f"payment {pid} {amount}", lambda: inputs.send_update(
-            self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}))
+        status, res = await self._send(
+            m,
+            f"payment {pid} {amount}",
+            lambda: inputs.send_update(self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}),
+        )
         if status == "ok":
             if res.duplicate:
                 self.c.duplicates += 1
@@ -361,8 +403,11 @@ class Driver:
     async def pay_after_close(self, m: Model, pid: str, minor: int, expect: str = "unapplied") -> None:
         """A payment notification for a loan whose case has closed: kept in the ledger as unapplied."""
         amount = format_amount(minor, CUR)
-        status, res = await self._send(m, f"late payment {pid} {amount}", lambda: inputs.record_payment(
-            self.client, self.repo, m.loan_id, payment_id=pid, amount=amount))
+        status, res = await self._send(
+            m,
+            f"late payment {pid} {amount}",
+            lambda: inputs.record_payment(self.client, self.repo, m.loan_id, payment_id=pid, amount=amount),
+        )
         if status == "ok":
             (m.applied if res.status == "applied" else m.unapplied)[pid] = minor
             if res.status != expect:
@@ -382,18 +427,25 @@ class Driver:
         m.unexpected.append(f"the case's workflow had not finished {timeout:.0f}s after its last payment")
 
     async def bad_payment(self, m: Model, pid: str, amount: str, currency: str, field_: str) -> None:
-        status, res = await self._send(m, f"bad payment {pid}", lambda: inputs.send_update(
-            self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": currency}))
+        status, res = await self._send(
+            m,
+            f"bad payment {pid}",
+            lambda: inputs.send_update(
+                self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": currency}
+            ),
+        )
         m.refused_payment_ids.add(pid)
         if status == "refused" and res.field == field_:
             m.refused[f"payment {pid}"] = str(res)
         elif status != "unresolved":
             m.unexpected.append(f"bad payment {pid} ({amount} {currency}): answered {status} {res}")
 
-    async def update(self, m: Model, command: str, fields: dict, settled_by: tuple[str, ...] = (),
-                     expect_refusal: str | None = None) -> Any:
-        status, res = await self._send(m, f"{command} {fields}", lambda: inputs.send_update(
-            self.client, m.loan_id, command, fields), settled_by)
+    async def update(
+        self, m: Model, command: str, fields: dict, settled_by: tuple[str, ...] = (), expect_refusal: str | None = None
+    ) -> Any:
+        status, res = await self._send(
+            m, f"{command} {fields}", lambda: inputs.send_update(self.client, m.loan_id, command, fields), settled_by
+        )
         if expect_refusal is not None:
             if status == "refused" and res.field == expect_refusal:
                 m.refused[command] = str(res)
@@ -408,7 +460,7 @@ class Driver:
 
 def tomorrow() -> dt.date:
     # the case's calendar is the real one (only DPD is compressed): dates a day ahead stay valid all run
-    return local_date(dt.datetime.now(dt.timezone.utc), TZ) + dt.timedelta(days=1)
+    return local_date(dt.datetime.now(dt.UTC), TZ) + dt.timedelta(days=1)
 
 
 async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
@@ -427,25 +479,29 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
         await at()
         await d.pay(m, pid(1), p1)
         await at()
-        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(2), p2))   # a duplicate beside a new one
+        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(2), p2))  # a duplicate beside a new one
         await at()
         await d.pay(m, pid(1), p1)
     elif m.kind == "full":
         p1 = total * 4 // 10
         await at()
-        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(1), p1))   # the same payment twice at once
+        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(1), p1))  # the same payment twice at once
         await at()
         await d.pay(m, pid(2), total - p1)
         await at()
-        await d.pay(m, pid(2), total - p1)                                  # again: the same answer
+        await d.pay(m, pid(2), total - p1)  # again: the same answer
         await d.closed(m)
-        await d.pay_after_close(m, pid(2), total - p1, expect="applied")    # again, once the case has closed
-        await d.pay_after_close(m, pid(3), 10_000)                           # a new one: kept as unapplied
+        await d.pay_after_close(m, pid(2), total - p1, expect="applied")  # again, once the case has closed
+        await d.pay_after_close(m, pid(3), 10_000)  # a new one: kept as unapplied
     elif m.kind in ("promise", "promise_kept"):
         amount = total * 3 // 10
         await at()
-        if await d.update(m, "promise", {"amount": format_amount(amount, CUR), "date": tomorrow()},
-                          settled_by=("already active",)) is not None:
+        if (
+            await d.update(
+                m, "promise", {"amount": format_amount(amount, CUR), "date": tomorrow()}, settled_by=("already active",)
+            )
+            is not None
+        ):
             m.promise = amount
         if m.kind == "promise_kept":
             await at()
@@ -453,8 +509,9 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
             await d.pay(m, pid(1), amount)
     elif m.kind == "waiver":
         await at()
-        res = await d.update(m, "plan", {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()},
-                             settled_by=("already active",))
+        res = await d.update(
+            m, "plan", {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()}, settled_by=("already active",)
+        )
         if res is not None:
             m.plan, m.waived = "interest_waiver", m.interest * 30 // 100
             await at()
@@ -462,27 +519,44 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
             await d.pay(m, pid(1), total - m.waived)
     elif m.kind == "instalments":
         await at()
-        res = await d.update(m, "plan", {"kind": "instalments", "instalments": 6, "first_due": tomorrow()},
-                             settled_by=("already active",))
+        res = await d.update(
+            m, "plan", {"kind": "instalments", "instalments": 6, "first_due": tomorrow()}, settled_by=("already active",)
+        )
         if res is not None:
             m.plan = "instalments"
             await at()
             await d.pay(m, pid(1), total // 6)
     elif m.kind == "hold":
         await at()
-        if await d.update(m, "hold", {"kind": "dispute", "reference": "borrower disputes the fees"},
-                          settled_by=("already on a dispute hold",)) is not None:
+        if (
+            await d.update(
+                m,
+                "hold",
+                {"kind": "dispute", "reference": "borrower disputes the fees"},
+                settled_by=("already on a dispute hold",),
+            )
+            is not None
+        ):
             m.holds.add("dispute")
         await at()
         await d.update(m, "hold", {"kind": "dispute"}, expect_refusal="kind")
     elif m.kind == "hold_release":
         await at()
-        if await d.update(m, "hold", {"kind": "complaint", "reference": "complaint about a call"},
-                          settled_by=("already on a complaint hold",)) is not None:
+        if (
+            await d.update(
+                m,
+                "hold",
+                {"kind": "complaint", "reference": "complaint about a call"},
+                settled_by=("already on a complaint hold",),
+            )
+            is not None
+        ):
             m.holds.add("complaint")
         await at()
-        if await d.update(m, "release", {"kind": "complaint", "reviewer": "Chaos Reviewer"},
-                          settled_by=("no complaint hold",)) is not None:
+        if (
+            await d.update(m, "release", {"kind": "complaint", "reviewer": "Chaos Reviewer"}, settled_by=("no complaint hold",))
+            is not None
+        ):
             m.holds.discard("complaint")
     elif m.kind == "bad":
         await at()
@@ -490,15 +564,25 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
         await at()
         await d.bad_payment(m, pid("usd"), "10.00", "USD", "currency")
         await d.update(m, "release", {"kind": "dispute"}, expect_refusal="kind")
-        await d.update(m, "promise", {"amount": "10.00", "date": tomorrow() - dt.timedelta(days=3)},
-                       expect_refusal="date")
+        await d.update(m, "promise", {"amount": "10.00", "date": tomorrow() - dt.timedelta(days=3)}, expect_refusal="date")
 
 
-INPUTS_PER_KIND = {"quiet": 0, "partial": 3, "full": 3, "promise": 1, "promise_kept": 2, "waiver": 2,
-                   "instalments": 2, "hold": 2, "hold_release": 2, "bad": 2}
+INPUTS_PER_KIND = {
+    "quiet": 0,
+    "partial": 3,
+    "full": 3,
+    "promise": 1,
+    "promise_kept": 2,
+    "waiver": 2,
+    "instalments": 2,
+    "hold": 2,
+    "hold_release": 2,
+    "bad": 2,
+}
 
 
 # ---------------------------------------------------------------------------- checks
+
 
 @dataclass
 class Check:
@@ -512,6 +596,7 @@ class Check:
 
 def expected_state(m: Model, st: CaseStatus, ck: Check) -> None:
     """The state the inputs imply."""
+
     def bad(msg: str) -> None:
         ck.fail(f"{m.loan_id} ({m.kind}): {msg}")
 
@@ -536,8 +621,10 @@ def expected_state(m: Model, st: CaseStatus, ck: Check) -> None:
         kept = m.kind == "promise_kept" and m.paid >= m.promise
         want_status = "active" if kept else "paused"
         if st.promise is None or st.promise.amount != m.promise or st.promise.status != ("kept" if kept else "active"):
-            bad(f"promise {st.promise and (st.promise.amount, st.promise.status)}, "
-                f"expected {(m.promise, 'kept' if kept else 'active')}")
+            bad(
+                f"promise {st.promise and (st.promise.amount, st.promise.status)}, "
+                f"expected {(m.promise, 'kept' if kept else 'active')}"
+            )
     elif m.holds & {"dispute", "complaint"}:
         want_status = "paused"
     if (st.status, st.outcome) != (want_status, want_outcome):
@@ -552,8 +639,10 @@ def balances(m: Model, st: CaseStatus, ck: Check) -> None:
     waived = st.plan.waived if st.plan is not None and st.plan.status in ("active", "completed") else 0
     parts = sum(parse_amount(st.outstanding[k], CUR, allow_zero=True) for k in ("principal", "interest", "fees"))
     if m.total - paid - waived != outstanding or parts != outstanding:
-        ck.fail(f"{m.loan_id}: original {format_amount(m.total, CUR)} - paid {st.total_paid} - waived "
-                f"{format_amount(waived, CUR)} != outstanding {st.outstanding}")
+        ck.fail(
+            f"{m.loan_id}: original {format_amount(m.total, CUR)} - paid {st.total_paid} - waived "
+            f"{format_amount(waived, CUR)} != outstanding {st.outstanding}"
+        )
 
 
 def ledger(models: dict[str, Model], statuses: dict[str, CaseStatus], rows: list[PaymentRow], ck: Check) -> None:
@@ -580,8 +669,16 @@ def ledger(models: dict[str, Model], statuses: dict[str, CaseStatus], rows: list
         ck.checked += 1
 
 
-def deliveries(models: dict[str, Model], statuses: dict[str, CaseStatus], contacts: list[ContactRow],
-               outbox: list[dict], later: list[ContactRow], policy: Policy, ck: Check, b1: Check) -> dict[str, int]:
+def deliveries(
+    models: dict[str, Model],
+    statuses: dict[str, CaseStatus],
+    contacts: list[ContactRow],
+    outbox: list[dict],
+    later: list[ContactRow],
+    policy: Policy,
+    ck: Check,
+    b1: Check,
+) -> dict[str, int]:
     """At most one delivery per case, step and action; the database and the gateway agree.
 
     Read in this order while the cases go on: statuses, `contacts`, the outbox, `later` (the contact rows
@@ -636,15 +733,21 @@ def deliveries(models: dict[str, Model], statuses: dict[str, CaseStatus], contac
             low = sum(1 for c in rows if c.channel == channel and c.step in done)
             high = sum(1 for c in after if c.channel == channel)
             if not low <= st.contacts.get(channel, 0) <= high:
-                ck.fail(f"{loan}: the case counts {st.contacts.get(channel, 0)} {channel} contact(s); "
-                        f"the database has {low} for its finished steps and {high} in all")
+                ck.fail(
+                    f"{loan}: the case counts {st.contacts.get(channel, 0)} {channel} contact(s); "
+                    f"the database has {low} for its finished steps and {high} in all"
+                )
         ck.checked += 1
-    return {"outbox": len(outbox), "contacts": len(contacts), "pending": len(pending),
-            "orphans": len(pending & outbox_keys), "failed": sum(1 for c in contacts if c.status == "failed")}
+    return {
+        "outbox": len(outbox),
+        "contacts": len(contacts),
+        "pending": len(pending),
+        "orphans": len(pending & outbox_keys),
+        "failed": sum(1 for c in contacts if c.status == "failed"),
+    }
 
 
-def holds_honoured(models: dict[str, Model], statuses: dict[str, CaseStatus], contacts: list[ContactRow],
-                   ck: Check) -> None:
+def holds_honoured(models: dict[str, Model], statuses: dict[str, CaseStatus], contacts: list[ContactRow], ck: Check) -> None:
     by_loan: dict[str, list[ContactRow]] = defaultdict(list)
     for c in contacts:
         by_loan[c.loan_id].append(c)
@@ -656,8 +759,7 @@ def holds_honoured(models: dict[str, Model], statuses: dict[str, CaseStatus], co
         if placed is None:
             continue
         ck.checked += 1
-        late = [f"{c.step}/{c.action} at {c.at:%H:%M:%S}" for c in by_loan.get(loan, [])
-                if c.at is not None and c.at > placed]
+        late = [f"{c.step}/{c.action} at {c.at:%H:%M:%S}" for c in by_loan.get(loan, []) if c.at is not None and c.at > placed]
         if late:
             ck.fail(f"{loan}: contact(s) decided after the dispute hold of {placed:%H:%M:%S}: {late}")
 
@@ -678,6 +780,7 @@ def not_stuck(statuses: dict[str, CaseStatus], tolerance: float) -> tuple[list[s
 
 
 # ---------------------------------------------------------------------------- the run
+
 
 @dataclass
 class Report:
@@ -733,7 +836,8 @@ async def query_all(client: Client, loans: list[str], concurrency: int = 32) -> 
             for attempt in range(10):
                 try:
                     out[loan] = await asyncio.wait_for(
-                        client.get_workflow_handle(f"loan-{loan}").query(CollectionCase.status), 30)
+                        client.get_workflow_handle(f"loan-{loan}").query(CollectionCase.status), 30
+                    )
                     return
                 except Exception:  # noqa: BLE001
                     if attempt == 9:
@@ -749,15 +853,36 @@ def seed_records(repo: Repo, models: list[Model], policy: Policy) -> None:
     now = utcnow()
     with repo.session() as s:
         for i, m in enumerate(models):
-            s.add(BorrowerRow(id=f"B-{m.loan_id}", name=f"混沌借款人{i:04d}", phone=f"1390000{i:04d}",
-                              email=f"chaos{i:04d}@example.com", address=f"混沌市测试路{i}号", id_number=None,
-                              timezone=TZ, language="zh" if i % 3 else "en", created_at=now, updated_at=now))
+            s.add(
+                BorrowerRow(
+                    id=f"B-{m.loan_id}",
+                    name=f"混沌借款人{i:04d}",
+                    phone=f"1390000{i:04d}",
+                    email=f"chaos{i:04d}@example.com",
+                    address=f"混沌市测试路{i}号",
+                    id_number=None,
+                    timezone=TZ,
+                    language="zh" if i % 3 else "en",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         s.flush()
         for m in models:
-            s.add(LoanRow(id=m.loan_id, borrower_id=f"B-{m.loan_id}", currency=CUR, principal=m.principal,
-                          interest=m.interest, fees=m.fees,
-                          due_date=local_date(dt.datetime.now(dt.timezone.utc), TZ) - dt.timedelta(days=m.dpd),
-                          policy=policy.name, created_at=now, updated_at=now))
+            s.add(
+                LoanRow(
+                    id=m.loan_id,
+                    borrower_id=f"B-{m.loan_id}",
+                    currency=CUR,
+                    principal=m.principal,
+                    interest=m.interest,
+                    fees=m.fees,
+                    due_date=local_date(dt.datetime.now(dt.UTC), TZ) - dt.timedelta(days=m.dpd),
+                    policy=policy.name,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         s.commit()
 
 
@@ -768,8 +893,10 @@ def fetch_outbox(gw: RunningGateway, loans: list[str]) -> list[dict]:
         for loan in loans:
             r = http.get("/outbox", params={"loan_id": loan, "limit": 10_000})
             r.raise_for_status()
-            items += [{k: i[k] for k in ("idempotency_key", "loan_id", "channel", "accepted_at", "presented")}
-                      for i in r.json()["items"]]
+            items += [
+                {k: i[k] for k in ("idempotency_key", "loan_id", "channel", "accepted_at", "presented")}
+                for i in r.json()["items"]
+            ]
     return items
 
 
@@ -780,8 +907,10 @@ async def run(cfg: ChaosConfig) -> Report:
     workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=os.environ.get("CHAOS_DIR")))
     workdir.mkdir(parents=True, exist_ok=True)
     log = (lambda msg: None) if cfg.quiet else say
-    log(f"{cfg.cases} cases, {cfg.kills} worker kills, {cfg.server_restarts} server restarts, faults {cfg.faults:.0%}, "
-        f"seed {cfg.seed}, a day is {cfg.day_seconds}s, chaos for {cfg.window:.0f}s; work directory {workdir}")
+    log(
+        f"{cfg.cases} cases, {cfg.kills} worker kills, {cfg.server_restarts} server restarts, faults {cfg.faults:.0%}, "
+        f"seed {cfg.seed}, a day is {cfg.day_seconds}s, chaos for {cfg.window:.0f}s; work directory {workdir}"
+    )
 
     keyring = codec.Keyring.from_env()
     keys_env = {}
@@ -804,14 +933,24 @@ async def run(cfg: ChaosConfig) -> Report:
         await server.start()
         await asyncio.to_thread(gw.start)
         client = await Client.connect(server.address, data_converter=converter)
-        worker_env = dict(os.environ, **keys_env, TEMPORAL_ADDRESS=server.address, TEMPORAL_NAMESPACE="default",
-                          TEMPORAL_TASK_QUEUE=TASK_QUEUE, DATABASE_URL=db_url, GATEWAY_URL=gw.url,
-                          GATEWAY_API_KEY=gw.api_key, GATEWAY_TIMEOUT="5", WORKER_METRICS_ADDRESS="",
-                          LOG_FORMAT="json", LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+        worker_env = dict(
+            os.environ,
+            **keys_env,
+            TEMPORAL_ADDRESS=server.address,
+            TEMPORAL_NAMESPACE="default",
+            TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+            DATABASE_URL=db_url,
+            GATEWAY_URL=gw.url,
+            GATEWAY_API_KEY=gw.api_key,
+            GATEWAY_TIMEOUT="5",
+            WORKER_METRICS_ADDRESS="",
+            LOG_FORMAT="json",
+            LOG_LEVEL="warning",
+            PYTHONUNBUFFERED="1",
+        )
         worker = WorkerProc(workdir, worker_env)
         await worker.start(client)
-        log(f"server {server.address}, gateway {gw.url}, worker {worker.proc.pid} ready "
-            f"({time.monotonic() - began:.1f}s)")
+        log(f"server {server.address}, gateway {gw.url}, worker {worker.proc.pid} ready ({time.monotonic() - began:.1f}s)")
 
         # ---- the cases
         kinds = [KINDS[i % len(KINDS)] for i in range(cfg.cases)]
@@ -819,18 +958,33 @@ async def run(cfg: ChaosConfig) -> Report:
         models: list[Model] = []
         for i, kind in enumerate(kinds):
             principal = rng.randrange(2_000, 60_000) * 100 + rng.choice([0, 50, 88])
-            models.append(Model(loan_id=f"CH-{cfg.seed % 10000:04d}-{i:05d}", kind=kind, principal=principal,
-                                interest=principal * rng.randrange(3, 12) // 100,
-                                fees=rng.choice([0, 5_000, 15_000, 30_000]), dpd=rng.randint(1, 130)))
+            models.append(
+                Model(
+                    loan_id=f"CH-{cfg.seed % 10000:04d}-{i:05d}",
+                    kind=kind,
+                    principal=principal,
+                    interest=principal * rng.randrange(3, 12) // 100,
+                    fees=rng.choice([0, 5_000, 15_000, 30_000]),
+                    dpd=rng.randint(1, 130),
+                )
+            )
         by_loan = {m.loan_id: m for m in models}
         await asyncio.to_thread(seed_records, repo, models, policy)
-        today = local_date(dt.datetime.now(dt.timezone.utc), TZ)
+        today = local_date(dt.datetime.now(dt.UTC), TZ)
         sem = asyncio.Semaphore(32)
 
         async def open_case(m: Model) -> None:
-            inp = CaseInput(loan_id=m.loan_id, borrower_id=f"B-{m.loan_id}", currency=CUR, principal=m.principal,
-                            interest=m.interest, fees=m.fees, due_date=today - dt.timedelta(days=m.dpd), timezone=TZ,
-                            policy=policy)
+            inp = CaseInput(
+                loan_id=m.loan_id,
+                borrower_id=f"B-{m.loan_id}",
+                currency=CUR,
+                principal=m.principal,
+                interest=m.interest,
+                fees=m.fees,
+                due_date=today - dt.timedelta(days=m.dpd),
+                timezone=TZ,
+                policy=policy,
+            )
             async with sem:
                 for attempt in range(20):
                     try:
@@ -860,8 +1014,14 @@ async def run(cfg: ChaosConfig) -> Report:
         async def faults() -> None:
             half = cfg.faults / 2
             while True:
-                settings = {"error_rate": half, "lost_response_rate": half, "latency_ms": rng.choice([0, 50, 150, 300]),
-                            "burst_429": rng.choice([0, 0, 5, 20]), "retry_after_s": 1, "seed": rng.randrange(1 << 30)}
+                settings = {
+                    "error_rate": half,
+                    "lost_response_rate": half,
+                    "latency_ms": rng.choice([0, 50, 150, 300]),
+                    "burst_429": rng.choice([0, 0, 5, 20]),
+                    "retry_after_s": 1,
+                    "seed": rng.randrange(1 << 30),
+                }
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(gw.set_faults, **settings)
                     fault_log.append(f"{settings['latency_ms']}ms/{settings['burst_429']}")
@@ -893,8 +1053,10 @@ async def run(cfg: ChaosConfig) -> Report:
         driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
         await asyncio.gather(*scripts)
         chaos_end = time.monotonic()
-        log(f"chaos over and every input answered at t={chaos_end - t0:.0f}s "
-            f"({counters.inputs} inputs, {counters.attempts} attempts)")
+        log(
+            f"chaos over and every input answered at t={chaos_end - t0:.0f}s "
+            f"({counters.inputs} inputs, {counters.attempts} attempts)"
+        )
         fault_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fault_task
@@ -913,8 +1075,13 @@ async def run(cfg: ChaosConfig) -> Report:
             stuck, worst = not_stuck(statuses, cfg.tolerance)
             quiet_since = utcnow() - dt.timedelta(seconds=8)
             with repo.session() as s:
-                busy = len(list(s.scalars(select(ContactRow.id).where(
-                    ContactRow.status == "pending", ContactRow.updated_at > quiet_since))))
+                busy = len(
+                    list(
+                        s.scalars(
+                            select(ContactRow.id).where(ContactRow.status == "pending", ContactRow.updated_at > quiet_since)
+                        )
+                    )
+                )
             if (not stuck and busy == 0) or time.monotonic() > deadline:
                 break
             log(f"settling: {len(stuck)} case(s) behind (worst {worst:.0f}s), {busy} contact(s) in flight")
@@ -960,27 +1127,44 @@ async def run(cfg: ChaosConfig) -> Report:
         stages = Counter(statuses[m.loan_id].stage for m in models)
         applied = sum(1 for p in payments if p.status == "applied")
         rows = [
-            ("cases", f"{cfg.cases} on policy chaos (demo ladder, {cfg.day_seconds}s day), opened at DPD 1..130 "
-                      f"in {t0 - t_open:.0f}s"),
+            (
+                "cases",
+                f"{cfg.cases} on policy chaos (demo ladder, {cfg.day_seconds}s day), opened at DPD 1..130 in {t0 - t_open:.0f}s",
+            ),
             ("scripts", ", ".join(f"{k} {n}" for k, n in sorted(Counter(kinds).items()))),
             ("chaos window", f"{w:.0f}s; inputs all answered at {chaos_end - t0:.0f}s; settled in {settle:.0f}s"),
-            ("worker SIGKILLs", f"{worker.kills} (pauses before restart: {', '.join(f'{p:.0f}s' for p in kill_pauses)}); "
-                                f"{worker.starts} worker starts"),
+            (
+                "worker SIGKILLs",
+                f"{worker.kills} (pauses before restart: {', '.join(f'{p:.0f}s' for p in kill_pauses)}); "
+                f"{worker.starts} worker starts",
+            ),
             ("server restarts", f"{len(server.restarts)} (down " + ", ".join(f"{d:.1f}s" for d in server.restarts) + ")"),
-            ("gateway faults", f"503 {gw_stats['faults']['503']}, lost responses {gw_stats['faults']['502']}, "
-                               f"429 {gw_stats['faults']['429']} of {gw_stats['requests']} requests "
-                               f"({cfg.faults / 2:.0%} errors + {cfg.faults / 2:.0%} lost; latency/burst settings "
-                               f"changed {len(fault_log)} times)"),
-            ("gateway", f"accepted {gw_stats['accepted']}, duplicates answered from the outbox {gw_stats['duplicates']}, "
-                        f"rejected {gw_stats['rejected']}"),
-            ("inputs", f"{counters.inputs} sent in {counters.attempts} attempts; {counters.retried} needed a retry; "
-                       f"{counters.refused} refused as bad input; {counters.duplicates} duplicate payments; "
-                       f"{counters.unresolved} unresolved"),
+            (
+                "gateway faults",
+                f"503 {gw_stats['faults']['503']}, lost responses {gw_stats['faults']['502']}, "
+                f"429 {gw_stats['faults']['429']} of {gw_stats['requests']} requests "
+                f"({cfg.faults / 2:.0%} errors + {cfg.faults / 2:.0%} lost; latency/burst settings "
+                f"changed {len(fault_log)} times)",
+            ),
+            (
+                "gateway",
+                f"accepted {gw_stats['accepted']}, duplicates answered from the outbox {gw_stats['duplicates']}, "
+                f"rejected {gw_stats['rejected']}",
+            ),
+            (
+                "inputs",
+                f"{counters.inputs} sent in {counters.attempts} attempts; {counters.retried} needed a retry; "
+                f"{counters.refused} refused as bad input; {counters.duplicates} duplicate payments; "
+                f"{counters.unresolved} unresolved",
+            ),
             ("no answer (retried)", ", ".join(f"{k} {n}" for k, n in counters.errors.most_common()) or "none"),
             ("ledger", f"{len(payments)} rows ({applied} applied, {len(payments) - applied} unapplied)"),
-            ("deliveries", f"{dstats['outbox']} in the outbox; {dstats['contacts']} contact rows "
-                           f"({dstats['failed']} failed, {dstats['pending']} pending, of which {dstats['orphans']} "
-                           f"delivered in a workflow task lost with its worker and not run again)"),
+            (
+                "deliveries",
+                f"{dstats['outbox']} in the outbox; {dstats['contacts']} contact rows "
+                f"({dstats['failed']} failed, {dstats['pending']} pending, of which {dstats['orphans']} "
+                f"delivered in a workflow task lost with its worker and not run again)",
+            ),
             ("final states", ", ".join(f"{s}{'/' + o if o else ''} {n}" for (s, o), n in sorted(finals.items()))),
             ("stages", ", ".join(f"{s} {n}" for s, n in sorted(stages.items(), key=lambda x: -x[1]))),
             ("most overdue next action", f"{worst:.1f}s (tolerance {cfg.tolerance:.0f}s)"),
@@ -1008,12 +1192,18 @@ async def run(cfg: ChaosConfig) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--cases", type=int, default=1000)
     p.add_argument("--kills", type=int, default=20, help="worker SIGKILLs during the run")
     p.add_argument("--server-restarts", type=int, default=2, help="Temporal dev server stops and starts")
-    p.add_argument("--faults", type=float, default=0.3, help="share of gateway requests that fail (half 503, half lost responses)")
+    p.add_argument(
+        "--faults", type=float, default=0.3, help="share of gateway requests that fail (half 503, half lost responses)"
+    )
     p.add_argument("--seed", type=int, default=20261128)
     p.add_argument("--day-seconds", type=int, default=6, help="length of a policy day (the demo's: 6)")
     p.add_argument("--window", type=float, help="seconds of chaos (default: grows with --cases)")
@@ -1023,8 +1213,18 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not 0 <= a.faults < 1:
         p.error("--faults: between 0 and 1")
-    cfg = ChaosConfig(cases=a.cases, kills=a.kills, server_restarts=a.server_restarts, faults=a.faults, seed=a.seed,
-                      day_seconds=a.day_seconds, window=a.window, settle_timeout=a.settle, workdir=a.workdir, keep=a.keep)
+    cfg = ChaosConfig(
+        cases=a.cases,
+        kills=a.kills,
+        server_restarts=a.server_restarts,
+        faults=a.faults,
+        seed=a.seed,
+        day_seconds=a.day_seconds,
+        window=a.window,
+        settle_timeout=a.settle,
+        workdir=a.workdir,
+        keep=a.keep,
+    )
     report = asyncio.run(run(cfg))
     print()
     print(report.table())

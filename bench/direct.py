@@ -30,8 +30,14 @@ TEMPORAL_10K = ROOT / "docs" / "simulation-10000" / "summary.json"
 # the targets of issue 16, on this 2-core machine
 GOALS = {10_000: 60, 100_000: 600}
 SWEEP_GOAL = 900
-SWEEP = ["--sweep", "steps.home_visit.dpd=20,30,45", "--sweep", "plans.max_instalments=6,12",
-         "--sweep", "promise.max_days_ahead=7,14"]   # 3 x 2 x 2 = 12 variants
+SWEEP = [
+    "--sweep",
+    "steps.home_visit.dpd=20,30,45",
+    "--sweep",
+    "plans.max_instalments=6,12",
+    "--sweep",
+    "promise.max_days_ahead=7,14",
+]  # 3 x 2 x 2 = 12 variants
 
 
 def _load() -> float:
@@ -43,8 +49,13 @@ def run_child(args: list[str], out: Path) -> dict:
     before = _load()
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        proc = subprocess.Popen([sys.executable, "starter.py", "simulate", *args, "--out", str(out), "--json"],
-                                cwd=ROOT, stdout=so, stderr=se, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "starter.py", "simulate", *args, "--out", str(out), "--json"],
+            cwd=ROOT,
+            stdout=so,
+            stderr=se,
+            text=True,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
@@ -53,8 +64,14 @@ def run_child(args: list[str], out: Path) -> dict:
         stdout, stderr = so.read(), se.read()
     if proc.returncode != 0:
         raise RuntimeError(f"simulate {' '.join(args)} failed ({proc.returncode}): {stderr[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "summary": json.loads(stdout), "load_before": before, "load_after": _load()}
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "summary": json.loads(stdout),
+        "load_before": before,
+        "load_after": _load(),
+    }
 
 
 def temporal_baseline() -> tuple[float | None, str]:
@@ -75,24 +92,50 @@ def run(loans: list[int], days: int, sweep_loans: int | None, workers: int | Non
     extra = ["--workers", str(workers)] if workers else []
     with tempfile.TemporaryDirectory(prefix="bench-direct-") as tmp:
         for n in loans:
-            r = run_child(["--challenger", "policies/challenger-early-legal.toml", "--loans", str(n), "--days", str(days),
-                           *extra], Path(tmp) / f"sim-{n}")
+            r = run_child(
+                ["--challenger", "policies/challenger-early-legal.toml", "--loans", str(n), "--days", str(days), *extra],
+                Path(tmp) / f"sim-{n}",
+            )
             goal = GOALS.get(n)
-            t.add(Row(f"{n:,} loans x {days} days, wall", round(r["wall"], 1),
-                      baseline=base_wall if n == 10_000 and days == 365 else None, unit="s",
-                      goal=f"<= {goal}" if goal and days == 365 else "", goal_on="ours",
-                      note=f"load {r['load_before']} -> {r['load_after']}" + (f"; baseline: {base_label}" if n == 10_000 else "")),
-                  Row(f"{n:,} loans: CPU per loan-year", round(1000 * r["cpu"] / n * 365 / days, 2), unit="ms",
-                      note="the child and its workers"),
-                  Row(f"{n:,} loans: peak RSS", round(r["peak_rss_mib"]), unit="MiB",
-                      goal="<= 4096" if n >= 100_000 else "", goal_on="ours", note="largest process"))
+            t.add(
+                Row(
+                    f"{n:,} loans x {days} days, wall",
+                    round(r["wall"], 1),
+                    baseline=base_wall if n == 10_000 and days == 365 else None,
+                    unit="s",
+                    goal=f"<= {goal}" if goal and days == 365 else "",
+                    goal_on="ours",
+                    note=f"load {r['load_before']} -> {r['load_after']}" + (f"; baseline: {base_label}" if n == 10_000 else ""),
+                ),
+                Row(
+                    f"{n:,} loans: CPU per loan-year",
+                    round(1000 * r["cpu"] / n * 365 / days, 2),
+                    unit="ms",
+                    note="the child and its workers",
+                ),
+                Row(
+                    f"{n:,} loans: peak RSS",
+                    round(r["peak_rss_mib"]),
+                    unit="MiB",
+                    goal="<= 4096" if n >= 100_000 else "",
+                    goal_on="ours",
+                    note="largest process",
+                ),
+            )
             t.facts[f"{n} loans load"] = f"{r['load_before']} -> {r['load_after']}"
         if sweep_loans:
             r = run_child([*SWEEP, "--loans", str(sweep_loans), "--days", str(days), *extra], Path(tmp) / "sweep")
             variants = len(r["summary"]["rows"])
-            t.add(Row(f"sweep {variants} variants x {sweep_loans:,} loans x {days} days, wall", round(r["wall"], 1), unit="s",
-                      goal=f"<= {SWEEP_GOAL}" if variants == 12 and sweep_loans == 10_000 and days == 365 else "",
-                      goal_on="ours", note=f"load {r['load_before']} -> {r['load_after']}"))
+            t.add(
+                Row(
+                    f"sweep {variants} variants x {sweep_loans:,} loans x {days} days, wall",
+                    round(r["wall"], 1),
+                    unit="s",
+                    goal=f"<= {SWEEP_GOAL}" if variants == 12 and sweep_loans == 10_000 and days == 365 else "",
+                    goal_on="ours",
+                    note=f"load {r['load_before']} -> {r['load_after']}",
+                )
+            )
             t.facts["sweep load"] = f"{r['load_before']} -> {r['load_after']}"
     t.facts["machine"] = "shared (other jobs may run): load averages beside each figure"
     return t

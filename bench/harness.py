@@ -23,11 +23,11 @@ from temporalio.testing import WorkflowEnvironment
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from db.tables import BorrowerRow, ContactRow, LoanRow, utcnow
+from devstack.binaries import find
 from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import Policy, load_policy, parse_policy
 from encryption import codec
-from devstack.binaries import find
 from infra.config import ROOT
 from sandbox.gateway import running_gateway
 from workflows import search
@@ -53,17 +53,22 @@ def open_hours(policy: Policy) -> Policy:
     """The policy with contact allowed at any hour and day, so the gate never defers by the time of day."""
     data = policy.model_dump(mode="json")
     data["name"] = f"{policy.name}-open"
-    data["contact"].update(window_start="00:00", window_end="24:00", public_holidays=False, weekends=True,
-                           min_minutes_between_contacts=0)
+    data["contact"].update(
+        window_start="00:00", window_end="24:00", public_holidays=False, weekends=True, min_minutes_between_contacts=0
+    )
     return parse_policy(data)
 
 
 def open_hours_toml(dest: Path) -> Path:
     """policies/default.toml with open contact hours, as a file `starter.py import --policy PATH` takes."""
     text = (ROOT / "policies" / "default.toml").read_text(encoding="utf-8")
-    swaps = {'name = "default"': 'name = "default-open"', 'window_start = "08:00"': 'window_start = "00:00"',
-             'window_end = "21:00"': 'window_end = "24:00"', "public_holidays = true": "public_holidays = false",
-             "min_minutes_between_contacts = 60": "min_minutes_between_contacts = 0"}
+    swaps = {
+        'name = "default"': 'name = "default-open"',
+        'window_start = "08:00"': 'window_start = "00:00"',
+        'window_end = "21:00"': 'window_end = "24:00"',
+        "public_holidays = true": "public_holidays = false",
+        "min_minutes_between_contacts = 60": "min_minutes_between_contacts = 0",
+    }
     for old, new in swaps.items():
         assert old in text, f"policies/default.toml no longer has {old!r}: update bench.harness.open_hours_toml"
         text = text.replace(old, new, 1)
@@ -83,12 +88,16 @@ async def dev_server(db_file: Path | None) -> AsyncIterator[WorkflowEnvironment]
     """The Temporal CLI dev server the local stack runs (SQLite, WAL when on a file), search attributes registered."""
     extra = []
     if db_file is not None:
-        extra = ["--db-filename", str(db_file),
-                 "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+        extra = ["--db-filename", str(db_file), "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, data_converter=converter(),
-        dev_server_log_level="error", dev_server_extra_args=extra, ui=False,
-        dev_server_startup_timeout=dt.timedelta(seconds=60))
+        dev_server_existing_path=find("temporal"),
+        search_attributes=search.ALL,
+        data_converter=converter(),
+        dev_server_log_level="error",
+        dev_server_extra_args=extra,
+        ui=False,
+        dev_server_startup_timeout=dt.timedelta(seconds=60),
+    )
     try:
         yield env
     finally:
@@ -97,18 +106,24 @@ async def dev_server(db_file: Path | None) -> AsyncIterator[WorkflowEnvironment]
 
 @contextlib.asynccontextmanager
 async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
     from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
-    types = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-             "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-             "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME}
+    types = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+        "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+        "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    }
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=converter(), test_server_existing_path=find("temporal-test-server"))
+        data_converter=converter(), test_server_existing_path=find("temporal-test-server")
+    )
     try:
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: types[t] for k, t in search.CLI_TYPES.items()}))
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace, search_attributes={k.name: types[t] for k, t in search.CLI_TYPES.items()}
+            )
+        )
         yield env
     finally:
         await env.shutdown()
@@ -142,16 +157,41 @@ class Database:
     def seed(self, inputs: list[CaseInput]) -> None:
         """Borrowers and loans of the cases, in bulk (what an import writes before it starts cases)."""
         now = utcnow()
-        borrowers = [dict(id=i.borrower_id, name="张伟", phone="13812345678", email="zhang.wei@example.cn",
-                          address="上海市黄浦区南京东路1号", language="zh", timezone=i.timezone, created_at=now,
-                          updated_at=now) for i in inputs]
-        loans = [dict(id=i.loan_id, borrower_id=i.borrower_id, currency=i.currency, principal=i.principal,
-                      interest=i.interest, fees=i.fees, due_date=i.due_date, product=i.product, segment=i.segment,
-                      policy=i.policy.name, created_at=now, updated_at=now) for i in inputs]
+        borrowers = [
+            dict(
+                id=i.borrower_id,
+                name="张伟",
+                phone="13812345678",
+                email="zhang.wei@example.cn",
+                address="上海市黄浦区南京东路1号",
+                language="zh",
+                timezone=i.timezone,
+                created_at=now,
+                updated_at=now,
+            )
+            for i in inputs
+        ]
+        loans = [
+            dict(
+                id=i.loan_id,
+                borrower_id=i.borrower_id,
+                currency=i.currency,
+                principal=i.principal,
+                interest=i.interest,
+                fees=i.fees,
+                due_date=i.due_date,
+                product=i.product,
+                segment=i.segment,
+                policy=i.policy.name,
+                created_at=now,
+                updated_at=now,
+            )
+            for i in inputs
+        ]
         with self.repo.session() as s:
             for size in range(0, len(inputs), 2000):
-                s.execute(BorrowerRow.__table__.insert(), borrowers[size:size + 2000])
-                s.execute(LoanRow.__table__.insert(), loans[size:size + 2000])
+                s.execute(BorrowerRow.__table__.insert(), borrowers[size : size + 2000])
+                s.execute(LoanRow.__table__.insert(), loans[size : size + 2000])
             s.commit()
 
     def dispose(self) -> None:
@@ -160,8 +200,20 @@ class Database:
 
 def case_inputs(prefix: str, n: int, now: dt.datetime, dpd: int = 1, policy: Policy = OPEN_DEFAULT) -> list[CaseInput]:
     due = local_date(now, TZ) - dt.timedelta(days=dpd)
-    return [CaseInput(loan_id=f"{prefix}{i:06d}", borrower_id=f"B{prefix}{i:06d}", currency="CNY", principal=1_000_000,
-                      interest=50_000, fees=2_000, due_date=due, timezone=TZ, policy=policy) for i in range(n)]
+    return [
+        CaseInput(
+            loan_id=f"{prefix}{i:06d}",
+            borrower_id=f"B{prefix}{i:06d}",
+            currency="CNY",
+            principal=1_000_000,
+            interest=50_000,
+            fees=2_000,
+            due_date=due,
+            timezone=TZ,
+            policy=policy,
+        )
+        for i in range(n)
+    ]
 
 
 class FirstSteps:
@@ -208,8 +260,7 @@ class FirstSteps:
     def _poll(self) -> list[tuple[int, str, str]]:
         t = ContactRow.__table__.c
         with self.engine.connect() as c:
-            return list(c.execute(select(t.id, t.loan_id, t.status).where(t.id > self.low, t.step == self.step)
-                                  .order_by(t.id)))
+            return list(c.execute(select(t.id, t.loan_id, t.status).where(t.id > self.low, t.step == self.step).order_by(t.id)))
 
     async def _run(self) -> None:
         while True:
@@ -260,17 +311,33 @@ class WorkerProcess:
 
     async def start(self) -> WorkerProcess:
         LOGS.mkdir(parents=True, exist_ok=True)
-        settings = dict(address=self.address, task_queue=self.task_queue, database_url=self.database_url,
-                        gateway_url=self.gateway_url, gateway_api_key=self.gateway_api_key, tuning=self.tuning,
-                        log_level=self.log_level, gateway_max_connections=self.gateway_max_connections,
-                        threads=self.threads, sandbox=self.sandbox,
-                        activities=self.activities)
+        settings = dict(
+            address=self.address,
+            task_queue=self.task_queue,
+            database_url=self.database_url,
+            gateway_url=self.gateway_url,
+            gateway_api_key=self.gateway_api_key,
+            tuning=self.tuning,
+            log_level=self.log_level,
+            gateway_max_connections=self.gateway_max_connections,
+            threads=self.threads,
+            sandbox=self.sandbox,
+            activities=self.activities,
+        )
         t = time.perf_counter()
         self._log = open(LOGS / f"{self.name}.log", "wb")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.worker", json.dumps(settings), cwd=str(ROOT),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, limit=1 << 20,
-            env={**os.environ, **self.env})
+            sys.executable,
+            "-m",
+            "bench.worker",
+            json.dumps(settings),
+            cwd=str(ROOT),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            limit=1 << 20,
+            env={**os.environ, **self.env},
+        )
         ready = await self._answer(timeout=120)
         assert ready.get("ready"), ready
         self.started_in = time.perf_counter() - t
@@ -289,7 +356,7 @@ class WorkerProcess:
             if not line:
                 raise RuntimeError(f"{self.name} exited ({await self.proc.wait()}); see {LOGS / (self.name + '.log')}")
             if line.startswith(b"@@bench "):
-                return json.loads(line[len(b"@@bench "):])
+                return json.loads(line[len(b"@@bench ") :])
             self.stray.append(line.decode(errors="replace").rstrip())
 
     async def command(self, cmd: str, timeout: float = 300) -> dict:
@@ -308,7 +375,7 @@ class WorkerProcess:
             self.proc.stdin.write(b"quit\n")
             await self.proc.stdin.drain()
             await asyncio.wait_for(self.proc.wait(), 30)
-        except (asyncio.TimeoutError, BrokenPipeError, ConnectionResetError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.proc.kill()
             await self.proc.wait()
         finally:

@@ -22,17 +22,34 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from app.opening import start_case
 from bench.harness import Database, FirstSteps, WorkerProcess, case_inputs
 from bench.noop import BaselineModules, Idle
 from bench.probe import SandboxModules
 from bench.report import Row, Table
 from bench.start import closed_loop
 from domain.models import PaymentIn, workflow_id
-from app.opening import start_case
 from workflows.case import CollectionCase
 
-HEAVY = ("httpx", "httpcore", "sqlalchemy", "sqlmodel", "structlog", "pydantic", "pydantic_core", "jinja2", "fastapi",
-         "starlette", "holidays", "psycopg", "cryptography", "alembic", "anyio", "uvicorn", "rich")
+HEAVY = (
+    "httpx",
+    "httpcore",
+    "sqlalchemy",
+    "sqlmodel",
+    "structlog",
+    "pydantic",
+    "pydantic_core",
+    "jinja2",
+    "fastapi",
+    "starlette",
+    "holidays",
+    "psycopg",
+    "cryptography",
+    "alembic",
+    "anyio",
+    "uvicorn",
+    "rich",
+)
 MIB = 1024 * 1024
 
 
@@ -70,8 +87,18 @@ async def sandbox_modules(client: Client, task_queue: str) -> tuple[list[str], l
     return ours, base, t_ours, time.perf_counter() - t
 
 
-async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerProcess, task_queue: str,
-              live: list[str], n_live: int, m_idle: int, samples: int, concurrency: int) -> tuple[Table, Table]:
+async def run(
+    client: Client,
+    db: Database,
+    watcher: FirstSteps,
+    worker: WorkerProcess,
+    task_queue: str,
+    live: list[str],
+    n_live: int,
+    m_idle: int,
+    samples: int,
+    concurrency: int,
+) -> tuple[Table, Table]:
     tag = uuid.uuid4().hex[:6]
     ours_mods, base_mods, t_ours, t_base = await sandbox_modules(client, task_queue)
     heavy = sorted(m for m in ours_mods if m.split(".")[0] in HEAVY)
@@ -80,13 +107,14 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
     rss0 = await worker.rss()
 
     async def idle(i: int) -> None:
-        op = WithStartWorkflowOperation(Idle.run, 30, id=f"idle-{tag}-{i}", task_queue=task_queue,
-                                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+        op = WithStartWorkflowOperation(
+            Idle.run, 30, id=f"idle-{tag}-{i}", task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.FAIL
+        )
         await client.execute_update_with_start_workflow(Idle.ready, start_workflow_operation=op)
 
     t_idle, _ = await closed_loop(range(m_idle), concurrency, idle)
     rss1 = await worker.rss()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     inputs = case_inputs(f"M{tag}", m_idle, now)
     await asyncio.to_thread(db.seed, inputs)
 
@@ -111,10 +139,11 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
     if quiet:  # their first tasks are done once the last ones answer a query and the worker is idle
         await wait_idle(worker.pid)
         for inp in quiet[-20:]:
-            for attempt in range(30):  # a busy server times a query out while first tasks are queued
+            for _attempt in range(30):  # a busy server times a query out while first tasks are queued
                 try:
                     await client.get_workflow_handle(workflow_id(inp.loan_id)).query(
-                        CollectionCase.status, rpc_timeout=dt.timedelta(seconds=20))
+                        CollectionCase.status, rpc_timeout=dt.timedelta(seconds=20)
+                    )
                     break
                 except RPCError:
                     await asyncio.sleep(1)
@@ -123,19 +152,40 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
     live = live + [i.loan_id for i in quiet]
 
     memory = Table("2. Memory per cached live workflow (worker RSS after gc)").add(
-        Row("RSS per live case", per_case / 1024, per_idle / 1024, "KiB", "<= 1.2",
-            note="case after its first step, waiting on its next timer; baseline: a workflow waiting on a timer"),
-        Row("heavy libraries imported inside the case's sandbox", len(heavy), None, "modules", "<= 0", goal_on="ours",
-            note=", ".join(heavy)),
-        Row("modules imported anew per sandboxed case", len(ours_mods), len(base_mods), "modules",
-            note=", ".join(ours_mods)),
+        Row(
+            "RSS per live case",
+            per_case / 1024,
+            per_idle / 1024,
+            "KiB",
+            "<= 1.2",
+            note="case after its first step, waiting on its next timer; baseline: a workflow waiting on a timer",
+        ),
+        Row(
+            "heavy libraries imported inside the case's sandbox",
+            len(heavy),
+            None,
+            "modules",
+            "<= 0",
+            goal_on="ours",
+            note=", ".join(heavy),
+        ),
+        Row("modules imported anew per sandboxed case", len(ours_mods), len(base_mods), "modules", note=", ".join(ours_mods)),
     )
     if quiet:
-        memory.add(Row("RSS per live case not yet delinquent (no step run)", (rss3 - rss2) / len(quiet) / 1024,
-                       per_idle / 1024, "KiB", note="cases opened the day before their due date (item 3's filler)"))
-    memory.facts = {"cases and idle workflows measured": m_idle,
-                    "worker RSS (MiB) at start/after idle/after cases": f"{rss0 / MIB:.0f}/{rss1 / MIB:.0f}/{rss2 / MIB:.0f}",
-                    "first probe (case sandbox) / baseline probe (s)": f"{t_ours:.2f}/{t_base:.2f}"}
+        memory.add(
+            Row(
+                "RSS per live case not yet delinquent (no step run)",
+                (rss3 - rss2) / len(quiet) / 1024,
+                per_idle / 1024,
+                "KiB",
+                note="cases opened the day before their due date (item 3's filler)",
+            )
+        )
+    memory.facts = {
+        "cases and idle workflows measured": m_idle,
+        "worker RSS (MiB) at start/after idle/after cases": f"{rss0 / MIB:.0f}/{rss1 / MIB:.0f}/{rss2 / MIB:.0f}",
+        "first probe (case sandbox) / baseline probe (s)": f"{t_ours:.2f}/{t_base:.2f}",
+    }
 
     # reaction
     rng = random.Random(7)
@@ -145,8 +195,9 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
     for k, loan_id in enumerate(targets):
         h = client.get_workflow_handle(workflow_id(loan_id))
         t = time.perf_counter()
-        r = await h.execute_update(CollectionCase.record_payment,
-                                   PaymentIn(payment_id=f"PAY-{tag}-{k}", amount="10.00", currency="CNY"))
+        r = await h.execute_update(
+            CollectionCase.record_payment, PaymentIn(payment_id=f"PAY-{tag}-{k}", amount="10.00", currency="CNY")
+        )
         lat_case.append((time.perf_counter() - t) * 1000)
         assert r.status == "active" and not r.duplicate, r
         hi = client.get_workflow_handle(f"idle-{tag}-{rng.randrange(m_idle)}")
@@ -155,11 +206,17 @@ async def run(client: Client, db: Database, watcher: FirstSteps, worker: WorkerP
         lat_noop.append((time.perf_counter() - t) * 1000)
 
     reaction = Table(f"3. Reaction: update latency from the caller, {len(live):,} live cases on the server").add(
-        *(Row(f"record_payment p{p}", percentile(lat_case, p), percentile(lat_noop, p), "ms",
-              "<= 1.5" if p == 99 else "") for p in (50, 95, 99)),
+        *(
+            Row(f"record_payment p{p}", percentile(lat_case, p), percentile(lat_noop, p), "ms", "<= 1.5" if p == 99 else "")
+            for p in (50, 95, 99)
+        ),
     )
-    reaction.facts = {"updates each": len(targets), "live cases": len(live), "of which not yet delinquent": len(quiet),
-                      "idle workflows": m_idle,
-                      "order": "one at a time, alternating payment / no-op",
-                      "payment": "10.00 CNY partial, written to the ledger by a local activity"}
+    reaction.facts = {
+        "updates each": len(targets),
+        "live cases": len(live),
+        "of which not yet delinquent": len(quiet),
+        "idle workflows": m_idle,
+        "order": "one at a time, alternating payment / no-op",
+        "payment": "10.00 CNY partial, written to the ledger by a local activity",
+    }
     return memory, reaction

@@ -58,8 +58,9 @@ class BaselineModules:
 
         host = _importer._thread_local_sys_modules.orig
         inside = sys.modules.copy()
-        return sorted(name for name, mod in inside.items()
-                      if name not in ("sys", "builtins", "__main__") and host.get(name) is not mod)
+        return sorted(
+            name for name, mod in inside.items() if name not in ("sys", "builtins", "__main__") and host.get(name) is not mod
+        )
 
 
 WORKFLOWS = [Noop, Idle, BaselineModules]

@@ -20,20 +20,25 @@ from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from bench.harness import TZ, OPEN_DEFAULT, Database, case_inputs, target, time_skipping_server, WorkerProcess
+from app.opening import start_case
+from bench.harness import OPEN_DEFAULT, TZ, WorkerProcess, case_inputs, target, time_skipping_server
 from bench.live import cpu_seconds
 from bench.profiling import Profiler
 from bench.report import Row, Table
 from db.tables import CaseRow, ContactRow
 from domain.dates import local_date
 from domain.models import CaseInput, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, workflow_id
-from app.opening import start_case
 from workflows.case import CollectionCase
 
 FULL = "10520.00"  # 10,000.00 principal + 500.00 interest + 20.00 fees (harness.case_inputs)
 # cohort per loan index modulo 20: what happens to the loan after it falls delinquent
-COHORTS = ["ladder"] * 6 + ["ladder_no_judgment"] * 2 + ["paid"] * 3 + ["partial"] * 2 + [
-    "promise_kept", "promise_broken", "plan_kept", "plan_broken", "hardship", "dispute", "deferral_kept"]
+COHORTS = (
+    ["ladder"] * 6
+    + ["ladder_no_judgment"] * 2
+    + ["paid"] * 3
+    + ["partial"] * 2
+    + ["promise_kept", "promise_broken", "plan_kept", "plan_broken", "hardship", "dispute", "deferral_kept"]
+)
 
 
 @dataclass
@@ -73,9 +78,18 @@ class Simulation:
         self.at(s, loan, "start")
         if c == "ladder":
             # effective the day it is recorded, performance within 10 days (the dates the enforcement clock counts from)
-            self.at(s + 128, loan, "outcome", OutcomeIn(kind="court", outcome="judgment", reference=f"(2026)沪0101民初{i}号",
-                                                        effective_on=self.date(s + 128),
-                                                        performance_ends=self.date(s + 138)))
+            self.at(
+                s + 128,
+                loan,
+                "outcome",
+                OutcomeIn(
+                    kind="court",
+                    outcome="judgment",
+                    reference=f"(2026)沪0101民初{i}号",
+                    effective_on=self.date(s + 128),
+                    performance_ends=self.date(s + 138),
+                ),
+            )
         elif c == "paid":
             self.at(s + 3 + (i * 7) % 170, loan, "pay", FULL)
         elif c == "partial":
@@ -86,8 +100,12 @@ class Simulation:
             if c == "promise_kept":
                 self.at(s + 9, loan, "pay", "2000.00")
         elif c in ("plan_kept", "plan_broken"):
-            self.at(s + 5, loan, "plan", PlanIn(kind="instalments", instalments=3 if c == "plan_kept" else 4,
-                                               first_due=self.date(s + 12)))
+            self.at(
+                s + 5,
+                loan,
+                "plan",
+                PlanIn(kind="instalments", instalments=3 if c == "plan_kept" else 4, first_due=self.date(s + 12)),
+            )
         elif c == "hardship":
             self.at(s + 8, loan, "hold", HoldIn(kind="hardship", until=self.date(s + 68), reference="lost job"))
         elif c == "dispute":
@@ -136,16 +154,35 @@ class Simulation:
                 await sleep()
 
 
-async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, tuning: dict,
-              history_sample: int = 20, worker_kw: dict | None = None, profile: bool = False,
-              profiles: dict | None = None, activities: str = "real") -> Table:
+async def run(
+    n: int,
+    days: int,
+    spread: int,
+    concurrency: int,
+    db_factory,
+    gw,
+    tuning: dict,
+    history_sample: int = 20,
+    worker_kw: dict | None = None,
+    profile: bool = False,
+    profiles: dict | None = None,
+    activities: str = "real",
+) -> Table:
     tag = uuid.uuid4().hex[:6]
     async with time_skipping_server() as env:
         with db_factory() as db:
             task_queue = f"portfolio-{tag}"
-            async with WorkerProcess(target(env.client), task_queue, db.url, gw.url, gw.api_key, tuning=tuning,
-                                     name=f"portfolio-worker-{activities}", activities=activities,
-                                     **(worker_kw or {})) as worker:
+            async with WorkerProcess(
+                target(env.client),
+                task_queue,
+                db.url,
+                gw.url,
+                gw.api_key,
+                tuning=tuning,
+                name=f"portfolio-worker-{activities}",
+                activities=activities,
+                **(worker_kw or {}),
+            ) as worker:
                 now = await env.get_current_time()
                 day0 = local_date(now, TZ)
                 inputs = case_inputs(f"F{tag}", n, now, dpd=1, policy=OPEN_DEFAULT)
@@ -175,8 +212,14 @@ async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, 
 
                 # the outcome, from the database's case projection (no query per case)
                 with db.repo.session() as s:
-                    by_status = Counter({f"{st}:{oc or '-'}": k for st, oc, k in s.execute(
-                        select(CaseRow.status, CaseRow.outcome, func.count()).group_by(CaseRow.status, CaseRow.outcome))})
+                    by_status = Counter(
+                        {
+                            f"{st}:{oc or '-'}": k
+                            for st, oc, k in s.execute(
+                                select(CaseRow.status, CaseRow.outcome, func.count()).group_by(CaseRow.status, CaseRow.outcome)
+                            )
+                        }
+                    )
                     contacts = s.scalar(select(func.count()).select_from(ContactRow))
                 # history length of cases that walked the whole ladder (to enforcement), and of every cohort
                 sizes: dict[str, list[int]] = {}
@@ -194,20 +237,36 @@ async def run(n: int, days: int, spread: int, concurrency: int, db_factory, gw, 
     ladder = sizes.get("ladder", [0])
     cps = n / wall
     fit = 600 * cps  # loans this machine walks through 365 days in 10 minutes at this rate
-    what = "real activities: SQLite/PostgreSQL and the sandbox gateway" if activities == "real" else \
-        "in-memory activities (bench/stubs.py): the workflows alone"
+    what = (
+        "real activities: SQLite/PostgreSQL and the sandbox gateway"
+        if activities == "real"
+        else "in-memory activities (bench/stubs.py): the workflows alone"
+    )
     table = Table(f"4. Portfolio: {n:,} loans × {days} days of the default ladder, time-skipping server, {what}").add(
         Row("wall time", wall, None, "s"),
         Row("cases per second (whole year each)", cps, None, "/s"),
-        Row("loans walked in 10 minutes at this rate", fit, 10_000, "loans", ">= 1.0",
-            note="extrapolated linearly from this run" if n < 10_000 else ""),
+        Row(
+            "loans walked in 10 minutes at this rate",
+            fit,
+            10_000,
+            "loans",
+            ">= 1.0",
+            note="extrapolated linearly from this run" if n < 10_000 else "",
+        ),
         Row("worker CPU per loan-year", cpu / n * 1000, None, "ms"),
         Row("history events, case walking the whole ladder (max)", max(ladder), None, "events", "<= 150", goal_on="ours"),
         Row("history events, case walking the whole ladder (mean)", sum(ladder) / len(ladder), None, "events"),
     )
-    table.facts = {"loans": n, "intake spread (days)": spread, "updates sent": dict(sim.sent),
-                   "updates refused (case closed or not due)": dict(sim.refused), "cases by status:outcome": dict(by_status),
-                   "contacts recorded": contacts, "ladder cases' stage at the end (sample)": dict(stages),
-                   "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
-                   "concurrency": concurrency, "worker CPU (s)": round(cpu, 1)}
+    table.facts = {
+        "loans": n,
+        "intake spread (days)": spread,
+        "updates sent": dict(sim.sent),
+        "updates refused (case closed or not due)": dict(sim.refused),
+        "cases by status:outcome": dict(by_status),
+        "contacts recorded": contacts,
+        "ladder cases' stage at the end (sample)": dict(stages),
+        "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
+        "concurrency": concurrency,
+        "worker CPU (s)": round(cpu, 1),
+    }
     return table

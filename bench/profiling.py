@@ -38,9 +38,11 @@ class Profiler:
             print("--profile: py-spy not found (pip install py-spy); not profiling", file=sys.stderr)
             return self
         OUT.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([exe, "record", "--pid", str(self.pid), "-o", str(self.raw), "-f", "raw",
-                                      "-r", str(self.rate), "--nonblocking"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [exe, "record", "--pid", str(self.pid), "-o", str(self.raw), "-f", "raw", "-r", str(self.rate), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return self
 
     def __exit__(self, *exc) -> None:

@@ -20,8 +20,8 @@ class Row:
     ours: float | None
     baseline: float | None = None
     unit: str = ""
-    goal: str = ""                 # e.g. ">= 0.8" on the ratio, or "<= 150" on ours
-    goal_on: str = "ratio"         # "ratio" or "ours"
+    goal: str = ""  # e.g. ">= 0.8" on the ratio, or "<= 150" on ours
+    goal_on: str = "ratio"  # "ratio" or "ours"
     note: str = ""
     ratio: float | None = None
     met: bool | None = None
@@ -40,7 +40,7 @@ class Row:
 class Table:
     title: str
     rows: list[Row] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)   # sizes, settings, extra figures
+    facts: dict[str, Any] = field(default_factory=dict)  # sizes, settings, extra figures
 
     def add(self, *rows: Row) -> Table:
         self.rows.extend(rows)
@@ -48,13 +48,24 @@ class Table:
 
     def render(self) -> RichTable:
         t = RichTable(title=self.title, title_justify="left")
-        for col, just in (("metric", "left"), ("ours", "right"), ("baseline", "right"), ("ratio", "right"),
-                          ("goal", "left"), ("met?", "center")):
+        for col, just in (
+            ("metric", "left"),
+            ("ours", "right"),
+            ("baseline", "right"),
+            ("ratio", "right"),
+            ("goal", "left"),
+            ("met?", "center"),
+        ):
             t.add_column(col, justify=just)
         for r in self.rows:
-            t.add_row(r.metric + (f" ({r.unit})" if r.unit else ""), fmt(r.ours), fmt(r.baseline), fmt(r.ratio, 2),
-                      (("ratio " if r.goal_on == "ratio" else "ours ") + r.goal) if r.goal else "—",
-                      "—" if r.met is None else ("yes" if r.met else "NO"))
+            t.add_row(
+                r.metric + (f" ({r.unit})" if r.unit else ""),
+                fmt(r.ours),
+                fmt(r.baseline),
+                fmt(r.ratio, 2),
+                (("ratio " if r.goal_on == "ratio" else "ours ") + r.goal) if r.goal else "—",
+                "—" if r.met is None else ("yes" if r.met else "NO"),
+            )
         if self.facts:
             t.caption = "; ".join(f"{k}: {v}" for k, v in self.facts.items())
             t.caption_justify = "left"
@@ -97,8 +108,15 @@ def machine() -> dict[str, Any]:
     except (ValueError, OSError):
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"nproc": nproc, "cpu": cpu, "memory_gib": mem, "python": platform.python_version(),
-            "temporalio": temporalio.__version__, "os": platform.platform(), "load_1m_at_start": load}
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "memory_gib": mem,
+        "python": platform.python_version(),
+        "temporalio": temporalio.__version__,
+        "os": platform.platform(),
+        "load_1m_at_start": load,
+    }
 
 
 def machine_table(info: dict[str, Any]) -> RichTable:

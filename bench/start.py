@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
+from app.opening import start_case
 from bench.harness import Database, FirstSteps, case_inputs
 from bench.noop import Noop
 from bench.report import Row, Table
 from domain.models import CaseInput
-from app.opening import start_case
 
 
 async def closed_loop(items: Iterable, concurrency: int, one: Callable[[object], Awaitable[None]]) -> tuple[float, list[float]]:
@@ -51,8 +51,17 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(client: Client, db: Database, watcher: FirstSteps, task_queue: str, n: int, concurrency: int,
-              rounds: int = 2, warmup: int = 20, worker_pid: int | None = None) -> StartResult:
+async def run(
+    client: Client,
+    db: Database,
+    watcher: FirstSteps,
+    task_queue: str,
+    n: int,
+    concurrency: int,
+    rounds: int = 2,
+    warmup: int = 20,
+    worker_pid: int | None = None,
+) -> StartResult:
     now = await asyncio.to_thread(lambda: __import__("datetime").datetime.now(__import__("datetime").timezone.utc))
     tag = uuid.uuid4().hex[:6]
     inputs = case_inputs(f"S{tag}", n + warmup, now)
@@ -84,22 +93,46 @@ async def run(client: Client, db: Database, watcher: FirstSteps, task_queue: str
         c0 = worker_cpu()
         s, l = await closed_loop(range(lo, hi), concurrency, noop)
         c1 = worker_cpu()
-        secs["noop"] += s; lat["noop"] += l; done["noop"] += hi - lo; cpu["noop"] += c1 - c0
+        secs["noop"] += s
+        lat["noop"] += l
+        done["noop"] += hi - lo
+        cpu["noop"] += c1 - c0
         s, l = await closed_loop(inputs[lo:hi], concurrency, case)
-        secs["case"] += s; lat["case"] += l; done["case"] += hi - lo; cpu["case"] += worker_cpu() - c1
+        secs["case"] += s
+        lat["case"] += l
+        done["case"] += hi - lo
+        cpu["case"] += worker_cpu() - c1
     case_rate, noop_rate = done["case"] / secs["case"], done["noop"] / secs["noop"]
 
     def p50(xs: list[float]) -> float:
         return statistics.median(xs) * 1000
 
     table = Table("1. Start throughput (Temporal dev server)").add(
-        Row("starts completed per second", case_rate, noop_rate, "/s", ">= 0.8",
-            note="case: start + reminder (SMS, email, letter) delivered and recorded; baseline: no-op workflow completed"),
+        Row(
+            "starts completed per second",
+            case_rate,
+            noop_rate,
+            "/s",
+            ">= 0.8",
+            note="case: start + reminder (SMS, email, letter) delivered and recorded; baseline: no-op workflow completed",
+        ),
         Row("latency start → first step done, p50", p50(lat["case"]), p50(lat["noop"]), "ms"),
     )
     if worker_pid:
-        table.add(Row("worker CPU per start", 1000 * cpu["case"] / done["case"], 1000 * cpu["noop"] / done["noop"], "ms",
-                      "<= 3", note="the worker process's own CPU time (/proc), rounds alternating as above"))
-    table.facts = {"workflows each": done["case"], "concurrency": concurrency, "rounds (alternating)": rounds,
-                   "failed contacts": watcher.failed}
+        table.add(
+            Row(
+                "worker CPU per start",
+                1000 * cpu["case"] / done["case"],
+                1000 * cpu["noop"] / done["noop"],
+                "ms",
+                "<= 3",
+                note="the worker process's own CPU time (/proc), rounds alternating as above",
+            )
+        )
+    table.facts = {
+        "workflows each": done["case"],
+        "concurrency": concurrency,
+        "rounds (alternating)": rounds,
+        "failed contacts": watcher.failed,
+    }
     return StartResult(table, case_rate, noop_rate, [i.loan_id for i in inputs])

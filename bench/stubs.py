@@ -9,15 +9,26 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.contracts import (
-    AuditEvents, CaseClosed, ChannelRequest, GateCheck, GateDecision, HoldChange, LedgerEntry, ReversalEntry,
+    AuditEvents,
+    CaseClosed,
+    ChannelRequest,
+    GateCheck,
+    GateDecision,
+    HoldChange,
+    LedgerEntry,
+    ReversalEntry,
 )
 from domain import channels
 from domain.models import ContactResult
 
 
 def _contact(req: ChannelRequest) -> ContactResult:
-    return ContactResult(action=req.action, channel=channels.channel_of(req.action),
-                         outcome="answered" if req.action == "call" else None, reference=req.idempotency_key[-40:])
+    return ContactResult(
+        action=req.action,
+        channel=channels.channel_of(req.action),
+        outcome="answered" if req.action == "call" else None,
+        reference=req.idempotency_key[-40:],
+    )
 
 
 class StubActivities:
@@ -58,9 +69,18 @@ class StubActivities:
         return None
 
     def all(self) -> list:
-        return [getattr(self, n) for n in (
-            "check_contacts", "record_hold", *channels.ACTIVITIES, "record_payment", "record_reversal", "record_events",
-            "record_case_closed")]
+        return [
+            getattr(self, n)
+            for n in (
+                "check_contacts",
+                "record_hold",
+                *channels.ACTIVITIES,
+                "record_payment",
+                "record_reversal",
+                "record_events",
+                "record_case_closed",
+            )
+        ]
 
 
 def missing_from_stubs(real_names: list[str]) -> list[str]:

@@ -31,7 +31,6 @@ from encryption import codec
 from infra import logging as applog
 from worker import build_worker, workflow_runner
 
-
 MARK = "@@bench "  # answers start with this; anything else a library prints on stdout is skipped
 
 
@@ -55,8 +54,9 @@ async def bench_worker(client: Client, activities: CaseActivities, task_queue: s
     build_worker fixes the workflow list, so its configuration is read from a worker built on a second,
     throwaway connection (the SDK allows one worker per task queue and connection) and reused here.
     """
-    scratch = await Client.connect(client.service_client.config.target_host, namespace=client.namespace,
-                                   data_converter=client.data_converter)
+    scratch = await Client.connect(
+        client.service_client.config.target_host, namespace=client.namespace, data_converter=client.data_converter
+    )
     config = build_worker(scratch, activities, task_queue, **tuning).config()
     config["client"] = client
     config["workflows"] = [*config["workflows"], *WORKFLOWS, SandboxModules]
@@ -65,13 +65,23 @@ async def bench_worker(client: Client, activities: CaseActivities, task_queue: s
 
 async def main(settings: dict) -> None:
     applog.configure("json", settings.get("log_level", "info"))
-    client = await Client.connect(settings["address"], namespace=settings.get("namespace", "default"),
-                                  data_converter=codec.data_converter(codec.Keyring.from_env()))
+    client = await Client.connect(
+        settings["address"],
+        namespace=settings.get("namespace", "default"),
+        data_converter=codec.data_converter(codec.Keyring.from_env()),
+    )
     gw = GatewaySettings.from_env()  # GATEWAY_TIMEOUT, GATEWAY_MAX_CONNECTIONS as in production
-    gateway = GatewayClient(GatewaySettings(url=settings["gateway_url"], api_key=settings["gateway_api_key"],
-                                            timeout=gw.timeout, max_connections=settings.get("gateway_max_connections") or gw.max_connections))
+    gateway = GatewayClient(
+        GatewaySettings(
+            url=settings["gateway_url"],
+            api_key=settings["gateway_api_key"],
+            timeout=gw.timeout,
+            max_connections=settings.get("gateway_max_connections") or gw.max_connections,
+        )
+    )
     if settings.get("threads"):  # the pool asyncio.to_thread uses (the activities' database calls)
         from concurrent.futures import ThreadPoolExecutor
+
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
     repo = Repo(make_engine(settings["database_url"]))
     tuning = dict(settings.get("tuning", {}))

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
@@ -70,9 +70,14 @@ class Sessions:
     def create(self, caller: Caller) -> str:
         self.expire()
         sid = secrets.token_urlsafe(32)
-        self.items[self._key(sid)] = Session(caller.operator_id, caller.name or caller.operator_id, caller.roles,
-                                             caller.token_id or "", secrets.token_urlsafe(32),
-                                             time.time() + SESSION_SECONDS)
+        self.items[self._key(sid)] = Session(
+            caller.operator_id,
+            caller.name or caller.operator_id,
+            caller.roles,
+            caller.token_id or "",
+            secrets.token_urlsafe(32),
+            time.time() + SESSION_SECONDS,
+        )
         return sid
 
     def get(self, sid: str | None) -> Session | None:
@@ -107,7 +112,7 @@ def still_live(repo, sess: Session) -> bool:
     """The session's token is neither revoked nor expired and its operator is active (read from the database)."""
     with repo.session() as s:
         tok = s.get(OperatorTokenRow, sess.token_id)
-        if tok is None or tok.revoked_at is not None or tok.expires_at <= datetime.now(timezone.utc):
+        if tok is None or tok.revoked_at is not None or tok.expires_at <= datetime.now(UTC):
             return False
         op = s.scalar(select(OperatorRow).where(OperatorRow.id == tok.operator_id))
         return op is not None and op.active and op.id == sess.operator_id
@@ -123,8 +128,9 @@ def secure_request(request: Request) -> bool:
 
 
 def set_cookie(response, request: Request, sid: str) -> None:
-    response.set_cookie(COOKIE, sid, max_age=SESSION_SECONDS, path="/console", httponly=True, samesite="strict",
-                        secure=secure_request(request))
+    response.set_cookie(
+        COOKIE, sid, max_age=SESSION_SECONDS, path="/console", httponly=True, samesite="strict", secure=secure_request(request)
+    )
 
 
 def clear_cookie(response, request: Request) -> None:

@@ -20,8 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGE_BY_DPD = ((8, "reminder"), (15, "first_call"), (30, "home_visit"), (45, "overdue_letter"),
-                (60, "lawyers_letter"), (90, "credit_bureau"), (180, "litigation"), (10**6, "enforcement"))
+STAGE_BY_DPD = (
+    (8, "reminder"),
+    (15, "first_call"),
+    (30, "home_visit"),
+    (45, "overdue_letter"),
+    (60, "lawyers_letter"),
+    (90, "credit_bureau"),
+    (180, "litigation"),
+    (10**6, "enforcement"),
+)
 RULES = ("contact_window", "holiday", "daily_cap", "min_interval", "call_cap_7d", "dispute", "hardship")
 
 
@@ -30,14 +38,19 @@ def seed(repo, n: int, now: dt.datetime | None = None, seed: int = 7) -> None:
     from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, LoanRow
 
     rnd = random.Random(seed)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     today = now.date()
     borrowers, loans, cases, events, contacts = [], [], [], [], []
 
     def flush() -> None:
         with repo.session() as s:
-            for table, rows in ((BorrowerRow, borrowers), (LoanRow, loans), (CaseRow, cases), (EventRow, events),
-                                (ContactRow, contacts)):
+            for table, rows in (
+                (BorrowerRow, borrowers),
+                (LoanRow, loans),
+                (CaseRow, cases),
+                (EventRow, events),
+                (ContactRow, contacts),
+            ):
                 if rows:
                     s.execute(table.__table__.insert(), rows)
                 rows.clear()
@@ -45,8 +58,7 @@ def seed(repo, n: int, now: dt.datetime | None = None, seed: int = 7) -> None:
 
     for i in range(n):
         loan, wid, bid = f"BL{i:06d}", f"loan-BL{i:06d}", f"BB{i:06d}"
-        dpd = rnd.choice((rnd.randint(1, 30), rnd.randint(1, 30), rnd.randint(31, 60), rnd.randint(61, 90),
-                          rnd.randint(91, 400)))
+        dpd = rnd.choice((rnd.randint(1, 30), rnd.randint(1, 30), rnd.randint(31, 60), rnd.randint(61, 90), rnd.randint(91, 400)))
         due = today - dt.timedelta(days=dpd)
         opened = now - dt.timedelta(days=max(dpd - 1, 0), hours=rnd.randint(0, 20))
         stage = next(st for limit, st in STAGE_BY_DPD if dpd < limit)
@@ -57,19 +69,67 @@ def seed(repo, n: int, now: dt.datetime | None = None, seed: int = 7) -> None:
         closed_at = now - dt.timedelta(days=rnd.randint(0, 40)) if closed else None
         if closed_at is not None and closed_at < opened:
             closed_at = opened + dt.timedelta(days=1)
-        borrowers.append(dict(id=bid, name=f"借款人{i}", phone=f"138{i:08d}", email=None, address="上海市", id_number=None,
-                              timezone="Asia/Shanghai", language="zh", created_at=opened, updated_at=opened))
-        loans.append(dict(id=loan, borrower_id=bid, guarantor_id=None, currency="CNY", principal=principal,
-                          interest=principal // 20, fees=3000, due_date=due, product="personal_loan", segment="retail",
-                          policy="default", created_at=opened, updated_at=opened))
+        borrowers.append(
+            dict(
+                id=bid,
+                name=f"借款人{i}",
+                phone=f"138{i:08d}",
+                email=None,
+                address="上海市",
+                id_number=None,
+                timezone="Asia/Shanghai",
+                language="zh",
+                created_at=opened,
+                updated_at=opened,
+            )
+        )
+        loans.append(
+            dict(
+                id=loan,
+                borrower_id=bid,
+                guarantor_id=None,
+                currency="CNY",
+                principal=principal,
+                interest=principal // 20,
+                fees=3000,
+                due_date=due,
+                product="personal_loan",
+                segment="retail",
+                policy="default",
+                created_at=opened,
+                updated_at=opened,
+            )
+        )
         outstanding = 0 if outcome in ("paid", "settled") else principal + principal // 20 + 3000
-        cases.append(dict(workflow_id=wid, loan_id=loan, stage=stage, status=status, outcome=outcome, currency="CNY",
-                          outstanding=outstanding, total_paid=0, opened_at=opened, updated_at=closed_at or now,
-                          closed_at=closed_at))
+        cases.append(
+            dict(
+                workflow_id=wid,
+                loan_id=loan,
+                stage=stage,
+                status=status,
+                outcome=outcome,
+                currency="CNY",
+                outstanding=outstanding,
+                total_paid=0,
+                opened_at=opened,
+                updated_at=closed_at or now,
+                closed_at=closed_at,
+            )
+        )
 
         def ev(kind: str, detail: str, at: dt.datetime, cause: dict | None = None) -> None:
-            events.append(dict(workflow_id=wid, loan_id=loan, at=at, kind=kind, detail=detail,
-                               cause=json.dumps(cause or {}), dedupe_key=None, actor=None))
+            events.append(
+                dict(
+                    workflow_id=wid,
+                    loan_id=loan,
+                    at=at,
+                    kind=kind,
+                    detail=detail,
+                    cause=json.dumps(cause or {}),
+                    dedupe_key=None,
+                    actor=None,
+                )
+            )
 
         ev("opened", f"{dpd} days past due", opened)
         for k in range(rnd.randint(2, 5)):
@@ -79,17 +139,35 @@ def seed(repo, n: int, now: dt.datetime | None = None, seed: int = 7) -> None:
                 ev("contact_refused", f"{stage}/call: {rule}: refused", at, {"rule": rule})
             else:
                 ev("contact_allowed", f"{stage}/sms: allowed: all rules pass", at, {"rule": "allowed"})
-                contacts.append(dict(idempotency_key=f"{wid}:{k}", workflow_id=wid, loan_id=loan, borrower_id=bid,
-                                     step=stage, channel=rnd.choice(("sms", "call", "letter")), action="remind",
-                                     status=rnd.choice(("delivered", "delivered", "delivered", "failed")),
-                                     outcome=None, reason=None, reference=None, attempts=1, at=at, frozen=None,
-                                     created_at=at, updated_at=at))
+                contacts.append(
+                    dict(
+                        idempotency_key=f"{wid}:{k}",
+                        workflow_id=wid,
+                        loan_id=loan,
+                        borrower_id=bid,
+                        step=stage,
+                        channel=rnd.choice(("sms", "call", "letter")),
+                        action="remind",
+                        status=rnd.choice(("delivered", "delivered", "delivered", "failed")),
+                        outcome=None,
+                        reason=None,
+                        reference=None,
+                        attempts=1,
+                        at=at,
+                        frozen=None,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
         if rnd.random() < 0.3:
             pdate = today + dt.timedelta(days=rnd.randint(-5, 10))
             ev("promise", f"CNY 1,000.00 by {pdate.isoformat()}; ladder paused", now - dt.timedelta(days=3))
             if pdate < today:
-                ev("promise_broken" if rnd.random() < 0.5 else "promise_kept", f"CNY 1,000.00 by {pdate}",
-                   now - dt.timedelta(days=(today - pdate).days - 1))
+                ev(
+                    "promise_broken" if rnd.random() < 0.5 else "promise_kept",
+                    f"CNY 1,000.00 by {pdate}",
+                    now - dt.timedelta(days=(today - pdate).days - 1),
+                )
         if dpd > 180 and rnd.random() < 0.3:
             ev("write_off_proposed", "180 days past due", now - dt.timedelta(days=2))
         if len(cases) >= 1000:
@@ -104,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
 
+    from console import dashboard
     from db.engine import make_engine, migrate
     from db.repo import Repo
-    from console import dashboard
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -120,11 +198,15 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             d = dashboard.build(repo)
             build.append(time.perf_counter() - t)
-        print(f"dashboard.build: median {statistics.median(build) * 1000:.0f} ms, best {min(build) * 1000:.0f} ms "
-              f"over {args.repeat} runs ({d.total_cases} cases, {d.open_cases} open)")
+        print(
+            f"dashboard.build: median {statistics.median(build) * 1000:.0f} ms, best {min(build) * 1000:.0f} ms "
+            f"over {args.repeat} runs ({d.total_cases} cases, {d.open_cases} open)"
+        )
         page = asyncio.run(_page(repo, args.repeat))
-        print(f"GET /console/dashboard (signed in, rendered): median {statistics.median(page) * 1000:.0f} ms, "
-              f"best {min(page) * 1000:.0f} ms")
+        print(
+            f"GET /console/dashboard (signed in, rendered): median {statistics.median(page) * 1000:.0f} ms, "
+            f"best {min(page) * 1000:.0f} ms"
+        )
     return 0
 
 

@@ -6,8 +6,12 @@ from infra.config import Common, Flag, Port, Str, env, load
 
 
 class ConsoleSettings(Common):
-    ui_url: Str | None = env("TEMPORAL_UI_URL", None, pattern=r"^https?://",
-                             description="the Temporal Web UI as operators reach it (default http://localhost:<TEMPORAL_UI_PORT>)")
+    ui_url: Str | None = env(
+        "TEMPORAL_UI_URL",
+        None,
+        pattern=r"^https?://",
+        description="the Temporal Web UI as operators reach it (default http://localhost:<TEMPORAL_UI_PORT>)",
+    )
     ui_port: Port = env("TEMPORAL_UI_PORT", 8233)
     cookie_secure: Flag = env("CONSOLE_COOKIE_SECURE", False, description="always mark the session cookie Secure")
     trust_proxy: Flag = env("CONSOLE_TRUST_PROXY", False, description="believe X-Forwarded-Proto from a proxy")

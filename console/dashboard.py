@@ -33,7 +33,8 @@ def bucket_expr(due, today: dt.date):
         (due >= today - dt.timedelta(days=30), literal("M1")),
         (due >= today - dt.timedelta(days=60), literal("M2")),
         (due >= today - dt.timedelta(days=90), literal("M3")),
-        else_=literal("M3+"))
+        else_=literal("M3+"),
+    )
 
 
 def bucket_of(dpd: int) -> str:
@@ -44,7 +45,7 @@ def bucket_of(dpd: int) -> str:
 class Row:
     key: str
     cases: int = 0
-    amounts: dict[str, int] = field(default_factory=dict)   # currency -> minor units
+    amounts: dict[str, int] = field(default_factory=dict)  # currency -> minor units
 
 
 @dataclass
@@ -52,14 +53,14 @@ class Dashboard:
     as_of: dt.datetime
     total_cases: int = 0
     open_cases: int = 0
-    by_stage: list[Row] = field(default_factory=list)        # open cases
-    by_bucket: list[Row] = field(default_factory=list)       # open cases
-    by_status: list[Row] = field(default_factory=list)       # all cases (closed: by outcome)
-    roll: dict[str, dict[str, int]] = field(default_factory=dict)   # bucket then -> where now -> cases
-    promises: dict[str, int] = field(default_factory=dict)   # made / kept / broken, last 30 days
-    contacts: dict[str, int] = field(default_factory=dict)   # channel/status -> attempts, last 30 days
-    refused: dict[str, int] = field(default_factory=dict)    # gate rule -> refusals, last 30 days
-    cures: dict[str, int] = field(default_factory=dict)      # stage at closing -> cases closed by payment, 30 days
+    by_stage: list[Row] = field(default_factory=list)  # open cases
+    by_bucket: list[Row] = field(default_factory=list)  # open cases
+    by_status: list[Row] = field(default_factory=list)  # all cases (closed: by outcome)
+    roll: dict[str, dict[str, int]] = field(default_factory=dict)  # bucket then -> where now -> cases
+    promises: dict[str, int] = field(default_factory=dict)  # made / kept / broken, last 30 days
+    contacts: dict[str, int] = field(default_factory=dict)  # channel/status -> attempts, last 30 days
+    refused: dict[str, int] = field(default_factory=dict)  # gate rule -> refusals, last 30 days
+    cures: dict[str, int] = field(default_factory=dict)  # stage at closing -> cases closed by payment, 30 days
     write_offs: dict[str, int] = field(default_factory=dict)  # proposed / confirmed (events), written_off (closed)
     write_off_amounts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -70,7 +71,7 @@ class Dashboard:
         n = sum(row.values())
         if not n:
             return None
-        later = BUCKETS[BUCKETS.index(frm) + 1:]
+        later = BUCKETS[BUCKETS.index(frm) + 1 :]
         return sum(v for k, v in row.items() if k in later) / n
 
 
@@ -100,8 +101,8 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
     import time
 
     started = time.perf_counter()
-    now = now or dt.datetime.now(dt.timezone.utc)
-    today = now.astimezone(dt.timezone.utc).date()
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone(dt.UTC).date()
     since = now - dt.timedelta(days=WINDOW_DAYS)
     then = since.date()
     d = Dashboard(as_of=now)
@@ -111,54 +112,83 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
         dialect = s.bind.dialect.name
         d.total_cases = s.scalar(select(func.count()).select_from(c)) or 0
         d.open_cases = s.scalar(select(func.count()).select_from(c).where(is_open)) or 0
-        d.by_stage = _rows(s.execute(
-            select(c.stage, c.currency, func.count(), func.sum(c.outstanding)).where(is_open)
-            .group_by(c.stage, c.currency).order_by(c.stage)))
+        d.by_stage = _rows(
+            s.execute(
+                select(c.stage, c.currency, func.count(), func.sum(c.outstanding))
+                .where(is_open)
+                .group_by(c.stage, c.currency)
+                .order_by(c.stage)
+            )
+        )
         bucket_now = bucket_expr(ln.due_date, today)
-        d.by_bucket = sorted(_rows(s.execute(
-            select(bucket_now, c.currency, func.count(), func.sum(c.outstanding))
-            .join(ln, ln.id == c.loan_id).where(is_open).group_by(bucket_now, c.currency))),
-            key=lambda r: BUCKETS.index(r.key) if r.key in BUCKETS else 99)
-        status_key = case((c.status == "closed", func.coalesce(literal("closed: ") + c.outcome, literal("closed"))),
-                          else_=c.status)
-        d.by_status = _rows(s.execute(
-            select(status_key, c.currency, func.count(), func.sum(c.outstanding))
-            .group_by(status_key, c.currency).order_by(status_key)))
+        d.by_bucket = sorted(
+            _rows(
+                s.execute(
+                    select(bucket_now, c.currency, func.count(), func.sum(c.outstanding))
+                    .join(ln, ln.id == c.loan_id)
+                    .where(is_open)
+                    .group_by(bucket_now, c.currency)
+                )
+            ),
+            key=lambda r: BUCKETS.index(r.key) if r.key in BUCKETS else 99,
+        )
+        status_key = case(
+            (c.status == "closed", func.coalesce(literal("closed: ") + c.outcome, literal("closed"))), else_=c.status
+        )
+        d.by_status = _rows(
+            s.execute(
+                select(status_key, c.currency, func.count(), func.sum(c.outstanding))
+                .group_by(status_key, c.currency)
+                .order_by(status_key)
+            )
+        )
 
         # roll rates: the cases open 30 days ago, by their bucket then and where they are now
         bucket_then = bucket_expr(ln.due_date, then)
         where_now = case(
             (and_(c.status == "closed", c.outcome.in_(PAID_OUTCOMES)), literal("cured")),
             (c.status == "closed", literal("closed")),
-            else_=bucket_now)
+            else_=bucket_now,
+        )
         for frm, to, n in s.execute(
-                select(bucket_then, where_now, func.count()).join(ln, ln.id == c.loan_id)
-                .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since))
-                .group_by(bucket_then, where_now)):
+            select(bucket_then, where_now, func.count())
+            .join(ln, ln.id == c.loan_id)
+            .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since))
+            .group_by(bucket_then, where_now)
+        ):
             d.roll.setdefault(frm, {})[to] = n
 
         ev = EventRow
-        for kind, n in s.execute(select(ev.kind, func.count()).where(
-                ev.at >= since, ev.kind.in_(("promise", "promise_kept", "promise_broken", "write_off_proposed",
-                                             "write_off_confirmed"))).group_by(ev.kind)):
+        for kind, n in s.execute(
+            select(ev.kind, func.count())
+            .where(
+                ev.at >= since,
+                ev.kind.in_(("promise", "promise_kept", "promise_broken", "write_off_proposed", "write_off_confirmed")),
+            )
+            .group_by(ev.kind)
+        ):
             if kind.startswith("promise"):
                 d.promises[{"promise": "made", "promise_kept": "kept", "promise_broken": "broken"}[kind]] = n
             else:
                 d.write_offs[kind.removeprefix("write_off_")] = n
         for channel, status, n in s.execute(
-                select(ContactRow.channel, ContactRow.status, func.count()).where(ContactRow.created_at >= since)
-                .group_by(ContactRow.channel, ContactRow.status)):
+            select(ContactRow.channel, ContactRow.status, func.count())
+            .where(ContactRow.created_at >= since)
+            .group_by(ContactRow.channel, ContactRow.status)
+        ):
             d.contacts[f"{channel} {status}"] = n
         rule = _rule_expr(dialect)
-        for r, n in s.execute(select(rule, func.count()).where(ev.at >= since, ev.kind == "contact_refused")
-                              .group_by(rule)):
+        for r, n in s.execute(select(rule, func.count()).where(ev.at >= since, ev.kind == "contact_refused").group_by(rule)):
             d.refused[r or "-"] = n
-        for stage, n in s.execute(select(c.stage, func.count()).where(
-                c.status == "closed", c.outcome.in_(PAID_OUTCOMES), c.closed_at >= since).group_by(c.stage)):
+        for stage, n in s.execute(
+            select(c.stage, func.count())
+            .where(c.status == "closed", c.outcome.in_(PAID_OUTCOMES), c.closed_at >= since)
+            .group_by(c.stage)
+        ):
             d.cures[stage] = n
         for currency, n, amount in s.execute(
-                select(c.currency, func.count(), func.sum(c.outstanding)).where(c.outcome == "written_off")
-                .group_by(c.currency)):
+            select(c.currency, func.count(), func.sum(c.outstanding)).where(c.outcome == "written_off").group_by(c.currency)
+        ):
             d.write_offs["closed as written off"] = d.write_offs.get("closed as written off", 0) + n
             d.write_off_amounts[currency] = int(amount or 0)
     d.seconds = time.perf_counter() - started

@@ -38,21 +38,21 @@ async def promise_to_break(repo, skip: str | None) -> str | None:
     worklist, and once its deadline passes unpaid the case breaks it and the dashboard counts it broken."""
     import datetime as dt
 
+    from sqlalchemy import select
+
     from access.permissions import acting_as
     from app import inputs, visibility
     from app.errors import BadInput
-    from infra.temporal import connect
-
-    from sqlalchemy import select
-
     from db.tables import EventRow
+    from infra.temporal import connect
 
     caller = Operators(repo).authenticate((var_dir() / "demo-collector-token").read_text().strip())
     if caller is None:
         return None
-    with repo.session() as s:      # run before: its promise is there already
-        before = s.scalar(select(EventRow.loan_id).where(EventRow.kind == "promise",
-                                                         EventRow.actor.startswith(f"{caller.operator_id}:")))
+    with repo.session() as s:  # run before: its promise is there already
+        before = s.scalar(
+            select(EventRow.loan_id).where(EventRow.kind == "promise", EventRow.actor.startswith(f"{caller.operator_id}:"))
+        )
     if before is not None:
         return before
     client = await connect()
@@ -77,8 +77,13 @@ def _open_demo_loans(repo) -> list[str]:
     from db.tables import CaseRow
 
     with repo.session() as s:
-        return list(s.scalars(select(CaseRow.loan_id).where(CaseRow.status != "closed", CaseRow.loan_id.like("DEMO-%"))
-                              .order_by(CaseRow.loan_id)))
+        return list(
+            s.scalars(
+                select(CaseRow.loan_id)
+                .where(CaseRow.status != "closed", CaseRow.loan_id.like("DEMO-%"))
+                .order_by(CaseRow.loan_id)
+            )
+        )
 
 
 async def propose_waiver(repo) -> str | None:
@@ -90,21 +95,25 @@ async def propose_waiver(repo) -> str | None:
     from access.permissions import acting_as
     from app import inputs, visibility
     from app.errors import BadInput
+    from console.worklists import pending_proposals
     from db.tables import CaseRow
     from infra.temporal import connect
-
-    from console.worklists import pending_proposals
 
     store = Operators(repo)
     caller = store.authenticate((var_dir() / "demo-supervisor-token").read_text().strip())
     if caller is None:
         return None
     waiting = [x for x in pending_proposals(repo, "DEMO-")]
-    if waiting:            # run before: its proposal still waits
+    if waiting:  # run before: its proposal still waits
         return waiting[0]
     with repo.session() as s:
-        loans = list(s.scalars(select(CaseRow.loan_id).where(CaseRow.status != "closed",
-                                                             CaseRow.loan_id.like("DEMO-%")).order_by(CaseRow.loan_id)))
+        loans = list(
+            s.scalars(
+                select(CaseRow.loan_id)
+                .where(CaseRow.status != "closed", CaseRow.loan_id.like("DEMO-%"))
+                .order_by(CaseRow.loan_id)
+            )
+        )
     client = await connect()
     acting_as(caller)
     for loan in loans:
@@ -115,8 +124,12 @@ async def propose_waiver(repo) -> str | None:
         if st.plan is not None or st.pending_approval is not None or st.holds or st.promise is not None:
             continue
         try:
-            await inputs.send_update(client, loan, "plan", {"kind": "interest_waiver", "waiver_percent": 30,
-                                                            "pay_by": dt.date.today() + dt.timedelta(days=20)})
+            await inputs.send_update(
+                client,
+                loan,
+                "plan",
+                {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": dt.date.today() + dt.timedelta(days=20)},
+            )
         except BadInput:
             continue
         return loan
@@ -137,14 +150,21 @@ def main() -> int:
         loan, why = None, f"{type(exc).__name__}: {exc}"
     else:
         why = "no open demo case could take it"
-    print(f"demo: demo-supervisor proposed a 30% interest waiver on {loan}; it waits for a second supervisor"
-          if loan else f"demo: no waiver proposed ({why})")
+    print(
+        f"demo: demo-supervisor proposed a 30% interest waiver on {loan}; it waits for a second supervisor"
+        if loan
+        else f"demo: no waiver proposed ({why})"
+    )
     try:
         promised = asyncio.run(promise_to_break(repo, loan))
     except Exception as exc:  # noqa: BLE001
         promised, why = None, f"{type(exc).__name__}: {exc}"
-    print(f"demo: demo-collector recorded a promise of CNY 100.00 due today on {promised}; it is on today's "
-          "promises worklist, and broken (on the dashboard) once its deadline passes unpaid" if promised else f"demo: no promise recorded ({why})")
+    print(
+        f"demo: demo-collector recorded a promise of CNY 100.00 due today on {promised}; it is on today's "
+        "promises worklist, and broken (on the dashboard) once its deadline passes unpaid"
+        if promised
+        else f"demo: no promise recorded ({why})"
+    )
     port = os.environ.get("API_PORT", "8800")
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
     for name, path in paths.items():

@@ -25,9 +25,9 @@ from app import errors, inputs, visibility
 from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, worklists
 from console.assets import url as asset_url
+from console.config import console_settings
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount
-from console.config import console_settings
 
 log = structlog.get_logger("console")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -78,14 +78,21 @@ def _to_login(request: Request) -> Response:
 
 def render(request: Request, template: str, sess: auth.Session | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     roles = sess.roles if sess else ()
-    ctx.update(request=request, sess=sess, may=lambda *ucs: any(allowed(roles, u) for u in ucs),
-               nav=worklists.NAV, hold_place=HOLD_PLACE, hold_release=HOLD_RELEASE,
-               hold_kinds=[u.removeprefix("hold.place.") for u in HOLD_PLACE])
+    ctx.update(
+        request=request,
+        sess=sess,
+        may=lambda *ucs: any(allowed(roles, u) for u in ucs),
+        nav=worklists.NAV,
+        hold_place=HOLD_PLACE,
+        hold_release=HOLD_RELEASE,
+        hold_kinds=[u.removeprefix("hold.place.") for u in HOLD_PLACE],
+    )
     response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data:; style-src 'self' "
-                                                   "'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
+    )
     return response
 
 
@@ -110,12 +117,19 @@ def _safe_next(target: str) -> str:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     if not auth.same_origin(request):
-        return render(request, "login.html", None, 403, next="/console/dashboard",
-                      error="the sign-in form must be sent from this console's own page")
+        return render(
+            request,
+            "login.html",
+            None,
+            403,
+            next="/console/dashboard",
+            error="the sign-in form must be sent from this console's own page",
+        )
     client = request.client.host if request.client else "?"
     if not sessions(request).may_try(client):
-        return render(request, "login.html", None, 429, next="/console/dashboard",
-                      error="too many sign-in attempts; wait a minute")
+        return render(
+            request, "login.html", None, 429, next="/console/dashboard", error="too many sign-in attempts; wait a minute"
+        )
     try:
         form = await auth.read_form(request)
     except auth.FormTooLarge:
@@ -128,8 +142,14 @@ async def login(request: Request) -> Response:
         caller = await asyncio.to_thread(Operators(_backend(request).repo()).authenticate, token)
     if caller is None:
         log.info("console sign-in refused", client=client)
-        return render(request, "login.html", None, 401, next=_safe_next(form.get("next", "")),
-                      error="token: not a valid operator token (expired, revoked, or mistyped)")
+        return render(
+            request,
+            "login.html",
+            None,
+            401,
+            next=_safe_next(form.get("next", "")),
+            error="token: not a valid operator token (expired, revoked, or mistyped)",
+        )
     sid = sessions(request).create(caller)
     log.info("console sign-in", operator=caller.operator_id, roles=",".join(caller.roles))
     response = RedirectResponse(_safe_next(form.get("next", "")), status_code=303)
@@ -166,11 +186,21 @@ async def dashboard_page(request: Request) -> Response:
     d = await asyncio.to_thread(dashboard.build, _backend(request).repo())
     charts = {
         "stage": {"labels": [r.key for r in d.by_stage], "cases": [r.cases for r in d.by_stage]},
-        "bucket": {"labels": [r.key for r in d.by_bucket], "cases": [r.cases for r in d.by_bucket],
-                   "amounts": [sum(r.amounts.values()) / 100 for r in d.by_bucket]},
+        "bucket": {
+            "labels": [r.key for r in d.by_bucket],
+            "cases": [r.cases for r in d.by_bucket],
+            "amounts": [sum(r.amounts.values()) / 100 for r in d.by_bucket],
+        },
     }
-    return render(request, "dashboard.html", sess, d=d, charts_json=json.dumps(charts).replace("<", "\\u003c"),
-                  buckets=dashboard.BUCKETS, roll_from=dashboard.ROLL_FROM)
+    return render(
+        request,
+        "dashboard.html",
+        sess,
+        d=d,
+        charts_json=json.dumps(charts).replace("<", "\\u003c"),
+        buckets=dashboard.BUCKETS,
+        roll_from=dashboard.ROLL_FROM,
+    )
 
 
 # --------------------------------------------------------------------------- a case
@@ -180,8 +210,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     be = _backend(request)
     status = await visibility.case_status(await be.client(), loan_id)
     repo = be.repo()
-    loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id),
-                                        asyncio.to_thread(repo.events, status.workflow_id))
+    loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), asyncio.to_thread(repo.events, status.workflow_id))
     actors = {e.actor.split(":")[0] for e in events if e.actor}
     pending = getattr(status, "pending_approval", None)
     if pending is not None:
@@ -192,12 +221,17 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     cfg = console_settings()
     ui = cfg.temporal_ui
     return dict(
-        s=status, loan=loan, timeline=[worklists.business(e, names) for e in sorted(events, key=lambda e: (e.at, e.id), reverse=True)],
+        s=status,
+        loan=loan,
+        timeline=[worklists.business(e, names) for e in sorted(events, key=lambda e: (e.at, e.id), reverse=True)],
         temporal_url=f"{ui}/namespaces/{quote(cfg.temporal_namespace)}/workflows/{quote(status.workflow_id)}",
         may_contact=any(allowed(sess.roles, u) for u in CONTACT_USE_CASES),
-        call_outcomes=CALL_OUTCOMES, visit_outcomes=VISIT_OUTCOMES, court_events=COURT_EVENTS,
+        call_outcomes=CALL_OUTCOMES,
+        visit_outcomes=VISIT_OUTCOMES,
+        court_events=COURT_EVENTS,
         clocks=worklists.legal_clocks(status),
-        names=names, approver_use_case=TWO_PERSON.get(pending.kind, "approval.close") if pending else None,
+        names=names,
+        approver_use_case=TWO_PERSON.get(pending.kind, "approval.close") if pending else None,
         decide_available=True,
         releasable_kinds=[u.removeprefix("hold.release.") for u in HOLD_RELEASE if allowed(sess.roles, u)],
     )
@@ -211,8 +245,7 @@ async def case_page(request: Request, loan_id: str) -> Response:
     return await _render_case(request, sess, loan_id)
 
 
-async def _render_case(request: Request, sess: auth.Session, loan_id: str, status_code: int = 200,
-                       **extra: Any) -> Response:
+async def _render_case(request: Request, sess: auth.Session, loan_id: str, status_code: int = 200, **extra: Any) -> Response:
     try:
         ctx = await _case_context(request, sess, loan_id)
     except Forbidden as exc:
@@ -251,8 +284,13 @@ async def contact_details(request: Request, loan_id: str) -> Response:
         return Response("no such loan", status_code=404)
     borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id)
     actor = sess.caller().actor(use)
-    await asyncio.to_thread(worklists.log_view, repo, loan_id=loan_id, actor=f"{actor.operator_id}:{actor.role}",
-                            detail="contact details shown in the console")
+    await asyncio.to_thread(
+        worklists.log_view,
+        repo,
+        loan_id=loan_id,
+        actor=f"{actor.operator_id}:{actor.role}",
+        detail="contact details shown in the console",
+    )
     log.info("contact details viewed", operator=sess.operator_id, loan_id=loan_id)
     return render(request, "_contact.html", sess, b=borrower)
 
@@ -278,8 +316,9 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         # a first check before Temporal is asked anything: a role with none of the action's use cases
         sess.caller().require_any(ACTIONS[action][0] if action in ACTIONS else tuple(TWO_PERSON.values()))
         if command == "decide":
-            result = await inputs.decide(await be.client(), be.repo(), loan_id, fields.get("decision", ""),
-                                         fields.get("note", ""))
+            result = await inputs.decide(
+                await be.client(), be.repo(), loan_id, fields.get("decision", ""), fields.get("note", "")
+            )
         elif command == "hold":
             result = await inputs.place_hold(await be.client(), be.repo(), loan_id, fields)
         else:
@@ -337,16 +376,29 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
         except (BadInput, RPCError):
             return loan_id, None
 
-    found = [(loan_id, p) for loan_id, p in await asyncio.gather(*(pending(x) for x in loans))
-             if p is not None and p.maker.operator_id != sess.operator_id
-             and allowed(sess.roles, TWO_PERSON.get(p.kind, "approval.close"))]
+    found = [
+        (loan_id, p)
+        for loan_id, p in await asyncio.gather(*(pending(x) for x in loans))
+        if p is not None
+        and p.maker.operator_id != sess.operator_id
+        and allowed(sess.roles, TWO_PERSON.get(p.kind, "approval.close"))
+    ]
     from access.operators import Operators
 
     names = await asyncio.to_thread(Operators(repo).names, {p.maker.operator_id for _, p in found})
-    rows = [(loan_id, p.kind, p.summary, f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({p.maker.role})",
-             p.at, p.expires_at) for loan_id, p in found]
+    rows = [
+        (
+            loan_id,
+            p.kind,
+            p.summary,
+            f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({p.maker.role})",
+            p.at,
+            p.expires_at,
+        )
+        for loan_id, p in found
+    ]
     start = (page - 1) * worklists.PAGE
-    return rows[start:start + worklists.PAGE], len(rows) > start + worklists.PAGE
+    return rows[start : start + worklists.PAGE], len(rows) > start + worklists.PAGE
 
 
 def install(app) -> None:

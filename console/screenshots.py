@@ -14,8 +14,14 @@ import os
 import re
 from pathlib import Path
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 async def shoot(url: str, token: str, out: Path, loan: str | None, worklist: str | None = None) -> list[Path]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
 from db.tables import CaseRow, ContactRow, EventRow, HoldRow, utcnow
 
@@ -27,72 +28,98 @@ class Worklist:
         stmt = self.query(today)
         loan_col = stmt.selected_columns[0]
         if q:
-            stmt = stmt.where(loan_col.like(q.replace("\\", "").replace("%", "").replace("_", "\\_") + "%",
-                                            escape="\\"))
+            stmt = stmt.where(loan_col.like(q.replace("\\", "").replace("%", "").replace("_", "\\_") + "%", escape="\\"))
         with repo.session() as s:
             rows = [tuple(r) for r in s.execute(stmt.limit(PAGE + 1).offset((page - 1) * PAGE))]
         return rows[:PAGE], len(rows) > PAGE
 
 
 def _day(d: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(d, dt.time(), dt.timezone.utc)
+    start = dt.datetime.combine(d, dt.time(), dt.UTC)
     return start, start + dt.timedelta(days=1)
 
 
 def _promises_due(today: dt.date):
     """The latest promise of each open case, when it falls due today (its detail reads '... by YYYY-MM-DD')."""
     e = EventRow
-    latest = (select(e.workflow_id, func.max(e.id).label("id"))
-              .where(e.kind.in_(("promise", "promise_kept", "promise_broken", "promise_superseded")))
-              .group_by(e.workflow_id).subquery())
-    return (select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
-            .join(latest, latest.c.id == e.id).join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-            .where(e.kind == "promise", e.detail.like(f"% by {today.isoformat()}%"), CaseRow.status != "closed")
-            .order_by(CaseRow.outstanding.desc(), e.loan_id))
+    latest = (
+        select(e.workflow_id, func.max(e.id).label("id"))
+        .where(e.kind.in_(("promise", "promise_kept", "promise_broken", "promise_superseded")))
+        .group_by(e.workflow_id)
+        .subquery()
+    )
+    return (
+        select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
+        .join(latest, latest.c.id == e.id)
+        .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+        .where(e.kind == "promise", e.detail.like(f"% by {today.isoformat()}%"), CaseRow.status != "closed")
+        .order_by(CaseRow.outstanding.desc(), e.loan_id)
+    )
 
 
 def _promises_broken(today: dt.date):
     e = EventRow
     start, end = _day(today - dt.timedelta(days=1))
-    return (select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
-            .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-            .where(e.kind == "promise_broken", e.at >= start, e.at < end).order_by(e.at.desc(), e.loan_id))
+    return (
+        select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
+        .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+        .where(e.kind == "promise_broken", e.at >= start, e.at < end)
+        .order_by(e.at.desc(), e.loan_id)
+    )
 
 
 def _reviews(_today: dt.date):
     h = HoldRow
-    return (select(h.loan_id, h.kind, h.placed_at, h.reference, CaseRow.stage, CaseRow.status)
-            .join(CaseRow, CaseRow.workflow_id == h.workflow_id)
-            .where(h.kind.in_(("complaint", "dispute")), h.released_at.is_(None)).order_by(h.placed_at, h.loan_id))
+    return (
+        select(h.loan_id, h.kind, h.placed_at, h.reference, CaseRow.stage, CaseRow.status)
+        .join(CaseRow, CaseRow.workflow_id == h.workflow_id)
+        .where(h.kind.in_(("complaint", "dispute")), h.released_at.is_(None))
+        .order_by(h.placed_at, h.loan_id)
+    )
 
 
 def _court(_today: dt.date):
     """Open cases at litigation or enforcement, with their last court event (if any)."""
     e = EventRow
-    last = (select(e.workflow_id, func.max(e.id).label("id")).where(e.kind == "court_outcome")
-            .group_by(e.workflow_id).subquery())
+    last = select(e.workflow_id, func.max(e.id).label("id")).where(e.kind == "court_outcome").group_by(e.workflow_id).subquery()
     ev = EventRow.__table__.alias("last_court")
-    return (select(CaseRow.loan_id, CaseRow.stage, ev.c.detail, ev.c.at, CaseRow.outstanding, CaseRow.currency)
-            .outerjoin(last, last.c.workflow_id == CaseRow.workflow_id).outerjoin(ev, ev.c.id == last.c.id)
-            .where(CaseRow.stage.in_(("litigation", "enforcement")), CaseRow.status != "closed")
-            .order_by(CaseRow.updated_at, CaseRow.loan_id))
+    return (
+        select(CaseRow.loan_id, CaseRow.stage, ev.c.detail, ev.c.at, CaseRow.outstanding, CaseRow.currency)
+        .outerjoin(last, last.c.workflow_id == CaseRow.workflow_id)
+        .outerjoin(ev, ev.c.id == last.c.id)
+        .where(CaseRow.stage.in_(("litigation", "enforcement")), CaseRow.status != "closed")
+        .order_by(CaseRow.updated_at, CaseRow.loan_id)
+    )
 
 
 def _undeliverable(today: dt.date):
     c = ContactRow
     since, _ = _day(today - dt.timedelta(days=30))
-    return (select(c.loan_id, c.step, c.channel, c.action, c.reason, c.updated_at)
-            .where(c.status == "failed", c.updated_at >= since).order_by(c.updated_at.desc(), c.loan_id))
+    return (
+        select(c.loan_id, c.step, c.channel, c.action, c.reason, c.updated_at)
+        .where(c.status == "failed", c.updated_at >= since)
+        .order_by(c.updated_at.desc(), c.loan_id)
+    )
 
 
 def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
     """Loans whose case's latest approval event is a proposal (not yet approved, rejected or expired), oldest
     first: the candidates for the approvals worklist, from the database rather than Temporal visibility."""
     e = EventRow
-    latest = (select(e.workflow_id, func.max(e.id).label("id")).where(e.kind.like("approval\\_%", escape="\\"))
-              .group_by(e.workflow_id).subquery())
-    stmt = (select(e.loan_id).join(latest, latest.c.id == e.id).join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-            .where(e.kind == "approval_proposed", CaseRow.status != "closed").order_by(e.at, e.loan_id).limit(limit))
+    latest = (
+        select(e.workflow_id, func.max(e.id).label("id"))
+        .where(e.kind.like("approval\\_%", escape="\\"))
+        .group_by(e.workflow_id)
+        .subquery()
+    )
+    stmt = (
+        select(e.loan_id)
+        .join(latest, latest.c.id == e.id)
+        .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+        .where(e.kind == "approval_proposed", CaseRow.status != "closed")
+        .order_by(e.at, e.loan_id)
+        .limit(limit)
+    )
     if q:
         stmt = stmt.where(e.loan_id.startswith(q, autoescape=True))
     with repo.session() as s:
@@ -100,18 +127,42 @@ def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
 
 
 LISTS: dict[str, Worklist] = {
-    "approvals": Worklist("Approvals waiting for me", ("loan", "kind", "proposal", "proposed by", "at", "expires"),
-                          None, "four-eyes proposals whose kind your roles may approve, other than your own"),
-    "promises-due": Worklist("Promises due today", ("loan", "promise", "made", "stage", "outstanding"),
-                             _promises_due, "the latest promise of each open case, when it falls due today"),
-    "promises-broken": Worklist("Promises broken yesterday", ("loan", "promise", "broken at", "stage", "outstanding"),
-                                _promises_broken, "promises the case found broken yesterday (UTC)"),
-    "reviews": Worklist("Complaints and disputes to review", ("loan", "hold", "placed", "reference", "stage", "status"),
-                        _reviews, "complaint and dispute holds not yet released"),
-    "court": Worklist("Court events awaiting an outcome", ("loan", "stage", "last court event", "at", "outstanding"),
-                      _court, "open cases at litigation or enforcement, oldest first, with their last court event"),
-    "undeliverable": Worklist("Notices undeliverable", ("loan", "step", "channel", "action", "reason", "at"),
-                              _undeliverable, "contacts that failed in the last 30 days"),
+    "approvals": Worklist(
+        "Approvals waiting for me",
+        ("loan", "kind", "proposal", "proposed by", "at", "expires"),
+        None,
+        "four-eyes proposals whose kind your roles may approve, other than your own",
+    ),
+    "promises-due": Worklist(
+        "Promises due today",
+        ("loan", "promise", "made", "stage", "outstanding"),
+        _promises_due,
+        "the latest promise of each open case, when it falls due today",
+    ),
+    "promises-broken": Worklist(
+        "Promises broken yesterday",
+        ("loan", "promise", "broken at", "stage", "outstanding"),
+        _promises_broken,
+        "promises the case found broken yesterday (UTC)",
+    ),
+    "reviews": Worklist(
+        "Complaints and disputes to review",
+        ("loan", "hold", "placed", "reference", "stage", "status"),
+        _reviews,
+        "complaint and dispute holds not yet released",
+    ),
+    "court": Worklist(
+        "Court events awaiting an outcome",
+        ("loan", "stage", "last court event", "at", "outstanding"),
+        _court,
+        "open cases at litigation or enforcement, oldest first, with their last court event",
+    ),
+    "undeliverable": Worklist(
+        "Notices undeliverable",
+        ("loan", "step", "channel", "action", "reason", "at"),
+        _undeliverable,
+        "contacts that failed in the last 30 days",
+    ),
 }
 NAV = [(k, v.title) for k, v in LISTS.items()]
 
@@ -119,29 +170,63 @@ NAV = [(k, v.title) for k, v in LISTS.items()]
 # --------------------------------------------------------------------------- the timeline
 
 PHRASES = {
-    "opened": "Case opened", "step_started": "Step started", "step_skipped": "Step skipped",
-    "contact_allowed": "Contact allowed by the gate", "contact_refused": "Contact refused by the gate",
-    "contact_delivered": "Contact made", "contact_failed": "Contact failed", "contact_refused_by_channel": "Refused",
-    "payment": "Payment received", "payment_reversed": "Payment reversed", "promise": "Promise to pay recorded",
-    "promise_kept": "Promise kept", "promise_broken": "Promise broken", "promise_superseded": "Promise replaced",
-    "promise_not_recorded": "Promise not recorded", "plan_agreed": "Repayment plan agreed",
-    "plan_broken": "Repayment plan broken", "plan_completed": "Repayment plan completed",
-    "plan_reopened": "Repayment plan reopened", "hold_placed": "Hold placed", "hold_released": "Hold released",
-    "call_outcome": "Call outcome recorded", "visit_outcome": "Visit outcome recorded",
-    "court_outcome": "Court event recorded", "outcome_timeout": "No outcome in time; the ladder moved on",
-    "write_off_proposed": "Write-off proposed", "write_off_deferred": "Write-off deferred",
-    "write_off_confirmed": "Write-off confirmed", "closed": "Case closed", "reopened": "Case reopened",
-    "bureau_report_disputed": "Credit report disputed", "dispute_answer_overdue": "Dispute answer overdue",
-    "contact_details_viewed": "Contact details viewed", "approval_proposed": "Proposed (waits for a second person)",
-    "approval_approved": "Approved", "approval_rejected": "Rejected", "approval_expired": "Proposal expired",
+    "opened": "Case opened",
+    "step_started": "Step started",
+    "step_skipped": "Step skipped",
+    "contact_allowed": "Contact allowed by the gate",
+    "contact_refused": "Contact refused by the gate",
+    "contact_delivered": "Contact made",
+    "contact_failed": "Contact failed",
+    "contact_refused_by_channel": "Refused",
+    "payment": "Payment received",
+    "payment_reversed": "Payment reversed",
+    "promise": "Promise to pay recorded",
+    "promise_kept": "Promise kept",
+    "promise_broken": "Promise broken",
+    "promise_superseded": "Promise replaced",
+    "promise_not_recorded": "Promise not recorded",
+    "plan_agreed": "Repayment plan agreed",
+    "plan_broken": "Repayment plan broken",
+    "plan_completed": "Repayment plan completed",
+    "plan_reopened": "Repayment plan reopened",
+    "hold_placed": "Hold placed",
+    "hold_released": "Hold released",
+    "call_outcome": "Call outcome recorded",
+    "visit_outcome": "Visit outcome recorded",
+    "court_outcome": "Court event recorded",
+    "outcome_timeout": "No outcome in time; the ladder moved on",
+    "write_off_proposed": "Write-off proposed",
+    "write_off_deferred": "Write-off deferred",
+    "write_off_confirmed": "Write-off confirmed",
+    "closed": "Case closed",
+    "reopened": "Case reopened",
+    "bureau_report_disputed": "Credit report disputed",
+    "dispute_answer_overdue": "Dispute answer overdue",
+    "contact_details_viewed": "Contact details viewed",
+    "approval_proposed": "Proposed (waits for a second person)",
+    "approval_approved": "Approved",
+    "approval_rejected": "Rejected",
+    "approval_expired": "Proposal expired",
 }
 
 
 # Inputs that a person makes (an operator, or the bank's payment feed for payments): their actor is shown,
 # and named "not recorded" where the event has none (cases from before actors were recorded).
-HUMAN_KINDS = {"promise", "plan_agreed", "hold_placed", "hold_released", "call_outcome", "visit_outcome",
-               "court_outcome", "write_off_confirmed", "contact_details_viewed", "payment_reversed",
-               "approval_proposed", "approval_approved", "approval_rejected"}
+HUMAN_KINDS = {
+    "promise",
+    "plan_agreed",
+    "hold_placed",
+    "hold_released",
+    "call_outcome",
+    "visit_outcome",
+    "court_outcome",
+    "write_off_confirmed",
+    "contact_details_viewed",
+    "payment_reversed",
+    "approval_proposed",
+    "approval_approved",
+    "approval_rejected",
+}
 
 
 def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
@@ -153,12 +238,19 @@ def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
     human = (bool(e.actor) and not e.actor.startswith("system")) or e.kind in HUMAN_KINDS
     if who is None:
         who = "an operator (not recorded)" if e.kind in HUMAN_KINDS else "the case (automatic)"
-    return {"at": e.at, "kind": e.kind, "what": PHRASES.get(e.kind, e.kind.replace("_", " ").capitalize()),
-            "detail": e.detail, "who": who, "human": human,
-            "refused": e.kind in ("contact_refused", "contact_failed", "promise_broken", "plan_broken")}
+    return {
+        "at": e.at,
+        "kind": e.kind,
+        "what": PHRASES.get(e.kind, e.kind.replace("_", " ").capitalize()),
+        "detail": e.detail,
+        "who": who,
+        "human": human,
+        "refused": e.kind in ("contact_refused", "contact_failed", "promise_broken", "plan_broken"),
+    }
 
 
 # --------------------------------------------------------------------------- legal clocks
+
 
 def legal_clocks(status) -> list[dict[str, Any]]:
     """The case's legal clocks with the source each one counts by (from the case's status query): the
@@ -167,28 +259,56 @@ def legal_clocks(status) -> list[dict[str, Any]]:
     out = []
     for c in getattr(status, "legal_clocks", None) or []:
         what = c.name.replace("_", " ").capitalize() + (" opens" if c.kind == "opens" else " ends")
-        note = "; ".join(x for x in (c.note, f"restarted on {c.restarted_on} ({c.restart_cause})"
-                                     if c.restarted_on else "") if x)
+        note = "; ".join(x for x in (c.note, f"restarted on {c.restarted_on} ({c.restart_cause})" if c.restarted_on else "") if x)
         out.append({"what": what, "at": c.at, "day": c.last_day, "source": c.source, "note": note})
     if not out and status.limitation_ends is not None:
-        out.append({"what": "Limitation period ends", "at": status.limitation_ends, "day": None, "note": "",
-                    "source": "Civil Code art. 188 (three years; restarted by a payment or acknowledgement, art. 195)"})
+        out.append(
+            {
+                "what": "Limitation period ends",
+                "at": status.limitation_ends,
+                "day": None,
+                "note": "",
+                "source": "Civil Code art. 188 (three years; restarted by a payment or acknowledgement, art. 195)",
+            }
+        )
     if status.dispute_answer_due is not None:
-        out.append({"what": "Answer to the credit-report dispute due", "at": status.dispute_answer_due, "day": None,
-                    "note": "", "source": "征信业管理条例 (Credit Reporting Regulation) art. 25"})
+        out.append(
+            {
+                "what": "Answer to the credit-report dispute due",
+                "at": status.dispute_answer_due,
+                "day": None,
+                "note": "",
+                "source": "征信业管理条例 (Credit Reporting Regulation) art. 25",
+            }
+        )
     for d in status.decisions:
         if d.rule in ("limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window"):
-            out.append({"what": d.rule.replace("_", " ").capitalize(), "at": d.retry_at or d.at, "day": None,
-                        "note": "", "source": d.reason})
+            out.append(
+                {
+                    "what": d.rule.replace("_", " ").capitalize(),
+                    "at": d.retry_at or d.at,
+                    "day": None,
+                    "note": "",
+                    "source": d.reason,
+                }
+            )
     if status.risk_basis:
-        out.append({"what": f"Risk class: {status.risk_class}", "at": None, "day": None, "note": "",
-                    "source": status.risk_basis})
+        out.append({"what": f"Risk class: {status.risk_class}", "at": None, "day": None, "note": "", "source": status.risk_basis})
     return out
 
 
 def log_view(repo, *, loan_id: str, actor: str, detail: str) -> None:
     """A contact-details view into the case's audit trail, with the actor (operator id:role)."""
     with repo.session() as s:
-        s.add(EventRow(workflow_id=f"loan-{loan_id}", loan_id=loan_id, at=utcnow(), kind="contact_details_viewed",
-                       detail=detail, cause=json.dumps({"source": "console"}), actor=actor))
+        s.add(
+            EventRow(
+                workflow_id=f"loan-{loan_id}",
+                loan_id=loan_id,
+                at=utcnow(),
+                kind="contact_details_viewed",
+                detail=detail,
+                cause=json.dumps({"source": "console"}),
+                actor=actor,
+            )
+        )
         s.commit()

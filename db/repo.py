@@ -5,16 +5,26 @@ crash writes nothing twice (unique keys with ON CONFLICT DO NOTHING)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, cast, overload
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast, overload
 
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
 
 from db.tables import (
-    BorrowerRow, CaseRow, ContactRow, EventRow, HoldRow, LoanRow, PaymentReversalRow, PaymentRow, table_of, utcnow,
+    BorrowerRow,
+    CaseRow,
+    ContactRow,
+    EventRow,
+    HoldRow,
+    LoanRow,
+    PaymentReversalRow,
+    PaymentRow,
+    table_of,
+    utcnow,
 )
 
 
@@ -33,7 +43,7 @@ def _aware(value: datetime | None) -> datetime | None: ...
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -74,18 +84,42 @@ class Repo:
             borrower = s.scalar(select(col(LoanRow.borrower_id)).where(col(LoanRow.id) == loan_id))
             if borrower is None:
                 return []
-            return list(s.scalars(select(col(LoanRow.id)).where(col(LoanRow.borrower_id) == borrower,
-                                                          col(LoanRow.id) != loan_id)
-                                  .order_by(col(LoanRow.id))))
+            return list(
+                s.scalars(
+                    select(col(LoanRow.id))
+                    .where(col(LoanRow.borrower_id) == borrower, col(LoanRow.id) != loan_id)
+                    .order_by(col(LoanRow.id))
+                )
+            )
 
     # ---- the case projection
 
-    def project_case(self, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,
-                     status: str | None = None, outstanding: int | None = None, total_paid: int | None = None,
-                     outcome: str | None = None, closed_at: datetime | None = None) -> None:
+    def project_case(
+        self,
+        workflow_id: str,
+        loan_id: str,
+        currency: str,
+        *,
+        stage: str | None = None,
+        status: str | None = None,
+        outstanding: int | None = None,
+        total_paid: int | None = None,
+        outcome: str | None = None,
+        closed_at: datetime | None = None,
+    ) -> None:
         with self.session() as s:
-            _project_case(s, workflow_id, loan_id, currency, stage=stage, status=status, outstanding=outstanding,
-                          total_paid=total_paid, outcome=outcome, closed_at=closed_at)
+            _project_case(
+                s,
+                workflow_id,
+                loan_id,
+                currency,
+                stage=stage,
+                status=status,
+                outstanding=outstanding,
+                total_paid=total_paid,
+                outcome=outcome,
+                closed_at=closed_at,
+            )
             s.commit()
 
     def case_row(self, workflow_id: str) -> CaseRow | None:
@@ -94,12 +128,33 @@ class Repo:
 
     # ---- payments ledger
 
-    def record_payment(self, *, payment_id: str, loan_id: str, workflow_id: str | None, amount: int, currency: str,
-                       paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "") -> bool:
+    def record_payment(
+        self,
+        *,
+        payment_id: str,
+        loan_id: str,
+        workflow_id: str | None,
+        amount: int,
+        currency: str,
+        paid_at: datetime,
+        status: str = "applied",
+        allocation: dict | None = None,
+        note: str = "",
+    ) -> bool:
         """Write a payment once. True if this call wrote it, False if the payment id was already there."""
         with self.session() as s:
-            written = _record_payment(s, payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount,
-                                      currency=currency, paid_at=paid_at, status=status, allocation=allocation, note=note)
+            written = _record_payment(
+                s,
+                payment_id=payment_id,
+                loan_id=loan_id,
+                workflow_id=workflow_id,
+                amount=amount,
+                currency=currency,
+                paid_at=paid_at,
+                status=status,
+                allocation=allocation,
+                note=note,
+            )
             s.commit()
             return written
 
@@ -121,13 +176,15 @@ class Repo:
         closed as paid opens again, so its projection loses the outcome and closing time. True if this call wrote it."""
         with self.session() as s:
             stmt = _insert(s, PaymentReversalRow).values(**reversal, recorded_at=utcnow())
-            stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(
-                table_of(PaymentReversalRow).c.payment_id)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(table_of(PaymentReversalRow).c.payment_id)
             written = s.execute(stmt).first() is not None
             _project_case(s, **case)
             if reopened:
-                s.execute(update(CaseRow).where(col(CaseRow.workflow_id) == case["workflow_id"])
-                          .values(outcome=None, closed_at=None, status="active", updated_at=utcnow()))
+                s.execute(
+                    update(CaseRow)
+                    .where(col(CaseRow.workflow_id) == case["workflow_id"])
+                    .values(outcome=None, closed_at=None, status="active", updated_at=utcnow())
+                )
             _record_events(s, events)
             s.commit()
             return written
@@ -150,21 +207,50 @@ class Repo:
 
     # ---- contacts
 
-    def begin_contact(self, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
-                      channel: str, action: str, frozen: str | None = None) -> ContactRow:
+    def begin_contact(
+        self,
+        *,
+        idempotency_key: str,
+        workflow_id: str,
+        loan_id: str,
+        borrower_id: str,
+        step: str,
+        channel: str,
+        action: str,
+        frozen: str | None = None,
+    ) -> ContactRow:
         """The contact row of this step and action, created on the first attempt; attempts counted.
 
         `frozen` (what the message is rendered from) is kept from the first attempt that gives one:
         the returned row's `frozen` is what every attempt must send."""
         with self.session() as s:
-            row = _begin_contact(s, idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id,
-                                 borrower_id=borrower_id, step=step, channel=channel, action=action, frozen=frozen)
+            row = _begin_contact(
+                s,
+                idempotency_key=idempotency_key,
+                workflow_id=workflow_id,
+                loan_id=loan_id,
+                borrower_id=borrower_id,
+                step=step,
+                channel=channel,
+                action=action,
+                frozen=frozen,
+            )
             s.commit()
             return row
 
-    def begin_send(self, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
-                   channel: str, action: str, frozen: Callable[[BorrowerRow | None], str],
-                   debtor_id: str | None = None) -> tuple[BorrowerRow | None, BorrowerRow | None, ContactRow]:
+    def begin_send(
+        self,
+        *,
+        idempotency_key: str,
+        workflow_id: str,
+        loan_id: str,
+        borrower_id: str,
+        step: str,
+        channel: str,
+        action: str,
+        frozen: Callable[[BorrowerRow | None], str],
+        debtor_id: str | None = None,
+    ) -> tuple[BorrowerRow | None, BorrowerRow | None, ContactRow]:
         """What a send reads and writes before it calls the gateway, in one transaction:
         (the recipient's record, the debtor's record if `debtor_id`, `begin_contact`'s row).
 
@@ -174,14 +260,29 @@ class Repo:
         with self.session() as s:
             borrower = s.get(BorrowerRow, borrower_id)
             debtor = s.get(BorrowerRow, debtor_id) if debtor_id is not None else None
-            row = _begin_contact(s, idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id,
-                                 borrower_id=borrower_id, step=step, channel=channel, action=action,
-                                 frozen=frozen(borrower))
+            row = _begin_contact(
+                s,
+                idempotency_key=idempotency_key,
+                workflow_id=workflow_id,
+                loan_id=loan_id,
+                borrower_id=borrower_id,
+                step=step,
+                channel=channel,
+                action=action,
+                frozen=frozen(borrower),
+            )
             s.commit()
             return borrower, debtor, row
 
-    def finish_contact(self, idempotency_key: str, *, status: str, outcome: str | None = None,
-                       reason: str | None = None, reference: str | None = None) -> None:
+    def finish_contact(
+        self,
+        idempotency_key: str,
+        *,
+        status: str,
+        outcome: str | None = None,
+        reason: str | None = None,
+        reference: str | None = None,
+    ) -> None:
         with self.session() as s:
             _finish_contact(s, idempotency_key, status=status, outcome=outcome, reason=reason, reference=reference)
             s.commit()
@@ -202,9 +303,11 @@ class Repo:
         back (status `deferred`: the gate's caps no longer count it) until the gate allows it again
         (GateStore.check); the deferral is an audit event (`record_event(**event)`). One transaction."""
         with self.session() as s:
-            s.execute(update(CONTACTS).where(CONTACTS.c.idempotency_key == idempotency_key,
-                                             CONTACTS.c.status == "pending")
-                      .values(status="deferred", updated_at=utcnow()))
+            s.execute(
+                update(CONTACTS)
+                .where(CONTACTS.c.idempotency_key == idempotency_key, CONTACTS.c.status == "pending")
+                .values(status="deferred", updated_at=utcnow())
+            )
             _record_events(s, [event])
             s.commit()
 
@@ -214,19 +317,29 @@ class Repo:
         if not rows:
             return
         with self.session() as s:
-            borrowers: dict[str, str] = {loan: borrower for loan, borrower in s.execute(
-                select(col(LoanRow.id), col(LoanRow.borrower_id)).where(col(LoanRow.id).in_({r["loan_id"] for r in rows})))}
+            borrowers: dict[str, str] = {
+                loan: borrower
+                for loan, borrower in s.execute(
+                    select(col(LoanRow.id), col(LoanRow.borrower_id)).where(col(LoanRow.id).in_({r["loan_id"] for r in rows}))
+                )
+            }
             now = utcnow()
-            values = [dict(r, borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0, created_at=now,
-                           updated_at=now) for r in rows if r["loan_id"] in borrowers]
+            values = [
+                dict(r, borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0, created_at=now, updated_at=now)
+                for r in rows
+                if r["loan_id"] in borrowers
+            ]
             if values:
                 s.execute(_insert(s, ContactRow).on_conflict_do_nothing(index_elements=["idempotency_key"]), values)
             s.commit()
 
     def note_contact_error(self, idempotency_key: str, reason: str) -> None:
         with self.session() as s:
-            s.execute(update(ContactRow).where(col(ContactRow.idempotency_key) == idempotency_key)
-                      .values(reason=reason[:500], updated_at=utcnow()))
+            s.execute(
+                update(ContactRow)
+                .where(col(ContactRow.idempotency_key) == idempotency_key)
+                .values(reason=reason[:500], updated_at=utcnow())
+            )
             s.commit()
 
     def contacts(self, loan_id: str | None = None, workflow_id: str | None = None) -> list[ContactRow]:
@@ -240,12 +353,34 @@ class Repo:
 
     # ---- audit trail
 
-    def record_event(self, *, workflow_id: str, loan_id: str, kind: str, detail: str = "",
-                     cause: dict | None = None, at: datetime | None = None, dedupe_key: str | None = None) -> bool:
+    def record_event(
+        self,
+        *,
+        workflow_id: str,
+        loan_id: str,
+        kind: str,
+        detail: str = "",
+        cause: dict | None = None,
+        at: datetime | None = None,
+        dedupe_key: str | None = None,
+    ) -> bool:
         with self.session() as s:
-            stmt = _insert(s, EventRow).values(**_event_values(
-                workflow_id=workflow_id, loan_id=loan_id, kind=kind, detail=detail, cause=cause, at=at,
-                dedupe_key=dedupe_key)).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table_of(EventRow).c.id)
+            stmt = (
+                _insert(s, EventRow)
+                .values(
+                    **_event_values(
+                        workflow_id=workflow_id,
+                        loan_id=loan_id,
+                        kind=kind,
+                        detail=detail,
+                        cause=cause,
+                        at=at,
+                        dedupe_key=dedupe_key,
+                    )
+                )
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                .returning(table_of(EventRow).c.id)
+            )
             written = s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
             s.commit()
             return written
@@ -261,56 +396,116 @@ class Repo:
 
     def events(self, workflow_id: str) -> list[EventRow]:
         with self.session() as s:
-            return list(s.scalars(select(EventRow).where(col(EventRow.workflow_id) == workflow_id)
-                                    .order_by(col(EventRow.id))))
+            return list(s.scalars(select(EventRow).where(col(EventRow.workflow_id) == workflow_id).order_by(col(EventRow.id))))
 
 
 # ---------------------------------------------------------------- statements shared by the one-transaction writers
 
-def _event_values(*, workflow_id: str, loan_id: str, kind: str, detail: str = "", cause: dict | None = None,
-                  at: datetime | None = None, dedupe_key: str | None = None, actor: str | None = None) -> dict:
-    return dict(workflow_id=workflow_id, loan_id=loan_id, at=at or utcnow(), kind=kind, detail=detail,
-                cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False), dedupe_key=dedupe_key,
-                actor=actor)
+
+def _event_values(
+    *,
+    workflow_id: str,
+    loan_id: str,
+    kind: str,
+    detail: str = "",
+    cause: dict | None = None,
+    at: datetime | None = None,
+    dedupe_key: str | None = None,
+    actor: str | None = None,
+) -> dict:
+    return dict(
+        workflow_id=workflow_id,
+        loan_id=loan_id,
+        at=at or utcnow(),
+        kind=kind,
+        detail=detail,
+        cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False),
+        dedupe_key=dedupe_key,
+        actor=actor,
+    )
 
 
 def _record_events(s: Session, events: list[dict]) -> None:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING for each event, in the list's order, as one executemany:
     one statement compiled once and cached (a multi-row VALUES list was compiled anew for every call)."""
     if events:
-        s.execute(_insert(s, EventRow).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-                  [_event_values(**e) for e in events])
+        s.execute(
+            _insert(s, EventRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), [_event_values(**e) for e in events]
+        )
 
 
-def _project_case(s: Session, workflow_id: str, loan_id: str, currency: str, *, stage: str | None = None,
-                  status: str | None = None, outstanding: int | None = None, total_paid: int | None = None,
-                  outcome: str | None = None, closed_at: datetime | None = None) -> None:
+def _project_case(
+    s: Session,
+    workflow_id: str,
+    loan_id: str,
+    currency: str,
+    *,
+    stage: str | None = None,
+    status: str | None = None,
+    outstanding: int | None = None,
+    total_paid: int | None = None,
+    outcome: str | None = None,
+    closed_at: datetime | None = None,
+) -> None:
     now = utcnow()
-    values = {k: v for k, v in dict(stage=stage, status=status, outstanding=outstanding, total_paid=total_paid,
-                                    outcome=outcome, closed_at=closed_at).items() if v is not None}
-    stmt = _insert(s, CaseRow).values(workflow_id=workflow_id, loan_id=loan_id, currency=currency,
-                                      opened_at=now, updated_at=now,
-                                      **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values})
+    values = {
+        k: v
+        for k, v in dict(
+            stage=stage, status=status, outstanding=outstanding, total_paid=total_paid, outcome=outcome, closed_at=closed_at
+        ).items()
+        if v is not None
+    }
+    stmt = _insert(s, CaseRow).values(
+        workflow_id=workflow_id,
+        loan_id=loan_id,
+        currency=currency,
+        opened_at=now,
+        updated_at=now,
+        **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values},
+    )
     s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
 
 
-def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: str | None, amount: int, currency: str,
-                    paid_at: datetime, status: str = "applied", allocation: dict | None = None, note: str = "",
-                    recorded_by: str | None = None) -> bool:
+def _record_payment(
+    s: Session,
+    *,
+    payment_id: str,
+    loan_id: str,
+    workflow_id: str | None,
+    amount: int,
+    currency: str,
+    paid_at: datetime,
+    status: str = "applied",
+    allocation: dict | None = None,
+    note: str = "",
+    recorded_by: str | None = None,
+) -> bool:
     stmt = _insert(s, PaymentRow).values(
-        payment_id=payment_id, loan_id=loan_id, workflow_id=workflow_id, amount=amount, currency=currency,
-        paid_at=paid_at, status=status, allocation=json.dumps(allocation or {}, sort_keys=True), note=note,
-        recorded_at=utcnow(), recorded_by=recorded_by,
+        payment_id=payment_id,
+        loan_id=loan_id,
+        workflow_id=workflow_id,
+        amount=amount,
+        currency=currency,
+        paid_at=paid_at,
+        status=status,
+        allocation=json.dumps(allocation or {}, sort_keys=True),
+        note=note,
+        recorded_at=utcnow(),
+        recorded_by=recorded_by,
     )
     if status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
         t = table_of(PaymentRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["payment_id"],
-            set_=dict(status="applied", workflow_id=workflow_id, allocation=stmt.excluded.allocation,
-                      note="kept as unapplied (no open case), applied to the case later",
-                      recorded_at=stmt.excluded.recorded_at),
-            where=(t.c.status == "unapplied") & (t.c.loan_id == loan_id) & (t.c.amount == amount)
-            & (t.c.currency == currency))
+            set_=dict(
+                status="applied",
+                workflow_id=workflow_id,
+                allocation=stmt.excluded.allocation,
+                note="kept as unapplied (no open case), applied to the case later",
+                recorded_at=stmt.excluded.recorded_at,
+            ),
+            where=(t.c.status == "unapplied") & (t.c.loan_id == loan_id) & (t.c.amount == amount) & (t.c.currency == currency),
+        )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"])
     stmt = stmt.returning(table_of(PaymentRow).c.payment_id)
@@ -323,25 +518,62 @@ def _record_payment(s: Session, *, payment_id: str, loan_id: str, workflow_id: s
 CONTACTS = table_of(ContactRow)
 
 
-def _begin_contact(s: Session, *, idempotency_key: str, workflow_id: str, loan_id: str, borrower_id: str, step: str,
-                   channel: str, action: str, frozen: str | None) -> ContactRow:
+def _begin_contact(
+    s: Session,
+    *,
+    idempotency_key: str,
+    workflow_id: str,
+    loan_id: str,
+    borrower_id: str,
+    step: str,
+    channel: str,
+    action: str,
+    frozen: str | None,
+) -> ContactRow:
     now = utcnow()
-    s.execute(_insert(s, ContactRow).values(
-        idempotency_key=idempotency_key, workflow_id=workflow_id, loan_id=loan_id, borrower_id=borrower_id,
-        step=step, channel=channel, action=action, status="pending", attempts=0, created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    s.execute(
+        _insert(s, ContactRow)
+        .values(
+            idempotency_key=idempotency_key,
+            workflow_id=workflow_id,
+            loan_id=loan_id,
+            borrower_id=borrower_id,
+            step=step,
+            channel=channel,
+            action=action,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
     c = CONTACTS.c  # a Core UPDATE: the ORM's bulk-update bookkeeping cost a fifth of a send's CPU
-    s.execute(update(CONTACTS).where(c.idempotency_key == idempotency_key)
-              .values(attempts=c.attempts + 1, updated_at=now,
-                      **({"frozen": func.coalesce(c.frozen, frozen)} if frozen is not None else {})))
+    s.execute(
+        update(CONTACTS)
+        .where(c.idempotency_key == idempotency_key)
+        .values(
+            attempts=c.attempts + 1, updated_at=now, **({"frozen": func.coalesce(c.frozen, frozen)} if frozen is not None else {})
+        )
+    )
     # read inside the transaction that wrote it (the row lock is held): no second transaction
     return s.scalars(select(ContactRow).where(col(ContactRow.idempotency_key) == idempotency_key)).one()
 
 
-def _finish_contact(s: Session, idempotency_key: str, *, status: str, outcome: str | None = None,
-                    reason: str | None = None, reference: str | None = None) -> None:
-    s.execute(update(CONTACTS).where(CONTACTS.c.idempotency_key == idempotency_key).values(
-        status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow()))
+def _finish_contact(
+    s: Session,
+    idempotency_key: str,
+    *,
+    status: str,
+    outcome: str | None = None,
+    reason: str | None = None,
+    reference: str | None = None,
+) -> None:
+    s.execute(
+        update(CONTACTS)
+        .where(CONTACTS.c.idempotency_key == idempotency_key)
+        .values(status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow())
+    )
 
 
 @dataclass(frozen=True)
@@ -357,6 +589,7 @@ class ContactDetails:
 
 
 # ---------------------------------------------------------------- the contact gate
+
 
 @dataclass(frozen=True)
 class GateRequest:
@@ -383,21 +616,41 @@ class GateStore:
             borrowers = table_of(BorrowerRow)  # a Core UPDATE (the row lock), without the ORM's bulk-update bookkeeping
             b = borrowers.c
             # an UPDATE's result is a CursorResult (Session.execute is typed for any statement)
-            locked = cast(CursorResult[Any], s.execute(update(borrowers).where(b.id == borrower_id)
-                                                       .values(updated_at=b.updated_at))).rowcount
+            locked = cast(
+                CursorResult[Any], s.execute(update(borrowers).where(b.id == borrower_id).values(updated_at=b.updated_at))
+            ).rowcount
             borrower = s.get(BorrowerRow, borrower_id) if locked else None
             tz = borrower.timezone if borrower else "Asia/Shanghai"
-            holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
-                     for h in s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id,
-                                                              col(HoldRow.released_at).is_(None)))]
+            holds = [
+                ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
+                for h in s.scalars(
+                    select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id, col(HoldRow.released_at).is_(None))
+                )
+            ]
             since = now - timedelta(days=8)
-            rows = list(s.scalars(select(ContactRow).where(
-                col(ContactRow.borrower_id) == borrower_id, col(ContactRow.status).in_(("pending", "delivered")),
-                col(ContactRow.at).is_not(None), col(ContactRow.at) >= since)))
-            history = [PastContact(at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id,
-                                   bundle=f"{r.workflow_id}:{r.step}") for r in rows if r.at is not None]
-            existing = {r.idempotency_key: r for r in s.scalars(select(ContactRow).where(
-                col(ContactRow.idempotency_key).in_([q.idempotency_key for q in requests])))}
+            rows = list(
+                s.scalars(
+                    select(ContactRow).where(
+                        col(ContactRow.borrower_id) == borrower_id,
+                        col(ContactRow.status).in_(("pending", "delivered")),
+                        col(ContactRow.at).is_not(None),
+                        col(ContactRow.at) >= since,
+                    )
+                )
+            )
+            history = [
+                PastContact(
+                    at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id, bundle=f"{r.workflow_id}:{r.step}"
+                )
+                for r in rows
+                if r.at is not None
+            ]
+            existing = {
+                r.idempotency_key: r
+                for r in s.scalars(
+                    select(ContactRow).where(col(ContactRow.idempotency_key).in_([q.idempotency_key for q in requests]))
+                )
+            }
             out = []
             for q in requests:
                 prior = existing.get(q.idempotency_key)
@@ -408,51 +661,102 @@ class GateStore:
                     continue
                 d = decide(q, tz, holds, history)
                 if d.allowed and prior is not None:
-                    s.execute(update(CONTACTS).where(CONTACTS.c.idempotency_key == q.idempotency_key)
-                              .values(status="pending", at=now, updated_at=utcnow()))
+                    s.execute(
+                        update(CONTACTS)
+                        .where(CONTACTS.c.idempotency_key == q.idempotency_key)
+                        .values(status="pending", at=now, updated_at=utcnow())
+                    )
                 elif d.allowed:
-                    s.execute(_insert(s, ContactRow).values(
-                        idempotency_key=q.idempotency_key, workflow_id=q.workflow_id, loan_id=q.loan_id,
-                        borrower_id=borrower_id, step=q.step, channel=q.channel, action=q.action, status="pending",
-                        attempts=0, at=now, created_at=utcnow(), updated_at=utcnow(),
-                    ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
-                    history.append(PastContact(at=now, channel=q.channel, loan_id=q.loan_id,
-                                               bundle=f"{q.workflow_id}:{q.step}"))
-                s.execute(_insert(s, EventRow).values(
-                    workflow_id=q.workflow_id, loan_id=q.loan_id, at=now,
-                    kind="contact_allowed" if d.allowed else "contact_refused",
-                    detail=f"{q.step}/{q.action}: {d.rule}: {d.reason}",
-                    cause=json.dumps({"rule": d.rule, "retry_at": d.retry_at.isoformat() if d.retry_at else None,
-                                      "final": d.final, **d.inputs}, sort_keys=True, default=str, ensure_ascii=False),
-                    dedupe_key=None))
+                    s.execute(
+                        _insert(s, ContactRow)
+                        .values(
+                            idempotency_key=q.idempotency_key,
+                            workflow_id=q.workflow_id,
+                            loan_id=q.loan_id,
+                            borrower_id=borrower_id,
+                            step=q.step,
+                            channel=q.channel,
+                            action=q.action,
+                            status="pending",
+                            attempts=0,
+                            at=now,
+                            created_at=utcnow(),
+                            updated_at=utcnow(),
+                        )
+                        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    )
+                    history.append(PastContact(at=now, channel=q.channel, loan_id=q.loan_id, bundle=f"{q.workflow_id}:{q.step}"))
+                s.execute(
+                    _insert(s, EventRow).values(
+                        workflow_id=q.workflow_id,
+                        loan_id=q.loan_id,
+                        at=now,
+                        kind="contact_allowed" if d.allowed else "contact_refused",
+                        detail=f"{q.step}/{q.action}: {d.rule}: {d.reason}",
+                        cause=json.dumps(
+                            {
+                                "rule": d.rule,
+                                "retry_at": d.retry_at.isoformat() if d.retry_at else None,
+                                "final": d.final,
+                                **d.inputs,
+                            },
+                            sort_keys=True,
+                            default=str,
+                            ensure_ascii=False,
+                        ),
+                        dedupe_key=None,
+                    )
+                )
                 out.append(d)
             s.commit()
             return out
 
-    def place_hold(self, *, borrower_id: str, loan_id: str, workflow_id: str, kind: str, placed_at: datetime,
-                   until: datetime | None, reference: str) -> None:
+    def place_hold(
+        self,
+        *,
+        borrower_id: str,
+        loan_id: str,
+        workflow_id: str,
+        kind: str,
+        placed_at: datetime,
+        until: datetime | None,
+        reference: str,
+    ) -> None:
         with self.repo.session() as s:
-            s.execute(_insert(s, HoldRow).values(
-                borrower_id=borrower_id, loan_id=loan_id, workflow_id=workflow_id, kind=kind, reference=reference,
-                placed_at=placed_at, until=until).on_conflict_do_nothing(
-                index_elements=["workflow_id", "kind", "placed_at"]))
+            s.execute(
+                _insert(s, HoldRow)
+                .values(
+                    borrower_id=borrower_id,
+                    loan_id=loan_id,
+                    workflow_id=workflow_id,
+                    kind=kind,
+                    reference=reference,
+                    placed_at=placed_at,
+                    until=until,
+                )
+                .on_conflict_do_nothing(index_elements=["workflow_id", "kind", "placed_at"])
+            )
             s.commit()
 
     def hold_placed_by(self, *, workflow_id: str, kind: str, placed_at: datetime, actor: str) -> None:
         """The actor (operator id:role) on a hold row (audit; issue 14)."""
         with self.repo.session() as s:
-            s.execute(update(HoldRow).where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind,
-                                            HoldRow.placed_at == placed_at).values(placed_by=actor))
+            s.execute(
+                update(HoldRow)
+                .where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind, HoldRow.placed_at == placed_at)
+                .values(placed_by=actor)
+            )
             s.commit()
 
     def release_hold(self, *, workflow_id: str, kind: str, released_at: datetime, released_by: str | None) -> None:
         with self.repo.session() as s:
-            s.execute(update(HoldRow).where(col(HoldRow.workflow_id) == workflow_id, col(HoldRow.kind) == kind,
-                                            col(HoldRow.released_at).is_(None))
-                      .values(released_at=released_at, released_by=released_by))
+            s.execute(
+                update(HoldRow)
+                .where(col(HoldRow.workflow_id) == workflow_id, col(HoldRow.kind) == kind, col(HoldRow.released_at).is_(None))
+                .values(released_at=released_at, released_by=released_by)
+            )
             s.commit()
 
     def holds(self, borrower_id: str) -> list[HoldRow]:
         with self.repo.session() as s:
-            return list(s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id)
-                                  .order_by(col(HoldRow.id))))
+            return list(s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id).order_by(col(HoldRow.id))))

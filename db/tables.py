@@ -6,7 +6,7 @@ migrations and these models agree.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Table, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -32,16 +32,15 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class BorrowerRow(SQLModel, table=True):
@@ -141,11 +140,17 @@ class ContactRow(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: str | None = Field(default=None, max_length=100)
     attempts: int = 0
-    at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True),
-                                description="when the gate allowed it, on the case's clock; caps count by this")
-    frozen: str | None = Field(default=None, sa_column=Column(Text, nullable=True),
-                               description="what the message was first rendered from (JSON, no PII): a re-run after "
-                                           "a crash sends the same body under the same idempotency key")
+    at: datetime | None = Field(
+        default=None,
+        sa_column=Column(UTCDateTime(), nullable=True, index=True),
+        description="when the gate allowed it, on the case's clock; caps count by this",
+    )
+    frozen: str | None = Field(
+        default=None,
+        sa_column=Column(Text, nullable=True),
+        description="what the message was first rendered from (JSON, no PII): a re-run after "
+        "a crash sends the same body under the same idempotency key",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -57,10 +57,10 @@ def dpds(policy: Policy, count: int = 40) -> list[int]:
     chosen: set[int] = set()
     for d in steps:
         chosen |= {d, d + 1}
-    for a, b in zip(steps, steps[1:]):
+    for a, b in zip(steps, steps[1:], strict=False):
         chosen.add((a + b) // 2)
     last, end = steps[-1], policy.write_off_dpd
-    extra = [last + (end - last) * k // 6 for k in range(1, 6)] + [end - 2]   # late cases, one about to be written off
+    extra = [last + (end - last) * k // 6 for k in range(1, 6)] + [end - 2]  # late cases, one about to be written off
     chosen |= {d for d in extra if 0 < d < end}
     fill = 2
     while len(chosen) < count:
@@ -88,12 +88,20 @@ def portfolio(policy: Policy, now: datetime, count: int = 40) -> list[CaseInput]
         interest = principal * rng.randrange(3, 12) // 100
         fees = rng.choice([0, 5_000, 15_000, 30_000, 50_000])
         loan_id = f"{PREFIX}{i:04d}"
-        cases.append(CaseInput(
-            loan_id=loan_id, borrower_id=f"BOR-{i:04d}", currency=CURRENCY,
-            principal=principal, interest=interest, fees=fees,
-            due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
-            segment=segment, policy=policy,
-        ))
+        cases.append(
+            CaseInput(
+                loan_id=loan_id,
+                borrower_id=f"BOR-{i:04d}",
+                currency=CURRENCY,
+                principal=principal,
+                interest=interest,
+                fees=fees,
+                due_date=local_date(now, tz) - timedelta(days=dpd),
+                timezone=tz,
+                segment=segment,
+                policy=policy,
+            )
+        )
     return cases
 
 
@@ -114,12 +122,27 @@ def seed_records(cases: list[CaseInput]) -> str:
         for i, c in enumerate(cases, start=1):
             if repo.loan(c.loan_id) is not None:
                 continue
-            repo.upsert_borrower(id=c.borrower_id, name=f"演示借款人{i:02d}", phone=f"1380000{i:04d}",
-                                 email=f"borrower{i:02d}@example.com", address=f"演示市演示路{i}号",
-                                 timezone=c.timezone, language="zh")
-            repo.upsert_loan(id=c.loan_id, borrower_id=c.borrower_id, currency=c.currency, principal=c.principal,
-                             interest=c.interest, fees=c.fees, due_date=c.due_date, product=c.product,
-                             segment=c.segment, policy=c.policy.name)
+            repo.upsert_borrower(
+                id=c.borrower_id,
+                name=f"演示借款人{i:02d}",
+                phone=f"1380000{i:04d}",
+                email=f"borrower{i:02d}@example.com",
+                address=f"演示市演示路{i}号",
+                timezone=c.timezone,
+                language="zh",
+            )
+            repo.upsert_loan(
+                id=c.loan_id,
+                borrower_id=c.borrower_id,
+                currency=c.currency,
+                principal=c.principal,
+                interest=c.interest,
+                fees=c.fees,
+                due_date=c.due_date,
+                product=c.product,
+                segment=c.segment,
+                policy=c.policy.name,
+            )
             added += 1
         return f"{added} borrower(s) and loan(s) recorded, {len(cases) - added} already there"
     except Exception as exc:  # the demo goes on: the cases run, their contacts fail
@@ -134,7 +157,10 @@ async def start_all(client: Client, cases: list[CaseInput]) -> tuple[dict[str, W
         total = inp.principal + inp.interest + inp.fees
         try:
             handle = await client.start_workflow(
-                CollectionCase.run, inp, id=inp.workflow_id, task_queue=queue,
+                CollectionCase.run,
+                inp,
+                id=inp.workflow_id,
+                task_queue=queue,
                 static_summary=f"Loan {inp.loan_id} · CNY {pretty(total)} · demo policy",
                 static_details=f"Segment {inp.segment}, due {inp.due_date} ({inp.timezone}); demo portfolio (devstack/demo.py)",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -144,16 +170,19 @@ async def start_all(client: Client, cases: list[CaseInput]) -> tuple[dict[str, W
             return client.get_workflow_handle(inp.workflow_id), False
 
     results = await asyncio.gather(*(start(c) for c in cases))
-    handles = {c.loan_id: h for c, (h, _) in zip(cases, results)}
-    new = {c.loan_id for c, (_, started) in zip(cases, results) if started}
+    handles = {c.loan_id: h for c, (h, _) in zip(cases, results, strict=False)}
+    new = {c.loan_id for c, (_, started) in zip(cases, results, strict=False) if started}
     return handles, new
 
 
 async def worker_polling(client: Client) -> bool:
-    resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=client.namespace, task_queue=TaskQueue(name=settings().task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    ))
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=settings().task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
     return bool(resp.pollers)
 
 
@@ -166,7 +195,7 @@ async def status_of(handle: WorkflowHandle) -> CaseStatus | None:
 
 async def statuses(handles: dict[str, WorkflowHandle]) -> dict[str, CaseStatus | None]:
     got = await asyncio.gather(*(status_of(h) for h in handles.values()))
-    return dict(zip(handles, got))
+    return dict(zip(handles, got, strict=False))
 
 
 async def wait_first_steps(handles: dict[str, WorkflowHandle], limit: float = 20.0) -> None:
@@ -193,14 +222,15 @@ async def send(handle: WorkflowHandle, loan_id: str, what: str, update, arg) -> 
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         return Outcome(loan_id, what, False, getattr(cause, "message", None) or str(cause or exc))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Outcome(loan_id, what, False, f"no answer within {UPDATE_TIMEOUT:.0f}s (is the worker running?)")
     except Exception as exc:
         return Outcome(loan_id, what, False, f"{exc.__class__.__name__}: {exc}")
     message = getattr(result, "message", None)
     if message is None and hasattr(result, "outstanding"):
         message = f"applied {result.applied}, outstanding {result.outstanding}, status {result.status}" + (
-            f", outcome {result.outcome}" if result.outcome else "")
+            f", outcome {result.outcome}" if result.outcome else ""
+        )
     return Outcome(loan_id, what, True, message or str(result))
 
 
@@ -217,44 +247,81 @@ def pick(index: dict[int, CaseInput], wanted: int, used: set[str]) -> CaseInput 
     options = sorted((d, c) for d, c in index.items() if c.loan_id not in used)
     if not options:
         return None
-    d, c = min(options, key=lambda dc: (abs(dc[0] - wanted) + (0 if dc[0] >= wanted else 0.5)))
+    d, c = min(options, key=lambda dc: abs(dc[0] - wanted) + (0 if dc[0] >= wanted else 0.5))
     used.add(c.loan_id)
     return c
 
 
-async def updates(client: Client, cases: list[CaseInput], handles: dict[str, WorkflowHandle], new: set[str],
-                  now: datetime, judgment_wait: float) -> list[Outcome]:
+async def updates(
+    client: Client, cases: list[CaseInput], handles: dict[str, WorkflowHandle], new: set[str], now: datetime, judgment_wait: float
+) -> list[Outcome]:
     index = by_dpd(cases, now, new)
     used: set[str] = set()
     sent: list[asyncio.Future] = []
     plan: list[tuple[CaseInput, str, object, object]] = []
 
     def today(c: CaseInput) -> date:
-        return local_date(datetime.now(timezone.utc), c.timezone)
+        return local_date(datetime.now(UTC), c.timezone)
 
     def total(c: CaseInput) -> int:
         return c.principal + c.interest + c.fees
 
     if c := pick(index, 20, used):
         part = total(c) * 3 // 10
-        plan.append((c, f"partial payment CNY {pretty(part)}", CollectionCase.record_payment,
-                     PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(part), currency=CURRENCY)))
+        plan.append(
+            (
+                c,
+                f"partial payment CNY {pretty(part)}",
+                CollectionCase.record_payment,
+                PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(part), currency=CURRENCY),
+            )
+        )
     if c := pick(index, 8, used):
-        plan.append((c, f"full payment CNY {pretty(total(c))}", CollectionCase.record_payment,
-                     PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(total(c)), currency=CURRENCY)))
+        plan.append(
+            (
+                c,
+                f"full payment CNY {pretty(total(c))}",
+                CollectionCase.record_payment,
+                PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(total(c)), currency=CURRENCY),
+            )
+        )
     if c := pick(index, 31, used):
         half = total(c) // 2
-        plan.append((c, f"promise to pay CNY {pretty(half)} in 7 days", CollectionCase.promise_to_pay,
-                     PromiseIn(amount=amount(half), date=today(c) + timedelta(days=7))))
+        plan.append(
+            (
+                c,
+                f"promise to pay CNY {pretty(half)} in 7 days",
+                CollectionCase.promise_to_pay,
+                PromiseIn(amount=amount(half), date=today(c) + timedelta(days=7)),
+            )
+        )
     if c := pick(index, 46, used):
-        plan.append((c, "plan: 6 monthly instalments from today+10", CollectionCase.agree_plan,
-                     PlanIn(kind="instalments", instalments=6, first_due=today(c) + timedelta(days=10))))
+        plan.append(
+            (
+                c,
+                "plan: 6 monthly instalments from today+10",
+                CollectionCase.agree_plan,
+                PlanIn(kind="instalments", instalments=6, first_due=today(c) + timedelta(days=10)),
+            )
+        )
     if c := pick(index, 61, used):
-        plan.append((c, "dispute hold", CollectionCase.place_hold,
-                     HoldIn(kind="dispute", reference="borrower disputes the interest charged")))
+        plan.append(
+            (
+                c,
+                "dispute hold",
+                CollectionCase.place_hold,
+                HoldIn(kind="dispute", reference="borrower disputes the interest charged"),
+            )
+        )
     if c := pick(index, 91, used):
-        plan.append((c, "hardship hold for 30 days", CollectionCase.place_hold,
-                     HoldIn(kind="hardship", until=today(c) + timedelta(days=30), reference="job loss")))
+        plan.append(
+            (
+                c,
+                "hardship hold for 30 days",
+                CollectionCase.place_hold,
+                HoldIn(kind="hardship", until=today(c) + timedelta(days=30), reference="job loss"),
+            )
+        )
     for c, what, update, arg in plan:
         sent.append(asyncio.ensure_future(send(handles[c.loan_id], c.loan_id, what, update, arg)))
     results = list(await asyncio.gather(*sent))
@@ -268,23 +335,39 @@ async def updates(client: Client, cases: list[CaseInput], handles: dict[str, Wor
         handle = handles[c.loan_id]
         if judgment_wait > 0:
             day = cases[0].policy.day_seconds
-            say(f"\nWaiting up to {judgment_wait:.0f}s for {c.loan_id} to file its lawsuit (it sends the bureau notice "
-                f"first and waits its notice period: ~{(14 + 2) * day}s at {day}s a policy day) ...")
+            say(
+                f"\nWaiting up to {judgment_wait:.0f}s for {c.loan_id} to file its lawsuit (it sends the bureau notice "
+                f"first and waits its notice period: ~{(14 + 2) * day}s at {day}s a policy day) ..."
+            )
             deadline, shown = time.monotonic() + judgment_wait, 0.0
             while time.monotonic() < deadline:
                 st = await status_of(handle)
-                if st is None or st.status == "closed" or "litigation" in st.steps_done or (
-                        st.awaiting is not None and st.awaiting.kind == "court"):
+                if (
+                    st is None
+                    or st.status == "closed"
+                    or "litigation" in st.steps_done
+                    or (st.awaiting is not None and st.awaiting.kind == "court")
+                ):
                     break
                 if time.monotonic() - shown > 15:
                     shown = time.monotonic()
                     say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
                 await asyncio.sleep(2)
-        r = await send(handle, c.loan_id, "court judgment", CollectionCase.record_outcome,
-                       OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1234号",
-                                 # the law's dates are real days, not the demo's short ones: a judgment whose
-                                 # performance period ended 5 days ago, so that enforcement may follow in the demo
-                                 effective_on=today(c) - timedelta(days=15), performance_ends=today(c) - timedelta(days=5)))
+        r = await send(
+            handle,
+            c.loan_id,
+            "court judgment",
+            CollectionCase.record_outcome,
+            OutcomeIn(
+                kind="court",
+                outcome="judgment",
+                reference="(2026)沪0101民初1234号",
+                # the law's dates are real days, not the demo's short ones: a judgment whose
+                # performance period ended 5 days ago, so that enforcement may follow in the demo
+                effective_on=today(c) - timedelta(days=15),
+                performance_ends=today(c) - timedelta(days=5),
+            ),
+        )
         say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
         results.append(r)
     return results
@@ -339,33 +422,43 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=40, help="how many loans (default 40)")
     parser.add_argument("--policy", default="demo", help="policy name or file (default demo)")
-    parser.add_argument("--judgment-wait", type=float, default=150.0,
-                        help="seconds to wait for a case to file its lawsuit before recording a judgment (default 150)")
+    parser.add_argument(
+        "--judgment-wait",
+        type=float,
+        default=150.0,
+        help="seconds to wait for a case to file its lawsuit before recording a judgment (default 150)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the lawsuit (same as --judgment-wait 0)")
     args = parser.parse_args(argv)
     cfg = settings()
     try:
         client = await asyncio.wait_for(connect(), timeout=15)
     except Exception as exc:
-        say(f"demo: cannot reach Temporal at {cfg.temporal_address} ({exc.__class__.__name__}: {exc}).\n"
-            "Start the local stack first: `python -m devstack.stack start` (or `make demo`).")
+        say(
+            f"demo: cannot reach Temporal at {cfg.temporal_address} ({exc.__class__.__name__}: {exc}).\n"
+            "Start the local stack first: `python -m devstack.stack start` (or `make demo`)."
+        )
         return 1
     policy = load_policy(args.policy)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     warning = calendar_warning(now)  # warn ahead: next year's official holiday calendar
     if warning:
         say(f"demo: WARNING {warning}")
     cases = portfolio(policy, now, args.count)
     say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
     handles, new = await start_all(client, cases)
-    say(f"demo: {len(new)} case(s) started, {len(cases) - len(new)} already loaded "
-        f"(policy {policy.name} {policy.version}, a policy day lasts {policy.day_seconds}s)")
+    say(
+        f"demo: {len(new)} case(s) started, {len(cases) - len(new)} already loaded "
+        f"(policy {policy.name} {policy.version}, a policy day lasts {policy.day_seconds}s)"
+    )
 
     results: list[Outcome] = []
     if new:
         if not await worker_polling(client):
-            say(f"demo: no worker polls task queue {cfg.task_queue!r}; cases will wait for one "
-                "(`python worker.py`). Skipping the updates.")
+            say(
+                f"demo: no worker polls task queue {cfg.task_queue!r}; cases will wait for one "
+                "(`python worker.py`). Skipping the updates."
+            )
         else:
             say("demo: waiting for the first steps to run ...")
             await wait_first_steps({k: v for k, v in handles.items() if k in new})
@@ -391,7 +484,7 @@ async def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(asyncio.run(main()))
-    except BrokenPipeError:   # piped into head
+    except BrokenPipeError:  # piped into head
         sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)

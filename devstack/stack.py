@@ -80,7 +80,7 @@ def log_dir() -> Path:
 
 
 READY_TIMEOUT = 60.0
-START_TIMEOUT = 150.0   # `start` waits this long for the whole stack
+START_TIMEOUT = 150.0  # `start` waits this long for the whole stack
 
 
 def say(msg: str) -> None:
@@ -89,10 +89,11 @@ def say(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- addresses
 
+
 @dataclass(frozen=True)
 class Endpoints:
-    host: str           # what clients dial (from TEMPORAL_ADDRESS)
-    ip: str             # what the server binds
+    host: str  # what clients dial (from TEMPORAL_ADDRESS)
+    ip: str  # what the server binds
     port: int
     ui_port: int
     namespace: str
@@ -118,15 +119,16 @@ class Endpoints:
         try:
             ip = str(ipaddress.ip_address(host))
         except ValueError:
-            ip = "127.0.0.1"   # a name (localhost, ...): the local stack binds loopback only
-        return cls(host=host, ip=ip, port=int(port), ui_port=cfg.ui_port,
-                   namespace=cfg.temporal_namespace, task_queue=cfg.task_queue)
+            ip = "127.0.0.1"  # a name (localhost, ...): the local stack binds loopback only
+        return cls(
+            host=host, ip=ip, port=int(port), ui_port=cfg.ui_port, namespace=cfg.temporal_namespace, task_queue=cfg.task_queue
+        )
 
 
 def port_free(ip: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server does: TIME_WAIT is not "in use"
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is not "in use"
         try:
             s.bind((ip, port))
         except OSError:
@@ -146,14 +148,14 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    ready: Probe | None = None            # polled until True (or ready_timeout)
+    ready: Probe | None = None  # polled until True (or ready_timeout)
     ready_timeout: float = READY_TIMEOUT
-    stop_timeout: float = 15.0            # SIGTERM, then SIGKILL after this long
-    restart: bool = False                 # restart when it exits on its own (else the stack stops)
+    stop_timeout: float = 15.0  # SIGTERM, then SIGKILL after this long
+    restart: bool = False  # restart when it exits on its own (else the stack stops)
     max_restarts: int = 5
-    oneshot: bool = False                 # a step that must exit 0 (within ready_timeout) before the next child
-    ports: tuple[int, ...] = ()           # loopback ports it binds: checked free before anything starts
-    link: tuple[str, str] | None = None   # (label, address and how to use it) for the banner
+    oneshot: bool = False  # a step that must exit 0 (within ready_timeout) before the next child
+    ports: tuple[int, ...] = ()  # loopback ports it binds: checked free before anything starts
+    link: tuple[str, str] | None = None  # (label, address and how to use it) for the banner
 
 
 @dataclass
@@ -171,21 +173,26 @@ class Running:
 
 async def _client(ep: Endpoints):
     from infra.temporal import connect
+
     return await asyncio.wait_for(connect(ep.dial, ep.namespace), timeout=5)
 
 
 def server_ready(ep: Endpoints) -> Probe:
     async def probe(_: Running) -> bool:
         from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
         client = await _client(ep)
-        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=ep.namespace),
-                                                         timeout=timedelta(seconds=5))
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=ep.namespace), timeout=timedelta(seconds=5)
+        )
         if ep.ui_port:
             import httpx
+
             async with httpx.AsyncClient(timeout=3) as http:
                 ui_host = f"[{ep.ip}]" if ":" in ep.ip else ep.ip
                 (await http.get(f"http://{ui_host}:{ep.ui_port}/")).raise_for_status()
         return True
+
     return probe
 
 
@@ -197,45 +204,59 @@ async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
     ep = ep or Endpoints.from_settings(stack_settings())
     identity = f"{pid}@{host or socket.gethostname()}"
     client = await _client(ep)
-    resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=ep.namespace, task_queue=TaskQueue(name=ep.task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    ), timeout=timedelta(seconds=5))
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=ep.namespace,
+            task_queue=TaskQueue(name=ep.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=timedelta(seconds=5),
+    )
     return any(p.identity == identity for p in resp.pollers)
 
 
 def worker_ready(ep: Endpoints) -> Probe:
     """Ready when this very worker process polls the task queue."""
+
     async def probe(run: Running) -> bool:
         return await worker_polling(run.pid, ep)
+
     return probe
 
 
 def gateway_ready(url: str, instance: str) -> Probe:
     """Ready when /health answers from this very gateway process (its instance id)."""
+
     async def probe(_: Running) -> bool:
         import httpx
+
         async with httpx.AsyncClient(timeout=2) as http:
             r = await http.get(f"{url}/health")
         return r.status_code == 200 and r.headers.get("X-Gateway-Instance") == instance
+
     return probe
 
 
 def http_ready(url: str) -> Probe:
     """Ready when GET `url` answers 200 (the API's and the codec server's /health)."""
+
     async def probe(_: Running) -> bool:
         import httpx
+
         async with httpx.AsyncClient(timeout=2) as http:
             r = await http.get(url)
         return r.status_code == 200
+
     return probe
 
 
 def _importable(*modules: str) -> bool:
     import importlib.util
+
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
@@ -282,11 +303,25 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     ep = Endpoints.from_settings(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     server = [
-        binaries.find("temporal"), "server", "start-dev",
-        "--db-filename", str(var_dir() / "temporal.db"),
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-        "--ip", ep.ip, "--port", str(ep.port), "--ui-port", str(ep.ui_port),
-        "--namespace", ep.namespace, "--log-level", "warn",
+        binaries.find("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(var_dir() / "temporal.db"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--ip",
+        ep.ip,
+        "--port",
+        str(ep.port),
+        "--ui-port",
+        str(ep.ui_port),
+        "--namespace",
+        ep.namespace,
+        "--log-level",
+        "warn",
     ]
     for key, typ in CLI_TYPES.items():
         server += ["--search-attribute", f"{key.name}={typ}"]
@@ -294,8 +329,9 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     if codec:
         codec_port = cfg.codec_port
         server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
-    temporal = Child("temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port),
-                     link=("Web UI", ep.ui_url))
+    temporal = Child(
+        "temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port), link=("Web UI", ep.ui_url)
+    )
     specs = [temporal]
 
     if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
@@ -309,44 +345,95 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
         url = f"http://127.0.0.1:{port}"
         gateway_env = dict(env, GATEWAY_INSTANCE=instance)
         key = cfg.gateway_api_key
-        specs.append(Child("gateway", [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
-                                       "--db", str(var_dir() / "gateway.db")], gateway_env,
-                           ready=gateway_ready(url, instance), restart=True, ports=(port,),
-                           link=("Outbox", f"{url}/outbox.html?key={key}")))
+        specs.append(
+            Child(
+                "gateway",
+                [
+                    sys.executable,
+                    "-m",
+                    "sandbox",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--db",
+                    str(var_dir() / "gateway.db"),
+                ],
+                gateway_env,
+                ready=gateway_ready(url, instance),
+                restart=True,
+                ports=(port,),
+                link=("Outbox", f"{url}/outbox.html?key={key}"),
+            )
+        )
         worker_env.setdefault("GATEWAY_URL", url)
 
     metrics_host, _, metrics_port = (getattr(cfg, "metrics_address", "") or "").rpartition(":")
     local_metrics = metrics_port.isdigit() and metrics_host.strip("[]") in ("127.0.0.1", "localhost", "0.0.0.0", "")
-    specs.append(Child("worker", [sys.executable, str(ROOT / "worker.py")], worker_env, ready=worker_ready(ep),
-                       stop_timeout=20, restart=True, ports=(int(metrics_port),) if local_metrics else (),
-                       link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None))
+    specs.append(
+        Child(
+            "worker",
+            [sys.executable, str(ROOT / "worker.py")],
+            worker_env,
+            ready=worker_ready(ep),
+            stop_timeout=20,
+            restart=True,
+            ports=(int(metrics_port),) if local_metrics else (),
+            link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None,
+        )
+    )
 
     if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
         port = cfg.api_port
         own_token = bool(cfg.api_token)
         api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=cfg.api_token or "dev-token")
         url = f"http://127.0.0.1:{port}"
-        specs.append(Child("api", [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], api_env,
-                           ready=http_ready(f"{url}/health"), restart=True, ports=(port,),
-                           link=("API", f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
-                                       f"{'' if own_token else 'dev-token '}is the bootstrap admin token)")))
+        specs.append(
+            Child(
+                "api",
+                [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
+                api_env,
+                ready=http_ready(f"{url}/health"),
+                restart=True,
+                ports=(port,),
+                link=(
+                    "API",
+                    f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
+                    f"{'' if own_token else 'dev-token '}is the bootstrap admin token)",
+                ),
+            )
+        )
 
     if codec:
         url = f"http://127.0.0.1:{codec_port}"
-        codec_env = dict(worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port),
-                         TEMPORAL_UI_PORT=str(ep.ui_port))
+        codec_env = dict(
+            worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port), TEMPORAL_UI_PORT=str(ep.ui_port)
+        )
         if not cfg.codec_cors_origins:
-            codec_env["CODEC_CORS_ORIGINS"] = ",".join(dict.fromkeys(
-                [ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"]))
+            codec_env["CODEC_CORS_ORIGINS"] = ",".join(
+                dict.fromkeys([ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"])
+            )
         token = "from CODEC_TOKEN" if cfg.codec_token else f"in {shown_path(var_dir() / 'codec-token')}"
-        specs.append(Child("codec", [sys.executable, "-m", "encryption.codec_server"], codec_env,
-                           ready=http_ready(f"{url}/health"), restart=True, ports=(codec_port,),
-                           link=("Codec", f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
-                                          "Web UI's Codec Server settings, tick \"Include cross-origin credentials\"")))
+        specs.append(
+            Child(
+                "codec",
+                [sys.executable, "-m", "encryption.codec_server"],
+                codec_env,
+                ready=http_ready(f"{url}/health"),
+                restart=True,
+                ports=(codec_port,),
+                link=(
+                    "Codec",
+                    f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
+                    'Web UI\'s Codec Server settings, tick "Include cross-origin credentials"',
+                ),
+            )
+        )
     return specs
 
 
 # ---------------------------------------------------------------------------- process helpers
+
 
 def alive(pid: int) -> bool:
     try:
@@ -355,7 +442,7 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):   # a zombie is not alive
+    with contextlib.suppress(OSError):  # a zombie is not alive
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rpartition(")")[2].split()[0] == "Z":
             return False
@@ -404,7 +491,7 @@ def stop_process(run: Running) -> int | None:
             say(f"{spec.name} did not stop within {spec.stop_timeout:.0f}s; killing it")
             killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    killpg(proc.pid, signal.SIGKILL)   # anything it left behind in its group
+    killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
     return proc.returncode
 
 
@@ -440,6 +527,7 @@ def running_pid() -> int | None:
 
 # ---------------------------------------------------------------------------- the supervisor (`up`)
 
+
 class Supervisor:
     def __init__(self, specs: list[Child], ep: Endpoints) -> None:
         self.specs = specs
@@ -461,11 +549,18 @@ class Supervisor:
 
     def _write_state(self) -> None:
         state = {
-            "pid": os.getpid(), "ready": self.ready, "address": self.ep.dial, "ui": self.ep.ui_url,
-            "namespace": self.ep.namespace, "task_queue": self.ep.task_queue, "var": str(var_dir()),
+            "pid": os.getpid(),
+            "ready": self.ready,
+            "address": self.ep.dial,
+            "ui": self.ep.ui_url,
+            "namespace": self.ep.namespace,
+            "task_queue": self.ep.task_queue,
+            "var": str(var_dir()),
             "links": links(self.specs),
-            "children": [{"name": r.spec.name, "pid": r.pid, "pgid": r.pid, "log": str(r.log),
-                          "argv0": r.spec.argv[0]} for r in self.running],
+            "children": [
+                {"name": r.spec.name, "pid": r.pid, "pgid": r.pid, "log": str(r.log), "argv0": r.spec.argv[0]}
+                for r in self.running
+            ],
         }
         tmp = state_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -476,8 +571,15 @@ class Supervisor:
         with log.open("ab") as fh:
             fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} start {spec.name}: {' '.join(spec.argv)}\n".encode())
             fh.flush()
-            proc = subprocess.Popen(spec.argv, env=spec.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=fh,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                spec.argv,
+                env=spec.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return Running(spec, proc, log)
 
     async def _wait_ready(self, run: Running) -> bool:
@@ -490,7 +592,9 @@ class Supervisor:
             if self.stop.is_set():
                 return False
             if run.proc.poll() is not None:
-                say(f"{spec.name} exited with code {run.proc.returncode} while starting; last lines of {run.log}:\n{tail(run.log)}")
+                say(
+                    f"{spec.name} exited with code {run.proc.returncode} while starting; last lines of {run.log}:\n{tail(run.log)}"
+                )
                 return False
             try:
                 if await asyncio.wait_for(spec.ready(run), timeout=10):
@@ -500,7 +604,9 @@ class Supervisor:
                 last_error = exc
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=0.5)
-        say(f"{spec.name} not ready after {spec.ready_timeout:.0f}s (last error: {last_error!r}); last lines of {run.log}:\n{tail(run.log)}")
+        say(
+            f"{spec.name} not ready after {spec.ready_timeout:.0f}s (last error: {last_error!r}); last lines of {run.log}:\n{tail(run.log)}"
+        )
         return False
 
     async def _start_all(self) -> bool:
@@ -528,7 +634,9 @@ class Supervisor:
         if run.proc.poll() is None:
             stop_process(run)
             if not self.stop.is_set():
-                say(f"{run.spec.name} did not finish within {run.spec.ready_timeout:.0f}s; last lines of {run.log}:\n{tail(run.log)}")
+                say(
+                    f"{run.spec.name} did not finish within {run.spec.ready_timeout:.0f}s; last lines of {run.log}:\n{tail(run.log)}"
+                )
             return False
         if run.proc.returncode != 0:
             say(f"{run.spec.name} failed (exit code {run.proc.returncode}); last lines of {run.log}:\n{tail(run.log)}")
@@ -551,7 +659,7 @@ class Supervisor:
                 if not run.spec.restart or run.restarts >= run.spec.max_restarts:
                     say("stopping the stack")
                     return 1
-                await asyncio.sleep(min(2 ** run.restarts, 10))
+                await asyncio.sleep(min(2**run.restarts, 10))
                 new = self._spawn(run.spec)
                 new.restarts = run.restarts + 1
                 self.running[i] = new
@@ -590,8 +698,13 @@ def banner(ep: Endpoints, shown: list[list[str]], foreground: bool = False) -> N
     lines = [f"  {'Temporal':<10} {ep.host}:{ep.port}  (namespace {ep.namespace}, task queue {ep.task_queue})"]
     lines += [f"  {label:<10} " + text.replace("\n", "\n" + " " * 13) for label, text in shown]
     lines.append(f"  {'Logs':<10} {shown_path(log_dir())}/")
-    print("\n" + "\n".join(lines) + "\n" + ("  Ctrl-C stops the children in reverse order, the server last.\n"
-                                            if foreground else ""), flush=True)
+    print(
+        "\n"
+        + "\n".join(lines)
+        + "\n"
+        + ("  Ctrl-C stops the children in reverse order, the server last.\n" if foreground else ""),
+        flush=True,
+    )
 
 
 def _claim_pid_file() -> bool:
@@ -628,13 +741,17 @@ def up() -> int:
         for spec in specs:
             for port in spec.ports:
                 if port in taken:
-                    say(f"{spec.name} and {taken[port]} are both set to port {port}; set TEMPORAL_ADDRESS, "
-                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to different ports")
+                    say(
+                        f"{spec.name} and {taken[port]} are both set to port {port}; set TEMPORAL_ADDRESS, "
+                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to different ports"
+                    )
                     return 1
                 taken[port] = spec.name
                 if not port_free(ep.ip if spec.name == "temporal" else "127.0.0.1", port):
-                    say(f"{spec.name}: port {port} is in use (another stack?); set TEMPORAL_ADDRESS, "
-                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to other ports, or stop it")
+                    say(
+                        f"{spec.name}: port {port} is in use (another stack?); set TEMPORAL_ADDRESS, "
+                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to other ports, or stop it"
+                    )
                     return 1
         return asyncio.run(Supervisor(specs, ep).run())
     finally:
@@ -646,6 +763,7 @@ def up() -> int:
 
 # ---------------------------------------------------------------------------- start / stop / status
 
+
 def cleanup_orphans(quiet: bool = False) -> int:
     """Kill the process groups of children a dead supervisor left behind (it was SIGKILLed)."""
     killed = 0
@@ -655,7 +773,7 @@ def cleanup_orphans(quiet: bool = False) -> int:
             continue
         cmd = cmdline(pgid)
         if cmd is not None and ch.get("argv0") and ch["argv0"] not in cmd:
-            continue   # the pid was reused by something else
+            continue  # the pid was reused by something else
         if not quiet:
             say(f"killing leftover {ch['name']} (pid {pgid})")
         killpg(pgid, signal.SIGTERM)
@@ -686,9 +804,15 @@ def start() -> int:
     with log.open("ab") as fh:
         fh.write(f"\n==== {datetime.now().isoformat(timespec='seconds')} stack start\n".encode())
         fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "devstack.stack", "up"], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack.stack", "up"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     say(f"starting in the background (pid {proc.pid}, log {log})")
     return _wait_started(proc.pid, proc, ep)
 
@@ -747,8 +871,14 @@ def status() -> int:
     state = read_state()
     if pid is None:
         leftovers = [c for c in state.get("children", []) if group_alive(c.get("pgid", 0) or -1)]
-        print("stack: not running" + (f" (leftover processes: {', '.join(c['name'] for c in leftovers)}; "
-                                      "`python -m devstack.stack stop` removes them)" if leftovers else ""))
+        print(
+            "stack: not running"
+            + (
+                f" (leftover processes: {', '.join(c['name'] for c in leftovers)}; `python -m devstack.stack stop` removes them)"
+                if leftovers
+                else ""
+            )
+        )
         return 3
     print(f"stack: {'running' if state.get('ready') else 'starting'} (supervisor pid {pid}, var {var_dir()})")
     for ch in state.get("children", []):

@@ -15,9 +15,11 @@ OPERATOR_ID_PATTERN = r"^(op-[0-9a-f]{12}|bootstrap|local-admin|system)$"
 class Actor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    operator_id: str = Field(pattern=OPERATOR_ID_PATTERN,
-                             description="opaque operator id (op-...), 'bootstrap' (the API_TOKEN), 'local-admin' "
-                                         "(the dev stack's CLI without a token) or 'system'")
+    operator_id: str = Field(
+        pattern=OPERATOR_ID_PATTERN,
+        description="opaque operator id (op-...), 'bootstrap' (the API_TOKEN), 'local-admin' "
+        "(the dev stack's CLI without a token) or 'system'",
+    )
     role: str = Field(pattern=r"^[a-z_]{1,20}$", description="the role under which the step was allowed")
 
     def __str__(self) -> str:

@@ -18,7 +18,13 @@ from datetime import datetime, timedelta
 from domain.actor import Actor
 from domain.errors import InvalidInput
 from domain.models import (
-    CLOSING_HOLDS, CloseIn, HoldIn, PendingApproval, PlanIn, ReleaseIn, WriteOffConfirmIn,
+    CLOSING_HOLDS,
+    CloseIn,
+    HoldIn,
+    PendingApproval,
+    PlanIn,
+    ReleaseIn,
+    WriteOffConfirmIn,
 )
 from domain.policy import Policy
 
@@ -61,9 +67,12 @@ def needs_approval(arg, policy: Policy) -> str | None:
 
 def summary_of(kind: str, arg) -> str:
     if kind == "plan":
-        return f"plan {arg.kind}" + (f" waiving {arg.waiver_percent}%" if arg.kind == "interest_waiver" else "") \
-            + (f" in {arg.instalments} instalments" if arg.kind == "instalments" else "") \
+        return (
+            f"plan {arg.kind}"
+            + (f" waiving {arg.waiver_percent}%" if arg.kind == "interest_waiver" else "")
+            + (f" in {arg.instalments} instalments" if arg.kind == "instalments" else "")
             + (f" until {arg.until}" if arg.kind == "deferral" else "")
+        )
     if kind == "closure":
         return f"close the borrower's cases: {arg.kind}"
     if kind == "release":
@@ -73,14 +82,22 @@ def summary_of(kind: str, arg) -> str:
     return "confirm the write-off"
 
 
-def propose(kind: str, arg, maker: Actor, now: datetime, policy: Policy,
-            current: PendingApproval | None) -> PendingApproval:
+def propose(kind: str, arg, maker: Actor, now: datetime, policy: Policy, current: PendingApproval | None) -> PendingApproval:
     if current is not None:
-        raise InvalidInput("approval", f"a proposal is already waiting ({current.summary}, by {current.maker.operator_id}"
-                                       f" at {current.at:%Y-%m-%d %H:%M} UTC): approve or reject it first")
+        raise InvalidInput(
+            "approval",
+            f"a proposal is already waiting ({current.summary}, by {current.maker.operator_id}"
+            f" at {current.at:%Y-%m-%d %H:%M} UTC): approve or reject it first",
+        )
     field = {"plan": "plan", "closure": "hold", "release": "release", "close": "close", "write_off": "confirm"}[kind]
-    return PendingApproval(kind=kind, summary=summary_of(kind, arg), maker=maker, at=now,
-                           expires_at=now + timedelta(days=policy.approval.expiry_days), **{field: arg})
+    return PendingApproval(
+        kind=kind,
+        summary=summary_of(kind, arg),
+        maker=maker,
+        at=now,
+        expires_at=now + timedelta(days=policy.approval.expiry_days),
+        **{field: arg},
+    )
 
 
 def check_decision(pending: PendingApproval | None, checker: Actor | None, now: datetime) -> PendingApproval:

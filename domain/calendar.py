@@ -32,8 +32,10 @@ class CalendarMissing(Exception):
     """No official calendar file for `year`: whatever depends on rest days must not go ahead."""
 
     def __init__(self, year: int, path: Path) -> None:
-        super().__init__(f"no official holiday calendar for {year}: {path} is missing (transcribe it from "
-                         f"国务院办公厅关于{year}年部分节假日安排的通知)")
+        super().__init__(
+            f"no official holiday calendar for {year}: {path} is missing (transcribe it from "
+            f"国务院办公厅关于{year}年部分节假日安排的通知)"
+        )
         self.year = year
         self.path = path
 
@@ -52,8 +54,8 @@ class YearCalendar:
     number: str
     published: date
     breaks: tuple[Break, ...]
-    rest: frozenset[date]      # every rest day inside a break
-    working: frozenset[date]   # make-up working days (Saturdays and Sundays)
+    rest: frozenset[date]  # every rest day inside a break
+    working: frozenset[date]  # make-up working days (Saturdays and Sundays)
     path: Path
 
     def break_of(self, day: date) -> str | None:
@@ -105,8 +107,11 @@ def parse_calendar(data: dict, path: Path, year: int) -> YearCalendar:
         if not r:
             raise InvalidInput(f"{where}.rest", "a break has at least one rest day")
         if (r[-1] - r[0]).days + 1 != len(r):
-            raise InvalidInput(f"{where}.rest", f"not contiguous: {r[0]}..{r[-1]} is {(r[-1] - r[0]).days + 1} days "
-                               f"but {len(r)} are listed (a break lists every day, weekend days included)")
+            raise InvalidInput(
+                f"{where}.rest",
+                f"not contiguous: {r[0]}..{r[-1]} is {(r[-1] - r[0]).days + 1} days "
+                f"but {len(r)} are listed (a break lists every day, weekend days included)",
+            )
         if "days" in b and b["days"] != len(r):
             raise InvalidInput(f"{where}.rest", f"{len(r)} days listed but the notice says {b['days']} (共{b['days']}天)")
         for d in w:
@@ -121,8 +126,9 @@ def parse_calendar(data: dict, path: Path, year: int) -> YearCalendar:
         rest |= set(r)
         working |= set(w)
         breaks.append(Break(b["name"], r, w))
-    return YearCalendar(year, source["title"], source["number"], source["date"], tuple(breaks),
-                        frozenset(rest), frozenset(working), path)
+    return YearCalendar(
+        year, source["title"], source["number"], source["date"], tuple(breaks), frozenset(rest), frozenset(working), path
+    )
 
 
 _loaded: dict[int, YearCalendar] = {}
@@ -214,5 +220,7 @@ def missing_warning(today: date) -> str | None:
     if left > 0 and (today.month, today.day) < WARN_FROM:
         return None
     when = "now" if left == 0 else f"in {left} day(s), on {year}-01-01"
-    return (f"{calendar_path(year)} is missing: contacts bound to rest days will be refused (calendar_missing) {when}. "
-            f"Transcribe 国务院办公厅关于{year}年部分节假日安排的通知 into it.")
+    return (
+        f"{calendar_path(year)} is missing: contacts bound to rest days will be refused (calendar_missing) {when}. "
+        f"Transcribe 国务院办公厅关于{year}年部分节假日安排的通知 into it."
+    )

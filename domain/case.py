@@ -9,20 +9,50 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta, timezone
-
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 from domain import compliance, legal, risk
 from domain.allocation import allocate
-from domain.compliance import Decision
 from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
 from domain.models import (
-    CALL_OUTCOMES, CLOSING_HOLDS, COURT_EVENTS, OPERATOR_OUTCOMES, PAID_OUTCOMES, VISIT_OUTCOMES, Awaiting,
-    Balances, CaseInput, CaseState, CaseStatus, CaseStatusName, CloseIn, ContactResult, Event, GateRecord, Hold, HoldIn,
-    LegalClock, LimitationRestart, NextAction, Outcome, OutcomeIn, PaymentIn, PaymentRecord, PaymentResult, Plan, PlanIn,
-    PlanResult, Promise, PromiseIn, ReleaseIn, ReopenIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
+    CALL_OUTCOMES,
+    CLOSING_HOLDS,
+    COURT_EVENTS,
+    OPERATOR_OUTCOMES,
+    PAID_OUTCOMES,
+    VISIT_OUTCOMES,
+    Awaiting,
+    Balances,
+    CaseInput,
+    CaseState,
+    CaseStatus,
+    CaseStatusName,
+    CloseIn,
+    ContactResult,
+    Event,
+    GateRecord,
+    Hold,
+    HoldIn,
+    LegalClock,
+    LimitationRestart,
+    NextAction,
+    Outcome,
+    OutcomeIn,
+    PaymentIn,
+    PaymentRecord,
+    PaymentResult,
+    Plan,
+    PlanIn,
+    PlanResult,
+    Promise,
+    PromiseIn,
+    ReleaseIn,
+    ReopenIn,
+    ReversalIn,
+    UpdateResult,
+    WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline
@@ -32,6 +62,7 @@ from domain.promises import evaluate_promise, make_promise
 MAX_EVENTS = 30
 GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
 from domain.channels import GUARANTOR_ACTIONS  # noqa: E402 - which actions a guarantor may receive: the registry's
+
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -42,7 +73,7 @@ MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all 
 
 def utc(t: datetime) -> str:
     """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
-    return f"{t.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z"
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
 
 class Case:
@@ -54,7 +85,11 @@ class Case:
             opened_dpd = days_past_due(inp.due_date, inp.timezone, now)
             self.state = CaseState(opened_at=now, opened_dpd=opened_dpd, original=balances, balances=balances)
             self.state.catch_up_to = self._catch_up_target(opened_dpd)
-            self.event(now, "opened", f"DPD {opened_dpd}, outstanding {self.money(balances.total)}, policy {self.policy.name} {self.policy.version}")
+            self.event(
+                now,
+                "opened",
+                f"DPD {opened_dpd}, outstanding {self.money(balances.total)}, policy {self.policy.name} {self.policy.version}",
+            )
         else:
             self.state = inp.state
             self.state.runs += 1
@@ -165,8 +200,10 @@ class Case:
         if not self.legal_clocks:
             return None
         if s.judgment_at is not None and (s.judgment_effective_on is None or s.performance_ends is None):
-            return ("the judgment's dates: record a court outcome judgment with effective_on (the day it took effect) "
-                    "and performance_ends (the last day of its performance period)")
+            return (
+                "the judgment's dates: record a court outcome judgment with effective_on (the day it took effect) "
+                "and performance_ends (the last day of its performance period)"
+            )
         if s.judgment_at is None and s.payment_order_at is not None and s.payment_order_served_on is None and not s.objection:
             return "the payment order's service date: record a court outcome payment_order_served with served_on"
         return None
@@ -180,8 +217,12 @@ class Case:
 
     def notice_undeliverable(self, idx: int) -> bool:
         """Step `idx` sends the notice, no channel reached the borrower and none is left: the case waits."""
-        return (self.legal_clocks and "bureau_notice" in self.steps[idx].actions
-                and self.state.bureau_notice_delivered_at is None and self.notice_channel() is None)
+        return (
+            self.legal_clocks
+            and "bureau_notice" in self.steps[idx].actions
+            and self.state.bureau_notice_delivered_at is None
+            and self.notice_channel() is None
+        )
 
     def due_step(self, now: datetime) -> int | None:
         """The index of the step to run now, if one is due."""
@@ -241,10 +282,17 @@ class Case:
         wait = self.enforcement_wait()
         if s.awaiting:
             what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {utc(s.awaiting.until)}"
-        elif (s.next_step < len(self.steps) and self.steps[s.next_step].requires == "judgment"
-              and not self.enforceable() and not reason):
-            what = (f"awaiting {wait} before {self.steps[s.next_step].key}" if wait else
-                    f"awaiting the judgment before {self.steps[s.next_step].key}")
+        elif (
+            s.next_step < len(self.steps)
+            and self.steps[s.next_step].requires == "judgment"
+            and not self.enforceable()
+            and not reason
+        ):
+            what = (
+                f"awaiting {wait} before {self.steps[s.next_step].key}"
+                if wait
+                else f"awaiting the judgment before {self.steps[s.next_step].key}"
+            )
         elif s.next_step < len(self.steps) and self.notice_undeliverable(s.next_step) and not reason:
             tried = ", ".join(s.bureau_notice_failed)
             what = f"notice undeliverable: verify the address (the credit-bureau notice failed by {tried}; no report until it is delivered)"
@@ -308,8 +356,12 @@ class Case:
         if (plan := self.active_plan()) is not None and evaluate_plan(plan, s.total_paid, now) == "broken":
             self._break_plan(plan, now, "an instalment was not paid in time")
         if s.dispute_answer_due is not None and s.dispute_answer_due <= now:
-            self.event(now, "dispute_answer_overdue", f"the credit report dispute was not answered within "
-                       f"{self.policy.legal.bureau_dispute_answer_days} days (征信业管理条例 art. 25); escalate to compliance")
+            self.event(
+                now,
+                "dispute_answer_overdue",
+                f"the credit report dispute was not answered within "
+                f"{self.policy.legal.bureau_dispute_answer_days} days (征信业管理条例 art. 25); escalate to compliance",
+            )
             s.dispute_answer_due = None
         if s.awaiting and s.awaiting.until <= now:
             self.event(s.awaiting.until, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
@@ -370,8 +422,15 @@ class Case:
 
     def _recovery_over(self) -> bool:
         s = self.state
-        return not (s.closed or s.write_off is None or s.lawsuit_filed or s.awaiting or s.dispute_answer_due is not None
-                    or self.pause_reason() or self._pending_step() is not None)
+        return not (
+            s.closed
+            or s.write_off is None
+            or s.lawsuit_filed
+            or s.awaiting
+            or s.dispute_answer_due is not None
+            or self.pause_reason()
+            or self._pending_step() is not None
+        )
 
     def check_confirm_write_off(self, c: WriteOffConfirmIn, now: datetime) -> None:
         self._open()
@@ -379,9 +438,15 @@ class Case:
         if s.write_off == "confirmed":
             raise InvalidInput("case", f"the write-off was already confirmed on {s.write_off_confirmed_at:%Y-%m-%d}")
         if s.write_off is None:
-            raise InvalidInput("case", "no write-off has been proposed" + (
-                f" (deferred: {s.write_off_deferred})" if s.write_off_deferred else
-                f" (it is proposed at DPD {self.policy.write_off_dpd})"))
+            raise InvalidInput(
+                "case",
+                "no write-off has been proposed"
+                + (
+                    f" (deferred: {s.write_off_deferred})"
+                    if s.write_off_deferred
+                    else f" (it is proposed at DPD {self.policy.write_off_dpd})"
+                ),
+            )
         if not c.approver.strip():
             raise InvalidInput("approver", "is required: the operator who approves the write-off")
 
@@ -389,14 +454,21 @@ class Case:
         self.check_confirm_write_off(c, now)
         s = self.state
         s.write_off, s.write_off_confirmed_at = "confirmed", now
-        self.event(now, "write_off_confirmed", f"by {c.approver}" + (f" ({c.reference})" if c.reference else "")
-                   + f", {self.money(s.balances.total)}; the claim and the recovery go on (账销案存)")
+        self.event(
+            now,
+            "write_off_confirmed",
+            f"by {c.approver}"
+            + (f" ({c.reference})" if c.reference else "")
+            + f", {self.money(s.balances.total)}; the claim and the recovery go on (账销案存)",
+        )
         return self._result("write-off confirmed; the case stays open and recovery goes on")
 
     def check_close(self, c: CloseIn, now: datetime) -> None:
         self._open()
         if c.outcome not in OPERATOR_OUTCOMES:
-            raise InvalidInput("outcome", f"{c.outcome!r} is not an operator's closing outcome (one of: {', '.join(OPERATOR_OUTCOMES)})")
+            raise InvalidInput(
+                "outcome", f"{c.outcome!r} is not an operator's closing outcome (one of: {', '.join(OPERATOR_OUTCOMES)})"
+            )
         if not c.reason.strip():
             raise InvalidInput("reason", "is required: why the case is closed")
 
@@ -434,8 +506,15 @@ class Case:
         enforcement deadline, the credit-bureau notice); see domain/legal.py for each clock's source."""
         s = self.state
         if not self.legal_clocks:
-            return legal.legacy_check(action, now, self.policy.legal, limitation_from=self.limitation_from(),
-                                      judgment_at=s.judgment_at, payment_order_at=s.payment_order_at, objection=s.objection)
+            return legal.legacy_check(
+                action,
+                now,
+                self.policy.legal,
+                limitation_from=self.limitation_from(),
+                judgment_at=s.judgment_at,
+                payment_order_at=s.payment_order_at,
+                objection=s.objection,
+            )
         return legal.check(action, now, self.policy.legal, self.legal_facts())
 
     def limitation_from(self) -> datetime:
@@ -470,10 +549,16 @@ class Case:
     def legal_facts(self) -> legal.Facts:
         s = self.state
         return legal.Facts(
-            tz=self.inp.timezone, limitation_start=self.limitation_start(), judgment=s.judgment_at is not None,
-            effective_on=s.judgment_effective_on, performance_ends=s.performance_ends,
-            payment_order=s.payment_order_at is not None, served_on=s.payment_order_served_on, objection=s.objection,
-            notice_delivered_at=s.bureau_notice_delivered_at)
+            tz=self.inp.timezone,
+            limitation_start=self.limitation_start(),
+            judgment=s.judgment_at is not None,
+            effective_on=s.judgment_effective_on,
+            performance_ends=s.performance_ends,
+            payment_order=s.payment_order_at is not None,
+            served_on=s.payment_order_served_on,
+            objection=s.objection,
+            notice_delivered_at=s.bureau_notice_delivered_at,
+        )
 
     def legal_clock_views(self) -> list[LegalClock]:
         if not self.legal_clocks:
@@ -483,9 +568,18 @@ class Case:
         out = []
         for c in legal.clocks(self.legal_facts(), self.policy.legal):
             restart = last if c.name == "limitation" and last is not None and last.on == self.limitation_start() else None
-            out.append(LegalClock(name=c.name, kind=c.kind, at=c.at, last_day=c.last_day, source=c.source, note=c.note,
-                                  restarted_on=restart.on if restart else None,
-                                  restart_cause=restart.cause if restart else None))
+            out.append(
+                LegalClock(
+                    name=c.name,
+                    kind=c.kind,
+                    at=c.at,
+                    last_day=c.last_day,
+                    source=c.source,
+                    note=c.note,
+                    restarted_on=restart.on if restart else None,
+                    restart_cause=restart.cause if restart else None,
+                )
+            )
         if s.dispute_answer_due is not None:
             out.append(LegalClock(name="bureau_dispute_answer", kind="ends", at=s.dispute_answer_due, source=legal.SRC_DISPUTE))
         return out
@@ -512,8 +606,12 @@ class Case:
             self.decide(d)
             # the gate writes its own refusals to the audit trail; a legal clock's refusal is the case's to record
             kind = "legal_refused" if d.rule in legal.LEGAL_RULES else "contact_refused"
-            self.event(now, kind, f"{step.key}/{d.action}: {d.rule}: {d.reason}"
-                       + ("" if d.final else f"; asks again at {utc(d.retry_at)}" if d.retry_at else ""))
+            self.event(
+                now,
+                kind,
+                f"{step.key}/{d.action}: {d.rule}: {d.reason}"
+                + ("" if d.final else f"; asks again at {utc(d.retry_at)}" if d.retry_at else ""),
+            )
             if d.final:
                 s.step_actions_done.append(d.action)
         for r in results:
@@ -527,7 +625,11 @@ class Case:
                     s.lawsuit_filed = True
                 if r.action == "bureau_report":
                     s.bureau_reported = True
-            self.event(now, f"contact_{r.status}", f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""))
+            self.event(
+                now,
+                f"contact_{r.status}",
+                f"{step.key}/{r.action}" + (f": {r.outcome}" if r.outcome else "") + (f" ({r.reason})" if r.reason else ""),
+            )
             self._legal_effects(r, now)
         self._take_outcomes(step, results, now)
         deferred = [d for d in refusals if not d.final]
@@ -553,15 +655,27 @@ class Case:
             if r.status == "delivered":
                 if s.bureau_notice_delivered_at is None:
                     s.bureau_notice_delivered_at = now
-                    self.event(now, "bureau_notice_delivered", f"by {r.channel}; the report may follow from "
-                               f"{utc(now + self.clock.days(self.policy.legal.bureau_notice_days))} ({legal.SRC_NOTICE})")
+                    self.event(
+                        now,
+                        "bureau_notice_delivered",
+                        f"by {r.channel}; the report may follow from "
+                        f"{utc(now + self.clock.days(self.policy.legal.bureau_notice_days))} ({legal.SRC_NOTICE})",
+                    )
             else:
-                s.bureau_notice_failed.append(r.channel if r.channel in legal.NOTICE_ACTIONS else
-                                              next(k for k, v in legal.NOTICE_ACTIONS.items() if v == r.action))
+                s.bureau_notice_failed.append(
+                    r.channel
+                    if r.channel in legal.NOTICE_ACTIONS
+                    else next(k for k, v in legal.NOTICE_ACTIONS.items() if v == r.action)
+                )
                 nxt = self.notice_channel()
-                self.event(now, "bureau_notice_failed", f"by {r.channel}" + (f" ({r.reason})" if r.reason else "")
-                           + (f"; trying {nxt}" if nxt else "; no channel left: notice undeliverable, verify the address")
-                           + "; the credit report waits")
+                self.event(
+                    now,
+                    "bureau_notice_failed",
+                    f"by {r.channel}"
+                    + (f" ({r.reason})" if r.reason else "")
+                    + (f"; trying {nxt}" if nxt else "; no channel left: notice undeliverable, verify the address")
+                    + "; the credit report waits",
+                )
             return
         if r.status != "delivered":
             return
@@ -575,8 +689,7 @@ class Case:
         """The gate's final refusal because the borrower was recorded bankrupt or deceased (on any of their
         loans): the case closes as if the hold had been placed on it. A guarantor's own bankruptcy or death
         (refusing a letter to the guarantor) does not close the borrower's case."""
-        return next((d for d in refusals
-                     if d.final and d.rule in CLOSING_HOLDS and not d.action.endswith(GUARANTOR)), None)
+        return next((d for d in refusals if d.final and d.rule in CLOSING_HOLDS and not d.action.endswith(GUARANTOR)), None)
 
     def close_for_borrower(self, d: GateRecord, now: datetime) -> None:
         self.close(CLOSING_HOLDS[d.rule], now, f"recorded on another of the borrower's loans ({d.reason})")
@@ -600,8 +713,9 @@ class Case:
         s.next_step = nxt
         filed = {"lawsuit", "payment_order", "enforcement"} & set(step.actions)
         if step.await_outcome_days and not s.closed and (s.lawsuit_filed if filed else s.visit_scheduled):
-            s.awaiting = Awaiting(step=step.key, kind="court" if filed else "visit",
-                                  until=now + self.clock.days(step.await_outcome_days))
+            s.awaiting = Awaiting(
+                step=step.key, kind="court" if filed else "visit", until=now + self.clock.days(step.await_outcome_days)
+            )
 
     def _take_outcomes(self, step: Step, results: list[ContactResult], now: datetime) -> None:
         for r in results:
@@ -638,12 +752,17 @@ class Case:
         minor = parse_amount(p.amount, p.currency, "amount")
         if p.paid_at is not None and p.paid_at > now + CLOCK_SKEW:
             raise InvalidInput("paid_at", f"{p.paid_at.isoformat()} is in the future")
-        tolerance = parse_amount(self.policy.allocation.overpayment_tolerance, p.currency, "overpayment_tolerance", allow_zero=True)
+        tolerance = parse_amount(
+            self.policy.allocation.overpayment_tolerance, p.currency, "overpayment_tolerance", allow_zero=True
+        )
         outstanding = self.state.balances.total
         if minor > outstanding + tolerance:
-            raise InvalidInput("amount", f"{p.amount} is more than the outstanding {self.amount(outstanding)}"
-                               + (f" plus the tolerance {self.amount(tolerance)}" if tolerance else "")
-                               + "; refund or apply the surplus elsewhere")
+            raise InvalidInput(
+                "amount",
+                f"{p.amount} is more than the outstanding {self.amount(outstanding)}"
+                + (f" plus the tolerance {self.amount(tolerance)}" if tolerance else "")
+                + "; refund or apply the surplus elsewhere",
+            )
         return minor
 
     def apply_payment(self, p: PaymentIn, now: datetime) -> PaymentResult:
@@ -695,7 +814,9 @@ class Case:
         if rec is None:
             raise InvalidInput("payment_id", f"{r.payment_id} is not a payment of this case")
         if rec.reversed_at is not None:
-            raise InvalidInput("payment_id", f"{r.payment_id} was already reversed on {rec.reversed_at:%Y-%m-%d} ({rec.reversal_reason})")
+            raise InvalidInput(
+                "payment_id", f"{r.payment_id} was already reversed on {rec.reversed_at:%Y-%m-%d} ({rec.reversal_reason})"
+            )
         if not r.reason.strip():
             raise InvalidInput("reason", "is required: why the payment was taken back (returned transfer, failed debit, ...)")
         if r.at is not None and r.at > now + CLOCK_SKEW:
@@ -717,12 +838,19 @@ class Case:
         rec = self.check_reversal(r, now, reopening)
         s = self.state
         a, b = rec.allocation, s.balances
-        s.balances = Balances(principal=b.principal + a.get("principal", 0), interest=b.interest + a.get("interest", 0),
-                              fees=b.fees + a.get("fees", 0))
+        s.balances = Balances(
+            principal=b.principal + a.get("principal", 0),
+            interest=b.interest + a.get("interest", 0),
+            fees=b.fees + a.get("fees", 0),
+        )
         s.total_paid -= rec.amount
         rec.reversed_at, rec.reversal_reason = r.at or now, r.reason.strip()
-        self.event(now, "payment_reversed", f"{r.payment_id}: {self.money(rec.amount)} ({rec.reversal_reason}), "
-                   f"outstanding {self.money(s.balances.total)}; the limitation restart it caused stands")
+        self.event(
+            now,
+            "payment_reversed",
+            f"{r.payment_id}: {self.money(rec.amount)} ({rec.reversal_reason}), "
+            f"outstanding {self.money(s.balances.total)}; the limitation restart it caused stands",
+        )
         made_before = rec.at  # a payment made before a promise or plan was counted in its paid_before
         if s.promise is not None and s.promise.status != "broken":
             if made_before <= s.promise.made_at:
@@ -731,8 +859,11 @@ class Case:
                 verdict = evaluate_promise(s.promise, s.total_paid, now)
                 if verdict != "kept":
                     s.promise.status = verdict
-                    self.event(now, "promise_broken" if verdict == "broken" else "promise_reopened",
-                               f"{self.money(s.promise.amount)} by {s.promise.date}: payment {r.payment_id} was reversed")
+                    self.event(
+                        now,
+                        "promise_broken" if verdict == "broken" else "promise_reopened",
+                        f"{self.money(s.promise.amount)} by {s.promise.date}: payment {r.payment_id} was reversed",
+                    )
         if s.plan is not None and s.plan.status in ("active", "completed"):
             if made_before <= s.plan.made_at:
                 s.plan.paid_before = max(0, s.plan.paid_before - rec.amount)
@@ -755,16 +886,18 @@ class Case:
         outcome = s.outcome
         s.reopened_from.append(ro.previous_run_id)
         s.closed, s.outcome, s.closed_at = False, None, None
-        self.event(now, "reopened", f"closed as {outcome} in run {ro.previous_run_id}; payment "
-                   f"{ro.reversal.payment_id} reversed")
+        self.event(now, "reopened", f"closed as {outcome} in run {ro.previous_run_id}; payment {ro.reversal.payment_id} reversed")
         self.apply_reversal(ro.reversal, now, reopening=True)
 
     def _payment_result(self, pid: str, rec: PaymentRecord, duplicate: bool = False) -> PaymentResult:
         return PaymentResult(
-            payment_id=pid, applied=self.amount(rec.amount),
+            payment_id=pid,
+            applied=self.amount(rec.amount),
             allocation={k: self.amount(v) for k, v in rec.allocation.items()},
-            outstanding=self.amount(self.state.balances.total), duplicate=duplicate,
-            status=self.status_name(), outcome=self.state.outcome,
+            outstanding=self.amount(self.state.balances.total),
+            duplicate=duplicate,
+            status=self.status_name(),
+            outcome=self.state.outcome,
         )
 
     def _result(self, message: str) -> UpdateResult:
@@ -776,19 +909,30 @@ class Case:
             raise InvalidInput("case", "a repayment plan is active; a promise cannot replace it")
         if (promise := self.active_promise()) is not None:
             raise InvalidInput("case", f"a promise is already active (due {promise.date})")
-        make_promise(p.amount, p.date, self.state.balances.total, self.inp.currency, self.policy.promise,
-                     self.clock, now, self.state.total_paid)
+        make_promise(
+            p.amount,
+            p.date,
+            self.state.balances.total,
+            self.inp.currency,
+            self.policy.promise,
+            self.clock,
+            now,
+            self.state.total_paid,
+        )
 
     def apply_promise(self, p: PromiseIn, now: datetime) -> UpdateResult:
         self.check_promise(p, now)
         s = self.state
-        s.promise = make_promise(p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise,
-                                 self.clock, now, s.total_paid)
+        s.promise = make_promise(
+            p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise, self.clock, now, s.total_paid
+        )
         if not self.legal_clocks:
             s.limitation_from = now
         self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
         self.restart_limitation("promise to pay (义务人同意履行义务)", self.clock.today(now), now)  # 民法典 art. 195(二)
-        return self._result(f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {utc(s.promise.deadline)}")
+        return self._result(
+            f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {utc(s.promise.deadline)}"
+        )
 
     def _build_plan(self, p: PlanIn, now: datetime):
         self._open()
@@ -807,12 +951,19 @@ class Case:
             s.promise = None
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest - plan.waived})
         s.plan = plan
-        self.event(now, "plan_agreed", f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}")
+        self.event(
+            now,
+            "plan_agreed",
+            f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}",
+        )
         self.restart_limitation("repayment plan agreed (an acknowledgement)", self.clock.today(now), now)  # 民法典 art. 195(二)
         return PlanResult(
             message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused",
-            status=self.status_name(), outcome=s.outcome, total=self.amount(plan.total),
-            waived=self.amount(plan.waived), schedule=[(i.due, self.amount(i.amount)) for i in plan.schedule],
+            status=self.status_name(),
+            outcome=s.outcome,
+            total=self.amount(plan.total),
+            waived=self.amount(plan.waived),
+            schedule=[(i.due, self.amount(i.amount)) for i in plan.schedule],
         )
 
     def check_hold(self, h: HoldIn, now: datetime) -> None:
@@ -840,7 +991,9 @@ class Case:
     def apply_hold(self, h: HoldIn, now: datetime) -> UpdateResult:
         self.check_hold(h, now)
         self._hold(h, now)
-        return self._result(f"{h.kind} hold placed" + (f"; case closed as {self.state.outcome}" if self.state.closed else "; contact stopped"))
+        return self._result(
+            f"{h.kind} hold placed" + (f"; case closed as {self.state.outcome}" if self.state.closed else "; contact stopped")
+        )
 
     def _hold(self, h: HoldIn, now: datetime) -> None:
         s = self.state
@@ -856,12 +1009,19 @@ class Case:
                 received = h.received_on or self.clock.today(now)
                 s.dispute_answer_due = legal.dispute_answer_due(received, self.inp.timezone, self.policy.legal)
                 last = received + timedelta(days=days)
-                self.event(now, "bureau_report_disputed", f"credit report flagged as disputed (received {received}); answer "
-                           f"due by {last}, 24:00 {self.inp.timezone} ({legal.SRC_DISPUTE})")
+                self.event(
+                    now,
+                    "bureau_report_disputed",
+                    f"credit report flagged as disputed (received {received}); answer "
+                    f"due by {last}, 24:00 {self.inp.timezone} ({legal.SRC_DISPUTE})",
+                )
             else:
                 s.dispute_answer_due = now + self.clock.days(days)
-                self.event(now, "bureau_report_disputed", f"credit report flagged as disputed; answer due by "
-                           f"{s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)")
+                self.event(
+                    now,
+                    "bureau_report_disputed",
+                    f"credit report flagged as disputed; answer due by {s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)",
+                )
         if h.kind in CLOSING_HOLDS:
             self.close(CLOSING_HOLDS[h.kind], now, h.reference)
 
@@ -879,7 +1039,11 @@ class Case:
         s.holds = [x for x in s.holds if x.kind != r.kind]
         if r.kind == "dispute":
             s.dispute_answer_due = None
-        self.event(now, "hold_released", r.kind + (f" by {r.reviewer}" if r.reviewer else "") + (f": {r.resolution}" if r.resolution else ""))
+        self.event(
+            now,
+            "hold_released",
+            r.kind + (f" by {r.reviewer}" if r.reviewer else "") + (f": {r.resolution}" if r.resolution else ""),
+        )
         return self._result(f"{r.kind} hold released")
 
     def check_outcome(self, o: OutcomeIn, now: datetime) -> None:
@@ -895,9 +1059,15 @@ class Case:
             if not s.lawsuit_filed:
                 raise InvalidInput("kind", "no lawsuit or payment order has been filed for this case")
             if o.outcome == "judgment" and s.judgment_at is not None and not self._supplies_judgment_dates(o):
-                raise InvalidInput("outcome", f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}"
-                                   + (" (it may be sent again only to supply effective_on and performance_ends)"
-                                      if self.enforcement_wait() else ""))
+                raise InvalidInput(
+                    "outcome",
+                    f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}"
+                    + (
+                        " (it may be sent again only to supply effective_on and performance_ends)"
+                        if self.enforcement_wait()
+                        else ""
+                    ),
+                )
             if o.outcome in ("enforcement_result", "enforcement_closed") and not self.enforcing():
                 raise InvalidInput("outcome", "enforcement has not been applied for on this case")
             if o.outcome == "enforcement_result":
@@ -908,13 +1078,20 @@ class Case:
                     raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
         if o.outcome == "promise":
             if o.amount is None or o.date is None:
-                raise InvalidInput("amount" if o.amount is None else "date", "a promise outcome carries the promised amount and date")
+                raise InvalidInput(
+                    "amount" if o.amount is None else "date", "a promise outcome carries the promised amount and date"
+                )
             self.check_promise(PromiseIn(amount=o.amount, date=o.date), now)
 
     def _supplies_judgment_dates(self, o: OutcomeIn) -> bool:
         s = self.state
-        return (self.legal_clocks and s.judgment_at is not None and s.performance_ends is None
-                and o.effective_on is not None and o.performance_ends is not None)
+        return (
+            self.legal_clocks
+            and s.judgment_at is not None
+            and s.performance_ends is None
+            and o.effective_on is not None
+            and o.performance_ends is not None
+        )
 
     def _check_court_dates(self, o: OutcomeIn, now: datetime) -> None:
         """The dates the legal clocks count from: each on the outcome it belongs to, none in the future but the end of
@@ -924,12 +1101,18 @@ class Case:
             if getattr(o, name) is not None and (o.kind, o.outcome) != ("court", "judgment"):
                 raise InvalidInput(name, f"only a court judgment carries {name}, not a {o.kind} {o.outcome}")
         if o.served_on is not None and (o.kind != "court" or o.outcome not in ("payment_order_issued", "payment_order_served")):
-            raise InvalidInput("served_on", f"only a payment order (payment_order_issued or payment_order_served) carries "
-                               f"served_on, not a {o.kind} {o.outcome}")
+            raise InvalidInput(
+                "served_on",
+                f"only a payment order (payment_order_issued or payment_order_served) carries "
+                f"served_on, not a {o.kind} {o.outcome}",
+            )
         if (o.effective_on is None) != (o.performance_ends is None):
             missing = "effective_on" if o.effective_on is None else "performance_ends"
-            raise InvalidInput(missing, "a judgment's dates come together: effective_on (the day it took effect) and "
-                               "performance_ends (the last day of its performance period)")
+            raise InvalidInput(
+                missing,
+                "a judgment's dates come together: effective_on (the day it took effect) and "
+                "performance_ends (the last day of its performance period)",
+            )
         if o.effective_on is not None:
             if o.effective_on > today:
                 raise InvalidInput("effective_on", f"{o.effective_on} is in the future (today is {today})")
@@ -950,9 +1133,14 @@ class Case:
     def apply_outcome(self, o: OutcomeIn, now: datetime) -> UpdateResult:
         self.check_outcome(o, now)
         s = self.state
-        self.event(now, f"{o.kind}_outcome", o.outcome + (f" {o.reference}" if o.reference else "")
-                   + (f" effective {o.effective_on}, performance period to {o.performance_ends}" if o.effective_on else "")
-                   + (f" served {o.served_on}" if o.served_on else ""))
+        self.event(
+            now,
+            f"{o.kind}_outcome",
+            o.outcome
+            + (f" {o.reference}" if o.reference else "")
+            + (f" effective {o.effective_on}, performance period to {o.performance_ends}" if o.effective_on else "")
+            + (f" served {o.served_on}" if o.served_on else ""),
+        )
         if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
             s.awaiting = None
         if o.outcome == "judgment":
@@ -974,8 +1162,9 @@ class Case:
             n = 1
             while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
                 n += 1
-            self.apply_payment(PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount,
-                                         currency=self.inp.currency), now)
+            self.apply_payment(
+                PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount, currency=self.inp.currency), now
+            )
         if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":
@@ -997,22 +1186,44 @@ class Case:
         s, dpd = self.state, self.dpd(now)
         b = s.balances
         return CaseStatus(
-            loan_id=self.inp.loan_id, workflow_id=self.inp.workflow_id, policy=self.policy.name,
-            policy_version=self.policy.version, segment=self.inp.segment, stage=s.stage,
-            status=self.status_name(), outcome=s.outcome, dpd=dpd, bucket=bucket(dpd),
+            loan_id=self.inp.loan_id,
+            workflow_id=self.inp.workflow_id,
+            policy=self.policy.name,
+            policy_version=self.policy.version,
+            segment=self.inp.segment,
+            stage=s.stage,
+            status=self.status_name(),
+            outcome=s.outcome,
+            dpd=dpd,
+            bucket=bucket(dpd),
             currency=self.inp.currency,
-            outstanding={"principal": self.amount(b.principal), "interest": self.amount(b.interest),
-                         "fees": self.amount(b.fees), "total": self.amount(b.total)},
-            total_paid=self.amount(s.total_paid), holds=s.holds, plan=s.plan, promise=s.promise,
-            awaiting=s.awaiting, next_action=self.next_action(), steps_done=s.steps_done,
-            decisions=s.decisions, limitation_ends=self._limitation_ends(), legal_clocks=self.legal_clock_views(),
-            dispute_answer_due=s.dispute_answer_due, risk_class=self.risk_class(now),
+            outstanding={
+                "principal": self.amount(b.principal),
+                "interest": self.amount(b.interest),
+                "fees": self.amount(b.fees),
+                "total": self.amount(b.total),
+            },
+            total_paid=self.amount(s.total_paid),
+            holds=s.holds,
+            plan=s.plan,
+            promise=s.promise,
+            awaiting=s.awaiting,
+            next_action=self.next_action(),
+            steps_done=s.steps_done,
+            decisions=s.decisions,
+            limitation_ends=self._limitation_ends(),
+            legal_clocks=self.legal_clock_views(),
+            dispute_answer_due=s.dispute_answer_due,
+            risk_class=self.risk_class(now),
             risk_basis=risk.basis(dpd) if b.total else "正常: nothing outstanding",
-            write_off=s.write_off, write_off_proposed_at=s.write_off_proposed_at,
+            write_off=s.write_off,
+            write_off_proposed_at=s.write_off_proposed_at,
             write_off_deferred=s.write_off_deferred,
             reversed_payments=[pid for pid, p in s.payments.items() if p.reversed_at is not None],
             reopened_from=s.reopened_from,
-            contacts=s.contacts, events=s.events[-15:], as_of=now,
+            contacts=s.contacts,
+            events=s.events[-15:],
+            as_of=now,
         )
 
     # ---------------------------------------------------------------- the run loop every driver shares
@@ -1044,8 +1255,18 @@ class Case:
             if legal is None:
                 gated.append(action)
             else:
-                refusals.append(GateRecord(at=now, step=step.key, action=action, allowed=False, rule=legal.rule,
-                                           reason=legal.reason, retry_at=legal.retry_at, final=legal.final))
+                refusals.append(
+                    GateRecord(
+                        at=now,
+                        step=step.key,
+                        action=action,
+                        allowed=False,
+                        rule=legal.rule,
+                        reason=legal.reason,
+                        retry_at=legal.retry_at,
+                        final=legal.final,
+                    )
+                )
         nxt = self.steps[idx + 1] if idx + 1 < len(self.steps) else None
         return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt)
 
@@ -1079,6 +1300,6 @@ class StepPlan:
     """A step's decisions before any I/O (`Case.plan_step`)."""
 
     step: Step
-    gated: list[str]             # to ask the contact gate about
-    refusals: list[GateRecord]   # refused by a legal clock (limitation, enforcement deadline, objection window)
-    next_step: Step | None       # what the messages announce as coming next
+    gated: list[str]  # to ask the contact gate about
+    refusals: list[GateRecord]  # refused by a legal clock (limitation, enforcement deadline, objection window)
+    next_step: Step | None  # what the messages announce as coming next

@@ -39,6 +39,7 @@ def action_name(value: str) -> ActionName:
         raise ValueError(f"{value!r} is not an action a channel request may carry (domain/channels.py ActionName)")
     return cast(ActionName, value)  # checked against the Literal's own values just above
 
+
 # Activity names: recorded in the history of every running case. Never rename one; add a new one.
 SEND_SMS = "send_sms"
 SEND_EMAIL = "send_email"
@@ -63,34 +64,49 @@ GUARANTOR_SUFFIX = "@guarantor"
 
 @dataclass(frozen=True)
 class ChannelAction:
-    action: str                      # an Action (or ClosingAction)
-    activity: str                    # the activity that runs it
-    channel: str                     # the gateway channel (and the contact rules' channel name)
-    path: str                        # the gateway's POST path
-    needs: ContactField | None       # the recipient's record field the request cannot go without
-    guarantor: bool                  # a step with notify_guarantor also sends it to the loan's guarantor
-    templates: tuple[str, ...]       # activities/templates/<lang>/<name>.j2, in both languages
-    kind: str | None = None          # the request's "kind", where the channel carries several actions
+    action: str  # an Action (or ClosingAction)
+    activity: str  # the activity that runs it
+    channel: str  # the gateway channel (and the contact rules' channel name)
+    path: str  # the gateway's POST path
+    needs: ContactField | None  # the recipient's record field the request cannot go without
+    guarantor: bool  # a step with notify_guarantor also sends it to the loan's guarantor
+    templates: tuple[str, ...]  # activities/templates/<lang>/<name>.j2, in both languages
+    kind: str | None = None  # the request's "kind", where the channel carries several actions
 
 
 REGISTRY: tuple[ChannelAction, ...] = (
     ChannelAction("sms", SEND_SMS, "sms", "/v1/sms", "phone", False, ("sms",)),
     ChannelAction("email", SEND_EMAIL, "email", "/v1/email", "email", False, ("email_subject", "email_body")),
-    ChannelAction("letter", SEND_LETTER, "letter", "/v1/letters", "address", True,
-                  ("letter_reminder_notice", "letter_overdue_letter", "guarantor_prefix")),
+    ChannelAction(
+        "letter",
+        SEND_LETTER,
+        "letter",
+        "/v1/letters",
+        "address",
+        True,
+        ("letter_reminder_notice", "letter_overdue_letter", "guarantor_prefix"),
+    ),
     ChannelAction("call", PLACE_CALL, "call", "/v1/calls", "phone", False, ("call_script",)),
     ChannelAction("visit", SCHEDULE_FIELD_VISIT, "visit", "/v1/visits", "address", False, ("visit_notes",)),
-    ChannelAction("law_firm", INSTRUCT_LAW_FIRM, "law_firm", "/v1/law-firm", "address", True,
-                  ("letter_lawyers_letter", "guarantor_prefix")),
-    ChannelAction("bureau_notice", SEND_LETTER, "letter", "/v1/letters", "address", False, ("letter_bureau_notice",),
-                  kind="bureau_notice"),
-    ChannelAction("bureau_notice_sms", SEND_SMS, "sms", "/v1/sms", "phone", False, ("sms_bureau_notice",),
-                  kind="bureau_notice"),
-    ChannelAction("bureau_notice_email", SEND_EMAIL, "email", "/v1/email", "email", False,
-                  ("email_subject_bureau_notice", "letter_bureau_notice"), kind="bureau_notice"),
+    ChannelAction(
+        "law_firm", INSTRUCT_LAW_FIRM, "law_firm", "/v1/law-firm", "address", True, ("letter_lawyers_letter", "guarantor_prefix")
+    ),
+    ChannelAction(
+        "bureau_notice", SEND_LETTER, "letter", "/v1/letters", "address", False, ("letter_bureau_notice",), kind="bureau_notice"
+    ),
+    ChannelAction("bureau_notice_sms", SEND_SMS, "sms", "/v1/sms", "phone", False, ("sms_bureau_notice",), kind="bureau_notice"),
+    ChannelAction(
+        "bureau_notice_email",
+        SEND_EMAIL,
+        "email",
+        "/v1/email",
+        "email",
+        False,
+        ("email_subject_bureau_notice", "letter_bureau_notice"),
+        kind="bureau_notice",
+    ),
     ChannelAction("bureau_report", CREDIT_BUREAU, "credit_bureau", "/v1/credit-bureau", None, False, (), kind="report"),
-    ChannelAction("bureau_correction", CREDIT_BUREAU, "credit_bureau", "/v1/credit-bureau", None, False, (),
-                  kind="correction"),
+    ChannelAction("bureau_correction", CREDIT_BUREAU, "credit_bureau", "/v1/credit-bureau", None, False, (), kind="correction"),
     ChannelAction("agency_place", COLLECTION_AGENCY, "agency", "/v1/agency", None, False, (), kind="place"),
     ChannelAction("agency_recall", COLLECTION_AGENCY, "agency", "/v1/agency", None, False, (), kind="recall"),
     ChannelAction("lawsuit", COURT_FILING, "court", "/v1/court", "address", False, (), kind="lawsuit"),

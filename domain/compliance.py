@@ -13,12 +13,13 @@ it; a legal clock that has run out). Nothing is skipped silently and nothing is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from domain import calendar
 from domain.calendar import CalendarMissing
 from domain.dates import zone
 from domain.policy import CONTACT_CHANNELS, ContactRules  # noqa: F401 - contacts: the channels that reach a person
+
 # Notices the law requires even when the borrower asked not to be contacted: the credit-bureau notice
 # (征信业管理条例 art. 15) by any of its channels (domain.legal.NOTICE_ACTIONS).
 LEGAL_NOTICES = {"bureau_notice", "bureau_notice_sms", "bureau_notice_email"}
@@ -145,16 +146,25 @@ def check_holds(action: str, channel: str, loan_id: str, holds: list[ActiveHold]
     for h in holds:
         mine = h.loan_id == loan_id
         if h.kind == "complaint" and action != "agency_recall":
-            return Decision(False, "complaint", "complaint under compliance review: everything stops until a reviewer releases it",
-                            retry_at=now + INDEFINITE_RECHECK)
+            return Decision(
+                False,
+                "complaint",
+                "complaint under compliance review: everything stops until a reviewer releases it",
+                retry_at=now + INDEFINITE_RECHECK,
+            )
         if h.kind == "dispute" and mine and (contact or action == "bureau_report" or action in LEGAL_NOTICES):
-            return Decision(False, "dispute", "the debt is disputed: no contact or credit reporting until resolved",
-                            retry_at=now + INDEFINITE_RECHECK)
+            return Decision(
+                False,
+                "dispute",
+                "the debt is disputed: no contact or credit reporting until resolved",
+                retry_at=now + INDEFINITE_RECHECK,
+            )
         if h.kind == "hardship" and contact:
             return Decision(False, "hardship", "hardship hold", retry_at=h.until or now + INDEFINITE_RECHECK)
         if h.kind == "cease_contact" and contact and action not in LEGAL_NOTICES:
-            return Decision(False, "cease_contact", "the borrower asked not to be contacted; only legally required notices go out",
-                            final=True)
+            return Decision(
+                False, "cease_contact", "the borrower asked not to be contacted; only legally required notices go out", final=True
+            )
     return None
 
 
@@ -168,9 +178,13 @@ def check_calendar(now: datetime, tz: str, rules: ContactRules) -> Decision | No
         try:
             calendar.year_calendar(day.year)
         except CalendarMissing as e:
-            return Decision(False, "calendar_missing", f"no official holiday calendar for {e.year}: {e.path.name} is "
-                            f"missing (policies/calendars/); contacts bound to rest days wait for it",
-                            retry_at=now + INDEFINITE_RECHECK)
+            return Decision(
+                False,
+                "calendar_missing",
+                f"no official holiday calendar for {e.year}: {e.path.name} is "
+                f"missing (policies/calendars/); contacts bound to rest days wait for it",
+                retry_at=now + INDEFINITE_RECHECK,
+            )
     return None
 
 
@@ -185,15 +199,20 @@ def check_window(channel: str, now: datetime, tz: str, rules: ContactRules) -> D
         if not day_allowed(local.date(), rules):
             why = "rest day of an official break" if rules.public_holidays and is_public_holiday(local.date()) else "rest day"
             name = calendar.year_calendar(local.date().year).break_of(local.date())
-            return Decision(False, "holiday", f"{local.date()} is a {why}{f' ({name})' if name else ''} in {where}",
-                            retry_at=opens)
+            return Decision(
+                False, "holiday", f"{local.date()} is a {why}{f' ({name})' if name else ''} in {where}", retry_at=opens
+            )
     for z in clocks(tz, rules):
         local = now.astimezone(zone(z))
         start, end = rules.window if timed else (0, 1440)
         if not start <= local.hour * 60 + local.minute < end:
             what = "local" if z == tz else "Beijing time"
-            return Decision(False, "contact_window",
-                            f"{local:%H:%M} {what} is outside {rules.window_start}-{rules.window_end}", retry_at=opens)
+            return Decision(
+                False,
+                "contact_window",
+                f"{local:%H:%M} {what} is outside {rules.window_start}-{rules.window_end}",
+                retry_at=opens,
+            )
     return Decision(False, "contact_window", f"not open until {opens:%Y-%m-%d %H:%M}Z", retry_at=opens)
 
 
@@ -202,16 +221,22 @@ def _days(n: float, day_seconds: int) -> timedelta:
     return timedelta(seconds=n * day_seconds)
 
 
-def check_spacing(now: datetime, history: list[PastContact], rules: ContactRules, bundle: str = "",
-                  day_seconds: int = DAY) -> Decision | None:
+def check_spacing(
+    now: datetime, history: list[PastContact], rules: ContactRules, bundle: str = "", day_seconds: int = DAY
+) -> Decision | None:
     gap = _days(rules.min_minutes_between_contacts / 1440, day_seconds)
     # a contact reserved by another case's gate a moment "later" (its workflow clock ran ahead) counts too
     recent = [c.at for c in history if abs(now - c.at) < gap and not (bundle and c.bundle == bundle)]
     if recent:
         last = max(recent)
         scaled = "" if day_seconds == DAY else f" (policy minutes: a day lasts {day_seconds}s)"
-        return Decision(False, "min_interval", f"another contact at {last:%Y-%m-%d %H:%M:%S}Z; at least "
-                        f"{rules.min_minutes_between_contacts} minutes between contacts{scaled}", retry_at=last + gap)
+        return Decision(
+            False,
+            "min_interval",
+            f"another contact at {last:%Y-%m-%d %H:%M:%S}Z; at least "
+            f"{rules.min_minutes_between_contacts} minutes between contacts{scaled}",
+            retry_at=last + gap,
+        )
     return None
 
 
@@ -223,8 +248,9 @@ def _policy_day(t: datetime, tz: str, day_seconds: int):
     return int(t.timestamp() // day_seconds)
 
 
-def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastContact], rules: ContactRules,
-                    day_seconds: int = DAY) -> Decision | None:
+def check_daily_cap(
+    channel: str, now: datetime, tz: str, history: list[PastContact], rules: ContactRules, day_seconds: int = DAY
+) -> Decision | None:
     cap = rules.daily_caps.get(channel)
     if cap is None:
         return None
@@ -234,9 +260,8 @@ def check_daily_cap(channel: str, now: datetime, tz: str, history: list[PastCont
         if day_seconds == DAY:
             tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone(tz))
         else:
-            tomorrow = datetime.fromtimestamp((today + 1) * day_seconds, tz=timezone.utc)
-        return Decision(False, "daily_cap", f"{used} {channel} contact(s) already today; the cap is {cap}",
-                        retry_at=tomorrow)
+            tomorrow = datetime.fromtimestamp((today + 1) * day_seconds, tz=UTC)
+        return Decision(False, "daily_cap", f"{used} {channel} contact(s) already today; the cap is {cap}", retry_at=tomorrow)
     return None
 
 
@@ -247,37 +272,64 @@ def check_calls(now: datetime, history: list[PastContact], rules: ContactRules, 
     calls = sorted(c.at for c in history if c.channel == "call" and abs(now - c.at) < week)
     if len(calls) >= rules.call_cap_7d:
         oldest = calls[len(calls) - rules.call_cap_7d]
-        return Decision(False, "call_cap_7d", f"{len(calls)} calls within 7 days; the cap is {rules.call_cap_7d}",
-                        retry_at=max(oldest + week, now + min(timedelta(minutes=1), _days(1 / 1440, day_seconds))))
+        return Decision(
+            False,
+            "call_cap_7d",
+            f"{len(calls)} calls within 7 days; the cap is {rules.call_cap_7d}",
+            retry_at=max(oldest + week, now + min(timedelta(minutes=1), _days(1 / 1440, day_seconds))),
+        )
     days = rules.no_call_after_conversation_days
     if days:
         talks = [c.at for c in history if c.channel == "call" and c.outcome in CONVERSATION and c.at <= now]
         if talks and now - max(talks) < _days(days, day_seconds):
             last = max(talks)
-            return Decision(False, "after_conversation", f"spoke with the borrower at {last:%Y-%m-%d %H:%M}Z; no call "
-                            f"within {days} days of a conversation", retry_at=last + _days(days, day_seconds))
+            return Decision(
+                False,
+                "after_conversation",
+                f"spoke with the borrower at {last:%Y-%m-%d %H:%M}Z; no call within {days} days of a conversation",
+                retry_at=last + _days(days, day_seconds),
+            )
     return None
 
 
-def decide(*, action: str, channel: str, loan_id: str, now: datetime, tz: str, rules: ContactRules,
-           holds: list[ActiveHold], history: list[PastContact], bundle: str = "", day_seconds: int = DAY) -> Decision:
+def decide(
+    *,
+    action: str,
+    channel: str,
+    loan_id: str,
+    now: datetime,
+    tz: str,
+    rules: ContactRules,
+    holds: list[ActiveHold],
+    history: list[PastContact],
+    bundle: str = "",
+    day_seconds: int = DAY,
+) -> Decision:
     """May `action` reach the borrower now? Holds, then (for contacts) the calendar, window, rest days, spacing
     and caps. `day_seconds` is the policy's day: caps per day, the 7-day call window, spacing and the days
     after a conversation count policy days, so a compressed demo day scales them with the ladder."""
     # elapsed time in UTC: two aware datetimes with the same zone subtract as wall clocks, an hour off across a
     # DST change (7 days back from a London or New York `now` is not 168 hours)
-    now = now.astimezone(timezone.utc)
-    history = [c if c.at.tzinfo is timezone.utc else replace(c, at=c.at.astimezone(timezone.utc)) for c in history]
-    inputs = {"action": action, "channel": channel, "now": now.isoformat(), "tz": tz,
-              "holds": sorted({h.kind for h in holds}),
-              "contacts_7d": sum(1 for c in history if now - c.at < _days(7, day_seconds))}
+    now = now.astimezone(UTC)
+    history = [c if c.at.tzinfo is UTC else replace(c, at=c.at.astimezone(UTC)) for c in history]
+    inputs = {
+        "action": action,
+        "channel": channel,
+        "now": now.isoformat(),
+        "tz": tz,
+        "holds": sorted({h.kind for h in holds}),
+        "contacts_7d": sum(1 for c in history if now - c.at < _days(7, day_seconds)),
+    }
     if day_seconds != DAY:
         inputs["day_seconds"] = day_seconds
     d = check_holds(action, channel, loan_id, holds, now)
     if d is None and channel in CONTACT_CHANNELS:
-        d = (check_calendar(now, tz, rules) or check_window(channel, now, tz, rules)
-             or check_spacing(now, history, rules, bundle, day_seconds)
-             or check_daily_cap(channel, now, tz, history, rules, day_seconds)
-             or (check_calls(now, history, rules, day_seconds) if channel == "call" else None))
+        d = (
+            check_calendar(now, tz, rules)
+            or check_window(channel, now, tz, rules)
+            or check_spacing(now, history, rules, bundle, day_seconds)
+            or check_daily_cap(channel, now, tz, history, rules, day_seconds)
+            or (check_calls(now, history, rules, day_seconds) if channel == "call" else None)
+        )
     d = d or _allow()
     return Decision(d.allowed, d.rule, d.reason, d.retry_at, d.final, inputs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -45,7 +45,7 @@ def local_date(now: datetime, tz: str) -> date:
 
 def local_midnight(day: date, tz: str) -> datetime:
     """The UTC instant at which `day` begins in `tz`."""
-    return datetime.combine(day, time(0), tzinfo=zone(tz)).astimezone(timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=zone(tz)).astimezone(UTC)
 
 
 def days_past_due(due: date, tz: str, now: datetime) -> int:

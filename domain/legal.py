@@ -35,7 +35,7 @@ the action waits a day and asks again, and the reason names the missing file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from domain import calendar
@@ -45,8 +45,17 @@ from domain.policy import LegalRules
 RECHECK = timedelta(days=1)  # a clock waiting for a calendar file or a date asks again daily
 
 # Rules of the legal clocks' refusals (the gate's rules are in domain.compliance).
-LEGAL_RULES = {"limitation_period", "enforcement_deadline", "payment_order_objection", "objection_window",
-               "performance_period", "judgment_dates", "payment_order_service", "bureau_notice", "calendar_missing"}
+LEGAL_RULES = {
+    "limitation_period",
+    "enforcement_deadline",
+    "payment_order_objection",
+    "objection_window",
+    "performance_period",
+    "judgment_dates",
+    "payment_order_service",
+    "bureau_notice",
+    "calendar_missing",
+}
 
 # The credit-bureau notice (征信业管理条例 art. 15) by each channel a policy may name for it; the first is the letter.
 NOTICE_ACTIONS = {"letter": "bureau_notice", "sms": "bureau_notice_sms", "email": "bureau_notice_email"}
@@ -61,6 +70,7 @@ SRC_DISPUTE = "征信业管理条例 art. 25 (answer within 20 days of receiving
 
 
 # ---------------------------------------------------------------- counting periods
+
 
 def add_years(day: date, years: int) -> date:
     """民法典 art. 202: the corresponding day of the last year; none (29 February) -> the month's last day."""
@@ -90,7 +100,7 @@ class Period:
     nominal: date
     last_day: date | None
     ends: datetime | None
-    earliest: datetime          # 24:00 of the nominal last day: the period cannot end before it
+    earliest: datetime  # 24:00 of the nominal last day: the period cannot end before it
     missing: str | None = None  # why the end is not known
 
     @property
@@ -120,6 +130,7 @@ def period(start: date, tz: str, *, days: int = 0, years: int = 0, rest_days_mov
 
 # ---------------------------------------------------------------- the clocks
 
+
 @dataclass(frozen=True)
 class Refusal:
     rule: str
@@ -133,12 +144,12 @@ class Facts:
     """What the clocks are counted from, as the case knows it."""
 
     tz: str
-    limitation_start: date                 # due date, or the day of the last restart
-    judgment: bool = False                 # a judgment was recorded
-    effective_on: date | None = None       # the day it took effect
-    performance_ends: date | None = None   # the last day of its performance period
-    payment_order: bool = False            # a payment order was issued
-    served_on: date | None = None          # the day it was served on the borrower
+    limitation_start: date  # due date, or the day of the last restart
+    judgment: bool = False  # a judgment was recorded
+    effective_on: date | None = None  # the day it took effect
+    performance_ends: date | None = None  # the last day of its performance period
+    payment_order: bool = False  # a payment order was issued
+    served_on: date | None = None  # the day it was served on the borrower
     objection: bool = False
     notice_delivered_at: datetime | None = None
 
@@ -180,8 +191,9 @@ def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
 
 
 def _missing(what: str, p: Period, now: datetime) -> Refusal:
-    return Refusal("calendar_missing", f"{what}: {p.describe('')}; waits until the calendar file is added",
-                   retry_at=now + RECHECK)
+    return Refusal(
+        "calendar_missing", f"{what}: {p.describe('')}; waits until the calendar file is added", retry_at=now + RECHECK
+    )
 
 
 def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
@@ -192,22 +204,33 @@ def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | 
             if p.ends is None:
                 return _missing(f"the limitation period (restarted {f.limitation_start})", p, now)
             if now >= p.ends:
-                return Refusal("limitation_period", f"the {rules.limitation_years}-year limitation period ran out: last day "
-                               f"{p.last_day}, 24:00 {f.tz} (counted from {f.limitation_start}; {SRC_LIMITATION})", final=True)
+                return Refusal(
+                    "limitation_period",
+                    f"the {rules.limitation_years}-year limitation period ran out: last day "
+                    f"{p.last_day}, 24:00 {f.tz} (counted from {f.limitation_start}; {SRC_LIMITATION})",
+                    final=True,
+                )
     if action == "enforcement":
         if f.judgment:
             if f.performance_ends is None or f.effective_on is None:
-                return Refusal("judgment_dates", "the judgment's effective date and the last day of its performance period "
-                               "are needed (record a court outcome with effective_on and performance_ends)",
-                               retry_at=now + RECHECK)
+                return Refusal(
+                    "judgment_dates",
+                    "the judgment's effective date and the last day of its performance period "
+                    "are needed (record a court outcome with effective_on and performance_ends)",
+                    retry_at=now + RECHECK,
+                )
             opens = performance(f)
         elif f.payment_order:
             if f.objection:
-                return Refusal("payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
-                               final=True)
+                return Refusal(
+                    "payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed", final=True
+                )
             if f.served_on is None:
-                return Refusal("payment_order_service", "the payment order's service date is needed (record a court "
-                               "outcome payment_order_served with served_on)", retry_at=now + RECHECK)
+                return Refusal(
+                    "payment_order_service",
+                    "the payment order's service date is needed (record a court outcome payment_order_served with served_on)",
+                    retry_at=now + RECHECK,
+                )
             opens = objection_window(f, rules)
         else:
             return None
@@ -216,20 +239,30 @@ def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | 
         if opens.ends is None:
             return _missing("the " + ("performance period" if f.judgment else "objection window"), opens, now)
         if now < opens.ends:
-            what = (f"the judgment's performance period ({SRC_PERFORMANCE})" if f.judgment else
-                    f"the {rules.payment_order_objection_days}-day objection window from service on {f.served_on} "
-                    f"({SRC_OBJECTION})")
+            what = (
+                f"the judgment's performance period ({SRC_PERFORMANCE})"
+                if f.judgment
+                else f"the {rules.payment_order_objection_days}-day objection window from service on {f.served_on} "
+                f"({SRC_OBJECTION})"
+            )
             return Refusal(rule, f"{what}: {opens.describe(f.tz)}", retry_at=opens.ends)
         w = enforcement_window(f, rules)
         if w is not None and now >= w.earliest:
             if w.ends is None:
                 return _missing("the enforcement period", w, now)
             if now >= w.ends:
-                return Refusal("enforcement_deadline", f"enforcement must be applied for within {rules.enforcement_within_years} "
-                               f"years: {w.describe(f.tz)} ({SRC_ENFORCEMENT})", final=True)
+                return Refusal(
+                    "enforcement_deadline",
+                    f"enforcement must be applied for within {rules.enforcement_within_years} "
+                    f"years: {w.describe(f.tz)} ({SRC_ENFORCEMENT})",
+                    final=True,
+                )
     if action == "bureau_report" and f.notice_delivered_at is None:
-        return Refusal("bureau_notice", f"no notice has reached the borrower ({SRC_NOTICE}): notice undeliverable: "
-                       "verify the address", retry_at=now + RECHECK)
+        return Refusal(
+            "bureau_notice",
+            f"no notice has reached the borrower ({SRC_NOTICE}): notice undeliverable: verify the address",
+            retry_at=now + RECHECK,
+        )
     return None
 
 
@@ -260,17 +293,35 @@ def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
     if f.judgment:
         perf = performance(f)
         if perf is None:
-            out.append(ClockView("enforcement_opens", "opens", SRC_PERFORMANCE, None, None,
-                                 "waiting for the judgment's effective_on and performance_ends"))
+            out.append(
+                ClockView(
+                    "enforcement_opens",
+                    "opens",
+                    SRC_PERFORMANCE,
+                    None,
+                    None,
+                    "waiting for the judgment's effective_on and performance_ends",
+                )
+            )
         else:
             out.append(ClockView("enforcement_opens", "opens", SRC_PERFORMANCE, perf.ends, perf.last_day, perf.describe(f.tz)))
     elif f.payment_order:
         w = objection_window(f, rules)
         if w is None:
-            out.append(ClockView("objection_window", "ends", SRC_OBJECTION, None, None, "waiting for the service date (served_on)"))
+            out.append(
+                ClockView("objection_window", "ends", SRC_OBJECTION, None, None, "waiting for the service date (served_on)")
+            )
         else:
-            out.append(ClockView("objection_window", "ends", SRC_OBJECTION, w.ends, w.last_day,
-                                 ("objection filed; " if f.objection else "") + w.describe(f.tz)))
+            out.append(
+                ClockView(
+                    "objection_window",
+                    "ends",
+                    SRC_OBJECTION,
+                    w.ends,
+                    w.last_day,
+                    ("objection filed; " if f.objection else "") + w.describe(f.tz),
+                )
+            )
     e = enforcement_window(f, rules)
     if e is not None:
         out.append(ClockView("enforcement_deadline", "ends", SRC_ENFORCEMENT, e.ends, e.last_day, e.describe(f.tz)))
@@ -278,6 +329,7 @@ def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
 
 
 # ---------------------------------------------------------------- the rules before PATCH_LEGAL_CLOCKS
+
 
 def _legacy_add_years(t: datetime, years: int) -> datetime:
     try:
@@ -290,29 +342,50 @@ def legacy_limitation_ends(since: datetime, rules: LegalRules) -> datetime:
     return _legacy_add_years(since, rules.limitation_years)
 
 
-def legacy_check(action: str, now: datetime, rules: LegalRules, *, limitation_from: datetime,
-                 judgment_at: datetime | None, payment_order_at: datetime | None, objection: bool) -> Refusal | None:
+def legacy_check(
+    action: str,
+    now: datetime,
+    rules: LegalRules,
+    *,
+    limitation_from: datetime,
+    judgment_at: datetime | None,
+    payment_order_at: datetime | None,
+    objection: bool,
+) -> Refusal | None:
     """The clocks as cases started before the legal-clocks change counted them (recording times, 15 x 24 h). Kept only
     so that those cases replay as they ran (workflows.case PATCH_LEGAL_CLOCKS); new runs never use it."""
     if action in ("lawsuit", "payment_order"):
         ends = legacy_limitation_ends(limitation_from, rules)
         if now >= ends:
-            return Refusal("limitation_period", f"the {rules.limitation_years}-year limitation period ran out "
-                           f"on {ends:%Y-%m-%d} (last restarted {limitation_from:%Y-%m-%d})", final=True)
+            return Refusal(
+                "limitation_period",
+                f"the {rules.limitation_years}-year limitation period ran out "
+                f"on {ends:%Y-%m-%d} (last restarted {limitation_from:%Y-%m-%d})",
+                final=True,
+            )
     if action == "enforcement":
         if judgment_at is not None:
             ends = _legacy_add_years(judgment_at, rules.enforcement_within_years)
             if now >= ends:
-                return Refusal("enforcement_deadline", f"enforcement must be applied for within "
-                               f"{rules.enforcement_within_years} years of the judgment ({ends:%Y-%m-%d})", final=True)
+                return Refusal(
+                    "enforcement_deadline",
+                    f"enforcement must be applied for within "
+                    f"{rules.enforcement_within_years} years of the judgment ({ends:%Y-%m-%d})",
+                    final=True,
+                )
         elif payment_order_at is not None:
             if objection:
-                return Refusal("payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed",
-                               final=True)
+                return Refusal(
+                    "payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed", final=True
+                )
             opens = payment_order_at + timedelta(days=rules.payment_order_objection_days)
             if now < opens:
-                return Refusal("objection_window", f"the {rules.payment_order_objection_days}-day objection window "
-                               f"runs until {opens.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z", retry_at=opens)
+                return Refusal(
+                    "objection_window",
+                    f"the {rules.payment_order_objection_days}-day objection window "
+                    f"runs until {opens.astimezone(UTC):%Y-%m-%d %H:%M}Z",
+                    retry_at=opens,
+                )
     return None
 
 

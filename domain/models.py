@@ -18,9 +18,9 @@ from pydantic.json_schema import SkipJsonSchema
 from domain.actor import Actor
 from domain.dates import zone
 from domain.errors import InvalidInput
-from domain.text import clean_text
 from domain.money import check_currency
 from domain.policy import Policy
+from domain.text import clean_text
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 HoldKind = Literal["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
@@ -29,8 +29,19 @@ CaseStatusName = Literal["active", "paused", "closed"]
 OPERATOR_OUTCOMES: tuple[Outcome, ...] = ("settled_by_agreement", "uncollectable", "sold", "error")
 # "written_off" closes only the cases that reached write-off before write-off became an accounting event
 # (workflows/case.py PATCH_WRITE_OFF_PROPOSAL); "time_barred": the limitation period has truly run out
-Outcome = Literal["paid", "settled", "written_off", "bankrupt", "deceased", "recovered", "time_barred",
-                  "settled_by_agreement", "uncollectable", "sold", "error"]
+Outcome = Literal[
+    "paid",
+    "settled",
+    "written_off",
+    "bankrupt",
+    "deceased",
+    "recovered",
+    "time_barred",
+    "settled_by_agreement",
+    "uncollectable",
+    "sold",
+    "error",
+]
 PAID_OUTCOMES = ("paid", "settled", "recovered")  # closed by payments: a reversal reopens the case
 WriteOffStatus = Literal["proposed", "confirmed"]
 CLOSING_HOLDS: dict[str, Outcome] = {"bankruptcy": "bankrupt", "deceased": "deceased"}
@@ -109,9 +120,11 @@ def workflow_id(loan_id: str) -> str:
 
 # ---- update inputs (typed by people or sent by the bank's systems) ----
 
+
 class PaymentIn(Model):
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     payment_id: str = Field(pattern=ID_PATTERN)
     amount: str = Field(description="decimal string in major units, e.g. '1234.56'")
     currency: str
@@ -119,15 +132,17 @@ class PaymentIn(Model):
 
 
 class PromiseIn(Model):
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     amount: str
     date: dt.date
 
 
 class PlanIn(Model):
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     kind: Literal["deferral", "instalments", "interest_waiver"]
     until: dt.date | None = Field(default=None, description="deferral: the new due date for the whole balance")
     instalments: int | None = Field(default=None, description="instalments: how many")
@@ -146,15 +161,20 @@ class PlanIn(Model):
 
 
 class HoldIn(Model):
-    approved: SkipJsonSchema[bool] = Field(default=False, description="set by the application layer only: a closure "
-                                           "already approved in the borrower's other case")
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    approved: SkipJsonSchema[bool] = Field(
+        default=False, description="set by the application layer only: a closure already approved in the borrower's other case"
+    )
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     kind: HoldKind
     until: dt.date | None = Field(default=None, description="hardship: the end date")
     reference: str = Field(default="", max_length=200)
-    received_on: dt.date | None = Field(default=None, description="dispute: the day the dispute was received "
-                                        "(the credit-report answer is due within 20 days of it, 征信业管理条例 art. 25)")
+    received_on: dt.date | None = Field(
+        default=None,
+        description="dispute: the day the dispute was received "
+        "(the credit-report answer is due within 20 days of it, 征信业管理条例 art. 25)",
+    )
 
     @field_validator("reference")
     @classmethod
@@ -163,8 +183,9 @@ class HoldIn(Model):
 
 
 class ReleaseIn(Model):
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     kind: HoldKind
     reviewer: str | None = Field(default=None, max_length=100, description="complaint: the compliance reviewer releasing it")
     resolution: str = Field(default="", max_length=200)
@@ -184,8 +205,9 @@ class ReleaseIn(Model):
 class CloseIn(Model):
     """An operator closes a case (closed_by_operator): the outcome and the reason are required."""
 
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     outcome: str = Field(description="one of " + ", ".join(OPERATOR_OUTCOMES))
     reason: str = Field(default="", max_length=500)
     operator: str = Field(default="", max_length=100)
@@ -194,8 +216,9 @@ class CloseIn(Model):
 class WriteOffConfirmIn(Model):
     """An operator confirms a proposed write-off (核销): an accounting event, the case stays open (账销案存)."""
 
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     approver: str = Field(default="", max_length=100)
     reference: str = Field(default="", max_length=200, description="the write-off approval's number")
 
@@ -203,8 +226,9 @@ class WriteOffConfirmIn(Model):
 class ReversalIn(Model):
     """A payment taken back (returned transfer, failed debit), by its payment id."""
 
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     payment_id: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=200)
     at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (default: now)")
@@ -219,13 +243,21 @@ class ReopenIn(Model):
 
 CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute")
 VISIT_OUTCOMES = ("met_borrower", "not_home", "refused", "moved", "promise", "dispute")
-COURT_EVENTS = ("lawsuit_filed", "payment_order_issued", "payment_order_served", "objection_filed", "judgment",
-                "enforcement_result", "enforcement_closed")
+COURT_EVENTS = (
+    "lawsuit_filed",
+    "payment_order_issued",
+    "payment_order_served",
+    "objection_filed",
+    "judgment",
+    "enforcement_result",
+    "enforcement_closed",
+)
 
 
 class OutcomeIn(Model):
-    actor: SkipJsonSchema[Actor | None] = Field(default=None, description="set by the application layer from the "
-                                                "authenticated operator; never taken from a client")
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
     kind: Literal["call", "visit", "court"]
     outcome: str
     amount: str | None = Field(default=None, description="promise amount, or amount recovered by enforcement")
@@ -271,6 +303,7 @@ class ApprovalDecisionIn(Model):
 
 
 # ---- state ----
+
 
 class Event(Model):
     at: datetime
@@ -405,7 +438,9 @@ class CaseState(Model):
     audited_seq: int = Field(default=0, description="events up to this seq are in the database's audit trail")
     pending: PendingApproval | None = Field(default=None, description="a proposal waiting for a second person")
     runs: int = 1
-    write_off: WriteOffStatus | None = Field(default=None, description="核销: proposed at the write-off DPD, confirmed by an operator")
+    write_off: WriteOffStatus | None = Field(
+        default=None, description="核销: proposed at the write-off DPD, confirmed by an operator"
+    )
     write_off_proposed_at: datetime | None = None
     write_off_deferred: str | None = Field(default=None, description="what defers the write-off proposal (hold, promise, plan)")
     write_off_confirmed_at: datetime | None = None
@@ -417,6 +452,7 @@ CaseInput.model_rebuild()
 
 
 # ---- results ----
+
 
 class PaymentResult(Model):
     payment_id: str
@@ -481,8 +517,11 @@ class CaseStatus(Model):
     events: list[Event]
     as_of: datetime
     pending_approval: PendingApproval | None = None
-    names: dict[str, str] = Field(default={}, description="operators' display names by id, from the database (filled "
-                                  "by the application layer; never in workflow history)")
+    names: dict[str, str] = Field(
+        default={},
+        description="operators' display names by id, from the database (filled "
+        "by the application layer; never in workflow history)",
+    )
 
 
 class ContactResult(Model):

@@ -9,8 +9,21 @@ from domain.errors import InvalidInput, shown
 
 # ISO 4217 minor-unit exponents of the currencies a lender here deals in.
 MINOR_UNITS: dict[str, int] = {
-    "CNY": 2, "HKD": 2, "MOP": 2, "TWD": 2, "USD": 2, "EUR": 2, "GBP": 2,
-    "SGD": 2, "AUD": 2, "CAD": 2, "CHF": 2, "JPY": 0, "KRW": 0, "KWD": 3, "BHD": 3,
+    "CNY": 2,
+    "HKD": 2,
+    "MOP": 2,
+    "TWD": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "SGD": 2,
+    "AUD": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "KWD": 3,
+    "BHD": 3,
 }
 
 # ASCII digits only: `\d` would also accept Arabic-Indic or full-width digits.
@@ -38,7 +51,9 @@ def parse_amount(text: str, currency: str, field: str = "amount", *, allow_zero:
     if raw.startswith("-"):
         raise InvalidInput(field, f"must not be negative ({shown(text)})")
     if not _AMOUNT.fullmatch(raw):
-        raise InvalidInput(field, f"is not a plain decimal amount ({shown(text)}); write digits with an optional '.', e.g. 1234.56")
+        raise InvalidInput(
+            field, f"is not a plain decimal amount ({shown(text)}); write digits with an optional '.', e.g. 1234.56"
+        )
     exponent = MINOR_UNITS[currency]
     decimals = len(raw.partition(".")[2])
     if decimals > exponent:

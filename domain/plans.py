@@ -24,7 +24,9 @@ def _within(field: str, day: date | None, today: date, max_days: int, *, strictl
     if day < today or (strictly_after and day == today):
         raise InvalidInput(field, f"{day} is in the past (today is {today} in the borrower's time zone)")
     if day > today + timedelta(days=max_days):
-        raise InvalidInput(field, f"{day} is more than {max_days} days after today ({today}); the policy allows at most {max_days}")
+        raise InvalidInput(
+            field, f"{day} is more than {max_days} days after today ({today}); the policy allows at most {max_days}"
+        )
     return day
 
 
@@ -34,8 +36,7 @@ def split(total: int, count: int) -> list[int]:
     return [base] * (count - 1) + [total - base * (count - 1)]
 
 
-def build_plan(req: PlanIn, balances: Balances, limits: PlanLimits, clock: CaseClock,
-               now: datetime, paid_before: int) -> Plan:
+def build_plan(req: PlanIn, balances: Balances, limits: PlanLimits, clock: CaseClock, now: datetime, paid_before: int) -> Plan:
     """Validate a plan request against the policy and the law, and lay out its schedule.
 
     Interest waived by the plan is set aside at agreement and forgiven on completion.
@@ -71,7 +72,10 @@ def build_plan(req: PlanIn, balances: Balances, limits: PlanLimits, clock: CaseC
         term = n * req.interval_months
         cap = min(limits.max_term_months, LEGAL_MAX_TERM_MONTHS)
         if term > cap:
-            raise InvalidInput("instalments", f"{n} instalments every {req.interval_months} month(s) is a {term}-month term; at most {cap} months are allowed")
+            raise InvalidInput(
+                "instalments",
+                f"{n} instalments every {req.interval_months} month(s) is a {term}-month term; at most {cap} months are allowed",
+            )
         first = _within("first_due", req.first_due, today, limits.first_instalment_within_days)
         if total < n:
             raise InvalidInput("instalments", f"{n} instalments would be smaller than the currency's smallest unit")

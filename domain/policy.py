@@ -22,8 +22,18 @@ POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
 # What a step can do; each maps to one activity (see activities/contracts.py ACTIVITY_FOR_ACTION).
 Action = Literal[
-    "sms", "email", "letter", "call", "visit", "law_firm",
-    "bureau_notice", "bureau_report", "agency_place", "lawsuit", "payment_order", "enforcement",
+    "sms",
+    "email",
+    "letter",
+    "call",
+    "visit",
+    "law_firm",
+    "bureau_notice",
+    "bureau_report",
+    "agency_place",
+    "lawsuit",
+    "payment_order",
+    "enforcement",
 ]
 Component = Literal["fees", "interest", "principal"]
 # The channels that reach a person; the contact rules (hours, caps) speak of these.
@@ -42,7 +52,9 @@ class Step(_Strict):
     actions: list[Action] = Field(min_length=1)
     title: str = ""
     letter: str | None = Field(default=None, description="letter template for a 'letter' action")
-    await_outcome_days: int | None = Field(default=None, ge=1, le=1000, description="wait this long for a visit report or court event")
+    await_outcome_days: int | None = Field(
+        default=None, ge=1, le=1000, description="wait this long for a visit report or court event"
+    )
     min_days_after_previous: int | None = Field(default=None, ge=0, le=365, description="notice period after the previous step")
     mandatory: bool = Field(default=False, description="never skipped when a late case catches up")
     requires: Literal["judgment"] | None = None
@@ -101,13 +113,21 @@ class ContactRules(_Strict):
     window_start: str = Field(default="08:00", description="local time, HH:MM")
     window_end: str = Field(default="21:00", description="local time, HH:MM; contact must start before it")
     timed_channels: list[str] = ["sms", "email", "call", "visit"]
-    public_holidays: bool = Field(default=True, description="no contact on any rest day of an official break (the "
-                                  "weekend days inside it included), from policies/calendars/; a year without a file "
-                                  "refuses contact (calendar_missing)")
-    weekends: bool = Field(default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days")
-    window_in_beijing_time: bool = Field(default=False, description="the window and the rest days hold on Beijing time "
-                                         "(Asia/Shanghai) as well as in the borrower's recorded zone: every borrower of "
-                                         "the policy is treated as a PRC borrower")
+    public_holidays: bool = Field(
+        default=True,
+        description="no contact on any rest day of an official break (the "
+        "weekend days inside it included), from policies/calendars/; a year without a file "
+        "refuses contact (calendar_missing)",
+    )
+    weekends: bool = Field(
+        default=True, description="contact on Saturdays and Sundays; make-up working days (调休) always count as working days"
+    )
+    window_in_beijing_time: bool = Field(
+        default=False,
+        description="the window and the rest days hold on Beijing time "
+        "(Asia/Shanghai) as well as in the borrower's recorded zone: every borrower of "
+        "the policy is treated as a PRC borrower",
+    )
     daily_caps: dict[str, Annotated[int, Field(ge=0)]] = {"sms": 2, "email": 2, "call": 3, "visit": 1, "letter": 2, "law_firm": 1}
     call_cap_7d: int = Field(default=7, ge=1, le=50, description="calls in any rolling 7 days")
     no_call_after_conversation_days: int = Field(default=7, ge=0, le=60, description="0 turns the rule off")
@@ -160,10 +180,18 @@ class LegalRules(_Strict):
     limitation_years: int = Field(default=3, ge=1, le=20, description="民法典 art. 188")
     enforcement_within_years: int = Field(default=2, ge=1, le=10, description="民事诉讼法 (2023) art. 250")
     payment_order_objection_days: int = Field(default=15, ge=1, le=60, description="民事诉讼法 (2023) art. 227")
-    bureau_notice_days: int = Field(default=14, ge=1, le=90, description="days from the delivered notice to the credit "
-                                    "report (征信业管理条例 art. 15: the borrower is told first; the notice letter says 14)")
-    notice_channels: list[NoticeChannel] = Field(default=["letter", "sms", "email"], min_length=1, description=
-                                                 "the credit-bureau notice's channels, tried in order while one fails")
+    bureau_notice_days: int = Field(
+        default=14,
+        ge=1,
+        le=90,
+        description="days from the delivered notice to the credit "
+        "report (征信业管理条例 art. 15: the borrower is told first; the notice letter says 14)",
+    )
+    notice_channels: list[NoticeChannel] = Field(
+        default=["letter", "sms", "email"],
+        min_length=1,
+        description="the credit-bureau notice's channels, tried in order while one fails",
+    )
     audit_retention_days: int = Field(default=730, ge=730, le=36500, description="audit records kept at least 2 years")
 
     @field_validator("notice_channels")
@@ -225,12 +253,12 @@ class Policy(_Strict):
             if keys.count(s.key) > 1:
                 raise ValueError(f"steps[{i}].key: {s.key!r} is used by more than one step")
             if i and s.dpd < self.steps[i - 1].dpd:
-                raise ValueError(f"steps[{i}].dpd: {s.dpd} is earlier than the step before it ({self.steps[i - 1].dpd}); steps run in order")
+                raise ValueError(
+                    f"steps[{i}].dpd: {s.dpd} is earlier than the step before it ({self.steps[i - 1].dpd}); steps run in order"
+                )
             if "letter" in s.actions and not s.letter:
                 raise ValueError(f"steps[{i}].letter: a step with a 'letter' action names its letter template")
-            if s.requires == "judgment" and not any(
-                a in p.actions for p in self.steps[:i] for a in ("lawsuit", "payment_order")
-            ):
+            if s.requires == "judgment" and not any(a in p.actions for p in self.steps[:i] for a in ("lawsuit", "payment_order")):
                 raise ValueError(f"steps[{i}].requires: needs a judgment but no earlier step files a lawsuit or payment order")
             if s.dpd >= self.write_off_dpd:
                 raise ValueError(f"steps[{i}].dpd: {s.dpd} is not before write_off_dpd {self.write_off_dpd}")

@@ -12,8 +12,16 @@ from domain.money import format_amount, parse_amount
 from domain.policy import PromiseRules
 
 
-def make_promise(amount: str, day: date | None, outstanding: int, currency: str, rules: PromiseRules,
-                 clock: CaseClock, now: datetime, paid_before: int) -> Promise:
+def make_promise(
+    amount: str,
+    day: date | None,
+    outstanding: int,
+    currency: str,
+    rules: PromiseRules,
+    clock: CaseClock,
+    now: datetime,
+    paid_before: int,
+) -> Promise:
     minor = parse_amount(amount, currency, "amount")
     if minor > outstanding:
         raise InvalidInput("amount", f"{amount} is more than the outstanding {format_amount(outstanding, currency)}")
@@ -23,9 +31,12 @@ def make_promise(amount: str, day: date | None, outstanding: int, currency: str,
     if day < today:
         raise InvalidInput("date", f"{day} is in the past (today is {today} in the borrower's time zone)")
     if day > today + timedelta(days=rules.max_days_ahead):
-        raise InvalidInput("date", f"{day} is more than {rules.max_days_ahead} days ahead; the policy allows at most {rules.max_days_ahead}")
-    return Promise(amount=minor, date=day, deadline=clock.date_deadline(day, rules.grace_days),
-                   made_at=now, paid_before=paid_before)
+        raise InvalidInput(
+            "date", f"{day} is more than {rules.max_days_ahead} days ahead; the policy allows at most {rules.max_days_ahead}"
+        )
+    return Promise(
+        amount=minor, date=day, deadline=clock.date_deadline(day, rules.grace_days), made_at=now, paid_before=paid_before
+    )
 
 
 def evaluate_promise(promise: Promise, total_paid: int, now: datetime) -> Literal["active", "kept", "broken"]:

@@ -35,7 +35,11 @@ from typing import Literal
 RiskClass = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
 CLASSES: tuple[RiskClass, ...] = ("normal", "special_mention", "substandard", "doubtful", "loss")
 CHINESE: dict[RiskClass, str] = {
-    "normal": "正常", "special_mention": "关注", "substandard": "次级", "doubtful": "可疑", "loss": "损失",
+    "normal": "正常",
+    "special_mention": "关注",
+    "substandard": "次级",
+    "doubtful": "可疑",
+    "loss": "损失",
 }
 NON_PERFORMING: frozenset[RiskClass] = frozenset({"substandard", "doubtful", "loss"})  # 不良: the three non-performing classes
 

@@ -54,7 +54,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -65,8 +65,8 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
-KEY_BYTES = 32          # AES-256
-NONCE_BYTES = 12        # 96-bit random nonce per payload (GCM's standard size)
+KEY_BYTES = 32  # AES-256
+NONCE_BYTES = 12  # 96-bit random nonce per payload (GCM's standard size)
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -80,10 +80,11 @@ class PayloadDecryptionError(ValueError):
 
 # ---------------------------------------------------------------------------- keys
 
+
 @dataclass(frozen=True)
 class Keyring:
-    keys: Mapping[str, bytes]     # key id -> 32 raw bytes
-    current: str                  # the id new payloads are encrypted with
+    keys: Mapping[str, bytes]  # key id -> 32 raw bytes
+    current: str  # the id new payloads are encrypted with
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -94,8 +95,9 @@ class Keyring:
             if len(key) != KEY_BYTES:
                 raise CodecConfigError(f"PAYLOAD_KEYS: key {key_id!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}")
         if self.current not in self.keys:
-            raise CodecConfigError(f"PAYLOAD_KEY_ID: {self.current!r} is not one of the ids in PAYLOAD_KEYS "
-                                   f"({', '.join(sorted(self.keys))})")
+            raise CodecConfigError(
+                f"PAYLOAD_KEY_ID: {self.current!r} is not one of the ids in PAYLOAD_KEYS ({', '.join(sorted(self.keys))})"
+            )
 
     @classmethod
     def parse(cls, spec: str, current: str | None = None) -> Keyring:
@@ -118,8 +120,10 @@ class Keyring:
             raise CodecConfigError("PAYLOAD_KEYS: no keys given")
         if not current:
             if len(keys) > 1:
-                raise CodecConfigError(f"PAYLOAD_KEY_ID: required when PAYLOAD_KEYS holds more than one key "
-                                       f"({', '.join(keys)}): name the one to encrypt with")
+                raise CodecConfigError(
+                    f"PAYLOAD_KEY_ID: required when PAYLOAD_KEYS holds more than one key "
+                    f"({', '.join(keys)}): name the one to encrypt with"
+                )
             current = next(iter(keys))
         return cls(keys, current.strip())
 
@@ -130,12 +134,14 @@ class Keyring:
         return cls.parse(spec, env.get("PAYLOAD_KEY_ID")) if spec else None
 
     def to_env(self) -> dict[str, str]:
-        return {"PAYLOAD_KEYS": ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in self.keys.items()),
-                "PAYLOAD_KEY_ID": self.current}
+        return {
+            "PAYLOAD_KEYS": ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in self.keys.items()),
+            "PAYLOAD_KEY_ID": self.current,
+        }
 
 
 def new_key_entry(key_id: str | None = None) -> str:
-    key_id = key_id or f"k{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(2)}"
+    key_id = key_id or f"k{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"
 
 
@@ -157,7 +163,7 @@ def ensure_dev_keyring(path: Path | None = None) -> Keyring:
     path = path or dev_keyring_path()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        ring = Keyring.parse(new_key_entry(f"dev-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(2)}"))
+        ring = Keyring.parse(new_key_entry(f"dev-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"))
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -166,7 +172,7 @@ def ensure_dev_keyring(path: Path | None = None) -> Keyring:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            pass            # another process won; use its key
+            pass  # another process won; use its key
         finally:
             tmp.unlink()
     values: dict[str, str] = {}
@@ -203,10 +209,12 @@ def keyring_for(address: str, env: Mapping[str, str] | None = None) -> Keyring:
     raise CodecConfigError(
         f"PAYLOAD_KEYS is not set, and Temporal at {address} is not on this machine: payloads must be "
         f"encrypted with the deployment's keys. Set PAYLOAD_KEYS=id:base64key[,...] and PAYLOAD_KEY_ID=id "
-        f"(a new key: python -m encryption.codec new-key)")
+        f"(a new key: python -m encryption.codec new-key)"
+    )
 
 
 # ---------------------------------------------------------------------------- the codec
+
 
 class EncryptionCodec(PayloadCodec):
     """AES-256-GCM over each whole payload (its metadata and data), with its key id as associated data."""
@@ -223,7 +231,7 @@ class EncryptionCodec(PayloadCodec):
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
-            return payload      # plaintext (written before encryption was on): passed through
+            return payload  # plaintext (written before encryption was on): passed through
         raw_id = payload.metadata.get(KEY_ID_META)
         if raw_id is None:
             raise PayloadDecryptionError(f"encrypted payload has no {KEY_ID_META} in its metadata")
@@ -232,7 +240,8 @@ class EncryptionCodec(PayloadCodec):
         if aead is None:
             raise PayloadDecryptionError(
                 f"payload is encrypted with key id {key_id!r}, which is not among the known keys "
-                f"({', '.join(sorted(self._aead))}): add that key to PAYLOAD_KEYS")
+                f"({', '.join(sorted(self._aead))}): add that key to PAYLOAD_KEYS"
+            )
         if len(payload.data) < NONCE_BYTES + 16:
             raise PayloadDecryptionError(f"encrypted payload (key id {key_id!r}) is truncated")
         try:
@@ -240,7 +249,8 @@ class EncryptionCodec(PayloadCodec):
         except InvalidTag:
             raise PayloadDecryptionError(
                 f"encrypted payload (key id {key_id!r}) failed authentication: it was altered, or encrypted "
-                f"with a different key under that id") from None
+                f"with a different key under that id"
+            ) from None
         return Payload.FromString(plain)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -252,8 +262,11 @@ class EncryptionCodec(PayloadCodec):
 
 def data_converter(keyring: Keyring) -> DataConverter:
     """The project's converter (pydantic) with encrypted payloads and encrypted failure messages."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring),
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def data_converter_for(address: str) -> DataConverter:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import html
 import os
@@ -58,7 +57,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from infra.bodycap import BodyCap
 from encryption.codec import (
     CodecConfigError,
     EncryptionCodec,
@@ -67,6 +65,7 @@ from encryption.codec import (
     ensure_dev_keyring,
     var_dir,
 )
+from infra.bodycap import BodyCap
 
 log = structlog.get_logger("codec_server")
 DEFAULT_PORT = 8081
@@ -100,7 +99,7 @@ def dev_token() -> str:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32) + "\n")
-    for _ in range(50):           # another process may be writing it right now
+    for _ in range(50):  # another process may be writing it right now
         token = path.read_text().strip()
         if token:
             return token
@@ -118,9 +117,11 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
     token = (cfg.token or "").strip()
     if not token:
         if not cfg.dev:
-            raise CodecConfigError("CODEC_TOKEN is not set: the codec server decrypts payloads only for holders of "
-                                   "its token (set CODEC_TOKEN to a long random string, or CODEC_DEV=1 on a developer "
-                                   "machine for a development token)")
+            raise CodecConfigError(
+                "CODEC_TOKEN is not set: the codec server decrypts payloads only for holders of "
+                "its token (set CODEC_TOKEN to a long random string, or CODEC_DEV=1 on a developer "
+                "machine for a development token)"
+            )
         token = dev_token()
     elif len(token) < MIN_TOKEN_CHARS and not cfg.dev:
         raise CodecConfigError(f"CODEC_TOKEN is {len(token)} characters; use at least {MIN_TOKEN_CHARS} random ones")
@@ -130,12 +131,20 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
             raise CodecConfigError("PAYLOAD_KEYS is not set: give the codec server the same keys as the workers")
         keyring = ensure_dev_keyring()
     origins = cfg.cors_origins or f"http://localhost:{cfg.ui_port},http://127.0.0.1:{cfg.ui_port}"
-    return Config(token=token, keyring=keyring, origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
-                  host=cfg.host, port=cfg.port, secure_cookie=cfg.cookie_secure, dev=cfg.dev,
-                  log_level=cfg.server_log_level)
+    return Config(
+        token=token,
+        keyring=keyring,
+        origins=tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip()),
+        host=cfg.host,
+        port=cfg.port,
+        secure_cookie=cfg.cookie_secure,
+        dev=cfg.dev,
+        log_level=cfg.server_log_level,
+    )
 
 
 # ---------------------------------------------------------------------------- sessions
+
 
 class Sessions:
     """Server-side sign-in sessions: the cookie is a random id, the server keeps who it belongs to and until
@@ -200,6 +209,7 @@ input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}button{{fo
 
 # ---------------------------------------------------------------------------- the app
 
+
 def operator_lookup(token: str) -> str | None:
     """An operator token (ct_...) whose operator may read cases: 'operator-id:role', else None."""
     from access.operators import TOKEN_RE, Operators
@@ -232,12 +242,22 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
     codec = EncryptionCodec(cfg.keyring)
     sessions, limiter = Sessions(), LoginLimiter()
     app = FastAPI(title="Loan collections codec server", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(CORSMiddleware, allow_origins=list(cfg.origins), allow_credentials=True,
-                       allow_methods=["POST"], max_age=600,
-                       allow_headers=["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(cfg.origins),
+        allow_credentials=True,
+        allow_methods=["POST"],
+        max_age=600,
+        allow_headers=["Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"],
+    )
     # outermost: a large body is refused by its length before it is read, before any token check
-    app.add_middleware(BodyCap, cap=CODEC_CAP, caps={"/login": LOGIN_CAP}, check_json=False,
-                       error=lambda field, reason: {"detail": f"{field} {reason}"})
+    app.add_middleware(
+        BodyCap,
+        cap=CODEC_CAP,
+        caps={"/login": LOGIN_CAP},
+        check_json=False,
+        error=lambda field, reason: {"detail": f"{field} {reason}"},
+    )
 
     def who_is(token: str) -> str | None:
         """'codec-token' for the service token, 'op-...:role' for an operator allowed to read cases."""
@@ -272,8 +292,14 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
             return refuse(422, str(exc))
         referer = request.headers.get("referer", "")
         workflow = referer.split("/workflows/", 1)[1].split("/", 1)[0] if "/workflows/" in referer else None
-        log.info("decoded", who=who, via="session" if by_cookie else "bearer",
-                 namespace=request.headers.get("x-namespace"), workflow=workflow, payloads=len(out))
+        log.info(
+            "decoded",
+            who=who,
+            via="session" if by_cookie else "bearer",
+            namespace=request.headers.get("x-namespace"),
+            workflow=workflow,
+            payloads=len(out),
+        )
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=out)))
 
     @app.post("/decode")
@@ -292,9 +318,11 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
     def page(message: str = "", status: int = 200, signed_in: bool = False) -> HTMLResponse:
         """The sign-in page: the form to sign in, or (signed in) only the way to sign out."""
         form = SIGN_OUT_FORM if signed_in else SIGN_IN_FORM
-        return HTMLResponse(LOGIN_PAGE.format(message=message, form=form, endpoint=html.escape(endpoint)),
-                            status_code=status,
-                            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+        return HTMLResponse(
+            LOGIN_PAGE.format(message=message, form=form, endpoint=html.escape(endpoint)),
+            status_code=status,
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        )
 
     @app.get("/login")
     async def login_form(request: Request) -> HTMLResponse:
@@ -319,8 +347,15 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
             return page('<p class="msg">That is not a token that may read cases.</p>', status=401)
         log.info("signed in", who=who)
         resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>', signed_in=True)
-        resp.set_cookie(COOKIE, sessions.new(who), max_age=SESSION_SECONDS, httponly=True,
-                        samesite="strict", secure=cfg.secure_cookie, path="/")
+        resp.set_cookie(
+            COOKIE,
+            sessions.new(who),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=cfg.secure_cookie,
+            path="/",
+        )
         return resp
 
     @app.post("/logout")
@@ -353,16 +388,20 @@ def main(argv: list[str] | None = None) -> int:
             print("codec server: CODEC_DEV=1 serves on a loopback address only", file=sys.stderr)
             return 2
         where = "CODEC_TOKEN" if env.get("CODEC_TOKEN") else str(dev_token_path())
-        print(f"codec server: CODEC_DEV=1: development mode, token from {where}, key id {cfg.keyring.current}. "
-              f"Sign in at http://localhost:{cfg.port}/login", flush=True)
+        print(
+            f"codec server: CODEC_DEV=1: development mode, token from {where}, key id {cfg.keyring.current}. "
+            f"Sign in at http://localhost:{cfg.port}/login",
+            flush=True,
+        )
 
     import uvicorn
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level,
-                server_header=False)
+
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level, server_header=False)
     return 0
 
 
 # ---------------------------------------------------------------------------- for tests and the stack
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -374,11 +413,17 @@ def free_port() -> int:
 def running_codec_server(env: Mapping[str, str], port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
     """`python -m encryption.codec_server` in a subprocess on a free loopback port; yields its URL once /health answers."""
     import httpx
+
     port = port or free_port()
     proc_env = {**os.environ, **env, "CODEC_PORT": str(port), "CODEC_HOST": "127.0.0.1", "CODEC_LOG_LEVEL": "warning"}
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "encryption.codec_server"], env=proc_env, cwd=Path(__file__).parent.parent,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "encryption.codec_server"],
+        env=proc_env,
+        cwd=Path(__file__).parent.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

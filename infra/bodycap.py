@@ -20,10 +20,19 @@ def _send_json(status: int, body: dict):
     data = json.dumps(body).encode()
 
     async def send_it(send) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
+
     return send_it
 
 
@@ -52,8 +61,14 @@ def duplicate_key(raw: bytes) -> str | None:
 
 
 class BodyCap:
-    def __init__(self, app, cap: int = DEFAULT_CAP, caps: dict[str, int] | None = None,
-                 error: Callable[[str, str], dict] | None = None, check_json: bool = True) -> None:
+    def __init__(
+        self,
+        app,
+        cap: int = DEFAULT_CAP,
+        caps: dict[str, int] | None = None,
+        error: Callable[[str, str], dict] | None = None,
+        check_json: bool = True,
+    ) -> None:
         self.app, self.cap, self.caps, self.check_json = app, cap, caps or {}, check_json
         self.error = error or (lambda field, reason: {"error": {"field": field, "reason": reason}})
 
@@ -85,8 +100,9 @@ class BodyCap:
             key = duplicate_key(body)
             if key is not None:
                 shown = key if len(key) <= 40 else key[:40] + "..."
-                return await _send_json(422, self.error("body", f"the key {shown!r} appears twice in one object; "
-                                                                "nothing was changed"))(send)
+                return await _send_json(
+                    422, self.error("body", f"the key {shown!r} appears twice in one object; nothing was changed")
+                )(send)
         sent = False
 
         async def replay():

@@ -47,9 +47,10 @@ Int = Annotated[int, BeforeValidator(_blank_is_default)]
 Float = Annotated[float, BeforeValidator(_blank_is_default)]
 Flag = Annotated[bool, BeforeValidator(_blank_is_default)]
 Port = Annotated[int, Field(gt=0, lt=65536), BeforeValidator(_blank_is_default)]
-ListenPort = Annotated[int, Field(ge=0, lt=65536), BeforeValidator(_blank_is_default)]   # 0: any free port
-LogLevel = Annotated[Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower),
-                     BeforeValidator(_blank_is_default)]
+ListenPort = Annotated[int, Field(ge=0, lt=65536), BeforeValidator(_blank_is_default)]  # 0: any free port
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower), BeforeValidator(_blank_is_default)
+]
 # Values never echoed in an error message (a database URL may hold a password).
 SECRET = ("TOKEN", "KEY", "DATABASE_URL", "PAYLOAD")
 
@@ -65,8 +66,9 @@ class _Env(BaseSettings):
 class Common(_Env):
     var_dir: Annotated[Path, BeforeValidator(_blank_is_default)] = env("COLLECTIONS_VAR_DIR", ROOT / "var")
     task_queue: Str = env("TEMPORAL_TASK_QUEUE", "collections", min_length=1)
-    log_format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower),
-                          BeforeValidator(_blank_is_default)] = env("LOG_FORMAT", "auto")
+    log_format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower), BeforeValidator(_blank_is_default)] = env(
+        "LOG_FORMAT", "auto"
+    )
     log_level: LogLevel = env("LOG_LEVEL", "info")
     database_url: Str | None = env("DATABASE_URL")
 
@@ -87,8 +89,9 @@ class WorkerSettings(Common):
     max_cached_workflows: Int = env("WORKER_MAX_CACHED_WORKFLOWS", 10_000, ge=0)
     max_concurrent_activities: Int = env("WORKER_MAX_CONCURRENT_ACTIVITIES", 200, ge=1)
     max_concurrent_workflow_tasks: Int = env("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", 100, ge=2)
-    metrics_address: str = env("WORKER_METRICS_ADDRESS", "127.0.0.1:9464",
-                               pattern=r"^$|^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")
+    metrics_address: str = env(
+        "WORKER_METRICS_ADDRESS", "127.0.0.1:9464", pattern=r"^$|^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$"
+    )
     gateway_url: Str = env("GATEWAY_URL", "http://127.0.0.1:8700", pattern=r"^https?://")
     gateway_api_key: Str = env("GATEWAY_API_KEY", "sandbox-key")
     gateway_timeout: Float = env("GATEWAY_TIMEOUT", 10.0, gt=0)

@@ -17,7 +17,7 @@ import structlog
 # repetition is bounded. `[\w.+-]+@[\w-]+(\.[\w-]+)+` tried every start position of a long run to its end: a 60 KB URL
 # path took 10 s and stalled the API's /health behind it.
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
-_ID_NUMBER = re.compile(r"\b\d{17}[\dXx]\b")          # PRC resident identity card number
+_ID_NUMBER = re.compile(r"\b\d{17}[\dXx]\b")  # PRC resident identity card number
 _PHONE = re.compile(r"(?<!\d)(\+?86[- ]?)?1[3-9]\d{9}(?!\d)|(?<!\d)\+\d{7,14}(?!\d)")
 
 

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from temporalio.common import MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from domain import calendar
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 
 def runtime(address: str | None) -> Runtime | None:

@@ -10,6 +10,7 @@ import time
 
 def exit_with_parent(pid: int) -> None:
     """Stop gracefully (SIGTERM to ourselves) once the process that started us is gone (a killed test run)."""
+
     def watch() -> None:
         while True:
             time.sleep(1.0)

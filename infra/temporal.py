@@ -38,8 +38,9 @@ def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | N
     return config
 
 
-async def connect(address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None,
-                  *, profile: str | None = None) -> Client:
+async def connect(
+    address: str | None = None, namespace: str | None = None, runtime: Runtime | None = None, *, profile: str | None = None
+) -> Client:
     """A client; `address` and `namespace` override the configuration (the tests' own servers)."""
     config = connect_config(profile=profile)
     if address:
@@ -48,6 +49,6 @@ async def connect(address: str | None = None, namespace: str | None = None, runt
         config["namespace"] = namespace
     return await Client.connect(
         **config,
-        data_converter=data_converter_for(config["target_host"]),   # PAYLOAD_KEYS, or the local stack's dev key
+        data_converter=data_converter_for(config["target_host"]),  # PAYLOAD_KEYS, or the local stack's dev key
         runtime=runtime,  # None: the SDK's default runtime
     )

@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         exit_with_parent(args.exit_with_parent)
     app = create_app(db_path=args.db)
     structlog.get_logger("sandbox").info(
-        "gateway listening", url=f"http://{args.host}:{args.port}",
-        outbox_page=f"http://{args.host}:{args.port}/outbox.html?key=<api key>")
+        "gateway listening",
+        url=f"http://{args.host}:{args.port}",
+        outbox_page=f"http://{args.host}:{args.port}/outbox.html?key=<api key>",
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -59,6 +59,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- request models
 
+
 def _matching(pattern: str, message: str) -> AfterValidator:
     rx = re.compile(pattern)
 
@@ -76,20 +77,35 @@ def _not_blank(value: str) -> str:
     return value
 
 
-LoanId = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
-                                  "must be a loan id: 1-64 letters, digits or _.:- starting with a letter or digit")]
-Phone = Annotated[str, _matching(r"\+[1-9]\d{6,14}|1[3-9]\d{9}",
-                                 "must be a phone number in E.164 form (+8613812345678) "
-                                 "or an 11-digit mainland mobile number (13812345678)")]
-Email = Annotated[str, Field(max_length=254),
-                  _matching(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+",
-                            "must be an email address such as name@example.com")]
-Amount = Annotated[str, _matching(r"(?:0|[1-9]\d{0,15})(?:\.\d{1,3})?",
-                                  "must be a decimal string such as '1234.56'")]
+LoanId = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", "must be a loan id: 1-64 letters, digits or _.:- starting with a letter or digit"
+    ),
+]
+Phone = Annotated[
+    str,
+    _matching(
+        r"\+[1-9]\d{6,14}|1[3-9]\d{9}",
+        "must be a phone number in E.164 form (+8613812345678) or an 11-digit mainland mobile number (13812345678)",
+    ),
+]
+Email = Annotated[
+    str,
+    Field(max_length=254),
+    _matching(
+        r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+",
+        "must be an email address such as name@example.com",
+    ),
+]
+Amount = Annotated[str, _matching(r"(?:0|[1-9]\d{0,15})(?:\.\d{1,3})?", "must be a decimal string such as '1234.56'")]
 Currency = Annotated[str, _matching(r"[A-Z]{3}", "must be an ISO 4217 currency code such as CNY")]
-IsoDate = Annotated[str, _matching(r"\d{4}-\d{2}-\d{2}", "must be a date YYYY-MM-DD"),
-                    AfterValidator(lambda v: dt.date.fromisoformat(v).isoformat())]
+IsoDate = Annotated[
+    str,
+    _matching(r"\d{4}-\d{2}-\d{2}", "must be a date YYYY-MM-DD"),
+    AfterValidator(lambda v: dt.date.fromisoformat(v).isoformat()),
+]
 Language = Literal["zh", "en"]
 
 
@@ -148,9 +164,12 @@ class VisitWindow(BaseModel):
 class VisitRequest(Body):
     address: Text(500)
     notes: Annotated[str, Field(max_length=5000)]
-    windows: list[VisitWindow] = Field(default=[], max_length=400,
-                                       description="the dates and hours the visit may take place; the visit is "
-                                                   "booked inside one of them (none given: two days from now)")
+    windows: list[VisitWindow] = Field(
+        default=[],
+        max_length=400,
+        description="the dates and hours the visit may take place; the visit is "
+        "booked inside one of them (none given: two days from now)",
+    )
     replaces: str | None = Field(default=None, max_length=64, description="a visit booked earlier, booked again")
 
 
@@ -230,25 +249,29 @@ class FaultSettings(BaseModel):
 
 # --------------------------------------------------------------------------- channels
 
+
 @dataclass(frozen=True)
 class Channel:
-    name: str            # the "channel" value in responses and the outbox
-    path: str            # POST path
+    name: str  # the "channel" value in responses and the outbox
+    path: str  # POST path
     model: type[Body]
-    prefix: str          # gateway id prefix
+    prefix: str  # gateway id prefix
 
 
-CHANNELS: dict[str, Channel] = {c.name: c for c in [
-    Channel("sms", "/v1/sms", SmsRequest, "sms"),
-    Channel("email", "/v1/email", EmailRequest, "eml"),
-    Channel("letter", "/v1/letters", LetterRequest, "ltr"),
-    Channel("call", "/v1/calls", CallRequest, "cal"),
-    Channel("visit", "/v1/visits", VisitRequest, "vis"),
-    Channel("law_firm", "/v1/law-firm", LawFirmRequest, "law"),
-    Channel("court", "/v1/court", CourtRequest, "crt"),
-    Channel("credit_bureau", "/v1/credit-bureau", CreditBureauRequest, "cbr"),
-    Channel("agency", "/v1/agency", AgencyRequest, "agy"),
-]}
+CHANNELS: dict[str, Channel] = {
+    c.name: c
+    for c in [
+        Channel("sms", "/v1/sms", SmsRequest, "sms"),
+        Channel("email", "/v1/email", EmailRequest, "eml"),
+        Channel("letter", "/v1/letters", LetterRequest, "ltr"),
+        Channel("call", "/v1/calls", CallRequest, "cal"),
+        Channel("visit", "/v1/visits", VisitRequest, "vis"),
+        Channel("law_firm", "/v1/law-firm", LawFirmRequest, "law"),
+        Channel("court", "/v1/court", CourtRequest, "crt"),
+        Channel("credit_bureau", "/v1/credit-bureau", CreditBureauRequest, "cbr"),
+        Channel("agency", "/v1/agency", AgencyRequest, "agy"),
+    ]
+}
 
 _COURT_CODES = {"lawsuit": "民初", "payment_order": "民督", "enforcement": "执"}
 
@@ -262,6 +285,7 @@ def _now() -> dt.datetime:
 
 
 # --------------------------------------------------------------------------- errors
+
 
 class ApiError(Exception):
     def __init__(self, status: int, field: str | None, reason: str, headers: dict[str, str] | None = None):
@@ -332,30 +356,44 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 
-    def record(self, channel: str, loan_id: str, key: str, fingerprint: str, body: dict,
-               make_response: Callable[[], dict]) -> tuple[str, dict | None]:
+    def record(
+        self, channel: str, loan_id: str, key: str, fingerprint: str, body: dict, make_response: Callable[[], dict]
+    ) -> tuple[str, dict | None]:
         """("accepted", response) | ("duplicate", stored response) | ("conflict", None)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT fingerprint, response FROM deliveries WHERE idempotency_key = ?", (key,)).fetchone()
+            row = self._db.execute("SELECT fingerprint, response FROM deliveries WHERE idempotency_key = ?", (key,)).fetchone()
             if row is not None:
                 if row["fingerprint"] != fingerprint:
                     return "conflict", None
-                self._db.execute(
-                    "UPDATE deliveries SET presented = presented + 1 WHERE idempotency_key = ?", (key,))
+                self._db.execute("UPDATE deliveries SET presented = presented + 1 WHERE idempotency_key = ?", (key,))
                 return "duplicate", json.loads(row["response"])
             response = make_response()
             self._db.execute(
                 "INSERT INTO deliveries (id, channel, loan_id, idempotency_key, fingerprint, body, response,"
                 " accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (response["id"], channel, loan_id, key, fingerprint, json.dumps(body, ensure_ascii=False),
-                 json.dumps(response, ensure_ascii=False),
-                 response["accepted_at"]))
+                (
+                    response["id"],
+                    channel,
+                    loan_id,
+                    key,
+                    fingerprint,
+                    json.dumps(body, ensure_ascii=False),
+                    json.dumps(response, ensure_ascii=False),
+                    response["accepted_at"],
+                ),
+            )
             return "accepted", response
 
-    def items(self, *, loan_id: str | None = None, channel: str | None = None,
-              idempotency_key: str | None = None, limit: int = 1000, newest_first: bool = False,
-              before: int | None = None) -> list[dict]:
+    def items(
+        self,
+        *,
+        loan_id: str | None = None,
+        channel: str | None = None,
+        idempotency_key: str | None = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+        before: int | None = None,
+    ) -> list[dict]:
         """Deliveries in acceptance order; `before` (a seq) pages back from there, newest first."""
         where, args = [], []
         if before is not None:
@@ -371,11 +409,20 @@ class Store:
         sql += f" ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit)).fetchall()
-        return [{
-            "id": r["id"], "seq": r["seq"], "channel": r["channel"], "loan_id": r["loan_id"],
-            "idempotency_key": r["idempotency_key"], "accepted_at": r["accepted_at"],
-            "body": json.loads(r["body"]), "response": json.loads(r["response"]), "presented": r["presented"],
-        } for r in rows]
+        return [
+            {
+                "id": r["id"],
+                "seq": r["seq"],
+                "channel": r["channel"],
+                "loan_id": r["loan_id"],
+                "idempotency_key": r["idempotency_key"],
+                "accepted_at": r["accepted_at"],
+                "body": json.loads(r["body"]),
+                "response": json.loads(r["response"]),
+                "presented": r["presented"],
+            }
+            for r in rows
+        ]
 
     def clear(self) -> None:
         with self._lock:
@@ -392,6 +439,7 @@ def _dumps(value: Any) -> str:
 
 # --------------------------------------------------------------------------- gateway state
 
+
 @dataclass
 class Stats:
     requests: int = 0
@@ -401,8 +449,13 @@ class Stats:
     faults: dict[str, int] = field(default_factory=lambda: {"503": 0, "502": 0, "429": 0})
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": self.rejected, "faults": dict(self.faults)}
+        return {
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "faults": dict(self.faults),
+        }
 
 
 class Gateway:
@@ -447,8 +500,11 @@ class Gateway:
         elif header:
             raise ApiError(401, "authorization", "expected 'Authorization: Bearer <api key>'")
         else:
-            raise ApiError(401, "authorization", "missing API key: send 'Authorization: Bearer <api key>'"
-                           + (" or ?key=" if allow_query else ""))
+            raise ApiError(
+                401,
+                "authorization",
+                "missing API key: send 'Authorization: Bearer <api key>'" + (" or ?key=" if allow_query else ""),
+            )
         if not hmac.compare_digest(presented.encode(), self.api_key.encode()):
             raise ApiError(401, "authorization", "wrong API key")
 
@@ -484,6 +540,7 @@ def _book_visit(body: VisitRequest, now: dt.datetime, gateway: Gateway) -> dt.da
 
 # --------------------------------------------------------------------------- the app
 
+
 def create_app(api_key: str | None = None, db_path: str | None = None, *, instance: str | None = None) -> FastAPI:
     """The gateway app. api_key defaults to $GATEWAY_API_KEY or "sandbox-key"; db_path to
     $GATEWAY_DB or an in-process (":memory:") store."""
@@ -516,8 +573,9 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body(None, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            _error_body(None, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.middleware("http")
     async def _log_requests(request: Request, call_next):
@@ -525,9 +583,14 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
         response = await call_next(request)
         path = request.url.path
         level = log.debug if path == "/health" else log.info
-        level("request", method=request.method, path=path, status=response.status_code,
-              ms=round((time.perf_counter() - started) * 1000, 1),
-              idempotency_key=request.headers.get("idempotency-key"))
+        level(
+            "request",
+            method=request.method,
+            path=path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
         return response
 
     @app.get("/health")
@@ -545,10 +608,16 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
                 raise
 
         deliver.__name__ = f"deliver_{channel.name}"
-        app.add_api_route(channel.path, deliver, methods=["POST"], name=f"deliver_{channel.name}",
-                          summary=f"Deliver through the {channel.name} channel",
-                          openapi_extra={"requestBody": {"required": True, "content": {
-                              "application/json": {"schema": channel.model.model_json_schema()}}}})
+        app.add_api_route(
+            channel.path,
+            deliver,
+            methods=["POST"],
+            name=f"deliver_{channel.name}",
+            summary=f"Deliver through the {channel.name} channel",
+            openapi_extra={
+                "requestBody": {"required": True, "content": {"application/json": {"schema": channel.model.model_json_schema()}}}
+            },
+        )
 
     async def _deliver(request: Request, channel: Channel) -> JSONResponse:
         gw.check_key(request)
@@ -564,8 +633,7 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
         if gw.burst_left > 0:
             gw.burst_left -= 1
             gw.stats.faults["429"] += 1
-            raise ApiError(429, None, "rate limited (injected fault)",
-                           headers={"Retry-After": str(faults.retry_after_s)})
+            raise ApiError(429, None, "rate limited (injected fault)", headers={"Retry-After": str(faults.retry_after_s)})
         if gw.roll(faults.error_rate):
             gw.stats.faults["503"] += 1
             raise ApiError(503, None, "service unavailable (injected fault); nothing was delivered")
@@ -576,9 +644,15 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
 
         def make_response() -> dict:
             now = _now()
-            return {"id": f"{channel.prefix}_{uuid.uuid4().hex[:20]}", "channel": channel.name,
-                    "idempotency_key": key, "accepted_at": now.isoformat(), "duplicate": False,
-                    "loan_id": body_model.loan_id, **_channel_fields(channel, body_model, now, gw)}
+            return {
+                "id": f"{channel.prefix}_{uuid.uuid4().hex[:20]}",
+                "channel": channel.name,
+                "idempotency_key": key,
+                "accepted_at": now.isoformat(),
+                "duplicate": False,
+                "loan_id": body_model.loan_id,
+                **_channel_fields(channel, body_model, now, gw),
+            }
 
         status, response = gw.store.record(channel.name, body_model.loan_id, key, fingerprint, body, make_response)
         if status == "conflict":
@@ -603,27 +677,45 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
             raise ApiError(422, "channel", f"unknown channel; one of {', '.join(CHANNELS)}")
 
     @app.get("/outbox")
-    async def outbox(request: Request, loan_id: str | None = None, channel: str | None = None,
-                     idempotency_key: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> JSONResponse:
+    async def outbox(
+        request: Request,
+        loan_id: str | None = None,
+        channel: str | None = None,
+        idempotency_key: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> JSONResponse:
         gw.check_key(request)
         _check_channel(channel)
-        items = [{k: v for k, v in i.items() if k != "seq"}   # seq: the HTML page's paging cursor only
-                 for i in gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit)]
+        items = [
+            {k: v for k, v in i.items() if k != "seq"}  # seq: the HTML page's paging cursor only
+            for i in gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit)
+        ]
         return JSONResponse({"items": items, "count": len(items)})
 
     @app.get("/outbox.html", response_class=HTMLResponse)
-    async def outbox_page(request: Request, loan_id: str | None = None, channel: str | None = None,
-                          limit: Annotated[int, Query(ge=1, le=100_000)] = 200,
-                          before: Annotated[int | None, Query(ge=1, description="older than this seq (paging)")] = None,
-                          ) -> HTMLResponse:
+    async def outbox_page(
+        request: Request,
+        loan_id: str | None = None,
+        channel: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 200,
+        before: Annotated[int | None, Query(ge=1, description="older than this seq (paging)")] = None,
+    ) -> HTMLResponse:
         gw.check_key(request, allow_query=True)
         _check_channel(channel)
         items = gw.store.items(loan_id=loan_id, channel=channel, limit=limit + 1, newest_first=True, before=before)
-        older = items[limit - 1]["seq"] if len(items) > limit else None   # one more row read: is there a next page
-        return HTMLResponse(_render_page(items[:limit], loan_id=loan_id, channel=channel,
-                                         key=request.query_params.get("key"), stats=gw.stats.as_dict(),
-                                         limit=limit, before=before, older=older))
+        older = items[limit - 1]["seq"] if len(items) > limit else None  # one more row read: is there a next page
+        return HTMLResponse(
+            _render_page(
+                items[:limit],
+                loan_id=loan_id,
+                channel=channel,
+                key=request.query_params.get("key"),
+                stats=gw.stats.as_dict(),
+                limit=limit,
+                before=before,
+                older=older,
+            )
+        )
 
     # ---------------------------------------------------------------- admin
 
@@ -712,9 +804,26 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
 
 # --------------------------------------------------------------------------- HTML outbox page
 
-_SUMMARY_FIELDS = ("kind", "to", "recipient", "defendant", "subject", "text", "outcome", "promise_amount",
-                   "promise_date", "scheduled_for", "amount", "currency", "dpd", "matter_id", "case_number",
-                   "reference", "placement_id", "visit_id")
+_SUMMARY_FIELDS = (
+    "kind",
+    "to",
+    "recipient",
+    "defendant",
+    "subject",
+    "text",
+    "outcome",
+    "promise_amount",
+    "promise_date",
+    "scheduled_for",
+    "amount",
+    "currency",
+    "dpd",
+    "matter_id",
+    "case_number",
+    "reference",
+    "placement_id",
+    "visit_id",
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif;margin:1.5rem;color:#222}
@@ -724,8 +833,17 @@ th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}pre{white-space:p
 """
 
 
-def _render_page(items: list[dict], *, loan_id: str | None, channel: str | None, key: str | None,
-                 stats: dict, limit: int = 200, before: int | None = None, older: int | None = None) -> str:
+def _render_page(
+    items: list[dict],
+    *,
+    loan_id: str | None,
+    channel: str | None,
+    key: str | None,
+    stats: dict,
+    limit: int = 200,
+    before: int | None = None,
+    older: int | None = None,
+) -> str:
     e = lambda v: html.escape("" if v is None else str(v), quote=True)  # noqa: E731
 
     def link(**params: str | None) -> str:
@@ -741,42 +859,48 @@ def _render_page(items: list[dict], *, loan_id: str | None, channel: str | None,
         rows.append(
             "<tr>"
             f"<td>{e(it['accepted_at'])}</td>"
-            f"<td class=ch><a href=\"{e(link(channel=it['channel'], loan_id=loan_id))}\">{e(it['channel'])}</a></td>"
-            f"<td><a href=\"{e(link(loan_id=it['loan_id'], channel=channel))}\">{e(it['loan_id'])}</a></td>"
+            f'<td class=ch><a href="{e(link(channel=it["channel"], loan_id=loan_id))}">{e(it["channel"])}</a></td>'
+            f'<td><a href="{e(link(loan_id=it["loan_id"], channel=channel))}">{e(it["loan_id"])}</a></td>'
             f"<td>{summary}</td>"
             f"<td><small>{e(it['id'])}<br>{e(it['idempotency_key'])}</small></td>"
             f"<td{' class=dup' if it['presented'] > 1 else ''}>{e(it['presented'])}</td>"
             f"<td><details><summary>request / response</summary><pre>{e(json.dumps(it['body'], ensure_ascii=False, indent=2))}</pre>"
             f"<hr><pre>{e(json.dumps(it['response'], ensure_ascii=False, indent=2))}</pre></details></td>"
-            "</tr>")
-    options = "".join(f"<option value=\"{e(c)}\"{' selected' if c == channel else ''}>{e(c)}</option>"
-                      for c in CHANNELS)
+            "</tr>"
+        )
+    options = "".join(f'<option value="{e(c)}"{" selected" if c == channel else ""}>{e(c)}</option>' for c in CHANNELS)
     filters = " · ".join(f"{e(k)} = {e(v)}" for k, v in (("loan", loan_id), ("channel", channel)) if v)
     return (
         "<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
-        "<meta name=viewport content=\"width=device-width,initial-scale=1\">"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>Sandbox gateway outbox</title><style>{_CSS}</style></head><body>"
         "<h1>Sandbox gateway outbox</h1>"
         f"<p><small>{len(items)} deliveries shown, newest first{' (an older page)' if before else ''}{(' · ' + filters) if filters else ''} · "
         f"requests {e(stats['requests'])}, accepted {e(stats['accepted'])}, duplicates {e(stats['duplicates'])}, "
         f"rejected {e(stats['rejected'])}, faults {e(stats['faults'])}</small></p>"
         "<form method=get action=/outbox.html>"
-        f"<label>loan <input name=loan_id value=\"{e(loan_id)}\"></label> "
-        f"<label>channel <select name=channel><option value=\"\">all</option>{options}</select></label> "
-        + (f"<input type=hidden name=key value=\"{e(key)}\">" if key else "")
-        + f"<button>filter</button> <a href=\"{e(link())}\">clear</a></form>"
+        f'<label>loan <input name=loan_id value="{e(loan_id)}"></label> '
+        f'<label>channel <select name=channel><option value="">all</option>{options}</select></label> '
+        + (f'<input type=hidden name=key value="{e(key)}">' if key else "")
+        + f'<button>filter</button> <a href="{e(link())}">clear</a></form>'
         "<table><thead><tr><th>accepted at (UTC)</th><th>channel</th><th>loan</th><th>summary</th>"
         "<th>gateway id / idempotency key</th><th>presented</th><th>detail</th></tr></thead><tbody>"
         + ("".join(rows) or "<tr><td colspan=7>no deliveries</td></tr>")
         + "</tbody></table>"
         + "<p class=pages>"
-        + (f"<a href=\"{e(link(loan_id=loan_id, channel=channel))}\">newest</a> " if before else "")
-        + (f"<a rel=next href=\"{e(link(loan_id=loan_id, channel=channel, before=str(older), limit=str(limit)))}\">"
-           f"older {limit} →</a>" if older else "")
-        + "</p></body></html>")
+        + (f'<a href="{e(link(loan_id=loan_id, channel=channel))}">newest</a> ' if before else "")
+        + (
+            f'<a rel=next href="{e(link(loan_id=loan_id, channel=channel, before=str(older), limit=str(limit)))}">'
+            f"older {limit} →</a>"
+            if older
+            else ""
+        )
+        + "</p></body></html>"
+    )
 
 
 # --------------------------------------------------------------------------- test helper
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -796,9 +920,15 @@ class RunningGateway:
     first start() and kept across restarts.
     """
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY, db_path: str | os.PathLike | None = None,
-                 port: int | None = None, host: str = "127.0.0.1", env: dict[str, str] | None = None,
-                 startup_timeout: float = 30.0):
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        db_path: str | os.PathLike | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 30.0,
+    ):
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -849,17 +979,37 @@ class RunningGateway:
 
     def _spawn(self) -> None:
         instance = uuid.uuid4().hex
-        env = os.environ.copy() | self._env | {
-            "GATEWAY_API_KEY": self.api_key, "GATEWAY_DB": self.db_path, "GATEWAY_PORT": str(self.port),
-            "GATEWAY_INSTANCE": instance, "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p),
-        }
+        env = (
+            os.environ.copy()
+            | self._env
+            | {
+                "GATEWAY_API_KEY": self.api_key,
+                "GATEWAY_DB": self.db_path,
+                "GATEWAY_PORT": str(self.port),
+                "GATEWAY_INSTANCE": instance,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p),
+            }
+        )
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "--host", self.host, "--port", str(self.port),
-             "--exit-with-parent", str(os.getpid())],
-            cwd=str(PROJECT_ROOT), env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--exit-with-parent",
+                str(os.getpid()),
+            ],
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + self.startup_timeout
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
@@ -953,15 +1103,17 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def running_gateway(api_key: str = DEFAULT_API_KEY, db_path: str | os.PathLike | None = None,
-                    port: int | None = None, **kwargs: Any) -> Iterator[RunningGateway]:
+def running_gateway(
+    api_key: str = DEFAULT_API_KEY, db_path: str | os.PathLike | None = None, port: int | None = None, **kwargs: Any
+) -> Iterator[RunningGateway]:
     """`with running_gateway(api_key="k") as gw:` → gw.url, gw.api_key, gw.headers, gw.stop()/gw.start()."""
     with RunningGateway(api_key=api_key, db_path=db_path, port=port, **kwargs) as gw:
         yield gw
 
 
-def start_in_subprocess(port: int | None = None, api_key: str = DEFAULT_API_KEY,
-                        db_path: str | None = MEMORY) -> tuple[str, subprocess.Popen]:
+def start_in_subprocess(
+    port: int | None = None, api_key: str = DEFAULT_API_KEY, db_path: str | None = MEMORY
+) -> tuple[str, subprocess.Popen]:
     """Start `python -m sandbox` on `port` (a free loopback port if None), wait for /health, and
     return (url, process). The caller stops it with process.terminate(); process.wait()."""
     gw = RunningGateway(api_key=api_key, db_path=db_path, port=port)

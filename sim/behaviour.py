@@ -36,11 +36,21 @@ YUAN = 100  # minor units per CNY
 # What a contact is, for the borrower who gets it.
 KINDS = ("sms", "email", "letter", "call", "visit", "law_firm", "bureau", "court", "guarantor", "agency")
 # Chance that one contact of this kind moves a willing borrower (willingness 1, early, first contact) to act.
-BASE = {"sms": 0.08, "email": 0.04, "letter": 0.10, "call": 0.35, "visit": 0.40, "law_firm": 0.25,
-        "bureau": 0.20, "court": 0.35, "guarantor": 0.15, "agency": 0.10}
-STATES_THE_DEBT = {"letter", "call", "visit", "law_firm", "bureau", "court"}   # a dispute answers these
-INTRUSIVE = {"call", "visit", "law_firm", "court"}                             # a complaint answers these
-FATIGUE = 0.75   # each earlier contact of the same kind makes the next one less effective
+BASE = {
+    "sms": 0.08,
+    "email": 0.04,
+    "letter": 0.10,
+    "call": 0.35,
+    "visit": 0.40,
+    "law_firm": 0.25,
+    "bureau": 0.20,
+    "court": 0.35,
+    "guarantor": 0.15,
+    "agency": 0.10,
+}
+STATES_THE_DEBT = {"letter", "call", "visit", "law_firm", "bureau", "court"}  # a dispute answers these
+INTRUSIVE = {"call", "visit", "law_firm", "court"}  # a complaint answers these
+FATIGUE = 0.75  # each earlier contact of the same kind makes the next one less effective
 EARLY_LEGAL_DPD = 45  # lawyers, courts and visits before this DPD draw more complaints
 
 
@@ -62,22 +72,23 @@ def contact_kind(action: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------ profiles
 
+
 @dataclass(frozen=True)
 class Profile:
     archetype: str
-    willingness: float      # scales every chance of acting after a contact
-    ability: float          # what they can pay: high pays in full, low asks for a plan or pays part
-    answers_calls: float    # share of calls answered
-    at_home: float          # share of field visits that find them
+    willingness: float  # scales every chance of acting after a contact
+    ability: float  # what they can pay: high pays in full, low asks for a plan or pays part
+    answers_calls: float  # share of calls answered
+    at_home: float  # share of field visits that find them
     keeps_promises: float
-    plan_adherence: float   # chance of paying each instalment
-    partial: float          # share of their answers that are part payments
-    dispute: float          # per contact that states the debt
-    complaint: float        # per intrusive contact
-    hardship: float         # per contact: asks for a hardship hold
-    self_cure: float        # daily chance of paying on their own while in M1
-    assets: float           # what enforcement can seize, as a share of the debt
-    boost: tuple[tuple[str, float], ...] = ()   # kind -> multiplier of BASE
+    plan_adherence: float  # chance of paying each instalment
+    partial: float  # share of their answers that are part payments
+    dispute: float  # per contact that states the debt
+    complaint: float  # per intrusive contact
+    hardship: float  # per contact: asks for a hardship hold
+    self_cure: float  # daily chance of paying on their own while in M1
+    assets: float  # what enforcement can seize, as a share of the debt
+    boost: tuple[tuple[str, float], ...] = ()  # kind -> multiplier of BASE
 
     def weight(self, kind: str) -> float:
         return dict(self.boost).get(kind, 1.0)
@@ -86,16 +97,49 @@ class Profile:
 # archetype: (willingness, ability, answers, at_home, keeps, adherence, partial, dispute, complaint, hardship,
 #             self_cure, assets, boosts)
 ARCHETYPES: dict[str, tuple] = {
-    "forgetful": (0.95, 0.9, 0.8, 0.7, 0.9, 0.95, 0.05, 0.001, 0.002, 0.0, 0.04, 0.9,
-                  {"sms": 4.0, "email": 4.0, "letter": 3.0, "call": 2.5}),
-    "responsive": (0.8, 0.7, 0.7, 0.65, 0.75, 0.85, 0.15, 0.003, 0.004, 0.005, 0.004, 0.7,
-                   {"call": 1.6, "visit": 1.5}),
-    "legal_sensitive": (0.55, 0.75, 0.5, 0.5, 0.7, 0.85, 0.1, 0.004, 0.006, 0.0, 0.0, 0.8,
-                        {"sms": 0.3, "email": 0.3, "letter": 0.5, "call": 0.5, "visit": 0.8, "law_firm": 2.6,
-                         "bureau": 2.6, "court": 2.4, "guarantor": 1.6}),
+    "forgetful": (
+        0.95,
+        0.9,
+        0.8,
+        0.7,
+        0.9,
+        0.95,
+        0.05,
+        0.001,
+        0.002,
+        0.0,
+        0.04,
+        0.9,
+        {"sms": 4.0, "email": 4.0, "letter": 3.0, "call": 2.5},
+    ),
+    "responsive": (0.8, 0.7, 0.7, 0.65, 0.75, 0.85, 0.15, 0.003, 0.004, 0.005, 0.004, 0.7, {"call": 1.6, "visit": 1.5}),
+    "legal_sensitive": (
+        0.55,
+        0.75,
+        0.5,
+        0.5,
+        0.7,
+        0.85,
+        0.1,
+        0.004,
+        0.006,
+        0.0,
+        0.0,
+        0.8,
+        {
+            "sms": 0.3,
+            "email": 0.3,
+            "letter": 0.5,
+            "call": 0.5,
+            "visit": 0.8,
+            "law_firm": 2.6,
+            "bureau": 2.6,
+            "court": 2.4,
+            "guarantor": 1.6,
+        },
+    ),
     "partial_payer": (0.65, 0.35, 0.6, 0.6, 0.6, 0.7, 0.8, 0.003, 0.004, 0.02, 0.002, 0.4, {}),
-    "promise_breaker": (0.6, 0.45, 0.75, 0.6, 0.2, 0.45, 0.15, 0.003, 0.005, 0.01, 0.0, 0.5,
-                        {"call": 1.5, "visit": 1.5}),
+    "promise_breaker": (0.6, 0.45, 0.75, 0.6, 0.2, 0.45, 0.15, 0.003, 0.005, 0.01, 0.0, 0.5, {"call": 1.5, "visit": 1.5}),
     "hardship": (0.6, 0.12, 0.6, 0.7, 0.5, 0.55, 0.35, 0.003, 0.004, 0.15, 0.0, 0.15, {}),
     "disputer": (0.3, 0.6, 0.5, 0.5, 0.5, 0.7, 0.1, 0.12, 0.02, 0.0, 0.0, 0.6, {}),
     "complainer": (0.4, 0.6, 0.6, 0.5, 0.5, 0.7, 0.1, 0.01, 0.06, 0.0, 0.0, 0.6, {}),
@@ -103,12 +147,39 @@ ARCHETYPES: dict[str, tuple] = {
 }
 # archetype mix by DPD at the start: early debt is mostly forgetful or responsive, old debt is what is left
 MIX = {
-    "early": {"forgetful": 0.50, "responsive": 0.22, "legal_sensitive": 0.05, "partial_payer": 0.05,
-              "promise_breaker": 0.05, "hardship": 0.04, "disputer": 0.02, "complainer": 0.02, "skip": 0.05},
-    "middle": {"forgetful": 0.08, "responsive": 0.16, "legal_sensitive": 0.16, "partial_payer": 0.12,
-               "promise_breaker": 0.10, "hardship": 0.12, "disputer": 0.04, "complainer": 0.04, "skip": 0.18},
-    "late": {"forgetful": 0.02, "responsive": 0.10, "legal_sensitive": 0.20, "partial_payer": 0.12,
-             "promise_breaker": 0.10, "hardship": 0.16, "disputer": 0.04, "complainer": 0.03, "skip": 0.23},
+    "early": {
+        "forgetful": 0.50,
+        "responsive": 0.22,
+        "legal_sensitive": 0.05,
+        "partial_payer": 0.05,
+        "promise_breaker": 0.05,
+        "hardship": 0.04,
+        "disputer": 0.02,
+        "complainer": 0.02,
+        "skip": 0.05,
+    },
+    "middle": {
+        "forgetful": 0.08,
+        "responsive": 0.16,
+        "legal_sensitive": 0.16,
+        "partial_payer": 0.12,
+        "promise_breaker": 0.10,
+        "hardship": 0.12,
+        "disputer": 0.04,
+        "complainer": 0.04,
+        "skip": 0.18,
+    },
+    "late": {
+        "forgetful": 0.02,
+        "responsive": 0.10,
+        "legal_sensitive": 0.20,
+        "partial_payer": 0.12,
+        "promise_breaker": 0.10,
+        "hardship": 0.16,
+        "disputer": 0.04,
+        "complainer": 0.03,
+        "skip": 0.23,
+    },
 }
 SEGMENT_ABILITY = {"retail": 0.0, "sme": 0.12, "gig": -0.15, "premium": 0.18}
 
@@ -130,13 +201,22 @@ def draw_profile(rng: random.Random, segment: str, start_dpd: int) -> Profile:
     def jitter(x: float, spread: float = 0.15) -> float:
         return _clamp(x * rng.uniform(1 - spread, 1 + spread))
 
-    return Profile(archetype=archetype, willingness=jitter(w),
-                   ability=_clamp(jitter(ab) + SEGMENT_ABILITY.get(segment, 0.0), 0.02, 1.0),
-                   answers_calls=jitter(ans), at_home=jitter(home), keeps_promises=jitter(keeps),
-                   plan_adherence=jitter(adh, 0.05), partial=jitter(part), dispute=jitter(disp), complaint=jitter(comp),
-                   hardship=jitter(hard), self_cure=jitter(cure),
-                   assets=_clamp(jitter(assets) + (0.2 if segment in ("sme", "premium") else 0.0)),
-                   boost=tuple(sorted(boosts.items())))
+    return Profile(
+        archetype=archetype,
+        willingness=jitter(w),
+        ability=_clamp(jitter(ab) + SEGMENT_ABILITY.get(segment, 0.0), 0.02, 1.0),
+        answers_calls=jitter(ans),
+        at_home=jitter(home),
+        keeps_promises=jitter(keeps),
+        plan_adherence=jitter(adh, 0.05),
+        partial=jitter(part),
+        dispute=jitter(disp),
+        complaint=jitter(comp),
+        hardship=jitter(hard),
+        self_cure=jitter(cure),
+        assets=_clamp(jitter(assets) + (0.2 if segment in ("sme", "premium") else 0.0)),
+        boost=tuple(sorted(boosts.items())),
+    )
 
 
 def call_script(profile: Profile, rng: random.Random, calls: int = 6) -> list[dict]:
@@ -154,11 +234,12 @@ def call_script(profile: Profile, rng: random.Random, calls: int = 6) -> list[di
 
 # ------------------------------------------------------------------------------------------ decisions
 
+
 @dataclass(order=True)
 class Action:
     day: int
     seq: int
-    kind: str = field(compare=False)     # respond, pay, promise, plan, hold, release, visit_report, court
+    kind: str = field(compare=False)  # respond, pay, promise, plan, hold, release, visit_report, court
     args: dict = field(compare=False, default_factory=dict)
 
 
@@ -166,9 +247,9 @@ class Action:
 class Update:
     """One update to send to the case: the CollectionCase update's name and its input."""
 
-    name: str       # record_payment | promise_to_pay | agree_plan | place_hold | release_hold | record_outcome
+    name: str  # record_payment | promise_to_pay | agree_plan | place_hold | release_hold | record_outcome
     arg: Any
-    label: str      # what the report counts it as
+    label: str  # what the report counts it as
 
 
 def _amount_text(minor: int) -> str:
@@ -188,13 +269,13 @@ class Borrower:
         self.loan = loan
         self.p: Profile = loan.profile
         self.policy = policy
-        self.start = start          # the borrower's local date on simulated day 0
+        self.start = start  # the borrower's local date on simulated day 0
         self.rng = loan_rng(seed, loan.loan_id, "behaviour")
         self.queue: list[Action] = []
         self._seq = 0
         self.seen: dict[str, int] = {}
         self.payments = 0
-        self.responding = False     # an answer is already on its way: new contacts do not add another
+        self.responding = False  # an answer is already on its way: new contacts do not add another
         self.closed = False
         # what happens with no contact at all: paying on their own in M1, bankruptcy, death
         if self.p.self_cure > 0 and loan.start_dpd <= 30:
@@ -294,7 +375,7 @@ class Borrower:
             self.schedule(day + self._lag(1.0, 3), "hold", hold="hardship", reference="lost income")
             return
         decay = 1.0 if dpd <= 30 else max(0.25, 0.5 ** ((dpd - 30) / 200))
-        chance = min(0.9, p.willingness * BASE[kind] * p.weight(kind) * decay * FATIGUE ** n)
+        chance = min(0.9, p.willingness * BASE[kind] * p.weight(kind) * decay * FATIGUE**n)
         if self.responding or rng.random() >= chance:
             return
         self.responding = True
@@ -316,7 +397,7 @@ class Borrower:
         plan_on = status.plan is not None and status.plan.status == "active"
         promise_on = status.promise is not None and status.promise.status == "active"
         weights = {
-            "full": 0.85 * p.ability ** 1.5,
+            "full": 0.85 * p.ability**1.5,
             "partial": p.partial,
             "promise": 0.0 if (plan_on or promise_on) else (0.7 if p.archetype == "promise_breaker" else 0.25),
             "plan": 0.0 if plan_on else 0.5 * (1 - p.ability),
@@ -331,8 +412,7 @@ class Borrower:
         if choice == "promise":
             ahead = rng.randint(1, self.policy.promise.max_days_ahead)
             amount = total if p.ability > 0.5 or rng.random() < 0.5 else self._part(total, rng.uniform(0.3, 0.7))
-            return Update("promise_to_pay", PromiseIn(amount=_amount_text(amount), date=self.today(a.day + ahead)),
-                          "promise")
+            return Update("promise_to_pay", PromiseIn(amount=_amount_text(amount), date=self.today(a.day + ahead)), "promise")
         return self._plan(a, status)
 
     def _part(self, total: int, share: float) -> int:
@@ -344,8 +424,11 @@ class Borrower:
         if amount <= 0:
             return None
         self.payments += 1
-        return Update("record_payment", PaymentIn(payment_id=f"SIMPAY-{self.loan.loan_id}-{self.payments}",
-                                                  amount=_amount_text(amount), currency=CURRENCY), label)
+        return Update(
+            "record_payment",
+            PaymentIn(payment_id=f"SIMPAY-{self.loan.loan_id}-{self.payments}", amount=_amount_text(amount), currency=CURRENCY),
+            label,
+        )
 
     def _pay(self, a: Action, status: CaseStatus) -> Update | None:
         total = _total(status)
@@ -366,12 +449,15 @@ class Borrower:
             first = today + timedelta(days=rng.randint(7, lim.first_instalment_within_days))
             plan = PlanIn(kind="instalments", instalments=max(2, n), first_due=first)
         elif r < 0.8 or interest == 0 or lim.max_interest_waiver_percent == 0:
-            plan = PlanIn(kind="deferral", until=today + timedelta(days=rng.randint(min(30, lim.max_deferral_days),
-                                                                                    lim.max_deferral_days)))
+            plan = PlanIn(
+                kind="deferral", until=today + timedelta(days=rng.randint(min(30, lim.max_deferral_days), lim.max_deferral_days))
+            )
         else:
-            plan = PlanIn(kind="interest_waiver", waiver_percent=rng.randint(1, lim.max_interest_waiver_percent),
-                          pay_by=today + timedelta(days=rng.randint(min(7, lim.waiver_pay_within_days),
-                                                                    lim.waiver_pay_within_days)))
+            plan = PlanIn(
+                kind="interest_waiver",
+                waiver_percent=rng.randint(1, lim.max_interest_waiver_percent),
+                pay_by=today + timedelta(days=rng.randint(min(7, lim.waiver_pay_within_days), lim.waiver_pay_within_days)),
+            )
         return Update("agree_plan", plan, f"plan_{plan.kind}")
 
     def _hold(self, a: Action, status: CaseStatus) -> Update | None:
@@ -389,8 +475,9 @@ class Borrower:
         if not any(h.kind == kind for h in status.holds):
             return None
         reviewer = "Compliance reviewer (simulated)" if kind == "complaint" else None
-        return Update("release_hold", ReleaseIn(kind=kind, reviewer=reviewer, resolution=a.args.get("resolution", "")),
-                      f"release_{kind}")
+        return Update(
+            "release_hold", ReleaseIn(kind=kind, reviewer=reviewer, resolution=a.args.get("resolution", "")), f"release_{kind}"
+        )
 
     def _visit_report(self, a: Action, status: CaseStatus) -> Update | None:
         p, rng = self.p, self.rng
@@ -401,8 +488,7 @@ class Borrower:
             outcome = "moved"
         else:
             outcome = "not_home" if rng.random() < 0.8 else "refused"
-        return Update("record_outcome", OutcomeIn(kind="visit", outcome=outcome, reference="field report"),
-                      f"visit_{outcome}")
+        return Update("record_outcome", OutcomeIn(kind="visit", outcome=outcome, reference="field report"), f"visit_{outcome}")
 
     def _court(self, a: Action, status: CaseStatus) -> Update | None:
         outcome = a.args["outcome"]
@@ -415,10 +501,16 @@ class Borrower:
         dates = {}
         if outcome in ("judgment", "payment_order_issued"):  # the dates the legal clocks count from (domain/legal.py)
             today = self.start + timedelta(days=a.day)
-            dates = (dict(effective_on=today, performance_ends=today + timedelta(days=10)) if outcome == "judgment"
-                     else dict(served_on=today))
-        return Update("record_outcome", OutcomeIn(kind="court", outcome=outcome, amount=amount,
-                                                  reference=f"court {self.loan.loan_id}", **dates), f"court_{outcome}")
+            dates = (
+                dict(effective_on=today, performance_ends=today + timedelta(days=10))
+                if outcome == "judgment"
+                else dict(served_on=today)
+            )
+        return Update(
+            "record_outcome",
+            OutcomeIn(kind="court", outcome=outcome, amount=amount, reference=f"court {self.loan.loan_id}", **dates),
+            f"court_{outcome}",
+        )
 
     # ---- after the case answered
 
@@ -439,8 +531,12 @@ class Borrower:
             for due, amount in result.schedule:
                 if rng.random() >= p.plan_adherence:
                     break
-                self.schedule(max(a.day, self.day_of(due) - rng.randint(0, 3)), "pay",
-                              amount=parse_amount(amount, CURRENCY), why="plan_payment")
+                self.schedule(
+                    max(a.day, self.day_of(due) - rng.randint(0, 3)),
+                    "pay",
+                    amount=parse_amount(amount, CURRENCY),
+                    why="plan_payment",
+                )
         elif update.name == "place_hold":
             kind = update.arg.kind
             if kind == "dispute":

@@ -37,7 +37,7 @@ import os
 import time
 from collections import Counter, defaultdict, namedtuple
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from itertools import count
 
 from activities.contracts import base_action, case_key, for_guarantor
@@ -54,7 +54,8 @@ from sim.behaviour import Borrower, call_script
 from sim.generate import SimLoan, assign_arm, guarantor_row, loan_rng, make_loan
 
 try:  # the channel registry (domain/channels.py): each action's channel and the contact detail it needs
-    from domain.channels import channel_of, row as _channel_row
+    from domain.channels import channel_of
+    from domain.channels import row as _channel_row
 
     def needs_of(action: str) -> str | None:
         return _channel_row(action).needs
@@ -67,18 +68,19 @@ except ImportError:  # before the registry: the channel activity's own tables
 
     def needs_of(action: str) -> str | None:
         return REQUIRED.get(channel_of(action))
+
+
 try:  # call and visit outcomes an operator records join the contact ledger, where the activities do so
     from activities.case import OPERATOR_CONTACTS
 except ImportError:
     OPERATOR_CONTACTS = {}
 
 DAY = timedelta(days=1)
-GATE_LOOKBACK = timedelta(days=8)     # what the database gate reads of a person's contacts (db/repo.py GateStore)
-NO_TIME = datetime.min.replace(tzinfo=timezone.utc)   # a contact never put to the gate (closing, recall): SQL NULL
-WAKE, CHECKPOINT = 0, 1               # at one instant the case goes first
+GATE_LOOKBACK = timedelta(days=8)  # what the database gate reads of a person's contacts (db/repo.py GateStore)
+NO_TIME = datetime.min.replace(tzinfo=UTC)  # a contact never put to the gate (closing, recall): SQL NULL
+WAKE, CHECKPOINT = 0, 1  # at one instant the case goes first
 # the case events the report reads from the audit trail (sim/report.py `read`)
-REPORT_EVENTS = {"promise", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken",
-                 "hold_placed"}
+REPORT_EVENTS = {"promise", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken", "hold_placed"}
 
 # rows as sim/report.py reads them from the database
 PaymentRow = namedtuple("PaymentRow", "payment_id loan_id amount paid_at")
@@ -97,7 +99,7 @@ class _Contact:
     step: str
     channel: str
     action: str
-    at: datetime | None           # when the gate reserved it; None for a send the gate is not asked about
+    at: datetime | None  # when the gate reserved it; None for a send the gate is not asked about
     bundle: str = ""
     status: str = "pending"
     outcome: str | None = None
@@ -128,24 +130,36 @@ class GateData:
         self.holds: dict[str, list[_Hold]] = defaultdict(list)
         self.contacts: dict[str, list[_Contact]] = defaultdict(list)
 
-    def check(self, person: str, tz: str, now: datetime, requests: list[tuple[str, str, str]], rules, run: _Loan,
-              step: str) -> list[Decision]:
+    def check(
+        self, person: str, tz: str, now: datetime, requests: list[tuple[str, str, str]], rules, run: _Loan, step: str
+    ) -> list[Decision]:
         """`requests`: (idempotency key, action, channel). Allowed contacts are reserved (a pending row)."""
-        holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=h.until) for h in self.holds.get(person, ())
-                 if not h.released]
+        holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=h.until) for h in self.holds.get(person, ()) if not h.released]
         since = now - GATE_LOOKBACK
         mine = self.contacts[person] = [c for c in self.contacts.get(person, ()) if c.at >= since]  # time only moves on
-        history = [PastContact(at=c.at, channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
-                   for c in mine if c.status in ("pending", "delivered")]
+        history = [
+            PastContact(at=c.at, channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
+            for c in mine
+            if c.status in ("pending", "delivered")
+        ]
         bundle = f"{run.workflow_id}:{step}"
         out = []
         for key, action, channel in requests:
             if key in run.sent:  # asked again after it was allowed (the gate's rerun path)
                 out.append(Decision(True, "already_allowed", f"allowed earlier ({run.sent[key].status})"))
                 continue
-            d = compliance.decide(action=base_action(action), channel=channel, loan_id=run.loan_id, now=now, tz=tz,
-                                  rules=rules, holds=holds, history=history, bundle=bundle,
-                                  day_seconds=run.case.policy.day_seconds)
+            d = compliance.decide(
+                action=base_action(action),
+                channel=channel,
+                loan_id=run.loan_id,
+                now=now,
+                tz=tz,
+                rules=rules,
+                holds=holds,
+                history=history,
+                bundle=bundle,
+                day_seconds=run.case.policy.day_seconds,
+            )
             if d.allowed:
                 c = _Contact(run.loan_id, step, channel, action, at=now, bundle=bundle)
                 mine.append(c)
@@ -163,10 +177,19 @@ class _Loan:
         self.ln = ln
         self.loan_id = ln.loan_id
         self.arm = ln.arm
-        inp = CaseInput(loan_id=ln.loan_id, borrower_id=ln.borrower_id, guarantor_id=ln.guarantor_id, currency="CNY",
-                        principal=ln.principal, interest=ln.interest, fees=ln.fees,
-                        due_date=start - timedelta(days=ln.start_dpd), timezone=ln.timezone, segment=ln.segment,
-                        policy=policy)
+        inp = CaseInput(
+            loan_id=ln.loan_id,
+            borrower_id=ln.borrower_id,
+            guarantor_id=ln.guarantor_id,
+            currency="CNY",
+            principal=ln.principal,
+            interest=ln.interest,
+            fees=ln.fees,
+            due_date=start - timedelta(days=ln.start_dpd),
+            timezone=ln.timezone,
+            segment=ln.segment,
+            policy=policy,
+        )
         self.workflow_id = inp.workflow_id
         self.case = Case(inp, anchor)
         self.key = case_key(self.workflow_id, self.case.state.opened_at)
@@ -176,9 +199,9 @@ class _Loan:
             g = guarantor_row(seed, ln)
             self.people[ln.guarantor_id] = _Person(g["timezone"], g["phone"], g["email"], g["address"])
         self.calls = [CallScript.model_validate(s) for s in call_script(ln.profile, loan_rng(seed, ln.loan_id, "calls"))]
-        self.sent: dict[str, _Contact] = {}          # idempotency key -> contact row
+        self.sent: dict[str, _Contact] = {}  # idempotency key -> contact row
         self.contacts: list[_Contact] = []
-        self.inbox: list[tuple[int, datetime, str, str, str]] = []   # (checkpoint day it is read, at, action, status, outcome)
+        self.inbox: list[tuple[int, datetime, str, str, str]] = []  # (checkpoint day it is read, at, action, status, outcome)
         self.payments: list[PaymentRow] = []
         self.refusals: Counter = Counter()
         self.legal: list[LegalRow] = []
@@ -187,7 +210,7 @@ class _Loan:
         self.wake_token = 0
         self.cp_day = 0
         self.cp_pushed: set[int] = set()
-        self.read_day = 1                            # the checkpoint at which what happens now is seen
+        self.read_day = 1  # the checkpoint at which what happens now is seen
 
 
 @dataclass
@@ -198,10 +221,10 @@ class ChunkResult:
     legal_refusals: list = field(default_factory=list)
     events: list = field(default_factory=list)
     cases: list = field(default_factory=list)
-    finals: dict = field(default_factory=dict)       # loan id -> what the agreement test compares
+    finals: dict = field(default_factory=dict)  # loan id -> what the agreement test compares
     accepted: dict = field(default_factory=lambda: defaultdict(Counter))
     rejected: dict = field(default_factory=lambda: defaultdict(Counter))
-    rejections: list = field(default_factory=list)   # (day, loan id, text)
+    rejections: list = field(default_factory=list)  # (day, loan id, text)
     recoveries: dict = field(default_factory=lambda: defaultdict(list))
     cpu: float = 0.0
 
@@ -221,22 +244,29 @@ class ChunkResult:
         self.payments.sort(key=lambda p: (p.loan_id, p.paid_at, p.payment_id))
         self.contacts.sort(key=lambda c: (c.loan_id, c.at or NO_TIME, c.action))
         self.refusals.sort(key=lambda r: (r.loan_id, r.rule))
-        self.legal_refusals.sort(key=lambda r: r.loan_id)    # stable: each loan's in its own order
+        self.legal_refusals.sort(key=lambda r: r.loan_id)  # stable: each loan's in its own order
         self.events.sort(key=lambda r: r.loan_id)
         self.cases.sort(key=lambda r: r.loan_id)
         self.rejections.sort(key=lambda r: (r[0], r[1]))
 
     def data(self) -> dict:
         """The rows sim.report.compute reads."""
-        return {"payments": self.payments, "contacts": self.contacts, "refusals": self.refusals,
-                "legal_refusals": self.legal_refusals, "events": self.events, "cases": self.cases}
+        return {
+            "payments": self.payments,
+            "contacts": self.contacts,
+            "refusals": self.refusals,
+            "legal_refusals": self.legal_refusals,
+            "events": self.events,
+            "cases": self.cases,
+        }
 
 
 class Engine:
     """Runs loans (all of each borrower's) on the pure case; see the module's docstring."""
 
-    def __init__(self, policies: dict[str, Policy], seed: int, days: int, start: date, anchor: datetime,
-                 finals: bool = False) -> None:
+    def __init__(
+        self, policies: dict[str, Policy], seed: int, days: int, start: date, anchor: datetime, finals: bool = False
+    ) -> None:
         self.policies, self.seed, self.days, self.start, self.anchor = policies, seed, days, start, anchor
         self.finals = finals
         self.end = anchor + days * DAY
@@ -261,7 +291,7 @@ class Engine:
         runs = [_Loan(ln, self.policies[ln.arm], self.seed, self.start, self.days, self.anchor) for ln in loans]
         for i, r in enumerate(runs):
             r.index = i
-            self._turn(r, self.anchor, read_day=1)   # the case starts: what is due at once goes out
+            self._turn(r, self.anchor, read_day=1)  # the case starts: what is due at once goes out
             self._schedule_checkpoint(r)
         heap, end = self.heap, self.end
         while heap:
@@ -340,22 +370,34 @@ class Engine:
         record, the guarantor's on the guarantor's."""
         ln, case = r.ln, r.case
         decided: list[tuple[str, Decision]] = []
-        for person, mine in ((ln.borrower_id, [a for a in actions if not for_guarantor(a)]),
-                             (ln.guarantor_id, [a for a in actions if for_guarantor(a)])):
+        for person, mine in (
+            (ln.borrower_id, [a for a in actions if not for_guarantor(a)]),
+            (ln.guarantor_id, [a for a in actions if for_guarantor(a)]),
+        ):
             if not mine or person is None:
                 continue
             requests = [(f"{r.key}:{step_key}:{a}", a, channel_of(a)) for a in mine]
             tz = r.people[person].timezone if person in r.people else "Asia/Shanghai"
-            decided += zip(mine, self.gate.check(person, tz, now, requests, case.policy.contact, r, step_key))
+            decided += zip(mine, self.gate.check(person, tz, now, requests, case.policy.contact, r, step_key), strict=False)
         allowed = []
         for action, d in decided:
             if d.allowed:
                 allowed.append(action)
                 case.decide(GateRecord(at=now, step=step_key, action=action, allowed=True, rule=d.rule, reason=d.reason))
             else:
-                r.refusals[d.rule] += 1   # the gate's contact_refused row
-                refusals.append(GateRecord(at=now, step=step_key, action=action, allowed=False, rule=d.rule,
-                                           reason=d.reason, retry_at=d.retry_at, final=d.final))
+                r.refusals[d.rule] += 1  # the gate's contact_refused row
+                refusals.append(
+                    GateRecord(
+                        at=now,
+                        step=step_key,
+                        action=action,
+                        allowed=False,
+                        rule=d.rule,
+                        reason=d.reason,
+                        retry_at=d.retry_at,
+                        final=d.final,
+                    )
+                )
         return allowed
 
     def _send(self, r: _Loan, step_key: str, action: str, now: datetime, read_day: int) -> ContactResult:
@@ -372,14 +414,20 @@ class Engine:
         person = r.people.get(recipient)
         missing = needs_of(action)
         if person is None:
-            result = ContactResult(action=action, channel=channel, status="failed",
-                                   reason=f"borrower {recipient} is not in the system of record")
+            result = ContactResult(
+                action=action, channel=channel, status="failed", reason=f"borrower {recipient} is not in the system of record"
+            )
         elif missing and not getattr(person, missing):
             result = ContactResult(action=action, channel=channel, status="failed", reason=f"borrower has no {missing} on record")
         else:
             resp = play_call(r.calls) if channel == "call" else {}
-            result = ContactResult(action=action, channel=channel, outcome=resp.get("outcome"),
-                                   promise_amount=resp.get("promise_amount"), promise_date=resp.get("promise_date"))
+            result = ContactResult(
+                action=action,
+                channel=channel,
+                outcome=resp.get("outcome"),
+                promise_amount=resp.get("promise_amount"),
+                promise_date=resp.get("promise_date"),
+            )
         row.status, row.outcome, row.reason = result.status, result.outcome, result.reason
         r.inbox.append((read_day, row.at or NO_TIME, action, row.status, row.outcome or ""))
         return result
@@ -418,7 +466,7 @@ class Engine:
             return
         check, apply = INPUTS[update.name]
         try:
-            check(case, update.arg, now)        # the update's validator
+            check(case, update.arg, now)  # the update's validator
         except InvalidInput as exc:
             why = str(exc).split(":", 1)[0]
             self.out.rejected[arm][f"{update.label}: {why}"] += 1
@@ -429,7 +477,7 @@ class Engine:
         if update.label == "court_enforcement_result":
             self.out.recoveries[r.loan_id].append((now, parse_amount(update.arg.amount, "CNY")))
         b.accepted(a, update, result)
-        self._turn(r, now, read_day=day + 1)   # the update woke the case's loop
+        self._turn(r, now, read_day=day + 1)  # the update woke the case's loop
 
     # ---- the update handlers' side effects (CollectionCase.record_payment, place_hold, ...)
 
@@ -492,8 +540,16 @@ class Engine:
         outcome = (e.detail.split() or [""])[0]
         if outcome not in outcomes:
             return
-        c = _Contact(r.loan_id, "operator", channel, channel, at=e.at, bundle=f"{r.workflow_id}:operator",
-                     status="delivered", outcome=outcome)
+        c = _Contact(
+            r.loan_id,
+            "operator",
+            channel,
+            channel,
+            at=e.at,
+            bundle=f"{r.workflow_id}:operator",
+            status="delivered",
+            outcome=outcome,
+        )
         self.gate.contacts[r.ln.borrower_id].append(c)
         r.contacts.append(c)  # not to the borrower's inbox: sim.run skips these rows too (OPERATOR_STEP)
 
@@ -504,8 +560,11 @@ class Engine:
         out.refusals += [RefusalRow(r.loan_id, rule, n) for rule, n in sorted(r.refusals.items())]
         out.legal_refusals += r.legal
         out.events += r.events
-        out.cases.append(CaseRow(r.loan_id, "closed" if s.closed else case.status_name(), s.outcome, s.closed_at,
-                                 s.balances.total, s.total_paid))
+        out.cases.append(
+            CaseRow(
+                r.loan_id, "closed" if s.closed else case.status_name(), s.outcome, s.closed_at, s.balances.total, s.total_paid
+            )
+        )
         if self.finals:
             out.finals[r.loan_id] = final_of(case)
 
@@ -513,16 +572,23 @@ class Engine:
 def final_of(case: Case) -> dict:
     """What the agreement test compares of a case at the end."""
     s = case.state
-    return {"status": case.status_name(), "outcome": s.outcome, "total_paid": s.total_paid,
-            "steps_done": list(s.steps_done), "contacts": dict(sorted(s.contacts.items()))}
+    return {
+        "status": case.status_name(),
+        "outcome": s.outcome,
+        "total_paid": s.total_paid,
+        "steps_done": list(s.steps_done),
+        "contacts": dict(sorted(s.contacts.items())),
+    }
 
 
 def _recorded(apply):
     """An update whose handler records only the case's events (promise_to_pay, agree_plan)."""
+
     def handler(engine: Engine, r: _Loan, arg, now: datetime, read_day: int):
         result = apply(r.case, arg, now)
         engine._audit(r)
         return result
+
     return handler
 
 
@@ -539,16 +605,17 @@ INPUTS = {
 
 # ------------------------------------------------------------------------------------------ over processes
 
+
 @dataclass(frozen=True)
 class Job:
-    policies: dict            # arm -> Policy
+    policies: dict  # arm -> Policy
     seed: int
     days: int
     start: date
     anchor: datetime
     split: str = "alternate"
-    arm: str | None = None    # every loan to this arm (a sweep's variant), else the split
-    finals: bool = False      # keep each case's final figures (the agreement test)
+    arm: str | None = None  # every loan to this arm (a sweep's variant), else the split
+    finals: bool = False  # keep each case's final figures (the agreement test)
 
 
 def loans_of(job: Job, indices) -> list[SimLoan]:

@@ -30,9 +30,36 @@ ZONES = (("Asia/Shanghai", 0.86), ("Asia/Urumqi", 0.09), ("Asia/Hong_Kong", 0.05
 DPD_BANDS = ((1, 30, 0.56), (31, 60, 0.17), (61, 90, 0.11), (91, 360, 0.12), (361, 700, 0.04))
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-_GIVEN = ("伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "华", "平")
+_GIVEN = (
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "华",
+    "平",
+)
 _CITIES = {
-    "Asia/Shanghai": ("上海市黄浦区南京东路", "北京市朝阳区建国路", "广州市天河区体育西路", "成都市锦江区春熙路", "杭州市西湖区文三路"),
+    "Asia/Shanghai": (
+        "上海市黄浦区南京东路",
+        "北京市朝阳区建国路",
+        "广州市天河区体育西路",
+        "成都市锦江区春熙路",
+        "杭州市西湖区文三路",
+    ),
     "Asia/Urumqi": ("乌鲁木齐市天山区解放南路", "喀什市人民东路", "伊宁市解放路"),
     "Asia/Hong_Kong": ("香港九龙弥敦道", "香港中环皇后大道中"),
 }
@@ -43,10 +70,10 @@ class SimLoan:
     loan_id: str
     borrower_id: str
     guarantor_id: str | None
-    arm: str                     # "champion" or "challenger"
+    arm: str  # "champion" or "challenger"
     segment: str
     timezone: str
-    principal: int               # minor units
+    principal: int  # minor units
     interest: int
     fees: int
     start_dpd: int
@@ -107,10 +134,24 @@ def make_loan(seed: int, index: int, arm: str) -> SimLoan:
     address = f"{rng.choice(_CITIES[tz])}{rng.randint(1, 999)}号" if rng.random() < 0.96 else None
     language = "en" if tz == "Asia/Hong_Kong" and rng.random() < 0.4 else "zh"
     profile = draw_profile(loan_rng(seed, loan_id, "profile"), segment, start_dpd)
-    return SimLoan(loan_id=loan_id, borrower_id=f"SB{index:06d}", guarantor_id=f"SG{index:06d}" if has_guarantor else None,
-                   arm=arm, segment=segment, timezone=tz, principal=principal, interest=interest, fees=fees,
-                   start_dpd=start_dpd, name=name, phone=phone, email=email, address=address, language=language,
-                   profile=profile)
+    return SimLoan(
+        loan_id=loan_id,
+        borrower_id=f"SB{index:06d}",
+        guarantor_id=f"SG{index:06d}" if has_guarantor else None,
+        arm=arm,
+        segment=segment,
+        timezone=tz,
+        principal=principal,
+        interest=interest,
+        fees=fees,
+        start_dpd=start_dpd,
+        name=name,
+        phone=phone,
+        email=email,
+        address=address,
+        language=language,
+        profile=profile,
+    )
 
 
 def assign_arm(seed: int, index: int, split: str) -> str:
@@ -131,6 +172,12 @@ def portfolio(seed: int, n: int, split: str = "alternate") -> list[SimLoan]:
 
 def guarantor_row(seed: int, loan: SimLoan) -> dict:
     rng = loan_rng(seed, loan.loan_id, "guarantor")
-    return {"id": loan.guarantor_id, "name": rng.choice(_SURNAMES) + rng.choice(_GIVEN), "timezone": loan.timezone,
-            "phone": f"139{rng.randint(0, 99_999_999):08d}", "email": None,
-            "address": f"{rng.choice(_CITIES[loan.timezone])}{rng.randint(1, 999)}号", "language": "zh"}
+    return {
+        "id": loan.guarantor_id,
+        "name": rng.choice(_SURNAMES) + rng.choice(_GIVEN),
+        "timezone": loan.timezone,
+        "phone": f"139{rng.randint(0, 99_999_999):08d}",
+        "email": None,
+        "address": f"{rng.choice(_CITIES[loan.timezone])}{rng.randint(1, 999)}号",
+        "language": "zh",
+    }

@@ -12,7 +12,7 @@ import itertools
 import json
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,25 @@ from sqlalchemy import text
 
 from domain.risk import CHINESE, CLASSES, count_by_class
 
-
 CONTACT_CHANNELS = ("sms", "email", "letter", "call", "visit", "law_firm")
 BUCKETS = ("M1", "M2", "M3", "M3+")
 ROLLS = (("M1", "M2", 31), ("M2", "M3", 61), ("M3", "M3+", 91))
 CURED = ("paid", "settled")
 # Assumed unit costs in CNY, for an order of magnitude only: a bank puts its own here.
-UNIT_COST = {"sms": 0.05, "email": 0.01, "letter": 8, "call": 3, "visit": 150, "law_firm": 300,
-             "bureau_notice": 8, "bureau_report": 1, "agency_place": 50, "lawsuit": 2500, "payment_order": 800,
-             "enforcement": 1500}
+UNIT_COST = {
+    "sms": 0.05,
+    "email": 0.01,
+    "letter": 8,
+    "call": 3,
+    "visit": 150,
+    "law_firm": 300,
+    "bureau_notice": 8,
+    "bureau_report": 1,
+    "agency_place": 50,
+    "lawsuit": 2500,
+    "payment_order": 800,
+    "enforcement": 1500,
+}
 ARMS = ("champion", "challenger")
 
 
@@ -45,7 +55,7 @@ def _plot_bucket(dpd: int) -> str:
 
 
 # _plot_bucket as DPD ranges
-PLOT_RANGES = (("M1", -10**9, 30), ("M2", 31, 60), ("M3", 61, 90), ("M4-M6", 91, 180), ("M7+", 181, 10**9))
+PLOT_RANGES = (("M1", -(10**9), 30), ("M2", 31, 60), ("M3", 61, 90), ("M4-M6", 91, 180), ("M7+", 181, 10**9))
 
 
 def _aware(t: Any) -> datetime | None:
@@ -53,7 +63,7 @@ def _aware(t: Any) -> datetime | None:
         return None
     if isinstance(t, str):
         t = datetime.fromisoformat(t)
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _cny(minor: int) -> str:
@@ -68,36 +78,46 @@ def _pct(x: float) -> str:
 
 # ------------------------------------------------------------------------------------------ reading
 
+
 def read(engine) -> dict[str, list]:
     with engine.connect() as conn:
         q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
         return {
-            "payments": q("SELECT payment_id, loan_id, amount, paid_at FROM payments WHERE status = 'applied' "
-                          "ORDER BY loan_id, paid_at, payment_id"),
-            "contacts": q("SELECT loan_id, step, channel, action, status, outcome, at FROM contact_attempts "
-                          "ORDER BY loan_id, at, action"),
+            "payments": q(
+                "SELECT payment_id, loan_id, amount, paid_at FROM payments WHERE status = 'applied' "
+                "ORDER BY loan_id, paid_at, payment_id"
+            ),
+            "contacts": q(
+                "SELECT loan_id, step, channel, action, status, outcome, at FROM contact_attempts ORDER BY loan_id, at, action"
+            ),
             # the contact gate's refusals carry their rule in `cause`; the legal clocks' (the case's own) in `detail`
-            "refusals": q("SELECT loan_id, json_extract(cause, '$.rule') AS rule, count(*) AS n FROM case_events "
-                          "WHERE kind = 'contact_refused' GROUP BY loan_id, rule ORDER BY loan_id, rule"),
+            "refusals": q(
+                "SELECT loan_id, json_extract(cause, '$.rule') AS rule, count(*) AS n FROM case_events "
+                "WHERE kind = 'contact_refused' GROUP BY loan_id, rule ORDER BY loan_id, rule"
+            ),
             "legal_refusals": q("SELECT loan_id, detail FROM case_events WHERE kind = 'legal_refused' ORDER BY loan_id, id"),
-            "events": q("SELECT loan_id, kind, detail, at FROM case_events WHERE kind IN ('promise', 'promise_kept', "
-                        "'promise_broken', 'plan_agreed', 'plan_completed', 'plan_broken', 'hold_placed') "
-                        "ORDER BY loan_id, id"),
+            "events": q(
+                "SELECT loan_id, kind, detail, at FROM case_events WHERE kind IN ('promise', 'promise_kept', "
+                "'promise_broken', 'plan_agreed', 'plan_completed', 'plan_broken', 'hold_placed') "
+                "ORDER BY loan_id, id"
+            ),
             "cases": q("SELECT loan_id, status, outcome, closed_at, outstanding, total_paid FROM cases ORDER BY loan_id"),
         }
 
 
 # ------------------------------------------------------------------------------------------ figures
 
-def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
-            recoveries: dict[str, list] | None = None) -> dict:
+
+def compute(
+    loans, policies, data: dict, checkpoints: list[datetime], days: int, recoveries: dict[str, list] | None = None
+) -> dict:
     arm_of = {ln.loan_id: ln.arm for ln in loans}
-    by_id = {ln.loan_id: ln for ln in loans}
+    {ln.loan_id: ln for ln in loans}
 
     def day_of(t: datetime) -> int:
         return max(0, bisect_right(checkpoints, t) - 1)
 
-    cases = {r.loan_id: r for r in data["cases"]}
+    {r.loan_id: r for r in data["cases"]}
     close_day: dict[str, int] = {}
     outcome: dict[str, str] = {}
     for r in data["cases"]:
@@ -133,7 +153,7 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
     ledger = Counter()
     for loan_id, _, amount in payments:
         ledger[loan_id] += amount
-    missing = {a: [0, 0] for a in ARMS}   # loans, amount
+    missing = {a: [0, 0] for a in ARMS}  # loans, amount
     for r in data["cases"]:
         gap = (r.total_paid or 0) - ledger.get(r.loan_id, 0)
         arm = arm_of.get(r.loan_id)
@@ -201,12 +221,19 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
         m1 = [ln for ln in mine if ln.start_dpd <= 30]
         rolls = {}
         for frm, to, edge in ROLLS:
-            base = [ln for ln in mine if ln.start_dpd < edge and edge - ln.start_dpd <= days
-                    and open_at(ln.loan_id, max(0, edge - 30 - ln.start_dpd))]
-            rolled = [ln for ln in base if open_at(ln.loan_id, edge - ln.start_dpd)
-                      and not on_plan(ln.loan_id, edge - ln.start_dpd)]
-            rolls[f"{frm}->{to}"] = {"from": len(base), "rolled": len(rolled),
-                                     "rate": round(len(rolled) / len(base), 4) if base else None}
+            base = [
+                ln
+                for ln in mine
+                if ln.start_dpd < edge and edge - ln.start_dpd <= days and open_at(ln.loan_id, max(0, edge - 30 - ln.start_dpd))
+            ]
+            rolled = [
+                ln for ln in base if open_at(ln.loan_id, edge - ln.start_dpd) and not on_plan(ln.loan_id, edge - ln.start_dpd)
+            ]
+            rolls[f"{frm}->{to}"] = {
+                "from": len(base),
+                "rolled": len(rolled),
+                "rate": round(len(rolled) / len(base), 4) if base else None,
+            }
         n_contacts = sum(contacts[arm].values())
         cost = sum(UNIT_COST.get(k, 0) * v for k, v in actions[arm].items())
         rec_cny = recovered[arm] / 100
@@ -259,7 +286,7 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
                 for b, lo, hi in PLOT_RANGES:
                     add(b, max(0, lo - ln.start_dpd), min(last_open, hi - ln.start_dpd))
             add("cured" if outcome.get(ln.loan_id) in CURED else "closed_other", last_open + 1, days)
-        dist = {b: list(itertools.accumulate(row[:days + 1])) for b, row in diff.items()}
+        dist = {b: list(itertools.accumulate(row[: days + 1])) for b, row in diff.items()}
         cum, acc = [], 0
         for amount in daily[arm]:
             acc += amount
@@ -269,6 +296,7 @@ def compute(loans, policies, data: dict, checkpoints: list[datetime], days: int,
 
 
 # ------------------------------------------------------------------------------------------ output
+
 
 def rows(summary: dict) -> list[tuple[str, str, str]]:
     """(metric, champion, challenger) for the side-by-side table."""
@@ -288,10 +316,15 @@ def rows(summary: dict) -> list[tuple[str, str, str]]:
     add("cure rate (paid or settled)", lambda a: rate(a["cure_rate"]))
     add("cure rate, loans starting in M1", lambda a: rate(a["cure_rate_m1"]))
     for key in ("M1->M2", "M2->M3", "M3->M3+"):
-        add(f"roll rate {key.replace('->', ' → ')}",
-            lambda a, k=key: f"{rate(a['roll_rates'][k]['rate'])} ({a['roll_rates'][k]['rolled']}/{a['roll_rates'][k]['from']})")
+        add(
+            f"roll rate {key.replace('->', ' → ')}",
+            lambda a, k=key: f"{rate(a['roll_rates'][k]['rate'])} ({a['roll_rates'][k]['rolled']}/{a['roll_rates'][k]['from']})",
+        )
     add("contacts (sms, email, letter, call, visit, lawyer)", lambda a: f"{a['contacts']:,}")
-    add("contacts per 10,000 CNY recovered", lambda a: "n/a" if a["contacts_per_10k_cny"] is None else f"{a['contacts_per_10k_cny']:.2f}")
+    add(
+        "contacts per 10,000 CNY recovered",
+        lambda a: "n/a" if a["contacts_per_10k_cny"] is None else f"{a['contacts_per_10k_cny']:.2f}",
+    )
     add("refusals (contact gate and legal clocks)", lambda a: f"{a['refusals']:,}")
     rules = sorted(set(c["refusals_by_rule"]) | set(h["refusals_by_rule"]))
     for rule in rules:
@@ -305,13 +338,15 @@ def rows(summary: dict) -> list[tuple[str, str, str]]:
     for o in sorted(set(c["outcomes"]) | set(h["outcomes"])):
         add(f"  outcome: {o}", lambda a, o=o: f"{a['outcomes'].get(o, 0):,}")
     for kind in ("promise", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken"):
-        add(kind.replace("_", " ") + ("s made" if kind == "promise" else ""),
-            lambda a, k=kind: f"{a['case_events'].get(k, 0):,}")
+        add(kind.replace("_", " ") + ("s made" if kind == "promise" else ""), lambda a, k=kind: f"{a['case_events'].get(k, 0):,}")
     holds = sorted(k for k in set(c["case_events"]) | set(h["case_events"]) if k.startswith("hold_"))
     for k in holds:
         add(f"holds: {k.removeprefix('hold_')}", lambda a, k=k: f"{a['case_events'].get(k, 0):,}")
     add("estimated contact and legal cost (CNY)*", lambda a: f"{a['estimated_cost_cny']:,.0f}")
-    add("cost per CNY recovered*", lambda a: "n/a" if a["cost_per_cny_recovered"] is None else f"{a['cost_per_cny_recovered']:.3f}")
+    add(
+        "cost per CNY recovered*",
+        lambda a: "n/a" if a["cost_per_cny_recovered"] is None else f"{a['cost_per_cny_recovered']:.3f}",
+    )
     return out
 
 
@@ -333,8 +368,10 @@ def print_table(summary: dict) -> None:
 
     c, h = summary["arms"]["champion"], summary["arms"]["challenger"]
     console = Console(width=None if Console().is_terminal else 120)
-    t = Table(title=f"Champion vs challenger: {summary['run']['loans']:,} loans, {summary['run']['days']} days, "
-                    f"seed {summary['run']['seed']}")
+    t = Table(
+        title=f"Champion vs challenger: {summary['run']['loans']:,} loans, {summary['run']['days']} days, "
+        f"seed {summary['run']['seed']}"
+    )
     t.add_column("metric")
     t.add_column(f"champion: {c['policy']}", justify="right")
     t.add_column(f"challenger: {h['policy']}", justify="right")
@@ -368,15 +405,27 @@ def plots(out: Path, summary: dict, series: dict, checkpoints: list[datetime]) -
     files = []
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), sharey=True)
-    colors = {"M1": "#f6c85f", "M2": "#f08a4b", "M3": "#d1495b", "M4-M6": "#8c2155", "M7+": "#4a1038",
-              "plan": "#7fb3d5", "cured": "#3a9d5d", "closed_other": "#9aa5b1"}
+    colors = {
+        "M1": "#f6c85f",
+        "M2": "#f08a4b",
+        "M3": "#d1495b",
+        "M4-M6": "#8c2155",
+        "M7+": "#4a1038",
+        "plan": "#7fb3d5",
+        "cured": "#3a9d5d",
+        "closed_other": "#9aa5b1",
+    }
     labels = {"cured": "cured (paid / settled)", "closed_other": "closed otherwise", "plan": "open, on a repayment plan"}
-    for ax, arm in zip(axes, ARMS):
+    for ax, arm in zip(axes, ARMS, strict=False):
         dist = series[arm]["dpd"]
         n = summary["arms"][arm]["loans"] or 1
         keys = ["cured", "closed_other", "plan", *PLOT_BUCKETS]
-        ax.stackplot(days, *[[v / n * 100 for v in dist[k]] for k in keys],
-                     labels=[labels.get(k, f"open, {k}") for k in keys], colors=[colors[k] for k in keys])
+        ax.stackplot(
+            days,
+            *[[v / n * 100 for v in dist[k]] for k in keys],
+            labels=[labels.get(k, f"open, {k}") for k in keys],
+            colors=[colors[k] for k in keys],
+        )
         ax.set_title(names[arm])
         ax.set_xlabel("simulated day")
         ax.set_xlim(0, days[-1])
@@ -392,7 +441,7 @@ def plots(out: Path, summary: dict, series: dict, checkpoints: list[datetime]) -
     files.append("dpd_distribution.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    for arm, style in zip(ARMS, ("-", "--")):
+    for arm, style in zip(ARMS, ("-", "--"), strict=False):
         bal = summary["arms"][arm]["opening_balance"] or 1
         ax.plot(days, [v / bal * 100 for v in series[arm]["recovered_cum"]], style, linewidth=2, label=names[arm])
     ax.set_xlabel("simulated day")
@@ -431,12 +480,14 @@ def markdown(summary: dict, files: list[str]) -> str:
         "",
         f"{run['loans']:,} synthetic loans (seed {run['seed']}, split `{run['split']}`) over {run['days']} simulated days "
         f"from {run['start']} ({run['first_checkpoint']} to {run['last_checkpoint']}), "
-        + ("on the direct engine: the pure `Case` of every loan on an event queue, with the real contact-gate rules "
-           "over in-memory contact histories and holds, and the sandbox gateway's call rule (sim/direct.py). "
-           "Simulated borrowers answered through the same inputs as the operators' updates."
-           if run.get("engine") == "direct" else
-           "on the real `CollectionCase` workflows, activities, contact gate, database and sandbox gateway, with the "
-           "time-skipping Temporal test server. Simulated borrowers answered through the operators' updates."),
+        + (
+            "on the direct engine: the pure `Case` of every loan on an event queue, with the real contact-gate rules "
+            "over in-memory contact histories and holds, and the sandbox gateway's call rule (sim/direct.py). "
+            "Simulated borrowers answered through the same inputs as the operators' updates."
+            if run.get("engine") == "direct"
+            else "on the real `CollectionCase` workflows, activities, contact gate, database and sandbox gateway, with the "
+            "time-skipping Temporal test server. Simulated borrowers answered through the operators' updates."
+        ),
         "",
         f"Wall time: {run['wall_seconds']:.0f} s. Checkpoint drift (wall time spent applying updates, carried into the "
         f"simulated clock): {run['checkpoint_drift']}. Workflows failed: {len(run['failed_workflows'])}.",
@@ -446,14 +497,14 @@ def markdown(summary: dict, files: list[str]) -> str:
         _md_table(("metric", f"champion: {c['policy']}", f"challenger: {h['policy']}"), rows(summary)),
         "",
         "\\* assumed unit costs (CNY), for an order of magnitude only: "
-        + ", ".join(f"{k} {v}" for k, v in UNIT_COST.items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in UNIT_COST.items())
+        + ".",
         "",
         "## Recovered by step",
         "",
         "Each payment (enforcement results included) is credited to the last step with a contact or filing before it.",
         "",
-        _md_table(("step", f"champion: {c['policy']}", f"challenger: {h['policy']}"),
-                  step_rows(summary, summary["step_order"])),
+        _md_table(("step", f"champion: {c['policy']}", f"challenger: {h['policy']}"), step_rows(summary, summary["step_order"])),
         "",
         "## Plots",
         "",
@@ -478,23 +529,40 @@ def markdown(summary: dict, files: list[str]) -> str:
         "",
         "## Borrower inputs applied",
         "",
-        _md_table(("input", "champion", "challenger"),
-                  [(k, summary["inputs"]["champion"].get(k, 0), summary["inputs"]["challenger"].get(k, 0))
-                   for k in sorted(set(summary["inputs"]["champion"]) | set(summary["inputs"]["challenger"]))]),
+        _md_table(
+            ("input", "champion", "challenger"),
+            [
+                (k, summary["inputs"]["champion"].get(k, 0), summary["inputs"]["challenger"].get(k, 0))
+                for k in sorted(set(summary["inputs"]["champion"]) | set(summary["inputs"]["challenger"]))
+            ],
+        ),
         "",
     ]
     gaps = {a: summary["arms"][a]["missing_from_ledger"] for a in ARMS}
     if any(g["loans"] for g in gaps.values()):
-        parts += ["## Ledger check", "",
-                  "Payments the cases applied but the payments ledger does not hold (counted above from the cases' "
-                  "own totals): " + "; ".join(f"{a}: {g['loans']} loan(s), CNY {_cny(g['amount'])}" for a, g in gaps.items())
-                  + ". There should be none: every payment a case applies is written to the ledger once.", ""]
+        parts += [
+            "## Ledger check",
+            "",
+            "Payments the cases applied but the payments ledger does not hold (counted above from the cases' "
+            "own totals): "
+            + "; ".join(f"{a}: {g['loans']} loan(s), CNY {_cny(g['amount'])}" for a, g in gaps.items())
+            + ". There should be none: every payment a case applies is written to the ledger once.",
+            "",
+        ]
     rejected = summary["rejected"]
     if rejected["champion"] or rejected["challenger"]:
-        parts += ["Inputs the cases refused (the borrower model asked for something the case did not allow):", "",
-                  _md_table(("input: reason", "champion", "challenger"),
-                            [(k, rejected["champion"].get(k, 0), rejected["challenger"].get(k, 0))
-                             for k in sorted(set(rejected["champion"]) | set(rejected["challenger"]))]), ""]
+        parts += [
+            "Inputs the cases refused (the borrower model asked for something the case did not allow):",
+            "",
+            _md_table(
+                ("input: reason", "champion", "challenger"),
+                [
+                    (k, rejected["champion"].get(k, 0), rejected["challenger"].get(k, 0))
+                    for k in sorted(set(rejected["champion"]) | set(rejected["challenger"]))
+                ],
+            ),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -509,8 +577,13 @@ def build(out: Path, opts, policies, loans, engine, trace, data: dict | None = N
         order += [s.key for s in policies[arm].steps if s.key not in order]
     summary = {
         "run": {
-            "champion": opts.champion, "challenger": opts.challenger, "loans": opts.loans, "days": opts.days,
-            "seed": opts.seed, "split": opts.split, "start": trace.start.isoformat(),
+            "champion": opts.champion,
+            "challenger": opts.challenger,
+            "loans": opts.loans,
+            "days": opts.days,
+            "seed": opts.seed,
+            "split": opts.split,
+            "start": trace.start.isoformat(),
             "engine": getattr(opts, "engine", "temporal"),
             "first_checkpoint": trace.checkpoints[0].strftime("%Y-%m-%d %H:%M UTC"),
             "last_checkpoint": trace.checkpoints[-1].strftime("%Y-%m-%d %H:%M UTC"),
@@ -535,5 +608,9 @@ def build(out: Path, opts, policies, loans, engine, trace, data: dict | None = N
 
 def headline(summary: dict) -> dict:
     """The figures that must come out the same for the same seed (no wall times, no paths)."""
-    return {"arms": summary["arms"], "inputs": summary["inputs"], "rejected": summary["rejected"],
-            "run": {k: v for k, v in summary["run"].items() if k in ("loans", "days", "seed", "split", "start")}}
+    return {
+        "arms": summary["arms"],
+        "inputs": summary["inputs"],
+        "rejected": summary["rejected"],
+        "run": {k: v for k, v in summary["run"].items() if k in ("loans", "days", "seed", "split", "start")},
+    }

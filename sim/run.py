@@ -28,7 +28,8 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -52,12 +53,17 @@ TASK_QUEUE = "simulation"
 # simulated borrower made them, by its own visit report: showing them to it again as a visit started a loop of reports
 OPERATOR_STEP = "operator"
 CHECKPOINT_TZ = "Asia/Shanghai"
-CHECKPOINT_AT = dtime(11, 0)          # 09:00 in Urumqi, 11:00 in Hong Kong: inside every contact window
+CHECKPOINT_AT = dtime(11, 0)  # 09:00 in Urumqi, 11:00 in Hong Kong: inside every contact window
 MAX_DRIFT = timedelta(hours=7)
-SLICE_DEADLINE = timedelta(hours=2)   # one simulated day of a large portfolio, on a busy machine       # past this the checkpoint would come near the end of the contact window
-SA_TYPES = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-            "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-            "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME}
+SLICE_DEADLINE = timedelta(
+    hours=2
+)  # one simulated day of a large portfolio, on a busy machine       # past this the checkpoint would come near the end of the contact window
+SA_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
 
 
 @dataclass
@@ -73,9 +79,9 @@ class Options:
     concurrency: int = 64
     keep_db: bool = False
     progress: bool = True
-    engine: str = "direct"          # direct: the pure cases on an event queue (sim.direct); temporal: the real workflows
-    workers: int | None = None      # direct: processes (default: the core count)
-    finals: bool = False            # also return each case's final figures (the engines' agreement test)
+    engine: str = "direct"  # direct: the pure cases on an event queue (sim.direct); temporal: the real workflows
+    workers: int | None = None  # direct: processes (default: the core count)
+    finals: bool = False  # also return each case's final figures (the engines' agreement test)
 
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
@@ -91,10 +97,10 @@ class Trace:
 
     anchor: datetime
     start: date
-    checkpoints: list[datetime] = field(default_factory=list)   # simulated time of each day's checkpoint
-    accepted: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))   # arm -> update label
-    rejected: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))   # arm -> "label: field"
-    rejections: list[str] = field(default_factory=list)          # the first few, in full
+    checkpoints: list[datetime] = field(default_factory=list)  # simulated time of each day's checkpoint
+    accepted: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # arm -> update label
+    rejected: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # arm -> "label: field"
+    rejections: list[str] = field(default_factory=list)  # the first few, in full
     failed_workflows: list[str] = field(default_factory=list)
     recoveries: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # loan -> [(time, minor)]
     wall: dict[str, float] = field(default_factory=dict)
@@ -128,20 +134,25 @@ def calendar_gaps(start: date, days: int) -> list[int]:
 def warn_calendar(start: date, days: int) -> list[int]:
     gaps = calendar_gaps(start, days)
     if gaps:
-        print(f"warning: no official holiday calendar for {', '.join(map(str, gaps))} "
-              f"(policies/calendars/cn-YYYY.toml): the contact gate refuses every contact then (calendar_missing)",
-              file=sys.stderr)
+        print(
+            f"warning: no official holiday calendar for {', '.join(map(str, gaps))} "
+            f"(policies/calendars/cn-YYYY.toml): the contact gate refuses every contact then (calendar_missing)",
+            file=sys.stderr,
+        )
     return gaps
 
 
 # ------------------------------------------------------------------------------------------ setup
 
+
 async def register_search_attributes(client: Client) -> None:
     from workflows import search
 
-    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={key.name: SA_TYPES[t] for key, t in search.CLI_TYPES.items()}))
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace, search_attributes={key.name: SA_TYPES[t] for key, t in search.CLI_TYPES.items()}
+        )
+    )
 
 
 def seed_database(engine, loans: list[SimLoan], seed: int, start: date) -> None:
@@ -151,19 +162,42 @@ def seed_database(engine, loans: list[SimLoan], seed: int, start: date) -> None:
     now = utcnow()
     people, rows = [], []
     for ln in loans:
-        people.append({"id": ln.borrower_id, "name": ln.name, "phone": ln.phone, "email": ln.email,
-                       "address": ln.address, "timezone": ln.timezone, "language": ln.language,
-                       "created_at": now, "updated_at": now})
+        people.append(
+            {
+                "id": ln.borrower_id,
+                "name": ln.name,
+                "phone": ln.phone,
+                "email": ln.email,
+                "address": ln.address,
+                "timezone": ln.timezone,
+                "language": ln.language,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         if ln.guarantor_id:
             people.append(guarantor_row(seed, ln) | {"created_at": now, "updated_at": now})
-        rows.append({"id": ln.loan_id, "borrower_id": ln.borrower_id, "guarantor_id": ln.guarantor_id,
-                     "currency": "CNY", "principal": ln.principal, "interest": ln.interest, "fees": ln.fees,
-                     "due_date": due_date(ln, start), "product": "personal_loan", "segment": ln.segment,
-                     "policy": ln.arm, "created_at": now, "updated_at": now})
+        rows.append(
+            {
+                "id": ln.loan_id,
+                "borrower_id": ln.borrower_id,
+                "guarantor_id": ln.guarantor_id,
+                "currency": "CNY",
+                "principal": ln.principal,
+                "interest": ln.interest,
+                "fees": ln.fees,
+                "due_date": due_date(ln, start),
+                "product": "personal_loan",
+                "segment": ln.segment,
+                "policy": ln.arm,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     with engine.begin() as conn:
         for table, items in ((BorrowerRow.__table__, people), (LoanRow.__table__, rows)):
             for i in range(0, len(items), 500):
-                conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"]), items[i:i + 500])
+                conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"]), items[i : i + 500])
 
 
 def due_date(loan: SimLoan, start: date) -> date:
@@ -172,6 +206,7 @@ def due_date(loan: SimLoan, start: date) -> date:
 
 
 # ------------------------------------------------------------------------------------------ the run
+
 
 class Simulation:
     def __init__(self, opts: Options, policies: dict[str, Policy], loans: list[SimLoan]) -> None:
@@ -209,9 +244,12 @@ class Simulation:
         """New contact rows since the last checkpoint, by loan; rows still pending are read again next time."""
         ids = ",".join(str(i) for i in sorted(self.pending)) or "-1"
         with engine.connect() as conn:
-            rows = conn.execute(text(
-                f"SELECT id, loan_id, step, action, status, outcome, at FROM contact_attempts "
-                f"WHERE id > :w OR id IN ({ids})"), {"w": self.watermark}).all()
+            rows = conn.execute(
+                text(
+                    f"SELECT id, loan_id, step, action, status, outcome, at FROM contact_attempts WHERE id > :w OR id IN ({ids})"
+                ),
+                {"w": self.watermark},
+            ).all()
         out: dict[str, list[tuple]] = defaultdict(list)
         for r in rows:
             self.watermark = max(self.watermark, r.id)
@@ -262,8 +300,11 @@ class Simulation:
                 cause = exc.cause
                 why = cause.message.split(":", 1)[0] if isinstance(cause, ApplicationError) else type(cause).__name__
                 trace.rejected[arm][f"{update.label}: {why}"] += 1
-                self._note(trace, f"{b.loan.loan_id} day {day} {update.label}: "
-                                  f"{cause.message if isinstance(cause, ApplicationError) else cause}")
+                self._note(
+                    trace,
+                    f"{b.loan.loan_id} day {day} {update.label}: "
+                    f"{cause.message if isinstance(cause, ApplicationError) else cause}",
+                )
                 return
             except RPCError as exc:  # the case closed in between
                 trace.rejected[arm][f"{update.label}: case closed"] += 1
@@ -284,10 +325,19 @@ class Simulation:
         from app.opening import start_case
 
         async def one(ln: SimLoan) -> None:
-            inp = CaseInput(loan_id=ln.loan_id, borrower_id=ln.borrower_id, guarantor_id=ln.guarantor_id,
-                            currency="CNY", principal=ln.principal, interest=ln.interest, fees=ln.fees,
-                            due_date=due_date(ln, start), timezone=ln.timezone, segment=ln.segment,
-                            policy=self.policies[ln.arm])
+            inp = CaseInput(
+                loan_id=ln.loan_id,
+                borrower_id=ln.borrower_id,
+                guarantor_id=ln.guarantor_id,
+                currency="CNY",
+                principal=ln.principal,
+                interest=ln.interest,
+                fees=ln.fees,
+                due_date=due_date(ln, start),
+                timezone=ln.timezone,
+                segment=ln.segment,
+                policy=self.policies[ln.arm],
+            )
             async with self.sem:
                 await start_case(client, inp, TASK_QUEUE)
 
@@ -308,8 +358,10 @@ class Simulation:
             trace.checkpoints.append(await env.get_current_time())
             trace.drift = max(trace.drift, trace.checkpoints[-1] - nominal)
             if trace.drift > MAX_DRIFT:
-                raise RuntimeError(f"the checkpoint drifted {trace.drift} past {CHECKPOINT_AT} Beijing time: "
-                                   "updates take too long per simulated day (lower --loans or raise --concurrency)")
+                raise RuntimeError(
+                    f"the checkpoint drifted {trace.drift} past {CHECKPOINT_AT} Beijing time: "
+                    "updates take too long per simulated day (lower --loans or raise --concurrency)"
+                )
             contacts = await asyncio.to_thread(self.read_contacts, engine)
             await asyncio.to_thread(self.read_closed, engine)
             for loan_id in sorted(contacts):
@@ -326,6 +378,7 @@ class Simulation:
 
 # ------------------------------------------------------------------------------------------ entry point
 
+
 def quiet_logs() -> None:
     """The activities log each delivery; a simulation makes hundreds of thousands. Errors only."""
     from infra import logging as applog
@@ -339,8 +392,8 @@ async def simulate(opts: Options) -> dict:
     from activities.gateway import GatewayClient, GatewaySettings
     from db.engine import make_engine, migrate
     from db.repo import Repo
-    from encryption import codec
     from devstack.binaries import find
+    from encryption import codec
     from sandbox.gateway import running_gateway
     from sim import report
     from worker import build_worker
@@ -367,38 +420,44 @@ async def simulate(opts: Options) -> dict:
             scripts = {ln.loan_id: call_script(ln.profile, loan_rng(opts.seed, ln.loan_id, "calls")) for ln in loans}
             items = sorted(scripts.items())
             for i in range(0, len(items), 2000):
-                gw.script_calls(dict(items[i:i + 2000]))
+                gw.script_calls(dict(items[i : i + 2000]))
             env = await WorkflowEnvironment.start_time_skipping(
-                data_converter=codec.data_converter(keyring), test_server_existing_path=find("temporal-test-server"),
-                runtime=_runtime())
-            gateway = GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key, timeout=30,
-                                                    max_connections=64))
+                data_converter=codec.data_converter(keyring),
+                test_server_existing_path=find("temporal-test-server"),
+                runtime=_runtime(),
+            )
+            gateway = GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key, timeout=30, max_connections=64))
             try:
                 await register_search_attributes(env.client)
                 now = await env.get_current_time()
                 start = opts.start or default_start(now)
                 warn_calendar(start, opts.days)
-                anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
+                anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(UTC)
                 if anchor <= now:
                     from app.errors import BadInput
 
-                    raise BadInput("start", f"{start} is not in the future (the simulated clock can only move forward "
-                                     f"from today, {now:%Y-%m-%d})")
+                    raise BadInput(
+                        "start",
+                        f"{start} is not in the future (the simulated clock can only move forward from today, {now:%Y-%m-%d})",
+                    )
                 await asyncio.to_thread(seed_database, engine, loans, opts.seed, start)
                 await env.sleep(anchor - now)
                 trace = Trace(anchor=await env.get_current_time(), start=start)
                 sim = Simulation(opts, policies, loans)
                 sim.borrowers = {ln.loan_id: Borrower(ln, opts.seed, policies[ln.arm], start, opts.days) for ln in loans}
                 worker = build_worker(
-                    env.client, CaseActivities(repo, gateway), task_queue=TASK_QUEUE,
-                    max_cached_workflows=len(loans) + 100,      # every case stays cached: no replays
+                    env.client,
+                    CaseActivities(repo, gateway),
+                    task_queue=TASK_QUEUE,
+                    max_cached_workflows=len(loans) + 100,  # every case stays cached: no replays
                     # when thousands of cases wake at the same simulated instant (08:00 after a holiday), their
                     # tasks queue on this worker's sticky queue longer than the default 10 s; moved to the normal
                     # queue they would be replayed from their history
                     sticky_queue_schedule_to_start_timeout=timedelta(hours=1),
                     # activations run in threads under one GIL: many at once only starve each other (and trip the
                     # SDK's 2-second deadlock detector); the local activities overlap their I/O
-                    max_concurrent_workflow_tasks=16, max_concurrent_local_activities=200,
+                    max_concurrent_workflow_tasks=16,
+                    max_concurrent_local_activities=200,
                     workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
                 )
                 progress = _progress(opts) if opts.progress else None
@@ -435,8 +494,13 @@ async def _finals(client: Client, sim: Simulation) -> dict[str, dict]:
         handle = client.get_workflow_handle(ln.workflow_id, result_type=CaseStatus)
         async with sim.sem:  # a closed case returned its status; a running one is asked
             st = await (handle.result() if ln.loan_id in sim.closed else handle.query(CollectionCase.status))
-        return ln.loan_id, {"status": st.status, "outcome": st.outcome, "total_paid": parse_amount(st.total_paid, "CNY", allow_zero=True),
-                            "steps_done": list(st.steps_done), "contacts": dict(sorted(st.contacts.items()))}
+        return ln.loan_id, {
+            "status": st.status,
+            "outcome": st.outcome,
+            "total_paid": parse_amount(st.total_paid, "CNY", allow_zero=True),
+            "steps_done": list(st.steps_done),
+            "contacts": dict(sorted(st.contacts.items())),
+        }
 
     return dict(await asyncio.gather(*(one(ln) for ln in sim.loans)))
 
@@ -449,11 +513,12 @@ def simulate_direct(opts: Options) -> dict:
     policies = {"champion": load_policy(opts.champion), "challenger": load_policy(opts.challenger)}
     names = (policies["champion"].name, policies["challenger"].name)
     out = opts.report_dir(names)
-    start = opts.start or direct_default_start(datetime.now(timezone.utc))
+    start = opts.start or direct_default_start(datetime.now(UTC))
     gaps = warn_calendar(start, opts.days)
     anchor = checkpoint_anchor(start)
-    job = direct.Job(policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split,
-                     finals=opts.finals)
+    job = direct.Job(
+        policies=policies, seed=opts.seed, days=opts.days, start=start, anchor=anchor, split=opts.split, finals=opts.finals
+    )
     res = direct.run(job, opts.loans, opts.workers)
     trace = trace_of(res, anchor, start, opts.days)
     trace.wall["simulate"] = time.perf_counter() - wall0
@@ -469,7 +534,7 @@ def simulate_direct(opts: Options) -> dict:
 
 def checkpoint_anchor(start: date) -> datetime:
     """Day 0's checkpoint: 11:00 Beijing time on the start date, in UTC."""
-    return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(timezone.utc)
+    return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(UTC)
 
 
 def trace_of(res, anchor: datetime, start: date, days: int) -> Trace:
@@ -490,8 +555,9 @@ def _runtime():
     """The SDK core's own log lines (it warns that the test server is old) at errors only, on stderr's side."""
     from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
-        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
+    return Runtime(
+        telemetry=TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))
+    )
 
 
 async def _failed(client: Client, sim: Simulation) -> list[str]:
@@ -519,8 +585,9 @@ class _progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("simulated days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("simulated days"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True)
+            )
             self.task = self.bar.add_task("days", total=opts.days)
             self.bar.start()
 
@@ -528,8 +595,9 @@ class _progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=day)
         elif day % 30 == 0 or day == self.opts.days:
-            print(f"simulated day {day}/{self.opts.days} after {time.perf_counter() - self.t0:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"simulated day {day}/{self.opts.days} after {time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -538,8 +606,8 @@ class _progress:
 
 async def main(a) -> int:
     """`starter.py simulate` (argparse namespace in, exit code out)."""
-    from domain.errors import InvalidInput
     from app.errors import BadInput
+    from domain.errors import InvalidInput
     from sim import report
 
     if a.challenger is None and not getattr(a, "sweep", None):
@@ -562,9 +630,21 @@ async def main(a) -> int:
         if engine != "direct":
             raise BadInput("engine", "a sweep runs on the direct engine only (--engine direct)")
         return sweep.main(a, sweeps)
-    opts = Options(champion=a.policy, challenger=a.challenger, loans=a.loans, days=a.days, seed=a.seed,
-                   out=Path(a.out) if a.out else None, split=a.split, start=a.start, concurrency=a.concurrency,
-                   keep_db=a.keep_db, progress=not a.json, engine=engine, workers=workers)
+    opts = Options(
+        champion=a.policy,
+        challenger=a.challenger,
+        loans=a.loans,
+        days=a.days,
+        seed=a.seed,
+        out=Path(a.out) if a.out else None,
+        split=a.split,
+        start=a.start,
+        concurrency=a.concurrency,
+        keep_db=a.keep_db,
+        progress=not a.json,
+        engine=engine,
+        workers=workers,
+    )
     if engine == "direct":
         if a.keep_db:
             raise BadInput("keep-db", "the direct engine keeps no database (use --engine temporal)")

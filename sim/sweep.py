@@ -19,14 +19,25 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 from domain.errors import InvalidInput
 from domain.policy import Policy, load_policy, parse_policy
 
 ALIASES = {"plan": "plans"}
-COLUMNS = ("variant", "recovery_rate", "cure_rate", "cost_per_cny_recovered", "contacts", "refusals",
-           "recovered_cny", "estimated_cost_cny", "write_offs", "litigation")
+COLUMNS = (
+    "variant",
+    "recovery_rate",
+    "cure_rate",
+    "cost_per_cny_recovered",
+    "contacts",
+    "refusals",
+    "recovered_cny",
+    "estimated_cost_cny",
+    "write_offs",
+    "litigation",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def apply(policy: Policy, changes: list[tuple[str, object]]) -> Policy:
         parts[0] = ALIASES.get(parts[0], parts[0])
         node = data
         where = []
-        for i, part in enumerate(parts[:-1]):
+        for _i, part in enumerate(parts[:-1]):
             where.append(part)
             if isinstance(node, list):  # steps: by key
                 found = next((s for s in node if s.get("key") == part), None)
@@ -97,27 +108,37 @@ def grid(policy: Policy, dims: list[Dimension]) -> list[tuple[str, Policy]]:
     """Every combination, validated before anything runs."""
     out = []
     for combo in itertools.product(*(d.values for d in dims)):
-        changes = [(d.path, v) for d, v in zip(dims, combo)]
+        changes = [(d.path, v) for d, v in zip(dims, combo, strict=False)]
         out.append((", ".join(f"{p}={v}" for p, v in changes), apply(policy, changes)))
     return out
 
 
-def run(policy: Policy, dims: list[Dimension], loans: int, days: int, seed: int, start=None,
-        workers: int | None = None, out: Path | None = None) -> dict:
+def run(
+    policy: Policy,
+    dims: list[Dimension],
+    loans: int,
+    days: int,
+    seed: int,
+    start=None,
+    workers: int | None = None,
+    out: Path | None = None,
+) -> dict:
     """Every variant over the same portfolio, on the direct engine; the rows, and the files in `out`."""
     import os
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sim import direct, report
     from sim.run import checkpoint_anchor, direct_default_start, warn_calendar
 
     t0 = time.perf_counter()
     variants = grid(policy, dims)
-    start = start or direct_default_start(datetime.now(timezone.utc))
+    start = start or direct_default_start(datetime.now(UTC))
     warn_calendar(start, days)
     anchor = checkpoint_anchor(start)
-    jobs = [direct.Job(policies={"champion": p}, seed=seed, days=days, start=start, anchor=anchor, arm="champion")
-            for _, p in variants]
+    jobs = [
+        direct.Job(policies={"champion": p}, seed=seed, days=days, start=start, anchor=anchor, arm="champion")
+        for _, p in variants
+    ]
     parts = direct.chunks(loans, 250)
     tasks = [(j, part) for j in jobs for part in parts]
     results = [direct.ChunkResult() for _ in jobs]
@@ -134,18 +155,37 @@ def run(policy: Policy, dims: list[Dimension], loans: int, days: int, seed: int,
     checkpoints = [anchor + direct.DAY * d for d in range(days + 1)]
     portfolio = direct.loans_of(jobs[0], range(1, loans + 1))
     rows = []
-    for (label, p), res in zip(variants, results):
+    for (label, p), res in zip(variants, results, strict=False):
         res.sort()
-        fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days,
-                             res.recoveries)["arms"]["champion"]
-        rows.append({"variant": label, "recovery_rate": fig["recovery_rate"], "cure_rate": fig["cure_rate"],
-                     "cost_per_cny_recovered": fig["cost_per_cny_recovered"], "contacts": fig["contacts"],
-                     "refusals": fig["refusals"], "recovered_cny": round(fig["recovered"] / 100, 2),
-                     "estimated_cost_cny": fig["estimated_cost_cny"], "write_offs": fig["write_offs"],
-                     "litigation": fig["litigation"]})
-    summary = {"policy": policy.name, "policy_version": policy.version, "loans": loans, "days": days, "seed": seed,
-               "start": start.isoformat(), "engine": "direct", "sweeps": [f"{d.path}={','.join(map(str, d.values))}" for d in dims],
-               "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1)}
+        fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries)["arms"][
+            "champion"
+        ]
+        rows.append(
+            {
+                "variant": label,
+                "recovery_rate": fig["recovery_rate"],
+                "cure_rate": fig["cure_rate"],
+                "cost_per_cny_recovered": fig["cost_per_cny_recovered"],
+                "contacts": fig["contacts"],
+                "refusals": fig["refusals"],
+                "recovered_cny": round(fig["recovered"] / 100, 2),
+                "estimated_cost_cny": fig["estimated_cost_cny"],
+                "write_offs": fig["write_offs"],
+                "litigation": fig["litigation"],
+            }
+        )
+    summary = {
+        "policy": policy.name,
+        "policy_version": policy.version,
+        "loans": loans,
+        "days": days,
+        "seed": seed,
+        "start": start.isoformat(),
+        "engine": "direct",
+        "sweeps": [f"{d.path}={','.join(map(str, d.values))}" for d in dims],
+        "rows": rows,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
     if out is not None:
         write(Path(out), summary)
     return summary
@@ -164,7 +204,11 @@ def write(out: Path, summary: dict) -> None:
     (out / "sweep.md").write_text(
         f"# Sweep of policy {summary['policy']} ({summary['loans']} loans x {summary['days']} days, seed "
         f"{summary['seed']}, direct engine)\n\n{' '.join('--sweep ' + repr(s) for s in summary['sweeps'])}\n\n"
-        + head + body + "\n![recovery against cost](recovery_vs_cost.png)\n", encoding="utf-8")
+        + head
+        + body
+        + "\n![recovery against cost](recovery_vs_cost.png)\n",
+        encoding="utf-8",
+    )
     plot(out / "recovery_vs_cost.png", summary)
 
 
@@ -179,7 +223,7 @@ def plot(path: Path, summary: dict) -> None:
     xs = [r["estimated_cost_cny"] / 1000 for r in rows]
     ys = [100 * r["recovery_rate"] for r in rows]
     ax.scatter(xs, ys)
-    for r, x, y in zip(rows, xs, ys):
+    for r, x, y in zip(rows, xs, ys, strict=False):
         ax.annotate(r["variant"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("estimated collection cost (thousand CNY)")
     ax.set_ylabel("recovery rate (% of the opening balance)")

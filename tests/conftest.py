@@ -8,15 +8,15 @@ import os
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType as ET
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -26,16 +26,16 @@ from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
 from db.repo import Repo
+from devstack.binaries import find
 from domain import calendar
 from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy, parse_policy
 from encryption import codec
-from devstack.binaries import find
 from sandbox.gateway import running_gateway
+from worker import build_worker
 from workflows import search
 from workflows.case import CollectionCase
-from worker import build_worker
 
 TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -99,8 +99,9 @@ def open_hours(policy):
     """The policy with contact allowed at any hour and on any day, so that ladder tests do not depend on
     the time of day the test server's clock happens to show. The gate's own tests use the real rules."""
     data = policy.model_dump(mode="json")
-    data["contact"].update(window_start="00:00", window_end="24:00", public_holidays=False, weekends=True,
-                           min_minutes_between_contacts=0)
+    data["contact"].update(
+        window_start="00:00", window_end="24:00", public_holidays=False, weekends=True, min_minutes_between_contacts=0
+    )
     return parse_policy(data)
 
 
@@ -108,16 +109,19 @@ LADDER_POLICY = open_hours(load_policy("default"))
 
 
 async def register_search_attributes(client: Client) -> None:
-    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={key.name: TYPES[t] for key, t in search.CLI_TYPES.items()},
-    ))
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: TYPES[t] for key, t in search.CLI_TYPES.items()},
+        )
+    )
 
 
 @pytest_asyncio.fixture(scope="session")
 async def env():
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server"),
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=find("temporal-test-server"),
     )
     await register_search_attributes(env.client)
     yield env
@@ -146,8 +150,13 @@ async def worker(env, repo, gateway):
     # The suite runs the SDK's strict default sandbox, not production's (worker.workflow_runner passes
     # workflows/ through to save memory): a restricted call (datetime.now, random, I/O) added to workflows/
     # fails every workflow test here instead of reaching production unnoticed.
-    w = build_worker(env.client, CaseActivities(repo, client), task_queue=TASK_QUEUE,
-                     workflow_failure_exception_types=[Exception], workflow_runner=SandboxedWorkflowRunner())
+    w = build_worker(
+        env.client,
+        CaseActivities(repo, client),
+        task_queue=TASK_QUEUE,
+        workflow_failure_exception_types=[Exception],
+        workflow_runner=SandboxedWorkflowRunner(),
+    )
     async with w:
         yield w
     await client.aclose()
@@ -181,28 +190,59 @@ class Cases:
     async def now(self) -> datetime:
         return await self.env.get_current_time()
 
-    async def start(self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", contact: dict | None = None,
-                    settle: bool = True, **fields) -> WorkflowHandle:
+    async def start(
+        self, dpd: int = 1, policy=None, tz: str = "Asia/Shanghai", contact: dict | None = None, settle: bool = True, **fields
+    ) -> WorkflowHandle:
         now = await self.now()
         loan_id = fields.pop("loan_id", f"T{uuid.uuid4().hex[:10]}")
         inp = CaseInput(
-            loan_id=loan_id, borrower_id=fields.pop("borrower_id", f"B{loan_id}"), currency=fields.pop("currency", "CNY"),
-            principal=fields.pop("principal", 1_000_000), interest=fields.pop("interest", 50_000), fees=fields.pop("fees", 2_000),
-            due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz,
-            policy=policy or LADDER_POLICY, **fields,
+            loan_id=loan_id,
+            borrower_id=fields.pop("borrower_id", f"B{loan_id}"),
+            currency=fields.pop("currency", "CNY"),
+            principal=fields.pop("principal", 1_000_000),
+            interest=fields.pop("interest", 50_000),
+            fees=fields.pop("fees", 2_000),
+            due_date=local_date(now, tz) - timedelta(days=dpd),
+            timezone=tz,
+            policy=policy or LADDER_POLICY,
+            **fields,
         )
         if self.repo is not None:
-            borrower = {"name": "张伟", "phone": "13812345678", "email": "zhang.wei@example.cn",
-                        "address": "上海市黄浦区南京东路1号", "language": "zh", **(contact or {})}
+            borrower = {
+                "name": "张伟",
+                "phone": "13812345678",
+                "email": "zhang.wei@example.cn",
+                "address": "上海市黄浦区南京东路1号",
+                "language": "zh",
+                **(contact or {}),
+            }
             self.repo.upsert_borrower(id=inp.borrower_id, timezone=tz, **borrower)
             if inp.guarantor_id:
-                self.repo.upsert_borrower(id=inp.guarantor_id, timezone=tz, name="李强", phone="13900001111",
-                                          email="li.qiang@example.cn", address="北京市东城区王府井大街2号", language="zh")
-            self.repo.upsert_loan(id=loan_id, borrower_id=inp.borrower_id, guarantor_id=inp.guarantor_id,
-                                  currency=inp.currency, principal=inp.principal,
-                                  interest=inp.interest, fees=inp.fees, due_date=inp.due_date, policy=inp.policy.name)
+                self.repo.upsert_borrower(
+                    id=inp.guarantor_id,
+                    timezone=tz,
+                    name="李强",
+                    phone="13900001111",
+                    email="li.qiang@example.cn",
+                    address="北京市东城区王府井大街2号",
+                    language="zh",
+                )
+            self.repo.upsert_loan(
+                id=loan_id,
+                borrower_id=inp.borrower_id,
+                guarantor_id=inp.guarantor_id,
+                currency=inp.currency,
+                principal=inp.principal,
+                interest=inp.interest,
+                fees=inp.fees,
+                due_date=inp.due_date,
+                policy=inp.policy.name,
+            )
         handle = await self.env.client.start_workflow(
-            CollectionCase.run, inp, id=workflow_id(loan_id), task_queue=self.task_queue,
+            CollectionCase.run,
+            inp,
+            id=workflow_id(loan_id),
+            task_queue=self.task_queue,
         )
         self.started.append(handle)
         if settle:
@@ -220,11 +260,22 @@ class Cases:
         while loop.time() < deadline:
             events = [e.event_type for e in (await handle.fetch_history()).events]
             open_activities = events.count(ET.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) - sum(
-                events.count(t) for t in (ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, ET.EVENT_TYPE_ACTIVITY_TASK_FAILED,
-                                          ET.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, ET.EVENT_TYPE_ACTIVITY_TASK_CANCELED))
+                events.count(t)
+                for t in (
+                    ET.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                    ET.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+                    ET.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+                    ET.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+                )
+            )
             tasks = events.count(ET.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) - sum(
-                events.count(t) for t in (ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, ET.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
-                                          ET.EVENT_TYPE_WORKFLOW_TASK_FAILED))
+                events.count(t)
+                for t in (
+                    ET.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+                    ET.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+                    ET.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+                )
+            )
             if open_activities == 0 and tasks == 0:
                 return
             await asyncio.sleep(0.02)
@@ -235,8 +286,11 @@ class Cases:
         """The case's result, waited for in real time: `handle.result()` unlocks time skipping, and with
         an activity in flight and no timer the test server then jumps the clock ten years ahead."""
         for _ in range(600):
-            raw = await self.env.client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-                namespace=self.env.client.namespace, execution=WorkflowExecution(workflow_id=handle.id)))
+            raw = await self.env.client.workflow_service.describe_workflow_execution(
+                DescribeWorkflowExecutionRequest(
+                    namespace=self.env.client.namespace, execution=WorkflowExecution(workflow_id=handle.id)
+                )
+            )
             if raw.workflow_execution_info.status != 1:  # no longer RUNNING
                 break
             await asyncio.sleep(0.05)

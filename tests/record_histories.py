@@ -20,18 +20,26 @@ from zoneinfo import ZoneInfo
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.test_ladder import JUDGMENT_DATES
-from domain.models import (
-    CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, ReversalIn, WriteOffConfirmIn,
-)
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from devstack.binaries import find
-from sandbox.gateway import running_gateway
+from domain.models import (
+    CloseIn,
+    HoldIn,
+    OutcomeIn,
+    PaymentIn,
+    PlanIn,
+    PromiseIn,
+    ReleaseIn,
+    ReversalIn,
+    WriteOffConfirmIn,
+)
 from domain.policy import parse_policy
-from tests.conftest import LADDER_POLICY, DATA_CONVERTER, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
+from sandbox.gateway import running_gateway
+from tests.conftest import DATA_CONVERTER, LADDER_POLICY, TASK_QUEUE, TEST_KEY_ID, Cases, register_search_attributes, today_in
+from tests.test_ladder import JUDGMENT_DATES
 from worker import build_worker
 from workflows.case import CollectionCase as W
 
@@ -134,8 +142,6 @@ async def write_off_proposal(cases: Cases):
     return h
 
 
-
-
 async def legal_clocks(cases: Cases):
     """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
     comes without its dates and then with them, and enforcement follows its performance period."""
@@ -151,10 +157,7 @@ async def legal_clocks(cases: Cases):
     return h
 
 
-
-
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks, write_off,
-             write_off_proposal)
+SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks, write_off, write_off_proposal)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:
@@ -168,8 +171,11 @@ async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gatew
             path.write_text(hist.to_json())
             print(f"{path.name}: {len(hist.events)} events")
             last = hist.events[-1]
-            run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                      if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
+            run_id = (
+                last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                else None
+            )
             n += 1
 
 
@@ -179,7 +185,8 @@ async def main(names: list[str]) -> None:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: {[s.__name__ for s in SCENARIOS]}")
     OUT.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server"))
+        data_converter=DATA_CONVERTER, test_server_existing_path=find("temporal-test-server")
+    )
     try:
         await register_search_attributes(env.client)
         with tempfile.TemporaryDirectory() as tmp, running_gateway(api_key="k") as gw:

@@ -100,7 +100,7 @@ def test_allocation_respects_the_order(b, amount, order):
     partly = [c for c in order if alloc.get(c) and getattr(after, c) > 0]
     assert len(partly) <= 1
     if partly:
-        rest = order[order.index(partly[0]) + 1:]
+        rest = order[order.index(partly[0]) + 1 :]
         assert not any(alloc.get(c) for c in rest)
         assert left == 0
     # The dict lists the components in the order they were paid.

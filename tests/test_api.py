@@ -27,8 +27,8 @@ from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = "test-token-0123456789"   # API_TOKEN: the bootstrap admin token (operators only)
-TOKEN = ""                             # an operator with every role but admin, made by the api fixture
+BOOTSTRAP = "test-token-0123456789"  # API_TOKEN: the bootstrap admin token (operators only)
+TOKEN = ""  # an operator with every role but admin, made by the api fixture
 AUTH: dict[str, str] = {}
 TASK_QUEUE = "collections-api-test"
 
@@ -41,9 +41,16 @@ class Api:
         return httpx.AsyncClient(base_url=self.url, headers=dict(AUTH) if auth else {}, timeout=30)
 
     async def start(self, loan_id: str, dpd: int = 3, principal: str = "5000.00", **extra) -> dict:
-        body = {"loan_id": loan_id, "borrower_id": f"B-{loan_id}", "principal": principal, "interest": "120.50",
-                "fees": "15", "due_date": (date.today() - timedelta(days=dpd)).isoformat(),
-                "borrower": {"name": "张伟", "phone": "13812345678", "email": "zhang.wei@example.cn"}, **extra}
+        body = {
+            "loan_id": loan_id,
+            "borrower_id": f"B-{loan_id}",
+            "principal": principal,
+            "interest": "120.50",
+            "fees": "15",
+            "due_date": (date.today() - timedelta(days=dpd)).isoformat(),
+            "borrower": {"name": "张伟", "phone": "13812345678", "email": "zhang.wei@example.cn"},
+            **extra,
+        }
         async with self.http() as c:
             r = await c.post("/v1/cases", json=body)
         assert r.status_code == 201, r.text
@@ -63,8 +70,15 @@ def essentials(st: dict) -> dict:
 
 
 def api_env(address: str, repo, **extra: str) -> dict[str, str]:
-    return dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=TASK_QUEUE, LOG_FORMAT="json",
-                DATABASE_URL=repo.engine.url.render_as_string(hide_password=False), API_TOKEN=BOOTSTRAP, **extra)
+    return dict(
+        os.environ,
+        TEMPORAL_ADDRESS=address,
+        TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+        LOG_FORMAT="json",
+        DATABASE_URL=repo.engine.url.render_as_string(hide_password=False),
+        API_TOKEN=BOOTSTRAP,
+        **extra,
+    )
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -79,16 +93,22 @@ async def api(repo, gateway, tmp_path_factory):
     AUTH = {"Authorization": f"Bearer {TOKEN}"}
     port = free_port()
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, ip="127.0.0.1", port=port, ui=False)
+        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, ip="127.0.0.1", port=port, ui=False
+    )
     address = f"127.0.0.1:{port}"
     client = await connect(address)
     gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     log = tmp_path_factory.mktemp("api") / "api.log"
     api_port = free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "api", "--exit-with-parent", str(os.getpid())], cwd=ROOT,
-                                env=api_env(address, repo, API_PORT=str(api_port)), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api", "--exit-with-parent", str(os.getpid())],
+            cwd=ROOT,
+            env=api_env(address, repo, API_PORT=str(api_port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{api_port}"
     try:
         async with build_worker(client, CaseActivities(repo, gw), task_queue=TASK_QUEUE):
@@ -129,18 +149,29 @@ async def test_health_connects_at_start_and_says_so(api):
             await asyncio.sleep(0.2)
     assert body == {"status": "ok", "temporal": "connected", "detail": None}
 
+
 async def test_the_openapi_document_is_served_and_describes_every_route(api):
     async with api.http(auth=False) as c:
         r = await c.get("/openapi.json")
     assert r.status_code == 200
     doc = r.json()
     ops = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
-    assert ops >= {("POST", "/v1/loans/{loan_id}/payments"), ("POST", "/v1/loans/{loan_id}/promises"),
-                   ("POST", "/v1/loans/{loan_id}/plans"), ("POST", "/v1/loans/{loan_id}/holds"),
-                   ("POST", "/v1/loans/{loan_id}/holds/{kind}/release"), ("POST", "/v1/loans/{loan_id}/outcomes"),
-                   ("GET", "/v1/loans/{loan_id}"), ("GET", "/v1/cases"), ("POST", "/v1/cases")}
+    assert ops >= {
+        ("POST", "/v1/loans/{loan_id}/payments"),
+        ("POST", "/v1/loans/{loan_id}/promises"),
+        ("POST", "/v1/loans/{loan_id}/plans"),
+        ("POST", "/v1/loans/{loan_id}/holds"),
+        ("POST", "/v1/loans/{loan_id}/holds/{kind}/release"),
+        ("POST", "/v1/loans/{loan_id}/outcomes"),
+        ("GET", "/v1/loans/{loan_id}"),
+        ("GET", "/v1/cases"),
+        ("POST", "/v1/cases"),
+    }
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
     assert "bootstrap" in doc["components"]["securitySchemes"]["bearerAuth"]["description"]
     for path, item in doc["paths"].items():
         if not path.startswith("/v1/"):
@@ -155,8 +186,10 @@ async def test_the_openapi_document_is_served_and_describes_every_route(api):
 
 # --------------------------------------------------------------------------- auth
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic {TOKEN}"},
-                                     {"Authorization": "{TOKEN}"}])
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic {TOKEN}"}, {"Authorization": "{TOKEN}"}]
+)
 async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api, headers):
     headers = {k: v.replace("{TOKEN}", TOKEN) for k, v in headers.items()}
     loan = f"AUTH-{abs(hash(json.dumps(headers))) % 10**6}"
@@ -166,8 +199,9 @@ async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api,
         responses = [
             await c.post(f"/v1/loans/{loan}/payments", json={"payment_id": f"P-{loan}", "amount": "100.00"}),
             await c.post(f"/v1/loans/{loan}/holds", json={"kind": "dispute"}),
-            await c.post("/v1/cases", json={"loan_id": f"{loan}-X", "borrower_id": "B", "principal": "10",
-                                            "due_date": "2026-10-01"}),
+            await c.post(
+                "/v1/cases", json={"loan_id": f"{loan}-X", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01"}
+            ),
             await c.get(f"/v1/loans/{loan}"),
             await c.get("/v1/cases"),
         ]
@@ -181,26 +215,43 @@ async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api,
 
 # --------------------------------------------------------------------------- cases and inputs
 
+
 async def test_open_a_case_post_payments_and_read_the_status(api):
     result = await api.start("API-1")
     assert result == {"workflow_id": "loan-API-1", "started": True, "message": "started loan-API-1", "unapplied_payments": []}
     assert api.repo.borrower("B-API-1").name == "张伟" and api.repo.loan("API-1").principal == 500_000
     async with api.http() as c:
         # the running case's own terms (other terms are refused: issue 14, hole 1)
-        again = await c.post("/v1/cases", json={"loan_id": "API-1", "borrower_id": "B-API-1", "principal": "5000.00",
-                                                "due_date": api.repo.loan("API-1").due_date.isoformat()})
+        again = await c.post(
+            "/v1/cases",
+            json={
+                "loan_id": "API-1",
+                "borrower_id": "B-API-1",
+                "principal": "5000.00",
+                "due_date": api.repo.loan("API-1").due_date.isoformat(),
+            },
+        )
         assert again.status_code == 200 and again.json()["started"] is False
 
         st = (await c.get("/v1/loans/API-1")).json()
         assert (st["workflow_id"], st["status"], st["currency"], st["outstanding"]["total"]) == (
-            "loan-API-1", "active", "CNY", "5135.50")
+            "loan-API-1",
+            "active",
+            "CNY",
+            "5135.50",
+        )
 
         pay = {"payment_id": "BANK-API-1", "amount": "135.50", "paid_at": "2026-11-28T10:15:00+08:00"}
         r = await c.post("/v1/loans/API-1/payments", json=pay)
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["status"], body["duplicate"], body["applied"], body["outstanding"], body["case_status"]) == (
-            "applied", False, "135.50", "5000.00", "active")
+            "applied",
+            False,
+            "135.50",
+            "5000.00",
+            "active",
+        )
         assert body["allocation"] == {"fees": "15.00", "interest": "120.50"}
 
         dup = await c.post("/v1/loans/API-1/payments", json=pay)
@@ -210,14 +261,21 @@ async def test_open_a_case_post_payments_and_read_the_status(api):
         if api.repo.payments(loan_id="API-1"):
             break
         await asyncio.sleep(0.1)
-    assert [(p.payment_id, p.status, p.amount) for p in api.repo.payments(loan_id="API-1")] == [
-        ("BANK-API-1", "applied", 13_550)]
+    assert [(p.payment_id, p.status, p.amount) for p in api.repo.payments(loan_id="API-1")] == [("BANK-API-1", "applied", 13_550)]
 
 
 async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(api):
     api.repo.upsert_borrower(id="B-API-U", name="李娜", timezone="Asia/Shanghai", language="zh")
-    api.repo.upsert_loan(id="API-U", borrower_id="B-API-U", currency="CNY", principal=100_000, interest=0, fees=0,
-                         due_date=date(2026, 10, 1), policy="default")
+    api.repo.upsert_loan(
+        id="API-U",
+        borrower_id="B-API-U",
+        currency="CNY",
+        principal=100_000,
+        interest=0,
+        fees=0,
+        due_date=date(2026, 10, 1),
+        policy="default",
+    )
     async with api.http() as c:
         r = await c.post("/v1/loans/API-U/payments", json={"payment_id": "LATE-U1", "amount": "50.00"})
         assert r.status_code == 202, r.text
@@ -229,8 +287,10 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(api):
 
         unknown = await c.post("/v1/loans/NOPE-1/payments", json={"payment_id": "LATE-U2", "amount": "50.00"})
         assert unknown.status_code == 404
-        assert error_of(unknown) == ("loan_id", "NOPE-1 is unknown (no open case and not in the system of record); "
-                                                "nothing recorded")
+        assert error_of(unknown) == (
+            "loan_id",
+            "NOPE-1 is unknown (no open case and not in the system of record); nothing recorded",
+        )
         assert (await c.get("/v1/loans/NOPE-1")).status_code == 404
         assert (await c.post("/v1/loans/NOPE-1/holds", json={"kind": "dispute"})).status_code == 404
     assert [(p.payment_id, p.status, p.amount) for p in api.repo.payments(loan_id="API-U")] == [("LATE-U1", "unapplied", 5_000)]
@@ -239,8 +299,16 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(api):
 
 async def test_unapplied_payments_are_named_when_a_case_opens_and_applied_only_when_asked(api):
     api.repo.upsert_borrower(id="B-API-UA", name="李娜", timezone="Asia/Shanghai", language="zh")
-    api.repo.upsert_loan(id="API-UA", borrower_id="B-API-UA", currency="CNY", principal=500_000, interest=12_050,
-                         fees=1_500, due_date=date.today() - timedelta(days=3), policy="default")
+    api.repo.upsert_loan(
+        id="API-UA",
+        borrower_id="B-API-UA",
+        currency="CNY",
+        principal=500_000,
+        interest=12_050,
+        fees=1_500,
+        due_date=date.today() - timedelta(days=3),
+        policy="default",
+    )
     async with api.http() as c:
         for pid, amount in (("EARLY-1", "100.00"), ("EARLY-2", "20.00")):
             r = await c.post("/v1/loans/API-UA/payments", json={"payment_id": pid, "amount": amount})
@@ -250,11 +318,11 @@ async def test_unapplied_payments_are_named_when_a_case_opens_and_applied_only_w
     opened = await api.start("API-UA", borrower_id="B-API-UA")
     assert opened["unapplied_payments"] == ["EARLY-1", "EARLY-2"] and "apply-unapplied" in opened["message"]
     before = await api.status("API-UA")
-    assert before["total_paid"] == "0.00"                               # nothing applied on its own
+    assert before["total_paid"] == "0.00"  # nothing applied on its own
     async with api.http() as c:
         bad = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["NOT-THERE"]})
         assert bad.status_code == 422 and error_of(bad)[0] == "payment_id", bad.text
-        assert (await api.status("API-UA"))["total_paid"] == "0.00"     # a refusal changes nothing
+        assert (await api.status("API-UA"))["total_paid"] == "0.00"  # a refusal changes nothing
         one = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["EARLY-2"]})
         assert one.status_code == 200, one.text
         assert [(o["payment_id"], o["status"], o["applied"]) for o in one.json()] == [("EARLY-2", "applied", "20.00")]
@@ -263,29 +331,41 @@ async def test_unapplied_payments_are_named_when_a_case_opens_and_applied_only_w
         empty = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={})
         assert empty.status_code == 422 and "no unapplied payments" in error_of(empty)[1]
         again = await c.post("/v1/loans/API-UA/payments/apply-unapplied", json={"payment_ids": ["EARLY-2"]})
-        assert again.status_code == 200 and again.json()[0]["duplicate"] is True     # a retry: nothing changes
+        assert again.status_code == 200 and again.json()[0]["duplicate"] is True  # a retry: nothing changes
     after = await api.status("API-UA")
     assert after["total_paid"] == "120.00"
     rows = {p.payment_id: p for p in api.repo.payments(loan_id="API-UA")}
     assert {k: (v.status, v.workflow_id) for k, v in rows.items()} == {
-        "EARLY-1": ("applied", "loan-API-UA"), "EARLY-2": ("applied", "loan-API-UA")}
+        "EARLY-1": ("applied", "loan-API-UA"),
+        "EARLY-2": ("applied", "loan-API-UA"),
+    }
 
 
 async def test_apply_unapplied_goes_on_past_a_payment_the_case_refuses(api):
     api.repo.upsert_borrower(id="B-API-UB", name="李娜", timezone="Asia/Shanghai", language="zh")
-    api.repo.upsert_loan(id="API-UB", borrower_id="B-API-UB", currency="CNY", principal=10_000, interest=0,
-                         fees=0, due_date=date.today() - timedelta(days=3), policy="default")
+    api.repo.upsert_loan(
+        id="API-UB",
+        borrower_id="B-API-UB",
+        currency="CNY",
+        principal=10_000,
+        interest=0,
+        fees=0,
+        due_date=date.today() - timedelta(days=3),
+        policy="default",
+    )
     async with api.http() as c:
         for pid, amount in (("UB-1", "60.00"), ("UB-2", "80.00"), ("UB-3", "10.00")):
             assert (await c.post("/v1/loans/API-UB/payments", json={"payment_id": pid, "amount": amount})).status_code == 202
         await api.start("API-UB", borrower_id="B-API-UB", principal="100.00", interest="0", fees="0")
         r = await c.post("/v1/loans/API-UB/payments/apply-unapplied", json={})
         assert r.status_code == 200, r.text
-    assert [(o["payment_id"], o["status"]) for o in r.json()] == [
-        ("UB-1", "applied"), ("UB-2", "unapplied"), ("UB-3", "applied")]
+    assert [(o["payment_id"], o["status"]) for o in r.json()] == [("UB-1", "applied"), ("UB-2", "unapplied"), ("UB-3", "applied")]
     assert "more than the outstanding" in r.json()[1]["message"]
     assert {p.payment_id: p.status for p in api.repo.payments(loan_id="API-UB")} == {
-        "UB-1": "applied", "UB-2": "unapplied", "UB-3": "applied"}
+        "UB-1": "applied",
+        "UB-2": "unapplied",
+        "UB-3": "applied",
+    }
     assert (await api.status("API-UB"))["total_paid"] == "70.00"
 
 
@@ -300,8 +380,10 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         assert r.status_code == 200 and r.json()["status"] == "active", r.text
         r = await c.post("/v1/loans/API-2/promises", json={"amount": "1000.00", "date": (today + timedelta(days=5)).isoformat()})
         assert r.status_code == 200 and r.json()["status"] == "paused", r.text
-        r = await c.post("/v1/loans/API-2/plans", json={"kind": "instalments", "instalments": 5,
-                                                        "first_due": (today + timedelta(days=7)).isoformat()})
+        r = await c.post(
+            "/v1/loans/API-2/plans",
+            json={"kind": "instalments", "instalments": 5, "first_due": (today + timedelta(days=7)).isoformat()},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["total"] == "5135.50" and len(r.json()["schedule"]) == 5
         st = (await c.get("/v1/loans/API-2")).json()
@@ -311,8 +393,9 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         before = essentials(st)
         r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment"})
         assert r.status_code == 422 and error_of(r)[0] == "kind" and error_of(r)[1].startswith("no lawsuit"), r.text
-        r = await c.post("/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment",
-                                                          "effective_on": today.isoformat()})
+        r = await c.post(
+            "/v1/loans/API-2/outcomes", json={"kind": "court", "outcome": "judgment", "effective_on": today.isoformat()}
+        )
         assert r.status_code == 422 and error_of(r)[0] == "performance_ends", r.text  # the judgment's dates come together
         r = await c.post("/v1/loans/API-2/holds/complaint/release", json={})
         assert r.status_code == 422 and error_of(r)[0] == "kind", r.text
@@ -321,37 +404,110 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         assert essentials((await c.get("/v1/loans/API-2")).json()) == before
 
 
-@pytest.mark.parametrize("method,path,body,status,field,reason", [
-    ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": "1.001"}, 422, "amount", "has 3 decimals"),
-    ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": 5}, 422, "amount", "must be a decimal string"),
-    ("post", "/v1/loans/API-3/payments", {"amount": "5"}, 422, "payment_id", "is required"),
-    ("post", "/v1/loans/API-3/payments", {"payment_id": "bad id!", "amount": "5"}, 422, "payment_id", "'bad id!' is not an id"),
-    ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": "5", "note": "x"}, 422, "note", "is not a known field"),
-    ("post", "/v1/loans/API-3/payments", "{not json", 422, "body", "is not valid JSON"),
-    ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": "5", "currency": "USD"}, 422, "currency", "USD does not match"),
-    ("post", "/v1/loans/bad%20id/payments", {"payment_id": "X1", "amount": "5"}, 422, "loan_id", ""),
-    ("post", "/v1/loans/API-3/holds", {"kind": "holiday"}, 422, "kind", ""),
-    ("post", "/v1/loans/API-3/holds", {"kind": "hardship"}, 422, "until", "a hardship hold needs its end date"),
-    ("post", "/v1/loans/API-3/holds/holiday/release", {}, 422, "kind", ""),
-    ("post", "/v1/loans/API-3/plans", {"kind": "instalments", "instalments": 70, "first_due": "2030-01-01"}, 422, "instalments", ""),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01",
-                           "policy": "../../etc/passwd"}, 422, "policy", ""),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B", "principal": "0", "due_date": "2026-10-01"},
-     422, "principal", "the loan owes nothing"),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01",
-                           "timezone": "Moon/Base"}, 422, "timezone", "unknown IANA time zone"),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "1899-10-01"},
-     422, "due_date", "is outside"),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01",
-                           "borrower": {"name": "x\u0000y"}}, 422, "borrower.name", ""),
-    ("post", "/v1/cases", {"loan_id": "API-4", "borrower_id": "B-NOBODY", "principal": "10", "due_date": "2026-10-01"},
-     422, "borrower", "B-NOBODY is not in the system of record"),
-    ("get", "/v1/cases?status=open", None, 422, "status", ""),
-    ("get", "/v1/cases?min_amount=lots", None, 422, "min_amount", ""),
-    ("get", "/v1/cases?limit=0", None, 422, "limit", ""),
-    ("get", "/v1/cases?query=bogus%20%3D%3D%3D", None, 422, "query", "Temporal refused the query"),
-    ("get", "/v1/loans/NOPE-2", None, 404, "loan_id", "no case for loan NOPE-2"),
-])
+@pytest.mark.parametrize(
+    "method,path,body,status,field,reason",
+    [
+        ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": "1.001"}, 422, "amount", "has 3 decimals"),
+        ("post", "/v1/loans/API-3/payments", {"payment_id": "X1", "amount": 5}, 422, "amount", "must be a decimal string"),
+        ("post", "/v1/loans/API-3/payments", {"amount": "5"}, 422, "payment_id", "is required"),
+        (
+            "post",
+            "/v1/loans/API-3/payments",
+            {"payment_id": "bad id!", "amount": "5"},
+            422,
+            "payment_id",
+            "'bad id!' is not an id",
+        ),
+        (
+            "post",
+            "/v1/loans/API-3/payments",
+            {"payment_id": "X1", "amount": "5", "note": "x"},
+            422,
+            "note",
+            "is not a known field",
+        ),
+        ("post", "/v1/loans/API-3/payments", "{not json", 422, "body", "is not valid JSON"),
+        (
+            "post",
+            "/v1/loans/API-3/payments",
+            {"payment_id": "X1", "amount": "5", "currency": "USD"},
+            422,
+            "currency",
+            "USD does not match",
+        ),
+        ("post", "/v1/loans/bad%20id/payments", {"payment_id": "X1", "amount": "5"}, 422, "loan_id", ""),
+        ("post", "/v1/loans/API-3/holds", {"kind": "holiday"}, 422, "kind", ""),
+        ("post", "/v1/loans/API-3/holds", {"kind": "hardship"}, 422, "until", "a hardship hold needs its end date"),
+        ("post", "/v1/loans/API-3/holds/holiday/release", {}, 422, "kind", ""),
+        (
+            "post",
+            "/v1/loans/API-3/plans",
+            {"kind": "instalments", "instalments": 70, "first_due": "2030-01-01"},
+            422,
+            "instalments",
+            "",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01", "policy": "../../etc/passwd"},
+            422,
+            "policy",
+            "",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {"loan_id": "API-4", "borrower_id": "B", "principal": "0", "due_date": "2026-10-01"},
+            422,
+            "principal",
+            "the loan owes nothing",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "2026-10-01", "timezone": "Moon/Base"},
+            422,
+            "timezone",
+            "unknown IANA time zone",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {"loan_id": "API-4", "borrower_id": "B", "principal": "10", "due_date": "1899-10-01"},
+            422,
+            "due_date",
+            "is outside",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {
+                "loan_id": "API-4",
+                "borrower_id": "B",
+                "principal": "10",
+                "due_date": "2026-10-01",
+                "borrower": {"name": "x\u0000y"},
+            },
+            422,
+            "borrower.name",
+            "",
+        ),
+        (
+            "post",
+            "/v1/cases",
+            {"loan_id": "API-4", "borrower_id": "B-NOBODY", "principal": "10", "due_date": "2026-10-01"},
+            422,
+            "borrower",
+            "B-NOBODY is not in the system of record",
+        ),
+        ("get", "/v1/cases?status=open", None, 422, "status", ""),
+        ("get", "/v1/cases?min_amount=lots", None, 422, "min_amount", ""),
+        ("get", "/v1/cases?limit=0", None, 422, "limit", ""),
+        ("get", "/v1/cases?query=bogus%20%3D%3D%3D", None, 422, "query", "Temporal refused the query"),
+        ("get", "/v1/loans/NOPE-2", None, 404, "loan_id", "no case for loan NOPE-2"),
+    ],
+)
 async def test_bad_input_gets_one_error_shape_and_changes_nothing(api, method, path, body, status, field, reason):
     if not api.repo.loan("API-3"):
         await api.start("API-3")
@@ -404,20 +560,44 @@ async def test_list_cases_filters_through_visibility(api):
 
 # --------------------------------------------------------------------------- properties (schemathesis)
 
+
 async def test_schemathesis_no_server_errors_and_responses_match_the_schema(api, tmp_path):
     """Generated requests against every operation: never a 5xx, every response (status code,
     content type, body) as the OpenAPI document says, and no operation that ignores auth."""
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     assert st, "schemathesis is a dev dependency (pip install -e '.[dev]')"
     await api.start("ST-1")  # an open case, so that some generated inputs reach a validator
-    args = [st, "run", f"{api.url}/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
-            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                        "response_schema_conformance,ignored_auth",
-            "--phases", "examples,coverage,fuzzing", "--max-examples", "15", "--max-time", "25", "--seed", "20261128",
-            "--workers", "1", "--request-timeout", "20", "--no-color", "--warnings", "off",
-            "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml")]
-    proc = await asyncio.create_subprocess_exec(*args, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT, env=dict(os.environ, NO_COLOR="1"))
+    args = [
+        st,
+        "run",
+        f"{api.url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {TOKEN}",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "15",
+        "--max-time",
+        "25",
+        "--seed",
+        "20261128",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--no-color",
+        "--warnings",
+        "off",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(tmp_path / "junit.xml"),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=dict(os.environ, NO_COLOR="1")
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 90)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]

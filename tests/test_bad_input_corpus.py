@@ -73,16 +73,22 @@ def fill(value, loan: str, today: dt.date, now: dt.datetime):
 
 async def running(env, workflow_id: str) -> bool:
     try:
-        await env.client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-            namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)))
+        await env.client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id))
+        )
     except RPCError:
         return False
     return True
 
 
 def test_the_corpus_holds_at_least_sixty_bad_inputs_of_every_kind():
-    sizes = {"csv": len(files("csv", "*.csv")), "cli": len(files("cli")), "api": len(files("api")),
-             "updates": len(files("updates")), "policies": len(files("policies", "*.toml"))}
+    sizes = {
+        "csv": len(files("csv", "*.csv")),
+        "cli": len(files("cli")),
+        "api": len(files("api")),
+        "updates": len(files("updates")),
+        "policies": len(files("policies", "*.toml")),
+    }
     assert all(n >= 10 for n in sizes.values()), sizes
     assert sum(sizes.values()) >= 60, sizes
     assert set(load(DATA / "csv" / "expected.json")) == {p.name for p in files("csv", "*.csv")}
@@ -137,6 +143,7 @@ async def test_csv(name, env, worker, repo):
 
 # --------------------------------------------------------------------------- policy files
 
+
 def policy_expectation(path: Path) -> tuple[str, str, str | None]:
     head = path.read_bytes().split(b"\n", 2)
     first = head[0].decode("ascii")
@@ -149,13 +156,15 @@ def policy_expectation(path: Path) -> tuple[str, str, str | None]:
 POLICIES = files("policies", "*.toml") + sorted(OLD_POLICIES.glob("*.toml"))
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=f"{p.parent.name}/{p.stem}", marks=marks(
-    {"bug": policy_expectation(p)[2]})) for p in POLICIES])
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=f"{p.parent.name}/{p.stem}", marks=marks({"bug": policy_expectation(p)[2]})) for p in POLICIES]
+)
 def test_policy_file(path):
     field, reason, _ = policy_expectation(path)
     with pytest.raises(errors.BadInput) as info:
-        opening.case_input(loan_id="POLBAD-1", borrower_id="B-POLBAD", principal="100.00", due_date="2026-10-01",
-                       policy=str(path))
+        opening.case_input(
+            loan_id="POLBAD-1", borrower_id="B-POLBAD", principal="100.00", due_date="2026-10-01", policy=str(path)
+        )
     err = info.value
     assert err.field.startswith(str(path)) and err.field.endswith(field), (err.field, field)
     assert reason in err.reason, (err.reason, reason)
@@ -169,7 +178,7 @@ UPDATES = files("updates")
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=marks(load(p))) for p in UPDATES])
 async def test_update(path, env, shared, cases):
     spec = load(path)
-    if spec.get("setup"):   # an input that needs a case in a given state gets a case of its own
+    if spec.get("setup"):  # an input that needs a case in a given state gets a case of its own
         handle = await cases.start(dpd=1)
     else:
         handle = shared[1]
@@ -198,16 +207,28 @@ async def cli_runs(env, shared, repo) -> dict[str, tuple[subprocess.CompletedPro
     cases, handle = shared
     loan = handle.id.removeprefix("loan-")
     now = await cases.now()
-    e = dict(os.environ, TEMPORAL_ADDRESS=env.client.service_client.config.target_host, TEMPORAL_TASK_QUEUE=TASK_QUEUE,
-             LOG_FORMAT="json", DATABASE_URL=repo.engine.url.render_as_string(hide_password=False))
+    e = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+        LOG_FORMAT="json",
+        DATABASE_URL=repo.engine.url.render_as_string(hide_password=False),
+    )
     sem = asyncio.Semaphore(4)
 
     async def run(path: Path):
         argv = fill(load(path)["argv"], loan, today_in(now), now)
         async with sem:
             before = await snapshot(handle)
-            proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *argv, cwd=ROOT, env=e,
-                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "starter.py",
+                *argv,
+                cwd=ROOT,
+                env=e,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), 90)
             after = await snapshot(handle)
         return path.stem, (subprocess.CompletedProcess(argv, proc.returncode, out.decode(), err.decode()), before, after)
@@ -237,8 +258,9 @@ API = files("api")
 @pytest_asyncio.fixture(scope="module")
 async def api(env, repo):
     app = create_app([TOKEN], client=env.client, repo=repo)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
-                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    ) as http:
         yield http
 
 

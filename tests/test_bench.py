@@ -14,9 +14,14 @@ ITEMS = ("1. Start throughput", "2. Memory", "3. Reaction", "4. Portfolio", "5. 
 
 def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--small", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "COLUMNS": "160"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--small", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     print(proc.stdout[-20000:])
     assert proc.returncode == 0, proc.stderr[-5000:]
     for title in ITEMS:
@@ -41,6 +46,6 @@ def test_every_benchmark_runs_small_and_prints_its_table(tmp_path):
             if row["baseline"] is not None:
                 assert row["baseline"] > 0 and row["ratio"] > 0, row
             if row["goal"] and row["goal_on"] == "ours":
-                assert row["met"] is True, row   # a limit on our own figure (history events): met even at this size
+                assert row["met"] is True, row  # a limit on our own figure (history events): met even at this size
             elif row["goal"]:
-                assert row["met"] is not None, row   # a goal on a ratio: evaluated (a tiny run's ratio says little)
+                assert row["met"] is not None, row  # a goal on a ratio: evaluated (a tiny run's ratio says little)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,17 +22,24 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
+from devstack.binaries import find
 from domain.policy import load_policy, parse_policy
 from encryption import codec
-from devstack.binaries import find
 from encryption.codec_server import free_port, running_codec_server
 from tests.conftest import DATA_CONVERTER, Cases
-from workflows import search
 from worker import build_worker
+from workflows import search
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TASK_QUEUE = "collections-browser"
 QUERY = 'CollectionStage = "reminder"'
 CODEC_TOKEN = "browser-test-codec-token-" + "y" * 16
@@ -75,13 +81,17 @@ async def test_the_ui_finds_cases_by_stage_and_shows_payloads_to_codec_token_hol
     ui = f"http://127.0.0.1:{ui_port}"
     codec_url = f"http://127.0.0.1:{codec_port}"
 
-    with running_codec_server({"CODEC_TOKEN": CODEC_TOKEN, "CODEC_DEV": "", "CODEC_CORS_ORIGINS": ui},
-                              port=codec_port):
+    with running_codec_server({"CODEC_TOKEN": CODEC_TOKEN, "CODEC_DEV": "", "CODEC_CORS_ORIGINS": ui}, port=codec_port):
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find("temporal"), ui=True, ui_port=ui_port, search_attributes=search.ALL,
-            data_converter=DATA_CONVERTER, dev_server_log_level="error",
+            dev_server_existing_path=find("temporal"),
+            ui=True,
+            ui_port=ui_port,
+            search_attributes=search.ALL,
+            data_converter=DATA_CONVERTER,
+            dev_server_log_level="error",
             dev_server_extra_args=["--ui-codec-endpoint", codec_url, "--ui-disable-news-fetch"],
-            dev_server_startup_timeout=timedelta(seconds=30))
+            dev_server_startup_timeout=timedelta(seconds=30),
+        )
         gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
         try:
             async with build_worker(env.client, CaseActivities(repo, gw), task_queue=TASK_QUEUE):
@@ -89,10 +99,19 @@ async def test_the_ui_finds_cases_by_stage_and_shows_payloads_to_codec_token_hol
                 reminder = [await cases.start(dpd=1) for _ in range(3)]
                 # a case at another stage: a policy whose ladder starts with the first call
                 data = load_policy("default").model_dump(mode="json")
-                data.update(name="calls-first", steps=[
-                    {"key": "first_call", "stage": "first_call", "dpd": 1, "actions": ["call"]},
-                    {"key": "reminder_notice", "stage": "reminder", "dpd": 30, "actions": ["sms", "letter"],
-                     "letter": "reminder_notice"}])
+                data.update(
+                    name="calls-first",
+                    steps=[
+                        {"key": "first_call", "stage": "first_call", "dpd": 1, "actions": ["call"]},
+                        {
+                            "key": "reminder_notice",
+                            "stage": "reminder",
+                            "dpd": 30,
+                            "actions": ["sms", "letter"],
+                            "letter": "reminder_notice",
+                        },
+                    ],
+                )
                 later = await cases.start(dpd=1, policy=parse_policy(data))
 
                 async def stage_of(h) -> str | None:
@@ -102,10 +121,13 @@ async def test_the_ui_finds_cases_by_stage_and_shows_payloads_to_codec_token_hol
                     await wait_for(f"{h.id} at reminder", lambda h=h: _eq(stage_of(h), "reminder"))
                 await wait_for(f"{later.id} at first_call", lambda: _eq(stage_of(later), "first_call"))
 
-                async def listed() -> set[str]:       # what the UI will list: the visibility store's answer
+                async def listed() -> set[str]:  # what the UI will list: the visibility store's answer
                     return {w.id async for w in env.client.list_workflows(QUERY)}
-                await wait_for("visibility to list the reminder cases",
-                               lambda: _true(listed(), lambda ids: {h.id for h in reminder} <= ids and later.id not in ids))
+
+                await wait_for(
+                    "visibility to list the reminder cases",
+                    lambda: _true(listed(), lambda ids: {h.id for h in reminder} <= ids and later.id not in ids),
+                )
                 async with httpx.AsyncClient() as http:
                     await wait_for("the UI to answer", lambda: _ok(http.get(ui)))
 
@@ -163,7 +185,7 @@ async def check_ui(browser, ui: str, codec_url: str, shots: Path, reminder, late
 
     # 2. a case's input, before signing in to the codec server: still ciphertext
     case = reminder[0]
-    borrower = f"B{case.id.removeprefix('loan-')}"              # in the input payload only
+    borrower = f"B{case.id.removeprefix('loan-')}"  # in the input payload only
     detail = f"{ui}/namespaces/default/workflows/{quote(case.id)}/{case.result_run_id or case.first_execution_run_id}/history"
     await page.goto(detail)
     await page.get_by_text(case.id).first.wait_for(state="visible")

@@ -7,7 +7,7 @@ The expected days are derived here from the text of 国务院办公厅关于2026
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,10 +105,10 @@ def test_2025_against_its_notice():
 
 
 def test_next_working_day():
-    assert cal.next_working_day(date(2026, 2, 14)) == date(2026, 2, 14)   # make-up Saturday
-    assert cal.next_working_day(date(2026, 2, 15)) == date(2026, 2, 24)   # 23rd is the last rest day
+    assert cal.next_working_day(date(2026, 2, 14)) == date(2026, 2, 14)  # make-up Saturday
+    assert cal.next_working_day(date(2026, 2, 15)) == date(2026, 2, 24)  # 23rd is the last rest day
     assert cal.next_working_day(date(2026, 10, 1)) == date(2026, 10, 8)
-    assert cal.next_working_day(date(2026, 12, 5)) == date(2026, 12, 7)   # an ordinary weekend
+    assert cal.next_working_day(date(2026, 12, 5)) == date(2026, 12, 7)  # an ordinary weekend
 
 
 def test_the_holidays_package_agrees_where_it_speaks():
@@ -124,6 +124,7 @@ def test_the_holidays_package_agrees_where_it_speaks():
 
 
 # ---------------------------------------------------------------- a missing year fails closed
+
 
 def test_a_year_with_no_file_raises_calendar_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)  # the suite's folder has test-only stand-ins for later years
@@ -146,7 +147,7 @@ def test_years_and_days_until_missing(tmp_path, monkeypatch):
     assert cal.days_until_missing(date(2026, 11, 30)) == 32
     assert cal.days_until_missing(date(2026, 12, 31)) == 1
     assert cal.days_until_missing(date(2027, 1, 1)) == 0
-    assert cal.missing_warning(date(2026, 10, 31)) is None            # before 1 November: not yet
+    assert cal.missing_warning(date(2026, 10, 31)) is None  # before 1 November: not yet
     w = cal.missing_warning(date(2026, 11, 1))
     assert "cn-2027.toml" in w and "61 day" in w
     assert "now" in cal.missing_warning(date(2027, 3, 1))
@@ -180,20 +181,29 @@ working = [2026-02-14]
 """
 
 
-@pytest.mark.parametrize("change, field, reason", [
-    (("rest = [2026-02-15, 2026-02-16, 2026-02-17]", "rest = [2026-02-15, 2026-02-17, 2026-02-18]"),
-     "breaks[0].rest", "not contiguous"),
-    (("rest = [2026-02-15, 2026-02-16, 2026-02-17]", "rest = [2025-12-31, 2026-01-01, 2026-01-02]"),
-     "breaks[0].rest", "not in 2026"),
-    (("working = [2026-02-14]", "working = [2027-02-13]"), "breaks[0].working", "not in 2026"),
-    (("working = [2026-02-14]", "working = [2026-02-15]"), "breaks[0]", "both a rest day and a working day"),
-    (("days = 3", "days = 4"), "breaks[0].rest", "the notice says 4"),
-    (("working = [2026-02-14]", "working = [2026-02-13]"), "breaks[0].working", "is a weekday"),
-    (("rest = [2026-02-15, 2026-02-16, 2026-02-17]", 'rest = ["2026-02-15"]'), "breaks[0].rest", "TOML dates"),
-    (('number = "国办发明电〔2025〕7号"', ""), "source.number", "required"),
-    (("year = 2026", "year = 2025"), "year", "not 2026"),
-    (("2026年部分", "2025年部分"), "source.title", "not the notice for 2026"),
-])
+@pytest.mark.parametrize(
+    "change, field, reason",
+    [
+        (
+            ("rest = [2026-02-15, 2026-02-16, 2026-02-17]", "rest = [2026-02-15, 2026-02-17, 2026-02-18]"),
+            "breaks[0].rest",
+            "not contiguous",
+        ),
+        (
+            ("rest = [2026-02-15, 2026-02-16, 2026-02-17]", "rest = [2025-12-31, 2026-01-01, 2026-01-02]"),
+            "breaks[0].rest",
+            "not in 2026",
+        ),
+        (("working = [2026-02-14]", "working = [2027-02-13]"), "breaks[0].working", "not in 2026"),
+        (("working = [2026-02-14]", "working = [2026-02-15]"), "breaks[0]", "both a rest day and a working day"),
+        (("days = 3", "days = 4"), "breaks[0].rest", "the notice says 4"),
+        (("working = [2026-02-14]", "working = [2026-02-13]"), "breaks[0].working", "is a weekday"),
+        (("rest = [2026-02-15, 2026-02-16, 2026-02-17]", 'rest = ["2026-02-15"]'), "breaks[0].rest", "TOML dates"),
+        (('number = "国办发明电〔2025〕7号"', ""), "source.number", "required"),
+        (("year = 2026", "year = 2025"), "year", "not 2026"),
+        (("2026年部分", "2025年部分"), "source.title", "not the notice for 2026"),
+    ],
+)
 def test_an_invalid_file_is_refused_naming_the_file_and_field(tmp_path, monkeypatch, change, field, reason):
     monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
     monkeypatch.setattr(cal, "_loaded", {})
@@ -222,6 +232,7 @@ def test_broken_toml_is_refused_naming_the_file(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- warn ahead: gauge, worker log, `starter.py check`, demo
+
 
 @pytest.fixture
 def only_2026(tmp_path, monkeypatch):
@@ -279,15 +290,16 @@ def test_starter_check_refuses_an_invalid_file(tmp_path, monkeypatch, capsys):
 
 
 def test_the_demo_warns_from_1_november(only_2026):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from devstack import demo
 
-    assert demo.calendar_warning(datetime(2026, 10, 31, 12, tzinfo=timezone.utc)) is None
-    assert "cn-2027.toml" in demo.calendar_warning(datetime(2026, 11, 1, 12, tzinfo=timezone.utc))
+    assert demo.calendar_warning(datetime(2026, 10, 31, 12, tzinfo=UTC)) is None
+    assert "cn-2027.toml" in demo.calendar_warning(datetime(2026, 11, 1, 12, tzinfo=UTC))
 
 
 # ---------------------------------------------------------------- end to end: a case waits for the calendar file
+
 
 async def test_a_case_waits_for_a_missing_calendar_and_the_file_releases_it(cases, tmp_path, monkeypatch):
     """On the test server's clock, with no calendar file at all: the reminder is refused as calendar_missing and
@@ -311,7 +323,9 @@ async def test_a_case_waits_for_a_missing_calendar_and_the_file_releases_it(case
         far = date(year, 7, 1) if now.month < 4 or now.month > 9 else date(year, 1, 1)
         (tmp_path / f"cn-{year}.toml").write_text(
             f'year = {year}\n[source]\ntitle = "国务院办公厅关于{year}年部分节假日安排的通知"\nnumber = "test data"\n'
-            f'date = {year - 1}-11-01\n[[breaks]]\nname = "test"\nrest = [{far.isoformat()}]\n', encoding="utf-8")
+            f'date = {year - 1}-11-01\n[[breaks]]\nname = "test"\nrest = [{far.isoformat()}]\n',
+            encoding="utf-8",
+        )
     await cases.advance(days=1, hours=1)
     st = await cases.status(h)
     assert "reminder_notice" in st.steps_done

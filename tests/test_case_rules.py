@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -16,12 +16,19 @@ from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
 from domain.models import (
-    CaseInput, ContactResult, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn,
+    CaseInput,
+    ContactResult,
+    HoldIn,
+    OutcomeIn,
+    PaymentIn,
+    PlanIn,
+    PromiseIn,
+    ReleaseIn,
 )
 from domain.money import format_amount
-from domain.policy import load_policy, parse_policy
+from domain.policy import load_policy
 
-UTC = timezone.utc
+UTC = UTC
 US = timedelta(microseconds=1)
 SH = "Asia/Shanghai"
 NY = "America/New_York"
@@ -33,12 +40,29 @@ TOTAL = PRINCIPAL + INTEREST + FEES
 LADDER = [s.key for s in DEFAULT.steps]
 
 
-def make_case(dpd: int = 1, now: datetime = T0, policy=DEFAULT, tz: str = SH, principal: int = PRINCIPAL,
-              interest: int = INTEREST, fees: int = FEES) -> Case:
-    return Case(CaseInput(
-        loan_id="L1", borrower_id="B1", currency="CNY", principal=principal, interest=interest, fees=fees,
-        due_date=local_date(now, tz) - timedelta(days=dpd), timezone=tz, policy=policy,
-    ), now)
+def make_case(
+    dpd: int = 1,
+    now: datetime = T0,
+    policy=DEFAULT,
+    tz: str = SH,
+    principal: int = PRINCIPAL,
+    interest: int = INTEREST,
+    fees: int = FEES,
+) -> Case:
+    return Case(
+        CaseInput(
+            loan_id="L1",
+            borrower_id="B1",
+            currency="CNY",
+            principal=principal,
+            interest=interest,
+            fees=fees,
+            due_date=local_date(now, tz) - timedelta(days=dpd),
+            timezone=tz,
+            policy=policy,
+        ),
+        now,
+    )
 
 
 def delivered(step, outcome=None, **kw) -> list[ContactResult]:
@@ -197,18 +221,39 @@ def test_whole_ladder_on_the_real_calendar():
     r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
     assert r.keys() == LADDER[:8]
     assert r.when("reminder_notice") == T0
-    for key, dpd in [("first_call", 7), ("home_visit", 30), ("overdue_letter", 45), ("lawyers_letter", 60),
-                     ("bureau_notice", 76), ("bureau_report", 90), ("litigation", 120)]:
+    for key, dpd in [
+        ("first_call", 7),
+        ("home_visit", 30),
+        ("overdue_letter", 45),
+        ("lawyers_letter", 60),
+        ("bureau_notice", 76),
+        ("bureau_report", 90),
+        ("litigation", 120),
+    ]:
         assert r.when(key) == r.dpd_at(dpd), key
     assert r.state.stage == "litigation"
-    assert r.state.contacts == {"sms": 1, "email": 1, "letter": 2, "call": 1, "visit": 1, "law_firm": 1,
-                                "bureau_notice": 1, "bureau_report": 1, "lawsuit": 1}
+    assert r.state.contacts == {
+        "sms": 1,
+        "email": 1,
+        "letter": 2,
+        "call": 1,
+        "visit": 1,
+        "law_firm": 1,
+        "bureau_notice": 1,
+        "bureau_report": 1,
+        "lawsuit": 1,
+    }
     # the lawsuit waits for the court (180 days), then for a judgment before enforcement
     assert r.state.awaiting.kind == "court" and r.state.awaiting.until == r.dpd_at(120) + timedelta(days=180)
     assert "awaiting court outcome" in r.case.next_action().what
     # effective the day before; its performance period ends on DPD 149 (a Tuesday), so enforcement opens at its 24:00
-    r.outcome("court", "judgment", reference="(2026)沪0101民初1号", effective_on=r.case.clock.today(r.now) - timedelta(days=1),
-              performance_ends=r.case.inp.due_date + timedelta(days=149))
+    r.outcome(
+        "court",
+        "judgment",
+        reference="(2026)沪0101民初1号",
+        effective_on=r.case.clock.today(r.now) - timedelta(days=1),
+        performance_ends=r.case.inp.due_date + timedelta(days=149),
+    )
     assert r.state.awaiting is None and r.state.judgment_at == r.now
     r.run_until(r.dpd_at(151))
     assert r.keys()[-1] == "enforcement" and r.when("enforcement") == r.dpd_at(150)
@@ -259,15 +304,17 @@ def test_late_start_at_dpd_95_never_skips_the_mandatory_bureau_steps():
     assert r.when("reminder_notice") == T0
     assert r.when("bureau_notice") == T0 + timedelta(days=2)
     assert r.when("bureau_report") == r.when("bureau_notice") + timedelta(days=14)
-    assert [d.split(":")[0] for d in r.events("step_skipped")] == [
-        "first_call", "home_visit", "overdue_letter", "lawyers_letter"]
+    assert [d.split(":")[0] for d in r.events("step_skipped")] == ["first_call", "home_visit", "overdue_letter", "lawyers_letter"]
 
 
-@pytest.mark.parametrize(("dpd", "expected"), [
-    (10, ["reminder_notice", "first_call"]),  # one step behind: nothing skipped
-    (35, ["reminder_notice", "home_visit"]),
-    (50, ["reminder_notice", "overdue_letter"]),
-])
+@pytest.mark.parametrize(
+    ("dpd", "expected"),
+    [
+        (10, ["reminder_notice", "first_call"]),  # one step behind: nothing skipped
+        (35, ["reminder_notice", "home_visit"]),
+        (50, ["reminder_notice", "overdue_letter"]),
+    ],
+)
 def test_late_start_catches_up_to_the_step_its_dpd_calls_for(dpd, expected):
     r = Runner.open(dpd=dpd).run_until(T0 + timedelta(days=3))
     assert r.keys() == expected
@@ -337,15 +384,18 @@ def test_duplicate_payment_id_after_closure_is_still_idempotent():
     rejected(r, r.pay, "case", "is closed (paid)", "1.00", "OTHER")
 
 
-@pytest.mark.parametrize(("amount", "field", "fragment"), [
-    ("10520.01", "amount", "more than the outstanding 10520.00"),
-    ("99999", "amount", "more than the outstanding"),
-    ("-1", "amount", "negative"),
-    ("0", "amount", "greater than zero"),
-    ("1.001", "amount", "3 decimals"),
-    ("NaN", "amount", "not a plain decimal"),
-    ("", "amount", "empty"),
-])
+@pytest.mark.parametrize(
+    ("amount", "field", "fragment"),
+    [
+        ("10520.01", "amount", "more than the outstanding 10520.00"),
+        ("99999", "amount", "more than the outstanding"),
+        ("-1", "amount", "negative"),
+        ("0", "amount", "greater than zero"),
+        ("1.001", "amount", "3 decimals"),
+        ("NaN", "amount", "not a plain decimal"),
+        ("", "amount", "empty"),
+    ],
+)
 def test_bad_payment_amounts_rejected(amount, field, fragment):
     r = Runner.open(dpd=10).run_until(T0)
     rejected(r, r.pay, field, fragment, amount)
@@ -416,10 +466,13 @@ def test_broken_promise_resumes_the_ladder_at_its_deadline():
     assert r.state.promise.status == "broken"
 
 
-@pytest.mark.parametrize(("day_offset", "field", "fragment"), [
-    (-1, "date", "is in the past"),
-    (15, "date", "at most 14"),
-])
+@pytest.mark.parametrize(
+    ("day_offset", "field", "fragment"),
+    [
+        (-1, "date", "is in the past"),
+        (15, "date", "at most 14"),
+    ],
+)
 def test_bad_promise_rejected(day_offset, field, fragment):
     r = Runner.open(dpd=5).run_until(T0)
     rejected(r, r.promise, field, fragment, "100.00", r.today() + timedelta(days=day_offset))
@@ -528,8 +581,9 @@ def test_plan_supersedes_a_promise():
 
 def test_plan_rejections_change_nothing():
     r = Runner.open(dpd=20).run_until(T0)
-    rejected(r, r.plan, "instalments", "at most 60 months", kind="instalments", instalments=24, interval_months=3,
-             first_due=r.today())
+    rejected(
+        r, r.plan, "instalments", "at most 60 months", kind="instalments", instalments=24, interval_months=3, first_due=r.today()
+    )
     rejected(r, r.plan, "waiver_percent", "outside 0..50%", kind="interest_waiver", pay_by=r.today(), waiver_percent=60)
     rejected(r, r.plan, "until", "more than 90 days", kind="deferral", until=r.today() + timedelta(days=91))
     rejected(r, r.plan, "first_due", "is required", kind="instalments", instalments=3)
@@ -567,14 +621,17 @@ def test_hardship_hold_pauses_and_is_released_at_its_end_date():
     assert r.keys() == ["reminder_notice", "first_call"] and r.when("first_call") == end
 
 
-@pytest.mark.parametrize(("kind", "until_days", "field", "fragment"), [
-    ("hardship", None, "until", "needs its end date"),
-    ("hardship", 0, "until", "is not after today"),
-    ("hardship", -3, "until", "is not after today"),
-    ("hardship", 181, "until", "at most 180"),
-    ("dispute", 10, "until", "only a hardship hold has an end date"),
-    ("bankruptcy", 10, "until", "only a hardship hold has an end date"),
-])
+@pytest.mark.parametrize(
+    ("kind", "until_days", "field", "fragment"),
+    [
+        ("hardship", None, "until", "needs its end date"),
+        ("hardship", 0, "until", "is not after today"),
+        ("hardship", -3, "until", "is not after today"),
+        ("hardship", 181, "until", "at most 180"),
+        ("dispute", 10, "until", "only a hardship hold has an end date"),
+        ("bankruptcy", 10, "until", "only a hardship hold has an end date"),
+    ],
+)
 def test_bad_holds_rejected(kind, until_days, field, fragment):
     r = Runner.open(dpd=5).run_until(T0)
     until = None if until_days is None else r.today() + timedelta(days=until_days)
@@ -704,7 +761,7 @@ def test_new_york_promise_deadline_is_local_midnight_across_dst():
 def test_demo_policy_runs_the_ladder_in_minutes():
     r = Runner.open(dpd=1, policy=DEMO).run_until(T0 + timedelta(minutes=16))
     keys = [s.key for s in DEMO.steps]
-    assert r.keys() == keys[:keys.index("litigation") + 1]
+    assert r.keys() == keys[: keys.index("litigation") + 1]
     assert r.when("first_call") == T0 + timedelta(seconds=6 * 6)
     assert r.when("home_visit") == T0 + timedelta(seconds=29 * 6)
     assert r.state.stage == "litigation"
@@ -717,20 +774,32 @@ def test_demo_policy_runs_the_ladder_in_minutes():
 # ---------------------------------------------------------------- property: the books always balance
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.just("pay"), st.one_of(st.integers(min_value=1, max_value=1000), st.just(990)),
-              st.integers(min_value=0, max_value=6)),
-    st.tuples(st.just("pay_instalment"), st.integers(min_value=0, max_value=10**6), st.just(0)),
-    st.tuples(st.just("wait"), st.integers(min_value=1, max_value=24 * 60), st.just(0)),
-    st.tuples(st.just("promise"), st.integers(min_value=1, max_value=1000), st.integers(min_value=0, max_value=16)),
-    st.tuples(st.just("plan"), st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=2)),
-    st.tuples(st.just("hold"), st.integers(min_value=0, max_value=1), st.just(0)),
-), min_size=1, max_size=25)
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("pay"),
+            st.one_of(st.integers(min_value=1, max_value=1000), st.just(990)),
+            st.integers(min_value=0, max_value=6),
+        ),
+        st.tuples(st.just("pay_instalment"), st.integers(min_value=0, max_value=10**6), st.just(0)),
+        st.tuples(st.just("wait"), st.integers(min_value=1, max_value=24 * 60), st.just(0)),
+        st.tuples(st.just("promise"), st.integers(min_value=1, max_value=1000), st.integers(min_value=0, max_value=16)),
+        st.tuples(st.just("plan"), st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=2)),
+        st.tuples(st.just("hold"), st.integers(min_value=0, max_value=1), st.just(0)),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dpd=st.integers(min_value=-5, max_value=700), principal=st.integers(min_value=1, max_value=10**9),
-       interest=st.integers(min_value=0, max_value=10**7), fees=st.integers(min_value=0, max_value=10**5), ops=ops)
+@given(
+    dpd=st.integers(min_value=-5, max_value=700),
+    principal=st.integers(min_value=1, max_value=10**9),
+    interest=st.integers(min_value=0, max_value=10**7),
+    fees=st.integers(min_value=0, max_value=10**5),
+    ops=ops,
+)
 def test_balances_never_negative_and_the_books_balance(dpd, principal, interest, fees, ops):
     r = Runner(make_case(dpd, principal=principal, interest=interest, fees=fees))
     r.run_until(T0)
@@ -757,9 +826,11 @@ def test_balances_never_negative_and_the_books_balance(dpd, principal, interest,
                 r.promise(format_amount(max(1, r.state.balances.total * a // 1000), "CNY"), r.today() + timedelta(days=b))
             elif op == "plan":
                 kind = ["deferral", "instalments", "interest_waiver"][b]
-                extra = {"deferral": {"until": r.today() + timedelta(days=1 + a)},
-                         "instalments": {"instalments": 2 + a % 10, "first_due": r.today() + timedelta(days=a % 31)},
-                         "interest_waiver": {"pay_by": r.today() + timedelta(days=a % 30)}}[kind]
+                extra = {
+                    "deferral": {"until": r.today() + timedelta(days=1 + a)},
+                    "instalments": {"instalments": 2 + a % 10, "first_due": r.today() + timedelta(days=a % 31)},
+                    "interest_waiver": {"pay_by": r.today() + timedelta(days=a % 30)},
+                }[kind]
                 r.plan(kind=kind, waiver_percent=a % 51 if (interest and kind != "deferral") else 0, **extra)
             else:
                 kind = ["dispute", "complaint"][a]

@@ -9,8 +9,8 @@ import pytest
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.policy import load_policy, parse_policy
 from tests.conftest import open_hours, today_in
-from workflows.case import CollectionCase
 from tests.test_ladder import JUDGMENT_DATES
+from workflows.case import CollectionCase
 
 DEFAULT = load_policy("default")  # ladder tests run it with open contact hours (tests/conftest.py)
 FULL = "10520.00"  # 10000.00 principal + 500.00 interest + 20.00 fees (conftest defaults)
@@ -100,9 +100,11 @@ async def test_promise_broken_resumes_the_ladder_at_the_next_step(cases):
 async def test_instalment_plan_kept_settles_the_case(cases):
     h = await cases.start(dpd=1)
     today = today_in(await cases.now())
-    r = await h.execute_update(CollectionCase.agree_plan, PlanIn(kind="instalments", instalments=3, first_due=today + timedelta(days=5)))
+    r = await h.execute_update(
+        CollectionCase.agree_plan, PlanIn(kind="instalments", instalments=3, first_due=today + timedelta(days=5))
+    )
     assert r.total == FULL and [a for _, a in r.schedule] == ["3506.66", "3506.66", "3506.68"]
-    for i, (due, amount) in enumerate(r.schedule):
+    for i, (_due, amount) in enumerate(r.schedule):
         await h.execute_update(CollectionCase.record_payment, pay(f"I{i}", amount))
         st = await cases.status(h)
         if i < 2:
@@ -116,7 +118,9 @@ async def test_instalment_plan_kept_settles_the_case(cases):
 async def test_instalment_plan_broken_resumes_the_ladder(cases):
     h = await cases.start(dpd=1)
     today = today_in(await cases.now())
-    r = await h.execute_update(CollectionCase.agree_plan, PlanIn(kind="instalments", instalments=4, first_due=today + timedelta(days=5)))
+    r = await h.execute_update(
+        CollectionCase.agree_plan, PlanIn(kind="instalments", instalments=4, first_due=today + timedelta(days=5))
+    )
     await h.execute_update(CollectionCase.record_payment, pay("I0", r.schedule[0][1]))
     await cases.advance(days=30)
     st = await cases.status(h)
@@ -150,7 +154,9 @@ async def test_deferral_kept_and_broken(cases):
 async def test_interest_waiver_kept_forgives_the_interest_and_broken_restores_it(cases):
     today = today_in(await cases.now())
     kept = await cases.start(dpd=1)
-    r = await kept.execute_update(CollectionCase.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=40, pay_by=today + timedelta(days=10)))
+    r = await kept.execute_update(
+        CollectionCase.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=40, pay_by=today + timedelta(days=10))
+    )
     assert r.waived == "200.00" and r.total == "10320.00"
     assert (await cases.status(kept)).outstanding["interest"] == "300.00"
     await kept.execute_update(CollectionCase.record_payment, pay("W1", "10320.00"))
@@ -159,7 +165,9 @@ async def test_interest_waiver_kept_forgives_the_interest_and_broken_restores_it
 
     broken = await cases.start(dpd=1)
     today = today_in(await cases.now())
-    await broken.execute_update(CollectionCase.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=40, pay_by=today + timedelta(days=10)))
+    await broken.execute_update(
+        CollectionCase.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=40, pay_by=today + timedelta(days=10))
+    )
     await cases.advance(days=16)
     st = await cases.status(broken)
     assert st.plan.status == "broken" and st.outstanding["interest"] == "500.00"
@@ -187,7 +195,14 @@ async def test_cease_contact_stops_contact_but_not_the_ladder(cases):
     assert (await cases.status(h)).status == "active"
     await cases.advance(days=80)
     st = await cases.status(h)
-    assert st.steps_done[:6] == ["reminder_notice", "first_call", "home_visit", "overdue_letter", "lawyers_letter", "bureau_notice"]
+    assert st.steps_done[:6] == [
+        "reminder_notice",
+        "first_call",
+        "home_visit",
+        "overdue_letter",
+        "lawyers_letter",
+        "bureau_notice",
+    ]
     assert st.contacts == {"sms": 1, "email": 1, "letter": 2}  # the reminder before the hold, then only the legal notice
     refused = [e.detail.split(":")[0] for e in st.events if e.kind == "contact_refused"]
     assert refused == ["first_call/call", "home_visit/visit", "overdue_letter/letter", "lawyers_letter/law_firm"]
@@ -226,13 +241,16 @@ async def test_late_start_at_dpd_75_sends_the_reminder_then_the_step_its_dpd_cal
 
 async def test_a_policy_with_another_order_of_steps(cases):
     data = DEFAULT.model_dump(mode="json")
-    data.update(name="fast-legal", steps=[
-        {"key": "first_call", "stage": "first_call", "dpd": 2, "actions": ["call"]},
-        {"key": "lawyers_letter", "stage": "lawyers_letter", "dpd": 5, "actions": ["law_firm"]},
-        {"key": "reminder_notice", "stage": "reminder", "dpd": 6, "actions": ["sms", "letter"], "letter": "reminder_notice"},
-        {"key": "agency", "stage": "agency", "dpd": 10, "actions": ["agency_place"]},
-        {"key": "payment_order", "stage": "litigation", "dpd": 20, "actions": ["payment_order"], "await_outcome_days": 15},
-    ])
+    data.update(
+        name="fast-legal",
+        steps=[
+            {"key": "first_call", "stage": "first_call", "dpd": 2, "actions": ["call"]},
+            {"key": "lawyers_letter", "stage": "lawyers_letter", "dpd": 5, "actions": ["law_firm"]},
+            {"key": "reminder_notice", "stage": "reminder", "dpd": 6, "actions": ["sms", "letter"], "letter": "reminder_notice"},
+            {"key": "agency", "stage": "agency", "dpd": 10, "actions": ["agency_place"]},
+            {"key": "payment_order", "stage": "litigation", "dpd": 20, "actions": ["payment_order"], "await_outcome_days": 15},
+        ],
+    )
     h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
     await cases.advance(days=25)
     st = await cases.status(h)
@@ -262,7 +280,9 @@ async def test_visit_outcome_ends_the_wait_and_court_events_are_recorded(cases):
 async def test_call_outcome_promise_pauses_the_case(cases):
     h = await cases.start(dpd=1)
     today = today_in(await cases.now())
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="call", outcome="promise", amount="500.00", date=today + timedelta(days=3)))
+    await h.execute_update(
+        CollectionCase.record_outcome, OutcomeIn(kind="call", outcome="promise", amount="500.00", date=today + timedelta(days=3))
+    )
     st = await cases.status(h)
     assert st.status == "paused" and st.promise.amount == 50000
 

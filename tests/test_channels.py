@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import httpx
 import pytest
 
-from domain.models import OutcomeIn, PaymentIn
-from workflows.case import CollectionCase
+from domain.models import OutcomeIn
 from tests.test_ladder import JUDGMENT_DATES
+from workflows.case import CollectionCase
 
 LADDER = [  # (channel, letter kind or None) in the order a whole ladder delivers them
-    ("sms", None), ("email", None), ("letter", "reminder_notice"), ("call", None), ("visit", None),
-    ("letter", "overdue_letter"), ("law_firm", None), ("letter", "bureau_notice"), ("credit_bureau", "report"),
-    ("court", "lawsuit"), ("court", "enforcement"), ("credit_bureau", "correction"),
+    ("sms", None),
+    ("email", None),
+    ("letter", "reminder_notice"),
+    ("call", None),
+    ("visit", None),
+    ("letter", "overdue_letter"),
+    ("law_firm", None),
+    ("letter", "bureau_notice"),
+    ("credit_bureau", "report"),
+    ("court", "lawsuit"),
+    ("court", "enforcement"),
+    ("credit_bureau", "correction"),
 ]
 
 
@@ -128,6 +136,7 @@ async def test_thirty_percent_faults_still_deliver_every_step_exactly_once(cases
 
 # ------------------------------------------------------------------ the channel registry
 
+
 def test_the_registry_is_the_one_source_of_every_channel_action():
     """Every action a step or a closing case can take has one row; its activity exists under that name in the
     worker and the bench stubs; its templates are on disk in both languages; its gateway path is the sandbox's
@@ -148,8 +157,9 @@ def test_the_registry_is_the_one_source_of_every_channel_action():
     from sandbox.gateway import CHANNELS
 
     assert [r.action for r in channels.REGISTRY] == list(dict.fromkeys(r.action for r in channels.REGISTRY))
-    assert set(channels.BY_ACTION) == (set(get_args(Action)) | set(get_args(channels.ClosingAction))
-                                       | set(get_args(channels.NoticeAction)))
+    assert set(channels.BY_ACTION) == (
+        set(get_args(Action)) | set(get_args(channels.ClosingAction)) | set(get_args(channels.NoticeAction))
+    )
     real = {a.__temporal_activity_definition.name for a in CaseActivities(None, None).all()}
     stubs = {a.__temporal_activity_definition.name for a in StubActivities().all()}
     assert set(channels.ACTIVITIES) <= real and real == stubs
@@ -171,8 +181,14 @@ def test_the_registry_is_the_one_source_of_every_channel_action():
     assert letters == set(get_args(CHANNELS["letter"].model.model_fields["kind"].annotation))
     # every activity the workflow schedules by name is one the worker defines
     tree = ast.parse(Path(inspect.getfile(wf)).read_text())
-    named = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "attr", "") ==
-             "execute_local_activity" and c.args and isinstance(c.args[0], ast.Constant)}
+    named = {
+        c.args[0].value
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call)
+        and getattr(c.func, "attr", "") == "execute_local_activity"
+        and c.args
+        and isinstance(c.args[0], ast.Constant)
+    }
     assert named <= real, named - real
 
 
@@ -182,8 +198,16 @@ def test_a_misspelt_action_fails_at_validation_not_at_run_time():
     from activities.contracts import GateCheck
 
     with pytest.raises(ValidationError) as info:
-        GateCheck(workflow_id="w", case_key="k", loan_id="l", borrower_id="b", step="s", actions=["smss"],
-                  now="2026-01-01T00:00:00Z", rules={})
+        GateCheck(
+            workflow_id="w",
+            case_key="k",
+            loan_id="l",
+            borrower_id="b",
+            step="s",
+            actions=["smss"],
+            now="2026-01-01T00:00:00Z",
+            rules={},
+        )
     assert "actions.0" in str(info.value)
 
 
@@ -201,10 +225,21 @@ async def test_a_letter_to_a_guarantor_on_a_request_naming_none_fails_as_a_conta
     from domain import channels
 
     loan = f"G-{uuid.uuid4().hex[:8]}"
-    req = ChannelRequest(workflow_id=f"loan-{loan}", case_key=f"k-{loan}", loan_id=loan, borrower_id=f"B-{loan}",
-                         step="legal_letter", action="letter@guarantor", idempotency_key=f"k-{loan}:legal_letter:g",
-                         policy="default", stage="legal", dpd=60, currency="CNY", outstanding={"total": "100.00"},
-                         due_date=dt.date(2026, 10, 1))
+    req = ChannelRequest(
+        workflow_id=f"loan-{loan}",
+        case_key=f"k-{loan}",
+        loan_id=loan,
+        borrower_id=f"B-{loan}",
+        step="legal_letter",
+        action="letter@guarantor",
+        idempotency_key=f"k-{loan}:legal_letter:g",
+        policy="default",
+        stage="legal",
+        dpd=60,
+        currency="CNY",
+        outstanding={"total": "100.00"},
+        due_date=dt.date(2026, 10, 1),
+    )
     client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     try:
         acts = CaseActivities(repo, client)
@@ -303,8 +338,10 @@ async def test_a_visit_carries_its_dates_and_hours_and_one_booked_outside_them_i
     finally:
         gateway.clear_faults()
     first, again = outbox(gateway, "VISIT-1")
-    windows = [(datetime.fromisoformat(w["start"]).astimezone(tz), datetime.fromisoformat(w["end"]).astimezone(tz))
-               for w in first["body"]["windows"]]
+    windows = [
+        (datetime.fromisoformat(w["start"]).astimezone(tz), datetime.fromisoformat(w["end"]).astimezone(tz))
+        for w in first["body"]["windows"]
+    ]
     assert len(windows) == 15  # the rest of today, and the 14 days after it
     for start, end in windows:  # 08:00 to 21:00 local, each day
         assert start.date() == end.date() and (end.hour, end.minute) == (21, 0)

@@ -33,20 +33,23 @@ from activities import messages
 from activities.case import CaseActivities
 from activities.contracts import ChannelRequest, case_key
 from activities.gateway import GatewayClient, GatewaySettings
+from app import errors, inputs, opening
 from bench.chaos import ChaosConfig, run
+from devstack.binaries import find
 from domain.dates import local_date
 from domain.policy import parse_policy
 from encryption import codec
-from app import errors, inputs, opening
-from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, LADDER_POLICY
-from workflows import search
 from worker import build_worker
+from workflows import search
 
 
 async def test_chaos_run_small(tmp_path):
-    report = await run(ChaosConfig(cases=100, kills=3, server_restarts=1, faults=0.3, seed=20261128, day_seconds=2,
-                                   window=75, workdir=tmp_path / "chaos"))
+    report = await run(
+        ChaosConfig(
+            cases=100, kills=3, server_restarts=1, faults=0.3, seed=20261128, day_seconds=2, window=75, workdir=tmp_path / "chaos"
+        )
+    )
     table = report.table()
     print("\n" + table)
     assert not report.failures, table
@@ -56,27 +59,53 @@ async def test_chaos_run_small(tmp_path):
 
 # --------------------------------------------------------------------------- B1
 
+
 async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(repo, gateway):
     """The state a SIGKILL leaves: the contact row begun and the gateway holding the request, then nothing.
     The next worker runs the step again some seconds later; on the demo's 6-second day its DPD is 2 days on."""
     loan = f"B1-{uuid.uuid4().hex[:8]}"
-    repo.upsert_borrower(id=f"B-{loan}", name="张伟", phone="13812345678", email="zhang.wei@example.cn",
-                         address="上海市黄浦区南京东路1号", timezone="Asia/Shanghai", language="zh")
-    opened = dt.datetime.now(dt.timezone.utc)
+    repo.upsert_borrower(
+        id=f"B-{loan}",
+        name="张伟",
+        phone="13812345678",
+        email="zhang.wei@example.cn",
+        address="上海市黄浦区南京东路1号",
+        timezone="Asia/Shanghai",
+        language="zh",
+    )
+    opened = dt.datetime.now(dt.UTC)
     key = case_key(f"loan-{loan}", opened)
-    req = ChannelRequest(workflow_id=f"loan-{loan}", case_key=key, loan_id=loan, borrower_id=f"B-{loan}",
-                         step="reminder_notice", action="sms", idempotency_key=f"{key}:reminder_notice:sms",
-                         policy="demo", stage="reminder", dpd=3, currency="CNY",
-                         outstanding={"principal": "10000.00", "interest": "500.00", "fees": "20.00", "total": "10520.00"},
-                         due_date=local_date(opened, "Asia/Shanghai") - dt.timedelta(days=3), next_step="First call",
-                         next_dpd=7)
+    req = ChannelRequest(
+        workflow_id=f"loan-{loan}",
+        case_key=key,
+        loan_id=loan,
+        borrower_id=f"B-{loan}",
+        step="reminder_notice",
+        action="sms",
+        idempotency_key=f"{key}:reminder_notice:sms",
+        policy="demo",
+        stage="reminder",
+        dpd=3,
+        currency="CNY",
+        outstanding={"principal": "10000.00", "interest": "500.00", "fees": "20.00", "total": "10520.00"},
+        due_date=local_date(opened, "Asia/Shanghai") - dt.timedelta(days=3),
+        next_step="First call",
+        next_dpd=7,
+    )
     client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     try:
         # the killed worker's attempt: its contact row (with what it rendered from), and its request accepted
         today = local_date(opened, "Asia/Shanghai")
-        repo.begin_contact(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id, loan_id=loan,
-                           borrower_id=req.borrower_id, step=req.step, channel="sms", action="sms",
-                           frozen=case_activities._freeze(req, today))
+        repo.begin_contact(
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            loan_id=loan,
+            borrower_id=req.borrower_id,
+            step=req.step,
+            channel="sms",
+            action="sms",
+            frozen=case_activities._freeze(req, today),
+        )
         body = messages.body("sms", req, repo.borrower(req.borrower_id), today)
         first = await client.send("sms", body, req.idempotency_key)
         # the re-run of the step by the next worker, as workflows/case.py _act builds it then
@@ -84,7 +113,7 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
         result = await ActivityEnvironment().run(CaseActivities(repo, client).send_sms, rerun)
     finally:
         await client.aclose()
-    assert len(gateway.outbox(loan_id=loan)) == 1        # delivered once: this holds
+    assert len(gateway.outbox(loan_id=loan)) == 1  # delivered once: this holds
     [row] = repo.contacts(loan_id=loan)
     assert (result.status, result.reference) == ("delivered", first["id"]), result
     assert row.status == "delivered", (row.status, row.reason)
@@ -92,26 +121,39 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
 
 # --------------------------------------------------------------------------- B2
 
+
 @pytest_asyncio.fixture
 async def failing_case(repo):
     """A dev server and an open case whose workflow task keeps failing (its worker cannot read its payloads:
     the same state as a case whose worker was killed twice in a row)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, data_converter=DATA_CONVERTER,
-        dev_server_log_level="error", ui=False, dev_server_startup_timeout=dt.timedelta(seconds=60))
-    wrong_keys = Client(env.client.service_client, namespace=env.client.namespace,
-                        data_converter=codec.data_converter(codec.Keyring.parse(codec.new_key_entry("elsewhere"))))
+        dev_server_existing_path=find("temporal"),
+        search_attributes=search.ALL,
+        data_converter=DATA_CONVERTER,
+        dev_server_log_level="error",
+        ui=False,
+        dev_server_startup_timeout=dt.timedelta(seconds=60),
+    )
+    wrong_keys = Client(
+        env.client.service_client,
+        namespace=env.client.namespace,
+        data_converter=codec.data_converter(codec.Keyring.parse(codec.new_key_entry("elsewhere"))),
+    )
     gw = GatewayClient(GatewaySettings(url="http://127.0.0.1:9", api_key="unused"))
     loan = f"B2-{uuid.uuid4().hex[:8]}"
-    inp = opening.case_input(loan_id=loan, borrower_id=f"B-{loan}", principal="1000.00",
-                         due_date=dt.date.today() - dt.timedelta(days=3))
+    inp = opening.case_input(
+        loan_id=loan, borrower_id=f"B-{loan}", principal="1000.00", due_date=dt.date.today() - dt.timedelta(days=3)
+    )
     opening.save_borrower_and_loan(repo, inp, opening.Contact(name="张伟", phone="13812345678"))
     try:
         async with build_worker(wrong_keys, CaseActivities(repo, gw), task_queue="collections-b2"):
             await opening.start_case(env.client, inp, "collections-b2")
-            for _ in range(300):   # until the server retries the failed workflow task
-                desc = await env.client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-                    namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=inp.workflow_id)))
+            for _ in range(300):  # until the server retries the failed workflow task
+                desc = await env.client.workflow_service.describe_workflow_execution(
+                    DescribeWorkflowExecutionRequest(
+                        namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=inp.workflow_id)
+                    )
+                )
                 if desc.pending_workflow_task.attempt >= 2:
                     break
                 await asyncio.sleep(0.1)
@@ -125,34 +167,38 @@ async def failing_case(repo):
 
 async def test_b2_a_payment_to_an_open_case_whose_task_is_retried_is_refused_as_retryable(failing_case, repo):
     client, loan = failing_case
-    assert await inputs.open_run(client, loan) is not None           # the case is open
+    assert await inputs.open_run(client, loan) is not None  # the case is open
     with pytest.raises(errors.Busy, match="recovering"):
         await asyncio.wait_for(inputs.record_payment(client, repo, loan, payment_id=f"PAY-{loan}", amount="10.00"), 30)
-    assert repo.payments(loan_id=loan) == []                       # nothing recorded: the caller sends it again
+    assert repo.payments(loan_id=loan) == []  # nothing recorded: the caller sends it again
     with pytest.raises(errors.Busy):
         await asyncio.wait_for(inputs.send_update(client, loan, "hold", {"kind": "dispute"}), 30)
 
 
 # --------------------------------------------------------------------------- B6
 
+
 async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retry(cases, env, repo, gateway):
     data = LADDER_POLICY.model_dump(mode="json")
-    data.update(name="agency-first", steps=[{"key": "agency_placement", "stage": "agency", "dpd": 1,
-                                             "actions": ["agency_place"]}])
-    handle = await cases.start(dpd=2, policy=parse_policy(data))         # placed with an agency at once
+    data.update(
+        name="agency-first", steps=[{"key": "agency_placement", "stage": "agency", "dpd": 1, "actions": ["agency_place"]}]
+    )
+    handle = await cases.start(dpd=2, policy=parse_policy(data))  # placed with an agency at once
     loan = handle.id.removeprefix("loan-")
     total = (await cases.status(handle)).outstanding["total"]
-    gateway.set_faults(error_rate=1.0)                                    # the agency recall on closing keeps failing
+    gateway.set_faults(error_rate=1.0)  # the agency recall on closing keeps failing
     try:
         paid = await asyncio.wait_for(inputs.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total), 60)
         assert (paid.status, paid.case_status) == ("applied", "closed")
-        assert await inputs.open_run(env.client, loan) is not None          # the workflow still runs its closing actions
+        assert await inputs.open_run(env.client, loan) is not None  # the workflow still runs its closing actions
         try:
             late = await inputs.record_payment(env.client, repo, loan, payment_id=f"LATE-{loan}", amount="5.00")
-        except errors.BadInput as exc:                                        # actual: "case: is closed (paid); ..."
+        except errors.BadInput as exc:  # actual: "case: is closed (paid); ..."
             late = exc
         assert getattr(late, "status", None) == "unapplied", late
         assert [(p.payment_id, p.status) for p in repo.payments(loan_id=loan)] == [
-            (f"FULL-{loan}", "applied"), (f"LATE-{loan}", "unapplied")]
+            (f"FULL-{loan}", "applied"),
+            (f"LATE-{loan}", "unapplied"),
+        ]
     finally:
         gateway.clear_faults()

@@ -7,7 +7,6 @@ amount, payment id or loan id in any payload; and the real codec server over HTT
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import json
 import os
@@ -43,17 +42,18 @@ PAYMENT = PaymentIn(payment_id="BANK-889-SECRET", amount="10520.00", currency="C
 
 # ---------------------------------------------------------------------------- the codec
 
+
 async def test_round_trip_through_the_data_converter():
     conv = codec.data_converter(ring("k1"))
     [payload] = await conv.encode([PAYMENT])
     assert payload.metadata["encoding"] == b"binary/encrypted"
     assert payload.metadata["encryption-key-id"] == b"k1"
-    assert set(payload.metadata) == {"encoding", "encryption-key-id"}     # the inner encoding is hidden too
+    assert set(payload.metadata) == {"encoding", "encryption-key-id"}  # the inner encoding is hidden too
     assert b"10520.00" not in payload.data and b"BANK-889" not in payload.data
     [back] = await conv.decode([payload], [PaymentIn])
     assert back == PAYMENT
     again = await conv.encode([PAYMENT])
-    assert again[0].data != payload.data          # a fresh nonce each time
+    assert again[0].data != payload.data  # a fresh nonce each time
 
 
 async def test_an_unknown_key_id_is_refused_clearly():
@@ -65,20 +65,22 @@ async def test_an_unknown_key_id_is_refused_clearly():
 async def test_a_wrong_key_under_a_known_id_fails_authentication():
     [payload] = await codec.data_converter(ring("k1")).encode([PAYMENT])
     with pytest.raises(PayloadDecryptionError, match="failed authentication"):
-        await EncryptionCodec(ring("k1")).decode([payload])       # same id, another key
+        await EncryptionCodec(ring("k1")).decode([payload])  # same id, another key
 
 
 async def test_tampering_is_detected():
     keys = ring("a", "b")
     c = EncryptionCodec(keys)
     [payload] = await c.encode([Payload(metadata={"encoding": b"json/plain"}, data=b'"10520.00"')])
-    for i in (0, len(payload.data) // 2, len(payload.data) - 1):          # nonce, ciphertext, tag
-        bad = Payload(); bad.CopyFrom(payload)
-        bad.data = payload.data[:i] + bytes([payload.data[i] ^ 1]) + payload.data[i + 1:]
+    for i in (0, len(payload.data) // 2, len(payload.data) - 1):  # nonce, ciphertext, tag
+        bad = Payload()
+        bad.CopyFrom(payload)
+        bad.data = payload.data[:i] + bytes([payload.data[i] ^ 1]) + payload.data[i + 1 :]
         with pytest.raises(PayloadDecryptionError, match="failed authentication"):
             await c.decode([bad])
-    relabelled = Payload(); relabelled.CopyFrom(payload)
-    relabelled.metadata["encryption-key-id"] = b"b"               # the key id is bound as associated data
+    relabelled = Payload()
+    relabelled.CopyFrom(payload)
+    relabelled.metadata["encryption-key-id"] = b"b"  # the key id is bound as associated data
     with pytest.raises(PayloadDecryptionError, match="failed authentication"):
         await c.decode([relabelled])
     truncated = Payload(metadata=payload.metadata, data=payload.data[:10])
@@ -109,16 +111,19 @@ async def test_failure_messages_are_encrypted_too():
 KEY = base64.b64encode(b"k" * 32).decode()
 
 
-@pytest.mark.parametrize("spec, current, message", [
-    ("", None, "no keys"),
-    ("k1", None, "entry 1 is not 'id:base64key'"),
-    (f"k1:{KEY},k1:{KEY}", "k1", "appears twice"),
-    ("k1:not base64!", None, "not valid base64"),
-    (f"k1:{base64.b64encode(b'short').decode()}", None, "5 bytes; AES-256 needs 32"),
-    (f"k1:{KEY},k2:{KEY}", None, "PAYLOAD_KEY_ID: required when PAYLOAD_KEYS holds more than one key"),
-    (f"k1:{KEY}", "k9", "'k9' is not one of the ids in PAYLOAD_KEYS"),
-    (f"bad id:{KEY}", None, "must be 1-64 letters"),
-])
+@pytest.mark.parametrize(
+    "spec, current, message",
+    [
+        ("", None, "no keys"),
+        ("k1", None, "entry 1 is not 'id:base64key'"),
+        (f"k1:{KEY},k1:{KEY}", "k1", "appears twice"),
+        ("k1:not base64!", None, "not valid base64"),
+        (f"k1:{base64.b64encode(b'short').decode()}", None, "5 bytes; AES-256 needs 32"),
+        (f"k1:{KEY},k2:{KEY}", None, "PAYLOAD_KEY_ID: required when PAYLOAD_KEYS holds more than one key"),
+        (f"k1:{KEY}", "k9", "'k9' is not one of the ids in PAYLOAD_KEYS"),
+        (f"bad id:{KEY}", None, "must be 1-64 letters"),
+    ],
+)
 def test_bad_key_configuration_says_what_is_wrong(spec, current, message):
     with pytest.raises(CodecConfigError, match=message.replace("(", r"\(")):
         Keyring.parse(spec, current)
@@ -133,14 +138,19 @@ def test_keys_come_from_the_environment_or_the_local_dev_key_or_nowhere(tmp_path
     dev = codec.keyring_for("127.0.0.1:7233", {})
     path = tmp_path / "payload-keys.env"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and dev.current.startswith("dev-")
-    assert codec.keyring_for("localhost:7233", {}) == dev          # the same key for every local process
+    assert codec.keyring_for("localhost:7233", {}) == dev  # the same key for every local process
     assert codec.keyring_for("[::1]:7233", {}) == dev
     assert codec.is_loopback("127.0.0.2:7233") and not codec.is_loopback("10.0.0.5:7233")
 
 
 def test_new_key_command_prints_a_usable_entry():
-    out = subprocess.run([sys.executable, "-m", "encryption.codec", "new-key", "--id", "prod-2026a"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-m", "encryption.codec", "new-key", "--id", "prod-2026a"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Keyring.parse(out).keys["prod-2026a"] and len(Keyring.parse(out).keys["prod-2026a"]) == 32
 
 
@@ -149,28 +159,28 @@ def test_new_key_command_prints_a_usable_entry():
 # Written by the SDK's core, not through the codec: a local activity's marker metadata (sequence number,
 # activity type, times; its result is encrypted) and a patch marker's patch id. No case data, and
 # checked below to hold none.
-SDK_BOOKKEEPING = (".marker_recorded_event_attributes.details[data]",
-                   ".marker_recorded_event_attributes.details[patch-data]")
+SDK_BOOKKEEPING = (".marker_recorded_event_attributes.details[data]", ".marker_recorded_event_attributes.details[patch-data]")
 
 
 async def test_a_case_leaves_no_amounts_or_ids_in_temporal(env, cases, monkeypatch):
     loan = f"ENC{uuid.uuid4().hex[:8]}"
     start_workflow = env.client.start_workflow
 
-    async def with_summary(*args, **kwargs):   # as starter.py does: the summary names the loan and the amount
+    async def with_summary(*args, **kwargs):  # as starter.py does: the summary names the loan and the amount
         return await start_workflow(*args, static_summary=f"Loan {loan} · CNY 10520.00 · policy default", **kwargs)
 
     monkeypatch.setattr(env.client, "start_workflow", with_summary)
-    h = await cases.start(dpd=1, loan_id=loan, borrower_id=f"BORROWER-{loan}")     # 10520.00 outstanding
+    h = await cases.start(dpd=1, loan_id=loan, borrower_id=f"BORROWER-{loan}")  # 10520.00 outstanding
     monkeypatch.undo()
-    paid = await h.execute_update(CollectionCase.record_payment,
-                                  PaymentIn(payment_id=f"PAY-{loan}", amount="100.00", currency="CNY"))
-    await cases.advance(days=8)                   # reminder notice and first call: activities with amounts
-    status = await cases.status(h)                # the codec client reads the case
+    paid = await h.execute_update(
+        CollectionCase.record_payment, PaymentIn(payment_id=f"PAY-{loan}", amount="100.00", currency="CNY")
+    )
+    await cases.advance(days=8)  # reminder notice and first call: activities with amounts
+    status = await cases.status(h)  # the codec client reads the case
     assert status.loan_id == loan and status.outstanding["total"] == "10420.00" and paid
     assert status.stage == "first_call"
 
-    plain = Client(env.client.service_client, namespace=env.client.namespace)   # no keys
+    plain = Client(env.client.service_client, namespace=env.client.namespace)  # no keys
     # not anywhere (OutstandingAmount, a search attribute, holds 10420 as a number, by design)
     secrets_ = [b"10520.00", b"10420.00", f"PAY-{loan}".encode(), f"BORROWER-{loan}".encode(), b"Asia/Shanghai"]
     for handle in (h,):
@@ -183,17 +193,17 @@ async def test_a_case_leaves_no_amounts_or_ids_in_temporal(env, cases, monkeypat
             found += payloads_in(e)
         assert len(found) > 10
         for where, p in found:
-            if ".search_attributes" in where:     # plaintext by design: the server indexes them
+            if ".search_attributes" in where:  # plaintext by design: the server indexes them
                 continue
             if not where.startswith(SDK_BOOKKEEPING):
                 assert p.metadata["encoding"] == b"binary/encrypted", where
                 assert p.metadata["encryption-key-id"] == TEST_KEY_ID.encode(), where
-            for s in (loan.encode(), b"10520", b"10420", b"first_call", b"reminder"):    # nor in any payload
+            for s in (loan.encode(), b"10520", b"10420", b"first_call", b"reminder"):  # nor in any payload
                 assert s not in p.SerializeToString(), (where, s)
     # the ids visible by design: the workflow id (loan-<loan id>) and the search attributes
     assert (await plain.get_workflow_handle(h.id).describe()).typed_search_attributes is not None
     with pytest.raises(Exception, match="(?i)encoding|decode|convert"):
-        await plain.get_workflow_handle(h.id).query(CollectionCase.status)    # without keys: unreadable
+        await plain.get_workflow_handle(h.id).query(CollectionCase.status)  # without keys: unreadable
 
 
 # ---------------------------------------------------------------------------- the codec server
@@ -236,8 +246,12 @@ async def test_codec_server_decodes_for_the_token_holder(server):
 async def test_codec_server_refuses_without_a_valid_token(server):
     sealed = as_json(await DATA_CONVERTER.encode([PAYMENT]))
     async with httpx.AsyncClient(base_url=server, timeout=5) as http:
-        for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {TOKEN}"},
-                        {"Authorization": f"Bearer {TOKEN}x"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": f"Bearer {TOKEN}x"},
+        ):
             for path in ("/decode",):
                 r = await http.post(path, json=sealed, headers=headers)
                 assert r.status_code == 401, (path, headers)
@@ -250,9 +264,14 @@ async def test_codec_server_refuses_without_a_valid_token(server):
 
 async def test_codec_server_answers_the_ui_cors_preflight(server):
     async with httpx.AsyncClient(base_url=server, timeout=5) as http:
-        r = await http.options("/decode", headers={
-            "Origin": UI, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,x-namespace,authorization"})
+        r = await http.options(
+            "/decode",
+            headers={
+                "Origin": UI,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace,authorization",
+            },
+        )
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == UI
         assert r.headers["access-control-allow-credentials"] == "true"
@@ -283,27 +302,41 @@ async def test_signing_in_gives_the_browser_a_session_for_the_ui(server):
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
         value = r.cookies[COOKIE]
         assert TOKEN not in value
-        r = await http.post("/decode", json=sealed)                       # the cookie, as the UI sends it
+        r = await http.post("/decode", json=sealed)  # the cookie, as the UI sends it
         assert r.status_code == 200 and "payloads" in r.json()
         r = await http.post("/decode", content=json.dumps(sealed), headers={"Content-Type": "text/plain"})
-        assert r.status_code == 415                                        # no simple (preflight-free) requests
+        assert r.status_code == 415  # no simple (preflight-free) requests
         out = await http.post("/logout")
         assert ">Sign in</button>" in out.text and ">Sign out</button>" not in out.text
         assert (await http.post("/decode", json=sealed)).status_code == 401
     async with httpx.AsyncClient(base_url=server, timeout=5) as http:
-        http.cookies.set(COOKIE, value)                 # the old cookie, kept by a copy: dead after sign-out
+        http.cookies.set(COOKIE, value)  # the old cookie, kept by a copy: dead after sign-out
         assert (await http.post("/decode", json=sealed)).status_code == 401
 
 
 def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CODEC_TOKEN", "CODEC_DEV")}
-    done = subprocess.run([sys.executable, "-m", "encryption.codec_server", "--port", "1"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "encryption.codec_server", "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2 and "CODEC_TOKEN is not set" in done.stderr
-    dev_env = dict(env, CODEC_DEV="1", COLLECTIONS_VAR_DIR=str(tmp_path), PAYLOAD_KEYS="", PAYLOAD_KEY_ID="",
-                   CODEC_PORT="0", CODEC_HOST="0.0.0.0")
-    done = subprocess.run([sys.executable, "-m", "encryption.codec_server"], cwd=ROOT, env=dev_env,
-                          capture_output=True, text=True, timeout=30)
+    dev_env = dict(
+        env,
+        CODEC_DEV="1",
+        COLLECTIONS_VAR_DIR=str(tmp_path),
+        PAYLOAD_KEYS="",
+        PAYLOAD_KEY_ID="",
+        CODEC_PORT="0",
+        CODEC_HOST="0.0.0.0",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "encryption.codec_server"], cwd=ROOT, env=dev_env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2 and "loopback" in done.stderr
     with running_codec_server(dict(dev_env, CODEC_HOST="127.0.0.1")) as url:
         token = (tmp_path / "codec-token").read_text().strip()
@@ -312,8 +345,13 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
         sealed = EncryptionCodec(dev_key).encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'"dev"'))
         r = httpx.post(f"{url}/decode", json=as_json([sealed]), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and base64.b64decode(r.json()["payloads"][0]["data"]) == b'"dev"'
-    proc = subprocess.Popen([sys.executable, "-m", "encryption.codec_server", "--port", "0"], cwd=ROOT,
-                            env=dict(dev_env, CODEC_HOST="127.0.0.1"), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "encryption.codec_server", "--port", "0"],
+        cwd=ROOT,
+        env=dict(dev_env, CODEC_HOST="127.0.0.1"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "CODEC_DEV=1: development mode" in line and str(tmp_path / "codec-token") in line
@@ -326,9 +364,16 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
 def test_the_readme_codec_steps_are_complete():
     """A newcomer following the README reaches decrypted payloads: every UI step, and the CLI with --detailed."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("**The codec server**"):text.index("## Policies")]
-    for step in ("/login", "var/codec-token", "Use my browser setting", "paste the endpoint", "http://localhost:8081",
-                 "Include cross-origin credentials", "Apply"):
+    section = text[text.index("**The codec server**") : text.index("## Policies")]
+    for step in (
+        "/login",
+        "var/codec-token",
+        "Use my browser setting",
+        "paste the endpoint",
+        "http://localhost:8081",
+        "Include cross-origin credentials",
+        "Apply",
+    ):
         assert step in section, f"README codec steps: {step!r} missing"
     cli = next(line for line in section.splitlines() if "temporal workflow show" in line)
     assert "--detailed" in cli and "--codec-endpoint" in cli
@@ -358,8 +403,9 @@ def operator_server(tmp_path_factory):
     store = Operators(Repo(make_engine(url)))
     viewer = store.issue_token(store.add("codec viewer", ["viewer"]).id)
     admin = store.issue_token(store.add("codec admin", ["admin"]).id)
-    with running_codec_server({"CODEC_TOKEN": TOKEN, "CODEC_DEV": "", "TEMPORAL_UI_PORT": "8233",
-                               "DATABASE_URL": url, "LOG_FORMAT": "json"}) as server:
+    with running_codec_server(
+        {"CODEC_TOKEN": TOKEN, "CODEC_DEV": "", "TEMPORAL_UI_PORT": "8233", "DATABASE_URL": url, "LOG_FORMAT": "json"}
+    ) as server:
         yield server, viewer, admin
 
 
@@ -381,14 +427,17 @@ async def test_login_is_rate_limited_and_bodies_are_capped_before_reading(operat
     async with httpx.AsyncClient(base_url=server, timeout=10) as http:
         codes = [(await http.post("/login", data={"token": f"guess-{i}"})).status_code for i in range(7)]
         assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
-        r = await http.post("/login", content=b"token=" + b"x" * 100_000,
-                            headers={"content-type": "application/x-www-form-urlencoded"})
+        r = await http.post(
+            "/login", content=b"token=" + b"x" * 100_000, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
         assert r.status_code == 413
     # a client that announces 100 MB and sends nothing: answered 413 at once, from the headers alone
     host, port = server.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"POST /decode HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {100 * 1024 * 1024}\r\n\r\n".encode())
+    writer.write(
+        f"POST /decode HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {100 * 1024 * 1024}\r\n\r\n".encode()
+    )
     await writer.drain()
     status = await asyncio.wait_for(reader.readline(), 5)
     writer.close()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +15,7 @@ from domain.policy import ContactRules
 
 SH = "Asia/Shanghai"
 RULES = ContactRules()
-UTC = timezone.utc
+UTC = UTC
 
 
 def local(y, mo, d, h=0, mi=0, s=0, us=0, tz=SH) -> datetime:
@@ -24,11 +23,20 @@ def local(y, mo, d, h=0, mi=0, s=0, us=0, tz=SH) -> datetime:
 
 
 def decide(channel="sms", action=None, now=None, holds=(), history=(), rules=RULES, tz=SH, loan="L1"):
-    return c.decide(action=action or channel, channel=channel, loan_id=loan, now=now, tz=tz, rules=rules,
-                    holds=list(holds), history=list(history))
+    return c.decide(
+        action=action or channel,
+        channel=channel,
+        loan_id=loan,
+        now=now,
+        tz=tz,
+        rules=rules,
+        holds=list(holds),
+        history=list(history),
+    )
 
 
 # ---------------------------------------------------------------- contact window
+
 
 def test_2059_local_is_inside_the_window_and_2100_is_not():
     assert decide(now=local(2026, 12, 2, 20, 59)).allowed
@@ -58,6 +66,7 @@ def test_letters_are_not_bound_to_the_hours_but_calls_are():
 
 # ---------------------------------------------------------------- holidays and make-up working days
 
+
 def test_public_holiday_refused_until_the_first_ordinary_day():
     d = decide(now=local(2026, 10, 1, 10, 0))
     assert not d.allowed and d.rule == "holiday" and "国庆节" in d.reason
@@ -86,6 +95,7 @@ def test_make_up_working_saturday_counts_as_a_working_day():
 
 # ---------------------------------------------------------------- a year with no calendar file fails closed
 
+
 def test_a_year_without_a_calendar_file_refuses_contacts_bound_to_rest_days(tmp_path, monkeypatch):
     from domain import calendar
 
@@ -104,7 +114,9 @@ def test_a_year_without_a_calendar_file_refuses_contacts_bound_to_rest_days(tmp_
     monkeypatch.setattr(calendar, "_loaded", {})
     (tmp_path / "cn-2031.toml").write_text(
         'year = 2031\n[source]\ntitle = "国务院办公厅关于2031年部分节假日安排的通知"\nnumber = "test"\ndate = 2030-11-01\n'
-        '[[breaks]]\nname = "元旦"\nrest = [2031-01-01]\n', encoding="utf-8")
+        '[[breaks]]\nname = "元旦"\nrest = [2031-01-01]\n',
+        encoding="utf-8",
+    )
     assert decide(now=local(2031, 3, 5, 10, 0)).allowed
 
 
@@ -131,7 +143,7 @@ def test_urumqi_borrower_not_called_after_2100_beijing_time():
     # 19:00 in Urumqi = 21:00 Beijing: inside the recorded zone's window, outside Beijing's
     at = local(2026, 12, 2, 21, 0)
     assert at == local(2026, 12, 2, 19, 0, tz=URUMQI)
-    assert decide("call", now=at, tz=URUMQI).allowed                 # recorded clock only (option off)
+    assert decide("call", now=at, tz=URUMQI).allowed  # recorded clock only (option off)
     d = decide("call", now=at, tz=URUMQI, rules=BOTH)
     assert not d.allowed and d.rule == "contact_window" and "Beijing" in d.reason
     # next: 08:00 Urumqi = 10:00 Beijing (the later of the two openings)
@@ -167,6 +179,7 @@ def test_the_default_policy_holds_the_window_on_both_clocks_and_the_demo_does_no
 
 
 # ---------------------------------------------------------------- caps and spacing
+
 
 def calls(*ats, outcome="no_answer"):
     return [c.PastContact(at=a, channel="call", outcome=outcome, loan_id="L1") for a in ats]
@@ -206,11 +219,21 @@ def test_daily_cap_per_channel_resets_at_local_midnight():
 def test_minimum_interval_between_any_two_contacts_but_not_within_one_step():
     t = local(2026, 12, 2, 9, 0)
     past = [c.PastContact(at=t, channel="sms", bundle="loan-L2:reminder")]
-    d = c.decide(action="email", channel="email", loan_id="L1", now=t + timedelta(minutes=59), tz=SH, rules=RULES,
-                 holds=[], history=past)
+    d = c.decide(
+        action="email", channel="email", loan_id="L1", now=t + timedelta(minutes=59), tz=SH, rules=RULES, holds=[], history=past
+    )
     assert d.rule == "min_interval" and d.retry_at == t + timedelta(minutes=60)
-    same_step = c.decide(action="email", channel="email", loan_id="L2", now=t, tz=SH, rules=RULES, holds=[],
-                         history=past, bundle="loan-L2:reminder")
+    same_step = c.decide(
+        action="email",
+        channel="email",
+        loan_id="L2",
+        now=t,
+        tz=SH,
+        rules=RULES,
+        holds=[],
+        history=past,
+        bundle="loan-L2:reminder",
+    )
     assert same_step.allowed
 
 
@@ -223,20 +246,37 @@ def test_daily_cap_counts_policy_days_on_a_compressed_clock():
     rules = ContactRules(window_start="00:00", window_end="24:00", public_holidays=False, min_minutes_between_contacts=0)
     t = datetime.fromtimestamp(1_800_000_000 // DEMO_DAY * DEMO_DAY, tz=UTC)  # the start of a policy day
     two = [c.PastContact(at=t, channel="sms"), c.PastContact(at=t + timedelta(seconds=1), channel="sms")]
-    d = c.decide(action="sms", channel="sms", loan_id="L1", now=t + timedelta(seconds=2), tz=SH, rules=rules, holds=[],
-                 history=two, day_seconds=DEMO_DAY)
+    d = c.decide(
+        action="sms",
+        channel="sms",
+        loan_id="L1",
+        now=t + timedelta(seconds=2),
+        tz=SH,
+        rules=rules,
+        holds=[],
+        history=two,
+        day_seconds=DEMO_DAY,
+    )
     assert d.rule == "daily_cap" and d.retry_at == t + timedelta(seconds=DEMO_DAY)
-    assert c.decide(action="sms", channel="sms", loan_id="L1", now=d.retry_at, tz=SH, rules=rules, holds=[],
-                    history=two, day_seconds=DEMO_DAY).allowed  # the next policy day, 6 s later, not tomorrow
+    assert c.decide(
+        action="sms", channel="sms", loan_id="L1", now=d.retry_at, tz=SH, rules=rules, holds=[], history=two, day_seconds=DEMO_DAY
+    ).allowed  # the next policy day, 6 s later, not tomorrow
     # on the real calendar the same history blocks until local midnight
-    real = c.decide(action="sms", channel="sms", loan_id="L1", now=t + timedelta(seconds=2), tz=SH, rules=rules,
-                    holds=[], history=two)
+    real = c.decide(
+        action="sms", channel="sms", loan_id="L1", now=t + timedelta(seconds=2), tz=SH, rules=rules, holds=[], history=two
+    )
     assert real.rule == "daily_cap" and real.retry_at > t + timedelta(hours=1)
 
 
 def test_seven_day_call_cap_spacing_and_conversation_count_policy_days():
-    rules = ContactRules(window_start="00:00", window_end="24:00", public_holidays=False, daily_caps={"call": 10},
-                         call_cap_7d=2, min_minutes_between_contacts=60)
+    rules = ContactRules(
+        window_start="00:00",
+        window_end="24:00",
+        public_holidays=False,
+        daily_caps={"call": 10},
+        call_cap_7d=2,
+        min_minutes_between_contacts=60,
+    )
     t = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
     kw = dict(action="call", channel="call", loan_id="L1", tz=SH, rules=rules, holds=[], day_seconds=DEMO_DAY)
     # spacing: 60 policy minutes of a 6-second day = 0.25 s
@@ -266,8 +306,7 @@ def test_the_demo_gate_never_waits_longer_than_a_few_policy_days():
     history: list[c.PastContact] = []
     for i in range(400):
         ch = ["sms", "call", "email", "letter", "visit"][i % 5]
-        d = c.decide(action=ch, channel=ch, loan_id="L1", now=t, tz=SH, rules=rules, holds=[], history=history,
-                     day_seconds=ds)
+        d = c.decide(action=ch, channel=ch, loan_id="L1", now=t, tz=SH, rules=rules, holds=[], history=history, day_seconds=ds)
         if d.allowed:
             history.append(c.PastContact(at=t, channel=ch, outcome="answered" if ch == "call" else None))
         else:
@@ -277,10 +316,13 @@ def test_the_demo_gate_never_waits_longer_than_a_few_policy_days():
 
 # ---------------------------------------------------------------- holds
 
+
 def test_the_first_second_after_a_hardship_hold_ends_is_allowed():
     ends = local(2026, 12, 10, 0, 0)
     hold = [c.ActiveHold("hardship", "L1", until=ends)]
-    before = decide(now=ends - timedelta(microseconds=1), holds=hold, rules=ContactRules(window_start="00:00", window_end="24:00"))
+    before = decide(
+        now=ends - timedelta(microseconds=1), holds=hold, rules=ContactRules(window_start="00:00", window_end="24:00")
+    )
     assert not before.allowed and before.rule == "hardship" and before.retry_at == ends
     assert decide(now=ends, holds=hold, rules=ContactRules(window_start="00:00", window_end="24:00")).allowed
 
@@ -337,11 +379,18 @@ def borrowers(draw):
         placed = start + timedelta(hours=rnd.randint(0, 24 * 40))
         until = placed + timedelta(days=rnd.randint(1, 20)) if kind == "hardship" else None
         holds.append((placed, c.ActiveHold(kind, rnd.choice(loans), until)))
-    attempts = sorted((start + timedelta(minutes=rnd.randint(0, 60 * 24 * 60)), rnd.choice(loans), rnd.choice(CHANNELS))
-                      for _ in range(rnd.randint(5, 30)))
-    rules = ContactRules(call_cap_7d=rnd.randint(1, 7), no_call_after_conversation_days=rnd.choice([0, 7]),
-                         min_minutes_between_contacts=rnd.choice([0, 60, 240]), weekends=rnd.random() < 0.7,
-                         public_holidays=rnd.random() < 0.9, window_in_beijing_time=rnd.random() < 0.5)
+    attempts = sorted(
+        (start + timedelta(minutes=rnd.randint(0, 60 * 24 * 60)), rnd.choice(loans), rnd.choice(CHANNELS))
+        for _ in range(rnd.randint(5, 30))
+    )
+    rules = ContactRules(
+        call_cap_7d=rnd.randint(1, 7),
+        no_call_after_conversation_days=rnd.choice([0, 7]),
+        min_minutes_between_contacts=rnd.choice([0, 60, 240]),
+        weekends=rnd.random() < 0.7,
+        public_holidays=rnd.random() < 0.9,
+        window_in_beijing_time=rnd.random() < 0.5,
+    )
     return tz, loans, holds, attempts, rules, rnd
 
 
@@ -387,19 +436,27 @@ def check_allowed(d, *, channel, action, loan, now, tz, rules, holds, history):
 @given(st.lists(borrowers(), min_size=5, max_size=5))
 def test_no_contact_breaks_a_rule_and_every_allowed_step_eventually_happens(population):
     """5 borrowers an example, 2,000 examples: 10,000 borrowers with several loans, zones, holds and timelines."""
-    for tz, loans, holds, attempts, rules, rnd in population:
+    for tz, _loans, holds, attempts, rules, rnd in population:
         history: list[c.PastContact] = []
         for at, loan, channel in attempts:
             now, tries = at, 0
             while True:
                 current = active_holds(holds, now)
-                d = c.decide(action=channel, channel=channel, loan_id=loan, now=now, tz=tz, rules=rules,
-                             holds=current, history=history)
+                d = c.decide(
+                    action=channel, channel=channel, loan_id=loan, now=now, tz=tz, rules=rules, holds=current, history=history
+                )
                 if d.allowed:
-                    check_allowed(d, channel=channel, action=channel, loan=loan, now=now, tz=tz, rules=rules,
-                                  holds=current, history=history)
-                    history.append(c.PastContact(at=now, channel=channel, loan_id=loan,
-                                                 outcome=rnd.choice(["answered", "no_answer"]) if channel == "call" else None))
+                    check_allowed(
+                        d, channel=channel, action=channel, loan=loan, now=now, tz=tz, rules=rules, holds=current, history=history
+                    )
+                    history.append(
+                        c.PastContact(
+                            at=now,
+                            channel=channel,
+                            loan_id=loan,
+                            outcome=rnd.choice(["answered", "no_answer"]) if channel == "call" else None,
+                        )
+                    )
                     break
                 if d.final:
                     assert d.rule in ("cease_contact",), d
@@ -409,8 +466,7 @@ def test_no_contact_breaks_a_rule_and_every_allowed_step_eventually_happens(popu
                     break  # stays refused until a person releases it; released holds are tested end to end
                 if d.rule == "calendar_missing":  # fails closed until the year's file is added
                     assert rules.public_holidays or not rules.weekends, d
-                    assert any(now.astimezone(ZoneInfo(z)).year not in calendar.years_available()
-                               for z in (tz, SH)), d
+                    assert any(now.astimezone(ZoneInfo(z)).year not in calendar.years_available() for z in (tz, SH)), d
                     break
                 now, tries = d.retry_at, tries + 1
                 assert tries < 60, f"never allowed: {d}"  # liveness: once nothing forbids it, it happens
@@ -434,7 +490,7 @@ def test_only_the_borrowers_own_bankruptcy_or_death_closes_the_case():
     def refused(action, rule):
         return GateRecord(at=now, step="overdue_letter", action=action, allowed=False, rule=rule, reason="r", final=True)
 
-    assert Case.borrower_closure([refused("letter@guarantor", "deceased")]) is None     # the guarantor died
+    assert Case.borrower_closure([refused("letter@guarantor", "deceased")]) is None  # the guarantor died
     assert Case.borrower_closure([refused("letter", "cease_contact")]) is None
     mine = refused("letter", "deceased")
     assert Case.borrower_closure([refused("letter@guarantor", "deceased"), mine]) is mine

@@ -35,7 +35,7 @@ def services(compose) -> dict:
 
 
 def test_the_file_is_valid_against_the_compose_specification(compose):
-    schema = yaml.safe_load(SCHEMA.read_text())   # JSON is YAML
+    schema = yaml.safe_load(SCHEMA.read_text())  # JSON is YAML
     validator = jsonschema.validators.validator_for(schema)
     validator.check_schema(schema)
     errors = sorted(validator(schema).iter_errors(compose), key=lambda e: list(e.absolute_path))
@@ -46,9 +46,11 @@ def test_the_schema_check_catches_mistakes(compose):
     """The schema really is applied: a misspelt key, a wrong type and an unknown condition fail."""
     schema = yaml.safe_load(SCHEMA.read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
-    for path, value in ((("services", "worker", "comand"), ["python", "worker.py"]),
-                        (("services", "worker", "deploy", "replicas"), {"count": 2}),
-                        (("services", "worker", "depends_on", "temporal", "condition"), "service_ready")):
+    for path, value in (
+        (("services", "worker", "comand"), ["python", "worker.py"]),
+        (("services", "worker", "deploy", "replicas"), {"count": 2}),
+        (("services", "worker", "depends_on", "temporal", "condition"), "service_ready"),
+    ):
         broken = yaml.safe_load(COMPOSE.read_text())
         node = broken
         for key in path[:-1]:
@@ -104,8 +106,11 @@ def test_every_command_that_runs_project_code_exists(services):
             continue
         build = svc.get("build")
         if build:
-            dockerfile = ROOT / (build.get("context", ".") if isinstance(build, dict) else build) / (
-                build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile")
+            dockerfile = (
+                ROOT
+                / (build.get("context", ".") if isinstance(build, dict) else build)
+                / (build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile")
+            )
             assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
         lines = [argv(svc[k]) for k in ("entrypoint", "command") if k in svc]
         test = (svc.get("healthcheck") or {}).get("test")
@@ -127,7 +132,7 @@ def test_every_command_that_runs_project_code_exists(services):
 
 
 def test_the_dockerfile_default_command_exists():
-    cmd = re.search(r'^CMD\s+(\[.*\])', (ROOT / "Dockerfile").read_text(), re.M)
+    cmd = re.search(r"^CMD\s+(\[.*\])", (ROOT / "Dockerfile").read_text(), re.M)
     assert cmd, "Dockerfile has no exec-form CMD"
     for kind, target in python_targets(ast.literal_eval(cmd.group(1))):
         assert kind == "file" and (ROOT / target).is_file()
@@ -144,11 +149,10 @@ def commands(services: dict) -> dict[str, str]:
 
 def test_the_production_topology_is_all_there(services):
     cmds = commands(services)
-    by_cmd = lambda needle: [n for n, c in cmds.items() if needle in c]   # noqa: E731
+    by_cmd = lambda needle: [n for n, c in cmds.items() if needle in c]  # noqa: E731
 
     # Temporal on PostgreSQL, its search attributes registered, its UI
-    temporal = [n for n, s in services.items() if str(s.get("image", "")).startswith("temporalio/auto-setup")
-                and "ports" in s]
+    temporal = [n for n, s in services.items() if str(s.get("image", "")).startswith("temporalio/auto-setup") and "ports" in s]
     assert temporal, "no Temporal server"
     assert env_of(services[temporal[0]])["DB"].startswith("postgres")
     setup = [s for s in services.values() if "search-attribute create" in " ".join(argv(s.get("command", [])))]
@@ -160,8 +164,10 @@ def test_the_production_topology_is_all_there(services):
     assert ui, "no Temporal UI"
 
     # the application: database, migration, gateway, workers (N replicas on one task queue)
-    assert any(str(s.get("image", "")).startswith("postgres") and env_of(s).get("POSTGRES_DB") == "collections"
-               for s in services.values())
+    assert any(
+        str(s.get("image", "")).startswith("postgres") and env_of(s).get("POSTGRES_DB") == "collections"
+        for s in services.values()
+    )
     assert by_cmd("db.engine") and by_cmd("sandbox")
     [worker] = by_cmd("worker.py")
     w = services[worker]
@@ -185,8 +191,8 @@ def test_the_ui_shows_payloads_through_the_authenticated_codec_server(services):
     [ui] = [s for s in services.values() if str(s.get("image", "")).startswith("temporalio/ui")]
     ui_env = env_of(ui)
     assert ui_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{port}"
-    assert ui_env["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"     # the session cookie from /login
-    assert ui_env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"          # operators act through the API/CLI
+    assert ui_env["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"  # the session cookie from /login
+    assert ui_env["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"  # operators act through the API/CLI
     assert env["DATABASE_URL"].startswith("postgresql://"), "operator tokens are checked against the app database"
     ui_origin = f"http://localhost:{ui['ports'][0].split(':')[0]}"
     assert ui_origin in env["CODEC_CORS_ORIGINS"].split(",")

@@ -42,8 +42,9 @@ def token_for(repo, name: str, roles: list[str]) -> str:
 
 
 async def sign_in(c: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await c.post("/console/login", data={"token": token, "next": "/console/dashboard"},
-                        headers={"Origin": str(c.base_url).rstrip("/")})
+    return await c.post(
+        "/console/login", data={"token": token, "next": "/console/dashboard"}, headers={"Origin": str(c.base_url).rstrip("/")}
+    )
 
 
 def csrf_of(html: str) -> str:
@@ -95,7 +96,7 @@ async def test_sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_
         assert r.status_code == 303 and r.headers["location"] == "/console/dashboard"
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
-        assert "Secure" not in cookie          # plain http on loopback
+        assert "Secure" not in cookie  # plain http on loopback
         assert token not in cookie
         page = await c.get("/console/dashboard")
         assert page.status_code == 200 and "ana" in page.text
@@ -112,7 +113,7 @@ async def test_the_cookie_is_secure_behind_https(fresh, monkeypatch):
         r = await sign_in(c, token)
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
     proxied = {"Origin": BASE, "X-Forwarded-Proto": "https"}
-    async with client(fresh) as c:               # a proxy's header is believed only when told to
+    async with client(fresh) as c:  # a proxy's header is believed only when told to
         r = await c.post("/console/login", data={"token": token}, headers=proxied)
         assert r.status_code == 303 and "Secure" not in r.headers["set-cookie"]
     monkeypatch.setenv("CONSOLE_TRUST_PROXY", "1")
@@ -139,8 +140,7 @@ async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(f
         csrf = csrf_of(page.text)
         r = await c.post("/console/cases/L1/promise", data={"amount": "10", "date": "2030-01-01"}, headers=ORIGIN)
         assert r.status_code == 403 and "CSRF" in r.text
-        r = await c.post("/console/cases/L1/promise", data={"csrf": csrf, "amount": "10"},
-                         headers={"Origin": "http://evil.test"})
+        r = await c.post("/console/cases/L1/promise", data={"csrf": csrf, "amount": "10"}, headers={"Origin": "http://evil.test"})
         assert r.status_code == 403
         r = await c.post("/console/logout", data={"csrf": "wrong"}, headers=ORIGIN)
         assert r.status_code == 403
@@ -158,34 +158,71 @@ async def test_sign_in_attempts_are_limited(fresh):
 # --------------------------------------------------------------------------- dashboard
 
 
-def _case(repo, i: int, *, dpd: int, stage: str, status: str = "active", outcome: str | None = None,
-          opened_days_ago: int = 40, closed_days_ago: int | None = None, amount: int = 100_00) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+def _case(
+    repo,
+    i: int,
+    *,
+    dpd: int,
+    stage: str,
+    status: str = "active",
+    outcome: str | None = None,
+    opened_days_ago: int = 40,
+    closed_days_ago: int | None = None,
+    amount: int = 100_00,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
     loan = f"D{i}"
     with repo.session() as s:
         s.add(BorrowerRow(id=f"B{i}", name="x", phone="13800000000"))
-        s.add(LoanRow(id=loan, borrower_id=f"B{i}", currency="CNY", principal=amount, interest=0, fees=0,
-                      due_date=now.date() - dt.timedelta(days=dpd)))
-        s.add(CaseRow(workflow_id=f"loan-{loan}", loan_id=loan, stage=stage, status=status, outcome=outcome,
-                      currency="CNY", outstanding=0 if outcome == "paid" else amount,
-                      opened_at=now - dt.timedelta(days=opened_days_ago),
-                      closed_at=None if closed_days_ago is None else now - dt.timedelta(days=closed_days_ago)))
+        s.add(
+            LoanRow(
+                id=loan,
+                borrower_id=f"B{i}",
+                currency="CNY",
+                principal=amount,
+                interest=0,
+                fees=0,
+                due_date=now.date() - dt.timedelta(days=dpd),
+            )
+        )
+        s.add(
+            CaseRow(
+                workflow_id=f"loan-{loan}",
+                loan_id=loan,
+                stage=stage,
+                status=status,
+                outcome=outcome,
+                currency="CNY",
+                outstanding=0 if outcome == "paid" else amount,
+                opened_at=now - dt.timedelta(days=opened_days_ago),
+                closed_at=None if closed_days_ago is None else now - dt.timedelta(days=closed_days_ago),
+            )
+        )
         s.commit()
 
 
 def _event(repo, loan: str, kind: str, detail: str = "", days_ago: float = 1, cause: dict | None = None) -> None:
     with repo.session() as s:
-        s.add(EventRow(workflow_id=f"loan-{loan}", loan_id=loan, kind=kind, detail=detail,
-                       at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago), cause=json.dumps(cause or {})))
+        s.add(
+            EventRow(
+                workflow_id=f"loan-{loan}",
+                loan_id=loan,
+                kind=kind,
+                detail=detail,
+                at=dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago),
+                cause=json.dumps(cause or {}),
+            )
+        )
         s.commit()
 
 
 def test_the_dashboard_counts_stages_buckets_rolls_promises_and_refusals_from_the_projection(fresh):
-    _case(fresh, 1, dpd=10, stage="reminder", opened_days_ago=5)               # M1 now, not open 30 days ago
-    _case(fresh, 2, dpd=45, stage="first_call", opened_days_ago=40)            # M1 then (15), M2 now: rolled
-    _case(fresh, 3, dpd=50, stage="first_call", opened_days_ago=40, status="closed", outcome="paid",
-          closed_days_ago=3)                                                   # M1 then, cured
-    _case(fresh, 4, dpd=75, stage="home_visit", opened_days_ago=60)            # M2 then (45), M3 now: rolled
+    _case(fresh, 1, dpd=10, stage="reminder", opened_days_ago=5)  # M1 now, not open 30 days ago
+    _case(fresh, 2, dpd=45, stage="first_call", opened_days_ago=40)  # M1 then (15), M2 now: rolled
+    _case(
+        fresh, 3, dpd=50, stage="first_call", opened_days_ago=40, status="closed", outcome="paid", closed_days_ago=3
+    )  # M1 then, cured
+    _case(fresh, 4, dpd=75, stage="home_visit", opened_days_ago=60)  # M2 then (45), M3 now: rolled
     _case(fresh, 5, dpd=20, stage="reminder", opened_days_ago=40, status="paused")  # M0 then (not yet due)
     _event(fresh, "D1", "promise", "CNY 10.00 by 2030-01-01")
     _event(fresh, "D2", "promise_broken")
@@ -226,13 +263,13 @@ async def test_the_dashboard_page_shows_the_stages_to_a_viewer(fresh):
 
 
 async def test_worklists_filter_and_page(fresh):
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     for i in range(30):
         _case(fresh, 100 + i, dpd=20, stage="first_call")
         _event(fresh, f"D{100 + i}", "promise", f"CNY 10.00 by {today.isoformat()}; ladder paused", days_ago=2)
     _case(fresh, 200, dpd=20, stage="first_call")
     _event(fresh, "D200", "promise", f"CNY 10.00 by {today.isoformat()}; ladder paused", days_ago=3)
-    _event(fresh, "D200", "promise_kept", "", days_ago=1)                     # no longer due
+    _event(fresh, "D200", "promise_kept", "", days_ago=1)  # no longer due
     _case(fresh, 201, dpd=200, stage="litigation")
     token = token_for(fresh, "fay", ["viewer"])
     async with client(fresh) as c:
@@ -246,7 +283,7 @@ async def test_worklists_filter_and_page(fresh):
     assert len(listed(p1)) == 25 and "next" in p1.text
     assert len(listed(p2)) == 5 and not set(listed(p1)) & set(listed(p2))
     assert "D200" not in listed(p1) + listed(p2)
-    assert listed(one) == ["D107"] and "<html" not in one.text       # an htmx fragment
+    assert listed(one) == ["D107"] and "<html" not in one.text  # an htmx fragment
     assert listed(court) == ["D201"]
     assert missing.status_code == 404
 
@@ -254,9 +291,15 @@ async def test_worklists_filter_and_page(fresh):
 def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
     from console.worklists import pending_proposals
 
-    for i, kinds in enumerate((["approval_proposed"], ["approval_proposed", "approval_approved"],
-                               ["approval_proposed", "approval_rejected", "approval_proposed"],
-                               ["approval_proposed", "approval_expired"], ["promise"])):
+    for i, kinds in enumerate(
+        (
+            ["approval_proposed"],
+            ["approval_proposed", "approval_approved"],
+            ["approval_proposed", "approval_rejected", "approval_proposed"],
+            ["approval_proposed", "approval_expired"],
+            ["promise"],
+        )
+    ):
         _case(fresh, 300 + i, dpd=20, stage="first_call")
         for n, kind in enumerate(kinds):
             _event(fresh, f"D{300 + i}", kind, days_ago=5 - n)
@@ -269,11 +312,14 @@ def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_propos
 
 async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_temporal(fresh):
     token = token_for(fresh, "gus", ["viewer"])
-    async with client(fresh) as c:           # no Temporal client: a request that got that far would be a 503
+    async with client(fresh) as c:  # no Temporal client: a request that got that far would be a 503
         await sign_in(c, token)
         csrf = csrf_of((await c.get("/console/dashboard")).text)
-        for action, data in (("promise", {"amount": "10", "date": "2030-01-01"}), ("decide", {"decision": "approve"}),
-                             ("hold", {"kind": "hardship"})):
+        for action, data in (
+            ("promise", {"amount": "10", "date": "2030-01-01"}),
+            ("decide", {"decision": "approve"}),
+            ("hold", {"kind": "hardship"}),
+        ):
             r = await c.post(f"/console/cases/L1/{action}", data={"csrf": csrf, **data}, headers=ORIGIN)
             assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
         r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)

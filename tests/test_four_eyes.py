@@ -22,10 +22,22 @@ from tests.conftest import DATA_CONVERTER, today_in
 from workflows import search
 from workflows.case import CollectionCase
 
-NAMES = {"maker": "Maker Wang 七号", "checker": "Checker Li 八号", "collector": "Collector Zhao 九号",
-         "comp1": "Compliance Qian 十号", "comp2": "Compliance Sun 十一号", "payments": "Payments Zhou 十二号"}
-ROLES_OF = {"maker": ["supervisor"], "checker": ["supervisor"], "collector": ["collector"],
-            "comp1": ["compliance"], "comp2": ["compliance"], "payments": ["payments"]}
+NAMES = {
+    "maker": "Maker Wang 七号",
+    "checker": "Checker Li 八号",
+    "collector": "Collector Zhao 九号",
+    "comp1": "Compliance Qian 十号",
+    "comp2": "Compliance Sun 十一号",
+    "payments": "Payments Zhou 十二号",
+}
+ROLES_OF = {
+    "maker": ["supervisor"],
+    "checker": ["supervisor"],
+    "collector": ["collector"],
+    "comp1": ["compliance"],
+    "comp2": ["compliance"],
+    "payments": ["payments"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +52,7 @@ def people(repo):
     return out
 
 
-SCANNED: list[str] = []   # the cases of this module, whose histories the last test scans
+SCANNED: list[str] = []  # the cases of this module, whose histories the last test scans
 
 
 def act(people, who: str) -> Caller:
@@ -125,7 +137,7 @@ async def test_rejection_and_expiry_leave_the_balances_unchanged(env, cases, rep
         assert any(e.kind == "approval_rejected" for e in st.events)
         act(people, "maker")
         await inputs.send_update(env.client, loan, "plan", await waiver(cases, env))
-        await cases.advance(days=4)   # the default policy's approval.expiry_days is 3
+        await cases.advance(days=4)  # the default policy's approval.expiry_days is 3
         st = await h.query(CollectionCase.status)
         assert st.pending_approval is None and st.plan is None and balances(st) == before
         assert any(e.kind == "approval_expired" for e in st.events)
@@ -147,11 +159,11 @@ async def test_a_proposed_closure_for_death_stops_contact_at_once(env, cases, re
         st = await h.query(CollectionCase.status)
         assert st.pending_approval.kind == "closure" and st.status != "closed"
         contacts, steps = dict(st.contacts), list(st.steps_done)
-        await cases.advance(days=2)      # the first call falls due at DPD 7; nothing goes out while it waits
+        await cases.advance(days=2)  # the first call falls due at DPD 7; nothing goes out while it waits
         st = await h.query(CollectionCase.status)
         assert st.contacts == contacts and st.steps_done == steps
         act(people, "collector")
-        with pytest.raises(Forbidden):   # a collector may propose it, only compliance approves
+        with pytest.raises(Forbidden):  # a collector may propose it, only compliance approves
             await inputs.decide(env.client, repo, loan, "approve")
         checker = act(people, "comp1")
         r = await inputs.decide(env.client, repo, loan, "approve")
@@ -223,11 +235,13 @@ def _payload_lists(event):
         if isinstance(node, dict):
             if "payloads" in node and isinstance(node["payloads"], list):
                 from temporalio.api.common.v1 import Payloads
+
                 found.append(list(json_format.ParseDict({"payloads": node["payloads"]}, Payloads()).payloads))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
+
     walk(msg)
     return found

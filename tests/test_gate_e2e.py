@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -14,8 +14,11 @@ from workflows.case import CollectionCase
 
 def calls_policy():
     data = LADDER_POLICY.model_dump(mode="json")
-    data.update(name="many-calls", min_gap_days=0, steps=[
-        {"key": f"call_{i}", "stage": "calls", "dpd": i, "actions": ["call"]} for i in range(1, 5)])
+    data.update(
+        name="many-calls",
+        min_gap_days=0,
+        steps=[{"key": f"call_{i}", "stage": "calls", "dpd": i, "actions": ["call"]} for i in range(1, 5)],
+    )
     data["contact"].update(call_cap_7d=3, no_call_after_conversation_days=0, daily_caps={"call": 3})
     return parse_policy(data)
 
@@ -28,7 +31,7 @@ async def test_two_loans_of_one_borrower_share_the_seven_day_call_cap(cases, rep
     rows = [r for r in repo.contacts() if r.borrower_id == "GATE-B1" and r.channel == "call"]
     delivered = sorted(r.at for r in rows if r.status == "delivered")
     assert len(delivered) == 8  # every call step of both loans happened in the end
-    for i, t in enumerate(delivered):  # and no 7-day window holds more than the cap, across both loans
+    for _i, t in enumerate(delivered):  # and no 7-day window holds more than the cap, across both loans
         assert sum(1 for u in delivered if t <= u < t + timedelta(days=7)) <= 3, delivered
     refusals = [d for h in (a, b) for d in (await cases.status(h)).decisions if not d.allowed]
     events = [e for h in (a, b) for e in (await cases.status(h)).events if e.kind == "contact_refused"]
@@ -66,12 +69,15 @@ async def test_a_complaint_on_one_loan_stops_every_contact_on_both(cases, repo):
 
 async def test_contact_outside_hours_waits_for_the_window(cases, repo):
     """With the real default rules: a reminder due at local midnight goes out at 08:00 local, not before."""
-    from domain.policy import load_policy
     from zoneinfo import ZoneInfo
+
+    from domain.policy import load_policy
 
     # the default window and clocks, without the rest days: the test server's clock may be in a year with no
     # official calendar yet (it fails closed there: tests/test_calendar.py), and this test is about the hours
-    hours = load_policy("default").model_copy(update={"contact": load_policy("default").contact.model_copy(update={"public_holidays": False})})
+    hours = load_policy("default").model_copy(
+        update={"contact": load_policy("default").contact.model_copy(update={"public_holidays": False})}
+    )
     h = await cases.start(dpd=0, loan_id="HOURS-1", policy=hours)  # due today: DPD 1 from midnight
     await cases.advance(days=2)
     st = await cases.status(h)
@@ -89,7 +95,9 @@ async def test_a_guarantor_gets_the_formal_letters_and_nothing_else(cases, repo,
     assert st.contacts["letter@guarantor"] == 1 and st.contacts["law_firm@guarantor"] == 1
     rows = [r for r in repo.contacts(loan_id="GUAR-1") if r.borrower_id == "GUAR-G1"]
     assert sorted((r.step, r.channel, r.status) for r in rows) == [
-        ("lawyers_letter", "law_firm", "delivered"), ("overdue_letter", "letter", "delivered")]
+        ("lawyers_letter", "law_firm", "delivered"),
+        ("overdue_letter", "letter", "delivered"),
+    ]
     items = [i for i in gateway.outbox(loan_id="GUAR-1") if i["body"].get("recipient") == "李强"]
     assert len(items) == 2
     letter = next(i for i in items if i["channel"] == "letter")["body"]
@@ -118,7 +126,7 @@ async def test_a_bankruptcy_on_one_loan_closes_the_borrowers_other_cases_at_once
 
     a = await cases.start(dpd=1, loan_id="BK-A", borrower_id="BK-B1")
     b = await cases.start(dpd=40, loan_id="BK-B", borrower_id="BK-B1")
-    other = await cases.start(dpd=1, loan_id="BK-X", borrower_id="BK-B2")      # another borrower: untouched
+    other = await cases.start(dpd=1, loan_id="BK-X", borrower_id="BK-B2")  # another borrower: untouched
     result = await inputs.place_hold(env.client, repo, "BK-A", {"kind": "bankruptcy", "reference": "court case 2026-17"})
     assert result.outcome == "bankrupt" and "BK-B" in result.message
     sa, sb, sx = await cases.status(a), await cases.status(b), await cases.status(other)
@@ -145,7 +153,7 @@ async def test_a_bankruptcy_sent_again_after_a_partial_fan_out_reaches_the_rest(
 
     a = await cases.start(dpd=1, loan_id="BKR-A", borrower_id="BKR-B1")
     b = await cases.start(dpd=1, loan_id="BKR-B", borrower_id="BKR-B1")
-    await inputs.send_update(env.client, "BKR-A", "hold", {"kind": "bankruptcy"})      # only the named case
+    await inputs.send_update(env.client, "BKR-A", "hold", {"kind": "bankruptcy"})  # only the named case
     assert (await cases.status(b)).status != "closed"
     result = await inputs.place_hold(env.client, repo, "BKR-A", {"kind": "bankruptcy"})
     assert "BKR-B" in result.message
@@ -160,10 +168,10 @@ async def test_a_case_the_fan_out_missed_closes_at_its_next_step(cases, repo):
     b = await cases.start(dpd=1, loan_id="BK2-B", borrower_id="BK2-B1")
     await a.execute_update(CollectionCase.place_hold, HoldIn(kind="deceased", reference="death certificate"))
     assert (await cases.status(b)).status != "closed"
-    await cases.advance(days=10)                                   # loan B's first call is due at DPD 7
+    await cases.advance(days=10)  # loan B's first call is due at DPD 7
     sb = await cases.status(b)
     assert (sb.status, sb.outcome) == ("closed", "deceased"), sb.events[-3:]
-    assert sb.steps_done == ["reminder_notice", "first_call"]     # the call step, refused by the gate
+    assert sb.steps_done == ["reminder_notice", "first_call"]  # the call step, refused by the gate
     assert [d.rule for d in sb.decisions if not d.allowed] == ["deceased"]
     assert [r.channel for r in repo.contacts(loan_id="BK2-B") if r.channel == "call"] == []
 
@@ -175,9 +183,14 @@ async def test_a_conversation_an_operator_records_blocks_the_next_call(cases, re
     from domain.models import OutcomeIn
 
     data = LADDER_POLICY.model_dump(mode="json")
-    data.update(name="two-calls", min_gap_days=0, steps=[
-        {"key": "call_1", "stage": "calls", "dpd": 1, "actions": ["call"]},
-        {"key": "call_2", "stage": "calls", "dpd": 3, "actions": ["call"]}])
+    data.update(
+        name="two-calls",
+        min_gap_days=0,
+        steps=[
+            {"key": "call_1", "stage": "calls", "dpd": 1, "actions": ["call"]},
+            {"key": "call_2", "stage": "calls", "dpd": 3, "actions": ["call"]},
+        ],
+    )
     gateway.script_calls({"CONV-1": {"outcome": "no_answer"}})
     try:
         h = await cases.start(dpd=1, loan_id="CONV-1", policy=parse_policy(data))
@@ -200,39 +213,45 @@ async def test_a_conversation_an_operator_records_blocks_the_next_call(cases, re
 def test_a_deferred_send_is_decided_anew_by_the_gate_with_the_caps_as_they_are_then(repo):
     """A send whose window closed before it went out gave its reservation back: asked again, the gate does not
     answer 'already allowed' but decides anew, and a cap filled in between (another loan's SMS) refuses it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from db.repo import GateRequest, GateStore
     from domain import compliance
     from domain.policy import ContactRules
 
-    rules = ContactRules(window_start="00:00", window_end="24:00", public_holidays=False, daily_caps={"sms": 1},
-                         min_minutes_between_contacts=0)
+    rules = ContactRules(
+        window_start="00:00", window_end="24:00", public_holidays=False, daily_caps={"sms": 1}, min_minutes_between_contacts=0
+    )
     repo.upsert_borrower(id="DEF-B", timezone="Asia/Shanghai", name="n", phone="13812345678", language="zh")
     store = GateStore(repo)
 
     def decide(q, tz, holds, history):
-        return compliance.decide(action=q.action, channel=q.channel, loan_id=q.loan_id, now=q_now, tz=tz,
-                                 rules=rules, holds=holds, history=history)
+        return compliance.decide(
+            action=q.action, channel=q.channel, loan_id=q.loan_id, now=q_now, tz=tz, rules=rules, holds=holds, history=history
+        )
 
     def ask(key, loan, at):
         nonlocal q_now
         q_now = at
-        return store.check("DEF-B", at, [GateRequest(idempotency_key=key, workflow_id=f"loan-{loan}", loan_id=loan,
-                                                     step="s", action="sms", channel="sms")], decide)[0]
+        return store.check(
+            "DEF-B",
+            at,
+            [GateRequest(idempotency_key=key, workflow_id=f"loan-{loan}", loan_id=loan, step="s", action="sms", channel="sms")],
+            decide,
+        )[0]
 
     q_now = None
-    day1 = datetime(2031, 3, 4, 2, 0, tzinfo=timezone.utc)
+    day1 = datetime(2031, 3, 4, 2, 0, tzinfo=UTC)
     assert ask("DEF-1", "DEF-L1", day1).allowed
     repo.defer_contact("DEF-1", event=dict(workflow_id="loan-DEF-L1", loan_id="DEF-L1", kind="contact_deferred"))
     assert [r.status for r in repo.contacts(loan_id="DEF-L1")] == ["deferred"]
-    assert ask("DEF-2", "DEF-L2", day1).allowed          # the deferred one no longer holds the day's one SMS...
-    again = ask("DEF-1", "DEF-L1", day1)                  # ...so, asked again, it meets the cap
+    assert ask("DEF-2", "DEF-L2", day1).allowed  # the deferred one no longer holds the day's one SMS...
+    again = ask("DEF-1", "DEF-L1", day1)  # ...so, asked again, it meets the cap
     assert (again.allowed, again.rule) == (False, "daily_cap")
     assert [r.status for r in repo.contacts(loan_id="DEF-L1")] == ["deferred"]
-    day2 = datetime(2031, 3, 5, 2, 0, tzinfo=timezone.utc)
+    day2 = datetime(2031, 3, 5, 2, 0, tzinfo=UTC)
     allowed = ask("DEF-1", "DEF-L1", day2)
     assert (allowed.allowed, allowed.rule) == (True, "allowed")
     [row] = repo.contacts(loan_id="DEF-L1")
-    assert row.status == "pending" and row.at == day2     # reserved again, counted on the day it was allowed
+    assert row.status == "pending" and row.at == day2  # reserved again, counted on the day it was allowed
     assert ask("DEF-1", "DEF-L1", day2).rule == "already_allowed"  # and a rerun of that check changes nothing

@@ -114,7 +114,13 @@ async def test_import_opens_a_case_per_good_row_and_reports_each_bad_one(env, wo
         assert repo.borrower("B-002").address == "北京市朝阳区建国路88号, 2单元"
         loan = repo.loan("IMP-004")
         assert (loan.borrower_id, loan.principal, loan.interest, loan.product, loan.segment, loan.policy) == (
-            "B-001", 300_000, 10_000, "credit_card", "sme", "default")
+            "B-001",
+            300_000,
+            10_000,
+            "credit_card",
+            "sme",
+            "default",
+        )
         assert (repo.loan("IMP-003").interest, repo.loan("IMP-003").segment) == (0, "retail")
         assert repo.loan("IMP-005").policy == "demo"  # segment "demo" has policies/demo.toml
         for rejected in ("IMP-006", "IMP-007", "IMP-008", "IMP-009", "IMP-010", "IMP-012"):
@@ -154,13 +160,16 @@ async def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_imported(env, wo
         await terminate(env, ["ENC-001", "ENC-003"])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{data}/bad_header.csv"], "error: header: missing column(s): due_date; unknown column(s): duedate"),
-    (["{tmp}/no_such_file.csv"], "no_such_file.csv: no such file"),
-    (["{data}/bad_header.csv", "--policy", "nosuch"], "error: policy: no policy named 'nosuch'"),
-    (["{tmp}/empty.csv"], "error: file: "),
-    (["{data}/bad_header.csv", "--concurrency", "0"], "error: concurrency: 0 must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["{data}/bad_header.csv"], "error: header: missing column(s): due_date; unknown column(s): duedate"),
+        (["{tmp}/no_such_file.csv"], "no_such_file.csv: no such file"),
+        (["{data}/bad_header.csv", "--policy", "nosuch"], "error: policy: no policy named 'nosuch'"),
+        (["{tmp}/empty.csv"], "error: file: "),
+        (["{data}/bad_header.csv", "--concurrency", "0"], "error: concurrency: 0 must be at least 1"),
+    ],
+)
 async def test_a_bad_file_or_flag_exits_2_and_changes_nothing(env, repo, tmp_path, args, message):
     (tmp_path / "empty.csv").write_bytes(b"")
     args = [a.format(data=DATA, tmp=tmp_path) for a in args]
@@ -172,10 +181,13 @@ async def test_a_bad_file_or_flag_exits_2_and_changes_nothing(env, repo, tmp_pat
 
 
 async def test_a_dry_run_checks_the_file_and_changes_nothing(env, repo, tmp_path):
-    f = write_csv(tmp_path / "dry.csv", [
-        "DRY-1,B-DRY1,钱多多,13800000001,,,Asia/Shanghai,CNY,100.00,0,0,2026-10-01,personal_loan,retail",
-        "DRY-2,B-DRY2,钱少少,13800000002,,,Asia/Shanghai,CNY,-5,0,0,2026-10-01,personal_loan,retail",
-    ])
+    f = write_csv(
+        tmp_path / "dry.csv",
+        [
+            "DRY-1,B-DRY1,钱多多,13800000001,,,Asia/Shanghai,CNY,100.00,0,0,2026-10-01,personal_loan,retail",
+            "DRY-2,B-DRY2,钱少少,13800000002,,,Asia/Shanghai,CNY,-5,0,0,2026-10-01,personal_loan,retail",
+        ],
+    )
     r = await runner(env, repo)("import", str(f), "--dry-run", "--json")
     assert r.returncode == 1
     s = json.loads(r.stdout)
@@ -189,8 +201,10 @@ async def test_a_dry_run_checks_the_file_and_changes_nothing(env, repo, tmp_path
 async def test_an_import_without_a_temporal_client_is_refused_before_any_change(repo, tmp_path):
     """Only a dry run goes without a client: a live one without it used to write every row to the database and then
     fail each case start (None has no start_workflow)."""
-    f = write_csv(tmp_path / "noclient.csv", [
-        "NOC-1,B-NOC1,钱多多,13800000001,,,Asia/Shanghai,CNY,100.00,0,0,2026-10-01,personal_loan,retail"])
+    f = write_csv(
+        tmp_path / "noclient.csv",
+        ["NOC-1,B-NOC1,钱多多,13800000001,,,Asia/Shanghai,CNY,100.00,0,0,2026-10-01,personal_loan,retail"],
+    )
     with pytest.raises(portfolio.BadInput) as exc:
         await portfolio.import_portfolio(None, repo, f)
     assert exc.value.field == "client"
@@ -201,12 +215,15 @@ async def test_an_import_without_a_temporal_client_is_refused_before_any_change(
 
 # --------------------------------------------------------------------------- streaming and bounded concurrency
 
+
 def generate(path: Path, n: int, prefix: str, due: str = "2026-10-15", segment: str = "retail") -> Path:
     with open(path, "w", encoding="utf-8") as f:
         f.write(HEADER)
         for i in range(n):
-            f.write(f"{prefix}-{i:06d},B{prefix}-{i:06d},张伟{i},138{i:08d},u{i}@example.cn,上海市黄浦区南京东路{i}号,"
-                    f"Asia/Shanghai,CNY,{1000 + i % 9000}.00,{i % 500}.50,30,{due},personal_loan,{segment}\n")
+            f.write(
+                f"{prefix}-{i:06d},B{prefix}-{i:06d},张伟{i},138{i:08d},u{i}@example.cn,上海市黄浦区南京东路{i}号,"
+                f"Asia/Shanghai,CNY,{1000 + i % 9000}.00,{i % 500}.50,30,{due},personal_loan,{segment}\n"
+            )
     return path
 
 
@@ -266,6 +283,7 @@ async def test_import_keeps_at_most_concurrency_starts_in_flight(tmp_path, repo)
 
 # --------------------------------------------------------------------------- list, on a dev server
 
+
 @dataclass
 class Dev:
     address: str
@@ -282,7 +300,8 @@ async def dev(repo, gateway):
     """A Temporal dev server (with visibility) and a worker on it."""
     port = free_port()
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, ip="127.0.0.1", port=port, ui=False)
+        dev_server_existing_path=find("temporal"), search_attributes=search.ALL, ip="127.0.0.1", port=port, ui=False
+    )
     client = await connect(f"127.0.0.1:{port}")  # the project's data converter, as the CLI's
     gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     w = build_worker(client, CaseActivities(repo, gw), task_queue="collections-dev-test")
@@ -308,10 +327,14 @@ async def poll_list(dev: Dev, *args: str, want: int, timeout: float = 30.0) -> l
 
 async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(dev, tmp_path):
     due = (date.today() - timedelta(days=3)).isoformat()
-    rows = [f"LST-{i},B-LST-{i},客户{i},1390000000{i},,,Asia/Shanghai,CNY,{i}000.00,0,0,{due},personal_loan,lista"
-            for i in range(1, 9)]
-    rows += [f"LSB-{i},B-LSB-{i},客户B{i},1390000001{i},,,Asia/Shanghai,CNY,{i}00.00,0,0,{due},personal_loan,listb"
-             for i in range(1, 5)]
+    rows = [
+        f"LST-{i},B-LST-{i},客户{i},1390000000{i},,,Asia/Shanghai,CNY,{i}000.00,0,0,{due},personal_loan,lista"
+        for i in range(1, 9)
+    ]
+    rows += [
+        f"LSB-{i},B-LSB-{i},客户B{i},1390000001{i},,,Asia/Shanghai,CNY,{i}00.00,0,0,{due},personal_loan,listb"
+        for i in range(1, 5)
+    ]
     r = await dev.cli("import", str(write_csv(tmp_path / "list.csv", rows)), "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
@@ -366,8 +389,11 @@ async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(de
     assert closed.returncode == 0, closed.stderr
     gone = await poll_list(dev, "--segment", "lista", "--status", "closed", want=1)
     assert gone[0]["loan_id"] == "LST-4" and gone[0]["next_action_at"] is None and gone[0]["on_hold"] is None
-    row = next(line for line in (await dev.cli("list", "--segment", "lista", "--status", "closed")).stdout.splitlines()
-               if line.startswith("loan-LST-4 "))
+    row = next(
+        line
+        for line in (await dev.cli("list", "--segment", "lista", "--status", "closed")).stdout.splitlines()
+        if line.startswith("loan-LST-4 ")
+    )
     assert row.split()[2:4] == ["closed", "-"] and row.split()[-1] == "-", row
     deadline = time.monotonic() + 30
     while True:
@@ -385,27 +411,58 @@ async def test_list_finds_cases_by_stage_status_hold_amount_segment_and_query(de
     read, write = os.pipe()
     os.close(read)
     env = dict(os.environ, TEMPORAL_ADDRESS=dev.address, TEMPORAL_TASK_QUEUE=dev.task_queue, DATABASE_URL=db_url(dev.repo))
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "starter.py", "list", "--json"], cwd=ROOT, env=env,
-                                   stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "starter.py", "list", "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr and done.returncode == 1, done.stderr
 
 
 # --------------------------------------------------------------------------- help
 
+
 def test_every_command_has_json_and_help_with_examples():
     import starter
 
     p = starter.parser()
     top = p.format_help()
-    for example in ("starter.py import portfolio.csv", "starter.py list --stage litigation", "starter.py pay L1001",
-                    "Exit codes"):
+    for example in (
+        "starter.py import portfolio.csv",
+        "starter.py list --stage litigation",
+        "starter.py pay L1001",
+        "Exit codes",
+    ):
         assert example in top
     sub = next(a for a in p._actions if a.dest == "command")
     # every command of the handler table has a parser, and the operators' everyday commands are all there
     assert set(sub.choices) == set(starter.HANDLERS)
-    assert {"import", "list", "start", "pay", "promise", "plan", "hold", "release", "outcome", "status", "payments",
-            "apply-unapplied", "simulate", "count", "reverse", "close", "confirm-write-off", "check"} <= set(sub.choices)
+    assert {
+        "import",
+        "list",
+        "start",
+        "pay",
+        "promise",
+        "plan",
+        "hold",
+        "release",
+        "outcome",
+        "status",
+        "payments",
+        "apply-unapplied",
+        "simulate",
+        "count",
+        "reverse",
+        "close",
+        "confirm-write-off",
+        "check",
+    } <= set(sub.choices)
     for name, c in sub.choices.items():
         text = c.format_help()
         assert "--json" in text, name

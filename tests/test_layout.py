@@ -22,11 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LEVEL = {
     "domain": 0,
-    "infra": 1, "encryption": 1,
+    "infra": 1,
+    "encryption": 1,
     "db": 2,
-    "workflows": 3, "activities": 3,
+    "workflows": 3,
+    "activities": 3,
     "app": 4,
-    "api": 5, "starter": 5, "worker": 5, "devstack": 5, "sandbox": 5, "sim": 5, "bench": 5, "console": 5,
+    "api": 5,
+    "starter": 5,
+    "worker": 5,
+    "devstack": 5,
+    "sandbox": 5,
+    "sim": 5,
+    "bench": 5,
+    "console": 5,
 }
 # Rooms no production room may import (test-only helpers live in tests/) ...
 NEVER_IMPORTED = {"tests"}
@@ -69,8 +78,10 @@ def violations(files: list[Path], root: Path = ROOT) -> list[str]:
         room = room_of(f, root)
         for line, target in project_imports(f):
             if (room, target) not in ALLOWED and (target in NEVER_IMPORTED or LEVEL[target] > LEVEL[room]):
-                bad.append(f"{f.relative_to(root)}:{line}: {room} (level {LEVEL[room]}) imports {target} "
-                           f"(level {LEVEL.get(target, '-')})")
+                bad.append(
+                    f"{f.relative_to(root)}:{line}: {room} (level {LEVEL[room]}) imports {target} "
+                    f"(level {LEVEL.get(target, '-')})"
+                )
     return bad
 
 
@@ -89,8 +100,10 @@ def test_imports_point_down():
     assert not bad, "imports pointing up:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("room, target", [("domain", "db"), ("db", "workflows"), ("workflows", "app"),
-                                          ("app", "api"), ("infra", "activities"), ("app", "tests")])
+@pytest.mark.parametrize(
+    "room, target",
+    [("domain", "db"), ("db", "workflows"), ("workflows", "app"), ("app", "api"), ("infra", "activities"), ("app", "tests")],
+)
 def test_an_upward_import_is_caught(tmp_path, room, target):
     """The checker itself: a file importing a room above its own is reported (and one importing below is not)."""
     (tmp_path / room).mkdir()
@@ -98,8 +111,9 @@ def test_an_upward_import_is_caught(tmp_path, room, target):
     up.write_text(f"def f():\n    from {target}.x import y\n")
     down = tmp_path / room / "down.py"
     down.write_text("import domain.money\n")
-    assert violations([up], tmp_path) == [f"{room}/up.py:2: {room} (level {LEVEL[room]}) imports {target} "
-                                f"(level {LEVEL.get(target, '-')})"]
+    assert violations([up], tmp_path) == [
+        f"{room}/up.py:2: {room} (level {LEVEL[room]}) imports {target} (level {LEVEL.get(target, '-')})"
+    ]
     assert violations([down], tmp_path) == []
 
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,9 @@ from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import ContactResult, GateRecord, OutcomeIn
 from domain.policy import LegalRules
-from tests.test_case_rules import DEFAULT, SH, T0, Runner, delivered
+from tests.test_case_rules import DEFAULT, SH, T0, Runner
 
-UTC = timezone.utc
+UTC = UTC
 RULES = LegalRules()
 
 
@@ -46,7 +46,9 @@ def calendar_2028(tmp_path, monkeypatch):
     (tmp_path / "cn-2026.toml").write_text(calendar.calendar_path(2026).read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "cn-2028.toml").write_text(
         'year = 2028\n[source]\ntitle = "测试用：2028年（非官方）"\nnumber = "test"\ndate = 2027-11-01\n'
-        '[[breaks]]\nname = "元旦"\nrest = [2028-01-01, 2028-01-02, 2028-01-03]\n', encoding="utf-8")
+        '[[breaks]]\nname = "元旦"\nrest = [2028-01-01, 2028-01-02, 2028-01-03]\n',
+        encoding="utf-8",
+    )
     monkeypatch.setattr(calendar, "CALENDAR_DIR", Path(tmp_path))
     calendar.clear_cache()
     yield
@@ -66,10 +68,11 @@ def only_2026(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- counting
 
+
 def test_the_start_day_is_not_counted_and_the_last_day_ends_at_24_00():
     p = legal.period(date(2026, 6, 1), SH, days=15)  # served Monday 1 June 2026
-    assert p.last_day == date(2026, 6, 16)           # 15 days from 2 June: 16 June (a Tuesday)
-    assert p.ends == at(date(2026, 6, 17))            # 24:00 of 16 June, Beijing time
+    assert p.last_day == date(2026, 6, 16)  # 15 days from 2 June: 16 June (a Tuesday)
+    assert p.ends == at(date(2026, 6, 17))  # 24:00 of 16 June, Beijing time
     assert p.ends.tzinfo is UTC or p.ends.utcoffset() == timedelta(0)
 
 
@@ -81,7 +84,7 @@ def test_a_last_day_inside_the_national_day_break_moves_to_the_first_working_day
 
 
 def test_a_last_day_on_a_saturday_moves_to_monday_but_a_make_up_saturday_does_not_move():
-    assert legal.period(date(2026, 6, 5), SH, days=15).last_day == date(2026, 6, 22)   # Sat 20 June -> Mon 22
+    assert legal.period(date(2026, 6, 5), SH, days=15).last_day == date(2026, 6, 22)  # Sat 20 June -> Mon 22
     assert legal.period(date(2026, 9, 26), SH, days=14).last_day == date(2026, 10, 10)  # Sat 10 Oct is a working day
 
 
@@ -98,6 +101,7 @@ def test_a_missing_calendar_year_leaves_the_end_unknown():
 
 
 # ---------------------------------------------------------------- payment order (民事诉讼法 art. 227)
+
 
 def test_enforcement_of_a_payment_order_waits_for_24_00_of_the_15th_day_after_service():
     kw = dict(payment_order=True, served_on=date(2026, 6, 1))
@@ -131,6 +135,7 @@ def test_an_objection_window_ending_in_a_year_with_no_calendar_fails_closed():
 
 # ---------------------------------------------------------------- judgment (民事诉讼法 art. 250)
 
+
 def test_enforcement_not_before_the_performance_period_ends():
     kw = dict(judgment=True, effective_on=date(2026, 5, 20), performance_ends=date(2026, 6, 10))
     d = check("enforcement", at(date(2026, 6, 10), 23, 59), **kw)
@@ -160,6 +165,7 @@ def test_the_enforcement_deadline_in_a_year_with_no_calendar_is_never_declared_r
 
 
 # ---------------------------------------------------------------- limitation (民法典 arts. 188, 195)
+
 
 def test_the_limitation_period_ends_at_24_00_three_years_after_the_start_day(calendar_2028):
     # a loan due Thu 1 June 2028 - 3 years = 1 June 2025: last day Thu 1 June 2028 (working)
@@ -191,6 +197,7 @@ def test_a_payment_made_before_the_last_restart_restarts_nothing():
 def _lawyers_letter(status: str):
     def results(step):
         return [ContactResult(action=a, channel=a, status=status if a == "law_firm" else "delivered") for a in step.actions]
+
     return results
 
 
@@ -215,6 +222,7 @@ def test_a_promise_and_a_filed_lawsuit_restart_it_too():
 
 
 # ---------------------------------------------------------------- the case: judgment, payment order
+
 
 def test_a_judgment_without_dates_waits_with_a_next_action_asking_for_them_and_never_enforces_at_once():
     r = LegalRunner(Runner.open(dpd=1).case).run_until(T0 + timedelta(days=130))
@@ -258,10 +266,12 @@ def test_a_payment_order_waits_for_its_service_date_then_the_objection_window():
     data = DEFAULT.model_dump()
     data["steps"] = [s for s in data["steps"] if s["key"] not in ("litigation",)]
     i = next(n for n, s in enumerate(data["steps"]) if s["key"] == "enforcement")
-    data["steps"].insert(i, {"key": "payment_order", "stage": "litigation", "dpd": 100, "actions": ["payment_order"],
-                             "await_outcome_days": 30})
+    data["steps"].insert(
+        i, {"key": "payment_order", "stage": "litigation", "dpd": 100, "actions": ["payment_order"], "await_outcome_days": 30}
+    )
     from domain.policy import parse_policy
     from tests.test_case_rules import make_case
+
     r = LegalRunner(make_case(1, policy=parse_policy(data)))
     r.run_until(r.dpd_at(105))
     r.outcome("court", "payment_order_issued")
@@ -274,6 +284,7 @@ def test_a_payment_order_waits_for_its_service_date_then_the_objection_window():
 
 
 # ---------------------------------------------------------------- the credit-bureau notice (征信业管理条例 art. 15)
+
 
 def legal_channel(action: str) -> str:
     return {v: k for k, v in legal.NOTICE_ACTIONS.items()}.get(action, action)
@@ -298,10 +309,22 @@ class LegalRunner(Runner):
                 for a in case.pending_actions(idx):
                     d = case.legal_refusal(a, self.now)
                     if d is None:
-                        results.append(ContactResult(action=a, channel=legal_channel(a), status=self.statuses.get(a, "delivered")))
+                        results.append(
+                            ContactResult(action=a, channel=legal_channel(a), status=self.statuses.get(a, "delivered"))
+                        )
                     else:
-                        refusals.append(GateRecord(at=self.now, step=step.key, action=a, allowed=False, rule=d.rule,
-                                                   reason=d.reason, retry_at=d.retry_at, final=d.final))
+                        refusals.append(
+                            GateRecord(
+                                at=self.now,
+                                step=step.key,
+                                action=a,
+                                allowed=False,
+                                rule=d.rule,
+                                reason=d.reason,
+                                retry_at=d.retry_at,
+                                final=d.final,
+                            )
+                        )
                 case.settle_step(idx, results, refusals, self.now)
                 if results:
                     self.ran.append((step.key, self.now))
@@ -357,6 +380,7 @@ def test_a_disputes_answer_is_due_20_days_after_it_was_received():
 
 # ---------------------------------------------------------------- the event text's zone
 
+
 def test_a_retry_time_in_beijing_time_is_written_in_utc_with_z():
     r = Runner.open(dpd=1)
     step = r.case.begin_step(0, r.now)
@@ -369,6 +393,7 @@ def test_a_retry_time_in_beijing_time_is_written_in_utc_with_z():
 
 # ---------------------------------------------------------------- on the time-skipping server
 
+
 async def test_enforcement_waits_for_the_judgments_dates_and_its_performance_period_in_the_workflow(cases):
     from domain.policy import parse_policy
     from tests.conftest import open_hours, today_in
@@ -380,12 +405,21 @@ async def test_enforcement_waits_for_the_judgments_dates_and_its_performance_per
     except calendar.CalendarMissing as exc:
         pytest.skip(f"{exc} (the case's clocks would wait for it, as they must)")
     data = DEFAULT.model_dump(mode="json")
-    data.update(name="fast-court", steps=[
-        {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["sms"]},
-        {"key": "litigation", "stage": "litigation", "dpd": 3, "actions": ["lawsuit"], "await_outcome_days": 60},
-        {"key": "enforcement", "stage": "enforcement", "dpd": 4, "actions": ["enforcement"], "requires": "judgment",
-         "await_outcome_days": 30},
-    ])
+    data.update(
+        name="fast-court",
+        steps=[
+            {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["sms"]},
+            {"key": "litigation", "stage": "litigation", "dpd": 3, "actions": ["lawsuit"], "await_outcome_days": 60},
+            {
+                "key": "enforcement",
+                "stage": "enforcement",
+                "dpd": 4,
+                "actions": ["enforcement"],
+                "requires": "judgment",
+                "await_outcome_days": 30,
+            },
+        ],
+    )
     h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
     await cases.advance(days=3)
     assert (await cases.status(h)).steps_done[-1] == "litigation"
@@ -398,8 +432,9 @@ async def test_enforcement_waits_for_the_judgments_dates_and_its_performance_per
     # the dates arrive: enforcement waits for 24:00 of the performance period's last day (moved past rest days)
     today = today_in(await cases.now())
     ends = today + timedelta(days=10)
-    await h.execute_update(W.record_outcome, OutcomeIn(kind="court", outcome="judgment", effective_on=today,
-                                                       performance_ends=ends))
+    await h.execute_update(
+        W.record_outcome, OutcomeIn(kind="court", outcome="judgment", effective_on=today, performance_ends=ends)
+    )
     opens = legal.period(ends, SH).ends
     st = await cases.status(h)
     clock = next(c for c in st.legal_clocks if c.name == "enforcement_opens")
@@ -422,11 +457,14 @@ async def test_a_notice_without_an_address_goes_by_sms_and_with_no_channel_the_r
     from workflows.case import CollectionCase as W  # noqa: F401
 
     data = DEFAULT.model_dump(mode="json")
-    data.update(name="fast-bureau", steps=[
-        {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["email"]},
-        {"key": "bureau_notice", "stage": "credit_bureau", "dpd": 2, "actions": ["bureau_notice"], "mandatory": True},
-        {"key": "bureau_report", "stage": "credit_bureau", "dpd": 3, "actions": ["bureau_report"], "mandatory": True},
-    ])
+    data.update(
+        name="fast-bureau",
+        steps=[
+            {"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["email"]},
+            {"key": "bureau_notice", "stage": "credit_bureau", "dpd": 2, "actions": ["bureau_notice"], "mandatory": True},
+            {"key": "bureau_report", "stage": "credit_bureau", "dpd": 3, "actions": ["bureau_report"], "mandatory": True},
+        ],
+    )
     policy = open_hours(parse_policy(data))
     by_sms = await cases.start(dpd=1, policy=policy, contact={"address": None})
     nowhere = await cases.start(dpd=1, policy=policy, contact={"address": None, "phone": None, "email": None})

@@ -21,7 +21,13 @@ def test_json_lines_with_bound_fields_and_masked_pii():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stderr
     line = json.loads(out.strip().splitlines()[-1])
     assert line["event"] == "delivered" and line["level"] == "info"
-    assert (line["loan_id"], line["workflow_id"], line["run_id"], line["activity"], line["attempt"]) == ("L1", "loan-L1", "r1", "send_sms", 2)
+    assert (line["loan_id"], line["workflow_id"], line["run_id"], line["activity"], line["attempt"]) == (
+        "L1",
+        "loan-L1",
+        "r1",
+        "send_sms",
+        2,
+    )
     for secret in ("13812345678", "zhang.wei@example.cn", "310101199001011234"):
         assert secret not in out
     assert line["to"] == "138****5678" and line["id_number"] == "3101**********1234"
@@ -37,6 +43,7 @@ def test_masking_a_100_kb_value_is_linear():
     # The old email pattern tried every start of a long run to its end: 20,000 letters took 17 s, 60 KB stalled the API.
     # Linear masking of 100 KB takes milliseconds; the bound below is 1 s only to stay clear of a busy machine.
     import time
+
     for text in ("a" * 100_000, "a." * 50_000, "/v1/cases/" + "x@" * 50_000, "+" + "1" * 100_000):
         started = time.process_time()
         out = mask(text)

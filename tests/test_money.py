@@ -17,18 +17,21 @@ CURRENCIES = sorted(MINOR_UNITS)
 # ---------------------------------------------------------------- accepted
 
 
-@pytest.mark.parametrize(("text", "currency", "minor"), [
-    ("1234.56", "CNY", 123456),
-    ("1234.5", "CNY", 123450),
-    ("1234", "CNY", 123400),
-    ("0.01", "CNY", 1),
-    ("007.10", "USD", 710),
-    ("1234", "JPY", 1234),
-    ("5", "KRW", 5),
-    ("1.234", "KWD", 1234),
-    ("0.001", "BHD", 1),
-    ("12345678901234567.89", "CNY", 1234567890123456789),
-])
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [
+        ("1234.56", "CNY", 123456),
+        ("1234.5", "CNY", 123450),
+        ("1234", "CNY", 123400),
+        ("0.01", "CNY", 1),
+        ("007.10", "USD", 710),
+        ("1234", "JPY", 1234),
+        ("5", "KRW", 5),
+        ("1.234", "KWD", 1234),
+        ("0.001", "BHD", 1),
+        ("12345678901234567.89", "CNY", 1234567890123456789),
+    ],
+)
 def test_parse_valid_amounts(text, currency, minor):
     assert parse_amount(text, currency) == minor
 
@@ -45,39 +48,42 @@ def test_zero_rejected_unless_allowed():
 # ---------------------------------------------------------------- rejected, naming the field
 
 
-@pytest.mark.parametrize(("text", "currency", "reason"), [
-    ("-1", "CNY", "negative"),
-    ("-0.01", "CNY", "negative"),
-    ("-0", "CNY", "negative"),
-    ("NaN", "CNY", "not a plain decimal"),
-    ("nan", "CNY", "not a plain decimal"),
-    ("sNaN", "CNY", "not a plain decimal"),
-    ("Infinity", "CNY", "not a plain decimal"),
-    ("inf", "CNY", "not a plain decimal"),
-    ("-inf", "CNY", "negative"),
-    ("+5", "CNY", "not a plain decimal"),
-    ("", "CNY", "empty"),
-    ("   ", "CNY", "empty"),
-    ("1.234", "CNY", "3 decimals but CNY allows at most 2"),
-    ("1.230", "CNY", "3 decimals"),
-    ("1.5", "JPY", "1 decimals but JPY allows at most 0"),
-    ("1.2345", "KWD", "4 decimals but KWD allows at most 3"),
-    ("1e3", "CNY", "not a plain decimal"),
-    ("1E-2", "CNY", "not a plain decimal"),
-    ("1,000.00", "CNY", "not a plain decimal"),
-    ("1 000", "CNY", "not a plain decimal"),
-    ("1_000", "CNY", "not a plain decimal"),
-    ("1.", "CNY", "not a plain decimal"),
-    (".5", "CNY", "not a plain decimal"),
-    ("0x10", "CNY", "not a plain decimal"),
-    ("12.3.4", "CNY", "not a plain decimal"),
-    ("¥100", "CNY", "not a plain decimal"),
-    ("100 CNY", "CNY", "not a plain decimal"),
-    ("\u0661\u0662\u0663", "CNY", "not a plain decimal"),  # Arabic-Indic digits
-    ("\uff11\uff12\uff13", "CNY", "not a plain decimal"),  # full-width digits
-    ("1" * 30, "CNY", "too large"),
-    ("92233720368547758.08", "CNY", "too large"),  # 2**63 minor units
-])
+@pytest.mark.parametrize(
+    ("text", "currency", "reason"),
+    [
+        ("-1", "CNY", "negative"),
+        ("-0.01", "CNY", "negative"),
+        ("-0", "CNY", "negative"),
+        ("NaN", "CNY", "not a plain decimal"),
+        ("nan", "CNY", "not a plain decimal"),
+        ("sNaN", "CNY", "not a plain decimal"),
+        ("Infinity", "CNY", "not a plain decimal"),
+        ("inf", "CNY", "not a plain decimal"),
+        ("-inf", "CNY", "negative"),
+        ("+5", "CNY", "not a plain decimal"),
+        ("", "CNY", "empty"),
+        ("   ", "CNY", "empty"),
+        ("1.234", "CNY", "3 decimals but CNY allows at most 2"),
+        ("1.230", "CNY", "3 decimals"),
+        ("1.5", "JPY", "1 decimals but JPY allows at most 0"),
+        ("1.2345", "KWD", "4 decimals but KWD allows at most 3"),
+        ("1e3", "CNY", "not a plain decimal"),
+        ("1E-2", "CNY", "not a plain decimal"),
+        ("1,000.00", "CNY", "not a plain decimal"),
+        ("1 000", "CNY", "not a plain decimal"),
+        ("1_000", "CNY", "not a plain decimal"),
+        ("1.", "CNY", "not a plain decimal"),
+        (".5", "CNY", "not a plain decimal"),
+        ("0x10", "CNY", "not a plain decimal"),
+        ("12.3.4", "CNY", "not a plain decimal"),
+        ("¥100", "CNY", "not a plain decimal"),
+        ("100 CNY", "CNY", "not a plain decimal"),
+        ("\u0661\u0662\u0663", "CNY", "not a plain decimal"),  # Arabic-Indic digits
+        ("\uff11\uff12\uff13", "CNY", "not a plain decimal"),  # full-width digits
+        ("1" * 30, "CNY", "too large"),
+        ("92233720368547758.08", "CNY", "too large"),  # 2**63 minor units
+    ],
+)
 def test_parse_rejects_with_reason_and_field(text, currency, reason):
     with pytest.raises(InvalidInput) as exc:
         parse_amount(text, currency, "payment.amount")
@@ -117,17 +123,20 @@ def test_known_currencies_accepted():
 # ---------------------------------------------------------------- formatting
 
 
-@pytest.mark.parametrize(("minor", "currency", "text"), [
-    (123456, "CNY", "1234.56"),
-    (5, "CNY", "0.05"),
-    (0, "CNY", "0.00"),
-    (-150, "USD", "-1.50"),
-    (-5, "USD", "-0.05"),
-    (1234, "JPY", "1234"),
-    (-7, "KRW", "-7"),
-    (1234, "KWD", "1.234"),
-    (1, "BHD", "0.001"),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (123456, "CNY", "1234.56"),
+        (5, "CNY", "0.05"),
+        (0, "CNY", "0.00"),
+        (-150, "USD", "-1.50"),
+        (-5, "USD", "-0.05"),
+        (1234, "JPY", "1234"),
+        (-7, "KRW", "-7"),
+        (1234, "KWD", "1.234"),
+        (1, "BHD", "0.001"),
+    ],
+)
 def test_format_amount(minor, currency, text):
     assert format_amount(minor, currency) == text
 
@@ -145,8 +154,12 @@ def test_format_then_parse_round_trips(minor, currency):
 
 
 @settings(max_examples=300, deadline=None)
-@given(whole=st.integers(min_value=0, max_value=10**15), frac=st.integers(min_value=0, max_value=999),
-       decimals=st.integers(min_value=0, max_value=3), currency=st.sampled_from(CURRENCIES))
+@given(
+    whole=st.integers(min_value=0, max_value=10**15),
+    frac=st.integers(min_value=0, max_value=999),
+    decimals=st.integers(min_value=0, max_value=3),
+    currency=st.sampled_from(CURRENCIES),
+)
 def test_parse_is_exact_or_rejects(whole, frac, decimals, currency):
     """Whatever is accepted equals the decimal value exactly; extra decimals are always rejected."""
     text = f"{whole}.{frac % 10**decimals:0{decimals}d}" if decimals else str(whole)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlalchemy import update
 
 from access import operators as opmod
 from access.operators import OperatorError, Operators, clean_name
@@ -47,8 +46,11 @@ def test_wrong_revoked_or_expired_tokens_and_disabled_operators_are_refused(ops)
     assert ops.revoke(a.token_id) and ops.authenticate(a.token) is None
     assert not ops.revoke(a.token_id)  # already revoked
     with ops.repo.session() as s:
-        s.execute(update(OperatorTokenRow).where(OperatorTokenRow.id == b.token_id)
-                  .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        s.execute(
+            update(OperatorTokenRow)
+            .where(OperatorTokenRow.id == b.token_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
         s.commit()
     assert ops.authenticate(b.token) is None
     assert ops.authenticate(c.token) is not None
@@ -71,7 +73,7 @@ def test_token_checks_compare_hashes_in_constant_time(ops, monkeypatch):
     ops.add("Zhao", ["viewer"])
     good = ops.issue_token("Zhao")
     assert ops.authenticate(good.token) is not None
-    assert ops.authenticate("ct_000000000000_" + "x" * 43) is None   # unknown id: a dummy hash is compared
+    assert ops.authenticate("ct_000000000000_" + "x" * 43) is None  # unknown id: a dummy hash is compared
     assert ops.authenticate("garbage") is None
     assert calls == [(64, 64)] * 3
 

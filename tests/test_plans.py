@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ from domain.models import Balances, PlanIn
 from domain.plans import build_plan, evaluate_plan, next_plan_deadline, split
 from domain.policy import PlanLimits
 
-UTC = timezone.utc
+UTC = UTC
 SH = "Asia/Shanghai"
 NOW = datetime(2026, 5, 10, 4, 0, tzinfo=UTC)  # 12:00 on 10 May in Shanghai
 TODAY = date(2026, 5, 10)
@@ -23,8 +23,14 @@ LIMITS = PlanLimits()
 BAL = Balances(principal=1_000_000, interest=50_000, fees=2_000)
 
 
-def plan(balances: Balances = BAL, limits: PlanLimits = LIMITS, now: datetime = NOW, paid_before: int = 0,
-         clock: CaseClock = CLOCK, **req):
+def plan(
+    balances: Balances = BAL,
+    limits: PlanLimits = LIMITS,
+    now: datetime = NOW,
+    paid_before: int = 0,
+    clock: CaseClock = CLOCK,
+    **req,
+):
     return build_plan(PlanIn(**req), balances, limits, clock, now, paid_before)
 
 
@@ -57,12 +63,15 @@ def test_deferral_to_the_last_allowed_day():
     assert p.schedule[0].due == TODAY + timedelta(days=90)
 
 
-@pytest.mark.parametrize(("until", "fragment"), [
-    (None, "is required"),
-    (TODAY, "is in the past"),              # a deferral must move the date forward
-    (TODAY - timedelta(days=1), "is in the past"),
-    (TODAY + timedelta(days=91), "the policy allows at most 90"),
-])
+@pytest.mark.parametrize(
+    ("until", "fragment"),
+    [
+        (None, "is required"),
+        (TODAY, "is in the past"),  # a deferral must move the date forward
+        (TODAY - timedelta(days=1), "is in the past"),
+        (TODAY + timedelta(days=91), "the policy allows at most 90"),
+    ],
+)
 def test_deferral_date_rejected(until, fragment):
     rejected("until", fragment, kind="deferral", until=until)
 
@@ -87,33 +96,55 @@ def test_interest_waiver_rounds_the_waiver_down_to_the_cent():
     assert p.waived == 166 and p.total == 100 + 333 - 166
 
 
-@pytest.mark.parametrize(("kw", "field", "fragment"), [
-    ({"waiver_percent": 0}, "waiver_percent", "waives at least 1%"),
-    ({"waiver_percent": 51}, "waiver_percent", "outside 0..50%"),
-    ({"waiver_percent": -5}, "waiver_percent", "outside 0..50%"),
-    ({"waiver_percent": 10, "pay_by": None}, "pay_by", "is required"),
-    ({"waiver_percent": 10, "pay_by": TODAY - timedelta(days=1)}, "pay_by", "is in the past"),
-    ({"waiver_percent": 10, "pay_by": TODAY + timedelta(days=31)}, "pay_by", "at most 30"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field", "fragment"),
+    [
+        ({"waiver_percent": 0}, "waiver_percent", "waives at least 1%"),
+        ({"waiver_percent": 51}, "waiver_percent", "outside 0..50%"),
+        ({"waiver_percent": -5}, "waiver_percent", "outside 0..50%"),
+        ({"waiver_percent": 10, "pay_by": None}, "pay_by", "is required"),
+        ({"waiver_percent": 10, "pay_by": TODAY - timedelta(days=1)}, "pay_by", "is in the past"),
+        ({"waiver_percent": 10, "pay_by": TODAY + timedelta(days=31)}, "pay_by", "at most 30"),
+    ],
+)
 def test_interest_waiver_rejected(kw, field, fragment):
     req = {"kind": "interest_waiver", "pay_by": TODAY + timedelta(days=5)} | kw
     rejected(field, fragment, **req)
 
 
 def test_waiver_needs_interest_to_waive():
-    rejected("waiver_percent", "no outstanding interest", balances=Balances(principal=1_000), kind="interest_waiver",
-             pay_by=TODAY, waiver_percent=10)
+    rejected(
+        "waiver_percent",
+        "no outstanding interest",
+        balances=Balances(principal=1_000),
+        kind="interest_waiver",
+        pay_by=TODAY,
+        waiver_percent=10,
+    )
 
 
 def test_full_waiver_of_interest_only_debt_leaves_nothing_to_pay():
     limits = PlanLimits(max_interest_waiver_percent=100)
-    rejected("waiver_percent", "nothing to pay", balances=Balances(interest=500), limits=limits,
-             kind="interest_waiver", pay_by=TODAY, waiver_percent=100)
+    rejected(
+        "waiver_percent",
+        "nothing to pay",
+        balances=Balances(interest=500),
+        limits=limits,
+        kind="interest_waiver",
+        pay_by=TODAY,
+        waiver_percent=100,
+    )
 
 
 def test_policy_limit_on_waiver_percent():
-    rejected("waiver_percent", "outside 0..0%", limits=PlanLimits(max_interest_waiver_percent=0),
-             kind="deferral", until=TODAY + timedelta(days=3), waiver_percent=1)
+    rejected(
+        "waiver_percent",
+        "outside 0..0%",
+        limits=PlanLimits(max_interest_waiver_percent=0),
+        kind="deferral",
+        until=TODAY + timedelta(days=3),
+        waiver_percent=1,
+    )
 
 
 # ---------------------------------------------------------------- instalments
@@ -135,8 +166,14 @@ def test_instalment_dates_clamp_to_month_end_without_drifting():
     now = datetime(2028, 1, 20, 4, tzinfo=UTC)
     clock = CaseClock(date(2027, 12, 1), SH, DAY, now, 50)
     p = plan(now=now, clock=clock, kind="instalments", instalments=6, first_due=date(2028, 1, 31))
-    assert [i.due for i in p.schedule] == [date(2028, 1, 31), date(2028, 2, 29), date(2028, 3, 31),
-                                           date(2028, 4, 30), date(2028, 5, 31), date(2028, 6, 30)]
+    assert [i.due for i in p.schedule] == [
+        date(2028, 1, 31),
+        date(2028, 2, 29),
+        date(2028, 3, 31),
+        date(2028, 4, 30),
+        date(2028, 5, 31),
+        date(2028, 6, 30),
+    ]
 
 
 def test_instalments_every_three_months():
@@ -159,36 +196,41 @@ def test_term_of_exactly_sixty_months_allowed():
     assert len(p.schedule) == 60 and p.schedule[-1].due == add_months(TODAY, 59)
 
 
-@pytest.mark.parametrize(("kw", "limits", "field", "fragment"), [
-    ({"instalments": None}, LIMITS, "instalments", "is required"),
-    ({"instalments": 1}, LIMITS, "instalments", "outside 2..24"),
-    ({"instalments": 0}, LIMITS, "instalments", "outside 2..24"),
-    ({"instalments": -3}, LIMITS, "instalments", "outside 2..24"),
-    ({"instalments": 25}, LIMITS, "instalments", "outside 2..24"),
-    ({"instalments": 21, "interval_months": 3}, LIMITS, "instalments", "63-month term; at most 60 months"),
-    ({"instalments": 31, "interval_months": 2}, PlanLimits(max_instalments=60), "instalments", "62-month term; at most 60"),
-    ({"instalments": 5, "interval_months": 3}, PlanLimits(max_term_months=12), "instalments", "15-month term; at most 12"),
-    ({"instalments": 6, "first_due": None}, LIMITS, "first_due", "is required"),
-    ({"instalments": 6, "first_due": TODAY - timedelta(days=1)}, LIMITS, "first_due", "is in the past"),
-    ({"instalments": 6, "first_due": TODAY + timedelta(days=32)}, LIMITS, "first_due", "at most 31"),
-])
+@pytest.mark.parametrize(
+    ("kw", "limits", "field", "fragment"),
+    [
+        ({"instalments": None}, LIMITS, "instalments", "is required"),
+        ({"instalments": 1}, LIMITS, "instalments", "outside 2..24"),
+        ({"instalments": 0}, LIMITS, "instalments", "outside 2..24"),
+        ({"instalments": -3}, LIMITS, "instalments", "outside 2..24"),
+        ({"instalments": 25}, LIMITS, "instalments", "outside 2..24"),
+        ({"instalments": 21, "interval_months": 3}, LIMITS, "instalments", "63-month term; at most 60 months"),
+        ({"instalments": 31, "interval_months": 2}, PlanLimits(max_instalments=60), "instalments", "62-month term; at most 60"),
+        ({"instalments": 5, "interval_months": 3}, PlanLimits(max_term_months=12), "instalments", "15-month term; at most 12"),
+        ({"instalments": 6, "first_due": None}, LIMITS, "first_due", "is required"),
+        ({"instalments": 6, "first_due": TODAY - timedelta(days=1)}, LIMITS, "first_due", "is in the past"),
+        ({"instalments": 6, "first_due": TODAY + timedelta(days=32)}, LIMITS, "first_due", "at most 31"),
+    ],
+)
 def test_instalments_rejected(kw, limits, field, fragment):
     req = {"kind": "instalments", "first_due": TODAY + timedelta(days=3)} | kw
     rejected(field, fragment, limits=limits, **req)
 
 
 def test_instalments_smaller_than_a_cent_rejected():
-    rejected("instalments", "smallest unit", balances=Balances(principal=5), kind="instalments", instalments=6,
-             first_due=TODAY)
+    rejected("instalments", "smallest unit", balances=Balances(principal=5), kind="instalments", instalments=6, first_due=TODAY)
 
 
-@pytest.mark.parametrize(("kind", "extra", "field"), [
-    ("instalments", {"instalments": 3, "first_due": TODAY, "until": TODAY + timedelta(days=5)}, "until"),
-    ("instalments", {"instalments": 3, "first_due": TODAY, "pay_by": TODAY}, "pay_by"),
-    ("deferral", {"until": TODAY + timedelta(days=5), "instalments": 3}, "instalments"),
-    ("deferral", {"until": TODAY + timedelta(days=5), "first_due": TODAY}, "first_due"),
-    ("interest_waiver", {"pay_by": TODAY, "waiver_percent": 10, "until": TODAY + timedelta(days=5)}, "until"),
-])
+@pytest.mark.parametrize(
+    ("kind", "extra", "field"),
+    [
+        ("instalments", {"instalments": 3, "first_due": TODAY, "until": TODAY + timedelta(days=5)}, "until"),
+        ("instalments", {"instalments": 3, "first_due": TODAY, "pay_by": TODAY}, "pay_by"),
+        ("deferral", {"until": TODAY + timedelta(days=5), "instalments": 3}, "instalments"),
+        ("deferral", {"until": TODAY + timedelta(days=5), "first_due": TODAY}, "first_due"),
+        ("interest_waiver", {"pay_by": TODAY, "waiver_percent": 10, "until": TODAY + timedelta(days=5)}, "until"),
+    ],
+)
 def test_fields_of_another_kind_rejected(kind, extra, field):
     rejected(field, "only applies to", kind=kind, **extra)
 
@@ -212,9 +254,12 @@ def test_split_sums_exactly(total, count):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    principal=st.integers(min_value=0, max_value=10**11), interest=st.integers(min_value=0, max_value=10**9),
-    fees=st.integers(min_value=0, max_value=10**7), n=st.integers(min_value=2, max_value=24),
-    interval=st.integers(min_value=1, max_value=12), first_in=st.integers(min_value=0, max_value=31),
+    principal=st.integers(min_value=0, max_value=10**11),
+    interest=st.integers(min_value=0, max_value=10**9),
+    fees=st.integers(min_value=0, max_value=10**7),
+    n=st.integers(min_value=2, max_value=24),
+    interval=st.integers(min_value=1, max_value=12),
+    first_in=st.integers(min_value=0, max_value=31),
     pct=st.integers(min_value=0, max_value=50),
 )
 def test_instalments_sum_exactly_to_the_plan_total(principal, interest, fees, n, interval, first_in, pct):
@@ -245,8 +290,13 @@ def test_instalments_sum_exactly_to_the_plan_total(principal, interest, fees, n,
 
 
 def three_instalments(paid_before: int = 0):
-    return plan(paid_before=paid_before, balances=Balances(principal=300), kind="instalments", instalments=3,
-                first_due=TODAY + timedelta(days=5))
+    return plan(
+        paid_before=paid_before,
+        balances=Balances(principal=300),
+        kind="instalments",
+        instalments=3,
+        first_due=TODAY + timedelta(days=5),
+    )
 
 
 def test_evaluate_plan_at_the_deadline_edges():

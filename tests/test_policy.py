@@ -15,8 +15,17 @@ from domain.policy import LEGAL_MAX_TERM_MONTHS, POLICY_DIR, Policy, load_policy
 
 BAD_DIR = Path(__file__).parent / "data" / "policies" / "bad"
 BAD_FILES = sorted(BAD_DIR.glob("*.toml"))
-BANK_LADDER = ["reminder_notice", "first_call", "home_visit", "overdue_letter", "lawyers_letter",
-               "bureau_notice", "bureau_report", "litigation", "enforcement"]
+BANK_LADDER = [
+    "reminder_notice",
+    "first_call",
+    "home_visit",
+    "overdue_letter",
+    "lawyers_letter",
+    "bureau_notice",
+    "bureau_report",
+    "litigation",
+    "enforcement",
+]
 
 
 def expectation(path: Path) -> tuple[str, str]:
@@ -27,8 +36,11 @@ def expectation(path: Path) -> tuple[str, str]:
 
 
 def minimal(**over) -> dict:
-    data = {"name": "retail", "version": "1",
-            "steps": [{"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["sms"]}]}
+    data = {
+        "name": "retail",
+        "version": "1",
+        "steps": [{"key": "reminder_notice", "stage": "reminder", "dpd": 1, "actions": ["sms"]}],
+    }
     data.update(over)
     return data
 
@@ -154,10 +166,14 @@ def test_other_allocation_orders_are_allowed():
 
 
 def test_judgment_step_after_a_payment_order_is_valid():
-    p = parse_policy(minimal(steps=[
-        {"key": "order", "stage": "litigation", "dpd": 90, "actions": ["payment_order"]},
-        {"key": "enforce", "stage": "enforcement", "dpd": 120, "actions": ["enforcement"], "requires": "judgment"},
-    ]))
+    p = parse_policy(
+        minimal(
+            steps=[
+                {"key": "order", "stage": "litigation", "dpd": 90, "actions": ["payment_order"]},
+                {"key": "enforce", "stage": "enforcement", "dpd": 120, "actions": ["enforcement"], "requires": "judgment"},
+            ]
+        )
+    )
     assert p.steps[1].requires == "judgment"
 
 
@@ -174,9 +190,9 @@ def test_broken_policy_rejected_naming_file_field_and_reason(path):
     with pytest.raises(InvalidInput) as exc:
         load_policy_file(path)
     err = exc.value
-    assert err.field.startswith(str(path)), err.field          # the file
-    assert err.field.endswith(field), (err.field, field)         # the field
-    assert reason in err.reason, (err.reason, reason)            # the reason
+    assert err.field.startswith(str(path)), err.field  # the file
+    assert err.field.endswith(field), (err.field, field)  # the field
+    assert reason in err.reason, (err.reason, reason)  # the reason
     assert str(err) == f"{err.field}: {err.reason}"
     # and the same through load_policy with the path
     with pytest.raises(InvalidInput) as exc2:
@@ -193,17 +209,19 @@ def test_a_case_pinned_to_a_policy_from_before_the_channel_checks_still_decodes(
 
     data = load_policy("default").model_dump(mode="json")
     data["contact"].update(timed_channels=["SMS", "call"], daily_caps={"smss": 1, "call": 500})
-    old = Policy.model_validate(data)                                   # as the data converter decodes it
+    old = Policy.model_validate(data)  # as the data converter decodes it
     assert old.contact.timed_channels == ["SMS", "call"]
     assert CaseInput.model_fields["policy"].annotation is Policy
-    with pytest.raises(InvalidInput) as info:                           # as a policy file is read
+    with pytest.raises(InvalidInput) as info:  # as a policy file is read
         parse_policy(data)
     assert info.value.field == "policy: contact.timed_channels"
     data["contact"]["timed_channels"] = ["sms"]
     with pytest.raises(InvalidInput) as info:
         parse_policy(data)
     assert (info.value.field, info.value.reason.startswith("smss is not a contact channel")) == (
-        "policy: contact.daily_caps", True)
+        "policy: contact.daily_caps",
+        True,
+    )
     data["contact"]["daily_caps"] = {"call": 500}
     with pytest.raises(InvalidInput) as info:
         parse_policy(data)
@@ -216,8 +234,7 @@ def test_a_window_that_ends_before_it_starts_is_refused_with_either_end_left_out
 
     data = load_policy("default").model_dump(mode="json")
     for contact in ({"window_start": "22:00"}, {"window_end": "07:00"}):
-        d = {**data, "contact": {k: v for k, v in data["contact"].items() if k not in ("window_start", "window_end")}
-             | contact}
+        d = {**data, "contact": {k: v for k, v in data["contact"].items() if k not in ("window_start", "window_end")} | contact}
         with pytest.raises(InvalidInput) as info:
             parse_policy(d)
         assert info.value.field == "policy: contact.window_end", info.value

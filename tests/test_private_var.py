@@ -23,8 +23,15 @@ def test_the_database_and_the_dev_tokens_are_private_under_a_permissive_umask(tm
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["COLLECTIONS_VAR_DIR"] = str(var)
     for module in ("db.engine", "access.devadmin"):
-        subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, check=True, capture_output=True,
-                       timeout=120, preexec_fn=lambda: os.umask(0o022))
+        subprocess.run(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022),
+        )
     assert mode(var) == 0o700
     for name in ("collections.db", "dev-token", "dev-checker-token"):
         assert mode(var / name) == 0o600, name
@@ -32,9 +39,17 @@ def test_the_database_and_the_dev_tokens_are_private_under_a_permissive_umask(tm
 
 def test_the_stack_makes_what_its_children_create_private(tmp_path):
     """The supervisor's umask is inherited by every child: the dev server's store, the outbox, the logs."""
-    code = ("import subprocess; from devstack import stack; stack.private_var(); "
-            "subprocess.run(['sh', '-c', 'echo x > \"$COLLECTIONS_VAR_DIR/child.log\"'], check=True)")
+    code = (
+        "import subprocess; from devstack import stack; stack.private_var(); "
+        "subprocess.run(['sh', '-c', 'echo x > \"$COLLECTIONS_VAR_DIR/child.log\"'], check=True)"
+    )
     var = tmp_path / "v"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, preexec_fn=lambda: os.umask(0o022),
-                   env=dict(os.environ, COLLECTIONS_VAR_DIR=str(var)), timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        check=True,
+        preexec_fn=lambda: os.umask(0o022),
+        env=dict(os.environ, COLLECTIONS_VAR_DIR=str(var)),
+        timeout=60,
+    )
     assert mode(var) == 0o700 and mode(var / "child.log") == 0o600

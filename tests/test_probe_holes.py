@@ -11,39 +11,49 @@ import pytest
 from sqlalchemy import select
 
 from access.operators import Operators
-from access.permissions import ROLES
 from api.server import create_app
 from app import opening, portfolio, visibility
 from app.errors import BadInput
 from app.inputs import check_paid_at
-from db.tables import BorrowerRow, ContactChangeRow, LoanRow
+from db.tables import ContactChangeRow
 from domain.models import PlanIn, ReleaseIn
 from infra.bodycap import BodyCap
 from tests.conftest import TASK_QUEUE
 from tests.test_roles import Unreachable
 
-
 # --------------------------------------------------------------------------- 1: a repeated open overwrote a loan
 
+
 def _inp(loan_id: str, **over):
-    fields = dict(loan_id=loan_id, borrower_id=f"B-{loan_id}", principal="5000.00", interest="100", fees="0",
-                  currency="CNY", due_date=dt.date(2026, 10, 1), timezone="Asia/Shanghai", policy="default")
+    fields = dict(
+        loan_id=loan_id,
+        borrower_id=f"B-{loan_id}",
+        principal="5000.00",
+        interest="100",
+        fees="0",
+        currency="CNY",
+        due_date=dt.date(2026, 10, 1),
+        timezone="Asia/Shanghai",
+        policy="default",
+    )
     fields.update(over)
     return opening.case_input(**fields)
 
 
 async def test_a_repeated_open_of_a_running_case_leaves_its_loan_and_borrower_alone(env, worker, repo):
     loan = "HOLE1-A"
-    first = await opening.open_case(env.client, repo, _inp(loan), opening.Contact(name="张伟", phone="13800000001"),
-                                    TASK_QUEUE)
+    first = await opening.open_case(env.client, repo, _inp(loan), opening.Contact(name="张伟", phone="13800000001"), TASK_QUEUE)
     assert first.started
     try:
-        again = await opening.open_case(env.client, repo, _inp(loan), opening.Contact(name="X", phone="13999999999"),
-                                        TASK_QUEUE)
+        again = await opening.open_case(env.client, repo, _inp(loan), opening.Contact(name="X", phone="13999999999"), TASK_QUEUE)
         assert not again.started and "contact update" in again.message
         assert repo.borrower(f"B-{loan}").phone == "13800000001", "the next call would go to the new number"
-        for field, over in (("currency", {"currency": "USD"}), ("principal", {"principal": "9.00"}),
-                            ("due_date", {"due_date": dt.date(2026, 9, 1)}), ("borrower_id", {"borrower_id": "B-OTHER"})):
+        for field, over in (
+            ("currency", {"currency": "USD"}),
+            ("principal", {"principal": "9.00"}),
+            ("due_date", {"due_date": dt.date(2026, 9, 1)}),
+            ("borrower_id", {"borrower_id": "B-OTHER"}),
+        ):
             with pytest.raises(BadInput) as exc:
                 await opening.open_case(env.client, repo, _inp(loan, **over), opening.Contact(name="Y"), TASK_QUEUE)
             assert exc.value.field == field and "frozen" in exc.value.reason
@@ -57,19 +67,37 @@ async def test_a_repeated_open_of_a_running_case_leaves_its_loan_and_borrower_al
 def test_an_import_row_changing_a_running_case_s_terms_is_rejected_naming_the_column(repo):
     """The import's batch write keeps the rows of loans whose case is open (by the case projection)."""
     repo.upsert_borrower(id="B-HOLE1-I", name="Li", phone="13800000002", timezone="Asia/Shanghai")
-    repo.upsert_loan(id="HOLE1-I", borrower_id="B-HOLE1-I", currency="CNY", principal=100000, interest=0, fees=0,
-                     due_date=dt.date(2026, 10, 1), policy="default")
+    repo.upsert_loan(
+        id="HOLE1-I",
+        borrower_id="B-HOLE1-I",
+        currency="CNY",
+        principal=100000,
+        interest=0,
+        fees=0,
+        due_date=dt.date(2026, 10, 1),
+        policy="default",
+    )
     repo.project_case("loan-HOLE1-I", "HOLE1-I", "CNY", stage="reminder", status="active", outstanding=100000)
-    rows = [portfolio.ImportRow(line=2, inp=_inp("HOLE1-I", borrower_id="B-HOLE1-I", currency="USD", principal="1000.00"),
-                                contact=opening.Contact(name="Li", phone="13911111111"), product="personal_loan"),
-            portfolio.ImportRow(line=3, inp=_inp("HOLE1-I", borrower_id="B-HOLE1-I", principal="1000.00"),
-                                contact=opening.Contact(name="Li", phone="13911111111"), product="personal_loan")]
+    rows = [
+        portfolio.ImportRow(
+            line=2,
+            inp=_inp("HOLE1-I", borrower_id="B-HOLE1-I", currency="USD", principal="1000.00"),
+            contact=opening.Contact(name="Li", phone="13911111111"),
+            product="personal_loan",
+        ),
+        portfolio.ImportRow(
+            line=3,
+            inp=_inp("HOLE1-I", borrower_id="B-HOLE1-I", principal="1000.00"),
+            contact=opening.Contact(name="Li", phone="13911111111"),
+            product="personal_loan",
+        ),
+    ]
     batch = list(rows)
     refused = portfolio._upsert(repo, batch)
     assert [(r.line, r.column) for r in refused] == [(2, "currency")]
-    assert [r.line for r in batch] == [3]                       # same terms: counted as already running
+    assert [r.line for r in batch] == [3]  # same terms: counted as already running
     assert repo.loan("HOLE1-I").currency == "CNY"
-    assert repo.borrower("B-HOLE1-I").phone == "13800000002"    # the contact details need a contact update
+    assert repo.borrower("B-HOLE1-I").phone == "13800000002"  # the contact details need a contact update
 
 
 async def test_contact_details_change_through_an_audited_update(repo):
@@ -79,11 +107,15 @@ async def test_contact_details_change_through_an_audited_update(repo):
     col = store.issue_token(store.add("hole1 collector", ["collector"]).id).token
     app = create_app(["bootstrap-0123456789abcdef"], client=Unreachable(), repo=repo)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        r = await http.post("/v1/borrowers/B-HOLE1-C/contact", json={"phone": "13900000004"},
-                            headers={"Authorization": f"Bearer {col}"})
+        r = await http.post(
+            "/v1/borrowers/B-HOLE1-C/contact", json={"phone": "13900000004"}, headers={"Authorization": f"Bearer {col}"}
+        )
         assert r.status_code == 403
-        r = await http.post("/v1/borrowers/B-HOLE1-C/contact", json={"phone": "13900000004", "name": " Zhao "},
-                            headers={"Authorization": f"Bearer {sup}"})
+        r = await http.post(
+            "/v1/borrowers/B-HOLE1-C/contact",
+            json={"phone": "13900000004", "name": " Zhao "},
+            headers={"Authorization": f"Bearer {sup}"},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["changed"] == ["phone"]
     assert repo.borrower("B-HOLE1-C").phone == "13900000004"
@@ -95,6 +127,7 @@ async def test_contact_details_change_through_an_audited_update(repo):
 
 # --------------------------------------------------------------------------- 3: blank or invisible reviewers
 
+
 @pytest.mark.parametrize("reviewer", ["   ", "\u200b", "\u200f", "\u202e", "a\x00b"])
 def test_a_blank_or_invisible_reviewer_is_refused(reviewer):
     with pytest.raises(ValueError, match="reviewer"):
@@ -103,6 +136,7 @@ def test_a_blank_or_invisible_reviewer_is_refused(reviewer):
 
 
 # --------------------------------------------------------------------------- 4: bodies read before authentication
+
 
 async def _run(mw: BodyCap, headers: list, chunks):
     sent, received = [], 0
@@ -145,15 +179,24 @@ async def test_a_chunked_body_is_cut_at_the_cap():
 async def test_the_api_refuses_a_large_body_without_a_token_with_413(repo):
     app = create_app(["bootstrap-0123456789abcdef"], client=Unreachable(), repo=repo)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        r = await http.post("/v1/cases", content=b"{" + b" " * (1024 * 1024) + b"}",
-                            headers={"content-type": "application/json"})
+        r = await http.post("/v1/cases", content=b"{" + b" " * (1024 * 1024) + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["field"] == "body"
 
 
 # --------------------------------------------------------------------------- 5: the raw visibility query
 
-@pytest.mark.parametrize("query", [') OR (WorkflowType != "CollectionCase"', ') OR (1 = 1', 'Stage = "x") OR ("1" = "1',
-                                   '(Stage = "x"', 'Stage = "x\\"', 'Stage = "x" ORDER BY StartTime'])
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ') OR (WorkflowType != "CollectionCase"',
+        ") OR (1 = 1",
+        'Stage = "x") OR ("1" = "1',
+        '(Stage = "x"',
+        'Stage = "x\\"',
+        'Stage = "x" ORDER BY StartTime',
+    ],
+)
 def test_the_raw_query_cannot_leave_its_frame(query):
     with pytest.raises(BadInput) as exc:
         visibility.visibility_query(query=query)
@@ -167,6 +210,7 @@ def test_a_query_that_only_narrows_is_kept():
 
 # --------------------------------------------------------------------------- 7: the low ones
 
+
 def test_a_boolean_is_not_a_number():
     for field in ("waiver_percent", "instalments", "interval_months"):
         with pytest.raises(ValueError, match=field):
@@ -175,15 +219,19 @@ def test_a_boolean_is_not_a_number():
 
 
 def test_paid_at_is_bounded_by_the_due_date_and_now():
-    now = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
     due = dt.date(2026, 10, 1)
-    for bad in (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
-                dt.datetime(2025, 9, 29, tzinfo=dt.timezone.utc), now + dt.timedelta(hours=1)):
+    for bad in (
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(2025, 9, 29, tzinfo=dt.UTC),
+        now + dt.timedelta(hours=1),
+    ):
         with pytest.raises(BadInput) as exc:
             check_paid_at(bad, due, now)
         assert exc.value.field == "paid_at"
-    check_paid_at(dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc), due, now)
-    check_paid_at(dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc), due, now)
+    check_paid_at(dt.datetime(2026, 11, 29, tzinfo=dt.UTC), due, now)
+    check_paid_at(dt.datetime(2025, 10, 1, tzinfo=dt.UTC), due, now)
 
 
 async def test_duplicate_json_keys_are_refused(repo):
@@ -191,9 +239,11 @@ async def test_duplicate_json_keys_are_refused(repo):
     tok = store.issue_token(store.ensure("hole7 payments", ["payments"]).id).token
     app = create_app(["bootstrap-0123456789abcdef"], client=Unreachable(), repo=repo)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        r = await http.post("/v1/loans/L1/payments", headers={"Authorization": f"Bearer {tok}",
-                                                              "content-type": "application/json"},
-                            content=b'{"payment_id": "P1", "amount": "1.00", "amount": "900.00"}')
+        r = await http.post(
+            "/v1/loans/L1/payments",
+            headers={"Authorization": f"Bearer {tok}", "content-type": "application/json"},
+            content=b'{"payment_id": "P1", "amount": "1.00", "amount": "900.00"}',
+        )
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "body" and "'amount' appears twice" in r.json()["error"]["reason"]
 

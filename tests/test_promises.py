@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,7 @@ from domain.errors import InvalidInput
 from domain.policy import PromiseRules
 from domain.promises import evaluate_promise, make_promise
 
-UTC = timezone.utc
+UTC = UTC
 US = timedelta(microseconds=1)
 NOW = datetime(2026, 5, 10, 4, 0, tzinfo=UTC)  # 12:00 on 10 May in Shanghai
 TODAY = date(2026, 5, 10)
@@ -22,8 +22,16 @@ RULES = PromiseRules()  # grace 3 days, at most 14 days ahead
 OUTSTANDING = 1_052_000
 
 
-def promise(amount="500.00", day=TODAY + timedelta(days=5), outstanding=OUTSTANDING, currency="CNY", rules=RULES,
-            clock=CLOCK, now=NOW, paid_before=0):
+def promise(
+    amount="500.00",
+    day=TODAY + timedelta(days=5),
+    outstanding=OUTSTANDING,
+    currency="CNY",
+    rules=RULES,
+    clock=CLOCK,
+    now=NOW,
+    paid_before=0,
+):
     return make_promise(amount, day, outstanding, currency, rules, clock, now, paid_before)
 
 
@@ -45,18 +53,21 @@ def test_promise_for_the_whole_outstanding():
     assert promise(amount="10520.00").amount == OUTSTANDING
 
 
-@pytest.mark.parametrize(("kw", "field", "fragment"), [
-    ({"amount": "10520.01"}, "amount", "more than the outstanding 10520.00"),
-    ({"amount": "0"}, "amount", "greater than zero"),
-    ({"amount": "-5"}, "amount", "negative"),
-    ({"amount": "abc"}, "amount", "not a plain decimal"),
-    ({"amount": "1.234"}, "amount", "3 decimals"),
-    ({"amount": ""}, "amount", "empty"),
-    ({"currency": "XYZ"}, "currency", "unknown or unsupported currency"),
-    ({"day": None}, "date", "is required"),
-    ({"day": TODAY - timedelta(days=1)}, "date", "is in the past"),
-    ({"day": TODAY + timedelta(days=15)}, "date", "at most 14"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field", "fragment"),
+    [
+        ({"amount": "10520.01"}, "amount", "more than the outstanding 10520.00"),
+        ({"amount": "0"}, "amount", "greater than zero"),
+        ({"amount": "-5"}, "amount", "negative"),
+        ({"amount": "abc"}, "amount", "not a plain decimal"),
+        ({"amount": "1.234"}, "amount", "3 decimals"),
+        ({"amount": ""}, "amount", "empty"),
+        ({"currency": "XYZ"}, "currency", "unknown or unsupported currency"),
+        ({"day": None}, "date", "is required"),
+        ({"day": TODAY - timedelta(days=1)}, "date", "is in the past"),
+        ({"day": TODAY + timedelta(days=15)}, "date", "at most 14"),
+    ],
+)
 def test_make_promise_rejected(kw, field, fragment):
     with pytest.raises(InvalidInput) as exc:
         promise(**kw)
@@ -102,9 +113,13 @@ def test_evaluate_promise_counts_only_payments_after_it_was_made():
 
 
 @settings(max_examples=300, deadline=None)
-@given(amount=st.integers(min_value=1, max_value=OUTSTANDING), paid=st.integers(min_value=0, max_value=2 * OUTSTANDING),
-       before=st.integers(min_value=0, max_value=10**6), ahead=st.integers(min_value=0, max_value=14),
-       offset=st.integers(min_value=-30 * 86400, max_value=30 * 86400))
+@given(
+    amount=st.integers(min_value=1, max_value=OUTSTANDING),
+    paid=st.integers(min_value=0, max_value=2 * OUTSTANDING),
+    before=st.integers(min_value=0, max_value=10**6),
+    ahead=st.integers(min_value=0, max_value=14),
+    offset=st.integers(min_value=-30 * 86400, max_value=30 * 86400),
+)
 def test_evaluate_promise_rule(amount, paid, before, ahead, offset):
     text = f"{amount // 100}.{amount % 100:02d}"
     p = promise(amount=text, day=TODAY + timedelta(days=ahead), paid_before=before)

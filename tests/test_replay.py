@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
 from temporalio import workflow
+from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from tests.conftest import DATA_CONVERTER
@@ -48,8 +48,7 @@ async def test_a_nondeterministic_change_is_caught(monkeypatch):
 
     monkeypatch.setattr(CollectionCase, "_run_step", no_activities)
     # unsandboxed, so that the patched class is the one that runs
-    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER,
-                        workflow_runner=UnsandboxedWorkflowRunner())
+    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER, workflow_runner=UnsandboxedWorkflowRunner())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     monkeypatch.setattr(CollectionCase, "_run_step", original)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), repr(result.replay_failure)

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from domain.models import PaymentIn, PlanIn, PromiseIn, ReversalIn
 from app import reversal as ops
 from app.errors import BadInput
+from domain.models import PaymentIn, PromiseIn, ReversalIn
 from tests.conftest import TASK_QUEUE, today_in
 from tests.test_case_rules import T0, TOTAL, Runner, rejected
 from tests.workflow_helpers import assert_rejected
@@ -83,8 +83,9 @@ async def test_a_reversal_reopens_a_paid_case_breaks_the_promise_it_kept_and_the
     with pytest.raises(BadInput) as exc:
         await ops.reverse_payment(cases.env.client, loan_id, payment_id="NOPE", reason="returned", task_queue=TASK_QUEUE)
     assert exc.value.field == "payment_id" and "not a payment" in exc.value.reason
-    out = await ops.reverse_payment(cases.env.client, loan_id, payment_id=f"{loan_id}-P1",
-                                    reason="returned transfer", task_queue=TASK_QUEUE)
+    out = await ops.reverse_payment(
+        cases.env.client, loan_id, payment_id=f"{loan_id}-P1", reason="returned transfer", task_queue=TASK_QUEUE
+    )
     new = cases.env.client.get_workflow_handle(h.id)
     cases.started.append(new)
     assert out.reopened and out.previous_run_id == closed_run and out.outstanding == FULL
@@ -94,7 +95,10 @@ async def test_a_reversal_reopens_a_paid_case_breaks_the_promise_it_kept_and_the
     assert st.status == "active" and st.outcome is None and st.reopened_from == [closed_run]
     assert st.promise.status == "broken" and st.total_paid == "0.00"
     assert [e.kind for e in st.events if e.kind in ("reopened", "payment_reversed", "promise_broken")] == [
-        "reopened", "payment_reversed", "promise_broken"]
+        "reopened",
+        "payment_reversed",
+        "promise_broken",
+    ]
     assert closed_run in next(e.detail for e in st.events if e.kind == "reopened")
 
     # the ledger keeps both rows: the payment, and its reversal
@@ -121,8 +125,9 @@ async def test_a_reversal_on_an_open_case_goes_through_the_update(cases, repo):
     loan_id = h.id.removeprefix("loan-")
     await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"{loan_id}-A", amount="100.00", currency="CNY"))
     await assert_rejected(h, CollectionCase.reverse_payment, ReversalIn(payment_id=f"{loan_id}-A"), "reason", "is required")
-    out = await ops.reverse_payment(cases.env.client, loan_id, payment_id=f"{loan_id}-A", reason="failed debit",
-                                    task_queue=TASK_QUEUE)
+    out = await ops.reverse_payment(
+        cases.env.client, loan_id, payment_id=f"{loan_id}-A", reason="failed debit", task_queue=TASK_QUEUE
+    )
     assert not out.reopened and out.outstanding == FULL
     [reversal] = repo.reversals(loan_id=loan_id)
     assert reversal.amount == 10_000 and reversal.reason == "failed debit"
@@ -137,8 +142,12 @@ async def test_the_api_reverses_a_payment_and_names_the_field_it_refuses(cases, 
     loan_id = h.id.removeprefix("loan-")
     await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"{loan_id}-API", amount="20.00", currency="CNY"))
     app = create_app(["t0ken-for-tests"], client=env.client, repo=repo)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
-                                 headers={"Authorization": "Bearer t0ken-for-tests"}, timeout=60) as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://api",
+        headers={"Authorization": "Bearer t0ken-for-tests"},
+        timeout=60,
+    ) as http:
         path = f"/v1/loans/{loan_id}/payments/{loan_id}-API/reversal"
         r = await http.post(path, json={})
         assert r.status_code == 422 and "reason" in r.text

@@ -12,14 +12,21 @@ import pytest
 from domain.risk import CLASSES, basis, classify, count_by_class
 
 
-@pytest.mark.parametrize("dpd,expected", [
-    (-5, "normal"), (0, "normal"),           # not yet overdue
-    (1, "special_mention"),                  # overdue at all (art. 10)
-    (90, "special_mention"), (91, "substandard"),   # 超过90天 (art. 11)
-    (270, "substandard"), (271, "doubtful"),        # 超过270天 (art. 12)
-    (360, "doubtful"), (361, "loss"),               # 超过360天 (art. 13)
-    (2000, "loss"),
-])
+@pytest.mark.parametrize(
+    "dpd,expected",
+    [
+        (-5, "normal"),
+        (0, "normal"),  # not yet overdue
+        (1, "special_mention"),  # overdue at all (art. 10)
+        (90, "special_mention"),
+        (91, "substandard"),  # 超过90天 (art. 11)
+        (270, "substandard"),
+        (271, "doubtful"),  # 超过270天 (art. 12)
+        (360, "doubtful"),
+        (361, "loss"),  # 超过360天 (art. 13)
+        (2000, "loss"),
+    ],
+)
 def test_class_at_each_threshold(dpd, expected):
     assert classify(dpd) == expected
 

@@ -8,12 +8,12 @@ roles allow passes the check and then meets Temporal (503) or the database; one 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.operators import Operators
@@ -40,12 +40,17 @@ class Unreachable:
 EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
     "case.read": ("GET", "/v1/loans/L1", None),
     "case.list": ("GET", "/v1/cases", None),
-    "case.open": ("POST", "/v1/cases", {"loan_id": "L1", "borrower_id": "B1", "principal": "100.00",
-                                        "due_date": "2026-10-01", "borrower": {"name": "Zhang"}}),
+    "case.open": (
+        "POST",
+        "/v1/cases",
+        {"loan_id": "L1", "borrower_id": "B1", "principal": "100.00", "due_date": "2026-10-01", "borrower": {"name": "Zhang"}},
+    ),
     "contact.update": ("POST", "/v1/borrowers/B1/contact", {"phone": "13900000000"}),
     "approvals.list": ("GET", "/v1/approvals", None),
-    **{u: ("POST", "/v1/loans/L1/approval", {"decision": "approve"})
-       for u in ("approval.plan", "approval.closure", "approval.release", "approval.close")},
+    **{
+        u: ("POST", "/v1/loans/L1/approval", {"decision": "approve"})
+        for u in ("approval.plan", "approval.closure", "approval.release", "approval.close")
+    },
     "payment.record": ("POST", "/v1/loans/L1/payments", {"payment_id": "P1", "amount": "1.00", "currency": "CNY"}),
     "payment.reverse": ("POST", "/v1/loans/L1/payments/P1/reversal", {"reason": "returned transfer"}),
     "case.close": ("POST", "/v1/loans/L1/closure", {"outcome": "uncollectable", "reason": "no assets"}),
@@ -53,12 +58,17 @@ EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
     "payment.apply_unapplied": ("POST", "/v1/loans/L1/payments/apply-unapplied", {}),
     "promise": ("POST", "/v1/loans/L1/promises", {"amount": "1.00", "date": "2030-01-01"}),
     "plan.agree": ("POST", "/v1/loans/L1/plans", {"kind": "deferral", "until": "2030-01-01"}),
-    **{f"hold.place.{k}": ("POST", "/v1/loans/L1/holds", {"kind": k, **({"until": "2030-01-01"} if k == "hardship" else {})})
-       for k in ("hardship", "dispute", "cease_contact", "complaint", "bankruptcy", "deceased")},
-    **{f"hold.release.{k}": ("POST", f"/v1/loans/L1/holds/{k}/release", {})
-       for k in ("hardship", "cease_contact", "dispute", "complaint")},
-    **{f"outcome.{k}": ("POST", "/v1/loans/L1/outcomes", {"kind": k, "outcome": "no_answer"})
-       for k in ("call", "visit", "court")},
+    **{
+        f"hold.place.{k}": ("POST", "/v1/loans/L1/holds", {"kind": k, **({"until": "2030-01-01"} if k == "hardship" else {})})
+        for k in ("hardship", "dispute", "cease_contact", "complaint", "bankruptcy", "deceased")
+    },
+    **{
+        f"hold.release.{k}": ("POST", f"/v1/loans/L1/holds/{k}/release", {})
+        for k in ("hardship", "cease_contact", "dispute", "complaint")
+    },
+    **{
+        f"outcome.{k}": ("POST", "/v1/loans/L1/outcomes", {"kind": k, "outcome": "no_answer"}) for k in ("call", "visit", "court")
+    },
 }
 
 
@@ -87,8 +97,9 @@ async def http(app):
 
 
 def route_use_cases(doc: dict) -> dict[tuple[str, str], list[str]]:
-    return {(m.upper(), p): op["x-use-cases"] for p, item in doc["paths"].items() for m, op in item.items()
-            if p.startswith("/v1/")}
+    return {
+        (m.upper(), p): op["x-use-cases"] for p, item in doc["paths"].items() for m, op in item.items() if p.startswith("/v1/")
+    }
 
 
 async def test_every_endpoint_declares_its_use_cases_and_roles_from_the_table(http):
@@ -113,8 +124,11 @@ async def test_role_x_endpoint_matrix(http, tokens, role, use_case):
     r = await http.request(method, path, json=body, headers={"Authorization": f"Bearer {tokens[role]}"})
     # which approval use case a decision is depends on what waits in the case (read from Temporal): here the
     # endpoint's own check, any approval role; the exact one is tested against a real case (test_four_eyes)
-    allowed = (any(u in PERMISSIONS[role] for u in TWO_PERSON.values()) if use_case in TWO_PERSON.values()
-               else use_case in PERMISSIONS[role])
+    allowed = (
+        any(u in PERMISSIONS[role] for u in TWO_PERSON.values())
+        if use_case in TWO_PERSON.values()
+        else use_case in PERMISSIONS[role]
+    )
     if allowed:
         assert r.status_code != 403, (role, use_case, r.text)
         assert r.status_code in (200, 201, 202, 404, 503), (role, use_case, r.text)
@@ -144,8 +158,11 @@ async def test_wrong_revoked_and_expired_tokens_get_401(http, repo):
     live, revoked, expired = (store.issue_token(op.id) for _ in range(3))
     store.revoke(revoked.token_id)
     with repo.session() as s:
-        s.execute(update(OperatorTokenRow).where(OperatorTokenRow.id == expired.token_id)
-                  .values(expires_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+        s.execute(
+            update(OperatorTokenRow)
+            .where(OperatorTokenRow.id == expired.token_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
         s.commit()
     h = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
     assert (await http.get("/v1/cases", headers=h(live.token))).status_code != 401

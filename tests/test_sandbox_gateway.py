@@ -19,16 +19,39 @@ API_KEY = "test-key"
 
 VALID = {
     "/v1/sms": {"loan_id": "L-1001", "to": "+8613812345678", "text": "您的贷款已逾期，请尽快还款。", "language": "zh"},
-    "/v1/email": {"loan_id": "L-1001", "to": "zhang.san@example.com", "subject": "逾期提醒",
-                  "body": "尊敬的客户：您的贷款已逾期 3 天。", "language": "zh"},
-    "/v1/letters": {"loan_id": "L-1001", "kind": "overdue_letter", "recipient": "张三",
-                    "address": "上海市浦东新区世纪大道 100 号", "content": "逾期信函正文", "language": "zh"},
+    "/v1/email": {
+        "loan_id": "L-1001",
+        "to": "zhang.san@example.com",
+        "subject": "逾期提醒",
+        "body": "尊敬的客户：您的贷款已逾期 3 天。",
+        "language": "zh",
+    },
+    "/v1/letters": {
+        "loan_id": "L-1001",
+        "kind": "overdue_letter",
+        "recipient": "张三",
+        "address": "上海市浦东新区世纪大道 100 号",
+        "content": "逾期信函正文",
+        "language": "zh",
+    },
     "/v1/calls": {"loan_id": "L-1001", "to": "13812345678", "script": "Reminder call", "language": "en"},
     "/v1/visits": {"loan_id": "L-1001", "address": "上海市浦东新区世纪大道 100 号", "notes": ""},
-    "/v1/law-firm": {"loan_id": "L-1001", "recipient": "张三", "address": "上海市", "amount": "12345.67",
-                     "currency": "CNY", "content": "律师函"},
-    "/v1/court": {"loan_id": "L-1001", "kind": "payment_order", "defendant": "张三", "address": "上海市",
-                  "amount": "12345.67", "currency": "CNY"},
+    "/v1/law-firm": {
+        "loan_id": "L-1001",
+        "recipient": "张三",
+        "address": "上海市",
+        "amount": "12345.67",
+        "currency": "CNY",
+        "content": "律师函",
+    },
+    "/v1/court": {
+        "loan_id": "L-1001",
+        "kind": "payment_order",
+        "defendant": "张三",
+        "address": "上海市",
+        "amount": "12345.67",
+        "currency": "CNY",
+    },
     "/v1/credit-bureau": {"loan_id": "L-1001", "kind": "notice", "amount": "12345.67", "currency": "CNY", "dpd": 88},
     "/v1/agency": {"loan_id": "L-1001", "kind": "place", "amount": "12345.67", "currency": "CNY"},
 }
@@ -73,6 +96,7 @@ def post(client: httpx.Client, path: str, body: dict, idem: str | None = None, *
 
 # ------------------------------------------------------------------ every channel
 
+
 def test_health_is_open(gw):
     r = httpx.get(gw.url + "/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
@@ -105,6 +129,7 @@ def test_channel_specific_fields(client):
 
 
 # ------------------------------------------------------------------ idempotency
+
 
 def test_same_key_twice_is_a_duplicate_and_stores_one_item(gw, client):
     idem = key()
@@ -147,12 +172,16 @@ def test_concurrent_requests_with_one_key_deliver_once(gw):
 
 # ------------------------------------------------------------------ rejections
 
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}])
 def test_auth_is_required(gw, headers):
     with httpx.Client(base_url=gw.url, headers=headers) as c:
         responses = [
             c.post("/v1/sms", json=VALID["/v1/sms"], headers={"Idempotency-Key": key()}),
-            c.get("/outbox"), c.get("/outbox.html"), c.get("/admin/stats"), c.post("/admin/reset"),
+            c.get("/outbox"),
+            c.get("/outbox.html"),
+            c.get("/admin/stats"),
+            c.post("/admin/reset"),
             c.post("/admin/faults", json={"error_rate": 1}),
         ]
     for r in responses:
@@ -180,21 +209,24 @@ def test_idempotency_key_of_200_characters_is_accepted(client):
     assert post(client, "/v1/sms", VALID["/v1/sms"], "k" * 200).status_code == 200
 
 
-@pytest.mark.parametrize(("path", "change", "field"), [
-    ("/v1/sms", {"to": "12345"}, "to"),
-    ("/v1/sms", {"to": "+86 138 1234 5678"}, "to"),
-    ("/v1/calls", {"to": "23812345678"}, "to"),
-    ("/v1/email", {"to": "not-an-email"}, "to"),
-    ("/v1/letters", {"kind": "love_letter"}, "kind"),
-    ("/v1/sms", {"priority": "high"}, "priority"),
-    ("/v1/sms", {"text": "x" * 1001}, "text"),
-    ("/v1/sms", {"language": "fr"}, "language"),
-    ("/v1/law-firm", {"amount": 12345.67}, "amount"),
-    ("/v1/court", {"amount": "12,345"}, "amount"),
-    ("/v1/agency", {"currency": "cny"}, "currency"),
-    ("/v1/credit-bureau", {"dpd": -1}, "dpd"),
-    ("/v1/visits", {"loan_id": "bad id!"}, "loan_id"),
-])
+@pytest.mark.parametrize(
+    ("path", "change", "field"),
+    [
+        ("/v1/sms", {"to": "12345"}, "to"),
+        ("/v1/sms", {"to": "+86 138 1234 5678"}, "to"),
+        ("/v1/calls", {"to": "23812345678"}, "to"),
+        ("/v1/email", {"to": "not-an-email"}, "to"),
+        ("/v1/letters", {"kind": "love_letter"}, "kind"),
+        ("/v1/sms", {"priority": "high"}, "priority"),
+        ("/v1/sms", {"text": "x" * 1001}, "text"),
+        ("/v1/sms", {"language": "fr"}, "language"),
+        ("/v1/law-firm", {"amount": 12345.67}, "amount"),
+        ("/v1/court", {"amount": "12,345"}, "amount"),
+        ("/v1/agency", {"currency": "cny"}, "currency"),
+        ("/v1/credit-bureau", {"dpd": -1}, "dpd"),
+        ("/v1/visits", {"loan_id": "bad id!"}, "loan_id"),
+    ],
+)
 def test_invalid_body_is_422_naming_the_field(gw, client, path, change, field):
     r = post(client, path, VALID[path] | change)
     assert r.status_code == 422
@@ -209,13 +241,13 @@ def test_missing_field_and_non_json_body_are_422(gw, client):
     del body["subject"]
     r = post(client, "/v1/email", body)
     assert r.status_code == 422 and r.json()["error"] == {"field": "subject", "reason": "Field required"}
-    r = client.post("/v1/email", content=b"{not json", headers={"Idempotency-Key": key(),
-                                                              "Content-Type": "application/json"})
+    r = client.post("/v1/email", content=b"{not json", headers={"Idempotency-Key": key(), "Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "body"
     assert gw.outbox() == [] and gw.stats()["rejected"] == 2
 
 
 # ------------------------------------------------------------------ outbox
+
 
 def test_outbox_filters_by_loan_and_channel_oldest_first(gw, client):
     sent = []
@@ -229,7 +261,15 @@ def test_outbox_filters_by_loan_and_channel_oldest_first(gw, client):
     assert [i["id"] for i in gw.outbox(limit=2)] == sent[:2]
     r = client.get("/outbox", params={"loan_id": "L-1"})
     assert r.json()["count"] == 3 and set(r.json()["items"][0]) == {
-        "id", "channel", "loan_id", "idempotency_key", "accepted_at", "body", "response", "presented"}
+        "id",
+        "channel",
+        "loan_id",
+        "idempotency_key",
+        "accepted_at",
+        "body",
+        "response",
+        "presented",
+    }
     assert client.get("/outbox", params={"channel": "fax"}).status_code == 422
 
 
@@ -262,6 +302,7 @@ def test_outbox_page_pages_back_past_its_limit(gw, client):
 
 
 # ------------------------------------------------------------------ faults
+
 
 def test_error_rate_one_gives_503_and_stores_nothing(gw, client):
     gw.set_faults(error_rate=1.0)
@@ -324,17 +365,26 @@ def test_fault_settings_are_validated_and_reset(gw, client):
     assert r.status_code == 422 and r.json()["error"]["field"] == "error_rate"
     gw.set_faults(error_rate=0.2, latency_ms=5)
     assert client.delete("/admin/faults").json() == {
-        "error_rate": 0.0, "lost_response_rate": 0.0, "latency_ms": 0, "burst_429": 0, "retry_after_s": 1, "seed": None,
-        "visit_outside": 0}
+        "error_rate": 0.0,
+        "lost_response_rate": 0.0,
+        "latency_ms": 0,
+        "burst_429": 0,
+        "retry_after_s": 1,
+        "seed": None,
+        "visit_outside": 0,
+    }
 
 
 # ------------------------------------------------------------------ scripted calls
 
+
 def test_scripted_call_outcomes(gw, client):
-    gw.script_calls({
-        "L-promise": {"outcome": "promise", "promise_amount": "500.00", "promise_date": "2026-07-01"},
-        "L-seq": [{"outcome": "no_answer"}, {"outcome": "wrong_number"}],
-    })
+    gw.script_calls(
+        {
+            "L-promise": {"outcome": "promise", "promise_amount": "500.00", "promise_date": "2026-07-01"},
+            "L-seq": [{"outcome": "no_answer"}, {"outcome": "wrong_number"}],
+        }
+    )
     call = post(client, "/v1/calls", VALID["/v1/calls"] | {"loan_id": "L-promise"}).json()
     assert (call["outcome"], call["promise_amount"], call["promise_date"]) == ("promise", "500.00", "2026-07-01")
     seq = [post(client, "/v1/calls", VALID["/v1/calls"] | {"loan_id": "L-seq"}).json()["outcome"] for _ in range(3)]
@@ -345,6 +395,7 @@ def test_scripted_call_outcomes(gw, client):
 
 
 # ------------------------------------------------------------------ restart
+
 
 def test_restart_with_the_same_db_file_keeps_the_outbox(tmp_path):
     db = tmp_path / "gateway.sqlite3"
@@ -379,13 +430,15 @@ def test_start_in_subprocess_returns_url_and_process():
 
 # ------------------------------------------------------------------ visits: the dates and hours they may take place
 
+
 def _windows(*spans: tuple[str, str]) -> list[dict]:
     return [{"start": s, "end": e} for s, e in spans]
 
 
 def test_a_visit_is_booked_inside_the_dates_and_hours_it_is_sent(gw, client):
-    windows = _windows(("2031-03-04T08:00:00+08:00", "2031-03-04T21:00:00+08:00"),
-                       ("2031-03-05T08:00:00+08:00", "2031-03-05T21:00:00+08:00"))
+    windows = _windows(
+        ("2031-03-04T08:00:00+08:00", "2031-03-04T21:00:00+08:00"), ("2031-03-05T08:00:00+08:00", "2031-03-05T21:00:00+08:00")
+    )
     r = post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows})
     assert r.status_code == 200, r.text
     at = dt.datetime.fromisoformat(r.json()["scheduled_for"])
@@ -396,28 +449,40 @@ def test_a_visit_is_booked_inside_the_dates_and_hours_it_is_sent(gw, client):
 
 def test_a_window_already_past_is_not_booked(gw, client):
     now = dt.datetime.now(dt.UTC)
-    windows = _windows(((now - dt.timedelta(days=2)).isoformat(), (now - dt.timedelta(days=1)).isoformat()),
-                       ((now + dt.timedelta(days=1)).isoformat(), (now + dt.timedelta(days=1, hours=8)).isoformat()))
-    at = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"])
+    windows = _windows(
+        ((now - dt.timedelta(days=2)).isoformat(), (now - dt.timedelta(days=1)).isoformat()),
+        ((now + dt.timedelta(days=1)).isoformat(), (now + dt.timedelta(days=1, hours=8)).isoformat()),
+    )
+    at = dt.datetime.fromisoformat(
+        post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"]
+    )
     assert now + dt.timedelta(days=1) <= at < now + dt.timedelta(days=1, hours=8)
 
 
 def test_the_visit_outside_fault_books_outside_the_windows_then_stops(gw, client):
     windows = _windows(("2031-03-04T08:00:00+08:00", "2031-03-04T21:00:00+08:00"))
     gw.set_faults(visit_outside=1)
-    first = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"])
-    second = dt.datetime.fromisoformat(post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows,
-                                                                    "replaces": "VIS-1"}).json()["scheduled_for"])
+    first = dt.datetime.fromisoformat(
+        post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows}).json()["scheduled_for"]
+    )
+    second = dt.datetime.fromisoformat(
+        post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": windows, "replaces": "VIS-1"}).json()["scheduled_for"]
+    )
     assert first >= dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
-    assert dt.datetime.fromisoformat("2031-03-04T08:00:00+08:00") <= second < dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
+    assert (
+        dt.datetime.fromisoformat("2031-03-04T08:00:00+08:00") <= second < dt.datetime.fromisoformat("2031-03-04T21:00:00+08:00")
+    )
     assert gw._call("GET", "/admin/faults")["visit_outside"] == 0
 
 
-@pytest.mark.parametrize("window, field", [
-    ({"start": "2031-03-04T08:00:00", "end": "2031-03-04T21:00:00+08:00"}, "windows.0"),
-    ({"start": "2031-03-04T21:00:00+08:00", "end": "2031-03-04T08:00:00+08:00"}, "windows.0"),
-    ({"start": "tomorrow", "end": "2031-03-04T21:00:00+08:00"}, "windows.0.start"),
-])
+@pytest.mark.parametrize(
+    "window, field",
+    [
+        ({"start": "2031-03-04T08:00:00", "end": "2031-03-04T21:00:00+08:00"}, "windows.0"),
+        ({"start": "2031-03-04T21:00:00+08:00", "end": "2031-03-04T08:00:00+08:00"}, "windows.0"),
+        ({"start": "tomorrow", "end": "2031-03-04T21:00:00+08:00"}, "windows.0.start"),
+    ],
+)
 def test_bad_visit_windows_are_refused_naming_the_field(gw, client, window, field):
     r = post(client, "/v1/visits", {**VALID["/v1/visits"], "windows": [window]})
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text

@@ -52,8 +52,23 @@ async def cli(env, *args: str) -> subprocess.CompletedProcess:
 async def test_cli_start_pay_plan_hold_status(env, cases):
     now = await cases.now()
     due = (today_in(now) - timedelta(days=3)).isoformat()
-    r = await cli(env, "start", "--loan-id", "CLI1", "--borrower-id", "B9", "--principal", "5000.00", "--interest", "120.50",
-            "--fees", "15", "--due-date", due, "--json")
+    r = await cli(
+        env,
+        "start",
+        "--loan-id",
+        "CLI1",
+        "--borrower-id",
+        "B9",
+        "--principal",
+        "5000.00",
+        "--interest",
+        "120.50",
+        "--fees",
+        "15",
+        "--due-date",
+        due,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"workflow_id": "loan-CLI1", "started": True}
     cases.started.append(env.client.get_workflow_handle("loan-CLI1"))  # ended with the test
@@ -80,17 +95,20 @@ async def test_cli_start_pay_plan_hold_status(env, cases):
     assert "latest contact decisions:" in human.stdout and "reminder_notice/letter: allowed" in human.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["pay", "CLI2", "--payment-id", "X1", "--amount", "-3"], "error: amount: must not be negative"),
-    (["pay", "CLI2", "--payment-id", "X1", "--amount", "1.001"], "error: amount: has 3 decimals"),
-    (["pay", "CLI2", "--payment-id", "X1", "--amount", "5", "--currency", "USD"], "error: currency: USD does not match"),
-    (["pay", "CLI2", "--payment-id", "bad id!", "--amount", "5"], "error: payment_id: 'bad id!' is not an id"),
-    (["hold", "CLI2", "--kind", "hardship"], "error: until: a hardship hold needs its end date"),
-    (["release", "CLI2", "--kind", "dispute"], "error: kind: there is no dispute hold"),
-    (["plan", "CLI2", "--kind", "instalments", "--instalments", "70", "--first-due", "2030-01-01"], "error: instalments:"),
-    (["outcome", "CLI2", "--kind", "court", "--outcome", "judgment"], "error: kind: no lawsuit"),
-    (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan_id: NOPE is unknown"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["pay", "CLI2", "--payment-id", "X1", "--amount", "-3"], "error: amount: must not be negative"),
+        (["pay", "CLI2", "--payment-id", "X1", "--amount", "1.001"], "error: amount: has 3 decimals"),
+        (["pay", "CLI2", "--payment-id", "X1", "--amount", "5", "--currency", "USD"], "error: currency: USD does not match"),
+        (["pay", "CLI2", "--payment-id", "bad id!", "--amount", "5"], "error: payment_id: 'bad id!' is not an id"),
+        (["hold", "CLI2", "--kind", "hardship"], "error: until: a hardship hold needs its end date"),
+        (["release", "CLI2", "--kind", "dispute"], "error: kind: there is no dispute hold"),
+        (["plan", "CLI2", "--kind", "instalments", "--instalments", "70", "--first-due", "2030-01-01"], "error: instalments:"),
+        (["outcome", "CLI2", "--kind", "court", "--outcome", "judgment"], "error: kind: no lawsuit"),
+        (["pay", "NOPE", "--payment-id", "X1", "--amount", "5", "--currency", "CNY"], "error: loan_id: NOPE is unknown"),
+    ],
+)
 async def test_cli_bad_input_exits_2_and_changes_nothing(env, cases, args, message):
     loan = f"CLI2-{abs(hash(tuple(args))) % 10**8}"
     h = await cases.start(dpd=1, loan_id=loan)
@@ -102,15 +120,69 @@ async def test_cli_bad_input_exits_2_and_changes_nothing(env, cases, args, messa
     assert (await h.query(CollectionCase.status)).model_dump(exclude={"as_of"}) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "abc", "--due-date", "2026-01-01"], "error: principal: is not a plain decimal"),
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--currency", "XYZ"], "error: currency: unknown"),
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--timezone", "Moon/Base"], "error: timezone: unknown IANA"),
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "0", "--due-date", "2026-01-01"], "error: principal: the loan owes nothing"),
-    (["start", "--loan-id", "S 1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01"], "error: loan_id:"),
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-02-30"], "not a date"),
-    (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01", "--policy", "nosuch"], "error: policy: no policy named 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "abc", "--due-date", "2026-01-01"],
+            "error: principal: is not a plain decimal",
+        ),
+        (
+            [
+                "start",
+                "--loan-id",
+                "S1",
+                "--borrower-id",
+                "B",
+                "--principal",
+                "10",
+                "--due-date",
+                "2026-01-01",
+                "--currency",
+                "XYZ",
+            ],
+            "error: currency: unknown",
+        ),
+        (
+            [
+                "start",
+                "--loan-id",
+                "S1",
+                "--borrower-id",
+                "B",
+                "--principal",
+                "10",
+                "--due-date",
+                "2026-01-01",
+                "--timezone",
+                "Moon/Base",
+            ],
+            "error: timezone: unknown IANA",
+        ),
+        (
+            ["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "0", "--due-date", "2026-01-01"],
+            "error: principal: the loan owes nothing",
+        ),
+        (["start", "--loan-id", "S 1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-01-01"], "error: loan_id:"),
+        (["start", "--loan-id", "S1", "--borrower-id", "B", "--principal", "10", "--due-date", "2026-02-30"], "not a date"),
+        (
+            [
+                "start",
+                "--loan-id",
+                "S1",
+                "--borrower-id",
+                "B",
+                "--principal",
+                "10",
+                "--due-date",
+                "2026-01-01",
+                "--policy",
+                "nosuch",
+            ],
+            "error: policy: no policy named 'nosuch'",
+        ),
+    ],
+)
 async def test_cli_start_rejects_bad_flags(env, args, message):
     r = await cli(env, *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -119,8 +191,10 @@ async def test_cli_start_rejects_bad_flags(env, args, message):
 
 async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(env, cases, repo):
     h = await cases.start(dpd=1, loan_id="CLI-CLOSED")
-    await h.execute_update(CollectionCase.record_payment, __import__("domain.models", fromlist=["PaymentIn"]).PaymentIn(
-        payment_id="FULL", amount="10520.00", currency="CNY"))
+    await h.execute_update(
+        CollectionCase.record_payment,
+        __import__("domain.models", fromlist=["PaymentIn"]).PaymentIn(payment_id="FULL", amount="10520.00", currency="CNY"),
+    )
     await cases.result(h)
     r = await cli(env, "pay", "CLI-CLOSED", "--payment-id", "LATE-1", "--amount", "50.00")
     assert r.returncode == 0, r.stderr
@@ -130,5 +204,10 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(env, 
     rows = repo.payments(loan_id="CLI-CLOSED")
     assert [(p.payment_id, p.status, p.amount) for p in rows] == [("FULL", "applied", 1_052_000), ("LATE-1", "unapplied", 5_000)]
     listed = json.loads((await cli(env, "payments", "--unapplied", "--json")).stdout)
-    assert {"payment_id": "LATE-1", "loan_id": "CLI-CLOSED", "amount": "50.00", "currency": "CNY", "status": "unapplied"}.items() <= next(
-        p for p in listed if p["payment_id"] == "LATE-1").items()
+    assert {
+        "payment_id": "LATE-1",
+        "loan_id": "CLI-CLOSED",
+        "amount": "50.00",
+        "currency": "CNY",
+        "status": "unapplied",
+    }.items() <= next(p for p in listed if p["payment_id"] == "LATE-1").items()

@@ -29,10 +29,13 @@ ARGS = dict(loans=40, days=120, seed=11)
 # is refused every contact (the gate fails closed). Until that year's notice is out and transcribed, the runs on the
 # real workflows use this stand-in: TEST ONLY, not transcribed from any notice, never in policies/calendars/.
 from tests.conftest import TEST_ONLY_CALENDAR  # noqa: E402 - the suite's stand-in for a year with no notice
+
 # runs starter.py with domain.calendar reading the folder given as the first argument
-WITH_CALENDARS = ("import runpy, sys; from pathlib import Path; import domain.calendar as c; "
-                  "c.CALENDAR_DIR = Path(sys.argv.pop(1)); sys.argv[0] = 'starter.py'; "
-                  "runpy.run_path('starter.py', run_name='__main__')")
+WITH_CALENDARS = (
+    "import runpy, sys; from pathlib import Path; import domain.calendar as c; "
+    "c.CALENDAR_DIR = Path(sys.argv.pop(1)); sys.argv[0] = 'starter.py'; "
+    "runpy.run_path('starter.py', run_name='__main__')"
+)
 
 
 def calendars_with_next_year(folder: Path) -> Path:
@@ -102,10 +105,31 @@ def test_a_borrower_decides_from_its_own_generator():
 async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, next_year_calendar):
     out1, out2 = tmp_path / "cli", tmp_path / "inproc"
     cli = subprocess.run(
-        [sys.executable, "-c", WITH_CALENDARS, str(next_year_calendar),
-         "simulate", "--engine", "temporal", "--policy", "default", "--challenger", CHALLENGER,
-         "--loans", str(ARGS["loans"]), "--days", str(ARGS["days"]), "--seed", str(ARGS["seed"]), "--out", str(out1)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            WITH_CALENDARS,
+            str(next_year_calendar),
+            "simulate",
+            "--engine",
+            "temporal",
+            "--policy",
+            "default",
+            "--challenger",
+            CHALLENGER,
+            "--loans",
+            str(ARGS["loans"]),
+            "--days",
+            str(ARGS["days"]),
+            "--seed",
+            str(ARGS["seed"]),
+            "--out",
+            str(out1),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "COLUMNS": "160"},
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
@@ -124,8 +148,14 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, 
         md = (out / "report.md").read_text()
         header = next(line for line in md.splitlines() if line.startswith("| metric"))
         assert "champion: default" in header and "challenger: challenger-early-legal" in header
-        for row in ("| cure rate (paid or settled) |", "| roll rate M2 → M3 |", "| recovered (CNY) |",
-                    "| refusals (contact gate and legal clocks) |", "| cases reaching litigation |", "| write-offs |"):
+        for row in (
+            "| cure rate (paid or settled) |",
+            "| roll rate M2 → M3 |",
+            "| recovered (CNY) |",
+            "| refusals (contact gate and legal clocks) |",
+            "| cases reaching litigation |",
+            "| write-offs |",
+        ):
             assert row in md, row
         assert "![recovery curves](recovery_curves.png)" in md
 
@@ -138,7 +168,7 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, 
         assert arm["recovered"] > 0 and 0 < arm["recovery_rate"] < 1
         assert sum(arm["outcomes"].values()) == arm["loans"]
         assert set(arm["roll_rates"]) == {"M1->M2", "M2->M3", "M3->M3+"}
-        assert arm["missing_from_ledger"] == {"loans": 0, "amount": 0}   # every applied payment is in the ledger
+        assert arm["missing_from_ledger"] == {"loans": 0, "amount": 0}  # every applied payment is in the ledger
     # what differs between the ladders shows: only the champion visits, the challenger sues sooner
     assert arms["champion"]["actions"].get("visit", 0) > 0 and "visit" not in arms["challenger"]["actions"]
     assert "home_visit" not in arms["challenger"]["recovered_by_step"]
@@ -147,28 +177,53 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, 
 
 
 def test_bad_input_names_the_field():
-    r = subprocess.run([sys.executable, "starter.py", "simulate", "--challenger", "policies/nope.toml", "--loans", "4"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "starter.py", "simulate", "--challenger", "policies/nope.toml", "--loans", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert "error: challenger: policies/nope.toml: no such policy file" in r.stderr
-    r = subprocess.run([sys.executable, "starter.py", "simulate", "--challenger", CHALLENGER, "--loans", "0"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "starter.py", "simulate", "--challenger", CHALLENGER, "--loans", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "loans: 0 must be at least 1" in r.stderr
 
 
 # ------------------------------------------------------------------------------------------ the direct engine
 
+
 def test_direct_engine_results_do_not_depend_on_the_workers(tmp_path):
     from sim.run import simulate_direct
 
-    runs = [simulate_direct(Options(champion="default", challenger=CHALLENGER, out=tmp_path / f"w{n}", progress=False,
-                                    workers=n, finals=True, loans=120, days=200, seed=5)) for n in (1, 2)]
+    runs = [
+        simulate_direct(
+            Options(
+                champion="default",
+                challenger=CHALLENGER,
+                out=tmp_path / f"w{n}",
+                progress=False,
+                workers=n,
+                finals=True,
+                loans=120,
+                days=200,
+                seed=5,
+            )
+        )
+        for n in (1, 2)
+    ]
     one, two = runs
     assert one["finals"] == two["finals"]
     assert headline(one) == headline(two)
     assert one["run"]["engine"] == "direct"
     arms = one["arms"]
-    for arm in arms.values():   # the cases really ran
+    for arm in arms.values():  # the cases really ran
         assert arm["contacts"] > 60 and arm["refusals"] > 0 and 0 < arm["recovery_rate"] < 1
         assert arm["missing_from_ledger"] == {"loans": 0, "amount": 0}
     assert arms["champion"]["actions"].get("visit", 0) > 0 and "visit" not in arms["challenger"]["actions"]
@@ -178,9 +233,27 @@ def test_direct_engine_results_do_not_depend_on_the_workers(tmp_path):
 
 def test_direct_engine_from_the_command_line_is_the_default(tmp_path):
     cli = subprocess.run(
-        [sys.executable, "starter.py", "simulate", "--challenger", CHALLENGER, "--loans", "30", "--days", "60",
-         "--workers", "1", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
+        [
+            sys.executable,
+            "starter.py",
+            "simulate",
+            "--challenger",
+            CHALLENGER,
+            "--loans",
+            "30",
+            "--days",
+            "60",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert "champion: default" in cli.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["run"]["engine"] == "direct"
@@ -194,8 +267,11 @@ def test_sweep_writes_one_row_per_variant_and_the_plot(tmp_path):
     out = sweep.run(load_policy("default"), dims, loans=60, days=120, seed=3, workers=2, out=tmp_path)
     rows = out["rows"]
     assert [r["variant"] for r in rows] == [
-        "steps.home_visit.dpd=20, plan.max_instalments=6", "steps.home_visit.dpd=20, plan.max_instalments=12",
-        "steps.home_visit.dpd=45, plan.max_instalments=6", "steps.home_visit.dpd=45, plan.max_instalments=12"]
+        "steps.home_visit.dpd=20, plan.max_instalments=6",
+        "steps.home_visit.dpd=20, plan.max_instalments=12",
+        "steps.home_visit.dpd=45, plan.max_instalments=6",
+        "steps.home_visit.dpd=45, plan.max_instalments=12",
+    ]
     for r in rows:
         assert 0 < r["recovery_rate"] < 1 and r["contacts"] > 0 and r["cost_per_cny_recovered"] > 0
     # the varied number reaches the cases: visiting at DPD 20 instead of 45 changes what happens
@@ -212,20 +288,33 @@ def test_sweep_bad_input_names_the_field():
     from sim import sweep
 
     pol = load_policy("default")
-    for spec, fragment in (("steps.home_visit.dpd", "is not PATH=V1,V2"),
-                           ("steps.home_visit.dpd=", "no values"),
-                           ("steps.nope.dpd=3", "no step 'nope'"),
-                           ("plans.nope=3", "'nope' is not a setting"),
-                           ("steps.home_visit.dpd=3", "steps[2].dpd: 3 is earlier than the step before it")):
+    for spec, fragment in (
+        ("steps.home_visit.dpd", "is not PATH=V1,V2"),
+        ("steps.home_visit.dpd=", "no values"),
+        ("steps.nope.dpd=3", "no step 'nope'"),
+        ("plans.nope=3", "'nope' is not a setting"),
+        ("steps.home_visit.dpd=3", "steps[2].dpd: 3 is earlier than the step before it"),
+    ):
         with pytest.raises(InvalidInput) as exc:
             sweep.grid(pol, [sweep.parse_sweep(spec)])
         assert exc.value.field == "sweep" and fragment in exc.value.reason, (spec, str(exc.value))
-    r = subprocess.run([sys.executable, "starter.py", "simulate", "--sweep", "steps.nope.dpd=3", "--loans", "4"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "starter.py", "simulate", "--sweep", "steps.nope.dpd=3", "--loans", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "error: sweep: steps.nope.dpd: no step 'nope'" in r.stderr, r.stderr
-    r = subprocess.run([sys.executable, "starter.py", "simulate", "--loans", "4"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "starter.py", "simulate", "--loans", "4"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "error: challenger: a challenger policy is required" in r.stderr, r.stderr
-    r = subprocess.run([sys.executable, "starter.py", "simulate", "--challenger", CHALLENGER, "--workers", "0"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "starter.py", "simulate", "--challenger", CHALLENGER, "--workers", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "error: workers: 0 must be at least 1" in r.stderr, r.stderr

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -46,7 +46,7 @@ KNOWN_DIFFERENCES = {
     # contacts go out an hour later, so every per-loan figure stays identical. Bounded below.
     "arms.*.refusals, arms.*.refusals_by_rule.min_interval": "the gate's race with the update's audit activity",
 }
-SPACING_SLACK = (5, 0.01)   # at most this many more min_interval refusals in the direct engine, or this share of all
+SPACING_SLACK = (5, 0.01)  # at most this many more min_interval refusals in the direct engine, or this share of all
 
 
 def _diff(real: dict, direct: dict) -> list[str]:
@@ -64,7 +64,7 @@ def _diff(real: dict, direct: dict) -> list[str]:
 
 async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property, next_year_calendar):
     t0 = time.perf_counter()
-    start = default_start(datetime.now(timezone.utc))  # the real workflows' clock can only move forward
+    start = default_start(datetime.now(UTC))  # the real workflows' clock can only move forward
     common = dict(champion="default", challenger=CHALLENGER, progress=False, finals=True, start=start, **SIZE)
     real = await simulate(Options(engine="temporal", out=tmp_path / "temporal", **common))
     t1 = time.perf_counter()
@@ -86,13 +86,20 @@ async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property
     assert sum(1 for f in finals if "bureau_report" in f["steps_done"]) > 5
 
     # the report's figures per policy agree too (they are computed from the same rows), and so do the inputs
-    differ = {(arm, k): (v, direct["arms"][arm].get(k)) for arm, fig in real["arms"].items() for k, v in fig.items()
-              if direct["arms"][arm].get(k) != v}
+    differ = {
+        (arm, k): (v, direct["arms"][arm].get(k))
+        for arm, fig in real["arms"].items()
+        for k, v in fig.items()
+        if direct["arms"][arm].get(k) != v
+    }
     assert {k for _, k in differ} <= {"refusals", "refusals_by_rule"}, differ
     for arm in {arm for arm, _ in differ}:
         a, b = real["arms"][arm], direct["arms"][arm]
-        other = {r for r in set(a["refusals_by_rule"]) | set(b["refusals_by_rule"])
-                 if a["refusals_by_rule"].get(r) != b["refusals_by_rule"].get(r)}
+        other = {
+            r
+            for r in set(a["refusals_by_rule"]) | set(b["refusals_by_rule"])
+            if a["refusals_by_rule"].get(r) != b["refusals_by_rule"].get(r)
+        }
         assert other <= {"min_interval"}, (arm, other)
         extra = b["refusals_by_rule"].get("min_interval", 0) - a["refusals_by_rule"].get("min_interval", 0)
         assert extra == b["refusals"] - a["refusals"]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -56,22 +56,35 @@ class Stack:
         self.api_port, self.codec_port, self.metrics_port = free_port(), free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         drop = {"GATEWAY_URL", "DATABASE_URL", "API_TOKEN", "API_REQUIRE_TOKEN", "CODEC_TOKEN", "CODEC_CORS_ORIGINS"}
-        if dev_keys:   # as `make demo` runs: no keys in the environment, the stack's development key
+        if dev_keys:  # as `make demo` runs: no keys in the environment, the stack's development key
             drop |= {"PAYLOAD_KEYS", "PAYLOAD_KEY_ID"}
         env = {k: v for k, v in os.environ.items() if k not in drop}
-        self.env = dict(env, TEMPORAL_ADDRESS=self.address, TEMPORAL_UI_PORT=str(self.ui_port),
-                        GATEWAY_PORT=str(self.gateway_port), API_PORT=str(self.api_port),
-                        CODEC_PORT=str(self.codec_port), WORKER_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
-                        TEMPORAL_NAMESPACE="default",
-                        TEMPORAL_TASK_QUEUE=TASK_QUEUE, COLLECTIONS_VAR_DIR=str(var))
+        self.env = dict(
+            env,
+            TEMPORAL_ADDRESS=self.address,
+            TEMPORAL_UI_PORT=str(self.ui_port),
+            GATEWAY_PORT=str(self.gateway_port),
+            API_PORT=str(self.api_port),
+            CODEC_PORT=str(self.codec_port),
+            WORKER_METRICS_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+            TEMPORAL_NAMESPACE="default",
+            TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+            COLLECTIONS_VAR_DIR=str(var),
+        )
 
     @property
     def ports(self) -> tuple[int, ...]:
         return self.port, self.ui_port, self.gateway_port, self.api_port, self.codec_port, self.metrics_port
 
     def run(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "devstack.stack", command], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "devstack.stack", command],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self) -> dict:
         began = time.monotonic()
@@ -94,7 +107,7 @@ class Stack:
         return "\n".join(out)
 
     async def client(self) -> Client:
-        if self.dev_keys:   # the key the stack made for itself
+        if self.dev_keys:  # the key the stack made for itself
             ring = codec.ensure_dev_keyring(self.var / "payload-keys.env")
             return await Client.connect(self.address, namespace="default", data_converter=codec.data_converter(ring))
         return await connect(self.address, "default")
@@ -104,21 +117,31 @@ class Stack:
 def stack(tmp_path, request):
     s = Stack(tmp_path / "var", dev_keys=getattr(request, "param", False))
     yield s
-    s.run("stop")   # whatever happened in the test
+    s.run("stop")  # whatever happened in the test
 
 
 def demo_case(dpd: int = 1) -> CaseInput:
     tz = "Asia/Shanghai"
     loan = f"STACK{uuid.uuid4().hex[:8]}"
-    return CaseInput(loan_id=loan, borrower_id=f"B{loan}", currency="CNY", principal=1_234_500, interest=10_000,
-                     fees=500, due_date=local_date(datetime.now(timezone.utc), tz) - timedelta(days=dpd),
-                     timezone=tz, segment="retail", policy=load_policy("demo"))
+    return CaseInput(
+        loan_id=loan,
+        borrower_id=f"B{loan}",
+        currency="CNY",
+        principal=1_234_500,
+        interest=10_000,
+        fees=500,
+        due_date=local_date(datetime.now(UTC), tz) - timedelta(days=dpd),
+        timezone=tz,
+        segment="retail",
+        policy=load_policy("demo"),
+    )
 
 
 async def start_case(client: Client) -> WorkflowHandle:
     inp = demo_case()
-    return await client.start_workflow(CollectionCase.run, inp, id=inp.workflow_id, task_queue=TASK_QUEUE,
-                                       static_summary=f"stack test {inp.loan_id}")
+    return await client.start_workflow(
+        CollectionCase.run, inp, id=inp.workflow_id, task_queue=TASK_QUEUE, static_summary=f"stack test {inp.loan_id}"
+    )
 
 
 async def wait_stage(handle: WorkflowHandle, stage: str, within: float = 30.0):
@@ -150,7 +173,7 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
         assert (await http.get(f"{codec_url}/health")).status_code == 200
         assert (await http.post(f"{codec_url}/decode", json={"payloads": []})).status_code == 401
         ui = (await http.get(f"http://127.0.0.1:{stack.ui_port}/api/v1/settings")).json()
-        assert ui["Codec"]["Endpoint"] == f"http://localhost:{stack.codec_port}"   # the UI decodes through it
+        assert ui["Codec"]["Endpoint"] == f"http://localhost:{stack.codec_port}"  # the UI decodes through it
 
     client = await stack.client()
     resp = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
@@ -170,22 +193,37 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     assert started.metadata["encryption-key-id"].decode() == dev_key.current
     token = (stack.var / "codec-token").read_text().strip()
     async with httpx.AsyncClient(timeout=30) as http:
-        dev = (stack.var / "dev-token").read_text().strip()   # the dev operator's; dev-token only bootstraps
+        dev = (stack.var / "dev-token").read_text().strip()  # the dev operator's; dev-token only bootstraps
         got = await http.get(f"{api}/v1/loans/{loan_id}", headers={"Authorization": f"Bearer {dev}"})
         assert got.status_code == 200, got.text
         assert got.json()["workflow_id"] == handle.id and got.json()["policy"] == "demo"
-        decoded = await http.post(f"{codec_url}/decode", json=json_format.MessageToDict(Payloads(payloads=[started])),
-                                  headers={"Authorization": f"Bearer {token}"})
+        decoded = await http.post(
+            f"{codec_url}/decode",
+            json=json_format.MessageToDict(Payloads(payloads=[started])),
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert decoded.status_code == 200, decoded.text
     plain = json_format.ParseDict(decoded.json(), Payloads()).payloads[0]
     assert json.loads(plain.data)["loan_id"] == loan_id
-    cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=stack.env,
-                         capture_output=True, text=True, timeout=60)
+    cli = subprocess.run(
+        [sys.executable, "starter.py", "status", loan_id, "--json"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
     # a new shell, no TEMPORAL_* set: starter.py finds the running stack in its record (var/stack.json)
     bare = {k: v for k, v in stack.env.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE")}
-    cli = subprocess.run([sys.executable, "starter.py", "status", loan_id, "--json"], cwd=ROOT, env=bare,
-                         capture_output=True, text=True, timeout=60)
+    cli = subprocess.run(
+        [sys.executable, "starter.py", "status", loan_id, "--json"],
+        cwd=ROOT,
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0 and json.loads(cli.stdout)["workflow_id"] == handle.id, cli.stderr
 
     stack.stop()
@@ -206,12 +244,12 @@ async def test_cases_survive_a_server_restart(stack):
 
     assert (stack.var / "temporal.db").exists()
     stack.start()
-    client = await stack.client()   # a new connection to the new server process
+    client = await stack.client()  # a new connection to the new server process
     again = client.get_workflow_handle(handle.id)
     desc = await again.describe()
     assert desc.status == WorkflowExecutionStatus.RUNNING
     assert desc.run_id == handle.result_run_id
-    status = await again.query(CollectionCase.status)   # the new worker replays it from the saved history
+    status = await again.query(CollectionCase.status)  # the new worker replays it from the saved history
     assert status.stage in ("reminder", "first_call") and status.status == "active"
     stack.stop()
 
@@ -222,6 +260,6 @@ def test_the_cli_keeps_an_address_it_was_given(tmp_path, monkeypatch):
 
     environ = {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
     assert starter.use_running_stack(environ) == {} and environ == {"TEMPORAL_ADDRESS": "temporal.bank.internal:7233"}
-    monkeypatch.setenv("COLLECTIONS_VAR_DIR", str(tmp_path))   # no stack running there
+    monkeypatch.setenv("COLLECTIONS_VAR_DIR", str(tmp_path))  # no stack running there
     environ = {}
     assert starter.use_running_stack(environ) == {} and environ == {}

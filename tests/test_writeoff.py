@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from domain.models import CloseIn, ContactResult, OutcomeIn, PaymentIn, PromiseIn, WriteOffConfirmIn, HoldIn
+from domain.models import CloseIn, ContactResult, HoldIn, OutcomeIn, PaymentIn, PromiseIn, WriteOffConfirmIn
 from tests.conftest import today_in
-from tests.test_ladder import JUDGMENT_DATES
 from tests.test_case_rules import DEFAULT, T0, TOTAL, Runner, delivered, rejected
+from tests.test_ladder import JUDGMENT_DATES
 from tests.workflow_helpers import assert_rejected
 from workflows import search
 from workflows.case import CollectionCase
@@ -98,8 +98,12 @@ def test_the_case_closes_when_the_limitation_period_has_run_out_and_nothing_else
     r = Runner.open(dpd=980).run_until(T0)
 
     def no_court(step):
-        return [ContactResult(action=a, channel=a, status="failed" if a == "lawsuit" else "delivered", reason="court refused")
-                if a == "lawsuit" else c for a, c in zip(step.actions, delivered(step))]
+        return [
+            ContactResult(action=a, channel=a, status="failed" if a == "lawsuit" else "delivered", reason="court refused")
+            if a == "lawsuit"
+            else c
+            for a, c in zip(step.actions, delivered(step), strict=False)
+        ]
 
     r.results = no_court
     r.run_until(r.dpd_at(DEFAULT.write_off_dpd))
@@ -170,8 +174,9 @@ async def test_write_off_with_a_lawsuit_pending_goes_on_to_judgment_enforcement_
     assert st.write_off == "proposed" and st.status != "closed"
     assert "litigation" in st.steps_done and st.awaiting and st.awaiting.kind == "court"
     await h.execute_update(CollectionCase.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie", reference="WO-1"))
-    await assert_rejected(h, CollectionCase.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie"), "case",
-                          "already confirmed")
+    await assert_rejected(
+        h, CollectionCase.confirm_write_off, WriteOffConfirmIn(approver="Chen Jie"), "case", "already confirmed"
+    )
     sa = await search_attributes(h)
     assert sa.get(search.WRITE_OFF) == "confirmed" and sa.get(search.CASE_OUTCOME) == "written_off"
     assert sa.get(search.RISK_CLASS) == "loss"
@@ -180,7 +185,9 @@ async def test_write_off_with_a_lawsuit_pending_goes_on_to_judgment_enforcement_
     await cases.advance(days=3)
     assert "enforcement" in (await cases.status(h)).steps_done
     await h.execute_update(CollectionCase.record_payment, pay("AFTER-WO", "520.00"))
-    r = await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount="10000.00"))
+    r = await h.execute_update(
+        CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount="10000.00")
+    )
     assert r.outcome == "recovered"
     result = await cases.result(h)
     assert result.outcome == "recovered" and result.write_off == "confirmed"
@@ -191,8 +198,9 @@ async def test_an_operator_closes_a_case_with_a_reason(cases, repo):
     h = await cases.start(dpd=30)
     await assert_rejected(h, CollectionCase.close_case, CloseIn(outcome="uncollectable"), "reason", "is required")
     await assert_rejected(h, CollectionCase.close_case, CloseIn(outcome="gone", reason="x"), "outcome", "uncollectable")
-    r = await h.execute_update(CollectionCase.close_case, CloseIn(outcome="uncollectable", reason="borrower emigrated",
-                                                                  operator="Li Na"))
+    r = await h.execute_update(
+        CollectionCase.close_case, CloseIn(outcome="uncollectable", reason="borrower emigrated", operator="Li Na")
+    )
     assert r.status == "closed" and r.outcome == "uncollectable"
     result = await cases.result(h)
     assert result.outcome == "uncollectable"

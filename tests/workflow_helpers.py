@@ -63,18 +63,21 @@ def payloads_in(msg: Message, path: str = "") -> list[tuple[str, Payload]]:
                     found += payloads_in(m, f"{where}[{k}]")
         elif isinstance(value, Message):
             found += payloads_in(value, where)
-        else:                                   # repeated
+        else:  # repeated
             for i, m in enumerate(value):
                 found += payloads_in(m, f"{where}[{i}]")
     return found
 
 
-async def run_starter(address: str, task_queue: str, database_url: str, *args: str, timeout: float = 120,
-                      **env: str) -> subprocess.CompletedProcess:
+async def run_starter(
+    address: str, task_queue: str, database_url: str, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess:
     """Run starter.py without blocking the event loop (the test's worker must keep serving)."""
-    e = dict(os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=task_queue, LOG_FORMAT="json",
-             DATABASE_URL=database_url, **env)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "starter.py", *args, cwd=ROOT, env=e,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    e = dict(
+        os.environ, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=task_queue, LOG_FORMAT="json", DATABASE_URL=database_url, **env
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "starter.py", *args, cwd=ROOT, env=e, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())

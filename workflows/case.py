@@ -19,19 +19,46 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        GATEWAY_BACKOFF, LOCAL_RETRY_SECONDS, WINDOW_CLOSED, AuditEvents, CaseClosed, ChannelRequest, GateCheck,
-        GateDecision, HoldChange, LedgerEntry, ReversalEntry, WindowClosed, base_action, case_key, for_guarantor,
+        GATEWAY_BACKOFF,
+        LOCAL_RETRY_SECONDS,
+        WINDOW_CLOSED,
+        AuditEvents,
+        CaseClosed,
+        ChannelRequest,
+        GateCheck,
+        GateDecision,
+        HoldChange,
+        LedgerEntry,
+        ReversalEntry,
+        WindowClosed,
+        base_action,
+        case_key,
+        for_guarantor,
     )
-    from domain import channels
-    from domain import approvals
+    from domain import approvals, channels
     from domain.actor import Actor
-    from domain.legal import LEGAL_RULES
     from domain.case import Case
     from domain.dates import dpd_start
     from domain.errors import InvalidInput
+    from domain.legal import LEGAL_RULES
     from domain.models import (
-        ApprovalDecisionIn, CaseInput, CaseStatus, CloseIn, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PaymentResult, PlanIn,
-        PlanResult, PromiseIn, ReleaseIn, ReversalIn, UpdateResult, WriteOffConfirmIn,
+        ApprovalDecisionIn,
+        CaseInput,
+        CaseStatus,
+        CloseIn,
+        ContactResult,
+        GateRecord,
+        HoldIn,
+        OutcomeIn,
+        PaymentIn,
+        PaymentResult,
+        PlanIn,
+        PlanResult,
+        PromiseIn,
+        ReleaseIn,
+        ReversalIn,
+        UpdateResult,
+        WriteOffConfirmIn,
     )
     from domain.money import format_amount, to_major
     from domain.policy import Step
@@ -42,8 +69,10 @@ from workflows import search
 TASK_QUEUE = "collections"
 
 CHANNEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10), non_retryable_error_types=["InvalidRequest"],
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["InvalidRequest"],
 )
 # Every activity of a case runs as a local activity: in the worker that runs the workflow task,
 # recorded as one marker event, with no task queue round trip. A case that walks the whole ladder
@@ -55,8 +84,11 @@ LOCAL_RETRY_THRESHOLD = timedelta(seconds=LOCAL_RETRY_SECONDS)
 # durable timer (SEND_BACKOFF, doubling up to SEND_BACKOFF_MAX) and schedules the send again with its clock, so
 # that every attempt, however late, re-checks the contact window (PATCH_SEND_RECHECK).
 SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0, maximum_interval=LOCAL_RETRY_THRESHOLD,
-    maximum_attempts=3, non_retryable_error_types=["InvalidRequest"],
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=LOCAL_RETRY_THRESHOLD,
+    maximum_attempts=3,
+    non_retryable_error_types=["InvalidRequest"],
 )
 SEND_BACKOFF = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=10)
@@ -68,8 +100,9 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
     try:
         check(arg, workflow.now())
     except InvalidInput as exc:
-        raise ApplicationError(str(exc), {"field": exc.field, "reason": exc.reason},
-                               type="InvalidInput", non_retryable=True) from None
+        raise ApplicationError(
+            str(exc), {"field": exc.field, "reason": exc.reason}, type="InvalidInput", non_retryable=True
+        ) from None
 
 
 # workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
@@ -147,11 +180,13 @@ class CollectionCase:
                 continue
             await self._sleep_until(move.until, now)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        metrics.count(workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome",
-                      outcome=case.state.outcome or "none")  # the loop ends closed: an outcome is set
+        metrics.count(
+            workflow.metric_meter(), "collections_cases_closed", "Cases closed, by outcome", outcome=case.state.outcome or "none"
+        )  # the loop ends closed: an outcome is set
         # undo what a closed case must (credit report correction, agency recall) while recording the closure
-        await asyncio.gather(*(self._act("closing", case.state.stage, action) for action in case.closing_actions()),
-                             self._record_closed())
+        await asyncio.gather(
+            *(self._act("closing", case.state.stage, action) for action in case.closing_actions()), self._record_closed()
+        )
         return case.status(workflow.now())
 
     def _continue_as_new_due(self) -> bool:
@@ -168,9 +203,10 @@ class CollectionCase:
             wake = max(pending.expires_at, now + timedelta(seconds=1))
         timeout = None if wake is None else wake - now
         try:
-            await workflow.wait_condition(lambda: self._changed, timeout=timeout,
-                                          timeout_summary=self.case.next_action().what[:200])
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(
+                lambda: self._changed, timeout=timeout, timeout_summary=self.case.next_action().what[:200]
+            )
+        except TimeoutError:
             pass
         await self._expire_proposal()
 
@@ -190,8 +226,11 @@ class CollectionCase:
         if getattr(arg, "actor", None) is None:
             return None
         kind = approvals.needs_approval(arg, self.case.policy)
-        if kind is None and isinstance(arg, PlanIn) and \
-                approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now())):
+        if (
+            kind is None
+            and isinstance(arg, PlanIn)
+            and approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now()))
+        ):
             kind = "plan"
         if kind is None or not workflow.patched(PATCH_FOUR_EYES):
             return None
@@ -200,8 +239,11 @@ class CollectionCase:
     def _check_no_proposal_waiting(self, arg: Any) -> None:
         """Validator part: a second proposal while one waits is refused before it touches history."""
         s = self.case.state
-        if s.pending is not None and getattr(arg, "actor", None) is not None \
-                and approvals.needs_approval(arg, self.case.policy) is not None:
+        if (
+            s.pending is not None
+            and getattr(arg, "actor", None) is not None
+            and approvals.needs_approval(arg, self.case.policy) is not None
+        ):
             _reject(lambda a, now: approvals.propose("plan", a, a.actor, now, self.case.policy, s.pending), arg)
 
     async def _propose(self, kind: str, arg: Any) -> UpdateResult:
@@ -210,17 +252,22 @@ class CollectionCase:
         try:
             s.pending = approvals.propose(kind, arg, arg.actor, now, self.case.policy, s.pending)
         except InvalidInput as exc:
-            raise ApplicationError(str(exc), {"field": exc.field, "reason": exc.reason},
-                                   type="InvalidInput", non_retryable=True) from None
+            raise ApplicationError(
+                str(exc), {"field": exc.field, "reason": exc.reason}, type="InvalidInput", non_retryable=True
+            ) from None
         p = s.pending
-        self.case.event(now, "approval_proposed", f"{p.summary}: waits for a second person until "
-                                                  f"{p.expires_at:%Y-%m-%d %H:%M} UTC")
+        self.case.event(
+            now, "approval_proposed", f"{p.summary}: waits for a second person until {p.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
         self._stamp(arg.actor, before)
         self._touch(force=True)
         await self._record_events()
-        return UpdateResult(accepted=False, status=self.case.status_name(),
-                            message=f"proposed: {p.summary}; nothing takes effect until another operator with the "
-                                    f"right role approves it (before {p.expires_at:%Y-%m-%d %H:%M} UTC)")
+        return UpdateResult(
+            accepted=False,
+            status=self.case.status_name(),
+            message=f"proposed: {p.summary}; nothing takes effect until another operator with the "
+            f"right role approves it (before {p.expires_at:%Y-%m-%d %H:%M} UTC)",
+        )
 
     async def _expire_proposal(self) -> None:
         s, now = self.case.state, workflow.now()
@@ -228,8 +275,11 @@ class CollectionCase:
         if p is None or p.expires_at > now:
             return
         s.pending = None
-        self.case.event(now, "approval_expired", f"{p.summary} (proposed by {p.maker.operator_id}): nobody approved "
-                                                 "it in time; dropped, nothing changed")
+        self.case.event(
+            now,
+            "approval_expired",
+            f"{p.summary} (proposed by {p.maker.operator_id}): nobody approved it in time; dropped, nothing changed",
+        )
         self._touch(force=True)
         await self._record_events()
 
@@ -245,9 +295,12 @@ class CollectionCase:
             waited = True
             wait = max(self.case.state.pending.expires_at - workflow.now(), timedelta(seconds=1))
             try:
-                await workflow.wait_condition(lambda: not self._closure_waiting(), timeout=wait,
-                                              timeout_summary="closure proposed: contact stopped until decided")
-            except asyncio.TimeoutError:
+                await workflow.wait_condition(
+                    lambda: not self._closure_waiting(),
+                    timeout=wait,
+                    timeout_summary="closure proposed: contact stopped until decided",
+                )
+            except TimeoutError:
                 pass
             await self._expire_proposal()
         return waited
@@ -275,8 +328,7 @@ class CollectionCase:
         elif p.kind == "closure":
             result = await self._do_hold(arg, now, d.actor, before)
         elif p.kind == "release":
-            result = await self._do_release(arg.model_copy(update={"reviewer": d.actor.operator_id}), now, d.actor,
-                                            before)
+            result = await self._do_release(arg.model_copy(update={"reviewer": d.actor.operator_id}), now, d.actor, before)
         elif p.kind == "close":
             result = self.case.apply_close(arg, now)
             self._stamp(d.actor, before)
@@ -286,8 +338,11 @@ class CollectionCase:
             self._stamp(d.actor, before)
             self._touch(force=True)
             await self._record_events()
-        return UpdateResult(message=f"approved: {p.summary} (proposed by {p.maker.operator_id}); {result.message}",
-                            status=self.case.status_name(), outcome=result.outcome)
+        return UpdateResult(
+            message=f"approved: {p.summary} (proposed by {p.maker.operator_id}); {result.message}",
+            status=self.case.status_name(),
+            outcome=result.outcome,
+        )
 
     @decide_approval.validator
     def _validate_decision(self, d: ApprovalDecisionIn) -> None:
@@ -296,10 +351,13 @@ class CollectionCase:
         if d.decision == "approve":
             p = s.pending
             arg = approvals.payload(p)
-            check = {"plan": self.case.check_plan, "closure": self.case.check_hold,
-                     "release": lambda r, now: self.case.check_release(
-                         r.model_copy(update={"reviewer": d.actor.operator_id}), now),
-                     "close": self.case.check_close, "write_off": self.case.check_confirm_write_off}[p.kind]
+            check = {
+                "plan": self.case.check_plan,
+                "closure": self.case.check_hold,
+                "release": lambda r, now: self.case.check_release(r.model_copy(update={"reviewer": d.actor.operator_id}), now),
+                "close": self.case.check_close,
+                "write_off": self.case.check_confirm_write_off,
+            }[p.kind]
             _reject(check, arg)
 
     async def _run_step(self, idx: int) -> None:
@@ -309,8 +367,9 @@ class CollectionCase:
         await workflow.wait_condition(lambda: self._hold_syncs == 0)  # the gate must see the holds as they are
         case, now = self.case, workflow.now()
         if case.state.deferred_until is None:
-            metrics.count(workflow.metric_meter(), "collections_steps", "Ladder steps started, by stage",
-                          stage=case.steps[idx].stage)
+            metrics.count(
+                workflow.metric_meter(), "collections_steps", "Ladder steps started, by stage", stage=case.steps[idx].stage
+            )
         step = case.begin_step(idx, now)
         self._details()  # search attributes follow once the step is done: one upsert per step
         plan = case.plan_step(idx, now)  # the actions not done yet: legal clocks' refusals, the rest to the gate
@@ -342,11 +401,21 @@ class CollectionCase:
         now = workflow.now()
         decisions = await workflow.execute_local_activity(
             channels.CHECK_CONTACTS,
-            GateCheck(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-                      borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-                      actions=[channels.action_name(a) for a in actions], now=now, rules=self.case.policy.contact,
-                      day_seconds=self.case.policy.day_seconds),
-            result_type=list[GateDecision], start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            GateCheck(
+                workflow_id=self.inp.workflow_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                borrower_id=self.inp.borrower_id,
+                guarantor_id=self.inp.guarantor_id,
+                step=step_key,
+                actions=[channels.action_name(a) for a in actions],
+                now=now,
+                rules=self.case.policy.contact,
+                day_seconds=self.case.policy.day_seconds,
+            ),
+            result_type=list[GateDecision],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
         allowed = []
@@ -355,12 +424,23 @@ class CollectionCase:
                 allowed.append(d.action)
                 self.case.decide(GateRecord(at=now, step=step_key, action=d.action, allowed=True, rule=d.rule, reason=d.reason))
             else:
-                refusals.append(GateRecord(at=now, step=step_key, action=d.action, allowed=False, rule=d.rule,
-                                           reason=d.reason, retry_at=d.retry_at, final=d.final))
+                refusals.append(
+                    GateRecord(
+                        at=now,
+                        step=step_key,
+                        action=d.action,
+                        allowed=False,
+                        rule=d.rule,
+                        reason=d.reason,
+                        retry_at=d.retry_at,
+                        final=d.final,
+                    )
+                )
         return allowed
 
-    async def _act(self, step_key: str, stage: str, action: str, letter: str | None = None,
-                   next_step: Step | None = None) -> ContactResult:
+    async def _act(
+        self, step_key: str, stage: str, action: str, letter: str | None = None, next_step: Step | None = None
+    ) -> ContactResult:
         case, now = self.case, workflow.now()
         b = case.state.balances
         if action == "bureau_notice":
@@ -369,23 +449,44 @@ class CollectionCase:
             letter = None
         events = self.case.unaudited()
         req = ChannelRequest(
-            workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-            borrower_id=self.inp.borrower_id, guarantor_id=self.inp.guarantor_id, step=step_key,
-            action=channels.action_name(action), idempotency_key=f"{self.case_key}:{step_key}:{action}",
-            policy=case.policy.name, stage=stage, dpd=case.dpd(now), currency=self.inp.currency,
-            outstanding={"principal": case.amount(b.principal), "interest": case.amount(b.interest),
-                         "fees": case.amount(b.fees), "total": case.amount(b.total)},
-            due_date=self.inp.due_date, letter=letter,
+            workflow_id=self.inp.workflow_id,
+            case_key=self.case_key,
+            loan_id=self.inp.loan_id,
+            borrower_id=self.inp.borrower_id,
+            guarantor_id=self.inp.guarantor_id,
+            step=step_key,
+            action=channels.action_name(action),
+            idempotency_key=f"{self.case_key}:{step_key}:{action}",
+            policy=case.policy.name,
+            stage=stage,
+            dpd=case.dpd(now),
+            currency=self.inp.currency,
+            outstanding={
+                "principal": case.amount(b.principal),
+                "interest": case.amount(b.interest),
+                "fees": case.amount(b.fees),
+                "total": case.amount(b.total),
+            },
+            due_date=self.inp.due_date,
+            letter=letter,
             next_step=(next_step.title or next_step.key) if next_step else None,
-            next_dpd=next_step.dpd if next_step else None, events=events,
+            next_dpd=next_step.dpd if next_step else None,
+            events=events,
         )
-        summary = (f"{step_key}: {channels.channel_of(action)}" + (f" ({letter})" if letter else "")
-                   + (" to the guarantor" if for_guarantor(action) else ""))
+        summary = (
+            f"{step_key}: {channels.channel_of(action)}"
+            + (f" ({letter})" if letter else "")
+            + (" to the guarantor" if for_guarantor(action) else "")
+        )
         if not workflow.patched(PATCH_SEND_RECHECK):  # a case begun before: its retries as they were recorded
             result = await workflow.execute_local_activity(
-                channels.activity_of(action), req, result_type=ContactResult,
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=CHANNEL_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD, summary=summary,
+                channels.activity_of(action),
+                req,
+                result_type=ContactResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=CHANNEL_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                summary=summary,
             )
             self._audited(events)
             return result
@@ -400,16 +501,29 @@ class CollectionCase:
         while True:
             try:
                 return await workflow.execute_local_activity(
-                    channels.activity_of(action), req, result_type=ContactResult,
-                    start_to_close_timeout=timedelta(seconds=30), retry_policy=SEND_RETRY,
-                    local_retry_threshold=LOCAL_RETRY_THRESHOLD, summary=summary,
+                    channels.activity_of(action),
+                    req,
+                    result_type=ContactResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=SEND_RETRY,
+                    local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                    summary=summary,
                 )
             except FailureError as exc:  # a local activity's failure comes as the error itself or wrapped
                 cause = exc.cause if isinstance(exc, ActivityError) else exc
                 if isinstance(cause, ApplicationError) and cause.type == WINDOW_CLOSED:
                     d = WindowClosed.model_validate(cause.details[0])
-                    raise SendDeferred(GateRecord(at=workflow.now(), step=req.step, action=action, allowed=False,
-                                                  rule=d.rule, reason=d.reason, retry_at=d.retry_at)) from None
+                    raise SendDeferred(
+                        GateRecord(
+                            at=workflow.now(),
+                            step=req.step,
+                            action=action,
+                            allowed=False,
+                            rule=d.rule,
+                            reason=d.reason,
+                            retry_at=d.retry_at,
+                        )
+                    ) from None
                 delay = wait
                 if isinstance(cause, ApplicationError) and cause.type == GATEWAY_BACKOFF:
                     delay = max(wait, timedelta(seconds=float((cause.details or [{}])[0].get("retry_after") or 0)))
@@ -425,9 +539,11 @@ class CollectionCase:
         if not events:
             return
         await workflow.execute_local_activity(
-            channels.RECORD_EVENTS, AuditEvents(workflow_id=self.inp.workflow_id, case_key=self.case_key,
-                                         loan_id=self.inp.loan_id, events=events),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY, summary="audit trail",
+            channels.RECORD_EVENTS,
+            AuditEvents(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id, events=events),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary="audit trail",
         )
         self._audited(events)
 
@@ -437,11 +553,19 @@ class CollectionCase:
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_CASE_CLOSED,
-            CaseClosed(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-                       outcome=s.outcome, outstanding=self.case.amount(s.balances.total),
-                       total_paid=self.case.amount(s.total_paid), currency=self.inp.currency,
-                       closed_at=s.closed_at, events=events),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            CaseClosed(
+                workflow_id=self.inp.workflow_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                outcome=s.outcome,
+                outstanding=self.case.amount(s.balances.total),
+                total_paid=self.case.amount(s.total_paid),
+                currency=self.inp.currency,
+                closed_at=s.closed_at,
+                events=events,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
             summary=f"closed: {s.outcome}",
         )
 
@@ -481,8 +605,7 @@ class CollectionCase:
     def _later_attributes(self) -> dict[Any, Any]:
         case, s = self.case, self.case.state
         outcome = s.outcome if s.closed else ("written_off" if s.write_off == "confirmed" else None)
-        values = {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()),
-                  search.WRITE_OFF: s.write_off}
+        values = {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()), search.WRITE_OFF: s.write_off}
         # only a case that has had a proposal sets it (so no running case upserts an attribute it never had)
         if s.pending is not None or search.PENDING_APPROVAL.name in self._published:
             values[search.PENDING_APPROVAL] = s.pending is not None
@@ -500,7 +623,8 @@ class CollectionCase:
             + f" · DPD {case.dpd(now)}\n\n"
             f"Outstanding {cur} {format_amount(b.total, cur)} (principal {format_amount(b.principal, cur)},"
             f" interest {format_amount(b.interest, cur)}, fees {format_amount(b.fees, cur)}) · paid {format_amount(s.total_paid, cur)}\n\n"
-            f"Next: {nxt.what}" + (f" at {nxt.at:%Y-%m-%d %H:%M} UTC" if nxt.at else "")
+            f"Next: {nxt.what}"
+            + (f" at {nxt.at:%Y-%m-%d %H:%M} UTC" if nxt.at else "")
             + (f"\n\nHolds: {', '.join(h.kind for h in s.holds)}" if s.holds else "")
         )
 
@@ -530,12 +654,21 @@ class CollectionCase:
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_PAYMENT,
-            LedgerEntry(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-                        payment_id=payment_id, amount=case.amount(rec.amount), currency=self.inp.currency,
-                        paid_at=rec.at, allocation={k: case.amount(v) for k, v in rec.allocation.items()},
-                        outstanding=case.amount(case.state.balances.total),
-                        total_paid=case.amount(case.state.total_paid), events=events),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            LedgerEntry(
+                workflow_id=self.inp.workflow_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                payment_id=payment_id,
+                amount=case.amount(rec.amount),
+                currency=self.inp.currency,
+                paid_at=rec.at,
+                allocation={k: case.amount(v) for k, v in rec.allocation.items()},
+                outstanding=case.amount(case.state.balances.total),
+                total_paid=case.amount(case.state.total_paid),
+                events=events,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
             summary=f"ledger: payment {payment_id}",
         )
         self._audited(events)
@@ -596,18 +729,36 @@ class CollectionCase:
             self.case.state.agency_recalled = recall.status == "delivered"
         return result
 
-    async def _hold_change(self, kind: str, at: datetime, until: datetime | None = None, reference: str = "",
-                           released_by: str | None = None, released: bool = False) -> None:
+    async def _hold_change(
+        self,
+        kind: str,
+        at: datetime,
+        until: datetime | None = None,
+        reference: str = "",
+        released_by: str | None = None,
+        released: bool = False,
+    ) -> None:
         """Holds live in the database too: the contact gate applies them to every loan of the borrower."""
         events = self.case.unaudited()
         self._hold_syncs += 1
         try:
             await workflow.execute_local_activity(
                 channels.RECORD_HOLD,
-                HoldChange(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id,
-                           borrower_id=self.inp.borrower_id, kind=kind, at=at, until=until, reference=reference,
-                           released=released, released_by=released_by, events=events),
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+                HoldChange(
+                    workflow_id=self.inp.workflow_id,
+                    case_key=self.case_key,
+                    loan_id=self.inp.loan_id,
+                    borrower_id=self.inp.borrower_id,
+                    kind=kind,
+                    at=at,
+                    until=until,
+                    reference=reference,
+                    released=released,
+                    released_by=released_by,
+                    events=events,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RECORD_RETRY,
                 summary=f"{'release' if released else 'place'} {kind} hold",
             )
         finally:
@@ -707,12 +858,23 @@ class CollectionCase:
         events = case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REVERSAL,
-            ReversalEntry(workflow_id=self.inp.workflow_id, run_id=workflow.info().run_id, case_key=self.case_key,
-                          loan_id=self.inp.loan_id, payment_id=payment_id, amount=case.amount(rec.amount),
-                          currency=self.inp.currency, reason=rec.reversal_reason, reversed_at=rec.reversed_at,
-                          outstanding=case.amount(case.state.balances.total),
-                          total_paid=case.amount(case.state.total_paid), reopened=reopened, events=events),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=RECORD_RETRY,
+            ReversalEntry(
+                workflow_id=self.inp.workflow_id,
+                run_id=workflow.info().run_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                payment_id=payment_id,
+                amount=case.amount(rec.amount),
+                currency=self.inp.currency,
+                reason=rec.reversal_reason,
+                reversed_at=rec.reversed_at,
+                outstanding=case.amount(case.state.balances.total),
+                total_paid=case.amount(case.state.total_paid),
+                reopened=reopened,
+                events=events,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
             summary=f"ledger: reversal of {payment_id}",
         )
         self._audited(events)

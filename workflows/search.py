@@ -20,12 +20,33 @@ WRITE_OFF = SearchAttributeKey.for_keyword("WriteOff")
 # a proposal waits for a second person (four-eyes; h7 adds this one line and its registration below)
 PENDING_APPROVAL = SearchAttributeKey.for_bool("PendingApproval")
 
-ALL = [STAGE, STATUS, ON_HOLD, OUTSTANDING, DELINQUENT_SINCE, NEXT_ACTION_AT, POLICY, SEGMENT,
-       CASE_OUTCOME, RISK_CLASS, WRITE_OFF, PENDING_APPROVAL]
+ALL = [
+    STAGE,
+    STATUS,
+    ON_HOLD,
+    OUTSTANDING,
+    DELINQUENT_SINCE,
+    NEXT_ACTION_AT,
+    POLICY,
+    SEGMENT,
+    CASE_OUTCOME,
+    RISK_CLASS,
+    WRITE_OFF,
+    PENDING_APPROVAL,
+]
 
 # Names as the Temporal CLI takes them: --search-attribute Name=Type
 CLI_TYPES = {
-    STAGE: "Keyword", STATUS: "Keyword", ON_HOLD: "Bool", OUTSTANDING: "Double",
-    DELINQUENT_SINCE: "Datetime", NEXT_ACTION_AT: "Datetime", POLICY: "Keyword", SEGMENT: "Keyword",
-    CASE_OUTCOME: "Keyword", RISK_CLASS: "Keyword", WRITE_OFF: "Keyword", PENDING_APPROVAL: "Bool",
+    STAGE: "Keyword",
+    STATUS: "Keyword",
+    ON_HOLD: "Bool",
+    OUTSTANDING: "Double",
+    DELINQUENT_SINCE: "Datetime",
+    NEXT_ACTION_AT: "Datetime",
+    POLICY: "Keyword",
+    SEGMENT: "Keyword",
+    CASE_OUTCOME: "Keyword",
+    RISK_CLASS: "Keyword",
+    WRITE_OFF: "Keyword",
+    PENDING_APPROVAL: "Bool",
 }

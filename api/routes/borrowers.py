@@ -16,8 +16,13 @@ BackendDep = Annotated[Backend, Depends(backend)]
 BorrowerId = Annotated[str, Path(pattern=ID_PATTERN, description="the bank's borrower id")]
 
 
-@router.post("/borrowers/{borrower_id}/contact", **guard("contact.update"), tags=["borrowers"],
-             response_model=contacts.ContactChanged, responses={**E404, **E422},
-             summary="Change a borrower's contact details (audited: who, when, the old value kept)")
+@router.post(
+    "/borrowers/{borrower_id}/contact",
+    **guard("contact.update"),
+    tags=["borrowers"],
+    response_model=contacts.ContactChanged,
+    responses={**E404, **E422},
+    summary="Change a borrower's contact details (audited: who, when, the old value kept)",
+)
 async def update_contact(be: BackendDep, borrower_id: BorrowerId, body: contacts.ContactUpdate) -> contacts.ContactChanged:
     return await asyncio.to_thread(contacts.update_contact, be.repo(), borrower_id, body)

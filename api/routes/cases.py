@@ -96,9 +96,7 @@ async def start_case(be: BackendDep, body: StartCase) -> JSONResponse:
         allow_policy_paths=False,
     )
     contact = opening.Contact(**body.borrower.model_dump()) if body.borrower else None
-    result = await opening.open_case(
-        await be.client(), be.repo(), inp, contact, settings().task_queue, require_borrower=True
-    )
+    result = await opening.open_case(await be.client(), be.repo(), inp, contact, settings().task_queue, require_borrower=True)
     return JSONResponse(result.model_dump(mode="json"), status_code=201 if result.started else 200)
 
 
@@ -136,8 +134,15 @@ async def list_cases(
     "/loans/{loan_id}",
     # a proposal's input is shown as clients send it: the actor set by the application layer is in the
     # proposal's `maker`, and the hidden fields are not part of the documented input shapes
-    response_model_exclude={"pending_approval": {"plan": {"actor"}, "hold": {"actor", "approved"},
-                                                 "release": {"actor"}, "close": {"actor"}, "confirm": {"actor"}}},
+    response_model_exclude={
+        "pending_approval": {
+            "plan": {"actor"},
+            "hold": {"actor", "approved"},
+            "release": {"actor"},
+            "close": {"actor"},
+            "confirm": {"actor"},
+        }
+    },
     **guard("case.read"),
     tags=["cases"],
     summary="The loan's case: stage, status, balances, next action",

@@ -7,11 +7,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
 from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
 from app import errors, inputs
 from domain.models import (
-    CloseIn, HoldIn, HoldKind, OutcomeIn, PlanIn, PlanResult, PromiseIn, ReleaseIn, UpdateResult, WriteOffConfirmIn,
+    CloseIn,
+    HoldIn,
+    HoldKind,
+    OutcomeIn,
+    PlanIn,
+    PlanResult,
+    PromiseIn,
+    ReleaseIn,
+    UpdateResult,
+    WriteOffConfirmIn,
 )
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})

@@ -28,7 +28,9 @@ class PaymentBody(Model):
 
 
 class ReversalBody(Model):
-    reason: str = Field(min_length=1, max_length=200, description="why the payment was taken back (returned transfer, failed debit)")
+    reason: str = Field(
+        min_length=1, max_length=200, description="why the payment was taken back (returned transfer, failed debit)"
+    )
     at: AwareDatetime | None = Field(default=None, description="when the bank learnt of it (with UTC offset); default now")
 
 
