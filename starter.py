@@ -145,7 +145,8 @@ async def client():
 def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
-        f"  DPD {st.dpd} ({st.bucket}) · risk class {st.risk_class} · policy {st.policy} {st.policy_version} · segment {st.segment}",
+        f"  DPD {st.dpd} ({st.bucket}) · risk class {st.risk_class}"
+        f" · policy {st.policy} {st.policy_version} · segment {st.segment}",
         f"  current balance {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
         f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
@@ -342,7 +343,8 @@ async def cmd_payments(a: argparse.Namespace) -> int:
         print(f"{'payment':<20} {'loan':<14} {'amount':>14} {'status':<10} paid at")
         for i in items:
             print(
-                f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14} {i['status']:<10} {i['paid_at']}"
+                f"{i['payment_id']:<20} {i['loan_id']:<14} {i['currency'] + ' ' + i['amount']:>14}"
+                f" {i['status']:<10} {i['paid_at']}"
             )
         print(f"{len(items)} payment(s)")
     return 0

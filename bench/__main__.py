@@ -209,7 +209,6 @@ async def main(args: argparse.Namespace) -> int:
                         if prof:
                             profiles[prof.name] = prof.summary_path
         if "portfolio" in only:
-
             for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
                 (folder / f"portfolio-{kind}").mkdir(exist_ok=True)
 

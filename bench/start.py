@@ -91,15 +91,15 @@ async def run(
     for r in range(rounds):
         lo, hi = warmup + r * per_round, warmup + (n if r == rounds - 1 else (r + 1) * per_round)
         c0 = worker_cpu()
-        s, l = await closed_loop(range(lo, hi), concurrency, noop)
+        s, lats = await closed_loop(range(lo, hi), concurrency, noop)
         c1 = worker_cpu()
         secs["noop"] += s
-        lat["noop"] += l
+        lat["noop"] += lats
         done["noop"] += hi - lo
         cpu["noop"] += c1 - c0
-        s, l = await closed_loop(inputs[lo:hi], concurrency, case)
+        s, lats = await closed_loop(inputs[lo:hi], concurrency, case)
         secs["case"] += s
-        lat["case"] += l
+        lat["case"] += lats
         done["case"] += hi - lo
         cpu["case"] += worker_cpu() - c1
     case_rate, noop_rate = done["case"] / secs["case"], done["noop"] / secs["noop"]

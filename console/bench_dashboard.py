@@ -117,7 +117,7 @@ def seed(repo, n: int, now: dt.datetime | None = None, seed: int = 7) -> None:
             )
         )
 
-        def ev(kind: str, detail: str, at: dt.datetime, cause: dict | None = None) -> None:
+        def ev(kind: str, detail: str, at: dt.datetime, cause: dict | None = None, *, wid: str = wid, loan: str = loan) -> None:
             events.append(
                 dict(
                     workflow_id=wid,

@@ -593,7 +593,8 @@ class Supervisor:
                 return False
             if run.proc.poll() is not None:
                 say(
-                    f"{spec.name} exited with code {run.proc.returncode} while starting; last lines of {run.log}:\n{tail(run.log)}"
+                    f"{spec.name} exited with code {run.proc.returncode} while starting;"
+                    f" last lines of {run.log}:\n{tail(run.log)}"
                 )
                 return False
             try:
@@ -605,7 +606,8 @@ class Supervisor:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=0.5)
         say(
-            f"{spec.name} not ready after {spec.ready_timeout:.0f}s (last error: {last_error!r}); last lines of {run.log}:\n{tail(run.log)}"
+            f"{spec.name} not ready after {spec.ready_timeout:.0f}s (last error: {last_error!r});"
+            f" last lines of {run.log}:\n{tail(run.log)}"
         )
         return False
 
@@ -635,7 +637,8 @@ class Supervisor:
             stop_process(run)
             if not self.stop.is_set():
                 say(
-                    f"{run.spec.name} did not finish within {run.spec.ready_timeout:.0f}s; last lines of {run.log}:\n{tail(run.log)}"
+                    f"{run.spec.name} did not finish within {run.spec.ready_timeout:.0f}s;"
+                    f" last lines of {run.log}:\n{tail(run.log)}"
                 )
             return False
         if run.proc.returncode != 0:
@@ -750,7 +753,8 @@ def up() -> int:
                 if not port_free(ep.ip if spec.name == "temporal" else "127.0.0.1", port):
                     say(
                         f"{spec.name}: port {port} is in use (another stack?); set TEMPORAL_ADDRESS, "
-                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS to other ports, or stop it"
+                        "TEMPORAL_UI_PORT, GATEWAY_PORT, API_PORT, CODEC_PORT or WORKER_METRICS_ADDRESS"
+                        " to other ports, or stop it"
                     )
                     return 1
         return asyncio.run(Supervisor(specs, ep).run())

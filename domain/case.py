@@ -295,7 +295,10 @@ class Case:
             )
         elif s.next_step < len(self.steps) and self.notice_undeliverable(s.next_step) and not reason:
             tried = ", ".join(s.bureau_notice_failed)
-            what = f"notice undeliverable: verify the address (the credit-bureau notice failed by {tried}; no report until it is delivered)"
+            what = (
+                "notice undeliverable: verify the address"
+                f" (the credit-bureau notice failed by {tried}; no report until it is delivered)"
+            )
         elif reason:
             what = f"paused, {reason}"
         else:
@@ -409,7 +412,8 @@ class Case:
     def time_barred(self, now: datetime) -> str | None:
         """Why the case must close because the limitation period has truly run out, or None.
 
-        The hook on the legal clocks: the case asks `legal_refusal("lawsuit", now)` (domain/legal.py) and closes only when that refusal is final for the limitation
+        The hook on the legal clocks: the case asks `legal_refusal("lawsuit", now)` (domain/legal.py)
+        and closes only when that refusal is final for the limitation
         period and nothing else is left: write-off proposed (the ladder is over), no lawsuit or payment order filed
         (a filing interrupts the period, Civil Code art. 195, and the court's clocks take over), nothing awaited,
         no step pending, no hold, promise or plan, and no dispute answer due."""
@@ -729,7 +733,8 @@ class Case:
                 else:
                     self.apply_promise(PromiseIn(amount=r.promise_amount, date=r.promise_date), now)
 
-    # ---------------------------------------------------------------- inputs: each has check_* (pure, raises InvalidInput) and apply_*
+    # ---------------------------------------------------------------- inputs:
+    # each has check_* (pure, raises InvalidInput) and apply_*
 
     def enforcement_payment_id(self, n: int) -> str:
         """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole

@@ -827,7 +827,8 @@ _SUMMARY_FIELDS = (
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif;margin:1.5rem;color:#222}
-table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}pre{white-space:pre-wrap;margin:0;font-size:.8rem;max-width:60rem}
 .ch{font-weight:600}.dup{color:#a60}form{margin:.5rem 0 1rem}small{color:#666}
 """
@@ -864,7 +865,8 @@ def _render_page(
             f"<td>{summary}</td>"
             f"<td><small>{e(it['id'])}<br>{e(it['idempotency_key'])}</small></td>"
             f"<td{' class=dup' if it['presented'] > 1 else ''}>{e(it['presented'])}</td>"
-            f"<td><details><summary>request / response</summary><pre>{e(json.dumps(it['body'], ensure_ascii=False, indent=2))}</pre>"
+            "<td><details><summary>request / response</summary>"
+            f"<pre>{e(json.dumps(it['body'], ensure_ascii=False, indent=2))}</pre>"
             f"<hr><pre>{e(json.dumps(it['response'], ensure_ascii=False, indent=2))}</pre></details></td>"
             "</tr>"
         )
@@ -875,7 +877,8 @@ def _render_page(
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>Sandbox gateway outbox</title><style>{_CSS}</style></head><body>"
         "<h1>Sandbox gateway outbox</h1>"
-        f"<p><small>{len(items)} deliveries shown, newest first{' (an older page)' if before else ''}{(' · ' + filters) if filters else ''} · "
+        f"<p><small>{len(items)} deliveries shown, newest first{' (an older page)' if before else ''}"
+        f"{(' · ' + filters) if filters else ''} · "
         f"requests {e(stats['requests'])}, accepted {e(stats['accepted'])}, duplicates {e(stats['duplicates'])}, "
         f"rejected {e(stats['rejected'])}, faults {e(stats['faults'])}</small></p>"
         "<form method=get action=/outbox.html>"

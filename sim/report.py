@@ -271,7 +271,7 @@ def compute(
         # walk of every loan was most of the report's time at 100,000 loans; a loan ever on a plan is walked
         diff = {b: [0] * (days + 2) for b in (*PLOT_BUCKETS, "plan", "cured", "closed_other")}
 
-        def add(b: str, first: int, last: int) -> None:
+        def add(b: str, first: int, last: int, *, diff: dict[str, list[int]] = diff) -> None:
             if first <= last:
                 diff[b][first] += 1
                 diff[b][last + 1] -= 1

@@ -55,9 +55,9 @@ OPERATOR_STEP = "operator"
 CHECKPOINT_TZ = "Asia/Shanghai"
 CHECKPOINT_AT = dtime(11, 0)  # 09:00 in Urumqi, 11:00 in Hong Kong: inside every contact window
 MAX_DRIFT = timedelta(hours=7)
-SLICE_DEADLINE = timedelta(
-    hours=2
-)  # one simulated day of a large portfolio, on a busy machine       # past this the checkpoint would come near the end of the contact window
+# one simulated day of a large portfolio, on a busy machine;
+# past this the checkpoint would come near the end of the contact window
+SLICE_DEADLINE = timedelta(hours=2)
 SA_TYPES = {
     "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
@@ -612,13 +612,13 @@ async def main(a) -> int:
 
     if a.challenger is None and not getattr(a, "sweep", None):
         raise BadInput("challenger", "a challenger policy is required (or --sweep to vary the champion)")
-    for field, name in (("policy", a.policy), ("challenger", a.challenger)):
+    for fld, name in (("policy", a.policy), ("challenger", a.challenger)):
         if name is None:
             continue
         try:
             load_policy(name)
         except InvalidInput as exc:
-            raise BadInput(field, exc.reason if exc.field == "policy" else str(exc)) from None
+            raise BadInput(fld, exc.reason if exc.field == "policy" else str(exc)) from None
     engine = getattr(a, "engine", "direct")
     workers = getattr(a, "workers", None)
     if workers is not None and workers < 1:

@@ -1,7 +1,8 @@
 """The Case state machine, driven directly with datetimes (no Temporal).
 
 `Runner` plays the workflow's part with the workflow's own loop (`Case.next_move`): run the due step
-(every action delivered) or sleep until the next deadline. Updates are applied with check_* then apply_*, as the workflow's validators do.
+(every action delivered) or sleep until the next deadline. Updates are applied with check_* then apply_*,
+as the workflow's validators do.
 """
 
 from __future__ import annotations

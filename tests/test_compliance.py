@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -475,7 +475,7 @@ def test_no_contact_breaks_a_rule_and_every_allowed_step_eventually_happens(popu
 def test_a_bankruptcy_is_the_answer_whatever_else_is_held():
     """cease_contact on one loan and a bankruptcy on another: the third loan's SMS is refused for the
     bankruptcy (final, and it closes that case), not for the cease_contact met first."""
-    now = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     holds = [c.ActiveHold("cease_contact", "L1"), c.ActiveHold("complaint", "L1"), c.ActiveHold("bankruptcy", "L2")]
     d = c.check_holds("sms", "sms", "L3", holds, now)
     assert (d.allowed, d.rule, d.final) == (False, "bankruptcy", True)
@@ -485,7 +485,7 @@ def test_only_the_borrowers_own_bankruptcy_or_death_closes_the_case():
     from domain.case import Case
     from domain.models import GateRecord
 
-    now = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
     def refused(action, rule):
         return GateRecord(at=now, step="overdue_letter", action=action, allowed=False, rule=rule, reason="r", final=True)

@@ -430,7 +430,7 @@ def test_naive_times_are_taken_as_utc(repo, engine):
         assert s.scalar(select(func.count()).select_from(EventRow).where(EventRow.at > since)) == 1
 
 
-def test_postgresql_server_version(pg_server, fresh_postgres_url):
+def test_postgresql_server_version(pg_server, fresh_postgres_url):  # noqa: F811 - pytest fixtures imported above, requested by name
     """Names the server the PostgreSQL cases ran against (also printed at the top of the session)."""
     eng = make_engine(fresh_postgres_url)
     try:

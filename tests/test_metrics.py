@@ -37,10 +37,10 @@ async def test_contacts_refusals_payments_steps_and_closures_are_counted(repo, g
     finally:
         await client.aclose()
         await env.shutdown()
-    lines = [l for l in text.splitlines() if l.startswith("collections_")]
+    lines = [ln for ln in text.splitlines() if ln.startswith("collections_")]
 
     def value(prefix: str) -> float:
-        return sum(float(l.rsplit(" ", 1)[1]) for l in lines if l.startswith(prefix))
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(prefix))
 
     assert value("collections_contacts{") == 3
     assert 'channel="email",namespace="default",outcome="delivered"' in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from domain.errors import InvalidInput
@@ -133,7 +134,7 @@ def test_minimal_policy_gets_the_defaults():
 
 def test_policy_is_frozen():
     p = parse_policy(minimal())
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         p.name = "other"
     assert p.name == "retail"
 

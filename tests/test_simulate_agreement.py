@@ -62,7 +62,11 @@ def _diff(real: dict, direct: dict) -> list[str]:
     return out
 
 
-async def test_direct_engine_agrees_with_the_workflows(tmp_path, record_property, next_year_calendar):
+async def test_direct_engine_agrees_with_the_workflows(
+    tmp_path,
+    record_property,
+    next_year_calendar,  # noqa: F811 - the fixture imported above, requested by name
+):
     t0 = time.perf_counter()
     start = default_start(datetime.now(UTC))  # the real workflows' clock can only move forward
     common = dict(champion="default", challenger=CHALLENGER, progress=False, finals=True, start=start, **SIZE)

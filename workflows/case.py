@@ -622,7 +622,8 @@ class CollectionCase:
             + (f", outcome **{s.outcome}**" if s.outcome else "")
             + f" · DPD {case.dpd(now)}\n\n"
             f"Outstanding {cur} {format_amount(b.total, cur)} (principal {format_amount(b.principal, cur)},"
-            f" interest {format_amount(b.interest, cur)}, fees {format_amount(b.fees, cur)}) · paid {format_amount(s.total_paid, cur)}\n\n"
+            f" interest {format_amount(b.interest, cur)}, fees {format_amount(b.fees, cur)})"
+            f" · paid {format_amount(s.total_paid, cur)}\n\n"
             f"Next: {nxt.what}"
             + (f" at {nxt.at:%Y-%m-%d %H:%M} UTC" if nxt.at else "")
             + (f"\n\nHolds: {', '.join(h.kind for h in s.holds)}" if s.holds else "")
