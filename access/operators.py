@@ -13,10 +13,12 @@ import hmac
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from access.permissions import ROLES, Caller
 from db.tables import OperatorRow, OperatorTokenRow
@@ -85,7 +87,7 @@ class Operators:
         name = clean_name(name)
         roles = check_roles(list(roles))
         with self.repo.session() as s:
-            if s.scalar(select(OperatorRow).where(OperatorRow.display_name == name)) is not None:
+            if s.scalar(select(OperatorRow).where(col(OperatorRow.display_name) == name)) is not None:
                 raise OperatorError("name", f"an operator named {name!r} exists already")
             row = OperatorRow(id=f"op-{secrets.token_hex(6)}", display_name=name, roles=",".join(roles))
             s.add(row)
@@ -97,7 +99,7 @@ class Operators:
             row = s.get(OperatorRow, name_or_id)
             if row is None:
                 key = unicodedata.normalize("NFKC", name_or_id).strip()
-                row = s.scalar(select(OperatorRow).where(OperatorRow.display_name == key))
+                row = s.scalar(select(OperatorRow).where(col(OperatorRow.display_name) == key))
             return row
 
     def ensure(self, name: str, roles: list[str] | tuple[str, ...]) -> OperatorInfo:
@@ -127,7 +129,7 @@ class Operators:
         with self.repo.session() as s:
             n = s.execute(
                 update(OperatorTokenRow)
-                .where(OperatorTokenRow.id == token_id, OperatorTokenRow.revoked_at.is_(None))
+                .where(col(OperatorTokenRow.id) == token_id, col(OperatorTokenRow.revoked_at).is_(None))
                 .values(revoked_at=_now())
             ).rowcount
             s.commit()
@@ -138,26 +140,26 @@ class Operators:
         if row is None:
             return False
         with self.repo.session() as s:
-            s.execute(update(OperatorRow).where(OperatorRow.id == row.id).values(active=False, disabled_at=_now()))
+            s.execute(update(OperatorRow).where(col(OperatorRow.id) == row.id).values(active=False, disabled_at=_now()))
             s.commit()
         return True
 
     def list(self) -> list[OperatorInfo]:
         with self.repo.session() as s:
-            ops = list(s.scalars(select(OperatorRow).order_by(OperatorRow.created_at, OperatorRow.id)))
-            toks = list(s.scalars(select(OperatorTokenRow).order_by(OperatorTokenRow.created_at)))
+            ops = list(s.scalars(select(OperatorRow).order_by(col(OperatorRow.created_at), col(OperatorRow.id))))
+            toks = list(s.scalars(select(OperatorTokenRow).order_by(col(OperatorTokenRow.created_at))))
         by_op: dict[str, list] = {}
         for t in toks:
             by_op.setdefault(t.operator_id, []).append((t.id, t.expires_at, t.revoked_at))
         return [self._info(o, tuple(by_op.get(o.id, ()))) for o in ops]
 
-    def names(self, ids: set[str] | list[str]) -> dict[str, str]:
+    def names(self, ids: Iterable[str]) -> dict[str, str]:  # `list` here would name the method above
         """Display names by operator id (for status: names are never in workflow history)."""
         ids = {i for i in ids if i}
         if not ids:
             return {}
         with self.repo.session() as s:
-            return {o.id: o.display_name for o in s.scalars(select(OperatorRow).where(OperatorRow.id.in_(ids)))}
+            return {o.id: o.display_name for o in s.scalars(select(OperatorRow).where(col(OperatorRow.id).in_(ids)))}
 
     def authenticate(self, token: str) -> Caller | None:
         """The caller a token belongs to, or None (unknown, wrong secret, expired, revoked, operator disabled)."""

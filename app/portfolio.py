@@ -338,6 +338,7 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
     hole 1); they are taken out of `batch`."""
     from sqlalchemy import select
     from sqlalchemy.dialects import postgresql, sqlite
+    from sqlmodel import col
 
     from db.tables import BorrowerRow, CaseRow, LoanRow, table_of, utcnow
 
@@ -345,8 +346,10 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
     rejected: list[Rejection] = []
     with repo.session() as s:
         ids = [r.inp.workflow_id for r in batch]
-        open_ids = set(s.scalars(select(CaseRow.loan_id).where(CaseRow.workflow_id.in_(ids), CaseRow.status != "closed")))
-        loans_open = {ln.id: ln for ln in s.scalars(select(LoanRow).where(LoanRow.id.in_(open_ids)))} if open_ids else {}
+        open_ids = set(
+            s.scalars(select(col(CaseRow.loan_id)).where(col(CaseRow.workflow_id).in_(ids), col(CaseRow.status) != "closed"))
+        )
+        loans_open = {ln.id: ln for ln in s.scalars(select(LoanRow).where(col(LoanRow.id).in_(open_ids)))} if open_ids else {}
     keep, frozen = [], []
     for r in batch:
         loan = loans_open.get(r.inp.loan_id)

@@ -743,7 +743,7 @@ class GateStore:
         with self.repo.session() as s:
             s.execute(
                 update(HoldRow)
-                .where(HoldRow.workflow_id == workflow_id, HoldRow.kind == kind, HoldRow.placed_at == placed_at)
+                .where(col(HoldRow.workflow_id) == workflow_id, col(HoldRow.kind) == kind, col(HoldRow.placed_at) == placed_at)
                 .values(placed_by=actor)
             )
             s.commit()

@@ -19,6 +19,7 @@ from domain.actor import Actor
 from domain.errors import InvalidInput
 from domain.models import (
     CLOSING_HOLDS,
+    ApprovalKind,
     CloseIn,
     HoldIn,
     PendingApproval,
@@ -50,7 +51,7 @@ def deferral_reason(p: PlanIn, policy: Policy, today) -> str | None:
     return None
 
 
-def needs_approval(arg, policy: Policy) -> str | None:
+def needs_approval(arg, policy: Policy) -> ApprovalKind | None:
     """The kind of approval an input needs (plan, closure, release, close, write_off), or None."""
     if isinstance(arg, PlanIn):
         return "plan" if plan_reason(arg, policy) else None
@@ -82,7 +83,9 @@ def summary_of(kind: str, arg) -> str:
     return "confirm the write-off"
 
 
-def propose(kind: str, arg, maker: Actor, now: datetime, policy: Policy, current: PendingApproval | None) -> PendingApproval:
+def propose(
+    kind: ApprovalKind, arg, maker: Actor, now: datetime, policy: Policy, current: PendingApproval | None
+) -> PendingApproval:
     if current is not None:
         raise InvalidInput(
             "approval",

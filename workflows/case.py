@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.legal import LEGAL_RULES
     from domain.models import (
         ApprovalDecisionIn,
+        ApprovalKind,
         CaseInput,
         CaseStatus,
         CloseIn,
@@ -221,7 +222,7 @@ class CollectionCase:
             if e.seq > since and e.actor is None:
                 e.actor = tag
 
-    def _proposal_kind(self, arg: Any) -> str | None:
+    def _proposal_kind(self, arg: Any) -> ApprovalKind | None:
         """The approval this input needs, if it came from an operator (the application layer sets the actor)."""
         if getattr(arg, "actor", None) is None:
             return None
@@ -246,16 +247,16 @@ class CollectionCase:
         ):
             _reject(lambda a, now: approvals.propose("plan", a, a.actor, now, self.case.policy, s.pending), arg)
 
-    async def _propose(self, kind: str, arg: Any) -> UpdateResult:
+    async def _propose(self, kind: ApprovalKind, arg: Any) -> UpdateResult:
         now, s = workflow.now(), self.case.state
         before = s.event_seq
         try:
-            s.pending = approvals.propose(kind, arg, arg.actor, now, self.case.policy, s.pending)
+            p = approvals.propose(kind, arg, arg.actor, now, self.case.policy, s.pending)
         except InvalidInput as exc:
             raise ApplicationError(
                 str(exc), {"field": exc.field, "reason": exc.reason}, type="InvalidInput", non_retryable=True
             ) from None
-        p = s.pending
+        s.pending = p
         self.case.event(
             now, "approval_proposed", f"{p.summary}: waits for a second person until {p.expires_at:%Y-%m-%d %H:%M} UTC"
         )
@@ -293,7 +294,9 @@ class CollectionCase:
         waited = False
         while self._closure_waiting() and not self.case.state.closed:
             waited = True
-            wait = max(self.case.state.pending.expires_at - workflow.now(), timedelta(seconds=1))
+            pending = self.case.state.pending
+            assert pending is not None  # _closure_waiting() holds
+            wait = max(pending.expires_at - workflow.now(), timedelta(seconds=1))
             try:
                 await workflow.wait_condition(
                     lambda: not self._closure_waiting(),
@@ -309,6 +312,8 @@ class CollectionCase:
     async def decide_approval(self, d: ApprovalDecisionIn) -> UpdateResult:
         now, s = workflow.now(), self.case.state
         p = s.pending
+        # the validator (approvals.check_decision) has refused an update with nothing pending or no actor
+        assert p is not None and d.actor is not None
         before = s.event_seq
         s.pending = None
         note = f": {d.note}" if d.note else ""
@@ -320,6 +325,7 @@ class CollectionCase:
             return UpdateResult(message=f"rejected: {p.summary}; nothing changed", status=self.case.status_name())
         self.case.event(now, "approval_approved", f"{p.summary} (proposed by {p.maker.operator_id}) approved{note}")
         arg = approvals.payload(p)
+        result: UpdateResult
         if p.kind == "plan":
             result = self.case.apply_plan(arg, now)
             self._stamp(d.actor, before)
@@ -349,16 +355,17 @@ class CollectionCase:
         s = self.case.state
         _reject(lambda a, now: approvals.check_decision(s.pending, a.actor, now), d)
         if d.decision == "approve":
-            p = s.pending
+            p, actor = s.pending, d.actor
+            assert p is not None and actor is not None  # check_decision above refused the update otherwise
             arg = approvals.payload(p)
-            check = {
+            checks: dict[str, Callable[[Any, datetime], Any]] = {
                 "plan": self.case.check_plan,
                 "closure": self.case.check_hold,
-                "release": lambda r, now: self.case.check_release(r.model_copy(update={"reviewer": d.actor.operator_id}), now),
+                "release": lambda r, now: self.case.check_release(r.model_copy(update={"reviewer": actor.operator_id}), now),
                 "close": self.case.check_close,
                 "write_off": self.case.check_confirm_write_off,
-            }[p.kind]
-            _reject(check, arg)
+            }
+            _reject(checks[p.kind], arg)
 
     async def _run_step(self, idx: int) -> None:
         """Run the step's actions that the legal clocks and the contact gate allow now."""
@@ -605,7 +612,11 @@ class CollectionCase:
     def _later_attributes(self) -> dict[Any, Any]:
         case, s = self.case, self.case.state
         outcome = s.outcome if s.closed else ("written_off" if s.write_off == "confirmed" else None)
-        values = {search.CASE_OUTCOME: outcome, search.RISK_CLASS: case.risk_class(workflow.now()), search.WRITE_OFF: s.write_off}
+        values: dict[Any, Any] = {
+            search.CASE_OUTCOME: outcome,
+            search.RISK_CLASS: case.risk_class(workflow.now()),
+            search.WRITE_OFF: s.write_off,
+        }
         # only a case that has had a proposal sets it (so no running case upserts an attribute it never had)
         if s.pending is not None or search.PENDING_APPROVAL.name in self._published:
             values[search.PENDING_APPROVAL] = s.pending is not None
