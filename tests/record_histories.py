@@ -25,7 +25,9 @@ from activities.gateway import GatewayClient, GatewaySettings
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from devstack.binaries import find
+from domain.actor import Actor
 from domain.models import (
+    ApprovalDecisionIn,
     CloseIn,
     HoldIn,
     OutcomeIn,
@@ -157,7 +159,33 @@ async def legal_clocks(cases: Cases):
     return h
 
 
-SCENARIOS = (ladder, plans_and_promises, continued, borrower_closure, window_retry, legal_clocks, write_off, write_off_proposal)
+async def four_eyes(cases: Cases):
+    """Four-eyes (PATCH_FOUR_EYES): a supervisor's 50% interest waiver waits as a proposal while the ladder goes on;
+    a second supervisor approves it and the plan pauses the case; it is paid in full. Actors are opaque ids."""
+    maker = Actor(operator_id="op-00000000000a", role="supervisor")
+    checker = Actor(operator_id="op-00000000000b", role="supervisor")
+    h = await cases.start(dpd=10, loan_id="R-FOUR-EYES")
+    pay_by = today_in(await cases.now()) + timedelta(days=10)
+    await h.execute_update(W.agree_plan, PlanIn(kind="interest_waiver", waiver_percent=50, pay_by=pay_by, actor=maker))
+    await cases.advance(days=1)
+    await h.execute_update(W.decide_approval, ApprovalDecisionIn(decision="approve", note="hardship file checked", actor=checker))
+    await cases.advance(days=1)
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="FE1", amount=total, currency="CNY"))
+    return h
+
+
+SCENARIOS = (
+    ladder,
+    plans_and_promises,
+    continued,
+    borrower_closure,
+    window_retry,
+    legal_clocks,
+    write_off,
+    write_off_proposal,
+    four_eyes,
+)
 
 
 async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:
