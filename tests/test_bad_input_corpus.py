@@ -257,9 +257,16 @@ API = files("api")
 
 @pytest_asyncio.fixture(scope="module")
 async def api(env, repo):
+    """The API over the suite's server; it acts as an operator with every role but admin (the bootstrap token
+    `TOKEN` is an admin's, which may only manage operators)."""
+    from access.operators import Operators
+    from access.permissions import ROLES
+
+    store = Operators(repo)
+    operator = store.issue_token(store.ensure("corpus test", [r for r in ROLES if r != "admin"]).id).token
     app = create_app([TOKEN], client=env.client, repo=repo)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers={"Authorization": f"Bearer {operator}"}, timeout=60
     ) as http:
         yield http
 

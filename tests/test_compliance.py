@@ -99,6 +99,13 @@ def test_make_up_working_saturday_counts_as_a_working_day():
 def test_a_year_without_a_calendar_file_refuses_contacts_bound_to_rest_days(tmp_path, monkeypatch):
     from domain import calendar
 
+    # a folder of the official files alone (the suite's own folder adds test-only stand-ins for later years)
+    official = tmp_path / "official"
+    official.mkdir()
+    for f in calendar.OFFICIAL_DIR.glob("cn-*.toml"):
+        (official / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(calendar, "CALENDAR_DIR", official)
+    monkeypatch.setattr(calendar, "_loaded", {})
     assert 2031 not in calendar.years_available()
     d = decide(now=local(2031, 3, 4, 10, 0))  # a Tuesday, in a year with no file
     assert not d.allowed and d.rule == "calendar_missing" and not d.final
