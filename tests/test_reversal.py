@@ -141,11 +141,15 @@ async def test_the_api_reverses_a_payment_and_names_the_field_it_refuses(cases, 
     h = await cases.start(dpd=1)
     loan_id = h.id.removeprefix("loan-")
     await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"{loan_id}-API", amount="20.00", currency="CNY"))
+    from access.operators import Operators
+
+    store = Operators(repo)
+    token = store.issue_token(store.ensure("reversal test", ["payments"]).id).token  # the bank's payment feed
     app = create_app(["t0ken-for-tests"], client=env.client, repo=repo)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://api",
-        headers={"Authorization": "Bearer t0ken-for-tests"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=60,
     ) as http:
         path = f"/v1/loans/{loan_id}/payments/{loan_id}-API/reversal"
