@@ -9,7 +9,7 @@ import pytest
 from domain.models import HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.policy import load_policy, parse_policy
 from tests.conftest import open_hours, today_in
-from tests.test_ladder import JUDGMENT_DATES
+from tests.test_ladder import judgment_dates
 from workflows.case import CollectionCase
 
 DEFAULT = load_policy("default")  # ladder tests run it with open contact hours (tests/conftest.py)
@@ -34,7 +34,10 @@ async def test_full_payment_at_each_step_closes_the_case(cases, step):
     target = DEFAULT.steps[DEFAULT.step_index(step)]
     if target.requires == "judgment":
         await until_step(cases, h, "litigation")
-        await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+        await h.execute_update(
+            CollectionCase.record_outcome,
+            OutcomeIn(kind="court", outcome="judgment", **judgment_dates(today_in(await cases.now()))),
+        )
     await until_step(cases, h, step)
     st = await cases.status(h)
     assert st.stage == target.stage

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from domain.models import OutcomeIn
-from tests.test_ladder import JUDGMENT_DATES
+from tests.conftest import today_in
+from tests.test_ladder import judgment_dates
 from workflows.case import CollectionCase
 
 LADDER = [  # (channel, letter kind or None) in the order a whole ladder delivers them
@@ -39,7 +40,9 @@ def outbox(gateway, loan_id: str) -> list[dict]:
 async def walk_whole_ladder(cases, loan_id: str):
     h = await cases.start(dpd=1, loan_id=loan_id)
     await cases.advance(days=130)
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await h.execute_update(
+        CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **judgment_dates(today_in(await cases.now())))
+    )
     await cases.advance(days=30)
     total = (await cases.status(h)).outstanding["total"]
     await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="enforcement_result", amount=total))

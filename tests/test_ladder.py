@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from domain.models import OutcomeIn
-from workflows.case import CollectionCase
 
 # A judgment's dates (domain/legal.py): took effect 1 Dec 2026, performance period to Wed 16 Dec 2026, so that
 # enforcement may be applied for at once when it is recorded months later, in a year that may have no calendar file yet.
-JUDGMENT_DATES = dict(effective_on=date(2026, 12, 1), performance_ends=date(2026, 12, 16))
+from tests.conftest import today_in  # noqa: E402
+from workflows.case import CollectionCase
+
+JUDGMENT_DATES = dict(effective_on=date(2026, 12, 1), performance_ends=date(2026, 12, 16))  # the recorded histories'
+
+
+def judgment_dates(today: date) -> dict:
+    """A judgment effective two days ago whose performance period ended yesterday, by the test server's clock (which
+    earlier tests move years ahead: fixed 2026 dates put the two-year enforcement deadline behind it)."""
+    return dict(effective_on=today - timedelta(days=2), performance_ends=today - timedelta(days=1))
 
 
 async def test_whole_ladder_to_enforcement_and_recovery(cases):
@@ -29,7 +37,9 @@ async def test_whole_ladder_to_enforcement_and_recovery(cases):
     ]
     await h.execute_update(
         CollectionCase.record_outcome,
-        OutcomeIn(kind="court", outcome="judgment", reference="(2026)沪0101民初1号", **JUDGMENT_DATES),
+        OutcomeIn(
+            kind="court", outcome="judgment", reference="(2026)沪0101民初1号", **judgment_dates(today_in(await cases.now()))
+        ),
     )
     await cases.advance(days=30)
     st = await cases.status(h)

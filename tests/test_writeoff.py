@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from domain.models import CloseIn, ContactResult, HoldIn, OutcomeIn, PaymentIn, PromiseIn, WriteOffConfirmIn
 from tests.conftest import today_in
 from tests.test_case_rules import DEFAULT, T0, TOTAL, Runner, delivered, rejected
-from tests.test_ladder import JUDGMENT_DATES
+from tests.test_ladder import judgment_dates
 from tests.workflow_helpers import assert_rejected
 from workflows import search
 from workflows.case import CollectionCase
@@ -181,7 +181,9 @@ async def test_write_off_with_a_lawsuit_pending_goes_on_to_judgment_enforcement_
     assert sa.get(search.WRITE_OFF) == "confirmed" and sa.get(search.CASE_OUTCOME) == "written_off"
     assert sa.get(search.RISK_CLASS) == "loss"
     # the judgment's performance period ends in 2026, a year with an official calendar (domain/legal.py)
-    await h.execute_update(CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **JUDGMENT_DATES))
+    await h.execute_update(
+        CollectionCase.record_outcome, OutcomeIn(kind="court", outcome="judgment", **judgment_dates(today_in(await cases.now())))
+    )
     await cases.advance(days=3)
     assert "enforcement" in (await cases.status(h)).steps_done
     await h.execute_update(CollectionCase.record_payment, pay("AFTER-WO", "520.00"))
