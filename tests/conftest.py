@@ -17,7 +17,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType as ET
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest, ListOpenWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -124,8 +124,50 @@ async def env():
         test_server_existing_path=find("temporal-test-server"),
     )
     await register_search_attributes(env.client)
+    _SESSION["env"] = env
     yield env
+    _SESSION.pop("env", None)
     await env.shutdown()
+
+
+_SESSION: dict[str, WorkflowEnvironment] = {}
+
+
+async def terminate_open_workflows(client: Client) -> int:
+    """End every workflow still open on the server; returns how many.
+
+    Cases a test leaves open (started through the API, the CLI or a use case, which `Cases` does not track) keep
+    their timers, and every later `advance` drives them too: late in a full run one skip of ten days then ran the
+    leftovers of hundreds of tests and outlasted the client's 30-second deadline for a call ("Timeout expired").
+    """
+    ended = 0
+    for _ in range(100):
+        page = await client.workflow_service.list_open_workflow_executions(
+            ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=500)
+        )
+        if not page.executions:
+            break
+        for info in page.executions:
+            try:
+                await client.get_workflow_handle(info.execution.workflow_id, run_id=info.execution.run_id).terminate(
+                    "test module finished"
+                )
+                ended += 1
+            except Exception:  # closed meanwhile
+                pass
+    return ended
+
+
+@pytest_asyncio.fixture(scope="module", autouse=True)
+async def _end_module_workflows(request):
+    """Each test module leaves the shared server with no open workflow (see terminate_open_workflows)."""
+    yield
+    env = _SESSION.get("env")
+    if env is not None:
+        ended = await terminate_open_workflows(env.client)
+        if os.environ.get("LC_TRACE_LEFTOVERS"):
+            with open(os.environ["LC_TRACE_LEFTOVERS"], "a", encoding="utf-8") as f:
+                f.write(f"{request.module.__name__} {ended}\n")
 
 
 @pytest.fixture(scope="session")
@@ -325,10 +367,10 @@ def today_in(now: datetime, tz: str = "Asia/Shanghai") -> date:
 
 @pytest_asyncio.fixture(autouse=True)
 async def _clock_drift(request):
-    if "env" not in request.fixturenames:
+    env = _SESSION.get("env")
+    if "env" not in request.fixturenames or env is None:
         yield
         return
-    env = request.getfixturevalue("env")
     before = await env.get_current_time()
     yield
     jump = (await env.get_current_time()) - before

@@ -68,11 +68,6 @@ def test_a_completed_plan_is_active_again_when_its_last_payment_is_reversed():
 # ---------------------------------------------------------------- the workflow and the ledger
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="late in a full run the shared time-skipping server answers this test's updates "
-    "with RPCError 'Timeout expired' (seen twice; passes alone); under investigation",
-)
 async def test_a_reversal_reopens_a_paid_case_breaks_the_promise_it_kept_and_the_ledger_keeps_both_rows(cases, repo):
     h = await cases.start(dpd=1)
     loan_id = h.id.removeprefix("loan-")

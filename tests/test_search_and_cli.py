@@ -18,11 +18,6 @@ from workflows.case import CollectionCase
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="late in a full run the shared time-skipping server answers this test's updates "
-    "with RPCError 'Timeout expired' (seen twice; passes alone); under investigation",
-)
 async def test_search_attributes_follow_the_case(cases):
     h = await cases.start(dpd=1, segment="sme")
     await cases.advance(days=8)
