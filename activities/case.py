@@ -37,10 +37,12 @@ from activities.contracts import (
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo
+from db.tasks import TaskStore
 from domain import channels, compliance
 from domain.dates import local_date
-from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event
+from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, TaskEnd, TaskInfo, TaskOpen
 from domain.money import parse_amount
+from domain.tasks import Teams, load_teams
 from infra import metrics
 
 log = structlog.get_logger("activities")
@@ -88,10 +90,12 @@ def _attempt_now(req: ChannelRequest) -> datetime:
 
 
 class CaseActivities:
-    def __init__(self, repo: Repo, gateway: GatewayClient) -> None:
+    def __init__(self, repo: Repo, gateway: GatewayClient, teams: Teams | None = None) -> None:
         self.repo = repo
         self.gateway = gateway
         self.gate = GateStore(repo)
+        self._teams = teams
+        self._tasks: TaskStore | None = None
         # one activity per name of the channel registry (several actions may share one: `action` tells which)
         for name in channels.ACTIVITIES:
             setattr(self, name, self._channel_activity(name))
@@ -558,9 +562,39 @@ class CaseActivities:
                 closed_at=closed.closed_at,
             )
             self._audit(closed.workflow_id, closed.loan_id, closed.case_key, closed.events)
+            self.tasks.cancel_for_case(closed.workflow_id, closed.closed_at)  # a closed case leaves no task open
 
         await asyncio.to_thread(write)
         _bound(loan_id=closed.loan_id).info("case closed", outcome=closed.outcome)
+
+    # ------------------------------------------------------------------ agent mode (domain/tasks.py)
+
+    @property
+    def tasks(self) -> TaskStore:
+        if self._tasks is None:
+            from infra.config import settings
+
+            self._tasks = TaskStore(self.repo, self._teams or load_teams(settings().teams_file))
+        return self._tasks
+
+    @activity.defn(name=channels.OPEN_TASK)
+    async def open_task(self, req: TaskOpen) -> TaskInfo:
+        """Open a call or visit task for the floor, once per case run, step and action."""
+        info = await asyncio.to_thread(self.tasks.open, req, f"{req.case_key}:{req.step}:{req.action}:task")
+        _bound(loan_id=req.loan_id, step=req.step).info(
+            "task opened", task_id=info.task_id, team=info.team, assignee=info.assignee
+        )
+        return info
+
+    @activity.defn(name=channels.REQUEUE_TASK)
+    async def requeue_task(self, req: TaskOpen) -> TaskInfo:
+        """A task not worked by its due time goes to the queue again (`req.requeues`: its count after this one)."""
+        assert req.task_id is not None
+        return await asyncio.to_thread(self.tasks.requeue, req, req.requeues)
+
+    @activity.defn(name=channels.END_TASKS)
+    async def end_tasks(self, ends: list[TaskEnd]) -> None:
+        await asyncio.to_thread(self.tasks.end, ends)
 
     def all(self) -> list:
         return [
@@ -571,6 +605,9 @@ class CaseActivities:
             self.record_reversal,
             self.record_events,
             self.record_case_closed,
+            self.open_task,
+            self.requeue_task,
+            self.end_tasks,
         ]
 
 

@@ -140,6 +140,7 @@ class ContactRow(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reference: str | None = Field(default=None, max_length=100)
     attempts: int = 0
+    actor: str | None = Field(default=None, max_length=40, description="a call placed by a person: operator id:role")
     at: datetime | None = Field(
         default=None,
         sa_column=Column(UTCDateTime(), nullable=True, index=True),
@@ -225,6 +226,41 @@ class ContactChangeRow(SQLModel, table=True):
     new_value: str | None = Field(default=None, max_length=500)
     actor: str = Field(max_length=40)
     at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TaskRow(SQLModel, table=True):
+    """A call or visit for a person on the collections floor (agent mode, domain/tasks.py), one per step action
+    and case run (idempotency key unique). The workflow opens, re-queues and ends it; the console works it."""
+
+    __tablename__ = "tasks"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    workflow_id: str = Field(max_length=80, index=True)
+    loan_id: str = Field(max_length=64, index=True)
+    borrower_id: str = Field(max_length=64, index=True)
+    step: str = Field(max_length=64)
+    action: str = Field(max_length=16, description="call | visit")
+    status: str = Field(default="open", max_length=16, index=True, description="open | done | expired | cancelled")
+    team: str = Field(max_length=80)
+    assignee: str | None = Field(default=None, max_length=100, index=True, description="operator display name")
+    priority: int = Field(default=3, description="1 most urgent .. 5")
+    segment: str = Field(default="", max_length=32)
+    province: str = Field(default="", max_length=32)
+    city: str = Field(default="", max_length=32)
+    district: str = Field(default="", max_length=32)
+    dpd: int = 0
+    outstanding_minor: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False))
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    slot_start: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    slot_end: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    requeues: int = 0
+    attempts: int = Field(default=0, description="calls placed through click-to-call")
+    outcome: str | None = Field(default=None, max_length=32)
+    notes: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    worked_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
 def table_of(model: type[SQLModel]) -> Table:

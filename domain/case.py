@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 from domain import compliance, legal, risk
 from domain.allocation import allocate
@@ -51,6 +52,8 @@ from domain.models import (
     ReleaseIn,
     ReopenIn,
     ReversalIn,
+    TaskEnd,
+    TaskInfo,
     UpdateResult,
     WriteOffConfirmIn,
 )
@@ -102,6 +105,8 @@ class Case:
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
+        # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
+        self.agents = True
 
     # ---------------------------------------------------------------- reading
 
@@ -252,6 +257,10 @@ class Case:
             when = next_plan_deadline(plan, s.total_paid)
             if when is not None:
                 out.append((when, "plan instalment deadline"))
+        if s.awaiting and s.awaiting.task_due is not None and self.requeues_left():
+            out.append((s.awaiting.task_due, f"{s.awaiting.kind} task not worked: re-queue"))
+        if s.awaiting and s.awaiting.task_id is not None:  # the floor's task expires when the wait ends
+            out.append((s.awaiting.until, f"{s.awaiting.kind} task expires"))
         if s.awaiting:
             nxt = self.steps[s.next_step] if s.next_step < len(self.steps) else None
             if nxt and not self.pause_reason() and (nxt.requires != "judgment" or self.enforceable()):
@@ -340,6 +349,7 @@ class Case:
         s = self.state
         if s.closed:
             return
+        self._end_task("cancelled", now)
         s.closed, s.outcome, s.closed_at, s.awaiting = True, outcome, now, None
         self.event(now, "closed", f"{outcome}" + (f": {detail}" if detail else ""))
 
@@ -368,6 +378,7 @@ class Case:
             s.dispute_answer_due = None
         if s.awaiting and s.awaiting.until <= now:
             self.event(s.awaiting.until, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
+            self._end_task("expired", s.awaiting.until)
             s.awaiting = None
         if not self.plan_active() and now >= self.write_off_at() and s.write_off is None:
             self._write_off_due(now)
@@ -716,6 +727,17 @@ class Case:
                 s.catch_up_to = None
         s.next_step = nxt
         filed = {"lawsuit", "payment_order", "enforcement"} & set(step.actions)
+        task, s.opened_task = s.opened_task, None
+        if task is not None and not s.closed:
+            days = step.await_outcome_days or self.policy.agent.call_await_days
+            s.awaiting = Awaiting(
+                step=step.key,
+                kind=task.action,
+                until=max(now + self.clock.days(days), task.due_at),
+                task_id=task.task_id,
+                task_due=task.due_at,
+            )
+            return
         if step.await_outcome_days and not s.closed and (s.lawsuit_filed if filed else s.visit_scheduled):
             s.awaiting = Awaiting(
                 step=step.key, kind="court" if filed else "visit", until=now + self.clock.days(step.await_outcome_days)
@@ -1059,6 +1081,8 @@ class Case:
             raise InvalidInput("outcome", f"{o.outcome!r} is not a {o.kind} outcome (one of: {', '.join(allowed)})")
         if o.kind == "visit" and not s.visit_scheduled:
             raise InvalidInput("kind", "no home visit has been scheduled for this case")
+        if o.task_id is not None and not (s.awaiting and s.awaiting.task_id == o.task_id and s.awaiting.kind == o.kind):
+            raise InvalidInput("task_id", f"task {o.task_id} is not this case's open {o.kind} task")
         self._check_court_dates(o, now)
         if o.kind == "court":
             if not s.lawsuit_filed:
@@ -1147,6 +1171,10 @@ class Case:
             + (f" served {o.served_on}" if o.served_on else ""),
         )
         if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
+            self._end_task("done", now)
+            s.awaiting = None
+        elif s.awaiting and s.awaiting.kind == "call" == o.kind and s.awaiting.task_id is not None:
+            self._end_task("done", now)
             s.awaiting = None
         if o.outcome == "judgment":
             if s.judgment_at is None:
@@ -1242,6 +1270,8 @@ class Case:
         self.tick(now)
         if self.state.closed:
             return Move(CLOSE)
+        if self.requeue_due(now):
+            return Move(REQUEUE)
         idx = self.due_step(now)
         if idx is not None:
             return Move(STEP, step=idx)
@@ -1249,15 +1279,59 @@ class Case:
         # a timer shorter than a second is not worth one: a deadline at `now` is handled on the next turn
         return Move(SLEEP, until=None if wake is None else max(wake, now + MIN_SLEEP))
 
+    # ---------------------------------------------------------------- agent mode (domain/tasks.py)
+
+    def agent_mode(self, idx: int, action: str) -> bool:
+        return self.agents and any(a == action and m == "agent" for a, m in self.steps[idx].modes.items())
+
+    def task_opened(self, idx: int, info: TaskInfo, now: datetime) -> None:
+        """A step's call or visit went to the floor as a task: the action is done for the step, and the case awaits
+        the task's outcome once the step finishes (re-queued at `due_at`, moving on at the wait's end)."""
+        s, step = self.state, self.steps[idx]
+        s.step_actions_done.append(info.action)
+        if info.action == "visit":
+            s.visit_scheduled = True
+        s.opened_task = info
+        self.event(now, "task_opened", f"{step.key}/{info.action}: {self._task_text(info)}")
+
+    def requeues_left(self) -> bool:
+        a = self.state.awaiting
+        return a is not None and a.task_id is not None and a.requeues < self.policy.agent.max_requeues
+
+    def requeue_due(self, now: datetime) -> bool:
+        a = self.state.awaiting
+        return a is not None and a.task_due is not None and a.task_due <= now < a.until and self.requeues_left()
+
+    def task_requeued(self, info: TaskInfo, now: datetime) -> None:
+        a = self.state.awaiting
+        assert a is not None and a.task_id == info.task_id  # requeue_due said so
+        a.requeues += 1
+        a.task_due = info.due_at if a.requeues < self.policy.agent.max_requeues else None
+        a.until = max(a.until, info.due_at)
+        self.event(now, "task_requeued", f"{a.step}/{info.action}: not worked in time; {self._task_text(info)}")
+
+    def _task_text(self, info: TaskInfo) -> str:
+        who = f"{info.assignee} ({info.team})" if info.assignee else f"team {info.team}, no member matches"
+        slot = f", visit {info.slot_start:%Y-%m-%d %H:%M}-{info.slot_end:%H:%M}" if info.slot_start and info.slot_end else ""
+        return f"task {info.task_id} to {who}, due {utc(info.due_at)}{slot}"
+
+    def _end_task(self, status: Literal["done", "expired", "cancelled"], now: datetime) -> None:
+        a = self.state.awaiting
+        if a is not None and a.task_id is not None:
+            self.state.task_ends.append(TaskEnd(task_id=a.task_id, status=status, at=now))
+
     def plan_step(self, idx: int, now: datetime) -> StepPlan:
         """What running step `idx` now asks for, before any I/O: the actions not yet done, split into those
         the legal clocks refuse (as gate records) and those to put to the contact gate. Call after `begin_step`."""
         step = self.steps[idx]
         gated: list[str] = []
         refusals: list[GateRecord] = []
+        tasks: list[str] = []
         for action in self.pending_actions(idx):
             legal = self.legal_refusal(action, now)
-            if legal is None:
+            if legal is None and self.agent_mode(idx, action):
+                tasks.append(action)  # no contact yet: the gate is asked when the collector works the task
+            elif legal is None:
                 gated.append(action)
             else:
                 refusals.append(
@@ -1273,13 +1347,13 @@ class Case:
                     )
                 )
         nxt = self.steps[idx + 1] if idx + 1 < len(self.steps) else None
-        return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt)
+        return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt, tasks=tasks)
 
 
 import dataclasses  # noqa: E402 - the run loop's values, kept beside the loop (added after the class)
 
 MIN_SLEEP = timedelta(seconds=1)
-STEP, SLEEP, CLOSE = "step", "sleep", "close"
+STEP, SLEEP, CLOSE, REQUEUE = "step", "sleep", "close", "requeue"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1299,6 +1373,11 @@ class Move:
     def runs_step(self) -> bool:
         return self.kind == STEP
 
+    @property
+    def requeues(self) -> bool:
+        """The open agent task was not worked by its due time: assign it again (domain/tasks.py)."""
+        return self.kind == REQUEUE
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepPlan:
@@ -1308,3 +1387,4 @@ class StepPlan:
     gated: list[str]  # to ask the contact gate about
     refusals: list[GateRecord]  # refused by a legal clock (limitation, enforcement deadline, objection window)
     next_step: Step | None  # what the messages announce as coming next
+    tasks: list[str] = dataclasses.field(default_factory=list)  # agent mode: a task for the floor each (domain/tasks.py)

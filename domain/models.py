@@ -19,7 +19,7 @@ from domain.actor import Actor
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.money import check_currency
-from domain.policy import Policy
+from domain.policy import AgentRules, ContactRules, Policy
 from domain.text import clean_text
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -241,7 +241,7 @@ class ReopenIn(Model):
     reversal: ReversalIn
 
 
-CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute")
+CALL_OUTCOMES = ("answered", "no_answer", "wrong_number", "promise", "dispute", "refused_to_pay")
 VISIT_OUTCOMES = ("met_borrower", "not_home", "refused", "moved", "promise", "dispute")
 COURT_EVENTS = (
     "lawsuit_filed",
@@ -266,6 +266,7 @@ class OutcomeIn(Model):
     effective_on: dt.date | None = Field(default=None, description="judgment: the day it took effect")
     performance_ends: dt.date | None = Field(default=None, description="judgment: the last day of its performance period")
     served_on: dt.date | None = Field(default=None, description="payment order: the day it was served on the borrower")
+    task_id: int | None = Field(default=None, ge=1, description="the collector's task this outcome reports (agent mode)")
 
     @field_validator("reference")
     @classmethod
@@ -347,8 +348,49 @@ class Plan(Model):
 
 class Awaiting(Model):
     step: str
-    kind: Literal["visit", "court"]
+    kind: Literal["visit", "court", "call"]
     until: datetime
+    task_id: int | None = Field(default=None, description="agent mode: the collector's task (domain/tasks.py)")
+    task_due: datetime | None = Field(default=None, description="the task is re-queued if not worked by then")
+    requeues: int = 0
+
+
+class TaskInfo(Model):
+    """A task opened (or re-queued) for the collections floor, as the activity returns it (no PII)."""
+
+    task_id: int
+    action: Literal["call", "visit"]
+    team: str
+    assignee: str | None
+    due_at: datetime
+    slot_start: datetime | None = None
+    slot_end: datetime | None = None
+
+
+class TaskOpen(Model):
+    """What the task activity needs to open, re-queue or close a case's task."""
+
+    workflow_id: str
+    case_key: str
+    loan_id: str
+    borrower_id: str
+    step: str
+    action: Literal["call", "visit"]
+    now: datetime
+    dpd: int = 0
+    outstanding_minor: int = 0
+    segment: str = ""
+    task_id: int | None = None
+    requeues: int = Field(default=0, description="re-queue: the task's count after this one")
+    rules: ContactRules | None = None
+    day_seconds: int = 86400
+    agent: AgentRules | None = None
+
+
+class TaskEnd(Model):
+    task_id: int
+    status: Literal["done", "expired", "cancelled"]
+    at: datetime
 
 
 class GateRecord(Model):
@@ -410,6 +452,8 @@ class CaseState(Model):
     awaiting: Awaiting | None = None
     lawsuit_filed: bool = False
     visit_scheduled: bool = False
+    opened_task: TaskInfo | None = Field(default=None, description="agent mode: the running step's task, awaited when it ends")
+    task_ends: list[TaskEnd] = Field(default=[], description="agent tasks ended here, on their way to the database")
     judgment_at: datetime | None = None
     holds: list[Hold] = []
     promise: Promise | None = None

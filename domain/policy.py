@@ -59,6 +59,18 @@ class Step(_Strict):
     mandatory: bool = Field(default=False, description="never skipped when a late case catches up")
     requires: Literal["judgment"] | None = None
     notify_guarantor: bool = Field(default=False, description="also send the step's letters to the loan's guarantor, if any")
+    modes: dict[Literal["call", "visit"], Literal["provider", "agent"]] = Field(
+        default={},
+        description="per action: 'provider' (the gateway places it; the default) or 'agent' (a task for a collector, "
+        "domain/tasks.py)",
+    )
+
+    @model_validator(mode="after")
+    def _modes_name_actions(self) -> Step:
+        for action in self.modes:
+            if action not in self.actions:
+                raise ValueError(f"modes: {action!r} is not one of the step's actions ({', '.join(self.actions)})")
+        return self
 
     @field_validator("actions")
     @classmethod
@@ -230,6 +242,18 @@ class ApprovalRules(_Strict):
     expiry_days: int = Field(default=3, ge=1, le=30, description="an unanswered proposal is dropped after this")
 
 
+class AgentRules(_Strict):
+    """Agent mode (domain/tasks.py): how long a task may wait, how often it is re-queued, how visits are booked."""
+
+    call_due_hours: int = Field(default=8, ge=1, le=168, description="a call task is worked within this; then re-queued")
+    call_await_days: int = Field(
+        default=3, ge=1, le=60, description="the case waits this long for a call task's outcome, then moves on"
+    )
+    visit_due_days: int = Field(default=2, ge=1, le=30, description="a visit not reported this long after its slot is re-queued")
+    max_requeues: int = Field(default=2, ge=0, le=10, description="re-queues before the task waits out its timeout")
+    visit_slot_minutes: int = Field(default=120, ge=30, le=480)
+
+
 class Policy(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -245,6 +269,7 @@ class Policy(_Strict):
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
     approval: ApprovalRules = ApprovalRules()
+    agent: AgentRules = AgentRules()
 
     @model_validator(mode="after")
     def _ladder(self) -> Policy:

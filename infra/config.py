@@ -71,6 +71,9 @@ class Common(_Env):
     )
     log_level: LogLevel = env("LOG_LEVEL", "info")
     database_url: Str | None = env("DATABASE_URL")
+    teams_file: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_TEAMS_FILE", None, description="agent mode's teams (default policies/teams.toml)"
+    )
 
     @property
     def temporal_address(self) -> str:

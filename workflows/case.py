@@ -58,6 +58,8 @@ with workflow.unsafe.imports_passed_through():
         PromiseIn,
         ReleaseIn,
         ReversalIn,
+        TaskInfo,
+        TaskOpen,
         UpdateResult,
         WriteOffConfirmIn,
     )
@@ -170,6 +172,8 @@ class CollectionCase:
             now = workflow.now()
             move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
+            if case.state.task_ends:  # agent tasks the case ended (outcome, timeout, closure) go to the database
+                await self._end_tasks()
             if move.closes:
                 break
             if self._continue_as_new_due():
@@ -178,6 +182,9 @@ class CollectionCase:
             if move.runs_step:
                 assert move.step is not None  # a step move names its step
                 await self._run_step(move.step)
+                continue
+            if move.requeues:
+                await self._requeue_task()
                 continue
             await self._sleep_until(move.until, now)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -389,6 +396,9 @@ class CollectionCase:
             except SendDeferred as deferred:  # the window closed before it went out: deferred like a gate refusal
                 return deferred.record
 
+        for action in plan.tasks:  # agent mode: a task for the floor instead of a send (domain/tasks.py)
+            info = await self._task(channels.OPEN_TASK, self._task_request(step.key, action), f"{step.key}: {action} task")
+            case.task_opened(idx, info, workflow.now())
         outs = await asyncio.gather(*(send(action) for action in allowed))
         results = [o for o in outs if isinstance(o, ContactResult)]
         refusals += [o for o in outs if isinstance(o, GateRecord)]
@@ -396,8 +406,61 @@ class CollectionCase:
         closure = case.borrower_closure(refusals)
         if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
-        if any(r.rule in LEGAL_RULES for r in refusals):
-            await self._record_events()  # a legal clock's refusal goes to the audit trail now, not with the next send
+        if plan.tasks or any(r.rule in LEGAL_RULES for r in refusals):
+            # a legal clock's refusal, or a task opened for the floor, goes to the audit trail now, not with the next send
+            await self._record_events()
+
+    # ------------------------------------------------------------------ agent mode (domain/tasks.py)
+
+    def _task_request(self, step_key: str, action: str, **extra: Any) -> TaskOpen:
+        case, now = self.case, workflow.now()
+        return TaskOpen.model_validate(
+            dict(
+                workflow_id=self.inp.workflow_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                borrower_id=self.inp.borrower_id,
+                step=step_key,
+                action=action,
+                now=now,
+                dpd=case.dpd(now),
+                outstanding_minor=case.state.balances.total,
+                segment=self.inp.segment,
+                rules=case.policy.contact,
+                day_seconds=case.policy.day_seconds,
+                agent=case.policy.agent,
+                **extra,
+            )
+        )
+
+    async def _task(self, activity: str, req: TaskOpen, summary: str) -> TaskInfo:
+        return await workflow.execute_local_activity(
+            activity,
+            req,
+            result_type=TaskInfo,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=summary,
+        )
+
+    async def _requeue_task(self) -> None:
+        a = self.case.state.awaiting
+        assert a is not None and a.task_id is not None  # Case.requeue_due said so
+        req = self._task_request(a.step, a.kind, task_id=a.task_id, requeues=a.requeues + 1)
+        info = await self._task(channels.REQUEUE_TASK, req, f"{a.step}: {a.kind} task re-queued")
+        self.case.task_requeued(info, workflow.now())
+        await self._record_events()
+
+    async def _end_tasks(self) -> None:
+        ends, self.case.state.task_ends = self.case.state.task_ends, []
+        await workflow.execute_local_activity(
+            channels.END_TASKS,
+            ends,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"{len(ends)} task(s) ended",
+        )
+        await self._record_events()  # why they ended (an outcome, the wait's end, the closure) with them
 
     def _audited(self, events: list) -> None:
         if events:

@@ -1,0 +1,248 @@
+"""Agent mode (issue 15): a policy gives a step's call or visit to the floor as a task. Assignment by segment,
+region and load, re-queueing when a task is not worked in time, the wait's timeout moving the ladder on, the
+outcome closing the task, and a visit slot inside the allowed days and hours: the rules of domain/tasks.py
+on the time-skipping server, each case with a worker and a database of the test's own (the load counts)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from sqlmodel import select
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from db.engine import make_engine, migrate
+from db.repo import Repo
+from db.tables import EventRow, TaskRow
+from domain import tasks
+from domain.errors import InvalidInput
+from domain.models import OutcomeIn, PaymentIn
+from domain.policy import ContactRules, load_policy, parse_policy
+from tests.conftest import Cases, open_hours, today_in
+from tests.workflow_helpers import assert_rejected
+from worker import build_worker
+from workflows.case import CollectionCase
+
+TASK_QUEUE = "collections-tasks-test"
+TEAMS = tasks.Teams.model_validate(
+    {
+        "teams": [
+            {"name": "SME desk", "segments": ["sme"], "members": ["Chen Jie"]},  # first: a team matches in file order
+            {"name": "East calls", "actions": ["call"], "regions": ["上海", "浙江"], "members": ["Li Na", "Wang Fang"]},
+            {"name": "Shanghai field", "actions": ["visit"], "regions": ["上海"], "members": ["Zhou Min"]},
+            {"name": "National", "members": ["Sun Li"]},
+        ]
+    }
+)
+SHANGHAI = {"address": "上海市黄浦区南京东路1号"}
+BEIJING = {"address": "北京市东城区王府井大街2号"}
+
+
+def agent_policy(visit_await: int = 14):
+    """The default ladder, any hour, with the first call and the home visit given to the floor."""
+    data = open_hours(load_policy("default")).model_dump(mode="json")
+    for s in data["steps"]:
+        if s["key"] == "first_call":
+            s["modes"] = {"call": "agent"}
+        if s["key"] == "home_visit":
+            s["modes"] = {"visit": "agent"}
+            s["await_outcome_days"] = visit_await
+    data["min_gap_days"] = 0  # a case opened at DPD 7 or 30 reaches its call or visit at once
+    data["agent"] = {"call_due_hours": 8, "call_await_days": 3, "max_requeues": 2, "visit_due_days": 2}
+    return parse_policy(data)
+
+
+POLICY = agent_policy()
+
+
+@pytest_asyncio.fixture
+async def floor(env, gateway, tmp_path):
+    """A worker with the test's teams and a database of its own; yields (cases, repo)."""
+    url = f"sqlite:///{tmp_path / 'floor.db'}"
+    migrate(url)
+    repo = Repo(make_engine(url))
+    gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    w = build_worker(
+        env.client,
+        CaseActivities(repo, gw, teams=TEAMS),
+        task_queue=TASK_QUEUE,
+        workflow_failure_exception_types=[Exception],
+        workflow_runner=SandboxedWorkflowRunner(),
+    )
+    async with w:
+        cases = Cases(env, repo, task_queue=TASK_QUEUE)
+        yield cases, repo
+        await cases.terminate_all()
+    await gw.aclose()
+
+
+def open_tasks(repo: Repo, loan_id: str | None = None) -> list[TaskRow]:
+    with repo.session() as s:
+        q = select(TaskRow).order_by(TaskRow.id)
+        if loan_id:
+            q = q.where(TaskRow.loan_id == loan_id)
+        return list(s.exec(q).all())
+
+
+def events(repo: Repo, loan_id: str, kind: str) -> list[str]:
+    with repo.session() as s:
+        return [e.detail for e in s.exec(select(EventRow).where(EventRow.loan_id == loan_id, EventRow.kind == kind)).all()]
+
+
+def loan(h) -> str:
+    return h.id.removeprefix("loan-")
+
+
+# ------------------------------------------------------------------ the rules, pure
+
+
+def test_a_team_is_chosen_by_action_segment_and_region_and_a_member_by_load():
+    def pick(action, segment, address, load=None, exclude=None):
+        province, city, _ = tasks.region_of(address)
+        return tasks.assign(
+            TEAMS, action=action, segment=segment, province=province, city=city, load=load or {}, exclude=exclude
+        )
+
+    assert pick("call", "retail", SHANGHAI["address"]) == ("East calls", "Li Na")  # ties by name
+    assert pick("call", "retail", SHANGHAI["address"], {"Li Na": 3, "Wang Fang": 1}) == ("East calls", "Wang Fang")
+    assert pick("call", "retail", SHANGHAI["address"], exclude="Li Na") == ("East calls", "Wang Fang")
+    assert pick("visit", "retail", SHANGHAI["address"]) == ("Shanghai field", "Zhou Min")
+    assert pick("call", "sme", BEIJING["address"]) == ("SME desk", "Chen Jie")  # Beijing is not an East team's region
+    assert pick("visit", "retail", "浙江省杭州市西湖区文三路") == ("National", "Sun Li")  # East calls do no visits
+    only_shanghai = tasks.Teams.model_validate({"teams": [TEAMS.teams[1]]})
+    assert tasks.assign(only_shanghai, action="call", segment="", province="北京", city="北京", load={}) == (
+        "unassigned",
+        None,
+    )
+
+
+def test_the_region_and_district_come_from_the_address():
+    assert tasks.region_of("上海市黄浦区南京东路1号") == ("上海", "上海", "黄浦区")
+    assert tasks.region_of("广东省深圳市南山区科技园") == ("广东", "深圳", "南山区")
+    assert tasks.region_of("内蒙古自治区呼和浩特市新城区") == ("内蒙古", "呼和浩特", "新城区")
+    assert tasks.region_of(None) == ("", "", "")
+
+
+def test_a_visit_slot_lies_inside_the_window_on_an_allowed_day_and_fills_the_day_before_the_next():
+    """Days from the State Council's notice for 2026 (国办发明电〔2025〕7号, policies/calendars/cn-2026.toml):
+    "六、中秋节：9月25日（周五）至27日（周日）放假，共3天。" and "七、国庆节：10月1日（周四）至7日（周三）放假调休，
+    共7天。9月20日（周日）、10月10日（周六）上班。"
+    """
+    rules = ContactRules(window_start="08:00", window_end="21:00")
+    sh = ZoneInfo("Asia/Shanghai")
+    # Thursday 24 September, evening: the next three days are the Mid-Autumn break; Monday 28th is the first
+    now = datetime(2026, 9, 24, 22, 0, tzinfo=sh)
+    start, end = tasks.visit_slot(now, "Asia/Shanghai", rules, 120, {})
+    assert start == datetime(2026, 9, 28, 8, 0, tzinfo=sh) and end - start == timedelta(hours=2)
+    # six two-hour slots fit in 08:00-21:00 (the last starts at 18:00 and ends at 20:00); a full day moves on
+    start, _ = tasks.visit_slot(now, "Asia/Shanghai", rules, 120, {date(2026, 9, 28): 5})
+    assert start == datetime(2026, 9, 28, 18, 0, tzinfo=sh)
+    start, _ = tasks.visit_slot(now, "Asia/Shanghai", rules, 120, {date(2026, 9, 28): 6})
+    assert start == datetime(2026, 9, 29, 8, 0, tzinfo=sh)
+    # from 30 September the National Day break (1-7 October) is skipped: Thursday 8 October
+    start, _ = tasks.visit_slot(datetime(2026, 9, 30, 12, 0, tzinfo=sh), "Asia/Shanghai", rules, 120, {})
+    assert start == datetime(2026, 10, 8, 8, 0, tzinfo=sh)
+    # no visit on any rest day (weekends=false): Sunday 20 September is a make-up working day, so it is booked
+    workdays = ContactRules(window_start="09:00", window_end="18:00", weekends=False)
+    start, _ = tasks.visit_slot(datetime(2026, 9, 19, 10, 0, tzinfo=sh), "Asia/Shanghai", workdays, 120, {})
+    assert start == datetime(2026, 9, 20, 9, 0, tzinfo=sh)
+    start, _ = tasks.visit_slot(datetime(2026, 9, 12, 10, 0, tzinfo=sh), "Asia/Shanghai", workdays, 120, {})
+    assert start == datetime(2026, 9, 14, 9, 0, tzinfo=sh)  # Sunday 13th is an ordinary rest day
+
+
+def test_a_policy_gives_only_its_steps_own_call_or_visit_to_the_floor():
+    data = load_policy("default").model_dump(mode="json")
+    data["steps"][0]["modes"] = {"call": "agent"}  # the reminder step has no call
+    with pytest.raises(InvalidInput) as e:
+        parse_policy(data)
+    assert "steps[0].modes" in e.value.field and "not one of the step's actions" in e.value.reason
+    data["steps"][0]["modes"] = {"sms": "agent"}
+    with pytest.raises(InvalidInput):
+        parse_policy(data)
+
+
+# ------------------------------------------------------------------ on the time-skipping server
+
+
+async def test_a_call_in_agent_mode_opens_a_task_for_the_region_team_instead_of_a_send(floor, gateway):
+    cases, repo = floor
+    h = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    st = await cases.status(h)
+    assert "first_call" in st.steps_done
+    assert st.awaiting is not None and st.awaiting.kind == "call" and st.awaiting.task_id is not None
+    [t] = open_tasks(repo, loan(h))
+    assert (t.action, t.status, t.team, t.assignee) == ("call", "open", "East calls", "Li Na")
+    assert (t.province, t.district, t.dpd) == ("上海", "黄浦区", 7)
+    assert t.due_at == st.awaiting.task_due
+    assert (t.due_at - await cases.now()) <= timedelta(hours=8)
+    assert events(repo, loan(h), "task_opened")
+    assert gateway.outbox(loan_id=loan(h), channel="call") == []  # no provider's call
+    assert gateway.outbox(loan_id=loan(h), channel="sms")  # (the gateway did hear of the case: its reminder)
+    # a second case in the same region goes to the member with fewer open tasks
+    h2 = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    [t2] = open_tasks(repo, loan(h2))
+    assert t2.assignee == "Wang Fang"
+    # the SME desk is listed first: an SME loan in Shanghai goes there
+    h3 = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI, segment="sme")
+    assert open_tasks(repo, loan(h3))[0].team == "SME desk"
+
+
+async def test_a_task_not_worked_in_time_is_requeued_then_the_wait_ends_and_the_ladder_moves_on(floor):
+    cases, repo = floor
+    h = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    [t] = open_tasks(repo, loan(h))
+    assert t.assignee == "Li Na" and t.requeues == 0
+    await cases.advance(hours=9)  # past the 8-hour due time: another member of the team
+    [t] = open_tasks(repo, loan(h))
+    assert (t.assignee, t.requeues, t.status) == ("Wang Fang", 1, "open")
+    assert (await cases.status(h)).awaiting.requeues == 1
+    await cases.advance(hours=9)
+    [t] = open_tasks(repo, loan(h))
+    assert (t.assignee, t.requeues) == ("Li Na", 2)
+    await cases.advance(hours=9)  # max_requeues = 2: no third
+    assert open_tasks(repo, loan(h))[0].requeues == 2
+    assert len(events(repo, loan(h), "task_requeued")) == 2
+    await cases.advance(days=3)  # call_await_days = 3: the wait ends, the task expires
+    st = await cases.status(h)
+    assert st.awaiting is None or st.awaiting.kind != "call"
+    assert open_tasks(repo, loan(h))[0].status == "expired"
+    assert any("no call outcome for first_call" in d for d in events(repo, loan(h), "outcome_timeout"))
+
+
+async def test_the_outcome_of_the_task_ends_it_and_a_promise_pauses_the_case(floor):
+    cases, repo = floor
+    h = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    [t] = open_tasks(repo, loan(h))
+    today = today_in(await cases.now())
+    await assert_rejected(
+        h, CollectionCase.record_outcome, OutcomeIn(kind="call", outcome="answered", task_id=t.id + 99), "task_id"
+    )
+    r = await h.execute_update(
+        CollectionCase.record_outcome,
+        OutcomeIn(kind="call", outcome="promise", amount="300.00", date=today + timedelta(days=5), task_id=t.id),
+    )
+    assert r.status == "paused"
+    await cases.settle(h)
+    st = await cases.status(h)
+    assert st.awaiting is None and st.promise is not None and st.promise.status == "active"
+    assert open_tasks(repo, loan(h))[0].status == "done"
+
+
+async def test_a_visit_task_gets_a_slot_and_a_paid_case_cancels_its_open_task(floor):
+    cases, repo = floor
+    h = await cases.start(dpd=30, policy=POLICY, contact=SHANGHAI)
+    st = await cases.status(h)
+    assert st.awaiting is not None and st.awaiting.kind == "visit"
+    [t] = [x for x in open_tasks(repo, loan(h)) if x.action == "visit"]
+    assert (t.team, t.assignee, t.status) == ("Shanghai field", "Zhou Min", "open")
+    sh = ZoneInfo("Asia/Shanghai")
+    assert t.slot_start is not None and t.slot_end is not None
+    assert t.slot_start.astimezone(sh).date() > today_in(await cases.now())  # from the next day on
+    assert t.due_at > t.slot_end
+    await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"P-{loan(h)}", amount="10520.00", currency="CNY"))
+    await cases.result(h)
+    assert [x.status for x in open_tasks(repo, loan(h))] == ["cancelled"]
