@@ -103,9 +103,7 @@ def loan(h) -> str:
 def test_a_team_is_chosen_by_action_segment_and_region_and_a_member_by_load():
     def pick(action, segment, address, load=None, exclude=None):
         province, city, _ = tasks.region_of(address)
-        return tasks.assign(
-            TEAMS, action=action, segment=segment, province=province, city=city, load=load or {}, exclude=exclude
-        )
+        return tasks.assign(TEAMS, action=action, segment=segment, province=province, city=city, load=load or {}, exclude=exclude)
 
     assert pick("call", "retail", SHANGHAI["address"]) == ("East calls", "Li Na")  # ties by name
     assert pick("call", "retail", SHANGHAI["address"], {"Li Na": 3, "Wang Fang": 1}) == ("East calls", "Wang Fang")
