@@ -52,6 +52,9 @@ USE_CASES: dict[str, str] = {
     "approval.closure": "approve or reject a proposed closure for bankruptcy or death",
     "approval.release": "approve or reject a proposed complaint release",
     "operators.manage": "add and disable operators, issue and revoke tokens",
+    "tasks.list": "read the floor's call and visit tasks (one's own)",
+    "task.call": "open a call task: the contact gate decides now, and an allowed call shows the number",
+    "tasks.manage": "read and work any operator's tasks",
 }
 
 HOLD_PLACE = tuple(u for u in USE_CASES if u.startswith("hold.place."))
@@ -75,6 +78,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "hold.release.cease_contact",
             "hold.place.bankruptcy",
             "hold.place.deceased",
+            "tasks.list",
+            "task.call",
+            "plan.agree",
         }
     ),
     "payments": frozenset({"case.read", "payments.read", "payment.record", "payment.apply_unapplied", "payment.reverse"}),
@@ -91,6 +97,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "case.close",
             "writeoff.confirm",
             "approval.close",
+            "tasks.list",
+            "task.call",
+            "tasks.manage",
         }
     ),
     "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court"}),

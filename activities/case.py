@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -51,6 +52,8 @@ VISIT_REBOOKS = 1  # a visit booked outside the allowed dates and hours is asked
 # What an operator records (the record_outcome update) that is a contact with the borrower: it joins the
 # contact ledger the gate reads, so the no-call-after-a-conversation rule and the caps count it.
 OPERATOR_CONTACTS = {"call_outcome": ("call", CALL_OUTCOMES), "visit_outcome": ("visit", VISIT_OUTCOMES)}
+# an outcome that reports a task (Case.apply_outcome): its call placed through the console is in the ledger already
+TASK_MARK = re.compile(r"\[task ([0-9]+)\]$")
 
 
 def _freeze(req: ChannelRequest, today: date) -> str:
@@ -212,8 +215,10 @@ class CaseActivities:
             if outcome not in outcomes:
                 log.warning("operator outcome not understood; not in the contact ledger", kind=e.kind, seq=e.seq)
                 continue
+            task = TASK_MARK.search(e.detail)
             rows.append(
                 dict(
+                    task_id=int(task.group(1)) if task else None,
                     idempotency_key=f"{case_key}:operator:{e.seq}",
                     workflow_id=workflow_id,
                     loan_id=loan_id,

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import console
 from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
-from api.routes import borrowers, cases, inputs, payments
+from api.routes import borrowers, cases, inputs, payments, tasks
 from app import errors
 from infra.bodycap import BodyCap
 from infra.config import settings
@@ -144,7 +144,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     app.add_middleware(BodyCap, cap=BODY_CAP)  # outermost: before routing and the token check
 
-    for r in (cases.router, payments.router, inputs.router, borrowers.router):
+    for r in (cases.router, payments.router, inputs.router, borrowers.router, tasks.router):
         app.include_router(r)
     console.install(app)  # the console's pages, and /docs and /redoc from local assets
     app.state.secrets = secrets

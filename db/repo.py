@@ -324,14 +324,33 @@ class Repo:
                 )
             }
             now = utcnow()
-            values = [
-                dict(r, borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0, created_at=now, updated_at=now)
-                for r in rows
-                if r["loan_id"] in borrowers
-            ]
+            values = []
+            for r in rows:
+                r = dict(r)
+                task_id = r.pop("task_id", None)
+                if task_id is not None and self._task_call_answered(s, task_id, r["outcome"]):
+                    continue  # the call placed through the console is the ledger's row; it now has its outcome
+                if r["loan_id"] in borrowers:
+                    extra = dict(borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0)
+                    values.append(dict(r, **extra, created_at=now, updated_at=now))
             if values:
                 s.execute(_insert(s, ContactRow).on_conflict_do_nothing(index_elements=["idempotency_key"]), values)
             s.commit()
+
+    @staticmethod
+    def _task_call_answered(s: Session, task_id: int, outcome: str) -> bool:
+        """Put an outcome on the task's last call placed through the console (app/tasks.py); False when none was."""
+        row = s.scalars(
+            select(ContactRow)
+            .where(col(ContactRow.idempotency_key).startswith(f"task:{task_id}:call:"))
+            .order_by(col(ContactRow.id).desc())
+        ).first()
+        if row is None:
+            return False
+        if row.outcome is None:
+            row.outcome, row.updated_at = outcome, utcnow()
+            s.add(row)
+        return True
 
     def note_contact_error(self, idempotency_key: str, reason: str) -> None:
         with self.session() as s:

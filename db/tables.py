@@ -258,6 +258,11 @@ class TaskRow(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=32)
     notes: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     worked_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
+    gate_rules: str = Field(
+        default="{}",
+        sa_column=Column(Text, nullable=False),
+        description="the case's pinned contact rules and day length (JSON): click-to-call asks the gate with them",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))

@@ -3,6 +3,7 @@ are domain/tasks.py's; this module reads the load they need and writes their res
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -116,6 +117,9 @@ class TaskStore:
                     outstanding_minor=req.outstanding_minor,
                     requeues=0,
                     attempts=0,
+                    gate_rules=json.dumps(
+                        {"rules": req.rules.model_dump(mode="json") if req.rules else None, "day_seconds": req.day_seconds}
+                    ),
                     created_at=utcnow(),
                     updated_at=utcnow(),
                     **placed,

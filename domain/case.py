@@ -1168,7 +1168,8 @@ class Case:
             o.outcome
             + (f" {o.reference}" if o.reference else "")
             + (f" effective {o.effective_on}, performance period to {o.performance_ends}" if o.effective_on else "")
-            + (f" served {o.served_on}" if o.served_on else ""),
+            + (f" served {o.served_on}" if o.served_on else "")
+            + (f" [task {o.task_id}]" if o.task_id else ""),
         )
         if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
             self._end_task("done", now)

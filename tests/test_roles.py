@@ -66,6 +66,8 @@ EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
         f"hold.release.{k}": ("POST", f"/v1/loans/L1/holds/{k}/release", {})
         for k in ("hardship", "cease_contact", "dispute", "complaint")
     },
+    "tasks.list": ("GET", "/v1/tasks", None),
+    "task.call": ("POST", "/v1/tasks/1/call", None),
     **{
         f"outcome.{k}": ("POST", "/v1/loans/L1/outcomes", {"kind": k, "outcome": "no_answer"}) for k in ("call", "visit", "court")
     },

@@ -244,3 +244,124 @@ async def test_a_visit_task_gets_a_slot_and_a_paid_case_cancels_its_open_task(fl
     await h.execute_update(CollectionCase.record_payment, PaymentIn(payment_id=f"P-{loan(h)}", amount="10520.00", currency="CNY"))
     await cases.result(h)
     assert [x.status for x in open_tasks(repo, loan(h))] == ["cancelled"]
+
+
+# ------------------------------------------------------------------ the floor's use cases (app/tasks.py)
+
+
+@pytest.fixture
+def as_collector():
+    """Act as the collector Li Na (the caller every use case checks), then as nobody again."""
+    from access.permissions import Caller, acting_as
+
+    def act(name: str = "Li Na", roles=("collector",)) -> None:
+        acting_as(Caller("op-0123456789ab", roles, name=name))
+
+    yield act
+    acting_as(None)
+
+
+def gate_policy():
+    """Agent mode with the default contact rules (08:00-21:00, an hour between contacts, 3 calls a day)."""
+    data = POLICY.model_dump(mode="json")
+    data["contact"] = load_policy("default").contact.model_dump(mode="json")
+    data["contact"]["public_holidays"] = False  # the day this runs on may be any day; the window is what is tested
+    return parse_policy(data)
+
+
+def at_local(now: datetime, hour: int, tz: str = "Asia/Shanghai") -> datetime:
+    """The next instant after `now` at `hour`:15 on the borrower's clock."""
+    local = now.astimezone(ZoneInfo(tz))
+    t = local.replace(hour=hour, minute=15, second=0, microsecond=0)
+    return t if t > local else t + timedelta(days=1)
+
+
+async def to_morning(cases) -> None:
+    """Move the server's clock to the next 09:15 on the borrower's clock, so the reminder goes out at once."""
+    now = await cases.now()
+    await cases.advance(hours=(at_local(now, 9) - now).total_seconds() / 3600)
+
+
+async def test_click_to_call_asks_the_gate_then_shows_the_number_and_records_the_attempt_with_the_actor(floor, as_collector):
+    from app import tasks as floor_tasks
+
+    cases, repo = floor
+    await to_morning(cases)
+    h = await cases.start(dpd=7, policy=gate_policy(), contact=SHANGHAI, settle=True)
+    await cases.settle(h)
+    [t] = open_tasks(repo, loan(h))
+    as_collector()
+    now = await cases.now()
+    # after 21:00 borrower time: refused, with the rule and when the window opens again; no number, no attempt
+    late = at_local(now, 21)
+    refused = floor_tasks.open_call(repo, t.id, now=late)
+    assert not refused.allowed and refused.rule == "contact_window" and refused.phone is None
+    assert refused.retry_at is not None and refused.retry_at.astimezone(ZoneInfo("Asia/Shanghai")).hour == 8
+    assert open_tasks(repo, loan(h))[0].attempts == 0
+    # at 10:15 the next morning: allowed, the number is shown, the attempt is in the ledger with the actor
+    ten = at_local(late, 10)
+    ok = floor_tasks.open_call(repo, t.id, now=ten)
+    assert ok.allowed and ok.phone == "13812345678" and ok.attempt == 1
+    with repo.session() as s:
+        from db.tables import ContactRow
+
+        [row] = s.exec(select(ContactRow).where(ContactRow.idempotency_key == f"task:{t.id}:call:1")).all()
+        assert (row.status, row.channel, row.actor) == ("delivered", "call", "op-0123456789ab:collector")
+    assert events(repo, loan(h), "contact_details_viewed")
+    # a second click ten minutes later: the policy's hour between two contacts holds for people too
+    again = floor_tasks.open_call(repo, t.id, now=ten + timedelta(minutes=10))
+    assert not again.allowed and again.rule == "min_interval"
+    # another collector's task is not Li Na's to call
+    as_collector("Wang Fang")
+    with pytest.raises(InvalidInput) as e:
+        floor_tasks.open_call(repo, t.id, now=ten + timedelta(hours=2))
+    assert e.value.field == "task_id" and "assigned to Li Na" in e.value.reason
+
+
+async def test_the_outcome_form_sends_the_same_update_and_a_promise_pauses_the_case(floor, as_collector, env):
+    from app import tasks as floor_tasks
+
+    cases, repo = floor
+    h = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    [t] = open_tasks(repo, loan(h))
+    as_collector()
+    body = floor_tasks.TaskOutcome(outcome="promise", amount="200.00", date=today_in(await cases.now()) + timedelta(days=3))
+    with pytest.raises(InvalidInput) as e:  # not called yet: the gate has not been asked
+        await floor_tasks.record_outcome(env.client, repo, t.id, body)
+    assert e.value.field == "task_id"
+    assert floor_tasks.open_call(repo, t.id, now=await cases.now()).allowed
+    bad = body.model_copy(update={"outcome": "met_borrower"})
+    with pytest.raises(InvalidInput) as e:
+        await floor_tasks.record_outcome(env.client, repo, t.id, bad)
+    assert e.value.field == "outcome" and open_tasks(repo, loan(h))[0].status == "open"
+    r = await floor_tasks.record_outcome(env.client, repo, t.id, body.model_copy(update={"notes": "will pay Friday"}))
+    assert r.status == "paused"
+    [t] = open_tasks(repo, loan(h))
+    assert (t.status, t.outcome, t.notes, t.worked_by) == ("done", "promise", "will pay Friday", "op-0123456789ab:collector")
+    await cases.settle(h)
+    with repo.session() as s:
+        from db.tables import ContactRow
+
+        rows = s.exec(select(ContactRow).where(ContactRow.loan_id == loan(h), ContactRow.channel == "call")).all()
+    assert [(r.outcome, r.actor) for r in rows] == [("promise", "op-0123456789ab:collector")]  # one call, not two
+
+
+async def test_my_tasks_lists_todays_calls_by_urgency_and_visits_by_district(floor, as_collector):
+    from app import tasks as floor_tasks
+
+    cases, repo = floor
+    await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    await cases.start(dpd=7, policy=POLICY, contact={"address": "上海市徐汇区漕溪北路8号"}, principal=9_000_000)
+    as_collector()
+    rows, more = floor_tasks.my_tasks(repo, now=await cases.now())
+    assert not more and [r.action for r in rows] == ["call"]  # Li Na has one of the two calls (by load)
+    as_collector("Zhou Min")
+    for address in ("上海市徐汇区漕溪北路8号", "上海市黄浦区南京东路1号", "上海市长宁区延安西路3号"):
+        await cases.start(dpd=30, policy=POLICY, contact={"address": address})
+    visits = [x for x in open_tasks(repo) if x.action == "visit"]
+    day = visits[0].slot_start.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    rows, _ = floor_tasks.my_tasks(repo, now=await cases.now(), day=day)
+    assert [r.district for r in rows] == sorted(r.district for r in rows) and len(rows) == 3
+    with pytest.raises(InvalidInput) as e:
+        floor_tasks.my_tasks(repo, assignee="Li Na")
+    assert e.value.field == "assignee"

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("outcome", S(length=32), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("worked_by", S(length=40), nullable=True),
+        sa.Column("gate_rules", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
