@@ -91,8 +91,8 @@ def my_tasks(
     tz: str = "Asia/Shanghai",
     now: dt.datetime | None = None,
 ) -> tuple[list[TaskView], bool]:
-    """A collector's open tasks for a day (default today, in `tz`): calls due by the day's end (overdue ones
-    first: by priority, then due time) and the day's visits, ordered by district, then slot, so that a round
+    """A collector's open tasks for a day (default today, in `tz`): every open call (by priority, then due time;
+    an overdue one is marked) and the day's visits, ordered by district, then slot, so that a round
     can be walked. `assignee` defaults to the caller; a supervisor may name anyone ("" for unassigned)."""
     require("tasks.list")
     caller = current()
@@ -109,7 +109,7 @@ def my_tasks(
     with repo.session() as s:
         q = select(TaskRow).where(col(TaskRow.status) == "open")
         q = q.where(col(TaskRow.assignee).is_(None)) if assignee == "" else q.where(col(TaskRow.assignee) == assignee)
-        calls = (col(TaskRow.action) == "call") & (col(TaskRow.due_at) < end)
+        calls = (col(TaskRow.action) == "call") & (col(TaskRow.created_at) < end)
         visits = (col(TaskRow.action) == "visit") & (col(TaskRow.slot_start) >= start) & (col(TaskRow.slot_start) < end)
         q = q.where(calls if action == "call" else visits if action == "visit" else or_(calls, visits))
         q = q.order_by(

@@ -26,6 +26,7 @@ from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, worklists
 from console.assets import url as asset_url
 from console.config import console_settings
+from domain.dates import zone
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount
 
@@ -33,6 +34,8 @@ log = structlog.get_logger("console")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 TEMPLATES.env.globals["asset"] = asset_url
 TEMPLATES.env.filters["money"] = lambda minor, currency="CNY": format_amount(int(minor or 0), currency)
+# the floor works on the bank's clock (Beijing time): task due times and visit slots are shown there
+TEMPLATES.env.filters["local"] = lambda t, fmt="%Y-%m-%d %H:%M", tz="Asia/Shanghai": t.astimezone(zone(tz)).strftime(fmt)
 
 # Who sees a borrower's contact details: the roles that call, visit, go to court or change them
 # (derived from the permission table); each view is written to the case's audit trail with the actor.
@@ -402,5 +405,8 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
 
 
 def install(app) -> None:
+    from console import floor
+
     app.state.console_sessions = auth.Sessions()
+    app.include_router(floor.router)  # first: its /worklists/plans-in-arrears before the generic /worklists/{name}
     app.include_router(router)

@@ -164,7 +164,55 @@ LISTS: dict[str, Worklist] = {
         "contacts that failed in the last 30 days",
     ),
 }
-NAV = [(k, v.title) for k, v in LISTS.items()]
+PLANS_IN_ARREARS = Worklist(
+    "Plans in arrears",
+    ("loan", "due so far", "paid under the plan", "oldest unpaid instalment", "broken after", "outstanding total"),
+    None,
+    "active plans with an instalment past its due date and not covered by payments (inside its grace days)",
+)
+NAV = (
+    [(k, v.title) for k, v in LISTS.items()][:3]
+    + [("plans-in-arrears", PLANS_IN_ARREARS.title)]
+    + [(k, v.title) for k, v in LISTS.items()][3:]
+)
+
+
+def active_plans(repo, q: str = "", limit: int = 1000) -> list[str]:
+    """Open cases whose latest plan event agreed (or reopened) a plan: the candidates for the arrears worklist."""
+    e = EventRow
+    latest = (
+        select(e.workflow_id, func.max(e.id).label("id"))
+        .where(e.kind.like("plan\\_%", escape="\\"))
+        .group_by(e.workflow_id)
+        .subquery()
+    )
+    stmt = (
+        select(e.loan_id)
+        .join(latest, latest.c.id == e.id)
+        .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
+        .where(e.kind.in_(("plan_agreed", "plan_reopened")), CaseRow.status != "closed")
+        .order_by(e.at, e.loan_id)
+        .limit(limit)
+    )
+    if q:
+        stmt = stmt.where(e.loan_id.startswith(q, autoescape=True))
+    with repo.session() as s:
+        return list(s.scalars(stmt))
+
+
+def plan_arrears(status, today: dt.date) -> tuple | None:
+    """The arrears worklist's row for a case status (domain.plans.plan_arrears), amounts in major units."""
+    from domain.money import format_amount, parse_amount
+    from domain.plans import plan_arrears as arrears
+
+    paid = parse_amount(status.total_paid, status.currency, "total_paid", allow_zero=True)
+    found = arrears(status.plan, paid, today)
+    if found is None:
+        return None
+    due, paid_under, oldest, deadline = found
+    cur = status.currency
+    total = status.outstanding.get("total", "")
+    return (format_amount(due, cur), format_amount(paid_under, cur), oldest, deadline, total, cur)
 
 
 # --------------------------------------------------------------------------- the timeline

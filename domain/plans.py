@@ -102,3 +102,20 @@ def next_plan_deadline(plan: Plan, total_paid: int) -> datetime | None:
         if paid < cumulative:
             return inst.deadline
     return None
+
+
+def plan_arrears(plan: Plan, total_paid: int, today: date) -> tuple[int, int, date, datetime] | None:
+    """An active plan's arrears on `today`: (due so far, paid under the plan, the oldest unpaid instalment's due
+    date, its deadline) when an instalment's due date has passed without payments covering it; None otherwise.
+    Inside the grace days the plan is in arrears, not yet broken (evaluate_plan breaks it at the deadline)."""
+    if plan.status != "active":
+        return None
+    paid, cumulative = total_paid - plan.paid_before, 0
+    for inst in plan.schedule:
+        if inst.due >= today:
+            return None
+        cumulative += inst.amount
+        if paid < cumulative:
+            due = sum(i.amount for i in plan.schedule if i.due < today)
+            return due, paid, inst.due, inst.deadline
+    return None

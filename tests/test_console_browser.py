@@ -27,6 +27,8 @@ from api.server import create_app
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from devstack.binaries import find
+from domain.policy import load_policy, parse_policy
+from domain.tasks import Teams
 from encryption import codec
 from encryption.codec_server import free_port
 from tests.conftest import DATA_CONVERTER, Cases, register_search_attributes
@@ -62,7 +64,6 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
         for name, roles in (
             ("Li Na", ["collector"]),
             ("Viewer Wu", ["viewer"]),
-            ("Zhao Maker", ["supervisor"]),
             ("Qian Checker", ["supervisor"]),
         )
     }
@@ -75,20 +76,24 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
     gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     try:
         await wait_for("the API to start", lambda: _started(server))
-        async with build_worker(env.client, CaseActivities(repo, gw), task_queue=TASK_QUEUE):
+        async with build_worker(env.client, CaseActivities(repo, gw, teams=FLOOR), task_queue=TASK_QUEUE):
             cases = Cases(env, repo, task_queue=TASK_QUEUE)
             try:
                 handles = [await cases.start(dpd=1), await cases.start(dpd=2)]
+                floor_cases = [
+                    await cases.start(dpd=7, policy=floor_policy(), tz=zone_at(range(10, 18)), contact=SHANGHAI),
+                    await cases.start(dpd=7, policy=floor_policy(), tz=zone_at(range(21, 23)), contact=SHANGHAI),
+                ]
                 loan = handles[0].id.removeprefix("loan-")
                 await wait_for("the projection", lambda: _projected(repo, len(handles)))
                 async with async_playwright() as pw:
                     browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                     try:
                         await collector_flow(browser, base, tokens["Li Na"], loan, shots, cases, handles[0])
+                        await floor_flow(browser, base, tokens["Li Na"], floor_cases, cases, repo, shots)
                         await viewer_flow(browser, base, tokens["Viewer Wu"], loan)
-                        await four_eyes_flow(
-                            browser, base, tokens["Zhao Maker"], tokens["Qian Checker"], handles[1], cases, shots
-                        )
+                        # a collector proposes a plan beyond the threshold; a supervisor approves it
+                        await four_eyes_flow(browser, base, tokens["Li Na"], tokens["Qian Checker"], handles[1], cases, shots)
                     finally:
                         await browser.close()
             finally:
@@ -97,6 +102,77 @@ async def test_the_console_in_a_browser(env, gateway, tmp_path):
         server.should_exit = True
         await serving
         await gw.aclose()
+
+
+FLOOR = Teams.model_validate({"teams": [{"name": "Floor", "members": ["Li Na"]}]})
+SHANGHAI = {"address": "上海市黄浦区南京东路1号"}
+
+
+def floor_policy():
+    """The default ladder from the first call (a task for the floor), the default contact window (08:00-21:00) on
+    the borrower's clock only, any day: what is checked is the window, whatever day the test runs on."""
+    data = load_policy("default").model_dump(mode="json")
+    data["steps"] = [s for s in data["steps"] if s["key"] != "reminder_notice"]
+    for s in data["steps"]:
+        if s["key"] == "first_call":
+            s["modes"] = {"call": "agent"}
+    data["min_gap_days"] = 0
+    data["contact"].update(public_holidays=False, window_in_beijing_time=False)
+    return parse_policy(data)
+
+
+def zone_at(hours: range) -> str:
+    """A fixed-offset zone whose clock now shows one of `hours` (the borrower's clock decides the window)."""
+    now = dt.datetime.now(dt.UTC)
+    for offset in range(-12, 15):
+        if (now.hour + offset) % 24 in hours:
+            return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+    raise AssertionError(f"no zone shows {hours}")
+
+
+async def floor_flow(browser, base, token, handles, cases, repo, shots) -> None:
+    """My tasks; click to call where the borrower's clock is inside the window: the number, then a promise
+    that pauses the case; where it is after 21:00: refused, with the reason and when the window opens."""
+    from sqlmodel import select
+
+    from db.tables import TaskRow
+
+    with repo.session() as s:
+        ids = {t.loan_id: t.id for t in s.exec(select(TaskRow)).all()}
+    day_task, late_task = (ids[h.id.removeprefix("loan-")] for h in handles)
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(20_000)
+    await sign_in(page, base, token)
+    await page.click("[data-testid=nav-tasks]")
+    await page.locator(f"[data-testid=task-{day_task}]").wait_for()
+    await page.locator(f"[data-testid=task-{late_task}]").wait_for()
+    await page.screenshot(path=str(shots / "console-tasks.png"), full_page=True)
+
+    await page.click(f"[data-testid=task-{day_task}]")
+    assert PHONE not in await page.inner_text("body")
+    await page.click("[data-testid=call]")
+    await page.locator("[data-testid=call-allowed]").wait_for()
+    assert await page.locator("[data-testid=phone]").inner_text() == PHONE
+    await page.select_option("[data-testid=outcome]", "promise")
+    await page.fill("[data-testid=amount]", "300.00")
+    await page.fill("[data-testid=date]", ((await cases.now()).date() + dt.timedelta(days=3)).isoformat())
+    await page.fill("[data-testid=notes]", "pays on Friday")
+    await page.click("[data-testid=record-outcome]")
+    await page.locator("[data-testid=done]").wait_for()
+    assert "done" in await page.locator("[data-testid=task-status]").inner_text()
+    st = await cases.status(handles[0])
+    assert st.status == "paused" and st.promise is not None and st.promise.amount == 300_00
+
+    await page.goto(f"{base}/console/tasks/{late_task}")
+    await page.click("[data-testid=call]")
+    refused = page.locator("[data-testid=call-refused]")
+    await refused.wait_for()
+    text = await refused.inner_text()
+    assert "contact_window" in text and "outside 08:00-21:00" in text and "from" in text, text
+    assert PHONE not in await page.inner_text("body")
+    await page.screenshot(path=str(shots / "console-task-refused.png"), full_page=True)
+    await context.close()
 
 
 async def _started(server) -> bool:
@@ -216,11 +292,11 @@ async def four_eyes_flow(browser, base, maker_token, checker_token, handle, case
     await checker.goto(f"{base}/console/worklists/approvals")
     await checker.locator("[data-testid=worklist]").get_by_text(loan).click()
     await checker.locator("[data-testid=pending-approval]").wait_for()
-    assert "Zhao Maker" in await checker.locator("[data-testid=pending-approval]").inner_text()
+    assert "Li Na (collector)" in await checker.locator("[data-testid=pending-approval]").inner_text()
     await checker.screenshot(path=str(shots / "console-approval.png"), full_page=True)
     await checker.click("[data-testid=approve]")
     await checker.locator("[data-testid=done]").wait_for()
     st = await cases.status(handle)
     assert st.plan is not None and st.plan.kind == "interest_waiver" and st.pending_approval is None
     timeline = await checker.locator("[data-testid=timeline]").inner_text()
-    assert "Approved" in timeline and "Qian Checker (supervisor)" in timeline and "Zhao Maker (supervisor)" in timeline
+    assert "Approved" in timeline and "Qian Checker (supervisor)" in timeline and "Li Na (collector)" in timeline

@@ -28,7 +28,7 @@ class TaskPage(BaseModel):
     tags=["tasks"],
     response_model=TaskPage,
     responses={**E422},
-    summary="My tasks for a day: calls due by its end (overdue first), visits booked on it by district",
+    summary="My tasks for a day: open calls by urgency, the visits booked on it by district",
 )
 async def my_tasks(
     be: BackendDep,

@@ -1,0 +1,171 @@
+"""The floor's pages (agent mode, app/tasks.py): my tasks today (calls by urgency, visits by district), a task
+page with click-to-call (the contact gate decides at that moment) and the outcome form, and the plans in arrears."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from access.permissions import Forbidden, require
+from app import tasks, visibility
+from app.errors import BadInput, Busy, NotFound
+from console import auth, worklists
+from console.pages import _backend, _session, _to_login, render
+from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        raise BadInput("day", f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+async def my_tasks(request: Request, day: str = "", action: str = "", assignee: str | None = None, page: int = 1) -> Response:
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    try:
+        rows, more = await asyncio.to_thread(
+            tasks.my_tasks,
+            _backend(request).repo(),
+            assignee=assignee or None,
+            day=_day(day),
+            action=action or None,
+            page=max(1, min(page, 10_000)),
+        )
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except BadInput as exc:
+        return render(request, "error.html", sess, 422, message=f"{exc.field}: {exc.reason}")
+    return render(request, "tasks.html", sess, rows=rows, more=more, page=page, day=day, action=action, assignee=assignee or "")
+
+
+async def _task_page(request: Request, sess: auth.Session, task_id: int, status_code: int = 200, **extra: Any) -> Response:
+    try:
+        t = await asyncio.to_thread(tasks.task, _backend(request).repo(), task_id)
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except NotFound as exc:
+        return render(request, "error.html", sess, 404, message=exc.reason)
+    outcomes = CALL_OUTCOMES if t.action == "call" else VISIT_OUTCOMES
+    return render(request, "task.html", sess, status_code, t=t, outcomes=outcomes, **extra)
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(request: Request, task_id: int) -> Response:
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    return await _task_page(request, sess, task_id)
+
+
+async def _form(request: Request, sess: auth.Session) -> dict[str, str] | Response:
+    try:
+        form = await auth.read_form(request)
+        auth.check_csrf(request, sess, form)
+    except auth.FormTooLarge:
+        return render(request, "error.html", sess, 413, message="the form is too large")
+    except auth.CsrfError:
+        return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
+    return form
+
+
+@router.post("/tasks/{task_id}/call", response_class=HTMLResponse)
+async def call(request: Request, task_id: int) -> Response:
+    """Click to call: the gate decides now. Allowed: the number and the outcome form. Refused: why, and until when."""
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    form = await _form(request, sess)
+    if isinstance(form, Response):
+        return form
+    try:
+        opened = await asyncio.to_thread(tasks.open_call, _backend(request).repo(), task_id)
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except NotFound as exc:
+        return render(request, "error.html", sess, 404, message=exc.reason)
+    except BadInput as exc:
+        return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason))
+    return await _task_page(request, sess, task_id, opened=opened)
+
+
+@router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
+async def outcome(request: Request, task_id: int) -> Response:
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    form = await _form(request, sess)
+    if isinstance(form, Response):
+        return form
+    be = _backend(request)
+    try:
+        body = tasks.TaskOutcome.model_validate({k: v for k, v in form.items() if k != "csrf" and v != ""})
+    except Exception as exc:  # pydantic's ValidationError: the first field and its reason
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "input"
+        return await _task_page(request, sess, task_id, 422, form_error=(field, err["msg"]), form=form)
+    try:
+        result = await tasks.record_outcome(await be.client(), be.repo(), task_id, body)
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except NotFound as exc:
+        return render(request, "error.html", sess, 404, message=exc.reason)
+    except BadInput as exc:
+        return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
+    except Busy as exc:
+        return await _task_page(request, sess, task_id, 503, form_error=("input", str(exc)), form=form)
+    return await _task_page(request, sess, task_id, done=getattr(result, "message", "recorded"))
+
+
+# --------------------------------------------------------------------------- plans in arrears
+
+
+@router.get("/worklists/plans-in-arrears", response_class=HTMLResponse)
+async def plans_in_arrears(request: Request, page: int = 1, q: str = "") -> Response:
+    """Open cases with an active plan an instalment of which is past its due date and not covered by payments
+    (inside its grace days: not broken yet). Candidates from the database, each case asked for its plan."""
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    try:
+        require("case.list")
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    be = _backend(request)
+    client, repo = await be.client(), be.repo()
+    loans = await asyncio.to_thread(worklists.active_plans, repo, q.strip()[:64])
+    today = dt.datetime.now(dt.UTC).date()
+
+    async def arrears(loan_id: str):
+        try:
+            return loan_id, await visibility.case_status(client, loan_id)
+        except BadInput:
+            return loan_id, None
+
+    rows = []
+    for loan_id, st in await asyncio.gather(*(arrears(x) for x in loans)):
+        if st is None or st.plan is None:
+            continue
+        behind = worklists.plan_arrears(st, today)
+        if behind is not None:
+            rows.append((loan_id, *behind))
+    page = max(1, min(page, 10_000))
+    start = (page - 1) * worklists.PAGE
+    wl = worklists.PLANS_IN_ARREARS
+    more = len(rows) > start + worklists.PAGE
+    template = "_worklist_rows.html" if request.headers.get("hx-request") else "worklist.html"
+    shown = rows[start : start + worklists.PAGE]
+    return render(request, template, sess, wl=wl, name="plans-in-arrears", rows=shown, page=page, more=more, q=q)
