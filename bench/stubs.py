@@ -6,6 +6,8 @@ The names come from the channel registry (domain/channels.py), as the real activ
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import activity
 
 from activities.contracts import (
@@ -19,7 +21,7 @@ from activities.contracts import (
     ReversalEntry,
 )
 from domain import channels
-from domain.models import ContactResult
+from domain.models import ContactResult, TaskEnd, TaskInfo, TaskOpen
 
 
 def _contact(req: ChannelRequest) -> ContactResult:
@@ -68,6 +70,22 @@ class StubActivities:
     async def record_case_closed(self, closed: CaseClosed) -> None:
         return None
 
+    _tasks = 0
+
+    @activity.defn(name=channels.OPEN_TASK)
+    async def open_task(self, req: TaskOpen) -> TaskInfo:
+        StubActivities._tasks += 1
+        return TaskInfo(task_id=self._tasks, action=req.action, team="stub", assignee="stub", due_at=req.now + timedelta(hours=8))
+
+    @activity.defn(name=channels.REQUEUE_TASK)
+    async def requeue_task(self, req: TaskOpen) -> TaskInfo:
+        assert req.task_id is not None
+        return TaskInfo(task_id=req.task_id, action=req.action, team="stub", assignee="stub", due_at=req.now + timedelta(hours=8))
+
+    @activity.defn(name=channels.END_TASKS)
+    async def end_tasks(self, ends: list[TaskEnd]) -> None:
+        return None
+
     def all(self) -> list:
         return [
             getattr(self, n)
@@ -79,6 +97,9 @@ class StubActivities:
                 "record_reversal",
                 "record_events",
                 "record_case_closed",
+                "open_task",
+                "requeue_task",
+                "end_tasks",
             )
         ]
 
