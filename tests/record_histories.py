@@ -175,6 +175,23 @@ async def four_eyes(cases: Cases):
     return h
 
 
+async def agent_tasks(cases: Cases):
+    """Agent mode (issue 15): the first call a task, re-queued once when not worked in time, its outcome naming
+    the task; the home visit a task with a slot, reported not at home; paid in full (the open task is none)."""
+    from tests.test_tasks import agent_policy
+
+    h = await cases.start(dpd=7, loan_id="R-AGENT", policy=agent_policy(), contact={"address": "上海市黄浦区南京东路1号"})
+    await cases.advance(hours=9)
+    call = (await cases.status(h)).awaiting
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="call", outcome="no_answer", task_id=call.task_id))
+    await cases.advance(days=24)
+    visit = (await cases.status(h)).awaiting
+    await h.execute_update(W.record_outcome, OutcomeIn(kind="visit", outcome="not_home", task_id=visit.task_id))
+    total = (await cases.status(h)).outstanding["total"]
+    await h.execute_update(W.record_payment, PaymentIn(payment_id="AG1", amount=total, currency="CNY"))
+    return h
+
+
 SCENARIOS = (
     ladder,
     plans_and_promises,
@@ -185,6 +202,7 @@ SCENARIOS = (
     write_off,
     write_off_proposal,
     four_eyes,
+    agent_tasks,
 )
 
 
