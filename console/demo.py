@@ -169,6 +169,7 @@ def main() -> int:
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
     for name, path in paths.items():
         print(f"  sign in as {name:<16} with the token in {path}")
+    print(f"  demo-collector's call tasks (the demo's first call is agent mode): http://127.0.0.1:{port}/console/tasks")
     return 0
 
 
