@@ -6,8 +6,9 @@
   a token or disabling an operator ends their console sessions too.
 - The session id is 32 random bytes in a cookie that is HttpOnly, SameSite=Strict, Path=/console,
   and Secure when the request came over HTTPS (directly, or X-Forwarded-Proto from a proxy the API
-  trusts: CONSOLE_TRUST_PROXY=1) or CONSOLE_COOKIE_SECURE=1. Sessions are kept in the API process
-  (by the SHA-256 of the id), last 8 hours, and end at sign-out: the old cookie is then worth nothing.
+  trusts: CONSOLE_TRUST_PROXY=1) or CONSOLE_COOKIE_SECURE=1. Sessions are kept in the database (by the
+  SHA-256 of the id, so every API replica knows them), last 8 hours, and end at sign-out: the old
+  cookie is then worth nothing.
 - CSRF: each session has a random token that every form carries (and htmx sends as X-CSRF-Token); a
   POST without it, or from another origin (Origin/Referer not this host), is refused with 403.
 - Sign-in attempts are limited per client address (10 a minute) and forms are read up to 64 KiB.
@@ -20,15 +21,18 @@ import hmac
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlmodel import col
 
 from access.permissions import Caller
-from db.tables import OperatorRow, OperatorTokenRow
+from db.tables import ConsoleSessionRow, OperatorRow, OperatorTokenRow
 
 COOKIE = "console_session"
 SESSION_SECONDS = 8 * 3600
@@ -60,6 +64,10 @@ class Session:
 
 @dataclass
 class Sessions:
+    """Sessions by the SHA-256 of their id, in the database (table console_sessions) when the console has one,
+    so that any API replica behind a load balancer knows them and a restart keeps them; in this process otherwise."""
+
+    repo: Callable[[], Any] | None = None
     items: dict[str, Session] = field(default_factory=dict)
     attempts: dict[str, deque] = field(default_factory=dict)
 
@@ -70,7 +78,7 @@ class Sessions:
     def create(self, caller: Caller) -> str:
         self.expire()
         sid = secrets.token_urlsafe(32)
-        self.items[self._key(sid)] = Session(
+        sess = Session(
             caller.operator_id,
             caller.name or caller.operator_id,
             caller.roles,
@@ -78,24 +86,67 @@ class Sessions:
             secrets.token_urlsafe(32),
             time.time() + SESSION_SECONDS,
         )
+        if self.repo is None:
+            self.items[self._key(sid)] = sess
+            return sid
+        with self.repo().session() as s:
+            s.add(
+                ConsoleSessionRow(
+                    key=self._key(sid),
+                    operator_id=sess.operator_id,
+                    name=sess.name,
+                    roles=",".join(sess.roles),
+                    token_id=sess.token_id,
+                    csrf=sess.csrf,
+                    expires_at=datetime.fromtimestamp(sess.expires, UTC),
+                )
+            )
+            s.commit()
         return sid
 
     def get(self, sid: str | None) -> Session | None:
         if not sid or len(sid) > 100:
             return None
-        sess = self.items.get(self._key(sid))
+        if self.repo is None:
+            sess = self.items.get(self._key(sid))
+        else:
+            with self.repo().session() as s:
+                row = s.get(ConsoleSessionRow, self._key(sid))
+            sess = (
+                None
+                if row is None
+                else Session(
+                    row.operator_id,
+                    row.name,
+                    tuple(r for r in row.roles.split(",") if r),
+                    row.token_id,
+                    row.csrf,
+                    row.expires_at.timestamp(),
+                )
+            )
         if sess is None or sess.expires <= time.time():
             return None
         return sess
 
     def end(self, sid: str | None) -> None:
-        if sid:
+        if not sid:
+            return
+        if self.repo is None:
             self.items.pop(self._key(sid), None)
+            return
+        with self.repo().session() as s:
+            s.execute(delete(ConsoleSessionRow).where(col(ConsoleSessionRow.key) == self._key(sid)))
+            s.commit()
 
     def expire(self) -> None:
-        now = time.time()
-        for k in [k for k, v in self.items.items() if v.expires <= now]:
-            del self.items[k]
+        if self.repo is None:
+            now = time.time()
+            for k in [k for k, v in self.items.items() if v.expires <= now]:
+                del self.items[k]
+            return
+        with self.repo().session() as s:
+            s.execute(delete(ConsoleSessionRow).where(col(ConsoleSessionRow.expires_at) <= datetime.now(UTC)))
+            s.commit()
 
     def may_try(self, client: str) -> bool:
         now = time.monotonic()

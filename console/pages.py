@@ -63,11 +63,11 @@ def _backend(request: Request):
 
 
 async def _session(request: Request) -> auth.Session | None:
-    sess = sessions(request).get(request.cookies.get(auth.COOKIE))
+    sess = await asyncio.to_thread(sessions(request).get, request.cookies.get(auth.COOKIE))
     if sess is None:
         return None
     if not await asyncio.to_thread(auth.still_live, _backend(request).repo(), sess):
-        sessions(request).end(request.cookies.get(auth.COOKIE))
+        await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
         return None
     acting_as(sess.caller())
     return sess
@@ -153,7 +153,7 @@ async def login(request: Request) -> Response:
             next=_safe_next(form.get("next", "")),
             error="token: not a valid operator token (expired, revoked, or mistyped)",
         )
-    sid = sessions(request).create(caller)
+    sid = await asyncio.to_thread(sessions(request).create, caller)
     log.info("console sign-in", operator=caller.operator_id, roles=",".join(caller.roles))
     response = RedirectResponse(_safe_next(form.get("next", "")), status_code=303)
     auth.set_cookie(response, request, sid)
@@ -168,7 +168,7 @@ async def logout(request: Request) -> Response:
             auth.check_csrf(request, sess, await auth.read_form(request))
         except (auth.CsrfError, auth.FormTooLarge):
             return Response("refused: the form's CSRF token is missing or wrong", status_code=403)
-        sessions(request).end(request.cookies.get(auth.COOKIE))
+        await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response, request)
     return response
@@ -407,6 +407,6 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
 def install(app) -> None:
     from console import floor
 
-    app.state.console_sessions = auth.Sessions()
+    app.state.console_sessions = auth.Sessions(lambda: app.state.backend.repo())
     app.include_router(floor.router)  # first: its /worklists/plans-in-arrears before the generic /worklists/{name}
     app.include_router(router)

@@ -268,6 +268,19 @@ class TaskRow(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
+class ConsoleSessionRow(SQLModel, table=True):
+    """A console sign-in (console/auth.py), by the SHA-256 of its cookie's id: never the id, never the token."""
+
+    __tablename__ = "console_sessions"
+    key: str = Field(primary_key=True, max_length=64)
+    operator_id: str = Field(max_length=20)
+    name: str = Field(max_length=100)
+    roles: str = Field(max_length=200)
+    token_id: str = Field(max_length=16)
+    csrf: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a table model. SQLModel's types do not declare `__table__` (SQLAlchemy sets it when the
     class is mapped), so this is the one place that reads it."""

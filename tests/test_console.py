@@ -107,6 +107,28 @@ async def test_sign_in_sets_a_strict_http_only_session_cookie_and_sign_out_ends_
         assert (await c.get("/console/dashboard")).status_code == 303, "the old cookie still works after sign-out"
 
 
+async def test_a_session_is_known_to_every_api_replica_and_only_its_hash_is_stored(fresh):
+    """Two API processes on one database (scaled out behind a load balancer): signed in on one, the operator's
+    next request may land on the other. The database keeps the SHA-256 of the session id, not the id."""
+    from sqlmodel import select
+
+    from db.tables import ConsoleSessionRow
+
+    token = token_for(fresh, "bo", ["viewer"])
+    async with client(fresh) as a, client(fresh) as b:
+        assert (await sign_in(a, token)).status_code == 303
+        sid = a.cookies.get("console_session")
+        b.cookies.set("console_session", sid, domain="console.test", path="/console")
+        page = await b.get("/console/dashboard")
+        assert page.status_code == 200 and "bo" in page.text
+        with fresh.session() as s:
+            [row] = s.exec(select(ConsoleSessionRow)).all()
+        assert row.key != sid and len(row.key) == 64 and sid not in row.key
+        out = await b.post("/console/logout", data={"csrf": csrf_of(page.text)}, headers=ORIGIN)
+        assert out.status_code == 303
+        assert (await a.get("/console/dashboard")).status_code == 303, "signed out on one replica, still in on the other"
+
+
 async def test_the_cookie_is_secure_behind_https(fresh, monkeypatch):
     token = token_for(fresh, "bo", ["viewer"])
     async with client(fresh, "https://console.test") as c:

@@ -1,4 +1,5 @@
-"""agent mode: the floor's call and visit tasks, the actor on a contact attempt placed by a person
+"""agent mode: the floor's call and visit tasks, the actor on a contact attempt placed by a person;
+console sessions in the database (every API replica knows them)
 
 Revision ID: 0006
 Revises: 0005
@@ -57,9 +58,25 @@ def upgrade() -> None:
             b.create_index(b.f(f"ix_tasks_{col}"), [col], unique=False)
     with op.batch_alter_table("contact_attempts", schema=None) as b:
         b.add_column(sa.Column("actor", S(length=40), nullable=True))
+    op.create_table(
+        "console_sessions",
+        sa.Column("key", S(length=64), nullable=False),
+        sa.Column("operator_id", S(length=20), nullable=False),
+        sa.Column("name", S(length=100), nullable=False),
+        sa.Column("roles", S(length=200), nullable=False),
+        sa.Column("token_id", S(length=16), nullable=False),
+        sa.Column("csrf", S(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    with op.batch_alter_table("console_sessions", schema=None) as b:
+        b.create_index(b.f("ix_console_sessions_expires_at"), ["expires_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("console_sessions", schema=None) as b:
+        b.drop_index(b.f("ix_console_sessions_expires_at"))
+    op.drop_table("console_sessions")
     with op.batch_alter_table("contact_attempts", schema=None) as b:
         b.drop_column("actor")
     with op.batch_alter_table("tasks", schema=None) as b:
