@@ -329,3 +329,21 @@ def test_next_plan_deadline():
     p2 = three_instalments(paid_before=1_000)
     assert next_plan_deadline(p2, 1_000) == p2.schedule[0].deadline
     assert next_plan_deadline(p2, 1_300) is None
+
+
+def test_a_plan_is_in_arrears_from_an_unpaid_instalments_due_date_until_it_is_paid():
+    """The console's plans-in-arrears worklist (domain.plans.plan_arrears): behind from the day after an
+    instalment's due date while payments under the plan fall short, inside the grace days; not before."""
+    from domain.plans import plan_arrears
+
+    p = plan(kind="instalments", instalments=3, first_due=date(2026, 6, 1))
+    first, second = p.schedule[0], p.schedule[1]
+    assert plan_arrears(p, 0, first.due) is None  # due today: not late yet
+    behind = plan_arrears(p, 0, first.due + timedelta(days=1))
+    assert behind == (first.amount, 0, first.due, first.deadline)
+    assert plan_arrears(p, first.amount, first.due + timedelta(days=1)) is None  # paid
+    part = first.amount - 1
+    assert plan_arrears(p, part, first.due + timedelta(days=1)) == (first.amount, part, first.due, first.deadline)
+    later = second.due + timedelta(days=1)
+    assert plan_arrears(p, first.amount, later) == (first.amount + second.amount, first.amount, second.due, second.deadline)
+    assert plan_arrears(p.model_copy(update={"status": "broken"}), 0, later) is None
