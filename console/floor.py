@@ -14,7 +14,7 @@ from access.permissions import Forbidden, require
 from app import tasks, visibility
 from app.errors import BadInput, Busy, NotFound
 from console import auth, worklists
-from console.pages import _backend, _session, _to_login, render
+from console.pages import _backend, _session, _to_login, checked_form, render
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -67,24 +67,13 @@ async def task_page(request: Request, task_id: int) -> Response:
     return await _task_page(request, sess, task_id)
 
 
-async def _form(request: Request, sess: auth.Session) -> dict[str, str] | Response:
-    try:
-        form = await auth.read_form(request)
-        auth.check_csrf(request, sess, form)
-    except auth.FormTooLarge:
-        return render(request, "error.html", sess, 413, message="the form is too large")
-    except auth.CsrfError:
-        return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
-    return form
-
-
 @router.post("/tasks/{task_id}/call", response_class=HTMLResponse)
 async def call(request: Request, task_id: int) -> Response:
     """Click to call: the gate decides now. Allowed: the number and the outcome form. Refused: why, and until when."""
     sess = await _session(request)
     if sess is None:
         return _to_login(request)
-    form = await _form(request, sess)
+    form = await checked_form(request, sess)
     if isinstance(form, Response):
         return form
     try:
@@ -103,7 +92,7 @@ async def outcome(request: Request, task_id: int) -> Response:
     sess = await _session(request)
     if sess is None:
         return _to_login(request)
-    form = await _form(request, sess)
+    form = await checked_form(request, sess)
     if isinstance(form, Response):
         return form
     be = _backend(request)

@@ -99,6 +99,18 @@ def render(request: Request, template: str, sess: auth.Session | None, status_co
     return response
 
 
+async def checked_form(request: Request, sess: auth.Session) -> dict[str, str] | Response:
+    """The posted form, or the error page when it is too large or its CSRF token is missing or wrong."""
+    try:
+        form = await auth.read_form(request)
+        auth.check_csrf(request, sess, form)
+    except auth.FormTooLarge:
+        return render(request, "error.html", sess, 413, message="the form is too large")
+    except auth.CsrfError:
+        return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
+    return form
+
+
 # --------------------------------------------------------------------------- sign-in
 
 
@@ -305,13 +317,9 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         return _to_login(request)
     if action not in ACTIONS and action != "decide":
         return render(request, "error.html", sess, 404, message=f"no action {action!r}")
-    try:
-        form = await auth.read_form(request)
-        auth.check_csrf(request, sess, form)
-    except auth.FormTooLarge:
-        return render(request, "error.html", sess, 413, message="the form is too large")
-    except auth.CsrfError:
-        return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
+    form = await checked_form(request, sess)
+    if isinstance(form, Response):
+        return form
     command = ACTIONS[action][1] if action in ACTIONS else action
     fields = {k: v for k, v in form.items() if k not in ("csrf",) and v != ""}
     be = _backend(request)

@@ -102,13 +102,12 @@ def _undeliverable(today: dt.date):
     )
 
 
-def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
-    """Loans whose case's latest approval event is a proposal (not yet approved, rejected or expired), oldest
-    first: the candidates for the approvals worklist, from the database rather than Temporal visibility."""
+def _latest_event_is(repo, prefix: str, kinds: tuple[str, ...], q: str, limit: int) -> list[str]:
+    """Loans of open cases whose latest event of kind `prefix`* is one of `kinds`, oldest first."""
     e = EventRow
     latest = (
         select(e.workflow_id, func.max(e.id).label("id"))
-        .where(e.kind.like("approval\\_%", escape="\\"))
+        .where(e.kind.like(prefix.replace("_", "\\_") + "%", escape="\\"))
         .group_by(e.workflow_id)
         .subquery()
     )
@@ -116,7 +115,7 @@ def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
         select(e.loan_id)
         .join(latest, latest.c.id == e.id)
         .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-        .where(e.kind == "approval_proposed", CaseRow.status != "closed")
+        .where(e.kind.in_(kinds), CaseRow.status != "closed")
         .order_by(e.at, e.loan_id)
         .limit(limit)
     )
@@ -124,6 +123,12 @@ def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
         stmt = stmt.where(e.loan_id.startswith(q, autoescape=True))
     with repo.session() as s:
         return list(s.scalars(stmt))
+
+
+def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
+    """Loans whose case's latest approval event is a proposal (not yet approved, rejected or expired), oldest
+    first: the candidates for the approvals worklist, from the database rather than Temporal visibility."""
+    return _latest_event_is(repo, "approval_", ("approval_proposed",), q, limit)
 
 
 LISTS: dict[str, Worklist] = {
@@ -179,25 +184,7 @@ NAV = (
 
 def active_plans(repo, q: str = "", limit: int = 1000) -> list[str]:
     """Open cases whose latest plan event agreed (or reopened) a plan: the candidates for the arrears worklist."""
-    e = EventRow
-    latest = (
-        select(e.workflow_id, func.max(e.id).label("id"))
-        .where(e.kind.like("plan\\_%", escape="\\"))
-        .group_by(e.workflow_id)
-        .subquery()
-    )
-    stmt = (
-        select(e.loan_id)
-        .join(latest, latest.c.id == e.id)
-        .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
-        .where(e.kind.in_(("plan_agreed", "plan_reopened")), CaseRow.status != "closed")
-        .order_by(e.at, e.loan_id)
-        .limit(limit)
-    )
-    if q:
-        stmt = stmt.where(e.loan_id.startswith(q, autoescape=True))
-    with repo.session() as s:
-        return list(s.scalars(stmt))
+    return _latest_event_is(repo, "plan_", ("plan_agreed", "plan_reopened"), q, limit)
 
 
 def plan_arrears(status, today: dt.date) -> tuple | None:
