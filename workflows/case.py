@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -95,6 +95,7 @@ SEND_RETRY = RetryPolicy(
 )
 SEND_BACKOFF = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=10)
+R = TypeVar("R")
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -709,16 +710,27 @@ class CollectionCase:
 
     # ------------------------------------------------------------------ queries and updates
 
+    def _apply(self, apply: Callable[[Any, datetime], R], arg: Any, *, force: bool = False) -> R:
+        """An input applied to the case now: its events stamped with the input's actor, the search attributes
+        brought up to date (at once with `force`)."""
+        before = self.case.state.event_seq
+        result = apply(arg, workflow.now())
+        self._stamp(arg.actor, before)
+        self._touch(force=force)
+        return result
+
+    def _reject_unless_free(self, check: Callable[[Any, datetime], Any], arg: Any) -> None:
+        """A validator for an input that may need a second person: the case's check, and no proposal waiting."""
+        _reject(check, arg)
+        self._check_no_proposal_waiting(arg)
+
     @workflow.query
     def status(self) -> CaseStatus:
         return self.case.status(workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
 
     @workflow.update
     async def record_payment(self, p: PaymentIn) -> PaymentResult:
-        before = self.case.state.event_seq
-        result = self.case.apply_payment(p, workflow.now())
-        self._stamp(p.actor, before)
-        self._touch()
+        result = self._apply(self.case.apply_payment, p)
         if not result.duplicate:
             await self._ledger(p.payment_id)
         return result
@@ -754,10 +766,7 @@ class CollectionCase:
 
     @workflow.update
     async def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
-        before = self.case.state.event_seq
-        result = self.case.apply_promise(p, workflow.now())
-        self._stamp(p.actor, before)
-        self._touch()
+        result = self._apply(self.case.apply_promise, p)
         await self._record_events()
         return result
 
@@ -771,17 +780,13 @@ class CollectionCase:
         if kind is not None:  # a proposed plan does not pause the ladder until it is approved
             proposed = await self._propose(kind, p)
             return PlanResult(**proposed.model_dump(), total="", waived="", schedule=[])
-        before = self.case.state.event_seq
-        result = self.case.apply_plan(p, workflow.now())
-        self._stamp(p.actor, before)
-        self._touch()
+        result = self._apply(self.case.apply_plan, p)
         await self._record_events()
         return result
 
     @agree_plan.validator
     def _validate_plan(self, p: PlanIn) -> None:
-        _reject(self.case.check_plan, p)
-        self._check_no_proposal_waiting(p)
+        self._reject_unless_free(self.case.check_plan, p)
 
     @workflow.update
     async def place_hold(self, h: HoldIn) -> UpdateResult:
@@ -842,8 +847,7 @@ class CollectionCase:
 
     @place_hold.validator
     def _validate_hold(self, h: HoldIn) -> None:
-        _reject(self.case.check_hold, h)
-        self._check_no_proposal_waiting(h)
+        self._reject_unless_free(self.case.check_hold, h)
 
     @workflow.update
     async def release_hold(self, r: ReleaseIn) -> UpdateResult:
@@ -861,16 +865,12 @@ class CollectionCase:
 
     @release_hold.validator
     def _validate_release(self, r: ReleaseIn) -> None:
-        _reject(self.case.check_release, r)
-        self._check_no_proposal_waiting(r)
+        self._reject_unless_free(self.case.check_release, r)
 
     @workflow.update
     async def record_outcome(self, o: OutcomeIn) -> UpdateResult:
         before = set(self.case.state.payments)
-        seq = self.case.state.event_seq
-        result = self.case.apply_outcome(o, workflow.now())
-        self._stamp(o.actor, seq)
-        self._touch()
+        result = self._apply(self.case.apply_outcome, o)
         for pid in sorted(set(self.case.state.payments) - before):  # an enforcement result is a payment
             await self._ledger(pid)
         await self._record_events()
@@ -885,40 +885,28 @@ class CollectionCase:
         kind = self._proposal_kind(c)
         if kind is not None:
             return await self._propose(kind, c)
-        before = self.case.state.event_seq
-        result = self.case.apply_confirm_write_off(c, workflow.now())
-        self._stamp(c.actor, before)
-        self._touch(force=True)
+        result = self._apply(self.case.apply_confirm_write_off, c, force=True)
         await self._record_events()
         return result
 
     @confirm_write_off.validator
     def _validate_confirm_write_off(self, c: WriteOffConfirmIn) -> None:
-        _reject(self.case.check_confirm_write_off, c)
-        self._check_no_proposal_waiting(c)
+        self._reject_unless_free(self.case.check_confirm_write_off, c)
 
     @workflow.update
     async def close_case(self, c: CloseIn) -> UpdateResult:
         kind = self._proposal_kind(c)
         if kind is not None:
             return await self._propose(kind, c)
-        before = self.case.state.event_seq
-        result = self.case.apply_close(c, workflow.now())
-        self._stamp(c.actor, before)
-        self._touch(force=True)
-        return result  # the run loop sees the case closed and records the closure
+        return self._apply(self.case.apply_close, c, force=True)  # the run loop sees the case closed and records the closure
 
     @close_case.validator
     def _validate_close(self, c: CloseIn) -> None:
-        _reject(self.case.check_close, c)
-        self._check_no_proposal_waiting(c)
+        self._reject_unless_free(self.case.check_close, c)
 
     @workflow.update
     async def reverse_payment(self, r: ReversalIn) -> UpdateResult:
-        before = self.case.state.event_seq
-        result = self.case.apply_reversal(r, workflow.now())
-        self._stamp(r.actor, before)
-        self._touch(force=True)
+        result = self._apply(self.case.apply_reversal, r, force=True)
         await self._ledger_reversal(r.payment_id)
         return result
 
