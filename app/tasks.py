@@ -274,3 +274,40 @@ async def record_outcome(client: Client, repo, task_id: int, body: TaskOutcome) 
         )
         s.commit()
     return result
+
+
+class Reassign(BaseModel):
+    assignee: str = Field(min_length=1, max_length=100, description="an active operator's display name")
+    reason: str = Field(default="", max_length=200)
+
+
+def reassign(repo, task_id: int, body: Reassign) -> TaskView:
+    """A supervisor gives an open task to another operator (who must exist, be active and hold a role that works
+    the task's kind). Re-queueing by the case goes on from the task's due time as before."""
+    from access.operators import Operators
+    from access.permissions import allowed
+
+    actor = require("tasks.manage")
+    t = _open_task(repo, task_id)
+    op = Operators(repo).find(body.assignee)
+    if op is None or not op.active:
+        raise BadInput("assignee", f"no active operator named {body.assignee!r}; nothing was changed")
+    if not allowed(op.roles.split(","), f"outcome.{t.action}"):
+        raise BadInput("assignee", f"{op.display_name} has no role that records a {t.action} outcome")
+    tasks_ = table_of(TaskRow)
+    with repo.session() as s:
+        s.execute(update(tasks_).where(tasks_.c.id == t.id).values(assignee=op.display_name, updated_at=utcnow()))
+        s.add(
+            EventRow(
+                workflow_id=t.workflow_id,
+                loan_id=t.loan_id,
+                at=utcnow(),
+                kind="task_reassigned",
+                detail=f"task {t.id} from {t.assignee or 'nobody'} to {op.display_name}"
+                + (f": {body.reason.strip()}" if body.reason.strip() else ""),
+                cause=json.dumps({"source": "supervisor"}),
+                actor=f"{actor.operator_id}:{actor.role}",
+            )
+        )
+        s.commit()
+    return task(repo, task_id)

@@ -119,6 +119,26 @@ async def outcome(request: Request, task_id: int) -> Response:
     return await _task_page(request, sess, task_id, done=getattr(result, "message", "recorded"))
 
 
+@router.post("/tasks/{task_id}/assignee", response_class=HTMLResponse)
+async def reassign(request: Request, task_id: int) -> Response:
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    form = await checked_form(request, sess)
+    if isinstance(form, Response):
+        return form
+    try:
+        body = tasks.Reassign(assignee=form.get("assignee", "").strip() or "-", reason=form.get("reason", ""))
+        t = await asyncio.to_thread(tasks.reassign, _backend(request).repo(), task_id, body)
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=exc.reason)
+    except NotFound as exc:
+        return render(request, "error.html", sess, 404, message=exc.reason)
+    except BadInput as exc:
+        return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
+    return await _task_page(request, sess, task_id, done=f"given to {t.assignee}")
+
+
 # --------------------------------------------------------------------------- plans in arrears
 
 

@@ -230,6 +230,9 @@ PHRASES = {
     "visit_outcome": "Visit outcome recorded",
     "court_outcome": "Court event recorded",
     "outcome_timeout": "No outcome in time; the ladder moved on",
+    "task_opened": "Task for the floor opened",
+    "task_requeued": "Task re-queued (not worked in time)",
+    "task_reassigned": "Task given to another operator",
     "write_off_proposed": "Write-off proposed",
     "write_off_deferred": "Write-off deferred",
     "write_off_confirmed": "Write-off confirmed",
@@ -248,6 +251,7 @@ PHRASES = {
 # Inputs that a person makes (an operator, or the bank's payment feed for payments): their actor is shown,
 # and named "not recorded" where the event has none (cases from before actors were recorded).
 HUMAN_KINDS = {
+    "task_reassigned",
     "promise",
     "plan_agreed",
     "hold_placed",

@@ -68,6 +68,7 @@ EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
     },
     "tasks.list": ("GET", "/v1/tasks", None),
     "task.call": ("POST", "/v1/tasks/1/call", None),
+    "tasks.manage": ("POST", "/v1/tasks/1/assignee", {"assignee": "someone"}),
     **{
         f"outcome.{k}": ("POST", "/v1/loans/L1/outcomes", {"kind": k, "outcome": "no_answer"}) for k in ("call", "visit", "court")
     },

@@ -365,3 +365,28 @@ async def test_my_tasks_lists_todays_calls_by_urgency_and_visits_by_district(flo
     with pytest.raises(InvalidInput) as e:
         floor_tasks.my_tasks(repo, assignee="Li Na")
     assert e.value.field == "assignee"
+
+
+async def test_a_supervisor_gives_a_task_to_another_operator_who_can_work_it(floor, as_collector):
+    from access.operators import Operators
+    from access.permissions import Forbidden
+    from app import tasks as floor_tasks
+
+    cases, repo = floor
+    store = Operators(repo)
+    store.ensure("Wang Fang", ["collector"])
+    store.ensure("Viewer Wu", ["viewer"])
+    h = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI)
+    [t] = open_tasks(repo, loan(h))
+    as_collector()
+    with pytest.raises(Forbidden):  # a collector may not
+        floor_tasks.reassign(repo, t.id, floor_tasks.Reassign(assignee="Wang Fang"))
+    as_collector("Zhang Sup", roles=("supervisor",))
+    for who, fragment in (("Nobody Here", "no active operator"), ("Viewer Wu", "no role that records a call")):
+        with pytest.raises(InvalidInput) as e:
+            floor_tasks.reassign(repo, t.id, floor_tasks.Reassign(assignee=who))
+        assert e.value.field == "assignee" and fragment in e.value.reason
+        assert open_tasks(repo, loan(h))[0].assignee == "Li Na"  # nothing changed
+    view = floor_tasks.reassign(repo, t.id, floor_tasks.Reassign(assignee="Wang Fang", reason="Li Na is off today"))
+    assert view.assignee == "Wang Fang" and open_tasks(repo, loan(h))[0].assignee == "Wang Fang"
+    assert any("from Li Na to Wang Fang: Li Na is off today" in d for d in events(repo, loan(h), "task_reassigned"))

@@ -62,3 +62,15 @@ async def call(be: BackendDep, task_id: TaskId) -> tasks.CallOpened:
 )
 async def outcome(be: BackendDep, task_id: TaskId, body: tasks.TaskOutcome) -> Any:
     return await within_timeout(tasks.record_outcome(await be.client(), be.repo(), task_id, body))
+
+
+@router.post(
+    "/tasks/{task_id}/assignee",
+    **guard("tasks.manage"),
+    tags=["tasks"],
+    response_model=tasks.TaskView,
+    responses={**E404, **E422},
+    summary="Give an open task to another operator (a supervisor)",
+)
+async def reassign(be: BackendDep, task_id: TaskId, body: tasks.Reassign) -> tasks.TaskView:
+    return await asyncio.to_thread(tasks.reassign, be.repo(), task_id, body)
