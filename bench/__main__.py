@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from temporalio.client import Client
 
 FULL = dict(
     start=1000,
@@ -160,9 +161,23 @@ async def main(args: argparse.Namespace) -> int:
                         tuning={"max_cached_workflows": cache, **tuning},
                         **wkw,
                     )
-                    async with w, harness.FirstSteps(db.engine) as watcher:
+                    # the peer baseline (bench/peer.py) on a worker process of its own: default converter, no codec
+                    pw = harness.WorkerProcess(
+                        harness.target(env.client),
+                        "bench-peer",
+                        db.url,
+                        gw.url,
+                        gw.api_key,
+                        tuning={"max_cached_workflows": cache, **tuning},
+                        name="peer-worker",
+                        kind="peer",
+                        **wkw,
+                    )
+                    async with w, pw, harness.FirstSteps(db.engine) as watcher:
+                        peer = start.Peer(await Client.connect(harness.target(env.client)), "bench-peer", pw.pid)
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
-                        with prof or contextlib.nullcontext():
+                        pprof = Profiler("peer-worker-dev-server", pw.pid) if args.profile else None
+                        with prof or contextlib.nullcontext(), pprof or contextlib.nullcontext():
                             s = await start.run(
                                 env.client,
                                 db,
@@ -172,6 +187,7 @@ async def main(args: argparse.Namespace) -> int:
                                 sz["concurrency"],
                                 warmup=min(20, sz["start"]),
                                 worker_pid=w.pid,
+                                peer=peer,
                             )
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)
                             tables.append(s.table)
@@ -208,6 +224,8 @@ async def main(args: argparse.Namespace) -> int:
                                 console.print(t.render())
                         if prof:
                             profiles[prof.name] = prof.summary_path
+                        if pprof:
+                            profiles[pprof.name] = pprof.summary_path
         if "portfolio" in only:
             for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
                 (folder / f"portfolio-{kind}").mkdir(exist_ok=True)

@@ -304,6 +304,7 @@ class WorkerProcess:
     threads: int | None = None
     sandbox: str = "passthrough"  # production's (worker.workflow_runner)
     activities: str = "real"
+    kind: str = "case"  # "peer": bench/peer.py's baseline on a worker of its own (default converter and sandbox)
     env: dict = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     stray: list = field(default_factory=list)
@@ -323,6 +324,7 @@ class WorkerProcess:
             threads=self.threads,
             sandbox=self.sandbox,
             activities=self.activities,
+            kind=self.kind,
         )
         t = time.perf_counter()
         self._log = open(LOGS / f"{self.name}.log", "wb")

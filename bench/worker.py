@@ -63,6 +63,23 @@ async def bench_worker(client: Client, activities: CaseActivities, task_queue: s
     return Worker(**config)
 
 
+async def peer_worker(settings: dict, gateway: GatewayClient) -> Worker:
+    """The peer baseline (bench/peer.py) as the samples run it: the SDK's default data converter (no codec) and
+    default workflow sandbox; the same database, gateway client settings and Worker tuning as the case's worker."""
+    from bench.harness import OPEN_DEFAULT
+    from bench.peer import PeerActivities, PeerReminder
+
+    client = await Client.connect(settings["address"], namespace=settings.get("namespace", "default"))
+    acts = PeerActivities(Repo(make_engine(settings["database_url"])), gateway, OPEN_DEFAULT.contact, OPEN_DEFAULT.day_seconds)
+    return Worker(
+        client,
+        task_queue=settings["task_queue"],
+        workflows=[PeerReminder],
+        activities=acts.all(),
+        **dict(settings.get("tuning", {})),
+    )
+
+
 async def main(settings: dict) -> None:
     applog.configure("json", settings.get("log_level", "info"))
     client = await Client.connect(
@@ -83,6 +100,11 @@ async def main(settings: dict) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
+    if settings.get("kind") == "peer":
+        worker = await peer_worker(settings, gateway)
+        await serve(worker)
+        await gateway.aclose()
+        return
     repo = Repo(make_engine(settings["database_url"]))
     tuning = dict(settings.get("tuning", {}))
     if settings.get("sandbox", "passthrough") == "default":
@@ -104,6 +126,12 @@ async def main(settings: dict) -> None:
             raise SystemExit(f"bench/stubs.py lacks the activities {missing}: add them")
         activities = StubActivities()
     worker = await bench_worker(client, activities, settings["task_queue"], **tuning)
+    await serve(worker)
+    await gateway.aclose()
+
+
+async def serve(worker: Worker) -> None:
+    """Run `worker`, answering the commands read on stdin until `quit` or end of input."""
     loop = asyncio.get_running_loop()
     out = sys.stdout
 
@@ -124,7 +152,6 @@ async def main(settings: dict) -> None:
                 break
             else:
                 answer({"error": f"unknown command {line!r}"})
-    await gateway.aclose()
 
 
 if __name__ == "__main__":
