@@ -174,7 +174,7 @@ async def main(args: argparse.Namespace) -> int:
                         **wkw,
                     )
                     async with w, pw, harness.FirstSteps(db.engine) as watcher:
-                        peer = start.Peer(await Client.connect(harness.target(env.client)), "bench-peer", pw.pid)
+                        peer = start.Peer(await Client.connect(harness.target(env.client)), "bench-peer", pw)
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
                         pprof = Profiler("peer-worker-dev-server", pw.pid) if args.profile else None
                         with prof or contextlib.nullcontext(), pprof or contextlib.nullcontext():
@@ -186,7 +186,7 @@ async def main(args: argparse.Namespace) -> int:
                                 sz["start"],
                                 sz["concurrency"],
                                 warmup=min(20, sz["start"]),
-                                worker_pid=w.pid,
+                                worker=w,
                                 peer=peer,
                             )
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)

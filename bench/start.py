@@ -17,7 +17,7 @@ from typing import Any
 from temporalio.client import Client
 
 from app.opening import start_case
-from bench.harness import Database, FirstSteps, case_inputs
+from bench.harness import Database, FirstSteps, WorkerProcess, case_inputs
 from bench.noop import Noop
 from bench.peer import PeerReminder, peer_loan
 from bench.peer import workflow_id as peer_workflow_id
@@ -51,14 +51,8 @@ class StartResult:
     noop_rate: float
     live: list[str] = field(default_factory=list)  # loan ids of the cases now waiting on their next step
     peer_rate: float | None = None
+    peer_loans: list[str] = field(default_factory=list)  # loan ids the peer ran
     figures: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> rate, p50, p99 (ms), cpu (ms/start)
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far, from /proc: the worker's own, not the server's or
-    the gateway's on the same cores."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -67,7 +61,7 @@ class Peer:
 
     client: Client
     task_queue: str
-    pid: int | None = None
+    worker: WorkerProcess | None = None
 
 
 async def run(
@@ -79,7 +73,7 @@ async def run(
     concurrency: int,
     rounds: int = 2,
     warmup: int = 20,
-    worker_pid: int | None = None,
+    worker: WorkerProcess | None = None,
     peer: Peer | None = None,
 ) -> StartResult:
     """`n` of each kind (no-op, case and, given `peer`, the peer), `concurrency` in flight, in `rounds` rounds whose
@@ -106,15 +100,18 @@ async def run(
         )
         await asyncio.wait_for(watcher.wait(inp.loan_id), FIRST_STEP_TIMEOUT)
 
-    kinds: dict[str, tuple[Callable[[Any], Awaitable[None]], list, int | None]] = {
-        "noop": (noop, list(range(n + warmup)), worker_pid),
-        "case": (case, inputs, worker_pid),
+    kinds: dict[str, tuple[Callable[[Any], Awaitable[None]], list, WorkerProcess | None]] = {
+        "noop": (noop, list(range(n + warmup)), worker),
+        "case": (case, inputs, worker),
     }
     if peer is not None:
-        kinds["peer"] = (peer_case, peers, peer.pid)
+        kinds["peer"] = (peer_case, peers, peer.worker)
+
+    async def cpu_of(w: WorkerProcess | None) -> float:
+        return await w.cpu() if w is not None else 0.0
 
     # warm-up: the workers' first activations, connection pools, the server's caches
-    for one, items, _pid in kinds.values():
+    for one, items, _w in kinds.values():
         await closed_loop(items[:warmup], min(concurrency, warmup), one)
 
     per_round = max(1, n // rounds)
@@ -126,10 +123,10 @@ async def run(
     for r in range(rounds):
         lo, hi = warmup + r * per_round, warmup + (n if r == rounds - 1 else (r + 1) * per_round)
         for kind in order if r % 2 == 0 else order[::-1]:
-            one, items, pid = kinds[kind]
-            c0 = process_cpu(pid) if pid else 0.0
+            one, items, w = kinds[kind]
+            c0 = await cpu_of(w)
             s, lats = await closed_loop(items[lo:hi], concurrency, one)
-            cpu[kind] += (process_cpu(pid) if pid else 0.0) - c0
+            cpu[kind] += await cpu_of(w) - c0
             secs[kind] += s
             lat[kind] += lats
             done[kind] += hi - lo
@@ -172,15 +169,15 @@ async def run(
         if peer is not None:
             table.add(Row(f"latency start → first step done, {q}, case vs peer", c[q], figures["peer"][q], "ms"))
         table.add(Row(f"latency start → first step done, {q}, case vs no-op", c[q], o[q], "ms"))
-    if worker_pid:
-        if peer is not None and peer.pid:
+    if worker is not None:
+        if peer is not None and peer.worker is not None:
             table.add(
                 Row(
                     "worker CPU per start, case vs peer",
                     c["cpu"],
                     figures["peer"]["cpu"],
                     "ms",
-                    note="each worker process's own CPU time (/proc), read around its own batches",
+                    note="each worker process's own CPU time (time.process_time in it), read around its own batches",
                 )
             )
         table.add(
@@ -190,7 +187,7 @@ async def run(
                 o["cpu"],
                 "ms",
                 "<= 3",
-                note="the worker process's own CPU time (/proc), rounds alternating as above",
+                note="the worker process's own CPU time, rounds alternating as above",
             )
         )
     table.facts = {
@@ -206,6 +203,7 @@ async def run(
         noop_rate,
         [i.loan_id for i in inputs],
         peer_rate=figures["peer"]["rate"] if peer is not None else None,
+        peer_loans=[i.loan_id for i in peers],
         figures=figures,
     )
 

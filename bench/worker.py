@@ -5,7 +5,7 @@ bench's trivial workflows, on one task queue, in a process of its own so that it
 
 Settings: address, namespace, task_queue, database_url, gateway_url, gateway_api_key, tuning (Worker
 keyword arguments), log_level. Commands on stdin, one per line, answered on stdout as one JSON line:
-`rss` (after gc and malloc_trim), `quit`.
+`rss` (after gc and malloc_trim), `cpu` (the process's CPU seconds, all threads), `quit`.
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ async def serve(worker: Worker) -> None:
                 t = time.perf_counter()
                 settle_memory()
                 answer({"rss": rss_bytes(), "gc_seconds": round(time.perf_counter() - t, 3)})
+            elif line == "cpu":  # this process's CPU time, every thread, at nanosecond resolution
+                answer({"cpu": time.process_time()})
             elif line == "quit":
                 break
             else:
