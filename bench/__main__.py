@@ -58,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {', '.join(ITEMS)}")
     p.add_argument("--start", type=int, help="item 1: workflows of each kind (full 1000)")
     p.add_argument("--concurrency", type=int, help="starts and updates in flight (full 32)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="item 1: rounds, each kind once per round in alternating order (more rounds spread a shared machine's drift)",
+    )
     p.add_argument("--idle", type=int, help="item 2: idle workflows and cases measured (full 2000)")
     p.add_argument("--live", type=int, help="item 3: live cases on the server (full 10000)")
     p.add_argument("--samples", type=int, help="item 3: updates of each kind (full 1000)")
@@ -102,11 +108,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
     p.add_argument(
         "--sandbox",
-        choices=("passthrough", "default"),
+        choices=("passthrough", "default", "none"),
         default="passthrough",
         help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
         "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
-        "again for every cached workflow",
+        "again for every cached workflow; none: no sandbox (UnsandboxedWorkflowRunner), for comparison only",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
@@ -185,6 +191,7 @@ async def main(args: argparse.Namespace) -> int:
                                 "bench",
                                 sz["start"],
                                 sz["concurrency"],
+                                rounds=args.rounds,
                                 warmup=min(20, sz["start"]),
                                 worker=w,
                                 peer=peer,

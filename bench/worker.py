@@ -112,6 +112,12 @@ async def main(settings: dict) -> None:
         from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
         tuning["workflow_runner"] = SandboxedWorkflowRunner()
+    elif settings.get("sandbox") == "none":
+        # no sandbox at all (for comparison): the SDK reaches the workflow's serialization context for every payload
+        # it encodes or decodes through the sandbox (an exec in it); without one that is a plain call
+        from temporalio.worker import UnsandboxedWorkflowRunner
+
+        tuning["workflow_runner"] = UnsandboxedWorkflowRunner()
     else:
         # production's sandbox (worker.workflow_runner: the workflow modules pass through), and the bench's own
         # workflow modules (the baselines, the probe) pass through the same way, so that baseline and case compare
