@@ -6,8 +6,9 @@
     python -m bench --profile       # py-spy the worker during items 1-3 and 5 and during item 4
     python -m bench --only direct --direct-loans 10000,100000 --direct-sweep 10000   # item 6 at the issue's sizes
 
-Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process;
-item 4 runs on the time-skipping test server with a worker process of its own.
+Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process (item 1's peer
+baseline, bench/peer.py, has a worker process of its own); item 4 runs on the time-skipping test server with a
+worker process of its own.
 """
 
 from __future__ import annotations
