@@ -6,8 +6,9 @@
     python -m bench --profile       # py-spy the worker during items 1-3 and 5 and during item 4
     python -m bench --only direct --direct-loans 10000,100000 --direct-sweep 10000   # item 6 at the issue's sizes
 
-Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process;
-item 4 runs on the time-skipping test server with a worker process of its own.
+Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process (item 1's peer
+baseline, bench/peer.py, has a worker process of its own); item 4 runs on the time-skipping test server with a
+worker process of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from temporalio.client import Client
 
 FULL = dict(
     start=1000,
@@ -57,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {', '.join(ITEMS)}")
     p.add_argument("--start", type=int, help="item 1: workflows of each kind (full 1000)")
     p.add_argument("--concurrency", type=int, help="starts and updates in flight (full 32)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="item 1: rounds, each kind once per round in alternating order (more rounds spread a shared machine's drift)",
+    )
     p.add_argument("--idle", type=int, help="item 2: idle workflows and cases measured (full 2000)")
     p.add_argument("--live", type=int, help="item 3: live cases on the server (full 10000)")
     p.add_argument("--samples", type=int, help="item 3: updates of each kind (full 1000)")
@@ -101,11 +109,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
     p.add_argument(
         "--sandbox",
-        choices=("passthrough", "default"),
+        choices=("passthrough", "default", "none"),
         default="passthrough",
         help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
         "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
-        "again for every cached workflow",
+        "again for every cached workflow; none: no sandbox (UnsandboxedWorkflowRunner), for comparison only",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")
@@ -160,9 +168,23 @@ async def main(args: argparse.Namespace) -> int:
                         tuning={"max_cached_workflows": cache, **tuning},
                         **wkw,
                     )
-                    async with w, harness.FirstSteps(db.engine) as watcher:
+                    # the peer baseline (bench/peer.py) on a worker process of its own: default converter, no codec
+                    pw = harness.WorkerProcess(
+                        harness.target(env.client),
+                        "bench-peer",
+                        db.url,
+                        gw.url,
+                        gw.api_key,
+                        tuning={"max_cached_workflows": cache, **tuning},
+                        name="peer-worker",
+                        kind="peer",
+                        **wkw,
+                    )
+                    async with w, pw, harness.FirstSteps(db.engine) as watcher:
+                        peer = start.Peer(await Client.connect(harness.target(env.client)), "bench-peer", pw)
                         prof = Profiler("worker-dev-server", w.pid) if args.profile else None
-                        with prof or contextlib.nullcontext():
+                        pprof = Profiler("peer-worker-dev-server", pw.pid) if args.profile else None
+                        with prof or contextlib.nullcontext(), pprof or contextlib.nullcontext():
                             s = await start.run(
                                 env.client,
                                 db,
@@ -170,8 +192,10 @@ async def main(args: argparse.Namespace) -> int:
                                 "bench",
                                 sz["start"],
                                 sz["concurrency"],
+                                rounds=args.rounds,
                                 warmup=min(20, sz["start"]),
-                                worker_pid=w.pid,
+                                worker=w,
+                                peer=peer,
                             )
                             s.table.facts["worker start (s)"] = round(w.started_in, 2)
                             tables.append(s.table)
@@ -208,6 +232,8 @@ async def main(args: argparse.Namespace) -> int:
                                 console.print(t.render())
                         if prof:
                             profiles[prof.name] = prof.summary_path
+                        if pprof:
+                            profiles[pprof.name] = pprof.summary_path
         if "portfolio" in only:
             for kind in [k.strip() for k in args.portfolio_activities.split(",") if k.strip()]:
                 (folder / f"portfolio-{kind}").mkdir(exist_ok=True)

@@ -80,6 +80,42 @@ def open_hours_toml(dest: Path) -> Path:
 OPEN_DEFAULT = open_hours(load_policy("default"))
 
 
+# --------------------------------------------------------------------------- calendars
+
+BENCH_ONLY_CALENDAR = """# BENCH ONLY: a stand-in for a year whose notice is not on file; not from any notice.
+year = {year}
+
+[source]
+title = "国务院办公厅关于{year}年部分节假日安排的通知"
+number = "BENCH-ONLY"
+date = {prev}-11-01
+
+[[breaks]]
+name = "元旦"
+notice = "bench only"
+days = 1
+rest = [{year}-01-01]
+working = []
+"""
+
+
+def calendar_stand_ins(folder: Path, years_ahead: int = 10) -> Path:
+    """A calendar folder for a worker on the time-skipping clock (COLLECTIONS_CALENDAR_DIR): copies of the official
+    files and, for the years after the last one, BENCH ONLY stand-ins (1 January the only holiday, weekends rest
+    days), as tests/conftest.py does for the suite. Without them a year of the ladder that runs into a year whose
+    notice is not out fails closed every day (domain/calendar.py), and the benchmark measures that retry loop."""
+    from domain import calendar
+
+    folder.mkdir(parents=True, exist_ok=True)
+    official = sorted(calendar.OFFICIAL_DIR.glob("cn-*.toml"))
+    for f in official:
+        (folder / f.name).write_bytes(f.read_bytes())
+    last = max(int(f.stem.split("-")[1]) for f in official)
+    for year in range(last + 1, dt.date.today().year + years_ahead):
+        (folder / f"cn-{year}.toml").write_text(BENCH_ONLY_CALENDAR.format(year=year, prev=year - 1), encoding="utf-8")
+    return folder
+
+
 # --------------------------------------------------------------------------- servers
 
 
@@ -304,6 +340,7 @@ class WorkerProcess:
     threads: int | None = None
     sandbox: str = "passthrough"  # production's (worker.workflow_runner)
     activities: str = "real"
+    kind: str = "case"  # "peer": bench/peer.py's baseline on a worker of its own (default converter and sandbox)
     env: dict = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     stray: list = field(default_factory=list)
@@ -323,6 +360,7 @@ class WorkerProcess:
             threads=self.threads,
             sandbox=self.sandbox,
             activities=self.activities,
+            kind=self.kind,
         )
         t = time.perf_counter()
         self._log = open(LOGS / f"{self.name}.log", "wb")
@@ -367,6 +405,11 @@ class WorkerProcess:
 
     async def rss(self) -> int:
         return (await self.command("rss"))["rss"]
+
+    async def cpu(self) -> float:
+        """The worker process's own CPU seconds so far (user + system, every thread): not the server's or the
+        gateway's on the same cores. Read inside the process (time.process_time), finer than /proc's 10 ms ticks."""
+        return (await self.command("cpu"))["cpu"]
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,7 +24,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from app.opening import start_case
-from bench.harness import OPEN_DEFAULT, TZ, WorkerProcess, case_inputs, target, time_skipping_server
+from bench.harness import OPEN_DEFAULT, TZ, WorkerProcess, calendar_stand_ins, case_inputs, target, time_skipping_server
 from bench.live import cpu_seconds
 from bench.profiling import Profiler
 from bench.report import Row, Table
@@ -169,6 +172,12 @@ async def run(
     activities: str = "real",
 ) -> Table:
     tag = uuid.uuid4().hex[:6]
+    # the time-skipping clock runs a year ahead, past the last official calendar: stand-ins for the later years
+    # (unless the caller, the test suite, already names a folder of its own)
+    calendars = os.environ.get("COLLECTIONS_CALENDAR_DIR")
+    stand_ins = None if calendars else tempfile.TemporaryDirectory(prefix="bench-calendars-")
+    if stand_ins is not None:
+        calendars = str(calendar_stand_ins(Path(stand_ins.name)))
     async with time_skipping_server() as env:
         with db_factory() as db:
             task_queue = f"portfolio-{tag}"
@@ -181,6 +190,7 @@ async def run(
                 tuning=tuning,
                 name=f"portfolio-worker-{activities}",
                 activities=activities,
+                env={"COLLECTIONS_CALENDAR_DIR": calendars},
                 **(worker_kw or {}),
             ) as worker:
                 now = await env.get_current_time()
@@ -234,6 +244,8 @@ async def run(
                 for x in ladder_done[:5]:
                     st = await env.client.get_workflow_handle(workflow_id(x.inp.loan_id)).query(CollectionCase.status)
                     stages[st.stage] += 1
+    if stand_ins is not None:
+        stand_ins.cleanup()
     ladder = sizes.get("ladder", [0])
     cps = n / wall
     fit = 600 * cps  # loans this machine walks through 365 days in 10 minutes at this rate
@@ -253,7 +265,15 @@ async def run(
             ">= 1.0",
             note="extrapolated linearly from this run" if n < 10_000 else "",
         ),
-        Row("worker CPU per loan-year", cpu / n * 1000, None, "ms"),
+        Row(
+            "worker CPU per loan-year",
+            cpu / n * 1000,
+            None,
+            "ms",
+            "<= 80" if activities == "real" else "",
+            goal_on="ours",
+            note="the worker process's own CPU time (/proc) over the year, divided by the loans",
+        ),
         Row("history events, case walking the whole ladder (max)", max(ladder), None, "events", "<= 150", goal_on="ours"),
         Row("history events, case walking the whole ladder (mean)", sum(ladder) / len(ladder), None, "events"),
     )
@@ -268,5 +288,6 @@ async def run(
         "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
         "concurrency": concurrency,
         "worker CPU (s)": round(cpu, 1),
+        "calendars": "official files, with BENCH ONLY stand-ins for the later years" if stand_ins is not None else calendars,
     }
     return table

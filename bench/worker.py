@@ -5,7 +5,7 @@ bench's trivial workflows, on one task queue, in a process of its own so that it
 
 Settings: address, namespace, task_queue, database_url, gateway_url, gateway_api_key, tuning (Worker
 keyword arguments), log_level. Commands on stdin, one per line, answered on stdout as one JSON line:
-`rss` (after gc and malloc_trim), `quit`.
+`rss` (after gc and malloc_trim), `cpu` (the process's CPU seconds, all threads), `quit`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,23 @@ async def bench_worker(client: Client, activities: CaseActivities, task_queue: s
     return Worker(**config)
 
 
+async def peer_worker(settings: dict, gateway: GatewayClient) -> Worker:
+    """The peer baseline (bench/peer.py) as the samples run it: the SDK's default data converter (no codec) and
+    default workflow sandbox; the same database, gateway client settings and Worker tuning as the case's worker."""
+    from bench.harness import OPEN_DEFAULT
+    from bench.peer import PeerActivities, PeerReminder
+
+    client = await Client.connect(settings["address"], namespace=settings.get("namespace", "default"))
+    acts = PeerActivities(Repo(make_engine(settings["database_url"])), gateway, OPEN_DEFAULT.contact, OPEN_DEFAULT.day_seconds)
+    return Worker(
+        client,
+        task_queue=settings["task_queue"],
+        workflows=[PeerReminder],
+        activities=acts.all(),
+        **dict(settings.get("tuning", {})),
+    )
+
+
 async def main(settings: dict) -> None:
     applog.configure("json", settings.get("log_level", "info"))
     client = await Client.connect(
@@ -83,6 +100,11 @@ async def main(settings: dict) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(settings["threads"], thread_name_prefix="asyncio"))
+    if settings.get("kind") == "peer":
+        worker = await peer_worker(settings, gateway)
+        await serve(worker)
+        await gateway.aclose()
+        return
     repo = Repo(make_engine(settings["database_url"]))
     tuning = dict(settings.get("tuning", {}))
     if settings.get("sandbox", "passthrough") == "default":
@@ -90,6 +112,12 @@ async def main(settings: dict) -> None:
         from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
         tuning["workflow_runner"] = SandboxedWorkflowRunner()
+    elif settings.get("sandbox") == "none":
+        # no sandbox at all (for comparison): the SDK reaches the workflow's serialization context for every payload
+        # it encodes or decodes through the sandbox (an exec in it); without one that is a plain call
+        from temporalio.worker import UnsandboxedWorkflowRunner
+
+        tuning["workflow_runner"] = UnsandboxedWorkflowRunner()
     else:
         # production's sandbox (worker.workflow_runner: the workflow modules pass through), and the bench's own
         # workflow modules (the baselines, the probe) pass through the same way, so that baseline and case compare
@@ -104,6 +132,12 @@ async def main(settings: dict) -> None:
             raise SystemExit(f"bench/stubs.py lacks the activities {missing}: add them")
         activities = StubActivities()
     worker = await bench_worker(client, activities, settings["task_queue"], **tuning)
+    await serve(worker)
+    await gateway.aclose()
+
+
+async def serve(worker: Worker) -> None:
+    """Run `worker`, answering the commands read on stdin until `quit` or end of input."""
     loop = asyncio.get_running_loop()
     out = sys.stdout
 
@@ -120,11 +154,12 @@ async def main(settings: dict) -> None:
                 t = time.perf_counter()
                 settle_memory()
                 answer({"rss": rss_bytes(), "gc_seconds": round(time.perf_counter() - t, 3)})
+            elif line == "cpu":  # this process's CPU time, every thread, at nanosecond resolution
+                answer({"cpu": time.process_time()})
             elif line == "quit":
                 break
             else:
                 answer({"error": f"unknown command {line!r}"})
-    await gateway.aclose()
 
 
 if __name__ == "__main__":
