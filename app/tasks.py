@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, update
+from sqlalchemy import case, func, or_, update
 from sqlmodel import col, select
 from temporalio.client import Client
 
@@ -112,17 +112,16 @@ def my_tasks(
         calls = (col(TaskRow.action) == "call") & (col(TaskRow.created_at) < end)
         visits = (col(TaskRow.action) == "visit") & (col(TaskRow.slot_start) >= start) & (col(TaskRow.slot_start) < end)
         q = q.where(calls if action == "call" else visits if action == "visit" else or_(calls, visits))
+        visit = col(TaskRow.action) == "visit"
         q = q.order_by(
             col(TaskRow.action),  # calls, then the day's visits
-            func.coalesce(col(TaskRow.district), ""),
-            col(TaskRow.priority),
+            case((visit, col(TaskRow.district)), else_=""),  # a visit round walks district by district
+            case((visit, 0), else_=col(TaskRow.priority)),  # calls by urgency
             func.coalesce(col(TaskRow.slot_start), col(TaskRow.due_at)),
             col(TaskRow.id),
         )
         rows = list(s.exec(q.offset((max(page, 1) - 1) * PAGE).limit(PAGE + 1)).all())
-    # calls are worked by urgency, not by district: re-sort them (the query keeps the page stable)
     views = [_view(t, now) for t in rows[:PAGE]]
-    views.sort(key=lambda v: (v.action, v.priority if v.action == "call" else 0, v.district if v.action == "visit" else ""))
     return views, len(rows) > PAGE
 
 
