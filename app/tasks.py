@@ -34,6 +34,14 @@ from domain.money import format_amount
 from domain.policy import ContactRules
 
 PAGE = 25
+MAX_ID = 2**31 - 1  # a task id is a 32-bit integer column on every database
+
+
+def _task_row(s, task_id: int) -> TaskRow:
+    t = s.get(TaskRow, task_id) if 1 <= task_id <= MAX_ID else None
+    if t is None:
+        raise NotFound("task_id", f"no task {task_id}")
+    return t
 
 
 class TaskView(BaseModel):
@@ -128,17 +136,12 @@ def my_tasks(
 def task(repo, task_id: int) -> TaskView:
     require("tasks.list")
     with repo.session() as s:
-        t = s.get(TaskRow, task_id)
-        if t is None:
-            raise NotFound("task_id", f"no task {task_id}")
-        return _view(t, utcnow())
+        return _view(_task_row(s, task_id), utcnow())
 
 
 def _open_task(repo, task_id: int, action: str | None = None) -> TaskRow:
     with repo.session() as s:
-        t = s.get(TaskRow, task_id)
-    if t is None:
-        raise NotFound("task_id", f"no task {task_id}")
+        t = _task_row(s, task_id)
     if t.status != "open":
         raise BadInput("task_id", f"task {task_id} is {t.status}; nothing was changed")
     if action is not None and t.action != action:

@@ -390,3 +390,14 @@ async def test_a_supervisor_gives_a_task_to_another_operator_who_can_work_it(flo
     view = floor_tasks.reassign(repo, t.id, floor_tasks.Reassign(assignee="Wang Fang", reason="Li Na is off today"))
     assert view.assignee == "Wang Fang" and open_tasks(repo, loan(h))[0].assignee == "Wang Fang"
     assert any("from Li Na to Wang Fang: Li Na is off today" in d for d in events(repo, loan(h), "task_reassigned"))
+
+
+def test_a_task_id_beyond_the_column_is_not_found_not_a_server_error(repo, as_collector):
+    from app import tasks as floor_tasks
+    from app.errors import NotFound
+
+    as_collector()
+    for bad in (0, 2**31, 45238295496862071162667008):  # the last one a fuzzer sent
+        with pytest.raises(NotFound) as e:
+            floor_tasks.open_call(repo, bad)
+        assert e.value.field == "task_id"

@@ -14,7 +14,7 @@ from app import tasks
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses={**E401, **E403, **E503})
 BackendDep = Annotated[Backend, Depends(backend)]
-TaskId = Annotated[int, Path(ge=1, description="the task's id")]
+TaskId = Annotated[int, Path(ge=1, le=tasks.MAX_ID, description="the task's id")]
 
 
 class TaskPage(BaseModel):
