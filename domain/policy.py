@@ -247,7 +247,7 @@ class AgentRules(_Strict):
 
     call_due_hours: int = Field(default=8, ge=1, le=168, description="a call task is worked within this; then re-queued")
     call_await_days: int = Field(
-        default=3, ge=1, le=60, description="the case waits this long for a call task's outcome, then moves on"
+        default=3, ge=1, le=365, description="the case waits this long for a call task's outcome, then moves on"
     )
     visit_due_days: int = Field(default=2, ge=1, le=30, description="a visit not reported this long after its slot is re-queued")
     max_requeues: int = Field(default=2, ge=0, le=10, description="re-queues before the task waits out its timeout")
