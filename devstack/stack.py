@@ -302,7 +302,7 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     cfg = cfg or stack_settings()
     ep = Endpoints.from_settings(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
-    env.setdefault("COLLECTIONS_TEAMS_FILE", str(ROOT / "policies" / "teams-demo.toml"))  # the demo's floor
+    env.setdefault("COLLECTIONS_TEAMS_FILE", str(ROOT / "policies" / "teams" / "demo.toml"))  # the demo's floor
     server = [
         binaries.find("temporal"),
         "server",

@@ -3,7 +3,7 @@
 A step action in agent mode (`Step.modes`, e.g. `call = "agent"`) opens a *task* for the collections floor
 instead of a send. This module holds the rules for a task, pure and in one place:
 
-- **who gets it** (`assign`): the first team in `policies/teams.toml` whose segments, regions and actions
+- **who gets it** (`assign`): the first team in `policies/teams/default.toml` whose segments, regions and actions
   match the case, then the member of that team with the fewest open tasks (ties by name); a re-queued
   task goes to another member where the team has one;
 - **how urgent** (`priority`): by days past due and the amount outstanding;
@@ -34,7 +34,7 @@ from domain.policy import POLICY_DIR, ContactRules
 TaskAction = Literal["call", "visit"]
 TASK_ACTIONS: tuple[str, ...] = ("call", "visit")
 TASK_STATUSES = ("open", "done", "expired", "cancelled")
-TEAMS_FILE = POLICY_DIR / "teams.toml"
+TEAMS_FILE = POLICY_DIR / "teams" / "default.toml"
 
 
 class Team(BaseModel):

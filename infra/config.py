@@ -72,7 +72,7 @@ class Common(_Env):
     log_level: LogLevel = env("LOG_LEVEL", "info")
     database_url: Str | None = env("DATABASE_URL")
     teams_file: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
-        "COLLECTIONS_TEAMS_FILE", None, description="agent mode's teams (default policies/teams.toml)"
+        "COLLECTIONS_TEAMS_FILE", None, description="agent mode's teams (default policies/teams/default.toml)"
     )
 
     @property
