@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from access.permissions import Forbidden, require
 from app import tasks, visibility
-from app.errors import BadInput, Busy, NotFound
+from app.errors import BadInput, Busy, NotFound, build
 from console import auth, worklists
 from console.pages import _backend, _session, _to_login, checked_form, render
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
@@ -67,9 +68,9 @@ async def task_page(request: Request, task_id: int) -> Response:
     return await _task_page(request, sess, task_id)
 
 
-@router.post("/tasks/{task_id}/call", response_class=HTMLResponse)
-async def call(request: Request, task_id: int) -> Response:
-    """Click to call: the gate decides now. Allowed: the number and the outcome form. Refused: why, and until when."""
+async def _task_post(request: Request, task_id: int, act: Callable[[dict[str, str]], Awaitable[dict[str, Any]]]) -> Response:
+    """A form posted on a task page: signed in, CSRF checked, then `act(form)`; the task page again, with what
+    `act` returns, or with the field and reason of a refusal beside the form (nothing changed)."""
     sess = await _session(request)
     if sess is None:
         return _to_login(request)
@@ -77,37 +78,7 @@ async def call(request: Request, task_id: int) -> Response:
     if isinstance(form, Response):
         return form
     try:
-        opened = await asyncio.to_thread(tasks.open_call, _backend(request).repo(), task_id)
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
-    except BadInput as exc:
-        return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason))
-    return await _task_page(request, sess, task_id, opened=opened)
-
-
-@router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
-async def outcome(request: Request, task_id: int) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
-    form = await checked_form(request, sess)
-    if isinstance(form, Response):
-        return form
-    be = _backend(request)
-    try:
-        body = tasks.TaskOutcome.model_validate({k: v for k, v in form.items() if k != "csrf" and v != ""})
-    except Exception as exc:  # pydantic's ValidationError: the first field and its reason
-        from pydantic import ValidationError
-
-        if not isinstance(exc, ValidationError):
-            raise
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "input"
-        return await _task_page(request, sess, task_id, 422, form_error=(field, err["msg"]), form=form)
-    try:
-        result = await tasks.record_outcome(await be.client(), be.repo(), task_id, body)
+        shown = await act({k: v for k, v in form.items() if k != "csrf" and v != ""})
     except Forbidden as exc:
         return render(request, "error.html", sess, 403, message=exc.reason)
     except NotFound as exc:
@@ -116,27 +87,38 @@ async def outcome(request: Request, task_id: int) -> Response:
         return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
     except Busy as exc:
         return await _task_page(request, sess, task_id, 503, form_error=("input", str(exc)), form=form)
-    return await _task_page(request, sess, task_id, done=getattr(result, "message", "recorded"))
+    return await _task_page(request, sess, task_id, **shown)
+
+
+@router.post("/tasks/{task_id}/call", response_class=HTMLResponse)
+async def call(request: Request, task_id: int) -> Response:
+    """Click to call: the gate decides now. Allowed: the number and the outcome form. Refused: why, and until when."""
+
+    async def act(_form: dict[str, str]) -> dict[str, Any]:
+        return {"opened": await asyncio.to_thread(tasks.open_call, _backend(request).repo(), task_id)}
+
+    return await _task_post(request, task_id, act)
+
+
+@router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
+async def outcome(request: Request, task_id: int) -> Response:
+    async def act(form: dict[str, str]) -> dict[str, Any]:
+        be = _backend(request)
+        body = build(tasks.TaskOutcome, **form)
+        result = await tasks.record_outcome(await be.client(), be.repo(), task_id, body)
+        return {"done": getattr(result, "message", "recorded")}
+
+    return await _task_post(request, task_id, act)
 
 
 @router.post("/tasks/{task_id}/assignee", response_class=HTMLResponse)
 async def reassign(request: Request, task_id: int) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
-    form = await checked_form(request, sess)
-    if isinstance(form, Response):
-        return form
-    try:
-        body = tasks.Reassign(assignee=form.get("assignee", "").strip() or "-", reason=form.get("reason", ""))
+    async def act(form: dict[str, str]) -> dict[str, Any]:
+        body = build(tasks.Reassign, assignee=form.get("assignee", ""), reason=form.get("reason", ""))
         t = await asyncio.to_thread(tasks.reassign, _backend(request).repo(), task_id, body)
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
-    except BadInput as exc:
-        return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
-    return await _task_page(request, sess, task_id, done=f"given to {t.assignee}")
+        return {"done": f"given to {t.assignee}"}
+
+    return await _task_post(request, task_id, act)
 
 
 # --------------------------------------------------------------------------- plans in arrears
