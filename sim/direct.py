@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import count
 
 from activities.contracts import base_action, case_key, for_guarantor
-from domain import compliance
+from domain import calendar, compliance
 from domain.case import Case
 from domain.compliance import ActiveHold, Decision, PastContact
 from domain.errors import InvalidInput
@@ -89,6 +89,22 @@ RefusalRow = namedtuple("RefusalRow", "loan_id rule n")
 LegalRow = namedtuple("LegalRow", "loan_id detail")
 EventRow = namedtuple("EventRow", "loan_id kind detail at")
 CaseRow = namedtuple("CaseRow", "loan_id status outcome closed_at outstanding total_paid")
+# what the borrower model reads of the case's `status` query (sim.behaviour: status, outstanding, plan, promise,
+# holds), with the query's values; the whole CaseStatus (next action, legal clocks, risk class) was a seventh of the run
+StatusView = namedtuple("StatusView", "status outstanding plan promise holds")
+
+
+def status_view(case: Case) -> StatusView:
+    """The fields of `case.status(now)` the borrower reads, computed as it computes them."""
+    s, amount = case.state, case.amount
+    b = s.balances
+    outstanding = {
+        "principal": amount(b.principal),
+        "interest": amount(b.interest),
+        "fees": amount(b.fees),
+        "total": amount(b.total),
+    }
+    return StatusView(case.status_name(), outstanding, s.plan, s.promise, s.holds)
 
 
 @dataclass(slots=True)
@@ -461,7 +477,7 @@ class Engine:
             b.schedule(day + 1, later.kind, **later.args)
         a = actions[0]
         r.read_day = day + 1
-        update = b.answer(a, case.status(now))
+        update = b.answer(a, status_view(case))  # the status query
         if update is None:
             return
         check, apply = INPUTS[update.name]
@@ -624,7 +640,8 @@ def loans_of(job: Job, indices) -> list[SimLoan]:
 
 def _run_chunk(args: tuple[Job, range]) -> ChunkResult:
     job, indices = args
-    return Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans_of(job, indices))
+    with calendar.frozen():  # the calendar files do not change during a run: a missing year is looked for once
+        return Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans_of(job, indices))
 
 
 def chunks(n: int, size: int) -> list[range]:
@@ -639,14 +656,15 @@ def run(job: Job, n: int, workers: int | None = None, chunk: int | None = None) 
     workers = workers or os.cpu_count() or 1
     parts = chunks(n, chunk or max(1, min(250, -(-n // (4 * workers)))))
     total = ChunkResult()
-    if workers == 1 or len(parts) == 1:
-        for part in parts:
-            total.merge(_run_chunk((job, part)))
-    else:
-        import multiprocessing as mp
+    with calendar.frozen():  # for the whole run: the forked workers keep what they learn from chunk to chunk
+        if workers == 1 or len(parts) == 1:
+            for part in parts:
+                total.merge(_run_chunk((job, part)))
+        else:
+            import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
-            for res in pool.imap_unordered(_run_chunk, [(job, p) for p in parts]):
-                total.merge(res)
+            with mp.get_context("fork").Pool(workers) as pool:
+                for res in pool.imap_unordered(_run_chunk, [(job, p) for p in parts]):
+                    total.merge(res)
     total.sort()
     return total
