@@ -172,6 +172,13 @@ def _thaw() -> None:
         memo.clear()
 
 
+def while_frozen_dict() -> dict:
+    """A dict emptied whenever the folder thaws (a cache that holds only while frozen)."""
+    memo: dict = {}
+    _memos.append(memo)
+    return memo
+
+
 def while_frozen(fn: Callable[P, R]) -> Callable[P, R]:
     """Keep `fn`'s answers (by its arguments, all hashable) while the folder is frozen; call it every time otherwise.
     For pure functions of their arguments and the calendar only. An exception is not kept."""

@@ -131,7 +131,17 @@ class WindowRules:
 
     @classmethod
     def of(cls, rules: ContactRules) -> WindowRules:
-        return cls(rules.window, rules.public_holidays, rules.weekends, rules.window_in_beijing_time)
+        if calendar.is_frozen():  # a run whose policies do not change: one reading per policy (kept with it, by id)
+            kept = _WINDOW_RULES.get(id(rules))
+            if kept is not None and kept[0] is rules:
+                return kept[1]
+        w = cls(rules.window, rules.public_holidays, rules.weekends, rules.window_in_beijing_time)
+        if calendar.is_frozen():
+            _WINDOW_RULES[id(rules)] = (rules, w)  # the rules kept alive with it: their id is not reused meanwhile
+        return w
+
+
+_WINDOW_RULES: dict[int, tuple[ContactRules, WindowRules]] = calendar.while_frozen_dict()
 
 
 def next_window_open(now: datetime, tz: str, rules: ContactRules, timed: bool = True) -> datetime:

@@ -54,6 +54,7 @@ def days_past_due(due: date, tz: str, now: datetime) -> int:
     return (local_date(now, tz) - due).days
 
 
+@lru_cache(maxsize=8192)  # pure, as local_midnight
 def dpd_start(due: date, tz: str, dpd: int) -> datetime:
     """The instant a given DPD begins."""
     return local_midnight(due + timedelta(days=dpd), tz)

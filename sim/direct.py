@@ -89,6 +89,9 @@ RefusalRow = namedtuple("RefusalRow", "loan_id rule n")
 LegalRow = namedtuple("LegalRow", "loan_id detail")
 EventRow = namedtuple("EventRow", "loan_id kind detail at")
 CaseRow = namedtuple("CaseRow", "loan_id status outcome closed_at outstanding total_paid")
+# what the report reads of each loan of the portfolio (sim.report.compute), sent back by the worker that drew it,
+# so that the parent does not draw the whole portfolio again
+LoanRow = namedtuple("LoanRow", "index loan_id arm total start_dpd")
 # what the borrower model reads of the case's `status` query (sim.behaviour: status, outstanding, plan, promise,
 # holds), with the query's values; the whole CaseStatus (next action, legal clocks, risk class) was a seventh of the run
 StatusView = namedtuple("StatusView", "status outstanding plan promise holds")
@@ -139,6 +142,10 @@ class _Person:
     address: str | None
 
 
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
+
+
 class GateData:
     """What the database gate reads of each person: their holds and their recent contacts (db/repo.py GateStore)."""
 
@@ -153,8 +160,8 @@ class GateData:
         holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=h.until) for h in self.holds.get(person, ()) if not h.released]
         since = now - GATE_LOOKBACK
         mine = self.contacts[person] = [c for c in self.contacts.get(person, ()) if c.at >= since]  # time only moves on
-        history = [
-            PastContact(at=c.at, channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
+        history = [  # in UTC, as decide() takes them (it would convert each, at every question)
+            PastContact(at=_utc(c.at), channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
             for c in mine
             if c.status in ("pending", "delivered")
         ]
@@ -181,7 +188,7 @@ class GateData:
                 mine.append(c)
                 run.sent[key] = c
                 run.contacts.append(c)
-                history.append(PastContact(at=now, channel=channel, loan_id=run.loan_id, bundle=bundle))
+                history.append(PastContact(at=_utc(now), channel=channel, loan_id=run.loan_id, bundle=bundle))
             out.append(d)
         return out
 
@@ -214,7 +221,8 @@ class _Loan:
         if ln.guarantor_id:
             g = guarantor_row(seed, ln)
             self.people[ln.guarantor_id] = _Person(g["timezone"], g["phone"], g["email"], g["address"])
-        self.calls = [CallScript.model_validate(s) for s in call_script(ln.profile, loan_rng(seed, ln.loan_id, "calls"))]
+        self.seed = seed
+        self._calls: list[CallScript] | None = None  # drawn at the first call (their own generator: the same script)
         self.sent: dict[str, _Contact] = {}  # idempotency key -> contact row
         self.contacts: list[_Contact] = []
         self.inbox: list[tuple[int, datetime, str, str, str]] = []  # (checkpoint day it is read, at, action, status, outcome)
@@ -227,6 +235,14 @@ class _Loan:
         self.cp_day = 0
         self.cp_pushed: set[int] = set()
         self.read_day = 1  # the checkpoint at which what happens now is seen
+
+    @property
+    def calls(self) -> list[CallScript]:
+        """The loan's call script, as the sandbox gateway holds it (sim.run scripts every loan before it starts)."""
+        if self._calls is None:
+            rng = loan_rng(self.seed, self.loan_id, "calls")
+            self._calls = [CallScript.model_validate(s) for s in call_script(self.ln.profile, rng)]
+        return self._calls
 
 
 @dataclass
@@ -242,10 +258,11 @@ class ChunkResult:
     rejected: dict = field(default_factory=lambda: defaultdict(Counter))
     rejections: list = field(default_factory=list)  # (day, loan id, text)
     recoveries: dict = field(default_factory=lambda: defaultdict(list))
+    loans: list = field(default_factory=list)  # LoanRow, one per loan run
     cpu: float = 0.0
 
     def merge(self, other: ChunkResult) -> None:
-        for name in ("payments", "contacts", "refusals", "legal_refusals", "events", "cases", "rejections"):
+        for name in ("payments", "contacts", "refusals", "legal_refusals", "events", "cases", "rejections", "loans"):
             getattr(self, name).extend(getattr(other, name))
         self.finals.update(other.finals)
         for name in ("accepted", "rejected"):
@@ -264,6 +281,7 @@ class ChunkResult:
         self.events.sort(key=lambda r: r.loan_id)
         self.cases.sort(key=lambda r: r.loan_id)
         self.rejections.sort(key=lambda r: (r[0], r[1]))
+        self.loans.sort()  # by index: the portfolio's order
 
     def data(self) -> dict:
         """The rows sim.report.compute reads."""
@@ -640,8 +658,11 @@ def loans_of(job: Job, indices) -> list[SimLoan]:
 
 def _run_chunk(args: tuple[Job, range]) -> ChunkResult:
     job, indices = args
+    loans = loans_of(job, indices)
     with calendar.frozen():  # the calendar files do not change during a run: a missing year is looked for once
-        return Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans_of(job, indices))
+        out = Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans)
+    out.loans = [LoanRow(i, ln.loan_id, ln.arm, ln.total, ln.start_dpd) for i, ln in zip(indices, loans, strict=True)]
+    return out
 
 
 def chunks(n: int, size: int) -> list[range]:

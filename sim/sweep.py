@@ -155,10 +155,11 @@ def run(
                 for k, res in enumerate(pool.imap(direct._run_chunk, tasks)):
                     results[k // len(parts)].merge(res)
     checkpoints = [anchor + direct.DAY * d for d in range(days + 1)]
-    portfolio = direct.loans_of(jobs[0], range(1, loans + 1))
+    for res in results:
+        res.sort()
+    portfolio = results[0].loans  # what the report reads of each loan, from the workers that drew them
     rows = []
     for (label, p), res in zip(variants, results, strict=False):
-        res.sort()
         fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries)["arms"][
             "champion"
         ]
