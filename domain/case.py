@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from domain import compliance, legal, risk
 from domain.allocation import allocate
@@ -71,6 +72,7 @@ CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
 
+@lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print the same instants again and again
 def utc(t: datetime) -> str:
     """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
     return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
 from domain import calendar
 from domain.calendar import CalendarMissing
@@ -270,6 +271,7 @@ def check_spacing(
     return None
 
 
+@lru_cache(maxsize=16384)  # pure: the day of an instant (equal instants in any zone are the same day)
 def _policy_day(t: datetime, tz: str, day_seconds: int):
     """The day a contact counts in for the daily caps: the borrower's local date on the real calendar; on a
     compressed one, the `day_seconds` slice of time since the Unix epoch."""
@@ -342,13 +344,14 @@ def decide(
     # DST change (7 days back from a London or New York `now` is not 168 hours)
     now = now.astimezone(UTC)
     history = [c if c.at.tzinfo is UTC else replace(c, at=c.at.astimezone(UTC)) for c in history]
+    week = _days(7, day_seconds)
     inputs = {
         "action": action,
         "channel": channel,
         "now": now.isoformat(),
         "tz": tz,
         "holds": sorted({h.kind for h in holds}),
-        "contacts_7d": sum(1 for c in history if now - c.at < _days(7, day_seconds)),
+        "contacts_7d": sum(1 for c in history if now - c.at < week),
     }
     if day_seconds != DAY:
         inputs["day_seconds"] = day_seconds

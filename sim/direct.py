@@ -123,6 +123,16 @@ class _Contact:
     status: str = "pending"
     outcome: str | None = None
     reason: str | None = None
+    past: PastContact | None = None  # as the gate reads it (kept: only its outcome changes after it is made)
+
+    def as_past(self) -> PastContact:
+        p = self.past
+        if p is None or p.outcome != self.outcome:
+            assert self.at is not None  # only contacts put to the gate (or conversations) are in its history
+            p = self.past = PastContact(
+                at=_utc(self.at), channel=self.channel, outcome=self.outcome, loan_id=self.loan_id, bundle=self.bundle
+            )
+        return p
 
 
 @dataclass(slots=True)
@@ -160,11 +170,8 @@ class GateData:
         holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=h.until) for h in self.holds.get(person, ()) if not h.released]
         since = now - GATE_LOOKBACK
         mine = self.contacts[person] = [c for c in self.contacts.get(person, ()) if c.at >= since]  # time only moves on
-        history = [  # in UTC, as decide() takes them (it would convert each, at every question)
-            PastContact(at=_utc(c.at), channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
-            for c in mine
-            if c.status in ("pending", "delivered")
-        ]
+        # in UTC, as decide() takes them (it would convert each, at every question)
+        history = [c.as_past() for c in mine if c.status in ("pending", "delivered")]
         bundle = f"{run.workflow_id}:{step}"
         out = []
         for key, action, channel in requests:
@@ -188,7 +195,7 @@ class GateData:
                 mine.append(c)
                 run.sent[key] = c
                 run.contacts.append(c)
-                history.append(PastContact(at=_utc(now), channel=channel, loan_id=run.loan_id, bundle=bundle))
+                history.append(c.as_past())
             out.append(d)
         return out
 
