@@ -104,6 +104,8 @@ class Case:
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
+        self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
+        self._index: dict[str, int] = {}
 
     # ---------------------------------------------------------------- reading
 
@@ -125,9 +127,19 @@ class Case:
         legally required notices and legal steps go on."""
         return [h for h in self.state.holds if h.kind not in CLOSING_HOLDS and h.kind != "cease_contact"]
 
+    def step_named(self, key: str) -> Step:
+        """The policy's step `key` (its first, as Policy.step_index finds it; ValueError for a key it has not)."""
+        steps = self.policy.steps
+        if self._index_for is not steps:  # the index of this very list of steps (built once per case)
+            self._index_for, self._index = steps, {}
+            for n, st in enumerate(steps):
+                self._index.setdefault(st.key, n)
+        i = self._index.get(key)
+        return steps[self.policy.step_index(key) if i is None else i]
+
     def enforcing(self) -> bool:
         """Enforcement has been applied for: a payoff now is a recovery."""
-        return any("enforcement" in self.steps[self.policy.step_index(k)].actions for k in self.state.steps_done)
+        return any("enforcement" in self.step_named(k).actions for k in self.state.steps_done)
 
     def active_plan(self) -> Plan | None:
         plan = self.state.plan
@@ -327,12 +339,12 @@ class Case:
 
     def recall_needed(self) -> list[str]:
         """An agency placement still out (placed, not yet recalled)."""
-        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        done = {a for k in self.state.steps_done for a in self.step_named(k).actions}
         return ["agency_recall"] if "agency_place" in done and not self.state.agency_recalled else []
 
     def closing_actions(self) -> list[str]:
         """What a closed case must undo: a credit report corrected after payment, an agency placement recalled."""
-        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        done = {a for k in self.state.steps_done for a in self.step_named(k).actions}
         out = []
         if "bureau_report" in done and self.state.outcome in (*PAID_OUTCOMES, "settled_by_agreement"):
             out.append("bureau_correction")
@@ -521,6 +533,8 @@ class Case:
                 payment_order_at=s.payment_order_at,
                 objection=s.objection,
             )
+        if action not in legal.CLOCKED_ACTIONS:  # no clock holds it: the facts need not be gathered
+            return None
         return legal.check(action, now, self.policy.legal, self.legal_facts())
 
     def limitation_from(self) -> datetime:

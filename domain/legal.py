@@ -197,8 +197,14 @@ def _missing(what: str, p: Period, now: datetime) -> Refusal:
     )
 
 
+# The actions a legal clock holds (every branch of `check` is one of them); any other action goes ahead.
+CLOCKED_ACTIONS = frozenset({"lawsuit", "payment_order", "enforcement", "bureau_report"})
+
+
 def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
     """May this court or bureau action go ahead now under its clock? None when it may."""
+    if action not in CLOCKED_ACTIONS:
+        return None
     if action in ("lawsuit", "payment_order"):
         p = limitation(f, rules)
         if now >= p.earliest:

@@ -112,3 +112,21 @@ def test_the_borrower_reads_what_the_status_query_says(monkeypatch):
     job = direct.Job(policies=policies, seed=5, days=200, start=start, anchor=checkpoint_anchor(start))
     direct.run(job, 80, workers=1)
     assert len(seen) > 50 and {"active", "paused"} <= set(seen)
+
+
+def test_a_step_found_by_its_key_is_the_policys():
+    from datetime import date
+
+    from domain.case import Case
+    from domain.models import CaseInput
+
+    for name in ("default", "policies/challenger-early-legal.toml"):
+        policy = load_policy(name)
+        inp = CaseInput(
+            loan_id="L1", borrower_id="B1", currency="CNY", principal=100_000, due_date=date(2026, 1, 1), policy=policy
+        )
+        case = Case(inp, datetime(2026, 2, 1, tzinfo=UTC))
+        for st in policy.steps:
+            assert case.step_named(st.key) is policy.steps[policy.step_index(st.key)]
+        with pytest.raises(ValueError):
+            case.step_named("no_such_step")
