@@ -8,10 +8,10 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 
 from domain import compliance, legal, risk
 from domain.allocation import allocate
@@ -72,7 +72,7 @@ CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
 
-@lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print the same instants again and again
+@functools.lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print them again and again
 def utc(t: datetime) -> str:
     """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
     return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"
@@ -97,6 +97,8 @@ class Case:
             self.state.runs += 1
         s = self.state
         self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
+        self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
+        self._index: dict[str, int] = {}
         # the legal clocks as domain/legal.py counts them; False only for a case replaying a history recorded before
         # them (workflows.case PATCH_LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
         self.legal_clocks = True
@@ -104,8 +106,6 @@ class Case:
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
-        self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
-        self._index: dict[str, int] = {}
 
     # ---------------------------------------------------------------- reading
 
