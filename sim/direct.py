@@ -36,6 +36,8 @@ import heapq
 import os
 import time
 from collections import Counter, defaultdict, namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import count
@@ -672,6 +674,28 @@ def _run_chunk(args: tuple[Job, range]) -> ChunkResult:
     return out
 
 
+@contextmanager
+def fork_pool(workers: int) -> Iterator:
+    """A pool of `workers` forked processes, forked with the parent's objects out of the children's garbage collector.
+
+    A child must never finalize what it inherited: a process that ran Temporal before (the test suite's earlier
+    modules, the agreement test's real run) holds objects of the SDK's runtime whose finalizer waits on a thread
+    that does not exist in a forked child, and a child whose garbage collector reached one hung for good. So the
+    parent's garbage is collected in the parent first, and what it still holds is frozen (gc.freeze: never
+    examined by a collection, in the parent or a child, until the pool is done). The children's collections also
+    skip the inherited objects, which is less to walk and fewer pages copied."""
+    import gc
+    import multiprocessing as mp
+
+    gc.collect()
+    gc.freeze()
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
+
+
 def chunks(n: int, size: int) -> list[range]:
     """Loan indices 1..n in runs of `size`. Each simulated loan has its own borrower (and guarantor), so a
     run of loans never splits a borrower; a portfolio whose borrowers hold several loans would group them first."""
@@ -689,9 +713,7 @@ def run(job: Job, n: int, workers: int | None = None, chunk: int | None = None) 
             for part in parts:
                 total.merge(_run_chunk((job, part)))
         else:
-            import multiprocessing as mp
-
-            with mp.get_context("fork").Pool(workers) as pool:
+            with fork_pool(workers) as pool:
                 for res in pool.imap_unordered(_run_chunk, [(job, p) for p in parts]):
                     total.merge(res)
     total.sort()

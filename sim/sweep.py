@@ -149,9 +149,7 @@ def run(
             for k, task in enumerate(tasks):
                 results[k // len(parts)].merge(direct._run_chunk(task))
         else:
-            import multiprocessing as mp
-
-            with mp.get_context("fork").Pool(workers) as pool:
+            with direct.fork_pool(workers) as pool:
                 for k, res in enumerate(pool.imap(direct._run_chunk, tasks)):
                     results[k // len(parts)].merge(res)
     checkpoints = [anchor + direct.DAY * d for d in range(days + 1)]
