@@ -8,15 +8,24 @@ weekday a working day (《全国年节及纪念日放假办法》, 《国务院�
 A year with no file is not guessed: every question about it raises `CalendarMissing`, and the gate fails
 closed. Files are read once and kept in memory (a missing year is looked for again on every question, so adding
 the file releases what waited for it without a restart). No other I/O; pure otherwise.
+
+A run that knows its folder cannot change under it (the simulator: one run, a fixed set of files) may take the
+folder as it is with `frozen()`: inside, a missing year is looked for once, and functions marked `@while_frozen`
+(pure functions of their arguments and the calendar, such as domain.legal.period) keep their answers. Outside,
+nothing is kept but the files read, as before; a worker never freezes.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from domain.errors import InvalidInput
 
@@ -131,7 +140,63 @@ def parse_calendar(data: dict, path: Path, year: int) -> YearCalendar:
     )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _loaded: dict[int, YearCalendar] = {}
+_missing: set[int] = set()  # years looked for and not found, remembered only while frozen
+_frozen = 0  # depth of `frozen()`
+_memos: list[dict] = []  # the caches of the @while_frozen functions, emptied when the folder thaws
+
+
+@contextmanager
+def frozen() -> Iterator[None]:
+    """Take the calendar folder as it is for the duration: a missing year is not looked for again, and the
+    @while_frozen functions keep their answers. Only for a run whose folder cannot change under it (the simulator)."""
+    global _frozen
+    _frozen += 1
+    try:
+        yield
+    finally:
+        _frozen -= 1
+        if not _frozen:
+            _thaw()
+
+
+def is_frozen() -> bool:
+    return _frozen > 0
+
+
+def _thaw() -> None:
+    _missing.clear()
+    for memo in _memos:
+        memo.clear()
+
+
+def while_frozen_dict() -> dict:
+    """A dict emptied whenever the folder thaws (a cache that holds only while frozen)."""
+    memo: dict = {}
+    _memos.append(memo)
+    return memo
+
+
+def while_frozen(fn: Callable[P, R]) -> Callable[P, R]:
+    """Keep `fn`'s answers (by its arguments, all hashable) while the folder is frozen; call it every time otherwise.
+    For pure functions of their arguments and the calendar only. An exception is not kept."""
+    memo: dict = {}
+    _memos.append(memo)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not _frozen:
+            return fn(*args, **kwargs)
+        key = (args, tuple(kwargs.items()))
+        try:
+            return memo[key]
+        except KeyError:
+            out = memo[key] = fn(*args, **kwargs)
+            return out
+
+    return wrapper
 
 
 def _load(year: int, path: Path) -> YearCalendar:
@@ -147,7 +212,9 @@ def year_calendar(year: int) -> YearCalendar:
     cal = _loaded.get(year)
     if cal is None:
         path = calendar_path(year)
-        if not path.is_file():
+        if year in _missing or not path.is_file():
+            if _frozen:
+                _missing.add(year)
             raise CalendarMissing(year, path)
         cal = _loaded[year] = _load(year, path)
     return cal
@@ -155,6 +222,7 @@ def year_calendar(year: int) -> YearCalendar:
 
 def clear_cache() -> None:
     _loaded.clear()
+    _thaw()
 
 
 def is_public_holiday(day: date) -> bool:

@@ -8,6 +8,7 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -74,6 +75,7 @@ CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
 
+@functools.lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print them again and again
 def utc(t: datetime) -> str:
     """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
     return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"
@@ -98,6 +100,8 @@ class Case:
             self.state.runs += 1
         s = self.state
         self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
+        self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
+        self._index: dict[str, int] = {}
         # the legal clocks as domain/legal.py counts them; False only for a case replaying a history recorded before
         # them (workflows.case PATCH_LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
         self.legal_clocks = True
@@ -128,9 +132,19 @@ class Case:
         legally required notices and legal steps go on."""
         return [h for h in self.state.holds if h.kind not in CLOSING_HOLDS and h.kind != "cease_contact"]
 
+    def step_named(self, key: str) -> Step:
+        """The policy's step `key` (its first, as Policy.step_index finds it; ValueError for a key it has not)."""
+        steps = self.policy.steps
+        if self._index_for is not steps:  # the index of this very list of steps (built once per case)
+            self._index_for, self._index = steps, {}
+            for n, st in enumerate(steps):
+                self._index.setdefault(st.key, n)
+        i = self._index.get(key)
+        return steps[self.policy.step_index(key) if i is None else i]
+
     def enforcing(self) -> bool:
         """Enforcement has been applied for: a payoff now is a recovery."""
-        return any("enforcement" in self.steps[self.policy.step_index(k)].actions for k in self.state.steps_done)
+        return any("enforcement" in self.step_named(k).actions for k in self.state.steps_done)
 
     def active_plan(self) -> Plan | None:
         plan = self.state.plan
@@ -334,12 +348,12 @@ class Case:
 
     def recall_needed(self) -> list[str]:
         """An agency placement still out (placed, not yet recalled)."""
-        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        done = {a for k in self.state.steps_done for a in self.step_named(k).actions}
         return ["agency_recall"] if "agency_place" in done and not self.state.agency_recalled else []
 
     def closing_actions(self) -> list[str]:
         """What a closed case must undo: a credit report corrected after payment, an agency placement recalled."""
-        done = {a for k in self.state.steps_done for a in self.steps[self.policy.step_index(k)].actions}
+        done = {a for k in self.state.steps_done for a in self.step_named(k).actions}
         out = []
         if "bureau_report" in done and self.state.outcome in (*PAID_OUTCOMES, "settled_by_agreement"):
             out.append("bureau_correction")
@@ -530,6 +544,8 @@ class Case:
                 payment_order_at=s.payment_order_at,
                 objection=s.objection,
             )
+        if action not in legal.CLOCKED_ACTIONS:  # no clock holds it: the facts need not be gathered
+            return None
         return legal.check(action, now, self.policy.legal, self.legal_facts())
 
     def limitation_from(self) -> datetime:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
 from domain import calendar
 from domain.calendar import CalendarMissing
@@ -69,12 +70,12 @@ is_working_day = calendar.is_working_day
 is_rest_day = calendar.is_rest_day
 
 
-def binds_calendar(rules: ContactRules) -> bool:
+def binds_calendar(rules: ContactRules | WindowRules) -> bool:
     """Whether the rules depend on the official calendar (and so fail closed on a year without one)."""
     return rules.public_holidays or not rules.weekends
 
 
-def day_allowed(day: date, rules: ContactRules) -> bool:
+def day_allowed(day: date, rules: ContactRules | WindowRules) -> bool:
     """No contact on a rest day inside an official break (public_holidays), nor on any rest day (weekends=false);
     make-up working days (调休) are working days. CalendarMissing when the day's year has no calendar file."""
     if not binds_calendar(rules):
@@ -86,7 +87,7 @@ def day_allowed(day: date, rules: ContactRules) -> bool:
     return True
 
 
-def clocks(tz: str, rules: ContactRules) -> tuple[str, ...]:
+def clocks(tz: str, rules: ContactRules | WindowRules) -> tuple[str, ...]:
     """The zones whose clock and calendar day a contact must satisfy: the recorded one, and Beijing time for a
     policy with `window_in_beijing_time` (every borrower of such a policy is a PRC borrower)."""
     return (tz, BEIJING) if rules.window_in_beijing_time and tz != BEIJING else (tz,)
@@ -98,7 +99,7 @@ def _at(day: date, minutes: int, tz: str) -> datetime:
     return datetime.combine(day, time(minutes // 60, minutes % 60), tzinfo=zone(tz))
 
 
-def _next_open_in(now: datetime, tz: str, rules: ContactRules, timed: bool) -> datetime:
+def _next_open_in(now: datetime, tz: str, rules: ContactRules | WindowRules, timed: bool) -> datetime:
     """The first instant at or after `now` at which a contact may start on the clock and calendar of `tz`.
 
     A day whose year has no calendar file counts as open here (its start is returned): the gate then refuses
@@ -120,9 +121,39 @@ def _next_open_in(now: datetime, tz: str, rules: ContactRules, timed: bool) -> d
     raise ValueError("no allowed contact day within 60 days: check the policy's contact rules")
 
 
+@dataclass(frozen=True, slots=True)
+class WindowRules:
+    """The contact rules `next_window_open` reads (the window, the rest days, the clocks), as a hashable value."""
+
+    window: tuple[int, int]
+    public_holidays: bool
+    weekends: bool
+    window_in_beijing_time: bool
+
+    @classmethod
+    def of(cls, rules: ContactRules) -> WindowRules:
+        if calendar.is_frozen():  # a run whose policies do not change: one reading per policy (kept with it, by id)
+            kept = _WINDOW_RULES.get(id(rules))
+            if kept is not None and kept[0] is rules:
+                return kept[1]
+        w = cls(rules.window, rules.public_holidays, rules.weekends, rules.window_in_beijing_time)
+        if calendar.is_frozen():
+            _WINDOW_RULES[id(rules)] = (rules, w)  # the rules kept alive with it: their id is not reused meanwhile
+        return w
+
+
+_WINDOW_RULES: dict[int, tuple[ContactRules, WindowRules]] = calendar.while_frozen_dict()
+
+
 def next_window_open(now: datetime, tz: str, rules: ContactRules, timed: bool = True) -> datetime:
     """The first instant at or after `now` at which a contact may start (day and time of day), on every clock
     that binds the borrower (see `clocks`)."""
+    # now.tzinfo in the key: equal instants in two zones are equal keys, and the answer may be `now` itself
+    return _next_window_open(now, now.tzinfo, tz, WindowRules.of(rules), timed)
+
+
+@calendar.while_frozen  # a pure function of its arguments and the calendar files
+def _next_window_open(now: datetime, _zone, tz: str, rules: WindowRules, timed: bool) -> datetime:
     zones = clocks(tz, rules)
     t = now
     for _ in range(200):
@@ -240,6 +271,7 @@ def check_spacing(
     return None
 
 
+@lru_cache(maxsize=16384)  # pure: the day of an instant (equal instants in any zone are the same day)
 def _policy_day(t: datetime, tz: str, day_seconds: int):
     """The day a contact counts in for the daily caps: the borrower's local date on the real calendar; on a
     compressed one, the `day_seconds` slice of time since the Unix epoch."""
@@ -312,13 +344,14 @@ def decide(
     # DST change (7 days back from a London or New York `now` is not 168 hours)
     now = now.astimezone(UTC)
     history = [c if c.at.tzinfo is UTC else replace(c, at=c.at.astimezone(UTC)) for c in history]
+    week = _days(7, day_seconds)
     inputs = {
         "action": action,
         "channel": channel,
         "now": now.isoformat(),
         "tz": tz,
         "holds": sorted({h.kind for h in holds}),
-        "contacts_7d": sum(1 for c in history if now - c.at < _days(7, day_seconds)),
+        "contacts_7d": sum(1 for c in history if now - c.at < week),
     }
     if day_seconds != DAY:
         inputs["day_seconds"] = day_seconds

@@ -43,6 +43,7 @@ def local_date(now: datetime, tz: str) -> date:
     return now.astimezone(zone(tz)).date()
 
 
+@lru_cache(maxsize=8192)  # pure (an immutable answer from the zone's rules); a case asks for the same days again and again
 def local_midnight(day: date, tz: str) -> datetime:
     """The UTC instant at which `day` begins in `tz`."""
     return datetime.combine(day, time(0), tzinfo=zone(tz)).astimezone(UTC)
@@ -53,6 +54,7 @@ def days_past_due(due: date, tz: str, now: datetime) -> int:
     return (local_date(now, tz) - due).days
 
 
+@lru_cache(maxsize=8192)  # pure, as local_midnight
 def dpd_start(due: date, tz: str, dpd: int) -> datetime:
     """The instant a given DPD begins."""
     return local_midnight(due + timedelta(days=dpd), tz)

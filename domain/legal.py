@@ -114,6 +114,7 @@ class Period:
         return f"last day {self.last_day}{moved}, ends 24:00 {tz}"
 
 
+@calendar.while_frozen  # a pure function of its arguments and the calendar files
 def period(start: date, tz: str, *, days: int = 0, years: int = 0, rest_days_move: bool = True) -> Period:
     """A period counted as 民法典 arts. 201-203 and 民事诉讼法 art. 85 count it; a last day on a rest day moves to the
     first working day after it (民法典 art. 203: 法定休假日结束的次日)."""
@@ -196,8 +197,14 @@ def _missing(what: str, p: Period, now: datetime) -> Refusal:
     )
 
 
+# The actions a legal clock holds (every branch of `check` is one of them); any other action goes ahead.
+CLOCKED_ACTIONS = frozenset({"lawsuit", "payment_order", "enforcement", "bureau_report"})
+
+
 def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
     """May this court or bureau action go ahead now under its clock? None when it may."""
+    if action not in CLOCKED_ACTIONS:
+        return None
     if action in ("lawsuit", "payment_order"):
         p = limitation(f, rules)
         if now >= p.earliest:

@@ -36,12 +36,14 @@ import heapq
 import os
 import time
 from collections import Counter, defaultdict, namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import count
 
 from activities.contracts import base_action, case_key, for_guarantor
-from domain import compliance
+from domain import calendar, compliance
 from domain.case import Case
 from domain.compliance import ActiveHold, Decision, PastContact
 from domain.errors import InvalidInput
@@ -89,6 +91,25 @@ RefusalRow = namedtuple("RefusalRow", "loan_id rule n")
 LegalRow = namedtuple("LegalRow", "loan_id detail")
 EventRow = namedtuple("EventRow", "loan_id kind detail at")
 CaseRow = namedtuple("CaseRow", "loan_id status outcome closed_at outstanding total_paid")
+# what the report reads of each loan of the portfolio (sim.report.compute), sent back by the worker that drew it,
+# so that the parent does not draw the whole portfolio again
+LoanRow = namedtuple("LoanRow", "index loan_id arm total start_dpd")
+# what the borrower model reads of the case's `status` query (sim.behaviour: status, outstanding, plan, promise,
+# holds), with the query's values; the whole CaseStatus (next action, legal clocks, risk class) was a seventh of the run
+StatusView = namedtuple("StatusView", "status outstanding plan promise holds")
+
+
+def status_view(case: Case) -> StatusView:
+    """The fields of `case.status(now)` the borrower reads, computed as it computes them."""
+    s, amount = case.state, case.amount
+    b = s.balances
+    outstanding = {
+        "principal": amount(b.principal),
+        "interest": amount(b.interest),
+        "fees": amount(b.fees),
+        "total": amount(b.total),
+    }
+    return StatusView(case.status_name(), outstanding, s.plan, s.promise, s.holds)
 
 
 @dataclass(slots=True)
@@ -104,6 +125,16 @@ class _Contact:
     status: str = "pending"
     outcome: str | None = None
     reason: str | None = None
+    past: PastContact | None = None  # as the gate reads it (kept: only its outcome changes after it is made)
+
+    def as_past(self) -> PastContact:
+        p = self.past
+        if p is None or p.outcome != self.outcome:
+            assert self.at is not None  # only contacts put to the gate (or conversations) are in its history
+            p = self.past = PastContact(
+                at=_utc(self.at), channel=self.channel, outcome=self.outcome, loan_id=self.loan_id, bundle=self.bundle
+            )
+        return p
 
 
 @dataclass(slots=True)
@@ -123,6 +154,10 @@ class _Person:
     address: str | None
 
 
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
+
+
 class GateData:
     """What the database gate reads of each person: their holds and their recent contacts (db/repo.py GateStore)."""
 
@@ -137,11 +172,8 @@ class GateData:
         holds = [ActiveHold(kind=h.kind, loan_id=h.loan_id, until=h.until) for h in self.holds.get(person, ()) if not h.released]
         since = now - GATE_LOOKBACK
         mine = self.contacts[person] = [c for c in self.contacts.get(person, ()) if c.at >= since]  # time only moves on
-        history = [
-            PastContact(at=c.at, channel=c.channel, outcome=c.outcome, loan_id=c.loan_id, bundle=c.bundle)
-            for c in mine
-            if c.status in ("pending", "delivered")
-        ]
+        # in UTC, as decide() takes them (it would convert each, at every question)
+        history = [c.as_past() for c in mine if c.status in ("pending", "delivered")]
         bundle = f"{run.workflow_id}:{step}"
         out = []
         for key, action, channel in requests:
@@ -165,7 +197,7 @@ class GateData:
                 mine.append(c)
                 run.sent[key] = c
                 run.contacts.append(c)
-                history.append(PastContact(at=now, channel=channel, loan_id=run.loan_id, bundle=bundle))
+                history.append(c.as_past())
             out.append(d)
         return out
 
@@ -198,7 +230,8 @@ class _Loan:
         if ln.guarantor_id:
             g = guarantor_row(seed, ln)
             self.people[ln.guarantor_id] = _Person(g["timezone"], g["phone"], g["email"], g["address"])
-        self.calls = [CallScript.model_validate(s) for s in call_script(ln.profile, loan_rng(seed, ln.loan_id, "calls"))]
+        self.seed = seed
+        self._calls: list[CallScript] | None = None  # drawn at the first call (their own generator: the same script)
         self.sent: dict[str, _Contact] = {}  # idempotency key -> contact row
         self.contacts: list[_Contact] = []
         self.inbox: list[tuple[int, datetime, str, str, str]] = []  # (checkpoint day it is read, at, action, status, outcome)
@@ -211,6 +244,14 @@ class _Loan:
         self.cp_day = 0
         self.cp_pushed: set[int] = set()
         self.read_day = 1  # the checkpoint at which what happens now is seen
+
+    @property
+    def calls(self) -> list[CallScript]:
+        """The loan's call script, as the sandbox gateway holds it (sim.run scripts every loan before it starts)."""
+        if self._calls is None:
+            rng = loan_rng(self.seed, self.loan_id, "calls")
+            self._calls = [CallScript.model_validate(s) for s in call_script(self.ln.profile, rng)]
+        return self._calls
 
 
 @dataclass
@@ -226,10 +267,11 @@ class ChunkResult:
     rejected: dict = field(default_factory=lambda: defaultdict(Counter))
     rejections: list = field(default_factory=list)  # (day, loan id, text)
     recoveries: dict = field(default_factory=lambda: defaultdict(list))
+    loans: list = field(default_factory=list)  # LoanRow, one per loan run
     cpu: float = 0.0
 
     def merge(self, other: ChunkResult) -> None:
-        for name in ("payments", "contacts", "refusals", "legal_refusals", "events", "cases", "rejections"):
+        for name in ("payments", "contacts", "refusals", "legal_refusals", "events", "cases", "rejections", "loans"):
             getattr(self, name).extend(getattr(other, name))
         self.finals.update(other.finals)
         for name in ("accepted", "rejected"):
@@ -248,6 +290,7 @@ class ChunkResult:
         self.events.sort(key=lambda r: r.loan_id)
         self.cases.sort(key=lambda r: r.loan_id)
         self.rejections.sort(key=lambda r: (r[0], r[1]))
+        self.loans.sort()  # by index: the portfolio's order
 
     def data(self) -> dict:
         """The rows sim.report.compute reads."""
@@ -461,7 +504,7 @@ class Engine:
             b.schedule(day + 1, later.kind, **later.args)
         a = actions[0]
         r.read_day = day + 1
-        update = b.answer(a, case.status(now))
+        update = b.answer(a, status_view(case))  # the status query
         if update is None:
             return
         check, apply = INPUTS[update.name]
@@ -624,7 +667,33 @@ def loans_of(job: Job, indices) -> list[SimLoan]:
 
 def _run_chunk(args: tuple[Job, range]) -> ChunkResult:
     job, indices = args
-    return Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans_of(job, indices))
+    loans = loans_of(job, indices)
+    with calendar.frozen():  # the calendar files do not change during a run: a missing year is looked for once
+        out = Engine(job.policies, job.seed, job.days, job.start, job.anchor, job.finals).run(loans)
+    out.loans = [LoanRow(i, ln.loan_id, ln.arm, ln.total, ln.start_dpd) for i, ln in zip(indices, loans, strict=True)]
+    return out
+
+
+@contextmanager
+def fork_pool(workers: int) -> Iterator:
+    """A pool of `workers` forked processes, forked with the parent's objects out of the children's garbage collector.
+
+    A child must never finalize what it inherited: a process that ran Temporal before (the test suite's earlier
+    modules, the agreement test's real run) holds objects of the SDK's runtime whose finalizer waits on a thread
+    that does not exist in a forked child, and a child whose garbage collector reached one hung for good. So the
+    parent's garbage is collected in the parent first, and what it still holds is frozen (gc.freeze: never
+    examined by a collection, in the parent or a child, until the pool is done). The children's collections also
+    skip the inherited objects, which is less to walk and fewer pages copied."""
+    import gc
+    import multiprocessing as mp
+
+    gc.collect()
+    gc.freeze()
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
 
 
 def chunks(n: int, size: int) -> list[range]:
@@ -639,14 +708,13 @@ def run(job: Job, n: int, workers: int | None = None, chunk: int | None = None) 
     workers = workers or os.cpu_count() or 1
     parts = chunks(n, chunk or max(1, min(250, -(-n // (4 * workers)))))
     total = ChunkResult()
-    if workers == 1 or len(parts) == 1:
-        for part in parts:
-            total.merge(_run_chunk((job, part)))
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(workers) as pool:
-            for res in pool.imap_unordered(_run_chunk, [(job, p) for p in parts]):
-                total.merge(res)
+    with calendar.frozen():  # for the whole run: the forked workers keep what they learn from chunk to chunk
+        if workers == 1 or len(parts) == 1:
+            for part in parts:
+                total.merge(_run_chunk((job, part)))
+        else:
+            with fork_pool(workers) as pool:
+                for res in pool.imap_unordered(_run_chunk, [(job, p) for p in parts]):
+                    total.merge(res)
     total.sort()
     return total

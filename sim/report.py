@@ -167,14 +167,29 @@ def compute(
     recovered = {a: 0 for a in ARMS}
     by_step = {a: Counter() for a in ARMS}
     daily = {a: [0] * (days + 1) for a in ARMS}
+    times_of: dict[str, list[datetime] | None] = {}  # a loan's contact times, when in time order (bisect), else None
+
+    def last_step_before(loan_id: str, at: datetime) -> str | None:
+        """The step of the loan's last contact at or before `at` (in the rows' order)."""
+        steps = steps_of.get(loan_id, [])
+        if loan_id not in times_of:
+            times = [t for t, _ in steps]
+            times_of[loan_id] = times if all(a <= b for a, b in itertools.pairwise(times)) else None
+        times = times_of[loan_id]
+        if times is None:
+            before = [s for t, s in steps if t <= at]
+            return before[-1] if before else None
+        i = bisect_right(times, at)
+        return steps[i - 1][1] if i else None
+
     for loan_id, at, amount in payments:
         arm = arm_of.get(loan_id)
         if arm is None:
             continue
         recovered[arm] += amount
         daily[arm][min(days, day_of(at))] += amount
-        before = [s for t, s in steps_of.get(loan_id, []) if t <= at]
-        by_step[arm][before[-1] if before else "(before any step)"] += amount
+        step = last_step_before(loan_id, at)
+        by_step[arm][step if step is not None else "(before any step)"] += amount
 
     refusals = {a: Counter() for a in ARMS}
     for r in data["refusals"]:

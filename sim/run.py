@@ -523,7 +523,7 @@ def simulate_direct(opts: Options) -> dict:
     trace = trace_of(res, anchor, start, opts.days)
     trace.wall["simulate"] = time.perf_counter() - wall0
     trace.wall["total_sim"] = trace.wall["simulate"]
-    summary = report.build(out, opts, policies, portfolio(opts.seed, opts.loans, opts.split), None, trace, data=res.data())
+    summary = report.build(out, opts, policies, res.loans, None, trace, data=res.data())  # the workers drew the loans
     summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
     summary["cpu_seconds"] = round(res.cpu, 1)
     summary["run"]["calendar_missing"] = gaps

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
+from domain import calendar
 from domain.errors import InvalidInput
 from domain.policy import Policy, load_policy, parse_policy
 
@@ -143,20 +144,20 @@ def run(
     tasks = [(j, part) for j in jobs for part in parts]
     results = [direct.ChunkResult() for _ in jobs]
     workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        for k, task in enumerate(tasks):
-            results[k // len(parts)].merge(direct._run_chunk(task))
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(workers) as pool:
-            for k, res in enumerate(pool.imap(direct._run_chunk, tasks)):
-                results[k // len(parts)].merge(res)
+    with calendar.frozen():  # for the whole sweep: the forked workers keep what they learn from chunk to chunk
+        if workers == 1:
+            for k, task in enumerate(tasks):
+                results[k // len(parts)].merge(direct._run_chunk(task))
+        else:
+            with direct.fork_pool(workers) as pool:
+                for k, res in enumerate(pool.imap(direct._run_chunk, tasks)):
+                    results[k // len(parts)].merge(res)
     checkpoints = [anchor + direct.DAY * d for d in range(days + 1)]
-    portfolio = direct.loans_of(jobs[0], range(1, loans + 1))
+    for res in results:
+        res.sort()
+    portfolio = results[0].loans  # what the report reads of each loan, from the workers that drew them
     rows = []
     for (label, p), res in zip(variants, results, strict=False):
-        res.sort()
         fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries)["arms"][
             "champion"
         ]
