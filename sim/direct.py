@@ -224,6 +224,9 @@ class _Loan:
         )
         self.workflow_id = inp.workflow_id
         self.case = Case(inp, anchor)
+        # the simulator has no collections floor: a step's call or visit in agent mode is placed as the provider
+        # would place it (the borrower model answers it), never left waiting for a person
+        self.case.agents = False
         self.key = case_key(self.workflow_id, self.case.state.opened_at)
         self.borrower = Borrower(ln, seed, policy, start, days)
         self.people = {ln.borrower_id: _Person(ln.timezone, ln.phone, ln.email, ln.address)}

@@ -401,3 +401,25 @@ def test_a_task_id_beyond_the_column_is_not_found_not_a_server_error(repo, as_co
         with pytest.raises(NotFound) as e:
             floor_tasks.open_call(repo, bad)
         assert e.value.field == "task_id"
+
+
+def test_the_direct_simulator_places_agent_mode_calls_as_the_provider_would(tmp_path):
+    """The simulator has no floor (sim/direct.py): a policy's agent-mode first call is placed and answered as the
+    provider's would be, so the champion with it makes as many calls as the same policy without it."""
+    from domain.policy import POLICY_DIR
+    from sim.run import Options, simulate_direct
+
+    text = (POLICY_DIR / "default.toml").read_text(encoding="utf-8").replace('name = "default"', 'name = "agent"')
+    assert 'actions = ["call"]' in text
+
+    def champion_calls(policy_text: str, name: str) -> int:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(policy_text, encoding="utf-8")
+        opts = Options(
+            champion=str(path), challenger="default", out=tmp_path / name, progress=False, workers=1, loans=60, days=60, seed=3
+        )
+        return simulate_direct(opts)["arms"]["champion"]["actions"].get("call", 0)
+
+    provider = champion_calls(text, "provider")
+    agent = champion_calls(text.replace('actions = ["call"]', 'actions = ["call"]\nmodes = { call = "agent" }', 1), "agent")
+    assert provider > 0 and agent == provider, (agent, provider)
