@@ -33,13 +33,12 @@ from activities.contracts import (
     LedgerEntry,
     ReversalEntry,
     WindowClosed,
-    base_action,
     for_guarantor,
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
-from db.repo import GateRequest, GateStore, Repo
+from db.repo import GateRequest, GateStore, Repo, rules_decider
 from db.tasks import TaskStore
-from domain import channels, compliance
+from domain import channels
 from domain.dates import local_date
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, TaskEnd, TaskInfo, TaskOpen
 from domain.money import parse_amount
@@ -121,19 +120,7 @@ class CaseActivities:
         decision with its rule and inputs in the audit trail.
         """
 
-        def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
-            return compliance.decide(
-                action=base_action(q.action),
-                channel=q.channel,
-                loan_id=q.loan_id,
-                now=check.now,
-                tz=tz,
-                rules=check.rules,
-                holds=holds,
-                history=history,
-                bundle=f"{q.workflow_id}:{q.step}",
-                day_seconds=check.day_seconds,
-            )
+        decide = rules_decider(check.now, check.rules, check.day_seconds)
 
         out = []
         # the borrower's contacts are judged on the borrower's record, the guarantor's on the guarantor's

@@ -25,9 +25,8 @@ from temporalio.client import Client
 from access.permissions import current, require
 from app.errors import BadInput, NotFound
 from app.inputs import send_update
-from db.repo import GateRequest, GateStore
+from db.repo import GateRequest, GateStore, rules_decider
 from db.tables import BorrowerRow, ContactRow, EventRow, TaskRow, table_of, utcnow
-from domain import compliance
 from domain.dates import zone
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 from domain.money import format_amount
@@ -185,21 +184,7 @@ def open_call(repo, task_id: int, now: dt.datetime | None = None) -> CallOpened:
         channel="call",
     )
 
-    def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
-        return compliance.decide(
-            action="call",
-            channel="call",
-            loan_id=q.loan_id,
-            now=now,
-            tz=tz,
-            rules=rules,
-            holds=holds,
-            history=history,
-            bundle=f"{q.workflow_id}:{q.step}",
-            day_seconds=day_seconds,
-        )
-
-    [d] = GateStore(repo).check(t.borrower_id, now, [request], decide)
+    [d] = GateStore(repo).check(t.borrower_id, now, [request], rules_decider(now, rules, day_seconds))
     who = f"{actor.operator_id}:{actor.role}"
     contacts, tasks_ = table_of(ContactRow), table_of(TaskRow)
     with repo.session() as s:

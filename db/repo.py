@@ -620,6 +620,28 @@ class GateRequest:
     channel: str
 
 
+def rules_decider(now: datetime, rules, day_seconds: int):
+    """The question GateStore.check asks of each request: `domain.compliance.decide` on the request's action at
+    `now`, with the case's pinned contact rules; a step's actions are one bundle (one contact for spacing)."""
+    from domain import channels, compliance
+
+    def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
+        return compliance.decide(
+            action=channels.base_action(q.action),
+            channel=q.channel,
+            loan_id=q.loan_id,
+            now=now,
+            tz=tz,
+            rules=rules,
+            holds=holds,
+            history=history,
+            bundle=f"{q.workflow_id}:{q.step}",
+            day_seconds=day_seconds,
+        )
+
+    return decide
+
+
 class GateStore:
     """The database side of the contact gate: one transaction per check, holding the borrower's row lock,
     so that two loans of one borrower cannot both take the last slot under a cap."""

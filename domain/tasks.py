@@ -32,8 +32,6 @@ from domain.errors import InvalidInput
 from domain.policy import POLICY_DIR, ContactRules
 
 TaskAction = Literal["call", "visit"]
-TASK_ACTIONS: tuple[str, ...] = ("call", "visit")
-TASK_STATUSES = ("open", "done", "expired", "cancelled")
 TEAMS_FILE = POLICY_DIR / "teams" / "default.toml"
 
 
