@@ -103,7 +103,7 @@ class Case:
         self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
         self._index: dict[str, int] = {}
         # the legal clocks as domain/legal.py counts them; False only for a case replaying a history recorded before
-        # them (workflows.case PATCH_LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
+        # them (workflows/versioning.py LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
         self.legal_clocks = True
         # Asked once, when a case first reaches its write-off DPD: True closes it as written_off, as every case did
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose

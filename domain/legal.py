@@ -335,7 +335,7 @@ def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
     return out
 
 
-# ---------------------------------------------------------------- the rules before PATCH_LEGAL_CLOCKS
+# ---------------------------------------------------------------- the rules before versioning.LEGAL_CLOCKS
 
 
 def _legacy_add_years(t: datetime, years: int) -> datetime:
@@ -360,7 +360,7 @@ def legacy_check(
     objection: bool,
 ) -> Refusal | None:
     """The clocks as cases started before the legal-clocks change counted them (recording times, 15 x 24 h). Kept only
-    so that those cases replay as they ran (workflows.case PATCH_LEGAL_CLOCKS); new runs never use it."""
+    so that those cases replay as they ran (workflows/versioning.py LEGAL_CLOCKS); new runs never use it."""
     if action in ("lawsuit", "payment_order"):
         ends = legacy_limitation_ends(limitation_from, rules)
         if now >= ends:

@@ -28,7 +28,7 @@ CaseStatusName = Literal["active", "paused", "closed"]
 # How an operator may close a case (close_case), always with a reason
 OPERATOR_OUTCOMES: tuple[Outcome, ...] = ("settled_by_agreement", "uncollectable", "sold", "error")
 # "written_off" closes only the cases that reached write-off before write-off became an accounting event
-# (workflows/case.py PATCH_WRITE_OFF_PROPOSAL); "time_barred": the limitation period has truly run out
+# (workflows/versioning.py WRITE_OFF_PROPOSAL); "time_barred": the limitation period has truly run out
 Outcome = Literal[
     "paid",
     "settled",

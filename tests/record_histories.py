@@ -2,6 +2,7 @@
 
     python -m tests.record_histories                      # every scenario: tests/histories/<scenario>-<key id>-<n>.json
     python -m tests.record_histories borrower_closure     # only the named ones (keep the old histories as they are)
+    python -m tests.record_histories --tag=at_start       # beside the old ones: <scenario>_at_start-<key id>-<n>.json
 
 Run it when a workflow change is meant to be visible to new cases only, after guarding the
 change with workflow.patched(...): the old histories must still replay, the new ones join them.
@@ -121,7 +122,7 @@ async def window_retry(cases: Cases, gateway):
 
 async def write_off(cases: Cases):
     """A lawsuit filed and no judgment when the write-off DPD comes (recorded while write-off closed the case;
-    the case now stays open with a write-off proposal: PATCH_WRITE_OFF_PROPOSAL)."""
+    the case now stays open with a write-off proposal: versioning.WRITE_OFF_PROPOSAL)."""
     h = await cases.start(dpd=1, loan_id="R-WRITEOFF")
     await cases.advance(days=200)
     await h.execute_update(W.record_payment, PaymentIn(payment_id="WO1", amount="100.00", currency="CNY"))
@@ -145,7 +146,7 @@ async def write_off_proposal(cases: Cases):
 
 
 async def legal_clocks(cases: Cases):
-    """The legal clocks (PATCH_LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
+    """The legal clocks (versioning.LEGAL_CLOCKS): a payment restarts the limitation, the lawsuit is filed, a judgment
     comes without its dates and then with them, and enforcement follows its performance period."""
     h = await cases.start(dpd=110, loan_id="R-LEGAL")
     await h.execute_update(W.record_payment, PaymentIn(payment_id="L1", amount="100.00", currency="CNY"))
@@ -160,7 +161,7 @@ async def legal_clocks(cases: Cases):
 
 
 async def four_eyes(cases: Cases):
-    """Four-eyes (PATCH_FOUR_EYES): a supervisor's 50% interest waiver waits as a proposal while the ladder goes on;
+    """Four-eyes (versioning.FOUR_EYES): a supervisor's 50% interest waiver waits as a proposal while the ladder goes on;
     a second supervisor approves it and the plan pauses the case; it is paid in full. Actors are opaque ids."""
     maker = Actor(operator_id="op-00000000000a", role="supervisor")
     checker = Actor(operator_id="op-00000000000b", role="supervisor")
@@ -206,14 +207,14 @@ SCENARIOS = (
 )
 
 
-async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None) -> None:
+async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gateway=None, tag: str = "") -> None:
     for scenario in (s for s in SCENARIOS if not names or s.__name__ in names):
         h = await (scenario(cases, gateway) if "gateway" in inspect.signature(scenario).parameters else scenario(cases))
         await h.result()
         run_id, n = h.result_run_id, 0
         while run_id:  # follow the continue-as-new chain
             hist = await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()
-            path = OUT / f"{scenario.__name__}-{TEST_KEY_ID}-{n}.json"
+            path = OUT / f"{scenario.__name__}{'_' + tag if tag else ''}-{TEST_KEY_ID}-{n}.json"
             path.write_text(hist.to_json())
             print(f"{path.name}: {len(hist.events)} events")
             last = hist.events[-1]
@@ -226,6 +227,8 @@ async def record(env: WorkflowEnvironment, cases: Cases, names: list[str], gatew
 
 
 async def main(names: list[str]) -> None:
+    tags = [n.removeprefix("--tag=") for n in names if n.startswith("--tag=")]
+    names = [n for n in names if not n.startswith("--tag=")]
     unknown = set(names) - {s.__name__ for s in SCENARIOS}
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; known: {[s.__name__ for s in SCENARIOS]}")
@@ -241,7 +244,7 @@ async def main(names: list[str]) -> None:
             repo = Repo(make_engine(url))
             acts = CaseActivities(repo, GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key)))
             async with build_worker(env.client, acts, task_queue=TASK_QUEUE):
-                await record(env, Cases(env, repo), names, gw)
+                await record(env, Cases(env, repo), names, gw, tag=tags[0] if tags else "")
     finally:
         await env.shutdown()
 

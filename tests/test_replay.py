@@ -52,3 +52,51 @@ async def test_a_nondeterministic_change_is_caught(monkeypatch):
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     monkeypatch.setattr(CollectionCase, "_run_step", original)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), repr(result.replay_failure)
+
+
+async def test_raced_histories_replay_only_with_their_markers_taken_as_known(monkeypatch):
+    """The race fixtures (recorded on the code before versioning.DECIDED_AT_START, a query answered while the
+    gate's local activity ran) fail replay without versioning._known, with the error the demo's paid case showed."""
+    from workflows import versioning
+
+    raced = [p for p in HISTORIES if p.stem.startswith("race_")]
+    assert raced, "tests/histories/race_* missing"
+    monkeypatch.setattr(versioning, "_known", lambda change: None)
+    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER, workflow_runner=UnsandboxedWorkflowRunner())
+    for path in raced:
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert isinstance(result.replay_failure, workflow.NondeterminismError), path.name
+        assert "Non-deprecated patch marker encountered for change send-rechecks" in str(result.replay_failure)
+
+
+def test_the_sdk_still_keeps_what_versioning_reads():
+    """versioning._known reads two attributes of the SDK's workflow instance (temporalio is pinned)."""
+    import inspect
+
+    from temporalio.worker._workflow_instance import _WorkflowInstanceImpl
+
+    source = inspect.getsource(_WorkflowInstanceImpl.__init__)
+    assert "self._patches_notified" in source and "self._patches_memoized" in source
+
+
+def test_changes_are_asked_only_where_versioning_allows():
+    """workflow.patched is called in workflows/versioning.py only, and there only in Versions.__init__ (the run's
+    first activation, before any local activity can move it to another workflow task), mid_run (the changes from
+    before DECIDED_AT_START) and _known."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    where: dict[str, list[str]] = {}
+    for path in (root / "workflows").glob("*.py"):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("patched", "deprecate_patch")
+                    ):
+                        where.setdefault(path.name, []).append(fn.name)
+    assert set(where) == {"versioning.py"}, where
+    assert sorted(where["versioning.py"]) == ["__init__", "__init__", "_known", "mid_run"], where

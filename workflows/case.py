@@ -68,6 +68,8 @@ with workflow.unsafe.imports_passed_through():
     from infra import metrics
 
 from workflows import search
+from workflows import versioning as v
+from workflows.versioning import Versions
 
 TASK_QUEUE = "collections"
 
@@ -85,7 +87,7 @@ CHANNEL_RETRY = RetryPolicy(
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=LOCAL_RETRY_SECONDS)
 # A send's attempts within one local activity (0.5 s, then 1 s apart); after them the workflow waits on its own
 # durable timer (SEND_BACKOFF, doubling up to SEND_BACKOFF_MAX) and schedules the send again with its clock, so
-# that every attempt, however late, re-checks the contact window (PATCH_SEND_RECHECK).
+# that every attempt, however late, re-checks the contact window (versioning.SEND_RECHECK).
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
@@ -109,11 +111,6 @@ def _reject(check: Callable[[Any, datetime], Any], arg: Any) -> None:
         ) from None
 
 
-# workflow.patched ids: each guards a change of the commands a running case emits (see tests/test_replay.py)
-PATCH_BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
-PATCH_SEND_RECHECK = "send-rechecks-window-on-every-attempt"
-
-
 class SendDeferred(Exception):
     """A send found the contact window closed when its attempt came: nothing went out. Carries the refusal,
     which the step takes as the gate's (it waits until `retry_at` and asks the gate again)."""
@@ -123,17 +120,6 @@ class SendDeferred(Exception):
         self.record = record
 
 
-# the legal clocks counted as the law counts them (domain/legal.py): enforcement after the performance period, the
-# objection window from service, limitation restarts by day and cause, the credit report after a delivered notice
-PATCH_LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
-# Reaching the write-off DPD proposes a write-off and the case stays open (账销案存); before, it closed the case.
-# Asked only at that moment (Case.write_off_closes), so a case that closed that way replays the same, and a
-# running case that reaches it after the change stays open (tests/histories/write_off-*).
-PATCH_WRITE_OFF_PROPOSAL = "write-off-is-an-accounting-event"
-# Four-eyes: an operator's waiver over the policy's threshold, a closure for bankruptcy or death, a complaint's
-# release, an operator's closure or write-off confirmation become proposals that wait for a second person.
-# Asked only when such an input carries an actor, so a history recorded before replays as it ran.
-PATCH_FOUR_EYES = "four-eyes-approval"
 
 
 def _tag(actor: Actor | None) -> str | None:
@@ -149,9 +135,11 @@ class CollectionCase:
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
         self.case = Case(inp, workflow.info().workflow_start_time)
-        # a case whose history began before the legal clocks keeps the old counting, so that it replays as it ran
-        self.case.legal_clocks = workflow.patched(PATCH_LEGAL_CLOCKS)
-        self.case.write_off_closes = lambda: not workflow.patched(PATCH_WRITE_OFF_PROPOSAL)
+        # which code this run follows, decided here, before any activity (workflows/versioning.py): a case whose
+        # history began before the legal clocks keeps the old counting, so that it replays as it ran
+        self.versions = Versions(inp)
+        self.case.legal_clocks = self.versions.legal_clocks
+        self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -241,7 +229,7 @@ class CollectionCase:
             and approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now()))
         ):
             kind = "plan"
-        if kind is None or not workflow.patched(PATCH_FOUR_EYES):
+        if kind is None or not self.versions.mid_run(v.FOUR_EYES):
             return None
         return kind
 
@@ -405,7 +393,7 @@ class CollectionCase:
         refusals += [o for o in outs if isinstance(o, GateRecord)]
         case.settle_step(idx, results, refusals, workflow.now())
         closure = case.borrower_closure(refusals)
-        if closure is not None and not case.state.closed and workflow.patched(PATCH_BORROWER_CLOSURE):
+        if closure is not None and not case.state.closed and self.versions.mid_run(v.BORROWER_CLOSURE):
             case.close_for_borrower(closure, workflow.now())
         if plan.tasks or any(r.rule in LEGAL_RULES for r in refusals):
             # a legal clock's refusal, or a task opened for the floor, goes to the audit trail now, not with the next send
@@ -549,7 +537,7 @@ class CollectionCase:
             + (f" ({letter})" if letter else "")
             + (" to the guarantor" if for_guarantor(action) else "")
         )
-        if not workflow.patched(PATCH_SEND_RECHECK):  # a case begun before: its retries as they were recorded
+        if not self.versions.mid_run(v.SEND_RECHECK):  # a case begun before: its retries as they were recorded
             result = await workflow.execute_local_activity(
                 channels.activity_of(action),
                 req,

@@ -1,0 +1,82 @@
+"""Which version of the case's code a run follows: every change decided once, at the run's start.
+
+Why not `workflow.patched()` where a change takes effect. The server records a local activity's
+marker with the workflow task that was open when the activity finished. Core may complete that task
+(and ask for a new one) before the workflow code has seen the result: the code then goes on in the
+next task. On replay core hands the result over inside the first task, so code that follows a local
+activity runs one task earlier than it did. `patched()` answers from the markers of the task being
+replayed: a marker that the original run wrote in the next task is not known yet, the call answers
+False, and the marker then meets no command ("Non-deprecated patch marker encountered ... but there is
+no corresponding change command"). The demo hit it on its first send, which follows the gate's local
+activity (tests/histories/race_*: recorded from the demo).
+
+So, from `DECIDED_AT_START` on, a run asks `patched()` only in its first activation, before any
+activity, where no race can move it: a new change is one more flag set there, and a running case keeps
+the code it began with until it ends or continues as new (a new run decides again).
+
+Runs that began before (no `DECIDED_AT_START` marker) ask as they always did, where the change takes
+effect (`Versions.mid_run`). A run whose policy carries the agent rules (`Policy.agent`, 2376dcd) was
+started by code that had all five older changes (each is an ancestor of that commit), so its history
+holds each marker where the change first took effect; when replay reaches that point before core has
+announced the marker, it is the race above, and the marker is taken as known (`_known`), with the
+TemporalChangeVersion search attribute that core writes beside it. Runs from before agent mode (the
+recorded histories in tests/histories/ among them) ask `patched()` plainly, as they ran.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from domain.models import CaseInput
+
+# Decided in the first activation: this run asks every later change there, and nowhere else.
+DECIDED_AT_START = "changes-decided-at-start"
+
+# The changes from before DECIDED_AT_START, each asked where it takes effect by runs that began before it.
+LEGAL_CLOCKS = "legal-clocks-as-the-law-counts-them"
+WRITE_OFF_PROPOSAL = "write-off-is-an-accounting-event"
+FOUR_EYES = "four-eyes-approval"
+BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
+SEND_RECHECK = "send-rechecks-window-on-every-attempt"
+
+OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
+
+CHANGE_VERSION = SearchAttributeKey.for_keyword_list("TemporalChangeVersion")
+
+
+class Versions:
+    """The run's answers. Construct it in the workflow's __init__ (its first activation)."""
+
+    def __init__(self, inp: CaseInput) -> None:
+        self.at_start = workflow.patched(DECIDED_AT_START)
+        # started by code with agent mode, which had every older change (the docstring): its markers are there
+        self.had_older = "agent" in inp.policy.model_fields_set
+        # a run decided at start has every change from before it; the older ones asked as they were
+        self.legal_clocks = self.at_start or workflow.patched(LEGAL_CLOCKS)
+
+    def mid_run(self, change: str) -> bool:
+        """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
+        assert change in OLDER, f"{change}: a new change is decided in Versions.__init__, not mid-run"
+        if self.at_start:
+            return True
+        if self.had_older:
+            _known(change)
+        return workflow.patched(change)
+
+
+def _known(change: str) -> None:
+    """While replaying, take the change's marker as known although core has not announced it yet (it lies in the
+    next workflow task: the race in the module's docstring), and write the change-version attribute as core does.
+    Reaches into the SDK's workflow instance (pinned temporalio; tests/test_replay.py guards both attributes)."""
+    if not workflow.unsafe.is_replaying():
+        return
+    inst = workflow._Runtime.current()
+    memo: dict[str, bool] = inst._patches_memoized  # type: ignore[attr-defined]
+    notified: set[str] = inst._patches_notified  # type: ignore[attr-defined]
+    if change in memo or change in notified:
+        return
+    notified.add(change)
+    workflow.patched(change)
+    workflow.upsert_search_attributes([CHANGE_VERSION.value_set(sorted(k for k, v in memo.items() if v))])
