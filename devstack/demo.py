@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -105,7 +106,7 @@ def portfolio(policy: Policy, now: datetime, count: int = 40) -> list[CaseInput]
     return cases
 
 
-def seed_records(cases: list[CaseInput]) -> str:
+def seed_records(cases: list[CaseInput], repo: Any = None) -> str:
     """Borrowers and loans into the system of record (activities read contact details there).
 
     Synthetic people only: reserved example.com addresses, 1380000xxxx numbers. Loans already
@@ -117,7 +118,7 @@ def seed_records(cases: list[CaseInput]) -> str:
     except ImportError:
         return "no database layer in this checkout; borrowers not recorded"
     try:
-        repo = Repo(make_engine())
+        repo = repo or Repo(make_engine())
         added = 0
         for i, c in enumerate(cases, start=1):
             if repo.loan(c.loan_id) is not None:

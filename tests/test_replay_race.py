@@ -6,15 +6,27 @@ On replay that code runs one task earlier. Every case that met it must replay, a
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    HandleQueryInput,
+    Interceptor,
+    Replayer,
+    UnsandboxedWorkflowRunner,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 from devstack.binaries import find
-from tests.conftest import DATA_CONVERTER
+from activities.case import CaseActivities
+from activities.gateway import GatewayClient, GatewaySettings
+from tests.conftest import DATA_CONVERTER, TASK_QUEUE
+from worker import build_worker
 from workflows import search
 from workflows.case import CollectionCase
 
@@ -36,6 +48,38 @@ async def env():
     await env.shutdown()
 
 
+class _SlowQuery(WorkflowInboundInterceptor):
+    def handle_query(self, input: HandleQueryInput) -> Any:
+        time.sleep(QUERY_SECONDS)  # a query that takes a while to answer: the local activity ends meanwhile
+        return super().handle_query(input)
+
+
+class SlowQueries(Interceptor):
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        return _SlowQuery
+
+
+QUERY_SECONDS = 0.15
+
+
+@pytest_asyncio.fixture(scope="module")
+async def worker(env, repo, gateway):
+    """A worker whose queries take QUERY_SECONDS (an interceptor; the case's code is today's), so that a send's
+    local activity ends while a query is being answered: the race, nearly every time instead of by chance."""
+    client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    w = build_worker(
+        env.client,
+        CaseActivities(repo, client),
+        task_queue=TASK_QUEUE,
+        workflow_failure_exception_types=[Exception],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        interceptors=[SlowQueries()],
+    )
+    async with w:
+        yield w
+    await client.aclose()
+
+
 def raced_tasks(history: WorkflowHistory) -> int:
     """Workflow tasks that began at once after a task whose last command was a local activity's marker."""
     ev = list(history.events)
@@ -53,9 +97,9 @@ def raced_tasks(history: WorkflowHistory) -> int:
 
 
 async def test_cases_queried_while_their_activities_run_replay(cases, gateway):
-    """Cases opened in a burst and read at once (as make demo and the console do), their sends slowed by the
-    gateway: some meet the race; every history replays. On the code before versioning.DECIDED_AT_START the first
-    raced case failed replay with the demo's "Non-deprecated patch marker encountered" error."""
+    """Cases read over and over while their sends wait on the gateway (as the demo and a console do): they meet the
+    race, and every history replays. On the code before versioning.DECIDED_AT_START the first raced case failed
+    replay with the demo's "Non-deprecated patch marker encountered" error."""
     gateway.set_faults(latency_ms=300)
     raced = replayed = 0
     replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER)
@@ -63,9 +107,17 @@ async def test_cases_queried_while_their_activities_run_replay(cases, gateway):
         for _ in range(6):
             if raced >= 2:
                 break
-            handles = await asyncio.gather(*(cases.start(dpd=1, settle=False) for _ in range(8)))
-            for _ in range(3):
-                await asyncio.gather(*(h.query(CollectionCase.status) for h in handles))
+            handles = await asyncio.gather(*(cases.start(dpd=1, settle=False) for _ in range(4)))
+            stop = asyncio.Event()
+
+            async def ask(h) -> None:
+                while not stop.is_set():
+                    await h.query(CollectionCase.status)
+
+            askers = [asyncio.create_task(ask(h)) for h in handles]
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*askers)
             for h in handles:
                 await cases.settle(h)
                 history = await h.fetch_history()
