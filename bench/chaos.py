@@ -85,6 +85,7 @@ from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
+from infra.replay import replay_every_history  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -1121,7 +1122,10 @@ async def run(cfg: ChaosConfig) -> Report:
         stuck, worst = not_stuck(statuses, cfg.tolerance)
         for s_ in stuck:
             sk.fail(s_)
-        checks = [answers, state, bal, led, dl, hh, sk, b1]
+        # every history, open and closed, every run, replayed with this checkout's code (infra/replay.py)
+        replayed, replay_failures = await replay_every_history(client)
+        rp = Check("every history replays", checked=replayed, failures=replay_failures)
+        checks = [answers, state, bal, led, dl, hh, sk, b1, rp]
 
         finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
         stages = Counter(statuses[m.loan_id].stage for m in models)

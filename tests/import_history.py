@@ -33,7 +33,8 @@ def _payload(node: dict[str, Any]) -> Payload:
 
 
 def _node(p: Payload) -> dict[str, Any]:
-    return {"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()}, "data": base64.b64encode(p.data).decode()}
+    meta = {k: base64.b64encode(v).decode() for k, v in p.metadata.items()}
+    return {"metadata": meta, "data": base64.b64encode(p.data).decode()}
 
 
 def rekey(history: dict[str, Any], source: codec.EncryptionCodec, target: codec.EncryptionCodec) -> int:

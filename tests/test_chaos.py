@@ -55,6 +55,7 @@ async def test_chaos_run_small(tmp_path):
     assert not report.failures, table
     checks = {c.name: c for c in report.checks}
     assert checks["state as inputs imply"].checked == 100 and checks["no case stuck"].checked > 50
+    assert checks["every history replays"].checked >= 100  # every run of every case, killed workers and all
 
 
 # --------------------------------------------------------------------------- B1

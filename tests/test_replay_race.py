@@ -22,9 +22,9 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from devstack.binaries import find
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
+from devstack.binaries import find
 from tests.conftest import DATA_CONVERTER, TASK_QUEUE
 from worker import build_worker
 from workflows import search
@@ -110,11 +110,11 @@ async def test_cases_queried_while_their_activities_run_replay(cases, gateway):
             handles = await asyncio.gather(*(cases.start(dpd=1, settle=False) for _ in range(4)))
             stop = asyncio.Event()
 
-            async def ask(h) -> None:
+            async def ask(h, stop: asyncio.Event) -> None:
                 while not stop.is_set():
                     await h.query(CollectionCase.status)
 
-            askers = [asyncio.create_task(ask(h)) for h in handles]
+            askers = [asyncio.create_task(ask(h, stop)) for h in handles]
             await asyncio.sleep(1.5)
             stop.set()
             await asyncio.gather(*askers)
@@ -129,3 +129,53 @@ async def test_cases_queried_while_their_activities_run_replay(cases, gateway):
         gateway.clear_faults()
     print(f"{replayed} cases replayed, {raced} raced workflow tasks among them")
     assert raced, f"none of {replayed} cases met the race: the test proved nothing"
+
+
+async def test_the_demo_portfolio_read_while_it_runs_replays_whole(env, worker, repo):
+    """make demo's 40 cases on the demo policy (a policy day in 6 s), the demo's payments, promise, plans and holds,
+    read over and over (slow queries) for 20 s of real time while their steps run: every history on the server,
+    open and closed, replays with today's code."""
+    from datetime import UTC, datetime
+
+    from devstack import demo
+    from domain.policy import load_policy
+    from infra.replay import replay_every_history
+
+    now = datetime.now(UTC)
+    inputs = demo.portfolio(load_policy("demo"), now)
+    demo.seed_records(inputs, repo)
+    client = env.client
+    handles = {
+        c.loan_id: await client.start_workflow(CollectionCase.run, c, id=c.workflow_id, task_queue=TASK_QUEUE) for c in inputs
+    }
+    stop = asyncio.Event()
+
+    async def ask(h) -> None:
+        while not stop.is_set():
+            try:
+                await h.query(CollectionCase.status)
+            except Exception:  # a closed case answers too; anything else shows in its replay below
+                pass
+            await asyncio.sleep(0.2)
+
+    askers = [asyncio.create_task(ask(h)) for h in handles.values()]
+    try:
+        await asyncio.sleep(3)  # the first steps
+        results = await demo.updates(client, inputs, handles, set(handles), now, 0)
+        assert sum(r.ok for r in results) >= 5, [(r.loan_id, r.what, r.message) for r in results]
+        await asyncio.sleep(17)
+    finally:
+        stop.set()
+        await asyncio.gather(*askers)
+    raced = 0
+    for h in handles.values():
+        raced += raced_tasks(await h.fetch_history())
+    count, failures = await replay_every_history(client)
+    print(f"{count} histories replayed, {raced} raced workflow tasks among them")
+    assert count >= len(inputs)
+    assert not failures, "\n".join(failures)
+    for h in handles.values():
+        try:
+            await h.terminate("test finished")
+        except Exception:
+            pass

@@ -120,8 +120,6 @@ class SendDeferred(Exception):
         self.record = record
 
 
-
-
 def _tag(actor: Actor | None) -> str | None:
     return None if actor is None else f"{actor.operator_id}:{actor.role}"
 

@@ -1,0 +1,39 @@
+"""Replay as a property of the whole system: make demo's portfolio driven to its end on the time-skipping server,
+then every history on the server, open and closed, every run, replayed with today's workflow code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from devstack import demo
+from domain.policy import load_policy
+from infra.replay import replay_every_history
+from tests.conftest import TASK_QUEUE
+from workflows.case import CollectionCase
+
+
+async def test_the_demo_portfolio_to_its_end_replays_whole(env, worker, repo):
+    policy = load_policy("demo")
+    now = await env.get_current_time()
+    inputs = demo.portfolio(policy, now)
+    demo.seed_records(inputs, repo)
+    handles = {
+        c.loan_id: await env.client.start_workflow(CollectionCase.run, c, id=c.workflow_id, task_queue=TASK_QUEUE) for c in inputs
+    }
+    await env.sleep(timedelta(seconds=policy.day_seconds * 2))  # the first steps
+    results = await demo.updates(env.client, inputs, handles, set(handles), now, 0)
+    assert sum(r.ok for r in results) >= 5, [(r.loan_id, r.what, r.message) for r in results]
+    # past the write-off DPD of the latest case, in slices the test server answers within its call deadline
+    for _ in range(10):
+        await env.sleep(timedelta(seconds=policy.day_seconds * (policy.write_off_dpd + 30) / 10))
+    statuses = [await h.query(CollectionCase.status) for h in handles.values()]
+    late = [s for s in statuses if s.status == "closed" or s.stage in ("litigation", "enforcement", "agency")]
+    assert len(late) >= len(inputs) * 3 // 4, sorted((s.loan_id, s.stage, s.status) for s in statuses)
+    count, failures = await replay_every_history(env.client)
+    assert count >= len(inputs)
+    assert not failures, "\n".join(failures)
+    for h in handles.values():
+        try:
+            await h.terminate("test finished")
+        except Exception:
+            pass
