@@ -26,6 +26,7 @@ from activities.contracts import (
     WINDOW_CLOSED,
     AuditEvents,
     CaseClosed,
+    CaseProjection,
     ChannelRequest,
     GateCheck,
     GateDecision,
@@ -538,6 +539,21 @@ class CaseActivities:
     async def record_events(self, batch: AuditEvents) -> None:
         await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
 
+    @activity.defn(name=channels.PROJECT_CASE)
+    async def project_case(self, p: CaseProjection) -> None:
+        """The case row follows the case: stage, status (paused too) and balances, as the workflow has them."""
+        cur = p.currency
+        await asyncio.to_thread(
+            self.repo.project_case,
+            p.workflow_id,
+            p.loan_id,
+            cur,
+            stage=p.stage,
+            status=p.status,
+            outstanding=parse_amount(p.outstanding, cur, allow_zero=True),
+            total_paid=parse_amount(p.total_paid, cur, allow_zero=True),
+        )
+
     @activity.defn(name=channels.RECORD_CASE_CLOSED)
     async def record_case_closed(self, closed: CaseClosed) -> None:
         cur = closed.currency
@@ -597,6 +613,7 @@ class CaseActivities:
             self.record_reversal,
             self.record_events,
             self.record_case_closed,
+            self.project_case,
             self.open_task,
             self.requeue_task,
             self.end_tasks,

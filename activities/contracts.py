@@ -7,6 +7,7 @@ database themselves.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,6 +140,18 @@ class HoldChange(Contract):
     released: bool = False
     released_by: str | None = None
     events: list[Event] = []
+
+
+class CaseProjection(Contract):
+    """What the console's case row holds of an open case: written whenever one of these changes."""
+
+    workflow_id: str
+    loan_id: str
+    currency: str
+    stage: str
+    status: Literal["active", "paused"]
+    outstanding: str
+    total_paid: str
 
 
 class CaseClosed(Contract):

@@ -13,6 +13,7 @@ from temporalio import activity
 from activities.contracts import (
     AuditEvents,
     CaseClosed,
+    CaseProjection,
     ChannelRequest,
     GateCheck,
     GateDecision,
@@ -66,6 +67,10 @@ class StubActivities:
     async def record_events(self, batch: AuditEvents) -> None:
         return None
 
+    @activity.defn(name=channels.PROJECT_CASE)
+    async def project_case(self, p: CaseProjection) -> None:
+        return None
+
     @activity.defn(name=channels.RECORD_CASE_CLOSED)
     async def record_case_closed(self, closed: CaseClosed) -> None:
         return None
@@ -97,6 +102,7 @@ class StubActivities:
                 "record_reversal",
                 "record_events",
                 "record_case_closed",
+                "project_case",
                 "open_task",
                 "requeue_task",
                 "end_tasks",

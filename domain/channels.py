@@ -58,6 +58,7 @@ RECORD_PAYMENT = "record_payment"
 RECORD_REVERSAL = "record_reversal"
 RECORD_EVENTS = "record_events"
 RECORD_CASE_CLOSED = "record_case_closed"
+PROJECT_CASE = "project_case"  # the case row the console and the worklists read
 OPEN_TASK = "open_task"  # agent mode (domain/tasks.py)
 REQUEUE_TASK = "requeue_task"
 END_TASKS = "end_tasks"

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         WINDOW_CLOSED,
         AuditEvents,
         CaseClosed,
+        CaseProjection,
         ChannelRequest,
         GateCheck,
         GateDecision,
@@ -147,6 +148,7 @@ class CollectionCase:
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
         self._published: dict[str, Any] = {}
+        self._projected: CaseProjection | None = None
 
     # ------------------------------------------------------------------ main loop
 
@@ -159,6 +161,8 @@ class CollectionCase:
             now = workflow.now()
             move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
+            if self.versions.projection and not case.state.closed:
+                await self._project()
             if case.state.task_ends:  # agent tasks the case ended (outcome, timeout, closure) go to the database
                 await self._end_tasks()
             if move.closes:
@@ -603,6 +607,30 @@ class CollectionCase:
             summary="audit trail",
         )
         self._audited(events)
+
+    async def _project(self) -> None:
+        """The case row follows the case (versioning.PROJECTION): written when its stage, status or balances
+        changed, at the top of the loop, so within the workflow task that changed them."""
+        case, s = self.case, self.case.state
+        row = CaseProjection(
+            workflow_id=self.inp.workflow_id,
+            loan_id=self.inp.loan_id,
+            currency=self.inp.currency,
+            stage=s.stage,
+            status="paused" if case.status_name() == "paused" else "active",
+            outstanding=case.amount(s.balances.total),
+            total_paid=case.amount(s.total_paid),
+        )
+        if row == self._projected:
+            return
+        await workflow.execute_local_activity(
+            channels.PROJECT_CASE,
+            row,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"case row: {row.stage}, {row.status}",
+        )
+        self._projected = row
 
     async def _record_closed(self) -> None:
         s = self.case.state

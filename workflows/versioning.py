@@ -41,6 +41,10 @@ FOUR_EYES = "four-eyes-approval"
 BORROWER_CLOSURE = "borrower-bankrupt-or-deceased-closes-every-loan"
 SEND_RECHECK = "send-rechecks-window-on-every-attempt"
 
+# Decided at start (DECIDED_AT_START's runs only): the case row in the database follows every change of the
+# case's stage, status and balances (a project_case local activity), not only its sends and payments.
+PROJECTION = "projection-follows-the-case"
+
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
 CHANGE_VERSION = SearchAttributeKey.for_keyword_list("TemporalChangeVersion")
@@ -55,6 +59,8 @@ class Versions:
         self.had_older = "agent" in inp.policy.model_fields_set
         # a run decided at start has every change from before it; the older ones asked as they were
         self.legal_clocks = self.at_start or workflow.patched(LEGAL_CLOCKS)
+        # the changes since, each decided here and only for runs decided at start
+        self.projection = self.at_start and workflow.patched(PROJECTION)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
