@@ -61,6 +61,7 @@ from pydantic import BaseModel
 
 from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
+from domain.dates import utc_text
 from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
@@ -149,7 +150,7 @@ def show_status(st) -> str:
         f" · policy {st.policy} {st.policy_version} · segment {st.segment}",
         f"  current balance {st.currency} {st.outstanding['total']} (principal {st.outstanding['principal']}, "
         f"interest {st.outstanding['interest']}, fees {st.outstanding['fees']}) · paid {st.total_paid}",
-        f"  next: {st.next_action.what}" + (f" at {st.next_action.at:%Y-%m-%d %H:%M} UTC" if st.next_action.at else ""),
+        f"  next: {st.next_action.what}" + (f" at {utc_text(st.next_action.at)} UTC" if st.next_action.at else ""),
     ]
     if st.holds:
         lines.append("  holds: " + ", ".join(h.kind for h in st.holds))
@@ -198,7 +199,7 @@ def show_status(st) -> str:
     if p is not None:
         lines.append(
             f"  WAITING FOR APPROVAL: {p.summary}, proposed by {st.names.get(p.maker.operator_id, p.maker.operator_id)}"
-            f" ({p.maker.role}) at {p.at:%Y-%m-%d %H:%M} UTC; expires {p.expires_at:%Y-%m-%d %H:%M} UTC"
+            f" ({p.maker.role}) at {utc_text(p.at)} UTC; expires {utc_text(p.expires_at)} UTC"
         )
     lines.append("  latest events:")
     lines += [f"    {e.at:%Y-%m-%d %H:%M} {e.kind} {e.detail}{who(e.actor)}" for e in st.events[-8:]]
@@ -207,7 +208,7 @@ def show_status(st) -> str:
 
 def show_cases(items: list[visibility.CaseSummary]) -> str:
     def when(t: dt.datetime | None) -> str:
-        return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+        return utc_text(t) if t else "-"
 
     # a closed case has no next action and no hold to act on: shown as "-" (list_cases leaves them out)
     rows = [
@@ -420,8 +421,11 @@ async def cmd_start(a: argparse.Namespace) -> int:
 async def cmd_status(a: argparse.Namespace) -> int:
     loan_id = errors.check_id(a.loan_id)  # checked before connecting
     st = await visibility.case_status(await client(), loan_id, repo())
+    if not st.live:  # the case did not answer its query: the database's projection, said plainly (exit 4)
+        print(f"warning: the live state of {loan_id} could not be read: {st.unreadable}", file=sys.stderr)
+        print("warning: shown is what the database last recorded", file=sys.stderr)
     print(dump(st) if a.json else show_status(st))
-    return 0
+    return 0 if st.live else NOT_LIVE
 
 
 async def cmd_apply_unapplied(a: argparse.Namespace) -> int:
@@ -586,7 +590,7 @@ async def cmd_operators(a: argparse.Namespace) -> int:
             print(
                 dump({"token": t.token, "token_id": t.token_id, "operator_id": t.operator_id, "expires_at": t.expires_at})
                 if a.json
-                else f"{t.token}\n(token {t.token_id} of {t.operator_id}, expires {t.expires_at:%Y-%m-%d %H:%M} UTC; "
+                else f"{t.token}\n(token {t.token_id} of {t.operator_id}, expires {utc_text(t.expires_at)} UTC; "
                 "shown once, only its hash is kept)"
             )
         elif a.action == "revoke":
@@ -612,8 +616,8 @@ async def cmd_approvals(a: argparse.Namespace) -> int:
     else:
         for i in items:
             print(
-                f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {i.at:%Y-%m-%d %H:%M} UTC; "
-                f"expires {i.expires_at:%Y-%m-%d %H:%M} UTC; approved by {', '.join(i.approver_roles)})"
+                f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {utc_text(i.at)} UTC; "
+                f"expires {utc_text(i.expires_at)} UTC; approved by {', '.join(i.approver_roles)})"
             )
         print(f"{len(items)} waiting for your roles")
     return 0
@@ -995,6 +999,9 @@ def use_running_stack(environ=os.environ) -> dict[str, str]:
     found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
     environ.update(found)
     return found
+
+
+NOT_LIVE = 4  # `status`: the case did not answer its query; the output is the database's projection
 
 
 def main(argv: list[str] | None = None) -> int:

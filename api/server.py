@@ -21,7 +21,8 @@ from typing import Literal
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
@@ -141,6 +142,11 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         if backend.connected:
             return Health(status="ok", temporal="connected")
         return Health(status="ok", temporal="connecting", detail=backend.last_error)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        """The API's counters in Prometheus' text format (no token: counts only, no case data)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyCap, cap=BODY_CAP)  # outermost: before routing and the token check
 

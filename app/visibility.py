@@ -7,7 +7,7 @@ import datetime as dt
 import re
 
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import require
@@ -18,18 +18,34 @@ from domain.policy import POLICY_DIR, load_policy
 from workflows import search
 from workflows.case import CollectionCase
 
+QUERY_SECONDS = 10.0  # a case that has not answered its query by then is read from the projection
+
 
 async def case_status(client: Client, loan_id: str, repo=None) -> CaseStatus:
     """The case's status; with the system of record, the display names of the operators who took its human
-    steps (names are never in workflow history: events carry operator ids)."""
+    steps (names are never in workflow history: events carry operator ids).
+
+    When the case cannot answer its query (its history does not replay on this code, its worker is gone, the
+    server is unreachable), the status comes from the database's projection instead, with `live` False and
+    `unreadable` saying why; the failure is logged with the workflow id and counted."""
     require("case.read")
     check_id(loan_id)
+    wid = workflow_id(loan_id)
     try:
-        st = await client.get_workflow_handle(workflow_id(loan_id)).query(CollectionCase.status)
+        st = await asyncio.wait_for(client.get_workflow_handle(wid).query(CollectionCase.status), QUERY_SECONDS)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("loan_id", f"no case for loan {loan_id}") from None
-        raise
+        fallback = await _projected(repo, loan_id, wid, f"Temporal: {exc.message}")
+        if fallback is None:
+            raise
+        return fallback
+    except (WorkflowQueryFailedError, TimeoutError) as exc:
+        reason = f"the case did not answer within {QUERY_SECONDS:.0f}s" if isinstance(exc, TimeoutError) else str(exc)
+        fallback = await _projected(repo, loan_id, wid, reason)
+        if fallback is None:
+            raise
+        return fallback
     if repo is not None:
         ids = {e.actor.split(":", 1)[0] for e in st.events if e.actor}
         if st.pending_approval is not None:
@@ -40,6 +56,62 @@ async def case_status(client: Client, loan_id: str, repo=None) -> CaseStatus:
 
             st = st.model_copy(update={"names": await asyncio.to_thread(Operators(repo).names, ids)})
     return st
+
+
+async def _projected(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | None:
+    """The case as the database last recorded it, marked as not live; None without a database or a case row."""
+    import structlog
+
+    from infra import metrics
+
+    structlog.get_logger("app.visibility").warning(
+        "case query failed; answered from the projection", workflow_id=wid, loan_id=loan_id, reason=reason[:300]
+    )
+    metrics.QUERY_FAILURES.inc()
+    if repo is None:
+        return None
+    return await asyncio.to_thread(projected_status, repo, loan_id, wid, reason)
+
+
+def projected_status(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | None:
+    """A CaseStatus from the case row, the loan, the holds and the audit trail in the database."""
+    from domain.models import Event, Hold, NextAction
+    from domain.money import format_amount
+
+    row, loan = repo.case_row(wid), repo.loan(loan_id)
+    if row is None or loan is None:
+        return None
+    cur = row.currency
+    holds = [Hold(kind=h.kind, placed_at=h.placed_at, until=h.until, reference=h.reference) for h in repo.holds_of_case(wid)]
+    events = [Event(at=e.at, kind=e.kind, detail=e.detail, actor=e.actor, seq=i) for i, e in enumerate(repo.events(wid), 1)]
+    now = dt.datetime.now(dt.UTC)
+    dpd = max(0, (now.date() - loan.due_date).days)
+    return CaseStatus(
+        loan_id=loan_id,
+        workflow_id=wid,
+        policy=loan.policy,
+        policy_version="",
+        segment=loan.segment,
+        stage=row.stage,
+        status=row.status,  # active, paused or closed, as the workflow projected it
+        outcome=row.outcome,
+        dpd=dpd,
+        bucket="M0" if dpd <= 0 else "M1" if dpd <= 30 else "M2" if dpd <= 60 else "M3" if dpd <= 90 else "M3+",
+        currency=cur,
+        outstanding={"total": format_amount(row.outstanding, cur), "principal": "?", "interest": "?", "fees": "?"},
+        total_paid=format_amount(row.total_paid, cur),
+        holds=holds,
+        plan=None,
+        promise=None,
+        awaiting=None,
+        next_action=NextAction(what="unknown: the live state could not be read"),
+        steps_done=[],
+        contacts={},
+        events=events[-50:],
+        as_of=row.updated_at,
+        live=False,
+        unreadable=reason,
+    )
 
 
 class CaseSummary(BaseModel):

@@ -26,7 +26,7 @@ from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, worklists
 from console.assets import url as asset_url
 from console.config import console_settings
-from domain.dates import zone
+from domain.dates import utc_text, zone
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount
 
@@ -35,6 +35,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "tem
 TEMPLATES.env.globals["asset"] = asset_url
 TEMPLATES.env.filters["money"] = lambda minor, currency="CNY": format_amount(int(minor or 0), currency)
 # the floor works on the bank's clock (Beijing time): task due times and visit slots are shown there
+TEMPLATES.env.filters["utc"] = lambda t, fmt="%Y-%m-%d %H:%M": utc_text(t, fmt)  # for labels that say UTC
 TEMPLATES.env.filters["local"] = lambda t, fmt="%Y-%m-%d %H:%M", tz="Asia/Shanghai": t.astimezone(zone(tz)).strftime(fmt)
 
 # Who sees a borrower's contact details: the roles that call, visit, go to court or change them
@@ -223,7 +224,7 @@ async def dashboard_page(request: Request) -> Response:
 
 async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> dict[str, Any]:
     be = _backend(request)
-    status = await visibility.case_status(await be.client(), loan_id)
+    status = await visibility.case_status(await be.client(), loan_id, be.repo())
     repo = be.repo()
     loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), asyncio.to_thread(repo.events, status.workflow_id))
     actors = {e.actor.split(":")[0] for e in events if e.actor}

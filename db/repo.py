@@ -413,6 +413,12 @@ class Repo:
             _record_events(s, events)
             s.commit()
 
+    def holds_of_case(self, workflow_id: str) -> list[HoldRow]:
+        """The case's holds not yet released, as the database recorded them."""
+        with self.session() as s:
+            q = select(HoldRow).where(col(HoldRow.workflow_id) == workflow_id, col(HoldRow.released_at).is_(None))
+            return list(s.scalars(q.order_by(col(HoldRow.id))))
+
     def events(self, workflow_id: str) -> list[EventRow]:
         with self.session() as s:
             return list(s.scalars(select(EventRow).where(col(EventRow.workflow_id) == workflow_id).order_by(col(EventRow.id))))

@@ -39,6 +39,11 @@ def zone(name: str, field: str = "timezone") -> ZoneInfo:
         raise InvalidInput(field, f"unknown IANA time zone {shown(name)} (e.g. Asia/Shanghai)") from None
 
 
+def utc_text(t: datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time for a label that says UTC: converted to UTC first (a case's times carry the borrower's offset)."""
+    return t.astimezone(UTC).strftime(fmt)
+
+
 def local_date(now: datetime, tz: str) -> date:
     return now.astimezone(zone(tz)).date()
 

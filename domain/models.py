@@ -566,6 +566,8 @@ class CaseStatus(Model):
         description="operators' display names by id, from the database (filled "
         "by the application layer; never in workflow history)",
     )
+    live: bool = Field(default=True, description="False: the case's query failed; this is the database's projection")
+    unreadable: str | None = Field(default=None, description="why the live state could not be read (live False)")
 
 
 class ContactResult(Model):

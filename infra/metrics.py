@@ -11,6 +11,7 @@ repeated when a workflow replays:
   collections_payment_amount{currency}         their amount, in major units
   collections_steps{stage}                     ladder steps started, by stage
   collections_cases_closed{outcome}            cases closed, by outcome
+  collections_case_query_failures_total        (API /metrics) case queries answered from the projection
   collections_calendar_days_left               days until the first day with no official holiday calendar
                                                file (policies/calendars/cn-YYYY.toml); 0: contacts bound to
                                                rest days are being refused (calendar_missing)
@@ -23,6 +24,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import structlog
+from prometheus_client import Counter
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -44,6 +46,13 @@ def count(meter: MetricMeter, name: str, description: str, value: int | float = 
 
 
 CALENDAR_DAYS_LEFT = "collections_calendar_days_left"
+
+# Counted where the query is asked (API, console, CLI), served by the API at /metrics. The worker's own endpoint
+# has the SDK's temporal_workflow_task_execution_failed{failure_reason} for failed workflow tasks.
+QUERY_FAILURES = Counter(
+    "collections_case_query_failures",
+    "Case status queries that failed and were answered from the database projection",
+)
 
 
 def beijing_today() -> dt.date:

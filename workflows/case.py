@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import approvals, channels
     from domain.actor import Actor
     from domain.case import Case
-    from domain.dates import dpd_start
+    from domain.dates import dpd_start, utc_text
     from domain.errors import InvalidInput
     from domain.legal import LEGAL_RULES
     from domain.models import (
@@ -714,7 +714,7 @@ class CollectionCase:
             f" interest {format_amount(b.interest, cur)}, fees {format_amount(b.fees, cur)})"
             f" · paid {format_amount(s.total_paid, cur)}\n\n"
             f"Next: {nxt.what}"
-            + (f" at {nxt.at:%Y-%m-%d %H:%M} UTC" if nxt.at else "")
+            + (f" at {utc_text(nxt.at)} UTC" if nxt.at else "")
             + (f"\n\nHolds: {', '.join(h.kind for h in s.holds)}" if s.holds else "")
         )
 
