@@ -426,7 +426,12 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
                 link=(
                     "Codec",
                     f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
-                    'Web UI\'s Codec Server settings, tick "Include cross-origin credentials"',
+                    'Web UI\'s Codec Server settings, choose "Use my browser setting", paste '
+                    f'http://localhost:{codec_port} and tick "Include cross-origin credentials"\n'
+                    f"the temporal CLI ({shown_path(Path(sys.executable).parent / 'temporal')}; an operator token "
+                    "that may send inputs encodes):\n"
+                    f"  temporal workflow query -w loan-DEMO-0001 --type status --codec-endpoint "
+                    f'http://localhost:{codec_port} --codec-auth "Bearer $(cat {shown_path(var_dir() / "dev-token")})"',
                 ),
             )
         )

@@ -19,9 +19,11 @@ encryption/codec.py. Nothing is decoded for a caller without a valid token, and 
   once "Include cross-origin credentials" is ticked in the UI's Codec Server settings. Five failed
   sign-ins from one address in a minute get 429 until the minute has passed.
 
-There is no `/encode`: the Web UI is read-only for operators, so it has nothing to encode, and a token
-holder could otherwise mint payloads under the live key. Bodies are capped (4 KB for /login, 8 MB for
-/decode) by Content-Length before they are read.
+`/encode` (the `temporal` CLI encodes a signal's, an update's or a query's input with it) answers only an
+operator's bearer token whose roles may send a case's inputs (SEND_USE_CASES); the codec token and browser
+sessions decode only, and each refusal is logged. The inputs the CLI sends reach the case without the
+application layer's per-input role check: grant operator tokens with input roles as you would the API.
+Bodies are capped (4 KB for /login, 8 MB for /decode and /encode) by Content-Length before they are read.
 
 Requests with a cookie must be `application/json` (so a cross-origin one always needs a CORS
 preflight), and CORS admits only the UI's origins: CODEC_CORS_ORIGINS (comma-separated; default
@@ -210,8 +212,12 @@ input{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}button{{fo
 # ---------------------------------------------------------------------------- the app
 
 
-def operator_lookup(token: str) -> str | None:
-    """An operator token (ct_...) whose operator may read cases: 'operator-id:role', else None."""
+# /encode: an operator who may send at least one of a case's inputs (the `temporal` CLI's signal and update)
+SEND_USE_CASES = ("payment.record", "payment.reverse", "plan.agree", "outcome.call", "outcome.visit", "outcome.court")
+
+
+def operator_lookup(token: str, use_cases: tuple[str, ...] = ("case.read",)) -> str | None:
+    """An operator token (ct_...) whose operator may do one of `use_cases`: 'operator-id:role', else None."""
     from access.operators import TOKEN_RE, Operators
     from access.permissions import Forbidden
 
@@ -226,11 +232,13 @@ def operator_lookup(token: str) -> str | None:
     caller = Operators(_REPO).authenticate(token)
     if caller is None:
         return None
-    try:
-        actor = caller.actor("case.read")
-    except Forbidden:
-        return None
-    return f"{actor.operator_id}:{actor.role}"
+    for use_case in use_cases:
+        try:
+            actor = caller.actor(use_case)
+        except Forbidden:
+            continue
+        return f"{actor.operator_id}:{actor.role}"
+    return None
 
 
 _REPO = None
@@ -276,10 +284,28 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
         headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
+    async def may_encode(request: Request) -> tuple[str | None, str]:
+        """(who, why not): an operator's bearer token whose roles may send a case's inputs."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        token = given.strip() if scheme.lower() == "bearer" else ""
+        if not token:
+            return None, "encoding needs an operator's bearer token (--codec-auth 'Bearer <operator token>')"
+        if hmac.compare_digest(token.encode(), cfg.token.encode()):
+            return None, "the codec token decodes only; encoding needs an operator token whose roles may send inputs"
+        who = await asyncio.to_thread(lookup, token, SEND_USE_CASES) if len(token) <= 200 else None
+        return who, "" if who else "this token's operator may not send a case's inputs (payment, plan, outcome)"
+
     async def transcode(request: Request, decode: bool) -> Response:
-        who, by_cookie = await authorized(request)
-        if who is None:
-            return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
+        if decode:
+            who, by_cookie = await authorized(request)
+            if who is None:
+                return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
+        else:
+            who, why = await may_encode(request)
+            by_cookie = False
+            if who is None:
+                log.warning("encode refused", reason=why, namespace=request.headers.get("x-namespace"))
+                return refuse(403 if "may not" in why or "decodes only" in why else 401, why + "; nothing was encoded")
         if by_cookie and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return refuse(415, "Content-Type must be application/json")
         try:
@@ -293,7 +319,7 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
         referer = request.headers.get("referer", "")
         workflow = referer.split("/workflows/", 1)[1].split("/", 1)[0] if "/workflows/" in referer else None
         log.info(
-            "decoded",
+            "decoded" if decode else "encoded",
             who=who,
             via="session" if by_cookie else "bearer",
             namespace=request.headers.get("x-namespace"),
@@ -306,8 +332,11 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
     async def decode(request: Request) -> Response:
         return await transcode(request, decode=True)
 
-    # No /encode: it let a token holder mint payloads under the live key, and the Web UI, read-only for
-    # operators (no signal, update, start or reset from it), has nothing to encode.
+    @app.post("/encode")
+    async def encode(request: Request) -> Response:
+        """For the `temporal` CLI's signal, update and query inputs: only an operator whose roles may send a case's
+        inputs (SEND_USE_CASES), by bearer token; the codec token and browser sessions decode only."""
+        return await transcode(request, decode=False)
 
     @app.get("/health")
     async def health() -> dict:

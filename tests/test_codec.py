@@ -231,10 +231,13 @@ async def test_codec_server_decodes_for_the_token_holder(server):
         decoded = json_format.ParseDict(r.json(), Payloads()).payloads
         assert DATA_CONVERTER.payload_converter.from_payloads(decoded, [PaymentIn, str]) == [PAYMENT, "plain text 10520.00"]
         assert json.loads(decoded[0].data)["payment_id"] == "BANK-889-SECRET"
-        # no /encode: the UI is read-only, and nobody mints payloads under the live key (issue 14, hole 7)
+        # the codec token decodes only: /encode is for operators who may send inputs (tests/test_codec_cli.py),
+        # so nobody mints payloads under the live key with it (issue 14, hole 7)
         plain = DATA_CONVERTER.payload_converter.to_payloads(["from the UI"])
         r = await http.post("/encode", json=as_json(plain), headers=auth)
-        assert r.status_code in (404, 405) and "payloads" not in r.text
+        assert r.status_code == 403 and "payloads" not in r.text and "decodes only" in r.json()["detail"]
+        r = await http.post("/encode", json=as_json(plain))
+        assert r.status_code == 401 and "payloads" not in r.text
         # a payload under an unknown key: a clear refusal
         [foreign] = await codec.data_converter(ring("elsewhere")).encode([PAYMENT])
         r = await http.post("/decode", json=as_json([foreign]), headers=auth)

@@ -1,0 +1,94 @@
+"""The `temporal` CLI through the codec server: an operator who may send inputs updates, signals and queries a case
+with --codec-endpoint and --codec-auth; an update's refusal comes back readable; a read-only operator and the
+codec token cannot encode (and are told why)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+
+import httpx
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from access.operators import Operators
+from devstack.binaries import find
+from encryption.codec_server import running_codec_server
+from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
+from workflows import search
+from workflows.case import CollectionCase
+
+CODEC_TOKEN = "cli-codec-token-" + "y" * 24
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find("temporal"),
+        search_attributes=search.ALL,
+        data_converter=DATA_CONVERTER,
+        ip="127.0.0.1",
+        ui=False,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+async def cli(env, codec: str, token: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in a thread: the test's worker runs on this event loop and must go on while the CLI waits."""
+    address = env.client.service_client.config.target_host
+    return await asyncio.to_thread(
+        subprocess.run,
+        [find("temporal"), *args, "--address", address, "--codec-endpoint", codec, "--codec-auth", f"Bearer {token}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_the_temporal_cli_updates_signals_and_queries_through_the_codec_server(env, cases, repo):
+    ops = Operators(repo)
+    ops.ensure("cli collector", ["collector"])
+    ops.ensure("cli viewer", ["viewer"])
+    sender = ops.issue_token("cli collector").token
+    viewer = ops.issue_token("cli viewer").token
+    keys = {"PAYLOAD_KEYS": os.environ["PAYLOAD_KEYS"], "PAYLOAD_KEY_ID": TEST_KEY_ID}
+    db = {"DATABASE_URL": repo.engine.url.render_as_string(hide_password=False)}
+    h = await cases.start(dpd=1)
+    wid = h.id
+    with running_codec_server({"CODEC_TOKEN": CODEC_TOKEN, "CODEC_DEV": "", **keys, **db}) as codec:
+        # an update: applied, its result readable
+        pay = json.dumps({"payment_id": "CLI-1", "amount": "100.00", "currency": "CNY"})
+        r = await cli(env, codec, sender, "workflow", "update", "execute", "-w", wid, "--name", "record_payment", "--input", pay)
+        assert r.returncode == 0, r.stderr
+        assert "CLI-1" in r.stdout or "100.00" in r.stdout, r.stdout
+        # a refusal: the reason readable, naming the field
+        bad = json.dumps({"payment_id": "CLI-2", "amount": "-5", "currency": "CNY"})
+        r = await cli(env, codec, sender, "workflow", "update", "execute", "-w", wid, "--name", "record_payment", "--input", bad)
+        assert r.returncode != 0 and "amount" in (r.stdout + r.stderr), r.stdout + r.stderr
+        assert "Encoded failure" not in r.stdout + r.stderr
+        # a query: the status decoded
+        r = await cli(env, codec, sender, "workflow", "query", "-w", wid, "--type", "status")
+        assert r.returncode == 0, r.stderr
+        assert '"total_paid"' in r.stdout and "100.00" in r.stdout, r.stdout
+        # a signal: delivered with its input encrypted by the codec server, readable in the history
+        r = await cli(env, codec, sender, "workflow", "signal", "-w", wid, "--name", "record_payment", "--input", pay)
+        assert r.returncode == 0, r.stderr
+        history = await h.fetch_history()
+        signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+        assert signals, "no signal in the history"
+        [payload] = signals[-1].workflow_execution_signaled_event_attributes.input.payloads
+        assert payload.metadata["encoding"] == b"binary/encrypted"
+        assert json.loads((await DATA_CONVERTER.payload_codec.decode([payload]))[0].data)["payment_id"] == "CLI-1"
+        # a viewer, and the codec token, may decode but not encode
+        for token, status in ((viewer, 403), (CODEC_TOKEN, 403)):
+            resp = httpx.post(f"{codec}/encode", json={"payloads": []}, headers={"Authorization": f"Bearer {token}"})
+            assert resp.status_code == status, resp.text
+            assert "encod" in resp.json()["detail"]
+        r = await cli(env, codec, viewer, "workflow", "signal", "-w", wid, "--name", "record_payment", "--input", pay)
+        assert r.returncode != 0
+    st = await h.query(CollectionCase.status)
+    assert st.total_paid == "100.00"  # the update applied once
