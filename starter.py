@@ -1061,7 +1061,6 @@ if __name__ == "__main__":
         sys.stdout.flush()
     except BrokenPipeError:
         code = quiet_on_closed_pipe()
-    sys.stderr.flush()
-    # Leave without interpreter finalisation: the Temporal client's core threads may still call
-    # back into Python while it tears down, which aborts the process (seen as exit -6).
-    os._exit(code)
+    from infra.process import leave
+
+    leave(code)

@@ -11,7 +11,6 @@ small promise due today on another. Run again, it adds neither a second time."""
 from __future__ import annotations
 
 import os
-import sys
 
 from access.devadmin import var_dir
 from access.operators import Operators
@@ -174,4 +173,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from infra.process import leave
+
+    leave(main())

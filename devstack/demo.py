@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -217,7 +216,46 @@ class Outcome:
     message: str
 
 
+# The demo's human decisions (promise, plans, holds, the court's judgment) are taken by a named operator, as every
+# human decision is (the bank's payment feed is a system: no actor); created once in the system of record.
+DEMO_DESK = ("demo-desk", ("collector", "supervisor", "legal"))
+_DESK: Any = None  # the desk's Caller, set by use_desk()
+
+
+def use_desk(repo: Any = None) -> str | None:
+    """The demo's inputs from here on carry demo-desk's actor; its operator id, or None without a database."""
+    global _DESK
+    try:
+        from access.operators import Operators
+        from access.permissions import Caller
+        from db.engine import make_engine
+        from db.repo import Repo
+
+        op = Operators(repo or Repo(make_engine())).ensure(*DEMO_DESK)
+        _DESK = Caller(op.id, op.roles, via="demo", name=op.display_name)
+    except Exception:  # noqa: BLE001 - no database: the inputs go without an actor, as a bank system's would
+        _DESK = None
+        return None
+    return op.id
+
+
+def stamped(update, arg: Any) -> Any:
+    """The input with demo-desk's actor for its use case (app/inputs.py), when the desk may take it."""
+    from access.permissions import Forbidden
+    from app import inputs
+
+    if _DESK is None:
+        return arg
+    command = next(c for c, (u, _) in inputs.UPDATES.items() if getattr(u, "__name__", u) == getattr(update, "__name__", update))
+    try:
+        actor = _DESK.actor(inputs.use_case(command, arg))
+    except Forbidden:
+        return arg
+    return inputs.with_actor(arg, actor)
+
+
 async def send(handle: WorkflowHandle, loan_id: str, what: str, update, arg) -> Outcome:
+    arg = stamped(update, arg)
     try:
         result = await asyncio.wait_for(handle.execute_update(update, arg), timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
@@ -447,6 +485,9 @@ async def main(argv: list[str] | None = None) -> int:
         say(f"demo: WARNING {warning}")
     cases = portfolio(policy, now, args.count)
     say(f"demo: system of record: {await asyncio.to_thread(seed_records, cases)}")
+    desk = await asyncio.to_thread(use_desk)
+    if desk:
+        say(f"demo: the demo's promise, plans, holds and judgment are taken by operator {DEMO_DESK[0]} ({desk})")
     handles, new = await start_all(client, cases)
     say(
         f"demo: {len(new)} case(s) started, {len(cases) - len(new)} already loaded "
@@ -483,9 +524,12 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from infra.process import leave
+
     try:
-        sys.exit(asyncio.run(main()))
+        code = asyncio.run(main())
     except BrokenPipeError:  # piped into head
-        sys.exit(0)
+        code = 0
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    leave(code)

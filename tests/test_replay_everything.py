@@ -21,8 +21,18 @@ async def test_the_demo_portfolio_to_its_end_replays_whole(env, worker, repo):
         c.loan_id: await env.client.start_workflow(CollectionCase.run, c, id=c.workflow_id, task_queue=TASK_QUEUE) for c in inputs
     }
     await env.sleep(timedelta(seconds=policy.day_seconds * 2))  # the first steps
-    results = await demo.updates(env.client, inputs, handles, set(handles), now, 0)
+    desk = demo.use_desk(repo)  # the demo's human decisions are a named operator's
+    assert desk is not None
+    try:
+        results = await demo.updates(env.client, inputs, handles, set(handles), now, 0)
+    finally:
+        demo._DESK = None  # the rest of the suite sends as before
     assert sum(r.ok for r in results) >= 5, [(r.loan_id, r.what, r.message) for r in results]
+    for r in results:  # every human decision has its actor; the bank's payment feed is a system
+        if r.ok and not r.what.startswith(("partial payment", "full payment")):
+            st = await handles[r.loan_id].query(CollectionCase.status)
+            actors = {e.actor for e in st.events if e.actor}
+            assert any(a.startswith(f"{desk}:") for a in actors), (r.loan_id, r.what, [(e.kind, e.actor) for e in st.events[-6:]])
     # past the write-off DPD of the latest case, in slices the test server answers within its call deadline
     for _ in range(10):
         await env.sleep(timedelta(seconds=policy.day_seconds * (policy.write_off_dpd + 30) / 10))

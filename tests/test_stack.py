@@ -263,3 +263,21 @@ def test_the_cli_keeps_an_address_it_was_given(tmp_path, monkeypatch):
     monkeypatch.setenv("COLLECTIONS_VAR_DIR", str(tmp_path))  # no stack running there
     environ = {}
     assert starter.use_running_stack(environ) == {} and environ == {}
+
+
+def test_short_lived_commands_exit_cleanly_every_time(stack):
+    """make demo's last steps and the CLI hold a Temporal client: each leaves with its own exit code, never an
+    abort at interpreter exit (one fresh make demo in six ended with "Fatal Python error: PyGILState_Release")."""
+    stack.start()
+    commands = [
+        ([sys.executable, "-m", "devstack.demo", "--count", "4", "--no-wait"], 0),
+        ([sys.executable, "-m", "console.demo"], 0),
+        ([sys.executable, "starter.py", "status", "DEMO-0001"], 0),
+        ([sys.executable, "starter.py", "status", "NO-SUCH-LOAN"], 2),
+    ]
+    for _ in range(3):
+        for argv, expected in commands:
+            r = subprocess.run(argv, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=180)
+            assert r.returncode == expected, (argv, r.returncode, r.stdout[-800:], r.stderr[-800:])
+            assert "Fatal Python error" not in r.stderr, (argv, r.stderr[-800:])
+    stack.stop()
