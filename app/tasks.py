@@ -31,6 +31,7 @@ from domain.dates import zone
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 from domain.money import format_amount
 from domain.policy import ContactRules
+from domain.tasks import live_dpd
 
 PAGE = 25
 MAX_ID = 2**31 - 1  # a task id is a 32-bit integer column on every database
@@ -51,6 +52,7 @@ class TaskView(BaseModel):
     team: str
     assignee: str | None
     priority: int
+    urgency: int = 0
     due_at: dt.datetime
     slot_start: dt.datetime | None
     slot_end: dt.datetime | None
@@ -64,6 +66,13 @@ class TaskView(BaseModel):
     overdue: bool
 
 
+def _day_seconds(t: TaskRow) -> int:
+    try:
+        return int(json.loads(t.gate_rules or "{}").get("day_seconds") or 86400)
+    except (ValueError, TypeError):
+        return 86400
+
+
 def _view(t: TaskRow, now: dt.datetime) -> TaskView:
     assert t.id is not None
     return TaskView(
@@ -74,12 +83,13 @@ def _view(t: TaskRow, now: dt.datetime) -> TaskView:
         team=t.team,
         assignee=t.assignee,
         priority=t.priority,
+        urgency=t.urgency,
         due_at=t.due_at,
         slot_start=t.slot_start,
         slot_end=t.slot_end,
         city=t.city,
         district=t.district,
-        dpd=t.dpd,
+        dpd=live_dpd(t.dpd, t.created_at, now, _day_seconds(t)),  # as of now, not when the task was opened
         outstanding=format_amount(t.outstanding_minor, "CNY"),
         requeues=t.requeues,
         attempts=t.attempts,
@@ -123,7 +133,7 @@ def my_tasks(
         q = q.order_by(
             col(TaskRow.action),  # calls, then the day's visits
             case((visit, col(TaskRow.district)), else_=""),  # a visit round walks district by district
-            case((visit, 0), else_=col(TaskRow.priority)),  # calls by urgency
+            case((visit, 0), else_=-col(TaskRow.urgency)),  # calls by the policy's urgency, highest first
             func.coalesce(col(TaskRow.slot_start), col(TaskRow.due_at)),
             col(TaskRow.id),
         )

@@ -244,6 +244,7 @@ class TaskRow(SQLModel, table=True):
     team: str = Field(max_length=80)
     assignee: str | None = Field(default=None, max_length=100, index=True, description="operator display name")
     priority: int = Field(default=3, description="1 most urgent .. 5")
+    urgency: int = Field(default=0, description="the policy's formula (domain/tasks.py urgency): calls by it, highest first")
     segment: str = Field(default="", max_length=32)
     province: str = Field(default="", max_length=32)
     city: str = Field(default="", max_length=32)

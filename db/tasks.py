@@ -15,6 +15,7 @@ from db.tables import BorrowerRow, TaskRow, table_of, utcnow
 from domain import tasks as rules
 from domain.dates import zone
 from domain.models import TaskEnd, TaskInfo, TaskOpen
+from domain.policy import Urgency
 
 TASKS = table_of(TaskRow)
 
@@ -109,6 +110,13 @@ class TaskStore:
                     action=req.action,
                     status="open",
                     priority=rules.priority(req.dpd, req.outstanding_minor),
+                    urgency=rules.urgency(
+                        req.dpd,
+                        req.outstanding_minor,
+                        req.broken_promises,
+                        req.legal_days_left,
+                        req.agent.urgency if req.agent else Urgency(),
+                    ),
                     segment=req.segment,
                     province=province,
                     city=city,
@@ -120,7 +128,7 @@ class TaskStore:
                     gate_rules=json.dumps(
                         {"rules": req.rules.model_dump(mode="json") if req.rules else None, "day_seconds": req.day_seconds}
                     ),
-                    created_at=utcnow(),
+                    created_at=req.now,  # the case's clock (live days past due count from it)
                     updated_at=utcnow(),
                     **placed,
                 )

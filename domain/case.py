@@ -1223,6 +1223,13 @@ class Case:
 
     # ---------------------------------------------------------------- views
 
+    def legal_days_left(self, now: datetime) -> int | None:
+        """Policy days until the nearest legal clock ends (None: none running): a call task's urgency."""
+        ends = [c.at for c in self.legal_clock_views() if c.kind == "ends" and c.at is not None]
+        if not ends:
+            return None
+        return max(0, int((min(ends) - now).total_seconds() // self.policy.day_seconds))
+
     def _limitation_ends(self) -> datetime | None:
         if not self.legal_clocks:
             return legal.legacy_limitation_ends(self.limitation_from(), self.policy.legal)

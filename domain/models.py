@@ -385,6 +385,8 @@ class TaskOpen(Model):
     rules: ContactRules | None = None
     day_seconds: int = 86400
     agent: AgentRules | None = None
+    broken_promises: int = Field(default=0, description="promises the borrower has broken on this case")
+    legal_days_left: int | None = Field(default=None, description="policy days until the nearest legal clock ends")
 
 
 class TaskEnd(Model):

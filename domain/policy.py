@@ -242,16 +242,31 @@ class ApprovalRules(_Strict):
     expiry_days: int = Field(default=3, ge=1, le=30, description="an unanswered proposal is dropped after this")
 
 
+class Urgency(_Strict):
+    """A call task's urgency (domain/tasks.py `urgency`): points per month past due, per tenfold of the balance,
+    per broken promise, and for a legal clock (limitation, objection window, enforcement) ending within
+    `legal_within_days`. A collector's call list is ordered by it, most urgent first."""
+
+    per_month_past_due: float = Field(default=1.0, ge=0, le=100)
+    per_tenfold_balance: float = Field(default=1.0, ge=0, le=100)
+    per_broken_promise: float = Field(default=2.0, ge=0, le=100)
+    legal_clock: float = Field(default=3.0, ge=0, le=100)
+    legal_within_days: int = Field(default=30, ge=1, le=365)
+
+
 class AgentRules(_Strict):
     """Agent mode (domain/tasks.py): how long a task may wait, how often it is re-queued, how visits are booked."""
 
-    call_due_hours: int = Field(default=8, ge=1, le=168, description="a call task is worked within this; then re-queued")
+    call_due_hours: int = Field(
+        default=8, ge=1, le=1440, description="a call task is worked within this (policy hours); then re-queued"
+    )
     call_await_days: int = Field(
         default=3, ge=1, le=365, description="the case waits this long for a call task's outcome, then moves on"
     )
     visit_due_days: int = Field(default=2, ge=1, le=30, description="a visit not reported this long after its slot is re-queued")
     max_requeues: int = Field(default=2, ge=0, le=10, description="re-queues before the task waits out its timeout")
     visit_slot_minutes: int = Field(default=120, ge=30, le=480)
+    urgency: Urgency = Urgency()
 
 
 class Policy(_Strict):

@@ -6,7 +6,8 @@ instead of a send. This module holds the rules for a task, pure and in one place
 - **who gets it** (`assign`): the first team in `policies/teams/default.toml` whose segments, regions and actions
   match the case, then the member of that team with the fewest open tasks (ties by name); a re-queued
   task goes to another member where the team has one;
-- **how urgent** (`priority`): by days past due and the amount outstanding;
+- **how urgent** (`priority`, a band 1-5, and `urgency`, the policy's formula that orders a call list): by days past
+  due, the amount outstanding, broken promises and a legal clock about to end;
 - **when a visit happens** (`visit_slot`): a slot inside the contact rules' allowed days and hours, the same
   rules the contact gate applies (`domain.compliance.next_window_open`), never on a rest day the policy
   excludes nor outside the window;
@@ -18,6 +19,7 @@ The bank's process (shared/reference) has calls made by staff (电话催收) and
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import date, datetime, timedelta
@@ -29,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from domain import compliance
 from domain.dates import zone
 from domain.errors import InvalidInput
-from domain.policy import POLICY_DIR, ContactRules
+from domain.policy import POLICY_DIR, ContactRules, Urgency
 
 TaskAction = Literal["call", "visit"]
 TEAMS_FILE = POLICY_DIR / "teams" / "default.toml"
@@ -151,6 +153,22 @@ def priority(dpd: int, outstanding_minor: int) -> int:
 
 
 # ------------------------------------------------------------------ when
+
+
+def urgency(dpd: int, outstanding_minor: int, broken_promises: int, legal_days_left: int | None, w: Urgency) -> int:
+    """A call task's urgency in hundredths of a point (higher first), from the policy's weights (`Urgency`)."""
+    points = (
+        w.per_month_past_due * max(dpd, 0) / 30
+        + w.per_tenfold_balance * math.log10(max(outstanding_minor, 100) / 100)
+        + w.per_broken_promise * broken_promises
+        + (w.legal_clock if legal_days_left is not None and legal_days_left <= w.legal_within_days else 0)
+    )
+    return round(points * 100)
+
+
+def live_dpd(dpd_then: int, since: datetime, now: datetime, day_seconds: int) -> int:
+    """Days past due now, from the value a task was opened with and the policy days passed since."""
+    return dpd_then + max(0, int((now - since).total_seconds() // day_seconds))
 
 
 def call_due(now: datetime, hours: int, day_seconds: int) -> datetime:

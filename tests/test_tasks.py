@@ -5,7 +5,7 @@ on the time-skipping server, each case with a worker and a database of the test'
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -423,3 +423,44 @@ def test_the_direct_simulator_places_agent_mode_calls_as_the_provider_would(tmp_
     provider = champion_calls(text, "provider")
     agent = champion_calls(text.replace('actions = ["call"]', 'actions = ["call"]\nmodes = { call = "agent" }', 1), "agent")
     assert provider > 0 and agent == provider, (agent, provider)
+
+
+def test_the_policy_formula_puts_a_broken_promise_and_a_legal_clock_before_a_larger_balance():
+    from domain.policy import Urgency
+    from domain.tasks import live_dpd, urgency
+
+    w = Urgency()
+    plain = urgency(40, 5_000_000, 0, None, w)  # DPD 40, 50,000.00
+    assert urgency(40, 50_000_000, 0, None, w) - plain == 100  # a tenfold balance: one point
+    assert urgency(70, 5_000_000, 0, None, w) - plain == 100  # a month later: one point
+    assert urgency(40, 5_000_000, 1, None, w) - plain == 200  # a broken promise: two points
+    assert urgency(40, 5_000_000, 0, 10, w) - plain == 300  # a legal clock ending within 30 days: three points
+    assert urgency(40, 5_000_000, 0, 31, w) == plain  # ... and not beyond
+    heavier = Urgency(per_broken_promise=25)
+    assert urgency(10, 100_000, 1, None, heavier) > urgency(300, 900_000_000, 0, 5, heavier)  # the policy decides
+    opened = datetime(2026, 12, 1, tzinfo=UTC)
+    assert live_dpd(12, opened, opened + timedelta(seconds=6 * 28 + 5), 6) == 40  # the demo's 6-second days
+    assert live_dpd(12, opened, opened + timedelta(hours=23), 86400) == 12
+
+
+async def test_my_call_list_is_ordered_by_urgency_and_shows_days_past_due_as_of_now(floor, as_collector):
+    from app import tasks as floor_tasks
+
+    cases, repo = floor
+    small = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI, principal=100_000)
+    large = await cases.start(dpd=7, policy=POLICY, contact=SHANGHAI, principal=90_000_000)
+    as_collector()
+    mine = {r.loan_id: r for r in open_tasks(repo)}
+    ids = {loan(small), loan(large)}
+    assert ids <= set(mine), mine
+    assert mine[loan(large)].urgency > mine[loan(small)].urgency
+    for name in {mine[i].assignee for i in ids}:
+        as_collector(name)
+        rows, _ = floor_tasks.my_tasks(repo, now=await cases.now())
+        calls = [r for r in rows if r.loan_id in ids]
+        assert [r.urgency for r in calls] == sorted((r.urgency for r in calls), reverse=True)
+    later = (await cases.now()) + timedelta(days=3)
+    as_collector(mine[loan(large)].assignee)
+    view = floor_tasks.task(repo, mine[loan(large)].id)
+    rows, _ = floor_tasks.my_tasks(repo, now=later, day=later.date())
+    assert view.dpd == 7 and [r.dpd for r in rows if r.loan_id == loan(large)] == [10]

@@ -420,6 +420,8 @@ class CollectionCase:
                 rules=case.policy.contact,
                 day_seconds=case.policy.day_seconds,
                 agent=case.policy.agent,
+                broken_promises=sum(1 for e in case.state.events if e.kind == "promise_broken"),
+                legal_days_left=case.legal_days_left(now),
                 **extra,
             )
         )
