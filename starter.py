@@ -617,7 +617,7 @@ async def cmd_approvals(a: argparse.Namespace) -> int:
         for i in items:
             print(
                 f"{i.loan_id:<14} {i.kind:<9} {i.summary}  (by {i.maker_name or i.maker}, {utc_text(i.at)} UTC; "
-                f"expires {utc_text(i.expires_at)} UTC; approved by {', '.join(i.approver_roles)})"
+                f"expires {utc_text(i.expires_at)} UTC; may be approved by {', '.join(i.approver_roles)})"
             )
         print(f"{len(items)} waiting for your roles")
     return 0
@@ -664,14 +664,14 @@ class Parser(argparse.ArgumentParser):
     """argparse that says 'error: FIELD: reason' (exit 2), as every other bad input does."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
+        # one line naming the field, then where the usage is: not the whole usage block before the reason
         if message.startswith("argument "):
             name, _, reason = message.removeprefix("argument ").partition(": ")
             flag = name.split("/")[0].lstrip("-").replace("-", "_")
             message = f"{flag}: {reason}"
         if "--json" in sys.argv:
             print(dump({"error": {"field": None, "reason": message}}))
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, f"error: {message}\n(usage: {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -1021,7 +1021,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
-        return 2
+        # who may decide is a refusal of the caller (exit 3, as the README says), not bad input
+        return 3 if exc.field == "authorization" else 2
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -228,6 +228,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     repo = be.repo()
     loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), asyncio.to_thread(repo.events, status.workflow_id))
     actors = {e.actor.split(":")[0] for e in events if e.actor}
+    actors |= {op for e in events for op in worklists.OPERATOR_ID.findall(e.detail)}  # "proposed by op-..."
     pending = getattr(status, "pending_approval", None)
     if pending is not None:
         actors.add(pending.maker.operator_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -268,6 +269,9 @@ HUMAN_KINDS = {
 }
 
 
+OPERATOR_ID = re.compile(r"\bop-[0-9a-f]{12}\b")
+
+
 def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
     """One case event as a person reads it: what happened, the detail, and who (a human decision) or the system."""
     who = None
@@ -281,7 +285,8 @@ def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
         "at": e.at,
         "kind": e.kind,
         "what": PHRASES.get(e.kind, e.kind.replace("_", " ").capitalize()),
-        "detail": e.detail,
+        # the workflow's text names operators by id (names never enter its history); a person reads their names
+        "detail": OPERATOR_ID.sub(lambda m: names.get(m.group(0), m.group(0)), e.detail),
         "who": who,
         "human": human,
         "refused": e.kind in ("contact_refused", "contact_failed", "promise_broken", "plan_broken"),

@@ -111,7 +111,7 @@ def check_decision(pending: PendingApproval | None, checker: Actor | None, now: 
     if pending.expires_at <= now:
         raise InvalidInput("approval", f"the proposal expired at {pending.expires_at:%Y-%m-%d %H:%M} UTC")
     if checker.operator_id == pending.maker.operator_id:
-        raise InvalidInput("approval", "the maker of a proposal cannot approve or reject it: a second person must")
+        raise InvalidInput("authorization", "the maker of a proposal cannot approve or reject it: a second person must")
     return pending
 
 

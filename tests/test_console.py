@@ -346,3 +346,22 @@ async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_tem
             assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
         r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)
         assert r.status_code == 403
+
+
+def test_the_timeline_names_operators_where_the_case_wrote_their_ids():
+    from datetime import UTC, datetime
+
+    from console.worklists import business
+    from db.tables import EventRow
+
+    e = EventRow(
+        workflow_id="loan-X",
+        loan_id="X",
+        at=datetime(2026, 12, 6, tzinfo=UTC),
+        kind="approval_approved",
+        detail="30% interest waiver (proposed by op-a621e37e6650) approved",
+        actor="op-0123456789ab:supervisor",
+    )
+    row = business(e, {"op-a621e37e6650": "王芳", "op-0123456789ab": "李娜"})
+    assert row["detail"] == "30% interest waiver (proposed by 王芳) approved" and row["who"] == "李娜 (supervisor)"
+    assert business(e, {})["detail"] == e.detail  # an id with no name on file stays as it is

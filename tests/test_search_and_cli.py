@@ -211,3 +211,11 @@ async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(env, 
         "currency": "CNY",
         "status": "unapplied",
     }.items() <= next(p for p in listed if p["payment_id"] == "LATE-1").items()
+
+
+async def test_a_bad_flag_value_is_one_line_naming_the_field_not_the_usage_block(env):
+    r = await cli(env, "pay", "L1", "--payment-id", "P1", "--amount", "1.00", "--paid-at", "yesterday")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("error: paid_at:") and lines[-1] == "(usage: starter.py pay --help)", r.stderr
+    assert len(lines) == 2 and "usage: starter.py pay [-h]" not in r.stderr, r.stderr
