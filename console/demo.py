@@ -35,7 +35,6 @@ def ensure(repo) -> dict[str, str]:
 async def promise_to_break(repo, skip: str | None) -> str | None:
     """demo-collector records a small promise due today on another open demo case: it is on today's promises
     worklist, and once its deadline passes unpaid the case breaks it and the dashboard counts it broken."""
-    import datetime as dt
 
     from sqlalchemy import select
 
@@ -63,11 +62,24 @@ async def promise_to_break(repo, skip: str | None) -> str | None:
             st = await visibility.case_status(client, loan)
             if st.plan is not None or st.pending_approval is not None or st.holds or st.promise is not None:
                 continue
-            await inputs.send_update(client, loan, "promise", {"amount": "100.00", "date": dt.date.today()})
+            # due today where the borrower lives (the machine's date is a day behind Beijing's each morning)
+            await inputs.send_update(client, loan, "promise", {"amount": "100.00", "date": _borrower_today(repo, loan)})
         except BadInput:
             continue
         return loan
     return None
+
+
+def _borrower_today(repo, loan_id: str):
+    import datetime as dt
+
+    from db.tables import BorrowerRow, LoanRow
+    from domain.dates import local_date
+
+    with repo.session() as s:
+        loan = s.get(LoanRow, loan_id)
+        borrower = s.get(BorrowerRow, loan.borrower_id) if loan else None
+    return local_date(dt.datetime.now(dt.UTC), borrower.timezone if borrower else "Asia/Shanghai")
 
 
 def _open_demo_loans(repo) -> list[str]:
