@@ -76,6 +76,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client  # noqa: E402
 
 from app import errors, inputs, opening  # noqa: E402
+from app.replay import replay_every_history  # noqa: E402
 from db.engine import make_engine, migrate  # noqa: E402
 from db.repo import Repo  # noqa: E402
 from db.tables import BorrowerRow, ContactRow, LoanRow, PaymentRow, utcnow  # noqa: E402
@@ -85,7 +86,6 @@ from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
-from infra.replay import replay_every_history  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -1122,7 +1122,7 @@ async def run(cfg: ChaosConfig) -> Report:
         stuck, worst = not_stuck(statuses, cfg.tolerance)
         for s_ in stuck:
             sk.fail(s_)
-        # every history, open and closed, every run, replayed with this checkout's code (infra/replay.py)
+        # every history, open and closed, every run, replayed with this checkout's code (app/replay.py)
         replayed, replay_failures = await replay_every_history(client)
         rp = Check("every history replays", checked=replayed, failures=replay_failures)
         checks = [answers, state, bal, led, dl, hh, sk, b1, rp]

@@ -134,6 +134,22 @@ async def env():
     await env.shutdown()
 
 
+@pytest_asyncio.fixture(scope="module")
+async def dev_env():
+    """The dev server, as make demo runs it, for a module that needs what the time-skipping server lacks
+    (visibility counts, the query race, the temporal CLI); such a module's own `env` fixture returns it."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find("temporal"),
+        search_attributes=search.ALL,
+        data_converter=DATA_CONVERTER,
+        ip="127.0.0.1",
+        ui=False,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory) -> Repo:
     """The system of record for the session: a migrated SQLite file."""
@@ -173,6 +189,15 @@ def default_policy():
     return load_policy("default")
 
 
+async def terminate(handles) -> None:
+    """End these cases (those already closed stay as they are)."""
+    for h in handles:
+        try:
+            await h.terminate("test finished")
+        except Exception:  # already closed
+            pass
+
+
 class Cases:
     """Starts cases on the test server; due dates are relative to the server's clock.
 
@@ -187,11 +212,7 @@ class Cases:
 
     async def terminate_all(self) -> None:
         """End the test's cases so that later time skipping does not drive them on."""
-        for h in self.started:
-            try:
-                await h.terminate("test finished")
-            except Exception:  # already closed
-                pass
+        await terminate(self.started)
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()

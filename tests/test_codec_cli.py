@@ -10,31 +10,21 @@ import os
 import subprocess
 
 import httpx
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
+import pytest
 
 from access.operators import Operators
 from devstack.binaries import find
 from encryption.codec_server import running_codec_server
 from tests.conftest import DATA_CONVERTER, TEST_KEY_ID
-from workflows import search
 from workflows.case import CollectionCase
 
 CODEC_TOKEN = "cli-codec-token-" + "y" * 24
 
 
-@pytest_asyncio.fixture(scope="module")
-async def env():
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"),
-        search_attributes=search.ALL,
-        data_converter=DATA_CONVERTER,
-        ip="127.0.0.1",
-        ui=False,
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
+@pytest.fixture(scope="module")
+def env(dev_env):
+    """The dev server (tests/conftest.py dev_env)."""
+    return dev_env
 
 
 async def cli(env, codec: str, token: str, *args: str) -> subprocess.CompletedProcess:

@@ -7,37 +7,26 @@ import asyncio
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 
 from app import visibility
 from console import dashboard
 from db.engine import make_engine, migrate
 from db.repo import Repo
-from devstack.binaries import find
 from domain.models import HoldIn, PaymentIn, PromiseIn
 from domain.policy import parse_policy
-from tests.conftest import DATA_CONVERTER, LADDER_POLICY, today_in
-from workflows import search
+from tests.conftest import LADDER_POLICY, today_in
 from workflows.case import CollectionCase as W
 
 PROJECTION_LAG = 5.0  # seconds: the README's bound (the case row is written in the workflow task that changed it)
 OPEN = 'WorkflowType = "CollectionCase" AND CaseStatus != "closed"'
 
 
-@pytest_asyncio.fixture(scope="module")
-async def env():
+@pytest.fixture(scope="module")
+def env(dev_env):
     """The dev server: counts come from its visibility store (the time-skipping server has none)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"),
-        search_attributes=search.ALL,
-        data_converter=DATA_CONVERTER,
-        ip="127.0.0.1",
-        ui=False,
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
+    return dev_env
 
 
 @pytest_asyncio.fixture(scope="module")

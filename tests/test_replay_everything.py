@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.replay import replay_every_history
 from devstack import demo
 from domain.policy import load_policy
-from infra.replay import replay_every_history
-from tests.conftest import TASK_QUEUE
+from tests.conftest import TASK_QUEUE, terminate
 from workflows.case import CollectionCase
 
 
@@ -42,8 +42,4 @@ async def test_the_demo_portfolio_to_its_end_replays_whole(env, worker, repo):
     count, failures = await replay_every_history(env.client)
     assert count >= len(inputs)
     assert not failures, "\n".join(failures)
-    for h in handles.values():
-        try:
-            await h.terminate("test finished")
-        except Exception:
-            pass
+    await terminate(handles.values())

@@ -9,10 +9,10 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     HandleQueryInput,
     Interceptor,
@@ -24,28 +24,17 @@ from temporalio.worker import (
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient, GatewaySettings
-from devstack.binaries import find
-from tests.conftest import DATA_CONVERTER, TASK_QUEUE
+from tests.conftest import DATA_CONVERTER, TASK_QUEUE, terminate
 from worker import build_worker
-from workflows import search
 from workflows.case import CollectionCase
 
 FORCED = "request-from-RespondWorkflowTaskCompleted"
 
 
-@pytest_asyncio.fixture(scope="module")
-async def env():
+@pytest.fixture(scope="module")
+def env(dev_env):
     """The dev server, as make demo runs it (the time-skipping server did not show the race in 40 tries)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find("temporal"),
-        search_attributes=search.ALL,
-        data_converter=DATA_CONVERTER,
-        ip="127.0.0.1",
-        ui=False,
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
+    return dev_env
 
 
 class _SlowQuery(WorkflowInboundInterceptor):
@@ -137,9 +126,9 @@ async def test_the_demo_portfolio_read_while_it_runs_replays_whole(env, worker, 
     open and closed, replays with today's code."""
     from datetime import UTC, datetime
 
+    from app.replay import replay_every_history
     from devstack import demo
     from domain.policy import load_policy
-    from infra.replay import replay_every_history
 
     now = datetime.now(UTC)
     inputs = demo.portfolio(load_policy("demo"), now)
@@ -174,8 +163,4 @@ async def test_the_demo_portfolio_read_while_it_runs_replays_whole(env, worker, 
     print(f"{count} histories replayed, {raced} raced workflow tasks among them")
     assert count >= len(inputs)
     assert not failures, "\n".join(failures)
-    for h in handles.values():
-        try:
-            await h.terminate("test finished")
-        except Exception:
-            pass
+    await terminate(handles.values())

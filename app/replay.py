@@ -1,8 +1,8 @@
 """Replay every history on a server with this checkout's workflow code: before a deploy, and in the tests and the
 chaos run (a change that would break a running case fails here, naming the case).
 
-    python -m infra.replay                              # every CollectionCase on the configured server
-    python -m infra.replay --query 'CaseStatus = "active"'
+    python -m app.replay                              # every CollectionCase on the configured server
+    python -m app.replay --query 'CaseStatus = "active"'
 
 Exit 0 when every history replays, 1 when one does not (each named with its run), 2 when the server cannot be read.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest, ListOpenWorkflowExecutionsRequest
 from temporalio.client import Client
@@ -32,14 +33,18 @@ async def executions(client: Client, query: str = ALL) -> list[tuple[str, str]]:
         if exc.status != RPCStatusCode.UNIMPLEMENTED:
             raise
     found: list[tuple[str, str]] = []
-    svc = client.workflow_service
-    for call, request in (
-        (svc.list_open_workflow_executions, ListOpenWorkflowExecutionsRequest),
-        (svc.list_closed_workflow_executions, ListClosedWorkflowExecutionsRequest),
-    ):
+    svc, ns = client.workflow_service, client.namespace
+    for closed in (False, True):
         token = b""
         while True:
-            page = await call(request(namespace=client.namespace, maximum_page_size=1000, next_page_token=token))
+            if closed:
+                page: Any = await svc.list_closed_workflow_executions(
+                    ListClosedWorkflowExecutionsRequest(namespace=ns, maximum_page_size=1000, next_page_token=token)
+                )
+            else:
+                page = await svc.list_open_workflow_executions(
+                    ListOpenWorkflowExecutionsRequest(namespace=ns, maximum_page_size=1000, next_page_token=token)
+                )
             found += [(e.execution.workflow_id, e.execution.run_id) for e in page.executions]
             token = page.next_page_token
             if not token:
@@ -62,7 +67,7 @@ async def replay_every_history(client: Client, query: str = ALL) -> tuple[int, l
 
 
 async def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m infra.replay", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m app.replay", description=__doc__.splitlines()[0])
     ap.add_argument("--query", default=ALL, help="a visibility query (default: every CollectionCase)")
     args = ap.parse_args(argv)
     from infra.temporal import connect
