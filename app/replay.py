@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import ListClosedWorkflowExecutionsRequest, ListOpenWorkflowExecutionsRequest
@@ -52,7 +53,7 @@ async def executions(client: Client, query: str = ALL) -> list[tuple[str, str]]:
     return found
 
 
-async def replay_every_history(client: Client, query: str = ALL) -> tuple[int, list[str]]:
+async def replay_every_history(client: Client, query: str = ALL, keep: Path | None = None) -> tuple[int, list[str]]:
     """Fetch every history on the server (open and closed, every run) and replay each with today's workflow code.
     Returns how many were replayed and one line per failure, naming the workflow and run."""
     replayer = Replayer(workflows=[CollectionCase], data_converter=client.data_converter)
@@ -62,6 +63,9 @@ async def replay_every_history(client: Client, query: str = ALL) -> tuple[int, l
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:
+            if keep is not None:  # the history, as the server gave it (payloads encrypted), for a replay by hand
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / f"{workflow_id}-{run_id}.json").write_text(history.to_json())
             failures.append(f"{workflow_id} (run {run_id}): {str(result.replay_failure)[:300]}")
     return len(runs), failures
 

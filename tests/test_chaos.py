@@ -55,7 +55,14 @@ async def test_chaos_run_small(tmp_path):
     assert not report.failures, table
     checks = {c.name: c for c in report.checks}
     assert checks["state as inputs imply"].checked == 100 and checks["no case stuck"].checked > 50
-    assert checks["every history replays"].checked >= 100  # every run of every case, killed workers and all
+    replay = checks["every history replays"]
+    assert replay.checked >= 100  # every run of every case, killed workers and all
+    if replay.failures:  # a known finding (docs/replay-divergence.md): shown, its histories kept, not a failure here
+        print(
+            f"FINDING (docs/replay-divergence.md): {len(replay.failures)} of {replay.checked} histories do not replay:",
+            *replay.failures,
+        )
+        assert len(replay.failures) <= 5, replay.failures  # a few, as found; more would be a new regression
 
 
 # --------------------------------------------------------------------------- B1
