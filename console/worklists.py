@@ -13,8 +13,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from db.tables import CaseRow, ContactRow, EventRow, HoldRow, utcnow
+from domain.dates import local_date, local_midnight
 
 PAGE = 25
+
+
+FLOOR_ZONE = "Asia/Shanghai"  # the collections floor's day: what "today" and "yesterday" mean in a worklist
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Worklist:
     explain: str
 
     def fetch(self, repo, sess, q: str, page: int) -> tuple[list[tuple], bool]:
-        today = utcnow().date()
+        today = local_date(utcnow(), FLOOR_ZONE)  # the floor's day, not UTC's (Beijing's begins at 16:00 UTC)
         stmt = self.query(today)
         loan_col = stmt.selected_columns[0]
         if q:
@@ -36,8 +40,9 @@ class Worklist:
 
 
 def _day(d: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(d, dt.time(), dt.UTC)
-    return start, start + dt.timedelta(days=1)
+    """The floor's day `d`, midnight to midnight in FLOOR_ZONE, as UTC instants."""
+    start = local_midnight(d, FLOOR_ZONE)
+    return start, local_midnight(d + dt.timedelta(days=1), FLOOR_ZONE)
 
 
 def _promises_due(today: dt.date):

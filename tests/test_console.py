@@ -15,9 +15,11 @@ from access.operators import Operators
 from api.server import create_app
 from console import assets, dashboard
 from console.bench_dashboard import seed
+from console.worklists import FLOOR_ZONE
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from db.tables import BorrowerRow, CaseRow, EventRow, LoanRow
+from domain.dates import local_date
 
 BASE = "http://console.test"
 ORIGIN = {"Origin": BASE}
@@ -285,7 +287,7 @@ async def test_the_dashboard_page_shows_the_stages_to_a_viewer(fresh):
 
 
 async def test_worklists_filter_and_page(fresh):
-    today = dt.datetime.now(dt.UTC).date()
+    today = local_date(dt.datetime.now(dt.UTC), FLOOR_ZONE)  # the floor's day, as the worklists count it
     for i in range(30):
         _case(fresh, 100 + i, dpd=20, stage="first_call")
         _event(fresh, f"D{100 + i}", "promise", f"CNY 10.00 by {today.isoformat()}; ladder paused", days_ago=2)

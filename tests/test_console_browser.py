@@ -31,7 +31,7 @@ from domain.policy import load_policy, parse_policy
 from domain.tasks import Teams
 from encryption import codec
 from encryption.codec_server import free_port
-from tests.conftest import DATA_CONVERTER, Cases, register_search_attributes
+from tests.conftest import DATA_CONVERTER, Cases, register_search_attributes, today_in
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, wait_for
 from worker import build_worker
 
@@ -156,7 +156,7 @@ async def floor_flow(browser, base, token, handles, cases, repo, shots) -> None:
     assert await page.locator("[data-testid=phone]").inner_text() == PHONE
     await page.select_option("[data-testid=outcome]", "promise")
     await page.fill("[data-testid=amount]", "300.00")
-    await page.fill("[data-testid=date]", ((await cases.now()).date() + dt.timedelta(days=3)).isoformat())
+    await page.fill("[data-testid=date]", (today_in(await cases.now()) + dt.timedelta(days=3)).isoformat())
     await page.fill("[data-testid=notes]", "pays on Friday")
     await page.click("[data-testid=record-outcome]")
     await page.locator("[data-testid=done]").wait_for()
@@ -228,7 +228,7 @@ async def collector_flow(browser, base, token, loan, shots, cases, handle) -> No
     # a promise with a bad amount: the field's error, next to the field; then a good one pauses the case
     promise = page.locator("form[action$='/promise']")
     await promise.locator("input[name=amount]").fill("12.345")
-    today = (await cases.now()).date()
+    today = today_in(await cases.now())  # the borrower's day (Beijing is a day ahead of UTC after 16:00 UTC)
     await promise.locator("input[name=date]").fill(today.isoformat())
     await promise.locator("button").click()
     err = page.locator("[data-testid=error-promise-amount]")
@@ -271,7 +271,7 @@ async def viewer_flow(browser, base, token, loan) -> None:
 
 async def four_eyes_flow(browser, base, maker_token, checker_token, handle, cases, shots) -> None:
     loan = handle.id.removeprefix("loan-")
-    pay_by = ((await cases.now()).date() + dt.timedelta(days=20)).isoformat()
+    pay_by = (today_in(await cases.now()) + dt.timedelta(days=20)).isoformat()
     maker = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
     maker.set_default_timeout(20_000)
     await sign_in(maker, base, maker_token)
