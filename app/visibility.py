@@ -75,6 +75,7 @@ async def _projected(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | 
 
 def projected_status(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | None:
     """A CaseStatus from the case row, the loan, the holds and the audit trail in the database."""
+    from domain.dates import bucket, days_past_due
     from domain.models import Event, Hold, NextAction
     from domain.money import format_amount
 
@@ -84,8 +85,8 @@ def projected_status(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | 
     cur = row.currency
     holds = [Hold(kind=h.kind, placed_at=h.placed_at, until=h.until, reference=h.reference) for h in repo.holds_of_case(wid)]
     events = [Event(at=e.at, kind=e.kind, detail=e.detail, actor=e.actor, seq=i) for i, e in enumerate(repo.events(wid), 1)]
-    now = dt.datetime.now(dt.UTC)
-    dpd = max(0, (now.date() - loan.due_date).days)
+    borrower = repo.borrower(loan.borrower_id)
+    dpd = max(0, days_past_due(loan.due_date, borrower.timezone if borrower else "Asia/Shanghai", dt.datetime.now(dt.UTC)))
     return CaseStatus(
         loan_id=loan_id,
         workflow_id=wid,
@@ -96,7 +97,7 @@ def projected_status(repo, loan_id: str, wid: str, reason: str) -> CaseStatus | 
         status=row.status,  # active, paused or closed, as the workflow projected it
         outcome=row.outcome,
         dpd=dpd,
-        bucket="M0" if dpd <= 0 else "M1" if dpd <= 30 else "M2" if dpd <= 60 else "M3" if dpd <= 90 else "M3+",
+        bucket=bucket(dpd),
         currency=cur,
         outstanding={"total": format_amount(row.outstanding, cur), "principal": "?", "interest": "?", "fees": "?"},
         total_paid=format_amount(row.total_paid, cur),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -165,23 +166,27 @@ def gateway():
         yield gw
 
 
-@pytest_asyncio.fixture(scope="module")
-async def worker(env, repo, gateway):
+@contextlib.asynccontextmanager
+async def suite_worker(env, repo, gateway, **tuning):
+    """The suite's worker on TASK_QUEUE with the real activities; `tuning` overrides its options."""
     client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
     # a bug in workflow code fails the test's workflow at once instead of retrying its task for ever.
     # The suite runs the SDK's strict default sandbox, not production's (worker.workflow_runner passes
     # workflows/ through to save memory): a restricted call (datetime.now, random, I/O) added to workflows/
     # fails every workflow test here instead of reaching production unnoticed.
-    w = build_worker(
-        env.client,
-        CaseActivities(repo, client),
-        task_queue=TASK_QUEUE,
-        workflow_failure_exception_types=[Exception],
-        workflow_runner=SandboxedWorkflowRunner(),
-    )
-    async with w:
+    options = {"workflow_failure_exception_types": [Exception], "workflow_runner": SandboxedWorkflowRunner(), **tuning}
+    w = build_worker(env.client, CaseActivities(repo, client), task_queue=TASK_QUEUE, **options)
+    try:
+        async with w:
+            yield w
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def worker(env, repo, gateway):
+    async with suite_worker(env, repo, gateway) as w:
         yield w
-    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from activities.case import CaseActivities
-from activities.gateway import GatewayClient, GatewaySettings
-from tests.conftest import DATA_CONVERTER, TASK_QUEUE, terminate
-from worker import build_worker
+from tests.conftest import DATA_CONVERTER, TASK_QUEUE, suite_worker, terminate
 from workflows.case import CollectionCase
 
 FORCED = "request-from-RespondWorkflowTaskCompleted"
@@ -55,18 +52,8 @@ QUERY_SECONDS = 0.15
 async def worker(env, repo, gateway):
     """A worker whose queries take QUERY_SECONDS (an interceptor; the case's code is today's), so that a send's
     local activity ends while a query is being answered: the race, nearly every time instead of by chance."""
-    client = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
-    w = build_worker(
-        env.client,
-        CaseActivities(repo, client),
-        task_queue=TASK_QUEUE,
-        workflow_failure_exception_types=[Exception],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-        interceptors=[SlowQueries()],
-    )
-    async with w:
+    async with suite_worker(env, repo, gateway, workflow_runner=UnsandboxedWorkflowRunner(), interceptors=[SlowQueries()]) as w:
         yield w
-    await client.aclose()
 
 
 def raced_tasks(history: WorkflowHistory) -> int:
