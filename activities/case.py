@@ -32,12 +32,14 @@ from activities.contracts import (
     GateDecision,
     HoldChange,
     LedgerEntry,
+    RejectedInput,
     ReversalEntry,
     WindowClosed,
     for_guarantor,
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo, rules_decider
+from db.tables import RejectedInputRow
 from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
@@ -539,6 +541,26 @@ class CaseActivities:
     async def record_events(self, batch: AuditEvents) -> None:
         await asyncio.to_thread(self._audit, batch.workflow_id, batch.loan_id, batch.case_key, batch.events)
 
+    @activity.defn(name=channels.RECORD_REJECTED_INPUT)
+    async def record_rejected_input(self, r: RejectedInput) -> None:
+        """A signalled input the case refused, kept for the console's worklist, with the case's event saying so."""
+        row = RejectedInputRow(
+            dedupe_key=f"{r.case_key}:{r.seq}",
+            workflow_id=r.workflow_id,
+            loan_id=r.loan_id,
+            signal=r.signal,
+            input_id=r.input_id,
+            field=r.field,
+            reason=r.reason,
+            sender=r.sender,
+            received_at=r.received_at,
+        )
+        events = self._audit_rows(r.workflow_id, r.loan_id, r.case_key, r.events)
+        if await asyncio.to_thread(self.repo.record_rejected_input, row, events):
+            log.warning(
+                "signalled input rejected", loan_id=r.loan_id, signal=r.signal, field=r.field, reason=r.reason, sender=r.sender
+            )
+
     @activity.defn(name=channels.PROJECT_CASE)
     async def project_case(self, p: CaseProjection) -> None:
         """The case row follows the case: stage, status (paused too) and balances, as the workflow has them."""
@@ -617,6 +639,7 @@ class CaseActivities:
             self.open_task,
             self.requeue_task,
             self.end_tasks,
+            self.record_rejected_input,
         ]
 
 

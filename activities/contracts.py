@@ -154,6 +154,22 @@ class CaseProjection(Contract):
     total_paid: str
 
 
+class RejectedInput(Contract):
+    """A signalled input the case refused (or could not read): kept, with why, for a person to see the same day."""
+
+    workflow_id: str
+    case_key: str
+    loan_id: str
+    signal: str = Field(description="the signal's name as sent")
+    input_id: str | None = Field(default=None, description="the payment, promise or other id the input carried, if any")
+    field: str
+    reason: str
+    sender: str = Field(description="system:<the sender's Temporal identity>")
+    received_at: dt.datetime
+    seq: int = Field(description="the case's event recording the rejection: the row's key with case_key")
+    events: list[Event] = []
+
+
 class CaseClosed(Contract):
     workflow_id: str
     case_key: str

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
 from domain.case import CLOSED_FIELD, CLOSED_REASON
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, field_and_reason
 
 
 class BadInput(InvalidInput):
@@ -46,26 +46,6 @@ def check_id(value: str, field: str = "loan_id") -> str:
     if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise BadInput(field, f"{value!r} is not an id (1-64 letters, digits or _.:- starting with a letter or digit)")
     return value
-
-
-def field_and_reason(errors: Sequence[Mapping[str, Any]], skip: tuple[str, ...] = ()) -> tuple[str, str]:
-    """The first pydantic error as (field, reason), in words an operator reads."""
-    err = errors[0]
-    loc = [str(p) for p in err.get("loc", ()) if str(p) not in skip]
-    name = ".".join(loc) or "input"
-    kind = err.get("type", "")
-    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    if kind == "string_type" and loc and loc[-1] == "amount":
-        msg = "must be a decimal string such as '1234.56' (not a JSON number: money is never a float)"
-    elif kind == "string_pattern_mismatch" and loc and loc[-1].endswith("_id"):
-        msg = f"{err.get('input')!r} is not an id (1-64 letters, digits or _.:- starting with a letter or digit)"
-    elif kind == "missing":
-        msg = "is required"
-    elif kind == "extra_forbidden":
-        msg = "is not a known field"
-    elif not loc and ": " in msg:  # a model-level check names its field: "principal: the loan owes nothing"
-        name, msg = msg.split(": ", 1)
-    return name, msg
 
 
 def build(model: type[BaseModel], **fields: Any) -> Any:

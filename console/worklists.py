@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from db.tables import CaseRow, ContactRow, EventRow, HoldRow, utcnow
+from db.tables import CaseRow, ContactRow, EventRow, HoldRow, RejectedInputRow, utcnow
 from domain.dates import local_date, local_midnight
 
 PAGE = 25
@@ -108,6 +108,18 @@ def _undeliverable(today: dt.date):
     )
 
 
+def _inputs_rejected(today: dt.date):
+    """Signalled inputs the cases refused or could not read in the last 7 days, newest first: each is a payment,
+    plan or other input a bank system believes it sent, which someone must correct and send again."""
+    r = RejectedInputRow
+    since, _ = _day(today - dt.timedelta(days=7))
+    return (
+        select(r.loan_id, r.signal, r.input_id, r.field, r.reason, r.sender, r.received_at)
+        .where(r.received_at >= since)
+        .order_by(r.received_at.desc(), r.id.desc())  # type: ignore[union-attr]
+    )
+
+
 def _latest_event_is(repo, prefix: str, kinds: tuple[str, ...], q: str, limit: int) -> list[str]:
     """Loans of open cases whose latest event of kind `prefix`* is one of `kinds`, oldest first."""
     e = EventRow
@@ -173,6 +185,13 @@ LISTS: dict[str, Worklist] = {
         ("loan", "step", "channel", "action", "reason", "at"),
         _undeliverable,
         "contacts that failed in the last 30 days",
+    ),
+    "inputs-rejected": Worklist(
+        "Inputs rejected",
+        ("loan", "signal", "input id", "field", "reason", "sent by", "at"),
+        _inputs_rejected,
+        "signalled inputs (payments, plans, holds, outcomes) the case refused or could not read in the last 7 days: "
+        "nothing was applied; correct them at the source and send them again",
     ),
 }
 PLANS_IN_ARREARS = Worklist(

@@ -23,6 +23,7 @@ from db.tables import (
     LoanRow,
     PaymentReversalRow,
     PaymentRow,
+    RejectedInputRow,
     table_of,
     utcnow,
 )
@@ -412,6 +413,30 @@ class Repo:
         with self.session() as s:
             _record_events(s, events)
             s.commit()
+
+    def record_rejected_input(self, row: RejectedInputRow, events: list[dict]) -> bool:
+        """A signalled input the case refused, with its case events, in one transaction; once per dedupe key
+        (a local activity run again changes nothing). True when written now."""
+        with self.session() as s:
+            values = row.model_dump(exclude={"id"})
+            written = s.execute(_insert(s, RejectedInputRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), values)
+            _record_events(s, events)
+            s.commit()
+            return bool(getattr(written, "rowcount", 0))  # a CursorResult: 1 when inserted, 0 when known
+
+    def rejected_inputs(
+        self, since: datetime | None = None, loan_id: str | None = None, limit: int = 500
+    ) -> list[RejectedInputRow]:
+        """Rejected signalled inputs, newest first (since a time, of a loan)."""
+        with self.session() as s:
+            q = select(RejectedInputRow)
+            if since is not None:
+                q = q.where(col(RejectedInputRow.received_at) >= since)
+            if loan_id is not None:
+                q = q.where(col(RejectedInputRow.loan_id) == loan_id)
+            return list(
+                s.scalars(q.order_by(col(RejectedInputRow.received_at).desc(), col(RejectedInputRow.id).desc()).limit(limit))
+            )
 
     def holds_of_case(self, workflow_id: str) -> list[HoldRow]:
         """The case's holds not yet released, as the database recorded them."""

@@ -289,3 +289,20 @@ def table_of(model: type[SQLModel]) -> Table:
     if not isinstance(table, Table):
         raise TypeError(f"{model.__name__} is not a table model")
     return table
+
+
+class RejectedInputRow(SQLModel, table=True):
+    """A signalled input a case refused or could not read (its name unknown, its payload not JSON, a field wrong):
+    kept with why and who sent it, for the console's "inputs rejected" worklist. One per case event (dedupe key)."""
+
+    __tablename__ = "rejected_inputs"
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=220, unique=True, description="case key and the rejection event's sequence")
+    workflow_id: str = Field(max_length=80, index=True)
+    loan_id: str = Field(max_length=64, index=True)
+    signal: str = Field(max_length=80, description="the signal's name as sent")
+    input_id: str | None = Field(default=None, max_length=64, description="the payment (or other) id it carried")
+    field: str = Field(max_length=64)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    sender: str = Field(max_length=200, description="system:<the sender's Temporal identity>")
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))

@@ -62,6 +62,7 @@ PROJECT_CASE = "project_case"  # the case row the console and the worklists read
 OPEN_TASK = "open_task"  # agent mode (domain/tasks.py)
 REQUEUE_TASK = "requeue_task"
 END_TASKS = "end_tasks"
+RECORD_REJECTED_INPUT = "record_rejected_input"  # a signalled input the case refused or could not read
 
 GUARANTOR_SUFFIX = "@guarantor"
 

@@ -82,3 +82,53 @@ async def test_the_temporal_cli_updates_signals_and_queries_through_the_codec_se
         assert r.returncode != 0
     st = await h.query(CollectionCase.status)
     assert st.total_paid == "100.00"  # the update applied once
+
+
+async def test_the_temporal_cli_signals_inputs_and_every_refusal_is_recorded(env, cases, repo):
+    """A bank's feed with only the CLI: a signalled payment is applied, the same id twice once; a bad amount, an
+    unknown signal name, a JSON string and a payload that is not JSON are each recorded as rejected (the case's
+    event, a row for the console's worklist), with the sender's --identity, and no workflow task fails."""
+    ops = Operators(repo)
+    ops.ensure("cli feed", ["collector"])
+    token = ops.issue_token("cli feed").token
+    keys = {"PAYLOAD_KEYS": os.environ["PAYLOAD_KEYS"], "PAYLOAD_KEY_ID": TEST_KEY_ID}
+    db = {"DATABASE_URL": repo.engine.url.render_as_string(hide_password=False)}
+    h = await cases.start(dpd=1)
+    wid, loan = h.id, h.id.removeprefix("loan-")
+
+    async def signal(name: str, value: str, *more: str) -> None:
+        r = await cli(
+            env, codec, token, "workflow", "signal", "-w", wid, "--name", name, "--identity", "bank-feed", "--input", value, *more
+        )
+        assert r.returncode == 0, r.stderr
+
+    with running_codec_server({"CODEC_TOKEN": CODEC_TOKEN, "CODEC_DEV": "", **keys, **db}) as codec:
+        pay = json.dumps({"payment_id": "FEED-1", "amount": "100.00", "currency": "CNY"})
+        await signal("record_payment", pay)
+        await signal("record_payment", pay)
+        await signal("record_payment", json.dumps({"payment_id": "FEED-2", "amount": "1,000", "currency": "CNY"}))
+        await signal("pay_now", pay)
+        await signal("record_payment", json.dumps("FEED-3 100.00"))
+        await signal("record_payment", pay, "--input-meta", "encoding=application/x-unknown")
+        rows: list = []
+        for _ in range(200):
+            rows = repo.rejected_inputs(loan_id=loan)
+            if len(rows) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        # a query through the CLI reads it all back
+        r = await cli(env, codec, token, "workflow", "query", "-w", wid, "--type", "status")
+        assert r.returncode == 0, r.stderr
+    assert '"total_paid": "100.00"' in r.stdout.replace('":"', '": "'), r.stdout
+    assert sorted((x.signal, x.field) for x in rows) == [
+        ("pay_now", "signal"),
+        ("record_payment", "amount"),
+        ("record_payment", "input"),
+        ("record_payment", "input"),
+    ], rows
+    assert {x.sender for x in rows} == {"system:bank-feed"}
+    assert [p.payment_id for p in repo.payments(loan_id=loan)] == ["FEED-1"]
+    history = await h.fetch_history()
+    assert not [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+    applied = [e for e in (await h.query(CollectionCase.status)).events if e.kind == "payment"]
+    assert [e.actor for e in applied] == ["system:bank-feed"]

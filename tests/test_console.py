@@ -312,6 +312,33 @@ async def test_worklists_filter_and_page(fresh):
     assert missing.status_code == 404
 
 
+async def test_inputs_rejected_lists_the_signals_the_cases_refused_this_week(fresh):
+    from db.tables import RejectedInputRow
+
+    now = dt.datetime.now(dt.UTC)
+    for key, loan, days, reason in (("a", "D400", 0, "must not be negative ('-5')"), ("b", "D401", 9, "too old")):
+        row = RejectedInputRow(
+            dedupe_key=f"loan-{loan}:{key}",
+            workflow_id=f"loan-{loan}",
+            loan_id=loan,
+            signal="record_payment",
+            input_id=f"PAY-{key}",
+            field="amount",
+            reason=reason,
+            sender="system:bank-feed",
+            received_at=now - dt.timedelta(days=days),
+        )
+        assert fresh.record_rejected_input(row, [])
+        assert not fresh.record_rejected_input(row, [])  # once per key
+    token = token_for(fresh, "gus", ["viewer"])
+    async with client(fresh) as c:
+        await sign_in(c, token)
+        page = await c.get("/console/worklists/inputs-rejected")
+    assert page.status_code == 200
+    assert re.findall(r'href="/console/cases/(D\d+)"', page.text) == ["D400"]  # a week back, not nine days
+    assert "PAY-a" in page.text and "system:bank-feed" in page.text and "must not be negative" in page.text
+
+
 def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
     from console.worklists import pending_proposals
 

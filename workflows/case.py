@@ -9,12 +9,14 @@ wait_condition, every side effect through an activity.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         GateDecision,
         HoldChange,
         LedgerEntry,
+        RejectedInput,
         ReversalEntry,
         WindowClosed,
         base_action,
@@ -40,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.actor import Actor
     from domain.case import Case
     from domain.dates import dpd_start, utc_text
-    from domain.errors import InvalidInput
+    from domain.errors import InvalidInput, field_and_reason
     from domain.legal import LEGAL_RULES
     from domain.models import (
         ApprovalDecisionIn,
@@ -67,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import format_amount, to_major
     from domain.policy import Step
     from infra import metrics
+    from infra.sender import sender
 
 from workflows import search
 from workflows import versioning as v
@@ -212,8 +216,9 @@ class CollectionCase:
     # ------------------------------------------------------------------ four-eyes
 
     def _stamp(self, actor: Actor | None, since: int) -> None:
-        """The actor (operator id and role, never a name) on the events an update made."""
-        tag = _tag(actor)
+        """The actor (operator id and role, never a name) on the events an update made; a signal's sender
+        ("system:<identity>") on those a signal made."""
+        tag = _tag(actor) or SIGNAL_ACTOR.get()
         if tag is None:
             return
         for e in self.case.state.events:
@@ -958,7 +963,146 @@ class CollectionCase:
         )
         self._audited(events)
 
+    # ------------------------------------------------------------------ signals (docs/workflow-contract.md)
+
+    def _signal_inputs(self) -> dict[str, tuple[Callable[[Any], None], Any]]:
+        """The inputs a bank's system may signal: each the update of the same name (its validator, then its
+        handler), with the same JSON input (SIGNALLED)."""
+        return {
+            "record_payment": (self._validate_payment, self.record_payment),
+            "reverse_payment": (self._validate_reversal, self.reverse_payment),
+            "promise_to_pay": (self._validate_promise, self.promise_to_pay),
+            "record_promise": (self._validate_promise, self.promise_to_pay),
+            "agree_plan": (self._validate_plan, self.agree_plan),
+            "place_hold": (self._validate_hold, self.place_hold),
+            "release_hold": (self._validate_release, self.release_hold),
+            "record_outcome": (self._validate_outcome, self.record_outcome),
+        }
+
+    @workflow.signal(
+        dynamic=True,
+        description="An input from a bank's system, by name (record_payment, agree_plan, ...; docs/workflow-contract.md), "
+        "with the update's JSON input. One the case refuses or cannot read is recorded as input_rejected.",
+    )
+    async def signalled(self, name: str, args: Sequence[RawValue]) -> None:
+        """Every signal comes here, known or not: applied as its update would be, or recorded as rejected (an event,
+        a database row, a metric, the console's worklist). Never fails the workflow task."""
+        if not self.versions.signals:  # a run from before signals were inputs ignores them, as it did (versioning)
+            workflow.logger.warning("signal %r not taken: this case began before signals were inputs", name)
+            return
+        who = f"system:{sender()}"
+        inputs = self._signal_inputs()
+        if name not in inputs:
+            known = ", ".join(sorted(inputs))
+            reason = f"{name!r} is not an input of this case (inputs: {known})"
+            return await self._reject_signal(name, None, "signal", reason, who)
+        value: Any = None
+        try:
+            value = workflow.payload_converter().from_payload(args[0].payload) if len(args) == 1 else None
+        except Exception:  # noqa: BLE001 - whatever the sender's bytes are, the signal is recorded, not dropped
+            return await self._reject_signal(name, None, "input", "the payload does not decode as JSON", who)
+        if len(args) != 1 or not isinstance(value, dict):
+            got = f"{len(args)} arguments" if len(args) != 1 else f"a JSON {type(value).__name__}"
+            reason = f"must be one JSON object with the update's fields (got {got})"
+            return await self._reject_signal(name, None, "input", reason, who)
+        input_id = _input_id(value)
+        if "actor" in value:
+            return await self._reject_signal(
+                name, input_id, "actor", "is set by the bank's application layer for an operator, never by a signal", who
+            )
+        model = SIGNALLED[name]
+        try:
+            arg = model.model_validate(value)
+        except ValidationError as exc:
+            return await self._reject_signal(name, input_id, *field_and_reason(exc.errors()), who)
+        kind = approvals.needs_approval(arg, self.case.policy)
+        if kind is None and isinstance(arg, PlanIn):
+            kind = "plan" if approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now())) else None
+        if kind is not None:
+            return await self._reject_signal(
+                name,
+                input_id,
+                "approval",
+                f"{approvals.summary_of(kind, arg)} needs a second person's approval: an operator sends it through the "
+                "API or the console, never a signal",
+                who,
+            )
+        validate, handle = inputs[name]
+        before = self.case.state.event_seq
+        SIGNAL_ACTOR.set(who[:40])  # this handler's task only: its events carry the sender (_stamp)
+        try:
+            validate(arg)
+            await handle(arg)
+        except ApplicationError as exc:
+            details = exc.details[0] if exc.details and isinstance(exc.details[0], dict) else {}
+            if self.case.state.event_seq != before:  # refused after it changed the case: not bad input, and not lost
+                workflow.logger.error("signal %s refused after it was applied in part: %s", name, exc)
+                return
+            await self._reject_signal(name, input_id, details.get("field") or "input", details.get("reason") or str(exc), who)
+
+    async def _reject_signal(self, name: str, input_id: str | None, field: str, reason: str, who: str) -> None:
+        """An input the case did not take, kept where people look: the case's events, the rejected-inputs table
+        and worklist, and the collections_inputs_rejected metric. Nothing else changes."""
+        now = workflow.now()
+        shown = name if len(name) <= 64 else f"{name[:64]}..."
+        self.case.event(
+            now, "input_rejected", f"signal {shown}" + (f" {input_id}" if input_id else "") + f" refused: {field}: {reason}"
+        )
+        seq = self.case.state.event_seq
+        self.case.state.events[-1].actor = who[:40]  # the audit trail keeps 40 characters of an actor
+        metrics.count(
+            workflow.metric_meter(),
+            "collections_inputs_rejected",
+            "Signalled inputs the case refused or could not read, by signal",
+            signal=name if name in SIGNALLED else "unknown",
+        )
+        events = self.case.unaudited()
+        await workflow.execute_local_activity(
+            channels.RECORD_REJECTED_INPUT,
+            RejectedInput(
+                workflow_id=self.inp.workflow_id,
+                case_key=self.case_key,
+                loan_id=self.inp.loan_id,
+                signal=shown,
+                input_id=input_id,
+                field=field[:64],
+                reason=reason[:500],
+                sender=who[:200],
+                received_at=now,
+                seq=seq,
+                events=events,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"rejected input: {shown}",
+        )
+        self._audited(events)
+
     @workflow.query
     def snapshot(self) -> CaseInput:
         """The case's input with its state as it is now: what a reopened run starts from (app: reverse a payment)."""
         return self.inp.model_copy(update={"state": self.case.state, "reopen": None})
+
+
+# The signals' inputs: the model of each (the update's of the same name). docs/workflow-contract.md is written from it.
+SIGNALLED: dict[str, type[BaseModel]] = {
+    "record_payment": PaymentIn,
+    "reverse_payment": ReversalIn,
+    "promise_to_pay": PromiseIn,
+    "record_promise": PromiseIn,
+    "agree_plan": PlanIn,
+    "place_hold": HoldIn,
+    "release_hold": ReleaseIn,
+    "record_outcome": OutcomeIn,
+}
+# The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.
+SIGNAL_ACTOR: ContextVar[str | None] = ContextVar("signal_actor", default=None)
+
+
+def _input_id(value: dict[str, Any]) -> str | None:
+    """The id an input carries (a payment's, a task's, a hold's reference), for the rejection's row."""
+    for key in ("payment_id", "reference", "task_id"):
+        v = value.get(key)
+        if isinstance(v, str | int) and not isinstance(v, bool) and str(v):
+            return str(v)[:64]
+    return None

@@ -44,6 +44,9 @@ SEND_RECHECK = "send-rechecks-window-on-every-attempt"
 # Decided at start (DECIDED_AT_START's runs only): the case row in the database follows every change of the
 # case's stage, status and balances (a project_case local activity), not only its sends and payments.
 PROJECTION = "projection-follows-the-case"
+# Decided at start: signals are inputs (the updates' names and JSON); one the case refuses, or cannot read, is
+# recorded as rejected (workflows/case.py CollectionCase.signalled). Runs without it take no signal (they ran so).
+SIGNALS = "signals-are-inputs"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -61,6 +64,7 @@ class Versions:
         self.legal_clocks = self.at_start or workflow.patched(LEGAL_CLOCKS)
         # the changes since, each decided here and only for runs decided at start
         self.projection = self.at_start and workflow.patched(PROJECTION)
+        self.signals = self.at_start and workflow.patched(SIGNALS)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""

@@ -1,0 +1,142 @@
+"""Signals are inputs: each named input a bank's system sends is applied as its update would be, or recorded as
+rejected (the case's event, a database row, the console's worklist) with nothing else changed; no signal, known
+or not, readable or not, fails a workflow task. The `temporal` CLI's own signals: tests/test_codec_cli.py."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.common import RawValue
+
+from domain.models import PromiseIn
+from infra import sender
+from workflows import versioning
+from workflows.case import SIGNALLED, CollectionCase
+
+
+async def settled(cases, h, check, tries: int = 100):
+    """The case's status once `check` holds for it (a signal is applied in the workflow task that follows it)."""
+    st = None
+    for _ in range(tries):
+        st = await cases.status(h)
+        if check(st):
+            return st
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never settled: {st}")
+
+
+def rejections(st) -> list:
+    return [e for e in st.events if e.kind == "input_rejected"]
+
+
+async def no_failed_tasks(h) -> None:
+    history = await h.fetch_history()
+    failed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert not failed, failed[0]
+
+
+def test_the_sdk_still_hands_the_sender_over():
+    """infra/sender.py wraps a private method of the pinned SDK; without it senders read "unknown"."""
+    from temporalio.worker import _workflow_instance as wi
+
+    assert sender.INSTALLED
+    assert getattr(wi._WorkflowInstanceImpl._apply_signal_workflow, "_collections_sender", False)
+
+
+async def test_a_signalled_payment_is_applied_once_by_id_whichever_way_it_comes(env, cases, repo):
+    h = await cases.start(dpd=1)
+    pay = {"payment_id": "SIG-1", "amount": "100.00", "currency": "CNY"}
+    await h.signal("record_payment", pay)
+    st = await settled(cases, h, lambda s: s.total_paid == "100.00")
+    assert st.outstanding["total"] == "10420.00"
+    # the same id again, by signal, by update, by signal: applied once
+    await h.signal("record_payment", pay)
+    r = await h.execute_update(CollectionCase.record_payment, SIGNALLED["record_payment"].model_validate(pay))
+    assert r.duplicate and r.status == "active"
+    await h.signal("record_payment", pay)
+    # an update after the signals is a barrier: it is applied after them (history order)
+    now = await cases.now()
+    await h.execute_update(CollectionCase.promise_to_pay, PromiseIn(amount="50.00", date=(now + timedelta(days=3)).date()))
+    st = await cases.status(h)
+    assert st.total_paid == "100.00" and not rejections(st)
+    assert [e.kind for e in st.events].count("payment") == 1
+    rows = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "SIG-1"]
+    assert len(rows) == 1 and rows[0].amount == 10_000
+    # its events carry the sender's Temporal identity as a system actor, never an operator
+    [applied] = [e for e in st.events if e.kind == "payment"]
+    assert applied.actor == f"system:{env.client.identity}"[:40], applied
+    await no_failed_tasks(h)
+
+
+async def test_what_the_update_would_refuse_is_recorded_as_rejected_and_changes_nothing(env, cases, repo):
+    h = await cases.start(dpd=1)
+    before = await cases.status(h)
+    sent = [
+        ("record_payment", {"payment_id": "SIG-BAD", "amount": "-5", "currency": "CNY"}, "amount"),
+        ("record_payment", {"payment_id": "SIG-F", "amount": 12.5, "currency": "CNY"}, "amount"),
+        ("record_payment", {"payment_id": "SIG-NC", "amount": "10.00"}, "currency"),
+        ("record_payment", {"payment_id": "SIG-X", "amount": "1.00", "currency": "USD"}, "currency"),
+        ("record_payment", "a JSON string, not an object", "input"),
+        (
+            "record_payment",
+            {"payment_id": "SIG-A", "amount": "1.00", "currency": "CNY", "actor": {"operator_id": "system"}},
+            "actor",
+        ),
+        ("pay_everything", {"payment_id": "SIG-U", "amount": "1.00"}, "signal"),
+        ("agree_plan", {"kind": "interest_waiver", "waiver_percent": 100}, None),
+    ]
+    for name, arg, _ in sent:
+        await h.signal(name, arg)
+    undecodable = RawValue(Payload(metadata={"encoding": b"application/x-not-json"}, data=b"\x00\x01"))
+    await h.signal("record_payment", undecodable)
+    st = await settled(cases, h, lambda s: len(rejections(s)) >= len(sent) + 1)
+    got = rejections(st)
+    for (name, _arg, field), event in zip(sent, got, strict=False):
+        if field is not None:
+            assert f": {field}:" in event.detail, (name, field, event.detail)
+        assert event.actor == f"system:{env.client.identity}"[:40]
+    assert "does not decode" in got[-1].detail
+    assert "SIG-BAD" in got[0].detail and "not an input" in got[6].detail
+    # nothing else changed: balances, stage, payments
+    assert st.outstanding == before.outstanding and st.total_paid == before.total_paid and st.stage == before.stage
+    rows = []
+    for _ in range(100):  # the rows are written by the local activity that follows each rejection event
+        rows = repo.rejected_inputs(loan_id=h.id.removeprefix("loan-"))
+        if len(rows) >= len(sent) + 1:
+            break
+        await asyncio.sleep(0.05)
+    assert len(rows) == len(sent) + 1
+    by_id = {r.input_id: r for r in rows}
+    assert by_id["SIG-BAD"].field == "amount" and by_id["SIG-BAD"].signal == "record_payment"
+    assert by_id["SIG-BAD"].sender == f"system:{env.client.identity}"
+    assert any(r.signal == "pay_everything" and r.field == "signal" for r in rows)
+    events = [e for e in repo.events(h.id) if e.kind == "input_rejected"]
+    assert len(events) == len(sent) + 1  # in the audit trail too
+    await no_failed_tasks(h)
+
+
+async def test_a_signal_that_needs_a_second_person_is_refused_not_applied(cases):
+    h = await cases.start(dpd=1)
+    await h.signal("place_hold", {"kind": "bankruptcy", "reference": "court notice 17"})
+    st = await settled(cases, h, lambda s: bool(rejections(s)))
+    assert ": approval:" in rejections(st)[0].detail and st.status == "active" and not st.holds
+    await h.signal("place_hold", {"kind": "dispute", "reference": "D-9"})
+    st = await settled(cases, h, lambda s: bool(s.holds))
+    assert [x.kind for x in st.holds] == ["dispute"] and st.status == "paused"
+    await no_failed_tasks(h)
+
+
+def test_every_signal_is_an_update_of_the_same_input():
+    """The signals' names are updates' names (record_promise: promise_to_pay's), with the updates' models."""
+    from temporalio import workflow
+
+    defn = workflow._Definition.from_class(CollectionCase)
+    assert defn is not None
+    for name, model in SIGNALLED.items():
+        update = "promise_to_pay" if name == "record_promise" else name
+        assert update in defn.updates, name
+        assert defn.updates[update].arg_types == [model], name
+    assert versioning.SIGNALS == "signals-are-inputs"
