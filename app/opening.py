@@ -8,15 +8,16 @@ import os
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from access.permissions import require
-from app.errors import EARLIEST_DUE, KEYWORD_RE, LATEST_DUE, POLICY_NAME_RE, BadInput, build, check_date
+from app.errors import EARLIEST_DUE, KEYWORD_RE, LATEST_DUE, POLICY_NAME_RE, BadInput, build, check_date, rejection
+from domain.case import Case
 from domain.dates import zone
 from domain.errors import InvalidInput
-from domain.models import CaseInput
+from domain.models import CaseInput, PaymentIn, PaymentResult
 from domain.money import check_currency, format_amount, parse_amount
 from domain.policy import POLICY_DIR, Policy, load_policy
 from infra.config import settings
@@ -150,27 +151,45 @@ def save_borrower_and_loan(repo, inp: CaseInput, contact: Contact | None) -> Non
     )
 
 
+def _start_options(inp: CaseInput, task_queue: str | None) -> dict:
+    """How a case's workflow is started: its id, queue, and the Web UI's summary and details."""
+    total = format_amount(inp.principal + inp.interest + inp.fees, inp.currency)
+    return dict(
+        id=inp.workflow_id,
+        task_queue=task_queue or settings().task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"Loan {inp.loan_id} · opening balance {inp.currency} {total} · policy {inp.policy.name}",
+        static_details=f"Opening balance (when the case opened; the current one is in the case's status and the "
+        f"OutstandingAmount search attribute): principal {format_amount(inp.principal, inp.currency)}, "
+        f"interest {format_amount(inp.interest, inp.currency)}, fees {format_amount(inp.fees, inp.currency)}. "
+        f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
+        f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
+    )
+
+
 async def start_case(client: Client, inp: CaseInput, task_queue: str | None = None) -> bool:
     """Start the case for a loan; False when one is already running (nothing started)."""
-    total = format_amount(inp.principal + inp.interest + inp.fees, inp.currency)
     try:
         await client.start_workflow(
-            CollectionCase.run,
-            inp,
-            id=inp.workflow_id,
-            task_queue=task_queue or settings().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"Loan {inp.loan_id} · opening balance {inp.currency} {total} · policy {inp.policy.name}",
-            static_details=f"Opening balance (when the case opened; the current one is in the case's status and the "
-            f"OutstandingAmount search attribute): principal {format_amount(inp.principal, inp.currency)}, "
-            f"interest {format_amount(inp.interest, inp.currency)}, fees {format_amount(inp.fees, inp.currency)}. "
-            f"Borrower {inp.borrower_id}, due {inp.due_date} ({inp.timezone}), segment {inp.segment}, "
-            f"product {inp.product}, policy {inp.policy.name} {inp.policy.version}",
+            CollectionCase.run, inp, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **_start_options(inp, task_queue)
         )
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+async def start_with_payment(client: Client, inp: CaseInput, payment: PaymentIn, task_queue: str | None = None) -> PaymentResult:
+    """Open the case and apply a payment in one request (update-with-start): both happen, or neither. A case
+    already running takes the payment instead (nothing started), and a payment id it knows changes nothing."""
+    op = WithStartWorkflowOperation(
+        CollectionCase.run, inp, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **_start_options(inp, task_queue)
+    )
+    try:
+        return await client.execute_update_with_start_workflow(
+            CollectionCase.record_payment, payment, start_workflow_operation=op
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise (rejection(exc) or BadInput("payment", f"update rejected: {exc.cause or exc}")) from None
 
 
 FROZEN_TERMS = ("borrower_id", "currency", "principal", "due_date")
@@ -205,6 +224,7 @@ class StartResult(BaseModel):
         default=[],
         description="payments kept for this loan while it had no open case; not applied automatically (see apply-unapplied)",
     )
+    payment: PaymentResult | None = Field(default=None, description="the payment sent with the opening data, as applied")
 
 
 async def open_case(
@@ -215,32 +235,56 @@ async def open_case(
     task_queue: str | None = None,
     *,
     require_borrower: bool = False,
+    payment: PaymentIn | None = None,
 ) -> StartResult:
     """Write the borrower and loan, then start the case (idempotent).
 
     Without contact details the borrower must already be in the system of record when
     `require_borrower` (the API: a case nobody can contact helps no one); the command line
     then opens the case without touching the database, as it always has.
+
+    With `payment` (received with the opening data), the case opens and applies it atomically
+    (update-with-start); sent again, the same payment id changes nothing.
     """
     require("case.open")
+    if payment is not None:
+        from app.inputs import with_actor
+
+        payment = with_actor(payment, require("payment.record"))  # type: ignore[assignment]
+        if payment.currency != inp.currency:
+            raise BadInput("payment.currency", f"{payment.currency} does not match the loan's currency {inp.currency}")
     if contact is None and require_borrower:
         if await asyncio.to_thread(repo.borrower, inp.borrower_id) is None:
             raise BadInput(
                 "borrower", f"{inp.borrower_id} is not in the system of record: send the borrower's contact details with the case"
             )
-    frozen = False
-    if repo is not None:
-        from app.inputs import open_run
+    from app.inputs import open_run
 
-        if await open_run(client, inp.loan_id) is not None:
-            loan = await asyncio.to_thread(repo.loan, inp.loan_id)
-            if loan is not None:
-                check_frozen(loan, inp)
-                frozen = True  # the running case's loan and borrower rows stay as they are
+    running = await open_run(client, inp.loan_id) is not None
+    frozen = False
+    if repo is not None and running:
+        loan = await asyncio.to_thread(repo.loan, inp.loan_id)
+        if loan is not None:
+            check_frozen(loan, inp)
+            frozen = True  # the running case's loan and borrower rows stay as they are
+    if payment is not None and not running:  # the case's own check first: a payment it would refuse starts nothing
+        now = dt.datetime.now(dt.UTC)
+        try:
+            Case(inp, now).check_payment(payment, now)
+        except InvalidInput as exc:
+            raise BadInput(f"payment.{exc.field}", exc.reason) from None
     if (contact is not None or require_borrower) and not frozen:
         await asyncio.to_thread(save_borrower_and_loan, repo, inp, contact)
-    started = await start_case(client, inp, task_queue)
+    paid: PaymentResult | None = None
+    if payment is None:
+        started = await start_case(client, inp, task_queue)
+    else:
+        paid = await start_with_payment(client, inp, payment, task_queue)
+        started = not running
     msg = f"started {inp.workflow_id}" if started else f"{inp.workflow_id} is already running; nothing started"
+    if paid is not None:
+        dup = " (duplicate, nothing changed)" if paid.duplicate else ""
+        msg += f"; payment {paid.payment_id}: applied {paid.applied}{dup}, outstanding {paid.outstanding}"
     if frozen and contact is not None:
         msg += (
             "; its borrower's contact details were not changed (send a contact update for that: "
@@ -253,5 +297,9 @@ async def open_case(
             f"opening balance does not count them, apply them with `starter.py apply-unapplied {inp.loan_id}`"
         )
     return StartResult(
-        workflow_id=inp.workflow_id, started=started, message=msg, unapplied_payments=[p.payment_id for p in waiting]
+        workflow_id=inp.workflow_id,
+        started=started,
+        message=msg,
+        unapplied_payments=[p.payment_id for p in waiting],
+        payment=paid,
     )

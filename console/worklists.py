@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from db.tables import CaseRow, ContactRow, EventRow, HoldRow, RejectedInputRow, utcnow
+from db.tables import CaseRow, ContactRow, EventRow, HoldRow, PaymentRow, RejectedInputRow, utcnow
 from domain.dates import local_date, local_midnight
 
 PAGE = 25
@@ -120,6 +120,17 @@ def _inputs_rejected(today: dt.date):
     )
 
 
+def _unapplied(_today: dt.date):
+    """Payments received for loans with no open case (kept, never dropped), oldest first: each waits for a person to
+    apply it to a case that opens (apply-unapplied) or to return it."""
+    p = PaymentRow
+    return (
+        select(p.loan_id, p.payment_id, p.amount, p.paid_at, p.note, p.currency)  # currency last: the money filter reads it
+        .where(p.status == "unapplied")
+        .order_by(p.recorded_at, p.payment_id)
+    )
+
+
 def _latest_event_is(repo, prefix: str, kinds: tuple[str, ...], q: str, limit: int) -> list[str]:
     """Loans of open cases whose latest event of kind `prefix`* is one of `kinds`, oldest first."""
     e = EventRow
@@ -185,6 +196,13 @@ LISTS: dict[str, Worklist] = {
         ("loan", "step", "channel", "action", "reason", "at"),
         _undeliverable,
         "contacts that failed in the last 30 days",
+    ),
+    "unapplied": Worklist(
+        "Unapplied payments",
+        ("loan", "payment", "amount", "paid at", "note"),
+        _unapplied,
+        "payments received while the loan had no open case: kept, not applied; apply them once the case is open "
+        "(apply-unapplied) if its opening balance does not count them already",
     ),
     "inputs-rejected": Worklist(
         "Inputs rejected",

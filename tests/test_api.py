@@ -218,7 +218,13 @@ async def test_a_request_without_a_valid_token_gets_401_and_changes_nothing(api,
 
 async def test_open_a_case_post_payments_and_read_the_status(api):
     result = await api.start("API-1")
-    assert result == {"workflow_id": "loan-API-1", "started": True, "message": "started loan-API-1", "unapplied_payments": []}
+    assert result == {
+        "workflow_id": "loan-API-1",
+        "started": True,
+        "message": "started loan-API-1",
+        "unapplied_payments": [],
+        "payment": None,
+    }
     assert api.repo.borrower("B-API-1").name == "张伟" and api.repo.loan("API-1").principal == 500_000
     async with api.http() as c:
         # the running case's own terms (other terms are refused: issue 14, hole 1)
@@ -262,6 +268,44 @@ async def test_open_a_case_post_payments_and_read_the_status(api):
             break
         await asyncio.sleep(0.1)
     assert [(p.payment_id, p.status, p.amount) for p in api.repo.payments(loan_id="API-1")] == [("BANK-API-1", "applied", 13_550)]
+
+
+async def test_a_case_opened_with_a_payment_applies_it_in_the_same_request(api):
+    """Update-with-start: the opening data and a payment received with it; sent again, nothing changes; a payment
+    the case would refuse starts nothing and writes nothing."""
+    async with api.http() as c:
+        bad = await c.post(
+            "/v1/cases",
+            json={
+                "loan_id": "API-WS-BAD",
+                "borrower_id": "B-API-WS-BAD",
+                "principal": "100.00",
+                "due_date": (date.today() - timedelta(days=3)).isoformat(),
+                "borrower": {"name": "王芳", "phone": "13812345670"},
+                "payment": {"payment_id": "WS-BAD", "amount": "500.00"},
+            },
+        )
+        assert bad.status_code == 422 and error_of(bad)[0] == "payment.amount", bad.text
+        assert (await c.get("/v1/loans/API-WS-BAD")).status_code == 404
+    assert api.repo.loan("API-WS-BAD") is None and api.repo.borrower("B-API-WS-BAD") is None
+    pay = {"payment_id": "WS-1", "amount": "135.50"}
+    first = await api.start("API-WS", payment=pay)
+    assert first["started"] is True and first["payment"]["applied"] == "135.50", first
+    assert first["payment"]["outstanding"] == "5000.00" and "payment WS-1: applied 135.50" in first["message"]
+    async with api.http() as c:
+        body = {"loan_id": "API-WS", "borrower_id": "B-API-WS", "principal": "5000.00", "interest": "120.50", "fees": "15"}
+        body["due_date"] = api.repo.loan("API-WS").due_date.isoformat()
+        r = await c.post("/v1/cases", json={**body, "payment": pay})
+        assert r.status_code == 200, r.text
+        again = r.json()
+        assert again["started"] is False and again["payment"]["duplicate"] is True, again
+        st = (await c.get("/v1/loans/API-WS")).json()
+    assert st["total_paid"] == "135.50" and st["outstanding"]["total"] == "5000.00"
+    for _ in range(50):  # the ledger row is written by the case's activity
+        if api.repo.payments(loan_id="API-WS"):
+            break
+        await asyncio.sleep(0.1)
+    assert [(p.payment_id, p.status) for p in api.repo.payments(loan_id="API-WS")] == [("WS-1", "applied")]
 
 
 async def test_a_payment_for_a_loan_with_no_open_case_is_kept_as_unapplied(api):

@@ -312,7 +312,7 @@ async def test_worklists_filter_and_page(fresh):
     assert missing.status_code == 404
 
 
-async def test_inputs_rejected_lists_the_signals_the_cases_refused_this_week(fresh):
+async def test_inputs_rejected_and_unapplied_payments_are_worklists(fresh):
     from db.tables import RejectedInputRow
 
     now = dt.datetime.now(dt.UTC)
@@ -330,10 +330,22 @@ async def test_inputs_rejected_lists_the_signals_the_cases_refused_this_week(fre
         )
         assert fresh.record_rejected_input(row, [])
         assert not fresh.record_rejected_input(row, [])  # once per key
+    fresh.record_payment(
+        payment_id="LATE-9",
+        loan_id="D402",
+        workflow_id=None,
+        amount=123456,
+        currency="CNY",
+        paid_at=now,
+        status="unapplied",
+        note="no open case when received",
+    )
     token = token_for(fresh, "gus", ["viewer"])
     async with client(fresh) as c:
         await sign_in(c, token)
         page = await c.get("/console/worklists/inputs-rejected")
+        unapplied = await c.get("/console/worklists/unapplied")
+    assert "LATE-9" in unapplied.text and "1234.56" in unapplied.text.replace(",", ""), unapplied.text
     assert page.status_code == 200
     assert re.findall(r'href="/console/cases/(D\d+)"', page.text) == ["D400"]  # a week back, not nine days
     assert "PAY-a" in page.text and "system:bank-feed" in page.text and "must not be negative" in page.text

@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
+from api.routes.payments import PaymentBody
 from app import opening, visibility
-from domain.models import ID_PATTERN, CaseStatus
+from app.errors import build
+from domain.models import ID_PATTERN, CaseStatus, PaymentIn
 from infra.config import settings
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -58,6 +60,11 @@ class StartCase(Model):
         description="contact details, written to the database before "
         "the case opens; may be left out when the borrower is already there",
     )
+    payment: PaymentBody | None = Field(
+        default=None,
+        description="a payment received with the opening data: the case opens and applies it in one request "
+        "(update-with-start), both or neither; sent again, the same payment_id changes nothing",
+    )
 
 
 class CaseList(BaseModel):
@@ -96,7 +103,15 @@ async def start_case(be: BackendDep, body: StartCase) -> JSONResponse:
         allow_policy_paths=False,
     )
     contact = opening.Contact(**body.borrower.model_dump()) if body.borrower else None
-    result = await opening.open_case(await be.client(), be.repo(), inp, contact, settings().task_queue, require_borrower=True)
+    payment = None
+    if body.payment is not None:
+        p = body.payment
+        payment = build(
+            PaymentIn, payment_id=p.payment_id, amount=p.amount, currency=p.currency or inp.currency, paid_at=p.paid_at
+        )
+    result = await opening.open_case(
+        await be.client(), be.repo(), inp, contact, settings().task_queue, require_borrower=True, payment=payment
+    )
     return JSONResponse(result.model_dump(mode="json"), status_code=201 if result.started else 200)
 
 
