@@ -132,3 +132,47 @@ async def test_the_temporal_cli_signals_inputs_and_every_refusal_is_recorded(env
     assert not [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
     applied = [e for e in (await h.query(CollectionCase.status)).events if e.kind == "payment"]
     assert [e.actor for e in applied] == ["system:bank-feed"]
+
+
+async def test_a_team_with_only_the_cli_and_the_contract_opens_pays_plans_reads_and_finds_a_rejection(env, worker, repo):
+    """docs/workflow-contract.md's journey: start a case from docs/case-input.json, signal a payment and a plan,
+    read the status, and find a rejected input in it, all through the `temporal` CLI and the codec server."""
+    from app import contract
+    from tests.conftest import TASK_QUEUE, terminate
+
+    ops = Operators(repo)
+    ops.ensure("cli team", ["collector"])
+    token = ops.issue_token("cli team").token
+    keys = {"PAYLOAD_KEYS": os.environ["PAYLOAD_KEYS"], "PAYLOAD_KEY_ID": TEST_KEY_ID}
+    db = {"DATABASE_URL": repo.engine.url.render_as_string(hide_password=False)}
+    loan = json.loads(contract.CASE_INPUT.read_text(encoding="utf-8"))["loan_id"]
+    wid = f"loan-{loan}"
+    with running_codec_server({"CODEC_TOKEN": CODEC_TOKEN, "CODEC_DEV": "", **keys, **db}) as codec:
+        run = lambda *a: cli(env, codec, token, *a)  # noqa: E731
+        r = await run(
+            "workflow", "start", "--type", "CollectionCase", "--task-queue", TASK_QUEUE, "--workflow-id", wid,
+            "--input-file", str(contract.CASE_INPUT),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        try:
+            pay = json.dumps(contract.EXAMPLES["record_payment"].value)
+            plan = json.dumps({"kind": "instalments", "instalments": 3, "first_due": "2027-01-05"})
+            bad = json.dumps({"payment_id": "BANK-BAD", "amount": "12.345", "currency": "CNY"})
+            for name, value in (("record_payment", pay), ("agree_plan", plan), ("record_payment", bad)):
+                r = await run("workflow", "signal", "-w", wid, "--name", name, "--identity", "bank-feed", "--input", value)
+                assert r.returncode == 0, r.stderr
+            status = ""
+            for _ in range(100):
+                r = await run("workflow", "query", "-w", wid, "--type", "status")
+                assert r.returncode == 0, r.stderr
+                status = r.stdout.replace('":"', '": "')
+                if "input_rejected" in status and '"kind": "plan' in status.replace('":"', '": "'):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await terminate([env.client.get_workflow_handle(wid)])
+    assert '"total_paid": "500.00"' in status, status
+    assert "input_rejected" in status and "BANK-BAD" in status and "amount" in status, status
+    assert "system:bank-feed" in status
+    st = await env.client.get_workflow_handle(wid).query(CollectionCase.status)
+    assert st.plan is not None and st.plan.kind == "instalments" and len(st.plan.schedule) == 3, st.plan

@@ -123,6 +123,9 @@ async def test_a_signal_that_needs_a_second_person_is_refused_not_applied(cases)
     await h.signal("place_hold", {"kind": "bankruptcy", "reference": "court notice 17"})
     st = await settled(cases, h, lambda s: bool(rejections(s)))
     assert ": approval:" in rejections(st)[0].detail and st.status == "active" and not st.holds
+    await h.signal("place_hold", {"kind": "deceased", "reference": "certificate", "approved": True})
+    st = await settled(cases, h, lambda s: len(rejections(s)) == 2)
+    assert ": approved:" in rejections(st)[1].detail and st.status == "active"
     await h.signal("place_hold", {"kind": "dispute", "reference": "D-9"})
     st = await settled(cases, h, lambda s: bool(s.holds))
     assert [x.kind for x in st.holds] == ["dispute"] and st.status == "paused"

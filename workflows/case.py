@@ -1006,10 +1006,10 @@ class CollectionCase:
             reason = f"must be one JSON object with the update's fields (got {got})"
             return await self._reject_signal(name, None, "input", reason, who)
         input_id = _input_id(value)
-        if "actor" in value:
-            return await self._reject_signal(
-                name, input_id, "actor", "is set by the bank's application layer for an operator, never by a signal", who
-            )
+        for key in APPLICATION_FIELDS:  # who acted, and a closure already approved, are never a sender's to say
+            if key in value:
+                reason = "is set by the bank's application layer for an operator, never by a signal"
+                return await self._reject_signal(name, input_id, key, reason, who)
         model = SIGNALLED[name]
         try:
             arg = model.model_validate(value)
@@ -1095,6 +1095,8 @@ SIGNALLED: dict[str, type[BaseModel]] = {
     "release_hold": ReleaseIn,
     "record_outcome": OutcomeIn,
 }
+# Fields of the inputs that only the application layer sets (SkipJsonSchema in domain/models.py): refused in a signal.
+APPLICATION_FIELDS = ("actor", "approved")
 # The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.
 SIGNAL_ACTOR: ContextVar[str | None] = ContextVar("signal_actor", default=None)
 
