@@ -23,7 +23,7 @@ from activities.gateway import GatewayClient
 from db.engine import make_engine
 from db.repo import Repo
 from infra import logging as applog
-from infra import metrics
+from infra import metrics, tracing
 from infra.config import settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
@@ -43,9 +43,12 @@ WORKFLOW_MODULES = ("workflows",)
 
 
 def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
-    """The production sandbox: the SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through."""
+    """The production sandbox: the SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through,
+    and opentelemetry, whose context and global provider the tracing interceptor's workflow spans share with the host."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES, *more_modules)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            *WORKFLOW_MODULES, *tracing.SANDBOX_PASSTHROUGH, *more_modules
+        )
     )
 
 
@@ -63,6 +66,7 @@ def build_worker(client: Client, activities: CaseActivities, task_queue: str | N
 async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
+    tracing.setup("collections-worker")  # before connect(): its client (and so this worker) then carries the interceptor
     runtime = metrics.runtime(cfg.metrics_address)
     client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
@@ -83,12 +87,14 @@ async def main() -> None:
         namespace=cfg.temporal_namespace,
         task_queue=cfg.task_queue,
         metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off",
+        tracing=cfg.tracing_endpoint or "off",
     )
     watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
         await stop.wait()
     watch.cancel()
     await gateway.aclose()
+    tracing.shutdown()
     log.info("worker stopped")
 
 

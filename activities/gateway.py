@@ -4,6 +4,9 @@ Base URL and API key from the environment (GATEWAY_URL, GATEWAY_API_KEY). Every 
 carries an Idempotency-Key; the gateway delivers once per key. 5xx, timeouts and 429 are
 retryable (Retry-After honoured through the activity's next retry delay); any other 4xx
 says the request is wrong and is final.
+
+With tracing on (infra/tracing.py), each call is a client span `gateway <channel>` and sends its W3C
+`traceparent`, under the activity's span; off, the call is made as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import httpx
 
 from domain.channels import REGISTRY
+from infra import tracing
 
 PATHS = {r.channel: r.path for r in REGISTRY}  # from the channel registry (domain/channels.py)
 
@@ -83,12 +87,22 @@ class GatewayClient:
         )
 
     async def send(self, channel: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        path, headers = PATHS[channel], {"Idempotency-Key": idempotency_key}
+        with tracing.http_client_span(f"gateway {channel}", "POST", f"{self.settings.url.rstrip('/')}{path}", headers) as span:
+            resp = await self._post(path, body, headers)
+            tracing.http_status(span, resp.status_code)
+        return self._answer(resp)
+
+    async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         try:
-            resp = await self._client.post(PATHS[channel], json=body, headers={"Idempotency-Key": idempotency_key})
+            return await self._client.post(path, json=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise GatewayRetryable(f"timeout: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise GatewayRetryable(f"transport: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _answer(resp: httpx.Response) -> dict[str, Any]:
         if resp.status_code == 429:
             raise GatewayRetryable("HTTP 429: rate limited", _retry_after(resp.headers.get("Retry-After")))
         if resp.status_code >= 500:

@@ -8,6 +8,7 @@ Environment:
   API_UPDATE_TIMEOUT         seconds to wait for a case to answer an input (30)
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, DATABASE_URL: as for the worker
   LOG_FORMAT / LOG_LEVEL
+  OTEL_EXPORTER_OTLP_ENDPOINT  tracing over OTLP/HTTP (off when unset; infra/tracing.py)
 
 Readiness: GET /health answers 200 without a token. The OpenAPI document is /openapi.json
 (interactive: /docs).
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from api.deps import ConfigError, api_settings, tokens_from_env
     from api.server import create_app
     from infra import logging as applog
+    from infra import tracing
 
     try:
         cfg = api_settings()
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     applog.configure(cfg.log_format, cfg.log_level)
+    tracing.setup("collections-api")  # OTEL_EXPORTER_OTLP_ENDPOINT: requests get server spans, the client the interceptor
     args.host, args.port = args.host or cfg.host, args.port or cfg.port
     if args.exit_with_parent:
         exit_with_parent(args.exit_with_parent)

@@ -10,7 +10,8 @@ One model per process; each takes the shared ones (`Common`) and its own:
 
 A bad value stops the process with a `SettingsError` that names the variable and the reason
 ("API_PORT: Input should be a valid integer"). An empty variable counts as unset (its default),
-except WORKER_METRICS_ADDRESS, where empty turns the metrics endpoint off.
+except WORKER_METRICS_ADDRESS, where empty turns the metrics endpoint off (and OTEL_EXPORTER_OTLP_ENDPOINT,
+where unset and empty alike leave tracing off).
 
 The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not here:
 it is the SDK's environment configuration (temporalio.envconfig), read by infra/temporal.py.
@@ -18,10 +19,11 @@ it is the SDK's environment configuration (temporalio.envconfig), read by infra/
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +57,12 @@ LogLevel = Annotated[
 SECRET = ("TOKEN", "KEY", "DATABASE_URL", "PAYLOAD")
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:4318 (the collector's OTLP/HTTP base)")
+    return value
+
+
 def env(name: str, default: Any = None, **constraints: Any) -> Any:
     return Field(default, validation_alias=name, **constraints)
 
@@ -73,6 +81,10 @@ class Common(_Env):
     database_url: Str | None = env("DATABASE_URL")
     teams_file: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
         "COLLECTIONS_TEAMS_FILE", None, description="agent mode's teams (default policies/teams/default.toml)"
+    )
+    # Tracing (infra/tracing.py): spans go over OTLP/HTTP to <endpoint>/v1/traces; unset or empty: tracing is off.
+    tracing_endpoint: Annotated[str | None, BeforeValidator(_blank_is_default), AfterValidator(_http_url)] = env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", None, description="the OpenTelemetry collector's OTLP/HTTP base URL"
     )
 
     @property

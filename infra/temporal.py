@@ -13,6 +13,8 @@ reaches the local dev server, a self-hosted cluster with mTLS, or Temporal Cloud
     TEMPORAL_PROFILE            the profile to use from it (default "default")
 
 Environment variables override the profile's values. Payloads are encrypted (encryption/codec.py).
+With tracing on (infra/tracing.py: OTEL_EXPORTER_OTLP_ENDPOINT), the client carries the SDK's OpenTelemetry
+interceptor, and so does every worker built on it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.runtime import Runtime
 
 from encryption.codec import data_converter_for
+from infra import tracing
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -51,4 +54,5 @@ async def connect(
         **config,
         data_converter=data_converter_for(config["target_host"]),  # PAYLOAD_KEYS, or the local stack's dev key
         runtime=runtime,  # None: the SDK's default runtime
+        interceptors=tracing.interceptors(),  # none when tracing is off
     )
