@@ -222,12 +222,12 @@ def render() -> str:
     ]
     for name, model in SIGNALLED.items():
         out.append(f"| `{name}` | `{_type_name(model)}` |")
-    ex = EXAMPLES["record_payment"].value
+    payment = EXAMPLES["record_payment"].value
     out += [
         "",
         "```sh",
         f"temporal workflow signal --workflow-id {WID} --name record_payment --identity bank-payments-feed \\",
-        f"    --input '{json.dumps(ex)}'",
+        f"    --input '{json.dumps(payment)}'",
         "```",
         "",
         "Then read what became of it: the status query below (`total_paid`, and `events` of kind `payment` or",

@@ -9,6 +9,7 @@ from infra/temporal.py connect(), as worker.py builds it.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 import httpx
@@ -61,6 +62,9 @@ def spans():
     provider.add_span_processor(exporter.on_start)
     yield exporter
     tracing.uninstall()
+    # the evicted workflows' coroutines detach their OpenTelemetry context when collected: here, not in the middle of
+    # a later test (a finalizer that runs inside compile() breaks CPython 3.11's ast.parse: "recursion depth mismatch")
+    gc.collect()
 
 
 class _Traced:
@@ -103,6 +107,7 @@ async def traced(env, repo, gateway, spans):
             await cases.terminate_all()
     finally:
         await gw.aclose()
+        gc.collect()
 
 
 def one(found: Sequence[ReadableSpan], name: str) -> ReadableSpan:
