@@ -138,8 +138,10 @@ def repo():
 
 
 async def client():
+    from infra import tracing
     from infra.temporal import connect
 
+    tracing.setup("collections-cli")  # OTEL_EXPORTER_OTLP_ENDPOINT set: the CLI's inputs start their traces here
     return await connect()
 
 
