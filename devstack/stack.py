@@ -431,7 +431,8 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
                     f"the temporal CLI ({shown_path(Path(sys.executable).parent / 'temporal')}; an operator token "
                     "that may send inputs encodes):\n"
                     f"  temporal workflow query -w loan-DEMO-0001 --type status --codec-endpoint "
-                    f'http://localhost:{codec_port} --codec-auth "Bearer $(cat {shown_path(var_dir() / "dev-token")})"',
+                    f'http://localhost:{codec_port} --codec-auth "Bearer $(cat {shown_path(var_dir() / "dev-token")})"\n'
+                    "every signal, update and query, with its JSON and a CLI example: docs/workflow-contract.md",
                 ),
             )
         )
