@@ -273,6 +273,15 @@ async def send(handle: WorkflowHandle, loan_id: str, what: str, update, arg) -> 
     return Outcome(loan_id, what, True, message or str(result))
 
 
+async def signal(handle: WorkflowHandle, loan_id: str, what: str, name: str, arg: dict) -> Outcome:
+    """A bank feed's input by signal (fire and forget): the case applies it, or records it as rejected."""
+    try:
+        await asyncio.wait_for(handle.signal(name, arg), timeout=UPDATE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the demo says what failed and goes on
+        return Outcome(loan_id, what, False, f"{exc.__class__.__name__}: {exc}")
+    return Outcome(loan_id, what, True, f"signalled {name} (no answer: the case's events say what became of it)")
+
+
 def by_dpd(cases: list[CaseInput], now: datetime, new: set[str]) -> dict[int, CaseInput]:
     out: dict[int, CaseInput] = {}
     for c in cases:
@@ -363,6 +372,22 @@ async def updates(
         )
     for c, what, update, arg in plan:
         sent.append(asyncio.ensure_future(send(handles[c.loan_id], c.loan_id, what, update, arg)))
+    # the bank's payment feed by signal, as a feed written to the workflow contract sends it: one payment applied,
+    # and one whose amount the feed garbled, which the case records in the console's "Inputs rejected" worklist
+    if c := pick(index, 12, used):
+        part = total(c) // 5
+        pay = {"payment_id": f"demo-{c.loan_id}-s1", "amount": amount(part), "currency": CURRENCY}
+        sent.append(
+            asyncio.ensure_future(
+                signal(handles[c.loan_id], c.loan_id, f"signalled payment CNY {pretty(part)}", "record_payment", pay)
+            )
+        )
+        bad = {"payment_id": f"demo-{c.loan_id}-s2", "amount": f"{pretty(part)},00", "currency": CURRENCY}
+        sent.append(
+            asyncio.ensure_future(
+                signal(handles[c.loan_id], c.loan_id, "signalled payment, amount garbled", "record_payment", bad)
+            )
+        )
     results = list(await asyncio.gather(*sent))
     for r in results:
         say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")

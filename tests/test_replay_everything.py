@@ -28,8 +28,14 @@ async def test_the_demo_portfolio_to_its_end_replays_whole(env, worker, repo):
     finally:
         demo._DESK = None  # the rest of the suite sends as before
     assert sum(r.ok for r in results) >= 5, [(r.loan_id, r.what, r.message) for r in results]
+    signalled = [r for r in results if r.what.startswith("signalled")]
+    assert len(signalled) == 2 and all(r.ok for r in signalled), signalled
+    await env.sleep(timedelta(seconds=1))
+    st = await handles[signalled[0].loan_id].query(CollectionCase.status)
+    kinds = {e.kind: e.actor for e in st.events}
+    assert kinds.get("payment", "").startswith("system:") and kinds.get("input_rejected", "").startswith("system:"), kinds
     for r in results:  # every human decision has its actor; the bank's payment feed is a system
-        if r.ok and not r.what.startswith(("partial payment", "full payment")):
+        if r.ok and not r.what.startswith(("partial payment", "full payment", "signalled")):
             st = await handles[r.loan_id].query(CollectionCase.status)
             actors = {e.actor for e in st.events if e.actor}
             assert any(a.startswith(f"{desk}:") for a in actors), (r.loan_id, r.what, [(e.kind, e.actor) for e in st.events[-6:]])
