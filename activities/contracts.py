@@ -55,6 +55,10 @@ class ChannelRequest(Contract):
         "`rules`, every attempt re-checks the contact window and day before it goes out",
     )
     rules: ContactRules | None = None
+    notice_days: int = Field(
+        default=14,
+        description="the policy's credit-bureau notice period, as the notice says it (14: requests from runs before it)",
+    )
 
 
 class WindowClosed(Contract):

@@ -51,7 +51,7 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
         next_step=req.next_step,
         next_dpd=req.next_dpd,
         today=today.isoformat(),
-        notice_days=14,
+        notice_days=req.notice_days,  # the policy's bureau_notice_days: the report waits exactly what the notice says
     )
 
 

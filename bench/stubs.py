@@ -19,6 +19,7 @@ from activities.contracts import (
     GateDecision,
     HoldChange,
     LedgerEntry,
+    RejectedInput,
     ReversalEntry,
 )
 from domain import channels
@@ -91,6 +92,10 @@ class StubActivities:
     async def end_tasks(self, ends: list[TaskEnd]) -> None:
         return None
 
+    @activity.defn(name=channels.RECORD_REJECTED_INPUT)
+    async def record_rejected_input(self, r: RejectedInput) -> None:
+        return None
+
     def all(self) -> list:
         return [
             getattr(self, n)
@@ -106,6 +111,7 @@ class StubActivities:
                 "open_task",
                 "requeue_task",
                 "end_tasks",
+                "record_rejected_input",
             )
         ]
 

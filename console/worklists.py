@@ -288,6 +288,7 @@ PHRASES = {
     "approval_approved": "Approved",
     "approval_rejected": "Rejected",
     "approval_expired": "Proposal expired",
+    "input_rejected": "Signalled input refused (nothing applied)",
 }
 
 
@@ -331,7 +332,7 @@ def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
         "detail": OPERATOR_ID.sub(lambda m: names.get(m.group(0), m.group(0)), e.detail),
         "who": who,
         "human": human,
-        "refused": e.kind in ("contact_refused", "contact_failed", "promise_broken", "plan_broken"),
+        "refused": e.kind in ("contact_refused", "contact_failed", "promise_broken", "plan_broken", "input_rejected"),
     }
 
 

@@ -109,6 +109,9 @@ class Case:
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
+        # the credit-bureau notice's days counted as the law counts them (domain/legal.py notice_period); False only
+        # for a run begun before it (workflows/versioning.py NOTICE_PERIOD): delivery + N x 24 h, as it ran
+        self.notice_counted = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
 
@@ -190,8 +193,19 @@ class Case:
             at = max(at, self.state.last_step_at + self.clock.days(gap))
         delivered = self.state.bureau_notice_delivered_at
         if self.legal_clocks and delivered is not None and "bureau_report" in step.actions:
-            at = max(at, delivered + self.clock.days(self.policy.legal.bureau_notice_days))  # 征信业管理条例 art. 15
+            at = max(at, self.report_opens(delivered))  # 征信业管理条例 art. 15
         return at
+
+    def report_opens(self, delivered: datetime) -> datetime:
+        """When the credit-bureau report may follow the notice delivered at `delivered`: after 24:00 of the notice
+        period's last day, moved past rest days (domain/legal.py notice_period), or at delivery + N policy days for a
+        run from before that count and for a policy with short demo days. A last day in a year with no calendar file
+        is not known: the earliest it can be, where the legal check then refuses it as calendar_missing."""
+        if self.legal_facts().notice_counted:
+            n = legal.notice_period(self.legal_facts(), self.policy.legal)
+            assert n is not None  # a notice was delivered
+            return n.ends or n.earliest
+        return delivered + self.clock.days(self.policy.legal.bureau_notice_days)
 
     def _pending_step(self) -> int | None:
         s = self.state
@@ -589,6 +603,7 @@ class Case:
             served_on=s.payment_order_served_on,
             objection=s.objection,
             notice_delivered_at=s.bureau_notice_delivered_at,
+            notice_counted=self.notice_counted and self.clock.real_calendar,
         )
 
     def legal_clock_views(self) -> list[LegalClock]:
@@ -689,8 +704,7 @@ class Case:
                     self.event(
                         now,
                         "bureau_notice_delivered",
-                        f"by {r.channel}; the report may follow from "
-                        f"{utc(now + self.clock.days(self.policy.legal.bureau_notice_days))} ({legal.SRC_NOTICE})",
+                        f"by {r.channel}; the report may follow from {utc(self.report_opens(now))} ({legal.SRC_NOTICE})",
                     )
             else:
                 s.bureau_notice_failed.append(

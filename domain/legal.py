@@ -66,6 +66,7 @@ SRC_PERFORMANCE = "民事诉讼法 (2023) art. 250 (enforcement after the perfor
 SRC_ENFORCEMENT = "民事诉讼法 (2023) art. 250 (2 years from the performance period's last day), art. 85"
 SRC_OBJECTION = "民事诉讼法 (2023) art. 227 (15 days from service), art. 85 (service day excluded, rest days)"
 SRC_NOTICE = "征信业管理条例 art. 15 (the borrower told before a negative report)"
+SRC_NOTICE_PERIOD = "征信业管理条例 art. 15; the notice's days counted by 民法典 arts. 201-203 (to 24:00, rest days move)"
 SRC_DISPUTE = "征信业管理条例 art. 25 (answer within 20 days of receiving the dispute)"
 
 
@@ -153,6 +154,9 @@ class Facts:
     served_on: date | None = None  # the day it was served on the borrower
     objection: bool = False
     notice_delivered_at: datetime | None = None
+    # the notice period counted as the law counts days (notice_period); False: delivery + N x 24 h, as runs from
+    # before it counted it (workflows/versioning.py NOTICE_PERIOD), and every policy with short demo days
+    notice_counted: bool = False
 
 
 def limitation(f: Facts, rules: LegalRules) -> Period:
@@ -189,6 +193,15 @@ def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
     if base is None:
         return None
     return period(base, f.tz, years=rules.enforcement_within_years)
+
+
+def notice_period(f: Facts, rules: LegalRules) -> Period | None:
+    """The credit-bureau notice's own words, 如在N日内仍未归还 (征信业管理条例 art. 15): N days from the day it reached the
+    borrower, that day not counted (民法典 art. 201), to 24:00 of the last day (art. 203), a last day on a rest day
+    moved to the first working day after it (art. 203). The report may go out once it has ended."""
+    if f.notice_delivered_at is None:
+        return None
+    return period(local_date(f.notice_delivered_at, f.tz), f.tz, days=rules.bureau_notice_days)
 
 
 def _missing(what: str, p: Period, now: datetime) -> Refusal:
@@ -270,6 +283,17 @@ def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | 
             f"no notice has reached the borrower ({SRC_NOTICE}): notice undeliverable: verify the address",
             retry_at=now + RECHECK,
         )
+    if action == "bureau_report" and f.notice_counted:
+        n = notice_period(f, rules)
+        assert n is not None  # the notice reached the borrower (above)
+        if n.ends is None and now >= n.earliest:
+            return _missing(f"the notice's {rules.bureau_notice_days} days", n, now)
+        if now < (n.ends or n.earliest):
+            return Refusal(
+                "bureau_notice",
+                f"the notice gave the borrower {rules.bureau_notice_days} days: {n.describe(f.tz)} ({SRC_NOTICE_PERIOD})",
+                retry_at=n.ends or n.earliest,
+            )
     return None
 
 
@@ -332,6 +356,9 @@ def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
     e = enforcement_window(f, rules)
     if e is not None:
         out.append(ClockView("enforcement_deadline", "ends", SRC_ENFORCEMENT, e.ends, e.last_day, e.describe(f.tz)))
+    n = notice_period(f, rules) if f.notice_counted else None
+    if n is not None:
+        out.append(ClockView("bureau_report_opens", "opens", SRC_NOTICE_PERIOD, n.ends, n.last_day, n.describe(f.tz)))
     return out
 
 

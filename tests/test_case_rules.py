@@ -228,7 +228,9 @@ def test_whole_ladder_on_the_real_calendar():
         ("overdue_letter", 45),
         ("lawyers_letter", 60),
         ("bureau_notice", 76),
-        ("bureau_report", 90),
+        # the notice reached the borrower on Saturday 15 August: its 14th day, Saturday the 29th, is a rest day, so
+        # the last day is Monday the 31st and the report follows its 24:00 (民法典 arts. 201, 203): DPD 93, not 90
+        ("bureau_report", 93),
         ("litigation", 120),
     ]:
         assert r.when(key) == r.dpd_at(dpd), key
@@ -284,6 +286,15 @@ def test_home_visit_waits_for_the_report_and_a_report_ends_the_wait():
     assert r.case.step_at(3) == r.dpd_at(45)
 
 
+def notice_over(r) -> datetime:
+    """24:00 (Beijing) of the bureau notice's 14th day after the day it was delivered, moved past rest days."""
+    from domain import calendar
+    from domain.dates import local_date, local_midnight
+
+    last = calendar.next_working_day(local_date(r.state.bureau_notice_delivered_at, "Asia/Shanghai") + timedelta(days=14))
+    return local_midnight(last + timedelta(days=1), "Asia/Shanghai")
+
+
 def test_late_start_at_dpd_75_sends_the_reminder_then_jumps_to_the_lawyers_letter():
     r = Runner.open(dpd=75).run_until(T0 + timedelta(days=3))
     assert r.keys() == ["reminder_notice", "lawyers_letter"]
@@ -296,7 +307,7 @@ def test_late_start_at_dpd_75_sends_the_reminder_then_jumps_to_the_lawyers_lette
     r.run_for(days=30)
     assert r.keys()[2:] == ["bureau_notice", "bureau_report"]
     assert r.when("bureau_notice") == T0 + timedelta(days=4)  # DPD 76 had passed: two days after the letter
-    assert r.when("bureau_report") == r.when("bureau_notice") + timedelta(days=14)  # the notice period
+    assert r.when("bureau_report") == notice_over(r)  # the notice period, counted as the law counts it
 
 
 def test_late_start_at_dpd_95_never_skips_the_mandatory_bureau_steps():
@@ -304,7 +315,7 @@ def test_late_start_at_dpd_95_never_skips_the_mandatory_bureau_steps():
     assert r.keys() == ["reminder_notice", "bureau_notice", "bureau_report"]
     assert r.when("reminder_notice") == T0
     assert r.when("bureau_notice") == T0 + timedelta(days=2)
-    assert r.when("bureau_report") == r.when("bureau_notice") + timedelta(days=14)
+    assert r.when("bureau_report") == notice_over(r)
     assert [d.split(":")[0] for d in r.events("step_skipped")] == ["first_call", "home_visit", "overdue_letter", "lawyers_letter"]
 
 

@@ -351,7 +351,9 @@ def test_a_failed_notice_blocks_the_report_and_tries_the_next_channel():
     notice_at = [t for k, t in r.ran if k == "bureau_notice"]
     assert len(notice_at) == 2 and notice_at[0] == notice_at[1] == r.dpd_at(76)  # the letter failed, the SMS at once
     assert r.state.bureau_notice_delivered_at == r.dpd_at(76)
-    assert r.when("bureau_report") == r.dpd_at(90)  # 14 days after the delivered SMS (DPD 76 + 14)
+    # 14 days after the day the SMS was delivered (Saturday 15 August, DPD 76): the 29th is a Saturday, so the last
+    # day is Monday the 31st, and the report follows its 24:00 (DPD 93; 民法典 arts. 201, 203)
+    assert r.when("bureau_report") == r.dpd_at(93)
     assert any(e.kind == "bureau_notice_failed" and "trying sms" in e.detail for e in r.state.events)
 
 
@@ -364,10 +366,10 @@ def test_no_channel_left_the_report_never_goes_and_the_case_asks_to_verify_the_a
     assert r.case.due_step(r.now) is None
 
 
-def test_the_report_falls_due_14_days_after_the_notice_was_delivered_not_after_it_was_sent():
+def test_the_report_falls_due_after_the_notice_period_from_the_day_it_was_delivered_not_sent():
     r = notice_runner({"bureau_notice": "failed"})
     r.run_until(r.dpd_at(77))
-    assert r.case.step_at(r.state.next_step) == r.state.bureau_notice_delivered_at + timedelta(days=14)
+    assert r.case.step_at(r.state.next_step) == r.dpd_at(93)
     # and the report action itself is refused while no notice was delivered (the clock's own safety net)
     d = legal.check("bureau_report", r.now, RULES, facts())
     assert d.rule == "bureau_notice" and "verify the address" in d.reason
@@ -478,3 +480,86 @@ async def test_a_notice_without_an_address_goes_by_sms_and_with_no_channel_the_r
     assert "bureau_report" in (await cases.status(by_sms)).steps_done
     gone = await cases.status(nowhere)
     assert "bureau_report" not in gone.steps_done and gone.contacts.get("credit_bureau") is None
+
+
+# ---------------------------------------------------------------- the credit-bureau notice's days (issue 25, gap 2)
+# The notice says "如在14日内仍未归还，我行将…报送": counted as 民法典 arts. 201-203 count days, the borrower has until
+# 24:00 of the 14th day after the day it reached them, and a 14th day on a rest day moves to the first working day
+# after it (art. 203: 以法定休假日结束的次日为期间的最后一日).
+
+
+def report_check(now: datetime, delivered: datetime, rules: LegalRules = RULES) -> legal.Refusal | None:
+    return legal.check("bureau_report", now, rules, facts(notice_delivered_at=delivered, notice_counted=True))
+
+
+def test_the_report_waits_for_24_00_of_the_notices_14th_day():
+    delivered = at(date(2026, 3, 2), 10)  # a Monday; the 14th day after it, 16 March, is a working day
+    for early in (at(date(2026, 3, 16), 10), at(date(2026, 3, 16), 23, 59)):
+        r = report_check(early, delivered)
+        assert r is not None and r.rule == "bureau_notice" and r.retry_at == at(date(2026, 3, 17)), (early, r)
+        assert "last day 2026-03-16" in r.reason
+    assert report_check(at(date(2026, 3, 17)), delivered) is None
+    # the same case's step: not before that 24:00 (the old count, delivery + 14 x 24 h, reported at 10:00 on the 16th)
+    n = legal.notice_period(facts(notice_delivered_at=delivered, notice_counted=True), RULES)
+    assert n is not None and n.ends == at(date(2026, 3, 17)) and not n.moved
+
+
+def test_a_14th_day_inside_a_break_moves_the_report_past_it():
+    delivered = at(date(2025, 9, 17), 10)  # 14 days on: 1 October, National Day; the break runs to 8 October
+    n = legal.notice_period(facts(notice_delivered_at=delivered, notice_counted=True), RULES)
+    assert n is not None and n.nominal == date(2025, 10, 1) and n.last_day == date(2025, 10, 9) and n.moved
+    assert report_check(at(date(2025, 10, 1), 10), delivered) is not None  # the old count reported here
+    assert report_check(at(date(2025, 10, 9), 23, 59), delivered) is not None
+    assert report_check(at(date(2025, 10, 10)), delivered) is None
+
+
+def test_a_policy_with_10_notice_days_reports_after_10_and_its_letter_says_10():
+    from activities.contracts import ChannelRequest
+    from activities.messages import context, render
+    from db.tables import BorrowerRow
+
+    ten = LegalRules(bureau_notice_days=10)
+    delivered = at(date(2026, 3, 2), 10)
+    assert report_check(at(date(2026, 3, 12), 23, 59), delivered, ten) is not None
+    assert report_check(at(date(2026, 3, 13)), delivered, ten) is None
+    req = ChannelRequest(
+        workflow_id="loan-L1",
+        case_key="k",
+        loan_id="L1",
+        borrower_id="B1",
+        step="bureau_notice",
+        action="bureau_notice",
+        idempotency_key="k:bureau_notice:bureau_notice",
+        policy="p",
+        stage="credit_bureau",
+        dpd=76,
+        currency="CNY",
+        outstanding={"total": "1.00", "principal": "1.00", "interest": "0.00", "fees": "0.00"},
+        due_date=date(2026, 1, 1),
+        notice_days=10,
+    )
+    borrower = BorrowerRow(id="B1", name="张伟", timezone=SH, language="zh")
+    ctx = context(req, borrower, date(2026, 3, 2))
+    assert "如在10日内仍未归还" in render("letter_bureau_notice", "zh", **ctx)
+    assert "10日内仍未归还" in render("sms_bureau_notice", "zh", **ctx)
+    assert "within 10 days" in render(
+        "letter_bureau_notice", "en", **context(req, borrower.model_copy(update={"language": "en"}), date(2026, 3, 2))
+    )
+
+
+def test_a_notice_period_ending_in_a_year_with_no_calendar_waits_as_calendar_missing(only_2026):
+    delivered = at(date(2026, 12, 28), 10)  # 14 days on: 11 January 2027, no calendar file for 2027
+    r = report_check(at(date(2027, 1, 12)), delivered)
+    assert r is not None and r.rule == "calendar_missing" and not r.final
+
+
+def test_a_run_from_before_counts_the_notice_as_it_did():
+    r = LegalRunner(Runner.open(dpd=1).case)
+    r.case.notice_counted = False  # workflows/versioning.py NOTICE_PERIOD: a run begun before it
+    r.run_until(r.dpd_at(100))
+    assert r.when("bureau_report") == r.dpd_at(90)  # delivery + 14 x 24 h
+    assert report_check(at(date(2026, 3, 16), 10), at(date(2026, 3, 2), 10)) is not None  # the new count refuses it
+    assert (
+        legal.check("bureau_report", at(date(2026, 3, 16), 10), RULES, facts(notice_delivered_at=at(date(2026, 3, 2), 10)))
+        is None
+    )

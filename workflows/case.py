@@ -143,6 +143,7 @@ class CollectionCase:
         self.versions = Versions(inp)
         self.case.legal_clocks = self.versions.legal_clocks
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
+        self.case.notice_counted = self.versions.notice_period
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -540,6 +541,7 @@ class CollectionCase:
             next_step=(next_step.title or next_step.key) if next_step else None,
             next_dpd=next_step.dpd if next_step else None,
             events=events,
+            notice_days=case.policy.legal.bureau_notice_days,
         )
         summary = (
             f"{step_key}: {channels.channel_of(action)}"

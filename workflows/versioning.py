@@ -47,6 +47,9 @@ PROJECTION = "projection-follows-the-case"
 # Decided at start: signals are inputs (the updates' names and JSON); one the case refuses, or cannot read, is
 # recorded as rejected (workflows/case.py CollectionCase.signalled). Runs without it take no signal (they ran so).
 SIGNALS = "signals-are-inputs"
+# Decided at start: the credit-bureau report waits until 24:00 of the notice period's last day, moved past rest days
+# (domain/legal.py notice_period), not delivery + N x 24 h.
+NOTICE_PERIOD = "bureau-report-after-the-notice-periods-last-day"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -65,6 +68,7 @@ class Versions:
         # the changes since, each decided here and only for runs decided at start
         self.projection = self.at_start and workflow.patched(PROJECTION)
         self.signals = self.at_start and workflow.patched(SIGNALS)
+        self.notice_period = self.at_start and workflow.patched(NOTICE_PERIOD)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
