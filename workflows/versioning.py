@@ -47,6 +47,9 @@ PROJECTION = "projection-follows-the-case"
 # Decided at start: signals are inputs (the updates' names and JSON); one the case refuses, or cannot read, is
 # recorded as rejected (workflows/case.py CollectionCase.signalled). Runs without it take no signal (they ran so).
 SIGNALS = "signals-are-inputs"
+# Decided at start: the legal clocks count with the calendar years the run recorded (a calendar_years local activity,
+# domain.case.Case.calendar_years_to_ask), not with whatever calendar the worker holds when the code replays.
+CALENDAR_RECORDED = "legal-clocks-count-with-recorded-calendars"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -65,6 +68,7 @@ class Versions:
         # the changes since, each decided here and only for runs decided at start
         self.projection = self.at_start and workflow.patched(PROJECTION)
         self.signals = self.at_start and workflow.patched(SIGNALS)
+        self.calendar_recorded = self.at_start and workflow.patched(CALENDAR_RECORDED)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
