@@ -302,7 +302,7 @@ async def cmd_check(a: argparse.Namespace) -> int:
     from domain import calendar
     from domain.errors import InvalidInput
 
-    calendars.refresh_quietly(repo())  # the approved database years count as the worker counts them
+    calendars.refresh_quietly(repo(), announce=False)  # the approved database years count as the worker counts them
     today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
     years = calendar.years_available()
     try:
@@ -660,7 +660,7 @@ async def cmd_calendars(a: argparse.Namespace) -> int:
     r = repo()
     if a.action == "list":
         items = calendars.changes(r, "pending" if a.pending else None)
-        calendars.refresh(r)
+        calendars.refresh(r, announce=False)
         years = calendar.years_available()
         in_force = {y: calendar.in_force(y) for y in years}
         if a.json:

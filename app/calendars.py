@@ -211,21 +211,22 @@ def approved(repo: Repo) -> list[calendar.YearCalendar]:
     return [out[y] for y in sorted(out)]
 
 
-def refresh(repo: Repo) -> list[int]:
-    """Read the approved years and put them in force in this process; the years, for the log."""
+def refresh(repo: Repo, announce: bool = True) -> list[int]:
+    """Read the approved years and put them in force in this process; the years. `announce`: log a change (a
+    long-running process; the command line prints its own output instead)."""
     years = approved(repo)
     before = {y: c.in_force for y, c in calendar.database_years().items()}
     calendar.use_database(years)
     now = {c.year: c.in_force for c in years}
-    if now != before:
+    if announce and now != before:
         log.info("calendars in force from the database", years={str(y): s for y, s in sorted(now.items())})
     return sorted(now)
 
 
-def refresh_quietly(repo: Repo) -> None:
+def refresh_quietly(repo: Repo, announce: bool = True) -> None:
     """`refresh`, a failed read logged (the years in force stay) instead of raised."""
     try:
-        refresh(repo)
+        refresh(repo, announce)
     except Exception as exc:  # noqa: BLE001 - the database away for a while: keep the years in force
         log.warning("calendar refresh failed; the years in force stay", error=f"{type(exc).__name__}: {exc}")
 

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 def _view(repo) -> dict:
     changes = calendars.changes(repo)
-    calendars.refresh_quietly(repo)  # this process's years in force, as of now
+    calendars.refresh_quietly(repo, announce=False)  # this process's years in force, as of now
     years = calendar.years_available()
     return {
         "pending": [c for c in changes if c.status == "pending"],
