@@ -31,6 +31,9 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
     python starter.py payments --unapplied
   The official holiday calendars (policies/calendars/): all valid, next year's there (exit 1 if not):
     python starter.py check
+  A year's official calendar as data, without a deploy (role compliance; a second operator approves):
+    python starter.py calendars add cn-2027.toml
+    python starter.py calendars approve 2027
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals

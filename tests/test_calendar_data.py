@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -41,7 +42,7 @@ def calendar_text(year: int, rest: date) -> str:
     """A valid file for `year` with one break of one day (test data, not from any notice)."""
     return (
         f'year = {year}\n[source]\ntitle = "国务院办公厅关于{year}年部分节假日安排的通知"\nnumber = "test data"\n'
-        f"date = {year - 1}-11-01\n[[breaks]]\nname = \"test\"\nrest = [{rest.isoformat()}]\n"
+        f'date = {year - 1}-11-01\n[[breaks]]\nname = "test"\nrest = [{rest.isoformat()}]\n'
     )
 
 
@@ -101,7 +102,8 @@ async def test_a_year_added_and_approved_through_the_cli_releases_a_refused_case
     daily ask sends the reminder. The audit keeps both people; the history replays with the year now in force."""
     (maker, maker_token), (checker, checker_token) = two_compliance
     contact = LADDER_POLICY.contact.model_copy(update={"public_holidays": True})  # any hour, but bound to rest days
-    h = await cases.start(dpd=1, loan_id=f"CALDATA-{uuid.uuid4().hex[:6]}", policy=LADDER_POLICY.model_copy(update={"contact": contact}))
+    policy = LADDER_POLICY.model_copy(update={"contact": contact})
+    h = await cases.start(dpd=1, loan_id=f"CALDATA-{uuid.uuid4().hex[:6]}", policy=policy)
     refresh = asyncio.create_task(calendars.watch(db, every=0.1))  # what worker.py runs, every minute
     try:
         await cases.advance(hours=2)
@@ -199,10 +201,8 @@ def test_an_approved_database_year_wins_over_the_file_and_is_named(db, two_compl
     assert f"added by {maker}:compliance" in cal.in_force(2026)
     assert cal.is_rest_day(date(2026, 7, 6)) and not cal.is_rest_day(date(2026, 10, 1))
     # the gate's refusal names it
-    local = compliance.zone("Asia/Shanghai")
-    from datetime import datetime
-
-    d = compliance.check_window("sms", datetime(2026, 7, 6, 10, 0, tzinfo=local), "Asia/Shanghai", ContactRules(public_holidays=True))
+    at = datetime(2026, 7, 6, 10, 0, tzinfo=compliance.zone("Asia/Shanghai"))
+    d = compliance.check_window("sms", at, "Asia/Shanghai", ContactRules(public_holidays=True))
     assert d is not None and d.rule == "holiday" and "calendar: database, approved by" in d.reason
     # the watch's warning names what is in force for this year
     warning = cal.missing_warning(date(2026, 11, 2))
@@ -289,10 +289,9 @@ def test_a_year_no_decision_waits_for_is_asked_weekly_not_daily(no_calendars):
     assert case.calendar_years_to_ask(now + timedelta(days=14)) == [2029]
 
 
-async def test_a_legal_clock_waiting_for_a_year_records_it_and_the_run_replays(cases, db, no_calendars, two_compliance):
+async def _lawsuit_waits_for_a_year_then_is_time_barred(cases, db, two_compliance, recorded: bool):
     """The lawsuit waits for the year of its limitation period's last day (calendar_missing); the year is approved as
-    data; the next daily ask records it (database, approved by ...) and the lawsuit is refused as time-barred. The
-    history, replayed with the year in force from the start, computes what the run computed: no non-determinism."""
+    data and refreshed into the worker; a day later the lawsuit is refused as time-barred. The history, replayed."""
     (maker, _), (checker, _) = two_compliance
     today = today_in(await cases.now())
     due = add_years(today - timedelta(days=5), -3)
@@ -314,9 +313,27 @@ async def test_a_legal_clock_waiting_for_a_year_records_it_and_the_run_replays(c
     calendars.refresh(db)  # the worker's refresh
     await cases.advance(days=1, hours=1)
     st = await cases.status(h)
-    assert st.calendars and st.calendars[0].startswith(f"{year}: database, approved by {checker}:compliance")
+    if recorded:
+        assert st.calendars and st.calendars[0].startswith(f"{year}: database, approved by {checker}:compliance")
     lawsuit = [d for d in st.decisions if d.action == "lawsuit"]
     assert lawsuit[-1].rule == "limitation_period" and lawsuit[-1].final, lawsuit
     history = WorkflowHistory.from_json(h.id, (await h.fetch_history()).to_json())
-    result = await Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER).replay_workflow(history)
+    replayer = Replayer(workflows=[CollectionCase], data_converter=DATA_CONVERTER)
+    return await replayer.replay_workflow(history, raise_on_replay_failure=False)
+
+
+async def test_a_legal_clock_waiting_for_a_year_records_it_and_the_run_replays(cases, db, no_calendars, two_compliance):
+    """The run records the year when its daily ask finds it in force: the history, replayed with the year in force
+    from its first event, computes what the run computed."""
+    result = await _lawsuit_waits_for_a_year_then_is_time_barred(cases, db, two_compliance, recorded=True)
     assert result.replay_failure is None
+
+
+async def test_without_recording_the_same_history_does_not_replay(cases, db, no_calendars, two_compliance, monkeypatch):
+    """Why the run records its years: with the workflow reading the worker's calendar (the code before
+    CALENDAR_RECORDED), the year approved mid-run changes what the replay computes on its first day, and the
+    replay fails with a non-determinism error (a case stuck in production)."""
+    monkeypatch.setattr(Case, "calendar_view", lambda self: None)
+    monkeypatch.setattr(Case, "calendar_years_to_ask", lambda self, now: [])
+    result = await _lawsuit_waits_for_a_year_then_is_time_barred(cases, db, two_compliance, recorded=False)
+    assert isinstance(result.replay_failure, workflow.NondeterminismError), repr(result.replay_failure)
