@@ -337,3 +337,48 @@ async def test_without_recording_the_same_history_does_not_replay(cases, db, no_
     monkeypatch.setattr(Case, "calendar_years_to_ask", lambda self, now: [])
     result = await _lawsuit_waits_for_a_year_then_is_time_barred(cases, db, two_compliance, recorded=False)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), repr(result.replay_failure)
+
+
+# ---------------------------------------------------------------- the console's calendar page (role compliance)
+
+
+async def test_the_console_page_adds_and_a_second_person_approves(db, two_compliance, no_calendars):
+    import httpx
+
+    from api.server import create_app
+    from tests.test_console import BASE, ORIGIN, csrf_of, sign_in
+
+    (maker, maker_token), (checker, checker_token) = two_compliance
+    app = create_app(tokens=["calendar-test-bootstrap-0123456789"], repo=db)
+
+    def client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
+
+    text = calendar_text(2033, date(2033, 7, 1))
+    async with client() as c:
+        assert (await sign_in(c, maker_token)).status_code == 303
+        page = await c.get("/console/calendars")
+        assert page.status_code == 200 and 'data-testid="add-calendar"' in page.text
+        bad = await c.post(
+            "/console/calendars/add",
+            data={"csrf": csrf_of(page.text), "name": "cn-2033.toml", "toml": text.replace("2033-07-01", "2032-07-01")},
+            headers=ORIGIN,
+        )
+        assert bad.status_code == 422 and "breaks[0].rest" in bad.text and rows(db, 2033) == []
+        r = await c.post(
+            "/console/calendars/add", data={"csrf": csrf_of(page.text), "name": "cn-2033.toml", "toml": text}, headers=ORIGIN
+        )
+        assert r.status_code == 200 and 'data-testid="pending-2033"' in r.text
+        assert 'data-testid="approve-2033"' not in r.text  # not offered to its maker
+        r = await c.post("/console/calendars/2033/approve", data={"csrf": csrf_of(page.text)}, headers=ORIGIN)
+        assert r.status_code == 422 and "checker" in r.text and "four-eyes" in r.text
+    async with client() as c:
+        assert (await sign_in(c, checker_token)).status_code == 303
+        page = await c.get("/console/calendars")
+        assert 'data-testid="approve-2033"' in page.text
+        r = await c.post("/console/calendars/2033/approve", data={"csrf": csrf_of(page.text), "note": "ok"}, headers=ORIGIN)
+        assert r.status_code == 200 and "approved the calendar for 2033" in r.text
+        assert f"database, approved by {checker}:compliance" in r.text
+    assert [(x.status, x.maker, x.checker) for x in rows(db, 2033)] == [
+        ("approved", f"{maker}:compliance", f"{checker}:compliance")
+    ]
