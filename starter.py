@@ -31,6 +31,9 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
     python starter.py payments --unapplied
   The official holiday calendars (policies/calendars/): all valid, next year's there (exit 1 if not):
     python starter.py check
+  A year's official calendar as data, without a deploy (role compliance; a second operator approves):
+    python starter.py calendars add cn-2027.toml
+    python starter.py calendars approve 2027
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals
@@ -183,6 +186,8 @@ def show_status(st) -> str:
             f"  limitation period ends {st.limitation_ends:%Y-%m-%d}"
             + (f" · credit report dispute answer due {st.dispute_answer_due:%Y-%m-%d}" if st.dispute_answer_due else "")
         )
+    if st.calendars:
+        lines.append("  calendars the legal clocks count with: " + "; ".join(st.calendars))
     if st.decisions:
         lines.append("  latest contact decisions:")
         lines += [
@@ -296,9 +301,11 @@ async def cmd_check(a: argparse.Namespace) -> int:
     0 when all is well, 1 with a warning (a file missing soon or now), 2 when a file is invalid."""
     from zoneinfo import ZoneInfo
 
+    from app import calendars
     from domain import calendar
     from domain.errors import InvalidInput
 
+    calendars.refresh_quietly(repo(), announce=False)  # the approved database years count as the worker counts them
     today = a.today or dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
     years = calendar.years_available()
     try:
@@ -317,6 +324,7 @@ async def cmd_check(a: argparse.Namespace) -> int:
                     "days_left": left,
                     "warning": warning,
                     "sources": {c.year: f"{c.title} ({c.number}, {c.published})" for c in loaded},
+                    "in_force": {c.year: c.in_force for c in loaded},
                 }
             )
         )
@@ -324,7 +332,7 @@ async def cmd_check(a: argparse.Namespace) -> int:
         for c in loaded:
             print(
                 f"calendar {c.year}: {c.title} {c.number} of {c.published} ({len(c.rest)} rest days in breaks, "
-                f"{len(c.working)} make-up working days)"
+                f"{len(c.working)} make-up working days) [{c.in_force}]"
             )
         print(f"{left} day(s) of official calendar left from {today}")
         if warning:
@@ -633,6 +641,69 @@ async def cmd_decide(a: argparse.Namespace) -> int:
 
 
 HANDLERS.update({"approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide})
+
+
+def show_calendar_change(c) -> str:
+    decided = f"; {c.status} by {c.checker} at {utc_text(c.decided_at)} UTC" if c.decided_at else ""
+    return (
+        f"{c.year}  {c.status.upper():<10} {c.title} {c.number} ({c.rest_days} rest days, {c.working_days} make-up "
+        f"working days) sha256 {c.sha256[:12]}  added by {c.maker} at {utc_text(c.made_at)} UTC{decided}"
+        + (f"  note: {c.note}" if c.note else "")
+    )
+
+
+async def cmd_calendars(a: argparse.Namespace) -> int:
+    """calendars add FILE, list [--pending], approve YEAR, reject YEAR (role compliance; four-eyes)."""
+    import dataclasses
+    from pathlib import Path
+
+    from app import calendars
+    from domain import calendar
+
+    r = repo()
+    if a.action == "list":
+        items = calendars.changes(r, "pending" if a.pending else None)
+        calendars.refresh(r, announce=False)
+        years = calendar.years_available()
+        in_force = {y: calendar.in_force(y) for y in years}
+        if a.json:
+            print(dump({"changes": [dataclasses.asdict(c) for c in items], "in_force": in_force}))
+        else:
+            for c in items:
+                print(show_calendar_change(c))
+            print(f"{len(items)} calendar change(s)" + (" waiting for approval" if a.pending else ""))
+            for y, src in in_force.items():
+                print(f"in force for {y}: {src}")
+        return 0
+    if not a.target:
+        raise BadInput("target", f"calendars {a.action} needs " + ("a FILE" if a.action == "add" else "a YEAR"))
+    if a.action == "add":
+        path = Path(a.target)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BadInput("file", f"{a.target}: {exc.strerror or exc}") from None
+        c = calendars.add(r, path.name, data, a.note or "")
+        print(
+            dump(dataclasses.asdict(c))
+            if a.json
+            else f"added {show_calendar_change(c)}\nnothing is in force until another operator with the role "
+            f"compliance approves it: starter.py calendars approve {c.year}"
+        )
+        return 0
+    if not a.target.isdigit() or len(a.target) != 4:
+        raise BadInput("year", f"{a.target!r} is not a year (YYYY)")
+    c = calendars.decide(r, int(a.target), a.action, a.note or "")
+    print(
+        dump(dataclasses.asdict(c))
+        if a.json
+        else f"{c.status} {show_calendar_change(c)}"
+        + ("\nevery worker and API process has it in force within a minute" if c.status == "approved" else "")
+    )
+    return 0
+
+
+HANDLERS["calendars"] = cmd_calendars
 
 
 def _date(text: str) -> dt.date:
@@ -973,6 +1044,22 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--note", help="why (kept in the case's events)")
 
     c = cmd(
+        "calendars",
+        "official calendar years as data: add a year's file, list, approve or reject (role compliance, four-eyes)",
+        loan=False,
+        epilog="A year added here is validated as policies/calendars/ files are, waits until a second operator with\n"
+        "the role compliance approves it, and is then in force on every worker and API process within a minute\n"
+        "(it wins over a shipped file of the same year).\n\n"
+        "Examples:\n  python starter.py calendars add cn-2027.toml --note 'from 国办发明电〔2026〕N号'\n"
+        "  python starter.py calendars list --pending\n  python starter.py calendars approve 2027\n"
+        "  python starter.py calendars reject 2027 --note 'wrong Spring Festival dates'",
+    )
+    c.add_argument("action", choices=["add", "list", "approve", "reject"])
+    c.add_argument("target", nargs="?", metavar="FILE|YEAR")
+    c.add_argument("--note", help="why (kept with the row)")
+    c.add_argument("--pending", action="store_true", help="list: only what waits for approval")
+
+    c = cmd(
         "operators",
         "manage operators and their tokens (role admin)",
         loan=False,
@@ -1024,7 +1111,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
         # who may decide is a refusal of the caller (exit 3, as the README says), not bad input
-        return 3 if exc.field == "authorization" else 2
+        return 3 if exc.field in ("authorization", "checker") else 2
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient
+from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
 from infra import logging as applog
@@ -70,9 +71,10 @@ async def main() -> None:
     runtime = metrics.runtime(cfg.metrics_address)
     client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
+    repo = Repo(make_engine())
     worker = build_worker(
         client,
-        CaseActivities(Repo(make_engine()), gateway),
+        CaseActivities(repo, gateway),
         max_cached_workflows=cfg.max_cached_workflows,
         max_concurrent_activities=cfg.max_concurrent_activities,
         max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks,
@@ -89,10 +91,14 @@ async def main() -> None:
         metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off",
         tracing=cfg.tracing_endpoint or "off",
     )
+    # the approved database calendars first (every minute, no restart), then the gauge and the warning
+    await asyncio.to_thread(calendars.refresh_quietly, repo)
+    refresh = asyncio.create_task(calendars.watch(repo, cfg.calendar_refresh))
     watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
         await stop.wait()
     watch.cancel()
+    refresh.cancel()
     await gateway.aclose()
     tracing.shutdown()
     log.info("worker stopped")

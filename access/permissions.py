@@ -55,6 +55,9 @@ USE_CASES: dict[str, str] = {
     "tasks.list": "read the floor's call and visit tasks (one's own)",
     "task.call": "open a call task: the contact gate decides now, and an allowed call shows the number",
     "tasks.manage": "read and work any operator's tasks",
+    "calendars.read": "list the official calendar years added as data, pending and decided (the audit trail)",
+    "calendars.add": "add a year's official calendar as data (validated as the loader does; pending until approved)",
+    "calendars.approve": "approve or reject a calendar year another operator added (four-eyes)",
 }
 
 HOLD_PLACE = tuple(u for u in USE_CASES if u.startswith("hold.place."))
@@ -115,6 +118,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "hold.place.deceased",
             "approval.closure",
             "approval.release",
+            "calendars.read",
+            "calendars.add",
+            "calendars.approve",
         }
     ),
     "admin": frozenset({"operators.manage"}),

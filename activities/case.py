@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import messages, visits
+from activities.calendars import in_force_years
 from activities.contracts import (
     GATEWAY_BACKOFF,
     LOCAL_RETRY_SECONDS,
@@ -43,7 +44,7 @@ from db.tables import RejectedInputRow
 from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
-from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, TaskEnd, TaskInfo, TaskOpen
+from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
 from domain.money import parse_amount
 from domain.tasks import Teams, load_teams
 from infra import metrics
@@ -626,9 +627,15 @@ class CaseActivities:
     async def end_tasks(self, ends: list[TaskEnd]) -> None:
         await asyncio.to_thread(self.tasks.end, ends)
 
+    @activity.defn(name=channels.CALENDAR_YEARS)
+    async def calendar_years(self, years: list[int]) -> list[RecordedCalendar]:
+        """Which of `years` have a calendar in force on this worker, with their days (run as a local activity)."""
+        return in_force_years(years)
+
     def all(self) -> list:
         return [
             self.check_contacts,
+            self.calendar_years,
             self.record_hold,
             *(getattr(self, n) for n in channels.ACTIVITIES),
             self.record_payment,

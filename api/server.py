@@ -31,7 +31,7 @@ import console
 from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import borrowers, cases, inputs, payments, tasks
-from app import errors
+from app import calendars, errors
 from infra.bodycap import BodyCap
 from infra.config import settings
 
@@ -62,8 +62,11 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
             bootstrap_tokens=len(secrets),
         )
         connecting = asyncio.create_task(backend.keep_connecting())
+        # the approved database calendars, read every minute (the console's calendar page and `check` show them)
+        refreshing = asyncio.create_task(calendars.watch(backend.repo(), settings().calendar_refresh))
         yield
         connecting.cancel()
+        refreshing.cancel()
         log.info("api stopped")
 
     app = FastAPI(

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
+from activities.calendars import in_force_years
 from activities.contracts import (
     AuditEvents,
     CaseClosed,
@@ -23,7 +24,7 @@ from activities.contracts import (
     ReversalEntry,
 )
 from domain import channels
-from domain.models import ContactResult, TaskEnd, TaskInfo, TaskOpen
+from domain.models import ContactResult, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
 
 
 def _contact(req: ChannelRequest) -> ContactResult:
@@ -96,6 +97,10 @@ class StubActivities:
     async def record_rejected_input(self, r: RejectedInput) -> None:
         return None
 
+    @activity.defn(name=channels.CALENDAR_YEARS)
+    async def calendar_years(self, years: list[int]) -> list[RecordedCalendar]:
+        return in_force_years(years)
+
     def all(self) -> list:
         return [
             getattr(self, n)
@@ -112,6 +117,7 @@ class StubActivities:
                 "requeue_task",
                 "end_tasks",
                 "record_rejected_input",
+                "calendar_years",
             )
         ]
 

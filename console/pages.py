@@ -415,8 +415,9 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
 
 
 def install(app) -> None:
-    from console import floor
+    from console import calendars, floor
 
     app.state.console_sessions = auth.Sessions(lambda: app.state.backend.repo())
     app.include_router(floor.router)  # first: its /worklists/plans-in-arrears before the generic /worklists/{name}
+    app.include_router(calendars.router)
     app.include_router(router)

@@ -282,6 +282,23 @@ class ConsoleSessionRow(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
+class CalendarYearRow(SQLModel, table=True):
+    """An official calendar year added as data (app/calendars.py): the file's text, who added it and who decided it
+    (four-eyes: never the same operator). Rows are never deleted: a year approved again supersedes the older row."""
+
+    __tablename__ = "calendar_years"
+    id: int | None = Field(default=None, primary_key=True)
+    year: int = Field(index=True)
+    toml: str = Field(sa_column=Column(Text, nullable=False), description="the file's text, as validated")
+    sha256: str = Field(max_length=64)
+    status: str = Field(max_length=16, index=True, description="pending | approved | rejected | superseded")
+    maker: str = Field(max_length=40, description="who added it: operator id:role")
+    made_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    checker: str | None = Field(default=None, max_length=40, description="who approved or rejected it: operator id:role")
+    decided_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    note: str = Field(default="", max_length=500)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a table model. SQLModel's types do not declare `__table__` (SQLAlchemy sets it when the
     class is mapped), so this is the one place that reads it."""

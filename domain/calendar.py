@@ -13,6 +13,15 @@ A run that knows its folder cannot change under it (the simulator: one run, a fi
 folder as it is with `frozen()`: inside, a missing year is looked for once, and functions marked `@while_frozen`
 (pure functions of their arguments and the calendar, such as domain.legal.period) keep their answers. Outside,
 nothing is kept but the files read, as before; a worker never freezes.
+
+A year may also come as data: compliance adds it to the database and a second person approves it (app/calendars.py,
+`starter.py calendars`). Whoever reads the database (the worker, the API) hands the approved years to
+`use_database` (every minute); an approved database year wins over the year's file, and `in_force(year)` says which
+one is used ("file ..." or "database, approved by X at T"). Still no I/O here: the caller reads, this module keeps.
+
+Workflow code does not read this process-wide calendar for its decisions: a year that appears (or changes) while a
+case runs would change what a replay computes. A case's run counts with the years it recorded (`Recorded`, built
+from its state; domain.case records them from a local activity's answer), so a replay sees what the run saw.
 """
 
 from __future__ import annotations
@@ -38,12 +47,12 @@ WARN_FROM = (11, 1)  # from 1 November, a missing file for next year is warned a
 
 
 class CalendarMissing(Exception):
-    """No official calendar file for `year`: whatever depends on rest days must not go ahead."""
+    """No official calendar for `year` (no file, no approved database year): what depends on rest days must wait."""
 
     def __init__(self, year: int, path: Path) -> None:
         super().__init__(
-            f"no official holiday calendar for {year}: {path} is missing (transcribe it from "
-            f"国务院办公厅关于{year}年部分节假日安排的通知)"
+            f"no official holiday calendar for {year}: {path} is missing and no database calendar is approved "
+            f"(transcribe 国务院办公厅关于{year}年部分节假日安排的通知; add it with `starter.py calendars add`)"
         )
         self.year = year
         self.path = path
@@ -66,6 +75,12 @@ class YearCalendar:
     rest: frozenset[date]  # every rest day inside a break
     working: frozenset[date]  # make-up working days (Saturdays and Sundays)
     path: Path
+    origin: str | None = None  # None: the file at `path`; else "database, approved by X at T"
+
+    @property
+    def in_force(self) -> str:
+        """Which calendar this is, for status, the gate's reasons and the watch: the file or the database row."""
+        return self.origin or f"file {self.path.name}"
 
     def break_of(self, day: date) -> str | None:
         return next((b.name for b in self.breaks if day in b.rest), None)
@@ -199,16 +214,60 @@ def while_frozen(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _load(year: int, path: Path) -> YearCalendar:
+def parse_text(text: str, path: Path, year: int) -> YearCalendar:
+    """A year's calendar from its TOML text, validated as the loader validates a file (`parse_calendar`)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(str(path), f"not valid TOML: {exc}") from None
     return parse_calendar(data, path, year)
 
 
+def year_of_name(name: str) -> int:
+    """The year a calendar file's name gives (cn-YYYY.toml), as the loader names them; InvalidInput otherwise."""
+    stem = name.removesuffix(".toml")
+    digits = stem.removeprefix("cn-")
+    if not name.endswith(".toml") or not stem.startswith("cn-") or not (digits.isdigit() and len(digits) == 4):
+        raise InvalidInput("file", f"{name!r}: a calendar file is named cn-YYYY.toml (the year it is for)")
+    return int(digits)
+
+
+def _load(year: int, path: Path) -> YearCalendar:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(str(path), f"not valid TOML: {exc}") from None
+    return parse_text(text, path, year)
+
+
+_database: dict[int, YearCalendar] = {}  # the approved database years, as the caller last handed them over
+
+
+def use_database(years: list[YearCalendar]) -> None:
+    """The approved database years now in force (the whole set: a year left out is no longer one). Each wins over
+    its year's file. Called by whoever reads the database (app/calendars.py), every minute."""
+    global _database
+    _database = {c.year: c for c in years}
+
+
+def database_years() -> dict[int, YearCalendar]:
+    return dict(_database)
+
+
+def in_force(year: int) -> str | None:
+    """Which calendar is in force for `year` ("file cn-YYYY.toml" or "database, approved by X at T"); None: none."""
+    try:
+        return year_calendar(year).in_force
+    except CalendarMissing:
+        return None
+
+
 def year_calendar(year: int) -> YearCalendar:
-    """The year's calendar; CalendarMissing when its file does not exist (looked for again on every call)."""
+    """The year's calendar: the approved database year if there is one, else the file; CalendarMissing when neither
+    exists (looked for again on every call)."""
+    db = _database.get(year)
+    if db is not None:
+        return db
     cal = _loaded.get(year)
     if cal is None:
         path = calendar_path(year)
@@ -225,33 +284,58 @@ def clear_cache() -> None:
     _thaw()
 
 
+class Recorded:
+    """A case run's own calendar: the years it recorded (its state), and nothing else: any other year is missing,
+    whatever files or database years exist now. What a replay of the run counts with is what the run counted with."""
+
+    def __init__(self, years: dict[int, YearCalendar]) -> None:
+        self.years = years
+
+    def year_calendar(self, year: int) -> YearCalendar:
+        cal = self.years.get(year)
+        if cal is None:
+            raise CalendarMissing(year, calendar_path(year))
+        return cal
+
+    @staticmethod
+    def of(year: int, rest: list[date], working: list[date], source: str) -> YearCalendar:
+        """One recorded year (only its days are kept; the notice is named by `source`)."""
+        return YearCalendar(year, "", "", date(year, 1, 1), (), frozenset(rest), frozenset(working), calendar_path(year), source)
+
+
+def _year(year: int, cal: Recorded | None) -> YearCalendar:
+    return year_calendar(year) if cal is None else cal.year_calendar(year)
+
+
 def is_public_holiday(day: date) -> bool:
     """Inside an official break (放假调休), whatever the day of the week."""
     return day in year_calendar(day.year).rest
 
 
-def is_rest_day(day: date) -> bool:
-    """A day of an official break, or a Saturday or Sunday that the notice does not make a working day."""
-    cal = year_calendar(day.year)
-    return day in cal.rest or (day.weekday() >= 5 and day not in cal.working)
+def is_rest_day(day: date, cal: Recorded | None = None) -> bool:
+    """A day of an official break, or a Saturday or Sunday that the notice does not make a working day (`cal`: a
+    run's recorded years instead of the process-wide calendar)."""
+    c = _year(day.year, cal)
+    return day in c.rest or (day.weekday() >= 5 and day not in c.working)
 
 
 def is_working_day(day: date) -> bool:
     return not is_rest_day(day)
 
 
-def next_working_day(day: date) -> date:
-    """The first working day on or after `day` (CalendarMissing if the search enters a year with no file)."""
-    while is_rest_day(day):
+def next_working_day(day: date, cal: Recorded | None = None) -> date:
+    """The first working day on or after `day` (CalendarMissing if the search enters a year with no calendar)."""
+    while is_rest_day(day, cal):
         day += timedelta(days=1)
     return day
 
 
 def years_available() -> list[int]:
-    out = []
+    """The years with a calendar in force: a file or an approved database year."""
+    out = set(_database)
     for p in CALENDAR_DIR.glob("cn-*.toml"):
         try:
-            out.append(int(p.stem.removeprefix("cn-")))
+            out.add(int(p.stem.removeprefix("cn-")))
         except ValueError:
             continue
     return sorted(out)
@@ -288,7 +372,11 @@ def missing_warning(today: date) -> str | None:
     if left > 0 and (today.month, today.day) < WARN_FROM:
         return None
     when = "now" if left == 0 else f"in {left} day(s), on {year}-01-01"
+    have = year - 1 if left == 0 else today.year
+    last = in_force(have)
     return (
-        f"{calendar_path(year)} is missing: contacts bound to rest days will be refused (calendar_missing) {when}. "
-        f"Transcribe 国务院办公厅关于{year}年部分节假日安排的通知 into it."
+        f"{calendar_path(year)} is missing and no database calendar for {year} is approved: contacts bound to rest "
+        f"days will be refused (calendar_missing) {when}. Transcribe 国务院办公厅关于{year}年部分节假日安排的通知 into "
+        f"it, or add it as data (starter.py calendars add FILE, approved by a second compliance operator)."
+        + (f" In force for {have}: {last}." if last else "")
     )

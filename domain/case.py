@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from domain import compliance, legal, risk
+from domain import calendar, compliance, legal, risk
 from domain.allocation import allocate
 from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
 from domain.errors import InvalidInput
@@ -50,6 +50,7 @@ from domain.models import (
     PlanResult,
     Promise,
     PromiseIn,
+    RecordedCalendar,
     ReleaseIn,
     ReopenIn,
     ReversalIn,
@@ -72,6 +73,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 # How a closed case refuses every input (operators keep a payment refused so as unapplied).
 CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
+CALENDAR_ASK_EVERY = timedelta(days=7)  # a calendar year no decision waits for yet: asked again weekly
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
 
@@ -98,6 +100,8 @@ class Case:
         else:
             self.state = inp.state
             self.state.runs += 1
+            # a new run learns the calendar years again (a year corrected since counts from here on)
+            self.state.calendars, self.state.calendar_asked_at = [], None
         s = self.state
         self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
         self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
@@ -114,6 +118,11 @@ class Case:
         self.notice_counted = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
+        # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
+        # years this run recorded (state.calendars, from a local activity), so that a year approved or changed while
+        # the case runs cannot change what a replay computes. False: the process-wide calendar (simulator, tests).
+        self.recorded_calendar = False
+        self._recorded: tuple[int, calendar.Recorded] | None = None
 
     # ---------------------------------------------------------------- reading
 
@@ -604,7 +613,61 @@ class Case:
             objection=s.objection,
             notice_delivered_at=s.bureau_notice_delivered_at,
             notice_counted=self.notice_counted and self.clock.real_calendar,
+            cal=self.calendar_view(),
         )
+
+    # ---------------------------------------------------------------- the calendar years this run counts with
+
+    def calendar_view(self) -> calendar.Recorded | None:
+        """The run's recorded years (None: the process-wide calendar, when the run does not record them)."""
+        if not self.recorded_calendar:
+            return None
+        years = self.state.calendars
+        if self._recorded is None or self._recorded[0] != len(years):
+            view = calendar.Recorded({c.year: calendar.Recorded.of(c.year, c.rest, c.working, c.source) for c in years})
+            self._recorded = (len(years), view)
+        return self._recorded[1]
+
+    def calendar_years_to_ask(self, now: datetime) -> list[int]:
+        """The calendar years the run should ask for now (a local activity records the answer), or [].
+
+        A year is wanted when a running clock's last day needs it and the run has not recorded it. It is asked at
+        once and then daily (legal.RECHECK, as the clock's refusal asks again) when a decision waits for it (an
+        opening clock, or a clock past its nominal end); otherwise weekly, counted from the case's opening, so a
+        limitation period three years out costs a question a week, not a day."""
+        if not self.recorded_calendar or not self.legal_clocks:
+            return []
+        f, rules = self.legal_facts(), self.policy.legal
+        urgent: set[int] = set()
+        later: set[int] = set()
+        clocks: list[tuple[legal.Period | None, bool]] = [
+            (legal.limitation(f, rules), False),
+            (legal.performance(f), True),
+            (legal.objection_window(f, rules), f.payment_order),
+            (legal.enforcement_window(f, rules), False),
+            (legal.notice_period(f, rules) if f.notice_counted else None, True),  # the report opens with it
+        ]
+        for p, opens in clocks:
+            if p is not None and p.missing_year is not None:
+                (urgent if opens or now >= p.earliest else later).add(p.missing_year)
+        asked = self.state.calendar_asked_at
+        if urgent and (asked is None or now >= asked + legal.RECHECK):
+            return sorted(urgent | later)
+        if later and now >= (asked or self.state.opened_at) + CALENDAR_ASK_EVERY:
+            return sorted(later)
+        return []
+
+    def record_calendars(self, asked: list[int], got: list[RecordedCalendar], now: datetime) -> None:
+        """The answer to `calendar_years_to_ask`: the asked years in force now. A year already recorded stays as it
+        was (a run never changes a year it counted with); a year not in force is asked again later."""
+        s = self.state
+        s.calendar_asked_at = now
+        known = {c.year for c in s.calendars}
+        for c in sorted(got, key=lambda c: c.year):
+            if c.year in asked and c.year not in known:
+                s.calendars.append(c)
+                known.add(c.year)
+                self.event(now, "calendar_recorded", f"{c.year}: {c.source}; the legal clocks count with it from now on")
 
     def legal_clock_views(self) -> list[LegalClock]:
         if not self.legal_clocks:
@@ -1292,6 +1355,7 @@ class Case:
             write_off_deferred=s.write_off_deferred,
             reversed_payments=[pid for pid, p in s.payments.items() if p.reversed_at is not None],
             reopened_from=s.reopened_from,
+            calendars=[f"{c.year}: {c.source}" for c in s.calendars],
             contacts=s.contacts,
             events=s.events[-15:],
             as_of=now,

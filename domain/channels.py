@@ -63,6 +63,7 @@ OPEN_TASK = "open_task"  # agent mode (domain/tasks.py)
 REQUEUE_TASK = "requeue_task"
 END_TASKS = "end_tasks"
 RECORD_REJECTED_INPUT = "record_rejected_input"  # a signalled input the case refused or could not read
+CALENDAR_YEARS = "calendar_years"  # the calendar years in force, recorded by the case (domain.case.record_calendars)
 
 GUARANTOR_SUFFIX = "@guarantor"
 

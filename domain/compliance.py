@@ -212,8 +212,9 @@ def check_calendar(now: datetime, tz: str, rules: ContactRules) -> Decision | No
             return Decision(
                 False,
                 "calendar_missing",
-                f"no official holiday calendar for {e.year}: {e.path.name} is "
-                f"missing (policies/calendars/); contacts bound to rest days wait for it",
+                f"no official holiday calendar for {e.year}: {e.path.name} is missing (policies/calendars/) and no "
+                f"database calendar for {e.year} is approved (starter.py calendars add); contacts bound to rest days "
+                "wait for it",
                 retry_at=now + INDEFINITE_RECHECK,
             )
     return None
@@ -229,9 +230,13 @@ def check_window(channel: str, now: datetime, tz: str, rules: ContactRules) -> D
         where = "the borrower's calendar" if z == tz else "Beijing time"
         if not day_allowed(local.date(), rules):
             why = "rest day of an official break" if rules.public_holidays and is_public_holiday(local.date()) else "rest day"
-            name = calendar.year_calendar(local.date().year).break_of(local.date())
+            cal = calendar.year_calendar(local.date().year)
+            name = cal.break_of(local.date())
             return Decision(
-                False, "holiday", f"{local.date()} is a {why}{f' ({name})' if name else ''} in {where}", retry_at=opens
+                False,
+                "holiday",
+                f"{local.date()} is a {why}{f' ({name})' if name else ''} in {where} (calendar: {cal.in_force})",
+                retry_at=opens,
             )
     for z in clocks(tz, rules):
         local = now.astimezone(zone(z))

@@ -103,6 +103,7 @@ class Period:
     ends: datetime | None
     earliest: datetime  # 24:00 of the nominal last day: the period cannot end before it
     missing: str | None = None  # why the end is not known
+    missing_year: int | None = None  # the year whose calendar it waits for
 
     @property
     def moved(self) -> bool:
@@ -116,17 +117,33 @@ class Period:
 
 
 @calendar.while_frozen  # a pure function of its arguments and the calendar files
-def period(start: date, tz: str, *, days: int = 0, years: int = 0, rest_days_move: bool = True) -> Period:
+def period(
+    start: date,
+    tz: str,
+    *,
+    days: int = 0,
+    years: int = 0,
+    rest_days_move: bool = True,
+    cal: calendar.Recorded | None = None,
+) -> Period:
     """A period counted as 民法典 arts. 201-203 and 民事诉讼法 art. 85 count it; a last day on a rest day moves to the
-    first working day after it (民法典 art. 203: 法定休假日结束的次日)."""
+    first working day after it (民法典 art. 203: 法定休假日结束的次日). `cal`: a case run's recorded years (workflow code),
+    else the process-wide calendar."""
     nominal = nominal_last_day(start, days=days, years=years)
     earliest = end_of_day(nominal, tz)
     if not rest_days_move:
         return Period(nominal, nominal, earliest, earliest)
     try:
-        last = calendar.next_working_day(nominal)
+        last = calendar.next_working_day(nominal, cal)
     except calendar.CalendarMissing as exc:
-        return Period(nominal, None, None, earliest, f"{exc.path.name} is missing, so whether a rest day moves it is unknown")
+        return Period(
+            nominal,
+            None,
+            None,
+            earliest,
+            f"no calendar for {exc.year} ({exc.path.name}), so whether a rest day moves it is unknown",
+            exc.year,
+        )
     return Period(nominal, last, end_of_day(last, tz), earliest)
 
 
@@ -157,26 +174,27 @@ class Facts:
     # the notice period counted as the law counts days (notice_period); False: delivery + N x 24 h, as runs from
     # before it counted it (workflows/versioning.py NOTICE_PERIOD), and every policy with short demo days
     notice_counted: bool = False
+    cal: calendar.Recorded | None = None  # a case run's recorded years (None: the process-wide calendar)
 
 
 def limitation(f: Facts, rules: LegalRules) -> Period:
     """民法典 art. 188: three years; art. 189: from the day the (last) instalment fell due, that day not counted
     (art. 201); restarted by art. 195 from the day of the interruption; a last day on a rest day moves (art. 203)."""
-    return period(f.limitation_start, f.tz, years=rules.limitation_years)
+    return period(f.limitation_start, f.tz, years=rules.limitation_years, cal=f.cal)
 
 
 def performance(f: Facts) -> Period | None:
     """The judgment's performance period ends at 24:00 of its last day, moved past rest days (民事诉讼法 art. 85)."""
     if f.performance_ends is None:
         return None
-    return period(f.performance_ends, f.tz)  # the stated last day itself (0 days after it), extended if a rest day
+    return period(f.performance_ends, f.tz, cal=f.cal)  # the stated last day itself (0 days after it), extended if a rest day
 
 
 def objection_window(f: Facts, rules: LegalRules) -> Period | None:
     """民事诉讼法 art. 227: 15 days from service; art. 85: the service day not counted, a rest day moves the end."""
     if f.served_on is None:
         return None
-    return period(f.served_on, f.tz, days=rules.payment_order_objection_days)
+    return period(f.served_on, f.tz, days=rules.payment_order_objection_days, cal=f.cal)
 
 
 def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
@@ -192,7 +210,7 @@ def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
         base = None
     if base is None:
         return None
-    return period(base, f.tz, years=rules.enforcement_within_years)
+    return period(base, f.tz, years=rules.enforcement_within_years, cal=f.cal)
 
 
 def notice_period(f: Facts, rules: LegalRules) -> Period | None:
@@ -201,12 +219,12 @@ def notice_period(f: Facts, rules: LegalRules) -> Period | None:
     moved to the first working day after it (art. 203). The report may go out once it has ended."""
     if f.notice_delivered_at is None:
         return None
-    return period(local_date(f.notice_delivered_at, f.tz), f.tz, days=rules.bureau_notice_days)
+    return period(local_date(f.notice_delivered_at, f.tz), f.tz, days=rules.bureau_notice_days, cal=f.cal)
 
 
 def _missing(what: str, p: Period, now: datetime) -> Refusal:
     return Refusal(
-        "calendar_missing", f"{what}: {p.describe('')}; waits until the calendar file is added", retry_at=now + RECHECK
+        "calendar_missing", f"{what}: {p.describe('')}; waits until the year's calendar is in force", retry_at=now + RECHECK
     )
 
 

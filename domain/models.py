@@ -437,6 +437,16 @@ class PaymentRecord(Model):
     reversal_reason: str = ""
 
 
+class RecordedCalendar(Model):
+    """One year of the official calendar as a case run recorded it (a local activity's answer, so in its history):
+    the run's legal clocks count with this, and a replay sees the same days whatever the files or database hold now."""
+
+    year: int
+    rest: list[dt.date] = Field(default=[], description="rest days inside the year's breaks")
+    working: list[dt.date] = Field(default=[], description="make-up working days (Saturdays and Sundays)")
+    source: str = Field(description="which calendar it was: 'file cn-YYYY.toml' or 'database, approved by X at T'")
+
+
 class CaseState(Model):
     opened_at: datetime
     opened_dpd: int
@@ -492,6 +502,10 @@ class CaseState(Model):
     write_off_confirmed_at: datetime | None = None
     time_bar_check: datetime | None = Field(default=None, description="when to ask again whether the limitation ran out")
     reopened_from: list[str] = Field(default=[], description="run ids of the closed runs this case reopened from")
+    calendars: list[RecordedCalendar] = Field(
+        default=[], description="the calendar years this run's legal clocks count with (recorded, never changed in a run)"
+    )
+    calendar_asked_at: datetime | None = Field(default=None, description="when the run last asked for calendar years")
 
 
 CaseInput.model_rebuild()
@@ -558,6 +572,7 @@ class CaseStatus(Model):
     write_off_deferred: str | None = None
     reversed_payments: list[str] = []
     reopened_from: list[str] = []
+    calendars: list[str] = Field(default=[], description="the calendar years the case's legal clocks count with, and which")
     steps_done: list[str]
     contacts: dict[str, int]
     events: list[Event]

@@ -86,6 +86,12 @@ class Common(_Env):
     tracing_endpoint: Annotated[str | None, BeforeValidator(_blank_is_default), AfterValidator(_http_url)] = env(
         "OTEL_EXPORTER_OTLP_ENDPOINT", None, description="the OpenTelemetry collector's OTLP/HTTP base URL"
     )
+    calendar_refresh: Float = env(
+        "COLLECTIONS_CALENDAR_REFRESH",
+        60.0,
+        gt=0,
+        description="seconds between two reads of the approved database calendars (app/calendars.py)",
+    )
 
     @property
     def temporal_address(self) -> str:

@@ -67,7 +67,8 @@ def check_calendar(meter: MetricMeter | None, log, today: dt.date | None = None)
         meter.create_gauge(CALENDAR_DAYS_LEFT, "days until the first day with no official holiday calendar file").set(left)
     warning = calendar.missing_warning(today)
     if warning:
-        log.warning("holiday calendar missing", days_left=left, detail=warning)
+        in_force = {str(y): calendar.in_force(y) or "none" for y in (today.year, today.year + 1)}
+        log.warning("holiday calendar missing", days_left=left, detail=warning, in_force=in_force)
     return left
 
 

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         PlanIn,
         PlanResult,
         PromiseIn,
+        RecordedCalendar,
         ReleaseIn,
         ReversalIn,
         TaskInfo,
@@ -142,6 +143,7 @@ class CollectionCase:
         # history began before the legal clocks keeps the old counting, so that it replays as it ran
         self.versions = Versions(inp)
         self.case.legal_clocks = self.versions.legal_clocks
+        self.case.recorded_calendar = self.versions.calendar_recorded
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
         self.case.notice_counted = self.versions.notice_period
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
@@ -164,6 +166,9 @@ class CollectionCase:
             await self._ledger_reversal(self._reopened, reopened=True)
         while True:
             now = workflow.now()
+            if years := case.calendar_years_to_ask(now):  # the calendar years this run counts with, recorded
+                await self._record_calendars(years, now)
+                continue
             move = case.next_move(now)  # the loop's decision is the domain's (Case.next_move), shared with the simulator
             self._publish()
             if self.versions.projection and not case.state.closed:
@@ -192,6 +197,19 @@ class CollectionCase:
             *(self._act("closing", case.state.stage, action) for action in case.closing_actions()), self._record_closed()
         )
         return case.status(workflow.now())
+
+    async def _record_calendars(self, years: list[int], now: datetime) -> None:
+        """Ask which of `years` are in force (a local activity: its answer is in history, so a replay counts with the
+        same days whatever calendars the worker holds by then) and keep them in the case's state."""
+        got = await workflow.execute_local_activity(
+            channels.CALENDAR_YEARS,
+            years,
+            result_type=list[RecordedCalendar],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"calendar years {', '.join(map(str, years))}",
+        )
+        self.case.record_calendars(years, got, now)
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()

@@ -50,6 +50,9 @@ SIGNALS = "signals-are-inputs"
 # Decided at start: the credit-bureau report waits until 24:00 of the notice period's last day, moved past rest days
 # (domain/legal.py notice_period), not delivery + N x 24 h.
 NOTICE_PERIOD = "bureau-report-after-the-notice-periods-last-day"
+# Decided at start: the legal clocks count with the calendar years the run recorded (a calendar_years local activity,
+# domain.case.Case.calendar_years_to_ask), not with whatever calendar the worker holds when the code replays.
+CALENDAR_RECORDED = "legal-clocks-count-with-recorded-calendars"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -69,6 +72,7 @@ class Versions:
         self.projection = self.at_start and workflow.patched(PROJECTION)
         self.signals = self.at_start and workflow.patched(SIGNALS)
         self.notice_period = self.at_start and workflow.patched(NOTICE_PERIOD)
+        self.calendar_recorded = self.at_start and workflow.patched(CALENDAR_RECORDED)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""

@@ -1,0 +1,91 @@
+"""The console's calendar page (role compliance): the official calendar years added as data, what waits for a second
+person's approval, and which calendar is in force for each year. The same use cases as `starter.py calendars`
+(app/calendars.py): a year pasted here is validated as the loader validates a file; the maker cannot approve it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from access.permissions import Forbidden, require
+from app import calendars
+from app.errors import BadInput
+from console import pages
+from domain import calendar
+
+log = structlog.get_logger("console")
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _view(repo) -> dict:
+    changes = calendars.changes(repo)
+    calendars.refresh_quietly(repo, announce=False)  # this process's years in force, as of now
+    years = calendar.years_available()
+    return {
+        "pending": [c for c in changes if c.status == "pending"],
+        "changes": changes,
+        "in_force": [(y, calendar.in_force(y)) for y in years],
+    }
+
+
+async def _render(request: Request, sess, status_code: int = 200, **extra) -> Response:
+    repo = pages._backend(request).repo()
+    try:
+        ctx = await asyncio.to_thread(_view, repo)
+    except Forbidden as exc:
+        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+    return pages.render(request, "calendars.html", sess, status_code, **ctx, **extra)
+
+
+@router.get("/calendars", response_class=HTMLResponse)
+async def calendars_page(request: Request) -> Response:
+    sess = await pages._session(request)
+    if sess is None:
+        return pages._to_login(request)
+    return await _render(request, sess)
+
+
+@router.post("/calendars/add", response_class=HTMLResponse)
+async def add(request: Request) -> Response:
+    sess = await pages._session(request)
+    if sess is None:
+        return pages._to_login(request)
+    form = await pages.checked_form(request, sess)
+    if isinstance(form, Response):
+        return form
+    repo = pages._backend(request).repo()
+    try:
+        require("calendars.add")
+        c = await asyncio.to_thread(
+            calendars.add, repo, form.get("name", "").strip(), form.get("toml", "").encode(), form.get("note", "")
+        )
+    except Forbidden as exc:
+        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+    except BadInput as exc:
+        return await _render(request, sess, 422, form_error=(exc.field, exc.reason), form=form)
+    log.info("console calendar added", operator=sess.operator_id, year=c.year)
+    return await _render(request, sess, done=f"added the calendar for {c.year}: it waits for a second person's approval")
+
+
+@router.post("/calendars/{year}/{decision}", response_class=HTMLResponse)
+async def decide(request: Request, year: int, decision: str) -> Response:
+    sess = await pages._session(request)
+    if sess is None:
+        return pages._to_login(request)
+    if decision not in ("approve", "reject"):
+        return pages.render(request, "error.html", sess, 404, message=f"no decision {decision!r}")
+    form = await pages.checked_form(request, sess)
+    if isinstance(form, Response):
+        return form
+    repo = pages._backend(request).repo()
+    try:
+        c = await asyncio.to_thread(calendars.decide, repo, year, decision, form.get("note", ""))
+    except Forbidden as exc:
+        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+    except BadInput as exc:
+        return await _render(request, sess, 422, form_error=(exc.field, exc.reason))
+    log.info("console calendar decided", operator=sess.operator_id, year=year, decision=c.status)
+    return await _render(request, sess, done=f"{c.status} the calendar for {year}")
