@@ -174,6 +174,7 @@ class PeerActivities:
             due_date=date.fromisoformat(inp.due_date),
             next_step=inp.next_step,
             next_dpd=inp.next_dpd,
+            notice_days=14,  # the reminder step sends no bureau notice; the templates' context names it anyway
         )
         body = messages.body(inp.action, req, borrower, today)  # type: ignore[arg-type]
         try:
