@@ -6,6 +6,10 @@ Settings (infra/config.py WorkerSettings): DATABASE_URL (SQLite under var/), GAT
 (http://127.0.0.1:8700), GATEWAY_API_KEY, WORKER_*; Temporal through the SDK's environment
 configuration (infra/temporal.py: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
 TEMPORAL_TLS_*, TEMPORAL_PROFILE). A bad value stops the worker with the variable's name.
+
+Worker Versioning (infra/deployments.py): the worker polls as build WORKER_BUILD_ID (default: a hash of its
+sources) of deployment WORKER_DEPLOYMENT_NAME ("collections"), and gets tasks once that build is made current
+(`python -m infra.deployments current`; the local stack does it). WORKER_VERSIONING=0 polls unversioned.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import signal
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -23,8 +28,8 @@ from activities.gateway import GatewayClient
 from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
+from infra import deployments, metrics, tracing
 from infra import logging as applog
-from infra import metrics, tracing
 from infra.config import settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
@@ -53,8 +58,19 @@ def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, activities: CaseActivities, task_queue: str | None = None, **tuning) -> Worker:
+def build_worker(
+    client: Client,
+    activities: CaseActivities,
+    task_queue: str | None = None,
+    version: WorkerDeploymentVersion | None = None,
+    **tuning,
+) -> Worker:
+    """The worker; with `version`, a versioned one (Worker Versioning): it polls as that build of that deployment,
+    and its workflows are AUTO_UPGRADE (infra/deployments.py BEHAVIOR: a case moves to the current build at its
+    next workflow task, and the patches of workflows/versioning.py keep its history replaying there)."""
     tuning.setdefault("workflow_runner", workflow_runner())
+    if version is not None:
+        tuning["deployment_config"] = deployments.deployment_config(version)
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,
@@ -72,9 +88,11 @@ async def main() -> None:
     client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
     repo = Repo(make_engine())
+    version = deployments.version(cfg)
     worker = build_worker(
         client,
         CaseActivities(repo, gateway),
+        version=version,
         max_cached_workflows=cfg.max_cached_workflows,
         max_concurrent_activities=cfg.max_concurrent_activities,
         max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks,
@@ -90,18 +108,42 @@ async def main() -> None:
         task_queue=cfg.task_queue,
         metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off",
         tracing=cfg.tracing_endpoint or "off",
+        deployment=version.deployment_name if version else "off (unversioned)",
+        build_id=version.build_id if version else None,
     )
     # the approved database calendars first (every minute, no restart), then the gauge and the warning
     await asyncio.to_thread(calendars.refresh_quietly, repo)
     refresh = asyncio.create_task(calendars.watch(repo, cfg.calendar_refresh))
     watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
     async with worker:
+        check = asyncio.create_task(_say_if_not_serving(client, version)) if version else None
         await stop.wait()
+        if check:
+            check.cancel()
     watch.cancel()
     refresh.cancel()
     await gateway.aclose()
     tracing.shutdown()
     log.info("worker stopped")
+
+
+async def _say_if_not_serving(client: Client, version: WorkerDeploymentVersion, after: float = 10.0) -> None:
+    """A versioned worker whose build is neither current nor ramping gets no tasks: say so once, with the remedy."""
+    await asyncio.sleep(after)
+    try:
+        r = await deployments.routing(client, version.deployment_name)
+    except Exception as exc:  # a server without worker deployments says so here too
+        log.warning("could not read the worker deployment", deployment=version.deployment_name, error=str(exc))
+        return
+    if version.build_id in (r.current, r.ramping):
+        log.info("serving", build_id=version.build_id, current=r.current, ramping=r.ramping, ramp=r.ramp_percentage)
+    else:
+        log.warning(
+            "this build gets no tasks until it is made current (python -m infra.deployments current)",
+            build_id=version.build_id,
+            current=r.current or "(unversioned)",
+            ramping=r.ramping,
+        )
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
+from infra import deployments  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -267,7 +268,10 @@ class WorkerProc:
                     ),
                     timeout=dt.timedelta(seconds=5),
                 )
-                if any(p.identity == identity for p in resp.pollers):
+                poller = next((p for p in resp.pollers if p.identity == identity), None)
+                if poller is not None:
+                    # its build made current (Worker Versioning), as the local stack does; a restart is the same build
+                    await deployments.make_current(client, poller.deployment_options)
                     return
             await asyncio.sleep(0.2)
         say(f"worker {self.proc.pid} not seen polling within 60 s (going on)")

@@ -28,7 +28,8 @@ COLLECTIONS_VAR_DIR (default var/):
 
 The stack is a list of child specs (`children()`), started in order, each one waited on until
 its readiness probe passes (or, for a one-shot step, until it exits 0), and stopped in reverse
-order.
+order. The worker is ready when it polls and its build is the current version of its worker deployment
+(Worker Versioning, infra/deployments.py): the stack makes it so, as an operator does in a cluster.
 Each child runs in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
 which then stops the children in order): SIGTERM to the group, wait, SIGKILL after a timeout.
 """
@@ -196,11 +197,9 @@ def server_ready(ep: Endpoints) -> Probe:
     return probe
 
 
-async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None = None) -> bool:
-    """Whether the worker process `pid` (identity `<pid>@<host>`) polls the task queue right now.
-
-    Also the worker container's health check in docker-compose.yml (there the worker is pid 1).
-    """
+async def worker_poller(pid: int, ep: Endpoints | None = None, host: str | None = None):
+    """The worker process `pid`'s poller on the task queue (identity `<pid>@<host>`), or None while it does not poll.
+    Its `deployment_options` say which build of which worker deployment it is (empty when unversioned)."""
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -216,14 +215,31 @@ async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None
         ),
         timeout=timedelta(seconds=5),
     )
-    return any(p.identity == identity for p in resp.pollers)
+    return next((p for p in resp.pollers if p.identity == identity), None)
+
+
+async def worker_polling(pid: int, ep: Endpoints | None = None, host: str | None = None) -> bool:
+    """Whether the worker process `pid` (identity `<pid>@<host>`) polls the task queue right now.
+
+    Also the worker container's health check in docker-compose.yml (there the worker is pid 1).
+    """
+    return await worker_poller(pid, ep, host) is not None
 
 
 def worker_ready(ep: Endpoints) -> Probe:
-    """Ready when this very worker process polls the task queue."""
+    """Ready when this very worker process polls the task queue, and its build (Worker Versioning) is the
+    deployment's current version: the stack runs one build, the one it just started (infra/deployments.py)."""
 
     async def probe(run: Running) -> bool:
-        return await worker_polling(run.pid, ep)
+        from infra import deployments
+
+        poller = await worker_poller(run.pid, ep)
+        if poller is None:
+            return False
+        opts = poller.deployment_options
+        if await deployments.make_current(await _client(ep), opts):
+            say(f"{run.spec.name}: build {opts.build_id} is now the current version of deployment {opts.deployment_name}")
+        return True
 
     return probe
 
@@ -543,6 +559,7 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.signals = 0
         self.ready = False
+        self._probes: set[asyncio.Future] = set()  # the ready probes of restarted children
 
     def _on_signal(self, signame: str) -> None:
         self.signals += 1
@@ -675,6 +692,10 @@ class Supervisor:
                 self.running[i] = new
                 self._write_state()
                 say(f"restarted {run.spec.name} (pid {new.pid}, restart {new.restarts}/{run.spec.max_restarts})")
+                # its probe again: a restarted worker whose sources changed is a new build, to be made current
+                probe = asyncio.ensure_future(self._wait_ready(new))
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
         return 0
 
     def shutdown(self) -> None:

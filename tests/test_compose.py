@@ -203,3 +203,21 @@ def test_the_ui_shows_payloads_through_the_authenticated_codec_server(services):
             keys = env_of(svc)
             assert keys.get("PAYLOAD_KEYS", "").startswith("${PAYLOAD_KEYS:?"), name
             assert keys.get("PAYLOAD_KEY_ID", "").startswith("${PAYLOAD_KEY_ID:?"), name
+
+
+def test_the_workers_build_is_made_current_once_they_poll(services):
+    """Worker Versioning: a versioned worker gets no tasks until its build is current, so a one-shot makes it so
+    after the workers are healthy (polling), for the same deployment; the server has worker deployments on."""
+    cmds = commands(services)
+    [worker] = [n for n, c in cmds.items() if "worker.py" in c]
+    [current] = [n for n, c in cmds.items() if c.startswith("python -m infra.deployments current")]
+    svc = services[current]
+    assert svc["depends_on"][worker]["condition"] == "service_healthy" and svc["restart"] == "no"
+    for key in ("WORKER_DEPLOYMENT_NAME", "WORKER_BUILD_ID", "TEMPORAL_ADDRESS"):
+        assert env_of(svc)[key] == env_of(services[worker])[key], key
+    [temporal] = [s for s in services.values() if str(s.get("image", "")).startswith("temporalio/auto-setup") and "ports" in s]
+    path = env_of(temporal)["DYNAMIC_CONFIG_FILE_PATH"]
+    [mount] = [v for v in temporal["volumes"] if v.split(":")[1] == f"/etc/temporal/{path}"]
+    config = yaml.safe_load((ROOT / mount.split(":")[0]).read_text())
+    for key in ("system.enableDeploymentVersions", "frontend.workerVersioningWorkflowAPIs"):
+        assert config[key] == [{"value": True}], key

@@ -13,6 +13,8 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.binaries import find
+from infra import deployments
+from infra.config import settings
 from tests.conftest import DATA_CONVERTER, Cases
 from workflows import search
 
@@ -69,6 +71,10 @@ async def test_worker_killed_mid_step_resumes_without_duplicates(dev_server, rep
     first = await start_worker(env, repo, gateway)
     second = None
     try:
+        # its build current (Worker Versioning, as the local stack does); the restarted worker is the same build
+        build = deployments.version(settings())
+        if build is not None:
+            await deployments.set_current(env.client, build.deployment_name, build.build_id)
         arrived = gateway.stats()["requests"]
         h = await cases.start(dpd=1, loan_id="CRASH-1", settle=False)
         # the three requests of the reminder have reached the gateway and are waiting out the latency

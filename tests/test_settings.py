@@ -59,6 +59,9 @@ def clean_temporal_env(monkeypatch, tmp_path):
         (WorkerSettings, "GATEWAY_TIMEOUT", "soon", "valid number"),
         (WorkerSettings, "WORKER_METRICS_ADDRESS", "9464", "match pattern"),
         (WorkerSettings, "LOG_LEVEL", "loud", "'debug', 'info'"),
+        (WorkerSettings, "WORKER_DEPLOYMENT_NAME", "collections.v2", "match pattern"),  # '.' joins name and build id
+        (WorkerSettings, "WORKER_BUILD_ID", "build 7", "match pattern"),
+        (WorkerSettings, "WORKER_VERSIONING", "maybe", "valid boolean"),
         (ApiSettings, "API_PORT", "eighty", "valid integer"),
         (ApiSettings, "API_REQUIRE_TOKEN", "perhaps", "valid boolean"),
         (CodecServerSettings, "CODEC_PORT", "70000", "less than 65536"),
