@@ -59,6 +59,10 @@ class ChannelRequest(Contract):
         default=14,
         description="the policy's credit-bureau notice period, as the notice says it (14: requests from runs before it)",
     )
+    time_barred: bool = Field(
+        default=False,
+        description="the limitation period has run out: the message asks for voluntary repayment and threatens nothing",
+    )
 
 
 class WindowClosed(Contract):

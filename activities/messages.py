@@ -52,6 +52,7 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
         next_dpd=req.next_dpd,
         today=today.isoformat(),
         notice_days=req.notice_days,  # the policy's bureau_notice_days: the report waits exactly what the notice says
+        time_barred=req.time_barred,  # past the limitation period: a voluntary request that threatens nothing
     )
 
 

@@ -175,6 +175,7 @@ class PeerActivities:
             next_step=inp.next_step,
             next_dpd=inp.next_dpd,
             notice_days=14,  # the reminder step sends no bureau notice; the templates' context names it anyway
+            time_barred=False,
         )
         body = messages.body(inp.action, req, borrower, today)  # type: ignore[arg-type]
         try:

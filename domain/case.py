@@ -16,7 +16,7 @@ from typing import Literal
 
 from domain import calendar, compliance, legal, risk
 from domain.allocation import allocate
-from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date
+from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date, local_midnight
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES,
@@ -116,6 +116,9 @@ class Case:
         # the credit-bureau notice's days counted as the law counts them (domain/legal.py notice_period); False only
         # for a run begun before it (workflows/versioning.py NOTICE_PERIOD): delivery + N x 24 h, as it ran
         self.notice_counted = True
+        # a debt whose limitation period ran out stays so (民法典 art. 192, 195): our own demand neither revives it nor
+        # is sent as if it were enforceable; False only for a run begun before it (workflows/versioning.py TIME_BARRED)
+        self.barred_stays = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
         # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
@@ -567,9 +570,26 @@ class Case:
                 payment_order_at=s.payment_order_at,
                 objection=s.objection,
             )
+        if self.barred_stays and action in legal.DEMAND_ACTIONS:
+            barred = self.limitation_over(now)
+            if barred is not None:
+                return legal.Refusal("time_barred", barred, final=True)
         if action not in legal.CLOCKED_ACTIONS:  # no clock holds it: the facts need not be gathered
             return None
         return legal.check(action, now, self.policy.legal, self.legal_facts())
+
+    def limitation_over(self, now: datetime) -> str | None:
+        """Why the limitation period has run out (24:00 of its last day has passed), or None (running, or its end not
+        known yet for a missing calendar year). Only the debtor's own acts restart it then (restart_limitation)."""
+        if not self.legal_clocks:
+            return None
+        p = legal.limitation(self.legal_facts(), self.policy.legal)
+        if p.ends is None or now < p.ends:
+            return None
+        return (
+            f"the limitation period ended at 24:00 on {p.last_day} ({self.inp.timezone}): the debt is time-barred; "
+            f"no demand that presents it as enforceable, no legal step ({legal.SRC_TIME_BARRED})"
+        )
 
     def limitation_from(self) -> datetime:
         """Before the legal clocks: the instant the limitation period was counted from."""
@@ -586,14 +606,21 @@ class Case:
             return max(self.inp.due_date, local_date(s.limitation_from, self.inp.timezone))
         return self.inp.due_date
 
-    def restart_limitation(self, cause: str, on: date, now: datetime) -> None:
+    def restart_limitation(self, cause: str, on: date, now: datetime, *, demand: bool = False) -> None:
         """民法典 art. 195: the period restarts from the day of the interruption. A day before the current start (a
-        payment made long ago, recorded late) restarts nothing."""
+        payment made long ago, recorded late) restarts nothing. Once the period has run out, a creditor's `demand` (a
+        letter, a filing) has nothing left to interrupt (art. 192, 195); only the debtor's agreement to perform (a
+        promise, a plan) or voluntary performance (a payment) waives the defence (诉讼时效规定 art. 19)."""
         if not self.legal_clocks:
             return
         s = self.state
         if on < self.limitation_start():
             return
+        if demand and self.barred_stays:
+            barred = self.limitation_over(local_midnight(on + timedelta(days=1), self.inp.timezone) - timedelta(microseconds=1))
+            if barred is not None:
+                self.event(now, "limitation_not_restarted", f"{cause} on {on}: {barred}")
+                return
         s.limitation_start = on
         s.limitation_restarts.append(LimitationRestart(cause=cause, on=on, recorded_at=now))
         del s.limitation_restarts[:-MAX_RESTARTS]
@@ -788,9 +815,9 @@ class Case:
         if r.status != "delivered":
             return
         if r.action == "law_firm":
-            self.restart_limitation("lawyer's letter delivered (a demand)", today, now)
+            self.restart_limitation("lawyer's letter delivered (a demand)", today, now, demand=True)
         elif r.action in ("lawsuit", "payment_order"):
-            self.restart_limitation(f"{r.action.replace('_', ' ')} filed", today, now)
+            self.restart_limitation(f"{r.action.replace('_', ' ')} filed", today, now, demand=True)
 
     @staticmethod
     def borrower_closure(refusals: list[GateRecord]) -> GateRecord | None:
@@ -1282,7 +1309,7 @@ class Case:
         if o.served_on is not None and self.legal_clocks:
             s.payment_order_served_on = o.served_on
         if o.outcome == "lawsuit_filed":
-            self.restart_limitation("lawsuit filed", self.clock.today(now), now)  # 民法典 art. 195(三)
+            self.restart_limitation("lawsuit filed", self.clock.today(now), now, demand=True)  # 民法典 art. 195(三)
         if o.outcome == "objection_filed":
             s.objection = True
         if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
@@ -1346,6 +1373,7 @@ class Case:
             steps_done=s.steps_done,
             decisions=s.decisions,
             limitation_ends=self._limitation_ends(),
+            time_barred=self.limitation_over(now) if self.barred_stays and not s.closed else None,
             legal_clocks=self.legal_clock_views(),
             dispute_answer_due=s.dispute_answer_due,
             risk_class=self.risk_class(now),

@@ -55,7 +55,11 @@ LEGAL_RULES = {
     "payment_order_service",
     "bureau_notice",
     "calendar_missing",
+    "time_barred",
 }
+# The demands that present a debt as enforceable (the lawyer's letter threatens a lawsuit): refused once the limitation
+# period has run out (rule time_barred). The filings themselves are refused by the period's own clock (limitation_period).
+DEMAND_ACTIONS = frozenset({"law_firm"})
 
 # The credit-bureau notice (征信业管理条例 art. 15) by each channel a policy may name for it; the first is the letter.
 NOTICE_ACTIONS = {"letter": "bureau_notice", "sms": "bureau_notice_sms", "email": "bureau_notice_email"}
@@ -67,6 +71,10 @@ SRC_ENFORCEMENT = "民事诉讼法 (2023) art. 250 (2 years from the performance
 SRC_OBJECTION = "民事诉讼法 (2023) art. 227 (15 days from service), art. 85 (service day excluded, rest days)"
 SRC_NOTICE = "征信业管理条例 art. 15 (the borrower told before a negative report)"
 SRC_NOTICE_PERIOD = "征信业管理条例 art. 15; the notice's days counted by 民法典 arts. 201-203 (to 24:00, rest days move)"
+SRC_TIME_BARRED = (
+    "民法典 art. 192: after the period only the debtor's agreement to perform waives the defence; art. 195: a demand "
+    "interrupts a running period only; 诉讼时效规定 art. 19"
+)
 SRC_DISPUTE = "征信业管理条例 art. 25 (answer within 20 days of receiving the dispute)"
 
 

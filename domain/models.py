@@ -563,6 +563,10 @@ class CaseStatus(Model):
     next_action: NextAction
     decisions: list[GateRecord] = []
     limitation_ends: datetime | None = None
+    time_barred: str | None = Field(
+        default=None,
+        description="the limitation period has run out: only voluntary repayment requests, no legal step (民法典 art. 192)",
+    )
     legal_clocks: list[LegalClock] = []
     dispute_answer_due: datetime | None = None
     risk_class: str = Field(default="normal", description="商业银行金融资产风险分类办法 (2023): normal ... loss")

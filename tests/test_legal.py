@@ -563,3 +563,101 @@ def test_a_run_from_before_counts_the_notice_as_it_did():
         legal.check("bureau_report", at(date(2026, 3, 16), 10), RULES, facts(notice_delivered_at=at(date(2026, 3, 2), 10)))
         is None
     )
+
+
+# ---------------------------------------------------------------- a time-barred debt stays time-barred (issue 25, gap 1)
+# 民法典 art. 192: 诉讼时效期间届满的，义务人可以提出不履行义务的抗辩。诉讼时效期间届满后，义务人同意履行的，不得以诉讼
+# 时效期间届满为由抗辩. Art. 195 interrupts a period that is still running; after it has run out a creditor's demand has
+# nothing left to interrupt. 最高人民法院 诉讼时效规定 art. 19: the debtor's agreement or voluntary performance waives it.
+
+DUE_2022 = date(2022, 10, 12)  # its period ends at 24:00 on 2025-10-13 (the 12th is a Sunday: art. 203 moves it)
+
+
+def barred_runner(now: datetime) -> LegalRunner:
+    """A case of a loan due 2022-10-12 at `now`, on the default ladder with the lawyer's letter mandatory (a case
+    opened late skips it otherwise): as the issue's case, held by a dispute until 2026-03-02, resumes at it."""
+    from domain.policy import parse_policy
+    from tests.test_case_rules import make_case
+
+    data = DEFAULT.model_dump(mode="json")
+    for s in data["steps"]:
+        if "law_firm" in s["actions"]:
+            s["mandatory"] = True
+    policy = parse_policy(data)
+    return LegalRunner(make_case(dpd=(now.astimezone(zone(SH)).date() - DUE_2022).days, now=now, policy=policy), now)
+
+
+def test_the_period_of_a_loan_due_2022_10_12_ends_at_24_00_on_2025_10_13():
+    r = barred_runner(at(date(2025, 10, 13), 23, 59))
+    assert r.case.limitation_over(r.now) is None
+    over = r.case.limitation_over(at(date(2025, 10, 14)))
+    assert over is not None and "24:00 on 2025-10-13" in over
+
+
+def test_our_own_letter_after_the_period_restarts_nothing_and_legal_steps_are_refused():
+    r = barred_runner(at(date(2026, 3, 2), 10))  # the hold of the issue released on 2026-03-02: the ladder resumes
+    assert "time-barred" in (r.case.status(r.now).time_barred or "")  # the case says so from the start
+    r.run_until(r.now + timedelta(days=200))
+    refused = {d.action: d.rule for d in r.state.decisions if not d.allowed}
+    assert refused.get("law_firm") == "time_barred", r.state.decisions  # the lawyer's letter was never sent
+    assert "law_firm" not in r.state.contacts
+    assert refused.get("lawsuit") == "limitation_period"
+    assert r.state.limitation_start is None and r.state.limitation_restarts == []
+    assert r.case.limitation_over(r.now) is not None  # still time-barred
+    st = r.case.status(r.now)
+    assert st.outcome == "time_barred" or "time-barred" in (st.time_barred or ""), st
+    # a delivered demand, recorded anyway (an operator's letter, a filing): nothing restarts
+    r.case.restart_limitation("lawyer's letter delivered (a demand)", r.case.clock.today(r.now), r.now, demand=True)
+    assert r.state.limitation_start is None
+    assert any(e.kind == "limitation_not_restarted" and "time-barred" in e.detail for e in r.state.events)
+
+
+def test_the_debtors_own_promise_after_the_period_waives_the_defence():
+    r = barred_runner(at(date(2026, 3, 2), 10))
+    today = r.case.clock.today(r.now)
+    r.promise("100.00", today + timedelta(days=5))
+    assert r.state.limitation_start == today  # 民法典 art. 192: 义务人同意履行的，不得以诉讼时效期间届满为由抗辩
+    assert r.case.limitation_over(r.now) is None and r.case.legal_refusal("law_firm", r.now) is None
+
+
+def test_a_run_from_before_lets_the_letter_restart_the_period_as_it_did():
+    r = barred_runner(at(date(2026, 3, 2), 10))
+    r.case.barred_stays = False  # workflows/versioning.py TIME_BARRED: a run begun before it
+    assert r.case.legal_refusal("law_firm", r.now) is None
+    r.case.restart_limitation("lawyer's letter delivered (a demand)", date(2026, 3, 2), r.now, demand=True)
+    assert r.state.limitation_start == date(2026, 3, 2)
+
+
+def test_messages_about_a_time_barred_debt_ask_for_voluntary_repayment_and_threaten_nothing():
+    from activities.contracts import ChannelRequest
+    from activities.messages import context, render
+    from db.tables import BorrowerRow
+
+    req = ChannelRequest(
+        workflow_id="loan-L1",
+        case_key="k",
+        loan_id="L1",
+        borrower_id="B1",
+        step="overdue_letter",
+        action="letter",
+        idempotency_key="k:overdue_letter:letter",
+        policy="p",
+        stage="overdue_letter",
+        dpd=1237,
+        currency="CNY",
+        outstanding={"total": "1.00", "principal": "1.00", "interest": "0.00", "fees": "0.00"},
+        due_date=DUE_2022,
+        next_step="律师函",
+        next_dpd=1240,
+        time_barred=True,
+    )
+    zh = BorrowerRow(id="B1", name="张伟", timezone=SH, language="zh")
+    en = zh.model_copy(update={"language": "en"})
+    for tpl in ("sms", "email_body", "letter_reminder_notice", "letter_overdue_letter"):
+        text = render(tpl, "zh", **context(req, zh, date(2026, 3, 2)))
+        assert "超过诉讼时效" in text and "自愿" in text, (tpl, text)
+        assert "法律行动" not in text and "律师函" not in text and "否则" not in text, (tpl, text)
+        english = render(tpl, "en", **context(req, en, date(2026, 3, 2)))
+        assert "limitation period" in english and "legal action" not in english, (tpl, english)
+    ordinary = render("sms", "zh", **context(req.model_copy(update={"time_barred": False}), zh, date(2026, 3, 2)))
+    assert "否则" in ordinary and "诉讼时效" not in ordinary

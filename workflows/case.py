@@ -146,6 +146,7 @@ class CollectionCase:
         self.case.recorded_calendar = self.versions.calendar_recorded
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
         self.case.notice_counted = self.versions.notice_period
+        self.case.barred_stays = self.versions.time_barred
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -560,6 +561,7 @@ class CollectionCase:
             next_dpd=next_step.dpd if next_step else None,
             events=events,
             notice_days=case.policy.legal.bureau_notice_days,
+            time_barred=case.barred_stays and case.limitation_over(now) is not None,
         )
         summary = (
             f"{step_key}: {channels.channel_of(action)}"

@@ -53,6 +53,9 @@ NOTICE_PERIOD = "bureau-report-after-the-notice-periods-last-day"
 # Decided at start: the legal clocks count with the calendar years the run recorded (a calendar_years local activity,
 # domain.case.Case.calendar_years_to_ask), not with whatever calendar the worker holds when the code replays.
 CALENDAR_RECORDED = "legal-clocks-count-with-recorded-calendars"
+# Decided at start: a debt whose limitation period ran out stays time-barred: our own demand does not restart it, the
+# lawyer's letter and filings are refused (rule time_barred), and the messages say repaying is voluntary.
+TIME_BARRED = "a-time-barred-debt-stays-time-barred"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -73,6 +76,7 @@ class Versions:
         self.signals = self.at_start and workflow.patched(SIGNALS)
         self.notice_period = self.at_start and workflow.patched(NOTICE_PERIOD)
         self.calendar_recorded = self.at_start and workflow.patched(CALENDAR_RECORDED)
+        self.time_barred = self.at_start and workflow.patched(TIME_BARRED)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
