@@ -42,7 +42,7 @@ from workflows.case import APPLICATION_FIELDS, SIGNALLED, TASK_QUEUE, Collection
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "workflow-contract.md"
 CASE_INPUT = PATH.parent / "case-input.json"  # a whole CaseInput (the default policy pinned) to start a case from
-WID = "loan-DEMO-0002"
+WID = "loan-CLI-0001"  # the case the contract's own opening example starts
 CODEC = '--codec-endpoint http://localhost:8081 --codec-auth "Bearer $(cat var/dev-token)"'
 
 
@@ -185,6 +185,12 @@ def render() -> str:
         ex = EXAMPLES[name]
         assert ex.model is arg, name
         out.append(f"| [`{name}`](#{name}) | `{_type_name(arg)}` | `{_type_name(_result_type(d.fn))}` | {ex.approval or 'no'} |")
+    out += [
+        "",
+        "*Waits for a second person* applies to an operator's input (the API, the console, `starter.py` with a",
+        "token). An update sent directly carries no operator and is applied as the system: grant update permission",
+        "on the namespace to the bank's systems only.",
+    ]
     for name, d in updates.items():
         [arg] = d.arg_types
         ex = EXAMPLES[name]
@@ -227,8 +233,21 @@ def render() -> str:
         "",
         "```sh",
         f"temporal workflow signal --workflow-id {WID} --name record_payment --identity bank-payments-feed \\",
-        f"    --input '{json.dumps(payment)}'",
+        f"    --input '{json.dumps(payment)}' {CODEC}",
+        f"temporal workflow signal --workflow-id {WID} --name agree_plan --identity bank-payments-feed \\",
+        f"    --input '{json.dumps(EXAMPLES['agree_plan'].value)}' {CODEC}",
         "```",
+        "",
+        "With the codec flags the CLI encrypts the input before it enters the history, as the application's own",
+        "inputs are; without them it is accepted too, but stays readable in the history. Dates in these examples",
+        "are examples: a promise or an instalment dated in the past is refused.",
+        "",
+        "A signal's `--identity` is what the sending client says it is: Temporal does not check it. It names the",
+        "system in the case's events; who may signal at all is the namespace's permission. Whoever may signal may",
+        "send every input above, including releasing a dispute hold, reversing a payment or recording a court event,",
+        "which the API keeps to the compliance, payments and legal roles. An update sent directly carries no operator",
+        "either: it is applied as the system, like the API's bootstrap token, four-eyes included only for operators'",
+        "inputs. Grant signal and update permission to the bank's systems only.",
         "",
         "Then read what became of it: the status query below (`total_paid`, and `events` of kind `payment` or",
         "`input_rejected`), or the console's worklist.",

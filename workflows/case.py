@@ -1011,6 +1011,12 @@ class CollectionCase:
         a database row, a metric, the console's worklist). Never fails the workflow task."""
         if not self.versions.signals:  # a run from before signals were inputs ignores them, as it did (versioning)
             workflow.logger.warning("signal %r not taken: this case began before signals were inputs", name)
+            metrics.count(  # a metric is no command: counted as it happens, skipped on replay
+                workflow.metric_meter(),
+                "collections_inputs_rejected",
+                "Signalled inputs the case refused or could not read, by signal",
+                signal="run_predates_signals",
+            )
             return
         who = f"system:{sender()}"
         inputs = self._signal_inputs()
