@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient
+from activities.jobs import JobActivities
 from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
@@ -28,6 +29,7 @@ from infra import metrics, tracing
 from infra.config import settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
+from workflows.jobs import JOBS
 
 log = structlog.get_logger("worker")
 
@@ -53,13 +55,17 @@ def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, activities: CaseActivities, task_queue: str | None = None, **tuning) -> Worker:
+def build_worker(
+    client: Client, activities: CaseActivities, task_queue: str | None = None, jobs: JobActivities | None = None, **tuning
+) -> Worker:
+    """The cases and the daily jobs (workflows/jobs.py, started by their schedules: app/schedules.py)."""
     tuning.setdefault("workflow_runner", workflow_runner())
+    jobs = jobs or JobActivities(activities.repo, client)
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,
-        workflows=[CollectionCase],
-        activities=activities.all(),
+        workflows=[CollectionCase, *JOBS],
+        activities=[*activities.all(), *jobs.all()],
         **tuning,
     )
 
@@ -72,9 +78,11 @@ async def main() -> None:
     client = await connect(runtime=runtime)
     gateway = GatewayClient()  # one HTTP client per worker
     repo = Repo(make_engine())
+    meter = runtime.metric_meter if runtime else None
     worker = build_worker(
         client,
         CaseActivities(repo, gateway),
+        jobs=JobActivities(repo, client, meter),
         max_cached_workflows=cfg.max_cached_workflows,
         max_concurrent_activities=cfg.max_concurrent_activities,
         max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks,
@@ -91,13 +99,13 @@ async def main() -> None:
         metrics=f"http://{cfg.metrics_address}/metrics" if cfg.metrics_address else "off",
         tracing=cfg.tracing_endpoint or "off",
     )
-    # the approved database calendars first (every minute, no restart), then the gauge and the warning
+    # the approved database calendars first (every minute, no restart); the calendar gauge from the start (the
+    # daily CalendarWatch schedule, app/schedules.py, keeps it and warns)
     await asyncio.to_thread(calendars.refresh_quietly, repo)
     refresh = asyncio.create_task(calendars.watch(repo, cfg.calendar_refresh))
-    watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
+    metrics.check_calendar(meter, structlog.get_logger("calendar"))
     async with worker:
         await stop.wait()
-    watch.cancel()
     refresh.cancel()
     await gateway.aclose()
     tracing.shutdown()
