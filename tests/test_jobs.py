@@ -91,7 +91,9 @@ def metric(address: str, name: str) -> float:
 
 
 async def run_job(env, workflow):
-    return await env.client.execute_workflow(workflow.run, id=f"test-{uuid.uuid4().hex[:8]}", task_queue=JOBS_QUEUE)
+    return await env.client.execute_workflow(  # a broken activity fails the test within a minute, not never
+        workflow.run, id=f"test-{uuid.uuid4().hex[:8]}", task_queue=JOBS_QUEUE, execution_timeout=timedelta(seconds=60)
+    )
 
 
 # ---------------------------------------------------------------- reconciliation
