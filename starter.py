@@ -34,6 +34,9 @@ Everyday tasks (LOAN_ID is the bank's loan number; its case is loan-LOAN_ID):
   A year's official calendar as data, without a deploy (role compliance; a second operator approves):
     python starter.py calendars add cn-2027.toml
     python starter.py calendars approve 2027
+  The daily jobs' schedules (calendar watch, reconciliation, retention): create or update, list:
+    python starter.py schedules apply
+    python starter.py schedules list
 
 Add --json to any command for machine-readable output; `python starter.py COMMAND --help`
 explains each command. Amounts are in major units with at most the currency's decimals
@@ -53,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -538,8 +542,10 @@ def resolve_caller(a: argparse.Namespace):
     )
 
 
-# commands that act on no case and need no operator (an in-process what-if run)
-NO_OPERATOR = {"simulate"}
+# commands that act on no case and need no operator: an in-process what-if run; the jobs' schedules (deploy
+# tooling, as migrations are: whoever may reach the Temporal namespace may change its schedules with the temporal
+# CLI anyway, and the jobs act on no case by an operator's decision)
+NO_OPERATOR = {"simulate", "schedules"}
 
 
 async def run(a: argparse.Namespace) -> int:
@@ -703,7 +709,32 @@ async def cmd_calendars(a: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_schedules(a: argparse.Namespace) -> int:
+    """schedules apply: create the daily jobs' schedules that are missing, update those that changed (a paused one
+    stays paused); schedules list: each with its time, state and next run."""
+    from app import schedules
+
+    c = await client()
+    if a.action == "apply":
+        done = await schedules.apply(c, settings().task_queue)
+        print(dump(done) if a.json else "\n".join(f"{sid}: {outcome}" for sid, outcome in done.items()))
+        return 0
+    items = await schedules.listing(c)
+    if a.json:
+        print(dump([dataclasses.asdict(i) for i in items]))
+        return 0
+    for i in items:
+        state = f"PAUSED ({i.note})" if i.paused else "active"
+        print(f"{i.id:<28} {i.workflow:<14} {i.at}  {state}  next {i.next_runs[0] if i.next_runs else '-'}")
+    print(
+        f"{len(items)} schedule(s) of {len(schedules.JOBS)}"
+        + ("" if len(items) == len(schedules.JOBS) else ": run `schedules apply`")
+    )
+    return 0
+
+
 HANDLERS["calendars"] = cmd_calendars
+HANDLERS["schedules"] = cmd_schedules
 
 
 def _date(text: str) -> dt.date:
@@ -1058,6 +1089,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("target", nargs="?", metavar="FILE|YEAR")
     c.add_argument("--note", help="why (kept with the row)")
     c.add_argument("--pending", action="store_true", help="list: only what waits for approval")
+
+    c = cmd(
+        "schedules",
+        "the daily jobs' Temporal Schedules: calendar watch, reconciliation, retention",
+        loan=False,
+        epilog="apply creates the missing schedules and updates the changed ones; a paused schedule stays paused.\n"
+        "Pause or resume one with the temporal CLI:\n"
+        '  temporal schedule toggle --schedule-id collections-retention --pause --reason "audit"\n'
+        '  temporal schedule toggle --schedule-id collections-retention --unpause --reason "done"\n\n'
+        "Examples:\n  python starter.py schedules apply\n  python starter.py schedules list --json",
+    )
+    c.add_argument("action", choices=["apply", "list"])
 
     c = cmd(
         "operators",

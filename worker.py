@@ -25,6 +25,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.case import CaseActivities
 from activities.gateway import GatewayClient
+from activities.jobs import JobActivities
 from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
@@ -33,6 +34,7 @@ from infra import logging as applog
 from infra.config import settings
 from infra.temporal import connect
 from workflows.case import CollectionCase
+from workflows.jobs import JOBS
 
 log = structlog.get_logger("worker")
 
@@ -63,19 +65,22 @@ def build_worker(
     activities: CaseActivities,
     task_queue: str | None = None,
     version: WorkerDeploymentVersion | None = None,
+    jobs: JobActivities | None = None,
     **tuning,
 ) -> Worker:
-    """The worker; with `version`, a versioned one (Worker Versioning): it polls as that build of that deployment,
-    and its workflows are AUTO_UPGRADE (infra/deployments.py BEHAVIOR: a case moves to the current build at its
-    next workflow task, and the patches of workflows/versioning.py keep its history replaying there)."""
+    """The cases and the daily jobs (workflows/jobs.py, started by their schedules: app/schedules.py); with
+    `version`, a versioned worker (Worker Versioning): it polls as that build of that deployment, and its workflows
+    are AUTO_UPGRADE (infra/deployments.py BEHAVIOR: a case moves to the current build at its next workflow task,
+    and the patches of workflows/versioning.py keep its history replaying there)."""
     tuning.setdefault("workflow_runner", workflow_runner())
     if version is not None:
         tuning["deployment_config"] = deployments.deployment_config(version)
+    jobs = jobs or JobActivities(activities.repo, client)
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,
-        workflows=[CollectionCase],
-        activities=activities.all(),
+        workflows=[CollectionCase, *JOBS],
+        activities=[*activities.all(), *jobs.all()],
         **tuning,
     )
 
@@ -89,10 +94,12 @@ async def main() -> None:
     gateway = GatewayClient()  # one HTTP client per worker
     repo = Repo(make_engine())
     version = deployments.version(cfg)
+    meter = runtime.metric_meter if runtime else None
     worker = build_worker(
         client,
         CaseActivities(repo, gateway),
         version=version,
+        jobs=JobActivities(repo, client, meter),
         max_cached_workflows=cfg.max_cached_workflows,
         max_concurrent_activities=cfg.max_concurrent_activities,
         max_concurrent_workflow_tasks=cfg.max_concurrent_workflow_tasks,
@@ -111,16 +118,16 @@ async def main() -> None:
         deployment=version.deployment_name if version else "off (unversioned)",
         build_id=version.build_id if version else None,
     )
-    # the approved database calendars first (every minute, no restart), then the gauge and the warning
+    # the approved database calendars first (every minute, no restart); the calendar gauge from the start (the
+    # daily CalendarWatch schedule, app/schedules.py, keeps it and warns)
     await asyncio.to_thread(calendars.refresh_quietly, repo)
     refresh = asyncio.create_task(calendars.watch(repo, cfg.calendar_refresh))
-    watch = asyncio.create_task(metrics.watch_calendar(runtime.metric_meter if runtime else None))  # warn ahead
+    metrics.check_calendar(meter, structlog.get_logger("calendar"))
     async with worker:
         check = asyncio.create_task(_say_if_not_serving(client, version)) if version else None
         await stop.wait()
         if check:
             check.cancel()
-    watch.cancel()
     refresh.cancel()
     await gateway.aclose()
     tracing.shutdown()

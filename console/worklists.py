@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from db import jobs
 from db.tables import CaseRow, ContactRow, EventRow, HoldRow, PaymentRow, RejectedInputRow, utcnow
 from domain.dates import local_date, local_midnight
 
@@ -27,6 +28,7 @@ class Worklist:
     columns: tuple[str, ...]
     query: Callable[..., Any] | None  # (today) -> a select whose first column is the loan id (None: see pages)
     explain: str
+    link: bool = True  # the first column links to the case (False: a list of no case, such as the jobs' notices)
 
     def fetch(self, repo, sess, q: str, page: int) -> tuple[list[tuple], bool]:
         today = local_date(utcnow(), FLOOR_ZONE)  # the floor's day, not UTC's (Beijing's begins at 16:00 UTC)
@@ -131,6 +133,19 @@ def _unapplied(_today: dt.date):
     )
 
 
+def _compliance(_today: dt.date):
+    """The daily jobs' latest notice of each kind (db/jobs.py): next year's holiday calendar missing (from 1 November),
+    the retention job's erasures, newest first."""
+    e = EventRow
+    latest = (
+        select(func.max(e.id).label("id"))
+        .where(e.kind.in_((jobs.CALENDAR_MISSING, jobs.RETENTION_ERASED)), e.loan_id == "")
+        .group_by(e.kind)
+        .subquery()
+    )
+    return select(e.kind, e.detail, e.at).join(latest, latest.c.id == e.id).order_by(e.at.desc(), e.kind)
+
+
 def _latest_event_is(repo, prefix: str, kinds: tuple[str, ...], q: str, limit: int) -> list[str]:
     """Loans of open cases whose latest event of kind `prefix`* is one of `kinds`, oldest first."""
     e = EventRow
@@ -210,6 +225,13 @@ LISTS: dict[str, Worklist] = {
         _inputs_rejected,
         "signalled inputs (payments, plans, holds, outcomes) the case refused or could not read in the last 7 days: "
         "nothing was applied; correct them at the source and send them again",
+    ),
+    "compliance": Worklist(
+        "Compliance notices",
+        ("notice", "detail", "at"),
+        _compliance,
+        "the daily jobs' latest notice of each kind: a holiday calendar missing (from 1 November), contact details erased",
+        link=False,
     ),
 }
 PLANS_IN_ARREARS = Worklist(

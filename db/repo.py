@@ -59,6 +59,8 @@ class Repo:
 
     def upsert_borrower(self, **fields: Any) -> None:
         fields.setdefault("updated_at", utcnow())
+        if any(fields.get(f) for f in ("phone", "email", "address")):
+            fields.setdefault("erased_at", None)  # new contact details of a person the retention job erased
         with self.session() as s:
             stmt = _insert(s, BorrowerRow).values(created_at=utcnow(), **fields)
             s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in fields}))

@@ -55,6 +55,11 @@ class BorrowerRow(SQLModel, table=True):
     language: str = Field(default="zh", max_length=8)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    erased_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(UTCDateTime(), nullable=True),
+        description="when the retention job erased the contact details (db/jobs.py); new details clear it",
+    )
 
 
 class LoanRow(SQLModel, table=True):

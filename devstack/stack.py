@@ -304,8 +304,8 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     """The stack, in start order (stopped in reverse).
 
     temporal -> migrate (one-shot, when db/ is present) -> gateway (when sandbox/ and its
-    dependencies are present) -> worker -> api (when api/ is present) -> codec (the codec server
-    for the Web UI).
+    dependencies are present) -> worker -> schedules (one-shot: the daily jobs' schedules,
+    app/schedules.py) -> api (when api/ is present) -> codec (the codec server for the Web UI).
 
     Every child gets the same environment (TEMPORAL_*, DATABASE_URL, PAYLOAD_KEYS/PAYLOAD_KEY_ID
     and COLLECTIONS_VAR_DIR): without PAYLOAD_KEYS they all read the one development key in
@@ -399,6 +399,9 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
             link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None,
         )
     )
+
+    # the daily jobs' schedules (app/schedules.py), created or brought up to date; a paused one stays paused
+    specs.append(Child("schedules", [sys.executable, "-m", "app.schedules", "apply"], worker_env, oneshot=True))
 
     if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
         port = cfg.api_port

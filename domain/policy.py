@@ -269,6 +269,28 @@ class AgentRules(_Strict):
     urgency: Urgency = Urgency()
 
 
+class RetentionRules(_Strict):
+    """How long a borrower's contact details stay once their cases are closed (the retention job, workflows/jobs.py).
+
+    PIPL (个人信息保护法) art. 19: personal information is kept no longer than its purpose needs; art. 47(1)(1)-(2):
+    once the purpose is achieved or the retention period is over, it is deleted. A closed case's purpose is not over
+    at closure: the borrower may still complain about, or sue over, how the case was collected, and the bank must
+    answer with the record. The default keeps the contact details for that: three years after the last case of
+    the person closed, the limitation period of such a claim (民法典 art. 188, counted as arts. 201-202 count it).
+    Not the Anti-Money Laundering Law's record keeping (反洗钱法 2006 art. 19: customer identity records kept at least
+    five years after the relationship ends; the 2024 revision makes it ten): that binds the bank's customer records
+    in its core systems, not this copy kept for collections, which would otherwise outlive its purpose.
+    A bank whose own record-keeping rule asks for longer names it here, with its source. Amounts, payments and
+    the audit trail are never erased."""
+
+    years: int = Field(default=3, ge=1, le=30, description="years after the last case of a person closed")
+    source: str = Field(
+        default="民法典 art. 188 (3-year limitation of a claim about the collection); PIPL arts. 19, 47 (then erased)",
+        min_length=1,
+        description="the rule the period comes from (law and article, or the bank's own rule)",
+    )
+
+
 class Policy(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -285,6 +307,7 @@ class Policy(_Strict):
     legal: LegalRules = LegalRules()
     approval: ApprovalRules = ApprovalRules()
     agent: AgentRules = AgentRules()
+    retention: RetentionRules = RetentionRules()
 
     @model_validator(mode="after")
     def _ladder(self) -> Policy:

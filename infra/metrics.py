@@ -14,16 +14,17 @@ repeated when a workflow replays:
   collections_case_query_failures_total        (API /metrics) case queries answered from the projection
   collections_calendar_days_left               days until the first day with no official holiday calendar
                                                file (policies/calendars/cn-YYYY.toml); 0: contacts bound to
-                                               rest days are being refused (calendar_missing)
+                                               rest days are being refused (calendar_missing); set at worker
+                                               start and by the daily CalendarWatch job (workflows/jobs.py)
+  collections_projection_repairs               case rows the daily reconciliation rewrote from the case
+  collections_contacts_erased                  people whose contact details the daily retention job erased
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import structlog
 from prometheus_client import Counter
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -70,11 +71,3 @@ def check_calendar(meter: MetricMeter | None, log, today: dt.date | None = None)
         in_force = {str(y): calendar.in_force(y) or "none" for y in (today.year, today.year + 1)}
         log.warning("holiday calendar missing", days_left=left, detail=warning, in_force=in_force)
     return left
-
-
-async def watch_calendar(meter: MetricMeter | None, every: float = 3600.0) -> None:
-    """Keep the gauge current and the warning repeated (once at start, then every `every` seconds)."""
-    log = structlog.get_logger("calendar")
-    while True:
-        check_calendar(meter, log)
-        await asyncio.sleep(every)

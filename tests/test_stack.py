@@ -180,6 +180,10 @@ async def test_stack_registers_attributes_runs_a_case_and_stops_cleanly(stack):
     for key, typ in search.CLI_TYPES.items():
         assert resp.custom_attributes.get(key.name) == TYPES[typ], f"{key.name} not registered as {typ}"
 
+    from app import schedules  # the daily jobs' schedules, applied by the stack's `schedules` step
+
+    assert {s.id for s in await schedules.listing(client)} == {j.id for j in schedules.JOBS}
+
     handle = await start_case(client)
     status = await wait_stage(handle, "reminder")
     assert status.status == "active" and status.policy == "demo"
