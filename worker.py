@@ -29,6 +29,7 @@ from activities.jobs import JobActivities
 from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
+from encryption import codec
 from infra import deployments, metrics, tracing
 from infra import logging as applog
 from infra.config import settings
@@ -76,6 +77,8 @@ def build_worker(
     if version is not None:
         tuning["deployment_config"] = deployments.deployment_config(version)
     jobs = jobs or JobActivities(activities.repo, client)
+    # a signal whose payload cannot be decrypted is the case's to record as rejected, not a failed task (codec.py)
+    client = Client(**{**client.config(), "data_converter": codec.for_worker(client.data_converter)})
     return Worker(
         client,
         task_queue=task_queue or settings().task_queue,

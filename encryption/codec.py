@@ -260,6 +260,33 @@ class EncryptionCodec(PayloadCodec):
         return [self.decrypt(p) for p in payloads]
 
 
+UNDECRYPTABLE = b"binary/undecryptable"
+
+
+class WorkerCodec(EncryptionCodec):
+    """The worker's codec: a payload it cannot decrypt (an unknown key id, altered bytes) becomes a payload of encoding
+    binary/undecryptable carrying the reason, instead of an error that fails the whole workflow task. A signal's input
+    is then recorded as rejected by the case (it does not decode); any other payload still fails where it is
+    converted, naming that encoding."""
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for p in payloads:
+            try:
+                out.append(self.decrypt(p))
+            except PayloadDecryptionError as exc:
+                out.append(Payload(metadata={"encoding": UNDECRYPTABLE, "reason": str(exc)[:300].encode()}, data=b""))
+        return out
+
+
+def for_worker(converter: DataConverter) -> DataConverter:
+    """`converter` with the worker's codec in place of the encryption codec (same keys)."""
+    codec = converter.payload_codec
+    if not isinstance(codec, EncryptionCodec) or isinstance(codec, WorkerCodec):
+        return converter
+    return dataclasses.replace(converter, payload_codec=WorkerCodec(codec.keyring))
+
+
 def data_converter(keyring: Keyring) -> DataConverter:
     """The project's converter (pydantic) with encrypted payloads and encrypted failure messages."""
     return dataclasses.replace(

@@ -143,3 +143,22 @@ def test_every_signal_is_an_update_of_the_same_input():
         assert update in defn.updates, name
         assert defn.updates[update].arg_types == [model], name
     assert versioning.SIGNALS == "signals-are-inputs"
+
+
+async def test_a_signal_the_worker_cannot_decrypt_is_recorded_not_a_failed_task(env, cases, repo):
+    """An encrypted payload under a key the worker does not hold (a retired key, altered bytes): the worker's codec
+    hands it on as undecryptable and the case records the input as rejected; the workflow task does not fail."""
+    import dataclasses
+
+    from temporalio.client import Client
+
+    h = await cases.start(dpd=1)
+    plain = Client(
+        **{**env.client.config(), "data_converter": dataclasses.replace(env.client.data_converter, payload_codec=None)}
+    )
+    foreign = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": b"retired-2025"}, data=b"\x00" * 48)
+    await plain.get_workflow_handle(h.id).signal("record_payment", RawValue(foreign))
+    st = await settled(cases, h, lambda s: bool(rejections(s)))
+    [event] = rejections(st)
+    assert ": input: the payload cannot be decrypted" in event.detail and "retired-2025" in event.detail, event.detail
+    await no_failed_tasks(h)

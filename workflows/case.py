@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.money import format_amount, to_major
     from domain.policy import Step
+    from encryption.codec import UNDECRYPTABLE
     from infra import metrics
     from infra.sender import sender
 
@@ -1024,6 +1025,9 @@ class CollectionCase:
             known = ", ".join(sorted(inputs))
             reason = f"{name!r} is not an input of this case (inputs: {known})"
             return await self._reject_signal(name, None, "signal", reason, who)
+        if len(args) == 1 and args[0].payload.metadata.get("encoding") == UNDECRYPTABLE:
+            why = args[0].payload.metadata.get("reason", b"").decode(errors="replace")
+            return await self._reject_signal(name, None, "input", f"the payload cannot be decrypted ({why})", who)
         value: Any = None
         try:
             value = workflow.payload_converter().from_payload(args[0].payload) if len(args) == 1 else None
