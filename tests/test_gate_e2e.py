@@ -111,7 +111,8 @@ async def test_a_lawsuit_outside_the_limitation_period_is_refused_and_audited(ca
     data = LADDER_POLICY.model_dump(mode="json")
     data["write_off_dpd"] = 2000
     h = await cases.start(dpd=1200, loan_id="LIMIT-1", policy=parse_policy(data))
-    await cases.advance(days=20)
+    # the bureau notice, its 14 days to 24:00 of the last day (moved past rest days), the report, then litigation
+    await cases.advance(days=30)
     st = await cases.status(h)
     assert "litigation" in st.steps_done and st.contacts.get("court") is None
     refusal = next(d for d in st.decisions if d.action == "lawsuit")
