@@ -513,32 +513,43 @@ def test_a_14th_day_inside_a_break_moves_the_report_past_it():
     assert report_check(at(date(2025, 10, 10)), delivered) is None
 
 
-def test_a_policy_with_10_notice_days_reports_after_10_and_its_letter_says_10():
+def channel_request(step: str, action: str, **kw):
+    """A send of loan L1 as the workflow asks for it (activities/contracts.py ChannelRequest), for the templates."""
     from activities.contracts import ChannelRequest
-    from activities.messages import context, render
+
+    fields = dict(
+        workflow_id="loan-L1",
+        case_key="k",
+        loan_id="L1",
+        borrower_id="B1",
+        step=step,
+        action=action,
+        idempotency_key=f"k:{step}:{action}",
+        policy="p",
+        stage=step,
+        dpd=1,
+        currency="CNY",
+        outstanding={"total": "1.00", "principal": "1.00", "interest": "0.00", "fees": "0.00"},
+        due_date=date(2026, 1, 1),
+    )
+    return ChannelRequest(**{**fields, **kw})
+
+
+def zh_borrower():
     from db.tables import BorrowerRow
+
+    return BorrowerRow(id="B1", name="张伟", timezone=SH, language="zh")
+
+
+def test_a_policy_with_10_notice_days_reports_after_10_and_its_letter_says_10():
+    from activities.messages import context, render
 
     ten = LegalRules(bureau_notice_days=10)
     delivered = at(date(2026, 3, 2), 10)
     assert report_check(at(date(2026, 3, 12), 23, 59), delivered, ten) is not None
     assert report_check(at(date(2026, 3, 13)), delivered, ten) is None
-    req = ChannelRequest(
-        workflow_id="loan-L1",
-        case_key="k",
-        loan_id="L1",
-        borrower_id="B1",
-        step="bureau_notice",
-        action="bureau_notice",
-        idempotency_key="k:bureau_notice:bureau_notice",
-        policy="p",
-        stage="credit_bureau",
-        dpd=76,
-        currency="CNY",
-        outstanding={"total": "1.00", "principal": "1.00", "interest": "0.00", "fees": "0.00"},
-        due_date=date(2026, 1, 1),
-        notice_days=10,
-    )
-    borrower = BorrowerRow(id="B1", name="张伟", timezone=SH, language="zh")
+    req = channel_request("bureau_notice", "bureau_notice", stage="credit_bureau", dpd=76, notice_days=10)
+    borrower = zh_borrower()
     ctx = context(req, borrower, date(2026, 3, 2))
     assert "如在10日内仍未归还" in render("letter_bureau_notice", "zh", **ctx)
     assert "10日内仍未归还" in render("sms_bureau_notice", "zh", **ctx)
@@ -629,29 +640,12 @@ def test_a_run_from_before_lets_the_letter_restart_the_period_as_it_did():
 
 
 def test_messages_about_a_time_barred_debt_ask_for_voluntary_repayment_and_threaten_nothing():
-    from activities.contracts import ChannelRequest
     from activities.messages import context, render
-    from db.tables import BorrowerRow
 
-    req = ChannelRequest(
-        workflow_id="loan-L1",
-        case_key="k",
-        loan_id="L1",
-        borrower_id="B1",
-        step="overdue_letter",
-        action="letter",
-        idempotency_key="k:overdue_letter:letter",
-        policy="p",
-        stage="overdue_letter",
-        dpd=1237,
-        currency="CNY",
-        outstanding={"total": "1.00", "principal": "1.00", "interest": "0.00", "fees": "0.00"},
-        due_date=DUE_2022,
-        next_step="律师函",
-        next_dpd=1240,
-        time_barred=True,
+    req = channel_request(
+        "overdue_letter", "letter", dpd=1237, due_date=DUE_2022, next_step="律师函", next_dpd=1240, time_barred=True
     )
-    zh = BorrowerRow(id="B1", name="张伟", timezone=SH, language="zh")
+    zh = zh_borrower()
     en = zh.model_copy(update={"language": "en"})
     for tpl in ("sms", "email_body", "letter_reminder_notice", "letter_overdue_letter"):
         text = render(tpl, "zh", **context(req, zh, date(2026, 3, 2)))

@@ -1012,12 +1012,7 @@ class CollectionCase:
         a database row, a metric, the console's worklist). Never fails the workflow task."""
         if not self.versions.signals:  # a run from before signals were inputs ignores them, as it did (versioning)
             workflow.logger.warning("signal %r not taken: this case began before signals were inputs", name)
-            metrics.count(  # a metric is no command: counted as it happens, skipped on replay
-                workflow.metric_meter(),
-                "collections_inputs_rejected",
-                "Signalled inputs the case refused or could not read, by signal",
-                signal="run_predates_signals",
-            )
+            _count_rejected("run_predates_signals")  # a metric is no command: counted as it happens, skipped on replay
             return
         who = f"system:{sender()}"
         inputs = self._signal_inputs()
@@ -1082,12 +1077,7 @@ class CollectionCase:
         )
         seq = self.case.state.event_seq
         self.case.state.events[-1].actor = who[:40]  # the audit trail keeps 40 characters of an actor
-        metrics.count(
-            workflow.metric_meter(),
-            "collections_inputs_rejected",
-            "Signalled inputs the case refused or could not read, by signal",
-            signal=name if name in SIGNALLED else "unknown",
-        )
+        _count_rejected(name if name in SIGNALLED else "unknown")
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REJECTED_INPUT,
@@ -1131,6 +1121,15 @@ SIGNALLED: dict[str, type[BaseModel]] = {
 APPLICATION_FIELDS = ("actor", "approved")
 # The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.
 SIGNAL_ACTOR: ContextVar[str | None] = ContextVar("signal_actor", default=None)
+
+
+def _count_rejected(signal: str) -> None:
+    metrics.count(
+        workflow.metric_meter(),
+        "collections_inputs_rejected",
+        "Signalled inputs the case refused or could not read, by signal",
+        signal=signal,
+    )
 
 
 def _input_id(value: dict[str, Any]) -> str | None:
