@@ -69,6 +69,7 @@ from pydantic import BaseModel
 from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
 from domain.dates import utc_text
+from domain.models import SUSPENSION_CAUSES
 from infra.config import SettingsError, settings
 
 IMPORT_HELP = """\
@@ -490,6 +491,7 @@ FIELDS = {
     "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
     "close": ("outcome", "reason", "operator"),
     "confirm-write-off": ("approver", "reference"),
+    "suspend": ("cause", "starts_on", "ends_on", "reference", "note"),
 }
 
 
@@ -508,6 +510,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "reverse": cmd_reverse,
     "close": cmd_update,
     "confirm-write-off": cmd_update,
+    "suspend": cmd_update,
     "status": cmd_status,
     "simulate": cmd_simulate,
     "apply-unapplied": cmd_apply_unapplied,
@@ -903,6 +906,20 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--approver", required=True)
     c.add_argument("--reference")
+
+    c = cmd(
+        "suspend",
+        "record an obstacle that suspends the limitation period (民法典 art. 194; the legal role)",
+        epilog="Example:\n  python starter.py suspend L1001 --cause no_heir_or_administrator --starts-on 2026-03-01 "
+        "--ends-on 2026-09-30 --reference 公证书-2026-88",
+    )
+    c.add_argument("--cause", required=True, choices=sorted(SUSPENSION_CAUSES), help="the obstacle, as art. 194 lists them")
+    c.add_argument("--starts-on", type=_date, required=True, help="the day the obstacle began")
+    c.add_argument(
+        "--ends-on", type=_date, required=True, help="the day it ended (record again with the same reference to correct)"
+    )
+    c.add_argument("--reference", required=True, help="the document it rests on")
+    c.add_argument("--note")
 
     c = cmd(
         "promise",

@@ -30,6 +30,7 @@ USE_CASES: dict[str, str] = {
     "outcome.call": "record a call outcome",
     "outcome.visit": "record a visit outcome",
     "outcome.court": "record a court event (judgment, payment order, service dates)",
+    "limitation.suspend": "record an obstacle that suspends the limitation period (民法典 art. 194)",
     "promise": "record a promise to pay",
     "hold.place.hardship": "place a hardship hold",
     "hold.place.dispute": "place a dispute hold",
@@ -105,7 +106,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "tasks.manage",
         }
     ),
-    "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court"}),
+    "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court", "limitation.suspend"}),
     "compliance": frozenset(
         {
             "case.read",

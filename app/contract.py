@@ -35,6 +35,7 @@ from domain.models import (
     PromiseIn,
     ReleaseIn,
     ReversalIn,
+    SuspensionIn,
     WriteOffConfirmIn,
 )
 from workflows import versioning
@@ -68,6 +69,10 @@ EXAMPLES: dict[str, Example] = {
     "release_hold": Example(ReleaseIn, {"kind": "dispute", "resolution": "statement sent, borrower agrees"}, "complaint"),
     "record_outcome": Example(OutcomeIn, {"kind": "court", "outcome": "lawsuit_filed", "reference": "(2026)沪0115民初1234号"}),
     "close_case": Example(CloseIn, {"outcome": "settled_by_agreement", "reason": "settlement agreement 2026-118"}, "always"),
+    "record_suspension": Example(
+        SuspensionIn,
+        {"cause": "force_majeure", "starts_on": "2026-03-01", "ends_on": "2026-04-15", "reference": "疫情封控通知-2026-07"},
+    ),
     "confirm_write_off": Example(WriteOffConfirmIn, {"approver": "credit committee", "reference": "WO-2026-031"}, "always"),
     "decide_approval": Example(
         ApprovalDecisionIn,

@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         RecordedCalendar,
         ReleaseIn,
         ReversalIn,
+        SuspensionIn,
         TaskInfo,
         TaskOpen,
         UpdateResult,
@@ -148,6 +149,8 @@ class CollectionCase:
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
         self.case.notice_counted = self.versions.notice_period
         self.case.barred_stays = self.versions.time_barred
+        self.case.pay_by_counted = self.versions.pay_by_rest_days
+        self.case.enforcement_interrupts = self.versions.enforcement_restart
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -925,6 +928,16 @@ class CollectionCase:
         _reject(self.case.check_outcome, o)
 
     @workflow.update
+    async def record_suspension(self, x: SuspensionIn) -> UpdateResult:
+        result = self._apply(self.case.apply_suspension, x)
+        await self._record_events()
+        return result
+
+    @record_suspension.validator
+    def _validate_suspension(self, x: SuspensionIn) -> None:
+        _reject(self.case.check_suspension, x)
+
+    @workflow.update
     async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
         kind = self._proposal_kind(c)
         if kind is not None:
@@ -1000,6 +1013,7 @@ class CollectionCase:
             "place_hold": (self._validate_hold, self.place_hold),
             "release_hold": (self._validate_release, self.release_hold),
             "record_outcome": (self._validate_outcome, self.record_outcome),
+            "record_suspension": (self._validate_suspension, self.record_suspension),
         }
 
     @workflow.signal(
@@ -1116,6 +1130,7 @@ SIGNALLED: dict[str, type[BaseModel]] = {
     "place_hold": HoldIn,
     "release_hold": ReleaseIn,
     "record_outcome": OutcomeIn,
+    "record_suspension": SuspensionIn,
 }
 # Fields of the inputs that only the application layer sets (SkipJsonSchema in domain/models.py): refused in a signal.
 APPLICATION_FIELDS = ("actor", "approved")
