@@ -153,6 +153,15 @@ async def client():
     return await connect()
 
 
+def _pay_by(item, day) -> str:
+    """A date the borrower pays by, and the last day it runs to (moved past a rest day: 民法典 art. 203)."""
+    if item.last_day is None:
+        return f"due {day}"
+    moved = f", moved from {item.moved_from} (a rest day)" if item.moved_from else ""
+    waits = f", may move: the {item.waits_for_year} calendar is not recorded yet" if item.waits_for_year else ""
+    return f"due {day}, pay by 24:00 on {item.last_day}{moved}{waits}"
+
+
 def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
@@ -174,8 +183,22 @@ def show_status(st) -> str:
         )
     if st.plan:
         lines.append(f"  plan: {st.plan.kind} {st.plan.status}, {len(st.plan.schedule)} payment(s)")
+        lines += [f"    {_pay_by(i, i.due)}" for i in st.plan.schedule[:6]]
+        if len(st.plan.schedule) > 6:
+            lines.append(f"    ... {len(st.plan.schedule) - 6} more (status --json lists them all)")
+        if st.plan.terms:
+            lines.append(f"    terms: {st.plan.terms}")
     if st.promise:
-        lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
+        lines.append(f"  promise: {st.promise.status}, {_pay_by(st.promise, st.promise.date)}")
+    if st.restructuring:
+        r = st.restructuring
+        lines.append(
+            f"  restructured {r.on}: observation period to {r.observation_ends}, class before it {r.before}"
+            + (f", broken {r.broken_on}" if r.broken_on else "")
+            + f" · {st.risk_basis}"
+        )
+    for x in st.limitation_suspensions:
+        lines.append(f"  limitation suspended (民法典 art. 194): {x.cause} {x.starts_on} to {x.ends_on} ({x.reference})")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
     if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)

@@ -350,3 +350,18 @@ def test_the_agency_notice_says_who_may_be_contacted_and_how_in_both_languages()
     assert "collection agency" in en and "day 100" in en and "disclose" in en
     barred = render("letter_agency_notice", "zh", **context(req.model_copy(update={"time_barred": True}), zh, date(2026, 3, 2)))
     assert "自愿" in barred and "委托具有资质" not in barred
+
+
+def test_the_cli_status_names_the_last_day_the_restructuring_and_the_suspension():
+    from starter import show_status
+
+    r = opened(date(2025, 9, 20))
+    r.plan(kind="instalments", instalments=2, first_due=date(2025, 10, 1))
+    text = show_status(r.case.status(r.now))
+    assert "pay by 24:00 on 2025-10-09, moved from 2025-10-06 (a rest day)" in text and "art. 203" in text
+    assert "restructured 2025-09-20: observation period to 2026-10-01" in text
+    s = due_2023()
+    suspend(s, starts_on=date(2026, 3, 1), ends_on=date(2026, 4, 15))
+    text = show_status(s.case.status(s.now))
+    assert "limitation suspended (民法典 art. 194): force_majeure 2026-03-01 to 2026-04-15 (通知-1)" in text
+    assert "suspended (民法典 art. 194): last day 2026-10-15" in text
