@@ -132,6 +132,10 @@ class Case:
         # for enforcement (执行程序解释 art. 28, restart_enforcement); False only for a run begun before it
         # (workflows/versioning.py ENFORCEMENT_RESTART)
         self.enforcement_interrupts = True
+        # a payment id names one payment: the same id with another amount is refused, not taken as a duplicate; a
+        # court's enforcement result is keyed by its reference, so a resent one applies nothing (check_payment,
+        # enforcement_key); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
+        self.payment_keys_checked = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
         # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
@@ -999,6 +1003,21 @@ class Case:
     # ---------------------------------------------------------------- inputs:
     # each has check_* (pure, raises InvalidInput) and apply_*
 
+    def _same_payment(self, key: str, amount: str, currency: str, rec: PaymentRecord) -> None:
+        if currency != self.inp.currency:
+            raise InvalidInput("currency", f"{currency} does not match the loan's currency {self.inp.currency}")
+        if parse_amount(amount, currency, "amount") != rec.amount:
+            raise InvalidInput(
+                "amount",
+                f"{key} was already recorded with {self.money(rec.amount)} on {rec.at:%Y-%m-%d}; the same id with "
+                f"{amount} is refused (an id names one payment: send a new id for a new payment)",
+            )
+
+    def enforcement_key(self, reference: str) -> str:
+        """The ledger id of the enforcement recovery a court's `reference` names: a resent result is the same payment."""
+        ref = hashlib.sha256(reference.strip().encode()).hexdigest()[:12]
+        return self.enforcement_payment_id(0).removesuffix("-0") + f"-r{ref}"
+
     def enforcement_payment_id(self, n: int) -> str:
         """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole
         ledger, so it names the case (a digest of its workflow id and opening time, to stay within the id's 64
@@ -1011,8 +1030,12 @@ class Case:
             raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({self.state.outcome}); nothing can change it")
 
     def check_payment(self, p: PaymentIn, now: datetime) -> int | None:
-        """The amount in minor units, or None for a payment id already recorded (a duplicate)."""
-        if p.payment_id in self.state.payments:
+        """The amount in minor units, or None for a payment id already recorded (a duplicate). The same id with
+        another amount or currency is refused: it is a different payment under a reused id, or a corrupted resend, and
+        taking it as a duplicate would lose the money silently."""
+        if (rec := self.state.payments.get(p.payment_id)) is not None:
+            if self.payment_keys_checked:
+                self._same_payment(p.payment_id, p.amount, p.currency, rec)
             return None
         self._open()
         if p.currency != self.inp.currency:
@@ -1356,6 +1379,11 @@ class Case:
             if o.outcome == "enforcement_result":
                 if o.amount is None:
                     raise InvalidInput("amount", "an enforcement result carries the amount recovered")
+                if self.payment_keys_checked and o.reference:
+                    key = self.enforcement_key(o.reference)
+                    if (rec := s.payments.get(key)) is not None:  # resent: the same payment, or refused
+                        self._same_payment(f"enforcement result {o.reference}", o.amount, self.inp.currency, rec)
+                        return
                 minor = parse_amount(o.amount, self.inp.currency, "amount")
                 if minor > s.balances.total:
                     raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
@@ -1447,12 +1475,16 @@ class Case:
         if o.outcome == "objection_filed":
             s.objection = True
         if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
-            n = 1
-            while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
-                n += 1
-            self.apply_payment(
-                PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount, currency=self.inp.currency), now
-            )
+            if self.payment_keys_checked and o.reference:
+                pid = self.enforcement_key(o.reference)
+                if pid in s.payments:
+                    return self._result(f"enforcement result {o.reference} was already recorded; nothing applied again")
+            else:
+                n = 1
+                while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
+                    n += 1
+                pid = self.enforcement_payment_id(n)
+            self.apply_payment(PaymentIn(payment_id=pid, amount=o.amount, currency=self.inp.currency), now)
         if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":

@@ -365,3 +365,31 @@ def test_the_cli_status_names_the_last_day_the_restructuring_and_the_suspension(
     text = show_status(s.case.status(s.now))
     assert "limitation suspended (民法典 art. 194): force_majeure 2026-03-01 to 2026-04-15 (通知-1)" in text
     assert "suspended (民法典 art. 194): last day 2026-10-15" in text
+
+
+@pytest.mark.parametrize(
+    "last,expected",
+    [
+        (date(2025, 10, 6), date(2025, 10, 9)),  # inside the National Day break (1-8 October): Thu 9 October
+        (date(2025, 11, 8), date(2025, 11, 10)),  # an ordinary Saturday: Monday
+        (date(2025, 10, 11), date(2025, 10, 11)),  # a make-up working Saturday (调休上班): stands
+        (date(2025, 10, 14), date(2025, 10, 14)),  # an ordinary Tuesday: stands
+    ],
+)
+@pytest.mark.parametrize("kind", ["promise", "instalment", "pay_by"])
+def test_each_date_a_borrower_pays_by_runs_to_24_00_of_its_last_day_moved_past_rest_days(kind, last, expected):
+    grace = DEFAULT.promise.grace_days if kind == "promise" else DEFAULT.plans.grace_days
+    day = last - timedelta(days=grace)
+    for policy, want in ((DEFAULT, expected), (keeping_dates(), last)):  # art. 204: the terms keep the date
+        r = opened(day - timedelta(days=10), policy=policy)
+        if kind == "promise":
+            r.promise("100.00", day)
+            item = r.state.promise
+        elif kind == "instalment":
+            r.plan(kind="instalments", instalments=3, first_due=day)
+            item = r.state.plan.schedule[0]
+        else:
+            r.plan(kind="interest_waiver", waiver_percent=10, pay_by=day)
+            item = r.state.plan.schedule[0]
+        assert item.last_day == want and item.deadline == at(want + timedelta(days=1)), (kind, policy.promise)
+        assert item.moved_from == (last if want != last else None)

@@ -68,6 +68,10 @@ async def test_a_signalled_payment_is_applied_once_by_id_whichever_way_it_comes(
     # its events carry the sender's Temporal identity as a system actor, never an operator
     [applied] = [e for e in st.events if e.kind == "payment"]
     assert applied.actor == f"system:{env.client.identity}"[:40], applied
+    # the same id with another amount is a different payment under a reused id: recorded as rejected, never applied
+    await h.signal("record_payment", {**pay, "amount": "250.00"})
+    st = await settled(cases, h, lambda s: len(rejections(s)) == 1)
+    assert st.total_paid == "100.00" and ": amount:" in rejections(st)[0].detail and "SIG-1" in rejections(st)[0].detail
     await no_failed_tasks(h)
 
 

@@ -151,6 +151,7 @@ class CollectionCase:
         self.case.barred_stays = self.versions.time_barred
         self.case.pay_by_counted = self.versions.pay_by_rest_days
         self.case.enforcement_interrupts = self.versions.enforcement_restart
+        self.case.payment_keys_checked = self.versions.payment_keys
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None

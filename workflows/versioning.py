@@ -62,6 +62,9 @@ PAY_BY_REST_DAYS = "pay-by-dates-move-past-rest-days"
 # Decided at start: a part payment, promise or plan after a judgment or payment order restarts the period to apply for
 # enforcement (执行程序解释 art. 28; domain.case.Case.restart_enforcement).
 ENFORCEMENT_RESTART = "enforcement-period-restarts-on-part-payment"
+# Decided at start: a payment id names one amount (the same id with another is refused, not a silent duplicate), and
+# a court's enforcement result is keyed by its reference (domain.case.Case.check_payment, enforcement_key).
+PAYMENT_KEYS = "a-payment-key-names-one-payment"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -85,6 +88,7 @@ class Versions:
         self.time_barred = self.at_start and workflow.patched(TIME_BARRED)
         self.pay_by_rest_days = self.at_start and workflow.patched(PAY_BY_REST_DAYS)
         self.enforcement_restart = self.at_start and workflow.patched(ENFORCEMENT_RESTART)
+        self.payment_keys = self.at_start and workflow.patched(PAYMENT_KEYS)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
