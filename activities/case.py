@@ -557,7 +557,19 @@ class CaseActivities:
             received_at=r.received_at,
         )
         events = self._audit_rows(r.workflow_id, r.loan_id, r.case_key, r.events)
-        if await asyncio.to_thread(self.repo.record_rejected_input, row, events):
+        kept = None
+        if (u := r.unapplied) is not None:  # the ledger's unapplied row, in the same transaction as the rejection's
+            kept = dict(
+                payment_id=u.payment_id,
+                loan_id=r.loan_id,
+                workflow_id=None,
+                amount=u.amount,
+                currency=u.currency,
+                paid_at=u.paid_at,
+                status="unapplied",
+                note=f"signalled by {r.sender} after the case closed",
+            )
+        if await asyncio.to_thread(self.repo.record_rejected_input, row, events, kept):
             log.warning(
                 "signalled input rejected", loan_id=r.loan_id, signal=r.signal, field=r.field, reason=r.reason, sender=r.sender
             )

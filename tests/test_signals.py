@@ -166,3 +166,29 @@ async def test_a_signal_the_worker_cannot_decrypt_is_recorded_not_a_failed_task(
     [event] = rejections(st)
     assert ": input: the payload cannot be decrypted" in event.detail and "retired-2025" in event.detail, event.detail
     await no_failed_tasks(h)
+
+
+async def test_a_payment_signalled_while_a_closed_case_finishes_its_closing_actions_is_kept_as_unapplied(cases, gateway, repo):
+    from domain.policy import load_policy, parse_policy
+    from tests.conftest import open_hours
+
+    data = load_policy("default").model_dump(mode="json")
+    data.update(name="agency-at-once", steps=[{"key": "agency", "stage": "agency", "dpd": 1, "actions": ["agency_place"]}])
+    h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
+    st = await settled(cases, h, lambda s: "agency" in s.steps_done)
+    gateway.set_faults(error_rate=1.0)  # the agency's recall, a closing action, cannot go out: the run stays open
+    try:
+        await h.execute_update(
+            CollectionCase.record_payment,
+            SIGNALLED["record_payment"].model_validate(
+                {"payment_id": "CLOSE-1", "amount": st.outstanding["total"], "currency": "CNY"}
+            ),
+        )
+        await h.signal("record_payment", {"payment_id": "LATE-1", "amount": "20.00", "currency": "CNY"})
+        st = await settled(cases, h, lambda s: len(rejections(s)) == 1)
+    finally:
+        gateway.clear_faults()
+    assert st.status == "closed" and "kept as unapplied" in rejections(st)[0].detail
+    [row] = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
+    assert row.status == "unapplied" and row.amount == 2_000 and "after the case closed" in row.note
+    await no_failed_tasks(h)

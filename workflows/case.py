@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         LedgerEntry,
         RejectedInput,
         ReversalEntry,
+        UnappliedPayment,
         WindowClosed,
         base_action,
         case_key,
@@ -41,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import approvals, channels
     from domain.actor import Actor
-    from domain.case import Case
+    from domain.case import CLOSED_FIELD, Case
     from domain.dates import dpd_start, utc_text
     from domain.errors import InvalidInput, field_and_reason
     from domain.legal import LEGAL_RULES
@@ -69,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateResult,
         WriteOffConfirmIn,
     )
-    from domain.money import format_amount, to_major
+    from domain.money import format_amount, parse_amount, to_major
     from domain.policy import Step
     from encryption.codec import UNDECRYPTABLE
     from infra import metrics
@@ -1080,9 +1081,15 @@ class CollectionCase:
             if self.case.state.event_seq != before:  # refused after it changed the case: not bad input, and not lost
                 workflow.logger.error("signal %s refused after it was applied in part: %s", name, exc)
                 return
-            await self._reject_signal(name, input_id, details.get("field") or "input", details.get("reason") or str(exc), who)
+            field, reason = details.get("field") or "input", details.get("reason") or str(exc)
+            kept = self._kept_unapplied(arg, field)
+            if kept is not None:
+                reason += "; the payment is kept as unapplied (worklist Unapplied payments)"
+            await self._reject_signal(name, input_id, field, reason, who, kept)
 
-    async def _reject_signal(self, name: str, input_id: str | None, field: str, reason: str, who: str) -> None:
+    async def _reject_signal(
+        self, name: str, input_id: str | None, field: str, reason: str, who: str, unapplied: UnappliedPayment | None = None
+    ) -> None:
         """An input the case did not take, kept where people look: the case's events, the rejected-inputs table
         and worklist, and the collections_inputs_rejected metric. Nothing else changes."""
         now = workflow.now()
@@ -1108,12 +1115,27 @@ class CollectionCase:
                 received_at=now,
                 seq=seq,
                 events=events,
+                unapplied=unapplied,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,
             summary=f"rejected input: {shown}",
         )
         self._audited(events)
+
+    def _kept_unapplied(self, arg: BaseModel, field: str) -> UnappliedPayment | None:
+        """A signalled payment refused only because the case has closed is money received: kept as unapplied."""
+        if not isinstance(arg, PaymentIn) or field != CLOSED_FIELD or arg.currency != self.inp.currency:
+            return None
+        if arg.payment_id in self.case.state.payments:
+            return None
+        try:
+            minor = parse_amount(arg.amount, arg.currency, "amount")
+        except InvalidInput:
+            return None
+        return UnappliedPayment(
+            payment_id=arg.payment_id, amount=minor, currency=arg.currency, paid_at=arg.paid_at or workflow.now()
+        )
 
     @workflow.query
     def snapshot(self) -> CaseInput:
