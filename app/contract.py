@@ -216,6 +216,8 @@ def render() -> str:
         "  signal, the input's id, the field and the reason), a row in the database's `rejected_inputs`, the metric",
         "  `collections_inputs_rejected{signal}` on the worker's `/metrics`, and the console's worklist *Inputs",
         "  rejected* (`/console/worklists/inputs-rejected`). Nothing else changes. No signal fails a workflow task.",
+        "  Past 100 refused signals in one run, the rest are counted by the metric, not recorded one by one: one",
+        "  notice (signal `(flood)`) says so, and the case continues as new when its history is due.",
         "- A payment is applied once per `payment_id`, whether it comes by signal, update, API or CLI, in any order,",
         "  any number of times (the ones after the first answer or record nothing new). The same `payment_id` with",
         "  another amount or currency is refused (field `amount` or `currency`; by signal, recorded as rejected): an id",

@@ -85,6 +85,9 @@ class CaseInput(Model):
     guarantor_id: str | None = Field(default=None, pattern=ID_PATTERN)
     policy: Policy
     history_limit: int | None = Field(default=None, ge=50, description="continue-as-new past this many events (tests)")
+    rejections_recorded: int | None = Field(
+        default=None, ge=1, description="refused signals recorded one by one per run (default 100; tests set fewer)"
+    )
     state: CaseState | None = None
     reopen: ReopenIn | None = Field(default=None, description="a closed run reopened by a payment reversal")
 

@@ -192,3 +192,32 @@ async def test_a_payment_signalled_while_a_closed_case_finishes_its_closing_acti
     [row] = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
     assert row.status == "unapplied" and row.amount == 2_000 and "after the case closed" in row.note
     await no_failed_tasks(h)
+
+
+async def test_a_flood_of_bad_signals_is_capped_per_run_and_wakes_the_case_to_continue_as_new(cases, repo):
+    h = await cases.start(dpd=1, rejections_recorded=5, history_limit=60)
+    latest = cases.env.client.get_workflow_handle(h.id)  # the handle of whichever run is the latest
+
+    async def run_id() -> str:
+        return (await latest.describe()).run_id
+
+    first_run = await run_id()
+    for i in range(40):
+        await h.signal("record_payment", {"payment_id": f"FLOOD-{i}", "amount": "-1", "currency": "CNY"})
+    loan = h.id.removeprefix("loan-")
+    rows = []
+    for _ in range(100):  # the first run records 5, then one notice; the run continues as new and records again
+        rows = repo.rejected_inputs(loan_id=loan)
+        if any(r.signal == "(flood)" for r in rows) and await run_id() != first_run:
+            break
+        await asyncio.sleep(0.05)
+    flood = [r for r in rows if r.signal == "(flood)"]
+    assert flood and "more than 5 signals were refused" in flood[0].reason
+    assert len(rows) < 40  # not one row per bad signal
+    assert await run_id() != first_run  # the history's growth woke the case, which continued as new
+    st = await cases.status(h)
+    assert st.total_paid == "0.00" and st.status == "active"
+    # a good payment still applies after the flood
+    await h.signal("record_payment", {"payment_id": "AFTER-FLOOD", "amount": "10.00", "currency": "CNY"})
+    st = await settled(cases, h, lambda s: s.total_paid == "10.00")
+    await no_failed_tasks(h)

@@ -163,6 +163,7 @@ class CollectionCase:
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
         self._published: dict[str, Any] = {}
         self._projected: CaseProjection | None = None
+        self._rejections = 0  # signals refused in this run (a replay counts them again, as they replay)
 
     # ------------------------------------------------------------------ main loop
 
@@ -1091,15 +1092,33 @@ class CollectionCase:
         self, name: str, input_id: str | None, field: str, reason: str, who: str, unapplied: UnappliedPayment | None = None
     ) -> None:
         """An input the case did not take, kept where people look: the case's events, the rejected-inputs table
-        and worklist, and the collections_inputs_rejected metric. Nothing else changes."""
+        and worklist, and the collections_inputs_rejected metric. Nothing else changes. Past the run's cap
+        (versioning.SIGNAL_FLOOD) a flood of them costs a count each, not an event and a local activity: one notice
+        says so, and the history's growth wakes the loop to continue as new."""
         now = workflow.now()
         shown = name if len(name) <= 64 else f"{name[:64]}..."
+        metric = name if name in SIGNALLED else "unknown"
+        self._rejections += 1
+        cap = self.inp.rejections_recorded or REJECTIONS_RECORDED
+        flood = self.versions.signal_flood and unapplied is None and self._rejections > cap  # money is always kept
+        if flood and self._rejections > cap + 1:
+            _count_rejected(metric)
+            self._wake_if_history_is_long()
+            return
+        if flood:  # the one notice, in place of the rest
+            name, input_id, field = "(flood)", None, "signal"
+            reason = (
+                f"more than {cap} signals were refused in this run: the rest are counted (metric "
+                f"collections_inputs_rejected), not recorded one by one, until the case continues as new; the last "
+                f"was {shown}: {reason}"
+            )
+            shown = name
         self.case.event(
             now, "input_rejected", f"signal {shown}" + (f" {input_id}" if input_id else "") + f" refused: {field}: {reason}"
         )
         seq = self.case.state.event_seq
         self.case.state.events[-1].actor = who[:40]  # the audit trail keeps 40 characters of an actor
-        _count_rejected(name if name in SIGNALLED else "unknown")
+        _count_rejected(metric)
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REJECTED_INPUT,
@@ -1122,6 +1141,12 @@ class CollectionCase:
             summary=f"rejected input: {shown}",
         )
         self._audited(events)
+        self._wake_if_history_is_long()
+
+    def _wake_if_history_is_long(self) -> None:
+        """Signals grow the history while the case sleeps: wake the loop, which continues as new, when it is due."""
+        if self.versions.signal_flood and self._continue_as_new_due():
+            self._changed = True
 
     def _kept_unapplied(self, arg: BaseModel, field: str) -> UnappliedPayment | None:
         """A signalled payment refused only because the case has closed is money received: kept as unapplied."""
@@ -1155,6 +1180,8 @@ SIGNALLED: dict[str, type[BaseModel]] = {
     "record_outcome": OutcomeIn,
     "record_suspension": SuspensionIn,
 }
+# Refused signals recorded one by one in a run (CaseInput.rejections_recorded overrides it); the rest are counted.
+REJECTIONS_RECORDED = 100
 # Fields of the inputs that only the application layer sets (SkipJsonSchema in domain/models.py): refused in a signal.
 APPLICATION_FIELDS = ("actor", "approved")
 # The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.

@@ -65,6 +65,9 @@ ENFORCEMENT_RESTART = "enforcement-period-restarts-on-part-payment"
 # Decided at start: a payment id names one amount (the same id with another is refused, not a silent duplicate), and
 # a court's enforcement result is keyed by its reference (domain.case.Case.check_payment, enforcement_key).
 PAYMENT_KEYS = "a-payment-key-names-one-payment"
+# Decided at start: past a number of refused signals in one run, the rest are counted, not recorded one by one (one
+# notice says so), and a refused signal wakes the loop when the history is due to continue as new.
+SIGNAL_FLOOD = "refused-signals-capped-per-run"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -89,6 +92,7 @@ class Versions:
         self.pay_by_rest_days = self.at_start and workflow.patched(PAY_BY_REST_DAYS)
         self.enforcement_restart = self.at_start and workflow.patched(ENFORCEMENT_RESTART)
         self.payment_keys = self.at_start and workflow.patched(PAYMENT_KEYS)
+        self.signal_flood = self.at_start and workflow.patched(SIGNAL_FLOOD)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
