@@ -335,7 +335,8 @@ def test_every_shipped_policy_that_places_with_an_agency_tells_the_borrower_firs
                 continue
             before = [s for s in p.steps[:i] if s.letter == "agency_notice"]
             assert before, f"{name}: {step.key} places the case with an agency without a notice before it ({keys})"
-            assert step.dpd - before[-1].dpd >= 3, f"{name}: the notice comes too close to the placement"
+            assert before[-1].mandatory, f"{name}: a case opened past the notice would skip it (catch-up)"
+            assert step.min_days_after_previous >= 3, f"{name}: the placement may follow the notice too closely"
 
 
 def test_the_agency_notice_says_who_may_be_contacted_and_how_in_both_languages():
@@ -393,3 +394,14 @@ def test_each_date_a_borrower_pays_by_runs_to_24_00_of_its_last_day_moved_past_r
             item = r.state.plan.schedule[0]
         assert item.last_day == want and item.deadline == at(want + timedelta(days=1)), (kind, policy.promise)
         assert item.moved_from == (last if want != last else None)
+
+
+def test_the_sandbox_letter_service_takes_every_letter_a_shipped_policy_sends():
+    import typing
+
+    from domain.policy import POLICY_DIR, load_policy
+    from sandbox.gateway import LetterRequest
+
+    kinds = set(typing.get_args(LetterRequest.model_fields["kind"].annotation))
+    named = {s.letter for f in POLICY_DIR.glob("*.toml") for s in load_policy(f.stem).steps if s.letter}
+    assert "agency_notice" in named and named <= kinds, named - kinds
