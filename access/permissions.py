@@ -227,6 +227,26 @@ class _System(Caller):
 
 SYSTEM_CALLER: Caller = _System()
 
+# What the borrower may do on their own page (app/selfservice.py), behind a message's link and its one-time code:
+# read their case, promise, and place the holds that protect them. No operator role: a borrower is not an operator.
+BORROWER_USE_CASES = frozenset({"case.read", "promise", "hold.place.hardship", "hold.place.dispute", "hold.place.complaint"})
+
+
+class _Borrower(Caller):
+    def __init__(self) -> None:
+        super().__init__("borrower", (), via="link")
+
+    def may(self, use_case: str) -> bool:
+        return use_case in BORROWER_USE_CASES
+
+    def actor(self, use_case: str) -> Actor:
+        if use_case not in BORROWER_USE_CASES:
+            raise Forbidden(f"{USE_CASES[use_case]}: not something a borrower does on their own page")
+        return Actor(operator_id="borrower", role="self_service")
+
+
+BORROWER_CALLER: Caller = _Borrower()
+
 
 def acting_as(caller: Caller | None):
     """Make `caller` the current operator of this task (returns the contextvar token to reset with)."""

@@ -61,6 +61,7 @@ from domain.models import (
     SuspensionIn,
     TaskEnd,
     TaskInfo,
+    UpcomingStep,
     UpdateResult,
     WriteOffConfirmIn,
 )
@@ -338,6 +339,14 @@ class Case:
     def wake_at(self) -> datetime | None:
         d = self.deadlines()
         return min(d)[0] if d else None
+
+    def upcoming(self) -> UpcomingStep | None:
+        """The step that comes next and when (none while paused, waiting or closed)."""
+        idx = self._pending_step()
+        if idx is None:
+            return None
+        step = self.steps[idx]
+        return UpcomingStep(key=step.key, stage=step.stage, title=step.title, at=self.step_at(idx))
 
     def next_action(self) -> NextAction:
         s = self.state
@@ -1576,6 +1585,7 @@ class Case:
             promise=s.promise,
             awaiting=s.awaiting,
             next_action=self.next_action(),
+            upcoming=self.upcoming(),
             steps_done=s.steps_done,
             decisions=s.decisions,
             limitation_ends=self._limitation_ends(),

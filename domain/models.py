@@ -611,6 +611,15 @@ class NextAction(Model):
     at: datetime | None = None
 
 
+class UpcomingStep(Model):
+    """The ladder's next step and when it falls due, as the borrower's page says it ("if nothing is paid by ...")."""
+
+    key: str
+    stage: str
+    title: str
+    at: datetime
+
+
 class CaseStatus(Model):
     loan_id: str
     workflow_id: str
@@ -630,6 +639,7 @@ class CaseStatus(Model):
     promise: Promise | None
     awaiting: Awaiting | None
     next_action: NextAction
+    upcoming: UpcomingStep | None = Field(default=None, description="the next step of the ladder and when it is due")
     decisions: list[GateRecord] = []
     limitation_ends: datetime | None = None
     time_barred: str | None = Field(

@@ -92,6 +92,14 @@ class Common(_Env):
         gt=0,
         description="seconds between two reads of the approved database calendars (app/calendars.py)",
     )
+    # The borrower's page (borrower/): the address its links start with, and the secret their tokens are made with
+    # (base64, at least 32 bytes; unset: the local stack's own, var/link-secret, for a Temporal on this machine).
+    public_url: Annotated[str, BeforeValidator(_blank_is_default), AfterValidator(_http_url)] = env(
+        "COLLECTIONS_PUBLIC_URL", "http://127.0.0.1:8800", description="the borrower page's public base URL"
+    )
+    link_secret: Annotated[str | None, BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_LINK_SECRET", None, description="base64 secret of the borrower links (HMAC key)"
+    )
 
     @property
     def temporal_address(self) -> str:
