@@ -380,7 +380,7 @@ def test_duplicate_payment_id_returns_the_first_result_and_changes_nothing():
     r = Runner.open(dpd=10).run_until(T0)
     first = r.pay("30.00", "PAY-7")
     before = r.state.model_dump()
-    dup = PaymentIn(payment_id="PAY-7", amount="999.00", currency="CNY")
+    dup = PaymentIn(payment_id="PAY-7", amount="30.00", currency="CNY")  # (another amount is refused: see below)
     assert r.case.check_payment(dup, r.now) is None
     again = r.case.apply_payment(dup, r.now)
     assert again.duplicate and again.applied == first.applied == "30.00"

@@ -189,7 +189,13 @@ async def test_a_payment_signalled_while_a_closed_case_finishes_its_closing_acti
     finally:
         gateway.clear_faults()
     assert st.status == "closed" and "kept as unapplied" in rejections(st)[0].detail
-    [row] = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
+    rows = []
+    for _ in range(100):  # written by the local activity that follows the rejection event
+        rows = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    [row] = rows
     assert row.status == "unapplied" and row.amount == 2_000 and "after the case closed" in row.note
     await no_failed_tasks(h)
 
