@@ -19,6 +19,7 @@ from console.worklists import FLOOR_ZONE
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from db.tables import BorrowerRow, CaseRow, EventRow, LoanRow
+from domain import display
 from domain.dates import local_date
 
 BASE = "http://console.test"
@@ -276,9 +277,23 @@ async def test_the_dashboard_page_shows_the_stages_to_a_viewer(fresh):
         r = await c.get("/console/dashboard")
     assert r.status_code == 200
     stages = r.text.split('data-testid="by-stage"')[1].split("</table>")[0]
-    for stage in ("reminder", "first_call", "home_visit", "litigation", "enforcement"):
-        assert f"<td>{stage}</td>" in stages
-    assert "M3+" in r.text and "contact_window" in r.text
+    # in Chinese by default, by their display names, in the ladder's order (not the alphabet's)
+    shown = re.findall(r'<td data-stage="([a-z_]+)">([^<]+)</td>', stages)
+    assert [k for k, _ in shown] == sorted((k for k, _ in shown), key=display.stage_rank), shown
+    assert [k for k, _ in shown][:3] == ["reminder", "first_call", "home_visit"], shown
+    names = dict(shown)
+    assert names["lawyers_letter"] == "律师函" and names["credit_bureau"] == "征信上报" and names["enforcement"] == "强制执行"
+    assert "lawyers_letter<" not in stages and '<html lang="zh-CN">' in r.text
+    # amounts grouped, with the yuan sign, right-aligned, and a total row that adds them up
+    amounts = re.findall(r'<td class="num">(¥[0-9,]+\.[0-9]{2})</td>', stages)
+    assert amounts and all(re.fullmatch(r"¥[0-9]{1,3}(,[0-9]{3})*\.[0-9]{2}", a) for a in amounts), amounts
+    total = re.search(
+        r'data-testid="total"><th scope="row">合计</th><td class="num">(\d+)</td><td class="num">(¥[0-9,.]+)<', stages
+    )
+    assert total is not None, stages[-400:]
+    minor = lambda a: int(a.lstrip("¥").replace(",", "").replace(".", ""))  # noqa: E731
+    assert minor(total.group(2)) == sum(minor(a) for a in amounts[:-1])
+    assert "M3+" in r.text and 'data-rule="contact_window">联系时段<' in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert "<script>" not in r.text, "an inline script would be blocked by the CSP"
 
@@ -384,7 +399,7 @@ async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_tem
             ("hold", {"kind": "hardship"}),
         ):
             r = await c.post(f"/console/cases/L1/{action}", data={"csrf": csrf, **data}, headers=ORIGIN)
-            assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
+            assert r.status_code == 403 and "角色：查看员" in r.text, (action, r.status_code)  # the viewer role, in Chinese
         r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)
         assert r.status_code == 403
 

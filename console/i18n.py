@@ -1,0 +1,202 @@
+"""The console's languages: Chinese (zh_CN, the default of a deployment in the PRC: CONSOLE_LANGUAGE) and English.
+
+- Every string a template or a console module shows is an English msgid marked `_()` (templates) or `N_()` (Python);
+  its Chinese is in console/locale/zh_CN/LC_MESSAGES/console.po, a gettext catalogue that Babel reads at start-up
+  (babel.messages.pofile: no compiled .mo to build or to forget). `pybabel extract -F console/babel.cfg` refreshes
+  the template (console.pot) and `pybabel update` the catalogue; tests/test_i18n.py fails on a msgid with no Chinese.
+- The names of the policy's and the case's identifiers (stages, rules, outcomes...) are in domain/display.py.
+- An operator picks a language with the header's switch: a cookie (`console_lang`, a year) remembers it per browser.
+- Times are shown in the floor's zone (CONSOLE_TIME_ZONE, Asia/Shanghai) with the zone named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from domain import display
+from domain.dates import zone
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "console"
+LANGUAGES = {"zh_CN": "中文", "en": "English"}
+COOKIE = "console_lang"
+COOKIE_SECONDS = 365 * 86400
+ZONE_NAMES = {
+    "Asia/Shanghai": ("北京时间", "Beijing time"),
+    "Asia/Hong_Kong": ("香港时间", "Hong Kong time"),
+    "UTC": ("UTC", "UTC"),
+}
+
+
+def N_(message: str) -> str:
+    """Marks a string for the catalogue (extracted by Babel) without translating it here: translated when shown."""
+    return message
+
+
+@lru_cache(maxsize=8)
+def catalogue(lang: str) -> dict[str, str]:
+    """msgid -> translation of `lang`, read from its .po file (empty for English, the msgids' own language).
+    Fuzzy and empty entries are left out: a string not yet translated shows in English, and the test says which."""
+    if lang == "en":
+        return {}
+    from babel.messages.pofile import read_po
+
+    path = LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    with path.open("rb") as f:
+        cat = read_po(f, locale=lang)
+    return {str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy and isinstance(m.id, str)}
+
+
+@dataclass(frozen=True)
+class Translator:
+    lang: str
+    tz: str = "Asia/Shanghai"
+
+    @property
+    def zh(self) -> bool:
+        return self.lang.startswith("zh")
+
+    @property
+    def html_lang(self) -> str:
+        return "zh-CN" if self.zh else "en"
+
+    def gettext(self, message: str, **values: object) -> str:
+        text = catalogue(self.lang).get(message, message)
+        return text % values if values else text
+
+    def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
+        text = self.gettext(singular if n == 1 else plural)  # Chinese has one form; the catalogue keeps both ids
+        return text % {"num": n, **values}
+
+    def name(self, kind: str, key: str | None) -> str:
+        return display.name(kind, key, self.lang)
+
+    def outcome(self, key: str | None) -> str:
+        return display.outcome_name(key, self.lang) if key else "–"
+
+    def status_key(self, key: str) -> str:
+        """The dashboard's status rows: 'active', 'paused', 'closed: paid'."""
+        status, _, outcome = key.partition(": ")
+        shown = self.name("status", status)
+        return f"{shown}{'：' if self.zh else ': '}{self.outcome(outcome)}" if outcome else shown
+
+    def zone_name(self, tz: str | None = None) -> str:
+        tz = tz or self.tz
+        names = ZONE_NAMES.get(tz)
+        return (names[0] if self.zh else names[1]) if names else tz
+
+    def when(self, t: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M", tz: str | None = None, named: bool = True) -> str:
+        """An instant in the operator's zone (or `tz`), with the zone named: '2026-12-07 09:30 北京时间'."""
+        if t is None:
+            return "–"
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.UTC)
+        shown = t.astimezone(zone(tz or self.tz)).strftime(fmt)
+        return f"{shown} {self.zone_name(tz)}" if named else shown
+
+
+def pick(cookie: str | None, accept: str | None = None) -> str:
+    """The operator's language: the cookie they chose, else the deployment's (CONSOLE_LANGUAGE)."""
+    if cookie in LANGUAGES:
+        return cookie
+    from console.config import console_settings
+
+    return console_settings().language
+
+
+def translator(cookie: str | None) -> Translator:
+    from console.config import console_settings
+
+    return Translator(pick(cookie), console_settings().time_zone)
+
+
+# ---------------------------------------------------------------- the application layer's reasons, in Chinese
+
+# The reasons app/ and domain/ give (English, for the API's bank systems) that a collector meets on a form, as
+# (English start, Chinese); the field's name is shown in the operator's language, a reason not listed in English.
+FIELDS = {
+    "amount": N_("amount"),
+    "date": N_("date"),
+    "kind": N_("kind"),
+    "outcome": N_("outcome"),
+    "notes": N_("notes"),
+    "reference": N_("reference"),
+    "instalments": N_("instalments"),
+    "first_due": N_("first due"),
+    "until": N_("until"),
+    "waiver_percent": N_("waiver %"),
+    "pay_by": N_("pay by"),
+    "reviewer": N_("reviewer"),
+    "resolution": N_("resolution"),
+    "assignee": N_("operator"),
+    "reason": N_("reason"),
+    "token": N_("token"),
+    "q": N_("search"),
+    "day": N_("day"),
+    "note": N_("note"),
+    "task_id": N_("task"),
+    "loan_id": N_("loan"),
+    "input": N_("input"),
+    "authorization": N_("authorization"),
+    "decision": N_("decision"),
+}
+ROLES = {
+    "viewer": ("查看员", "viewer"),
+    "collector": ("催收员", "collector"),
+    "supervisor": ("主管", "supervisor"),
+    "payments": ("还款处理", "payments"),
+    "legal": ("法务", "legal"),
+    "compliance": ("合规", "compliance"),
+    "admin": ("管理员", "admin"),
+}
+
+
+def _roles(text: str) -> str:
+    return "、".join(ROLES.get(r.strip(), (r.strip(),))[0] for r in text.split(",") if r.strip())
+
+
+# (pattern of the English reason, its Chinese; groups as in the pattern, roles named in Chinese)
+REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"must be greater than zero"), lambda m: "必须大于零"),
+    (re.compile(r"is empty"), lambda m: "不能为空"),
+    (re.compile(r"must not be negative \((.*)\)"), lambda m: f"不能为负数（{m.group(1)}）"),
+    (
+        re.compile(r"is not a plain decimal amount \((.*?)\)"),
+        lambda m: f"不是有效金额（{m.group(1)}），请只写数字和小数点，例如 1234.56",
+    ),
+    (
+        re.compile(r"has (\d+) decimals but (\w+) allows at most (\d+) \((.*)\)"),
+        lambda m: f"有 {m.group(1)} 位小数，{m.group(2)} 最多 {m.group(3)} 位（{m.group(4)}）",
+    ),
+    (re.compile(r"is too large"), lambda m: "金额过大"),
+    (re.compile(r"(.*) is not a date \(YYYY-MM-DD\)"), lambda m: f"{m.group(1)} 不是有效日期（YYYY-MM-DD）"),
+    (
+        re.compile(r"(.+?) needs the role (.+); operator (\S+) has (.+)"),
+        lambda m: f"此操作（{m.group(1)}）需要角色：{_roles(m.group(2))}；操作员 {m.group(3)} 的角色：{_roles(m.group(4))}",
+    ),
+    (
+        re.compile(r"this needs one of the roles (.+); operator (\S+) has (.+)"),
+        lambda m: f"此操作需要以下角色之一：{_roles(m.group(1))}；操作员 {m.group(2)} 的角色：{_roles(m.group(3))}",
+    ),
+)
+
+
+def reason(tr: Translator, field: str | None, text: str) -> str:
+    """A refusal as the operator reads it: the field's name and the reason, in their language. A reason of the
+    application layer not in REASONS keeps its English (the API's words) behind the field's translated name."""
+    label = tr.gettext(FIELDS[field]) if field in FIELDS else (field or "")
+    shown = tr.gettext(text)
+    if tr.zh and shown == text:
+        for pattern, zh in REASONS:
+            m = pattern.search(text)
+            if m:
+                shown = zh(m)
+                break
+    if field in (None, "authorization", "input"):
+        return shown
+    return f"{label}{'：' if tr.zh else ': '}{shown}"
