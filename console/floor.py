@@ -47,7 +47,28 @@ async def my_tasks(request: Request, day: str = "", action: str = "", assignee: 
         return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return render(request, "error.html", sess, 422, message=(exc.field, exc.reason))
-    return render(request, "tasks.html", sess, rows=rows, more=more, page=page, day=day, action=action, assignee=assignee or "")
+    return render(
+        request,
+        "tasks.html",
+        sess,
+        rows=rows,
+        more=more,
+        page=page,
+        day=day,
+        action=action,
+        assignee=assignee or "",
+        route=route,
+    )
+
+
+def route(visits: list) -> list[tuple[str, list]]:
+    """The day's visits as a collector walks them: district by district (a district's visits together), the districts
+    in the order of their first slot, each district's visits by slot. No map service is asked: the order is the
+    bookings' (domain/tasks.py books a collector's visits of a day by district)."""
+    groups: dict[str, list] = {}
+    for t in sorted(visits, key=lambda t: (t.slot_start or t.due_at, t.id)):
+        groups.setdefault(f"{t.city} {t.district}".strip(), []).append(t)
+    return sorted(groups.items(), key=lambda g: g[1][0].slot_start or g[1][0].due_at)
 
 
 async def _task_page(request: Request, sess: auth.Session, task_id: int, status_code: int = 200, **extra: Any) -> Response:
