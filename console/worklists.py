@@ -68,8 +68,11 @@ def _promises_due(today: dt.date):
 
 
 def _promises_broken(today: dt.date):
+    """Promises the case found broken yesterday or today (the floor's days): the morning's call-backs, and a promise
+    that broke at a borrower's midnight this evening, without waiting for tomorrow's list."""
     e = EventRow
-    start, end = _day(today - dt.timedelta(days=1))
+    start, _ = _day(today - dt.timedelta(days=1))
+    _, end = _day(today)
     return (
         select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
         .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
@@ -191,10 +194,10 @@ LISTS: dict[str, Worklist] = {
         N_("the latest promise of each open case, when it falls due today"),
     ),
     "promises-broken": Worklist(
-        N_("Promises broken yesterday"),
+        N_("Promises broken since yesterday"),
         (N_("loan"), N_("promise"), N_("broken at"), N_("stage"), N_("outstanding")),
         _promises_broken,
-        N_("promises the case found broken yesterday (the floor's day, Beijing time)"),
+        N_("promises the case found broken yesterday or today (the floor's days, Beijing time), newest first"),
     ),
     "reviews": Worklist(
         N_("Complaints and disputes to review"),
