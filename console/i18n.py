@@ -200,3 +200,37 @@ def reason(tr: Translator, field: str | None, text: str) -> str:
     if field in (None, "authorization", "input"):
         return shown
     return f"{label}{'：' if tr.zh else ': '}{shown}"
+
+
+# What the case answers an accepted input (domain/case.py's results, English for the API), as the operator reads it
+DONE: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (
+        re.compile(r"promise recorded: (.+?) by (\S+); the ladder is paused until (.+)"),
+        lambda m: f"已记录还款承诺：{m.group(2)} 前还 {m.group(1)}；催收暂停至 {m.group(3)}",
+    ),
+    (
+        re.compile(r"(\w+) plan agreed: (.+?) in (\d+) payment\(s\); the ladder is paused"),
+        lambda m: f"已达成{display.name('plan', m.group(1))}：共 {m.group(2)}，分 {m.group(3)} 期；催收暂停",
+    ),
+    (re.compile(r"(\w+) hold placed; contact stopped"), lambda m: f"已暂停催收（{display.name('hold', m.group(1))}）；停止联系"),
+    (re.compile(r"(\w+) hold released"), lambda m: f"已解除暂停（{display.name('hold', m.group(1))}）"),
+    (
+        re.compile(r"(\w+) outcome (\w+) recorded"),
+        lambda m: (
+            f"已记录{display.name('action', m.group(1)) if m.group(1) != 'court' else '法院'}结果："
+            f"{display.outcome_name(m.group(2))}"
+        ),
+    ),
+    (re.compile(r"case closed as (\w+)"), lambda m: f"案件已结案：{display.outcome_name(m.group(1))}"),
+)
+
+
+def done(tr: Translator, text: str) -> str:
+    """An accepted input's answer in the operator's language; an answer not in DONE keeps its English."""
+    shown = tr.gettext(text)
+    if tr.zh and shown == text:
+        for pattern, zh in DONE:
+            m = pattern.match(text)
+            if m:
+                return zh(m) + text[m.end() :]
+    return shown

@@ -142,6 +142,7 @@ def render(request: Request, template: str, sess: auth.Session | None, status_co
         tr=tr,
         languages=i18n.LANGUAGES,
         reason=lambda field, text: i18n.reason(tr, field, text),
+        done_text=lambda text: i18n.done(tr, text),
         role_names=lambda roles: ("、" if tr.zh else ", ").join(i18n.ROLES.get(r, (r, r))[0 if tr.zh else 1] for r in roles),
         sum_amounts=sum_amounts,
         ladder_items=lambda d: [(k, d[k]) for k in display.in_ladder_order(d)],
@@ -291,7 +292,7 @@ async def logout(request: Request) -> Response:
         try:
             auth.check_csrf(request, sess, await auth.read_form(request))
         except (auth.CsrfError, auth.FormTooLarge):
-            return Response("refused: the form's CSRF token is missing or wrong", status_code=403)
+            return Response(tr_of(request).gettext(N_("refused: the form's CSRF token is missing or wrong")), status_code=403)
         await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response, request)
@@ -404,18 +405,18 @@ async def contact_details(request: Request, loan_id: str) -> Response:
     try:
         auth.check_csrf(request, sess, await auth.read_form(request))
     except (auth.CsrfError, auth.FormTooLarge):
-        return Response("refused: the form's CSRF token is missing or wrong", status_code=403)
+        return Response(tr_of(request).gettext(N_("refused: the form's CSRF token is missing or wrong")), status_code=403)
     use = next((u for u in CONTACT_USE_CASES if allowed(sess.roles, u)), None)
     if use is None:
-        return Response("your roles do not include the borrower's contact details", status_code=403)
+        return Response(tr_of(request).gettext(N_("your roles do not include the borrower's contact details")), status_code=403)
     try:
         errors.check_id(loan_id)
     except BadInput as exc:
-        return Response(f"{exc.field}: {exc.reason}", status_code=422)
+        return Response(i18n.reason(tr_of(request), exc.field, exc.reason), status_code=422)
     repo = _backend(request).repo()
     loan = await asyncio.to_thread(repo.loan, loan_id)
     if loan is None:
-        return Response("no such loan", status_code=404)
+        return Response(tr_of(request).gettext(N_("no such loan")), status_code=404)
     borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id)
     actor = sess.caller().actor(use)
     await asyncio.to_thread(

@@ -335,7 +335,7 @@ async def collector_flow(browser, base, token, loan, shots, cases, handle) -> No
     await promise.locator("input[name=date]").fill(today.isoformat())
     await promise.locator("button").click()
     await page.locator("[data-testid=done]").wait_for()
-    assert "promise recorded" in await page.locator("[data-testid=done]").inner_text()
+    assert "已记录还款承诺" in await page.locator("[data-testid=done]").inner_text()
     st = await cases.status(handle)
     assert st.status == "paused" and st.promise is not None and st.promise.amount == 500_00
     timeline = await page.locator("[data-testid=timeline]").inner_text()

@@ -213,3 +213,13 @@ def test_the_language_is_the_cookies_else_the_deployments(monkeypatch):
     monkeypatch.setenv("CONSOLE_TIME_ZONE", "Mars/Olympus")
     with pytest.raises(Exception, match="CONSOLE_TIME_ZONE.*IANA"):
         i18n.translator(None)
+
+
+def test_an_accepted_input_is_answered_in_the_operators_language():
+    zh, en = i18n.Translator("zh_CN"), i18n.Translator("en")
+    text = "promise recorded: CNY 500.00 by 2026-12-08; the ladder is paused until 2026-12-11 16:00 UTC"
+    assert i18n.done(zh, text) == "已记录还款承诺：2026-12-08 前还 CNY 500.00；催收暂停至 2026-12-11 16:00 UTC"
+    assert i18n.done(en, text) == text
+    assert i18n.done(zh, "visit outcome not_home recorded") == "已记录上门结果：不在家"
+    assert i18n.done(zh, "dispute hold placed; contact stopped") == "已暂停催收（异议）；停止联系"
+    assert i18n.done(zh, "something else") == "something else"
