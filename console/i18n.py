@@ -234,3 +234,67 @@ def done(tr: Translator, text: str) -> str:
             if m:
                 return zh(m) + text[m.end() :]
     return shown
+
+
+def _step(key: str) -> str:
+    return display.name("step", key) if key in display.STEPS else display.name("stage", key)
+
+
+def _action(key: str) -> str:
+    return display.name("action", key.split("@")[0])
+
+
+# The case's own words in its timeline and its next action (English, the workflow's history), the common ones in
+# Chinese; anything else keeps the case's words (the detail is evidence: never reworded beyond recognition)
+DETAILS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"^([a-z_]+)/([a-z_@]+) via ([a-z_]+)$"), lambda m: f"{_step(m.group(1))}：{_action(m.group(2))}"),
+    (
+        re.compile(r"^([a-z_]+)/([a-z_@]+): allowed: all rules pass$"),
+        lambda m: f"{_step(m.group(1))}：{_action(m.group(2))}，联系规则全部通过",
+    ),
+    (
+        re.compile(r"^([a-z_]+)/([a-z_@]+): ([a-z_]+): (.*)$"),
+        lambda m: f"{_step(m.group(1))}：{_action(m.group(2))}，{display.name('rule', m.group(3))}：{m.group(4)}",
+    ),
+    (re.compile(r"^([a-z_]+)$"), lambda m: _step(m.group(1)) if m.group(1) in display.STEPS else m.group(1)),
+    (
+        re.compile(r"^DPD (\d+), outstanding ([A-Z]{3}) ([0-9.]+), policy (.+)$"),
+        lambda m: f"逾期 {m.group(1)} 天，欠款 {m.group(2)} {m.group(3)}，策略 {m.group(4)}",
+    ),
+    (re.compile(r"^([A-Z]{3} [0-9.]+) by (\S+); ladder paused$"), lambda m: f"{m.group(2)} 前还 {m.group(1)}；催收暂停"),
+    (
+        re.compile(r"^paused, promise to pay ([A-Z]{3} [0-9.]+) by (\S+); next: promise deadline$"),
+        lambda m: f"已暂停：承诺 {m.group(2)} 前还 {m.group(1)}；下一步：承诺到期",
+    ),
+    (re.compile(r"^([a-z_]+)$"), lambda m: m.group(1)),
+    (re.compile(r"^waiting for an operator$"), lambda m: "等待操作员处理"),
+    (re.compile(r"^contact details shown in the console$"), lambda m: "在控制台显示了联系方式"),
+    (re.compile(r"^found in the console's search by id \((.*)\)$"), lambda m: f"在控制台按编号搜索找到（{m.group(1)}）"),
+    (
+        re.compile(r"^found in the console's search by the last four digits of the borrower's phone \((\d+)\)$"),
+        lambda m: f"在控制台按手机尾号搜索找到（{m.group(1)}）",
+    ),
+    (
+        re.compile(r"^address shown on visit task (\d+) in the console$"),
+        lambda m: f"在控制台的上门任务 {m.group(1)} 中显示了地址",
+    ),
+    (re.compile(r"^none: closed as (\w+)$"), lambda m: f"无：已结案（{display.outcome_name(m.group(1))}）"),
+)
+
+
+def detail(tr: Translator, text: str | None) -> str:
+    """A timeline detail or a next action as the operator reads it (DETAILS; otherwise the case's words)."""
+    if not text:
+        return ""
+    if tr.zh:
+        for pattern, zh in DETAILS:
+            m = pattern.match(text)
+            if m:
+                return zh(m)
+        if text.startswith("next: ") or "; next: " in text:
+            head, _, nxt = text.rpartition("next: ")
+            return (detail(tr, head.rstrip("; ")) + "；" if head else "") + "下一步：" + _step(nxt)
+    elif text.startswith("next: ") or "; next: " in text:
+        head, _, nxt = text.rpartition("next: ")
+        return f"{head}next: {display.name('step', nxt, 'en') if nxt in display.STEPS else nxt}"
+    return text

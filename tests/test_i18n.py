@@ -223,3 +223,20 @@ def test_an_accepted_input_is_answered_in_the_operators_language():
     assert i18n.done(zh, "visit outcome not_home recorded") == "已记录上门结果：不在家"
     assert i18n.done(zh, "dispute hold placed; contact stopped") == "已暂停催收（异议）；停止联系"
     assert i18n.done(zh, "something else") == "something else"
+
+
+def test_the_cases_common_words_in_its_timeline_are_shown_in_chinese_and_the_rest_as_the_case_wrote_them():
+    zh, en = i18n.Translator("zh_CN"), i18n.Translator("en")
+    assert i18n.detail(zh, "reminder_notice/email via email") == "提醒和催收通知：电子邮件"
+    assert i18n.detail(zh, "reminder_notice/sms: allowed: all rules pass") == "提醒和催收通知：短信，联系规则全部通过"
+    assert i18n.detail(zh, "first_call/call: contact_window: outside 08:00-21:00") == (
+        "第一次催收电话：电话，联系时段：outside 08:00-21:00"
+    )
+    assert i18n.detail(zh, "reminder_notice") == "提醒和催收通知"
+    assert i18n.detail(zh, "DPD 1, outstanding CNY 10520.00, policy default 2026.11.1") == (
+        "逾期 1 天，欠款 CNY 10520.00，策略 default 2026.11.1"
+    )
+    assert i18n.detail(zh, "next: first_call") == "下一步：第一次催收电话"
+    assert i18n.detail(en, "next: lawyers_letter") == "next: Lawyer's letter"
+    assert i18n.detail(zh, "contact details shown in the console") == "在控制台显示了联系方式"
+    assert i18n.detail(zh, "a detail nobody translated") == "a detail nobody translated"
