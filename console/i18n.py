@@ -186,6 +186,38 @@ REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
 )
 
 
+# The contact gate's reasons (domain/compliance.py), as a collector reads a refused call
+GATE: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (
+        re.compile(r"^(\d\d:\d\d) local is outside (\S+)$"),
+        lambda m: f"借款人当地时间 {m.group(1)}，不在允许联系的时段 {m.group(2)} 内",
+    ),
+    (
+        re.compile(r"^(\d\d:\d\d) Beijing time is outside (\S+)$"),
+        lambda m: f"北京时间 {m.group(1)}，不在允许联系的时段 {m.group(2)} 内",
+    ),
+    (re.compile(r"^hardship hold$"), lambda m: "困难缓催期间"),
+    (re.compile(r"^the debt is disputed"), lambda m: "债务存在异议：解决前不联系、不报送征信"),
+    (re.compile(r"^complaint under compliance review"), lambda m: "投诉正在合规复核：复核人解除前全部暂停"),
+    (re.compile(r"^the borrower asked not to be contacted"), lambda m: "借款人要求停止联系：只发送法律要求的通知"),
+    (
+        re.compile(r"^(\d+) (\w+) contact\(s\) already today; the cap is (\d+)$"),
+        lambda m: f"今天已{display.name('action', m.group(2))}联系 {m.group(1)} 次，上限为 {m.group(3)} 次",
+    ),
+    (re.compile(r"^(\S+) is a rest day"), lambda m: f"{m.group(1)} 是休息日（{m.string}）"),
+)
+
+
+def gate_reason(tr: Translator, text: str) -> str:
+    """A gate's refusal in the operator's language (GATE); a reason not listed keeps the gate's words."""
+    if tr.zh:
+        for pattern, zh in GATE:
+            m = pattern.search(text)
+            if m:
+                return zh(m)
+    return text
+
+
 def reason(tr: Translator, field: str | None, text: str) -> str:
     """A refusal as the operator reads it: the field's name and the reason, in their language. A reason of the
     application layer not in REASONS keeps its English (the API's words) behind the field's translated name."""

@@ -143,6 +143,7 @@ def render(request: Request, template: str, sess: auth.Session | None, status_co
         languages=i18n.LANGUAGES,
         reason=lambda field, text: i18n.reason(tr, field, text),
         done_text=lambda text: i18n.done(tr, text),
+        gate_text=lambda text: i18n.gate_reason(tr, text),
         detail_text=lambda text: i18n.detail(tr, text),
         role_names=lambda roles: ("、" if tr.zh else ", ").join(i18n.ROLES.get(r, (r, r))[0 if tr.zh else 1] for r in roles),
         sum_amounts=sum_amounts,

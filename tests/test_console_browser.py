@@ -212,7 +212,8 @@ async def floor_flow(browser, base, token, handles, cases, repo, shots) -> None:
     await refused.wait_for()
     text = await refused.inner_text()
     assert await refused.get_attribute("data-rule") == "contact_window"
-    assert "联系时段" in text and "outside 08:00-21:00" in text and "最早可于" in text and "借款人当地时间" in text, text
+    assert "联系时段" in text and "不在允许联系的时段 08:00-21:00 内" in text and "最早可于" in text, text
+    assert "借款人当地时间" in text, text
     assert "borrower-time" in await page.content()
     assert PHONE not in await page.inner_text("body")
     await page.screenshot(path=str(shots / "console-task-refused.png"), full_page=True)

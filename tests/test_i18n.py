@@ -240,3 +240,12 @@ def test_the_cases_common_words_in_its_timeline_are_shown_in_chinese_and_the_res
     assert i18n.detail(en, "next: lawyers_letter") == "next: Lawyer's letter"
     assert i18n.detail(zh, "contact details shown in the console") == "在控制台显示了联系方式"
     assert i18n.detail(zh, "a detail nobody translated") == "a detail nobody translated"
+
+
+def test_a_refused_calls_reason_reads_in_chinese_with_the_window_kept():
+    zh, en = i18n.Translator("zh_CN"), i18n.Translator("en")
+    text = "21:59 local is outside 08:00-21:00"
+    assert i18n.gate_reason(zh, text) == "借款人当地时间 21:59，不在允许联系的时段 08:00-21:00 内"
+    assert i18n.gate_reason(en, text) == text
+    assert i18n.gate_reason(zh, "3 call contact(s) already today; the cap is 3") == "今天已电话联系 3 次，上限为 3 次"
+    assert i18n.gate_reason(zh, "a new rule's words") == "a new rule's words"
