@@ -248,6 +248,7 @@ EVENTS: Names = {
     "limitation_restarted": ("诉讼时效中断重新计算", "Limitation period restarted"),
     "limitation_not_restarted": ("诉讼时效未中断", "Limitation period not restarted"),
     "calendar_missing_next_year": ("下一年节假日安排缺失", "Next year's holiday calendar missing"),
+    "calendar_missing": ("节假日安排缺失", "Holiday calendar missing"),
     "retention_erased": ("按保存期限删除联系方式", "Contact details erased (retention)"),
 }
 
@@ -274,6 +275,7 @@ CHANNELS: Names = {
     "law_firm": ("律师事务所", "Law firm"),
     "court": ("法院", "Court"),
     "bureau": ("征信机构", "Credit bureau"),
+    "credit_bureau": ("征信机构", "Credit bureau"),
     "agency": ("催收机构", "Collection agency"),
 }
 

@@ -115,8 +115,12 @@ def test_every_identifier_of_the_policies_and_the_domain_has_a_chinese_and_an_en
         "plan": {"instalments", "deferral", "interest_waiver"},
     }
     from console.worklists import HUMAN_KINDS
+    from db import jobs
+    from domain import channels
 
     wanted["event"] = set(HUMAN_KINDS) | {"opened", "step_started", "contact_refused", "promise_broken", "closed"}
+    wanted["event"] |= {jobs.CALENDAR_MISSING, jobs.RETENTION_ERASED, "case_found_by_search"}
+    wanted["channel"] = {channels.channel_of(a) for a in wanted["action"]}
     for kind, ids in wanted.items():
         names = display.KINDS[kind]
         assert not ids - set(names), f"{kind}: no display name for {sorted(ids - set(names))}"
