@@ -363,7 +363,7 @@ async def test_inputs_rejected_and_unapplied_payments_are_worklists(fresh):
     assert "LATE-9" in unapplied.text and "1234.56" in unapplied.text.replace(",", ""), unapplied.text
     assert page.status_code == 200
     assert re.findall(r'href="/console/cases/(D\d+)"', page.text) == ["D400"]  # a week back, not nine days
-    assert "PAY-a" in page.text and "system:bank-feed" in page.text and "must not be negative" in page.text
+    assert "PAY-a" in page.text and "system:bank-feed" in page.text and "不能为负数" in page.text  # the reason in Chinese
 
 
 def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
