@@ -100,7 +100,7 @@ class Translator:
         return f"{shown} {self.zone_name(tz)}" if named else shown
 
 
-def pick(cookie: str | None, accept: str | None = None) -> str:
+def pick(cookie: str | None) -> str:
     """The operator's language: the cookie they chose, else the deployment's (CONSOLE_LANGUAGE)."""
     if cookie in LANGUAGES:
         return cookie
