@@ -11,7 +11,9 @@ holds, the rejected signal, the lawsuit waiting for a judgment, the collector's 
   promises worklist, and, unpaid, broken by the case when that day (and the policy's grace) ends, then on the
   worklist of promises broken since yesterday;
 - the bank feed (`demo-payments`) pays CNY 88.00 on a loan with no case: kept on the unapplied payments worklist;
-- `demo-supervisor` opens a case for a borrower with no email: its reminder email is on the undeliverable worklist.
+- `demo-supervisor` opens a case for a borrower with no email: its reminder email is on the undeliverable worklist;
+- the daily calendar watch runs now (its schedule triggered): from 1 November, while next year's official calendar
+  file is missing, its notice is on the compliance worklist.
 Run again, it adds none of them a second time."""
 
 from __future__ import annotations
@@ -150,6 +152,25 @@ async def undeliverable_notice(repo, client=None, task_queue: str | None = None,
     contact = Contact(name="吴磊", phone="13800009901", address="上海市浦东新区世纪大道100号")
     await open_case(client, repo, inp, contact, task_queue)
     return NO_EMAIL_LOAN
+
+
+async def compliance_notice(client=None) -> str | None:
+    """Runs the daily calendar watch now (its Temporal Schedule, triggered as an operator's "run now"), as 07:30 would:
+    from 1 November, while next year's official calendar is missing, it writes the compliance worklist's notice.
+    None when the year ahead is there already (the job then has nothing to say)."""
+    import datetime as dt
+
+    from activities.job_contracts import CALENDAR_WATCH_JOB
+    from domain.calendar import missing_warning
+    from domain.dates import local_date
+    from infra.temporal import connect
+
+    warning = missing_warning(local_date(dt.datetime.now(dt.UTC), "Asia/Shanghai"))
+    if not warning:
+        return None
+    client = client or await connect()
+    await client.get_schedule_handle(CALENDAR_WATCH_JOB).trigger()
+    return warning
 
 
 def _day_ends(repo, loan_id: str):
@@ -291,6 +312,17 @@ def main() -> int:
         f"demo: demo-supervisor opened {failing} for a borrower with no email: its reminder email is undeliverable"
         if failing
         else f"demo: no undeliverable notice ({why})"
+    )
+    try:
+        notice = asyncio.run(compliance_notice())
+    except Exception as exc:  # noqa: BLE001
+        notice, why = None, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "next year's official calendar is there, or it is before 1 November"
+    print(
+        f"demo: the daily calendar watch ran now; its notice is on the compliance worklist: {notice}"
+        if notice
+        else f"demo: no compliance notice ({why})"
     )
     port = os.environ.get("API_PORT", "8800")
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
