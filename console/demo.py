@@ -10,6 +10,8 @@ holds, the rejected signal, the lawsuit waiting for a judgment, the collector's 
 - `demo-collector` records a small promise due today on another, the one whose borrower's day ends first: on today's
   promises worklist, and, unpaid, broken by the case when that day (and the policy's grace) ends, then on the
   worklist of promises broken since yesterday;
+- a promise that breaks while the demo is watched: a borrower living where the day ends first (within about two
+  hours) promises CNY 50.00 today; unpaid, the case breaks it at that midnight (the demo's grace lasts seconds);
 - the bank feed (`demo-payments`) pays CNY 88.00 on a loan with no case: kept on the unapplied payments worklist;
 - `demo-supervisor` opens a case for a borrower with no email: its reminder email is on the undeliverable worklist;
 - the daily calendar watch runs now (its schedule triggered): from 1 November, while next year's official calendar
@@ -152,6 +154,100 @@ async def undeliverable_notice(repo, client=None, task_queue: str | None = None,
     contact = Contact(name="吴磊", phone="13800009901", address="上海市浦东新区世纪大道100号")
     await open_case(client, repo, inp, contact, task_queue)
     return NO_EMAIL_LOAN
+
+
+# Where a borrower of the demo may live when their day must end soon: the zone whose midnight comes first
+ABROAD_ZONES = (
+    "Asia/Shanghai",
+    "Asia/Urumqi",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Asia/Dubai",
+    "Europe/Moscow",
+    "Europe/Berlin",
+    "Europe/London",
+    "Atlantic/Azores",
+    "America/Sao_Paulo",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "Pacific/Auckland",
+    "Australia/Sydney",
+    "Asia/Kathmandu",
+    "Asia/Tehran",
+    "Atlantic/South_Georgia",
+)
+ABROAD_LOAN = "DEMO-ABROAD-1"
+
+
+def soonest_midnight(now) -> tuple[str, object]:
+    """The zone of ABROAD_ZONES whose day ends first after `now`, and that instant."""
+    import datetime as dt
+
+    from domain.dates import local_date, local_midnight
+
+    return min(((tz, local_midnight(local_date(now, tz) + dt.timedelta(days=1), tz)) for tz in ABROAD_ZONES), key=lambda z: z[1])
+
+
+async def promise_abroad(
+    repo, client=None, task_queue: str | None = None, policy=None, now=None
+) -> tuple[str, str, object] | None:
+    """A promise that breaks while the demo is watched: demo-supervisor opens ABROAD_LOAN for a borrower living where
+    the day ends first (at most a couple of hours away), and demo-collector records their promise of CNY 50.00 due
+    today there. Unpaid, the case breaks it at that midnight (and the policy's grace: seconds on the demo's clock), and
+    it is on the worklist of promises broken since yesterday. (loan, zone, when it breaks) or None."""
+    import datetime as dt
+
+    from access.permissions import acting_as
+    from app import inputs
+    from app.errors import Busy
+    from app.opening import Contact, case_input, open_case
+    from domain.dates import local_date
+    from infra.temporal import connect
+
+    store = Operators(repo)
+    supervisor = store.authenticate((var_dir() / "demo-supervisor-token").read_text().strip())
+    collector = store.authenticate((var_dir() / "demo-collector-token").read_text().strip())
+    if supervisor is None or collector is None:
+        return None
+    client = client or await connect()
+    with repo.session() as s:
+        from db.tables import BorrowerRow, EventRow
+
+        done = s.scalar(select_promise(EventRow, ABROAD_LOAN))
+        b = s.get(BorrowerRow, "DEMO-ABROAD-B1")
+    if done is not None and b is not None:  # run before
+        return ABROAD_LOAN, b.timezone, None
+    now = now or dt.datetime.now(dt.UTC)  # the cases' clock (the wall clock on the dev stack)
+    tz, breaks = soonest_midnight(now)
+    acting_as(supervisor)
+    inp = case_input(
+        loan_id=ABROAD_LOAN,
+        borrower_id="DEMO-ABROAD-B1",
+        principal="3200.00",
+        due_date=local_date(now, tz) - dt.timedelta(days=3),
+        timezone=tz,
+        policy=policy or "demo",
+    )
+    contact = Contact(name="郑洁", phone="13800009902", email="zheng.jie@example.com", address="上海市静安区南京西路200号")
+    await open_case(client, repo, inp, contact, task_queue)
+    acting_as(collector)
+    for _ in range(20):  # the case answers its first update once its first workflow task has run
+        try:
+            await inputs.send_update(client, ABROAD_LOAN, "promise", {"amount": "50.00", "date": local_date(now, tz)})
+            break
+        except Busy:
+            continue
+    return ABROAD_LOAN, tz, breaks
+
+
+def select_promise(e, loan_id: str):
+    from sqlalchemy import select
+
+    return select(e.id).where(e.loan_id == loan_id, e.kind == "promise").limit(1)
 
 
 async def compliance_notice(client=None) -> str | None:
@@ -313,6 +409,23 @@ def main() -> int:
         if failing
         else f"demo: no undeliverable notice ({why})"
     )
+    why = "the demo's operators have no token"
+    try:
+        abroad = asyncio.run(promise_abroad(repo))
+    except Exception as exc:  # noqa: BLE001
+        abroad, why = None, f"{type(exc).__name__}: {exc}"
+    if abroad and abroad[2] is not None:
+        from domain.dates import zone
+
+        at = abroad[2].astimezone(zone("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+        print(
+            f"demo: demo-collector recorded a promise of CNY 50.00 on {abroad[0]} (the borrower lives in {abroad[1]}); "
+            f"unpaid, it breaks at {at} Beijing time and is then on the worklist of promises broken since yesterday"
+        )
+    elif abroad:
+        print(f"demo: the promise on {abroad[0]} ({abroad[1]}) was recorded before")
+    else:
+        print(f"demo: no promise to break soon ({why})")
     try:
         notice = asyncio.run(compliance_notice())
     except Exception as exc:  # noqa: BLE001

@@ -85,3 +85,30 @@ async def test_the_demo_opens_a_case_whose_reminder_email_is_undeliverable(env, 
         assert not [r for r in rows if r[0] == loan and r[2] != "email"], "the SMS and letter went out"
     finally:
         await handle.terminate("test done")
+
+
+async def test_the_demo_records_a_promise_that_breaks_within_hours_where_the_borrowers_day_ends_first(env, worker, repo, var):
+    from tests.conftest import TASK_QUEUE, Cases
+
+    cases = Cases(env, repo)
+    now = await cases.now()  # the test server's clock (earlier tests of the module moved it on)
+    tz, breaks = demo.soonest_midnight(now)
+    assert dt.timedelta(0) < breaks - now <= dt.timedelta(hours=2), (tz, breaks)
+    demo.ensure(repo)
+    loan, zone_name, at = await demo.promise_abroad(repo, env.client, TASK_QUEUE, policy=LADDER_POLICY, now=now)
+    assert (loan, zone_name, at) == (demo.ABROAD_LOAN, tz, breaks)
+    handle = env.client.get_workflow_handle(f"loan-{loan}")
+    try:
+        st = await cases.status(handle)
+        assert st.promise is not None and st.promise.status == "active" and st.status == "paused"
+        await cases.advance(hours=2, days=LADDER_POLICY.promise.grace_days)
+        st = await cases.status(handle)
+        assert st.promise.status == "broken", st.promise
+        broke = worklists.local_date(await cases.now(), worklists.FLOOR_ZONE)
+        with repo.session() as s:
+            listed = [r[0] for r in s.execute(worklists.LISTS["promises-broken"].query(broke))]
+        assert loan in listed
+        again = await demo.promise_abroad(repo, env.client, TASK_QUEUE, policy=LADDER_POLICY, now=await cases.now())
+        assert again is not None and again[0] == loan, "run again, it records no second promise"
+    finally:
+        await handle.terminate("test done")
