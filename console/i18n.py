@@ -300,6 +300,18 @@ DETAILS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     ),
     (re.compile(r"^([a-z_]+)$"), lambda m: m.group(1)),
     (re.compile(r"^waiting for an operator$"), lambda m: "等待操作员处理"),
+    (
+        re.compile(r"^awaiting (\w+) outcome for (\w+) until (.+)$"),
+        lambda m: f"等待{_step(m.group(2))}的{_action(m.group(1)) if m.group(1) != 'court' else '法院'}结果，至 {m.group(3)}",
+    ),
+    # four-eyes proposals (domain/approvals.py summary_of)
+    (re.compile(r"^plan interest_waiver waiving (\d+)%$"), lambda m: f"还款计划：减免利息 {m.group(1)}%"),
+    (re.compile(r"^plan instalments in (\d+) instalments$"), lambda m: f"还款计划：分 {m.group(1)} 期"),
+    (re.compile(r"^plan deferral until (\S+)$"), lambda m: f"还款计划：展期至 {m.group(1)}"),
+    (re.compile(r"^close the borrower's cases: (\w+)$"), lambda m: f"结清该借款人的全部案件：{display.name('hold', m.group(1))}"),
+    (re.compile(r"^release the complaint hold$"), lambda m: "解除投诉暂停"),
+    (re.compile(r"^close the case as (\w+)$"), lambda m: f"结案：{display.outcome_name(m.group(1))}"),
+    (re.compile(r"^confirm the write-off$"), lambda m: "确认核销"),
     (re.compile(r"^contact details shown in the console$"), lambda m: "在控制台显示了联系方式"),
     (re.compile(r"^found in the console's search by id \((.*)\)$"), lambda m: f"在控制台按编号搜索找到（{m.group(1)}）"),
     (

@@ -244,6 +244,10 @@ def test_the_cases_common_words_in_its_timeline_are_shown_in_chinese_and_the_res
     assert i18n.detail(en, "next: lawyers_letter") == "next: Lawyer's letter"
     assert i18n.detail(zh, "contact details shown in the console") == "在控制台显示了联系方式"
     assert i18n.detail(zh, "a detail nobody translated") == "a detail nobody translated"
+    assert i18n.detail(zh, "plan interest_waiver waiving 30%") == "还款计划：减免利息 30%"
+    assert i18n.detail(zh, "awaiting visit outcome for home_visit until 2026-12-20 16:00Z") == (
+        "等待上门催收的上门结果，至 2026-12-20 16:00Z"
+    )
 
 
 def test_a_refused_calls_reason_reads_in_chinese_with_the_window_kept():
