@@ -304,10 +304,15 @@ DETAILS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
         re.compile(r"^awaiting (\w+) outcome for (\w+) until (.+)$"),
         lambda m: f"等待{_step(m.group(2))}的{_action(m.group(1)) if m.group(1) != 'court' else '法院'}结果，至 {m.group(3)}",
     ),
+    (re.compile(r"^step ([a-z_]+)$"), lambda m: f"步骤：{_step(m.group(1))}"),
+    (
+        re.compile(r"^(.+): waits for a second person until (.+)$"),
+        lambda m: f"{detail_zh(m.group(1))}：等待第二人审批，至 {m.group(2)}",
+    ),
     # four-eyes proposals (domain/approvals.py summary_of)
-    (re.compile(r"^plan interest_waiver waiving (\d+)%$"), lambda m: f"还款计划：减免利息 {m.group(1)}%"),
-    (re.compile(r"^plan instalments in (\d+) instalments$"), lambda m: f"还款计划：分 {m.group(1)} 期"),
-    (re.compile(r"^plan deferral until (\S+)$"), lambda m: f"还款计划：展期至 {m.group(1)}"),
+    (re.compile(r"^plan interest_waiver waiving (\d+)%$"), lambda m: f"减免利息 {m.group(1)}%"),
+    (re.compile(r"^plan instalments in (\d+) instalments$"), lambda m: f"分 {m.group(1)} 期还款"),
+    (re.compile(r"^plan deferral until (\S+)$"), lambda m: f"展期至 {m.group(1)}"),
     (re.compile(r"^close the borrower's cases: (\w+)$"), lambda m: f"结清该借款人的全部案件：{display.name('hold', m.group(1))}"),
     (re.compile(r"^release the complaint hold$"), lambda m: "解除投诉暂停"),
     (re.compile(r"^close the case as (\w+)$"), lambda m: f"结案：{display.outcome_name(m.group(1))}"),
@@ -324,6 +329,10 @@ DETAILS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     ),
     (re.compile(r"^none: closed as (\w+)$"), lambda m: f"无：已结案（{display.outcome_name(m.group(1))}）"),
 )
+
+
+def detail_zh(text: str) -> str:
+    return detail(Translator("zh_CN"), text)
 
 
 def detail(tr: Translator, text: str | None) -> str:

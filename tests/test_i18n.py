@@ -244,7 +244,11 @@ def test_the_cases_common_words_in_its_timeline_are_shown_in_chinese_and_the_res
     assert i18n.detail(en, "next: lawyers_letter") == "next: Lawyer's letter"
     assert i18n.detail(zh, "contact details shown in the console") == "在控制台显示了联系方式"
     assert i18n.detail(zh, "a detail nobody translated") == "a detail nobody translated"
-    assert i18n.detail(zh, "plan interest_waiver waiving 30%") == "还款计划：减免利息 30%"
+    assert i18n.detail(zh, "plan interest_waiver waiving 30%") == "减免利息 30%"
+    assert i18n.detail(zh, "plan interest_waiver waiving 30%: waits for a second person until 2026-12-10 02:20 UTC") == (
+        "减免利息 30%：等待第二人审批，至 2026-12-10 02:20 UTC"
+    )
+    assert i18n.detail(zh, "step first_call") == "步骤：第一次催收电话"
     assert i18n.detail(zh, "awaiting visit outcome for home_visit until 2026-12-20 16:00Z") == (
         "等待上门催收的上门结果，至 2026-12-20 16:00Z"
     )
