@@ -161,6 +161,17 @@ class Operators:
         with self.repo.session() as s:
             return {o.id: o.display_name for o in s.scalars(select(OperatorRow).where(col(OperatorRow.id).in_(ids)))}
 
+    def set_language(self, operator_id: str, code: str) -> None:
+        """The console language the operator chose, kept on their record (it follows them to another browser)."""
+        with self.repo.session() as s:
+            s.execute(update(OperatorRow).where(col(OperatorRow.id) == operator_id).values(language=code))
+            s.commit()
+
+    def language(self, operator_id: str) -> str | None:
+        with self.repo.session() as s:
+            row = s.get(OperatorRow, operator_id)
+            return row.language if row is not None else None
+
     def authenticate(self, token: str) -> Caller | None:
         """The caller a token belongs to, or None (unknown, wrong secret, expired, revoked, operator disabled)."""
         m = TOKEN_RE.fullmatch(token or "")

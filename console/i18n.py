@@ -5,7 +5,8 @@
   (babel.messages.pofile: no compiled .mo to build or to forget). `pybabel extract -F console/babel.cfg` refreshes
   the template (console.pot) and `pybabel update` the catalogue; tests/test_i18n.py fails on a msgid with no Chinese.
 - The names of the policy's and the case's identifiers (stages, rules, outcomes...) are in domain/display.py.
-- An operator picks a language with the header's switch: a cookie (`console_lang`, a year) remembers it per browser.
+- An operator picks a language with the header's switch: kept on their record (operators.language, applied when they
+  sign in on any browser) and in a cookie (`console_lang`, a year).
 - Times are shown in the floor's zone (CONSOLE_TIME_ZONE, Asia/Shanghai) with the zone named.
 """
 

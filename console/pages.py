@@ -196,10 +196,19 @@ async def language(request: Request, code: str, next: str = "/console/dashboard"
         return render(request, "error.html", await _session(request), 404, message=("language", f"{code!r} is not zh_CN or en"))
     target = next if next == "/console/login" or next.startswith("/console/login?") else _safe_next(next)
     response = RedirectResponse(target, status_code=303)
+    _remember_language(response, request, code)
+    sess = await _session(request)
+    if sess is not None:  # kept on the operator's record too: it follows them to any browser they sign in on
+        from access.operators import Operators
+
+        await asyncio.to_thread(Operators(_backend(request).repo()).set_language, sess.operator_id, code)
+    return response
+
+
+def _remember_language(response: Response, request: Request, code: str) -> None:
     response.set_cookie(
         i18n.COOKIE, code, max_age=i18n.COOKIE_SECONDS, path="/console", samesite="lax", secure=auth.secure_request(request)
     )
-    return response
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -284,6 +293,11 @@ async def login(request: Request) -> Response:
     log.info("console sign-in", operator=caller.operator_id, roles=",".join(caller.roles))
     response = RedirectResponse(_safe_next(form.get("next", "")), status_code=303)
     auth.set_cookie(response, request, sid)
+    from access.operators import Operators
+
+    chosen = await asyncio.to_thread(Operators(_backend(request).repo()).language, caller.operator_id)
+    if chosen in i18n.LANGUAGES:  # the language the operator chose before, on whichever browser
+        _remember_language(response, request, chosen)
     return response
 
 

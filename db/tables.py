@@ -206,6 +206,7 @@ class OperatorRow(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    language: str | None = Field(default=None, max_length=8, description="the console language they chose (zh_CN, en)")
 
 
 class OperatorTokenRow(SQLModel, table=True):

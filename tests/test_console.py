@@ -459,6 +459,24 @@ async def test_an_operator_switches_to_english_and_back_and_the_choice_is_rememb
         assert "各阶段未结案件" in (await c.get("/console/dashboard")).text
 
 
+async def test_the_language_an_operator_chose_follows_them_to_another_browser(fresh):
+    _case(fresh, 2, dpd=10, stage="lawyers_letter")
+    token = token_for(fresh, "ines", ["viewer"])
+    other = token_for(fresh, "jun", ["viewer"])
+    async with client(fresh) as first:
+        await sign_in(first, token)
+        await first.get("/console/language/en")
+    assert Operators(fresh).language(Operators(fresh).find("ines").id) == "en"
+    async with client(fresh) as second:  # another browser: no cookie of the first
+        signed = await sign_in(second, token)
+        assert "console_lang=en" in signed.headers.get("set-cookie", "")
+        assert "Open cases by stage" in (await second.get("/console/dashboard")).text
+    async with client(fresh) as third:  # another operator keeps the deployment's default
+        signed = await sign_in(third, other)
+        assert "console_lang" not in signed.headers.get("set-cookie", "")
+        assert "各阶段未结案件" in (await third.get("/console/dashboard")).text
+
+
 async def test_the_header_search_finds_a_case_by_loan_borrower_or_a_phones_last_four_digits(fresh):
     from sqlmodel import select
 
