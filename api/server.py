@@ -30,7 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import console
 from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
-from api.routes import borrowers, cases, inputs, payments, tasks
+from api.routes import borrowers, cases, inputs, payments, tasks, webhooks
 from app import calendars, errors
 from borrower import pages as borrower_pages
 from infra.bodycap import BodyCap
@@ -162,7 +162,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     app.add_middleware(BodyCap, cap=BODY_CAP)  # outermost: before routing and the token check
 
-    for r in (cases.router, payments.router, inputs.router, borrowers.router, tasks.router):
+    for r in (cases.router, payments.router, inputs.router, borrowers.router, tasks.router, webhooks.router):
         app.include_router(r)
     console.install(app)  # the console's pages, and /docs and /redoc from local assets
     borrower_pages.install(app)  # the borrower's own page behind each message's link (/b/...)

@@ -363,3 +363,15 @@ class BorrowerSessionRow(SQLModel, table=True):
     link_id: int = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """A gateway webhook taken (domain/webhooks.py): its event id, once, so a duplicate delivery changes nothing."""
+
+    __tablename__ = "webhook_events"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=100, unique=True)
+    kind: str = Field(max_length=32)
+    loan_id: str | None = Field(default=None, max_length=64, index=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    result: str = Field(default="", max_length=200)

@@ -100,6 +100,11 @@ class Common(_Env):
     link_secret: Annotated[str | None, BeforeValidator(_blank_is_default)] = env(
         "COLLECTIONS_LINK_SECRET", None, description="base64 secret of the borrower links (HMAC key)"
     )
+    # The gateway's webhooks (domain/webhooks.py) are signed with this; unset: derived from GATEWAY_API_KEY, which the
+    # worker, the API and the sandbox gateway already share.
+    webhook_secret: Annotated[str | None, BeforeValidator(_blank_is_default)] = env(
+        "GATEWAY_WEBHOOK_SECRET", None, description="the secret the gateway signs its webhooks with"
+    )
 
     @property
     def temporal_address(self) -> str:
