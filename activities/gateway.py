@@ -74,6 +74,9 @@ def _reason(resp: httpx.Response) -> str:
         return resp.text[:200] or resp.reason_phrase
 
 
+CHECKOUT_PATH = "/v1/payments/checkout"
+
+
 class GatewayClient:
     def __init__(self, settings: GatewaySettings | None = None) -> None:
         self.settings = settings or GatewaySettings.from_env()
@@ -92,6 +95,11 @@ class GatewayClient:
             resp = await self._post(path, body, headers)
             tracing.http_status(span, resp.status_code)
         return self._answer(resp)
+
+    async def checkout(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """A payment page at the gateway for one payment (the borrower pays by the link on their page); the gateway
+        confirms it to `webhook_url` (app/webhooks.py) and sends the borrower back to `return_url`."""
+        return self._answer(await self._post(CHECKOUT_PATH, body, {"Idempotency-Key": idempotency_key}))
 
     async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         try:

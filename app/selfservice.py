@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,10 @@ from db.repo import Repo
 from db.selfservice import LinkStore
 from db.tables import BorrowerLinkRow
 from domain import selfservice as rules
+from domain.errors import InvalidInput
 from domain.models import CaseStatus
 from domain.money import format_amount
+from infra.config import settings
 from infra.link_secret import link_secret
 
 log = structlog.get_logger("selfservice")
@@ -244,6 +247,33 @@ async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str)
             log.info("complaint hold not placed", loan_id=loan, reason=exc.reason)
     log.warning("borrower complaint", loan_id=link.loan_id, reference=reference, cases=len(placed))
     return reference
+
+
+async def start_payment(gateway: Any, link: BorrowerLinkRow, token: str, amount: str, due: BorrowerView, now: dt.datetime) -> str:
+    """A payment page at the gateway for `amount` (more than zero, at most what is due), and its address to send the
+    borrower to. The gateway confirms the payment by its signed webhook (app/webhooks.py); this applies nothing."""
+    from domain.money import parse_amount
+
+    try:
+        minor = parse_amount(amount.strip(), due.currency, "amount")
+        total = parse_amount(due.outstanding["total"], due.currency, "amount")
+    except InvalidInput as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    if minor > total:
+        raise BadInput("amount", f"{amount} is more than the {due.outstanding['total']} due")
+    base = settings().public_url.rstrip("/")
+    payment_id = f"PL-{link.id}-{secrets.token_hex(6)}"
+    body = {
+        "payment_id": payment_id,
+        "loan_id": link.loan_id,
+        "amount": format_amount(minor, due.currency),
+        "currency": due.currency,
+        "webhook_url": f"{base}/webhooks/payments",
+        "return_url": f"{base}/b/{token}?note=payment_sent",
+    }
+    resp = await gateway.checkout(body, f"checkout:{payment_id}")
+    log.info("borrower payment page", loan_id=link.loan_id, payment_id=payment_id)
+    return str(resp["url"])
 
 
 def _date(text: str, name: str) -> dt.date:

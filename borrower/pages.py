@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from activities.gateway import GatewayRejected, GatewayRetryable
 from app import selfservice as flow
 from app.errors import BadInput
 from borrower.texts import LANGS, TEXTS, text
@@ -31,9 +32,20 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
 }
-ACTIONS = ("promise", "hardship", "dispute", "complaint")
+
+
+def _csp() -> str:
+    """Local assets only; a form may lead to the gateway's payment page (a redirect after the pay form)."""
+    from urllib.parse import urlsplit
+
+    from infra.config import settings
+
+    gw = urlsplit(settings().gateway_url)
+    return f"default-src 'self'; form-action 'self' {gw.scheme}://{gw.netloc}; frame-ancestors 'none'"
+
+
+ACTIONS = ("pay", "promise", "hardship", "dispute", "complaint")
 
 router = APIRouter(prefix="/b", include_in_schema=False)
 
@@ -56,6 +68,7 @@ def _page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRes
     )
     for k, v in HEADERS.items():
         resp.headers[k] = v
+    resp.headers["Content-Security-Policy"] = _csp()
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="strict")
     return resp
@@ -124,7 +137,18 @@ async def page(request: Request, token: str) -> Response:
     )
 
 
-NOTES = ("code_sent", "wrong_code", "no_code", "locked", "too_soon", "phone_limit", "no_phone", "done", "complaint_done")
+NOTES = (
+    "code_sent",
+    "wrong_code",
+    "no_code",
+    "locked",
+    "too_soon",
+    "phone_limit",
+    "no_phone",
+    "done",
+    "complaint_done",
+    "payment_sent",
+)
 
 
 def _note(lang: str, note: str | None, ref: str) -> str | None:
@@ -182,6 +206,14 @@ async def act(request: Request, token: str, action: str) -> Response:
     person = be.repo().borrower(link.borrower_id)
     today = _now().astimezone(zone(person.timezone if person else "Asia/Shanghai")).date()
     try:
+        if action == "pay":  # to the gateway's payment page; the payment arrives by its signed webhook
+            due = await flow.view(await be.client(), be.repo(), link)
+            try:
+                url = await flow.start_payment(_gateway(request), link, token, form.get("amount", ""), due, _now())
+            except (GatewayRejected, GatewayRetryable) as exc:
+                log.warning("payment page not opened", loan_id=link.loan_id, reason=str(exc))
+                raise BadInput("payment", text(lang, "pay_unavailable")) from None
+            return RedirectResponse(url, status_code=303, headers=HEADERS)
         result = await flow.act(await be.client(), be.repo(), link, action, form, today)
     except BadInput as exc:
         view = await flow.view(await be.client(), be.repo(), link)

@@ -50,6 +50,15 @@ TEXTS: dict[str, tuple[str, str]] = {
     "paid": ("已收到的还款", "Payments received"),
     "none": ("暂无", "None yet"),
     "do": ("您可以", "What you can do"),
+    "pay": ("立即还款", "Pay now"),
+    "pay_unavailable": (
+        "付款页面暂时无法打开，请稍后再试或致电客服。",
+        "The payment page cannot be opened now; try later or call us.",
+    ),
+    "payment_sent": (
+        "付款已提交。银行确认后，应还金额会更新。",
+        "Your payment was sent. The amount due changes once the bank confirms it.",
+    ),
     "promise": ("承诺还款", "Promise to pay"),
     "amount": ("金额（元）", "Amount"),
     "date": ("日期", "Date"),
