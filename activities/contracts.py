@@ -59,6 +59,9 @@ class ChannelRequest(Contract):
         default=14,
         description="the policy's credit-bureau notice period, as the notice says it (14: requests from runs before it)",
     )
+    reply_keywords: dict[str, int] = Field(
+        default={}, description="the policy's SMS reply keywords: each promises the whole amount within its days"
+    )
     time_barred: bool = Field(
         default=False,
         description="the limitation period has run out: the message asks for voluntary repayment and threatens nothing",

@@ -54,6 +54,7 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
         notice_days=req.notice_days,  # the policy's bureau_notice_days: the report waits exactly what the notice says
         time_barred=req.time_barred,  # past the limitation period: a voluntary request that threatens nothing
         link=None,  # the borrower page's link of this message (body() sets it)
+        reply_keywords=req.reply_keywords,  # "回复1：3日内还清" (app/replies.py acts on the reply)
     )
 
 

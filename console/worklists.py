@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from console.i18n import N_
 from db import jobs
-from db.tables import CaseRow, ContactRow, EventRow, HoldRow, PaymentRow, RejectedInputRow, utcnow
+from db.tables import CaseRow, ContactRow, EventRow, HoldRow, InboundMessageRow, PaymentRow, RejectedInputRow, utcnow
 from domain import display
 from domain.dates import local_date, local_midnight
 
@@ -127,6 +127,18 @@ def _inputs_rejected(today: dt.date):
     )
 
 
+def _replies(today: dt.date):
+    """Borrowers' SMS replies no keyword acted on in the last 14 days, newest first: each is someone waiting to hear
+    back (app/replies.py); one that matched no case has no loan."""
+    m = InboundMessageRow
+    since, _ = _day(today - dt.timedelta(days=14))
+    return (
+        select(m.loan_id, m.text, m.sender_tail, m.result, m.received_at)
+        .where(m.status == "needs_person", m.received_at >= since)
+        .order_by(m.received_at.desc(), m.id.desc())  # type: ignore[union-attr]
+    )
+
+
 def _unapplied(_today: dt.date):
     """Payments received for loans with no open case (kept, never dropped), oldest first: each waits for a person to
     apply it to a case that opens (apply-unapplied) or to return it."""
@@ -234,6 +246,12 @@ LISTS: dict[str, Worklist] = {
             "signalled inputs (payments, plans, holds, outcomes) the case refused or could not read in the last 7 days: "
             "nothing was applied; correct them at the source and send them again"
         ),
+    ),
+    "replies": Worklist(
+        N_("SMS replies"),
+        (N_("loan"), N_("reply"), N_("from (last 4 digits)"), N_("why not acted on"), N_("at")),
+        _replies,
+        N_("borrowers' replies to our SMS that no keyword acted on, in the last 14 days: read them and answer the borrower"),
     ),
     "compliance": Worklist(
         N_("Compliance notices"),

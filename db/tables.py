@@ -375,3 +375,21 @@ class WebhookEventRow(SQLModel, table=True):
     loan_id: str | None = Field(default=None, max_length=64, index=True)
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     result: str = Field(default="", max_length=200)
+
+
+class InboundMessageRow(SQLModel, table=True):
+    """A borrower's reply to one of our SMS (app/replies.py): matched to its case by the message it answers, acted
+    on by the policy's keywords, else left for a person (the console's replies worklist)."""
+
+    __tablename__ = "inbound_messages"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=100, unique=True)
+    in_reply_to: str | None = Field(default=None, max_length=100, description="the gateway's id of our message")
+    loan_id: str | None = Field(default=None, max_length=64, index=True)
+    workflow_id: str | None = Field(default=None, max_length=80)
+    sender_tail: str = Field(default="", max_length=4, description="the last four digits of the sender's number")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    keyword: str | None = Field(default=None, max_length=8)
+    status: str = Field(max_length=16, description="acted | needs_person")
+    result: str = Field(default="", sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))

@@ -117,6 +117,24 @@ class RiskRules(_Strict):
     broken_at_least: Literal["substandard", "doubtful", "loss"] = "substandard"
 
 
+class ReplyRules(_Strict):
+    """What a borrower's SMS reply does by itself (app/replies.py); any other reply goes to a person's worklist."""
+
+    # a reply that is exactly one of these keywords promises the whole amount due within that many days (at most
+    # the promise rules' max_days_ahead); our SMS says so ("回复1：3日内还款")
+    promise_keywords: dict[str, int] = Field(default={"1": 3})
+
+    @field_validator("promise_keywords")
+    @classmethod
+    def _keywords(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, days in v.items():
+            if not re.fullmatch(r"[0-9A-Za-z]{1,8}", k):
+                raise ValueError(f"{k!r}: a keyword is 1-8 letters or digits")
+            if not 1 <= days <= 60:
+                raise ValueError(f"{k!r}: {days} days is outside 1..60")
+        return v
+
+
 class HoldRules(_Strict):
     max_hardship_days: int = Field(default=180, ge=1, le=730)
 
@@ -326,6 +344,7 @@ class Policy(_Strict):
     promise: PromiseRules = PromiseRules()
     holds: HoldRules = HoldRules()
     risk: RiskRules = RiskRules()
+    replies: ReplyRules = ReplyRules()
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
     approval: ApprovalRules = ApprovalRules()

@@ -568,6 +568,7 @@ class CollectionCase:
             next_dpd=next_step.dpd if next_step else None,
             events=events,
             notice_days=case.policy.legal.bureau_notice_days,
+            reply_keywords=case.policy.replies.promise_keywords,
             time_barred=case.barred_stays and case.limitation_over(now) is not None,
         )
         summary = (

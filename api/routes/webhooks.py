@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from api.deps import E422, E503, ApiError, Backend, backend
-from app import webhooks
+from app import replies, webhooks
 from domain.webhooks import HEADER
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses={**E422, **E503})
@@ -29,5 +29,20 @@ async def payment(request: Request, be: BackendDep) -> Any:
         return await webhooks.payment_confirmed(
             await be.client(), be.repo(), request.headers.get(HEADER), body, dt.datetime.now(dt.UTC)
         )
+    except webhooks.Unsigned as exc:
+        raise ApiError(401, HEADER, str(exc)) from None
+
+
+@router.post(
+    "/sms",
+    summary="A borrower's SMS reply, as the SMS provider delivers it (signed as /webhooks/payments is)",
+    responses={401: {"description": "no or wrong signature, or a replay; nothing recorded"}},
+)
+async def sms(request: Request, be: BackendDep) -> Any:
+    body = await request.body()
+    if len(body) > BODY_LIMIT:
+        raise ApiError(413, None, f"the body is larger than {BODY_LIMIT} bytes")
+    try:
+        return await replies.sms_reply(await be.client(), be.repo(), request.headers.get(HEADER), body, dt.datetime.now(dt.UTC))
     except webhooks.Unsigned as exc:
         raise ApiError(401, HEADER, str(exc)) from None
