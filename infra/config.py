@@ -13,19 +13,22 @@ A bad value stops the process with a `SettingsError` that names the variable and
 except WORKER_METRICS_ADDRESS, where empty turns the metrics endpoint off (and OTEL_EXPORTER_OTLP_ENDPOINT,
 where unset and empty alike leave tracing off).
 
-The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not here:
-it is the SDK's environment configuration (temporalio.envconfig), read by infra/temporal.py.
+The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not a model here:
+it is the SDK's environment configuration (temporalio.envconfig), read by `connect_config` below, so that
+the same profiles and TEMPORAL_* variables work as for the `temporal` CLI; infra/temporal.py connects with it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,14 +98,10 @@ class Common(_Env):
 
     @property
     def temporal_address(self) -> str:
-        from infra.temporal import connect_config
-
         return connect_config()["target_host"]
 
     @property
     def temporal_namespace(self) -> str:
-        from infra.temporal import connect_config
-
         return connect_config()["namespace"]
 
 
@@ -161,6 +160,19 @@ class StackSettings(WorkerSettings):
     codec_port: Port = env("CODEC_PORT", 8081)
     codec_token: Str | None = env("CODEC_TOKEN")
     codec_cors_origins: Str | None = env("CODEC_CORS_ORIGINS")
+
+
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+DEFAULT_TEMPORAL_NAMESPACE = "default"
+
+
+def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | None = None) -> ClientConnectConfig:
+    """Client.connect's arguments from the profile file and the TEMPORAL_* variables (or `environ` alone)."""
+    prof = ClientConfigProfile.load(profile=profile, override_env_vars=environ)
+    config = prof.to_client_connect_config()
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    config.setdefault("namespace", DEFAULT_TEMPORAL_NAMESPACE)
+    return config
 
 
 S = TypeVar("S", bound=_Env)
