@@ -63,6 +63,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from infra.config import var_dir
+
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
@@ -143,12 +145,6 @@ class Keyring:
 def new_key_entry(key_id: str | None = None) -> str:
     key_id = key_id or f"k{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"
-
-
-def var_dir() -> Path:
-    from infra.config import var_dir
-
-    return var_dir()
 
 
 def dev_keyring_path() -> Path:

@@ -43,6 +43,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.models import CaseInput, CaseStatus
 from domain.money import parse_amount
 from domain.policy import Policy, load_policy
+from sim import sweep
 from sim.behaviour import Action, Borrower, call_script
 from sim.clock import CHECKPOINT_AT, checkpoint_anchor, default_start, direct_default_start, warn_calendar
 from sim.generate import SimLoan, guarantor_row, portfolio
@@ -583,8 +584,6 @@ async def main(a) -> int:
         raise BadInput("workers", f"{workers} must be at least 1")
     sweeps = getattr(a, "sweep", None) or []
     if sweeps:
-        from sim import sweep
-
         if engine != "direct":
             raise BadInput("engine", "a sweep runs on the direct engine only (--engine direct)")
         return sweep.main(a, sweeps)
