@@ -68,8 +68,9 @@ from pydantic import BaseModel
 
 from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
+from domain import calendar
 from domain.dates import utc_text
-from infra.config import SettingsError, settings
+from infra.config import CliSettings, SettingsError, load, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -306,7 +307,6 @@ async def cmd_check(a: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from app import calendars
-    from domain import calendar
     from domain.errors import InvalidInput
 
     calendars.refresh_quietly(repo(), announce=False)  # the approved database years count as the worker counts them
@@ -526,15 +526,16 @@ def resolve_caller(a: argparse.Namespace):
     from access.operators import Operators
     from access.permissions import ROLES, Caller, Forbidden
 
-    token = getattr(a, "token", None) or os.environ.get("COLLECTIONS_TOKEN", "").strip()
+    cfg = load(CliSettings)
+    token = getattr(a, "token", None) or cfg.token
     if token:
         caller = Operators(repo()).authenticate(token)
         if caller is None:
             raise Forbidden("the token is unknown, expired or revoked (or its operator disabled)")
         caller.via = "cli-token"
         return caller
-    host = settings().temporal_address.rsplit(":", 1)[0]
-    if host in LOCAL_ADMIN_HOSTS and os.environ.get("COLLECTIONS_LOCAL_ADMIN", "1").strip() != "0":
+    host = cfg.temporal_address.rsplit(":", 1)[0]
+    if host in LOCAL_ADMIN_HOSTS and cfg.local_admin:
         return Caller("local-admin", ROLES, via="local-admin")
     raise Forbidden(
         "give --token or set COLLECTIONS_TOKEN (an operator's token: starter.py operators token NAME); "
@@ -664,7 +665,6 @@ async def cmd_calendars(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from app import calendars
-    from domain import calendar
 
     r = repo()
     if a.action == "list":
@@ -1130,6 +1130,7 @@ def use_running_stack(environ=os.environ) -> dict[str, str]:
     state = running_stack() or {}
     found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
     environ.update(found)
+    settings.cache_clear()  # read again with the stack's task queue
     return found
 
 
@@ -1143,6 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.command != "simulate":
         use_running_stack()
     try:
+        calendar.use_folder(settings().calendar_dir)
         return asyncio.run(run(a))
     except Forbidden as exc:
         print(f"error: authorization: {exc.reason}", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -28,7 +27,7 @@ _POLICIES: dict[str, Policy] = {}
 
 def dev_stack() -> bool:
     """The local development stack (devstack/stack.py sets COLLECTIONS_DEV_STACK=1 for its children)."""
-    return os.environ.get("COLLECTIONS_DEV_STACK", "").strip() in ("1", "true", "yes")
+    return settings().dev_stack
 
 
 def check_not_demo(policy: Policy, field: str) -> Policy:

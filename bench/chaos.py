@@ -87,6 +87,7 @@ from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
 from infra import deployments  # noqa: E402
+from infra.config import BenchSettings, load  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -913,7 +914,8 @@ async def run(cfg: ChaosConfig) -> Report:
     began = time.monotonic()
     rng = random.Random(cfg.seed)
     own_dir = cfg.workdir is None
-    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=os.environ.get("CHAOS_DIR")))
+    chaos_dir = load(BenchSettings).chaos_dir
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=str(chaos_dir) if chaos_dir else None))
     workdir.mkdir(parents=True, exist_ok=True)
     log = (lambda msg: None) if cfg.quiet else say
     log(

@@ -7,6 +7,15 @@ One model per process; each takes the shared ones (`Common`) and its own:
     CodecServerSettings   python -m encryption.codec_server   CODEC_*
     GatewaySettings       python -m sandbox          GATEWAY_*
     StackSettings         python -m devstack.stack   the ports of the local stack
+    CliSettings           starter.py                 COLLECTIONS_TOKEN, COLLECTIONS_LOCAL_ADMIN
+    SimSettings           starter.py simulate        SIM_LOG_LEVEL
+    BenchSettings         python -m bench            CHAOS_DIR
+    PayloadKeySettings    every process that encrypts or decrypts payloads (encryption/codec.py): PAYLOAD_KEYS, PAYLOAD_KEY_ID
+
+`settings()` (the worker's, which the CLI and the tools share) is read once per process and kept; whatever changes
+the environment afterwards calls `settings.cache_clear()` (starter.py's use of a running stack does; the tests'
+monkeypatch.setenv does, through tests/conftest.py). `load(Model)` reads the environment anew at each call: each
+process calls it once, at start.
 
 A bad value stops the process with a `SettingsError` that names the variable and the reason
 ("API_PORT: Input should be a valid integer"). An empty variable counts as unset (its default),
@@ -20,6 +29,7 @@ the same profiles and TEMPORAL_* variables work as for the `temporal` CLI; infra
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +55,20 @@ def _blank_is_default(value: Any) -> Any:
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _on_if(*words: str) -> BeforeValidator:
+    """A switch that is on only when set to one of `words` (after stripping), off for any other value."""
+    return BeforeValidator(lambda value: value.strip() in words if isinstance(value, str) else value)
+
+
+def _off_if(*words: str) -> BeforeValidator:
+    """A switch that is off only when set to one of `words` (after stripping), on for any other value."""
+    return BeforeValidator(lambda value: value.strip() not in words if isinstance(value, str) else value)
 
 
 Str = Annotated[str, BeforeValidator(_blank_is_default)]
@@ -95,6 +119,15 @@ class Common(_Env):
         gt=0,
         description="seconds between two reads of the approved database calendars (app/calendars.py)",
     )
+    # Another folder of calendar files than policies/calendars/, for the test suite and the benchmarks only: their
+    # time-skipping clock runs years ahead, into years whose notice is not out, and they put test-only stand-ins
+    # for those there. Production never sets it. The entry points hand it to domain/calendar.py (use_folder).
+    calendar_dir: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_CALENDAR_DIR", None, description="the calendar files' folder (default policies/calendars)"
+    )
+    # Set by devstack/stack.py for its children: demo policies (compressed days) are accepted only there. Only
+    # 1, true and yes turn it on; any other value leaves it off, as a process outside the stack must be.
+    dev_stack: Annotated[bool, _on_if("1", "true", "yes")] = env("COLLECTIONS_DEV_STACK", False)
 
     @property
     def temporal_address(self) -> str:
@@ -175,6 +208,32 @@ def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | N
     return config
 
 
+class CliSettings(WorkerSettings):
+    token: Annotated[str | None, BeforeValidator(_strip), BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_TOKEN", None, description="the operator's token the commands act with (or --token)"
+    )
+    # Without a token, on a Temporal on loopback (the local dev stack), the CLI acts as the local admin; 0 turns
+    # that off (any other value leaves it on).
+    local_admin: Annotated[bool, _off_if("0")] = env("COLLECTIONS_LOCAL_ADMIN", True)
+
+
+class SimSettings(Common):
+    sim_log_level: LogLevel = env("SIM_LOG_LEVEL", "error", description="the simulator's log level (it logs a lot)")
+
+
+class BenchSettings(Common):
+    chaos_dir: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
+        "CHAOS_DIR", None, description="where the chaos run makes its working folder (default: the system's temp folder)"
+    )
+
+
+class PayloadKeySettings(_Env):
+    """Only the payload keys: a process that needs the codec is not stopped by another variable's bad value."""
+
+    keys: Str | None = env("PAYLOAD_KEYS", None, description="id1:base64key,id2:base64key (encryption/codec.py)")
+    key_id: Str | None = env("PAYLOAD_KEY_ID", None, description="the id of the key that encrypts")
+
+
 S = TypeVar("S", bound=_Env)
 
 
@@ -198,8 +257,10 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(out)
 
 
+@functools.cache
 def settings() -> WorkerSettings:
-    """The worker's settings (the CLI and the tools share them: task queue, logging, paths)."""
+    """The worker's settings (the CLI and the tools share them: task queue, logging, paths), read once per process;
+    `settings.cache_clear()` reads them anew at the next call."""
     return load(WorkerSettings)
 
 

@@ -22,7 +22,6 @@ by the wall time spent applying updates, never into the night.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.models import CaseInput, CaseStatus
 from domain.money import parse_amount
 from domain.policy import Policy, load_policy
+from infra.config import SimSettings, load, var_dir
 from sim import sweep
 from sim.behaviour import Action, Borrower, call_script
 from sim.clock import CHECKPOINT_AT, checkpoint_anchor, default_start, direct_default_start, warn_calendar
@@ -85,8 +85,6 @@ class Options:
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
             return Path(self.out)
-        from infra.config import var_dir
-
         return var_dir() / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
 
 
@@ -347,7 +345,8 @@ def quiet_logs() -> None:
     """The activities log each delivery; a simulation makes hundreds of thousands. Errors only."""
     from infra import logging as applog
 
-    applog.configure(os.environ.get("LOG_FORMAT", "auto"), os.environ.get("SIM_LOG_LEVEL", "error"))
+    cfg = load(SimSettings)
+    applog.configure(cfg.log_format, cfg.sim_log_level)
 
 
 async def simulate(opts: Options) -> dict:
