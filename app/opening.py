@@ -32,7 +32,7 @@ def dev_stack() -> bool:
 
 def check_not_demo(policy: Policy, field: str) -> Policy:
     """A demo policy (days compressed, contact at any hour) is refused outside the dev stack when it comes
-    from the API or a CSV's segment (issue 14, hole 7: `segment: "demo"` picked it)."""
+    from the API or a CSV's segment: a real case sent `segment: "demo"` would otherwise be worked at demo speed."""
     if policy.day_seconds < 86400 and not dev_stack():
         raise BadInput(
             field,
@@ -209,7 +209,8 @@ def frozen_difference(loan, inp: CaseInput) -> tuple[str, str] | None:
 
 
 def check_frozen(loan, inp: CaseInput) -> None:
-    """A repeated open of a running case overwrote its borrower and loan (issue 14, hole 1): refused."""
+    """A repeated open of a running case must not change the loan's terms (the case runs on those it was opened
+    with): the first difference is refused, naming the term."""
     diff = frozen_difference(loan, inp)
     if diff is not None:
         raise BadInput(*diff)

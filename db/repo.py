@@ -761,7 +761,7 @@ class GateStore:
             s.commit()
 
     def hold_placed_by(self, *, workflow_id: str, kind: str, placed_at: datetime, actor: str) -> None:
-        """The actor (operator id:role) on a hold row (audit; issue 14)."""
+        """The actor (operator id:role) on a hold row: the audit trail names who placed each hold."""
         with self.repo.session() as s:
             s.execute(
                 update(HoldRow)
