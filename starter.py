@@ -70,6 +70,7 @@ from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
 from domain import calendar
 from domain.dates import utc_text
+from domain.models import SUSPENSION_CAUSES
 from infra.config import CliSettings, SettingsError, load, settings
 
 IMPORT_HELP = """\
@@ -153,6 +154,15 @@ async def client():
     return await connect()
 
 
+def _pay_by(item, day) -> str:
+    """A date the borrower pays by, and the last day it runs to (moved past a rest day: 民法典 art. 203)."""
+    if item.last_day is None:
+        return f"due {day}"
+    moved = f", moved from {item.moved_from} (a rest day)" if item.moved_from else ""
+    waits = f", may move: the {item.waits_for_year} calendar is not recorded yet" if item.waits_for_year else ""
+    return f"due {day}, pay by 24:00 on {item.last_day}{moved}{waits}"
+
+
 def show_status(st) -> str:
     lines = [
         f"{st.workflow_id}  {st.status.upper()}  stage={st.stage}" + (f"  outcome={st.outcome}" if st.outcome else ""),
@@ -174,8 +184,22 @@ def show_status(st) -> str:
         )
     if st.plan:
         lines.append(f"  plan: {st.plan.kind} {st.plan.status}, {len(st.plan.schedule)} payment(s)")
+        lines += [f"    {_pay_by(i, i.due)}" for i in st.plan.schedule[:6]]
+        if len(st.plan.schedule) > 6:
+            lines.append(f"    ... {len(st.plan.schedule) - 6} more (status --json lists them all)")
+        if st.plan.terms:
+            lines.append(f"    terms: {st.plan.terms}")
     if st.promise:
-        lines.append(f"  promise: {st.promise.status}, due {st.promise.date}")
+        lines.append(f"  promise: {st.promise.status}, {_pay_by(st.promise, st.promise.date)}")
+    if st.restructuring:
+        r = st.restructuring
+        lines.append(
+            f"  restructured {r.on}: observation period to {r.observation_ends}, class before it {r.before}"
+            + (f", broken {r.broken_on}" if r.broken_on else "")
+            + f" · {st.risk_basis}"
+        )
+    for x in st.limitation_suspensions:
+        lines.append(f"  limitation suspended (民法典 art. 194): {x.cause} {x.starts_on} to {x.ends_on} ({x.reference})")
     if st.contacts:
         lines.append("  contacts: " + ", ".join(f"{k}={v}" for k, v in sorted(st.contacts.items())))
     if st.legal_clocks:  # each clock with its rule's source (domain/legal.py)
@@ -490,6 +514,7 @@ FIELDS = {
     "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
     "close": ("outcome", "reason", "operator"),
     "confirm-write-off": ("approver", "reference"),
+    "suspend": ("cause", "starts_on", "ends_on", "reference", "note"),
 }
 
 
@@ -508,6 +533,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "reverse": cmd_reverse,
     "close": cmd_update,
     "confirm-write-off": cmd_update,
+    "suspend": cmd_update,
     "status": cmd_status,
     "simulate": cmd_simulate,
     "apply-unapplied": cmd_apply_unapplied,
@@ -931,6 +957,22 @@ def _confirm_write_off_command(cmd: Command) -> None:
     c.add_argument("--reference")
 
 
+def _suspend_command(cmd: Command) -> None:
+    c = cmd(
+        "suspend",
+        "record an obstacle that suspends the limitation period (民法典 art. 194; the legal role)",
+        epilog="Example:\n  python starter.py suspend L1001 --cause no_heir_or_administrator --starts-on 2026-03-01 "
+        "--ends-on 2026-09-30 --reference 公证书-2026-88",
+    )
+    c.add_argument("--cause", required=True, choices=sorted(SUSPENSION_CAUSES), help="the obstacle, as art. 194 lists them")
+    c.add_argument("--starts-on", type=_date, required=True, help="the day the obstacle began")
+    c.add_argument(
+        "--ends-on", type=_date, required=True, help="the day it ended (record again with the same reference to correct)"
+    )
+    c.add_argument("--reference", required=True, help="the document it rests on")
+    c.add_argument("--note")
+
+
 def _promise_command(cmd: Command) -> None:
     c = cmd(
         "promise",
@@ -1179,6 +1221,7 @@ COMMANDS: tuple[Callable[[Command], None], ...] = (
     _reverse_command,
     _close_command,
     _confirm_write_off_command,
+    _suspend_command,
     _promise_command,
     _plan_command,
     _hold_command,

@@ -30,6 +30,7 @@ USE_CASES: dict[str, str] = {
     "outcome.call": "record a call outcome",
     "outcome.visit": "record a visit outcome",
     "outcome.court": "record a court event (judgment, payment order, service dates)",
+    "limitation.suspend": "record an obstacle that suspends the limitation period (民法典 art. 194)",
     "promise": "record a promise to pay",
     "hold.place.hardship": "place a hardship hold",
     "hold.place.dispute": "place a dispute hold",
@@ -105,7 +106,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "tasks.manage",
         }
     ),
-    "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court"}),
+    "legal": frozenset({"case.read", "case.list", "approvals.list", "outcome.court", "limitation.suspend"}),
     "compliance": frozenset(
         {
             "case.read",
@@ -217,6 +218,26 @@ class _System(Caller):
 
 
 SYSTEM_CALLER: Caller = _System()
+
+# What the borrower may do on their own page (app/selfservice.py), behind a message's link and its one-time code:
+# read their case, promise, and place the holds that protect them. No operator role: a borrower is not an operator.
+BORROWER_USE_CASES = frozenset({"case.read", "promise", "hold.place.hardship", "hold.place.dispute", "hold.place.complaint"})
+
+
+class _Borrower(Caller):
+    def __init__(self) -> None:
+        super().__init__("borrower", (), via="link")
+
+    def may(self, use_case: str) -> bool:
+        return use_case in BORROWER_USE_CASES
+
+    def actor(self, use_case: str) -> Actor:
+        if use_case not in BORROWER_USE_CASES:
+            raise Forbidden(f"{USE_CASES[use_case]}: not something a borrower does on their own page")
+        return Actor(operator_id="borrower", role="self_service")
+
+
+BORROWER_CALLER: Caller = _Borrower()
 
 
 def acting_as(caller: Caller | None):

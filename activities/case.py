@@ -40,6 +40,7 @@ from activities.contracts import (
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo, rules_decider
+from db.selfservice import LinkStore
 from db.tables import RejectedInputRow
 from db.tasks import TaskStore
 from domain import channels
@@ -48,6 +49,8 @@ from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, R
 from domain.money import parse_amount
 from domain.tasks import Teams, load_teams
 from infra import metrics
+from infra.config import settings
+from infra.link_secret import link_secret
 
 log = structlog.get_logger("activities")
 
@@ -79,6 +82,7 @@ def _bound(**kw):
 
 
 # a contact row's finished status as a ContactResult's (KeyError names any other, as validation did)
+LINKED_CHANNELS = frozenset({"sms", "email", "letter"})  # the messages that carry the borrower page's link
 _FINISHED: dict[str, Literal["delivered", "failed", "refused"]] = {
     "delivered": "delivered",
     "failed": "failed",
@@ -325,7 +329,22 @@ class CaseActivities:
         if channel == "visit":
             windows = _visit_windows(first, borrower.timezone)
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
-        body = messages.body(channel, first, borrower, today, debtor=debtor, extra=extra)
+        link = None
+        if channel in LINKED_CHANNELS:  # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py)
+            link = await asyncio.to_thread(
+                LinkStore(self.repo).issue,
+                link_secret(),
+                settings().public_url,
+                idempotency_key=req.idempotency_key,
+                workflow_id=req.workflow_id,
+                loan_id=req.loan_id,
+                borrower_id=req.borrower_id,
+                recipient_id=recipient_id,
+                audience="guarantor" if for_guarantor(req.action) else "borrower",
+                channel=channel,
+                now=now or scheduled,
+            )
+        body = messages.body(channel, first, borrower, today, debtor=debtor, extra=extra, link=link)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
             if channel == "visit":
@@ -557,7 +576,19 @@ class CaseActivities:
             received_at=r.received_at,
         )
         events = self._audit_rows(r.workflow_id, r.loan_id, r.case_key, r.events)
-        if await asyncio.to_thread(self.repo.record_rejected_input, row, events):
+        kept = None
+        if (u := r.unapplied) is not None:  # the ledger's unapplied row, in the same transaction as the rejection's
+            kept = dict(
+                payment_id=u.payment_id,
+                loan_id=r.loan_id,
+                workflow_id=None,
+                amount=u.amount,
+                currency=u.currency,
+                paid_at=u.paid_at,
+                status="unapplied",
+                note=f"signalled by {r.sender} after the case closed",
+            )
+        if await asyncio.to_thread(self.repo.record_rejected_input, row, events, kept):
             log.warning(
                 "signalled input rejected", loan_id=r.loan_id, signal=r.signal, field=r.field, reason=r.reason, sender=r.sender
             )

@@ -162,6 +162,15 @@ class CaseProjection(Contract):
     total_paid: str
 
 
+class UnappliedPayment(Contract):
+    """A signalled payment the case could not take because it had closed: kept in the ledger as unapplied."""
+
+    payment_id: str
+    amount: int = Field(description="minor units")
+    currency: str
+    paid_at: dt.datetime
+
+
 class RejectedInput(Contract):
     """A signalled input the case refused (or could not read): kept, with why, for a person to see the same day."""
 
@@ -176,6 +185,7 @@ class RejectedInput(Contract):
     received_at: dt.datetime
     seq: int = Field(description="the case's event recording the rejection: the row's key with case_key")
     events: list[Event] = []
+    unapplied: UnappliedPayment | None = Field(default=None, description="a payment kept as unapplied, not lost")
 
 
 class CaseClosed(Contract):

@@ -53,6 +53,7 @@ def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[
         today=today.isoformat(),
         notice_days=req.notice_days,  # the policy's bureau_notice_days: the report waits exactly what the notice says
         time_barred=req.time_barred,  # past the limitation period: a voluntary request that threatens nothing
+        link=None,  # the borrower page's link of this message (body() sets it)
     )
 
 
@@ -145,6 +146,7 @@ def body(
     today: dt.date,
     debtor: BorrowerRow | None = None,
     extra: dict[str, Any] | None = None,
+    link: str | None = None,
 ) -> dict[str, Any]:
     """The gateway request body for one channel action.
 
@@ -152,10 +154,10 @@ def body(
     and the letter opens by saying why the guarantor receives it). `extra`: fields the activity adds
     (a visit's allowed dates and hours)."""
     lang = language(borrower)
-    ctx = context(req, borrower, today)
+    ctx = context(req, borrower, today) | {"link": link}
     if debtor is not None:
         prefix = render("guarantor_prefix", lang, guarantor=borrower.name, debtor=debtor.name, loan_tail=ctx["loan_tail"])
-        result = body(channel, req, borrower, today, extra=extra)
+        result = body(channel, req, borrower, today, extra=extra, link=link)
         if "content" in result:
             result["content"] = prefix + "\n\n" + result["content"]
         return result

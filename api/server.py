@@ -32,11 +32,20 @@ from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import borrowers, cases, inputs, payments, tasks
 from app import calendars, errors
+from borrower import pages as borrower_pages
 from infra.bodycap import BodyCap
 from infra.config import settings
 
 log = structlog.get_logger("api")
 BODY_CAP = 64 * 1024  # the largest input (a case with its borrower's details) is under 2 KB
+
+
+def _shown_path(path: str) -> str:
+    """A path as the request log shows it: a borrower link's token never reaches a log (PIPL art. 51)."""
+    if not path.startswith("/b/"):
+        return path
+    rest = path[3:]
+    return "/b/…" + (rest[rest.index("/") :] if "/" in rest else "")
 
 
 class Health(BaseModel):
@@ -134,7 +143,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
         log.info(
             "request",
             method=request.method,
-            path=request.url.path,
+            path=_shown_path(request.url.path),
             status=response.status_code,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
@@ -156,6 +165,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
     for r in (cases.router, payments.router, inputs.router, borrowers.router, tasks.router):
         app.include_router(r)
     console.install(app)  # the console's pages, and /docs and /redoc from local assets
+    borrower_pages.install(app)  # the borrower's own page behind each message's link (/b/...)
     app.state.secrets = secrets
     app.state.backend = backend
     return app

@@ -35,6 +35,7 @@ from domain.models import (
     PromiseIn,
     ReleaseIn,
     ReversalIn,
+    SuspensionIn,
     WriteOffConfirmIn,
 )
 from workflows import versioning
@@ -68,6 +69,10 @@ EXAMPLES: dict[str, Example] = {
     "release_hold": Example(ReleaseIn, {"kind": "dispute", "resolution": "statement sent, borrower agrees"}, "complaint"),
     "record_outcome": Example(OutcomeIn, {"kind": "court", "outcome": "lawsuit_filed", "reference": "(2026)沪0115民初1234号"}),
     "close_case": Example(CloseIn, {"outcome": "settled_by_agreement", "reason": "settlement agreement 2026-118"}, "always"),
+    "record_suspension": Example(
+        SuspensionIn,
+        {"cause": "force_majeure", "starts_on": "2026-03-01", "ends_on": "2026-04-15", "reference": "疫情封控通知-2026-07"},
+    ),
     "confirm_write_off": Example(WriteOffConfirmIn, {"approver": "credit committee", "reference": "WO-2026-031"}, "always"),
     "decide_approval": Example(
         ApprovalDecisionIn,
@@ -211,8 +216,12 @@ def render() -> str:
         "  signal, the input's id, the field and the reason), a row in the database's `rejected_inputs`, the metric",
         "  `collections_inputs_rejected{signal}` on the worker's `/metrics`, and the console's worklist *Inputs",
         "  rejected* (`/console/worklists/inputs-rejected`). Nothing else changes. No signal fails a workflow task.",
+        "  Past 100 refused signals in one run, the rest are counted by the metric, not recorded one by one: one",
+        "  notice (signal `(flood)`) says so, and the case continues as new when its history is due.",
         "- A payment is applied once per `payment_id`, whether it comes by signal, update, API or CLI, in any order,",
-        "  any number of times (the ones after the first answer or record nothing new).",
+        "  any number of times (the ones after the first answer or record nothing new). The same `payment_id` with",
+        "  another amount or currency is refused (field `amount` or `currency`; by signal, recorded as rejected): an id",
+        "  names one payment. A court's `enforcement_result` with a `reference` is keyed by it: resent, it applies nothing.",
         f"- A case that began before signals were inputs (no `{versioning.SIGNALS}` marker in its history) keeps",
         "  ignoring them until it ends or continues as new; send it updates.",
         "- A signal to a loan with no running case fails at once (`workflow not found`): a payment for such a loan",

@@ -31,6 +31,7 @@ from domain.models import (
     PromiseIn,
     ReleaseIn,
     ReversalIn,
+    SuspensionIn,
     UpdateResult,
     WriteOffConfirmIn,
     workflow_id,
@@ -52,6 +53,7 @@ UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
     "reverse": (CollectionCase.reverse_payment, ReversalIn),
     "close": (CollectionCase.close_case, CloseIn),
     "confirm-write-off": (CollectionCase.confirm_write_off, WriteOffConfirmIn),
+    "suspend": (CollectionCase.record_suspension, SuspensionIn),
     "decide": (CollectionCase.decide_approval, ApprovalDecisionIn),
 }
 
@@ -69,6 +71,7 @@ def use_case(command: str, arg: BaseModel) -> str:
         "reverse": "payment.reverse",
         "close": "case.close",
         "confirm-write-off": "writeoff.confirm",
+        "suspend": "limitation.suspend",
     }.get(command, f"case.{command}")
 
 

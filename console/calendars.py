@@ -14,6 +14,7 @@ from access.permissions import Forbidden, require
 from app import calendars
 from app.errors import BadInput
 from console import pages
+from console.i18n import N_
 from domain import calendar
 
 log = structlog.get_logger("console")
@@ -36,7 +37,7 @@ async def _render(request: Request, sess, status_code: int = 200, **extra) -> Re
     try:
         ctx = await asyncio.to_thread(_view, repo)
     except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     return pages.render(request, "calendars.html", sess, status_code, **ctx, **extra)
 
 
@@ -63,11 +64,17 @@ async def add(request: Request) -> Response:
             calendars.add, repo, form.get("name", "").strip(), form.get("toml", "").encode(), form.get("note", "")
         )
     except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _render(request, sess, 422, form_error=(exc.field, exc.reason), form=form)
     log.info("console calendar added", operator=sess.operator_id, year=c.year)
-    return await _render(request, sess, done=f"added the calendar for {c.year}: it waits for a second person's approval")
+    return await _render(
+        request,
+        sess,
+        done=pages.tr_of(request).gettext(
+            N_("added the calendar for %(year)s: it waits for a second person's approval"), year=c.year
+        ),
+    )
 
 
 @router.post("/calendars/{year}/{decision}", response_class=HTMLResponse)
@@ -76,7 +83,7 @@ async def decide(request: Request, year: int, decision: str) -> Response:
     if sess is None:
         return pages._to_login(request)
     if decision not in ("approve", "reject"):
-        return pages.render(request, "error.html", sess, 404, message=f"no decision {decision!r}")
+        return pages.render(request, "error.html", sess, 404, message=("decision", f"{decision!r} is not approve or reject"))
     form = await pages.checked_form(request, sess)
     if isinstance(form, Response):
         return form
@@ -84,8 +91,16 @@ async def decide(request: Request, year: int, decision: str) -> Response:
     try:
         c = await asyncio.to_thread(calendars.decide, repo, year, decision, form.get("note", ""))
     except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=exc.reason)
+        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _render(request, sess, 422, form_error=(exc.field, exc.reason))
     log.info("console calendar decided", operator=sess.operator_id, year=year, decision=c.status)
-    return await _render(request, sess, done=f"{c.status} the calendar for {year}")
+    return await _render(
+        request,
+        sess,
+        done=pages.tr_of(request).gettext(
+            N_("%(decision)s the calendar for %(year)s"),
+            decision=pages.tr_of(request).name("state", c.status) if pages.tr_of(request).zh else c.status,
+            year=year,
+        ),
+    )

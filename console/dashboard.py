@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, literal, or_, select
 
 from db.tables import CaseRow, ContactRow, EventRow, LoanRow
+from domain.display import stage_rank
 from domain.models import PAID_OUTCOMES
 
 BUCKETS = ("M0", "M1", "M2", "M3", "M3+")
@@ -112,13 +113,16 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
         dialect = s.bind.dialect.name
         d.total_cases = s.scalar(select(func.count()).select_from(c)) or 0
         d.open_cases = s.scalar(select(func.count()).select_from(c).where(is_open)) or 0
-        d.by_stage = _rows(
-            s.execute(
-                select(c.stage, c.currency, func.count(), func.sum(c.outstanding))
-                .where(is_open)
-                .group_by(c.stage, c.currency)
-                .order_by(c.stage)
-            )
+        d.by_stage = sorted(  # in the ladder's order (domain/display.py), not the alphabet's
+            _rows(
+                s.execute(
+                    select(c.stage, c.currency, func.count(), func.sum(c.outstanding))
+                    .where(is_open)
+                    .group_by(c.stage, c.currency)
+                    .order_by(c.stage)
+                )
+            ),
+            key=lambda r: (stage_rank(r.key), r.key),
         )
         bucket_now = bucket_expr(ln.due_date, today)
         d.by_bucket = sorted(

@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from access.permissions import Forbidden, require
+from access.permissions import Forbidden, allowed, require
 from app import tasks, visibility
 from app.errors import BadInput, Busy, NotFound, build
 from console import auth, worklists
-from console.pages import _backend, _session, _to_login, checked_form, render
+from console.i18n import N_
+from console.pages import _backend, _session, _to_login, borrower_clock, checked_form, render, tr_of
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -43,21 +44,75 @@ async def my_tasks(request: Request, day: str = "", action: str = "", assignee: 
             page=max(1, min(page, 10_000)),
         )
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
-        return render(request, "error.html", sess, 422, message=f"{exc.field}: {exc.reason}")
-    return render(request, "tasks.html", sess, rows=rows, more=more, page=page, day=day, action=action, assignee=assignee or "")
+        return render(request, "error.html", sess, 422, message=(exc.field, exc.reason))
+    return render(
+        request,
+        "tasks.html",
+        sess,
+        rows=rows,
+        more=more,
+        page=page,
+        day=day,
+        action=action,
+        assignee=assignee or "",
+        route=route,
+    )
+
+
+def route(visits: list) -> list[tuple[str, list]]:
+    """The day's visits as a collector walks them: district by district (a district's visits together), the districts
+    in the order of their first slot, each district's visits by slot. No map service is asked: the order is the
+    bookings' (domain/tasks.py books a collector's visits of a day by district)."""
+    groups: dict[str, list] = {}
+    for t in sorted(visits, key=lambda t: (t.slot_start or t.due_at, t.id)):
+        groups.setdefault(f"{t.city} {t.district}".strip(), []).append(t)
+    return sorted(groups.items(), key=lambda g: g[1][0].slot_start or g[1][0].due_at)
 
 
 async def _task_page(request: Request, sess: auth.Session, task_id: int, status_code: int = 200, **extra: Any) -> Response:
     try:
         t = await asyncio.to_thread(tasks.task, _backend(request).repo(), task_id)
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
+        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
     outcomes = CALL_OUTCOMES if t.action == "call" else VISIT_OUTCOMES
-    return render(request, "task.html", sess, status_code, t=t, outcomes=outcomes, **extra)
+    repo = _backend(request).repo()
+    loan = await asyncio.to_thread(repo.loan, t.loan_id)
+    borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id) if loan is not None else None
+    zone_name = borrower.timezone if borrower else None
+    address = None
+    if (
+        t.action == "visit"
+        and t.status == "open"
+        and borrower is not None
+        and borrower.address
+        and allowed(sess.roles, "outcome.visit")
+    ):
+        # the visiting collector needs the address (and a map link); the view is audited like the contact details
+        address = borrower.address
+        actor = sess.caller().actor("outcome.visit")
+        await asyncio.to_thread(
+            worklists.log_view,
+            repo,
+            loan_id=t.loan_id,
+            actor=f"{actor.operator_id}:{actor.role}",
+            detail=f"address shown on visit task {t.id} in the console",
+        )
+    return render(
+        request,
+        "task.html",
+        sess,
+        status_code,
+        t=t,
+        outcomes=outcomes,
+        address=address,
+        borrower_zone=zone_name,
+        borrower_time=borrower_clock(tr_of(request), zone_name),
+        **extra,
+    )
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
@@ -80,9 +135,9 @@ async def _task_post(request: Request, task_id: int, act: Callable[[dict[str, st
     try:
         shown = await act({k: v for k, v in form.items() if k != "csrf" and v != ""})
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
+        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
     except Busy as exc:
@@ -116,7 +171,7 @@ async def reassign(request: Request, task_id: int) -> Response:
     async def act(form: dict[str, str]) -> dict[str, Any]:
         body = build(tasks.Reassign, assignee=form.get("assignee", ""), reason=form.get("reason", ""))
         t = await asyncio.to_thread(tasks.reassign, _backend(request).repo(), task_id, body)
-        return {"done": f"given to {t.assignee}"}
+        return {"done": tr_of(request).gettext(N_("given to %(who)s"), who=t.assignee)}
 
     return await _task_post(request, task_id, act)
 
@@ -134,7 +189,7 @@ async def plans_in_arrears(request: Request, page: int = 1, q: str = "") -> Resp
     try:
         require("case.list")
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     be = _backend(request)
     client, repo = await be.client(), be.repo()
     loans = await asyncio.to_thread(worklists.active_plans, repo, q.strip()[:64])

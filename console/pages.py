@@ -23,20 +23,35 @@ from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON, USE_CASES, 
 from api.deps import ApiError
 from app import errors, inputs, visibility
 from app.errors import BadInput, Busy, NotFound
-from console import auth, dashboard, worklists
+from console import auth, dashboard, i18n, worklists
 from console.assets import url as asset_url
 from console.config import console_settings
-from domain.dates import utc_text, zone
+from console.i18n import N_
+from domain import display
+from domain.dates import utc_text
+from domain.errors import InvalidInput
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
-from domain.money import format_amount
+from domain.money import parse_amount
 
 log = structlog.get_logger("console")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 TEMPLATES.env.globals["asset"] = asset_url
-TEMPLATES.env.filters["money"] = lambda minor, currency="CNY": format_amount(int(minor or 0), currency)
-# the floor works on the bank's clock (Beijing time): task due times and visit slots are shown there
+TEMPLATES.env.filters["money"] = lambda v, currency="CNY": money_text(v, currency)
 TEMPLATES.env.filters["utc"] = lambda t, fmt="%Y-%m-%d %H:%M": utc_text(t, fmt)  # for labels that say UTC
-TEMPLATES.env.filters["local"] = lambda t, fmt="%Y-%m-%d %H:%M", tz="Asia/Shanghai": t.astimezone(zone(tz)).strftime(fmt)
+
+
+def money_text(value: Any, currency: str | None = "CNY") -> str:
+    """An amount (minor units, or the application layer's decimal string '1234.56') as '¥1,234.56'."""
+    currency = currency or "CNY"
+    if value is None or value == "" or value == "–":
+        return "–"
+    if isinstance(value, str):
+        try:
+            value = parse_amount(value.lstrip("-"), currency, allow_zero=True) * (-1 if value.startswith("-") else 1)
+        except InvalidInput:
+            return value
+    return display.money(int(value), currency)
+
 
 # Who sees a borrower's contact details: the roles that call, visit, go to court or change them
 # (derived from the permission table); each view is written to the case's audit trail with the actor.
@@ -80,9 +95,62 @@ def _to_login(request: Request) -> Response:
     return RedirectResponse(f"/console/login?next={quote(request.url.path)}", status_code=303)
 
 
+def _minor(value: Any, currency: str) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        text = str(value)
+        return parse_amount(text.lstrip("-"), currency, allow_zero=True) * (-1 if text.startswith("-") else 1)
+    except InvalidInput:
+        return 0
+
+
+def borrower_clock(tr: i18n.Translator, tz: str | None) -> tuple[str, str] | None:
+    """The borrower's local time now and their zone's name: the contact gate counts hours by the borrower's clock."""
+    if not tz:
+        return None
+    import datetime as dt
+
+    try:
+        return tr.when(dt.datetime.now(dt.UTC), "%H:%M", tz=tz, named=False), tr.zone_name(tz)
+    except Exception:  # noqa: BLE001 - an unknown zone on file: no clock shown rather than no page
+        return None
+
+
+def sum_amounts(rows) -> dict[str, int]:
+    """The amounts of the dashboard's rows, added up per currency (a table's total row)."""
+    out: dict[str, int] = {}
+    for r in rows:
+        for cur, v in r.amounts.items():
+            out[cur] = out.get(cur, 0) + v
+    return out
+
+
+def tr_of(request: Request) -> i18n.Translator:
+    return i18n.translator(request.cookies.get(i18n.COOKIE))
+
+
 def render(request: Request, template: str, sess: auth.Session | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     roles = sess.roles if sess else ()
+    tr = tr_of(request)
+    if isinstance(ctx.get("message"), tuple):  # (field, reason) from the application layer
+        ctx["message"] = i18n.reason(tr, *ctx["message"])
     ctx.update(
+        _=tr.gettext,
+        gettext=tr.gettext,
+        ngettext=tr.ngettext,
+        tr=tr,
+        languages=i18n.LANGUAGES,
+        reason=lambda field, text: i18n.reason(tr, field, text),
+        done_text=lambda text: i18n.done(tr, text),
+        gate_text=lambda text: i18n.gate_reason(tr, text),
+        detail_text=lambda text: i18n.detail(tr, text),
+        role_names=lambda roles: ("、" if tr.zh else ", ").join(i18n.ROLES.get(r, (r, r))[0 if tr.zh else 1] for r in roles),
+        sum_amounts=sum_amounts,
+        ladder_items=lambda d: [(k, d[k]) for k in display.in_ladder_order(d)],
+        money_columns=worklists.MONEY_COLUMNS,
+        money_totals=worklists.money_totals,
+        money_sum=lambda values, currency="CNY": money_text(sum(_minor(v, currency) for v in values), currency),
         request=request,
         sess=sess,
         may=lambda *ucs: any(allowed(roles, u) for u in ucs),
@@ -106,9 +174,9 @@ async def checked_form(request: Request, sess: auth.Session) -> dict[str, str] |
         form = await auth.read_form(request)
         auth.check_csrf(request, sess, form)
     except auth.FormTooLarge:
-        return render(request, "error.html", sess, 413, message="the form is too large")
+        return render(request, "error.html", sess, 413, message=N_("the form is too large"))
     except auth.CsrfError:
-        return render(request, "error.html", sess, 403, message="the form's CSRF token is missing or wrong; reload the page")
+        return render(request, "error.html", sess, 403, message=N_("the form's CSRF token is missing or wrong; reload the page"))
     return form
 
 
@@ -119,6 +187,52 @@ async def checked_form(request: Request, sess: auth.Session) -> dict[str, str] |
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
     return RedirectResponse("/console/dashboard", status_code=303)
+
+
+@router.get("/language/{code}")
+async def language(request: Request, code: str, next: str = "/console/dashboard") -> Response:
+    """The operator's language, remembered by this browser for a year (a cookie); back to the page they were on."""
+    if code not in i18n.LANGUAGES:
+        return render(request, "error.html", await _session(request), 404, message=("language", f"{code!r} is not zh_CN or en"))
+    target = next if next == "/console/login" or next.startswith("/console/login?") else _safe_next(next)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        i18n.COOKIE, code, max_age=i18n.COOKIE_SECONDS, path="/console", samesite="lax", secure=auth.secure_request(request)
+    )
+    return response
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search_page(request: Request, q: str = "") -> Response:
+    """The header's search box: a case by loan id, borrower id or a phone's last four digits (shown masked, audited)."""
+    from console import search
+
+    sess = await _session(request)
+    if sess is None:
+        return _to_login(request)
+    tr = tr_of(request)
+    try:
+        require("case.list")
+        actor = sess.caller().actor("case.list")
+        how, found = await asyncio.to_thread(
+            search.find, _backend(request).repo(), q[:64], actor=f"{actor.operator_id}:{actor.role}"
+        )
+    except Forbidden as exc:
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
+    except BadInput as exc:
+        return render(request, "search.html", sess, 422, q=q[:64], error=i18n.reason(tr, exc.field, exc.reason), searched=False)
+    log.info("console search", operator=sess.operator_id, kind=how, found=len(found))
+    if len(found) == 1 and how == "id" and found[0].loan_id == q.strip():
+        return RedirectResponse(f"/console/cases/{quote(found[0].loan_id)}", status_code=303)
+    totals: dict[str, int] = {}
+    for f in found:
+        totals[f.currency] = totals.get(f.currency, 0) + f.outstanding
+    how_text = (
+        tr.gettext(N_("Cases of borrowers whose phone number ends in %(digits)s"), digits=q.strip())
+        if how == "phone"
+        else tr.gettext(N_("Cases whose loan id starts with %(q)s or whose borrower id is %(q)s"), q=q.strip())
+    )
+    return render(request, "search.html", sess, q=q[:64], results=found, totals=totals, searched=True, how=how_text, error=None)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -139,17 +253,17 @@ async def login(request: Request) -> Response:
             None,
             403,
             next="/console/dashboard",
-            error="the sign-in form must be sent from this console's own page",
+            error=N_("the sign-in form must be sent from this console's own page"),
         )
     client = request.client.host if request.client else "?"
     if not sessions(request).may_try(client):
         return render(
-            request, "login.html", None, 429, next="/console/dashboard", error="too many sign-in attempts; wait a minute"
+            request, "login.html", None, 429, next="/console/dashboard", error=N_("too many sign-in attempts; wait a minute")
         )
     try:
         form = await auth.read_form(request)
     except auth.FormTooLarge:
-        return render(request, "login.html", None, 413, next="/console/dashboard", error="the form is too large")
+        return render(request, "login.html", None, 413, next="/console/dashboard", error=N_("the form is too large"))
     token = (form.get("token") or "").strip()
     caller = None
     if token and len(token) <= 200:
@@ -164,7 +278,7 @@ async def login(request: Request) -> Response:
             None,
             401,
             next=_safe_next(form.get("next", "")),
-            error="token: not a valid operator token (expired, revoked, or mistyped)",
+            error=N_("token: not a valid operator token (expired, revoked, or mistyped)"),
         )
     sid = await asyncio.to_thread(sessions(request).create, caller)
     log.info("console sign-in", operator=caller.operator_id, roles=",".join(caller.roles))
@@ -180,7 +294,7 @@ async def logout(request: Request) -> Response:
         try:
             auth.check_csrf(request, sess, await auth.read_form(request))
         except (auth.CsrfError, auth.FormTooLarge):
-            return Response("refused: the form's CSRF token is missing or wrong", status_code=403)
+            return Response(tr_of(request).gettext(N_("refused: the form's CSRF token is missing or wrong")), status_code=403)
         await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response, request)
@@ -198,15 +312,13 @@ async def dashboard_page(request: Request) -> Response:
     try:
         require("case.list")
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     d = await asyncio.to_thread(dashboard.build, _backend(request).repo())
+    tr = tr_of(request)
     charts = {
-        "stage": {"labels": [r.key for r in d.by_stage], "cases": [r.cases for r in d.by_stage]},
-        "bucket": {
-            "labels": [r.key for r in d.by_bucket],
-            "cases": [r.cases for r in d.by_bucket],
-            "amounts": [sum(r.amounts.values()) / 100 for r in d.by_bucket],
-        },
+        "label": tr.gettext(N_("Cases")),
+        "stage": {"labels": [tr.name("stage", r.key) for r in d.by_stage], "cases": [r.cases for r in d.by_stage]},
+        "bucket": {"labels": [r.key for r in d.by_bucket], "cases": [r.cases for r in d.by_bucket]},
     }
     return render(
         request,
@@ -235,6 +347,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     from access.operators import Operators
 
     names = await asyncio.to_thread(Operators(repo).names, actors) if actors else {}
+    borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id) if loan is not None else None
     cfg = console_settings()
     ui = cfg.temporal_ui
     return dict(
@@ -250,6 +363,7 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
         names=names,
         approver_use_case=TWO_PERSON.get(pending.kind, "approval.close") if pending else None,
         decide_available=True,
+        borrower_time=borrower_clock(tr_of(request), borrower.timezone if borrower else None),
         releasable_kinds=[u.removeprefix("hold.release.") for u in HOLD_RELEASE if allowed(sess.roles, u)],
     )
 
@@ -266,15 +380,21 @@ async def _render_case(request: Request, sess: auth.Session, loan_id: str, statu
     try:
         ctx = await _case_context(request, sess, loan_id)
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
+        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
     except BadInput as exc:
-        return render(request, "error.html", sess, 422, message=f"{exc.field}: {exc.reason}")
+        return render(request, "error.html", sess, 422, message=(exc.field, exc.reason))
     except RPCError as exc:
-        return render(request, "error.html", sess, 503, message=f"Temporal could not be asked: {exc.message}")
+        return render(
+            request,
+            "error.html",
+            sess,
+            503,
+            message=("input", tr_of(request).gettext(N_("Temporal could not be asked: %(why)s"), why=exc.message)),
+        )
     except ApiError as exc:
-        return render(request, "error.html", sess, exc.status, message=exc.reason)
+        return render(request, "error.html", sess, exc.status, message=("authorization", exc.reason))
     return render(request, "case.html", sess, status_code, loan_id=loan_id, **ctx, **extra)
 
 
@@ -287,18 +407,18 @@ async def contact_details(request: Request, loan_id: str) -> Response:
     try:
         auth.check_csrf(request, sess, await auth.read_form(request))
     except (auth.CsrfError, auth.FormTooLarge):
-        return Response("refused: the form's CSRF token is missing or wrong", status_code=403)
+        return Response(tr_of(request).gettext(N_("refused: the form's CSRF token is missing or wrong")), status_code=403)
     use = next((u for u in CONTACT_USE_CASES if allowed(sess.roles, u)), None)
     if use is None:
-        return Response("your roles do not include the borrower's contact details", status_code=403)
+        return Response(tr_of(request).gettext(N_("your roles do not include the borrower's contact details")), status_code=403)
     try:
         errors.check_id(loan_id)
     except BadInput as exc:
-        return Response(f"{exc.field}: {exc.reason}", status_code=422)
+        return Response(i18n.reason(tr_of(request), exc.field, exc.reason), status_code=422)
     repo = _backend(request).repo()
     loan = await asyncio.to_thread(repo.loan, loan_id)
     if loan is None:
-        return Response("no such loan", status_code=404)
+        return Response(tr_of(request).gettext(N_("no such loan")), status_code=404)
     borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id)
     actor = sess.caller().actor(use)
     await asyncio.to_thread(
@@ -318,7 +438,13 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
     if sess is None:
         return _to_login(request)
     if action not in ACTIONS and action != "decide":
-        return render(request, "error.html", sess, 404, message=f"no action {action!r}")
+        return render(
+            request,
+            "error.html",
+            sess,
+            404,
+            message=("input", tr_of(request).gettext(N_("no action %(name)s"), name=repr(action))),
+        )
     form = await checked_form(request, sess)
     if isinstance(form, Response):
         return form
@@ -337,11 +463,11 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         else:
             result = await inputs.send_update(await be.client(), loan_id, command, fields)
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except ApiError as exc:
-        return render(request, "error.html", sess, exc.status, message=exc.reason)
+        return render(request, "error.html", sess, exc.status, message=("authorization", exc.reason))
     except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=exc.reason)
+        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _render_case(request, sess, loan_id, 422, form_error=(action, exc.field, exc.reason), form=form)
     except Busy as exc:
@@ -360,11 +486,17 @@ async def worklist_page(request: Request, name: str, page: int = 1, q: str = "")
         return _to_login(request)
     wl = worklists.LISTS.get(name)
     if wl is None:
-        return render(request, "error.html", sess, 404, message=f"no worklist {name!r}")
+        return render(
+            request,
+            "error.html",
+            sess,
+            404,
+            message=("input", tr_of(request).gettext(N_("no worklist %(name)s"), name=repr(name))),
+        )
     try:
         require("case.list")
     except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=exc.reason)
+        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     page = max(1, min(page, 10_000))
     q = q.strip()[:64]
     if name == "approvals":
@@ -414,9 +546,19 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
     return rows[start : start + worklists.PAGE], len(rows) > start + worklists.PAGE
 
 
+def front_door(request: Request) -> Response:
+    """`/`: a person (a browser asking for HTML) goes to the console, which sends them on to its sign-in when they
+    have no session; a bank system (JSON, curl) to the API's documentation."""
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept:
+        return RedirectResponse("/console/dashboard", status_code=303)
+    return RedirectResponse("/docs", status_code=303)
+
+
 def install(app) -> None:
     from console import calendars, floor
 
+    app.add_api_route("/", front_door, methods=["GET", "HEAD"], include_in_schema=False)
     app.state.console_sessions = auth.Sessions(lambda: app.state.backend.repo())
     app.include_router(floor.router)  # first: its /worklists/plans-in-arrears before the generic /worklists/{name}
     app.include_router(calendars.router)

@@ -3,8 +3,8 @@
     python -m console.screenshots --token-file var/demo-collector-token [--url http://127.0.0.1:8800] [--out docs]
 
 Headless Chromium from Debian's package (/usr/bin/chromium, or CHROMIUM) driven by Playwright:
-signs in, then saves the dashboard, the first worklist that has rows, and the case page of the
-first case on the dashboard's stage with a promise or a plan."""
+signs in, then saves, in Chinese and in English, the dashboard, the first worklist that has rows and
+its first case on a desktop, and the collector's tasks on a 390-pixel phone."""
 
 from __future__ import annotations
 
@@ -24,36 +24,54 @@ ARGS = [
 ]
 
 
+LANGS = {"zh_CN": "zh", "en": "en"}
+PHONE = {"width": 390, "height": 844}
+
+
 async def shoot(url: str, token: str, out: Path, loan: str | None, worklist: str | None = None) -> list[Path]:
+    """In Chinese and in English: the dashboard, the first worklist with rows and a case page on a desktop, and the
+    collector's tasks on a 390-pixel phone; docs/console-<page>-<zh|en>.png (the phone's -phone-<zh|en>.png)."""
     from playwright.async_api import async_playwright
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []
+    host = url.split("://", 1)[1].split("/")[0].split(":")[0]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=ARGS)
-        page = await (await browser.new_context(viewport={"width": 1400, "height": 900})).new_page()
-        await page.goto(f"{url}/console/login")
-        await page.fill("#token", token)
-        await page.click("button[type=submit]")
-        await page.wait_for_url(f"{url}/console/dashboard")
-        await page.wait_for_function("() => window.Chart && Chart.getChart('chart-stage')")
-        saved.append(out / "console-dashboard.png")
-        await page.screenshot(path=str(saved[-1]), full_page=True)
-        for name in ([worklist] if worklist else []) + ["promises-due", "reviews", "court", "undeliverable"]:
-            await page.goto(f"{url}/console/worklists/{name}")
-            rows = await page.locator("[data-testid=worklist] a").all_inner_texts()
-            if rows:
-                saved.append(out / "console-worklist.png")
-                await page.screenshot(path=str(saved[-1]), full_page=True)
-                loan = loan or rows[0]
-                break
-        if loan:
-            await page.goto(f"{url}/console/cases/{loan}")
-            if await page.locator("[data-testid=show-contact]").count():
-                await page.click("[data-testid=show-contact]")
-                await page.locator("[data-testid=contact-details]").wait_for()
-            saved.append(out / "console-case.png")
+        for lang, suffix in LANGS.items():
+            cookie = {"name": "console_lang", "value": lang, "domain": host, "path": "/console"}
+            context = await browser.new_context(viewport={"width": 1400, "height": 900})
+            await context.add_cookies([cookie])
+            page = await context.new_page()
+            await page.goto(f"{url}/console/login")
+            await page.fill("#token", token)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{url}/console/dashboard")
+            await page.wait_for_function("() => window.Chart && Chart.getChart('chart-stage')")
+            saved.append(out / f"console-dashboard-{suffix}.png")
             await page.screenshot(path=str(saved[-1]), full_page=True)
+            shown = loan
+            for name in ([worklist] if worklist else []) + ["promises-due", "promises-broken", "reviews", "court"]:
+                await page.goto(f"{url}/console/worklists/{name}")
+                rows = await page.locator("[data-testid=worklist] a").all_inner_texts()
+                if rows:
+                    saved.append(out / f"console-worklist-{suffix}.png")
+                    await page.screenshot(path=str(saved[-1]), full_page=True)
+                    shown = shown or rows[0]
+                    break
+            if shown:
+                await page.goto(f"{url}/console/cases/{shown}")
+                saved.append(out / f"console-case-{suffix}.png")
+                await page.screenshot(path=str(saved[-1]), full_page=True)
+            cookies = await context.cookies()
+            await context.close()
+            phone = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+            await phone.add_cookies(cookies)
+            page = await phone.new_page()
+            await page.goto(f"{url}/console/tasks")
+            saved.append(out / f"console-tasks-phone-{suffix}.png")
+            await page.screenshot(path=str(saved[-1]), full_page=True)
+            await phone.close()
         await browser.close()
     return saved
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from console.i18n import N_
 from db import jobs
 from db.tables import CaseRow, ContactRow, EventRow, HoldRow, PaymentRow, RejectedInputRow, utcnow
+from domain import display
 from domain.dates import local_date, local_midnight
 
 PAGE = 25
@@ -66,8 +68,11 @@ def _promises_due(today: dt.date):
 
 
 def _promises_broken(today: dt.date):
+    """Promises the case found broken yesterday or today (the floor's days): the morning's call-backs, and a promise
+    that broke at a borrower's midnight this evening, without waiting for tomorrow's list."""
     e = EventRow
-    start, end = _day(today - dt.timedelta(days=1))
+    start, _ = _day(today - dt.timedelta(days=1))
+    _, end = _day(today)
     return (
         select(e.loan_id, e.detail, e.at, CaseRow.stage, CaseRow.outstanding, CaseRow.currency)
         .join(CaseRow, CaseRow.workflow_id == e.workflow_id)
@@ -177,74 +182,112 @@ def pending_proposals(repo, q: str = "", limit: int = 1000) -> list[str]:
 
 LISTS: dict[str, Worklist] = {
     "approvals": Worklist(
-        "Approvals waiting for me",
-        ("loan", "kind", "proposal", "proposed by", "at", "expires"),
+        N_("Approvals waiting for me"),
+        (N_("loan"), N_("kind"), N_("proposal"), N_("proposed by"), N_("at"), N_("expires")),
         None,
-        "four-eyes proposals whose kind your roles may approve, other than your own",
+        N_("four-eyes proposals whose kind your roles may approve, other than your own"),
     ),
     "promises-due": Worklist(
-        "Promises due today",
-        ("loan", "promise", "made", "stage", "outstanding"),
+        N_("Promises due today"),
+        (N_("loan"), N_("promise"), N_("made"), N_("stage"), N_("outstanding")),
         _promises_due,
-        "the latest promise of each open case, when it falls due today",
+        N_("the latest promise of each open case, when it falls due today"),
     ),
     "promises-broken": Worklist(
-        "Promises broken yesterday",
-        ("loan", "promise", "broken at", "stage", "outstanding"),
+        N_("Promises broken since yesterday"),
+        (N_("loan"), N_("promise"), N_("broken at"), N_("stage"), N_("outstanding")),
         _promises_broken,
-        "promises the case found broken yesterday (UTC)",
+        N_("promises the case found broken yesterday or today (the floor's days, Beijing time), newest first"),
     ),
     "reviews": Worklist(
-        "Complaints and disputes to review",
-        ("loan", "hold", "placed", "reference", "stage", "status"),
+        N_("Complaints and disputes to review"),
+        (N_("loan"), N_("hold"), N_("placed"), N_("reference"), N_("stage"), N_("status")),
         _reviews,
-        "complaint and dispute holds not yet released",
+        N_("complaint and dispute holds not yet released"),
     ),
     "court": Worklist(
-        "Court events awaiting an outcome",
-        ("loan", "stage", "last court event", "at", "outstanding"),
+        N_("Court events awaiting an outcome"),
+        (N_("loan"), N_("stage"), N_("last court event"), N_("at"), N_("outstanding")),
         _court,
-        "open cases at litigation or enforcement, oldest first, with their last court event",
+        N_("open cases at litigation or enforcement, oldest first, with their last court event"),
     ),
     "undeliverable": Worklist(
-        "Notices undeliverable",
-        ("loan", "step", "channel", "action", "reason", "at"),
+        N_("Notices undeliverable"),
+        (N_("loan"), N_("step"), N_("channel"), N_("action"), N_("reason"), N_("at")),
         _undeliverable,
-        "contacts that failed in the last 30 days",
+        N_("contacts that failed in the last 30 days"),
     ),
     "unapplied": Worklist(
-        "Unapplied payments",
-        ("loan", "payment", "amount", "paid at", "note"),
+        N_("Unapplied payments"),
+        (N_("loan"), N_("payment"), N_("amount"), N_("paid at"), N_("note")),
         _unapplied,
-        "payments received while the loan had no open case: kept, not applied; apply them once the case is open "
-        "(apply-unapplied) if its opening balance does not count them already",
+        N_(
+            "payments received while the loan had no open case: kept, not applied; apply them once the case is open "
+            "(apply-unapplied) if its opening balance does not count them already"
+        ),
     ),
     "inputs-rejected": Worklist(
-        "Inputs rejected",
-        ("loan", "signal", "input id", "field", "reason", "sent by", "at"),
+        N_("Inputs rejected"),
+        (N_("loan"), N_("signal"), N_("input id"), N_("field"), N_("reason"), N_("sent by"), N_("at")),
         _inputs_rejected,
-        "signalled inputs (payments, plans, holds, outcomes) the case refused or could not read in the last 7 days: "
-        "nothing was applied; correct them at the source and send them again",
+        N_(
+            "signalled inputs (payments, plans, holds, outcomes) the case refused or could not read in the last 7 days: "
+            "nothing was applied; correct them at the source and send them again"
+        ),
     ),
     "compliance": Worklist(
-        "Compliance notices",
-        ("notice", "detail", "at"),
+        N_("Compliance notices"),
+        (N_("notice"), N_("detail"), N_("at")),
         _compliance,
-        "the daily jobs' latest notice of each kind: a holiday calendar missing (from 1 November), contact details erased",
+        N_("the daily jobs' latest notice of each kind: a holiday calendar missing (from 1 November), contact details erased"),
         link=False,
     ),
 }
 PLANS_IN_ARREARS = Worklist(
-    "Plans in arrears",
-    ("loan", "due so far", "paid under the plan", "oldest unpaid instalment", "broken after", "outstanding total"),
+    N_("Plans in arrears"),
+    (
+        N_("loan"),
+        N_("due so far"),
+        N_("paid under the plan"),
+        N_("oldest unpaid instalment"),
+        N_("broken after"),
+        N_("outstanding total"),
+    ),
     None,
-    "active plans with an instalment past its due date and not covered by payments (inside its grace days)",
+    N_("active plans with an instalment past its due date and not covered by payments (inside its grace days)"),
 )
 NAV = (
     [(k, v.title) for k, v in LISTS.items()][:3]
     + [("plans-in-arrears", PLANS_IN_ARREARS.title)]
     + [(k, v.title) for k, v in LISTS.items()][3:]
 )
+
+
+# The columns that hold amounts: right-aligned, shown as money, added up in the table's total row
+MONEY_COLUMNS = frozenset({"outstanding", "amount", "due so far", "paid under the plan", "outstanding total"})
+
+
+def money_totals(wl: Worklist, rows: list[tuple]) -> dict[str, dict[str, int]]:
+    """The page's total of each money column, per currency (a row's currency is its last value)."""
+    from domain.errors import InvalidInput
+    from domain.money import parse_amount
+
+    out: dict[str, dict[str, int]] = {}
+    for i, col in enumerate(wl.columns):
+        if col not in MONEY_COLUMNS:
+            continue
+        sums: dict[str, int] = {}
+        for r in rows:
+            v, cur = r[i], (r[-1] or "CNY")
+            if isinstance(v, str):
+                try:
+                    v = parse_amount(v, cur, allow_zero=True)
+                except InvalidInput:
+                    continue
+            if isinstance(v, int):
+                sums[cur] = sums.get(cur, 0) + v
+        out[col] = sums
+    return out
 
 
 def active_plans(repo, q: str = "", limit: int = 1000) -> list[str]:
@@ -269,49 +312,8 @@ def plan_arrears(status, today: dt.date) -> tuple | None:
 
 # --------------------------------------------------------------------------- the timeline
 
-PHRASES = {
-    "opened": "Case opened",
-    "step_started": "Step started",
-    "step_skipped": "Step skipped",
-    "contact_allowed": "Contact allowed by the gate",
-    "contact_refused": "Contact refused by the gate",
-    "contact_delivered": "Contact made",
-    "contact_failed": "Contact failed",
-    "contact_refused_by_channel": "Refused",
-    "payment": "Payment received",
-    "payment_reversed": "Payment reversed",
-    "promise": "Promise to pay recorded",
-    "promise_kept": "Promise kept",
-    "promise_broken": "Promise broken",
-    "promise_superseded": "Promise replaced",
-    "promise_not_recorded": "Promise not recorded",
-    "plan_agreed": "Repayment plan agreed",
-    "plan_broken": "Repayment plan broken",
-    "plan_completed": "Repayment plan completed",
-    "plan_reopened": "Repayment plan reopened",
-    "hold_placed": "Hold placed",
-    "hold_released": "Hold released",
-    "call_outcome": "Call outcome recorded",
-    "visit_outcome": "Visit outcome recorded",
-    "court_outcome": "Court event recorded",
-    "outcome_timeout": "No outcome in time; the ladder moved on",
-    "task_opened": "Task for the floor opened",
-    "task_requeued": "Task re-queued (not worked in time)",
-    "task_reassigned": "Task given to another operator",
-    "write_off_proposed": "Write-off proposed",
-    "write_off_deferred": "Write-off deferred",
-    "write_off_confirmed": "Write-off confirmed",
-    "closed": "Case closed",
-    "reopened": "Case reopened",
-    "bureau_report_disputed": "Credit report disputed",
-    "dispute_answer_overdue": "Dispute answer overdue",
-    "contact_details_viewed": "Contact details viewed",
-    "approval_proposed": "Proposed (waits for a second person)",
-    "approval_approved": "Approved",
-    "approval_rejected": "Rejected",
-    "approval_expired": "Proposal expired",
-    "input_rejected": "Signalled input refused (nothing applied)",
-}
+# The timeline's phrases: the English display names of the event kinds (domain/display.py, with their Chinese)
+PHRASES = {k: v[1] for k, v in display.EVENTS.items()}
 
 
 # Inputs that a person makes (an operator, or the bank's payment feed for payments): their actor is shown,
@@ -340,13 +342,17 @@ OPERATOR_ID = re.compile(r"\bop-[0-9a-f]{12}\b")
 def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
     """One case event as a person reads it: what happened, the detail, and who (a human decision) or the system."""
     who = None
+    who_name, who_role = None, ""
     if e.actor:
         op, _, role = e.actor.partition(":")
         who = f"{names.get(op, op)} ({role})" if role else names.get(op, op)
+        who_name, who_role = names.get(op, op), role
     human = (bool(e.actor) and not e.actor.startswith("system")) or e.kind in HUMAN_KINDS
     if who is None:
-        who = "an operator (not recorded)" if e.kind in HUMAN_KINDS else "the case (automatic)"
+        who = N_("an operator (not recorded)") if e.kind in HUMAN_KINDS else N_("the case (automatic)")
     return {
+        "who_name": who_name,
+        "who_role": who_role,
         "at": e.at,
         "kind": e.kind,
         "what": PHRASES.get(e.kind, e.kind.replace("_", " ").capitalize()),
@@ -368,12 +374,15 @@ def legal_clocks(status) -> list[dict[str, Any]]:
     out = []
     for c in getattr(status, "legal_clocks", None) or []:
         what = c.name.replace("_", " ").capitalize() + (" opens" if c.kind == "opens" else " ends")
+        rule, edge = c.name, c.kind
         note = "; ".join(x for x in (c.note, f"restarted on {c.restarted_on} ({c.restart_cause})" if c.restarted_on else "") if x)
-        out.append({"what": what, "at": c.at, "day": c.last_day, "source": c.source, "note": note})
+        out.append({"what": what, "rule": rule, "edge": edge, "at": c.at, "day": c.last_day, "source": c.source, "note": note})
     if not out and status.limitation_ends is not None:
         out.append(
             {
                 "what": "Limitation period ends",
+                "rule": "limitation_period",
+                "edge": "ends",
                 "at": status.limitation_ends,
                 "day": None,
                 "note": "",
@@ -384,6 +393,8 @@ def legal_clocks(status) -> list[dict[str, Any]]:
         out.append(
             {
                 "what": "Answer to the credit-report dispute due",
+                "rule": None,
+                "edge": N_("Answer to the credit-report dispute due"),
                 "at": status.dispute_answer_due,
                 "day": None,
                 "note": "",
@@ -395,6 +406,8 @@ def legal_clocks(status) -> list[dict[str, Any]]:
             out.append(
                 {
                     "what": d.rule.replace("_", " ").capitalize(),
+                    "rule": d.rule,
+                    "edge": "",
                     "at": d.retry_at or d.at,
                     "day": None,
                     "note": "",
@@ -402,7 +415,18 @@ def legal_clocks(status) -> list[dict[str, Any]]:
                 }
             )
     if status.risk_basis:
-        out.append({"what": f"Risk class: {status.risk_class}", "at": None, "day": None, "note": "", "source": status.risk_basis})
+        out.append(
+            {
+                "what": f"Risk class: {status.risk_class}",
+                "rule": None,
+                "edge": N_("Risk class"),
+                "risk": status.risk_class,
+                "at": None,
+                "day": None,
+                "note": "",
+                "source": status.risk_basis,
+            }
+        )
     return out
 
 

@@ -376,13 +376,16 @@ class Repo:
             _record_events(s, events)
             s.commit()
 
-    def record_rejected_input(self, row: RejectedInputRow, events: list[dict]) -> bool:
-        """A signalled input the case refused, with its case events, in one transaction; once per dedupe key
-        (a local activity run again changes nothing). True when written now."""
+    def record_rejected_input(self, row: RejectedInputRow, events: list[dict], unapplied: dict | None = None) -> bool:
+        """A signalled input the case refused, with its case events (and a payment it kept as unapplied: record_payment's
+        arguments), in one transaction; once per dedupe key (a local activity run again changes nothing). True when
+        written now."""
         with self.session() as s:
             values = row.model_dump(exclude={"id"})
             written = s.execute(_insert(s, RejectedInputRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), values)
             _record_events(s, events)
+            if unapplied is not None:
+                _record_payment(s, **unapplied)
             s.commit()
             return bool(getattr(written, "rowcount", 0))  # a CursorResult: 1 when inserted, 0 when known
 

@@ -328,3 +328,37 @@ class RejectedInputRow(SQLModel, table=True):
     reason: str = Field(sa_column=Column(Text, nullable=False))
     sender: str = Field(max_length=200, description="system:<the sender's Temporal identity>")
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class BorrowerLinkRow(SQLModel, table=True):
+    """The link one message carried (domain/selfservice.py): only its token's keyed hash, the case it opens, who it
+    was sent to, and the one-time code that opens it (hashed too). No loan id, name or amount is in the link."""
+
+    __tablename__ = "borrower_links"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    workflow_id: str = Field(max_length=80, index=True)
+    loan_id: str = Field(max_length=64, index=True)
+    borrower_id: str = Field(max_length=64, index=True, description="the case's borrower")
+    recipient_id: str = Field(max_length=64, description="who the message went to: the borrower or a guarantor")
+    audience: str = Field(max_length=16, description="borrower | guarantor: a guarantor's link never opens the debt")
+    channel: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    code_hash: str | None = Field(default=None, max_length=64)
+    code_sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    code_expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    wrong_codes: int = 0
+    locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class BorrowerSessionRow(SQLModel, table=True):
+    """A borrower's session behind a link, after the code: only its id's keyed hash is kept."""
+
+    __tablename__ = "borrower_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True)
+    link_id: int = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -16,7 +16,7 @@ from typing import Literal
 
 from domain import calendar, compliance, legal, risk
 from domain.allocation import allocate
-from domain.dates import CaseClock, bucket, days_past_due, dpd_start, local_date, local_midnight
+from domain.dates import CaseClock, add_months, bucket, days_past_due, dpd_start, local_date, local_midnight
 from domain.errors import InvalidInput
 from domain.models import (
     CALL_OUTCOMES,
@@ -24,6 +24,7 @@ from domain.models import (
     COURT_EVENTS,
     OPERATOR_OUTCOMES,
     PAID_OUTCOMES,
+    SUSPENSION_CAUSES,
     VISIT_OUTCOMES,
     Awaiting,
     Balances,
@@ -42,6 +43,7 @@ from domain.models import (
     NextAction,
     Outcome,
     OutcomeIn,
+    PayBy,
     PaymentIn,
     PaymentRecord,
     PaymentResult,
@@ -53,14 +55,18 @@ from domain.models import (
     RecordedCalendar,
     ReleaseIn,
     ReopenIn,
+    Restructuring,
     ReversalIn,
+    Suspension,
+    SuspensionIn,
     TaskEnd,
     TaskInfo,
+    UpcomingStep,
     UpdateResult,
     WriteOffConfirmIn,
 )
 from domain.money import format_amount, parse_amount
-from domain.plans import build_plan, evaluate_plan, next_plan_deadline
+from domain.plans import build_plan, evaluate_plan, next_plan_deadline, pay_by_terms, plan_arrears
 from domain.policy import Step
 from domain.promises import evaluate_promise, make_promise
 
@@ -74,6 +80,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 # How a closed case refuses every input (operators keep a payment refused so as unapplied).
 CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 CALENDAR_ASK_EVERY = timedelta(days=7)  # a calendar year no decision waits for yet: asked again weekly
+PAY_BY_ASK_WITHIN = timedelta(days=31)  # a date the borrower pays by this soon has its calendar year asked for at once
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
 
@@ -119,6 +126,17 @@ class Case:
         # a debt whose limitation period ran out stays so (民法典 art. 192, 195): our own demand neither revives it nor
         # is sent as if it were enforceable; False only for a run begun before it (workflows/versioning.py TIME_BARRED)
         self.barred_stays = True
+        # a promise's or an instalment's last day on a rest day moves to the next working day (民法典 art. 203, Case.
+        # count_pay_by); False only for a run begun before it (workflows/versioning.py PAY_BY_REST_DAYS): plain days
+        self.pay_by_counted = True
+        # a part payment, promise or plan once a judgment or payment order is in force restarts the two years to apply
+        # for enforcement (执行程序解释 art. 28, restart_enforcement); False only for a run begun before it
+        # (workflows/versioning.py ENFORCEMENT_RESTART)
+        self.enforcement_interrupts = True
+        # a payment id names one payment: the same id with another amount is refused, not taken as a duplicate; a
+        # court's enforcement result is keyed by its reference, so a resent one applies nothing (check_payment,
+        # enforcement_key); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
+        self.payment_keys_checked = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
         # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
@@ -322,6 +340,14 @@ class Case:
         d = self.deadlines()
         return min(d)[0] if d else None
 
+    def upcoming(self) -> UpcomingStep | None:
+        """The step that comes next and when (none while paused, waiting or closed)."""
+        idx = self._pending_step()
+        if idx is None:
+            return None
+        step = self.steps[idx]
+        return UpcomingStep(key=step.key, stage=step.stage, title=step.title, at=self.step_at(idx))
+
     def next_action(self) -> NextAction:
         s = self.state
         if s.closed:
@@ -401,6 +427,7 @@ class Case:
         for h in [h for h in s.holds if h.until is not None and h.until <= now]:
             s.holds.remove(h)
             self.event(now, "hold_released", f"{h.kind} ended on its end date")
+        self._count_waiting_pay_bys(now)
         if (promise := self.active_promise()) is not None:
             verdict = evaluate_promise(promise, s.total_paid, now)
             if verdict != "active":
@@ -536,6 +563,9 @@ class Case:
     def _break_plan(self, plan: Plan, now: datetime, why: str) -> None:
         s = self.state
         plan.status = "broken"
+        r = s.restructuring
+        if r is not None and r.broken_on is None and self.clock.today(now) <= r.observation_ends:
+            r.broken_on = self.clock.today(now)  # not kept inside its observation period: non-performing (domain/risk.py)
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest + plan.waived})
         self.event(now, "plan_broken", f"{plan.kind}: {why}; the ladder resumes")
 
@@ -627,6 +657,105 @@ class Case:
         p = legal.limitation(self.legal_facts(), self.policy.legal)
         self.event(now, "limitation_restarted", f"{cause} on {on} (民法典 art. 195): {p.describe(self.inp.timezone)}")
 
+    def check_suspension(self, x: SuspensionIn, now: datetime) -> None:
+        self._open()
+        if not self.legal_clocks:
+            raise InvalidInput("case", "this case counts its limitation period as before the legal clocks; not recordable")
+        today = self.clock.today(now)
+        if x.starts_on > today:
+            raise InvalidInput("starts_on", f"{x.starts_on} is after today ({today}): record an obstacle once it has begun")
+        if x.ends_on < x.starts_on:
+            raise InvalidInput("ends_on", f"{x.ends_on} is before starts_on ({x.starts_on})")
+        if not x.reference.strip():
+            raise InvalidInput("reference", "is required: the document the obstacle rests on")
+
+    def apply_suspension(self, x: SuspensionIn, now: datetime) -> UpdateResult:
+        """民法典 art. 194: an obstacle in the period's last six months suspends it; the period then ends no earlier than
+        six months after the obstacle ends. One that ended before the last six months began is recorded, with no
+        effect. The same reference replaces its earlier record."""
+        self.check_suspension(x, now)
+        s, tz = self.state, self.inp.timezone
+        before = legal.limitation(self.legal_facts(), self.policy.legal)
+        s.limitation_suspensions = [o for o in s.limitation_suspensions if o.reference != x.reference]
+        s.limitation_suspensions.append(
+            Suspension(cause=x.cause, starts_on=x.starts_on, ends_on=x.ends_on, reference=x.reference, recorded_at=now)
+        )
+        after = legal.limitation(self.legal_facts(), self.policy.legal)
+        what = f"{SUSPENSION_CAUSES[x.cause]} from {x.starts_on} to {x.ends_on} ({x.reference})"
+        if after.earliest == before.earliest:
+            plain = legal.period(self.limitation_start(), tz, years=self.policy.legal.limitation_years, cal=self.calendar_view())
+            why = (
+                "it ended before the period's last six months began"
+                if not legal.in_last_six_months(plain, x.starts_on, x.ends_on)
+                else "the period already ends later"
+            )
+            self.event(now, "limitation_suspension_no_effect", f"{what}: no effect, {why} ({legal.SRC_SUSPENSION})")
+            return self._result(f"obstacle recorded with no effect on the limitation period: {why}; {after.describe(tz)}")
+        self.event(now, "limitation_suspended", f"{what} ({legal.SRC_SUSPENSION}): {after.describe(tz)}")
+        return self._result(f"limitation period suspended (民法典 art. 194): {after.describe(tz)}")
+
+    def restart_enforcement(self, cause: str, on: date, now: datetime) -> None:
+        """执行程序解释 art. 28: the debtor's agreement to perform (a part payment, a promise, a plan) interrupts the
+        period to apply for enforcement once it runs (after the performance period, or the payment order's 15 days),
+        and it is counted again from that day. One that ran out is not revived (nothing left to interrupt)."""
+        if not (self.enforcement_interrupts and self.legal_clocks):
+            return
+        s, rules, tz = self.state, self.policy.legal, self.inp.timezone
+        f = self.legal_facts()
+        start, before = legal.enforcement_from(f, rules), legal.enforcement_window(f, rules)
+        if start is None or before is None or on <= start:  # no document in force yet, or its period not running
+            return
+        if before.ends is not None and local_midnight(on, tz) >= before.ends:
+            self.event(now, "enforcement_period_not_restarted", f"{cause} on {on}: the period had ended ({before.describe(tz)})")
+            return
+        if s.enforcement_restarted_on is not None and on <= s.enforcement_restarted_on:
+            return
+        s.enforcement_restarted_on = on
+        after = legal.enforcement_window(self.legal_facts(), rules)
+        assert after is not None
+        self.event(
+            now,
+            "enforcement_period_restarted",
+            f"{cause} on {on} ({legal.SRC_ENFORCEMENT_RESTART}): {after.describe(self.inp.timezone)}",
+        )
+
+    # ---------------------------------------------------------------- the days a borrower pays by
+
+    def count_pay_by(self, item: PayBy, day: date, grace_days: int, keep_dates: bool) -> None:
+        """When a promise's or an instalment's date runs out: 24:00 of its last day (the date plus the grace days),
+        and a last day on a rest day moves to the next working day (民法典 art. 203: 期间的最后一日是法定休假日的, 以
+        法定休假日结束的次日为期间的最后一日), unless the terms keep the dates (art. 204, `keep_dates`). A last day in
+        a year with no recorded calendar is not final: the deadline is the earliest it can be, and it is counted again
+        once the year is known (`_count_waiting_pay_bys`). Compressed demo days and runs from before it keep the plain
+        days the item was made with."""
+        if not (self.pay_by_counted and self.clock.real_calendar):
+            return
+        p = legal.period(day, self.inp.timezone, days=grace_days, rest_days_move=not keep_dates, cal=self.calendar_view())
+        item.deadline = p.ends or p.earliest
+        item.last_day = p.last_day or p.nominal
+        item.moved_from = p.nominal if p.moved else None
+        item.waits_for_year = p.missing_year
+
+    def _pay_bys(self) -> list[tuple[PayBy, date, int, bool]]:
+        """The open promise's and the active plan's dates, with the rules they are counted by."""
+        out: list[tuple[PayBy, date, int, bool]] = []
+        pr, limits = self.policy.promise, self.policy.plans
+        if (promise := self.active_promise()) is not None:
+            out.append((promise, promise.date, pr.grace_days, pr.keep_dates_on_rest_days))
+        if (plan := self.active_plan()) is not None:
+            out += [(i, i.due, limits.grace_days, limits.keep_dates_on_rest_days) for i in plan.schedule]
+        return out
+
+    def _count_waiting_pay_bys(self, now: datetime) -> None:
+        """Count again the dates whose calendar year was missing. One still missing once its earliest end has passed
+        breaks nothing: it waits a day and is counted again (the year is asked for, calendar_years_to_ask)."""
+        for item, day, grace, keep in self._pay_bys():
+            if item.waits_for_year is None:
+                continue
+            self.count_pay_by(item, day, grace, keep)
+            if item.waits_for_year is not None and now >= item.deadline:
+                item.deadline = now + legal.RECHECK
+
     def legal_facts(self) -> legal.Facts:
         s = self.state
         return legal.Facts(
@@ -639,6 +768,8 @@ class Case:
             served_on=s.payment_order_served_on,
             objection=s.objection,
             notice_delivered_at=s.bureau_notice_delivered_at,
+            enforcement_restart=s.enforcement_restarted_on if self.enforcement_interrupts else None,
+            suspensions=tuple((x.starts_on, x.ends_on) for x in s.limitation_suspensions),
             notice_counted=self.notice_counted and self.clock.real_calendar,
             cal=self.calendar_view(),
         )
@@ -677,6 +808,9 @@ class Case:
         for p, opens in clocks:
             if p is not None and p.missing_year is not None:
                 (urgent if opens or now >= p.earliest else later).add(p.missing_year)
+        for item, *_ in self._pay_bys():  # a date the borrower pays by, within a month: asked now
+            if item.waits_for_year is not None:
+                (urgent if item.deadline <= now + PAY_BY_ASK_WITHIN else later).add(item.waits_for_year)
         asked = self.state.calendar_asked_at
         if urgent and (asked is None or now >= asked + legal.RECHECK):
             return sorted(urgent | later)
@@ -878,6 +1012,21 @@ class Case:
     # ---------------------------------------------------------------- inputs:
     # each has check_* (pure, raises InvalidInput) and apply_*
 
+    def _same_payment(self, key: str, amount: str, currency: str, rec: PaymentRecord) -> None:
+        if currency != self.inp.currency:
+            raise InvalidInput("currency", f"{currency} does not match the loan's currency {self.inp.currency}")
+        if parse_amount(amount, currency, "amount") != rec.amount:
+            raise InvalidInput(
+                "amount",
+                f"{key} was already recorded with {self.money(rec.amount)} on {rec.at:%Y-%m-%d}; the same id with "
+                f"{amount} is refused (an id names one payment: send a new id for a new payment)",
+            )
+
+    def enforcement_key(self, reference: str) -> str:
+        """The ledger id of the enforcement recovery a court's `reference` names: a resent result is the same payment."""
+        ref = hashlib.sha256(reference.strip().encode()).hexdigest()[:12]
+        return self.enforcement_payment_id(0).removesuffix("-0") + f"-r{ref}"
+
     def enforcement_payment_id(self, n: int) -> str:
         """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole
         ledger, so it names the case (a digest of its workflow id and opening time, to stay within the id's 64
@@ -890,8 +1039,12 @@ class Case:
             raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({self.state.outcome}); nothing can change it")
 
     def check_payment(self, p: PaymentIn, now: datetime) -> int | None:
-        """The amount in minor units, or None for a payment id already recorded (a duplicate)."""
-        if p.payment_id in self.state.payments:
+        """The amount in minor units, or None for a payment id already recorded (a duplicate). The same id with
+        another amount or currency is refused: it is a different payment under a reused id, or a corrupted resend, and
+        taking it as a duplicate would lose the money silently."""
+        if (rec := self.state.payments.get(p.payment_id)) is not None:
+            if self.payment_keys_checked:
+                self._same_payment(p.payment_id, p.amount, p.currency, rec)
             return None
         self._open()
         if p.currency != self.inp.currency:
@@ -931,6 +1084,7 @@ class Case:
         # a part payment acknowledges the debt (民法典 art. 195(二)): the period restarts from the day it was made,
         # in the borrower's zone, not from when it was recorded
         self.restart_limitation("payment", self.clock.today(p.paid_at or now), now)
+        self.restart_enforcement("part payment", self.clock.today(p.paid_at or now), now)
         self._after_payment(now)
         return self._payment_result(p.payment_id, rec)
 
@@ -1073,12 +1227,16 @@ class Case:
         s.promise = make_promise(
             p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise, self.clock, now, s.total_paid
         )
+        self.count_pay_by(s.promise, p.date, self.policy.promise.grace_days, self.policy.promise.keep_dates_on_rest_days)
         if not self.legal_clocks:
             s.limitation_from = now
         self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
         self.restart_limitation("promise to pay (义务人同意履行义务)", self.clock.today(now), now)  # 民法典 art. 195(二)
+        self.restart_enforcement("promise to pay", self.clock.today(now), now)
+        moved = f" (its last day {s.promise.moved_from} is a rest day: 民法典 art. 203)" if s.promise.moved_from else ""
         return self._result(
-            f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until {utc(s.promise.deadline)}"
+            f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until "
+            f"{utc(s.promise.deadline)}{moved}"
         )
 
     def _build_plan(self, p: PlanIn, now: datetime):
@@ -1097,6 +1255,12 @@ class Case:
             self.event(now, "promise_superseded", "replaced by a repayment plan")
             s.promise = None
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest - plan.waived})
+        limits = self.policy.plans
+        for inst in plan.schedule:
+            self.count_pay_by(inst, inst.due, limits.grace_days, limits.keep_dates_on_rest_days)
+        if self.pay_by_counted and self.clock.real_calendar:
+            plan.terms = pay_by_terms(limits.grace_days, limits.keep_dates_on_rest_days, self.inp.timezone)
+        self._restructure(plan, now)
         s.plan = plan
         self.event(
             now,
@@ -1104,8 +1268,10 @@ class Case:
             f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}",
         )
         self.restart_limitation("repayment plan agreed (an acknowledgement)", self.clock.today(now), now)  # 民法典 art. 195(二)
+        self.restart_enforcement("repayment plan agreed", self.clock.today(now), now)
         return PlanResult(
-            message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused",
+            message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused"
+            + (f". {plan.terms}" if plan.terms else ""),
             status=self.status_name(),
             outcome=s.outcome,
             total=self.amount(plan.total),
@@ -1222,6 +1388,11 @@ class Case:
             if o.outcome == "enforcement_result":
                 if o.amount is None:
                     raise InvalidInput("amount", "an enforcement result carries the amount recovered")
+                if self.payment_keys_checked and o.reference:
+                    key = self.enforcement_key(o.reference)
+                    if (rec := s.payments.get(key)) is not None:  # resent: the same payment, or refused
+                        self._same_payment(f"enforcement result {o.reference}", o.amount, self.inp.currency, rec)
+                        return
                 minor = parse_amount(o.amount, self.inp.currency, "amount")
                 if minor > s.balances.total:
                     raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
@@ -1313,12 +1484,16 @@ class Case:
         if o.outcome == "objection_filed":
             s.objection = True
         if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
-            n = 1
-            while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
-                n += 1
-            self.apply_payment(
-                PaymentIn(payment_id=self.enforcement_payment_id(n), amount=o.amount, currency=self.inp.currency), now
-            )
+            if self.payment_keys_checked and o.reference:
+                pid = self.enforcement_key(o.reference)
+                if pid in s.payments:
+                    return self._result(f"enforcement result {o.reference} was already recorded; nothing applied again")
+            else:
+                n = 1
+                while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
+                    n += 1
+                pid = self.enforcement_payment_id(n)
+            self.apply_payment(PaymentIn(payment_id=pid, amount=o.amount, currency=self.inp.currency), now)
         if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":
@@ -1340,12 +1515,52 @@ class Case:
         return legal.limitation(self.legal_facts(), self.policy.legal).ends
 
     def risk_class(self, now: datetime) -> risk.RiskClass:
-        """The five-class category by days past due (domain/risk.py); nothing outstanding is normal."""
-        return risk.classify(self.dpd(now)) if self.state.balances.total else "normal"
+        """The five-class category (domain/risk.py); nothing outstanding is normal."""
+        return self.risk(now)[0]
+
+    def risk(self, now: datetime) -> tuple[risk.RiskClass, str]:
+        """The class and the article it rests on: by days past due, or for a restructured loan by its changed terms
+        and its observation period (domain/risk.py restructured)."""
+        s, dpd = self.state, self.dpd(now)
+        if not s.balances.total:
+            return "normal", "正常: nothing outstanding"
+        r = s.restructuring
+        if r is None:
+            return risk.classify(dpd), risk.basis(dpd)
+        rules, today = self.policy.risk, self.clock.today(now)
+        plan = s.plan
+        if r.broken_on is None and plan is not None and plan.status == "active":
+            behind = plan_arrears(plan, s.total_paid, today)
+            days = (today - behind[2]).days if behind else 0
+        else:
+            days = dpd
+        return risk.restructured(
+            days, r.before, today, r.observation_ends, r.broken_on is not None, rules.restructured_at_least, rules.broken_at_least
+        )
+
+    def _restructure(self, plan: Plan, now: datetime) -> None:
+        """An agreed plan is a restructuring (policy [risk] plans_are_restructurings): the class before it, and the
+        observation period from the first payment day, at least `observation_months` and `observation_periods`."""
+        rules = self.policy.risk
+        if not rules.plans_are_restructurings:
+            return
+        first = plan.schedule[0].due
+        months_end = add_months(first, rules.observation_months)
+        periods_end = plan.schedule[min(rules.observation_periods, len(plan.schedule)) - 1].due
+        s = self.state
+        before = self.risk_class(now) if s.restructuring is None else s.restructuring.before
+        s.restructuring = Restructuring(on=self.clock.today(now), before=before, observation_ends=max(months_end, periods_end))
+        self.event(
+            now,
+            "restructured",
+            f"{plan.kind} plan: observation period to {s.restructuring.observation_ends}, class {risk.CHINESE[before]} "
+            f"before it ({risk.SOURCE_RESTRUCTURED})",
+        )
 
     def status(self, now: datetime) -> CaseStatus:
         s, dpd = self.state, self.dpd(now)
         b = s.balances
+        risk_now = self.risk(now)
         return CaseStatus(
             loan_id=self.inp.loan_id,
             workflow_id=self.inp.workflow_id,
@@ -1370,14 +1585,17 @@ class Case:
             promise=s.promise,
             awaiting=s.awaiting,
             next_action=self.next_action(),
+            upcoming=self.upcoming(),
             steps_done=s.steps_done,
             decisions=s.decisions,
             limitation_ends=self._limitation_ends(),
             time_barred=self.limitation_over(now) if self.barred_stays and not s.closed else None,
             legal_clocks=self.legal_clock_views(),
             dispute_answer_due=s.dispute_answer_due,
-            risk_class=self.risk_class(now),
-            risk_basis=risk.basis(dpd) if b.total else "正常: nothing outstanding",
+            risk_class=risk_now[0],
+            risk_basis=risk_now[1],
+            restructuring=s.restructuring,
+            limitation_suspensions=s.limitation_suspensions,
             write_off=s.write_off,
             write_off_proposed_at=s.write_off_proposed_at,
             write_off_deferred=s.write_off_deferred,

@@ -90,7 +90,7 @@ REGISTRY: tuple[ChannelAction, ...] = (
         "/v1/letters",
         "address",
         True,
-        ("letter_reminder_notice", "letter_overdue_letter", "guarantor_prefix"),
+        ("letter_reminder_notice", "letter_overdue_letter", "letter_agency_notice", "guarantor_prefix"),
     ),
     ChannelAction("call", PLACE_CALL, "call", "/v1/calls", "phone", False, ("call_script",)),
     ChannelAction("visit", SCHEDULE_FIELD_VISIT, "visit", "/v1/visits", "address", False, ("visit_notes",)),

@@ -5,6 +5,9 @@ Each clock names its source beside its code. The texts were read (November 2026)
 - 《中华人民共和国民法典》 (Civil Code, 2020):
   art. 188: 诉讼时效期间为三年 ... 自权利人知道或者应当知道权利受到损害以及义务人之日起计算;
   art. 189: 当事人约定同一债务分期履行的, 诉讼时效期间自最后一期履行期限届满之日起计算;
+  art. 194: 在诉讼时效期间的最后六个月内, 因下列障碍, 不能行使请求权的, 诉讼时效中止: (一) 不可抗力; (二) 无民事行为能力人
+            或者限制民事行为能力人没有法定代理人 ...; (三) 继承开始后未确定继承人或者遗产管理人; (四) 权利人被义务人或者其他人
+            控制; (五) 其他导致权利人不能行使请求权的障碍。自中止时效的原因消除之日起满六个月, 诉讼时效期间届满;
   art. 195: 诉讼时效中断, 从中断、有关程序终结时起, 诉讼时效期间重新计算: (一) 权利人向义务人提出履行请求;
             (二) 义务人同意履行义务; (三) 权利人提起诉讼或者申请仲裁; (四) 与提起诉讼或者申请仲裁具有同等效力的
             其他情形 (an application for a payment order is one, as the commentaries on art. 195 list);
@@ -19,7 +22,12 @@ Each clock names its source beside its code. The texts were read (November 2026)
   art. 227: 债务人应当自收到支付令之日起十五日内清偿债务, 或者向人民法院提出书面异议 (2023 numbering, read in the
             Supreme People's Court library's article-by-article text; art. 223 in the 2021 text);
   art. 250: 申请执行的期间为二年 ... 从法律文书规定履行期间的最后一日起计算 ... 法律文书未规定履行期间的, 从法律文书
-            生效之日起计算 (2023 numbering; art. 246 in 2021, art. 239 in 2017).
+            生效之日起计算 (2023 numbering; art. 246 in 2021, art. 239 in 2017). 申请执行时效的中止、中断, 适用法律有关
+            诉讼时效中止、中断的规定 (the same article).
+- 《最高人民法院关于适用〈中华人民共和国民事诉讼法〉执行程序若干问题的解释》 (执行程序解释, 2008):
+  art. 28: 申请执行时效因申请执行人向被执行人提出履行请求、被执行人同意履行义务而中断。从中断时起, 申请执行时效期间重新
+           计算 (the 2008 numbering as the commentaries quote it; the 2020 revision's numbering was not verified here).
+           A part payment is the debtor's agreement to perform (as for the limitation period, 诉讼时效规定 art. 14).
   A Saturday or Sunday is a 法定休假日 for these periods (the Supreme People's Court's answer of 12 December 2014 on the
   same rule, then art. 82: 如星期六、星期日、"五一"、"十一"、元旦、春节等); the rest days are those of the official
   calendar files (domain.calendar), every Saturday and Sunday that is not a make-up working day included.
@@ -39,7 +47,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from domain import calendar
-from domain.dates import local_date, local_midnight
+from domain.dates import add_months, local_date, local_midnight
 from domain.policy import LegalRules
 
 RECHECK = timedelta(days=1)  # a clock waiting for a calendar file or a date asks again daily
@@ -68,6 +76,7 @@ NOTICE_ACTION_SET = set(NOTICE_ACTIONS.values())
 SRC_LIMITATION = "民法典 art. 188 (3 years), 189 (from the due date), 195 (restarts), 201-203 (counting)"
 SRC_PERFORMANCE = "民事诉讼法 (2023) art. 250 (enforcement after the performance period), art. 85 (rest days)"
 SRC_ENFORCEMENT = "民事诉讼法 (2023) art. 250 (2 years from the performance period's last day), art. 85"
+SRC_ENFORCEMENT_RESTART = "执行程序解释 art. 28 (interrupted by a demand or the debtor's agreement to perform; counted again)"
 SRC_OBJECTION = "民事诉讼法 (2023) art. 227 (15 days from service), art. 85 (service day excluded, rest days)"
 SRC_NOTICE = "征信业管理条例 art. 15 (the borrower told before a negative report)"
 SRC_NOTICE_PERIOD = "征信业管理条例 art. 15; the notice's days counted by 民法典 arts. 201-203 (to 24:00, rest days move)"
@@ -89,12 +98,12 @@ def add_years(day: date, years: int) -> date:
         return day.replace(year=day.year + years, day=28)
 
 
-def nominal_last_day(start: date, *, days: int = 0, years: int = 0) -> date:
+def nominal_last_day(start: date, *, days: int = 0, months: int = 0, years: int = 0) -> date:
     """The last day of a period begun on `start`, before any rest-day extension.
 
     民法典 art. 201 / 民事诉讼法 art. 85: the start day is not counted, so `days` days after it end on start + days;
-    art. 202: a period of years ends on the corresponding day."""
-    return add_years(start, years) + timedelta(days=days)
+    art. 202: a period of months or years ends on the corresponding day (none: the month's last day)."""
+    return add_months(add_years(start, years), months) + timedelta(days=days)
 
 
 def end_of_day(day: date, tz: str) -> datetime:
@@ -130,6 +139,7 @@ def period(
     tz: str,
     *,
     days: int = 0,
+    months: int = 0,
     years: int = 0,
     rest_days_move: bool = True,
     cal: calendar.Recorded | None = None,
@@ -137,7 +147,7 @@ def period(
     """A period counted as 民法典 arts. 201-203 and 民事诉讼法 art. 85 count it; a last day on a rest day moves to the
     first working day after it (民法典 art. 203: 法定休假日结束的次日). `cal`: a case run's recorded years (workflow code),
     else the process-wide calendar."""
-    nominal = nominal_last_day(start, days=days, years=years)
+    nominal = nominal_last_day(start, days=days, months=months, years=years)
     earliest = end_of_day(nominal, tz)
     if not rest_days_move:
         return Period(nominal, nominal, earliest, earliest)
@@ -179,16 +189,38 @@ class Facts:
     served_on: date | None = None  # the day it was served on the borrower
     objection: bool = False
     notice_delivered_at: datetime | None = None
+    enforcement_restart: date | None = None  # the enforcement period's last interruption (执行程序解释 art. 28)
+    suspensions: tuple[tuple[date, date], ...] = ()  # obstacles (start, end) recorded under 民法典 art. 194
     # the notice period counted as the law counts days (notice_period); False: delivery + N x 24 h, as runs from
     # before it counted it (workflows/versioning.py NOTICE_PERIOD), and every policy with short demo days
     notice_counted: bool = False
     cal: calendar.Recorded | None = None  # a case run's recorded years (None: the process-wide calendar)
 
 
+SUSPENSION_MONTHS = 6  # 民法典 art. 194: the last six months, and six months after the obstacle ends
+SRC_SUSPENSION = "民法典 art. 194 (an obstacle in the last six months suspends it; it ends six months after the obstacle)"
+
+
+def in_last_six_months(p: Period, starts_on: date, ends_on: date) -> bool:
+    """Does an obstacle from `starts_on` to `ends_on` fall in the period's last six months (民法典 art. 194)? It must
+    begin before the period ends and last into its last six months (one that arose earlier counts from when they
+    begin, as long as it lasts into them)."""
+    window_start = add_months(p.nominal, -SUSPENSION_MONTHS)
+    return starts_on <= p.nominal and ends_on > window_start
+
+
 def limitation(f: Facts, rules: LegalRules) -> Period:
     """民法典 art. 188: three years; art. 189: from the day the (last) instalment fell due, that day not counted
-    (art. 201); restarted by art. 195 from the day of the interruption; a last day on a rest day moves (art. 203)."""
-    return period(f.limitation_start, f.tz, years=rules.limitation_years, cal=f.cal)
+    (art. 201); restarted by art. 195 from the day of the interruption; a last day on a rest day moves (art. 203).
+    Suspended by an obstacle in its last six months (art. 194): then it ends no earlier than six months after the
+    obstacle ended (counted by arts. 201-203 too)."""
+    p = period(f.limitation_start, f.tz, years=rules.limitation_years, cal=f.cal)
+    for starts_on, ends_on in sorted(f.suspensions):
+        if in_last_six_months(p, starts_on, ends_on):
+            after = period(ends_on, f.tz, months=SUSPENSION_MONTHS, cal=f.cal)
+            if after.earliest > p.earliest:
+                p = after
+    return p
 
 
 def performance(f: Facts) -> Period | None:
@@ -205,19 +237,25 @@ def objection_window(f: Facts, rules: LegalRules) -> Period | None:
     return period(f.served_on, f.tz, days=rules.payment_order_objection_days, cal=f.cal)
 
 
-def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
-    """民事诉讼法 art. 250: two years from the last day of the performance period the document sets (the stated day,
-    not counted, art. 85); for a payment order, the last day of its 15 days; for a judgment that sets none, the day
-    it took effect."""
+def enforcement_from(f: Facts, rules: LegalRules) -> date | None:
+    """The day the period to apply for enforcement first counts from (not counted itself), before any interruption:
+    the last day of the performance period the document sets (民事诉讼法 art. 250); for a payment order, the last day
+    of its 15 days; for a judgment that sets none, the day it took effect."""
     if f.judgment:
-        base = f.performance_ends or f.effective_on
-    elif f.payment_order:
+        return f.performance_ends or f.effective_on
+    if f.payment_order:
         w = objection_window(f, rules)
-        base = w.nominal if w else None
-    else:
-        base = None
+        return w.nominal if w else None
+    return None
+
+
+def enforcement_window(f: Facts, rules: LegalRules) -> Period | None:
+    """民事诉讼法 art. 250: two years from `enforcement_from`, counted again from an interruption (执行程序解释 art. 28)."""
+    base = enforcement_from(f, rules)
     if base is None:
         return None
+    if f.enforcement_restart is not None and f.enforcement_restart > base:
+        base = f.enforcement_restart
     return period(base, f.tz, years=rules.enforcement_within_years, cal=f.cal)
 
 
@@ -346,7 +384,20 @@ def clocks(f: Facts, rules: LegalRules) -> list[ClockView]:
     """Every clock running on the case, for `status`."""
     out = []
     p = limitation(f, rules)
-    out.append(ClockView("limitation", "ends", SRC_LIMITATION, p.ends, p.last_day or None, p.describe(f.tz)))
+    plain = period(f.limitation_start, f.tz, years=rules.limitation_years, cal=f.cal)
+    if p.earliest != plain.earliest:
+        out.append(
+            ClockView(
+                "limitation",
+                "ends",
+                f"{SRC_LIMITATION}; {SRC_SUSPENSION}",
+                p.ends,
+                p.last_day or None,
+                f"suspended (民法典 art. 194): {p.describe(f.tz)}; without the obstacle, {plain.describe(f.tz)}",
+            )
+        )
+    else:
+        out.append(ClockView("limitation", "ends", SRC_LIMITATION, p.ends, p.last_day or None, p.describe(f.tz)))
     if f.judgment:
         perf = performance(f)
         if perf is None:

@@ -85,6 +85,9 @@ class CaseInput(Model):
     guarantor_id: str | None = Field(default=None, pattern=ID_PATTERN)
     policy: Policy
     history_limit: int | None = Field(default=None, ge=50, description="continue-as-new past this many events (tests)")
+    rejections_recorded: int | None = Field(
+        default=None, ge=1, description="refused signals recorded one by one per run (default 100; tests set fewer)"
+    )
     state: CaseState | None = None
     reopen: ReopenIn | None = Field(default=None, description="a closed run reopened by a payment reversal")
 
@@ -223,6 +226,42 @@ class WriteOffConfirmIn(Model):
     reference: str = Field(default="", max_length=200, description="the write-off approval's number")
 
 
+SuspensionCause = Literal[
+    "force_majeure", "no_legal_representative", "no_heir_or_administrator", "creditor_controlled", "other_obstacle"
+]
+# 民法典 art. 194's obstacles, as the article lists them
+SUSPENSION_CAUSES: dict[str, str] = {
+    "force_majeure": "(一) 不可抗力 (force majeure)",
+    "no_legal_representative": "(二) 无民事行为能力人或者限制民事行为能力人没有法定代理人, 或者法定代理人死亡、丧失民事行为能力、"
+    "丧失代理权 (no legal representative)",
+    "no_heir_or_administrator": "(三) 继承开始后未确定继承人或者遗产管理人 (no heir or estate administrator yet)",
+    "creditor_controlled": "(四) 权利人被义务人或者其他人控制 (the creditor under another's control)",
+    "other_obstacle": "(五) 其他导致权利人不能行使请求权的障碍 (another obstacle)",
+}
+
+
+class SuspensionIn(Model):
+    """An obstacle that suspends the limitation period (民法典 art. 194), recorded by the legal team. The same
+    reference again replaces the earlier record (a corrected end date, an obstacle that lasted longer)."""
+
+    actor: SkipJsonSchema[Actor | None] = Field(
+        default=None, description="set by the application layer from the authenticated operator; never taken from a client"
+    )
+    cause: SuspensionCause = Field(description="the obstacle, as 民法典 art. 194 lists them")
+    starts_on: dt.date = Field(description="the day the obstacle began")
+    ends_on: dt.date = Field(description="the day it ended (or is expected to end; record it again to correct)")
+    reference: str = Field(min_length=1, max_length=100, description="the document it rests on (a notice, a certificate)")
+    note: str = Field(default="", max_length=200)
+
+
+class Suspension(Model):
+    cause: SuspensionCause
+    starts_on: dt.date
+    ends_on: dt.date
+    reference: str
+    recorded_at: datetime
+
+
 class ReversalIn(Model):
     """A payment taken back (returned transfer, failed debit), by its payment id."""
 
@@ -321,19 +360,32 @@ class Hold(Model):
     reference: str = ""
 
 
-class Promise(Model):
+class PayBy(Model):
+    """When a date a borrower pays by (a promise's, an instalment's) runs out: 24:00 of its last day, the date plus
+    the grace days, a last day on a rest day moved to the next working day (民法典 art. 203) unless the terms keep the
+    dates (art. 204). Set by Case.count_pay_by; a run from before it has only `deadline`, counted in plain days."""
+
+    deadline: datetime
+    last_day: dt.date | None = Field(default=None, description="the last day to pay (24:00 that day, the borrower's zone)")
+    moved_from: dt.date | None = Field(default=None, description="the last day before a rest day moved it (art. 203)")
+    waits_for_year: int | None = Field(
+        default=None,
+        description="the calendar of this year is not recorded yet: `deadline` is the earliest it can be, and it is "
+        "not final (nothing breaks on it) until the year is known",
+    )
+
+
+class Promise(PayBy):
     amount: int
     date: dt.date
-    deadline: datetime
     made_at: datetime
     paid_before: int = Field(description="total paid on the case when the promise was made")
     status: Literal["active", "kept", "broken"] = "active"
 
 
-class Instalment(Model):
+class Instalment(PayBy):
     due: dt.date
     amount: int
-    deadline: datetime
 
 
 class Plan(Model):
@@ -344,6 +396,16 @@ class Plan(Model):
     waived: int = Field(default=0, description="interest forgiven when the plan completes")
     paid_before: int
     status: Literal["active", "completed", "broken"] = "active"
+    terms: str = Field(default="", description="how its dates are counted, as the borrower is told (民法典 art. 203/204)")
+
+
+class Restructuring(Model):
+    """A plan agreed for a delinquent borrower changes the contract in their favour: a restructuring (重组)."""
+
+    on: dt.date
+    before: Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
+    observation_ends: dt.date
+    broken_on: dt.date | None = None
 
 
 class Awaiting(Model):
@@ -485,6 +547,13 @@ class CaseState(Model):
     # the legal clocks' facts (domain.legal); a case started before them keeps the fields above
     limitation_start: dt.date | None = Field(default=None, description="day the limitation period counts from (not counted)")
     limitation_restarts: list[LimitationRestart] = []
+    limitation_suspensions: list[Suspension] = Field(default=[], description="obstacles recorded (民法典 art. 194)")
+    restructuring: Restructuring | None = Field(
+        default=None, description="the loan restructured by an agreed plan (商业银行金融资产风险分类办法 2023; domain/risk.py)"
+    )
+    enforcement_restarted_on: dt.date | None = Field(
+        default=None, description="the day the period to apply for enforcement was last interrupted (执行程序解释 art. 28)"
+    )
     judgment_effective_on: dt.date | None = None
     performance_ends: dt.date | None = None
     payment_order_served_on: dt.date | None = None
@@ -542,6 +611,15 @@ class NextAction(Model):
     at: datetime | None = None
 
 
+class UpcomingStep(Model):
+    """The ladder's next step and when it falls due, as the borrower's page says it ("if nothing is paid by ...")."""
+
+    key: str
+    stage: str
+    title: str
+    at: datetime
+
+
 class CaseStatus(Model):
     loan_id: str
     workflow_id: str
@@ -561,6 +639,7 @@ class CaseStatus(Model):
     promise: Promise | None
     awaiting: Awaiting | None
     next_action: NextAction
+    upcoming: UpcomingStep | None = Field(default=None, description="the next step of the ladder and when it is due")
     decisions: list[GateRecord] = []
     limitation_ends: datetime | None = None
     time_barred: str | None = Field(
@@ -571,6 +650,8 @@ class CaseStatus(Model):
     dispute_answer_due: datetime | None = None
     risk_class: str = Field(default="normal", description="商业银行金融资产风险分类办法 (2023): normal ... loss")
     risk_basis: str = ""
+    restructuring: Restructuring | None = None
+    limitation_suspensions: list[Suspension] = []
     write_off: WriteOffStatus | None = None
     write_off_proposed_at: datetime | None = None
     write_off_deferred: str | None = None

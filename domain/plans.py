@@ -85,12 +85,27 @@ def build_plan(req: PlanIn, balances: Balances, limits: PlanLimits, clock: CaseC
     return Plan(kind=req.kind, made_at=now, schedule=schedule, total=total, waived=waived, paid_before=paid_before)
 
 
+def pay_by_terms(grace_days: int, keep_dates: bool, tz: str) -> str:
+    """How the plan's dates are counted, in the terms the borrower is given (民法典 art. 203, or art. 204 when agreed)."""
+    grace = f" plus {grace_days} days of grace" if grace_days else ""
+    if keep_dates:
+        return (
+            f"Each payment is due by 24:00 ({tz}) on its due date{grace}; as agreed in these terms, the dates stand "
+            "on public holidays and rest days too (民法典 art. 204)"
+        )
+    return (
+        f"Each payment is due by 24:00 ({tz}) on its due date{grace}; a last day on a public holiday or rest day moves "
+        "to the next working day (民法典 art. 203)"
+    )
+
+
 def evaluate_plan(plan: Plan, total_paid: int, now: datetime) -> Literal["active", "completed", "broken"]:
-    """'completed' once the plan total is paid, 'broken' once a deadline passes short, else 'active'."""
+    """'completed' once the plan total is paid, 'broken' once a final deadline passes short, else 'active' (a
+    deadline waiting for its calendar year is not final: Case.count_pay_by)."""
     paid = total_paid - plan.paid_before
     if paid >= plan.total:
         return "completed"
-    due = sum(i.amount for i in plan.schedule if i.deadline <= now)
+    due = sum(i.amount for i in plan.schedule if i.deadline <= now and i.waits_for_year is None)
     return "broken" if paid < due else "active"
 
 

@@ -88,11 +88,33 @@ class PlanLimits(_Strict):
     waiver_pay_within_days: int = Field(default=30, ge=1, le=365)
     first_instalment_within_days: int = Field(default=31, ge=1, le=365)
     grace_days: int = Field(default=5, ge=0, le=60)
+    # 民法典 art. 204 (期间的计算方法依照本法的规定, 但是法律另有规定或者当事人另有约定的除外): the parties may agree that a
+    # due date on a rest day stands. False (the law's default, art. 203): a last day on a rest day moves to the next
+    # working day. The plan's terms say which (Plan.terms), so the borrower is told what was agreed.
+    keep_dates_on_rest_days: bool = False
 
 
 class PromiseRules(_Strict):
     grace_days: int = Field(default=3, ge=0, le=60)
     max_days_ahead: int = Field(default=14, ge=1, le=365)
+    keep_dates_on_rest_days: bool = False  # as PlanLimits: 民法典 art. 204 against art. 203
+
+
+class RiskRules(_Strict):
+    """A restructured loan's class (商业银行金融资产风险分类办法 (2023), the restructuring articles; their numbers and
+    wording are given in domain/risk.py with what could and could not be verified)."""
+
+    # an agreed plan for a delinquent borrower is a restructuring (重组): the contract is changed in the borrower's favour
+    # because of financial difficulty (a collection case is that difficulty); False: plans leave the class to DPD
+    plans_are_restructurings: bool = True
+    # the observation period (重组观察期): from the first payment day of the changed terms, at least this many months
+    # and at least two payment periods
+    observation_months: int = Field(default=12, ge=12, le=60)
+    observation_periods: int = Field(default=2, ge=2, le=24)
+    # during the observation period a restructured asset is at least this class; one that was non-performing before
+    # it is not upgraded; a plan broken inside it makes the asset at least `broken_at_least`
+    restructured_at_least: Literal["special_mention", "substandard"] = "special_mention"
+    broken_at_least: Literal["substandard", "doubtful", "loss"] = "substandard"
 
 
 class HoldRules(_Strict):
@@ -303,6 +325,7 @@ class Policy(_Strict):
     plans: PlanLimits = PlanLimits()
     promise: PromiseRules = PromiseRules()
     holds: HoldRules = HoldRules()
+    risk: RiskRules = RiskRules()
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
     approval: ApprovalRules = ApprovalRules()

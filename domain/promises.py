@@ -42,4 +42,4 @@ def make_promise(
 def evaluate_promise(promise: Promise, total_paid: int, now: datetime) -> Literal["active", "kept", "broken"]:
     if total_paid - promise.paid_before >= promise.amount:
         return "kept"
-    return "broken" if now >= promise.deadline else "active"
+    return "broken" if now >= promise.deadline and promise.waits_for_year is None else "active"

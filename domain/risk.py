@@ -22,14 +22,31 @@ here: a compliance officer must check them against the official text. Were it "�
 art. 1259), each boundary would move one day earlier: `THRESHOLDS` is the one place to change, and
 tests/test_risk.py names the four boundaries.
 
-Only the days-past-due floor is computed here. The other criteria of art. 10-13 (the debtor's finances, a
-restructuring, an impairment) need an analyst's judgement and can only raise the class; they are not modelled.
+Restructured assets (重组资产), the regulation's restructuring articles (arts. 17-20 as the issue cites them; the
+numbers NOT verified here, as above). As the secondary sources summarise them:
+- a restructuring is a change of the contract in the debtor's favour because the debtor is in financial difficulty
+  (deferral 展期, instalments, a waiver are such changes). A plan agreed in a collection case is one
+  (policy `[risk] plans_are_restructurings`);
+- the observation period (重组观察期) runs from the first payment day of the changed terms and covers at least two
+  payment periods and at least one year (`observation_months`, `observation_periods`);
+- during it, an asset that was performing (正常/关注) before the restructuring is at least 关注 (`restructured_at_least`),
+  and one that was non-performing (次级/可疑/损失) is not upgraded;
+- a debtor who does not pay under the changed terms during it: the asset is downgraded to non-performing
+  (`broken_at_least`, 次级), on top of the days-past-due floor of the original contract;
+- after it, with the changed terms kept, the asset is classed by the changed contract's own days overdue again.
+The days overdue of a restructured asset are counted against the changed schedule (its oldest unpaid instalment),
+not against the original due date the case keeps for its ladder. Whether a compliance officer reads the articles
+the same way must be checked against the official text: every number is a policy setting.
+
+The other criteria of art. 10-13 (the debtor's finances, an impairment) need an analyst's judgement and can only
+raise the class; they are not modelled.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import date
 from typing import Literal
 
 RiskClass = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
@@ -73,3 +90,38 @@ def count_by_class(dpds: Iterable[int]) -> dict[RiskClass, int]:
     """How many cases fall in each class (every class listed, zeros included), for a portfolio report."""
     counts = Counter(classify(d) for d in dpds)
     return {c: counts.get(c, 0) for c in CLASSES}
+
+
+SOURCE_RESTRUCTURED = "商业银行金融资产风险分类办法 (2023), restructured assets (arts. 17-20, numbers not verified)"
+
+
+def worst(*classes: RiskClass) -> RiskClass:
+    return max(classes, key=CLASSES.index)
+
+
+def restructured(
+    days_overdue: int,
+    before: RiskClass,
+    today: date,
+    observation_ends: date,
+    broken: bool,
+    at_least: RiskClass,
+    broken_at_least: RiskClass,
+) -> tuple[RiskClass, str]:
+    """A restructured asset's class and its basis. `days_overdue`: against the changed schedule while the plan holds,
+    against the original contract once it broke."""
+    floor = classify(days_overdue)
+    if broken:
+        cls = worst(floor, broken_at_least)
+        return cls, f"{CHINESE[cls]}: a restructuring not kept ({SOURCE_RESTRUCTURED}); {days_overdue} days overdue"
+    if today <= observation_ends:
+        kept = before if before in NON_PERFORMING else at_least
+        cls = worst(floor, at_least, kept)
+        return cls, (
+            f"{CHINESE[cls]}: restructured, in its observation period to {observation_ends} (at least {CHINESE[at_least]}; "
+            f"{CHINESE[before]} before it, not upgraded while observed; {SOURCE_RESTRUCTURED})"
+        )
+    return floor, (
+        f"{CHINESE[floor]}: restructured, observation period ended {observation_ends} with the changed terms kept; "
+        f"{days_overdue} days overdue on them ({SOURCE_RESTRUCTURED})"
+    )

@@ -128,6 +128,14 @@ class Common(_Env):
     # Set by devstack/stack.py for its children: demo policies (compressed days) are accepted only there. Only
     # 1, true and yes turn it on; any other value leaves it off, as a process outside the stack must be.
     dev_stack: Annotated[bool, _on_if("1", "true", "yes")] = env("COLLECTIONS_DEV_STACK", False)
+    # The borrower's page (borrower/): the address its links start with, and the secret their tokens are made with
+    # (base64, at least 32 bytes; unset: the local stack's own, var/link-secret, for a Temporal on this machine).
+    public_url: Annotated[str, BeforeValidator(_blank_is_default), AfterValidator(_http_url)] = env(
+        "COLLECTIONS_PUBLIC_URL", "http://127.0.0.1:8800", description="the borrower page's public base URL"
+    )
+    link_secret: Annotated[str | None, BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_LINK_SECRET", None, description="base64 secret of the borrower links (HMAC key)"
+    )
 
     @property
     def temporal_address(self) -> str:

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import temporalio.client
+import temporalio.worker
+import temporalio.workflow
 
 from infra.config import Common, load
 
 if TYPE_CHECKING:  # imported only when tracing is on
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import Span
-    from temporalio.contrib.opentelemetry import OpenTelemetryInterceptor, ReplaySafeTracerProvider
+    from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 
 SERVICE = "collections"
 
@@ -90,13 +94,70 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-def interceptors() -> list[OpenTelemetryInterceptor]:
-    """The interceptors for Client.connect (and so for the worker built on that client): none when tracing is off."""
+def interceptors() -> list:
+    """The interceptors for Client.connect (and so for the worker built on that client): none when tracing is off.
+    The header guard comes first, so that the tracing interceptor only ever reads a trace header that decodes."""
     if _provider is None:
         return []
     from temporalio.contrib.opentelemetry import OpenTelemetryInterceptor
 
-    return [OpenTelemetryInterceptor(add_temporal_spans=True)]
+    return [TraceHeaderGuard(), OpenTelemetryInterceptor(add_temporal_spans=True)]
+
+
+TRACE_HEADER = "_tracer-data"  # the header the SDK's OpenTelemetry interceptor carries a trace context in
+
+
+def trace_header_problem(headers: Any) -> str | None:
+    """Why a signal's, update's, query's or start's trace header cannot be read as a trace context, or None. The
+    tracing interceptor decodes it unguarded: a sender's bad bytes there would fail every workflow task of the case."""
+    p = headers.get(TRACE_HEADER) if headers else None
+    if p is None:
+        return None
+    from temporalio.converter import PayloadConverter
+
+    try:
+        carrier = PayloadConverter.default.from_payloads([p])[0]
+    except Exception as exc:  # noqa: BLE001 - whatever the bytes are, the input goes on without them
+        return f"does not decode ({type(exc).__name__})"
+    if not isinstance(carrier, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()):
+        return f"is not a map of strings (a JSON {type(carrier).__name__})"
+    return None
+
+
+def _without_bad_trace_header(input: Any, what: str) -> Any:  # every inbound input that carries headers
+    problem = trace_header_problem(input.headers)
+    if problem is not None:
+        why = "%s: trace header %s %s; dropped, the input goes on untraced"
+        temporalio.workflow.logger.warning(why, what, TRACE_HEADER, problem)
+        input.headers = {k: v for k, v in input.headers.items() if k != TRACE_HEADER}
+    return input
+
+
+class _TraceHeaderGuardInbound(temporalio.worker.WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: temporalio.worker.ExecuteWorkflowInput) -> Any:
+        return await super().execute_workflow(_without_bad_trace_header(input, "start"))
+
+    async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
+        await super().handle_signal(_without_bad_trace_header(input, f"signal {input.signal}"))
+
+    async def handle_query(self, input: temporalio.worker.HandleQueryInput) -> Any:
+        return await super().handle_query(_without_bad_trace_header(input, f"query {input.query}"))
+
+    def handle_update_validator(self, input: temporalio.worker.HandleUpdateInput) -> None:
+        super().handle_update_validator(_without_bad_trace_header(input, f"update {input.update}"))
+
+    async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
+        return await super().handle_update_handler(_without_bad_trace_header(input, f"update {input.update}"))
+
+
+class TraceHeaderGuard(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """Drops a trace header that does not decode before the tracing interceptor reads it (a client and a worker
+    interceptor, as the tracing one is, so that a client made by connect() hands it to its worker)."""
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        return _TraceHeaderGuardInbound
 
 
 # The workflow sandbox shares the host's opentelemetry (its context and the global provider): worker.py passes

@@ -448,6 +448,32 @@ async def test_promise_hold_release_plan_and_outcome_reach_the_case(api):
         assert essentials((await c.get("/v1/loans/API-2")).json()) == before
 
 
+async def test_the_legal_team_records_a_limitation_suspension_and_a_bad_one_changes_nothing(api):
+    await api.start("API-SUSP")
+    today = date.today()
+    async with api.http() as c:
+        body = {
+            "cause": "no_heir_or_administrator",
+            "starts_on": (today - timedelta(days=30)).isoformat(),
+            "ends_on": (today - timedelta(days=1)).isoformat(),
+            "reference": "公证书-2026-88",
+        }
+        r = await c.post("/v1/loans/API-SUSP/limitation/suspension", json=body)
+        # a loan that fell due days ago is years from its last six months: recorded, with no effect (民法典 art. 194)
+        assert r.status_code == 200 and "no effect" in r.json()["message"], r.text
+        st = (await c.get("/v1/loans/API-SUSP")).json()
+        assert [x["reference"] for x in st["limitation_suspensions"]] == ["公证书-2026-88"]
+        r = await c.post(
+            "/v1/loans/API-SUSP/limitation/suspension",
+            json={**body, "reference": "X-2", "ends_on": (today - timedelta(days=40)).isoformat()},
+        )
+        assert r.status_code == 422 and error_of(r)[0] == "ends_on", r.text
+        r = await c.post("/v1/loans/API-SUSP/limitation/suspension", json={**body, "cause": "tired"})
+        assert r.status_code == 422 and error_of(r)[0] == "cause", r.text
+        st2 = (await c.get("/v1/loans/API-SUSP")).json()
+        assert st2["limitation_suspensions"] == st["limitation_suspensions"]
+
+
 @pytest.mark.parametrize(
     "method,path,body,status,field,reason",
     [

@@ -380,7 +380,7 @@ def test_duplicate_payment_id_returns_the_first_result_and_changes_nothing():
     r = Runner.open(dpd=10).run_until(T0)
     first = r.pay("30.00", "PAY-7")
     before = r.state.model_dump()
-    dup = PaymentIn(payment_id="PAY-7", amount="999.00", currency="CNY")
+    dup = PaymentIn(payment_id="PAY-7", amount="30.00", currency="CNY")  # (another amount is refused: see below)
     assert r.case.check_payment(dup, r.now) is None
     again = r.case.apply_payment(dup, r.now)
     assert again.duplicate and again.applied == first.applied == "30.00"
@@ -869,3 +869,40 @@ def test_balances_never_negative_and_the_books_balance(dpd, principal, interest,
     event(f"outcome {r.state.outcome}")
     if r.state.plan is not None:
         event(f"plan {r.state.plan.status}")
+
+
+def test_a_payment_id_names_one_amount_and_a_resend_with_another_is_refused():
+    r = Runner.open(dpd=10)
+    r.pay("100.00", "P-ONCE")
+    paid = r.state.total_paid
+    assert r.pay("100.00", "P-ONCE").duplicate  # the same payment again: idempotent
+    with pytest.raises(InvalidInput) as e:
+        r.pay("250.00", "P-ONCE")
+    assert e.value.field == "amount" and "already recorded with CNY 100.00" in e.value.reason
+    with pytest.raises(InvalidInput) as e:
+        r.pay("100.00", "P-ONCE", currency="USD")
+    assert e.value.field == "currency"
+    assert r.state.total_paid == paid and len(r.state.payments) == 1  # nothing changed
+    old = Runner.open(dpd=10)
+    old.case.payment_keys_checked = False  # workflows/versioning.py PAYMENT_KEYS: a run begun before it
+    old.pay("100.00", "P-ONCE")
+    assert old.pay("250.00", "P-ONCE").duplicate
+
+
+def test_a_resent_enforcement_result_with_its_reference_applies_nothing_again():
+    r = Runner.open(dpd=1).run_until(T0 + timedelta(days=130))
+    today = r.case.clock.today(r.now)
+    r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=10))
+    r.run_until(r.dpd_at(151))
+    paid = r.state.total_paid
+    r.outcome("court", "enforcement_result", amount="500.00", reference="(2026)沪0101执123号-1")
+    res = r.outcome("court", "enforcement_result", amount="500.00", reference="(2026)沪0101执123号-1")
+    assert r.state.total_paid == paid + 50_000 and "already recorded" in res.message
+    with pytest.raises(InvalidInput) as e:
+        r.outcome("court", "enforcement_result", amount="700.00", reference="(2026)沪0101执123号-1")
+    assert e.value.field == "amount"
+    r.outcome("court", "enforcement_result", amount="300.00", reference="(2026)沪0101执123号-2")  # another recovery
+    assert r.state.total_paid == paid + 80_000
+    r.outcome("court", "enforcement_result", amount="10.00")  # no reference: each one a new recovery, as before
+    r.outcome("court", "enforcement_result", amount="10.00")
+    assert r.state.total_paid == paid + 82_000

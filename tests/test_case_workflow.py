@@ -149,9 +149,12 @@ async def test_deferral_kept_and_broken(cases):
     broken = await cases.start(dpd=1)
     today = today_in(await cases.now())
     await broken.execute_update(CollectionCase.agree_plan, PlanIn(kind="deferral", until=today + timedelta(days=20)))
-    await cases.advance(days=27)
+    # the last day (20 days + 5 of grace) moves past a rest day or a break (民法典 art. 203): up to 10 days later
+    await cases.advance(days=37)
     st = await cases.status(broken)
     assert st.plan.status == "broken" and "first_call" in st.steps_done
+    last = st.plan.schedule[0].last_day
+    assert last is not None and last >= today + timedelta(days=25) and st.plan.schedule[0].waits_for_year is None
 
 
 async def test_interest_waiver_kept_forgives_the_interest_and_broken_restores_it(cases):

@@ -19,6 +19,7 @@ from console.worklists import FLOOR_ZONE
 from db.engine import make_engine, migrate
 from db.repo import Repo
 from db.tables import BorrowerRow, CaseRow, EventRow, LoanRow
+from domain import display
 from domain.dates import local_date
 
 BASE = "http://console.test"
@@ -276,9 +277,23 @@ async def test_the_dashboard_page_shows_the_stages_to_a_viewer(fresh):
         r = await c.get("/console/dashboard")
     assert r.status_code == 200
     stages = r.text.split('data-testid="by-stage"')[1].split("</table>")[0]
-    for stage in ("reminder", "first_call", "home_visit", "litigation", "enforcement"):
-        assert f"<td>{stage}</td>" in stages
-    assert "M3+" in r.text and "contact_window" in r.text
+    # in Chinese by default, by their display names, in the ladder's order (not the alphabet's)
+    shown = re.findall(r'<td data-stage="([a-z_]+)">([^<]+)</td>', stages)
+    assert [k for k, _ in shown] == sorted((k for k, _ in shown), key=display.stage_rank), shown
+    assert [k for k, _ in shown][:3] == ["reminder", "first_call", "home_visit"], shown
+    names = dict(shown)
+    assert names["lawyers_letter"] == "律师函" and names["credit_bureau"] == "征信上报" and names["enforcement"] == "强制执行"
+    assert "lawyers_letter<" not in stages and '<html lang="zh-CN">' in r.text
+    # amounts grouped, with the yuan sign, right-aligned, and a total row that adds them up
+    amounts = re.findall(r'<td class="num">(¥[0-9,]+\.[0-9]{2})</td>', stages)
+    assert amounts and all(re.fullmatch(r"¥[0-9]{1,3}(,[0-9]{3})*\.[0-9]{2}", a) for a in amounts), amounts
+    total = re.search(
+        r'data-testid="total"><th scope="row">合计</th><td class="num">(\d+)</td><td class="num">(¥[0-9,.]+)<', stages
+    )
+    assert total is not None, stages[-400:]
+    minor = lambda a: int(a.lstrip("¥").replace(",", "").replace(".", ""))  # noqa: E731
+    assert minor(total.group(2)) == sum(minor(a) for a in amounts[:-1])
+    assert "M3+" in r.text and 'data-rule="contact_window">联系时段<' in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert "<script>" not in r.text, "an inline script would be blocked by the CSP"
 
@@ -348,7 +363,7 @@ async def test_inputs_rejected_and_unapplied_payments_are_worklists(fresh):
     assert "LATE-9" in unapplied.text and "1234.56" in unapplied.text.replace(",", ""), unapplied.text
     assert page.status_code == 200
     assert re.findall(r'href="/console/cases/(D\d+)"', page.text) == ["D400"]  # a week back, not nine days
-    assert "PAY-a" in page.text and "system:bank-feed" in page.text and "must not be negative" in page.text
+    assert "PAY-a" in page.text and "system:bank-feed" in page.text and "不能为负数" in page.text  # the reason in Chinese
 
 
 def test_pending_proposals_are_the_cases_whose_latest_approval_event_is_a_proposal(fresh):
@@ -384,7 +399,7 @@ async def test_a_viewer_posting_an_action_is_refused_and_nothing_is_asked_of_tem
             ("hold", {"kind": "hardship"}),
         ):
             r = await c.post(f"/console/cases/L1/{action}", data={"csrf": csrf, **data}, headers=ORIGIN)
-            assert r.status_code == 403 and "viewer" in r.text, (action, r.status_code)
+            assert r.status_code == 403 and "角色：查看员" in r.text, (action, r.status_code)  # the viewer role, in Chinese
         r = await c.post("/console/cases/L1/contact", data={"csrf": csrf}, headers=ORIGIN)
         assert r.status_code == 403
 
@@ -406,3 +421,74 @@ def test_the_timeline_names_operators_where_the_case_wrote_their_ids():
     row = business(e, {"op-a621e37e6650": "王芳", "op-0123456789ab": "李娜"})
     assert row["detail"] == "30% interest waiver (proposed by 王芳) approved" and row["who"] == "李娜 (supervisor)"
     assert business(e, {})["detail"] == e.detail  # an id with no name on file stays as it is
+
+
+# --------------------------------------------------------------------------- the front door, the language, the search
+
+
+async def test_the_root_sends_a_person_to_the_console_and_a_bank_system_to_the_docs(fresh):
+    async with client(fresh) as c:
+        person = await c.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert person.status_code == 303 and person.headers["location"] == "/console/dashboard"
+        signed_out = await c.get(person.headers["location"])
+        assert signed_out.status_code == 303 and signed_out.headers["location"].startswith("/console/login")
+        login = await c.get(signed_out.headers["location"])
+        assert login.status_code == 200 and "登录" in login.text
+        system = await c.get("/", headers={"Accept": "application/json"})
+        assert system.status_code == 303 and system.headers["location"] == "/docs"
+        assert (await c.get("/docs")).status_code == 200
+
+
+async def test_an_operator_switches_to_english_and_back_and_the_choice_is_remembered(fresh):
+    _case(fresh, 1, dpd=10, stage="lawyers_letter")
+    token = token_for(fresh, "hal", ["viewer"])
+    async with client(fresh) as c:
+        await sign_in(c, token)
+        zh = await c.get("/console/dashboard")
+        assert '<html lang="zh-CN">' in zh.text and "各阶段未结案件" in zh.text and ">律师函<" in zh.text
+        switch = await c.get("/console/language/en", params={"next": "/console/worklists/court?q=D"})
+        assert switch.status_code == 303 and switch.headers["location"] == "/console/worklists/court?q=D"
+        cookie = switch.headers["set-cookie"]
+        assert "console_lang=en" in cookie and "Max-Age=31536000" in cookie and "Path=/console" in cookie
+        en = await c.get("/console/dashboard")
+        assert '<html lang="en">' in en.text and "Open cases by stage" in en.text and ">Lawyer&#39;s letter<" in en.text
+        assert "各阶段" not in en.text and "¥100.00" in en.text
+        assert (await c.get("/console/language/xx")).status_code == 404
+        away = await c.get("/console/language/zh_CN", params={"next": "https://evil.test/"})
+        assert away.headers["location"] == "/console/dashboard", "the switch sends nobody off the console"
+        assert "各阶段未结案件" in (await c.get("/console/dashboard")).text
+
+
+async def test_the_header_search_finds_a_case_by_loan_borrower_or_a_phones_last_four_digits(fresh):
+    from sqlmodel import select
+
+    _case(fresh, 501, dpd=10, stage="first_call")
+    _case(fresh, 502, dpd=40, stage="home_visit", amount=3_855_782_56)
+    with fresh.session() as s:
+        b = s.get(BorrowerRow, "B502")
+        b.phone = "13912345678"
+        s.add(b)
+        s.commit()
+    token = token_for(fresh, "ivy", ["collector"])
+    async with client(fresh) as c:
+        await sign_in(c, token)
+        page = await c.get("/console/dashboard")
+        assert 'data-testid="search"' in page.text and 'for="header-q"' in page.text
+        exact = await c.get("/console/search", params={"q": "D501"})
+        assert exact.status_code == 303 and exact.headers["location"] == "/console/cases/D501"
+        by_borrower = await c.get("/console/search", params={"q": "B502"})
+        assert re.findall(r'data-testid="found-(D\d+)"', by_borrower.text) == ["D502"]
+        by_phone = await c.get("/console/search", params={"q": "5678"})
+        assert re.findall(r'data-testid="found-(D\d+)"', by_phone.text) == ["D502"]
+        assert "139****5678" in by_phone.text and "13912345678" not in by_phone.text
+        assert "¥3,855,782.56" in by_phone.text and "尾号为 5678" in by_phone.text
+        none = await c.get("/console/search", params={"q": "4321"})
+        assert 'data-testid="nothing-found"' in none.text
+        bad = await c.get("/console/search", params={"q": "D5 01; drop"})
+        assert bad.status_code == 422 and "搜索：" in bad.text
+        assert "is neither an id" in bad.text  # the field named, and the reason
+    with fresh.session() as s:
+        audited = s.exec(select(EventRow).where(EventRow.kind == "case_found_by_search")).all()
+    assert sorted(e.loan_id for e in audited) == ["D501", "D502", "D502"]
+    assert all(e.actor.endswith(":collector") and e.actor.startswith("op-") for e in audited)
+    assert any("last four digits" in e.detail for e in audited)

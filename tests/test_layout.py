@@ -1,6 +1,6 @@
 """The layout's one rule, checked over the whole tree: imports point down.
 
-    entry points (api/, console/, starter.py, worker.py, devstack/, sandbox/, sim/, bench/)
+    entry points (api/, console/, borrower/, starter.py, worker.py, devstack/, sandbox/, sim/, bench/)
       -> app/ (the use cases)
         -> workflows/, activities/
           -> db/
@@ -37,6 +37,7 @@ LEVEL = {
     "sim": 5,
     "bench": 5,
     "console": 5,
+    "borrower": 5,  # the borrower's page, served by the API process
 }
 # Rooms no production room may import (test-only helpers live in tests/) ...
 NEVER_IMPORTED = {"tests"}

@@ -45,6 +45,14 @@ async def test_the_demo_portfolio_to_its_end_replays_whole(env, worker, repo):
     statuses = [await h.query(CollectionCase.status) for h in handles.values()]
     late = [s for s in statuses if s.status == "closed" or s.stage in ("litigation", "enforcement", "agency")]
     assert len(late) >= len(inputs) * 3 // 4, sorted((s.loan_id, s.stage, s.status) for s in statuses)
+    # the borrower is told before an agency is given the case: the notice letter went out, and before the placement
+    placed = [s for s in statuses if "agency_placement" in s.steps_done]
+    assert placed, sorted((s.loan_id, s.stage) for s in statuses)
+    for s in placed:
+        rows = {r.step: r for r in repo.contacts(loan_id=s.loan_id)}
+        notice = rows.get("agency_notice")
+        assert notice is not None and notice.status == "delivered", (s.loan_id, notice and notice.reason)
+        assert s.steps_done.index("agency_notice") < s.steps_done.index("agency_placement")
     count, failures = await replay_every_history(env.client)
     assert count >= len(inputs)
     assert not failures, "\n".join(failures)

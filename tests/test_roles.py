@@ -55,6 +55,11 @@ EXAMPLES: dict[str, tuple[str, str, dict | None]] = {
     "payment.reverse": ("POST", "/v1/loans/L1/payments/P1/reversal", {"reason": "returned transfer"}),
     "case.close": ("POST", "/v1/loans/L1/closure", {"outcome": "uncollectable", "reason": "no assets"}),
     "writeoff.confirm": ("POST", "/v1/loans/L1/write-off/confirmation", {"approver": "x"}),
+    "limitation.suspend": (
+        "POST",
+        "/v1/loans/L1/limitation/suspension",
+        {"cause": "force_majeure", "starts_on": "2026-01-01", "ends_on": "2026-02-01", "reference": "x"},
+    ),
     "payment.apply_unapplied": ("POST", "/v1/loans/L1/payments/apply-unapplied", {}),
     "promise": ("POST", "/v1/loans/L1/promises", {"amount": "1.00", "date": "2030-01-01"}),
     "plan.agree": ("POST", "/v1/loans/L1/plans", {"kind": "deferral", "until": "2030-01-01"}),

@@ -68,6 +68,10 @@ async def test_a_signalled_payment_is_applied_once_by_id_whichever_way_it_comes(
     # its events carry the sender's Temporal identity as a system actor, never an operator
     [applied] = [e for e in st.events if e.kind == "payment"]
     assert applied.actor == f"system:{env.client.identity}"[:40], applied
+    # the same id with another amount is a different payment under a reused id: recorded as rejected, never applied
+    await h.signal("record_payment", {**pay, "amount": "250.00"})
+    st = await settled(cases, h, lambda s: len(rejections(s)) == 1)
+    assert st.total_paid == "100.00" and ": amount:" in rejections(st)[0].detail and "SIG-1" in rejections(st)[0].detail
     await no_failed_tasks(h)
 
 
@@ -161,4 +165,65 @@ async def test_a_signal_the_worker_cannot_decrypt_is_recorded_not_a_failed_task(
     st = await settled(cases, h, lambda s: bool(rejections(s)))
     [event] = rejections(st)
     assert ": input: the payload cannot be decrypted" in event.detail and "retired-2025" in event.detail, event.detail
+    await no_failed_tasks(h)
+
+
+async def test_a_payment_signalled_while_a_closed_case_finishes_its_closing_actions_is_kept_as_unapplied(cases, gateway, repo):
+    from domain.policy import load_policy, parse_policy
+    from tests.conftest import open_hours
+
+    data = load_policy("default").model_dump(mode="json")
+    data.update(name="agency-at-once", steps=[{"key": "agency", "stage": "agency", "dpd": 1, "actions": ["agency_place"]}])
+    h = await cases.start(dpd=1, policy=open_hours(parse_policy(data)))
+    st = await settled(cases, h, lambda s: "agency" in s.steps_done)
+    gateway.set_faults(error_rate=1.0)  # the agency's recall, a closing action, cannot go out: the run stays open
+    try:
+        await h.execute_update(
+            CollectionCase.record_payment,
+            SIGNALLED["record_payment"].model_validate(
+                {"payment_id": "CLOSE-1", "amount": st.outstanding["total"], "currency": "CNY"}
+            ),
+        )
+        await h.signal("record_payment", {"payment_id": "LATE-1", "amount": "20.00", "currency": "CNY"})
+        st = await settled(cases, h, lambda s: len(rejections(s)) == 1)
+    finally:
+        gateway.clear_faults()
+    assert st.status == "closed" and "kept as unapplied" in rejections(st)[0].detail
+    rows = []
+    for _ in range(100):  # written by the local activity that follows the rejection event
+        rows = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    [row] = rows
+    assert row.status == "unapplied" and row.amount == 2_000 and "after the case closed" in row.note
+    await no_failed_tasks(h)
+
+
+async def test_a_flood_of_bad_signals_is_capped_per_run_and_wakes_the_case_to_continue_as_new(cases, repo):
+    h = await cases.start(dpd=1, rejections_recorded=5, history_limit=60)
+    latest = cases.env.client.get_workflow_handle(h.id)  # the handle of whichever run is the latest
+
+    async def run_id() -> str:
+        return (await latest.describe()).run_id
+
+    first_run = await run_id()
+    for i in range(40):
+        await h.signal("record_payment", {"payment_id": f"FLOOD-{i}", "amount": "-1", "currency": "CNY"})
+    loan = h.id.removeprefix("loan-")
+    rows = []
+    for _ in range(100):  # the first run records 5, then one notice; the run continues as new and records again
+        rows = repo.rejected_inputs(loan_id=loan)
+        if any(r.signal == "(flood)" for r in rows) and await run_id() != first_run:
+            break
+        await asyncio.sleep(0.05)
+    flood = [r for r in rows if r.signal == "(flood)"]
+    assert flood and "more than 5 signals were refused" in flood[0].reason
+    assert len(rows) < 40  # not one row per bad signal
+    assert await run_id() != first_run  # the history's growth woke the case, which continued as new
+    st = await cases.status(h)
+    assert st.total_paid == "0.00" and st.status == "active"
+    # a good payment still applies after the flood
+    await h.signal("record_payment", {"payment_id": "AFTER-FLOOD", "amount": "10.00", "currency": "CNY"})
+    st = await settled(cases, h, lambda s: s.total_paid == "10.00")
     await no_failed_tasks(h)

@@ -82,7 +82,7 @@ async def traced(env, repo, gateway, spans):
     """A client from connect() (the interceptor comes with it), a worker on it, the API in process on it;
     the gateway's requests' traceparent headers, as sent."""
     client = await connect(env.client.service_client.config.target_host)
-    assert [type(i).__name__ for i in client.config()["interceptors"]] == ["OpenTelemetryInterceptor"]
+    assert [type(i).__name__ for i in client.config()["interceptors"]] == ["TraceHeaderGuard", "OpenTelemetryInterceptor"]
     sent: list[str | None] = []
 
     async def seen(request: httpx.Request) -> None:
@@ -222,3 +222,60 @@ async def test_no_endpoint_no_tracing(env, monkeypatch):
         assert headers == {}
     with pytest.raises(SettingsError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT: .*http:// or https:// URL.*'localhost:4318'"):
         tracing.setup("collections-test", {"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"})
+
+
+class _BadTraceHeader:
+    """A sender whose signals and updates carry a trace header that is not a trace context."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def client(self):
+        import temporalio.client
+        from temporalio.api.common.v1 import Payload
+
+        data = self.data
+
+        class Out(temporalio.client.OutboundInterceptor):
+            def _bad(self, headers):
+                return {**headers, tracing.TRACE_HEADER: Payload(metadata={"encoding": b"json/plain"}, data=data)}
+
+            async def signal_workflow(self, input):
+                input.headers = self._bad(input.headers)
+                return await super().signal_workflow(input)
+
+            async def start_workflow_update(self, input):
+                input.headers = self._bad(input.headers)
+                return await super().start_workflow_update(input)
+
+        class Interceptor(temporalio.client.Interceptor):
+            def intercept_client(self, next):
+                return Out(next)
+
+        return Interceptor()
+
+
+@pytest.mark.parametrize("data", [b"{not json", b'"a JSON string"', b'{"traceparent": 7}'])
+async def test_a_bad_trace_header_is_dropped_and_the_input_still_applies(traced, env, data):
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+
+    from domain.models import PaymentIn
+    from workflows.case import CollectionCase
+
+    cases, _http, _sent = traced
+    h = await cases.start(dpd=1)
+    sender = Client(
+        env.client.service_client,
+        namespace=env.client.namespace,
+        data_converter=env.client.data_converter,
+        interceptors=[_BadTraceHeader(data).client()],
+    )
+    bad = sender.get_workflow_handle(h.id)
+    await bad.signal("record_payment", {"payment_id": "TH-1", "amount": "100.00", "currency": "CNY"})
+    r = await bad.execute_update(CollectionCase.record_payment, PaymentIn(payment_id="TH-2", amount="50.00", currency="CNY"))
+    assert not r.duplicate
+    st = await cases.status(h)
+    assert st.total_paid == "150.00"
+    history = await h.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]

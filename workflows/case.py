@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         LedgerEntry,
         RejectedInput,
         ReversalEntry,
+        UnappliedPayment,
         WindowClosed,
         base_action,
         case_key,
@@ -41,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import approvals, channels
     from domain.actor import Actor
-    from domain.case import Case
+    from domain.case import CLOSED_FIELD, Case
     from domain.dates import dpd_start, utc_text
     from domain.errors import InvalidInput, field_and_reason
     from domain.legal import LEGAL_RULES
@@ -63,12 +64,13 @@ with workflow.unsafe.imports_passed_through():
         RecordedCalendar,
         ReleaseIn,
         ReversalIn,
+        SuspensionIn,
         TaskInfo,
         TaskOpen,
         UpdateResult,
         WriteOffConfirmIn,
     )
-    from domain.money import format_amount, to_major
+    from domain.money import format_amount, parse_amount, to_major
     from domain.policy import Step
     from encryption.codec import UNDECRYPTABLE
     from infra import metrics
@@ -148,6 +150,9 @@ class CollectionCase:
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
         self.case.notice_counted = self.versions.notice_period
         self.case.barred_stays = self.versions.time_barred
+        self.case.pay_by_counted = self.versions.pay_by_rest_days
+        self.case.enforcement_interrupts = self.versions.enforcement_restart
+        self.case.payment_keys_checked = self.versions.payment_keys
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -158,6 +163,7 @@ class CollectionCase:
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
         self._published: dict[str, Any] = {}
         self._projected: CaseProjection | None = None
+        self._rejections = 0  # signals refused in this run (a replay counts them again, as they replay)
 
     # ------------------------------------------------------------------ main loop
 
@@ -925,6 +931,16 @@ class CollectionCase:
         _reject(self.case.check_outcome, o)
 
     @workflow.update
+    async def record_suspension(self, x: SuspensionIn) -> UpdateResult:
+        result = self._apply(self.case.apply_suspension, x)
+        await self._record_events()
+        return result
+
+    @record_suspension.validator
+    def _validate_suspension(self, x: SuspensionIn) -> None:
+        _reject(self.case.check_suspension, x)
+
+    @workflow.update
     async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
         kind = self._proposal_kind(c)
         if kind is not None:
@@ -1000,6 +1016,7 @@ class CollectionCase:
             "place_hold": (self._validate_hold, self.place_hold),
             "release_hold": (self._validate_release, self.release_hold),
             "record_outcome": (self._validate_outcome, self.record_outcome),
+            "record_suspension": (self._validate_suspension, self.record_suspension),
         }
 
     @workflow.signal(
@@ -1065,19 +1082,43 @@ class CollectionCase:
             if self.case.state.event_seq != before:  # refused after it changed the case: not bad input, and not lost
                 workflow.logger.error("signal %s refused after it was applied in part: %s", name, exc)
                 return
-            await self._reject_signal(name, input_id, details.get("field") or "input", details.get("reason") or str(exc), who)
+            field, reason = details.get("field") or "input", details.get("reason") or str(exc)
+            kept = self._kept_unapplied(arg, field)
+            if kept is not None:
+                reason += "; the payment is kept as unapplied (worklist Unapplied payments)"
+            await self._reject_signal(name, input_id, field, reason, who, kept)
 
-    async def _reject_signal(self, name: str, input_id: str | None, field: str, reason: str, who: str) -> None:
+    async def _reject_signal(
+        self, name: str, input_id: str | None, field: str, reason: str, who: str, unapplied: UnappliedPayment | None = None
+    ) -> None:
         """An input the case did not take, kept where people look: the case's events, the rejected-inputs table
-        and worklist, and the collections_inputs_rejected metric. Nothing else changes."""
+        and worklist, and the collections_inputs_rejected metric. Nothing else changes. Past the run's cap
+        (versioning.SIGNAL_FLOOD) a flood of them costs a count each, not an event and a local activity: one notice
+        says so, and the history's growth wakes the loop to continue as new."""
         now = workflow.now()
         shown = name if len(name) <= 64 else f"{name[:64]}..."
+        metric = name if name in SIGNALLED else "unknown"
+        self._rejections += 1
+        cap = self.inp.rejections_recorded or REJECTIONS_RECORDED
+        flood = self.versions.signal_flood and unapplied is None and self._rejections > cap  # money is always kept
+        if flood and self._rejections > cap + 1:
+            _count_rejected(metric)
+            self._wake_if_history_is_long()
+            return
+        if flood:  # the one notice, in place of the rest
+            name, input_id, field = "(flood)", None, "signal"
+            reason = (
+                f"more than {cap} signals were refused in this run: the rest are counted (metric "
+                f"collections_inputs_rejected), not recorded one by one, until the case continues as new; the last "
+                f"was {shown}: {reason}"
+            )
+            shown = name
         self.case.event(
             now, "input_rejected", f"signal {shown}" + (f" {input_id}" if input_id else "") + f" refused: {field}: {reason}"
         )
         seq = self.case.state.event_seq
         self.case.state.events[-1].actor = who[:40]  # the audit trail keeps 40 characters of an actor
-        _count_rejected(name if name in SIGNALLED else "unknown")
+        _count_rejected(metric)
         events = self.case.unaudited()
         await workflow.execute_local_activity(
             channels.RECORD_REJECTED_INPUT,
@@ -1093,12 +1134,33 @@ class CollectionCase:
                 received_at=now,
                 seq=seq,
                 events=events,
+                unapplied=unapplied,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,
             summary=f"rejected input: {shown}",
         )
         self._audited(events)
+        self._wake_if_history_is_long()
+
+    def _wake_if_history_is_long(self) -> None:
+        """Signals grow the history while the case sleeps: wake the loop, which continues as new, when it is due."""
+        if self.versions.signal_flood and self._continue_as_new_due():
+            self._changed = True
+
+    def _kept_unapplied(self, arg: BaseModel, field: str) -> UnappliedPayment | None:
+        """A signalled payment refused only because the case has closed is money received: kept as unapplied."""
+        if not isinstance(arg, PaymentIn) or field != CLOSED_FIELD or arg.currency != self.inp.currency:
+            return None
+        if arg.payment_id in self.case.state.payments:
+            return None
+        try:
+            minor = parse_amount(arg.amount, arg.currency, "amount")
+        except InvalidInput:
+            return None
+        return UnappliedPayment(
+            payment_id=arg.payment_id, amount=minor, currency=arg.currency, paid_at=arg.paid_at or workflow.now()
+        )
 
     @workflow.query
     def snapshot(self) -> CaseInput:
@@ -1116,7 +1178,10 @@ SIGNALLED: dict[str, type[BaseModel]] = {
     "place_hold": HoldIn,
     "release_hold": ReleaseIn,
     "record_outcome": OutcomeIn,
+    "record_suspension": SuspensionIn,
 }
+# Refused signals recorded one by one in a run (CaseInput.rejections_recorded overrides it); the rest are counted.
+REJECTIONS_RECORDED = 100
 # Fields of the inputs that only the application layer sets (SkipJsonSchema in domain/models.py): refused in a signal.
 APPLICATION_FIELDS = ("actor", "approved")
 # The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.

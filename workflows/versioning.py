@@ -56,6 +56,18 @@ CALENDAR_RECORDED = "legal-clocks-count-with-recorded-calendars"
 # Decided at start: a debt whose limitation period ran out stays time-barred: our own demand does not restart it, the
 # lawyer's letter and filings are refused (rule time_barred), and the messages say repaying is voluntary.
 TIME_BARRED = "a-time-barred-debt-stays-time-barred"
+# Decided at start: a promise's or an instalment's last day to pay on a rest day moves to the next working day
+# (民法典 art. 203; domain.case.Case.count_pay_by), unless the policy's terms keep the dates (art. 204).
+PAY_BY_REST_DAYS = "pay-by-dates-move-past-rest-days"
+# Decided at start: a part payment, promise or plan after a judgment or payment order restarts the period to apply for
+# enforcement (执行程序解释 art. 28; domain.case.Case.restart_enforcement).
+ENFORCEMENT_RESTART = "enforcement-period-restarts-on-part-payment"
+# Decided at start: a payment id names one amount (the same id with another is refused, not a silent duplicate), and
+# a court's enforcement result is keyed by its reference (domain.case.Case.check_payment, enforcement_key).
+PAYMENT_KEYS = "a-payment-key-names-one-payment"
+# Decided at start: past a number of refused signals in one run, the rest are counted, not recorded one by one (one
+# notice says so), and a refused signal wakes the loop when the history is due to continue as new.
+SIGNAL_FLOOD = "refused-signals-capped-per-run"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -77,6 +89,10 @@ class Versions:
         self.notice_period = self.at_start and workflow.patched(NOTICE_PERIOD)
         self.calendar_recorded = self.at_start and workflow.patched(CALENDAR_RECORDED)
         self.time_barred = self.at_start and workflow.patched(TIME_BARRED)
+        self.pay_by_rest_days = self.at_start and workflow.patched(PAY_BY_REST_DAYS)
+        self.enforcement_restart = self.at_start and workflow.patched(ENFORCEMENT_RESTART)
+        self.payment_keys = self.at_start and workflow.patched(PAYMENT_KEYS)
+        self.signal_flood = self.at_start and workflow.patched(SIGNAL_FLOOD)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""

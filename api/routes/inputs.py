@@ -19,6 +19,7 @@ from domain.models import (
     PlanResult,
     PromiseIn,
     ReleaseIn,
+    SuspensionIn,
     UpdateResult,
     WriteOffConfirmIn,
 )
@@ -98,6 +99,18 @@ async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: Release
 )
 async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
     return await update(be, loan_id, "outcome", body)
+
+
+@router.post(
+    "/loans/{loan_id}/limitation/suspension",
+    **guard("limitation.suspend"),
+    tags=["inputs"],
+    response_model=UpdateResult,
+    summary="Record an obstacle that suspends the limitation period (民法典 art. 194): cause, start, end, reference",
+    responses={**E404, **E422},
+)
+async def suspend(be: BackendDep, loan_id: LoanId, body: SuspensionIn) -> Any:
+    return await update(be, loan_id, "suspend", body)
 
 
 @router.post(

@@ -3,9 +3,9 @@
   var data = JSON.parse(document.getElementById("chart-data").textContent);
   var opts = {animation: false, plugins: {legend: {display: false}}, scales: {y: {beginAtZero: true}}};
   new Chart(document.getElementById("chart-stage"), {type: "bar",
-    data: {labels: data.stage.labels, datasets: [{label: "cases", data: data.stage.cases, backgroundColor: "#3b6ea5"}]},
+    data: {labels: data.stage.labels, datasets: [{label: data.label, data: data.stage.cases, backgroundColor: "#3b6ea5"}]},
     options: opts});
   new Chart(document.getElementById("chart-bucket"), {type: "bar",
-    data: {labels: data.bucket.labels, datasets: [{label: "cases", data: data.bucket.cases, backgroundColor: "#c0772d"}]},
+    data: {labels: data.bucket.labels, datasets: [{label: data.label, data: data.bucket.cases, backgroundColor: "#a65f1c"}]},
     options: opts});
 })();

@@ -19,26 +19,79 @@ model and what its answer adds), registered in `channels`; `delivery` gives each
 subprocess.
 """
 
+# Every name the single-module gateway had, from where it lives now.
+from sandbox.gateway.agency import AgencyRequest
 from sandbox.gateway.app import create_app
-from sandbox.gateway.calls import CallScript, play_call
+from sandbox.gateway.calls import CallOutcomeName, CallRequest, CallScript, play_call
 from sandbox.gateway.channels import CHANNELS
-from sandbox.gateway.common import DEFAULT_API_KEY, INSTANCE_HEADER, Channel
-from sandbox.gateway.process import GatewayStartError, RunningGateway, free_port, running_gateway, start_in_subprocess
-from sandbox.gateway.state import FaultSettings, Gateway
+from sandbox.gateway.common import (
+    DEFAULT_API_KEY,
+    INSTANCE_HEADER,
+    Amount,
+    ApiError,
+    Body,
+    Channel,
+    Currency,
+    Email,
+    IsoDate,
+    Language,
+    LoanId,
+    Phone,
+    Text,
+)
+from sandbox.gateway.court import CourtRequest
+from sandbox.gateway.credit_bureau import CreditBureauRequest
+from sandbox.gateway.emails import EmailRequest
+from sandbox.gateway.law_firm import LawFirmRequest
+from sandbox.gateway.letters import LetterRequest
+from sandbox.gateway.process import (
+    PROJECT_ROOT,
+    GatewayStartError,
+    RunningGateway,
+    free_port,
+    running_gateway,
+    start_in_subprocess,
+)
+from sandbox.gateway.sms import SmsRequest
+from sandbox.gateway.state import FaultSettings, Gateway, Stats
 from sandbox.gateway.store import MEMORY, Store
+from sandbox.gateway.visits import VisitRequest, VisitWindow
 
 __all__ = [
     "CHANNELS",
     "DEFAULT_API_KEY",
     "INSTANCE_HEADER",
     "MEMORY",
+    "PROJECT_ROOT",
+    "AgencyRequest",
+    "Amount",
+    "ApiError",
+    "Body",
+    "CallOutcomeName",
+    "CallRequest",
     "CallScript",
     "Channel",
+    "CourtRequest",
+    "CreditBureauRequest",
+    "Currency",
+    "Email",
+    "EmailRequest",
     "FaultSettings",
     "Gateway",
     "GatewayStartError",
+    "IsoDate",
+    "Language",
+    "LawFirmRequest",
+    "LetterRequest",
+    "LoanId",
+    "Phone",
     "RunningGateway",
+    "SmsRequest",
+    "Stats",
     "Store",
+    "Text",
+    "VisitRequest",
+    "VisitWindow",
     "create_app",
     "free_port",
     "play_call",

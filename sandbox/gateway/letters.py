@@ -8,7 +8,7 @@ from sandbox.gateway.common import Body, Channel, Language, Text
 
 
 class LetterRequest(Body):
-    kind: Literal["reminder_notice", "overdue_letter", "lawyers_letter", "bureau_notice"]
+    kind: Literal["reminder_notice", "overdue_letter", "lawyers_letter", "bureau_notice", "agency_notice"]
     recipient: Text(200)
     address: Text(500)
     content: Text(100_000)

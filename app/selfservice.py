@@ -1,0 +1,253 @@
+"""The borrower's page, as a flow: a message's link, the one-time code that opens it, the case shown to the borrower,
+and what the borrower may do there, each through the same application layer, validation and audit as an operator's
+input (the actor `borrower:self_service`). Rules: domain/selfservice.py; tables: db/selfservice.py; pages: borrower/.
+
+A link of a message to a guarantor opens no debt: the page says who to call, nothing more (PIPL art. 6; a guarantor
+is told of the debt by the letter addressed to them, not by a page that anyone holding the phone could open)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+
+from access.permissions import BORROWER_CALLER, acting_as
+from app import inputs, visibility
+from app.errors import BadInput
+from db.repo import Repo
+from db.selfservice import LinkStore
+from db.tables import BorrowerLinkRow
+from domain import selfservice as rules
+from domain.models import CaseStatus
+from domain.money import format_amount
+from infra.link_secret import link_secret
+
+log = structlog.get_logger("selfservice")
+
+
+class LinkError(Exception):
+    """The link opens nothing: unknown (mistyped, altered), revoked, or expired. The page says which, in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def open_link(repo: Repo, token: str, now: dt.datetime) -> BorrowerLinkRow:
+    if not rules.looks_like_token(token):
+        raise LinkError("invalid")
+    link = LinkStore(repo).link(rules.keyed_hash(link_secret(), "link", token))
+    if link is None or link.revoked_at is not None:
+        raise LinkError("invalid")
+    if now >= link.expires_at:
+        raise LinkError("expired")
+    return link
+
+
+def code_idempotency_key(link: BorrowerLinkRow, now: dt.datetime) -> str:
+    return f"code:{link.id}:{now.isoformat()}"
+
+
+async def send_code(repo: Repo, gateway: Any, link: BorrowerLinkRow, now: dt.datetime) -> rules.Refusal | None:
+    """A one-time code to the phone on file of whoever the message went to, through the gateway: a transactional
+    message the borrower asked for, exempt from the caps and the window, and recorded as such in the contact ledger."""
+    store = LinkStore(repo)
+    sent = await asyncio.to_thread(store.codes_sent_to, link.recipient_id, now - dt.timedelta(hours=24))
+    refusal = rules.may_send_code(now, link.expires_at, link.locked_until, link.code_sent_at, sent)
+    if refusal is not None:
+        return refusal
+    person = await asyncio.to_thread(repo.borrower, link.recipient_id)
+    if person is None or not person.phone:
+        return rules.Refusal("no_phone")
+    code = rules.new_code()
+    lang = "en" if person.language == "en" else "zh"
+    minutes = rules.CODE_TTL.seconds // 60
+    text = (
+        f"Your code for the page of your loan: {code}. It expires in {minutes} minutes. Never give it to anyone."
+        if lang == "en"
+        else f"您的验证码：{code}，{minutes}分钟内有效。请勿告诉任何人，我行工作人员不会向您索要。"
+    )
+    key = code_idempotency_key(link, now)
+    resp = await gateway.send("sms", {"loan_id": link.loan_id, "to": person.phone, "text": text, "language": lang}, key)
+    assert link.id is not None
+    await asyncio.to_thread(
+        store.code_sent,
+        link,
+        rules.keyed_hash(link_secret(), f"code:{link.id}", code),
+        now,
+        idempotency_key=key,
+        reference=resp.get("id"),
+    )
+    log.info("borrower code sent", loan_id=link.loan_id, link=link.id)  # never the code, the phone or the token
+    return None
+
+
+def verify_code(repo: Repo, link: BorrowerLinkRow, code: str, now: dt.datetime) -> str | rules.Refusal:
+    """A new session's id when the code is right; else why not (wrong, expired, or the link locked until when)."""
+    assert link.id is not None
+    code = code.strip()
+    store = LinkStore(repo)
+    got = store.check_code(link.id, rules.keyed_hash(link_secret(), f"code:{link.id}", code), now)
+    if got == "ok":
+        sid = rules.new_session()
+        store.start_session(link.id, rules.keyed_hash(link_secret(), "session", sid), now)
+        log.info("borrower page opened", loan_id=link.loan_id, link=link.id)
+        return sid
+    if got == "locked":
+        fresh = store.link(link.token_hash)
+        return rules.Refusal("locked", fresh.locked_until if fresh else None)
+    return rules.Refusal("wrong_code" if got == "wrong" else "no_code")
+
+
+def session_link(repo: Repo, token: str, session_id: str | None, now: dt.datetime) -> BorrowerLinkRow | None:
+    """The link a session opened, when it is the link of this URL (a session of one link never opens another)."""
+    if not session_id:
+        return None
+    link = LinkStore(repo).session(rules.keyed_hash(link_secret(), "session", session_id), now)
+    if link is None or link.token_hash != rules.keyed_hash(link_secret(), "link", token):
+        return None
+    return link
+
+
+def csrf_token(session_id: str) -> str:
+    """The token each form of a session carries: derived from the session, so nothing more is stored."""
+    return rules.keyed_hash(link_secret(), "csrf", session_id)[:32]
+
+
+# ---------------------------------------------------------------------------- what the borrower sees
+
+
+@dataclass
+class BorrowerView:
+    currency: str
+    outstanding: dict[str, str]
+    dpd: int
+    status: str
+    upcoming_title: str | None
+    upcoming_on: dt.date | None
+    promise: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    paid: list[dict[str, str]] = field(default_factory=list)
+    holds: list[str] = field(default_factory=list)
+    closed: bool = False
+
+
+def _title(title: str) -> str:
+    """The step's name as the borrower reads it: the Chinese name in its title's brackets, else the title."""
+    for open_, close in (("（", "）"), ("(", ")")):
+        if open_ in title and close in title:
+            inner = title.split(open_, 1)[1].split(close, 1)[0]
+            if any("\u4e00" <= ch <= "\u9fff" for ch in inner):
+                return inner
+    return title
+
+
+def view_of(st: CaseStatus, payments: list, tz: str) -> BorrowerView:
+    from domain.dates import local_date
+
+    up = st.upcoming
+    return BorrowerView(
+        currency=st.currency,
+        outstanding=st.outstanding,
+        dpd=st.dpd,
+        status=st.status,
+        upcoming_title=_title(up.title or up.key) if up else None,
+        upcoming_on=local_date(up.at, tz) if up else None,
+        promise=(
+            {"amount": format_amount(st.promise.amount, st.currency), "date": st.promise.date, "last_day": st.promise.last_day}
+            if st.promise and st.promise.status == "active"
+            else None
+        ),
+        plan=(
+            {
+                "kind": st.plan.kind,
+                "terms": st.plan.terms,
+                "schedule": [
+                    {"due": i.due, "amount": format_amount(i.amount, st.currency), "last_day": i.last_day or i.due}
+                    for i in st.plan.schedule
+                ],
+            }
+            if st.plan and st.plan.status == "active"
+            else None
+        ),
+        paid=[
+            {"on": p.paid_at.astimezone(dt.UTC).date().isoformat(), "amount": format_amount(p.amount, p.currency)}
+            for p in payments
+            if p.status == "applied"
+        ],
+        holds=[h.kind for h in st.holds],
+        closed=st.status == "closed",
+    )
+
+
+async def view(client: Client, repo: Repo, link: BorrowerLinkRow) -> BorrowerView:
+    token = acting_as(BORROWER_CALLER)
+    try:
+        st = await visibility.case_status(client, link.loan_id)
+    finally:
+        from access.permissions import _CURRENT
+
+        _CURRENT.reset(token)
+    person = await asyncio.to_thread(repo.borrower, link.borrower_id)
+    payments = await asyncio.to_thread(repo.payments, link.loan_id)
+    return view_of(st, payments, person.timezone if person else "Asia/Shanghai")
+
+
+# ---------------------------------------------------------------------------- what the borrower may do
+
+
+async def act(client: Client, repo: Repo, link: BorrowerLinkRow, action: str, form: dict[str, str], today: dt.date) -> str:
+    """One of the borrower's inputs, sent as the borrower (BadInput names the field and the reason)."""
+    token = acting_as(BORROWER_CALLER)
+    try:
+        if action == "promise":
+            day = _date(form.get("date", ""), "date")
+            result = await inputs.send_update(client, link.loan_id, "promise", {"amount": form.get("amount", ""), "date": day})
+        elif action == "hardship":
+            until = _date(form.get("until", ""), "until")
+            note = f"borrower: {form.get('cause', 'hardship')}"[:200]
+            result = await inputs.send_update(
+                client, link.loan_id, "hold", {"kind": "hardship", "until": until, "reference": note}
+            )
+        elif action == "dispute":
+            note = f"borrower: {form.get('note', '').strip()}"[:200]
+            result = await inputs.send_update(
+                client, link.loan_id, "hold", {"kind": "dispute", "received_on": today, "reference": note}
+            )
+        elif action == "complaint":
+            return await complain(client, repo, link, form.get("note", ""))
+        else:
+            raise BadInput("action", f"{action!r} is not something the page can do")
+    finally:
+        from access.permissions import _CURRENT
+
+        _CURRENT.reset(token)
+    return result.message
+
+
+async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str) -> str:
+    """A complaint about how the borrower was treated: a complaint hold on every open case of theirs at once, which
+    stops every contact, for the compliance worklist; the answer is the reference shown to the borrower."""
+    reference = f"C-{link.id}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}"
+    text = f"borrower complaint {reference}: {note.strip()}"[:200]
+    loans = [link.loan_id] + [x for x in await asyncio.to_thread(repo.other_loans, link.loan_id) if x != link.loan_id]
+    placed = []
+    for loan in loans:
+        try:
+            await inputs.send_update(client, loan, "hold", {"kind": "complaint", "reference": text})
+            placed.append(loan)
+        except BadInput as exc:  # no open case for that loan, or already on a complaint hold
+            log.info("complaint hold not placed", loan_id=loan, reason=exc.reason)
+    log.warning("borrower complaint", loan_id=link.loan_id, reference=reference, cases=len(placed))
+    return reference
+
+
+def _date(text: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(name, f"{text!r} is not a date (YYYY-MM-DD)") from None

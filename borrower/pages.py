@@ -1,0 +1,199 @@
+"""/b/{token}: the borrower's page, served by the API process. Server-rendered, mobile-first, every asset local, Chinese
+by default. Nothing about the debt before the one-time code; the link's token never reaches a log (the request log
+shows /b/…), a referrer (Referrer-Policy: no-referrer) or a cache (no-store). The flow is app/selfservice.py's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app import selfservice as flow
+from app.errors import BadInput
+from borrower.texts import LANGS, TEXTS, text
+from console.auth import read_form  # urlencoded forms, size-capped (no multipart parser needed)
+from domain.dates import zone
+
+log = structlog.get_logger("borrower")
+HERE = Path(__file__).resolve().parent
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+SESSION_COOKIE = "bsid"
+LANG_COOKIE = "blang"
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
+}
+ACTIONS = ("promise", "hardship", "dispute", "complaint")
+
+router = APIRouter(prefix="/b", include_in_schema=False)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _lang(request: Request) -> str:
+    asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+    return asked if asked in LANGS else "zh"
+
+
+def _page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    lang = _lang(request)
+    if "v" in ctx:  # why the case is paused, in the borrower's words
+        ctx["why"] = "; ".join(text(lang, f"hold_{h}") if f"hold_{h}" in TEXTS else h for h in ctx["v"].holds)
+    resp = TEMPLATES.TemplateResponse(
+        request, name, {"lang": lang, "t": lambda key, **kw: text(lang, key, **kw), **ctx}, status_code=status
+    )
+    for k, v in HEADERS.items():
+        resp.headers[k] = v
+    if request.query_params.get("lang") in LANGS:
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="strict")
+    return resp
+
+
+def _backend(request: Request):
+    return request.app.state.backend
+
+
+def _gateway(request: Request):
+    gw = getattr(request.app.state, "borrower_gateway", None)
+    if gw is None:
+        from activities.gateway import GatewayClient
+
+        gw = request.app.state.borrower_gateway = GatewayClient()
+    return gw
+
+
+def _until(lang: str, when: dt.datetime | None, tz: str = "Asia/Shanghai") -> str:
+    return when.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+def _refusal(lang: str, r) -> str:  # noqa: ANN001 - a domain.selfservice.Refusal
+    return text(lang, r.reason, until=_until(lang, r.until))
+
+
+def _link(request: Request, token: str):
+    try:
+        return flow.open_link(_backend(request).repo(), token, _now()), None
+    except flow.LinkError as exc:
+        return None, _page(
+            request, "message.html", status=404 if exc.reason == "invalid" else 410, message=text(_lang(request), exc.reason)
+        )
+
+
+def _back(token: str, **query: str) -> RedirectResponse:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    return RedirectResponse(f"/b/{token}" + (f"?{q}" if q else ""), status_code=303, headers=HEADERS)
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+async def page(request: Request, token: str) -> Response:
+    link, refused = _link(request, token)
+    if link is None:
+        return refused
+    lang = _lang(request)
+    if link.audience != "borrower":  # a guarantor's link opens no debt (PIPL art. 6)
+        return _page(request, "message.html", message=text(lang, "guarantor"))
+    be = _backend(request)
+    sid = request.cookies.get(SESSION_COOKIE)
+    if flow.session_link(be.repo(), token, sid, _now()) is None:
+        person = be.repo().borrower(link.recipient_id)
+        tail = (person.phone or "")[-4:] if person else ""
+        note = request.query_params.get("note")
+        return _page(request, "code.html", token=token, tail=tail, note=text(lang, note) if note in NOTES else None)
+    view = await flow.view(await be.client(), be.repo(), link)
+    note = request.query_params.get("note")
+    return _page(
+        request,
+        "case.html",
+        token=token,
+        v=view,
+        csrf=flow.csrf_token(sid or ""),
+        note=_note(lang, note, request.query_params.get("ref", "")),
+        actions=ACTIONS,
+    )
+
+
+NOTES = ("code_sent", "wrong_code", "no_code", "locked", "too_soon", "phone_limit", "no_phone", "done", "complaint_done")
+
+
+def _note(lang: str, note: str | None, ref: str) -> str | None:
+    if note not in NOTES:
+        return None
+    return text(lang, note, ref=ref[:40], until="")
+
+
+@router.post("/{token}/code")
+async def code(request: Request, token: str) -> Response:
+    link, refused = _link(request, token)
+    if link is None:
+        return refused
+    refusal = await flow.send_code(_backend(request).repo(), _gateway(request), link, _now())
+    if refusal is not None:
+        return _page(
+            request,
+            "code.html",
+            status=429 if refusal.reason != "no_phone" else 200,
+            token=token,
+            tail="",
+            note=_refusal(_lang(request), refusal),
+        )
+    return _back(token, note="code_sent")
+
+
+@router.post("/{token}/verify")
+async def verify(request: Request, token: str) -> Response:
+    link, refused = _link(request, token)
+    if link is None:
+        return refused
+    form = await read_form(request)
+    got = flow.verify_code(_backend(request).repo(), link, form.get("code", ""), _now())
+    if not isinstance(got, str):
+        return _page(request, "code.html", status=401, token=token, tail="", note=_refusal(_lang(request), got))
+    resp = _back(token)
+    resp.set_cookie(
+        SESSION_COOKIE, got, max_age=int(flow.rules.SESSION_TTL.total_seconds()), httponly=True, samesite="strict", path="/b/"
+    )
+    return resp
+
+
+@router.post("/{token}/{action}")
+async def act(request: Request, token: str, action: str) -> Response:
+    link, refused = _link(request, token)
+    if link is None:
+        return refused
+    be, lang = _backend(request), _lang(request)
+    sid = request.cookies.get(SESSION_COOKIE)
+    if action not in ACTIONS or flow.session_link(be.repo(), token, sid, _now()) is None:
+        return _page(request, "message.html", status=403, message=text(lang, "protect"))
+    form = await read_form(request)
+    if not hmac.compare_digest(form.get("csrf", ""), flow.csrf_token(sid or "")):
+        return _page(request, "message.html", status=403, message=text(lang, "protect"))
+    person = be.repo().borrower(link.borrower_id)
+    today = _now().astimezone(zone(person.timezone if person else "Asia/Shanghai")).date()
+    try:
+        result = await flow.act(await be.client(), be.repo(), link, action, form, today)
+    except BadInput as exc:
+        view = await flow.view(await be.client(), be.repo(), link)
+        msg = text(lang, "error", reason=f"{exc.field}: {exc.reason}")
+        return _page(
+            request, "case.html", status=422, token=token, v=view, csrf=flow.csrf_token(sid or ""), note=msg, actions=ACTIONS
+        )
+    if action == "complaint":
+        return _back(token, note="complaint_done", ref=result)
+    return _back(token, note="done")
+
+
+def install(app) -> None:  # noqa: ANN001 - the API's FastAPI app
+    app.include_router(router)
+    app.mount("/b-static", StaticFiles(directory=str(HERE / "static")), name="borrower-static")

@@ -1,0 +1,229 @@
+"""The borrower's page (/b/...): the link a real message carried, the one-time code sent through the sandbox gateway,
+nothing about the debt before it, the borrower's inputs through the same application layer, and the page's guards
+(tampered, expired and foreign links and sessions, lockout, CSRF, no token in the logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+
+import httpx
+import pytest_asyncio
+import structlog
+
+from activities.gateway import GatewayClient, GatewaySettings
+from api.server import _shown_path, create_app
+from db.selfservice import LinkStore
+from domain import selfservice as rules
+from infra.config import settings
+from infra.link_secret import link_secret
+from tests.test_channels import outbox
+
+LINK = re.compile(r"/b/([A-Za-z0-9_-]{22})")
+CODE = re.compile(r"(\d{6})")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def page(env, worker, repo, gateway):
+    """The API in process on the test server's client, its borrower page sending codes through the sandbox gateway."""
+    app = create_app(["borrower-page-test-bootstrap"], client=env.client, repo=repo)
+    gw = GatewayClient(GatewaySettings(url=gateway.url, api_key=gateway.api_key, timeout=5))
+    app.state.borrower_gateway = gw
+    try:
+        yield app
+    finally:
+        await gw.aclose()
+
+
+def browser(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", follow_redirects=False)
+
+
+async def links_of(gateway, loan_id: str, channel: str = "sms", tries: int = 100) -> list[str]:
+    for _ in range(tries):
+        found = []
+        for item in outbox(gateway, loan_id):
+            if item["channel"] == channel:
+                body = item["body"]
+                found += LINK.findall(str(body.get("text") or body.get("body") or body.get("content") or ""))
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {channel} with a link for {loan_id}: {outbox(gateway, loan_id)}")
+
+
+def last_code(gateway, loan_id: str) -> str:
+    texts = [i["body"]["text"] for i in outbox(gateway, loan_id) if i["channel"] == "sms" and "验证码" in i["body"]["text"]]
+    assert texts, "no code was sent"
+    return CODE.findall(texts[-1])[0]
+
+
+@contextlib.asynccontextmanager
+async def signed_in(app, gateway, loan_id: str, token: str):
+    """A browser that has passed the code for this link (its session cookie set)."""
+    async with browser(app) as c:
+        r = await c.post(f"/b/{token}/code")
+        assert r.status_code == 303, r.text
+        r = await c.post(f"/b/{token}/verify", data={"code": last_code(gateway, loan_id)})
+        assert r.status_code == 303 and "bsid" in r.headers.get("set-cookie", ""), r.text
+        yield c
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]{32})"', html).group(1)
+
+
+async def test_a_message_link_opens_nothing_before_the_code_and_the_case_after_it(page, cases, gateway, repo):
+    h = await cases.start(dpd=1)  # the reminder notice goes out at once: SMS, e-mail and letter, each with a link
+    loan = h.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    assert loan not in token and "10520" not in token
+    async with browser(page) as c:
+        r = await c.get(f"/b/{token}")
+        assert r.status_code == 200 and "验证码" in r.text and "尾号5678" in r.text
+        assert "10520" not in r.text and loan not in r.text and "张伟" not in r.text  # nothing about the debt yet
+        assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
+        r = await c.post(f"/b/{token}/code")
+        assert r.status_code == 303
+        # the code went to the phone on file through the gateway, as a transactional message the gate does not count
+        [row] = [x for x in repo.contacts(loan_id=loan) if x.action == "access_code"]
+        assert row.status == "transactional" and row.channel == "sms"
+        r = await c.post(f"/b/{token}/verify", data={"code": last_code(gateway, loan)})
+        assert r.status_code == 303
+        r = await c.get(f"/b/{token}")
+        assert r.status_code == 200, r.text
+        assert "10520.00 元" in r.text and "已逾期1天" in r.text and "本金" in r.text and "您的权利" in r.text
+        assert "如在" in r.text  # the next step and its date, in words
+        r = await c.get(f"/b/{token}?lang=en")
+        assert "Amount due" in r.text and "10520.00" in r.text and "blang=en" in r.headers.get("set-cookie", "")
+        r = await c.get(f"/b/{token}")  # remembered
+        assert "Amount due" in r.text
+
+
+async def test_a_promise_from_the_page_reaches_the_case_as_the_borrowers_own(page, cases, gateway):
+    h = await cases.start(dpd=3)
+    loan = h.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    async with signed_in(page, gateway, loan, token) as c:
+        html = (await c.get(f"/b/{token}")).text
+        day = (await cases.now()).date() + dt.timedelta(days=5)
+        r = await c.post(f"/b/{token}/promise", data={"csrf": "0" * 32, "amount": "100.00", "date": day.isoformat()})
+        assert r.status_code == 403  # a form without this session's CSRF token changes nothing
+        assert (await cases.status(h)).promise is None
+        r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "99999999.00", "date": day.isoformat()})
+        assert r.status_code == 422 and "amount" in r.text  # the case's own refusal, with its field
+        r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "100.00", "date": day.isoformat()})
+        assert r.status_code == 303 and "note=done" in r.headers["location"]
+    st = await cases.status(h)
+    assert st.promise is not None and st.promise.status == "active" and st.status == "paused"
+    [event] = [e for e in st.events if e.kind == "promise"]
+    assert event.actor == "borrower:self_service"
+
+
+async def test_a_complaint_stops_contact_on_every_loan_of_the_borrower_at_once(page, cases, gateway, repo):
+    a = await cases.start(dpd=2, borrower_id="B-COMPLAINS")
+    b = await cases.start(dpd=40, borrower_id="B-COMPLAINS")
+    loan = a.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    async with signed_in(page, gateway, loan, token) as c:
+        html = (await c.get(f"/b/{token}")).text
+        r = await c.post(f"/b/{token}/complaint", data={"csrf": csrf_of(html), "note": "催收员威胁我，还打电话到我单位"})
+        assert r.status_code == 303 and "ref=C-" in r.headers["location"]
+        r = await c.get(r.headers["location"])
+        assert "C-" in r.text and "停止" in r.text  # the reference, and that contact stops
+    for h in (a, b):
+        st = await cases.status(h)
+        assert [x.kind for x in st.holds] == ["complaint"], st.holds
+    from db.repo import GateStore
+
+    held = [x for x in GateStore(repo).holds("B-COMPLAINS") if x.kind == "complaint" and x.released_at is None]
+    assert len(held) == 2  # the gate reads them: nothing more goes out to this borrower
+
+
+async def test_wrong_codes_lock_the_link_and_the_page_says_until_when(page, cases, gateway):
+    h = await cases.start(dpd=1)
+    loan = h.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "email")
+    async with browser(page) as c:
+        assert (await c.post(f"/b/{token}/code")).status_code == 303
+        right = last_code(gateway, loan)
+        wrong = f"{(int(right) + 1) % 10**6:06d}"
+        for _ in range(rules.CODE_ATTEMPTS - 1):
+            r = await c.post(f"/b/{token}/verify", data={"code": wrong})
+            assert r.status_code == 401 and "不正确" in r.text
+        r = await c.post(f"/b/{token}/verify", data={"code": wrong})
+        assert r.status_code == 401 and "已锁定" in r.text and re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}后", r.text)
+        r = await c.post(f"/b/{token}/verify", data={"code": right})  # even the right code: locked
+        assert r.status_code == 401 and "已锁定" in r.text
+        r = await c.post(f"/b/{token}/code")
+        assert r.status_code == 429 and "已锁定" in r.text  # and no new code while locked
+
+
+async def test_tampered_expired_foreign_and_guarantor_links_open_no_debt(page, cases, gateway, repo):
+    a = await cases.start(dpd=1)
+    b = await cases.start(dpd=1)
+    la, lb = a.id.removeprefix("loan-"), b.id.removeprefix("loan-")
+    [ta] = await links_of(gateway, la, "sms")
+    [tb] = await links_of(gateway, lb, "sms")
+    async with browser(page) as c:
+        tampered = ta[:-1] + ("A" if ta[-1] != "A" else "B")
+        assert (await c.get(f"/b/{tampered}")).status_code == 404
+        assert (await c.get("/b/not-a-token")).status_code == 404
+        assert (await c.get("/b/" + "x" * 200)).status_code == 404
+    async with signed_in(page, gateway, la, ta) as c:
+        r = await c.get(f"/b/{tb}")  # A's session on B's link: B's code page, nothing of B's debt
+        assert r.status_code == 200 and "验证码" in r.text and "10520" not in r.text
+        html = (await c.get(f"/b/{ta}")).text
+        r = await c.post(f"/b/{tb}/dispute", data={"csrf": csrf_of(html), "note": "x"})
+        assert r.status_code == 403
+    assert (await cases.status(b)).holds == []
+    # an expired link
+    store = LinkStore(repo)
+    [row] = [x for x in store.links_of(lb) if x.channel == "sms"]
+    with repo.session() as s:
+        from sqlalchemy import update
+
+        from db.selfservice import LINKS
+
+        s.execute(update(LINKS).where(LINKS.c.id == row.id).values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        s.commit()
+    async with browser(page) as c:
+        r = await c.get(f"/b/{tb}")
+        assert r.status_code == 410 and "已过期" in r.text
+    # a guarantor's link opens only the bank's number
+    url = store.issue(
+        link_secret(),
+        settings().public_url,
+        idempotency_key=f"test-guarantor-{la}",
+        workflow_id=a.id,
+        loan_id=la,
+        borrower_id=f"B{la}",
+        recipient_id="G-1",
+        audience="guarantor",
+        channel="letter",
+        now=dt.datetime.now(dt.UTC),
+    )
+    async with browser(page) as c:
+        r = await c.get(url.removeprefix(settings().public_url.rstrip("/")))
+        assert r.status_code == 200 and "担保人" in r.text and "95500" in r.text and "验证码" not in r.text
+
+
+async def test_no_token_reaches_the_request_log(page, cases, gateway):
+    h = await cases.start(dpd=1)
+    [token] = await links_of(gateway, h.id.removeprefix("loan-"), "sms")
+    with structlog.testing.capture_logs() as logs:
+        async with browser(page) as c:
+            await c.get(f"/b/{token}")
+            await c.post(f"/b/{token}/code")
+    assert logs and not [e for e in logs if token in str(e)], logs
+    assert _shown_path(f"/b/{token}/code") == "/b/…/code" and _shown_path(f"/b/{token}") == "/b/…"
+
+
+def test_the_token_is_the_same_for_every_attempt_of_a_send_and_only_its_keyed_hash_is_kept():
+    secret = b"s" * 32
+    t1, t2 = rules.link_token(secret, "case:step:sms"), rules.link_token(secret, "case:step:sms")
+    assert t1 == t2 and rules.looks_like_token(t1) and t1 != rules.link_token(secret, "case:step:email")
+    assert rules.keyed_hash(secret, "link", t1) != rules.keyed_hash(b"t" * 32, "link", t1)
+    assert rules.link_token(b"t" * 32, "case:step:sms") != t1  # another deployment's secret, another token
