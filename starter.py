@@ -68,9 +68,10 @@ from pydantic import BaseModel
 
 from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
+from domain import calendar
 from domain.dates import utc_text
 from domain.models import SUSPENSION_CAUSES
-from infra.config import SettingsError, settings
+from infra.config import CliSettings, SettingsError, load, settings
 
 IMPORT_HELP = """\
 Reads a CSV file with a header row and these columns (any order; UTF-8, a BOM is fine):
@@ -330,7 +331,6 @@ async def cmd_check(a: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from app import calendars
-    from domain import calendar
     from domain.errors import InvalidInput
 
     calendars.refresh_quietly(repo(), announce=False)  # the approved database years count as the worker counts them
@@ -552,15 +552,16 @@ def resolve_caller(a: argparse.Namespace):
     from access.operators import Operators
     from access.permissions import ROLES, Caller, Forbidden
 
-    token = getattr(a, "token", None) or os.environ.get("COLLECTIONS_TOKEN", "").strip()
+    cfg = load(CliSettings)
+    token = getattr(a, "token", None) or cfg.token
     if token:
         caller = Operators(repo()).authenticate(token)
         if caller is None:
             raise Forbidden("the token is unknown, expired or revoked (or its operator disabled)")
         caller.via = "cli-token"
         return caller
-    host = settings().temporal_address.rsplit(":", 1)[0]
-    if host in LOCAL_ADMIN_HOSTS and os.environ.get("COLLECTIONS_LOCAL_ADMIN", "1").strip() != "0":
+    host = cfg.temporal_address.rsplit(":", 1)[0]
+    if host in LOCAL_ADMIN_HOSTS and cfg.local_admin:
         return Caller("local-admin", ROLES, via="local-admin")
     raise Forbidden(
         "give --token or set COLLECTIONS_TOKEN (an operator's token: starter.py operators token NAME); "
@@ -690,7 +691,6 @@ async def cmd_calendars(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from app import calendars
-    from domain import calendar
 
     r = repo()
     if a.action == "list":
@@ -810,6 +810,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def cmd(name: str, help: str, loan: bool = True, epilog: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand, with what every command takes: the loan's id (unless loan=False), --json and --token."""
         c = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=raw)
         if loan:
             c.add_argument("loan_id", metavar="LOAN_ID", help="the loan's id (its case is loan-LOAN_ID)")
@@ -821,6 +822,17 @@ def parser() -> argparse.ArgumentParser:
         )
         return c
 
+    for add in COMMANDS:
+        add(cmd)
+    return p
+
+
+# What a command's builder is given: cmd(name, help, loan=True, epilog=None) adds the subcommand and returns it.
+Command = Callable[..., argparse.ArgumentParser]
+HOLD_KINDS = ["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
+
+
+def _import_command(cmd: Command) -> None:
     c = cmd("import", "import a portfolio CSV: write borrowers and loans, open one case per loan", loan=False, epilog=IMPORT_HELP)
     c.add_argument("file", metavar="FILE.csv", help="the portfolio file (UTF-8 CSV with a header row)")
     c.add_argument(
@@ -831,6 +843,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="only check the file: report bad rows, change nothing")
     c.add_argument("--concurrency", type=_positive, default=50, help="cases opened at once (default 50)")
 
+
+def _list_command(cmd: Command) -> None:
     c = cmd("list", "list cases, filtered by stage, status, hold, amount, segment or policy", loan=False, epilog=LIST_HELP)
     c.add_argument("--stage", help="only cases at this step, e.g. litigation")
     c.add_argument("--status", choices=list(visibility.STATUSES), help="active, paused (plan, promise or hold) or closed")
@@ -843,6 +857,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
     c.add_argument("--limit", type=_positive, default=100, help="at most this many cases (default 100)")
 
+
+def _count_command(cmd: Command) -> None:
     c = cmd(
         "count",
         "count cases per stage, status, segment or policy (from the search attributes)",
@@ -861,6 +877,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--policy", help="only this policy")
     c.add_argument("--query", help="a raw Temporal visibility query, ANDed with the filters above")
 
+
+def _start_command(cmd: Command) -> None:
     c = cmd(
         "start",
         "open the collection case of one delinquent loan",
@@ -892,6 +910,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--id-number", help="resident identity card number")
     c.add_argument("--language", default="zh", choices=["zh", "en"], help="language of messages and letters")
 
+
+def _pay_command(cmd: Command) -> None:
     c = cmd(
         "pay",
         "record a payment received from the borrower (idempotent by payment id)",
@@ -903,6 +923,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--currency", help="defaults to the loan's currency")
     c.add_argument("--paid-at", type=_datetime, help="when it was paid, ISO date-time with offset")
 
+
+def _reverse_command(cmd: Command) -> None:
     c = cmd(
         "reverse",
         "reverse a payment (returned transfer, failed debit): the balance comes back; a case closed "
@@ -913,6 +935,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--reason", required=True, help="why it was taken back")
     c.add_argument("--at", type=_datetime, help="when the bank learnt of it, ISO date-time with offset (default now)")
 
+
+def _close_command(cmd: Command) -> None:
     c = cmd(
         "close",
         "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, sold, error)",
@@ -922,6 +946,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--reason", required=True)
     c.add_argument("--operator")
 
+
+def _confirm_write_off_command(cmd: Command) -> None:
     c = cmd(
         "confirm-write-off",
         "confirm a proposed write-off (核销): an accounting event; the case stays open",
@@ -930,6 +956,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--approver", required=True)
     c.add_argument("--reference")
 
+
+def _suspend_command(cmd: Command) -> None:
     c = cmd(
         "suspend",
         "record an obstacle that suspends the limitation period (民法典 art. 194; the legal role)",
@@ -944,6 +972,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--reference", required=True, help="the document it rests on")
     c.add_argument("--note")
 
+
+def _promise_command(cmd: Command) -> None:
     c = cmd(
         "promise",
         "record a promise to pay: pauses the ladder until the date plus grace",
@@ -952,6 +982,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--amount", required=True)
     c.add_argument("--date", required=True, type=_date)
 
+
+def _plan_command(cmd: Command) -> None:
     c = cmd(
         "plan",
         "agree a repayment plan: deferral, instalments or interest waiver",
@@ -967,13 +999,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--waiver-percent", type=int, default=0, help="share of outstanding interest waived on completion")
     c.add_argument("--pay-by", type=_date, help="interest_waiver: pay the rest by this date")
 
-    kinds = ["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
+
+def _hold_command(cmd: Command) -> None:
     c = cmd(
         "hold",
         "stop contact: dispute, cease_contact, hardship (with --until), complaint; bankruptcy and deceased close the case",
         epilog='Example:\n  python starter.py hold L1001 --kind hardship --until 2027-02-01 --reference "lost job"',
     )
-    c.add_argument("--kind", required=True, choices=kinds)
+    c.add_argument("--kind", required=True, choices=HOLD_KINDS)
     c.add_argument("--until", type=_date, help="hardship: end date")
     c.add_argument("--reference", help="ticket or document reference")
     c.add_argument(
@@ -982,15 +1015,19 @@ def parser() -> argparse.ArgumentParser:
         help="dispute: the day it was received (the credit-report answer is due 20 days after it, 征信业管理条例 art. 25)",
     )
 
+
+def _release_command(cmd: Command) -> None:
     c = cmd(
         "release",
         "release a hold (a complaint needs --reviewer)",
         epilog='Example:\n  python starter.py release L1001 --kind complaint --reviewer "Wang Li"',
     )
-    c.add_argument("--kind", required=True, choices=kinds)
+    c.add_argument("--kind", required=True, choices=HOLD_KINDS)
     c.add_argument("--reviewer")
     c.add_argument("--resolution")
 
+
+def _outcome_command(cmd: Command) -> None:
     c = cmd(
         "outcome",
         "record a call or visit outcome, or a court event",
@@ -1022,12 +1059,16 @@ def parser() -> argparse.ArgumentParser:
         help="payment order: the day it was served (the 15-day objection window counts from the next day, 民事诉讼法 art. 227)",
     )
 
+
+def _status_command(cmd: Command) -> None:
     cmd(
         "status",
         "show a case: stage, status, balances, holds, plan, next action, latest events",
         epilog="Example:\n  python starter.py status L1001 --json",
     )
 
+
+def _simulate_command(cmd: Command) -> None:
     c = cmd(
         "simulate",
         "compare a challenger policy with the champion on a synthetic portfolio (what-if)",
@@ -1071,6 +1112,8 @@ def parser() -> argparse.ArgumentParser:
         "'plans.max_instalments=6,12'; repeat for more dimensions",
     )
 
+
+def _apply_unapplied_command(cmd: Command) -> None:
     c = cmd(
         "apply-unapplied",
         "apply the loan's unapplied payments to its open case (after checking the case's "
@@ -1082,6 +1125,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--payment-id", action="append", help="only this payment (repeat for several); default: all")
 
+
+def _check_command(cmd: Command) -> None:
     c = cmd(
         "check",
         "check the official holiday calendars: every file valid, next year's there (from 1 November)",
@@ -1091,6 +1136,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--today", type=_date, help="check as of this day (default: today in Beijing)")
 
+
+def _payments_command(cmd: Command) -> None:
     c = cmd(
         "payments",
         "list the payments ledger (e.g. payments received for loans with no open case)",
@@ -1100,6 +1147,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--unapplied", action="store_true", help="only payments that found no open case")
     c.add_argument("--loan", help="only this loan")
 
+
+def _approvals_command(cmd: Command) -> None:
     cmd(
         "approvals",
         "list what waits for approval that your roles may decide (four-eyes)",
@@ -1114,6 +1163,8 @@ def parser() -> argparse.ArgumentParser:
         )
         c.add_argument("--note", help="why (kept in the case's events)")
 
+
+def _calendars_command(cmd: Command) -> None:
     c = cmd(
         "calendars",
         "official calendar years as data: add a year's file, list, approve or reject (role compliance, four-eyes)",
@@ -1130,6 +1181,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--note", help="why (kept with the row)")
     c.add_argument("--pending", action="store_true", help="list: only what waits for approval")
 
+
+def _schedules_command(cmd: Command) -> None:
     c = cmd(
         "schedules",
         "the daily jobs' Temporal Schedules: calendar watch, reconciliation, retention",
@@ -1142,6 +1195,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("action", choices=["apply", "list"])
 
+
+def _operators_command(cmd: Command) -> None:
     c = cmd(
         "operators",
         "manage operators and their tokens (role admin)",
@@ -1154,7 +1209,34 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("target", nargs="?", metavar="NAME|TOKEN_ID")
     c.add_argument("--role", action="append", help="add: a role (repeat for several)")
     c.add_argument("--days", type=_positive, default=90, help="token: days until it expires (default 90)")
-    return p
+
+
+# The commands, in the order `starter.py --help` lists them.
+COMMANDS: tuple[Callable[[Command], None], ...] = (
+    _import_command,
+    _list_command,
+    _count_command,
+    _start_command,
+    _pay_command,
+    _reverse_command,
+    _close_command,
+    _confirm_write_off_command,
+    _suspend_command,
+    _promise_command,
+    _plan_command,
+    _hold_command,
+    _release_command,
+    _outcome_command,
+    _status_command,
+    _simulate_command,
+    _apply_unapplied_command,
+    _check_command,
+    _payments_command,
+    _approvals_command,
+    _calendars_command,
+    _schedules_command,
+    _operators_command,
+)
 
 
 STACK_VARS = {"address": "TEMPORAL_ADDRESS", "namespace": "TEMPORAL_NAMESPACE", "task_queue": "TEMPORAL_TASK_QUEUE"}
@@ -1170,6 +1252,7 @@ def use_running_stack(environ=os.environ) -> dict[str, str]:
     state = running_stack() or {}
     found = {var: str(state[key]) for key, var in STACK_VARS.items() if state.get(key)}
     environ.update(found)
+    settings.cache_clear()  # read again with the stack's task queue
     return found
 
 
@@ -1183,6 +1266,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.command != "simulate":
         use_running_stack()
     try:
+        calendar.use_folder(settings().calendar_dir)
         return asyncio.run(run(a))
     except Forbidden as exc:
         print(f"error: authorization: {exc.reason}", file=sys.stderr)

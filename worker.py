@@ -29,6 +29,7 @@ from activities.jobs import JobActivities
 from app import calendars
 from db.engine import make_engine
 from db.repo import Repo
+from domain import calendar
 from encryption import codec
 from infra import deployments, metrics, tracing
 from infra import logging as applog
@@ -91,6 +92,7 @@ def build_worker(
 async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
+    calendar.use_folder(cfg.calendar_dir)
     tracing.setup("collections-worker")  # before connect(): its client (and so this worker) then carries the interceptor
     runtime = metrics.runtime(cfg.metrics_address)
     client = await connect(runtime=runtime)

@@ -4,20 +4,15 @@ Their tokens go to var/dev-token and var/dev-checker-token (0600), kept while th
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from access.operators import Operators
 from access.permissions import ROLES
-from infra.config import ROOT
+from infra.config import var_dir  # console/demo.py takes it from here too
 from infra.private import write_secret
 
 OPERATORS = {"dev": ROLES, "dev-checker": ("supervisor", "compliance")}
-
-
-def var_dir() -> Path:
-    return Path(os.environ.get("COLLECTIONS_VAR_DIR") or ROOT / "var").resolve()
 
 
 def ensure(repo) -> dict[str, Path]:

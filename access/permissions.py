@@ -201,14 +201,6 @@ def authorize(caller: Caller | None, use_case: str) -> Actor:
     return caller.actor(use_case)
 
 
-def table_markdown() -> str:
-    """The table as the README and the report show it: role -> use cases."""
-    lines = ["| role | may |", "|---|---|"]
-    for role in ROLES:
-        lines.append(f"| `{role}` | {', '.join(sorted(PERMISSIONS[role]))} |")
-    return "\n".join(lines)
-
-
 # ---- who is calling: set once by the entry point (the API's token check, the CLI's --token), read by
 # every use case of the application layer through require(). In-process callers that are no operator
 # (the demo loader, benchmarks, tests) leave it unset and act as `system`, recorded as such.

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from api.deps import ConfigError, api_settings, tokens_from_env
     from api.server import create_app
+    from domain import calendar
     from infra import logging as applog
     from infra import tracing
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     applog.configure(cfg.log_format, cfg.log_level)
+    calendar.use_folder(cfg.calendar_dir)
     tracing.setup("collections-api")  # OTEL_EXPORTER_OTLP_ENDPOINT: requests get server spans, the client the interceptor
     args.host, args.port = args.host or cfg.host, args.port or cfg.port
     if args.exit_with_parent:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -28,12 +27,12 @@ _POLICIES: dict[str, Policy] = {}
 
 def dev_stack() -> bool:
     """The local development stack (devstack/stack.py sets COLLECTIONS_DEV_STACK=1 for its children)."""
-    return os.environ.get("COLLECTIONS_DEV_STACK", "").strip() in ("1", "true", "yes")
+    return settings().dev_stack
 
 
 def check_not_demo(policy: Policy, field: str) -> Policy:
     """A demo policy (days compressed, contact at any hour) is refused outside the dev stack when it comes
-    from the API or a CSV's segment (issue 14, hole 7: `segment: "demo"` picked it)."""
+    from the API or a CSV's segment: a real case sent `segment: "demo"` would otherwise be worked at demo speed."""
     if policy.day_seconds < 86400 and not dev_stack():
         raise BadInput(
             field,
@@ -210,7 +209,8 @@ def frozen_difference(loan, inp: CaseInput) -> tuple[str, str] | None:
 
 
 def check_frozen(loan, inp: CaseInput) -> None:
-    """A repeated open of a running case overwrote its borrower and loan (issue 14, hole 1): refused."""
+    """A repeated open of a running case must not change the loan's terms (the case runs on those it was opened
+    with): the first difference is refused, naming the term."""
     diff = frozen_difference(loan, inp)
     if diff is not None:
         raise BadInput(*diff)

@@ -87,6 +87,7 @@ from domain.money import format_amount, parse_amount  # noqa: E402
 from domain.policy import Policy, load_policy, parse_policy  # noqa: E402
 from encryption import codec  # noqa: E402
 from infra import deployments  # noqa: E402
+from infra.config import BenchSettings, load  # noqa: E402
 from sandbox.gateway import RunningGateway  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.case import CollectionCase  # noqa: E402
@@ -910,10 +911,13 @@ def fetch_outbox(gw: RunningGateway, loans: list[str]) -> list[dict]:
 
 
 async def run(cfg: ChaosConfig) -> Report:
+    """One chaos run: the stack up, the cases opened, inputs sent under faults, worker kills and server restarts, the
+    cases left to settle, then every check on a snapshot; the work directory kept when a check fails."""
     began = time.monotonic()
     rng = random.Random(cfg.seed)
     own_dir = cfg.workdir is None
-    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=os.environ.get("CHAOS_DIR")))
+    chaos_dir = load(BenchSettings).chaos_dir
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=str(chaos_dir) if chaos_dir else None))
     workdir.mkdir(parents=True, exist_ok=True)
     log = (lambda msg: None) if cfg.quiet else say
     log(
@@ -942,255 +946,25 @@ async def run(cfg: ChaosConfig) -> Report:
         await server.start()
         await asyncio.to_thread(gw.start)
         client = await Client.connect(server.address, data_converter=converter)
-        worker_env = dict(
-            os.environ,
-            **keys_env,
-            TEMPORAL_ADDRESS=server.address,
-            TEMPORAL_NAMESPACE="default",
-            TEMPORAL_TASK_QUEUE=TASK_QUEUE,
-            DATABASE_URL=db_url,
-            GATEWAY_URL=gw.url,
-            GATEWAY_API_KEY=gw.api_key,
-            GATEWAY_TIMEOUT="5",
-            WORKER_METRICS_ADDRESS="",
-            LOG_FORMAT="json",
-            LOG_LEVEL="warning",
-            PYTHONUNBUFFERED="1",
-        )
-        worker = WorkerProc(workdir, worker_env)
+        worker = WorkerProc(workdir, worker_environment(server, gw, db_url, keys_env))
         await worker.start(client)
         log(f"server {server.address}, gateway {gw.url}, worker {worker.proc.pid} ready ({time.monotonic() - began:.1f}s)")
 
-        # ---- the cases
-        kinds = [KINDS[i % len(KINDS)] for i in range(cfg.cases)]
-        rng.shuffle(kinds)
-        models: list[Model] = []
-        for i, kind in enumerate(kinds):
-            principal = rng.randrange(2_000, 60_000) * 100 + rng.choice([0, 50, 88])
-            models.append(
-                Model(
-                    loan_id=f"CH-{cfg.seed % 10000:04d}-{i:05d}",
-                    kind=kind,
-                    principal=principal,
-                    interest=principal * rng.randrange(3, 12) // 100,
-                    fees=rng.choice([0, 5_000, 15_000, 30_000]),
-                    dpd=rng.randint(1, 130),
-                )
-            )
-        by_loan = {m.loan_id: m for m in models}
+        kinds, models = draw_models(cfg, rng)
         await asyncio.to_thread(seed_records, repo, models, policy)
-        today = local_date(dt.datetime.now(dt.UTC), TZ)
-        sem = asyncio.Semaphore(32)
-
-        async def open_case(m: Model) -> None:
-            inp = CaseInput(
-                loan_id=m.loan_id,
-                borrower_id=f"B-{m.loan_id}",
-                currency=CUR,
-                principal=m.principal,
-                interest=m.interest,
-                fees=m.fees,
-                due_date=today - dt.timedelta(days=m.dpd),
-                timezone=TZ,
-                policy=policy,
-            )
-            async with sem:
-                for attempt in range(20):
-                    try:
-                        await opening.start_case(client, inp, TASK_QUEUE)
-                        return
-                    except Exception:  # noqa: BLE001
-                        await asyncio.sleep(1 + attempt)
-                raise RuntimeError(f"could not start {m.loan_id}")
-
         t_open = time.monotonic()
-        await asyncio.gather(*(open_case(m) for m in models))
+        await open_cases(client, models, policy)
         log(f"{cfg.cases} cases opened in {time.monotonic() - t_open:.1f}s")
 
-        # ---- chaos and inputs
-        counters = Counters()
-        driver = Driver(client, repo, counters)
-        t0 = time.monotonic()
-        w = cfg.window
-        scripts = []
-        for m in models:
-            n = INPUTS_PER_KIND[m.kind]
-            times = sorted(rng.uniform(0.02 * w, 0.85 * w) for _ in range(n))
-            scripts.append(asyncio.create_task(script(driver, m, times, t0)))
-
-        fault_log: list[str] = []
-
-        async def faults() -> None:
-            half = cfg.faults / 2
-            while True:
-                settings = {
-                    "error_rate": half,
-                    "lost_response_rate": half,
-                    "latency_ms": rng.choice([0, 50, 150, 300]),
-                    "burst_429": rng.choice([0, 0, 5, 20]),
-                    "retry_after_s": 1,
-                    "seed": rng.randrange(1 << 30),
-                }
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(gw.set_faults, **settings)
-                    fault_log.append(f"{settings['latency_ms']}ms/{settings['burst_429']}")
-                await asyncio.sleep(rng.uniform(5, 12))
-
-        events = chaos_events(cfg, rng)
-        kill_pauses: list[float] = []
-
-        async def chaos() -> None:
-            for at, what in events:
-                delay = t0 + at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if what == "kill":
-                    pid = worker.proc.pid
-                    worker.kill()
-                    pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
-                    kill_pauses.append(pause)
-                    log(f"t={time.monotonic() - t0:5.1f}s SIGKILL worker {pid}; a new one in {pause:.0f}s")
-                    await asyncio.sleep(pause)
-                    await worker.start(client)
-                else:
-                    log(f"t={time.monotonic() - t0:5.1f}s stopping the Temporal server")
-                    down = await server.restart()
-                    log(f"t={time.monotonic() - t0:5.1f}s Temporal server back after {down:.1f}s")
-
-        fault_task = asyncio.create_task(faults())
-        await chaos()
-        driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
-        await asyncio.gather(*scripts)
-        chaos_end = time.monotonic()
-        log(
-            f"chaos over and every input answered at t={chaos_end - t0:.0f}s "
-            f"({counters.inputs} inputs, {counters.attempts} attempts)"
-        )
-        fault_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fault_task
-        gw_stats = await asyncio.to_thread(gw.stats)
-        await asyncio.to_thread(gw.clear_faults)
-        if not worker.alive:
-            await worker.start(client)
-
-        # ---- settle: the cases catch up
+        chaos = await inputs_under_chaos(cfg, rng, client, repo, models, server, gw, worker, log)
         loans = [m.loan_id for m in models]
-        # until no case is behind and no contact has been in flight for a while (a contact row left pending
-        # by a workflow task that was lost with its worker, and never re-run, stays pending: counted below)
-        deadline = time.monotonic() + cfg.settle_timeout
-        while True:
-            statuses = await query_all(client, loans)
-            stuck, worst = not_stuck(statuses, cfg.tolerance)
-            quiet_since = utcnow() - dt.timedelta(seconds=8)
-            with repo.session() as s:
-                busy = len(
-                    list(
-                        s.scalars(
-                            select(ContactRow.id).where(ContactRow.status == "pending", ContactRow.updated_at > quiet_since)
-                        )
-                    )
-                )
-            if (not stuck and busy == 0) or time.monotonic() > deadline:
-                break
-            log(f"settling: {len(stuck)} case(s) behind (worst {worst:.0f}s), {busy} contact(s) in flight")
-            await asyncio.sleep(3)
-        settle = time.monotonic() - chaos_end
-        log(f"settled in {settle:.0f}s; checking")
+        await settle(cfg, client, repo, loans, log)
+        settled = time.monotonic() - chaos.end
+        log(f"settled in {settled:.0f}s; checking")
 
-        # ---- snapshot: statuses first, then the database, then the gateway (see `deliveries`)
-        statuses = await query_all(client, loans)
-        with repo.session() as s:
-            contacts = list(s.scalars(select(ContactRow)))
-            payments = list(s.scalars(select(PaymentRow)))
-        outbox = await asyncio.to_thread(fetch_outbox, gw, loans)
-        with repo.session() as s:
-            later = list(s.scalars(select(ContactRow)))
-
-        state = Check("state as inputs imply")
-        bal = Check("balances add up")
-        for m in models:
-            st = statuses[m.loan_id]
-            expected_state(m, st, state)
-            balances(m, st, bal)
-            state.checked += 1
-            bal.checked += 1
-        answers = Check("inputs answered as expected", checked=counters.inputs)
-        for m in models:
-            for u in m.unresolved + m.unexpected:
-                answers.fail(f"{m.loan_id} ({m.kind}): {u}")
-        led = Check("ledger once per payment id")
-        ledger(by_loan, statuses, payments, led)
-        dl = Check("one delivery per step/action")
-        b1 = Check("rerun recorded as delivered")
-        dstats = deliveries(by_loan, statuses, contacts, outbox, later, policy, dl, b1)
-        hh = Check("no contact under a dispute")
-        holds_honoured(by_loan, statuses, contacts, hh)
-        sk = Check("no case stuck", checked=sum(1 for s in statuses.values() if s.status != "closed"))
-        stuck, worst = not_stuck(statuses, cfg.tolerance)
-        for s_ in stuck:
-            sk.fail(s_)
-        # every history, open and closed, every run, replayed with this checkout's code (app/replay.py)
-        replayed, replay_failures = await replay_every_history(client, keep=workdir / "replay-failures")
-        if replay_failures:  # with the run's key, so that they can be replayed by hand (python -m tests.import_history)
-            (workdir / "replay-failures" / "payload-keys.env").write_text("".join(f"{k}={v}\n" for k, v in keys_env.items()))
-        # Under worker kills and a server restart a few histories (0 to 2 of 100 in a small run) do not replay: the
-        # worker that wrote their last task decided otherwise than a replay of the same history does. Found by this
-        # check; the histories are kept in replay-failures/ and the defect is written up in docs/replay-divergence.md.
-        rp = Check(
-            "every history replays",
-            checked=replayed,
-            failures=replay_failures,
-            finding="known, docs/replay-divergence.md: histories kept in replay-failures/",
-        )
-        checks = [answers, state, bal, led, dl, hh, sk, b1, rp]
-
-        finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
-        stages = Counter(statuses[m.loan_id].stage for m in models)
-        applied = sum(1 for p in payments if p.status == "applied")
-        rows = [
-            (
-                "cases",
-                f"{cfg.cases} on policy chaos (demo ladder, {cfg.day_seconds}s day), opened at DPD 1..130 in {t0 - t_open:.0f}s",
-            ),
-            ("scripts", ", ".join(f"{k} {n}" for k, n in sorted(Counter(kinds).items()))),
-            ("chaos window", f"{w:.0f}s; inputs all answered at {chaos_end - t0:.0f}s; settled in {settle:.0f}s"),
-            (
-                "worker SIGKILLs",
-                f"{worker.kills} (pauses before restart: {', '.join(f'{p:.0f}s' for p in kill_pauses)}); "
-                f"{worker.starts} worker starts",
-            ),
-            ("server restarts", f"{len(server.restarts)} (down " + ", ".join(f"{d:.1f}s" for d in server.restarts) + ")"),
-            (
-                "gateway faults",
-                f"503 {gw_stats['faults']['503']}, lost responses {gw_stats['faults']['502']}, "
-                f"429 {gw_stats['faults']['429']} of {gw_stats['requests']} requests "
-                f"({cfg.faults / 2:.0%} errors + {cfg.faults / 2:.0%} lost; latency/burst settings "
-                f"changed {len(fault_log)} times)",
-            ),
-            (
-                "gateway",
-                f"accepted {gw_stats['accepted']}, duplicates answered from the outbox {gw_stats['duplicates']}, "
-                f"rejected {gw_stats['rejected']}",
-            ),
-            (
-                "inputs",
-                f"{counters.inputs} sent in {counters.attempts} attempts; {counters.retried} needed a retry; "
-                f"{counters.refused} refused as bad input; {counters.duplicates} duplicate payments; "
-                f"{counters.unresolved} unresolved",
-            ),
-            ("no answer (retried)", ", ".join(f"{k} {n}" for k, n in counters.errors.most_common()) or "none"),
-            ("ledger", f"{len(payments)} rows ({applied} applied, {len(payments) - applied} unapplied)"),
-            (
-                "deliveries",
-                f"{dstats['outbox']} in the outbox; {dstats['contacts']} contact rows "
-                f"({dstats['failed']} failed, {dstats['pending']} pending, of which {dstats['orphans']} "
-                f"delivered in a workflow task lost with its worker and not run again)",
-            ),
-            ("final states", ", ".join(f"{s}{'/' + o if o else ''} {n}" for (s, o), n in sorted(finals.items()))),
-            ("stages", ", ".join(f"{s} {n}" for s, n in sorted(stages.items(), key=lambda x: -x[1]))),
-            ("most overdue next action", f"{worst:.1f}s (tolerance {cfg.tolerance:.0f}s)"),
-        ]
+        snap = await snapshot(client, repo, gw, loans)
+        checks, worst, dstats = await check_all(cfg, client, models, snap, chaos.counters, policy, workdir, keys_env)
+        rows = summary_rows(cfg, kinds, models, snap, dstats, chaos, worker, server, t_open, settled, worst)
     finally:
         if worker is not None:
             await worker.stop()
@@ -1211,6 +985,327 @@ async def run(cfg: ChaosConfig) -> Report:
                 shutil.copy(gw.log_path, log_copy)
             gw.close()
     return report
+
+
+def worker_environment(server: DevServer, gw: RunningGateway, db_url: str, keys_env: dict[str, str]) -> dict[str, str]:
+    """The worker's environment: this process's, with the run's server, database, gateway (and key, if made here)."""
+    return dict(
+        os.environ,
+        **keys_env,
+        TEMPORAL_ADDRESS=server.address,
+        TEMPORAL_NAMESPACE="default",
+        TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+        DATABASE_URL=db_url,
+        GATEWAY_URL=gw.url,
+        GATEWAY_API_KEY=gw.api_key,
+        GATEWAY_TIMEOUT="5",
+        WORKER_METRICS_ADDRESS="",
+        LOG_FORMAT="json",
+        LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+    )
+
+
+def draw_models(cfg: ChaosConfig, rng: random.Random) -> tuple[list[str], list[Model]]:
+    """The cases: a script kind each (an even mix, shuffled) and their amounts and DPD, from the run's generator."""
+    kinds = [KINDS[i % len(KINDS)] for i in range(cfg.cases)]
+    rng.shuffle(kinds)
+    models: list[Model] = []
+    for i, kind in enumerate(kinds):
+        principal = rng.randrange(2_000, 60_000) * 100 + rng.choice([0, 50, 88])
+        models.append(
+            Model(
+                loan_id=f"CH-{cfg.seed % 10000:04d}-{i:05d}",
+                kind=kind,
+                principal=principal,
+                interest=principal * rng.randrange(3, 12) // 100,
+                fees=rng.choice([0, 5_000, 15_000, 30_000]),
+                dpd=rng.randint(1, 130),
+            )
+        )
+    return kinds, models
+
+
+async def open_cases(client: Client, models: list[Model], policy: Policy) -> None:
+    """One case per model (its borrower and loan already in the database), 32 at a time, each start retried."""
+    today = local_date(dt.datetime.now(dt.UTC), TZ)
+    sem = asyncio.Semaphore(32)
+
+    async def open_case(m: Model) -> None:
+        inp = CaseInput(
+            loan_id=m.loan_id,
+            borrower_id=f"B-{m.loan_id}",
+            currency=CUR,
+            principal=m.principal,
+            interest=m.interest,
+            fees=m.fees,
+            due_date=today - dt.timedelta(days=m.dpd),
+            timezone=TZ,
+            policy=policy,
+        )
+        async with sem:
+            for attempt in range(20):
+                try:
+                    await opening.start_case(client, inp, TASK_QUEUE)
+                    return
+                except Exception:  # noqa: BLE001
+                    await asyncio.sleep(1 + attempt)
+            raise RuntimeError(f"could not start {m.loan_id}")
+
+    await asyncio.gather(*(open_case(m) for m in models))
+
+
+@dataclass
+class ChaosPhase:
+    """What the chaos phase did: its start and end, the inputs' counters, the gateway's figures, the fault settings
+    it went through and the pauses after each worker kill."""
+
+    start: float
+    end: float
+    counters: Counters
+    gateway_stats: dict
+    fault_log: list[str]
+    kill_pauses: list[float]
+
+
+async def inputs_under_chaos(
+    cfg: ChaosConfig,
+    rng: random.Random,
+    client: Client,
+    repo: Repo,
+    models: list[Model],
+    server: DevServer,
+    gw: RunningGateway,
+    worker: WorkerProc,
+    log: Callable[[str], None],
+) -> ChaosPhase:
+    """Every case's inputs at their scripted times, while the gateway's faults change every few seconds and the
+    worker is killed and the server restarted as `chaos_events` says; over when every input has its answer."""
+    counters = Counters()
+    driver = Driver(client, repo, counters)
+    t0 = time.monotonic()
+    w = cfg.window
+    scripts = []
+    for m in models:
+        n = INPUTS_PER_KIND[m.kind]
+        times = sorted(rng.uniform(0.02 * w, 0.85 * w) for _ in range(n))
+        scripts.append(asyncio.create_task(script(driver, m, times, t0)))
+
+    fault_log: list[str] = []
+
+    async def faults() -> None:
+        half = cfg.faults / 2
+        while True:
+            settings = {
+                "error_rate": half,
+                "lost_response_rate": half,
+                "latency_ms": rng.choice([0, 50, 150, 300]),
+                "burst_429": rng.choice([0, 0, 5, 20]),
+                "retry_after_s": 1,
+                "seed": rng.randrange(1 << 30),
+            }
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(gw.set_faults, **settings)
+                fault_log.append(f"{settings['latency_ms']}ms/{settings['burst_429']}")
+            await asyncio.sleep(rng.uniform(5, 12))
+
+    events = chaos_events(cfg, rng)
+    kill_pauses: list[float] = []
+
+    async def chaos() -> None:
+        for at, what in events:
+            delay = t0 + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if what == "kill":
+                pid = worker.proc.pid
+                worker.kill()
+                pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
+                kill_pauses.append(pause)
+                log(f"t={time.monotonic() - t0:5.1f}s SIGKILL worker {pid}; a new one in {pause:.0f}s")
+                await asyncio.sleep(pause)
+                await worker.start(client)
+            else:
+                log(f"t={time.monotonic() - t0:5.1f}s stopping the Temporal server")
+                down = await server.restart()
+                log(f"t={time.monotonic() - t0:5.1f}s Temporal server back after {down:.1f}s")
+
+    fault_task = asyncio.create_task(faults())
+    await chaos()
+    driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
+    await asyncio.gather(*scripts)
+    chaos_end = time.monotonic()
+    log(
+        f"chaos over and every input answered at t={chaos_end - t0:.0f}s ({counters.inputs} inputs, {counters.attempts} attempts)"
+    )
+    fault_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await fault_task
+    gw_stats = await asyncio.to_thread(gw.stats)
+    await asyncio.to_thread(gw.clear_faults)
+    if not worker.alive:
+        await worker.start(client)
+    return ChaosPhase(t0, chaos_end, counters, gw_stats, fault_log, kill_pauses)
+
+
+async def settle(cfg: ChaosConfig, client: Client, repo: Repo, loans: list[str], log: Callable[[str], None]) -> None:
+    """Until no case is behind and no contact has been in flight for a while (a contact row left pending by a
+    workflow task that was lost with its worker, and never re-run, stays pending: the checks count it), or the
+    settle timeout."""
+    deadline = time.monotonic() + cfg.settle_timeout
+    while True:
+        statuses = await query_all(client, loans)
+        stuck, worst = not_stuck(statuses, cfg.tolerance)
+        quiet_since = utcnow() - dt.timedelta(seconds=8)
+        with repo.session() as s:
+            busy = len(
+                list(s.scalars(select(ContactRow.id).where(ContactRow.status == "pending", ContactRow.updated_at > quiet_since)))
+            )
+        if (not stuck and busy == 0) or time.monotonic() > deadline:
+            break
+        log(f"settling: {len(stuck)} case(s) behind (worst {worst:.0f}s), {busy} contact(s) in flight")
+        await asyncio.sleep(3)
+
+
+@dataclass
+class Snapshot:
+    statuses: dict[str, CaseStatus]
+    contacts: list[ContactRow]
+    payments: list[PaymentRow]
+    outbox: list[dict]
+    later: list[ContactRow]  # the contact rows read again after the outbox (see `deliveries`)
+
+
+async def snapshot(client: Client, repo: Repo, gw: RunningGateway, loans: list[str]) -> Snapshot:
+    """Statuses first, then the database, then the gateway, then the contact rows again (see `deliveries`)."""
+    statuses = await query_all(client, loans)
+    with repo.session() as s:
+        contacts = list(s.scalars(select(ContactRow)))
+        payments = list(s.scalars(select(PaymentRow)))
+    outbox = await asyncio.to_thread(fetch_outbox, gw, loans)
+    with repo.session() as s:
+        later = list(s.scalars(select(ContactRow)))
+    return Snapshot(statuses, contacts, payments, outbox, later)
+
+
+async def check_all(
+    cfg: ChaosConfig,
+    client: Client,
+    models: list[Model],
+    snap: Snapshot,
+    counters: Counters,
+    policy: Policy,
+    workdir: Path,
+    keys_env: dict[str, str],
+) -> tuple[list[Check], float, dict]:
+    """Every check on the snapshot, and every history replayed; with the most overdue next action (seconds) and the
+    deliveries' figures."""
+    by_loan = {m.loan_id: m for m in models}
+    statuses = snap.statuses
+    state = Check("state as inputs imply")
+    bal = Check("balances add up")
+    for m in models:
+        st = statuses[m.loan_id]
+        expected_state(m, st, state)
+        balances(m, st, bal)
+        state.checked += 1
+        bal.checked += 1
+    answers = Check("inputs answered as expected", checked=counters.inputs)
+    for m in models:
+        for u in m.unresolved + m.unexpected:
+            answers.fail(f"{m.loan_id} ({m.kind}): {u}")
+    led = Check("ledger once per payment id")
+    ledger(by_loan, statuses, snap.payments, led)
+    dl = Check("one delivery per step/action")
+    b1 = Check("rerun recorded as delivered")
+    dstats = deliveries(by_loan, statuses, snap.contacts, snap.outbox, snap.later, policy, dl, b1)
+    hh = Check("no contact under a dispute")
+    holds_honoured(by_loan, statuses, snap.contacts, hh)
+    sk = Check("no case stuck", checked=sum(1 for s in statuses.values() if s.status != "closed"))
+    stuck, worst = not_stuck(statuses, cfg.tolerance)
+    for s_ in stuck:
+        sk.fail(s_)
+    # every history, open and closed, every run, replayed with this checkout's code (app/replay.py)
+    replayed, replay_failures = await replay_every_history(client, keep=workdir / "replay-failures")
+    if replay_failures:  # with the run's key, so that they can be replayed by hand (python -m tests.import_history)
+        (workdir / "replay-failures" / "payload-keys.env").write_text("".join(f"{k}={v}\n" for k, v in keys_env.items()))
+    # Under worker kills and a server restart a few histories (0 to 2 of 100 in a small run) do not replay: the
+    # worker that wrote their last task decided otherwise than a replay of the same history does. Found by this
+    # check; the histories are kept in replay-failures/ and the defect is written up in docs/replay-divergence.md.
+    rp = Check(
+        "every history replays",
+        checked=replayed,
+        failures=replay_failures,
+        finding="known, docs/replay-divergence.md: histories kept in replay-failures/",
+    )
+    return [answers, state, bal, led, dl, hh, sk, b1, rp], worst, dstats
+
+
+def summary_rows(
+    cfg: ChaosConfig,
+    kinds: list[str],
+    models: list[Model],
+    snap: Snapshot,
+    dstats: dict,
+    chaos: ChaosPhase,
+    worker: WorkerProc,
+    server: DevServer,
+    t_open: float,
+    settled: float,
+    worst: float,
+) -> list[tuple[str, str]]:
+    """The report's table: what was done to the cases, and what they came to."""
+    statuses, payments, gw_stats, counters = snap.statuses, snap.payments, chaos.gateway_stats, chaos.counters
+    finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
+    stages = Counter(statuses[m.loan_id].stage for m in models)
+    applied = sum(1 for p in payments if p.status == "applied")
+    return [
+        (
+            "cases",
+            f"{cfg.cases} on policy chaos (demo ladder, {cfg.day_seconds}s day), "
+            f"opened at DPD 1..130 in {chaos.start - t_open:.0f}s",
+        ),
+        ("scripts", ", ".join(f"{k} {n}" for k, n in sorted(Counter(kinds).items()))),
+        (
+            "chaos window",
+            f"{cfg.window:.0f}s; inputs all answered at {chaos.end - chaos.start:.0f}s; settled in {settled:.0f}s",
+        ),
+        (
+            "worker SIGKILLs",
+            f"{worker.kills} (pauses before restart: {', '.join(f'{p:.0f}s' for p in chaos.kill_pauses)}); "
+            f"{worker.starts} worker starts",
+        ),
+        ("server restarts", f"{len(server.restarts)} (down " + ", ".join(f"{d:.1f}s" for d in server.restarts) + ")"),
+        (
+            "gateway faults",
+            f"503 {gw_stats['faults']['503']}, lost responses {gw_stats['faults']['502']}, "
+            f"429 {gw_stats['faults']['429']} of {gw_stats['requests']} requests "
+            f"({cfg.faults / 2:.0%} errors + {cfg.faults / 2:.0%} lost; latency/burst settings "
+            f"changed {len(chaos.fault_log)} times)",
+        ),
+        (
+            "gateway",
+            f"accepted {gw_stats['accepted']}, duplicates answered from the outbox {gw_stats['duplicates']}, "
+            f"rejected {gw_stats['rejected']}",
+        ),
+        (
+            "inputs",
+            f"{counters.inputs} sent in {counters.attempts} attempts; {counters.retried} needed a retry; "
+            f"{counters.refused} refused as bad input; {counters.duplicates} duplicate payments; "
+            f"{counters.unresolved} unresolved",
+        ),
+        ("no answer (retried)", ", ".join(f"{k} {n}" for k, n in counters.errors.most_common()) or "none"),
+        ("ledger", f"{len(payments)} rows ({applied} applied, {len(payments) - applied} unapplied)"),
+        (
+            "deliveries",
+            f"{dstats['outbox']} in the outbox; {dstats['contacts']} contact rows "
+            f"({dstats['failed']} failed, {dstats['pending']} pending, of which {dstats['orphans']} "
+            f"delivered in a workflow task lost with its worker and not run again)",
+        ),
+        ("final states", ", ".join(f"{s}{'/' + o if o else ''} {n}" for (s, o), n in sorted(finals.items()))),
+        ("stages", ", ".join(f"{s} {n}" for s, n in sorted(stages.items(), key=lambda x: -x[1]))),
+        ("most overdue next action", f"{worst:.1f}s (tolerance {cfg.tolerance:.0f}s)"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

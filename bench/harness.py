@@ -28,7 +28,7 @@ from domain.dates import local_date
 from domain.models import CaseInput
 from domain.policy import Policy, load_policy, parse_policy
 from encryption import codec
-from infra.config import ROOT
+from infra.config import ROOT, PayloadKeySettings, load
 from sandbox.gateway import running_gateway
 from workflows import search
 
@@ -39,7 +39,7 @@ LOGS = ROOT / "var" / "bench" / "logs"
 
 def ensure_keys() -> None:
     """Payloads are encrypted as in production; a key made for this run unless PAYLOAD_KEYS is set."""
-    if not os.environ.get("PAYLOAD_KEYS"):
+    if not load(PayloadKeySettings).keys:  # the key is set in the environment: the workers started later inherit it
         os.environ["PAYLOAD_KEYS"] = codec.new_key_entry(BENCH_KEY_ID)
         os.environ["PAYLOAD_KEY_ID"] = BENCH_KEY_ID
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ from bench.report import Row, Table
 from db.tables import CaseRow, ContactRow
 from domain.dates import local_date
 from domain.models import CaseInput, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, workflow_id
+from infra.config import settings
 from workflows.case import CollectionCase
 
 FULL = "10520.00"  # 10,000.00 principal + 500.00 interest + 20.00 fees (harness.case_inputs)
@@ -174,7 +174,8 @@ async def run(
     tag = uuid.uuid4().hex[:6]
     # the time-skipping clock runs a year ahead, past the last official calendar: stand-ins for the later years
     # (unless the caller, the test suite, already names a folder of its own)
-    calendars = os.environ.get("COLLECTIONS_CALENDAR_DIR")
+    configured = settings().calendar_dir
+    calendars = str(configured) if configured else None
     stand_ins = None if calendars else tempfile.TemporaryDirectory(prefix="bench-calendars-")
     if stand_ins is not None:
         calendars = str(calendar_stand_ins(Path(stand_ins.name)))

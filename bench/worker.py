@@ -27,7 +27,9 @@ from bench.noop import WORKFLOWS
 from bench.probe import SandboxModules
 from db.engine import make_engine
 from db.repo import Repo
+from domain import calendar
 from encryption import codec
+from infra import config
 from infra import logging as applog
 from worker import build_worker, workflow_runner
 
@@ -82,6 +84,7 @@ async def peer_worker(settings: dict, gateway: GatewayClient) -> Worker:
 
 async def main(settings: dict) -> None:
     applog.configure("json", settings.get("log_level", "info"))
+    calendar.use_folder(config.settings().calendar_dir)  # the harness's stand-ins for the years ahead
     client = await Client.connect(
         settings["address"],
         namespace=settings.get("namespace", "default"),

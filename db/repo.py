@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
 from sqlalchemy import CursorResult, Engine, func, select, update
@@ -210,37 +210,6 @@ class Repo:
 
     # ---- contacts
 
-    def begin_contact(
-        self,
-        *,
-        idempotency_key: str,
-        workflow_id: str,
-        loan_id: str,
-        borrower_id: str,
-        step: str,
-        channel: str,
-        action: str,
-        frozen: str | None = None,
-    ) -> ContactRow:
-        """The contact row of this step and action, created on the first attempt; attempts counted.
-
-        `frozen` (what the message is rendered from) is kept from the first attempt that gives one:
-        the returned row's `frozen` is what every attempt must send."""
-        with self.session() as s:
-            row = _begin_contact(
-                s,
-                idempotency_key=idempotency_key,
-                workflow_id=workflow_id,
-                loan_id=loan_id,
-                borrower_id=borrower_id,
-                step=step,
-                channel=channel,
-                action=action,
-                frozen=frozen,
-            )
-            s.commit()
-            return row
-
     def begin_send(
         self,
         *,
@@ -251,13 +220,16 @@ class Repo:
         step: str,
         channel: str,
         action: str,
-        frozen: Callable[[BorrowerRow | None], str],
+        frozen: Callable[[BorrowerRow | None], str | None],
         debtor_id: str | None = None,
     ) -> tuple[BorrowerRow | None, BorrowerRow | None, ContactRow]:
         """What a send reads and writes before it calls the gateway, in one transaction:
-        (the recipient's record, the debtor's record if `debtor_id`, `begin_contact`'s row).
+        (the recipient's record, the debtor's record if `debtor_id`, the contact row).
 
-        `frozen(recipient)` gives begin_contact's `frozen` (it depends on the recipient's time zone).
+        The contact row of this step and action is created on the first attempt; attempts are counted.
+        `frozen(recipient)` gives what the message is rendered from (it depends on the recipient's time zone); it is
+        kept from the first attempt that gives one (None gives none): the returned row's `frozen` is what every attempt
+        must send.
         The reads come first and the transaction begins at the first write (SQLite), as with the
         separate calls."""
         with self.session() as s:
@@ -277,23 +249,11 @@ class Repo:
             s.commit()
             return borrower, debtor, row
 
-    def finish_contact(
-        self,
-        idempotency_key: str,
-        *,
-        status: str,
-        outcome: str | None = None,
-        reason: str | None = None,
-        reference: str | None = None,
-    ) -> None:
-        with self.session() as s:
-            _finish_contact(s, idempotency_key, status=status, outcome=outcome, reason=reason, reference=reference)
-            s.commit()
-
     def finish_send(self, *, contact: dict, event: dict, case: dict, events: list[dict]) -> None:
-        """What a send writes once the gateway answered, in one transaction: `finish_contact(**contact)`,
-        `record_event(**event)` (the contact's own event), `project_case(**case)` and `record_events(events)`
-        (the workflow's events it carried). The same rows, in the same order, as those calls one after the other."""
+        """What a send writes once the gateway answered, in one transaction: the contact row's result (`contact`:
+        idempotency_key, status, outcome, reason, reference), `record_event(**event)` (the contact's own event),
+        `project_case(**case)` and `record_events(events)` (the workflow's events it carried). The same rows, in the
+        same order, as those calls one after the other."""
         with self.session() as s:
             _finish_contact(s, **contact)
             _record_events(s, [event])
@@ -631,18 +591,6 @@ def _finish_contact(
     )
 
 
-@dataclass(frozen=True)
-class ContactDetails:
-    """What an activity reads to reach a borrower; never returned to a workflow."""
-
-    name: str
-    phone: str | None
-    email: str | None
-    address: str | None
-    language: str
-    due_date: date
-
-
 # ---------------------------------------------------------------- the contact gate
 
 
@@ -816,7 +764,7 @@ class GateStore:
             s.commit()
 
     def hold_placed_by(self, *, workflow_id: str, kind: str, placed_at: datetime, actor: str) -> None:
-        """The actor (operator id:role) on a hold row (audit; issue 14)."""
+        """The actor (operator id:role) on a hold row: the audit trail names who placed each hold."""
         with self.repo.session() as s:
             s.execute(
                 update(HoldRow)

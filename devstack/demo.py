@@ -31,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain import calendar
 from domain.calendar import missing_warning
 from domain.dates import local_date
 from domain.models import CaseInput, CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn
@@ -495,6 +496,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the lawsuit (same as --judgment-wait 0)")
     args = parser.parse_args(argv)
     cfg = settings()
+    calendar.use_folder(cfg.calendar_dir)
     try:
         client = await asyncio.wait_for(connect(), timeout=15)
     except Exception as exc:

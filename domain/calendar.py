@@ -27,7 +27,6 @@ from its state; domain.case records them from a local activity's answer), so a r
 from __future__ import annotations
 
 import functools
-import os
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,10 +38,10 @@ from typing import ParamSpec, TypeVar
 from domain.errors import InvalidInput
 
 OFFICIAL_DIR = Path(__file__).resolve().parent.parent / "policies" / "calendars"
-# The folder read: the official files. COLLECTIONS_CALENDAR_DIR names another folder, for the test suite only (its
-# time-skipping clock runs years ahead, into years whose notice is not out: tests/conftest.py puts test-only
-# stand-ins for those beside copies of the official files). Production never sets it.
-CALENDAR_DIR = Path(os.environ.get("COLLECTIONS_CALENDAR_DIR") or OFFICIAL_DIR)
+# The folder read: the official files, unless the process's entry point names another with `use_folder` (the
+# configured COLLECTIONS_CALENDAR_DIR, infra/config.py: the test suite's and the benchmarks' folder, whose
+# time-skipping clock runs years ahead, into years whose notice is not out; production never sets it).
+CALENDAR_DIR = OFFICIAL_DIR
 WARN_FROM = (11, 1)  # from 1 November, a missing file for next year is warned about (notices come out Oct-Dec)
 
 
@@ -84,6 +83,16 @@ class YearCalendar:
 
     def break_of(self, day: date) -> str | None:
         return next((b.name for b in self.breaks if day in b.rest), None)
+
+
+def use_folder(folder: Path | None) -> None:
+    """Read the year files from `folder` from now on (None: the official files); the files read from another folder
+    are forgotten."""
+    global CALENDAR_DIR
+    chosen = Path(folder) if folder is not None else OFFICIAL_DIR
+    if chosen != CALENDAR_DIR:
+        CALENDAR_DIR = chosen
+        clear_cache()
 
 
 def calendar_path(year: int) -> Path:

@@ -152,7 +152,3 @@ def channel_of(action: str) -> str:
 
 def activity_of(action: str) -> str:
     return row(action).activity
-
-
-def path_of(channel: str) -> str:
-    return next(r.path for r in REGISTRY if r.channel == channel)

@@ -63,6 +63,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from infra.config import PayloadKeySettings, load, var_dir
+
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
@@ -129,9 +131,13 @@ class Keyring:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Keyring | None:
-        env = os.environ if env is None else env
-        spec = env.get("PAYLOAD_KEYS", "").strip()
-        return cls.parse(spec, env.get("PAYLOAD_KEY_ID")) if spec else None
+        """PAYLOAD_KEYS and PAYLOAD_KEY_ID from the settings (or from `env` alone); None when no key is set."""
+        if env is None:
+            cfg = load(PayloadKeySettings)
+            spec, current = (cfg.keys or "").strip(), cfg.key_id
+        else:
+            spec, current = env.get("PAYLOAD_KEYS", "").strip(), env.get("PAYLOAD_KEY_ID")
+        return cls.parse(spec, current) if spec else None
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -143,12 +149,6 @@ class Keyring:
 def new_key_entry(key_id: str | None = None) -> str:
     key_id = key_id or f"k{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(2)}"
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"
-
-
-def var_dir() -> Path:
-    from infra.config import var_dir
-
-    return var_dir()
 
 
 def dev_keyring_path() -> Path:

@@ -7,25 +7,38 @@ One model per process; each takes the shared ones (`Common`) and its own:
     CodecServerSettings   python -m encryption.codec_server   CODEC_*
     GatewaySettings       python -m sandbox          GATEWAY_*
     StackSettings         python -m devstack.stack   the ports of the local stack
+    CliSettings           starter.py                 COLLECTIONS_TOKEN, COLLECTIONS_LOCAL_ADMIN
+    SimSettings           starter.py simulate        SIM_LOG_LEVEL
+    BenchSettings         python -m bench            CHAOS_DIR
+    PayloadKeySettings    every process that encrypts or decrypts payloads (encryption/codec.py): PAYLOAD_KEYS, PAYLOAD_KEY_ID
+
+`settings()` (the worker's, which the CLI and the tools share) is read once per process and kept; whatever changes
+the environment afterwards calls `settings.cache_clear()` (starter.py's use of a running stack does; the tests'
+monkeypatch.setenv does, through tests/conftest.py). `load(Model)` reads the environment anew at each call: each
+process calls it once, at start.
 
 A bad value stops the process with a `SettingsError` that names the variable and the reason
 ("API_PORT: Input should be a valid integer"). An empty variable counts as unset (its default),
 except WORKER_METRICS_ADDRESS, where empty turns the metrics endpoint off (and OTEL_EXPORTER_OTLP_ENDPOINT,
 where unset and empty alike leave tracing off).
 
-The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not here:
-it is the SDK's environment configuration (temporalio.envconfig), read by infra/temporal.py.
+The Temporal connection (address, namespace, API key, TLS, profiles in a TOML file) is not a model here:
+it is the SDK's environment configuration (temporalio.envconfig), read by `connect_config` below, so that
+the same profiles and TEMPORAL_* variables work as for the `temporal` CLI; infra/temporal.py connects with it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +55,20 @@ def _blank_is_default(value: Any) -> Any:
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _on_if(*words: str) -> BeforeValidator:
+    """A switch that is on only when set to one of `words` (after stripping), off for any other value."""
+    return BeforeValidator(lambda value: value.strip() in words if isinstance(value, str) else value)
+
+
+def _off_if(*words: str) -> BeforeValidator:
+    """A switch that is off only when set to one of `words` (after stripping), on for any other value."""
+    return BeforeValidator(lambda value: value.strip() not in words if isinstance(value, str) else value)
 
 
 Str = Annotated[str, BeforeValidator(_blank_is_default)]
@@ -92,6 +119,15 @@ class Common(_Env):
         gt=0,
         description="seconds between two reads of the approved database calendars (app/calendars.py)",
     )
+    # Another folder of calendar files than policies/calendars/, for the test suite and the benchmarks only: their
+    # time-skipping clock runs years ahead, into years whose notice is not out, and they put test-only stand-ins
+    # for those there. Production never sets it. The entry points hand it to domain/calendar.py (use_folder).
+    calendar_dir: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_CALENDAR_DIR", None, description="the calendar files' folder (default policies/calendars)"
+    )
+    # Set by devstack/stack.py for its children: demo policies (compressed days) are accepted only there. Only
+    # 1, true and yes turn it on; any other value leaves it off, as a process outside the stack must be.
+    dev_stack: Annotated[bool, _on_if("1", "true", "yes")] = env("COLLECTIONS_DEV_STACK", False)
     # The borrower's page (borrower/): the address its links start with, and the secret their tokens are made with
     # (base64, at least 32 bytes; unset: the local stack's own, var/link-secret, for a Temporal on this machine).
     public_url: Annotated[str, BeforeValidator(_blank_is_default), AfterValidator(_http_url)] = env(
@@ -108,14 +144,10 @@ class Common(_Env):
 
     @property
     def temporal_address(self) -> str:
-        from infra.temporal import connect_config
-
         return connect_config()["target_host"]
 
     @property
     def temporal_namespace(self) -> str:
-        from infra.temporal import connect_config
-
         return connect_config()["namespace"]
 
 
@@ -176,6 +208,45 @@ class StackSettings(WorkerSettings):
     codec_cors_origins: Str | None = env("CODEC_CORS_ORIGINS")
 
 
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+DEFAULT_TEMPORAL_NAMESPACE = "default"
+
+
+def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | None = None) -> ClientConnectConfig:
+    """Client.connect's arguments from the profile file and the TEMPORAL_* variables (or `environ` alone)."""
+    prof = ClientConfigProfile.load(profile=profile, override_env_vars=environ)
+    config = prof.to_client_connect_config()
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    config.setdefault("namespace", DEFAULT_TEMPORAL_NAMESPACE)
+    return config
+
+
+class CliSettings(WorkerSettings):
+    token: Annotated[str | None, BeforeValidator(_strip), BeforeValidator(_blank_is_default)] = env(
+        "COLLECTIONS_TOKEN", None, description="the operator's token the commands act with (or --token)"
+    )
+    # Without a token, on a Temporal on loopback (the local dev stack), the CLI acts as the local admin; 0 turns
+    # that off (any other value leaves it on).
+    local_admin: Annotated[bool, _off_if("0")] = env("COLLECTIONS_LOCAL_ADMIN", True)
+
+
+class SimSettings(Common):
+    sim_log_level: LogLevel = env("SIM_LOG_LEVEL", "error", description="the simulator's log level (it logs a lot)")
+
+
+class BenchSettings(Common):
+    chaos_dir: Annotated[Path | None, BeforeValidator(_blank_is_default)] = env(
+        "CHAOS_DIR", None, description="where the chaos run makes its working folder (default: the system's temp folder)"
+    )
+
+
+class PayloadKeySettings(_Env):
+    """Only the payload keys: a process that needs the codec is not stopped by another variable's bad value."""
+
+    keys: Str | None = env("PAYLOAD_KEYS", None, description="id1:base64key,id2:base64key (encryption/codec.py)")
+    key_id: Str | None = env("PAYLOAD_KEY_ID", None, description="the id of the key that encrypts")
+
+
 S = TypeVar("S", bound=_Env)
 
 
@@ -199,8 +270,10 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(out)
 
 
+@functools.cache
 def settings() -> WorkerSettings:
-    """The worker's settings (the CLI and the tools share them: task queue, logging, paths)."""
+    """The worker's settings (the CLI and the tools share them: task queue, logging, paths), read once per process;
+    `settings.cache_clear()` reads them anew at the next call."""
     return load(WorkerSettings)
 
 

@@ -40,7 +40,7 @@ from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
-from infra.config import ROOT, WorkerSettings
+from infra.config import ROOT, SettingsError, WorkerSettings, connect_config, load
 
 # The code a worker process runs (worker.py imports nothing else of the project's). A change to any of it is a
 # new build; a change elsewhere (tests, docs, the API, the console) is not, and needs no rollout.
@@ -187,9 +187,6 @@ async def routing(client: Client, deployment: str) -> Routing:
 
 
 async def _main(argv: list[str]) -> int:
-    from infra.config import load
-    from infra.temporal import connect_config
-
     cfg = load(WorkerSettings)
     cmd, args = (argv[0], argv[1:]) if argv else ("show", [])
     pct = None
@@ -226,8 +223,6 @@ async def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from infra.config import SettingsError
-
     try:
         return asyncio.run(_main(argv))
     except SettingsError as exc:

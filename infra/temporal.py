@@ -19,26 +19,12 @@ interceptor, and so does every worker built on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from temporalio.client import Client
-from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.runtime import Runtime
 
 from encryption.codec import data_converter_for
 from infra import tracing
-
-DEFAULT_ADDRESS = "localhost:7233"
-DEFAULT_NAMESPACE = "default"
-
-
-def connect_config(environ: Mapping[str, str] | None = None, *, profile: str | None = None) -> ClientConnectConfig:
-    """Client.connect's arguments from the profile file and the TEMPORAL_* variables (or `environ` alone)."""
-    prof = ClientConfigProfile.load(profile=profile, override_env_vars=environ)
-    config = prof.to_client_connect_config()
-    config.setdefault("target_host", DEFAULT_ADDRESS)
-    config.setdefault("namespace", DEFAULT_NAMESPACE)
-    return config
+from infra.config import connect_config
 
 
 async def connect(

@@ -29,6 +29,7 @@ from typing import Any
 from domain.models import CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount, parse_amount
 from domain.policy import Policy
+from sim.seeds import loan_rng
 
 CURRENCY = "CNY"
 YUAN = 100  # minor units per CNY
@@ -264,8 +265,6 @@ class Borrower:
     """One simulated borrower (and the collector and court around their case)."""
 
     def __init__(self, loan, seed: int, policy: Policy, start: date, days: int) -> None:
-        from sim.generate import loan_rng
-
         self.loan = loan
         self.p: Profile = loan.profile
         self.policy = policy

@@ -53,7 +53,8 @@ from domain.money import parse_amount
 from domain.policy import Policy
 from sandbox.gateway import CallScript, play_call
 from sim.behaviour import Borrower, call_script
-from sim.generate import SimLoan, assign_arm, guarantor_row, loan_rng, make_loan
+from sim.generate import SimLoan, assign_arm, guarantor_row, make_loan
+from sim.seeds import loan_rng
 
 try:  # the channel registry (domain/channels.py): each action's channel and the contact detail it needs
     from domain.channels import channel_of

@@ -1,7 +1,7 @@
 """A reproducible synthetic portfolio of delinquent personal loans, split between two policies.
 
 Everything comes from `random.Random` generators derived from the seed: the portfolio's own for the
-mix, and one per loan (seeded with the seed and the loan id) for that loan's amounts, borrower and
+mix, and one per loan (sim.seeds: seeded with the seed and the loan id) for that loan's amounts, borrower and
 behaviour, so that loan SIM000042 is the same loan whatever the size of the portfolio.
 Amounts are integer minor units (CNY fen); no PII is real.
 """
@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 from sim.behaviour import Profile, draw_profile
+from sim.seeds import loan_rng
 
 CURRENCY = "CNY"
 ARMS = ("champion", "challenger")
@@ -91,12 +92,6 @@ class SimLoan:
     @property
     def workflow_id(self) -> str:
         return f"loan-{self.loan_id}"
-
-
-def loan_rng(seed: int, loan_id: str, purpose: str = "loan") -> random.Random:
-    """The generator of one loan for one purpose; independent of every other loan's."""
-    digest = hashlib.sha256(f"{seed}:{loan_id}:{purpose}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def _pick(rng: random.Random, weighted) -> object:

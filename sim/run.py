@@ -22,14 +22,12 @@ by the wall time spent applying updates, never into the night.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -41,19 +39,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.dates import zone
 from domain.models import CaseInput, CaseStatus
 from domain.money import parse_amount
 from domain.policy import Policy, load_policy
+from infra.config import SimSettings, load, var_dir
+from sim import sweep
 from sim.behaviour import Action, Borrower, call_script
-from sim.generate import SimLoan, guarantor_row, loan_rng, portfolio
+from sim.clock import CHECKPOINT_AT, checkpoint_anchor, default_start, direct_default_start, warn_calendar
+from sim.generate import SimLoan, guarantor_row, portfolio
+from sim.seeds import loan_rng
 
 TASK_QUEUE = "simulation"
 # contact rows an operator's recorded call or visit outcome adds to the ledger (activities: step "operator"); the
 # simulated borrower made them, by its own visit report: showing them to it again as a visit started a loop of reports
 OPERATOR_STEP = "operator"
-CHECKPOINT_TZ = "Asia/Shanghai"
-CHECKPOINT_AT = dtime(11, 0)  # 09:00 in Urumqi, 11:00 in Hong Kong: inside every contact window
 MAX_DRIFT = timedelta(hours=7)
 # one simulated day of a large portfolio, on a busy machine;
 # past this the checkpoint would come near the end of the contact window
@@ -86,8 +85,6 @@ class Options:
     def report_dir(self, names: tuple[str, str]) -> Path:
         if self.out is not None:
             return Path(self.out)
-        from infra.config import var_dir
-
         return var_dir() / "sim" / f"{names[0]}-vs-{names[1]}-seed{self.seed}-{self.loans}x{self.days}d"
 
 
@@ -105,41 +102,6 @@ class Trace:
     recoveries: dict[str, list] = field(default_factory=lambda: defaultdict(list))  # loan -> [(time, minor)]
     wall: dict[str, float] = field(default_factory=dict)
     drift: timedelta = timedelta(0)
-
-
-def default_start(now: datetime) -> date:
-    """1 January of next year: a fixed calendar (holidays, weekends) for a whole year of runs."""
-    return date(now.year + 1, 1, 1)
-
-
-def direct_default_start(now: datetime) -> date:
-    """The direct engine's clock need not be in the future: 1 January of next year when its official calendar is
-    on file, else 1 January of the latest year that has one (a year without is refused every contact)."""
-    from domain.calendar import years_available
-
-    nxt = default_start(now)
-    years = years_available()
-    return nxt if nxt.year in years or not years else date(max(years), 1, 1)
-
-
-def calendar_gaps(start: date, days: int) -> list[int]:
-    """Years of the simulated period with no official holiday calendar: there the gate refuses every contact
-    (it fails closed, rule calendar_missing), so the simulation says so up front."""
-    from domain.calendar import years_available
-
-    have = set(years_available())
-    return [y for y in range(start.year, (start + timedelta(days=days)).year + 1) if y not in have]
-
-
-def warn_calendar(start: date, days: int) -> list[int]:
-    gaps = calendar_gaps(start, days)
-    if gaps:
-        print(
-            f"warning: no official holiday calendar for {', '.join(map(str, gaps))} "
-            f"(policies/calendars/cn-YYYY.toml): the contact gate refuses every contact then (calendar_missing)",
-            file=sys.stderr,
-        )
-    return gaps
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -383,7 +345,8 @@ def quiet_logs() -> None:
     """The activities log each delivery; a simulation makes hundreds of thousands. Errors only."""
     from infra import logging as applog
 
-    applog.configure(os.environ.get("LOG_FORMAT", "auto"), os.environ.get("SIM_LOG_LEVEL", "error"))
+    cfg = load(SimSettings)
+    applog.configure(cfg.log_format, cfg.sim_log_level)
 
 
 async def simulate(opts: Options) -> dict:
@@ -432,7 +395,7 @@ async def simulate(opts: Options) -> dict:
                 now = await env.get_current_time()
                 start = opts.start or default_start(now)
                 warn_calendar(start, opts.days)
-                anchor = datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(UTC)
+                anchor = checkpoint_anchor(start)
                 if anchor <= now:
                     from app.errors import BadInput
 
@@ -532,11 +495,6 @@ def simulate_direct(opts: Options) -> dict:
     return summary
 
 
-def checkpoint_anchor(start: date) -> datetime:
-    """Day 0's checkpoint: 11:00 Beijing time on the start date, in UTC."""
-    return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(UTC)
-
-
 def trace_of(res, anchor: datetime, start: date, days: int) -> Trace:
     """The direct engine's results as the report reads a run's trace (checkpoints without drift)."""
     trace = Trace(anchor=anchor, start=start)
@@ -625,8 +583,6 @@ async def main(a) -> int:
         raise BadInput("workers", f"{workers} must be at least 1")
     sweeps = getattr(a, "sweep", None) or []
     if sweeps:
-        from sim import sweep
-
         if engine != "direct":
             raise BadInput("engine", "a sweep runs on the direct engine only (--engine direct)")
         return sweep.main(a, sweeps)

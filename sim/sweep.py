@@ -25,6 +25,7 @@ from pathlib import Path
 from domain import calendar
 from domain.errors import InvalidInput
 from domain.policy import Policy, load_policy, parse_policy
+from sim.clock import checkpoint_anchor, direct_default_start, warn_calendar
 
 ALIASES = {"plan": "plans"}
 COLUMNS = (
@@ -129,7 +130,6 @@ def run(
     from datetime import datetime
 
     from sim import direct, report
-    from sim.run import checkpoint_anchor, direct_default_start, warn_calendar
 
     t0 = time.perf_counter()
     variants = grid(policy, dims)

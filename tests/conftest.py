@@ -33,6 +33,7 @@ from domain.dates import local_date
 from domain.models import CaseInput, workflow_id
 from domain.policy import load_policy, parse_policy
 from encryption import codec
+from infra import config
 from sandbox.gateway import running_gateway
 from worker import build_worker
 from workflows import search
@@ -92,8 +93,24 @@ def _suite_calendars() -> Path:
 
 SUITE_CALENDARS = _suite_calendars()
 os.environ["COLLECTIONS_CALENDAR_DIR"] = str(SUITE_CALENDARS)
-calendar.CALENDAR_DIR = SUITE_CALENDARS
-calendar.clear_cache()
+calendar.use_folder(SUITE_CALENDARS)  # as an entry point hands the configured folder to the domain
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch):
+    """infra.config.settings() is read once per process: each test starts from the environment as it is, and a
+    variable the test sets or removes with monkeypatch is seen at the next settings() call."""
+    config.settings.cache_clear()
+    for name in ("setenv", "delenv"):
+        change = getattr(monkeypatch, name)
+
+        def changed(*args, _change=change, **kwargs):
+            _change(*args, **kwargs)
+            config.settings.cache_clear()
+
+        setattr(monkeypatch, name, changed)
+    yield
+    config.settings.cache_clear()
 
 
 def open_hours(policy):

@@ -123,6 +123,35 @@ def test_the_holidays_package_agrees_where_it_speaks():
         assert pkg.is_working_day(day), day
 
 
+# ---------------------------------------------------------------- the folder read
+
+
+def test_the_folder_is_the_one_the_entry_point_hands_over(tmp_path, monkeypatch):
+    """domain.calendar reads no setting: the official files, or the folder its caller names (the entry points pass
+    COLLECTIONS_CALENDAR_DIR from infra.config); a new folder forgets the files read from the old one."""
+    monkeypatch.setattr(cal, "CALENDAR_DIR", cal.CALENDAR_DIR)  # put back afterwards
+    monkeypatch.setattr(cal, "_loaded", {})
+    cal.use_folder(None)
+    assert cal.CALENDAR_DIR == cal.OFFICIAL_DIR and cal.calendar_path(2026) == cal.OFFICIAL_DIR / "cn-2026.toml"
+    assert cal.year_calendar(2026).path.parent == cal.OFFICIAL_DIR
+    cal.use_folder(tmp_path)
+    assert cal.years_available() == []
+    with pytest.raises(cal.CalendarMissing):
+        cal.year_calendar(2026)  # not kept from the official folder
+
+
+def test_starter_reads_the_configured_folder(tmp_path, monkeypatch, capsys):
+    import starter
+
+    monkeypatch.setattr(cal, "CALENDAR_DIR", cal.CALENDAR_DIR)
+    monkeypatch.setattr(cal, "_loaded", {})
+    monkeypatch.setenv("COLLECTIONS_CALENDAR_DIR", str(tmp_path))
+    (tmp_path / "cn-2026.toml").write_text(GOOD.replace("days = 3", "days = 4"), encoding="utf-8")
+    assert starter.main(["check", "--today", "2026-06-01"]) == 2
+    assert cal.CALENDAR_DIR == tmp_path
+    assert f"{tmp_path / 'cn-2026.toml'}: breaks[0].rest" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- a missing year fails closed
 
 
@@ -236,9 +265,11 @@ def test_broken_toml_is_refused_naming_the_file(tmp_path, monkeypatch):
 
 @pytest.fixture
 def only_2026(tmp_path, monkeypatch):
-    """The calendars as they stand on 30 November 2026: 2026's file, none for 2027."""
+    """The calendars as they stand on 30 November 2026: 2026's file, none for 2027 (the configured folder too, which an
+    entry point such as starter.main hands to domain.calendar)."""
     src = Path(__file__).resolve().parent.parent / "policies" / "calendars" / "cn-2026.toml"
     monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
+    monkeypatch.setenv("COLLECTIONS_CALENDAR_DIR", str(tmp_path))
     monkeypatch.setattr(cal, "_loaded", {})
     (tmp_path / "cn-2026.toml").write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
 
@@ -283,6 +314,7 @@ def test_starter_check_refuses_an_invalid_file(tmp_path, monkeypatch, capsys):
     import starter
 
     monkeypatch.setattr(cal, "CALENDAR_DIR", tmp_path)
+    monkeypatch.setenv("COLLECTIONS_CALENDAR_DIR", str(tmp_path))
     monkeypatch.setattr(cal, "_loaded", {})
     (tmp_path / "cn-2026.toml").write_text(GOOD.replace("days = 3", "days = 4"), encoding="utf-8")
     assert starter.main(["check", "--today", "2026-06-01"]) == 2

@@ -104,7 +104,7 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
     try:
         # the killed worker's attempt: its contact row (with what it rendered from), and its request accepted
         today = local_date(opened, "Asia/Shanghai")
-        repo.begin_contact(
+        repo.begin_send(
             idempotency_key=req.idempotency_key,
             workflow_id=req.workflow_id,
             loan_id=loan,
@@ -112,7 +112,7 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
             step=req.step,
             channel="sms",
             action="sms",
-            frozen=case_activities._freeze(req, today),
+            frozen=lambda _recipient: case_activities._freeze(req, today),
         )
         body = messages.body("sms", req, repo.borrower(req.borrower_id), today)
         first = await client.send("sms", body, req.idempotency_key)

@@ -293,16 +293,34 @@ def test_concurrent_recording_of_distinct_payment_ids_writes_each(repo, engine):
 CONTACT = dict(workflow_id="case-L1", loan_id="L1", borrower_id="B1", step="d1-sms", channel="sms", action="reminder")
 
 
+def begin_contact(repo: Repo, *, frozen: str | None = None, **contact) -> ContactRow:
+    """A send's first write, as the channel activities make it (Repo.begin_send): the contact row."""
+    return repo.begin_send(**contact, frozen=lambda _recipient: frozen)[2]
+
+
+def finish_contact(repo: Repo, idempotency_key: str, **result) -> None:
+    """A send's last write, as the channel activities make it (Repo.finish_send): the row's result, with the
+    contact's audit event and the case's projection beside it."""
+    repo.finish_send(
+        contact=dict(idempotency_key=idempotency_key, **result),
+        event=dict(
+            workflow_id="case-L1", loan_id="L1", kind=f"contact_{result['status']}", dedupe_key=f"contact:{idempotency_key}"
+        ),
+        case=dict(workflow_id="case-L1", loan_id="L1", currency="CNY"),
+        events=[],
+    )
+
+
 def test_begin_contact_counts_attempts_on_one_row(repo, engine):
-    first = repo.begin_contact(idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
-    second = repo.begin_contact(idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
+    first = begin_contact(repo, idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
+    second = begin_contact(repo, idempotency_key="case-L1/d1-sms/reminder", **CONTACT)
     assert (first.attempts, second.attempts) == (1, 2)
     assert first.id == second.id and second.status == "pending"
     assert as_utc(second.created_at, engine) == as_utc(first.created_at, engine)
 
-    repo.finish_contact("case-L1/d1-sms/reminder", status="delivered", outcome="sent", reference="gw-42")
-    repo.begin_contact(
-        idempotency_key="case-L1/d3-call/call", **{**CONTACT, "step": "d3-call", "channel": "voice", "action": "call"}
+    finish_contact(repo, "case-L1/d1-sms/reminder", status="delivered", outcome="sent", reference="gw-42")
+    begin_contact(
+        repo, idempotency_key="case-L1/d3-call/call", **{**CONTACT, "step": "d3-call", "channel": "voice", "action": "call"}
     )
     rows = repo.contacts(loan_id="L1")
     assert [(r.idempotency_key, r.status, r.attempts, r.reference) for r in rows] == [
@@ -314,15 +332,15 @@ def test_begin_contact_counts_attempts_on_one_row(repo, engine):
 def test_begin_contact_keeps_what_the_first_attempt_rendered_from(repo):
     """A re-run after a crash gets back the first attempt's render inputs, whatever it brings itself."""
     key = "case-L1/d1-sms/frozen"
-    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen is None  # a row begun by the gate
-    assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 3}').frozen == '{"dpd": 3}'
-    assert repo.begin_contact(idempotency_key=key, **CONTACT, frozen='{"dpd": 5}').frozen == '{"dpd": 3}'
-    assert repo.begin_contact(idempotency_key=key, **CONTACT).frozen == '{"dpd": 3}'
+    assert begin_contact(repo, idempotency_key=key, **CONTACT).frozen is None  # a row begun by the gate
+    assert begin_contact(repo, idempotency_key=key, **CONTACT, frozen='{"dpd": 3}').frozen == '{"dpd": 3}'
+    assert begin_contact(repo, idempotency_key=key, **CONTACT, frozen='{"dpd": 5}').frozen == '{"dpd": 3}'
+    assert begin_contact(repo, idempotency_key=key, **CONTACT).frozen == '{"dpd": 3}'
 
 
 def test_concurrent_begin_contact_counts_every_attempt_on_one_row(repo, engine):
     key = "case-L1/d1-sms/reminder"
-    rows = run_together(THREADS, lambda i: repo.begin_contact(idempotency_key=key, **CONTACT))
+    rows = run_together(THREADS, lambda i: begin_contact(repo, idempotency_key=key, **CONTACT))
     assert count(engine, ContactRow) == 1
     assert len({r.id for r in rows}) == 1
     assert repo.contacts(loan_id="L1")[0].attempts == THREADS, "no attempt lost to the race"

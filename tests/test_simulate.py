@@ -30,13 +30,6 @@ ARGS = dict(loans=40, days=120, seed=11)
 # real workflows use this stand-in: TEST ONLY, not transcribed from any notice, never in policies/calendars/.
 from tests.conftest import TEST_ONLY_CALENDAR  # noqa: E402 - the suite's stand-in for a year with no notice
 
-# runs starter.py with domain.calendar reading the folder given as the first argument
-WITH_CALENDARS = (
-    "import runpy, sys; from pathlib import Path; import domain.calendar as c; "
-    "c.CALENDAR_DIR = Path(sys.argv.pop(1)); sys.argv[0] = 'starter.py'; "
-    "runpy.run_path('starter.py', run_name='__main__')"
-)
-
 
 def calendars_with_next_year(folder: Path) -> Path:
     """The official calendar files, and a test-only one for next year if it is not on file."""
@@ -107,9 +100,7 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, 
     cli = subprocess.run(
         [
             sys.executable,
-            "-c",
-            WITH_CALENDARS,
-            str(next_year_calendar),
+            "starter.py",
             "simulate",
             "--engine",
             "temporal",
@@ -130,7 +121,7 @@ async def test_same_seed_same_numbers_and_a_report_with_both_policies(tmp_path, 
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "COLUMNS": "160"},
+        env={**os.environ, "COLUMNS": "160", "COLLECTIONS_CALENDAR_DIR": str(next_year_calendar)},
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
     # the side-by-side table, printed
@@ -252,7 +243,7 @@ def test_direct_engine_from_the_command_line_is_the_default(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "COLUMNS": "160"},
+        env={**os.environ, "COLUMNS": "160", "COLLECTIONS_CALENDAR_DIR": str(next_year_calendar)},
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert "champion: default" in cli.stdout

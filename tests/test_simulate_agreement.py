@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sim.run import MAX_DRIFT, Options, default_start, simulate, simulate_direct
+from sim.clock import default_start
+from sim.run import MAX_DRIFT, Options, simulate, simulate_direct
 from tests.test_simulate import next_year_calendar  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow

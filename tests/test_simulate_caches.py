@@ -92,7 +92,7 @@ def test_the_kept_window_openings_are_the_computed_ones(only_2026, policy):
 def test_the_borrower_reads_what_the_status_query_says(monkeypatch):
     """Every time a simulated borrower looks at its case, the view it gets holds the status query's values."""
     from sim import direct
-    from sim.run import checkpoint_anchor
+    from sim.clock import checkpoint_anchor
 
     seen = []
     view_of = direct.status_view
