@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -45,7 +43,7 @@ def webhook_secret() -> bytes:
     cfg = settings()
     if cfg.webhook_secret:
         return cfg.webhook_secret.encode()
-    return hmac.new(cfg.gateway_api_key.encode(), b"collections-webhooks", hashlib.sha256).digest()
+    return webhooks.derived_secret(cfg.gateway_api_key)
 
 
 def _seen(repo: Repo, event_id: str) -> bool:

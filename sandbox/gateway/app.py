@@ -18,6 +18,7 @@ from sandbox.gateway.channels import CHANNELS
 from sandbox.gateway.common import DEFAULT_API_KEY, INSTANCE_HEADER, ApiError, error_body, first_error
 from sandbox.gateway.delivery import delivery_router
 from sandbox.gateway.outbox import outbox_router
+from sandbox.gateway.payments import payments_router
 from sandbox.gateway.state import Gateway
 from sandbox.gateway.store import MEMORY
 
@@ -52,6 +53,7 @@ def create_app(api_key: str | None = None, db_path: str | None = None, *, instan
     app.include_router(delivery_router(gw, CHANNELS.values()))
     app.include_router(outbox_router(gw))
     app.include_router(admin_router(gw))
+    app.include_router(payments_router(gw))  # the payment page and the SMS replies (signed webhooks to the bank)
     return app
 
 
