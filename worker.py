@@ -31,7 +31,7 @@ from db.engine import make_engine
 from db.repo import Repo
 from domain import calendar
 from encryption import codec
-from infra import deployments, metrics, tracing
+from infra import deployments, link_secret, metrics, tracing
 from infra import logging as applog
 from infra.config import settings
 from infra.temporal import connect
@@ -93,6 +93,11 @@ async def main() -> None:
     cfg = settings()
     applog.configure(cfg.log_format, cfg.log_level)
     calendar.use_folder(cfg.calendar_dir)
+    try:
+        link_secret.check()  # the borrower links' secret and address (a worker that cannot make them stops here)
+    except link_secret.LinkSecretError as exc:
+        log.error("worker not started", reason=str(exc))
+        raise SystemExit(f"error: {exc}") from None
     tracing.setup("collections-worker")  # before connect(): its client (and so this worker) then carries the interceptor
     runtime = metrics.runtime(cfg.metrics_address)
     client = await connect(runtime=runtime)

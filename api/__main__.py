@@ -49,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from infra import link_secret
+
+    try:
+        link_secret.check()  # the borrower page's secrets and address
+    except link_secret.LinkSecretError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     applog.configure(cfg.log_format, cfg.log_level)
     calendar.use_folder(cfg.calendar_dir)
     tracing.setup("collections-api")  # OTEL_EXPORTER_OTLP_ENDPOINT: requests get server spans, the client the interceptor

@@ -42,9 +42,9 @@ BODY_CAP = 64 * 1024  # the largest input (a case with its borrower's details) i
 
 def _shown_path(path: str) -> str:
     """A path as the request log shows it: a borrower link's token never reaches a log (PIPL art. 51)."""
-    if not path.startswith("/b/"):
+    if not path.lstrip("/").startswith("b/"):  # //b/<token> is routed as /b/<token> too
         return path
-    rest = path[3:]
+    rest = path.lstrip("/")[2:]
     return "/b/…" + (rest[rest.index("/") :] if "/" in rest else "")
 
 

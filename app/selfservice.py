@@ -23,6 +23,7 @@ from db.repo import Repo
 from db.selfservice import LinkStore
 from db.tables import BorrowerLinkRow
 from domain import selfservice as rules
+from domain.dates import local_date
 from domain.errors import InvalidInput
 from domain.models import CaseStatus
 from domain.money import format_amount
@@ -66,6 +67,9 @@ async def send_code(repo: Repo, gateway: Any, link: BorrowerLinkRow, now: dt.dat
     person = await asyncio.to_thread(repo.borrower, link.recipient_id)
     if person is None or not person.phone:
         return rules.Refusal("no_phone")
+    assert link.id is not None
+    if not await asyncio.to_thread(store.reserve_code, link.id, now):  # another request is sending this link's code
+        return rules.Refusal("too_soon", now + rules.RESEND_AFTER)
     code = rules.new_code()
     lang = "en" if person.language == "en" else "zh"
     minutes = rules.CODE_TTL.seconds // 60
@@ -111,7 +115,7 @@ def session_link(repo: Repo, token: str, session_id: str | None, now: dt.datetim
     if not session_id:
         return None
     link = LinkStore(repo).session(rules.keyed_hash(link_secret(), "session", session_id), now)
-    if link is None or link.token_hash != rules.keyed_hash(link_secret(), "link", token):
+    if link is None or link.audience != "borrower" or link.token_hash != rules.keyed_hash(link_secret(), "link", token):
         return None
     return link
 
@@ -135,6 +139,7 @@ class BorrowerView:
     promise: dict[str, Any] | None
     plan: dict[str, Any] | None
     paid: list[dict[str, str]] = field(default_factory=list)
+    time_barred: bool = False  # past the limitation period: repaying is voluntary, and a promise restarts the period
     holds: list[str] = field(default_factory=list)
     closed: bool = False
 
@@ -150,8 +155,6 @@ def _title(title: str) -> str:
 
 
 def view_of(st: CaseStatus, payments: list, tz: str) -> BorrowerView:
-    from domain.dates import local_date
-
     up = st.upcoming
     return BorrowerView(
         currency=st.currency,
@@ -178,12 +181,13 @@ def view_of(st: CaseStatus, payments: list, tz: str) -> BorrowerView:
             else None
         ),
         paid=[
-            {"on": p.paid_at.astimezone(dt.UTC).date().isoformat(), "amount": format_amount(p.amount, p.currency)}
+            {"on": local_date(p.paid_at, tz).isoformat(), "amount": format_amount(p.amount, p.currency)}
             for p in payments
             if p.status == "applied"
         ],
         holds=[h.kind for h in st.holds],
         closed=st.status == "closed",
+        time_barred=st.time_barred is not None,
     )
 
 
@@ -235,17 +239,34 @@ async def act(client: Client, repo: Repo, link: BorrowerLinkRow, action: str, fo
 async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str) -> str:
     """A complaint about how the borrower was treated: a complaint hold on every open case of theirs at once, which
     stops every contact, for the compliance worklist; the answer is the reference shown to the borrower."""
-    reference = f"C-{link.id}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}"
+    now = dt.datetime.now(dt.UTC)
+    reference = f"C-{now:%Y%m%d}-{secrets.token_hex(3).upper()}"
     text = f"borrower complaint {reference}: {note.strip()}"[:200]
+    # kept first, on the case's audit trail, whatever happens to the holds: a complaint is never lost
+    event = dict(
+        workflow_id=link.workflow_id,
+        loan_id=link.loan_id,
+        kind="borrower_complaint",
+        detail=f"{reference}: {note.strip()[:500]}",
+        at=now,
+        dedupe_key=f"complaint:{reference}",
+        actor="borrower:self_service",
+    )
+    await asyncio.to_thread(repo.record_events, [event])
     loans = [link.loan_id] + [x for x in await asyncio.to_thread(repo.other_loans, link.loan_id) if x != link.loan_id]
-    placed = []
+    placed, missed = [], []
     for loan in loans:
         try:
             await inputs.send_update(client, loan, "hold", {"kind": "complaint", "reference": text})
             placed.append(loan)
-        except BadInput as exc:  # no open case for that loan, or already on a complaint hold
+        except BadInput as exc:  # no open case for that loan, or already on a complaint hold: nothing to stop there
             log.info("complaint hold not placed", loan_id=loan, reason=exc.reason)
-    log.warning("borrower complaint", loan_id=link.loan_id, reference=reference, cases=len(placed))
+        except Exception as exc:  # noqa: BLE001 - Busy, Temporal unavailable: the borrower is told to send it again
+            missed.append(loan)
+            log.error("complaint hold not placed", loan_id=loan, error=type(exc).__name__)
+    log.warning("borrower complaint", loan_id=link.loan_id, reference=reference, cases=len(placed), missed=len(missed))
+    if missed:
+        raise BadInput("complaint", f"recorded as {reference}, but contact could not be stopped on every loan yet: send it again")
     return reference
 
 

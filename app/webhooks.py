@@ -19,7 +19,7 @@ from db.tables import WebhookEventRow
 from domain import webhooks
 from domain.errors import field_and_reason
 from domain.models import ID_PATTERN
-from infra.config import settings
+from infra.link_secret import webhook_secret
 
 log = structlog.get_logger("webhooks")
 
@@ -37,13 +37,6 @@ class PaymentConfirmed(BaseModel):
     amount: str = Field(description="decimal string in major units")
     currency: str = Field(min_length=3, max_length=3)
     paid_at: AwareDatetime
-
-
-def webhook_secret() -> bytes:
-    cfg = settings()
-    if cfg.webhook_secret:
-        return cfg.webhook_secret.encode()
-    return webhooks.derived_secret(cfg.gateway_api_key)
 
 
 def _seen(repo: Repo, event_id: str) -> bool:

@@ -4,6 +4,7 @@ shows /b/…), a referrer (Referrer-Policy: no-referrer) or a cache (no-store). 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from pathlib import Path
@@ -19,7 +20,7 @@ from activities.gateway import GatewayRejected, GatewayRetryable
 from app import selfservice as flow
 from app.errors import BadInput
 from borrower.texts import LANGS, TEXTS, text
-from console.auth import read_form  # urlencoded forms, size-capped (no multipart parser needed)
+from console.auth import FormTooLarge, read_form  # urlencoded forms, size-capped (no multipart parser needed)
 from domain.dates import zone
 
 log = structlog.get_logger("borrower")
@@ -70,7 +71,7 @@ def _page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRes
         resp.headers[k] = v
     resp.headers["Content-Security-Policy"] = _csp()
     if request.query_params.get("lang") in LANGS:
-        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="strict")
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="strict", secure=_secure())
     return resp
 
 
@@ -95,13 +96,32 @@ def _refusal(lang: str, r) -> str:  # noqa: ANN001 - a domain.selfservice.Refusa
     return text(lang, r.reason, until=_until(lang, r.until))
 
 
-def _link(request: Request, token: str):
+def _link(request: Request, token: str, *, borrower_only: bool = False):
+    """The link of this URL, or the page that says why it opens nothing. `borrower_only` (every POST): a guarantor's
+    link can neither be sent a code nor open a session (PIPL art. 6)."""
     try:
-        return flow.open_link(_backend(request).repo(), token, _now()), None
+        link = flow.open_link(_backend(request).repo(), token, _now())
     except flow.LinkError as exc:
         return None, _page(
             request, "message.html", status=404 if exc.reason == "invalid" else 410, message=text(_lang(request), exc.reason)
         )
+    if borrower_only and link.audience != "borrower":
+        return None, _page(request, "message.html", status=403, message=text(_lang(request), "guarantor"))
+    return link, None
+
+
+def _secure() -> bool:
+    """Cookies only over https once the page's public address is https (the local stack's is plain http)."""
+    from infra.config import settings
+
+    return settings().public_url.startswith("https://")
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    try:
+        return await read_form(request)
+    except (FormTooLarge, ValueError):  # past the size or the field count: refused, nothing read
+        return None
 
 
 def _back(token: str, **query: str) -> RedirectResponse:
@@ -123,7 +143,7 @@ async def page(request: Request, token: str) -> Response:
         person = be.repo().borrower(link.recipient_id)
         tail = (person.phone or "")[-4:] if person else ""
         note = request.query_params.get("note")
-        return _page(request, "code.html", token=token, tail=tail, note=text(lang, note) if note in NOTES else None)
+        return _page(request, "code.html", token=token, tail=tail, note=_note(lang, note, ""))
     view = await flow.view(await be.client(), be.repo(), link)
     note = request.query_params.get("note")
     return _page(
@@ -159,7 +179,7 @@ def _note(lang: str, note: str | None, ref: str) -> str | None:
 
 @router.post("/{token}/code")
 async def code(request: Request, token: str) -> Response:
-    link, refused = _link(request, token)
+    link, refused = _link(request, token, borrower_only=True)
     if link is None:
         return refused
     refusal = await flow.send_code(_backend(request).repo(), _gateway(request), link, _now())
@@ -177,31 +197,32 @@ async def code(request: Request, token: str) -> Response:
 
 @router.post("/{token}/verify")
 async def verify(request: Request, token: str) -> Response:
-    link, refused = _link(request, token)
+    link, refused = _link(request, token, borrower_only=True)
     if link is None:
         return refused
-    form = await read_form(request)
-    got = flow.verify_code(_backend(request).repo(), link, form.get("code", ""), _now())
+    form = await _form(request)
+    if form is None:
+        return _page(request, "message.html", status=413, message=text(_lang(request), "protect"))
+    got = await asyncio.to_thread(flow.verify_code, _backend(request).repo(), link, form.get("code", ""), _now())
     if not isinstance(got, str):
         return _page(request, "code.html", status=401, token=token, tail="", note=_refusal(_lang(request), got))
     resp = _back(token)
-    resp.set_cookie(
-        SESSION_COOKIE, got, max_age=int(flow.rules.SESSION_TTL.total_seconds()), httponly=True, samesite="strict", path="/b/"
-    )
+    ttl = int(flow.rules.SESSION_TTL.total_seconds())
+    resp.set_cookie(SESSION_COOKIE, got, max_age=ttl, httponly=True, samesite="strict", path="/b/", secure=_secure())
     return resp
 
 
 @router.post("/{token}/{action}")
 async def act(request: Request, token: str, action: str) -> Response:
-    link, refused = _link(request, token)
+    link, refused = _link(request, token, borrower_only=True)
     if link is None:
         return refused
     be, lang = _backend(request), _lang(request)
     sid = request.cookies.get(SESSION_COOKIE)
     if action not in ACTIONS or flow.session_link(be.repo(), token, sid, _now()) is None:
         return _page(request, "message.html", status=403, message=text(lang, "protect"))
-    form = await read_form(request)
-    if not hmac.compare_digest(form.get("csrf", ""), flow.csrf_token(sid or "")):
+    form = await _form(request)
+    if form is None or not hmac.compare_digest(form.get("csrf", "").encode(), flow.csrf_token(sid or "").encode()):
         return _page(request, "message.html", status=403, message=text(lang, "protect"))
     person = be.repo().borrower(link.borrower_id)
     today = _now().astimezone(zone(person.timezone if person else "Asia/Shanghai")).date()

@@ -42,6 +42,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     "next": ("如在{date}前仍未还款，我行将进行：{step}。", "If nothing is paid by {date}, next: {step}."),
     "paused": ("催收已暂停：{why}。", "Collection is paused: {why}."),
     "closed": ("此贷款的催收已结束。", "Collection on this loan has ended."),
+    "time_barred": (
+        "此债务已超过诉讼时效（民法典第192条）：是否还款由您自愿决定。如您承诺还款或还款，诉讼时效将重新计算。",
+        "This debt is past its limitation period (Civil Code art. 192): repaying is your free choice. If you promise"
+        " to pay or pay, the limitation period starts again.",
+    ),
     "promise_now": (
         "您已承诺于{date}前还款{amount}元（最后期限{last}）。",
         "You promised to pay {amount} by {date} (last day {last}).",

@@ -106,6 +106,23 @@ class LinkStore:
                 ).one()
             )
 
+    def reserve_code(self, link_id: int, now: datetime) -> bool:
+        """Take the link's next code send, atomically: True for one request only, however many arrive at once (two
+        parallel requests cannot both pass the resend wait and send two codes)."""
+        with self.repo.session() as s:
+            c = LINKS.c
+            done = s.execute(
+                update(LINKS)
+                .where(
+                    c.id == link_id,
+                    (c.code_sent_at.is_(None)) | (c.code_sent_at <= now - rules.RESEND_AFTER),
+                    (c.locked_until.is_(None)) | (c.locked_until <= now),
+                )
+                .values(code_sent_at=now)
+            )
+            s.commit()
+            return bool(getattr(done, "rowcount", 0))
+
     def code_sent(
         self, link: BorrowerLinkRow, code_hash: str, now: datetime, *, idempotency_key: str, reference: str | None
     ) -> None:

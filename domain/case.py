@@ -80,6 +80,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 # How a closed case refuses every input (operators keep a payment refused so as unapplied).
 CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 CALENDAR_ASK_EVERY = timedelta(days=7)  # a calendar year no decision waits for yet: asked again weekly
+# A last day moved by a break ends at most this long after its plain end (the longest official break, 8 days of the
+# Spring Festival or National Day, after a weekend: 10 days; two weeks to spare)
+PAY_BY_LONGEST_MOVE = timedelta(days=14)
 PAY_BY_ASK_WITHIN = timedelta(days=31)  # a date the borrower pays by this soon has its calendar year asked for at once
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
 
@@ -137,6 +140,9 @@ class Case:
         # court's enforcement result is keyed by its reference, so a resent one applies nothing (check_payment,
         # enforcement_key); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
         self.payment_keys_checked = True
+        # an agreed plan is a restructuring with its observation period (_restructure, domain/risk.py); False only for
+        # a run begun before it (workflows/versioning.py RESTRUCTURING), whose class stays by days past due
+        self.restructures = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
         # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
@@ -564,7 +570,7 @@ class Case:
         s = self.state
         plan.status = "broken"
         r = s.restructuring
-        if r is not None and r.broken_on is None and self.clock.today(now) <= r.observation_ends:
+        if self.restructures and r is not None and r.broken_on is None and self.clock.today(now) <= r.observation_ends:
             r.broken_on = self.clock.today(now)  # not kept inside its observation period: non-performing (domain/risk.py)
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest + plan.waived})
         self.event(now, "plan_broken", f"{plan.kind}: {why}; the ladder resumes")
@@ -691,6 +697,9 @@ class Case:
             )
             self.event(now, "limitation_suspension_no_effect", f"{what}: no effect, {why} ({legal.SRC_SUSPENSION})")
             return self._result(f"obstacle recorded with no effect on the limitation period: {why}; {after.describe(tz)}")
+        if after.earliest < before.earliest:  # a corrected record that ends sooner, or no longer in the last six months
+            self.event(now, "limitation_suspension_shortened", f"{what} ({legal.SRC_SUSPENSION}): now {after.describe(tz)}")
+            return self._result(f"suspension corrected: the limitation period now ends sooner: {after.describe(tz)}")
         self.event(now, "limitation_suspended", f"{what} ({legal.SRC_SUSPENSION}): {after.describe(tz)}")
         return self._result(f"limitation period suspended (民法典 art. 194): {after.describe(tz)}")
 
@@ -753,7 +762,13 @@ class Case:
             if item.waits_for_year is None:
                 continue
             self.count_pay_by(item, day, grace, keep)
-            if item.waits_for_year is not None and now >= item.deadline:
+            if item.waits_for_year is None or now < item.deadline:
+                continue
+            latest = item.deadline + PAY_BY_LONGEST_MOVE  # no break moves a last day further than this
+            if now >= latest:  # the year never came: the latest the date could have run to has passed too
+                item.deadline, item.waits_for_year = latest, None
+                self.event(now, "pay_by_calendar_missing", f"{day}: no calendar for its year; counted to its latest, {latest}")
+            else:
                 item.deadline = now + legal.RECHECK
 
     def legal_facts(self) -> legal.Facts:
@@ -1022,10 +1037,13 @@ class Case:
                 f"{amount} is refused (an id names one payment: send a new id for a new payment)",
             )
 
-    def enforcement_key(self, reference: str) -> str:
-        """The ledger id of the enforcement recovery a court's `reference` names: a resent result is the same payment."""
-        ref = hashlib.sha256(reference.strip().encode()).hexdigest()[:12]
-        return self.enforcement_payment_id(0).removesuffix("-0") + f"-r{ref}"
+    def enforcement_key(self, reference: str, amount: str, now: datetime) -> str:
+        """The ledger id of an enforcement recovery: the court's `reference` (its case number, shared by several
+        distributions), the amount and the day it was recorded. The same result sent again that day is the same
+        payment; another amount, or another day, is another distribution."""
+        minor = parse_amount(amount, self.inp.currency, "amount")
+        key = f"{reference.strip()}|{minor}|{self.clock.today(now).isoformat()}"
+        return self.enforcement_payment_id(0).removesuffix("-0") + f"-r{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
     def enforcement_payment_id(self, n: int) -> str:
         """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole
@@ -1065,7 +1083,7 @@ class Case:
             )
         return minor
 
-    def apply_payment(self, p: PaymentIn, now: datetime) -> PaymentResult:
+    def apply_payment(self, p: PaymentIn, now: datetime, *, forced: bool = False) -> PaymentResult:
         s = self.state
         if p.payment_id in s.payments:
             rec = s.payments[p.payment_id]
@@ -1084,7 +1102,8 @@ class Case:
         # a part payment acknowledges the debt (民法典 art. 195(二)): the period restarts from the day it was made,
         # in the borrower's zone, not from when it was recorded
         self.restart_limitation("payment", self.clock.today(p.paid_at or now), now)
-        self.restart_enforcement("part payment", self.clock.today(p.paid_at or now), now)
+        if not forced:
+            self.restart_enforcement("part payment", self.clock.today(p.paid_at or now), now)
         self._after_payment(now)
         return self._payment_result(p.payment_id, rec)
 
@@ -1388,12 +1407,9 @@ class Case:
             if o.outcome == "enforcement_result":
                 if o.amount is None:
                     raise InvalidInput("amount", "an enforcement result carries the amount recovered")
-                if self.payment_keys_checked and o.reference:
-                    key = self.enforcement_key(o.reference)
-                    if (rec := s.payments.get(key)) is not None:  # resent: the same payment, or refused
-                        self._same_payment(f"enforcement result {o.reference}", o.amount, self.inp.currency, rec)
-                        return
                 minor = parse_amount(o.amount, self.inp.currency, "amount")
+                if self.payment_keys_checked and o.reference and self.enforcement_key(o.reference, o.amount, now) in s.payments:
+                    return  # resent the same day: the same payment, applied once (apply_outcome answers so)
                 if minor > s.balances.total:
                     raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
         if o.outcome == "promise":
@@ -1485,7 +1501,7 @@ class Case:
             s.objection = True
         if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
             if self.payment_keys_checked and o.reference:
-                pid = self.enforcement_key(o.reference)
+                pid = self.enforcement_key(o.reference, o.amount, now)
                 if pid in s.payments:
                     return self._result(f"enforcement result {o.reference} was already recorded; nothing applied again")
             else:
@@ -1493,7 +1509,8 @@ class Case:
                 while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
                     n += 1
                 pid = self.enforcement_payment_id(n)
-            self.apply_payment(PaymentIn(payment_id=pid, amount=o.amount, currency=self.inp.currency), now)
+            # recovered by the court's force, not paid by the debtor: no agreement to perform (执行程序解释 art. 28)
+            self.apply_payment(PaymentIn(payment_id=pid, amount=o.amount, currency=self.inp.currency), now, forced=True)
         if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
             self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
         elif o.outcome == "dispute":
@@ -1542,13 +1559,16 @@ class Case:
         """An agreed plan is a restructuring (policy [risk] plans_are_restructurings): the class before it, and the
         observation period from the first payment day, at least `observation_months` and `observation_periods`."""
         rules = self.policy.risk
-        if not rules.plans_are_restructurings:
+        if not (rules.plans_are_restructurings and self.restructures):
             return
         first = plan.schedule[0].due
         months_end = add_months(first, rules.observation_months)
         periods_end = plan.schedule[min(rules.observation_periods, len(plan.schedule)) - 1].due
         s = self.state
-        before = self.risk_class(now) if s.restructuring is None else s.restructuring.before
+        # a new plan after one: never better than the class before the first, nor than the class now (a broken
+        # restructuring is non-performing: agreeing another plan does not upgrade it)
+        now_class = self.risk_class(now)
+        before = now_class if s.restructuring is None else risk.worst(now_class, s.restructuring.before)
         s.restructuring = Restructuring(on=self.clock.today(now), before=before, observation_ends=max(months_end, periods_end))
         self.event(
             now,

@@ -206,7 +206,7 @@ def in_last_six_months(p: Period, starts_on: date, ends_on: date) -> bool:
     begin before the period ends and last into its last six months (one that arose earlier counts from when they
     begin, as long as it lasts into them)."""
     window_start = add_months(p.nominal, -SUSPENSION_MONTHS)
-    return starts_on <= p.nominal and ends_on > window_start
+    return starts_on <= (p.last_day or p.nominal) and ends_on > window_start
 
 
 def limitation(f: Facts, rules: LegalRules) -> Period:

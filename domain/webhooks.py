@@ -28,7 +28,7 @@ def problem(secret: bytes, header: str | None, body: bytes, now: datetime) -> st
     if not t.isdigit() or not given:
         return f"{HEADER} is not t=<seconds>,v1=<hex>"
     want = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, given):
+    if not hmac.compare_digest(want.encode(), given.encode()):
         return "the signature does not match"
     if abs(now.timestamp() - int(t)) > TOLERANCE.total_seconds():
         return f"signed at {t}, more than {int(TOLERANCE.total_seconds())} s from now: a replay, or a clock far off"

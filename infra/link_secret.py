@@ -1,6 +1,8 @@
-"""The secret the borrower links are made with (domain/selfservice.py): COLLECTIONS_LINK_SECRET, or for a Temporal
-on this machine the local stack's own, kept in its var dir (0600), as the development payload key is. The worker
-(which sends the links) and the API (which opens them) must hold the same one."""
+"""The borrower side's secrets. The links' (domain/selfservice.py): COLLECTIONS_LINK_SECRET, or for a Temporal on
+this machine the local stack's own, kept in its var dir (0600), as the development payload key is; the worker (which
+sends the links) and the API (which opens them) must hold the same one. The gateway webhooks' (domain/webhooks.py):
+GATEWAY_WEBHOOK_SECRET, or for a Temporal on this machine one derived from GATEWAY_API_KEY (the sandbox derives the
+same). Outside the local stack both must be set: `check()` says so when the worker or the API starts."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from domain import webhooks
 from encryption.codec import is_loopback
 from infra.config import settings, var_dir
 
@@ -64,3 +67,34 @@ def link_secret() -> bytes:
         "borrower links need the deployment's secret (the worker and the API the same one): "
         'python -c "import base64,secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())"'
     )
+
+
+def webhook_secret() -> bytes:
+    """Not cached: the tests point the API at gateways with different keys."""
+    cfg = settings()
+    if cfg.webhook_secret:
+        return cfg.webhook_secret.encode()
+    if is_loopback(cfg.temporal_address):
+        return webhooks.derived_secret(cfg.gateway_api_key)
+    raise LinkSecretError(
+        f"GATEWAY_WEBHOOK_SECRET is not set, and Temporal at {cfg.temporal_address} is not on this machine: the "
+        "gateway's payment and SMS webhooks must be signed with the deployment's own secret (the gateway holds the "
+        "same one); a secret derived from the API key would let anyone who knows the key confirm payments"
+    )
+
+
+def check() -> None:
+    """At a worker's or the API's start: both secrets can be read, and the borrower links' address is one a borrower
+    can open (LinkSecretError otherwise, with what to set)."""
+    cfg = settings()
+    link_secret()
+    webhook_secret()
+    if not is_loopback(cfg.temporal_address):
+        from urllib.parse import urlsplit
+
+        host = urlsplit(cfg.public_url).hostname or ""
+        if not cfg.public_url.startswith("https://") or is_loopback(host):
+            raise LinkSecretError(
+                f"COLLECTIONS_PUBLIC_URL is {cfg.public_url!r}: the links in borrowers' messages must be an https address "
+                "they can open (e.g. https://pay.example-bank.cn)"
+            )

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 
 import httpx
+import pytest
 import pytest_asyncio
 import structlog
 
@@ -113,7 +114,7 @@ async def test_a_promise_from_the_page_reaches_the_case_as_the_borrowers_own(pag
         assert r.status_code == 403  # a form without this session's CSRF token changes nothing
         assert (await cases.status(h)).promise is None
         r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "99999999.00", "date": day.isoformat()})
-        assert r.status_code == 422 and "amount" in r.text  # the case's own refusal, with its field
+        assert r.status_code == 422 and "未能处理：amount:" in r.text  # the case's own refusal, with its field
         r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "100.00", "date": day.isoformat()})
         assert r.status_code == 303 and "note=done" in r.headers["location"]
     st = await cases.status(h)
@@ -227,3 +228,69 @@ def test_the_token_is_the_same_for_every_attempt_of_a_send_and_only_its_keyed_ha
     assert t1 == t2 and rules.looks_like_token(t1) and t1 != rules.link_token(secret, "case:step:email")
     assert rules.keyed_hash(secret, "link", t1) != rules.keyed_hash(b"t" * 32, "link", t1)
     assert rules.link_token(b"t" * 32, "case:step:sms") != t1  # another deployment's secret, another token
+
+
+async def test_a_guarantors_link_takes_no_code_and_opens_no_session_and_bad_forms_are_refused_not_500(page, cases, repo):
+    h = await cases.start(dpd=1)
+    loan = h.id.removeprefix("loan-")
+    url = LinkStore(repo).issue(
+        link_secret(),
+        settings().public_url,
+        idempotency_key=f"test-guarantor-post-{loan}",
+        workflow_id=h.id,
+        loan_id=loan,
+        borrower_id=f"B{loan}",
+        recipient_id=f"B{loan}",
+        audience="guarantor",
+        channel="letter",
+        now=dt.datetime.now(dt.UTC),
+    )
+    token = url.rsplit("/", 1)[1]
+    async with browser(page) as c:
+        assert (await c.post(f"/b/{token}/code")).status_code == 403
+        assert (await c.post(f"/b/{token}/verify", data={"code": "123456"})).status_code == 403
+        assert (await c.post(f"/b/{token}/promise", data={"csrf": "x"})).status_code == 403
+        r = await c.get(f"/b/{token}?note=locked")
+        assert r.status_code == 200
+    assert not [x for x in repo.contacts(loan_id=loan) if x.action == "access_code"]  # no code was sent
+
+
+async def test_parallel_code_requests_send_one_code_and_odd_input_is_refused_cleanly(page, cases, gateway, repo):
+    h = await cases.start(dpd=1)
+    loan = h.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    async with browser(page) as c:
+        got = await asyncio.gather(*(c.post(f"/b/{token}/code") for _ in range(5)))
+        assert sorted(r.status_code for r in got).count(303) == 1, [r.status_code for r in got]
+        assert len([x for x in repo.contacts(loan_id=loan) if x.action == "access_code"]) == 1
+        assert (await c.get(f"/b/{token}?note=too_soon")).status_code == 200
+        assert (await c.post(f"/b/{token}/verify", data={"code": last_code(gateway, loan)})).status_code == 303
+        r = await c.post(f"/b/{token}/dispute", data={"csrf": "验证", "note": "x"})
+        assert r.status_code == 403  # not a 500
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        r = await c.post(f"/b/{token}/dispute", content="a=" + "x" * 20_000, headers=form)
+        assert r.status_code == 403
+    assert (await cases.status(h)).holds == []
+
+
+def test_the_worker_and_the_api_refuse_to_start_without_the_deployments_borrower_secrets(monkeypatch):
+    from infra import link_secret as secrets_
+
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal.bank.internal:7233")
+    monkeypatch.delenv("COLLECTIONS_LINK_SECRET", raising=False)
+    monkeypatch.delenv("GATEWAY_WEBHOOK_SECRET", raising=False)
+    secrets_.link_secret.cache_clear()
+    try:
+        with pytest.raises(secrets_.LinkSecretError, match="COLLECTIONS_LINK_SECRET"):
+            secrets_.check()
+        monkeypatch.setenv("COLLECTIONS_LINK_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==")
+        secrets_.link_secret.cache_clear()
+        with pytest.raises(secrets_.LinkSecretError, match="GATEWAY_WEBHOOK_SECRET"):
+            secrets_.check()
+        monkeypatch.setenv("GATEWAY_WEBHOOK_SECRET", "w" * 40)
+        with pytest.raises(secrets_.LinkSecretError, match="https"):
+            secrets_.check()  # the default http://127.0.0.1 address is no address for a borrower
+        monkeypatch.setenv("COLLECTIONS_PUBLIC_URL", "https://pay.example-bank.cn")
+        secrets_.check()
+    finally:
+        secrets_.link_secret.cache_clear()

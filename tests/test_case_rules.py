@@ -895,14 +895,16 @@ def test_a_resent_enforcement_result_with_its_reference_applies_nothing_again():
     r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=10))
     r.run_until(r.dpd_at(151))
     paid = r.state.total_paid
-    r.outcome("court", "enforcement_result", amount="500.00", reference="(2026)沪0101执123号-1")
-    res = r.outcome("court", "enforcement_result", amount="500.00", reference="(2026)沪0101执123号-1")
+    ref = "(2026)沪0101执123号"  # the court's case number: shared by every distribution of the enforcement
+    r.outcome("court", "enforcement_result", amount="500.00", reference=ref)
+    res = r.outcome("court", "enforcement_result", amount="500.00", reference=ref)  # the feed resends it that day
     assert r.state.total_paid == paid + 50_000 and "already recorded" in res.message
-    with pytest.raises(InvalidInput) as e:
-        r.outcome("court", "enforcement_result", amount="700.00", reference="(2026)沪0101执123号-1")
-    assert e.value.field == "amount"
-    r.outcome("court", "enforcement_result", amount="300.00", reference="(2026)沪0101执123号-2")  # another recovery
-    assert r.state.total_paid == paid + 80_000
+    r.outcome("court", "enforcement_result", amount="700.00", reference=ref)  # another distribution, another amount
+    assert r.state.total_paid == paid + 120_000
+    r.now += timedelta(days=1)
+    r.outcome("court", "enforcement_result", amount="500.00", reference=ref)  # the same amount on another day
+    assert r.state.total_paid == paid + 170_000
     r.outcome("court", "enforcement_result", amount="10.00")  # no reference: each one a new recovery, as before
     r.outcome("court", "enforcement_result", amount="10.00")
-    assert r.state.total_paid == paid + 82_000
+    assert r.state.total_paid == paid + 172_000
+    assert r.state.enforcement_restarted_on is None  # recovered by force, not paid by the debtor: no restart

@@ -405,3 +405,45 @@ def test_the_sandbox_letter_service_takes_every_letter_a_shipped_policy_sends():
     kinds = set(typing.get_args(LetterRequest.model_fields["kind"].annotation))
     named = {s.letter for f in POLICY_DIR.glob("*.toml") for s in load_policy(f.stem).steps if s.letter}
     assert "agency_notice" in named and named <= kinds, named - kinds
+
+
+def test_a_run_from_before_restructuring_keeps_its_class_by_days_past_due():
+    r = Runner.open(dpd=100)
+    r.case.restructures = False  # workflows/versioning.py RESTRUCTURING: a run begun before it
+    r.plan(kind="instalments", instalments=24, first_due=r.today() + timedelta(days=10))
+    assert r.state.restructuring is None and not any(e.kind == "restructured" for e in r.state.events)
+    assert r.case.risk_class(r.now) == "substandard"
+
+
+def test_a_new_plan_after_a_broken_restructuring_does_not_upgrade_the_loan():
+    r = Runner.open(dpd=5)
+    first = r.today() + timedelta(days=5)
+    r.plan(kind="instalments", instalments=12, first_due=first)
+    r.run_until(at(first + timedelta(days=20)))  # broken: non-performing (次级)
+    assert r.case.risk_class(r.now) == "substandard"
+    r.plan(kind="instalments", instalments=12, first_due=r.today() + timedelta(days=5))
+    assert r.state.restructuring.before == "substandard" and r.case.risk_class(r.now) == "substandard"
+
+
+def test_a_suspension_corrected_to_end_sooner_says_so():
+    r = due_2023()
+    suspend(r, starts_on=date(2026, 3, 1), ends_on=date(2026, 4, 15))
+    res = suspend(r, starts_on=date(2026, 3, 1), ends_on=date(2026, 3, 20))  # the obstacle ended sooner than recorded
+    assert "sooner" in res.message and limitation_clock(r).last_day == date(2026, 9, 20)  # Sun 20 Sept: a make-up working day
+    assert any(e.kind == "limitation_suspension_shortened" for e in r.state.events)
+
+
+def test_an_obstacle_on_the_day_a_rest_day_moved_the_period_to_still_counts():
+    # a loan due Sat 6 June 2020 would end Sat 6 June 2026 (moved to Mon 8 June); an obstacle from Sun 7 June
+    r = Runner.open(dpd=(date(2026, 6, 1) - date(2023, 6, 6)).days, now=at(date(2026, 6, 1), 10))
+    assert limitation_clock(r).last_day == date(2026, 6, 8)
+    suspend(r, starts_on=date(2026, 6, 1), ends_on=date(2026, 6, 1))
+    assert limitation_clock(r).last_day == date(2026, 12, 1)
+
+
+def test_a_pay_by_year_that_never_gets_a_calendar_breaks_at_the_latest_day_it_could_have_run_to(only_2025_2026):
+    r = opened(date(2026, 12, 20))
+    r.promise("100.00", date(2026, 12, 30))  # last day Sat 2 January 2027: no 2027 calendar, ever
+    r.run_until(at(date(2027, 1, 20), 12))
+    assert r.state.promise.status == "broken" and r.state.promise.waits_for_year is None
+    assert any(e.kind == "pay_by_calendar_missing" for e in r.state.events)

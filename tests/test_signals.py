@@ -209,7 +209,9 @@ async def test_a_flood_of_bad_signals_is_capped_per_run_and_wakes_the_case_to_co
 
     first_run = await run_id()
     for i in range(40):
-        await h.signal("record_payment", {"payment_id": f"FLOOD-{i}", "amount": "-1", "currency": "CNY"})
+        await h.signal("place_hold", {"kind": "hardship", "reference": f"FLOOD-{i}"})  # no end date: refused
+    for i in range(3):  # payments refused in the flood are money: each recorded, never only counted
+        await h.signal("record_payment", {"payment_id": f"FLOOD-PAY-{i}", "amount": "-1", "currency": "CNY"})
     loan = h.id.removeprefix("loan-")
     rows = []
     for _ in range(100):  # the first run records 5, then one notice; the run continues as new and records again
@@ -217,9 +219,16 @@ async def test_a_flood_of_bad_signals_is_capped_per_run_and_wakes_the_case_to_co
         if any(r.signal == "(flood)" for r in rows) and await run_id() != first_run:
             break
         await asyncio.sleep(0.05)
+    for _ in range(100):
+        rows = repo.rejected_inputs(loan_id=loan)
+        if len([r for r in rows if r.input_id and r.input_id.startswith("FLOOD-PAY-")]) == 3:
+            break
+        await asyncio.sleep(0.05)
     flood = [r for r in rows if r.signal == "(flood)"]
     assert flood and "more than 5 signals were refused" in flood[0].reason
-    assert len(rows) < 40  # not one row per bad signal
+    holds = [r for r in rows if r.signal == "place_hold"]
+    assert 5 <= len(holds) <= 10 and len(holds) + len(flood) < 40  # per run: 5 one by one, then one notice
+    assert sorted(r.input_id for r in rows if r.signal == "record_payment") == ["FLOOD-PAY-0", "FLOOD-PAY-1", "FLOOD-PAY-2"]
     assert await run_id() != first_run  # the history's growth woke the case, which continued as new
     st = await cases.status(h)
     assert st.total_paid == "0.00" and st.status == "active"

@@ -153,6 +153,7 @@ class CollectionCase:
         self.case.pay_by_counted = self.versions.pay_by_rest_days
         self.case.enforcement_interrupts = self.versions.enforcement_restart
         self.case.payment_keys_checked = self.versions.payment_keys
+        self.case.restructures = self.versions.restructuring
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -1086,7 +1087,7 @@ class CollectionCase:
             field, reason = details.get("field") or "input", details.get("reason") or str(exc)
             kept = self._kept_unapplied(arg, field)
             if kept is not None:
-                reason += "; the payment is kept as unapplied (worklist Unapplied payments)"
+                reason += "; the payment is kept as unapplied (worklist Unapplied payments) unless the ledger holds its id"
             await self._reject_signal(name, input_id, field, reason, who, kept)
 
     async def _reject_signal(
@@ -1099,9 +1100,11 @@ class CollectionCase:
         now = workflow.now()
         shown = name if len(name) <= 64 else f"{name[:64]}..."
         metric = name if name in SIGNALLED else "unknown"
-        self._rejections += 1
+        # money is always recorded one by one: a refused payment, whatever the reason, is never only a count
+        capped = self.versions.signal_flood and name != "record_payment"
+        self._rejections += 1 if capped else 0
         cap = self.inp.rejections_recorded or REJECTIONS_RECORDED
-        flood = self.versions.signal_flood and unapplied is None and self._rejections > cap  # money is always kept
+        flood = capped and self._rejections > cap
         if flood and self._rejections > cap + 1:
             _count_rejected(metric)
             self._wake_if_history_is_long()

@@ -68,6 +68,9 @@ PAYMENT_KEYS = "a-payment-key-names-one-payment"
 # Decided at start: past a number of refused signals in one run, the rest are counted, not recorded one by one (one
 # notice says so), and a refused signal wakes the loop when the history is due to continue as new.
 SIGNAL_FLOOD = "refused-signals-capped-per-run"
+# Decided at start: an agreed plan is a restructuring (domain.case.Case._restructure, domain/risk.py restructured);
+# a run from before it keeps the days-past-due class it had.
+RESTRUCTURING = "plans-are-restructurings"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -93,6 +96,7 @@ class Versions:
         self.enforcement_restart = self.at_start and workflow.patched(ENFORCEMENT_RESTART)
         self.payment_keys = self.at_start and workflow.patched(PAYMENT_KEYS)
         self.signal_flood = self.at_start and workflow.patched(SIGNAL_FLOOD)
+        self.restructuring = self.at_start and workflow.patched(RESTRUCTURING)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
