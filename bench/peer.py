@@ -176,6 +176,7 @@ class PeerActivities:
             next_dpd=inp.next_dpd,
             notice_days=14,  # the reminder step sends no bureau notice; the templates' context names it anyway
             time_barred=False,
+            reply_keywords={},
         )
         body = messages.body(inp.action, req, borrower, today)  # type: ignore[arg-type]
         try:
