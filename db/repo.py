@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
+import structlog
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
@@ -27,6 +28,8 @@ from db.tables import (
     table_of,
     utcnow,
 )
+
+log = structlog.get_logger("db")
 
 
 def _insert(session: Session, model: type[SQLModel]) -> Any:
@@ -384,8 +387,10 @@ class Repo:
             values = row.model_dump(exclude={"id"})
             written = s.execute(_insert(s, RejectedInputRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), values)
             _record_events(s, events)
-            if unapplied is not None:
-                _record_payment(s, **unapplied)
+            if unapplied is not None and not _record_payment(s, **unapplied):
+                log.warning(  # the id is the ledger's already (another loan's, or another amount): nothing kept
+                    "payment not kept as unapplied: its id is already in the ledger", payment_id=unapplied["payment_id"]
+                )
             s.commit()
             return bool(getattr(written, "rowcount", 0))  # a CursorResult: 1 when inserted, 0 when known
 

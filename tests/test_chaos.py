@@ -35,10 +35,13 @@ from activities.contracts import ChannelRequest, case_key
 from activities.gateway import GatewayClient, GatewaySettings
 from app import errors, inputs, opening
 from bench.chaos import ChaosConfig, run
+from db.selfservice import LinkStore
 from devstack.binaries import find
 from domain.dates import local_date
 from domain.policy import parse_policy
 from encryption import codec
+from infra.config import settings
+from infra.link_secret import link_secret
 from tests.conftest import DATA_CONVERTER, LADDER_POLICY
 from worker import build_worker
 from workflows import search
@@ -114,7 +117,20 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
             action="sms",
             frozen=lambda _recipient: case_activities._freeze(req, today),
         )
-        body = messages.body("sms", req, repo.borrower(req.borrower_id), today)
+        # with the link it carried: the same for every attempt of this send (an HMAC of its idempotency key)
+        link = LinkStore(repo).issue(
+            link_secret(),
+            settings().public_url,
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            loan_id=loan,
+            borrower_id=req.borrower_id,
+            recipient_id=req.borrower_id,
+            audience="borrower",
+            channel="sms",
+            now=opened,
+        )
+        body = messages.body("sms", req, repo.borrower(req.borrower_id), today, link=link)
         first = await client.send("sms", body, req.idempotency_key)
         # the re-run of the step by the next worker, as workflows/case.py _act builds it then
         rerun = req.model_copy(update={"dpd": 5})

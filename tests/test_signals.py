@@ -184,14 +184,15 @@ async def test_a_payment_signalled_while_a_closed_case_finishes_its_closing_acti
                 {"payment_id": "CLOSE-1", "amount": st.outstanding["total"], "currency": "CNY"}
             ),
         )
-        await h.signal("record_payment", {"payment_id": "LATE-1", "amount": "20.00", "currency": "CNY"})
+        late = f"LATE-{h.id[-8:]}"  # payment ids are unique across the whole ledger
+        await h.signal("record_payment", {"payment_id": late, "amount": "20.00", "currency": "CNY"})
         st = await settled(cases, h, lambda s: len(rejections(s)) == 1)
     finally:
         gateway.clear_faults()
     assert st.status == "closed" and "kept as unapplied" in rejections(st)[0].detail
     rows = []
     for _ in range(100):  # written by the local activity that follows the rejection event
-        rows = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == "LATE-1"]
+        rows = [p for p in repo.payments(loan_id=h.id.removeprefix("loan-")) if p.payment_id == late]
         if rows:
             break
         await asyncio.sleep(0.05)
