@@ -10,18 +10,16 @@ import asyncio
 import datetime as dt
 
 import structlog
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from temporalio.client import Client
 
 from access.permissions import _CURRENT, BORROWER_CALLER, acting_as
 from app import inputs, visibility
 from app.errors import BadInput
-from app.webhooks import Unsigned, webhook_secret
+from app.webhooks import verified
 from db.repo import Repo, _insert, _record_events
 from db.tables import ContactRow, InboundMessageRow
-from domain import webhooks
-from domain.errors import field_and_reason
 from domain.models import ID_PATTERN
 from domain.policy import load_policy
 
@@ -80,14 +78,7 @@ async def _promise(client: Client, loan_id: str, days: int, today: dt.date) -> s
 
 
 async def sms_reply(client: Client, repo: Repo, signature: str | None, body: bytes, now: dt.datetime) -> dict:
-    why = webhooks.problem(webhook_secret(), signature, body, now)
-    if why is not None:
-        log.warning("webhook refused", reason=why)
-        raise Unsigned(why)
-    try:
-        reply = SmsReply.model_validate_json(body)
-    except ValidationError as exc:
-        raise BadInput(*field_and_reason(exc.errors())) from None
+    reply = verified(SmsReply, signature, body, now)
     if (known := await asyncio.to_thread(_seen, repo, reply.event_id)) is not None:
         return {"status": known.status, "event_id": reply.event_id, "duplicate": True}
     text = reply.text.strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import TypeVar
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -22,6 +23,7 @@ from domain.models import ID_PATTERN
 from infra.link_secret import webhook_secret
 
 log = structlog.get_logger("webhooks")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Unsigned(Exception):
@@ -51,15 +53,21 @@ def _taken(repo: Repo, event_id: str, loan_id: str, result: str) -> None:
         s.commit()
 
 
-async def payment_confirmed(client: Client, repo: Repo, signature: str | None, body: bytes, now: dt.datetime) -> dict:
+def verified(model: type[M], signature: str | None, body: bytes, now: dt.datetime) -> M:
+    """The webhook's body as `model`, once its signature and time are the gateway's (Unsigned otherwise); a body that
+    is not the model is BadInput naming the field."""
     why = webhooks.problem(webhook_secret(), signature, body, now)
     if why is not None:
         log.warning("webhook refused", reason=why)
         raise Unsigned(why)
     try:
-        event = PaymentConfirmed.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise BadInput(*field_and_reason(exc.errors())) from None
+
+
+async def payment_confirmed(client: Client, repo: Repo, signature: str | None, body: bytes, now: dt.datetime) -> dict:
+    event = verified(PaymentConfirmed, signature, body, now)
     if await asyncio.to_thread(_seen, repo, event.event_id):
         return {"status": "duplicate", "event_id": event.event_id, "payment_id": event.payment_id}
     # applied first, then the event noted: a delivery that failed half way is applied by the next one (the payment

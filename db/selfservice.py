@@ -22,35 +22,6 @@ class LinkStore:
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
 
-    def record_link(
-        self,
-        *,
-        token_hash: str,
-        workflow_id: str,
-        loan_id: str,
-        borrower_id: str,
-        recipient_id: str,
-        audience: rules.Audience,
-        channel: str,
-        now: datetime,
-    ) -> None:
-        """The link a message carries, once (a send's every attempt makes the same token)."""
-        with self.repo.session() as s:
-            values = dict(
-                token_hash=token_hash,
-                workflow_id=workflow_id,
-                loan_id=loan_id,
-                borrower_id=borrower_id,
-                recipient_id=recipient_id,
-                audience=audience,
-                channel=channel,
-                created_at=now,
-                expires_at=now + timedelta(days=rules.LINK_DAYS),
-                wrong_codes=0,
-            )
-            s.execute(_insert(s, BorrowerLinkRow).on_conflict_do_nothing(index_elements=["token_hash"]), values)
-            s.commit()
-
     def issue(
         self,
         secret: bytes,
@@ -68,7 +39,7 @@ class LinkStore:
         """The link the message sent under `idempotency_key` carries (its every attempt the same), recorded by its
         token's keyed hash only; returns the URL."""
         token = rules.link_token(secret, idempotency_key)
-        self.record_link(
+        values = dict(
             token_hash=rules.keyed_hash(secret, "link", token),
             workflow_id=workflow_id,
             loan_id=loan_id,
@@ -76,8 +47,13 @@ class LinkStore:
             recipient_id=recipient_id,
             audience=audience,
             channel=channel,
-            now=now,
+            created_at=now,
+            expires_at=now + timedelta(days=rules.LINK_DAYS),
+            wrong_codes=0,
         )
+        with self.repo.session() as s:  # once: a send's every attempt makes the same token
+            s.execute(_insert(s, BorrowerLinkRow).on_conflict_do_nothing(index_elements=["token_hash"]), values)
+            s.commit()
         return f"{base_url.rstrip('/')}/b/{token}"
 
     def link(self, token_hash: str) -> BorrowerLinkRow | None:

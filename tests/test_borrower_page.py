@@ -72,6 +72,23 @@ async def signed_in(app, gateway, loan_id: str, token: str):
         yield c
 
 
+def guarantor_link(repo, h, recipient: str) -> str:
+    """The link a letter to the loan's guarantor carries (as the send activity records it)."""
+    loan = h.id.removeprefix("loan-")
+    return LinkStore(repo).issue(
+        link_secret(),
+        settings().public_url,
+        idempotency_key=f"test-guarantor-{loan}-{recipient}",
+        workflow_id=h.id,
+        loan_id=loan,
+        borrower_id=f"B{loan}",
+        recipient_id=recipient,
+        audience="guarantor",
+        channel="letter",
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]{32})"', html).group(1)
 
@@ -194,18 +211,7 @@ async def test_tampered_expired_foreign_and_guarantor_links_open_no_debt(page, c
         r = await c.get(f"/b/{tb}")
         assert r.status_code == 410 and "已过期" in r.text
     # a guarantor's link opens only the bank's number
-    url = store.issue(
-        link_secret(),
-        settings().public_url,
-        idempotency_key=f"test-guarantor-{la}",
-        workflow_id=a.id,
-        loan_id=la,
-        borrower_id=f"B{la}",
-        recipient_id="G-1",
-        audience="guarantor",
-        channel="letter",
-        now=dt.datetime.now(dt.UTC),
-    )
+    url = guarantor_link(repo, a, "G-1")
     async with browser(page) as c:
         r = await c.get(url.removeprefix(settings().public_url.rstrip("/")))
         assert r.status_code == 200 and "担保人" in r.text and "95500" in r.text and "验证码" not in r.text
@@ -233,18 +239,7 @@ def test_the_token_is_the_same_for_every_attempt_of_a_send_and_only_its_keyed_ha
 async def test_a_guarantors_link_takes_no_code_and_opens_no_session_and_bad_forms_are_refused_not_500(page, cases, repo):
     h = await cases.start(dpd=1)
     loan = h.id.removeprefix("loan-")
-    url = LinkStore(repo).issue(
-        link_secret(),
-        settings().public_url,
-        idempotency_key=f"test-guarantor-post-{loan}",
-        workflow_id=h.id,
-        loan_id=loan,
-        borrower_id=f"B{loan}",
-        recipient_id=f"B{loan}",
-        audience="guarantor",
-        channel="letter",
-        now=dt.datetime.now(dt.UTC),
-    )
+    url = guarantor_link(repo, h, f"B{loan}")
     token = url.rsplit("/", 1)[1]
     async with browser(page) as c:
         assert (await c.post(f"/b/{token}/code")).status_code == 403
