@@ -12,7 +12,8 @@ approval by another who holds a role in `approve` for that kind (see domain appr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from domain.actor import Actor
@@ -220,13 +221,17 @@ class _System(Caller):
 SYSTEM_CALLER: Caller = _System()
 
 # What the borrower may do on their own page (app/selfservice.py), behind a message's link and its one-time code:
-# read their case, promise, and place the holds that protect them. No operator role: a borrower is not an operator.
-BORROWER_USE_CASES = frozenset({"case.read", "promise", "hold.place.hardship", "hold.place.dispute", "hold.place.complaint"})
+# read their case, promise, propose a plan (the case agrees one inside the policy's plain limits at once; beyond
+# them it waits for a supervisor, as an operator's would), and place the holds that protect them. No operator
+# role: a borrower is not an operator, and acts only on the loan their link is for.
+BORROWER_USE_CASES = frozenset(
+    {"case.read", "promise", "plan.agree", "hold.place.hardship", "hold.place.dispute", "hold.place.complaint"}
+)
 
 
 class _Borrower(Caller):
-    def __init__(self) -> None:
-        super().__init__("borrower", (), via="link")
+    def __init__(self, loan_id: str | None = None) -> None:
+        super().__init__("borrower" if loan_id is None else f"borrower:{loan_id}", (), via="link")
 
     def may(self, use_case: str) -> bool:
         return use_case in BORROWER_USE_CASES
@@ -234,15 +239,30 @@ class _Borrower(Caller):
     def actor(self, use_case: str) -> Actor:
         if use_case not in BORROWER_USE_CASES:
             raise Forbidden(f"{USE_CASES[use_case]}: not something a borrower does on their own page")
-        return Actor(operator_id="borrower", role="self_service")
+        return Actor(operator_id=self.operator_id, role="self_service")
 
 
 BORROWER_CALLER: Caller = _Borrower()
 
 
+def borrower_caller(loan_id: str) -> Caller:
+    """The borrower of `loan_id` on their own page or in a reply: the actor `borrower:<loan>` on what they do."""
+    return _Borrower(loan_id)
+
+
 def acting_as(caller: Caller | None):
     """Make `caller` the current operator of this task (returns the contextvar token to reset with)."""
     return _CURRENT.set(caller)
+
+
+@contextmanager
+def as_borrower(loan_id: str) -> Iterator[Caller]:
+    """Within the block, the current caller is the borrower of `loan_id` (their page, their reply)."""
+    token = _CURRENT.set(borrower_caller(loan_id))
+    try:
+        yield _CURRENT.get()  # type: ignore[misc]
+    finally:
+        _CURRENT.reset(token)
 
 
 def current() -> Caller:

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from access.permissions import _CURRENT, BORROWER_CALLER, acting_as
+from access.permissions import as_borrower
 from app import inputs, visibility
 from app.errors import BadInput
 from app.webhooks import verified
@@ -66,14 +66,11 @@ def replies(repo: Repo, status: str = "needs_person", limit: int = 500) -> list[
 
 
 async def _promise(client: Client, loan_id: str, days: int, today: dt.date) -> str:
-    token = acting_as(BORROWER_CALLER)
-    try:
+    with as_borrower(loan_id):
         st = await visibility.case_status(client, loan_id)
         result = await inputs.send_update(
             client, loan_id, "promise", {"amount": st.outstanding["total"], "date": today + dt.timedelta(days=days)}
         )
-    finally:
-        _CURRENT.reset(token)
     return result.message
 
 
@@ -123,7 +120,7 @@ async def sms_reply(client: Client, repo: Repo, signature: str | None, body: byt
             + f"; {'acted on' if status == 'acted' else 'for a person'}",
             cause={"in_reply_to": reply.in_reply_to, "event_id": reply.event_id},
             dedupe_key=f"reply:{reply.event_id}",
-            actor="borrower:self_service",
+            actor=f"borrower:{sent.loan_id}",
         )
     await asyncio.to_thread(_keep, repo, row, event)
     log.info("sms reply", loan_id=row.loan_id, status=status, keyword=keyword)  # never the text or the number

@@ -1,6 +1,6 @@
 """The borrower's page, as a flow: a message's link, the one-time code that opens it, the case shown to the borrower,
 and what the borrower may do there, each through the same application layer, validation and audit as an operator's
-input (the actor `borrower:self_service`). Rules: domain/selfservice.py; tables: db/selfservice.py; pages: borrower/.
+input (the actor `borrower:<loan>`). Rules: domain/selfservice.py; tables: db/selfservice.py; pages: borrower/.
 
 A link of a message to a guarantor opens no debt: the page says who to call, nothing more (PIPL art. 6; a guarantor
 is told of the debt by the letter addressed to them, not by a page that anyone holding the phone could open)."""
@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from temporalio.client import Client
 
-from access.permissions import BORROWER_CALLER, acting_as
+from access.permissions import as_borrower
 from app import inputs, visibility
 from app.errors import BadInput
 from db.repo import Repo
@@ -142,6 +142,8 @@ class BorrowerView:
     time_barred: bool = False  # past the limitation period: repaying is voluntary, and a promise restarts the period
     holds: list[str] = field(default_factory=list)
     closed: bool = False
+    waiting: str | None = None  # the borrower's own proposal that waits for a supervisor (its summary)
+    prefs: dict[str, Any] = field(default_factory=dict)  # their contact preferences, to fill the form with
 
 
 def _title(title: str) -> str:
@@ -188,52 +190,120 @@ def view_of(st: CaseStatus, payments: list, tz: str) -> BorrowerView:
         holds=[h.kind for h in st.holds],
         closed=st.status == "closed",
         time_barred=st.time_barred is not None,
+        waiting=(
+            st.pending_approval.summary
+            if st.pending_approval and st.pending_approval.maker.operator_id.startswith("borrower")
+            else None
+        ),
     )
 
 
 async def view(client: Client, repo: Repo, link: BorrowerLinkRow) -> BorrowerView:
-    token = acting_as(BORROWER_CALLER)
-    try:
+    with as_borrower(link.loan_id):
         st = await visibility.case_status(client, link.loan_id)
-    finally:
-        from access.permissions import _CURRENT
+    from db.preferences import PreferenceStore
 
-        _CURRENT.reset(token)
     person = await asyncio.to_thread(repo.borrower, link.borrower_id)
     payments = await asyncio.to_thread(repo.payments, link.loan_id)
-    return view_of(st, payments, person.timezone if person else "Asia/Shanghai")
+    v = view_of(st, payments, person.timezone if person else "Asia/Shanghai")
+    p = await asyncio.to_thread(PreferenceStore(repo).get, link.borrower_id)
+    if p is not None:
+        from domain.compliance import hhmm
+
+        v.prefs = {
+            "hours_start": hhmm(p.hours[0]) if p.hours else "",
+            "hours_end": hhmm(p.hours[1]) if p.hours else "",
+            "quiet": sorted(p.quiet),
+            "not_at_work": p.not_at_work,
+        }
+    return v
 
 
 # ---------------------------------------------------------------------------- what the borrower may do
 
 
-async def act(client: Client, repo: Repo, link: BorrowerLinkRow, action: str, form: dict[str, str], today: dt.date) -> str:
-    """One of the borrower's inputs, sent as the borrower (BadInput names the field and the reason)."""
-    token = acting_as(BORROWER_CALLER)
-    try:
+async def act(client: Client, repo: Repo, link: BorrowerLinkRow, action: str, form: dict[str, str], today: dt.date) -> Any:
+    """One of the borrower's inputs, sent as the borrower (BadInput names the field and the reason). The answer is the
+    case's (an UpdateResult; a plan beyond the plain limits answers accepted=False: it waits for a supervisor)."""
+    if action == "complaint":
+        return await complain(client, repo, link, form.get("note", ""))
+    if action == "preferences":
+        return await asyncio.to_thread(set_preferences, repo, link, form)
+    with as_borrower(link.loan_id):
         if action == "promise":
             day = _date(form.get("date", ""), "date")
-            result = await inputs.send_update(client, link.loan_id, "promise", {"amount": form.get("amount", ""), "date": day})
-        elif action == "hardship":
+            return await inputs.send_update(client, link.loan_id, "promise", {"amount": form.get("amount", ""), "date": day})
+        if action == "plan":
+            return await inputs.send_update(client, link.loan_id, "plan", plan_fields(form))
+        if action == "hardship":
             until = _date(form.get("until", ""), "until")
             note = f"borrower: {form.get('cause', 'hardship')}"[:200]
-            result = await inputs.send_update(
-                client, link.loan_id, "hold", {"kind": "hardship", "until": until, "reference": note}
-            )
-        elif action == "dispute":
+            return await inputs.send_update(client, link.loan_id, "hold", {"kind": "hardship", "until": until, "reference": note})
+        if action == "dispute":
             note = f"borrower: {form.get('note', '').strip()}"[:200]
-            result = await inputs.send_update(
+            return await inputs.send_update(
                 client, link.loan_id, "hold", {"kind": "dispute", "received_on": today, "reference": note}
             )
-        elif action == "complaint":
-            return await complain(client, repo, link, form.get("note", ""))
-        else:
-            raise BadInput("action", f"{action!r} is not something the page can do")
-    finally:
-        from access.permissions import _CURRENT
+    raise BadInput("action", f"{action!r} is not something the page can do")
 
-        _CURRENT.reset(token)
-    return result.message
+
+def set_preferences(repo: Repo, link: BorrowerLinkRow, form: dict[str, str]) -> str:
+    """The borrower's contact preferences, checked against the loan's policy window (BadInput names the field),
+    kept for the gate, which applies them to every loan of theirs from the next contact on."""
+    from db.preferences import PreferenceStore, describe
+    from domain.compliance import PREFERABLE_CHANNELS, preferences
+    from domain.policy import load_policy
+
+    loan = repo.loan(link.loan_id)
+    try:
+        rules = load_policy(getattr(loan, "policy", None) or "default").contact
+    except Exception:  # noqa: BLE001 - a loan whose policy file is gone: the default's window
+        rules = load_policy("default").contact
+    quiet = [c for c in PREFERABLE_CHANNELS if form.get(f"quiet_{c}")]
+    try:
+        prefs = preferences(
+            form.get("hours_start", "").strip() or None,
+            form.get("hours_end", "").strip() or None,
+            quiet,
+            bool(form.get("not_at_work")),
+            rules,
+        )
+    except InvalidInput as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    told = PreferenceStore(repo).set(link.borrower_id, prefs, by=f"borrower:{link.loan_id}", at=dt.datetime.now(dt.UTC))
+    log.info("contact preferences", loan_id=link.loan_id, cases=told)
+    return describe(prefs)
+
+
+PLAN_KINDS = ("instalments", "deferral", "interest_waiver")
+
+
+def plan_fields(form: dict[str, str]) -> dict[str, Any]:
+    """The plan form's fields as the case's plan input: only those of the chosen kind (the others' inputs are
+    hidden on the page but may still arrive filled in), numbers and dates checked here with the field named."""
+    kind = form.get("kind", "")
+    if kind not in PLAN_KINDS:
+        raise BadInput("kind", f"{kind!r} is not a plan (one of {', '.join(PLAN_KINDS)})")
+    if kind == "instalments":
+        return {
+            "kind": kind,
+            "instalments": _whole(form.get("instalments", ""), "instalments"),
+            "first_due": _date(form.get("first_due", ""), "first_due"),
+        }
+    if kind == "deferral":
+        return {"kind": kind, "until": _date(form.get("until", ""), "until")}
+    return {
+        "kind": kind,
+        "waiver_percent": _whole(form.get("waiver_percent", ""), "waiver_percent"),
+        "pay_by": _date(form.get("pay_by", ""), "pay_by"),
+    }
+
+
+def _whole(text: str, name: str) -> int:
+    t = text.strip()
+    if not t.isdigit() or len(t) > 3:
+        raise BadInput(name, f"{text!r} is not a whole number")
+    return int(t)
 
 
 async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str) -> str:
@@ -250,20 +320,21 @@ async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str)
         detail=f"{reference}: {note.strip()[:500]}",
         at=now,
         dedupe_key=f"complaint:{reference}",
-        actor="borrower:self_service",
+        actor=f"borrower:{link.loan_id}",
     )
     await asyncio.to_thread(repo.record_events, [event])
     loans = [link.loan_id] + [x for x in await asyncio.to_thread(repo.other_loans, link.loan_id) if x != link.loan_id]
     placed, missed = [], []
-    for loan in loans:
-        try:
-            await inputs.send_update(client, loan, "hold", {"kind": "complaint", "reference": text})
-            placed.append(loan)
-        except BadInput as exc:  # no open case for that loan, or already on a complaint hold: nothing to stop there
-            log.info("complaint hold not placed", loan_id=loan, reason=exc.reason)
-        except Exception as exc:  # noqa: BLE001 - Busy, Temporal unavailable: the borrower is told to send it again
-            missed.append(loan)
-            log.error("complaint hold not placed", loan_id=loan, error=type(exc).__name__)
+    with as_borrower(link.loan_id):
+        for loan in loans:
+            try:
+                await inputs.send_update(client, loan, "hold", {"kind": "complaint", "reference": text})
+                placed.append(loan)
+            except BadInput as exc:  # no open case for that loan, or already on a complaint hold: nothing to stop there
+                log.info("complaint hold not placed", loan_id=loan, reason=exc.reason)
+            except Exception as exc:  # noqa: BLE001 - Busy, Temporal unavailable: the borrower is told to send it again
+                missed.append(loan)
+                log.error("complaint hold not placed", loan_id=loan, error=type(exc).__name__)
     log.warning("borrower complaint", loan_id=link.loan_id, reference=reference, cases=len(placed), missed=len(missed))
     if missed:
         raise BadInput("complaint", f"recorded as {reference}, but contact could not be stopped on every loan yet: send it again")

@@ -46,7 +46,7 @@ def _csp() -> str:
     return f"default-src 'self'; form-action 'self' {gw.scheme}://{gw.netloc}; frame-ancestors 'none'"
 
 
-ACTIONS = ("pay", "promise", "hardship", "dispute", "complaint")
+ACTIONS = ("pay", "promise", "plan", "hardship", "dispute", "complaint", "preferences")
 
 router = APIRouter(prefix="/b", include_in_schema=False)
 
@@ -168,6 +168,9 @@ NOTES = (
     "done",
     "complaint_done",
     "payment_sent",
+    "plan_agreed",
+    "plan_waits",
+    "pref_done",
 )
 
 
@@ -244,6 +247,10 @@ async def act(request: Request, token: str, action: str) -> Response:
         )
     if action == "complaint":
         return _back(token, note="complaint_done", ref=result)
+    if action == "plan":
+        return _back(token, note="plan_agreed" if getattr(result, "accepted", True) else "plan_waits")
+    if action == "preferences":
+        return _back(token, note="pref_done")
     return _back(token, note="done")
 
 

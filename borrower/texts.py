@@ -82,6 +82,37 @@ TEXTS: dict[str, tuple[str, str]] = {
         "您的投诉已登记，编号 {ref}。在合规部门处理前，我行将停止对您的一切催收联系。",
         "Your complaint is recorded as {ref}. Until compliance has reviewed it, we stop every collection contact with you.",
     ),
+    "plan": ("申请还款计划（分期、展期、减免利息）", "Ask for a repayment plan (instalments, deferral, interest waiver)"),
+    "plan_kind": ("方式", "Kind"),
+    "plan_instalments": ("期数", "Number of instalments"),
+    "plan_first_due": ("首期还款日", "First instalment due"),
+    "plan_until": ("展期至", "Pay everything by"),
+    "plan_waiver": ("减免利息比例（%）", "Share of the interest waived (%)"),
+    "plan_pay_by": ("其余款项还清日", "Pay the rest by"),
+    "plan_help": (
+        "在我行政策范围内的计划立即生效；超出范围的，将由主管审核后通知您。",
+        "A plan inside the bank's limits takes effect at once; one beyond them waits for a supervisor's answer.",
+    ),
+    "plan_agreed": ("还款计划已生效，请按计划还款。", "Your plan is agreed: pay by its schedule."),
+    "plan_waits": (
+        "您的申请已提交，需主管审核（最长3天）。审核前原有安排不变。",
+        "Your request was sent. A supervisor must approve it (within 3 days); until then nothing changes.",
+    ),
+    "waiting": ("等待主管审核：{what}", "Waiting for a supervisor: {what}"),
+    "preferences": ("联系方式偏好", "How we contact you"),
+    "pref_help": (
+        "您可以选择我行在法定时间内联系您的时段和方式。法律要求的通知（如征信报送告知）仍会发送。",
+        "You may choose when, within the hours the law allows, and how we contact you. Notices the law requires"
+        " (such as the credit-bureau notice) are still sent.",
+    ),
+    "pref_from": ("可联系时段：从", "Contact me from"),
+    "pref_to": ("到", "until"),
+    "pref_quiet": ("不要通过以下方式联系我", "Do not contact me by"),
+    "pref_sms": ("短信", "SMS"),
+    "pref_email": ("电子邮件", "E-mail"),
+    "pref_call": ("电话", "Phone calls"),
+    "pref_work": ("不要到我的工作单位联系我", "Not at my workplace"),
+    "pref_done": ("已保存，从下一次联系起生效。", "Saved; it applies from our next contact."),
     "rights": ("您的权利", "Your rights"),
     "rights_text": (
         "如对欠款有异议，您可以提出，处理期间我行暂停催收；如对征信报送的信息有异议，可向我行或征信机构提出，"

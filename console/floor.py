@@ -17,6 +17,7 @@ from app.errors import BadInput, Busy, NotFound, build
 from console import auth, worklists
 from console.i18n import N_
 from console.pages import _backend, _session, _to_login, borrower_clock, checked_form, render, tr_of
+from db.preferences import PreferenceStore
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -111,6 +112,7 @@ async def _task_page(request: Request, sess: auth.Session, task_id: int, status_
         address=address,
         borrower_zone=zone_name,
         borrower_time=borrower_clock(tr_of(request), zone_name),
+        wishes=await asyncio.to_thread(PreferenceStore(repo).get, borrower.id) if borrower is not None else None,
         **extra,
     )
 

@@ -15,9 +15,11 @@ from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
 
+from db.preferences import preferences_of
 from db.tables import (
     BorrowerRow,
     CaseRow,
+    ContactPreferenceRow,
     ContactRow,
     EventRow,
     HoldRow,
@@ -614,7 +616,7 @@ def rules_decider(now: datetime, rules, day_seconds: int):
     `now`, with the case's pinned contact rules; a step's actions are one bundle (one contact for spacing)."""
     from domain import channels, compliance
 
-    def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
+    def decide(q: GateRequest, tz: str, holds, history, prefs=None):  # noqa: ANN202
         return compliance.decide(
             action=channels.base_action(q.action),
             channel=q.channel,
@@ -626,6 +628,7 @@ def rules_decider(now: datetime, rules, day_seconds: int):
             history=history,
             bundle=f"{q.workflow_id}:{q.step}",
             day_seconds=day_seconds,
+            prefs=prefs,
         )
 
     return decide
@@ -639,7 +642,7 @@ class GateStore:
         self.repo = repo
 
     def check(self, borrower_id: str, now: datetime, requests: list[GateRequest], decide) -> list:
-        """`decide(request, tz, holds, history)` -> Decision; allowed contacts are reserved (a pending row)."""
+        """`decide(request, tz, holds, history, prefs)` -> Decision; allowed contacts are reserved (a pending row)."""
         from domain.compliance import ActiveHold, Decision, PastContact
 
         with self.repo.session() as s:
@@ -657,6 +660,7 @@ class GateStore:
                     select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id, col(HoldRow.released_at).is_(None))
                 )
             ]
+            prefs = preferences_of(s.get(ContactPreferenceRow, borrower_id))
             since = now - timedelta(days=8)
             rows = list(
                 s.scalars(
@@ -689,7 +693,7 @@ class GateStore:
                 if prior is not None and prior.status != "deferred":
                     out.append(Decision(True, "already_allowed", f"allowed earlier ({prior.status})"))
                     continue
-                d = decide(q, tz, holds, history)
+                d = decide(q, tz, holds, history, prefs)
                 if d.allowed and prior is not None:
                     s.execute(
                         update(CONTACTS)

@@ -176,7 +176,7 @@ class HoldRow(SQLModel, table=True):
     until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     released_by: str | None = Field(default=None, max_length=100)
-    placed_by: str | None = Field(default=None, max_length=40, description="the actor: operator id:role")
+    placed_by: str | None = Field(default=None, max_length=120, description="the actor: operator id:role")
 
 
 class EventRow(SQLModel, table=True):
@@ -192,7 +192,9 @@ class EventRow(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     cause: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=220)
-    actor: str | None = Field(default=None, max_length=40, description="who (operator id:role) for a human step")
+    actor: str | None = Field(
+        default=None, max_length=120, description="who (operator id:role, or borrower:<loan>:self_service) for a human step"
+    )
 
 
 class OperatorRow(SQLModel, table=True):
@@ -375,6 +377,20 @@ class WebhookEventRow(SQLModel, table=True):
     loan_id: str | None = Field(default=None, max_length=64, index=True)
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
     result: str = Field(default="", max_length=200)
+
+
+class ContactPreferenceRow(SQLModel, table=True):
+    """How the borrower asked to be contacted (domain.compliance.Preferences), from their own page: the gate reads it
+    in the same transaction as their holds and contacts. One row per borrower, the latest statement."""
+
+    __tablename__ = "contact_preferences"
+    borrower_id: str = Field(primary_key=True, foreign_key="borrowers.id", max_length=64)
+    hours_start: str | None = Field(default=None, max_length=5, description="HH:MM local, inside the policy's window")
+    hours_end: str | None = Field(default=None, max_length=5)
+    quiet: str = Field(default="", max_length=64, description="channels not to use, comma-separated (sms, email, call)")
+    not_at_work: bool = Field(default=False)
+    updated_by: str = Field(max_length=80)
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class InboundMessageRow(SQLModel, table=True):

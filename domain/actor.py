@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-OPERATOR_ID_PATTERN = r"^(op-[0-9a-f]{12}|bootstrap|local-admin|system|borrower)$"
+OPERATOR_ID_PATTERN = r"^(op-[0-9a-f]{12}|bootstrap|local-admin|system|borrower(:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})?)$"
 
 
 class Actor(BaseModel):
@@ -18,7 +18,8 @@ class Actor(BaseModel):
     operator_id: str = Field(
         pattern=OPERATOR_ID_PATTERN,
         description="opaque operator id (op-...), 'bootstrap' (the API_TOKEN), 'local-admin' "
-        "(the dev stack's CLI without a token), 'system', or 'borrower' (the case's borrower on their own page)",
+        "(the dev stack's CLI without a token), 'system', or 'borrower:<loan id>' (the loan's borrower on their "
+        "own page, or replying to a message)",
     )
     role: str = Field(pattern=r"^[a-z_]{1,20}$", description="the role under which the step was allowed")
 

@@ -50,6 +50,86 @@ class ActiveHold:
     until: datetime | None = None
 
 
+# The remote channels among which a borrower may choose (letters, visits and a law firm's letters are formal
+# notices whose use the policy and the law decide); at least one of them stays open.
+PREFERABLE_CHANNELS = ("sms", "email", "call")
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the borrower asked of our contacts, inside what the law already requires (个人信息保护法 art. 44: the
+    right to decide on the handling of their information; 银行保险机构消费者权益保护管理办法, the consumer's right
+    to choose how they are contacted, article number not verified here): hours inside the policy's window, the
+    channels among PREFERABLE_CHANNELS not to use, and no contact at the workplace (an instruction to the people
+    who call and visit; the gate has no workplace address to refuse)."""
+
+    hours: tuple[int, int] | None = None  # minutes after local midnight, [start, end)
+    quiet: frozenset[str] = frozenset()
+    not_at_work: bool = False
+
+
+def hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def preferences(
+    hours_start: str | None, hours_end: str | None, quiet: list[str], not_at_work: bool, rules: ContactRules
+) -> Preferences:
+    """The borrower's stated preferences, checked (InvalidInput names the field): hours inside the policy's window
+    and at least two hours long, quiet channels among PREFERABLE_CHANNELS and not all of them."""
+    from domain.errors import InvalidInput
+    from domain.policy import _minutes
+
+    hours = None
+    if hours_start or hours_end:
+        if not (hours_start and hours_end):
+            raise InvalidInput("hours", "give both the start and the end of the hours, or neither")
+        try:
+            start, end = _minutes(hours_start), _minutes(hours_end)
+        except ValueError:
+            raise InvalidInput("hours", f"{hours_start}-{hours_end} is not two times of day (HH:MM)") from None
+        low, high = rules.window
+        if not low <= start < end <= high:
+            raise InvalidInput(
+                "hours", f"{hours_start}-{hours_end} is not inside the hours we may call, {rules.window_start}-{rules.window_end}"
+            )
+        if end - start < 120:
+            raise InvalidInput("hours", f"{hours_start}-{hours_end} is shorter than two hours")
+        hours = (start, end)
+    unknown = sorted(set(quiet) - set(PREFERABLE_CHANNELS))
+    if unknown:
+        raise InvalidInput("quiet", f"{', '.join(unknown)}: only {', '.join(PREFERABLE_CHANNELS)} can be chosen")
+    if set(PREFERABLE_CHANNELS) <= set(quiet):
+        raise InvalidInput(
+            "quiet", "keep at least one of SMS, e-mail and calls open (to stop all contact, complain or ask us to stop)"
+        )
+    return Preferences(hours=hours, quiet=frozenset(quiet), not_at_work=not_at_work)
+
+
+def check_preferences(
+    action: str, channel: str, now: datetime, tz: str, rules: ContactRules, prefs: Preferences | None
+) -> Decision | None:
+    """A channel the borrower asked us not to use is refused for good (the step goes on without it), except a legal
+    notice; a timed contact outside the borrower's hours waits for their next start."""
+    if prefs is None:
+        return None
+    if channel in prefs.quiet and action not in LEGAL_NOTICES:
+        return Decision(False, "borrower_preference", f"the borrower asked not to be contacted by {channel}", final=True)
+    if prefs.hours is not None and channel in rules.timed_channels:
+        start, end = prefs.hours
+        local = now.astimezone(zone(tz))
+        minute = local.hour * 60 + local.minute
+        if not start <= minute < end:
+            day = local.date() if minute < start else local.date() + timedelta(days=1)
+            return Decision(
+                False,
+                "borrower_hours",
+                f"{local:%H:%M} is outside the hours the borrower asked for ({hhmm(start)}-{hhmm(end)})",
+                retry_at=_at(day, start, tz),
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -341,6 +421,7 @@ def decide(
     history: list[PastContact],
     bundle: str = "",
     day_seconds: int = DAY,
+    prefs: Preferences | None = None,
 ) -> Decision:
     """May `action` reach the borrower now? Holds, then (for contacts) the calendar, window, rest days, spacing
     and caps. `day_seconds` is the policy's day: caps per day, the 7-day call window, spacing and the days
@@ -365,6 +446,7 @@ def decide(
         d = (
             check_calendar(now, tz, rules)
             or check_window(channel, now, tz, rules)
+            or check_preferences(action, channel, now, tz, rules, prefs)
             or check_spacing(now, history, rules, bundle, day_seconds)
             or check_daily_cap(channel, now, tz, history, rules, day_seconds)
             or (check_calls(now, history, rules, day_seconds) if channel == "call" else None)

@@ -65,6 +65,8 @@ ACTIONS: Names = {
 RULES: Names = {
     "allowed": ("允许", "Allowed"),
     "contact_window": ("联系时段", "Contact hours"),
+    "borrower_hours": ("借款人选择的联系时段", "The borrower's chosen hours"),
+    "borrower_preference": ("借款人要求不用此方式联系", "A channel the borrower closed"),
     "daily_cap": ("每日次数上限", "Daily cap"),
     "min_interval": ("最短间隔", "Minimum interval"),
     "after_conversation": ("通话后冷静期", "After a conversation"),
@@ -256,6 +258,7 @@ EVENTS: Names = {
     "restructured": ("重组", "Restructured"),
     "borrower_complaint": ("借款人投诉", "Borrower's complaint"),
     "reply_received": ("借款人短信回复", "Borrower's SMS reply"),
+    "contact_preferences": ("借款人联系偏好", "Borrower's contact preferences"),
     "limitation_not_restarted": ("诉讼时效未中断", "Limitation period not restarted"),
     "calendar_missing_next_year": ("下一年节假日安排缺失", "Next year's holiday calendar missing"),
     "calendar_missing": ("节假日安排缺失", "Holiday calendar missing"),

@@ -137,7 +137,92 @@ async def test_a_promise_from_the_page_reaches_the_case_as_the_borrowers_own(pag
     st = await cases.status(h)
     assert st.promise is not None and st.promise.status == "active" and st.status == "paused"
     [event] = [e for e in st.events if e.kind == "promise"]
-    assert event.actor == "borrower:self_service"
+    assert event.actor == f"borrower:{loan}:self_service"  # the borrower of this loan, on their own page
+
+
+async def test_a_plan_from_the_page_inside_the_limits_is_agreed_and_beyond_them_waits_for_a_supervisor(page, cases, gateway, env):
+    from access.permissions import Caller, acting_as
+    from app import inputs
+
+    h = await cases.start(dpd=3)
+    loan = h.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    today = (await cases.now()).date()
+    async with signed_in(page, gateway, loan, token) as c:
+        html = (await c.get(f"/b/{token}")).text
+        assert 'action="/b/' in html and "申请还款计划" in html
+        bad = {"csrf": csrf_of(html), "kind": "instalments", "instalments": "六", "first_due": today.isoformat()}
+        r = await c.post(f"/b/{token}/plan", data=bad)
+        assert r.status_code == 422 and "instalments:" in r.text  # the field, named; nothing changed
+        r = await c.post(f"/b/{token}/plan", data={"csrf": csrf_of(html), "kind": "holiday"})
+        assert r.status_code == 422 and "kind:" in r.text
+        assert (await cases.status(h)).plan is None
+        # beyond the plain limits (a waiver over the policy's 20%): proposed, and the page says it waits
+        waiver = {"csrf": csrf_of(html), "kind": "interest_waiver", "waiver_percent": "40"}
+        waiver["pay_by"] = (today + dt.timedelta(days=20)).isoformat()
+        r = await c.post(f"/b/{token}/plan", data=waiver)
+        assert r.status_code == 303 and "note=plan_waits" in r.headers["location"], r.text
+        r = await c.get(r.headers["location"])
+        assert "主管审核" in r.text and 'data-testid="waiting"' in r.text
+        st = await cases.status(h)
+        assert st.plan is None and st.pending_approval is not None
+        assert st.pending_approval.maker.operator_id == f"borrower:{loan}" and st.pending_approval.kind == "plan"
+        # a supervisor rejects it (the console's path): the borrower may then ask for one inside the limits
+        acting_as(Caller("op-0000000000a1", ("supervisor",)))
+        try:
+            await inputs.decide(env.client, None, loan, "reject", "too much for this balance")
+        finally:
+            acting_as(None)
+        assert (await cases.status(h)).pending_approval is None
+        html = (await c.get(f"/b/{token}")).text
+        first = (today + dt.timedelta(days=10)).isoformat()
+        r = await c.post(
+            f"/b/{token}/plan", data={"csrf": csrf_of(html), "kind": "instalments", "instalments": "6", "first_due": first}
+        )
+        assert r.status_code == 303 and "note=plan_agreed" in r.headers["location"], r.text
+        r = await c.get(r.headers["location"])
+        assert "分期" in r.text and r.text.count("元</td>") >= 6 + 4  # the schedule's six rows beside the amounts
+    st = await cases.status(h)
+    assert st.plan is not None and st.plan.kind == "instalments" and len(st.plan.schedule) == 6
+    assert [e.actor for e in st.events if e.kind.startswith("plan")][-1] == f"borrower:{loan}:self_service"
+
+
+async def test_contact_preferences_from_the_page_reach_the_gate_for_every_loan_of_the_borrower(page, cases, gateway, repo):
+    from db.preferences import PreferenceStore
+    from db.repo import GateRequest, GateStore, rules_decider
+    from domain.policy import load_policy
+
+    a = await cases.start(dpd=2, borrower_id="B-PREFERS")
+    b = await cases.start(dpd=30, borrower_id="B-PREFERS")
+    loan = a.id.removeprefix("loan-")
+    [token] = await links_of(gateway, loan, "sms")
+    async with signed_in(page, gateway, loan, token) as c:
+        html = (await c.get(f"/b/{token}")).text
+        assert 'name="hours_start"' in html and "不要到我的工作单位联系我" in html
+        bad = {"csrf": csrf_of(html), "hours_start": "06:00", "hours_end": "10:00"}
+        r = await c.post(f"/b/{token}/preferences", data=bad)
+        assert r.status_code == 422 and "hours:" in r.text
+        assert PreferenceStore(repo).get("B-PREFERS") is None  # refused: nothing kept
+        good = {"csrf": csrf_of(html), "hours_start": "18:00", "hours_end": "20:00", "quiet_call": "1", "not_at_work": "1"}
+        r = await c.post(f"/b/{token}/preferences", data=good)
+        assert r.status_code == 303 and "note=pref_done" in r.headers["location"], r.text
+        html = (await c.get(f"/b/{token}")).text
+        assert 'value="18:00"' in html and 'name="quiet_call" value="1" checked' in html  # the form shows what is kept
+    p = PreferenceStore(repo).get("B-PREFERS")
+    assert p is not None and p.quiet == {"call"} and p.hours == (1080, 1200) and p.not_at_work
+    # the other loan's gate applies them too: a call is refused for good, an SMS at 10:00 waits for 18:00
+    rules = load_policy("default").contact
+    noon = dt.datetime(2026, 12, 8, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai, a Tuesday
+    other = b.id.removeprefix("loan-")
+    asks = [
+        GateRequest(idempotency_key=f"pref-{other}-{x}", workflow_id=b.id, loan_id=other, step="t", action=x, channel=x)
+        for x in ("call", "sms")
+    ]
+    call, sms = GateStore(repo).check("B-PREFERS", noon, asks, rules_decider(noon, rules, 86400))
+    assert not call.allowed and call.rule == "borrower_preference" and call.final
+    assert not sms.allowed and sms.rule == "borrower_hours" and sms.retry_at == dt.datetime(2026, 12, 8, 10, 0, tzinfo=dt.UTC)
+    events = [e for e in repo.events(b.id) if e.kind == "contact_preferences"]
+    assert events and events[-1].actor == f"borrower:{loan}" and "not at the workplace" in events[-1].detail
 
 
 async def test_a_complaint_stops_contact_on_every_loan_of_the_borrower_at_once(page, cases, gateway, repo):
