@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from activities.gateway import GatewayRejected, GatewayRetryable
 from app import selfservice as flow
 from app.errors import BadInput
-from borrower.texts import LANGS, TEXTS, text
+from borrower.texts import LANGS, TEXTS, day, terms, text
 from console.auth import FormTooLarge, read_form  # urlencoded forms, size-capped (no multipart parser needed)
 from domain.dates import zone
 
@@ -64,9 +64,8 @@ def _page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRes
     lang = _lang(request)
     if "v" in ctx:  # why the case is paused, in the borrower's words
         ctx["why"] = "; ".join(text(lang, f"hold_{h}") if f"hold_{h}" in TEXTS else h for h in ctx["v"].holds)
-    resp = TEMPLATES.TemplateResponse(
-        request, name, {"lang": lang, "t": lambda key, **kw: text(lang, key, **kw), **ctx}, status_code=status
-    )
+    words = {"t": lambda key, **kw: text(lang, key, **kw), "day": lambda d: day(lang, d), "terms": lambda w: terms(lang, w)}
+    resp = TEMPLATES.TemplateResponse(request, name, {"lang": lang, **words, **ctx}, status_code=status)
     for k, v in HEADERS.items():
         resp.headers[k] = v
     resp.headers["Content-Security-Policy"] = _csp()
@@ -174,6 +173,14 @@ NOTES = (
 )
 
 
+def _reason(lang: str, field: str | None, reason: str) -> str:
+    """A refusal in the borrower's language: the console's translations of fields and reasons (console/i18n.py)."""
+    from console.i18n import Translator
+    from console.i18n import reason as translated
+
+    return translated(Translator("zh_CN" if lang == "zh" else "en"), field, reason)
+
+
 def _note(lang: str, note: str | None, ref: str) -> str | None:
     if note not in NOTES:
         return None
@@ -241,9 +248,17 @@ async def act(request: Request, token: str, action: str) -> Response:
         result = await flow.act(await be.client(), be.repo(), link, action, form, today)
     except BadInput as exc:
         view = await flow.view(await be.client(), be.repo(), link)
-        msg = text(lang, "error", reason=f"{exc.field}: {exc.reason}")
+        msg = text(lang, "error", reason=_reason(lang, exc.field, exc.reason))
         return _page(
-            request, "case.html", status=422, token=token, v=view, csrf=flow.csrf_token(sid or ""), note=msg, actions=ACTIONS
+            request,
+            "case.html",
+            status=422,
+            token=token,
+            v=view,
+            csrf=flow.csrf_token(sid or ""),
+            note=msg,
+            error_field=exc.field,
+            actions=ACTIONS,
         )
     if action == "complaint":
         return _back(token, note="complaint_done", ref=result)

@@ -52,6 +52,8 @@ TEXTS: dict[str, tuple[str, str]] = {
         "You promised to pay {amount} by {date} (last day {last}).",
     ),
     "plan_now": ("还款计划", "Repayment plan"),
+    "col_due": ("还款日", "Due"),
+    "col_last": ("最后期限（含宽限期）", "Last day (with grace)"),
     "paid": ("已收到的还款", "Payments received"),
     "none": ("暂无", "None yet"),
     "do": ("您可以", "What you can do"),
@@ -132,6 +134,38 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hold_complaint": ("您的投诉正在处理", "your complaint is being reviewed"),
     "hold_cease_contact": ("您要求停止联系", "you asked us to stop contacting you"),
 }
+
+
+MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December")  # fmt: skip
+
+
+def day(lang: str, d: object) -> str:
+    """A date as the borrower reads it: 2026年12月20日, or 20 December 2026 (an ISO string or a date)."""
+    import datetime as dt
+
+    if d is None or d == "":
+        return ""
+    when = d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)[:10])
+    return f"{when.day} {MONTHS_EN[when.month - 1]} {when.year}" if lang == "en" else f"{when.year}年{when.month}月{when.day}日"
+
+
+ZONES_ZH = {"Asia/Shanghai": "北京时间", "Asia/Urumqi": "乌鲁木齐时间", "Asia/Hong_Kong": "香港时间"}
+
+
+def terms(lang: str, words: str | None) -> str:
+    """The plan's terms (domain.plans.pay_by_terms, in English) in the borrower's language."""
+    import re
+
+    if not words or lang == "en":
+        return words or ""
+    grace = re.search(r"plus (\d+) days of grace", words)
+    tz = re.search(r"24:00 \(([^)]+)\)", words)
+    zone = ZONES_ZH.get(tz.group(1), tz.group(1)) if tz else "北京时间"
+    head = f"每期应在还款日{f'后{grace.group(1)}天（宽限期）' if grace else ''}当日24:00（{zone}）前还款；"
+    if "art. 204" in words:
+        return head + "按本计划约定，还款日遇法定节假日或休息日不顺延（民法典第204条）。"
+    return head + "最后一日为法定节假日或休息日的，顺延至其后第一个工作日（民法典第203条）。"
 
 
 def text(lang: str, key: str, **kw: object) -> str:

@@ -154,7 +154,15 @@ ROLES = {
     "legal": ("法务", "legal"),
     "compliance": ("合规", "compliance"),
     "admin": ("管理员", "admin"),
+    "self_service": ("自助页面", "own page"),
 }
+
+BORROWER = ("借款人本人", "the borrower")  # the actor `borrower:<loan>`: the loan's borrower on their own page
+
+
+def people(names: dict[str, str], ids, zh: bool) -> dict[str, str]:  # noqa: ANN001 - any iterable of actor ids
+    """Operators' display names, and the borrower's actor ids named as the borrower in the console's language."""
+    return {**names, **{i: BORROWER[0 if zh else 1] for i in ids if i and i.startswith("borrower")}}
 
 
 def _roles(text: str) -> str:

@@ -145,7 +145,7 @@ def render(request: Request, template: str, sess: auth.Session | None, status_co
         done_text=lambda text: i18n.done(tr, text),
         gate_text=lambda text: i18n.gate_reason(tr, text),
         detail_text=lambda text: i18n.detail(tr, text),
-        role_names=lambda roles: ("、" if tr.zh else ", ").join(i18n.ROLES.get(r, (r, r))[0 if tr.zh else 1] for r in roles),
+        role_names=lambda roles: ("、" if tr.zh else ", ").join(_role_name(tr, r) for r in roles),
         sum_amounts=sum_amounts,
         ladder_items=lambda d: [(k, d[k]) for k in display.in_ladder_order(d)],
         money_columns=worklists.MONEY_COLUMNS,
@@ -353,14 +353,14 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
     status = await visibility.case_status(await be.client(), loan_id, be.repo())
     repo = be.repo()
     loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), asyncio.to_thread(repo.events, status.workflow_id))
-    actors = {e.actor.split(":")[0] for e in events if e.actor}
+    actors = {worklists.actor_parts(e.actor)[0] for e in events if e.actor}
     actors |= {op for e in events for op in worklists.OPERATOR_ID.findall(e.detail)}  # "proposed by op-..."
     pending = getattr(status, "pending_approval", None)
     if pending is not None:
         actors.add(pending.maker.operator_id)
     from access.operators import Operators
 
-    names = await asyncio.to_thread(Operators(repo).names, actors) if actors else {}
+    names = i18n.people(await asyncio.to_thread(Operators(repo).names, actors) if actors else {}, actors, tr_of(request).zh)
     borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id) if loan is not None else None
     cfg = console_settings()
     ui = cfg.temporal_ui
@@ -521,6 +521,10 @@ async def worklist_page(request: Request, name: str, page: int = 1, q: str = "")
     return render(request, template, sess, wl=wl, name=name, rows=rows, page=page, more=more, q=q)
 
 
+def _role_name(tr, role: str) -> str:  # noqa: ANN001 - an i18n.Translator
+    return i18n.ROLES.get(role, (role, role))[0 if tr.zh else 1]
+
+
 async def _approvals(request: Request, sess: auth.Session, q: str, page: int) -> tuple[list[tuple], bool]:
     """What waits for this operator's approval: the cases whose latest approval event is a proposal (from the
     database), each asked for its pending proposal, kept when the operator's roles may decide its kind
@@ -544,13 +548,14 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
     ]
     from access.operators import Operators
 
-    names = await asyncio.to_thread(Operators(repo).names, {p.maker.operator_id for _, p in found})
+    makers = {p.maker.operator_id for _, p in found}
+    names = i18n.people(await asyncio.to_thread(Operators(repo).names, makers), makers, tr_of(request).zh)
     rows = [
         (
             loan_id,
             p.kind,
             p.summary,
-            f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({p.maker.role})",
+            f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({_role_name(tr_of(request), p.maker.role)})",
             p.at,
             p.expires_at,
         )

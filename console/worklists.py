@@ -357,12 +357,21 @@ HUMAN_KINDS = {
 OPERATOR_ID = re.compile(r"\bop-[0-9a-f]{12}\b")
 
 
+def actor_parts(actor: str) -> tuple[str, str]:
+    """An event's actor as (who, role): "op-...:collector", "system:<identity>", "borrower:<loan>:self_service"."""
+    if actor.startswith("borrower:") and actor.count(":") >= 2:
+        op, _, role = actor.rpartition(":")
+        return op, role
+    op, _, role = actor.partition(":")
+    return op, role
+
+
 def business(e: EventRow, names: dict[str, str]) -> dict[str, Any]:
     """One case event as a person reads it: what happened, the detail, and who (a human decision) or the system."""
     who = None
     who_name, who_role = None, ""
     if e.actor:
-        op, _, role = e.actor.partition(":")
+        op, role = actor_parts(e.actor)
         who = f"{names.get(op, op)} ({role})" if role else names.get(op, op)
         who_name, who_role = names.get(op, op), role
     human = (bool(e.actor) and not e.actor.startswith("system")) or e.kind in HUMAN_KINDS

@@ -69,7 +69,8 @@ async def test_a_borrower_pays_in_full_by_the_link_and_the_case_closes(served, c
         total = re.search(r'name="amount" inputmode="decimal" value="([0-9.]+)"', html).group(1)
         assert total == "10520.00"
         r = await page.post(f"/b/{token}/pay", data={"csrf": csrf_of(html), "amount": "99999.00"})
-        assert r.status_code == 422 and "未能处理：amount:" in r.text  # more than is due: refused, nothing opened
+        assert r.status_code == 422 and 'data-field="amount"' in r.text and "未能处理：金额：" in r.text
+        # more than is due: refused, nothing opened
         r = await page.post(f"/b/{token}/pay", data={"csrf": csrf_of(html), "amount": total})
         assert r.status_code == 303 and r.headers["location"].startswith(gateway.url + "/pay/"), r.text
         checkout = r.headers["location"]

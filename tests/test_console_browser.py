@@ -451,8 +451,15 @@ async def phone_flow(browser, base, token, handles, cases, repo, shots) -> None:
     await page.screenshot(path=str(shots / "console-visits-phone-zh.png"), full_page=True)
     await accessible(page, "visits of the day (phone)")
 
+    # the borrower asked, on their own page, never to be contacted at work: the visiting collector is told
+    from db.preferences import PreferenceStore
+    from domain.compliance import Preferences
+
+    borrower_id = repo.loan(todays[0].loan_id).borrower_id
+    PreferenceStore(repo).set(borrower_id, Preferences(not_at_work=True), by="borrower:test", at=dt.datetime.now(dt.UTC))
     await first.tap()
     await page.locator("[data-testid=outcome-form]").wait_for()
+    assert "不得到工作单位联系" in await page.locator("[data-testid=wishes]").inner_text()
     address = await page.locator("[data-testid=address]").inner_text()
     assert "上海市" in address
     geo = await page.locator("[data-testid=map-link]").get_attribute("href")
