@@ -56,6 +56,8 @@ class ReconcileResult(_Contract):
 class RetentionResult(_Contract):
     erased: int = Field(default=0, description="people whose contact details this run erased")
     due: int = Field(default=0, description="people found past their retention period (erased now or before)")
+    links_purged: int = Field(default=0, description="borrower-page links deleted, long expired")
+    sessions_purged: int = Field(default=0, description="borrower-page sessions deleted, ended")
 
 
 # The jobs' names: their schedules' ids (app/schedules.py), the notices' workflow_id in the audit trail.

@@ -186,7 +186,12 @@ class JobActivities:
             )
             metrics.count(self._meter(), ERASED, "People whose contact details the retention job erased", erased)
             log.info("retention: contact details erased", erased=erased)
-        return RetentionResult(erased=erased, due=len(due))
+        from db.selfservice import LinkStore
+
+        links, sessions = await asyncio.to_thread(LinkStore(self.store.repo).purge, run.now)
+        if links or sessions:
+            log.info("retention: borrower-page links and sessions deleted", links=links, sessions=sessions)
+        return RetentionResult(erased=erased, due=len(due), links_purged=links, sessions_purged=sessions)
 
     def all(self) -> list:
         return [self.calendar_watch, self.reconcile_page, self.erase_expired_contacts]

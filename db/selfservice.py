@@ -5,9 +5,9 @@ writes what they need, each in one transaction."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import func, update
+from sqlalchemy import CursorResult, func, update
 from sqlmodel import col, select
 
 from db.repo import Repo, _insert
@@ -166,3 +166,19 @@ class LinkStore:
         if row is None or row.revoked_at is not None or now >= row.expires_at:
             return None
         return row
+
+    def purge(self, now: datetime) -> tuple[int, int]:
+        """Delete the sessions that ended and the links expired longer ago than LINK_KEPT_AFTER_EXPIRY (with their
+        sessions); clear the hashes of codes that expired. Returns (links, sessions) deleted."""
+        from sqlalchemy import delete
+
+        sessions = table_of(BorrowerSessionRow)
+        with self.repo.session() as s:
+            old = select(LINKS.c.id).where(LINKS.c.expires_at < now - rules.LINK_KEPT_AFTER_EXPIRY)
+            ended = delete(sessions).where((sessions.c.expires_at <= now) | sessions.c.link_id.in_(old))
+            gone_sessions = cast(CursorResult[Any], s.execute(ended)).rowcount
+            expired = delete(LINKS).where(LINKS.c.expires_at < now - rules.LINK_KEPT_AFTER_EXPIRY)
+            gone_links = cast(CursorResult[Any], s.execute(expired)).rowcount
+            s.execute(update(LINKS).where(LINKS.c.code_hash.is_not(None), LINKS.c.code_expires_at < now).values(code_hash=None))
+            s.commit()
+        return gone_links or 0, gone_sessions or 0

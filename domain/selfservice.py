@@ -37,6 +37,9 @@ LOCK = timedelta(minutes=30)
 CODES_PER_PHONE_PER_DAY = 5  # codes sent to one phone in 24 hours, whatever the link
 RESEND_AFTER = timedelta(seconds=60)
 SESSION_TTL = timedelta(minutes=20)  # a session ends this long after it began
+# An expired link's row is kept this long (its page says "expired" rather than "not valid"), then deleted by the
+# retention job with the sessions that ended (PIPL art. 19: kept no longer than the purpose needs).
+LINK_KEPT_AFTER_EXPIRY = timedelta(days=90)
 
 
 def link_token(secret: bytes, idempotency_key: str) -> str:

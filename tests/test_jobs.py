@@ -221,6 +221,46 @@ async def test_retention_erases_contact_details_only_past_the_period(env, repo, 
     assert len(JobStore(repo).notices(RETENTION_ERASED)) == 1
 
 
+async def test_retention_deletes_ended_borrower_sessions_and_long_expired_links(env, repo, jobs):
+    from db.selfservice import LinkStore
+    from db.tables import BorrowerLinkRow, BorrowerSessionRow
+    from domain import selfservice as rules
+
+    now = datetime.now(UTC)
+    tag = uuid.uuid4().hex[:6]
+    store = LinkStore(repo)
+    with repo.session() as s:
+        for name, expires in (
+            ("gone", now - rules.LINK_KEPT_AFTER_EXPIRY - timedelta(days=1)),
+            ("kept", now - timedelta(days=1)),
+        ):
+            s.add(
+                BorrowerLinkRow(
+                    token_hash=f"{name}-{tag}", workflow_id=f"loan-P{tag}", loan_id=f"P{tag}", borrower_id="B", recipient_id="B",
+                    audience="borrower", channel="sms", expires_at=expires, code_hash="c" * 64,
+                    code_expires_at=now - timedelta(minutes=1),
+                )
+            )  # fmt: skip
+        s.commit()
+        gone, kept = (
+            s.exec(select(BorrowerLinkRow).where(BorrowerLinkRow.token_hash == f"{n}-{tag}")).one().id for n in ("gone", "kept")
+        )
+    store.start_session(kept, f"ended-{tag}", now - timedelta(hours=1))  # ended 40 minutes ago
+    store.start_session(kept, f"live-{tag}", now)
+    store.start_session(gone, f"old-{tag}", now - timedelta(days=200))
+
+    result = await run_job(env, Retention)
+
+    assert result.links_purged >= 1 and result.sessions_purged >= 2
+    with repo.session() as s:
+        links = {r.token_hash: r for r in s.exec(select(BorrowerLinkRow).where(BorrowerLinkRow.loan_id == f"P{tag}"))}
+        sessions = {
+            r.session_hash for r in s.exec(select(BorrowerSessionRow).where(BorrowerSessionRow.link_id.in_([gone, kept])))
+        }
+    assert set(links) == {f"kept-{tag}"} and links[f"kept-{tag}"].code_hash is None  # an expired code's hash is gone too
+    assert sessions == {f"live-{tag}"}
+
+
 # ---------------------------------------------------------------- calendar watch
 
 
