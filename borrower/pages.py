@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from prometheus_client import Counter
 
 from activities.gateway import GatewayRejected, GatewayRetryable
 from app import selfservice as flow
@@ -101,12 +102,36 @@ def _link(request: Request, token: str, *, borrower_only: bool = False):
     try:
         link = flow.open_link(_backend(request).repo(), token, _now())
     except flow.LinkError as exc:
+        if exc.reason == "invalid":
+            _secret_check(request)
         return None, _page(
             request, "message.html", status=404 if exc.reason == "invalid" else 410, message=text(_lang(request), exc.reason)
         )
     if borrower_only and link.audience != "borrower":
         return None, _page(request, "message.html", status=403, message=text(_lang(request), "guarantor"))
     return link, None
+
+
+MISMATCHES = Counter(
+    "collections_link_secret_mismatch", "Unopenable links for which the newest link was found signed with another secret"
+)
+_CHECKED: dict[str, float] = {}  # when the secrets were last compared (at most once a minute)
+
+
+def _secret_check(request: Request) -> None:
+    """A link that opens nothing may be a typo, or every link of the worker's (another secret): say which in the log,
+    as an error a person sees the same day, and count it on /metrics."""
+    import time
+
+    from infra import link_secret
+
+    if time.monotonic() - _CHECKED.get("at", -60.0) < 60:
+        return
+    _CHECKED["at"] = time.monotonic()
+    why = link_secret.mismatch(_backend(request).repo())
+    if why is not None:
+        log.error("borrower links unopenable", reason=why)
+        MISMATCHES.inc()
 
 
 def _secure() -> bool:

@@ -50,11 +50,17 @@ class LinkStore:
             created_at=now,
             expires_at=now + timedelta(days=rules.LINK_DAYS),
             wrong_codes=0,
+            secret_fp=rules.fingerprint(secret),
         )
         with self.repo.session() as s:  # once: a send's every attempt makes the same token
             s.execute(_insert(s, BorrowerLinkRow).on_conflict_do_nothing(index_elements=["token_hash"]), values)
             s.commit()
         return f"{base_url.rstrip('/')}/b/{token}"
+
+    def latest_fingerprint(self) -> str | None:
+        """The secret's fingerprint on the newest link (None: no link yet, or made before fingerprints were kept)."""
+        with self.repo.session() as s:
+            return s.scalar(select(LINKS.c.secret_fp).order_by(LINKS.c.id.desc()).limit(1))
 
     def link(self, token_hash: str) -> BorrowerLinkRow | None:
         with self.repo.session() as s:

@@ -354,6 +354,7 @@ class BorrowerLinkRow(SQLModel, table=True):
     code_expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     wrong_codes: int = 0
     locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    secret_fp: str | None = Field(default=None, max_length=12, description="domain.selfservice.fingerprint of the secret")
 
 
 class BorrowerSessionRow(SQLModel, table=True):

@@ -53,6 +53,12 @@ def keyed_hash(secret: bytes, kind: str, value: str) -> str:
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def fingerprint(secret: bytes) -> str:
+    """A short, one-way mark of the links' secret, kept on each link: the API can tell that the worker signs links
+    with another secret (every link it opens would then be "not valid") without either process revealing it."""
+    return hmac.new(secret, b"fingerprint", hashlib.sha256).hexdigest()[:12]
+
+
 def looks_like_token(token: str) -> bool:
     return len(token) == TOKEN_CHARS and all(c.isascii() and (c.isalnum() or c in "-_") for c in token)
 

@@ -375,3 +375,35 @@ def test_the_worker_and_the_api_refuse_to_start_without_the_deployments_borrower
         secrets_.check()
     finally:
         secrets_.link_secret.cache_clear()
+
+
+async def test_links_signed_with_another_secret_than_the_apis_are_reported_when_one_fails_to_open(page, cases, gateway, repo):
+    from borrower import pages
+    from db.selfservice import LinkStore
+    from infra import link_secret
+
+    h = await cases.start(dpd=1)
+    loan = h.id.removeprefix("loan-")
+    await links_of(gateway, loan, "sms")
+    assert link_secret.mismatch(repo) is None  # the worker's links and the API's secret agree
+    LinkStore(repo).issue(
+        b"another-deployment-secret-0123456789abcdef",
+        settings().public_url,
+        idempotency_key=f"other-secret-{loan}",
+        workflow_id=h.id,
+        loan_id=loan,
+        borrower_id=f"B{loan}",
+        recipient_id=f"B{loan}",
+        audience="borrower",
+        channel="sms",
+        now=dt.datetime.now(dt.UTC),
+    )
+    why = link_secret.mismatch(repo)
+    assert why is not None and "COLLECTIONS_LINK_SECRET" in why
+    pages._CHECKED.clear()
+    before = pages.MISMATCHES._value.get()
+    with structlog.testing.capture_logs() as logs:
+        async with browser(page) as c:
+            assert (await c.get("/b/" + "A" * 22)).status_code == 404
+    assert pages.MISMATCHES._value.get() == before + 1
+    assert [e for e in logs if e["event"] == "borrower links unopenable" and e["log_level"] == "error"]

@@ -1,5 +1,5 @@
 """the borrower's own contact preferences (hours, channels not to use, not at the workplace), read by the gate;
-case events' actor long enough for `borrower:<loan id>:self_service`
+case events' actor long enough for `borrower:<loan id>:self_service`; the links' secret's fingerprint
 
 Revision ID: 0015
 Revises: 0014
@@ -32,9 +32,13 @@ def upgrade() -> None:
         t.alter_column("actor", existing_type=sa.String(length=40), type_=sa.String(length=120), existing_nullable=True)
     with op.batch_alter_table("holds") as t:
         t.alter_column("placed_by", existing_type=sa.String(length=40), type_=sa.String(length=120), existing_nullable=True)
+    # the links' secret's fingerprint: the API can tell that the worker signs with another secret
+    op.add_column("borrower_links", sa.Column("secret_fp", sa.String(length=12), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("borrower_links") as t:
+        t.drop_column("secret_fp")
     with op.batch_alter_table("holds") as t:
         t.alter_column("placed_by", existing_type=sa.String(length=120), type_=sa.String(length=40), existing_nullable=True)
     with op.batch_alter_table("case_events") as t:
