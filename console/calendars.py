@@ -7,18 +7,19 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from access.permissions import Forbidden, require
+from access.permissions import require
 from app import calendars
 from app.errors import BadInput
-from console import pages
+from console import auth, base
+from console.base import signed_in
 from console.i18n import N_
 from domain import calendar
 
 log = structlog.get_logger("console")
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = base.router()
 
 
 def _view(repo) -> dict:
@@ -33,74 +34,58 @@ def _view(repo) -> dict:
 
 
 async def _render(request: Request, sess, status_code: int = 200, **extra) -> Response:
-    repo = pages._backend(request).repo()
-    try:
-        ctx = await asyncio.to_thread(_view, repo)
-    except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    return pages.render(request, "calendars.html", sess, status_code, **ctx, **extra)
+    repo = base.backend(request).repo()
+    ctx = await asyncio.to_thread(_view, repo)
+    return base.render(request, "calendars.html", sess, status_code, **ctx, **extra)
 
 
 @router.get("/calendars", response_class=HTMLResponse)
-async def calendars_page(request: Request) -> Response:
-    sess = await pages._session(request)
-    if sess is None:
-        return pages._to_login(request)
+async def calendars_page(request: Request, sess: auth.Session = Depends(signed_in)) -> Response:
     return await _render(request, sess)
 
 
 @router.post("/calendars/add", response_class=HTMLResponse)
-async def add(request: Request) -> Response:
-    sess = await pages._session(request)
-    if sess is None:
-        return pages._to_login(request)
-    form = await pages.checked_form(request, sess)
+async def add(request: Request, sess: auth.Session = Depends(signed_in)) -> Response:
+    form = await base.checked_form(request, sess)
     if isinstance(form, Response):
         return form
-    repo = pages._backend(request).repo()
+    repo = base.backend(request).repo()
     try:
         require("calendars.add")
         c = await asyncio.to_thread(
             calendars.add, repo, form.get("name", "").strip(), form.get("toml", "").encode(), form.get("note", "")
         )
-    except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _render(request, sess, 422, form_error=(exc.field, exc.reason), form=form)
     log.info("console calendar added", operator=sess.operator_id, year=c.year)
     return await _render(
         request,
         sess,
-        done=pages.tr_of(request).gettext(
+        done=base.tr_of(request).gettext(
             N_("added the calendar for %(year)s: it waits for a second person's approval"), year=c.year
         ),
     )
 
 
 @router.post("/calendars/{year}/{decision}", response_class=HTMLResponse)
-async def decide(request: Request, year: int, decision: str) -> Response:
-    sess = await pages._session(request)
-    if sess is None:
-        return pages._to_login(request)
+async def decide(request: Request, year: int, decision: str, sess: auth.Session = Depends(signed_in)) -> Response:
     if decision not in ("approve", "reject"):
-        return pages.render(request, "error.html", sess, 404, message=("decision", f"{decision!r} is not approve or reject"))
-    form = await pages.checked_form(request, sess)
+        return base.render(request, "error.html", sess, 404, message=("decision", f"{decision!r} is not approve or reject"))
+    form = await base.checked_form(request, sess)
     if isinstance(form, Response):
         return form
-    repo = pages._backend(request).repo()
+    repo = base.backend(request).repo()
     try:
         c = await asyncio.to_thread(calendars.decide, repo, year, decision, form.get("note", ""))
-    except Forbidden as exc:
-        return pages.render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return await _render(request, sess, 422, form_error=(exc.field, exc.reason))
     log.info("console calendar decided", operator=sess.operator_id, year=year, decision=c.status)
     return await _render(
         request,
         sess,
-        done=pages.tr_of(request).gettext(
+        done=base.tr_of(request).gettext(
             N_("%(decision)s the calendar for %(year)s"),
-            decision=pages.tr_of(request).name("state", c.status) if pages.tr_of(request).zh else c.status,
+            decision=base.tr_of(request).name("state", c.status) if base.tr_of(request).zh else c.status,
             year=year,
         ),
     )

@@ -8,19 +8,20 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from access.permissions import Forbidden, allowed, require
+from access.permissions import allowed, require
 from app import tasks, visibility
 from app.errors import BadInput, Busy, NotFound, build
 from console import auth, worklists
+from console.base import backend, borrower_clock, checked_form, render, signed_in, tr_of
+from console.base import router as console_router
 from console.i18n import N_
-from console.pages import _backend, _session, _to_login, borrower_clock, checked_form, render, tr_of
 from db.preferences import PreferenceStore
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = console_router()
 
 
 def _day(text: str) -> dt.date | None:
@@ -31,23 +32,22 @@ def _day(text: str) -> dt.date | None:
 
 
 @router.get("/tasks", response_class=HTMLResponse)
-async def my_tasks(request: Request, day: str = "", action: str = "", assignee: str | None = None, page: int = 1) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
-    try:
-        rows, more = await asyncio.to_thread(
-            tasks.my_tasks,
-            _backend(request).repo(),
-            assignee=assignee or None,
-            day=_day(day),
-            action=action or None,
-            page=max(1, min(page, 10_000)),
-        )
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    except BadInput as exc:
-        return render(request, "error.html", sess, 422, message=(exc.field, exc.reason))
+async def my_tasks(
+    request: Request,
+    day: str = "",
+    action: str = "",
+    assignee: str | None = None,
+    page: int = 1,
+    sess: auth.Session = Depends(signed_in),
+) -> Response:
+    rows, more = await asyncio.to_thread(
+        tasks.my_tasks,
+        backend(request).repo(),
+        assignee=assignee or None,
+        day=_day(day),
+        action=action or None,
+        page=max(1, min(page, 10_000)),
+    )
     return render(
         request,
         "tasks.html",
@@ -73,14 +73,9 @@ def route(visits: list) -> list[tuple[str, list]]:
 
 
 async def _task_page(request: Request, sess: auth.Session, task_id: int, status_code: int = 200, **extra: Any) -> Response:
-    try:
-        t = await asyncio.to_thread(tasks.task, _backend(request).repo(), task_id)
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
+    t = await asyncio.to_thread(tasks.task, backend(request).repo(), task_id)
     outcomes = CALL_OUTCOMES if t.action == "call" else VISIT_OUTCOMES
-    repo = _backend(request).repo()
+    repo = backend(request).repo()
     loan = await asyncio.to_thread(repo.loan, t.loan_id)
     borrower = await asyncio.to_thread(repo.borrower, loan.borrower_id) if loan is not None else None
     zone_name = borrower.timezone if borrower else None
@@ -118,28 +113,22 @@ async def _task_page(request: Request, sess: auth.Session, task_id: int, status_
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, task_id: int) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
+async def task_page(request: Request, task_id: int, sess: auth.Session = Depends(signed_in)) -> Response:
     return await _task_page(request, sess, task_id)
 
 
-async def _task_post(request: Request, task_id: int, act: Callable[[dict[str, str]], Awaitable[dict[str, Any]]]) -> Response:
+async def _task_post(
+    request: Request, sess: auth.Session, task_id: int, act: Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
+) -> Response:
     """A form posted on a task page: signed in, CSRF checked, then `act(form)`; the task page again, with what
     `act` returns, or with the field and reason of a refusal beside the form (nothing changed)."""
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
     form = await checked_form(request, sess)
     if isinstance(form, Response):
         return form
     try:
         shown = await act({k: v for k, v in form.items() if k != "csrf" and v != ""})
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
+    except NotFound:  # no such task: the error page (a BadInput, but not one beside the form)
+        raise
     except BadInput as exc:
         return await _task_page(request, sess, task_id, 422, form_error=(exc.field, exc.reason), form=form)
     except Busy as exc:
@@ -148,51 +137,45 @@ async def _task_post(request: Request, task_id: int, act: Callable[[dict[str, st
 
 
 @router.post("/tasks/{task_id}/call", response_class=HTMLResponse)
-async def call(request: Request, task_id: int) -> Response:
+async def call(request: Request, task_id: int, sess: auth.Session = Depends(signed_in)) -> Response:
     """Click to call: the gate decides now. Allowed: the number and the outcome form. Refused: why, and until when."""
 
     async def act(_form: dict[str, str]) -> dict[str, Any]:
-        return {"opened": await asyncio.to_thread(tasks.open_call, _backend(request).repo(), task_id)}
+        return {"opened": await asyncio.to_thread(tasks.open_call, backend(request).repo(), task_id)}
 
-    return await _task_post(request, task_id, act)
+    return await _task_post(request, sess, task_id, act)
 
 
 @router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
-async def outcome(request: Request, task_id: int) -> Response:
+async def outcome(request: Request, task_id: int, sess: auth.Session = Depends(signed_in)) -> Response:
     async def act(form: dict[str, str]) -> dict[str, Any]:
-        be = _backend(request)
+        be = backend(request)
         body = build(tasks.TaskOutcome, **form)
         result = await tasks.record_outcome(await be.client(), be.repo(), task_id, body)
         return {"done": getattr(result, "message", "recorded")}
 
-    return await _task_post(request, task_id, act)
+    return await _task_post(request, sess, task_id, act)
 
 
 @router.post("/tasks/{task_id}/assignee", response_class=HTMLResponse)
-async def reassign(request: Request, task_id: int) -> Response:
+async def reassign(request: Request, task_id: int, sess: auth.Session = Depends(signed_in)) -> Response:
     async def act(form: dict[str, str]) -> dict[str, Any]:
         body = build(tasks.Reassign, assignee=form.get("assignee", ""), reason=form.get("reason", ""))
-        t = await asyncio.to_thread(tasks.reassign, _backend(request).repo(), task_id, body)
+        t = await asyncio.to_thread(tasks.reassign, backend(request).repo(), task_id, body)
         return {"done": tr_of(request).gettext(N_("given to %(who)s"), who=t.assignee)}
 
-    return await _task_post(request, task_id, act)
+    return await _task_post(request, sess, task_id, act)
 
 
 # --------------------------------------------------------------------------- plans in arrears
 
 
 @router.get("/worklists/plans-in-arrears", response_class=HTMLResponse)
-async def plans_in_arrears(request: Request, page: int = 1, q: str = "") -> Response:
+async def plans_in_arrears(request: Request, page: int = 1, q: str = "", sess: auth.Session = Depends(signed_in)) -> Response:
     """Open cases with an active plan an instalment of which is past its due date and not covered by payments
     (inside its grace days: not broken yet). Candidates from the database, each case asked for its plan."""
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
-    try:
-        require("case.list")
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    be = _backend(request)
+    require("case.list")
+    be = backend(request)
     client, repo = await be.client(), be.repo()
     loans = await asyncio.to_thread(worklists.active_plans, repo, q.strip()[:64])
     today = dt.datetime.now(dt.UTC).date()

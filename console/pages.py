@@ -9,48 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from temporalio.service import RPCError
 
-from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON, USE_CASES, Forbidden, acting_as, allowed, require
-from api.deps import ApiError
+from access.permissions import HOLD_RELEASE, TWO_PERSON, USE_CASES, allowed, require
 from app import errors, inputs, visibility
 from app.errors import BadInput, Busy, NotFound
 from console import auth, dashboard, i18n, worklists
-from console.assets import url as asset_url
+from console.base import (
+    backend,
+    borrower_clock,
+    checked_form,
+    render,
+    role_name,
+    session_of,
+    signed_in,
+    tr_of,
+)
+from console.base import router as console_router
+from console.base import sessions as base_sessions
 from console.config import console_settings
 from console.i18n import N_
-from domain import display
-from domain.dates import utc_text
-from domain.errors import InvalidInput
 from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
-from domain.money import parse_amount
 
 log = structlog.get_logger("console")
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
-TEMPLATES.env.globals["asset"] = asset_url
-TEMPLATES.env.filters["money"] = lambda v, currency="CNY": money_text(v, currency)
-TEMPLATES.env.filters["utc"] = lambda t, fmt="%Y-%m-%d %H:%M": utc_text(t, fmt)  # for labels that say UTC
-
-
-def money_text(value: Any, currency: str | None = "CNY") -> str:
-    """An amount (minor units, or the application layer's decimal string '1234.56') as '¥1,234.56'."""
-    currency = currency or "CNY"
-    if value is None or value == "" or value == "–":
-        return "–"
-    if isinstance(value, str):
-        try:
-            value = parse_amount(value.lstrip("-"), currency, allow_zero=True) * (-1 if value.startswith("-") else 1)
-        except InvalidInput:
-            return value
-    return display.money(int(value), currency)
 
 
 # Who sees a borrower's contact details: the roles that call, visit, go to court or change them
@@ -67,117 +54,7 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, type]] = {
 }
 
 
-router = APIRouter(prefix="/console", include_in_schema=False)
-
-
-def sessions(request: Request) -> auth.Sessions:
-    return request.app.state.console_sessions
-
-
-def _backend(request: Request):
-    return request.app.state.backend
-
-
-async def _session(request: Request) -> auth.Session | None:
-    sess = await asyncio.to_thread(sessions(request).get, request.cookies.get(auth.COOKIE))
-    if sess is None:
-        return None
-    if not await asyncio.to_thread(auth.still_live, _backend(request).repo(), sess):
-        await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
-        return None
-    acting_as(sess.caller())
-    return sess
-
-
-def _to_login(request: Request) -> Response:
-    if request.headers.get("hx-request"):
-        return Response(status_code=401, headers={"HX-Redirect": "/console/login"})
-    return RedirectResponse(f"/console/login?next={quote(request.url.path)}", status_code=303)
-
-
-def _minor(value: Any, currency: str) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        text = str(value)
-        return parse_amount(text.lstrip("-"), currency, allow_zero=True) * (-1 if text.startswith("-") else 1)
-    except InvalidInput:
-        return 0
-
-
-def borrower_clock(tr: i18n.Translator, tz: str | None) -> tuple[str, str] | None:
-    """The borrower's local time now and their zone's name: the contact gate counts hours by the borrower's clock."""
-    if not tz:
-        return None
-    import datetime as dt
-
-    try:
-        return tr.when(dt.datetime.now(dt.UTC), "%H:%M", tz=tz, named=False), tr.zone_name(tz)
-    except Exception:  # noqa: BLE001 - an unknown zone on file: no clock shown rather than no page
-        return None
-
-
-def sum_amounts(rows) -> dict[str, int]:
-    """The amounts of the dashboard's rows, added up per currency (a table's total row)."""
-    out: dict[str, int] = {}
-    for r in rows:
-        for cur, v in r.amounts.items():
-            out[cur] = out.get(cur, 0) + v
-    return out
-
-
-def tr_of(request: Request) -> i18n.Translator:
-    return i18n.translator(request.cookies.get(i18n.COOKIE))
-
-
-def render(request: Request, template: str, sess: auth.Session | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    roles = sess.roles if sess else ()
-    tr = tr_of(request)
-    if isinstance(ctx.get("message"), tuple):  # (field, reason) from the application layer
-        ctx["message"] = i18n.reason(tr, *ctx["message"])
-    ctx.update(
-        _=tr.gettext,
-        gettext=tr.gettext,
-        ngettext=tr.ngettext,
-        tr=tr,
-        languages=i18n.LANGUAGES,
-        reason=lambda field, text: i18n.reason(tr, field, text),
-        done_text=lambda text: i18n.done(tr, text),
-        gate_text=lambda text: i18n.gate_reason(tr, text),
-        detail_text=lambda text: i18n.detail(tr, text),
-        role_names=lambda roles: ("、" if tr.zh else ", ").join(_role_name(tr, r) for r in roles),
-        sum_amounts=sum_amounts,
-        ladder_items=lambda d: [(k, d[k]) for k in display.in_ladder_order(d)],
-        money_columns=worklists.MONEY_COLUMNS,
-        money_totals=worklists.money_totals,
-        money_sum=lambda values, currency="CNY": money_text(sum(_minor(v, currency) for v in values), currency),
-        request=request,
-        sess=sess,
-        may=lambda *ucs: any(allowed(roles, u) for u in ucs),
-        nav=worklists.NAV,
-        hold_place=HOLD_PLACE,
-        hold_release=HOLD_RELEASE,
-        hold_kinds=[u.removeprefix("hold.place.") for u in HOLD_PLACE],
-    )
-    response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
-    )
-    return response
-
-
-async def checked_form(request: Request, sess: auth.Session) -> dict[str, str] | Response:
-    """The posted form, or the error page when it is too large or its CSRF token is missing or wrong."""
-    try:
-        form = await auth.read_form(request)
-        auth.check_csrf(request, sess, form)
-    except auth.FormTooLarge:
-        return render(request, "error.html", sess, 413, message=N_("the form is too large"))
-    except auth.CsrfError:
-        return render(request, "error.html", sess, 403, message=N_("the form's CSRF token is missing or wrong; reload the page"))
-    return form
+router = console_router()
 
 
 # --------------------------------------------------------------------------- sign-in
@@ -193,15 +70,15 @@ async def home(request: Request) -> Response:
 async def language(request: Request, code: str, next: str = "/console/dashboard") -> Response:
     """The operator's language, remembered by this browser for a year (a cookie); back to the page they were on."""
     if code not in i18n.LANGUAGES:
-        return render(request, "error.html", await _session(request), 404, message=("language", f"{code!r} is not zh_CN or en"))
+        return render(request, "error.html", await session_of(request), 404, message=("language", f"{code!r} is not zh_CN or en"))
     target = next if next == "/console/login" or next.startswith("/console/login?") else _safe_next(next)
     response = RedirectResponse(target, status_code=303)
     _remember_language(response, request, code)
-    sess = await _session(request)
+    sess = await session_of(request)
     if sess is not None:  # kept on the operator's record too: it follows them to any browser they sign in on
         from access.operators import Operators
 
-        await asyncio.to_thread(Operators(_backend(request).repo()).set_language, sess.operator_id, code)
+        await asyncio.to_thread(Operators(backend(request).repo()).set_language, sess.operator_id, code)
     return response
 
 
@@ -212,22 +89,17 @@ def _remember_language(response: Response, request: Request, code: str) -> None:
 
 
 @router.get("/search", response_class=HTMLResponse)
-async def search_page(request: Request, q: str = "") -> Response:
+async def search_page(request: Request, q: str = "", sess: auth.Session = Depends(signed_in)) -> Response:
     """The header's search box: a case by loan id, borrower id or a phone's last four digits (shown masked, audited)."""
     from console import search
 
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
     tr = tr_of(request)
     try:
         require("case.list")
         actor = sess.caller().actor("case.list")
         how, found = await asyncio.to_thread(
-            search.find, _backend(request).repo(), q[:64], actor=f"{actor.operator_id}:{actor.role}"
+            search.find, backend(request).repo(), q[:64], actor=f"{actor.operator_id}:{actor.role}"
         )
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
     except BadInput as exc:
         return render(request, "search.html", sess, 422, q=q[:64], error=i18n.reason(tr, exc.field, exc.reason), searched=False)
     log.info("console search", operator=sess.operator_id, kind=how, found=len(found))
@@ -265,7 +137,7 @@ async def login(request: Request) -> Response:
             error=N_("the sign-in form must be sent from this console's own page"),
         )
     client = request.client.host if request.client else "?"
-    if not sessions(request).may_try(client):
+    if not base_sessions(request).may_try(client):
         return render(
             request, "login.html", None, 429, next="/console/dashboard", error=N_("too many sign-in attempts; wait a minute")
         )
@@ -278,7 +150,7 @@ async def login(request: Request) -> Response:
     if token and len(token) <= 200:
         from access.operators import Operators
 
-        caller = await asyncio.to_thread(Operators(_backend(request).repo()).authenticate, token)
+        caller = await asyncio.to_thread(Operators(backend(request).repo()).authenticate, token)
     if caller is None:
         log.info("console sign-in refused", client=client)
         return render(
@@ -289,13 +161,13 @@ async def login(request: Request) -> Response:
             next=_safe_next(form.get("next", "")),
             error=N_("token: not a valid operator token (expired, revoked, or mistyped)"),
         )
-    sid = await asyncio.to_thread(sessions(request).create, caller)
+    sid = await asyncio.to_thread(base_sessions(request).create, caller)
     log.info("console sign-in", operator=caller.operator_id, roles=",".join(caller.roles))
     response = RedirectResponse(_safe_next(form.get("next", "")), status_code=303)
     auth.set_cookie(response, request, sid)
     from access.operators import Operators
 
-    chosen = await asyncio.to_thread(Operators(_backend(request).repo()).language, caller.operator_id)
+    chosen = await asyncio.to_thread(Operators(backend(request).repo()).language, caller.operator_id)
     if chosen in i18n.LANGUAGES:  # the language the operator chose before, on whichever browser
         _remember_language(response, request, chosen)
     return response
@@ -303,13 +175,13 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    sess = await _session(request)
+    sess = await session_of(request)
     if sess is not None:
         try:
             auth.check_csrf(request, sess, await auth.read_form(request))
         except (auth.CsrfError, auth.FormTooLarge):
             return Response(tr_of(request).gettext(N_("refused: the form's CSRF token is missing or wrong")), status_code=403)
-        await asyncio.to_thread(sessions(request).end, request.cookies.get(auth.COOKIE))
+        await asyncio.to_thread(base_sessions(request).end, request.cookies.get(auth.COOKIE))
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response, request)
     return response
@@ -319,15 +191,9 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard_page(request: Request) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
-    try:
-        require("case.list")
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    d = await asyncio.to_thread(dashboard.build, _backend(request).repo())
+async def dashboard_page(request: Request, sess: auth.Session = Depends(signed_in)) -> Response:
+    require("case.list")
+    d = await asyncio.to_thread(dashboard.build, backend(request).repo())
     tr = tr_of(request)
     charts = {
         "label": tr.gettext(N_("Cases")),
@@ -349,7 +215,7 @@ async def dashboard_page(request: Request) -> Response:
 
 
 async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> dict[str, Any]:
-    be = _backend(request)
+    be = backend(request)
     status = await visibility.case_status(await be.client(), loan_id, be.repo())
     repo = be.repo()
     loan, events = await asyncio.gather(asyncio.to_thread(repo.loan, loan_id), asyncio.to_thread(repo.events, status.workflow_id))
@@ -383,41 +249,18 @@ async def _case_context(request: Request, sess: auth.Session, loan_id: str) -> d
 
 
 @router.get("/cases/{loan_id}", response_class=HTMLResponse)
-async def case_page(request: Request, loan_id: str) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
+async def case_page(request: Request, loan_id: str, sess: auth.Session = Depends(signed_in)) -> Response:
     return await _render_case(request, sess, loan_id)
 
 
 async def _render_case(request: Request, sess: auth.Session, loan_id: str, status_code: int = 200, **extra: Any) -> Response:
-    try:
-        ctx = await _case_context(request, sess, loan_id)
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
-    except BadInput as exc:
-        return render(request, "error.html", sess, 422, message=(exc.field, exc.reason))
-    except RPCError as exc:
-        return render(
-            request,
-            "error.html",
-            sess,
-            503,
-            message=("input", tr_of(request).gettext(N_("Temporal could not be asked: %(why)s"), why=exc.message)),
-        )
-    except ApiError as exc:
-        return render(request, "error.html", sess, exc.status, message=("authorization", exc.reason))
+    ctx = await _case_context(request, sess, loan_id)  # a refusal, or Temporal unreachable: the error page (console.base)
     return render(request, "case.html", sess, status_code, loan_id=loan_id, **ctx, **extra)
 
 
 @router.post("/cases/{loan_id}/contact", response_class=HTMLResponse)
-async def contact_details(request: Request, loan_id: str) -> Response:
+async def contact_details(request: Request, loan_id: str, sess: auth.Session = Depends(signed_in)) -> Response:
     """The borrower's contact details (an htmx fragment), for the roles that need them; each view is logged."""
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
     try:
         auth.check_csrf(request, sess, await auth.read_form(request))
     except (auth.CsrfError, auth.FormTooLarge):
@@ -429,7 +272,7 @@ async def contact_details(request: Request, loan_id: str) -> Response:
         errors.check_id(loan_id)
     except BadInput as exc:
         return Response(i18n.reason(tr_of(request), exc.field, exc.reason), status_code=422)
-    repo = _backend(request).repo()
+    repo = backend(request).repo()
     loan = await asyncio.to_thread(repo.loan, loan_id)
     if loan is None:
         return Response(tr_of(request).gettext(N_("no such loan")), status_code=404)
@@ -447,10 +290,7 @@ async def contact_details(request: Request, loan_id: str) -> Response:
 
 
 @router.post("/cases/{loan_id}/{action}", response_class=HTMLResponse)
-async def case_action(request: Request, loan_id: str, action: str) -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
+async def case_action(request: Request, loan_id: str, action: str, sess: auth.Session = Depends(signed_in)) -> Response:
     if action not in ACTIONS and action != "decide":
         return render(
             request,
@@ -464,7 +304,7 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
         return form
     command = ACTIONS[action][1] if action in ACTIONS else action
     fields = {k: v for k, v in form.items() if k not in ("csrf",) and v != ""}
-    be = _backend(request)
+    be = backend(request)
     try:
         # a first check before Temporal is asked anything: a role with none of the action's use cases
         sess.caller().require_any(ACTIONS[action][0] if action in ACTIONS else tuple(TWO_PERSON.values()))
@@ -476,12 +316,8 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
             result = await inputs.place_hold(await be.client(), be.repo(), loan_id, fields)
         else:
             result = await inputs.send_update(await be.client(), loan_id, command, fields)
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
-    except ApiError as exc:
-        return render(request, "error.html", sess, exc.status, message=("authorization", exc.reason))
-    except NotFound as exc:
-        return render(request, "error.html", sess, 404, message=("authorization", exc.reason))
+    except NotFound:  # no open case: the error page (a BadInput, but not one beside the form)
+        raise
     except BadInput as exc:
         return await _render_case(request, sess, loan_id, 422, form_error=(action, exc.field, exc.reason), form=form)
     except Busy as exc:
@@ -494,10 +330,9 @@ async def case_action(request: Request, loan_id: str, action: str) -> Response:
 
 
 @router.get("/worklists/{name}", response_class=HTMLResponse)
-async def worklist_page(request: Request, name: str, page: int = 1, q: str = "") -> Response:
-    sess = await _session(request)
-    if sess is None:
-        return _to_login(request)
+async def worklist_page(
+    request: Request, name: str, page: int = 1, q: str = "", sess: auth.Session = Depends(signed_in)
+) -> Response:
     wl = worklists.LISTS.get(name)
     if wl is None:
         return render(
@@ -507,29 +342,22 @@ async def worklist_page(request: Request, name: str, page: int = 1, q: str = "")
             404,
             message=("input", tr_of(request).gettext(N_("no worklist %(name)s"), name=repr(name))),
         )
-    try:
-        require("case.list")
-    except Forbidden as exc:
-        return render(request, "error.html", sess, 403, message=("authorization", exc.reason))
+    require("case.list")
     page = max(1, min(page, 10_000))
     q = q.strip()[:64]
     if name == "approvals":
         rows, more = await _approvals(request, sess, q, page)
     else:
-        rows, more = await asyncio.to_thread(wl.fetch, _backend(request).repo(), sess, q, page)
+        rows, more = await asyncio.to_thread(wl.fetch, backend(request).repo(), sess, q, page)
     template = "_worklist_rows.html" if request.headers.get("hx-request") else "worklist.html"
     return render(request, template, sess, wl=wl, name=name, rows=rows, page=page, more=more, q=q)
-
-
-def _role_name(tr, role: str) -> str:  # noqa: ANN001 - an i18n.Translator
-    return i18n.ROLES.get(role, (role, role))[0 if tr.zh else 1]
 
 
 async def _approvals(request: Request, sess: auth.Session, q: str, page: int) -> tuple[list[tuple], bool]:
     """What waits for this operator's approval: the cases whose latest approval event is a proposal (from the
     database), each asked for its pending proposal, kept when the operator's roles may decide its kind
     (access.permissions.TWO_PERSON) and the operator is not its maker."""
-    be = _backend(request)
+    be = backend(request)
     client, repo = await be.client(), be.repo()
     loans = await asyncio.to_thread(worklists.pending_proposals, repo, q)
 
@@ -555,7 +383,7 @@ async def _approvals(request: Request, sess: auth.Session, q: str, page: int) ->
             loan_id,
             p.kind,
             p.summary,
-            f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({_role_name(tr_of(request), p.maker.role)})",
+            f"{names.get(p.maker.operator_id, p.maker.operator_id)} ({role_name(tr_of(request), p.maker.role)})",
             p.at,
             p.expires_at,
         )
@@ -572,13 +400,3 @@ def front_door(request: Request) -> Response:
     if "text/html" in accept:
         return RedirectResponse("/console/dashboard", status_code=303)
     return RedirectResponse("/docs", status_code=303)
-
-
-def install(app) -> None:
-    from console import calendars, floor
-
-    app.add_api_route("/", front_door, methods=["GET", "HEAD"], include_in_schema=False)
-    app.state.console_sessions = auth.Sessions(lambda: app.state.backend.repo())
-    app.include_router(floor.router)  # first: its /worklists/plans-in-arrears before the generic /worklists/{name}
-    app.include_router(calendars.router)
-    app.include_router(router)

@@ -174,7 +174,7 @@ def test_money_is_grouped_with_its_currency_sign_before_it(minor, currency, show
 
 
 def test_the_money_filter_reads_the_application_layers_decimal_strings():
-    from console.pages import money_text
+    from console.base import money_text
 
     assert money_text("3855782.56", "CNY") == "¥3,855,782.56"
     assert money_text(385578256, "CNY") == "¥3,855,782.56"
