@@ -1277,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if getattr(a, "json", False):
             print(dump({"error": {"field": exc.field, "reason": exc.reason}}))
-        # who may decide is a refusal of the caller (exit 3, as the README says), not bad input
+        # who may decide is a refusal of the caller (exit 3, as docs/integrating.md says), not bad input
         return 3 if exc.field in ("authorization", "checker") else 2
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -162,7 +162,7 @@ class WorkerSettings(Common):
     gateway_api_key: Str = env("GATEWAY_API_KEY", "sandbox-key")
     gateway_timeout: Float = env("GATEWAY_TIMEOUT", 10.0, gt=0)
     gateway_max_connections: Int = env("GATEWAY_MAX_CONNECTIONS", 16, ge=1)
-    # Worker Versioning (infra/deployments.py, README "Rolling out a new worker build"). Off: the worker polls
+    # Worker Versioning (infra/deployments.py, docs/operations.md "Rolling out a new worker build"). Off: the worker polls
     # unversioned, for a server without worker deployments (before Temporal 1.28) or one that has them disabled.
     versioning: Flag = env("WORKER_VERSIONING", True)
     deployment_name: Str = env("WORKER_DEPLOYMENT_NAME", "collections", min_length=1, max_length=255, pattern=r"^[^\s.]+$")

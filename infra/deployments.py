@@ -1,4 +1,4 @@
-"""Worker Versioning: which build a worker is, and which build serves the cases (README "Rolling out a new worker build").
+"""Worker Versioning: which build a worker is, and which build serves the cases (docs/operations.md, "Rolling out").
 
 Every worker polls as one version of a worker deployment: WORKER_DEPLOYMENT_NAME (default "collections") and
 WORKER_BUILD_ID (default `source_build_id()`: a hash of the code the worker runs). The server sends a
@@ -46,7 +46,7 @@ from infra.config import ROOT, SettingsError, WorkerSettings, connect_config, lo
 # new build; a change elsewhere (tests, docs, the API, the console) is not, and needs no rollout.
 WORKER_SOURCES = ("worker.py", "workflows", "domain", "activities", "db", "infra", "encryption")
 
-# The choice for CollectionCase (README "Rolling out a new worker build"): move to the current build at the next task.
+# The choice for CollectionCase (docs/operations.md "Rolling out a new worker build"): move to the current build at the next task.
 BEHAVIOR = VersioningBehavior.AUTO_UPGRADE
 
 

@@ -402,9 +402,10 @@ def test_codec_server_refuses_to_start_without_a_token_and_says_so_in_dev_mode(t
 
 
 def test_the_readme_codec_steps_are_complete():
-    """A newcomer following the README reaches decrypted payloads: every UI step, and the CLI with --detailed."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("**The codec server**") : text.index("## Policies")]
+    """A newcomer following the docs reaches decrypted payloads: every UI step, and the CLI with --detailed."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    start = text.index("**The codec server**")
+    section = text[start : text.index("\n## ", start)]
     for step in (
         "/login",
         "var/codec-token",
@@ -414,7 +415,7 @@ def test_the_readme_codec_steps_are_complete():
         "Include cross-origin credentials",
         "Apply",
     ):
-        assert step in section, f"README codec steps: {step!r} missing"
+        assert step in section, f"docs/operations.md codec steps: {step!r} missing"
     cli = next(line for line in section.splitlines() if "temporal workflow show" in line)
     assert "--detailed" in cli and "--codec-endpoint" in cli
 

@@ -5,7 +5,7 @@ of the cases, by workflow id) and then made current (every case, at its next wor
 A is made current again (the rollback). Each step sends every case a payment (an update: a workflow task) and
 reads which build completed that task. The code of the two builds is the same (the build ids are two strings):
 this is the mechanics; tests/test_replay.py guards the determinism that lets one build replay another's
-histories. README "Rolling out a new worker build".
+histories. docs/operations.md "Rolling out a new worker build".
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def test_the_default_build_id_follows_the_worker_sources(tmp_path, monkeypatch):
     assert deployments.version(load(WorkerSettings, {"WORKER_VERSIONING": "0"})) is None
 
 
-# The rollback rule (README "Rolling out a new worker build"), on a toy workflow whose build B has one change more
+# The rollback rule (docs/operations.md "Rolling out a new worker build"), on a toy workflow whose build B has one change more
 # than build A, decided at the run's start as workflows/versioning.py decides every change.
 NEW_CHANGE = "a-change-only-build-b-knows"
 
