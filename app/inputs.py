@@ -17,23 +17,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from access.permissions import TWO_PERSON, USE_CASES, current, require
 from app.errors import EARLIEST_DUE, BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
+from domain import inputs as registered
 from domain.actor import Actor
 from domain.errors import InvalidInput
+from domain.inputs import INPUTS
 from domain.models import (
     CLOSING_HOLDS,
     ApprovalDecisionIn,
-    CloseIn,
     HoldIn,
-    OutcomeIn,
     PaymentIn,
     PaymentResult,
-    PlanIn,
-    PromiseIn,
     ReleaseIn,
-    ReversalIn,
-    SuspensionIn,
     UpdateResult,
-    WriteOffConfirmIn,
     workflow_id,
 )
 from domain.money import format_amount, parse_amount
@@ -43,36 +38,13 @@ from workflows.case import CollectionCase
 BUSY_WAIT = (0.2, 0.5, 1.0, 2.0, 3.0)
 
 
-UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
-    "pay": (CollectionCase.record_payment, PaymentIn),
-    "promise": (CollectionCase.promise_to_pay, PromiseIn),
-    "plan": (CollectionCase.agree_plan, PlanIn),
-    "hold": (CollectionCase.place_hold, HoldIn),
-    "release": (CollectionCase.release_hold, ReleaseIn),
-    "outcome": (CollectionCase.record_outcome, OutcomeIn),
-    "reverse": (CollectionCase.reverse_payment, ReversalIn),
-    "close": (CollectionCase.close_case, CloseIn),
-    "confirm-write-off": (CollectionCase.confirm_write_off, WriteOffConfirmIn),
-    "suspend": (CollectionCase.record_suspension, SuspensionIn),
-    "decide": (CollectionCase.decide_approval, ApprovalDecisionIn),
-}
+# command -> (the workflow update, its input's model), from the one table of inputs (domain/inputs)
+UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {i.command: (getattr(CollectionCase, i.update), i.model) for i in INPUTS}
 
 
 def use_case(command: str, arg: BaseModel) -> str:
     """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
-    kind = getattr(arg, "kind", None)
-    return {
-        "pay": "payment.record",
-        "promise": "promise",
-        "plan": "plan.agree",
-        "hold": f"hold.place.{kind}",
-        "release": f"hold.release.{kind}",
-        "outcome": f"outcome.{kind}",
-        "reverse": "payment.reverse",
-        "close": "case.close",
-        "confirm-write-off": "writeoff.confirm",
-        "suspend": "limitation.suspend",
-    }.get(command, f"case.{command}")
+    return registered.use_case(arg) if type(arg) in registered.BY_TYPE else f"case.{command}"
 
 
 def with_actor(arg: BaseModel, actor: Actor, *, approved: bool = False) -> BaseModel:

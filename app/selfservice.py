@@ -373,3 +373,16 @@ def _date(text: str, name: str) -> dt.date:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
         raise BadInput(name, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def secret_mismatch(repo: Repo) -> str | None:
+    """Why the links the worker makes cannot be opened here (another secret signed the newest link), or None."""
+    theirs = LinkStore(repo).latest_fingerprint()
+    ours = rules.fingerprint(link_secret())
+    if theirs is None or theirs == ours:
+        return None
+    return (
+        f"the newest borrower link was made with another secret (fingerprint {theirs}, this process {ours}): the "
+        "worker and the API must hold the same COLLECTIONS_LINK_SECRET, or every link in borrowers' messages opens "
+        "nothing (a secret rotated since leaves only older links unopenable: then ignore this)"
+    )

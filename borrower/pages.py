@@ -123,12 +123,10 @@ def _secret_check(request: Request) -> None:
     as an error a person sees the same day, and count it on /metrics."""
     import time
 
-    from infra import link_secret
-
     if time.monotonic() - _CHECKED.get("at", -60.0) < 60:
         return
     _CHECKED["at"] = time.monotonic()
-    why = link_secret.mismatch(_backend(request).repo())
+    why = flow.secret_mismatch(_backend(request).repo())
     if why is not None:
         log.error("borrower links unopenable", reason=why)
         MISMATCHES.inc()

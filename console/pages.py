@@ -35,7 +35,8 @@ from console.base import router as console_router
 from console.base import sessions as base_sessions
 from console.config import console_settings
 from console.i18n import N_
-from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES, HoldIn, OutcomeIn, PlanIn, PromiseIn, ReleaseIn
+from domain import inputs as registered
+from domain.models import CALL_OUTCOMES, COURT_EVENTS, VISIT_OUTCOMES
 
 log = structlog.get_logger("console")
 
@@ -44,14 +45,16 @@ log = structlog.get_logger("console")
 # (derived from the permission table); each view is written to the case's audit trail with the actor.
 CONTACT_USE_CASES = ("outcome.call", "outcome.visit", "outcome.court", "contact.update")
 
-# The case page's forms: action -> (use cases any of which shows the form, the update, the input model)
-ACTIONS: dict[str, tuple[tuple[str, ...], str, type]] = {
-    "promise": (("promise",), "promise", PromiseIn),
-    "outcome": (("outcome.call", "outcome.visit", "outcome.court"), "outcome", OutcomeIn),
-    "plan": (("plan.agree",), "plan", PlanIn),
-    "hold": (tuple(u for u in USE_CASES if u.startswith("hold.place.")), "hold", HoldIn),
-    "release": (tuple(u for u in USE_CASES if u.startswith("hold.release.")), "release", ReleaseIn),
-}
+
+# The case page's forms: action -> (use cases any of which shows the form, the command, the input model), from the
+# one table of inputs (domain/inputs)
+def _form(command: str) -> tuple[tuple[str, ...], str, type]:
+    i = registered.BY_COMMAND[command]
+    shown = tuple(u for u in USE_CASES if u.startswith(i.forms)) if i.forms else (i.use_case(i.model.model_construct()),)
+    return shown, i.command, i.model
+
+
+ACTIONS: dict[str, tuple[tuple[str, ...], str, type]] = {c: _form(c) for c in ("promise", "outcome", "plan", "hold", "release")}
 
 
 router = console_router()

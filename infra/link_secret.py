@@ -98,19 +98,3 @@ def check() -> None:
                 f"COLLECTIONS_PUBLIC_URL is {cfg.public_url!r}: the links in borrowers' messages must be an https address "
                 "they can open (e.g. https://pay.example-bank.cn)"
             )
-
-
-def mismatch(repo) -> str | None:  # noqa: ANN001 - a db.repo.Repo
-    """Why the links the worker makes cannot be opened here (another secret signed the newest link), or None."""
-    from db.selfservice import LinkStore
-    from domain.selfservice import fingerprint
-
-    theirs = LinkStore(repo).latest_fingerprint()
-    ours = fingerprint(link_secret())
-    if theirs is None or theirs == ours:
-        return None
-    return (
-        f"the newest borrower link was made with another secret (fingerprint {theirs}, this process {ours}): the "
-        "worker and the API must hold the same COLLECTIONS_LINK_SECRET, or every link in borrowers' messages opens "
-        "nothing (a secret rotated since leaves only older links unopenable: then ignore this)"
-    )

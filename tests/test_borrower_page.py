@@ -378,14 +378,14 @@ def test_the_worker_and_the_api_refuse_to_start_without_the_deployments_borrower
 
 
 async def test_links_signed_with_another_secret_than_the_apis_are_reported_when_one_fails_to_open(page, cases, gateway, repo):
+    from app import selfservice as flow
     from borrower import pages
     from db.selfservice import LinkStore
-    from infra import link_secret
 
     h = await cases.start(dpd=1)
     loan = h.id.removeprefix("loan-")
     await links_of(gateway, loan, "sms")
-    assert link_secret.mismatch(repo) is None  # the worker's links and the API's secret agree
+    assert flow.secret_mismatch(repo) is None  # the worker's links and the API's secret agree
     LinkStore(repo).issue(
         b"another-deployment-secret-0123456789abcdef",
         settings().public_url,
@@ -398,7 +398,7 @@ async def test_links_signed_with_another_secret_than_the_apis_are_reported_when_
         channel="sms",
         now=dt.datetime.now(dt.UTC),
     )
-    why = link_secret.mismatch(repo)
+    why = flow.secret_mismatch(repo)
     assert why is not None and "COLLECTIONS_LINK_SECRET" in why
     pages._CHECKED.clear()
     before = pages.MISMATCHES._value.get()

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         for_guarantor,
     )
     from domain import approvals, channels
+    from domain import inputs as registered_inputs
     from domain.actor import Actor
     from domain.case import CLOSED_FIELD, Case
     from domain.dates import dpd_start, utc_text
@@ -1173,17 +1174,7 @@ class CollectionCase:
 
 
 # The signals' inputs: the model of each (the update's of the same name). docs/workflow-contract.md is written from it.
-SIGNALLED: dict[str, type[BaseModel]] = {
-    "record_payment": PaymentIn,
-    "reverse_payment": ReversalIn,
-    "promise_to_pay": PromiseIn,
-    "record_promise": PromiseIn,
-    "agree_plan": PlanIn,
-    "place_hold": HoldIn,
-    "release_hold": ReleaseIn,
-    "record_outcome": OutcomeIn,
-    "record_suspension": SuspensionIn,
-}
+SIGNALLED = registered_inputs.SIGNALLED
 # Refused signals recorded one by one in a run (CaseInput.rejections_recorded overrides it); the rest are counted.
 REJECTIONS_RECORDED = 100
 # Fields of the inputs that only the application layer sets (SkipJsonSchema in domain/models.py): refused in a signal.
