@@ -232,6 +232,7 @@ async def act(client: Client, repo: Repo, link: BorrowerLinkRow, action: str, fo
     with as_borrower(link.loan_id):
         if action == "promise":
             day = _date(form.get("date", ""), "date")
+            await _check_promise_share(client, repo, link, form.get("amount", ""))
             return await inputs.send_update(client, link.loan_id, "promise", {"amount": form.get("amount", ""), "date": day})
         if action == "plan":
             return await inputs.send_update(client, link.loan_id, "plan", plan_fields(form))
@@ -273,6 +274,31 @@ def set_preferences(repo: Repo, link: BorrowerLinkRow, form: dict[str, str]) -> 
     told = PreferenceStore(repo).set(link.borrower_id, prefs, by=f"borrower:{link.loan_id}", at=dt.datetime.now(dt.UTC))
     log.info("contact preferences", loan_id=link.loan_id, cases=told)
     return describe(prefs)
+
+
+async def _check_promise_share(client: Client, repo: Repo, link: BorrowerLinkRow, amount: str) -> None:
+    """A borrower's own promise covers at least the policy's share of what is due ([promise] self_service_min_percent)."""
+    from domain.money import parse_amount
+    from domain.policy import load_policy
+
+    st = await visibility.case_status(client, link.loan_id)
+    try:
+        minor = parse_amount(amount.strip(), st.currency, "amount")
+        total = parse_amount(st.outstanding["total"], st.currency, "amount")
+    except InvalidInput as exc:
+        raise BadInput(exc.field, exc.reason) from None
+    loan = await asyncio.to_thread(repo.loan, link.loan_id)
+    try:
+        percent = load_policy(getattr(loan, "policy", None) or "default").promise.self_service_min_percent
+    except Exception:  # noqa: BLE001 - a loan whose policy file is gone: the default's share
+        percent = load_policy("default").promise.self_service_min_percent
+    least = rules.promise_too_small(minor, total, percent)
+    if least is not None:
+        raise BadInput(
+            "amount",
+            f"a promise of {amount} is less than {percent}% of the {st.outstanding['total']} due: at least "
+            f"{format_amount(least, st.currency)}",
+        )
 
 
 PLAN_KINDS = ("instalments", "deferral", "interest_waiver")

@@ -171,6 +171,15 @@ def _roles(text: str) -> str:
 
 # (pattern of the English reason, its Chinese; groups as in the pattern, roles named in Chinese)
 REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (
+        re.compile(r"a promise of (\S+) is less than (\d+)% of the (\S+) due: at least (\S+)"),
+        lambda m: f"承诺金额 {m.group(1)} 低于应还金额 {m.group(3)} 的 {m.group(2)}%，至少应为 {m.group(4)}",
+    ),
+    (
+        re.compile(r"(.+?) is not inside the hours we may call, (\S+)"),
+        lambda m: f"{m.group(1)} 不在我行可联系的时段 {m.group(2)} 之内",
+    ),
+    (re.compile(r"(.+?) is shorter than two hours"), lambda m: f"{m.group(1)} 不足两小时"),
     (re.compile(r"must be greater than zero"), lambda m: "必须大于零"),
     (re.compile(r"is empty"), lambda m: "不能为空"),
     (re.compile(r"must not be negative \((.*)\)"), lambda m: f"不能为负数（{m.group(1)}）"),

@@ -98,6 +98,9 @@ class PromiseRules(_Strict):
     grace_days: int = Field(default=3, ge=0, le=60)
     max_days_ahead: int = Field(default=14, ge=1, le=365)
     keep_dates_on_rest_days: bool = False  # as PlanLimits: 民法典 art. 204 against art. 203
+    self_service_min_percent: int = Field(
+        default=10, ge=0, le=100, description="a borrower's own promise (their page, a reply) covers at least this share"
+    )
 
 
 class RiskRules(_Strict):

@@ -97,3 +97,11 @@ def may_send_code(
 def lock_after(now: datetime, wrong_so_far: int) -> datetime | None:
     """After CODE_ATTEMPTS wrong codes the link locks for LOCK (the page says until when)."""
     return now + LOCK if wrong_so_far >= CODE_ATTEMPTS else None
+
+
+def promise_too_small(amount_minor: int, outstanding_minor: int, min_percent: int) -> int | None:
+    """The least a borrower may promise on their own (a share of what is due, in minor units, rounded up), when
+    `amount_minor` is below it; None when it is enough. A token promise would pause collection for nothing: an
+    operator who negotiates one is not bound by this."""
+    least = -(-outstanding_minor * min_percent // 100)
+    return least if amount_minor < least else None

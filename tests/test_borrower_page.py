@@ -134,6 +134,9 @@ async def test_a_promise_from_the_page_reaches_the_case_as_the_borrowers_own(pag
         assert r.status_code == 422 and 'data-field="amount"' in r.text and "未能处理：金额：" in r.text
         # the case's own refusal, with its field, in the borrower's language
         r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "100.00", "date": day.isoformat()})
+        assert r.status_code == 422 and 'data-field="amount"' in r.text and "至少应为 1052.00" in r.text  # under 10%
+        assert (await cases.status(h)).promise is None
+        r = await c.post(f"/b/{token}/promise", data={"csrf": csrf_of(html), "amount": "1052.00", "date": day.isoformat()})
         assert r.status_code == 303 and "note=done" in r.headers["location"]
     st = await cases.status(h)
     assert st.promise is not None and st.promise.status == "active" and st.status == "paused"
@@ -202,7 +205,7 @@ async def test_contact_preferences_from_the_page_reach_the_gate_for_every_loan_o
         assert 'name="hours_start"' in html and "不要到我的工作单位联系我" in html
         bad = {"csrf": csrf_of(html), "hours_start": "06:00", "hours_end": "10:00"}
         r = await c.post(f"/b/{token}/preferences", data=bad)
-        assert r.status_code == 422 and 'data-field="hours"' in r.text and "08:00-21:00" in r.text
+        assert r.status_code == 422 and 'data-field="hours"' in r.text and "不在我行可联系的时段 08:00-21:00" in r.text
         assert PreferenceStore(repo).get("B-PREFERS") is None  # refused: nothing kept
         good = {"csrf": csrf_of(html), "hours_start": "18:00", "hours_end": "20:00", "quiet_call": "1", "not_at_work": "1"}
         r = await c.post(f"/b/{token}/preferences", data=good)
