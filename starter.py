@@ -61,6 +61,7 @@ import datetime as dt
 import json
 import os
 import sys
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,7 +71,17 @@ from app import errors, inputs, opening, portfolio, reversal, visibility
 from app.errors import BadInput
 from domain import calendar
 from domain.dates import utc_text
-from domain.models import SUSPENSION_CAUSES
+from domain.inputs import BY_COMMAND
+from domain.models import (
+    CALL_OUTCOMES,
+    COURT_EVENTS,
+    OPERATOR_OUTCOMES,
+    SUSPENSION_CAUSES,
+    VISIT_OUTCOMES,
+    HoldIn,
+    OutcomeIn,
+    PlanIn,
+)
 from infra.config import CliSettings, SettingsError, load, settings
 
 IMPORT_HELP = """\
@@ -506,40 +517,18 @@ async def cmd_update(a: argparse.Namespace) -> int:
     return 0
 
 
+# command -> the input model's fields the command line passes on (argparse dests of the same names): from the one
+# table of inputs, less those only the application layer sets
+CLI_SKIPPED = ("actor", "approved", "task_id")
 FIELDS = {
-    "promise": ("amount", "date"),
-    "plan": ("kind", "until", "instalments", "first_due", "interval_months", "waiver_percent", "pay_by"),
-    "hold": ("kind", "until", "reference", "received_on"),
-    "release": ("kind", "reviewer", "resolution"),
-    "outcome": ("kind", "outcome", "amount", "date", "reference", "effective_on", "performance_ends", "served_on"),
-    "close": ("outcome", "reason", "operator"),
-    "confirm-write-off": ("approver", "reference"),
-    "suspend": ("cause", "starts_on", "ends_on", "reference", "note"),
+    c: tuple(f for f in BY_COMMAND[c].model.model_fields if f not in CLI_SKIPPED)
+    for c in ("promise", "plan", "hold", "release", "outcome", "close", "confirm-write-off", "suspend")
 }
 
 
-# command -> handler; parser() declares each command's arguments under the same name.
-HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
-    "import": cmd_import,
-    "list": cmd_list,
-    "count": cmd_count,
-    "start": cmd_start,
-    "pay": cmd_pay,
-    "promise": cmd_update,
-    "plan": cmd_update,
-    "hold": cmd_hold,
-    "release": cmd_update,
-    "outcome": cmd_update,
-    "reverse": cmd_reverse,
-    "close": cmd_update,
-    "confirm-write-off": cmd_update,
-    "suspend": cmd_update,
-    "status": cmd_status,
-    "simulate": cmd_simulate,
-    "apply-unapplied": cmd_apply_unapplied,
-    "payments": cmd_payments,
-    "check": cmd_check,
-}
+def choices_of(model: type, field: str) -> list[str]:
+    """The values a model's Literal field takes: the command line's choices, so they cannot drift from the model."""
+    return list(typing.get_args(model.model_fields[field].annotation))
 
 
 LOCAL_ADMIN_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -649,9 +638,6 @@ async def cmd_operators(a: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS["operators"] = cmd_operators
-
-
 async def cmd_approvals(a: argparse.Namespace) -> int:
     items = await inputs.list_approvals(await client(), repo())
     if a.json:
@@ -671,9 +657,6 @@ async def cmd_decide(a: argparse.Namespace) -> int:
     result = await inputs.decide(await client(), repo(), loan_id, a.command, a.note or "")
     print(dump(result) if a.json else result.message)
     return 0
-
-
-HANDLERS.update({"approvals": cmd_approvals, "approve": cmd_decide, "reject": cmd_decide})
 
 
 def show_calendar_change(c) -> str:
@@ -759,10 +742,6 @@ async def cmd_schedules(a: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS["calendars"] = cmd_calendars
-HANDLERS["schedules"] = cmd_schedules
-
-
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -804,6 +783,36 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n(usage: {self.prog} --help)\n")
 
 
+# command -> handler, every command once; parser() declares each command's arguments under the same name.
+HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "import": cmd_import,
+    "list": cmd_list,
+    "count": cmd_count,
+    "start": cmd_start,
+    "pay": cmd_pay,
+    "promise": cmd_update,
+    "plan": cmd_update,
+    "hold": cmd_hold,
+    "release": cmd_update,
+    "outcome": cmd_update,
+    "reverse": cmd_reverse,
+    "close": cmd_update,
+    "confirm-write-off": cmd_update,
+    "suspend": cmd_update,
+    "status": cmd_status,
+    "simulate": cmd_simulate,
+    "apply-unapplied": cmd_apply_unapplied,
+    "payments": cmd_payments,
+    "check": cmd_check,
+    "operators": cmd_operators,
+    "approvals": cmd_approvals,
+    "approve": cmd_decide,
+    "reject": cmd_decide,
+    "calendars": cmd_calendars,
+    "schedules": cmd_schedules,
+}
+
+
 def parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     p = Parser(prog="starter.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n", 1)[1], formatter_class=raw)
@@ -829,7 +838,7 @@ def parser() -> argparse.ArgumentParser:
 
 # What a command's builder is given: cmd(name, help, loan=True, epilog=None) adds the subcommand and returns it.
 Command = Callable[..., argparse.ArgumentParser]
-HOLD_KINDS = ["dispute", "cease_contact", "hardship", "complaint", "bankruptcy", "deceased"]
+HOLD_KINDS = choices_of(HoldIn, "kind")
 
 
 def _import_command(cmd: Command) -> None:
@@ -939,10 +948,10 @@ def _reverse_command(cmd: Command) -> None:
 def _close_command(cmd: Command) -> None:
     c = cmd(
         "close",
-        "close a case by an operator's decision, with a reason (settled_by_agreement, uncollectable, sold, error)",
+        f"close a case by an operator's decision, with a reason ({', '.join(OPERATOR_OUTCOMES)})",
         epilog='Example:\n  python starter.py close L1001 --outcome sold --reason "portfolio sale 2026-11" --operator "Li Na"',
     )
-    c.add_argument("--outcome", required=True, help="settled_by_agreement | uncollectable | sold | error")
+    c.add_argument("--outcome", required=True, choices=list(OPERATOR_OUTCOMES))
     c.add_argument("--reason", required=True)
     c.add_argument("--operator")
 
@@ -991,7 +1000,7 @@ def _plan_command(cmd: Command) -> None:
         "  python starter.py plan L1001 --kind deferral --until 2027-01-31\n"
         "  python starter.py plan L1001 --kind interest_waiver --waiver-percent 30 --pay-by 2026-12-20",
     )
-    c.add_argument("--kind", required=True, choices=["deferral", "instalments", "interest_waiver"])
+    c.add_argument("--kind", required=True, choices=choices_of(PlanIn, "kind"))
     c.add_argument("--until", type=_date, help="deferral: new due date for the whole balance")
     c.add_argument("--instalments", type=int, help="instalments: how many")
     c.add_argument("--first-due", type=_date, help="instalments: date of the first")
@@ -1035,13 +1044,11 @@ def _outcome_command(cmd: Command) -> None:
         '  python starter.py outcome L1001 --kind court --outcome judgment --reference "(2026)沪0101民初123号" '
         "--effective-on 2026-12-01 --performance-ends 2026-12-11",
     )
-    c.add_argument("--kind", required=True, choices=["call", "visit", "court"])
+    c.add_argument("--kind", required=True, choices=choices_of(OutcomeIn, "kind"))
     c.add_argument(
         "--outcome",
         required=True,
-        help="call: answered|no_answer|wrong_number|promise|dispute; "
-        "visit: met_borrower|not_home|refused|moved|promise|dispute; court: lawsuit_filed|"
-        "payment_order_issued|payment_order_served|objection_filed|judgment|enforcement_result|enforcement_closed",
+        help=f"call: {'|'.join(CALL_OUTCOMES)}; visit: {'|'.join(VISIT_OUTCOMES)}; court: {'|'.join(COURT_EVENTS)}",
     )
     c.add_argument("--amount", help="promise amount, or amount recovered by enforcement")
     c.add_argument("--date", type=_date, help="promise date")
