@@ -117,7 +117,7 @@ class PeerActivities:
     async def check_contacts(self, inp: GateInput) -> list[str]:
         now = datetime.fromisoformat(inp.now)
 
-        def decide(q: GateRequest, tz: str, holds, history):  # noqa: ANN202
+        def decide(q: GateRequest, tz: str, holds, history, prefs=None):  # noqa: ANN202
             return compliance.decide(
                 action=q.action,
                 channel=q.channel,
@@ -129,6 +129,7 @@ class PeerActivities:
                 history=history,
                 bundle=f"{q.workflow_id}:{q.step}",
                 day_seconds=self.day_seconds,
+                prefs=prefs,  # the borrower's own contact preferences, as the case's gate applies them
             )
 
         requests = [

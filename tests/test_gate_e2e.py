@@ -226,10 +226,11 @@ def test_a_deferred_send_is_decided_anew_by_the_gate_with_the_caps_as_they_are_t
     repo.upsert_borrower(id="DEF-B", timezone="Asia/Shanghai", name="n", phone="13812345678", language="zh")
     store = GateStore(repo)
 
-    def decide(q, tz, holds, history):
+    def decide(q, tz, holds, history, prefs=None):
         return compliance.decide(
-            action=q.action, channel=q.channel, loan_id=q.loan_id, now=q_now, tz=tz, rules=rules, holds=holds, history=history
-        )
+            action=q.action, channel=q.channel, loan_id=q.loan_id, now=q_now, tz=tz, rules=rules, holds=holds, history=history,
+            prefs=prefs,
+        )  # fmt: skip
 
     def ask(key, loan, at):
         nonlocal q_now
