@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.money import format_amount, parse_amount, to_major
     from domain.policy import Step
+    from domain.policy import shared as shared_policy
     from encryption.codec import UNDECRYPTABLE
     from infra import metrics
     from infra.sender import sender
@@ -140,6 +141,8 @@ def _tag(actor: Actor | None) -> str | None:
 class CollectionCase:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
+        # the worker's one copy of this policy (same content), in place: the SDK keeps the decoded input for the run
+        object.__setattr__(inp, "policy", shared_policy(inp.policy))
         self.inp = inp
         # The case opens at the run's start time, not at workflow.now(): if the worker dies during the first
         # workflow task (whose local activities already sent messages), the task runs again later, and the
