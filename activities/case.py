@@ -263,7 +263,7 @@ class CaseActivities:
         decisions = self._gate_answer(check, decided)
         lg = _bound(loan_id=check.loan_id, step=check.step)
         await asyncio.gather(*(self._first_attempt(b, now, lg) for b in begun if b.body is not None))
-        await asyncio.to_thread(self._close_step, run.request, begun)
+        await asyncio.to_thread(self._close_step, run, begun)
         for b in begun:
             if b.recorded and b.result is not None:
                 if b.result.status == "failed":
@@ -402,14 +402,26 @@ class CaseActivities:
         )
         lg.info("delivered", outcome=b.result.outcome, duplicate=resp.get("duplicate", False))
 
-    def _close_step(self, req: ChannelRequest, begun: list[_Begun]) -> None:
+    def _close_step(self, run: StepRun, begun: list[_Begun]) -> None:
         """The second transaction of a step: every send's result with its audit event, the gateway's errors on the
         sends it could not take, the case projection and the workflow's events."""
+        req, p = run.request, run.projection
         finished = [b for b in begun if b.recorded]
+        case = _case_row(req) if finished else None
+        if p is not None:  # the whole row, as the workflow's projection would write it next
+            case = dict(
+                workflow_id=p.workflow_id,
+                loan_id=p.loan_id,
+                currency=p.currency,
+                stage=p.stage,
+                status=p.status,
+                outstanding=parse_amount(p.outstanding, p.currency, allow_zero=True),
+                total_paid=parse_amount(p.total_paid, p.currency, allow_zero=True),
+            )
         with self.repo.tx() as s:
             self.repo.finish_sends(
                 contacts=[_finished_rows(b.req, b.channel, b.result) for b in finished if b.result is not None],
-                case=_case_row(req) if finished else None,
+                case=case,
                 events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events),
                 notes=[(b.req.idempotency_key, b.error) for b in begun if b.error is not None],
                 session=s,

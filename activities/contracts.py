@@ -139,6 +139,18 @@ class GateDecision(Contract):
     final: bool = False
 
 
+class CaseProjection(Contract):
+    """What the console's case row holds of an open case: written whenever one of these changes."""
+
+    workflow_id: str
+    loan_id: str
+    currency: str
+    stage: str
+    status: Literal["active", "paused"]
+    outstanding: str
+    total_paid: str
+
+
 class StepSend(Contract):
     """One send of a step: its action and, for a letter, which letter."""
 
@@ -154,6 +166,9 @@ class StepRun(Contract):
     check: GateCheck
     request: ChannelRequest
     sends: list[StepSend]
+    projection: CaseProjection | None = Field(
+        default=None, description="the case row as the step leaves it, written in the step's second transaction"
+    )
 
 
 class StepSent(Contract):
@@ -184,18 +199,6 @@ class HoldChange(Contract):
     released: bool = False
     released_by: str | None = None
     events: list[Event] = []
-
-
-class CaseProjection(Contract):
-    """What the console's case row holds of an open case: written whenever one of these changes."""
-
-    workflow_id: str
-    loan_id: str
-    currency: str
-    stage: str
-    status: Literal["active", "paused"]
-    outstanding: str
-    total_paid: str
 
 
 class UnappliedPayment(Contract):

@@ -200,7 +200,7 @@ async def test_a_send_the_gateway_cannot_take_comes_back_to_the_workflow_with_it
     assert all(r.status == "pending" and r.reason for r in rows), [(r.status, r.reason) for r in rows]
 
 
-async def test_a_step_is_one_local_activity_in_the_history(cases):
+async def test_a_step_is_one_local_activity_in_the_history(cases, repo):
     h = await cases.start(dpd=1, loan_id=f"STEP-WF-{uuid.uuid4().hex[:6]}")
     await cases.advance(days=1)
     st = await cases.status(h)
@@ -214,3 +214,8 @@ async def test_a_step_is_one_local_activity_in_the_history(cases):
     ]
     assert markers and all(b"check_contacts" not in m and b"send_sms" not in m for m in markers)
     assert sum(b"run_step" in m for m in markers) == 1
+    # the case row went with the step's outcomes: no projection of its own after the step
+    after = markers[[i for i, m in enumerate(markers) if b"run_step" in m][0] + 1 :]
+    assert not any(b"project_case" in m for m in after), after
+    row = repo.case_row(h.id)
+    assert row is not None and (row.stage, row.status, row.outstanding) == (st.stage, "active", 1052000)

@@ -560,12 +560,16 @@ class CollectionCase:
         case, now = self.case, workflow.now()
         events = case.unaudited()
         req = self._channel_request(step.key, step.stage, actions[0], step.letter, next_step, now, events)
+        # the case row goes with the step's outcomes: the loop's next projection finds it written when nothing else
+        # changed, and costs no local activity of its own
+        projection = self._projection_row() if self.versions.projection and not case.state.closed else None
         out = await workflow.execute_local_activity(
             channels.RUN_STEP,
             StepRun(
                 check=self._gate_check(step.key, actions, now),
                 request=req.model_copy(update={"now": now, "rules": case.policy.contact}),
                 sends=[StepSend(action=channels.action_name(a), letter=_letter(a, step.letter)) for a in actions],
+                projection=projection,
             ),
             result_type=StepOutcome,
             start_to_close_timeout=timedelta(seconds=30),
@@ -573,6 +577,8 @@ class CollectionCase:
             summary=f"{step.key}: contact gate and sends",
         )
         self._audited(events)
+        if projection is not None:
+            self._projected = projection
         self._take_decisions(step.key, out.decisions, now, refusals)
         outs: list[ContactResult | GateRecord] = []
         again = []
@@ -730,16 +736,7 @@ class CollectionCase:
     async def _project(self) -> None:
         """The case row follows the case (versioning.PROJECTION): written when its stage, status or balances
         changed, at the top of the loop, so within the workflow task that changed them."""
-        case, s = self.case, self.case.state
-        row = CaseProjection(
-            workflow_id=self.inp.workflow_id,
-            loan_id=self.inp.loan_id,
-            currency=self.inp.currency,
-            stage=s.stage,
-            status="paused" if case.status_name() == "paused" else "active",
-            outstanding=case.amount(s.balances.total),
-            total_paid=case.amount(s.total_paid),
-        )
+        row = self._projection_row()
         if row == self._projected:
             return
         await workflow.execute_local_activity(
@@ -750,6 +747,18 @@ class CollectionCase:
             summary=f"case row: {row.stage}, {row.status}",
         )
         self._projected = row
+
+    def _projection_row(self) -> CaseProjection:
+        case, s = self.case, self.case.state
+        return CaseProjection(
+            workflow_id=self.inp.workflow_id,
+            loan_id=self.inp.loan_id,
+            currency=self.inp.currency,
+            stage=s.stage,
+            status="paused" if case.status_name() == "paused" else "active",
+            outstanding=case.amount(s.balances.total),
+            total_paid=case.amount(s.total_paid),
+        )
 
     async def _record_closed(self) -> None:
         s = self.case.state
