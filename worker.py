@@ -20,7 +20,7 @@ import signal
 import structlog
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case import CaseActivities
@@ -41,20 +41,26 @@ from workflows.jobs import JOBS
 log = structlog.get_logger("worker")
 
 
-# The project's workflow modules pass through the sandbox: imported once per worker, not once per cached
-# workflow (the SDK's default re-imports a workflow's module in every workflow's sandbox). That isolation is
-# only needed for module-level state a run mutates, and workflows/ has none: its module globals are
-# constants (strings, a timedelta, retry policies only ever passed as arguments, frozen search attribute
-# keys and their lists) and all of a case's state lives on its CollectionCase instance.
-# What is lost: the sandbox's proxies of restricted calls (datetime.now, random, I/O) no longer wrap
-# workflows/ itself, as they already did not wrap domain/ and activities.contracts; tests/test_replay.py
-# replays the recorded histories under the SDK's default sandbox, which still checks them.
+# Production's workers run the workflows without the SDK's sandbox (UnsandboxedWorkflowRunner). The sandbox
+# checks only code imported inside it, and every module of ours is passed through (imported once per worker, not
+# once per cached workflow: WORKFLOW_MODULES, with domain/ and activities.contracts already passed through by the
+# workflow's imports), so in production it checked none of our code, while it cost an exec inside it for every
+# payload sequence the SDK encodes or decodes and 27% of the workflows' own CPU per loan-year (README
+# "Benchmarks"). The check stays where it catches a restricted call (datetime.now, random, I/O) before it ships:
+# the test suite runs every workflow under the SDK's strict default sandbox (tests/conftest.py), and
+# tests/test_replay*.py replay the recorded histories. `passthrough_runner` is the sandbox production ran before,
+# kept for the benchmarks' comparison (python -m bench --sandbox passthrough).
 WORKFLOW_MODULES = ("workflows",)
 
 
-def workflow_runner(*more_modules: str) -> SandboxedWorkflowRunner:
-    """The production sandbox: the SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through,
-    and opentelemetry, whose context and global provider the tracing interceptor's workflow spans share with the host."""
+def workflow_runner() -> WorkflowRunner:
+    """Production's workflow runner: no sandbox (see above)."""
+    return UnsandboxedWorkflowRunner()
+
+
+def passthrough_runner(*more_modules: str) -> SandboxedWorkflowRunner:
+    """The SDK's default restrictions with WORKFLOW_MODULES (and `more_modules`) passed through, and opentelemetry,
+    whose context and global provider the tracing interceptor's workflow spans share with the host."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             *WORKFLOW_MODULES, *tracing.SANDBOX_PASSTHROUGH, *more_modules

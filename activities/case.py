@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -35,13 +37,16 @@ from activities.contracts import (
     LedgerEntry,
     RejectedInput,
     ReversalEntry,
+    StepOutcome,
+    StepRun,
+    StepSent,
     WindowClosed,
     for_guarantor,
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
 from db.repo import GateRequest, GateStore, Repo, rules_decider
 from db.selfservice import LinkStore
-from db.tables import RejectedInputRow
+from db.tables import BorrowerRow, RejectedInputRow
 from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
@@ -129,31 +134,19 @@ class CaseActivities:
         """
 
         decide = rules_decider(check.now, check.rules, check.day_seconds)
+        decided = []
+        for person, actions, requests in _gate_calls(check):
+            decided.append((actions, await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)))
+        return self._gate_answer(check, decided)
 
-        out = []
-        # the borrower's contacts are judged on the borrower's record, the guarantor's on the guarantor's
-        for person, actions in (
-            (check.borrower_id, [a for a in check.actions if not for_guarantor(a)]),
-            (check.guarantor_id, [a for a in check.actions if for_guarantor(a)]),
-        ):
-            if not actions or person is None:
-                continue
-            requests = [
-                GateRequest(
-                    idempotency_key=f"{check.case_key}:{check.step}:{a}",
-                    workflow_id=check.workflow_id,
-                    loan_id=check.loan_id,
-                    step=check.step,
-                    action=a,
-                    channel=channels.channel_of(a),
-                )
-                for a in actions
-            ]
-            decisions = await asyncio.to_thread(self.gate.check, person, check.now, requests, decide)
-            out += [
-                GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason, retry_at=d.retry_at, final=d.final)
-                for a, d in zip(actions, decisions, strict=False)
-            ]
+    def _gate_answer(self, check: GateCheck, decided: list[tuple[list, list]]) -> list[GateDecision]:
+        """The gate's decisions (each person's actions with their `Decision`s) as the workflow takes them, counted
+        and logged."""
+        out = [
+            GateDecision(action=a, allowed=d.allowed, rule=d.rule, reason=d.reason, retry_at=d.retry_at, final=d.final)
+            for actions, decisions in decided
+            for a, d in zip(actions, decisions, strict=False)
+        ]
         for d in out:
             if not d.allowed:
                 metrics.count(activity.metric_meter(), "collections_refusals", "Contacts refused, by rule", rule=d.rule)
@@ -197,7 +190,7 @@ class CaseActivities:
         self.repo.record_events(self._audit_rows(workflow_id, loan_id, case_key, events))
         self._conversations(workflow_id, loan_id, case_key, events)
 
-    def _conversations(self, workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> None:
+    def _conversations(self, workflow_id: str, loan_id: str, case_key: str, events: list[Event], session=None) -> None:
         """Call and visit outcomes an operator recorded (CLI, API: the record_outcome update) into the contact
         ledger, once each (keyed by the case and the event's sequence number), at the time they were recorded."""
         rows = []
@@ -225,7 +218,7 @@ class CaseActivities:
                 )
             )
         if rows:
-            self.repo.record_operator_contacts(rows)
+            self.repo.record_operator_contacts(rows, session=session)
 
     @staticmethod
     def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
@@ -244,6 +237,197 @@ class CaseActivities:
             for e in events
             if not e.kind.startswith("contact_")
         ]
+
+    # ------------------------------------------------------------------ a step in two transactions
+
+    @activity.defn(name=channels.RUN_STEP)
+    async def run_step(self, run: StepRun) -> StepOutcome:
+        """A step's contacts (run as a local activity): the gate's check and the beginning of every send it allows
+        in one transaction, the first attempt at each send concurrently over the worker's one gateway client, and
+        every outcome in one more transaction.
+
+        The same rows as `check_contacts` and a channel activity per send, with the same guarantees: the borrower's
+        row is locked from the gate's check until the allowed contacts are reserved; each send is keyed by its
+        idempotency key, so a re-run after a crash finds its reservation and its contact row and sends the body its
+        first attempt froze, which the gateway delivers once. A send the gateway could not take comes back to the
+        workflow, which sends it again on its own (the channel activity), re-checking the window at every attempt."""
+        check = run.check
+        now = _attempt_now(run.request)
+        requests: dict[str, ChannelRequest] = {
+            s.action: run.request.model_copy(
+                update=dict(action=s.action, letter=s.letter, idempotency_key=f"{check.case_key}:{check.step}:{s.action}")
+            )
+            for s in run.sends
+        }
+        decided, begun = await asyncio.to_thread(self._open_step, run, requests, now)
+        decisions = self._gate_answer(check, decided)
+        lg = _bound(loan_id=check.loan_id, step=check.step)
+        await asyncio.gather(*(self._first_attempt(b, now, lg) for b in begun if b.body is not None))
+        await asyncio.to_thread(self._close_step, run, begun)
+        for b in begun:
+            if b.recorded and b.result is not None:
+                if b.result.status == "failed":
+                    lg.warning("contact failed", action=b.req.action, channel=b.channel, reason=b.result.reason)
+                metrics.count(
+                    activity.metric_meter(),
+                    "collections_contacts",
+                    "Contacts made, by channel and outcome",
+                    channel=b.channel,
+                    outcome=b.result.outcome or b.result.status,
+                )
+        return StepOutcome(
+            decisions=decisions,
+            sent=[StepSent(action=b.req.action, result=b.result, deferred=b.deferred, retry_after=b.retry_after) for b in begun],
+        )
+
+    def _open_step(
+        self, run: StepRun, requests: dict[str, ChannelRequest], now: datetime
+    ) -> tuple[list[tuple[list, list]], list[_Begun]]:
+        """The first transaction of a step: the gate's check of each person (their rows locked in the order of their
+        ids), then each allowed send's contact row and its link; then, outside it, each body rendered."""
+        check = run.check
+        decide = rules_decider(check.now, check.rules, check.day_seconds)
+        calls = list(_gate_calls(check))
+        with self.repo.tx() as s:
+            answers: dict[int, list] = {}
+            for i in sorted(range(len(calls)), key=lambda i: calls[i][0]):
+                person, _, gate_requests = calls[i]
+                answers[i] = self.gate.check(person, check.now, gate_requests, decide, session=s)
+            decided = [(calls[i][1], answers[i]) for i in range(len(calls))]
+            allowed = {a for actions, ds in decided for a, d in zip(actions, ds, strict=False) if d.allowed}
+            begun = [self._begin(s, requests[a], now) for a in requests if a in allowed]
+        for b in begun:
+            if b.extra is not None:
+                assert b.borrower is not None and b.first is not None and b.today is not None  # _begin set them
+                b.body = messages.body(b.channel, b.first, b.borrower, b.today, debtor=b.debtor, extra=b.extra, link=b.link)
+        return decided, begun
+
+    def _begin(self, s, req: ChannelRequest, now: datetime) -> _Begun:
+        """A send's part of the step's first transaction, as `_deliver` begins it: its contact row (attempts
+        counted, what it is rendered from frozen by its first attempt), the checks that need no gateway, and its link.
+        Its body is rendered once the transaction has committed (from `extra`)."""
+        spec = channels.row(req.action)
+        b = _Begun(req=req, channel=spec.channel)
+        recipient_id = req.guarantor_id if for_guarantor(req.action) else req.borrower_id
+        if recipient_id is None:
+            return b.failed("the loan names no guarantor")
+
+        def today_for(borrower) -> date:
+            return local_date(now, borrower.timezone if borrower else "UTC")
+
+        borrower, debtor, row = self.repo.begin_send(
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            loan_id=req.loan_id,
+            borrower_id=recipient_id,
+            step=req.step,
+            channel=b.channel,
+            action=req.action,
+            frozen=lambda r: _freeze(req, today_for(r)),
+            debtor_id=req.borrower_id if for_guarantor(req.action) else None,
+            session=s,
+        )
+        if row.status == "deferred":  # an earlier attempt gave the gate's reservation back: ask the gate first
+            b.deferred = WindowClosed(rule="gate_again", reason="the send was deferred; the gate decides anew", retry_at=now)
+            return b
+        if row.status != "pending":  # a rerun after the first attempt finished: report what happened
+            b.result = ContactResult(
+                action=req.action,
+                channel=b.channel,
+                status=_FINISHED[row.status],
+                outcome=row.outcome,
+                reason=row.reason,
+                reference=row.reference,
+            )
+            return b
+        if borrower is None:
+            return b.failed(f"borrower {recipient_id} is not in the system of record")
+        if spec.needs and not getattr(borrower, spec.needs):
+            return b.failed(f"borrower has no {spec.needs} on record")
+        assert req.rules is not None  # a step's request carries the check's rules
+        refused = visits.time_refusal(b.channel, now, borrower.timezone, req.rules)
+        if refused is not None:
+            self.repo.defer_contact(req.idempotency_key, event=_deferral(req, b.channel, row.attempts, refused, now), session=s)
+            b.deferred = WindowClosed(rule=refused.rule, reason=refused.reason, retry_at=refused.retry_at)
+            return b
+        b.first, b.today = _thaw(row.frozen, req, today_for(borrower))
+        b.borrower, b.debtor, b.extra = borrower, debtor, {}
+        if b.channel == "visit":
+            b.windows = _visit_windows(b.first, borrower.timezone)
+            b.extra = {"windows": [{"start": x.isoformat(), "end": y.isoformat()} for x, y in b.windows]}
+        if b.channel in LINKED_CHANNELS:  # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py)
+            b.link = LinkStore(self.repo).issue(
+                link_secret(),
+                settings().public_url,
+                idempotency_key=req.idempotency_key,
+                workflow_id=req.workflow_id,
+                loan_id=req.loan_id,
+                borrower_id=req.borrower_id,
+                recipient_id=recipient_id,
+                audience="guarantor" if for_guarantor(req.action) else "borrower",
+                channel=b.channel,
+                now=now,
+                session=s,
+            )
+        return b
+
+    async def _first_attempt(self, b: _Begun, now: datetime, lg) -> None:
+        """The send's first attempt at the gateway; what it came to is left on `b`."""
+        req, channel = b.req, b.channel
+        assert b.body is not None and b.first is not None and b.today is not None  # rendered by _open_step
+        lg = lg.bind(action=req.action, channel=channel)
+        try:
+            resp = await self.gateway.send(channel, b.body, req.idempotency_key)
+            if channel == "visit":
+                resp = await self._booked_inside(req, b.borrower, b.debtor, b.first, b.today, resp, b.windows, now, lg)
+        except (GatewayRejected, _VisitRefused) as exc:
+            b.failed(str(exc))
+            return
+        except GatewayRetryable as exc:
+            b.error, b.retry_after = str(exc), exc.retry_after or 0.0
+            lg.warning("gateway unavailable, will retry", reason=str(exc), retry_after=exc.retry_after)
+            return
+        except Exception as exc:  # noqa: BLE001 - the send is the workflow's to run again, on its own, as before
+            b.error, b.retry_after = f"{type(exc).__name__}: {exc}", 0.0
+            lg.exception("send failed; the workflow sends it again")
+            return
+        b.recorded = True
+        b.result = ContactResult(
+            action=req.action,
+            channel=channel,
+            outcome=resp.get("outcome"),
+            reference=resp.get("id"),
+            promise_amount=resp.get("promise_amount"),
+            promise_date=resp.get("promise_date"),
+        )
+        lg.info("delivered", outcome=b.result.outcome, duplicate=resp.get("duplicate", False))
+
+    def _close_step(self, run: StepRun, begun: list[_Begun]) -> None:
+        """The second transaction of a step: every send's result with its audit event, the gateway's errors on the
+        sends it could not take, the case projection and the workflow's events."""
+        req, p = run.request, run.projection
+        finished = [b for b in begun if b.recorded]
+        case = _case_row(req) if finished else None
+        if p is not None:  # the whole row, as the workflow's projection would write it next
+            case = dict(
+                workflow_id=p.workflow_id,
+                loan_id=p.loan_id,
+                currency=p.currency,
+                stage=p.stage,
+                status=p.status,
+                outstanding=parse_amount(p.outstanding, p.currency, allow_zero=True),
+                total_paid=parse_amount(p.total_paid, p.currency, allow_zero=True),
+            )
+        with self.repo.tx() as s:
+            self.repo.finish_sends(
+                contacts=[_finished_rows(b.req, b.channel, b.result) for b in finished if b.result is not None],
+                case=case,
+                events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events),
+                notes=[(b.req.idempotency_key, b.error) for b in begun if b.error is not None],
+                session=s,
+            )
+            if req.events:
+                self._conversations(req.workflow_id, req.loan_id, req.case_key, req.events, session=s)
 
     # ------------------------------------------------------------------ channels
 
@@ -301,25 +485,7 @@ class CaseActivities:
             refused = visits.time_refusal(channel, now, borrower.timezone, rules)
             if refused is not None:
                 await asyncio.to_thread(
-                    self.repo.defer_contact,
-                    req.idempotency_key,
-                    event=dict(
-                        workflow_id=req.workflow_id,
-                        loan_id=req.loan_id,
-                        kind="contact_deferred",
-                        detail=f"{req.step}/{req.action} via {channel}: not sent on attempt {row.attempts}: {refused.rule}: "
-                        f"{refused.reason}; asks the gate again at {refused.retry_at.isoformat()}",
-                        cause={
-                            "step": req.step,
-                            "action": req.action,
-                            "key": req.idempotency_key,
-                            "rule": refused.rule,
-                            "attempt": row.attempts,
-                            "retry_at": refused.retry_at.isoformat(),
-                        },
-                        at=now,
-                        dedupe_key=f"deferred:{req.idempotency_key}:{row.attempts}",
-                    ),
+                    self.repo.defer_contact, req.idempotency_key, event=_deferral(req, channel, row.attempts, refused, now)
                 )
                 lg.info("window closed: not sent", rule=refused.rule, retry_at=refused.retry_at.isoformat())
                 raise _window_closed(WindowClosed(rule=refused.rule, reason=refused.reason, retry_at=refused.retry_at))
@@ -451,27 +617,11 @@ class CaseActivities:
 
     def _finish(self, req: ChannelRequest, channel: str, r: ContactResult) -> None:
         """The contact's result, its audit event, the case projection and the workflow's events: one transaction."""
+        contact, event = _finished_rows(req, channel, r)
         self.repo.finish_send(
-            contact=dict(
-                idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference
-            ),
-            event=dict(
-                workflow_id=req.workflow_id,
-                loan_id=req.loan_id,
-                kind=f"contact_{r.status}",
-                detail=f"{req.step}/{req.action} via {channel}"
-                + (f": {r.outcome}" if r.outcome else "")
-                + (f" ({r.reason})" if r.reason else ""),
-                cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
-                dedupe_key=f"contact:{req.idempotency_key}",
-            ),
-            case=dict(
-                workflow_id=req.workflow_id,
-                loan_id=req.loan_id,
-                currency=req.currency,
-                stage=req.stage,
-                outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True),
-            ),
+            contact=contact,
+            event=event,
+            case=_case_row(req),
             events=self._audit_rows(req.workflow_id, req.loan_id, req.case_key, req.events),
         )
 
@@ -666,6 +816,7 @@ class CaseActivities:
     def all(self) -> list:
         return [
             self.check_contacts,
+            self.run_step,
             self.calendar_years,
             self.record_hold,
             *(getattr(self, n) for n in channels.ACTIVITIES),
@@ -683,6 +834,106 @@ class CaseActivities:
 
 class _VisitRefused(Exception):
     pass
+
+
+@dataclass
+class _Begun:
+    """One send of a step (CaseActivities.run_step) on its way: what its first transaction read, and what it came to."""
+
+    req: ChannelRequest
+    channel: str
+    borrower: BorrowerRow | None = None
+    debtor: BorrowerRow | None = None
+    first: ChannelRequest | None = None  # what the message is rendered from (the first attempt's, frozen)
+    today: date | None = None
+    link: str | None = None
+    windows: list = field(default_factory=list)
+    extra: dict | None = None  # set: the send is rendered and goes to the gateway
+    body: dict | None = None
+    result: ContactResult | None = None
+    recorded: bool = False  # `result` is this attempt's, to be written
+    deferred: WindowClosed | None = None
+    error: str | None = None  # the gateway could not take it: the workflow sends it again
+    retry_after: float | None = None
+
+    def failed(self, reason: str) -> _Begun:
+        self.result = ContactResult(action=self.req.action, channel=self.channel, status="failed", reason=reason)
+        self.recorded, self.extra = True, None
+        return self
+
+
+def _gate_calls(check: GateCheck) -> Iterator[tuple[str, list, list[GateRequest]]]:
+    """The gate's questions of a step, one per person, in the order their decisions come back: the borrower's
+    contacts are judged on the borrower's record, the guarantor's on the guarantor's."""
+    for person, actions in (
+        (check.borrower_id, [a for a in check.actions if not for_guarantor(a)]),
+        (check.guarantor_id, [a for a in check.actions if for_guarantor(a)]),
+    ):
+        if not actions or person is None:
+            continue
+        yield (
+            person,
+            actions,
+            [
+                GateRequest(
+                    idempotency_key=f"{check.case_key}:{check.step}:{a}",
+                    workflow_id=check.workflow_id,
+                    loan_id=check.loan_id,
+                    step=check.step,
+                    action=a,
+                    channel=channels.channel_of(a),
+                )
+                for a in actions
+            ],
+        )
+
+
+def _finished_rows(req: ChannelRequest, channel: str, r: ContactResult) -> tuple[dict, dict]:
+    """A finished send's contact row update and its audit event (Repo.finish_send's `contact` and `event`)."""
+    return (
+        dict(idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference),
+        dict(
+            workflow_id=req.workflow_id,
+            loan_id=req.loan_id,
+            kind=f"contact_{r.status}",
+            detail=f"{req.step}/{req.action} via {channel}"
+            + (f": {r.outcome}" if r.outcome else "")
+            + (f" ({r.reason})" if r.reason else ""),
+            cause={"step": req.step, "action": req.action, "key": req.idempotency_key, "dpd": req.dpd},
+            dedupe_key=f"contact:{req.idempotency_key}",
+        ),
+    )
+
+
+def _case_row(req: ChannelRequest) -> dict:
+    return dict(
+        workflow_id=req.workflow_id,
+        loan_id=req.loan_id,
+        currency=req.currency,
+        stage=req.stage,
+        outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True),
+    )
+
+
+def _deferral(req: ChannelRequest, channel: str, attempt: int, refused, now: datetime | None) -> dict:
+    """The audit event of a send not made because its window had closed when its attempt came."""
+    return dict(
+        workflow_id=req.workflow_id,
+        loan_id=req.loan_id,
+        kind="contact_deferred",
+        detail=f"{req.step}/{req.action} via {channel}: not sent on attempt {attempt}: {refused.rule}: "
+        f"{refused.reason}; asks the gate again at {refused.retry_at.isoformat()}",
+        cause={
+            "step": req.step,
+            "action": req.action,
+            "key": req.idempotency_key,
+            "rule": refused.rule,
+            "attempt": attempt,
+            "retry_at": refused.retry_at.isoformat(),
+        },
+        at=now,
+        dedupe_key=f"deferred:{req.idempotency_key}:{attempt}",
+    )
 
 
 def _window_closed(details: WindowClosed) -> ApplicationError:

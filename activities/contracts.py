@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The channel registry (domain/channels.py) says which activity and gateway channel each action uses.
 from domain.channels import ActionName, base_action, for_guarantor  # noqa: F401 - re-exported
-from domain.models import Event, Outcome
+from domain.models import ContactResult, Event, Outcome
 from domain.policy import ContactRules
 
 # A timed send found its contact window closed (or its day not a contact day) when the attempt came: nothing
@@ -139,6 +139,54 @@ class GateDecision(Contract):
     final: bool = False
 
 
+class CaseProjection(Contract):
+    """What the console's case row holds of an open case: written whenever one of these changes."""
+
+    workflow_id: str
+    loan_id: str
+    currency: str
+    stage: str
+    status: Literal["active", "paused"]
+    outstanding: str
+    total_paid: str
+
+
+class StepSend(Contract):
+    """One send of a step: its action and, for a letter, which letter."""
+
+    action: ActionName
+    letter: str | None = None
+
+
+class StepRun(Contract):
+    """A step's contacts in one local activity: the gate's check, then a first attempt at each send it allows.
+    `request` is what the step's sends share (its `now` and `rules` the check's); each send's action, key and
+    letter are its own (`sends`)."""
+
+    check: GateCheck
+    request: ChannelRequest
+    sends: list[StepSend]
+    projection: CaseProjection | None = Field(
+        default=None, description="the case row as the step leaves it, written in the step's second transaction"
+    )
+
+
+class StepSent(Contract):
+    """What a send of the step came to on its first attempt: finished (`result`), not sent because its window
+    closed (`deferred`), or neither (the gateway could not take it: the workflow sends it again on its own,
+    after `retry_after` seconds when the gateway asked for a wait longer than a local retry's)."""
+
+    action: ActionName
+    result: ContactResult | None = None
+    deferred: WindowClosed | None = None
+    retry_after: float | None = None
+
+
+class StepOutcome(Contract):
+    decisions: list[GateDecision]
+    sent: list[StepSent]
+
+
 class HoldChange(Contract):
     workflow_id: str
     case_key: str
@@ -151,18 +199,6 @@ class HoldChange(Contract):
     released: bool = False
     released_by: str | None = None
     events: list[Event] = []
-
-
-class CaseProjection(Contract):
-    """What the console's case row holds of an open case: written whenever one of these changes."""
-
-    workflow_id: str
-    loan_id: str
-    currency: str
-    stage: str
-    status: Literal["active", "paused"]
-    outstanding: str
-    total_paid: str
 
 
 class UnappliedPayment(Contract):

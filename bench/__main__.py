@@ -109,11 +109,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="the worker's to_thread pool (default: Python's, min(32, cpus + 4))")
     p.add_argument(
         "--sandbox",
-        choices=("passthrough", "default", "none"),
-        default="passthrough",
-        help="passthrough (production's, worker.workflow_runner): the workflow modules pass through the "
-        "sandbox, imported once per worker; default: the SDK's default sandbox, which imports them "
-        "again for every cached workflow; none: no sandbox (UnsandboxedWorkflowRunner), for comparison only",
+        choices=("none", "passthrough", "default"),
+        default="none",
+        help="none (production's, worker.workflow_runner): no sandbox (UnsandboxedWorkflowRunner); passthrough: "
+        "the workflow modules pass through the sandbox, imported once per worker (worker.passthrough_runner, "
+        "production's before); default: the SDK's default sandbox, which imports them again for every cached "
+        "workflow; the last two for comparison",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the worker processes; summaries in var/bench/")
     p.add_argument("--json", type=Path, default=None, help="where to write the results (var/bench/latest.json)")

@@ -338,7 +338,7 @@ class WorkerProcess:
     log_level: str = "info"
     gateway_max_connections: int | None = None
     threads: int | None = None
-    sandbox: str = "passthrough"  # production's (worker.workflow_runner)
+    sandbox: str = "none"  # production's (worker.workflow_runner)
     activities: str = "real"
     kind: str = "case"  # "peer": bench/peer.py's baseline on a worker of its own (default converter and sandbox)
     env: dict = field(default_factory=dict)

@@ -271,7 +271,7 @@ async def run(
             cpu / n * 1000,
             None,
             "ms",
-            "<= 80" if activities == "real" else "",
+            "<= 200" if activities == "real" else "",
             goal_on="ours",
             note="the worker process's own CPU time (/proc) over the year, divided by the loans",
         ),

@@ -177,6 +177,7 @@ async def run(
                     c["cpu"],
                     figures["peer"]["cpu"],
                     "ms",
+                    "<= 0.6",
                     note="each worker process's own CPU time (time.process_time in it), read around its own batches",
                 )
             )

@@ -22,6 +22,9 @@ from activities.contracts import (
     LedgerEntry,
     RejectedInput,
     ReversalEntry,
+    StepOutcome,
+    StepRun,
+    StepSent,
 )
 from domain import channels
 from domain.models import ContactResult, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
@@ -52,6 +55,17 @@ class StubActivities:
     @activity.defn(name=channels.CHECK_CONTACTS)
     async def check_contacts(self, check: GateCheck) -> list[GateDecision]:
         return [GateDecision(action=a, allowed=True, rule="stub", reason="stub gate") for a in check.actions]
+
+    @activity.defn(name=channels.RUN_STEP)
+    async def run_step(self, run: StepRun) -> StepOutcome:
+        sends = [
+            run.request.model_copy(update={"action": s.action, "idempotency_key": f"{run.check.step}:{s.action}"})
+            for s in run.sends
+        ]
+        return StepOutcome(
+            decisions=[GateDecision(action=a, allowed=True, rule="stub", reason="stub gate") for a in run.check.actions],
+            sent=[StepSent(action=r.action, result=_contact(r)) for r in sends],
+        )
 
     @activity.defn(name=channels.RECORD_HOLD)
     async def record_hold(self, change: HoldChange) -> None:
@@ -106,6 +120,7 @@ class StubActivities:
             getattr(self, n)
             for n in (
                 "check_contacts",
+                "run_step",
                 "record_hold",
                 *channels.ACTIVITIES,
                 "record_payment",

@@ -31,7 +31,7 @@ from domain import calendar
 from encryption import codec
 from infra import config
 from infra import logging as applog
-from worker import build_worker, workflow_runner
+from worker import build_worker, passthrough_runner, workflow_runner
 
 MARK = "@@bench "  # answers start with this; anything else a library prints on stdout is skipped
 
@@ -110,22 +110,18 @@ async def main(settings: dict) -> None:
         return
     repo = Repo(make_engine(settings["database_url"]))
     tuning = dict(settings.get("tuning", {}))
-    if settings.get("sandbox", "passthrough") == "default":
+    if settings.get("sandbox", "none") == "default":
         # the SDK's default sandbox, which re-imports every workflow module per cached workflow (for comparison)
         from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
         tuning["workflow_runner"] = SandboxedWorkflowRunner()
-    elif settings.get("sandbox") == "none":
-        # no sandbox at all (for comparison): the SDK reaches the workflow's serialization context for every payload
-        # it encodes or decodes through the sandbox (an exec in it); without one that is a plain call
-        from temporalio.worker import UnsandboxedWorkflowRunner
-
-        tuning["workflow_runner"] = UnsandboxedWorkflowRunner()
+    elif settings.get("sandbox") == "passthrough":
+        # the sandbox production ran before (worker.passthrough_runner: the workflow modules pass through), with the
+        # bench's own workflow modules (the baselines, the probe) passed through the same way (for comparison)
+        tuning["workflow_runner"] = passthrough_runner("bench")
     else:
-        # production's sandbox (worker.workflow_runner: the workflow modules pass through), and the bench's own
-        # workflow modules (the baselines, the probe) pass through the same way, so that baseline and case compare
-        # under one rule
-        tuning["workflow_runner"] = workflow_runner("bench")
+        # production's: no sandbox (worker.workflow_runner)
+        tuning["workflow_runner"] = workflow_runner()
     activities = CaseActivities(repo, gateway)
     if settings.get("activities") == "stub":
         from bench.stubs import StubActivities, missing_from_stubs

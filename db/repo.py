@@ -5,7 +5,8 @@ crash writes nothing twice (unique keys with ON CONFLICT DO NOTHING)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
@@ -59,6 +60,17 @@ class Repo:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def tx(self, session: Session | None = None) -> Iterator[Session]:
+        """A transaction of its own (committed at the end), or a part of the caller's `session`, which commits it:
+        the writes of a whole step (the gate, its sends' rows, their links) share one."""
+        if session is not None:
+            yield session
+            return
+        with self.session() as s:
+            yield s
+            s.commit()
 
     # ---- borrowers and loans (import / start)
 
@@ -227,6 +239,7 @@ class Repo:
         action: str,
         frozen: Callable[[BorrowerRow | None], str | None],
         debtor_id: str | None = None,
+        session: Session | None = None,
     ) -> tuple[BorrowerRow | None, BorrowerRow | None, ContactRow]:
         """What a send reads and writes before it calls the gateway, in one transaction:
         (the recipient's record, the debtor's record if `debtor_id`, the contact row).
@@ -236,8 +249,8 @@ class Repo:
         kept from the first attempt that gives one (None gives none): the returned row's `frozen` is what every attempt
         must send.
         The reads come first and the transaction begins at the first write (SQLite), as with the
-        separate calls."""
-        with self.session() as s:
+        separate calls. With `session`, a part of the caller's transaction (Repo.tx)."""
+        with self.tx(session) as s:
             borrower = s.get(BorrowerRow, borrower_id)
             debtor = s.get(BorrowerRow, debtor_id) if debtor_id is not None else None
             row = _begin_contact(
@@ -251,40 +264,60 @@ class Repo:
                 action=action,
                 frozen=frozen(borrower),
             )
-            s.commit()
             return borrower, debtor, row
 
-    def finish_send(self, *, contact: dict, event: dict, case: dict, events: list[dict]) -> None:
+    def finish_send(self, *, contact: dict, event: dict, case: dict, events: list[dict], session: Session | None = None) -> None:
         """What a send writes once the gateway answered, in one transaction: the contact row's result (`contact`:
         idempotency_key, status, outcome, reason, reference), `record_event(**event)` (the contact's own event),
         `project_case(**case)` and `record_events(events)` (the workflow's events it carried). The same rows, in the
-        same order, as those calls one after the other."""
-        with self.session() as s:
+        same order, as those calls one after the other. With `session`, a part of the caller's transaction."""
+        with self.tx(session) as s:
             _finish_contact(s, **contact)
             _record_events(s, [event])
             _project_case(s, **case)
             _record_events(s, events)
-            s.commit()
 
-    def defer_contact(self, idempotency_key: str, *, event: dict) -> None:
+    def finish_sends(
+        self,
+        *,
+        contacts: list[tuple[dict, dict]],
+        case: dict | None,
+        events: list[dict],
+        notes: list[tuple[str, str]],
+        session: Session | None = None,
+    ) -> None:
+        """What a step's sends write once the gateway answered them, in one transaction: `finish_send`'s rows of each
+        finished send (`contacts`: its `contact` and `event`), the case projection once (`case`, when one finished),
+        the workflow's events once, and the gateway's error on each send it could not take (`notes`: key, reason)."""
+        with self.tx(session) as s:
+            for contact, _ in contacts:
+                _finish_contact(s, **contact)
+            _record_events(s, [event for _, event in contacts])
+            if case is not None:
+                _project_case(s, **case)
+            _record_events(s, events)
+            for key, reason in notes:
+                self.note_contact_error(key, reason, session=s)
+
+    def defer_contact(self, idempotency_key: str, *, event: dict, session: Session | None = None) -> None:
         """A send found its window closed when its attempt came: nothing went out. The row gives its reservation
         back (status `deferred`: the gate's caps no longer count it) until the gate allows it again
-        (GateStore.check); the deferral is an audit event (`record_event(**event)`). One transaction."""
-        with self.session() as s:
+        (GateStore.check); the deferral is an audit event (`record_event(**event)`). One transaction (or a part of
+        `session`'s)."""
+        with self.tx(session) as s:
             s.execute(
                 update(CONTACTS)
                 .where(CONTACTS.c.idempotency_key == idempotency_key, CONTACTS.c.status == "pending")
                 .values(status="deferred", updated_at=utcnow())
             )
             _record_events(s, [event])
-            s.commit()
 
-    def record_operator_contacts(self, rows: list[dict]) -> None:
+    def record_operator_contacts(self, rows: list[dict], session: Session | None = None) -> None:
         """Conversations an operator recorded (a call or visit outcome): delivered contacts in the ledger, at the
         time they were recorded, with their outcome; the borrower is the loan's. Once per idempotency key."""
         if not rows:
             return
-        with self.session() as s:
+        with self.tx(session) as s:
             borrowers: dict[str, str] = {
                 loan: borrower
                 for loan, borrower in s.execute(
@@ -303,7 +336,6 @@ class Repo:
                     values.append(dict(r, **extra, created_at=now, updated_at=now))
             if values:
                 s.execute(_insert(s, ContactRow).on_conflict_do_nothing(index_elements=["idempotency_key"]), values)
-            s.commit()
 
     @staticmethod
     def _task_call_answered(s: Session, task_id: int, outcome: str) -> bool:
@@ -320,14 +352,13 @@ class Repo:
             s.add(row)
         return True
 
-    def note_contact_error(self, idempotency_key: str, reason: str) -> None:
-        with self.session() as s:
+    def note_contact_error(self, idempotency_key: str, reason: str, session: Session | None = None) -> None:
+        with self.tx(session) as s:
             s.execute(
                 update(ContactRow)
                 .where(col(ContactRow.idempotency_key) == idempotency_key)
                 .values(reason=reason[:500], updated_at=utcnow())
             )
-            s.commit()
 
     def contacts(self, loan_id: str | None = None, workflow_id: str | None = None) -> list[ContactRow]:
         with self.session() as s:
@@ -641,11 +672,12 @@ class GateStore:
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
 
-    def check(self, borrower_id: str, now: datetime, requests: list[GateRequest], decide) -> list:
-        """`decide(request, tz, holds, history, prefs)` -> Decision; allowed contacts are reserved (a pending row)."""
+    def check(self, borrower_id: str, now: datetime, requests: list[GateRequest], decide, session: Session | None = None) -> list:
+        """`decide(request, tz, holds, history, prefs)` -> Decision; allowed contacts are reserved (a pending row). With
+        `session`, a part of the caller's transaction (the borrower's row stays locked until it commits)."""
         from domain.compliance import ActiveHold, Decision, PastContact
 
-        with self.repo.session() as s:
+        with self.repo.tx(session) as s:
             borrowers = table_of(BorrowerRow)  # a Core UPDATE (the row lock), without the ORM's bulk-update bookkeeping
             b = borrowers.c
             # an UPDATE's result is a CursorResult (Session.execute is typed for any statement)
@@ -742,7 +774,6 @@ class GateStore:
                     )
                 )
                 out.append(d)
-            s.commit()
             return out
 
     def place_hold(

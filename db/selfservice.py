@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, func, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from db.repo import Repo, _insert
 from db.tables import BorrowerLinkRow, BorrowerSessionRow, ContactRow, table_of
@@ -35,6 +35,7 @@ class LinkStore:
         audience: rules.Audience,
         channel: str,
         now: datetime,
+        session: Session | None = None,
     ) -> str:
         """The link the message sent under `idempotency_key` carries (its every attempt the same), recorded by its
         token's keyed hash only; returns the URL."""
@@ -52,9 +53,8 @@ class LinkStore:
             wrong_codes=0,
             secret_fp=rules.fingerprint(secret),
         )
-        with self.repo.session() as s:  # once: a send's every attempt makes the same token
+        with self.repo.tx(session) as s:  # once: a send's every attempt makes the same token
             s.execute(_insert(s, BorrowerLinkRow).on_conflict_do_nothing(index_elements=["token_hash"]), values)
-            s.commit()
         return f"{base_url.rstrip('/')}/b/{token}"
 
     def latest_fingerprint(self) -> str | None:

@@ -64,6 +64,7 @@ REQUEUE_TASK = "requeue_task"
 END_TASKS = "end_tasks"
 RECORD_REJECTED_INPUT = "record_rejected_input"  # a signalled input the case refused or could not read
 CALENDAR_YEARS = "calendar_years"  # the calendar years in force, recorded by the case (domain.case.record_calendars)
+RUN_STEP = "run_step"  # a step's gate check and first attempt at each of its sends, in two transactions
 
 GUARANTOR_SUFFIX = "@guarantor"
 

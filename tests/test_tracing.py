@@ -2,7 +2,7 @@
 through the client's update, the workflow's handler and the ledger's local activity; a step that sends carries its
 trace to the gateway (a span, and `traceparent` on the request). Off when no endpoint is configured.
 
-The spans go to an in-memory exporter; the worker runs production's sandbox (worker.workflow_runner), on a client
+The spans go to an in-memory exporter; the worker runs production's workflow runner (worker.workflow_runner), on a client
 from infra/temporal.py connect(), as worker.py builds it.
 """
 

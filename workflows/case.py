@@ -34,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
         LedgerEntry,
         RejectedInput,
         ReversalEntry,
+        StepOutcome,
+        StepRun,
+        StepSend,
         UnappliedPayment,
         WindowClosed,
         base_action,
@@ -73,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.money import format_amount, parse_amount, to_major
     from domain.policy import Step
+    from domain.policy import shared as shared_policy
     from encryption.codec import UNDECRYPTABLE
     from infra import metrics
     from infra.sender import sender
@@ -138,6 +142,8 @@ def _tag(actor: Actor | None) -> str | None:
 class CollectionCase:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
+        # the worker's one copy of this policy (same content), in place: the SDK keeps the decoded input for the run
+        object.__setattr__(inp, "policy", shared_policy(inp.policy))
         self.inp = inp
         # The case opens at the run's start time, not at workflow.now(): if the worker dies during the first
         # workflow task (whose local activities already sent messages), the task runs again later, and the
@@ -413,7 +419,11 @@ class CollectionCase:
         self._details()  # search attributes follow once the step is done: one upsert per step
         plan = case.plan_step(idx, now)  # the actions not done yet: legal clocks' refusals, the rest to the gate
         nxt, refusals = plan.next_step, list(plan.refusals)
-        allowed = await self._gate(step.key, plan.gated, refusals) if plan.gated else []
+        outs: list[ContactResult | GateRecord] = []
+        one_go = bool(plan.gated) and self.versions.step_sends
+        if one_go:  # the gate and the sends' first attempts in one local activity (versioning.STEP_SENDS)
+            outs = await self._gate_and_send(step, plan.gated, refusals, nxt)
+        allowed = await self._gate(step.key, plan.gated, refusals) if plan.gated and not one_go else []
 
         async def send(action: str) -> ContactResult | GateRecord:
             try:
@@ -424,7 +434,7 @@ class CollectionCase:
         for action in plan.tasks:  # agent mode: a task for the floor instead of a send (domain/tasks.py)
             info = await self._task(channels.OPEN_TASK, self._task_request(step.key, action), f"{step.key}: {action} task")
             case.task_opened(idx, info, workflow.now())
-        outs = await asyncio.gather(*(send(action) for action in allowed))
+        outs += await asyncio.gather(*(send(action) for action in allowed))
         results = [o for o in outs if isinstance(o, ContactResult)]
         refusals += [o for o in outs if isinstance(o, GateRecord)]
         case.settle_step(idx, results, refusals, workflow.now())
@@ -493,29 +503,36 @@ class CollectionCase:
         if events:
             self.case.audited(events[-1].seq)
 
+    def _gate_check(self, step_key: str, actions: list[str], now: datetime) -> GateCheck:
+        return GateCheck(
+            workflow_id=self.inp.workflow_id,
+            case_key=self.case_key,
+            loan_id=self.inp.loan_id,
+            borrower_id=self.inp.borrower_id,
+            guarantor_id=self.inp.guarantor_id,
+            step=step_key,
+            actions=[channels.action_name(a) for a in actions],
+            now=now,
+            rules=self.case.policy.contact,
+            day_seconds=self.case.policy.day_seconds,
+        )
+
     async def _gate(self, step_key: str, actions: list[str], refusals: list) -> list[str]:
         """Ask the contact gate (a local activity: one marker in history) about `actions`; return the allowed ones."""
         now = workflow.now()
         decisions = await workflow.execute_local_activity(
             channels.CHECK_CONTACTS,
-            GateCheck(
-                workflow_id=self.inp.workflow_id,
-                case_key=self.case_key,
-                loan_id=self.inp.loan_id,
-                borrower_id=self.inp.borrower_id,
-                guarantor_id=self.inp.guarantor_id,
-                step=step_key,
-                actions=[channels.action_name(a) for a in actions],
-                now=now,
-                rules=self.case.policy.contact,
-                day_seconds=self.case.policy.day_seconds,
-            ),
+            self._gate_check(step_key, actions, now),
             result_type=list[GateDecision],
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
-        allowed = []
+        return self._take_decisions(step_key, decisions, now, refusals)
+
+    def _take_decisions(self, step_key: str, decisions: list[GateDecision], now: datetime, refusals: list) -> list[str]:
+        """The gate's decisions into the case (allowed) and `refusals` (refused); the allowed actions."""
+        allowed: list[str] = []
         for d in decisions:
             if d.allowed:
                 allowed.append(d.action)
@@ -535,17 +552,79 @@ class CollectionCase:
                 )
         return allowed
 
-    async def _act(
-        self, step_key: str, stage: str, action: str, letter: str | None = None, next_step: Step | None = None
-    ) -> ContactResult:
+    async def _gate_and_send(
+        self, step: Step, actions: list[str], refusals: list, next_step: Step | None
+    ) -> list[ContactResult | GateRecord]:
+        """The contact gate and the first attempt at every send it allows, in one local activity (one marker in
+        history, two database transactions: versioning.STEP_SENDS). A send the gateway could not take is sent again
+        on its own (`_act`), re-checking the window at every attempt, as a send always was."""
         case, now = self.case, workflow.now()
-        b = case.state.balances
-        if action == "bureau_notice":
-            letter = "bureau_notice"
-        elif base_action(action) != "letter":
-            letter = None
-        events = self.case.unaudited()
-        req = ChannelRequest(
+        events = case.unaudited()
+        req = self._channel_request(step.key, step.stage, actions[0], step.letter, next_step, now, events)
+        # the case row goes with the step's outcomes: the loop's next projection finds it written when nothing else
+        # changed, and costs no local activity of its own
+        projection = self._projection_row() if self.versions.projection and not case.state.closed else None
+        out = await workflow.execute_local_activity(
+            channels.RUN_STEP,
+            StepRun(
+                check=self._gate_check(step.key, actions, now),
+                request=req.model_copy(update={"now": now, "rules": case.policy.contact}),
+                sends=[StepSend(action=channels.action_name(a), letter=_letter(a, step.letter)) for a in actions],
+                projection=projection,
+            ),
+            result_type=StepOutcome,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"{step.key}: contact gate and sends",
+        )
+        self._audited(events)
+        if projection is not None:
+            self._projected = projection
+        self._take_decisions(step.key, out.decisions, now, refusals)
+        outs: list[ContactResult | GateRecord] = []
+        again = []
+        for s in out.sent:
+            if s.result is not None:
+                outs.append(s.result)
+            elif s.deferred is not None:  # the window closed before it went out: deferred like a gate refusal
+                d = s.deferred
+                outs.append(
+                    GateRecord(
+                        at=workflow.now(),
+                        step=step.key,
+                        action=s.action,
+                        allowed=False,
+                        rule=d.rule,
+                        reason=d.reason,
+                        retry_at=d.retry_at,
+                    )
+                )
+            else:
+                again.append(s)
+
+        async def send_again(action: str, retry_after: float) -> ContactResult | GateRecord:
+            if retry_after > LOCAL_RETRY_SECONDS:  # the gateway asked for a wait longer than a local retry's
+                await workflow.sleep(timedelta(seconds=retry_after), summary=f"{step.key}: {action}: gateway asked to wait")
+            try:
+                return await self._act(step.key, step.stage, action, letter=step.letter, next_step=next_step)
+            except SendDeferred as deferred:
+                return deferred.record
+
+        outs += await asyncio.gather(*(send_again(s.action, s.retry_after or 0.0) for s in again))
+        return outs
+
+    def _channel_request(
+        self,
+        step_key: str,
+        stage: str,
+        action: str,
+        letter: str | None,
+        next_step: Step | None,
+        now: datetime,
+        events: list,
+    ) -> ChannelRequest:
+        case, b = self.case, self.case.state.balances
+        return ChannelRequest(
             workflow_id=self.inp.workflow_id,
             case_key=self.case_key,
             loan_id=self.inp.loan_id,
@@ -565,7 +644,7 @@ class CollectionCase:
                 "total": case.amount(b.total),
             },
             due_date=self.inp.due_date,
-            letter=letter,
+            letter=_letter(action, letter),
             next_step=(next_step.title or next_step.key) if next_step else None,
             next_dpd=next_step.dpd if next_step else None,
             events=events,
@@ -573,6 +652,14 @@ class CollectionCase:
             reply_keywords=case.policy.replies.promise_keywords,
             time_barred=case.barred_stays and case.limitation_over(now) is not None,
         )
+
+    async def _act(
+        self, step_key: str, stage: str, action: str, letter: str | None = None, next_step: Step | None = None
+    ) -> ContactResult:
+        case, now = self.case, workflow.now()
+        letter = _letter(action, letter)
+        events = self.case.unaudited()
+        req = self._channel_request(step_key, stage, action, letter, next_step, now, events)
         summary = (
             f"{step_key}: {channels.channel_of(action)}"
             + (f" ({letter})" if letter else "")
@@ -650,16 +737,7 @@ class CollectionCase:
     async def _project(self) -> None:
         """The case row follows the case (versioning.PROJECTION): written when its stage, status or balances
         changed, at the top of the loop, so within the workflow task that changed them."""
-        case, s = self.case, self.case.state
-        row = CaseProjection(
-            workflow_id=self.inp.workflow_id,
-            loan_id=self.inp.loan_id,
-            currency=self.inp.currency,
-            stage=s.stage,
-            status="paused" if case.status_name() == "paused" else "active",
-            outstanding=case.amount(s.balances.total),
-            total_paid=case.amount(s.total_paid),
-        )
+        row = self._projection_row()
         if row == self._projected:
             return
         await workflow.execute_local_activity(
@@ -670,6 +748,18 @@ class CollectionCase:
             summary=f"case row: {row.stage}, {row.status}",
         )
         self._projected = row
+
+    def _projection_row(self) -> CaseProjection:
+        case, s = self.case, self.case.state
+        return CaseProjection(
+            workflow_id=self.inp.workflow_id,
+            loan_id=self.inp.loan_id,
+            currency=self.inp.currency,
+            stage=s.stage,
+            status="paused" if case.status_name() == "paused" else "active",
+            outstanding=case.amount(s.balances.total),
+            total_paid=case.amount(s.total_paid),
+        )
 
     async def _record_closed(self) -> None:
         s = self.case.state
@@ -1181,6 +1271,13 @@ REJECTIONS_RECORDED = 100
 APPLICATION_FIELDS = ("actor", "approved")
 # The sender of the signal a handler's task is applying: "system:<identity>", set in `signalled`, read by _stamp.
 SIGNAL_ACTOR: ContextVar[str | None] = ContextVar("signal_actor", default=None)
+
+
+def _letter(action: str, letter: str | None) -> str | None:
+    """Which letter a send carries: the step's for a letter, the notice for the bureau's notice, none otherwise."""
+    if action == "bureau_notice":
+        return "bureau_notice"
+    return letter if base_action(action) == "letter" else None
 
 
 def _count_rejected(signal: str) -> None:

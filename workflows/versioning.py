@@ -71,6 +71,10 @@ SIGNAL_FLOOD = "refused-signals-capped-per-run"
 # Decided at start: an agreed plan is a restructuring (domain.case.Case._restructure, domain/risk.py restructured);
 # a run from before it keeps the days-past-due class it had.
 RESTRUCTURING = "plans-are-restructurings"
+# Decided at start: a step's gate check and the first attempt at each of its sends are one local activity (run_step:
+# one transaction before the gateway, one after), not a check_contacts and one channel activity per send; a send the
+# gateway could not take is sent again on its own, as before.
+STEP_SENDS = "a-step-in-two-transactions"
 
 OLDER = (LEGAL_CLOCKS, WRITE_OFF_PROPOSAL, FOUR_EYES, BORROWER_CLOSURE, SEND_RECHECK)
 
@@ -97,6 +101,7 @@ class Versions:
         self.payment_keys = self.at_start and workflow.patched(PAYMENT_KEYS)
         self.signal_flood = self.at_start and workflow.patched(SIGNAL_FLOOD)
         self.restructuring = self.at_start and workflow.patched(RESTRUCTURING)
+        self.step_sends = self.at_start and workflow.patched(STEP_SENDS)
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""
