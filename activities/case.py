@@ -330,7 +330,8 @@ class CaseActivities:
             windows = _visit_windows(first, borrower.timezone)
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
         link = None
-        if channel in LINKED_CHANNELS:  # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py)
+        # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py), when the policy links it
+        if channel in LINKED_CHANNELS and req.links:
             link = await asyncio.to_thread(
                 LinkStore(self.repo).issue,
                 link_secret(),
