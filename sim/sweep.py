@@ -158,9 +158,10 @@ def run(
     portfolio = results[0].loans  # what the report reads of each loan, from the workers that drew them
     rows = []
     for (label, p), res in zip(variants, results, strict=False):
-        fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries)["arms"][
-            "champion"
-        ]
+        visits = sum(n for c in (*res.accepted.values(), *res.rejected.values()) for k, n in c.items() if k.startswith("page_"))
+        fig = report.compute(
+            portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries, {"champion": visits}
+        )["arms"]["champion"]
         rows.append(
             {
                 "variant": label,
