@@ -39,6 +39,7 @@ COLUMNS = (
     "estimated_cost_cny",
     "write_offs",
     "litigation",
+    "self_service_cures",
 )
 
 
@@ -174,6 +175,7 @@ def run(
                 "estimated_cost_cny": fig["estimated_cost_cny"],
                 "write_offs": fig["write_offs"],
                 "litigation": fig["litigation"],
+                "self_service_cures": fig["self_service"]["cures"],
             }
         )
     summary = {

@@ -89,3 +89,14 @@ def test_without_links_no_borrower_visits_the_page_and_one_who_opens_no_link_act
     assert all(with_links[i] == without[i] for i in range(len(loans)) if i not in visited)
     assert sum(with_links[i] != without[i] for i in visited) == len(visited)
     assert PAGE_PREFIX == "SIMLINK-"
+
+
+def test_a_sweep_of_the_links_switch_runs_the_same_borrowers_with_and_without(tmp_path):
+    from sim import sweep
+
+    dims = [sweep.parse_sweep("selfservice.links=true,false")]
+    out = sweep.run(load_policy("default"), dims, loans=200, days=120, seed=7, workers=1, out=tmp_path)
+    rows = {r["variant"]: r for r in out["rows"]}
+    on, off = rows["selfservice.links=True"], rows["selfservice.links=False"]
+    assert on["self_service_cures"] > 0 and off["self_service_cures"] == 0
+    assert "self_service_cures" in (tmp_path / "sweep.csv").read_text().splitlines()[0]
