@@ -355,7 +355,7 @@ class CaseActivities:
         if b.channel == "visit":
             b.windows = _visit_windows(b.first, borrower.timezone)
             b.extra = {"windows": [{"start": x.isoformat(), "end": y.isoformat()} for x, y in b.windows]}
-        if b.channel in LINKED_CHANNELS:  # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py)
+        if b.channel in LINKED_CHANNELS and req.links:  # the borrower's page, behind a one-time code, when the policy links it
             b.link = LinkStore(self.repo).issue(
                 link_secret(),
                 settings().public_url,
@@ -496,7 +496,8 @@ class CaseActivities:
             windows = _visit_windows(first, borrower.timezone)
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
         link = None
-        if channel in LINKED_CHANNELS:  # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py)
+        # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py), when the policy links it
+        if channel in LINKED_CHANNELS and req.links:
             link = await asyncio.to_thread(
                 LinkStore(self.repo).issue,
                 link_secret(),

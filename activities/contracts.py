@@ -62,6 +62,9 @@ class ChannelRequest(Contract):
     reply_keywords: dict[str, int] = Field(
         default={}, description="the policy's SMS reply keywords: each promises the whole amount within its days"
     )
+    links: bool = Field(
+        default=True, description="the policy's selfservice.links: an SMS, email or letter carries the borrower page's link"
+    )
     time_barred: bool = Field(
         default=False,
         description="the limitation period has run out: the message asks for voluntary repayment and threatens nothing",

@@ -120,6 +120,15 @@ class RiskRules(_Strict):
     broken_at_least: Literal["substandard", "doubtful", "loss"] = "substandard"
 
 
+class SelfServiceRules(_Strict):
+    """The borrower's own page (borrower/, domain/selfservice.py) behind the bank's messages."""
+
+    links: bool = Field(
+        default=True,
+        description="every SMS, email and letter to the borrower (and guarantor) carries the page's link; false: none does",
+    )
+
+
 class ReplyRules(_Strict):
     """What a borrower's SMS reply does by itself (app/replies.py); any other reply goes to a person's worklist."""
 
@@ -348,6 +357,7 @@ class Policy(_Strict):
     holds: HoldRules = HoldRules()
     risk: RiskRules = RiskRules()
     replies: ReplyRules = ReplyRules()
+    selfservice: SelfServiceRules = SelfServiceRules()
     contact: ContactRules = ContactRules()
     legal: LegalRules = LegalRules()
     approval: ApprovalRules = ApprovalRules()

@@ -9,6 +9,12 @@ call outcome) and decides, with its own `random.Random`, what to do and when:
   (and keep or break it), or agree a plan (instalments, deferral, interest waiver; kept or broken);
 - it may also dispute the debt, ask for a hardship hold, or complain (more likely after an intrusive
   contact early on), and rarely goes bankrupt or dies;
+- a message that carries the borrower page's link (an SMS, email or letter to the borrower, when the policy's
+  `[selfservice] links` is on) may be opened: the borrower passes the one-time code and, on the page, pays by
+  the payment link, promises, proposes a plan, declares hardship, disputes or complains, through the same
+  updates (labelled `page_*`; their payments, and those keeping a promise or plan made there, carry the
+  `SIMLINK-` id the report counts as self-service). These draws have their own generator, so a run without
+  links is the run the model gave before the page existed;
 - a collector reports each field visit a few days later, and the court gives a judgment some
   months after a lawsuit; enforcement recovers what the borrower's assets allow.
 
@@ -53,6 +59,24 @@ STATES_THE_DEBT = {"letter", "call", "visit", "law_firm", "bureau", "court"}  # 
 INTRUSIVE = {"call", "visit", "law_firm", "court"}  # a complaint answers these
 FATIGUE = 0.75  # each earlier contact of the same kind makes the next one less effective
 EARLY_LEGAL_DPD = 45  # lawyers, courts and visits before this DPD draw more complaints
+
+# The borrower page (borrower/): the messages that carry its link, and what a linked message makes a borrower do.
+LINKED_KINDS = frozenset({"sms", "email", "letter"})  # activities.case.LINKED_CHANNELS, to the borrower (not guarantor)
+# chance that one linked message is opened by this archetype (before fatigue and the code)
+OPENS_LINK = {
+    "forgetful": 0.14,
+    "responsive": 0.09,
+    "legal_sensitive": 0.03,
+    "partial_payer": 0.06,
+    "promise_breaker": 0.05,
+    "hardship": 0.08,
+    "disputer": 0.05,
+    "complainer": 0.05,
+    "skip": 0.005,
+}
+CODE_PASS = 0.85  # of those who open the link, the share who get and type the one-time code
+LINK_FATIGUE = 0.8  # each earlier linked message makes the next one less likely to be opened
+PAGE_PREFIX = "SIMLINK-"  # the payment id of a payment made through the page's payment link
 
 
 def contact_kind(action: str) -> str | None:
@@ -276,6 +300,12 @@ class Borrower:
         self.payments = 0
         self.responding = False  # an answer is already on its way: new contacts do not add another
         self.closed = False
+        # the borrower page: its own generator, so that the rest of the model draws the same with or without links
+        self.links = policy.selfservice.links
+        self.page_rng = loan_rng(seed, loan.loan_id, "selfservice")
+        self.opens_link = _clamp(OPENS_LINK.get(self.p.archetype, 0.0) * self.page_rng.uniform(0.7, 1.3))
+        self.links_seen = 0
+        self.on_page = False  # a page visit is on its way: another linked message adds none
         # what happens with no contact at all: paying on their own in M1, bankruptcy, death
         if self.p.self_cure > 0 and loan.start_dpd <= 30:
             day = self._geometric(self.p.self_cure)
@@ -352,8 +382,23 @@ class Borrower:
                 self.schedule(day + self.rng.randint(90, 200), "court", outcome="enforcement_closed")
             return
         kind = contact_kind(action)
+        if kind in LINKED_KINDS and self.links and self.opens_page(day):
+            return
         if kind is not None:
             self.react(day, dpd, kind)
+
+    def opens_page(self, day: int) -> bool:
+        """Does this linked message bring the borrower to the page (opened, code passed)? Then the visit is scheduled."""
+        n = self.links_seen
+        self.links_seen = n + 1
+        if self.on_page or self.responding:
+            return False
+        rng = self.page_rng
+        if rng.random() >= self.opens_link * CODE_PASS * LINK_FATIGUE**n:
+            return False
+        self.on_page = True
+        self.schedule(day + (0 if rng.random() < 0.6 else rng.randint(1, 3)), "page")
+        return True
 
     def react(self, day: int, dpd: int, kind: str) -> None:
         """Decide what one contact of `kind` makes the borrower do."""
@@ -402,30 +447,66 @@ class Borrower:
             "plan": 0.0 if plan_on else 0.5 * (1 - p.ability),
         }
         choice = rng.choices(list(weights), weights=list(weights.values()))[0]
+        return self._do(choice, a, status, total, rng)
+
+    def _do(self, choice: str, a: Action, status: CaseStatus, total: int, rng: random.Random, via: str = "") -> Update | None:
+        """The update for one choice (`via`: "page_" when made on the borrower page, which labels it)."""
+        p = self.p
         if choice == "full":
-            return self._pay_update(total, "pay_full")
+            return self._pay_update(total, via + "pay_full", via)
         if choice == "partial":
             if rng.random() < (0.8 if p.archetype == "partial_payer" else 0.4):
-                self.schedule(a.day + rng.randint(20, 45), "pay", share=rng.uniform(0.1, 0.4), why="pay_part")
-            return self._pay_update(self._part(total, rng.uniform(0.1, 0.5)), "pay_part")
+                self.schedule(a.day + rng.randint(20, 45), "pay", share=rng.uniform(0.1, 0.4), why="pay_part", via=via)
+            return self._pay_update(self._part(total, rng.uniform(0.1, 0.5)), via + "pay_part", via)
         if choice == "promise":
             ahead = rng.randint(1, self.policy.promise.max_days_ahead)
             amount = total if p.ability > 0.5 or rng.random() < 0.5 else self._part(total, rng.uniform(0.3, 0.7))
-            return Update("promise_to_pay", PromiseIn(amount=_amount_text(amount), date=self.today(a.day + ahead)), "promise")
-        return self._plan(a, status)
+            return Update(
+                "promise_to_pay", PromiseIn(amount=_amount_text(amount), date=self.today(a.day + ahead)), via + "promise"
+            )
+        update = self._plan(a, status)
+        return None if update is None else Update(update.name, update.arg, via + update.label)
+
+    def _page(self, a: Action, status: CaseStatus) -> Update | None:
+        """On the borrower page (code passed): pay by the payment link, promise, propose a plan, or place a hold."""
+        self.on_page = False
+        p, rng = self.p, self.page_rng
+        total = _total(status)
+        plan_on = status.plan is not None and status.plan.status == "active"
+        promise_on = status.promise is not None and status.promise.status == "active"
+        held = {h.kind for h in status.holds}
+        weights = {
+            "full": 1.1 * p.ability**1.5,  # the payment link is one tap away
+            "partial": p.partial,
+            "promise": 0.0 if (plan_on or promise_on) else (0.7 if p.archetype == "promise_breaker" else 0.3),
+            "plan": 0.0 if plan_on else 0.6 * (1 - p.ability),
+            "hardship": 0.0 if "hardship" in held or p.ability >= 0.35 else min(0.5, 8 * p.hardship),
+            "dispute": 0.0 if "dispute" in held else min(0.5, 4 * p.dispute),
+            "complaint": 0.0 if "complaint" in held else min(0.5, 4 * p.complaint),
+        }
+        choice = rng.choices(list(weights), weights=list(weights.values()))[0]
+        if choice in ("hardship", "dispute", "complaint"):
+            until = None
+            if choice == "hardship":
+                most = self.policy.holds.max_hardship_days
+                until = self.today(a.day) + timedelta(days=rng.randint(min(30, most), min(150, most)))
+            hold = HoldIn(kind=choice, until=until, reference=f"{choice} declared on the borrower page")
+            return Update("place_hold", hold, f"page_hold_{choice}")
+        return self._do(choice, a, status, total, rng, via="page_")
 
     def _part(self, total: int, share: float) -> int:
         """A round part of the balance (whole hundreds of yuan when it can), never more than all of it."""
         part = int(total * share) // (100 * YUAN) * (100 * YUAN)
         return min(total, max(part, min(total, 100 * YUAN)))
 
-    def _pay_update(self, amount: int, label: str) -> Update | None:
+    def _pay_update(self, amount: int, label: str, via: str = "") -> Update | None:
         if amount <= 0:
             return None
         self.payments += 1
+        prefix = PAGE_PREFIX if via else "SIMPAY-"
         return Update(
             "record_payment",
-            PaymentIn(payment_id=f"SIMPAY-{self.loan.loan_id}-{self.payments}", amount=_amount_text(amount), currency=CURRENCY),
+            PaymentIn(payment_id=f"{prefix}{self.loan.loan_id}-{self.payments}", amount=_amount_text(amount), currency=CURRENCY),
             label,
         )
 
@@ -435,7 +516,8 @@ class Borrower:
         if amount is None:
             share = a.args.get("share", 1.0)
             amount = total if share >= 1.0 else self._part(total, share)
-        return self._pay_update(min(int(amount), total), a.args.get("why", "pay"))
+        via = a.args.get("via", "")
+        return self._pay_update(min(int(amount), total), via + a.args.get("why", "pay"), via)
 
     def _plan(self, a: Action, status: CaseStatus) -> Update | None:
         p, rng, lim = self.p, self.rng, self.policy.plans
@@ -519,13 +601,15 @@ class Borrower:
         if getattr(result, "outcome", None) is not None or getattr(result, "status", None) == "closed":
             self.closed = True
             return
+        # a promise or plan made on the page is kept through its payment link
+        via = "page_" if update.label.startswith("page_") else ""
         if update.name == "promise_to_pay":
             promised = parse_amount(update.arg.amount, CURRENCY)
             on = self.day_of(update.arg.date)
             if rng.random() < p.keeps_promises:
-                self.schedule(max(a.day, on - rng.randint(0, 2)), "pay", amount=promised, why="promise_kept")
+                self.schedule(max(a.day, on - rng.randint(0, 2)), "pay", amount=promised, why="promise_kept", via=via)
             elif rng.random() < 0.3:
-                self.schedule(on, "pay", amount=max(YUAN, promised // 3 // YUAN * YUAN), why="promise_part")
+                self.schedule(on, "pay", amount=max(YUAN, promised // 3 // YUAN * YUAN), why="promise_part", via=via)
         elif update.name == "agree_plan":
             for due, amount in result.schedule:
                 if rng.random() >= p.plan_adherence:
@@ -535,6 +619,7 @@ class Borrower:
                     "pay",
                     amount=parse_amount(amount, CURRENCY),
                     why="plan_payment",
+                    via=via,
                 )
         elif update.name == "place_hold":
             kind = update.arg.kind

@@ -45,6 +45,29 @@ def warn_calendar(start: date, days: int) -> list[int]:
     return gaps
 
 
+def temporal_refusal(start: date, days: int, now: datetime) -> str | None:
+    """Why the real workflows cannot run this period (None: they can). Their clock is the time-skipping test
+    server's, which starts at the machine's time and only moves forward, so the period must begin after today; and
+    a year of it with no official calendar would have every contact refused (calendar_missing): a run that
+    measures nothing, and slowly (each refused send is a gate question and a timer). Both are said before any
+    server starts."""
+    if checkpoint_anchor(start) <= now:
+        return (
+            f"{start} is not in the future: the real workflows' clock starts at today's time "
+            f"({now:%Y-%m-%d}) and can only move forward (the direct engine runs any year on file)"
+        )
+    gaps = calendar_gaps(start, days)
+    if gaps:
+        have = ", ".join(map(str, years_available())) or "none"
+        return (
+            f"no official holiday calendar for {', '.join(map(str, gaps))} (policies/calendars/cn-YYYY.toml; "
+            f"on file: {have}): the contact gate would refuse every contact of the run. The real workflows can only "
+            f"run after today ({now:%Y-%m-%d}); add the year's calendar (`starter.py calendars add`), or run "
+            f"`--engine direct`, which runs the latest year on file"
+        )
+    return None
+
+
 def checkpoint_anchor(start: date) -> datetime:
     """Day 0's checkpoint: 11:00 Beijing time on the start date, in UTC."""
     return datetime.combine(start, CHECKPOINT_AT, tzinfo=zone(CHECKPOINT_TZ)).astimezone(UTC)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from domain.risk import CHINESE, CLASSES, count_by_class
+from sim.behaviour import PAGE_PREFIX
 
 CONTACT_CHANNELS = ("sms", "email", "letter", "call", "visit", "law_firm")
 BUCKETS = ("M1", "M2", "M3", "M3+")
@@ -42,6 +43,8 @@ UNIT_COST = {
     "enforcement": 1500,
 }
 ARMS = ("champion", "challenger")
+# a borrower's visit to their page costs the one-time code's SMS (transactional, not a collection contact)
+CODE_COST = 0.05
 
 
 def _bucket(dpd: int) -> str:
@@ -111,9 +114,16 @@ def read(engine) -> dict[str, list]:
 
 
 def compute(
-    loans, policies, data: dict, checkpoints: list[datetime], days: int, recoveries: dict[str, list] | None = None
+    loans,
+    policies,
+    data: dict,
+    checkpoints: list[datetime],
+    days: int,
+    recoveries: dict[str, list] | None = None,
+    sessions: dict[str, int] | None = None,
 ) -> dict:
-    """Each arm's figures (`arms`) and its day-by-day series for the plots (`series`), from what the run wrote."""
+    """Each arm's figures (`arms`) and its day-by-day series for the plots (`series`), from what the run wrote.
+    `sessions`: per arm, the borrowers' visits to their page that asked the case for something (each one code)."""
     arm_of = {ln.loan_id: ln.arm for ln in loans}
 
     def day_of(t: datetime) -> int:
@@ -125,6 +135,7 @@ def compute(
     money = _Recovered.of(payments, arm_of, contacts, day_of, days)
     refusals = _refusals(data, arm_of)
     events = _case_events(data["events"], arm_of)
+    page = _self_service(data, arm_of, timeline)
 
     arms: dict[str, dict] = {}
     series: dict[str, dict] = {}
@@ -136,7 +147,8 @@ def compute(
         cured = sum(outcomes[o] for o in CURED)
         m1 = [ln for ln in mine if ln.start_dpd <= 30]
         n_contacts = sum(contacts.by_channel[arm].values())
-        cost = sum(UNIT_COST.get(k, 0) * v for k, v in contacts.actions[arm].items())
+        visits = (sessions or {}).get(arm, 0)
+        cost = sum(UNIT_COST.get(k, 0) * v for k, v in contacts.actions[arm].items()) + CODE_COST * visits
         recovered = money.recovered[arm]
         rec_cny = recovered / 100
         arms[arm] = {
@@ -165,6 +177,12 @@ def compute(
             "case_events": dict(sorted(events[arm].items())),
             "actions": dict(sorted(contacts.actions[arm].items())),
             "missing_from_ledger": {"loans": missing[arm][0], "amount": missing[arm][1]},
+            "self_service": {
+                "page_visits": visits,
+                "cures": page[arm]["cures"],
+                "recovered": page[arm]["recovered"],
+                "payments": page[arm]["payments"],
+            },
             "estimated_cost_cny": round(cost, 2),
             "cost_per_cny_recovered": round(cost / rec_cny, 4) if rec_cny else None,
         }
@@ -173,6 +191,24 @@ def compute(
             "recovered_cum": list(itertools.accumulate(money.daily[arm])),
         }
     return {"arms": arms, "series": series}
+
+
+def _self_service(data: dict, arm_of: dict[str, str], timeline: _Timeline) -> dict[str, dict]:
+    """Per arm, what borrowers did through their page's payment link (payment ids with PAGE_PREFIX): the payments,
+    their amount, and the cures, cases paid or settled whose last payment was one of them."""
+    out = {a: {"cures": 0, "recovered": 0, "payments": 0} for a in ARMS}
+    last: dict[str, str] = {}
+    for p in data["payments"]:  # in loan and time order
+        last[p.loan_id] = p.payment_id
+        arm = arm_of.get(p.loan_id)
+        if arm is not None and p.payment_id.startswith(PAGE_PREFIX):
+            out[arm]["payments"] += 1
+            out[arm]["recovered"] += p.amount
+    for loan_id, pid in last.items():
+        arm = arm_of.get(loan_id)
+        if arm is not None and timeline.outcome.get(loan_id) in CURED and pid.startswith(PAGE_PREFIX):
+            out[arm]["cures"] += 1
+    return out
 
 
 @dataclass
@@ -438,6 +474,10 @@ def rows(summary: dict) -> list[tuple[str, str, str]]:
     holds = sorted(k for k in set(c["case_events"]) | set(h["case_events"]) if k.startswith("hold_"))
     for k in holds:
         add(f"holds: {k.removeprefix('hold_')}", lambda a, k=k: f"{a['case_events'].get(k, 0):,}")
+    add("self-service: page visits (one code each)", lambda a: f"{a['self_service']['page_visits']:,}")
+    add("self-service: payments by the payment link", lambda a: f"{a['self_service']['payments']:,}")
+    add("self-service: recovered (CNY)", lambda a: _cny(a["self_service"]["recovered"]))
+    add("self-service cures (last payment by the link)", lambda a: f"{a['self_service']['cures']:,}")
     add("estimated contact and legal cost (CNY)*", lambda a: f"{a['estimated_cost_cny']:,.0f}")
     add(
         "cost per CNY recovered*",
@@ -481,7 +521,9 @@ def print_table(summary: dict) -> None:
     for r in step_rows(summary, summary["step_order"]):
         s.add_row(*r)
     console.print(s)
-    console.print("* assumed unit costs: " + ", ".join(f"{k} {v}" for k, v in UNIT_COST.items()))
+    console.print(
+        "* assumed unit costs: " + ", ".join(f"{k} {v}" for k, v in UNIT_COST.items()) + f"; page visit's code {CODE_COST}"
+    )
 
 
 def _md_table(header: tuple[str, ...], body: list[tuple]) -> str:
@@ -594,7 +636,7 @@ def markdown(summary: dict, files: list[str]) -> str:
         "",
         "\\* assumed unit costs (CNY), for an order of magnitude only: "
         + ", ".join(f"{k} {v}" for k, v in UNIT_COST.items())
-        + ".",
+        + f"; a page visit's one-time code {CODE_COST}.",
         "",
         "## Recovered by step",
         "",
@@ -620,6 +662,10 @@ def markdown(summary: dict, files: list[str]) -> str:
         "objection window), by rule, from the audit trail (`case_events`). "
         "A refusal that defers a contact is counted each time the case asks again.",
         "- **Contacts**: delivered SMS, emails, letters, calls, visits and lawyer's letters (guarantors included).",
+        "- **Self-service**: what borrowers did on their own page, reached by the link an SMS, email or letter "
+        "carries when the policy's `[selfservice] links` is on (a page visit: link opened, one-time code passed, "
+        "something asked of the case). A self-service cure is a case paid or settled whose last payment came "
+        "through the page's payment link (a promise or plan made on the page is kept through it too).",
         "- Borrower behaviour is a model (`sim/behaviour.py`): the absolute numbers mean little; the difference "
         "between the two policies on the same borrowers is the point.",
         "",
@@ -667,7 +713,10 @@ def build(out: Path, opts, policies, loans, engine, trace, data: dict | None = N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = read(engine) if data is None else data
-    figures = compute(loans, policies, data, trace.checkpoints, opts.days, trace.recoveries)
+    sessions = {
+        a: sum(n for c in (trace.accepted[a], trace.rejected[a]) for k, n in c.items() if k.startswith("page_")) for a in ARMS
+    }
+    figures = compute(loans, policies, data, trace.checkpoints, opts.days, trace.recoveries, sessions)
     order: list[str] = []
     for arm in ARMS:
         order += [s.key for s in policies[arm].steps if s.key not in order]

@@ -45,7 +45,14 @@ from domain.policy import Policy, load_policy
 from infra.config import SimSettings, load, var_dir
 from sim import sweep
 from sim.behaviour import Action, Borrower, call_script
-from sim.clock import CHECKPOINT_AT, checkpoint_anchor, default_start, direct_default_start, warn_calendar
+from sim.clock import (
+    CHECKPOINT_AT,
+    checkpoint_anchor,
+    default_start,
+    direct_default_start,
+    temporal_refusal,
+    warn_calendar,
+)
 from sim.generate import SimLoan, guarantor_row, portfolio
 from sim.seeds import loan_rng
 
@@ -353,6 +360,7 @@ async def simulate(opts: Options) -> dict:
     """Run the comparison and write the report; returns the summary (also in summary.json)."""
     from activities.case import CaseActivities
     from activities.gateway import GatewayClient, GatewaySettings
+    from app.errors import BadInput
     from db.engine import make_engine, migrate
     from db.repo import Repo
     from devstack.binaries import find
@@ -361,6 +369,10 @@ async def simulate(opts: Options) -> dict:
     from sim import report
     from worker import build_worker
 
+    start = opts.start or default_start(datetime.now(UTC))
+    refused = temporal_refusal(start, opts.days, datetime.now(UTC))
+    if refused is not None:
+        raise BadInput("start", refused)
     quiet_logs()
     wall0 = time.perf_counter()
     policies = {"champion": load_policy(opts.champion), "challenger": load_policy(opts.challenger)}
@@ -393,16 +405,10 @@ async def simulate(opts: Options) -> dict:
             try:
                 await register_search_attributes(env.client)
                 now = await env.get_current_time()
-                start = opts.start or default_start(now)
-                warn_calendar(start, opts.days)
+                refused = temporal_refusal(start, opts.days, now)
+                if refused is not None:  # the day turned between the check above and the server's start
+                    raise BadInput("start", refused)
                 anchor = checkpoint_anchor(start)
-                if anchor <= now:
-                    from app.errors import BadInput
-
-                    raise BadInput(
-                        "start",
-                        f"{start} is not in the future (the simulated clock can only move forward from today, {now:%Y-%m-%d})",
-                    )
                 await asyncio.to_thread(seed_database, engine, loans, opts.seed, start)
                 await env.sleep(anchor - now)
                 trace = Trace(anchor=await env.get_current_time(), start=start)

@@ -39,6 +39,7 @@ COLUMNS = (
     "estimated_cost_cny",
     "write_offs",
     "litigation",
+    "self_service_cures",
 )
 
 
@@ -158,9 +159,10 @@ def run(
     portfolio = results[0].loans  # what the report reads of each loan, from the workers that drew them
     rows = []
     for (label, p), res in zip(variants, results, strict=False):
-        fig = report.compute(portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries)["arms"][
-            "champion"
-        ]
+        visits = sum(n for c in (*res.accepted.values(), *res.rejected.values()) for k, n in c.items() if k.startswith("page_"))
+        fig = report.compute(
+            portfolio, {"champion": p, "challenger": p}, res.data(), checkpoints, days, res.recoveries, {"champion": visits}
+        )["arms"]["champion"]
         rows.append(
             {
                 "variant": label,
@@ -173,6 +175,7 @@ def run(
                 "estimated_cost_cny": fig["estimated_cost_cny"],
                 "write_offs": fig["write_offs"],
                 "litigation": fig["litigation"],
+                "self_service_cures": fig["self_service"]["cures"],
             }
         )
     summary = {

@@ -103,6 +103,22 @@ async def test_messages_carry_amounts_due_date_next_step_and_rights_in_both_lang
             assert pii not in history
 
 
+async def test_the_policys_selfservice_links_switch_decides_whether_messages_carry_the_page_link(cases, gateway, repo):
+    from db.selfservice import LinkStore
+    from domain.policy import SelfServiceRules
+    from tests.conftest import LADDER_POLICY
+
+    no_links = LADDER_POLICY.model_copy(update={"selfservice": SelfServiceRules(links=False)})
+    await cases.start(dpd=1, loan_id="LINK-ON")
+    await cases.start(dpd=1, loan_id="LINK-OFF", policy=no_links)
+    for loan, carries in (("LINK-ON", True), ("LINK-OFF", False)):
+        sent = {i["channel"]: i["body"] for i in outbox(gateway, loan)}
+        assert set(sent) >= {"sms", "email", "letter"}, sent
+        texts = (sent["sms"]["text"], sent["email"]["body"], sent["letter"]["content"])
+        assert [("/b/" in t) for t in texts] == [carries] * 3, (loan, texts)
+        assert len(LinkStore(repo).links_of(loan)) == (3 if carries else 0)
+
+
 async def test_a_wrong_request_is_final_recorded_as_failed_and_the_case_moves_on(cases, gateway, repo):
     h = await cases.start(dpd=1, loan_id="E2E-BADPHONE", contact={"phone": "12345"})
     await cases.advance(days=8)

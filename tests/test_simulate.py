@@ -309,3 +309,38 @@ def test_sweep_bad_input_names_the_field():
         timeout=120,
     )
     assert r.returncode == 2 and "error: workers: 0 must be at least 1" in r.stderr, r.stderr
+
+
+async def test_the_real_workflows_refuse_a_period_with_no_calendar_or_in_the_past_before_anything_starts(tmp_path, monkeypatch):
+    """Their clock starts at today's time and only moves forward; a year with no official calendar would have every
+    contact refused (a run that measures nothing, and slowly). Both are refused before a server starts."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from app.errors import BadInput
+    from domain import calendar
+    from sim.clock import default_start
+
+    official = tmp_path / "official"
+    official.mkdir()
+    for f in calendar.OFFICIAL_DIR.glob("cn-*.toml"):
+        shutil.copy(f, official)
+    monkeypatch.setattr(calendar, "CALENDAR_DIR", official)
+    calendar.clear_cache()
+    try:
+        nxt = default_start(datetime.now(UTC))
+        common = dict(engine="temporal", progress=False, loans=500, days=365, out=tmp_path / "out")
+        if nxt.year not in calendar.years_available():
+            with pytest.raises(BadInput) as exc:
+                await simulate(Options(**common))
+            assert exc.value.field == "start"
+            assert f"no official holiday calendar for {nxt.year}" in exc.value.reason and "--engine direct" in exc.value.reason
+            assert not (tmp_path / "out").exists()  # refused before the run wrote anything
+        else:
+            print(f"the official calendar for {nxt.year} is on file: only the past start is refused here")
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        with pytest.raises(BadInput) as exc:
+            await simulate(Options(start=yesterday, **common))
+        assert exc.value.field == "start" and "is not in the future" in exc.value.reason
+    finally:
+        calendar.clear_cache()

@@ -89,6 +89,9 @@ async def test_direct_engine_agrees_with_the_workflows(
     assert sum(f["total_paid"] for f in finals) > 0
     assert sum(1 for f in finals if "home_visit" in f["steps_done"]) > 5
     assert sum(1 for f in finals if "bureau_report" in f["steps_done"]) > 5
+    # the borrower page (default.toml's messages carry its link) acted on the real workflows too
+    assert real["arms"]["champion"]["self_service"]["cures"] > 0
+    assert any(k.startswith("page_pay") for k in real["inputs"]["champion"])
 
     # the report's figures per policy agree too (they are computed from the same rows), and so do the inputs
     differ = {

@@ -650,6 +650,7 @@ class CollectionCase:
             events=events,
             notice_days=case.policy.legal.bureau_notice_days,
             reply_keywords=case.policy.replies.promise_keywords,
+            links=case.policy.selfservice.links,
             time_barred=case.barred_stays and case.limitation_over(now) is not None,
         )
 
