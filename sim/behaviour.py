@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -431,8 +432,7 @@ class Borrower:
         if status.status == "closed":
             self.closed = True
             return None
-        handler = getattr(self, f"_{a.kind}")
-        return handler(a, status)
+        return ACTS[a.kind](self, a, status)
 
     def _respond(self, a: Action, status: CaseStatus) -> Update | None:
         self.responding = False
@@ -630,3 +630,16 @@ class Borrower:
             elif kind == "hardship" and rng.random() < 0.5:
                 self.schedule(self.day_of(update.arg.until), "respond", trigger="hardship_end")
                 self.responding = True
+
+
+# What a scheduled action does, by its kind: each Borrower method returns the Update to send (or None).
+ACTS: dict[str, Callable[[Borrower, Action, CaseStatus], Update | None]] = {
+    "respond": Borrower._respond,
+    "page": Borrower._page,
+    "pay": Borrower._pay,
+    "plan": Borrower._plan,
+    "hold": Borrower._hold,
+    "release": Borrower._release,
+    "visit_report": Borrower._visit_report,
+    "court": Borrower._court,
+}
