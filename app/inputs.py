@@ -57,6 +57,8 @@ BUSY_WAIT = (0.2, 0.5, 1.0, 2.0, 3.0)
 # The request an input belongs to: its updates get ids derived from it, so that an update sent again within one
 # request (after a timeout, a restart of the server, a case that was recovering) is the same update, answered once.
 _request_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_key", default=None)
+# What an attempt of the request learnt that a later attempt needs (an input decided on what it read first).
+_request_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_memo", default=None)
 
 
 UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {
@@ -204,6 +206,7 @@ async def answered(
     counts as the answer of the next. Refusals (BadInput) and other errors are answered at once. After the
     deadline: Unanswered, with a Retry-After in seconds."""
     token = _request_key.set(request_key or uuid.uuid4().hex)
+    memo = _request_memo.set({})
     try:
         end = time.monotonic() + deadline
         pause, last = 0.2, "no attempt"
@@ -222,6 +225,7 @@ async def answered(
             pause = min(pause * 2, 2.0)
     finally:
         _request_key.reset(token)
+        _request_memo.reset(memo)
 
 
 async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn, *, approved: bool = False) -> Any:
@@ -553,8 +557,15 @@ async def decide(client: Client, repo, loan_id: str, decision: str, note: str = 
     check_id(loan_id)
     st = await case_status(client, loan_id)
     pending = st.pending_approval
+    seen = _request_memo.get()
+    if pending is None and seen is not None:
+        # an earlier attempt of this request sent the decision, its answer lost: the same update again (its id is
+        # the same) answers with that attempt's outcome
+        pending = seen.get(("decide", loan_id))
     if pending is None:
         raise BadInput("approval", f"nothing waits for approval in the case of loan {loan_id}; nothing was changed")
+    if seen is not None:
+        seen[("decide", loan_id)] = pending
     use = TWO_PERSON[pending.kind if pending.kind in TWO_PERSON else "close"]
     d = build(ApprovalDecisionIn, decision=decision, note=note)
     result = await send_update(client, loan_id, "decide", d, use_case_name=use)

@@ -6,17 +6,22 @@ case must be in the state its inputs imply, with nothing lost and nothing sent t
     python -m bench.chaos                                   # full size: 1,000 cases, 20 kills, 2 restarts
     python -m bench.chaos --cases 100 --kills 3 --server-restarts 1 --seed 7
     python -m bench.chaos --faults 0.3 --day-seconds 2 --window 300 --keep
+    python -m bench.chaos --database postgresql --workers 3 --via http --clients 3   # where a bank runs it
 
 What runs (all on loopback, under a fresh work directory):
   - `temporal server start-dev --db-filename <dir>/temporal.db --sqlite-pragma journal_mode=wal ...`
     with the search attributes registered (the local stack's server, headless);
   - the application database (SQLite, migrated) and the sandbox gateway (its outbox in <dir>/gateway.db);
-  - one `python worker.py` at a time (SIGKILLed at random moments, restarted at once or after a pause);
+    or, with --database postgresql, PostgreSQL: DATABASE_URL's server, else a cluster of the run's own (the tests'
+    embedded PostgreSQL), stopped and started --pg-restarts times, the last one down for --pg-down seconds;
+  - --workers `python worker.py` processes at once (each kill SIGKILLs one of them at random, restarted at once or
+    after a pause);
   - this process: opens the cases through app.opening.start_case and sends the inputs through
-    app.inputs.record_payment / send_update, as the CLI and the API do. An input that gets no
-    answer (worker dead, server down, timeout) is sent again until it gets one; payments are
-    idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which
-    after an unanswered first attempt counts as its answer.
+    app.inputs.record_payment / send_update (each within app.inputs.answered), as the CLI does; with --via http,
+    the API (`python -m api`) and --clients client processes send them over HTTP as a bank's feed would. An
+    input that gets no answer (worker dead, server down, timeout, 503) is sent again until it gets one; payments
+    are idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which after
+    an unanswered first attempt counts as its answer. The table gives the attempts per acknowledged input.
 
 The cases run on the `demo` ladder with a policy day of --day-seconds (default 6 s, the demo's) and open at
 DPD 1..130, so they are spread over the ladder and keep moving during the run. Each case gets one
@@ -34,6 +39,8 @@ Checks, once the last input has its answer and the gateway is healthy again:
      key per loan), every delivery the database records as delivered is in the outbox, and every
      outbox row has its contact row; the case's contact counts agree with them;
   5. holds: no contact was decided for a disputed case after its dispute hold was placed;
+  5b. caps: no borrower got more contacts than the policy's caps across their loans (four borrowers in ten have
+     two or three);
   6. not stuck: every open case has a next action time, and none is overdue by more than a tolerance.
 
 A step re-run after a worker crash sends the body its first attempt rendered (kept in its contact row),
@@ -81,6 +88,7 @@ from db.engine import make_engine, migrate  # noqa: E402
 from db.repo import Repo  # noqa: E402
 from db.tables import BorrowerRow, ContactRow, LoanRow, PaymentRow, utcnow  # noqa: E402
 from devstack.binaries import find  # noqa: E402
+from domain import compliance  # noqa: E402
 from domain.dates import local_date  # noqa: E402
 from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
@@ -858,7 +866,7 @@ def holds_honoured(models: dict[str, Model], statuses: dict[str, CaseStatus], co
             ck.fail(f"{loan}: contact(s) decided after the dispute hold of {placed:%H:%M:%S}: {late}")
 
 
-def caps_across_loans(models: dict[str, Model], contacts: list[ContactRow], policy: Policy, ck: Check) -> None:
+def caps_across_loans(models: dict[str, Model], contacts: list[ContactRow], policy: Policy, ck: Check, tz: str = TZ) -> None:
     """No borrower got more contacts than the policy's caps allow, counted across all their loans as the gate counts
     them (reserved or delivered contacts; per channel and policy day, and calls in any 7 policy days). Two workers
     deciding for two loans of one borrower at once is what the borrower's row lock in the gate is for."""
@@ -871,7 +879,7 @@ def caps_across_loans(models: dict[str, Model], contacts: list[ContactRow], poli
         if c.borrower_id not in mine or c.status not in ("pending", "delivered") or c.at is None:
             continue
         at = c.at if c.at.tzinfo else c.at.replace(tzinfo=dt.UTC)
-        per_day[(c.borrower_id, c.channel, int(at.timestamp() // day))] += 1
+        per_day[(c.borrower_id, c.channel, compliance._policy_day(at, tz, day))] += 1
         loans_of[c.borrower_id].add(c.loan_id)
         if c.channel == "call":
             calls[c.borrower_id].append(at)
@@ -915,6 +923,7 @@ class Report:
     rows: list[tuple[str, str]]
     workdir: Path
     seconds: float
+    attempts: tuple[float, int] = (0.0, 0)  # attempts per acknowledged input: mean, p99
 
     @property
     def failures(self) -> list[str]:
@@ -1070,6 +1079,7 @@ async def run(cfg: ChaosConfig) -> Report:
     api = None
     checks: list[Check] = []
     rows: list[tuple[str, str]] = []
+    attempts = (0.0, 0)
     try:
         await server.start()
         await asyncio.to_thread(gw.start)
@@ -1106,6 +1116,7 @@ async def run(cfg: ChaosConfig) -> Report:
         snap = await snapshot(client, repo, gw, loans)
         checks, worst, dstats = await check_all(cfg, client, models, snap, chaos.counters, policy, workdir, keys_env)
         rows = summary_rows(cfg, kinds, models, snap, dstats, chaos, pool, server, t_open, settled, worst, pg, db_note)
+        attempts = chaos.counters.attempts_per_input()
     finally:
         if api is not None:
             await api.stop()
@@ -1115,7 +1126,7 @@ async def run(cfg: ChaosConfig) -> Report:
         await asyncio.to_thread(gw.stop)
         repo.engine.dispose()
         stack.close()
-    report = Report(cfg, checks, rows, workdir, time.monotonic() - began)
+    report = Report(cfg, checks, rows, workdir, time.monotonic() - began, attempts)
     if not checks:
         report.checks = [Check("run completed", failures=["the run did not get to its checks"])]
     if own_dir and not cfg.keep and not report.failures:
