@@ -12,7 +12,6 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -61,6 +60,7 @@ def ledger(repo: Repo) -> dict[str, tuple[str, int, str]]:
 
 
 async def test_restore_drill(env, gateway, tmp_path):
+    gateway.clear_faults()
     live_db, backup_db = tmp_path / "collections.db", tmp_path / "backup.db"
     url = f"sqlite:///{live_db}"
     migrate(url)
@@ -195,8 +195,13 @@ async def _tomorrow(cases: Cases) -> dt.date:
     return today_in(await cases.now()) + dt.timedelta(days=1)
 
 
-@pytest.fixture(autouse=True)
-def _clean_faults(gateway):
-    gateway.clear_faults()
-    yield
-    gateway.clear_faults()
+def test_restore_reconcile_refuses_a_delivery_log_it_cannot_read(tmp_path, capsys):
+    import starter
+
+    bad = tmp_path / "outbox.json"
+    bad.write_text("not json", encoding="utf-8")
+    assert starter.main(["restore-reconcile", "--deliveries", str(bad)]) == 2
+    assert "deliveries: cannot read" in capsys.readouterr().err
+    bad.write_text('{"items": [{"loan_id": "L1"}]}', encoding="utf-8")
+    assert starter.main(["restore-reconcile", "--deliveries", str(bad)]) == 2
+    assert "deliveries: a JSON list" in capsys.readouterr().err
