@@ -130,7 +130,7 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     @app.exception_handler(RPCError)
     async def _rpc(_r: Request, exc: RPCError) -> JSONResponse:
-        if exc.status in inputs_app.TRANSIENT_RPC:
+        if inputs_app.transient(exc):
             return error(503, None, f"Temporal is unavailable: {exc.message}; retry", {"Retry-After": "2"})
         log.error("temporal error", status=exc.status.name if exc.status else None, message=exc.message)
         return error(500, None, "internal error talking to Temporal")

@@ -133,9 +133,11 @@ async def send_update(
     arg = with_actor(arg, require(name), approved=approved)
     handle = client.get_workflow_handle(workflow_id(loan_id))
     update_id = _update_id(loan_id, command, arg)
+    # within `answered`: each call bounded by the RPC deadline itself (not only by cancelling it), tried again after
+    rpc_timeout = ATTEMPT_RPC_TIMEOUT if update_id is not None else None
     for pause in (*BUSY_WAIT, None):
         try:
-            return await handle.execute_update(update, arg, id=update_id)
+            return await handle.execute_update(update, arg, id=update_id, rpc_timeout=rpc_timeout)
         except WorkflowUpdateFailedError as exc:
             raise (rejection(exc) or BadInput("input", f"update rejected: {exc.cause or exc}")) from None
         except RPCError as exc:
@@ -176,6 +178,7 @@ class Unanswered(Exception):
 
 
 # CANCELLED: the server cancelled the call while shutting down (a restart); ABORTED: a conflict retried by the next call
+ATTEMPT_RPC_TIMEOUT = dt.timedelta(seconds=10)
 TRANSIENT_RPC = (
     RPCStatusCode.UNAVAILABLE,
     RPCStatusCode.DEADLINE_EXCEEDED,
@@ -190,8 +193,8 @@ def transient(exc: BaseException) -> bool:
     unreachable (restarting, a dropped connection), one attempt's own timeout."""
     if isinstance(exc, Busy | TimeoutError | ConnectionError | WorkflowUpdateRPCTimeoutOrCancelledError):
         return True
-    if isinstance(exc, RPCError):
-        return exc.status in TRANSIENT_RPC
+    if isinstance(exc, RPCError):  # UNKNOWN "transport error": the connection dropped as the server stopped
+        return exc.status in TRANSIENT_RPC or (exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message)
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated) or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
     return False

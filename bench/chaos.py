@@ -1098,7 +1098,7 @@ async def run(cfg: ChaosConfig) -> Report:
             feed, approver = await asyncio.to_thread(chaos_http.operator_tokens, repo)
             api = chaos_http.ApiProc(workdir, env, free_port())
             await api.start()
-            http = {"url": api.url, "feed": feed, "approver": approver}
+            http = {"url": api.url, "feed": feed, "approver": approver, "workdir": str(workdir)}
             log(f"API {api.url}; inputs from {cfg.clients} client processes")
 
         kinds, models = draw_models(cfg, rng)
@@ -1257,6 +1257,7 @@ class Pool:
 
     def __init__(self, workers: list[WorkerProc]) -> None:
         self.workers = workers
+        self.starting: set[WorkerProc] = set()
 
     @property
     def kills(self) -> int:
@@ -1273,16 +1274,24 @@ class Pool:
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers))
 
+    def killable(self) -> list[WorkerProc]:
+        """The workers a kill may take: alive and not being started (two starts of one would leave one untracked)."""
+        return [w for w in self.workers if w.alive and w not in self.starting]
+
     async def restart(self, w: WorkerProc, client: Client) -> None:
         """Started again; a worker that exits while starting (the database down at that moment) is tried again."""
-        for attempt in range(10):
-            try:
-                await w.start(client)
-                return
-            except RuntimeError:
-                if attempt == 9:
-                    raise
-                await asyncio.sleep(2)
+        self.starting.add(w)
+        try:
+            for attempt in range(10):
+                try:
+                    await w.start(client)
+                    return
+                except RuntimeError:
+                    if attempt == 9:
+                        raise
+                    await asyncio.sleep(2)
+        finally:
+            self.starting.discard(w)
 
 
 class Postgres:
@@ -1338,6 +1347,7 @@ async def inputs_under_chaos(
                 times=times_of[i::n],
                 t0=t0,
                 give_up_at=t0 + w + 120 + INPUT_GIVE_UP,
+                stalls=str(Path(http["workdir"]) / f"client-{i}-stalled.txt"),
             )
             for i in range(n)
         ]
@@ -1374,6 +1384,7 @@ async def inputs_under_chaos(
 
     async def kill(wp: WorkerProc) -> None:
         pid = wp.proc.pid if wp.proc else None
+        pool.starting.add(wp)  # from the kill to the end of its restart: not chosen again
         wp.kill()
         pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
         kill_pauses.append(pause)
@@ -1388,8 +1399,11 @@ async def inputs_under_chaos(
             if delay > 0:
                 await asyncio.sleep(delay)
             if what == "kill":
-                alive = [x for x in pool.workers if x.alive] or pool.workers
-                wp = rng.choice(alive)
+                choice = pool.killable()
+                if not choice:  # every worker is down or starting: this kill has nothing to take
+                    log(f"t={time.monotonic() - t0:5.1f}s no worker up to kill (all restarting)")
+                    continue
+                wp = rng.choice(choice)
                 if len(pool.workers) == 1:
                     await kill(wp)
                 else:  # the others go on meanwhile; kills are independent of each other

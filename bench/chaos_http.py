@@ -129,9 +129,18 @@ class Http:
         return Answer(accepted=out.get("accepted", True), message=out.get("message", ""))
 
     async def finished(self, loan: str) -> bool:
-        from app.inputs import open_run
+        """The case's workflow has finished (a raw describe, bounded by its own RPC deadline)."""
+        from temporalio.api.common.v1 import WorkflowExecution
+        from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+        from temporalio.client import WorkflowExecutionStatus
 
-        return await asyncio.wait_for(open_run(self.temporal, loan), 10) is None
+        desc = await self.temporal.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=self.temporal.namespace, execution=WorkflowExecution(workflow_id=f"loan-{loan}")
+            ),
+            timeout=dt.timedelta(seconds=5),
+        )
+        return desc.workflow_execution_info.status != WorkflowExecutionStatus.RUNNING.value
 
 
 @dataclass
@@ -157,6 +166,7 @@ class Shard:
     times: list[list[float]]
     t0: float
     give_up_at: float
+    stalls: str = ""  # a file: the shard's waiting tasks, written if it is still running a minute after give_up_at
 
 
 def drive(shard: Shard) -> tuple[list, Any]:
@@ -176,8 +186,23 @@ async def _drive(shard: Shard) -> tuple[list, Any]:
     async with httpx.AsyncClient(base_url=shard.api_url, limits=limits, timeout=timeout) as http:
         driver = Driver(Http(http, shard.feed, shard.approver, temporal), counters)
         driver.give_up_at = shard.give_up_at
+        watch = asyncio.create_task(_watchdog(shard))
         await asyncio.gather(*(script(driver, m, times, shard.t0) for m, times in zip(shard.models, shard.times, strict=True)))
+        watch.cancel()
     return shard.models, counters
+
+
+async def _watchdog(shard: Shard) -> None:
+    """Evidence for a stall: every task's stack, once, if the scripts still run a minute after they should have given
+    up."""
+    await asyncio.sleep(max(0.0, shard.give_up_at + 60 - time.monotonic()))
+    if shard.stalls:
+        import io
+
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        Path(shard.stalls).write_text(out.getvalue(), encoding="utf-8")
 
 
 async def drive_all(shards: list[Shard]) -> list[tuple[list, Any]]:
