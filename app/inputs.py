@@ -508,6 +508,18 @@ async def record_payment(
             run = None  # closed, its workflow still finishing its closing actions: kept as unapplied too
         else:
             return _applied(loan_id, format_amount(minor, p.currency), p.currency, result)
+        # applied to this run before it closed (its workflow finished between open_run and the update, as the chaos
+        # run found): the same answer, not "kept as unapplied" beside the applied row
+        if known is not None:
+            return PaymentOutcome(
+                payment_id=p.payment_id,
+                loan_id=loan_id,
+                status="applied",
+                duplicate=True,
+                amount=format_amount(minor, p.currency),
+                currency=p.currency,
+                message=f"payment {p.payment_id} was already applied (duplicate, nothing changed)",
+            )
     written = await asyncio.to_thread(
         repo.record_payment,
         payment_id=p.payment_id,

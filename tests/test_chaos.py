@@ -260,6 +260,9 @@ async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retr
         except errors.BadInput as exc:  # actual: "case: is closed (paid); ..."
             late = exc
         assert getattr(late, "status", None) == "unapplied", late
+        # the full payment sent again meanwhile: applied before, so a duplicate of it
+        again = await inputs.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total)
+        assert (again.status, again.duplicate) == ("applied", True), again
         assert [(p.payment_id, p.status) for p in repo.payments(loan_id=loan)] == [
             (f"FULL-{loan}", "applied"),
             (f"LATE-{loan}", "unapplied"),
