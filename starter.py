@@ -63,6 +63,7 @@ import os
 import sys
 import typing
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -742,6 +743,38 @@ async def cmd_schedules(a: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_restore_reconcile(a: argparse.Namespace) -> int:
+    """After the database was restored from a backup: every case against it, and the gateway's deliveries against
+    the contact rows (app/restore.py). Exit 0 when nothing is left for a person, 1 otherwise (listed)."""
+    from app import restore
+
+    deliveries: list = []
+    if a.deliveries:
+        try:
+            data = json.loads(Path(a.deliveries).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"error: deliveries: cannot read {a.deliveries}: {exc}", file=sys.stderr)
+            return 2
+        deliveries = data["items"] if isinstance(data, dict) and "items" in data else data
+        if not isinstance(deliveries, list) or not all(
+            isinstance(d, dict) and {"idempotency_key", "loan_id", "channel", "accepted_at"} <= set(d) for d in deliveries
+        ):
+            print(
+                'error: deliveries: a JSON list (or {"items": [...]}) of deliveries with idempotency_key, loan_id, '
+                "channel and accepted_at",
+                file=sys.stderr,
+            )
+            return 2
+    report = await restore.reconcile(await client(), repo(), deliveries)
+    if a.json:
+        print(dump(dataclasses.asdict(report)))
+    else:
+        print(report.summary())
+        for line in report.for_a_person + report.unreadable:
+            print(f"  - {line}")
+    return 1 if report.for_a_person or report.unreadable else 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -810,6 +843,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "reject": cmd_decide,
     "calendars": cmd_calendars,
     "schedules": cmd_schedules,
+    "restore-reconcile": cmd_restore_reconcile,
 }
 
 
@@ -1203,6 +1237,20 @@ def _schedules_command(cmd: Command) -> None:
     c.add_argument("action", choices=["apply", "list"])
 
 
+def _restore_command(cmd: Command) -> None:
+    c = cmd(
+        "restore-reconcile",
+        "after a restore of the database from a backup: case rows, payments and holds from the cases, contacts from "
+        "the gateway's delivery log",
+        loan=False,
+        epilog="Run it with the workers up and before the API takes inputs again; then send the payment feed again "
+        "from the backup's time.\nExit 1 lists what a person must decide.\n\n"
+        "Examples:\n  python starter.py restore-reconcile --deliveries outbox.json\n"
+        "  curl -H 'Authorization: Bearer <gateway key>' 'http://gateway/outbox?limit=100000' > outbox.json",
+    )
+    c.add_argument("--deliveries", metavar="FILE", help="the gateway's delivery log since the backup (JSON)")
+
+
 def _operators_command(cmd: Command) -> None:
     c = cmd(
         "operators",
@@ -1242,6 +1290,7 @@ COMMANDS: tuple[Callable[[Command], None], ...] = (
     _approvals_command,
     _calendars_command,
     _schedules_command,
+    _restore_command,
     _operators_command,
 )
 

@@ -156,12 +156,26 @@ async def authenticated(request: Request, creds: HTTPAuthorizationCredentials | 
         from access.operators import Operators
 
         be: Backend = request.app.state.backend
-        caller = await asyncio.to_thread(Operators(be.repo()).authenticate, given)
+        caller = await _with_database(lambda: asyncio.to_thread(Operators(be.repo()).authenticate, given))
         if caller is None:
             raise _unauthorized()
     request.state.caller = caller
     acting_as(caller)
     return caller
+
+
+async def _with_database(make):
+    """A database read the request cannot go on without, tried again while the database is unreachable (a
+    restart, a failover) for up to API_UPDATE_TIMEOUT; then 503 with Retry-After."""
+    from app import inputs
+
+    seconds = api_settings().update_timeout
+    try:
+        return await inputs.answered(make, seconds, attempt_timeout=seconds)
+    except inputs.Unanswered as exc:
+        raise ApiError(
+            503, None, f"the database is unreachable: {exc.reason}; retry", {"Retry-After": str(exc.retry_after)}
+        ) from None
 
 
 # kept for the routes that only need a valid token
@@ -183,6 +197,25 @@ def guard(*use_cases: str) -> dict[str, Any]:
         "openapi_extra": {"x-roles": list(roles), "x-use-cases": list(use_cases)},
         "description": f"Roles: {', '.join(roles)}.",
     }
+
+
+async def answered(make):
+    """An input (`make()` makes one attempt of it) answered within API_UPDATE_TIMEOUT: attempts that meet a
+    recovering case, a Temporal or database restart, or a lost answer are made again inside this request (the
+    same update ids: one input, one update); 503 with Retry-After only when none answered in time."""
+    from app import inputs
+
+    seconds = api_settings().update_timeout
+    try:
+        return await inputs.answered(make, seconds, attempt_timeout=min(10.0, seconds))
+    except inputs.Unanswered as exc:
+        raise ApiError(
+            503,
+            None,
+            f"the case did not answer within {seconds:.0f}s: {exc.reason}; nothing is known to have changed; "
+            "send the same input again (a payment with the same payment_id is applied once)",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
 
 
 async def within_timeout(coro):

@@ -5,8 +5,10 @@ Every /v1 route needs `Authorization: Bearer <token>`; a request without a valid
 
 - 401 no or wrong token; 404 unknown loan or no case; 422 bad input (the field and the reason;
   a case's own refusal, e.g. an amount above the balance, comes back the same way);
-- 503 Temporal could not be reached, the case did not answer in time or is recovering from a crash (retry: inputs are
-  idempotent by payment id, and a repeated plan/hold is refused, not applied twice).
+- 503 with Retry-After: Temporal or the database could not be reached, or the case did not answer in time or is
+  recovering from a crash. An input is tried again inside the request first (its attempts are one update, under
+  one update id) for up to API_UPDATE_TIMEOUT; only then 503. Retry: inputs are idempotent by payment id, and a
+  repeated plan/hold is refused, not applied twice.
 
 Routes: api/routes/ (one module per resource). The logic is in app/, shared with the command line (starter.py).
 """
@@ -24,14 +26,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 import console
 from access.permissions import Forbidden
 from api.deps import ApiError, Backend, tokens_from_env
 from api.routes import borrowers, cases, inputs, payments, tasks, webhooks
 from app import calendars, errors
+from app import inputs as inputs_app
 from borrower import pages as borrower_pages
 from infra.bodycap import BodyCap
 from infra.config import settings
@@ -126,10 +130,22 @@ def create_app(tokens: list[str] | None = None, client=None, repo=None) -> FastA
 
     @app.exception_handler(RPCError)
     async def _rpc(_r: Request, exc: RPCError) -> JSONResponse:
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
-            return error(503, None, f"Temporal is unavailable: {exc.message}; retry")
+        if inputs_app.transient(exc):
+            return error(503, None, f"Temporal is unavailable: {exc.message}; retry", {"Retry-After": "2"})
         log.error("temporal error", status=exc.status.name if exc.status else None, message=exc.message)
         return error(500, None, "internal error talking to Temporal")
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_r: Request, exc: DBAPIError) -> JSONResponse:
+        if inputs_app.transient(exc):  # restarting, failing over, a dropped connection: nothing was changed
+            log.warning("database unreachable", error=type(exc.orig).__name__)
+            return error(503, None, "the database is unreachable; nothing was changed; retry", {"Retry-After": "5"})
+        log.exception("database error", error=type(exc.orig).__name__)
+        return error(500, None, "internal error")
+
+    @app.exception_handler(inputs_app.Unanswered)
+    async def _unanswered(_r: Request, exc: inputs_app.Unanswered) -> JSONResponse:
+        return error(503, None, f"{exc.reason}; retry", {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:

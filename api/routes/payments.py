@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, authorized, backend, guard, within_timeout
+from api.deps import E401, E403, E404, E422, E503, Backend, LoanId, answered, authorized, backend, guard, within_timeout
 from app import inputs, reversal
 from domain.models import ID_PATTERN
 
@@ -54,9 +54,10 @@ class ApplyUnappliedBody(Model):
     },
 )
 async def payment(be: BackendDep, loan_id: LoanId, body: PaymentBody) -> JSONResponse:
-    outcome = await within_timeout(
-        inputs.record_payment(
-            await be.client(),
+    client = await be.client()
+    outcome = await answered(
+        lambda: inputs.record_payment(
+            client,
             be.repo(),
             loan_id,
             payment_id=body.payment_id,
@@ -78,7 +79,8 @@ async def payment(be: BackendDep, loan_id: LoanId, body: PaymentBody) -> JSONRes
     responses={**E404, **E422},
 )
 async def apply_unapplied(be: BackendDep, loan_id: LoanId, body: ApplyUnappliedBody) -> Any:
-    return await within_timeout(inputs.apply_unapplied(await be.client(), be.repo(), loan_id, body.payment_ids or None))
+    client = await be.client()
+    return await answered(lambda: inputs.apply_unapplied(client, be.repo(), loan_id, body.payment_ids or None))
 
 
 @router.post(
