@@ -181,3 +181,48 @@ def test_the_watch_counts_a_case_that_changed_in_the_window_and_not_the_new_ones
     # A moved and came back (changed, not net), B paused then closed, C was closed already, D is new
     assert (row["open"], row["changed"], row["net"], row["closed"], row["new"]) == (2, 2, 1, 1, 1)
     assert row["stages"] == "reminder 2"
+
+
+def test_the_dashboard_counts_a_short_day_policys_buckets_and_rolls_in_its_own_days(tmp_path):
+    """The demo's day lasts 6 s: a case opened 10 minutes ago at DPD 20 is at DPD 120 now (M3+) and was at DPD 90
+    (M3) 30 demo days (180 s) ago; one opened 100 s ago is not in the roll window; a paid one was cured; a case on the
+    default policy keeps the real calendar."""
+    from console import dashboard
+    from db.tables import BorrowerRow, CaseRow, LoanRow
+
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    migrate(url)
+    repo = Repo(make_engine(url))
+    now = dt.datetime.now(dt.UTC)
+    with repo.session() as s:
+        s.add(BorrowerRow(id="B1", name="x", phone="13800000000"))
+        for loan, policy, dpd, ago, closed in (
+            ("D1", "demo", 20, 600, False),
+            ("D2", "demo", 5, 100, False),
+            ("D3", "demo", 3, 400, True),
+            ("R1", "default", 45, 40 * 86400, False),
+        ):
+            due = (now - dt.timedelta(seconds=ago)).date() - dt.timedelta(days=dpd)
+            s.add(
+                LoanRow(
+                    id=loan, borrower_id="B1", currency="CNY", principal=100_00, interest=0, fees=0, due_date=due, policy=policy
+                )
+            )
+            s.add(
+                CaseRow(
+                    workflow_id=f"loan-{loan}",
+                    loan_id=loan,
+                    stage="reminder",
+                    status="closed" if closed else "active",
+                    outcome="paid" if closed else None,
+                    currency="CNY",
+                    outstanding=0 if closed else 100_00,
+                    opened_at=now - dt.timedelta(seconds=ago),
+                    closed_at=now - dt.timedelta(seconds=10) if closed else None,
+                )
+            )
+        s.commit()
+    d = dashboard.build(repo, now)
+    assert {r.key: r.cases for r in d.by_bucket} == {"M1": 1, "M3": 1, "M3+": 1}  # D2 at DPD 21, R1 at 85, D1 at 120
+    # D1 from M3 (DPD 90) to M3+; D3 from M2 (DPD 3 + 36 = 39) to cured; R1 on the real calendar from M2 (55) to M3 (85)
+    assert d.roll == {"M3": {"M3+": 1}, "M2": {"cured": 1, "M3": 1}}
