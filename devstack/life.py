@@ -57,7 +57,7 @@ from typing import Any
 
 import httpx
 
-from domain.models import CaseStatus
+from domain.models import CaseStatus, CloseIn
 from domain.money import format_amount
 from domain.policy import Policy, load_policy
 from sim.behaviour import Action, Borrower, Profile, Update, call_script, draw_profile
@@ -69,7 +69,8 @@ CSRF = re.compile(r'name="csrf" value="([0-9a-f]{32})"')
 COURT_PACE = 0.2  # the court answers in a fifth of the model's days (a judgment 9-24 demo days after the lawsuit)
 REVIEW_PACE = 0.3  # compliance closes a dispute or complaint review in 3-14 demo days
 SESSION_FOR = dt.timedelta(minutes=18)  # the page's session lasts 20 minutes; sign in again a little before
-OPERATORS = {"demo-legal": ("legal",), "demo-compliance": ("compliance",)}  # beside console.demo's
+# beside console.demo's: the legal team, compliance, and a second supervisor who approves demo-supervisor's proposals
+OPERATORS = {"demo-legal": ("legal",), "demo-compliance": ("compliance",), "demo-checker": ("supervisor",)}
 PLAN_ASK = "您好，我最近收入减少，能否申请分期还款？"
 LEAVE_ALONE = "请不要再联系我，有事请寄信。"
 
@@ -134,7 +135,10 @@ class DemoBorrower(Borrower):
         lawsuit = any(k in st.steps_done for k in ("litigation",)) or (st.awaiting is not None and st.awaiting.kind == "court")
         enforcing = "enforcement" in st.steps_done
         judged = any(e.kind == "court_outcome" and "judgment" in e.detail for e in st.events)
-        if enforcing:
+        ended = any(e.kind == "court_outcome" and "enforcement_closed" in e.detail for e in st.events)
+        if ended:
+            self.schedule(day + rng.randint(5, 20), "close")
+        elif enforcing:
             self.on_contact(day, "enforcement", "delivered", None)
         elif lawsuit and not judged:
             self.schedule(day + rng.randint(10, 60), "court", outcome="judgment")
@@ -152,6 +156,17 @@ class DemoBorrower(Borrower):
                 if rng.random() >= p.plan_adherence:
                     break
                 self.schedule(day + 3 + 30 * k, "pay", amount=i.amount, why="plan_payment")
+
+    def _close(self, a: Action, status: CaseStatus) -> Update | None:
+        """The floor's decision once enforcement has ended with a balance left (终结本次执行: no assets found): the
+        case is closed as uncollectable, proposed by one supervisor and approved by another (four-eyes)."""
+        if status.status == "closed" or status.pending_approval is not None:
+            return None
+        return Update(
+            "close_case",
+            CloseIn(outcome="uncollectable", reason="enforcement ended, no assets found (终结本次执行)"),
+            "close_uncollectable",
+        )
 
     def next_call(self) -> str:
         """The outcome of the next call the collector places (the model's call script, the last one repeating)."""
@@ -456,6 +471,8 @@ class Life:
         b.accepted(a, update, res)
         if update.name == "record_outcome" and update.arg.kind == "court" and not closed:
             b.react(day, b.loan.start_dpd + day, "court")  # the court's ruling is served on the borrower: a court contact
+            if update.arg.outcome == "enforcement_closed":
+                b.schedule(day + b.rng.randint(10, 30), "close")
         if closed:
             self.closed.add(b.loan.loan_id)
 
@@ -509,6 +526,15 @@ class Life:
             body = {"reviewer": "合规复核（演示）" if arg.kind == "complaint" else None, "resolution": arg.resolution}
             r = await self.api("POST", f"/v1/loans/{loan}/holds/{arg.kind}/release", who, json=body)
             return r.status_code == 200, r.json(), who
+        if u.name == "close_case":
+            r = await self.api("POST", f"/v1/loans/{loan}/closure", "demo-supervisor", json=_json(arg))
+            if r.status_code != 200:
+                return False, r.json(), "demo-supervisor"
+            st = await self.status(loan)
+            if st is not None and st.pending_approval is not None:  # four-eyes: a second supervisor approves
+                r = await self.api("POST", f"/v1/loans/{loan}/approval", "demo-checker", json={"decision": "approve"})
+                return r.status_code == 200, r.json(), "demo-supervisor and demo-checker"
+            return True, r.json(), "demo-supervisor"
         if u.name == "record_outcome":
             who = "demo-legal" if arg.kind == "court" else "demo-collector"
             r = await self.api("POST", f"/v1/loans/{loan}/outcomes", who, json=_json(arg))

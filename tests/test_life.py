@@ -41,6 +41,7 @@ ROLES = {
     "demo-payments": ("payments",),
     "demo-legal": ("legal",),
     "demo-compliance": ("compliance",),
+    "demo-checker": ("supervisor",),
 }
 
 
@@ -57,7 +58,9 @@ CALLS = ladder(
     "life-calls", {"key": "first_call", "stage": "first_call", "dpd": 2, "actions": ["call"], "modes": {"call": "agent"}}
 )
 COURT = ladder(
-    "life-court", {"key": "litigation", "stage": "litigation", "dpd": 3, "actions": ["lawsuit"], "await_outcome_days": 60}
+    "life-court",
+    {"key": "litigation", "stage": "litigation", "dpd": 3, "actions": ["lawsuit"], "await_outcome_days": 60},
+    {"key": "enforcement", "stage": "enforcement", "dpd": 4, "actions": ["enforcement"], "requires": "judgment"},
 )
 
 
@@ -171,6 +174,20 @@ async def test_the_life_pays_by_the_page_promises_by_reply_works_a_call_task_and
     st = await cases.status(sued)
     assert any(e.kind == "court_outcome" and "judgment" in e.detail for e in st.events)
     assert lf.stats["court_judgment by demo-legal"] == 1
+
+    # enforcement ends with the balance unpaid: the floor closes the case as uncollectable, four-eyes
+    await cases.advance(days=2)
+    st = await cases.status(sued)
+    assert "enforcement" in st.steps_done, st.next_action
+    b5.queue = []
+    b5.schedule(lf.day() - b5.born, "court", outcome="enforcement_closed")
+    await lf._act(b5, lf.day() - b5.born)
+    [close] = [a for a in b5.queue if a.kind == "close"]
+    b5.queue = [close]
+    await lf._act(b5, close.day)
+    st = await cases.status(sued)
+    assert st.status == "closed" and st.outcome == "uncollectable", st.events[-3:]
+    assert lf.stats["close_uncollectable by demo-supervisor and demo-checker"] == 1
 
 
 def test_the_watch_counts_a_case_that_changed_in_the_window_and_not_the_new_ones():
