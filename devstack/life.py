@@ -32,7 +32,8 @@ borrower keeps its own schedule in demo days. The court's and the reviewers' lag
 
 A book gets new delinquent loans every day: the life opens one on the demo policy every `--feed-days` demo days
 (as demo-supervisor, POST /v1/cases), at DPD 1, while fewer than `--max-open` cases are open. Without it the demo's
-forty cases end, within half an hour, paid, settled, or written off and left open (账销案存) with nothing to do.
+forty cases end within half an hour (paid, settled, recovered, or closed as uncollectable once enforcement has ended:
+proposed by demo-supervisor, approved by demo-checker), and the demo with them.
 """
 
 from __future__ import annotations
