@@ -1,6 +1,6 @@
 # Loan collections on Temporal: the README's commands.
 #
-#   make demo    virtualenv + install, local stack in the background, demo portfolio, the addresses
+#   make demo    virtualenv + install, local stack in the background, demo portfolio, its life, the addresses
 #   make test    virtualenv + install, lint and types (make lint), then the whole test suite
 #   make lint    ruff (lint and format check) and mypy (the packages in pyproject.toml [tool.mypy] files)
 #   make up      the local stack in the foreground (Ctrl-C stops all of it)
@@ -48,14 +48,15 @@ demo: venv
 	$(PY) -m devstack.stack start
 	$(PY) -m devstack.demo
 	$(PY) -m console.demo
+	$(PY) -m devstack.life start
 	@$(PY) -m devstack.stack urls
-	@echo "make down to stop"
+	@echo "python -m devstack.watch --minutes 30 shows the cases moving; make down to stop"
 
 up: venv
 	$(PY) -m devstack.stack up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m devstack.stack stop; else echo "not running (no $(VENV))"; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.life stop; $(PY) -m devstack.stack stop; else echo "not running (no $(VENV))"; fi
 
 status: venv
 	@$(PY) -m devstack.stack status || true

@@ -9,6 +9,10 @@ Roll rates over the last 30 days: each case open 30 days ago is put in the bucke
 gave it then; where it is now (a later bucket = rolled, the same = stayed, closed by payment = cured,
 closed otherwise) is counted per bucket. Everything derives from the due date and the open/close times,
 so no column had to be added to the projection.
+
+A policy whose day is shorter than a real one (the demo's lasts seconds) counts its cases' days past due as the case
+does (domain/dates.py CaseClock): from the DPD at opening, one day every `day_seconds`; its buckets are the buckets of
+that DPD, and its roll window is 30 of its own days.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, true
 
 from db.tables import CaseRow, ContactRow, EventRow, LoanRow
 from domain.display import stage_rank
@@ -97,6 +101,49 @@ def _json_type():
     return JSONB
 
 
+def _short_days(s) -> dict[str, int]:
+    """The policies of the book's loans whose day is shorter than a real day: name -> day_seconds."""
+    from domain.policy import load_policy
+
+    out = {}
+    for name in s.scalars(select(LoanRow.policy).distinct()):
+        try:
+            seconds = load_policy(name).day_seconds
+        except Exception:  # noqa: BLE001 - a policy no longer on disk: counted on the real calendar
+            continue
+        if seconds < 86400:
+            out[name] = seconds
+    return out
+
+
+def _short_day_figures(s, d: Dashboard, short: dict[str, int], now: dt.datetime) -> None:
+    """Buckets and roll rates of the cases on short-day policies, their DPD counted as their cases count it."""
+    c, ln = CaseRow, LoanRow
+    rows = s.execute(
+        select(ln.due_date, ln.policy, c.opened_at, c.closed_at, c.status, c.outcome, c.currency, c.outstanding)
+        .join(ln, ln.id == c.loan_id)
+        .where(ln.policy.in_(list(short)))
+    ).all()
+    buckets: dict[str, Row] = {r.key: r for r in d.by_bucket}
+    for due, policy, opened, closed, status, outcome, currency, outstanding in rows:
+        seconds = short[policy]
+        opened_dpd = (opened.astimezone(dt.UTC).date() - due).days
+
+        def dpd_at(t: dt.datetime, opened=opened, opened_dpd=opened_dpd, seconds=seconds) -> int:
+            return opened_dpd + int((t - opened).total_seconds() // seconds)
+
+        if status != "closed":
+            row = buckets.setdefault(bucket_of(dpd_at(now)), Row(bucket_of(dpd_at(now))))
+            row.cases += 1
+            row.amounts[currency] = row.amounts.get(currency, 0) + int(outstanding or 0)
+        since = now - dt.timedelta(seconds=WINDOW_DAYS * seconds)
+        if opened <= since and (closed is None or closed > since):
+            frm = bucket_of(dpd_at(since))
+            to = ("cured" if outcome in PAID_OUTCOMES else "closed") if status == "closed" else bucket_of(dpd_at(now))
+            d.roll.setdefault(frm, {})[to] = d.roll.setdefault(frm, {}).get(to, 0) + 1
+    d.by_bucket = sorted(buckets.values(), key=lambda r: BUCKETS.index(r.key) if r.key in BUCKETS else 99)
+
+
 def build(repo, now: dt.datetime | None = None) -> Dashboard:
     """The dashboard as of `now` (UTC), in one database session."""
     import time
@@ -111,6 +158,8 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
     is_open = c.status != "closed"
     with repo.session() as s:
         dialect = s.bind.dialect.name
+        short = _short_days(s)
+        real_days = ln.policy.not_in(list(short)) if short else true()
         d.total_cases = s.scalar(select(func.count()).select_from(c)) or 0
         d.open_cases = s.scalar(select(func.count()).select_from(c).where(is_open)) or 0
         d.by_stage = sorted(  # in the ladder's order (domain/display.py), not the alphabet's
@@ -130,7 +179,7 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
                 s.execute(
                     select(bucket_now, c.currency, func.count(), func.sum(c.outstanding))
                     .join(ln, ln.id == c.loan_id)
-                    .where(is_open)
+                    .where(is_open, real_days)
                     .group_by(bucket_now, c.currency)
                 )
             ),
@@ -157,10 +206,12 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
         for frm, to, n in s.execute(
             select(bucket_then, where_now, func.count())
             .join(ln, ln.id == c.loan_id)
-            .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since))
+            .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since), real_days)
             .group_by(bucket_then, where_now)
         ):
             d.roll.setdefault(frm, {})[to] = n
+        if short:
+            _short_day_figures(s, d, short, now)
 
         ev = EventRow
         for kind, n in s.execute(

@@ -319,6 +319,9 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     ep = Endpoints.from_settings(cfg)
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     env.setdefault("COLLECTIONS_TEAMS_FILE", str(ROOT / "policies" / "teams" / "demo.toml"))  # the demo's floor
+    # the borrower page's links (rendered by the worker) and the payment page's webhook and return addresses (the API's)
+    # point at this stack's API, whatever API_PORT is
+    env.setdefault("COLLECTIONS_PUBLIC_URL", f"http://127.0.0.1:{cfg.api_port}")
     server = [
         binaries.find("temporal"),
         "server",

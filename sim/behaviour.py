@@ -31,7 +31,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.models import CaseStatus, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import format_amount, parse_amount
@@ -289,6 +289,8 @@ def _total(status: CaseStatus) -> int:
 class Borrower:
     """One simulated borrower (and the collector and court around their case)."""
 
+    ACTS: ClassVar[dict[str, Callable[..., Update | None]]] = {}  # filled below the class: kind -> method
+
     def __init__(self, loan, seed: int, policy: Policy, start: date, days: int) -> None:
         self.loan = loan
         self.p: Profile = loan.profile
@@ -432,7 +434,7 @@ class Borrower:
         if status.status == "closed":
             self.closed = True
             return None
-        return ACTS[a.kind](self, a, status)
+        return self.ACTS[a.kind](self, a, status)
 
     def _respond(self, a: Action, status: CaseStatus) -> Update | None:
         self.responding = False
@@ -632,8 +634,9 @@ class Borrower:
                 self.responding = True
 
 
-# What a scheduled action does, by its kind: each Borrower method returns the Update to send (or None).
-ACTS: dict[str, Callable[[Borrower, Action, CaseStatus], Update | None]] = {
+# What a scheduled action does, by its kind: each Borrower method returns the Update to send (or None). A subclass
+# with kinds of its own extends it ({**Borrower.ACTS, ...}).
+Borrower.ACTS = {
     "respond": Borrower._respond,
     "page": Borrower._page,
     "pay": Borrower._pay,

@@ -30,14 +30,14 @@ def outbox_router(gw: Gateway) -> APIRouter:
         channel: str | None = None,
         idempotency_key: str | None = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+        after: Annotated[int | None, Query(ge=0, description="only deliveries after this cursor (a previous `last`)")] = None,
     ) -> JSONResponse:
         gw.check_key(request)
         _check_channel(channel)
-        items = [
-            {k: v for k, v in i.items() if k != "seq"}  # seq: the HTML page's paging cursor only
-            for i in gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit)
-        ]
-        return JSONResponse({"items": items, "count": len(items)})
+        rows = gw.store.items(loan_id=loan_id, channel=channel, idempotency_key=idempotency_key, limit=limit, after=after)
+        items = [{k: v for k, v in i.items() if k != "seq"} for i in rows]  # seq: a cursor, not part of a delivery
+        last = rows[-1]["seq"] if rows else after
+        return JSONResponse({"items": items, "count": len(items), "last": last})
 
     @router.get("/outbox.html", response_class=HTMLResponse)
     async def outbox_page(

@@ -81,12 +81,17 @@ class Store:
         limit: int = 1000,
         newest_first: bool = False,
         before: int | None = None,
+        after: int | None = None,
     ) -> list[dict]:
-        """Deliveries in acceptance order; `before` (a seq) pages back from there, newest first."""
+        """Deliveries in acceptance order; `before` (a seq) pages back from there, newest first; `after` (a seq) only
+        the newer ones (a reader that follows the outbox)."""
         where, args = [], []
         if before is not None:
             where.append("seq < ?")
             args.append(before)
+        if after is not None:
+            where.append("seq > ?")
+            args.append(after)
         for column, value in (("loan_id", loan_id), ("channel", channel), ("idempotency_key", idempotency_key)):
             if value:
                 where.append(f"{column} = ?")
