@@ -122,6 +122,25 @@ class CaseActivities:
         send.__name__ = send.__qualname__ = name
         return activity.defn(name=name)(send)
 
+    def _link(self, req: ChannelRequest, recipient_id: str, channel: str, now: datetime, session=None) -> str | None:  # noqa: ANN001
+        """The borrower page's link the message carries (behind a one-time code: borrower/, domain/selfservice.py),
+        when its channel carries one and the policy links it ([selfservice] links); None otherwise."""
+        if channel not in LINKED_CHANNELS or not req.links:
+            return None
+        return LinkStore(self.repo).issue(
+            link_secret(),
+            settings().public_url,
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            loan_id=req.loan_id,
+            borrower_id=req.borrower_id,
+            recipient_id=recipient_id,
+            audience="guarantor" if for_guarantor(req.action) else "borrower",
+            channel=channel,
+            now=now,
+            session=session,
+        )
+
     # ------------------------------------------------------------------ the contact gate
 
     @activity.defn(name=channels.CHECK_CONTACTS)
@@ -355,20 +374,7 @@ class CaseActivities:
         if b.channel == "visit":
             b.windows = _visit_windows(b.first, borrower.timezone)
             b.extra = {"windows": [{"start": x.isoformat(), "end": y.isoformat()} for x, y in b.windows]}
-        if b.channel in LINKED_CHANNELS and req.links:  # the borrower's page, behind a one-time code, when the policy links it
-            b.link = LinkStore(self.repo).issue(
-                link_secret(),
-                settings().public_url,
-                idempotency_key=req.idempotency_key,
-                workflow_id=req.workflow_id,
-                loan_id=req.loan_id,
-                borrower_id=req.borrower_id,
-                recipient_id=recipient_id,
-                audience="guarantor" if for_guarantor(req.action) else "borrower",
-                channel=b.channel,
-                now=now,
-                session=s,
-            )
+        b.link = self._link(req, recipient_id, b.channel, now, session=s)
         return b
 
     async def _first_attempt(self, b: _Begun, now: datetime, lg) -> None:
@@ -495,22 +501,7 @@ class CaseActivities:
         if channel == "visit":
             windows = _visit_windows(first, borrower.timezone)
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
-        link = None
-        # the borrower's page, behind a one-time code (borrower/, domain/selfservice.py), when the policy links it
-        if channel in LINKED_CHANNELS and req.links:
-            link = await asyncio.to_thread(
-                LinkStore(self.repo).issue,
-                link_secret(),
-                settings().public_url,
-                idempotency_key=req.idempotency_key,
-                workflow_id=req.workflow_id,
-                loan_id=req.loan_id,
-                borrower_id=req.borrower_id,
-                recipient_id=recipient_id,
-                audience="guarantor" if for_guarantor(req.action) else "borrower",
-                channel=channel,
-                now=now or scheduled,
-            )
+        link = await asyncio.to_thread(self._link, req, recipient_id, channel, now or scheduled)
         body = messages.body(channel, first, borrower, today, debtor=debtor, extra=extra, link=link)
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
