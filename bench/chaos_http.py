@@ -100,7 +100,7 @@ class Http:
         if r.status_code == 422:
             raise errors.BadInput(err.get("field") or "body", reason)
         if r.status_code == 503:
-            from bench.chaos import Unanswered503
+            from bench.chaos_inputs import Unanswered503
 
             raise Unanswered503(reason, float(r.headers.get("Retry-After") or 1))
         raise RuntimeError(f"HTTP {r.status_code}: {reason}")
@@ -177,7 +177,7 @@ def drive(shard: Shard) -> tuple[list, Any]:
 async def _drive(shard: Shard) -> tuple[list, Any]:
     from temporalio.client import Client
 
-    from bench.chaos import Counters, Driver, script
+    from bench.chaos_inputs import Counters, Driver, script
 
     temporal = await Client.connect(shard.temporal_address)
     counters = Counters()

