@@ -16,8 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
-from domain.case import CLOSED_FIELD, CLOSED_REASON
-from domain.errors import InvalidInput, field_and_reason
+from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput, field_and_reason
 
 
 class BadInput(InvalidInput):

@@ -270,7 +270,7 @@ async def open_case(
     if payment is not None and not running:  # the case's own check first: a payment it would refuse starts nothing
         now = dt.datetime.now(dt.UTC)
         try:
-            Case(inp, now).check_payment(payment, now)
+            Case(inp, now).check(payment, now)
         except InvalidInput as exc:
             raise BadInput(f"payment.{exc.field}", exc.reason) from None
     if (contact is not None or require_borrower) and not frozen:

@@ -19,6 +19,7 @@ from app.inputs import BUSY_WAIT, open_run, send_update
 from app.visibility import case_status
 from domain.case import Case
 from domain.errors import InvalidInput
+from domain.inputs import payments
 from domain.models import CaseInput, ReopenIn, ReversalIn, workflow_id
 from infra.config import settings
 from workflows.case import CollectionCase
@@ -77,7 +78,8 @@ async def reverse_payment(
     if desc.status == WorkflowExecutionStatus.RUNNING:  # a run started in between (reopened by another call)
         return await reverse_payment(client, loan_id, payment_id=payment_id, reason=reason, at=at, task_queue=task_queue)
     try:
-        Case(snap, dt.datetime.now(dt.UTC)).check_reversal(r, dt.datetime.now(dt.UTC), reopening=True)
+        now = dt.datetime.now(dt.UTC)
+        payments.check_reversal(Case(snap, now), r, now, reopening=True)
     except InvalidInput as exc:
         raise BadInput(exc.field, exc.reason) from None
     reopened = snap.model_copy(update={"reopen": ReopenIn(previous_run_id=desc.run_id, reversal=r)})

@@ -117,3 +117,11 @@ def check_decision(pending: PendingApproval | None, checker: Actor | None, now: 
 
 def payload(pending: PendingApproval):
     return pending.plan or pending.hold or pending.release or pending.close or pending.confirm
+
+
+def approved_input(pending: PendingApproval, checker: Actor):
+    """The proposal's input as its approver takes it: a release names the approver as its reviewer."""
+    arg = payload(pending)
+    if pending.kind == "release":
+        return arg.model_copy(update={"reviewer": checker.operator_id})
+    return arg

@@ -8,31 +8,25 @@ outcomes change it, and when it closes. Nothing here does I/O, so it is tested d
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
-from domain import calendar, compliance, legal, risk
-from domain.allocation import allocate
-from domain.dates import CaseClock, add_months, bucket, days_past_due, dpd_start, local_date, local_midnight
-from domain.errors import InvalidInput
+from pydantic import BaseModel
+
+from domain import calendar, compliance, inputs, legal, risk
+from domain.dates import CaseClock, add_months, bucket, days_past_due, dpd_start, local_date, local_midnight, utc
+from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput
+from domain.inputs import holds
 from domain.models import (
-    CALL_OUTCOMES,
     CLOSING_HOLDS,
-    COURT_EVENTS,
-    OPERATOR_OUTCOMES,
     PAID_OUTCOMES,
-    SUSPENSION_CAUSES,
-    VISIT_OUTCOMES,
     Awaiting,
     Balances,
     CaseInput,
     CaseState,
     CaseStatus,
     CaseStatusName,
-    CloseIn,
     ContactResult,
     Event,
     GateRecord,
@@ -42,55 +36,32 @@ from domain.models import (
     LimitationRestart,
     NextAction,
     Outcome,
-    OutcomeIn,
     PayBy,
-    PaymentIn,
-    PaymentRecord,
-    PaymentResult,
     Plan,
-    PlanIn,
-    PlanResult,
     Promise,
     PromiseIn,
     RecordedCalendar,
-    ReleaseIn,
-    ReopenIn,
     Restructuring,
-    ReversalIn,
-    Suspension,
-    SuspensionIn,
     TaskEnd,
     TaskInfo,
     UpcomingStep,
     UpdateResult,
-    WriteOffConfirmIn,
 )
-from domain.money import format_amount, parse_amount
-from domain.plans import build_plan, evaluate_plan, next_plan_deadline, pay_by_terms, plan_arrears
+from domain.money import format_amount
+from domain.plans import evaluate_plan, next_plan_deadline, plan_arrears
 from domain.policy import Step
-from domain.promises import evaluate_promise, make_promise
+from domain.promises import evaluate_promise
 
 MAX_EVENTS = 30
 GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
 from domain.channels import GUARANTOR_ACTIONS  # noqa: E402 - which actions a guarantor may receive: the registry's
 
-CLOCK_SKEW = timedelta(minutes=5)
-
-
-# How a closed case refuses every input (operators keep a payment refused so as unapplied).
-CLOSED_FIELD, CLOSED_REASON = "case", "is closed"
 CALENDAR_ASK_EVERY = timedelta(days=7)  # a calendar year no decision waits for yet: asked again weekly
 # A last day moved by a break ends at most this long after its plain end (the longest official break, 8 days of the
 # Spring Festival or National Day, after a weekend: 10 days; two weeks to spare)
 PAY_BY_LONGEST_MOVE = timedelta(days=14)
 PAY_BY_ASK_WITHIN = timedelta(days=31)  # a date the borrower pays by this soon has its calendar year asked for at once
 MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all of them)
-
-
-@functools.lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print them again and again
-def utc(t: datetime) -> str:
-    """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
-    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
 
 class Case:
@@ -137,10 +108,10 @@ class Case:
         # (workflows/versioning.py ENFORCEMENT_RESTART)
         self.enforcement_interrupts = True
         # a payment id names one payment: the same id with another amount is refused, not taken as a duplicate; a
-        # court's enforcement result is keyed by its reference, so a resent one applies nothing (check_payment,
-        # enforcement_key); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
+        # court's enforcement result is keyed by its reference, so a resent one applies nothing (domain/inputs/
+        # payments.py); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
         self.payment_keys_checked = True
-        # an agreed plan is a restructuring with its observation period (_restructure, domain/risk.py); False only for
+        # an agreed plan is a restructuring with its observation period (restructure, domain/risk.py); False only for
         # a run begun before it (workflows/versioning.py RESTRUCTURING), whose class stays by days past due
         self.restructures = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
@@ -421,7 +392,7 @@ class Case:
         s = self.state
         if s.closed:
             return
-        self._end_task("cancelled", now)
+        self.end_task("cancelled", now)
         s.closed, s.outcome, s.closed_at, s.awaiting = True, outcome, now, None
         self.event(now, "closed", f"{outcome}" + (f": {detail}" if detail else ""))
 
@@ -440,7 +411,7 @@ class Case:
                 promise.status = verdict
                 self.event(now, f"promise_{verdict}", f"{self.money(promise.amount)} by {promise.date}")
         if (plan := self.active_plan()) is not None and evaluate_plan(plan, s.total_paid, now) == "broken":
-            self._break_plan(plan, now, "an instalment was not paid in time")
+            self.break_plan(plan, now, "an instalment was not paid in time")
         if s.dispute_answer_due is not None and s.dispute_answer_due <= now:
             self.event(
                 now,
@@ -451,7 +422,7 @@ class Case:
             s.dispute_answer_due = None
         if s.awaiting and s.awaiting.until <= now:
             self.event(s.awaiting.until, "outcome_timeout", f"no {s.awaiting.kind} outcome for {s.awaiting.step}; moving on")
-            self._end_task("expired", s.awaiting.until)
+            self.end_task("expired", s.awaiting.until)
             s.awaiting = None
         if not self.plan_active() and now >= self.write_off_at() and s.write_off is None:
             self._write_off_due(now)
@@ -520,53 +491,7 @@ class Case:
             or self._pending_step() is not None
         )
 
-    def check_confirm_write_off(self, c: WriteOffConfirmIn, now: datetime) -> None:
-        self._open()
-        s = self.state
-        if s.write_off == "confirmed":
-            raise InvalidInput("case", f"the write-off was already confirmed on {s.write_off_confirmed_at:%Y-%m-%d}")
-        if s.write_off is None:
-            raise InvalidInput(
-                "case",
-                "no write-off has been proposed"
-                + (
-                    f" (deferred: {s.write_off_deferred})"
-                    if s.write_off_deferred
-                    else f" (it is proposed at DPD {self.policy.write_off_dpd})"
-                ),
-            )
-        if not c.approver.strip():
-            raise InvalidInput("approver", "is required: the operator who approves the write-off")
-
-    def apply_confirm_write_off(self, c: WriteOffConfirmIn, now: datetime) -> UpdateResult:
-        self.check_confirm_write_off(c, now)
-        s = self.state
-        s.write_off, s.write_off_confirmed_at = "confirmed", now
-        self.event(
-            now,
-            "write_off_confirmed",
-            f"by {c.approver}"
-            + (f" ({c.reference})" if c.reference else "")
-            + f", {self.money(s.balances.total)}; the claim and the recovery go on (账销案存)",
-        )
-        return self._result("write-off confirmed; the case stays open and recovery goes on")
-
-    def check_close(self, c: CloseIn, now: datetime) -> None:
-        self._open()
-        if c.outcome not in OPERATOR_OUTCOMES:
-            raise InvalidInput(
-                "outcome", f"{c.outcome!r} is not an operator's closing outcome (one of: {', '.join(OPERATOR_OUTCOMES)})"
-            )
-        if not c.reason.strip():
-            raise InvalidInput("reason", "is required: why the case is closed")
-
-    def apply_close(self, c: CloseIn, now: datetime) -> UpdateResult:
-        self.check_close(c, now)
-        outcome = next(o for o in OPERATOR_OUTCOMES if o == c.outcome)  # the Outcome check_close found it to be
-        self.close(outcome, now, f"closed by operator{' ' + c.operator if c.operator else ''}: {c.reason.strip()}")
-        return self._result(f"case closed as {c.outcome}")
-
-    def _break_plan(self, plan: Plan, now: datetime, why: str) -> None:
+    def break_plan(self, plan: Plan, now: datetime, why: str) -> None:
         s = self.state
         plan.status = "broken"
         r = s.restructuring
@@ -662,46 +587,6 @@ class Case:
         del s.limitation_restarts[:-MAX_RESTARTS]
         p = legal.limitation(self.legal_facts(), self.policy.legal)
         self.event(now, "limitation_restarted", f"{cause} on {on} (民法典 art. 195): {p.describe(self.inp.timezone)}")
-
-    def check_suspension(self, x: SuspensionIn, now: datetime) -> None:
-        self._open()
-        if not self.legal_clocks:
-            raise InvalidInput("case", "this case counts its limitation period as before the legal clocks; not recordable")
-        today = self.clock.today(now)
-        if x.starts_on > today:
-            raise InvalidInput("starts_on", f"{x.starts_on} is after today ({today}): record an obstacle once it has begun")
-        if x.ends_on < x.starts_on:
-            raise InvalidInput("ends_on", f"{x.ends_on} is before starts_on ({x.starts_on})")
-        if not x.reference.strip():
-            raise InvalidInput("reference", "is required: the document the obstacle rests on")
-
-    def apply_suspension(self, x: SuspensionIn, now: datetime) -> UpdateResult:
-        """民法典 art. 194: an obstacle in the period's last six months suspends it; the period then ends no earlier than
-        six months after the obstacle ends. One that ended before the last six months began is recorded, with no
-        effect. The same reference replaces its earlier record."""
-        self.check_suspension(x, now)
-        s, tz = self.state, self.inp.timezone
-        before = legal.limitation(self.legal_facts(), self.policy.legal)
-        s.limitation_suspensions = [o for o in s.limitation_suspensions if o.reference != x.reference]
-        s.limitation_suspensions.append(
-            Suspension(cause=x.cause, starts_on=x.starts_on, ends_on=x.ends_on, reference=x.reference, recorded_at=now)
-        )
-        after = legal.limitation(self.legal_facts(), self.policy.legal)
-        what = f"{SUSPENSION_CAUSES[x.cause]} from {x.starts_on} to {x.ends_on} ({x.reference})"
-        if after.earliest == before.earliest:
-            plain = legal.period(self.limitation_start(), tz, years=self.policy.legal.limitation_years, cal=self.calendar_view())
-            why = (
-                "it ended before the period's last six months began"
-                if not legal.in_last_six_months(plain, x.starts_on, x.ends_on)
-                else "the period already ends later"
-            )
-            self.event(now, "limitation_suspension_no_effect", f"{what}: no effect, {why} ({legal.SRC_SUSPENSION})")
-            return self._result(f"obstacle recorded with no effect on the limitation period: {why}; {after.describe(tz)}")
-        if after.earliest < before.earliest:  # a corrected record that ends sooner, or no longer in the last six months
-            self.event(now, "limitation_suspension_shortened", f"{what} ({legal.SRC_SUSPENSION}): now {after.describe(tz)}")
-            return self._result(f"suspension corrected: the limitation period now ends sooner: {after.describe(tz)}")
-        self.event(now, "limitation_suspended", f"{what} ({legal.SRC_SUSPENSION}): {after.describe(tz)}")
-        return self._result(f"limitation period suspended (民法典 art. 194): {after.describe(tz)}")
 
     def restart_enforcement(self, cause: str, on: date, now: datetime) -> None:
         """执行程序解释 art. 28: the debtor's agreement to perform (a part payment, a promise, a plan) interrupts the
@@ -1015,507 +900,32 @@ class Case:
     def _take_outcomes(self, step: Step, results: list[ContactResult], now: datetime) -> None:
         for r in results:
             if r.outcome == "dispute":
-                self._hold(HoldIn(kind="dispute", reference=f"{step.key} {r.channel}"), now)
+                holds.place(self, HoldIn(kind="dispute", reference=f"{step.key} {r.channel}"), now)
             elif r.outcome == "promise" and r.promise_amount and r.promise_date:
+                promise = PromiseIn(amount=r.promise_amount, date=r.promise_date)
                 try:
-                    self.check_promise(PromiseIn(amount=r.promise_amount, date=r.promise_date), now)
+                    self.check(promise, now)
                 except InvalidInput as exc:
                     self.event(now, "promise_not_recorded", str(exc))
                 else:
-                    self.apply_promise(PromiseIn(amount=r.promise_amount, date=r.promise_date), now)
+                    self.apply(promise, now)
 
-    # ---------------------------------------------------------------- inputs:
-    # each has check_* (pure, raises InvalidInput) and apply_*
+    # ---------------------------------------------------------------- inputs (domain/inputs/, one module per family)
 
-    def _same_payment(self, key: str, amount: str, currency: str, rec: PaymentRecord) -> None:
-        if currency != self.inp.currency:
-            raise InvalidInput("currency", f"{currency} does not match the loan's currency {self.inp.currency}")
-        if parse_amount(amount, currency, "amount") != rec.amount:
-            raise InvalidInput(
-                "amount",
-                f"{key} was already recorded with {self.money(rec.amount)} on {rec.at:%Y-%m-%d}; the same id with "
-                f"{amount} is refused (an id names one payment: send a new id for a new payment)",
-            )
+    def check(self, arg: BaseModel, now: datetime) -> Any:
+        """Would the case take this input now? Raises InvalidInput naming the field; changes nothing."""
+        return inputs.of(arg).check(self, arg, now)
 
-    def enforcement_key(self, reference: str, amount: str, now: datetime) -> str:
-        """The ledger id of an enforcement recovery: the court's `reference` (its case number, shared by several
-        distributions), the amount and the day it was recorded. The same result sent again that day is the same
-        payment; another amount, or another day, is another distribution."""
-        minor = parse_amount(amount, self.inp.currency, "amount")
-        key = f"{reference.strip()}|{minor}|{self.clock.today(now).isoformat()}"
-        return self.enforcement_payment_id(0).removesuffix("-0") + f"-r{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    def apply(self, arg: BaseModel, now: datetime) -> Any:
+        """Take the input now (checked again first): its events, and the answer for the person who sent it."""
+        return inputs.of(arg).apply(self, arg, now)
 
-    def enforcement_payment_id(self, n: int) -> str:
-        """The ledger id of the case's n-th enforcement recovery. Payment ids are unique across the whole
-        ledger, so it names the case (a digest of its workflow id and opening time, to stay within the id's 64
-        characters): `enforcement-1` alone was written for the first loan only and dropped for every other."""
-        digest = hashlib.sha256(f"{self.inp.workflow_id}@{self.state.opened_at.isoformat()}".encode()).hexdigest()[:16]
-        return f"enforcement-{digest}-{n}"
-
-    def _open(self) -> None:
+    def refuse_if_closed(self) -> None:
         if self.state.closed:
             raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({self.state.outcome}); nothing can change it")
 
-    def check_payment(self, p: PaymentIn, now: datetime) -> int | None:
-        """The amount in minor units, or None for a payment id already recorded (a duplicate). The same id with
-        another amount or currency is refused: it is a different payment under a reused id, or a corrupted resend, and
-        taking it as a duplicate would lose the money silently."""
-        if (rec := self.state.payments.get(p.payment_id)) is not None:
-            if self.payment_keys_checked:
-                self._same_payment(p.payment_id, p.amount, p.currency, rec)
-            return None
-        self._open()
-        if p.currency != self.inp.currency:
-            raise InvalidInput("currency", f"{p.currency} does not match the loan's currency {self.inp.currency}")
-        minor = parse_amount(p.amount, p.currency, "amount")
-        if p.paid_at is not None and p.paid_at > now + CLOCK_SKEW:
-            raise InvalidInput("paid_at", f"{p.paid_at.isoformat()} is in the future")
-        tolerance = parse_amount(
-            self.policy.allocation.overpayment_tolerance, p.currency, "overpayment_tolerance", allow_zero=True
-        )
-        outstanding = self.state.balances.total
-        if minor > outstanding + tolerance:
-            raise InvalidInput(
-                "amount",
-                f"{p.amount} is more than the outstanding {self.amount(outstanding)}"
-                + (f" plus the tolerance {self.amount(tolerance)}" if tolerance else "")
-                + "; refund or apply the surplus elsewhere",
-            )
-        return minor
-
-    def apply_payment(self, p: PaymentIn, now: datetime, *, forced: bool = False) -> PaymentResult:
-        s = self.state
-        if p.payment_id in s.payments:
-            rec = s.payments[p.payment_id]
-            return self._payment_result(p.payment_id, rec, duplicate=True)
-        minor = self.check_payment(p, now)
-        assert minor is not None  # None only for a duplicate, answered above
-        allocation, s.balances, surplus = allocate(minor, s.balances, self.policy.allocation.order)
-        if surplus:
-            allocation["surplus"] = surplus
-        s.total_paid += minor
-        if not self.legal_clocks:
-            s.limitation_from = now  # (before the legal clocks: restarted at the recording time)
-        rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
-        s.payments[p.payment_id] = rec
-        self.event(now, "payment", f"{p.payment_id}: {self.money(minor)}, outstanding {self.money(s.balances.total)}")
-        # a part payment acknowledges the debt (民法典 art. 195(二)): the period restarts from the day it was made,
-        # in the borrower's zone, not from when it was recorded
-        self.restart_limitation("payment", self.clock.today(p.paid_at or now), now)
-        if not forced:
-            self.restart_enforcement("part payment", self.clock.today(p.paid_at or now), now)
-        self._after_payment(now)
-        return self._payment_result(p.payment_id, rec)
-
-    def _after_payment(self, now: datetime) -> None:
-        s = self.state
-        if (promise := self.active_promise()) is not None and evaluate_promise(promise, s.total_paid, now) == "kept":
-            promise.status = "kept"
-            self.event(now, "promise_kept", f"{self.money(promise.amount)} by {promise.date}")
-        plan = self.active_plan()
-        in_plan = plan is not None
-        if plan is not None and evaluate_plan(plan, s.total_paid, now) == "completed":
-            plan.status = "completed"
-            waived = plan.waived
-            self.event(now, "plan_completed", f"{plan.kind}" + (f", interest waived {self.money(waived)}" if waived else ""))
-            if s.balances.total == 0:
-                self.close("settled", now)
-        if s.balances.total == 0 and not s.closed:
-            self.close("settled" if in_plan else "recovered" if self.enforcing() else "paid", now)
-
-    # ---- payment reversal (a returned transfer, a failed debit)
-
-    def check_reversal(self, r: ReversalIn, now: datetime, reopening: bool = False) -> PaymentRecord:
-        """The payment to reverse. `reopening`: the case is closed as paid and reopens as a new run for it."""
-        s = self.state
-        if not r.payment_id:
-            raise InvalidInput("payment_id", "is required: the id of the payment to reverse")
-        rec = s.payments.get(r.payment_id)
-        if rec is None:
-            raise InvalidInput("payment_id", f"{r.payment_id} is not a payment of this case")
-        if rec.reversed_at is not None:
-            raise InvalidInput(
-                "payment_id", f"{r.payment_id} was already reversed on {rec.reversed_at:%Y-%m-%d} ({rec.reversal_reason})"
-            )
-        if not r.reason.strip():
-            raise InvalidInput("reason", "is required: why the payment was taken back (returned transfer, failed debit, ...)")
-        if r.at is not None and r.at > now + CLOCK_SKEW:
-            raise InvalidInput("at", f"{r.at.isoformat()} is in the future")
-        if s.closed and not (reopening and s.outcome in PAID_OUTCOMES):
-            if s.outcome in PAID_OUTCOMES:
-                raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({s.outcome}); the reversal reopens it as a new run")
-            raise InvalidInput(CLOSED_FIELD, f"{CLOSED_REASON} ({s.outcome}); a reversal does not reopen a case closed so")
-        return rec
-
-    def apply_reversal(self, r: ReversalIn, now: datetime, reopening: bool = False) -> UpdateResult:
-        """Undo the payment's allocation; judge again the promise or plan it had kept, as if it had never come.
-
-        A kept promise whose payment is reversed is broken once its deadline (date + grace) has passed, and open
-        again before that: the borrower still has until the deadline the bank gave, as for any promise. A plan it
-        completed is active again (or broken, with its waiver restored, if an instalment's deadline has passed).
-        The limitation restart the payment caused stands: paying acknowledged the debt (Civil Code art. 195,
-        同意履行义务), and a bank's failure to receive the money does not undo the borrower's acknowledgement."""
-        rec = self.check_reversal(r, now, reopening)
-        s = self.state
-        a, b = rec.allocation, s.balances
-        s.balances = Balances(
-            principal=b.principal + a.get("principal", 0),
-            interest=b.interest + a.get("interest", 0),
-            fees=b.fees + a.get("fees", 0),
-        )
-        s.total_paid -= rec.amount
-        rec.reversed_at, rec.reversal_reason = r.at or now, r.reason.strip()
-        self.event(
-            now,
-            "payment_reversed",
-            f"{r.payment_id}: {self.money(rec.amount)} ({rec.reversal_reason}), "
-            f"outstanding {self.money(s.balances.total)}; the limitation restart it caused stands",
-        )
-        made_before = rec.at  # a payment made before a promise or plan was counted in its paid_before
-        if s.promise is not None and s.promise.status != "broken":
-            if made_before <= s.promise.made_at:
-                s.promise.paid_before = max(0, s.promise.paid_before - rec.amount)
-            if s.promise.status == "kept":
-                verdict = evaluate_promise(s.promise, s.total_paid, now)
-                if verdict != "kept":
-                    s.promise.status = verdict
-                    self.event(
-                        now,
-                        "promise_broken" if verdict == "broken" else "promise_reopened",
-                        f"{self.money(s.promise.amount)} by {s.promise.date}: payment {r.payment_id} was reversed",
-                    )
-        if s.plan is not None and s.plan.status in ("active", "completed"):
-            if made_before <= s.plan.made_at:
-                s.plan.paid_before = max(0, s.plan.paid_before - rec.amount)
-            plan_verdict = evaluate_plan(s.plan, s.total_paid, now)
-            if plan_verdict != "completed" and s.plan.status == "completed":
-                s.plan.status = "active"
-                if plan_verdict == "active":
-                    self.event(now, "plan_reopened", f"{s.plan.kind}: payment {r.payment_id} was reversed")
-            if plan_verdict == "broken" and s.plan.status == "active":
-                self._break_plan(s.plan, now, f"payment {r.payment_id} was reversed")
-        return self._result(f"payment {r.payment_id} reversed; outstanding {self.money(s.balances.total)}")
-
-    def reopen(self, ro: ReopenIn, now: datetime) -> None:
-        """A new run of a case closed as paid whose payment was reversed: open again, carrying the closed run's id,
-        and apply the reversal. Done once (a continue-as-new carries `reopen` along and finds it done)."""
-        s = self.state
-        if not s.closed or ro.previous_run_id in s.reopened_from:
-            return
-        self.check_reversal(ro.reversal, now, reopening=True)
-        outcome = s.outcome
-        s.reopened_from.append(ro.previous_run_id)
-        s.closed, s.outcome, s.closed_at = False, None, None
-        self.event(now, "reopened", f"closed as {outcome} in run {ro.previous_run_id}; payment {ro.reversal.payment_id} reversed")
-        self.apply_reversal(ro.reversal, now, reopening=True)
-
-    def _payment_result(self, pid: str, rec: PaymentRecord, duplicate: bool = False) -> PaymentResult:
-        return PaymentResult(
-            payment_id=pid,
-            applied=self.amount(rec.amount),
-            allocation={k: self.amount(v) for k, v in rec.allocation.items()},
-            outstanding=self.amount(self.state.balances.total),
-            duplicate=duplicate,
-            status=self.status_name(),
-            outcome=self.state.outcome,
-        )
-
-    def _result(self, message: str) -> UpdateResult:
+    def result(self, message: str) -> UpdateResult:
         return UpdateResult(message=message, status=self.status_name(), outcome=self.state.outcome)
-
-    def check_promise(self, p: PromiseIn, now: datetime) -> None:
-        self._open()
-        if self.plan_active():
-            raise InvalidInput("case", "a repayment plan is active; a promise cannot replace it")
-        if (promise := self.active_promise()) is not None:
-            raise InvalidInput("case", f"a promise is already active (due {promise.date})")
-        make_promise(
-            p.amount,
-            p.date,
-            self.state.balances.total,
-            self.inp.currency,
-            self.policy.promise,
-            self.clock,
-            now,
-            self.state.total_paid,
-        )
-
-    def apply_promise(self, p: PromiseIn, now: datetime) -> UpdateResult:
-        self.check_promise(p, now)
-        s = self.state
-        s.promise = make_promise(
-            p.amount, p.date, s.balances.total, self.inp.currency, self.policy.promise, self.clock, now, s.total_paid
-        )
-        self.count_pay_by(s.promise, p.date, self.policy.promise.grace_days, self.policy.promise.keep_dates_on_rest_days)
-        if not self.legal_clocks:
-            s.limitation_from = now
-        self.event(now, "promise", f"{self.money(s.promise.amount)} by {p.date}; ladder paused")
-        self.restart_limitation("promise to pay (义务人同意履行义务)", self.clock.today(now), now)  # 民法典 art. 195(二)
-        self.restart_enforcement("promise to pay", self.clock.today(now), now)
-        moved = f" (its last day {s.promise.moved_from} is a rest day: 民法典 art. 203)" if s.promise.moved_from else ""
-        return self._result(
-            f"promise recorded: {self.money(s.promise.amount)} by {p.date}; the ladder is paused until "
-            f"{utc(s.promise.deadline)}{moved}"
-        )
-
-    def _build_plan(self, p: PlanIn, now: datetime):
-        self._open()
-        if (plan := self.active_plan()) is not None:
-            raise InvalidInput("case", f"a {plan.kind} plan is already active")
-        return build_plan(p, self.state.balances, self.policy.plans, self.clock, now, self.state.total_paid)
-
-    def check_plan(self, p: PlanIn, now: datetime) -> None:
-        self._build_plan(p, now)
-
-    def apply_plan(self, p: PlanIn, now: datetime) -> PlanResult:
-        s = self.state
-        plan = self._build_plan(p, now)
-        if self.promise_active():
-            self.event(now, "promise_superseded", "replaced by a repayment plan")
-            s.promise = None
-        s.balances = s.balances.model_copy(update={"interest": s.balances.interest - plan.waived})
-        limits = self.policy.plans
-        for inst in plan.schedule:
-            self.count_pay_by(inst, inst.due, limits.grace_days, limits.keep_dates_on_rest_days)
-        if self.pay_by_counted and self.clock.real_calendar:
-            plan.terms = pay_by_terms(limits.grace_days, limits.keep_dates_on_rest_days, self.inp.timezone)
-        self._restructure(plan, now)
-        s.plan = plan
-        self.event(
-            now,
-            "plan_agreed",
-            f"{plan.kind}: {len(plan.schedule)} payment(s), {self.money(plan.total)}, waiver {self.money(plan.waived)}",
-        )
-        self.restart_limitation("repayment plan agreed (an acknowledgement)", self.clock.today(now), now)  # 民法典 art. 195(二)
-        self.restart_enforcement("repayment plan agreed", self.clock.today(now), now)
-        return PlanResult(
-            message=f"{plan.kind} plan agreed: {self.money(plan.total)} in {len(plan.schedule)} payment(s); the ladder is paused"
-            + (f". {plan.terms}" if plan.terms else ""),
-            status=self.status_name(),
-            outcome=s.outcome,
-            total=self.amount(plan.total),
-            waived=self.amount(plan.waived),
-            schedule=[(i.due, self.amount(i.amount)) for i in plan.schedule],
-        )
-
-    def check_hold(self, h: HoldIn, now: datetime) -> None:
-        self._open()
-        if any(x.kind == h.kind for x in self.state.holds):
-            raise InvalidInput("kind", f"the case is already on a {h.kind} hold")
-        if h.kind == "hardship":
-            today = self.clock.today(now)
-            if h.until is None:
-                raise InvalidInput("until", "a hardship hold needs its end date")
-            if h.until <= today:
-                raise InvalidInput("until", f"{h.until} is not after today ({today})")
-            limit = self.policy.holds.max_hardship_days
-            if (h.until - today).days > limit:
-                raise InvalidInput("until", f"{h.until} is more than {limit} days ahead; the policy allows at most {limit}")
-        elif h.until is not None:
-            raise InvalidInput("until", f"only a hardship hold has an end date, not {h.kind}")
-        if h.received_on is not None:
-            if h.kind != "dispute":
-                raise InvalidInput("received_on", f"only a dispute hold has a received date, not {h.kind}")
-            today = self.clock.today(now)
-            if h.received_on > today:
-                raise InvalidInput("received_on", f"{h.received_on} is in the future (today is {today})")
-
-    def apply_hold(self, h: HoldIn, now: datetime) -> UpdateResult:
-        self.check_hold(h, now)
-        self._hold(h, now)
-        return self._result(
-            f"{h.kind} hold placed" + (f"; case closed as {self.state.outcome}" if self.state.closed else "; contact stopped")
-        )
-
-    def _hold(self, h: HoldIn, now: datetime) -> None:
-        s = self.state
-        if s.closed or any(x.kind == h.kind for x in s.holds):
-            return
-        until = self.clock.date_deadline(h.until, 0) if h.until else None
-        s.holds.append(Hold(kind=h.kind, placed_at=now, until=until, reference=h.reference))
-        self.event(now, "hold_placed", h.kind + (f" until {h.until}" if h.until else ""))
-        if h.kind == "dispute" and s.bureau_reported:
-            days = self.policy.legal.bureau_dispute_answer_days
-            if self.legal_clocks and self.clock.real_calendar:
-                # 征信业管理条例 art. 25: 20 days from the day the dispute was received (that day not counted), to 24:00
-                received = h.received_on or self.clock.today(now)
-                s.dispute_answer_due = legal.dispute_answer_due(received, self.inp.timezone, self.policy.legal)
-                last = received + timedelta(days=days)
-                self.event(
-                    now,
-                    "bureau_report_disputed",
-                    f"credit report flagged as disputed (received {received}); answer "
-                    f"due by {last}, 24:00 {self.inp.timezone} ({legal.SRC_DISPUTE})",
-                )
-            else:
-                s.dispute_answer_due = now + self.clock.days(days)
-                self.event(
-                    now,
-                    "bureau_report_disputed",
-                    f"credit report flagged as disputed; answer due by {s.dispute_answer_due:%Y-%m-%d} (征信业管理条例 art. 25)",
-                )
-        if h.kind in CLOSING_HOLDS:
-            self.close(CLOSING_HOLDS[h.kind], now, h.reference)
-
-    def check_release(self, r: ReleaseIn, now: datetime) -> None:
-        self._open()
-        if not any(x.kind == r.kind for x in self.state.holds):
-            held = ", ".join(x.kind for x in self.state.holds) or "none"
-            raise InvalidInput("kind", f"there is no {r.kind} hold on this case (holds: {held})")
-        if r.kind == "complaint" and not r.reviewer:
-            raise InvalidInput("reviewer", "a complaint hold is released only by a compliance reviewer; name them")
-
-    def apply_release(self, r: ReleaseIn, now: datetime) -> UpdateResult:
-        self.check_release(r, now)
-        s = self.state
-        s.holds = [x for x in s.holds if x.kind != r.kind]
-        if r.kind == "dispute":
-            s.dispute_answer_due = None
-        self.event(
-            now,
-            "hold_released",
-            r.kind + (f" by {r.reviewer}" if r.reviewer else "") + (f": {r.resolution}" if r.resolution else ""),
-        )
-        return self._result(f"{r.kind} hold released")
-
-    def check_outcome(self, o: OutcomeIn, now: datetime) -> None:
-        self._open()
-        s = self.state
-        allowed = {"call": CALL_OUTCOMES, "visit": VISIT_OUTCOMES, "court": COURT_EVENTS}[o.kind]
-        if o.outcome not in allowed:
-            raise InvalidInput("outcome", f"{o.outcome!r} is not a {o.kind} outcome (one of: {', '.join(allowed)})")
-        if o.kind == "visit" and not s.visit_scheduled:
-            raise InvalidInput("kind", "no home visit has been scheduled for this case")
-        if o.task_id is not None and not (s.awaiting and s.awaiting.task_id == o.task_id and s.awaiting.kind == o.kind):
-            raise InvalidInput("task_id", f"task {o.task_id} is not this case's open {o.kind} task")
-        self._check_court_dates(o, now)
-        if o.kind == "court":
-            if not s.lawsuit_filed:
-                raise InvalidInput("kind", "no lawsuit or payment order has been filed for this case")
-            if o.outcome == "judgment" and s.judgment_at is not None and not self._supplies_judgment_dates(o):
-                raise InvalidInput(
-                    "outcome",
-                    f"a judgment was already recorded on {s.judgment_at:%Y-%m-%d}"
-                    + (
-                        " (it may be sent again only to supply effective_on and performance_ends)"
-                        if self.enforcement_wait()
-                        else ""
-                    ),
-                )
-            if o.outcome in ("enforcement_result", "enforcement_closed") and not self.enforcing():
-                raise InvalidInput("outcome", "enforcement has not been applied for on this case")
-            if o.outcome == "enforcement_result":
-                if o.amount is None:
-                    raise InvalidInput("amount", "an enforcement result carries the amount recovered")
-                minor = parse_amount(o.amount, self.inp.currency, "amount")
-                if self.payment_keys_checked and o.reference and self.enforcement_key(o.reference, o.amount, now) in s.payments:
-                    return  # resent the same day: the same payment, applied once (apply_outcome answers so)
-                if minor > s.balances.total:
-                    raise InvalidInput("amount", f"{o.amount} is more than the outstanding {self.amount(s.balances.total)}")
-        if o.outcome == "promise":
-            if o.amount is None or o.date is None:
-                raise InvalidInput(
-                    "amount" if o.amount is None else "date", "a promise outcome carries the promised amount and date"
-                )
-            self.check_promise(PromiseIn(amount=o.amount, date=o.date), now)
-
-    def _supplies_judgment_dates(self, o: OutcomeIn) -> bool:
-        s = self.state
-        return (
-            self.legal_clocks
-            and s.judgment_at is not None
-            and s.performance_ends is None
-            and o.effective_on is not None
-            and o.performance_ends is not None
-        )
-
-    def _check_court_dates(self, o: OutcomeIn, now: datetime) -> None:
-        """The dates the legal clocks count from: each on the outcome it belongs to, none in the future but the end of
-        a performance period, and in order."""
-        today = self.clock.today(now)
-        for name in ("effective_on", "performance_ends"):
-            if getattr(o, name) is not None and (o.kind, o.outcome) != ("court", "judgment"):
-                raise InvalidInput(name, f"only a court judgment carries {name}, not a {o.kind} {o.outcome}")
-        if o.served_on is not None and (o.kind != "court" or o.outcome not in ("payment_order_issued", "payment_order_served")):
-            raise InvalidInput(
-                "served_on",
-                f"only a payment order (payment_order_issued or payment_order_served) carries "
-                f"served_on, not a {o.kind} {o.outcome}",
-            )
-        if (o.effective_on is None) != (o.performance_ends is None):
-            missing = "effective_on" if o.effective_on is None else "performance_ends"
-            raise InvalidInput(
-                missing,
-                "a judgment's dates come together: effective_on (the day it took effect) and "
-                "performance_ends (the last day of its performance period)",
-            )
-        if o.effective_on is not None:
-            if o.effective_on > today:
-                raise InvalidInput("effective_on", f"{o.effective_on} is in the future (today is {today})")
-            if o.performance_ends is not None and o.performance_ends < o.effective_on:  # set together (above)
-                raise InvalidInput("performance_ends", f"{o.performance_ends} is before effective_on {o.effective_on}")
-        if o.outcome == "payment_order_served" and o.served_on is None:
-            raise InvalidInput("served_on", "payment_order_served carries the day the order was served (served_on)")
-        if o.served_on is not None:
-            if o.served_on > today:
-                raise InvalidInput("served_on", f"{o.served_on} is in the future (today is {today})")
-            s = self.state
-            if self.legal_clocks and s.payment_order_served_on is not None:
-                raise InvalidInput("served_on", f"the payment order's service on {s.payment_order_served_on} is already recorded")
-            issued = local_date(s.payment_order_at, self.inp.timezone) if s.payment_order_at else None
-            if issued is not None and o.served_on < issued:
-                raise InvalidInput("served_on", f"{o.served_on} is before the order was recorded as issued ({issued})")
-
-    def apply_outcome(self, o: OutcomeIn, now: datetime) -> UpdateResult:
-        self.check_outcome(o, now)
-        s = self.state
-        self.event(
-            now,
-            f"{o.kind}_outcome",
-            o.outcome
-            + (f" {o.reference}" if o.reference else "")
-            + (f" effective {o.effective_on}, performance period to {o.performance_ends}" if o.effective_on else "")
-            + (f" served {o.served_on}" if o.served_on else "")
-            + (f" [task {o.task_id}]" if o.task_id else ""),
-        )
-        if s.awaiting and s.awaiting.kind == o.kind and (o.kind == "visit" or o.outcome in ("judgment", "enforcement_closed")):
-            self._end_task("done", now)
-            s.awaiting = None
-        elif s.awaiting and s.awaiting.kind == "call" == o.kind and s.awaiting.task_id is not None:
-            self._end_task("done", now)
-            s.awaiting = None
-        if o.outcome == "judgment":
-            if s.judgment_at is None:
-                s.judgment_at = now
-            if self.legal_clocks and o.effective_on is not None:
-                s.judgment_effective_on, s.performance_ends = o.effective_on, o.performance_ends
-        if o.outcome == "payment_order_issued" and not self.legal_clocks:
-            s.payment_order_at = now
-        elif o.outcome in ("payment_order_issued", "payment_order_served") and s.payment_order_at is None:
-            s.payment_order_at = now
-        if o.served_on is not None and self.legal_clocks:
-            s.payment_order_served_on = o.served_on
-        if o.outcome == "lawsuit_filed":
-            self.restart_limitation("lawsuit filed", self.clock.today(now), now, demand=True)  # 民法典 art. 195(三)
-        if o.outcome == "objection_filed":
-            s.objection = True
-        if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
-            if self.payment_keys_checked and o.reference:
-                pid = self.enforcement_key(o.reference, o.amount, now)
-                if pid in s.payments:
-                    return self._result(f"enforcement result {o.reference} was already recorded; nothing applied again")
-            else:
-                n = 1
-                while self.enforcement_payment_id(n) in s.payments:  # never collide with an id already in the ledger
-                    n += 1
-                pid = self.enforcement_payment_id(n)
-            # recovered by the court's force, not paid by the debtor: no agreement to perform (执行程序解释 art. 28)
-            self.apply_payment(PaymentIn(payment_id=pid, amount=o.amount, currency=self.inp.currency), now, forced=True)
-        if o.outcome == "promise" and o.amount is not None and o.date is not None:  # (check_outcome required both)
-            self.apply_promise(PromiseIn(amount=o.amount, date=o.date), now)
-        elif o.outcome == "dispute":
-            self._hold(HoldIn(kind="dispute", reference=f"{o.kind} outcome"), now)
-        return self._result(f"{o.kind} outcome {o.outcome} recorded")
 
     # ---------------------------------------------------------------- views
 
@@ -1555,7 +965,7 @@ class Case:
             days, r.before, today, r.observation_ends, r.broken_on is not None, rules.restructured_at_least, rules.broken_at_least
         )
 
-    def _restructure(self, plan: Plan, now: datetime) -> None:
+    def restructure(self, plan: Plan, now: datetime) -> None:
         """An agreed plan is a restructuring (policy [risk] plans_are_restructurings): the class before it, and the
         observation period from the first payment day, at least `observation_months` and `observation_periods`."""
         rules = self.policy.risk
@@ -1683,7 +1093,7 @@ class Case:
         slot = f", visit {info.slot_start:%Y-%m-%d %H:%M}-{info.slot_end:%H:%M}" if info.slot_start and info.slot_end else ""
         return f"task {info.task_id} to {who}, due {utc(info.due_at)}{slot}"
 
-    def _end_task(self, status: Literal["done", "expired", "cancelled"], now: datetime) -> None:
+    def end_task(self, status: Literal["done", "expired", "cancelled"], now: datetime) -> None:
         a = self.state.awaiting
         if a is not None and a.task_id is not None:
             self.state.task_ends.append(TaskEnd(task_id=a.task_id, status=status, at=now))

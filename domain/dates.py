@@ -8,6 +8,7 @@ seconds); then DPD advances every `day_seconds` from the moment the case opened.
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -132,3 +133,13 @@ class CaseClock:
 
     def today(self, now: datetime) -> date:
         return local_date(now, self.tz)
+
+
+# A time stamped by a sender may run this far ahead of the workflow's clock before it counts as in the future.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@functools.lru_cache(maxsize=4096)  # pure: equal instants in any zone print the same; cases print them again and again
+def utc(t: datetime) -> str:
+    """An instant for event text: always UTC, marked Z (a +08:00 time printed with Z was eight hours off)."""
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M}Z"

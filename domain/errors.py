@@ -41,3 +41,7 @@ def field_and_reason(errors: Sequence[Mapping[str, Any]], skip: tuple[str, ...] 
     elif not loc and ": " in msg:  # a model-level check names its field: "principal: the loan owes nothing"
         name, msg = msg.split(": ", 1)
     return name, msg
+
+
+# How a closed case refuses every input (operators keep a payment refused so as unapplied).
+CLOSED_FIELD, CLOSED_REASON = "case", "is closed"

@@ -48,7 +48,7 @@ from domain.case import Case
 from domain.compliance import ActiveHold, Decision, PastContact
 from domain.errors import InvalidInput
 from domain.legal import LEGAL_RULES
-from domain.models import CaseInput, ContactResult, GateRecord
+from domain.models import CaseInput, ContactResult, GateRecord, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn
 from domain.money import parse_amount
 from domain.policy import Policy
 from sandbox.gateway import CallScript, play_call
@@ -511,15 +511,14 @@ class Engine:
         update = b.answer(a, status_view(case))  # the status query
         if update is None:
             return
-        check, apply = INPUTS[update.name]
         try:
-            check(case, update.arg, now)  # the update's validator
+            case.check(update.arg, now)  # the update's validator
         except InvalidInput as exc:
             why = str(exc).split(":", 1)[0]
             self.out.rejected[arm][f"{update.label}: {why}"] += 1
             self.out.rejections.append((day, r.loan_id, f"{r.loan_id} day {day} {update.label}: {exc}"))
             return
-        result = apply(self, r, update.arg, now, day + 1)
+        result = HANDLERS[type(update.arg)](self, r, update.arg, now, day + 1)
         self.out.accepted[arm][update.label] += 1
         if update.label == "court_enforcement_result":
             self.out.recoveries[r.loan_id].append((now, parse_amount(update.arg.amount, "CNY")))
@@ -529,7 +528,7 @@ class Engine:
     # ---- the update handlers' side effects (CollectionCase.record_payment, place_hold, ...)
 
     def _payment(self, r: _Loan, p, now: datetime, read_day: int):
-        result = r.case.apply_payment(p, now)
+        result = r.case.apply(p, now)
         if not result.duplicate:
             self._ledger(r, p.payment_id)
         return result
@@ -541,7 +540,7 @@ class Engine:
 
     def _place_hold(self, r: _Loan, h, now: datetime, read_day: int):
         case = r.case
-        result = case.apply_hold(h, now)
+        result = case.apply(h, now)
         hold = next(x for x in case.state.holds if x.kind == h.kind)
         self.gate.holds[r.ln.borrower_id].append(_Hold(h.kind, r.loan_id, r.workflow_id, hold.until))
         self._audit(r)
@@ -551,7 +550,7 @@ class Engine:
         return result
 
     def _release_hold(self, r: _Loan, rel, now: datetime, read_day: int):
-        result = r.case.apply_release(rel, now)
+        result = r.case.apply(rel, now)
         for h in self.gate.holds.get(r.ln.borrower_id, ()):
             if h.workflow_id == r.workflow_id and h.kind == rel.kind:
                 h.released = True
@@ -560,7 +559,7 @@ class Engine:
 
     def _outcome(self, r: _Loan, o, now: datetime, read_day: int):
         before = set(r.case.state.payments)
-        result = r.case.apply_outcome(o, now)
+        result = r.case.apply(o, now)
         for pid in sorted(set(r.case.state.payments) - before):  # an enforcement result is a payment
             self._ledger(r, pid)
         self._audit(r)
@@ -628,25 +627,21 @@ def final_of(case: Case) -> dict:
     }
 
 
-def _recorded(apply):
+def _recorded(engine: Engine, r: _Loan, arg, now: datetime, read_day: int):
     """An update whose handler records only the case's events (promise_to_pay, agree_plan)."""
-
-    def handler(engine: Engine, r: _Loan, arg, now: datetime, read_day: int):
-        result = apply(r.case, arg, now)
-        engine._audit(r)
-        return result
-
-    return handler
+    result = r.case.apply(arg, now)
+    engine._audit(r)
+    return result
 
 
-# update name -> (its validator's check, its handler)
-INPUTS = {
-    "record_payment": (lambda c, a, now: c.check_payment(a, now), Engine._payment),
-    "promise_to_pay": (lambda c, a, now: c.check_promise(a, now), _recorded(lambda c, a, now: c.apply_promise(a, now))),
-    "agree_plan": (lambda c, a, now: c.check_plan(a, now), _recorded(lambda c, a, now: c.apply_plan(a, now))),
-    "place_hold": (lambda c, a, now: c.check_hold(a, now), Engine._place_hold),
-    "release_hold": (lambda c, a, now: c.check_release(a, now), Engine._release_hold),
-    "record_outcome": (lambda c, a, now: c.check_outcome(a, now), Engine._outcome),
+# the updates a simulated borrower sends, by their input's type -> the handler's side effects (the workflow's _after)
+HANDLERS = {
+    PaymentIn: Engine._payment,
+    PromiseIn: _recorded,
+    PlanIn: _recorded,
+    HoldIn: Engine._place_hold,
+    ReleaseIn: Engine._release_hold,
+    OutcomeIn: Engine._outcome,
 }
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
+from domain.inputs import payments
 from domain.models import (
     CaseInput,
     ContactResult,
@@ -124,33 +125,33 @@ class Runner:
 
     def pay(self, amount: str, pid: str = "P1", currency: str = "CNY", paid_at: datetime | None = None):
         p = PaymentIn(payment_id=pid, amount=amount, currency=currency, paid_at=paid_at)
-        self.case.check_payment(p, self.now)
-        return self.case.apply_payment(p, self.now)
+        self.case.check(p, self.now)
+        return self.case.apply(p, self.now)
 
     def promise(self, amount: str, day: date):
         p = PromiseIn(amount=amount, date=day)
-        self.case.check_promise(p, self.now)
-        return self.case.apply_promise(p, self.now)
+        self.case.check(p, self.now)
+        return self.case.apply(p, self.now)
 
     def plan(self, **kw):
         p = PlanIn(**kw)
-        self.case.check_plan(p, self.now)
-        return self.case.apply_plan(p, self.now)
+        self.case.check(p, self.now)
+        return self.case.apply(p, self.now)
 
     def hold(self, kind: str, **kw):
         h = HoldIn(kind=kind, **kw)
-        self.case.check_hold(h, self.now)
-        return self.case.apply_hold(h, self.now)
+        self.case.check(h, self.now)
+        return self.case.apply(h, self.now)
 
     def release(self, kind: str, **kw):
         r = ReleaseIn(kind=kind, **kw)
-        self.case.check_release(r, self.now)
-        return self.case.apply_release(r, self.now)
+        self.case.check(r, self.now)
+        return self.case.apply(r, self.now)
 
     def outcome(self, kind: str, outcome: str, **kw):
         o = OutcomeIn(kind=kind, outcome=outcome, **kw)
-        self.case.check_outcome(o, self.now)
-        return self.case.apply_outcome(o, self.now)
+        self.case.check(o, self.now)
+        return self.case.apply(o, self.now)
 
     def today(self) -> date:
         return self.case.clock.today(self.now)
@@ -381,8 +382,8 @@ def test_duplicate_payment_id_returns_the_first_result_and_changes_nothing():
     first = r.pay("30.00", "PAY-7")
     before = r.state.model_dump()
     dup = PaymentIn(payment_id="PAY-7", amount="30.00", currency="CNY")  # (another amount is refused: see below)
-    assert r.case.check_payment(dup, r.now) is None
-    again = r.case.apply_payment(dup, r.now)
+    assert r.case.check(dup, r.now) is None
+    again = r.case.apply(dup, r.now)
     assert again.duplicate and again.applied == first.applied == "30.00"
     assert again.allocation == first.allocation and again.outstanding == first.outstanding
     assert r.state.model_dump() == before
@@ -391,7 +392,7 @@ def test_duplicate_payment_id_returns_the_first_result_and_changes_nothing():
 def test_duplicate_payment_id_after_closure_is_still_idempotent():
     r = Runner.open(dpd=10).run_until(T0)
     r.pay("10520.00", "ALL")
-    again = r.case.apply_payment(PaymentIn(payment_id="ALL", amount="10520.00", currency="CNY"), r.now)
+    again = r.case.apply(PaymentIn(payment_id="ALL", amount="10520.00", currency="CNY"), r.now)
     assert again.duplicate and again.status == "closed" and again.outcome == "paid"
     rejected(r, r.pay, "case", "is closed (paid)", "1.00", "OTHER")
 
@@ -708,7 +709,7 @@ def test_enforcement_result_is_never_swallowed_by_a_payment_id():
     today = r.case.clock.today(r.now)
     r.outcome("court", "judgment", effective_on=today, performance_ends=today + timedelta(days=10))
     r.run_until(r.dpd_at(151))
-    r.pay("100.00", r.case.enforcement_payment_id(2))  # an id the ledger already holds
+    r.pay("100.00", payments.enforcement_payment_id(r.case, 2))  # an id the ledger already holds
     paid = r.state.total_paid
     r.outcome("court", "enforcement_result", amount="500.00")
     assert r.state.total_paid == paid + 50_000
@@ -722,7 +723,11 @@ def test_enforcement_recoveries_of_two_cases_have_distinct_ledger_ids():
 
     a, b = Runner.open(dpd=1), Runner.open(dpd=1)
     b.case.inp = b.case.inp.model_copy(update={"loan_id": "OTHER"})
-    ids = {a.case.enforcement_payment_id(1), b.case.enforcement_payment_id(1), a.case.enforcement_payment_id(2)}
+    ids = {
+        payments.enforcement_payment_id(a.case, 1),
+        payments.enforcement_payment_id(b.case, 1),
+        payments.enforcement_payment_id(a.case, 2),
+    }
     assert len(ids) == 3 and all(re.fullmatch(ID_PATTERN, i) for i in ids)
 
 

@@ -45,11 +45,32 @@ def project_files(root: Path = ROOT) -> dict[str, Path]:
     return out
 
 
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def type_only(tree: ast.Module) -> set[int]:
+    """The nodes under `if TYPE_CHECKING:`: imports for the type checker only, never run, so no circle at import time
+    (a rule's module names the Case it works on; the Case imports the rules)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            for child in node.body:
+                out.update(id(n) for n in ast.walk(child))
+    return out
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
     """(project module, line) for each import in the file, at any depth of it, relative ones resolved."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skipped = type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -197,3 +218,17 @@ def test_a_circle_is_caught_at_function_level(tmp_path):
     (tmp_path / "room" / "c.py").write_text("from . import a\nfrom .b import f\n")
     assert graph(tmp_path)["room.c"] == {"room.a": 1, "room.b": 2}
     assert circles(tmp_path) == ["['room.a', 'room.b']:\n    room.a (line 1) -> room.b\n    room.b (line 5) -> room.a"]
+
+
+def test_an_import_for_the_type_checker_only_is_no_circle(tmp_path):
+    """`if TYPE_CHECKING:` imports never run: a module may name, for its types, one that imports it; the same import
+    outside the block is a circle."""
+    (tmp_path / "room").mkdir()
+    (tmp_path / "room" / "__init__.py").write_text("")
+    (tmp_path / "room" / "a.py").write_text("from room import b\n")
+    (tmp_path / "room" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from room.a import thing\n"
+    )
+    assert circles(tmp_path) == []
+    (tmp_path / "room" / "b.py").write_text("import typing\n\nif typing.TYPE_CHECKING:\n    pass\nfrom room.a import thing\n")
+    assert len(circles(tmp_path)) == 1

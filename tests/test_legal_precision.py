@@ -269,8 +269,8 @@ def suspend(r: Runner, **kw):
     from domain.models import SuspensionIn
 
     x = SuspensionIn(**{"cause": "force_majeure", "reference": "通知-1", **kw})
-    r.case.check_suspension(x, r.now)
-    return r.case.apply_suspension(x, r.now)
+    r.case.check(x, r.now)
+    return r.case.apply(x, r.now)
 
 
 def limitation_clock(r: Runner):

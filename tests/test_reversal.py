@@ -25,7 +25,7 @@ def test_a_reversal_restores_the_balance_and_undoes_the_allocation():
     r = Runner.open(dpd=10).run_until(T0)
     r.pay("100.00", pid="P1")
     assert r.state.balances.fees == 0 and r.state.balances.interest == 42_000
-    r.case.apply_reversal(ReversalIn(payment_id="P1", reason="returned transfer"), r.now)
+    r.case.apply(ReversalIn(payment_id="P1", reason="returned transfer"), r.now)
     assert r.state.balances.total == TOTAL and r.state.balances.fees == 2_000 and r.state.total_paid == 0
     assert r.state.payments["P1"].reversed_at == r.now  # the payment stays, marked
     assert "the limitation restart it caused stands" in r.events("payment_reversed")[0]
@@ -36,10 +36,10 @@ def test_a_reversal_restores_the_balance_and_undoes_the_allocation():
 def test_the_reversal_is_refused_for_an_unknown_id_a_second_time_or_without_a_reason():
     r = Runner.open(dpd=10).run_until(T0)
     r.pay("100.00", pid="P1")
-    rejected(r, lambda: r.case.apply_reversal(ReversalIn(payment_id="NOPE", reason="x"), r.now), "payment_id", "not a payment")
-    rejected(r, lambda: r.case.apply_reversal(ReversalIn(payment_id="P1", reason=" "), r.now), "reason", "is required")
-    r.case.apply_reversal(ReversalIn(payment_id="P1", reason="failed debit"), r.now)
-    rejected(r, lambda: r.case.apply_reversal(ReversalIn(payment_id="P1", reason="x"), r.now), "payment_id", "already reversed")
+    rejected(r, lambda: r.case.apply(ReversalIn(payment_id="NOPE", reason="x"), r.now), "payment_id", "not a payment")
+    rejected(r, lambda: r.case.apply(ReversalIn(payment_id="P1", reason=" "), r.now), "reason", "is required")
+    r.case.apply(ReversalIn(payment_id="P1", reason="failed debit"), r.now)
+    rejected(r, lambda: r.case.apply(ReversalIn(payment_id="P1", reason="x"), r.now), "payment_id", "already reversed")
 
 
 def test_a_kept_promise_reopens_before_its_deadline_and_breaks_after_it():
@@ -47,12 +47,12 @@ def test_a_kept_promise_reopens_before_its_deadline_and_breaks_after_it():
     r.promise("500.00", r.today() + timedelta(days=5))
     r.pay("500.00", pid="P1")
     assert r.state.promise.status == "kept"
-    r.case.apply_reversal(ReversalIn(payment_id="P1", reason="returned transfer"), r.now)
+    r.case.apply(ReversalIn(payment_id="P1", reason="returned transfer"), r.now)
     assert r.state.promise.status == "active"  # the borrower still has until the promise's deadline
     r.pay("500.00", pid="P2")
     assert r.state.promise.status == "kept"
     r.run_until(r.state.promise.deadline + timedelta(days=1))
-    r.case.apply_reversal(ReversalIn(payment_id="P2", reason="returned transfer"), r.now)
+    r.case.apply(ReversalIn(payment_id="P2", reason="returned transfer"), r.now)
     assert r.state.promise.status == "broken" and r.events("promise_broken")
 
 
@@ -62,7 +62,7 @@ def test_a_completed_plan_is_active_again_when_its_last_payment_is_reversed():
     r.pay("5260.00", pid="I1")
     r.pay("5260.00", pid="I2")
     assert r.state.closed and r.state.outcome == "settled"
-    rejected(r, lambda: r.case.apply_reversal(ReversalIn(payment_id="I2", reason="x"), r.now), "case", "reopens it as a new run")
+    rejected(r, lambda: r.case.apply(ReversalIn(payment_id="I2", reason="x"), r.now), "case", "reopens it as a new run")
 
 
 # ---------------------------------------------------------------- the workflow and the ledger

@@ -70,24 +70,24 @@ def test_a_pending_lawsuit_goes_on_after_the_proposal_to_judgment_and_enforcemen
 def test_confirmation_by_an_operator_keeps_the_case_open():
     r = Runner.open(dpd=700).run_until(T0)
     confirm = WriteOffConfirmIn(approver="Chen Jie", reference="WO-2026-7")
-    rejected(r, lambda: r.case.apply_confirm_write_off(confirm, r.now), "case", "no write-off has been proposed")
+    rejected(r, lambda: r.case.apply(confirm, r.now), "case", "no write-off has been proposed")
     r.run_until(r.dpd_at(DEFAULT.write_off_dpd))
-    rejected(r, lambda: r.case.apply_confirm_write_off(WriteOffConfirmIn(approver=" "), r.now), "approver", "is required")
-    r.case.apply_confirm_write_off(confirm, r.now)
+    rejected(r, lambda: r.case.apply(WriteOffConfirmIn(approver=" "), r.now), "approver", "is required")
+    r.case.apply(confirm, r.now)
     assert r.state.write_off == "confirmed" and not r.state.closed
-    rejected(r, lambda: r.case.apply_confirm_write_off(confirm, r.now), "case", "already confirmed")
+    rejected(r, lambda: r.case.apply(confirm, r.now), "case", "already confirmed")
     r.pay("10520.00")
     assert r.state.outcome == "paid"  # recovered after write-off: closed by the payment
 
 
 def test_an_operator_closes_a_case_only_with_an_allowed_outcome_and_a_reason():
     r = Runner.open(dpd=30).run_until(T0)
-    rejected(r, lambda: r.case.apply_close(CloseIn(outcome="sold", reason="  "), r.now), "reason", "is required")
-    rejected(r, lambda: r.case.apply_close(CloseIn(outcome="paid", reason="x"), r.now), "outcome", "sold")
-    r.case.apply_close(CloseIn(outcome="sold", reason="portfolio sale 2026-11", operator="Li Na"), r.now)
+    rejected(r, lambda: r.case.apply(CloseIn(outcome="sold", reason="  "), r.now), "reason", "is required")
+    rejected(r, lambda: r.case.apply(CloseIn(outcome="paid", reason="x"), r.now), "outcome", "sold")
+    r.case.apply(CloseIn(outcome="sold", reason="portfolio sale 2026-11", operator="Li Na"), r.now)
     assert r.state.closed and r.state.outcome == "sold"
     assert "closed by operator Li Na: portfolio sale 2026-11" in r.events("closed")[0]
-    rejected(r, lambda: r.case.apply_close(CloseIn(outcome="error", reason="again"), r.now), "case", "is closed")
+    rejected(r, lambda: r.case.apply(CloseIn(outcome="error", reason="again"), r.now), "case", "is closed")
 
 
 def test_the_case_closes_when_the_limitation_period_has_run_out_and_nothing_else_is_left():

@@ -9,7 +9,7 @@ wait_condition, every side effect through an activity.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.case import CLOSED_FIELD, Case
     from domain.dates import dpd_start, utc_text
     from domain.errors import InvalidInput, field_and_reason
+    from domain.inputs import payments
     from domain.legal import LEGAL_RULES
     from domain.models import (
         ApprovalDecisionIn,
@@ -165,7 +166,7 @@ class CollectionCase:
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
         if inp.reopen is not None and self.case.state.closed:
-            self.case.reopen(inp.reopen, workflow.info().workflow_start_time)
+            payments.reopen(self.case, inp.reopen, workflow.info().workflow_start_time)
             self._reopened = inp.reopen.reversal.payment_id
         self._changed = False
         self._hold_syncs = 0  # hold changes on their way to the database, which the gate reads
@@ -260,10 +261,9 @@ class CollectionCase:
             if e.seq > since and e.actor is None:
                 e.actor = tag
 
-    def _proposal_kind(self, arg: Any) -> ApprovalKind | None:
-        """The approval this input needs, if it came from an operator (the application layer sets the actor)."""
-        if getattr(arg, "actor", None) is None:
-            return None
+    def _approval_needed(self, arg: Any) -> ApprovalKind | None:
+        """The approval this input needs by its content (domain/approvals.py): a large waiver, a long deferral, a
+        closing hold, ..."""
         kind = approvals.needs_approval(arg, self.case.policy)
         if (
             kind is None
@@ -271,6 +271,13 @@ class CollectionCase:
             and approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now()))
         ):
             kind = "plan"
+        return kind
+
+    def _proposal_kind(self, arg: Any) -> ApprovalKind | None:
+        """The approval this input waits for, if it came from an operator (the application layer sets the actor)."""
+        if getattr(arg, "actor", None) is None:
+            return None
+        kind = self._approval_needed(arg)
         if kind is None or not self.versions.mid_run(v.FOUR_EYES):
             return None
         return kind
@@ -362,26 +369,7 @@ class CollectionCase:
             await self._record_events()
             return UpdateResult(message=f"rejected: {p.summary}; nothing changed", status=self.case.status_name())
         self.case.event(now, "approval_approved", f"{p.summary} (proposed by {p.maker.operator_id}) approved{note}")
-        arg = approvals.payload(p)
-        result: UpdateResult
-        if p.kind == "plan":
-            result = self.case.apply_plan(arg, now)
-            self._stamp(d.actor, before)
-            self._touch()
-            await self._record_events()
-        elif p.kind == "closure":
-            result = await self._do_hold(arg, now, d.actor, before)
-        elif p.kind == "release":
-            result = await self._do_release(arg.model_copy(update={"reviewer": d.actor.operator_id}), now, d.actor, before)
-        elif p.kind == "close":
-            result = self.case.apply_close(arg, now)
-            self._stamp(d.actor, before)
-            self._touch(force=True)
-        else:
-            result = self.case.apply_confirm_write_off(arg, now)
-            self._stamp(d.actor, before)
-            self._touch(force=True)
-            await self._record_events()
+        result = await self._take(approvals.approved_input(p, d.actor), d.actor, before)
         return UpdateResult(
             message=f"approved: {p.summary} (proposed by {p.maker.operator_id}); {result.message}",
             status=self.case.status_name(),
@@ -395,15 +383,7 @@ class CollectionCase:
         if d.decision == "approve":
             p, actor = s.pending, d.actor
             assert p is not None and actor is not None  # check_decision above refused the update otherwise
-            arg = approvals.payload(p)
-            checks: dict[str, Callable[[Any, datetime], Any]] = {
-                "plan": self.case.check_plan,
-                "closure": self.case.check_hold,
-                "release": lambda r, now: self.case.check_release(r.model_copy(update={"reviewer": actor.operator_id}), now),
-                "close": self.case.check_close,
-                "write_off": self.case.check_confirm_write_off,
-            }
-            _reject(checks[p.kind], arg)
+            _reject(self.case.check, approvals.approved_input(p, actor))
 
     async def _run_step(self, idx: int) -> None:
         """Run the step's actions that the legal clocks and the contact gate allow now."""
@@ -854,30 +834,78 @@ class CollectionCase:
 
     # ------------------------------------------------------------------ queries and updates
 
-    def _apply(self, apply: Callable[[Any, datetime], R], arg: Any, *, force: bool = False) -> R:
-        """An input applied to the case now: its events stamped with the input's actor, the search attributes
-        brought up to date (at once with `force`)."""
-        before = self.case.state.event_seq
-        result = apply(arg, workflow.now())
-        self._stamp(arg.actor, before)
-        self._touch(force=force)
+    # One path for every input: the update's handler and validator below, the approved proposal, and the signal
+    # all come here, and the rule is looked up by the input's type (domain/inputs).
+
+    def _validate(self, arg: BaseModel) -> None:
+        """Every update's validator: the case's check (bad input becomes a rejection naming the field, before it
+        touches history), and for an input that may need a second person, no proposal waiting."""
+        _reject(self.case.check, arg)
+        if registered_inputs.of(arg).four_eyes:
+            self._check_no_proposal_waiting(arg)
+
+    async def _handle(self, arg: BaseModel) -> Any:
+        """Every update's handler: proposed for approval when four-eyes asks for it, else taken now."""
+        kind = self._proposal_kind(arg) if registered_inputs.of(arg).four_eyes else None
+        if kind is not None:
+            return await self._propose(kind, arg)
+        return await self._take(arg, getattr(arg, "actor", None), self.case.state.event_seq)
+
+    async def _take(self, arg: BaseModel, actor: Actor | None, before: int) -> Any:
+        """An input applied to the case now: its events (those since `before`) stamped with the actor, the search
+        attributes brought up to date (at once for one that closes or reopens a case), then what it asks of the
+        world: the ledger, the holds the gate reads, the audit trail."""
+        now = workflow.now()
+        paid_before = set(self.case.state.payments)
+        result = self.case.apply(arg, now)
+        self._stamp(actor, before)
+        self._touch(force=registered_inputs.of(arg).at_once)
+        await self._after[type(arg)](arg, result, paid_before)
         return result
 
-    def _reject_unless_free(self, check: Callable[[Any, datetime], Any], arg: Any) -> None:
-        """A validator for an input that may need a second person: the case's check, and no proposal waiting."""
-        _reject(check, arg)
-        self._check_no_proposal_waiting(arg)
+    @property
+    def _after(self) -> dict[type[BaseModel], Callable[[Any, Any, set[str]], Awaitable[None]]]:
+        """What each input asks of the world once applied, in the order its commands are recorded."""
+        return {
+            PaymentIn: self._after_payment,
+            ReversalIn: lambda r, _result, _paid: self._ledger_reversal(r.payment_id),
+            PromiseIn: self._after_change,
+            PlanIn: self._after_change,
+            HoldIn: self._after_hold,
+            ReleaseIn: self._after_release,
+            OutcomeIn: self._after_outcome,
+            SuspensionIn: self._after_change,
+            CloseIn: self._after_close,
+            WriteOffConfirmIn: self._after_change,
+        }
 
-    @workflow.query
-    def status(self) -> CaseStatus:
-        return self.case.status(workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
+    async def _after_change(self, _arg: Any, _result: Any, _paid: set[str]) -> None:
+        await self._record_events()
 
-    @workflow.update
-    async def record_payment(self, p: PaymentIn) -> PaymentResult:
-        result = self._apply(self.case.apply_payment, p)
+    async def _after_close(self, _arg: Any, _result: Any, _paid: set[str]) -> None:
+        """Nothing yet: the run loop sees the case closed and records the closure."""
+
+    async def _after_payment(self, p: PaymentIn, result: PaymentResult, _paid: set[str]) -> None:
         if not result.duplicate:
             await self._ledger(p.payment_id)
-        return result
+
+    async def _after_outcome(self, _o: OutcomeIn, _result: Any, paid_before: set[str]) -> None:
+        for pid in sorted(set(self.case.state.payments) - paid_before):  # an enforcement result is a payment
+            await self._ledger(pid)
+        await self._record_events()
+
+    async def _after_hold(self, h: HoldIn, _result: Any, _paid: set[str]) -> None:
+        hold = next((x for x in self.case.state.holds if x.kind == h.kind), None)
+        if hold is None:  # a closing hold closed the case at once
+            await self._hold_change(h.kind, workflow.now(), reference=h.reference)
+            return
+        await self._hold_change(h.kind, workflow.now(), until=hold.until, reference=h.reference)
+        if h.kind == "complaint" and self.case.recall_needed():  # a complaint recalls any agency placement
+            recall = await self._act("complaint", self.case.state.stage, "agency_recall")
+            self.case.state.agency_recalled = recall.status == "delivered"
+
+    async def _after_release(self, r: ReleaseIn, _result: Any, _paid: set[str]) -> None:
+        await self._hold_change(r.kind, workflow.now(), released=True, released_by=r.reviewer)
 
     async def _ledger(self, payment_id: str) -> None:
         """Write an applied payment to the ledger (exactly once: the payment id is unique there)."""
@@ -903,55 +931,6 @@ class CollectionCase:
             summary=f"ledger: payment {payment_id}",
         )
         self._audited(events)
-
-    @record_payment.validator
-    def _validate_payment(self, p: PaymentIn) -> None:
-        _reject(self.case.check_payment, p)
-
-    @workflow.update
-    async def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
-        result = self._apply(self.case.apply_promise, p)
-        await self._record_events()
-        return result
-
-    @promise_to_pay.validator
-    def _validate_promise(self, p: PromiseIn) -> None:
-        _reject(self.case.check_promise, p)
-
-    @workflow.update
-    async def agree_plan(self, p: PlanIn) -> PlanResult:
-        kind = self._proposal_kind(p)
-        if kind is not None:  # a proposed plan does not pause the ladder until it is approved
-            proposed = await self._propose(kind, p)
-            return PlanResult(**proposed.model_dump(), total="", waived="", schedule=[])
-        result = self._apply(self.case.apply_plan, p)
-        await self._record_events()
-        return result
-
-    @agree_plan.validator
-    def _validate_plan(self, p: PlanIn) -> None:
-        self._reject_unless_free(self.case.check_plan, p)
-
-    @workflow.update
-    async def place_hold(self, h: HoldIn) -> UpdateResult:
-        kind = self._proposal_kind(h)
-        if kind is not None:  # a proposed closure stops contact at once (_hold_contact_for_closure)
-            return await self._propose(kind, h)
-        return await self._do_hold(h, workflow.now(), h.actor, self.case.state.event_seq)
-
-    async def _do_hold(self, h: HoldIn, now: datetime, actor: Actor | None, before: int) -> UpdateResult:
-        result = self.case.apply_hold(h, now)
-        self._stamp(actor, before)
-        self._touch()
-        hold = next((x for x in self.case.state.holds if x.kind == h.kind), None)
-        if hold is None:  # a closing hold closed the case at once
-            await self._hold_change(h.kind, now, reference=h.reference)
-            return result
-        await self._hold_change(h.kind, now, until=hold.until, reference=h.reference)
-        if h.kind == "complaint" and self.case.recall_needed():  # a complaint recalls any agency placement
-            recall = await self._act("complaint", self.case.state.stage, "agency_recall")
-            self.case.state.agency_recalled = recall.status == "delivered"
-        return result
 
     async def _hold_change(
         self,
@@ -989,84 +968,95 @@ class CollectionCase:
             self._hold_syncs -= 1
         self._audited(events)
 
-    @place_hold.validator
-    def _validate_hold(self, h: HoldIn) -> None:
-        self._reject_unless_free(self.case.check_hold, h)
+    @workflow.query
+    def status(self) -> CaseStatus:
+        return self.case.status(workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
+
+    # The updates: each its model's one-line handler and validator over the path above (docs/workflow-contract.md).
 
     @workflow.update
-    async def release_hold(self, r: ReleaseIn) -> UpdateResult:
-        kind = self._proposal_kind(r)
-        if kind is not None:
-            return await self._propose(kind, r)
-        return await self._do_release(r, workflow.now(), r.actor, self.case.state.event_seq)
+    async def record_payment(self, p: PaymentIn) -> PaymentResult:
+        return await self._handle(p)
 
-    async def _do_release(self, r: ReleaseIn, now: datetime, actor: Actor | None, before: int) -> UpdateResult:
-        result = self.case.apply_release(r, now)
-        self._stamp(actor, before)
-        self._touch()
-        await self._hold_change(r.kind, now, released=True, released_by=r.reviewer)
-        return result
-
-    @release_hold.validator
-    def _validate_release(self, r: ReleaseIn) -> None:
-        self._reject_unless_free(self.case.check_release, r)
-
-    @workflow.update
-    async def record_outcome(self, o: OutcomeIn) -> UpdateResult:
-        before = set(self.case.state.payments)
-        result = self._apply(self.case.apply_outcome, o)
-        for pid in sorted(set(self.case.state.payments) - before):  # an enforcement result is a payment
-            await self._ledger(pid)
-        await self._record_events()
-        return result
-
-    @record_outcome.validator
-    def _validate_outcome(self, o: OutcomeIn) -> None:
-        _reject(self.case.check_outcome, o)
-
-    @workflow.update
-    async def record_suspension(self, x: SuspensionIn) -> UpdateResult:
-        result = self._apply(self.case.apply_suspension, x)
-        await self._record_events()
-        return result
-
-    @record_suspension.validator
-    def _validate_suspension(self, x: SuspensionIn) -> None:
-        _reject(self.case.check_suspension, x)
-
-    @workflow.update
-    async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
-        kind = self._proposal_kind(c)
-        if kind is not None:
-            return await self._propose(kind, c)
-        result = self._apply(self.case.apply_confirm_write_off, c, force=True)
-        await self._record_events()
-        return result
-
-    @confirm_write_off.validator
-    def _validate_confirm_write_off(self, c: WriteOffConfirmIn) -> None:
-        self._reject_unless_free(self.case.check_confirm_write_off, c)
-
-    @workflow.update
-    async def close_case(self, c: CloseIn) -> UpdateResult:
-        kind = self._proposal_kind(c)
-        if kind is not None:
-            return await self._propose(kind, c)
-        return self._apply(self.case.apply_close, c, force=True)  # the run loop sees the case closed and records the closure
-
-    @close_case.validator
-    def _validate_close(self, c: CloseIn) -> None:
-        self._reject_unless_free(self.case.check_close, c)
+    @record_payment.validator
+    def _validate_payment(self, p: PaymentIn) -> None:
+        self._validate(p)
 
     @workflow.update
     async def reverse_payment(self, r: ReversalIn) -> UpdateResult:
-        result = self._apply(self.case.apply_reversal, r, force=True)
-        await self._ledger_reversal(r.payment_id)
-        return result
+        return await self._handle(r)
 
     @reverse_payment.validator
     def _validate_reversal(self, r: ReversalIn) -> None:
-        _reject(self.case.check_reversal, r)
+        self._validate(r)
+
+    @workflow.update
+    async def promise_to_pay(self, p: PromiseIn) -> UpdateResult:
+        return await self._handle(p)
+
+    @promise_to_pay.validator
+    def _validate_promise(self, p: PromiseIn) -> None:
+        self._validate(p)
+
+    @workflow.update
+    async def agree_plan(self, p: PlanIn) -> PlanResult:
+        result = await self._handle(p)
+        if isinstance(result, PlanResult):
+            return result
+        # proposed: a plan waiting for approval does not pause the ladder, and has no schedule yet
+        return PlanResult(**result.model_dump(), total="", waived="", schedule=[])
+
+    @agree_plan.validator
+    def _validate_plan(self, p: PlanIn) -> None:
+        self._validate(p)
+
+    @workflow.update
+    async def place_hold(self, h: HoldIn) -> UpdateResult:
+        return await self._handle(h)  # a proposed closure stops contact at once (_hold_contact_for_closure)
+
+    @place_hold.validator
+    def _validate_hold(self, h: HoldIn) -> None:
+        self._validate(h)
+
+    @workflow.update
+    async def release_hold(self, r: ReleaseIn) -> UpdateResult:
+        return await self._handle(r)
+
+    @release_hold.validator
+    def _validate_release(self, r: ReleaseIn) -> None:
+        self._validate(r)
+
+    @workflow.update
+    async def record_outcome(self, o: OutcomeIn) -> UpdateResult:
+        return await self._handle(o)
+
+    @record_outcome.validator
+    def _validate_outcome(self, o: OutcomeIn) -> None:
+        self._validate(o)
+
+    @workflow.update
+    async def record_suspension(self, x: SuspensionIn) -> UpdateResult:
+        return await self._handle(x)
+
+    @record_suspension.validator
+    def _validate_suspension(self, x: SuspensionIn) -> None:
+        self._validate(x)
+
+    @workflow.update
+    async def confirm_write_off(self, c: WriteOffConfirmIn) -> UpdateResult:
+        return await self._handle(c)
+
+    @confirm_write_off.validator
+    def _validate_confirm_write_off(self, c: WriteOffConfirmIn) -> None:
+        self._validate(c)
+
+    @workflow.update
+    async def close_case(self, c: CloseIn) -> UpdateResult:
+        return await self._handle(c)
+
+    @close_case.validator
+    def _validate_close(self, c: CloseIn) -> None:
+        self._validate(c)
 
     async def _ledger_reversal(self, payment_id: str, reopened: bool = False) -> None:
         """Write a payment reversal to the ledger (exactly once: the payment id is its key there)."""
@@ -1098,21 +1088,6 @@ class CollectionCase:
 
     # ------------------------------------------------------------------ signals (docs/workflow-contract.md)
 
-    def _signal_inputs(self) -> dict[str, tuple[Callable[[Any], None], Any]]:
-        """The inputs a bank's system may signal: each the update of the same name (its validator, then its
-        handler), with the same JSON input (SIGNALLED)."""
-        return {
-            "record_payment": (self._validate_payment, self.record_payment),
-            "reverse_payment": (self._validate_reversal, self.reverse_payment),
-            "promise_to_pay": (self._validate_promise, self.promise_to_pay),
-            "record_promise": (self._validate_promise, self.promise_to_pay),
-            "agree_plan": (self._validate_plan, self.agree_plan),
-            "place_hold": (self._validate_hold, self.place_hold),
-            "release_hold": (self._validate_release, self.release_hold),
-            "record_outcome": (self._validate_outcome, self.record_outcome),
-            "record_suspension": (self._validate_suspension, self.record_suspension),
-        }
-
     @workflow.signal(
         dynamic=True,
         description="An input from a bank's system, by name (record_payment, agree_plan, ...; docs/workflow-contract.md), "
@@ -1126,9 +1101,8 @@ class CollectionCase:
             _count_rejected("run_predates_signals")  # a metric is no command: counted as it happens, skipped on replay
             return
         who = f"system:{sender()}"
-        inputs = self._signal_inputs()
-        if name not in inputs:
-            known = ", ".join(sorted(inputs))
+        if name not in SIGNALLED:
+            known = ", ".join(sorted(SIGNALLED))
             reason = f"{name!r} is not an input of this case (inputs: {known})"
             return await self._reject_signal(name, None, "signal", reason, who)
         if len(args) == 1 and args[0].payload.metadata.get("encoding") == UNDECRYPTABLE:
@@ -1153,9 +1127,7 @@ class CollectionCase:
             arg = model.model_validate(value)
         except ValidationError as exc:
             return await self._reject_signal(name, input_id, *field_and_reason(exc.errors()), who)
-        kind = approvals.needs_approval(arg, self.case.policy)
-        if kind is None and isinstance(arg, PlanIn):
-            kind = "plan" if approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now())) else None
+        kind = self._approval_needed(arg)
         if kind is not None:
             return await self._reject_signal(
                 name,
@@ -1165,12 +1137,11 @@ class CollectionCase:
                 "API or the console, never a signal",
                 who,
             )
-        validate, handle = inputs[name]
         before = self.case.state.event_seq
         SIGNAL_ACTOR.set(who[:40])  # this handler's task only: its events carry the sender (_stamp)
         try:
-            validate(arg)
-            await handle(arg)
+            self._validate(arg)
+            await self._handle(arg)
         except ApplicationError as exc:
             details = exc.details[0] if exc.details and isinstance(exc.details[0], dict) else {}
             if self.case.state.event_seq != before:  # refused after it changed the case: not bad input, and not lost

@@ -63,7 +63,7 @@ PAY_BY_REST_DAYS = "pay-by-dates-move-past-rest-days"
 # enforcement (执行程序解释 art. 28; domain.case.Case.restart_enforcement).
 ENFORCEMENT_RESTART = "enforcement-period-restarts-on-part-payment"
 # Decided at start: a payment id names one amount (the same id with another is refused, not a silent duplicate), and
-# a court's enforcement result is keyed by its reference (domain.case.Case.check_payment, enforcement_key).
+# a court's enforcement result is keyed by its reference (domain/inputs/payments.py check_payment, enforcement_key).
 PAYMENT_KEYS = "a-payment-key-names-one-payment"
 # Decided at start: past a number of refused signals in one run, the rest are counted, not recorded one by one (one
 # notice says so), and a refused signal wakes the loop when the history is due to continue as new.
