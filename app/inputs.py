@@ -56,13 +56,13 @@ _request_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("reque
 _request_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_memo", default=None)
 
 
-# command -> (the workflow update, its input's model), from the one table of inputs (domain/inputs)
-UPDATES: dict[str, tuple[Any, type[BaseModel]]] = {i.command: (getattr(CollectionCase, i.update), i.model) for i in INPUTS}
+# an input's model -> the workflow update that carries it, from the one table of inputs (domain/inputs)
+UPDATES: dict[type[BaseModel], Any] = {i.model: getattr(CollectionCase, i.update) for i in INPUTS}
 
 
-def use_case(command: str, arg: BaseModel) -> str:
+def use_case(arg: BaseModel) -> str:
     """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
-    return registered.use_case(arg) if type(arg) in registered.BY_TYPE else f"case.{command}"
+    return registered.use_case(arg)
 
 
 def with_actor(arg: BaseModel, actor: Actor, *, approved: bool = False) -> BaseModel:
@@ -89,9 +89,12 @@ async def send_update(
     approved: bool = False,
     use_case_name: str | None = None,
 ) -> Any:
-    """Send one input to the loan's open case; the workflow's validator may refuse it (BadInput)."""
+    """An input named as a person or a form names it (the command line's and the API's command, its fields as
+    typed): built into its model, refused with the field and the reason when it does not fit, then sent."""
     check_id(loan_id)
-    update, model = UPDATES[command]
+    if command not in registered.BY_COMMAND:
+        raise BadInput("command", f"{command!r} is not an input of a case (one of: {', '.join(registered.BY_COMMAND)})")
+    model = registered.BY_COMMAND[command].model
     if isinstance(fields, model):
         arg = fields
     else:
@@ -99,10 +102,19 @@ async def send_update(
         if command == "release" and fields.get("kind") == "complaint" and current().operator_id != "system":
             fields.setdefault("reviewer", current().operator_id)
         arg = build(model, **fields)
-    name = use_case_name or use_case(command, arg)
+    return await send(client, loan_id, arg, approved=approved, use_case_name=use_case_name)
+
+
+async def send(client: Client, loan_id: str, arg: BaseModel, *, approved: bool = False, use_case_name: str | None = None) -> Any:
+    """Send one input to the loan's open case, by its model's type: the caller's permission for its use case,
+    the actor stamped, the update its model's; the workflow's validator may refuse it (BadInput)."""
+    check_id(loan_id)
+    command = registered.of(arg).command
+    name = use_case_name or use_case(arg)
     if name not in USE_CASES:  # e.g. releasing a bankruptcy or a death: nobody may; the case would refuse it too
         raise BadInput("kind", f"{getattr(arg, 'kind', command)!r} cannot be {command}d by anyone; nothing was changed")
     arg = with_actor(arg, require(name), approved=approved)
+    update = UPDATES[type(arg)]
     handle = client.get_workflow_handle(workflow_id(loan_id))
     update_id = _update_id(loan_id, command, arg)
     # within `answered`: each call bounded by the RPC deadline itself (not only by cancelling it), tried again after
@@ -212,10 +224,10 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
     is named in the answer; it also closes by itself at its next step, when the contact gate meets the hold."""
     hold = fields if isinstance(fields, HoldIn) else build(HoldIn, **dict(fields))
     if hold.kind not in CLOSING_HOLDS:
-        return await send_update(client, loan_id, "hold", hold)
+        return await send(client, loan_id, hold)
     outcome = CLOSING_HOLDS[hold.kind]
     try:
-        result = await send_update(client, loan_id, "hold", hold, approved=approved)
+        result = await send(client, loan_id, hold, approved=approved)
         if not result.accepted:  # proposed: the other loans follow once a second person approves it
             return result
     except BadInput as exc:
@@ -228,7 +240,7 @@ async def place_hold(client: Client, repo, loan_id: str, fields: dict[str, Any] 
     for other in await asyncio.to_thread(repo.other_loans, loan_id):
         note = f"recorded on loan {loan_id}" + (f": {hold.reference}" if hold.reference else "")
         try:
-            await send_update(client, other, "hold", HoldIn(kind=hold.kind, reference=note[:200]), approved=approved)
+            await send(client, other, HoldIn(kind=hold.kind, reference=note[:200]), approved=approved)
         except BadInput as exc:
             if isinstance(exc, NotFound) or closed_refusal(exc):
                 continue  # no open case for that loan
@@ -335,7 +347,7 @@ async def apply_unapplied(client: Client, repo, loan_id: str, payment_ids: list[
         amount = format_amount(r.amount, r.currency)
         p = PaymentIn(payment_id=r.payment_id, amount=amount, currency=r.currency, paid_at=_utc(r.paid_at))
         try:
-            out.append(_applied(loan_id, amount, r.currency, await send_update(client, loan_id, "pay", p)))
+            out.append(_applied(loan_id, amount, r.currency, await send(client, loan_id, p)))
         except BadInput as exc:
             if isinstance(exc, NotFound):
                 raise
@@ -469,7 +481,7 @@ async def record_payment(
             )
     if run is not None:
         try:
-            result = await send_update(client, loan_id, "pay", p)
+            result = await send(client, loan_id, p)
         except NotFound:
             if loan is None:
                 raise
@@ -555,7 +567,7 @@ async def decide(client: Client, repo, loan_id: str, decision: str, note: str = 
         seen[("decide", loan_id)] = pending
     use = TWO_PERSON[pending.kind if pending.kind in TWO_PERSON else "close"]
     d = build(ApprovalDecisionIn, decision=decision, note=note)
-    result = await send_update(client, loan_id, "decide", d, use_case_name=use)
+    result = await send(client, loan_id, d, use_case_name=use)
     if decision == "approve" and pending.kind == "closure" and pending.hold is not None and repo is not None:
         more = await place_hold(client, repo, loan_id, pending.hold.model_copy(update={"actor": None}), approved=True)
         extra = more.message.split("; ", 1)[1] if "; " in more.message else ""

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from access.permissions import require
 from app.errors import BadInput, NotFound, build, check_id, closed_refusal
-from app.inputs import BUSY_WAIT, open_run, send_update
+from app.inputs import BUSY_WAIT, open_run, send
 from app.visibility import case_status
 from domain.case import Case
 from domain.errors import InvalidInput
@@ -52,7 +52,7 @@ async def reverse_payment(
         raise BadInput("reason", "is required: why the payment was taken back (returned transfer, failed debit, ...)")
     if await open_run(client, loan_id) is not None:
         try:
-            result = await send_update(client, loan_id, "reverse", r)
+            result = await send(client, loan_id, r)
         except BadInput as exc:
             if not (closed_refusal(exc) and "reopens it" in exc.reason):
                 raise

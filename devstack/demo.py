@@ -240,23 +240,22 @@ def use_desk(repo: Any = None) -> str | None:
     return op.id
 
 
-def stamped(update, arg: Any) -> Any:
+def stamped(arg: Any) -> Any:
     """The input with demo-desk's actor for its use case (app/inputs.py), when the desk may take it."""
     from access.permissions import Forbidden
     from app import inputs
 
     if _DESK is None:
         return arg
-    command = next(c for c, (u, _) in inputs.UPDATES.items() if u is update)  # the same update methods
     try:
-        actor = _DESK.actor(inputs.use_case(command, arg))
+        actor = _DESK.actor(inputs.use_case(arg))
     except Forbidden:
         return arg
     return inputs.with_actor(arg, actor)
 
 
 async def send(handle: WorkflowHandle, loan_id: str, what: str, update, arg) -> Outcome:
-    arg = stamped(update, arg)
+    arg = stamped(arg)
     try:
         result = await asyncio.wait_for(handle.execute_update(update, arg), timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateFailedError as exc:

@@ -37,9 +37,9 @@ class ReleaseBody(Model):
     resolution: str = Field(default="", max_length=200)
 
 
-async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
+async def update(be: Backend, loan_id: str, arg: BaseModel):
     client = await be.client()
-    return await answered(lambda: inputs.send_update(client, loan_id, command, arg))
+    return await answered(lambda: inputs.send(client, loan_id, arg))
 
 
 @router.post(
@@ -51,7 +51,7 @@ async def update(be: Backend, loan_id: str, command: str, arg: BaseModel):
     responses={**E404, **E422},
 )
 async def promise(be: BackendDep, loan_id: LoanId, body: PromiseIn) -> Any:
-    return await update(be, loan_id, "promise", body)
+    return await update(be, loan_id, body)
 
 
 @router.post(
@@ -63,7 +63,7 @@ async def promise(be: BackendDep, loan_id: LoanId, body: PromiseIn) -> Any:
     responses={**E404, **E422},
 )
 async def plan(be: BackendDep, loan_id: LoanId, body: PlanIn) -> Any:
-    return await update(be, loan_id, "plan", body)
+    return await update(be, loan_id, body)
 
 
 @router.post(
@@ -88,7 +88,7 @@ async def hold(be: BackendDep, loan_id: LoanId, body: HoldIn) -> Any:
     responses={**E404, **E422},
 )
 async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: ReleaseBody) -> Any:
-    return await update(be, loan_id, "release", errors.build(ReleaseIn, kind=kind, **body.model_dump()))
+    return await update(be, loan_id, errors.build(ReleaseIn, kind=kind, **body.model_dump()))
 
 
 @router.post(
@@ -100,7 +100,7 @@ async def release(be: BackendDep, loan_id: LoanId, kind: HoldKind, body: Release
     responses={**E404, **E422},
 )
 async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
-    return await update(be, loan_id, "outcome", body)
+    return await update(be, loan_id, body)
 
 
 @router.post(
@@ -112,7 +112,7 @@ async def outcome(be: BackendDep, loan_id: LoanId, body: OutcomeIn) -> Any:
     responses={**E404, **E422},
 )
 async def suspend(be: BackendDep, loan_id: LoanId, body: SuspensionIn) -> Any:
-    return await update(be, loan_id, "suspend", body)
+    return await update(be, loan_id, body)
 
 
 @router.post(
@@ -124,7 +124,7 @@ async def suspend(be: BackendDep, loan_id: LoanId, body: SuspensionIn) -> Any:
     responses={**E404, **E422},
 )
 async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
-    return await update(be, loan_id, "close", body)
+    return await update(be, loan_id, body)
 
 
 @router.post(
@@ -136,7 +136,7 @@ async def close(be: BackendDep, loan_id: LoanId, body: CloseIn) -> Any:
     responses={**E404, **E422},
 )
 async def confirm_write_off(be: BackendDep, loan_id: LoanId, body: WriteOffConfirmIn) -> Any:
-    return await update(be, loan_id, "confirm-write-off", body)
+    return await update(be, loan_id, body)
 
 
 class DecisionBody(Model):
