@@ -1,4 +1,4 @@
-"""Roles on the API (issue 14): the role x endpoint matrix, generated from the one permission table
+"""Roles on the API: the role x endpoint matrix, generated from the one permission table
 (access.permissions.PERMISSIONS) and from the use cases each route declares; tokens that are wrong,
 revoked or expired get 401; the OpenAPI document states each endpoint's roles.
 
@@ -91,6 +91,15 @@ def repo(tmp_path_factory) -> Repo:
 def tokens(repo) -> dict[str, str]:
     store = Operators(repo)
     return {role: store.issue_token(store.add(f"only {role}", [role]).id).token for role in ROLES}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_update_timeout():
+    """An unreachable Temporal is tried again inside the request for API_UPDATE_TIMEOUT (30 s by default): the
+    matrix needs the 503 it ends in, not the wait (30 requests x 29 s made this file a quarter of the suite)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("API_UPDATE_TIMEOUT", "0.5")
+        yield
 
 
 @pytest.fixture(scope="module")
