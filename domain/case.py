@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from domain import calendar, compliance, inputs, legal, risk
-from domain.dates import CaseClock, add_months, bucket, days_past_due, dpd_start, local_date, local_midnight, utc
+from domain.dates import CaseClock, add_months, days_past_due, dpd_start, local_date, local_midnight, utc
 from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput
 from domain.inputs import holds
 from domain.models import (
@@ -25,16 +25,13 @@ from domain.models import (
     Balances,
     CaseInput,
     CaseState,
-    CaseStatus,
     CaseStatusName,
     ContactResult,
     Event,
     GateRecord,
     Hold,
     HoldIn,
-    LegalClock,
     LimitationRestart,
-    NextAction,
     Outcome,
     PayBy,
     Plan,
@@ -44,13 +41,13 @@ from domain.models import (
     Restructuring,
     TaskEnd,
     TaskInfo,
-    UpcomingStep,
     UpdateResult,
 )
 from domain.money import format_amount
-from domain.plans import evaluate_plan, next_plan_deadline, plan_arrears
+from domain.plans import evaluate_plan, next_plan_deadline
 from domain.policy import Step
 from domain.promises import evaluate_promise
+from domain.status import limitation_ends, risk_class
 
 MAX_EVENTS = 30
 GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
@@ -317,49 +314,6 @@ class Case:
         d = self.deadlines()
         return min(d)[0] if d else None
 
-    def upcoming(self) -> UpcomingStep | None:
-        """The step that comes next and when (none while paused, waiting or closed)."""
-        idx = self._pending_step()
-        if idx is None:
-            return None
-        step = self.steps[idx]
-        return UpcomingStep(key=step.key, stage=step.stage, title=step.title, at=self.step_at(idx))
-
-    def next_action(self) -> NextAction:
-        s = self.state
-        if s.closed:
-            return NextAction(what=f"none: closed as {s.outcome}")
-        d = self.deadlines()
-        reason = self.pause_reason()
-        wait = self.enforcement_wait()
-        if s.awaiting:
-            what = f"awaiting {s.awaiting.kind} outcome for {s.awaiting.step} until {utc(s.awaiting.until)}"
-        elif (
-            s.next_step < len(self.steps)
-            and self.steps[s.next_step].requires == "judgment"
-            and not self.enforceable()
-            and not reason
-        ):
-            what = (
-                f"awaiting {wait} before {self.steps[s.next_step].key}"
-                if wait
-                else f"awaiting the judgment before {self.steps[s.next_step].key}"
-            )
-        elif s.next_step < len(self.steps) and self.notice_undeliverable(s.next_step) and not reason:
-            tried = ", ".join(s.bureau_notice_failed)
-            what = (
-                "notice undeliverable: verify the address"
-                f" (the credit-bureau notice failed by {tried}; no report until it is delivered)"
-            )
-        elif reason:
-            what = f"paused, {reason}"
-        else:
-            what = ""
-        if not d:
-            return NextAction(what=what or "waiting for an operator")
-        at, label = min(d)
-        return NextAction(what=(what + "; next: " if what else "") + label, at=at)
-
     # ---------------------------------------------------------------- writing
 
     def event(self, now: datetime, kind: str, detail: str = "") -> None:
@@ -432,7 +386,7 @@ class Case:
         elif self._recovery_over():
             # when to look again: the period's end, and never sooner than a day from now (so a clock that counts
             # a day longer than this estimate costs a daily wake, not a busy loop)
-            ends = self._limitation_ends()  # None: its last day is in a year with no calendar file yet
+            ends = limitation_ends(self)  # None: its last day is in a year with no calendar file yet
             s.time_bar_check = max(ends or now, now + self.clock.days(1))
 
     # ---------------------------------------------------------------- write-off (核销) and the end of recovery
@@ -730,30 +684,6 @@ class Case:
                 known.add(c.year)
                 self.event(now, "calendar_recorded", f"{c.year}: {c.source}; the legal clocks count with it from now on")
 
-    def legal_clock_views(self) -> list[LegalClock]:
-        if not self.legal_clocks:
-            return []
-        s = self.state
-        last = s.limitation_restarts[-1] if s.limitation_restarts else None
-        out = []
-        for c in legal.clocks(self.legal_facts(), self.policy.legal):
-            restart = last if c.name == "limitation" and last is not None and last.on == self.limitation_start() else None
-            out.append(
-                LegalClock(
-                    name=c.name,
-                    kind=c.kind,
-                    at=c.at,
-                    last_day=c.last_day,
-                    source=c.source,
-                    note=c.note,
-                    restarted_on=restart.on if restart else None,
-                    restart_cause=restart.cause if restart else None,
-                )
-            )
-        if s.dispute_answer_due is not None:
-            out.append(LegalClock(name="bureau_dispute_answer", kind="ends", at=s.dispute_answer_due, source=legal.SRC_DISPUTE))
-        return out
-
     def step_actions(self, idx: int) -> list[str]:
         """The step's actions, plus its letters to the guarantor (`letter@guarantor`) where the loan names one."""
         step = self.steps[idx]
@@ -929,42 +859,6 @@ class Case:
 
     # ---------------------------------------------------------------- views
 
-    def legal_days_left(self, now: datetime) -> int | None:
-        """Policy days until the nearest legal clock ends (None: none running): a call task's urgency."""
-        ends = [c.at for c in self.legal_clock_views() if c.kind == "ends" and c.at is not None]
-        if not ends:
-            return None
-        return max(0, int((min(ends) - now).total_seconds() // self.policy.day_seconds))
-
-    def _limitation_ends(self) -> datetime | None:
-        if not self.legal_clocks:
-            return legal.legacy_limitation_ends(self.limitation_from(), self.policy.legal)
-        return legal.limitation(self.legal_facts(), self.policy.legal).ends
-
-    def risk_class(self, now: datetime) -> risk.RiskClass:
-        """The five-class category (domain/risk.py); nothing outstanding is normal."""
-        return self.risk(now)[0]
-
-    def risk(self, now: datetime) -> tuple[risk.RiskClass, str]:
-        """The class and the article it rests on: by days past due, or for a restructured loan by its changed terms
-        and its observation period (domain/risk.py restructured)."""
-        s, dpd = self.state, self.dpd(now)
-        if not s.balances.total:
-            return "normal", "正常: nothing outstanding"
-        r = s.restructuring
-        if r is None:
-            return risk.classify(dpd), risk.basis(dpd)
-        rules, today = self.policy.risk, self.clock.today(now)
-        plan = s.plan
-        if r.broken_on is None and plan is not None and plan.status == "active":
-            behind = plan_arrears(plan, s.total_paid, today)
-            days = (today - behind[2]).days if behind else 0
-        else:
-            days = dpd
-        return risk.restructured(
-            days, r.before, today, r.observation_ends, r.broken_on is not None, rules.restructured_at_least, rules.broken_at_least
-        )
-
     def restructure(self, plan: Plan, now: datetime) -> None:
         """An agreed plan is a restructuring (policy [risk] plans_are_restructurings): the class before it, and the
         observation period from the first payment day, at least `observation_months` and `observation_periods`."""
@@ -977,7 +871,7 @@ class Case:
         s = self.state
         # a new plan after one: never better than the class before the first, nor than the class now (a broken
         # restructuring is non-performing: agreeing another plan does not upgrade it)
-        now_class = self.risk_class(now)
+        now_class = risk_class(self, now)
         before = now_class if s.restructuring is None else risk.worst(now_class, s.restructuring.before)
         s.restructuring = Restructuring(on=self.clock.today(now), before=before, observation_ends=max(months_end, periods_end))
         self.event(
@@ -985,56 +879,6 @@ class Case:
             "restructured",
             f"{plan.kind} plan: observation period to {s.restructuring.observation_ends}, class {risk.CHINESE[before]} "
             f"before it ({risk.SOURCE_RESTRUCTURED})",
-        )
-
-    def status(self, now: datetime) -> CaseStatus:
-        s, dpd = self.state, self.dpd(now)
-        b = s.balances
-        risk_now = self.risk(now)
-        return CaseStatus(
-            loan_id=self.inp.loan_id,
-            workflow_id=self.inp.workflow_id,
-            policy=self.policy.name,
-            policy_version=self.policy.version,
-            segment=self.inp.segment,
-            stage=s.stage,
-            status=self.status_name(),
-            outcome=s.outcome,
-            dpd=dpd,
-            bucket=bucket(dpd),
-            currency=self.inp.currency,
-            outstanding={
-                "principal": self.amount(b.principal),
-                "interest": self.amount(b.interest),
-                "fees": self.amount(b.fees),
-                "total": self.amount(b.total),
-            },
-            total_paid=self.amount(s.total_paid),
-            holds=s.holds,
-            plan=s.plan,
-            promise=s.promise,
-            awaiting=s.awaiting,
-            next_action=self.next_action(),
-            upcoming=self.upcoming(),
-            steps_done=s.steps_done,
-            decisions=s.decisions,
-            limitation_ends=self._limitation_ends(),
-            time_barred=self.limitation_over(now) if self.barred_stays and not s.closed else None,
-            legal_clocks=self.legal_clock_views(),
-            dispute_answer_due=s.dispute_answer_due,
-            risk_class=risk_now[0],
-            risk_basis=risk_now[1],
-            restructuring=s.restructuring,
-            limitation_suspensions=s.limitation_suspensions,
-            write_off=s.write_off,
-            write_off_proposed_at=s.write_off_proposed_at,
-            write_off_deferred=s.write_off_deferred,
-            reversed_payments=[pid for pid, p in s.payments.items() if p.reversed_at is not None],
-            reopened_from=s.reopened_from,
-            calendars=[f"{c.year}: {c.source}" for c in s.calendars],
-            contacts=s.contacts,
-            events=s.events[-15:],
-            as_of=now,
         )
 
     # ---------------------------------------------------------------- the run loop every driver shares

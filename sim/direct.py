@@ -101,7 +101,7 @@ StatusView = namedtuple("StatusView", "status outstanding plan promise holds")
 
 
 def status_view(case: Case) -> StatusView:
-    """The fields of `case.status(now)` the borrower reads, computed as it computes them."""
+    """The fields of `domain.status.of(case, now)` the borrower reads, computed as it computes them."""
     s, amount = case.state, case.amount
     b = s.balances
     outstanding = {

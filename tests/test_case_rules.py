@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from domain import status as shown
 from domain.case import MIN_SLEEP, Case
 from domain.dates import local_date
 from domain.errors import InvalidInput
@@ -190,7 +191,7 @@ def test_new_case_opens_at_its_dpd_and_the_reminder_is_due():
     assert r.events("opened") and "DPD 1" in r.events("opened")[0]
     assert r.case.due_step(T0) == 0
     assert r.case.status_name() == "active"
-    st_ = r.case.status(T0)
+    st_ = shown.of(r.case, T0)
     assert (st_.dpd, st_.bucket, st_.outstanding["total"]) == (1, "M1", "10520.00")
 
 
@@ -202,7 +203,7 @@ def test_a_case_opened_before_its_first_step_waits_for_the_dpd():
     assert r.case.wake_at() == first
     assert r.case.due_step(first - US) is None
     assert r.case.due_step(first) == 0
-    assert r.case.next_action().what == "step reminder_notice" and r.case.next_action().at == first
+    assert shown.next_action(r.case).what == "step reminder_notice" and shown.next_action(r.case).at == first
 
 
 def test_step_at_is_the_dpd_and_the_gap_after_the_previous_step():
@@ -249,7 +250,7 @@ def test_whole_ladder_on_the_real_calendar():
     }
     # the lawsuit waits for the court (180 days), then for a judgment before enforcement
     assert r.state.awaiting.kind == "court" and r.state.awaiting.until == r.dpd_at(120) + timedelta(days=180)
-    assert "awaiting court outcome" in r.case.next_action().what
+    assert "awaiting court outcome" in shown.next_action(r.case).what
     # effective the day before; its performance period ends on DPD 149 (a Tuesday), so enforcement opens at its 24:00
     r.outcome(
         "court",
@@ -273,7 +274,7 @@ def test_enforcement_waits_for_the_judgment():
     assert "enforcement" not in r.keys()
     assert r.state.awaiting is None  # the court wait timed out
     assert r.events("outcome_timeout")
-    assert r.case.next_action().what.startswith("awaiting the judgment before enforcement")
+    assert shown.next_action(r.case).what.startswith("awaiting the judgment before enforcement")
     assert r.case.due_step(r.now) is None
 
 
@@ -366,7 +367,7 @@ def test_full_payoff_closes_the_case_as_paid():
     assert r.state.closed and r.state.closed_at == T0
     assert r.case.due_step(T0 + timedelta(days=100)) is None
     assert r.case.deadlines() == [] and r.case.wake_at() is None
-    assert r.case.next_action().what == "none: closed as paid"
+    assert shown.next_action(r.case).what == "none: closed as paid"
 
 
 def test_partial_payments_then_payoff():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from domain import calendar, legal
+from domain import status as shown
 from domain.dates import zone
 from domain.errors import InvalidInput
 from domain.models import ContactResult, GateRecord, OutcomeIn
@@ -181,7 +182,7 @@ def test_a_case_payment_restarts_the_limitation_on_the_day_it_was_paid_in_the_bo
     r.pay("100.00", paid_at=paid_at)
     assert r.state.limitation_start == date(2026, 5, 21)
     assert r.state.limitation_restarts[-1].cause == "payment" and r.state.limitation_restarts[-1].on == date(2026, 5, 21)
-    clock = next(c for c in r.case.status(r.now).legal_clocks if c.name == "limitation")
+    clock = next(c for c in shown.of(r.case, r.now).legal_clocks if c.name == "limitation")
     assert clock.restarted_on == date(2026, 5, 21) and clock.restart_cause == "payment" and "188" in clock.source
     assert clock.last_day == date(2029, 5, 21) or clock.last_day is None  # 2029 has no calendar file yet
     assert any(e.kind == "limitation_restarted" and "2026-05-21" in e.detail for e in r.state.events)
@@ -229,7 +230,7 @@ def test_a_judgment_without_dates_waits_with_a_next_action_asking_for_them_and_n
     r.outcome("court", "judgment", reference="(2026)沪0101民初1号")
     r.run_until(r.dpd_at(180))  # 27 November 2026: a month past the enforcement step's DPD
     assert "enforcement" not in r.keys()
-    assert "effective_on" in r.case.next_action().what and "performance_ends" in r.case.next_action().what
+    assert "effective_on" in shown.next_action(r.case).what and "performance_ends" in shown.next_action(r.case).what
     # a later court outcome supplies them; enforcement follows once the performance period has ended
     today = r.case.clock.today(r.now)
     r.outcome("court", "judgment", effective_on=today - timedelta(days=20), performance_ends=today + timedelta(days=2))
@@ -240,7 +241,7 @@ def test_a_judgment_without_dates_waits_with_a_next_action_asking_for_them_and_n
     assert today + timedelta(days=2) == date(2026, 11, 29)  # a Sunday: the period's last day moves to Monday 30th
     opens = at(date(2026, 12, 1))
     assert ran == opens
-    views = {c.name: c for c in r.case.status(r.now).legal_clocks}
+    views = {c.name: c for c in shown.of(r.case, r.now).legal_clocks}
     assert views["enforcement_opens"].at == opens and "art. 250" in views["enforcement_opens"].source
 
 
@@ -276,7 +277,7 @@ def test_a_payment_order_waits_for_its_service_date_then_the_objection_window():
     r.run_until(r.dpd_at(105))
     r.outcome("court", "payment_order_issued")
     r.run_until(r.dpd_at(200))
-    assert "enforcement" not in r.keys() and "served_on" in r.case.next_action().what
+    assert "enforcement" not in r.keys() and "served_on" in shown.next_action(r.case).what
     served = r.case.clock.today(r.now) - timedelta(days=3)
     r.outcome("court", "payment_order_served", served_on=served)
     r.run_until(r.now + timedelta(days=30))
@@ -362,7 +363,7 @@ def test_no_channel_left_the_report_never_goes_and_the_case_asks_to_verify_the_a
     r.run_until(r.dpd_at(200))
     assert r.state.bureau_notice_failed == ["letter", "sms", "email"]
     assert "bureau_report" not in r.keys() and "bureau_notice" not in r.state.steps_done
-    assert r.case.next_action().what.startswith("notice undeliverable: verify the address")
+    assert shown.next_action(r.case).what.startswith("notice undeliverable: verify the address")
     assert r.case.due_step(r.now) is None
 
 
@@ -607,7 +608,7 @@ def test_the_period_of_a_loan_due_2022_10_12_ends_at_24_00_on_2025_10_13():
 
 def test_our_own_letter_after_the_period_restarts_nothing_and_legal_steps_are_refused():
     r = barred_runner(at(date(2026, 3, 2), 10))  # the hold of the issue released on 2026-03-02: the ladder resumes
-    assert "time-barred" in (r.case.status(r.now).time_barred or "")  # the case says so from the start
+    assert "time-barred" in (shown.of(r.case, r.now).time_barred or "")  # the case says so from the start
     r.run_until(r.now + timedelta(days=200))
     refused = {d.action: d.rule for d in r.state.decisions if not d.allowed}
     assert refused.get("law_firm") == "time_barred", r.state.decisions  # the lawyer's letter was never sent
@@ -615,7 +616,7 @@ def test_our_own_letter_after_the_period_restarts_nothing_and_legal_steps_are_re
     assert refused.get("lawsuit") == "limitation_period"
     assert r.state.limitation_start is None and r.state.limitation_restarts == []
     assert r.case.limitation_over(r.now) is not None  # still time-barred
-    st = r.case.status(r.now)
+    st = shown.of(r.case, r.now)
     assert st.outcome == "time_barred" or "time-barred" in (st.time_barred or ""), st
     # a delivered demand, recorded anyway (an operator's letter, a filing): nothing restarts
     r.case.restart_limitation("lawyer's letter delivered (a demand)", r.case.clock.today(r.now), r.now, demand=True)

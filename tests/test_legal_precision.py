@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from domain import calendar
+from domain import status as shown
 from domain.dates import zone
 from tests.test_case_rules import DEFAULT, SH, Runner
 
@@ -152,7 +153,7 @@ def judged() -> Runner:
 
 
 def enforcement_clock(r: Runner):
-    return next(c for c in r.case.status(r.now).legal_clocks if c.name == "enforcement_deadline")
+    return next(c for c in shown.of(r.case, r.now).legal_clocks if c.name == "enforcement_deadline")
 
 
 def test_a_part_payment_after_the_performance_period_restarts_the_two_years_to_apply_for_enforcement():
@@ -216,18 +217,18 @@ def pay_instalments(r: Runner, through: date) -> None:
 
 def test_a_non_performing_loan_restructured_is_not_upgraded_in_its_observation_period_and_is_after_it():
     r = Runner.open(dpd=100)  # 次级 (more than 90 days overdue)
-    assert r.case.risk_class(r.now) == "substandard"
+    assert shown.risk_class(r.case, r.now) == "substandard"
     first = r.today() + timedelta(days=10)
     r.plan(kind="instalments", instalments=24, first_due=first)
     rs = r.state.restructuring
     assert rs.before == "substandard" and rs.observation_ends == date(first.year + 1, first.month, first.day)
     assert any(e.kind == "restructured" for e in r.state.events)
     pay_instalments(r, rs.observation_ends - timedelta(days=40))
-    st = r.case.status(r.now)
+    st = shown.of(r.case, r.now)
     assert st.risk_class == "substandard" and "observation" in st.risk_basis and st.dpd > 360  # not 损失 by the old DPD
     pay_instalments(r, rs.observation_ends + timedelta(days=40))
     r.now = at(rs.observation_ends + timedelta(days=41), 12)
-    st = r.case.status(r.now)
+    st = shown.of(r.case, r.now)
     assert st.risk_class == "normal" and "ended" in st.risk_basis  # the changed terms kept: no day overdue on them
 
 
@@ -236,7 +237,7 @@ def test_a_performing_loan_restructured_is_at_least_special_mention_while_observ
     first = r.today() + timedelta(days=5)
     r.plan(kind="instalments", instalments=24, first_due=first)
     pay_instalments(r, first + timedelta(days=100))
-    assert r.case.risk_class(r.now) == "special_mention"
+    assert shown.risk_class(r.case, r.now) == "special_mention"
 
 
 def test_a_restructuring_broken_in_its_observation_period_is_non_performing():
@@ -245,7 +246,7 @@ def test_a_restructuring_broken_in_its_observation_period_is_non_performing():
     r.plan(kind="instalments", instalments=12, first_due=first)
     r.run_until(at(first + timedelta(days=20)))  # the first instalment never paid: broken after its grace days
     assert r.state.plan.status == "broken" and r.state.restructuring.broken_on is not None
-    st = r.case.status(r.now)
+    st = shown.of(r.case, r.now)
     assert r.case.dpd(r.now) <= 90 and st.risk_class == "substandard" and "not kept" in st.risk_basis
 
 
@@ -253,7 +254,7 @@ def test_a_policy_that_does_not_treat_plans_as_restructurings_classes_by_dpd():
     policy = DEFAULT.model_copy(update={"risk": DEFAULT.risk.model_copy(update={"plans_are_restructurings": False})})
     r = Runner.open(dpd=100, policy=policy)
     r.plan(kind="instalments", instalments=24, first_due=r.today() + timedelta(days=10))
-    assert r.state.restructuring is None and r.case.risk_class(r.now) == "substandard"
+    assert r.state.restructuring is None and shown.risk_class(r.case, r.now) == "substandard"
 
 
 # ---------------------------------------------------------------- 民法典 art. 194: the limitation period suspended
@@ -274,7 +275,7 @@ def suspend(r: Runner, **kw):
 
 
 def limitation_clock(r: Runner):
-    return next(c for c in r.case.status(r.now).legal_clocks if c.name == "limitation")
+    return next(c for c in shown.of(r.case, r.now).legal_clocks if c.name == "limitation")
 
 
 def test_an_obstacle_in_the_last_six_months_suspends_the_period_to_six_months_after_it_ends():
@@ -288,7 +289,7 @@ def test_an_obstacle_in_the_last_six_months_suspends_the_period_to_six_months_af
     assert "art. 194" in res.message and any(e.kind == "limitation_suspended" for e in r.state.events)
     assert r.case.legal_refusal("lawsuit", at(date(2026, 10, 15), 23, 59)) is None
     assert r.case.legal_refusal("lawsuit", at(date(2026, 10, 16))).rule == "limitation_period"
-    st = r.case.status(r.now)
+    st = shown.of(r.case, r.now)
     assert [x.reference for x in st.limitation_suspensions] == ["通知-1"]
 
 
@@ -358,12 +359,12 @@ def test_the_cli_status_names_the_last_day_the_restructuring_and_the_suspension(
 
     r = opened(date(2025, 9, 20))
     r.plan(kind="instalments", instalments=2, first_due=date(2025, 10, 1))
-    text = show_status(r.case.status(r.now))
+    text = show_status(shown.of(r.case, r.now))
     assert "pay by 24:00 on 2025-10-09, moved from 2025-10-06 (a rest day)" in text and "art. 203" in text
     assert "restructured 2025-09-20: observation period to 2026-10-01" in text
     s = due_2023()
     suspend(s, starts_on=date(2026, 3, 1), ends_on=date(2026, 4, 15))
-    text = show_status(s.case.status(s.now))
+    text = show_status(shown.of(s.case, s.now))
     assert "limitation suspended (民法典 art. 194): force_majeure 2026-03-01 to 2026-04-15 (通知-1)" in text
     assert "suspended (民法典 art. 194): last day 2026-10-15" in text
 
@@ -412,7 +413,7 @@ def test_a_run_from_before_restructuring_keeps_its_class_by_days_past_due():
     r.case.restructures = False  # workflows/versioning.py RESTRUCTURING: a run begun before it
     r.plan(kind="instalments", instalments=24, first_due=r.today() + timedelta(days=10))
     assert r.state.restructuring is None and not any(e.kind == "restructured" for e in r.state.events)
-    assert r.case.risk_class(r.now) == "substandard"
+    assert shown.risk_class(r.case, r.now) == "substandard"
 
 
 def test_a_new_plan_after_a_broken_restructuring_does_not_upgrade_the_loan():
@@ -420,9 +421,9 @@ def test_a_new_plan_after_a_broken_restructuring_does_not_upgrade_the_loan():
     first = r.today() + timedelta(days=5)
     r.plan(kind="instalments", instalments=12, first_due=first)
     r.run_until(at(first + timedelta(days=20)))  # broken: non-performing (次级)
-    assert r.case.risk_class(r.now) == "substandard"
+    assert shown.risk_class(r.case, r.now) == "substandard"
     r.plan(kind="instalments", instalments=12, first_due=r.today() + timedelta(days=5))
-    assert r.state.restructuring.before == "substandard" and r.case.risk_class(r.now) == "substandard"
+    assert r.state.restructuring.before == "substandard" and shown.risk_class(r.case, r.now) == "substandard"
 
 
 def test_a_suspension_corrected_to_end_sooner_says_so():

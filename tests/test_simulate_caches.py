@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from domain import calendar, compliance, legal
+from domain import status as shown
 from domain.dates import zone
 from domain.policy import load_policy
 from tests.conftest import TEST_ONLY_CALENDAR
@@ -99,7 +100,7 @@ def test_the_borrower_reads_what_the_status_query_says(monkeypatch):
 
     def checked(case):
         view = view_of(case)
-        full = case.status(case.state.opened_at)
+        full = shown.of(case, case.state.opened_at)
         assert view.status == full.status
         assert view.outstanding == full.outstanding
         assert (view.plan, view.promise, view.holds) == (full.plan, full.promise, full.holds)

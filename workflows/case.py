@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import approvals, channels
     from domain import inputs as registered_inputs
+    from domain import status as shown
     from domain.actor import Actor
     from domain.case import CLOSED_FIELD, Case
     from domain.dates import dpd_start, utc_text
@@ -213,7 +214,7 @@ class CollectionCase:
         await asyncio.gather(
             *(self._act("closing", case.state.stage, action) for action in case.closing_actions()), self._record_closed()
         )
-        return case.status(workflow.now())
+        return shown.of(case, workflow.now())
 
     async def _record_calendars(self, years: list[int], now: datetime) -> None:
         """Ask which of `years` are in force (a local activity: its answer is in history, so a replay counts with the
@@ -243,7 +244,7 @@ class CollectionCase:
         timeout = None if wake is None else wake - now
         try:
             await workflow.wait_condition(
-                lambda: self._changed, timeout=timeout, timeout_summary=self.case.next_action().what[:200]
+                lambda: self._changed, timeout=timeout, timeout_summary=shown.next_action(self.case).what[:200]
             )
         except TimeoutError:
             pass
@@ -445,7 +446,7 @@ class CollectionCase:
                 day_seconds=case.policy.day_seconds,
                 agent=case.policy.agent,
                 broken_promises=sum(1 for e in case.state.events if e.kind == "promise_broken"),
-                legal_days_left=case.legal_days_left(now),
+                legal_days_left=shown.legal_days_left(case, now),
                 **extra,
             )
         )
@@ -768,7 +769,7 @@ class CollectionCase:
 
     def _publish(self, force: bool = False) -> None:
         case, s = self.case, self.case.state
-        nxt = case.next_action()
+        nxt = shown.next_action(case)
         values: dict[Any, Any] = {
             search.STAGE: s.stage,
             search.STATUS: case.status_name(),
@@ -802,7 +803,7 @@ class CollectionCase:
         outcome = s.outcome if s.closed else ("written_off" if s.write_off == "confirmed" else None)
         values: dict[Any, Any] = {
             search.CASE_OUTCOME: outcome,
-            search.RISK_CLASS: case.risk_class(workflow.now()),
+            search.RISK_CLASS: shown.risk_class(case, workflow.now()),
             search.WRITE_OFF: s.write_off,
         }
         # only a case that has had a proposal sets it (so no running case upserts an attribute it never had)
@@ -813,7 +814,7 @@ class CollectionCase:
     def _details(self) -> None:
         """The Web UI's current details (markdown); costs no history event."""
         case, s = self.case, self.case.state
-        nxt = case.next_action()
+        nxt = shown.next_action(case)
         b, cur = s.balances, self.inp.currency
         now = workflow.now()
         workflow.set_current_details(
@@ -970,7 +971,7 @@ class CollectionCase:
 
     @workflow.query
     def status(self) -> CaseStatus:
-        return self.case.status(workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
+        return shown.of(self.case, workflow.now()).model_copy(update={"pending_approval": self.case.state.pending})
 
     # The updates: each its model's one-line handler and validator over the path above (docs/workflow-contract.md).
 
