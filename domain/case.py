@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from domain import calendar, compliance, inputs, legal, risk
+from domain import calendar, compliance, inputs, legacy, legal, risk
 from domain.dates import CaseClock, add_months, days_past_due, dpd_start, local_date, local_midnight, utc
 from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput
 from domain.inputs import holds
@@ -47,6 +47,7 @@ from domain.money import format_amount
 from domain.plans import evaluate_plan, next_plan_deadline
 from domain.policy import Step
 from domain.promises import evaluate_promise
+from domain.regime import CURRENT, Regime
 from domain.status import limitation_ends, risk_class
 
 MAX_EVENTS = 30
@@ -62,7 +63,7 @@ MAX_RESTARTS = 10  # limitation restarts kept in the state (the events keep all 
 
 
 class Case:
-    def __init__(self, inp: CaseInput, now: datetime) -> None:
+    def __init__(self, inp: CaseInput, now: datetime, regime: Regime = CURRENT) -> None:
         self.inp = inp
         self.policy = inp.policy
         if inp.state is None:
@@ -84,39 +85,13 @@ class Case:
         self.clock = CaseClock(inp.due_date, inp.timezone, self.policy.day_seconds, s.opened_at, s.opened_dpd)
         self._index_for: list[Step] | None = None  # step_named's index: of which list of steps
         self._index: dict[str, int] = {}
-        # the legal clocks as domain/legal.py counts them; False only for a case replaying a history recorded before
-        # them (workflows/versioning.py LEGAL_CLOCKS), which keeps the old counting so that it replays as it ran
-        self.legal_clocks = True
+        self.regime = regime  # which rules this run follows (domain/regime.py), chosen when it started
         # Asked once, when a case first reaches its write-off DPD: True closes it as written_off, as every case did
         # before write-off became an accounting event. The workflow answers from workflow.patched (a case whose
         # history closed it that way replays the same); everyone else keeps the case open (账销案存).
         self.write_off_closes: Callable[[], bool] = lambda: False
-        # the credit-bureau notice's days counted as the law counts them (domain/legal.py notice_period); False only
-        # for a run begun before it (workflows/versioning.py NOTICE_PERIOD): delivery + N x 24 h, as it ran
-        self.notice_counted = True
-        # a debt whose limitation period ran out stays so (民法典 art. 192, 195): our own demand neither revives it nor
-        # is sent as if it were enforceable; False only for a run begun before it (workflows/versioning.py TIME_BARRED)
-        self.barred_stays = True
-        # a promise's or an instalment's last day on a rest day moves to the next working day (民法典 art. 203, Case.
-        # count_pay_by); False only for a run begun before it (workflows/versioning.py PAY_BY_REST_DAYS): plain days
-        self.pay_by_counted = True
-        # a part payment, promise or plan once a judgment or payment order is in force restarts the two years to apply
-        # for enforcement (执行程序解释 art. 28, restart_enforcement); False only for a run begun before it
-        # (workflows/versioning.py ENFORCEMENT_RESTART)
-        self.enforcement_interrupts = True
-        # a payment id names one payment: the same id with another amount is refused, not taken as a duplicate; a
-        # court's enforcement result is keyed by its reference, so a resent one applies nothing (domain/inputs/
-        # payments.py); False only for a run begun before it (workflows/versioning.py PAYMENT_KEYS)
-        self.payment_keys_checked = True
-        # an agreed plan is a restructuring with its observation period (restructure, domain/risk.py); False only for
-        # a run begun before it (workflows/versioning.py RESTRUCTURING), whose class stays by days past due
-        self.restructures = True
         # agent mode (Step.modes, domain/tasks.py): False runs every action by its provider (the simulator has no floor)
         self.agents = True
-        # True (the workflow, workflows/versioning.py CALENDAR_RECORDED): the legal clocks count only with the calendar
-        # years this run recorded (state.calendars, from a local activity), so that a year approved or changed while
-        # the case runs cannot change what a replay computes. False: the process-wide calendar (simulator, tests).
-        self.recorded_calendar = False
         self._recorded: tuple[int, calendar.Recorded] | None = None
 
     # ---------------------------------------------------------------- reading
@@ -196,7 +171,7 @@ class Case:
                 gap = self.policy.min_gap_days
             at = max(at, self.state.last_step_at + self.clock.days(gap))
         delivered = self.state.bureau_notice_delivered_at
-        if self.legal_clocks and delivered is not None and "bureau_report" in step.actions:
+        if self.regime.legal_clocks and delivered is not None and "bureau_report" in step.actions:
             at = max(at, self.report_opens(delivered))  # 征信业管理条例 art. 15
         return at
 
@@ -225,7 +200,7 @@ class Case:
         """A judgment with its dates, or a payment order served and not objected to (before the legal clocks:
         any judgment or payment order). When enforcement may be applied for is legal.check's to say."""
         s = self.state
-        if not self.legal_clocks:
+        if not self.regime.legal_clocks:
             return s.judgment_at is not None or (s.payment_order_at is not None and not s.objection)
         if s.judgment_at is not None:
             return s.judgment_effective_on is not None and s.performance_ends is not None
@@ -234,7 +209,7 @@ class Case:
     def enforcement_wait(self) -> str | None:
         """What enforcement waits for that only a person can supply (a judgment's dates, a service date)."""
         s = self.state
-        if not self.legal_clocks:
+        if not self.regime.legal_clocks:
             return None
         if s.judgment_at is not None and (s.judgment_effective_on is None or s.performance_ends is None):
             return (
@@ -255,7 +230,7 @@ class Case:
     def notice_undeliverable(self, idx: int) -> bool:
         """Step `idx` sends the notice, no channel reached the borrower and none is left: the case waits."""
         return (
-            self.legal_clocks
+            self.regime.legal_clocks
             and "bureau_notice" in self.steps[idx].actions
             and self.state.bureau_notice_delivered_at is None
             and self.notice_channel() is None
@@ -449,7 +424,7 @@ class Case:
         s = self.state
         plan.status = "broken"
         r = s.restructuring
-        if self.restructures and r is not None and r.broken_on is None and self.clock.today(now) <= r.observation_ends:
+        if self.regime.restructures and r is not None and r.broken_on is None and self.clock.today(now) <= r.observation_ends:
             r.broken_on = self.clock.today(now)  # not kept inside its observation period: non-performing (domain/risk.py)
         s.balances = s.balances.model_copy(update={"interest": s.balances.interest + plan.waived})
         self.event(now, "plan_broken", f"{plan.kind}: {why}; the ladder resumes")
@@ -475,8 +450,8 @@ class Case:
         """A court or bureau action outside its legal clock (limitation, performance period, objection window,
         enforcement deadline, the credit-bureau notice); see domain/legal.py for each clock's source."""
         s = self.state
-        if not self.legal_clocks:
-            return legal.legacy_check(
+        if not self.regime.legal_clocks:
+            return legacy.check(
                 action,
                 now,
                 self.policy.legal,
@@ -485,7 +460,7 @@ class Case:
                 payment_order_at=s.payment_order_at,
                 objection=s.objection,
             )
-        if self.barred_stays and action in legal.DEMAND_ACTIONS:
+        if self.regime.barred_stays and action in legal.DEMAND_ACTIONS:
             barred = self.limitation_over(now)
             if barred is not None:
                 return legal.Refusal("time_barred", barred, final=True)
@@ -496,7 +471,7 @@ class Case:
     def limitation_over(self, now: datetime) -> str | None:
         """Why the limitation period has run out (24:00 of its last day has passed), or None (running, or its end not
         known yet for a missing calendar year). Only the debtor's own acts restart it then (restart_limitation)."""
-        if not self.legal_clocks:
+        if not self.regime.legal_clocks:
             return None
         p = legal.limitation(self.legal_facts(), self.policy.legal)
         if p.ends is None or now < p.ends:
@@ -526,12 +501,12 @@ class Case:
         payment made long ago, recorded late) restarts nothing. Once the period has run out, a creditor's `demand` (a
         letter, a filing) has nothing left to interrupt (art. 192, 195); only the debtor's agreement to perform (a
         promise, a plan) or voluntary performance (a payment) waives the defence (诉讼时效规定 art. 19)."""
-        if not self.legal_clocks:
+        if not self.regime.legal_clocks:
             return
         s = self.state
         if on < self.limitation_start():
             return
-        if demand and self.barred_stays:
+        if demand and self.regime.barred_stays:
             barred = self.limitation_over(local_midnight(on + timedelta(days=1), self.inp.timezone) - timedelta(microseconds=1))
             if barred is not None:
                 self.event(now, "limitation_not_restarted", f"{cause} on {on}: {barred}")
@@ -546,7 +521,7 @@ class Case:
         """执行程序解释 art. 28: the debtor's agreement to perform (a part payment, a promise, a plan) interrupts the
         period to apply for enforcement once it runs (after the performance period, or the payment order's 15 days),
         and it is counted again from that day. One that ran out is not revived (nothing left to interrupt)."""
-        if not (self.enforcement_interrupts and self.legal_clocks):
+        if not (self.regime.enforcement_interrupts and self.regime.legal_clocks):
             return
         s, rules, tz = self.state, self.policy.legal, self.inp.timezone
         f = self.legal_facts()
@@ -576,7 +551,7 @@ class Case:
         a year with no recorded calendar is not final: the deadline is the earliest it can be, and it is counted again
         once the year is known (`_count_waiting_pay_bys`). Compressed demo days and runs from before it keep the plain
         days the item was made with."""
-        if not (self.pay_by_counted and self.clock.real_calendar):
+        if not (self.regime.pay_by_counted and self.clock.real_calendar):
             return
         p = legal.period(day, self.inp.timezone, days=grace_days, rest_days_move=not keep_dates, cal=self.calendar_view())
         item.deadline = p.ends or p.earliest
@@ -622,9 +597,9 @@ class Case:
             served_on=s.payment_order_served_on,
             objection=s.objection,
             notice_delivered_at=s.bureau_notice_delivered_at,
-            enforcement_restart=s.enforcement_restarted_on if self.enforcement_interrupts else None,
+            enforcement_restart=s.enforcement_restarted_on if self.regime.enforcement_interrupts else None,
             suspensions=tuple((x.starts_on, x.ends_on) for x in s.limitation_suspensions),
-            notice_counted=self.notice_counted and self.clock.real_calendar,
+            notice_counted=self.regime.notice_counted and self.clock.real_calendar,
             cal=self.calendar_view(),
         )
 
@@ -632,7 +607,7 @@ class Case:
 
     def calendar_view(self) -> calendar.Recorded | None:
         """The run's recorded years (None: the process-wide calendar, when the run does not record them)."""
-        if not self.recorded_calendar:
+        if not self.regime.recorded_calendar:
             return None
         years = self.state.calendars
         if self._recorded is None or self._recorded[0] != len(years):
@@ -647,7 +622,7 @@ class Case:
         once and then daily (legal.RECHECK, as the clock's refusal asks again) when a decision waits for it (an
         opening clock, or a clock past its nominal end); otherwise weekly, counted from the case's opening, so a
         limitation period three years out costs a question a week, not a day."""
-        if not self.recorded_calendar or not self.legal_clocks:
+        if not self.regime.recorded_calendar or not self.regime.legal_clocks:
             return []
         f, rules = self.legal_facts(), self.policy.legal
         urgent: set[int] = set()
@@ -688,7 +663,7 @@ class Case:
         """The step's actions, plus its letters to the guarantor (`letter@guarantor`) where the loan names one."""
         step = self.steps[idx]
         actions: list[str] = list(step.actions)
-        if self.legal_clocks and "bureau_notice" in actions:  # the notice by the policy's next channel while one fails
+        if self.regime.legal_clocks and "bureau_notice" in actions:  # the notice by the policy's next channel while one fails
             ch = self.notice_channel()
             actions = [a for a in actions if a != "bureau_notice"] + ([legal.NOTICE_ACTIONS[ch]] if ch else [])
         if step.notify_guarantor and self.inp.guarantor_id:
@@ -736,7 +711,7 @@ class Case:
         if deferred and not s.closed:
             s.deferred_until = min(d.retry_at or now + compliance.INDEFINITE_RECHECK for d in deferred)
             return False
-        if self.legal_clocks and "bureau_notice" in step.actions and s.bureau_notice_delivered_at is None and not s.closed:
+        if self.regime.legal_clocks and "bureau_notice" in step.actions and s.bureau_notice_delivered_at is None and not s.closed:
             # the notice failed (征信业管理条例 art. 15: no report before the borrower is told): the next channel now,
             # or, with none left, the case waits (notice_undeliverable) and the step stays open
             s.deferred_until = now if self.notice_channel() else None
@@ -748,7 +723,7 @@ class Case:
         """What a channel result does to the legal clocks: a delivered lawyer's letter is a demand (民法典 art. 195(一)),
         a filed lawsuit or payment order an interruption (art. 195(三), (四)); the credit-bureau notice reached the
         borrower, or failed and blocks the report."""
-        if not self.legal_clocks:
+        if not self.regime.legal_clocks:
             return
         s, today = self.state, self.clock.today(now)
         if r.action in legal.NOTICE_ACTION_SET:
@@ -863,7 +838,7 @@ class Case:
         """An agreed plan is a restructuring (policy [risk] plans_are_restructurings): the class before it, and the
         observation period from the first payment day, at least `observation_months` and `observation_periods`."""
         rules = self.policy.risk
-        if not (rules.plans_are_restructurings and self.restructures):
+        if not (rules.plans_are_restructurings and self.regime.restructures):
             return
         first = plan.schedule[0].due
         months_end = add_months(first, rules.observation_months)

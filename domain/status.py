@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from domain import legal, risk
+from domain import legacy, legal, risk
 from domain.dates import bucket, utc
 from domain.models import (
     CaseStatus,
@@ -64,7 +64,7 @@ def next_action(case: Case) -> NextAction:
 
 
 def legal_clock_views(case: Case) -> list[LegalClock]:
-    if not case.legal_clocks:
+    if not case.regime.legal_clocks:
         return []
     s = case.state
     last = s.limitation_restarts[-1] if s.limitation_restarts else None
@@ -97,8 +97,8 @@ def legal_days_left(case: Case, now: datetime) -> int | None:
 
 
 def limitation_ends(case: Case) -> datetime | None:
-    if not case.legal_clocks:
-        return legal.legacy_limitation_ends(case.limitation_from(), case.policy.legal)
+    if not case.regime.legal_clocks:
+        return legacy.limitation_ends(case.limitation_from(), case.policy.legal)
     return legal.limitation(case.legal_facts(), case.policy.legal).ends
 
 
@@ -160,7 +160,7 @@ def of(case: Case, now: datetime) -> CaseStatus:
         steps_done=s.steps_done,
         decisions=s.decisions,
         limitation_ends=limitation_ends(case),
-        time_barred=case.limitation_over(now) if case.barred_stays and not s.closed else None,
+        time_barred=case.limitation_over(now) if case.regime.barred_stays and not s.closed else None,
         legal_clocks=legal_clock_views(case),
         dispute_answer_due=s.dispute_answer_due,
         risk_class=risk_now[0],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from db.repo import Repo
 from db.tables import CalendarYearRow
 from domain import calendar as cal
 from domain import compliance
+from domain import status as shown
 from domain.case import Case
 from domain.legal import add_years
 from domain.models import CaseInput, RecordedCalendar
@@ -233,7 +235,7 @@ def lawsuit_case(today: date, recorded: bool) -> Case:
     from domain.dates import local_midnight
 
     case = Case(inp, local_midnight(today, "Asia/Shanghai") + timedelta(hours=10))
-    case.recorded_calendar = recorded
+    case.regime = replace(case.regime, recorded_calendar=recorded)
     return case
 
 
@@ -268,7 +270,7 @@ def test_a_run_counts_only_with_the_years_it_recorded(no_calendars, monkeypatch)
     assert run.legal_refusal("lawsuit", later).rule == "limitation_period"
     run.record_calendars([2026], [RecordedCalendar(year=2026, rest=[date(2026, 12, 2)], source="other")], later)
     assert [c.source for c in run.state.calendars] == [got[0].source]
-    assert run.status(later).calendars == [f"2026: {got[0].source}"]
+    assert shown.of(run, later).calendars == [f"2026: {got[0].source}"]
     # a new run (continue-as-new) learns again
     again = Case(run.inp.model_copy(update={"state": run.state}), later)
     assert again.state.calendars == [] and again.state.calendar_asked_at is None

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -567,7 +568,7 @@ def test_a_notice_period_ending_in_a_year_with_no_calendar_waits_as_calendar_mis
 
 def test_a_run_from_before_counts_the_notice_as_it_did():
     r = LegalRunner(Runner.open(dpd=1).case)
-    r.case.notice_counted = False  # workflows/versioning.py NOTICE_PERIOD: a run begun before it
+    r.case.regime = replace(r.case.regime, notice_counted=False)  # workflows/versioning.py NOTICE_PERIOD: a run begun before it
     r.run_until(r.dpd_at(100))
     assert r.when("bureau_report") == r.dpd_at(90)  # delivery + 14 x 24 h
     assert report_check(at(date(2026, 3, 16), 10), at(date(2026, 3, 2), 10)) is not None  # the new count refuses it
@@ -634,7 +635,7 @@ def test_the_debtors_own_promise_after_the_period_waives_the_defence():
 
 def test_a_run_from_before_lets_the_letter_restart_the_period_as_it_did():
     r = barred_runner(at(date(2026, 3, 2), 10))
-    r.case.barred_stays = False  # workflows/versioning.py TIME_BARRED: a run begun before it
+    r.case.regime = replace(r.case.regime, barred_stays=False)  # workflows/versioning.py TIME_BARRED: a run begun before it
     assert r.case.legal_refusal("law_firm", r.now) is None
     r.case.restart_limitation("lawyer's letter delivered (a demand)", date(2026, 3, 2), r.now, demand=True)
     assert r.state.limitation_start == date(2026, 3, 2)

@@ -4,6 +4,7 @@ the limitation period's suspension (art. 194), the enforcement period restarted 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_terms_that_keep_the_dates_break_on_the_plain_day_and_say_so():
 
 def test_a_run_from_before_the_change_counts_plain_days():
     r = opened(date(2025, 9, 20))
-    r.case.pay_by_counted = False  # workflows/versioning.py PAY_BY_REST_DAYS: a run begun before it
+    r.case.regime = replace(r.case.regime, pay_by_counted=False)  # versioning.PAY_BY_REST_DAYS: begun before it
     r.plan(kind="instalments", instalments=2, first_due=date(2025, 10, 1))
     first = r.state.plan.schedule[0]
     assert first.deadline == at(date(2025, 10, 7)) and first.last_day is None and r.state.plan.terms == ""
@@ -196,7 +197,7 @@ def test_a_payment_after_the_enforcement_period_ended_does_not_revive_it():
 
 def test_a_run_from_before_the_change_keeps_the_enforcement_period_from_the_performance_period():
     r = judged()
-    r.case.enforcement_interrupts = False  # workflows/versioning.py ENFORCEMENT_RESTART
+    r.case.regime = replace(r.case.regime, enforcement_interrupts=False)  # workflows/versioning.py ENFORCEMENT_RESTART
     r.now = at(date(2027, 3, 1), 10)
     r.pay("100.00", "P-PART")
     assert enforcement_clock(r).last_day == date(2028, 10, 20)
@@ -410,7 +411,7 @@ def test_the_sandbox_letter_service_takes_every_letter_a_shipped_policy_sends():
 
 def test_a_run_from_before_restructuring_keeps_its_class_by_days_past_due():
     r = Runner.open(dpd=100)
-    r.case.restructures = False  # workflows/versioning.py RESTRUCTURING: a run begun before it
+    r.case.regime = replace(r.case.regime, restructures=False)  # workflows/versioning.py RESTRUCTURING: a run begun before it
     r.plan(kind="instalments", instalments=24, first_due=r.today() + timedelta(days=10))
     assert r.state.restructuring is None and not any(e.kind == "restructured" for e in r.state.events)
     assert shown.risk_class(r.case, r.now) == "substandard"

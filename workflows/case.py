@@ -150,19 +150,11 @@ class CollectionCase:
         # The case opens at the run's start time, not at workflow.now(): if the worker dies during the first
         # workflow task (whose local activities already sent messages), the task runs again later, and the
         # idempotency keys, built from the opening time, must come out the same.
-        self.case = Case(inp, workflow.info().workflow_start_time)
-        # which code this run follows, decided here, before any activity (workflows/versioning.py): a case whose
-        # history began before the legal clocks keeps the old counting, so that it replays as it ran
+        # which rules this run follows, decided here, before any activity (workflows/versioning.py): a case whose
+        # history began before a change keeps the rule it ran with, so that it replays as it ran
         self.versions = Versions(inp)
-        self.case.legal_clocks = self.versions.legal_clocks
-        self.case.recorded_calendar = self.versions.calendar_recorded
+        self.case = Case(inp, workflow.info().workflow_start_time, self.versions.regime())
         self.case.write_off_closes = lambda: not self.versions.mid_run(v.WRITE_OFF_PROPOSAL)
-        self.case.notice_counted = self.versions.notice_period
-        self.case.barred_stays = self.versions.time_barred
-        self.case.pay_by_counted = self.versions.pay_by_rest_days
-        self.case.enforcement_interrupts = self.versions.enforcement_restart
-        self.case.payment_keys_checked = self.versions.payment_keys
-        self.case.restructures = self.versions.restructuring
         self.case_key = case_key(inp.workflow_id, self.case.state.opened_at)
         # a case closed as paid whose payment was reversed: this run reopens it (app: reverse a payment)
         self._reopened: str | None = None
@@ -632,7 +624,7 @@ class CollectionCase:
             notice_days=case.policy.legal.bureau_notice_days,
             reply_keywords=case.policy.replies.promise_keywords,
             links=case.policy.selfservice.links,
-            time_barred=case.barred_stays and case.limitation_over(now) is not None,
+            time_barred=case.regime.barred_stays and case.limitation_over(now) is not None,
         )
 
     async def _act(

@@ -30,6 +30,7 @@ from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from domain.models import CaseInput
+    from domain.regime import Regime
 
 # Decided in the first activation: this run asks every later change there, and nowhere else.
 DECIDED_AT_START = "changes-decided-at-start"
@@ -102,6 +103,19 @@ class Versions:
         self.signal_flood = self.at_start and workflow.patched(SIGNAL_FLOOD)
         self.restructuring = self.at_start and workflow.patched(RESTRUCTURING)
         self.step_sends = self.at_start and workflow.patched(STEP_SENDS)
+
+    def regime(self) -> Regime:
+        """The rules the case follows in this run (domain/regime.py), from the answers above."""
+        return Regime(
+            legal_clocks=self.legal_clocks,
+            notice_counted=self.notice_period,
+            barred_stays=self.time_barred,
+            pay_by_counted=self.pay_by_rest_days,
+            enforcement_interrupts=self.enforcement_restart,
+            payment_keys_checked=self.payment_keys,
+            restructures=self.restructuring,
+            recorded_calendar=self.calendar_recorded,
+        )
 
     def mid_run(self, change: str) -> bool:
         """A change from before DECIDED_AT_START, asked where it takes effect (True for a run decided at start)."""

@@ -63,7 +63,7 @@ def place(case: Case, h: HoldIn, now: datetime) -> None:
     case.event(now, "hold_placed", h.kind + (f" until {h.until}" if h.until else ""))
     if h.kind == "dispute" and s.bureau_reported:
         days = case.policy.legal.bureau_dispute_answer_days
-        if case.legal_clocks and case.clock.real_calendar:
+        if case.regime.legal_clocks and case.clock.real_calendar:
             # 征信业管理条例 art. 25: 20 days from the day the dispute was received (that day not counted), to 24:00
             received = h.received_on or case.clock.today(now)
             s.dispute_answer_due = legal.dispute_answer_due(received, case.inp.timezone, case.policy.legal)

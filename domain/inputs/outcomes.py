@@ -58,7 +58,7 @@ def check_outcome(case: Case, o: OutcomeIn, now: datetime) -> None:
             if o.amount is None:
                 raise InvalidInput("amount", "an enforcement result carries the amount recovered")
             minor = parse_amount(o.amount, case.inp.currency, "amount")
-            resent = case.payment_keys_checked and o.reference
+            resent = case.regime.payment_keys_checked and o.reference
             if resent and payments.enforcement_key(case, o.reference, o.amount, now) in s.payments:
                 return  # resent the same day: the same payment, applied once (apply_outcome answers so)
             if minor > s.balances.total:
@@ -72,7 +72,7 @@ def check_outcome(case: Case, o: OutcomeIn, now: datetime) -> None:
 def _supplies_judgment_dates(case: Case, o: OutcomeIn) -> bool:
     s = case.state
     return (
-        case.legal_clocks
+        case.regime.legal_clocks
         and s.judgment_at is not None
         and s.performance_ends is None
         and o.effective_on is not None
@@ -110,7 +110,7 @@ def _check_court_dates(case: Case, o: OutcomeIn, now: datetime) -> None:
         if o.served_on > today:
             raise InvalidInput("served_on", f"{o.served_on} is in the future (today is {today})")
         s = case.state
-        if case.legal_clocks and s.payment_order_served_on is not None:
+        if case.regime.legal_clocks and s.payment_order_served_on is not None:
             raise InvalidInput("served_on", f"the payment order's service on {s.payment_order_served_on} is already recorded")
         issued = local_date(s.payment_order_at, case.inp.timezone) if s.payment_order_at else None
         if issued is not None and o.served_on < issued:
@@ -138,20 +138,20 @@ def apply_outcome(case: Case, o: OutcomeIn, now: datetime) -> UpdateResult:
     if o.outcome == "judgment":
         if s.judgment_at is None:
             s.judgment_at = now
-        if case.legal_clocks and o.effective_on is not None:
+        if case.regime.legal_clocks and o.effective_on is not None:
             s.judgment_effective_on, s.performance_ends = o.effective_on, o.performance_ends
-    if o.outcome == "payment_order_issued" and not case.legal_clocks:
+    if o.outcome == "payment_order_issued" and not case.regime.legal_clocks:
         s.payment_order_at = now
     elif o.outcome in ("payment_order_issued", "payment_order_served") and s.payment_order_at is None:
         s.payment_order_at = now
-    if o.served_on is not None and case.legal_clocks:
+    if o.served_on is not None and case.regime.legal_clocks:
         s.payment_order_served_on = o.served_on
     if o.outcome == "lawsuit_filed":
         case.restart_limitation("lawsuit filed", case.clock.today(now), now, demand=True)  # 民法典 art. 195(三)
     if o.outcome == "objection_filed":
         s.objection = True
     if o.outcome == "enforcement_result" and o.amount is not None:  # (check_outcome required the amount)
-        if case.payment_keys_checked and o.reference:
+        if case.regime.payment_keys_checked and o.reference:
             pid = payments.enforcement_key(case, o.reference, o.amount, now)
             if pid in s.payments:
                 return case.result(f"enforcement result {o.reference} was already recorded; nothing applied again")
@@ -171,7 +171,7 @@ def apply_outcome(case: Case, o: OutcomeIn, now: datetime) -> UpdateResult:
 
 def check_suspension(case: Case, x: SuspensionIn, now: datetime) -> None:
     case.refuse_if_closed()
-    if not case.legal_clocks:
+    if not case.regime.legal_clocks:
         raise InvalidInput("case", "this case counts its limitation period as before the legal clocks; not recordable")
     today = case.clock.today(now)
     if x.starts_on > today:

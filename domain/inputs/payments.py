@@ -64,7 +64,7 @@ def check_payment(case: Case, p: PaymentIn, now: datetime) -> int | None:
     another amount or currency is refused: it is a different payment under a reused id, or a corrupted resend, and
     taking it as a duplicate would lose the money silently."""
     if (rec := case.state.payments.get(p.payment_id)) is not None:
-        if case.payment_keys_checked:
+        if case.regime.payment_keys_checked:
             _same_payment(case, p.payment_id, p.amount, p.currency, rec)
         return None
     case.refuse_if_closed()
@@ -96,7 +96,7 @@ def apply_payment(case: Case, p: PaymentIn, now: datetime, *, forced: bool = Fal
     if surplus:
         allocation["surplus"] = surplus
     s.total_paid += minor
-    if not case.legal_clocks:
+    if not case.regime.legal_clocks:
         s.limitation_from = now  # (before the legal clocks: restarted at the recording time)
     rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
     s.payments[p.payment_id] = rec

@@ -49,7 +49,7 @@ def apply_promise(case: Case, p: PromiseIn, now: datetime) -> UpdateResult:
         p.amount, p.date, s.balances.total, case.inp.currency, case.policy.promise, case.clock, now, s.total_paid
     )
     case.count_pay_by(s.promise, p.date, case.policy.promise.grace_days, case.policy.promise.keep_dates_on_rest_days)
-    if not case.legal_clocks:
+    if not case.regime.legal_clocks:
         s.limitation_from = now
     case.event(now, "promise", f"{case.money(s.promise.amount)} by {p.date}; ladder paused")
     case.restart_limitation("promise to pay (义务人同意履行义务)", case.clock.today(now), now)  # 民法典 art. 195(二)
@@ -82,7 +82,7 @@ def apply_plan(case: Case, p: PlanIn, now: datetime) -> PlanResult:
     limits = case.policy.plans
     for inst in plan.schedule:
         case.count_pay_by(inst, inst.due, limits.grace_days, limits.keep_dates_on_rest_days)
-    if case.pay_by_counted and case.clock.real_calendar:
+    if case.regime.pay_by_counted and case.clock.real_calendar:
         plan.terms = pay_by_terms(limits.grace_days, limits.keep_dates_on_rest_days, case.inp.timezone)
     case.restructure(plan, now)
     s.plan = plan
