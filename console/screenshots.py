@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 from pathlib import Path
+
+from infra.config import ScreenshotSettings, load
 
 ARGS = [
     "--no-sandbox",
@@ -37,7 +38,7 @@ async def shoot(url: str, token: str, out: Path, loan: str | None, worklist: str
     saved = []
     host = url.split("://", 1)[1].split("/")[0].split(":")[0]
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=ARGS)
+        browser = await pw.chromium.launch(executable_path=load(ScreenshotSettings).chromium, args=ARGS)
         for lang, suffix in LANGS.items():
             cookie = {"name": "console_lang", "value": lang, "domain": host, "path": "/console"}
             context = await browser.new_context(viewport={"width": 1400, "height": 900})
@@ -78,7 +79,7 @@ async def shoot(url: str, token: str, out: Path, loan: str | None, worklist: str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('API_PORT', '8800')}")
+    ap.add_argument("--url", default=f"http://127.0.0.1:{load(ScreenshotSettings).api_port}")
     ap.add_argument("--token-file", required=True, type=Path)
     ap.add_argument("--out", default=Path("docs"), type=Path)
     ap.add_argument("--loan", default=None, help="the case page's loan (default: the first on a worklist)")

@@ -240,6 +240,11 @@ class BenchSettings(Common):
     )
 
 
+class ScreenshotSettings(Common):
+    chromium: Str = env("CHROMIUM", "/usr/bin/chromium", description="the browser the console's screenshots are taken with")
+    api_port: Port = env("API_PORT", 8800)
+
+
 class PayloadKeySettings(_Env):
     """Only the payload keys: a process that needs the codec is not stopped by another variable's bad value."""
 
