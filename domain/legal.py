@@ -280,84 +280,107 @@ CLOCKED_ACTIONS = frozenset({"lawsuit", "payment_order", "enforcement", "bureau_
 
 def check(action: str, now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
     """May this court or bureau action go ahead now under its clock? None when it may."""
-    if action not in CLOCKED_ACTIONS:
-        return None
     if action in ("lawsuit", "payment_order"):
-        p = limitation(f, rules)
-        if now >= p.earliest:
-            if p.ends is None:
-                return _missing(f"the limitation period (restarted {f.limitation_start})", p, now)
-            if now >= p.ends:
-                return Refusal(
-                    "limitation_period",
-                    f"the {rules.limitation_years}-year limitation period ran out: last day "
-                    f"{p.last_day}, 24:00 {f.tz} (counted from {f.limitation_start}; {SRC_LIMITATION})",
-                    final=True,
-                )
+        return _check_filing(now, rules, f)
     if action == "enforcement":
-        if f.judgment:
-            if f.performance_ends is None or f.effective_on is None:
-                return Refusal(
-                    "judgment_dates",
-                    "the judgment's effective date and the last day of its performance period "
-                    "are needed (record a court outcome with effective_on and performance_ends)",
-                    retry_at=now + RECHECK,
-                )
-            opens = performance(f)
-        elif f.payment_order:
-            if f.objection:
-                return Refusal(
-                    "payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed", final=True
-                )
-            if f.served_on is None:
-                return Refusal(
-                    "payment_order_service",
-                    "the payment order's service date is needed (record a court outcome payment_order_served with served_on)",
-                    retry_at=now + RECHECK,
-                )
-            opens = objection_window(f, rules)
-        else:
-            return None
-        assert opens is not None  # the dates it is counted from were required above
-        rule = "performance_period" if f.judgment else "objection_window"
-        if opens.ends is None:
-            return _missing("the " + ("performance period" if f.judgment else "objection window"), opens, now)
-        if now < opens.ends:
-            what = (
-                f"the judgment's performance period ({SRC_PERFORMANCE})"
-                if f.judgment
-                else f"the {rules.payment_order_objection_days}-day objection window from service on {f.served_on} "
-                f"({SRC_OBJECTION})"
+        return _check_enforcement(now, rules, f)
+    if action == "bureau_report":
+        return _check_bureau_report(now, rules, f)
+    return None
+
+
+def _check_filing(now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
+    """A lawsuit or a payment order: within the limitation period (民法典 art. 188)."""
+    p = limitation(f, rules)
+    if now < p.earliest:
+        return None
+    if p.ends is None:
+        return _missing(f"the limitation period (restarted {f.limitation_start})", p, now)
+    if now >= p.ends:
+        return Refusal(
+            "limitation_period",
+            f"the {rules.limitation_years}-year limitation period ran out: last day "
+            f"{p.last_day}, 24:00 {f.tz} (counted from {f.limitation_start}; {SRC_LIMITATION})",
+            final=True,
+        )
+    return None
+
+
+def _enforcement_opens(now: datetime, rules: LegalRules, f: Facts) -> Period | Refusal | None:
+    """The period enforcement waits for (a judgment's performance period, a payment order's objection window), or
+    why it cannot be counted yet; None: no document to enforce."""
+    if f.judgment:
+        if f.performance_ends is None or f.effective_on is None:
+            return Refusal(
+                "judgment_dates",
+                "the judgment's effective date and the last day of its performance period "
+                "are needed (record a court outcome with effective_on and performance_ends)",
+                retry_at=now + RECHECK,
             )
-            return Refusal(rule, f"{what}: {opens.describe(f.tz)}", retry_at=opens.ends)
-        w = enforcement_window(f, rules)
-        if w is not None and now >= w.earliest:
-            if w.ends is None:
-                return _missing("the enforcement period", w, now)
-            if now >= w.ends:
-                return Refusal(
-                    "enforcement_deadline",
-                    f"enforcement must be applied for within {rules.enforcement_within_years} "
-                    f"years: {w.describe(f.tz)} ({SRC_ENFORCEMENT})",
-                    final=True,
-                )
-    if action == "bureau_report" and f.notice_delivered_at is None:
+        return performance(f)
+    if not f.payment_order:
+        return None
+    if f.objection:
+        return Refusal("payment_order_objection", "the borrower objected to the payment order; a lawsuit is needed", final=True)
+    if f.served_on is None:
+        return Refusal(
+            "payment_order_service",
+            "the payment order's service date is needed (record a court outcome payment_order_served with served_on)",
+            retry_at=now + RECHECK,
+        )
+    return objection_window(f, rules)
+
+
+def _check_enforcement(now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
+    """Enforcement: after the performance period or the objection window, within the period to apply for it."""
+    opens = _enforcement_opens(now, rules, f)
+    if opens is None or isinstance(opens, Refusal):
+        return opens
+    rule = "performance_period" if f.judgment else "objection_window"
+    if opens.ends is None:
+        return _missing("the " + ("performance period" if f.judgment else "objection window"), opens, now)
+    if now < opens.ends:
+        what = (
+            f"the judgment's performance period ({SRC_PERFORMANCE})"
+            if f.judgment
+            else f"the {rules.payment_order_objection_days}-day objection window from service on {f.served_on} ({SRC_OBJECTION})"
+        )
+        return Refusal(rule, f"{what}: {opens.describe(f.tz)}", retry_at=opens.ends)
+    w = enforcement_window(f, rules)
+    if w is None or now < w.earliest:
+        return None
+    if w.ends is None:
+        return _missing("the enforcement period", w, now)
+    if now >= w.ends:
+        return Refusal(
+            "enforcement_deadline",
+            f"enforcement must be applied for within {rules.enforcement_within_years} "
+            f"years: {w.describe(f.tz)} ({SRC_ENFORCEMENT})",
+            final=True,
+        )
+    return None
+
+
+def _check_bureau_report(now: datetime, rules: LegalRules, f: Facts) -> Refusal | None:
+    """A credit-bureau report: after a notice reached the borrower, and its days have passed."""
+    if f.notice_delivered_at is None:
         return Refusal(
             "bureau_notice",
             f"no notice has reached the borrower ({SRC_NOTICE}): notice undeliverable: verify the address",
             retry_at=now + RECHECK,
         )
-    if action == "bureau_report" and f.notice_counted:
-        n = notice_period(f, rules)
-        assert n is not None  # the notice reached the borrower (above)
-        if n.ends is None and now >= n.earliest:
-            return _missing(f"the notice's {rules.bureau_notice_days} days", n, now)
-        if now < (n.ends or n.earliest):
-            return Refusal(
-                "bureau_notice",
-                f"the notice gave the borrower {rules.bureau_notice_days} days: {n.describe(f.tz)} ({SRC_NOTICE_PERIOD})",
-                retry_at=n.ends or n.earliest,
-            )
+    if not f.notice_counted:
+        return None
+    n = notice_period(f, rules)
+    assert n is not None  # the notice reached the borrower (above)
+    if n.ends is None and now >= n.earliest:
+        return _missing(f"the notice's {rules.bureau_notice_days} days", n, now)
+    if now < (n.ends or n.earliest):
+        return Refusal(
+            "bureau_notice",
+            f"the notice gave the borrower {rules.bureau_notice_days} days: {n.describe(f.tz)} ({SRC_NOTICE_PERIOD})",
+            retry_at=n.ends or n.earliest,
+        )
     return None
 
 
