@@ -51,7 +51,7 @@ from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
-from domain.money import parse_amount
+from domain.money import format_amount, parse_amount, to_major
 from domain.tasks import Teams, load_teams
 from infra import metrics
 from infra.config import settings
@@ -621,26 +621,24 @@ class CaseActivities:
 
     @activity.defn(name=channels.RECORD_PAYMENT)
     async def record_payment(self, entry: LedgerEntry) -> bool:
-        amount = parse_amount(entry.amount, entry.currency)
-
         def write() -> bool:  # the ledger row, the case projection and the workflow's events: one transaction
             return self.repo.record_payment_of_case(
                 payment=dict(
                     payment_id=entry.payment_id,
                     loan_id=entry.loan_id,
                     workflow_id=entry.workflow_id,
-                    amount=amount,
+                    amount=entry.amount_minor,
                     currency=entry.currency,
                     paid_at=entry.paid_at,
-                    allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()},
+                    allocation=entry.allocation_minor,
                     recorded_by=next((e.actor for e in entry.events if e.actor), None),
                 ),
                 case=dict(
                     workflow_id=entry.workflow_id,
                     loan_id=entry.loan_id,
                     currency=entry.currency,
-                    outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
-                    total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True),
+                    outstanding=entry.outstanding_minor,
+                    total_paid=entry.total_paid_minor,
                 ),
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
             )
@@ -654,11 +652,14 @@ class CaseActivities:
                 meter,
                 "collections_payment_amount",
                 "Amount of payments, major units",
-                float(entry.amount),
+                to_major(entry.amount_minor, entry.currency),
                 currency=entry.currency,
             )
         _bound(loan_id=entry.loan_id).info(
-            "payment recorded", payment_id=entry.payment_id, amount=entry.amount, first_write=written
+            "payment recorded",
+            payment_id=entry.payment_id,
+            amount=format_amount(entry.amount_minor, entry.currency),
+            first_write=written,
         )
         return written
 
@@ -673,7 +674,7 @@ class CaseActivities:
                     loan_id=entry.loan_id,
                     workflow_id=entry.workflow_id,
                     run_id=entry.run_id,
-                    amount=parse_amount(entry.amount, cur),
+                    amount=entry.amount_minor,
                     currency=cur,
                     reason=entry.reason,
                     reversed_at=entry.reversed_at,
@@ -682,8 +683,8 @@ class CaseActivities:
                     workflow_id=entry.workflow_id,
                     loan_id=entry.loan_id,
                     currency=cur,
-                    outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
-                    total_paid=parse_amount(entry.total_paid, cur, allow_zero=True),
+                    outstanding=entry.outstanding_minor,
+                    total_paid=entry.total_paid_minor,
                 ),
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
                 reopened=entry.reopened,
@@ -693,7 +694,7 @@ class CaseActivities:
         _bound(loan_id=entry.loan_id).info(
             "payment reversal recorded",
             payment_id=entry.payment_id,
-            amount=entry.amount,
+            amount=format_amount(entry.amount_minor, cur),
             first_write=written,
             reopened=entry.reopened,
         )
