@@ -400,6 +400,28 @@ def test_concurrent_record_event_with_one_key_writes_once(repo, engine):
     assert count(engine, EventRow) == 1
 
 
+# ---- one write, its own transaction or a part of the caller's
+
+
+def test_a_write_given_a_session_is_part_of_the_callers_transaction(repo, engine):
+    """Each write is one method: alone it commits; given `session` it commits with the caller, or not at all."""
+    paid = datetime(2026, 10, 5, tzinfo=UTC)
+    payment = PaymentRecord(payment_id="PAY-TX", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid)
+    event = EventRecord(workflow_id="case-L1", loan_id="L1", kind="note", dedupe_key="tx-1")
+    with pytest.raises(RuntimeError), repo.tx() as s:
+        assert repo.record_payment(payment, session=s)
+        repo.project_case(CaseRecord("case-L1", "L1", "CNY", outstanding=900), session=s)
+        repo.record_events([event], session=s)
+        raise RuntimeError("the caller fails before it commits")
+    assert (count(engine, PaymentRow), count(engine, CaseRow), count(engine, EventRow)) == (0, 0, 0)
+    with repo.tx() as s:
+        assert repo.record_payment(payment, session=s)
+        repo.project_case(CaseRecord("case-L1", "L1", "CNY", outstanding=900), session=s)
+        repo.record_events([event], session=s)
+    assert (count(engine, PaymentRow), count(engine, CaseRow), count(engine, EventRow)) == (1, 1, 1)
+    assert not repo.record_payment(payment)  # alone: its own transaction, and still once per payment id
+
+
 # ---- the case projection
 
 
