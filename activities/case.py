@@ -44,6 +44,7 @@ from activities.contracts import (
     for_guarantor,
 )
 from activities.gateway import GatewayClient, GatewayRejected, GatewayRetryable
+from db.records import CaseRecord, ContactFinish, ContactStart, EventRecord, OperatorContact, PaymentRecord, ReversalRecord
 from db.repo import GateRequest, GateStore, Repo, rules_decider
 from db.selfservice import LinkStore
 from db.tables import BorrowerRow, RejectedInputRow
@@ -51,7 +52,7 @@ from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
-from domain.money import parse_amount
+from domain.money import format_amount, parse_amount, to_major
 from domain.tasks import Teams, load_teams
 from infra import metrics
 from infra.config import settings
@@ -224,7 +225,7 @@ class CaseActivities:
                 continue
             task = TASK_MARK.search(e.detail)
             rows.append(
-                dict(
+                OperatorContact(
                     task_id=int(task.group(1)) if task else None,
                     idempotency_key=f"{case_key}:operator:{e.seq}",
                     workflow_id=workflow_id,
@@ -240,10 +241,10 @@ class CaseActivities:
             self.repo.record_operator_contacts(rows, session=session)
 
     @staticmethod
-    def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[dict]:
-        """`Repo.record_event` arguments for the workflow's events, deduplicated by case key and sequence number."""
+    def _audit_rows(workflow_id: str, loan_id: str, case_key: str, events: list[Event]) -> list[EventRecord]:
+        """The audit trail's lines of the workflow's events, deduplicated by case key and sequence number."""
         return [
-            dict(
+            EventRecord(
                 workflow_id=workflow_id,
                 loan_id=loan_id,
                 at=e.at,
@@ -335,13 +336,7 @@ class CaseActivities:
             return local_date(now, borrower.timezone if borrower else "UTC")
 
         borrower, debtor, row = self.repo.begin_send(
-            idempotency_key=req.idempotency_key,
-            workflow_id=req.workflow_id,
-            loan_id=req.loan_id,
-            borrower_id=recipient_id,
-            step=req.step,
-            channel=b.channel,
-            action=req.action,
+            _contact_start(req, recipient_id, b.channel),
             frozen=lambda r: _freeze(req, today_for(r)),
             debtor_id=req.borrower_id if for_guarantor(req.action) else None,
             session=s,
@@ -415,15 +410,7 @@ class CaseActivities:
         finished = [b for b in begun if b.recorded]
         case = _case_row(req) if finished else None
         if p is not None:  # the whole row, as the workflow's projection would write it next
-            case = dict(
-                workflow_id=p.workflow_id,
-                loan_id=p.loan_id,
-                currency=p.currency,
-                stage=p.stage,
-                status=p.status,
-                outstanding=parse_amount(p.outstanding, p.currency, allow_zero=True),
-                total_paid=parse_amount(p.total_paid, p.currency, allow_zero=True),
-            )
+            case = _projection(p)
         with self.repo.tx() as s:
             self.repo.finish_sends(
                 contacts=[_finished_rows(b.req, b.channel, b.result) for b in finished if b.result is not None],
@@ -457,13 +444,7 @@ class CaseActivities:
         # The recipient (and, for a guarantor, the debtor) is read in the transaction that begins the contact.
         borrower, debtor, row = await asyncio.to_thread(
             self.repo.begin_send,
-            idempotency_key=req.idempotency_key,
-            workflow_id=req.workflow_id,
-            loan_id=req.loan_id,
-            borrower_id=recipient_id,
-            step=req.step,
-            channel=channel,
-            action=req.action,
+            _contact_start(req, recipient_id, channel),
             frozen=lambda b: _freeze(req, today_for(b)),
             debtor_id=req.borrower_id if for_guarantor(req.action) else None,
         )
@@ -567,13 +548,15 @@ class CaseActivities:
             )
             await asyncio.to_thread(
                 self.repo.record_event,
-                workflow_id=req.workflow_id,
-                loan_id=req.loan_id,
-                kind="visit_refused" if last else "visit_rebooked",
-                detail=detail,
-                cause={"key": req.idempotency_key, "visit": visit, "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
-                at=at,
-                dedupe_key=f"visit:{req.idempotency_key}:{n + 1}",
+                EventRecord(
+                    workflow_id=req.workflow_id,
+                    loan_id=req.loan_id,
+                    kind="visit_refused" if last else "visit_rebooked",
+                    detail=detail,
+                    cause={"key": req.idempotency_key, "visit": visit, "scheduled_for": resp.get("scheduled_for"), "try": n + 1},
+                    at=at,
+                    dedupe_key=f"visit:{req.idempotency_key}:{n + 1}",
+                ),
             )
             lg.warning(
                 "visit booked outside the allowed dates and hours", scheduled_for=resp.get("scheduled_for"), rebook=not last
@@ -621,26 +604,24 @@ class CaseActivities:
 
     @activity.defn(name=channels.RECORD_PAYMENT)
     async def record_payment(self, entry: LedgerEntry) -> bool:
-        amount = parse_amount(entry.amount, entry.currency)
-
         def write() -> bool:  # the ledger row, the case projection and the workflow's events: one transaction
             return self.repo.record_payment_of_case(
-                payment=dict(
+                payment=PaymentRecord(
                     payment_id=entry.payment_id,
                     loan_id=entry.loan_id,
                     workflow_id=entry.workflow_id,
-                    amount=amount,
+                    amount=entry.amount_minor,
                     currency=entry.currency,
                     paid_at=entry.paid_at,
-                    allocation={k: parse_amount(v, entry.currency) for k, v in entry.allocation.items()},
+                    allocation=entry.allocation_minor,
                     recorded_by=next((e.actor for e in entry.events if e.actor), None),
                 ),
-                case=dict(
+                case=CaseRecord(
                     workflow_id=entry.workflow_id,
                     loan_id=entry.loan_id,
                     currency=entry.currency,
-                    outstanding=parse_amount(entry.outstanding, entry.currency, allow_zero=True),
-                    total_paid=parse_amount(entry.total_paid, entry.currency, allow_zero=True),
+                    outstanding=entry.outstanding_minor,
+                    total_paid=entry.total_paid_minor,
                 ),
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
             )
@@ -654,11 +635,14 @@ class CaseActivities:
                 meter,
                 "collections_payment_amount",
                 "Amount of payments, major units",
-                float(entry.amount),
+                to_major(entry.amount_minor, entry.currency),
                 currency=entry.currency,
             )
         _bound(loan_id=entry.loan_id).info(
-            "payment recorded", payment_id=entry.payment_id, amount=entry.amount, first_write=written
+            "payment recorded",
+            payment_id=entry.payment_id,
+            amount=format_amount(entry.amount_minor, entry.currency),
+            first_write=written,
         )
         return written
 
@@ -668,22 +652,22 @@ class CaseActivities:
 
         def write() -> bool:  # the reversal row, the case projection and the workflow's events: one transaction
             return self.repo.record_reversal_of_case(
-                reversal=dict(
+                reversal=ReversalRecord(
                     payment_id=entry.payment_id,
                     loan_id=entry.loan_id,
                     workflow_id=entry.workflow_id,
                     run_id=entry.run_id,
-                    amount=parse_amount(entry.amount, cur),
+                    amount=entry.amount_minor,
                     currency=cur,
                     reason=entry.reason,
                     reversed_at=entry.reversed_at,
                 ),
-                case=dict(
+                case=CaseRecord(
                     workflow_id=entry.workflow_id,
                     loan_id=entry.loan_id,
                     currency=cur,
-                    outstanding=parse_amount(entry.outstanding, cur, allow_zero=True),
-                    total_paid=parse_amount(entry.total_paid, cur, allow_zero=True),
+                    outstanding=entry.outstanding_minor,
+                    total_paid=entry.total_paid_minor,
                 ),
                 events=self._audit_rows(entry.workflow_id, entry.loan_id, entry.case_key, entry.events),
                 reopened=entry.reopened,
@@ -693,7 +677,7 @@ class CaseActivities:
         _bound(loan_id=entry.loan_id).info(
             "payment reversal recorded",
             payment_id=entry.payment_id,
-            amount=entry.amount,
+            amount=format_amount(entry.amount_minor, cur),
             first_write=written,
             reopened=entry.reopened,
         )
@@ -720,7 +704,7 @@ class CaseActivities:
         events = self._audit_rows(r.workflow_id, r.loan_id, r.case_key, r.events)
         kept = None
         if (u := r.unapplied) is not None:  # the ledger's unapplied row, in the same transaction as the rejection's
-            kept = dict(
+            kept = PaymentRecord(
                 payment_id=u.payment_id,
                 loan_id=r.loan_id,
                 workflow_id=None,
@@ -738,17 +722,7 @@ class CaseActivities:
     @activity.defn(name=channels.PROJECT_CASE)
     async def project_case(self, p: CaseProjection) -> None:
         """The case row follows the case: stage, status (paused too) and balances, as the workflow has them."""
-        cur = p.currency
-        await asyncio.to_thread(
-            self.repo.project_case,
-            p.workflow_id,
-            p.loan_id,
-            cur,
-            stage=p.stage,
-            status=p.status,
-            outstanding=parse_amount(p.outstanding, cur, allow_zero=True),
-            total_paid=parse_amount(p.total_paid, cur, allow_zero=True),
-        )
+        await asyncio.to_thread(self.repo.project_case, _projection(p))
 
     @activity.defn(name=channels.RECORD_CASE_CLOSED)
     async def record_case_closed(self, closed: CaseClosed) -> None:
@@ -756,14 +730,16 @@ class CaseActivities:
 
         def write() -> None:
             self.repo.project_case(
-                closed.workflow_id,
-                closed.loan_id,
-                cur,
-                status="closed",
-                outcome=closed.outcome,
-                outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
-                total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
-                closed_at=closed.closed_at,
+                CaseRecord(
+                    workflow_id=closed.workflow_id,
+                    loan_id=closed.loan_id,
+                    currency=cur,
+                    status="closed",
+                    outcome=closed.outcome,
+                    outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
+                    total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
+                    closed_at=closed.closed_at,
+                )
             )
             self._audit(closed.workflow_id, closed.loan_id, closed.case_key, closed.events)
             self.tasks.cancel_for_case(closed.workflow_id, closed.closed_at)  # a closed case leaves no task open
@@ -880,11 +856,13 @@ def _gate_calls(check: GateCheck) -> Iterator[tuple[str, list, list[GateRequest]
         )
 
 
-def _finished_rows(req: ChannelRequest, channel: str, r: ContactResult) -> tuple[dict, dict]:
+def _finished_rows(req: ChannelRequest, channel: str, r: ContactResult) -> tuple[ContactFinish, EventRecord]:
     """A finished send's contact row update and its audit event (Repo.finish_send's `contact` and `event`)."""
     return (
-        dict(idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference),
-        dict(
+        ContactFinish(
+            idempotency_key=req.idempotency_key, status=r.status, outcome=r.outcome, reason=r.reason, reference=r.reference
+        ),
+        EventRecord(
             workflow_id=req.workflow_id,
             loan_id=req.loan_id,
             kind=f"contact_{r.status}",
@@ -897,8 +875,22 @@ def _finished_rows(req: ChannelRequest, channel: str, r: ContactResult) -> tuple
     )
 
 
-def _case_row(req: ChannelRequest) -> dict:
-    return dict(
+def _contact_start(req: ChannelRequest, recipient_id: str, channel: str) -> ContactStart:
+    """A send's contact row as its first attempt begins it (Repo.begin_send)."""
+    return ContactStart(
+        idempotency_key=req.idempotency_key,
+        workflow_id=req.workflow_id,
+        loan_id=req.loan_id,
+        borrower_id=recipient_id,
+        step=req.step,
+        channel=channel,
+        action=req.action,
+    )
+
+
+def _case_row(req: ChannelRequest) -> CaseRecord:
+    """The case row as a send leaves it: its stage and outstanding balance (the request's, in minor units)."""
+    return CaseRecord(
         workflow_id=req.workflow_id,
         loan_id=req.loan_id,
         currency=req.currency,
@@ -907,9 +899,22 @@ def _case_row(req: ChannelRequest) -> dict:
     )
 
 
-def _deferral(req: ChannelRequest, channel: str, attempt: int, refused, now: datetime | None) -> dict:
+def _projection(p: CaseProjection) -> CaseRecord:
+    """The whole case row as the workflow's projection has it."""
+    return CaseRecord(
+        workflow_id=p.workflow_id,
+        loan_id=p.loan_id,
+        currency=p.currency,
+        stage=p.stage,
+        status=p.status,
+        outstanding=parse_amount(p.outstanding, p.currency, allow_zero=True),
+        total_paid=parse_amount(p.total_paid, p.currency, allow_zero=True),
+    )
+
+
+def _deferral(req: ChannelRequest, channel: str, attempt: int, refused, now: datetime | None) -> EventRecord:
     """The audit event of a send not made because its window had closed when its attempt came."""
-    return dict(
+    return EventRecord(
         workflow_id=req.workflow_id,
         loan_id=req.loan_id,
         kind="contact_deferred",

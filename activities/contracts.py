@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # The channel registry (domain/channels.py) says which activity and gateway channel each action uses.
 from domain.channels import ActionName, base_action, for_guarantor  # noqa: F401 - re-exported
 from domain.models import ContactResult, Event, Outcome
+from domain.money import Minor
 from domain.policy import ContactRules
 
 # A timed send found its contact window closed (or its day not a contact day) when the attempt came: nothing
@@ -80,33 +81,37 @@ class WindowClosed(Contract):
 
 
 class LedgerEntry(Contract):
+    """An applied payment for the ledger. Amounts are integer minor units of `currency`, as the case holds them and
+    the ledger stores them; they become decimal strings only where a person reads them (logs, letters, screens)."""
+
     workflow_id: str
     case_key: str
     loan_id: str
     payment_id: str
-    amount: str
+    amount_minor: Minor = Field(gt=0)
     currency: str
     paid_at: dt.datetime
-    allocation: dict[str, str]
-    outstanding: str
-    total_paid: str
+    allocation_minor: dict[str, Minor] = Field(description="minor units paid to each component (principal, ...)")
+    outstanding_minor: Minor
+    total_paid_minor: Minor
     events: list[Event] = []
 
 
 class ReversalEntry(Contract):
-    """A payment reversal for the ledger (the payment's row stays; the reversal gets its own)."""
+    """A payment reversal for the ledger (the payment's row stays; the reversal gets its own). Amounts in minor units
+    of `currency`, as in LedgerEntry."""
 
     workflow_id: str
     run_id: str
     case_key: str
     loan_id: str
     payment_id: str
-    amount: str
+    amount_minor: Minor = Field(gt=0)
     currency: str
     reason: str
     reversed_at: dt.datetime
-    outstanding: str
-    total_paid: str
+    outstanding_minor: Minor
+    total_paid_minor: Minor
     reopened: bool = False
     events: list[Event] = []
 

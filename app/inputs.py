@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from access.permissions import TWO_PERSON, USE_CASES, current, require
 from app.errors import EARLIEST_DUE, BadInput, Busy, NotFound, build, check_id, closed_refusal, no_open_case, rejection
 from app.visibility import case_status
+from db.records import PaymentRecord
 from domain import inputs as registered
 from domain.actor import Actor
 from domain.errors import InvalidInput
@@ -506,14 +507,16 @@ async def record_payment(
             )
     written = await asyncio.to_thread(
         repo.record_payment,
-        payment_id=p.payment_id,
-        loan_id=loan_id,
-        workflow_id=None,
-        amount=minor,
-        currency=p.currency,
-        paid_at=p.paid_at or dt.datetime.now(dt.UTC),
-        status="unapplied",
-        note="no open case when received",
+        PaymentRecord(
+            payment_id=p.payment_id,
+            loan_id=loan_id,
+            workflow_id=None,
+            amount=minor,
+            currency=p.currency,
+            paid_at=p.paid_at or dt.datetime.now(dt.UTC),
+            status="unapplied",
+            note="no open case when received",
+        ),
     )
     return PaymentOutcome(
         payment_id=p.payment_id,

@@ -18,7 +18,8 @@ from access.permissions import as_borrower
 from app import inputs, visibility
 from app.errors import BadInput
 from app.webhooks import verified
-from db.repo import Repo, _insert, _record_events
+from db.records import EventRecord
+from db.repo import Repo, _insert
 from db.tables import ContactRow, InboundMessageRow
 from domain.models import ID_PATTERN
 from domain.policy import load_policy
@@ -49,13 +50,13 @@ def _seen(repo: Repo, event_id: str) -> InboundMessageRow | None:
         return s.exec(select(InboundMessageRow).where(col(InboundMessageRow.event_id) == event_id)).first()
 
 
-def _keep(repo: Repo, row: InboundMessageRow, event: dict | None) -> None:
+def _keep(repo: Repo, row: InboundMessageRow, event: EventRecord | None) -> None:
     """The reply, and its line on the case's timeline, in one transaction (once per event id)."""
     with repo.session() as s:
         values = row.model_dump(exclude={"id"})
         s.execute(_insert(s, InboundMessageRow).on_conflict_do_nothing(index_elements=["event_id"]), values)
         if event is not None:
-            _record_events(s, [event])
+            repo.record_events([event], session=s)
         s.commit()
 
 
@@ -110,7 +111,7 @@ async def sms_reply(client: Client, repo: Repo, signature: str | None, body: byt
     )
     event = None
     if sent is not None:
-        event = dict(
+        event = EventRecord(
             workflow_id=sent.workflow_id,
             loan_id=sent.loan_id,
             at=reply.received_at,

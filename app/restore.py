@@ -34,6 +34,7 @@ from temporalio.client import Client
 from activities.contracts import case_key
 from activities.jobs import live_case
 from db.jobs import JobStore
+from db.records import PaymentRecord
 from db.repo import GateStore, Repo
 from db.tables import ContactRow, HoldRow, LoanRow, PaymentRow, utcnow
 from domain.models import CaseInput, CaseStatus
@@ -147,15 +148,17 @@ def _case(repo: Repo, st: CaseStatus, snap: CaseInput, report: RestoreReport) ->
         if row is not None and row.status == "applied":
             continue
         repo.record_payment(
-            payment_id=pid,
-            loan_id=st.loan_id,
-            workflow_id=wid,
-            amount=rec.amount,
-            currency=st.currency,
-            paid_at=_aware(rec.at),
-            status="applied",
-            allocation=rec.allocation,
-            note=NOTE,
+            PaymentRecord(
+                payment_id=pid,
+                loan_id=st.loan_id,
+                workflow_id=wid,
+                amount=rec.amount,
+                currency=st.currency,
+                paid_at=_aware(rec.at),
+                status="applied",
+                allocation=rec.allocation,
+                note=NOTE,
+            )
         )
         report.payments_restored.append(pid)
         if rec.reversed_at is not None:

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from access.permissions import as_borrower
 from app import inputs, visibility
 from app.errors import BadInput
+from db.records import EventRecord
 from db.repo import Repo
 from db.selfservice import LinkStore
 from db.tables import BorrowerLinkRow
@@ -339,7 +340,7 @@ async def complain(client: Client, repo: Repo, link: BorrowerLinkRow, note: str)
     reference = f"C-{now:%Y%m%d}-{secrets.token_hex(3).upper()}"
     text = f"borrower complaint {reference}: {note.strip()}"[:200]
     # kept first, on the case's audit trail, whatever happens to the holds: a complaint is never lost
-    event = dict(
+    event = EventRecord(
         workflow_id=link.workflow_id,
         loan_id=link.loan_id,
         kind="borrower_complaint",

@@ -31,6 +31,7 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from activities import messages
     from activities.gateway import GatewayClient, GatewayRejected
+    from db.records import CaseRecord, ContactFinish, ContactStart, EventRecord
     from db.repo import GateRequest, GateStore, Repo
     from domain import compliance
     from domain.dates import local_date
@@ -151,13 +152,15 @@ class PeerActivities:
         key = f"{inp.workflow_id}:{inp.run_id}:{inp.step}:{inp.action}"
         borrower, _, row = await asyncio.to_thread(
             self.repo.begin_send,
-            idempotency_key=key,
-            workflow_id=inp.workflow_id,
-            loan_id=inp.loan_id,
-            borrower_id=inp.borrower_id,
-            step=inp.step,
-            channel=inp.action,
-            action=inp.action,
+            ContactStart(
+                idempotency_key=key,
+                workflow_id=inp.workflow_id,
+                loan_id=inp.loan_id,
+                borrower_id=inp.borrower_id,
+                step=inp.step,
+                channel=inp.action,
+                action=inp.action,
+            ),
             frozen=lambda _b: json.dumps(asdict(inp)),
         )
         if row.status != "pending":  # a retry after the send finished
@@ -189,8 +192,8 @@ class PeerActivities:
     async def _finish(self, inp: SendInput, key: str, r: SendResult) -> SendResult:
         await asyncio.to_thread(
             self.repo.finish_send,
-            contact=dict(idempotency_key=key, status=r.status, reason=r.reason, reference=r.reference),
-            event=dict(
+            contact=ContactFinish(idempotency_key=key, status=r.status, reason=r.reason, reference=r.reference),
+            event=EventRecord(
                 workflow_id=inp.workflow_id,
                 loan_id=inp.loan_id,
                 kind=f"contact_{r.status}",
@@ -198,7 +201,7 @@ class PeerActivities:
                 cause={"step": inp.step, "action": inp.action, "key": key, "dpd": inp.dpd},
                 dedupe_key=f"contact:{key}",
             ),
-            case=dict(
+            case=CaseRecord(
                 workflow_id=inp.workflow_id,
                 loan_id=inp.loan_id,
                 currency=inp.currency,

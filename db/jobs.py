@@ -12,7 +12,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlmodel import col
 
-from db.repo import Repo, _insert, _project_case, _record_events
+from db.records import CaseRecord, EventRecord
+from db.repo import Repo, _insert
 from db.tables import BorrowerRow, CaseRow, ContactChangeRow, EventRow, LoanRow, table_of, utcnow
 from domain import retention
 
@@ -63,15 +64,17 @@ class JobStore:
         with self.repo.session() as s:
             row = s.get(CaseRow, live.workflow_id)
             if row is None:
-                _project_case(
-                    s,
-                    live.workflow_id,
-                    live.loan_id,
-                    live.currency,
-                    stage=live.stage,
-                    status=live.status,
-                    outstanding=live.outstanding,
-                    total_paid=live.total_paid,
+                self.repo.project_case(
+                    CaseRecord(
+                        workflow_id=live.workflow_id,
+                        loan_id=live.loan_id,
+                        currency=live.currency,
+                        stage=live.stage,
+                        status=live.status,
+                        outstanding=live.outstanding,
+                        total_paid=live.total_paid,
+                    ),
+                    session=s,
                 )
                 changed, was = ["row"], "no row"
             else:
@@ -92,10 +95,9 @@ class JobStore:
                 ).rowcount
                 if not done:
                     return []
-            _record_events(
-                s,
+            self.repo.record_events(
                 [
-                    dict(
+                    EventRecord(
                         workflow_id=live.workflow_id,
                         loan_id=live.loan_id,
                         at=at,
@@ -104,6 +106,7 @@ class JobStore:
                         cause={"job": job, "fields": changed},
                     )
                 ],
+                session=s,
             )
             s.commit()
             return changed
@@ -170,10 +173,9 @@ class JobStore:
                 .values(old_value=None, new_value=None)
             )
             why = f"{e.years} year(s) after the last case closed ({e.last_closed:%Y-%m-%d}); {e.source}"
-            _record_events(
-                s,
+            self.repo.record_events(
                 [
-                    dict(
+                    EventRecord(
                         workflow_id=wid,
                         loan_id=loan,
                         at=now,
@@ -185,6 +187,7 @@ class JobStore:
                     )
                     for loan, wid in e.loans
                 ],
+                session=s,
             )
             s.commit()
             return True

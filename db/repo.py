@@ -5,7 +5,7 @@ crash writes nothing twice (unique keys with ON CONFLICT DO NOTHING)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
 
 from db.preferences import preferences_of
+from db.records import (
+    CaseRecord,
+    ContactFinish,
+    ContactStart,
+    EventRecord,
+    OperatorContact,
+    PaymentRecord,
+    ReversalRecord,
+)
 from db.tables import (
     BorrowerRow,
     CaseRow,
@@ -114,33 +123,32 @@ class Repo:
 
     # ---- the case projection
 
-    def project_case(
-        self,
-        workflow_id: str,
-        loan_id: str,
-        currency: str,
-        *,
-        stage: str | None = None,
-        status: str | None = None,
-        outstanding: int | None = None,
-        total_paid: int | None = None,
-        outcome: str | None = None,
-        closed_at: datetime | None = None,
-    ) -> None:
-        with self.session() as s:
-            _project_case(
-                s,
-                workflow_id,
-                loan_id,
-                currency,
-                stage=stage,
-                status=status,
-                outstanding=outstanding,
-                total_paid=total_paid,
-                outcome=outcome,
-                closed_at=closed_at,
+    def project_case(self, case: CaseRecord, session: Session | None = None) -> None:
+        """The case row follows the case: INSERT ... ON CONFLICT (workflow_id) DO UPDATE of the fields `case` gives.
+        One transaction, or a part of `session`'s (Repo.tx)."""
+        now = utcnow()
+        values = {
+            k: v
+            for k, v in dict(
+                stage=case.stage,
+                status=case.status,
+                outstanding=case.outstanding,
+                total_paid=case.total_paid,
+                outcome=case.outcome,
+                closed_at=case.closed_at,
+            ).items()
+            if v is not None
+        }
+        with self.tx(session) as s:
+            stmt = _insert(s, CaseRow).values(
+                workflow_id=case.workflow_id,
+                loan_id=case.loan_id,
+                currency=case.currency,
+                opened_at=now,
+                updated_at=now,
+                **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values},
             )
-            s.commit()
+            s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
 
     def case_row(self, workflow_id: str) -> CaseRow | None:
         with self.session() as s:
@@ -148,65 +156,101 @@ class Repo:
 
     # ---- payments ledger
 
-    def record_payment(
+    def record_payment(self, payment: PaymentRecord, session: Session | None = None) -> bool:
+        """Write a payment once. True if this call wrote it, False if the payment id was already there (an unapplied
+        payment of the same loan, amount and currency, applied to its case at last, is rewritten as applied).
+        One transaction, or a part of `session`'s."""
+        p = payment
+        with self.tx(session) as s:
+            stmt = _insert(s, PaymentRow).values(
+                payment_id=p.payment_id,
+                loan_id=p.loan_id,
+                workflow_id=p.workflow_id,
+                amount=p.amount,
+                currency=p.currency,
+                paid_at=p.paid_at,
+                status=p.status,
+                allocation=json.dumps(dict(p.allocation or {}), sort_keys=True),
+                note=p.note,
+                recorded_at=utcnow(),
+                recorded_by=p.recorded_by,
+            )
+            if p.status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
+                t = table_of(PaymentRow)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["payment_id"],
+                    set_=dict(
+                        status="applied",
+                        workflow_id=p.workflow_id,
+                        allocation=stmt.excluded.allocation,
+                        note="kept as unapplied (no open case), applied to the case later",
+                        recorded_at=stmt.excluded.recorded_at,
+                    ),
+                    where=(t.c.status == "unapplied")
+                    & (t.c.loan_id == p.loan_id)
+                    & (t.c.amount == p.amount)
+                    & (t.c.currency == p.currency),
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"])
+            stmt = stmt.returning(table_of(PaymentRow).c.payment_id)
+            # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
+            # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
+            # on PostgreSQL. A row comes back only when this statement inserted it.
+            return s.execute(stmt).first() is not None
+
+    def record_payment_of_case(
+        self, *, payment: PaymentRecord, case: CaseRecord, events: Sequence[EventRecord], session: Session | None = None
+    ) -> bool:
+        """`record_payment`, `project_case` and `record_events` of one ledger entry in one transaction (or a part of
+        `session`'s): the same rows as the three calls one after the other; True if this call wrote the payment."""
+        with self.tx(session) as s:
+            written = self.record_payment(payment, session=s)
+            self.project_case(case, session=s)
+            self.record_events(events, session=s)
+            return written
+
+    def record_reversal(self, reversal: ReversalRecord, session: Session | None = None) -> bool:
+        """A payment reversal's own row (the payment's stays), written once: the payment id is its key. True if this
+        call wrote it. One transaction, or a part of `session`'s."""
+        r = reversal
+        with self.tx(session) as s:
+            stmt = _insert(s, PaymentReversalRow).values(
+                payment_id=r.payment_id,
+                loan_id=r.loan_id,
+                workflow_id=r.workflow_id,
+                run_id=r.run_id,
+                amount=r.amount,
+                currency=r.currency,
+                reason=r.reason,
+                reversed_at=r.reversed_at,
+                recorded_at=utcnow(),
+            )
+            stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(table_of(PaymentReversalRow).c.payment_id)
+            return s.execute(stmt).first() is not None
+
+    def record_reversal_of_case(
         self,
         *,
-        payment_id: str,
-        loan_id: str,
-        workflow_id: str | None,
-        amount: int,
-        currency: str,
-        paid_at: datetime,
-        status: str = "applied",
-        allocation: dict | None = None,
-        note: str = "",
+        reversal: ReversalRecord,
+        case: CaseRecord,
+        events: Sequence[EventRecord],
+        reopened: bool = False,
+        session: Session | None = None,
     ) -> bool:
-        """Write a payment once. True if this call wrote it, False if the payment id was already there."""
-        with self.session() as s:
-            written = _record_payment(
-                s,
-                payment_id=payment_id,
-                loan_id=loan_id,
-                workflow_id=workflow_id,
-                amount=amount,
-                currency=currency,
-                paid_at=paid_at,
-                status=status,
-                allocation=allocation,
-                note=note,
-            )
-            s.commit()
-            return written
-
-    def record_payment_of_case(self, *, payment: dict, case: dict, events: list[dict]) -> bool:
-        """`record_payment`, `project_case` and `record_events` of one ledger entry in one transaction.
-
-        `payment` holds record_payment's arguments, `case` project_case's, `events` record_events'.
-        The same rows as the three calls one after the other; True if this call wrote the payment."""
-        with self.session() as s:
-            written = _record_payment(s, **payment)
-            _project_case(s, **case)
-            _record_events(s, events)
-            s.commit()
-            return written
-
-    def record_reversal_of_case(self, *, reversal: dict, case: dict, events: list[dict], reopened: bool = False) -> bool:
-        """A payment reversal, the case projection and the workflow's events, in one transaction. The payment's own
-        row stays; the reversal is a row of its own, written once (the payment id is its key). `reopened`: a case
-        closed as paid opens again, so its projection loses the outcome and closing time. True if this call wrote it."""
-        with self.session() as s:
-            stmt = _insert(s, PaymentReversalRow).values(**reversal, recorded_at=utcnow())
-            stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"]).returning(table_of(PaymentReversalRow).c.payment_id)
-            written = s.execute(stmt).first() is not None
-            _project_case(s, **case)
+        """A payment reversal, the case projection and the workflow's events, in one transaction (or a part of
+        `session`'s). `reopened`: a case closed as paid opens again, so its projection loses the outcome and closing
+        time. True if this call wrote the reversal."""
+        with self.tx(session) as s:
+            written = self.record_reversal(reversal, session=s)
+            self.project_case(case, session=s)
             if reopened:
                 s.execute(
                     update(CaseRow)
-                    .where(col(CaseRow.workflow_id) == case["workflow_id"])
+                    .where(col(CaseRow.workflow_id) == case.workflow_id)
                     .values(outcome=None, closed_at=None, status="active", updated_at=utcnow())
                 )
-            _record_events(s, events)
-            s.commit()
+            self.record_events(events, session=s)
             return written
 
     def reversals(self, loan_id: str | None = None) -> list[PaymentReversalRow]:
@@ -229,14 +273,8 @@ class Repo:
 
     def begin_send(
         self,
+        contact: ContactStart,
         *,
-        idempotency_key: str,
-        workflow_id: str,
-        loan_id: str,
-        borrower_id: str,
-        step: str,
-        channel: str,
-        action: str,
         frozen: Callable[[BorrowerRow | None], str | None],
         debtor_id: str | None = None,
         session: Session | None = None,
@@ -244,75 +282,122 @@ class Repo:
         """What a send reads and writes before it calls the gateway, in one transaction:
         (the recipient's record, the debtor's record if `debtor_id`, the contact row).
 
-        The contact row of this step and action is created on the first attempt; attempts are counted.
         `frozen(recipient)` gives what the message is rendered from (it depends on the recipient's time zone); it is
-        kept from the first attempt that gives one (None gives none): the returned row's `frozen` is what every attempt
-        must send.
+        kept from the first attempt that gives one (`begin_contact`).
         The reads come first and the transaction begins at the first write (SQLite), as with the
         separate calls. With `session`, a part of the caller's transaction (Repo.tx)."""
         with self.tx(session) as s:
-            borrower = s.get(BorrowerRow, borrower_id)
+            borrower = s.get(BorrowerRow, contact.borrower_id)
             debtor = s.get(BorrowerRow, debtor_id) if debtor_id is not None else None
-            row = _begin_contact(
-                s,
-                idempotency_key=idempotency_key,
-                workflow_id=workflow_id,
-                loan_id=loan_id,
-                borrower_id=borrower_id,
-                step=step,
-                channel=channel,
-                action=action,
-                frozen=frozen(borrower),
-            )
+            row = self.begin_contact(contact, frozen(borrower), session=s)
             return borrower, debtor, row
 
-    def finish_send(self, *, contact: dict, event: dict, case: dict, events: list[dict], session: Session | None = None) -> None:
-        """What a send writes once the gateway answered, in one transaction: the contact row's result (`contact`:
-        idempotency_key, status, outcome, reason, reference), `record_event(**event)` (the contact's own event),
-        `project_case(**case)` and `record_events(events)` (the workflow's events it carried). The same rows, in the
-        same order, as those calls one after the other. With `session`, a part of the caller's transaction."""
+    def begin_contact(self, contact: ContactStart, frozen: str | None, session: Session | None = None) -> ContactRow:
+        """The contact row of this step and action, created on the first attempt; attempts are counted. `frozen` (what
+        the message is rendered from) is kept from the first attempt that gives one (None gives none): the returned
+        row's `frozen` is what every attempt must send. One transaction, or a part of `session`'s."""
+        c0 = contact
+        now = utcnow()
         with self.tx(session) as s:
-            _finish_contact(s, **contact)
-            _record_events(s, [event])
-            _project_case(s, **case)
-            _record_events(s, events)
+            s.execute(
+                _insert(s, ContactRow)
+                .values(
+                    idempotency_key=c0.idempotency_key,
+                    workflow_id=c0.workflow_id,
+                    loan_id=c0.loan_id,
+                    borrower_id=c0.borrower_id,
+                    step=c0.step,
+                    channel=c0.channel,
+                    action=c0.action,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            )
+            c = CONTACTS.c  # a Core UPDATE: the ORM's bulk-update bookkeeping cost a fifth of a send's CPU
+            s.execute(
+                update(CONTACTS)
+                .where(c.idempotency_key == c0.idempotency_key)
+                .values(
+                    attempts=c.attempts + 1,
+                    updated_at=now,
+                    **({"frozen": func.coalesce(c.frozen, frozen)} if frozen is not None else {}),
+                )
+            )
+            # read inside the transaction that wrote it (the row lock is held): no second transaction
+            return s.scalars(select(ContactRow).where(col(ContactRow.idempotency_key) == c0.idempotency_key)).one()
+
+    def finish_contact(self, result: ContactFinish, session: Session | None = None) -> None:
+        """A send's result on its contact row. One transaction, or a part of `session`'s."""
+        with self.tx(session) as s:
+            s.execute(
+                update(CONTACTS)
+                .where(CONTACTS.c.idempotency_key == result.idempotency_key)
+                .values(
+                    status=result.status,
+                    outcome=result.outcome,
+                    reason=result.reason,
+                    reference=result.reference,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def finish_send(
+        self,
+        *,
+        contact: ContactFinish,
+        event: EventRecord,
+        case: CaseRecord,
+        events: Sequence[EventRecord],
+        session: Session | None = None,
+    ) -> None:
+        """What a send writes once the gateway answered, in one transaction: the contact row's result
+        (`finish_contact`), the contact's own event, `project_case(case)` and the workflow's events it carried
+        (`record_events`). The same rows, in the same order, as those calls one after the other. With `session`, a
+        part of the caller's transaction."""
+        with self.tx(session) as s:
+            self.finish_contact(contact, session=s)
+            self.record_events([event], session=s)
+            self.project_case(case, session=s)
+            self.record_events(events, session=s)
 
     def finish_sends(
         self,
         *,
-        contacts: list[tuple[dict, dict]],
-        case: dict | None,
-        events: list[dict],
-        notes: list[tuple[str, str]],
+        contacts: Sequence[tuple[ContactFinish, EventRecord]],
+        case: CaseRecord | None,
+        events: Sequence[EventRecord],
+        notes: Sequence[tuple[str, str]],
         session: Session | None = None,
     ) -> None:
         """What a step's sends write once the gateway answered them, in one transaction: `finish_send`'s rows of each
-        finished send (`contacts`: its `contact` and `event`), the case projection once (`case`, when one finished),
+        finished send (`contacts`: its result and event), the case projection once (`case`, when one finished),
         the workflow's events once, and the gateway's error on each send it could not take (`notes`: key, reason)."""
         with self.tx(session) as s:
             for contact, _ in contacts:
-                _finish_contact(s, **contact)
-            _record_events(s, [event for _, event in contacts])
+                self.finish_contact(contact, session=s)
+            self.record_events([event for _, event in contacts], session=s)
             if case is not None:
-                _project_case(s, **case)
-            _record_events(s, events)
+                self.project_case(case, session=s)
+            self.record_events(events, session=s)
             for key, reason in notes:
                 self.note_contact_error(key, reason, session=s)
 
-    def defer_contact(self, idempotency_key: str, *, event: dict, session: Session | None = None) -> None:
+    def defer_contact(self, idempotency_key: str, *, event: EventRecord, session: Session | None = None) -> None:
         """A send found its window closed when its attempt came: nothing went out. The row gives its reservation
         back (status `deferred`: the gate's caps no longer count it) until the gate allows it again
-        (GateStore.check); the deferral is an audit event (`record_event(**event)`). One transaction (or a part of
-        `session`'s)."""
+        (GateStore.check); the deferral is an audit event (`event`). One transaction (or a part of `session`'s)."""
         with self.tx(session) as s:
             s.execute(
                 update(CONTACTS)
                 .where(CONTACTS.c.idempotency_key == idempotency_key, CONTACTS.c.status == "pending")
                 .values(status="deferred", updated_at=utcnow())
             )
-            _record_events(s, [event])
+            self.record_events([event], session=s)
 
-    def record_operator_contacts(self, rows: list[dict], session: Session | None = None) -> None:
+    def record_operator_contacts(self, rows: Sequence[OperatorContact], session: Session | None = None) -> None:
         """Conversations an operator recorded (a call or visit outcome): delivered contacts in the ledger, at the
         time they were recorded, with their outcome; the borrower is the loan's. Once per idempotency key."""
         if not rows:
@@ -321,19 +406,32 @@ class Repo:
             borrowers: dict[str, str] = {
                 loan: borrower
                 for loan, borrower in s.execute(
-                    select(col(LoanRow.id), col(LoanRow.borrower_id)).where(col(LoanRow.id).in_({r["loan_id"] for r in rows}))
+                    select(col(LoanRow.id), col(LoanRow.borrower_id)).where(col(LoanRow.id).in_({r.loan_id for r in rows}))
                 )
             }
             now = utcnow()
             values = []
             for r in rows:
-                r = dict(r)
-                task_id = r.pop("task_id", None)
-                if task_id is not None and self._task_call_answered(s, task_id, r["outcome"]):
+                if r.task_id is not None and self._task_call_answered(s, r.task_id, r.outcome):
                     continue  # the call placed through the console is the ledger's row; it now has its outcome
-                if r["loan_id"] in borrowers:
-                    extra = dict(borrower_id=borrowers[r["loan_id"]], status="delivered", attempts=0)
-                    values.append(dict(r, **extra, created_at=now, updated_at=now))
+                if r.loan_id in borrowers:
+                    values.append(
+                        dict(
+                            idempotency_key=r.idempotency_key,
+                            workflow_id=r.workflow_id,
+                            loan_id=r.loan_id,
+                            step=r.step,
+                            channel=r.channel,
+                            action=r.action,
+                            outcome=r.outcome,
+                            at=r.at,
+                            borrower_id=borrowers[r.loan_id],
+                            status="delivered",
+                            attempts=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
             if values:
                 s.execute(_insert(s, ContactRow).on_conflict_do_nothing(index_elements=["idempotency_key"]), values)
 
@@ -371,60 +469,48 @@ class Repo:
 
     # ---- audit trail
 
-    def record_event(
-        self,
-        *,
-        workflow_id: str,
-        loan_id: str,
-        kind: str,
-        detail: str = "",
-        cause: dict | None = None,
-        at: datetime | None = None,
-        dedupe_key: str | None = None,
-    ) -> bool:
-        with self.session() as s:
+    def record_event(self, event: EventRecord, session: Session | None = None) -> bool:
+        """One line of the audit trail, once per dedupe key: True if this call wrote it. One transaction, or a part of
+        `session`'s."""
+        with self.tx(session) as s:
             stmt = (
                 _insert(s, EventRow)
-                .values(
-                    **_event_values(
-                        workflow_id=workflow_id,
-                        loan_id=loan_id,
-                        kind=kind,
-                        detail=detail,
-                        cause=cause,
-                        at=at,
-                        dedupe_key=dedupe_key,
-                    )
-                )
+                .values(**_event_values(event))
                 .on_conflict_do_nothing(index_elements=["dedupe_key"])
                 .returning(table_of(EventRow).c.id)
             )
-            written = s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
-            s.commit()
-            return written
+            return s.execute(stmt).first() is not None  # RETURNING, not rowcount (see record_payment)
 
-    def record_events(self, events: list[dict]) -> None:
-        """`record_event(**e)` for each of `events`, in one transaction and one INSERT (the same rows, in order;
-        an event whose dedupe key is already there is skipped, as record_event skips it)."""
+    def record_events(self, events: Sequence[EventRecord], session: Session | None = None) -> None:
+        """`record_event` of each of `events`, in one transaction (or a part of `session`'s) and one statement: INSERT
+        ... ON CONFLICT (dedupe_key) DO NOTHING, in the list's order, as one executemany, compiled once and cached
+        (a multi-row VALUES list was compiled anew for every call). An event whose dedupe key is already there is
+        skipped, as record_event skips it."""
         if not events:
             return
-        with self.session() as s:
-            _record_events(s, events)
-            s.commit()
+        with self.tx(session) as s:
+            s.execute(
+                _insert(s, EventRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), [_event_values(e) for e in events]
+            )
 
-    def record_rejected_input(self, row: RejectedInputRow, events: list[dict], unapplied: dict | None = None) -> bool:
-        """A signalled input the case refused, with its case events (and a payment it kept as unapplied: record_payment's
-        arguments), in one transaction; once per dedupe key (a local activity run again changes nothing). True when
-        written now."""
-        with self.session() as s:
+    def record_rejected_input(
+        self,
+        row: RejectedInputRow,
+        events: Sequence[EventRecord],
+        unapplied: PaymentRecord | None = None,
+        session: Session | None = None,
+    ) -> bool:
+        """A signalled input the case refused, with its case events (and a payment it kept as unapplied), in one
+        transaction (or a part of `session`'s); once per dedupe key (a local activity run again changes nothing).
+        True when written now."""
+        with self.tx(session) as s:
             values = row.model_dump(exclude={"id"})
             written = s.execute(_insert(s, RejectedInputRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), values)
-            _record_events(s, events)
-            if unapplied is not None and not _record_payment(s, **unapplied):
+            self.record_events(events, session=s)
+            if unapplied is not None and not self.record_payment(unapplied, session=s):
                 log.warning(  # the id is the ledger's already (another loan's, or another amount): nothing kept
-                    "payment not kept as unapplied: its id is already in the ledger", payment_id=unapplied["payment_id"]
+                    "payment not kept as unapplied: its id is already in the ledger", payment_id=unapplied.payment_id
                 )
-            s.commit()
             return bool(getattr(written, "rowcount", 0))  # a CursorResult: 1 when inserted, 0 when known
 
     def rejected_inputs(
@@ -455,178 +541,21 @@ class Repo:
 # ---------------------------------------------------------------- statements shared by the one-transaction writers
 
 
-def _event_values(
-    *,
-    workflow_id: str,
-    loan_id: str,
-    kind: str,
-    detail: str = "",
-    cause: dict | None = None,
-    at: datetime | None = None,
-    dedupe_key: str | None = None,
-    actor: str | None = None,
-) -> dict:
+def _event_values(e: EventRecord) -> dict:
+    """An audit event's row values: its cause as sorted JSON, its time now when it has none."""
     return dict(
-        workflow_id=workflow_id,
-        loan_id=loan_id,
-        at=at or utcnow(),
-        kind=kind,
-        detail=detail,
-        cause=json.dumps(cause or {}, sort_keys=True, default=str, ensure_ascii=False),
-        dedupe_key=dedupe_key,
-        actor=actor,
+        workflow_id=e.workflow_id,
+        loan_id=e.loan_id,
+        at=e.at or utcnow(),
+        kind=e.kind,
+        detail=e.detail,
+        cause=json.dumps(e.cause or {}, sort_keys=True, default=str, ensure_ascii=False),
+        dedupe_key=e.dedupe_key,
+        actor=e.actor,
     )
-
-
-def _record_events(s: Session, events: list[dict]) -> None:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING for each event, in the list's order, as one executemany:
-    one statement compiled once and cached (a multi-row VALUES list was compiled anew for every call)."""
-    if events:
-        s.execute(
-            _insert(s, EventRow).on_conflict_do_nothing(index_elements=["dedupe_key"]), [_event_values(**e) for e in events]
-        )
-
-
-def _project_case(
-    s: Session,
-    workflow_id: str,
-    loan_id: str,
-    currency: str,
-    *,
-    stage: str | None = None,
-    status: str | None = None,
-    outstanding: int | None = None,
-    total_paid: int | None = None,
-    outcome: str | None = None,
-    closed_at: datetime | None = None,
-) -> None:
-    now = utcnow()
-    values = {
-        k: v
-        for k, v in dict(
-            stage=stage, status=status, outstanding=outstanding, total_paid=total_paid, outcome=outcome, closed_at=closed_at
-        ).items()
-        if v is not None
-    }
-    stmt = _insert(s, CaseRow).values(
-        workflow_id=workflow_id,
-        loan_id=loan_id,
-        currency=currency,
-        opened_at=now,
-        updated_at=now,
-        **{"outstanding": 0, "total_paid": 0, "stage": "new", "status": "active", **values},
-    )
-    s.execute(stmt.on_conflict_do_update(index_elements=["workflow_id"], set_={**values, "updated_at": now}))
-
-
-def _record_payment(
-    s: Session,
-    *,
-    payment_id: str,
-    loan_id: str,
-    workflow_id: str | None,
-    amount: int,
-    currency: str,
-    paid_at: datetime,
-    status: str = "applied",
-    allocation: dict | None = None,
-    note: str = "",
-    recorded_by: str | None = None,
-) -> bool:
-    stmt = _insert(s, PaymentRow).values(
-        payment_id=payment_id,
-        loan_id=loan_id,
-        workflow_id=workflow_id,
-        amount=amount,
-        currency=currency,
-        paid_at=paid_at,
-        status=status,
-        allocation=json.dumps(allocation or {}, sort_keys=True),
-        note=note,
-        recorded_at=utcnow(),
-        recorded_by=recorded_by,
-    )
-    if status == "applied":  # an unapplied payment of this loan, applied to its case at last: the row says so
-        t = table_of(PaymentRow)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["payment_id"],
-            set_=dict(
-                status="applied",
-                workflow_id=workflow_id,
-                allocation=stmt.excluded.allocation,
-                note="kept as unapplied (no open case), applied to the case later",
-                recorded_at=stmt.excluded.recorded_at,
-            ),
-            where=(t.c.status == "unapplied") & (t.c.loan_id == loan_id) & (t.c.amount == amount) & (t.c.currency == currency),
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["payment_id"])
-    stmt = stmt.returning(table_of(PaymentRow).c.payment_id)
-    # RETURNING, not rowcount: SQLAlchemy does not keep cursor.rowcount for an INSERT
-    # (psycopg 3 reports -1 once the result is closed), so rowcount == 1 was never true
-    # on PostgreSQL. A row comes back only when this statement inserted it.
-    return s.execute(stmt).first() is not None
 
 
 CONTACTS = table_of(ContactRow)
-
-
-def _begin_contact(
-    s: Session,
-    *,
-    idempotency_key: str,
-    workflow_id: str,
-    loan_id: str,
-    borrower_id: str,
-    step: str,
-    channel: str,
-    action: str,
-    frozen: str | None,
-) -> ContactRow:
-    now = utcnow()
-    s.execute(
-        _insert(s, ContactRow)
-        .values(
-            idempotency_key=idempotency_key,
-            workflow_id=workflow_id,
-            loan_id=loan_id,
-            borrower_id=borrower_id,
-            step=step,
-            channel=channel,
-            action=action,
-            status="pending",
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    )
-    c = CONTACTS.c  # a Core UPDATE: the ORM's bulk-update bookkeeping cost a fifth of a send's CPU
-    s.execute(
-        update(CONTACTS)
-        .where(c.idempotency_key == idempotency_key)
-        .values(
-            attempts=c.attempts + 1, updated_at=now, **({"frozen": func.coalesce(c.frozen, frozen)} if frozen is not None else {})
-        )
-    )
-    # read inside the transaction that wrote it (the row lock is held): no second transaction
-    return s.scalars(select(ContactRow).where(col(ContactRow.idempotency_key) == idempotency_key)).one()
-
-
-def _finish_contact(
-    s: Session,
-    idempotency_key: str,
-    *,
-    status: str,
-    outcome: str | None = None,
-    reason: str | None = None,
-    reference: str | None = None,
-) -> None:
-    s.execute(
-        update(CONTACTS)
-        .where(CONTACTS.c.idempotency_key == idempotency_key)
-        .values(status=status, outcome=outcome, reason=reason, reference=reference, updated_at=utcnow())
-    )
 
 
 # ---------------------------------------------------------------- the contact gate

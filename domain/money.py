@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 from domain.errors import InvalidInput, shown
 
@@ -30,6 +33,9 @@ MINOR_UNITS: dict[str, int] = {
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?")
 # Minor units must fit a signed 64-bit ledger column.
 MAX_MINOR = 2**63 - 1
+# An amount in integer minor units as a pydantic field: what crosses from the workflow to the ledger
+# (activities/contracts.py); never negative, never a string or a float (strict), and it fits the ledger's column.
+Minor = Annotated[int, Field(ge=0, le=MAX_MINOR, strict=True, description="integer minor units of the currency")]
 
 
 def check_currency(currency: str, field: str = "currency") -> str:

@@ -39,6 +39,7 @@ from activities.contracts import ChannelRequest, case_key
 from activities.gateway import GatewayClient, GatewaySettings
 from app import errors, inputs, opening
 from bench.chaos import ChaosConfig, run
+from db.records import ContactStart
 from db.selfservice import LinkStore
 from devstack.binaries import find
 from domain.dates import local_date
@@ -148,13 +149,15 @@ async def test_b1_a_step_rerun_after_a_crash_is_recorded_as_the_delivery_it_was(
         # the killed worker's attempt: its contact row (with what it rendered from), and its request accepted
         today = local_date(opened, "Asia/Shanghai")
         repo.begin_send(
-            idempotency_key=req.idempotency_key,
-            workflow_id=req.workflow_id,
-            loan_id=loan,
-            borrower_id=req.borrower_id,
-            step=req.step,
-            channel="sms",
-            action="sms",
+            ContactStart(
+                idempotency_key=req.idempotency_key,
+                workflow_id=req.workflow_id,
+                loan_id=loan,
+                borrower_id=req.borrower_id,
+                step=req.step,
+                channel="sms",
+                action="sms",
+            ),
             frozen=lambda _recipient: case_activities._freeze(req, today),
         )
         # with the link it carried: the same for every attempt of this send (an HMAC of its idempotency key)

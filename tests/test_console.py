@@ -17,6 +17,7 @@ from console import assets, dashboard
 from console.bench_dashboard import seed
 from console.worklists import FLOOR_ZONE
 from db.engine import make_engine, migrate
+from db.records import PaymentRecord
 from db.repo import Repo
 from db.tables import BorrowerRow, CaseRow, EventRow, LoanRow
 from domain import display
@@ -346,14 +347,16 @@ async def test_inputs_rejected_and_unapplied_payments_are_worklists(fresh):
         assert fresh.record_rejected_input(row, [])
         assert not fresh.record_rejected_input(row, [])  # once per key
     fresh.record_payment(
-        payment_id="LATE-9",
-        loan_id="D402",
-        workflow_id=None,
-        amount=123456,
-        currency="CNY",
-        paid_at=now,
-        status="unapplied",
-        note="no open case when received",
+        PaymentRecord(
+            payment_id="LATE-9",
+            loan_id="D402",
+            workflow_id=None,
+            amount=123456,
+            currency="CNY",
+            paid_at=now,
+            status="unapplied",
+            note="no open case when received",
+        )
     )
     token = token_for(fresh, "gus", ["viewer"])
     async with client(fresh) as c:

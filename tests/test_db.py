@@ -23,6 +23,7 @@ from sqlmodel import Session, SQLModel
 
 import db.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from db.engine import alembic_config, make_engine, migrate
+from db.records import CaseRecord, ContactFinish, ContactStart, EventRecord, PaymentRecord
 from db.repo import Repo
 from db.tables import BorrowerRow, CaseRow, ContactRow, EventRow, LoanRow, PaymentRow
 from tests.pg import fresh_postgres_url, pg_server  # noqa: F401  (fixtures)
@@ -130,12 +131,14 @@ def test_migrate_twice_is_a_no_op(url, tmp_path):
         repo = Repo(eng)
         add_borrower_and_loan(repo)
         assert repo.record_payment(
-            payment_id="P1",
-            loan_id="L1",
-            workflow_id=None,
-            amount=100,
-            currency="CNY",
-            paid_at=datetime(2026, 10, 2, tzinfo=UTC),
+            PaymentRecord(
+                payment_id="P1",
+                loan_id="L1",
+                workflow_id=None,
+                amount=100,
+                currency="CNY",
+                paid_at=datetime(2026, 10, 2, tzinfo=UTC),
+            )
         )
         before = {t: [c["name"] for c in inspect(eng).get_columns(t)] for t in TABLES}
         migrate(url)
@@ -222,8 +225,8 @@ def test_a_payment_id_is_written_once(repo, engine):
         paid_at=paid,
         allocation={"fees": 2_000, "interest": 50_000, "principal": 68_000},
     )
-    assert repo.record_payment(**args) is True
-    assert repo.record_payment(**{**args, "amount": 999}) is False, "a replay with other fields writes nothing"
+    assert repo.record_payment(PaymentRecord(**args)) is True
+    assert repo.record_payment(PaymentRecord(**{**args, "amount": 999})) is False, "a replay with other fields writes nothing"
     rows = repo.payments("L1")
     assert len(rows) == 1 and count(engine, PaymentRow) == 1
     assert (rows[0].amount, rows[0].status) == (120_000, "applied")
@@ -233,13 +236,15 @@ def test_a_payment_id_is_written_once(repo, engine):
 
 def test_unapplied_payments_are_kept_and_listed(repo):
     assert repo.record_payment(
-        payment_id="PAY-X",
-        loan_id="NO-CASE",
-        workflow_id=None,
-        amount=5_000,
-        currency="CNY",
-        paid_at=datetime(2026, 10, 5, tzinfo=UTC),
-        status="unapplied",
+        PaymentRecord(
+            payment_id="PAY-X",
+            loan_id="NO-CASE",
+            workflow_id=None,
+            amount=5_000,
+            currency="CNY",
+            paid_at=datetime(2026, 10, 5, tzinfo=UTC),
+            status="unapplied",
+        )
     )
     assert [p.payment_id for p in repo.payments(status="unapplied")] == ["PAY-X"]
     assert repo.payments(status="applied") == []
@@ -248,14 +253,14 @@ def test_unapplied_payments_are_kept_and_listed(repo):
 def test_an_unapplied_payment_becomes_applied_only_to_its_own_loan_and_amount(repo):
     paid = datetime(2026, 10, 5, tzinfo=UTC)
     base = dict(payment_id="PAY-U", loan_id="L9", amount=5_000, currency="CNY", paid_at=paid)
-    assert repo.record_payment(**base, workflow_id=None, status="unapplied")
-    assert not repo.record_payment(**{**base, "loan_id": "L8"}, workflow_id="loan-L8")  # another loan's case
-    assert not repo.record_payment(**{**base, "amount": 6_000}, workflow_id="loan-L9")  # another amount
+    assert repo.record_payment(PaymentRecord(**base, workflow_id=None, status="unapplied"))
+    assert not repo.record_payment(PaymentRecord(**{**base, "loan_id": "L8"}, workflow_id="loan-L8"))  # another loan's case
+    assert not repo.record_payment(PaymentRecord(**{**base, "amount": 6_000}, workflow_id="loan-L9"))  # another amount
     assert [(p.status, p.workflow_id) for p in repo.payments(loan_id="L9")] == [("unapplied", None)]
-    assert repo.record_payment(**base, workflow_id="loan-L9", allocation={"fees": 5_000})  # its own case: applied
+    assert repo.record_payment(PaymentRecord(**base, workflow_id="loan-L9", allocation={"fees": 5_000}))  # its own case: applied
     [row] = repo.payments(loan_id="L9")
     assert (row.status, row.workflow_id, row.allocation) == ("applied", "loan-L9", '{"fees": 5000}')
-    assert not repo.record_payment(**base, workflow_id="loan-L9")  # and only once
+    assert not repo.record_payment(PaymentRecord(**base, workflow_id="loan-L9"))  # and only once
 
 
 def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
@@ -265,7 +270,9 @@ def test_concurrent_recording_of_one_payment_id_writes_one_row(repo, engine):
     results = run_together(
         THREADS,
         lambda i: repo.record_payment(
-            payment_id="PAY-RACE", loan_id="L1", workflow_id="case-L1", amount=10_000 + i, currency="CNY", paid_at=paid
+            PaymentRecord(
+                payment_id="PAY-RACE", loan_id="L1", workflow_id="case-L1", amount=10_000 + i, currency="CNY", paid_at=paid
+            )
         ),
     )
     assert Counter(results) == Counter({True: 1, False: THREADS - 1})
@@ -280,7 +287,7 @@ def test_concurrent_recording_of_distinct_payment_ids_writes_each(repo, engine):
     results = run_together(
         THREADS,
         lambda i: repo.record_payment(
-            payment_id=f"PAY-{i}", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid
+            PaymentRecord(payment_id=f"PAY-{i}", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid)
         ),
     )
     assert results == [True] * THREADS
@@ -295,18 +302,18 @@ CONTACT = dict(workflow_id="case-L1", loan_id="L1", borrower_id="B1", step="d1-s
 
 def begin_contact(repo: Repo, *, frozen: str | None = None, **contact) -> ContactRow:
     """A send's first write, as the channel activities make it (Repo.begin_send): the contact row."""
-    return repo.begin_send(**contact, frozen=lambda _recipient: frozen)[2]
+    return repo.begin_send(ContactStart(**contact), frozen=lambda _recipient: frozen)[2]
 
 
 def finish_contact(repo: Repo, idempotency_key: str, **result) -> None:
     """A send's last write, as the channel activities make it (Repo.finish_send): the row's result, with the
     contact's audit event and the case's projection beside it."""
     repo.finish_send(
-        contact=dict(idempotency_key=idempotency_key, **result),
-        event=dict(
+        contact=ContactFinish(idempotency_key=idempotency_key, **result),
+        event=EventRecord(
             workflow_id="case-L1", loan_id="L1", kind=f"contact_{result['status']}", dedupe_key=f"contact:{idempotency_key}"
         ),
-        case=dict(workflow_id="case-L1", loan_id="L1", currency="CNY"),
+        case=CaseRecord(workflow_id="case-L1", loan_id="L1", currency="CNY"),
         events=[],
     )
 
@@ -354,23 +361,27 @@ def test_record_event_dedupes_by_key(repo, engine):
     at = datetime(2026, 10, 5, 8, 0, tzinfo=UTC)
     assert (
         repo.record_event(
-            workflow_id="case-L1",
-            loan_id="L1",
-            kind="step",
-            detail="短信提醒已发送",
-            cause={"dpd": 3, "rule": "d3"},
-            at=at,
-            dedupe_key="case-L1/step/d3",
+            EventRecord(
+                workflow_id="case-L1",
+                loan_id="L1",
+                kind="step",
+                detail="短信提醒已发送",
+                cause={"dpd": 3, "rule": "d3"},
+                at=at,
+                dedupe_key="case-L1/step/d3",
+            )
         )
         is True
     )
     assert (
-        repo.record_event(workflow_id="case-L1", loan_id="L1", kind="step", detail="again", at=at, dedupe_key="case-L1/step/d3")
+        repo.record_event(
+            EventRecord(workflow_id="case-L1", loan_id="L1", kind="step", detail="again", at=at, dedupe_key="case-L1/step/d3")
+        )
         is False
     )
     # Events without a dedupe key are never deduplicated (NULLs are distinct in a unique constraint).
-    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
-    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", detail="a") is True
+    assert repo.record_event(EventRecord(workflow_id="case-L1", loan_id="L1", kind="note", detail="a")) is True
+    assert repo.record_event(EventRecord(workflow_id="case-L1", loan_id="L1", kind="note", detail="a")) is True
     events = repo.events("case-L1")
     assert [(e.kind, e.detail) for e in events] == [("step", "短信提醒已发送"), ("note", "a"), ("note", "a")]
     assert events[0].cause == '{"dpd": 3, "rule": "d3"}'
@@ -382,18 +393,40 @@ def test_concurrent_record_event_with_one_key_writes_once(repo, engine):
     results = run_together(
         THREADS,
         lambda i: repo.record_event(
-            workflow_id="case-L1", loan_id="L1", kind="decision", detail=str(i), dedupe_key="case-L1/decision/1"
+            EventRecord(workflow_id="case-L1", loan_id="L1", kind="decision", detail=str(i), dedupe_key="case-L1/decision/1")
         ),
     )
     assert Counter(results) == Counter({True: 1, False: THREADS - 1})
     assert count(engine, EventRow) == 1
 
 
+# ---- one write, its own transaction or a part of the caller's
+
+
+def test_a_write_given_a_session_is_part_of_the_callers_transaction(repo, engine):
+    """Each write is one method: alone it commits; given `session` it commits with the caller, or not at all."""
+    paid = datetime(2026, 10, 5, tzinfo=UTC)
+    payment = PaymentRecord(payment_id="PAY-TX", loan_id="L1", workflow_id="case-L1", amount=100, currency="CNY", paid_at=paid)
+    event = EventRecord(workflow_id="case-L1", loan_id="L1", kind="note", dedupe_key="tx-1")
+    with pytest.raises(RuntimeError), repo.tx() as s:
+        assert repo.record_payment(payment, session=s)
+        repo.project_case(CaseRecord("case-L1", "L1", "CNY", outstanding=900), session=s)
+        repo.record_events([event], session=s)
+        raise RuntimeError("the caller fails before it commits")
+    assert (count(engine, PaymentRow), count(engine, CaseRow), count(engine, EventRow)) == (0, 0, 0)
+    with repo.tx() as s:
+        assert repo.record_payment(payment, session=s)
+        repo.project_case(CaseRecord("case-L1", "L1", "CNY", outstanding=900), session=s)
+        repo.record_events([event], session=s)
+    assert (count(engine, PaymentRow), count(engine, CaseRow), count(engine, EventRow)) == (1, 1, 1)
+    assert not repo.record_payment(payment)  # alone: its own transaction, and still once per payment id
+
+
 # ---- the case projection
 
 
 def test_project_case_inserts_then_updates(repo, engine):
-    repo.project_case("case-L1", "L1", "CNY", outstanding=1_052_000)
+    repo.project_case(CaseRecord("case-L1", "L1", "CNY", outstanding=1_052_000))
     row = repo.case_row("case-L1")
     assert (row.stage, row.status, row.outstanding, row.total_paid, row.outcome, row.closed_at) == (
         "new",
@@ -405,12 +438,12 @@ def test_project_case_inserts_then_updates(repo, engine):
     )
     opened = as_utc(row.opened_at, engine)
 
-    repo.project_case("case-L1", "L1", "CNY", stage="soft_reminder", total_paid=100_000, outstanding=952_000)
+    repo.project_case(CaseRecord("case-L1", "L1", "CNY", stage="soft_reminder", total_paid=100_000, outstanding=952_000))
     row = repo.case_row("case-L1")
     assert (row.stage, row.status, row.outstanding, row.total_paid) == ("soft_reminder", "active", 952_000, 100_000)
 
     closed = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    repo.project_case("case-L1", "L1", "CNY", status="closed", outcome="paid", outstanding=0, closed_at=closed)
+    repo.project_case(CaseRecord("case-L1", "L1", "CNY", status="closed", outcome="paid", outstanding=0, closed_at=closed))
     row = repo.case_row("case-L1")
     assert (row.stage, row.status, row.outcome, row.outstanding, row.total_paid) == (
         "soft_reminder",
@@ -432,7 +465,9 @@ def test_times_given_in_another_zone_are_stored_as_the_same_instant(repo, engine
     """A payment time given in Asia/Shanghai comes back as the same instant (UTC on SQLite)."""
     add_borrower_and_loan(repo)
     local = datetime(2026, 10, 5, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:30 UTC
-    assert repo.record_payment(payment_id="PAY-TZ", loan_id="L1", workflow_id=None, amount=1, currency="CNY", paid_at=local)
+    assert repo.record_payment(
+        PaymentRecord(payment_id="PAY-TZ", loan_id="L1", workflow_id=None, amount=1, currency="CNY", paid_at=local)
+    )
     back = as_utc(repo.payments("L1")[0].paid_at, engine)
     assert back == local
     assert back.astimezone(UTC) == datetime(2026, 10, 5, 1, 30, tzinfo=UTC)
@@ -441,7 +476,7 @@ def test_times_given_in_another_zone_are_stored_as_the_same_instant(repo, engine
 
 def test_naive_times_are_taken_as_utc(repo, engine):
     naive = datetime(2026, 10, 5, 1, 30)
-    assert repo.record_event(workflow_id="case-L1", loan_id="L1", kind="note", at=naive, dedupe_key="n1")
+    assert repo.record_event(EventRecord(workflow_id="case-L1", loan_id="L1", kind="note", at=naive, dedupe_key="n1"))
     assert repo.events("case-L1")[0].at == naive.replace(tzinfo=UTC)
     with Session(engine) as s:  # comparisons bind through the same type: aware and naive UTC agree
         since = datetime(2026, 10, 5, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # 01:00 UTC

@@ -216,6 +216,7 @@ def test_a_deferred_send_is_decided_anew_by_the_gate_with_the_caps_as_they_are_t
     answer 'already allowed' but decides anew, and a cap filled in between (another loan's SMS) refuses it."""
     from datetime import datetime
 
+    from db.records import EventRecord
     from db.repo import GateRequest, GateStore
     from domain import compliance
     from domain.policy import ContactRules
@@ -245,7 +246,7 @@ def test_a_deferred_send_is_decided_anew_by_the_gate_with_the_caps_as_they_are_t
     q_now = None
     day1 = datetime(2031, 3, 4, 2, 0, tzinfo=UTC)
     assert ask("DEF-1", "DEF-L1", day1).allowed
-    repo.defer_contact("DEF-1", event=dict(workflow_id="loan-DEF-L1", loan_id="DEF-L1", kind="contact_deferred"))
+    repo.defer_contact("DEF-1", event=EventRecord(workflow_id="loan-DEF-L1", loan_id="DEF-L1", kind="contact_deferred"))
     assert [r.status for r in repo.contacts(loan_id="DEF-L1")] == ["deferred"]
     assert ask("DEF-2", "DEF-L2", day1).allowed  # the deferred one no longer holds the day's one SMS...
     again = ask("DEF-1", "DEF-L1", day1)  # ...so, asked again, it meets the cap

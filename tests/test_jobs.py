@@ -29,6 +29,7 @@ from app import schedules
 from console import worklists
 from db.engine import make_engine, migrate
 from db.jobs import CALENDAR_MISSING, RETENTION_ERASED, JobStore
+from db.records import CaseRecord, PaymentRecord
 from db.repo import Repo
 from db.tables import CaseRow, ContactChangeRow
 from domain import calendar
@@ -163,13 +164,17 @@ def loan(repo: Repo, loan_id: str, borrower: str, closed_at: datetime | None, gu
     )
     wid = f"loan-{loan_id}"
     if closed_at is None:
-        repo.project_case(wid, loan_id, "CNY", stage="reminder", status="active", outstanding=1_000_000)
+        repo.project_case(CaseRecord(wid, loan_id, "CNY", stage="reminder", status="active", outstanding=1_000_000))
     else:
         repo.project_case(
-            wid, loan_id, "CNY", stage="litigation", status="closed", outstanding=0, total_paid=1_000_000, closed_at=closed_at
+            CaseRecord(
+                wid, loan_id, "CNY", stage="litigation", status="closed", outstanding=0, total_paid=1_000_000, closed_at=closed_at
+            )
         )
         repo.record_payment(
-            payment_id=f"P-{loan_id}", loan_id=loan_id, workflow_id=wid, amount=1_000_000, currency="CNY", paid_at=closed_at
+            PaymentRecord(
+                payment_id=f"P-{loan_id}", loan_id=loan_id, workflow_id=wid, amount=1_000_000, currency="CNY", paid_at=closed_at
+            )
         )
 
 

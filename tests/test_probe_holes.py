@@ -15,6 +15,7 @@ from api.server import create_app
 from app import opening, portfolio, visibility
 from app.errors import BadInput
 from app.inputs import check_paid_at
+from db.records import CaseRecord
 from db.tables import ContactChangeRow
 from domain.models import PlanIn, ReleaseIn
 from infra.bodycap import BodyCap
@@ -77,7 +78,7 @@ def test_an_import_row_changing_a_running_case_s_terms_is_rejected_naming_the_co
         due_date=dt.date(2026, 10, 1),
         policy="default",
     )
-    repo.project_case("loan-HOLE1-I", "HOLE1-I", "CNY", stage="reminder", status="active", outstanding=100000)
+    repo.project_case(CaseRecord("loan-HOLE1-I", "HOLE1-I", "CNY", stage="reminder", status="active", outstanding=100000))
     rows = [
         portfolio.ImportRow(
             line=2,
