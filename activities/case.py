@@ -736,8 +736,8 @@ class CaseActivities:
                     currency=cur,
                     status="closed",
                     outcome=closed.outcome,
-                    outstanding=parse_amount(closed.outstanding, cur, allow_zero=True),
-                    total_paid=parse_amount(closed.total_paid, cur, allow_zero=True),
+                    outstanding=closed.outstanding_minor,
+                    total_paid=closed.total_paid_minor,
                     closed_at=closed.closed_at,
                 )
             )
@@ -907,8 +907,8 @@ def _projection(p: CaseProjection) -> CaseRecord:
         currency=p.currency,
         stage=p.stage,
         status=p.status,
-        outstanding=parse_amount(p.outstanding, p.currency, allow_zero=True),
-        total_paid=parse_amount(p.total_paid, p.currency, allow_zero=True),
+        outstanding=p.outstanding_minor,
+        total_paid=p.total_paid_minor,
     )
 
 

@@ -155,8 +155,8 @@ class CaseProjection(Contract):
     currency: str
     stage: str
     status: Literal["active", "paused"]
-    outstanding: str
-    total_paid: str
+    outstanding_minor: Minor
+    total_paid_minor: Minor
 
 
 class StepSend(Contract):
@@ -240,8 +240,8 @@ class CaseClosed(Contract):
     case_key: str
     loan_id: str
     outcome: Outcome
-    outstanding: str
-    total_paid: str
+    outstanding_minor: Minor
+    total_paid_minor: Minor
     currency: str
     closed_at: dt.datetime
     events: list[Event] = []

@@ -731,8 +731,8 @@ class CollectionCase:
             currency=self.inp.currency,
             stage=s.stage,
             status="paused" if case.status_name() == "paused" else "active",
-            outstanding=case.amount(s.balances.total),
-            total_paid=case.amount(s.total_paid),
+            outstanding_minor=s.balances.total,
+            total_paid_minor=s.total_paid,
         )
 
     async def _record_closed(self) -> None:
@@ -746,8 +746,8 @@ class CollectionCase:
                 case_key=self.case_key,
                 loan_id=self.inp.loan_id,
                 outcome=s.outcome,
-                outstanding=self.case.amount(s.balances.total),
-                total_paid=self.case.amount(s.total_paid),
+                outstanding_minor=s.balances.total,
+                total_paid_minor=s.total_paid,
                 currency=self.inp.currency,
                 closed_at=s.closed_at,
                 events=events,
