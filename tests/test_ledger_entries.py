@@ -69,7 +69,9 @@ def test_the_case_records_its_ledger_entries_as_local_activities():
 
     for name in ("_ledger", "_ledger_reversal"):
         src = inspect.getsource(getattr(case_workflow.CollectionCase, name))
-        assert "execute_local_activity" in src and "execute_activity(" not in src, name
+        assert "self._local(" in src and "execute_activity" not in src, name
+    local = inspect.getsource(case_workflow.CollectionCase._local)
+    assert "execute_local_activity_method" in local and "execute_activity" not in local
     assert channels.RECORD_PAYMENT and channels.RECORD_REVERSAL
 
 

@@ -20,6 +20,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.case import CaseActivities
     from activities.contracts import (
         GATEWAY_BACKOFF,
         LOCAL_RETRY_SECONDS,
@@ -34,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         LedgerEntry,
         RejectedInput,
         ReversalEntry,
-        StepOutcome,
         StepRun,
         StepSend,
         UnappliedPayment,
@@ -67,7 +67,6 @@ with workflow.unsafe.imports_passed_through():
         PlanIn,
         PlanResult,
         PromiseIn,
-        RecordedCalendar,
         ReleaseIn,
         ReversalIn,
         SuspensionIn,
@@ -113,7 +112,8 @@ SEND_RETRY = RetryPolicy(
 )
 SEND_BACKOFF = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=10)
-R = TypeVar("R")
+T = TypeVar("T")
+LOCAL_TIMEOUT = timedelta(seconds=30)  # an attempt of one of the case's local activities
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -208,15 +208,20 @@ class CollectionCase:
         )
         return shown.of(case, workflow.now())
 
+    async def _local(self, activity: Callable[..., Awaitable[T]], arg: Any, *, summary: str) -> T:
+        """One of the case's own local activities (activities/case.py CaseActivities), by method: 30 s an attempt,
+        tried again until it answers (RECORD_RETRY); its name in history is its `activity.defn`'s (domain/channels.py),
+        so a history recorded when it was called by name replays the same."""
+        return await workflow.execute_local_activity_method(
+            activity, arg, start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=RECORD_RETRY, summary=summary
+        )
+
     async def _record_calendars(self, years: list[int], now: datetime) -> None:
         """Ask which of `years` are in force (a local activity: its answer is in history, so a replay counts with the
         same days whatever calendars the worker holds by then) and keep them in the case's state."""
-        got = await workflow.execute_local_activity(
-            channels.CALENDAR_YEARS,
+        got = await self._local(
+            CaseActivities.calendar_years,
             years,
-            result_type=list[RecordedCalendar],
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"calendar years {', '.join(map(str, years))}",
         )
         self.case.record_calendars(years, got, now)
@@ -405,7 +410,7 @@ class CollectionCase:
                 return deferred.record
 
         for action in plan.tasks:  # agent mode: a task for the floor instead of a send (domain/tasks.py)
-            info = await self._task(channels.OPEN_TASK, self._task_request(step.key, action), f"{step.key}: {action} task")
+            info = await self._task(CaseActivities.open_task, self._task_request(step.key, action), f"{step.key}: {action} task")
             case.task_opened(idx, info, workflow.now())
         outs += await asyncio.gather(*(send(action) for action in allowed))
         results = [o for o in outs if isinstance(o, ContactResult)]
@@ -443,31 +448,22 @@ class CollectionCase:
             )
         )
 
-    async def _task(self, activity: str, req: TaskOpen, summary: str) -> TaskInfo:
-        return await workflow.execute_local_activity(
-            activity,
-            req,
-            result_type=TaskInfo,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
-            summary=summary,
-        )
+    async def _task(self, activity: Callable[..., Awaitable[TaskInfo]], req: TaskOpen, summary: str) -> TaskInfo:
+        return await self._local(activity, req, summary=summary)
 
     async def _requeue_task(self) -> None:
         a = self.case.state.awaiting
         assert a is not None and a.task_id is not None  # Case.requeue_due said so
         req = self._task_request(a.step, a.kind, task_id=a.task_id, requeues=a.requeues + 1)
-        info = await self._task(channels.REQUEUE_TASK, req, f"{a.step}: {a.kind} task re-queued")
+        info = await self._task(CaseActivities.requeue_task, req, f"{a.step}: {a.kind} task re-queued")
         self.case.task_requeued(info, workflow.now())
         await self._record_events()
 
     async def _end_tasks(self) -> None:
         ends, self.case.state.task_ends = self.case.state.task_ends, []
-        await workflow.execute_local_activity(
-            channels.END_TASKS,
+        await self._local(
+            CaseActivities.end_tasks,
             ends,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"{len(ends)} task(s) ended",
         )
         await self._record_events()  # why they ended (an outcome, the wait's end, the closure) with them
@@ -493,12 +489,9 @@ class CollectionCase:
     async def _gate(self, step_key: str, actions: list[str], refusals: list) -> list[str]:
         """Ask the contact gate (a local activity: one marker in history) about `actions`; return the allowed ones."""
         now = workflow.now()
-        decisions = await workflow.execute_local_activity(
-            channels.CHECK_CONTACTS,
+        decisions = await self._local(
+            CaseActivities.check_contacts,
             self._gate_check(step_key, actions, now),
-            result_type=list[GateDecision],
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"{step_key}: contact gate",
         )
         return self._take_decisions(step_key, decisions, now, refusals)
@@ -537,17 +530,14 @@ class CollectionCase:
         # the case row goes with the step's outcomes: the loop's next projection finds it written when nothing else
         # changed, and costs no local activity of its own
         projection = self._projection_row() if self.versions.projection and not case.state.closed else None
-        out = await workflow.execute_local_activity(
-            channels.RUN_STEP,
+        out = await self._local(
+            CaseActivities.run_step,
             StepRun(
                 check=self._gate_check(step.key, actions, now),
                 request=req.model_copy(update={"now": now, "rules": case.policy.contact}),
                 sends=[StepSend(action=channels.action_name(a), letter=_letter(a, step.letter)) for a in actions],
                 projection=projection,
             ),
-            result_type=StepOutcome,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"{step.key}: contact gate and sends",
         )
         self._audited(events)
@@ -699,11 +689,9 @@ class CollectionCase:
         events = self.case.unaudited()
         if not events:
             return
-        await workflow.execute_local_activity(
-            channels.RECORD_EVENTS,
+        await self._local(
+            CaseActivities.record_events,
             AuditEvents(workflow_id=self.inp.workflow_id, case_key=self.case_key, loan_id=self.inp.loan_id, events=events),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary="audit trail",
         )
         self._audited(events)
@@ -714,11 +702,9 @@ class CollectionCase:
         row = self._projection_row()
         if row == self._projected:
             return
-        await workflow.execute_local_activity(
-            channels.PROJECT_CASE,
+        await self._local(
+            CaseActivities.project_case,
             row,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"case row: {row.stage}, {row.status}",
         )
         self._projected = row
@@ -739,8 +725,8 @@ class CollectionCase:
         s = self.case.state
         assert s.outcome is not None and s.closed_at is not None  # recorded once the case has closed
         events = self.case.unaudited()
-        await workflow.execute_local_activity(
-            channels.RECORD_CASE_CLOSED,
+        await self._local(
+            CaseActivities.record_case_closed,
             CaseClosed(
                 workflow_id=self.inp.workflow_id,
                 case_key=self.case_key,
@@ -752,8 +738,6 @@ class CollectionCase:
                 closed_at=s.closed_at,
                 events=events,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"closed: {s.outcome}",
         )
 
@@ -904,8 +888,8 @@ class CollectionCase:
         """Write an applied payment to the ledger (exactly once: the payment id is unique there)."""
         case, rec = self.case, self.case.state.payments[payment_id]
         events = self.case.unaudited()
-        await workflow.execute_local_activity(
-            channels.RECORD_PAYMENT,
+        await self._local(
+            CaseActivities.record_payment,
             LedgerEntry(
                 workflow_id=self.inp.workflow_id,
                 case_key=self.case_key,
@@ -919,8 +903,6 @@ class CollectionCase:
                 total_paid_minor=case.state.total_paid,
                 events=events,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"ledger: payment {payment_id}",
         )
         self._audited(events)
@@ -938,8 +920,8 @@ class CollectionCase:
         events = self.case.unaudited()
         self._hold_syncs += 1
         try:
-            await workflow.execute_local_activity(
-                channels.RECORD_HOLD,
+            await self._local(
+                CaseActivities.record_hold,
                 HoldChange(
                     workflow_id=self.inp.workflow_id,
                     case_key=self.case_key,
@@ -953,8 +935,6 @@ class CollectionCase:
                     released_by=released_by,
                     events=events,
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RECORD_RETRY,
                 summary=f"{'release' if released else 'place'} {kind} hold",
             )
         finally:
@@ -1056,8 +1036,8 @@ class CollectionCase:
         case, rec = self.case, self.case.state.payments[payment_id]
         assert rec.reversed_at is not None  # written once the reversal was applied
         events = case.unaudited()
-        await workflow.execute_local_activity(
-            channels.RECORD_REVERSAL,
+        await self._local(
+            CaseActivities.record_reversal,
             ReversalEntry(
                 workflow_id=self.inp.workflow_id,
                 run_id=workflow.info().run_id,
@@ -1073,8 +1053,6 @@ class CollectionCase:
                 reopened=reopened,
                 events=events,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"ledger: reversal of {payment_id}",
         )
         self._audited(events)
@@ -1180,8 +1158,8 @@ class CollectionCase:
         self.case.state.events[-1].actor = who[:40]  # the audit trail keeps 40 characters of an actor
         _count_rejected(metric)
         events = self.case.unaudited()
-        await workflow.execute_local_activity(
-            channels.RECORD_REJECTED_INPUT,
+        await self._local(
+            CaseActivities.record_rejected_input,
             RejectedInput(
                 workflow_id=self.inp.workflow_id,
                 case_key=self.case_key,
@@ -1196,8 +1174,6 @@ class CollectionCase:
                 events=events,
                 unapplied=unapplied,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
             summary=f"rejected input: {shown}",
         )
         self._audited(events)
