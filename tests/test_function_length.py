@@ -45,8 +45,6 @@ REASONS: dict[str, str] = {
     "console/dashboard.py::build": "not yet split",
     "console/demo.py::main": "not yet split",
     "devstack/demo.py::updates": "not yet split",
-    "devstack/stack.py::children": "not yet split",
-    "encryption/codec_server.py::create_app": "not yet split",
     "sim/report.py::markdown": "not yet split",
     "sim/run.py::simulate": "not yet split",
 }
