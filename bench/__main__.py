@@ -4,7 +4,7 @@
     python -m bench --small         # the test suite's size (about a minute)
     python -m bench --only start,memory,reaction,import --live 2000
     python -m bench --profile       # py-spy the worker during items 1-3 and 5 and during item 4
-    python -m bench --only direct --direct-loans 10000,100000 --direct-sweep 10000   # item 6 at the issue's sizes
+    python -m bench --only direct --direct-loans 10000,100000 --direct-sweep 10000   # item 6 at its goal's sizes
 
 Items 1, 2, 3 and 5 share one Temporal dev server, database, sandbox gateway and worker process (item 1's peer
 baseline, bench/peer.py, has a worker process of its own); item 4 runs on the time-skipping test server with a
