@@ -34,10 +34,7 @@ REASONS: dict[str, str] = {
     "app/portfolio.py::_upsert": "not yet split",
     "app/portfolio.py::_validate_row": "not yet split",
     "app/portfolio.py::import_portfolio": "not yet split",
-    "console/bench_dashboard.py::seed": "not yet split",
     "console/dashboard.py::build": "not yet split",
-    "console/demo.py::main": "not yet split",
-    "devstack/demo.py::updates": "not yet split",
     "sim/report.py::markdown": "not yet split",
     "sim/run.py::simulate": "not yet split",
 }
