@@ -150,8 +150,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
 
 class Sessions:
     """Server-side sign-in sessions: the cookie is a random id, the server keeps who it belongs to and until
-    when. Signing out deletes it, so the cookie is dead at once (an HMAC cookie still decoded after logout:
-    issue 14, hole 7). A restart signs everybody out."""
+    when. Signing out deletes it, so the cookie is dead at once: a signed cookie carrying its own expiry would
+    still be accepted after sign-out, until it expired, by anyone holding a copy. A restart signs everybody out."""
 
     def __init__(self, seconds: int = SESSION_SECONDS) -> None:
         self.seconds = seconds

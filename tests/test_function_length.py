@@ -30,13 +30,6 @@ REASONS: dict[str, str] = {
     "app/inputs.py::record_payment": _SPLIT_ELSEWHERE.format("app/inputs.py"),
     "activities/case.py::CaseActivities._deliver": _SPLIT_ELSEWHERE.format("activities/case.py"),
     "domain/legal.py::check": _SPLIT_ELSEWHERE.format("domain/legal.py"),
-    "api/server.py::create_app": "not yet split",
-    "app/portfolio.py::_upsert": "not yet split",
-    "app/portfolio.py::_validate_row": "not yet split",
-    "app/portfolio.py::import_portfolio": "not yet split",
-    "console/dashboard.py::build": "not yet split",
-    "sim/report.py::markdown": "not yet split",
-    "sim/run.py::simulate": "not yet split",
 }
 
 
