@@ -123,11 +123,18 @@ def case_input_example() -> str:
 
 
 def render() -> str:
+    """docs/workflow-contract.md, section by section, from the workflow's own definition and the input models."""
     defn = _definition()
     updates = {n: d for n, d in defn.updates.items() if n}
     queries = {n: d for n, d in defn.queries.items() if n}
     assert set(EXAMPLES) == set(updates), f"every update has an example: {set(EXAMPLES) ^ set(updates)}"
-    out = [
+    out = _workflow_section(defn) + _updates_section(updates) + _signals_section() + _queries_section(queries)
+    return "\n".join(out + _values_section())
+
+
+def _workflow_section(defn: Any) -> list[str]:
+    """The title and the workflow itself: its type, id, queue, payloads, how to open a case, who may send."""
+    return [
         "# The CollectionCase workflow's contract",
         "",
         "<!-- Written by `python -m app.contract --write` from workflows/case.py and domain/models.py; "
@@ -174,6 +181,12 @@ def render() -> str:
         f"application sets ({', '.join(f'`{f}`' for f in APPLICATION_FIELDS)}) are refused in a signal, and an input",
         "that needs a second person's approval is refused too.",
         "",
+    ]
+
+
+def _updates_section(updates: dict[str, Any]) -> list[str]:
+    """The updates' table, then one part per update: its doc, a CLI example, its input's and result's schemas."""
+    out = [
         "## Updates: an answer now",
         "",
         "An update is validated before it touches the history (a refusal leaves no trace in it) and answers with its",
@@ -204,7 +217,12 @@ def render() -> str:
         out += ["", f"### {name}", ""] + ([doc, ""] if doc else [])
         out += [_cli("update execute", name, ex.value), "", f"Input `{_type_name(arg)}`:", "", _schema(arg)]
         out += ["", f"Result `{_type_name(_result_type(d.fn))}`:", "", _schema(_result_type(d.fn))]
-    out += [
+    return out
+
+
+def _signals_section() -> list[str]:
+    """Signals: how a refusal is recorded instead of answered, the signals' table and a CLI example."""
+    out = [
         "",
         "## Signals: a feed that does not wait",
         "",
@@ -262,8 +280,13 @@ def render() -> str:
         "Then read what became of it: the status query below (`total_paid`, and `events` of kind `payment` or",
         "`input_rejected`), or the console's worklist.",
         "",
-        "## Queries",
     ]
+    return out
+
+
+def _queries_section(queries: dict[str, Any]) -> list[str]:
+    """One part per query: its doc, a CLI example and its result's schema (the status's; the state's is CaseInput's)."""
+    out = ["## Queries"]
     for name, d in queries.items():
         doc = (d.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         rt = _result_type(d.fn)
@@ -273,7 +296,12 @@ def render() -> str:
             out += [f"Result `{_type_name(rt)}`:", "", _schema(rt)]
         else:
             out += [f"Result `{_type_name(rt)}` (the case's input with its state; its schema is `CaseInput`'s)."]
-    out += [
+    return out
+
+
+def _values_section() -> list[str]:
+    """The closed vocabularies (outcomes, court events) and how money is written."""
+    return [
         "",
         "## Values",
         "",
@@ -286,7 +314,6 @@ def render() -> str:
         f"The case's input (`CaseInput`) has {len(CaseInput.model_fields)} fields; see domain/models.py.",
         "",
     ]
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:

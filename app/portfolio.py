@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import datetime as dt
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -145,65 +146,20 @@ class _PolicyChooser:
         return found
 
 
+_Bad = Callable[[str, str], None]  # records a rejection: (column, reason)
+
+
 def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> ImportRow | list[Rejection]:
+    """One CSV row checked column by column, every fault in it reported (not only the first): its ImportRow, or its
+    rejections in the columns' order."""
     errors: list[tuple[str, str]] = []
 
     def bad(col: str, reason: str) -> None:
         errors.append((col, reason))
 
-    for col in ("loan_id", "borrower_id"):
-        if not v[col]:
-            bad(col, "is empty")
-        elif not ID_RE.fullmatch(v[col]):
-            bad(col, f"{v[col]!r} is not an id (1-64 letters, digits or _.:- starting with a letter or digit)")
-    for col, limit, required in (("name", 200, True), ("address", 500, False)):
-        if not v[col]:
-            if required:
-                bad(col, "is empty")
-        elif len(v[col]) > limit:
-            bad(col, f"is longer than {limit} characters")
-        elif CONTROL_RE.search(v[col]):
-            bad(col, "contains a control character")
-    if v["phone"] and (len(v["phone"]) > 32 or not PHONE_RE.fullmatch(v["phone"])):
-        bad("phone", f"{v['phone']!r} is not a phone number (digits, optional leading +)")
-    if v["email"] and (len(v["email"]) > 254 or not EMAIL_RE.fullmatch(v["email"])):
-        bad("email", f"{v['email']!r} is not an email address")
-    if not v["timezone"]:
-        bad("timezone", "is empty")
-    else:
-        try:
-            zone(v["timezone"])
-        except InvalidInput as exc:
-            bad("timezone", exc.reason)
-    currency_ok = False
-    if not v["currency"]:
-        bad("currency", "is empty")
-    else:
-        try:
-            check_currency(v["currency"])
-            currency_ok = True
-        except InvalidInput as exc:
-            bad("currency", exc.reason)
-    amounts: dict[str, int] = {}
-    for col in ("principal", "interest", "fees"):
-        text = v[col] or ("" if col == "principal" else "0")
-        if currency_ok:
-            try:
-                amounts[col] = parse_amount(text, v["currency"], col, allow_zero=True)
-            except InvalidInput as exc:
-                bad(col, exc.reason)
-    if len(amounts) == 3 and sum(amounts.values()) <= 0:
-        bad("principal", "the loan owes nothing (principal + interest + fees must be above zero)")
-    due = None
-    if not v["due_date"]:
-        bad("due_date", "is empty")
-    else:
-        try:
-            due = check_date(v["due_date"], "due_date")
-            if not EARLIEST_DUE <= due <= LATEST_DUE:
-                bad("due_date", f"{due.isoformat()} is outside {EARLIEST_DUE}..{LATEST_DUE}")
-        except BadInput as exc:
-            bad("due_date", exc.reason)
+    _check_borrower(v, bad)
+    amounts = _check_amounts(v, bad)
+    due = _check_due(v, bad)
     product = v["product"] or "personal_loan"
     segment = v["segment"] or "retail"
     for col, value in (("product", product), ("segment", segment)):
@@ -238,6 +194,74 @@ def _validate_row(line: int, v: dict[str, str], choose: _PolicyChooser) -> Impor
         return [Rejection(line=line, column=col, reason=reason, loan_id=loan_id)]
     contact = Contact(name=v["name"], phone=v["phone"] or None, email=v["email"] or None, address=v["address"] or None)
     return ImportRow(line=line, inp=inp, contact=contact, product=product)
+
+
+def _check_borrower(v: dict[str, str], bad: _Bad) -> None:
+    """The ids, the borrower's name, address, phone and email, and their time zone."""
+    for col in ("loan_id", "borrower_id"):
+        if not v[col]:
+            bad(col, "is empty")
+        elif not ID_RE.fullmatch(v[col]):
+            bad(col, f"{v[col]!r} is not an id (1-64 letters, digits or _.:- starting with a letter or digit)")
+    for col, limit, required in (("name", 200, True), ("address", 500, False)):
+        if not v[col]:
+            if required:
+                bad(col, "is empty")
+        elif len(v[col]) > limit:
+            bad(col, f"is longer than {limit} characters")
+        elif CONTROL_RE.search(v[col]):
+            bad(col, "contains a control character")
+    if v["phone"] and (len(v["phone"]) > 32 or not PHONE_RE.fullmatch(v["phone"])):
+        bad("phone", f"{v['phone']!r} is not a phone number (digits, optional leading +)")
+    if v["email"] and (len(v["email"]) > 254 or not EMAIL_RE.fullmatch(v["email"])):
+        bad("email", f"{v['email']!r} is not an email address")
+    if not v["timezone"]:
+        bad("timezone", "is empty")
+    else:
+        try:
+            zone(v["timezone"])
+        except InvalidInput as exc:
+            bad("timezone", exc.reason)
+
+
+def _check_amounts(v: dict[str, str], bad: _Bad) -> dict[str, int]:
+    """The currency and the three amounts in its minor units (read only in a known currency: its decimals decide
+    them); column -> amount for each one that reads."""
+    currency_ok = False
+    if not v["currency"]:
+        bad("currency", "is empty")
+    else:
+        try:
+            check_currency(v["currency"])
+            currency_ok = True
+        except InvalidInput as exc:
+            bad("currency", exc.reason)
+    amounts: dict[str, int] = {}
+    for col in ("principal", "interest", "fees"):
+        text = v[col] or ("" if col == "principal" else "0")
+        if currency_ok:
+            try:
+                amounts[col] = parse_amount(text, v["currency"], col, allow_zero=True)
+            except InvalidInput as exc:
+                bad(col, exc.reason)
+    if len(amounts) == 3 and sum(amounts.values()) <= 0:
+        bad("principal", "the loan owes nothing (principal + interest + fees must be above zero)")
+    return amounts
+
+
+def _check_due(v: dict[str, str], bad: _Bad) -> dt.date | None:
+    """The due date, within the window the import accepts; None when it is missing or does not read."""
+    due = None
+    if not v["due_date"]:
+        bad("due_date", "is empty")
+    else:
+        try:
+            due = check_date(v["due_date"], "due_date")
+            if not EARLIEST_DUE <= due <= LATEST_DUE:
+                bad("due_date", f"{due.isoformat()} is outside {EARLIEST_DUE}..{LATEST_DUE}")
+        except BadInput as exc:
+            bad("due_date", exc.reason)
+    return due
 
 
 def read_portfolio(path: str | Path, policy: str | None = None) -> Generator[ImportRow | list[Rejection], None, None]:
@@ -334,15 +358,27 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
     """Borrowers and loans of a batch in one transaction (insert, or update what the file says).
 
     A loan whose case is open (by the case projection) keeps its rows: the same terms are left alone (the
-    row counts as already running), different ones are returned as rejections naming the field (issue 14,
-    hole 1); they are taken out of `batch`."""
-    from sqlalchemy import select
-    from sqlalchemy.dialects import postgresql, sqlite
-    from sqlmodel import col
-
-    from db.tables import BorrowerRow, CaseRow, LoanRow, table_of, utcnow
+    row counts as already running), different ones are returned as rejections naming the field, since a running
+    case's terms are pinned in it and rows that disagreed with it would mislead every reader of the database; they
+    are taken out of `batch`."""
+    from db.tables import utcnow
 
     now = utcnow()
+    rejected, keep, frozen = _against_open_cases(repo, batch)
+    batch[:] = keep + frozen
+    if not keep:
+        return rejected
+    _write_rows(repo, _borrower_rows(keep, now), _loan_rows(keep, now), now)
+    return rejected
+
+
+def _against_open_cases(repo, batch: list[ImportRow]) -> tuple[list[Rejection], list[ImportRow], list[ImportRow]]:
+    """(rejections, rows to write, rows of open cases with the same terms): the batch against the open cases."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from db.tables import CaseRow, LoanRow
+
     rejected: list[Rejection] = []
     with repo.session() as s:
         ids = [r.inp.workflow_id for r in batch]
@@ -361,10 +397,11 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
             rejected.append(Rejection(line=r.line, column=diff[0], reason=diff[1], loan_id=r.inp.loan_id))
         else:
             frozen.append(r)
-    batch[:] = keep + frozen
-    if not keep:
-        return rejected
-    writes = keep
+    return rejected, keep, frozen
+
+
+def _borrower_rows(writes: list[ImportRow], now) -> dict[str, dict[str, Any]]:
+    """borrower id -> its row's columns from the file (a borrower on several rows: the last row's details)."""
     borrowers: dict[str, dict[str, Any]] = {}
     for r in writes:
         c = r.contact
@@ -377,7 +414,12 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
             timezone=r.inp.timezone,
             updated_at=now,
         )
-    loans = [
+    return borrowers
+
+
+def _loan_rows(writes: list[ImportRow], now) -> list[dict[str, Any]]:
+    """Each loan's row columns from the file."""
+    return [
         dict(
             id=r.inp.loan_id,
             borrower_id=r.inp.borrower_id,
@@ -394,6 +436,14 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
         )
         for r in writes
     ]
+
+
+def _write_rows(repo, borrowers: dict[str, dict[str, Any]], loans: list[dict[str, Any]], now) -> None:
+    """Inserts the borrowers, then the loans, or updates what the file says of those already there, in one transaction."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from db.tables import BorrowerRow, LoanRow, table_of
+
     with repo.session() as s:
         dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
         b = dialect.insert(table_of(BorrowerRow))
@@ -427,7 +477,6 @@ def _upsert(repo, batch: list[ImportRow]) -> list[Rejection]:
             [{**row, "created_at": now} for row in loans],
         )
         s.commit()
-    return rejected
 
 
 async def import_portfolio(
@@ -456,23 +505,49 @@ async def import_portfolio(
     rows = read_portfolio(path, policy)  # header, file and policy errors raise here, before any change
     summary = ImportSummary(file=str(path), dry_run=dry_run)
     started_at = time.perf_counter()
-    tick = progress or (lambda n: None)
+    run = _Import(summary, repo, task_queue, progress or (lambda n: None), concurrency)
+    workers = [] if dry_run or client is None else [asyncio.create_task(run.starter(client)) for _ in range(concurrency)]
+    try:
+        await run.feed(rows, dry_run, batch_size)
+        for _ in workers:
+            await run.queue.put(None)
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        rows.close()
+    summary.rejections.sort(key=lambda r: r.line)
+    summary.seconds = round(time.perf_counter() - started_at, 3)
+    summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
+    return summary
 
-    def reject(rs: list[Rejection]) -> None:
+
+class _Import:
+    """One import under way: its summary, the batch waiting for the database, and the queue of rows written and
+    waiting for a case start (bounded, so a large file never sits in memory whole)."""
+
+    def __init__(self, summary: ImportSummary, repo, task_queue: str | None, tick: Callable[[int], None], concurrency: int):
+        self.summary, self.repo, self.task_queue, self.tick = summary, repo, task_queue, tick
+        self.queue: asyncio.Queue[ImportRow | None] = asyncio.Queue(maxsize=concurrency * 2)
+        self.batch: list[ImportRow] = []
+
+    def reject(self, rs: list[Rejection]) -> None:
+        """A row refused: counted, and its reasons listed up to MAX_LISTED_REJECTIONS (then only counted)."""
+        summary = self.summary
         summary.rejected += 1
         for r in rs:
             if len(summary.rejections) < MAX_LISTED_REJECTIONS:
                 summary.rejections.append(r)
             else:
                 summary.rejections_not_listed += 1
-        tick(1)
+        self.tick(1)
 
-    queue: asyncio.Queue[ImportRow | None] = asyncio.Queue(maxsize=concurrency * 2)
-
-    async def starter(client: Client) -> None:
-        while (row := await queue.get()) is not None:
+    async def starter(self, client: Client) -> None:
+        """Starts the queued rows' cases until it takes None; a start that fails is reported on its row."""
+        summary = self.summary
+        while (row := await self.queue.get()) is not None:
             try:
-                if await start_case(client, row.inp, task_queue):
+                if await start_case(client, row.inp, self.task_queue):
                     summary.started += 1
                 else:
                     summary.already_running += 1
@@ -483,45 +558,35 @@ async def import_portfolio(
                     summary.rejections.append(
                         Rejection(line=row.line, column=None, reason=reject_reason, loan_id=row.inp.loan_id)
                     )
-            tick(1)
+            self.tick(1)
 
-    workers = [] if dry_run or client is None else [asyncio.create_task(starter(client)) for _ in range(concurrency)]
-    batch: list[ImportRow] = []
-
-    async def flush() -> None:
-        if batch:
-            refused = await asyncio.to_thread(_upsert, repo, batch)
+    async def flush(self) -> None:
+        """Writes the batch's borrowers and loans, then queues its rows for their cases (those refused against an open
+        case are rejected instead)."""
+        if self.batch:
+            refused = await asyncio.to_thread(_upsert, self.repo, self.batch)
             for rej in refused:
-                summary.valid -= 1
-                reject([rej])
-            for r in batch:
-                await queue.put(r)
-            batch.clear()
+                self.summary.valid -= 1
+                self.reject([rej])
+            for r in self.batch:
+                await self.queue.put(r)
+            self.batch.clear()
 
-    try:
+    async def feed(self, rows: Iterator[ImportRow | list[Rejection]], dry_run: bool, batch_size: int) -> None:
+        """Reads every row: a rejected one is reported, a valid one batched (or, in a dry run, only counted)."""
+        summary = self.summary
         for n, item in enumerate(rows, 1):
             summary.rows += 1
             if isinstance(item, list):
-                reject(item)
+                self.reject(item)
                 continue
             summary.valid += 1
             if dry_run:
-                tick(1)
+                self.tick(1)
                 continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                await flush()
+            self.batch.append(item)
+            if len(self.batch) >= batch_size:
+                await self.flush()
             elif n % 500 == 0:
                 await asyncio.sleep(0)  # let the starters run while a batch fills
-        await flush()
-        for _ in workers:
-            await queue.put(None)
-        await asyncio.gather(*workers)
-    finally:
-        for w in workers:
-            w.cancel()
-        rows.close()
-    summary.rejections.sort(key=lambda r: r.line)
-    summary.seconds = round(time.perf_counter() - started_at, 3)
-    summary.rows_per_second = round(summary.rows / summary.seconds, 1) if summary.seconds else 0.0
-    return summary
+        await self.flush()

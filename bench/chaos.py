@@ -682,29 +682,16 @@ async def run(cfg: ChaosConfig) -> Report:
     began = time.monotonic()
     rng = random.Random(cfg.seed)
     own_dir = cfg.workdir is None
-    chaos_dir = load(BenchSettings).chaos_dir
-    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=str(chaos_dir) if chaos_dir else None))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = _workdir(cfg)
     log = (lambda msg: None) if cfg.quiet else say
     log(
         f"{cfg.cases} cases, {cfg.kills} worker kills, {cfg.server_restarts} server restarts, faults {cfg.faults:.0%}, "
         f"seed {cfg.seed}, a day is {cfg.day_seconds}s, chaos for {cfg.window:.0f}s; work directory {workdir}"
     )
 
-    keyring = codec.Keyring.from_env()
-    keys_env = {}
-    if keyring is None:
-        keys_env = {"PAYLOAD_KEYS": codec.new_key_entry(KEY_ID), "PAYLOAD_KEY_ID": KEY_ID}
-        keyring = codec.Keyring.from_env(keys_env)
-    converter = codec.data_converter(keyring)
-
+    converter, keys_env = _payload_keys()
     stack = contextlib.ExitStack()
-    pg: Postgres | None = None
-    db_note = "SQLite"
-    if cfg.database == "postgresql":
-        db_url, pg, db_note = await asyncio.to_thread(postgres_database, stack, cfg)
-    else:
-        db_url = f"sqlite:///{workdir / 'collections.db'}"
+    db_url, pg, db_note = await _database(stack, cfg, workdir)
     await asyncio.to_thread(migrate, db_url)
     repo = Repo(make_engine(db_url))
     policy = chaos_policy(cfg.day_seconds)
@@ -765,7 +752,41 @@ async def run(cfg: ChaosConfig) -> Report:
     report = Report(cfg, checks, rows, workdir, time.monotonic() - began, attempts)
     if not checks:
         report.checks = [Check("run completed", failures=["the run did not get to its checks"])]
-    if own_dir and not cfg.keep and not report.failures:
+    _leave_workdir(gw, workdir, keep=not (own_dir and not cfg.keep and not report.failures))
+    return report
+
+
+def _workdir(cfg: ChaosConfig) -> Path:
+    """The run's work directory: the one asked for, or a new one (under BENCH_CHAOS_DIR's folder when set)."""
+    chaos_dir = load(BenchSettings).chaos_dir
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="chaos-", dir=str(chaos_dir) if chaos_dir else None))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _payload_keys() -> tuple[Any, dict[str, str]]:
+    """The data converter with the payload codec, and the environment the workers need for its key: the
+    environment's own keys when it has them (nothing to pass on), else a new key made for this run."""
+    keyring = codec.Keyring.from_env()
+    keys_env = {}
+    if keyring is None:
+        keys_env = {"PAYLOAD_KEYS": codec.new_key_entry(KEY_ID), "PAYLOAD_KEY_ID": KEY_ID}
+        keyring = codec.Keyring.from_env(keys_env)
+    return codec.data_converter(keyring), keys_env
+
+
+async def _database(stack: contextlib.ExitStack, cfg: ChaosConfig, workdir: Path) -> tuple[str, Postgres | None, str]:
+    """(URL, the PostgreSQL cluster the run owns if any, how the report names it): PostgreSQL as asked, else a SQLite
+    file in the work directory."""
+    if cfg.database == "postgresql":
+        return await asyncio.to_thread(postgres_database, stack, cfg)
+    return f"sqlite:///{workdir / 'collections.db'}", None, "SQLite"
+
+
+def _leave_workdir(gw: RunningGateway, workdir: Path, keep: bool) -> None:
+    """Removes a work directory the run made, or keeps it (asked for, or a check failed) with the gateway's log
+    copied in, since that log is what explains a failed delivery check."""
+    if not keep:
         with contextlib.suppress(OSError):
             gw.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -775,7 +796,6 @@ async def run(cfg: ChaosConfig) -> Report:
             if gw.log_path.exists():
                 shutil.copy(gw.log_path, log_copy)
             gw.close()
-    return report
 
 
 def postgres_database(stack: contextlib.ExitStack, cfg: ChaosConfig) -> tuple[str, Postgres | None, str]:
@@ -967,95 +987,12 @@ async def inputs_under_chaos(
     t0 = time.monotonic()
     w = cfg.window
     times_of = [sorted(rng.uniform(0.02 * w, 0.85 * w) for _ in range(INPUTS_PER_KIND[m.kind])) for m in models]
-    if http is None:
-        driver = Driver(InProcess(client, repo), counters)
-        scripts: Awaitable[Any] = asyncio.gather(*(script(driver, m, t, t0) for m, t in zip(models, times_of, strict=True)))
-    else:
-        from bench import chaos_http
-
-        n = max(1, cfg.clients)
-        shards = [
-            chaos_http.Shard(
-                api_url=http["url"],
-                feed=http["feed"],
-                approver=http["approver"],
-                temporal_address=server.address,
-                models=models[i::n],
-                times=times_of[i::n],
-                t0=t0,
-                give_up_at=t0 + w + 120 + INPUT_GIVE_UP,
-                stalls=str(Path(http["workdir"]) / f"client-{i}-stalled.txt"),
-            )
-            for i in range(n)
-        ]
-        scripts = asyncio.ensure_future(chaos_http.drive_all(shards))
-
-    fault_log: list[str] = []
-
-    async def faults() -> None:
-        half = cfg.faults / 2
-        while True:
-            settings = {
-                "error_rate": half,
-                "lost_response_rate": half,
-                "latency_ms": rng.choice([0, 50, 150, 300]),
-                "burst_429": rng.choice([0, 0, 5, 20]),
-                "retry_after_s": 1,
-                "seed": rng.randrange(1 << 30),
-            }
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(gw.set_faults, **settings)
-                fault_log.append(f"{settings['latency_ms']}ms/{settings['burst_429']}")
-            await asyncio.sleep(rng.uniform(5, 12))
-
+    driver, scripts = _start_scripts(cfg, client, repo, models, times_of, t0, counters, server, http)
+    chaos = _Chaos(cfg, rng, client, server, gw, pool, log, pg, t0)
     events = chaos_events(cfg, rng)
-    kill_pauses: list[float] = []
-    background: list[asyncio.Task] = []
-
-    async def pg_restart(last: bool) -> None:
-        assert pg is not None
-        down, how = (cfg.pg_down, "fast") if last else (rng.uniform(1.0, 4.0), "immediate")
-        log(f"t={time.monotonic() - t0:5.1f}s stopping PostgreSQL ({how}) for {down:.0f}s")
-        took = await pg.restart(down, how)
-        log(f"t={time.monotonic() - t0:5.1f}s PostgreSQL back after {took:.1f}s")
-
-    async def kill(wp: WorkerProc) -> None:
-        pid = wp.proc.pid if wp.proc else None
-        pool.starting.add(wp)  # from the kill to the end of its restart: not chosen again
-        wp.kill()
-        pause = rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
-        kill_pauses.append(pause)
-        log(f"t={time.monotonic() - t0:5.1f}s SIGKILL worker {wp.index} ({pid}); a new one in {pause:.0f}s")
-        await asyncio.sleep(pause)
-        await pool.restart(wp, client)
-
-    async def chaos() -> None:
-        pg_events = [e for e in events if e[1] == "pg"]
-        for at, what in events:
-            delay = t0 + at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if what == "kill":
-                choice = pool.killable()
-                if not choice:  # every worker is down or starting: this kill has nothing to take
-                    log(f"t={time.monotonic() - t0:5.1f}s no worker up to kill (all restarting)")
-                    continue
-                wp = rng.choice(choice)
-                if len(pool.workers) == 1:
-                    await kill(wp)
-                else:  # the others go on meanwhile; kills are independent of each other
-                    background.append(asyncio.create_task(kill(wp)))
-            elif what == "pg":
-                background.append(asyncio.create_task(pg_restart(last=(at, what) == pg_events[-1])))
-            else:
-                log(f"t={time.monotonic() - t0:5.1f}s stopping the Temporal server")
-                down = await server.restart()
-                log(f"t={time.monotonic() - t0:5.1f}s Temporal server back after {down:.1f}s")
-        await asyncio.gather(*background)
-
-    fault_task = asyncio.create_task(faults())
-    await chaos()
-    if http is None:
+    fault_task = asyncio.create_task(chaos.faults())
+    await chaos.run(events)
+    if driver is not None:
         driver.give_up_at = time.monotonic() + INPUT_GIVE_UP
         await scripts
     else:
@@ -1077,7 +1014,139 @@ async def inputs_under_chaos(
     for wp in pool.workers:
         if not wp.alive:
             await pool.restart(wp, client)
-    return ChaosPhase(t0, chaos_end, counters, gw_stats, fault_log, kill_pauses)
+    return ChaosPhase(t0, chaos_end, counters, gw_stats, chaos.fault_log, chaos.kill_pauses)
+
+
+def _start_scripts(
+    cfg: ChaosConfig,
+    client: Client,
+    repo: Repo,
+    models: list[Model],
+    times_of: list[list[float]],
+    t0: float,
+    counters: Counters,
+    server: DevServer,
+    http: dict | None,
+) -> tuple[Driver | None, Awaitable[Any]]:
+    """Starts every case's script: in this process (its driver returned, to be told when to give up), or, given
+    `http`, through the API from `cfg.clients` client processes, each with a shard of the cases (no driver here)."""
+    if http is None:
+        driver = Driver(InProcess(client, repo), counters)
+        return driver, asyncio.gather(*(script(driver, m, t, t0) for m, t in zip(models, times_of, strict=True)))
+    from bench import chaos_http
+
+    n = max(1, cfg.clients)
+    shards = [
+        chaos_http.Shard(
+            api_url=http["url"],
+            feed=http["feed"],
+            approver=http["approver"],
+            temporal_address=server.address,
+            models=models[i::n],
+            times=times_of[i::n],
+            t0=t0,
+            give_up_at=t0 + cfg.window + 120 + INPUT_GIVE_UP,
+            stalls=str(Path(http["workdir"]) / f"client-{i}-stalled.txt"),
+        )
+        for i in range(n)
+    ]
+    return None, asyncio.ensure_future(chaos_http.drive_all(shards))
+
+
+class _Chaos:
+    """The chaos of one phase: the gateway's faults, the workers' kills and the servers' restarts, all drawing on the
+    run's one seeded `rng` (so a seed replays the same run), with what they did kept for the report."""
+
+    def __init__(
+        self,
+        cfg: ChaosConfig,
+        rng: random.Random,
+        client: Client,
+        server: DevServer,
+        gw: RunningGateway,
+        pool: Pool,
+        log: Callable[[str], None],
+        pg: Postgres | None,
+        t0: float,
+    ) -> None:
+        self.cfg = cfg
+        self.rng = rng
+        self.client = client
+        self.server = server
+        self.gw = gw
+        self.pool = pool
+        self.log = log
+        self.pg = pg
+        self.t0 = t0
+        self.fault_log: list[str] = []
+        self.kill_pauses: list[float] = []
+        self.background: list[asyncio.Task] = []
+
+    async def faults(self) -> None:
+        """New gateway faults every 5 to 12 s, until cancelled: errors and lost responses, latency, bursts of 429."""
+        rng = self.rng
+        half = self.cfg.faults / 2
+        while True:
+            settings = {
+                "error_rate": half,
+                "lost_response_rate": half,
+                "latency_ms": rng.choice([0, 50, 150, 300]),
+                "burst_429": rng.choice([0, 0, 5, 20]),
+                "retry_after_s": 1,
+                "seed": rng.randrange(1 << 30),
+            }
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.gw.set_faults, **settings)
+                self.fault_log.append(f"{settings['latency_ms']}ms/{settings['burst_429']}")
+            await asyncio.sleep(rng.uniform(5, 12))
+
+    async def pg_restart(self, last: bool) -> None:
+        """Stops PostgreSQL and starts it again: a crash (immediate) for a moment, or, the last time, a clean stop for
+        `cfg.pg_down` seconds."""
+        assert self.pg is not None
+        t0 = self.t0
+        down, how = (self.cfg.pg_down, "fast") if last else (self.rng.uniform(1.0, 4.0), "immediate")
+        self.log(f"t={time.monotonic() - t0:5.1f}s stopping PostgreSQL ({how}) for {down:.0f}s")
+        took = await self.pg.restart(down, how)
+        self.log(f"t={time.monotonic() - t0:5.1f}s PostgreSQL back after {took:.1f}s")
+
+    async def kill(self, wp: WorkerProc) -> None:
+        """SIGKILL one worker, and start a new one in its place after a drawn pause (none, or up to 8 s)."""
+        pid = wp.proc.pid if wp.proc else None
+        self.pool.starting.add(wp)  # from the kill to the end of its restart: not chosen again
+        wp.kill()
+        pause = self.rng.choice([0.0, 0.0, 1.0, 3.0, 8.0])
+        self.kill_pauses.append(pause)
+        self.log(f"t={time.monotonic() - self.t0:5.1f}s SIGKILL worker {wp.index} ({pid}); a new one in {pause:.0f}s")
+        await asyncio.sleep(pause)
+        await self.pool.restart(wp, self.client)
+
+    async def run(self, events: list[tuple[float, str]]) -> None:
+        """Each event at its time (a kill, a PostgreSQL restart or a Temporal restart), then waits for those still
+        under way."""
+        t0 = self.t0
+        pg_events = [e for e in events if e[1] == "pg"]
+        for at, what in events:
+            delay = t0 + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if what == "kill":
+                choice = self.pool.killable()
+                if not choice:  # every worker is down or starting: this kill has nothing to take
+                    self.log(f"t={time.monotonic() - t0:5.1f}s no worker up to kill (all restarting)")
+                    continue
+                wp = self.rng.choice(choice)
+                if len(self.pool.workers) == 1:
+                    await self.kill(wp)
+                else:  # the others go on meanwhile; kills are independent of each other
+                    self.background.append(asyncio.create_task(self.kill(wp)))
+            elif what == "pg":
+                self.background.append(asyncio.create_task(self.pg_restart(last=(at, what) == pg_events[-1])))
+            else:
+                self.log(f"t={time.monotonic() - t0:5.1f}s stopping the Temporal server")
+                down = await self.server.restart()
+                self.log(f"t={time.monotonic() - t0:5.1f}s Temporal server back after {down:.1f}s")
+        await asyncio.gather(*self.background)
 
 
 async def settle(cfg: ChaosConfig, client: Client, repo: Repo, loans: list[str], log: Callable[[str], None]) -> None:
@@ -1191,10 +1260,26 @@ def summary_rows(
     db_note: str = "SQLite",
 ) -> list[tuple[str, str]]:
     """The report's table: what was done to the cases, and what they came to."""
-    statuses, payments, gw_stats, counters = snap.statuses, snap.payments, chaos.gateway_stats, chaos.counters
-    finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
-    stages = Counter(statuses[m.loan_id].stage for m in models)
-    applied = sum(1 for p in payments if p.status == "applied")
+    return _what_was_done(cfg, kinds, models, chaos, worker, server, t_open, settled, pg, db_note) + _what_came_of_it(
+        cfg, models, snap, dstats, chaos, worst
+    )
+
+
+def _what_was_done(
+    cfg: ChaosConfig,
+    kinds: list[str],
+    models: list[Model],
+    chaos: ChaosPhase,
+    worker: Pool,
+    server: DevServer,
+    t_open: float,
+    settled: float,
+    pg: Postgres | None,
+    db_note: str,
+) -> list[tuple[str, str]]:
+    """The rows on the run itself: the cases and borrowers, the database, the inputs' way in, the kills, restarts and
+    faults."""
+    gw_stats = chaos.gateway_stats
     return [
         (
             "cases",
@@ -1239,6 +1324,19 @@ def summary_rows(
             f"({cfg.faults / 2:.0%} errors + {cfg.faults / 2:.0%} lost; latency/burst settings "
             f"changed {len(chaos.fault_log)} times)",
         ),
+    ]
+
+
+def _what_came_of_it(
+    cfg: ChaosConfig, models: list[Model], snap: Snapshot, dstats: dict, chaos: ChaosPhase, worst: float
+) -> list[tuple[str, str]]:
+    """The rows on the outcome: what the gateway and the inputs were answered, the ledger, the deliveries, the cases'
+    final states and stages, and the most overdue next action."""
+    statuses, payments, gw_stats, counters = snap.statuses, snap.payments, chaos.gateway_stats, chaos.counters
+    finals = Counter((statuses[m.loan_id].status, statuses[m.loan_id].outcome or "") for m in models)
+    stages = Counter(statuses[m.loan_id].stage for m in models)
+    applied = sum(1 for p in payments if p.status == "applied")
+    return [
         (
             "gateway",
             f"accepted {gw_stats['accepted']}, duplicates answered from the outbox {gw_stats['duplicates']}, "

@@ -29,7 +29,6 @@ TASK_QUEUE = "collections-chaos"
 TZ = "Asia/Shanghai"
 CUR = "CNY"
 KEY_ID = "chaos-only"
-INPUT_TIMEOUT = 20.0  # one attempt of one input
 INPUT_GIVE_UP = 300.0  # an input still unanswered this long after the chaos is reported as unresolved
 KINDS = ("quiet", "partial", "full", "promise", "promise_kept", "waiver", "instalments", "hold", "hold_release", "bad")
 
@@ -276,7 +275,7 @@ def tomorrow() -> dt.date:
 
 
 async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
-    """The case's inputs, each at its moment (relative to t0), one after another."""
+    """The case's inputs, each at its moment (relative to t0), one after another, as its kind's script says."""
     it = iter(times)
 
     async def at() -> None:
@@ -284,107 +283,159 @@ async def script(d: Driver, m: Model, times: list[float], t0: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    pid = lambda n: f"PAY-{m.loan_id}-{n}"  # noqa: E731
+    kind_script = _SCRIPTS.get(m.kind)  # a quiet case has none: it gets no input
+    if kind_script is not None:
+        await kind_script(d, m, at)
+
+
+def _pid(m: Model, n: object) -> str:
+    """The payment id of the case's n-th payment (the same n is the same payment, resent)."""
+    return f"PAY-{m.loan_id}-{n}"
+
+
+_At = Callable[[], Awaitable[None]]  # waits for the script's next moment
+
+
+async def _partial(d: Driver, m: Model, at: _At) -> None:
+    """Two payments, the first sent again beside the second and once more after: each applied once."""
     total = m.total
-    if m.kind == "partial":
-        p1, p2 = total * 2 // 10, total // 10
+    p1, p2 = total * 2 // 10, total // 10
+    await at()
+    await d.pay(m, _pid(m, 1), p1)
+    await at()
+    await asyncio.gather(d.pay(m, _pid(m, 1), p1), d.pay(m, _pid(m, 2), p2))  # a duplicate beside a new one
+    await at()
+    await d.pay(m, _pid(m, 1), p1)
+
+
+async def _full(d: Driver, m: Model, at: _At) -> None:
+    """A payment sent twice at once, then the rest twice: the case closes paid; the same payment once it has closed
+    is answered as applied, a new one kept as unapplied."""
+    total = m.total
+    p1 = total * 4 // 10
+    await at()
+    await asyncio.gather(d.pay(m, _pid(m, 1), p1), d.pay(m, _pid(m, 1), p1))  # the same payment twice at once
+    await at()
+    await d.pay(m, _pid(m, 2), total - p1)
+    await at()
+    await d.pay(m, _pid(m, 2), total - p1)  # again: the same answer
+    await d.closed(m)
+    await d.pay_after_close(m, _pid(m, 2), total - p1, expect="applied")  # again, once the case has closed
+    await d.pay_after_close(m, _pid(m, 3), 10_000)  # a new one: kept as unapplied
+
+
+async def _promise(d: Driver, m: Model, at: _At) -> None:
+    """A promise of 30% due tomorrow; `promise_kept` then pays it, twice."""
+    total = m.total
+    amount = total * 3 // 10
+    await at()
+    if (
+        await d.update(m, "promise", {"amount": format_amount(amount, CUR), "date": tomorrow()}, settled_by=("already active",))
+        is not None
+    ):
+        m.promise = amount
+    if m.kind == "promise_kept":
         await at()
-        await d.pay(m, pid(1), p1)
+        await d.pay(m, _pid(m, 1), amount)
+        await d.pay(m, _pid(m, 1), amount)
+
+
+async def _waiver(d: Driver, m: Model, at: _At) -> None:
+    """A 30% interest waiver (it may wait for a second person), then, once agreed, the rest paid twice."""
+    total = m.total
+    await at()
+    res = await d.update(
+        m,
+        "plan",
+        {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()},
+        settled_by=("already active", "a proposal is already waiting"),
+    )
+    if res is not None:
+        m.plan, m.waived = "interest_waiver", m.interest * 30 // 100
         await at()
-        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(2), p2))  # a duplicate beside a new one
+        await d.pay(m, _pid(m, 1), total - m.waived)
+        await d.pay(m, _pid(m, 1), total - m.waived)
+
+
+async def _instalments(d: Driver, m: Model, at: _At) -> None:
+    """Six monthly instalments from tomorrow, then the first one paid."""
+    total = m.total
+    await at()
+    res = await d.update(
+        m, "plan", {"kind": "instalments", "instalments": 6, "first_due": tomorrow()}, settled_by=("already active",)
+    )
+    if res is not None:
+        m.plan = "instalments"
         await at()
-        await d.pay(m, pid(1), p1)
-    elif m.kind == "full":
-        p1 = total * 4 // 10
-        await at()
-        await asyncio.gather(d.pay(m, pid(1), p1), d.pay(m, pid(1), p1))  # the same payment twice at once
-        await at()
-        await d.pay(m, pid(2), total - p1)
-        await at()
-        await d.pay(m, pid(2), total - p1)  # again: the same answer
-        await d.closed(m)
-        await d.pay_after_close(m, pid(2), total - p1, expect="applied")  # again, once the case has closed
-        await d.pay_after_close(m, pid(3), 10_000)  # a new one: kept as unapplied
-    elif m.kind in ("promise", "promise_kept"):
-        amount = total * 3 // 10
-        await at()
-        if (
-            await d.update(
-                m, "promise", {"amount": format_amount(amount, CUR), "date": tomorrow()}, settled_by=("already active",)
-            )
-            is not None
-        ):
-            m.promise = amount
-        if m.kind == "promise_kept":
-            await at()
-            await d.pay(m, pid(1), amount)
-            await d.pay(m, pid(1), amount)
-    elif m.kind == "waiver":
-        await at()
-        res = await d.update(
+        await d.pay(m, _pid(m, 1), total // 6)
+
+
+async def _hold(d: Driver, m: Model, at: _At) -> None:
+    """A dispute hold, then a second one, which is refused (field `kind`)."""
+    await at()
+    if (
+        await d.update(
             m,
-            "plan",
-            {"kind": "interest_waiver", "waiver_percent": 30, "pay_by": tomorrow()},
-            settled_by=("already active", "a proposal is already waiting"),
+            "hold",
+            {"kind": "dispute", "reference": "borrower disputes the fees"},
+            settled_by=("already on a dispute hold",),
         )
-        if res is not None:
-            m.plan, m.waived = "interest_waiver", m.interest * 30 // 100
-            await at()
-            await d.pay(m, pid(1), total - m.waived)
-            await d.pay(m, pid(1), total - m.waived)
-    elif m.kind == "instalments":
-        await at()
-        res = await d.update(
-            m, "plan", {"kind": "instalments", "instalments": 6, "first_due": tomorrow()}, settled_by=("already active",)
+        is not None
+    ):
+        m.holds.add("dispute")
+    await at()
+    await d.update(m, "hold", {"kind": "dispute"}, expect_refusal="kind")
+
+
+async def _hold_release(d: Driver, m: Model, at: _At) -> None:
+    """A complaint hold, then its release by a reviewer (it may wait for a second person)."""
+    await at()
+    if (
+        await d.update(
+            m,
+            "hold",
+            {"kind": "complaint", "reference": "complaint about a call"},
+            settled_by=("already on a complaint hold",),
         )
-        if res is not None:
-            m.plan = "instalments"
-            await at()
-            await d.pay(m, pid(1), total // 6)
-    elif m.kind == "hold":
-        await at()
-        if (
-            await d.update(
-                m,
-                "hold",
-                {"kind": "dispute", "reference": "borrower disputes the fees"},
-                settled_by=("already on a dispute hold",),
-            )
-            is not None
-        ):
-            m.holds.add("dispute")
-        await at()
-        await d.update(m, "hold", {"kind": "dispute"}, expect_refusal="kind")
-    elif m.kind == "hold_release":
-        await at()
-        if (
-            await d.update(
-                m,
-                "hold",
-                {"kind": "complaint", "reference": "complaint about a call"},
-                settled_by=("already on a complaint hold",),
-            )
-            is not None
-        ):
-            m.holds.add("complaint")
-        await at()
-        if (
-            await d.update(
-                m,
-                "release",
-                {"kind": "complaint", "reviewer": "Chaos Reviewer"},
-                settled_by=("no complaint hold", "a proposal is already waiting"),
-            )
-            is not None
-        ):
-            m.holds.discard("complaint")
-    elif m.kind == "bad":
-        await at()
-        await d.bad_payment(m, pid("over"), format_amount(total + 10_000, CUR), CUR, "amount")
-        await at()
-        await d.bad_payment(m, pid("usd"), "10.00", "USD", "currency")
-        await d.update(m, "release", {"kind": "dispute"}, expect_refusal="kind")
-        await d.update(m, "promise", {"amount": "10.00", "date": tomorrow() - dt.timedelta(days=3)}, expect_refusal="date")
+        is not None
+    ):
+        m.holds.add("complaint")
+    await at()
+    if (
+        await d.update(
+            m,
+            "release",
+            {"kind": "complaint", "reviewer": "Chaos Reviewer"},
+            settled_by=("no complaint hold", "a proposal is already waiting"),
+        )
+        is not None
+    ):
+        m.holds.discard("complaint")
+
+
+async def _bad(d: Driver, m: Model, at: _At) -> None:
+    """Inputs the case must refuse: an overpayment, a foreign currency, a release of a hold it is not on, a promise
+    dated in the past."""
+    total = m.total
+    await at()
+    await d.bad_payment(m, _pid(m, "over"), format_amount(total + 10_000, CUR), CUR, "amount")
+    await at()
+    await d.bad_payment(m, _pid(m, "usd"), "10.00", "USD", "currency")
+    await d.update(m, "release", {"kind": "dispute"}, expect_refusal="kind")
+    await d.update(m, "promise", {"amount": "10.00", "date": tomorrow() - dt.timedelta(days=3)}, expect_refusal="date")
+
+
+_SCRIPTS: dict[str, Callable[[Driver, Model, _At], Awaitable[None]]] = {
+    "partial": _partial,
+    "full": _full,
+    "promise": _promise,
+    "promise_kept": _promise,
+    "waiver": _waiver,
+    "instalments": _instalments,
+    "hold": _hold,
+    "hold_release": _hold_release,
+    "bad": _bad,
+}
 
 
 INPUTS_PER_KIND = {

@@ -99,11 +99,31 @@ async def run(
     samples: int,
     concurrency: int,
 ) -> tuple[Table, Table]:
+    """Items 2 and 3: the worker's memory per cached live case against a timer-only workflow, then the latency of
+    `record_payment` against a no-op update with `n_live` live cases on the server (`live` are item 1's)."""
     tag = uuid.uuid4().hex[:6]
-    ours_mods, base_mods, t_ours, t_base = await sandbox_modules(client, task_queue)
-    heavy = sorted(m for m in ours_mods if m.split(".")[0] in HEAVY)
+    sandbox = await sandbox_modules(client, task_queue)
+    rss, inputs, now = await _idle_then_cases(client, db, watcher, worker, task_queue, tag, m_idle, concurrency)
+    live = live + [i.loan_id for i in inputs]
+    quiet, rss_quiet = await _quiet_cases(client, db, worker, task_queue, tag, max(0, n_live - len(live)), concurrency, now)
+    live = live + [i.loan_id for i in quiet]
+    memory = _memory_table(sandbox, rss, rss_quiet, m_idle, len(quiet))
+    reaction = await _reaction(client, tag, live, samples, m_idle, len(quiet))
+    return memory, reaction
 
-    # memory: idle baseline first, then the cases that bring the live count to n_live
+
+async def _idle_then_cases(
+    client: Client,
+    db: Database,
+    watcher: FirstSteps,
+    worker: WorkerProcess,
+    task_queue: str,
+    tag: str,
+    m_idle: int,
+    concurrency: int,
+) -> tuple[tuple[int, int, int], list, dt.datetime]:
+    """The worker's RSS at the start, after `m_idle` timer-only workflows and after as many cases past their first
+    step (each difference is one side of item 2), those cases' inputs and the time they were opened from."""
     rss0 = await worker.rss()
 
     async def idle(i: int) -> None:
@@ -112,7 +132,7 @@ async def run(
         )
         await client.execute_update_with_start_workflow(Idle.ready, start_workflow_operation=op)
 
-    t_idle, _ = await closed_loop(range(m_idle), concurrency, idle)
+    await closed_loop(range(m_idle), concurrency, idle)
     rss1 = await worker.rss()
     now = dt.datetime.now(dt.UTC)
     inputs = case_inputs(f"M{tag}", m_idle, now)
@@ -122,39 +142,57 @@ async def run(
         assert await start_case(client, inp, task_queue)
         await watcher.wait(inp.loan_id)
 
-    t_cases, _ = await closed_loop(inputs, concurrency, case)
+    await closed_loop(inputs, concurrency, case)
     rss2 = await worker.rss()
-    live = live + [i.loan_id for i in inputs]
+    return (rss0, rss1, rss2), inputs, now
+
+
+async def _quiet_cases(
+    client: Client, db: Database, worker: WorkerProcess, task_queue: str, tag: str, count: int, concurrency: int, now: dt.datetime
+) -> tuple[list, int | None]:
+    """The rest of the live cases, opened the day before their due date so each waits for DPD 1 on a timer, and the
+    worker's RSS once their first tasks are done (None when there are none)."""
+    quiet = case_inputs(f"Q{tag}", count, now, dpd=-1)
+    await asyncio.to_thread(db.seed, quiet)
+
+    async def start_quiet(inp) -> None:
+        assert await start_case(client, inp, task_queue)
+
+    await closed_loop(quiet, concurrency, start_quiet)
+    if not quiet:
+        return quiet, None
+    # their first tasks are done once the last ones answer a query and the worker is idle
+    await wait_idle(worker.pid)
+    for inp in quiet[-20:]:
+        for _attempt in range(30):  # a busy server times a query out while first tasks are queued
+            try:
+                await client.get_workflow_handle(workflow_id(inp.loan_id)).query(
+                    CollectionCase.status, rpc_timeout=dt.timedelta(seconds=20)
+                )
+                break
+            except RPCError:
+                await asyncio.sleep(1)
+    await wait_idle(worker.pid)
+    return quiet, await worker.rss()
+
+
+def _memory_table(
+    sandbox: tuple[list[str], list[str], float, float],
+    rss: tuple[int, int, int],
+    rss_quiet: int | None,
+    m_idle: int,
+    n_quiet: int,
+) -> Table:
+    """Item 2's rows: RSS per live case against the timer-only workflow, and what the case's sandbox imports."""
+    ours_mods, base_mods, t_ours, t_base = sandbox
+    heavy = sorted(m for m in ours_mods if m.split(".")[0] in HEAVY)
+    rss0, rss1, rss2 = rss
     per_idle = (rss1 - rss0) / m_idle
     # a timer-only workflow costs a few KiB: at a small size the worker's RSS after gc can even fall, and then there
     # is no baseline to divide by (the row says so rather than print a negative figure or a meaningless ratio)
     idle_kib = per_idle / 1024 if per_idle > 0 else None
     idle_note = "" if idle_kib is not None else f"; baseline below the measurement's noise at {m_idle} workflows"
     per_case = (rss2 - rss1) / m_idle
-
-    # the rest of the N live cases: opened the day before their due date, so each waits for DPD 1 on a timer
-    quiet = case_inputs(f"Q{tag}", max(0, n_live - len(live)), now, dpd=-1)
-    await asyncio.to_thread(db.seed, quiet)
-
-    async def start_quiet(inp) -> None:
-        assert await start_case(client, inp, task_queue)
-
-    t_quiet, _ = await closed_loop(quiet, concurrency, start_quiet)
-    if quiet:  # their first tasks are done once the last ones answer a query and the worker is idle
-        await wait_idle(worker.pid)
-        for inp in quiet[-20:]:
-            for _attempt in range(30):  # a busy server times a query out while first tasks are queued
-                try:
-                    await client.get_workflow_handle(workflow_id(inp.loan_id)).query(
-                        CollectionCase.status, rpc_timeout=dt.timedelta(seconds=20)
-                    )
-                    break
-                except RPCError:
-                    await asyncio.sleep(1)
-        await wait_idle(worker.pid)
-        rss3 = await worker.rss()
-    live = live + [i.loan_id for i in quiet]
-
     memory = Table("2. Memory per cached live workflow (worker RSS after gc)").add(
         Row(
             "RSS per live case",
@@ -175,11 +213,11 @@ async def run(
         ),
         Row("modules imported anew per sandboxed case", len(ours_mods), len(base_mods), "modules", note=", ".join(ours_mods)),
     )
-    if quiet:
+    if rss_quiet is not None:
         memory.add(
             Row(
                 "RSS per live case not yet delinquent (no step run)",
-                (rss3 - rss2) / len(quiet) / 1024,
+                (rss_quiet - rss2) / n_quiet / 1024,
                 idle_kib,
                 "KiB",
                 note="cases opened the day before their due date (item 3's filler)",
@@ -190,8 +228,11 @@ async def run(
         "worker RSS (MiB) at start/after idle/after cases": f"{rss0 / MIB:.0f}/{rss1 / MIB:.0f}/{rss2 / MIB:.0f}",
         "first probe (case sandbox) / baseline probe (s)": f"{t_ours:.2f}/{t_base:.2f}",
     }
+    return memory
 
-    # reaction
+
+async def _reaction(client: Client, tag: str, live: list[str], samples: int, m_idle: int, n_quiet: int) -> Table:
+    """Item 3: a payment to a sampled live case, then a no-op update to an idle workflow, one at a time, alternating."""
     rng = random.Random(7)
     targets = rng.sample(live, min(samples, len(live)))
     lat_case: list[float] = []
@@ -218,9 +259,9 @@ async def run(
     reaction.facts = {
         "updates each": len(targets),
         "live cases": len(live),
-        "of which not yet delinquent": len(quiet),
+        "of which not yet delinquent": n_quiet,
         "idle workflows": m_idle,
         "order": "one at a time, alternating payment / no-op",
         "payment": "10.00 CNY partial, written to the ledger by a local activity",
     }
-    return memory, reaction
+    return reaction

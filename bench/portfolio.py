@@ -171,14 +171,10 @@ async def run(
     profiles: dict | None = None,
     activities: str = "real",
 ) -> Table:
+    """Item 4: `n` loans opened over `spread` days, walked through `days` days on the time-skipping server by the
+    simulated borrowers (Simulation), with the worker's CPU, the outcome and the cases' history lengths."""
     tag = uuid.uuid4().hex[:6]
-    # the time-skipping clock runs a year ahead, past the last official calendar: stand-ins for the later years
-    # (unless the caller, the test suite, already names a folder of its own)
-    configured = settings().calendar_dir
-    calendars = str(configured) if configured else None
-    stand_ins = None if calendars else tempfile.TemporaryDirectory(prefix="bench-calendars-")
-    if stand_ins is not None:
-        calendars = str(calendar_stand_ins(Path(stand_ins.name)))
+    calendars, stand_ins = _calendars()
     async with time_skipping_server() as env:
         with db_factory() as db:
             task_queue = f"portfolio-{tag}"
@@ -196,57 +192,109 @@ async def run(
             ) as worker:
                 now = await env.get_current_time()
                 day0 = local_date(now, TZ)
-                inputs = case_inputs(f"F{tag}", n, now, dpd=1, policy=OPEN_DEFAULT)
-                loans = []
-                for i, inp in enumerate(inputs):
-                    start_day = i % spread
-                    # due one day before its start day: the case opens at DPD 1 on that day
-                    inp = inp.model_copy(update={"due_date": day0 + dt.timedelta(days=start_day - 1)})
-                    loans.append(Loan(inp, COHORTS[i % len(COHORTS)], start_day, i))
+                loans = _loans(tag, n, now, day0, spread)
                 await asyncio.to_thread(db.seed, [x.inp for x in loans])
                 sim = Simulation(env.client, task_queue, loans, day0, concurrency)
-
-                async def one_day() -> None:
-                    req = SleepRequest()
-                    req.duration.FromTimedelta(dt.timedelta(days=1))
-                    await env.client.test_service.unlock_time_skipping_with_sleep(req, timeout=dt.timedelta(minutes=30))
-
                 prof = Profiler(f"worker-portfolio-{activities}", worker.pid) if profile else None
-                cpu0 = cpu_seconds(worker.pid)
-                t = time.perf_counter()
-                with prof or contextlib.nullcontext():
-                    await sim.run(days, one_day)
-                wall = time.perf_counter() - t
-                cpu = cpu_seconds(worker.pid) - cpu0
+                wall, cpu = await _the_year(env, worker, sim, days, prof)
                 if prof is not None and profiles is not None:
                     profiles[prof.name] = prof.summary_path
-
-                # the outcome, from the database's case projection (no query per case)
-                with db.repo.session() as s:
-                    by_status = Counter(
-                        {
-                            f"{st}:{oc or '-'}": k
-                            for st, oc, k in s.execute(
-                                select(CaseRow.status, CaseRow.outcome, func.count()).group_by(CaseRow.status, CaseRow.outcome)
-                            )
-                        }
-                    )
-                    contacts = s.scalar(select(func.count()).select_from(ContactRow))
-                # history length of cases that walked the whole ladder (to enforcement), and of every cohort
-                sizes: dict[str, list[int]] = {}
-                for cohort in dict.fromkeys(COHORTS):
-                    picked = [x for x in loans if x.cohort == cohort][: history_sample if cohort == "ladder" else 3]
-                    for x in picked:
-                        h = env.client.get_workflow_handle(workflow_id(x.inp.loan_id))
-                        events = [e async for e in h.fetch_history_events()]
-                        sizes.setdefault(cohort, []).append(len(events))
-                ladder_done = [x for x in loans if x.cohort == "ladder"][:history_sample]
-                stages = Counter()
-                for x in ladder_done[:5]:
-                    st = await env.client.get_workflow_handle(workflow_id(x.inp.loan_id)).query(CollectionCase.status)
-                    stages[st.stage] += 1
+                by_status, contacts = _outcome(db)
+                sizes, stages = await _histories(env, loans, history_sample)
     if stand_ins is not None:
         stand_ins.cleanup()
+    table = _table(n, days, activities, wall, cpu, sizes)
+    table.facts = {
+        "loans": n,
+        "intake spread (days)": spread,
+        "updates sent": dict(sim.sent),
+        "updates refused (case closed or not due)": dict(sim.refused),
+        "cases by status:outcome": dict(by_status),
+        "contacts recorded": contacts,
+        "ladder cases' stage at the end (sample)": dict(stages),
+        "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
+        "concurrency": concurrency,
+        "worker CPU (s)": round(cpu, 1),
+        "calendars": "official files, with BENCH ONLY stand-ins for the later years" if stand_ins is not None else calendars,
+    }
+    return table
+
+
+def _calendars() -> tuple[str | None, tempfile.TemporaryDirectory | None]:
+    """The worker's calendar folder, and the temporary folder of stand-ins made for it (None when the caller named one).
+
+    The time-skipping clock runs a year ahead, past the last official calendar: stand-ins for the later years
+    (unless the caller, the test suite, already names a folder of its own)."""
+    configured = settings().calendar_dir
+    calendars = str(configured) if configured else None
+    stand_ins = None if calendars else tempfile.TemporaryDirectory(prefix="bench-calendars-")
+    if stand_ins is not None:
+        calendars = str(calendar_stand_ins(Path(stand_ins.name)))
+    return calendars, stand_ins
+
+
+def _loans(tag: str, n: int, now: dt.datetime, day0: dt.date, spread: int) -> list[Loan]:
+    """The portfolio: loan i starts on day i % spread, in cohort i % len(COHORTS)."""
+    loans = []
+    for i, inp in enumerate(case_inputs(f"F{tag}", n, now, dpd=1, policy=OPEN_DEFAULT)):
+        start_day = i % spread
+        # due one day before its start day: the case opens at DPD 1 on that day
+        inp = inp.model_copy(update={"due_date": day0 + dt.timedelta(days=start_day - 1)})
+        loans.append(Loan(inp, COHORTS[i % len(COHORTS)], start_day, i))
+    return loans
+
+
+async def _the_year(env, worker: WorkerProcess, sim: Simulation, days: int, prof: Profiler | None) -> tuple[float, float]:
+    """Runs the simulation day by day, skipping the server's clock a day at a time: (wall seconds, worker CPU seconds)."""
+
+    async def one_day() -> None:
+        req = SleepRequest()
+        req.duration.FromTimedelta(dt.timedelta(days=1))
+        await env.client.test_service.unlock_time_skipping_with_sleep(req, timeout=dt.timedelta(minutes=30))
+
+    cpu0 = cpu_seconds(worker.pid)
+    t = time.perf_counter()
+    with prof or contextlib.nullcontext():
+        await sim.run(days, one_day)
+    wall = time.perf_counter() - t
+    return wall, cpu_seconds(worker.pid) - cpu0
+
+
+def _outcome(db) -> tuple[Counter, int | None]:
+    """The cases by status and outcome and the contacts recorded, from the database's projection (no query per case)."""
+    with db.repo.session() as s:
+        by_status = Counter(
+            {
+                f"{st}:{oc or '-'}": k
+                for st, oc, k in s.execute(
+                    select(CaseRow.status, CaseRow.outcome, func.count()).group_by(CaseRow.status, CaseRow.outcome)
+                )
+            }
+        )
+        contacts = s.scalar(select(func.count()).select_from(ContactRow))
+    return by_status, contacts
+
+
+async def _histories(env, loans: list[Loan], history_sample: int) -> tuple[dict[str, list[int]], Counter]:
+    """History lengths of cases that walked the whole ladder (to enforcement) and of every cohort, and the stage a
+    few ladder cases ended at."""
+    sizes: dict[str, list[int]] = {}
+    for cohort in dict.fromkeys(COHORTS):
+        picked = [x for x in loans if x.cohort == cohort][: history_sample if cohort == "ladder" else 3]
+        for x in picked:
+            h = env.client.get_workflow_handle(workflow_id(x.inp.loan_id))
+            events = [e async for e in h.fetch_history_events()]
+            sizes.setdefault(cohort, []).append(len(events))
+    ladder_done = [x for x in loans if x.cohort == "ladder"][:history_sample]
+    stages: Counter = Counter()
+    for x in ladder_done[:5]:
+        st = await env.client.get_workflow_handle(workflow_id(x.inp.loan_id)).query(CollectionCase.status)
+        stages[st.stage] += 1
+    return sizes, stages
+
+
+def _table(n: int, days: int, activities: str, wall: float, cpu: float, sizes: dict[str, list[int]]) -> Table:
+    """Item 4's rows: throughput, the 10-minute extrapolation, CPU per loan-year and the ladder's history length."""
     ladder = sizes.get("ladder", [0])
     cps = n / wall
     fit = 600 * cps  # loans this machine walks through 365 days in 10 minutes at this rate
@@ -278,17 +326,4 @@ async def run(
         Row("history events, case walking the whole ladder (max)", max(ladder), None, "events", "<= 150", goal_on="ours"),
         Row("history events, case walking the whole ladder (mean)", sum(ladder) / len(ladder), None, "events"),
     )
-    table.facts = {
-        "loans": n,
-        "intake spread (days)": spread,
-        "updates sent": dict(sim.sent),
-        "updates refused (case closed or not due)": dict(sim.refused),
-        "cases by status:outcome": dict(by_status),
-        "contacts recorded": contacts,
-        "ladder cases' stage at the end (sample)": dict(stages),
-        "history events per cohort (max)": {k: max(v) for k, v in sizes.items()},
-        "concurrency": concurrency,
-        "worker CPU (s)": round(cpu, 1),
-        "calendars": "official files, with BENCH ONLY stand-ins for the later years" if stand_ins is not None else calendars,
-    }
     return table

@@ -64,6 +64,10 @@ class Peer:
     worker: WorkerProcess | None = None
 
 
+# kind -> (how to run one to its first step, its items, the worker whose CPU it costs)
+_Kinds = dict[str, tuple[Callable[[Any], Awaitable[None]], list, WorkerProcess | None]]
+
+
 async def run(
     client: Client,
     db: Database,
@@ -84,6 +88,39 @@ async def run(
     inputs = case_inputs(f"S{tag}", n + warmup, now)
     peers = case_inputs(f"P{tag}", n + warmup, now) if peer else []
     await asyncio.to_thread(db.seed, inputs + peers)
+    kinds = _kinds(client, watcher, task_queue, tag, n + warmup, inputs, peers, worker, peer)
+    figures, done = await _measure(kinds, n, concurrency, rounds, warmup)
+    table = _table(figures, peer, worker)
+    table.facts = {
+        "workflows each": done["case"],
+        "concurrency": concurrency,
+        "rounds (alternating order)": rounds,
+        "failed contacts": watcher.failed,
+        "load average (1 min) at the end": round(os.getloadavg()[0], 2),
+    }
+    return StartResult(
+        table,
+        figures["case"]["rate"],
+        figures["noop"]["rate"],
+        [i.loan_id for i in inputs],
+        peer_rate=figures["peer"]["rate"] if peer is not None else None,
+        peer_loans=[i.loan_id for i in peers],
+        figures=figures,
+    )
+
+
+def _kinds(
+    client: Client,
+    watcher: FirstSteps,
+    task_queue: str,
+    tag: str,
+    count: int,
+    inputs: list[CaseInput],
+    peers: list[CaseInput],
+    worker: WorkerProcess | None,
+    peer: Peer | None,
+) -> _Kinds:
+    """The kinds to measure: the no-op workflow, the case and, given `peer`, the peer, each run to its first step."""
 
     async def noop(i: int) -> None:
         h = await client.start_workflow(Noop.run, id=f"noop-{tag}-{i}", task_queue=task_queue)
@@ -100,12 +137,18 @@ async def run(
         )
         await asyncio.wait_for(watcher.wait(inp.loan_id), FIRST_STEP_TIMEOUT)
 
-    kinds: dict[str, tuple[Callable[[Any], Awaitable[None]], list, WorkerProcess | None]] = {
-        "noop": (noop, list(range(n + warmup)), worker),
+    kinds: _Kinds = {
+        "noop": (noop, list(range(count)), worker),
         "case": (case, inputs, worker),
     }
     if peer is not None:
         kinds["peer"] = (peer_case, peers, peer.worker)
+    return kinds
+
+
+async def _measure(kinds: _Kinds, n: int, concurrency: int, rounds: int, warmup: int) -> tuple[dict, dict[str, int]]:
+    """Warms every kind up, then runs them in alternating rounds: kind -> rate, p50, p99 and CPU per start, and
+    kind -> how many were measured."""
 
     async def cpu_of(w: WorkerProcess | None) -> float:
         return await w.cpu() if w is not None else 0.0
@@ -139,7 +182,11 @@ async def run(
         }
         for k in kinds
     }
-    case_rate, noop_rate = figures["case"]["rate"], figures["noop"]["rate"]
+    return figures, done
+
+
+def _table(figures: dict, peer: Peer | None, worker: WorkerProcess | None) -> Table:
+    """Item 1's rows: the case against the peer (when run) and against the no-op, throughput, latency and CPU."""
     c, o = figures["case"], figures["noop"]
     table = Table("1. Start throughput (Temporal dev server)")
     what = "case: start + reminder (SMS, email, letter) delivered and recorded"
@@ -191,22 +238,7 @@ async def run(
                 note="the worker process's own CPU time, rounds alternating as above",
             )
         )
-    table.facts = {
-        "workflows each": done["case"],
-        "concurrency": concurrency,
-        "rounds (alternating order)": rounds,
-        "failed contacts": watcher.failed,
-        "load average (1 min) at the end": round(os.getloadavg()[0], 2),
-    }
-    return StartResult(
-        table,
-        case_rate,
-        noop_rate,
-        [i.loan_id for i in inputs],
-        peer_rate=figures["peer"]["rate"] if peer is not None else None,
-        peer_loans=[i.loan_id for i in peers],
-        figures=figures,
-    )
+    return table
 
 
 def percentile(xs: list[float], p: float) -> float:

@@ -43,6 +43,7 @@ def bucket_expr(due, today: dt.date):
 
 
 def bucket_of(dpd: int) -> str:
+    """The M-bucket of a number of days past due: bucket_expr's buckets, for a DPD counted in Python."""
     return "M0" if dpd <= 0 else "M1" if dpd <= 30 else "M2" if dpd <= 60 else "M3" if dpd <= 90 else "M3+"
 
 
@@ -152,99 +153,113 @@ def build(repo, now: dt.datetime | None = None) -> Dashboard:
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(dt.UTC).date()
     since = now - dt.timedelta(days=WINDOW_DAYS)
-    then = since.date()
     d = Dashboard(as_of=now)
-    c, ln = CaseRow, LoanRow
-    is_open = c.status != "closed"
     with repo.session() as s:
-        dialect = s.bind.dialect.name
         short = _short_days(s)
-        real_days = ln.policy.not_in(list(short)) if short else true()
-        d.total_cases = s.scalar(select(func.count()).select_from(c)) or 0
-        d.open_cases = s.scalar(select(func.count()).select_from(c).where(is_open)) or 0
-        d.by_stage = sorted(  # in the ladder's order (domain/display.py), not the alphabet's
-            _rows(
-                s.execute(
-                    select(c.stage, c.currency, func.count(), func.sum(c.outstanding))
-                    .where(is_open)
-                    .group_by(c.stage, c.currency)
-                    .order_by(c.stage)
-                )
-            ),
-            key=lambda r: (stage_rank(r.key), r.key),
-        )
-        bucket_now = bucket_expr(ln.due_date, today)
-        d.by_bucket = sorted(
-            _rows(
-                s.execute(
-                    select(bucket_now, c.currency, func.count(), func.sum(c.outstanding))
-                    .join(ln, ln.id == c.loan_id)
-                    .where(is_open, real_days)
-                    .group_by(bucket_now, c.currency)
-                )
-            ),
-            key=lambda r: BUCKETS.index(r.key) if r.key in BUCKETS else 99,
-        )
-        status_key = case(
-            (c.status == "closed", func.coalesce(literal("closed: ") + c.outcome, literal("closed"))), else_=c.status
-        )
-        d.by_status = _rows(
-            s.execute(
-                select(status_key, c.currency, func.count(), func.sum(c.outstanding))
-                .group_by(status_key, c.currency)
-                .order_by(status_key)
-            )
-        )
-
-        # roll rates: the cases open 30 days ago, by their bucket then and where they are now
-        bucket_then = bucket_expr(ln.due_date, then)
-        where_now = case(
-            (and_(c.status == "closed", c.outcome.in_(PAID_OUTCOMES)), literal("cured")),
-            (c.status == "closed", literal("closed")),
-            else_=bucket_now,
-        )
-        for frm, to, n in s.execute(
-            select(bucket_then, where_now, func.count())
-            .join(ln, ln.id == c.loan_id)
-            .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since), real_days)
-            .group_by(bucket_then, where_now)
-        ):
-            d.roll.setdefault(frm, {})[to] = n
+        real_days = LoanRow.policy.not_in(list(short)) if short else true()
+        _book(s, d, today, real_days)
+        _rolls(s, d, today, since, real_days)
         if short:
             _short_day_figures(s, d, short, now)
-
-        ev = EventRow
-        for kind, n in s.execute(
-            select(ev.kind, func.count())
-            .where(
-                ev.at >= since,
-                ev.kind.in_(("promise", "promise_kept", "promise_broken", "write_off_proposed", "write_off_confirmed")),
-            )
-            .group_by(ev.kind)
-        ):
-            if kind.startswith("promise"):
-                d.promises[{"promise": "made", "promise_kept": "kept", "promise_broken": "broken"}[kind]] = n
-            else:
-                d.write_offs[kind.removeprefix("write_off_")] = n
-        for channel, status, n in s.execute(
-            select(ContactRow.channel, ContactRow.status, func.count())
-            .where(ContactRow.created_at >= since)
-            .group_by(ContactRow.channel, ContactRow.status)
-        ):
-            d.contacts[f"{channel} {status}"] = n
-        rule = _rule_expr(dialect)
-        for r, n in s.execute(select(rule, func.count()).where(ev.at >= since, ev.kind == "contact_refused").group_by(rule)):
-            d.refused[r or "-"] = n
-        for stage, n in s.execute(
-            select(c.stage, func.count())
-            .where(c.status == "closed", c.outcome.in_(PAID_OUTCOMES), c.closed_at >= since)
-            .group_by(c.stage)
-        ):
-            d.cures[stage] = n
-        for currency, n, amount in s.execute(
-            select(c.currency, func.count(), func.sum(c.outstanding)).where(c.outcome == "written_off").group_by(c.currency)
-        ):
-            d.write_offs["closed as written off"] = d.write_offs.get("closed as written off", 0) + n
-            d.write_off_amounts[currency] = int(amount or 0)
+        _last_window(s, d, since)
     d.seconds = time.perf_counter() - started
     return d
+
+
+def _book(s, d: Dashboard, today: dt.date, real_days) -> None:
+    """The book now: cases in all and open, the open ones by stage and by bucket (real-day policies only: the
+    short-day ones are bucketed by _short_day_figures), and every case by status."""
+    c, ln = CaseRow, LoanRow
+    is_open = c.status != "closed"
+    d.total_cases = s.scalar(select(func.count()).select_from(c)) or 0
+    d.open_cases = s.scalar(select(func.count()).select_from(c).where(is_open)) or 0
+    d.by_stage = sorted(  # in the ladder's order (domain/display.py), not the alphabet's
+        _rows(
+            s.execute(
+                select(c.stage, c.currency, func.count(), func.sum(c.outstanding))
+                .where(is_open)
+                .group_by(c.stage, c.currency)
+                .order_by(c.stage)
+            )
+        ),
+        key=lambda r: (stage_rank(r.key), r.key),
+    )
+    bucket_now = bucket_expr(ln.due_date, today)
+    d.by_bucket = sorted(
+        _rows(
+            s.execute(
+                select(bucket_now, c.currency, func.count(), func.sum(c.outstanding))
+                .join(ln, ln.id == c.loan_id)
+                .where(is_open, real_days)
+                .group_by(bucket_now, c.currency)
+            )
+        ),
+        key=lambda r: BUCKETS.index(r.key) if r.key in BUCKETS else 99,
+    )
+    status_key = case((c.status == "closed", func.coalesce(literal("closed: ") + c.outcome, literal("closed"))), else_=c.status)
+    d.by_status = _rows(
+        s.execute(
+            select(status_key, c.currency, func.count(), func.sum(c.outstanding))
+            .group_by(status_key, c.currency)
+            .order_by(status_key)
+        )
+    )
+
+
+def _rolls(s, d: Dashboard, today: dt.date, since: dt.datetime, real_days) -> None:
+    """Roll rates of the real-day policies' cases: the cases open 30 days ago, by their bucket then and where they
+    are now."""
+    c, ln = CaseRow, LoanRow
+    bucket_now = bucket_expr(ln.due_date, today)
+    bucket_then = bucket_expr(ln.due_date, since.date())
+    where_now = case(
+        (and_(c.status == "closed", c.outcome.in_(PAID_OUTCOMES)), literal("cured")),
+        (c.status == "closed", literal("closed")),
+        else_=bucket_now,
+    )
+    for frm, to, n in s.execute(
+        select(bucket_then, where_now, func.count())
+        .join(ln, ln.id == c.loan_id)
+        .where(c.opened_at <= since, or_(c.closed_at.is_(None), c.closed_at > since), real_days)
+        .group_by(bucket_then, where_now)
+    ):
+        d.roll.setdefault(frm, {})[to] = n
+
+
+def _last_window(s, d: Dashboard, since: dt.datetime) -> None:
+    """What happened in the last 30 days: promises and write-offs, contacts by channel and status, the gate's
+    refusals by rule, cures by stage; and the cases closed as written off, with their amounts."""
+    c = CaseRow
+    ev = EventRow
+    for kind, n in s.execute(
+        select(ev.kind, func.count())
+        .where(
+            ev.at >= since,
+            ev.kind.in_(("promise", "promise_kept", "promise_broken", "write_off_proposed", "write_off_confirmed")),
+        )
+        .group_by(ev.kind)
+    ):
+        if kind.startswith("promise"):
+            d.promises[{"promise": "made", "promise_kept": "kept", "promise_broken": "broken"}[kind]] = n
+        else:
+            d.write_offs[kind.removeprefix("write_off_")] = n
+    for channel, status, n in s.execute(
+        select(ContactRow.channel, ContactRow.status, func.count())
+        .where(ContactRow.created_at >= since)
+        .group_by(ContactRow.channel, ContactRow.status)
+    ):
+        d.contacts[f"{channel} {status}"] = n
+    rule = _rule_expr(s.bind.dialect.name)
+    for r, n in s.execute(select(rule, func.count()).where(ev.at >= since, ev.kind == "contact_refused").group_by(rule)):
+        d.refused[r or "-"] = n
+    for stage, n in s.execute(
+        select(c.stage, func.count())
+        .where(c.status == "closed", c.outcome.in_(PAID_OUTCOMES), c.closed_at >= since)
+        .group_by(c.stage)
+    ):
+        d.cures[stage] = n
+    for currency, n, amount in s.execute(
+        select(c.currency, func.count(), func.sum(c.outstanding)).where(c.outcome == "written_off").group_by(c.currency)
+    ):
+        d.write_offs["closed as written off"] = d.write_offs.get("closed as written off", 0) + n
+        d.write_off_amounts[currency] = int(amount or 0)

@@ -21,6 +21,8 @@ Run again, it adds none of them a second time."""
 from __future__ import annotations
 
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 from access.devadmin import var_dir
 from access.operators import Operators
@@ -361,29 +363,31 @@ async def propose_waiver(repo, client=None) -> str | None:
     return None
 
 
-def main() -> int:
+def _scene(scene: Coroutine[Any, Any, Any], why: str) -> tuple[Any, str]:
+    """Runs one of the demo's scenes: (its result, `why`), or (None, the error) when it fails, since the demo goes on
+    without a scene that could not be set up. `why` says why a scene that ran has nothing to show."""
     import asyncio
 
+    try:
+        return asyncio.run(scene), why
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without the scene
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def main() -> int:
+    """Sets up the console's demo scenes, each saying what it left where, then the console's address and tokens."""
     from db.engine import make_engine
     from db.repo import Repo
 
     repo = Repo(make_engine())
     paths = ensure(repo)
-    try:
-        loan = asyncio.run(propose_waiver(repo))
-    except Exception as exc:  # noqa: BLE001 - the demo goes on without the proposal
-        loan, why = None, f"{type(exc).__name__}: {exc}"
-    else:
-        why = "no open demo case could take it"
+    loan, why = _scene(propose_waiver(repo), "no open demo case could take it")
     print(
         f"demo: demo-supervisor proposed a 30% interest waiver on {loan}; it waits for a second supervisor"
         if loan
         else f"demo: no waiver proposed ({why})"
     )
-    try:
-        promised = asyncio.run(promise_to_break(repo, loan))
-    except Exception as exc:  # noqa: BLE001
-        promised, why = None, f"{type(exc).__name__}: {exc}"
+    promised, why = _scene(promise_to_break(repo, loan), why)
     print(
         f"demo: demo-collector recorded a promise of CNY 100.00 due today on {promised}; it is on today's "
         "promises worklist; unpaid, the case breaks it when the borrower's day ends (and the policy's grace), and it is "
@@ -391,29 +395,36 @@ def main() -> int:
         if promised
         else f"demo: no promise recorded ({why}{'; refused: ' + ' | '.join(REFUSED[:3]) if REFUSED else ''})"
     )
-    try:
-        kept = asyncio.run(unapplied_payment(repo))
-    except Exception as exc:  # noqa: BLE001
-        kept, why = None, f"{type(exc).__name__}: {exc}"
+    kept, why = _scene(unapplied_payment(repo), why)
     print(
         f"demo: the bank feed's payment of CNY 88.00 for {kept} (a loan with no case) is kept on the unapplied worklist"
         if kept
         else f"demo: no unapplied payment ({why})"
     )
-    try:
-        failing = asyncio.run(undeliverable_notice(repo))
-    except Exception as exc:  # noqa: BLE001
-        failing, why = None, f"{type(exc).__name__}: {exc}"
+    failing, why = _scene(undeliverable_notice(repo), why)
     print(
         f"demo: demo-supervisor opened {failing} for a borrower with no email: its reminder email is undeliverable"
         if failing
         else f"demo: no undeliverable notice ({why})"
     )
-    why = "the demo's operators have no token"
-    try:
-        abroad = asyncio.run(promise_abroad(repo))
-    except Exception as exc:  # noqa: BLE001
-        abroad, why = None, f"{type(exc).__name__}: {exc}"
+    _promise_abroad(repo)
+    notice, why = _scene(compliance_notice(), "next year's official calendar is there, or it is before 1 November")
+    print(
+        f"demo: the daily calendar watch ran now; its notice is on the compliance worklist: {notice}"
+        if notice
+        else f"demo: no compliance notice ({why})"
+    )
+    port = os.environ.get("API_PORT", "8800")
+    print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
+    for name, path in paths.items():
+        print(f"  sign in as {name:<16} with the token in {path}")
+    print(f"  demo-collector's call tasks (the demo's first call is agent mode): http://127.0.0.1:{port}/console/tasks")
+    return 0
+
+
+def _promise_abroad(repo) -> None:
+    """The scene of a promise by a borrower abroad, said in Beijing time: when it breaks, unpaid."""
+    abroad, why = _scene(promise_abroad(repo), "the demo's operators have no token")
     if abroad and abroad[2] is not None:
         from domain.dates import zone
 
@@ -426,23 +437,6 @@ def main() -> int:
         print(f"demo: the promise on {abroad[0]} ({abroad[1]}) was recorded before")
     else:
         print(f"demo: no promise to break soon ({why})")
-    try:
-        notice = asyncio.run(compliance_notice())
-    except Exception as exc:  # noqa: BLE001
-        notice, why = None, f"{type(exc).__name__}: {exc}"
-    else:
-        why = "next year's official calendar is there, or it is before 1 November"
-    print(
-        f"demo: the daily calendar watch ran now; its notice is on the compliance worklist: {notice}"
-        if notice
-        else f"demo: no compliance notice ({why})"
-    )
-    port = os.environ.get("API_PORT", "8800")
-    print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
-    for name, path in paths.items():
-        print(f"  sign in as {name:<16} with the token in {path}")
-    print(f"  demo-collector's call tasks (the demo's first call is agent mode): http://127.0.0.1:{port}/console/tasks")
-    return 0
 
 
 if __name__ == "__main__":

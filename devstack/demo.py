@@ -303,19 +303,39 @@ def pick(index: dict[int, CaseInput], wanted: int, used: set[str]) -> CaseInput 
 async def updates(
     client: Client, cases: list[CaseInput], handles: dict[str, WorkflowHandle], new: set[str], now: datetime, judgment_wait: float
 ) -> list[Outcome]:
+    """One of each kind of input, each sent to a case at the DPD where the floor would meet it, then a court judgment
+    once the litigation case has filed its lawsuit (waiting up to `judgment_wait` seconds for it)."""
     index = by_dpd(cases, now, new)
     used: set[str] = set()
-    sent: list[asyncio.Future] = []
+    sent: list[asyncio.Future] = [
+        asyncio.ensure_future(send(handles[c.loan_id], c.loan_id, what, update, arg))
+        for c, what, update, arg in _planned_updates(index, used)
+    ]
+    sent += _signalled_payments(index, used, handles)
+    results = list(await asyncio.gather(*sent))
+    for r in results:
+        say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
+    r = await _judgment(cases, index, used, handles, judgment_wait)
+    if r is not None:
+        results.append(r)
+    return results
+
+
+def _today(c: CaseInput) -> date:
+    """The case's own date now, in its borrower's time zone (inputs are dated in it)."""
+    return local_date(datetime.now(UTC), c.timezone)
+
+
+def _total(c: CaseInput) -> int:
+    """What the loan owes at the start, in minor units."""
+    return c.principal + c.interest + c.fees
+
+
+def _planned_updates(index: dict[int, CaseInput], used: set[str]) -> list[tuple[CaseInput, str, object, object]]:
+    """(case, what, update, its input): payments, a promise, a plan and holds, each at the DPD where it is typical."""
     plan: list[tuple[CaseInput, str, object, object]] = []
-
-    def today(c: CaseInput) -> date:
-        return local_date(datetime.now(UTC), c.timezone)
-
-    def total(c: CaseInput) -> int:
-        return c.principal + c.interest + c.fees
-
     if c := pick(index, 20, used):
-        part = total(c) * 3 // 10
+        part = _total(c) * 3 // 10
         plan.append(
             (
                 c,
@@ -328,19 +348,19 @@ async def updates(
         plan.append(
             (
                 c,
-                f"full payment CNY {pretty(total(c))}",
+                f"full payment CNY {pretty(_total(c))}",
                 CollectionCase.record_payment,
-                PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(total(c)), currency=CURRENCY),
+                PaymentIn(payment_id=f"demo-{c.loan_id}-p1", amount=amount(_total(c)), currency=CURRENCY),
             )
         )
     if c := pick(index, 31, used):
-        half = total(c) // 2
+        half = _total(c) // 2
         plan.append(
             (
                 c,
                 f"promise to pay CNY {pretty(half)} in 7 days",
                 CollectionCase.promise_to_pay,
-                PromiseIn(amount=amount(half), date=today(c) + timedelta(days=7)),
+                PromiseIn(amount=amount(half), date=_today(c) + timedelta(days=7)),
             )
         )
     if c := pick(index, 46, used):
@@ -349,7 +369,7 @@ async def updates(
                 c,
                 "plan: 6 monthly instalments from today+10",
                 CollectionCase.agree_plan,
-                PlanIn(kind="instalments", instalments=6, first_due=today(c) + timedelta(days=10)),
+                PlanIn(kind="instalments", instalments=6, first_due=_today(c) + timedelta(days=10)),
             )
         )
     if c := pick(index, 61, used):
@@ -367,15 +387,18 @@ async def updates(
                 c,
                 "hardship hold for 30 days",
                 CollectionCase.place_hold,
-                HoldIn(kind="hardship", until=today(c) + timedelta(days=30), reference="job loss"),
+                HoldIn(kind="hardship", until=_today(c) + timedelta(days=30), reference="job loss"),
             )
         )
-    for c, what, update, arg in plan:
-        sent.append(asyncio.ensure_future(send(handles[c.loan_id], c.loan_id, what, update, arg)))
-    # the bank's payment feed by signal, as a feed written to the workflow contract sends it: one payment applied,
-    # and one whose amount the feed garbled, which the case records in the console's "Inputs rejected" worklist
+    return plan
+
+
+def _signalled_payments(index: dict[int, CaseInput], used: set[str], handles: dict[str, WorkflowHandle]) -> list[asyncio.Future]:
+    """The bank's payment feed by signal, as a feed written to the workflow contract sends it: one payment applied,
+    and one whose amount the feed garbled, which the case records in the console's "Inputs rejected" worklist."""
+    sent: list[asyncio.Future] = []
     if c := pick(index, 12, used):
-        part = total(c) // 5
+        part = _total(c) // 5
         pay = {"payment_id": f"demo-{c.loan_id}-s1", "amount": amount(part), "currency": CURRENCY}
         sent.append(
             asyncio.ensure_future(
@@ -388,53 +411,60 @@ async def updates(
                 signal(handles[c.loan_id], c.loan_id, "signalled payment, amount garbled", "record_payment", bad)
             )
         )
-    results = list(await asyncio.gather(*sent))
-    for r in results:
-        say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
+    return sent
 
-    # A judgment needs a filed lawsuit: wait for the case opened at the litigation DPD to get there.
+
+async def _judgment(
+    cases: list[CaseInput], index: dict[int, CaseInput], used: set[str], handles: dict[str, WorkflowHandle], judgment_wait: float
+) -> Outcome | None:
+    """A court judgment for the case opened past the litigation DPD, sent once it has filed its lawsuit (a judgment
+    needs one) or the wait is over; None when the policy has no lawsuit step or no case is there."""
     lit_dpd = next((s.dpd for s in cases[0].policy.steps if "lawsuit" in s.actions), None)
     c = pick(index, lit_dpd + 1, used) if lit_dpd is not None else None
-    if c is not None:
-        handle = handles[c.loan_id]
-        if judgment_wait > 0:
-            day = cases[0].policy.day_seconds
-            say(
-                f"\nWaiting up to {judgment_wait:.0f}s for {c.loan_id} to file its lawsuit (it sends the bureau notice "
-                f"first and waits its notice period: ~{(14 + 2) * day}s at {day}s a policy day) ..."
-            )
-            deadline, shown = time.monotonic() + judgment_wait, 0.0
-            while time.monotonic() < deadline:
-                st = await status_of(handle)
-                if (
-                    st is None
-                    or st.status == "closed"
-                    or "litigation" in st.steps_done
-                    or (st.awaiting is not None and st.awaiting.kind == "court")
-                ):
-                    break
-                if time.monotonic() - shown > 15:
-                    shown = time.monotonic()
-                    say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
-                await asyncio.sleep(2)
-        r = await send(
-            handle,
-            c.loan_id,
-            "court judgment",
-            CollectionCase.record_outcome,
-            OutcomeIn(
-                kind="court",
-                outcome="judgment",
-                reference="(2026)沪0101民初1234号",
-                # the law's dates are real days, not the demo's short ones: a judgment whose
-                # performance period ended 5 days ago, so that enforcement may follow in the demo
-                effective_on=today(c) - timedelta(days=15),
-                performance_ends=today(c) - timedelta(days=5),
-            ),
-        )
-        say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
-        results.append(r)
-    return results
+    if c is None:
+        return None
+    handle = handles[c.loan_id]
+    if judgment_wait > 0:
+        await _wait_for_lawsuit(handle, c, cases[0].policy.day_seconds, judgment_wait)
+    r = await send(
+        handle,
+        c.loan_id,
+        "court judgment",
+        CollectionCase.record_outcome,
+        OutcomeIn(
+            kind="court",
+            outcome="judgment",
+            reference="(2026)沪0101民初1234号",
+            # the law's dates are real days, not the demo's short ones: a judgment whose
+            # performance period ended 5 days ago, so that enforcement may follow in the demo
+            effective_on=_today(c) - timedelta(days=15),
+            performance_ends=_today(c) - timedelta(days=5),
+        ),
+    )
+    say(f"  {'ok ' if r.ok else 'NO '} {r.loan_id:<10} {r.what}: {r.message}")
+    return r
+
+
+async def _wait_for_lawsuit(handle: WorkflowHandle, c: CaseInput, day: float, judgment_wait: float) -> None:
+    """Polls the case until it has filed its lawsuit (or awaits the court, or closed), saying where it is now and then."""
+    say(
+        f"\nWaiting up to {judgment_wait:.0f}s for {c.loan_id} to file its lawsuit (it sends the bureau notice "
+        f"first and waits its notice period: ~{(14 + 2) * day}s at {day}s a policy day) ..."
+    )
+    deadline, shown = time.monotonic() + judgment_wait, 0.0
+    while time.monotonic() < deadline:
+        st = await status_of(handle)
+        if (
+            st is None
+            or st.status == "closed"
+            or "litigation" in st.steps_done
+            or (st.awaiting is not None and st.awaiting.kind == "court")
+        ):
+            break
+        if time.monotonic() - shown > 15:
+            shown = time.monotonic()
+            say(f"  {c.loan_id}: stage {st.stage}, next: {st.next_action.what}")
+        await asyncio.sleep(2)
 
 
 def summary(cases: list[CaseInput], st: dict[str, CaseStatus | None]) -> None:

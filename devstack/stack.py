@@ -311,17 +311,48 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     and COLLECTIONS_VAR_DIR): without PAYLOAD_KEYS they all read the one development key in
     var/payload-keys.env, so the worker, the API, the codec server and starter.py agree.
     """
-    import uuid
-
-    from workflows.search import CLI_TYPES
-
     cfg = cfg or stack_settings()
     ep = Endpoints.from_settings(cfg)
+    env = _stack_env(cfg)
+    codec = (ROOT / "encryption" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
+    specs = [_temporal_child(cfg, ep, env, codec)]
+
+    if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
+        specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
+        # the `dev` operator (every role) and a second one to approve its proposals, tokens in var/
+        specs.append(Child("operators", [sys.executable, "-m", "access.devadmin"], env, oneshot=True))
+
+    worker_env = dict(env)
+    if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
+        gateway, url = _gateway_child(cfg, env)
+        specs.append(gateway)
+        worker_env.setdefault("GATEWAY_URL", url)
+
+    specs.append(_worker_child(cfg, ep, worker_env))
+    # the daily jobs' schedules (app/schedules.py), created or brought up to date; a paused one stays paused
+    specs.append(Child("schedules", [sys.executable, "-m", "app.schedules", "apply"], worker_env, oneshot=True))
+    if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
+        specs.append(_api_child(cfg, worker_env))
+    if codec:
+        specs.append(_codec_child(cfg, ep, worker_env))
+    return specs
+
+
+def _stack_env(cfg: StackSettings) -> dict[str, str]:
+    """The environment every child starts from: this one, plus the stack's var/ and the demo's defaults."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLLECTIONS_VAR_DIR=str(var_dir()), COLLECTIONS_DEV_STACK="1")
     env.setdefault("COLLECTIONS_TEAMS_FILE", str(ROOT / "policies" / "teams" / "demo.toml"))  # the demo's floor
     # the borrower page's links (rendered by the worker) and the payment page's webhook and return addresses (the API's)
     # point at this stack's API, whatever API_PORT is
     env.setdefault("COLLECTIONS_PUBLIC_URL", f"http://127.0.0.1:{cfg.api_port}")
+    return env
+
+
+def _temporal_child(cfg: StackSettings, ep: Endpoints, env: dict[str, str], codec: bool) -> Child:
+    """The Temporal dev server on SQLite in var/, with the case's search attributes and, when the codec server runs,
+    the Web UI pointed at it."""
+    from workflows.search import CLI_TYPES
+
     server = [
         binaries.find("temporal"),
         "server",
@@ -345,120 +376,113 @@ def children(cfg: StackSettings | None = None) -> list[Child]:
     ]
     for key, typ in CLI_TYPES.items():
         server += ["--search-attribute", f"{key.name}={typ}"]
-    codec = (ROOT / "encryption" / "codec_server.py").exists() and _importable("fastapi", "uvicorn")
     if codec:
-        codec_port = cfg.codec_port
-        server += ["--ui-codec-endpoint", f"http://localhost:{codec_port}"]
-    temporal = Child(
+        server += ["--ui-codec-endpoint", f"http://localhost:{cfg.codec_port}"]
+    return Child(
         "temporal", server, env, ready=server_ready(ep), stop_timeout=20, ports=(ep.port, ep.ui_port), link=("Web UI", ep.ui_url)
     )
-    specs = [temporal]
 
-    if (ROOT / "db" / "engine.py").exists() and _importable("alembic", "sqlalchemy"):
-        specs.append(Child("migrate", [sys.executable, "-m", "db.engine"], env, oneshot=True))
-        # the `dev` operator (every role) and a second one to approve its proposals, tokens in var/
-        specs.append(Child("operators", [sys.executable, "-m", "access.devadmin"], env, oneshot=True))
 
-    worker_env = dict(env)
-    if (ROOT / "sandbox" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port, instance = gateway_port(cfg), uuid.uuid4().hex
-        url = f"http://127.0.0.1:{port}"
-        gateway_env = dict(env, GATEWAY_INSTANCE=instance)
-        key = cfg.gateway_api_key
-        specs.append(
-            Child(
-                "gateway",
-                [
-                    sys.executable,
-                    "-m",
-                    "sandbox",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--db",
-                    str(var_dir() / "gateway.db"),
-                ],
-                gateway_env,
-                ready=gateway_ready(url, instance),
-                restart=True,
-                ports=(port,),
-                link=("Outbox", f"{url}/outbox.html?key={key}"),
-            )
-        )
-        worker_env.setdefault("GATEWAY_URL", url)
+def _gateway_child(cfg: StackSettings, env: dict[str, str]) -> tuple[Child, str]:
+    """The sandbox gateway and its address. Its instance id lets the ready check tell this run's gateway from a
+    stale one still holding the port."""
+    import uuid
 
+    port, instance = gateway_port(cfg), uuid.uuid4().hex
+    url = f"http://127.0.0.1:{port}"
+    gateway_env = dict(env, GATEWAY_INSTANCE=instance)
+    key = cfg.gateway_api_key
+    child = Child(
+        "gateway",
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(var_dir() / "gateway.db"),
+        ],
+        gateway_env,
+        ready=gateway_ready(url, instance),
+        restart=True,
+        ports=(port,),
+        link=("Outbox", f"{url}/outbox.html?key={key}"),
+    )
+    return child, url
+
+
+def _worker_child(cfg: StackSettings, ep: Endpoints, worker_env: dict[str, str]) -> Child:
+    """The worker; its metrics port is checked and linked only when it listens on this machine."""
     metrics_host, _, metrics_port = (getattr(cfg, "metrics_address", "") or "").rpartition(":")
     local_metrics = metrics_port.isdigit() and metrics_host.strip("[]") in ("127.0.0.1", "localhost", "0.0.0.0", "")
-    specs.append(
-        Child(
-            "worker",
-            [sys.executable, str(ROOT / "worker.py")],
-            worker_env,
-            ready=worker_ready(ep),
-            stop_timeout=20,
-            restart=True,
-            ports=(int(metrics_port),) if local_metrics else (),
-            link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None,
-        )
+    return Child(
+        "worker",
+        [sys.executable, str(ROOT / "worker.py")],
+        worker_env,
+        ready=worker_ready(ep),
+        stop_timeout=20,
+        restart=True,
+        ports=(int(metrics_port),) if local_metrics else (),
+        link=("Metrics", f"http://127.0.0.1:{metrics_port}/metrics") if local_metrics else None,
     )
 
-    # the daily jobs' schedules (app/schedules.py), created or brought up to date; a paused one stays paused
-    specs.append(Child("schedules", [sys.executable, "-m", "app.schedules", "apply"], worker_env, oneshot=True))
 
-    if (ROOT / "api" / "__main__.py").exists() and _importable("fastapi", "uvicorn"):
-        port = cfg.api_port
-        own_token = bool(cfg.api_token)
-        api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=cfg.api_token or "dev-token")
-        url = f"http://127.0.0.1:{port}"
-        specs.append(
-            Child(
-                "api",
-                [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
-                api_env,
-                ready=http_ready(f"{url}/health"),
-                restart=True,
-                ports=(port,),
-                link=(
-                    "API",
-                    f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
-                    f"{'' if own_token else 'dev-token '}is the bootstrap admin token)",
-                ),
-            )
-        )
+def _api_child(cfg: StackSettings, worker_env: dict[str, str]) -> Child:
+    """The API (with the console and the borrower's page); without API_TOKEN its bootstrap token is `dev-token`."""
+    port = cfg.api_port
+    own_token = bool(cfg.api_token)
+    api_env = dict(worker_env, API_PORT=str(port), API_TOKEN=cfg.api_token or "dev-token")
+    url = f"http://127.0.0.1:{port}"
+    return Child(
+        "api",
+        [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
+        api_env,
+        ready=http_ready(f"{url}/health"),
+        restart=True,
+        ports=(port,),
+        link=(
+            "API",
+            f"{url}/docs  (operator token in {shown_path(var_dir() / 'dev-token')}; API_TOKEN "
+            f"{'' if own_token else 'dev-token '}is the bootstrap admin token)",
+        ),
+    )
 
-    if codec:
-        url = f"http://127.0.0.1:{codec_port}"
-        codec_env = dict(
-            worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port), TEMPORAL_UI_PORT=str(ep.ui_port)
+
+def _codec_child(cfg: StackSettings, ep: Endpoints, worker_env: dict[str, str]) -> Child:
+    """The codec server for the Web UI and the CLI. Unless CODEC_CORS_ORIGINS is set it admits the Web UI under each
+    name the browser may use for it, and its link says how to point the Web UI and the CLI at it."""
+    codec_port = cfg.codec_port
+    url = f"http://127.0.0.1:{codec_port}"
+    codec_env = dict(
+        worker_env, CODEC_DEV="1", CODEC_HOST="127.0.0.1", CODEC_PORT=str(codec_port), TEMPORAL_UI_PORT=str(ep.ui_port)
+    )
+    if not cfg.codec_cors_origins:
+        codec_env["CODEC_CORS_ORIGINS"] = ",".join(
+            dict.fromkeys([ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"])
         )
-        if not cfg.codec_cors_origins:
-            codec_env["CODEC_CORS_ORIGINS"] = ",".join(
-                dict.fromkeys([ep.ui_url, f"http://localhost:{ep.ui_port}", f"http://127.0.0.1:{ep.ui_port}"])
-            )
-        token = "from CODEC_TOKEN" if cfg.codec_token else f"in {shown_path(var_dir() / 'codec-token')}"
-        specs.append(
-            Child(
-                "codec",
-                [sys.executable, "-m", "encryption.codec_server"],
-                codec_env,
-                ready=http_ready(f"{url}/health"),
-                restart=True,
-                ports=(codec_port,),
-                link=(
-                    "Codec",
-                    f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
-                    'Web UI\'s Codec Server settings, choose "Use my browser setting", paste '
-                    f'http://localhost:{codec_port} and tick "Include cross-origin credentials"\n'
-                    f"the temporal CLI ({shown_path(Path(sys.executable).parent / 'temporal')}; an operator token "
-                    "that may send inputs encodes):\n"
-                    f"  temporal workflow query -w loan-DEMO-0001 --type status --codec-endpoint "
-                    f'http://localhost:{codec_port} --codec-auth "Bearer $(cat {shown_path(var_dir() / "dev-token")})"\n'
-                    "every signal, update and query, with its JSON and a CLI example: docs/workflow-contract.md",
-                ),
-            )
-        )
-    return specs
+    token = "from CODEC_TOKEN" if cfg.codec_token else f"in {shown_path(var_dir() / 'codec-token')}"
+    return Child(
+        "codec",
+        [sys.executable, "-m", "encryption.codec_server"],
+        codec_env,
+        ready=http_ready(f"{url}/health"),
+        restart=True,
+        ports=(codec_port,),
+        link=(
+            "Codec",
+            f"http://localhost:{codec_port}/login  (sign-in token {token})\nthen, in the "
+            'Web UI\'s Codec Server settings, choose "Use my browser setting", paste '
+            f'http://localhost:{codec_port} and tick "Include cross-origin credentials"\n'
+            f"the temporal CLI ({shown_path(Path(sys.executable).parent / 'temporal')}; an operator token "
+            "that may send inputs encodes):\n"
+            f"  temporal workflow query -w loan-DEMO-0001 --type status --codec-endpoint "
+            f'http://localhost:{codec_port} --codec-auth "Bearer $(cat {shown_path(var_dir() / "dev-token")})"\n'
+            "every signal, update and query, with its JSON and a CLI example: docs/workflow-contract.md",
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- process helpers

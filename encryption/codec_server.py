@@ -150,8 +150,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
 
 class Sessions:
     """Server-side sign-in sessions: the cookie is a random id, the server keeps who it belongs to and until
-    when. Signing out deletes it, so the cookie is dead at once (an HMAC cookie still decoded after logout:
-    issue 14, hole 7). A restart signs everybody out."""
+    when. Signing out deletes it, so the cookie is dead at once: a signed cookie carrying its own expiry would
+    still be accepted after sign-out, until it expired, by anyone holding a copy. A restart signs everybody out."""
 
     def __init__(self, seconds: int = SESSION_SECONDS) -> None:
         self.seconds = seconds
@@ -247,9 +247,16 @@ LOGIN_CAP, CODEC_CAP = 4 * 1024, 8 * 1024 * 1024
 
 def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
     """`lookup(token)` names the operator of an operator token allowed to read cases (None otherwise)."""
-    codec = EncryptionCodec(cfg.keyring)
-    sessions, limiter = Sessions(), LoginLimiter()
     app = FastAPI(title="Loan collections codec server", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_middleware(app, cfg)
+    auth = _Auth(cfg, lookup, Sessions())
+    _add_codec_routes(app, EncryptionCodec(cfg.keyring), auth)
+    _add_sign_in_routes(app, cfg, auth, LoginLimiter())
+    return app
+
+
+def _add_middleware(app: FastAPI, cfg: Config) -> None:
+    """CORS for the Web UI's origins only, and the body cap around everything."""
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(cfg.origins),
@@ -267,55 +274,69 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
         error=lambda field, reason: {"detail": f"{field} {reason}"},
     )
 
-    def who_is(token: str) -> str | None:
-        """'codec-token' for the service token, 'op-...:role' for an operator allowed to read cases."""
-        if hmac.compare_digest(token.encode(), cfg.token.encode()):
-            return "codec-token"
-        return lookup(token) if len(token) <= 200 else None
 
-    async def authorized(request: Request) -> tuple[str | None, bool]:
+class _Auth:
+    """Who a request is: the codec token or an operator, by bearer token or by the session cookie of /login."""
+
+    def __init__(self, cfg: Config, lookup, sessions: Sessions) -> None:
+        self.cfg, self.lookup, self.sessions = cfg, lookup, sessions
+
+    def who_is(self, token: str) -> str | None:
+        """'codec-token' for the service token, 'op-...:role' for an operator allowed to read cases."""
+        if hmac.compare_digest(token.encode(), self.cfg.token.encode()):
+            return "codec-token"
+        return self.lookup(token) if len(token) <= 200 else None
+
+    async def authorized(self, request: Request) -> tuple[str | None, bool]:
         """(who, by cookie)"""
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given:
-            return await asyncio.to_thread(who_is, given.strip()), False
-        return sessions.who(request.cookies.get(COOKIE)), True
+            return await asyncio.to_thread(self.who_is, given.strip()), False
+        return self.sessions.who(request.cookies.get(COOKIE)), True
 
-    def refuse(status: int, detail: str) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-    async def may_encode(request: Request) -> tuple[str | None, str]:
+    async def may_encode(self, request: Request) -> tuple[str | None, str]:
         """(who, why not): an operator's bearer token whose roles may send a case's inputs."""
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         token = given.strip() if scheme.lower() == "bearer" else ""
         if not token:
             return None, "encoding needs an operator's bearer token (--codec-auth 'Bearer <operator token>')"
-        if hmac.compare_digest(token.encode(), cfg.token.encode()):
+        if hmac.compare_digest(token.encode(), self.cfg.token.encode()):
             return None, "the codec token decodes only; encoding needs an operator token whose roles may send inputs"
-        who = await asyncio.to_thread(lookup, token, SEND_USE_CASES) if len(token) <= 200 else None
+        who = await asyncio.to_thread(self.lookup, token, SEND_USE_CASES) if len(token) <= 200 else None
         return who, "" if who else "this token's operator may not send a case's inputs (payment, plan, outcome)"
 
+
+def _refuse(status: int, detail: str) -> JSONResponse:
+    """A refusal as JSON; a 401 says which scheme would do."""
+    headers = {"WWW-Authenticate": 'Bearer realm="codec"'} if status == 401 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _add_codec_routes(app: FastAPI, codec: EncryptionCodec, auth: _Auth) -> None:
+    """/decode, /encode and /health."""
+
     async def transcode(request: Request, decode: bool) -> Response:
+        """Both directions: who may (any reader decodes, only a sender encodes), the body, the codec, one log line."""
         if decode:
-            who, by_cookie = await authorized(request)
+            who, by_cookie = await auth.authorized(request)
             if who is None:
-                return refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
+                return _refuse(401, "a valid bearer token (or a session from /login) is required; nothing was decoded")
         else:
-            who, why = await may_encode(request)
+            who, why = await auth.may_encode(request)
             by_cookie = False
             if who is None:
                 log.warning("encode refused", reason=why, namespace=request.headers.get("x-namespace"))
-                return refuse(403 if "may not" in why or "decodes only" in why else 401, why + "; nothing was encoded")
+                return _refuse(403 if "may not" in why or "decodes only" in why else 401, why + "; nothing was encoded")
         if by_cookie and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return refuse(415, "Content-Type must be application/json")
+            return _refuse(415, "Content-Type must be application/json")
         try:
             payloads = json_format.Parse(await request.body(), Payloads(), ignore_unknown_fields=True)
         except json_format.ParseError as exc:
-            return refuse(400, f'body is not {{"payloads": [...]}} in protobuf JSON: {exc}')
+            return _refuse(400, f'body is not {{"payloads": [...]}} in protobuf JSON: {exc}')
         try:
             out = await (codec.decode(payloads.payloads) if decode else codec.encode(payloads.payloads))
         except PayloadDecryptionError as exc:
-            return refuse(422, str(exc))
+            return _refuse(422, str(exc))
         referer = request.headers.get("referer", "")
         workflow = referer.split("/workflows/", 1)[1].split("/", 1)[0] if "/workflows/" in referer else None
         log.info(
@@ -342,6 +363,9 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
     async def health() -> dict:
         return {"status": "ok"}
 
+
+def _add_sign_in_routes(app: FastAPI, cfg: Config, auth: _Auth, limiter: LoginLimiter) -> None:
+    """/login and /logout: the Web UI's browser session, since the Web UI cannot send a bearer token itself."""
     endpoint = f"http://{'localhost' if cfg.host in ('127.0.0.1', '::1') else cfg.host}:{cfg.port}"
 
     def page(message: str = "", status: int = 200, signed_in: bool = False) -> HTMLResponse:
@@ -355,7 +379,7 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
 
     @app.get("/login")
     async def login_form(request: Request) -> HTMLResponse:
-        if sessions.who(request.cookies.get(COOKIE)):
+        if auth.sessions.who(request.cookies.get(COOKIE)):
             return page('<p class="msg">You are signed in.</p>', signed_in=True)
         return page()
 
@@ -369,7 +393,7 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
             return resp
         form = parse_qs((await request.body()).decode(errors="replace"))
         given = (form.get("token") or [""])[0].strip()
-        who = await asyncio.to_thread(who_is, given) if given else None
+        who = await asyncio.to_thread(auth.who_is, given) if given else None
         if who is None:
             limiter.failed(client)
             log.warning("sign-in refused", client=client)
@@ -378,7 +402,7 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
         resp = page('<p class="msg">Signed in: the Temporal UI can now show payloads decrypted.</p>', signed_in=True)
         resp.set_cookie(
             COOKIE,
-            sessions.new(who),
+            auth.sessions.new(who),
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="strict",
@@ -389,12 +413,10 @@ def create_app(cfg: Config, lookup=operator_lookup) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request) -> HTMLResponse:
-        sessions.end(request.cookies.get(COOKIE))
+        auth.sessions.end(request.cookies.get(COOKIE))
         resp = page('<p class="msg">Signed out.</p>')
         resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=cfg.secure_cookie)
         return resp
-
-    return app
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -612,6 +612,12 @@ def plots(out: Path, summary: dict, series: dict, checkpoints: list[datetime]) -
 
 
 def markdown(summary: dict, files: list[str]) -> str:
+    """The report's README.md: the run, the two arms side by side, the plots, how to read them, the inputs."""
+    return "\n".join(_md_results(summary, files) + _MD_HOW_TO_READ + _md_inputs(summary))
+
+
+def _md_results(summary: dict, files: list[str]) -> list[str]:
+    """The run (what ran, on which engine, how long), the metrics and the recovered amounts side by side, the plots."""
     run, c, h = summary["run"], summary["arms"]["champion"], summary["arms"]["challenger"]
     parts = [
         f"# Strategy simulation: {c['policy']} (champion) vs {h['policy']} (challenger)",
@@ -649,26 +655,37 @@ def markdown(summary: dict, files: list[str]) -> str:
     ]
     for f in files:
         parts += [f"![{f.removesuffix('.png').replace('_', ' ')}]({f})", ""]
-    parts += [
-        "## How to read it",
-        "",
-        "- **Cure rate**: cases closed as paid or settled (a completed plan). Cases recovered through enforcement "
-        "are counted under outcomes, not as cured.",
-        "- **Roll rate A → B**: of the loans seen open in bucket A (M1 = DPD 1-30, M2 = 31-60, M3 = 61-90, "
-        "M3+ = 91 and over) whose DPD reached the start of B within the simulation, the share still open then "
-        "and not under a repayment plan that is being kept (a restructured loan does not roll). "
-        "Counts of loans, not balances.",
-        "- **Refusals**: the contact gate's refusals and the legal clocks' (limitation period, enforcement deadline, "
-        "objection window), by rule, from the audit trail (`case_events`). "
-        "A refusal that defers a contact is counted each time the case asks again.",
-        "- **Contacts**: delivered SMS, emails, letters, calls, visits and lawyer's letters (guarantors included).",
-        "- **Self-service**: what borrowers did on their own page, reached by the link an SMS, email or letter "
-        "carries when the policy's `[selfservice] links` is on (a page visit: link opened, one-time code passed, "
-        "something asked of the case). A self-service cure is a case paid or settled whose last payment came "
-        "through the page's payment link (a promise or plan made on the page is kept through it too).",
-        "- Borrower behaviour is a model (`sim/behaviour.py`): the absolute numbers mean little; the difference "
-        "between the two policies on the same borrowers is the point.",
-        "",
+    return parts
+
+
+# What each metric counts, for a reader who did not write the simulator.
+_MD_HOW_TO_READ = [
+    "## How to read it",
+    "",
+    "- **Cure rate**: cases closed as paid or settled (a completed plan). Cases recovered through enforcement "
+    "are counted under outcomes, not as cured.",
+    "- **Roll rate A → B**: of the loans seen open in bucket A (M1 = DPD 1-30, M2 = 31-60, M3 = 61-90, "
+    "M3+ = 91 and over) whose DPD reached the start of B within the simulation, the share still open then "
+    "and not under a repayment plan that is being kept (a restructured loan does not roll). "
+    "Counts of loans, not balances.",
+    "- **Refusals**: the contact gate's refusals and the legal clocks' (limitation period, enforcement deadline, "
+    "objection window), by rule, from the audit trail (`case_events`). "
+    "A refusal that defers a contact is counted each time the case asks again.",
+    "- **Contacts**: delivered SMS, emails, letters, calls, visits and lawyer's letters (guarantors included).",
+    "- **Self-service**: what borrowers did on their own page, reached by the link an SMS, email or letter "
+    "carries when the policy's `[selfservice] links` is on (a page visit: link opened, one-time code passed, "
+    "something asked of the case). A self-service cure is a case paid or settled whose last payment came "
+    "through the page's payment link (a promise or plan made on the page is kept through it too).",
+    "- Borrower behaviour is a model (`sim/behaviour.py`): the absolute numbers mean little; the difference "
+    "between the two policies on the same borrowers is the point.",
+    "",
+]
+
+
+def _md_inputs(summary: dict) -> list[str]:
+    """The borrowers' inputs each arm applied, a ledger check when payments are missing from it, and the inputs the
+    cases refused."""
+    parts = [
         "## Borrower inputs applied",
         "",
         _md_table(
@@ -705,7 +722,7 @@ def markdown(summary: dict, files: list[str]) -> str:
             ),
             "",
         ]
-    return "\n".join(parts)
+    return parts
 
 
 def build(out: Path, opts, policies, loans, engine, trace, data: dict | None = None) -> dict:

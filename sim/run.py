@@ -358,7 +358,6 @@ def quiet_logs() -> None:
 
 async def simulate(opts: Options) -> dict:
     """Run the comparison and write the report; returns the summary (also in summary.json)."""
-    from activities.case import CaseActivities
     from activities.gateway import GatewayClient, GatewaySettings
     from app.errors import BadInput
     from db.engine import make_engine, migrate
@@ -366,8 +365,6 @@ async def simulate(opts: Options) -> dict:
     from devstack.binaries import find
     from encryption import codec
     from sandbox.gateway import running_gateway
-    from sim import report
-    from worker import build_worker
 
     start = opts.start or default_start(datetime.now(UTC))
     refused = temporal_refusal(start, opts.days, datetime.now(UTC))
@@ -391,11 +388,7 @@ async def simulate(opts: Options) -> dict:
         engine = make_engine(url)
         repo = Repo(engine)
         with running_gateway(api_key="simulation-key", db_path=Path(tmp.name) / "outbox.sqlite3") as gw:
-            gw.script_calls({})  # reachable
-            scripts = {ln.loan_id: call_script(ln.profile, loan_rng(opts.seed, ln.loan_id, "calls")) for ln in loans}
-            items = sorted(scripts.items())
-            for i in range(0, len(items), 2000):
-                gw.script_calls(dict(items[i : i + 2000]))
+            _script_calls(gw, loans, opts.seed)
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=codec.data_converter(keyring),
                 test_server_existing_path=find("temporal-test-server"),
@@ -403,46 +396,7 @@ async def simulate(opts: Options) -> dict:
             )
             gateway = GatewayClient(GatewaySettings(url=gw.url, api_key=gw.api_key, timeout=30, max_connections=64))
             try:
-                await register_search_attributes(env.client)
-                now = await env.get_current_time()
-                refused = temporal_refusal(start, opts.days, now)
-                if refused is not None:  # the day turned between the check above and the server's start
-                    raise BadInput("start", refused)
-                anchor = checkpoint_anchor(start)
-                await asyncio.to_thread(seed_database, engine, loans, opts.seed, start)
-                await env.sleep(anchor - now)
-                trace = Trace(anchor=await env.get_current_time(), start=start)
-                sim = Simulation(opts, policies, loans)
-                sim.borrowers = {ln.loan_id: Borrower(ln, opts.seed, policies[ln.arm], start, opts.days) for ln in loans}
-                worker = build_worker(
-                    env.client,
-                    CaseActivities(repo, gateway),
-                    task_queue=TASK_QUEUE,
-                    max_cached_workflows=len(loans) + 100,  # every case stays cached: no replays
-                    # when thousands of cases wake at the same simulated instant (08:00 after a holiday), their
-                    # tasks queue on this worker's sticky queue longer than the default 10 s; moved to the normal
-                    # queue they would be replayed from their history
-                    sticky_queue_schedule_to_start_timeout=timedelta(hours=1),
-                    # activations run in threads under one GIL: many at once only starve each other (and trip the
-                    # SDK's 2-second deadlock detector); the local activities overlap their I/O
-                    max_concurrent_workflow_tasks=16,
-                    max_concurrent_local_activities=200,
-                    workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
-                )
-                progress = _progress(opts) if opts.progress else None
-                finals = None
-                async with worker:
-                    try:
-                        await sim.run(env, engine, trace, progress.tick if progress else None)
-                    finally:
-                        if progress:
-                            progress.close()
-                    await asyncio.to_thread(sim.read_closed, engine)
-                    trace.failed_workflows = await _failed(env.client, sim)
-                    if opts.finals:
-                        finals = await _finals(env.client, sim)
-                trace.wall["total_sim"] = time.perf_counter() - wall0
-                summary = await asyncio.to_thread(report.build, out, opts, policies, loans, engine, trace)
+                summary, finals = await _run_on(env, engine, repo, gateway, opts, policies, loans, start, out, wall0)
             finally:
                 await gateway.aclose()
                 await env.shutdown()
@@ -453,6 +407,84 @@ async def simulate(opts: Options) -> dict:
     if finals is not None:
         summary["finals"] = finals
     return summary
+
+
+def _script_calls(gw, loans: list[SimLoan], seed: int) -> None:
+    """Tells the gateway how each borrower answers calls (their profile's script, drawn from their own seed), in
+    parts of 2,000 loans to keep each request small."""
+    gw.script_calls({})  # reachable
+    scripts = {ln.loan_id: call_script(ln.profile, loan_rng(seed, ln.loan_id, "calls")) for ln in loans}
+    items = sorted(scripts.items())
+    for i in range(0, len(items), 2000):
+        gw.script_calls(dict(items[i : i + 2000]))
+
+
+async def _run_on(
+    env: WorkflowEnvironment,
+    engine,
+    repo,
+    gateway,
+    opts: Options,
+    policies: dict,
+    loans: list[SimLoan],
+    start: date,
+    out: Path,
+    wall0: float,
+) -> tuple[dict, dict[str, dict] | None]:
+    """The simulation on the time-skipping server, from the first checkpoint to the last day, then its report:
+    (the report's summary, each case's final figures when asked for)."""
+    from app.errors import BadInput
+    from sim import report
+
+    await register_search_attributes(env.client)
+    now = await env.get_current_time()
+    refused = temporal_refusal(start, opts.days, now)
+    if refused is not None:  # the day turned between the check above and the server's start
+        raise BadInput("start", refused)
+    anchor = checkpoint_anchor(start)
+    await asyncio.to_thread(seed_database, engine, loans, opts.seed, start)
+    await env.sleep(anchor - now)
+    trace = Trace(anchor=await env.get_current_time(), start=start)
+    sim = Simulation(opts, policies, loans)
+    sim.borrowers = {ln.loan_id: Borrower(ln, opts.seed, policies[ln.arm], start, opts.days) for ln in loans}
+    worker = _sim_worker(env, repo, gateway, len(loans))
+    progress = _progress(opts) if opts.progress else None
+    finals = None
+    async with worker:
+        try:
+            await sim.run(env, engine, trace, progress.tick if progress else None)
+        finally:
+            if progress:
+                progress.close()
+        await asyncio.to_thread(sim.read_closed, engine)
+        trace.failed_workflows = await _failed(env.client, sim)
+        if opts.finals:
+            finals = await _finals(env.client, sim)
+    trace.wall["total_sim"] = time.perf_counter() - wall0
+    summary = await asyncio.to_thread(report.build, out, opts, policies, loans, engine, trace)
+    return summary, finals
+
+
+def _sim_worker(env: WorkflowEnvironment, repo, gateway, n_loans: int):
+    """The production worker, tuned for thousands of cases waking at one simulated instant."""
+    from activities.case import CaseActivities
+    from worker import build_worker
+
+    return build_worker(
+        env.client,
+        CaseActivities(repo, gateway),
+        task_queue=TASK_QUEUE,
+        max_cached_workflows=n_loans + 100,  # every case stays cached: no replays
+        # when thousands of cases wake at the same simulated instant (08:00 after a holiday), their
+        # tasks queue on this worker's sticky queue longer than the default 10 s; moved to the normal
+        # queue they would be replayed from their history
+        sticky_queue_schedule_to_start_timeout=timedelta(hours=1),
+        # activations run in threads under one GIL: many at once only starve each other (and trip the
+        # SDK's 2-second deadlock detector); the local activities overlap their I/O
+        max_concurrent_workflow_tasks=16,
+        max_concurrent_local_activities=200,
+        workflow_failure_exception_types=[Exception],  # a bug fails its case instead of stalling time
+    )
 
 
 async def _finals(client: Client, sim: Simulation) -> dict[str, dict]:
