@@ -82,7 +82,15 @@ async def reverse_payment(
         payments.check_reversal(Case(snap, now), r, now, reopening=True)
     except InvalidInput as exc:
         raise BadInput(exc.field, exc.reason) from None
-    reopened = snap.model_copy(update={"reopen": ReopenIn(previous_run_id=desc.run_id, reversal=r)})
+    return await _reopen(client, loan_id, r, desc.run_id, snap, task_queue)
+
+
+async def _reopen(
+    client: Client, loan_id: str, r: ReversalIn, previous_run_id: str, snap: CaseInput, task_queue: str | None
+) -> ReversalOutcome:
+    """A new run of the closed case, from its state, that applies the reversal first; answered once it answers."""
+    payment_id = r.payment_id
+    reopened = snap.model_copy(update={"reopen": ReopenIn(previous_run_id=previous_run_id, reversal=r)})
     try:
         new = await client.start_workflow(
             CollectionCase.run,
@@ -92,11 +100,11 @@ async def reverse_payment(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"Loan {loan_id} · reopened: payment {payment_id} reversed",
-            static_details=f"reopened from run {desc.run_id} ({snap.state.outcome if snap.state else '?'}): "
+            static_details=f"reopened from run {previous_run_id} ({snap.state.outcome if snap.state else '?'}): "
             f"payment {payment_id} reversed: {r.reason}",
         )
     except WorkflowAlreadyStartedError:
-        return await reverse_payment(client, loan_id, payment_id=payment_id, reason=reason, at=at, task_queue=task_queue)
+        return await reverse_payment(client, loan_id, payment_id=payment_id, reason=r.reason, at=r.at, task_queue=task_queue)
     for pause in (*BUSY_WAIT, None):  # the new run answers queries once its first workflow task is done
         try:
             st = await new.query(CollectionCase.status)
@@ -109,10 +117,10 @@ async def reverse_payment(
         loan_id=loan_id,
         payment_id=payment_id,
         reopened=True,
-        previous_run_id=desc.run_id,
+        previous_run_id=previous_run_id,
         status=st.status,
         outstanding=st.outstanding["total"],
         message=f"payment {payment_id} reversed; the case had closed as "
         f"{snap.state.outcome if snap.state else '?'} and is open again (run {new.result_run_id},"
-        f" reopened from {desc.run_id}); outstanding {st.outstanding['total']}",
+        f" reopened from {previous_run_id}); outstanding {st.outstanding['total']}",
     )

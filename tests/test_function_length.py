@@ -29,7 +29,6 @@ REASONS: dict[str, str] = {
     "db/repo.py::GateStore.check": _SPLIT_ELSEWHERE.format("db/repo.py"),
     "app/inputs.py::record_payment": _SPLIT_ELSEWHERE.format("app/inputs.py"),
     "activities/case.py::CaseActivities._deliver": _SPLIT_ELSEWHERE.format("activities/case.py"),
-    "domain/legal.py::check": _SPLIT_ELSEWHERE.format("domain/legal.py"),
 }
 
 
