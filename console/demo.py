@@ -20,12 +20,12 @@ Run again, it adds none of them a second time."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Coroutine
 from typing import Any
 
 from access.devadmin import var_dir
 from access.operators import Operators
+from infra.config import StackSettings, load
 from infra.private import write_secret
 
 OPERATORS = {
@@ -414,7 +414,7 @@ def main() -> int:
         if notice
         else f"demo: no compliance notice ({why})"
     )
-    port = os.environ.get("API_PORT", "8800")
+    port = load(StackSettings).api_port
     print(f"\nConsole: http://127.0.0.1:{port}/console  (API docs: http://127.0.0.1:{port}/docs)")
     for name, path in paths.items():
         print(f"  sign in as {name:<16} with the token in {path}")

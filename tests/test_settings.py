@@ -222,9 +222,7 @@ def test_the_keyring_comes_from_the_settings(monkeypatch):
 
 
 # Reads of the environment left outside infra/config.py, each with its reason.
-ENV_READS_LEFT = {
-    "console/demo.py",  # its API_PORT: moved to the settings with the split of its main()
-}
+ENV_READS_LEFT: set[str] = set()  # none: every read goes through a settings model
 NOT_SETTINGS = {"PYTHONPATH"}  # the interpreter's, passed on to a child process, not one of ours
 
 
