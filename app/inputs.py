@@ -457,29 +457,9 @@ async def record_payment(
 
     known = await asyncio.to_thread(_payment_row, repo, p.payment_id)
     if known is not None:
-        if known.loan_id != loan_id:
-            raise BadInput("payment_id", f"{p.payment_id} was already recorded for another loan; payment ids are unique")
-        if known.amount != minor or known.currency != p.currency:
-            raise BadInput(
-                "payment_id",
-                f"{p.payment_id} was already recorded with amount {known.currency} "
-                f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused",
-            )
-        if known.status == "unapplied" or run is None or known.recorded_at < run.started_at:
-            status: Literal["applied", "unapplied"] = "unapplied" if known.status == "unapplied" else "applied"
-            return PaymentOutcome(
-                payment_id=p.payment_id,
-                loan_id=loan_id,
-                status=status,
-                duplicate=True,
-                amount=format_amount(minor, p.currency),
-                currency=p.currency,
-                message=(
-                    f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied (already recorded)"
-                    if status == "unapplied"
-                    else f"payment {p.payment_id} was already applied (duplicate, nothing changed)"
-                ),
-            )
+        answered = _known_payment(loan_id, p, minor, known, run)
+        if answered is not None:
+            return answered
     if run is not None:
         try:
             result = await send(client, loan_id, p)
@@ -496,15 +476,45 @@ async def record_payment(
         # applied to this run before it closed (its workflow finished between open_run and the update, as the chaos
         # run found): the same answer, not "kept as unapplied" beside the applied row
         if known is not None:
-            return PaymentOutcome(
-                payment_id=p.payment_id,
-                loan_id=loan_id,
-                status="applied",
-                duplicate=True,
-                amount=format_amount(minor, p.currency),
-                currency=p.currency,
-                message=f"payment {p.payment_id} was already applied (duplicate, nothing changed)",
-            )
+            return _payment_outcome(loan_id, p, minor, "applied", True, f"payment {p.payment_id} was already applied")
+    return await _keep_unapplied(repo, loan_id, p, minor)
+
+
+def _payment_outcome(
+    loan_id: str, p: PaymentIn, minor: int, status: Literal["applied", "unapplied"], duplicate: bool, message: str
+) -> PaymentOutcome:
+    return PaymentOutcome(
+        payment_id=p.payment_id,
+        loan_id=loan_id,
+        status=status,
+        duplicate=duplicate,
+        amount=format_amount(minor, p.currency),
+        currency=p.currency,
+        message=message + (" (duplicate, nothing changed)" if duplicate and status == "applied" else ""),
+    )
+
+
+def _known_payment(loan_id: str, p: PaymentIn, minor: int, known, run) -> PaymentOutcome | None:
+    """A payment id the ledger holds already: refused when it names another payment (another loan, another
+    amount); answered as a duplicate when it needs nothing more; None when the open run must still take it."""
+    if known.loan_id != loan_id:
+        raise BadInput("payment_id", f"{p.payment_id} was already recorded for another loan; payment ids are unique")
+    if known.amount != minor or known.currency != p.currency:
+        raise BadInput(
+            "payment_id",
+            f"{p.payment_id} was already recorded with amount {known.currency} "
+            f"{format_amount(known.amount, known.currency)}; a payment id cannot be reused",
+        )
+    if known.status == "unapplied":
+        message = f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied (already recorded)"
+        return _payment_outcome(loan_id, p, minor, "unapplied", True, message)
+    if run is None or known.recorded_at < run.started_at:
+        return _payment_outcome(loan_id, p, minor, "applied", True, f"payment {p.payment_id} was already applied")
+    return None
+
+
+async def _keep_unapplied(repo, loan_id: str, p: PaymentIn, minor: int) -> PaymentOutcome:
+    """No open case to take it: the payment is kept in the ledger as unapplied (never dropped)."""
     written = await asyncio.to_thread(
         repo.record_payment,
         PaymentRecord(
@@ -518,16 +528,10 @@ async def record_payment(
             note="no open case when received",
         ),
     )
-    return PaymentOutcome(
-        payment_id=p.payment_id,
-        loan_id=loan_id,
-        status="unapplied",
-        duplicate=not written,
-        amount=format_amount(minor, p.currency),
-        currency=p.currency,
-        message=f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied"
-        + ("" if written else " (already recorded)"),
+    message = f"no open case for loan {loan_id}: payment {p.payment_id} kept as unapplied" + (
+        "" if written else " (already recorded)"
     )
+    return _payment_outcome(loan_id, p, minor, "unapplied", not written, message)
 
 
 def payments(repo, loan_id: str | None = None, unapplied: bool = False) -> list[dict[str, Any]]:
