@@ -571,6 +571,24 @@ class GateRequest:
     channel: str
 
 
+def _decision_event(q: GateRequest, d, now: datetime) -> dict[str, Any]:
+    """The case's event for one decision of the gate, with its rule and inputs (the audit trail's why)."""
+    return dict(
+        workflow_id=q.workflow_id,
+        loan_id=q.loan_id,
+        at=now,
+        kind="contact_allowed" if d.allowed else "contact_refused",
+        detail=f"{q.step}/{q.action}: {d.rule}: {d.reason}",
+        cause=json.dumps(
+            {"rule": d.rule, "retry_at": d.retry_at.isoformat() if d.retry_at else None, "final": d.final, **d.inputs},
+            sort_keys=True,
+            default=str,
+            ensure_ascii=False,
+        ),
+        dedupe_key=None,
+    )
+
+
 def rules_decider(now: datetime, rules, day_seconds: int):
     """The question GateStore.check asks of each request: `domain.compliance.decide` on the request's action at
     `now`, with the case's pinned contact rules; a step's actions are one bundle (one contact for spacing)."""
@@ -604,42 +622,10 @@ class GateStore:
     def check(self, borrower_id: str, now: datetime, requests: list[GateRequest], decide, session: Session | None = None) -> list:
         """`decide(request, tz, holds, history, prefs)` -> Decision; allowed contacts are reserved (a pending row). With
         `session`, a part of the caller's transaction (the borrower's row stays locked until it commits)."""
-        from domain.compliance import ActiveHold, Decision, PastContact
+        from domain.compliance import Decision, PastContact
 
         with self.repo.tx(session) as s:
-            borrowers = table_of(BorrowerRow)  # a Core UPDATE (the row lock), without the ORM's bulk-update bookkeeping
-            b = borrowers.c
-            # an UPDATE's result is a CursorResult (Session.execute is typed for any statement)
-            locked = cast(
-                CursorResult[Any], s.execute(update(borrowers).where(b.id == borrower_id).values(updated_at=b.updated_at))
-            ).rowcount
-            borrower = s.get(BorrowerRow, borrower_id) if locked else None
-            tz = borrower.timezone if borrower else "Asia/Shanghai"
-            holds = [
-                ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
-                for h in s.scalars(
-                    select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id, col(HoldRow.released_at).is_(None))
-                )
-            ]
-            prefs = preferences_of(s.get(ContactPreferenceRow, borrower_id))
-            since = now - timedelta(days=8)
-            rows = list(
-                s.scalars(
-                    select(ContactRow).where(
-                        col(ContactRow.borrower_id) == borrower_id,
-                        col(ContactRow.status).in_(("pending", "delivered")),
-                        col(ContactRow.at).is_not(None),
-                        col(ContactRow.at) >= since,
-                    )
-                )
-            )
-            history = [
-                PastContact(
-                    at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id, bundle=f"{r.workflow_id}:{r.step}"
-                )
-                for r in rows
-                if r.at is not None
-            ]
+            tz, holds, prefs, history = self._facts(s, borrower_id, now)
             existing = {
                 r.idempotency_key: r
                 for r in s.scalars(
@@ -655,55 +641,78 @@ class GateStore:
                     out.append(Decision(True, "already_allowed", f"allowed earlier ({prior.status})"))
                     continue
                 d = decide(q, tz, holds, history, prefs)
-                if d.allowed and prior is not None:
-                    s.execute(
-                        update(CONTACTS)
-                        .where(CONTACTS.c.idempotency_key == q.idempotency_key)
-                        .values(status="pending", at=now, updated_at=utcnow())
-                    )
-                elif d.allowed:
-                    s.execute(
-                        _insert(s, ContactRow)
-                        .values(
-                            idempotency_key=q.idempotency_key,
-                            workflow_id=q.workflow_id,
-                            loan_id=q.loan_id,
-                            borrower_id=borrower_id,
-                            step=q.step,
-                            channel=q.channel,
-                            action=q.action,
-                            status="pending",
-                            attempts=0,
-                            at=now,
-                            created_at=utcnow(),
-                            updated_at=utcnow(),
-                        )
-                        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    )
+                if d.allowed:
+                    self._reserve(s, borrower_id, q, now, again=prior is not None)
                     history.append(PastContact(at=now, channel=q.channel, loan_id=q.loan_id, bundle=f"{q.workflow_id}:{q.step}"))
-                s.execute(
-                    _insert(s, EventRow).values(
-                        workflow_id=q.workflow_id,
-                        loan_id=q.loan_id,
-                        at=now,
-                        kind="contact_allowed" if d.allowed else "contact_refused",
-                        detail=f"{q.step}/{q.action}: {d.rule}: {d.reason}",
-                        cause=json.dumps(
-                            {
-                                "rule": d.rule,
-                                "retry_at": d.retry_at.isoformat() if d.retry_at else None,
-                                "final": d.final,
-                                **d.inputs,
-                            },
-                            sort_keys=True,
-                            default=str,
-                            ensure_ascii=False,
-                        ),
-                        dedupe_key=None,
-                    )
-                )
+                s.execute(_insert(s, EventRow).values(**_decision_event(q, d, now)))
                 out.append(d)
             return out
+
+    @staticmethod
+    def _facts(s: Session, borrower_id: str, now: datetime):
+        """What the gate decides with, the borrower's row locked first (a Core UPDATE, without the ORM's bulk-update
+        bookkeeping) so that two cases of one borrower decide one after the other: the borrower's zone, holds on any
+        of their loans, their own preferences, and their contacts of the last eight days."""
+        from domain.compliance import ActiveHold, PastContact
+
+        borrowers = table_of(BorrowerRow)
+        b = borrowers.c
+        # an UPDATE's result is a CursorResult (Session.execute is typed for any statement)
+        locked = cast(
+            CursorResult[Any], s.execute(update(borrowers).where(b.id == borrower_id).values(updated_at=b.updated_at))
+        ).rowcount
+        borrower = s.get(BorrowerRow, borrower_id) if locked else None
+        tz = borrower.timezone if borrower else "Asia/Shanghai"
+        holds = [
+            ActiveHold(kind=h.kind, loan_id=h.loan_id, until=_aware(h.until))
+            for h in s.scalars(select(HoldRow).where(col(HoldRow.borrower_id) == borrower_id, col(HoldRow.released_at).is_(None)))
+        ]
+        prefs = preferences_of(s.get(ContactPreferenceRow, borrower_id))
+        rows = s.scalars(
+            select(ContactRow).where(
+                col(ContactRow.borrower_id) == borrower_id,
+                col(ContactRow.status).in_(("pending", "delivered")),
+                col(ContactRow.at).is_not(None),
+                col(ContactRow.at) >= now - timedelta(days=8),
+            )
+        )
+        history = [
+            PastContact(
+                at=_aware(r.at), channel=r.channel, outcome=r.outcome, loan_id=r.loan_id, bundle=f"{r.workflow_id}:{r.step}"
+            )
+            for r in rows
+            if r.at is not None
+        ]
+        return tz, holds, prefs, history
+
+    @staticmethod
+    def _reserve(s: Session, borrower_id: str, q: GateRequest, now: datetime, *, again: bool) -> None:
+        """An allowed contact's pending row: a new one, or (`again`) the deferred one taken up anew."""
+        if again:
+            s.execute(
+                update(CONTACTS)
+                .where(CONTACTS.c.idempotency_key == q.idempotency_key)
+                .values(status="pending", at=now, updated_at=utcnow())
+            )
+            return
+        s.execute(
+            _insert(s, ContactRow)
+            .values(
+                idempotency_key=q.idempotency_key,
+                workflow_id=q.workflow_id,
+                loan_id=q.loan_id,
+                borrower_id=borrower_id,
+                step=q.step,
+                channel=q.channel,
+                action=q.action,
+                status="pending",
+                attempts=0,
+                at=now,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
 
     def place_hold(
         self,
