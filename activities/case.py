@@ -484,6 +484,28 @@ class CaseActivities:
             extra = {"windows": [{"start": s.isoformat(), "end": e.isoformat()} for s, e in windows]}
         link = await asyncio.to_thread(self._link, req, recipient_id, channel, now or scheduled)
         body = messages.body(channel, first, borrower, today, debtor=debtor, extra=extra, link=link)
+        resp = await self._through_gateway(req, channel, body, borrower, debtor, first, today, windows, now, lg)
+        if isinstance(resp, ContactResult):  # refused by the provider: failed, recorded
+            return resp
+        result = ContactResult(
+            action=req.action,
+            channel=channel,
+            outcome=resp.get("outcome"),
+            reference=resp.get("id"),
+            promise_amount=resp.get("promise_amount"),
+            promise_date=resp.get("promise_date"),
+        )
+        await self._record(req, channel, result)
+        lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
+        return result
+
+    async def _through_gateway(
+        self, req: ChannelRequest, channel: str, body, borrower, debtor, first, today, windows, now, lg
+    ) -> dict | ContactResult:
+        """The message through the provider's gateway (and a visit's booking kept inside its windows): its answer,
+        or the failed contact when the provider refuses it. Unavailable: retried here (a short wait) or, past
+        LOCAL_RETRY_SECONDS, by the workflow's durable timer, after which the window is checked again."""
+        rechecked = req.rules is not None and req.now is not None
         try:
             resp = await self.gateway.send(channel, body, req.idempotency_key)
             if channel == "visit":
@@ -505,17 +527,7 @@ class CaseActivities:
             ) from None
         except _VisitRefused as exc:
             return await self._failed(req, channel, str(exc), lg)
-        result = ContactResult(
-            action=req.action,
-            channel=channel,
-            outcome=resp.get("outcome"),
-            reference=resp.get("id"),
-            promise_amount=resp.get("promise_amount"),
-            promise_date=resp.get("promise_date"),
-        )
-        await self._record(req, channel, result)
-        lg.info("delivered", outcome=result.outcome, duplicate=resp.get("duplicate", False))
-        return result
+        return resp
 
     async def _booked_inside(
         self,
