@@ -1,4 +1,4 @@
-"""A new year's official calendar as data, without a deploy (issue 19 part 5).
+"""A new year's official calendar as data, without a deploy.
 
 Compliance adds a year's file (`starter.py calendars add FILE`, or the console's calendar page): it is validated
 exactly as the loader validates a file in policies/calendars/ (domain.calendar.parse_text), and stored as a pending

@@ -1,4 +1,4 @@
-"""A borrower's contact details change through this one audited use case (issue 14, hole 1): who changed
+"""A borrower's contact details change through this one audited use case: who changed
 which detail and when, the old value kept (contact_changes). The gate and the templates read the borrower
 row at each contact, so the new details are used from the next contact on. Opening a case again never
 changes them while the case is open."""

@@ -31,6 +31,7 @@ from app.visibility import case_status
 from db.records import PaymentRecord
 from domain import inputs as registered
 from domain.actor import Actor
+from domain.dates import CLOCK_SKEW
 from domain.errors import InvalidInput
 from domain.inputs import INPUTS
 from domain.models import (
@@ -398,17 +399,16 @@ def _applied(loan_id: str, amount: str, currency: str, r: PaymentResult) -> Paym
     )
 
 
-# How far a payment's paid_at may lie before the missed due date. The policies have no setting for it yet
-# (issue 14 asks for "the policy's window"): a year, the longest a payment can belong to this delinquency.
+# How far a payment's paid_at may lie before the missed due date: a year, the longest a payment can belong to this
+# delinquency (the policies have no setting for it).
 PAID_AT_BEFORE_DUE = dt.timedelta(days=366)
-PAID_AT_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def check_paid_at(paid_at: dt.datetime, due: dt.date | None, now: dt.datetime | None = None) -> None:
-    """paid_at of year 1 or 1970 was applied (issue 14, hole 7): it is bounded by the loan's due date less a
-    year and by now (a few minutes of clock skew allowed)."""
+    """A paid_at of year 1 or 1970 would be applied as such: it is bounded by the loan's due date less a year and
+    by now (a few minutes of clock skew allowed)."""
     now = now or dt.datetime.now(dt.UTC)
-    if paid_at > now + PAID_AT_CLOCK_SKEW:
+    if paid_at > now + CLOCK_SKEW:
         raise BadInput("paid_at", f"{paid_at.isoformat()} is in the future")
     earliest = (
         dt.datetime.combine(due, dt.time(), dt.UTC) - PAID_AT_BEFORE_DUE

@@ -220,7 +220,7 @@ def visibility_query(
 def check_framed(q: str) -> None:
     """The raw query goes inside `WorkflowType = "CollectionCase" AND (...)`: it may only narrow that list.
     Its parentheses must balance without ever closing the frame's (`) OR (WorkflowType != "CollectionCase"`
-    listed other teams' workflows: issue 14, hole 5), and its quotes must close; ORDER BY is not a filter."""
+    would list other teams' workflows), and its quotes must close; ORDER BY is not a filter."""
     depth, quote, escaped = 0, "", False
     for i, c in enumerate(q):
         if quote:

@@ -27,7 +27,7 @@ from bench.report import Row, Table
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_10K = ROOT / "docs" / "simulation-10000" / "summary.json"
-# the targets of issue 16, on this 2-core machine
+# the goals for the direct engine (seconds for so many loans), on this 2-core machine
 GOALS = {10_000: 60, 100_000: 600}
 SWEEP_GOAL = 900
 SWEEP = [

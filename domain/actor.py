@@ -25,6 +25,3 @@ class Actor(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.operator_id} ({self.role})"
-
-
-SYSTEM = Actor(operator_id="system", role="system")

@@ -1,4 +1,4 @@
-"""Four-eyes (maker-checker), as issue 14 lists it. Pure: what needs a second person, the proposal, and who may
+"""Four-eyes (maker-checker). Pure: what needs a second person, the proposal, and who may
 decide it. The roles that may approve each kind are in access.permissions.TWO_PERSON (checked by the application
 layer); here: the checker is never the maker, and a proposal waits at most the policy's approval.expiry_days.
 

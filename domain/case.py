@@ -51,8 +51,7 @@ from domain.regime import CURRENT, Regime
 from domain.status import limitation_ends, risk_class
 
 MAX_EVENTS = 30
-GUARANTOR = "@guarantor"  # suffix of an action addressed to the loan's guarantor
-from domain.channels import GUARANTOR_ACTIONS  # noqa: E402 - which actions a guarantor may receive: the registry's
+from domain.channels import GUARANTOR_ACTIONS, GUARANTOR_SUFFIX  # noqa: E402 - which actions a guarantor may receive: the registry's
 
 CALENDAR_ASK_EVERY = timedelta(days=7)  # a calendar year no decision waits for yet: asked again weekly
 # A last day moved by a break ends at most this long after its plain end (the longest official break, 8 days of the
@@ -667,7 +666,7 @@ class Case:
             ch = self.notice_channel()
             actions = [a for a in actions if a != "bureau_notice"] + ([legal.NOTICE_ACTIONS[ch]] if ch else [])
         if step.notify_guarantor and self.inp.guarantor_id:
-            actions += [f"{a}{GUARANTOR}" for a in step.actions if a in GUARANTOR_ACTIONS]
+            actions += [f"{a}{GUARANTOR_SUFFIX}" for a in step.actions if a in GUARANTOR_ACTIONS]
         return actions
 
     def pending_actions(self, idx: int) -> list[str]:
@@ -692,7 +691,7 @@ class Case:
         for r in results:
             s.step_actions_done.append(r.action)
             if r.status == "delivered":
-                key = r.channel + (GUARANTOR if r.action.endswith(GUARANTOR) else "")
+                key = r.channel + (GUARANTOR_SUFFIX if r.action.endswith(GUARANTOR_SUFFIX) else "")
                 s.contacts[key] = s.contacts.get(key, 0) + 1
                 if r.action == "visit":
                     s.visit_scheduled = True
@@ -763,7 +762,9 @@ class Case:
         """The gate's final refusal because the borrower was recorded bankrupt or deceased (on any of their
         loans): the case closes as if the hold had been placed on it. A guarantor's own bankruptcy or death
         (refusing a letter to the guarantor) does not close the borrower's case."""
-        return next((d for d in refusals if d.final and d.rule in CLOSING_HOLDS and not d.action.endswith(GUARANTOR)), None)
+        return next(
+            (d for d in refusals if d.final and d.rule in CLOSING_HOLDS and not d.action.endswith(GUARANTOR_SUFFIX)), None
+        )
 
     def close_for_borrower(self, d: GateRecord, now: datetime) -> None:
         self.close(CLOSING_HOLDS[d.rule], now, f"recorded on another of the borrower's loans ({d.reason})")
@@ -947,7 +948,7 @@ class Case:
         return StepPlan(step=step, gated=gated, refusals=refusals, next_step=nxt, tasks=tasks)
 
 
-import dataclasses  # noqa: E402 - the run loop's values, kept beside the loop (added after the class)
+import dataclasses  # noqa: E402 - the run loop's values, kept beside the loop that makes them
 
 MIN_SLEEP = timedelta(seconds=1)
 STEP, SLEEP, CLOSE, REQUEUE = "step", "sleep", "close", "requeue"

@@ -26,7 +26,6 @@ from domain.policy import CONTACT_CHANNELS, ContactRules  # noqa: F401 - contact
 LEGAL_NOTICES = {"bureau_notice", "bureau_notice_sms", "bureau_notice_email"}
 # Outcomes of a call in which the borrower was actually spoken to.
 CONVERSATION = {"answered", "promise", "dispute"}
-BORROWER_HOLDS = {"cease_contact", "complaint", "hardship", "bankruptcy", "deceased"}  # dispute: one loan
 INDEFINITE_RECHECK = timedelta(days=1)
 DAY = 86400
 # Beijing time (UTC+8) is the PRC's one standard time; in Xinjiang much of daily life keeps Urumqi time (UTC+6).

@@ -157,7 +157,7 @@ class PlanIn(Model):
     @field_validator("instalments", "interval_months", "waiver_percent", mode="before")
     @classmethod
     def _not_a_boolean(cls, v):
-        # JSON true is not 1: pydantic's lax mode took `"waiver_percent": true` as 1% (issue 14, hole 7)
+        # JSON true is not 1: pydantic's lax mode would take `"waiver_percent": true` as 1%
         if isinstance(v, bool):
             raise ValueError("must be a whole number, not true/false")
         return v
@@ -196,7 +196,7 @@ class ReleaseIn(Model):
     @field_validator("reviewer")
     @classmethod
     def _clean_reviewer(cls, v: str | None) -> str | None:
-        # a reviewer of whitespace, a zero-width space or an RTL mark released a complaint (issue 14, hole 3)
+        # a reviewer of whitespace, a zero-width space or an RTL mark names nobody: refused
         return None if v is None else _clean(v, "reviewer", 100, required=True)
 
     @field_validator("resolution")

@@ -209,7 +209,7 @@ class ContactRules(_Strict):
             raise ValueError(f"window_end: {self.window_end} is not after window_start {self.window_start}")
         return self
 
-    # Checks added after cases were already pinned to their policies run only when a policy is read from its
+    # Checks newer than some running cases' pinned policies run only when a policy is read from its
     # file (parse_policy's context), never when a running case's input is decoded: an old case stays readable.
     @field_validator("timed_channels")
     @classmethod
@@ -286,7 +286,7 @@ class Allocation(_Strict):
 
 
 class ApprovalRules(_Strict):
-    """Four-eyes (issue 14): what needs a second person, and how long a proposal waits for one."""
+    """Four-eyes: what needs a second person, and how long a proposal waits for one."""
 
     waiver_percent_over: int = Field(default=20, ge=0, le=100, description="an interest waiver above this share")
     plain_max_instalments: int | None = Field(default=None, ge=1, le=60, description="more instalments need approval")

@@ -1,4 +1,4 @@
-"""Agent mode: the calls and visits a policy gives to people instead of the gateway (issue 15).
+"""Agent mode: the calls and visits a policy gives to people instead of the gateway.
 
 A step action in agent mode (`Step.modes`, e.g. `call = "agent"`) opens a *task* for the collections floor
 instead of a send. This module holds the rules for a task, pure and in one place:

@@ -1,6 +1,6 @@
 """Names and references typed by people: NFKC-normalised and trimmed; control and format characters
-(zero-width spaces, RTL marks, NUL) refused, and a blank one refused where one is required (issue 14,
-hole 3: a complaint hold was released by a reviewer that was only whitespace or an RTL mark). Pure."""
+(zero-width spaces, RTL marks, NUL) refused, and a blank one refused where one is required (a
+reviewer that is only whitespace or an RTL mark names nobody). Pure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Refuse big request bodies before reading them, and JSON bodies with a key twice (issue 14, holes 4 and 7).
+"""Refuse big request bodies before reading them, and JSON bodies with a key twice (the
+parser would keep the last of two, so what was checked and what was applied could differ).
 
 A pure ASGI middleware, outermost, so it runs before routing and authentication:
 - a Content-Length above the cap gets 413 at once, nothing read (a 100 MB body without a token was read

@@ -1,6 +1,6 @@
 """var/ holds the database, the gateway's outbox, the development keys and tokens, and the logs: none of it
-is for other users of the machine. The directory is 0700 and what is created in it 0600 (issue 14 hole 7:
-they were 0644 and world-readable)."""
+is for other users of the machine. The directory is 0700 and what is created in it 0600 (files made
+with the default umask would be 0644, world-readable)."""
 
 from __future__ import annotations
 
