@@ -52,7 +52,7 @@ from db.tasks import TaskStore
 from domain import channels
 from domain.dates import local_date
 from domain.models import CALL_OUTCOMES, VISIT_OUTCOMES, ContactResult, Event, RecordedCalendar, TaskEnd, TaskInfo, TaskOpen
-from domain.money import format_amount, parse_amount, to_major
+from domain.money import format_amount, to_major
 from domain.tasks import Teams, load_teams
 from infra import metrics
 from infra.config import settings
@@ -907,7 +907,7 @@ def _case_row(req: ChannelRequest) -> CaseRecord:
         loan_id=req.loan_id,
         currency=req.currency,
         stage=req.stage,
-        outstanding=parse_amount(req.outstanding["total"], req.currency, allow_zero=True),
+        outstanding=req.outstanding_minor["total"],
     )
 
 

@@ -7,14 +7,14 @@ database themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The channel registry (domain/channels.py) says which activity and gateway channel each action uses.
 from domain.channels import ActionName, base_action, for_guarantor  # noqa: F401 - re-exported
 from domain.models import ContactResult, Event, Outcome
-from domain.money import Minor
+from domain.money import Minor, parse_amount
 from domain.policy import ContactRules
 
 # A timed send found its contact window closed (or its day not a contact day) when the attempt came: nothing
@@ -32,6 +32,17 @@ class Contract(BaseModel):
 
 
 class ChannelRequest(Contract):
+    @model_validator(mode="before")
+    @classmethod
+    def _from_decimal_strings(cls, data: Any) -> Any:
+        """A request kept by an older build (a contact row's frozen request: what a rerun must render the same
+        message from) carries `outstanding` as decimal strings: read as minor units of its currency."""
+        if isinstance(data, dict) and "outstanding" in data and "outstanding_minor" not in data:
+            data = dict(data)
+            old, cur = data.pop("outstanding"), data.get("currency", "")
+            data["outstanding_minor"] = {k: parse_amount(v, cur, k, allow_zero=True) for k, v in old.items()}
+        return data
+
     workflow_id: str
     case_key: str
     loan_id: str
@@ -44,7 +55,8 @@ class ChannelRequest(Contract):
     stage: str
     dpd: int
     currency: str
-    outstanding: dict[str, str]
+    # principal, interest, fees and total in minor units (the message formats them for the borrower)
+    outstanding_minor: dict[str, Minor]
     due_date: dt.date
     letter: str | None = None
     next_step: str | None = Field(default=None, description="what happens next, for the message")

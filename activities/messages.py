@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from activities.contracts import ChannelRequest
 from db.tables import BorrowerRow
 from domain import channels
+from domain.money import format_amount
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BANK = {"zh": "示范银行", "en": "Demo Bank"}
@@ -35,7 +36,7 @@ def render(template: str, lang: str, **ctx: Any) -> str:
 
 def context(req: ChannelRequest, borrower: BorrowerRow, today: dt.date) -> dict[str, Any]:
     lang = language(borrower)
-    o = req.outstanding
+    o = {k: format_amount(v, req.currency) for k, v in req.outstanding_minor.items()}
     return dict(
         bank=BANK[lang],
         hotline=HOTLINE,
@@ -165,5 +166,5 @@ def body(
     build = BODIES.get(channel)
     if build is None:
         raise ValueError(f"no message for channel {channel}")
-    amount = {"amount": req.outstanding["total"], "currency": req.currency}
+    amount = {"amount": format_amount(req.outstanding_minor["total"], req.currency), "currency": req.currency}
     return build(req, borrower, lang, ctx, {"loan_id": req.loan_id}, amount, extra or {})

@@ -104,3 +104,49 @@ async def test_the_ledger_and_the_case_row_hold_the_entry_s_minor_units(repo):
     assert (rev.amount, rev.currency) == (123_456, "CNY")
     case = repo.case_row(f"loan-{loan}")
     assert case is not None and (case.outstanding, case.total_paid) == (1_000_000, 0)
+
+
+def test_a_send_request_kept_by_an_older_build_reads_as_minor_units_and_renders_the_same_message():
+    """A contact row keeps the request its message is rendered from, so that a rerun after a crash sends the very
+    body the gateway may hold already. A row written when the request carried decimal strings thaws into minor
+    units, and the message shows the same amounts."""
+    from activities.case import _freeze, _thaw
+    from activities.contracts import ChannelRequest
+    from activities.messages import context
+    from db.tables import BorrowerRow
+
+    fields = dict(
+        workflow_id="loan-L1",
+        case_key="loan-L1:20261001T000000",
+        loan_id="L1",
+        borrower_id="B1",
+        step="reminder_notice",
+        action="sms",
+        idempotency_key="loan-L1:20261001T000000:reminder_notice:sms",
+        policy="default",
+        stage="reminder",
+        dpd=3,
+        currency="CNY",
+        due_date=dt.date(2026, 10, 1),
+    )
+    new = ChannelRequest(
+        **fields, outstanding_minor={"principal": 1_000_000, "interest": 50_000, "fees": 2_050, "total": 1_052_050}
+    )
+    old_row = json.dumps(
+        {
+            "req": {
+                **json.loads(new.model_dump_json(exclude={"events", "outstanding_minor"})),
+                "outstanding": {"principal": "10000.00", "interest": "500.00", "fees": "20.50", "total": "10520.50"},
+            },
+            "today": "2026-10-04",
+        }
+    )
+    thawed, today = _thaw(old_row, new, dt.date(2026, 10, 5))
+    assert thawed.outstanding_minor == new.outstanding_minor and today == dt.date(2026, 10, 4)
+    again, _ = _thaw(_freeze(new, today), new, today)  # and a row written now, the same
+    assert again == new
+    borrower = BorrowerRow(id="B1", name="张三", timezone="Asia/Shanghai", language="zh")
+    shown = context(thawed, borrower, today)
+    assert (shown["total"], shown["principal"], shown["interest"], shown["fees"]) == ("10520.50", "10000.00", "500.00", "20.50")
+    with pytest.raises(ValidationError):  # an amount that is no amount of its currency is refused, not guessed
+        ChannelRequest.model_validate({**json.loads(old_row)["req"], "outstanding": {"total": "10.505"}})

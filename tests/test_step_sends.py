@@ -65,7 +65,7 @@ def step_run(loan: str, bid: str, now: dt.datetime) -> StepRun:
         stage="reminder",
         dpd=3,
         currency="CNY",
-        outstanding={"principal": "10000.00", "interest": "500.00", "fees": "20.00", "total": "10520.00"},
+        outstanding_minor={"principal": 1_000_000, "interest": 50_000, "fees": 2_000, "total": 1_052_000},
         due_date=local_date(now, "Asia/Shanghai") - dt.timedelta(days=3),
         next_step="First call",
         next_dpd=7,

@@ -600,12 +600,7 @@ class CollectionCase:
             stage=stage,
             dpd=case.dpd(now),
             currency=self.inp.currency,
-            outstanding={
-                "principal": case.amount(b.principal),
-                "interest": case.amount(b.interest),
-                "fees": case.amount(b.fees),
-                "total": case.amount(b.total),
-            },
+            outstanding_minor={"principal": b.principal, "interest": b.interest, "fees": b.fees, "total": b.total},
             due_date=self.inp.due_date,
             letter=_letter(action, letter),
             next_step=(next_step.title or next_step.key) if next_step else None,
