@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from domain import calendar, compliance, inputs, legacy, legal, risk
-from domain.dates import CaseClock, add_months, days_past_due, dpd_start, local_date, local_midnight, utc
+from domain.dates import CaseClock, add_months, days_past_due, local_date, local_midnight, utc
 from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput
 from domain.inputs import holds
 from domain.models import (
@@ -200,7 +200,7 @@ class Case:
         any judgment or payment order). When enforcement may be applied for is legal.check's to say."""
         s = self.state
         if not self.regime.legal_clocks:
-            return s.judgment_at is not None or (s.payment_order_at is not None and not s.objection)
+            return legacy.enforceable(s)
         if s.judgment_at is not None:
             return s.judgment_effective_on is not None and s.performance_ends is not None
         return s.payment_order_at is not None and s.payment_order_served_on is not None and not s.objection
@@ -448,17 +448,8 @@ class Case:
     def legal_refusal(self, action: str, now: datetime) -> legal.Refusal | None:
         """A court or bureau action outside its legal clock (limitation, performance period, objection window,
         enforcement deadline, the credit-bureau notice); see domain/legal.py for each clock's source."""
-        s = self.state
         if not self.regime.legal_clocks:
-            return legacy.check(
-                action,
-                now,
-                self.policy.legal,
-                limitation_from=self.limitation_from(),
-                judgment_at=s.judgment_at,
-                payment_order_at=s.payment_order_at,
-                objection=s.objection,
-            )
+            return legacy.refusal(self, action, now)
         if self.regime.barred_stays and action in legal.DEMAND_ACTIONS:
             barred = self.limitation_over(now)
             if barred is not None:
@@ -479,10 +470,6 @@ class Case:
             f"the limitation period ended at 24:00 on {p.last_day} ({self.inp.timezone}): the debt is time-barred; "
             f"no demand that presents it as enforceable, no legal step ({legal.SRC_TIME_BARRED})"
         )
-
-    def limitation_from(self) -> datetime:
-        """Before the legal clocks: the instant the limitation period was counted from."""
-        return self.state.limitation_from or dpd_start(self.inp.due_date, self.inp.timezone, 1)
 
     def limitation_start(self) -> date:
         """The day the limitation period counts from, that day not counted (民法典 art. 201): the due date (art. 189:

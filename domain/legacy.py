@@ -8,9 +8,46 @@ Pure: no I/O."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+from domain.dates import dpd_start
 from domain.legal import Refusal
+from domain.models import CaseState
 from domain.policy import LegalRules
+
+if TYPE_CHECKING:
+    from domain.case import Case
+
+
+def limitation_from(case: Case) -> datetime:
+    """The instant the limitation period was counted from: the last acknowledgement's recording time, or the day
+    after the due date."""
+    return case.state.limitation_from or dpd_start(case.inp.due_date, case.inp.timezone, 1)
+
+
+def acknowledged(state: CaseState, now: datetime) -> None:
+    """A payment or a promise restarted the period at the time it was recorded (today's rules: the day it was made,
+    in the borrower's zone, Case.restart_limitation)."""
+    state.limitation_from = now
+
+
+def enforceable(state: CaseState) -> bool:
+    """Any judgment, or a payment order not objected to (today's rules also want their dates)."""
+    return state.judgment_at is not None or (state.payment_order_at is not None and not state.objection)
+
+
+def refusal(case: Case, action: str, now: datetime) -> Refusal | None:
+    """A court action outside its clock as counted then (`check`)."""
+    s = case.state
+    return check(
+        action,
+        now,
+        case.policy.legal,
+        limitation_from=limitation_from(case),
+        judgment_at=s.judgment_at,
+        payment_order_at=s.payment_order_at,
+        objection=s.objection,
+    )
 
 
 def _add_years(t: datetime, years: int) -> datetime:

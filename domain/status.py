@@ -98,7 +98,7 @@ def legal_days_left(case: Case, now: datetime) -> int | None:
 
 def limitation_ends(case: Case) -> datetime | None:
     if not case.regime.legal_clocks:
-        return legacy.limitation_ends(case.limitation_from(), case.policy.legal)
+        return legacy.limitation_ends(legacy.limitation_from(case), case.policy.legal)
     return legal.limitation(case.legal_facts(), case.policy.legal).ends
 
 

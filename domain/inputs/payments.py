@@ -10,6 +10,7 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from domain import legacy
 from domain.allocation import allocate
 from domain.dates import CLOCK_SKEW
 from domain.errors import CLOSED_FIELD, CLOSED_REASON, InvalidInput
@@ -97,7 +98,7 @@ def apply_payment(case: Case, p: PaymentIn, now: datetime, *, forced: bool = Fal
         allocation["surplus"] = surplus
     s.total_paid += minor
     if not case.regime.legal_clocks:
-        s.limitation_from = now  # (before the legal clocks: restarted at the recording time)
+        legacy.acknowledged(s, now)
     rec = PaymentRecord(amount=minor, allocation=allocation, at=p.paid_at or now)
     s.payments[p.payment_id] = rec
     case.event(now, "payment", f"{p.payment_id}: {case.money(minor)}, outstanding {case.money(s.balances.total)}")

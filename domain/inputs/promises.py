@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from domain import legacy
 from domain.dates import utc
 from domain.errors import InvalidInput
 from domain.models import (
@@ -50,7 +51,7 @@ def apply_promise(case: Case, p: PromiseIn, now: datetime) -> UpdateResult:
     )
     case.count_pay_by(s.promise, p.date, case.policy.promise.grace_days, case.policy.promise.keep_dates_on_rest_days)
     if not case.regime.legal_clocks:
-        s.limitation_from = now
+        legacy.acknowledged(s, now)
     case.event(now, "promise", f"{case.money(s.promise.amount)} by {p.date}; ladder paused")
     case.restart_limitation("promise to pay (义务人同意履行义务)", case.clock.today(now), now)  # 民法典 art. 195(二)
     case.restart_enforcement("promise to pay", case.clock.today(now), now)
