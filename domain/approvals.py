@@ -13,7 +13,7 @@ Decisions that take two different people:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from domain.actor import Actor
 from domain.errors import InvalidInput
@@ -51,19 +51,31 @@ def deferral_reason(p: PlanIn, policy: Policy, today) -> str | None:
     return None
 
 
-def needs_approval(arg, policy: Policy) -> ApprovalKind | None:
-    """The kind of approval an input needs (plan, closure, release, close, write_off), or None."""
-    if isinstance(arg, PlanIn):
-        return "plan" if plan_reason(arg, policy) else None
-    if isinstance(arg, HoldIn):
-        return "closure" if arg.kind in CLOSING_HOLDS and not arg.approved else None
-    if isinstance(arg, ReleaseIn):
-        return "release" if arg.kind == "complaint" else None
-    if isinstance(arg, CloseIn):
-        return "close"
-    if isinstance(arg, WriteOffConfirmIn):
-        return "write_off"
-    return None
+# Each input's four-eyes rule (domain/inputs registers one per input that may need a second person): the kind of
+# approval this instance needs, or None when one person may take it.
+
+
+def plan_approval(p: PlanIn, policy: Policy, today: date) -> ApprovalKind | None:
+    """A waiver, instalments or a deferral beyond the policy's plain limits."""
+    return "plan" if plan_reason(p, policy) or deferral_reason(p, policy, today) else None
+
+
+def closure_approval(h: HoldIn, policy: Policy, today: date) -> ApprovalKind | None:
+    """A bankruptcy or a death closes every case of the borrower: not on one person's word."""
+    return "closure" if h.kind in CLOSING_HOLDS and not h.approved else None
+
+
+def release_approval(r: ReleaseIn, policy: Policy, today: date) -> ApprovalKind | None:
+    """A complaint is released by a second person, not by whoever it was about."""
+    return "release" if r.kind == "complaint" else None
+
+
+def close_approval(c: CloseIn, policy: Policy, today: date) -> ApprovalKind | None:
+    return "close"
+
+
+def write_off_approval(c: WriteOffConfirmIn, policy: Policy, today: date) -> ApprovalKind | None:
+    return "write_off"
 
 
 def summary_of(kind: str, arg) -> str:

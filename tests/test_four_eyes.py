@@ -245,3 +245,37 @@ def _payload_lists(event):
 
     walk(msg)
     return found
+
+
+def test_each_input_carries_its_four_eyes_rule():
+    """The table of inputs says which may wait for a second person, and each rule decides by the instance: a waiver
+    over the policy's share or a deferral longer than its plain days; a bankruptcy or death hold (unless already
+    approved); a complaint's release; an operator's closure and a write-off's confirmation always; nothing else."""
+    from datetime import date
+
+    from domain import inputs as registered
+    from domain.models import CloseIn, HoldIn, OutcomeIn, PaymentIn, PlanIn, PromiseIn, ReleaseIn, WriteOffConfirmIn
+    from domain.policy import load_policy
+
+    policy = load_policy("default")
+    policy = policy.model_copy(update={"approval": policy.approval.model_copy(update={"plain_max_deferral_days": 30})})
+    today = date(2026, 12, 7)
+    need = lambda arg: registered.approval_needed(arg, policy, today)  # noqa: E731
+    four_eyes = {i.model.__name__ for i in registered.INPUTS if i.four_eyes}
+    assert four_eyes == {"PlanIn", "HoldIn", "ReleaseIn", "CloseIn", "WriteOffConfirmIn"}
+    over = policy.approval.waiver_percent_over
+    assert need(PlanIn(kind="interest_waiver", waiver_percent=over + 1)) == "plan"
+    assert need(PlanIn(kind="interest_waiver", waiver_percent=over)) is None
+    assert need(PlanIn(kind="deferral", until=date(2027, 1, 7))) == "plan"  # 31 days: beyond the plain 30
+    assert need(PlanIn(kind="deferral", until=date(2027, 1, 6))) is None
+    assert need(HoldIn(kind="deceased")) == "closure" and need(HoldIn(kind="deceased", approved=True)) is None
+    assert need(HoldIn(kind="dispute")) is None
+    assert need(ReleaseIn(kind="complaint")) == "release" and need(ReleaseIn(kind="dispute")) is None
+    assert need(CloseIn(outcome="sold", reason="portfolio sale")) == "close"
+    assert need(WriteOffConfirmIn(approver="Li Na")) == "write_off"
+    for arg in (
+        PaymentIn(payment_id="P1", amount="1.00", currency="CNY"),
+        PromiseIn(amount="1.00", date=today),
+        OutcomeIn(kind="call", outcome="no_answer"),
+    ):
+        assert need(arg) is None

@@ -260,16 +260,9 @@ class CollectionCase:
                 e.actor = tag
 
     def _approval_needed(self, arg: Any) -> ApprovalKind | None:
-        """The approval this input needs by its content (domain/approvals.py): a large waiver, a long deferral, a
-        closing hold, ..."""
-        kind = approvals.needs_approval(arg, self.case.policy)
-        if (
-            kind is None
-            and isinstance(arg, PlanIn)
-            and approvals.deferral_reason(arg, self.case.policy, self.case.clock.today(workflow.now()))
-        ):
-            kind = "plan"
-        return kind
+        """The approval this input needs by its content (its four-eyes rule, domain/inputs): a large waiver, a long
+        deferral, a closing hold, ..."""
+        return registered_inputs.approval_needed(arg, self.case.policy, self.case.clock.today(workflow.now()))
 
     def _proposal_kind(self, arg: Any) -> ApprovalKind | None:
         """The approval this input waits for, if it came from an operator (the application layer sets the actor)."""
@@ -283,11 +276,7 @@ class CollectionCase:
     def _check_no_proposal_waiting(self, arg: Any) -> None:
         """Validator part: a second proposal while one waits is refused before it touches history."""
         s = self.case.state
-        if (
-            s.pending is not None
-            and getattr(arg, "actor", None) is not None
-            and approvals.needs_approval(arg, self.case.policy) is not None
-        ):
+        if s.pending is not None and getattr(arg, "actor", None) is not None and self._approval_needed(arg) is not None:
             _reject(lambda a, now: approvals.propose("plan", a, a.actor, now, self.case.policy, s.pending), arg)
 
     async def _propose(self, kind: ApprovalKind, arg: Any) -> UpdateResult:

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from domain import approvals
 from domain.inputs import closing, holds, outcomes, payments, promises
 from domain.models import (
     ApprovalDecisionIn,
+    ApprovalKind,
     CloseIn,
     HoldIn,
     OutcomeIn,
@@ -34,6 +36,7 @@ from domain.models import (
     SuspensionIn,
     WriteOffConfirmIn,
 )
+from domain.policy import Policy
 
 if TYPE_CHECKING:
     from domain.case import Case
@@ -49,8 +52,15 @@ class Input:
     apply: Callable[[Case, Any, datetime], Any]  # checks again, changes the case, answers the sender
     signals: tuple[str, ...] = ()  # the signal names a bank's system may send it under (the update's, and aliases)
     forms: str | None = None  # the prefix of the use cases any of which shows the console's form, when not `use_case`'s
-    four_eyes: bool = False  # may wait for a second person's approval (domain/approvals.py says when)
+    # its four-eyes rule (domain/approvals.py): which approval an instance needs, given the policy and the day;
+    # None: one person may always take it
+    approval: Callable[[Any, Policy, date], ApprovalKind | None] | None = None
     at_once: bool = False  # its change is published to the search attributes at once (it closes or reopens a case)
+
+    @property
+    def four_eyes(self) -> bool:
+        """May wait for a second person's approval."""
+        return self.approval is not None
 
 
 def _fixed(name: str) -> Callable[[BaseModel], str]:
@@ -102,7 +112,7 @@ INPUTS: tuple[Input, ...] = (
         promises.check_plan,
         promises.apply_plan,
         ("agree_plan",),
-        four_eyes=True,
+        approval=approvals.plan_approval,
     ),
     Input(
         HoldIn,
@@ -113,7 +123,7 @@ INPUTS: tuple[Input, ...] = (
         holds.apply_hold,
         ("place_hold",),
         forms="hold.place.",
-        four_eyes=True,
+        approval=approvals.closure_approval,
     ),
     Input(
         ReleaseIn,
@@ -124,7 +134,7 @@ INPUTS: tuple[Input, ...] = (
         holds.apply_release,
         ("release_hold",),
         forms="hold.release.",
-        four_eyes=True,
+        approval=approvals.release_approval,
     ),
     Input(
         OutcomeIn,
@@ -152,7 +162,7 @@ INPUTS: tuple[Input, ...] = (
         _fixed("case.close"),
         closing.check_close,
         closing.apply_close,
-        four_eyes=True,
+        approval=approvals.close_approval,
         at_once=True,
     ),
     Input(
@@ -162,7 +172,7 @@ INPUTS: tuple[Input, ...] = (
         _fixed("writeoff.confirm"),
         closing.check_confirm_write_off,
         closing.apply_confirm_write_off,
-        four_eyes=True,
+        approval=approvals.write_off_approval,
         at_once=True,
     ),
     # The decision on a proposal is no rule of the case: the workflow checks it against the proposal waiting
@@ -183,3 +193,9 @@ def of(arg: BaseModel) -> Input:
 
 def use_case(arg: BaseModel) -> str:
     return of(arg).use_case(arg)
+
+
+def approval_needed(arg: BaseModel, policy: Policy, today: date) -> ApprovalKind | None:
+    """The approval this input needs by its content (its four-eyes rule), or None."""
+    rule = of(arg).approval
+    return None if rule is None else rule(arg, policy, today)
