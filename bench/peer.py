@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from db.repo import GateRequest, GateStore, Repo
     from domain import compliance
     from domain.dates import local_date
+    from domain.money import parse_amount
     from domain.policy import ContactRules
 
 STEP = "reminder_notice"
@@ -174,7 +175,7 @@ class PeerActivities:
             loan_id=inp.loan_id,
             dpd=inp.dpd,
             currency=inp.currency,
-            outstanding=inp.outstanding,
+            outstanding_minor={k: parse_amount(v, inp.currency, k, allow_zero=True) for k, v in inp.outstanding.items()},
             due_date=date.fromisoformat(inp.due_date),
             next_step=inp.next_step,
             next_dpd=inp.next_dpd,
@@ -206,7 +207,7 @@ class PeerActivities:
                 loan_id=inp.loan_id,
                 currency=inp.currency,
                 stage="reminder",
-                outstanding=int(inp.outstanding["total"].replace(".", "")),
+                outstanding=parse_amount(inp.outstanding["total"], inp.currency, allow_zero=True),
             ),
             events=[],
         )
