@@ -62,11 +62,6 @@ _request_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("req
 UPDATES: dict[type[BaseModel], Any] = {i.model: getattr(CollectionCase, i.update) for i in INPUTS}
 
 
-def use_case(arg: BaseModel) -> str:
-    """The permission-table use case of an input (the kind of hold or outcome decides who may send it)."""
-    return registered.use_case(arg)
-
-
 def with_actor(arg: BaseModel, actor: Actor, *, approved: bool = False) -> BaseModel:
     """The input as the case gets it: the actor is the authenticated operator's, whatever a client sent (None for
     an in-process caller, which acts as before); a complaint's reviewer is that operator; `approved` only from
@@ -112,7 +107,7 @@ async def send(client: Client, loan_id: str, arg: BaseModel, *, approved: bool =
     the actor stamped, the update its model's; the workflow's validator may refuse it (BadInput)."""
     check_id(loan_id)
     command = registered.of(arg).command
-    name = use_case_name or use_case(arg)
+    name = use_case_name or registered.use_case(arg)
     if name not in USE_CASES:  # e.g. releasing a bankruptcy or a death: nobody may; the case would refuse it too
         raise BadInput("kind", f"{getattr(arg, 'kind', command)!r} cannot be {command}d by anyone; nothing was changed")
     arg = with_actor(arg, require(name), approved=approved)

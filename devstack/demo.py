@@ -244,11 +244,12 @@ def stamped(arg: Any) -> Any:
     """The input with demo-desk's actor for its use case (app/inputs.py), when the desk may take it."""
     from access.permissions import Forbidden
     from app import inputs
+    from domain import inputs as registered
 
     if _DESK is None:
         return arg
     try:
-        actor = _DESK.actor(inputs.use_case(arg))
+        actor = _DESK.actor(registered.use_case(arg))
     except Forbidden:
         return arg
     return inputs.with_actor(arg, actor)

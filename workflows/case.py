@@ -821,41 +821,28 @@ class CollectionCase:
         result = self.case.apply(arg, now)
         self._stamp(actor, before)
         self._touch(force=registered_inputs.of(arg).at_once)
-        await self._after[type(arg)](arg, result, paid_before)
+        await AFTER[type(arg)](self, arg, paid_before)
         return result
 
-    @property
-    def _after(self) -> dict[type[BaseModel], Callable[[Any, Any, set[str]], Awaitable[None]]]:
-        """What each input asks of the world once applied, in the order its commands are recorded."""
-        return {
-            PaymentIn: self._after_payment,
-            ReversalIn: lambda r, _result, _paid: self._ledger_reversal(r.payment_id),
-            PromiseIn: self._after_change,
-            PlanIn: self._after_change,
-            HoldIn: self._after_hold,
-            ReleaseIn: self._after_release,
-            OutcomeIn: self._after_outcome,
-            SuspensionIn: self._after_change,
-            CloseIn: self._after_close,
-            WriteOffConfirmIn: self._after_change,
-        }
-
-    async def _after_change(self, _arg: Any, _result: Any, _paid: set[str]) -> None:
+    async def _after_change(self, _arg: Any, paid_before: set[str]) -> None:
         await self._record_events()
 
-    async def _after_close(self, _arg: Any, _result: Any, _paid: set[str]) -> None:
+    async def _after_close(self, _arg: Any, paid_before: set[str]) -> None:
         """Nothing yet: the run loop sees the case closed and records the closure."""
 
-    async def _after_payment(self, p: PaymentIn, result: PaymentResult, _paid: set[str]) -> None:
-        if not result.duplicate:
-            await self._ledger(p.payment_id)
-
-    async def _after_outcome(self, _o: OutcomeIn, _result: Any, paid_before: set[str]) -> None:
-        for pid in sorted(set(self.case.state.payments) - paid_before):  # an enforcement result is a payment
+    async def _after_payment(self, _arg: Any, paid_before: set[str]) -> None:
+        """Every payment the input applied (a payment not seen before; an enforcement result's), to the ledger."""
+        for pid in sorted(set(self.case.state.payments) - paid_before):
             await self._ledger(pid)
+
+    async def _after_outcome(self, o: OutcomeIn, paid_before: set[str]) -> None:
+        await self._after_payment(o, paid_before)  # an enforcement result is a payment
         await self._record_events()
 
-    async def _after_hold(self, h: HoldIn, _result: Any, _paid: set[str]) -> None:
+    async def _after_reversal(self, r: ReversalIn, paid_before: set[str]) -> None:
+        await self._ledger_reversal(r.payment_id)
+
+    async def _after_hold(self, h: HoldIn, paid_before: set[str]) -> None:
         hold = next((x for x in self.case.state.holds if x.kind == h.kind), None)
         if hold is None:  # a closing hold closed the case at once
             await self._hold_change(h.kind, workflow.now(), reference=h.reference)
@@ -865,7 +852,7 @@ class CollectionCase:
             recall = await self._act("complaint", self.case.state.stage, "agency_recall")
             self.case.state.agency_recalled = recall.status == "delivered"
 
-    async def _after_release(self, r: ReleaseIn, _result: Any, _paid: set[str]) -> None:
+    async def _after_release(self, r: ReleaseIn, paid_before: set[str]) -> None:
         await self._hold_change(r.kind, workflow.now(), released=True, released_by=r.reviewer)
 
     async def _ledger(self, payment_id: str) -> None:
@@ -1187,6 +1174,21 @@ class CollectionCase:
         """The case's input with its state as it is now: what a reopened run starts from (app: reverse a payment)."""
         return self.inp.model_copy(update={"state": self.case.state, "reopen": None})
 
+
+# What each input asks of the world once applied (CollectionCase._take), in the order its commands are recorded:
+# the ledger, the holds the gate reads, the audit trail. A closure is recorded by the run loop.
+AFTER: dict[type[BaseModel], Callable[[CollectionCase, Any, set[str]], Awaitable[None]]] = {
+    PaymentIn: CollectionCase._after_payment,
+    ReversalIn: CollectionCase._after_reversal,
+    PromiseIn: CollectionCase._after_change,
+    PlanIn: CollectionCase._after_change,
+    HoldIn: CollectionCase._after_hold,
+    ReleaseIn: CollectionCase._after_release,
+    OutcomeIn: CollectionCase._after_outcome,
+    SuspensionIn: CollectionCase._after_change,
+    CloseIn: CollectionCase._after_close,
+    WriteOffConfirmIn: CollectionCase._after_change,
+}
 
 # The signals' inputs: the model of each (the update's of the same name). docs/workflow-contract.md is written from it.
 SIGNALLED = registered_inputs.SIGNALLED
