@@ -452,9 +452,9 @@ async def record_payment(
 
     known = await asyncio.to_thread(_payment_row, repo, p.payment_id)
     if known is not None:
-        answered = _known_payment(loan_id, p, minor, known, run)
-        if answered is not None:
-            return answered
+        duplicate = _known_payment(loan_id, p, minor, known, run)
+        if duplicate is not None:
+            return duplicate
     if run is not None:
         try:
             result = await send(client, loan_id, p)
